@@ -1,0 +1,81 @@
+/**
+ * What request handlers and the replica fetcher may use of a broker. Kept
+ * apart from the Broker class so handlers do not import it (no cycles), and
+ * so a second protocol codec can drive the same handlers.
+ *
+ * @module
+ */
+import type { OpLog } from "../op_log.ts";
+import type { LeaderState } from "./leader_state.ts";
+import type { MetaOp } from "./metadata.ts";
+import type { Notifier } from "./notifier.ts";
+import type { ProducerState } from "./producer_state.ts";
+import type { TopicStore } from "./topic_store.ts";
+
+/** A broker's settings; every default comes from src/config.ts. */
+export interface BrokerOptions {
+  id: number;
+  host: string;
+  port: number;
+  dataDir: string;
+  zkHost: string;
+  zkPort: number;
+  heartbeatMs: number;
+  sessionTimeoutMs: number;
+  replicaLagMs: number;
+  replicaFetchWaitMs: number;
+  replicaFetchMaxBytes: number;
+  defaultPartitions: number;
+  segmentBytes: number;
+  indexIntervalBytes: number;
+  producerStateScanBytes: number;
+  maxFrameBytes: number;
+  maxRecordBytes: number;
+  maxBatchRecords: number;
+  maxFetchBytes: number;
+  maxFetchWaitMs: number;
+  maxConnections: number;
+  maxPartitions: number;
+  requestTimeoutMs: number;
+  /** Echo the operation log to stderr. */
+  echo: boolean;
+}
+
+/** The leader a broker knows of. */
+export interface LeaderInfo {
+  id: number;
+  host: string;
+  port: number;
+  epoch: number;
+}
+
+/** A producer or consumer registered with this broker. */
+export interface ClientInfo {
+  role: "producer" | "consumer";
+  client: string;
+  topic: string;
+  group?: string;
+  remote: string;
+  since: number;
+}
+
+/** The broker as handlers see it. */
+export interface BrokerContext {
+  readonly opts: BrokerOptions;
+  readonly store: TopicStore;
+  readonly log: OpLog;
+  readonly producers: ProducerState;
+  readonly notifier: Notifier;
+  readonly clients: Map<number, ClientInfo>;
+  role(): "leader" | "follower" | "none";
+  epoch(): number;
+  leader(): LeaderInfo | null;
+  /** The leader state, or NOT_LEADER / NO_LEADER naming where to go. */
+  requireLeader(): LeaderState;
+  /** Whether this leader may still acknowledge (its lease is fresh). */
+  leaseValid(): boolean;
+  /** Creates a topic (or grows it) through the metadata log; resolves once applied. */
+  createTopic(topic: string, partitions: number, mode: "create" | "ensure" | "alter"): Promise<void>;
+  /** Appends a metadata op as leader; resolves with the metadata log's new end. */
+  appendMeta(op: MetaOp): Promise<number>;
+}

@@ -1,0 +1,353 @@
+/**
+ * Client request handling: produce, fetch, metadata, offsets, groups, topics,
+ * registration and status. Independent of the frame codec: each handler takes
+ * a decoded request and returns a reply or throws a YakError.
+ *
+ * @module
+ */
+import { checkGroupName, checkTopicName } from "../log/names.ts";
+import { encodeBatch, type RecordInput } from "../log/record.ts";
+import { YakError } from "../protocol/errors.ts";
+import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
+import type { Session } from "../protocol/server.ts";
+import type { BrokerContext } from "./context.ts";
+import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
+
+const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Builds the request handler of a broker.
+ *
+ * @example
+ * ```ts ignore
+ * const handle = clientHandlers(broker);
+ * const reply = await handle({ id: 1, type: "metadata" }, session);
+ * ```
+ */
+export function clientHandlers(
+  b: BrokerContext,
+): (req: Request, session: Session) => Promise<Reply> | Reply | null {
+  return (req, session) => {
+    switch (req.type) {
+      case "produce":
+        return produce(b, req);
+      case "fetch":
+        return fetch(b, req);
+      case "metadata":
+        return metadata(b, req);
+      case "list_offsets":
+        return listOffsets(b, req);
+      case "commit":
+        return commit(b, req);
+      case "committed":
+        return committed(b, req);
+      case "create_topic":
+        return createTopic(b, req, "create");
+      case "alter_topic":
+        return createTopic(b, req, "alter");
+      case "register":
+        return register(b, req, session);
+      case "deregister":
+        return deregister(b, req, session);
+      case "status":
+        return status(b);
+      default:
+        return null;
+    }
+  };
+}
+
+function acksOf(req: Request): -1 | 0 | 1 {
+  const a = req.acks ?? "all";
+  if (a === "all" || a === -1) return -1;
+  if (a === 0 || a === 1) return a;
+  throw new YakError("INVALID_REQUEST", "'acks' must be \"all\", 1 or 0");
+}
+
+function parseRecords(b: BrokerContext, raw: unknown): RecordInput[] {
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > b.opts.maxBatchRecords) {
+    throw new YakError("INVALID_REQUEST", `'records' must hold 1 to ${b.opts.maxBatchRecords} records`);
+  }
+  const limit = b.opts.maxRecordBytes;
+  const out: RecordInput[] = new Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const r = raw[i];
+    if (typeof r !== "object" || r === null) throw new YakError("INVALID_REQUEST", `record ${i} must be an object`);
+    const { k, v, b: bytes } = r as Record<string, unknown>;
+    if (k !== undefined && k !== null && typeof k !== "string") {
+      throw new YakError("INVALID_REQUEST", `record ${i}: key must be a string`);
+    }
+    const key = (k ?? null) as string | null;
+    if (typeof v === "string") {
+      // A UTF-16 length over the limit is certainly over it in UTF-8 bytes... or close;
+      // checking exactly only for long values keeps the common case cheap.
+      if (v.length > limit / 3 && new TextEncoder().encode(v).length + (key?.length ?? 0) > limit) {
+        throw new YakError("MESSAGE_TOO_LARGE", `record ${i} is larger than ${limit} bytes; split it or raise the limit`);
+      }
+      out[i] = { key, value: v };
+    } else if (typeof bytes === "string") {
+      if (bytes.length * 0.75 > limit) {
+        throw new YakError("MESSAGE_TOO_LARGE", `record ${i} is larger than ${limit} bytes; split it or raise the limit`);
+      }
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {
+        throw new YakError("INVALID_REQUEST", `record ${i}: 'b' must be base64`);
+      }
+      out[i] = { key, valueB64: bytes };
+    } else {
+      throw new YakError("INVALID_REQUEST", `record ${i} needs a text value 'v' or base64 bytes 'b'`);
+    }
+  }
+  return out;
+}
+
+async function produce(b: BrokerContext, req: Request): Promise<Reply> {
+  b.requireLeader();
+  const topic = checkTopicName(req.topic);
+  const partition = int(req, "partition", 0, b.opts.maxPartitions - 1);
+  const acks = acksOf(req);
+  const records = parseRecords(b, req.records);
+  const producer = optStr(req, "producer", 64) ?? null;
+  if (producer !== null && !PRODUCER_ID.test(producer)) {
+    throw new YakError("INVALID_REQUEST", "'producer' must be 1-64 letters, digits, '.', '_' or '-'");
+  }
+  const baseSeq = producer === null ? 0 : int(req, "seq");
+  if (!b.store.has(topic)) await b.createTopic(topic, b.opts.defaultPartitions, "ensure");
+  const log = b.store.partition(topic, partition);
+  const key = `${topic}/${partition}`;
+  if (producer !== null && !b.producers.isReady(key)) {
+    await b.producers.ensure(key, () => log.readTailText(b.opts.producerStateScanBytes));
+  }
+  // From here to the append nothing awaits, so pipelined batches keep their order.
+  const leader = b.requireLeader();
+  if (!b.leaseValid()) throw notLeader(b, "its lease has expired");
+  const seen = producer === null
+    ? { skip: 0, storedBaseOffset: -1, gap: false }
+    : b.producers.check(key, producer, baseSeq, records.length);
+  if (seen.gap && acks === -1) {
+    // An earlier batch of this producer is missing here: it must be resent first.
+    throw new YakError("OUT_OF_ORDER_SEQUENCE", `producer ${producer} skipped sequences before ${baseSeq} on ${key}`);
+  }
+  let baseOffset = seen.storedBaseOffset;
+  let endOffset = log.logEndOffset;
+  if (seen.skip < records.length) {
+    const fresh = seen.skip === 0 ? records : records.slice(seen.skip);
+    const ts = Date.now();
+    const epoch = leader.epoch;
+    const appended = log.append(
+      epoch,
+      fresh.length,
+      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq + seen.skip),
+    );
+    if (producer !== null) b.producers.record(key, producer, baseSeq + seen.skip, fresh.length, appended.baseOffset);
+    if (seen.skip === 0) baseOffset = appended.baseOffset;
+    endOffset = appended.baseOffset + fresh.length;
+    try {
+      await appended.done;
+    } catch (err) {
+      if (producer !== null) b.producers.invalidate(key);
+      throw err;
+    }
+    leader.updateHw(key);
+  }
+  if (acks === -1) await leader.waitForHw(key, endOffset, b.opts.requestTimeoutMs);
+  // A leader that lost its lease while waiting must not acknowledge.
+  if (b.requireLeader() !== leader || !b.leaseValid()) throw notLeader(b, "it lost its leadership");
+  return { baseOffset, count: records.length, duplicate: seen.skip > 0, partition };
+}
+
+function notLeader(b: BrokerContext, why: string): YakError {
+  const l = b.leader();
+  return new YakError(
+    "NOT_LEADER",
+    `broker ${b.opts.id} cannot take writes: ${why}`,
+    l ? { leaderId: l.id, host: l.host, port: l.port, epoch: l.epoch } : {},
+  );
+}
+
+async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
+  const topic = checkTopicName(req.topic, true);
+  if (!b.store.has(topic)) {
+    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist on broker ${b.opts.id}`);
+  }
+  const count = b.store.partitionCount(topic);
+  const wanted = offsetMap(req, "offsets", b.opts.maxPartitions);
+  const partitions: [number, number][] = [];
+  for (const [p, off] of wanted) {
+    const n = Number(p);
+    if (!Number.isInteger(n) || n < 0 || n >= count) {
+      throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`);
+    }
+    partitions.push([n, off]);
+  }
+  const maxBytes = optInt(req, "maxBytes", b.opts.maxFetchBytes, 1, b.opts.maxFetchBytes);
+  const maxWaitMs = optInt(req, "maxWaitMs", 0, 0, b.opts.maxFetchWaitMs);
+  const deadline = Date.now() + maxWaitMs;
+  while (true) {
+    const parts: string[] = [];
+    const hw: string[] = [];
+    let budget = maxBytes;
+    for (const [p, off] of partitions) {
+      const log = b.store.partition(topic, p);
+      hw.push(`"${p}":${log.highWatermark}`);
+      if (off > log.logEndOffset) {
+        // A follower may simply be behind the consumer; only the leader knows the offset is bad.
+        if (b.role() === "leader") {
+          throw new YakError("OUT_OF_RANGE", `offset ${off} is past the end (${log.logEndOffset}) of ${topic}/${p}`);
+        }
+        continue;
+      }
+      if (off >= log.highWatermark || budget <= 0) continue;
+      const read = await log.read(off, budget, log.highWatermark);
+      if (read.count === 0) continue;
+      budget -= read.text.length;
+      parts.push(
+        `{"p":${p},"base":${read.baseOffset},"count":${read.count},"records":[${
+          read.text.slice(0, -1).replaceAll("\n", ",")
+        }]}`,
+      );
+    }
+    const remaining = deadline - Date.now();
+    if (parts.length > 0 || remaining <= 0) {
+      return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]`);
+    }
+    await b.notifier.wait(remaining);
+  }
+}
+
+async function metadata(b: BrokerContext, req: Request): Promise<Reply> {
+  const topic = req.topic === undefined ? undefined : checkTopicName(req.topic);
+  if (topic !== undefined && req.create === true && !b.store.has(topic)) {
+    b.requireLeader();
+    await b.createTopic(topic, b.opts.defaultPartitions, "ensure");
+  }
+  const topics: Record<string, number> = {};
+  for (const name of b.store.topicNames()) {
+    if (name !== CLUSTER_TOPIC && (topic === undefined || name === topic)) topics[name] = b.store.partitionCount(name);
+  }
+  if (topic !== undefined && topics[topic] === undefined) {
+    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist; produce to it or create it first`);
+  }
+  return { brokerId: b.opts.id, role: b.role(), epoch: b.epoch(), leader: b.leader(), topics };
+}
+
+function listOffsets(b: BrokerContext, req: Request): Reply {
+  const topic = checkTopicName(req.topic);
+  const n = b.store.partitionCount(topic);
+  if (n === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  const hw: Record<string, number> = {};
+  const end: Record<string, number> = {};
+  for (let p = 0; p < n; p++) {
+    const log = b.store.partition(topic, p);
+    hw[p] = log.highWatermark;
+    end[p] = log.logEndOffset;
+  }
+  return { hw, end };
+}
+
+async function commit(b: BrokerContext, req: Request): Promise<Reply> {
+  const leader = b.requireLeader();
+  const group = checkGroupName(req.group);
+  const topic = checkTopicName(req.topic);
+  const n = b.store.partitionCount(topic);
+  if (n === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  const offsets: Record<string, number> = {};
+  for (const [p, off] of offsetMap(req, "offsets", b.opts.maxPartitions)) {
+    const i = Number(p);
+    if (!Number.isInteger(i) || i < 0 || i >= n) {
+      throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has no partition '${p}'`);
+    }
+    offsets[i] = off;
+  }
+  const end = await b.appendMeta({ op: "commit", group, topic, offsets });
+  await leader.waitForHw(CLUSTER_KEY, end, b.opts.requestTimeoutMs);
+  return { committed: offsets };
+}
+
+function committed(b: BrokerContext, req: Request): Reply {
+  const group = checkGroupName(req.group);
+  const topic = checkTopicName(req.topic);
+  const offsets = b.store.meta.groups.get(group)?.get(topic);
+  return { offsets: Object.fromEntries(offsets ?? []) };
+}
+
+async function createTopic(b: BrokerContext, req: Request, mode: "create" | "alter"): Promise<Reply> {
+  b.requireLeader();
+  const topic = checkTopicName(req.topic);
+  const partitions = int(req, "partitions", 1, b.opts.maxPartitions);
+  await b.createTopic(topic, partitions, mode);
+  return { topic, partitions: b.store.partitionCount(topic) };
+}
+
+function register(b: BrokerContext, req: Request, session: Session): Reply {
+  const role = str(req, "role", 16);
+  if (role !== "producer" && role !== "consumer") {
+    throw new YakError("INVALID_REQUEST", "'role' must be producer or consumer");
+  }
+  const client = str(req, "client", 64);
+  const topic = checkTopicName(req.topic);
+  const group = req.group === undefined || req.group === null ? undefined : checkGroupName(req.group);
+  const known = b.clients.has(session.id);
+  b.clients.set(session.id, { role, client, topic, group, remote: session.remote, since: Date.now() });
+  if (!known) {
+    b.log.write(`${role}_registered`, { client, topic, ...(group ? { group } : {}), remote: session.remote });
+    session.onClose(() => {
+      const info = b.clients.get(session.id);
+      if (!info) return;
+      b.clients.delete(session.id);
+      b.log.write(`${info.role}_deregistered`, { client: info.client, topic: info.topic, reason: "connection closed" });
+    });
+  }
+  return { registered: true };
+}
+
+function deregister(b: BrokerContext, _req: Request, session: Session): Reply {
+  const info = b.clients.get(session.id);
+  if (info) {
+    b.clients.delete(session.id);
+    b.log.write(`${info.role}_deregistered`, { client: info.client, topic: info.topic });
+  }
+  return { deregistered: info !== undefined };
+}
+
+function status(b: BrokerContext): Reply {
+  const topics = b.store.topicNames().map((name) => ({
+    name,
+    partitions: Array.from({ length: b.store.partitionCount(name) }, (_, p) => {
+      const log = b.store.partition(name, p);
+      return {
+        partition: p,
+        logEndOffset: log.logEndOffset,
+        highWatermark: log.highWatermark,
+        segments: log.segmentCount,
+        bytes: log.sizeBytes,
+      };
+    }),
+  }));
+  const groups: Record<string, Record<string, Record<string, { committed: number; lag: number }>>> = {};
+  for (const [group, byTopic] of b.store.meta.groups) {
+    groups[group] = {};
+    for (const [topic, byPartition] of byTopic) {
+      groups[group][topic] = {};
+      for (const [p, off] of byPartition) {
+        const hw = b.store.partitionCount(topic) > p ? b.store.partition(topic, p).highWatermark : off;
+        groups[group][topic][p] = { committed: off, lag: Math.max(0, hw - off) };
+      }
+    }
+  }
+  let leaderState = null;
+  try {
+    const l = b.role() === "leader" ? b.requireLeader() : null;
+    if (l) leaderState = { isr: l.isr, followers: l.followers() };
+  } catch { /* not leading */ }
+  return {
+    brokerId: b.opts.id,
+    role: b.role(),
+    epoch: b.epoch(),
+    leader: b.leader(),
+    replication: leaderState,
+    topics,
+    groups,
+    clients: [...b.clients.values()],
+    memory: Deno.memoryUsage().rss,
+  };
+}

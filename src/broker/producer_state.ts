@@ -1,0 +1,139 @@
+/**
+ * Idempotent produce: the last sequence each producer wrote to each
+ * partition, so a retransmitted batch is answered, not appended again.
+ *
+ * @module
+ */
+import { producerOf } from "../log/record.ts";
+
+/** Batches remembered per producer and partition (Kafka keeps five). */
+const REMEMBERED_BATCHES = 5;
+/** Producers remembered per partition before the least recent is forgotten. */
+const MAX_PRODUCERS = 10_000;
+
+interface Batch {
+  baseSeq: number;
+  lastSeq: number;
+  baseOffset: number;
+}
+
+interface Entry {
+  lastSeq: number;
+  batches: Batch[];
+}
+
+/** What to do with an incoming batch. */
+export interface SeqCheck {
+  /** Records at the front of the batch already in the log. */
+  skip: number;
+  /** Offset of the batch's first record when it is already (partly) stored, else -1. */
+  storedBaseOffset: number;
+  /** The batch starts past the next expected sequence: an earlier batch is missing. */
+  gap: boolean;
+}
+
+/**
+ * Producer sequences per partition, rebuilt lazily from the log tail on a new leader.
+ *
+ * @example
+ * ```ts
+ * import { ProducerState } from "./producer_state.ts";
+ * const state = new ProducerState();
+ * state.markReady("t/0");
+ * state.record("t/0", "p-1", 0, 10, 0);
+ * state.check("t/0", "p-1", 0, 10); // { skip: 10, storedBaseOffset: 0, gap: false }
+ * ```
+ */
+export class ProducerState {
+  readonly #byPartition = new Map<string, Map<string, Entry>>();
+  readonly #ready = new Set<string>();
+  readonly #loading = new Map<string, Promise<void>>();
+
+  /** Forgets everything (on becoming leader: the log is the truth). */
+  reset(): void {
+    this.#byPartition.clear();
+    this.#ready.clear();
+    this.#loading.clear();
+  }
+
+  isReady(key: string): boolean {
+    return this.#ready.has(key);
+  }
+
+  markReady(key: string): void {
+    this.#ready.add(key);
+  }
+
+  /** Forgets one partition (after a failed write, its tail is read again). */
+  invalidate(key: string): void {
+    this.#byPartition.delete(key);
+    this.#ready.delete(key);
+  }
+
+  /** Rebuilds a partition's state from its newest lines, once. */
+  ensure(key: string, readTail: () => Promise<string>): Promise<void> {
+    let loading = this.#loading.get(key);
+    if (!loading) {
+      loading = (async () => {
+        const text = await readTail();
+        const map = new Map<string, Entry>();
+        let runStart: { producer: string; seq: number; offset: number } | null = null;
+        let prev: { producer: string; seq: number } | null = null;
+        for (const line of text.split("\n")) {
+          if (line.length === 0) continue;
+          const ps = producerOf(line);
+          if (!ps) continue;
+          const offset = Number(line.slice(10, line.indexOf(",", 10)));
+          if (!runStart || !prev || prev.producer !== ps.producer || ps.seq !== prev.seq + 1) {
+            if (runStart && prev) addBatch(map, runStart.producer, runStart.seq, prev.seq, runStart.offset);
+            runStart = { producer: ps.producer, seq: ps.seq, offset };
+          }
+          prev = ps;
+        }
+        if (runStart && prev) addBatch(map, runStart.producer, runStart.seq, prev.seq, runStart.offset);
+        this.#byPartition.set(key, map);
+        this.#ready.add(key);
+        this.#loading.delete(key);
+      })();
+      this.#loading.set(key, loading);
+    }
+    return loading;
+  }
+
+  /** How much of a batch is already stored. */
+  check(key: string, producer: string, baseSeq: number, count: number): SeqCheck {
+    const entry = this.#byPartition.get(key)?.get(producer);
+    if (!entry) return { skip: 0, storedBaseOffset: -1, gap: false };
+    if (baseSeq > entry.lastSeq) return { skip: 0, storedBaseOffset: -1, gap: baseSeq > entry.lastSeq + 1 };
+    const skip = Math.min(count, entry.lastSeq - baseSeq + 1);
+    const batch = entry.batches.find((b) => b.baseSeq <= baseSeq && baseSeq <= b.lastSeq);
+    const storedBaseOffset = batch ? batch.baseOffset + (baseSeq - batch.baseSeq) : -1;
+    return { skip, storedBaseOffset, gap: false };
+  }
+
+  /** Notes that records `baseSeq..baseSeq+count-1` were given offsets from `baseOffset`. */
+  record(key: string, producer: string, baseSeq: number, count: number, baseOffset: number): void {
+    let map = this.#byPartition.get(key);
+    if (!map) this.#byPartition.set(key, map = new Map());
+    addBatch(map, producer, baseSeq, baseSeq + count - 1, baseOffset);
+  }
+
+  /** Producers known for a partition (for status). */
+  producers(key: string): string[] {
+    return [...(this.#byPartition.get(key)?.keys() ?? [])];
+  }
+}
+
+function addBatch(map: Map<string, Entry>, producer: string, baseSeq: number, lastSeq: number, baseOffset: number) {
+  let entry = map.get(producer);
+  if (entry) {
+    map.delete(producer); // re-insert: Map order is the recency order for eviction
+  } else {
+    entry = { lastSeq: -1, batches: [] };
+    if (map.size >= MAX_PRODUCERS) map.delete(map.keys().next().value!);
+  }
+  map.set(producer, entry);
+  entry.lastSeq = Math.max(entry.lastSeq, lastSeq);
+  entry.batches.push({ baseSeq, lastSeq, baseOffset });
+  if (entry.batches.length > REMEMBERED_BATCHES) entry.batches.shift();
+}

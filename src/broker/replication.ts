@@ -1,0 +1,242 @@
+/**
+ * Replication, both sides. The leader answers "what follows my log end" with
+ * its stored bytes (long-polled) and "where does epoch E end"; the follower
+ * truncates where its log parts from the leader's, then appends the leader's
+ * bytes verbatim so replicas stay byte-identical.
+ *
+ * @module
+ */
+import type { EpochEntry } from "../log/epoch_cache.ts";
+import { toYakError, YakError } from "../protocol/errors.ts";
+import { Connection } from "../protocol/connection.ts";
+import { int, offsetMap, optInt, type Reply, type Request } from "../protocol/messages.ts";
+import type { BrokerContext, LeaderInfo } from "./context.ts";
+import { CLUSTER_KEY } from "./metadata.ts";
+
+/** One partition's chunk in a replication response. */
+interface ReplicaPart {
+  k: string;
+  base: number;
+  count: number;
+  data: string;
+  epochs: EpochEntry[];
+}
+
+function checkEpoch(b: BrokerContext, req: Request): void {
+  const epoch = int(req, "epoch");
+  const mine = b.epoch();
+  if (epoch !== mine || b.role() !== "leader") {
+    // Either side may be behind; both refresh their lease and try again.
+    throw new YakError(
+      "STALE_EPOCH",
+      `broker ${b.opts.id} leads epoch ${b.role() === "leader" ? mine : "none"}, request is for epoch ${epoch}`,
+      { epoch: mine },
+    );
+  }
+}
+
+/**
+ * Leader side of a follower's fetch: sends what follows each of the
+ * follower's log ends, waiting up to `maxWaitMs` when there is nothing new.
+ *
+ * @example
+ * ```ts ignore
+ * await replicate(broker, { id: 1, type: "replicate", brokerId: 2, epoch: 4, offsets: { "t/0": 10 } });
+ * ```
+ */
+export async function replicate(b: BrokerContext, req: Request): Promise<Reply> {
+  checkEpoch(b, req);
+  const follower = int(req, "brokerId", 1, 1_000_000);
+  const offsets = offsetMap(req, "offsets", b.opts.maxPartitions * 100 + 1);
+  const maxBytes = optInt(req, "maxBytes", b.opts.replicaFetchMaxBytes, 1, b.opts.maxFetchBytes);
+  const maxWaitMs = optInt(req, "maxWaitMs", 0, 0, b.opts.maxFetchWaitMs);
+  const leader = b.requireLeader();
+  leader.followerFetched(follower, offsets);
+  const knownHw = offsetMap(req, "hw", b.opts.maxPartitions * 100 + 1);
+  const deadline = Date.now() + maxWaitMs;
+  while (true) {
+    const parts: ReplicaPart[] = [];
+    const hw: Record<string, number> = {};
+    const truncate: Record<string, number> = {};
+    let budget = maxBytes;
+    let hwMoved = false;
+    for (const ref of b.store.all()) {
+      const log = ref.log;
+      hw[ref.key] = log.highWatermark;
+      if (log.highWatermark > (knownHw.get(ref.key) ?? -1)) hwMoved = true;
+      const from = offsets.get(ref.key) ?? 0;
+      if (from > log.logEndOffset) {
+        truncate[ref.key] = log.logEndOffset;
+        continue;
+      }
+      if (from === log.logEndOffset || budget <= 0) continue;
+      const read = await log.read(from, budget, log.logEndOffset);
+      if (read.count === 0) continue;
+      budget -= read.text.length;
+      parts.push({
+        k: ref.key,
+        base: read.baseOffset,
+        count: read.count,
+        data: read.text,
+        epochs: log.epochs.within(read.baseOffset, read.baseOffset + read.count),
+      });
+    }
+    const remaining = deadline - Date.now();
+    if (parts.length > 0 || hwMoved || Object.keys(truncate).length > 0 || remaining <= 0) {
+      return { epoch: leader.epoch, parts, hw, truncate };
+    }
+    await b.notifier.wait(remaining);
+    if (b.role() !== "leader" || b.epoch() !== leader.epoch) checkEpoch(b, req);
+  }
+}
+
+/**
+ * Leader side of truncation: for each partition and the follower's last
+ * epoch, the largest epoch the leader has at or below it and where it ends.
+ */
+export function epochEnds(b: BrokerContext, req: Request): Reply {
+  checkEpoch(b, req);
+  const asked = offsetMap(req, "epochs", b.opts.maxPartitions * 100 + 1);
+  const ends: Record<string, { epoch: number; endOffset: number }> = {};
+  for (const [key, epoch] of asked) {
+    const ref = b.store.byKey(key);
+    ends[key] = ref ? ref.log.epochs.endOffsetFor(epoch, ref.log.logEndOffset) : { epoch: -1, endOffset: 0 };
+  }
+  return { ends };
+}
+
+/**
+ * The follower side: one instance per (leader, epoch), stopped on any lease change.
+ *
+ * @example
+ * ```ts ignore
+ * const fetcher = new ReplicaFetcher(broker, { id: 1, host: "127.0.0.1", port: 9092, epoch: 4 });
+ * fetcher.start();
+ * await fetcher.stop();
+ * ```
+ */
+export class ReplicaFetcher {
+  readonly leader: LeaderInfo;
+  readonly #b: BrokerContext;
+  #stopped = false;
+  #conn: Connection | null = null;
+  #loop: Promise<void> | null = null;
+
+  constructor(b: BrokerContext, leader: LeaderInfo) {
+    this.#b = b;
+    this.leader = leader;
+  }
+
+  start(): void {
+    this.#loop = this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#conn?.close();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const b = this.#b;
+    let reconciled = false;
+    let lastError = "";
+    while (!this.#stopped) {
+      try {
+        this.#conn = await Connection.open(this.leader.host, this.leader.port, {
+          connectTimeoutMs: b.opts.sessionTimeoutMs,
+          maxFrameBytes: b.opts.maxFetchBytes * 8 + 1024 * 1024,
+        });
+        if (!reconciled) {
+          await this.#truncateToLeader();
+          reconciled = true;
+        }
+        while (!this.#stopped) await this.#fetchOnce();
+      } catch (err) {
+        if (this.#stopped) break;
+        const yerr = toYakError(err);
+        if (yerr.message !== lastError) {
+          b.log.write("replication_retry", { leader: this.leader.id, epoch: this.leader.epoch, error: yerr.message });
+          lastError = yerr.message;
+        }
+        await new Promise((r) => setTimeout(r, b.opts.heartbeatMs / 2));
+      } finally {
+        this.#conn?.close();
+        this.#conn = null;
+      }
+    }
+  }
+
+  /** Cuts whatever this replica holds past the point where the leader's log differs. */
+  async #truncateToLeader(): Promise<void> {
+    const b = this.#b;
+    const epochs: Record<string, number> = {};
+    for (const ref of b.store.all()) {
+      if (ref.log.logEndOffset > 0) epochs[ref.key] = ref.log.epochs.lastEpoch;
+    }
+    const res = await this.#conn!.request(
+      { type: "epoch_end", epoch: this.leader.epoch, epochs },
+      b.opts.requestTimeoutMs,
+    );
+    const ends = res.ends as Record<string, { epoch: number; endOffset: number }>;
+    for (const [key, end] of Object.entries(ends)) {
+      const ref = b.store.byKey(key);
+      if (!ref) continue;
+      const log = ref.log;
+      const mine = end.epoch === -1 ? { endOffset: 0 } : log.epochs.endOffsetFor(end.epoch, log.logEndOffset);
+      const cut = Math.min(end.endOffset, mine.endOffset, log.logEndOffset);
+      if (cut < log.logEndOffset) {
+        const before = log.logEndOffset;
+        await log.truncateTo(cut);
+        b.log.write("truncated", { partition: key, from: before, to: cut, leader: this.leader.id, epoch: this.leader.epoch });
+        if (key === CLUSTER_KEY) await b.store.replay();
+      }
+    }
+    b.log.write("following", { leader: this.leader.id, epoch: this.leader.epoch, logEndTotal: b.store.logEndTotal() });
+  }
+
+  async #fetchOnce(): Promise<void> {
+    const b = this.#b;
+    const offsets: Record<string, number> = {};
+    const hw: Record<string, number> = {};
+    for (const ref of b.store.all()) {
+      offsets[ref.key] = ref.log.logEndOffset;
+      hw[ref.key] = ref.log.highWatermark;
+    }
+    const res = await this.#conn!.request({
+      type: "replicate",
+      brokerId: b.opts.id,
+      epoch: this.leader.epoch,
+      offsets,
+      hw,
+      maxBytes: b.opts.replicaFetchMaxBytes,
+      maxWaitMs: b.opts.replicaFetchWaitMs,
+    }, b.opts.replicaFetchWaitMs + b.opts.requestTimeoutMs);
+    if (this.#stopped) return;
+    const truncate = res.truncate as Record<string, number>;
+    for (const [key, to] of Object.entries(truncate)) {
+      const log = b.store.byKey(key)?.log;
+      if (log && to < log.logEndOffset) {
+        b.log.write("truncated", { partition: key, from: log.logEndOffset, to, reason: "ahead of the leader" });
+        await log.truncateTo(to);
+        if (key === CLUSTER_KEY) await b.store.replay();
+      }
+    }
+    const parts = res.parts as ReplicaPart[];
+    // Metadata first: it may create the topics whose data follows.
+    parts.sort((x, y) => (x.k === CLUSTER_KEY ? -1 : y.k === CLUSTER_KEY ? 1 : 0));
+    let appended = false;
+    for (const part of parts) {
+      const ref = b.store.byKey(part.k);
+      if (!ref || part.base !== ref.log.logEndOffset) continue; // learned next round
+      await ref.log.appendReplica(part.base, part.count, part.data, part.epochs);
+      if (part.k === CLUSTER_KEY) await b.store.applyLines(part.data);
+      appended = true;
+    }
+    for (const [key, mark] of Object.entries(res.hw as Record<string, number>)) {
+      const log = b.store.byKey(key)?.log;
+      if (log) log.highWatermark = Math.min(mark, log.logEndOffset);
+    }
+    if (appended || parts.length === 0) b.notifier.notify();
+  }
+}

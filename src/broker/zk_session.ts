@@ -1,0 +1,154 @@
+/**
+ * A broker's session with the zookeeper: register, heartbeat, follow lease
+ * pushes, and know how long its own leadership is still valid.
+ *
+ * @module
+ */
+import type { OpLog } from "../op_log.ts";
+import { Connection } from "../protocol/connection.ts";
+import type { Lease } from "../protocol/messages.ts";
+
+/** Options of {@link ZkSession}. */
+export interface ZkSessionOptions {
+  zkHost: string;
+  zkPort: number;
+  brokerId: number;
+  host: string;
+  port: number;
+  heartbeatMs: number;
+  sessionTimeoutMs: number;
+  log: OpLog;
+  logEndTotal: () => number;
+  epoch: () => number;
+  onLease: (lease: Lease) => void;
+}
+
+/**
+ * Keeps the broker registered and reports every lease it learns.
+ *
+ * @example
+ * ```ts ignore
+ * const zk = new ZkSession({ ...opts, onLease: (l) => console.log(l.leaderId) });
+ * zk.start();
+ * zk.leaderLeaseValid(); // true while our heartbeats are acknowledged
+ * ```
+ */
+export class ZkSession {
+  readonly #o: ZkSessionOptions;
+  #conn: Connection | null = null;
+  #stopped = false;
+  #loop: Promise<void> | null = null;
+  #lease: Lease | null = null;
+  /** When the newest acknowledged heartbeat was sent: the zookeeper heard us after it. */
+  #lastAckedSendMs = 0;
+  #wake: (() => void) | null = null;
+
+  constructor(opts: ZkSessionOptions) {
+    this.#o = opts;
+  }
+
+  get lease(): Lease | null {
+    return this.#lease;
+  }
+
+  start(): void {
+    this.#loop = this.#run();
+  }
+
+  /**
+   * Whether our leadership is still safe to act on. The zookeeper declares us
+   * dead `sessionTimeoutMs` after it last heard us; we stop well before that,
+   * counting from when we sent the last heartbeat it acknowledged.
+   */
+  leaderLeaseValid(): boolean {
+    return Date.now() < this.#lastAckedSendMs + this.#o.sessionTimeoutMs * 0.75;
+  }
+
+  /** Asks the zookeeper to change the in-sync set; resolves with the new lease. */
+  async proposeIsr(epoch: number, isr: number[]): Promise<Lease> {
+    const conn = this.#conn;
+    if (!conn) throw new Error("not connected to the zookeeper");
+    const res = await conn.request({ type: "isr", brokerId: this.#o.brokerId, epoch, isr }, this.#o.sessionTimeoutMs);
+    const lease = res.lease as Lease;
+    this.#adopt(lease);
+    return lease;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#conn?.close();
+    this.#wake?.();
+    await this.#loop;
+  }
+
+  #adopt(lease: Lease): void {
+    if (!this.#lease || lease.epoch > this.#lease.epoch || lease.issuedAt > this.#lease.issuedAt) {
+      this.#lease = lease;
+      this.#o.onLease(lease);
+    }
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wake = null;
+  }
+
+  async #run(): Promise<void> {
+    let reported = false;
+    while (!this.#stopped) {
+      try {
+        this.#conn = await Connection.open(this.#o.zkHost, this.#o.zkPort, {
+          connectTimeoutMs: this.#o.sessionTimeoutMs,
+          onPush: (frame) => {
+            if (frame.push === "lease") this.#adopt(frame.lease as Lease);
+          },
+        });
+        const sentAt = Date.now();
+        const res = await this.#conn.request({
+          type: "register",
+          brokerId: this.#o.brokerId,
+          host: this.#o.host,
+          port: this.#o.port,
+          logEndTotal: this.#o.logEndTotal(),
+          epoch: this.#o.epoch(),
+        }, this.#o.sessionTimeoutMs);
+        this.#lastAckedSendMs = sentAt;
+        this.#o.log.write("registered", { zookeeper: `${this.#o.zkHost}:${this.#o.zkPort}` });
+        reported = false;
+        this.#adopt(res.lease as Lease);
+        while (!this.#stopped && !this.#conn.isClosed) {
+          await this.#sleep(this.#o.heartbeatMs);
+          if (this.#stopped) break;
+          const sent = Date.now();
+          const hb = await this.#conn.request({
+            type: "heartbeat",
+            brokerId: this.#o.brokerId,
+            logEndTotal: this.#o.logEndTotal(),
+            epoch: this.#o.epoch(),
+          }, this.#o.sessionTimeoutMs);
+          this.#lastAckedSendMs = sent;
+          this.#adopt(hb.lease as Lease);
+        }
+      } catch (err) {
+        if (this.#stopped) break;
+        if (!reported) {
+          this.#o.log.write("zookeeper_unreachable", {
+            zookeeper: `${this.#o.zkHost}:${this.#o.zkPort}`,
+            error: err instanceof Error ? err.message : String(err),
+          });
+          reported = true;
+        }
+      } finally {
+        this.#conn?.close();
+        this.#conn = null;
+      }
+      if (!this.#stopped) await this.#sleep(this.#o.heartbeatMs);
+    }
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * `yak broker`: storage, replication and client requests.
+ *
+ * @module
+ */
+import { Broker } from "../broker/broker.ts";
+import { DEFAULTS } from "../config.ts";
+import { parseHostPort } from "../protocol/connection.ts";
+import { helpRequested, integer, parse, required, text } from "./args.ts";
+import { serveUntilSignal } from "./serve_until_signal.ts";
+
+const USAGE = `
+yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data data]
+           [--partitions 3] [--segment-bytes 67108864] [--heartbeat-ms 250]
+           [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--quiet]
+
+Serves the native protocol on --port (default 9091+N; 0 picks a free port).
+Files: DATA/broker-N/ (topics, broker.pid, broker.log).
+--zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
+`;
+
+/** Runs a broker until SIGINT/SIGTERM. */
+export async function brokerCommand(args: string[]): Promise<number> {
+  const { values } = parse("broker", args, {
+    id: { type: "string" },
+    port: { type: "string" },
+    host: { type: "string" },
+    zookeeper: { type: "string" },
+    data: { type: "string" },
+    partitions: { type: "string" },
+    "segment-bytes": { type: "string" },
+    "heartbeat-ms": { type: "string" },
+    "session-timeout-ms": { type: "string" },
+    "replica-lag-ms": { type: "string" },
+    quiet: { type: "boolean" },
+  });
+  if (helpRequested(values, USAGE)) return 0;
+  required(values, "id", "broker");
+  const id = integer(values, "id", 0, 1, 1_000_000);
+  const zk = parseHostPort(
+    text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ?? `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`,
+  );
+  const host = text(values, "host") ?? DEFAULTS.host;
+  const broker = await Broker.start({
+    id,
+    host,
+    port: integer(values, "port", DEFAULTS.brokerBasePort + id - 1, 0, 65535),
+    dataDir: text(values, "data") ?? DEFAULTS.dataDir,
+    zkHost: zk.host,
+    zkPort: zk.port,
+    heartbeatMs: integer(values, "heartbeat-ms", DEFAULTS.heartbeatMs, 10, 60_000),
+    sessionTimeoutMs: integer(values, "session-timeout-ms", DEFAULTS.sessionTimeoutMs, 50, 600_000),
+    replicaLagMs: integer(values, "replica-lag-ms", DEFAULTS.replicaLagMs, 50, 600_000),
+    replicaFetchWaitMs: DEFAULTS.replicaFetchWaitMs,
+    replicaFetchMaxBytes: DEFAULTS.replicaFetchMaxBytes,
+    defaultPartitions: integer(values, "partitions", DEFAULTS.defaultPartitions, 1, DEFAULTS.maxPartitions),
+    segmentBytes: integer(values, "segment-bytes", DEFAULTS.segmentBytes, 1024, 2 ** 31 - 1),
+    indexIntervalBytes: DEFAULTS.indexIntervalBytes,
+    producerStateScanBytes: DEFAULTS.producerStateScanBytes,
+    maxFrameBytes: DEFAULTS.maxFrameBytes,
+    maxRecordBytes: DEFAULTS.maxRecordBytes,
+    maxBatchRecords: DEFAULTS.maxBatchRecords,
+    maxFetchBytes: DEFAULTS.maxFetchBytes,
+    maxFetchWaitMs: DEFAULTS.maxFetchWaitMs,
+    maxConnections: DEFAULTS.maxConnections,
+    maxPartitions: DEFAULTS.maxPartitions,
+    requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+    echo: !values.quiet,
+  });
+  console.log(`broker ${id} listening on ${host}:${broker.port}`);
+  await serveUntilSignal(() => broker.stop());
+  return 0;
+}

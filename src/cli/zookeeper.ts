@@ -1,0 +1,43 @@
+/**
+ * `yak zookeeper`: membership, heartbeats, elections and the lease file.
+ *
+ * @module
+ */
+import { DEFAULTS } from "../config.ts";
+import { Zookeeper } from "../zookeeper/zookeeper.ts";
+import { helpRequested, integer, parse, text } from "./args.ts";
+import { serveUntilSignal } from "./serve_until_signal.ts";
+
+const USAGE = `
+yak zookeeper [--port 2181] [--host 127.0.0.1] [--data data]
+              [--heartbeat-ms 250] [--session-timeout-ms 1000] [--quiet]
+
+Watches broker heartbeats, elects the leader, and writes the lease to
+DATA/zookeeper/leader.lease. Operation log: DATA/zookeeper/zookeeper.log.
+`;
+
+/** Runs the zookeeper until SIGINT/SIGTERM. */
+export async function zookeeperCommand(args: string[]): Promise<number> {
+  const { values } = parse("zookeeper", args, {
+    port: { type: "string" },
+    host: { type: "string" },
+    data: { type: "string" },
+    "heartbeat-ms": { type: "string" },
+    "session-timeout-ms": { type: "string" },
+    quiet: { type: "boolean" },
+  });
+  if (helpRequested(values, USAGE)) return 0;
+  const zk = await Zookeeper.start({
+    dataDir: text(values, "data") ?? DEFAULTS.dataDir,
+    host: text(values, "host") ?? DEFAULTS.host,
+    port: integer(values, "port", DEFAULTS.zookeeperPort, 0, 65535),
+    heartbeatMs: integer(values, "heartbeat-ms", DEFAULTS.heartbeatMs, 10, 60_000),
+    sessionTimeoutMs: integer(values, "session-timeout-ms", DEFAULTS.sessionTimeoutMs, 50, 600_000),
+    maxFrameBytes: 1024 * 1024,
+    maxConnections: DEFAULTS.maxConnections,
+    echo: !values.quiet,
+  });
+  console.log(`zookeeper listening on ${text(values, "host") ?? DEFAULTS.host}:${zk.port}`);
+  await serveUntilSignal(() => zk.stop());
+  return 0;
+}

@@ -1,0 +1,216 @@
+/**
+ * The consumer: long-polls a topic's partitions from a replica, remembers
+ * where it is, and commits a group's offsets to the leader.
+ *
+ * @module
+ */
+import { DEFAULTS } from "../config.ts";
+import type { Connection } from "../protocol/connection.ts";
+import { isRetriable, toYakError, YakError } from "../protocol/errors.ts";
+import type { FetchedRecord } from "../protocol/messages.ts";
+import { type Bootstrap, connectAny, connectLeader } from "./discovery.ts";
+
+/** Options of {@link Consumer.open}. */
+export interface ConsumerOptions {
+  bootstrap: Bootstrap;
+  topic: string;
+  /** Commit offsets under this group and resume from its last commit. */
+  group?: string;
+  /** Read only this partition. */
+  partition?: number;
+  /** Start here (in every partition read) instead of the end. */
+  offset?: number;
+  fromBeginning?: boolean;
+  maxWaitMs?: number;
+  maxBytes?: number;
+  requestTimeoutMs?: number;
+  /** Give up when no replica answers for this long. */
+  retryTimeoutMs?: number;
+  onRetry?: (why: string) => void;
+}
+
+/** Records of one partition from one poll. */
+export interface PartitionRecords {
+  partition: number;
+  records: FetchedRecord[];
+}
+
+/**
+ * A consumer of one topic.
+ *
+ * @example
+ * ```ts
+ * import { Consumer } from "./consumer.ts";
+ * const consumer = await Consumer.open({ bootstrap: {}, topic: "events", fromBeginning: true });
+ * for (const { partition, records } of await consumer.poll()) console.log(partition, records.length);
+ * await consumer.close();
+ * ```
+ */
+export class Consumer {
+  readonly id = `c-${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  readonly topic: string;
+  readonly #o: ConsumerOptions;
+  #conn: Connection | null = null;
+  #leaderConn: Connection | null = null;
+  /** partition -> next offset to read. */
+  readonly positions = new Map<number, number>();
+  #committed = new Map<number, number>();
+  #lastMetaMs = 0;
+
+  private constructor(o: ConsumerOptions) {
+    this.#o = o;
+    this.topic = o.topic;
+  }
+
+  /** Connects, finds the starting offsets, and registers. */
+  static async open(opts: ConsumerOptions): Promise<Consumer> {
+    const c = new Consumer(opts);
+    await c.#connect();
+    return c;
+  }
+
+  get #timeoutMs(): number {
+    return this.#o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+  }
+
+  async #connect(): Promise<void> {
+    const deadline = Date.now() + (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    while (true) {
+      try {
+        this.#conn = await connectAny(this.#o.bootstrap, deadline, this.#o.onRetry);
+        await this.#refresh();
+        await this.#conn.request({
+          type: "register",
+          role: "consumer",
+          client: this.id,
+          topic: this.topic,
+          ...(this.#o.group ? { group: this.#o.group } : {}),
+        }, this.#timeoutMs);
+        return;
+      } catch (err) {
+        this.#conn?.close();
+        this.#conn = null;
+        const yerr = toYakError(err);
+        // A topic not replicated here yet is worth waiting for, like a lost connection.
+        if (!isRetriable(yerr) && yerr.code !== "UNKNOWN_TOPIC") throw yerr;
+        if (yerr.code === "UNKNOWN_TOPIC" && Date.now() > deadline) throw yerr;
+        if (Date.now() > deadline) throw yerr;
+        this.#o.onRetry?.(yerr.message);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /** Learns the partition count and sets a start offset for partitions not yet read. */
+  async #refresh(): Promise<void> {
+    const conn = this.#conn!;
+    const meta = await conn.request({ type: "metadata", topic: this.topic }, this.#timeoutMs);
+    const n = (meta.topics as Record<string, number>)[this.topic];
+    this.#lastMetaMs = Date.now();
+    const wanted = this.#o.partition === undefined ? [...Array(n).keys()] : [this.#o.partition];
+    if (this.#o.partition !== undefined && this.#o.partition >= n) {
+      throw new YakError(
+        "UNKNOWN_PARTITION",
+        `topic '${this.topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
+      );
+    }
+    const missing = wanted.filter((p) => !this.positions.has(p));
+    if (missing.length === 0) return;
+    let committed: Record<string, number> = {};
+    if (this.#o.group) {
+      const res = await this.#leaderRequest({ type: "committed", group: this.#o.group, topic: this.topic });
+      committed = res.offsets as Record<string, number>;
+    }
+    let ends: Record<string, number> | null = null;
+    const firstTime = this.positions.size === 0;
+    for (const p of missing) {
+      let start: number;
+      if (committed[p] !== undefined) start = committed[p];
+      else if (this.#o.offset !== undefined) start = this.#o.offset;
+      else if (this.#o.fromBeginning || !firstTime) start = 0; // partitions added later hold only new records
+      else {
+        ends ??= (await conn.request({ type: "list_offsets", topic: this.topic }, this.#timeoutMs)).hw as Record<
+          string,
+          number
+        >;
+        start = ends[p] ?? 0;
+      }
+      this.positions.set(p, start);
+      if (committed[p] !== undefined) this.#committed.set(p, committed[p]);
+    }
+  }
+
+  /** One long-poll: records from any partition that has some, in offset order per partition. */
+  async poll(): Promise<PartitionRecords[]> {
+    while (true) {
+      try {
+        if (!this.#conn || this.#conn.isClosed) await this.#connect();
+        if (Date.now() - this.#lastMetaMs > 5000) await this.#refresh();
+        const maxWaitMs = this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs;
+        const res = await this.#conn!.request({
+          type: "fetch",
+          topic: this.topic,
+          offsets: Object.fromEntries(this.positions),
+          maxBytes: this.#o.maxBytes ?? DEFAULTS.consumerFetchMaxBytes,
+          maxWaitMs,
+        }, maxWaitMs + this.#timeoutMs);
+        const out: PartitionRecords[] = [];
+        for (const part of res.parts as { p: number; base: number; records: FetchedRecord[] }[]) {
+          if (part.base !== this.positions.get(part.p)) continue;
+          this.positions.set(part.p, part.base + part.records.length);
+          out.push({ partition: part.p, records: part.records });
+        }
+        return out;
+      } catch (err) {
+        const yerr = toYakError(err);
+        if (!isRetriable(yerr)) throw yerr;
+        this.#o.onRetry?.(yerr.message);
+        this.#conn?.close();
+        this.#conn = null;
+      }
+    }
+  }
+
+  async #leaderRequest(body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    while (true) {
+      try {
+        if (!this.#leaderConn || this.#leaderConn.isClosed) {
+          this.#leaderConn = (await connectLeader(this.#o.bootstrap, deadline, this.#o.onRetry)).conn;
+        }
+        return await this.#leaderConn.request(body, this.#timeoutMs);
+      } catch (err) {
+        const yerr = toYakError(err);
+        this.#leaderConn?.close();
+        this.#leaderConn = null;
+        if (!isRetriable(yerr) || Date.now() > deadline) throw yerr;
+        this.#o.onRetry?.(yerr.message);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /**
+   * Commits the group's positions (what has been handed out), retrying
+   * through failovers. A no-op without a group or when nothing moved.
+   */
+  async commit(): Promise<void> {
+    if (!this.#o.group) return;
+    const offsets: Record<string, number> = {};
+    for (const [p, off] of this.positions) {
+      if (this.#committed.get(p) !== off) offsets[p] = off;
+    }
+    if (Object.keys(offsets).length === 0) return;
+    await this.#leaderRequest({ type: "commit", group: this.#o.group, topic: this.topic, offsets });
+    for (const [p, off] of Object.entries(offsets)) this.#committed.set(Number(p), off);
+  }
+
+  /** Deregisters and closes. Commit first if the group should resume here. */
+  async close(): Promise<void> {
+    try {
+      if (this.#conn && !this.#conn.isClosed) await this.#conn.request({ type: "deregister" }, 1000);
+    } catch { /* leaving anyway */ }
+    this.#conn?.close();
+    this.#leaderConn?.close();
+  }
+}

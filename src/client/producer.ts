@@ -1,0 +1,337 @@
+/**
+ * The producer: batches records per partition, pipelines batches to the
+ * leader, and resends every unacknowledged batch (in order, with the same
+ * sequence numbers) after any failure, so nothing is lost or duplicated.
+ *
+ * @module
+ */
+import { DEFAULTS } from "../config.ts";
+import type { Connection } from "../protocol/connection.ts";
+import { isRetriable, toYakError, YakError } from "../protocol/errors.ts";
+import type { OutgoingRecord } from "../protocol/messages.ts";
+import { type Bootstrap, connectLeader } from "./discovery.ts";
+import { partitionForKey } from "./murmur2.ts";
+
+/** Options of {@link Producer.open}. */
+export interface ProducerOptions {
+  bootstrap: Bootstrap;
+  topic: string;
+  acks?: "all" | 1 | 0;
+  /** Send everything to this partition. */
+  partition?: number;
+  batchRecords?: number;
+  batchBytes?: number;
+  lingerMs?: number;
+  maxInFlight?: number;
+  requestTimeoutMs?: number;
+  /** Give up when nothing has been acknowledged for this long. */
+  deliveryTimeoutMs?: number;
+  /** Told why the producer is reconnecting (for a one-line notice). */
+  onRetry?: (why: string) => void;
+}
+
+type ResolvedOptions =
+  & Required<Omit<ProducerOptions, "partition" | "onRetry">>
+  & Pick<ProducerOptions, "partition" | "onRetry">;
+
+interface Batch {
+  partition: number;
+  records: OutgoingRecord[];
+  bytes: number;
+  seq: number;
+  order: number;
+  acked: boolean;
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/**
+ * An idempotent producer for one topic.
+ *
+ * @example
+ * ```ts
+ * import { Producer } from "./producer.ts";
+ * const producer = await Producer.open({ bootstrap: {}, topic: "events" });
+ * producer.add("user-7", "hello");
+ * await producer.flush();
+ * await producer.close();
+ * ```
+ */
+export class Producer {
+  /** This producer's id: with a per-partition sequence, it makes retries idempotent. */
+  readonly id: string;
+  readonly topic: string;
+  #o: ResolvedOptions;
+  #conn: Connection;
+  #partitions: number;
+  #open = new Map<number, Batch>();
+  #queue: Batch[] = [];
+  #inflight: Batch[] = [];
+  #nextSeq = new Map<number, number>();
+  #order = 0;
+  #sticky = 0;
+  #generation = 0;
+  #reconnecting: Promise<void> | null = null;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  #progress = new Set<() => void>();
+  #lastProgressMs = Date.now();
+  #failed: YakError | null = null;
+  #closed = false;
+  /** Records and bytes acknowledged so far (or sent, with acks=0). */
+  ackedRecords = 0;
+  ackedBytes = 0;
+  /** Batches sent again after a failure. */
+  retries = 0;
+  duplicates = 0;
+
+  private constructor(o: ResolvedOptions, conn: Connection, partitions: number) {
+    this.#o = o;
+    this.topic = o.topic;
+    this.#conn = conn;
+    this.#partitions = partitions;
+    this.id = `p-${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  }
+
+  /** Connects to the leader, creates the topic if it is new, and registers. */
+  static async open(opts: ProducerOptions): Promise<Producer> {
+    const o = {
+      acks: "all" as const,
+      batchRecords: DEFAULTS.batchRecords,
+      batchBytes: DEFAULTS.batchBytes,
+      lingerMs: DEFAULTS.lingerMs,
+      maxInFlight: DEFAULTS.maxInFlightBatches,
+      requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+      deliveryTimeoutMs: DEFAULTS.deliveryTimeoutMs,
+      // An absent flag arrives as undefined and must not override a default.
+      ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+    } as ResolvedOptions;
+    const deadline = Date.now() + o.deliveryTimeoutMs;
+    const { conn } = await connectLeader(o.bootstrap, deadline, o.onRetry);
+    const p = new Producer(o, conn, 1);
+    await p.#setup(conn);
+    return p;
+  }
+
+  get partitions(): number {
+    return this.#partitions;
+  }
+
+  /** Batches and records not yet acknowledged. */
+  get pendingBatches(): number {
+    return this.#queue.length + this.#inflight.length + this.#open.size;
+  }
+
+  async #setup(conn: Connection): Promise<void> {
+    const meta = await conn.request({ type: "metadata", topic: this.topic, create: true }, this.#o.requestTimeoutMs);
+    const n = (meta.topics as Record<string, number>)[this.topic];
+    if (this.#o.partition !== undefined && this.#o.partition >= n) {
+      throw new YakError(
+        "UNKNOWN_PARTITION",
+        `topic '${this.topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
+      );
+    }
+    this.#partitions = n;
+    await conn.request({ type: "register", role: "producer", client: this.id, topic: this.topic }, this.#o.requestTimeoutMs);
+  }
+
+  /**
+   * Adds one record (text, or bytes stored as base64). Cheap and synchronous;
+   * call {@link waitForRoom} now and then to bound memory.
+   */
+  add(key: string | null, value: string | Uint8Array): void {
+    if (this.#failed) throw this.#failed;
+    const record: OutgoingRecord = typeof value === "string" ? { v: value } : { b: toBase64(value) };
+    if (key !== null) record.k = key;
+    const size = (typeof value === "string" ? value.length : value.length) + (key?.length ?? 0) + 16;
+    let partition: number;
+    if (this.#o.partition !== undefined) partition = this.#o.partition;
+    else if (key !== null) partition = partitionForKey(key, this.#partitions);
+    else partition = this.#sticky;
+    let batch = this.#open.get(partition);
+    if (!batch) {
+      batch = { partition, records: [], bytes: 0, seq: 0, order: 0, acked: false };
+      this.#open.set(partition, batch);
+    }
+    batch.records.push(record);
+    batch.bytes += size;
+    if (batch.records.length >= this.#o.batchRecords || batch.bytes >= this.#o.batchBytes) {
+      this.#seal(batch);
+    } else if (this.#lingerTimer === undefined) {
+      this.#lingerTimer = setTimeout(() => {
+        this.#lingerTimer = undefined;
+        for (const b of [...this.#open.values()]) this.#seal(b);
+      }, this.#o.lingerMs);
+    }
+  }
+
+  #seal(batch: Batch): void {
+    this.#open.delete(batch.partition);
+    batch.seq = this.#nextSeq.get(batch.partition) ?? 0;
+    this.#nextSeq.set(batch.partition, batch.seq + batch.records.length);
+    batch.order = this.#order++;
+    this.#queue.push(batch);
+    // Keyless records spread batch by batch (Kafka's sticky partitioner).
+    if (batch.partition === this.#sticky) this.#sticky = (this.#sticky + 1) % this.#partitions;
+    this.#pump();
+  }
+
+  #pump(): void {
+    if (this.#reconnecting || this.#failed) return;
+    while (this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0) {
+      const batch = this.#queue.shift()!;
+      this.#inflight.push(batch);
+      this.#send(batch, this.#conn, this.#generation);
+    }
+  }
+
+  #send(batch: Batch, conn: Connection, generation: number): void {
+    const body = {
+      type: "produce",
+      topic: this.topic,
+      partition: batch.partition,
+      acks: this.#o.acks,
+      producer: this.id,
+      seq: batch.seq,
+      records: batch.records,
+    };
+    if (this.#o.acks === 0) {
+      conn.send(body).then(() => this.#acked(batch, false), (err) => this.#failedSend(err, generation));
+      return;
+    }
+    conn.request(body, this.#o.requestTimeoutMs + 2000).then(
+      (res) => this.#acked(batch, res.duplicate === true),
+      (err) => this.#failedSend(err, generation),
+    );
+  }
+
+  #acked(batch: Batch, duplicate: boolean): void {
+    if (batch.acked) return;
+    batch.acked = true;
+    if (duplicate) this.duplicates++;
+    this.ackedRecords += batch.records.length;
+    this.ackedBytes += batch.bytes;
+    const i = this.#inflight.indexOf(batch);
+    if (i !== -1) this.#inflight.splice(i, 1);
+    else {
+      const j = this.#queue.indexOf(batch);
+      if (j !== -1) this.#queue.splice(j, 1);
+    }
+    this.#lastProgressMs = Date.now();
+    this.#notify();
+    this.#pump();
+  }
+
+  #failedSend(err: unknown, generation: number): void {
+    if (generation !== this.#generation || this.#closed) return; // already being retried
+    const yerr = toYakError(err);
+    if (!isRetriable(yerr)) {
+      this.#fail(yerr);
+      return;
+    }
+    this.#reconnect(yerr.message);
+  }
+
+  #reconnect(why: string): void {
+    if (this.#reconnecting) return;
+    this.#generation++;
+    this.#conn.close();
+    // Everything unacknowledged goes again, in its original order and sequence.
+    const retry = this.#inflight.filter((b) => !b.acked);
+    this.retries += retry.length;
+    this.#queue = [...retry, ...this.#queue].sort((a, b) => a.order - b.order);
+    this.#inflight = [];
+    this.#o.onRetry?.(why);
+    this.#reconnecting = (async () => {
+      try {
+        while (true) {
+          if (Date.now() - this.#lastProgressMs > this.#o.deliveryTimeoutMs) {
+            throw new YakError("TIMEOUT", `nothing acknowledged for ${this.#o.deliveryTimeoutMs} ms (last error: ${why})`);
+          }
+          try {
+            const { conn } = await connectLeader(this.#o.bootstrap, this.#lastProgressMs + this.#o.deliveryTimeoutMs, this.#o.onRetry);
+            this.#conn = conn;
+            await this.#setup(conn);
+            return;
+          } catch (err) {
+            const yerr = toYakError(err);
+            if (!isRetriable(yerr)) throw yerr;
+            why = yerr.message;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      } catch (err) {
+        this.#fail(toYakError(err));
+      } finally {
+        this.#reconnecting = null;
+      }
+    })().then(() => this.#pump());
+  }
+
+  #fail(err: YakError): void {
+    if (this.#failed) return;
+    this.#failed = err;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const waiters = [...this.#progress];
+    this.#progress.clear();
+    for (const w of waiters) w();
+  }
+
+  #waitProgress(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, 1000);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.#progress.delete(done);
+        resolve();
+      }
+      this.#progress.add(done);
+    });
+  }
+
+  /** Waits while too many batches are outstanding (backpressure for fast readers). */
+  async waitForRoom(): Promise<void> {
+    while (!this.#failed && this.#queue.length + this.#inflight.length > this.#o.maxInFlight * 2) {
+      await this.#waitProgress();
+      this.#checkStalled();
+    }
+    if (this.#failed) throw this.#failed;
+  }
+
+  #checkStalled(): void {
+    if (!this.#reconnecting && Date.now() - this.#lastProgressMs > this.#o.deliveryTimeoutMs) {
+      this.#fail(new YakError("TIMEOUT", `nothing acknowledged for ${this.#o.deliveryTimeoutMs} ms`));
+    }
+  }
+
+  /** Sends everything added so far and waits until all of it is acknowledged. */
+  async flush(): Promise<void> {
+    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+    for (const b of [...this.#open.values()]) this.#seal(b);
+    while (!this.#failed && (this.#queue.length > 0 || this.#inflight.length > 0 || this.#reconnecting)) {
+      this.#pump();
+      await this.#waitProgress();
+      this.#checkStalled();
+    }
+    if (this.#failed) throw this.#failed;
+  }
+
+  /** Deregisters and closes the connection (after {@link flush}). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#lingerTimer);
+    try {
+      if (!this.#conn.isClosed) await this.#conn.request({ type: "deregister" }, 1000);
+    } catch { /* leaving anyway */ }
+    this.#conn.close();
+  }
+}
+

@@ -1,0 +1,54 @@
+/**
+ * Every default and limit of yak, in one place, with units in the names.
+ *
+ * @module
+ */
+
+/** The defaults and limits that processes start with unless a flag says otherwise. */
+export const DEFAULTS = {
+  /** Where every process keeps its files. */
+  dataDir: "data",
+  /** Address everything binds to unless `--host` says otherwise. */
+  host: "127.0.0.1",
+  zookeeperPort: 2181,
+  /** Broker N listens on `brokerBasePort + N - 1` unless `--port` is given. */
+  brokerBasePort: 9092,
+  /** Partitions of a topic created on first use. */
+  defaultPartitions: 3,
+
+  // Membership and failover.
+  heartbeatMs: 250,
+  sessionTimeoutMs: 1000,
+  /** A follower that has not caught up for this long leaves the in-sync set. */
+  replicaLagMs: 3000,
+  /** How long a follower's fetch waits at the leader for new records. */
+  replicaFetchWaitMs: 200,
+  replicaFetchMaxBytes: 4 * 1024 * 1024,
+
+  // Storage.
+  segmentBytes: 64 * 1024 * 1024,
+  indexIntervalBytes: 4096,
+  /** How much of a partition's tail is scanned to rebuild producer sequences on a new leader. */
+  producerStateScanBytes: 16 * 1024 * 1024,
+
+  // Protocol limits.
+  maxFrameBytes: 16 * 1024 * 1024,
+  maxRecordBytes: 1024 * 1024,
+  maxBatchRecords: 10_000,
+  maxFetchBytes: 4 * 1024 * 1024,
+  maxFetchWaitMs: 30_000,
+  maxConnections: 1024,
+  maxPartitions: 1000,
+  maxTopicNameChars: 249,
+
+  // Clients.
+  requestTimeoutMs: 10_000,
+  batchRecords: 2000,
+  batchBytes: 1024 * 1024,
+  lingerMs: 5,
+  maxInFlightBatches: 8,
+  /** A producer gives up when no leader acknowledges anything for this long. */
+  deliveryTimeoutMs: 60_000,
+  consumerFetchWaitMs: 500,
+  consumerFetchMaxBytes: 1024 * 1024,
+} as const;

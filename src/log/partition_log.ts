@@ -1,0 +1,460 @@
+/**
+ * A partition log: an append-only list of segments, each a JSON-lines file
+ * plus a sparse index. Appends are whole batches in one write; reads seek
+ * through the index; recovery and truncation live here, nowhere else.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { YakError } from "../protocol/errors.ts";
+import { type EpochEntry, EpochCache } from "./epoch_cache.ts";
+import { Segment, segmentStem } from "./segment.ts";
+
+const NEWLINE = 10;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Options of {@link PartitionLog.open}. */
+export interface LogOptions {
+  segmentBytes: number;
+  indexIntervalBytes: number;
+  /** Recent appends kept in memory so tail readers (followers, consumers) skip the disk. */
+  tailCacheBytes?: number;
+  /** Told about repairs (torn tail cut, index rebuilt), for the operation log. */
+  onEvent?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+/** Lines read from a log: `count` records starting at `baseOffset`, each ending in "\n". */
+export interface ReadResult {
+  baseOffset: number;
+  count: number;
+  text: string;
+}
+
+interface Chunk {
+  base: number;
+  count: number;
+  text: string;
+}
+
+/** The offset a stored line claims, read from its fixed prefix without parsing it all. */
+export function lineOffset(line: string): number {
+  // Lines start with {"offset":N, by construction (see record.ts).
+  const end = line.indexOf(",", 10);
+  return Number(line.slice(10, end));
+}
+
+/**
+ * One partition's log.
+ *
+ * @example
+ * ```ts
+ * import { PartitionLog } from "./partition_log.ts";
+ * const log = await PartitionLog.open("/tmp/t/0", { segmentBytes: 1 << 26, indexIntervalBytes: 4096 });
+ * const { baseOffset, done } = log.append(1, 1, (base) => `{"offset":${base},"epoch":1}\n`);
+ * await done;
+ * const read = await log.read(baseOffset, 1 << 20, log.logEndOffset);
+ * ```
+ */
+export class PartitionLog {
+  readonly dir: string;
+  readonly epochs: EpochCache;
+  readonly #opts: Required<Omit<LogOptions, "onEvent">> & Pick<LogOptions, "onEvent">;
+  #segments: Segment[];
+  /** Offset after the last record on disk. */
+  #logEnd: number;
+  /** Offset the next append will get (ahead of #logEnd while writes are queued). */
+  #next: number;
+  #hw = 0;
+  #writeChain: Promise<void> = Promise.resolve();
+  #tail: Chunk[] = [];
+  #tailBytes = 0;
+  #listeners = new Set<() => void>();
+  #closed = false;
+
+  private constructor(
+    dir: string,
+    segments: Segment[],
+    logEnd: number,
+    epochs: EpochCache,
+    opts: LogOptions,
+  ) {
+    this.dir = dir;
+    this.#segments = segments;
+    this.#logEnd = logEnd;
+    this.#next = logEnd;
+    this.epochs = epochs;
+    this.#opts = { tailCacheBytes: 8 * 1024 * 1024, ...opts };
+  }
+
+  /** Opens (creating if needed) the log in `dir`, repairing a torn tail. */
+  static async open(dir: string, opts: LogOptions): Promise<PartitionLog> {
+    await Deno.mkdir(dir, { recursive: true });
+    const bases: number[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      const m = /^(\d{20})\.jsonl$/.exec(entry.name);
+      if (m && entry.isFile) bases.push(Number(m[1]));
+    }
+    bases.sort((a, b) => a - b);
+    const segments: Segment[] = [];
+    let logEnd = 0;
+    if (bases.length === 0) {
+      segments.push(await Segment.create(dir, 0));
+    }
+    for (let i = 0; i < bases.length; i++) {
+      const last = i === bases.length - 1;
+      const { segment, scan, indexRebuilt } = await Segment.open(dir, bases[i], opts.indexIntervalBytes, last);
+      if (indexRebuilt) opts.onEvent?.("index_rebuilt", { file: segment.indexPath });
+      segments.push(segment);
+      if (!last || !scan) continue;
+      if (scan.tornBytes > 0) {
+        await segment.truncate(scan.validBytes);
+        opts.onEvent?.("torn_tail_cut", {
+          file: segment.dataPath,
+          cutBytes: scan.tornBytes,
+          keptRecords: scan.count,
+        });
+      }
+      logEnd = segment.base + scan.count;
+      if (scan.lastLine !== null) {
+        let claimed = NaN;
+        try {
+          claimed = JSON.parse(scan.lastLine).offset;
+        } catch { /* checked below */ }
+        if (claimed !== logEnd - 1) {
+          throw new YakError(
+            "CORRUPT_LOG",
+            `segment ${segment.dataPath} is corrupt: its last line should hold offset ${logEnd - 1}; ` +
+              `move the partition away so it is copied again from the leader`,
+          );
+        }
+      }
+    }
+    let epochs = await EpochCache.load(dir);
+    if (epochs === null) {
+      epochs = new EpochCache(dir);
+      if (logEnd > 0) {
+        await rebuildEpochs(segments, epochs);
+        opts.onEvent?.("epochs_rebuilt", { dir });
+      }
+      await epochs.save();
+    } else if (epochs.truncateFrom(logEnd)) {
+      await epochs.save();
+    }
+    return new PartitionLog(dir, segments, logEnd, epochs, opts);
+  }
+
+  /** Offset after the last record written. */
+  get logEndOffset(): number {
+    return this.#logEnd;
+  }
+
+  /** The offset consumers may read up to (exclusive). Never above the log end. */
+  get highWatermark(): number {
+    return this.#hw;
+  }
+
+  set highWatermark(hw: number) {
+    // Offsets only grow, and nothing above the log end is ever committed.
+    if (hw > this.#logEnd) throw new Error(`high watermark ${hw} above log end ${this.#logEnd}`);
+    if (hw > this.#hw) this.#hw = hw;
+  }
+
+  /** Bytes stored, over all segments. */
+  get sizeBytes(): number {
+    return this.#segments.reduce((sum, s) => sum + s.size, 0);
+  }
+
+  get segmentCount(): number {
+    return this.#segments.length;
+  }
+
+  /** The files of this log's segments (for hashing replicas in tests). */
+  get segmentPaths(): string[] {
+    return this.#segments.map((s) => s.dataPath);
+  }
+
+  /**
+   * Appends `count` records as a leader: `build(baseOffset)` makes their lines.
+   * The offset is taken synchronously, so callers keep their order; `done`
+   * settles once the bytes are written.
+   */
+  append(
+    epoch: number,
+    count: number,
+    build: (baseOffset: number) => string,
+  ): { baseOffset: number; done: Promise<void> } {
+    const baseOffset = this.#next;
+    const text = build(baseOffset);
+    this.#next += count;
+    const done = this.#enqueue(baseOffset, count, text, [[epoch, baseOffset]]);
+    return { baseOffset, done };
+  }
+
+  /**
+   * Appends a leader's bytes verbatim as a follower. `epochs` are the leader's
+   * epoch entries that start inside the chunk.
+   */
+  appendReplica(baseOffset: number, count: number, text: string, epochs: EpochEntry[]): Promise<void> {
+    if (baseOffset !== this.#next) {
+      return Promise.reject(
+        new YakError("OUT_OF_RANGE", `replica chunk starts at ${baseOffset}, log ends at ${this.#next}`),
+      );
+    }
+    this.#next += count;
+    return this.#enqueue(baseOffset, count, text, epochs);
+  }
+
+  #enqueue(baseOffset: number, count: number, text: string, epochs: EpochEntry[]): Promise<void> {
+    const run = async () => {
+      if (this.#closed) throw new YakError("UNAVAILABLE", "log is closed");
+      // An earlier write failed and rewound the log: this one's offsets are void.
+      if (baseOffset !== this.#logEnd) {
+        throw new YakError("STORAGE", `write at ${baseOffset} dropped after an earlier failed write`);
+      }
+      const bytes = encoder.encode(text);
+      let changed = false;
+      for (const [e, start] of epochs) changed = this.epochs.assign(e, start) || changed;
+      try {
+        if (changed) await this.epochs.save();
+        let active = this.#segments[this.#segments.length - 1];
+        if (active.size > 0 && active.size + bytes.length > this.#opts.segmentBytes) {
+          active.closeHandles();
+          active = await Segment.create(this.dir, baseOffset);
+          this.#segments.push(active);
+        }
+        await active.append(bytes, baseOffset, this.#opts.indexIntervalBytes);
+      } catch (err) {
+        this.#next = this.#logEnd;
+        if (changed) this.epochs.truncateFrom(this.#logEnd);
+        throw err instanceof YakError ? err : new YakError(
+          "STORAGE",
+          `cannot write to ${this.dir}: ${err instanceof Error ? err.message : err}`,
+        );
+      }
+      this.#logEnd = baseOffset + count;
+      this.#remember({ base: baseOffset, count, text });
+      for (const fn of this.#listeners) fn();
+    };
+    const done = this.#writeChain.then(run);
+    this.#writeChain = done.catch(() => {});
+    return done;
+  }
+
+  #remember(chunk: Chunk): void {
+    this.#tail.push(chunk);
+    this.#tailBytes += chunk.text.length;
+    while (this.#tailBytes > this.#opts.tailCacheBytes && this.#tail.length > 1) {
+      this.#tailBytes -= this.#tail.shift()!.text.length;
+    }
+  }
+
+  /** Calls `fn` after every append; returns the unsubscribe function. */
+  onAppend(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /**
+   * Reads whole records from `from`, below `end` (exclusive), about `maxBytes`
+   * of them but always at least one. Throws OUT_OF_RANGE past the log end.
+   */
+  async read(from: number, maxBytes: number, end: number): Promise<ReadResult> {
+    end = Math.min(end, this.#logEnd);
+    if (from < 0 || from > this.#logEnd) {
+      throw new YakError("OUT_OF_RANGE", `offset ${from} is outside 0..${this.#logEnd}`);
+    }
+    if (from >= end) return { baseOffset: from, count: 0, text: "" };
+    const first = this.#tail[0];
+    if (first && from >= first.base) return this.#readTail(from, maxBytes, end);
+    return await this.#readDisk(from, maxBytes, end);
+  }
+
+  #readTail(from: number, maxBytes: number, end: number): ReadResult {
+    const parts: string[] = [];
+    let count = 0;
+    let bytes = 0;
+    let i = this.#tail.findIndex((c) => from < c.base + c.count);
+    for (; i !== -1 && i < this.#tail.length; i++) {
+      const chunk = this.#tail[i];
+      if (chunk.base >= end || (count > 0 && bytes >= maxBytes)) break;
+      const skip = Math.max(0, from + count - chunk.base);
+      const take = Math.min(chunk.count - skip, end - chunk.base - skip);
+      if (skip === 0 && take === chunk.count && bytes + chunk.text.length <= maxBytes) {
+        parts.push(chunk.text);
+        bytes += chunk.text.length;
+        count += take;
+        continue;
+      }
+      const cut = takeLines(chunk.text, skip, take, count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes);
+      if (cut.count === 0) break;
+      parts.push(cut.text);
+      bytes += cut.text.length;
+      count += cut.count;
+      if (cut.count < take) break;
+    }
+    return { baseOffset: from, count, text: parts.join("") };
+  }
+
+  async #readDisk(from: number, maxBytes: number, end: number): Promise<ReadResult> {
+    const seg = this.#segmentFor(from);
+    const start = seg.lookup(from);
+    let toSkip = from - start.offset;
+    let position = start.position;
+    const wanted = end - from;
+    const parts: string[] = [];
+    let count = 0;
+    let bytes = 0;
+    while (count < wanted && position < seg.size) {
+      const chunk = await seg.readAt(position, Math.max(64 * 1024, maxBytes - bytes + 4096));
+      const lastNl = chunk.lastIndexOf(NEWLINE);
+      if (lastNl === -1) {
+        // One record longer than the chunk: read it whole.
+        const line = await this.#readLongLine(seg, position);
+        if (toSkip > 0) {
+          toSkip--;
+          position += line.length;
+          continue;
+        }
+        parts.push(decoder.decode(line));
+        count++;
+        break;
+      }
+      let at = 0;
+      while (toSkip > 0 && at <= lastNl) {
+        at = chunk.indexOf(NEWLINE, at) + 1;
+        toSkip--;
+      }
+      let stop = at;
+      while (stop <= lastNl && count < wanted && (count === 0 || bytes + (stop - at) < maxBytes)) {
+        stop = chunk.indexOf(NEWLINE, stop) + 1;
+        count++;
+      }
+      if (stop > at) {
+        parts.push(decoder.decode(chunk.subarray(at, stop)));
+        bytes += stop - at;
+      }
+      position += stop;
+      if (bytes >= maxBytes || stop <= lastNl) break;
+    }
+    const text = parts.join("");
+    if (count < wanted && bytes < maxBytes && position >= seg.size && seg !== this.#segments.at(-1)) {
+      // The read ran off this segment's end: continue in the next one.
+      const more = await this.read(from + count, maxBytes - bytes, end);
+      return { baseOffset: from, count: count + more.count, text: text + more.text };
+    }
+    return { baseOffset: from, count, text };
+  }
+
+  async #readLongLine(seg: Segment, position: number): Promise<Uint8Array> {
+    for (let len = 1024 * 1024; ; len *= 2) {
+      const bytes = await seg.readAt(position, len);
+      const nl = bytes.indexOf(NEWLINE);
+      if (nl !== -1) return bytes.subarray(0, nl + 1);
+      if (bytes.length < len) {
+        throw new YakError("CORRUPT_LOG", `unterminated record in ${seg.dataPath} at byte ${position}`);
+      }
+    }
+  }
+
+  #segmentFor(offset: number): Segment {
+    let lo = 0;
+    let hi = this.#segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.#segments[mid].base <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.#segments[lo];
+  }
+
+  /** Up to `maxBytes` of the newest whole lines (to rebuild producer state on a new leader). */
+  async readTailText(maxBytes: number): Promise<string> {
+    await this.#writeChain;
+    const seg = this.#segments.at(-1)!;
+    const position = Math.max(0, seg.size - maxBytes);
+    const bytes = await seg.readAt(position, seg.size - position);
+    const start = position === 0 ? 0 : bytes.indexOf(NEWLINE) + 1;
+    return decoder.decode(bytes.subarray(start));
+  }
+
+  /**
+   * Removes every record at or after `offset`: whole segments past it, then
+   * the bytes within the segment that holds it. Waits for queued writes.
+   */
+  async truncateTo(offset: number): Promise<void> {
+    await this.#writeChain;
+    if (offset >= this.#logEnd) return;
+    if (offset < this.#hw) this.#hw = offset;
+    while (this.#segments.length > 1 && this.#segments.at(-1)!.base >= offset) {
+      await this.#segments.pop()!.remove();
+    }
+    const seg = this.#segments.at(-1)!;
+    if (offset <= seg.base) {
+      await seg.truncate(0);
+    } else {
+      const start = seg.lookup(offset);
+      let position = start.position;
+      for (let skip = offset - start.offset; skip > 0;) {
+        const chunk = await seg.readAt(position, 1024 * 1024);
+        let at = 0;
+        while (skip > 0) {
+          const nl = chunk.indexOf(NEWLINE, at);
+          if (nl === -1) break;
+          at = nl + 1;
+          skip--;
+        }
+        if (at === 0) throw new YakError("CORRUPT_LOG", `cannot find offset ${offset} in ${seg.dataPath}`);
+        position += at;
+      }
+      await seg.truncate(position);
+    }
+    this.#logEnd = offset;
+    this.#next = offset;
+    this.#tail = [];
+    this.#tailBytes = 0;
+    if (this.epochs.truncateFrom(offset)) await this.epochs.save();
+  }
+
+  /** Closes file handles; pending writes finish first. */
+  async close(): Promise<void> {
+    await this.#writeChain;
+    this.#closed = true;
+    for (const s of this.#segments) s.close();
+    this.#listeners.clear();
+  }
+
+  /** The data file name of the segment with this base (for messages and tests). */
+  static segmentFile(dir: string, base: number): string {
+    return join(dir, segmentStem(base) + ".jsonl");
+  }
+}
+
+/** Cuts `take` lines after skipping `skip`, stopping near `maxChars` (at least one line). */
+function takeLines(text: string, skip: number, take: number, maxChars: number): { text: string; count: number } {
+  let at = 0;
+  for (let i = 0; i < skip; i++) at = text.indexOf("\n", at) + 1;
+  let stop = at;
+  let count = 0;
+  while (count < take && stop < text.length) {
+    const next = text.indexOf("\n", stop) + 1;
+    if (count > 0 && next - at > maxChars) break;
+    stop = next;
+    count++;
+  }
+  return { text: text.slice(at, stop), count };
+}
+
+async function rebuildEpochs(segments: Segment[], epochs: EpochCache): Promise<void> {
+  for (const seg of segments) {
+    const bytes = await seg.readAt(0, seg.size);
+    const text = decoder.decode(bytes);
+    for (let at = 0; at < text.length;) {
+      const nl = text.indexOf("\n", at);
+      if (nl === -1) break;
+      const m = /"epoch":(\d+)/.exec(text.slice(at, Math.min(nl, at + 80)));
+      if (m) epochs.assign(Number(m[1]), lineOffset(text.slice(at, nl)));
+      at = nl + 1;
+    }
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * One segment of a partition log: a JSON-lines data file named by its first
+ * offset, and its sparse offset index (offset -> byte position).
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+const NEWLINE = 10;
+const SCAN_CHUNK_BYTES = 1024 * 1024;
+/** Index entries are two little-endian uint32: offset - base, byte position. */
+const INDEX_ENTRY_BYTES = 8;
+
+/**
+ * The file name stem of a segment: its base offset in 20 digits, so names
+ * sort in offset order (Kafka's convention).
+ *
+ * @example
+ * ```ts
+ * import { segmentStem } from "./segment.ts";
+ * segmentStem(42); // "00000000000000000042"
+ * ```
+ */
+export function segmentStem(base: number): string {
+  return String(base).padStart(20, "0");
+}
+
+/** What a scan of a segment's bytes found. */
+export interface ScanResult {
+  /** Complete lines (records). */
+  count: number;
+  /** Bytes up to and including the last newline. */
+  validBytes: number;
+  /** Bytes after the last newline: a torn write. */
+  tornBytes: number;
+  /** The last complete line, for checks. */
+  lastLine: string | null;
+}
+
+/**
+ * A segment's files and in-memory index. The log owns the ordering of calls.
+ *
+ * @example
+ * ```ts
+ * import { Segment } from "./segment.ts";
+ * const seg = await Segment.create("/tmp/p0", 0);
+ * await seg.append(new TextEncoder().encode('{"offset":0}\n'), 0, 4096);
+ * seg.close();
+ * ```
+ */
+export class Segment {
+  readonly dir: string;
+  readonly base: number;
+  size = 0;
+  /** Sparse entries, ascending: [offset, position]. */
+  offsets: number[] = [];
+  positions: number[] = [];
+  #lastIndexedPos = -Infinity;
+  #file: Deno.FsFile | null = null;
+  #indexFile: Deno.FsFile | null = null;
+
+  private constructor(dir: string, base: number) {
+    this.dir = dir;
+    this.base = base;
+  }
+
+  get dataPath(): string {
+    return join(this.dir, segmentStem(this.base) + ".jsonl");
+  }
+
+  get indexPath(): string {
+    return join(this.dir, segmentStem(this.base) + ".index");
+  }
+
+  /** Creates an empty segment (files included). */
+  static async create(dir: string, base: number): Promise<Segment> {
+    const seg = new Segment(dir, base);
+    await Deno.writeFile(seg.dataPath, new Uint8Array(0));
+    await Deno.writeFile(seg.indexPath, new Uint8Array(0));
+    return seg;
+  }
+
+  /**
+   * Opens an existing segment. With `scan`, reads every byte: counts records,
+   * rebuilds the index and reports a torn tail (the caller decides to cut it).
+   * Without, trusts the index file if it is consistent, else rebuilds it.
+   */
+  static async open(
+    dir: string,
+    base: number,
+    indexIntervalBytes: number,
+    scan: boolean,
+  ): Promise<{ segment: Segment; scan: ScanResult | null; indexRebuilt: boolean }> {
+    const seg = new Segment(dir, base);
+    seg.size = (await Deno.stat(seg.dataPath)).size;
+    if (!scan && await seg.#loadIndex()) return { segment: seg, scan: null, indexRebuilt: false };
+    const result = await seg.#scan(indexIntervalBytes);
+    await seg.#writeIndex();
+    return { segment: seg, scan: result, indexRebuilt: !scan };
+  }
+
+  /** Appends bytes that hold whole lines starting at `firstOffset`. */
+  async append(bytes: Uint8Array, firstOffset: number, indexIntervalBytes: number): Promise<void> {
+    this.#file ??= await Deno.open(this.dataPath, { append: true });
+    const startSize = this.size;
+    try {
+      let at = 0;
+      while (at < bytes.length) at += await this.#file.write(bytes.subarray(at));
+    } catch (err) {
+      // Leave no partial line behind: the log must stay whole lines.
+      await this.#file.truncate(startSize).catch(() => {});
+      throw err;
+    }
+    this.size += bytes.length;
+    if (startSize - this.#lastIndexedPos >= indexIntervalBytes) {
+      this.offsets.push(firstOffset);
+      this.positions.push(startSize);
+      this.#lastIndexedPos = startSize;
+      const entry = new Uint8Array(INDEX_ENTRY_BYTES);
+      const view = new DataView(entry.buffer);
+      view.setUint32(0, firstOffset - this.base, true);
+      view.setUint32(4, startSize, true);
+      this.#indexFile ??= await Deno.open(this.indexPath, { append: true });
+      await this.#indexFile.write(entry);
+    }
+  }
+
+  /** The indexed position at or before `offset`: where a read starts scanning. */
+  lookup(offset: number): { offset: number; position: number } {
+    let lo = 0;
+    let hi = this.offsets.length - 1;
+    let best = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.offsets[mid] <= offset) {
+        best = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return best === -1
+      ? { offset: this.base, position: 0 }
+      : { offset: this.offsets[best], position: this.positions[best] };
+  }
+
+  /** Reads up to `length` bytes from `position` (positional, so reads can overlap). */
+  async readAt(position: number, length: number): Promise<Uint8Array> {
+    const file = await Deno.open(this.dataPath, { read: true });
+    try {
+      await file.seek(position, Deno.SeekMode.Start);
+      const out = new Uint8Array(Math.max(0, Math.min(length, this.size - position)));
+      let at = 0;
+      while (at < out.length) {
+        const n = await file.read(out.subarray(at));
+        if (n === null) break;
+        at += n;
+      }
+      return out.subarray(0, at);
+    } finally {
+      file.close();
+    }
+  }
+
+  /** Cuts the data file to `bytes` and drops index entries past it. */
+  async truncate(bytes: number): Promise<void> {
+    this.closeHandles();
+    await Deno.truncate(this.dataPath, bytes);
+    this.size = bytes;
+    let keep = this.positions.length;
+    while (keep > 0 && this.positions[keep - 1] >= bytes) keep--;
+    this.offsets.length = keep;
+    this.positions.length = keep;
+    this.#lastIndexedPos = keep > 0 ? this.positions[keep - 1] : -Infinity;
+    await this.#writeIndex();
+  }
+
+  closeHandles(): void {
+    this.#file?.close();
+    this.#indexFile?.close();
+    this.#file = null;
+    this.#indexFile = null;
+  }
+
+  close(): void {
+    this.closeHandles();
+  }
+
+  async remove(): Promise<void> {
+    this.closeHandles();
+    await Deno.remove(this.dataPath).catch(() => {});
+    await Deno.remove(this.indexPath).catch(() => {});
+  }
+
+  async #loadIndex(): Promise<boolean> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(this.indexPath);
+    } catch {
+      return false;
+    }
+    if (bytes.length % INDEX_ENTRY_BYTES !== 0) return false;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let lastOffset = -1;
+    let lastPos = -1;
+    for (let at = 0; at < bytes.length; at += INDEX_ENTRY_BYTES) {
+      const offset = this.base + view.getUint32(at, true);
+      const pos = view.getUint32(at + 4, true);
+      // A stale index (from before a truncation or a crash) is rebuilt, not trusted.
+      if (offset <= lastOffset || pos <= lastPos || pos >= this.size) return false;
+      this.offsets.push(offset);
+      this.positions.push(pos);
+      lastOffset = offset;
+      lastPos = pos;
+    }
+    this.#lastIndexedPos = lastPos === -1 ? -Infinity : lastPos;
+    return true;
+  }
+
+  async #scan(indexIntervalBytes: number): Promise<ScanResult> {
+    this.offsets = [];
+    this.positions = [];
+    this.#lastIndexedPos = -Infinity;
+    const file = await Deno.open(this.dataPath, { read: true });
+    const buf = new Uint8Array(SCAN_CHUNK_BYTES);
+    let count = 0;
+    let pos = 0;
+    let lineStart = 0;
+    let lastLineStart = -1;
+    try {
+      while (true) {
+        const n = await file.read(buf);
+        if (n === null) break;
+        for (let i = buf.indexOf(NEWLINE); i !== -1 && i < n; i = buf.indexOf(NEWLINE, i + 1)) {
+          if (lineStart - this.#lastIndexedPos >= indexIntervalBytes) {
+            this.offsets.push(this.base + count);
+            this.positions.push(lineStart);
+            this.#lastIndexedPos = lineStart;
+          }
+          lastLineStart = lineStart;
+          count++;
+          lineStart = pos + i + 1;
+        }
+        pos += n;
+      }
+    } finally {
+      file.close();
+    }
+    let lastLine: string | null = null;
+    if (lastLineStart >= 0) {
+      const bytes = await this.readAt(lastLineStart, lineStart - lastLineStart - 1);
+      lastLine = new TextDecoder().decode(bytes);
+    }
+    return { count, validBytes: lineStart, tornBytes: this.size - lineStart, lastLine };
+  }
+
+  async #writeIndex(): Promise<void> {
+    const out = new Uint8Array(this.offsets.length * INDEX_ENTRY_BYTES);
+    const view = new DataView(out.buffer);
+    for (let i = 0; i < this.offsets.length; i++) {
+      view.setUint32(i * INDEX_ENTRY_BYTES, this.offsets[i] - this.base, true);
+      view.setUint32(i * INDEX_ENTRY_BYTES + 4, this.positions[i], true);
+    }
+    this.#indexFile?.close();
+    this.#indexFile = null;
+    await Deno.writeFile(this.indexPath, out);
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * A client connection: pipelined requests matched to responses by id.
+ *
+ * @module
+ */
+import { toYakError, YakError } from "./errors.ts";
+import { FrameReader, FrameWriter } from "./frame.ts";
+
+/** Options of {@link Connection.open}. */
+export interface ConnectOptions {
+  connectTimeoutMs?: number;
+  maxFrameBytes?: number;
+  /** Called for frames the peer sends without a request (e.g. lease pushes). */
+  onPush?: (frame: Record<string, unknown>) => void;
+  onClose?: () => void;
+}
+
+interface Pending {
+  resolve: (v: Record<string, unknown>) => void;
+  reject: (e: YakError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * Parses `host:port` (the host may be omitted: `:9092`).
+ *
+ * @example
+ * ```ts
+ * import { parseHostPort } from "./connection.ts";
+ * parseHostPort("127.0.0.1:2181"); // { host: "127.0.0.1", port: 2181 }
+ * ```
+ */
+export function parseHostPort(text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(":");
+  const host = i <= 0 ? "127.0.0.1" : text.slice(0, i);
+  const port = Number(i === -1 ? text : text.slice(i + 1));
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new YakError("INVALID_ARGUMENT", `'${text}' is not HOST:PORT (port 1-65535)`);
+  }
+  return { host, port };
+}
+
+/**
+ * One TCP connection to a broker or the zookeeper.
+ *
+ * @example
+ * ```ts
+ * import { Connection } from "./connection.ts";
+ * const conn = await Connection.open("127.0.0.1", 2181);
+ * const meta = await conn.request({ type: "metadata" });
+ * conn.close();
+ * ```
+ */
+export class Connection {
+  readonly host: string;
+  readonly port: number;
+  readonly #conn: Deno.TcpConn;
+  readonly #writer: FrameWriter;
+  readonly #pending = new Map<number, Pending>();
+  readonly #opts: ConnectOptions;
+  #nextId = 1;
+  #closed = false;
+  /** Resolves when the connection has ended. */
+  readonly closed: Promise<void>;
+
+  private constructor(host: string, port: number, conn: Deno.TcpConn, opts: ConnectOptions) {
+    this.host = host;
+    this.port = port;
+    this.#conn = conn;
+    this.#opts = opts;
+    this.#writer = new FrameWriter(conn);
+    conn.setNoDelay(true);
+    this.closed = this.#readLoop();
+  }
+
+  /** Connects, failing with CONNECTION after the timeout. */
+  static async open(host: string, port: number, opts: ConnectOptions = {}): Promise<Connection> {
+    const timeoutMs = opts.connectTimeoutMs ?? 3000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const conn = await Promise.race([
+        Deno.connect({ hostname: host, port, transport: "tcp" }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new YakError("CONNECTION", `no answer from ${host}:${port} in ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+      return new Connection(host, port, conn, opts);
+    } catch (err) {
+      const yerr = toYakError(err);
+      throw new YakError("CONNECTION", `cannot connect to ${host}:${port}: ${yerr.message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  /** Requests waiting for their answers. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Sends a request and resolves with the response fields, or rejects with a
+   * YakError (the peer's error code, TIMEOUT, or CONNECTION).
+   */
+  request(
+    body: Record<string, unknown>,
+    timeoutMs = 10_000,
+  ): Promise<Record<string, unknown>> {
+    if (this.#closed) {
+      return Promise.reject(new YakError("CONNECTION", `connection to ${this.host}:${this.port} is closed`));
+    }
+    const id = this.#nextId++;
+    const frame = JSON.stringify({ id, ...body });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new YakError("TIMEOUT", `no answer from ${this.host}:${this.port} in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer });
+      this.#writer.send(frame).catch((err) => {
+        this.#fail(id, toYakError(err));
+      });
+    });
+  }
+
+  /** Sends a request that gets no response (e.g. a produce with acks=0). */
+  async send(body: Record<string, unknown>): Promise<void> {
+    if (this.#closed) throw new YakError("CONNECTION", "connection is closed");
+    await this.#writer.send(JSON.stringify({ id: this.#nextId++, noReply: true, ...body }));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+
+  #fail(id: number, err: YakError): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    p.reject(err);
+  }
+
+  async #readLoop(): Promise<void> {
+    const reader = new FrameReader(this.#conn, this.#opts.maxFrameBytes ?? 64 * 1024 * 1024);
+    try {
+      while (true) {
+        const lines = await reader.next();
+        if (lines === null) break;
+        for (const line of lines) this.#dispatch(line);
+      }
+    } catch {
+      // Reset or garbage: either way the pending requests fail below.
+    } finally {
+      this.close();
+      const err = new YakError("CONNECTION", `connection to ${this.host}:${this.port} lost`);
+      for (const id of [...this.#pending.keys()]) this.#fail(id, err);
+      this.#opts.onClose?.();
+    }
+  }
+
+  #dispatch(line: string): void {
+    let frame: Record<string, unknown>;
+    try {
+      frame = JSON.parse(line);
+    } catch {
+      return;
+    }
+    const id = frame.id;
+    if (typeof id !== "number") {
+      if (frame.push !== undefined) this.#opts.onPush?.(frame);
+      return;
+    }
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    if (frame.ok === true) {
+      p.resolve(frame);
+    } else {
+      const { code, message, ...data } = frame;
+      p.reject(new YakError(code as YakError["code"], String(message ?? "request failed"), data));
+    }
+  }
+}

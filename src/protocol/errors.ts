@@ -1,0 +1,107 @@
+/**
+ * The one error type of yak: a stable machine-readable `code` and a message
+ * that tells a person what to do next.
+ *
+ * @module
+ */
+
+/** Stable error codes carried in error frames and by {@link YakError}. */
+export type ErrorCode =
+  | "NOT_LEADER"
+  | "NO_LEADER"
+  | "UNKNOWN_TOPIC"
+  | "INVALID_TOPIC"
+  | "UNKNOWN_PARTITION"
+  | "MESSAGE_TOO_LARGE"
+  | "FRAME_TOO_LARGE"
+  | "OUT_OF_RANGE"
+  | "STALE_EPOCH"
+  | "OUT_OF_ORDER_SEQUENCE"
+  | "INVALID_REQUEST"
+  | "UNKNOWN_REQUEST"
+  | "INVALID_ARGUMENT"
+  | "TIMEOUT"
+  | "CONNECTION"
+  | "STORAGE"
+  | "CORRUPT_LOG"
+  | "TOO_MANY_CONNECTIONS"
+  | "UNAVAILABLE";
+
+/**
+ * An error with a stable code. The CLI prints `message` alone, never a stack.
+ *
+ * @example
+ * ```ts
+ * import { YakError } from "./errors.ts";
+ * const err = new YakError("UNKNOWN_TOPIC", "topic 'x' does not exist");
+ * console.log(err.code); // "UNKNOWN_TOPIC"
+ * ```
+ */
+export class YakError extends Error {
+  /** The stable code, e.g. `NOT_LEADER`. */
+  readonly code: ErrorCode;
+  /** Extra data for the client (e.g. the leader's address with NOT_LEADER). */
+  readonly data?: Record<string, unknown>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    data?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = "YakError";
+    this.code = code;
+    this.data = data;
+  }
+}
+
+/** Codes after which a client should rediscover the leader and retry. */
+export const RETRIABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "NOT_LEADER",
+  "NO_LEADER",
+  "STALE_EPOCH",
+  "OUT_OF_ORDER_SEQUENCE",
+  "TIMEOUT",
+  "CONNECTION",
+  "UNAVAILABLE",
+  "STORAGE",
+]);
+
+/**
+ * Whether a client should retry after this error (with a fresh leader).
+ *
+ * @example
+ * ```ts
+ * import { isRetriable, YakError } from "./errors.ts";
+ * isRetriable(new YakError("NOT_LEADER", "broker 2 is a follower")); // true
+ * ```
+ */
+export function isRetriable(err: unknown): boolean {
+  return err instanceof YakError && RETRIABLE_CODES.has(err.code);
+}
+
+/**
+ * Turns any thrown value into a {@link YakError}, keeping yak errors as they are.
+ *
+ * @example
+ * ```ts
+ * import { toYakError } from "./errors.ts";
+ * toYakError(new Error("boom")).code; // "UNAVAILABLE"
+ * ```
+ */
+export function toYakError(err: unknown): YakError {
+  if (err instanceof YakError) return err;
+  if (err instanceof Deno.errors.ConnectionRefused) {
+    return new YakError("CONNECTION", `connection refused: ${err.message}`);
+  }
+  if (
+    err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.ConnectionAborted ||
+    err instanceof Deno.errors.NotConnected
+  ) {
+    return new YakError("CONNECTION", `connection lost: ${err.message}`);
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new YakError("UNAVAILABLE", message);
+}

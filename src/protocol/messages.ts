@@ -1,0 +1,170 @@
+/**
+ * Request and response shapes of the native protocol, and the checks that
+ * turn untrusted JSON into them.
+ *
+ * Every request is `{"id": <int>, "type": <string>, ...}`; a response echoes
+ * the id with `"ok": true` and its fields, or `"ok": false` with an error
+ * `code` and `message`. A request with `"noReply": true` gets no response.
+ *
+ * @module
+ */
+import { YakError } from "./errors.ts";
+
+/** A decoded request frame: its id, its type, and the type's own fields. */
+export interface Request {
+  id: number;
+  type: string;
+  noReply?: boolean;
+  [field: string]: unknown;
+}
+
+/** A response body before it is framed (the id and `ok` are added on send). */
+export type Reply = Record<string, unknown> | RawReply;
+
+/**
+ * A response body that is already JSON (fields without the outer braces), so
+ * hot paths can splice stored record lines into a frame without re-parsing.
+ *
+ * @example
+ * ```ts
+ * import { RawReply } from "./messages.ts";
+ * const reply = new RawReply('"records":[{"offset":0}]');
+ * ```
+ */
+export class RawReply {
+  constructor(readonly fields: string) {}
+}
+
+/** The leader lease as the zookeeper writes it and pushes it to brokers. */
+export interface Lease {
+  epoch: number;
+  leaderId: number | null;
+  host: string;
+  port: number;
+  isr: number[];
+  issuedAt: number;
+  ttlMs: number;
+}
+
+/** A broker as the zookeeper sees it. */
+export interface BrokerInfo {
+  id: number;
+  host: string;
+  port: number;
+  alive: boolean;
+  lastSeenMsAgo: number;
+  logEndTotal: number;
+}
+
+/** A record as clients see it after a fetch. */
+export interface FetchedRecord {
+  offset: number;
+  epoch: number;
+  ts: number;
+  key: string | null;
+  value?: string;
+  valueB64?: string;
+  producer?: string;
+  seq?: number;
+}
+
+/** A record as a producer sends it: text `v` or base64 bytes `b`, optional key `k`. */
+export interface OutgoingRecord {
+  k?: string | null;
+  v?: string;
+  b?: string;
+}
+
+/**
+ * Parses one frame into a {@link Request}, or throws INVALID_REQUEST.
+ *
+ * @example
+ * ```ts
+ * import { parseRequest } from "./messages.ts";
+ * parseRequest('{"id":1,"type":"metadata"}').type; // "metadata"
+ * ```
+ */
+export function parseRequest(line: string): Request {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new YakError("INVALID_REQUEST", "frame is not valid JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new YakError("INVALID_REQUEST", "frame must be a JSON object");
+  }
+  const req = value as Request;
+  if (!Number.isSafeInteger(req.id) || req.id < 0) {
+    throw new YakError("INVALID_REQUEST", "request id must be a non-negative integer");
+  }
+  if (typeof req.type !== "string" || req.type.length > 64) {
+    throw new YakError("INVALID_REQUEST", "request type must be a short string");
+  }
+  return req;
+}
+
+/** Reads a required string field, or throws INVALID_REQUEST naming it. */
+export function str(req: Record<string, unknown>, name: string, maxChars = 1024): string {
+  const v = req[name];
+  if (typeof v !== "string" || v.length > maxChars) {
+    throw new YakError("INVALID_REQUEST", `'${name}' must be a string of at most ${maxChars} chars`);
+  }
+  return v;
+}
+
+/** Reads an optional string field. */
+export function optStr(req: Record<string, unknown>, name: string, maxChars = 1024): string | undefined {
+  return req[name] === undefined || req[name] === null ? undefined : str(req, name, maxChars);
+}
+
+/** Reads a required integer field within [min, max], or throws INVALID_REQUEST. */
+export function int(
+  req: Record<string, unknown>,
+  name: string,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  const v = req[name];
+  if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) {
+    throw new YakError("INVALID_REQUEST", `'${name}' must be an integer from ${min} to ${max}`);
+  }
+  return v as number;
+}
+
+/** Reads an optional integer field, with a default. */
+export function optInt(
+  req: Record<string, unknown>,
+  name: string,
+  fallback: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  return req[name] === undefined || req[name] === null ? fallback : int(req, name, min, max);
+}
+
+/**
+ * Reads an object whose keys are partition numbers (or other names) and whose
+ * values are non-negative integers, e.g. `{"0": 12, "1": 40}`.
+ */
+export function offsetMap(
+  req: Record<string, unknown>,
+  name: string,
+  maxEntries: number,
+): Map<string, number> {
+  const v = req[name];
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new YakError("INVALID_REQUEST", `'${name}' must be an object of offsets`);
+  }
+  const out = new Map<string, number>();
+  for (const [k, off] of Object.entries(v)) {
+    if (out.size >= maxEntries) {
+      throw new YakError("INVALID_REQUEST", `'${name}' has more than ${maxEntries} entries`);
+    }
+    if (!Number.isSafeInteger(off) || (off as number) < 0) {
+      throw new YakError("INVALID_REQUEST", `'${name}.${k}' must be a non-negative integer`);
+    }
+    out.set(k, off as number);
+  }
+  return out;
+}

@@ -1,0 +1,233 @@
+/**
+ * A TCP server for the native protocol: accepts connections, reads frames,
+ * hands each request to a handler and frames its reply. It knows nothing of
+ * brokers or zookeepers, so another codec can sit beside it later.
+ *
+ * @module
+ */
+import { toYakError, YakError } from "./errors.ts";
+import { FrameReader, FrameWriter } from "./frame.ts";
+import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
+
+/** One client connection, as handlers see it. */
+export interface Session {
+  /** Unique per server, for registries keyed by connection. */
+  readonly id: number;
+  readonly remote: string;
+  /** Sends an unsolicited frame (e.g. a lease push). */
+  push(frame: Record<string, unknown>): Promise<void>;
+  /** Called once when the connection ends. */
+  onClose(fn: () => void): void;
+  close(): void;
+}
+
+/** Handles one request; throw a YakError to answer with an error frame. */
+export type Handler = (req: Request, session: Session) => Promise<Reply> | Reply;
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  host: string;
+  port: number;
+  handler: Handler;
+  maxFrameBytes: number;
+  maxConnections: number;
+  /** Requests of one connection handled at once; reading pauses beyond it. */
+  maxInFlightPerConnection?: number;
+  onError?: (message: string, fields: Record<string, unknown>) => void;
+}
+
+/** A running server. */
+export interface Server {
+  readonly port: number;
+  readonly host: string;
+  readonly sessions: ReadonlySet<Session>;
+  close(): Promise<void>;
+}
+
+/**
+ * Serializes a reply into a frame, splicing raw JSON replies in as they are.
+ *
+ * @example
+ * ```ts
+ * import { encodeReply } from "./server.ts";
+ * encodeReply(7, { offset: 3 }); // '{"id":7,"ok":true,"offset":3}'
+ * ```
+ */
+export function encodeReply(id: number | null, reply: Reply): string {
+  if (reply instanceof RawReply) {
+    return reply.fields.length === 0
+      ? `{"id":${id},"ok":true}`
+      : `{"id":${id},"ok":true,${reply.fields}}`;
+  }
+  const body = JSON.stringify(reply);
+  return body.length <= 2 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${body.slice(1)}`;
+}
+
+/**
+ * Serializes an error into a frame.
+ *
+ * @example
+ * ```ts
+ * import { encodeError } from "./server.ts";
+ * import { YakError } from "./errors.ts";
+ * encodeError(1, new YakError("NOT_LEADER", "ask broker 2"));
+ * ```
+ */
+export function encodeError(id: number | null, err: YakError): string {
+  return JSON.stringify({
+    id,
+    ok: false,
+    code: err.code,
+    message: err.message,
+    ...(err.data ?? {}),
+  });
+}
+
+/**
+ * Starts listening (port 0 picks a free port) and serves until closed.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./server.ts";
+ * const server = serve({
+ *   host: "127.0.0.1", port: 0, maxFrameBytes: 1 << 20, maxConnections: 64,
+ *   handler: (req) => ({ echo: req.type }),
+ * });
+ * console.log(server.port);
+ * await server.close();
+ * ```
+ */
+export function serve(opts: ServeOptions): Server {
+  const listener = Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
+  const sessions = new Set<Session>();
+  const conns = new Set<Deno.TcpConn>();
+  const maxInFlight = opts.maxInFlightPerConnection ?? 256;
+  let nextSessionId = 1;
+  let closed = false;
+
+  const handleConn = async (conn: Deno.TcpConn) => {
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    const writer = new FrameWriter(conn);
+    const closers: (() => void)[] = [];
+    let open = true;
+    const close = () => {
+      if (!open) return;
+      open = false;
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    };
+    const session: Session = {
+      id: nextSessionId++,
+      remote: `${addr.hostname}:${addr.port}`,
+      push: (frame) => open ? writer.send(JSON.stringify(frame)) : Promise.resolve(),
+      onClose: (fn) => closers.push(fn),
+      close,
+    };
+    if (sessions.size >= opts.maxConnections) {
+      await writer.send(encodeError(
+        null,
+        new YakError("TOO_MANY_CONNECTIONS", `server has ${opts.maxConnections} connections; try later`),
+      )).catch(() => {});
+      close();
+      return;
+    }
+    sessions.add(session);
+    conns.add(conn);
+    conn.setNoDelay(true);
+    let inFlight = 0;
+    let wake: (() => void) | null = null;
+    const reply = (frame: string) => {
+      if (open) writer.send(frame).catch(close);
+    };
+    const run = async (req: Request) => {
+      try {
+        const result = await opts.handler(req, session);
+        if (!req.noReply) reply(encodeReply(req.id, result));
+      } catch (err) {
+        const yerr = toYakError(err);
+        if (yerr.code === "UNAVAILABLE" && !(err instanceof YakError)) {
+          opts.onError?.("handler failed", { type: req.type, error: yerr.message });
+        }
+        if (!req.noReply) reply(encodeError(req.id, yerr));
+      } finally {
+        inFlight--;
+        if (wake) {
+          wake();
+          wake = null;
+        }
+      }
+    };
+    const reader = new FrameReader(conn, opts.maxFrameBytes);
+    try {
+      while (open) {
+        const lines = await reader.next();
+        if (lines === null) break;
+        for (const line of lines) {
+          let req: Request;
+          try {
+            req = parseRequest(line);
+          } catch (err) {
+            // The stream is still in step (one bad line), so answer and go on.
+            reply(encodeError(null, toYakError(err)));
+            continue;
+          }
+          inFlight++;
+          // Not awaited on purpose: pipelined requests run concurrently; handlers
+          // that need order take it synchronously before their first await.
+          run(req);
+        }
+        while (inFlight >= maxInFlight && open) {
+          await new Promise<void>((r) => (wake = r));
+        }
+      }
+    } catch (err) {
+      const yerr = toYakError(err);
+      if (yerr.code === "FRAME_TOO_LARGE") {
+        opts.onError?.("frame too large", { remote: session.remote });
+        await writer.send(encodeError(null, yerr)).catch(() => {});
+      }
+    } finally {
+      close();
+      sessions.delete(session);
+      conns.delete(conn);
+      for (const fn of closers) {
+        try {
+          fn();
+        } catch { /* a closer must not stop the others */ }
+      }
+    }
+  };
+
+  const acceptLoop = (async () => {
+    while (!closed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (closed || err instanceof Deno.errors.BadResource) return;
+        opts.onError?.("accept failed", { error: String(err) });
+        continue;
+      }
+      handleConn(conn);
+    }
+  })();
+
+  const addr = listener.addr as Deno.NetAddr;
+  return {
+    port: addr.port,
+    host: addr.hostname,
+    sessions,
+    async close() {
+      if (closed) return;
+      closed = true;
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+      await acceptLoop;
+    },
+  };
+}

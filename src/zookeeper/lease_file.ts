@@ -1,0 +1,70 @@
+/**
+ * The leader lease file: written to a temp file, fsynced, renamed over the
+ * old one, so a reader sees the old lease or the new one, never half of one.
+ *
+ * @module
+ */
+import type { Lease } from "../protocol/messages.ts";
+
+/**
+ * Writes the lease atomically.
+ *
+ * @example
+ * ```ts
+ * import { writeLease } from "./lease_file.ts";
+ * await writeLease("/tmp/leader.lease", {
+ *   epoch: 1, leaderId: 1, host: "127.0.0.1", port: 9092, isr: [1], issuedAt: Date.now(), ttlMs: 1000,
+ * });
+ * ```
+ */
+export async function writeLease(path: string, lease: Lease): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    await file.write(new TextEncoder().encode(JSON.stringify(lease) + "\n"));
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(tmp, path);
+}
+
+/**
+ * Reads a lease file: the lease, null when there is none, or an error string
+ * when the file exists but does not hold a lease (truncated, garbage).
+ *
+ * @example
+ * ```ts
+ * import { readLease } from "./lease_file.ts";
+ * const lease = await readLease("data/zookeeper/leader.lease");
+ * ```
+ */
+export async function readLease(path: string): Promise<Lease | null | string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    return `cannot read ${path}: ${err instanceof Error ? err.message : err}`;
+  }
+  try {
+    const v = JSON.parse(text);
+    if (
+      Number.isSafeInteger(v.epoch) && v.epoch >= 0 &&
+      (v.leaderId === null || Number.isSafeInteger(v.leaderId)) &&
+      typeof v.host === "string" && Number.isSafeInteger(v.port) &&
+      Array.isArray(v.isr) && v.isr.every(Number.isSafeInteger)
+    ) {
+      return {
+        epoch: v.epoch,
+        leaderId: v.leaderId,
+        host: v.host,
+        port: v.port,
+        isr: v.isr,
+        issuedAt: Number(v.issuedAt) || 0,
+        ttlMs: Number(v.ttlMs) || 0,
+      };
+    }
+  } catch { /* reported below */ }
+  return `${path} does not hold a valid lease`;
+}

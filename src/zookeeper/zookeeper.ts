@@ -1,0 +1,336 @@
+/**
+ * The zookeeper: broker membership by heartbeat, leader election, and the
+ * lease file. It holds no topic data; it only says who leads, in which epoch,
+ * and who is in sync.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { OpLog } from "../op_log.ts";
+import { YakError } from "../protocol/errors.ts";
+import { type BrokerInfo, int, type Lease, optInt, type Request, str } from "../protocol/messages.ts";
+import { type Server, serve, type Session } from "../protocol/server.ts";
+import { electLeader } from "./election.ts";
+import { readLease, writeLease } from "./lease_file.ts";
+
+/** Options of {@link Zookeeper.start}. */
+export interface ZookeeperOptions {
+  dataDir: string;
+  host: string;
+  port: number;
+  heartbeatMs: number;
+  sessionTimeoutMs: number;
+  maxFrameBytes: number;
+  maxConnections: number;
+  echo?: boolean;
+}
+
+interface Member {
+  id: number;
+  host: string;
+  port: number;
+  lastSeen: number;
+  logEndTotal: number;
+  alive: boolean;
+  session: Session | null;
+}
+
+/**
+ * A running zookeeper.
+ *
+ * @example
+ * ```ts
+ * import { Zookeeper } from "./zookeeper.ts";
+ * const zk = await Zookeeper.start({
+ *   dataDir: "/tmp/yak", host: "127.0.0.1", port: 0, heartbeatMs: 250,
+ *   sessionTimeoutMs: 1000, maxFrameBytes: 1 << 20, maxConnections: 256,
+ * });
+ * await zk.stop();
+ * ```
+ */
+export class Zookeeper {
+  readonly log: OpLog;
+  readonly #opts: ZookeeperOptions;
+  readonly #leasePath: string;
+  readonly #members = new Map<number, Member>();
+  readonly #startedAt = Date.now();
+  #lease: Lease;
+  #server!: Server;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #checking = false;
+  #noLeaderLogged = false;
+  // Serializes lease changes so two elections never interleave their writes.
+  #changing: Promise<void> = Promise.resolve();
+
+  private constructor(opts: ZookeeperOptions, lease: Lease, log: OpLog) {
+    this.#opts = opts;
+    this.#leasePath = join(opts.dataDir, "zookeeper", "leader.lease");
+    this.#lease = lease;
+    this.log = log;
+  }
+
+  static async start(opts: ZookeeperOptions): Promise<Zookeeper> {
+    const dir = join(opts.dataDir, "zookeeper");
+    await Deno.mkdir(dir, { recursive: true });
+    const log = new OpLog(join(dir, "zookeeper.log"), "zookeeper", opts.echo ?? true);
+    const leasePath = join(dir, "leader.lease");
+    const loaded = await readLease(leasePath);
+    let lease: Lease = { epoch: 0, leaderId: null, host: "", port: 0, isr: [], issuedAt: 0, ttlMs: opts.sessionTimeoutMs };
+    if (typeof loaded === "string") {
+      // Brokers report their epochs; the next election goes above all of them.
+      log.write("lease_invalid", { file: leasePath, problem: loaded, action: "starting without a leader" });
+    } else if (loaded) {
+      lease = loaded;
+    }
+    const zk = new Zookeeper(opts, lease, log);
+    zk.#server = serve({
+      host: opts.host,
+      port: opts.port,
+      maxFrameBytes: opts.maxFrameBytes,
+      maxConnections: opts.maxConnections,
+      handler: (req, session) => zk.#handle(req, session),
+      onError: (message, fields) => log.write("protocol_error", { message, ...fields }),
+    });
+    log.write("started", {
+      host: zk.#server.host,
+      port: zk.#server.port,
+      epoch: lease.epoch,
+      leader: lease.leaderId,
+      pid: Deno.pid,
+    });
+    zk.#timer = setInterval(() => zk.#check(), Math.max(20, Math.floor(opts.heartbeatMs / 2)));
+    return zk;
+  }
+
+  get port(): number {
+    return this.#server.port;
+  }
+
+  get lease(): Lease {
+    return this.#lease;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#changing;
+    await this.#server.close();
+    this.log.write("stopped");
+    this.log.close();
+  }
+
+  #handle(req: Request, session: Session) {
+    switch (req.type) {
+      case "register":
+        return this.#register(req, session);
+      case "heartbeat":
+        return this.#heartbeat(req);
+      case "isr":
+        return this.#proposeIsr(req);
+      case "metadata":
+      case "status":
+        return { lease: this.#lease, brokers: this.#brokerInfos() };
+      default:
+        throw new YakError("UNKNOWN_REQUEST", `the zookeeper does not handle '${req.type}'`);
+    }
+  }
+
+  #brokerInfos(): BrokerInfo[] {
+    const now = Date.now();
+    return [...this.#members.values()].sort((a, b) => a.id - b.id).map((m) => ({
+      id: m.id,
+      host: m.host,
+      port: m.port,
+      alive: m.alive,
+      lastSeenMsAgo: now - m.lastSeen,
+      logEndTotal: m.logEndTotal,
+    }));
+  }
+
+  async #register(req: Request, session: Session) {
+    const id = int(req, "brokerId", 1, 1_000_000);
+    const host = str(req, "host", 255);
+    const port = int(req, "port", 1, 65535);
+    const epoch = optInt(req, "epoch", 0);
+    const old = this.#members.get(id);
+    const member: Member = {
+      id,
+      host,
+      port,
+      lastSeen: Date.now(),
+      logEndTotal: optInt(req, "logEndTotal", 0),
+      alive: true,
+      session,
+    };
+    this.#members.set(id, member);
+    session.onClose(() => {
+      if (this.#members.get(id)?.session === session) member.session = null;
+    });
+    this.log.write("broker_registered", { broker: id, host, port, rejoined: old !== undefined });
+    await this.#serial(async () => {
+      if (epoch > this.#lease.epoch && this.#lease.leaderId === null) {
+        // A lease file was lost: never hand out an epoch a broker has already seen.
+        await this.#commit({ ...this.#lease, epoch });
+      }
+      if (this.#lease.leaderId === id) {
+        // The leader restarted: a new process, so a new epoch; followers re-check their logs.
+        await this.#elect("leader_restarted");
+      } else if (this.#lease.leaderId === null) {
+        await this.#elect("no_leader");
+      }
+    });
+    return { lease: this.#lease, heartbeatMs: this.#opts.heartbeatMs, sessionTimeoutMs: this.#opts.sessionTimeoutMs };
+  }
+
+  #heartbeat(req: Request) {
+    const id = int(req, "brokerId", 1, 1_000_000);
+    const member = this.#members.get(id);
+    if (!member) throw new YakError("INVALID_REQUEST", `broker ${id} must register first`);
+    member.lastSeen = Date.now();
+    member.logEndTotal = optInt(req, "logEndTotal", member.logEndTotal);
+    if (!member.alive) {
+      member.alive = true;
+      this.log.write("broker_alive", { broker: id });
+    }
+    return { lease: this.#lease };
+  }
+
+  async #proposeIsr(req: Request) {
+    const id = int(req, "brokerId", 1, 1_000_000);
+    const epoch = int(req, "epoch");
+    if (id !== this.#lease.leaderId || epoch !== this.#lease.epoch) {
+      throw new YakError("STALE_EPOCH", `broker ${id} epoch ${epoch} is not the leader of epoch ${this.#lease.epoch}`, {
+        lease: this.#lease,
+      });
+    }
+    const raw = req.isr;
+    if (!Array.isArray(raw) || raw.length > 1000 || !raw.every((x) => Number.isSafeInteger(x))) {
+      throw new YakError("INVALID_REQUEST", "'isr' must be a list of broker ids");
+    }
+    // Only live brokers join; the leader is always in its own set.
+    const isr = [...new Set([id, ...(raw as number[]).filter((b) => this.#members.get(b)?.alive)])].sort((a, b) =>
+      a - b
+    );
+    await this.#serial(async () => {
+      if (id !== this.#lease.leaderId || epoch !== this.#lease.epoch) return;
+      if (isr.join() === this.#lease.isr.join()) return;
+      const before = this.#lease.isr;
+      await this.#commit({ ...this.#lease, isr, issuedAt: Date.now() });
+      this.log.write("isr_changed", { epoch, leader: id, from: before, to: isr });
+    });
+    return { lease: this.#lease };
+  }
+
+  async #check(): Promise<void> {
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      await this.#serial(() => this.#checkOnce());
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  async #checkOnce(): Promise<void> {
+    const now = Date.now();
+    // After a restart, brokers get one session to find us before they count as dead.
+    const graceUntil = this.#startedAt + this.#opts.sessionTimeoutMs;
+    let leaderDied = false;
+    const died: number[] = [];
+    for (const m of this.#members.values()) {
+      if (m.alive && now - m.lastSeen > this.#opts.sessionTimeoutMs) {
+        m.alive = false;
+        died.push(m.id);
+        this.log.write("broker_dead", { broker: m.id, silentMs: now - m.lastSeen });
+        if (m.id === this.#lease.leaderId) leaderDied = true;
+      }
+    }
+    const leader = this.#lease.leaderId;
+    if (leader !== null && !this.#members.has(leader) && now > graceUntil) {
+      leaderDied = true;
+      this.log.write("broker_dead", { broker: leader, reason: "never registered since zookeeper start" });
+      this.#members.set(leader, {
+        id: leader,
+        host: this.#lease.host,
+        port: this.#lease.port,
+        lastSeen: 0,
+        logEndTotal: 0,
+        alive: false,
+        session: null,
+      });
+    }
+    if (leaderDied) {
+      await this.#elect("leader_dead");
+    } else if (died.length > 0 && leader !== null) {
+      // A dead follower leaves the in-sync set, so acks=all goes on without it.
+      const isr = this.#lease.isr.filter((b) => !died.includes(b));
+      if (isr.length !== this.#lease.isr.length) {
+        const before = this.#lease.isr;
+        await this.#commit({ ...this.#lease, isr, issuedAt: Date.now() });
+        this.log.write("isr_changed", { epoch: this.#lease.epoch, from: before, to: isr, reason: "broker dead" });
+      }
+    } else if (leader === null && [...this.#members.values()].some((m) => m.alive)) {
+      await this.#elect("no_leader");
+    }
+  }
+
+  async #elect(reason: string): Promise<void> {
+    const old = this.#lease;
+    const fresh = old.isr.length === 0;
+    // The dead leader may not come back as leader of the same set.
+    const eligibleIsr = fresh ? null : old.isr.filter((b) => this.#members.get(b)?.alive);
+    const winner = electLeader(
+      this.#members.values(),
+      eligibleIsr === null ? null : (eligibleIsr.length === 0 ? [-1] : eligibleIsr),
+    );
+    if (winner === null) {
+      if (old.leaderId !== null) {
+        await this.#commit({ ...old, leaderId: null, host: "", port: 0, issuedAt: Date.now() });
+      }
+      if (!this.#noLeaderLogged) {
+        this.log.write("no_leader", { reason, isr: old.isr, note: "waiting for an in-sync broker to come back" });
+        this.#noLeaderLogged = true;
+      }
+      return;
+    }
+    this.#noLeaderLogged = false;
+    const m = this.#members.get(winner)!;
+    const isr = fresh ? [winner] : [...new Set([winner, ...eligibleIsr!])].sort((a, b) => a - b);
+    const started = Date.now();
+    await this.#commit({
+      epoch: old.epoch + 1,
+      leaderId: winner,
+      host: m.host,
+      port: m.port,
+      isr,
+      issuedAt: Date.now(),
+      ttlMs: this.#opts.sessionTimeoutMs,
+    });
+    this.log.write("leader_elected", {
+      reason,
+      epoch: this.#lease.epoch,
+      leader: winner,
+      previous: old.leaderId,
+      isr,
+      logEndTotal: m.logEndTotal,
+      writeMs: Date.now() - started,
+    });
+  }
+
+  /**
+   * Runs lease decisions one at a time, each reading the lease as the one
+   * before it left it, so two elections never race.
+   */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const done = this.#changing.then(fn);
+    this.#changing = done.catch((err) => this.log.write("lease_write_failed", { error: String(err) }));
+    return done;
+  }
+
+  /** Writes a new lease, then tells every connected broker at once. Call inside #serial. */
+  async #commit(lease: Lease): Promise<void> {
+    await writeLease(this.#leasePath, lease);
+    this.#lease = lease;
+    const frame = { push: "lease", lease };
+    await Promise.all([...this.#members.values()].map((m) => m.session?.push(frame).catch(() => {})));
+  }
+}
