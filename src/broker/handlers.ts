@@ -78,15 +78,22 @@ function parseRecords(b: BrokerContext, raw: unknown): RecordInput[] {
       throw new YakError("INVALID_REQUEST", `record ${i}: key must be a string`);
     }
     const key = (k ?? null) as string | null;
+    // The key counts too: a UTF-16 unit is at most 3 UTF-8 bytes, so only
+    // records over a third of the limit in chars need an exact count.
+    const keyChars = key?.length ?? 0;
     if (typeof v === "string") {
-      // A UTF-16 length over the limit is certainly over it in UTF-8 bytes... or close;
-      // checking exactly only for long values keeps the common case cheap.
-      if (v.length > limit / 3 && new TextEncoder().encode(v).length + (key?.length ?? 0) > limit) {
+      if (
+        v.length + keyChars > limit / 3 &&
+        new TextEncoder().encode(v).length + new TextEncoder().encode(key ?? "").length > limit
+      ) {
         throw new YakError("MESSAGE_TOO_LARGE", `record ${i} is larger than ${limit} bytes; split it or raise the limit`);
       }
       out[i] = { key, value: v };
     } else if (typeof bytes === "string") {
-      if (bytes.length * 0.75 > limit) {
+      if (
+        bytes.length * 0.75 + keyChars * 3 > limit &&
+        bytes.length * 0.75 + new TextEncoder().encode(key ?? "").length > limit
+      ) {
         throw new YakError("MESSAGE_TOO_LARGE", `record ${i} is larger than ${limit} bytes; split it or raise the limit`);
       }
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {

@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { encodeBatch, producerOf } from "./record.ts";
+
+const TS = 1763764800123;
+
+/** The lines of a batch, without their newlines; asserts the batch ends in one. */
+function linesOf(batch: string): string[] {
+  assert.ok(batch.endsWith("\n"), "a batch ends in a newline");
+  return batch.slice(0, -1).split("\n");
+}
+
+Deno.test("encodeBatch writes the documented line, field for field", () => {
+  assert.equal(
+    encodeBatch([{ key: "user-7", value: "hello" }], 42, 3, TS, "p-1f3a", 17),
+    '{"offset":42,"epoch":3,"ts":1763764800123,"key":"user-7","value":"hello",' +
+      '"producer":"p-1f3a","seq":17}\n',
+  );
+});
+
+Deno.test("encodeBatch numbers offsets and sequences within a batch", () => {
+  const batch = encodeBatch(
+    [{ key: null, value: "a" }, { key: "k", value: "b" }, { key: null }],
+    100,
+    2,
+    5,
+    "p-9",
+    7,
+  );
+  assert.equal(
+    batch,
+    '{"offset":100,"epoch":2,"ts":5,"key":null,"value":"a","producer":"p-9","seq":7}\n' +
+      '{"offset":101,"epoch":2,"ts":5,"key":"k","value":"b","producer":"p-9","seq":8}\n' +
+      '{"offset":102,"epoch":2,"ts":5,"key":null,"value":"","producer":"p-9","seq":9}\n',
+  );
+  const lines = linesOf(batch);
+  assert.equal(lines.length, 3);
+  for (const line of lines) {
+    assert.deepEqual(Object.keys(JSON.parse(line)), [
+      "offset",
+      "epoch",
+      "ts",
+      "key",
+      "value",
+      "producer",
+      "seq",
+    ]);
+  }
+  assert.equal(encodeBatch([], 0, 1, TS, "p-1", 0), "");
+});
+
+Deno.test("encodeBatch without a producer leaves out producer and seq", () => {
+  const batch = encodeBatch([{ key: null, value: "hi" }], 0, 1, TS, null, 0);
+  assert.equal(
+    batch,
+    '{"offset":0,"epoch":1,"ts":1763764800123,"key":null,"value":"hi"}\n',
+  );
+  assert.deepEqual(Object.keys(JSON.parse(batch)), [
+    "offset",
+    "epoch",
+    "ts",
+    "key",
+    "value",
+  ]);
+});
+
+Deno.test("encodeBatch escapes values and keys so a record stays one line", () => {
+  const value = 'say "hi"\nsecond line\r\n\ttab \\ back\u0000nul é 😀 \u2028';
+  const key = 'k"\n}{';
+  const batch = encodeBatch(
+    [{ key, value }, { key: null, value: "\n" }],
+    9,
+    1,
+    TS,
+    "p-1",
+    0,
+  );
+  const lines = linesOf(batch);
+  assert.equal(lines.length, 2, "no raw newline besides the line ends");
+  assert.equal((batch.match(/\n/g) ?? []).length, 2);
+  const first = JSON.parse(lines[0]);
+  assert.equal(first.value, value);
+  assert.equal(first.key, key);
+  assert.equal(first.offset, 9);
+  assert.equal(first.seq, 0);
+  const second = JSON.parse(lines[1]);
+  assert.equal(second.value, "\n");
+  assert.equal(second.offset, 10);
+  assert.equal(second.seq, 1);
+  assert.ok(lines[0].includes('"value":"say \\"hi\\"\\nsecond line\\r\\n\\t'));
+});
+
+Deno.test("encodeBatch stores byte records as valueB64", () => {
+  const b64 = btoa(String.fromCharCode(0xff, 0xfe, 0x00, 0x80));
+  const batch = encodeBatch(
+    [{ key: "bin", valueB64: b64 }, { key: null, value: "v", valueB64: "AA==" }],
+    0,
+    4,
+    TS,
+    "p-2",
+    3,
+  );
+  const lines = linesOf(batch);
+  assert.equal(
+    lines[0],
+    `{"offset":0,"epoch":4,"ts":${TS},"key":"bin","valueB64":"${b64}","producer":"p-2","seq":3}`,
+  );
+  const parsed = JSON.parse(lines[0]);
+  assert.deepEqual(Object.keys(parsed), [
+    "offset",
+    "epoch",
+    "ts",
+    "key",
+    "valueB64",
+    "producer",
+    "seq",
+  ]);
+  assert.equal(parsed.value, undefined);
+  assert.equal(atob(parsed.valueB64), String.fromCharCode(0xff, 0xfe, 0x00, 0x80));
+  // valueB64 wins over value when both are given.
+  const both = JSON.parse(lines[1]);
+  assert.equal(both.valueB64, "AA==");
+  assert.equal("value" in both, false);
+});
+
+Deno.test("producerOf reads producer and seq from a stored line", () => {
+  const lines = linesOf(
+    encodeBatch(
+      [{ key: "a", value: "x" }, { key: "b", value: "y" }],
+      5,
+      1,
+      TS,
+      "p-1f3a",
+      41,
+    ),
+  );
+  assert.deepEqual(producerOf(lines[0]), { producer: "p-1f3a", seq: 41 });
+  assert.deepEqual(producerOf(lines[1]), { producer: "p-1f3a", seq: 42 });
+});
+
+Deno.test("producerOf returns null for lines without a producer", () => {
+  const [plain] = linesOf(encodeBatch([{ key: null, value: "v" }], 0, 1, TS, null, 0));
+  assert.equal(producerOf(plain), null);
+  assert.equal(producerOf(""), null);
+  assert.equal(producerOf('{"offset":0,"producer":"p-1"}'), null, "no seq");
+  // A value that spells out a producer field is escaped, so it is not one.
+  const [spoof] = linesOf(
+    encodeBatch(
+      [{ key: null, value: ',"producer":"evil","seq":9}' }],
+      0,
+      1,
+      TS,
+      null,
+      0,
+    ),
+  );
+  assert.equal(producerOf(spoof), null);
+  const [real] = linesOf(
+    encodeBatch(
+      [{ key: null, value: ',"producer":"evil","seq":9}' }],
+      0,
+      1,
+      TS,
+      "p-ok",
+      3,
+    ),
+  );
+  assert.deepEqual(producerOf(real), { producer: "p-ok", seq: 3 });
+});

@@ -1,0 +1,298 @@
+/**
+ * Real processes for tests, the benchmark and the failover script: a
+ * zookeeper and brokers started from main.ts on port 0 in a temp directory,
+ * and `yak` subcommands run as child processes.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { ask } from "../src/client/discovery.ts";
+import type { Lease } from "../src/protocol/messages.ts";
+
+/** main.ts, as a path. */
+export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const PERMS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-run"];
+const decoder = new TextDecoder();
+
+/** A running child process whose output lines are collected and can be awaited. */
+export class Proc {
+  readonly name: string;
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly status: Promise<Deno.CommandStatus>;
+  #listeners = new Set<() => void>();
+  #pumps: Promise<void>;
+  exited = false;
+
+  constructor(name: string, args: string[], env: Record<string, string> = {}) {
+    this.name = name;
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...PERMS, MAIN, ...args],
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+      env,
+    }).spawn();
+    this.#pumps = Promise.all([this.#pump(this.child.stdout), this.#pump(this.child.stderr)]).then(() => {});
+    this.status = this.child.status.then(async (s) => {
+      this.exited = true;
+      await this.#pumps;
+      this.#notify();
+      return s;
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let carry = "";
+    for await (const chunk of stream) {
+      const parts = (carry + decoder.decode(chunk, { stream: true })).split("\n");
+      carry = parts.pop()!;
+      if (parts.length > 0) {
+        this.lines.push(...parts);
+        this.#notify();
+      }
+    }
+    if (carry) this.lines.push(carry);
+  }
+
+  #notify(): void {
+    for (const fn of [...this.#listeners]) fn();
+  }
+
+  /** Resolves with the first output line matching `pattern` (already printed or future). */
+  waitFor(pattern: RegExp, timeoutMs = 15_000, from = 0): Promise<RegExpMatchArray> {
+    return new Promise((resolve, reject) => {
+      let at = from;
+      const check = () => {
+        for (; at < this.lines.length; at++) {
+          const m = this.lines[at].match(pattern);
+          if (m) {
+            done();
+            resolve(m);
+            return;
+          }
+        }
+        if (this.exited) {
+          done();
+          reject(new Error(`${this.name} exited before printing ${pattern}:\n${this.lines.slice(-20).join("\n")}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.name}: no ${pattern} within ${timeoutMs} ms:\n${this.lines.slice(-20).join("\n")}`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.#listeners.delete(check);
+      };
+      this.#listeners.add(check);
+      check();
+    });
+  }
+
+  /** Sends a signal (ignored when the process is gone). */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    if (this.exited) return;
+    try {
+      this.child.kill(signal);
+    } catch { /* already gone */ }
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
+  async stop(graceMs = 5000): Promise<void> {
+    if (!this.exited) {
+      this.kill("SIGCONT");
+      this.kill("SIGTERM");
+      const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
+      await this.status;
+      clearTimeout(timer);
+    }
+    await this.status;
+  }
+}
+
+/** What a `yak` subcommand run printed, and how it ended. */
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `yak ARGS` to completion, feeding `stdin`, and kills it after `timeoutMs`.
+ */
+export async function yak(
+  args: string[],
+  opts: { stdin?: string | Uint8Array; timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<RunResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMS, MAIN, ...args],
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: opts.env,
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, opts.timeoutMs ?? 60_000);
+  if (opts.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin).catch(
+      () => {},
+    );
+    await writer.close().catch(() => {});
+  }
+  const out = await child.output();
+  clearTimeout(timer);
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** Options of {@link TestCluster.start}. */
+export interface ClusterOptions {
+  brokers?: number;
+  dir?: string;
+  heartbeatMs?: number;
+  sessionTimeoutMs?: number;
+  replicaLagMs?: number;
+  partitions?: number;
+  segmentBytes?: number;
+}
+
+/** A zookeeper and brokers as real processes in a temp directory. */
+export class TestCluster {
+  readonly dir: string;
+  readonly opts: ClusterOptions;
+  zk!: Proc;
+  zkPort = 0;
+  readonly brokers = new Map<number, Proc>();
+  readonly brokerPorts = new Map<number, number>();
+  #ownsDir: boolean;
+
+  private constructor(dir: string, ownsDir: boolean, opts: ClusterOptions) {
+    this.dir = dir;
+    this.#ownsDir = ownsDir;
+    this.opts = opts;
+  }
+
+  /** Starts the zookeeper and brokers, and waits until every broker is in sync. */
+  static async start(opts: ClusterOptions = {}): Promise<TestCluster> {
+    const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "yak-test-" });
+    const c = new TestCluster(dir, opts.dir === undefined, opts);
+    try {
+      await c.startZookeeper();
+      const n = opts.brokers ?? 3;
+      await Promise.all(Array.from({ length: n }, (_, i) => c.startBroker(i + 1)));
+      await c.waitFor((l) => l.leaderId !== null && l.isr.length === n, 20_000);
+    } catch (err) {
+      await c.stop();
+      throw err;
+    }
+    return c;
+  }
+
+  get zkAddr(): string {
+    return `127.0.0.1:${this.zkPort}`;
+  }
+
+  /** `--zookeeper ADDR` for client commands. */
+  get zkFlag(): string[] {
+    return ["--zookeeper", this.zkAddr];
+  }
+
+  async startZookeeper(): Promise<void> {
+    const args = ["zookeeper", "--port", String(this.zkPort), "--data", this.dir];
+    if (this.opts.heartbeatMs) args.push("--heartbeat-ms", String(this.opts.heartbeatMs));
+    if (this.opts.sessionTimeoutMs) args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
+    this.zk = new Proc("zookeeper", args);
+    const m = await this.zk.waitFor(/^zookeeper listening on [\d.]+:(\d+)$/);
+    this.zkPort = Number(m[1]);
+  }
+
+  /** Starts (or restarts) broker `id` on a fresh port. */
+  async startBroker(id: number): Promise<Proc> {
+    const args = ["broker", "--id", String(id), "--port", "0", "--zookeeper", this.zkAddr, "--data", this.dir];
+    if (this.opts.heartbeatMs) args.push("--heartbeat-ms", String(this.opts.heartbeatMs));
+    if (this.opts.sessionTimeoutMs) args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
+    if (this.opts.replicaLagMs) args.push("--replica-lag-ms", String(this.opts.replicaLagMs));
+    if (this.opts.partitions) args.push("--partitions", String(this.opts.partitions));
+    if (this.opts.segmentBytes) args.push("--segment-bytes", String(this.opts.segmentBytes));
+    const proc = new Proc(`broker-${id}`, args);
+    this.brokers.set(id, proc);
+    const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);
+    this.brokerPorts.set(id, Number(m[1]));
+    return proc;
+  }
+
+  /** The lease as the zookeeper holds it now. */
+  async lease(): Promise<Lease> {
+    const meta = await ask({ host: "127.0.0.1", port: this.zkPort }, { type: "metadata" }, 2000);
+    return meta.lease as Lease;
+  }
+
+  /** Polls the lease until `pred` holds. */
+  async waitFor(pred: (lease: Lease) => boolean, timeoutMs = 15_000): Promise<Lease> {
+    const deadline = Date.now() + timeoutMs;
+    let last: Lease | null = null;
+    while (Date.now() < deadline) {
+      try {
+        last = await this.lease();
+        if (pred(last)) return last;
+      } catch { /* zookeeper restarting */ }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`lease condition not met in ${timeoutMs} ms; last lease ${JSON.stringify(last)}`);
+  }
+
+  /** The data directory of broker `id`'s topics. */
+  topicsDir(id: number): string {
+    return join(this.dir, `broker-${id}`, "topics");
+  }
+
+  /** Stops every process and removes the directory (if it made it). */
+  async stop(): Promise<void> {
+    await Promise.all([...this.brokers.values()].map((p) => p.stop()));
+    if (this.zk) await this.zk.stop();
+    if (this.#ownsDir) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** SHA-256 of every segment file under a broker's topics directory, by relative path. */
+export async function segmentHashes(topicsDir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (dir: string, rel: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      const path = join(dir, e.name);
+      if (e.isDirectory) await walk(path, `${rel}${e.name}/`);
+      else if (e.name.endsWith(".jsonl")) {
+        const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+        out.set(`${rel}${e.name}`, Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join(""));
+      }
+    }
+  };
+  await walk(topicsDir, "");
+  return out;
+}
+
+/** Resolves once `fn` returns true, polling; rejects after `timeoutMs`. */
+export async function eventually(fn: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = "condition") {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} not reached within ${timeoutMs} ms`);
+}
+
+/** "1\n2\n...\nn\n", like `seq 1 n`. */
+export function seqText(n: number, from = 1): string {
+  const parts: string[] = new Array(n);
+  for (let i = 0; i < n; i++) parts[i] = String(from + i);
+  return parts.join("\n") + "\n";
+}
