@@ -43,7 +43,9 @@ usage: yak <command> [flags]    (yak <command> --help for its flags)
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+  if (
+    name === undefined || name === "help" || name === "--help" || name === "-h"
+  ) {
     console.log(USAGE);
     return name === undefined ? 2 : 0;
   }
@@ -57,7 +59,9 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const yerr = toYakError(err);
     console.error(`yak ${name}: ${yerr.message}`);
-    if (Deno.env.get("YAK_DEBUG") && err instanceof Error) console.error(err.stack);
+    if (Deno.env.get("YAK_DEBUG") && err instanceof Error) {
+      console.error(err.stack);
+    }
     return 1;
   }
 }

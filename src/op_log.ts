@@ -38,7 +38,11 @@ export class OpLog {
   }
 
   write(event: string, fields: Record<string, unknown> = {}): void {
-    const entry: OpLogEntry = { ts: new Date().toISOString(), event, ...fields };
+    const entry: OpLogEntry = {
+      ts: new Date().toISOString(),
+      event,
+      ...fields,
+    };
     const line = JSON.stringify(entry) + "\n";
     try {
       this.#file?.writeSync(new TextEncoder().encode(line));
@@ -64,9 +68,15 @@ export class OpLog {
  * // "10:00:00.000 elected leader=2"
  * ```
  */
-export function formatEntry(entry: OpLogEntry, who?: string, withDate = false): string {
+export function formatEntry(
+  entry: OpLogEntry,
+  who?: string,
+  withDate = false,
+): string {
   const { ts, event, ...rest } = entry;
-  const time = typeof ts === "string" ? (withDate ? ts.replace("T", " ").slice(0, 23) : ts.slice(11, 23)) : "";
+  const time = typeof ts === "string"
+    ? (withDate ? ts.replace("T", " ").slice(0, 23) : ts.slice(11, 23))
+    : "";
   const pairs = Object.entries(rest)
     .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
     .join(" ");

@@ -12,7 +12,13 @@ import type { Lease } from "../src/protocol/messages.ts";
 
 /** main.ts, as a path. */
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
-const PERMS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-run"];
+const PERMS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-run",
+];
 const decoder = new TextDecoder();
 
 /** A running child process whose output lines are collected and can be awaited. */
@@ -25,16 +31,23 @@ export class Proc {
   #pumps: Promise<void>;
   exited = false;
 
-  constructor(name: string, args: string[], env: Record<string, string> = {}) {
+  constructor(
+    name: string,
+    args: string[],
+    opts: { stdin?: boolean; env?: Record<string, string> } = {},
+  ) {
     this.name = name;
     this.child = new Deno.Command(Deno.execPath(), {
       args: ["run", ...PERMS, MAIN, ...args],
       stdout: "piped",
       stderr: "piped",
-      stdin: "null",
-      env,
+      stdin: opts.stdin ? "piped" : "null",
+      env: opts.env,
     }).spawn();
-    this.#pumps = Promise.all([this.#pump(this.child.stdout), this.#pump(this.child.stderr)]).then(() => {});
+    this.#pumps = Promise.all([
+      this.#pump(this.child.stdout),
+      this.#pump(this.child.stderr),
+    ]).then(() => {});
     this.status = this.child.status.then(async (s) => {
       this.exited = true;
       await this.#pumps;
@@ -47,10 +60,27 @@ export class Proc {
     return this.child.pid;
   }
 
+  /** Writes to the process's stdin (started with `stdin: true`). */
+  async write(text: string): Promise<void> {
+    const writer = this.child.stdin.getWriter();
+    try {
+      await writer.write(new TextEncoder().encode(text));
+    } finally {
+      writer.releaseLock();
+    }
+  }
+
+  /** Closes the process's stdin. */
+  async closeStdin(): Promise<void> {
+    await this.child.stdin.close();
+  }
+
   async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
     let carry = "";
     for await (const chunk of stream) {
-      const parts = (carry + decoder.decode(chunk, { stream: true })).split("\n");
+      const parts = (carry + decoder.decode(chunk, { stream: true })).split(
+        "\n",
+      );
       carry = parts.pop()!;
       if (parts.length > 0) {
         this.lines.push(...parts);
@@ -65,7 +95,11 @@ export class Proc {
   }
 
   /** Resolves with the first output line matching `pattern` (already printed or future). */
-  waitFor(pattern: RegExp, timeoutMs = 15_000, from = 0): Promise<RegExpMatchArray> {
+  waitFor(
+    pattern: RegExp,
+    timeoutMs = 15_000,
+    from = 0,
+  ): Promise<RegExpMatchArray> {
     return new Promise((resolve, reject) => {
       let at = from;
       const check = () => {
@@ -79,12 +113,24 @@ export class Proc {
         }
         if (this.exited) {
           done();
-          reject(new Error(`${this.name} exited before printing ${pattern}:\n${this.lines.slice(-20).join("\n")}`));
+          reject(
+            new Error(
+              `${this.name} exited before printing ${pattern}:\n${
+                this.lines.slice(-20).join("\n")
+              }`,
+            ),
+          );
         }
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`${this.name}: no ${pattern} within ${timeoutMs} ms:\n${this.lines.slice(-20).join("\n")}`));
+        reject(
+          new Error(
+            `${this.name}: no ${pattern} within ${timeoutMs} ms:\n${
+              this.lines.slice(-20).join("\n")
+            }`,
+          ),
+        );
       }, timeoutMs);
       const done = () => {
         clearTimeout(timer);
@@ -128,7 +174,11 @@ export interface RunResult {
  */
 export async function yak(
   args: string[],
-  opts: { stdin?: string | Uint8Array; timeoutMs?: number; env?: Record<string, string> } = {},
+  opts: {
+    stdin?: string | Uint8Array;
+    timeoutMs?: number;
+    env?: Record<string, string>;
+  } = {},
 ): Promise<RunResult> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...PERMS, MAIN, ...args],
@@ -144,14 +194,22 @@ export async function yak(
   }, opts.timeoutMs ?? 60_000);
   if (opts.stdin !== undefined) {
     const writer = child.stdin.getWriter();
-    await writer.write(typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin).catch(
+    await writer.write(
+      typeof opts.stdin === "string"
+        ? new TextEncoder().encode(opts.stdin)
+        : opts.stdin,
+    ).catch(
       () => {},
     );
     await writer.close().catch(() => {});
   }
   const out = await child.output();
   clearTimeout(timer);
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
 }
 
 /** Options of {@link TestCluster.start}. */
@@ -188,7 +246,9 @@ export class TestCluster {
     try {
       await c.startZookeeper();
       const n = opts.brokers ?? 3;
-      await Promise.all(Array.from({ length: n }, (_, i) => c.startBroker(i + 1)));
+      await Promise.all(
+        Array.from({ length: n }, (_, i) => c.startBroker(i + 1)),
+      );
       await c.waitFor((l) => l.leaderId !== null && l.isr.length === n, 20_000);
     } catch (err) {
       await c.stop();
@@ -207,9 +267,19 @@ export class TestCluster {
   }
 
   async startZookeeper(): Promise<void> {
-    const args = ["zookeeper", "--port", String(this.zkPort), "--data", this.dir];
-    if (this.opts.heartbeatMs) args.push("--heartbeat-ms", String(this.opts.heartbeatMs));
-    if (this.opts.sessionTimeoutMs) args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
+    const args = [
+      "zookeeper",
+      "--port",
+      String(this.zkPort),
+      "--data",
+      this.dir,
+    ];
+    if (this.opts.heartbeatMs) {
+      args.push("--heartbeat-ms", String(this.opts.heartbeatMs));
+    }
+    if (this.opts.sessionTimeoutMs) {
+      args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
+    }
     this.zk = new Proc("zookeeper", args);
     const m = await this.zk.waitFor(/^zookeeper listening on [\d.]+:(\d+)$/);
     this.zkPort = Number(m[1]);
@@ -217,12 +287,32 @@ export class TestCluster {
 
   /** Starts (or restarts) broker `id` on a fresh port. */
   async startBroker(id: number): Promise<Proc> {
-    const args = ["broker", "--id", String(id), "--port", "0", "--zookeeper", this.zkAddr, "--data", this.dir];
-    if (this.opts.heartbeatMs) args.push("--heartbeat-ms", String(this.opts.heartbeatMs));
-    if (this.opts.sessionTimeoutMs) args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
-    if (this.opts.replicaLagMs) args.push("--replica-lag-ms", String(this.opts.replicaLagMs));
-    if (this.opts.partitions) args.push("--partitions", String(this.opts.partitions));
-    if (this.opts.segmentBytes) args.push("--segment-bytes", String(this.opts.segmentBytes));
+    const args = [
+      "broker",
+      "--id",
+      String(id),
+      "--port",
+      "0",
+      "--zookeeper",
+      this.zkAddr,
+      "--data",
+      this.dir,
+    ];
+    if (this.opts.heartbeatMs) {
+      args.push("--heartbeat-ms", String(this.opts.heartbeatMs));
+    }
+    if (this.opts.sessionTimeoutMs) {
+      args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
+    }
+    if (this.opts.replicaLagMs) {
+      args.push("--replica-lag-ms", String(this.opts.replicaLagMs));
+    }
+    if (this.opts.partitions) {
+      args.push("--partitions", String(this.opts.partitions));
+    }
+    if (this.opts.segmentBytes) {
+      args.push("--segment-bytes", String(this.opts.segmentBytes));
+    }
     const proc = new Proc(`broker-${id}`, args);
     this.brokers.set(id, proc);
     const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);
@@ -232,12 +322,17 @@ export class TestCluster {
 
   /** The lease as the zookeeper holds it now. */
   async lease(): Promise<Lease> {
-    const meta = await ask({ host: "127.0.0.1", port: this.zkPort }, { type: "metadata" }, 2000);
+    const meta = await ask({ host: "127.0.0.1", port: this.zkPort }, {
+      type: "metadata",
+    }, 2000);
     return meta.lease as Lease;
   }
 
   /** Polls the lease until `pred` holds. */
-  async waitFor(pred: (lease: Lease) => boolean, timeoutMs = 15_000): Promise<Lease> {
+  async waitFor(
+    pred: (lease: Lease) => boolean,
+    timeoutMs = 15_000,
+  ): Promise<Lease> {
     const deadline = Date.now() + timeoutMs;
     let last: Lease | null = null;
     while (Date.now() < deadline) {
@@ -247,7 +342,11 @@ export class TestCluster {
       } catch { /* zookeeper restarting */ }
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`lease condition not met in ${timeoutMs} ms; last lease ${JSON.stringify(last)}`);
+    throw new Error(
+      `lease condition not met in ${timeoutMs} ms; last lease ${
+        JSON.stringify(last)
+      }`,
+    );
   }
 
   /** The data directory of broker `id`'s topics. */
@@ -259,20 +358,33 @@ export class TestCluster {
   async stop(): Promise<void> {
     await Promise.all([...this.brokers.values()].map((p) => p.stop()));
     if (this.zk) await this.zk.stop();
-    if (this.#ownsDir) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+    if (this.#ownsDir) {
+      await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+    }
   }
 }
 
 /** SHA-256 of every segment file under a broker's topics directory, by relative path. */
-export async function segmentHashes(topicsDir: string): Promise<Map<string, string>> {
+export async function segmentHashes(
+  topicsDir: string,
+): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const walk = async (dir: string, rel: string) => {
     for await (const e of Deno.readDir(dir)) {
       const path = join(dir, e.name);
       if (e.isDirectory) await walk(path, `${rel}${e.name}/`);
       else if (e.name.endsWith(".jsonl")) {
-        const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-        out.set(`${rel}${e.name}`, Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join(""));
+        const digest = await crypto.subtle.digest(
+          "SHA-256",
+          await Deno.readFile(path),
+        );
+        out.set(
+          `${rel}${e.name}`,
+          Array.from(
+            new Uint8Array(digest),
+            (b) => b.toString(16).padStart(2, "0"),
+          ).join(""),
+        );
       }
     }
   };
@@ -281,7 +393,11 @@ export async function segmentHashes(topicsDir: string): Promise<Map<string, stri
 }
 
 /** Resolves once `fn` returns true, polling; rejects after `timeoutMs`. */
-export async function eventually(fn: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = "condition") {
+export async function eventually(
+  fn: () => Promise<boolean> | boolean,
+  timeoutMs = 15_000,
+  what = "condition",
+) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await fn()) return;

@@ -8,8 +8,13 @@ import { join } from "node:path";
 import { OpLog } from "../op_log.ts";
 import { YakError } from "../protocol/errors.ts";
 import type { Lease, Request } from "../protocol/messages.ts";
-import { type Server, serve, type Session } from "../protocol/server.ts";
-import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
+import { serve, type Server, type Session } from "../protocol/server.ts";
+import type {
+  BrokerContext,
+  BrokerOptions,
+  ClientInfo,
+  LeaderInfo,
+} from "./context.ts";
 import { clientHandlers } from "./handlers.ts";
 import { LeaderState } from "./leader_state.ts";
 import { CLUSTER_KEY, type MetaOp } from "./metadata.ts";
@@ -50,7 +55,12 @@ export class Broker implements BrokerContext {
   #isrTimer: ReturnType<typeof setInterval> | undefined;
   #isrProposal: Promise<unknown> | null = null;
 
-  private constructor(opts: BrokerOptions, store: TopicStore, log: OpLog, dir: string) {
+  private constructor(
+    opts: BrokerOptions,
+    store: TopicStore,
+    log: OpLog,
+    dir: string,
+  ) {
     this.opts = opts;
     this.store = store;
     this.log = log;
@@ -61,7 +71,11 @@ export class Broker implements BrokerContext {
   static async start(opts: BrokerOptions): Promise<Broker> {
     const dir = join(opts.dataDir, `broker-${opts.id}`);
     await Deno.mkdir(dir, { recursive: true });
-    const log = new OpLog(join(dir, "broker.log"), `broker-${opts.id}`, opts.echo);
+    const log = new OpLog(
+      join(dir, "broker.log"),
+      `broker-${opts.id}`,
+      opts.echo,
+    );
     let store: TopicStore;
     try {
       store = await TopicStore.open(join(dir, "topics"), {
@@ -70,7 +84,9 @@ export class Broker implements BrokerContext {
         onEvent: (event, fields) => log.write(event, fields),
       });
     } catch (err) {
-      log.write("start_failed", { error: err instanceof Error ? err.message : String(err) });
+      log.write("start_failed", {
+        error: err instanceof Error ? err.message : String(err),
+      });
       log.close();
       throw err;
     }
@@ -86,7 +102,8 @@ export class Broker implements BrokerContext {
       maxFrameBytes: opts.maxFrameBytes,
       maxConnections: opts.maxConnections,
       handler: (req, session) => broker.#handle(req, session, handle),
-      onError: (message, fields) => log.write("protocol_error", { message, ...fields }),
+      onError: (message, fields) =>
+        log.write("protocol_error", { message, ...fields }),
     });
     await Deno.writeTextFile(join(dir, "broker.pid"), `${Deno.pid}\n`);
     log.write("started", {
@@ -111,7 +128,10 @@ export class Broker implements BrokerContext {
       onLease: (lease) => broker.#onLease(lease),
     });
     broker.#zk.start();
-    broker.#isrTimer = setInterval(() => broker.#maintainIsr(), Math.max(50, opts.heartbeatMs));
+    broker.#isrTimer = setInterval(
+      () => broker.#maintainIsr(),
+      Math.max(50, opts.heartbeatMs),
+    );
     return broker;
   }
 
@@ -138,7 +158,12 @@ export class Broker implements BrokerContext {
   requireLeader(): LeaderState {
     if (this.#role === "leader" && this.#leaderState) return this.#leaderState;
     const l = this.#leader;
-    if (!l) throw new YakError("NO_LEADER", "the cluster has no leader right now; retry shortly");
+    if (!l) {
+      throw new YakError(
+        "NO_LEADER",
+        "the cluster has no leader right now; retry shortly",
+      );
+    }
     throw new YakError(
       "NOT_LEADER",
       `broker ${this.opts.id} is not the leader; broker ${l.id} at ${l.host}:${l.port} is (epoch ${l.epoch})`,
@@ -154,7 +179,15 @@ export class Broker implements BrokerContext {
     const appended = log.append(
       epoch,
       1,
-      (base) => encodeBatch([{ key, value: JSON.stringify(op) }], base, epoch, Date.now(), null, 0),
+      (base) =>
+        encodeBatch(
+          [{ key, value: JSON.stringify(op) }],
+          base,
+          epoch,
+          Date.now(),
+          null,
+          0,
+        ),
     );
     await appended.done;
     await this.store.apply(op);
@@ -162,7 +195,11 @@ export class Broker implements BrokerContext {
     return appended.baseOffset + 1;
   }
 
-  createTopic(topic: string, partitions: number, mode: "create" | "ensure" | "alter"): Promise<void> {
+  createTopic(
+    topic: string,
+    partitions: number,
+    mode: "create" | "ensure" | "alter",
+  ): Promise<void> {
     const pending = this.#creating.get(topic);
     if (pending && mode === "ensure") return pending;
     const run = (async () => {
@@ -170,10 +207,18 @@ export class Broker implements BrokerContext {
       const have = this.store.partitionCount(topic);
       if (mode === "ensure" && have > 0) return;
       if (mode === "create" && have > 0) {
-        throw new YakError("INVALID_ARGUMENT", `topic '${topic}' already exists with ${have} partitions`);
+        throw new YakError(
+          "INVALID_ARGUMENT",
+          `topic '${topic}' already exists with ${have} partitions`,
+        );
       }
       if (mode === "alter") {
-        if (have === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+        if (have === 0) {
+          throw new YakError(
+            "UNKNOWN_TOPIC",
+            `topic '${topic}' does not exist`,
+          );
+        }
         if (partitions <= have) {
           throw new YakError(
             "INVALID_ARGUMENT",
@@ -181,11 +226,20 @@ export class Broker implements BrokerContext {
           );
         }
       }
-      const end = await this.appendMeta({ op: "topic", topic, partitions, createdAt: Date.now() });
+      const end = await this.appendMeta({
+        op: "topic",
+        topic,
+        partitions,
+        createdAt: Date.now(),
+      });
       for (let p = have; p < partitions; p++) {
         this.store.partition(topic, p).onAppend(() => this.notifier.notify());
       }
-      this.log.write(mode === "alter" ? "partitions_added" : "topic_created", { topic, partitions, from: have });
+      this.log.write(mode === "alter" ? "partitions_added" : "topic_created", {
+        topic,
+        partitions,
+        from: have,
+      });
       const leader = this.requireLeader();
       await leader.waitForHw(CLUSTER_KEY, end, this.opts.requestTimeoutMs);
     })();
@@ -208,21 +262,34 @@ export class Broker implements BrokerContext {
         return epochEnds(this, req);
     }
     const reply = clientHandle(req, session);
-    if (reply === null) throw new YakError("UNKNOWN_REQUEST", `brokers do not handle '${req.type}'`);
+    if (reply === null) {
+      throw new YakError(
+        "UNKNOWN_REQUEST",
+        `brokers do not handle '${req.type}'`,
+      );
+    }
     return reply;
   }
 
   #onLease(lease: Lease): void {
-    const next = this.#transition.then(() => this.#applyLease(lease)).catch((err) => {
-      this.log.write("lease_apply_failed", { epoch: lease.epoch, error: err instanceof Error ? err.message : String(err) });
-    });
+    const next = this.#transition.then(() => this.#applyLease(lease)).catch(
+      (err) => {
+        this.log.write("lease_apply_failed", {
+          epoch: lease.epoch,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      },
+    );
     this.#transition = next;
   }
 
   async #applyLease(lease: Lease): Promise<void> {
-    const leaderInfo = lease.leaderId === null
-      ? null
-      : { id: lease.leaderId, host: lease.host, port: lease.port, epoch: lease.epoch };
+    const leaderInfo = lease.leaderId === null ? null : {
+      id: lease.leaderId,
+      host: lease.host,
+      port: lease.port,
+      epoch: lease.epoch,
+    };
     if (lease.leaderId === this.opts.id) {
       if (this.#role === "leader" && this.#epoch === lease.epoch) {
         this.#leaderState!.setIsr(lease.isr);
@@ -243,23 +310,38 @@ export class Broker implements BrokerContext {
       });
       this.#role = "leader";
       for (const ref of this.store.all()) this.#leaderState.updateHw(ref.key);
-      this.log.write("became_leader", { epoch: lease.epoch, isr: lease.isr, logEndTotal: this.store.logEndTotal() });
+      this.log.write("became_leader", {
+        epoch: lease.epoch,
+        isr: lease.isr,
+        logEndTotal: this.store.logEndTotal(),
+      });
       return;
     }
     if (
-      this.#role === "follower" && this.#fetcher && this.#fetcher.leader.epoch === lease.epoch &&
+      this.#role === "follower" && this.#fetcher &&
+      this.#fetcher.leader.epoch === lease.epoch &&
       this.#fetcher.leader.id === lease.leaderId
     ) {
       return;
     }
     const wasLeader = this.#role === "leader";
-    this.#leaderState?.stop(new YakError("NOT_LEADER", `broker ${this.opts.id} stepped down in epoch ${lease.epoch}`));
+    this.#leaderState?.stop(
+      new YakError(
+        "NOT_LEADER",
+        `broker ${this.opts.id} stepped down in epoch ${lease.epoch}`,
+      ),
+    );
     this.#leaderState = null;
     await this.#fetcher?.stop();
     this.#fetcher = null;
     this.#epoch = Math.max(this.#epoch, lease.epoch);
     this.#leader = leaderInfo;
-    if (wasLeader) this.log.write("stepped_down", { epoch: lease.epoch, newLeader: lease.leaderId });
+    if (wasLeader) {
+      this.log.write("stepped_down", {
+        epoch: lease.epoch,
+        newLeader: lease.leaderId,
+      });
+    }
     this.notifier.notify();
     if (leaderInfo === null) {
       this.#role = "none";
@@ -270,15 +352,22 @@ export class Broker implements BrokerContext {
     this.#fetcher.start();
   }
 
-  async #maintainIsr(): Promise<void> {
+  #maintainIsr(): void {
     const leader = this.#leaderState;
     if (!leader || this.#isrProposal) return;
     // A leader whose lease lapsed (paused, cut off) stops acting at once.
     if (!this.leaseValid()) return;
-    const wanted = leader.desiredIsr([...new Set(leader.followers().map((f) => f.id))]);
+    const wanted = leader.desiredIsr([
+      ...new Set(leader.followers().map((f) => f.id)),
+    ]);
     if (!wanted) return;
     this.#isrProposal = this.#zk.proposeIsr(leader.epoch, wanted)
-      .catch((err) => this.log.write("isr_proposal_failed", { wanted, error: String(err?.message ?? err) }))
+      .catch((err) =>
+        this.log.write("isr_proposal_failed", {
+          wanted,
+          error: String(err?.message ?? err),
+        })
+      )
       .finally(() => (this.#isrProposal = null));
   }
 
@@ -286,7 +375,9 @@ export class Broker implements BrokerContext {
   async stop(): Promise<void> {
     clearInterval(this.#isrTimer);
     await this.#zk.stop();
-    this.#leaderState?.stop(new YakError("UNAVAILABLE", `broker ${this.opts.id} is shutting down`));
+    this.#leaderState?.stop(
+      new YakError("UNAVAILABLE", `broker ${this.opts.id} is shutting down`),
+    );
     await this.#fetcher?.stop();
     this.notifier.close();
     await this.#server.close();

@@ -75,7 +75,11 @@ export interface BrokerContext {
   /** Whether this leader may still acknowledge (its lease is fresh). */
   leaseValid(): boolean;
   /** Creates a topic (or grows it) through the metadata log; resolves once applied. */
-  createTopic(topic: string, partitions: number, mode: "create" | "ensure" | "alter"): Promise<void>;
+  createTopic(
+    topic: string,
+    partitions: number,
+    mode: "create" | "ensure" | "alter",
+  ): Promise<void>;
   /** Appends a metadata op as leader; resolves with the metadata log's new end. */
   appendMeta(op: MetaOp): Promise<number>;
 }

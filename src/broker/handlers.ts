@@ -8,7 +8,16 @@
 import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { encodeBatch, type RecordInput } from "../log/record.ts";
 import { YakError } from "../protocol/errors.ts";
-import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
+import {
+  int,
+  offsetMap,
+  optInt,
+  optStr,
+  RawReply,
+  type Reply,
+  type Request,
+  str,
+} from "../protocol/messages.ts";
 import type { Session } from "../protocol/server.ts";
 import type { BrokerContext } from "./context.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
@@ -65,17 +74,28 @@ function acksOf(req: Request): -1 | 0 | 1 {
 }
 
 function parseRecords(b: BrokerContext, raw: unknown): RecordInput[] {
-  if (!Array.isArray(raw) || raw.length === 0 || raw.length > b.opts.maxBatchRecords) {
-    throw new YakError("INVALID_REQUEST", `'records' must hold 1 to ${b.opts.maxBatchRecords} records`);
+  if (
+    !Array.isArray(raw) || raw.length === 0 ||
+    raw.length > b.opts.maxBatchRecords
+  ) {
+    throw new YakError(
+      "INVALID_REQUEST",
+      `'records' must hold 1 to ${b.opts.maxBatchRecords} records`,
+    );
   }
   const limit = b.opts.maxRecordBytes;
   const out: RecordInput[] = new Array(raw.length);
   for (let i = 0; i < raw.length; i++) {
     const r = raw[i];
-    if (typeof r !== "object" || r === null) throw new YakError("INVALID_REQUEST", `record ${i} must be an object`);
+    if (typeof r !== "object" || r === null) {
+      throw new YakError("INVALID_REQUEST", `record ${i} must be an object`);
+    }
     const { k, v, b: bytes } = r as Record<string, unknown>;
     if (k !== undefined && k !== null && typeof k !== "string") {
-      throw new YakError("INVALID_REQUEST", `record ${i}: key must be a string`);
+      throw new YakError(
+        "INVALID_REQUEST",
+        `record ${i}: key must be a string`,
+      );
     }
     const key = (k ?? null) as string | null;
     // The key counts too: a UTF-16 unit is at most 3 UTF-8 bytes, so only
@@ -84,9 +104,13 @@ function parseRecords(b: BrokerContext, raw: unknown): RecordInput[] {
     if (typeof v === "string") {
       if (
         v.length + keyChars > limit / 3 &&
-        new TextEncoder().encode(v).length + new TextEncoder().encode(key ?? "").length > limit
+        new TextEncoder().encode(v).length +
+              new TextEncoder().encode(key ?? "").length > limit
       ) {
-        throw new YakError("MESSAGE_TOO_LARGE", `record ${i} is larger than ${limit} bytes; split it or raise the limit`);
+        throw new YakError(
+          "MESSAGE_TOO_LARGE",
+          `record ${i} is larger than ${limit} bytes; split it or raise the limit`,
+        );
       }
       out[i] = { key, value: v };
     } else if (typeof bytes === "string") {
@@ -94,14 +118,23 @@ function parseRecords(b: BrokerContext, raw: unknown): RecordInput[] {
         bytes.length * 0.75 + keyChars * 3 > limit &&
         bytes.length * 0.75 + new TextEncoder().encode(key ?? "").length > limit
       ) {
-        throw new YakError("MESSAGE_TOO_LARGE", `record ${i} is larger than ${limit} bytes; split it or raise the limit`);
+        throw new YakError(
+          "MESSAGE_TOO_LARGE",
+          `record ${i} is larger than ${limit} bytes; split it or raise the limit`,
+        );
       }
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {
-        throw new YakError("INVALID_REQUEST", `record ${i}: 'b' must be base64`);
+        throw new YakError(
+          "INVALID_REQUEST",
+          `record ${i}: 'b' must be base64`,
+        );
       }
       out[i] = { key, valueB64: bytes };
     } else {
-      throw new YakError("INVALID_REQUEST", `record ${i} needs a text value 'v' or base64 bytes 'b'`);
+      throw new YakError(
+        "INVALID_REQUEST",
+        `record ${i} needs a text value 'v' or base64 bytes 'b'`,
+      );
     }
   }
   return out;
@@ -115,14 +148,22 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
   const records = parseRecords(b, req.records);
   const producer = optStr(req, "producer", 64) ?? null;
   if (producer !== null && !PRODUCER_ID.test(producer)) {
-    throw new YakError("INVALID_REQUEST", "'producer' must be 1-64 letters, digits, '.', '_' or '-'");
+    throw new YakError(
+      "INVALID_REQUEST",
+      "'producer' must be 1-64 letters, digits, '.', '_' or '-'",
+    );
   }
   const baseSeq = producer === null ? 0 : int(req, "seq");
-  if (!b.store.has(topic)) await b.createTopic(topic, b.opts.defaultPartitions, "ensure");
+  if (!b.store.has(topic)) {
+    await b.createTopic(topic, b.opts.defaultPartitions, "ensure");
+  }
   const log = b.store.partition(topic, partition);
   const key = `${topic}/${partition}`;
   if (producer !== null && !b.producers.isReady(key)) {
-    await b.producers.ensure(key, () => log.readTailText(b.opts.producerStateScanBytes));
+    await b.producers.ensure(
+      key,
+      () => log.readTailText(b.opts.producerStateScanBytes),
+    );
   }
   // From here to the append nothing awaits, so pipelined batches keep their order.
   const leader = b.requireLeader();
@@ -132,7 +173,10 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
     : b.producers.check(key, producer, baseSeq, records.length);
   if (seen.gap && acks === -1) {
     // An earlier batch of this producer is missing here: it must be resent first.
-    throw new YakError("OUT_OF_ORDER_SEQUENCE", `producer ${producer} skipped sequences before ${baseSeq} on ${key}`);
+    throw new YakError(
+      "OUT_OF_ORDER_SEQUENCE",
+      `producer ${producer} skipped sequences before ${baseSeq} on ${key}`,
+    );
   }
   let baseOffset = seen.storedBaseOffset;
   let endOffset = log.logEndOffset;
@@ -143,9 +187,18 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
     const appended = log.append(
       epoch,
       fresh.length,
-      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq + seen.skip),
+      (base) =>
+        encodeBatch(fresh, base, epoch, ts, producer, baseSeq + seen.skip),
     );
-    if (producer !== null) b.producers.record(key, producer, baseSeq + seen.skip, fresh.length, appended.baseOffset);
+    if (producer !== null) {
+      b.producers.record(
+        key,
+        producer,
+        baseSeq + seen.skip,
+        fresh.length,
+        appended.baseOffset,
+      );
+    }
     if (seen.skip === 0) baseOffset = appended.baseOffset;
     endOffset = appended.baseOffset + fresh.length;
     try {
@@ -156,10 +209,19 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
     }
     leader.updateHw(key);
   }
-  if (acks === -1) await leader.waitForHw(key, endOffset, b.opts.requestTimeoutMs);
+  if (acks === -1) {
+    await leader.waitForHw(key, endOffset, b.opts.requestTimeoutMs);
+  }
   // A leader that lost its lease while waiting must not acknowledge.
-  if (b.requireLeader() !== leader || !b.leaseValid()) throw notLeader(b, "it lost its leadership");
-  return { baseOffset, count: records.length, duplicate: seen.skip > 0, partition };
+  if (b.requireLeader() !== leader || !b.leaseValid()) {
+    throw notLeader(b, "it lost its leadership");
+  }
+  return {
+    baseOffset,
+    count: records.length,
+    duplicate: seen.skip > 0,
+    partition,
+  };
 }
 
 function notLeader(b: BrokerContext, why: string): YakError {
@@ -174,7 +236,10 @@ function notLeader(b: BrokerContext, why: string): YakError {
 async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
   const topic = checkTopicName(req.topic, true);
   if (!b.store.has(topic)) {
-    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist on broker ${b.opts.id}`);
+    throw new YakError(
+      "UNKNOWN_TOPIC",
+      `topic '${topic}' does not exist on broker ${b.opts.id}`,
+    );
   }
   const count = b.store.partitionCount(topic);
   const wanted = offsetMap(req, "offsets", b.opts.maxPartitions);
@@ -182,11 +247,20 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
   for (const [p, off] of wanted) {
     const n = Number(p);
     if (!Number.isInteger(n) || n < 0 || n >= count) {
-      throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`);
+      throw new YakError(
+        "UNKNOWN_PARTITION",
+        `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`,
+      );
     }
     partitions.push([n, off]);
   }
-  const maxBytes = optInt(req, "maxBytes", b.opts.maxFetchBytes, 1, b.opts.maxFetchBytes);
+  const maxBytes = optInt(
+    req,
+    "maxBytes",
+    b.opts.maxFetchBytes,
+    1,
+    b.opts.maxFetchBytes,
+  );
   const maxWaitMs = optInt(req, "maxWaitMs", 0, 0, b.opts.maxFetchWaitMs);
   const deadline = Date.now() + maxWaitMs;
   while (true) {
@@ -199,7 +273,10 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
       if (off > log.logEndOffset) {
         // A follower may simply be behind the consumer; only the leader knows the offset is bad.
         if (b.role() === "leader") {
-          throw new YakError("OUT_OF_RANGE", `offset ${off} is past the end (${log.logEndOffset}) of ${topic}/${p}`);
+          throw new YakError(
+            "OUT_OF_RANGE",
+            `offset ${off} is past the end (${log.logEndOffset}) of ${topic}/${p}`,
+          );
         }
         continue;
       }
@@ -215,7 +292,9 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
     }
     const remaining = deadline - Date.now();
     if (parts.length > 0 || remaining <= 0) {
-      return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]`);
+      return new RawReply(
+        `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]`,
+      );
     }
     await b.notifier.wait(remaining);
   }
@@ -229,18 +308,31 @@ async function metadata(b: BrokerContext, req: Request): Promise<Reply> {
   }
   const topics: Record<string, number> = {};
   for (const name of b.store.topicNames()) {
-    if (name !== CLUSTER_TOPIC && (topic === undefined || name === topic)) topics[name] = b.store.partitionCount(name);
+    if (name !== CLUSTER_TOPIC && (topic === undefined || name === topic)) {
+      topics[name] = b.store.partitionCount(name);
+    }
   }
   if (topic !== undefined && topics[topic] === undefined) {
-    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist; produce to it or create it first`);
+    throw new YakError(
+      "UNKNOWN_TOPIC",
+      `topic '${topic}' does not exist; produce to it or create it first`,
+    );
   }
-  return { brokerId: b.opts.id, role: b.role(), epoch: b.epoch(), leader: b.leader(), topics };
+  return {
+    brokerId: b.opts.id,
+    role: b.role(),
+    epoch: b.epoch(),
+    leader: b.leader(),
+    topics,
+  };
 }
 
 function listOffsets(b: BrokerContext, req: Request): Reply {
   const topic = checkTopicName(req.topic);
   const n = b.store.partitionCount(topic);
-  if (n === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  if (n === 0) {
+    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  }
   const hw: Record<string, number> = {};
   const end: Record<string, number> = {};
   for (let p = 0; p < n; p++) {
@@ -256,12 +348,17 @@ async function commit(b: BrokerContext, req: Request): Promise<Reply> {
   const group = checkGroupName(req.group);
   const topic = checkTopicName(req.topic);
   const n = b.store.partitionCount(topic);
-  if (n === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  if (n === 0) {
+    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  }
   const offsets: Record<string, number> = {};
   for (const [p, off] of offsetMap(req, "offsets", b.opts.maxPartitions)) {
     const i = Number(p);
     if (!Number.isInteger(i) || i < 0 || i >= n) {
-      throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has no partition '${p}'`);
+      throw new YakError(
+        "UNKNOWN_PARTITION",
+        `topic '${topic}' has no partition '${p}'`,
+      );
     }
     offsets[i] = off;
   }
@@ -277,7 +374,11 @@ function committed(b: BrokerContext, req: Request): Reply {
   return { offsets: Object.fromEntries(offsets ?? []) };
 }
 
-async function createTopic(b: BrokerContext, req: Request, mode: "create" | "alter"): Promise<Reply> {
+async function createTopic(
+  b: BrokerContext,
+  req: Request,
+  mode: "create" | "alter",
+): Promise<Reply> {
   b.requireLeader();
   const topic = checkTopicName(req.topic);
   const partitions = int(req, "partitions", 1, b.opts.maxPartitions);
@@ -288,20 +389,41 @@ async function createTopic(b: BrokerContext, req: Request, mode: "create" | "alt
 function register(b: BrokerContext, req: Request, session: Session): Reply {
   const role = str(req, "role", 16);
   if (role !== "producer" && role !== "consumer") {
-    throw new YakError("INVALID_REQUEST", "'role' must be producer or consumer");
+    throw new YakError(
+      "INVALID_REQUEST",
+      "'role' must be producer or consumer",
+    );
   }
   const client = str(req, "client", 64);
   const topic = checkTopicName(req.topic);
-  const group = req.group === undefined || req.group === null ? undefined : checkGroupName(req.group);
+  const group = req.group === undefined || req.group === null
+    ? undefined
+    : checkGroupName(req.group);
   const known = b.clients.has(session.id);
-  b.clients.set(session.id, { role, client, topic, group, remote: session.remote, since: Date.now() });
+  b.clients.set(session.id, {
+    role,
+    client,
+    topic,
+    group,
+    remote: session.remote,
+    since: Date.now(),
+  });
   if (!known) {
-    b.log.write(`${role}_registered`, { client, topic, ...(group ? { group } : {}), remote: session.remote });
+    b.log.write(`${role}_registered`, {
+      client,
+      topic,
+      ...(group ? { group } : {}),
+      remote: session.remote,
+    });
     session.onClose(() => {
       const info = b.clients.get(session.id);
       if (!info) return;
       b.clients.delete(session.id);
-      b.log.write(`${info.role}_deregistered`, { client: info.client, topic: info.topic, reason: "connection closed" });
+      b.log.write(`${info.role}_deregistered`, {
+        client: info.client,
+        topic: info.topic,
+        reason: "connection closed",
+      });
     });
   }
   return { registered: true };
@@ -311,7 +433,10 @@ function deregister(b: BrokerContext, _req: Request, session: Session): Reply {
   const info = b.clients.get(session.id);
   if (info) {
     b.clients.delete(session.id);
-    b.log.write(`${info.role}_deregistered`, { client: info.client, topic: info.topic });
+    b.log.write(`${info.role}_deregistered`, {
+      client: info.client,
+      topic: info.topic,
+    });
   }
   return { deregistered: info !== undefined };
 }
@@ -330,14 +455,22 @@ function status(b: BrokerContext): Reply {
       };
     }),
   }));
-  const groups: Record<string, Record<string, Record<string, { committed: number; lag: number }>>> = {};
+  const groups: Record<
+    string,
+    Record<string, Record<string, { committed: number; lag: number }>>
+  > = {};
   for (const [group, byTopic] of b.store.meta.groups) {
     groups[group] = {};
     for (const [topic, byPartition] of byTopic) {
       groups[group][topic] = {};
       for (const [p, off] of byPartition) {
-        const hw = b.store.partitionCount(topic) > p ? b.store.partition(topic, p).highWatermark : off;
-        groups[group][topic][p] = { committed: off, lag: Math.max(0, hw - off) };
+        const hw = b.store.partitionCount(topic) > p
+          ? b.store.partition(topic, p).highWatermark
+          : off;
+        groups[group][topic][p] = {
+          committed: off,
+          lag: Math.max(0, hw - off),
+        };
       }
     }
   }

@@ -64,7 +64,9 @@ export class LeaderState {
   /** Adopts the in-sync set from a new lease and re-derives every watermark. */
   setIsr(isr: number[]): void {
     const now = Date.now();
-    for (const id of isr) if (!this.#isr.includes(id)) this.#lastCaughtUp.set(id, now);
+    for (const id of isr) {
+      if (!this.#isr.includes(id)) this.#lastCaughtUp.set(id, now);
+    }
     this.#isr = isr;
     for (const ref of this.#o.store.all()) this.updateHw(ref.key);
   }
@@ -131,7 +133,9 @@ export class LeaderState {
           reject(
             new YakError(
               "TIMEOUT",
-              `replicas did not confirm offset ${offset - 1} of ${key} in ${timeoutMs} ms (in sync: ${this.#isr})`,
+              `replicas did not confirm offset ${
+                offset - 1
+              } of ${key} in ${timeoutMs} ms (in sync: ${this.#isr})`,
             ),
           );
         }, timeoutMs),
@@ -153,12 +157,16 @@ export class LeaderState {
     next.add(this.selfId);
     for (const id of this.#isr) {
       if (id === this.selfId) continue;
-      if (now - (this.#lastCaughtUp.get(id) ?? 0) > this.#o.replicaLagMs) next.delete(id);
+      if (now - (this.#lastCaughtUp.get(id) ?? 0) > this.#o.replicaLagMs) {
+        next.delete(id);
+      }
     }
     for (const id of liveFollowers) {
       if (next.has(id)) continue;
       const offsets = this.#fetched.get(id);
-      if (!offsets || now - (this.#lastFetch.get(id) ?? 0) > this.#o.replicaLagMs) continue;
+      if (
+        !offsets || now - (this.#lastFetch.get(id) ?? 0) > this.#o.replicaLagMs
+      ) continue;
       let atHw = true;
       for (const ref of this.#o.store.all()) {
         if ((offsets.get(ref.key) ?? 0) < ref.log.highWatermark) {
@@ -169,11 +177,18 @@ export class LeaderState {
       if (atHw) next.add(id);
     }
     const sorted = [...next].sort((a, b) => a - b);
-    return sorted.join() === [...this.#isr].sort((a, b) => a - b).join() ? null : sorted;
+    return sorted.join() === [...this.#isr].sort((a, b) => a - b).join()
+      ? null
+      : sorted;
   }
 
   /** Followers that fetched recently, with their lag, for status. */
-  followers(): { id: number; lastFetchMsAgo: number; caughtUpMsAgo: number; inSync: boolean }[] {
+  followers(): {
+    id: number;
+    lastFetchMsAgo: number;
+    caughtUpMsAgo: number;
+    inSync: boolean;
+  }[] {
     const now = Date.now();
     return [...this.#lastFetch.keys()].sort((a, b) => a - b).map((id) => ({
       id,

@@ -57,14 +57,19 @@ export class Metadata {
       const old = this.topics.get(op.topic);
       // Partitions only grow; a replayed older record never shrinks a topic.
       if (!old || op.partitions > old.partitions) {
-        this.topics.set(op.topic, { partitions: op.partitions, createdAt: old?.createdAt ?? op.createdAt });
+        this.topics.set(op.topic, {
+          partitions: op.partitions,
+          createdAt: old?.createdAt ?? op.createdAt,
+        });
       }
     } else if (op.op === "commit") {
       let byTopic = this.groups.get(op.group);
       if (!byTopic) this.groups.set(op.group, byTopic = new Map());
       let byPartition = byTopic.get(op.topic);
       if (!byPartition) byTopic.set(op.topic, byPartition = new Map());
-      for (const [p, off] of Object.entries(op.offsets)) byPartition.set(Number(p), off);
+      for (const [p, off] of Object.entries(op.offsets)) {
+        byPartition.set(Number(p), off);
+      }
     }
   }
 

@@ -77,20 +77,40 @@ export class ProducerState {
       loading = (async () => {
         const text = await readTail();
         const map = new Map<string, Entry>();
-        let runStart: { producer: string; seq: number; offset: number } | null = null;
+        let runStart: { producer: string; seq: number; offset: number } | null =
+          null;
         let prev: { producer: string; seq: number } | null = null;
         for (const line of text.split("\n")) {
           if (line.length === 0) continue;
           const ps = producerOf(line);
           if (!ps) continue;
           const offset = Number(line.slice(10, line.indexOf(",", 10)));
-          if (!runStart || !prev || prev.producer !== ps.producer || ps.seq !== prev.seq + 1) {
-            if (runStart && prev) addBatch(map, runStart.producer, runStart.seq, prev.seq, runStart.offset);
+          if (
+            !runStart || !prev || prev.producer !== ps.producer ||
+            ps.seq !== prev.seq + 1
+          ) {
+            if (runStart && prev) {
+              addBatch(
+                map,
+                runStart.producer,
+                runStart.seq,
+                prev.seq,
+                runStart.offset,
+              );
+            }
             runStart = { producer: ps.producer, seq: ps.seq, offset };
           }
           prev = ps;
         }
-        if (runStart && prev) addBatch(map, runStart.producer, runStart.seq, prev.seq, runStart.offset);
+        if (runStart && prev) {
+          addBatch(
+            map,
+            runStart.producer,
+            runStart.seq,
+            prev.seq,
+            runStart.offset,
+          );
+        }
         this.#byPartition.set(key, map);
         this.#ready.add(key);
         this.#loading.delete(key);
@@ -101,18 +121,39 @@ export class ProducerState {
   }
 
   /** How much of a batch is already stored. */
-  check(key: string, producer: string, baseSeq: number, count: number): SeqCheck {
+  check(
+    key: string,
+    producer: string,
+    baseSeq: number,
+    count: number,
+  ): SeqCheck {
     const entry = this.#byPartition.get(key)?.get(producer);
     if (!entry) return { skip: 0, storedBaseOffset: -1, gap: false };
-    if (baseSeq > entry.lastSeq) return { skip: 0, storedBaseOffset: -1, gap: baseSeq > entry.lastSeq + 1 };
+    if (baseSeq > entry.lastSeq) {
+      return {
+        skip: 0,
+        storedBaseOffset: -1,
+        gap: baseSeq > entry.lastSeq + 1,
+      };
+    }
     const skip = Math.min(count, entry.lastSeq - baseSeq + 1);
-    const batch = entry.batches.find((b) => b.baseSeq <= baseSeq && baseSeq <= b.lastSeq);
-    const storedBaseOffset = batch ? batch.baseOffset + (baseSeq - batch.baseSeq) : -1;
+    const batch = entry.batches.find((b) =>
+      b.baseSeq <= baseSeq && baseSeq <= b.lastSeq
+    );
+    const storedBaseOffset = batch
+      ? batch.baseOffset + (baseSeq - batch.baseSeq)
+      : -1;
     return { skip, storedBaseOffset, gap: false };
   }
 
   /** Notes that records `baseSeq..baseSeq+count-1` were given offsets from `baseOffset`. */
-  record(key: string, producer: string, baseSeq: number, count: number, baseOffset: number): void {
+  record(
+    key: string,
+    producer: string,
+    baseSeq: number,
+    count: number,
+    baseOffset: number,
+  ): void {
     let map = this.#byPartition.get(key);
     if (!map) this.#byPartition.set(key, map = new Map());
     addBatch(map, producer, baseSeq, baseSeq + count - 1, baseOffset);
@@ -124,7 +165,13 @@ export class ProducerState {
   }
 }
 
-function addBatch(map: Map<string, Entry>, producer: string, baseSeq: number, lastSeq: number, baseOffset: number) {
+function addBatch(
+  map: Map<string, Entry>,
+  producer: string,
+  baseSeq: number,
+  lastSeq: number,
+  baseOffset: number,
+) {
   let entry = map.get(producer);
   if (entry) {
     map.delete(producer); // re-insert: Map order is the recency order for eviction

@@ -9,7 +9,13 @@
 import type { EpochEntry } from "../log/epoch_cache.ts";
 import { toYakError, YakError } from "../protocol/errors.ts";
 import { Connection } from "../protocol/connection.ts";
-import { int, offsetMap, optInt, type Reply, type Request } from "../protocol/messages.ts";
+import {
+  int,
+  offsetMap,
+  optInt,
+  type Reply,
+  type Request,
+} from "../protocol/messages.ts";
 import type { BrokerContext, LeaderInfo } from "./context.ts";
 import { CLUSTER_KEY } from "./metadata.ts";
 
@@ -29,7 +35,9 @@ function checkEpoch(b: BrokerContext, req: Request): void {
     // Either side may be behind; both refresh their lease and try again.
     throw new YakError(
       "STALE_EPOCH",
-      `broker ${b.opts.id} leads epoch ${b.role() === "leader" ? mine : "none"}, request is for epoch ${epoch}`,
+      `broker ${b.opts.id} leads epoch ${
+        b.role() === "leader" ? mine : "none"
+      }, request is for epoch ${epoch}`,
       { epoch: mine },
     );
   }
@@ -44,11 +52,20 @@ function checkEpoch(b: BrokerContext, req: Request): void {
  * await replicate(broker, { id: 1, type: "replicate", brokerId: 2, epoch: 4, offsets: { "t/0": 10 } });
  * ```
  */
-export async function replicate(b: BrokerContext, req: Request): Promise<Reply> {
+export async function replicate(
+  b: BrokerContext,
+  req: Request,
+): Promise<Reply> {
   checkEpoch(b, req);
   const follower = int(req, "brokerId", 1, 1_000_000);
   const offsets = offsetMap(req, "offsets", b.opts.maxPartitions * 100 + 1);
-  const maxBytes = optInt(req, "maxBytes", b.opts.replicaFetchMaxBytes, 1, b.opts.maxFetchBytes);
+  const maxBytes = optInt(
+    req,
+    "maxBytes",
+    b.opts.replicaFetchMaxBytes,
+    1,
+    b.opts.maxFetchBytes,
+  );
   const maxWaitMs = optInt(req, "maxWaitMs", 0, 0, b.opts.maxFetchWaitMs);
   const leader = b.requireLeader();
   leader.followerFetched(follower, offsets);
@@ -78,11 +95,17 @@ export async function replicate(b: BrokerContext, req: Request): Promise<Reply> 
         base: read.baseOffset,
         count: read.count,
         data: read.text,
-        epochs: log.epochs.within(read.baseOffset, read.baseOffset + read.count),
+        epochs: log.epochs.within(
+          read.baseOffset,
+          read.baseOffset + read.count,
+        ),
       });
     }
     const remaining = deadline - Date.now();
-    if (parts.length > 0 || hwMoved || Object.keys(truncate).length > 0 || remaining <= 0) {
+    if (
+      parts.length > 0 || hwMoved || Object.keys(truncate).length > 0 ||
+      remaining <= 0
+    ) {
       return { epoch: leader.epoch, parts, hw, truncate };
     }
     await b.notifier.wait(remaining);
@@ -100,7 +123,9 @@ export function epochEnds(b: BrokerContext, req: Request): Reply {
   const ends: Record<string, { epoch: number; endOffset: number }> = {};
   for (const [key, epoch] of asked) {
     const ref = b.store.byKey(key);
-    ends[key] = ref ? ref.log.epochs.endOffsetFor(epoch, ref.log.logEndOffset) : { epoch: -1, endOffset: 0 };
+    ends[key] = ref
+      ? ref.log.epochs.endOffsetFor(epoch, ref.log.logEndOffset)
+      : { epoch: -1, endOffset: 0 };
   }
   return { ends };
 }
@@ -156,7 +181,11 @@ export class ReplicaFetcher {
         if (this.#stopped) break;
         const yerr = toYakError(err);
         if (yerr.message !== lastError) {
-          b.log.write("replication_retry", { leader: this.leader.id, epoch: this.leader.epoch, error: yerr.message });
+          b.log.write("replication_retry", {
+            leader: this.leader.id,
+            epoch: this.leader.epoch,
+            error: yerr.message,
+          });
           lastError = yerr.message;
         }
         await new Promise((r) => setTimeout(r, b.opts.heartbeatMs / 2));
@@ -178,21 +207,36 @@ export class ReplicaFetcher {
       { type: "epoch_end", epoch: this.leader.epoch, epochs },
       b.opts.requestTimeoutMs,
     );
-    const ends = res.ends as Record<string, { epoch: number; endOffset: number }>;
+    const ends = res.ends as Record<
+      string,
+      { epoch: number; endOffset: number }
+    >;
     for (const [key, end] of Object.entries(ends)) {
       const ref = b.store.byKey(key);
       if (!ref) continue;
       const log = ref.log;
-      const mine = end.epoch === -1 ? { endOffset: 0 } : log.epochs.endOffsetFor(end.epoch, log.logEndOffset);
+      const mine = end.epoch === -1
+        ? { endOffset: 0 }
+        : log.epochs.endOffsetFor(end.epoch, log.logEndOffset);
       const cut = Math.min(end.endOffset, mine.endOffset, log.logEndOffset);
       if (cut < log.logEndOffset) {
         const before = log.logEndOffset;
         await log.truncateTo(cut);
-        b.log.write("truncated", { partition: key, from: before, to: cut, leader: this.leader.id, epoch: this.leader.epoch });
+        b.log.write("truncated", {
+          partition: key,
+          from: before,
+          to: cut,
+          leader: this.leader.id,
+          epoch: this.leader.epoch,
+        });
         if (key === CLUSTER_KEY) await b.store.replay();
       }
     }
-    b.log.write("following", { leader: this.leader.id, epoch: this.leader.epoch, logEndTotal: b.store.logEndTotal() });
+    b.log.write("following", {
+      leader: this.leader.id,
+      epoch: this.leader.epoch,
+      logEndTotal: b.store.logEndTotal(),
+    });
   }
 
   async #fetchOnce(): Promise<void> {
@@ -217,23 +261,38 @@ export class ReplicaFetcher {
     for (const [key, to] of Object.entries(truncate)) {
       const log = b.store.byKey(key)?.log;
       if (log && to < log.logEndOffset) {
-        b.log.write("truncated", { partition: key, from: log.logEndOffset, to, reason: "ahead of the leader" });
+        b.log.write("truncated", {
+          partition: key,
+          from: log.logEndOffset,
+          to,
+          reason: "ahead of the leader",
+        });
         await log.truncateTo(to);
         if (key === CLUSTER_KEY) await b.store.replay();
       }
     }
     const parts = res.parts as ReplicaPart[];
     // Metadata first: it may create the topics whose data follows.
-    parts.sort((x, y) => (x.k === CLUSTER_KEY ? -1 : y.k === CLUSTER_KEY ? 1 : 0));
+    parts.sort((
+      x,
+      y,
+    ) => (x.k === CLUSTER_KEY ? -1 : y.k === CLUSTER_KEY ? 1 : 0));
     let appended = false;
     for (const part of parts) {
       const ref = b.store.byKey(part.k);
       if (!ref || part.base !== ref.log.logEndOffset) continue; // learned next round
-      await ref.log.appendReplica(part.base, part.count, part.data, part.epochs);
+      await ref.log.appendReplica(
+        part.base,
+        part.count,
+        part.data,
+        part.epochs,
+      );
       if (part.k === CLUSTER_KEY) await b.store.applyLines(part.data);
       appended = true;
     }
-    for (const [key, mark] of Object.entries(res.hw as Record<string, number>)) {
+    for (
+      const [key, mark] of Object.entries(res.hw as Record<string, number>)
+    ) {
       const log = b.store.byKey(key)?.log;
       if (log) log.highWatermark = Math.min(mark, log.logEndOffset);
     }

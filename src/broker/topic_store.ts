@@ -9,7 +9,12 @@ import { join } from "node:path";
 import { checkTopicName } from "../log/names.ts";
 import { type LogOptions, PartitionLog } from "../log/partition_log.ts";
 import { YakError } from "../protocol/errors.ts";
-import { CLUSTER_KEY, CLUSTER_TOPIC, type MetaOp, Metadata } from "./metadata.ts";
+import {
+  CLUSTER_KEY,
+  CLUSTER_TOPIC,
+  Metadata,
+  type MetaOp,
+} from "./metadata.ts";
 
 /** A partition log with its names. */
 export interface PartitionRef {
@@ -38,17 +43,29 @@ export class TopicStore {
   /** All partition logs by replication key (`topic/partition`), the metadata log included. */
   readonly #byKey = new Map<string, PartitionRef>();
 
-  private constructor(dir: string, clusterLog: PartitionLog, logOpts: LogOptions) {
+  private constructor(
+    dir: string,
+    clusterLog: PartitionLog,
+    logOpts: LogOptions,
+  ) {
     this.dir = dir;
     this.clusterLog = clusterLog;
     this.#logOpts = logOpts;
-    this.#byKey.set(CLUSTER_KEY, { key: CLUSTER_KEY, topic: CLUSTER_TOPIC, partition: 0, log: clusterLog });
+    this.#byKey.set(CLUSTER_KEY, {
+      key: CLUSTER_KEY,
+      topic: CLUSTER_TOPIC,
+      partition: 0,
+      log: clusterLog,
+    });
   }
 
   /** Opens the store and every topic the metadata log names. */
   static async open(dir: string, logOpts: LogOptions): Promise<TopicStore> {
     await Deno.mkdir(dir, { recursive: true });
-    const clusterLog = await PartitionLog.open(join(dir, CLUSTER_TOPIC, "0"), logOpts);
+    const clusterLog = await PartitionLog.open(
+      join(dir, CLUSTER_TOPIC, "0"),
+      logOpts,
+    );
     const store = new TopicStore(dir, clusterLog, logOpts);
     await store.replay();
     return store;
@@ -77,14 +94,24 @@ export class TopicStore {
     const topicDir = join(this.dir, name);
     await Deno.mkdir(topicDir, { recursive: true });
     for (let p = logs.length; p < want; p++) {
-      const log = await PartitionLog.open(join(topicDir, String(p)), this.#logOpts);
+      const log = await PartitionLog.open(
+        join(topicDir, String(p)),
+        this.#logOpts,
+      );
       logs.push(log);
       const key = `${name}/${p}`;
       this.#byKey.set(key, { key, topic: name, partition: p, log });
     }
     this.#logs.set(name, logs);
-    const info = { name, partitions: want, createdAt: new Date(this.meta.topics.get(name)!.createdAt).toISOString() };
-    await Deno.writeTextFile(join(topicDir, "topic.json"), JSON.stringify(info, null, 2) + "\n");
+    const info = {
+      name,
+      partitions: want,
+      createdAt: new Date(this.meta.topics.get(name)!.createdAt).toISOString(),
+    };
+    await Deno.writeTextFile(
+      join(topicDir, "topic.json"),
+      JSON.stringify(info, null, 2) + "\n",
+    );
   }
 
   /** Applies the ops in a chunk of `__cluster` lines. */
@@ -105,13 +132,18 @@ export class TopicStore {
   partition(topic: string, partition: number): PartitionLog {
     const logs = this.#logs.get(topic);
     if (!logs) {
-      throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist; produce to it or create it first`);
+      throw new YakError(
+        "UNKNOWN_TOPIC",
+        `topic '${topic}' does not exist; produce to it or create it first`,
+      );
     }
     const log = logs[partition];
     if (!log) {
       throw new YakError(
         "UNKNOWN_PARTITION",
-        `topic '${topic}' has partitions 0..${logs.length - 1}; there is no partition ${partition}`,
+        `topic '${topic}' has partitions 0..${
+          logs.length - 1
+        }; there is no partition ${partition}`,
       );
     }
     return log;

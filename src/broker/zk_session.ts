@@ -68,7 +68,12 @@ export class ZkSession {
   async proposeIsr(epoch: number, isr: number[]): Promise<Lease> {
     const conn = this.#conn;
     if (!conn) throw new Error("not connected to the zookeeper");
-    const res = await conn.request({ type: "isr", brokerId: this.#o.brokerId, epoch, isr }, this.#o.sessionTimeoutMs);
+    const res = await conn.request({
+      type: "isr",
+      brokerId: this.#o.brokerId,
+      epoch,
+      isr,
+    }, this.#o.sessionTimeoutMs);
     const lease = res.lease as Lease;
     this.#adopt(lease);
     return lease;
@@ -82,7 +87,10 @@ export class ZkSession {
   }
 
   #adopt(lease: Lease): void {
-    if (!this.#lease || lease.epoch > this.#lease.epoch || lease.issuedAt > this.#lease.issuedAt) {
+    if (
+      !this.#lease || lease.epoch > this.#lease.epoch ||
+      lease.issuedAt > this.#lease.issuedAt
+    ) {
       this.#lease = lease;
       this.#o.onLease(lease);
     }
@@ -119,7 +127,9 @@ export class ZkSession {
           epoch: this.#o.epoch(),
         }, this.#o.sessionTimeoutMs);
         this.#lastAckedSendMs = sentAt;
-        this.#o.log.write("registered", { zookeeper: `${this.#o.zkHost}:${this.#o.zkPort}` });
+        this.#o.log.write("registered", {
+          zookeeper: `${this.#o.zkHost}:${this.#o.zkPort}`,
+        });
         reported = false;
         this.#adopt(res.lease as Lease);
         while (!this.#stopped && !this.#conn.isClosed) {

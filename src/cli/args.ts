@@ -14,7 +14,10 @@ import { YakError } from "../protocol/errors.ts";
 export type Flags = NonNullable<ParseArgsConfig["options"]>;
 
 /** Parsed flag values. */
-export type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
+export type Values = Record<
+  string,
+  string | boolean | (string | boolean)[] | undefined
+>;
 
 /**
  * Parses `args` strictly: unknown flags and missing values are errors that
@@ -41,8 +44,13 @@ export function parse(
     });
     return { values: values as Values, positionals };
   } catch (err) {
-    const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
-    throw new YakError("INVALID_ARGUMENT", `${message} (see 'yak ${command} --help')`);
+    const message = err instanceof Error
+      ? err.message.split("\n")[0]
+      : String(err);
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `${message} (see 'yak ${command} --help')`,
+    );
   }
 }
 
@@ -53,17 +61,36 @@ export function text(values: Values, name: string): string | undefined {
 }
 
 /** A flag as a string that must be present. */
-export function required(values: Values, name: string, command: string): string {
+export function required(
+  values: Values,
+  name: string,
+  command: string,
+): string {
   const v = text(values, name);
   if (v === undefined || v === "") {
-    throw new YakError("INVALID_ARGUMENT", `--${name} is required (see 'yak ${command} --help')`);
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--${name} is required (see 'yak ${command} --help')`,
+    );
   }
   return v;
 }
 
 /** A flag as an integer within [min, max], or the fallback. */
-export function integer(values: Values, name: string, fallback: number, min?: number, max?: number): number;
-export function integer(values: Values, name: string, fallback: undefined, min?: number, max?: number): number | undefined;
+export function integer(
+  values: Values,
+  name: string,
+  fallback: number,
+  min?: number,
+  max?: number,
+): number;
+export function integer(
+  values: Values,
+  name: string,
+  fallback: undefined,
+  min?: number,
+  max?: number,
+): number | undefined;
 export function integer(
   values: Values,
   name: string,
@@ -75,7 +102,10 @@ export function integer(
   if (v === undefined) return fallback;
   const n = Number(v);
   if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new YakError("INVALID_ARGUMENT", `--${name} must be a whole number from ${min} to ${max}, not '${v}'`);
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--${name} must be a whole number from ${min} to ${max}, not '${v}'`,
+    );
   }
   return n;
 }
@@ -90,7 +120,11 @@ export const CLUSTER_FLAGS: Flags = {
 export function bootstrapOf(values: Values): Bootstrap {
   const brokers = text(values, "bootstrap");
   if (brokers !== undefined) {
-    return { brokers: brokers.split(",").filter((s) => s.trim()).map((s) => parseHostPort(s.trim())) };
+    return {
+      brokers: brokers.split(",").filter((s) => s.trim()).map((s) =>
+        parseHostPort(s.trim())
+      ),
+    };
   }
   const zk = text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??
     `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`;

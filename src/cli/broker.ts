@@ -38,7 +38,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
   required(values, "id", "broker");
   const id = integer(values, "id", 0, 1, 1_000_000);
   const zk = parseHostPort(
-    text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ?? `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`,
+    text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??
+      `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`,
   );
   const host = text(values, "host") ?? DEFAULTS.host;
   const broker = await Broker.start({
@@ -48,13 +49,43 @@ export async function brokerCommand(args: string[]): Promise<number> {
     dataDir: text(values, "data") ?? DEFAULTS.dataDir,
     zkHost: zk.host,
     zkPort: zk.port,
-    heartbeatMs: integer(values, "heartbeat-ms", DEFAULTS.heartbeatMs, 10, 60_000),
-    sessionTimeoutMs: integer(values, "session-timeout-ms", DEFAULTS.sessionTimeoutMs, 50, 600_000),
-    replicaLagMs: integer(values, "replica-lag-ms", DEFAULTS.replicaLagMs, 50, 600_000),
+    heartbeatMs: integer(
+      values,
+      "heartbeat-ms",
+      DEFAULTS.heartbeatMs,
+      10,
+      60_000,
+    ),
+    sessionTimeoutMs: integer(
+      values,
+      "session-timeout-ms",
+      DEFAULTS.sessionTimeoutMs,
+      50,
+      600_000,
+    ),
+    replicaLagMs: integer(
+      values,
+      "replica-lag-ms",
+      DEFAULTS.replicaLagMs,
+      50,
+      600_000,
+    ),
     replicaFetchWaitMs: DEFAULTS.replicaFetchWaitMs,
     replicaFetchMaxBytes: DEFAULTS.replicaFetchMaxBytes,
-    defaultPartitions: integer(values, "partitions", DEFAULTS.defaultPartitions, 1, DEFAULTS.maxPartitions),
-    segmentBytes: integer(values, "segment-bytes", DEFAULTS.segmentBytes, 1024, 2 ** 31 - 1),
+    defaultPartitions: integer(
+      values,
+      "partitions",
+      DEFAULTS.defaultPartitions,
+      1,
+      DEFAULTS.maxPartitions,
+    ),
+    segmentBytes: integer(
+      values,
+      "segment-bytes",
+      DEFAULTS.segmentBytes,
+      1024,
+      2 ** 31 - 1,
+    ),
     indexIntervalBytes: DEFAULTS.indexIntervalBytes,
     producerStateScanBytes: DEFAULTS.producerStateScanBytes,
     maxFrameBytes: DEFAULTS.maxFrameBytes,

@@ -19,7 +19,13 @@ Ctrl-C stops them all. Try, in another terminal:
   yak kill --leader; yak status
 `;
 
-const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-run"];
+const PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-run",
+];
 
 /**
  * The command line that runs this same program with other arguments: the
@@ -31,11 +37,16 @@ const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write", "--allow-en
  * const { command, args } = selfCommand(["status"]);
  * ```
  */
-export function selfCommand(args: string[]): { command: string; args: string[] } {
+export function selfCommand(
+  args: string[],
+): { command: string; args: string[] } {
   const exe = Deno.execPath();
   const name = exe.split("/").pop() ?? "";
   if (/^deno(\.exe)?$/.test(name) && Deno.mainModule.startsWith("file:")) {
-    return { command: exe, args: ["run", ...PERMISSIONS, fileURLToPath(Deno.mainModule), ...args] };
+    return {
+      command: exe,
+      args: ["run", ...PERMISSIONS, fileURLToPath(Deno.mainModule), ...args],
+    };
   }
   return { command: exe, args };
 }
@@ -46,17 +57,25 @@ interface Child {
   done: Promise<void>;
 }
 
-async function pipePrefixed(stream: ReadableStream<Uint8Array>, prefix: string, out: typeof Deno.stdout) {
+async function pipePrefixed(
+  stream: ReadableStream<Uint8Array>,
+  prefix: string,
+  out: typeof Deno.stdout,
+) {
   const encoder = new TextEncoder();
   let carry = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     const lines = (carry + chunk).split("\n");
     carry = lines.pop()!;
     if (lines.length > 0) {
-      await out.write(encoder.encode(lines.map((l) => `${prefix} ${l}`).join("\n") + "\n")).catch(() => {});
+      await out.write(
+        encoder.encode(lines.map((l) => `${prefix} ${l}`).join("\n") + "\n"),
+      ).catch(() => {});
     }
   }
-  if (carry) await out.write(encoder.encode(`${prefix} ${carry}\n`)).catch(() => {});
+  if (carry) {
+    await out.write(encoder.encode(`${prefix} ${carry}\n`)).catch(() => {});
+  }
 }
 
 /** Runs `yak cluster` until Ctrl-C. */
@@ -71,19 +90,44 @@ export async function clusterCommand(args: string[]): Promise<number> {
   if (helpRequested(values, USAGE)) return 0;
   const brokers = integer(values, "brokers", 3, 1, 9);
   const data = text(values, "data") ?? DEFAULTS.dataDir;
-  const zkPort = integer(values, "zookeeper-port", DEFAULTS.zookeeperPort, 1, 65535);
-  const basePort = integer(values, "base-port", DEFAULTS.brokerBasePort, 1, 65535 - 9);
-  const partitions = integer(values, "partitions", DEFAULTS.defaultPartitions, 1, DEFAULTS.maxPartitions);
+  const zkPort = integer(
+    values,
+    "zookeeper-port",
+    DEFAULTS.zookeeperPort,
+    1,
+    65535,
+  );
+  const basePort = integer(
+    values,
+    "base-port",
+    DEFAULTS.brokerBasePort,
+    1,
+    65535 - 9,
+  );
+  const partitions = integer(
+    values,
+    "partitions",
+    DEFAULTS.defaultPartitions,
+    1,
+    DEFAULTS.maxPartitions,
+  );
   const children: Child[] = [];
   const spawn = (name: string, sub: string[]) => {
     const { command, args } = selfCommand(sub);
-    const proc = new Deno.Command(command, { args, stdout: "piped", stderr: "piped", stdin: "null" }).spawn();
+    const proc = new Deno.Command(command, {
+      args,
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
     const prefix = `[${name}]`;
     const done = Promise.all([
       pipePrefixed(proc.stdout, prefix, Deno.stdout),
       pipePrefixed(proc.stderr, prefix, Deno.stdout),
       proc.status.then((s) => {
-        if (!stopping) console.log(`${prefix} exited (${s.signal ?? `code ${s.code}`})`);
+        if (!stopping) {
+          console.log(`${prefix} exited (${s.signal ?? `code ${s.code}`})`);
+        }
       }),
     ]).then(() => {});
     children.push({ name, proc, done });
@@ -106,7 +150,9 @@ export async function clusterCommand(args: string[]): Promise<number> {
     ]);
   }
   console.log(
-    `[cluster] zookeeper on 127.0.0.1:${zkPort}, brokers on ports ${basePort}-${basePort + brokers - 1}, data in ${data}/; Ctrl-C stops all`,
+    `[cluster] zookeeper on 127.0.0.1:${zkPort}, brokers on ports ${basePort}-${
+      basePort + brokers - 1
+    }, data in ${data}/; Ctrl-C stops all`,
   );
   await new Promise<void>((resolve) => {
     const onSignal = () => {

@@ -8,7 +8,15 @@ import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { writeAll } from "../protocol/frame.ts";
 import { YakError } from "../protocol/errors.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, text } from "./args.ts";
+import {
+  bootstrapOf,
+  CLUSTER_FLAGS,
+  helpRequested,
+  integer,
+  parse,
+  required,
+  text,
+} from "./args.ts";
 
 const USAGE = `
 yak consume --topic T [--from-beginning | --offset K] [--group G] [--partition N]
@@ -46,12 +54,23 @@ export async function consumeCommand(args: string[]): Promise<number> {
   });
   if (helpRequested(values, USAGE)) return 0;
   const topic = checkTopicName(required(values, "topic", "consume"));
-  const group = text(values, "group") === undefined ? undefined : checkGroupName(text(values, "group"));
+  const group = text(values, "group") === undefined
+    ? undefined
+    : checkGroupName(text(values, "group"));
   const format = text(values, "format") ?? "value";
   if (format !== "value" && format !== "json") {
-    throw new YakError("INVALID_ARGUMENT", `--format must be value or json, not '${format}'`);
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--format must be value or json, not '${format}'`,
+    );
   }
-  const maxMessages = integer(values, "max-messages", Infinity as number, 1, Number.MAX_SAFE_INTEGER);
+  const maxMessages = integer(
+    values,
+    "max-messages",
+    Infinity as number,
+    1,
+    Number.MAX_SAFE_INTEGER,
+  );
   const timeoutMs = integer(values, "timeout-ms", undefined, 0, 2 ** 31 - 1);
   const quiet = values.quiet === true;
   let lastNotice = "";
@@ -64,7 +83,9 @@ export async function consumeCommand(args: string[]): Promise<number> {
     fromBeginning: values["from-beginning"] === true,
     maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
     onRetry: (why) => {
-      if (!quiet && why !== lastNotice) console.error(`yak consume: retrying: ${why}`);
+      if (!quiet && why !== lastNotice) {
+        console.error(`yak consume: retrying: ${why}`);
+      }
       lastNotice = why;
     },
   });
@@ -78,7 +99,9 @@ export async function consumeCommand(args: string[]): Promise<number> {
     while (!stop && printed < maxMessages) {
       const polled = await consumer.poll();
       if (polled.length === 0) {
-        if (timeoutMs !== undefined && Date.now() - lastRecordAt >= timeoutMs) break;
+        if (timeoutMs !== undefined && Date.now() - lastRecordAt >= timeoutMs) {
+          break;
+        }
         continue;
       }
       lastRecordAt = Date.now();
@@ -88,7 +111,12 @@ export async function consumeCommand(args: string[]): Promise<number> {
         if (printed + records.length > maxMessages) {
           take = records.slice(0, maxMessages - printed);
           // Only what was printed counts as consumed (and committed).
-          consumer.positions.set(partition, take.length > 0 ? take[take.length - 1].offset + 1 : records[0].offset);
+          consumer.positions.set(
+            partition,
+            take.length > 0
+              ? take[take.length - 1].offset + 1
+              : records[0].offset,
+          );
         }
         if (take.length === 0) continue;
         parts.push(render(take, partition, topic, format));
@@ -113,7 +141,12 @@ export async function consumeCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-function render(records: FetchedRecord[], partition: number, topic: string, format: string): Uint8Array {
+function render(
+  records: FetchedRecord[],
+  partition: number,
+  topic: string,
+  format: string,
+): Uint8Array {
   if (format === "json") {
     let out = "";
     for (const r of records) {
@@ -124,7 +157,9 @@ function render(records: FetchedRecord[], partition: number, topic: string, form
         epoch: r.epoch,
         ts: r.ts,
         key: r.key,
-        ...(r.valueB64 !== undefined ? { valueB64: r.valueB64 } : { value: r.value }),
+        ...(r.valueB64 !== undefined
+          ? { valueB64: r.valueB64 }
+          : { value: r.value }),
       }) + "\n";
     }
     return encoder.encode(out);
@@ -137,7 +172,9 @@ function render(records: FetchedRecord[], partition: number, topic: string, form
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (const r of records) {
-    const bytes = r.valueB64 !== undefined ? fromBase64(r.valueB64) : encoder.encode(r.value ?? "");
+    const bytes = r.valueB64 !== undefined
+      ? fromBase64(r.valueB64)
+      : encoder.encode(r.value ?? "");
     chunks.push(bytes, encoder.encode("\n"));
     size += bytes.length + 1;
   }

@@ -26,16 +26,25 @@ export async function logsCommand(args: string[]): Promise<number> {
   let path: string;
   if (positionals[0] === "zookeeper" && positionals.length === 1) {
     path = join(dataDir, "zookeeper", "zookeeper.log");
-  } else if (positionals[0] === "broker" && positionals.length === 2 && /^\d+$/.test(positionals[1])) {
+  } else if (
+    positionals[0] === "broker" && positionals.length === 2 &&
+    /^\d+$/.test(positionals[1])
+  ) {
     path = join(dataDir, `broker-${positionals[1]}`, "broker.log");
   } else {
-    throw new YakError("INVALID_ARGUMENT", "say which log: 'yak logs zookeeper' or 'yak logs broker N'");
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "say which log: 'yak logs zookeeper' or 'yak logs broker N'",
+    );
   }
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
   } catch {
-    throw new YakError("INVALID_ARGUMENT", `no operation log at ${path} (has that process run with --data ${dataDir}?)`);
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `no operation log at ${path} (has that process run with --data ${dataDir}?)`,
+    );
   }
   const decoder = new TextDecoder();
   const buf = new Uint8Array(64 * 1024);
@@ -62,7 +71,9 @@ export async function logsCommand(args: string[]): Promise<number> {
           continue;
         }
         try {
-          out.push(formatEntry(JSON.parse(line) as OpLogEntry, undefined, true));
+          out.push(
+            formatEntry(JSON.parse(line) as OpLogEntry, undefined, true),
+          );
         } catch {
           out.push(line);
         }

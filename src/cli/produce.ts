@@ -6,7 +6,15 @@
 import { Producer } from "../client/producer.ts";
 import { checkTopicName } from "../log/names.ts";
 import { YakError } from "../protocol/errors.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, text } from "./args.ts";
+import {
+  bootstrapOf,
+  CLUSTER_FLAGS,
+  helpRequested,
+  integer,
+  parse,
+  required,
+  text,
+} from "./args.ts";
 
 const USAGE = `
 yak produce --topic T [--message TEXT ...] [--key K | --key-separator SEP]
@@ -39,15 +47,25 @@ export async function produceCommand(args: string[]): Promise<number> {
   const topic = checkTopicName(required(values, "topic", "produce"));
   const acksText = text(values, "acks") ?? "all";
   if (!["all", "1", "0", "-1"].includes(acksText)) {
-    throw new YakError("INVALID_ARGUMENT", `--acks must be all, 1 or 0, not '${acksText}'`);
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--acks must be all, 1 or 0, not '${acksText}'`,
+    );
   }
-  const acks = acksText === "all" || acksText === "-1" ? "all" : (Number(acksText) as 0 | 1);
+  const acks = acksText === "all" || acksText === "-1"
+    ? "all"
+    : (Number(acksText) as 0 | 1);
   const fixedKey = text(values, "key") ?? null;
   const separator = text(values, "key-separator");
   if (fixedKey !== null && separator !== undefined) {
-    throw new YakError("INVALID_ARGUMENT", "use --key or --key-separator, not both");
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "use --key or --key-separator, not both",
+    );
   }
-  if (separator === "") throw new YakError("INVALID_ARGUMENT", "--key-separator must not be empty");
+  if (separator === "") {
+    throw new YakError("INVALID_ARGUMENT", "--key-separator must not be empty");
+  }
   const quiet = values.quiet === true;
   let lastNotice = "";
   const producer = await Producer.open({
@@ -58,7 +76,9 @@ export async function produceCommand(args: string[]): Promise<number> {
     batchRecords: integer(values, "batch-records", undefined, 1, 10_000),
     lingerMs: integer(values, "linger-ms", undefined, 0, 60_000),
     onRetry: (why) => {
-      if (!quiet && why !== lastNotice) console.error(`yak produce: retrying: ${why}`);
+      if (!quiet && why !== lastNotice) {
+        console.error(`yak produce: retrying: ${why}`);
+      }
       lastNotice = why;
     },
   });
@@ -92,11 +112,17 @@ export async function produceCommand(args: string[]): Promise<number> {
   }
   const seconds = (performance.now() - started) / 1000;
   if (!quiet) {
-    const rate = seconds > 0 ? Math.round(producer.ackedRecords / seconds) : producer.ackedRecords;
+    const rate = seconds > 0
+      ? Math.round(producer.ackedRecords / seconds)
+      : producer.ackedRecords;
     console.error(
       `yak produce: ${producer.ackedRecords} records (${producer.ackedBytes} bytes) ` +
-        `${acks === 0 ? "sent" : "acknowledged"} to '${topic}' in ${seconds.toFixed(2)} s, ${rate} records/s` +
-        (producer.retries > 0 ? `, ${producer.retries} batches resent, ${producer.duplicates} duplicates dropped` : ""),
+        `${acks === 0 ? "sent" : "acknowledged"} to '${topic}' in ${
+          seconds.toFixed(2)
+        } s, ${rate} records/s` +
+        (producer.retries > 0
+          ? `, ${producer.retries} batches resent, ${producer.duplicates} duplicates dropped`
+          : ""),
     );
   }
   return producer.ackedRecords === records ? 0 : 1;
@@ -134,7 +160,10 @@ export async function readLines(
   if (carry.length > 0) await onLines(splitLines(carry, strict));
 }
 
-function splitLines(bytes: Uint8Array, strict: TextDecoder): (string | Uint8Array)[] {
+function splitLines(
+  bytes: Uint8Array,
+  strict: TextDecoder,
+): (string | Uint8Array)[] {
   try {
     // One decode per chunk, not per line: the common case is all text.
     return strict.decode(bytes).split("\n");

@@ -18,9 +18,13 @@ export function serveUntilSignal(stop: () => Promise<void>): Promise<void> {
     const onSignal = () => {
       if (stopping) return;
       stopping = true;
-      for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+      for (const sig of ["SIGINT", "SIGTERM"] as const) {
+        Deno.removeSignalListener(sig, onSignal);
+      }
       stop().finally(resolve);
     };
-    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(sig, onSignal);
+    }
   });
 }

@@ -19,7 +19,10 @@ view: topics, partitions (log end, high watermark), clients, groups and lag.
 
 /** Runs `yak status`. */
 export async function statusCommand(args: string[]): Promise<number> {
-  const { values } = parse("status", args, { zookeeper: { type: "string" }, json: { type: "boolean" } });
+  const { values } = parse("status", args, {
+    zookeeper: { type: "string" },
+    json: { type: "boolean" },
+  });
   if (helpRequested(values, USAGE)) return 0;
   const zk = bootstrapOf(values).zookeeper!;
   const meta = await ask(zk, { type: "status" });
@@ -38,47 +41,74 @@ export async function statusCommand(args: string[]): Promise<number> {
     console.log(JSON.stringify({ lease, brokers, views }, null, 2));
     return 0;
   }
-  console.log(`leader: ${lease.leaderId ?? "none"}  epoch: ${lease.epoch}  in sync: [${lease.isr.join(", ")}]`);
+  console.log(
+    `leader: ${lease.leaderId ?? "none"}  epoch: ${lease.epoch}  in sync: [${
+      lease.isr.join(", ")
+    }]`,
+  );
   console.log("brokers:");
   for (const b of brokers) {
     const role = b.id === lease.leaderId ? "leader" : "follower";
     console.log(
-      `  ${b.id}  ${b.host}:${b.port}  ${b.alive ? "alive" : "DEAD"}  ${b.alive ? role : ""}  ` +
+      `  ${b.id}  ${b.host}:${b.port}  ${b.alive ? "alive" : "DEAD"}  ${
+        b.alive ? role : ""
+      }  ` +
         `heard ${b.lastSeenMsAgo} ms ago  log end total ${b.logEndTotal}`,
     );
   }
-  const leaderView = views.find((v) => v.brokerId === lease.leaderId) ?? views[0];
+  const leaderView = views.find((v) => v.brokerId === lease.leaderId) ??
+    views[0];
   if (!leaderView || leaderView.error) return 0;
   console.log("topics (leader's view; hw = high watermark):");
-  for (const t of leaderView.topics as { name: string; partitions: Record<string, number>[] }[]) {
+  for (
+    const t of leaderView.topics as {
+      name: string;
+      partitions: Record<string, number>[];
+    }[]
+  ) {
     console.log(`  ${t.name}`);
     for (const p of t.partitions) {
       const replicas = views.map((v) => {
-        const vt = (v.topics as { name: string; partitions: Record<string, number>[] }[] | undefined)?.find((x) =>
-          x.name === t.name
-        );
-        return `${v.brokerId}:${vt?.partitions[p.partition]?.logEndOffset ?? "-"}`;
+        const vt = (v.topics as
+          | { name: string; partitions: Record<string, number>[] }[]
+          | undefined)?.find((x) => x.name === t.name);
+        return `${v.brokerId}:${
+          vt?.partitions[p.partition]?.logEndOffset ?? "-"
+        }`;
       });
       console.log(
-        `    p${p.partition}  end ${p.logEndOffset}  hw ${p.highWatermark}  ${p.bytes} bytes  replicas ${replicas.join(" ")}`,
+        `    p${p.partition}  end ${p.logEndOffset}  hw ${p.highWatermark}  ${p.bytes} bytes  replicas ${
+          replicas.join(" ")
+        }`,
       );
     }
   }
-  const groups = leaderView.groups as Record<string, Record<string, Record<string, { committed: number; lag: number }>>>;
+  const groups = leaderView.groups as Record<
+    string,
+    Record<string, Record<string, { committed: number; lag: number }>>
+  >;
   if (Object.keys(groups).length > 0) console.log("groups:");
   for (const [g, byTopic] of Object.entries(groups)) {
     for (const [t, byP] of Object.entries(byTopic)) {
       const lag = Object.values(byP).reduce((s, x) => s + x.lag, 0);
-      const detail = Object.entries(byP).map(([p, x]) => `p${p}@${x.committed}`).join(" ");
+      const detail = Object.entries(byP).map(([p, x]) => `p${p}@${x.committed}`)
+        .join(" ");
       console.log(`  ${g} on ${t}: lag ${lag}  (${detail})`);
     }
   }
   const clients = views.flatMap((v) =>
-    ((v.clients as ClientInfo[] | undefined) ?? []).map((c) => ({ ...c, broker: v.brokerId }))
+    ((v.clients as ClientInfo[] | undefined) ?? []).map((c) => ({
+      ...c,
+      broker: v.brokerId,
+    }))
   );
   if (clients.length > 0) console.log("clients:");
   for (const c of clients) {
-    console.log(`  ${c.role} ${c.client} on ${c.topic}${c.group ? ` group ${c.group}` : ""} via broker ${c.broker}`);
+    console.log(
+      `  ${c.role} ${c.client} on ${c.topic}${
+        c.group ? ` group ${c.group}` : ""
+      } via broker ${c.broker}`,
+    );
   }
   return 0;
 }

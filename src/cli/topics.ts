@@ -6,7 +6,14 @@
 import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { YakError } from "../protocol/errors.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, text } from "./args.ts";
+import {
+  bootstrapOf,
+  CLUSTER_FLAGS,
+  helpRequested,
+  integer,
+  parse,
+  text,
+} from "./args.ts";
 
 const USAGE = `
 yak topics --list
@@ -27,15 +34,22 @@ export async function topicsCommand(args: string[]): Promise<number> {
     partitions: { type: "string" },
   });
   if (helpRequested(values, USAGE)) return 0;
-  const actions = ["list", "create", "describe", "alter"].filter((a) => values[a] !== undefined);
+  const actions = ["list", "create", "describe", "alter"].filter((a) =>
+    values[a] !== undefined
+  );
   if (actions.length !== 1) {
-    throw new YakError("INVALID_ARGUMENT", "give exactly one of --list, --create, --describe, --alter (see --help)");
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "give exactly one of --list, --create, --describe, --alter (see --help)",
+    );
   }
   const { conn } = await connectLeader(bootstrapOf(values), Date.now() + 5000);
   try {
     if (values.list) {
       const meta = await conn.request({ type: "metadata" });
-      for (const [name, n] of Object.entries(meta.topics as Record<string, number>)) {
+      for (
+        const [name, n] of Object.entries(meta.topics as Record<string, number>)
+      ) {
         console.log(`${name}\t${n} partitions`);
       }
     } else if (values.create !== undefined || values.alter !== undefined) {
@@ -44,21 +58,38 @@ export async function topicsCommand(args: string[]): Promise<number> {
       const partitions = alter
         ? integer(values, "partitions", 0, 1, 1000)
         : integer(values, "partitions", 3, 1, 1000);
-      if (alter && values.partitions === undefined) throw new YakError("INVALID_ARGUMENT", "--alter needs --partitions M");
-      const res = await conn.request({ type: alter ? "alter_topic" : "create_topic", topic, partitions });
-      console.log(`${alter ? "altered" : "created"} topic '${topic}' with ${res.partitions} partitions`);
+      if (alter && values.partitions === undefined) {
+        throw new YakError("INVALID_ARGUMENT", "--alter needs --partitions M");
+      }
+      const res = await conn.request({
+        type: alter ? "alter_topic" : "create_topic",
+        topic,
+        partitions,
+      });
+      console.log(
+        `${
+          alter ? "altered" : "created"
+        } topic '${topic}' with ${res.partitions} partitions`,
+      );
     } else {
       const topic = checkTopicName(text(values, "describe"));
       const status = await conn.request({ type: "status" });
-      const t = (status.topics as { name: string; partitions: Record<string, number>[] }[]).find((x) =>
-        x.name === topic
-      );
-      if (!t) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+      const t = (status.topics as {
+        name: string;
+        partitions: Record<string, number>[];
+      }[]).find((x) => x.name === topic);
+      if (!t) {
+        throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+      }
       const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
-      console.log(`topic '${topic}': ${t.partitions.length} partitions, leader broker ${status.brokerId}, in sync ${isr}`);
+      console.log(
+        `topic '${topic}': ${t.partitions.length} partitions, leader broker ${status.brokerId}, in sync ${isr}`,
+      );
       console.log("partition\tlog-end\thigh-watermark\tsegments\tbytes");
       for (const p of t.partitions) {
-        console.log(`${p.partition}\t${p.logEndOffset}\t${p.highWatermark}\t${p.segments}\t${p.bytes}`);
+        console.log(
+          `${p.partition}\t${p.logEndOffset}\t${p.highWatermark}\t${p.segments}\t${p.bytes}`,
+        );
       }
     }
   } finally {

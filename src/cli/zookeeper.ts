@@ -31,13 +31,29 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     dataDir: text(values, "data") ?? DEFAULTS.dataDir,
     host: text(values, "host") ?? DEFAULTS.host,
     port: integer(values, "port", DEFAULTS.zookeeperPort, 0, 65535),
-    heartbeatMs: integer(values, "heartbeat-ms", DEFAULTS.heartbeatMs, 10, 60_000),
-    sessionTimeoutMs: integer(values, "session-timeout-ms", DEFAULTS.sessionTimeoutMs, 50, 600_000),
+    heartbeatMs: integer(
+      values,
+      "heartbeat-ms",
+      DEFAULTS.heartbeatMs,
+      10,
+      60_000,
+    ),
+    sessionTimeoutMs: integer(
+      values,
+      "session-timeout-ms",
+      DEFAULTS.sessionTimeoutMs,
+      50,
+      600_000,
+    ),
     maxFrameBytes: 1024 * 1024,
     maxConnections: DEFAULTS.maxConnections,
     echo: !values.quiet,
   });
-  console.log(`zookeeper listening on ${text(values, "host") ?? DEFAULTS.host}:${zk.port}`);
+  console.log(
+    `zookeeper listening on ${
+      text(values, "host") ?? DEFAULTS.host
+    }:${zk.port}`,
+  );
   await serveUntilSignal(() => zk.stop());
   return 0;
 }

@@ -74,10 +74,15 @@ export class Consumer {
   }
 
   async #connect(): Promise<void> {
-    const deadline = Date.now() + (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    const deadline = Date.now() +
+      (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
     while (true) {
       try {
-        this.#conn = await connectAny(this.#o.bootstrap, deadline, this.#o.onRetry);
+        this.#conn = await connectAny(
+          this.#o.bootstrap,
+          deadline,
+          this.#o.onRetry,
+        );
         await this.#refresh();
         await this.#conn.request({
           type: "register",
@@ -104,21 +109,32 @@ export class Consumer {
   /** Learns the partition count and sets a start offset for partitions not yet read. */
   async #refresh(): Promise<void> {
     const conn = this.#conn!;
-    const meta = await conn.request({ type: "metadata", topic: this.topic }, this.#timeoutMs);
+    const meta = await conn.request(
+      { type: "metadata", topic: this.topic },
+      this.#timeoutMs,
+    );
     const n = (meta.topics as Record<string, number>)[this.topic];
     this.#lastMetaMs = Date.now();
-    const wanted = this.#o.partition === undefined ? [...Array(n).keys()] : [this.#o.partition];
+    const wanted = this.#o.partition === undefined
+      ? [...Array(n).keys()]
+      : [this.#o.partition];
     if (this.#o.partition !== undefined && this.#o.partition >= n) {
       throw new YakError(
         "UNKNOWN_PARTITION",
-        `topic '${this.topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
+        `topic '${this.topic}' has partitions 0..${
+          n - 1
+        }; there is no partition ${this.#o.partition}`,
       );
     }
     const missing = wanted.filter((p) => !this.positions.has(p));
     if (missing.length === 0) return;
     let committed: Record<string, number> = {};
     if (this.#o.group) {
-      const res = await this.#leaderRequest({ type: "committed", group: this.#o.group, topic: this.topic });
+      const res = await this.#leaderRequest({
+        type: "committed",
+        group: this.#o.group,
+        topic: this.topic,
+      });
       committed = res.offsets as Record<string, number>;
     }
     let ends: Record<string, number> | null = null;
@@ -129,7 +145,10 @@ export class Consumer {
       else if (this.#o.offset !== undefined) start = this.#o.offset;
       else if (this.#o.fromBeginning || !firstTime) start = 0; // partitions added later hold only new records
       else {
-        ends ??= (await conn.request({ type: "list_offsets", topic: this.topic }, this.#timeoutMs)).hw as Record<
+        ends ??= (await conn.request(
+          { type: "list_offsets", topic: this.topic },
+          this.#timeoutMs,
+        )).hw as Record<
           string,
           number
         >;
@@ -155,7 +174,13 @@ export class Consumer {
           maxWaitMs,
         }, maxWaitMs + this.#timeoutMs);
         const out: PartitionRecords[] = [];
-        for (const part of res.parts as { p: number; base: number; records: FetchedRecord[] }[]) {
+        for (
+          const part of res.parts as {
+            p: number;
+            base: number;
+            records: FetchedRecord[];
+          }[]
+        ) {
           if (part.base !== this.positions.get(part.p)) continue;
           this.positions.set(part.p, part.base + part.records.length);
           out.push({ partition: part.p, records: part.records });
@@ -171,12 +196,17 @@ export class Consumer {
     }
   }
 
-  async #leaderRequest(body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+  async #leaderRequest(
+    body: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() +
+      (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
     while (true) {
       try {
         if (!this.#leaderConn || this.#leaderConn.isClosed) {
-          this.#leaderConn = (await connectLeader(this.#o.bootstrap, deadline, this.#o.onRetry)).conn;
+          this.#leaderConn =
+            (await connectLeader(this.#o.bootstrap, deadline, this.#o.onRetry))
+              .conn;
         }
         return await this.#leaderConn.request(body, this.#timeoutMs);
       } catch (err) {
@@ -201,14 +231,23 @@ export class Consumer {
       if (this.#committed.get(p) !== off) offsets[p] = off;
     }
     if (Object.keys(offsets).length === 0) return;
-    await this.#leaderRequest({ type: "commit", group: this.#o.group, topic: this.topic, offsets });
-    for (const [p, off] of Object.entries(offsets)) this.#committed.set(Number(p), off);
+    await this.#leaderRequest({
+      type: "commit",
+      group: this.#o.group,
+      topic: this.topic,
+      offsets,
+    });
+    for (const [p, off] of Object.entries(offsets)) {
+      this.#committed.set(Number(p), off);
+    }
   }
 
   /** Deregisters and closes. Commit first if the group should resume here. */
   async close(): Promise<void> {
     try {
-      if (this.#conn && !this.#conn.isClosed) await this.#conn.request({ type: "deregister" }, 1000);
+      if (this.#conn && !this.#conn.isClosed) {
+        await this.#conn.request({ type: "deregister" }, 1000);
+      }
     } catch { /* leaving anyway */ }
     this.#conn?.close();
     this.#leaderConn?.close();

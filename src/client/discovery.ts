@@ -36,7 +36,10 @@ export interface LeaderAddress extends Address {
  * const leader = await findLeader({ zookeeper: { host: "127.0.0.1", port: 2181 } });
  * ```
  */
-export async function findLeader(boot: Bootstrap, timeoutMs = 3000): Promise<LeaderAddress> {
+export async function findLeader(
+  boot: Bootstrap,
+  timeoutMs = 3000,
+): Promise<LeaderAddress> {
   const errors: string[] = [];
   if (boot.brokers && boot.brokers.length > 0) {
     for (const addr of boot.brokers) {
@@ -49,15 +52,26 @@ export async function findLeader(boot: Bootstrap, timeoutMs = 3000): Promise<Lea
         errors.push(toYakError(err).message);
       }
     }
-    throw new YakError("NO_LEADER", `no broker named a leader (${errors.join("; ")})`);
+    throw new YakError(
+      "NO_LEADER",
+      `no broker named a leader (${errors.join("; ")})`,
+    );
   }
   const zk = boot.zookeeper ?? { host: "127.0.0.1", port: 2181 };
   const meta = await ask(zk, { type: "metadata" }, timeoutMs);
   const lease = meta.lease as Lease;
   if (lease.leaderId === null) {
-    throw new YakError("NO_LEADER", "the cluster has no leader right now (is any in-sync broker running?)");
+    throw new YakError(
+      "NO_LEADER",
+      "the cluster has no leader right now (is any in-sync broker running?)",
+    );
   }
-  return { id: lease.leaderId, host: lease.host, port: lease.port, epoch: lease.epoch };
+  return {
+    id: lease.leaderId,
+    host: lease.host,
+    port: lease.port,
+    epoch: lease.epoch,
+  };
 }
 
 /** Sends one request on a fresh connection and closes it. */
@@ -66,7 +80,9 @@ export async function ask(
   body: Record<string, unknown>,
   timeoutMs = 3000,
 ): Promise<Record<string, unknown>> {
-  const conn = await Connection.open(addr.host, addr.port, { connectTimeoutMs: timeoutMs });
+  const conn = await Connection.open(addr.host, addr.port, {
+    connectTimeoutMs: timeoutMs,
+  });
   try {
     return await conn.request(body, timeoutMs);
   } finally {
@@ -92,8 +108,13 @@ export async function connectLeader(
   let delayMs = 50;
   while (true) {
     try {
-      const leader = await findLeader(boot, Math.max(500, Math.min(3000, deadline - Date.now())));
-      const conn = await Connection.open(leader.host, leader.port, { connectTimeoutMs: 3000 });
+      const leader = await findLeader(
+        boot,
+        Math.max(500, Math.min(3000, deadline - Date.now())),
+      );
+      const conn = await Connection.open(leader.host, leader.port, {
+        connectTimeoutMs: 3000,
+      });
       return { conn, leader };
     } catch (err) {
       const yerr = toYakError(err);
@@ -114,18 +135,27 @@ export async function connectAny(
   deadline: number,
   onRetry?: (why: string) => void,
 ): Promise<Connection> {
-  if (!boot.brokers || boot.brokers.length === 0) return (await connectLeader(boot, deadline, onRetry)).conn;
+  if (!boot.brokers || boot.brokers.length === 0) {
+    return (await connectLeader(boot, deadline, onRetry)).conn;
+  }
   let delayMs = 50;
   while (true) {
     for (const addr of boot.brokers) {
       try {
-        return await Connection.open(addr.host, addr.port, { connectTimeoutMs: 2000 });
+        return await Connection.open(addr.host, addr.port, {
+          connectTimeoutMs: 2000,
+        });
       } catch (err) {
         onRetry?.(toYakError(err).message);
       }
     }
     if (Date.now() + delayMs > deadline) {
-      throw new YakError("CONNECTION", `no bootstrap broker answers (${boot.brokers.map((a) => `${a.host}:${a.port}`)})`);
+      throw new YakError(
+        "CONNECTION",
+        `no bootstrap broker answers (${
+          boot.brokers.map((a) => `${a.host}:${a.port}`)
+        })`,
+      );
     }
     await new Promise((r) => setTimeout(r, delayMs));
     delayMs = Math.min(500, delayMs * 2);

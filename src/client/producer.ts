@@ -45,7 +45,9 @@ interface Batch {
 
 function toBase64(bytes: Uint8Array): string {
   let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
   return btoa(s);
 }
 
@@ -88,7 +90,11 @@ export class Producer {
   retries = 0;
   duplicates = 0;
 
-  private constructor(o: ResolvedOptions, conn: Connection, partitions: number) {
+  private constructor(
+    o: ResolvedOptions,
+    conn: Connection,
+    partitions: number,
+  ) {
     this.#o = o;
     this.topic = o.topic;
     this.#conn = conn;
@@ -107,7 +113,9 @@ export class Producer {
       requestTimeoutMs: DEFAULTS.requestTimeoutMs,
       deliveryTimeoutMs: DEFAULTS.deliveryTimeoutMs,
       // An absent flag arrives as undefined and must not override a default.
-      ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+      ...Object.fromEntries(
+        Object.entries(opts).filter(([, v]) => v !== undefined),
+      ),
     } as ResolvedOptions;
     const deadline = Date.now() + o.deliveryTimeoutMs;
     const { conn } = await connectLeader(o.bootstrap, deadline, o.onRetry);
@@ -126,16 +134,27 @@ export class Producer {
   }
 
   async #setup(conn: Connection): Promise<void> {
-    const meta = await conn.request({ type: "metadata", topic: this.topic, create: true }, this.#o.requestTimeoutMs);
+    const meta = await conn.request({
+      type: "metadata",
+      topic: this.topic,
+      create: true,
+    }, this.#o.requestTimeoutMs);
     const n = (meta.topics as Record<string, number>)[this.topic];
     if (this.#o.partition !== undefined && this.#o.partition >= n) {
       throw new YakError(
         "UNKNOWN_PARTITION",
-        `topic '${this.topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
+        `topic '${this.topic}' has partitions 0..${
+          n - 1
+        }; there is no partition ${this.#o.partition}`,
       );
     }
     this.#partitions = n;
-    await conn.request({ type: "register", role: "producer", client: this.id, topic: this.topic }, this.#o.requestTimeoutMs);
+    await conn.request({
+      type: "register",
+      role: "producer",
+      client: this.id,
+      topic: this.topic,
+    }, this.#o.requestTimeoutMs);
   }
 
   /**
@@ -144,21 +163,34 @@ export class Producer {
    */
   add(key: string | null, value: string | Uint8Array): void {
     if (this.#failed) throw this.#failed;
-    const record: OutgoingRecord = typeof value === "string" ? { v: value } : { b: toBase64(value) };
+    const record: OutgoingRecord = typeof value === "string"
+      ? { v: value }
+      : { b: toBase64(value) };
     if (key !== null) record.k = key;
-    const size = (typeof value === "string" ? value.length : value.length) + (key?.length ?? 0) + 16;
+    const size = (typeof value === "string" ? value.length : value.length) +
+      (key?.length ?? 0) + 16;
     let partition: number;
     if (this.#o.partition !== undefined) partition = this.#o.partition;
     else if (key !== null) partition = partitionForKey(key, this.#partitions);
     else partition = this.#sticky;
     let batch = this.#open.get(partition);
     if (!batch) {
-      batch = { partition, records: [], bytes: 0, seq: 0, order: 0, acked: false };
+      batch = {
+        partition,
+        records: [],
+        bytes: 0,
+        seq: 0,
+        order: 0,
+        acked: false,
+      };
       this.#open.set(partition, batch);
     }
     batch.records.push(record);
     batch.bytes += size;
-    if (batch.records.length >= this.#o.batchRecords || batch.bytes >= this.#o.batchBytes) {
+    if (
+      batch.records.length >= this.#o.batchRecords ||
+      batch.bytes >= this.#o.batchBytes
+    ) {
       this.#seal(batch);
     } else if (this.#lingerTimer === undefined) {
       this.#lingerTimer = setTimeout(() => {
@@ -175,13 +207,17 @@ export class Producer {
     batch.order = this.#order++;
     this.#queue.push(batch);
     // Keyless records spread batch by batch (Kafka's sticky partitioner).
-    if (batch.partition === this.#sticky) this.#sticky = (this.#sticky + 1) % this.#partitions;
+    if (batch.partition === this.#sticky) {
+      this.#sticky = (this.#sticky + 1) % this.#partitions;
+    }
     this.#pump();
   }
 
   #pump(): void {
     if (this.#reconnecting || this.#failed) return;
-    while (this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0) {
+    while (
+      this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0
+    ) {
       const batch = this.#queue.shift()!;
       this.#inflight.push(batch);
       this.#send(batch, this.#conn, this.#generation);
@@ -199,7 +235,10 @@ export class Producer {
       records: batch.records,
     };
     if (this.#o.acks === 0) {
-      conn.send(body).then(() => this.#acked(batch, false), (err) => this.#failedSend(err, generation));
+      conn.send(body).then(
+        () => this.#acked(batch, false),
+        (err) => this.#failedSend(err, generation),
+      );
       return;
     }
     conn.request(body, this.#o.requestTimeoutMs + 2000).then(
@@ -249,10 +288,17 @@ export class Producer {
       try {
         while (true) {
           if (Date.now() - this.#lastProgressMs > this.#o.deliveryTimeoutMs) {
-            throw new YakError("TIMEOUT", `nothing acknowledged for ${this.#o.deliveryTimeoutMs} ms (last error: ${why})`);
+            throw new YakError(
+              "TIMEOUT",
+              `nothing acknowledged for ${this.#o.deliveryTimeoutMs} ms (last error: ${why})`,
+            );
           }
           try {
-            const { conn } = await connectLeader(this.#o.bootstrap, this.#lastProgressMs + this.#o.deliveryTimeoutMs, this.#o.onRetry);
+            const { conn } = await connectLeader(
+              this.#o.bootstrap,
+              this.#lastProgressMs + this.#o.deliveryTimeoutMs,
+              this.#o.onRetry,
+            );
             this.#conn = conn;
             await this.#setup(conn);
             return;
@@ -285,20 +331,22 @@ export class Producer {
 
   #waitProgress(): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, 1000);
-      const self = this;
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        self.#progress.delete(done);
+        this.#progress.delete(done);
         resolve();
-      }
+      };
+      const timer = setTimeout(done, 1000);
       this.#progress.add(done);
     });
   }
 
   /** Waits while too many batches are outstanding (backpressure for fast readers). */
   async waitForRoom(): Promise<void> {
-    while (!this.#failed && this.#queue.length + this.#inflight.length > this.#o.maxInFlight * 2) {
+    while (
+      !this.#failed &&
+      this.#queue.length + this.#inflight.length > this.#o.maxInFlight * 2
+    ) {
       await this.#waitProgress();
       this.#checkStalled();
     }
@@ -306,8 +354,16 @@ export class Producer {
   }
 
   #checkStalled(): void {
-    if (!this.#reconnecting && Date.now() - this.#lastProgressMs > this.#o.deliveryTimeoutMs) {
-      this.#fail(new YakError("TIMEOUT", `nothing acknowledged for ${this.#o.deliveryTimeoutMs} ms`));
+    if (
+      !this.#reconnecting &&
+      Date.now() - this.#lastProgressMs > this.#o.deliveryTimeoutMs
+    ) {
+      this.#fail(
+        new YakError(
+          "TIMEOUT",
+          `nothing acknowledged for ${this.#o.deliveryTimeoutMs} ms`,
+        ),
+      );
     }
   }
 
@@ -316,7 +372,11 @@ export class Producer {
     clearTimeout(this.#lingerTimer);
     this.#lingerTimer = undefined;
     for (const b of [...this.#open.values()]) this.#seal(b);
-    while (!this.#failed && (this.#queue.length > 0 || this.#inflight.length > 0 || this.#reconnecting)) {
+    while (
+      !this.#failed &&
+      (this.#queue.length > 0 || this.#inflight.length > 0 ||
+        this.#reconnecting)
+    ) {
       this.#pump();
       await this.#waitProgress();
       this.#checkStalled();
@@ -329,9 +389,10 @@ export class Producer {
     this.#closed = true;
     clearTimeout(this.#lingerTimer);
     try {
-      if (!this.#conn.isClosed) await this.#conn.request({ type: "deregister" }, 1000);
+      if (!this.#conn.isClosed) {
+        await this.#conn.request({ type: "deregister" }, 1000);
+      }
     } catch { /* leaving anyway */ }
     this.#conn.close();
   }
 }
-

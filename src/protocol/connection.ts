@@ -35,7 +35,10 @@ export function parseHostPort(text: string): { host: string; port: number } {
   const host = i <= 0 ? "127.0.0.1" : text.slice(0, i);
   const port = Number(i === -1 ? text : text.slice(i + 1));
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new YakError("INVALID_ARGUMENT", `'${text}' is not HOST:PORT (port 1-65535)`);
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `'${text}' is not HOST:PORT (port 1-65535)`,
+    );
   }
   return { host, port };
 }
@@ -63,7 +66,12 @@ export class Connection {
   /** Resolves when the connection has ended. */
   readonly closed: Promise<void>;
 
-  private constructor(host: string, port: number, conn: Deno.TcpConn, opts: ConnectOptions) {
+  private constructor(
+    host: string,
+    port: number,
+    conn: Deno.TcpConn,
+    opts: ConnectOptions,
+  ) {
     this.host = host;
     this.port = port;
     this.#conn = conn;
@@ -74,7 +82,11 @@ export class Connection {
   }
 
   /** Connects, failing with CONNECTION after the timeout. */
-  static async open(host: string, port: number, opts: ConnectOptions = {}): Promise<Connection> {
+  static async open(
+    host: string,
+    port: number,
+    opts: ConnectOptions = {},
+  ): Promise<Connection> {
     const timeoutMs = opts.connectTimeoutMs ?? 3000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -82,7 +94,13 @@ export class Connection {
         Deno.connect({ hostname: host, port, transport: "tcp" }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () => reject(new YakError("CONNECTION", `no answer from ${host}:${port} in ${timeoutMs} ms`)),
+            () =>
+              reject(
+                new YakError(
+                  "CONNECTION",
+                  `no answer from ${host}:${port} in ${timeoutMs} ms`,
+                ),
+              ),
             timeoutMs,
           );
         }),
@@ -90,7 +108,10 @@ export class Connection {
       return new Connection(host, port, conn, opts);
     } catch (err) {
       const yerr = toYakError(err);
-      throw new YakError("CONNECTION", `cannot connect to ${host}:${port}: ${yerr.message}`);
+      throw new YakError(
+        "CONNECTION",
+        `cannot connect to ${host}:${port}: ${yerr.message}`,
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -114,14 +135,24 @@ export class Connection {
     timeoutMs = 10_000,
   ): Promise<Record<string, unknown>> {
     if (this.#closed) {
-      return Promise.reject(new YakError("CONNECTION", `connection to ${this.host}:${this.port} is closed`));
+      return Promise.reject(
+        new YakError(
+          "CONNECTION",
+          `connection to ${this.host}:${this.port} is closed`,
+        ),
+      );
     }
     const id = this.#nextId++;
     const frame = JSON.stringify({ id, ...body });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new YakError("TIMEOUT", `no answer from ${this.host}:${this.port} in ${timeoutMs} ms`));
+        reject(
+          new YakError(
+            "TIMEOUT",
+            `no answer from ${this.host}:${this.port} in ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
       this.#writer.send(frame).catch((err) => {
@@ -133,7 +164,9 @@ export class Connection {
   /** Sends a request that gets no response (e.g. a produce with acks=0). */
   async send(body: Record<string, unknown>): Promise<void> {
     if (this.#closed) throw new YakError("CONNECTION", "connection is closed");
-    await this.#writer.send(JSON.stringify({ id: this.#nextId++, noReply: true, ...body }));
+    await this.#writer.send(
+      JSON.stringify({ id: this.#nextId++, noReply: true, ...body }),
+    );
   }
 
   close(): void {
@@ -153,7 +186,10 @@ export class Connection {
   }
 
   async #readLoop(): Promise<void> {
-    const reader = new FrameReader(this.#conn, this.#opts.maxFrameBytes ?? 64 * 1024 * 1024);
+    const reader = new FrameReader(
+      this.#conn,
+      this.#opts.maxFrameBytes ?? 64 * 1024 * 1024,
+    );
     try {
       while (true) {
         const lines = await reader.next();
@@ -164,7 +200,10 @@ export class Connection {
       // Reset or garbage: either way the pending requests fail below.
     } finally {
       this.close();
-      const err = new YakError("CONNECTION", `connection to ${this.host}:${this.port} lost`);
+      const err = new YakError(
+        "CONNECTION",
+        `connection to ${this.host}:${this.port} lost`,
+      );
       for (const id of [...this.#pending.keys()]) this.#fail(id, err);
       this.#opts.onClose?.();
     }
@@ -190,7 +229,13 @@ export class Connection {
       p.resolve(frame);
     } else {
       const { code, message, ...data } = frame;
-      p.reject(new YakError(code as YakError["code"], String(message ?? "request failed"), data));
+      p.reject(
+        new YakError(
+          code as YakError["code"],
+          String(message ?? "request failed"),
+          data,
+        ),
+      );
     }
   }
 }

@@ -114,7 +114,10 @@ export class FrameReader {
  * await writeAll(Deno.stdout, new TextEncoder().encode("hi\n"));
  * ```
  */
-export async function writeAll(sink: ByteSink, bytes: Uint8Array): Promise<void> {
+export async function writeAll(
+  sink: ByteSink,
+  bytes: Uint8Array,
+): Promise<void> {
   let at = 0;
   while (at < bytes.length) {
     at += await sink.write(at === 0 ? bytes : bytes.subarray(at));

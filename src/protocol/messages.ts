@@ -96,26 +96,45 @@ export function parseRequest(line: string): Request {
   }
   const req = value as Request;
   if (!Number.isSafeInteger(req.id) || req.id < 0) {
-    throw new YakError("INVALID_REQUEST", "request id must be a non-negative integer");
+    throw new YakError(
+      "INVALID_REQUEST",
+      "request id must be a non-negative integer",
+    );
   }
   if (typeof req.type !== "string" || req.type.length > 64) {
-    throw new YakError("INVALID_REQUEST", "request type must be a short string");
+    throw new YakError(
+      "INVALID_REQUEST",
+      "request type must be a short string",
+    );
   }
   return req;
 }
 
 /** Reads a required string field, or throws INVALID_REQUEST naming it. */
-export function str(req: Record<string, unknown>, name: string, maxChars = 1024): string {
+export function str(
+  req: Record<string, unknown>,
+  name: string,
+  maxChars = 1024,
+): string {
   const v = req[name];
   if (typeof v !== "string" || v.length > maxChars) {
-    throw new YakError("INVALID_REQUEST", `'${name}' must be a string of at most ${maxChars} chars`);
+    throw new YakError(
+      "INVALID_REQUEST",
+      `'${name}' must be a string of at most ${maxChars} chars`,
+    );
   }
   return v;
 }
 
 /** Reads an optional string field. */
-export function optStr(req: Record<string, unknown>, name: string, maxChars = 1024): string | undefined {
-  return req[name] === undefined || req[name] === null ? undefined : str(req, name, maxChars);
+export function optStr(
+  req: Record<string, unknown>,
+  name: string,
+  maxChars = 1024,
+): string | undefined {
+  return req[name] === undefined || req[name] === null
+    ? undefined
+    : str(req, name, maxChars);
 }
 
 /** Reads a required integer field within [min, max], or throws INVALID_REQUEST. */
@@ -127,7 +146,10 @@ export function int(
 ): number {
   const v = req[name];
   if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) {
-    throw new YakError("INVALID_REQUEST", `'${name}' must be an integer from ${min} to ${max}`);
+    throw new YakError(
+      "INVALID_REQUEST",
+      `'${name}' must be an integer from ${min} to ${max}`,
+    );
   }
   return v as number;
 }
@@ -140,7 +162,9 @@ export function optInt(
   min = 0,
   max = Number.MAX_SAFE_INTEGER,
 ): number {
-  return req[name] === undefined || req[name] === null ? fallback : int(req, name, min, max);
+  return req[name] === undefined || req[name] === null
+    ? fallback
+    : int(req, name, min, max);
 }
 
 /**
@@ -154,15 +178,24 @@ export function offsetMap(
 ): Map<string, number> {
   const v = req[name];
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
-    throw new YakError("INVALID_REQUEST", `'${name}' must be an object of offsets`);
+    throw new YakError(
+      "INVALID_REQUEST",
+      `'${name}' must be an object of offsets`,
+    );
   }
   const out = new Map<string, number>();
   for (const [k, off] of Object.entries(v)) {
     if (out.size >= maxEntries) {
-      throw new YakError("INVALID_REQUEST", `'${name}' has more than ${maxEntries} entries`);
+      throw new YakError(
+        "INVALID_REQUEST",
+        `'${name}' has more than ${maxEntries} entries`,
+      );
     }
     if (!Number.isSafeInteger(off) || (off as number) < 0) {
-      throw new YakError("INVALID_REQUEST", `'${name}.${k}' must be a non-negative integer`);
+      throw new YakError(
+        "INVALID_REQUEST",
+        `'${name}.${k}' must be a non-negative integer`,
+      );
     }
     out.set(k, off as number);
   }

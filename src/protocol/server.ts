@@ -7,7 +7,12 @@
  */
 import { toYakError, YakError } from "./errors.ts";
 import { FrameReader, FrameWriter } from "./frame.ts";
-import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
+import {
+  parseRequest,
+  RawReply,
+  type Reply,
+  type Request,
+} from "./messages.ts";
 
 /** One client connection, as handlers see it. */
 export interface Session {
@@ -22,7 +27,10 @@ export interface Session {
 }
 
 /** Handles one request; throw a YakError to answer with an error frame. */
-export type Handler = (req: Request, session: Session) => Promise<Reply> | Reply;
+export type Handler = (
+  req: Request,
+  session: Session,
+) => Promise<Reply> | Reply;
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -60,7 +68,9 @@ export function encodeReply(id: number | null, reply: Reply): string {
       : `{"id":${id},"ok":true,${reply.fields}}`;
   }
   const body = JSON.stringify(reply);
-  return body.length <= 2 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${body.slice(1)}`;
+  return body.length <= 2
+    ? `{"id":${id},"ok":true}`
+    : `{"id":${id},"ok":true,${body.slice(1)}`;
 }
 
 /**
@@ -98,7 +108,11 @@ export function encodeError(id: number | null, err: YakError): string {
  * ```
  */
 export function serve(opts: ServeOptions): Server {
-  const listener = Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
+  const listener = Deno.listen({
+    hostname: opts.host,
+    port: opts.port,
+    transport: "tcp",
+  });
   const sessions = new Set<Session>();
   const conns = new Set<Deno.TcpConn>();
   const maxInFlight = opts.maxInFlightPerConnection ?? 256;
@@ -120,14 +134,18 @@ export function serve(opts: ServeOptions): Server {
     const session: Session = {
       id: nextSessionId++,
       remote: `${addr.hostname}:${addr.port}`,
-      push: (frame) => open ? writer.send(JSON.stringify(frame)) : Promise.resolve(),
+      push: (frame) =>
+        open ? writer.send(JSON.stringify(frame)) : Promise.resolve(),
       onClose: (fn) => closers.push(fn),
       close,
     };
     if (sessions.size >= opts.maxConnections) {
       await writer.send(encodeError(
         null,
-        new YakError("TOO_MANY_CONNECTIONS", `server has ${opts.maxConnections} connections; try later`),
+        new YakError(
+          "TOO_MANY_CONNECTIONS",
+          `server has ${opts.maxConnections} connections; try later`,
+        ),
       )).catch(() => {});
       close();
       return;
@@ -147,7 +165,10 @@ export function serve(opts: ServeOptions): Server {
       } catch (err) {
         const yerr = toYakError(err);
         if (yerr.code === "UNAVAILABLE" && !(err instanceof YakError)) {
-          opts.onError?.("handler failed", { type: req.type, error: yerr.message });
+          opts.onError?.("handler failed", {
+            type: req.type,
+            error: yerr.message,
+          });
         }
         if (!req.noReply) reply(encodeError(req.id, yerr));
       } finally {

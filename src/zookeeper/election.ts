@@ -27,7 +27,10 @@ export interface Candidate {
  * ], [1, 2, 3]); // 2
  * ```
  */
-export function electLeader(brokers: Iterable<Candidate>, isr: readonly number[] | null): number | null {
+export function electLeader(
+  brokers: Iterable<Candidate>,
+  isr: readonly number[] | null,
+): number | null {
   let best: Candidate | null = null;
   for (const b of brokers) {
     if (!b.alive) continue;

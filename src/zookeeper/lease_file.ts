@@ -19,7 +19,11 @@ import type { Lease } from "../protocol/messages.ts";
  */
 export async function writeLease(path: string, lease: Lease): Promise<void> {
   const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const file = await Deno.open(tmp, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
   try {
     await file.write(new TextEncoder().encode(JSON.stringify(lease) + "\n"));
     await file.sync();

@@ -8,8 +8,15 @@
 import { join } from "node:path";
 import { OpLog } from "../op_log.ts";
 import { YakError } from "../protocol/errors.ts";
-import { type BrokerInfo, int, type Lease, optInt, type Request, str } from "../protocol/messages.ts";
-import { type Server, serve, type Session } from "../protocol/server.ts";
+import {
+  type BrokerInfo,
+  int,
+  type Lease,
+  optInt,
+  type Request,
+  str,
+} from "../protocol/messages.ts";
+import { serve, type Server, type Session } from "../protocol/server.ts";
 import { electLeader } from "./election.ts";
 import { readLease, writeLease } from "./lease_file.ts";
 
@@ -72,13 +79,29 @@ export class Zookeeper {
   static async start(opts: ZookeeperOptions): Promise<Zookeeper> {
     const dir = join(opts.dataDir, "zookeeper");
     await Deno.mkdir(dir, { recursive: true });
-    const log = new OpLog(join(dir, "zookeeper.log"), "zookeeper", opts.echo ?? true);
+    const log = new OpLog(
+      join(dir, "zookeeper.log"),
+      "zookeeper",
+      opts.echo ?? true,
+    );
     const leasePath = join(dir, "leader.lease");
     const loaded = await readLease(leasePath);
-    let lease: Lease = { epoch: 0, leaderId: null, host: "", port: 0, isr: [], issuedAt: 0, ttlMs: opts.sessionTimeoutMs };
+    let lease: Lease = {
+      epoch: 0,
+      leaderId: null,
+      host: "",
+      port: 0,
+      isr: [],
+      issuedAt: 0,
+      ttlMs: opts.sessionTimeoutMs,
+    };
     if (typeof loaded === "string") {
       // Brokers report their epochs; the next election goes above all of them.
-      log.write("lease_invalid", { file: leasePath, problem: loaded, action: "starting without a leader" });
+      log.write("lease_invalid", {
+        file: leasePath,
+        problem: loaded,
+        action: "starting without a leader",
+      });
     } else if (loaded) {
       lease = loaded;
     }
@@ -89,7 +112,8 @@ export class Zookeeper {
       maxFrameBytes: opts.maxFrameBytes,
       maxConnections: opts.maxConnections,
       handler: (req, session) => zk.#handle(req, session),
-      onError: (message, fields) => log.write("protocol_error", { message, ...fields }),
+      onError: (message, fields) =>
+        log.write("protocol_error", { message, ...fields }),
     });
     log.write("started", {
       host: zk.#server.host,
@@ -98,7 +122,10 @@ export class Zookeeper {
       leader: lease.leaderId,
       pid: Deno.pid,
     });
-    zk.#timer = setInterval(() => zk.#check(), Math.max(20, Math.floor(opts.heartbeatMs / 2)));
+    zk.#timer = setInterval(
+      () => zk.#check(),
+      Math.max(20, Math.floor(opts.heartbeatMs / 2)),
+    );
     return zk;
   }
 
@@ -130,7 +157,10 @@ export class Zookeeper {
       case "status":
         return { lease: this.#lease, brokers: this.#brokerInfos() };
       default:
-        throw new YakError("UNKNOWN_REQUEST", `the zookeeper does not handle '${req.type}'`);
+        throw new YakError(
+          "UNKNOWN_REQUEST",
+          `the zookeeper does not handle '${req.type}'`,
+        );
     }
   }
 
@@ -165,7 +195,12 @@ export class Zookeeper {
     session.onClose(() => {
       if (this.#members.get(id)?.session === session) member.session = null;
     });
-    this.log.write("broker_registered", { broker: id, host, port, rejoined: old !== undefined });
+    this.log.write("broker_registered", {
+      broker: id,
+      host,
+      port,
+      rejoined: old !== undefined,
+    });
     await this.#serial(async () => {
       if (epoch > this.#lease.epoch && this.#lease.leaderId === null) {
         // A lease file was lost: never hand out an epoch a broker has already seen.
@@ -178,13 +213,19 @@ export class Zookeeper {
         await this.#elect("no_leader");
       }
     });
-    return { lease: this.#lease, heartbeatMs: this.#opts.heartbeatMs, sessionTimeoutMs: this.#opts.sessionTimeoutMs };
+    return {
+      lease: this.#lease,
+      heartbeatMs: this.#opts.heartbeatMs,
+      sessionTimeoutMs: this.#opts.sessionTimeoutMs,
+    };
   }
 
   #heartbeat(req: Request) {
     const id = int(req, "brokerId", 1, 1_000_000);
     const member = this.#members.get(id);
-    if (!member) throw new YakError("INVALID_REQUEST", `broker ${id} must register first`);
+    if (!member) {
+      throw new YakError("INVALID_REQUEST", `broker ${id} must register first`);
+    }
     member.lastSeen = Date.now();
     member.logEndTotal = optInt(req, "logEndTotal", member.logEndTotal);
     if (!member.alive) {
@@ -198,24 +239,42 @@ export class Zookeeper {
     const id = int(req, "brokerId", 1, 1_000_000);
     const epoch = int(req, "epoch");
     if (id !== this.#lease.leaderId || epoch !== this.#lease.epoch) {
-      throw new YakError("STALE_EPOCH", `broker ${id} epoch ${epoch} is not the leader of epoch ${this.#lease.epoch}`, {
-        lease: this.#lease,
-      });
+      throw new YakError(
+        "STALE_EPOCH",
+        `broker ${id} epoch ${epoch} is not the leader of epoch ${this.#lease.epoch}`,
+        {
+          lease: this.#lease,
+        },
+      );
     }
     const raw = req.isr;
-    if (!Array.isArray(raw) || raw.length > 1000 || !raw.every((x) => Number.isSafeInteger(x))) {
-      throw new YakError("INVALID_REQUEST", "'isr' must be a list of broker ids");
+    if (
+      !Array.isArray(raw) || raw.length > 1000 ||
+      !raw.every((x) => Number.isSafeInteger(x))
+    ) {
+      throw new YakError(
+        "INVALID_REQUEST",
+        "'isr' must be a list of broker ids",
+      );
     }
     // Only live brokers join; the leader is always in its own set.
-    const isr = [...new Set([id, ...(raw as number[]).filter((b) => this.#members.get(b)?.alive)])].sort((a, b) =>
-      a - b
-    );
+    const isr = [
+      ...new Set([
+        id,
+        ...(raw as number[]).filter((b) => this.#members.get(b)?.alive),
+      ]),
+    ].sort((a, b) => a - b);
     await this.#serial(async () => {
       if (id !== this.#lease.leaderId || epoch !== this.#lease.epoch) return;
       if (isr.join() === this.#lease.isr.join()) return;
       const before = this.#lease.isr;
       await this.#commit({ ...this.#lease, isr, issuedAt: Date.now() });
-      this.log.write("isr_changed", { epoch, leader: id, from: before, to: isr });
+      this.log.write("isr_changed", {
+        epoch,
+        leader: id,
+        from: before,
+        to: isr,
+      });
     });
     return { lease: this.#lease };
   }
@@ -240,14 +299,20 @@ export class Zookeeper {
       if (m.alive && now - m.lastSeen > this.#opts.sessionTimeoutMs) {
         m.alive = false;
         died.push(m.id);
-        this.log.write("broker_dead", { broker: m.id, silentMs: now - m.lastSeen });
+        this.log.write("broker_dead", {
+          broker: m.id,
+          silentMs: now - m.lastSeen,
+        });
         if (m.id === this.#lease.leaderId) leaderDied = true;
       }
     }
     const leader = this.#lease.leaderId;
     if (leader !== null && !this.#members.has(leader) && now > graceUntil) {
       leaderDied = true;
-      this.log.write("broker_dead", { broker: leader, reason: "never registered since zookeeper start" });
+      this.log.write("broker_dead", {
+        broker: leader,
+        reason: "never registered since zookeeper start",
+      });
       this.#members.set(leader, {
         id: leader,
         host: this.#lease.host,
@@ -266,9 +331,16 @@ export class Zookeeper {
       if (isr.length !== this.#lease.isr.length) {
         const before = this.#lease.isr;
         await this.#commit({ ...this.#lease, isr, issuedAt: Date.now() });
-        this.log.write("isr_changed", { epoch: this.#lease.epoch, from: before, to: isr, reason: "broker dead" });
+        this.log.write("isr_changed", {
+          epoch: this.#lease.epoch,
+          from: before,
+          to: isr,
+          reason: "broker dead",
+        });
       }
-    } else if (leader === null && [...this.#members.values()].some((m) => m.alive)) {
+    } else if (
+      leader === null && [...this.#members.values()].some((m) => m.alive)
+    ) {
       await this.#elect("no_leader");
     }
   }
@@ -277,24 +349,40 @@ export class Zookeeper {
     const old = this.#lease;
     const fresh = old.isr.length === 0;
     // The dead leader may not come back as leader of the same set.
-    const eligibleIsr = fresh ? null : old.isr.filter((b) => this.#members.get(b)?.alive);
+    const eligibleIsr = fresh
+      ? null
+      : old.isr.filter((b) => this.#members.get(b)?.alive);
     const winner = electLeader(
       this.#members.values(),
-      eligibleIsr === null ? null : (eligibleIsr.length === 0 ? [-1] : eligibleIsr),
+      eligibleIsr === null
+        ? null
+        : (eligibleIsr.length === 0 ? [-1] : eligibleIsr),
     );
     if (winner === null) {
       if (old.leaderId !== null) {
-        await this.#commit({ ...old, leaderId: null, host: "", port: 0, issuedAt: Date.now() });
+        await this.#commit({
+          ...old,
+          leaderId: null,
+          host: "",
+          port: 0,
+          issuedAt: Date.now(),
+        });
       }
       if (!this.#noLeaderLogged) {
-        this.log.write("no_leader", { reason, isr: old.isr, note: "waiting for an in-sync broker to come back" });
+        this.log.write("no_leader", {
+          reason,
+          isr: old.isr,
+          note: "waiting for an in-sync broker to come back",
+        });
         this.#noLeaderLogged = true;
       }
       return;
     }
     this.#noLeaderLogged = false;
     const m = this.#members.get(winner)!;
-    const isr = fresh ? [winner] : [...new Set([winner, ...eligibleIsr!])].sort((a, b) => a - b);
+    const isr = fresh
+      ? [winner]
+      : [...new Set([winner, ...eligibleIsr!])].sort((a, b) => a - b);
     const started = Date.now();
     await this.#commit({
       epoch: old.epoch + 1,
@@ -322,7 +410,9 @@ export class Zookeeper {
    */
   #serial(fn: () => Promise<void>): Promise<void> {
     const done = this.#changing.then(fn);
-    this.#changing = done.catch((err) => this.log.write("lease_write_failed", { error: String(err) }));
+    this.#changing = done.catch((err) =>
+      this.log.write("lease_write_failed", { error: String(err) })
+    );
     return done;
   }
 
@@ -331,6 +421,10 @@ export class Zookeeper {
     await writeLease(this.#leasePath, lease);
     this.#lease = lease;
     const frame = { push: "lease", lease };
-    await Promise.all([...this.#members.values()].map((m) => m.session?.push(frame).catch(() => {})));
+    await Promise.all(
+      [...this.#members.values()].map((m) =>
+        m.session?.push(frame).catch(() => {})
+      ),
+    );
   }
 }
