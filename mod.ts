@@ -1,0 +1,24 @@
+/**
+ * yak as a library: the producer and consumer the CLI uses, the broker and
+ * zookeeper, and the partition log underneath.
+ *
+ * @example
+ * ```ts
+ * import { Producer } from "./mod.ts";
+ * const producer = await Producer.open({ bootstrap: {}, topic: "events" });
+ * producer.add(null, "hello");
+ * await producer.flush();
+ * await producer.close();
+ * ```
+ *
+ * @module
+ */
+export { Producer, type ProducerOptions } from "./src/client/producer.ts";
+export { Consumer, type ConsumerOptions, type PartitionRecords } from "./src/client/consumer.ts";
+export { type Bootstrap, findLeader } from "./src/client/discovery.ts";
+export { murmur2, partitionForKey } from "./src/client/murmur2.ts";
+export { Broker } from "./src/broker/broker.ts";
+export { Zookeeper, type ZookeeperOptions } from "./src/zookeeper/zookeeper.ts";
+export { PartitionLog } from "./src/log/partition_log.ts";
+export { type ErrorCode, YakError } from "./src/protocol/errors.ts";
+export { DEFAULTS } from "./src/config.ts";
