@@ -291,3 +291,34 @@ Deno.test("two failovers in a row with a consumer group reading throughout: noth
     await cluster.stop();
   }
 });
+
+Deno.test("the zookeeper restarts: brokers re-register, the leader keeps its epoch, writes go on", async () => {
+  const cluster = await TestCluster.start();
+  try {
+    const first = await yak(["produce", "--topic", "zk", ...cluster.zkFlag], {
+      stdin: seqText(1000),
+    });
+    assert.equal(first.code, 0, first.stderr);
+    const before = await cluster.lease();
+    await cluster.zk.stop();
+    await cluster.startZookeeper();
+    const after = await cluster.waitFor(
+      (l) => l.leaderId !== null && l.isr.length === 3,
+      10_000,
+    );
+    assert.equal(after.leaderId, before.leaderId);
+    assert.equal(
+      after.epoch,
+      before.epoch,
+      "a reconnecting leader is not a new leader",
+    );
+    const second = await yak(["produce", "--topic", "zk", ...cluster.zkFlag], {
+      stdin: seqText(1000, 1001),
+    });
+    assert.equal(second.code, 0, second.stderr);
+    await assertExactlyOnce(cluster, "zk", 2000);
+    await cluster.zk.waitFor(/broker_registered broker=\d+ .*rejoined=false/);
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -125,6 +125,7 @@ export class Broker implements BrokerContext {
       log,
       logEndTotal: () => store.logEndTotal(),
       epoch: () => broker.#epoch,
+      leading: () => broker.#role === "leader",
       onLease: (lease) => broker.#onLease(lease),
     });
     broker.#zk.start();

@@ -20,6 +20,8 @@ export interface ZkSessionOptions {
   log: OpLog;
   logEndTotal: () => number;
   epoch: () => number;
+  /** Whether this process is acting as the leader now (a restarted one is not). */
+  leading: () => boolean;
   onLease: (lease: Lease) => void;
 }
 
@@ -125,6 +127,7 @@ export class ZkSession {
           port: this.#o.port,
           logEndTotal: this.#o.logEndTotal(),
           epoch: this.#o.epoch(),
+          leading: this.#o.leading(),
         }, this.#o.sessionTimeoutMs);
         this.#lastAckedSendMs = sentAt;
         this.#o.log.write("registered", {

@@ -206,8 +206,12 @@ export class Zookeeper {
         // A lease file was lost: never hand out an epoch a broker has already seen.
         await this.#commit({ ...this.#lease, epoch });
       }
-      if (this.#lease.leaderId === id) {
+      if (
+        this.#lease.leaderId === id &&
+        !(req.leading === true && epoch === this.#lease.epoch)
+      ) {
         // The leader restarted: a new process, so a new epoch; followers re-check their logs.
+        // (A leader that only reconnected, e.g. after a zookeeper restart, keeps its epoch.)
         await this.#elect("leader_restarted");
       } else if (this.#lease.leaderId === null) {
         await this.#elect("no_leader");
