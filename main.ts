@@ -13,6 +13,7 @@ import { produceCommand } from "./src/cli/produce.ts";
 import { statusCommand } from "./src/cli/status.ts";
 import { topicsCommand } from "./src/cli/topics.ts";
 import { zookeeperCommand } from "./src/cli/zookeeper.ts";
+import { applySecurityFlags } from "./src/cli/security_flags.ts";
 import { toYakError } from "./src/protocol/errors.ts";
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
@@ -39,7 +40,10 @@ usage: yak <command> [flags]    (yak <command> --help for its flags)
   cluster     zookeeper + 3 brokers in one terminal, for development
   status      brokers, leader, epoch, topics, offsets, lag
   topics      create, list, describe, add partitions
-  logs        read the operation logs`;
+  logs        read the operation logs
+
+every command also takes --auth-token T (or YAK_AUTH_TOKEN) and, for TLS,
+--tls-cert FILE --tls-key FILE (servers) / --tls-ca FILE (clients).`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -55,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await command(rest);
+    return await command(applySecurityFlags(rest));
   } catch (err) {
     const yerr = toYakError(err);
     console.error(`yak ${name}: ${yerr.message}`);

@@ -74,9 +74,7 @@ export function formatEntry(
   withDate = false,
 ): string {
   const { ts, event, ...rest } = entry;
-  const time = typeof ts === "string"
-    ? (withDate ? ts.replace("T", " ").slice(0, 23) : ts.slice(11, 23))
-    : "";
+  const time = typeof ts === "string" ? (withDate ? ts.replace("T", " ").slice(0, 23) : ts.slice(11, 23)) : "";
   const pairs = Object.entries(rest)
     .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
     .join(" ");

@@ -7,7 +7,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { ask } from "../src/client/discovery.ts";
+import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
 
 /** main.ts, as a path. */
@@ -115,9 +115,7 @@ export class Proc {
           done();
           reject(
             new Error(
-              `${this.name} exited before printing ${pattern}:\n${
-                this.lines.slice(-20).join("\n")
-              }`,
+              `${this.name} exited before printing ${pattern}:\n${this.lines.slice(-20).join("\n")}`,
             ),
           );
         }
@@ -126,9 +124,7 @@ export class Proc {
         done();
         reject(
           new Error(
-            `${this.name}: no ${pattern} within ${timeoutMs} ms:\n${
-              this.lines.slice(-20).join("\n")
-            }`,
+            `${this.name}: no ${pattern} within ${timeoutMs} ms:\n${this.lines.slice(-20).join("\n")}`,
           ),
         );
       }, timeoutMs);
@@ -195,9 +191,7 @@ export async function yak(
   if (opts.stdin !== undefined) {
     const writer = child.stdin.getWriter();
     await writer.write(
-      typeof opts.stdin === "string"
-        ? new TextEncoder().encode(opts.stdin)
-        : opts.stdin,
+      typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin,
     ).catch(
       () => {},
     );
@@ -221,6 +215,12 @@ export interface ClusterOptions {
   replicaLagMs?: number;
   partitions?: number;
   segmentBytes?: number;
+  /** Environment of the zookeeper and broker processes (e.g. YAK_AUTH_TOKEN). */
+  env?: Record<string, string>;
+  /** Extra arguments for the zookeeper and every broker (e.g. TLS flags). */
+  serverArgs?: string[];
+  /** The CA (PEM) the harness itself trusts when the servers use TLS. */
+  tlsCa?: string;
 }
 
 /** A zookeeper and brokers as real processes in a temp directory. */
@@ -280,7 +280,7 @@ export class TestCluster {
     if (this.opts.sessionTimeoutMs) {
       args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
     }
-    this.zk = new Proc("zookeeper", args);
+    this.zk = new Proc("zookeeper", [...args, ...(this.opts.serverArgs ?? [])], { env: this.opts.env });
     const m = await this.zk.waitFor(/^zookeeper listening on [\d.]+:(\d+)$/);
     this.zkPort = Number(m[1]);
   }
@@ -313,7 +313,7 @@ export class TestCluster {
     if (this.opts.segmentBytes) {
       args.push("--segment-bytes", String(this.opts.segmentBytes));
     }
-    const proc = new Proc(`broker-${id}`, args);
+    const proc = new Proc(`broker-${id}`, [...args, ...(this.opts.serverArgs ?? [])], { env: this.opts.env });
     this.brokers.set(id, proc);
     const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);
     this.brokerPorts.set(id, Number(m[1]));
@@ -322,10 +322,16 @@ export class TestCluster {
 
   /** The lease as the zookeeper holds it now. */
   async lease(): Promise<Lease> {
-    const meta = await ask({ host: "127.0.0.1", port: this.zkPort }, {
-      type: "metadata",
-    }, 2000);
-    return meta.lease as Lease;
+    const conn = await Connection.open("127.0.0.1", this.zkPort, {
+      connectTimeoutMs: 2000,
+      authToken: this.opts.env?.YAK_AUTH_TOKEN,
+      tlsCa: this.opts.tlsCa,
+    });
+    try {
+      return (await conn.request({ type: "metadata" }, 2000)).lease as Lease;
+    } finally {
+      conn.close();
+    }
   }
 
   /** Polls the lease until `pred` holds. */
@@ -343,9 +349,7 @@ export class TestCluster {
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(
-      `lease condition not met in ${timeoutMs} ms; last lease ${
-        JSON.stringify(last)
-      }`,
+      `lease condition not met in ${timeoutMs} ms; last lease ${JSON.stringify(last)}`,
     );
   }
 

@@ -9,12 +9,7 @@ import { OpLog } from "../op_log.ts";
 import { YakError } from "../protocol/errors.ts";
 import type { Lease, Request } from "../protocol/messages.ts";
 import { serve, type Server, type Session } from "../protocol/server.ts";
-import type {
-  BrokerContext,
-  BrokerOptions,
-  ClientInfo,
-  LeaderInfo,
-} from "./context.ts";
+import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
 import { clientHandlers } from "./handlers.ts";
 import { LeaderState } from "./leader_state.ts";
 import { CLUSTER_KEY, type MetaOp } from "./metadata.ts";
@@ -102,8 +97,7 @@ export class Broker implements BrokerContext {
       maxFrameBytes: opts.maxFrameBytes,
       maxConnections: opts.maxConnections,
       handler: (req, session) => broker.#handle(req, session, handle),
-      onError: (message, fields) =>
-        log.write("protocol_error", { message, ...fields }),
+      onError: (message, fields) => log.write("protocol_error", { message, ...fields }),
     });
     await Deno.writeTextFile(join(dir, "broker.pid"), `${Deno.pid}\n`);
     log.write("started", {

@@ -8,16 +8,7 @@
 import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { encodeBatch, type RecordInput } from "../log/record.ts";
 import { YakError } from "../protocol/errors.ts";
-import {
-  int,
-  offsetMap,
-  optInt,
-  optStr,
-  RawReply,
-  type Reply,
-  type Request,
-  str,
-} from "../protocol/messages.ts";
+import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
 import type { Session } from "../protocol/server.ts";
 import type { BrokerContext } from "./context.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
@@ -187,8 +178,7 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
     const appended = log.append(
       epoch,
       fresh.length,
-      (base) =>
-        encodeBatch(fresh, base, epoch, ts, producer, baseSeq + seen.skip),
+      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq + seen.skip),
     );
     if (producer !== null) {
       b.producers.record(
@@ -246,7 +236,8 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
   const partitions: [number, number][] = [];
   for (const [p, off] of wanted) {
     const n = Number(p);
-    if (!Number.isInteger(n) || n < 0 || n >= count) {
+    // String(n) === p: "", " 0" or "00" would otherwise all mean partition 0.
+    if (!Number.isInteger(n) || n < 0 || n >= count || String(n) !== p) {
       throw new YakError(
         "UNKNOWN_PARTITION",
         `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`,
@@ -354,10 +345,18 @@ async function commit(b: BrokerContext, req: Request): Promise<Reply> {
   const offsets: Record<string, number> = {};
   for (const [p, off] of offsetMap(req, "offsets", b.opts.maxPartitions)) {
     const i = Number(p);
-    if (!Number.isInteger(i) || i < 0 || i >= n) {
+    if (!Number.isInteger(i) || i < 0 || i >= n || String(i) !== p) {
       throw new YakError(
         "UNKNOWN_PARTITION",
         `topic '${topic}' has no partition '${p}'`,
+      );
+    }
+    // A commit past the end would make every later fetch of the group fail.
+    const logEnd = b.store.partition(topic, i).logEndOffset;
+    if (off > logEnd) {
+      throw new YakError(
+        "OUT_OF_RANGE",
+        `offset ${off} is past the end (${logEnd}) of ${topic}/${i}`,
       );
     }
     offsets[i] = off;
@@ -396,9 +395,7 @@ function register(b: BrokerContext, req: Request, session: Session): Reply {
   }
   const client = str(req, "client", 64);
   const topic = checkTopicName(req.topic);
-  const group = req.group === undefined || req.group === null
-    ? undefined
-    : checkGroupName(req.group);
+  const group = req.group === undefined || req.group === null ? undefined : checkGroupName(req.group);
   const known = b.clients.has(session.id);
   b.clients.set(session.id, {
     role,
@@ -464,9 +461,7 @@ function status(b: BrokerContext): Reply {
     for (const [topic, byPartition] of byTopic) {
       groups[group][topic] = {};
       for (const [p, off] of byPartition) {
-        const hw = b.store.partitionCount(topic) > p
-          ? b.store.partition(topic, p).highWatermark
-          : off;
+        const hw = b.store.partitionCount(topic) > p ? b.store.partition(topic, p).highWatermark : off;
         groups[group][topic][p] = {
           committed: off,
           lag: Math.max(0, hw - off),

@@ -133,9 +133,7 @@ export class LeaderState {
           reject(
             new YakError(
               "TIMEOUT",
-              `replicas did not confirm offset ${
-                offset - 1
-              } of ${key} in ${timeoutMs} ms (in sync: ${this.#isr})`,
+              `replicas did not confirm offset ${offset - 1} of ${key} in ${timeoutMs} ms (in sync: ${this.#isr})`,
             ),
           );
         }, timeoutMs),
@@ -177,9 +175,7 @@ export class LeaderState {
       if (atHw) next.add(id);
     }
     const sorted = [...next].sort((a, b) => a - b);
-    return sorted.join() === [...this.#isr].sort((a, b) => a - b).join()
-      ? null
-      : sorted;
+    return sorted.join() === [...this.#isr].sort((a, b) => a - b).join() ? null : sorted;
   }
 
   /** Followers that fetched recently, with their lag, for status. */

@@ -77,8 +77,7 @@ export class ProducerState {
       loading = (async () => {
         const text = await readTail();
         const map = new Map<string, Entry>();
-        let runStart: { producer: string; seq: number; offset: number } | null =
-          null;
+        let runStart: { producer: string; seq: number; offset: number } | null = null;
         let prev: { producer: string; seq: number } | null = null;
         for (const line of text.split("\n")) {
           if (line.length === 0) continue;
@@ -137,12 +136,8 @@ export class ProducerState {
       };
     }
     const skip = Math.min(count, entry.lastSeq - baseSeq + 1);
-    const batch = entry.batches.find((b) =>
-      b.baseSeq <= baseSeq && baseSeq <= b.lastSeq
-    );
-    const storedBaseOffset = batch
-      ? batch.baseOffset + (baseSeq - batch.baseSeq)
-      : -1;
+    const batch = entry.batches.find((b) => b.baseSeq <= baseSeq && baseSeq <= b.lastSeq);
+    const storedBaseOffset = batch ? batch.baseOffset + (baseSeq - batch.baseSeq) : -1;
     return { skip, storedBaseOffset, gap: false };
   }
 

@@ -9,13 +9,7 @@
 import type { EpochEntry } from "../log/epoch_cache.ts";
 import { toYakError, YakError } from "../protocol/errors.ts";
 import { Connection } from "../protocol/connection.ts";
-import {
-  int,
-  offsetMap,
-  optInt,
-  type Reply,
-  type Request,
-} from "../protocol/messages.ts";
+import { int, offsetMap, optInt, type Reply, type Request } from "../protocol/messages.ts";
 import type { BrokerContext, LeaderInfo } from "./context.ts";
 import { CLUSTER_KEY } from "./metadata.ts";
 
@@ -35,9 +29,7 @@ function checkEpoch(b: BrokerContext, req: Request): void {
     // Either side may be behind; both refresh their lease and try again.
     throw new YakError(
       "STALE_EPOCH",
-      `broker ${b.opts.id} leads epoch ${
-        b.role() === "leader" ? mine : "none"
-      }, request is for epoch ${epoch}`,
+      `broker ${b.opts.id} leads epoch ${b.role() === "leader" ? mine : "none"}, request is for epoch ${epoch}`,
       { epoch: mine },
     );
   }
@@ -123,9 +115,7 @@ export function epochEnds(b: BrokerContext, req: Request): Reply {
   const ends: Record<string, { epoch: number; endOffset: number }> = {};
   for (const [key, epoch] of asked) {
     const ref = b.store.byKey(key);
-    ends[key] = ref
-      ? ref.log.epochs.endOffsetFor(epoch, ref.log.logEndOffset)
-      : { epoch: -1, endOffset: 0 };
+    ends[key] = ref ? ref.log.epochs.endOffsetFor(epoch, ref.log.logEndOffset) : { epoch: -1, endOffset: 0 };
   }
   return { ends };
 }
@@ -215,9 +205,7 @@ export class ReplicaFetcher {
       const ref = b.store.byKey(key);
       if (!ref) continue;
       const log = ref.log;
-      const mine = end.epoch === -1
-        ? { endOffset: 0 }
-        : log.epochs.endOffsetFor(end.epoch, log.logEndOffset);
+      const mine = end.epoch === -1 ? { endOffset: 0 } : log.epochs.endOffsetFor(end.epoch, log.logEndOffset);
       const cut = Math.min(end.endOffset, mine.endOffset, log.logEndOffset);
       if (cut < log.logEndOffset) {
         const before = log.logEndOffset;

@@ -9,12 +9,7 @@ import { join } from "node:path";
 import { checkTopicName } from "../log/names.ts";
 import { type LogOptions, PartitionLog } from "../log/partition_log.ts";
 import { YakError } from "../protocol/errors.ts";
-import {
-  CLUSTER_KEY,
-  CLUSTER_TOPIC,
-  Metadata,
-  type MetaOp,
-} from "./metadata.ts";
+import { CLUSTER_KEY, CLUSTER_TOPIC, Metadata, type MetaOp } from "./metadata.ts";
 
 /** A partition log with its names. */
 export interface PartitionRef {
@@ -141,9 +136,7 @@ export class TopicStore {
     if (!log) {
       throw new YakError(
         "UNKNOWN_PARTITION",
-        `topic '${topic}' has partitions 0..${
-          logs.length - 1
-        }; there is no partition ${partition}`,
+        `topic '${topic}' has partitions 0..${logs.length - 1}; there is no partition ${partition}`,
       );
     }
     return log;

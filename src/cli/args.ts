@@ -44,9 +44,7 @@ export function parse(
     });
     return { values: values as Values, positionals };
   } catch (err) {
-    const message = err instanceof Error
-      ? err.message.split("\n")[0]
-      : String(err);
+    const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
     throw new YakError(
       "INVALID_ARGUMENT",
       `${message} (see 'yak ${command} --help')`,
@@ -121,9 +119,7 @@ export function bootstrapOf(values: Values): Bootstrap {
   const brokers = text(values, "bootstrap");
   if (brokers !== undefined) {
     return {
-      brokers: brokers.split(",").filter((s) => s.trim()).map((s) =>
-        parseHostPort(s.trim())
-      ),
+      brokers: brokers.split(",").filter((s) => s.trim()).map((s) => parseHostPort(s.trim())),
     };
   }
   const zk = text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??

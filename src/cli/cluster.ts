@@ -6,6 +6,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { DEFAULTS } from "../config.ts";
+import { security } from "../protocol/security.ts";
 import { helpRequested, integer, parse, text } from "./args.ts";
 
 const USAGE = `

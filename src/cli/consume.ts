@@ -8,15 +8,7 @@ import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { writeAll } from "../protocol/frame.ts";
 import { YakError } from "../protocol/errors.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
-import {
-  bootstrapOf,
-  CLUSTER_FLAGS,
-  helpRequested,
-  integer,
-  parse,
-  required,
-  text,
-} from "./args.ts";
+import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, text } from "./args.ts";
 
 const USAGE = `
 yak consume --topic T [--from-beginning | --offset K] [--group G] [--partition N]
@@ -54,9 +46,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
   });
   if (helpRequested(values, USAGE)) return 0;
   const topic = checkTopicName(required(values, "topic", "consume"));
-  const group = text(values, "group") === undefined
-    ? undefined
-    : checkGroupName(text(values, "group"));
+  const group = text(values, "group") === undefined ? undefined : checkGroupName(text(values, "group"));
   const format = text(values, "format") ?? "value";
   if (format !== "value" && format !== "json") {
     throw new YakError(
@@ -113,9 +103,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
           // Only what was printed counts as consumed (and committed).
           consumer.positions.set(
             partition,
-            take.length > 0
-              ? take[take.length - 1].offset + 1
-              : records[0].offset,
+            take.length > 0 ? take[take.length - 1].offset + 1 : records[0].offset,
           );
         }
         if (take.length === 0) continue;
@@ -157,9 +145,7 @@ function render(
         epoch: r.epoch,
         ts: r.ts,
         key: r.key,
-        ...(r.valueB64 !== undefined
-          ? { valueB64: r.valueB64 }
-          : { value: r.value }),
+        ...(r.valueB64 !== undefined ? { valueB64: r.valueB64 } : { value: r.value }),
       }) + "\n";
     }
     return encoder.encode(out);
@@ -172,9 +158,7 @@ function render(
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (const r of records) {
-    const bytes = r.valueB64 !== undefined
-      ? fromBase64(r.valueB64)
-      : encoder.encode(r.value ?? "");
+    const bytes = r.valueB64 !== undefined ? fromBase64(r.valueB64) : encoder.encode(r.value ?? "");
     chunks.push(bytes, encoder.encode("\n"));
     size += bytes.length + 1;
   }

@@ -6,15 +6,7 @@
 import { Producer } from "../client/producer.ts";
 import { checkTopicName } from "../log/names.ts";
 import { YakError } from "../protocol/errors.ts";
-import {
-  bootstrapOf,
-  CLUSTER_FLAGS,
-  helpRequested,
-  integer,
-  parse,
-  required,
-  text,
-} from "./args.ts";
+import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, text } from "./args.ts";
 
 const USAGE = `
 yak produce --topic T [--message TEXT ...] [--key K | --key-separator SEP]
@@ -52,9 +44,7 @@ export async function produceCommand(args: string[]): Promise<number> {
       `--acks must be all, 1 or 0, not '${acksText}'`,
     );
   }
-  const acks = acksText === "all" || acksText === "-1"
-    ? "all"
-    : (Number(acksText) as 0 | 1);
+  const acks = acksText === "all" || acksText === "-1" ? "all" : (Number(acksText) as 0 | 1);
   const fixedKey = text(values, "key") ?? null;
   const separator = text(values, "key-separator");
   if (fixedKey !== null && separator !== undefined) {
@@ -112,17 +102,11 @@ export async function produceCommand(args: string[]): Promise<number> {
   }
   const seconds = (performance.now() - started) / 1000;
   if (!quiet) {
-    const rate = seconds > 0
-      ? Math.round(producer.ackedRecords / seconds)
-      : producer.ackedRecords;
+    const rate = seconds > 0 ? Math.round(producer.ackedRecords / seconds) : producer.ackedRecords;
     console.error(
       `yak produce: ${producer.ackedRecords} records (${producer.ackedBytes} bytes) ` +
-        `${acks === 0 ? "sent" : "acknowledged"} to '${topic}' in ${
-          seconds.toFixed(2)
-        } s, ${rate} records/s` +
-        (producer.retries > 0
-          ? `, ${producer.retries} batches resent, ${producer.duplicates} duplicates dropped`
-          : ""),
+        `${acks === 0 ? "sent" : "acknowledged"} to '${topic}' in ${seconds.toFixed(2)} s, ${rate} records/s` +
+        (producer.retries > 0 ? `, ${producer.retries} batches resent, ${producer.duplicates} duplicates dropped` : ""),
     );
   }
   return producer.ackedRecords === records ? 0 : 1;

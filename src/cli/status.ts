@@ -42,17 +42,13 @@ export async function statusCommand(args: string[]): Promise<number> {
     return 0;
   }
   console.log(
-    `leader: ${lease.leaderId ?? "none"}  epoch: ${lease.epoch}  in sync: [${
-      lease.isr.join(", ")
-    }]`,
+    `leader: ${lease.leaderId ?? "none"}  epoch: ${lease.epoch}  in sync: [${lease.isr.join(", ")}]`,
   );
   console.log("brokers:");
   for (const b of brokers) {
     const role = b.id === lease.leaderId ? "leader" : "follower";
     console.log(
-      `  ${b.id}  ${b.host}:${b.port}  ${b.alive ? "alive" : "DEAD"}  ${
-        b.alive ? role : ""
-      }  ` +
+      `  ${b.id}  ${b.host}:${b.port}  ${b.alive ? "alive" : "DEAD"}  ${b.alive ? role : ""}  ` +
         `heard ${b.lastSeenMsAgo} ms ago  log end total ${b.logEndTotal}`,
     );
   }
@@ -72,9 +68,7 @@ export async function statusCommand(args: string[]): Promise<number> {
         const vt = (v.topics as
           | { name: string; partitions: Record<string, number>[] }[]
           | undefined)?.find((x) => x.name === t.name);
-        return `${v.brokerId}:${
-          vt?.partitions[p.partition]?.logEndOffset ?? "-"
-        }`;
+        return `${v.brokerId}:${vt?.partitions[p.partition]?.logEndOffset ?? "-"}`;
       });
       console.log(
         `    p${p.partition}  end ${p.logEndOffset}  hw ${p.highWatermark}  ${p.bytes} bytes  replicas ${
@@ -105,9 +99,7 @@ export async function statusCommand(args: string[]): Promise<number> {
   if (clients.length > 0) console.log("clients:");
   for (const c of clients) {
     console.log(
-      `  ${c.role} ${c.client} on ${c.topic}${
-        c.group ? ` group ${c.group}` : ""
-      } via broker ${c.broker}`,
+      `  ${c.role} ${c.client} on ${c.topic}${c.group ? ` group ${c.group}` : ""} via broker ${c.broker}`,
     );
   }
   return 0;

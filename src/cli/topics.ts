@@ -6,14 +6,7 @@
 import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { YakError } from "../protocol/errors.ts";
-import {
-  bootstrapOf,
-  CLUSTER_FLAGS,
-  helpRequested,
-  integer,
-  parse,
-  text,
-} from "./args.ts";
+import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, text } from "./args.ts";
 
 const USAGE = `
 yak topics --list
@@ -34,9 +27,7 @@ export async function topicsCommand(args: string[]): Promise<number> {
     partitions: { type: "string" },
   });
   if (helpRequested(values, USAGE)) return 0;
-  const actions = ["list", "create", "describe", "alter"].filter((a) =>
-    values[a] !== undefined
-  );
+  const actions = ["list", "create", "describe", "alter"].filter((a) => values[a] !== undefined);
   if (actions.length !== 1) {
     throw new YakError(
       "INVALID_ARGUMENT",
@@ -55,9 +46,7 @@ export async function topicsCommand(args: string[]): Promise<number> {
     } else if (values.create !== undefined || values.alter !== undefined) {
       const alter = values.alter !== undefined;
       const topic = checkTopicName(text(values, alter ? "alter" : "create"));
-      const partitions = alter
-        ? integer(values, "partitions", 0, 1, 1000)
-        : integer(values, "partitions", 3, 1, 1000);
+      const partitions = alter ? integer(values, "partitions", 0, 1, 1000) : integer(values, "partitions", 3, 1, 1000);
       if (alter && values.partitions === undefined) {
         throw new YakError("INVALID_ARGUMENT", "--alter needs --partitions M");
       }
@@ -67,9 +56,7 @@ export async function topicsCommand(args: string[]): Promise<number> {
         partitions,
       });
       console.log(
-        `${
-          alter ? "altered" : "created"
-        } topic '${topic}' with ${res.partitions} partitions`,
+        `${alter ? "altered" : "created"} topic '${topic}' with ${res.partitions} partitions`,
       );
     } else {
       const topic = checkTopicName(text(values, "describe"));

@@ -50,9 +50,7 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     echo: !values.quiet,
   });
   console.log(
-    `zookeeper listening on ${
-      text(values, "host") ?? DEFAULTS.host
-    }:${zk.port}`,
+    `zookeeper listening on ${text(values, "host") ?? DEFAULTS.host}:${zk.port}`,
   );
   await serveUntilSignal(() => zk.stop());
   return 0;

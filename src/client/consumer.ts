@@ -115,15 +115,11 @@ export class Consumer {
     );
     const n = (meta.topics as Record<string, number>)[this.topic];
     this.#lastMetaMs = Date.now();
-    const wanted = this.#o.partition === undefined
-      ? [...Array(n).keys()]
-      : [this.#o.partition];
+    const wanted = this.#o.partition === undefined ? [...Array(n).keys()] : [this.#o.partition];
     if (this.#o.partition !== undefined && this.#o.partition >= n) {
       throw new YakError(
         "UNKNOWN_PARTITION",
-        `topic '${this.topic}' has partitions 0..${
-          n - 1
-        }; there is no partition ${this.#o.partition}`,
+        `topic '${this.topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
       );
     }
     const missing = wanted.filter((p) => !this.positions.has(p));
@@ -204,9 +200,8 @@ export class Consumer {
     while (true) {
       try {
         if (!this.#leaderConn || this.#leaderConn.isClosed) {
-          this.#leaderConn =
-            (await connectLeader(this.#o.bootstrap, deadline, this.#o.onRetry))
-              .conn;
+          this.#leaderConn = (await connectLeader(this.#o.bootstrap, deadline, this.#o.onRetry))
+            .conn;
         }
         return await this.#leaderConn.request(body, this.#timeoutMs);
       } catch (err) {

@@ -152,9 +152,7 @@ export async function connectAny(
     if (Date.now() + delayMs > deadline) {
       throw new YakError(
         "CONNECTION",
-        `no bootstrap broker answers (${
-          boot.brokers.map((a) => `${a.host}:${a.port}`)
-        })`,
+        `no bootstrap broker answers (${boot.brokers.map((a) => `${a.host}:${a.port}`)})`,
       );
     }
     await new Promise((r) => setTimeout(r, delayMs));

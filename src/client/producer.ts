@@ -143,9 +143,7 @@ export class Producer {
     if (this.#o.partition !== undefined && this.#o.partition >= n) {
       throw new YakError(
         "UNKNOWN_PARTITION",
-        `topic '${this.topic}' has partitions 0..${
-          n - 1
-        }; there is no partition ${this.#o.partition}`,
+        `topic '${this.topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
       );
     }
     this.#partitions = n;
@@ -163,9 +161,7 @@ export class Producer {
    */
   add(key: string | null, value: string | Uint8Array): void {
     if (this.#failed) throw this.#failed;
-    const record: OutgoingRecord = typeof value === "string"
-      ? { v: value }
-      : { b: toBase64(value) };
+    const record: OutgoingRecord = typeof value === "string" ? { v: value } : { b: toBase64(value) };
     if (key !== null) record.k = key;
     const size = (typeof value === "string" ? value.length : value.length) +
       (key?.length ?? 0) + 16;

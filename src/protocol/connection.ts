@@ -5,6 +5,7 @@
  */
 import { toYakError, YakError } from "./errors.ts";
 import { FrameReader, FrameWriter } from "./frame.ts";
+import { security } from "./security.ts";
 
 /** Options of {@link Connection.open}. */
 export interface ConnectOptions {
@@ -13,6 +14,10 @@ export interface ConnectOptions {
   /** Called for frames the peer sends without a request (e.g. lease pushes). */
   onPush?: (frame: Record<string, unknown>) => void;
   onClose?: () => void;
+  /** Defaults to the process's security settings (src/protocol/security.ts). */
+  authToken?: string;
+  /** A CA certificate (PEM): connect with TLS and trust it. */
+  tlsCa?: string;
 }
 
 interface Pending {
@@ -57,7 +62,7 @@ export function parseHostPort(text: string): { host: string; port: number } {
 export class Connection {
   readonly host: string;
   readonly port: number;
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   readonly #writer: FrameWriter;
   readonly #pending = new Map<number, Pending>();
   readonly #opts: ConnectOptions;
@@ -69,7 +74,7 @@ export class Connection {
   private constructor(
     host: string,
     port: number,
-    conn: Deno.TcpConn,
+    conn: Deno.Conn,
     opts: ConnectOptions,
   ) {
     this.host = host;
@@ -77,7 +82,7 @@ export class Connection {
     this.#conn = conn;
     this.#opts = opts;
     this.#writer = new FrameWriter(conn);
-    conn.setNoDelay(true);
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     this.closed = this.#readLoop();
   }
 
@@ -88,10 +93,16 @@ export class Connection {
     opts: ConnectOptions = {},
   ): Promise<Connection> {
     const timeoutMs = opts.connectTimeoutMs ?? 3000;
+    const sec = security();
+    const tlsCa = opts.tlsCa ?? sec.tlsCa;
+    const authToken = opts.authToken ?? sec.authToken;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let connection: Connection;
     try {
-      const conn = await Promise.race([
-        Deno.connect({ hostname: host, port, transport: "tcp" }),
+      const conn: Deno.Conn = await Promise.race([
+        tlsCa
+          ? Deno.connectTls({ hostname: host, port, caCerts: [tlsCa] })
+          : Deno.connect({ hostname: host, port, transport: "tcp" }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () =>
@@ -105,16 +116,24 @@ export class Connection {
           );
         }),
       ]);
-      return new Connection(host, port, conn, opts);
+      // Handshake now, so a certificate problem is reported as such, not as a lost connection.
+      if (tlsCa) await (conn as Deno.TlsConn).handshake();
+      connection = new Connection(host, port, conn, opts);
     } catch (err) {
       const yerr = toYakError(err);
-      throw new YakError(
-        "CONNECTION",
-        `cannot connect to ${host}:${port}: ${yerr.message}`,
-      );
+      throw new YakError("CONNECTION", `cannot connect to ${host}:${port}: ${yerr.message}`);
     } finally {
       clearTimeout(timer);
     }
+    if (authToken !== undefined) {
+      try {
+        await connection.request({ type: "auth", token: authToken }, timeoutMs);
+      } catch (err) {
+        connection.close();
+        throw err;
+      }
+    }
+    return connection;
   }
 
   get isClosed(): boolean {

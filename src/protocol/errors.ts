@@ -25,6 +25,7 @@ export type ErrorCode =
   | "STORAGE"
   | "CORRUPT_LOG"
   | "TOO_MANY_CONNECTIONS"
+  | "UNAUTHORIZED"
   | "UNAVAILABLE";
 
 /**

@@ -132,9 +132,7 @@ export function optStr(
   name: string,
   maxChars = 1024,
 ): string | undefined {
-  return req[name] === undefined || req[name] === null
-    ? undefined
-    : str(req, name, maxChars);
+  return req[name] === undefined || req[name] === null ? undefined : str(req, name, maxChars);
 }
 
 /** Reads a required integer field within [min, max], or throws INVALID_REQUEST. */
@@ -162,9 +160,7 @@ export function optInt(
   min = 0,
   max = Number.MAX_SAFE_INTEGER,
 ): number {
-  return req[name] === undefined || req[name] === null
-    ? fallback
-    : int(req, name, min, max);
+  return req[name] === undefined || req[name] === null ? fallback : int(req, name, min, max);
 }
 
 /**

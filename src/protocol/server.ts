@@ -7,12 +7,8 @@
  */
 import { toYakError, YakError } from "./errors.ts";
 import { FrameReader, FrameWriter } from "./frame.ts";
-import {
-  parseRequest,
-  RawReply,
-  type Reply,
-  type Request,
-} from "./messages.ts";
+import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
+import { security, tokensEqual } from "./security.ts";
 
 /** One client connection, as handlers see it. */
 export interface Session {
@@ -42,6 +38,9 @@ export interface ServeOptions {
   /** Requests of one connection handled at once; reading pauses beyond it. */
   maxInFlightPerConnection?: number;
   onError?: (message: string, fields: Record<string, unknown>) => void;
+  /** Defaults to the process's security settings (src/protocol/security.ts). */
+  authToken?: string;
+  tls?: { cert: string; key: string };
 }
 
 /** A running server. */
@@ -63,14 +62,10 @@ export interface Server {
  */
 export function encodeReply(id: number | null, reply: Reply): string {
   if (reply instanceof RawReply) {
-    return reply.fields.length === 0
-      ? `{"id":${id},"ok":true}`
-      : `{"id":${id},"ok":true,${reply.fields}}`;
+    return reply.fields.length === 0 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${reply.fields}}`;
   }
   const body = JSON.stringify(reply);
-  return body.length <= 2
-    ? `{"id":${id},"ok":true}`
-    : `{"id":${id},"ok":true,${body.slice(1)}`;
+  return body.length <= 2 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${body.slice(1)}`;
 }
 
 /**
@@ -108,18 +103,19 @@ export function encodeError(id: number | null, err: YakError): string {
  * ```
  */
 export function serve(opts: ServeOptions): Server {
-  const listener = Deno.listen({
-    hostname: opts.host,
-    port: opts.port,
-    transport: "tcp",
-  });
+  const sec = security();
+  const authToken = opts.authToken ?? sec.authToken;
+  const tls = opts.tls ?? (sec.tlsCert && sec.tlsKey ? { cert: sec.tlsCert, key: sec.tlsKey } : undefined);
+  const listener: Deno.Listener = tls
+    ? Deno.listenTls({ hostname: opts.host, port: opts.port, transport: "tcp", cert: tls.cert, key: tls.key })
+    : Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
   const sessions = new Set<Session>();
-  const conns = new Set<Deno.TcpConn>();
+  const conns = new Set<Deno.Conn>();
   const maxInFlight = opts.maxInFlightPerConnection ?? 256;
   let nextSessionId = 1;
   let closed = false;
 
-  const handleConn = async (conn: Deno.TcpConn) => {
+  const handleConn = async (conn: Deno.Conn) => {
     const addr = conn.remoteAddr as Deno.NetAddr;
     const writer = new FrameWriter(conn);
     const closers: (() => void)[] = [];
@@ -134,8 +130,7 @@ export function serve(opts: ServeOptions): Server {
     const session: Session = {
       id: nextSessionId++,
       remote: `${addr.hostname}:${addr.port}`,
-      push: (frame) =>
-        open ? writer.send(JSON.stringify(frame)) : Promise.resolve(),
+      push: (frame) => open ? writer.send(JSON.stringify(frame)) : Promise.resolve(),
       onClose: (fn) => closers.push(fn),
       close,
     };
@@ -152,7 +147,8 @@ export function serve(opts: ServeOptions): Server {
     }
     sessions.add(session);
     conns.add(conn);
-    conn.setNoDelay(true);
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    let authed = authToken === undefined;
     let inFlight = 0;
     let wake: (() => void) | null = null;
     const reply = (frame: string) => {
@@ -193,6 +189,21 @@ export function serve(opts: ServeOptions): Server {
             reply(encodeError(null, toYakError(err)));
             continue;
           }
+          if (!authed) {
+            if (req.type === "auth" && tokensEqual(req.token, authToken!)) {
+              authed = true;
+              reply(encodeReply(req.id, { authenticated: true }));
+              continue;
+            }
+            // Never log what was sent: it may be a mistyped token.
+            opts.onError?.("unauthorized connection refused", { remote: session.remote });
+            await writer.send(encodeError(
+              req.id,
+              new YakError("UNAUTHORIZED", "this server needs an auth token (--auth-token or YAK_AUTH_TOKEN)"),
+            )).catch(() => {});
+            close();
+            break;
+          }
           inFlight++;
           // Not awaited on purpose: pipelined requests run concurrently; handlers
           // that need order take it synchronously before their first await.
@@ -222,7 +233,7 @@ export function serve(opts: ServeOptions): Server {
 
   const acceptLoop = (async () => {
     while (!closed) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch (err) {

@@ -8,14 +8,7 @@
 import { join } from "node:path";
 import { OpLog } from "../op_log.ts";
 import { YakError } from "../protocol/errors.ts";
-import {
-  type BrokerInfo,
-  int,
-  type Lease,
-  optInt,
-  type Request,
-  str,
-} from "../protocol/messages.ts";
+import { type BrokerInfo, int, type Lease, optInt, type Request, str } from "../protocol/messages.ts";
 import { serve, type Server, type Session } from "../protocol/server.ts";
 import { electLeader } from "./election.ts";
 import { readLease, writeLease } from "./lease_file.ts";
@@ -112,8 +105,7 @@ export class Zookeeper {
       maxFrameBytes: opts.maxFrameBytes,
       maxConnections: opts.maxConnections,
       handler: (req, session) => zk.#handle(req, session),
-      onError: (message, fields) =>
-        log.write("protocol_error", { message, ...fields }),
+      onError: (message, fields) => log.write("protocol_error", { message, ...fields }),
     });
     log.write("started", {
       host: zk.#server.host,
@@ -353,14 +345,10 @@ export class Zookeeper {
     const old = this.#lease;
     const fresh = old.isr.length === 0;
     // The dead leader may not come back as leader of the same set.
-    const eligibleIsr = fresh
-      ? null
-      : old.isr.filter((b) => this.#members.get(b)?.alive);
+    const eligibleIsr = fresh ? null : old.isr.filter((b) => this.#members.get(b)?.alive);
     const winner = electLeader(
       this.#members.values(),
-      eligibleIsr === null
-        ? null
-        : (eligibleIsr.length === 0 ? [-1] : eligibleIsr),
+      eligibleIsr === null ? null : (eligibleIsr.length === 0 ? [-1] : eligibleIsr),
     );
     if (winner === null) {
       if (old.leaderId !== null) {
@@ -384,9 +372,7 @@ export class Zookeeper {
     }
     this.#noLeaderLogged = false;
     const m = this.#members.get(winner)!;
-    const isr = fresh
-      ? [winner]
-      : [...new Set([winner, ...eligibleIsr!])].sort((a, b) => a - b);
+    const isr = fresh ? [winner] : [...new Set([winner, ...eligibleIsr!])].sort((a, b) => a - b);
     const started = Date.now();
     await this.#commit({
       epoch: old.epoch + 1,
@@ -414,9 +400,7 @@ export class Zookeeper {
    */
   #serial(fn: () => Promise<void>): Promise<void> {
     const done = this.#changing.then(fn);
-    this.#changing = done.catch((err) =>
-      this.log.write("lease_write_failed", { error: String(err) })
-    );
+    this.#changing = done.catch((err) => this.log.write("lease_write_failed", { error: String(err) }));
     return done;
   }
 
@@ -426,9 +410,7 @@ export class Zookeeper {
     this.#lease = lease;
     const frame = { push: "lease", lease };
     await Promise.all(
-      [...this.#members.values()].map((m) =>
-        m.session?.push(frame).catch(() => {})
-      ),
+      [...this.#members.values()].map((m) => m.session?.push(frame).catch(() => {})),
     );
   }
 }

@@ -1,0 +1,130 @@
+/**
+ * Who may connect: the auth token on every connection, and TLS for clients
+ * and brokers, with real processes and a certificate made in the test.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { TestCluster, yak } from "./harness.ts";
+
+const TOKEN = "s3cret-token-7f3a";
+
+async function rawExchange(port: number, frame: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(frame + "\n"));
+    const buf = new Uint8Array(4096);
+    let text = "";
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const n = await conn.read(buf);
+      if (n === null) break; // the server closed the connection
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    return text;
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed by the server */ }
+  }
+}
+
+Deno.test("--auth-token: connections without the token are refused and logged, the token never shows", async () => {
+  const cluster = await TestCluster.start({ env: { YAK_AUTH_TOKEN: TOKEN } });
+  try {
+    const denied = await yak(["status", ...cluster.zkFlag], { env: { YAK_AUTH_TOKEN: "" } });
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /auth token/);
+    assert.doesNotMatch(denied.stderr, /\n\s+at /);
+
+    const wrong = await yak(["status", "--auth-token", "not-it", ...cluster.zkFlag]);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /auth token/);
+
+    const lease = await cluster.lease();
+    const raw = await rawExchange(lease.port, '{"id":1,"type":"metadata"}');
+    const answer = JSON.parse(raw.trim().split("\n")[0]);
+    assert.equal(answer.code, "UNAUTHORIZED");
+    assert.equal(raw.trim().split("\n").length, 1, "nothing served before the connection is closed");
+
+    const produced = await yak([
+      "produce",
+      "--topic",
+      "sec",
+      "--auth-token",
+      TOKEN,
+      "--message",
+      "a",
+      "--message",
+      "b",
+      ...cluster.zkFlag,
+    ]);
+    assert.equal(produced.code, 0, produced.stderr);
+    const consumed = await yak(
+      ["consume", "--topic", "sec", "--from-beginning", "--max-messages", "2", ...cluster.zkFlag],
+      { env: { YAK_AUTH_TOKEN: TOKEN } },
+    );
+    assert.equal(consumed.stdout, "a\nb\n");
+    const status = await yak(["status", "--json", ...cluster.zkFlag], { env: { YAK_AUTH_TOKEN: TOKEN } });
+    assert.equal(status.code, 0, status.stderr);
+    assert.ok(!status.stdout.includes(TOKEN));
+
+    const brokerLog = await Deno.readTextFile(join(cluster.dir, `broker-${lease.leaderId}`, "broker.log"));
+    const zkLog = await Deno.readTextFile(join(cluster.dir, "zookeeper", "zookeeper.log"));
+    assert.match(brokerLog, /unauthorized connection refused/);
+    assert.match(zkLog, /unauthorized connection refused/);
+    assert.ok(!brokerLog.includes(TOKEN) && !zkLog.includes(TOKEN), "the token is never logged");
+    assert.ok(!brokerLog.includes("not-it") && !zkLog.includes("not-it"), "nor a wrong one");
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("TLS: clients and brokers talk TLS with a certificate made here; plain TCP gets nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-tls-" });
+  const ca = join(dir, "ca.pem");
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  // A test CA and a server certificate it signs, for 127.0.0.1.
+  const openssl = async (...args: string[]) => {
+    const out = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped", cwd: dir }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  };
+  await Deno.writeTextFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  const ca1 = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", ca, "-days", "1"];
+  await openssl(...ca1, "-subj", "/CN=yak test CA");
+  await openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "cert.csr", "-subj", "/CN=x");
+  const sign = ["x509", "-req", "-in", "cert.csr", "-CA", ca, "-CAkey", "ca.key", "-CAcreateserial", "-out", cert];
+  await openssl(...sign, "-days", "1", "-extfile", "ext.cnf");
+  const cluster = await TestCluster.start({
+    serverArgs: ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca],
+    tlsCa: await Deno.readTextFile(ca),
+  });
+  try {
+    const produced = await yak([
+      "produce",
+      "--topic",
+      "tls",
+      "--tls-ca",
+      ca,
+      "--message",
+      "over tls",
+      ...cluster.zkFlag,
+    ]);
+    assert.equal(produced.code, 0, produced.stderr);
+    const consumed = await yak(
+      ["consume", "--topic", "tls", "--from-beginning", "--max-messages", "1", ...cluster.zkFlag],
+      { env: { YAK_TLS_CA: ca } },
+    );
+    assert.equal(consumed.stdout, "over tls\n");
+    // Replication ran over TLS too: every broker holds the record.
+    const lease = await cluster.lease();
+    assert.deepEqual(lease.isr, [1, 2, 3]);
+    const plain = await yak(["status", ...cluster.zkFlag]);
+    assert.notEqual(plain.code, 0, "a plain-TCP client gets no answer");
+    const raw = await rawExchange(lease.port, '{"id":1,"type":"metadata"}');
+    assert.ok(!raw.includes('"ok":true'));
+  } finally {
+    await cluster.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
