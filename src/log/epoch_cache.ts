@@ -38,7 +38,10 @@ export class EpochCache {
       if (!Array.isArray(parsed)) return null;
       const entries: EpochEntry[] = [];
       for (const e of parsed) {
-        if (!Array.isArray(e) || !Number.isSafeInteger(e[0]) || !Number.isSafeInteger(e[1])) return null;
+        if (
+          !Array.isArray(e) || !Number.isSafeInteger(e[0]) ||
+          !Number.isSafeInteger(e[1])
+        ) return null;
         const last = entries.at(-1);
         if (last && (e[0] <= last[0] || e[1] < last[1])) return null;
         entries.push([e[0], e[1]]);
@@ -63,7 +66,9 @@ export class EpochCache {
     const last = this.#entries.at(-1);
     if (last && epoch <= last[0]) return false;
     if (last && startOffset < last[1]) {
-      throw new Error(`epoch ${epoch} would start at ${startOffset}, before epoch ${last[0]} at ${last[1]}`);
+      throw new Error(
+        `epoch ${epoch} would start at ${startOffset}, before epoch ${last[0]} at ${last[1]}`,
+      );
     }
     this.#entries.push([epoch, startOffset]);
     return true;
@@ -80,7 +85,10 @@ export class EpochCache {
    * Where `epoch` ends in this log: the largest known epoch not above it, and
    * the start of the next one (or the log end). Kafka's OffsetsForLeaderEpoch.
    */
-  endOffsetFor(epoch: number, logEndOffset: number): { epoch: number; endOffset: number } {
+  endOffsetFor(
+    epoch: number,
+    logEndOffset: number,
+  ): { epoch: number; endOffset: number } {
     let found = -1;
     for (let i = 0; i < this.#entries.length; i++) {
       if (this.#entries[i][0] <= epoch) found = i;
@@ -90,7 +98,10 @@ export class EpochCache {
       return { epoch: -1, endOffset: this.#entries[0]?.[1] ?? logEndOffset };
     }
     const next = this.#entries[found + 1];
-    return { epoch: this.#entries[found][0], endOffset: next ? next[1] : logEndOffset };
+    return {
+      epoch: this.#entries[found][0],
+      endOffset: next ? next[1] : logEndOffset,
+    };
   }
 
   /** The entries whose start lies in [from, to). */

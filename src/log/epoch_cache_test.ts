@@ -22,7 +22,11 @@ Deno.test("assign records new epochs and ignores known ones", () => {
   assert.equal(cache.assign(1, 5), false, "same epoch again");
   assert.equal(cache.assign(0, 10), false, "older epoch");
   assert.equal(cache.assign(3, 10), true);
-  assert.equal(cache.assign(4, 10), true, "an epoch may start where another did");
+  assert.equal(
+    cache.assign(4, 10),
+    true,
+    "an epoch may start where another did",
+  );
   assert.equal(cache.lastEpoch, 4);
   assert.deepEqual(cache.entries, [[1, 0], [3, 10], [4, 10]]);
   assert.throws(() => cache.assign(5, 9), /before epoch 4 at 10/);
@@ -56,7 +60,11 @@ Deno.test("truncateFrom drops epochs starting at or after the offset", () => {
   assert.equal(cache.truncateFrom(25), false);
   assert.deepEqual(cache.entries, [[1, 0], [2, 10], [4, 20]]);
   assert.equal(cache.truncateFrom(21), false);
-  assert.equal(cache.truncateFrom(20), true, "an epoch starting at the cut goes");
+  assert.equal(
+    cache.truncateFrom(20),
+    true,
+    "an epoch starting at the cut goes",
+  );
   assert.deepEqual(cache.entries, [[1, 0], [2, 10]]);
   assert.equal(cache.lastEpoch, 2);
   assert.equal(cache.truncateFrom(20), false);

@@ -25,7 +25,12 @@ export const INTERNAL_PREFIX = "__";
  */
 export function checkTopicName(name: unknown, allowInternal = false): string {
   const why = nameProblem(name);
-  if (why) throw new YakError("INVALID_TOPIC", `invalid topic name ${show(name)}: ${why}`);
+  if (why) {
+    throw new YakError(
+      "INVALID_TOPIC",
+      `invalid topic name ${show(name)}: ${why}`,
+    );
+  }
   if (!allowInternal && (name as string).startsWith(INTERNAL_PREFIX)) {
     throw new YakError(
       "INVALID_TOPIC",
@@ -47,16 +52,25 @@ export function checkTopicName(name: unknown, allowInternal = false): string {
  */
 export function checkGroupName(name: unknown): string {
   const why = nameProblem(name);
-  if (why) throw new YakError("INVALID_ARGUMENT", `invalid group name ${show(name)}: ${why}`);
+  if (why) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `invalid group name ${show(name)}: ${why}`,
+    );
+  }
   return name as string;
 }
 
 function nameProblem(name: unknown): string | null {
   if (typeof name !== "string") return "it must be a string";
   if (name.length === 0) return "it is empty";
-  if (name.length > MAX_NAME_CHARS) return `it is longer than ${MAX_NAME_CHARS} characters`;
+  if (name.length > MAX_NAME_CHARS) {
+    return `it is longer than ${MAX_NAME_CHARS} characters`;
+  }
   if (name === "." || name === "..") return "'.' and '..' are not allowed";
-  if (!NAME_PATTERN.test(name)) return "use only letters, digits, '.', '_' and '-'";
+  if (!NAME_PATTERN.test(name)) {
+    return "use only letters, digits, '.', '_' and '-'";
+  }
   return null;
 }
 

@@ -1,11 +1,6 @@
 import assert from "node:assert/strict";
 import { YakError } from "../protocol/errors.ts";
-import {
-  checkGroupName,
-  checkTopicName,
-  INTERNAL_PREFIX,
-  MAX_NAME_CHARS,
-} from "./names.ts";
+import { checkGroupName, checkTopicName, INTERNAL_PREFIX, MAX_NAME_CHARS } from "./names.ts";
 
 /** Asserts that `fn` throws a YakError with `code`, and returns it. */
 function throwsYak(fn: () => unknown, code: string, label: string): YakError {
@@ -15,7 +10,10 @@ function throwsYak(fn: () => unknown, code: string, label: string): YakError {
   } catch (err) {
     caught = err;
   }
-  assert.ok(caught instanceof YakError, `${label}: expected a YakError, got ${caught}`);
+  assert.ok(
+    caught instanceof YakError,
+    `${label}: expected a YakError, got ${caught}`,
+  );
   assert.equal(caught.code, code, label);
   return caught;
 }
@@ -110,7 +108,11 @@ Deno.test("checkGroupName accepts legal names and rejects traversal", () => {
   }
   for (const name of BAD_NAMES) {
     const label = JSON.stringify(String(name));
-    const err = throwsYak(() => checkGroupName(name), "INVALID_ARGUMENT", label);
+    const err = throwsYak(
+      () => checkGroupName(name),
+      "INVALID_ARGUMENT",
+      label,
+    );
     assert.match(err.message, /^invalid group name /, label);
   }
 });

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { YakError } from "../protocol/errors.ts";
-import { type EpochEntry, EpochCache } from "./epoch_cache.ts";
+import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
 import { Segment, segmentStem } from "./segment.ts";
 
 const NEWLINE = 10;
@@ -59,7 +59,9 @@ export function lineOffset(line: string): number {
 export class PartitionLog {
   readonly dir: string;
   readonly epochs: EpochCache;
-  readonly #opts: Required<Omit<LogOptions, "onEvent">> & Pick<LogOptions, "onEvent">;
+  readonly #opts:
+    & Required<Omit<LogOptions, "onEvent">>
+    & Pick<LogOptions, "onEvent">;
   #segments: Segment[];
   /** Offset after the last record on disk. */
   #logEnd: number;
@@ -103,8 +105,15 @@ export class PartitionLog {
     }
     for (let i = 0; i < bases.length; i++) {
       const last = i === bases.length - 1;
-      const { segment, scan, indexRebuilt } = await Segment.open(dir, bases[i], opts.indexIntervalBytes, last);
-      if (indexRebuilt) opts.onEvent?.("index_rebuilt", { file: segment.indexPath });
+      const { segment, scan, indexRebuilt } = await Segment.open(
+        dir,
+        bases[i],
+        opts.indexIntervalBytes,
+        last,
+      );
+      if (indexRebuilt) {
+        opts.onEvent?.("index_rebuilt", { file: segment.indexPath });
+      }
       segments.push(segment);
       if (!last || !scan) continue;
       if (scan.tornBytes > 0) {
@@ -156,7 +165,9 @@ export class PartitionLog {
 
   set highWatermark(hw: number) {
     // Offsets only grow, and nothing above the log end is ever committed.
-    if (hw > this.#logEnd) throw new Error(`high watermark ${hw} above log end ${this.#logEnd}`);
+    if (hw > this.#logEnd) {
+      throw new Error(`high watermark ${hw} above log end ${this.#logEnd}`);
+    }
     if (hw > this.#hw) this.#hw = hw;
   }
 
@@ -195,30 +206,51 @@ export class PartitionLog {
    * Appends a leader's bytes verbatim as a follower. `epochs` are the leader's
    * epoch entries that start inside the chunk.
    */
-  appendReplica(baseOffset: number, count: number, text: string, epochs: EpochEntry[]): Promise<void> {
+  appendReplica(
+    baseOffset: number,
+    count: number,
+    text: string,
+    epochs: EpochEntry[],
+  ): Promise<void> {
     if (baseOffset !== this.#next) {
       return Promise.reject(
-        new YakError("OUT_OF_RANGE", `replica chunk starts at ${baseOffset}, log ends at ${this.#next}`),
+        new YakError(
+          "OUT_OF_RANGE",
+          `replica chunk starts at ${baseOffset}, log ends at ${this.#next}`,
+        ),
       );
     }
     this.#next += count;
     return this.#enqueue(baseOffset, count, text, epochs);
   }
 
-  #enqueue(baseOffset: number, count: number, text: string, epochs: EpochEntry[]): Promise<void> {
+  #enqueue(
+    baseOffset: number,
+    count: number,
+    text: string,
+    epochs: EpochEntry[],
+  ): Promise<void> {
     const run = async () => {
       if (this.#closed) throw new YakError("UNAVAILABLE", "log is closed");
       // An earlier write failed and rewound the log: this one's offsets are void.
       if (baseOffset !== this.#logEnd) {
-        throw new YakError("STORAGE", `write at ${baseOffset} dropped after an earlier failed write`);
+        throw new YakError(
+          "STORAGE",
+          `write at ${baseOffset} dropped after an earlier failed write`,
+        );
       }
       const bytes = encoder.encode(text);
       let changed = false;
-      for (const [e, start] of epochs) changed = this.epochs.assign(e, start) || changed;
+      for (const [e, start] of epochs) {
+        changed = this.epochs.assign(e, start) || changed;
+      }
       try {
         if (changed) await this.epochs.save();
         let active = this.#segments[this.#segments.length - 1];
-        if (active.size > 0 && active.size + bytes.length > this.#opts.segmentBytes) {
+        if (
+          active.size > 0 &&
+          active.size + bytes.length > this.#opts.segmentBytes
+        ) {
           active.closeHandles();
           active = await Segment.create(this.dir, baseOffset);
           this.#segments.push(active);
@@ -244,7 +276,9 @@ export class PartitionLog {
   #remember(chunk: Chunk): void {
     this.#tail.push(chunk);
     this.#tailBytes += chunk.text.length;
-    while (this.#tailBytes > this.#opts.tailCacheBytes && this.#tail.length > 1) {
+    while (
+      this.#tailBytes > this.#opts.tailCacheBytes && this.#tail.length > 1
+    ) {
       this.#tailBytes -= this.#tail.shift()!.text.length;
     }
   }
@@ -262,7 +296,10 @@ export class PartitionLog {
   async read(from: number, maxBytes: number, end: number): Promise<ReadResult> {
     end = Math.min(end, this.#logEnd);
     if (from < 0 || from > this.#logEnd) {
-      throw new YakError("OUT_OF_RANGE", `offset ${from} is outside 0..${this.#logEnd}`);
+      throw new YakError(
+        "OUT_OF_RANGE",
+        `offset ${from} is outside 0..${this.#logEnd}`,
+      );
     }
     if (from >= end) return { baseOffset: from, count: 0, text: "" };
     const first = this.#tail[0];
@@ -280,13 +317,21 @@ export class PartitionLog {
       if (chunk.base >= end || (count > 0 && bytes >= maxBytes)) break;
       const skip = Math.max(0, from + count - chunk.base);
       const take = Math.min(chunk.count - skip, end - chunk.base - skip);
-      if (skip === 0 && take === chunk.count && bytes + chunk.text.length <= maxBytes) {
+      if (
+        skip === 0 && take === chunk.count &&
+        bytes + chunk.text.length <= maxBytes
+      ) {
         parts.push(chunk.text);
         bytes += chunk.text.length;
         count += take;
         continue;
       }
-      const cut = takeLines(chunk.text, skip, take, count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes);
+      const cut = takeLines(
+        chunk.text,
+        skip,
+        take,
+        count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes,
+      );
       if (cut.count === 0) break;
       parts.push(cut.text);
       bytes += cut.text.length;
@@ -296,7 +341,11 @@ export class PartitionLog {
     return { baseOffset: from, count, text: parts.join("") };
   }
 
-  async #readDisk(from: number, maxBytes: number, end: number): Promise<ReadResult> {
+  async #readDisk(
+    from: number,
+    maxBytes: number,
+    end: number,
+  ): Promise<ReadResult> {
     const seg = this.#segmentFor(from);
     const start = seg.lookup(from);
     let toSkip = from - start.offset;
@@ -306,7 +355,10 @@ export class PartitionLog {
     let count = 0;
     let bytes = 0;
     while (count < wanted && position < seg.size) {
-      const chunk = await seg.readAt(position, Math.max(64 * 1024, maxBytes - bytes + 4096));
+      const chunk = await seg.readAt(
+        position,
+        Math.max(64 * 1024, maxBytes - bytes + 4096),
+      );
       const lastNl = chunk.lastIndexOf(NEWLINE);
       if (lastNl === -1) {
         // One record longer than the chunk: read it whole.
@@ -326,7 +378,10 @@ export class PartitionLog {
         toSkip--;
       }
       let stop = at;
-      while (stop <= lastNl && count < wanted && (count === 0 || bytes + (stop - at) < maxBytes)) {
+      while (
+        stop <= lastNl && count < wanted &&
+        (count === 0 || bytes + (stop - at) < maxBytes)
+      ) {
         stop = chunk.indexOf(NEWLINE, stop) + 1;
         count++;
       }
@@ -335,24 +390,35 @@ export class PartitionLog {
         bytes += stop - at;
       }
       position += stop;
-      if (bytes >= maxBytes || stop <= lastNl) break;
+      // Not before the first record: "always at least one", even for maxBytes <= 0.
+      if ((count > 0 && bytes >= maxBytes) || stop <= lastNl) break;
     }
     const text = parts.join("");
-    if (count < wanted && bytes < maxBytes && position >= seg.size && seg !== this.#segments.at(-1)) {
+    if (
+      count < wanted && bytes < maxBytes && position >= seg.size &&
+      seg !== this.#segments.at(-1)
+    ) {
       // The read ran off this segment's end: continue in the next one.
       const more = await this.read(from + count, maxBytes - bytes, end);
-      return { baseOffset: from, count: count + more.count, text: text + more.text };
+      return {
+        baseOffset: from,
+        count: count + more.count,
+        text: text + more.text,
+      };
     }
     return { baseOffset: from, count, text };
   }
 
   async #readLongLine(seg: Segment, position: number): Promise<Uint8Array> {
-    for (let len = 1024 * 1024; ; len *= 2) {
+    for (let len = 1024 * 1024;; len *= 2) {
       const bytes = await seg.readAt(position, len);
       const nl = bytes.indexOf(NEWLINE);
       if (nl !== -1) return bytes.subarray(0, nl + 1);
       if (bytes.length < len) {
-        throw new YakError("CORRUPT_LOG", `unterminated record in ${seg.dataPath} at byte ${position}`);
+        throw new YakError(
+          "CORRUPT_LOG",
+          `unterminated record in ${seg.dataPath} at byte ${position}`,
+        );
       }
     }
   }
@@ -404,7 +470,12 @@ export class PartitionLog {
           at = nl + 1;
           skip--;
         }
-        if (at === 0) throw new YakError("CORRUPT_LOG", `cannot find offset ${offset} in ${seg.dataPath}`);
+        if (at === 0) {
+          throw new YakError(
+            "CORRUPT_LOG",
+            `cannot find offset ${offset} in ${seg.dataPath}`,
+          );
+        }
         position += at;
       }
       await seg.truncate(position);
@@ -431,7 +502,12 @@ export class PartitionLog {
 }
 
 /** Cuts `take` lines after skipping `skip`, stopping near `maxChars` (at least one line). */
-function takeLines(text: string, skip: number, take: number, maxChars: number): { text: string; count: number } {
+function takeLines(
+  text: string,
+  skip: number,
+  take: number,
+  maxChars: number,
+): { text: string; count: number } {
   let at = 0;
   for (let i = 0; i < skip; i++) at = text.indexOf("\n", at) + 1;
   let stop = at;
@@ -445,7 +521,10 @@ function takeLines(text: string, skip: number, take: number, maxChars: number): 
   return { text: text.slice(at, stop), count };
 }
 
-async function rebuildEpochs(segments: Segment[], epochs: EpochCache): Promise<void> {
+async function rebuildEpochs(
+  segments: Segment[],
+  epochs: EpochCache,
+): Promise<void> {
   for (const seg of segments) {
     const bytes = await seg.readAt(0, seg.size);
     const text = decoder.decode(bytes);

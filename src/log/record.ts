@@ -50,7 +50,9 @@ export function encodeBatch(
 }
 
 /** The producer id and sequence of a stored line, read without a full parse when possible. */
-export function producerOf(line: string): { producer: string; seq: number } | null {
+export function producerOf(
+  line: string,
+): { producer: string; seq: number } | null {
   const p = line.lastIndexOf(',"producer":"');
   if (p === -1) return null;
   const q = line.indexOf('"', p + 13);

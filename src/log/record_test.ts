@@ -92,7 +92,11 @@ Deno.test("encodeBatch escapes values and keys so a record stays one line", () =
 Deno.test("encodeBatch stores byte records as valueB64", () => {
   const b64 = btoa(String.fromCharCode(0xff, 0xfe, 0x00, 0x80));
   const batch = encodeBatch(
-    [{ key: "bin", valueB64: b64 }, { key: null, value: "v", valueB64: "AA==" }],
+    [{ key: "bin", valueB64: b64 }, {
+      key: null,
+      value: "v",
+      valueB64: "AA==",
+    }],
     0,
     4,
     TS,
@@ -115,7 +119,10 @@ Deno.test("encodeBatch stores byte records as valueB64", () => {
     "seq",
   ]);
   assert.equal(parsed.value, undefined);
-  assert.equal(atob(parsed.valueB64), String.fromCharCode(0xff, 0xfe, 0x00, 0x80));
+  assert.equal(
+    atob(parsed.valueB64),
+    String.fromCharCode(0xff, 0xfe, 0x00, 0x80),
+  );
   // valueB64 wins over value when both are given.
   const both = JSON.parse(lines[1]);
   assert.equal(both.valueB64, "AA==");
@@ -138,10 +145,14 @@ Deno.test("producerOf reads producer and seq from a stored line", () => {
 });
 
 Deno.test("producerOf returns null for lines without a producer", () => {
-  const [plain] = linesOf(encodeBatch([{ key: null, value: "v" }], 0, 1, TS, null, 0));
+  const [plain] = linesOf(
+    encodeBatch([{ key: null, value: "v" }], 0, 1, TS, null, 0),
+  );
   assert.equal(producerOf(plain), null);
   assert.equal(producerOf(""), null);
   assert.equal(producerOf('{"offset":0,"producer":"p-1"}'), null, "no seq");
+  assert.equal(producerOf('{"offset":0,"producer":"p-1","seq":"x"}'), null, "seq not a number");
+  assert.equal(producerOf('{"offset":0,"producer":"p-1","seq":1.5}'), null, "seq not an integer");
   // A value that spells out a producer field is escaped, so it is not one.
   const [spoof] = linesOf(
     encodeBatch(

@@ -90,22 +90,32 @@ export class Segment {
     base: number,
     indexIntervalBytes: number,
     scan: boolean,
-  ): Promise<{ segment: Segment; scan: ScanResult | null; indexRebuilt: boolean }> {
+  ): Promise<
+    { segment: Segment; scan: ScanResult | null; indexRebuilt: boolean }
+  > {
     const seg = new Segment(dir, base);
     seg.size = (await Deno.stat(seg.dataPath)).size;
-    if (!scan && await seg.#loadIndex()) return { segment: seg, scan: null, indexRebuilt: false };
+    if (!scan && await seg.#loadIndex()) {
+      return { segment: seg, scan: null, indexRebuilt: false };
+    }
     const result = await seg.#scan(indexIntervalBytes);
     await seg.#writeIndex();
     return { segment: seg, scan: result, indexRebuilt: !scan };
   }
 
   /** Appends bytes that hold whole lines starting at `firstOffset`. */
-  async append(bytes: Uint8Array, firstOffset: number, indexIntervalBytes: number): Promise<void> {
+  async append(
+    bytes: Uint8Array,
+    firstOffset: number,
+    indexIntervalBytes: number,
+  ): Promise<void> {
     this.#file ??= await Deno.open(this.dataPath, { append: true });
     const startSize = this.size;
     try {
       let at = 0;
-      while (at < bytes.length) at += await this.#file.write(bytes.subarray(at));
+      while (at < bytes.length) {
+        at += await this.#file.write(bytes.subarray(at));
+      }
     } catch (err) {
       // Leave no partial line behind: the log must stay whole lines.
       await this.#file.truncate(startSize).catch(() => {});
@@ -147,7 +157,9 @@ export class Segment {
     const file = await Deno.open(this.dataPath, { read: true });
     try {
       await file.seek(position, Deno.SeekMode.Start);
-      const out = new Uint8Array(Math.max(0, Math.min(length, this.size - position)));
+      const out = new Uint8Array(
+        Math.max(0, Math.min(length, this.size - position)),
+      );
       let at = 0;
       while (at < out.length) {
         const n = await file.read(out.subarray(at));
@@ -205,7 +217,9 @@ export class Segment {
       const offset = this.base + view.getUint32(at, true);
       const pos = view.getUint32(at + 4, true);
       // A stale index (from before a truncation or a crash) is rebuilt, not trusted.
-      if (offset <= lastOffset || pos <= lastPos || pos >= this.size) return false;
+      if (offset <= lastOffset || pos <= lastPos || pos >= this.size) {
+        return false;
+      }
       this.offsets.push(offset);
       this.positions.push(pos);
       lastOffset = offset;
@@ -229,7 +243,11 @@ export class Segment {
       while (true) {
         const n = await file.read(buf);
         if (n === null) break;
-        for (let i = buf.indexOf(NEWLINE); i !== -1 && i < n; i = buf.indexOf(NEWLINE, i + 1)) {
+        for (
+          let i = buf.indexOf(NEWLINE);
+          i !== -1 && i < n;
+          i = buf.indexOf(NEWLINE, i + 1)
+        ) {
           if (lineStart - this.#lastIndexedPos >= indexIntervalBytes) {
             this.offsets.push(this.base + count);
             this.positions.push(lineStart);
@@ -246,10 +264,18 @@ export class Segment {
     }
     let lastLine: string | null = null;
     if (lastLineStart >= 0) {
-      const bytes = await this.readAt(lastLineStart, lineStart - lastLineStart - 1);
+      const bytes = await this.readAt(
+        lastLineStart,
+        lineStart - lastLineStart - 1,
+      );
       lastLine = new TextDecoder().decode(bytes);
     }
-    return { count, validBytes: lineStart, tornBytes: this.size - lineStart, lastLine };
+    return {
+      count,
+      validBytes: lineStart,
+      tornBytes: this.size - lineStart,
+      lastLine,
+    };
   }
 
   async #writeIndex(): Promise<void> {

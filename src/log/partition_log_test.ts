@@ -1,0 +1,1001 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { YakError } from "../protocol/errors.ts";
+import { type LogOptions, PartitionLog } from "./partition_log.ts";
+import { encodeBatch, type RecordInput } from "./record.ts";
+import { segmentStem } from "./segment.ts";
+
+const TS = 1700000000000;
+/** Every record written by {@link fixedRecords} is exactly this many bytes, newline included. */
+const LINE = 100;
+const MB = 1 << 20;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+type Event = [string, Record<string, unknown>];
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "yak_log_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Options that record every onEvent call in `events`. */
+function opts(extra: Partial<LogOptions>, events: Event[] = []): LogOptions {
+  return {
+    segmentBytes: 64 * MB,
+    indexIntervalBytes: 4096,
+    onEvent: (event, fields) => events.push([event, fields]),
+    ...extra,
+  };
+}
+
+/** Records for offsets base.. whose lines are exactly LINE bytes, each value naming its offset. */
+function fixedRecords(base: number, n: number, epoch: number): RecordInput[] {
+  const out: RecordInput[] = [];
+  for (let i = 0; i < n; i++) {
+    const o = base + i;
+    const bare = encodeBatch([{ key: "k", value: "" }], o, epoch, TS, "p-1", o).length;
+    const tag = `o${o}:`;
+    out.push({ key: "k", value: tag + "x".repeat(LINE - bare - tag.length) });
+  }
+  return out;
+}
+
+/**
+ * Appends one leader batch of `n` fixed-size records, checks it got the next
+ * offset, and adds its lines to `lines` (lines[offset] is that record's line).
+ */
+async function appendBatch(
+  log: PartitionLog,
+  lines: string[],
+  n: number,
+  epoch: number,
+  records?: RecordInput[],
+): Promise<number> {
+  let text = "";
+  const { baseOffset, done } = log.append(epoch, n, (base) => {
+    text = encodeBatch(
+      records ?? fixedRecords(base, n, epoch),
+      base,
+      epoch,
+      TS,
+      "p-1",
+      base,
+    );
+    return text;
+  });
+  await done;
+  assert.equal(baseOffset, lines.length, "a batch starts at the log end");
+  const batchLines = text.split(/(?<=\n)/);
+  assert.equal(batchLines.length, n);
+  lines.push(...batchLines);
+  return baseOffset;
+}
+
+/** Reads and checks the result is exactly the stored lines from `from`, offsets included. */
+async function readChecked(
+  log: PartitionLog,
+  lines: string[],
+  from: number,
+  maxBytes: number,
+  end: number,
+  expectCount?: number,
+): Promise<number> {
+  const r = await log.read(from, maxBytes, end);
+  const label = `read(${from}, ${maxBytes}, ${end})`;
+  assert.equal(r.baseOffset, from, label);
+  if (expectCount !== undefined) assert.equal(r.count, expectCount, label);
+  assert.ok(from + r.count <= Math.min(end, log.logEndOffset), label);
+  assert.equal(r.text, lines.slice(from, from + r.count).join(""), label);
+  const got = r.text === "" ? [] : r.text.slice(0, -1).split("\n");
+  assert.equal(got.length, r.count, label);
+  got.forEach((line, i) => assert.equal(JSON.parse(line).offset, from + i, label));
+  return r.count;
+}
+
+/** Reads from every offset: everything, one record, and a window bounded by `end`. */
+async function checkAllReads(
+  log: PartitionLog,
+  lines: string[],
+): Promise<void> {
+  const end = log.logEndOffset;
+  assert.equal(end, lines.length);
+  for (let from = 0; from <= end; from++) {
+    await readChecked(log, lines, from, MB, end, end - from);
+    await readChecked(log, lines, from, 1, end, Math.min(1, end - from));
+    await readChecked(
+      log,
+      lines,
+      from,
+      MB,
+      Math.min(from + 7, end),
+      Math.min(7, end - from),
+    );
+  }
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  return names.sort();
+}
+
+async function dataFiles(dir: string): Promise<string[]> {
+  return (await listDir(dir)).filter((n) => n.endsWith(".jsonl"));
+}
+
+/**
+ * Checks every entry of a segment's index points at the start of the line
+ * holding the offset it claims; returns the number of entries.
+ */
+async function checkIndex(dir: string, base: number): Promise<number> {
+  const stem = segmentStem(base);
+  const idx = await Deno.readFile(join(dir, stem + ".index"));
+  // Fixed-size records are ASCII, so string positions are byte positions.
+  const data = await Deno.readTextFile(join(dir, stem + ".jsonl"));
+  assert.equal(idx.length % 8, 0, "index is whole entries");
+  const view = new DataView(idx.buffer, idx.byteOffset, idx.byteLength);
+  let prev = -1;
+  for (let at = 0; at < idx.length; at += 8) {
+    const offset = base + view.getUint32(at, true);
+    const pos = view.getUint32(at + 4, true);
+    assert.ok(pos > prev, "index positions ascend");
+    assert.ok(
+      pos === 0 || data[pos - 1] === "\n",
+      `index entry at a line start (${pos})`,
+    );
+    assert.ok(
+      data.startsWith(`{"offset":${offset},`, pos),
+      `index entry ${offset}@${pos} is right`,
+    );
+    prev = pos;
+  }
+  return idx.length / 8;
+}
+
+/** Index file bytes for [offset - base, position] entries. */
+function indexBytes(entries: [number, number][]): Uint8Array {
+  const out = new Uint8Array(entries.length * 8);
+  const view = new DataView(out.buffer);
+  entries.forEach(([delta, pos], i) => {
+    view.setUint32(i * 8, delta, true);
+    view.setUint32(i * 8 + 4, pos, true);
+  });
+  return out;
+}
+
+function isYak(code: string, mention?: string): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof YakError, `expected a YakError, got ${err}`);
+    assert.equal(err.code, code);
+    if (mention !== undefined) {
+      assert.ok(err.message.includes(mention), err.message);
+    }
+    return true;
+  };
+}
+
+Deno.test("fixedRecords lines are LINE bytes", () => {
+  const text = encodeBatch(fixedRecords(99, 3, 7), 99, 7, TS, "p-1", 99);
+  assert.deepEqual(text.split(/(?<=\n)/).map((l) => l.length), [
+    LINE,
+    LINE,
+    LINE,
+  ]);
+});
+
+Deno.test("an empty log reads nothing and refuses offsets past its end", async () => {
+  await withTempDir(async (dir) => {
+    const log = await PartitionLog.open(dir, opts({}));
+    try {
+      assert.equal(log.logEndOffset, 0);
+      assert.equal(log.highWatermark, 0);
+      assert.equal(log.segmentCount, 1);
+      assert.deepEqual(log.segmentPaths, [PartitionLog.segmentFile(dir, 0)]);
+      assert.deepEqual(await log.read(0, MB, 10), {
+        baseOffset: 0,
+        count: 0,
+        text: "",
+      });
+      await assert.rejects(log.read(1, MB, 10), isYak("OUT_OF_RANGE"));
+      await assert.rejects(log.read(-1, MB, 10), isYak("OUT_OF_RANGE"));
+      assert.deepEqual(await listDir(dir), [
+        "00000000000000000000.index",
+        "00000000000000000000.jsonl",
+        "leader-epochs.json",
+      ]);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("append takes offsets in call order and reads back (tail cache, disk, reopened)", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    let log = await PartitionLog.open(dir, opts({}));
+    try {
+      let notified = 0;
+      const unsubscribe = log.onAppend(() => notified++);
+      // Three appends issued before any is written: offsets follow call order.
+      const texts: string[] = [];
+      const pending = [5, 1, 4].map((n) =>
+        log.append(1, n, (base) => {
+          const text = encodeBatch(
+            fixedRecords(base, n, 1),
+            base,
+            1,
+            TS,
+            "p-1",
+            base,
+          );
+          texts.push(text);
+          return text;
+        })
+      );
+      assert.deepEqual(pending.map((p) => p.baseOffset), [0, 5, 6]);
+      await Promise.all(pending.map((p) => p.done));
+      assert.equal(notified, 3);
+      unsubscribe();
+      for (const t of texts) lines.push(...t.split(/(?<=\n)/));
+      assert.equal(log.logEndOffset, 10);
+      assert.equal(
+        await Deno.readTextFile(PartitionLog.segmentFile(dir, 0)),
+        texts.join(""),
+      );
+      assert.equal(log.sizeBytes, 10 * LINE);
+      await appendBatch(log, lines, 5, 1);
+      assert.equal(notified, 3, "unsubscribed listeners are not called");
+      assert.equal(log.logEndOffset, 15);
+
+      const check = async (l: PartitionLog) => {
+        const leo = l.logEndOffset;
+        // From 0, from the middle of a batch, bounded by an end (a high watermark).
+        await readChecked(l, lines, 0, MB, 15, 15);
+        await readChecked(l, lines, 7, MB, 15, 8);
+        await readChecked(l, lines, 2, MB, 8, 6);
+        await readChecked(l, lines, 0, MB, 1000, leo);
+        await readChecked(l, lines, 8, MB, 8, 0);
+        await readChecked(l, lines, leo, MB, leo + 5, 0);
+        // Small maxBytes: at least one whole record, about maxBytes of them.
+        await readChecked(l, lines, 3, 1, 15, 1);
+        await readChecked(l, lines, 3, 0, 15, 1);
+        const n = await readChecked(l, lines, 3, 250, 15);
+        assert.ok(n >= 2 && n <= 3, `~250 bytes of 100-byte records, got ${n}`);
+        const m = await readChecked(l, lines, 6, 2 * LINE, 15);
+        assert.ok(m >= 2 && m <= 3, `~200 bytes of 100-byte records, got ${m}`);
+        await assert.rejects(l.read(leo + 1, MB, 100), isYak("OUT_OF_RANGE"));
+        await checkAllReads(l, lines);
+      };
+      await check(log);
+      await log.close();
+
+      // A one-byte tail cache keeps only the last batch: earlier reads hit the disk.
+      log = await PartitionLog.open(dir, opts({ tailCacheBytes: 1 }));
+      assert.equal(log.logEndOffset, 15);
+      await appendBatch(log, lines, 2, 1);
+      await appendBatch(log, lines, 3, 1);
+      assert.equal(log.logEndOffset, 20);
+      await check(log);
+      await log.close();
+
+      // After a reopen the tail cache is empty: every read is from disk.
+      log = await PartitionLog.open(dir, opts({}));
+      assert.equal(log.logEndOffset, 20);
+      await check(log);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("segments roll at segmentBytes and reads cross them", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const events: Event[] = [];
+    const o = opts({ segmentBytes: 2000 }, events);
+    let log = await PartitionLog.open(dir, o);
+    try {
+      // 3 records of 100 bytes per batch: 6 batches (1800 bytes) fit a segment.
+      for (let b = 0; b < 20; b++) await appendBatch(log, lines, 3, 1);
+      assert.equal(log.logEndOffset, 60);
+      const bases = [0, 18, 36, 54];
+      const names = bases.map((b) => segmentStem(b) + ".jsonl");
+      assert.deepEqual(names[1], "00000000000000000018.jsonl");
+      assert.deepEqual(await dataFiles(dir), names);
+      assert.equal(log.segmentCount, 4);
+      assert.deepEqual(log.segmentPaths, names.map((n) => join(dir, n)));
+      for (let i = 0; i < bases.length; i++) {
+        const text = await Deno.readTextFile(join(dir, names[i]));
+        assert.equal(text, lines.slice(bases[i], bases[i + 1] ?? 60).join(""));
+        assert.ok(text.length <= 2000);
+        assert.equal(
+          JSON.parse(text.slice(0, text.indexOf("\n"))).offset,
+          bases[i],
+        );
+      }
+      assert.equal(log.sizeBytes, 60 * LINE);
+      await checkAllReads(log, lines);
+      // A window spanning three segments, and one ending at a segment boundary.
+      await readChecked(log, lines, 10, MB, 50, 40);
+      await readChecked(log, lines, 17, MB, 36, 19);
+      await log.close();
+
+      // Only the newest batch in memory: reads before it come from disk.
+      log = await PartitionLog.open(dir, { ...o, tailCacheBytes: 1 });
+      assert.equal(log.logEndOffset, 60);
+      await appendBatch(log, lines, 3, 1);
+      await checkAllReads(log, lines);
+      await log.close();
+
+      log = await PartitionLog.open(dir, o);
+      assert.equal(log.logEndOffset, 63);
+      assert.equal(log.segmentCount, 4);
+      assert.deepEqual(events, [], "a clean reopen repairs nothing");
+      await checkAllReads(log, lines);
+      await readChecked(log, lines, 5, 1000, 63, 10);
+      // Appends continue at the right offset after a reopen.
+      assert.equal(await appendBatch(log, lines, 3, 1), 63);
+      await checkAllReads(log, lines);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("the sparse index is written, and rebuilt when missing or garbage", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    let events: Event[] = [];
+    const o = { segmentBytes: 2000, indexIntervalBytes: 200 };
+    let log = await PartitionLog.open(dir, opts(o, events));
+    try {
+      for (let b = 0; b < 20; b++) await appendBatch(log, lines, 3, 1);
+      const bases = [0, 18, 36, 54];
+      // Appends index each 300-byte batch start (interval 200).
+      assert.deepEqual(
+        await Promise.all(bases.map((b) => checkIndex(dir, b))),
+        [6, 6, 6, 2],
+      );
+      await log.close();
+
+      // Missing index files: rebuilt from the data, reported for non-last segments.
+      for (const b of bases) {
+        await Deno.remove(join(dir, segmentStem(b) + ".index"));
+      }
+      log = await PartitionLog.open(dir, opts(o, events));
+      assert.equal(log.logEndOffset, 60);
+      assert.deepEqual(
+        events,
+        [0, 18, 36].map((
+          b,
+        ) => ["index_rebuilt", { file: join(dir, segmentStem(b) + ".index") }]),
+      );
+      for (const b of bases) {
+        assert.ok(await checkIndex(dir, b) > 0, `index of ${b} rebuilt`);
+      }
+      await checkAllReads(log, lines);
+      await log.close();
+
+      // Garbage index files are rebuilt, not trusted.
+      const garbage: [number, Uint8Array][] = [
+        [0, encoder.encode("garbage!garbage!")], // whole entries, absurd values
+        // A good entry, then a torn one: not whole entries.
+        [18, new Uint8Array([...indexBytes([[0, 0]]), 1, 0, 0])],
+        // Plausible entries but one points past the data file's end.
+        [36, indexBytes([[0, 0], [1, 5000]])],
+        // Entries out of order, in the last segment (always rescanned on open).
+        [54, indexBytes([[3, 300], [0, 0]])],
+      ];
+      for (const [b, bytes] of garbage) {
+        await Deno.writeFile(join(dir, segmentStem(b) + ".index"), bytes);
+      }
+      events = [];
+      log = await PartitionLog.open(dir, opts(o, events));
+      assert.deepEqual(
+        events,
+        [0, 18, 36].map((
+          b,
+        ) => ["index_rebuilt", { file: join(dir, segmentStem(b) + ".index") }]),
+      );
+      for (const [b, bytes] of garbage) {
+        const now = await Deno.readFile(join(dir, segmentStem(b) + ".index"));
+        assert.notDeepEqual(now, bytes);
+        assert.ok(await checkIndex(dir, b) > 0);
+      }
+      await checkAllReads(log, lines);
+
+      // A good index is trusted as is on the next open.
+      await log.close();
+      events = [];
+      log = await PartitionLog.open(dir, opts(o, events));
+      assert.deepEqual(events, []);
+      await checkAllReads(log, lines);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("a torn tail is cut on open and appends continue after it", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    let events: Event[] = [];
+    const o = { segmentBytes: 2000, indexIntervalBytes: 200 };
+    let log = await PartitionLog.open(dir, opts(o, events));
+    try {
+      for (let b = 0; b < 8; b++) await appendBatch(log, lines, 3, 1);
+      assert.equal(log.logEndOffset, 24);
+      await log.close();
+
+      const last = PartitionLog.segmentFile(dir, 18);
+      const before = await Deno.readFile(last);
+      assert.equal(before.length, 6 * LINE);
+      const torn = encoder.encode('{"offset":24,"epoch":1,"ts":17000');
+      await Deno.writeFile(last, torn, { append: true });
+      assert.equal((await Deno.stat(last)).size, before.length + torn.length);
+
+      log = await PartitionLog.open(dir, opts(o, events));
+      assert.equal(log.logEndOffset, 24);
+      assert.deepEqual(
+        await Deno.readFile(last),
+        before,
+        "torn bytes are gone",
+      );
+      assert.deepEqual(events, [
+        ["torn_tail_cut", {
+          file: last,
+          cutBytes: torn.length,
+          keptRecords: 6,
+        }],
+      ]);
+      await checkAllReads(log, lines);
+      assert.equal(await appendBatch(log, lines, 3, 2), 24);
+      assert.equal(
+        await Deno.readTextFile(last),
+        lines.slice(18, 27).join(""),
+        "the new batch follows the last whole line",
+      );
+      assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24]]);
+      await log.close();
+
+      events = [];
+      log = await PartitionLog.open(dir, opts(o, events));
+      assert.equal(log.logEndOffset, 27);
+      assert.deepEqual(events, []);
+      await checkAllReads(log, lines);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("a last segment holding only a torn line is emptied", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const events: Event[] = [];
+    let log = await PartitionLog.open(dir, opts({}, events));
+    try {
+      await appendBatch(log, lines, 4, 1);
+      await log.close();
+      // A crash right after rolling: the new segment got half a line.
+      const next = PartitionLog.segmentFile(dir, 4);
+      await Deno.writeFile(next, encoder.encode('{"offset":4,"ep'));
+      log = await PartitionLog.open(dir, opts({}, events));
+      assert.equal(log.logEndOffset, 4);
+      assert.equal(log.segmentCount, 2);
+      assert.equal((await Deno.stat(next)).size, 0);
+      assert.deepEqual(events, [["torn_tail_cut", {
+        file: next,
+        cutBytes: 15,
+        keptRecords: 0,
+      }]]);
+      assert.equal(await appendBatch(log, lines, 2, 1), 4);
+      assert.equal(await Deno.readTextFile(next), lines.slice(4).join(""));
+      await checkAllReads(log, lines);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("a corrupt last line makes open fail with CORRUPT_LOG naming the file", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const log = await PartitionLog.open(dir, opts({ segmentBytes: 2000 }));
+    try {
+      for (let b = 0; b < 8; b++) await appendBatch(log, lines, 3, 1);
+    } finally {
+      await log.close();
+    }
+    const last = PartitionLog.segmentFile(dir, 18);
+    const good = lines.slice(18, 23).join("");
+    const badLastLines = [
+      "this is not json\n",
+      lines[23].slice(0, 50) + "\n", // a cut line with a newline: not JSON
+      lines[23].replace('"offset":23', '"offset":25'), // wrong offset
+      lines[22], // a repeated line: offset 22 where 23 belongs
+      '{"epoch":1,"value":"no offset"}\n',
+    ];
+    for (const bad of badLastLines) {
+      await Deno.writeTextFile(last, good + bad);
+      await assert.rejects(
+        PartitionLog.open(dir, opts({ segmentBytes: 2000 })),
+        isYak("CORRUPT_LOG", last),
+        JSON.stringify(bad),
+      );
+      assert.equal(
+        await Deno.readTextFile(last),
+        good + bad,
+        "open left the file alone",
+      );
+    }
+    // Restored, the log opens again.
+    await Deno.writeTextFile(last, good + lines[23]);
+    const again = await PartitionLog.open(dir, opts({ segmentBytes: 2000 }));
+    try {
+      assert.equal(again.logEndOffset, 24);
+      await checkAllReads(again, lines);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+/**
+ * 60 records in 20 batches of 3, in segments 0, 18, 36, 54, with epochs
+ * 1 from 0, 2 from 24, 4 from 36 (a segment boundary), 5 from 48.
+ */
+async function epochLog(
+  dir: string,
+  lines: string[],
+  events: Event[] = [],
+): Promise<PartitionLog> {
+  const log = await PartitionLog.open(
+    dir,
+    opts({ segmentBytes: 2000, indexIntervalBytes: 200 }, events),
+  );
+  for (let b = 0; b < 20; b++) {
+    await appendBatch(log, lines, 3, b < 8 ? 1 : b < 12 ? 2 : b < 16 ? 4 : 5);
+  }
+  assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24], [4, 36], [5, 48]]);
+  assert.equal(log.segmentCount, 4);
+  return log;
+}
+
+async function savedEpochs(dir: string): Promise<unknown> {
+  return JSON.parse(await Deno.readTextFile(join(dir, "leader-epochs.json")));
+}
+
+Deno.test("truncateTo the middle of a segment", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const events: Event[] = [];
+    let log = await epochLog(dir, lines, events);
+    try {
+      log.highWatermark = 50;
+      await log.truncateTo(40); // inside segment 36, inside the batch 39..41
+      lines.length = 40;
+      assert.equal(log.logEndOffset, 40);
+      assert.equal(
+        log.highWatermark,
+        40,
+        "the high watermark comes down to the cut",
+      );
+      assert.equal(log.segmentCount, 3);
+      assert.deepEqual(
+        await dataFiles(dir),
+        [0, 18, 36].map((b) => segmentStem(b) + ".jsonl"),
+      );
+      assert.ok(!(await listDir(dir)).includes(segmentStem(54) + ".index"));
+      assert.equal(
+        await Deno.readTextFile(PartitionLog.segmentFile(dir, 36)),
+        lines.slice(36, 40).join(""),
+      );
+      assert.equal(
+        await checkIndex(dir, 36),
+        2,
+        "index entries past the cut are dropped",
+      );
+      assert.equal(log.sizeBytes, 40 * LINE);
+      assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24], [4, 36]]);
+      assert.deepEqual(await savedEpochs(dir), [[1, 0], [2, 24], [4, 36]]);
+      await checkAllReads(log, lines);
+      await assert.rejects(log.read(41, MB, 100), isYak("OUT_OF_RANGE"));
+
+      // Truncating at or past the end changes nothing.
+      await log.truncateTo(40);
+      await log.truncateTo(45);
+      assert.equal(log.logEndOffset, 40);
+
+      assert.equal(await appendBatch(log, lines, 3, 6), 40);
+      assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24], [4, 36], [6, 40]]);
+      assert.equal(log.segmentCount, 3);
+      assert.equal(
+        await Deno.readTextFile(PartitionLog.segmentFile(dir, 36)),
+        lines.slice(36, 43).join(""),
+      );
+      await readChecked(log, lines, 38, MB, 43, 5);
+      await checkAllReads(log, lines);
+      await log.close();
+
+      log = await PartitionLog.open(
+        dir,
+        opts({ segmentBytes: 2000, indexIntervalBytes: 200 }, events),
+      );
+      assert.equal(log.logEndOffset, 43);
+      assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24], [4, 36], [6, 40]]);
+      assert.deepEqual(events, []);
+      await checkAllReads(log, lines);
+
+      // Into a segment loaded from its index file on open (not the last one).
+      await log.truncateTo(25);
+      lines.length = 25;
+      assert.equal(log.logEndOffset, 25);
+      assert.equal(
+        log.highWatermark,
+        0,
+        "the high watermark is not in the log files",
+      );
+      assert.equal(log.segmentCount, 2);
+      assert.equal(
+        await Deno.readTextFile(PartitionLog.segmentFile(dir, 18)),
+        lines.slice(18, 25).join(""),
+      );
+      assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24]]);
+      await checkAllReads(log, lines);
+      assert.equal(await appendBatch(log, lines, 3, 7), 25);
+      await checkAllReads(log, lines);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("truncateTo a segment boundary, and to zero", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const o = opts({ segmentBytes: 2000, indexIntervalBytes: 200 });
+    let log = await epochLog(dir, lines);
+    try {
+      await log.close();
+      // Reopened: the older segments come from their index files.
+      log = await PartitionLog.open(dir, o);
+      log.highWatermark = 20;
+      await log.truncateTo(36); // the base of a segment, where epoch 4 starts
+      lines.length = 36;
+      assert.equal(log.logEndOffset, 36);
+      assert.equal(
+        log.highWatermark,
+        20,
+        "a high watermark below the cut stays",
+      );
+      assert.equal(log.segmentCount, 2);
+      assert.deepEqual(await listDir(dir), [
+        "00000000000000000000.index",
+        "00000000000000000000.jsonl",
+        "00000000000000000018.index",
+        "00000000000000000018.jsonl",
+        "leader-epochs.json",
+      ]);
+      assert.equal(
+        await Deno.readTextFile(PartitionLog.segmentFile(dir, 18)),
+        lines.slice(18, 36).join(""),
+        "the segment before the cut is whole",
+      );
+      assert.deepEqual(
+        log.epochs.entries,
+        [[1, 0], [2, 24]],
+        "epoch 4 started at the cut",
+      );
+      assert.deepEqual(await savedEpochs(dir), [[1, 0], [2, 24]]);
+      await checkAllReads(log, lines);
+
+      // The next batch does not fit segment 18: a new segment 36 is made.
+      assert.equal(await appendBatch(log, lines, 3, 6), 36);
+      assert.equal(log.segmentCount, 3);
+      assert.equal(
+        await Deno.readTextFile(PartitionLog.segmentFile(dir, 36)),
+        lines.slice(36).join(""),
+      );
+      assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24], [6, 36]]);
+      await checkAllReads(log, lines);
+      await log.close();
+      log = await PartitionLog.open(dir, o);
+      assert.equal(log.logEndOffset, 39);
+      await checkAllReads(log, lines);
+
+      log.highWatermark = 30;
+      await log.truncateTo(0);
+      lines.length = 0;
+      assert.equal(log.logEndOffset, 0);
+      assert.equal(log.highWatermark, 0);
+      assert.equal(log.segmentCount, 1);
+      assert.equal(log.sizeBytes, 0);
+      assert.deepEqual(await dataFiles(dir), ["00000000000000000000.jsonl"]);
+      assert.equal((await Deno.stat(PartitionLog.segmentFile(dir, 0))).size, 0);
+      assert.deepEqual(log.epochs.entries, []);
+      assert.deepEqual(await savedEpochs(dir), []);
+      assert.deepEqual(await log.read(0, MB, 100), {
+        baseOffset: 0,
+        count: 0,
+        text: "",
+      });
+      assert.equal(await appendBatch(log, lines, 2, 8), 0);
+      assert.deepEqual(log.epochs.entries, [[8, 0]]);
+      await checkAllReads(log, lines);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("appendReplica stores the leader's bytes verbatim at the right offset only", async () => {
+  await withTempDir(async (dir) => {
+    let log = await PartitionLog.open(dir, opts({}));
+    try {
+      const chunk1 = encodeBatch(
+        [
+          { key: "ü", value: 'quote " and \n newline' },
+          { key: null, value: "😀" },
+          { key: "b", valueB64: "AP8=" },
+          { key: null, value: "" },
+        ],
+        0,
+        7,
+        TS,
+        "p-leader",
+        100,
+      );
+      await assert.rejects(
+        log.appendReplica(1, 4, chunk1, [[7, 0]]),
+        isYak("OUT_OF_RANGE"),
+      );
+      assert.equal(log.logEndOffset, 0);
+      await log.appendReplica(0, 4, chunk1, [[7, 0]]);
+      assert.equal(log.logEndOffset, 4);
+      const file = PartitionLog.segmentFile(dir, 0);
+      assert.deepEqual(await Deno.readFile(file), encoder.encode(chunk1));
+
+      // Behind or ahead of the log end: refused, nothing written.
+      for (const base of [3, 5, 0]) {
+        await assert.rejects(
+          log.appendReplica(base, 1, "{}\n", []),
+          isYak("OUT_OF_RANGE", `starts at ${base}`),
+        );
+      }
+      assert.equal(log.logEndOffset, 4);
+      assert.deepEqual(await Deno.readFile(file), encoder.encode(chunk1));
+
+      const chunk2 = encodeBatch([{ key: null, value: "a" }], 4, 7, TS, "p-leader", 104) +
+        encodeBatch([{ key: null, value: "b" }], 5, 9, TS + 1, null, 0);
+      await log.appendReplica(4, 2, chunk2, [[9, 5]]);
+      assert.equal(log.logEndOffset, 6);
+      assert.deepEqual(
+        await Deno.readFile(file),
+        encoder.encode(chunk1 + chunk2),
+      );
+      assert.deepEqual(log.epochs.entries, [[7, 0], [9, 5]]);
+      assert.deepEqual(await savedEpochs(dir), [[7, 0], [9, 5]]);
+      const r = await log.read(0, MB, 6);
+      assert.equal(r.count, 6);
+      assert.equal(r.text, chunk1 + chunk2);
+      await log.close();
+
+      log = await PartitionLog.open(dir, opts({}));
+      assert.equal(log.logEndOffset, 6);
+      assert.equal(
+        (await log.read(2, MB, 6)).text,
+        (chunk1 + chunk2).split(/(?<=\n)/).slice(2).join(""),
+      );
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("the high watermark never passes the log end and never moves back", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const log = await PartitionLog.open(dir, opts({}));
+    try {
+      assert.throws(() => {
+        log.highWatermark = 1;
+      }, /above log end 0/);
+      assert.equal(log.highWatermark, 0);
+      await appendBatch(log, lines, 5, 1);
+      log.highWatermark = 3;
+      assert.equal(log.highWatermark, 3);
+      log.highWatermark = 2;
+      assert.equal(log.highWatermark, 3, "does not move back");
+      log.highWatermark = 5;
+      assert.equal(log.highWatermark, 5);
+      assert.throws(() => {
+        log.highWatermark = 6;
+      }, /high watermark 6 above log end 5/);
+      assert.equal(log.highWatermark, 5);
+      // Readers bounded by the high watermark see only committed records.
+      await appendBatch(log, lines, 2, 1);
+      await readChecked(log, lines, 0, MB, log.highWatermark, 5);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("records longer than a read chunk are read whole", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const o = { indexIntervalBytes: MB };
+    let log = await PartitionLog.open(dir, opts({ ...o, tailCacheBytes: 1 }));
+    try {
+      await appendBatch(log, lines, 1, 1);
+      // Longer than both the 64 KiB read chunk and the first 1 MiB long-line read.
+      await appendBatch(log, lines, 1, 1, [{
+        key: "big",
+        value: "B".repeat(1_200_000),
+      }]);
+      await appendBatch(log, lines, 2, 1);
+      await appendBatch(log, lines, 1, 1);
+      const check = async (l: PartitionLog) => {
+        await readChecked(l, lines, 0, 10, 5, 1);
+        await readChecked(l, lines, 1, 10, 5, 1);
+        await readChecked(l, lines, 1, MB, 5, 1);
+        await readChecked(l, lines, 2, 10, 5, 1); // skips the long line
+        await readChecked(l, lines, 2, MB, 5, 3);
+        await readChecked(l, lines, 0, 4 * MB, 5, 5);
+      };
+      await check(log);
+      await log.close();
+      log = await PartitionLog.open(dir, opts(o));
+      await check(log);
+      await log.close();
+      // Fresh appends with the default tail cache: the same from memory.
+      await Deno.remove(dir, { recursive: true });
+      lines.length = 0;
+      log = await PartitionLog.open(dir, opts(o));
+      await appendBatch(log, lines, 1, 1);
+      await appendBatch(log, lines, 1, 1, [{
+        key: "big",
+        value: "B".repeat(1_200_000),
+      }]);
+      await appendBatch(log, lines, 2, 1);
+      await appendBatch(log, lines, 1, 1);
+      await check(log);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("leader epochs are rebuilt from the records when their file is lost", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    let events: Event[] = [];
+    let log = await epochLog(dir, lines, events);
+    const o = opts({ segmentBytes: 2000, indexIntervalBytes: 200 }, events);
+    try {
+      await log.close();
+      for (const damage of [null, "garbage"]) {
+        const path = join(dir, "leader-epochs.json");
+        if (damage === null) await Deno.remove(path);
+        else await Deno.writeTextFile(path, damage);
+        events = [];
+        log = await PartitionLog.open(dir, {
+          ...o,
+          onEvent: (e, f) => events.push([e, f]),
+        });
+        assert.deepEqual(events, [["epochs_rebuilt", { dir }]]);
+        assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24], [4, 36], [
+          5,
+          48,
+        ]]);
+        assert.deepEqual(await savedEpochs(dir), [[1, 0], [2, 24], [4, 36], [
+          5,
+          48,
+        ]]);
+        await log.close();
+      }
+      // Epochs saved past the log end (a write lost in a crash) are dropped on open.
+      await Deno.writeTextFile(
+        join(dir, "leader-epochs.json"),
+        JSON.stringify([[1, 0], [2, 24], [4, 36], [5, 48], [9, 60]]),
+      );
+      log = await PartitionLog.open(dir, o);
+      assert.deepEqual(log.epochs.entries, [[1, 0], [2, 24], [4, 36], [5, 48]]);
+      assert.deepEqual(await savedEpochs(dir), [[1, 0], [2, 24], [4, 36], [
+        5,
+        48,
+      ]]);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("a closed log refuses appends", async () => {
+  await withTempDir(async (dir) => {
+    const log = await PartitionLog.open(dir, opts({}));
+    await log.close();
+    const { done } = log.append(
+      1,
+      1,
+      (base) => encodeBatch([{ key: null, value: "x" }], base, 1, TS, null, 0),
+    );
+    await assert.rejects(done, isYak("UNAVAILABLE"));
+    assert.equal(log.logEndOffset, 0);
+    assert.equal((await Deno.stat(PartitionLog.segmentFile(dir, 0))).size, 0);
+  });
+});
+
+Deno.test("lines read back decode to the records written", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const log = await PartitionLog.open(dir, opts({ tailCacheBytes: 1 }));
+    try {
+      const records = [
+        { key: "k1", value: 'multi\nline "quoted" ü 😀' },
+        { key: null, value: "" },
+      ];
+      await appendBatch(log, lines, 2, 3, records);
+      await appendBatch(log, lines, 1, 3);
+      const r = await log.read(0, MB, 3);
+      const parsed = r.text.slice(0, -1).split("\n").map((l) => JSON.parse(l));
+      assert.deepEqual(parsed.slice(0, 2), [
+        {
+          offset: 0,
+          epoch: 3,
+          ts: TS,
+          key: "k1",
+          value: records[0].value,
+          producer: "p-1",
+          seq: 0,
+        },
+        {
+          offset: 1,
+          epoch: 3,
+          ts: TS,
+          key: null,
+          value: "",
+          producer: "p-1",
+          seq: 1,
+        },
+      ]);
+      assert.equal(
+        decoder.decode(await Deno.readFile(PartitionLog.segmentFile(dir, 0))),
+        r.text,
+      );
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("a read returns at least one record even for maxBytes <= 0 and a long skip", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    // One index entry per 1 MiB: reading from 850 skips 85 KB, more than one 64 KiB disk read.
+    const o = { indexIntervalBytes: MB };
+    let log = await PartitionLog.open(dir, opts({ ...o, tailCacheBytes: 1 }));
+    try {
+      for (let b = 0; b < 10; b++) await appendBatch(log, lines, 100, 1);
+      const check = async (l: PartitionLog) => {
+        for (const maxBytes of [0, -5, 1]) {
+          await readChecked(l, lines, 850, maxBytes, 1000, 1);
+          await readChecked(l, lines, 950, maxBytes, 1000, 1);
+        }
+        await readChecked(l, lines, 850, MB, 1000, 150);
+      };
+      await check(log); // 850 from disk, 950 from the tail cache
+      await log.close();
+      log = await PartitionLog.open(dir, opts(o));
+      await check(log); // all from disk
+    } finally {
+      await log.close();
+    }
+  });
+});
