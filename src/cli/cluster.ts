@@ -115,12 +115,10 @@ export async function clusterCommand(args: string[]): Promise<number> {
   const children: Child[] = [];
   const spawn = (name: string, sub: string[]) => {
     const { command, args } = selfCommand(sub);
-    const proc = new Deno.Command(command, {
-      args,
-      stdout: "piped",
-      stderr: "piped",
-      stdin: "null",
-    }).spawn();
+    // A token given as a flag reaches the children through their environment.
+    const token = security().authToken;
+    const env = token === undefined ? undefined : { YAK_AUTH_TOKEN: token };
+    const proc = new Deno.Command(command, { args, stdout: "piped", stderr: "piped", stdin: "null", env }).spawn();
     const prefix = `[${name}]`;
     const done = Promise.all([
       pipePrefixed(proc.stdout, prefix, Deno.stdout),
