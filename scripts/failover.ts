@@ -24,9 +24,7 @@ export interface FailoverRun {
 export function summarize(values: number[]): { median: number; worst: number } {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  const median = sorted.length % 2
-    ? sorted[mid]
-    : (sorted[mid - 1] + sorted[mid]) / 2;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
   return { median, worst: sorted[sorted.length - 1] };
 }
 
@@ -116,12 +114,8 @@ if (import.meta.main) {
     },
   });
   const cluster = await TestCluster.start({
-    heartbeatMs: values["heartbeat-ms"]
-      ? Number(values["heartbeat-ms"])
-      : undefined,
-    sessionTimeoutMs: values["session-timeout-ms"]
-      ? Number(values["session-timeout-ms"])
-      : undefined,
+    heartbeatMs: values["heartbeat-ms"] ? Number(values["heartbeat-ms"]) : undefined,
+    sessionTimeoutMs: values["session-timeout-ms"] ? Number(values["session-timeout-ms"]) : undefined,
   });
   try {
     const runs = await measureFailover(cluster, Number(values.runs));
@@ -130,22 +124,18 @@ if (import.meta.main) {
     );
     runs.forEach((r, i) =>
       console.log(
-        `${String(i + 1).padStart(3)}  ${
-          String(r.killToLeaseMs).padStart(24)
-        }  ${r.killToAckMs.toFixed(0).padStart(34)}  ${r.newLeader}`,
+        `${String(i + 1).padStart(3)}  ${String(r.killToLeaseMs).padStart(24)}  ${
+          r.killToAckMs.toFixed(0).padStart(34)
+        }  ${r.newLeader}`,
       )
     );
     const lease = summarize(runs.map((r) => r.killToLeaseMs));
     const ack = summarize(runs.map((r) => r.killToAckMs));
     console.log(
-      `kill->lease: median ${lease.median.toFixed(0)} ms, worst ${
-        lease.worst.toFixed(0)
-      } ms`,
+      `kill->lease: median ${lease.median.toFixed(0)} ms, worst ${lease.worst.toFixed(0)} ms`,
     );
     console.log(
-      `kill->first ack: median ${ack.median.toFixed(0)} ms, worst ${
-        ack.worst.toFixed(0)
-      } ms (aim: < 1500 ms median)`,
+      `kill->first ack: median ${ack.median.toFixed(0)} ms, worst ${ack.worst.toFixed(0)} ms (aim: < 1500 ms median)`,
     );
     if (values.out) {
       await Deno.writeTextFile(

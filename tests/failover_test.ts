@@ -4,14 +4,7 @@
  * nothing is duplicated, and replicas end byte-identical.
  */
 import assert from "node:assert/strict";
-import {
-  eventually,
-  Proc,
-  segmentHashes,
-  seqText,
-  TestCluster,
-  yak,
-} from "./harness.ts";
+import { eventually, Proc, segmentHashes, seqText, TestCluster, yak } from "./harness.ts";
 
 /** Streams `total` records into a producer in chunks, running `during` after the first chunk. */
 async function streamProduce(
@@ -47,9 +40,7 @@ async function assertExactlyOnce(
   total: number,
   bootstrap?: number,
 ) {
-  const where = bootstrap
-    ? ["--bootstrap", `127.0.0.1:${bootstrap}`]
-    : cluster.zkFlag;
+  const where = bootstrap ? ["--bootstrap", `127.0.0.1:${bootstrap}`] : cluster.zkFlag;
   const res = await yak(
     [
       "consume",

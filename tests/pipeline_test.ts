@@ -31,9 +31,7 @@ Deno.test("seq 1 100000 | yak produce, then yak consume --from-beginning returns
       ],
     );
     assert.equal(consumed.code, 0, consumed.stderr);
-    const records = consumed.stdout.trimEnd().split("\n").map((l) =>
-      JSON.parse(l)
-    );
+    const records = consumed.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
     assert.equal(records.length, 100_000);
     const values = records.map((r) => Number(r.value)).sort((a, b) => a - b);
     values.forEach((v, i) => assert.equal(v, i + 1));
@@ -122,8 +120,7 @@ Deno.test("groups resume after the last commit; keys land on Kafka's partitions;
     await t.step(
       "keys land on the partitions Kafka's default partitioner picks",
       async () => {
-        const lines = Array.from({ length: 60 }, (_, i) =>
-          `user-${i}:v${i}`).join("\n") + "\n";
+        const lines = Array.from({ length: 60 }, (_, i) => `user-${i}:v${i}`).join("\n") + "\n";
         const res = await yak([
           "produce",
           "--topic",
@@ -146,9 +143,7 @@ Deno.test("groups resume after the last commit; keys land on Kafka's partitions;
             ...cluster.zkFlag,
           ],
         );
-        const records = out.stdout.trimEnd().split("\n").map((l) =>
-          JSON.parse(l)
-        );
+        const records = out.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
         assert.equal(records.length, 60);
         for (const r of records) {
           assert.equal(r.partition, partitionForKey(r.key, 3), `key ${r.key}`);
@@ -161,9 +156,7 @@ Deno.test("groups resume after the last commit; keys land on Kafka's partitions;
       "a follower serves consumes (--bootstrap <follower>)",
       async () => {
         const lease = await cluster.lease();
-        const follower = [...cluster.brokerPorts].find(([id]) =>
-          id !== lease.leaderId
-        )!;
+        const follower = [...cluster.brokerPorts].find(([id]) => id !== lease.leaderId)!;
         const res = await yak([
           "consume",
           "--topic",
@@ -257,13 +250,9 @@ Deno.test("groups resume after the last commit; keys land on Kafka's partitions;
       assert.equal(status.code, 0, status.stderr);
       const s = JSON.parse(status.stdout);
       assert.equal(s.brokers.length, 3);
-      assert.ok(s.brokers.every((b: { alive: boolean }) =>
-        b.alive
-      ));
+      assert.ok(s.brokers.every((b: { alive: boolean }) => b.alive));
       assert.deepEqual(s.lease.isr, [1, 2, 3]);
-      const leaderView = s.views.find((v: { brokerId: number }) =>
-        v.brokerId === s.lease.leaderId
-      );
+      const leaderView = s.views.find((v: { brokerId: number }) => v.brokerId === s.lease.leaderId);
       assert.equal(leaderView.groups.billing.g["0"].lag, 0);
       const text = await yak(["status", ...cluster.zkFlag]);
       assert.match(text.stdout, /leader: \d+ {2}epoch: \d+/);

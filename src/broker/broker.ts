@@ -19,6 +19,7 @@ import { epochEnds, ReplicaFetcher, replicate } from "./replication.ts";
 import { TopicStore } from "./topic_store.ts";
 import { ZkSession } from "./zk_session.ts";
 import { encodeBatch } from "../log/record.ts";
+import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 
 /**
  * A running broker.
@@ -37,6 +38,7 @@ export class Broker implements BrokerContext {
   readonly producers = new ProducerState();
   readonly notifier = new Notifier();
   readonly clients = new Map<number, ClientInfo>();
+  readonly failingWrites = new Set<string>();
   readonly dir: string;
   #server!: Server;
   #zk!: ZkSession;
@@ -188,6 +190,24 @@ export class Broker implements BrokerContext {
     await this.store.apply(op);
     leader.updateHw(CLUSTER_KEY);
     return appended.baseOffset + 1;
+  }
+
+  async readLog(log: PartitionLog, from: number, maxBytes: number, end: number): Promise<ReadResult> {
+    try {
+      return await log.read(from, maxBytes, end);
+    } catch (err) {
+      if (!(err instanceof YakError) || err.code !== "CORRUPT_LOG") throw err;
+      const offset = Number(err.data?.offset);
+      if (this.#role !== "follower" || !Number.isSafeInteger(offset)) {
+        this.log.write("corrupt_record", { dir: log.dir, offset, role: this.#role });
+        throw err;
+      }
+      // A follower's copy is healed from the leader: cut here, the fetcher refills it.
+      this.log.write("corrupt_record_healing", { dir: log.dir, offset, from: log.logEndOffset });
+      await log.truncateTo(offset);
+      if (log === this.store.clusterLog) await this.store.replay();
+      throw new YakError("UNAVAILABLE", `broker ${this.opts.id} is re-copying ${log.dir} from offset ${offset}; retry`);
+    }
   }
 
   createTopic(

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 import type { OpLog } from "../op_log.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { MetaOp } from "./metadata.ts";
@@ -67,6 +68,8 @@ export interface BrokerContext {
   readonly producers: ProducerState;
   readonly notifier: Notifier;
   readonly clients: Map<number, ClientInfo>;
+  /** Partitions whose last write failed (e.g. a full disk), so the log says it once. */
+  readonly failingWrites: Set<string>;
   role(): "leader" | "follower" | "none";
   epoch(): number;
   leader(): LeaderInfo | null;
@@ -82,4 +85,9 @@ export interface BrokerContext {
   ): Promise<void>;
   /** Appends a metadata op as leader; resolves with the metadata log's new end. */
   appendMeta(op: MetaOp): Promise<number>;
+  /**
+   * Reads a log for a fetch. A damaged record is never served: a follower
+   * cuts its log there and copies the rest again from the leader.
+   */
+  readLog(log: PartitionLog, from: number, maxBytes: number, end: number): Promise<ReadResult>;
 }

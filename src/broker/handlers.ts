@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { checkGroupName, checkTopicName } from "../log/names.ts";
+import * as names from "../log/names.ts";
 import { encodeBatch, type RecordInput } from "../log/record.ts";
 import { YakError } from "../protocol/errors.ts";
 import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
@@ -14,6 +14,27 @@ import type { BrokerContext } from "./context.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
 
 const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * names.ts quotes a bad name with String(), which throws on a JSON object
+ * such as {"toString":1} or a 10,000-deep array: refuse those first, so they
+ * get INVALID_TOPIC / INVALID_ARGUMENT rather than a retriable UNAVAILABLE.
+ */
+function notAnObject(name: unknown, what: "topic" | "group"): unknown {
+  if (typeof name !== "object" || name === null) return name;
+  throw new YakError(
+    what === "topic" ? "INVALID_TOPIC" : "INVALID_ARGUMENT",
+    `invalid ${what} name (${Array.isArray(name) ? "an array" : "an object"}): it must be a string`,
+  );
+}
+
+function checkTopicName(name: unknown, allowInternal = false): string {
+  return names.checkTopicName(notAnObject(name, "topic"), allowInternal);
+}
+
+function checkGroupName(name: unknown): string {
+  return names.checkGroupName(notAnObject(name, "group"));
+}
 
 /**
  * Builds the request handler of a broker.
@@ -193,8 +214,14 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
     endOffset = appended.baseOffset + fresh.length;
     try {
       await appended.done;
+      if (b.failingWrites.delete(key)) b.log.write("writes_resumed", { partition: key });
     } catch (err) {
       if (producer !== null) b.producers.invalidate(key);
+      // Said once per failing partition, not once per retried batch.
+      if (!b.failingWrites.has(key)) {
+        b.failingWrites.add(key);
+        b.log.write("write_failed", { partition: key, error: err instanceof Error ? err.message : String(err) });
+      }
       throw err;
     }
     leader.updateHw(key);
@@ -272,7 +299,7 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
         continue;
       }
       if (off >= log.highWatermark || budget <= 0) continue;
-      const read = await log.read(off, budget, log.highWatermark);
+      const read = await b.readLog(log, off, budget, log.highWatermark);
       if (read.count === 0) continue;
       budget -= read.text.length;
       parts.push(

@@ -79,7 +79,7 @@ export async function replicate(
         continue;
       }
       if (from === log.logEndOffset || budget <= 0) continue;
-      const read = await log.read(from, budget, log.logEndOffset);
+      const read = await b.readLog(log, from, budget, log.logEndOffset);
       if (read.count === 0) continue;
       budget -= read.text.length;
       parts.push({

@@ -8,9 +8,10 @@
 import { join } from "node:path";
 import { YakError } from "../protocol/errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
-import { Segment, segmentStem } from "./segment.ts";
+import { Segment, segmentStem, startsWithOffset } from "./segment.ts";
 
 const NEWLINE = 10;
+const CLOSE_BRACE = 0x7d;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -115,29 +116,45 @@ export class PartitionLog {
         opts.onEvent?.("index_rebuilt", { file: segment.indexPath });
       }
       segments.push(segment);
-      if (!last || !scan) continue;
-      if (scan.tornBytes > 0) {
-        await segment.truncate(scan.validBytes);
-        opts.onEvent?.("torn_tail_cut", {
-          file: segment.dataPath,
-          cutBytes: scan.tornBytes,
-          keptRecords: scan.count,
-        });
+      if (scan?.corrupt && !last) {
+        throw new YakError(
+          "CORRUPT_LOG",
+          `segment ${segment.dataPath} holds a damaged record at byte ${scan.validBytes}; ` +
+            `move the partition directory away and the broker copies it again from the leader`,
+        );
       }
-      logEnd = segment.base + scan.count;
-      if (scan.lastLine !== null) {
+      if (!last || !scan) continue;
+      let { count, validBytes, corrupt } = scan;
+      if (!corrupt && scan.lastLine !== null) {
+        // The newest line is the one a crash most likely hurt: parse it fully, once.
         let claimed = NaN;
         try {
           claimed = JSON.parse(scan.lastLine).offset;
-        } catch { /* checked below */ }
-        if (claimed !== logEnd - 1) {
-          throw new YakError(
-            "CORRUPT_LOG",
-            `segment ${segment.dataPath} is corrupt: its last line should hold offset ${logEnd - 1}; ` +
-              `move the partition away so it is copied again from the leader`,
-          );
+        } catch { /* handled below */ }
+        if (claimed !== segment.base + count - 1) {
+          corrupt = true;
+          count--;
+          validBytes = scan.lastLineStart;
         }
       }
+      const cutBytes = segment.size - validBytes;
+      if (cutBytes > 0) {
+        let savedTo: string | undefined;
+        if (corrupt) {
+          // Damaged records are set aside, not deleted: a replica copies them
+          // again from the leader, and a person can still look at the bytes.
+          savedTo = `${segment.dataPath}.corrupt-${Date.now()}`;
+          await Deno.writeFile(savedTo, await segment.readAt(validBytes, cutBytes));
+        }
+        await segment.truncate(validBytes);
+        opts.onEvent?.(corrupt ? "corrupt_records_cut" : "torn_tail_cut", {
+          file: segment.dataPath,
+          cutBytes,
+          keptRecords: count,
+          ...(savedTo ? { atOffset: segment.base + count, savedTo } : {}),
+        });
+      }
+      logEnd = segment.base + count;
     }
     let epochs = await EpochCache.load(dir);
     if (epochs === null) {
@@ -378,11 +395,14 @@ export class PartitionLog {
         toSkip--;
       }
       let stop = at;
+      if (at <= lastNl && !startsWithOffset(chunk, at, lastNl, from + count)) this.#damaged(seg, from + count);
       while (
         stop <= lastNl && count < wanted &&
         (count === 0 || bytes + (stop - at) < maxBytes)
       ) {
         stop = chunk.indexOf(NEWLINE, stop) + 1;
+        // One byte per record: every stored line ends its object before its newline.
+        if (chunk[stop - 2] !== CLOSE_BRACE) this.#damaged(seg, from + count);
         count++;
       }
       if (stop > at) {
@@ -407,6 +427,15 @@ export class PartitionLog {
       };
     }
     return { baseOffset: from, count, text };
+  }
+
+  /** Refuses to serve a damaged record: CORRUPT_LOG with its offset (a follower heals from the leader). */
+  #damaged(seg: Segment, offset: number): never {
+    throw new YakError(
+      "CORRUPT_LOG",
+      `the record at offset ${offset} in ${seg.dataPath} is damaged`,
+      { offset, dir: this.dir },
+    );
   }
 
   async #readLongLine(seg: Segment, position: number): Promise<Uint8Array> {
@@ -448,8 +477,15 @@ export class PartitionLog {
    * Removes every record at or after `offset`: whole segments past it, then
    * the bytes within the segment that holds it. Waits for queued writes.
    */
-  async truncateTo(offset: number): Promise<void> {
-    await this.#writeChain;
+  truncateTo(offset: number): Promise<void> {
+    // In the write queue: an append taken before the truncation lands before
+    // it; one taken after fails (its offset is void) rather than vanishing.
+    const done = this.#writeChain.then(() => this.#truncate(offset));
+    this.#writeChain = done.catch(() => {});
+    return done;
+  }
+
+  async #truncate(offset: number): Promise<void> {
     if (offset >= this.#logEnd) return;
     if (offset < this.#hw) this.#hw = offset;
     while (this.#segments.length > 1 && this.#segments.at(-1)!.base >= offset) {

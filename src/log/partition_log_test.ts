@@ -503,7 +503,7 @@ Deno.test("a last segment holding only a torn line is emptied", async () => {
   });
 });
 
-Deno.test("a corrupt last line makes open fail with CORRUPT_LOG naming the file", async () => {
+Deno.test("damaged records in the last segment are cut and set aside, never served", async () => {
   await withTempDir(async (dir) => {
     const lines: string[] = [];
     const log = await PartitionLog.open(dir, opts({ segmentBytes: 2000 }));
@@ -520,29 +520,58 @@ Deno.test("a corrupt last line makes open fail with CORRUPT_LOG naming the file"
       lines[23].replace('"offset":23', '"offset":25'), // wrong offset
       lines[22], // a repeated line: offset 22 where 23 belongs
       '{"epoch":1,"value":"no offset"}\n',
+      lines[23].replace('"value"', '"val\u0000ue"').slice(0, -2) + "\n", // parses up to a missing brace
     ];
     for (const bad of badLastLines) {
       await Deno.writeTextFile(last, good + bad);
-      await assert.rejects(
-        PartitionLog.open(dir, opts({ segmentBytes: 2000 })),
-        isYak("CORRUPT_LOG", last),
-        JSON.stringify(bad),
-      );
-      assert.equal(
-        await Deno.readTextFile(last),
-        good + bad,
-        "open left the file alone",
-      );
+      const events: Event[] = [];
+      const opened = await PartitionLog.open(dir, opts({ segmentBytes: 2000 }, events));
+      try {
+        assert.equal(opened.logEndOffset, 23, JSON.stringify(bad));
+        assert.equal(await Deno.readTextFile(last), good, "only the good records stay");
+        const cut = events.find(([e]) => e === "corrupt_records_cut");
+        assert.ok(cut, `corrupt_records_cut reported for ${JSON.stringify(bad)}`);
+        assert.equal(cut[1].atOffset, 23);
+        assert.equal(await Deno.readTextFile(String(cut[1].savedTo)), bad, "the damaged bytes are kept aside");
+        await Deno.remove(String(cut[1].savedTo));
+        await checkAllReads(opened, lines.slice(0, 23));
+      } finally {
+        await opened.close();
+      }
     }
-    // Restored, the log opens again.
-    await Deno.writeTextFile(last, good + lines[23]);
-    const again = await PartitionLog.open(dir, opts({ segmentBytes: 2000 }));
+  });
+});
+
+Deno.test("a damaged middle line keeps the records before it; in an older segment it stops the open", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const log = await PartitionLog.open(dir, opts({ segmentBytes: 2000 }));
     try {
-      assert.equal(again.logEndOffset, 24);
-      await checkAllReads(again, lines);
+      for (let b = 0; b < 8; b++) await appendBatch(log, lines, 3, 1);
     } finally {
-      await again.close();
+      await log.close();
     }
+    // The last segment (18..23): line 20 overwritten with zeros of the same length.
+    const last = PartitionLog.segmentFile(dir, 18);
+    const zeros = "\u0000".repeat(lines[20].length - 1) + "\n";
+    await Deno.writeTextFile(last, lines.slice(18, 20).join("") + zeros + lines.slice(21, 24).join(""));
+    const events: Event[] = [];
+    const opened = await PartitionLog.open(dir, opts({ segmentBytes: 2000 }, events));
+    try {
+      assert.equal(opened.logEndOffset, 20);
+      const cut = events.find(([e]) => e === "corrupt_records_cut")!;
+      assert.equal(cut[1].keptRecords, 2);
+      assert.equal(await Deno.readTextFile(String(cut[1].savedTo)), zeros + lines.slice(21, 24).join(""));
+      await checkAllReads(opened, lines.slice(0, 20));
+    } finally {
+      await opened.close();
+    }
+    // An older segment (0..17) with a damaged line and no index: open refuses, naming the file.
+    const first = PartitionLog.segmentFile(dir, 0);
+    const text = await Deno.readTextFile(first);
+    await Deno.writeTextFile(first, text.replace('{"offset":5,', '{"offset":X,'));
+    await Deno.remove(first.replace(".jsonl", ".index"));
+    await assert.rejects(PartitionLog.open(dir, opts({ segmentBytes: 2000 })), isYak("CORRUPT_LOG", first));
   });
 });
 

@@ -7,6 +7,22 @@
 import { join } from "node:path";
 
 const NEWLINE = 10;
+const CLOSE_BRACE = 0x7d;
+const OFFSET_PREFIX = new TextEncoder().encode('{"offset":');
+
+/**
+ * Whether bytes[from..to) begin with `{"offset":N,` for the expected N: the
+ * cheap check that a stored line is the record it should be.
+ */
+export function startsWithOffset(bytes: Uint8Array, from: number, to: number, expected: number): boolean {
+  if (to - from < OFFSET_PREFIX.length + 2) return false;
+  for (let k = 0; k < OFFSET_PREFIX.length; k++) if (bytes[from + k] !== OFFSET_PREFIX[k]) return false;
+  let at = from + OFFSET_PREFIX.length;
+  let n = 0;
+  const digitsFrom = at;
+  while (at < to && bytes[at] >= 48 && bytes[at] <= 57 && at - digitsFrom < 16) n = n * 10 + (bytes[at++] - 48);
+  return at > digitsFrom && at < to && bytes[at] === 44 && n === expected;
+}
 const SCAN_CHUNK_BYTES = 1024 * 1024;
 /** Index entries are two little-endian uint32: offset - base, byte position. */
 const INDEX_ENTRY_BYTES = 8;
@@ -35,6 +51,10 @@ export interface ScanResult {
   tornBytes: number;
   /** The last complete line, for checks. */
   lastLine: string | null;
+  /** Where the last complete line starts. */
+  lastLineStart: number;
+  /** A complete line that is not a record (or not the expected offset) was found at `validBytes`. */
+  corrupt: boolean;
 }
 
 /**
@@ -226,6 +246,15 @@ export class Segment {
       lastPos = pos;
     }
     this.#lastIndexedPos = lastPos === -1 ? -Infinity : lastPos;
+    // A believable but wrong index (entries pointing into lines) is rebuilt too.
+    for (const i of this.offsets.length > 0 ? [0, this.offsets.length - 1] : []) {
+      const head = await this.readAt(this.positions[i], 32);
+      if (!startsWithOffset(head, 0, head.length, this.offsets[i])) {
+        this.offsets = [];
+        this.positions = [];
+        return false;
+      }
+    }
     return true;
   }
 
@@ -239,17 +268,26 @@ export class Segment {
     let pos = 0;
     let lineStart = 0;
     let lastLineStart = -1;
+    let prevByte = -1;
+    let corrupt = false;
+    // Lines that began in an earlier chunk are checked after the loop.
+    const spanning: { start: number; offset: number }[] = [];
     try {
-      while (true) {
+      scan: while (true) {
         const n = await file.read(buf);
         if (n === null) break;
-        for (
-          let i = buf.indexOf(NEWLINE);
-          i !== -1 && i < n;
-          i = buf.indexOf(NEWLINE, i + 1)
-        ) {
+        for (let i = buf.indexOf(NEWLINE); i !== -1 && i < n; i = buf.indexOf(NEWLINE, i + 1)) {
+          const expected = this.base + count;
+          const last = i > 0 ? buf[i - 1] : prevByte;
+          let ok = last === CLOSE_BRACE;
+          if (ok && lineStart < pos) spanning.push({ start: lineStart, offset: expected });
+          else if (ok) ok = startsWithOffset(buf, lineStart - pos, i, expected);
+          if (!ok) {
+            corrupt = true;
+            break scan;
+          }
           if (lineStart - this.#lastIndexedPos >= indexIntervalBytes) {
-            this.offsets.push(this.base + count);
+            this.offsets.push(expected);
             this.positions.push(lineStart);
             this.#lastIndexedPos = lineStart;
           }
@@ -257,17 +295,29 @@ export class Segment {
           count++;
           lineStart = pos + i + 1;
         }
+        prevByte = buf[n - 1];
         pos += n;
       }
     } finally {
       file.close();
     }
+    for (const line of spanning) {
+      const head = await this.readAt(line.start, 32);
+      if (!startsWithOffset(head, 0, head.length, line.offset)) {
+        // Keep only what precedes the bad line; the caller cuts the rest.
+        corrupt = true;
+        count = line.offset - this.base;
+        lineStart = line.start;
+        while (this.offsets.length > 0 && this.positions[this.positions.length - 1] >= lineStart) {
+          this.offsets.pop();
+          this.positions.pop();
+        }
+        break;
+      }
+    }
     let lastLine: string | null = null;
-    if (lastLineStart >= 0) {
-      const bytes = await this.readAt(
-        lastLineStart,
-        lineStart - lastLineStart - 1,
-      );
+    if (count > 0 && lastLineStart >= 0 && lastLineStart < lineStart) {
+      const bytes = await this.readAt(lastLineStart, lineStart - lastLineStart - 1);
       lastLine = new TextDecoder().decode(bytes);
     }
     return {
@@ -275,6 +325,8 @@ export class Segment {
       validBytes: lineStart,
       tornBytes: this.size - lineStart,
       lastLine,
+      lastLineStart: Math.max(0, lastLineStart),
+      corrupt,
     };
   }
 
