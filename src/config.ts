@@ -49,6 +49,8 @@ export const DEFAULTS = {
   maxInFlightBatches: 8,
   /** A producer gives up when no leader acknowledges anything for this long. */
   deliveryTimeoutMs: 60_000,
+  /** A client that has never reached the cluster gives up after this long (a wrong address fails fast). */
+  firstConnectTimeoutMs: 10_000,
   consumerFetchWaitMs: 500,
   consumerFetchMaxBytes: 1024 * 1024,
 } as const;

@@ -194,6 +194,9 @@ Deno.test("groups resume after the last commit; keys land on Kafka's partitions;
         ]);
         assert.notEqual(again.code, 0);
         assert.match(again.stderr, /already exists/);
+        const twin = await yak(["produce", "--topic", "ORDERS", "--message", "x", ...cluster.zkFlag]);
+        assert.notEqual(twin.code, 0);
+        assert.match(twin.stderr, /differs from existing topic 'orders' only by case/);
         const altered = await yak([
           "topics",
           "--alter",

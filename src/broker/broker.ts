@@ -227,6 +227,17 @@ export class Broker implements BrokerContext {
           `topic '${topic}' already exists with ${have} partitions`,
         );
       }
+      if (have === 0) {
+        // Two names that differ only by case would share a directory on a
+        // case-insensitive disk (macOS, Windows): refuse the second one.
+        const twin = this.store.topicNames().find((t) => t.toLowerCase() === topic.toLowerCase());
+        if (twin) {
+          throw new YakError(
+            "INVALID_TOPIC",
+            `topic '${topic}' differs from existing topic '${twin}' only by case; use '${twin}' or another name`,
+          );
+        }
+      }
       if (mode === "alter") {
         if (have === 0) {
           throw new YakError(

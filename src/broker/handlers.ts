@@ -421,6 +421,9 @@ function register(b: BrokerContext, req: Request, session: Session): Reply {
     );
   }
   const client = str(req, "client", 64);
+  if (!PRODUCER_ID.test(client)) {
+    throw new YakError("INVALID_REQUEST", "'client' must be 1-64 letters, digits, '.', '_' or '-'");
+  }
   const topic = checkTopicName(req.topic);
   const group = req.group === undefined || req.group === null ? undefined : checkGroupName(req.group);
   const known = b.clients.has(session.id);

@@ -72,6 +72,8 @@ export async function consumeCommand(args: string[]): Promise<number> {
     offset: integer(values, "offset", undefined, 0, Number.MAX_SAFE_INTEGER),
     fromBeginning: values["from-beginning"] === true,
     maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
+    // Exiting when idle includes waiting for the cluster or the topic.
+    firstConnectTimeoutMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
     onRetry: (why) => {
       if (!quiet && why !== lastNotice) {
         console.error(`yak consume: retrying: ${why}`);

@@ -26,6 +26,8 @@ export interface ConsumerOptions {
   requestTimeoutMs?: number;
   /** Give up when no replica answers for this long. */
   retryTimeoutMs?: number;
+  /** Give up when the cluster (or the topic) cannot be reached at the start for this long. */
+  firstConnectTimeoutMs?: number;
   onRetry?: (why: string) => void;
 }
 
@@ -74,8 +76,12 @@ export class Consumer {
   }
 
   async #connect(): Promise<void> {
+    // The first connection fails fast on a wrong address; later ones ride out failovers.
+    const first = this.positions.size === 0;
     const deadline = Date.now() +
-      (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+      (first
+        ? this.#o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs
+        : this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
     while (true) {
       try {
         this.#conn = await connectAny(

@@ -117,7 +117,7 @@ export class Producer {
         Object.entries(opts).filter(([, v]) => v !== undefined),
       ),
     } as ResolvedOptions;
-    const deadline = Date.now() + o.deliveryTimeoutMs;
+    const deadline = Date.now() + Math.min(o.deliveryTimeoutMs, DEFAULTS.firstConnectTimeoutMs);
     const { conn } = await connectLeader(o.bootstrap, deadline, o.onRetry);
     const p = new Producer(o, conn, 1);
     await p.#setup(conn);
