@@ -52,5 +52,5 @@ export const DEFAULTS = {
   /** A client that has never reached the cluster gives up after this long (a wrong address fails fast). */
   firstConnectTimeoutMs: 10_000,
   consumerFetchWaitMs: 500,
-  consumerFetchMaxBytes: 1024 * 1024,
+  consumerFetchMaxBytes: 4 * 1024 * 1024,
 } as const;

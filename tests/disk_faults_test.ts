@@ -14,7 +14,7 @@ async function consumeAll(topic: string, n: number, extra: string[]): Promise<st
   const res = await yak(["consume", "--topic", topic, "--from-beginning", "--max-messages", String(n), ...extra], {
     timeoutMs: 30_000,
   });
-  assert.equal(res.code, 0, res.stderr);
+  assert.equal(res.code, 0, `${res.stderr}\n${res.stdout.split("\n").length} lines: ${res.stdout.slice(-200)}`);
   return res.stdout.trimEnd().split("\n");
 }
 

@@ -183,8 +183,10 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
   const seen = producer === null
     ? { skip: 0, storedBaseOffset: -1, gap: false }
     : b.producers.check(key, producer, baseSeq, records.length);
-  if (seen.gap && acks === -1) {
-    // An earlier batch of this producer is missing here: it must be resent first.
+  if (seen.gap && acks !== 0) {
+    // An earlier batch of this producer is missing here (its write failed, or
+    // it went to a lost leader): it must be resent first, or this one would
+    // make the earlier one look like a duplicate when it comes.
     throw new YakError(
       "OUT_OF_ORDER_SEQUENCE",
       `producer ${producer} skipped sequences before ${baseSeq} on ${key}`,
@@ -216,7 +218,8 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
       await appended.done;
       if (b.failingWrites.delete(key)) b.log.write("writes_resumed", { partition: key });
     } catch (err) {
-      if (producer !== null) b.producers.invalidate(key);
+      // Offsets from this batch on were never written: the producer's sequence goes back too.
+      if (producer !== null) b.producers.rollback(key, producer, baseSeq + seen.skip);
       // Said once per failing partition, not once per retried batch.
       if (!b.failingWrites.has(key)) {
         b.failingWrites.add(key);
@@ -283,6 +286,7 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
   const deadline = Date.now() + maxWaitMs;
   while (true) {
     const parts: string[] = [];
+    const data: Uint8Array[] = [];
     const hw: string[] = [];
     let budget = maxBytes;
     for (const [p, off] of partitions) {
@@ -301,18 +305,14 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
       if (off >= log.highWatermark || budget <= 0) continue;
       const read = await b.readLog(log, off, budget, log.highWatermark);
       if (read.count === 0) continue;
-      budget -= read.text.length;
-      parts.push(
-        `{"p":${p},"base":${read.baseOffset},"count":${read.count},"records":[${
-          read.text.slice(0, -1).replaceAll("\n", ",")
-        }]}`,
-      );
+      budget -= read.byteLength;
+      data.push(...read.chunks);
+      parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}}`);
     }
     const remaining = deadline - Date.now();
     if (parts.length > 0 || remaining <= 0) {
-      return new RawReply(
-        `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]`,
-      );
+      // The records follow the frame as the stored lines, untouched (`len` bytes per part).
+      return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]`, data);
     }
     await b.notifier.wait(remaining);
   }

@@ -64,10 +64,20 @@ export class ProducerState {
     this.#ready.add(key);
   }
 
-  /** Forgets one partition (after a failed write, its tail is read again). */
-  invalidate(key: string): void {
-    this.#byPartition.delete(key);
-    this.#ready.delete(key);
+  /**
+   * Forgets sequences from `fromSeq` on (their write failed), keeping the
+   * producer known, so a later batch cannot slip in before they are resent.
+   */
+  rollback(key: string, producer: string, fromSeq: number): void {
+    let map = this.#byPartition.get(key);
+    if (!map) this.#byPartition.set(key, map = new Map());
+    const entry = map.get(producer);
+    if (!entry) {
+      map.set(producer, { lastSeq: fromSeq - 1, batches: [] });
+      return;
+    }
+    entry.lastSeq = Math.min(entry.lastSeq, fromSeq - 1);
+    entry.batches = entry.batches.filter((b) => b.lastSeq < fromSeq);
   }
 
   /** Rebuilds a partition's state from its newest lines, once. */

@@ -9,7 +9,7 @@
 import type { EpochEntry } from "../log/epoch_cache.ts";
 import { toYakError, YakError } from "../protocol/errors.ts";
 import { Connection } from "../protocol/connection.ts";
-import { int, offsetMap, optInt, type Reply, type Request } from "../protocol/messages.ts";
+import { int, offsetMap, optInt, RawReply, type Reply, type Request } from "../protocol/messages.ts";
 import type { BrokerContext, LeaderInfo } from "./context.ts";
 import { CLUSTER_KEY } from "./metadata.ts";
 
@@ -18,7 +18,8 @@ interface ReplicaPart {
   k: string;
   base: number;
   count: number;
-  data: string;
+  /** Bytes of this part in the reply's attachment (parts follow each other in order). */
+  len: number;
   epochs: EpochEntry[];
 }
 
@@ -65,6 +66,7 @@ export async function replicate(
   const deadline = Date.now() + maxWaitMs;
   while (true) {
     const parts: ReplicaPart[] = [];
+    const data: Uint8Array[] = [];
     const hw: Record<string, number> = {};
     const truncate: Record<string, number> = {};
     let budget = maxBytes;
@@ -81,16 +83,14 @@ export async function replicate(
       if (from === log.logEndOffset || budget <= 0) continue;
       const read = await b.readLog(log, from, budget, log.logEndOffset);
       if (read.count === 0) continue;
-      budget -= read.text.length;
+      budget -= read.byteLength;
+      data.push(...read.chunks);
       parts.push({
         k: ref.key,
         base: read.baseOffset,
         count: read.count,
-        data: read.text,
-        epochs: log.epochs.within(
-          read.baseOffset,
-          read.baseOffset + read.count,
-        ),
+        len: read.byteLength,
+        epochs: log.epochs.within(read.baseOffset, read.baseOffset + read.count),
       });
     }
     const remaining = deadline - Date.now();
@@ -98,7 +98,9 @@ export async function replicate(
       parts.length > 0 || hwMoved || Object.keys(truncate).length > 0 ||
       remaining <= 0
     ) {
-      return { epoch: leader.epoch, parts, hw, truncate };
+      // The stored bytes go as they are, after the frame: never escaped, never parsed.
+      const head = JSON.stringify({ epoch: leader.epoch, parts, hw, truncate });
+      return new RawReply(head.slice(1, -1), data);
     }
     await b.notifier.wait(remaining);
     if (b.role() !== "leader" || b.epoch() !== leader.epoch) checkEpoch(b, req);
@@ -259,23 +261,21 @@ export class ReplicaFetcher {
         if (key === CLUSTER_KEY) await b.store.replay();
       }
     }
-    const parts = res.parts as ReplicaPart[];
+    const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
+    let at = 0;
+    const parts = (res.parts as ReplicaPart[]).map((part) => {
+      const bytes = attachment.subarray(at, at + part.len);
+      at += part.len;
+      return { ...part, bytes };
+    });
     // Metadata first: it may create the topics whose data follows.
-    parts.sort((
-      x,
-      y,
-    ) => (x.k === CLUSTER_KEY ? -1 : y.k === CLUSTER_KEY ? 1 : 0));
+    parts.sort((x, y) => (x.k === CLUSTER_KEY ? -1 : y.k === CLUSTER_KEY ? 1 : 0));
     let appended = false;
     for (const part of parts) {
       const ref = b.store.byKey(part.k);
       if (!ref || part.base !== ref.log.logEndOffset) continue; // learned next round
-      await ref.log.appendReplica(
-        part.base,
-        part.count,
-        part.data,
-        part.epochs,
-      );
-      if (part.k === CLUSTER_KEY) await b.store.applyLines(part.data);
+      await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs);
+      if (part.k === CLUSTER_KEY) await b.store.applyLines(new TextDecoder().decode(part.bytes));
       appended = true;
     }
     for (

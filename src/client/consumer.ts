@@ -31,6 +31,8 @@ export interface ConsumerOptions {
   onRetry?: (why: string) => void;
 }
 
+const decoder = new TextDecoder();
+
 /** Records of one partition from one poll. */
 export interface PartitionRecords {
   partition: number;
@@ -55,7 +57,15 @@ export class Consumer {
   #conn: Connection | null = null;
   #leaderConn: Connection | null = null;
   /** partition -> next offset to read. */
+  /**
+   * partition -> offset after the last record handed out by {@link poll}:
+   * what {@link commit} commits. A caller that uses only part of a batch
+   * sets it back for that partition.
+   */
   readonly positions = new Map<number, number>();
+  /** partition -> next offset to fetch (ahead of `positions` while a prefetch runs). */
+  #cursor = new Map<number, number>();
+  #prefetch: Promise<PartitionRecords[]> | null = null;
   #committed = new Map<number, number>();
   #lastMetaMs = 0;
 
@@ -77,7 +87,7 @@ export class Consumer {
 
   async #connect(): Promise<void> {
     // The first connection fails fast on a wrong address; later ones ride out failovers.
-    const first = this.positions.size === 0;
+    const first = this.#cursor.size === 0;
     const deadline = Date.now() +
       (first
         ? this.#o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs
@@ -128,7 +138,7 @@ export class Consumer {
         `topic '${this.topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
       );
     }
-    const missing = wanted.filter((p) => !this.positions.has(p));
+    const missing = wanted.filter((p) => !this.#cursor.has(p));
     if (missing.length === 0) return;
     let committed: Record<string, number> = {};
     if (this.#o.group) {
@@ -140,7 +150,7 @@ export class Consumer {
       committed = res.offsets as Record<string, number>;
     }
     let ends: Record<string, number> | null = null;
-    const firstTime = this.positions.size === 0;
+    const firstTime = this.#cursor.size === 0;
     for (const p of missing) {
       let start: number;
       if (committed[p] !== undefined) start = committed[p];
@@ -157,12 +167,30 @@ export class Consumer {
         start = ends[p] ?? 0;
       }
       this.positions.set(p, start);
+      this.#cursor.set(p, start);
       if (committed[p] !== undefined) this.#committed.set(p, committed[p]);
     }
   }
 
-  /** One long-poll: records from any partition that has some, in offset order per partition. */
+  /**
+   * One long-poll: records from any partition that has some, in offset order
+   * per partition. The next fetch starts at once, while the caller handles
+   * these, so fetching and printing overlap.
+   */
   async poll(): Promise<PartitionRecords[]> {
+    const batch = await (this.#prefetch ?? this.#fetch());
+    this.#prefetch = null;
+    for (const { partition, records } of batch) {
+      this.positions.set(partition, records[records.length - 1].offset + 1);
+    }
+    if (batch.length > 0) {
+      this.#prefetch = this.#fetch();
+      this.#prefetch.catch(() => {}); // its error is met by the next poll
+    }
+    return batch;
+  }
+
+  async #fetch(): Promise<PartitionRecords[]> {
     while (true) {
       try {
         if (!this.#conn || this.#conn.isClosed) await this.#connect();
@@ -171,21 +199,22 @@ export class Consumer {
         const res = await this.#conn!.request({
           type: "fetch",
           topic: this.topic,
-          offsets: Object.fromEntries(this.positions),
+          offsets: Object.fromEntries(this.#cursor),
           maxBytes: this.#o.maxBytes ?? DEFAULTS.consumerFetchMaxBytes,
           maxWaitMs,
         }, maxWaitMs + this.#timeoutMs);
+        const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
         const out: PartitionRecords[] = [];
-        for (
-          const part of res.parts as {
-            p: number;
-            base: number;
-            records: FetchedRecord[];
-          }[]
-        ) {
-          if (part.base !== this.positions.get(part.p)) continue;
-          this.positions.set(part.p, part.base + part.records.length);
-          out.push({ partition: part.p, records: part.records });
+        let at = 0;
+        for (const part of res.parts as { p: number; base: number; count: number; len: number }[]) {
+          const bytes = attachment.subarray(at, at + part.len);
+          at += part.len;
+          if (part.base !== this.#cursor.get(part.p) || part.count === 0) continue;
+          // The stored lines are JSON objects: one parse for the whole part.
+          const text = decoder.decode(bytes);
+          const records = JSON.parse(`[${text.slice(0, -1).replaceAll("\n", ",")}]`) as FetchedRecord[];
+          this.#cursor.set(part.p, part.base + records.length);
+          out.push({ partition: part.p, records });
         }
         return out;
       } catch (err) {

@@ -25,17 +25,41 @@ export interface LogOptions {
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
 }
 
-/** Lines read from a log: `count` records starting at `baseOffset`, each ending in "\n". */
-export interface ReadResult {
-  baseOffset: number;
-  count: number;
-  text: string;
+/**
+ * Lines read from a log: `count` records starting at `baseOffset`, each
+ * ending in "\n", as the stored bytes (slices, not copies), so they can be
+ * sent on as they are.
+ */
+export class ReadResult {
+  constructor(
+    readonly baseOffset: number,
+    readonly count: number,
+    readonly chunks: Uint8Array[] = [],
+    readonly byteLength = 0,
+  ) {}
+
+  /** The lines as text (decoded on demand: the send paths never need it). */
+  get text(): string {
+    return this.chunks.map((c) => decoder.decode(c)).join("");
+  }
+
+  /** The lines as one byte array. */
+  bytes(): Uint8Array {
+    if (this.chunks.length === 1) return this.chunks[0];
+    const out = new Uint8Array(this.byteLength);
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
 }
 
 interface Chunk {
   base: number;
   count: number;
-  text: string;
+  bytes: Uint8Array;
 }
 
 /** The offset a stored line claims, read from its fixed prefix without parsing it all. */
@@ -226,7 +250,7 @@ export class PartitionLog {
   appendReplica(
     baseOffset: number,
     count: number,
-    text: string,
+    text: string | Uint8Array,
     epochs: EpochEntry[],
   ): Promise<void> {
     if (baseOffset !== this.#next) {
@@ -244,7 +268,7 @@ export class PartitionLog {
   #enqueue(
     baseOffset: number,
     count: number,
-    text: string,
+    text: string | Uint8Array,
     epochs: EpochEntry[],
   ): Promise<void> {
     const run = async () => {
@@ -256,7 +280,7 @@ export class PartitionLog {
           `write at ${baseOffset} dropped after an earlier failed write`,
         );
       }
-      const bytes = encoder.encode(text);
+      const bytes = typeof text === "string" ? encoder.encode(text) : text;
       let changed = false;
       for (const [e, start] of epochs) {
         changed = this.epochs.assign(e, start) || changed;
@@ -282,7 +306,7 @@ export class PartitionLog {
         );
       }
       this.#logEnd = baseOffset + count;
-      this.#remember({ base: baseOffset, count, text });
+      this.#remember({ base: baseOffset, count, bytes });
       for (const fn of this.#listeners) fn();
     };
     const done = this.#writeChain.then(run);
@@ -292,11 +316,11 @@ export class PartitionLog {
 
   #remember(chunk: Chunk): void {
     this.#tail.push(chunk);
-    this.#tailBytes += chunk.text.length;
+    this.#tailBytes += chunk.bytes.length;
     while (
       this.#tailBytes > this.#opts.tailCacheBytes && this.#tail.length > 1
     ) {
-      this.#tailBytes -= this.#tail.shift()!.text.length;
+      this.#tailBytes -= this.#tail.shift()!.bytes.length;
     }
   }
 
@@ -318,14 +342,14 @@ export class PartitionLog {
         `offset ${from} is outside 0..${this.#logEnd}`,
       );
     }
-    if (from >= end) return { baseOffset: from, count: 0, text: "" };
+    if (from >= end) return new ReadResult(from, 0);
     const first = this.#tail[0];
     if (first && from >= first.base) return this.#readTail(from, maxBytes, end);
     return await this.#readDisk(from, maxBytes, end);
   }
 
   #readTail(from: number, maxBytes: number, end: number): ReadResult {
-    const parts: string[] = [];
+    const parts: Uint8Array[] = [];
     let count = 0;
     let bytes = 0;
     let i = this.#tail.findIndex((c) => from < c.base + c.count);
@@ -334,28 +358,20 @@ export class PartitionLog {
       if (chunk.base >= end || (count > 0 && bytes >= maxBytes)) break;
       const skip = Math.max(0, from + count - chunk.base);
       const take = Math.min(chunk.count - skip, end - chunk.base - skip);
-      if (
-        skip === 0 && take === chunk.count &&
-        bytes + chunk.text.length <= maxBytes
-      ) {
-        parts.push(chunk.text);
-        bytes += chunk.text.length;
+      if (skip === 0 && take === chunk.count && bytes + chunk.bytes.length <= maxBytes) {
+        parts.push(chunk.bytes);
+        bytes += chunk.bytes.length;
         count += take;
         continue;
       }
-      const cut = takeLines(
-        chunk.text,
-        skip,
-        take,
-        count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes,
-      );
+      const cut = takeLines(chunk.bytes, skip, take, count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes);
       if (cut.count === 0) break;
-      parts.push(cut.text);
-      bytes += cut.text.length;
+      parts.push(cut.bytes);
+      bytes += cut.bytes.length;
       count += cut.count;
       if (cut.count < take) break;
     }
-    return { baseOffset: from, count, text: parts.join("") };
+    return new ReadResult(from, count, parts, bytes);
   }
 
   async #readDisk(
@@ -368,7 +384,7 @@ export class PartitionLog {
     let toSkip = from - start.offset;
     let position = start.position;
     const wanted = end - from;
-    const parts: string[] = [];
+    const parts: Uint8Array[] = [];
     let count = 0;
     let bytes = 0;
     while (count < wanted && position < seg.size) {
@@ -385,7 +401,8 @@ export class PartitionLog {
           position += line.length;
           continue;
         }
-        parts.push(decoder.decode(line));
+        parts.push(line);
+        bytes += line.length;
         count++;
         break;
       }
@@ -406,27 +423,22 @@ export class PartitionLog {
         count++;
       }
       if (stop > at) {
-        parts.push(decoder.decode(chunk.subarray(at, stop)));
+        parts.push(chunk.subarray(at, stop));
         bytes += stop - at;
       }
       position += stop;
       // Not before the first record: "always at least one", even for maxBytes <= 0.
       if ((count > 0 && bytes >= maxBytes) || stop <= lastNl) break;
     }
-    const text = parts.join("");
     if (
       count < wanted && bytes < maxBytes && position >= seg.size &&
       seg !== this.#segments.at(-1)
     ) {
       // The read ran off this segment's end: continue in the next one.
       const more = await this.read(from + count, maxBytes - bytes, end);
-      return {
-        baseOffset: from,
-        count: count + more.count,
-        text: text + more.text,
-      };
+      return new ReadResult(from, count + more.count, [...parts, ...more.chunks], bytes + more.byteLength);
     }
-    return { baseOffset: from, count, text };
+    return new ReadResult(from, count, parts, bytes);
   }
 
   /** Refuses to serve a damaged record: CORRUPT_LOG with its offset (a follower heals from the leader). */
@@ -539,22 +551,22 @@ export class PartitionLog {
 
 /** Cuts `take` lines after skipping `skip`, stopping near `maxChars` (at least one line). */
 function takeLines(
-  text: string,
+  bytes: Uint8Array,
   skip: number,
   take: number,
-  maxChars: number,
-): { text: string; count: number } {
+  maxBytes: number,
+): { bytes: Uint8Array; count: number } {
   let at = 0;
-  for (let i = 0; i < skip; i++) at = text.indexOf("\n", at) + 1;
+  for (let i = 0; i < skip; i++) at = bytes.indexOf(NEWLINE, at) + 1;
   let stop = at;
   let count = 0;
-  while (count < take && stop < text.length) {
-    const next = text.indexOf("\n", stop) + 1;
-    if (count > 0 && next - at > maxChars) break;
+  while (count < take && stop < bytes.length) {
+    const next = bytes.indexOf(NEWLINE, stop) + 1;
+    if (count > 0 && next - at > maxBytes) break;
     stop = next;
     count++;
   }
-  return { text: text.slice(at, stop), count };
+  return { bytes: bytes.subarray(at, stop), count };
 }
 
 async function rebuildEpochs(

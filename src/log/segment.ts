@@ -150,8 +150,12 @@ export class Segment {
       const view = new DataView(entry.buffer);
       view.setUint32(0, firstOffset - this.base, true);
       view.setUint32(4, startSize, true);
-      this.#indexFile ??= await Deno.open(this.indexPath, { append: true });
-      await this.#indexFile.write(entry);
+      // The data is written: a failed index write (a full disk) must not undo
+      // that. The index is only a shortcut, rebuilt at the next start if torn.
+      try {
+        this.#indexFile ??= await Deno.open(this.indexPath, { append: true });
+        await this.#indexFile.write(entry);
+      } catch { /* rebuilt on open */ }
     }
   }
 

@@ -147,7 +147,8 @@ export class Connection {
 
   /**
    * Sends a request and resolves with the response fields, or rejects with a
-   * YakError (the peer's error code, TIMEOUT, or CONNECTION).
+   * YakError (the peer's error code, TIMEOUT, or CONNECTION). Raw bytes that
+   * followed the reply are in its `attachment` field (a Uint8Array).
    */
   request(
     body: Record<string, unknown>,
@@ -205,15 +206,14 @@ export class Connection {
   }
 
   async #readLoop(): Promise<void> {
-    const reader = new FrameReader(
-      this.#conn,
-      this.#opts.maxFrameBytes ?? 64 * 1024 * 1024,
-    );
+    const maxFrameBytes = this.#opts.maxFrameBytes ?? 64 * 1024 * 1024;
+    // Replies may carry stored records as raw bytes after the frame.
+    const reader = new FrameReader(this.#conn, maxFrameBytes, maxFrameBytes);
     try {
       while (true) {
-        const lines = await reader.next();
-        if (lines === null) break;
-        for (const line of lines) this.#dispatch(line);
+        const frames = await reader.nextFrames();
+        if (frames === null) break;
+        for (const f of frames) this.#dispatch(f.line, f.attachment);
       }
     } catch {
       // Reset or garbage: either way the pending requests fail below.
@@ -228,13 +228,14 @@ export class Connection {
     }
   }
 
-  #dispatch(line: string): void {
+  #dispatch(line: string, attachment?: Uint8Array): void {
     let frame: Record<string, unknown>;
     try {
       frame = JSON.parse(line);
     } catch {
       return;
     }
+    if (attachment) frame.attachment = attachment;
     const id = frame.id;
     if (typeof id !== "number") {
       if (frame.push !== undefined) this.#opts.onPush?.(frame);

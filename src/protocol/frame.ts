@@ -38,19 +38,27 @@ export interface ByteSink {
 export class FrameReader {
   readonly #source: ByteSource;
   readonly #maxFrameBytes: number;
+  readonly #maxAttachmentBytes: number;
   readonly #buf = new Uint8Array(READ_CHUNK_BYTES);
   // Bytes of an unfinished line, kept as parts to avoid copying on every read.
   #partial: Uint8Array[] = [];
   #partialBytes = 0;
+  #attaching: { line: string; data: Uint8Array; got: number } | null = null;
 
-  constructor(source: ByteSource, maxFrameBytes: number) {
+  /**
+   * `maxAttachmentBytes` > 0 lets frames that start with `{"attach":N,` carry
+   * N raw bytes after their newline (replies only: stored records, sent as
+   * they are). 0 reads every line as a plain frame.
+   */
+  constructor(source: ByteSource, maxFrameBytes: number, maxAttachmentBytes = 0) {
     this.#source = source;
     this.#maxFrameBytes = maxFrameBytes;
+    this.#maxAttachmentBytes = maxAttachmentBytes;
   }
 
   /** Bytes received but not yet returned as a frame. */
   get pendingBytes(): number {
-    return this.#partialBytes;
+    return this.#partialBytes + (this.#attaching?.got ?? 0);
   }
 
   /**
@@ -59,27 +67,47 @@ export class FrameReader {
    * longer be trusted and should be closed.
    */
   async next(): Promise<string[] | null> {
+    const frames = await this.nextFrames();
+    return frames === null ? null : frames.map((f) => f.line);
+  }
+
+  /** Like {@link next}, with each frame's attachment when it has one. */
+  async nextFrames(): Promise<Frame[] | null> {
+    const out: Frame[] = [];
     while (true) {
       const n = await this.#source.read(this.#buf);
       if (n === null) return null;
       const chunk = this.#buf.subarray(0, n);
-      const lines: string[] = [];
       let start = 0;
-      let nl = chunk.indexOf(NEWLINE);
-      while (nl !== -1) {
-        if (this.#partialBytes + (nl - start) > this.#maxFrameBytes) {
-          throw this.#tooLarge();
+      while (start < n) {
+        const att = this.#attaching;
+        if (att) {
+          const take = Math.min(att.data.length - att.got, n - start);
+          att.data.set(chunk.subarray(start, start + take), att.got);
+          att.got += take;
+          start += take;
+          if (att.got === att.data.length) {
+            out.push({ line: att.line, attachment: att.data });
+            this.#attaching = null;
+          }
+          continue;
         }
-        lines.push(this.#take(chunk.subarray(start, nl)));
+        const nl = chunk.indexOf(NEWLINE, start);
+        if (nl === -1) {
+          this.#partial.push(chunk.slice(start, n));
+          this.#partialBytes += n - start;
+          if (this.#partialBytes > this.#maxFrameBytes) throw this.#tooLarge();
+          break;
+        }
+        if (this.#partialBytes + (nl - start) > this.#maxFrameBytes) throw this.#tooLarge();
+        const line = this.#take(chunk.subarray(start, nl));
         start = nl + 1;
-        nl = chunk.indexOf(NEWLINE, start);
+        const size = this.#maxAttachmentBytes > 0 ? attachmentSize(line) : -1;
+        if (size > this.#maxAttachmentBytes) throw this.#tooLarge();
+        if (size > 0) this.#attaching = { line, data: new Uint8Array(size), got: 0 };
+        else out.push(size === 0 ? { line, attachment: new Uint8Array(0) } : { line });
       }
-      if (start < n) {
-        this.#partial.push(chunk.slice(start, n));
-        this.#partialBytes += n - start;
-        if (this.#partialBytes > this.#maxFrameBytes) throw this.#tooLarge();
-      }
-      if (lines.length > 0) return lines;
+      if (out.length > 0) return out;
     }
   }
 
@@ -103,6 +131,35 @@ export class FrameReader {
       `frame exceeds ${this.#maxFrameBytes} bytes; closing the connection`,
     );
   }
+}
+
+/** A frame as read: its JSON line, and the raw bytes that followed it, if it announced any. */
+export interface Frame {
+  line: string;
+  attachment?: Uint8Array;
+}
+
+const ATTACH_PREFIX = '{"attach":';
+
+/** The attachment size a frame announces in its first field, or -1. */
+function attachmentSize(line: string): number {
+  if (!line.startsWith(ATTACH_PREFIX)) return -1;
+  const end = line.indexOf(",", ATTACH_PREFIX.length);
+  const n = Number(line.slice(ATTACH_PREFIX.length, end));
+  return end > 0 && Number.isSafeInteger(n) && n >= 0 ? n : -1;
+}
+
+/**
+ * Puts the attachment announcement in front of a JSON object frame.
+ *
+ * @example
+ * ```ts
+ * import { withAttachment } from "./frame.ts";
+ * withAttachment('{"id":1,"ok":true}', 12); // '{"attach":12,"id":1,"ok":true}'
+ * ```
+ */
+export function withAttachment(frame: string, bytes: number): string {
+  return `${ATTACH_PREFIX}${bytes},${frame.slice(1)}`;
 }
 
 /**
@@ -137,7 +194,7 @@ export async function writeAll(
  */
 export class FrameWriter {
   readonly #sink: ByteSink;
-  #queue: string[] = [];
+  #queue: { text: string; attachment?: Uint8Array[] }[] = [];
   #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   #flushing = false;
   #failed: unknown = null;
@@ -146,10 +203,14 @@ export class FrameWriter {
     this.#sink = sink;
   }
 
-  /** Queues one frame (without its newline); resolves once it is written. */
-  send(frame: string): Promise<void> {
+  /**
+   * Queues one frame (without its newline) and, optionally, raw bytes to
+   * follow it (the frame must announce them: {@link withAttachment});
+   * resolves once written.
+   */
+  send(frame: string, attachment?: Uint8Array[]): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
-    this.#queue.push(frame);
+    this.#queue.push({ text: frame, attachment });
     const done = new Promise<void>((resolve, reject) => {
       this.#waiters.push({ resolve, reject });
     });
@@ -160,12 +221,21 @@ export class FrameWriter {
   async #flush(): Promise<void> {
     this.#flushing = true;
     while (this.#queue.length > 0) {
-      const text = this.#queue.join("\n") + "\n";
+      const queue = this.#queue;
       const waiters = this.#waiters;
       this.#queue = [];
       this.#waiters = [];
       try {
-        await writeAll(this.#sink, encoder.encode(text));
+        // Plain frames in a row share one write; attachments go as they are, never copied.
+        let text = "";
+        for (const item of queue) {
+          text += item.text + "\n";
+          if (!item.attachment) continue;
+          await writeAll(this.#sink, encoder.encode(text));
+          text = "";
+          for (const part of item.attachment) await writeAll(this.#sink, part);
+        }
+        if (text) await writeAll(this.#sink, encoder.encode(text));
         for (const w of waiters) w.resolve();
       } catch (err) {
         this.#failed = err;

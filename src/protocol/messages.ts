@@ -32,7 +32,16 @@ export type Reply = Record<string, unknown> | RawReply;
  * ```
  */
 export class RawReply {
-  constructor(readonly fields: string) {}
+  /**
+   * `fields` are JSON object members without braces; `attachment` are raw
+   * bytes sent right after the frame (announced in it), never re-encoded.
+   */
+  constructor(readonly fields: string, readonly attachment?: Uint8Array[]) {}
+
+  /** Bytes in the attachment. */
+  get attachmentBytes(): number {
+    return this.attachment?.reduce((sum, part) => sum + part.length, 0) ?? 0;
+  }
 }
 
 /** The leader lease as the zookeeper writes it and pushes it to brokers. */

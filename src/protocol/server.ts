@@ -6,7 +6,7 @@
  * @module
  */
 import { toYakError, YakError } from "./errors.ts";
-import { FrameReader, FrameWriter } from "./frame.ts";
+import { FrameReader, FrameWriter, withAttachment } from "./frame.ts";
 import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
 import { security, tokensEqual } from "./security.ts";
 
@@ -37,6 +37,11 @@ export interface ServeOptions {
   maxConnections: number;
   /** Requests of one connection handled at once; reading pauses beyond it. */
   maxInFlightPerConnection?: number;
+  /**
+   * Bytes of replies of one connection queued but not yet written (its peer
+   * is not reading); reading pauses beyond it. Defaults to 4 MiB.
+   */
+  maxUnwrittenBytesPerConnection?: number;
   onError?: (message: string, fields: Record<string, unknown>) => void;
   /** Defaults to the process's security settings (src/protocol/security.ts). */
   authToken?: string;
@@ -62,7 +67,8 @@ export interface Server {
  */
 export function encodeReply(id: number | null, reply: Reply): string {
   if (reply instanceof RawReply) {
-    return reply.fields.length === 0 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${reply.fields}}`;
+    const frame = reply.fields.length === 0 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${reply.fields}}`;
+    return reply.attachment ? withAttachment(frame, reply.attachmentBytes) : frame;
   }
   const body = JSON.stringify(reply);
   return body.length <= 2 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${body.slice(1)}`;
@@ -112,6 +118,7 @@ export function serve(opts: ServeOptions): Server {
   const sessions = new Set<Session>();
   const conns = new Set<Deno.Conn>();
   const maxInFlight = opts.maxInFlightPerConnection ?? 256;
+  const maxUnwritten = opts.maxUnwrittenBytesPerConnection ?? 4 * 1024 * 1024;
   let nextSessionId = 1;
   let closed = false;
 
@@ -150,14 +157,30 @@ export function serve(opts: ServeOptions): Server {
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     let authed = authToken === undefined;
     let inFlight = 0;
+    // Replies queued and not yet written: without a bound, a peer that sends
+    // requests and never reads the replies would make us queue them forever.
+    let unwritten = 0;
     let wake: (() => void) | null = null;
-    const reply = (frame: string) => {
-      if (open) writer.send(frame).catch(close);
+    const wakeReader = () => {
+      if (wake) {
+        wake();
+        wake = null;
+      }
+    };
+    const busy = () => inFlight >= maxInFlight || unwritten > maxUnwritten;
+    const reply = (frame: string, attachment?: RawReply) => {
+      if (!open) return;
+      const size = frame.length + (attachment?.attachmentBytes ?? 0);
+      unwritten += size;
+      writer.send(frame, attachment?.attachment).catch(close).finally(() => {
+        unwritten -= size;
+        wakeReader();
+      });
     };
     const run = async (req: Request) => {
       try {
         const result = await opts.handler(req, session);
-        if (!req.noReply) reply(encodeReply(req.id, result));
+        if (!req.noReply) reply(encodeReply(req.id, result), result instanceof RawReply ? result : undefined);
       } catch (err) {
         const yerr = toYakError(err);
         if (yerr.code === "UNAVAILABLE" && !(err instanceof YakError)) {
@@ -169,10 +192,7 @@ export function serve(opts: ServeOptions): Server {
         if (!req.noReply) reply(encodeError(req.id, yerr));
       } finally {
         inFlight--;
-        if (wake) {
-          wake();
-          wake = null;
-        }
+        wakeReader();
       }
     };
     const reader = new FrameReader(conn, opts.maxFrameBytes);
@@ -181,6 +201,10 @@ export function serve(opts: ServeOptions): Server {
         const lines = await reader.next();
         if (lines === null) break;
         for (const line of lines) {
+          while (busy() && open) {
+            await new Promise<void>((r) => (wake = r));
+          }
+          if (!open) break;
           let req: Request;
           try {
             req = parseRequest(line);
@@ -209,7 +233,7 @@ export function serve(opts: ServeOptions): Server {
           // that need order take it synchronously before their first await.
           run(req);
         }
-        while (inFlight >= maxInFlight && open) {
+        while (busy() && open) {
           await new Promise<void>((r) => (wake = r));
         }
       }

@@ -205,7 +205,7 @@ export class Zookeeper {
         // The leader restarted: a new process, so a new epoch; followers re-check their logs.
         // (A leader that only reconnected, e.g. after a zookeeper restart, keeps its epoch.)
         await this.#elect("leader_restarted");
-      } else if (this.#lease.leaderId === null) {
+      } else if (this.#lease.leaderId === null && this.#pastStartupGrace()) {
         await this.#elect("no_leader");
       }
     });
@@ -275,6 +275,15 @@ export class Zookeeper {
     return { lease: this.#lease };
   }
 
+  /**
+   * With no leader at start (a new cluster, or a lost lease file), wait one
+   * session for every broker to register, so the election sees them all and
+   * picks the one holding the most, not the first to call.
+   */
+  #pastStartupGrace(): boolean {
+    return Date.now() > this.#startedAt + this.#opts.sessionTimeoutMs;
+  }
+
   async #check(): Promise<void> {
     if (this.#checking) return;
     this.#checking = true;
@@ -335,7 +344,7 @@ export class Zookeeper {
         });
       }
     } else if (
-      leader === null && [...this.#members.values()].some((m) => m.alive)
+      leader === null && this.#pastStartupGrace() && [...this.#members.values()].some((m) => m.alive)
     ) {
       await this.#elect("no_leader");
     }
