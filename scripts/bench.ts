@@ -25,7 +25,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
 import { Connection } from "../src/protocol/connection.ts";
-import { MAIN, Proc, TestCluster, yak } from "../tests/harness.ts";
+import { MAIN, memoryOf, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
 
 const PERMS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-run"];
 const encoder = new TextEncoder();
@@ -194,24 +194,9 @@ async function segmentBytes(dir: string): Promise<number> {
   return total;
 }
 
-/**
- * A file under /proc, or "" when unreadable. Deno 2 lets only --allow-all
- * read /proc directly, and `deno task bench` runs with named permissions,
- * so this goes through `cat` (--allow-run).
- */
-async function readProc(path: string): Promise<string> {
-  try {
-    const out = await new Deno.Command("cat", { args: [path], stdout: "piped", stderr: "null" }).output();
-    return out.success ? decoder.decode(out.stdout) : "";
-  } catch {
-    return "";
-  }
-}
-
 /** VmHWM (peak resident set) of a process, in bytes, or null when it is gone. */
-async function peakRss(pid: number): Promise<number | null> {
-  const m = (await readProc(`/proc/${pid}/status`)).match(/^VmHWM:\s+(\d+)\s+kB/m);
-  return m ? Number(m[1]) * 1024 : null;
+function peakRss(pid: number): Promise<number | null> {
+  return memoryOf(pid, "VmHWM");
 }
 
 /**

@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Proc, TestCluster, yak } from "../tests/harness.ts";
+import { memoryOf, Proc, TestCluster, yak } from "../tests/harness.ts";
 
 /** What a soak run saw. */
 export interface SoakResult {
@@ -35,14 +35,9 @@ export interface SoakOptions {
   log?: (line: string) => void;
 }
 
-function peakRssMb(pid: number): number {
-  try {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const m = /VmHWM:\s+(\d+) kB/.exec(status);
-    return m ? Math.round(Number(m[1]) / 1024) : NaN;
-  } catch {
-    return NaN;
-  }
+async function peakRssMb(pid: number): Promise<number> {
+  const bytes = await memoryOf(pid, "VmHWM");
+  return bytes === null ? NaN : Math.round(bytes / 1024 / 1024);
 }
 
 /**
@@ -57,9 +52,9 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   const log = o.log ?? (() => {});
   const cluster = await TestCluster.start();
   const peaks: Record<string, number> = {};
-  const notePeaks = () => {
+  const notePeaks = async () => {
     for (const [id, p] of cluster.brokers) {
-      const mb = peakRssMb(p.pid);
+      const mb = await peakRssMb(p.pid);
       if (!Number.isNaN(mb)) peaks[`broker-${id}`] = Math.max(peaks[`broker-${id}`] ?? 0, mb);
     }
   };
@@ -106,7 +101,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     const killing = (async () => {
       for (const at of killTimes) {
         await new Promise((r) => setTimeout(r, Math.max(0, at - Date.now())));
-        notePeaks();
+        await notePeaks();
         const lease = await cluster.waitFor((l) => l.leaderId !== null && l.isr.length === 3, 30_000);
         const victim = lease.leaderId!;
         cluster.brokers.get(victim)!.kill("SIGKILL");
@@ -133,7 +128,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     await new Promise((r) => setTimeout(r, 500)); // room for duplicates to show, if any
     for (const c of consumers) c.kill("SIGTERM");
     await Promise.all(consumers.map((c) => c.status));
-    notePeaks();
+    await notePeaks();
     const groups = consumers.map((c, g) => {
       const seen = new Set<string>();
       let duplicates = 0;

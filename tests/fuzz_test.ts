@@ -24,7 +24,7 @@
 import assert from "node:assert/strict";
 import { writeAll } from "../src/protocol/frame.ts";
 import { parseRequest } from "../src/protocol/messages.ts";
-import { type RunResult, TestCluster, yak } from "./harness.ts";
+import { memoryOf, type RunResult, TestCluster, yak } from "./harness.ts";
 
 const encoder = new TextEncoder();
 
@@ -1278,14 +1278,11 @@ async function manyConnections(port: number, n: number, who: string): Promise<Ma
 
 // ---------------------------------------------------------------------------
 
-/** VmRSS of `pid` in MB (read by `cat`: Deno wants --allow-all to read another process's /proc files). */
+/** VmRSS of `pid` in MB. */
 async function rssMb(pid: number): Promise<number> {
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped", stderr: "piped" })
-    .output();
-  const status = new TextDecoder().decode(out.stdout);
-  const m = status.match(/^VmRSS:\s+(\d+)\s+kB/m);
-  assert.ok(m, `no VmRSS for pid ${pid}`);
-  return Number(m[1]) / 1024;
+  const bytes = await memoryOf(pid, "VmRSS");
+  assert.ok(bytes !== null, `no VmRSS for pid ${pid}`);
+  return Math.round(bytes / 1024 / 1024);
 }
 
 async function withDeadline<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {

@@ -416,3 +416,23 @@ export function seqText(n: number, from = 1): string {
   for (let i = 0; i < n; i++) parts[i] = String(from + i);
   return parts.join("\n") + "\n";
 }
+
+/**
+ * A file under /proc, or "" when unreadable. Deno lets only --allow-all read
+ * another process's /proc files, and the tasks run with named permissions, so
+ * this goes through `cat` (--allow-run).
+ */
+export async function readProc(path: string): Promise<string> {
+  try {
+    const out = await new Deno.Command("cat", { args: [path], stdout: "piped", stderr: "null" }).output();
+    return out.success ? decoder.decode(out.stdout) : "";
+  } catch {
+    return "";
+  }
+}
+
+/** A memory figure of a process from /proc/<pid>/status (VmHWM: peak, VmRSS: now), in bytes, or null. */
+export async function memoryOf(pid: number, field: "VmHWM" | "VmRSS"): Promise<number | null> {
+  const m = (await readProc(`/proc/${pid}/status`)).match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m"));
+  return m ? Number(m[1]) * 1024 : null;
+}

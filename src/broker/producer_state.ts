@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { lineOffset } from "../log/partition_log.ts";
 import { producerOf } from "../log/record.ts";
 
 /** Batches remembered per producer and partition (Kafka keeps five). */
@@ -87,39 +88,20 @@ export class ProducerState {
       loading = (async () => {
         const text = await readTail();
         const map = new Map<string, Entry>();
-        let runStart: { producer: string; seq: number; offset: number } | null = null;
-        let prev: { producer: string; seq: number } | null = null;
+        // Consecutive sequences of one producer form one batch.
+        let run: { producer: string; first: number; last: number; offset: number } | null = null;
+        const endRun = () => run && addBatch(map, run.producer, run.first, run.last, run.offset);
         for (const line of text.split("\n")) {
-          if (line.length === 0) continue;
-          const ps = producerOf(line);
+          const ps = line.length === 0 ? null : producerOf(line);
           if (!ps) continue;
-          const offset = Number(line.slice(10, line.indexOf(",", 10)));
-          if (
-            !runStart || !prev || prev.producer !== ps.producer ||
-            ps.seq !== prev.seq + 1
-          ) {
-            if (runStart && prev) {
-              addBatch(
-                map,
-                runStart.producer,
-                runStart.seq,
-                prev.seq,
-                runStart.offset,
-              );
-            }
-            runStart = { producer: ps.producer, seq: ps.seq, offset };
+          if (run && run.producer === ps.producer && ps.seq === run.last + 1) {
+            run.last = ps.seq;
+            continue;
           }
-          prev = ps;
+          endRun();
+          run = { producer: ps.producer, first: ps.seq, last: ps.seq, offset: lineOffset(line) };
         }
-        if (runStart && prev) {
-          addBatch(
-            map,
-            runStart.producer,
-            runStart.seq,
-            prev.seq,
-            runStart.offset,
-          );
-        }
+        endRun();
         this.#byPartition.set(key, map);
         this.#ready.add(key);
         this.#loading.delete(key);

@@ -135,3 +135,17 @@ export function helpRequested(values: Values, usage: string): boolean {
   }
   return false;
 }
+
+/** The membership timing flags the zookeeper and the brokers share. */
+export const TIMING_FLAGS: Flags = {
+  "heartbeat-ms": { type: "string" },
+  "session-timeout-ms": { type: "string" },
+};
+
+/** `--heartbeat-ms` and `--session-timeout-ms`, with their defaults and bounds. */
+export function timingOf(values: Values): { heartbeatMs: number; sessionTimeoutMs: number } {
+  return {
+    heartbeatMs: integer(values, "heartbeat-ms", DEFAULTS.heartbeatMs, 10, 60_000),
+    sessionTimeoutMs: integer(values, "session-timeout-ms", DEFAULTS.sessionTimeoutMs, 50, 600_000),
+  };
+}

@@ -6,7 +6,7 @@
 import { Broker } from "../broker/broker.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
-import { helpRequested, integer, parse, required, text } from "./args.ts";
+import { helpRequested, integer, parse, required, text, TIMING_FLAGS, timingOf } from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 
 const USAGE = `
@@ -29,8 +29,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     data: { type: "string" },
     partitions: { type: "string" },
     "segment-bytes": { type: "string" },
-    "heartbeat-ms": { type: "string" },
-    "session-timeout-ms": { type: "string" },
+    ...TIMING_FLAGS,
     "replica-lag-ms": { type: "string" },
     quiet: { type: "boolean" },
   });
@@ -49,20 +48,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     dataDir: text(values, "data") ?? DEFAULTS.dataDir,
     zkHost: zk.host,
     zkPort: zk.port,
-    heartbeatMs: integer(
-      values,
-      "heartbeat-ms",
-      DEFAULTS.heartbeatMs,
-      10,
-      60_000,
-    ),
-    sessionTimeoutMs: integer(
-      values,
-      "session-timeout-ms",
-      DEFAULTS.sessionTimeoutMs,
-      50,
-      600_000,
-    ),
+    ...timingOf(values),
     replicaLagMs: integer(
       values,
       "replica-lag-ms",

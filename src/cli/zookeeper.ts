@@ -5,7 +5,7 @@
  */
 import { DEFAULTS } from "../config.ts";
 import { Zookeeper } from "../zookeeper/zookeeper.ts";
-import { helpRequested, integer, parse, text } from "./args.ts";
+import { helpRequested, integer, parse, text, TIMING_FLAGS, timingOf } from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 
 const USAGE = `
@@ -22,8 +22,7 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     port: { type: "string" },
     host: { type: "string" },
     data: { type: "string" },
-    "heartbeat-ms": { type: "string" },
-    "session-timeout-ms": { type: "string" },
+    ...TIMING_FLAGS,
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
@@ -31,20 +30,7 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     dataDir: text(values, "data") ?? DEFAULTS.dataDir,
     host: text(values, "host") ?? DEFAULTS.host,
     port: integer(values, "port", DEFAULTS.zookeeperPort, 0, 65535),
-    heartbeatMs: integer(
-      values,
-      "heartbeat-ms",
-      DEFAULTS.heartbeatMs,
-      10,
-      60_000,
-    ),
-    sessionTimeoutMs: integer(
-      values,
-      "session-timeout-ms",
-      DEFAULTS.sessionTimeoutMs,
-      50,
-      600_000,
-    ),
+    ...timingOf(values),
     maxFrameBytes: 1024 * 1024,
     maxConnections: DEFAULTS.maxConnections,
     echo: !values.quiet,
