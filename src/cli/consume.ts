@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Consumer } from "../client/consumer.ts";
+import { Consumer, type PartitionRecords } from "../client/consumer.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { writeAll } from "../protocol/frame.ts";
 import { YakError } from "../protocol/errors.ts";
@@ -98,19 +98,13 @@ export async function consumeCommand(args: string[]): Promise<number> {
       }
       lastRecordAt = Date.now();
       const parts: Uint8Array[] = [];
-      for (const { partition, records } of polled) {
-        let take = records;
-        if (printed + records.length > maxMessages) {
-          take = records.slice(0, maxMessages - printed);
-          // Only what was printed counts as consumed (and committed).
-          consumer.positions.set(
-            partition,
-            take.length > 0 ? take[take.length - 1].offset + 1 : records[0].offset,
-          );
-        }
-        if (take.length === 0) continue;
-        parts.push(render(take, partition, topic, format));
-        printed += take.length;
+      for (const part of polled) {
+        const take = Math.min(part.count, maxMessages - printed);
+        // Only what was printed counts as consumed (and committed).
+        if (take < part.count) consumer.positions.set(part.partition, part.base + take);
+        if (take === 0) continue;
+        parts.push(render(part, take, topic, format));
+        printed += take;
         if (printed >= maxMessages) break;
       }
       try {
@@ -131,12 +125,13 @@ export async function consumeCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-function render(
-  records: FetchedRecord[],
-  partition: number,
-  topic: string,
-  format: string,
-): Uint8Array {
+function render(part: PartitionRecords, take: number, topic: string, format: string): Uint8Array {
+  const partition = part.partition;
+  if (format === "value") {
+    const values = part.values();
+    if (values) return encoder.encode((take < values.length ? values.slice(0, take) : values).join("\n") + "\n");
+  }
+  const records = take < part.count ? part.records.slice(0, take) : part.records;
   if (format === "json") {
     let out = "";
     for (const r of records) {
@@ -150,11 +145,6 @@ function render(
         ...(r.valueB64 !== undefined ? { valueB64: r.valueB64 } : { value: r.value }),
       }) + "\n";
     }
-    return encoder.encode(out);
-  }
-  if (records.every((r) => r.valueB64 === undefined)) {
-    let out = "";
-    for (const r of records) out += r.value + "\n";
     return encoder.encode(out);
   }
   const chunks: Uint8Array[] = [];

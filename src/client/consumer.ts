@@ -33,11 +33,46 @@ export interface ConsumerOptions {
 
 const decoder = new TextDecoder();
 
-/** Records of one partition from one poll. */
-export interface PartitionRecords {
-  partition: number;
-  records: FetchedRecord[];
+/**
+ * Records of one partition from one poll: `count` stored lines from offset
+ * `base`, parsed only when asked for.
+ */
+export class PartitionRecords {
+  #records: FetchedRecord[] | null = null;
+
+  constructor(readonly partition: number, readonly base: number, readonly count: number, readonly text: string) {}
+
+  /** The records, parsed (once) from the stored lines. */
+  get records(): FetchedRecord[] {
+    // The stored lines are JSON objects: one parse for the whole part.
+    this.#records ??= JSON.parse(`[${this.text.slice(0, -1).replaceAll("\n", ",")}]`) as FetchedRecord[];
+    return this.#records;
+  }
+
+  /**
+   * Just the text values, read from the stored lines without parsing whole
+   * records (the common `--format value` case), or null when a record holds
+   * bytes (`valueB64`) and needs the full parse.
+   */
+  values(): string[] | null {
+    const lines = this.text.split("\n");
+    lines.pop();
+    const out = new Array<string>(lines.length);
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      // Strings inside a line escape their quotes, so these markers only match the fields themselves.
+      const at = line.indexOf(VALUE_FIELD);
+      if (at === -1) return null;
+      const p = line.lastIndexOf(PRODUCER_FIELD);
+      const raw = line.slice(at + VALUE_FIELD.length, p === -1 ? line.length - 2 : p);
+      out[i] = raw.includes("\\") ? JSON.parse(`"${raw}"`) : raw;
+    }
+    return out;
+  }
 }
+
+const VALUE_FIELD = ',"value":"';
+const PRODUCER_FIELD = '","producer":"';
 
 /**
  * A consumer of one topic.
@@ -180,9 +215,7 @@ export class Consumer {
   async poll(): Promise<PartitionRecords[]> {
     const batch = await (this.#prefetch ?? this.#fetch());
     this.#prefetch = null;
-    for (const { partition, records } of batch) {
-      this.positions.set(partition, records[records.length - 1].offset + 1);
-    }
+    for (const part of batch) this.positions.set(part.partition, part.base + part.count);
     if (batch.length > 0) {
       this.#prefetch = this.#fetch();
       this.#prefetch.catch(() => {}); // its error is met by the next poll
@@ -210,11 +243,8 @@ export class Consumer {
           const bytes = attachment.subarray(at, at + part.len);
           at += part.len;
           if (part.base !== this.#cursor.get(part.p) || part.count === 0) continue;
-          // The stored lines are JSON objects: one parse for the whole part.
-          const text = decoder.decode(bytes);
-          const records = JSON.parse(`[${text.slice(0, -1).replaceAll("\n", ",")}]`) as FetchedRecord[];
-          this.#cursor.set(part.p, part.base + records.length);
-          out.push({ partition: part.p, records });
+          this.#cursor.set(part.p, part.base + part.count);
+          out.push(new PartitionRecords(part.p, part.base, part.count, decoder.decode(bytes)));
         }
         return out;
       } catch (err) {
