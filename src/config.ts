@@ -23,10 +23,16 @@ export const DEFAULTS = {
   replicaLagMs: 3000,
   /** How long a follower's fetch waits at the leader for new records. */
   replicaFetchWaitMs: 200,
-  replicaFetchMaxBytes: 4 * 1024 * 1024,
+  replicaFetchMaxBytes: 2 * 1024 * 1024,
 
   // Storage.
   segmentBytes: 64 * 1024 * 1024,
+  /**
+   * Newest bytes of each partition kept in memory for followers and tail
+   * consumers. Small on purpose: it is per partition, and readers that fall
+   * behind it are served from the page cache through the index.
+   */
+  tailCacheBytes: 2 * 1024 * 1024,
   indexIntervalBytes: 4096,
   /** How much of a partition's tail is scanned to rebuild producer sequences on a new leader. */
   producerStateScanBytes: 16 * 1024 * 1024,

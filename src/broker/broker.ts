@@ -5,6 +5,7 @@
  * @module
  */
 import { join } from "node:path";
+import { DEFAULTS } from "../config.ts";
 import { OpLog } from "../op_log.ts";
 import { YakError } from "../protocol/errors.ts";
 import type { Lease, Request } from "../protocol/messages.ts";
@@ -78,6 +79,7 @@ export class Broker implements BrokerContext {
       store = await TopicStore.open(join(dir, "topics"), {
         segmentBytes: opts.segmentBytes,
         indexIntervalBytes: opts.indexIntervalBytes,
+        tailCacheBytes: DEFAULTS.tailCacheBytes,
         onEvent: (event, fields) => log.write(event, fields),
       });
     } catch (err) {

@@ -6,6 +6,7 @@
  * @module
  */
 import * as names from "../log/names.ts";
+import type { PartitionLog } from "../log/partition_log.ts";
 import { encodeBatch, type RecordInput } from "../log/record.ts";
 import { YakError } from "../protocol/errors.ts";
 import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
@@ -157,7 +158,10 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
   const topic = checkTopicName(req.topic);
   const partition = int(req, "partition", 0, b.opts.maxPartitions - 1);
   const acks = acksOf(req);
-  const records = parseRecords(b, req.records);
+  let records: RecordInput[] | null = parseRecords(b, req.records);
+  const count = records.length;
+  // The server holds the request until we answer; it must not keep the batch alive that long.
+  req.records = undefined;
   const producer = optStr(req, "producer", 64) ?? null;
   if (producer !== null && !PRODUCER_ID.test(producer)) {
     throw new YakError(
@@ -182,7 +186,7 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
   if (!b.leaseValid()) throw notLeader(b, "its lease has expired");
   const seen = producer === null
     ? { skip: 0, storedBaseOffset: -1, gap: false }
-    : b.producers.check(key, producer, baseSeq, records.length);
+    : b.producers.check(key, producer, baseSeq, count);
   if (seen.gap && acks !== 0) {
     // An earlier batch of this producer is missing here (its write failed, or
     // it went to a lost leader): it must be resent first, or this one would
@@ -194,26 +198,15 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
   }
   let baseOffset = seen.storedBaseOffset;
   let endOffset = log.logEndOffset;
-  if (seen.skip < records.length) {
-    const fresh = seen.skip === 0 ? records : records.slice(seen.skip);
-    const ts = Date.now();
-    const epoch = leader.epoch;
-    const appended = log.append(
-      epoch,
-      fresh.length,
-      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq + seen.skip),
-    );
-    if (producer !== null) {
-      b.producers.record(
-        key,
-        producer,
-        baseSeq + seen.skip,
-        fresh.length,
-        appended.baseOffset,
-      );
-    }
+  if (seen.skip < count) {
+    const fresh = count - seen.skip;
+    const appended = appendRecords(log, records, seen.skip, leader.epoch, producer, baseSeq);
+    // Only offsets are needed from here on: while this waits for replicas,
+    // the parsed records can already be collected.
+    records = null;
+    if (producer !== null) b.producers.record(key, producer, baseSeq + seen.skip, fresh, appended.baseOffset);
     if (seen.skip === 0) baseOffset = appended.baseOffset;
-    endOffset = appended.baseOffset + fresh.length;
+    endOffset = appended.baseOffset + fresh;
     try {
       await appended.done;
       if (b.failingWrites.delete(key)) b.log.write("writes_resumed", { partition: key });
@@ -238,10 +231,24 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
   }
   return {
     baseOffset,
-    count: records.length,
+    count,
     duplicate: seen.skip > 0,
     partition,
   };
+}
+
+/** Queues the lines of the records not yet stored; the records are not referenced after it returns. */
+function appendRecords(
+  log: PartitionLog,
+  records: RecordInput[],
+  skip: number,
+  epoch: number,
+  producer: string | null,
+  baseSeq: number,
+): { baseOffset: number; done: Promise<void> } {
+  const fresh = skip === 0 ? records : records.slice(skip);
+  const ts = Date.now();
+  return log.append(epoch, fresh.length, (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq + skip));
 }
 
 function notLeader(b: BrokerContext, why: string): YakError {
@@ -513,6 +520,6 @@ function status(b: BrokerContext): Reply {
     topics,
     groups,
     clients: [...b.clients.values()],
-    memory: Deno.memoryUsage().rss,
+    memory: Deno.memoryUsage(),
   };
 }
