@@ -13,6 +13,7 @@ import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str
 import type { Session } from "../protocol/server.ts";
 import type { BrokerContext } from "./context.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
+import { fairShare } from "./replication.ts";
 
 const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -261,7 +262,7 @@ function notLeader(b: BrokerContext, why: string): YakError {
 }
 
 async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
-  const topic = checkTopicName(req.topic, true);
+  const topic = checkTopicName(req.topic);
   if (!b.store.has(topic)) {
     throw new YakError(
       "UNKNOWN_TOPIC",
@@ -296,6 +297,10 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
     const data: Uint8Array[] = [];
     const hw: string[] = [];
     let budget = maxBytes;
+    const share = fairShare(
+      maxBytes,
+      partitions.filter(([p, off]) => off < b.store.partition(topic, p).highWatermark).length,
+    );
     for (const [p, off] of partitions) {
       const log = b.store.partition(topic, p);
       hw.push(`"${p}":${log.highWatermark}`);
@@ -310,7 +315,7 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
         continue;
       }
       if (off >= log.highWatermark || budget <= 0) continue;
-      const read = await b.readLog(log, off, budget, log.highWatermark);
+      const read = await b.readLog(log, off, Math.min(share, budget), log.highWatermark);
       if (read.count === 0) continue;
       budget -= read.byteLength;
       data.push(...read.chunks);

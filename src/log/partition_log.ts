@@ -237,9 +237,11 @@ export class PartitionLog {
     build: (baseOffset: number) => string,
   ): { baseOffset: number; done: Promise<void> } {
     const baseOffset = this.#next;
-    const text = build(baseOffset);
+    // Encoded now, not when the write runs: the built string still points at
+    // every record's parts, and a queued write would keep them all alive.
+    const bytes = encoder.encode(build(baseOffset));
     this.#next += count;
-    const done = this.#enqueue(baseOffset, count, text, [[epoch, baseOffset]]);
+    const done = this.#enqueue(baseOffset, count, bytes, [[epoch, baseOffset]]);
     return { baseOffset, done };
   }
 

@@ -39,7 +39,7 @@ export class FrameReader {
   readonly #source: ByteSource;
   readonly #maxFrameBytes: number;
   readonly #maxAttachmentBytes: number;
-  readonly #buf = new Uint8Array(READ_CHUNK_BYTES);
+  readonly #buf: Uint8Array;
   // Bytes of an unfinished line, kept as parts to avoid copying on every read.
   #partial: Uint8Array[] = [];
   #partialBytes = 0;
@@ -50,7 +50,8 @@ export class FrameReader {
    * N raw bytes after their newline (replies only: stored records, sent as
    * they are). 0 reads every line as a plain frame.
    */
-  constructor(source: ByteSource, maxFrameBytes: number, maxAttachmentBytes = 0) {
+  constructor(source: ByteSource, maxFrameBytes: number, maxAttachmentBytes = 0, readChunkBytes = READ_CHUNK_BYTES) {
+    this.#buf = new Uint8Array(readChunkBytes);
     this.#source = source;
     this.#maxFrameBytes = maxFrameBytes;
     this.#maxAttachmentBytes = maxAttachmentBytes;
