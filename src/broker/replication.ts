@@ -175,6 +175,7 @@ export class ReplicaFetcher {
     const b = this.#b;
     let reconciled = false;
     let lastError = "";
+    let attempts = 0;
     while (!this.#stopped) {
       try {
         this.#conn = await Connection.open(this.leader.host, this.leader.port, {
@@ -197,7 +198,10 @@ export class ReplicaFetcher {
           });
           lastError = yerr.message;
         }
-        await new Promise((r) => setTimeout(r, b.opts.heartbeatMs / 2));
+        // Right after a failover the new leader may not have its lease yet:
+        // retry soon at first (acks=all waits for us), then back off.
+        attempts++;
+        await new Promise((r) => setTimeout(r, attempts <= 10 ? 20 : b.opts.heartbeatMs / 2));
       } finally {
         this.#conn?.close();
         this.#conn = null;

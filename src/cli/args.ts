@@ -149,3 +149,12 @@ export function timingOf(values: Values): { heartbeatMs: number; sessionTimeoutM
     sessionTimeoutMs: integer(values, "session-timeout-ms", DEFAULTS.sessionTimeoutMs, 50, 600_000),
   };
 }
+
+/** Prints why a client is retrying, once per distinct reason (not once per attempt). */
+export function retryNotice(command: string, quiet: boolean): (why: string) => void {
+  let last = "";
+  return (why) => {
+    if (!quiet && why !== last) console.error(`yak ${command}: retrying: ${why}`);
+    last = why;
+  };
+}

@@ -8,7 +8,7 @@ import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { writeAll } from "../protocol/frame.ts";
 import { YakError } from "../protocol/errors.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, text } from "./args.ts";
+import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, retryNotice, text } from "./args.ts";
 
 const USAGE = `
 yak consume --topic T [--from-beginning | --offset K] [--group G] [--partition N]
@@ -63,7 +63,6 @@ export async function consumeCommand(args: string[]): Promise<number> {
   );
   const timeoutMs = integer(values, "timeout-ms", undefined, 0, 2 ** 31 - 1);
   const quiet = values.quiet === true;
-  let lastNotice = "";
   const consumer = await Consumer.open({
     bootstrap: bootstrapOf(values),
     topic,
@@ -74,12 +73,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
     maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
     // Exiting when idle includes waiting for the cluster or the topic.
     firstConnectTimeoutMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
-    onRetry: (why) => {
-      if (!quiet && why !== lastNotice) {
-        console.error(`yak consume: retrying: ${why}`);
-      }
-      lastNotice = why;
-    },
+    onRetry: retryNotice("consume", quiet),
   });
   let stop = false;
   const onSignal = () => (stop = true);

@@ -6,7 +6,7 @@
 import { Producer } from "../client/producer.ts";
 import { checkTopicName } from "../log/names.ts";
 import { YakError } from "../protocol/errors.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, text } from "./args.ts";
+import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, retryNotice, text } from "./args.ts";
 
 const USAGE = `
 yak produce --topic T [--message TEXT ...] [--key K | --key-separator SEP]
@@ -57,7 +57,6 @@ export async function produceCommand(args: string[]): Promise<number> {
     throw new YakError("INVALID_ARGUMENT", "--key-separator must not be empty");
   }
   const quiet = values.quiet === true;
-  let lastNotice = "";
   const producer = await Producer.open({
     bootstrap: bootstrapOf(values),
     topic,
@@ -65,12 +64,7 @@ export async function produceCommand(args: string[]): Promise<number> {
     partition: integer(values, "partition", undefined, 0, 100_000),
     batchRecords: integer(values, "batch-records", undefined, 1, 10_000),
     lingerMs: integer(values, "linger-ms", undefined, 0, 60_000),
-    onRetry: (why) => {
-      if (!quiet && why !== lastNotice) {
-        console.error(`yak produce: retrying: ${why}`);
-      }
-      lastNotice = why;
-    },
+    onRetry: retryNotice("produce", quiet),
   });
   const started = performance.now();
   let records = 0;
