@@ -25,9 +25,8 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
 import { Connection } from "../src/protocol/connection.ts";
-import { MAIN, memoryOf, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
+import { MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
 
-const PERMS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-run"];
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const NEWLINE = 10;
@@ -768,7 +767,7 @@ async function loadAverage(): Promise<number[]> {
 
 async function main(): Promise<number> {
   const s = settingsFrom(Deno.args);
-  const command = `deno run ${PERMS.join(" ")} scripts/bench.ts ${
+  const command = `deno task bench ${
     Deno.args.map((a) => (/^[\w./:=-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ")
   }`.trimEnd();
   const benchStarted = clock();

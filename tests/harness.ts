@@ -7,18 +7,14 @@
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { RUN_FLAGS } from "../src/config.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
 
 /** main.ts, as a path. */
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
-const PERMS = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-run",
-];
+/** How the harness runs main.ts: as `yak cluster` runs its children. */
+export const PERMS: readonly string[] = RUN_FLAGS;
 const decoder = new TextDecoder();
 
 /** A running child process whose output lines are collected and can be awaited. */

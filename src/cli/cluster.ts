@@ -5,7 +5,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { DEFAULTS } from "../config.ts";
+import { DEFAULTS, RUN_FLAGS } from "../config.ts";
 import { security } from "../protocol/security.ts";
 import { helpRequested, integer, parse, text } from "./args.ts";
 
@@ -19,14 +19,6 @@ Ctrl-C stops them all. Try, in another terminal:
   yak consume --topic demo --from-beginning --max-messages 1000 | tail -1
   yak kill --leader; yak status
 `;
-
-const PERMISSIONS = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-run",
-];
 
 /**
  * The command line that runs this same program with other arguments: the
@@ -46,7 +38,7 @@ export function selfCommand(
   if (/^deno(\.exe)?$/.test(name) && Deno.mainModule.startsWith("file:")) {
     return {
       command: exe,
-      args: ["run", ...PERMISSIONS, fileURLToPath(Deno.mainModule), ...args],
+      args: ["run", ...RUN_FLAGS, fileURLToPath(Deno.mainModule), ...args],
     };
   }
   return { command: exe, args };
