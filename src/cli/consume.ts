@@ -7,7 +7,6 @@ import { Consumer, type PartitionRecords } from "../client/consumer.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { writeAll } from "../protocol/frame.ts";
 import { YakError } from "../protocol/errors.ts";
-import type { FetchedRecord } from "../protocol/messages.ts";
 import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, retryNotice, text } from "./args.ts";
 
 const USAGE = `
