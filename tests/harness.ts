@@ -262,54 +262,35 @@ export class TestCluster {
     return ["--zookeeper", this.zkAddr];
   }
 
+  /** `--flag value` for each option that is set, plus the extra server arguments. */
+  #flags(names: Partial<Record<keyof ClusterOptions, string>>): string[] {
+    const out: string[] = [];
+    for (const [key, flag] of Object.entries(names)) {
+      const value = this.opts[key as keyof ClusterOptions];
+      if (value !== undefined) out.push(flag!, String(value));
+    }
+    return [...out, ...(this.opts.serverArgs ?? [])];
+  }
+
   async startZookeeper(): Promise<void> {
-    const args = [
-      "zookeeper",
-      "--port",
-      String(this.zkPort),
-      "--data",
-      this.dir,
-    ];
-    if (this.opts.heartbeatMs) {
-      args.push("--heartbeat-ms", String(this.opts.heartbeatMs));
-    }
-    if (this.opts.sessionTimeoutMs) {
-      args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
-    }
-    this.zk = new Proc("zookeeper", [...args, ...(this.opts.serverArgs ?? [])], { env: this.opts.env });
+    const args = ["zookeeper", "--port", String(this.zkPort), "--data", this.dir];
+    const flags = this.#flags({ heartbeatMs: "--heartbeat-ms", sessionTimeoutMs: "--session-timeout-ms" });
+    this.zk = new Proc("zookeeper", [...args, ...flags], { env: this.opts.env });
     const m = await this.zk.waitFor(/^zookeeper listening on [\d.]+:(\d+)$/);
     this.zkPort = Number(m[1]);
   }
 
   /** Starts (or restarts) broker `id` on a fresh port. */
   async startBroker(id: number): Promise<Proc> {
-    const args = [
-      "broker",
-      "--id",
-      String(id),
-      "--port",
-      "0",
-      "--zookeeper",
-      this.zkAddr,
-      "--data",
-      this.dir,
-    ];
-    if (this.opts.heartbeatMs) {
-      args.push("--heartbeat-ms", String(this.opts.heartbeatMs));
-    }
-    if (this.opts.sessionTimeoutMs) {
-      args.push("--session-timeout-ms", String(this.opts.sessionTimeoutMs));
-    }
-    if (this.opts.replicaLagMs) {
-      args.push("--replica-lag-ms", String(this.opts.replicaLagMs));
-    }
-    if (this.opts.partitions) {
-      args.push("--partitions", String(this.opts.partitions));
-    }
-    if (this.opts.segmentBytes) {
-      args.push("--segment-bytes", String(this.opts.segmentBytes));
-    }
-    const proc = new Proc(`broker-${id}`, [...args, ...(this.opts.serverArgs ?? [])], { env: this.opts.env });
+    const args = ["broker", "--id", String(id), "--port", "0", "--zookeeper", this.zkAddr, "--data", this.dir];
+    const flags = this.#flags({
+      heartbeatMs: "--heartbeat-ms",
+      sessionTimeoutMs: "--session-timeout-ms",
+      replicaLagMs: "--replica-lag-ms",
+      partitions: "--partitions",
+      segmentBytes: "--segment-bytes",
+    });
+    const proc = new Proc(`broker-${id}`, [...args, ...flags], { env: this.opts.env });
     this.brokers.set(id, proc);
     const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);
     this.brokerPorts.set(id, Number(m[1]));
