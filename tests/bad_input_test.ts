@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { Connection } from "../src/protocol/connection.ts";
 import { YakError } from "../src/protocol/errors.ts";
 import { writeAll } from "../src/protocol/frame.ts";
-import { eventually, type RunResult, seqText, TestCluster, yak } from "./harness.ts";
+import { eventually, type RunResult, seqText, TestCluster, Waiters, yak } from "./harness.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -97,7 +97,7 @@ class RawConn {
   readonly conn: Deno.TcpConn;
   readonly lines: string[] = [];
   ended = false;
-  #wake = new Set<() => void>();
+  readonly #waiters = new Waiters();
   readonly #pump: Promise<void>;
 
   private constructor(conn: Deno.TcpConn) {
@@ -131,27 +131,15 @@ class RawConn {
   }
 
   #notify(): void {
-    for (const fn of [...this.#wake]) fn();
+    this.#waiters.notify();
   }
 
-  #until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!pred()) return;
-        done();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`${what} within ${timeoutMs} ms (lines so far: ${this.lines.join(" | ")})`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.#wake.delete(check);
-      };
-      this.#wake.add(check);
-      check();
-    });
+  async #until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    await this.#waiters.until(
+      () => pred() || undefined,
+      timeoutMs,
+      () => new Error(`${what} within ${timeoutMs} ms (lines so far: ${this.lines.join(" | ")})`),
+    );
   }
 
   write(data: string | Uint8Array): Promise<void> {

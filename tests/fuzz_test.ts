@@ -24,7 +24,7 @@
 import assert from "node:assert/strict";
 import { writeAll } from "../src/protocol/frame.ts";
 import { parseRequest } from "../src/protocol/messages.ts";
-import { memoryOf, type RunResult, TestCluster, yak } from "./harness.ts";
+import { memoryOf, type RunResult, TestCluster, Waiters, yak } from "./harness.ts";
 
 const encoder = new TextEncoder();
 
@@ -730,7 +730,7 @@ class Wire {
   readonly lines: string[] = [];
   ended = false;
   onLine: ((line: string, attachment?: Uint8Array) => void) | null = null;
-  readonly #wake = new Set<() => void>();
+  readonly #waiters = new Waiters();
   readonly #pump: Promise<void>;
   #closed = false;
 
@@ -794,28 +794,16 @@ class Wire {
   }
 
   #notify(): void {
-    for (const fn of [...this.#wake]) fn();
+    this.#waiters.notify();
   }
 
   /** Resolves once `pred` holds (checked on every read), or rejects after `timeoutMs`. */
-  until(pred: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!pred()) return;
-        done();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`${what()} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.#wake.delete(check);
-      };
-      this.#wake.add(check);
-      check();
-    });
+  async until(pred: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+    await this.#waiters.until(
+      () => pred() || undefined,
+      timeoutMs,
+      () => new Error(`${what()} within ${timeoutMs} ms`),
+    );
   }
 
   write(data: string | Uint8Array): Promise<void> {

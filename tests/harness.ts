@@ -17,13 +17,55 @@ export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const PERMS: readonly string[] = RUN_FLAGS;
 const decoder = new TextDecoder();
 
+/**
+ * Callers waiting for a condition that changes when something arrives (a
+ * line, a frame): `until` re-checks at every `notify`, with a deadline.
+ */
+export class Waiters {
+  #waiting = new Set<() => void>();
+
+  notify(): void {
+    for (const check of [...this.#waiting]) check();
+  }
+
+  /**
+   * Resolves with `probe`'s first non-undefined result; rejects with
+   * `failure()` after `timeoutMs`, or at once when `probe` throws.
+   */
+  until<T>(probe: () => T | undefined, timeoutMs: number, failure: () => Error): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiting.delete(check);
+      };
+      const check = () => {
+        try {
+          const value = probe();
+          if (value === undefined) return;
+          done();
+          resolve(value);
+        } catch (err) {
+          done();
+          reject(err);
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(failure());
+      }, timeoutMs);
+      this.#waiting.add(check);
+      check();
+    });
+  }
+}
+
 /** A running child process whose output lines are collected and can be awaited. */
 export class Proc {
   readonly name: string;
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
   readonly status: Promise<Deno.CommandStatus>;
-  #listeners = new Set<() => void>();
+  readonly #waiters = new Waiters();
   #pumps: Promise<void>;
   exited = false;
 
@@ -87,7 +129,7 @@ export class Proc {
   }
 
   #notify(): void {
-    for (const fn of [...this.#listeners]) fn();
+    this.#waiters.notify();
   }
 
   /** Resolves with the first output line matching `pattern` (already printed or future). */
@@ -96,41 +138,20 @@ export class Proc {
     timeoutMs = 15_000,
     from = 0,
   ): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      let at = from;
-      const check = () => {
+    let at = from;
+    const tail = () => this.lines.slice(-20).join("\n");
+    return this.#waiters.until(
+      () => {
         for (; at < this.lines.length; at++) {
           const m = this.lines[at].match(pattern);
-          if (m) {
-            done();
-            resolve(m);
-            return;
-          }
+          if (m) return m;
         }
-        if (this.exited) {
-          done();
-          reject(
-            new Error(
-              `${this.name} exited before printing ${pattern}:\n${this.lines.slice(-20).join("\n")}`,
-            ),
-          );
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(
-          new Error(
-            `${this.name}: no ${pattern} within ${timeoutMs} ms:\n${this.lines.slice(-20).join("\n")}`,
-          ),
-        );
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-      };
-      this.#listeners.add(check);
-      check();
-    });
+        if (this.exited) throw new Error(`${this.name} exited before printing ${pattern}:\n${tail()}`);
+        return undefined;
+      },
+      timeoutMs,
+      () => new Error(`${this.name}: no ${pattern} within ${timeoutMs} ms:\n${tail()}`),
+    );
   }
 
   /** Sends a signal (ignored when the process is gone). */
