@@ -12,25 +12,10 @@ import { join } from "node:path";
 import { Connection } from "../src/protocol/connection.ts";
 import { YakError } from "../src/protocol/errors.ts";
 import { writeAll } from "../src/protocol/frame.ts";
-import { eventually, type RunResult, seqText, TestCluster, Waiters, yak } from "./harness.ts";
+import { eventually, type RunResult, seqText, TestCluster, Waiters, withDeadline, yak } from "./harness.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Runs `fn`, failing (not hanging) when it takes longer than `ms`. */
-async function withDeadline<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      fn(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: deadline of ${ms} ms exceeded`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** `yak ARGS` with a deadline well under the test's. */
 function run(args: string[], opts: { stdin?: string | Uint8Array; timeoutMs?: number } = {}): Promise<RunResult> {

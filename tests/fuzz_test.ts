@@ -24,7 +24,7 @@
 import assert from "node:assert/strict";
 import { writeAll } from "../src/protocol/frame.ts";
 import { parseRequest } from "../src/protocol/messages.ts";
-import { memoryOf, type RunResult, TestCluster, Waiters, yak } from "./harness.ts";
+import { memoryOf, type RunResult, TestCluster, Waiters, withDeadline, yak } from "./harness.ts";
 
 const encoder = new TextEncoder();
 
@@ -1271,20 +1271,6 @@ async function rssMb(pid: number): Promise<number> {
   const bytes = await memoryOf(pid, "VmRSS");
   assert.ok(bytes !== null, `no VmRSS for pid ${pid}`);
   return Math.round(bytes / 1024 / 1024);
-}
-
-async function withDeadline<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      fn(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: deadline of ${ms} ms exceeded`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function ok(res: RunResult, what: string): string {

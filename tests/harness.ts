@@ -434,3 +434,18 @@ export async function memoryOf(pid: number, field: "VmHWM" | "VmRSS"): Promise<n
   const m = (await readProc(`/proc/${pid}/status`)).match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m"));
   return m ? Number(m[1]) * 1024 : null;
 }
+
+/** Runs `fn`, failing (not hanging) when it takes longer than `ms`. */
+export async function withDeadline<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      fn(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: deadline of ${ms} ms exceeded`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
