@@ -42,18 +42,6 @@ export class ReadResult {
   get text(): string {
     return this.chunks.map((c) => decoder.decode(c)).join("");
   }
-
-  /** The lines as one byte array. */
-  bytes(): Uint8Array {
-    if (this.chunks.length === 1) return this.chunks[0];
-    const out = new Uint8Array(this.byteLength);
-    let at = 0;
-    for (const c of this.chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
-  }
 }
 
 interface Chunk {

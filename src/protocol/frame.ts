@@ -57,11 +57,6 @@ export class FrameReader {
     this.#maxAttachmentBytes = maxAttachmentBytes;
   }
 
-  /** Bytes received but not yet returned as a frame. */
-  get pendingBytes(): number {
-    return this.#partialBytes + (this.#attaching?.got ?? 0);
-  }
-
   /**
    * The next complete lines (at least one), or null at the end of the stream.
    * Throws FRAME_TOO_LARGE when a line exceeds the limit: the stream can no
