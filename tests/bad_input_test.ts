@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Connection } from "../src/protocol/connection.ts";
 import { YakError } from "../src/protocol/errors.ts";
-import { writeAll } from "../src/protocol/frame.ts";
+import { FrameReader, writeAll } from "../src/protocol/frame.ts";
 import { eventually, type RunResult, seqText, TestCluster, Waiters, withDeadline, yak } from "./harness.ts";
 
 const encoder = new TextEncoder();
@@ -95,20 +95,14 @@ class RawConn {
   }
 
   async #read(): Promise<void> {
-    const buf = new Uint8Array(64 * 1024);
-    const dec = new TextDecoder();
-    let carry = "";
+    // Every line as it comes: these tests read error frames, never attachments.
+    const reader = new FrameReader(this.conn, 64 * 1024 * 1024);
     try {
       while (true) {
-        const n = await this.conn.read(buf);
-        if (n === null) break;
-        const parts = (carry + dec.decode(buf.subarray(0, n), { stream: true }))
-          .split("\n");
-        carry = parts.pop()!;
-        if (parts.length > 0) {
-          this.lines.push(...parts);
-          this.#notify();
-        }
+        const lines = await reader.next();
+        if (lines === null) break;
+        this.lines.push(...lines);
+        this.#notify();
       }
     } catch { /* reset by the peer, or closed by us */ }
     this.ended = true;

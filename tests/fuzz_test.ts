@@ -22,7 +22,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { writeAll } from "../src/protocol/frame.ts";
+import { FrameReader, writeAll } from "../src/protocol/frame.ts";
 import { parseRequest } from "../src/protocol/messages.ts";
 import { memoryOf, type RunResult, TestCluster, Waiters, withDeadline, yak } from "./harness.ts";
 
@@ -706,19 +706,7 @@ function checkAttachment(f: Record<string, unknown>, data: Uint8Array, tally: Ta
   }
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** A reply that announces raw bytes after its line (stored records): `{"attach":N,...}`. */
-const ATTACH = /^\{"attach":(\d+),/;
 
 /**
  * A raw TCP connection whose reply lines are read as they come, so the
@@ -744,47 +732,15 @@ class Wire {
   }
 
   async #read(): Promise<void> {
-    const buf = new Uint8Array(256 * 1024);
-    let partial: Uint8Array[] = [];
-    let attachLine = "";
-    let attachLeft = 0;
-    let attached: Uint8Array[] = [];
-    const deliver = (line: string, attachment?: Uint8Array) => {
-      if (this.onLine) this.onLine(line, attachment);
-      else this.lines.push(line);
-    };
+    // The client side of the protocol's own framing: lines, and the raw bytes a reply announces.
+    const reader = new FrameReader(this.conn, 64 * 1024 * 1024, 64 * 1024 * 1024);
     try {
       while (true) {
-        const n = await this.conn.read(buf);
-        if (n === null) break;
-        const chunk = buf.subarray(0, n);
-        let start = 0;
-        while (start < n) {
-          if (attachLeft > 0) {
-            const take = Math.min(attachLeft, n - start);
-            attached.push(chunk.slice(start, start + take));
-            attachLeft -= take;
-            start += take;
-            if (attachLeft === 0) {
-              deliver(attachLine, concat(attached));
-              attached = [];
-            }
-            continue;
-          }
-          const nl = chunk.indexOf(0x0a, start);
-          if (nl === -1) {
-            partial.push(chunk.slice(start));
-            break;
-          }
-          partial.push(chunk.subarray(start, nl));
-          const line = lineDecoder.decode(concat(partial));
-          partial = [];
-          start = nl + 1;
-          const size = Number(ATTACH.exec(line)?.[1] ?? -1);
-          if (size > 0) {
-            attachLine = line;
-            attachLeft = size;
-          } else deliver(line, size === 0 ? new Uint8Array(0) : undefined);
+        const frames = await reader.nextFrames();
+        if (frames === null) break;
+        for (const { line, attachment } of frames) {
+          if (this.onLine) this.onLine(line, attachment);
+          else this.lines.push(line);
         }
         this.#notify();
       }
