@@ -5,6 +5,7 @@
  * @module
  */
 import { DEFAULTS } from "../config.ts";
+import { valuesOf } from "../log/record.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { isRetriable, toYakError, YakError } from "../protocol/errors.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
@@ -55,24 +56,9 @@ export class PartitionRecords {
    * bytes (`valueB64`) and needs the full parse.
    */
   values(): string[] | null {
-    const lines = this.text.split("\n");
-    lines.pop();
-    const out = new Array<string>(lines.length);
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i];
-      // Strings inside a line escape their quotes, so these markers only match the fields themselves.
-      const at = line.indexOf(VALUE_FIELD);
-      if (at === -1) return null;
-      const p = line.lastIndexOf(PRODUCER_FIELD);
-      const raw = line.slice(at + VALUE_FIELD.length, p === -1 ? line.length - 2 : p);
-      out[i] = raw.includes("\\") ? JSON.parse(`"${raw}"`) : raw;
-    }
-    return out;
+    return valuesOf(this.text);
   }
 }
-
-const VALUE_FIELD = ',"value":"';
-const PRODUCER_FIELD = '","producer":"';
 
 /**
  * A consumer of one topic.

@@ -61,3 +61,33 @@ export function producerOf(
   const seq = Number(line.slice(s + 7, line.length - 1));
   return Number.isSafeInteger(seq) ? { producer: line.slice(p + 13, q), seq } : null;
 }
+
+const VALUE_FIELD = ',"value":"';
+const PRODUCER_FIELD = '","producer":"';
+
+/**
+ * The text values of stored lines (each ending in "\n"), read without
+ * parsing whole records, or null when a record holds bytes (`valueB64`) and
+ * needs the full parse. Strings inside a line escape their quotes, so the
+ * field markers only match the fields themselves.
+ *
+ * @example
+ * ```ts
+ * import { encodeBatch, valuesOf } from "./record.ts";
+ * valuesOf(encodeBatch([{ key: null, value: "hi" }], 0, 1, 0, null, 0)); // ["hi"]
+ * ```
+ */
+export function valuesOf(text: string): string[] | null {
+  const lines = text.split("\n");
+  lines.pop();
+  const out = new Array<string>(lines.length);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const at = line.indexOf(VALUE_FIELD);
+    if (at === -1) return null;
+    const p = line.lastIndexOf(PRODUCER_FIELD);
+    const raw = line.slice(at + VALUE_FIELD.length, p === -1 ? line.length - 2 : p);
+    out[i] = raw.includes("\\") ? JSON.parse(`"${raw}"`) : raw;
+  }
+  return out;
+}
