@@ -20,93 +20,99 @@ async function consumeAll(topic: string, n: number, extra: string[]): Promise<st
 
 Deno.test("a damaged replica is cut on restart and healed from the leader; lost indexes and a garbage lease are repaired", async () => {
   const dir = await Deno.makeTempDir({ prefix: "yak-disk-" });
-  let cluster = await TestCluster.start({ dir });
   try {
-    const created = await yak(["topics", "--create", "d", "--partitions", "1", ...cluster.zkFlag]);
-    assert.equal(created.code, 0, created.stderr);
-    const produced = await yak(["produce", "--topic", "d", ...cluster.zkFlag], { stdin: seqText(5000) });
-    assert.equal(produced.code, 0, produced.stderr);
-    const leader = (await cluster.lease()).leaderId!;
-    const victim = [1, 2, 3].find((id) => id !== leader)!;
-    await eventually(
-      async () => {
-        const s = await Deno.stat(join(cluster.topicsDir(victim), "d", "0", "00000000000000000000.jsonl"));
-        const l = await Deno.stat(join(cluster.topicsDir(leader), "d", "0", "00000000000000000000.jsonl"));
-        return s.size === l.size;
-      },
-      10_000,
-      "the follower to catch up",
-    );
-    await cluster.stop();
+    let cluster = await TestCluster.start({ dir });
+    try {
+      const created = await yak(["topics", "--create", "d", "--partitions", "1", ...cluster.zkFlag]);
+      assert.equal(created.code, 0, created.stderr);
+      const produced = await yak(["produce", "--topic", "d", ...cluster.zkFlag], { stdin: seqText(5000) });
+      assert.equal(produced.code, 0, produced.stderr);
+      const leader = (await cluster.lease()).leaderId!;
+      const victim = [1, 2, 3].find((id) => id !== leader)!;
+      await eventually(
+        async () => {
+          const s = await Deno.stat(join(cluster.topicsDir(victim), "d", "0", "00000000000000000000.jsonl"));
+          const l = await Deno.stat(join(cluster.topicsDir(leader), "d", "0", "00000000000000000000.jsonl"));
+          return s.size === l.size;
+        },
+        10_000,
+        "the follower to catch up",
+      );
+      await cluster.stop();
 
-    // A record in the middle of the follower's segment is overwritten with zeros.
-    const seg = join(dir, `broker-${victim}`, "topics", "d", "0", "00000000000000000000.jsonl");
-    const bytes = await Deno.readFile(seg);
-    const at = new TextDecoder().decode(bytes).indexOf('{"offset":2500,');
-    bytes.fill(0, at, at + 30);
-    await Deno.writeFile(seg, bytes);
-    // Every index of the leader is lost, and the lease file holds garbage.
-    for await (const e of Deno.readDir(join(dir, `broker-${leader}`, "topics", "d", "0"))) {
-      if (e.name.endsWith(".index")) await Deno.remove(join(dir, `broker-${leader}`, "topics", "d", "0", e.name));
-    }
-    await Deno.writeTextFile(join(dir, "zookeeper", "leader.lease"), '{"epoch":3,"lead');
+      // A record in the middle of the follower's segment is overwritten with zeros.
+      const seg = join(dir, `broker-${victim}`, "topics", "d", "0", "00000000000000000000.jsonl");
+      const bytes = await Deno.readFile(seg);
+      const at = new TextDecoder().decode(bytes).indexOf('{"offset":2500,');
+      bytes.fill(0, at, at + 30);
+      await Deno.writeFile(seg, bytes);
+      // Every index of the leader is lost, and the lease file holds garbage.
+      for await (const e of Deno.readDir(join(dir, `broker-${leader}`, "topics", "d", "0"))) {
+        if (e.name.endsWith(".index")) await Deno.remove(join(dir, `broker-${leader}`, "topics", "d", "0", e.name));
+      }
+      await Deno.writeTextFile(join(dir, "zookeeper", "leader.lease"), '{"epoch":3,"lead');
 
-    cluster = await TestCluster.start({ dir });
-    const events = await opLog(join(dir, `broker-${victim}`, "broker.log"));
-    const cut = events.find((e) => e.event === "corrupt_records_cut");
-    assert.ok(cut, "the follower reports the damaged records it set aside");
-    assert.equal(cut.atOffset, 2500);
-    assert.ok((await Deno.readFile(String(cut.savedTo))).length > 0);
-    const zkEvents = await opLog(join(dir, "zookeeper", "zookeeper.log"));
-    assert.ok(zkEvents.some((e) => e.event === "lease_invalid"), "the zookeeper names the bad lease file");
-    const lease = await cluster.lease();
-    assert.ok(lease.epoch > 1, `epoch ${lease.epoch} continues above what brokers have seen`);
+      cluster = await TestCluster.start({ dir });
+      const events = await opLog(join(dir, `broker-${victim}`, "broker.log"));
+      const cut = events.find((e) => e.event === "corrupt_records_cut");
+      assert.ok(cut, "the follower reports the damaged records it set aside");
+      assert.equal(cut.atOffset, 2500);
+      assert.ok((await Deno.readFile(String(cut.savedTo))).length > 0);
+      const zkEvents = await opLog(join(dir, "zookeeper", "zookeeper.log"));
+      assert.ok(zkEvents.some((e) => e.event === "lease_invalid"), "the zookeeper names the bad lease file");
+      const lease = await cluster.lease();
+      assert.ok(lease.epoch > 1, `epoch ${lease.epoch} continues above what brokers have seen`);
 
-    // Healed: the replicas are byte-identical again and every record reads back, from each broker.
-    await eventually(
-      async () => {
-        const hashes = await Promise.all([1, 2, 3].map((id) => segmentHashes(cluster.topicsDir(id))));
-        return hashes.every((h) =>
-          h.get("d/0/00000000000000000000.jsonl") === hashes[0].get("d/0/00000000000000000000.jsonl")
-        );
-      },
-      20_000,
-      "byte-identical replicas",
-    );
-    for (const id of [1, 2, 3]) {
-      const values = await consumeAll("d", 5000, ["--bootstrap", `127.0.0.1:${cluster.brokerPorts.get(id)}`]);
-      assert.deepEqual(values.map(Number), Array.from({ length: 5000 }, (_, i) => i + 1), `broker ${id}`);
+      // Healed: the replicas are byte-identical again and every record reads back, from each broker.
+      await eventually(
+        async () => {
+          const hashes = await Promise.all([1, 2, 3].map((id) => segmentHashes(cluster.topicsDir(id))));
+          return hashes.every((h) =>
+            h.get("d/0/00000000000000000000.jsonl") === hashes[0].get("d/0/00000000000000000000.jsonl")
+          );
+        },
+        20_000,
+        "byte-identical replicas",
+      );
+      for (const id of [1, 2, 3]) {
+        const values = await consumeAll("d", 5000, ["--bootstrap", `127.0.0.1:${cluster.brokerPorts.get(id)}`]);
+        assert.deepEqual(values.map(Number), Array.from({ length: 5000 }, (_, i) => i + 1), `broker ${id}`);
+      }
+    } finally {
+      await cluster.stop();
     }
   } finally {
-    await cluster.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("an empty segment at the end of a log is served as empty and written after", async () => {
   const dir = await Deno.makeTempDir({ prefix: "yak-empty-" });
-  let cluster = await TestCluster.start({ dir, brokers: 1 });
   try {
-    const produced = await yak(["produce", "--topic", "e", "--partition", "0", ...cluster.zkFlag], {
-      stdin: seqText(10),
-    });
-    assert.equal(produced.code, 0, produced.stderr);
-    await cluster.stop();
-    // A crash right after rolling leaves an empty segment named by the next offset.
-    const p0 = join(dir, "broker-1", "topics", "e", "0");
-    await Deno.writeFile(join(p0, "00000000000000000010.jsonl"), new Uint8Array(0));
-    cluster = await TestCluster.start({ dir, brokers: 1 });
-    const more = await yak(["produce", "--topic", "e", "--partition", "0", ...cluster.zkFlag], {
-      stdin: seqText(5, 11),
-    });
-    assert.equal(more.code, 0, more.stderr);
-    const values = await consumeAll("e", 15, cluster.zkFlag);
-    assert.deepEqual(
-      values.map(Number).filter((_, i) => i < 15).sort((a, b) => a - b),
-      Array.from({ length: 15 }, (_, i) => i + 1),
-    );
+    let cluster = await TestCluster.start({ dir, brokers: 1 });
+    try {
+      const produced = await yak(["produce", "--topic", "e", "--partition", "0", ...cluster.zkFlag], {
+        stdin: seqText(10),
+      });
+      assert.equal(produced.code, 0, produced.stderr);
+      await cluster.stop();
+      // A crash right after rolling leaves an empty segment named by the next offset.
+      const p0 = join(dir, "broker-1", "topics", "e", "0");
+      await Deno.writeFile(join(p0, "00000000000000000010.jsonl"), new Uint8Array(0));
+      cluster = await TestCluster.start({ dir, brokers: 1 });
+      const more = await yak(["produce", "--topic", "e", "--partition", "0", ...cluster.zkFlag], {
+        stdin: seqText(5, 11),
+      });
+      assert.equal(more.code, 0, more.stderr);
+      const values = await consumeAll("e", 15, cluster.zkFlag);
+      assert.deepEqual(
+        values.map(Number).filter((_, i) => i < 15).sort((a, b) => a - b),
+        Array.from({ length: 15 }, (_, i) => i + 1),
+      );
+    } finally {
+      await cluster.stop();
+    }
   } finally {
-    await cluster.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -132,52 +138,56 @@ Deno.test({
   fn: async () => {
     const mnt = await Deno.makeTempDir({ prefix: "yak-full-" });
     const mounted = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt] }).output();
-    assert.ok(mounted.success);
-    const dir = join(mnt, "data");
-    await Deno.mkdir(dir);
-    const cluster = await TestCluster.start({ dir, brokers: 1 });
-    let producer: Proc | null = null;
     try {
-      const first = await yak(["produce", "--topic", "full", "--partition", "0", ...cluster.zkFlag], {
-        stdin: seqText(1000),
-      });
-      assert.equal(first.code, 0, first.stderr);
-      // Ballast fills the disk to the last few KiB.
-      const ballast = join(mnt, "ballast");
-      const file = await Deno.open(ballast, { write: true, create: true });
-      const block = new Uint8Array(64 * 1024);
+      assert.ok(mounted.success);
+      const dir = join(mnt, "data");
+      await Deno.mkdir(dir);
+      const cluster = await TestCluster.start({ dir, brokers: 1 });
+      let producer: Proc | null = null;
       try {
-        while (true) await file.write(block);
-      } catch {
-        /* full */
+        const first = await yak(["produce", "--topic", "full", "--partition", "0", ...cluster.zkFlag], {
+          stdin: seqText(1000),
+        });
+        assert.equal(first.code, 0, first.stderr);
+        // Ballast fills the disk to the last few KiB.
+        const ballast = join(mnt, "ballast");
+        const file = await Deno.open(ballast, { write: true, create: true });
+        const block = new Uint8Array(64 * 1024);
+        try {
+          while (true) await file.write(block);
+        } catch {
+          /* full */
+        } finally {
+          file.close();
+        }
+        producer = new Proc("producer", ["produce", "--topic", "full", "--partition", "0", ...cluster.zkFlag], {
+          stdin: true,
+        });
+        await producer.write(seqText(20_000, 1001));
+        await producer.closeStdin();
+        await producer.waitFor(/retrying: .*(space|cannot write)/i, 20_000);
+        assert.equal(producer.exited, false, "the producer waits instead of claiming success");
+        const broker = cluster.brokers.get(1)!;
+        assert.equal(broker.exited, false, "the broker stays up");
+        const status = await yak(["status", ...cluster.zkFlag]);
+        assert.equal(status.code, 0, status.stderr);
+        // Space returns: the same producer finishes and nothing is lost or doubled.
+        await Deno.remove(ballast);
+        assert.equal((await producer.status).code, 0, producer.lines.join("\n"));
+        const values = await consumeAll("full", 21_000, cluster.zkFlag);
+        assert.deepEqual(values.map(Number), Array.from({ length: 21_000 }, (_, i) => i + 1));
+        const events = await opLog(join(dir, "broker-1", "broker.log"));
+        const failed = events.filter((e) => e.event === "write_failed");
+        assert.equal(failed.length, 1, "said once, not once per retry");
+        assert.match(String(failed[0].error), /space/i);
+        assert.ok(events.some((e) => e.event === "writes_resumed"));
       } finally {
-        file.close();
+        producer?.kill("SIGKILL");
+        await producer?.status;
+        await cluster.stop();
       }
-      producer = new Proc("producer", ["produce", "--topic", "full", "--partition", "0", ...cluster.zkFlag], {
-        stdin: true,
-      });
-      await producer.write(seqText(20_000, 1001));
-      await producer.closeStdin();
-      await producer.waitFor(/retrying: .*(space|cannot write)/i, 20_000);
-      assert.equal(producer.exited, false, "the producer waits instead of claiming success");
-      const broker = cluster.brokers.get(1)!;
-      assert.equal(broker.exited, false, "the broker stays up");
-      const status = await yak(["status", ...cluster.zkFlag]);
-      assert.equal(status.code, 0, status.stderr);
-      // Space returns: the same producer finishes and nothing is lost or doubled.
-      await Deno.remove(ballast);
-      assert.equal((await producer.status).code, 0, producer.lines.join("\n"));
-      const values = await consumeAll("full", 21_000, cluster.zkFlag);
-      assert.deepEqual(values.map(Number), Array.from({ length: 21_000 }, (_, i) => i + 1));
-      const events = await opLog(join(dir, "broker-1", "broker.log"));
-      const failed = events.filter((e) => e.event === "write_failed");
-      assert.equal(failed.length, 1, "said once, not once per retry");
-      assert.match(String(failed[0].error), /space/i);
-      assert.ok(events.some((e) => e.event === "writes_resumed"));
     } finally {
-      producer?.kill("SIGKILL");
-      await producer?.status;
-      await cluster.stop();
+      // Also when the cluster's start fails: no mount or directory is left behind.
       await new Deno.Command("umount", { args: [mnt] }).output();
       await Deno.remove(mnt, { recursive: true });
     }

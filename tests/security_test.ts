@@ -93,50 +93,54 @@ Deno.test({
   ignore: !hasOpenssl(),
 }, async () => {
   const dir = await Deno.makeTempDir({ prefix: "yak-tls-" });
-  const ca = join(dir, "ca.pem");
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  // A test CA and a server certificate it signs, for 127.0.0.1.
-  const openssl = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped", cwd: dir }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  };
-  await Deno.writeTextFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  const ca1 = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", ca, "-days", "1"];
-  await openssl(...ca1, "-subj", "/CN=yak test CA");
-  await openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "cert.csr", "-subj", "/CN=x");
-  const sign = ["x509", "-req", "-in", "cert.csr", "-CA", ca, "-CAkey", "ca.key", "-CAcreateserial", "-out", cert];
-  await openssl(...sign, "-days", "1", "-extfile", "ext.cnf");
-  const cluster = await TestCluster.start({
-    serverArgs: ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca],
-    tlsCa: await Deno.readTextFile(ca),
-  });
   try {
-    const produced = await yak([
-      "produce",
-      "--topic",
-      "tls",
-      "--tls-ca",
-      ca,
-      "--message",
-      "over tls",
-      ...cluster.zkFlag,
-    ]);
-    assert.equal(produced.code, 0, produced.stderr);
-    const consumed = await yak(
-      ["consume", "--topic", "tls", "--from-beginning", "--max-messages", "1", ...cluster.zkFlag],
-      { env: { YAK_TLS_CA: ca } },
-    );
-    assert.equal(consumed.stdout, "over tls\n");
-    // Replication ran over TLS too: every broker holds the record.
-    const lease = await cluster.lease();
-    assert.deepEqual(lease.isr, [1, 2, 3]);
-    const plain = await yak(["status", ...cluster.zkFlag]);
-    assert.notEqual(plain.code, 0, "a plain-TCP client gets no answer");
-    const raw = await rawExchange(lease.port, '{"id":1,"type":"metadata"}');
-    assert.ok(!raw.includes('"ok":true'));
+    const ca = join(dir, "ca.pem");
+    const cert = join(dir, "cert.pem");
+    const key = join(dir, "key.pem");
+    // A test CA and a server certificate it signs, for 127.0.0.1.
+    const openssl = async (...args: string[]) => {
+      const out = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped", cwd: dir }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    };
+    await Deno.writeTextFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    const ca1 = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", ca, "-days", "1"];
+    await openssl(...ca1, "-subj", "/CN=yak test CA");
+    await openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "cert.csr", "-subj", "/CN=x");
+    const sign = ["x509", "-req", "-in", "cert.csr", "-CA", ca, "-CAkey", "ca.key", "-CAcreateserial", "-out", cert];
+    await openssl(...sign, "-days", "1", "-extfile", "ext.cnf");
+    const cluster = await TestCluster.start({
+      serverArgs: ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca],
+      tlsCa: await Deno.readTextFile(ca),
+    });
+    try {
+      const produced = await yak([
+        "produce",
+        "--topic",
+        "tls",
+        "--tls-ca",
+        ca,
+        "--message",
+        "over tls",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(produced.code, 0, produced.stderr);
+      const consumed = await yak(
+        ["consume", "--topic", "tls", "--from-beginning", "--max-messages", "1", ...cluster.zkFlag],
+        { env: { YAK_TLS_CA: ca } },
+      );
+      assert.equal(consumed.stdout, "over tls\n");
+      // Replication ran over TLS too: every broker holds the record.
+      const lease = await cluster.lease();
+      assert.deepEqual(lease.isr, [1, 2, 3]);
+      const plain = await yak(["status", ...cluster.zkFlag]);
+      assert.notEqual(plain.code, 0, "a plain-TCP client gets no answer");
+      const raw = await rawExchange(lease.port, '{"id":1,"type":"metadata"}');
+      assert.ok(!raw.includes('"ok":true'));
+    } finally {
+      await cluster.stop();
+    }
   } finally {
-    await cluster.stop();
+    // Also when openssl or the cluster's start fails.
     await Deno.remove(dir, { recursive: true });
   }
 });
