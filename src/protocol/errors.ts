@@ -26,7 +26,9 @@ export type ErrorCode =
   | "CORRUPT_LOG"
   | "TOO_MANY_CONNECTIONS"
   | "UNAUTHORIZED"
-  | "UNAVAILABLE";
+  | "UNAVAILABLE"
+  | "NOT_ENOUGH_REPLICAS"
+  | "BROKER_ID_IN_USE";
 
 /**
  * An error with a stable code. The CLI prints `message` alone, never a stack.
@@ -66,6 +68,8 @@ export const RETRIABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "CONNECTION",
   "UNAVAILABLE",
   "STORAGE",
+  // acks=all while the in-sync set is below min.insync.replicas: a follower may come back.
+  "NOT_ENOUGH_REPLICAS",
 ]);
 
 /**
