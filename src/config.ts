@@ -21,6 +21,11 @@ export const DEFAULTS = {
   sessionTimeoutMs: 1000,
   /** A follower that has not caught up for this long leaves the in-sync set. */
   replicaLagMs: 3000,
+  /**
+   * acks=all is refused (NOT_ENOUGH_REPLICAS, retriable) while fewer brokers
+   * are in sync: 2 of 3 means an acknowledged record survives any one crash.
+   */
+  minInsyncReplicas: 2,
   /** How long a follower's fetch waits at the leader for new records. */
   replicaFetchWaitMs: 200,
   replicaFetchMaxBytes: 2 * 1024 * 1024,

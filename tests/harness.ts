@@ -230,6 +230,8 @@ export interface ClusterOptions {
   heartbeatMs?: number;
   sessionTimeoutMs?: number;
   replicaLagMs?: number;
+  /** Default: 2, or the broker count when smaller. */
+  minInsyncReplicas?: number;
   partitions?: number;
   segmentBytes?: number;
   /** Environment of the zookeeper and broker processes (e.g. YAK_AUTH_TOKEN). */
@@ -311,6 +313,8 @@ export class TestCluster {
       partitions: "--partitions",
       segmentBytes: "--segment-bytes",
     });
+    const minIsr = this.opts.minInsyncReplicas ?? Math.min(2, this.opts.brokers ?? 3);
+    flags.push("--min-insync-replicas", String(minIsr));
     const proc = new Proc(`broker-${id}`, [...args, ...flags], { env: this.opts.env });
     this.brokers.set(id, proc);
     const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);

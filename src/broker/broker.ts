@@ -52,6 +52,11 @@ export class Broker implements BrokerContext {
   #creating = new Map<string, Promise<void>>();
   #isrTimer: ReturnType<typeof setInterval> | undefined;
   #isrProposal: Promise<unknown> | null = null;
+  /** Set by a clean stop: no new writes, no new roles. */
+  #stopping = false;
+  #fatal!: (err: YakError) => void;
+  /** Resolves with the error that forces this broker to stop (e.g. its id is in use). */
+  readonly fatal: Promise<YakError> = new Promise((resolve) => (this.#fatal = resolve));
 
   private constructor(
     opts: BrokerOptions,
@@ -125,6 +130,7 @@ export class Broker implements BrokerContext {
       epoch: () => broker.#epoch,
       leading: () => broker.#role === "leader",
       onLease: (lease) => broker.#onLease(lease),
+      onRefused: (err) => broker.#fatal(err),
     });
     broker.#zk.start();
     broker.#isrTimer = setInterval(
@@ -155,7 +161,10 @@ export class Broker implements BrokerContext {
   }
 
   requireLeader(): LeaderState {
-    if (this.#role === "leader" && this.#leaderState) return this.#leaderState;
+    if (this.#role === "leader" && this.#leaderState && !this.#stopping) return this.#leaderState;
+    if (this.#stopping) {
+      throw new YakError("NOT_LEADER", `broker ${this.opts.id} is shutting down; ask the cluster for the new leader`);
+    }
     const l = this.#leader;
     if (!l) {
       throw new YakError(
@@ -312,6 +321,7 @@ export class Broker implements BrokerContext {
   }
 
   async #applyLease(lease: Lease): Promise<void> {
+    if (this.#stopping) return;
     const leaderInfo = lease.leaderId === null ? null : {
       id: lease.leaderId,
       host: lease.host,
@@ -389,6 +399,7 @@ export class Broker implements BrokerContext {
       ...new Set(leader.followers().map((f) => f.id)),
     ]);
     if (!wanted) return;
+    leader.proposing(wanted);
     this.#isrProposal = this.#zk.proposeIsr(leader.epoch, wanted)
       .catch((err) =>
         this.log.write("isr_proposal_failed", {
@@ -399,13 +410,39 @@ export class Broker implements BrokerContext {
       .finally(() => (this.#isrProposal = null));
   }
 
-  /** Stops serving, leaves the cluster, and closes the logs. */
+  /**
+   * A clean stop (SIGTERM): leadership is handed over first (the zookeeper
+   * elects another in-sync broker at once) or, on a follower, the in-sync set
+   * lets go of us first; then serving stops and the logs close. Producers
+   * move to the new leader in a round trip instead of a session timeout.
+   */
   async stop(): Promise<void> {
     clearInterval(this.#isrTimer);
+    const wasLeader = this.#role === "leader";
+    this.#stopping = true; // requireLeader refuses from here: no new appends
+    const startedMs = performance.now();
+    const lease = await this.#zk.leave(this.#epoch, Math.min(2000, this.opts.sessionTimeoutMs));
+    if (lease) {
+      this.#leader = lease.leaderId === null || lease.leaderId === this.opts.id
+        ? null
+        : { id: lease.leaderId, host: lease.host, port: lease.port, epoch: lease.epoch };
+    }
+    this.log.write("left_cluster", {
+      role: wasLeader ? "leader" : "follower",
+      handedTo: wasLeader ? (this.#leader?.id ?? null) : undefined,
+      told: lease !== null,
+      ms: Math.round(performance.now() - startedMs),
+    });
     await this.#zk.stop();
+    const l = this.#leader;
     this.#leaderState?.stop(
-      new YakError("UNAVAILABLE", `broker ${this.opts.id} is shutting down`),
+      new YakError(
+        "NOT_LEADER",
+        `broker ${this.opts.id} is shutting down${l ? `; broker ${l.id} at ${l.host}:${l.port} leads` : ""}`,
+        l ? { leaderId: l.id, host: l.host, port: l.port, epoch: l.epoch } : {},
+      ),
     );
+    await this.#transition;
     await this.#fetcher?.stop();
     this.notifier.close();
     await this.#server.close();

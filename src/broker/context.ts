@@ -38,6 +38,8 @@ export interface BrokerOptions {
   maxConnections: number;
   maxPartitions: number;
   requestTimeoutMs: number;
+  /** acks=all needs at least this many brokers in the in-sync set (Kafka's min.insync.replicas). */
+  minInsyncReplicas: number;
   /** Echo the operation log to stderr. */
   echo: boolean;
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import * as names from "../log/names.ts";
 import type { PartitionLog } from "../log/partition_log.ts";
 import { encodeBatch, type RecordInput } from "../log/record.ts";
@@ -185,6 +186,9 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
   // From here to the append nothing awaits, so pipelined batches keep their order.
   const leader = b.requireLeader();
   if (!b.leaseValid()) throw notLeader(b, "its lease has expired");
+  const minIsr = b.opts.minInsyncReplicas;
+  // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
+  if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
   const seen = producer === null
     ? { skip: 0, storedBaseOffset: -1, gap: false }
     : b.producers.check(key, producer, baseSeq, count);
@@ -224,7 +228,7 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
     leader.updateHw(key);
   }
   if (acks === -1) {
-    await leader.waitForHw(key, endOffset, b.opts.requestTimeoutMs);
+    await leader.waitForHw(key, endOffset, b.opts.requestTimeoutMs, minIsr);
   }
   // A leader that lost its lease while waiting must not acknowledge.
   if (b.requireLeader() !== leader || !b.leaseValid()) {
@@ -291,7 +295,7 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
     b.opts.maxFetchBytes,
   );
   const maxWaitMs = optInt(req, "maxWaitMs", 0, 0, b.opts.maxFetchWaitMs);
-  const deadline = Date.now() + maxWaitMs;
+  const deadline = monotonicMs() + maxWaitMs;
   while (true) {
     const parts: string[] = [];
     const data: Uint8Array[] = [];
@@ -321,7 +325,7 @@ async function fetch(b: BrokerContext, req: Request): Promise<Reply> {
       data.push(...read.chunks);
       parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}}`);
     }
-    const remaining = deadline - Date.now();
+    const remaining = deadline - monotonicMs();
     if (parts.length > 0 || remaining <= 0) {
       // The records follow the frame as the stored lines, untouched (`len` bytes per part).
       return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]`, data);

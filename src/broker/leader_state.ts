@@ -1,18 +1,46 @@
 /**
- * What a leader tracks about its followers: how far each has fetched, the
- * high watermark that follows from it, the acks=all waiters, and when a
- * follower should leave or join the in-sync set.
+ * What a leader tracks about its followers: how far each has fetched, when
+ * each was last caught up, the high watermark that follows, the acks=all
+ * waiters, and when a follower should leave or join the in-sync set.
+ *
+ * The rules are Kafka's (ReplicaManager / Partition, KIP-497):
+ * - A follower is caught up at the time of a fetch that reached the leader's
+ *   log end; or, under steady load, at the time of its previous fetch when
+ *   this fetch reached the log end the leader had then. A follower not
+ *   caught up within `replicaLagMs` leaves the in-sync set.
+ * - The high watermark is the lowest log end among the "maximal" in-sync set
+ *   (the committed set plus additions the zookeeper may already have
+ *   committed) and the followers that are caught up but not yet in the set.
+ *   Counting those is what lets a follower join under continuous load: the
+ *   high watermark waits for it, so its position reaches it.
+ * - A follower joins once it is caught up and at or past the high watermark
+ *   on every partition, so a new member holds everything acknowledged.
+ * - acks=all is answered only while the committed set has at least
+ *   `minInsyncReplicas` brokers, so no acknowledged record has one copy.
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { YakError } from "../protocol/errors.ts";
 import type { TopicStore } from "./topic_store.ts";
 
 interface Waiter {
   offset: number;
+  minIsr: number;
   resolve: () => void;
   reject: (e: YakError) => void;
   timer: ReturnType<typeof setTimeout>;
+}
+
+interface Follower {
+  /** Partition key -> the follower's log end, as of its last fetch. */
+  fetched: Map<string, number>;
+  /** Partition key -> the leader's log end when that fetch arrived. */
+  leaderEndAtFetch: Map<string, number>;
+  lastFetchMs: number;
+  lastCaughtUpMs: number;
+  /** The follower said its last write failed (e.g. a full disk). */
+  failing: boolean;
 }
 
 /** Options of {@link LeaderState}. */
@@ -24,6 +52,8 @@ export interface LeaderStateOptions {
   replicaLagMs: number;
   /** Called when a high watermark moves (to wake long polls). */
   onHwChange: () => void;
+  /** The monotonic clock (injectable for tests). */
+  clock?: () => number;
 }
 
 /**
@@ -33,97 +63,203 @@ export interface LeaderStateOptions {
  * ```ts ignore
  * const state = new LeaderState({ selfId: 1, epoch: 3, store, isr: [1, 2, 3], replicaLagMs: 3000, onHwChange });
  * state.followerFetched(2, new Map([["t/0", 120]]));
- * await state.waitForHw("t/0", 120, 10_000);
+ * await state.waitForHw("t/0", 120, 10_000, 2);
  * ```
  */
 export class LeaderState {
   readonly selfId: number;
   readonly epoch: number;
   readonly #o: LeaderStateOptions;
+  readonly #now: () => number;
   #isr: number[];
-  readonly #fetched = new Map<number, Map<string, number>>();
-  readonly #lastCaughtUp = new Map<number, number>();
-  readonly #lastFetch = new Map<number, number>();
+  /** Additions proposed to the zookeeper and not yet seen in a lease. */
+  #pendingAdds: number[] = [];
+  readonly #followers = new Map<number, Follower>();
   readonly #waiters = new Map<string, Waiter[]>();
   #stopped: YakError | null = null;
 
   constructor(opts: LeaderStateOptions) {
     this.#o = opts;
+    this.#now = opts.clock ?? monotonicMs;
     this.selfId = opts.selfId;
     this.epoch = opts.epoch;
-    this.#isr = opts.isr;
+    this.#isr = [...opts.isr];
     // Every follower in the set gets a full lag period to show up.
-    const now = Date.now();
-    for (const id of opts.isr) this.#lastCaughtUp.set(id, now);
+    for (const id of opts.isr) {
+      if (id !== this.selfId) this.#follower(id).lastCaughtUpMs = this.#now();
+    }
   }
 
+  /** The committed in-sync set (from the newest lease). */
   get isr(): readonly number[] {
     return this.#isr;
   }
 
-  /** Adopts the in-sync set from a new lease and re-derives every watermark. */
-  setIsr(isr: number[]): void {
-    const now = Date.now();
-    for (const id of isr) {
-      if (!this.#isr.includes(id)) this.#lastCaughtUp.set(id, now);
-    }
-    this.#isr = isr;
-    for (const ref of this.#o.store.all()) this.updateHw(ref.key);
+  /** The committed set plus additions that may be committed already (KIP-497's "maximal ISR"). */
+  get maximalIsr(): readonly number[] {
+    return [...new Set([...this.#isr, ...this.#pendingAdds])].sort((a, b) => a - b);
   }
 
-  /** Records a follower's fetch position for every partition it asked about. */
-  followerFetched(followerId: number, offsets: Map<string, number>): void {
-    const now = Date.now();
-    this.#fetched.set(followerId, offsets);
-    this.#lastFetch.set(followerId, now);
-    let caughtUp = true;
-    for (const ref of this.#o.store.all()) {
-      if ((offsets.get(ref.key) ?? 0) < ref.log.logEndOffset) {
-        caughtUp = false;
-        break;
+  #follower(id: number): Follower {
+    let f = this.#followers.get(id);
+    if (!f) {
+      f = {
+        fetched: new Map(),
+        leaderEndAtFetch: new Map(),
+        lastFetchMs: -Infinity,
+        lastCaughtUpMs: -Infinity,
+        failing: false,
+      };
+      this.#followers.set(id, f);
+    }
+    return f;
+  }
+
+  /** Adopts the in-sync set from a newer lease and re-derives every watermark. */
+  setIsr(isr: number[]): void {
+    const now = this.#now();
+    for (const id of isr) {
+      // A member the zookeeper added (or kept) gets a lag period to fetch.
+      if (id !== this.selfId && !this.#isr.includes(id)) {
+        const f = this.#follower(id);
+        f.lastCaughtUpMs = Math.max(f.lastCaughtUpMs, now);
       }
     }
-    if (caughtUp) this.#lastCaughtUp.set(followerId, now);
-    if (this.#isr.includes(followerId)) {
-      for (const ref of this.#o.store.all()) this.updateHw(ref.key);
+    for (const id of this.#isr) {
+      // Removed by the zookeeper (dead, or leaving): the high watermark stops waiting for it now.
+      if (!isr.includes(id)) this.#follower(id).lastCaughtUpMs = -Infinity;
     }
+    this.#isr = [...isr];
+    this.#pendingAdds = [];
+    this.#updateAll();
   }
 
-  /** High watermark = the lowest log end among the in-sync replicas. */
+  /**
+   * Before proposing `wanted` to the zookeeper: from now until a lease
+   * answers, the high watermark also waits for the members being added,
+   * because the zookeeper may commit them (and elect one) before we hear back.
+   */
+  proposing(wanted: readonly number[]): void {
+    const adds = wanted.filter((id) => !this.#isr.includes(id));
+    this.#pendingAdds = [...new Set([...this.#pendingAdds, ...adds])];
+  }
+
+  /**
+   * Records a follower's fetch: its log end on every partition it asked
+   * about, and whether its writes are failing.
+   */
+  followerFetched(followerId: number, offsets: Map<string, number>, failing = false): void {
+    const now = this.#now();
+    const f = this.#follower(followerId);
+    let caughtUpAt = now;
+    const ends = new Map<string, number>();
+    for (const ref of this.#o.store.all()) {
+      const end = ref.log.logEndOffset;
+      ends.set(ref.key, end);
+      const at = offsets.get(ref.key) ?? 0;
+      if (at >= end) continue;
+      if (at >= (f.leaderEndAtFetch.get(ref.key) ?? Infinity)) caughtUpAt = Math.min(caughtUpAt, f.lastFetchMs);
+      else caughtUpAt = -Infinity;
+    }
+    f.failing = failing;
+    if (!failing && caughtUpAt > f.lastCaughtUpMs) f.lastCaughtUpMs = caughtUpAt;
+    f.fetched = offsets;
+    f.leaderEndAtFetch = ends;
+    f.lastFetchMs = now;
+    this.#updateAll();
+  }
+
+  #caughtUp(f: Follower, now: number): boolean {
+    return !f.failing && now - f.lastCaughtUpMs <= this.#o.replicaLagMs;
+  }
+
+  /** The followers the high watermark waits for. */
+  #hwMembers(now: number): number[] {
+    const out = new Set(this.maximalIsr);
+    for (const [id, f] of this.#followers) {
+      if (this.#caughtUp(f, now)) out.add(id);
+    }
+    out.delete(this.selfId);
+    return [...out];
+  }
+
+  #updateAll(): void {
+    const members = this.#hwMembers(this.#now());
+    for (const ref of this.#o.store.all()) this.#updateHw(ref.key, members);
+    this.#settleWaiters();
+  }
+
+  /** Re-derives one partition's high watermark (after an append on the leader). */
   updateHw(key: string): void {
+    this.#updateHw(key, this.#hwMembers(this.#now()));
+  }
+
+  #updateHw(key: string, members: number[]): void {
     const ref = this.#o.store.byKey(key);
     if (!ref) return;
     let hw = ref.log.logEndOffset;
-    for (const id of this.#isr) {
-      if (id === this.selfId) continue;
-      hw = Math.min(hw, this.#fetched.get(id)?.get(key) ?? 0);
+    for (const id of members) {
+      hw = Math.min(hw, this.#followers.get(id)?.fetched.get(key) ?? 0);
     }
     const before = ref.log.highWatermark;
     ref.log.highWatermark = hw; // the setter never moves it back
     if (ref.log.highWatermark === before) return;
-    const list = this.#waiters.get(key);
-    if (list) {
-      const keep: Waiter[] = [];
-      for (const w of list) {
-        if (w.offset <= ref.log.highWatermark) {
-          clearTimeout(w.timer);
-          w.resolve();
-        } else keep.push(w);
-      }
-      if (keep.length > 0) this.#waiters.set(key, keep);
-      else this.#waiters.delete(key);
-    }
+    this.#settle(key);
     this.#o.onHwChange();
   }
 
-  /** Resolves once the partition's high watermark reaches `offset` (acks=all). */
-  waitForHw(key: string, offset: number, timeoutMs: number): Promise<void> {
+  #settleWaiters(): void {
+    for (const key of [...this.#waiters.keys()]) this.#settle(key);
+  }
+
+  /** Answers the acks=all waiters of a partition whose offset the high watermark passed. */
+  #settle(key: string): void {
+    const list = this.#waiters.get(key);
+    const ref = this.#o.store.byKey(key);
+    if (!list || !ref) return;
+    const keep: Waiter[] = [];
+    for (const w of list) {
+      if (w.offset > ref.log.highWatermark) {
+        keep.push(w);
+        continue;
+      }
+      clearTimeout(w.timer);
+      // The high watermark may have passed because the set shrank: then the
+      // record may be on fewer brokers than promised (Kafka's
+      // NOT_ENOUGH_REPLICAS_AFTER_APPEND). The producer retries; its retry is
+      // a duplicate and is answered once the set is large enough again.
+      if (this.#isr.length < w.minIsr) w.reject(this.notEnoughReplicas(w.minIsr));
+      else w.resolve();
+    }
+    if (keep.length > 0) this.#waiters.set(key, keep);
+    else this.#waiters.delete(key);
+  }
+
+  /** The error for acks=all while the in-sync set is smaller than `minIsr`. */
+  notEnoughReplicas(minIsr: number): YakError {
+    return new YakError(
+      "NOT_ENOUGH_REPLICAS",
+      `only ${this.#isr.length} broker(s) in sync (${this.#isr.join(", ")}), min.insync.replicas is ${minIsr}; ` +
+        "acks=all waits until a follower catches up (use acks=1 to accept one copy)",
+      { isr: this.#isr, minInsyncReplicas: minIsr },
+    );
+  }
+
+  /**
+   * Resolves once the partition's high watermark reaches `offset` while at
+   * least `minIsr` brokers are in sync (acks=all).
+   */
+  waitForHw(key: string, offset: number, timeoutMs: number, minIsr = 1): Promise<void> {
     if (this.#stopped) return Promise.reject(this.#stopped);
     const ref = this.#o.store.byKey(key);
-    if (!ref || ref.log.highWatermark >= offset) return Promise.resolve();
+    if (!ref) return Promise.resolve();
+    if (ref.log.highWatermark >= offset) {
+      return this.#isr.length < minIsr ? Promise.reject(this.notEnoughReplicas(minIsr)) : Promise.resolve();
+    }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         offset,
+        minIsr,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -145,29 +281,27 @@ export class LeaderState {
   }
 
   /**
-   * The in-sync set this leader wants now: followers silent or behind for
-   * longer than the lag limit leave; followers at the high watermark join.
-   * Returns null when nothing should change.
+   * The in-sync set this leader wants now, or null when nothing should
+   * change: members not caught up within the lag limit (or failing writes)
+   * leave; live followers caught up and at the high watermark join.
    */
   desiredIsr(liveFollowers: readonly number[]): number[] | null {
-    const now = Date.now();
+    const now = this.#now();
+    // Watermarks first: time alone can change who the high watermark waits for.
+    this.#updateAll();
     const next = new Set(this.#isr);
     next.add(this.selfId);
     for (const id of this.#isr) {
       if (id === this.selfId) continue;
-      if (now - (this.#lastCaughtUp.get(id) ?? 0) > this.#o.replicaLagMs) {
-        next.delete(id);
-      }
+      if (!this.#caughtUp(this.#follower(id), now)) next.delete(id);
     }
     for (const id of liveFollowers) {
-      if (next.has(id)) continue;
-      const offsets = this.#fetched.get(id);
-      if (
-        !offsets || now - (this.#lastFetch.get(id) ?? 0) > this.#o.replicaLagMs
-      ) continue;
+      if (next.has(id) || id === this.selfId) continue;
+      const f = this.#followers.get(id);
+      if (!f || !this.#caughtUp(f, now)) continue;
       let atHw = true;
       for (const ref of this.#o.store.all()) {
-        if ((offsets.get(ref.key) ?? 0) < ref.log.highWatermark) {
+        if ((f.fetched.get(ref.key) ?? 0) < ref.log.highWatermark) {
           atHw = false;
           break;
         }
@@ -178,20 +312,25 @@ export class LeaderState {
     return sorted.join() === [...this.#isr].sort((a, b) => a - b).join() ? null : sorted;
   }
 
-  /** Followers that fetched recently, with their lag, for status. */
+  /** Followers that fetched in this epoch, with their lag, for status. */
   followers(): {
     id: number;
     lastFetchMsAgo: number;
     caughtUpMsAgo: number;
     inSync: boolean;
+    failing: boolean;
   }[] {
-    const now = Date.now();
-    return [...this.#lastFetch.keys()].sort((a, b) => a - b).map((id) => ({
-      id,
-      lastFetchMsAgo: now - this.#lastFetch.get(id)!,
-      caughtUpMsAgo: now - (this.#lastCaughtUp.get(id) ?? 0),
-      inSync: this.#isr.includes(id),
-    }));
+    const now = this.#now();
+    return [...this.#followers.entries()]
+      .filter(([, f]) => f.lastFetchMs > -Infinity)
+      .sort(([a], [b]) => a - b)
+      .map(([id, f]) => ({
+        id,
+        lastFetchMsAgo: Math.round(now - f.lastFetchMs),
+        caughtUpMsAgo: f.lastCaughtUpMs === -Infinity ? -1 : Math.round(now - f.lastCaughtUpMs),
+        inSync: this.#isr.includes(id),
+        failing: f.failing,
+      }));
   }
 
   /** Fails every waiter: this broker no longer leads. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import type { EpochEntry } from "../log/epoch_cache.ts";
 import { toYakError, YakError } from "../protocol/errors.ts";
 import { Connection } from "../protocol/connection.ts";
@@ -76,9 +77,9 @@ export async function replicate(
   );
   const maxWaitMs = optInt(req, "maxWaitMs", 0, 0, b.opts.maxFetchWaitMs);
   const leader = b.requireLeader();
-  leader.followerFetched(follower, offsets);
+  leader.followerFetched(follower, offsets, req.failing === true);
   const knownHw = offsetMap(req, "hw", b.opts.maxPartitions * 100 + 1);
-  const deadline = Date.now() + maxWaitMs;
+  const deadline = monotonicMs() + maxWaitMs;
   while (true) {
     const parts: ReplicaPart[] = [];
     const data: Uint8Array[] = [];
@@ -110,7 +111,7 @@ export async function replicate(
         epochs: log.epochs.within(read.baseOffset, read.baseOffset + read.count),
       });
     }
-    const remaining = deadline - Date.now();
+    const remaining = deadline - monotonicMs();
     if (
       parts.length > 0 || hwMoved || Object.keys(truncate).length > 0 ||
       remaining <= 0
@@ -155,6 +156,12 @@ export class ReplicaFetcher {
   #stopped = false;
   #conn: Connection | null = null;
   #loop: Promise<void> | null = null;
+  /**
+   * Our last append failed (a full disk): the leader is told with every
+   * fetch, so it drops us from the in-sync set at once instead of stalling
+   * acks=all on a replica that cannot keep up.
+   */
+  #writeFailing = false;
 
   constructor(b: BrokerContext, leader: LeaderInfo) {
     this.#b = b;
@@ -266,6 +273,7 @@ export class ReplicaFetcher {
       hw,
       maxBytes: b.opts.replicaFetchMaxBytes,
       maxWaitMs: b.opts.replicaFetchWaitMs,
+      ...(this.#writeFailing ? { failing: true } : {}),
     }, b.opts.replicaFetchWaitMs + b.opts.requestTimeoutMs);
     if (this.#stopped) return;
     const truncate = res.truncate as Record<string, number>;
@@ -295,7 +303,22 @@ export class ReplicaFetcher {
     for (const part of parts) {
       const ref = b.store.byKey(part.k);
       if (!ref || part.base !== ref.log.logEndOffset) continue; // learned next round
-      await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs);
+      try {
+        await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs);
+      } catch (err) {
+        if (!this.#writeFailing) {
+          b.log.write("replica_write_failed", {
+            partition: part.k,
+            error: err instanceof Error ? err.message : String(err),
+          });
+        }
+        this.#writeFailing = true;
+        throw err;
+      }
+      if (this.#writeFailing) {
+        this.#writeFailing = false;
+        b.log.write("replica_writes_resumed", { partition: part.k });
+      }
       if (part.k === CLUSTER_KEY) await b.store.applyLines(new TextDecoder().decode(part.bytes));
       appended = true;
     }

@@ -4,9 +4,11 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import type { OpLog } from "../op_log.ts";
 import { Connection } from "../protocol/connection.ts";
 import type { Lease } from "../protocol/messages.ts";
+import { YakError } from "../protocol/errors.ts";
 
 /** Options of {@link ZkSession}. */
 export interface ZkSessionOptions {
@@ -23,6 +25,10 @@ export interface ZkSessionOptions {
   /** Whether this process is acting as the leader now (a restarted one is not). */
   leading: () => boolean;
   onLease: (lease: Lease) => void;
+  /** The zookeeper refused us for good (another live broker has our id): the broker must stop. */
+  onRefused: (err: YakError) => void;
+  /** The monotonic clock (injectable for tests). */
+  clock?: () => number;
 }
 
 /**
@@ -42,11 +48,18 @@ export class ZkSession {
   #loop: Promise<void> | null = null;
   #lease: Lease | null = null;
   /** When the newest acknowledged heartbeat was sent: the zookeeper heard us after it. */
-  #lastAckedSendMs = 0;
+  #lastAckedSendMs = -Infinity;
   #wake: (() => void) | null = null;
+  readonly #now: () => number;
+  /**
+   * This process's identity for the zookeeper: a reconnect of the same
+   * process is not a restart, and a second process with our id is refused.
+   */
+  readonly instance = crypto.randomUUID();
 
   constructor(opts: ZkSessionOptions) {
     this.#o = opts;
+    this.#now = opts.clock ?? monotonicMs;
   }
 
   get lease(): Lease | null {
@@ -63,7 +76,7 @@ export class ZkSession {
    * counting from when we sent the last heartbeat it acknowledged.
    */
   leaderLeaseValid(): boolean {
-    return Date.now() < this.#lastAckedSendMs + this.#o.sessionTimeoutMs * 0.75;
+    return this.#now() < this.#lastAckedSendMs + this.#o.sessionTimeoutMs * 0.75;
   }
 
   /** Asks the zookeeper to change the in-sync set; resolves with the new lease. */
@@ -81,6 +94,28 @@ export class ZkSession {
     return lease;
   }
 
+  /**
+   * A clean stop: tells the zookeeper we are leaving, so it elects another
+   * leader at once (if we lead) or drops us from the in-sync set, and
+   * resolves with the lease that follows. Null when the zookeeper could not
+   * be told (it then finds out by our silence).
+   */
+  async leave(epoch: number, timeoutMs: number): Promise<Lease | null> {
+    const conn = this.#conn;
+    if (!conn) return null;
+    try {
+      const res = await conn.request(
+        { type: "leave", brokerId: this.#o.brokerId, instance: this.instance, epoch },
+        timeoutMs,
+      );
+      const lease = res.lease as Lease;
+      this.#adopt(lease);
+      return lease;
+    } catch {
+      return null;
+    }
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#conn?.close();
@@ -91,7 +126,7 @@ export class ZkSession {
   #adopt(lease: Lease): void {
     if (
       !this.#lease || lease.epoch > this.#lease.epoch ||
-      lease.issuedAt > this.#lease.issuedAt
+      (lease.epoch === this.#lease.epoch && lease.version > this.#lease.version)
     ) {
       this.#lease = lease;
       this.#o.onLease(lease);
@@ -119,7 +154,7 @@ export class ZkSession {
             if (frame.push === "lease") this.#adopt(frame.lease as Lease);
           },
         });
-        const sentAt = Date.now();
+        const sentAt = this.#now();
         const res = await this.#conn.request({
           type: "register",
           brokerId: this.#o.brokerId,
@@ -128,6 +163,7 @@ export class ZkSession {
           logEndTotal: this.#o.logEndTotal(),
           epoch: this.#o.epoch(),
           leading: this.#o.leading(),
+          instance: this.instance,
         }, this.#o.sessionTimeoutMs);
         this.#lastAckedSendMs = sentAt;
         this.#o.log.write("registered", {
@@ -138,7 +174,7 @@ export class ZkSession {
         while (!this.#stopped && !this.#conn.isClosed) {
           await this.#sleep(this.#o.heartbeatMs);
           if (this.#stopped) break;
-          const sent = Date.now();
+          const sent = this.#now();
           const hb = await this.#conn.request({
             type: "heartbeat",
             brokerId: this.#o.brokerId,
@@ -150,6 +186,12 @@ export class ZkSession {
         }
       } catch (err) {
         if (this.#stopped) break;
+        if (err instanceof YakError && err.code === "BROKER_ID_IN_USE") {
+          this.#o.log.write("registration_refused", { error: err.message });
+          this.#stopped = true;
+          this.#o.onRefused(err);
+          break;
+        }
         if (!reported) {
           this.#o.log.write("zookeeper_unreachable", {
             zookeeper: `${this.#o.zkHost}:${this.#o.zkPort}`,

@@ -12,11 +12,13 @@ import { serveUntilSignal } from "./serve_until_signal.ts";
 const USAGE = `
 yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data data]
            [--partitions 3] [--segment-bytes 67108864] [--heartbeat-ms 250]
-           [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--quiet]
+           [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--min-insync-replicas 2] [--quiet]
 
 Serves the native protocol on --port (default 9091+N; 0 picks a free port).
 Files: DATA/broker-N/ (topics, broker.pid, broker.log).
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
+acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while
+fewer than --min-insync-replicas brokers are in sync; use 1 for a one-broker cluster.
 `;
 
 /** Runs a broker until SIGINT/SIGTERM. */
@@ -31,6 +33,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "segment-bytes": { type: "string" },
     ...TIMING_FLAGS,
     "replica-lag-ms": { type: "string" },
+    "min-insync-replicas": { type: "string" },
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
@@ -82,9 +85,17 @@ export async function brokerCommand(args: string[]): Promise<number> {
     maxConnections: DEFAULTS.maxConnections,
     maxPartitions: DEFAULTS.maxPartitions,
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+    minInsyncReplicas: integer(values, "min-insync-replicas", DEFAULTS.minInsyncReplicas, 1, 1000),
     echo: !values.quiet,
   });
   console.log(`broker ${id} listening on ${host}:${broker.port}`);
-  await serveUntilSignal(() => broker.stop());
+  const refused = await Promise.race([
+    serveUntilSignal(() => broker.stop()).then(() => null),
+    broker.fatal,
+  ]);
+  if (refused) {
+    await broker.stop();
+    throw refused;
+  }
   return 0;
 }

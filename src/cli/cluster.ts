@@ -138,6 +138,9 @@ export async function clusterCommand(args: string[]): Promise<number> {
       data,
       "--partitions",
       String(partitions),
+      // Two copies for acks=all, as the default promises, unless there are fewer brokers.
+      "--min-insync-replicas",
+      String(Math.min(DEFAULTS.minInsyncReplicas, brokers)),
     ]);
   }
   console.log(

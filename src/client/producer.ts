@@ -9,7 +9,8 @@ import { DEFAULTS } from "../config.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { isRetriable, toYakError, YakError } from "../protocol/errors.ts";
 import type { OutgoingRecord } from "../protocol/messages.ts";
-import { type Bootstrap, connectLeader } from "./discovery.ts";
+import { monotonicMs } from "../clock.ts";
+import { type Bootstrap, connectLeader, findLeader, type LeaderAddress } from "./discovery.ts";
 import { partitionForKey } from "./murmur2.ts";
 
 /** Options of {@link Producer.open}. */
@@ -41,7 +42,14 @@ interface Batch {
   seq: number;
   order: number;
   acked: boolean;
+  /** Monotonic ms of the last send. */
+  sentAtMs: number;
 }
+
+/** An answer slower than this makes the producer ask who leads now. */
+const LEADER_CHECK_AFTER_MS = 400;
+/** How often it asks while an answer is late. */
+const LEADER_CHECK_EVERY_MS = 200;
 
 function toBase64(bytes: Uint8Array): string {
   let s = "";
@@ -69,6 +77,9 @@ export class Producer {
   readonly topic: string;
   #o: ResolvedOptions;
   #conn: Connection;
+  #leader: LeaderAddress;
+  #watchTimer: ReturnType<typeof setInterval> | undefined;
+  #checkingLeader = false;
   #partitions: number;
   #open = new Map<number, Batch>();
   #queue: Batch[] = [];
@@ -80,7 +91,7 @@ export class Producer {
   #reconnecting: Promise<void> | null = null;
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
   #progress = new Set<() => void>();
-  #lastProgressMs = Date.now();
+  #lastProgressMs = monotonicMs();
   #failed: YakError | null = null;
   #closed = false;
   /** Records and bytes acknowledged so far (or sent, with acks=0). */
@@ -93,11 +104,13 @@ export class Producer {
   private constructor(
     o: ResolvedOptions,
     conn: Connection,
+    leader: LeaderAddress,
     partitions: number,
   ) {
     this.#o = o;
     this.topic = o.topic;
     this.#conn = conn;
+    this.#leader = leader;
     this.#partitions = partitions;
     this.id = `p-${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
   }
@@ -118,9 +131,15 @@ export class Producer {
       ),
     } as ResolvedOptions;
     const deadline = Date.now() + Math.min(o.deliveryTimeoutMs, DEFAULTS.firstConnectTimeoutMs);
-    const { conn } = await connectLeader(o.bootstrap, deadline, o.onRetry);
-    const p = new Producer(o, conn, 1);
-    await p.#setup(conn);
+    const { conn, leader } = await connectLeader(o.bootstrap, deadline, o.onRetry);
+    const p = new Producer(o, conn, leader, 1);
+    try {
+      await p.#setup(conn);
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+    p.#watchTimer = setInterval(() => p.#watchLeader(), LEADER_CHECK_EVERY_MS);
     return p;
   }
 
@@ -178,6 +197,7 @@ export class Producer {
         seq: 0,
         order: 0,
         acked: false,
+        sentAtMs: 0,
       };
       this.#open.set(partition, batch);
     }
@@ -221,6 +241,7 @@ export class Producer {
   }
 
   #send(batch: Batch, conn: Connection, generation: number): void {
+    batch.sentAtMs = monotonicMs();
     const body = {
       type: "produce",
       topic: this.topic,
@@ -255,7 +276,7 @@ export class Producer {
       const j = this.#queue.indexOf(batch);
       if (j !== -1) this.#queue.splice(j, 1);
     }
-    this.#lastProgressMs = Date.now();
+    this.#lastProgressMs = monotonicMs();
     this.#notify();
     this.#pump();
   }
@@ -267,10 +288,34 @@ export class Producer {
       this.#fail(yerr);
       return;
     }
-    this.#reconnect(yerr.message);
+    this.#reconnect(yerr.message, yerr.code === "NOT_ENOUGH_REPLICAS" ? 100 : 0);
   }
 
-  #reconnect(why: string): void {
+  /**
+   * While an answer is late, asks the cluster who leads: a leader that froze
+   * (SIGSTOP, a full GC, a cut link) never answers, and waiting out the
+   * request timeout stalled producers 12 s after a new leader was elected in 1.
+   */
+  async #watchLeader(): Promise<void> {
+    if (this.#checkingLeader || this.#reconnecting || this.#closed || this.#failed) return;
+    const now = monotonicMs();
+    if (!this.#inflight.some((b) => !b.acked && now - b.sentAtMs > LEADER_CHECK_AFTER_MS)) return;
+    this.#checkingLeader = true;
+    const generation = this.#generation;
+    try {
+      const leader = await findLeader(this.#o.bootstrap, 500);
+      if (generation !== this.#generation || this.#reconnecting) return;
+      if (leader.id !== this.#leader.id || leader.epoch > this.#leader.epoch) {
+        this.#reconnect(`broker ${leader.id} leads now (epoch ${leader.epoch}); resending to it`);
+      }
+    } catch {
+      /* no answer either: the request's own timeout decides */
+    } finally {
+      this.#checkingLeader = false;
+    }
+  }
+
+  #reconnect(why: string, backoffMs = 0): void {
     if (this.#reconnecting) return;
     this.#generation++;
     this.#conn.close();
@@ -282,20 +327,22 @@ export class Producer {
     this.#o.onRetry?.(why);
     this.#reconnecting = (async () => {
       try {
+        if (backoffMs > 0) await new Promise((r) => setTimeout(r, backoffMs));
         while (true) {
-          if (Date.now() - this.#lastProgressMs > this.#o.deliveryTimeoutMs) {
+          if (monotonicMs() - this.#lastProgressMs > this.#o.deliveryTimeoutMs) {
             throw new YakError(
               "TIMEOUT",
               `nothing acknowledged for ${this.#o.deliveryTimeoutMs} ms (last error: ${why})`,
             );
           }
           try {
-            const { conn } = await connectLeader(
+            const { conn, leader } = await connectLeader(
               this.#o.bootstrap,
-              this.#lastProgressMs + this.#o.deliveryTimeoutMs,
+              Date.now() + Math.max(0, this.#lastProgressMs + this.#o.deliveryTimeoutMs - monotonicMs()),
               this.#o.onRetry,
             );
             this.#conn = conn;
+            this.#leader = leader;
             await this.#setup(conn);
             return;
           } catch (err) {
@@ -316,6 +363,7 @@ export class Producer {
   #fail(err: YakError): void {
     if (this.#failed) return;
     this.#failed = err;
+    clearInterval(this.#watchTimer);
     this.#notify();
   }
 
@@ -352,7 +400,7 @@ export class Producer {
   #checkStalled(): void {
     if (
       !this.#reconnecting &&
-      Date.now() - this.#lastProgressMs > this.#o.deliveryTimeoutMs
+      monotonicMs() - this.#lastProgressMs > this.#o.deliveryTimeoutMs
     ) {
       this.#fail(
         new YakError(
@@ -384,6 +432,7 @@ export class Producer {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#lingerTimer);
+    clearInterval(this.#watchTimer);
     try {
       if (!this.#conn.isClosed) {
         await this.#conn.request({ type: "deregister" }, 1000);

@@ -51,8 +51,14 @@ export interface Lease {
   host: string;
   port: number;
   isr: number[];
+  /** Wall-clock time of writing, for people; never compared. */
   issuedAt: number;
   ttlMs: number;
+  /**
+   * Grows with every lease the zookeeper writes (kept in the file): brokers
+   * adopt a lease only if (epoch, version) is newer, never by timestamps.
+   */
+  version: number;
 }
 
 /** A broker as the zookeeper sees it. */

@@ -13,7 +13,7 @@ import type { Lease } from "../protocol/messages.ts";
  * ```ts
  * import { writeLease } from "./lease_file.ts";
  * await writeLease("/tmp/leader.lease", {
- *   epoch: 1, leaderId: 1, host: "127.0.0.1", port: 9092, isr: [1], issuedAt: Date.now(), ttlMs: 1000,
+ *   epoch: 1, leaderId: 1, host: "127.0.0.1", port: 9092, isr: [1], issuedAt: Date.now(), ttlMs: 1000, version: 1,
  * });
  * ```
  */
@@ -67,6 +67,7 @@ export async function readLease(path: string): Promise<Lease | null | string> {
         isr: v.isr,
         issuedAt: Number(v.issuedAt) || 0,
         ttlMs: Number(v.ttlMs) || 0,
+        version: Number.isSafeInteger(v.version) && v.version >= 0 ? v.version : 0,
       };
     }
   } catch { /* reported below */ }

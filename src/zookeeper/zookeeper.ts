@@ -6,9 +6,10 @@
  * @module
  */
 import { join } from "node:path";
+import { monotonicMs } from "../clock.ts";
 import { OpLog } from "../op_log.ts";
 import { YakError } from "../protocol/errors.ts";
-import { type BrokerInfo, int, type Lease, optInt, type Request, str } from "../protocol/messages.ts";
+import { type BrokerInfo, int, type Lease, optInt, optStr, type Request, str } from "../protocol/messages.ts";
 import { serve, type Server, type Session } from "../protocol/server.ts";
 import { electLeader } from "./election.ts";
 import { readLease, writeLease } from "./lease_file.ts";
@@ -23,16 +24,21 @@ export interface ZookeeperOptions {
   maxFrameBytes: number;
   maxConnections: number;
   echo?: boolean;
+  /** The monotonic clock (injectable for tests). */
+  clock?: () => number;
 }
 
 interface Member {
   id: number;
   host: string;
   port: number;
+  /** Monotonic ms of the last register or heartbeat. */
   lastSeen: number;
   logEndTotal: number;
   alive: boolean;
   session: Session | null;
+  /** The broker process (a random id per start): a new one means a restart. */
+  instance: string | null;
 }
 
 /**
@@ -53,7 +59,11 @@ export class Zookeeper {
   readonly #opts: ZookeeperOptions;
   readonly #leasePath: string;
   readonly #members = new Map<number, Member>();
-  readonly #startedAt = Date.now();
+  readonly #now: () => number;
+  readonly #startedAt: number;
+  /** Until then nobody is declared dead: after our own start, or after we were paused. */
+  #graceUntil: number;
+  #lastCheckMs: number;
   #lease: Lease;
   #server!: Server;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -67,6 +77,10 @@ export class Zookeeper {
     this.#leasePath = join(opts.dataDir, "zookeeper", "leader.lease");
     this.#lease = lease;
     this.log = log;
+    this.#now = opts.clock ?? monotonicMs;
+    this.#startedAt = this.#now();
+    this.#graceUntil = this.#startedAt + opts.sessionTimeoutMs;
+    this.#lastCheckMs = this.#startedAt;
   }
 
   static async start(opts: ZookeeperOptions): Promise<Zookeeper> {
@@ -87,6 +101,7 @@ export class Zookeeper {
       isr: [],
       issuedAt: 0,
       ttlMs: opts.sessionTimeoutMs,
+      version: 0,
     };
     if (typeof loaded === "string") {
       // Brokers report their epochs; the next election goes above all of them.
@@ -145,6 +160,8 @@ export class Zookeeper {
         return this.#heartbeat(req);
       case "isr":
         return this.#proposeIsr(req);
+      case "leave":
+        return this.#leave(req);
       case "metadata":
       case "status":
         return { lease: this.#lease, brokers: this.#brokerInfos() };
@@ -157,13 +174,13 @@ export class Zookeeper {
   }
 
   #brokerInfos(): BrokerInfo[] {
-    const now = Date.now();
+    const now = this.#now();
     return [...this.#members.values()].sort((a, b) => a.id - b.id).map((m) => ({
       id: m.id,
       host: m.host,
       port: m.port,
       alive: m.alive,
-      lastSeenMsAgo: now - m.lastSeen,
+      lastSeenMsAgo: Math.round(now - m.lastSeen),
       logEndTotal: m.logEndTotal,
     }));
   }
@@ -173,15 +190,33 @@ export class Zookeeper {
     const host = str(req, "host", 255);
     const port = int(req, "port", 1, 65535);
     const epoch = optInt(req, "epoch", 0);
+    const instance = optStr(req, "instance", 64) ?? null;
     const old = this.#members.get(id);
+    const now = this.#now();
+    if (
+      old && old.alive && old.session !== null && old.session !== session &&
+      old.instance !== null && old.instance !== instance && now - old.lastSeen <= this.#opts.sessionTimeoutMs
+    ) {
+      // Two live processes with one id would both append under broker-N: refuse the second.
+      this.log.write("broker_id_refused", { broker: id, host, port, holder: `${old.host}:${old.port}` });
+      throw new YakError(
+        "BROKER_ID_IN_USE",
+        `broker id ${id} is in use by a live broker at ${old.host}:${old.port}; give this broker another --id`,
+      );
+    }
+    // A process we knew under another instance id has restarted (no instance: an older broker).
+    const restarted = old !== undefined && old.instance !== null && instance !== null
+      ? old.instance !== instance
+      : !(req.leading === true && epoch === this.#lease.epoch);
     const member: Member = {
       id,
       host,
       port,
-      lastSeen: Date.now(),
+      lastSeen: now,
       logEndTotal: optInt(req, "logEndTotal", 0),
       alive: true,
       session,
+      instance,
     };
     this.#members.set(id, member);
     session.onClose(() => {
@@ -192,18 +227,16 @@ export class Zookeeper {
       host,
       port,
       rejoined: old !== undefined,
+      ...(old !== undefined && !restarted ? { reconnected: true } : {}),
     });
     await this.#serial(async () => {
       if (epoch > this.#lease.epoch && this.#lease.leaderId === null) {
         // A lease file was lost: never hand out an epoch a broker has already seen.
         await this.#commit({ ...this.#lease, epoch });
       }
-      if (
-        this.#lease.leaderId === id &&
-        !(req.leading === true && epoch === this.#lease.epoch)
-      ) {
+      if (this.#lease.leaderId === id && restarted) {
         // The leader restarted: a new process, so a new epoch; followers re-check their logs.
-        // (A leader that only reconnected, e.g. after a zookeeper restart, keeps its epoch.)
+        // (A leader that only reconnected, e.g. after a zookeeper pause or restart, keeps its epoch.)
         await this.#elect("leader_restarted");
       } else if (this.#lease.leaderId === null && this.#pastStartupGrace()) {
         await this.#elect("no_leader");
@@ -216,13 +249,40 @@ export class Zookeeper {
     };
   }
 
+  /**
+   * A broker stopping cleanly: if it leads, another in-sync broker is
+   * elected now (not a session later); if it follows, it leaves the in-sync
+   * set now, so acks=all stops waiting for it before it goes.
+   */
+  async #leave(req: Request) {
+    const id = int(req, "brokerId", 1, 1_000_000);
+    const instance = optStr(req, "instance", 64) ?? null;
+    const member = this.#members.get(id);
+    if (!member || (member.instance !== null && member.instance !== instance)) {
+      throw new YakError("INVALID_REQUEST", `broker ${id} is not registered here as this process`);
+    }
+    await this.#serial(async () => {
+      member.alive = false;
+      this.log.write("broker_left", { broker: id });
+      if (this.#lease.leaderId === id) {
+        await this.#elect("leader_left");
+      } else if (this.#lease.isr.includes(id)) {
+        const before = this.#lease.isr;
+        const isr = before.filter((b) => b !== id);
+        await this.#commit({ ...this.#lease, isr, issuedAt: Date.now() });
+        this.log.write("isr_changed", { epoch: this.#lease.epoch, from: before, to: isr, reason: "broker left" });
+      }
+    });
+    return { lease: this.#lease };
+  }
+
   #heartbeat(req: Request) {
     const id = int(req, "brokerId", 1, 1_000_000);
     const member = this.#members.get(id);
     if (!member) {
       throw new YakError("INVALID_REQUEST", `broker ${id} must register first`);
     }
-    member.lastSeen = Date.now();
+    member.lastSeen = this.#now();
     member.logEndTotal = optInt(req, "logEndTotal", member.logEndTotal);
     if (!member.alive) {
       member.alive = true;
@@ -281,7 +341,7 @@ export class Zookeeper {
    * picks the one holding the most, not the first to call.
    */
   #pastStartupGrace(): boolean {
-    return Date.now() > this.#startedAt + this.#opts.sessionTimeoutMs;
+    return this.#now() > this.#startedAt + this.#opts.sessionTimeoutMs;
   }
 
   async #check(): Promise<void> {
@@ -295,18 +355,27 @@ export class Zookeeper {
   }
 
   async #checkOnce(): Promise<void> {
-    const now = Date.now();
-    // After a restart, brokers get one session to find us before they count as dead.
-    const graceUntil = this.#startedAt + this.#opts.sessionTimeoutMs;
+    const now = this.#now();
+    const gapMs = now - this.#lastCheckMs;
+    this.#lastCheckMs = now;
+    if (gapMs > Math.max(this.#opts.heartbeatMs * 2, this.#opts.sessionTimeoutMs / 2)) {
+      // We did not run (SIGSTOP, a suspended VM): brokers' heartbeats queued
+      // up unread, so silence says nothing about them. One session for them
+      // to be heard again before anyone is declared dead.
+      this.#graceUntil = now + this.#opts.sessionTimeoutMs;
+      this.log.write("zookeeper_paused", { pausedMs: Math.round(gapMs), graceMs: this.#opts.sessionTimeoutMs });
+    }
+    const graceUntil = this.#graceUntil;
     let leaderDied = false;
     const died: number[] = [];
     for (const m of this.#members.values()) {
+      if (now < graceUntil) break;
       if (m.alive && now - m.lastSeen > this.#opts.sessionTimeoutMs) {
         m.alive = false;
         died.push(m.id);
         this.log.write("broker_dead", {
           broker: m.id,
-          silentMs: now - m.lastSeen,
+          silentMs: Math.round(now - m.lastSeen),
         });
         if (m.id === this.#lease.leaderId) leaderDied = true;
       }
@@ -322,10 +391,11 @@ export class Zookeeper {
         id: leader,
         host: this.#lease.host,
         port: this.#lease.port,
-        lastSeen: 0,
+        lastSeen: -Infinity,
         logEndTotal: 0,
         alive: false,
         session: null,
+        instance: null,
       });
     }
     if (leaderDied) {
@@ -382,8 +452,9 @@ export class Zookeeper {
     this.#noLeaderLogged = false;
     const m = this.#members.get(winner)!;
     const isr = fresh ? [winner] : [...new Set([winner, ...eligibleIsr!])].sort((a, b) => a - b);
-    const started = Date.now();
+    const started = this.#now();
     await this.#commit({
+      ...old,
       epoch: old.epoch + 1,
       leaderId: winner,
       host: m.host,
@@ -399,7 +470,7 @@ export class Zookeeper {
       previous: old.leaderId,
       isr,
       logEndTotal: m.logEndTotal,
-      writeMs: Date.now() - started,
+      writeMs: Math.round(this.#now() - started),
     });
   }
 
@@ -414,7 +485,8 @@ export class Zookeeper {
   }
 
   /** Writes a new lease, then tells every connected broker at once. Call inside #serial. */
-  async #commit(lease: Lease): Promise<void> {
+  async #commit(next: Lease): Promise<void> {
+    const lease = { ...next, version: this.#lease.version + 1 };
     await writeLease(this.#leasePath, lease);
     this.#lease = lease;
     const frame = { push: "lease", lease };
