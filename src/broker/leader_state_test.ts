@@ -1,0 +1,138 @@
+/**
+ * The leader's in-sync rules on a real partition log (files in a temp dir),
+ * with an injected monotonic clock: followers join under continuous load,
+ * the high watermark waits for a pending addition (KIP-497), a follower that
+ * cannot write leaves and must pass the high watermark to come back, and
+ * acks=all needs min.insync.replicas.
+ */
+import assert from "node:assert/strict";
+import { encodeBatch } from "../log/record.ts";
+import { YakError } from "../protocol/errors.ts";
+import { LeaderState } from "./leader_state.ts";
+import { TopicStore } from "./topic_store.ts";
+
+const KEY = "t/0";
+
+async function withLeader(
+  isr: number[],
+  fn: (ctx: {
+    state: LeaderState;
+    store: TopicStore;
+    tick: (ms: number) => void;
+    append: (n: number) => Promise<number>;
+    fetch: (id: number, at: number, failing?: boolean) => void;
+  }) => Promise<void>,
+) {
+  const dir = await Deno.makeTempDir({ prefix: "yak-leader-state-" });
+  const store = await TopicStore.open(dir, { segmentBytes: 1 << 20, indexIntervalBytes: 4096 });
+  await store.apply({ op: "topic", topic: "t", partitions: 1, createdAt: 0 });
+  let now = 1_000;
+  const state = new LeaderState({
+    selfId: 1,
+    epoch: 1,
+    store,
+    isr,
+    replicaLagMs: 1000,
+    onHwChange: () => {},
+    clock: () => now,
+  });
+  const log = store.partition("t", 0);
+  const append = async (n: number) => {
+    const records = Array.from({ length: n }, (_, i) => ({ key: null, value: `v${i}` }));
+    const a = log.append(1, n, (base) => encodeBatch(records, base, 1, 0, null, 0));
+    await a.done;
+    state.updateHw(KEY);
+    return log.logEndOffset;
+  };
+  const fetch = (id: number, at: number, failing = false) =>
+    state.followerFetched(id, new Map([[KEY, at], ["__cluster/0", 0]]), failing);
+  try {
+    await fn({ state, store, tick: (ms) => (now += ms), append, fetch });
+  } finally {
+    state.stop(new YakError("NOT_LEADER", "test over"));
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a follower one fetch behind a continuously growing log joins the in-sync set", async () => {
+  await withLeader([1], async ({ state, tick, append, fetch }) => {
+    let previousEnd = 0;
+    let joinedAt = -1;
+    for (let round = 0; round < 20 && joinedAt < 0; round++) {
+      const end = await append(100); // the leader never stops taking writes
+      fetch(2, previousEnd); // the follower always reaches where the leader was at its last fetch
+      previousEnd = end;
+      tick(50);
+      const wanted = state.desiredIsr([2]);
+      if (wanted?.includes(2)) joinedAt = round;
+    }
+    assert.ok(joinedAt >= 0 && joinedAt <= 2, `follower never joined under load (round ${joinedAt})`);
+  });
+});
+
+Deno.test("while an addition is pending the high watermark waits for the new member (KIP-497)", async () => {
+  await withLeader([1], async ({ state, store, tick, append, fetch }) => {
+    await append(100);
+    fetch(2, 0);
+    fetch(2, 100);
+    assert.deepEqual(state.desiredIsr([2]), [1, 2]);
+    state.proposing([1, 2]);
+    // The follower goes quiet (a slow link) for longer than the lag limit
+    // while the zookeeper may already have committed [1, 2].
+    tick(5000);
+    await append(100);
+    assert.equal(store.partition("t", 0).highWatermark, 100, "acknowledged past what the new member holds");
+    // The zookeeper's answer: the set stays [1]; now the watermark may move.
+    state.setIsr([1]);
+    assert.equal(store.partition("t", 0).highWatermark, 200);
+  });
+});
+
+Deno.test("a follower that cannot write leaves at once and rejoins only past the high watermark", async () => {
+  await withLeader([1, 2], async ({ state, store, tick, append, fetch }) => {
+    await append(100);
+    fetch(2, 100);
+    await append(100);
+    fetch(2, 100, true); // its disk is full
+    assert.deepEqual(state.desiredIsr([2]), [1]);
+    state.setIsr([1]);
+    assert.equal(store.partition("t", 0).highWatermark, 200);
+    // Still stuck at 100, no longer saying so: it must not be let back in.
+    for (let i = 0; i < 5; i++) {
+      tick(100);
+      fetch(2, 100);
+      assert.equal(state.desiredIsr([2]), null, "a laggard stuck below the high watermark rejoined");
+    }
+    fetch(2, 200);
+    assert.deepEqual(state.desiredIsr([2]), [1, 2]);
+  });
+});
+
+Deno.test("a lagging follower leaves after the lag limit even while it keeps fetching", async () => {
+  await withLeader([1, 2], async ({ state, tick, append, fetch }) => {
+    for (let i = 0; i < 12; i++) {
+      await append(100);
+      fetch(2, 50); // fetching, but never reaching where the leader was
+      tick(100);
+    }
+    assert.deepEqual(state.desiredIsr([2]), [1]);
+  });
+});
+
+Deno.test("acks=all: refused below min.insync.replicas, also when the set shrinks after the append", async () => {
+  await withLeader([1], async ({ state, append, fetch }) => {
+    await append(10);
+    await assert.rejects(state.waitForHw(KEY, 10, 1000, 2), (e: YakError) => e.code === "NOT_ENOUGH_REPLICAS");
+    await state.waitForHw(KEY, 10, 1000, 1);
+    state.setIsr([1, 2]);
+    fetch(2, 10);
+    await append(10);
+    const waiting = state.waitForHw(KEY, 20, 1000, 2);
+    state.setIsr([1]); // follower 2 dropped before it had the batch: one copy only
+    await assert.rejects(waiting, (e: YakError) => e.code === "NOT_ENOUGH_REPLICAS");
+    state.setIsr([1, 2]);
+    fetch(2, 20);
+    await state.waitForHw(KEY, 20, 1000, 2);
+  });
+});
