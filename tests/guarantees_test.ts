@@ -386,3 +386,32 @@ Deno.test({
     });
   },
 });
+
+Deno.test("with small segments every replica holds the same segment files, byte for byte", async () => {
+  await withDeadline(60_000, "aligned segments", async () => {
+    const cluster = await TestCluster.start({ brokers: 3, segmentBytes: 4096 });
+    try {
+      for (const batch of ["7", "300", "2000"]) {
+        const res = await yak(["produce", "--topic", "segs", "--batch-records", batch, ...cluster.zkFlag], {
+          stdin: Array.from({ length: 5000 }, (_, i) => `b${batch}-${i}`).join("\n") + "\n",
+        });
+        assert.equal(res.code, 0, res.stderr);
+      }
+      let last = "";
+      const deadline = Date.now() + 20_000;
+      while (true) {
+        const maps = await Promise.all([1, 2, 3].map((id) => segmentHashes(join(cluster.topicsDir(id), "segs"))));
+        const views = maps.map((m) => JSON.stringify([...m].sort()));
+        if (views.every((v) => v === views[0]) && maps[0].size > 10) {
+          console.log(`${maps[0].size} segment files, identical on all three replicas`);
+          break;
+        }
+        last = views.map((v, i) => `broker ${i + 1}: ${maps[i].size} files`).join(", ");
+        if (Date.now() > deadline) assert.fail(`segment files differ: ${last}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

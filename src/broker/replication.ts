@@ -22,6 +22,8 @@ interface ReplicaPart {
   /** Bytes of this part in the reply's attachment (parts follow each other in order). */
   len: number;
   epochs: EpochEntry[];
+  /** Where the leader's segments start inside this part: the follower rolls there too. */
+  rolls: number[];
 }
 
 function checkEpoch(b: BrokerContext, req: Request): void {
@@ -109,6 +111,7 @@ export async function replicate(
         count: read.count,
         len: read.byteLength,
         epochs: log.epochs.within(read.baseOffset, read.baseOffset + read.count),
+        rolls: log.segmentBasesIn(read.baseOffset, read.baseOffset + read.count),
       });
     }
     const remaining = deadline - monotonicMs();
@@ -304,7 +307,7 @@ export class ReplicaFetcher {
       const ref = b.store.byKey(part.k);
       if (!ref || part.base !== ref.log.logEndOffset) continue; // learned next round
       try {
-        await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs);
+        await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs, part.rolls ?? null);
       } catch (err) {
         if (!this.#writeFailing) {
           b.log.write("replica_write_failed", {

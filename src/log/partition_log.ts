@@ -209,6 +209,20 @@ export class PartitionLog {
     return this.#segments.length;
   }
 
+  /**
+   * The first offsets of the segments that start in [from, to): sent with
+   * replicated bytes, so followers roll at the same offsets and every
+   * replica's segment files are the same files (retention deletes whole
+   * segments, and replicas must agree on where they start).
+   */
+  segmentBasesIn(from: number, to: number): number[] {
+    const out: number[] = [];
+    for (const seg of this.#segments) {
+      if (seg.base >= from && seg.base < to) out.push(seg.base);
+    }
+    return out;
+  }
+
   /** The files of this log's segments (for hashing replicas in tests). */
   get segmentPaths(): string[] {
     return this.#segments.map((s) => s.dataPath);
@@ -235,13 +249,15 @@ export class PartitionLog {
 
   /**
    * Appends a leader's bytes verbatim as a follower. `epochs` are the leader's
-   * epoch entries that start inside the chunk.
+   * epoch entries that start inside the chunk; `rolls`, where the leader's
+   * segments start inside it: given, the follower rolls there and only there.
    */
   appendReplica(
     baseOffset: number,
     count: number,
     text: string | Uint8Array,
     epochs: EpochEntry[],
+    rolls: number[] | null = null,
   ): Promise<void> {
     if (baseOffset !== this.#next) {
       return Promise.reject(
@@ -252,7 +268,7 @@ export class PartitionLog {
       );
     }
     this.#next += count;
-    return this.#enqueue(baseOffset, count, text, epochs);
+    return this.#enqueue(baseOffset, count, text, epochs, rolls);
   }
 
   #enqueue(
@@ -260,6 +276,7 @@ export class PartitionLog {
     count: number,
     text: string | Uint8Array,
     epochs: EpochEntry[],
+    rolls: number[] | null = null,
   ): Promise<void> {
     const run = async () => {
       if (this.#closed) throw new YakError("UNAVAILABLE", "log is closed");
@@ -277,16 +294,29 @@ export class PartitionLog {
       }
       try {
         if (changed) await this.epochs.save();
-        let active = this.#segments[this.#segments.length - 1];
-        if (
-          active.size > 0 &&
-          active.size + bytes.length > this.#opts.segmentBytes
-        ) {
-          active.closeHandles();
-          active = await Segment.create(this.dir, baseOffset);
-          this.#segments.push(active);
+        if (rolls === null) {
+          // The leader (or a log without a leader's boundaries) rolls by size.
+          const active = this.#segments[this.#segments.length - 1];
+          if (active.size > 0 && active.size + bytes.length > this.#opts.segmentBytes) await this.#roll(baseOffset);
+          await this.#segments[this.#segments.length - 1].append(bytes, baseOffset, this.#opts.indexIntervalBytes);
+        } else {
+          // A follower cuts the chunk where the leader's segments start.
+          let at = 0;
+          let offset = baseOffset;
+          for (const roll of [...rolls.filter((r) => r > baseOffset && r < baseOffset + count), Infinity]) {
+            const end = roll === Infinity ? bytes.length : lineEnd(bytes, at, roll - offset);
+            if (rolls.includes(offset) && this.#segments[this.#segments.length - 1].size > 0) await this.#roll(offset);
+            if (end > at) {
+              await this.#segments[this.#segments.length - 1].append(
+                bytes.subarray(at, end),
+                offset,
+                this.#opts.indexIntervalBytes,
+              );
+            }
+            at = end;
+            offset = roll;
+          }
         }
-        await active.append(bytes, baseOffset, this.#opts.indexIntervalBytes);
       } catch (err) {
         this.#next = this.#logEnd;
         if (changed) this.epochs.truncateFrom(this.#logEnd);
@@ -302,6 +332,11 @@ export class PartitionLog {
     const done = this.#writeChain.then(run);
     this.#writeChain = done.catch(() => {});
     return done;
+  }
+
+  async #roll(baseOffset: number): Promise<void> {
+    this.#segments[this.#segments.length - 1].closeHandles();
+    this.#segments.push(await Segment.create(this.dir, baseOffset));
   }
 
   #remember(chunk: Chunk): void {
@@ -574,4 +609,15 @@ async function rebuildEpochs(
       at = nl + 1;
     }
   }
+}
+
+/** The byte position after the `lines`-th newline from `from` (the end of the bytes if there are fewer). */
+function lineEnd(bytes: Uint8Array, from: number, lines: number): number {
+  let at = from;
+  for (let i = 0; i < lines; i++) {
+    const nl = bytes.indexOf(10, at);
+    if (nl === -1) return bytes.length;
+    at = nl + 1;
+  }
+  return at;
 }

@@ -1022,3 +1022,47 @@ Deno.test("a read returns at least one record even for maxBytes <= 0 and a long 
     }
   });
 });
+
+Deno.test("a follower rolls segments where the leader did, whatever its own segment size", async () => {
+  await withTempDir(async (root) => {
+    const leaderDir = `${root}/leader`;
+    const followerDir = `${root}/follower`;
+    // Small leader segments; the follower's own limit would cut elsewhere.
+    const leader = await PartitionLog.open(leaderDir, opts({ segmentBytes: 300 }));
+    const follower = await PartitionLog.open(followerDir, opts({ segmentBytes: 1000 }));
+    try {
+      let at = 0;
+      for (const n of [3, 1, 7, 2, 5, 4, 9, 1, 6]) {
+        const records = Array.from({ length: n }, (_, i) => ({ key: null, value: `record-${at + i}` }));
+        await leader.append(1, n, (base) => encodeBatch(records, base, 1, TS, null, 0)).done;
+        at += n;
+      }
+      assert.ok(leader.segmentCount > 3);
+      // Replicated in chunks that straddle the leader's segment boundaries.
+      for (let from = 0; from < leader.logEndOffset;) {
+        const read = await leader.read(from, 700, leader.logEndOffset);
+        const rolls = leader.segmentBasesIn(read.baseOffset, read.baseOffset + read.count);
+        await follower.appendReplica(
+          read.baseOffset,
+          read.count,
+          read.text,
+          [[1, 0]].filter(() => from === 0) as [
+            number,
+            number,
+          ][],
+          rolls,
+        );
+        from += read.count;
+      }
+      assert.deepEqual(await dataFiles(followerDir), await dataFiles(leaderDir));
+      for (const name of await dataFiles(leaderDir)) {
+        assert.deepEqual(await Deno.readFile(`${followerDir}/${name}`), await Deno.readFile(`${leaderDir}/${name}`));
+      }
+      const all = await follower.read(0, MB, follower.logEndOffset);
+      assert.equal(all.count, leader.logEndOffset);
+    } finally {
+      await leader.close();
+      await follower.close();
+    }
+  });
+});
