@@ -415,3 +415,58 @@ Deno.test("with small segments every replica holds the same segment files, byte 
     }
   });
 });
+
+Deno.test("min.insync.replicas (a topic config): acks=all waits while too few brokers are in sync, acks=1 does not", async () => {
+  await withDeadline(60_000, "min.insync.replicas", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    let producer: Proc | null = null;
+    try {
+      const bad = await yak(["topics", "--create", "mi", "--config", "min.insync.replica=3", ...cluster.zkFlag]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /unknown topic config 'min.insync.replica'/);
+      const badValue = await yak(["topics", "--create", "mi", "--config", "min.insync.replicas=x", ...cluster.zkFlag]);
+      assert.equal(badValue.code, 1);
+      assert.match(badValue.stderr, /'min.insync.replicas' must be an integer/);
+      const created = await yak([
+        "topics",
+        "--create",
+        "mi",
+        "--partitions",
+        "1",
+        "--config",
+        "min.insync.replicas=3",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+      const described = await yak(["topics", "--describe", "mi", ...cluster.zkFlag]);
+      assert.match(described.stdout, /configs: min.insync.replicas=3/);
+      const lease = await cluster.lease();
+      const follower = [1, 2, 3].find((id) => id !== lease.leaderId)!;
+      cluster.brokers.get(follower)!.kill("SIGKILL");
+      await cluster.waitFor((l) => l.isr.length === 2, 10_000);
+      producer = new Proc("producer", ["produce", "--topic", "mi", "--message", "three copies", ...cluster.zkFlag]);
+      await producer.waitFor(/retrying: only 2 broker\(s\) in sync/, 10_000);
+      const one = await yak(["produce", "--topic", "mi", "--acks", "1", "--message", "one copy", ...cluster.zkFlag]);
+      assert.equal(one.code, 0, one.stderr);
+      assert.equal(producer.exited, false, "acknowledged with two copies of three required");
+      await cluster.startBroker(follower);
+      assert.equal((await producer.status).code, 0, producer.lines.join("\n"));
+      const read = await yak([
+        "consume",
+        "--topic",
+        "mi",
+        "--from-beginning",
+        "--max-messages",
+        "2",
+        "--timeout-ms",
+        "10000",
+        ...cluster.zkFlag,
+      ]);
+      assert.deepEqual(read.stdout.trim().split("\n").sort(), ["one copy", "three copies"]);
+    } finally {
+      producer?.kill("SIGKILL");
+      await producer?.status;
+      await cluster.stop();
+    }
+  });
+});

@@ -225,6 +225,7 @@ export class Broker implements BrokerContext {
     topic: string,
     partitions: number,
     mode: "create" | "ensure" | "alter",
+    configs: Record<string, string> = {},
   ): Promise<void> {
     const pending = this.#creating.get(topic);
     if (pending && mode === "ensure") return pending;
@@ -256,7 +257,8 @@ export class Broker implements BrokerContext {
             `topic '${topic}' does not exist`,
           );
         }
-        if (partitions <= have) {
+        const configsOnly = partitions === have && Object.keys(configs).length > 0;
+        if (partitions <= have && !configsOnly) {
           throw new YakError(
             "INVALID_ARGUMENT",
             `topic '${topic}' has ${have} partitions; partitions can only be added (ask for more than ${have})`,
@@ -268,14 +270,16 @@ export class Broker implements BrokerContext {
         topic,
         partitions,
         createdAt: Date.now(),
+        ...(Object.keys(configs).length > 0 ? { configs } : {}),
       });
       for (let p = have; p < partitions; p++) {
         this.store.partition(topic, p).onAppend(() => this.notifier.notify());
       }
-      this.log.write(mode === "alter" ? "partitions_added" : "topic_created", {
+      this.log.write(mode === "alter" ? (partitions > have ? "partitions_added" : "topic_altered") : "topic_created", {
         topic,
         partitions,
         from: have,
+        ...(Object.keys(configs).length > 0 ? { configs } : {}),
       });
       const leader = this.requireLeader();
       await leader.waitForHw(CLUSTER_KEY, end, this.opts.requestTimeoutMs);

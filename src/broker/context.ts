@@ -84,6 +84,7 @@ export interface BrokerContext {
     topic: string,
     partitions: number,
     mode: "create" | "ensure" | "alter",
+    configs?: Record<string, string>,
   ): Promise<void>;
   /** Appends a metadata op as leader; resolves with the metadata log's new end. */
   appendMeta(op: MetaOp): Promise<number>;

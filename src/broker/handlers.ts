@@ -15,6 +15,7 @@ import type { Session } from "../protocol/server.ts";
 import type { BrokerContext } from "./context.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
 import { fairShare } from "./replication.ts";
+import { minInsyncReplicasOf, parseTopicConfigs } from "./topic_config.ts";
 
 const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -186,7 +187,7 @@ async function produce(b: BrokerContext, req: Request): Promise<Reply> {
   // From here to the append nothing awaits, so pipelined batches keep their order.
   const leader = b.requireLeader();
   if (!b.leaseValid()) throw notLeader(b, "its lease has expired");
-  const minIsr = b.opts.minInsyncReplicas;
+  const minIsr = minInsyncReplicasOf(b.store.meta.topics.get(topic)?.configs, b.opts.minInsyncReplicas);
   // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
   if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
   const seen = producer === null
@@ -423,9 +424,17 @@ async function createTopic(
 ): Promise<Reply> {
   b.requireLeader();
   const topic = checkTopicName(req.topic);
-  const partitions = int(req, "partitions", 1, b.opts.maxPartitions);
-  await b.createTopic(topic, partitions, mode);
-  return { topic, partitions: b.store.partitionCount(topic) };
+  const configs = parseTopicConfigs(req.configs);
+  // An alter may change configs only: the partition count then stays.
+  const partitions = mode === "alter" && req.partitions === undefined
+    ? b.store.partitionCount(topic)
+    : int(req, "partitions", 1, b.opts.maxPartitions);
+  await b.createTopic(topic, partitions, mode, configs);
+  return {
+    topic,
+    partitions: b.store.partitionCount(topic),
+    configs: b.store.meta.topics.get(topic)?.configs ?? {},
+  };
 }
 
 function register(b: BrokerContext, req: Request, session: Session): Reply {
@@ -487,6 +496,7 @@ function deregister(b: BrokerContext, _req: Request, session: Session): Reply {
 function status(b: BrokerContext): Reply {
   const topics = b.store.topicNames().map((name) => ({
     name,
+    configs: b.store.meta.topics.get(name)?.configs ?? {},
     partitions: Array.from({ length: b.store.partitionCount(name) }, (_, p) => {
       const log = b.store.partition(name, p);
       return {

@@ -17,6 +17,8 @@ export interface TopicOp {
   topic: string;
   partitions: number;
   createdAt: number;
+  /** Configs set (merged over the topic's), e.g. `{"min.insync.replicas": "2"}`. */
+  configs?: Record<string, string>;
 }
 
 /** A consumer group's committed offsets for some partitions of a topic. */
@@ -34,6 +36,7 @@ export type MetaOp = TopicOp | CommitOp;
 export interface TopicMeta {
   partitions: number;
   createdAt: number;
+  configs: Record<string, string>;
 }
 
 /**
@@ -55,13 +58,12 @@ export class Metadata {
   apply(op: MetaOp): void {
     if (op.op === "topic") {
       const old = this.topics.get(op.topic);
-      // Partitions only grow; a replayed older record never shrinks a topic.
-      if (!old || op.partitions > old.partitions) {
-        this.topics.set(op.topic, {
-          partitions: op.partitions,
-          createdAt: old?.createdAt ?? op.createdAt,
-        });
-      }
+      this.topics.set(op.topic, {
+        // Partitions only grow; a replayed older record never shrinks a topic.
+        partitions: Math.max(old?.partitions ?? 0, op.partitions),
+        createdAt: old?.createdAt ?? op.createdAt,
+        configs: { ...old?.configs, ...op.configs },
+      });
     } else if (op.op === "commit") {
       let byTopic = this.groups.get(op.group);
       if (!byTopic) this.groups.set(op.group, byTopic = new Map());

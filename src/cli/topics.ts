@@ -5,15 +5,19 @@
  */
 import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
+import { parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
 import { YakError } from "../protocol/errors.ts";
 import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, text } from "./args.ts";
 
 const USAGE = `
 yak topics --list
-yak topics --create T [--partitions N]
+yak topics --create T [--partitions N] [--config KEY=VALUE ...]
 yak topics --describe T
-yak topics --alter T --partitions M        (adds partitions; never removes)
+yak topics --alter T [--partitions M] [--config KEY=VALUE ...]   (adds partitions; never removes)
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]]
+
+Topic configs:
+${Object.entries(TOPIC_CONFIGS).map(([k, v]) => `  ${k}: ${v.doc}`).join("\n")}
 `;
 
 /** Runs `yak topics`. */
@@ -25,6 +29,7 @@ export async function topicsCommand(args: string[]): Promise<number> {
     describe: { type: "string" },
     alter: { type: "string" },
     partitions: { type: "string" },
+    config: { type: "string", multiple: true },
   });
   if (helpRequested(values, USAGE)) return 0;
   const actions = ["list", "create", "describe", "alter"].filter((a) => values[a] !== undefined);
@@ -46,23 +51,32 @@ export async function topicsCommand(args: string[]): Promise<number> {
     } else if (values.create !== undefined || values.alter !== undefined) {
       const alter = values.alter !== undefined;
       const topic = checkTopicName(text(values, alter ? "alter" : "create"));
-      const partitions = alter ? integer(values, "partitions", 0, 1, 1000) : integer(values, "partitions", 3, 1, 1000);
-      if (alter && values.partitions === undefined) {
-        throw new YakError("INVALID_ARGUMENT", "--alter needs --partitions M");
+      // Checked here too, so a typo is reported before anything is sent.
+      const configs = parseTopicConfigs((values.config as string[] | undefined) ?? []);
+      if (alter && values.partitions === undefined && Object.keys(configs).length === 0) {
+        throw new YakError("INVALID_ARGUMENT", "--alter needs --partitions M or --config KEY=VALUE");
       }
+      const partitions = alter
+        ? (values.partitions === undefined ? undefined : integer(values, "partitions", 0, 1, 1000))
+        : integer(values, "partitions", 3, 1, 1000);
       const res = await conn.request({
         type: alter ? "alter_topic" : "create_topic",
         topic,
-        partitions,
+        ...(partitions === undefined ? {} : { partitions }),
+        ...(Object.keys(configs).length > 0 ? { configs } : {}),
       });
+      const set = Object.entries(res.configs as Record<string, string>).map(([k, v]) => `${k}=${v}`);
       console.log(
-        `${alter ? "altered" : "created"} topic '${topic}' with ${res.partitions} partitions`,
+        `${alter ? "altered" : "created"} topic '${topic}' with ${res.partitions} partitions${
+          set.length > 0 ? `, configs ${set.join(" ")}` : ""
+        }`,
       );
     } else {
       const topic = checkTopicName(text(values, "describe"));
       const status = await conn.request({ type: "status" });
       const t = (status.topics as {
         name: string;
+        configs?: Record<string, string>;
         partitions: Record<string, number>[];
       }[]).find((x) => x.name === topic);
       if (!t) {
@@ -72,6 +86,8 @@ export async function topicsCommand(args: string[]): Promise<number> {
       console.log(
         `topic '${topic}': ${t.partitions.length} partitions, leader broker ${status.brokerId}, in sync ${isr}`,
       );
+      const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
+      console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
       console.log("partition\tlog-end\thigh-watermark\tsegments\tbytes");
       for (const p of t.partitions) {
         console.log(

@@ -28,7 +28,8 @@ export type ErrorCode =
   | "UNAUTHORIZED"
   | "UNAVAILABLE"
   | "NOT_ENOUGH_REPLICAS"
-  | "BROKER_ID_IN_USE";
+  | "BROKER_ID_IN_USE"
+  | "INVALID_CONFIG";
 
 /**
  * An error with a stable code. The CLI prints `message` alone, never a stack.
