@@ -470,3 +470,35 @@ Deno.test("min.insync.replicas (a topic config): acks=all waits while too few br
     }
   });
 });
+
+Deno.test("a second live broker with an id in use is refused by the zookeeper and exits; the first keeps its place", async () => {
+  await withDeadline(60_000, "duplicate broker id", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    const otherDir = await Deno.makeTempDir({ prefix: "yak-dup-id-" });
+    try {
+      const before = await cluster.lease();
+      const res = await yak([
+        "broker",
+        "--id",
+        "2",
+        "--port",
+        "0",
+        "--data",
+        otherDir,
+        "--min-insync-replicas",
+        "2",
+        ...cluster.zkFlag,
+      ], { timeoutMs: 20_000 });
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(res.stderr, /broker id 2 is in use by a live broker at 127\.0\.0\.1:\d+/);
+      const after = await cluster.lease();
+      assert.equal(after.epoch, before.epoch);
+      assert.deepEqual(after.isr, before.isr);
+      const ok = await yak(["produce", "--topic", "dup", "--message", "still fine", ...cluster.zkFlag]);
+      assert.equal(ok.code, 0, ok.stderr);
+    } finally {
+      await cluster.stop();
+      await Deno.remove(otherDir, { recursive: true });
+    }
+  });
+});
