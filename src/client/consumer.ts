@@ -66,8 +66,12 @@ export class PartitionRecords {
  * @example
  * ```ts
  * import { Consumer } from "./consumer.ts";
- * const consumer = await Consumer.open({ bootstrap: {}, topic: "events", fromBeginning: true });
- * for (const { partition, records } of await consumer.poll()) console.log(partition, records.length);
+ * const consumer = await Consumer.open({ bootstrap: {}, topic: "events", fromBeginning: true, group: "audit" });
+ * for (const part of await consumer.poll()) {
+ *   console.log(part.partition, part.records.length);
+ *   consumer.consumed(part.partition, part.base + part.count);
+ * }
+ * await consumer.commit();
  * await consumer.close();
  * ```
  */
@@ -77,18 +81,24 @@ export class Consumer {
   readonly #o: ConsumerOptions;
   #conn: Connection | null = null;
   #leaderConn: Connection | null = null;
-  /** partition -> next offset to read. */
   /**
-   * partition -> offset after the last record handed out by {@link poll}:
-   * what {@link commit} commits. A caller that uses only part of a batch
-   * sets it back for that partition.
+   * partition -> offset after the last record the caller reported as used
+   * through {@link consumed}: what {@link commit} commits. {@link poll}
+   * never moves it, so records fetched but not printed (the rest of a batch
+   * after `--max-messages`, or what a closed pipe refused) stay uncommitted.
    */
-  readonly positions = new Map<number, number>();
-  /** partition -> next offset to fetch (ahead of `positions` while a prefetch runs). */
+  readonly #positions = new Map<number, number>();
+  /** partition -> next offset to fetch (ahead of `#positions` while records are being handled or prefetched). */
   #cursor = new Map<number, number>();
   #prefetch: Promise<PartitionRecords[]> | null = null;
   #committed = new Map<number, number>();
   #lastMetaMs = 0;
+  /**
+   * Set when the topic did not exist at the first connection: it appeared
+   * later, so everything in it is newer than this consumer and is read from
+   * offset 0 rather than from the end found when it appears.
+   */
+  #topicWasMissing = false;
 
   private constructor(o: ConsumerOptions) {
     this.#o = o;
@@ -135,6 +145,7 @@ export class Consumer {
         const yerr = toYakError(err);
         // A topic not replicated here yet is worth waiting for, like a lost connection.
         if (!isRetriable(yerr) && yerr.code !== "UNKNOWN_TOPIC") throw yerr;
+        if (yerr.code === "UNKNOWN_TOPIC" && first) this.#topicWasMissing = true;
         if (yerr.code === "UNKNOWN_TOPIC" && Date.now() > deadline) throw yerr;
         if (Date.now() > deadline) throw yerr;
         this.#o.onRetry?.(yerr.message);
@@ -176,7 +187,8 @@ export class Consumer {
       let start: number;
       if (committed[p] !== undefined) start = committed[p];
       else if (this.#o.offset !== undefined) start = this.#o.offset;
-      else if (this.#o.fromBeginning || !firstTime) start = 0; // partitions added later hold only new records
+      // Partitions added later, and a topic created after this consumer started, hold only new records.
+      else if (this.#o.fromBeginning || !firstTime || this.#topicWasMissing) start = 0;
       else {
         ends ??= (await conn.request(
           { type: "list_offsets", topic: this.topic },
@@ -187,26 +199,64 @@ export class Consumer {
         >;
         start = ends[p] ?? 0;
       }
-      this.positions.set(p, start);
+      this.#positions.set(p, start);
       this.#cursor.set(p, start);
       if (committed[p] !== undefined) this.#committed.set(p, committed[p]);
     }
   }
 
   /**
+   * partition -> offset after the last record reported through
+   * {@link consumed} (or the start offset): what {@link commit} commits.
+   */
+  get positions(): ReadonlyMap<number, number> {
+    return this.#positions;
+  }
+
+  /**
    * One long-poll: records from any partition that has some, in offset order
    * per partition. The next fetch starts at once, while the caller handles
-   * these, so fetching and printing overlap.
+   * these, so fetching and printing overlap. Nothing counts as consumed (or
+   * gets committed) until the caller says so with {@link consumed}.
    */
   async poll(): Promise<PartitionRecords[]> {
     const batch = await (this.#prefetch ?? this.#fetch());
     this.#prefetch = null;
-    for (const part of batch) this.positions.set(part.partition, part.base + part.count);
     if (batch.length > 0) {
       this.#prefetch = this.#fetch();
       this.#prefetch.catch(() => {}); // its error is met by the next poll
     }
     return batch;
+  }
+
+  /**
+   * Records that the records of `partition` before `nextOffset` have been
+   * used (printed, stored, ...): the next {@link commit} commits up to there.
+   * Call it after the records are safely out of your hands, never before.
+   *
+   * @example
+   * ```ts ignore
+   * for (const part of await consumer.poll()) {
+   *   await writeAll(Deno.stdout, new TextEncoder().encode(part.text));
+   *   consumer.consumed(part.partition, part.base + part.count);
+   * }
+   * await consumer.commit();
+   * ```
+   */
+  consumed(partition: number, nextOffset: number): void {
+    const at = this.#positions.get(partition);
+    const fetched = this.#cursor.get(partition);
+    // Offsets only grow, and never past what has been fetched.
+    if (at === undefined || fetched === undefined || !Number.isInteger(nextOffset)) {
+      throw new YakError("INVALID_ARGUMENT", `partition ${partition} of '${this.topic}' is not being read`);
+    }
+    if (nextOffset < at || nextOffset > fetched) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `offset ${nextOffset} of ${this.topic}/${partition} is outside ${at}..${fetched} (consumed..fetched)`,
+      );
+    }
+    this.#positions.set(partition, nextOffset);
   }
 
   async #fetch(): Promise<PartitionRecords[]> {
@@ -267,13 +317,14 @@ export class Consumer {
   }
 
   /**
-   * Commits the group's positions (what has been handed out), retrying
-   * through failovers. A no-op without a group or when nothing moved.
+   * Commits the group's positions (what the caller reported through
+   * {@link consumed}), retrying through failovers. A no-op without a group
+   * or when nothing moved.
    */
   async commit(): Promise<void> {
     if (!this.#o.group) return;
     const offsets: Record<string, number> = {};
-    for (const [p, off] of this.positions) {
+    for (const [p, off] of this.#positions) {
       if (this.#committed.get(p) !== off) offsets[p] = off;
     }
     if (Object.keys(offsets).length === 0) return;
