@@ -19,6 +19,7 @@ import { ProducerState } from "./producer_state.ts";
 import { epochEnds, ReplicaFetcher, replicate } from "./replication.ts";
 import { TopicStore } from "./topic_store.ts";
 import { ZkSession } from "./zk_session.ts";
+import { type DataLock, lockDataDir } from "./data_lock.ts";
 import { encodeBatch } from "../log/record.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 
@@ -54,6 +55,7 @@ export class Broker implements BrokerContext {
   #isrProposal: Promise<unknown> | null = null;
   /** Set by a clean stop: no new writes, no new roles. */
   #stopping = false;
+  #dataLock: DataLock | null = null;
   #fatal!: (err: YakError) => void;
   /** Resolves with the error that forces this broker to stop (e.g. its id is in use). */
   readonly fatal: Promise<YakError> = new Promise((resolve) => (this.#fatal = resolve));
@@ -73,6 +75,8 @@ export class Broker implements BrokerContext {
   /** Opens storage (repairing what it safely can), listens, and joins the cluster. */
   static async start(opts: BrokerOptions): Promise<Broker> {
     const dir = join(opts.dataDir, `broker-${opts.id}`);
+    // Before anything here is opened: a second process on this directory leaves its files alone.
+    const dataLock = await lockDataDir(dir);
     await Deno.mkdir(dir, { recursive: true });
     const log = new OpLog(
       join(dir, "broker.log"),
@@ -95,6 +99,7 @@ export class Broker implements BrokerContext {
       throw err;
     }
     const broker = new Broker(opts, store, log, dir);
+    broker.#dataLock = dataLock;
     for (const ref of store.all()) {
       broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
       ref.log.onAppend(() => broker.notifier.notify());
@@ -454,5 +459,6 @@ export class Broker implements BrokerContext {
     await Deno.remove(join(this.dir, "broker.pid")).catch(() => {});
     this.log.write("stopped");
     this.log.close();
+    await this.#dataLock?.release();
   }
 }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { ask } from "../client/discovery.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../protocol/errors.ts";
@@ -17,6 +17,9 @@ yak kill (--broker N | --leader) [--signal KILL|TERM|STOP|CONT] [--data data]
 
 Finds the broker's process through DATA/broker-N/broker.pid and signals it
 (SIGKILL by default). --leader asks the zookeeper (or reads the lease file).
+Refuses, and signals nothing, when the pid file is stale: the process has
+exited, or the pid now belongs to something other than \`yak broker --id N\`
+on that data directory.
 `;
 
 const SIGNALS = {
@@ -84,6 +87,27 @@ export async function killCommand(args: string[]): Promise<number> {
   if (!Number.isInteger(pid) || pid <= 1) {
     throw new YakError("INVALID_ARGUMENT", `${pidFile} does not hold a pid`);
   }
+  // A pid file outlives its broker after a crash or kill -9, and the pid may since belong to anything.
+  const who = await identify(pid, id, dataDir);
+  if (who.kind === "gone") {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `broker ${id} is not running: ${pidFile} is stale (pid ${pid} has exited); nothing was signalled`,
+    );
+  }
+  if (who.kind === "other") {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `${pidFile} is stale: pid ${pid} is not broker ${id} of ${dataDir} but \`${who.command}\`` +
+        `${who.why ? ` (${who.why})` : ""}; nothing was signalled`,
+    );
+  }
+  if (who.kind === "unknown") {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `cannot tell whether pid ${pid} (from ${pidFile}) is broker ${id}: ${who.why}; nothing was signalled`,
+    );
+  }
   try {
     Deno.kill(pid, signal);
   } catch (err) {
@@ -119,4 +143,88 @@ async function currentLease(
     }
     return lease;
   }
+}
+
+/** What a pid from a pid file turned out to be. */
+type Identity =
+  | { kind: "broker" }
+  | { kind: "gone" }
+  | { kind: "other"; command: string; why?: string }
+  | { kind: "unknown"; why: string };
+
+const decoder = new TextDecoder();
+
+/** Runs a small command and returns its stdout, or null when it fails. */
+async function output(command: string, args: string[]): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "null", stdin: "null" }).output();
+    return out.success ? decoder.decode(out.stdout) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The command line of `pid` as its arguments, or null when no process has
+ * that pid. Deno lets only --allow-all read another process's /proc files,
+ * so this goes through `cat` (and `ps` where there is no /proc).
+ */
+async function commandLine(pid: number): Promise<{ args: string[]; cwd: string | null } | null | "unknown"> {
+  if (Deno.build.os === "linux") {
+    const text = await output("cat", [`/proc/${pid}/cmdline`]);
+    if (text === null) return null;
+    // A zombie (exited, not yet reaped) has an empty command line.
+    const args = text.split("\0").filter((a, i, all) => a !== "" || i < all.length - 1);
+    if (args.length === 0) return null;
+    const cwd = (await output("readlink", [`/proc/${pid}/cwd`]))?.trim() || null;
+    return { args, cwd };
+  }
+  const ps = await output("ps", ["-ww", "-o", "args=", "-p", String(pid)]);
+  if (ps === null) {
+    // ps exits 1 both for "no such process" and for a missing ps: tell them apart with our own pid.
+    return (await output("ps", ["-o", "pid=", "-p", String(Deno.pid)])) === null ? "unknown" : null;
+  }
+  return { args: ps.trim().split(/\s+/), cwd: null };
+}
+
+/** The value of `--name` in `args` (`--name V` or `--name=V`), or undefined. */
+function flagValue(args: string[], name: string): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === name) return args[i + 1];
+    if (args[i].startsWith(`${name}=`)) return args[i].slice(name.length + 1);
+  }
+  return undefined;
+}
+
+async function realPathOr(path: string): Promise<string> {
+  try {
+    return await Deno.realPath(path);
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * Whether `pid` is `yak broker --id <id>` serving `dataDir`: its command
+ * line names the broker subcommand and the id, and its `--data` (default
+ * `data`, resolved against its working directory) is the same directory.
+ */
+async function identify(pid: number, id: number, dataDir: string): Promise<Identity> {
+  const cmd = await commandLine(pid);
+  if (cmd === null) return { kind: "gone" };
+  if (cmd === "unknown") return { kind: "unknown", why: "neither /proc nor ps is available" };
+  // One line, and short enough to read: the start of the command line says what it is.
+  const command = cmd.args.join(" ").replace(/\s+/g, " ").slice(0, 200);
+  const at = cmd.args.indexOf("broker");
+  if (at < 0) return { kind: "other", command };
+  const args = cmd.args.slice(at + 1);
+  if (Number(flagValue(args, "--id")) !== id) return { kind: "other", command, why: "another broker id" };
+  const theirs = flagValue(args, "--data") ?? DEFAULTS.dataDir;
+  if (cmd.cwd === null && !isAbsolute(theirs)) return { kind: "broker" }; // no way to resolve it: the id must do
+  const [a, b] = await Promise.all([
+    realPathOr(resolve(cmd.cwd ?? "/", theirs)),
+    realPathOr(resolve(dataDir)),
+  ]);
+  if (a !== b) return { kind: "other", command, why: `its data directory is ${a}, not ${b}` };
+  return { kind: "broker" };
 }
