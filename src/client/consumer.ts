@@ -35,6 +35,13 @@ export interface ConsumerOptions {
 const decoder = new TextDecoder();
 
 /**
+ * A long poll is answered within its wait; past that much more, the replica
+ * is taken for frozen (SIGSTOP, a cut link) and the consumer rediscovers the
+ * cluster, instead of waiting out the whole request timeout.
+ */
+const FETCH_GRACE_MS = 2000;
+
+/**
  * Records of one partition from one poll: `count` stored lines from offset
  * `base`, parsed only when asked for.
  */
@@ -271,7 +278,7 @@ export class Consumer {
           offsets: Object.fromEntries(this.#cursor),
           maxBytes: this.#o.maxBytes ?? DEFAULTS.consumerFetchMaxBytes,
           maxWaitMs,
-        }, maxWaitMs + this.#timeoutMs);
+        }, maxWaitMs + Math.min(this.#timeoutMs, FETCH_GRACE_MS));
         const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
         const out: PartitionRecords[] = [];
         let at = 0;
