@@ -14,7 +14,7 @@ import { statusCommand } from "./src/cli/status.ts";
 import { topicsCommand } from "./src/cli/topics.ts";
 import { zookeeperCommand } from "./src/cli/zookeeper.ts";
 import { applySecurityFlags } from "./src/cli/security_flags.ts";
-import { toYakError } from "./src/protocol/errors.ts";
+import { toYakError } from "./src/errors.ts";
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   zookeeper: zookeeperCommand,

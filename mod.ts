@@ -20,5 +20,5 @@ export { murmur2, partitionForKey } from "./src/client/murmur2.ts";
 export { Broker } from "./src/broker/broker.ts";
 export { Zookeeper, type ZookeeperOptions } from "./src/zookeeper/zookeeper.ts";
 export { PartitionLog } from "./src/log/partition_log.ts";
-export { type ErrorCode, YakError } from "./src/protocol/errors.ts";
+export { type ErrorCode, YakError } from "./src/errors.ts";
 export { DEFAULTS } from "./src/config.ts";

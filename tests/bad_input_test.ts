@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Connection } from "../src/protocol/connection.ts";
-import { YakError } from "../src/protocol/errors.ts";
+import { YakError } from "../src/errors.ts";
 import { FrameReader, writeAll } from "../src/protocol/frame.ts";
 import { eventually, type RunResult, seqText, TestCluster, Waiters, withDeadline, yak } from "./harness.ts";
 

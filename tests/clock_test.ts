@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { ZkSession } from "../src/broker/zk_session.ts";
 import { OpLog } from "../src/op_log.ts";
 import { Connection } from "../src/protocol/connection.ts";
-import type { YakError } from "../src/protocol/errors.ts";
+import type { YakError } from "../src/errors.ts";
 import type { Lease } from "../src/protocol/messages.ts";
 import { Zookeeper } from "../src/zookeeper/zookeeper.ts";
 

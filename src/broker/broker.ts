@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 import { OpLog } from "../op_log.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import type { Lease, Request } from "../protocol/messages.ts";
 import { serve, type Server, type Session } from "../protocol/server.ts";
 import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";

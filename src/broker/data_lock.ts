@@ -8,7 +8,7 @@
  * @module
  */
 import { join } from "node:path";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 
 /**
  * The lock file's name inside a data directory; it holds the holder's pid.

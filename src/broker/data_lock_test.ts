@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LOCK_FILE, lockDataDir } from "./data_lock.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 
 Deno.test("a data directory is locked once: a second lock is refused naming the holder's pid, and works after release", async () => {
   const dir = join(await Deno.makeTempDir({ prefix: "yak-lock-" }), "broker-1");

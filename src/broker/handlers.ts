@@ -9,7 +9,7 @@ import { monotonicMs } from "../clock.ts";
 import * as names from "../log/names.ts";
 import type { PartitionLog } from "../log/partition_log.ts";
 import { encodeBatch, type RecordInput } from "../log/record.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
 import type { Session } from "../protocol/server.ts";
 import type { BrokerContext } from "./context.ts";

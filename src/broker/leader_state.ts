@@ -21,7 +21,7 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import type { TopicStore } from "./topic_store.ts";
 
 interface Waiter {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { encodeBatch } from "../log/record.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { LeaderState } from "./leader_state.ts";
 import { TopicStore } from "./topic_store.ts";
 

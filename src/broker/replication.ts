@@ -8,7 +8,7 @@
  */
 import { monotonicMs } from "../clock.ts";
 import type { EpochEntry } from "../log/epoch_cache.ts";
-import { toYakError, YakError } from "../protocol/errors.ts";
+import { toYakError, YakError } from "../errors.ts";
 import { Connection } from "../protocol/connection.ts";
 import { int, offsetMap, optInt, RawReply, type Reply, type Request } from "../protocol/messages.ts";
 import type { BrokerContext, LeaderInfo } from "./context.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 
 interface ConfigSpec {
   /** Checks a value and returns it in its stored form, or throws. */

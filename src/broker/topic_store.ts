@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { checkTopicName } from "../log/names.ts";
 import { type LogOptions, PartitionLog } from "../log/partition_log.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC, Metadata, type MetaOp } from "./metadata.ts";
 
 /** A partition log with its names. */

@@ -8,7 +8,7 @@ import { monotonicMs } from "../clock.ts";
 import type { OpLog } from "../op_log.ts";
 import { Connection } from "../protocol/connection.ts";
 import type { Lease } from "../protocol/messages.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 
 /** Options of {@link ZkSession}. */
 export interface ZkSessionOptions {

@@ -8,7 +8,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Bootstrap } from "../client/discovery.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 
 /** Flag definitions, as node:util parseArgs takes them. */
 export type Flags = NonNullable<ParseArgsConfig["options"]>;

@@ -5,7 +5,7 @@
  */
 import { Consumer, PartitionRecords } from "../client/consumer.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, retryNotice, text } from "./args.ts";
 
 const USAGE = `

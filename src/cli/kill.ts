@@ -6,7 +6,7 @@
 import { isAbsolute, join, resolve } from "node:path";
 import { ask } from "../client/discovery.ts";
 import { DEFAULTS } from "../config.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 import { readLease } from "../zookeeper/lease_file.ts";
 import { bootstrapOf, helpRequested, integer, parse, text } from "./args.ts";

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 import { formatEntry, type OpLogEntry } from "../op_log.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { helpRequested, parse, text } from "./args.ts";
 
 const USAGE = `

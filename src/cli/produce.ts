@@ -5,7 +5,7 @@
  */
 import { Producer } from "../client/producer.ts";
 import { checkTopicName } from "../log/names.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, retryNotice, text } from "./args.ts";
 
 const USAGE = `

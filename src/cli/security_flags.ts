@@ -7,7 +7,7 @@
  * @module
  */
 import { configureSecurity, type Security } from "../protocol/security.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 
 const FLAGS = ["auth-token", "tls-cert", "tls-key", "tls-ca"] as const;
 type Flag = typeof FLAGS[number];

@@ -5,7 +5,7 @@
  * @module
  */
 import { ask } from "../client/discovery.ts";
-import { toYakError } from "../protocol/errors.ts";
+import { toYakError } from "../errors.ts";
 import type { ClientInfo } from "../broker/context.ts";
 import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { bootstrapOf, helpRequested, parse } from "./args.ts";

@@ -6,7 +6,7 @@
 import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, text } from "./args.ts";
 
 const USAGE = `

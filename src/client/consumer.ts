@@ -7,7 +7,7 @@
 import { DEFAULTS } from "../config.ts";
 import { valuesOf } from "../log/record.ts";
 import type { Connection } from "../protocol/connection.ts";
-import { isRetriable, toYakError, YakError } from "../protocol/errors.ts";
+import { isRetriable, toYakError, YakError } from "../errors.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
 import { type Bootstrap, connectAny, connectLeader } from "./discovery.ts";
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { Connection } from "../protocol/connection.ts";
-import { isRetriable, toYakError, YakError } from "../protocol/errors.ts";
+import { isRetriable, toYakError, YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 
 /** A host and port. */

@@ -7,7 +7,7 @@
  */
 import { DEFAULTS } from "../config.ts";
 import type { Connection } from "../protocol/connection.ts";
-import { isRetriable, toYakError, YakError } from "../protocol/errors.ts";
+import { isRetriable, toYakError, YakError } from "../errors.ts";
 import type { OutgoingRecord } from "../protocol/messages.ts";
 import { monotonicMs } from "../clock.ts";
 import { type Bootstrap, connectLeader, findLeader, type LeaderAddress } from "./discovery.ts";

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 
 /** Kafka's legal characters: letters, digits, `.`, `_`, `-`. */
 const NAME_PATTERN = /^[A-Za-z0-9._-]+$/;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { checkGroupName, checkTopicName, INTERNAL_PREFIX, MAX_NAME_CHARS } from "./names.ts";
 
 /** Asserts that `fn` throws a YakError with `code`, and returns it. */

@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
 import { Segment, segmentStem, startsWithOffset } from "./segment.ts";
 

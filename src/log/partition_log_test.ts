@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { type LogOptions, PartitionLog } from "./partition_log.ts";
 import { encodeBatch, type RecordInput } from "./record.ts";
 import { segmentStem } from "./segment.ts";

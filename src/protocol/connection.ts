@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { toYakError, YakError } from "./errors.ts";
+import { toYakError, YakError } from "../errors.ts";
 import { FrameReader, FrameWriter } from "./frame.ts";
 import { security } from "./security.ts";
 

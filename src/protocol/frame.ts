@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { YakError } from "./errors.ts";
+import { YakError } from "../errors.ts";
 
 const NEWLINE = 10;
 const READ_CHUNK_BYTES = 256 * 1024;

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { YakError } from "./errors.ts";
+import { YakError } from "../errors.ts";
 
 /** A decoded request frame: its id, its type, and the type's own fields. */
 export interface Request {

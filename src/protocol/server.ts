@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { toYakError, YakError } from "./errors.ts";
+import { toYakError, YakError } from "../errors.ts";
 import { FrameReader, FrameWriter, withAttachment } from "./frame.ts";
 import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
 import { security, tokensEqual } from "./security.ts";
@@ -80,7 +80,7 @@ export function encodeReply(id: number | null, reply: Reply): string {
  * @example
  * ```ts
  * import { encodeError } from "./server.ts";
- * import { YakError } from "./errors.ts";
+ * import { YakError } from "../errors.ts";
  * encodeError(1, new YakError("NOT_LEADER", "ask broker 2"));
  * ```
  */
@@ -183,7 +183,7 @@ export function serve(opts: ServeOptions): Server {
         if (!req.noReply) reply(encodeReply(req.id, result), result instanceof RawReply ? result : undefined);
       } catch (err) {
         const yerr = toYakError(err);
-        if (yerr.code === "UNAVAILABLE" && !(err instanceof YakError)) {
+        if ((yerr.code === "UNAVAILABLE" && !(err instanceof YakError)) || yerr.code === "INTERNAL") {
           opts.onError?.("handler failed", {
             type: req.type,
             error: yerr.message,

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { monotonicMs } from "../clock.ts";
 import { OpLog } from "../op_log.ts";
-import { YakError } from "../protocol/errors.ts";
+import { YakError } from "../errors.ts";
 import { type BrokerInfo, int, type Lease, optInt, optStr, type Request, str } from "../protocol/messages.ts";
 import { serve, type Server, type Session } from "../protocol/server.ts";
 import { electLeader } from "./election.ts";

@@ -1,6 +1,7 @@
 /**
  * The one error type of yak: a stable machine-readable `code` and a message
- * that tells a person what to do next.
+ * that tells a person what to do next. Every layer (log, broker, codecs,
+ * clients, CLI) imports it from here; codecs map the codes to their wire's own.
  *
  * @module
  */
@@ -29,7 +30,9 @@ export type ErrorCode =
   | "UNAVAILABLE"
   | "NOT_ENOUGH_REPLICAS"
   | "BROKER_ID_IN_USE"
-  | "INVALID_CONFIG";
+  | "INVALID_CONFIG"
+  /** A broken invariant inside yak (a bug): never retried, always logged. */
+  | "INTERNAL";
 
 /**
  * An error with a stable code. The CLI prints `message` alone, never a stack.
@@ -110,4 +113,20 @@ export function toYakError(err: unknown): YakError {
   }
   const message = err instanceof Error ? err.message : String(err);
   return new YakError("UNAVAILABLE", message);
+}
+
+/**
+ * Checks an invariant (offsets only grow, a high watermark never passes the
+ * log end, a replica chunk holds the records it claims). A failure is a bug:
+ * an INTERNAL error, which clients do not retry and servers log.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "./errors.ts";
+ * const logEnd = 10, highWatermark = 7;
+ * assert(highWatermark <= logEnd, "high watermark past the log end");
+ * ```
+ */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new YakError("INTERNAL", `internal error: ${message}`);
 }
