@@ -406,7 +406,7 @@ Deno.test("with small segments every replica holds the same segment files, byte 
           console.log(`${maps[0].size} segment files, identical on all three replicas`);
           break;
         }
-        last = views.map((v, i) => `broker ${i + 1}: ${maps[i].size} files`).join(", ");
+        last = maps.map((m, i) => `broker ${i + 1}: ${m.size} files`).join(", ");
         if (Date.now() > deadline) assert.fail(`segment files differ: ${last}`);
         await new Promise((r) => setTimeout(r, 200));
       }

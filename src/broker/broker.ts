@@ -1,6 +1,9 @@
 /**
- * A broker: storage, the native protocol server, its zookeeper session, and
- * the switch between leading and following as leases change.
+ * A broker: its lifecycle (storage, the listener a codec gives it, the
+ * zookeeper session) and the switch between leading and following as leases
+ * change. What clients can do lives in typed services (partition_ops.ts,
+ * topic_admin.ts, group_coordinator.ts, replication.ts), which codecs call;
+ * the broker never imports a codec.
  *
  * @module
  */
@@ -8,20 +11,38 @@ import { join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 import { OpLog } from "../op_log.ts";
 import { YakError } from "../errors.ts";
-import type { Lease, Request } from "../protocol/messages.ts";
-import { serve, type Server, type Session } from "../protocol/server.ts";
+import type { Lease } from "../protocol/messages.ts";
 import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
-import { clientHandlers } from "./handlers.ts";
+import { GroupCoordinator } from "./group_coordinator.ts";
 import { LeaderState } from "./leader_state.ts";
-import { CLUSTER_KEY, type MetaOp } from "./metadata.ts";
+import { CLUSTER_TOPIC } from "./metadata.ts";
 import { Notifier } from "./notifier.ts";
+import { PartitionOps } from "./partition_ops.ts";
 import { ProducerState } from "./producer_state.ts";
-import { epochEnds, ReplicaFetcher, replicate } from "./replication.ts";
+import { ReplicaFetcher, Replication } from "./replication.ts";
+import type { BrokerServices, ClientRegistry, ClusterView } from "./services.ts";
+import { TopicAdmin } from "./topic_admin.ts";
 import { TopicStore } from "./topic_store.ts";
 import { ZkSession } from "./zk_session.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
-import { encodeBatch } from "../log/record.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
+
+/** A codec's listener as the broker sees it: where it listens, and how to close it. */
+export interface Listening {
+  readonly host: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a codec's listener for a broker's services (the CLI passes the
+ * native JSON codec; the broker never imports one). `onError` feeds the
+ * broker's operation log.
+ */
+export type ServeCodec = (
+  services: BrokerServices,
+  onError: (message: string, fields: Record<string, unknown>) => void,
+) => Listening;
 
 /**
  * A running broker.
@@ -39,10 +60,11 @@ export class Broker implements BrokerContext {
   readonly log: OpLog;
   readonly producers = new ProducerState();
   readonly notifier = new Notifier();
-  readonly clients = new Map<number, ClientInfo>();
   readonly failingWrites = new Set<string>();
   readonly dir: string;
-  #server!: Server;
+  readonly services: BrokerServices;
+  readonly #clients = new Map<number, ClientInfo>();
+  #server!: Listening;
   #zk!: ZkSession;
   #role: "leader" | "follower" | "none" = "none";
   #epoch = 0;
@@ -50,7 +72,6 @@ export class Broker implements BrokerContext {
   #leaderState: LeaderState | null = null;
   #fetcher: ReplicaFetcher | null = null;
   #transition: Promise<void> = Promise.resolve();
-  #creating = new Map<string, Promise<void>>();
   #isrTimer: ReturnType<typeof setInterval> | undefined;
   #isrProposal: Promise<unknown> | null = null;
   /** Set by a clean stop: no new writes, no new roles. */
@@ -70,10 +91,24 @@ export class Broker implements BrokerContext {
     this.store = store;
     this.log = log;
     this.dir = dir;
+    const topics = new TopicAdmin(this);
+    const partitions = new PartitionOps(this, topics);
+    const groups = new GroupCoordinator(this);
+    this.services = {
+      opts,
+      partitions,
+      topics,
+      groups,
+      clients: this.#clientRegistry(),
+      replication: new Replication(this, partitions),
+      requireLeader: () => this.requireLeader(),
+      view: () => this.#view(),
+      status: () => this.#status(groups),
+    };
   }
 
-  /** Opens storage (repairing what it safely can), listens, and joins the cluster. */
-  static async start(opts: BrokerOptions): Promise<Broker> {
+  /** Opens storage (repairing what it safely can), listens through `serveCodec`, and joins the cluster. */
+  static async start(opts: BrokerOptions, serveCodec: ServeCodec): Promise<Broker> {
     const dir = join(opts.dataDir, `broker-${opts.id}`);
     // Before anything here is opened: a second process on this directory leaves its files alone.
     const dataLock = await lockDataDir(dir);
@@ -104,15 +139,10 @@ export class Broker implements BrokerContext {
       broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
       ref.log.onAppend(() => broker.notifier.notify());
     }
-    const handle = clientHandlers(broker);
-    broker.#server = serve({
-      host: opts.host,
-      port: opts.port,
-      maxFrameBytes: opts.maxFrameBytes,
-      maxConnections: opts.maxConnections,
-      handler: (req, session) => broker.#handle(req, session, handle),
-      onError: (message, fields) => log.write("protocol_error", { message, ...fields }),
-    });
+    broker.#server = serveCodec(
+      broker.services,
+      (message, fields) => log.write("protocol_error", { message, ...fields }),
+    );
     await Deno.writeTextFile(join(dir, "broker.pid"), `${Deno.pid}\n`);
     log.write("started", {
       broker: opts.id,
@@ -184,30 +214,6 @@ export class Broker implements BrokerContext {
     );
   }
 
-  async appendMeta(op: MetaOp): Promise<number> {
-    const leader = this.requireLeader();
-    const log = this.store.clusterLog;
-    const epoch = leader.epoch;
-    const key = op.op === "topic" ? op.topic : op.group;
-    const appended = log.append(
-      epoch,
-      1,
-      (base) =>
-        encodeBatch(
-          [{ key, value: JSON.stringify(op) }],
-          base,
-          epoch,
-          Date.now(),
-          null,
-          0,
-        ),
-    );
-    await appended.done;
-    await this.store.apply(op);
-    leader.updateHw(CLUSTER_KEY);
-    return appended.baseOffset + 1;
-  }
-
   async readLog(log: PartitionLog, from: number, maxBytes: number, end: number): Promise<ReadResult> {
     try {
       return await log.read(from, maxBytes, end);
@@ -226,95 +232,73 @@ export class Broker implements BrokerContext {
     }
   }
 
-  createTopic(
-    topic: string,
-    partitions: number,
-    mode: "create" | "ensure" | "alter",
-    configs: Record<string, string> = {},
-  ): Promise<void> {
-    const pending = this.#creating.get(topic);
-    if (pending && mode === "ensure") return pending;
-    const run = (async () => {
-      await pending?.catch(() => {});
-      const have = this.store.partitionCount(topic);
-      if (mode === "ensure" && have > 0) return;
-      if (mode === "create" && have > 0) {
-        throw new YakError(
-          "INVALID_ARGUMENT",
-          `topic '${topic}' already exists with ${have} partitions`,
-        );
-      }
-      if (have === 0) {
-        // Two names that differ only by case would share a directory on a
-        // case-insensitive disk (macOS, Windows): refuse the second one.
-        const twin = this.store.topicNames().find((t) => t.toLowerCase() === topic.toLowerCase());
-        if (twin) {
-          throw new YakError(
-            "INVALID_TOPIC",
-            `topic '${topic}' differs from existing topic '${twin}' only by case; use '${twin}' or another name`,
-          );
+  #clientRegistry(): ClientRegistry {
+    const clients = this.#clients;
+    const log = this.log;
+    return {
+      register(id, info) {
+        const known = clients.has(id);
+        clients.set(id, info);
+        if (!known) {
+          log.write(`${info.role}_registered`, {
+            client: info.client,
+            topic: info.topic,
+            ...(info.group ? { group: info.group } : {}),
+            remote: info.remote,
+          });
         }
-      }
-      if (mode === "alter") {
-        if (have === 0) {
-          throw new YakError(
-            "UNKNOWN_TOPIC",
-            `topic '${topic}' does not exist`,
-          );
-        }
-        const configsOnly = partitions === have && Object.keys(configs).length > 0;
-        if (partitions <= have && !configsOnly) {
-          throw new YakError(
-            "INVALID_ARGUMENT",
-            `topic '${topic}' has ${have} partitions; partitions can only be added (ask for more than ${have})`,
-          );
-        }
-      }
-      const end = await this.appendMeta({
-        op: "topic",
-        topic,
-        partitions,
-        createdAt: Date.now(),
-        ...(Object.keys(configs).length > 0 ? { configs } : {}),
-      });
-      for (let p = have; p < partitions; p++) {
-        this.store.partition(topic, p).onAppend(() => this.notifier.notify());
-      }
-      this.log.write(mode === "alter" ? (partitions > have ? "partitions_added" : "topic_altered") : "topic_created", {
-        topic,
-        partitions,
-        from: have,
-        ...(Object.keys(configs).length > 0 ? { configs } : {}),
-      });
-      const leader = this.requireLeader();
-      await leader.waitForHw(CLUSTER_KEY, end, this.opts.requestTimeoutMs);
-    })();
-    this.#creating.set(topic, run);
-    run.finally(() => {
-      if (this.#creating.get(topic) === run) this.#creating.delete(topic);
-    }).catch(() => {});
-    return run;
+        return !known;
+      },
+      deregister(id, reason) {
+        const info = clients.get(id);
+        if (!info) return undefined;
+        clients.delete(id);
+        log.write(`${info.role}_deregistered`, {
+          client: info.client,
+          topic: info.topic,
+          ...(reason ? { reason } : {}),
+        });
+        return info;
+      },
+      list: () => [...clients.values()],
+    };
   }
 
-  #handle(
-    req: Request,
-    session: Session,
-    clientHandle: ReturnType<typeof clientHandlers>,
-  ) {
-    switch (req.type) {
-      case "replicate":
-        return replicate(this, req);
-      case "epoch_end":
-        return epochEnds(this, req);
+  #view(): ClusterView {
+    const topics: Record<string, number> = {};
+    for (const name of this.store.topicNames()) {
+      if (name !== CLUSTER_TOPIC) topics[name] = this.store.partitionCount(name);
     }
-    const reply = clientHandle(req, session);
-    if (reply === null) {
-      throw new YakError(
-        "UNKNOWN_REQUEST",
-        `brokers do not handle '${req.type}'`,
-      );
-    }
-    return reply;
+    return { brokerId: this.opts.id, role: this.#role, epoch: this.#epoch, leader: this.#leader, topics };
+  }
+
+  #status(groups: GroupCoordinator): Record<string, unknown> {
+    const topics = this.store.topicNames().map((name) => ({
+      name,
+      configs: this.store.meta.topics.get(name)?.configs ?? {},
+      partitions: Array.from({ length: this.store.partitionCount(name) }, (_, p) => {
+        const log = this.store.partition(name, p);
+        return {
+          partition: p,
+          logEndOffset: log.logEndOffset,
+          highWatermark: log.highWatermark,
+          segments: log.segmentCount,
+          bytes: log.sizeBytes,
+        };
+      }),
+    }));
+    const l = this.#role === "leader" ? this.#leaderState : null;
+    return {
+      brokerId: this.opts.id,
+      role: this.#role,
+      epoch: this.#epoch,
+      leader: this.#leader,
+      replication: l ? { isr: l.isr, followers: l.followers() } : null,
+      topics,
+      groups: groups.lags(),
+      clients: [...this.#clients.values()],
+      memory: Deno.memoryUsage(),
+    };
   }
 
   #onLease(lease: Lease): void {

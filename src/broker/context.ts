@@ -1,14 +1,13 @@
 /**
- * What request handlers and the replica fetcher may use of a broker. Kept
- * apart from the Broker class so handlers do not import it (no cycles), and
- * so a second protocol codec can drive the same handlers.
+ * What the broker's services (partition ops, topic admin, groups,
+ * replication) may use of the broker core. Kept apart from the Broker class
+ * so services do not import it (no cycles). Codecs see less: services.ts.
  *
  * @module
  */
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 import type { OpLog } from "../op_log.ts";
 import type { LeaderState } from "./leader_state.ts";
-import type { MetaOp } from "./metadata.ts";
 import type { Notifier } from "./notifier.ts";
 import type { ProducerState } from "./producer_state.ts";
 import type { TopicStore } from "./topic_store.ts";
@@ -62,14 +61,13 @@ export interface ClientInfo {
   since: number;
 }
 
-/** The broker as handlers see it. */
+/** The broker core as its services see it. */
 export interface BrokerContext {
   readonly opts: BrokerOptions;
   readonly store: TopicStore;
   readonly log: OpLog;
   readonly producers: ProducerState;
   readonly notifier: Notifier;
-  readonly clients: Map<number, ClientInfo>;
   /** Partitions whose last write failed (e.g. a full disk), so the log says it once. */
   readonly failingWrites: Set<string>;
   role(): "leader" | "follower" | "none";
@@ -79,15 +77,6 @@ export interface BrokerContext {
   requireLeader(): LeaderState;
   /** Whether this leader may still acknowledge (its lease is fresh). */
   leaseValid(): boolean;
-  /** Creates a topic (or grows it) through the metadata log; resolves once applied. */
-  createTopic(
-    topic: string,
-    partitions: number,
-    mode: "create" | "ensure" | "alter",
-    configs?: Record<string, string>,
-  ): Promise<void>;
-  /** Appends a metadata op as leader; resolves with the metadata log's new end. */
-  appendMeta(op: MetaOp): Promise<number>;
   /**
    * Reads a log for a fetch. A damaged record is never served: a follower
    * cuts its log there and copies the rest again from the leader.

@@ -6,15 +6,15 @@
  *
  * @module
  */
-import { monotonicMs } from "../clock.ts";
 import type { EpochEntry } from "../log/epoch_cache.ts";
 import { toYakError, YakError } from "../errors.ts";
 import { Connection } from "../protocol/connection.ts";
-import { int, offsetMap, optInt, RawReply, type Reply, type Request } from "../protocol/messages.ts";
+
 import type { BrokerContext, LeaderInfo } from "./context.ts";
+import type { PartitionOps, ReadSpec } from "./partition_ops.ts";
 import { CLUSTER_KEY } from "./metadata.ts";
 
-/** One partition's chunk in a replication response. */
+/** One partition's chunk in a replication response, as the native codec frames it. */
 interface ReplicaPart {
   k: string;
   base: number;
@@ -26,121 +26,134 @@ interface ReplicaPart {
   rolls: number[];
 }
 
-function checkEpoch(b: BrokerContext, req: Request): void {
-  const epoch = int(req, "epoch");
-  const mine = b.epoch();
-  if (epoch !== mine || b.role() !== "leader") {
-    // Either side may be behind; both refresh their lease and try again.
-    throw new YakError(
-      "STALE_EPOCH",
-      `broker ${b.opts.id} leads epoch ${b.role() === "leader" ? mine : "none"}, request is for epoch ${epoch}`,
-      { epoch: mine },
-    );
-  }
+/** A follower's fetch, decoded. */
+export interface FollowerFetch {
+  followerId: number;
+  epoch: number;
+  /** Partition key -> the follower's log end. */
+  offsets: Map<string, number>;
+  /** Partition key -> the high watermark the follower knows. */
+  knownHw: Map<string, number>;
+  maxBytes: number;
+  maxWaitMs: number;
+  /** The follower's last append failed (a full disk). */
+  failing: boolean;
+}
+
+/** One partition's stored bytes for a follower. */
+export interface FollowerPart {
+  key: string;
+  base: number;
+  count: number;
+  chunks: Uint8Array[];
+  byteLength: number;
+  epochs: EpochEntry[];
+  rolls: number[];
+}
+
+/** The answer to a follower's fetch. */
+export interface FollowerFetchResult {
+  epoch: number;
+  parts: FollowerPart[];
+  /** Partition key -> the leader's high watermark. */
+  hw: Record<string, number>;
+  /** Partition key -> where a follower ahead of the leader must cut its log. */
+  truncate: Record<string, number>;
+}
+
+/** Where a leader's epoch ends in a partition (for a follower's truncation). */
+export interface EpochEnd {
+  epoch: number;
+  endOffset: number;
 }
 
 /**
- * Each partition's part of a fetch's byte budget, so the first partitions
- * cannot take it all and starve the others (a follower fell 300,000 records
- * behind on its third partition before this).
- *
- * @example
- * ```ts
- * import { fairShare } from "./replication.ts";
- * fairShare(2 * 1024 * 1024, 4); // 524288
- * ```
- */
-export function fairShare(maxBytes: number, partitionsWithData: number): number {
-  return Math.max(Math.min(64 * 1024, maxBytes), Math.floor(maxBytes / Math.max(1, partitionsWithData)));
-}
-
-/**
- * Leader side of a follower's fetch: sends what follows each of the
- * follower's log ends, waiting up to `maxWaitMs` when there is nothing new.
+ * The leader side of replication: answers followers' fetches with stored
+ * bytes through the same long-poll read consumers use, and tells a follower
+ * where an epoch ends.
  *
  * @example
  * ```ts ignore
- * await replicate(broker, { id: 1, type: "replicate", brokerId: 2, epoch: 4, offsets: { "t/0": 10 } });
+ * const replication = new Replication(broker, partitionOps);
+ * const res = await replication.serveFetch({ followerId: 2, epoch: 4, offsets, knownHw, maxBytes, maxWaitMs: 200, failing: false });
  * ```
  */
-export async function replicate(
-  b: BrokerContext,
-  req: Request,
-): Promise<Reply> {
-  checkEpoch(b, req);
-  const follower = int(req, "brokerId", 1, 1_000_000);
-  const offsets = offsetMap(req, "offsets", b.opts.maxPartitions * 100 + 1);
-  const maxBytes = optInt(
-    req,
-    "maxBytes",
-    b.opts.replicaFetchMaxBytes,
-    1,
-    b.opts.maxFetchBytes,
-  );
-  const maxWaitMs = optInt(req, "maxWaitMs", 0, 0, b.opts.maxFetchWaitMs);
-  const leader = b.requireLeader();
-  leader.followerFetched(follower, offsets, req.failing === true);
-  const knownHw = offsetMap(req, "hw", b.opts.maxPartitions * 100 + 1);
-  const deadline = monotonicMs() + maxWaitMs;
-  while (true) {
-    const parts: ReplicaPart[] = [];
-    const data: Uint8Array[] = [];
-    const hw: Record<string, number> = {};
+export class Replication {
+  readonly #b: BrokerContext;
+  readonly #partitions: PartitionOps;
+
+  constructor(b: BrokerContext, partitions: PartitionOps) {
+    this.#b = b;
+    this.#partitions = partitions;
+  }
+
+  #checkEpoch(epoch: number): void {
+    const b = this.#b;
+    const mine = b.epoch();
+    if (epoch !== mine || b.role() !== "leader") {
+      // Either side may be behind; both refresh their lease and try again.
+      throw new YakError(
+        "STALE_EPOCH",
+        `broker ${b.opts.id} leads epoch ${b.role() === "leader" ? mine : "none"}, request is for epoch ${epoch}`,
+        { epoch: mine },
+      );
+    }
+  }
+
+  /** Sends what follows each of the follower's log ends, waiting up to `maxWaitMs` when there is nothing new. */
+  async serveFetch(f: FollowerFetch): Promise<FollowerFetchResult> {
+    const b = this.#b;
+    this.#checkEpoch(f.epoch);
+    const leader = b.requireLeader();
+    leader.followerFetched(f.followerId, f.offsets, f.failing);
     const truncate: Record<string, number> = {};
-    let budget = maxBytes;
-    let hwMoved = false;
-    const refs = b.store.all();
-    const share = fairShare(maxBytes, refs.filter((r) => (offsets.get(r.key) ?? 0) < r.log.logEndOffset).length);
-    for (const ref of refs) {
-      const log = ref.log;
-      hw[ref.key] = log.highWatermark;
-      if (log.highWatermark > (knownHw.get(ref.key) ?? -1)) hwMoved = true;
-      const from = offsets.get(ref.key) ?? 0;
-      if (from > log.logEndOffset) {
-        truncate[ref.key] = log.logEndOffset;
-        continue;
-      }
-      if (from === log.logEndOffset || budget <= 0) continue;
-      const read = await b.readLog(log, from, Math.min(share, budget), log.logEndOffset);
-      if (read.count === 0) continue;
-      budget -= read.byteLength;
-      data.push(...read.chunks);
-      parts.push({
-        k: ref.key,
+    const specs: ReadSpec[] = [];
+    for (const ref of b.store.all()) {
+      const from = f.offsets.get(ref.key) ?? 0;
+      if (from > ref.log.logEndOffset) truncate[ref.key] = ref.log.logEndOffset;
+      else specs.push({ key: ref.key, log: ref.log, from });
+    }
+    const hwMoved = () => b.store.all().some((ref) => ref.log.highWatermark > (f.knownHw.get(ref.key) ?? -1));
+    const reads = await this.#partitions.readPartitions(specs, {
+      maxBytes: f.maxBytes,
+      maxWaitMs: f.maxWaitMs,
+      upTo: "logEnd",
+      wakeIf: () => Object.keys(truncate).length > 0 || hwMoved(),
+      recheck: () => {
+        if (b.role() !== "leader" || b.epoch() !== leader.epoch) this.#checkEpoch(f.epoch);
+      },
+    });
+    const hw: Record<string, number> = {};
+    for (const ref of b.store.all()) hw[ref.key] = ref.log.highWatermark;
+    return {
+      epoch: leader.epoch,
+      truncate,
+      hw,
+      parts: reads.map(({ spec, read }) => ({
+        key: spec.key,
         base: read.baseOffset,
         count: read.count,
-        len: read.byteLength,
-        epochs: log.epochs.within(read.baseOffset, read.baseOffset + read.count),
-        rolls: log.segmentBasesIn(read.baseOffset, read.baseOffset + read.count),
-      });
-    }
-    const remaining = deadline - monotonicMs();
-    if (
-      parts.length > 0 || hwMoved || Object.keys(truncate).length > 0 ||
-      remaining <= 0
-    ) {
-      // The stored bytes go as they are, after the frame: never escaped, never parsed.
-      const head = JSON.stringify({ epoch: leader.epoch, parts, hw, truncate });
-      return new RawReply(head.slice(1, -1), data);
-    }
-    await b.notifier.wait(remaining);
-    if (b.role() !== "leader" || b.epoch() !== leader.epoch) checkEpoch(b, req);
+        chunks: read.chunks,
+        byteLength: read.byteLength,
+        epochs: spec.log.epochs.within(read.baseOffset, read.baseOffset + read.count),
+        rolls: spec.log.segmentBasesIn(read.baseOffset, read.baseOffset + read.count),
+      })),
+    };
   }
-}
 
-/**
- * Leader side of truncation: for each partition and the follower's last
- * epoch, the largest epoch the leader has at or below it and where it ends.
- */
-export function epochEnds(b: BrokerContext, req: Request): Reply {
-  checkEpoch(b, req);
-  const asked = offsetMap(req, "epochs", b.opts.maxPartitions * 100 + 1);
-  const ends: Record<string, { epoch: number; endOffset: number }> = {};
-  for (const [key, epoch] of asked) {
-    const ref = b.store.byKey(key);
-    ends[key] = ref ? ref.log.epochs.endOffsetFor(epoch, ref.log.logEndOffset) : { epoch: -1, endOffset: 0 };
+  /**
+   * For each partition and the follower's last epoch there, the largest epoch
+   * the leader has at or below it and where it ends.
+   */
+  epochEnds(epoch: number, asked: Map<string, number>): Record<string, EpochEnd> {
+    this.#checkEpoch(epoch);
+    const ends: Record<string, EpochEnd> = {};
+    for (const [key, e] of asked) {
+      const ref = this.#b.store.byKey(key);
+      ends[key] = ref ? ref.log.epochs.endOffsetFor(e, ref.log.logEndOffset) : { epoch: -1, endOffset: 0 };
+    }
+    return ends;
   }
-  return { ends };
 }
 
 /**

@@ -4,6 +4,8 @@
  * @module
  */
 import { Broker } from "../broker/broker.ts";
+import type { BrokerOptions } from "../broker/context.ts";
+import { nativeCodec } from "../native/handlers.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
 import { helpRequested, integer, parse, required, text, TIMING_FLAGS, timingOf } from "./args.ts";
@@ -44,7 +46,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
       `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`,
   );
   const host = text(values, "host") ?? DEFAULTS.host;
-  const broker = await Broker.start({
+  const opts: BrokerOptions = {
     id,
     host,
     port: integer(values, "port", DEFAULTS.brokerBasePort + id - 1, 0, 65535),
@@ -87,7 +89,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
     minInsyncReplicas: integer(values, "min-insync-replicas", DEFAULTS.minInsyncReplicas, 1, 1000),
     echo: !values.quiet,
-  });
+  };
+  const broker = await Broker.start(opts, nativeCodec(opts));
   console.log(`broker ${id} listening on ${host}:${broker.port}`);
   const refused = await Promise.race([
     serveUntilSignal(() => broker.stop()).then(() => null),

@@ -1,0 +1,305 @@
+/**
+ * The partition services every codec calls: append a producer's batch, read
+ * stored bytes (one long-poll read for consumers and followers alike), and a
+ * partition's offsets. They take typed values and return typed values; no
+ * codec's framing or field names appear here, so the native JSON codec and
+ * the Kafka codec are two translators over the same code (as Kafka's
+ * `KafkaApis` calls `ReplicaManager.appendRecords` and `readFromLocalLog`).
+ *
+ * @module
+ */
+import { monotonicMs } from "../clock.ts";
+import { assert, YakError } from "../errors.ts";
+import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
+import { encodeBatch, type RecordInput } from "../log/record.ts";
+import type { BrokerContext } from "./context.ts";
+import type { LeaderState } from "./leader_state.ts";
+import type { TopicAdmin } from "./topic_admin.ts";
+import { minInsyncReplicasOf } from "./topic_config.ts";
+
+/** A topic and one of its partitions. */
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+/** A producer's batch as a codec decoded it. */
+export interface ProducedBatch {
+  /** Emptied once the batch's lines are built, so a waiting request does not keep them alive. */
+  records: RecordInput[];
+  /** The producer id (idempotence), or null for an anonymous producer. */
+  producer: string | null;
+  /** Sequence of the first record (ignored without a producer). */
+  baseSeq: number;
+}
+
+/** -1 (all in-sync replicas), 1 (the leader), 0 (no answer). */
+export type Acks = -1 | 0 | 1;
+
+/** Where a batch landed. */
+export interface AppendResult {
+  baseOffset: number;
+  count: number;
+  /** The batch (or part of it) was stored before: a retry. */
+  duplicate: boolean;
+}
+
+/** One partition to read from. */
+export interface ReadSpec {
+  key: string;
+  log: PartitionLog;
+  from: number;
+}
+
+/** What a poll read from one partition: stored lines, as bytes. */
+export interface PartitionRead {
+  spec: ReadSpec;
+  read: ReadResult;
+}
+
+/** Options of {@link PartitionOps.readPartitions}. */
+export interface ReadOptions {
+  /** Bytes over all partitions (at least one record is always returned). */
+  maxBytes: number;
+  /** How long to wait for data when there is none. */
+  maxWaitMs: number;
+  /** Consumers read up to the high watermark, followers up to the log end. */
+  upTo: "hw" | "logEnd";
+  /** Answer at once, even without data, when this holds (a follower's high watermark is stale). */
+  wakeIf?: () => boolean;
+  /** Run after each wait; throws to end the poll (the reader's epoch went stale). */
+  recheck?: () => void;
+}
+
+/** A partition's offsets. */
+export interface PartitionOffsets {
+  logStart: number;
+  highWatermark: number;
+  logEnd: number;
+}
+
+/**
+ * Each partition's part of a read's byte budget, so the first partitions
+ * cannot take it all and starve the others (a follower fell 300,000 records
+ * behind on its third partition before this).
+ *
+ * @example
+ * ```ts
+ * import { fairShare } from "./partition_ops.ts";
+ * fairShare(2 * 1024 * 1024, 4); // 524288
+ * ```
+ */
+export function fairShare(maxBytes: number, partitionsWithData: number): number {
+  return Math.max(Math.min(64 * 1024, maxBytes), Math.floor(maxBytes / Math.max(1, partitionsWithData)));
+}
+
+/** A batch's offsets, taken synchronously (see {@link PartitionOps.appendBatch}). */
+interface Taken {
+  leader: LeaderState;
+  key: string;
+  minIsr: number;
+  baseOffset: number;
+  endOffset: number;
+  skip: number;
+  /** The write of the fresh records, or null when all were stored before. */
+  done: Promise<void> | null;
+}
+
+/**
+ * Appends, reads and offsets of a broker's partitions.
+ *
+ * @example
+ * ```ts ignore
+ * const ops = new PartitionOps(broker, topicAdmin);
+ * const { baseOffset } = await ops.appendBatch({ topic: "t", partition: 0 },
+ *   { records: [{ key: null, value: "hi" }], producer: null, baseSeq: 0 }, -1, 10_000);
+ * ```
+ */
+export class PartitionOps {
+  readonly #b: BrokerContext;
+  readonly #topics: TopicAdmin;
+
+  constructor(b: BrokerContext, topics: TopicAdmin) {
+    this.#b = b;
+    this.#topics = topics;
+  }
+
+  /**
+   * Appends a producer's batch as the leader and resolves once `acks` is
+   * met: the offsets are taken in one synchronous step after the last await,
+   * so pipelined batches of a connection keep their order whatever codec
+   * sent them; a retried batch (same producer and sequences) is answered
+   * with its original offsets and not stored twice.
+   */
+  async appendBatch(tp: TopicPartition, batch: ProducedBatch, acks: Acks, timeoutMs: number): Promise<AppendResult> {
+    const b = this.#b;
+    b.requireLeader();
+    const count = batch.records.length;
+    assert(count > 0, "an empty batch reached appendBatch");
+    if (!b.store.has(tp.topic)) await this.#topics.ensure(tp.topic);
+    const log = b.store.partition(tp.topic, tp.partition);
+    const key = `${tp.topic}/${tp.partition}`;
+    if (batch.producer !== null && !b.producers.isReady(key)) {
+      await b.producers.ensure(key, () => log.readTailText(b.opts.producerStateScanBytes));
+    }
+    const taken = this.#take(tp.topic, key, log, batch, acks);
+    const { leader } = taken;
+    if (taken.done) {
+      try {
+        await taken.done;
+        if (b.failingWrites.delete(key)) b.log.write("writes_resumed", { partition: key });
+      } catch (err) {
+        // Offsets from this batch on were never written: the producer's sequence goes back too.
+        if (batch.producer !== null) b.producers.rollback(key, batch.producer, batch.baseSeq + taken.skip);
+        // Said once per failing partition, not once per retried batch.
+        if (!b.failingWrites.has(key)) {
+          b.failingWrites.add(key);
+          b.log.write("write_failed", { partition: key, error: err instanceof Error ? err.message : String(err) });
+        }
+        throw err;
+      }
+      leader.updateHw(key);
+    }
+    if (acks === -1) await leader.waitForHw(key, taken.endOffset, timeoutMs, taken.minIsr);
+    // A leader that lost its lease while waiting must not acknowledge.
+    if (b.requireLeader() !== leader || !b.leaseValid()) throw this.#notLeader("it lost its leadership");
+    return { baseOffset: taken.baseOffset, count, duplicate: taken.skip > 0 };
+  }
+
+  /**
+   * The one place where a batch gets its offsets. Synchronous on purpose:
+   * nothing may await between the checks and the append, or two pipelined
+   * batches could swap places.
+   */
+  #take(topic: string, key: string, log: PartitionLog, batch: ProducedBatch, acks: Acks): Taken {
+    const b = this.#b;
+    const leader = b.requireLeader();
+    if (!b.leaseValid()) throw this.#notLeader("its lease has expired");
+    const minIsr = minInsyncReplicasOf(b.store.meta.topics.get(topic)?.configs, b.opts.minInsyncReplicas);
+    // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
+    if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
+    const { producer, baseSeq } = batch;
+    const count = batch.records.length;
+    const seen = producer === null
+      ? { skip: 0, storedBaseOffset: -1, gap: false }
+      : b.producers.check(key, producer, baseSeq, count);
+    if (seen.gap && acks !== 0) {
+      // An earlier batch of this producer is missing here (its write failed, or
+      // it went to a lost leader): it must be resent first, or this one would
+      // make the earlier one look like a duplicate when it comes.
+      throw new YakError("OUT_OF_ORDER_SEQUENCE", `producer ${producer} skipped sequences before ${baseSeq} on ${key}`);
+    }
+    if (seen.skip >= count) {
+      return {
+        leader,
+        key,
+        minIsr,
+        baseOffset: seen.storedBaseOffset,
+        endOffset: log.logEndOffset,
+        skip: seen.skip,
+        done: null,
+      };
+    }
+    const fresh = seen.skip === 0 ? batch.records : batch.records.slice(seen.skip);
+    const epoch = leader.epoch;
+    const ts = Date.now();
+    const appended = log.append(
+      epoch,
+      fresh.length,
+      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq + seen.skip),
+    );
+    // Only offsets are needed from here on: while this waits for replicas,
+    // the parsed records can already be collected.
+    batch.records = [];
+    if (producer !== null) b.producers.record(key, producer, baseSeq + seen.skip, fresh.length, appended.baseOffset);
+    return {
+      leader,
+      key,
+      minIsr,
+      baseOffset: seen.skip === 0 ? appended.baseOffset : seen.storedBaseOffset,
+      endOffset: appended.baseOffset + fresh.length,
+      skip: seen.skip,
+      done: appended.done,
+    };
+  }
+
+  #notLeader(why: string): YakError {
+    const l = this.#b.leader();
+    return new YakError(
+      "NOT_LEADER",
+      `broker ${this.#b.opts.id} cannot take writes: ${why}`,
+      l ? { leaderId: l.id, host: l.host, port: l.port, epoch: l.epoch } : {},
+    );
+  }
+
+  /**
+   * Long-polls stored bytes from several partitions: whatever follows each
+   * `from`, below the high watermark (consumers) or the log end (followers),
+   * the byte budget shared fairly, waiting up to `maxWaitMs` while there is
+   * nothing. The bytes are the stored lines as they are: codecs send them on
+   * (native) or translate them (Kafka), never a second read path.
+   */
+  async readPartitions(specs: readonly ReadSpec[], o: ReadOptions): Promise<PartitionRead[]> {
+    const b = this.#b;
+    const deadline = monotonicMs() + o.maxWaitMs;
+    const endOf = (log: PartitionLog) => o.upTo === "hw" ? log.highWatermark : log.logEndOffset;
+    while (true) {
+      const out: PartitionRead[] = [];
+      let budget = o.maxBytes;
+      const share = fairShare(o.maxBytes, specs.filter((s) => s.from < endOf(s.log)).length);
+      for (const spec of specs) {
+        const end = endOf(spec.log);
+        if (spec.from >= end || budget <= 0) continue;
+        const read = await b.readLog(spec.log, spec.from, Math.min(share, budget), end);
+        if (read.count === 0) continue;
+        assert(read.baseOffset === spec.from, `read of ${spec.key} from ${spec.from} began at ${read.baseOffset}`);
+        budget -= read.byteLength;
+        out.push({ spec, read });
+      }
+      const remaining = deadline - monotonicMs();
+      if (out.length > 0 || remaining <= 0 || o.wakeIf?.()) return out;
+      await b.notifier.wait(remaining);
+      o.recheck?.();
+    }
+  }
+
+  /**
+   * Where a consumer's fetch of `topic` reads from, checked: the topic must be
+   * here, each partition must exist, and an offset past the log end is
+   * OUT_OF_RANGE on the leader (a follower may simply be behind the consumer:
+   * it skips that partition).
+   */
+  consumerSpecs(topic: string, wanted: readonly [partition: number, offset: number][]): ReadSpec[] {
+    const b = this.#b;
+    if (!b.store.has(topic)) {
+      throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist on broker ${b.opts.id}`);
+    }
+    const count = b.store.partitionCount(topic);
+    const specs: ReadSpec[] = [];
+    for (const [p, from] of wanted) {
+      if (!Number.isInteger(p) || p < 0 || p >= count) {
+        throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`);
+      }
+      const log = b.store.partition(topic, p);
+      if (from > log.logEndOffset) {
+        if (b.role() === "leader") {
+          throw new YakError("OUT_OF_RANGE", `offset ${from} is past the end (${log.logEndOffset}) of ${topic}/${p}`);
+        }
+        continue;
+      }
+      specs.push({ key: `${topic}/${p}`, log, from });
+    }
+    return specs;
+  }
+
+  /** The topic's partition count here, 0 when this broker does not have it. */
+  partitionCount(topic: string): number {
+    return this.#b.store.partitionCount(topic);
+  }
+
+  /** A partition's log start, high watermark and log end. */
+  offsets(tp: TopicPartition): PartitionOffsets {
+    const log = this.#b.store.partition(tp.topic, tp.partition);
+    return { logStart: 0, highWatermark: log.highWatermark, logEnd: log.logEndOffset };
+  }
+}

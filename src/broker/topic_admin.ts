@@ -1,0 +1,114 @@
+/**
+ * Topic administration as the leader: create a topic (or ensure it exists on
+ * first use), add partitions, set configs. Every change is a record in the
+ * metadata log, applied by every replica; it resolves once the in-sync
+ * replicas hold it.
+ *
+ * @module
+ */
+import { YakError } from "../errors.ts";
+import type { BrokerContext } from "./context.ts";
+import { appendMeta } from "./meta_log.ts";
+import { CLUSTER_KEY } from "./metadata.ts";
+
+/**
+ * Creates and changes topics, one change per topic at a time.
+ *
+ * @example
+ * ```ts ignore
+ * const admin = new TopicAdmin(broker);
+ * await admin.create("events", 6, { "min.insync.replicas": "2" });
+ * await admin.ensure("auto-created");
+ * ```
+ */
+export class TopicAdmin {
+  readonly #b: BrokerContext;
+  readonly #changing = new Map<string, Promise<void>>();
+
+  constructor(b: BrokerContext) {
+    this.#b = b;
+  }
+
+  /** Creates the topic with the default partition count unless it exists (first use). */
+  ensure(topic: string): Promise<void> {
+    return this.#change(topic, this.#b.opts.defaultPartitions, "ensure", {});
+  }
+
+  /** Creates a new topic; INVALID_ARGUMENT if it exists. */
+  create(topic: string, partitions: number, configs: Record<string, string> = {}): Promise<void> {
+    return this.#change(topic, partitions, "create", configs);
+  }
+
+  /** Adds partitions (never removes) and/or sets configs of an existing topic. */
+  alter(topic: string, partitions: number | undefined, configs: Record<string, string> = {}): Promise<void> {
+    return this.#change(topic, partitions ?? this.#b.store.partitionCount(topic), "alter", configs);
+  }
+
+  /** The topic's configs (only those set; the rest are the broker's defaults). */
+  configs(topic: string): Record<string, string> {
+    return this.#b.store.meta.topics.get(topic)?.configs ?? {};
+  }
+
+  #change(
+    topic: string,
+    partitions: number,
+    mode: "create" | "ensure" | "alter",
+    configs: Record<string, string>,
+  ): Promise<void> {
+    const b = this.#b;
+    const pending = this.#changing.get(topic);
+    if (pending && mode === "ensure") return pending;
+    const run = (async () => {
+      await pending?.catch(() => {});
+      const have = b.store.partitionCount(topic);
+      if (mode === "ensure" && have > 0) return;
+      if (mode === "create" && have > 0) {
+        throw new YakError("INVALID_ARGUMENT", `topic '${topic}' already exists with ${have} partitions`);
+      }
+      if (have === 0) {
+        // Two names that differ only by case would share a directory on a
+        // case-insensitive disk (macOS, Windows): refuse the second one.
+        const twin = b.store.topicNames().find((t) => t.toLowerCase() === topic.toLowerCase());
+        if (twin) {
+          throw new YakError(
+            "INVALID_TOPIC",
+            `topic '${topic}' differs from existing topic '${twin}' only by case; use '${twin}' or another name`,
+          );
+        }
+      }
+      const hasConfigs = Object.keys(configs).length > 0;
+      if (mode === "alter") {
+        if (have === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+        const configsOnly = partitions === have && hasConfigs;
+        if (partitions <= have && !configsOnly) {
+          throw new YakError(
+            "INVALID_ARGUMENT",
+            `topic '${topic}' has ${have} partitions; partitions can only be added (ask for more than ${have})`,
+          );
+        }
+      }
+      const end = await appendMeta(b, {
+        op: "topic",
+        topic,
+        partitions,
+        createdAt: Date.now(),
+        ...(hasConfigs ? { configs } : {}),
+      });
+      for (let p = have; p < partitions; p++) {
+        b.store.partition(topic, p).onAppend(() => b.notifier.notify());
+      }
+      b.log.write(mode === "alter" ? (partitions > have ? "partitions_added" : "topic_altered") : "topic_created", {
+        topic,
+        partitions,
+        from: have,
+        ...(hasConfigs ? { configs } : {}),
+      });
+      await b.requireLeader().waitForHw(CLUSTER_KEY, end, b.opts.requestTimeoutMs);
+    })();
+    this.#changing.set(topic, run);
+    run.finally(() => {
+      if (this.#changing.get(topic) === run) this.#changing.delete(topic);
+    }).catch(() => {});
+    return run;
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * The native protocol's requests, translated: each handler checks a decoded
+ * JSON request's fields, calls the broker's typed services, and shapes the
+ * reply. No broker logic lives here (ordering, replication, idempotence and
+ * offsets are the services'), so the Kafka codec reaches the same behaviour.
+ *
+ * @module
+ */
+import type { BrokerServices } from "../broker/services.ts";
+import { parseTopicConfigs } from "../broker/topic_config.ts";
+import { YakError } from "../errors.ts";
+import * as names from "../log/names.ts";
+import type { RecordInput } from "../log/record.ts";
+import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
+import { serve, type Session } from "../protocol/server.ts";
+import type { ServeCodec } from "../broker/broker.ts";
+import type { BrokerOptions } from "../broker/context.ts";
+import type { Acks } from "../broker/partition_ops.ts";
+
+const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * names.ts quotes a bad name with String(), which throws on a JSON object
+ * such as {"toString":1} or a 10,000-deep array: refuse those first, so they
+ * get INVALID_TOPIC / INVALID_ARGUMENT rather than a retriable UNAVAILABLE.
+ */
+function notAnObject(name: unknown, what: "topic" | "group"): unknown {
+  if (typeof name !== "object" || name === null) return name;
+  throw new YakError(
+    what === "topic" ? "INVALID_TOPIC" : "INVALID_ARGUMENT",
+    `invalid ${what} name (${Array.isArray(name) ? "an array" : "an object"}): it must be a string`,
+  );
+}
+
+function checkTopicName(name: unknown, allowInternal = false): string {
+  return names.checkTopicName(notAnObject(name, "topic"), allowInternal);
+}
+
+function checkGroupName(name: unknown): string {
+  return names.checkGroupName(notAnObject(name, "group"));
+}
+
+/**
+ * Builds the request handler of a broker's native port: client requests and
+ * the leader side of replication.
+ *
+ * @example
+ * ```ts ignore
+ * const handle = nativeHandler(broker.services);
+ * const reply = await handle({ id: 1, type: "metadata" }, session);
+ * ```
+ */
+export function nativeHandler(
+  s: BrokerServices,
+): (req: Request, session: Session) => Promise<Reply> | Reply {
+  return (req, session) => {
+    switch (req.type) {
+      case "produce":
+        return produce(s, req);
+      case "fetch":
+        return fetch(s, req);
+      case "metadata":
+        return metadata(s, req);
+      case "list_offsets":
+        return listOffsets(s, req);
+      case "commit":
+        return commit(s, req);
+      case "committed":
+        return committed(s, req);
+      case "create_topic":
+        return createTopic(s, req, "create");
+      case "alter_topic":
+        return createTopic(s, req, "alter");
+      case "register":
+        return register(s, req, session);
+      case "deregister":
+        return deregister(s, session);
+      case "status":
+        return s.status();
+      case "replicate":
+        return replicate(s, req);
+      case "epoch_end":
+        return { ends: s.replication.epochEnds(int(req, "epoch"), offsetMap(req, "epochs", replicationKeys(s))) };
+      default:
+        throw new YakError("UNKNOWN_REQUEST", `brokers do not handle '${req.type}'`);
+    }
+  };
+}
+
+function replicationKeys(s: BrokerServices): number {
+  return s.opts.maxPartitions * 100 + 1;
+}
+
+function acksOf(req: Request): Acks {
+  const a = req.acks ?? "all";
+  if (a === "all" || a === -1) return -1;
+  if (a === 0 || a === 1) return a;
+  throw new YakError("INVALID_REQUEST", "'acks' must be \"all\", 1 or 0");
+}
+
+function parseRecords(s: BrokerServices, raw: unknown): RecordInput[] {
+  const { maxBatchRecords, maxRecordBytes: limit } = s.opts;
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > maxBatchRecords) {
+    throw new YakError("INVALID_REQUEST", `'records' must hold 1 to ${maxBatchRecords} records`);
+  }
+  const out: RecordInput[] = new Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const r = raw[i];
+    if (typeof r !== "object" || r === null) {
+      throw new YakError("INVALID_REQUEST", `record ${i} must be an object`);
+    }
+    const { k, v, b: bytes } = r as Record<string, unknown>;
+    if (k !== undefined && k !== null && typeof k !== "string") {
+      throw new YakError("INVALID_REQUEST", `record ${i}: key must be a string`);
+    }
+    const key = (k ?? null) as string | null;
+    // The key counts too: a UTF-16 unit is at most 3 UTF-8 bytes, so only
+    // records over a third of the limit in chars need an exact count.
+    const keyChars = key?.length ?? 0;
+    if (typeof v === "string") {
+      if (
+        v.length + keyChars > limit / 3 &&
+        new TextEncoder().encode(v).length + new TextEncoder().encode(key ?? "").length > limit
+      ) {
+        throw new YakError(
+          "MESSAGE_TOO_LARGE",
+          `record ${i} is larger than ${limit} bytes; split it or raise the limit`,
+        );
+      }
+      out[i] = { key, value: v };
+    } else if (typeof bytes === "string") {
+      if (
+        bytes.length * 0.75 + keyChars * 3 > limit &&
+        bytes.length * 0.75 + new TextEncoder().encode(key ?? "").length > limit
+      ) {
+        throw new YakError(
+          "MESSAGE_TOO_LARGE",
+          `record ${i} is larger than ${limit} bytes; split it or raise the limit`,
+        );
+      }
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {
+        throw new YakError("INVALID_REQUEST", `record ${i}: 'b' must be base64`);
+      }
+      out[i] = { key, valueB64: bytes };
+    } else {
+      throw new YakError("INVALID_REQUEST", `record ${i} needs a text value 'v' or base64 bytes 'b'`);
+    }
+  }
+  return out;
+}
+
+async function produce(s: BrokerServices, req: Request): Promise<Reply> {
+  s.requireLeader();
+  const topic = checkTopicName(req.topic);
+  const partition = int(req, "partition", 0, s.opts.maxPartitions - 1);
+  const acks = acksOf(req);
+  const records = parseRecords(s, req.records);
+  const count = records.length;
+  // The server holds the request until we answer; it must not keep the batch alive that long.
+  req.records = undefined;
+  const producer = optStr(req, "producer", 64) ?? null;
+  if (producer !== null && !PRODUCER_ID.test(producer)) {
+    throw new YakError("INVALID_REQUEST", "'producer' must be 1-64 letters, digits, '.', '_' or '-'");
+  }
+  const baseSeq = producer === null ? 0 : int(req, "seq");
+  const res = await s.partitions.appendBatch(
+    { topic, partition },
+    { records, producer, baseSeq },
+    acks,
+    s.opts.requestTimeoutMs,
+  );
+  return { baseOffset: res.baseOffset, count, duplicate: res.duplicate, partition };
+}
+
+async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
+  const topic = checkTopicName(req.topic);
+  const count = s.partitions.partitionCount(topic);
+  if (count === 0) s.partitions.consumerSpecs(topic, []); // UNKNOWN_TOPIC
+  const wanted: [number, number][] = [];
+  for (const [p, off] of offsetMap(req, "offsets", s.opts.maxPartitions)) {
+    const n = Number(p);
+    // String(n) === p: "", " 0" or "00" would otherwise all mean partition 0.
+    if (!Number.isInteger(n) || String(n) !== p) {
+      throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`);
+    }
+    wanted.push([n, off]);
+  }
+  const specs = s.partitions.consumerSpecs(topic, wanted);
+  const reads = await s.partitions.readPartitions(specs, {
+    maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
+    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
+    upTo: "hw",
+  });
+  const hw = wanted.map(([p]) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`);
+  const parts: string[] = [];
+  const data: Uint8Array[] = [];
+  for (const { spec, read } of reads) {
+    const p = spec.key.slice(topic.length + 1);
+    data.push(...read.chunks);
+    parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}}`);
+  }
+  // The records follow the frame as the stored lines, untouched (`len` bytes per part).
+  return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]`, data);
+}
+
+async function replicate(s: BrokerServices, req: Request): Promise<Reply> {
+  const res = await s.replication.serveFetch({
+    epoch: int(req, "epoch"),
+    followerId: int(req, "brokerId", 1, 1_000_000),
+    offsets: offsetMap(req, "offsets", replicationKeys(s)),
+    knownHw: offsetMap(req, "hw", replicationKeys(s)),
+    maxBytes: optInt(req, "maxBytes", s.opts.replicaFetchMaxBytes, 1, s.opts.maxFetchBytes),
+    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
+    failing: req.failing === true,
+  });
+  const data: Uint8Array[] = [];
+  const parts = res.parts.map((part) => {
+    data.push(...part.chunks);
+    return {
+      k: part.key,
+      base: part.base,
+      count: part.count,
+      len: part.byteLength,
+      epochs: part.epochs,
+      rolls: part.rolls,
+    };
+  });
+  // The stored bytes go as they are, after the frame: never escaped, never parsed.
+  const head = JSON.stringify({ epoch: res.epoch, parts, hw: res.hw, truncate: res.truncate });
+  return new RawReply(head.slice(1, -1), data);
+}
+
+async function metadata(s: BrokerServices, req: Request): Promise<Reply> {
+  const topic = req.topic === undefined ? undefined : checkTopicName(req.topic);
+  if (topic !== undefined && req.create === true && s.view().topics[topic] === undefined) {
+    s.requireLeader();
+    await s.topics.ensure(topic);
+  }
+  const view = s.view();
+  const topics = topic === undefined ? view.topics : (view.topics[topic] === undefined ? {} : {
+    [topic]: view.topics[topic],
+  });
+  if (topic !== undefined && topics[topic] === undefined) {
+    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist; produce to it or create it first`);
+  }
+  return { brokerId: view.brokerId, role: view.role, epoch: view.epoch, leader: view.leader, topics };
+}
+
+function listOffsets(s: BrokerServices, req: Request): Reply {
+  const topic = checkTopicName(req.topic);
+  const n = s.partitions.partitionCount(topic);
+  if (n === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  const hw: Record<string, number> = {};
+  const end: Record<string, number> = {};
+  for (let p = 0; p < n; p++) {
+    const o = s.partitions.offsets({ topic, partition: p });
+    hw[p] = o.highWatermark;
+    end[p] = o.logEnd;
+  }
+  return { hw, end };
+}
+
+async function commit(s: BrokerServices, req: Request): Promise<Reply> {
+  s.requireLeader();
+  const group = checkGroupName(req.group);
+  const topic = checkTopicName(req.topic);
+  const count = s.partitions.partitionCount(topic);
+  if (count === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  const offsets = new Map<number, number>();
+  for (const [p, off] of offsetMap(req, "offsets", s.opts.maxPartitions)) {
+    const i = Number(p);
+    if (!Number.isInteger(i) || i < 0 || i >= count || String(i) !== p) {
+      throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has no partition '${p}'`);
+    }
+    offsets.set(i, off);
+  }
+  return { committed: await s.groups.commit(group, topic, offsets) };
+}
+
+function committed(s: BrokerServices, req: Request): Reply {
+  const group = checkGroupName(req.group);
+  const topic = checkTopicName(req.topic);
+  return { offsets: s.groups.committed(group, topic) };
+}
+
+async function createTopic(s: BrokerServices, req: Request, mode: "create" | "alter"): Promise<Reply> {
+  s.requireLeader();
+  const topic = checkTopicName(req.topic);
+  const configs = parseTopicConfigs(req.configs);
+  // An alter may change configs only: the partition count then stays.
+  const partitions = mode === "alter" && req.partitions === undefined
+    ? undefined
+    : int(req, "partitions", 1, s.opts.maxPartitions);
+  if (mode === "create") await s.topics.create(topic, partitions!, configs);
+  else await s.topics.alter(topic, partitions, configs);
+  return { topic, partitions: s.partitions.partitionCount(topic), configs: s.topics.configs(topic) };
+}
+
+function register(s: BrokerServices, req: Request, session: Session): Reply {
+  const role = str(req, "role", 16);
+  if (role !== "producer" && role !== "consumer") {
+    throw new YakError("INVALID_REQUEST", "'role' must be producer or consumer");
+  }
+  const client = str(req, "client", 64);
+  if (!PRODUCER_ID.test(client)) {
+    throw new YakError("INVALID_REQUEST", "'client' must be 1-64 letters, digits, '.', '_' or '-'");
+  }
+  const topic = checkTopicName(req.topic);
+  const group = req.group === undefined || req.group === null ? undefined : checkGroupName(req.group);
+  const fresh = s.clients.register(session.id, {
+    role,
+    client,
+    topic,
+    group,
+    remote: session.remote,
+    since: Date.now(),
+  });
+  if (fresh) session.onClose(() => s.clients.deregister(session.id, "connection closed"));
+  return { registered: true };
+}
+
+function deregister(s: BrokerServices, session: Session): Reply {
+  return { deregistered: s.clients.deregister(session.id) !== undefined };
+}
+
+/**
+ * The native codec for a broker: newline-JSON frames on `host:port`, each
+ * request handled by {@link nativeHandler}.
+ *
+ * @example
+ * ```ts ignore
+ * const broker = await Broker.start(opts, nativeCodec(opts));
+ * ```
+ */
+export function nativeCodec(opts: BrokerOptions): ServeCodec {
+  return (services, onError) =>
+    serve({
+      host: opts.host,
+      port: opts.port,
+      maxFrameBytes: opts.maxFrameBytes,
+      maxConnections: opts.maxConnections,
+      handler: nativeHandler(services),
+      onError,
+    });
+}
