@@ -52,6 +52,21 @@ export const DEFAULTS = {
   maxPartitions: 1000,
   maxTopicNameChars: 249,
 
+  // Consumer groups (on the leader).
+  /** Groups the coordinator keeps in memory at once: each holds its members' metadata and assignments. */
+  maxGroups: 10_000,
+  /** Members of one group: every join answers the leader with all members' subscriptions. */
+  maxGroupMembers: 1000,
+  /** A member's subscription or assignment bytes (Kafka's consumer protocol). */
+  maxGroupMetadataBytes: 1024 * 1024,
+  /** A new group waits this long for more members before its first assignment (Kafka waits 3 s). */
+  groupInitialRebalanceDelayMs: 300,
+  /** The session timeouts a member may ask for (Kafka: 6 s to 30 min; lower here so tests can be quick). */
+  groupMinSessionTimeoutMs: 100,
+  groupMaxSessionTimeoutMs: 300_000,
+  /** A member silent this long is removed and the group rebalances (`yak consume --session-timeout-ms`). */
+  groupSessionTimeoutMs: 10_000,
+
   // Clients.
   requestTimeoutMs: 10_000,
   batchRecords: 2000,

@@ -31,6 +31,15 @@ export type ErrorCode =
   | "NOT_ENOUGH_REPLICAS"
   | "BROKER_ID_IN_USE"
   | "INVALID_CONFIG"
+  // Consumer groups (Kafka's classic protocol); a member handles each itself, none is retried blindly.
+  | "MEMBER_ID_REQUIRED"
+  | "UNKNOWN_MEMBER_ID"
+  | "ILLEGAL_GENERATION"
+  | "REBALANCE_IN_PROGRESS"
+  | "INCONSISTENT_GROUP_PROTOCOL"
+  | "GROUP_NOT_EMPTY"
+  | "GROUP_ID_NOT_FOUND"
+  | "GROUP_MAX_SIZE_REACHED"
   /** A broken invariant inside yak (a bug): never retried, always logged. */
   | "INTERNAL";
 

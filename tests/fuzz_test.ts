@@ -53,6 +53,14 @@ const KNOWN_CODES = new Set([
   "NOT_ENOUGH_REPLICAS",
   "BROKER_ID_IN_USE",
   "INVALID_CONFIG",
+  "MEMBER_ID_REQUIRED",
+  "UNKNOWN_MEMBER_ID",
+  "ILLEGAL_GENERATION",
+  "REBALANCE_IN_PROGRESS",
+  "INCONSISTENT_GROUP_PROTOCOL",
+  "GROUP_NOT_EMPTY",
+  "GROUP_ID_NOT_FOUND",
+  "GROUP_MAX_SIZE_REACHED",
   // INTERNAL is left out on purpose: a fuzzed frame that breaks an invariant is a bug.
 ]);
 

@@ -356,12 +356,9 @@ export class Broker implements BrokerContext {
       return;
     }
     const wasLeader = this.#role === "leader";
-    this.#leaderState?.stop(
-      new YakError(
-        "NOT_LEADER",
-        `broker ${this.opts.id} stepped down in epoch ${lease.epoch}`,
-      ),
-    );
+    const steppedDown = new YakError("NOT_LEADER", `broker ${this.opts.id} stepped down in epoch ${lease.epoch}`);
+    this.#leaderState?.stop(steppedDown);
+    this.services.groups.reset(steppedDown);
     this.#leaderState = null;
     await this.#fetcher?.stop();
     this.#fetcher = null;
@@ -428,13 +425,13 @@ export class Broker implements BrokerContext {
     });
     await this.#zk.stop();
     const l = this.#leader;
-    this.#leaderState?.stop(
-      new YakError(
-        "NOT_LEADER",
-        `broker ${this.opts.id} is shutting down${l ? `; broker ${l.id} at ${l.host}:${l.port} leads` : ""}`,
-        l ? { leaderId: l.id, host: l.host, port: l.port, epoch: l.epoch } : {},
-      ),
+    const gone = new YakError(
+      "NOT_LEADER",
+      `broker ${this.opts.id} is shutting down${l ? `; broker ${l.id} at ${l.host}:${l.port} leads` : ""}`,
+      l ? { leaderId: l.id, host: l.host, port: l.port, epoch: l.epoch } : {},
     );
+    this.#leaderState?.stop(gone);
+    this.services.groups.reset(gone);
     await this.#transition;
     await this.#fetcher?.stop();
     this.notifier.close();

@@ -1,14 +1,60 @@
 /**
- * Consumer groups on the leader. Today: committed offsets, kept in the
- * metadata log (`__cluster`) so they are replicated and survive failovers.
- * Membership, generations and assignment (Kafka's classic protocol) come here
- * next, for the native and the Kafka codec alike.
+ * Consumer groups on the leader, after Kafka's classic protocol: members
+ * join (a new member first gets its id: MEMBER_ID_REQUIRED), the coordinator
+ * waits for every member to rejoin, picks the leader member and a protocol
+ * (assignment strategy) all members support, and hands the leader everyone's
+ * subscription; the leader computes the assignment and sends it with its
+ * SyncGroup, and every member gets its share. Heartbeats keep a member in and
+ * tell it when to rejoin. A member silent for its session timeout is removed,
+ * a clean leave removes it at once, and partitions added to a subscribed
+ * topic start a rebalance too.
+ *
+ * Subscriptions and assignments are opaque bytes (Kafka's consumer protocol),
+ * so the native codec and the Kafka codec drive the same groups and one group
+ * can mix their members. Membership lives in the leader's memory; committed
+ * offsets live in `__cluster`, so a failover costs one rebalance (members
+ * rejoin the new leader), never a commit.
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
+import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
+import { decodeSubscription } from "../protocol/consumer_protocol.ts";
 import type { BrokerContext } from "./context.ts";
 import { appendMetaReplicated } from "./meta_log.ts";
+
+/** Kafka's group states (classic protocol). */
+export type GroupState = "Empty" | "PreparingRebalance" | "CompletingRebalance" | "Stable";
+
+/** A protocol (assignment strategy) a member supports, with its subscription bytes. */
+export interface GroupProtocol {
+  name: string;
+  metadata: Uint8Array;
+}
+
+/** A JoinGroup request, decoded. */
+export interface JoinRequest {
+  group: string;
+  /** "" for a new member. */
+  memberId: string;
+  clientId: string;
+  host: string;
+  sessionTimeoutMs: number;
+  rebalanceTimeoutMs: number;
+  protocolType: string;
+  protocols: GroupProtocol[];
+}
+
+/** The answer to a join: the generation, and for the leader member everyone's subscription. */
+export interface JoinResult {
+  generation: number;
+  protocol: string;
+  leaderId: string;
+  memberId: string;
+  /** Filled for the leader member only. */
+  members: { memberId: string; metadata: Uint8Array }[];
+}
 
 /** A group's committed offset and lag in one partition. */
 export interface GroupPartitionLag {
@@ -16,30 +62,441 @@ export interface GroupPartitionLag {
   lag: number;
 }
 
+/** A member as `describe` shows it. */
+export interface MemberView {
+  memberId: string;
+  clientId: string;
+  host: string;
+  assignment: Uint8Array;
+  lastHeartbeatMsAgo: number;
+}
+
+/** A group as `describe` shows it. */
+export interface GroupView {
+  group: string;
+  state: GroupState | "Dead";
+  generation: number;
+  protocolType: string;
+  protocol: string;
+  leaderId: string;
+  members: MemberView[];
+}
+
+interface Deferred<T> {
+  resolve: (v: T) => void;
+  reject: (e: YakError) => void;
+}
+
+interface Member {
+  id: string;
+  clientId: string;
+  host: string;
+  sessionTimeoutMs: number;
+  rebalanceTimeoutMs: number;
+  protocols: GroupProtocol[];
+  lastSeenMs: number;
+  join: Deferred<JoinResult> | null;
+  sync: Deferred<Uint8Array> | null;
+  assignment: Uint8Array;
+}
+
+interface Group {
+  id: string;
+  state: GroupState;
+  generation: number;
+  protocolType: string;
+  protocol: string;
+  leaderId: string;
+  members: Map<string, Member>;
+  /** Ids handed out with MEMBER_ID_REQUIRED and not joined yet: id -> expiry. */
+  pending: Map<string, number>;
+  /** When the current join phase ends even if some members have not rejoined. */
+  joinDeadlineMs: number;
+  /** A group forming from empty waits until then for more members. */
+  initialDelayUntilMs: number;
+  /** Partition counts of the subscribed topics at the last assignment. */
+  partitionCounts: Map<string, number>;
+  reason: string;
+}
+
+const EMPTY = new Uint8Array(0);
+
 /**
- * Commits and reads groups' offsets.
+ * Groups: membership (on the leader, in memory) and committed offsets (in
+ * `__cluster`).
  *
  * @example
  * ```ts ignore
  * const groups = new GroupCoordinator(broker);
- * await groups.commit("audit", "events", new Map([[0, 120]]));
- * groups.committed("audit", "events"); // { "0": 120 }
+ * const joined = await groups.join({ group: "g", memberId: id, clientId: "c", host: "h", sessionTimeoutMs: 10_000,
+ *   rebalanceTimeoutMs: 10_000, protocolType: "consumer", protocols: [{ name: "range", metadata }] });
+ * await groups.commit("g", "events", new Map([[0, 120]]), { memberId: id, generation: joined.generation });
  * ```
  */
 export class GroupCoordinator {
   readonly #b: BrokerContext;
+  readonly #groups = new Map<string, Group>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** The leader epoch whose members these are: a new leadership starts with none. */
+  #epoch = -1;
 
   constructor(b: BrokerContext) {
     this.#b = b;
   }
 
+  /** Forgets every member (this broker stopped leading, or stops): their waits end with NOT_LEADER. */
+  reset(reason: YakError): void {
+    for (const g of this.#groups.values()) {
+      for (const m of g.members.values()) {
+        m.join?.reject(reason);
+        m.sync?.reject(reason);
+      }
+    }
+    this.#groups.clear();
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #leading(): void {
+    const leader = this.#b.requireLeader();
+    if (leader.epoch !== this.#epoch) {
+      this.reset(new YakError("NOT_LEADER", "the group coordinator moved; rejoin"));
+      this.#epoch = leader.epoch;
+    }
+    this.#timer ??= setInterval(() => this.#tick(), 100);
+  }
+
+  #group(id: string, create: boolean): Group | undefined {
+    let g = this.#groups.get(id);
+    if (!g && create) {
+      if (this.#groups.size >= DEFAULTS.maxGroups) {
+        throw new YakError("GROUP_MAX_SIZE_REACHED", `the coordinator holds ${DEFAULTS.maxGroups} groups already`);
+      }
+      g = {
+        id,
+        state: "Empty",
+        generation: 0,
+        protocolType: "",
+        protocol: "",
+        leaderId: "",
+        members: new Map(),
+        pending: new Map(),
+        joinDeadlineMs: 0,
+        initialDelayUntilMs: 0,
+        partitionCounts: new Map(),
+        reason: "",
+      };
+      this.#groups.set(id, g);
+    }
+    return g;
+  }
+
+  /** Joins (or rejoins) a group; resolves when the join phase completes. */
+  join(req: JoinRequest): Promise<JoinResult> {
+    this.#leading();
+    const now = monotonicMs();
+    if (
+      req.sessionTimeoutMs < DEFAULTS.groupMinSessionTimeoutMs ||
+      req.sessionTimeoutMs > DEFAULTS.groupMaxSessionTimeoutMs
+    ) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `session timeout must be ${DEFAULTS.groupMinSessionTimeoutMs} to ${DEFAULTS.groupMaxSessionTimeoutMs} ms`,
+      );
+    }
+    if (req.protocols.length === 0) throw new YakError("INCONSISTENT_GROUP_PROTOCOL", "a member needs a protocol");
+    for (const p of req.protocols) {
+      if (p.metadata.length > DEFAULTS.maxGroupMetadataBytes) {
+        throw new YakError("INVALID_REQUEST", `protocol metadata over ${DEFAULTS.maxGroupMetadataBytes} bytes`);
+      }
+    }
+    const g = this.#group(req.group, true)!;
+    if (g.members.size > 0) {
+      if (req.protocolType !== g.protocolType) {
+        throw new YakError(
+          "INCONSISTENT_GROUP_PROTOCOL",
+          `group '${g.id}' has protocol type '${g.protocolType}', not '${req.protocolType}'`,
+        );
+      }
+      const supported = req.protocols.map((p) => p.name);
+      const common = this.#candidates(g).filter((name) => supported.includes(name));
+      if (common.length === 0) {
+        throw new YakError(
+          "INCONSISTENT_GROUP_PROTOCOL",
+          `group '${g.id}' uses ${this.#candidates(g).join(" or ")}; this member offers ${supported.join(", ")}`,
+        );
+      }
+    }
+    let member: Member | undefined;
+    if (req.memberId === "") {
+      if (g.members.size + g.pending.size >= DEFAULTS.maxGroupMembers) {
+        throw new YakError("GROUP_MAX_SIZE_REACHED", `group '${g.id}' has ${DEFAULTS.maxGroupMembers} members`);
+      }
+      // KIP-394: a new member gets its id first and joins with it, so a
+      // client that retries a lost join never leaves a ghost member behind.
+      const id = `${req.clientId.slice(0, 64)}-${crypto.randomUUID()}`;
+      g.pending.set(id, now + req.sessionTimeoutMs);
+      throw new YakError("MEMBER_ID_REQUIRED", "rejoin with the member id given", { memberId: id });
+    }
+    member = g.members.get(req.memberId);
+    if (!member) {
+      if (!g.pending.delete(req.memberId)) {
+        throw new YakError("UNKNOWN_MEMBER_ID", `member '${req.memberId}' is not in group '${g.id}'; rejoin`);
+      }
+      member = {
+        id: req.memberId,
+        clientId: req.clientId,
+        host: req.host,
+        sessionTimeoutMs: req.sessionTimeoutMs,
+        rebalanceTimeoutMs: req.rebalanceTimeoutMs,
+        protocols: req.protocols,
+        lastSeenMs: now,
+        join: null,
+        sync: null,
+        assignment: EMPTY,
+      };
+      if (g.members.size === 0) g.protocolType = req.protocolType;
+      g.members.set(member.id, member);
+      this.#prepare(g, `member ${member.id} joined`);
+    } else {
+      member.protocols = req.protocols;
+      member.sessionTimeoutMs = req.sessionTimeoutMs;
+      member.rebalanceTimeoutMs = req.rebalanceTimeoutMs;
+      member.lastSeenMs = now;
+      member.join?.reject(new YakError("UNKNOWN_MEMBER_ID", "replaced by a newer join of the same member"));
+      // A known member rejoining outside a rebalance (e.g. its subscription changed) starts one.
+      if (g.state !== "PreparingRebalance") this.#prepare(g, `member ${member.id} rejoined`);
+    }
+    const m = member;
+    const result = new Promise<JoinResult>((resolve, reject) => (m.join = { resolve, reject }));
+    this.#maybeCompleteJoin(g);
+    return result;
+  }
+
+  /** The protocols every member supports, in the order of the first member's preference. */
+  #candidates(g: Group): string[] {
+    const members = [...g.members.values()];
+    if (members.length === 0) return [];
+    return members[0].protocols.map((p) => p.name).filter((name) =>
+      members.every((m) => m.protocols.some((p) => p.name === name))
+    );
+  }
+
+  #prepare(g: Group, reason: string): void {
+    const wasEmpty = g.state === "Empty";
+    if (g.state === "CompletingRebalance") {
+      for (const m of g.members.values()) {
+        m.sync?.reject(new YakError("REBALANCE_IN_PROGRESS", `group '${g.id}' is rebalancing: ${reason}`));
+        m.sync = null;
+      }
+    }
+    g.state = "PreparingRebalance";
+    g.reason = reason;
+    const rebalanceMs = Math.max(0, ...[...g.members.values()].map((m) => m.rebalanceTimeoutMs));
+    const now = monotonicMs();
+    g.joinDeadlineMs = now + rebalanceMs;
+    g.initialDelayUntilMs = wasEmpty ? now + DEFAULTS.groupInitialRebalanceDelayMs : 0;
+    this.#b.log.write("group_rebalancing", { group: g.id, generation: g.generation, reason });
+  }
+
+  #maybeCompleteJoin(g: Group): void {
+    if (g.state !== "PreparingRebalance") return;
+    const all = [...g.members.values()].every((m) => m.join !== null);
+    const now = monotonicMs();
+    // A forming group waits out its initial delay for more members; a rebalance ends once everyone rejoined.
+    if (now < g.initialDelayUntilMs) return;
+    if (all || now >= g.joinDeadlineMs) this.#completeJoin(g);
+  }
+
+  #completeJoin(g: Group): void {
+    for (const m of [...g.members.values()]) {
+      if (m.join === null) {
+        // Did not rejoin within the rebalance timeout: out.
+        g.members.delete(m.id);
+        this.#b.log.write("group_member_removed", { group: g.id, member: m.id, reason: "did not rejoin" });
+      }
+    }
+    if (g.members.size === 0) {
+      g.state = "Empty";
+      g.generation++;
+      g.protocol = "";
+      g.leaderId = "";
+      return;
+    }
+    g.generation++;
+    g.protocol = this.#candidates(g)[0];
+    if (!g.members.has(g.leaderId)) g.leaderId = g.members.keys().next().value!;
+    g.state = "CompletingRebalance";
+    const members = [...g.members.values()].map((m) => ({
+      memberId: m.id,
+      metadata: m.protocols.find((p) => p.name === g.protocol)!.metadata,
+    }));
+    this.#b.log.write("group_joined", {
+      group: g.id,
+      generation: g.generation,
+      protocol: g.protocol,
+      leader: g.leaderId,
+      members: g.members.size,
+    });
+    const now = monotonicMs();
+    for (const m of g.members.values()) {
+      const join = m.join!;
+      m.join = null;
+      m.lastSeenMs = now;
+      join.resolve({
+        generation: g.generation,
+        protocol: g.protocol,
+        leaderId: g.leaderId,
+        memberId: m.id,
+        members: m.id === g.leaderId ? members : [],
+      });
+    }
+  }
+
+  #member(groupId: string, memberId: string, generation: number): { g: Group; m: Member } {
+    const g = this.#groups.get(groupId);
+    const m = g?.members.get(memberId);
+    if (!g || !m) throw new YakError("UNKNOWN_MEMBER_ID", `member '${memberId}' is not in group '${groupId}'; rejoin`);
+    if (generation !== g.generation) {
+      throw new YakError(
+        "ILLEGAL_GENERATION",
+        `generation ${generation} of group '${groupId}' is over (now ${g.generation}); rejoin`,
+      );
+    }
+    m.lastSeenMs = monotonicMs();
+    return { g, m };
+  }
+
+  /**
+   * The second step: every member asks for its assignment; the leader member
+   * brings them all. Resolves with this member's assignment bytes.
+   */
+  sync(
+    groupId: string,
+    memberId: string,
+    generation: number,
+    assignments: Map<string, Uint8Array> | null,
+  ): Promise<Uint8Array> {
+    this.#leading();
+    const { g, m } = this.#member(groupId, memberId, generation);
+    if (g.state === "PreparingRebalance") {
+      throw new YakError("REBALANCE_IN_PROGRESS", `group '${groupId}' is rebalancing; rejoin`);
+    }
+    if (g.state === "Stable") return Promise.resolve(m.assignment);
+    const result = new Promise<Uint8Array>((resolve, reject) => (m.sync = { resolve, reject }));
+    if (memberId === g.leaderId && assignments) {
+      for (const [id, bytes] of assignments) {
+        if (bytes.length > DEFAULTS.maxGroupMetadataBytes) {
+          throw new YakError("INVALID_REQUEST", `assignment over ${DEFAULTS.maxGroupMetadataBytes} bytes`);
+        }
+      }
+      for (const member of g.members.values()) member.assignment = assignments.get(member.id) ?? EMPTY;
+      g.partitionCounts = this.#subscribedCounts(g);
+      g.state = "Stable";
+      this.#b.log.write("group_stable", { group: g.id, generation: g.generation, members: g.members.size });
+      for (const member of g.members.values()) {
+        member.sync?.resolve(member.assignment);
+        member.sync = null;
+      }
+    }
+    return result;
+  }
+
+  /** Keeps a member in; REBALANCE_IN_PROGRESS tells it to rejoin. */
+  heartbeat(groupId: string, memberId: string, generation: number): void {
+    this.#leading();
+    const { g } = this.#member(groupId, memberId, generation);
+    if (g.state === "PreparingRebalance") {
+      throw new YakError("REBALANCE_IN_PROGRESS", `group '${groupId}' is rebalancing (${g.reason}); rejoin`);
+    }
+  }
+
+  /** A clean leave: the member is out at once and the group rebalances. */
+  leave(groupId: string, memberId: string): void {
+    this.#leading();
+    const g = this.#groups.get(groupId);
+    const m = g?.members.get(memberId);
+    if (!g || !m) throw new YakError("UNKNOWN_MEMBER_ID", `member '${memberId}' is not in group '${groupId}'`);
+    this.#remove(g, m, "left");
+  }
+
+  #remove(g: Group, m: Member, reason: string): void {
+    g.members.delete(m.id);
+    m.join?.reject(new YakError("UNKNOWN_MEMBER_ID", `member ${m.id} ${reason}`));
+    m.sync?.reject(new YakError("UNKNOWN_MEMBER_ID", `member ${m.id} ${reason}`));
+    this.#b.log.write("group_member_removed", { group: g.id, member: m.id, reason });
+    if (g.members.size === 0) {
+      g.state = "Empty";
+      g.generation++;
+      g.leaderId = "";
+      g.protocol = "";
+      return;
+    }
+    if (g.state !== "PreparingRebalance") this.#prepare(g, `member ${m.id} ${reason}`);
+    this.#maybeCompleteJoin(g);
+  }
+
+  #subscribedCounts(g: Group): Map<string, number> {
+    const counts = new Map<string, number>();
+    if (g.protocolType !== "consumer") return counts;
+    for (const m of g.members.values()) {
+      const meta = m.protocols.find((p) => p.name === g.protocol)?.metadata;
+      if (!meta) continue;
+      try {
+        for (const t of decodeSubscription(meta)) counts.set(t, this.#b.store.partitionCount(t));
+      } catch { /* not Kafka's consumer protocol: no partition watch for it */ }
+    }
+    return counts;
+  }
+
+  #tick(): void {
+    const now = monotonicMs();
+    for (const g of this.#groups.values()) {
+      for (const [id, expiry] of g.pending) if (now > expiry) g.pending.delete(id);
+      for (const m of [...g.members.values()]) {
+        // A member waiting in a join is not expected to heartbeat.
+        if (m.join === null && now - m.lastSeenMs > m.sessionTimeoutMs) this.#remove(g, m, "session expired");
+      }
+      if (g.state === "PreparingRebalance") this.#maybeCompleteJoin(g);
+      if (g.state === "Stable") {
+        for (const [topic, count] of g.partitionCounts) {
+          if (this.#b.store.partitionCount(topic) !== count) {
+            this.#prepare(g, `partitions of '${topic}' changed`);
+            break;
+          }
+        }
+      }
+      if (g.state === "Empty" && g.members.size === 0 && g.pending.size === 0) this.#groups.delete(g.id);
+    }
+  }
+
   /**
    * Commits `partition -> next offset to read` for a group (as the leader);
-   * resolves once the in-sync replicas hold the commit.
+   * resolves once the in-sync replicas hold the commit. A member commits with
+   * its id and generation and is refused once they are stale, so a member
+   * that lost its partitions cannot move another member's position; a commit
+   * without a member is taken only while the group has no members.
    */
-  async commit(group: string, topic: string, offsets: Map<number, number>): Promise<Record<string, number>> {
+  async commit(
+    group: string,
+    topic: string,
+    offsets: Map<number, number>,
+    member: { memberId: string; generation: number } | null = null,
+  ): Promise<Record<string, number>> {
     const b = this.#b;
-    b.requireLeader();
+    this.#leading();
+    const g = this.#groups.get(group);
+    if (member) {
+      const { g: found } = this.#member(group, member.memberId, member.generation);
+      if (found.state === "CompletingRebalance") {
+        throw new YakError("REBALANCE_IN_PROGRESS", `group '${group}' is assigning partitions; commit after it`);
+      }
+    } else if (g && g.members.size > 0) {
+      throw new YakError(
+        "ILLEGAL_GENERATION",
+        `group '${group}' has members; commit as one of them (member id and generation)`,
+      );
+    }
     const n = b.store.partitionCount(topic);
     if (n === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
     const out: Record<string, number> = {};
@@ -59,6 +516,77 @@ export class GroupCoordinator {
   /** The group's committed offsets in a topic, by partition. */
   committed(group: string, topic: string): Record<string, number> {
     return Object.fromEntries(this.#b.store.meta.groups.get(group)?.get(topic) ?? []);
+  }
+
+  /** Groups known here: with members (on the leader) or with commits. */
+  list(): { group: string; state: GroupState | "Dead"; members: number }[] {
+    const names = new Set([...this.#groups.keys(), ...this.#b.store.meta.groups.keys()]);
+    return [...names].sort().map((group) => {
+      const g = this.#groups.get(group);
+      return { group, state: g?.state ?? "Empty", members: g?.members.size ?? 0 };
+    });
+  }
+
+  /** One group's state and members (empty when only its commits are known). */
+  describe(group: string): GroupView {
+    const g = this.#groups.get(group);
+    const now = monotonicMs();
+    if (!g) {
+      const known = this.#b.store.meta.groups.has(group);
+      return {
+        group,
+        state: known ? "Empty" : "Dead",
+        generation: 0,
+        protocolType: "",
+        protocol: "",
+        leaderId: "",
+        members: [],
+      };
+    }
+    return {
+      group,
+      state: g.state,
+      generation: g.generation,
+      protocolType: g.protocolType,
+      protocol: g.protocol,
+      leaderId: g.leaderId,
+      members: [...g.members.values()].map((m) => ({
+        memberId: m.id,
+        clientId: m.clientId,
+        host: m.host,
+        assignment: m.assignment,
+        lastHeartbeatMsAgo: Math.round(now - m.lastSeenMs),
+      })),
+    };
+  }
+
+  /** Refused while the group has members (as Kafka does). */
+  #requireEmpty(group: string, what: string): void {
+    const g = this.#groups.get(group);
+    if (g && g.members.size > 0) {
+      throw new YakError(
+        "GROUP_NOT_EMPTY",
+        `group '${group}' has ${g.members.size} active member(s); stop them before you ${what}`,
+      );
+    }
+  }
+
+  /** Sets a group's committed offsets (no members may be active). */
+  async resetOffsets(group: string, topic: string, offsets: Map<number, number>): Promise<Record<string, number>> {
+    this.#leading();
+    this.#requireEmpty(group, "reset its offsets");
+    return await this.commit(group, topic, offsets);
+  }
+
+  /** Deletes a group's commits (no members may be active). */
+  async delete(group: string): Promise<void> {
+    this.#leading();
+    this.#requireEmpty(group, "delete it");
+    if (!this.#b.store.meta.groups.has(group) && !this.#groups.has(group)) {
+      throw new YakError("GROUP_ID_NOT_FOUND", `group '${group}' does not exist`);
+    }
+    this.#groups.delete(group);
+    await appendMetaReplicated(this.#b, { op: "group_delete", group }, this.#b.opts.requestTimeoutMs);
   }
 
   /** Every group's committed offsets and lag (to the high watermark), for status. */

@@ -29,8 +29,14 @@ export interface CommitOp {
   offsets: Record<string, number>;
 }
 
+/** A group's commits deleted (`yak groups --delete`). */
+export interface GroupDeleteOp {
+  op: "group_delete";
+  group: string;
+}
+
 /** One metadata record's value. */
-export type MetaOp = TopicOp | CommitOp;
+export type MetaOp = TopicOp | CommitOp | GroupDeleteOp;
 
 /** A topic as metadata knows it. */
 export interface TopicMeta {
@@ -64,6 +70,8 @@ export class Metadata {
         createdAt: old?.createdAt ?? op.createdAt,
         configs: { ...old?.configs, ...op.configs },
       });
+    } else if (op.op === "group_delete") {
+      this.groups.delete(op.group);
     } else if (op.op === "commit") {
       let byTopic = this.groups.get(op.group);
       if (!byTopic) this.groups.set(op.group, byTopic = new Map());

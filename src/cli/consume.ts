@@ -10,13 +10,17 @@ import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, re
 
 const USAGE = `
 yak consume --topic T [--from-beginning | --offset K] [--group G] [--partition N]
+            [--group-protocol range|roundrobin] [--session-timeout-ms 10000]
             [--max-messages N] [--timeout-ms MS] [--format value|json]
             [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--quiet]
 
 Without --from-beginning (or a group's commit) it prints records produced from
-now on. --group commits offsets as records are printed; the next consumer of
-the group resumes after the last commit. --bootstrap reads from that broker
-(any replica serves reads); otherwise from the leader.
+now on. --group makes this consumer a member of the group: the group's
+partitions are shared out among its members (range or roundrobin, as Kafka),
+each member commits what it printed, and a member that stops (or goes silent
+for --session-timeout-ms) has its partitions taken over from its last commit.
+--bootstrap reads from that broker (any replica serves reads); otherwise from
+the leader.
 `;
 
 const encoder = new TextEncoder();
@@ -34,6 +38,8 @@ export async function consumeCommand(args: string[]): Promise<number> {
     ...CLUSTER_FLAGS,
     topic: { type: "string" },
     group: { type: "string" },
+    "group-protocol": { type: "string" },
+    "session-timeout-ms": { type: "string" },
     partition: { type: "string" },
     offset: { type: "string" },
     "from-beginning": { type: "boolean" },
@@ -61,6 +67,13 @@ export async function consumeCommand(args: string[]): Promise<number> {
   );
   const timeoutMs = integer(values, "timeout-ms", undefined, 0, 2 ** 31 - 1);
   const quiet = values.quiet === true;
+  const protocol = text(values, "group-protocol");
+  if (protocol !== undefined && protocol !== "range" && protocol !== "roundrobin") {
+    throw new YakError("INVALID_ARGUMENT", `--group-protocol must be range or roundrobin, not '${protocol}'`);
+  }
+  if (group === undefined && (protocol !== undefined || values["session-timeout-ms"] !== undefined)) {
+    throw new YakError("INVALID_ARGUMENT", "--group-protocol and --session-timeout-ms need --group");
+  }
   const consumer = await Consumer.open({
     bootstrap: bootstrapOf(values),
     topic,
@@ -72,6 +85,9 @@ export async function consumeCommand(args: string[]): Promise<number> {
     // Exiting when idle includes waiting for the cluster or the topic.
     firstConnectTimeoutMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
     onRetry: retryNotice("consume", quiet),
+    groupProtocols: protocol === undefined ? undefined : [protocol],
+    sessionTimeoutMs: integer(values, "session-timeout-ms", undefined, 100, 300_000),
+    onGroupEvent: quiet ? undefined : (message) => console.error(`yak consume: ${message}`),
   });
   let stop = false;
   const onSignal = () => (stop = true);

@@ -9,14 +9,25 @@ import { valuesOf } from "../log/record.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { isRetriable, toYakError, YakError } from "../errors.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
+import type { AssignorName } from "./assignors.ts";
 import { type Bootstrap, connectAny, connectLeader } from "./discovery.ts";
+import { GroupMember } from "./group_member.ts";
 
 /** Options of {@link Consumer.open}. */
 export interface ConsumerOptions {
   bootstrap: Bootstrap;
   topic: string;
-  /** Commit offsets under this group and resume from its last commit. */
+  /**
+   * Join this consumer group: read only the partitions the group assigns to
+   * this member, commit under it, and resume from its last commit.
+   */
   group?: string;
+  /** Assignment strategies offered to the group, preferred first (default range, roundrobin). */
+  groupProtocols?: AssignorName[];
+  /** The group removes this member after this long without a heartbeat (default 10 s). */
+  sessionTimeoutMs?: number;
+  /** Told of joins and rebalances. */
+  onGroupEvent?: (message: string) => void;
   /** Read only this partition. */
   partition?: number;
   /** Start here (in every partition read) instead of the end. */
@@ -107,16 +118,44 @@ export class Consumer {
    */
   #topicWasMissing = false;
 
+  /** This consumer's membership when it reads as part of a group (not with a fixed --partition). */
+  readonly #member: GroupMember | null;
+
   private constructor(o: ConsumerOptions) {
     this.#o = o;
     this.topic = o.topic;
+    this.#member = o.group && o.partition === undefined
+      ? new GroupMember({
+        bootstrap: o.bootstrap,
+        group: o.group,
+        topics: [o.topic],
+        clientId: this.id,
+        sessionTimeoutMs: o.sessionTimeoutMs,
+        protocols: o.groupProtocols,
+        requestTimeoutMs: o.requestTimeoutMs,
+        retryTimeoutMs: o.retryTimeoutMs,
+        onRetry: o.onRetry,
+        onEvent: o.onGroupEvent,
+      })
+      : null;
   }
 
-  /** Connects, finds the starting offsets, and registers. */
+  /** Connects, joins its group (if any), finds the starting offsets, and registers. */
   static async open(opts: ConsumerOptions): Promise<Consumer> {
     const c = new Consumer(opts);
-    await c.#connect();
+    try {
+      await c.#member?.join();
+      await c.#connect();
+    } catch (err) {
+      c.#member?.close();
+      throw err;
+    }
     return c;
+  }
+
+  /** The partitions this consumer reads now (its group assignment, or all). */
+  get partitions(): number[] {
+    return [...this.#cursor.keys()].sort((a, b) => a - b);
   }
 
   get #timeoutMs(): number {
@@ -170,7 +209,21 @@ export class Consumer {
     );
     const n = (meta.topics as Record<string, number>)[this.topic];
     this.#lastMetaMs = Date.now();
-    const wanted = this.#o.partition === undefined ? [...Array(n).keys()] : [this.#o.partition];
+    const wanted = this.#member
+      ? (this.#member.assignment[this.topic] ?? []).filter((p) => p < n)
+      : this.#o.partition === undefined
+      ? [...Array(n).keys()]
+      : [this.#o.partition];
+    if (this.#member) {
+      // Partitions given to another member are forgotten (committed before the switch).
+      for (const p of [...this.#cursor.keys()]) {
+        if (!wanted.includes(p)) {
+          this.#cursor.delete(p);
+          this.#positions.delete(p);
+          this.#committed.delete(p);
+        }
+      }
+    }
     if (this.#o.partition !== undefined && this.#o.partition >= n) {
       throw new YakError(
         "UNKNOWN_PARTITION",
@@ -189,11 +242,21 @@ export class Consumer {
       committed = res.offsets as Record<string, number>;
     }
     let ends: Record<string, number> | null = null;
-    const firstTime = this.#cursor.size === 0;
+    const firstTime = this.#cursor.size === 0 && !this.#member;
+    // A group that committed some partitions of the topic and not this one:
+    // the partition came later (added to the topic), so all of it is new.
+    const groupStarted = Object.keys(committed).length > 0;
     for (const p of missing) {
       let start: number;
       if (committed[p] !== undefined) start = committed[p];
-      else if (this.#o.offset !== undefined) start = this.#o.offset;
+      else if (this.#member && groupStarted) start = 0;
+      else if (this.#member && this.#o.offset === undefined && !this.#o.fromBeginning && !this.#topicWasMissing) {
+        ends ??= (await conn.request({ type: "list_offsets", topic: this.topic }, this.#timeoutMs)).hw as Record<
+          string,
+          number
+        >;
+        start = ends[p] ?? 0;
+      } else if (this.#o.offset !== undefined) start = this.#o.offset;
       // Partitions added later, and a topic created after this consumer started, hold only new records.
       else if (this.#o.fromBeginning || !firstTime || this.#topicWasMissing) start = 0;
       else {
@@ -227,6 +290,7 @@ export class Consumer {
    * gets committed) until the caller says so with {@link consumed}.
    */
   async poll(): Promise<PartitionRecords[]> {
+    if (this.#member?.needsRejoin) await this.#rebalance();
     const batch = await (this.#prefetch ?? this.#fetch());
     this.#prefetch = null;
     if (batch.length > 0) {
@@ -266,11 +330,35 @@ export class Consumer {
     this.#positions.set(partition, nextOffset);
   }
 
+  /**
+   * The group is rebalancing: commit what was handed out while the
+   * partitions are still ours, drop what was fetched ahead, rejoin, and
+   * start reading the new assignment.
+   */
+  async #rebalance(): Promise<void> {
+    const member = this.#member!;
+    await this.commit();
+    if (this.#prefetch) {
+      await this.#prefetch.catch(() => []);
+      this.#prefetch = null;
+    }
+    // Fetched ahead but not handed out: read again, by us or the next owner.
+    for (const [p, at] of this.#positions) this.#cursor.set(p, at);
+    await member.join();
+    if (!this.#conn || this.#conn.isClosed) await this.#connect();
+    else await this.#refresh();
+  }
+
   async #fetch(): Promise<PartitionRecords[]> {
     while (true) {
       try {
         if (!this.#conn || this.#conn.isClosed) await this.#connect();
         if (Date.now() - this.#lastMetaMs > 5000) await this.#refresh();
+        if (this.#cursor.size === 0) {
+          // Nothing assigned to this member (more members than partitions): wait, heartbeating.
+          await new Promise((r) => setTimeout(r, this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs));
+          return [];
+        }
         const maxWaitMs = this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs;
         const res = await this.#conn!.request({
           type: "fetch",
@@ -335,19 +423,31 @@ export class Consumer {
       if (this.#committed.get(p) !== off) offsets[p] = off;
     }
     if (Object.keys(offsets).length === 0) return;
-    await this.#leaderRequest({
-      type: "commit",
-      group: this.#o.group,
-      topic: this.topic,
-      offsets,
-    });
+    if (this.#member) {
+      try {
+        await this.#member.commit(this.topic, offsets);
+      } catch (err) {
+        // The member lost these partitions (a rebalance it missed): the next
+        // poll rejoins; their new owner reads from the last good commit.
+        if (this.#member.needsRejoin) return;
+        throw err;
+      }
+    } else {
+      await this.#leaderRequest({
+        type: "commit",
+        group: this.#o.group,
+        topic: this.topic,
+        offsets,
+      });
+    }
     for (const [p, off] of Object.entries(offsets)) {
       this.#committed.set(Number(p), off);
     }
   }
 
-  /** Deregisters and closes. Commit first if the group should resume here. */
+  /** Leaves the group, deregisters and closes. Commit first if the group should resume here. */
   async close(): Promise<void> {
+    await this.#member?.leave();
     try {
       if (this.#conn && !this.#conn.isClosed) {
         await this.#conn.request({ type: "deregister" }, 1000);

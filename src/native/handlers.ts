@@ -8,6 +8,7 @@
  */
 import type { BrokerServices } from "../broker/services.ts";
 import { parseTopicConfigs } from "../broker/topic_config.ts";
+import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import * as names from "../log/names.ts";
 import type { RecordInput } from "../log/record.ts";
@@ -77,6 +78,25 @@ export function nativeHandler(
         return deregister(s, session);
       case "status":
         return s.status();
+      case "join_group":
+        return joinGroup(s, req, session);
+      case "sync_group":
+        return syncGroup(s, req);
+      case "heartbeat":
+        s.groups.heartbeat(checkGroupName(req.group), memberIdOf(req), int(req, "generation"));
+        return {};
+      case "leave_group":
+        s.groups.leave(checkGroupName(req.group), memberIdOf(req));
+        return {};
+      case "list_groups":
+        s.requireLeader();
+        return { groups: s.groups.list() };
+      case "describe_group":
+        return describeGroup(s, req);
+      case "delete_group":
+        return deleteGroup(s, req);
+      case "reset_offsets":
+        return resetOffsets(s, req);
       case "replicate":
         return replicate(s, req);
       case "epoch_end":
@@ -260,6 +280,121 @@ function listOffsets(s: BrokerServices, req: Request): Reply {
   return { hw, end };
 }
 
+const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function bytesOf(value: unknown, what: string): Uint8Array {
+  if (typeof value !== "string" || value.length > MAX_METADATA_B64 || !B64.test(value)) {
+    throw new YakError("INVALID_REQUEST", `'${what}' must be base64 (at most ${MAX_METADATA_B64} characters)`);
+  }
+  const raw = atob(value);
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+  return out;
+}
+
+/** Base64 of a group's metadata bytes: at most the coordinator's limit, plus a third. */
+const MAX_METADATA_B64 = Math.ceil(DEFAULTS.maxGroupMetadataBytes / 3) * 4;
+
+function b64(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function memberIdOf(req: Request): string {
+  const id = str(req, "memberId", 200);
+  return id;
+}
+
+async function joinGroup(s: BrokerServices, req: Request, session: Session): Promise<Reply> {
+  const group = checkGroupName(req.group);
+  const memberId = typeof req.memberId === "string" ? memberIdOf(req) : "";
+  const clientId = str(req, "clientId", 64);
+  if (!PRODUCER_ID.test(clientId)) {
+    throw new YakError("INVALID_REQUEST", "'clientId' must be 1-64 letters, digits, '.', '_' or '-'");
+  }
+  const raw = req.protocols;
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > 16) {
+    throw new YakError("INVALID_REQUEST", "'protocols' must list 1 to 16 {name, metadata}");
+  }
+  const protocols = raw.map((p, i) => {
+    if (typeof p !== "object" || p === null || typeof p.name !== "string" || p.name.length > 64) {
+      throw new YakError("INVALID_REQUEST", `protocol ${i} needs a name (at most 64 characters)`);
+    }
+    return { name: p.name as string, metadata: bytesOf(p.metadata, "metadata") };
+  });
+  const sessionTimeoutMs = optInt(req, "sessionTimeoutMs", DEFAULTS.groupSessionTimeoutMs, 1, 2 ** 31 - 1);
+  const res = await s.groups.join({
+    group,
+    memberId,
+    clientId,
+    host: session.remote,
+    sessionTimeoutMs,
+    rebalanceTimeoutMs: optInt(req, "rebalanceTimeoutMs", sessionTimeoutMs, 1, 2 ** 31 - 1),
+    protocolType: optStr(req, "protocolType", 64) ?? "consumer",
+    protocols,
+  });
+  return {
+    generation: res.generation,
+    protocol: res.protocol,
+    leaderId: res.leaderId,
+    memberId: res.memberId,
+    members: res.members.map((m) => ({ memberId: m.memberId, metadata: b64(m.metadata) })),
+  };
+}
+
+async function syncGroup(s: BrokerServices, req: Request): Promise<Reply> {
+  const group = checkGroupName(req.group);
+  let assignments: Map<string, Uint8Array> | null = null;
+  if (req.assignments !== undefined && req.assignments !== null) {
+    if (!Array.isArray(req.assignments) || req.assignments.length > DEFAULTS.maxGroupMembers) {
+      throw new YakError("INVALID_REQUEST", `'assignments' must list at most ${DEFAULTS.maxGroupMembers} members`);
+    }
+    assignments = new Map();
+    for (const a of req.assignments) {
+      if (typeof a !== "object" || a === null || typeof a.memberId !== "string") {
+        throw new YakError("INVALID_REQUEST", "each assignment needs a memberId and base64 'assignment'");
+      }
+      assignments.set(a.memberId, bytesOf(a.assignment, "assignment"));
+    }
+  }
+  const bytes = await s.groups.sync(group, memberIdOf(req), int(req, "generation"), assignments);
+  return { assignment: b64(bytes) };
+}
+
+function describeGroup(s: BrokerServices, req: Request): Reply {
+  s.requireLeader();
+  const group = checkGroupName(req.group);
+  const view = s.groups.describe(group);
+  return {
+    ...view,
+    members: view.members.map((m) => ({ ...m, assignment: b64(m.assignment) })),
+  };
+}
+
+async function deleteGroup(s: BrokerServices, req: Request): Promise<Reply> {
+  s.requireLeader();
+  await s.groups.delete(checkGroupName(req.group));
+  return { deleted: true };
+}
+
+async function resetOffsets(s: BrokerServices, req: Request): Promise<Reply> {
+  s.requireLeader();
+  const group = checkGroupName(req.group);
+  const topic = checkTopicName(req.topic);
+  const count = s.partitions.partitionCount(topic);
+  if (count === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  const offsets = new Map<number, number>();
+  for (const [p, off] of offsetMap(req, "offsets", s.opts.maxPartitions)) {
+    const i = Number(p);
+    if (!Number.isInteger(i) || i < 0 || i >= count || String(i) !== p) {
+      throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has no partition '${p}'`);
+    }
+    offsets.set(i, off);
+  }
+  return { committed: await s.groups.resetOffsets(group, topic, offsets) };
+}
+
 async function commit(s: BrokerServices, req: Request): Promise<Reply> {
   s.requireLeader();
   const group = checkGroupName(req.group);
@@ -274,7 +409,11 @@ async function commit(s: BrokerServices, req: Request): Promise<Reply> {
     }
     offsets.set(i, off);
   }
-  return { committed: await s.groups.commit(group, topic, offsets) };
+  // A member commits with its id and generation; stale ones are refused.
+  const member = req.memberId === undefined || req.memberId === null
+    ? null
+    : { memberId: memberIdOf(req), generation: int(req, "generation") };
+  return { committed: await s.groups.commit(group, topic, offsets, member) };
 }
 
 function committed(s: BrokerServices, req: Request): Reply {
