@@ -18,6 +18,8 @@ const decoder = new TextDecoder();
 /** Options of {@link PartitionLog.open}. */
 export interface LogOptions {
   segmentBytes: number;
+  /** A leader rolls a non-empty active segment older than this (0: never by age), so time retention can delete it. */
+  segmentMs?: number;
   indexIntervalBytes: number;
   /** Recent appends kept in memory so tail readers (followers, consumers) skip the disk. */
   tailCacheBytes?: number;
@@ -86,6 +88,8 @@ export class PartitionLog {
   #tailBytes = 0;
   #listeners = new Set<() => void>();
   #closed = false;
+  /** Monotonic ms of the first write into the active segment (for segment.ms). */
+  #activeSinceMs = -1;
 
   private constructor(
     dir: string,
@@ -99,7 +103,13 @@ export class PartitionLog {
     this.#logEnd = logEnd;
     this.#next = logEnd;
     this.epochs = epochs;
-    this.#opts = { tailCacheBytes: 8 * 1024 * 1024, ...opts };
+    this.#opts = { tailCacheBytes: 8 * 1024 * 1024, segmentMs: 0, ...opts };
+  }
+
+  /** Changes this log's segment size and age limits (a topic's configs). */
+  setSegmentLimits(limits: { segmentBytes: number; segmentMs: number }): void {
+    this.#opts.segmentBytes = limits.segmentBytes;
+    this.#opts.segmentMs = limits.segmentMs;
   }
 
   /** Opens (creating if needed) the log in `dir`, repairing a torn tail. */
@@ -180,6 +190,14 @@ export class PartitionLog {
       await epochs.save();
     }
     return new PartitionLog(dir, segments, logEnd, epochs, opts);
+  }
+
+  /**
+   * The first offset still stored: whole segments below it were deleted
+   * (retention), so reads below it are OUT_OF_RANGE.
+   */
+  get logStartOffset(): number {
+    return this.#segments[0].base;
   }
 
   /** Offset after the last record written. */
@@ -295,9 +313,14 @@ export class PartitionLog {
       try {
         if (changed) await this.epochs.save();
         if (rolls === null) {
-          // The leader (or a log without a leader's boundaries) rolls by size.
+          // The leader (or a log without a leader's boundaries) rolls by size and age.
           const active = this.#segments[this.#segments.length - 1];
-          if (active.size > 0 && active.size + bytes.length > this.#opts.segmentBytes) await this.#roll(baseOffset);
+          const old = this.#opts.segmentMs > 0 && this.#activeSinceMs >= 0 &&
+            performance.now() - this.#activeSinceMs > this.#opts.segmentMs;
+          if (active.size > 0 && (old || active.size + bytes.length > this.#opts.segmentBytes)) {
+            await this.#roll(baseOffset);
+          }
+          if (this.#activeSinceMs < 0) this.#activeSinceMs = performance.now();
           await this.#segments[this.#segments.length - 1].append(bytes, baseOffset, this.#opts.indexIntervalBytes);
         } else {
           // A follower cuts the chunk where the leader's segments start.
@@ -337,6 +360,61 @@ export class PartitionLog {
   async #roll(baseOffset: number): Promise<void> {
     this.#segments[this.#segments.length - 1].closeHandles();
     this.#segments.push(await Segment.create(this.dir, baseOffset));
+    this.#activeSinceMs = -1;
+  }
+
+  /** The segments that are no longer written (all but the active one): base offset, bytes, file. */
+  closedSegments(): { base: number; size: number; dataPath: string }[] {
+    return this.#segments.slice(0, -1).map((s) => ({ base: s.base, size: s.size, dataPath: s.dataPath }));
+  }
+
+  /**
+   * Deletes whole segments that end at or below `offset` (never the active
+   * one), in the write queue like truncation; resolves with the new log
+   * start offset. Retention on the leader, and followers matching the
+   * leader's log start, both come here.
+   */
+  deleteSegmentsBefore(offset: number, reason: string): Promise<number> {
+    const done = this.#writeChain.then(async () => {
+      let segments = 0;
+      let bytes = 0;
+      while (this.#segments.length > 1 && this.#segments[1].base <= offset) {
+        const seg = this.#segments.shift()!;
+        segments++;
+        bytes += seg.size;
+        await seg.remove();
+      }
+      const start = this.logStartOffset;
+      if (segments > 0) {
+        this.#tail = this.#tail.filter((c) => c.base >= start);
+        this.#tailBytes = this.#tail.reduce((n, c) => n + c.bytes.length, 0);
+        this.#opts.onEvent?.("segments_deleted", { dir: this.dir, reason, segments, bytes, logStart: start });
+      }
+      return start;
+    });
+    this.#writeChain = done.then(() => {}, () => {});
+    return done;
+  }
+
+  /**
+   * Drops everything and starts empty at `offset` (a follower whose whole log
+   * lies below the leader's log start: what it lacks was deleted there).
+   */
+  resetTo(offset: number, reason: string): Promise<void> {
+    const done = this.#writeChain.then(async () => {
+      for (const seg of this.#segments) await seg.remove();
+      this.#segments = [await Segment.create(this.dir, offset)];
+      this.#activeSinceMs = -1;
+      this.#logEnd = offset;
+      this.#next = offset;
+      if (offset > this.#hw) this.#hw = offset;
+      this.#tail = [];
+      this.#tailBytes = 0;
+      if (this.epochs.truncateFrom(0)) await this.epochs.save();
+      this.#opts.onEvent?.("log_reset", { dir: this.dir, reason, logStart: offset });
+    });
+    this.#writeChain = done.catch(() => {});
+    return done;
   }
 
   #remember(chunk: Chunk): void {
@@ -361,10 +439,11 @@ export class PartitionLog {
    */
   async read(from: number, maxBytes: number, end: number): Promise<ReadResult> {
     end = Math.min(end, this.#logEnd);
-    if (from < 0 || from > this.#logEnd) {
+    if (from < this.logStartOffset || from > this.#logEnd) {
       throw new YakError(
         "OUT_OF_RANGE",
-        `offset ${from} is outside 0..${this.#logEnd}`,
+        `offset ${from} is outside ${this.logStartOffset}..${this.#logEnd}`,
+        { logStart: this.logStartOffset, logEnd: this.#logEnd },
       );
     }
     if (from >= end) return new ReadResult(from, 0);
@@ -524,6 +603,12 @@ export class PartitionLog {
 
   async #truncate(offset: number): Promise<void> {
     if (offset >= this.#logEnd) return;
+    if (offset < this.logStartOffset) {
+      // Below what retention kept: nothing of this log is left.
+      for (const seg of this.#segments) await seg.remove();
+      this.#segments = [await Segment.create(this.dir, offset)];
+      this.#activeSinceMs = -1;
+    }
     if (offset < this.#hw) this.#hw = offset;
     while (this.#segments.length > 1 && this.#segments.at(-1)!.base >= offset) {
       await this.#segments.pop()!.remove();

@@ -1066,3 +1066,43 @@ Deno.test("a follower rolls segments where the leader did, whatever its own segm
     }
   });
 });
+
+Deno.test("retention: whole segments below an offset are deleted, the log start moves, reads below it are OUT_OF_RANGE", async () => {
+  await withTempDir(async (dir) => {
+    const events: Event[] = [];
+    let log = await PartitionLog.open(dir, opts({ segmentBytes: 400 }, events));
+    try {
+      for (let i = 0; i < 40; i++) {
+        const records = Array.from({ length: 3 }, (_, k) => ({ key: null, value: `r${i * 3 + k}` }));
+        await log.append(1, 3, (base) => encodeBatch(records, base, 1, TS, null, 0)).done;
+      }
+      const closed = log.closedSegments();
+      assert.ok(closed.length >= 4);
+      const cut = closed[3].base;
+      // Never the active segment, and only whole segments at or below the offset.
+      assert.equal(await log.deleteSegmentsBefore(cut + 1, "test"), cut);
+      assert.equal(log.logStartOffset, cut);
+      assert.deepEqual(events.filter(([e]) => e === "segments_deleted").map(([, f]) => f.segments), [3]);
+      await assert.rejects(log.read(cut - 1, MB, log.logEndOffset), isYak("OUT_OF_RANGE"));
+      const rest = await log.read(cut, MB, log.logEndOffset);
+      assert.equal(rest.baseOffset, cut);
+      assert.equal(rest.count, log.logEndOffset - cut);
+      const activeBase = Number(log.segmentPaths.at(-1)!.match(/(\d{20})\.jsonl$/)![1]);
+      assert.equal(await log.deleteSegmentsBefore(log.logEndOffset + 100, "test"), activeBase);
+      assert.equal(log.segmentCount, 1, "the active segment stays");
+      const end = log.logEndOffset;
+      await log.close();
+      // The log start survives a restart: it is where the first segment file starts.
+      log = await PartitionLog.open(dir, opts({ segmentBytes: 400 }));
+      assert.equal(log.logEndOffset, end);
+      assert.equal(log.logStartOffset, activeBase);
+      await log.resetTo(end + 50, "test");
+      assert.equal(log.logStartOffset, end + 50);
+      assert.equal(log.logEndOffset, end + 50);
+      await log.append(1, 1, (base) => encodeBatch([{ key: null, value: "after" }], base, 1, TS, null, 0)).done;
+      assert.equal((await log.read(end + 50, MB, end + 51)).text.includes('"after"'), true);
+    } finally {
+      await log.close();
+    }
+  });
+});
