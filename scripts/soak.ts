@@ -5,7 +5,11 @@
  * record must have been read exactly once by every group, in order per
  * producer within each partition, and broker memory must have stayed bounded.
  *
- * deno task soak [--seconds 60] [--producers 20] [--groups 5] [--kills 3] [--rate 2000] [--out FILE]
+ * deno task soak [--seconds 60] [--producers 20] [--groups 5] [--kills 3] [--rate 2000]
+ *                [--retention-bytes N] [--out FILE]
+ *
+ * With --retention-bytes the topic keeps about N bytes per partition
+ * (segments of N/4) and the run reports each broker's peak disk use.
  *
  * @module
  */
@@ -21,6 +25,8 @@ export interface SoakResult {
   kills: number;
   epochs: number;
   peakRssMb: Record<string, number>;
+  /** Each broker's largest `topics/` directory seen (sampled every second), with retention on. */
+  peakDiskMb?: Record<string, number>;
   ok: boolean;
 }
 
@@ -32,6 +38,8 @@ export interface SoakOptions {
   kills: number;
   /** Records per second per producer. */
   rate: number;
+  /** Retention by size per partition (bytes), or undefined for none. */
+  retentionBytes?: number;
   log?: (line: string) => void;
 }
 
@@ -50,8 +58,27 @@ async function peakRssMb(pid: number): Promise<number> {
  */
 export async function soak(o: SoakOptions): Promise<SoakResult> {
   const log = o.log ?? (() => {});
-  const cluster = await TestCluster.start();
+  const cluster = await TestCluster.start(
+    o.retentionBytes === undefined ? {} : { brokerArgs: ["--retention-check-ms", "500"] },
+  );
   const peaks: Record<string, number> = {};
+  const disk: Record<string, number> = {};
+  const dirBytes = async (dir: string): Promise<number> => {
+    let total = 0;
+    try {
+      for await (const e of Deno.readDir(dir)) {
+        const path = `${dir}/${e.name}`;
+        total += e.isDirectory ? await dirBytes(path) : (await Deno.stat(path).catch(() => ({ size: 0 }))).size;
+      }
+    } catch { /* deleted while we walked */ }
+    return total;
+  };
+  const diskTimer = o.retentionBytes === undefined ? undefined : setInterval(async () => {
+    for (const id of cluster.brokers.keys()) {
+      const mb = (await dirBytes(cluster.topicsDir(id))) / 1024 / 1024;
+      disk[`broker-${id}`] = Math.max(disk[`broker-${id}`] ?? 0, Math.round(mb * 10) / 10);
+    }
+  }, 1000);
   const notePeaks = async () => {
     for (const [id, p] of cluster.brokers) {
       const mb = await peakRssMb(p.pid);
@@ -60,7 +87,13 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   };
   try {
     const topic = "soak";
-    const created = await yak(["topics", "--create", topic, "--partitions", "3", ...cluster.zkFlag]);
+    const retention = o.retentionBytes === undefined ? [] : [
+      "--config",
+      `retention.bytes=${o.retentionBytes}`,
+      "--config",
+      `segment.bytes=${Math.max(1024, Math.floor(o.retentionBytes / 4))}`,
+    ];
+    const created = await yak(["topics", "--create", topic, "--partitions", "3", ...retention, ...cluster.zkFlag]);
     if (created.code !== 0) throw new Error(created.stderr);
     const consumers = Array.from({ length: o.groups }, (_, g) =>
       new Proc(`group-${g}`, [
@@ -160,9 +193,11 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
       kills,
       epochs,
       peakRssMb: peaks,
+      ...(o.retentionBytes === undefined ? {} : { peakDiskMb: disk }),
       ok,
     };
   } finally {
+    clearInterval(diskTimer);
     await cluster.stop();
   }
 }
@@ -176,6 +211,7 @@ if (import.meta.main) {
       groups: { type: "string", default: "5" },
       kills: { type: "string", default: "3" },
       rate: { type: "string", default: "2000" },
+      "retention-bytes": { type: "string" },
       out: { type: "string" },
     },
   });
@@ -185,6 +221,7 @@ if (import.meta.main) {
     groups: Number(values.groups),
     kills: Number(values.kills),
     rate: Number(values.rate),
+    retentionBytes: values["retention-bytes"] === undefined ? undefined : Number(values["retention-bytes"]),
     log: (line) => console.log(line),
   });
   console.log(JSON.stringify(result, null, 2));

@@ -50,6 +50,27 @@ export const DEFAULTS = {
   maxFetchWaitMs: 30_000,
   maxConnections: 1024,
   maxPartitions: 1000,
+  /**
+   * Topics a cluster keeps: each is a directory with a topic.json, and its
+   * partitions ride in every follower fetch (an implicit cap there broke every
+   * follower at about 33,000 auto-created topics).
+   */
+  maxTopics: 2000,
+  /**
+   * Records `__cluster` may hold past its start before the state is written
+   * as one snapshot record and the older segments are deleted: group commits
+   * would otherwise grow it forever (and slow every restart's replay).
+   */
+  clusterSnapshotRecords: 10_000,
+  /** Retention (Kafka's log.retention.*): by default records are kept 7 days, with no size limit. */
+  retentionMs: 7 * 24 * 3600 * 1000,
+  retentionBytes: -1,
+  /** A leader rolls its active segment after this long, so time retention can delete it. */
+  segmentMs: 7 * 24 * 3600 * 1000,
+  /** How often the leader looks for segments past retention (Kafka checks every 5 minutes). */
+  retentionCheckMs: 60_000,
+  /** Partitions one broker holds over all topics: open files, tail caches and per-fetch work grow with them. */
+  maxPartitionsPerBroker: 10_000,
   maxTopicNameChars: 249,
 
   // Consumer groups (on the leader).

@@ -267,7 +267,7 @@ Deno.test("a rolling restart (SIGTERM) of all three brokers under acks=all load:
       const expected = new Set(Array.from({ length: sent }, (_, i) => `r-${i}`));
       await assertExactlyOnce(cluster, "rolling", expected);
       await assertReplicasIdentical(cluster, [1, 2, 3], "rolling");
-      for (const s of worst) assert.ok(s < 500, `a step stalled producers ${Math.round(s)} ms`);
+      for (const s of worst) assert.ok(s < 300, `a step stalled producers ${Math.round(s)} ms`);
     } finally {
       load?.abort();
       await cluster.stop();

@@ -238,6 +238,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Extra arguments for the zookeeper and every broker (e.g. TLS flags). */
   serverArgs?: string[];
+  /** Extra arguments for every broker only (e.g. retention flags). */
+  brokerArgs?: string[];
   /** The CA (PEM) the harness itself trusts when the servers use TLS. */
   tlsCa?: string;
 }
@@ -314,7 +316,7 @@ export class TestCluster {
       segmentBytes: "--segment-bytes",
     });
     const minIsr = this.opts.minInsyncReplicas ?? Math.min(2, this.opts.brokers ?? 3);
-    flags.push("--min-insync-replicas", String(minIsr));
+    flags.push("--min-insync-replicas", String(minIsr), ...(this.opts.brokerArgs ?? []));
     const proc = new Proc(`broker-${id}`, [...args, ...flags], { env: this.opts.env });
     this.brokers.set(id, proc);
     const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);

@@ -20,6 +20,7 @@ import { Notifier } from "./notifier.ts";
 import { PartitionOps } from "./partition_ops.ts";
 import { ProducerState } from "./producer_state.ts";
 import { ReplicaFetcher, Replication } from "./replication.ts";
+import { Retention } from "./retention.ts";
 import type { BrokerServices, ClientRegistry, ClusterView } from "./services.ts";
 import { TopicAdmin } from "./topic_admin.ts";
 import { TopicStore } from "./topic_store.ts";
@@ -64,6 +65,7 @@ export class Broker implements BrokerContext {
   readonly dir: string;
   readonly services: BrokerServices;
   readonly #clients = new Map<number, ClientInfo>();
+  readonly #retention = new Retention(this);
   #server!: Listening;
   #zk!: ZkSession;
   #role: "leader" | "follower" | "none" = "none";
@@ -122,6 +124,7 @@ export class Broker implements BrokerContext {
     try {
       store = await TopicStore.open(join(dir, "topics"), {
         segmentBytes: opts.segmentBytes,
+        segmentMs: opts.segmentMs,
         indexIntervalBytes: opts.indexIntervalBytes,
         tailCacheBytes: DEFAULTS.tailCacheBytes,
         onEvent: (event, fields) => log.write(event, fields),
@@ -280,6 +283,7 @@ export class Broker implements BrokerContext {
         const log = this.store.partition(name, p);
         return {
           partition: p,
+          logStartOffset: log.logStartOffset,
           logEndOffset: log.logEndOffset,
           highWatermark: log.highWatermark,
           segments: log.segmentCount,
@@ -337,10 +341,12 @@ export class Broker implements BrokerContext {
         store: this.store,
         isr: lease.isr,
         replicaLagMs: this.opts.replicaLagMs,
+        joinWaitMs: this.opts.replicaFetchWaitMs + 100,
         onHwChange: () => this.notifier.notify(),
       });
       this.#role = "leader";
       for (const ref of this.store.all()) this.#leaderState.updateHw(ref.key);
+      this.#retention.start();
       this.log.write("became_leader", {
         epoch: lease.epoch,
         isr: lease.isr,
@@ -359,6 +365,7 @@ export class Broker implements BrokerContext {
     const steppedDown = new YakError("NOT_LEADER", `broker ${this.opts.id} stepped down in epoch ${lease.epoch}`);
     this.#leaderState?.stop(steppedDown);
     this.services.groups.reset(steppedDown);
+    await this.#retention.stop();
     this.#leaderState = null;
     await this.#fetcher?.stop();
     this.#fetcher = null;
@@ -411,6 +418,14 @@ export class Broker implements BrokerContext {
     const wasLeader = this.#role === "leader";
     this.#stopping = true; // requireLeader refuses from here: no new appends
     const startedMs = performance.now();
+    if (!wasLeader) {
+      // Stop fetching before leaving: a fetch that reached the leader after the
+      // zookeeper dropped us made the leader count us as caught up again and
+      // wait for us (acks=all stalled 580 ms in a rolling restart).
+      await this.#transition;
+      await this.#fetcher?.stop();
+      this.#fetcher = null;
+    }
     const lease = await this.#zk.leave(this.#epoch, Math.min(2000, this.opts.sessionTimeoutMs));
     if (lease) {
       this.#leader = lease.leaderId === null || lease.leaderId === this.opts.id
@@ -432,6 +447,7 @@ export class Broker implements BrokerContext {
     );
     this.#leaderState?.stop(gone);
     this.services.groups.reset(gone);
+    await this.#retention.stop();
     await this.#transition;
     await this.#fetcher?.stop();
     this.notifier.close();

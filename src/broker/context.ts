@@ -39,6 +39,12 @@ export interface BrokerOptions {
   requestTimeoutMs: number;
   /** acks=all needs at least this many brokers in the in-sync set (Kafka's min.insync.replicas). */
   minInsyncReplicas: number;
+  /** Cluster defaults of the topic configs retention.ms, retention.bytes and segment.ms (-1: no limit). */
+  retentionMs: number;
+  retentionBytes: number;
+  segmentMs: number;
+  /** How often the leader applies retention. */
+  retentionCheckMs: number;
   /** Echo the operation log to stderr. */
   echo: boolean;
 }

@@ -598,8 +598,10 @@ export class GroupCoordinator {
       for (const [topic, byPartition] of byTopic) {
         out[group][topic] = {};
         for (const [p, off] of byPartition) {
-          const hw = b.store.partitionCount(topic) > p ? b.store.partition(topic, p).highWatermark : off;
-          out[group][topic][p] = { committed: off, lag: Math.max(0, hw - off) };
+          const log = b.store.partitionCount(topic) > p ? b.store.partition(topic, p) : null;
+          // Lag counts what is still there: records below the log start are gone.
+          const lag = log ? log.highWatermark - Math.max(off, log.logStartOffset) : 0;
+          out[group][topic][p] = { committed: off, lag: Math.max(0, lag) };
         }
       }
     }

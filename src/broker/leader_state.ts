@@ -50,6 +50,12 @@ export interface LeaderStateOptions {
   store: TopicStore;
   isr: number[];
   replicaLagMs: number;
+  /**
+   * How long a caught-up follower outside the set may keep the high
+   * watermark waiting since its last fetch (a long poll waits up to
+   * replicaFetchWaitMs at the leader, so a bit more than that).
+   */
+  joinWaitMs: number;
   /** Called when a high watermark moves (to wake long polls). */
   onHwChange: () => void;
   /** The monotonic clock (injectable for tests). */
@@ -177,7 +183,10 @@ export class LeaderState {
   #hwMembers(now: number): number[] {
     const out = new Set(this.maximalIsr);
     for (const [id, f] of this.#followers) {
-      if (this.#caughtUp(f, now)) out.add(id);
+      // A caught-up follower not in the set yet is waited for only while it
+      // keeps fetching: one that just started (JIT, a big catch-up write)
+      // stalled acks=all for 585 ms in a rolling restart before this.
+      if (this.#caughtUp(f, now) && now - f.lastFetchMs <= this.#o.joinWaitMs) out.add(id);
     }
     out.delete(this.selfId);
     return [...out];

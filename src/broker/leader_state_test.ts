@@ -33,6 +33,7 @@ async function withLeader(
     store,
     isr,
     replicaLagMs: 1000,
+    joinWaitMs: 300,
     onHwChange: () => {},
     clock: () => now,
   });

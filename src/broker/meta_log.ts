@@ -22,7 +22,7 @@ import { CLUSTER_KEY, type MetaOp } from "./metadata.ts";
 export async function appendMeta(b: BrokerContext, op: MetaOp): Promise<number> {
   const leader = b.requireLeader();
   const epoch = leader.epoch;
-  const key = op.op === "topic" ? op.topic : op.group;
+  const key = op.op === "topic" || op.op === "topic_delete" ? op.topic : op.op === "snapshot" ? "snapshot" : op.group;
   const appended = b.store.clusterLog.append(
     epoch,
     1,

@@ -19,6 +19,32 @@ export interface TopicOp {
   createdAt: number;
   /** Configs set (merged over the topic's), e.g. `{"min.insync.replicas": "2"}`. */
   configs?: Record<string, string>;
+  /** Configs removed (back to the broker's defaults). */
+  deleteConfigs?: string[];
+  /**
+   * The topic's incarnation, fixed at creation: a topic deleted and created
+   * again under the same name is another topic, and a replica that missed
+   * the deletion must not keep the old one's records.
+   */
+  id?: string;
+}
+
+/** A topic deleted everywhere (`yak topics --delete`), with the group commits on it. */
+export interface TopicDeleteOp {
+  op: "topic_delete";
+  topic: string;
+  id?: string;
+}
+
+/**
+ * The whole metadata state at one point: written as the first record of a
+ * new `__cluster` segment, after which the older segments are deleted, so the
+ * metadata log stays bounded and a restart replays only from here.
+ */
+export interface SnapshotOp {
+  op: "snapshot";
+  topics: Record<string, TopicMeta>;
+  groups: Record<string, Record<string, Record<string, number>>>;
 }
 
 /** A consumer group's committed offsets for some partitions of a topic. */
@@ -36,13 +62,14 @@ export interface GroupDeleteOp {
 }
 
 /** One metadata record's value. */
-export type MetaOp = TopicOp | CommitOp | GroupDeleteOp;
+export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | TopicDeleteOp | SnapshotOp;
 
 /** A topic as metadata knows it. */
 export interface TopicMeta {
   partitions: number;
   createdAt: number;
   configs: Record<string, string>;
+  id?: string;
 }
 
 /**
@@ -63,13 +90,31 @@ export class Metadata {
 
   apply(op: MetaOp): void {
     if (op.op === "topic") {
-      const old = this.topics.get(op.topic);
+      // Another incarnation of the name replaces the old one whole.
+      const known = this.topics.get(op.topic);
+      const old = op.id !== undefined && known?.id !== undefined && known.id !== op.id ? undefined : known;
+      const configs = { ...old?.configs, ...op.configs };
+      for (const key of op.deleteConfigs ?? []) delete configs[key];
       this.topics.set(op.topic, {
         // Partitions only grow; a replayed older record never shrinks a topic.
         partitions: Math.max(old?.partitions ?? 0, op.partitions),
         createdAt: old?.createdAt ?? op.createdAt,
-        configs: { ...old?.configs, ...op.configs },
+        configs,
+        id: op.id ?? old?.id,
       });
+    } else if (op.op === "topic_delete") {
+      this.topics.delete(op.topic);
+      for (const byTopic of this.groups.values()) byTopic.delete(op.topic);
+    } else if (op.op === "snapshot") {
+      this.clear();
+      for (const [name, t] of Object.entries(op.topics)) this.topics.set(name, { ...t, configs: { ...t.configs } });
+      for (const [group, byTopic] of Object.entries(op.groups)) {
+        const m = new Map<string, Map<number, number>>();
+        for (const [topic, offsets] of Object.entries(byTopic)) {
+          m.set(topic, new Map(Object.entries(offsets).map(([p, o]) => [Number(p), o])));
+        }
+        this.groups.set(group, m);
+      }
     } else if (op.op === "group_delete") {
       this.groups.delete(op.group);
     } else if (op.op === "commit") {
@@ -81,6 +126,16 @@ export class Metadata {
         byPartition.set(Number(p), off);
       }
     }
+  }
+
+  /** The whole state as one op (see {@link SnapshotOp}). */
+  snapshot(): SnapshotOp {
+    const groups: SnapshotOp["groups"] = {};
+    for (const [group, byTopic] of this.groups) {
+      groups[group] = {};
+      for (const [topic, offsets] of byTopic) groups[group][topic] = Object.fromEntries(offsets);
+    }
+    return { op: "snapshot", topics: Object.fromEntries(this.topics), groups };
   }
 
   clear(): void {

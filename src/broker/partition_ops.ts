@@ -250,6 +250,7 @@ export class PartitionOps {
       for (const spec of specs) {
         const end = endOf(spec.log);
         if (spec.from >= end || budget <= 0) continue;
+        if (spec.from < spec.log.logStartOffset) continue; // retention got there first; the next fetch says so
         const read = await b.readLog(spec.log, spec.from, Math.min(share, budget), end);
         if (read.count === 0) continue;
         assert(read.baseOffset === spec.from, `read of ${spec.key} from ${spec.from} began at ${read.baseOffset}`);
@@ -269,7 +270,11 @@ export class PartitionOps {
    * OUT_OF_RANGE on the leader (a follower may simply be behind the consumer:
    * it skips that partition).
    */
-  consumerSpecs(topic: string, wanted: readonly [partition: number, offset: number][]): ReadSpec[] {
+  consumerSpecs(
+    topic: string,
+    wanted: readonly [partition: number, offset: number][],
+    belowStart?: Map<number, PartitionOffsets>,
+  ): ReadSpec[] {
     const b = this.#b;
     if (!b.store.has(topic)) {
       throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist on broker ${b.opts.id}`);
@@ -281,6 +286,11 @@ export class PartitionOps {
         throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`);
       }
       const log = b.store.partition(topic, p);
+      if (from < log.logStartOffset) {
+        // Deleted by retention: the consumer resets (earliest or latest) and says so.
+        belowStart?.set(p, this.offsets({ topic, partition: p }));
+        continue;
+      }
       if (from > log.logEndOffset) {
         if (b.role() === "leader") {
           throw new YakError("OUT_OF_RANGE", `offset ${from} is past the end (${log.logEndOffset}) of ${topic}/${p}`);
@@ -300,6 +310,6 @@ export class PartitionOps {
   /** A partition's log start, high watermark and log end. */
   offsets(tp: TopicPartition): PartitionOffsets {
     const log = this.#b.store.partition(tp.topic, tp.partition);
-    return { logStart: 0, highWatermark: log.highWatermark, logEnd: log.logEndOffset };
+    return { logStart: log.logStartOffset, highWatermark: log.highWatermark, logEnd: log.logEndOffset };
   }
 }

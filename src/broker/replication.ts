@@ -59,6 +59,8 @@ export interface FollowerFetchResult {
   hw: Record<string, number>;
   /** Partition key -> where a follower ahead of the leader must cut its log. */
   truncate: Record<string, number>;
+  /** Partition key -> the leader's log start: a follower deletes (or skips) what lies below it. */
+  logStart: Record<string, number>;
 }
 
 /** Where a leader's epoch ends in a partition (for a follower's truncation). */
@@ -111,7 +113,8 @@ export class Replication {
     for (const ref of b.store.all()) {
       const from = f.offsets.get(ref.key) ?? 0;
       if (from > ref.log.logEndOffset) truncate[ref.key] = ref.log.logEndOffset;
-      else specs.push({ key: ref.key, log: ref.log, from });
+      // Below our log start the follower starts over there (it learns where from `logStart`).
+      else if (from >= ref.log.logStartOffset) specs.push({ key: ref.key, log: ref.log, from });
     }
     const hwMoved = () => b.store.all().some((ref) => ref.log.highWatermark > (f.knownHw.get(ref.key) ?? -1));
     const reads = await this.#partitions.readPartitions(specs, {
@@ -124,11 +127,16 @@ export class Replication {
       },
     });
     const hw: Record<string, number> = {};
-    for (const ref of b.store.all()) hw[ref.key] = ref.log.highWatermark;
+    const logStart: Record<string, number> = {};
+    for (const ref of b.store.all()) {
+      hw[ref.key] = ref.log.highWatermark;
+      if (ref.log.logStartOffset > 0) logStart[ref.key] = ref.log.logStartOffset;
+    }
     return {
       epoch: leader.epoch,
       truncate,
       hw,
+      logStart,
       parts: reads.map(({ spec, read }) => ({
         key: spec.key,
         base: read.baseOffset,
@@ -305,6 +313,13 @@ export class ReplicaFetcher {
         await log.truncateTo(to);
         if (key === CLUSTER_KEY) await b.store.replay();
       }
+    }
+    // The leader deleted old segments (retention): delete the same ones, or start over at its log start.
+    for (const [key, start] of Object.entries((res.logStart ?? {}) as Record<string, number>)) {
+      const log = b.store.byKey(key)?.log;
+      if (!log || start <= log.logStartOffset) continue;
+      if (log.logEndOffset < start) await log.resetTo(start, "behind the leader's log start");
+      else await log.deleteSegmentsBefore(start, "the leader's log start");
     }
     const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
     let at = 0;

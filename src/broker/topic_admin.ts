@@ -6,10 +6,12 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
+import { checkTopicName } from "../log/names.ts";
 import type { BrokerContext } from "./context.ts";
 import { appendMeta } from "./meta_log.ts";
-import { CLUSTER_KEY } from "./metadata.ts";
+import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
 
 /**
  * Creates and changes topics, one change per topic at a time.
@@ -39,9 +41,31 @@ export class TopicAdmin {
     return this.#change(topic, partitions, "create", configs);
   }
 
-  /** Adds partitions (never removes) and/or sets configs of an existing topic. */
-  alter(topic: string, partitions: number | undefined, configs: Record<string, string> = {}): Promise<void> {
-    return this.#change(topic, partitions ?? this.#b.store.partitionCount(topic), "alter", configs);
+  /** Adds partitions (never removes), sets configs and removes configs of an existing topic. */
+  alter(
+    topic: string,
+    partitions: number | undefined,
+    configs: Record<string, string> = {},
+    deleteConfigs: string[] = [],
+  ): Promise<void> {
+    return this.#change(topic, partitions ?? this.#b.store.partitionCount(topic), "alter", configs, deleteConfigs);
+  }
+
+  /**
+   * Deletes a topic everywhere: a record in `__cluster`, so every replica,
+   * and one that is down when it comes back, removes it; its group commits
+   * go too. A topic created again under the name starts empty.
+   */
+  async delete(topic: string): Promise<void> {
+    const b = this.#b;
+    b.requireLeader();
+    checkTopicName(topic); // internal topics are refused here
+    await this.#changing.get(topic)?.catch(() => {});
+    const meta = b.store.meta.topics.get(topic);
+    if (!meta) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+    const end = await appendMeta(b, { op: "topic_delete", topic, ...(meta.id ? { id: meta.id } : {}) });
+    b.log.write("topic_deleted", { topic });
+    await b.requireLeader().waitForHw(CLUSTER_KEY, end, b.opts.requestTimeoutMs);
   }
 
   /** The topic's configs (only those set; the rest are the broker's defaults). */
@@ -54,6 +78,7 @@ export class TopicAdmin {
     partitions: number,
     mode: "create" | "ensure" | "alter",
     configs: Record<string, string>,
+    deleteConfigs: string[] = [],
   ): Promise<void> {
     const b = this.#b;
     const pending = this.#changing.get(topic);
@@ -76,7 +101,26 @@ export class TopicAdmin {
           );
         }
       }
-      const hasConfigs = Object.keys(configs).length > 0;
+      const hasConfigs = Object.keys(configs).length > 0 || deleteConfigs.length > 0;
+      if (have === 0) {
+        // Limits on what one broker holds: every partition is a directory,
+        // open files and a slot in every follower fetch.
+        const topics = b.store.topicNames().filter((t) => t !== CLUSTER_TOPIC).length;
+        if (topics >= DEFAULTS.maxTopics) {
+          throw new YakError(
+            "INVALID_ARGUMENT",
+            `the cluster has ${topics} topics, the most a broker keeps (${DEFAULTS.maxTopics}); delete some first`,
+          );
+        }
+      }
+      const total = b.store.all().length - 1;
+      if (total + partitions - have > DEFAULTS.maxPartitionsPerBroker) {
+        throw new YakError(
+          "INVALID_ARGUMENT",
+          `${partitions - have} more partitions would pass the ${DEFAULTS.maxPartitionsPerBroker} a broker holds ` +
+            `(it has ${total}); delete topics first`,
+        );
+      }
       if (mode === "alter") {
         if (have === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
         const configsOnly = partitions === have && hasConfigs;
@@ -92,7 +136,9 @@ export class TopicAdmin {
         topic,
         partitions,
         createdAt: Date.now(),
-        ...(hasConfigs ? { configs } : {}),
+        ...(Object.keys(configs).length > 0 ? { configs } : {}),
+        ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
+        id: have === 0 ? crypto.randomUUID() : b.store.meta.topics.get(topic)?.id,
       });
       for (let p = have; p < partitions; p++) {
         b.store.partition(topic, p).onAppend(() => b.notifier.notify());
@@ -101,7 +147,8 @@ export class TopicAdmin {
         topic,
         partitions,
         from: have,
-        ...(hasConfigs ? { configs } : {}),
+        ...(Object.keys(configs).length > 0 ? { configs } : {}),
+        ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
       });
       await b.requireLeader().waitForHw(CLUSTER_KEY, end, b.opts.requestTimeoutMs);
     })();

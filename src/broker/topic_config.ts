@@ -29,7 +29,89 @@ export const TOPIC_CONFIGS: Readonly<Record<string, ConfigSpec>> = {
     check: intIn(1, 1000),
     doc: "acks=all needs this many brokers in the in-sync set (default: the broker's --min-insync-replicas)",
   },
+  "retention.ms": {
+    check: intIn(-1, Number.MAX_SAFE_INTEGER),
+    doc: "delete whole segments whose newest record is older than this; -1 keeps them (default 7 days)",
+  },
+  "retention.bytes": {
+    check: intIn(-1, Number.MAX_SAFE_INTEGER),
+    doc: "per partition: delete the oldest whole segments while the rest stay above this; -1 = no limit (default)",
+  },
+  "segment.bytes": {
+    check: intIn(1024, 2 ** 31 - 1),
+    doc: "roll a new segment file past this size (default: the broker's --segment-bytes)",
+  },
+  "segment.ms": {
+    check: intIn(0, Number.MAX_SAFE_INTEGER),
+    doc:
+      "roll a new segment file when the active one is older than this, so time retention can delete it (default 7 days)",
+  },
+  "max.message.bytes": {
+    check: intIn(1, 16 * 1024 * 1024 - 64 * 1024),
+    doc: "the largest record (key and value) a producer may send (default 1 MiB)",
+  },
 };
+
+/** A topic's configs with the broker's defaults filled in. */
+export interface EffectiveConfig {
+  minInsyncReplicas: number;
+  retentionMs: number;
+  retentionBytes: number;
+  segmentBytes: number;
+  segmentMs: number;
+  maxMessageBytes: number;
+}
+
+/**
+ * A topic's configs over the broker's defaults.
+ *
+ * @example
+ * ```ts
+ * import { effectiveConfig } from "./topic_config.ts";
+ * const defaults = { minInsyncReplicas: 2, retentionMs: 604800000, retentionBytes: -1, segmentBytes: 67108864,
+ *   segmentMs: 604800000, maxMessageBytes: 1048576 };
+ * effectiveConfig({ "retention.bytes": "1048576" }, defaults).retentionBytes; // 1048576
+ * ```
+ */
+export function effectiveConfig(
+  configs: Record<string, string> | undefined,
+  defaults: EffectiveConfig,
+): EffectiveConfig {
+  const num = (key: string, fallback: number) => configs?.[key] === undefined ? fallback : Number(configs[key]);
+  return {
+    minInsyncReplicas: num("min.insync.replicas", defaults.minInsyncReplicas),
+    retentionMs: num("retention.ms", defaults.retentionMs),
+    retentionBytes: num("retention.bytes", defaults.retentionBytes),
+    segmentBytes: num("segment.bytes", defaults.segmentBytes),
+    segmentMs: num("segment.ms", defaults.segmentMs),
+    maxMessageBytes: num("max.message.bytes", defaults.maxMessageBytes),
+  };
+}
+
+/**
+ * Checks config keys to delete (`--delete-config`): each must be a known key.
+ *
+ * @example
+ * ```ts
+ * import { checkConfigKeys } from "./topic_config.ts";
+ * checkConfigKeys(["retention.ms"]); // ["retention.ms"]
+ * ```
+ */
+export function checkConfigKeys(keys: unknown): string[] {
+  if (keys === undefined || keys === null) return [];
+  if (!Array.isArray(keys) || keys.length > MAX_TOPIC_CONFIGS) {
+    throw new YakError("INVALID_CONFIG", `config keys to delete must be a list of at most ${MAX_TOPIC_CONFIGS}`);
+  }
+  return keys.map((k) => {
+    if (typeof k !== "string" || !Object.hasOwn(TOPIC_CONFIGS, k)) {
+      throw new YakError(
+        "INVALID_CONFIG",
+        `unknown topic config '${String(k).slice(0, 100)}'; known: ${Object.keys(TOPIC_CONFIGS).join(", ")}`,
+      );
+    }
+    return k;
+  });
+}
 
 /** At most this many configs per topic: each travels in every metadata record of the topic. */
 export const MAX_TOPIC_CONFIGS = 64;

@@ -66,33 +66,95 @@ export class TopicStore {
     return store;
   }
 
-  /** Rebuilds metadata from the whole `__cluster` log (at start and after it is truncated). */
+  /** Rebuilds metadata from the `__cluster` log, from its start (a snapshot once it was compacted). */
   async replay(): Promise<void> {
     this.meta.clear();
     const log = this.clusterLog;
-    for (let at = 0; at < log.logEndOffset;) {
+    for (let at = log.logStartOffset; at < log.logEndOffset;) {
       const read = await log.read(at, 4 * 1024 * 1024, log.logEndOffset);
       if (read.count === 0) break;
-      for (const op of Metadata.parseLines(read.text)) await this.apply(op);
+      // The state first, the files after: a topic deleted and created again
+      // must not have its new directory removed by replaying the old delete.
+      for (const op of Metadata.parseLines(read.text)) this.meta.apply(op);
       at += read.count;
     }
+    await this.#reconcile();
   }
 
-  /** Applies a metadata op: creates directories and opens logs for new partitions. */
+  /** Makes the files match the metadata: open what it names, remove what it no longer does. */
+  async #reconcile(): Promise<void> {
+    for (const name of [...this.#logs.keys()]) {
+      if (!this.meta.topics.has(name)) await this.#remove(name, "deleted");
+    }
+    for await (const entry of Deno.readDir(this.dir)) {
+      if (entry.isDirectory && entry.name !== CLUSTER_TOPIC && !this.meta.topics.has(entry.name)) {
+        await this.#remove(entry.name, "deleted while this broker was away");
+      }
+    }
+    for (const name of this.meta.topics.keys()) await this.#open(name);
+  }
+
+  /**
+   * Applies a metadata op: creates directories and opens logs for new
+   * partitions, removes deleted topics (and a stale incarnation of a name),
+   * and sets each log's segment limits from its topic's configs.
+   */
   async apply(op: MetaOp): Promise<void> {
     this.meta.apply(op);
+    if (op.op === "topic_delete") {
+      await this.#remove(op.topic, "deleted");
+      return;
+    }
+    if (op.op === "snapshot") {
+      await this.#reconcile();
+      return;
+    }
     if (op.op !== "topic") return;
-    const name = checkTopicName(op.topic);
-    const want = this.meta.topics.get(name)!.partitions;
-    const logs = this.#logs.get(name) ?? [];
-    if (logs.length >= want) return;
+    await this.#open(checkTopicName(op.topic));
+  }
+
+  /** Where a topic's segment limits come from: its configs, else the broker's defaults. */
+  #limits(name: string): { segmentBytes: number; segmentMs: number } {
+    const configs = this.meta.topics.get(name)?.configs ?? {};
+    return {
+      segmentBytes: configs["segment.bytes"] === undefined
+        ? this.#logOpts.segmentBytes
+        : Number(configs["segment.bytes"]),
+      segmentMs: configs["segment.ms"] === undefined ? this.#logOpts.segmentMs ?? 0 : Number(configs["segment.ms"]),
+    };
+  }
+
+  async #remove(name: string, reason: string): Promise<void> {
+    const logs = this.#logs.get(name);
+    if (logs) {
+      for (let p = 0; p < logs.length; p++) {
+        await logs[p].close();
+        this.#byKey.delete(`${name}/${p}`);
+      }
+      this.#logs.delete(name);
+    }
+    await Deno.remove(join(this.dir, name), { recursive: true }).catch(() => {});
+    this.#logOpts.onEvent?.("topic_removed", { topic: name, reason });
+  }
+
+  async #open(name: string): Promise<void> {
+    const meta = this.meta.topics.get(name)!;
     const topicDir = join(this.dir, name);
+    // A directory left by another incarnation of this name (deleted while this broker was down) goes first.
+    if (meta.id !== undefined && !this.#logs.has(name)) {
+      try {
+        const onDisk = JSON.parse(await Deno.readTextFile(join(topicDir, "topic.json")));
+        if (onDisk.id !== meta.id) await this.#remove(name, "another incarnation of the name");
+      } catch { /* no topic.json: nothing of an older incarnation */ }
+    }
+    const want = meta.partitions;
+    const logs = this.#logs.get(name) ?? [];
+    const limits = this.#limits(name);
+    for (const log of logs) log.setSegmentLimits(limits);
+    if (logs.length >= want) return;
     await Deno.mkdir(topicDir, { recursive: true });
     for (let p = logs.length; p < want; p++) {
-      const log = await PartitionLog.open(
-        join(topicDir, String(p)),
-        this.#logOpts,
-      );
+      const log = await PartitionLog.open(join(topicDir, String(p)), { ...this.#logOpts, ...limits });
       logs.push(log);
       const key = `${name}/${p}`;
       this.#byKey.set(key, { key, topic: name, partition: p, log });
@@ -101,7 +163,8 @@ export class TopicStore {
     const info = {
       name,
       partitions: want,
-      createdAt: new Date(this.meta.topics.get(name)!.createdAt).toISOString(),
+      createdAt: new Date(meta.createdAt).toISOString(),
+      ...(meta.id !== undefined ? { id: meta.id } : {}),
     };
     await Deno.writeTextFile(
       join(topicDir, "topic.json"),

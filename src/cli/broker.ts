@@ -14,7 +14,9 @@ import { serveUntilSignal } from "./serve_until_signal.ts";
 const USAGE = `
 yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data data]
            [--partitions 3] [--segment-bytes 67108864] [--heartbeat-ms 250]
-           [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--min-insync-replicas 2] [--quiet]
+           [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--min-insync-replicas 2]
+           [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
+           [--retention-check-ms 60000] [--max-message-bytes 1048576] [--quiet]
 
 Serves the native protocol on --port (default 9091+N; 0 picks a free port).
 Files: DATA/broker-N/ (topics, broker.pid, broker.log).
@@ -36,6 +38,11 @@ export async function brokerCommand(args: string[]): Promise<number> {
     ...TIMING_FLAGS,
     "replica-lag-ms": { type: "string" },
     "min-insync-replicas": { type: "string" },
+    "retention-ms": { type: "string" },
+    "retention-bytes": { type: "string" },
+    "segment-ms": { type: "string" },
+    "retention-check-ms": { type: "string" },
+    "max-message-bytes": { type: "string" },
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
@@ -80,7 +87,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     indexIntervalBytes: DEFAULTS.indexIntervalBytes,
     producerStateScanBytes: DEFAULTS.producerStateScanBytes,
     maxFrameBytes: DEFAULTS.maxFrameBytes,
-    maxRecordBytes: DEFAULTS.maxRecordBytes,
+    maxRecordBytes: integer(values, "max-message-bytes", DEFAULTS.maxRecordBytes, 1, 16 * 1024 * 1024 - 64 * 1024),
     maxBatchRecords: DEFAULTS.maxBatchRecords,
     maxFetchBytes: DEFAULTS.maxFetchBytes,
     maxFetchWaitMs: DEFAULTS.maxFetchWaitMs,
@@ -88,6 +95,10 @@ export async function brokerCommand(args: string[]): Promise<number> {
     maxPartitions: DEFAULTS.maxPartitions,
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
     minInsyncReplicas: integer(values, "min-insync-replicas", DEFAULTS.minInsyncReplicas, 1, 1000),
+    retentionMs: integer(values, "retention-ms", DEFAULTS.retentionMs, -1, Number.MAX_SAFE_INTEGER),
+    retentionBytes: integer(values, "retention-bytes", DEFAULTS.retentionBytes, -1, Number.MAX_SAFE_INTEGER),
+    segmentMs: integer(values, "segment-ms", DEFAULTS.segmentMs, 0, Number.MAX_SAFE_INTEGER),
+    retentionCheckMs: integer(values, "retention-check-ms", DEFAULTS.retentionCheckMs, 50, 24 * 3600 * 1000),
     echo: !values.quiet,
   };
   const broker = await Broker.start(opts, nativeCodec(opts));

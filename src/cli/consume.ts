@@ -11,6 +11,7 @@ import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, re
 const USAGE = `
 yak consume --topic T [--from-beginning | --offset K] [--group G] [--partition N]
             [--group-protocol range|roundrobin] [--session-timeout-ms 10000]
+            [--auto-offset-reset earliest|latest]
             [--max-messages N] [--timeout-ms MS] [--format value|json]
             [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--quiet]
 
@@ -40,6 +41,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
     group: { type: "string" },
     "group-protocol": { type: "string" },
     "session-timeout-ms": { type: "string" },
+    "auto-offset-reset": { type: "string" },
     partition: { type: "string" },
     offset: { type: "string" },
     "from-beginning": { type: "boolean" },
@@ -67,6 +69,10 @@ export async function consumeCommand(args: string[]): Promise<number> {
   );
   const timeoutMs = integer(values, "timeout-ms", undefined, 0, 2 ** 31 - 1);
   const quiet = values.quiet === true;
+  const reset = text(values, "auto-offset-reset") ?? "earliest";
+  if (reset !== "earliest" && reset !== "latest") {
+    throw new YakError("INVALID_ARGUMENT", `--auto-offset-reset must be earliest or latest, not '${reset}'`);
+  }
   const protocol = text(values, "group-protocol");
   if (protocol !== undefined && protocol !== "range" && protocol !== "roundrobin") {
     throw new YakError("INVALID_ARGUMENT", `--group-protocol must be range or roundrobin, not '${protocol}'`);
@@ -88,6 +94,9 @@ export async function consumeCommand(args: string[]): Promise<number> {
     groupProtocols: protocol === undefined ? undefined : [protocol],
     sessionTimeoutMs: integer(values, "session-timeout-ms", undefined, 100, 300_000),
     onGroupEvent: quiet ? undefined : (message) => console.error(`yak consume: ${message}`),
+    autoOffsetReset: reset,
+    // Said even with --quiet: records the reader expected are gone.
+    onReset: (message) => console.error(`yak consume: ${message}`),
   });
   let stop = false;
   const onSignal = () => (stop = true);

@@ -5,7 +5,7 @@
  */
 import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
-import { parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
+import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
 import { YakError } from "../errors.ts";
 import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, text } from "./args.ts";
 
@@ -13,7 +13,9 @@ const USAGE = `
 yak topics --list
 yak topics --create T [--partitions N] [--config KEY=VALUE ...]
 yak topics --describe T
-yak topics --alter T [--partitions M] [--config KEY=VALUE ...]   (adds partitions; never removes)
+yak topics --alter T [--partitions M] [--config KEY=VALUE ...] [--delete-config KEY ...]
+                                           (adds partitions; never removes)
+yak topics --delete T                      (everywhere, with its group commits; a new topic of the name starts empty)
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]]
 
 Topic configs:
@@ -30,18 +32,24 @@ export async function topicsCommand(args: string[]): Promise<number> {
     alter: { type: "string" },
     partitions: { type: "string" },
     config: { type: "string", multiple: true },
+    "delete-config": { type: "string", multiple: true },
+    delete: { type: "string" },
   });
   if (helpRequested(values, USAGE)) return 0;
-  const actions = ["list", "create", "describe", "alter"].filter((a) => values[a] !== undefined);
+  const actions = ["list", "create", "describe", "alter", "delete"].filter((a) => values[a] !== undefined);
   if (actions.length !== 1) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      "give exactly one of --list, --create, --describe, --alter (see --help)",
+      "give exactly one of --list, --create, --describe, --alter, --delete (see --help)",
     );
   }
   const { conn } = await connectLeader(bootstrapOf(values), Date.now() + 5000);
   try {
-    if (values.list) {
+    if (values.delete !== undefined) {
+      const topic = checkTopicName(text(values, "delete"));
+      await conn.request({ type: "delete_topic", topic });
+      console.log(`deleted topic '${topic}'`);
+    } else if (values.list) {
       const meta = await conn.request({ type: "metadata" });
       for (
         const [name, n] of Object.entries(meta.topics as Record<string, number>)
@@ -53,8 +61,15 @@ export async function topicsCommand(args: string[]): Promise<number> {
       const topic = checkTopicName(text(values, alter ? "alter" : "create"));
       // Checked here too, so a typo is reported before anything is sent.
       const configs = parseTopicConfigs((values.config as string[] | undefined) ?? []);
-      if (alter && values.partitions === undefined && Object.keys(configs).length === 0) {
-        throw new YakError("INVALID_ARGUMENT", "--alter needs --partitions M or --config KEY=VALUE");
+      const deleteConfigs = checkConfigKeys((values["delete-config"] as string[] | undefined) ?? []);
+      if (!alter && deleteConfigs.length > 0) {
+        throw new YakError("INVALID_ARGUMENT", "--delete-config goes with --alter");
+      }
+      if (alter && values.partitions === undefined && Object.keys(configs).length === 0 && deleteConfigs.length === 0) {
+        throw new YakError(
+          "INVALID_ARGUMENT",
+          "--alter needs --partitions M, --config KEY=VALUE or --delete-config KEY",
+        );
       }
       const partitions = alter
         ? (values.partitions === undefined ? undefined : integer(values, "partitions", 0, 1, 1000))
@@ -64,6 +79,7 @@ export async function topicsCommand(args: string[]): Promise<number> {
         topic,
         ...(partitions === undefined ? {} : { partitions }),
         ...(Object.keys(configs).length > 0 ? { configs } : {}),
+        ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
       });
       const set = Object.entries(res.configs as Record<string, string>).map(([k, v]) => `${k}=${v}`);
       console.log(
@@ -88,10 +104,10 @@ export async function topicsCommand(args: string[]): Promise<number> {
       );
       const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
       console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
-      console.log("partition\tlog-end\thigh-watermark\tsegments\tbytes");
+      console.log("partition\tlog-start\tlog-end\thigh-watermark\tsegments\tbytes");
       for (const p of t.partitions) {
         console.log(
-          `${p.partition}\t${p.logEndOffset}\t${p.highWatermark}\t${p.segments}\t${p.bytes}`,
+          `${p.partition}\t${p.logStartOffset ?? 0}\t${p.logEndOffset}\t${p.highWatermark}\t${p.segments}\t${p.bytes}`,
         );
       }
     }

@@ -33,6 +33,10 @@ export interface ConsumerOptions {
   /** Start here (in every partition read) instead of the end. */
   offset?: number;
   fromBeginning?: boolean;
+  /** Where to go when a position was deleted by retention: the log start (default) or the end. */
+  autoOffsetReset?: "earliest" | "latest";
+  /** Told when a position is reset (retention deleted it). */
+  onReset?: (message: string) => void;
   maxWaitMs?: number;
   maxBytes?: number;
   requestTimeoutMs?: number;
@@ -241,7 +245,15 @@ export class Consumer {
       });
       committed = res.offsets as Record<string, number>;
     }
-    let ends: Record<string, number> | null = null;
+    let offsets: Record<string, Record<string, number>> | null = null;
+    const listOffsets = async () =>
+      offsets ??= (await conn.request({ type: "list_offsets", topic: this.topic }, this.#timeoutMs)) as Record<
+        string,
+        Record<string, number>
+      >;
+    // "From the beginning" is the log start: retention may have deleted what came before.
+    const earliest = async (p: number) => (await listOffsets()).start?.[p] ?? 0;
+    const latest = async (p: number) => (await listOffsets()).hw[p] ?? 0;
     const firstTime = this.#cursor.size === 0 && !this.#member;
     // A group that committed some partitions of the topic and not this one:
     // the partition came later (added to the topic), so all of it is new.
@@ -249,26 +261,13 @@ export class Consumer {
     for (const p of missing) {
       let start: number;
       if (committed[p] !== undefined) start = committed[p];
-      else if (this.#member && groupStarted) start = 0;
+      else if (this.#member && groupStarted) start = await earliest(p);
       else if (this.#member && this.#o.offset === undefined && !this.#o.fromBeginning && !this.#topicWasMissing) {
-        ends ??= (await conn.request({ type: "list_offsets", topic: this.topic }, this.#timeoutMs)).hw as Record<
-          string,
-          number
-        >;
-        start = ends[p] ?? 0;
+        start = await latest(p);
       } else if (this.#o.offset !== undefined) start = this.#o.offset;
       // Partitions added later, and a topic created after this consumer started, hold only new records.
-      else if (this.#o.fromBeginning || !firstTime || this.#topicWasMissing) start = 0;
-      else {
-        ends ??= (await conn.request(
-          { type: "list_offsets", topic: this.topic },
-          this.#timeoutMs,
-        )).hw as Record<
-          string,
-          number
-        >;
-        start = ends[p] ?? 0;
-      }
+      else if (this.#o.fromBeginning || !firstTime || this.#topicWasMissing) start = await earliest(p);
+      else start = await latest(p);
       this.#positions.set(p, start);
       this.#cursor.set(p, start);
       if (committed[p] !== undefined) this.#committed.set(p, committed[p]);
@@ -376,6 +375,19 @@ export class Consumer {
           if (part.base !== this.#cursor.get(part.p) || part.count === 0) continue;
           this.#cursor.set(part.p, part.base + part.count);
           out.push(new PartitionRecords(part.p, part.base, part.count, decoder.decode(bytes)));
+        }
+        for (const [p, [logStart, hw]] of Object.entries((res.outOfRange ?? {}) as Record<string, number[]>)) {
+          const partition = Number(p);
+          const from = this.#cursor.get(partition);
+          // Only a position nothing was fetched past: records handed out are never skipped here.
+          if (from === undefined || from >= logStart || this.#positions.get(partition) !== from) continue;
+          const to = this.#o.autoOffsetReset === "latest" ? hw : logStart;
+          this.#cursor.set(partition, to);
+          this.#positions.set(partition, to);
+          this.#o.onReset?.(
+            `offset ${from} of ${this.topic}/${partition} was deleted by retention (the log starts at ${logStart}); ` +
+              `resetting to the ${this.#o.autoOffsetReset === "latest" ? "latest" : "earliest"} offset, ${to}`,
+          );
         }
         return out;
       } catch (err) {

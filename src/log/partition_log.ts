@@ -363,6 +363,15 @@ export class PartitionLog {
     this.#activeSinceMs = -1;
   }
 
+  /** Starts a new segment at the log end (in the write queue), unless the active one is empty. */
+  roll(): Promise<void> {
+    const done = this.#writeChain.then(async () => {
+      if (this.#segments[this.#segments.length - 1].size > 0) await this.#roll(this.#logEnd);
+    });
+    this.#writeChain = done.catch(() => {});
+    return done;
+  }
+
   /** The segments that are no longer written (all but the active one): base offset, bytes, file. */
   closedSegments(): { base: number; size: number; dataPath: string }[] {
     return this.#segments.slice(0, -1).map((s) => ({ base: s.base, size: s.size, dataPath: s.dataPath }));

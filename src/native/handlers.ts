@@ -7,7 +7,7 @@
  * @module
  */
 import type { BrokerServices } from "../broker/services.ts";
-import { parseTopicConfigs } from "../broker/topic_config.ts";
+import { checkConfigKeys, parseTopicConfigs } from "../broker/topic_config.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import * as names from "../log/names.ts";
@@ -16,7 +16,7 @@ import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str
 import { serve, type Session } from "../protocol/server.ts";
 import type { ServeCodec } from "../broker/broker.ts";
 import type { BrokerOptions } from "../broker/context.ts";
-import type { Acks } from "../broker/partition_ops.ts";
+import type { Acks, PartitionOffsets } from "../broker/partition_ops.ts";
 
 const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -72,6 +72,9 @@ export function nativeHandler(
         return createTopic(s, req, "create");
       case "alter_topic":
         return createTopic(s, req, "alter");
+      case "delete_topic":
+        s.requireLeader();
+        return s.topics.delete(checkTopicName(req.topic)).then(() => ({ deleted: true }));
       case "register":
         return register(s, req, session);
       case "deregister":
@@ -205,7 +208,8 @@ async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
     }
     wanted.push([n, off]);
   }
-  const specs = s.partitions.consumerSpecs(topic, wanted);
+  const belowStart = new Map<number, PartitionOffsets>();
+  const specs = s.partitions.consumerSpecs(topic, wanted, belowStart);
   const reads = await s.partitions.readPartitions(specs, {
     maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
     maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
@@ -219,8 +223,11 @@ async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
     data.push(...read.chunks);
     parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}}`);
   }
+  // Offsets below the log start (deleted by retention): the range that is left, per partition.
+  const range = [...belowStart].map(([p, o]) => `"${p}":[${o.logStart},${o.highWatermark}]`);
+  const ranges = range.length > 0 ? `,"outOfRange":{${range.join(",")}}` : "";
   // The records follow the frame as the stored lines, untouched (`len` bytes per part).
-  return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]`, data);
+  return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]${ranges}`, data);
 }
 
 async function replicate(s: BrokerServices, req: Request): Promise<Reply> {
@@ -246,7 +253,7 @@ async function replicate(s: BrokerServices, req: Request): Promise<Reply> {
     };
   });
   // The stored bytes go as they are, after the frame: never escaped, never parsed.
-  const head = JSON.stringify({ epoch: res.epoch, parts, hw: res.hw, truncate: res.truncate });
+  const head = JSON.stringify({ epoch: res.epoch, parts, hw: res.hw, truncate: res.truncate, logStart: res.logStart });
   return new RawReply(head.slice(1, -1), data);
 }
 
@@ -272,12 +279,14 @@ function listOffsets(s: BrokerServices, req: Request): Reply {
   if (n === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
   const hw: Record<string, number> = {};
   const end: Record<string, number> = {};
+  const start: Record<string, number> = {};
   for (let p = 0; p < n; p++) {
     const o = s.partitions.offsets({ topic, partition: p });
     hw[p] = o.highWatermark;
     end[p] = o.logEnd;
+    start[p] = o.logStart;
   }
-  return { hw, end };
+  return { hw, end, start };
 }
 
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -426,12 +435,13 @@ async function createTopic(s: BrokerServices, req: Request, mode: "create" | "al
   s.requireLeader();
   const topic = checkTopicName(req.topic);
   const configs = parseTopicConfigs(req.configs);
+  const deleteConfigs = checkConfigKeys(req.deleteConfigs);
   // An alter may change configs only: the partition count then stays.
   const partitions = mode === "alter" && req.partitions === undefined
     ? undefined
     : int(req, "partitions", 1, s.opts.maxPartitions);
   if (mode === "create") await s.topics.create(topic, partitions!, configs);
-  else await s.topics.alter(topic, partitions, configs);
+  else await s.topics.alter(topic, partitions, configs, deleteConfigs);
   return { topic, partitions: s.partitions.partitionCount(topic), configs: s.topics.configs(topic) };
 }
 

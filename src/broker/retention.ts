@@ -1,0 +1,131 @@
+/**
+ * Retention: a timer on the leader, not a request. It deletes whole closed
+ * segments past each topic's `retention.bytes` (per partition) and
+ * `retention.ms`, never above the high watermark, which advances the
+ * partition's log start offset. Followers learn the leader's log start with
+ * every replication reply and delete the same segments (they roll where the
+ * leader did), so replicas agree on it. `__cluster` is kept small by
+ * snapshots (see {@link Retention.compactMetadata}).
+ *
+ * @module
+ */
+import { DEFAULTS } from "../config.ts";
+import type { BrokerContext } from "./context.ts";
+import { appendMeta } from "./meta_log.ts";
+import { CLUSTER_TOPIC } from "./metadata.ts";
+import { type EffectiveConfig, effectiveConfig } from "./topic_config.ts";
+
+/**
+ * Runs retention on its own timer while this broker leads.
+ *
+ * @example
+ * ```ts ignore
+ * const retention = new Retention(broker);
+ * retention.start();
+ * await retention.runOnce(); // what the timer does
+ * retention.stop();
+ * ```
+ */
+export class Retention {
+  readonly #b: BrokerContext;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #running: Promise<void> | null = null;
+
+  constructor(b: BrokerContext) {
+    this.#b = b;
+  }
+
+  #metaTimer: ReturnType<typeof setInterval> | undefined;
+
+  start(): void {
+    const run = (pass: () => Promise<void>) => {
+      if (this.#running) return;
+      this.#running = pass()
+        .catch((err) =>
+          this.#b.log.write("retention_failed", { error: err instanceof Error ? err.message : String(err) })
+        )
+        .finally(() => (this.#running = null));
+    };
+    this.#timer ??= setInterval(() => run(() => this.runOnce()), this.#b.opts.retentionCheckMs);
+    // Commits can arrive by the thousand per second: the metadata log is looked at every second.
+    this.#metaTimer ??= setInterval(() => run(() => this.compactMetadata()), 1000);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    clearInterval(this.#metaTimer);
+    this.#timer = undefined;
+    this.#metaTimer = undefined;
+    await this.#running;
+  }
+
+  /** The broker's defaults for topics that set nothing. */
+  defaults(): EffectiveConfig {
+    const o = this.#b.opts;
+    return {
+      minInsyncReplicas: o.minInsyncReplicas,
+      retentionMs: o.retentionMs,
+      retentionBytes: o.retentionBytes,
+      segmentBytes: o.segmentBytes,
+      segmentMs: o.segmentMs,
+      maxMessageBytes: o.maxRecordBytes,
+    };
+  }
+
+  /** One pass over every partition (leader only). */
+  async runOnce(): Promise<void> {
+    const b = this.#b;
+    if (b.role() !== "leader") return;
+    const nowMs = Date.now(); // record and file times are wall-clock
+    for (const ref of b.store.all()) {
+      if (ref.topic === CLUSTER_TOPIC) continue;
+      const cfg = effectiveConfig(b.store.meta.topics.get(ref.topic)?.configs, this.defaults());
+      const log = ref.log;
+      const closed = log.closedSegments();
+      let total = log.sizeBytes;
+      let cutBefore = -1;
+      let why = "";
+      for (let i = 0; i < closed.length; i++) {
+        const seg = closed[i];
+        const nextBase = i + 1 < closed.length ? closed[i + 1].base : log.segmentBasesIn(seg.base + 1, Infinity)[0];
+        // Never past what every in-sync replica holds.
+        if (nextBase === undefined || nextBase > log.highWatermark) break;
+        let expired = false;
+        if (cfg.retentionBytes >= 0 && total - seg.size >= cfg.retentionBytes) {
+          expired = true;
+          why = `retention.bytes=${cfg.retentionBytes}`;
+        } else if (cfg.retentionMs >= 0) {
+          // A closed segment's file was last written with its newest record.
+          const mtime = (await Deno.stat(seg.dataPath).catch(() => null))?.mtime?.getTime();
+          if (mtime !== undefined && nowMs - mtime > cfg.retentionMs) {
+            expired = true;
+            why = `retention.ms=${cfg.retentionMs}`;
+          }
+        }
+        if (!expired) break;
+        total -= seg.size;
+        cutBefore = nextBase;
+      }
+      if (cutBefore > log.logStartOffset) await log.deleteSegmentsBefore(cutBefore, why);
+    }
+    await this.compactMetadata();
+  }
+
+  /**
+   * Keeps `__cluster` bounded: once it holds more than
+   * `clusterSnapshotRecords` records after its start, the whole state goes
+   * into one snapshot record at the start of a new segment, and the segments
+   * before it are deleted (on followers too, through the log start).
+   */
+  async compactMetadata(): Promise<void> {
+    const b = this.#b;
+    const log = b.store.clusterLog;
+    if (b.role() !== "leader") return;
+    if (log.logEndOffset - log.logStartOffset <= DEFAULTS.clusterSnapshotRecords) return;
+    await log.roll();
+    const end = await appendMeta(b, b.store.meta.snapshot());
+    const snapshotAt = end - 1;
+    const start = await log.deleteSegmentsBefore(snapshotAt, "metadata snapshot");
+    b.log.write("metadata_compacted", { snapshotAt, logStart: start, bytes: log.sizeBytes });
+  }
+}

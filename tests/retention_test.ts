@@ -1,0 +1,323 @@
+/**
+ * Bounded disk, with real processes: retention by size and by time deletes
+ * whole segments on every replica and moves the log start (the same on all
+ * of them), consumers and groups below it reset and say so, a deleted topic
+ * goes everywhere (also from a broker that was down), and `__cluster` stays
+ * small under a stream of group commits.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Connection } from "../src/protocol/connection.ts";
+import { eventually, Proc, segmentHashes, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for await (const e of Deno.readDir(dir)) {
+    const path = join(dir, e.name);
+    // Retention may delete a file between the listing and the stat.
+    total += e.isDirectory ? await dirBytes(path) : (await Deno.stat(path).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
+async function describe(cluster: TestCluster, topic: string): Promise<{ start: number; end: number }[]> {
+  const res = await yak(["topics", "--describe", topic, ...cluster.zkFlag]);
+  assert.equal(res.code, 0, res.stderr);
+  return res.stdout.split("\n").filter((l) => /^\d+\t/.test(l)).map((l) => {
+    const [, start, end] = l.split("\t").map(Number);
+    return { start, end };
+  });
+}
+
+/** Each broker's log start of a partition: the first segment file's base. */
+async function logStarts(cluster: TestCluster, topic: string, p: number): Promise<number[]> {
+  return await Promise.all([1, 2, 3].map(async (id) => {
+    const files: string[] = [];
+    for await (const e of Deno.readDir(join(cluster.topicsDir(id), topic, String(p)))) {
+      if (e.name.endsWith(".jsonl")) files.push(e.name);
+    }
+    return Number(files.sort()[0]?.slice(0, 20) ?? -1);
+  }));
+}
+
+/** Segment hashes, or null while retention deletes files under the walk. */
+async function hashesOrNull(dir: string): Promise<Map<string, string> | null> {
+  try {
+    return await segmentHashes(dir);
+  } catch {
+    return null;
+  }
+}
+
+const RETENTION_FLAGS = ["--retention-check-ms", "200"];
+
+Deno.test("retention by size: each replica keeps about retention.bytes, replicas agree on the log start and the files, consumers read from the start", async () => {
+  await withDeadline(120_000, "retention by size", async () => {
+    const cluster = await TestCluster.start({ brokers: 3, brokerArgs: RETENTION_FLAGS });
+    try {
+      const created = await yak([
+        "topics",
+        "--create",
+        "rs",
+        "--partitions",
+        "1",
+        "--config",
+        "retention.bytes=1048576",
+        "--config",
+        "segment.bytes=262144",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+      // About 20 MiB: 200,000 records of ~100 bytes stored.
+      const value = "x".repeat(20);
+      const lines = Array.from({ length: 200_000 }, (_, i) => `${i}-${value}`).join("\n") + "\n";
+      const res = await yak(["produce", "--topic", "rs", ...cluster.zkFlag], { stdin: lines, timeoutMs: 90_000 });
+      assert.equal(res.code, 0, res.stderr);
+      let sizes: number[] = [];
+      let starts: number[] = [];
+      await eventually(
+        async () => {
+          sizes = await Promise.all([1, 2, 3].map((id) => dirBytes(join(cluster.topicsDir(id), "rs", "0"))));
+          starts = await logStarts(cluster, "rs", 0);
+          return sizes.every((n) => n < 1.5 * 1024 * 1024) && starts.every((s) => s > 0 && s === starts[0]);
+        },
+        20_000,
+        "retention on every replica",
+      );
+      let hashes: (Map<string, string> | null)[] = [];
+      await eventually(
+        async () => {
+          hashes = await Promise.all([1, 2, 3].map((id) => hashesOrNull(join(cluster.topicsDir(id), "rs"))));
+          return hashes.every((h) =>
+            h !== null && JSON.stringify([...h].sort()) === JSON.stringify([...hashes[0]!].sort())
+          );
+        },
+        20_000,
+        "identical segment files",
+      );
+      const [{ start, end }] = await describe(cluster, "rs");
+      console.log(
+        `partition dirs ${sizes.map((n) => (n / 1024).toFixed(0)).join(" / ")} KiB after ~20 MiB; ` +
+          `log start ${starts[0]} on all replicas (${hashes[0]!.size} segment files); log ${start}..${end}`,
+      );
+      assert.equal(start, starts[0]);
+      const read = await yak([
+        "consume",
+        "--topic",
+        "rs",
+        "--from-beginning",
+        "--max-messages",
+        String(end - start),
+        "--timeout-ms",
+        "10000",
+        ...cluster.zkFlag,
+      ], { timeoutMs: 60_000 });
+      assert.equal(read.code, 0, read.stderr);
+      const got = read.stdout.trim().split("\n");
+      assert.equal(got.length, end - start);
+      assert.equal(got[0], `${start}-${value}`);
+      assert.equal(got.at(-1), `199999-${value}`);
+      assert.doesNotMatch(read.stderr, /retention/, "--from-beginning means the log start, not a reset");
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("retention by time, and a group whose commit fell below the log start resumes there and says so", async () => {
+  await withDeadline(60_000, "retention by time", async () => {
+    const cluster = await TestCluster.start({ brokers: 3, brokerArgs: RETENTION_FLAGS });
+    try {
+      const created = await yak([
+        "topics",
+        "--create",
+        "rt",
+        "--partitions",
+        "1",
+        "--config",
+        "retention.ms=1500",
+        "--config",
+        "segment.ms=300",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+      const first = await yak(["produce", "--topic", "rt", ...cluster.zkFlag], { stdin: seqText(100) });
+      assert.equal(first.code, 0, first.stderr);
+      const g = await yak([
+        "consume",
+        "--topic",
+        "rt",
+        "--group",
+        "late",
+        "--from-beginning",
+        "--max-messages",
+        "10",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(g.code, 0, g.stderr);
+      // Time passes; new records roll a new segment (segment.ms) and the old one expires.
+      await new Promise((r) => setTimeout(r, 2000));
+      const second = await yak(["produce", "--topic", "rt", ...cluster.zkFlag], { stdin: seqText(50, 1000) });
+      assert.equal(second.code, 0, second.stderr);
+      await eventually(
+        async () => (await logStarts(cluster, "rt", 0)).every((s) => s === 100),
+        15_000,
+        "time retention",
+      );
+      const resumed = await yak([
+        "consume",
+        "--topic",
+        "rt",
+        "--group",
+        "late",
+        "--max-messages",
+        "50",
+        "--timeout-ms",
+        "10000",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.equal(resumed.stdout.trim().split("\n")[0], "1000");
+      assert.match(
+        resumed.stderr,
+        /offset 10 of rt\/0 was deleted by retention \(the log starts at 100\); resetting to the earliest offset, 100/,
+      );
+      console.log(
+        `log start 100 after 2 s with retention.ms=1500; the group resumed at 100: "${resumed.stderr.split("\n")[0]}"`,
+      );
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("a topic deleted while a broker is down is deleted there when it comes back; a new topic of the name starts empty", async () => {
+  await withDeadline(60_000, "topic delete", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    try {
+      const first = await yak(["produce", "--topic", "td", ...cluster.zkFlag], { stdin: seqText(1000) });
+      assert.equal(first.code, 0, first.stderr);
+      const c = await yak([
+        "consume",
+        "--topic",
+        "td",
+        "--group",
+        "tdg",
+        "--from-beginning",
+        "--max-messages",
+        "1000",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(c.code, 0, c.stderr);
+      const lease = await cluster.lease();
+      const down = [1, 2, 3].find((id) => id !== lease.leaderId)!;
+      await cluster.brokers.get(down)!.stop();
+      await cluster.waitFor((l) => !l.isr.includes(down), 10_000);
+      const internal = await yak(["topics", "--delete", "__cluster", ...cluster.zkFlag]);
+      assert.equal(internal.code, 1);
+      const del = await yak(["topics", "--delete", "td", ...cluster.zkFlag]);
+      assert.equal(del.code, 0, del.stderr);
+      const list = await yak(["topics", "--list", ...cluster.zkFlag]);
+      assert.doesNotMatch(list.stdout, /^td\t/m);
+      await cluster.startBroker(down);
+      await eventually(
+        async () => {
+          try {
+            await Deno.stat(join(cluster.topicsDir(down), "td"));
+            return false;
+          } catch {
+            return true;
+          }
+        },
+        15_000,
+        `broker ${down} to delete td`,
+      );
+      await cluster.waitFor((l) => l.isr.length === 3, 15_000);
+      // Recreated: empty, and the old group's commits are gone with the old topic.
+      const again = await yak(["produce", "--topic", "td", "--message", "new", ...cluster.zkFlag]);
+      assert.equal(again.code, 0, again.stderr);
+      const read = await yak([
+        "consume",
+        "--topic",
+        "td",
+        "--group",
+        "tdg",
+        "--from-beginning",
+        "--max-messages",
+        "1",
+        "--timeout-ms",
+        "5000",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(read.stdout, "new\n");
+      for (const id of [1, 2, 3]) {
+        const hashes = await segmentHashes(join(cluster.topicsDir(id), "td"));
+        assert.ok(hashes.size >= 1, `broker ${id} has the new td`);
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("__cluster stays small under 100,000 group commits, and a broker restart replays it fast", async () => {
+  await withDeadline(120_000, "metadata compaction", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    try {
+      const seed = await yak(["produce", "--topic", "mc", ...cluster.zkFlag], { stdin: seqText(10) });
+      assert.equal(seed.code, 0, seed.stderr);
+      const lease = await cluster.lease();
+      const conn = await Connection.open("127.0.0.1", cluster.brokerPorts.get(lease.leaderId!)!);
+      try {
+        const total = 100_000;
+        const inFlight = new Set<Promise<unknown>>();
+        for (let i = 0; i < total; i++) {
+          const p = conn.request(
+            { type: "commit", group: `g${i % 50}`, topic: "mc", offsets: { "0": i % 10 } },
+            30_000,
+          );
+          inFlight.add(p);
+          p.finally(() => inFlight.delete(p));
+          if (inFlight.size >= 200) await Promise.race(inFlight);
+        }
+        await Promise.all(inFlight);
+      } finally {
+        conn.close();
+      }
+      let sizes: number[] = [];
+      await eventually(
+        async () => {
+          sizes = await Promise.all([1, 2, 3].map((id) => dirBytes(join(cluster.topicsDir(id), "__cluster"))));
+          return sizes.every((n) => n < 400 * 1024);
+        },
+        20_000,
+        "a compacted __cluster",
+      );
+      const victim = [1, 2, 3].find((id) => id !== lease.leaderId)!;
+      await cluster.brokers.get(victim)!.stop();
+      const started = performance.now();
+      const proc: Proc = await cluster.startBroker(victim);
+      const restartMs = performance.now() - started;
+      assert.equal(proc.exited, false);
+      console.log(
+        `__cluster after 100,000 commits: ${sizes.map((n) => (n / 1024).toFixed(0)).join(" / ")} KiB; ` +
+          `broker ${victim} restarted (process start to listening) in ${Math.round(restartMs)} ms`,
+      );
+      const groups = await yak([
+        "consume",
+        "--topic",
+        "mc",
+        "--group",
+        "g7",
+        "--max-messages",
+        "3",
+        "--timeout-ms",
+        "5000",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(groups.stdout.trim().split("\n").length, 3, "commits survived the compaction");
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
