@@ -72,11 +72,18 @@ export class Proc {
   constructor(
     name: string,
     args: string[],
-    opts: { stdin?: boolean; env?: Record<string, string> } = {},
+    opts: {
+      stdin?: boolean;
+      env?: Record<string, string>;
+      /** A command that runs deno for us, e.g. `["ip", "netns", "exec", "ns1"]` (it must exec, keeping the pid). */
+      wrap?: string[];
+    } = {},
   ) {
     this.name = name;
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PERMS, MAIN, ...args],
+    const run = [Deno.execPath(), "run", ...PERMS, MAIN, ...args];
+    const argv = [...(opts.wrap ?? []), ...run];
+    this.child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
       stdout: "piped",
       stderr: "piped",
       stdin: opts.stdin ? "piped" : "null",
