@@ -7,6 +7,7 @@
 import { brokerCommand } from "./src/cli/broker.ts";
 import { clusterCommand } from "./src/cli/cluster.ts";
 import { consumeCommand } from "./src/cli/consume.ts";
+import { groupsCommand } from "./src/cli/groups.ts";
 import { killCommand } from "./src/cli/kill.ts";
 import { logsCommand } from "./src/cli/logs.ts";
 import { produceCommand } from "./src/cli/produce.ts";
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   cluster: clusterCommand,
   status: statusCommand,
   topics: topicsCommand,
+  groups: groupsCommand,
   logs: logsCommand,
 };
 
@@ -39,7 +41,8 @@ usage: yak <command> [flags]    (yak <command> --help for its flags)
   kill        kill a broker (--broker N or --leader) to show failover
   cluster     zookeeper + 3 brokers in one terminal, for development
   status      brokers, leader, epoch, topics, offsets, lag
-  topics      create, list, describe, add partitions
+  topics      create, list, describe, add partitions, delete, configs
+  groups      list, describe, reset offsets, delete consumer groups
   logs        read the operation logs
 
 every command also takes --auth-token T (or YAK_AUTH_TOKEN) and, for TLS,

@@ -299,7 +299,13 @@ export class Broker implements BrokerContext {
       leader: this.#leader,
       replication: l ? { isr: l.isr, followers: l.followers() } : null,
       topics,
+      metadataLog: {
+        logStart: this.store.clusterLog.logStartOffset,
+        logEnd: this.store.clusterLog.logEndOffset,
+        bytes: this.store.clusterLog.sizeBytes,
+      },
       groups: groups.lags(),
+      groupMembers: l ? groups.list().map(({ group }) => groups.describeDecoded(group)) : [],
       clients: [...this.#clients.values()],
       memory: Deno.memoryUsage(),
     };

@@ -20,7 +20,7 @@
 import { monotonicMs } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
-import { decodeSubscription } from "../protocol/consumer_protocol.ts";
+import { type Assignment, decodeAssignment, decodeSubscription } from "../protocol/consumer_protocol.ts";
 import type { BrokerContext } from "./context.ts";
 import { appendMetaReplicated } from "./meta_log.ts";
 
@@ -557,6 +557,26 @@ export class GroupCoordinator {
         assignment: m.assignment,
         lastHeartbeatMsAgo: Math.round(now - m.lastSeenMs),
       })),
+    };
+  }
+
+  /**
+   * A group as people read it: members with their partitions (decoded when
+   * the group uses Kafka's consumer protocol).
+   */
+  describeDecoded(group: string): Omit<GroupView, "members"> & {
+    members: (Omit<MemberView, "assignment"> & { partitions: Assignment })[];
+  } {
+    const view = this.describe(group);
+    return {
+      ...view,
+      members: view.members.map(({ assignment, ...m }) => {
+        let partitions: Assignment = {};
+        try {
+          if (view.protocolType === "consumer") partitions = decodeAssignment(assignment);
+        } catch { /* not decodable: shown without partitions */ }
+        return { ...m, partitions };
+      }),
     };
   }
 

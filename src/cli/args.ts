@@ -35,6 +35,17 @@ export function parse(
   options: Flags,
   allowPositionals = false,
 ): { values: Values; positionals: string[] } {
+  // A negative number after a flag that takes a value is that value (`--shift-by -10`, `--offset -5`),
+  // not an unknown short option.
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") && !args[i].includes("=") ? args[i].slice(2) : null;
+    if (name !== null && options[name]?.type === "string" && /^-\d+$/.test(args[i + 1] ?? "")) {
+      joined.push(`${args[i]}=${args[i + 1]}`);
+      i++;
+    } else joined.push(args[i]);
+  }
+  args = joined;
   try {
     const { values, positionals } = parseArgs({
       args,

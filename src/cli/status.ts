@@ -71,23 +71,38 @@ export async function statusCommand(args: string[]): Promise<number> {
         return `${v.brokerId}:${vt?.partitions[p.partition]?.logEndOffset ?? "-"}`;
       });
       console.log(
-        `    p${p.partition}  end ${p.logEndOffset}  hw ${p.highWatermark}  ${p.bytes} bytes  replicas ${
-          replicas.join(" ")
-        }`,
+        `    p${p.partition}  start ${p.logStartOffset ?? 0}  end ${p.logEndOffset}  hw ${p.highWatermark}  ` +
+          `${p.bytes} bytes  replicas ${replicas.join(" ")}`,
       );
     }
+  }
+  const metaLog = leaderView.metadataLog as { logStart: number; logEnd: number; bytes: number } | undefined;
+  if (metaLog) {
+    console.log(`metadata log (__cluster): ${metaLog.logStart}..${metaLog.logEnd}, ${metaLog.bytes} bytes`);
   }
   const groups = leaderView.groups as Record<
     string,
     Record<string, Record<string, { committed: number; lag: number }>>
   >;
-  if (Object.keys(groups).length > 0) console.log("groups:");
-  for (const [g, byTopic] of Object.entries(groups)) {
-    for (const [t, byP] of Object.entries(byTopic)) {
-      const lag = Object.values(byP).reduce((s, x) => s + x.lag, 0);
-      const detail = Object.entries(byP).map(([p, x]) => `p${p}@${x.committed}`)
-        .join(" ");
-      console.log(`  ${g} on ${t}: lag ${lag}  (${detail})`);
+  const members = (leaderView.groupMembers ?? []) as {
+    group: string;
+    state: string;
+    generation: number;
+    members: { memberId: string; clientId: string; partitions: Record<string, number[]> }[];
+  }[];
+  const names = [...new Set([...Object.keys(groups), ...members.map((m) => m.group)])].sort();
+  if (names.length > 0) console.log("groups:");
+  for (const g of names) {
+    const m = members.find((x) => x.group === g);
+    console.log(`  ${g}: ${m ? `${m.state}, generation ${m.generation}, ${m.members.length} member(s)` : "Empty"}`);
+    for (const member of m?.members ?? []) {
+      const parts = Object.entries(member.partitions).map(([t, ps]) => `${t}[${ps.join(",")}]`).join(" ");
+      console.log(`    member ${member.clientId}  ${parts || "no partitions"}`);
+    }
+    for (const [t, byP] of Object.entries(groups[g] ?? {})) {
+      const lag = Object.values(byP).reduce((sum, x) => sum + x.lag, 0);
+      const detail = Object.entries(byP).map(([p, x]) => `p${p} committed ${x.committed} lag ${x.lag}`).join(", ");
+      console.log(`    ${t}: lag ${lag} (${detail})`);
     }
   }
   const clients = views.flatMap((v) =>

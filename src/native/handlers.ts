@@ -375,9 +375,14 @@ function describeGroup(s: BrokerServices, req: Request): Reply {
   s.requireLeader();
   const group = checkGroupName(req.group);
   const view = s.groups.describe(group);
+  const decoded = s.groups.describeDecoded(group);
   return {
     ...view,
-    members: view.members.map((m) => ({ ...m, assignment: b64(m.assignment) })),
+    members: view.members.map((m, i) => ({
+      ...m,
+      assignment: b64(m.assignment),
+      partitions: decoded.members[i]?.partitions ?? {},
+    })),
   };
 }
 

@@ -1,0 +1,125 @@
+/**
+ * `yak groups` and the groups part of `yak status`, with real processes:
+ * list, describe (table and JSON), reset offsets (refused while members are
+ * active; then a new member starts at the reset position), delete.
+ */
+import assert from "node:assert/strict";
+import { eventually, Proc, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+
+interface Described {
+  state: string;
+  members: { clientId: string; partitions: Record<string, number[]> }[];
+  partitions: { topic: string; partition: number; committed: number | null; logEnd: number; lag: number }[];
+}
+
+Deno.test("yak groups: list, describe, reset offsets (refused while members are active), delete; status shows members and lag", async () => {
+  await withDeadline(90_000, "groups CLI", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    let member: Proc | null = null;
+    try {
+      assert.equal((await yak(["topics", "--create", "gc", "--partitions", "3", ...cluster.zkFlag])).code, 0);
+      for (const p of [0, 1, 2]) {
+        const produced = await yak(["produce", "--topic", "gc", "--partition", String(p), ...cluster.zkFlag], {
+          stdin: seqText(1000, p * 1000 + 1),
+        });
+        assert.equal(produced.code, 0, produced.stderr);
+      }
+      const first = await yak([
+        "consume",
+        "--topic",
+        "gc",
+        "--group",
+        "g",
+        "--from-beginning",
+        "--max-messages",
+        "1000",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(first.code, 0, first.stderr);
+      const list = await yak(["groups", "--list", ...cluster.zkFlag]);
+      assert.equal(list.code, 0, list.stderr);
+      assert.match(list.stdout, /^g\s+Empty\s+0$/m);
+      const describe = async (): Promise<Described> => {
+        const res = await yak(["groups", "--describe", "g", "--json", ...cluster.zkFlag]);
+        assert.equal(res.code, 0, res.stderr);
+        return JSON.parse(res.stdout);
+      };
+      let d = await describe();
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      assert.equal(sum(d.partitions.map((p) => p.committed ?? 0)), 1000);
+      assert.equal(sum(d.partitions.map((p) => p.lag)), 2000);
+      // Reset to the earliest: a new member reads all 3000 again.
+      const earliest = await yak([
+        "groups",
+        "--reset-offsets",
+        "g",
+        "--topic",
+        "gc",
+        "--to-earliest",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(earliest.code, 0, earliest.stderr);
+      const all = await yak([
+        "consume",
+        "--topic",
+        "gc",
+        "--group",
+        "g",
+        "--max-messages",
+        "3000",
+        "--timeout-ms",
+        "10000",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(all.stdout.trim().split("\n").length, 3000);
+      const shifted = await yak([
+        "groups",
+        "--reset-offsets",
+        "g",
+        "--topic",
+        "gc",
+        "--shift-by",
+        "-10",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(shifted.code, 0, shifted.stderr);
+      d = await describe();
+      assert.deepEqual(d.partitions.map((p) => p.lag), [10, 10, 10]);
+      const to5 = await yak(["groups", "--reset-offsets", "g", "--topic", "gc", "--to-offset", "5", ...cluster.zkFlag]);
+      assert.equal(to5.code, 0, to5.stderr);
+      d = await describe();
+      assert.deepEqual(d.partitions.map((p) => p.committed), [5, 5, 5]);
+      // With a member running: described with its partitions, and resets are refused.
+      member = new Proc("member", ["consume", "--topic", "gc", "--group", "g", ...cluster.zkFlag]);
+      await eventually(
+        async () => {
+          d = await describe();
+          return d.members.length === 1 && (d.members[0].partitions.gc ?? []).length === 3;
+        },
+        20_000,
+        "the member in the group",
+      );
+      const table = await yak(["groups", "--describe", "g", ...cluster.zkFlag]);
+      assert.match(table.stdout, /CURRENT-OFFSET\s+LOG-END-OFFSET\s+LAG\s+CONSUMER-ID/);
+      assert.match(table.stdout, new RegExp(d.members[0].clientId));
+      const refused = await yak(["groups", "--reset-offsets", "g", "--topic", "gc", "--to-latest", ...cluster.zkFlag]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /has 1 active member\(s\); stop them before you reset its offsets/);
+      const status = await yak(["status", ...cluster.zkFlag]);
+      assert.match(status.stdout, /g: Stable, generation \d+, 1 member\(s\)/);
+      assert.match(status.stdout, /gc: lag \d+ \(p0 committed \d+ lag \d+/);
+      console.log(table.stdout);
+      member.kill("SIGTERM");
+      assert.equal((await member.status).code, 0);
+      member = null;
+      const deleted = await yak(["groups", "--delete", "g", ...cluster.zkFlag]);
+      assert.equal(deleted.code, 0, deleted.stderr);
+      const after = await yak(["groups", "--list", ...cluster.zkFlag]);
+      assert.doesNotMatch(after.stdout, /^g\s/m);
+    } finally {
+      member?.kill("SIGKILL");
+      await member?.status;
+      await cluster.stop();
+    }
+  });
+});
