@@ -164,13 +164,17 @@ Deno.test("under continuous acks=all load followers join the in-sync set at once
       const restartedAtMs = monotonicMs() - startMs;
       await cluster.waitFor((l) => l.isr.length === 3, 15_000);
       const rejoinedAtMs = monotonicMs() - startMs;
-      await new Promise((r) => setTimeout(r, 2000));
+      // 20 s of load in all, as the issue's test asks.
+      await new Promise((r) => setTimeout(r, Math.max(2000, 20_000 - (monotonicMs() - startMs))));
       sampling = false;
       await sampler;
       const full = samples.find((s) => s.isr.length === 3);
       assert.ok(full, "the set never had three brokers");
       const beforeKill = samples.filter((s) => s.atMs >= full.atMs && s.atMs < killedAtMs - 100);
       const smaller = beforeKill.filter((s) => s.isr.length < 3).length;
+      // After the rejoin the set keeps all three until the end of the load.
+      const afterRejoin = samples.filter((s) => s.atMs > rejoinedAtMs + 200);
+      const shrankAfter = afterRejoin.filter((s) => s.isr.length < 3).length;
       const sent = await Promise.all(loads.map((l) => l.finish()));
       const acked = loads.reduce((n, l) => n + l.producer.ackedRecords, 0);
       console.log(
@@ -178,10 +182,14 @@ Deno.test("under continuous acks=all load followers join the in-sync set at once
           `had fewer; leader ${victim} killed at ${Math.round(killedAtMs)} ms, restarted at ${
             Math.round(restartedAtMs)
           } ms, ` +
-          `back in sync at ${Math.round(rejoinedAtMs)} ms; ${acked} records acknowledged`,
+          `back in sync at ${
+            Math.round(rejoinedAtMs)
+          } ms, kept 3 in ${afterRejoin.length} samples to the end of 20 s; ` +
+          `${acked} records acknowledged`,
       );
       assert.ok(full.atMs <= 2000, `three in sync only at ${full.atMs} ms`);
       assert.equal(smaller, 0, "the set shrank under load");
+      assert.equal(shrankAfter, 0, `the set shrank after the rejoin (${shrankAfter} of ${afterRejoin.length} samples)`);
       assert.ok(rejoinedAtMs - restartedAtMs < 5000, "the restarted broker stayed out under load");
       const expected = new Set<string>();
       loads.forEach((_l, i) => {
