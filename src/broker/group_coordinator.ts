@@ -383,13 +383,13 @@ export class GroupCoordinator {
       throw new YakError("REBALANCE_IN_PROGRESS", `group '${groupId}' is rebalancing; rejoin`);
     }
     if (g.state === "Stable") return Promise.resolve(m.assignment);
+    for (const bytes of assignments?.values() ?? []) {
+      if (bytes.length > DEFAULTS.maxGroupMetadataBytes) {
+        throw new YakError("INVALID_REQUEST", `assignment over ${DEFAULTS.maxGroupMetadataBytes} bytes`);
+      }
+    }
     const result = new Promise<Uint8Array>((resolve, reject) => (m.sync = { resolve, reject }));
     if (memberId === g.leaderId && assignments) {
-      for (const [id, bytes] of assignments) {
-        if (bytes.length > DEFAULTS.maxGroupMetadataBytes) {
-          throw new YakError("INVALID_REQUEST", `assignment over ${DEFAULTS.maxGroupMetadataBytes} bytes`);
-        }
-      }
       for (const member of g.members.values()) member.assignment = assignments.get(member.id) ?? EMPTY;
       g.partitionCounts = this.#subscribedCounts(g);
       g.state = "Stable";
