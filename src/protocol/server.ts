@@ -8,6 +8,7 @@
 import { toYakError, YakError } from "../errors.ts";
 import { FrameReader, FrameWriter, withAttachment } from "./frame.ts";
 import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
+import { listen } from "./listener.ts";
 import { security, tokensEqual } from "./security.ts";
 
 /** One client connection, as handlers see it. */
@@ -109,21 +110,13 @@ export function encodeError(id: number | null, err: YakError): string {
  * ```
  */
 export function serve(opts: ServeOptions): Server {
-  const sec = security();
-  const authToken = opts.authToken ?? sec.authToken;
-  const tls = opts.tls ?? (sec.tlsCert && sec.tlsKey ? { cert: sec.tlsCert, key: sec.tlsKey } : undefined);
-  const listener: Deno.Listener = tls
-    ? Deno.listenTls({ hostname: opts.host, port: opts.port, transport: "tcp", cert: tls.cert, key: tls.key })
-    : Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
+  const authToken = opts.authToken ?? security().authToken;
   const sessions = new Set<Session>();
-  const conns = new Set<Deno.Conn>();
   const maxInFlight = opts.maxInFlightPerConnection ?? 256;
   const maxUnwritten = opts.maxUnwrittenBytesPerConnection ?? 4 * 1024 * 1024;
   let nextSessionId = 1;
-  let closed = false;
 
-  const handleConn = async (conn: Deno.Conn) => {
-    const addr = conn.remoteAddr as Deno.NetAddr;
+  const handleConn = async (conn: Deno.Conn, remote: string, full: boolean) => {
     const writer = new FrameWriter(conn);
     const closers: (() => void)[] = [];
     let open = true;
@@ -136,12 +129,12 @@ export function serve(opts: ServeOptions): Server {
     };
     const session: Session = {
       id: nextSessionId++,
-      remote: `${addr.hostname}:${addr.port}`,
+      remote,
       push: (frame) => open ? writer.send(JSON.stringify(frame)) : Promise.resolve(),
       onClose: (fn) => closers.push(fn),
       close,
     };
-    if (sessions.size >= opts.maxConnections) {
+    if (full) {
       await writer.send(encodeError(
         null,
         new YakError(
@@ -153,8 +146,6 @@ export function serve(opts: ServeOptions): Server {
       return;
     }
     sessions.add(session);
-    conns.add(conn);
-    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     let authed = authToken === undefined;
     let inFlight = 0;
     // Replies queued and not yet written: without a bound, a peer that sends
@@ -247,7 +238,6 @@ export function serve(opts: ServeOptions): Server {
     } finally {
       close();
       sessions.delete(session);
-      conns.delete(conn);
       for (const fn of closers) {
         try {
           fn();
@@ -256,35 +246,18 @@ export function serve(opts: ServeOptions): Server {
     }
   };
 
-  const acceptLoop = (async () => {
-    while (!closed) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (closed || err instanceof Deno.errors.BadResource) return;
-        opts.onError?.("accept failed", { error: String(err) });
-        continue;
-      }
-      handleConn(conn);
-    }
-  })();
-
-  const addr = listener.addr as Deno.NetAddr;
+  const listener = listen({
+    host: opts.host,
+    port: opts.port,
+    maxConnections: opts.maxConnections,
+    onConnection: handleConn,
+    onError: opts.onError,
+    tls: opts.tls,
+  });
   return {
-    port: addr.port,
-    host: addr.hostname,
+    port: listener.port,
+    host: listener.host,
     sessions,
-    async close() {
-      if (closed) return;
-      closed = true;
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
-      await acceptLoop;
-    },
+    close: () => listener.close(),
   };
 }
