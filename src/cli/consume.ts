@@ -221,7 +221,8 @@ function render(part: PartitionRecords, take: number, topic: string, format: str
         offset: r.offset,
         epoch: r.epoch,
         ts: r.ts,
-        key: r.key,
+        ...(r.keyB64 !== undefined ? { keyB64: r.keyB64 } : { key: r.key }),
+        ...(r.headers !== undefined ? { headers: r.headers } : {}),
         ...(r.valueB64 !== undefined ? { valueB64: r.valueB64 } : { value: r.value }),
       }) + "\n";
     }

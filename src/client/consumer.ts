@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { parseLines } from "../log/record.ts";
 import { DEFAULTS } from "../config.ts";
 import { valuesOf } from "../log/record.ts";
 import type { Connection } from "../protocol/connection.ts";
@@ -68,7 +69,7 @@ export class PartitionRecords {
   /** The records, parsed (once) from the stored lines. */
   get records(): FetchedRecord[] {
     // The stored lines are JSON objects: one parse for the whole part.
-    this.#records ??= JSON.parse(`[${this.text.slice(0, -1).replaceAll("\n", ",")}]`) as FetchedRecord[];
+    this.#records ??= parseLines(this.text);
     return this.#records;
   }
 

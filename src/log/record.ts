@@ -9,11 +9,35 @@
  * @module
  */
 
-/** A record as a leader receives it from a producer. */
+/** A record header: a text key, and a value as text, base64 bytes, or null. */
+export interface RecordHeader {
+  key: string;
+  value?: string | null;
+  valueB64?: string;
+}
+
+/**
+ * A record as a leader receives it from a producer. Keys and values that are
+ * not UTF-8 come base64 (`keyB64`, `valueB64`); `value: null` is Kafka's null
+ * value (a tombstone); `ts` is the producer's timestamp (Kafka's CreateTime),
+ * else the leader's clock.
+ */
 export interface RecordInput {
   key: string | null;
-  value?: string;
+  keyB64?: string;
+  value?: string | null;
   valueB64?: string;
+  headers?: RecordHeader[];
+  ts?: number;
+}
+
+/** A stored line, parsed. */
+export interface StoredRecord extends RecordInput {
+  offset: number;
+  epoch: number;
+  ts: number;
+  producer?: string;
+  seq?: number;
 }
 
 /**
@@ -35,18 +59,75 @@ export function encodeBatch(
   producer: string | null,
   baseSeq: number,
 ): string {
-  const head = `,"epoch":${epoch},"ts":${ts},"key":`;
+  const head = `,"epoch":${epoch},"ts":${ts},`;
   let out = "";
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    const key = r.key === null ? "null" : JSON.stringify(r.key);
+    const key = r.keyB64 !== undefined
+      ? `"keyB64":${JSON.stringify(r.keyB64)}`
+      : r.key === null
+      ? `"key":null`
+      : `"key":${JSON.stringify(r.key)}`;
+    // Headers go before the value: valuesOf reads a value up to the producer field or the line end.
+    const headers = r.headers !== undefined && r.headers.length > 0 ? `,"headers":${JSON.stringify(r.headers)}` : "";
     const value = r.valueB64 !== undefined
       ? `"valueB64":${JSON.stringify(r.valueB64)}`
+      : r.value === null
+      ? `"value":null`
       : `"value":${JSON.stringify(r.value ?? "")}`;
     const tail = producer === null ? "}\n" : `,"producer":"${producer}","seq":${baseSeq + i}}\n`;
-    out += `{"offset":${baseOffset + i}${head}${key},${value}${tail}`;
+    const start = r.ts === undefined ? head : `,"epoch":${epoch},"ts":${r.ts},`;
+    out += `{"offset":${baseOffset + i}${start}${key}${headers},${value}${tail}`;
   }
   return out;
+}
+
+/**
+ * Parses stored lines (each ending in "\n") in one JSON.parse.
+ *
+ * @example
+ * ```ts
+ * import { encodeBatch, parseLines } from "./record.ts";
+ * parseLines(encodeBatch([{ key: "k", value: "v" }], 7, 1, 0, null, 0))[0].offset; // 7
+ * ```
+ */
+export function parseLines(text: string): StoredRecord[] {
+  if (text.length === 0) return [];
+  return JSON.parse(`[${text.slice(0, -1).replaceAll("\n", ",")}]`);
+}
+
+/** A stored record's key as bytes (null for no key). */
+export function keyBytes(r: RecordInput): Uint8Array | null {
+  if (r.keyB64 !== undefined) return Uint8Array.fromBase64(r.keyB64);
+  return r.key === null || r.key === undefined ? null : encoder.encode(r.key);
+}
+
+/** A stored record's value as bytes (null for a null value). */
+export function valueBytes(r: { value?: string | null; valueB64?: string }): Uint8Array | null {
+  if (r.valueB64 !== undefined) return Uint8Array.fromBase64(r.valueB64);
+  return r.value === null || r.value === undefined ? null : encoder.encode(r.value);
+}
+
+const encoder = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Bytes as a stored field: text when they are UTF-8, else base64, so nothing
+ * is mangled and `cat`/`jq` still read text.
+ *
+ * @example
+ * ```ts
+ * import { textOrBase64 } from "./record.ts";
+ * textOrBase64(new Uint8Array([0x68, 0x69])); // { text: "hi" }
+ * textOrBase64(new Uint8Array([0xff])); // { b64: "/w==" }
+ * ```
+ */
+export function textOrBase64(bytes: Uint8Array): { text: string } | { b64: string } {
+  try {
+    return { text: strictUtf8.decode(bytes) };
+  } catch {
+    return { b64: bytes.toBase64() };
+  }
 }
 
 /** The producer id and sequence of a stored line, read without a full parse when possible. */

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { StoredRecord } from "../log/record.ts";
 import { YakError } from "../errors.ts";
 
 /** A decoded request frame: its id, its type, and the type's own fields. */
@@ -66,22 +67,15 @@ export interface BrokerInfo {
   id: number;
   host: string;
   port: number;
+  /** The broker's Kafka-protocol port, when it has one. */
+  kafkaPort?: number;
   alive: boolean;
   lastSeenMsAgo: number;
   logEndTotal: number;
 }
 
 /** A record as clients see it after a fetch. */
-export interface FetchedRecord {
-  offset: number;
-  epoch: number;
-  ts: number;
-  key: string | null;
-  value?: string;
-  valueB64?: string;
-  producer?: string;
-  seq?: number;
-}
+export type FetchedRecord = StoredRecord;
 
 /** A record as a producer sends it: text `v` or base64 bytes `b`, optional key `k`. */
 export interface OutgoingRecord {
