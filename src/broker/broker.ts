@@ -67,6 +67,7 @@ export class Broker implements BrokerContext {
   readonly #clients = new Map<number, ClientInfo>();
   readonly #retention = new Retention(this);
   #server!: Listening;
+  #kafkaServer: Listening | null = null;
   #zk!: ZkSession;
   #role: "leader" | "follower" | "none" = "none";
   #epoch = 0;
@@ -109,8 +110,11 @@ export class Broker implements BrokerContext {
     };
   }
 
-  /** Opens storage (repairing what it safely can), listens through `serveCodec`, and joins the cluster. */
-  static async start(opts: BrokerOptions, serveCodec: ServeCodec): Promise<Broker> {
+  /**
+   * Opens storage (repairing what it safely can), listens through `serveCodec`
+   * (and `kafkaCodec`, the Kafka wire protocol, when given), and joins the cluster.
+   */
+  static async start(opts: BrokerOptions, serveCodec: ServeCodec, kafkaCodec?: ServeCodec): Promise<Broker> {
     const dir = join(opts.dataDir, `broker-${opts.id}`);
     // Before anything here is opened: a second process on this directory leaves its files alone.
     const dataLock = await lockDataDir(dir);
@@ -146,11 +150,25 @@ export class Broker implements BrokerContext {
       broker.services,
       (message, fields) => log.write("protocol_error", { message, ...fields }),
     );
+    if (kafkaCodec) {
+      try {
+        broker.#kafkaServer = kafkaCodec(
+          broker.services,
+          (message, fields) => log.write("kafka_protocol_error", { message, ...fields }),
+        );
+      } catch (err) {
+        await broker.#server.close();
+        log.close();
+        await dataLock.release();
+        throw err;
+      }
+    }
     await Deno.writeTextFile(join(dir, "broker.pid"), `${Deno.pid}\n`);
     log.write("started", {
       broker: opts.id,
       host: broker.#server.host,
       port: broker.#server.port,
+      ...(broker.#kafkaServer ? { kafkaPort: broker.#kafkaServer.port } : {}),
       pid: Deno.pid,
       topics: store.topicNames().length,
       logEndTotal: store.logEndTotal(),
@@ -161,6 +179,7 @@ export class Broker implements BrokerContext {
       brokerId: opts.id,
       host: broker.#server.host,
       port: broker.#server.port,
+      kafkaPort: broker.#kafkaServer?.port ?? 0,
       heartbeatMs: opts.heartbeatMs,
       sessionTimeoutMs: opts.sessionTimeoutMs,
       log,
@@ -180,6 +199,11 @@ export class Broker implements BrokerContext {
 
   get port(): number {
     return this.#server.port;
+  }
+
+  /** The Kafka listener's port, or null without one. */
+  get kafkaPort(): number | null {
+    return this.#kafkaServer?.port ?? null;
   }
 
   role(): "leader" | "follower" | "none" {
@@ -272,7 +296,15 @@ export class Broker implements BrokerContext {
     for (const name of this.store.topicNames()) {
       if (name !== CLUSTER_TOPIC) topics[name] = this.store.partitionCount(name);
     }
-    return { brokerId: this.opts.id, role: this.#role, epoch: this.#epoch, leader: this.#leader, topics };
+    return {
+      brokerId: this.opts.id,
+      role: this.#role,
+      epoch: this.#epoch,
+      leader: this.#leader,
+      topics,
+      brokers: this.#zk?.brokers ?? [],
+      isr: this.#zk?.lease?.isr ?? [],
+    };
   }
 
   #status(groups: GroupCoordinator): Record<string, unknown> {
@@ -458,6 +490,7 @@ export class Broker implements BrokerContext {
     await this.#fetcher?.stop();
     this.notifier.close();
     await this.#server.close();
+    await this.#kafkaServer?.close();
     await this.store.close();
     await Deno.remove(join(this.dir, "broker.pid")).catch(() => {});
     this.log.write("stopped");

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { BrokerInfo } from "../protocol/messages.ts";
 import type { BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
 import type { GroupCoordinator } from "./group_coordinator.ts";
 import type { LeaderState } from "./leader_state.ts";
@@ -18,6 +19,10 @@ export interface ClusterView {
   role: "leader" | "follower" | "none";
   epoch: number;
   leader: LeaderInfo | null;
+  /** Every broker the zookeeper knows (with its Kafka port, when it has one). */
+  brokers: readonly BrokerInfo[];
+  /** The in-sync set of the lease this broker holds. */
+  isr: readonly number[];
   /** Topic -> partition count (internal topics left out). */
   topics: Record<string, number>;
 }

@@ -8,6 +8,7 @@
  */
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
+import { Connection } from "../protocol/connection.ts";
 import { checkTopicName } from "../log/names.ts";
 import type { BrokerContext } from "./context.ts";
 import { appendMeta } from "./meta_log.ts";
@@ -26,6 +27,8 @@ import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
 export class TopicAdmin {
   readonly #b: BrokerContext;
   readonly #changing = new Map<string, Promise<void>>();
+  /** Topics a follower is asking the leader to create (one request per topic at a time). */
+  readonly #asking = new Map<string, Promise<void>>();
 
   constructor(b: BrokerContext) {
     this.#b = b;
@@ -34,6 +37,37 @@ export class TopicAdmin {
   /** Creates the topic with the default partition count unless it exists (first use). */
   ensure(topic: string): Promise<void> {
     return this.#change(topic, this.#b.opts.defaultPartitions, "ensure", {});
+  }
+
+  /**
+   * Creates a topic on first use from any broker: the leader creates it; a
+   * follower asks the leader (a Kafka client's Metadata may reach any
+   * broker) and resolves once the leader has answered. The topic then
+   * reaches this broker through replication, so the caller asks again.
+   */
+  ensureFromAnyBroker(topic: string): Promise<void> {
+    const b = this.#b;
+    if (b.role() === "leader") return this.ensure(topic);
+    const leader = b.leader();
+    if (!leader) return Promise.resolve();
+    const pending = this.#asking.get(topic);
+    if (pending) return pending;
+    const asking = (async () => {
+      const conn = await Connection.open(leader.host, leader.port, { connectTimeoutMs: b.opts.sessionTimeoutMs });
+      try {
+        await conn.request(
+          { type: "create_topic", topic, partitions: b.opts.defaultPartitions },
+          b.opts.requestTimeoutMs,
+        ).catch((err) => {
+          // Another client created it first: what was asked for is there.
+          if (!(err instanceof YakError && err.code === "INVALID_ARGUMENT" && /exists/.test(err.message))) throw err;
+        });
+      } finally {
+        conn.close();
+      }
+    })().finally(() => this.#asking.delete(topic));
+    this.#asking.set(topic, asking);
+    return asking;
   }
 
   /** Creates a new topic; INVALID_ARGUMENT if it exists. */

@@ -7,7 +7,7 @@
 import { monotonicMs } from "../clock.ts";
 import type { OpLog } from "../op_log.ts";
 import { Connection } from "../protocol/connection.ts";
-import type { Lease } from "../protocol/messages.ts";
+import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { YakError } from "../errors.ts";
 
 /** Options of {@link ZkSession}. */
@@ -17,6 +17,8 @@ export interface ZkSessionOptions {
   brokerId: number;
   host: string;
   port: number;
+  /** The broker's Kafka-protocol port (0: none). */
+  kafkaPort?: number;
   heartbeatMs: number;
   sessionTimeoutMs: number;
   log: OpLog;
@@ -42,6 +44,7 @@ export interface ZkSessionOptions {
  * ```
  */
 export class ZkSession {
+  #brokers: BrokerInfo[] = [];
   readonly #o: ZkSessionOptions;
   #conn: Connection | null = null;
   #stopped = false;
@@ -60,6 +63,11 @@ export class ZkSession {
   constructor(opts: ZkSessionOptions) {
     this.#o = opts;
     this.#now = opts.clock ?? monotonicMs;
+  }
+
+  /** Every broker the zookeeper knows, as of the last register or heartbeat. */
+  get brokers(): readonly BrokerInfo[] {
+    return this.#brokers;
   }
 
   get lease(): Lease | null {
@@ -160,6 +168,7 @@ export class ZkSession {
           brokerId: this.#o.brokerId,
           host: this.#o.host,
           port: this.#o.port,
+          ...(this.#o.kafkaPort ? { kafkaPort: this.#o.kafkaPort } : {}),
           logEndTotal: this.#o.logEndTotal(),
           epoch: this.#o.epoch(),
           leading: this.#o.leading(),
@@ -171,6 +180,7 @@ export class ZkSession {
         });
         reported = false;
         this.#adopt(res.lease as Lease);
+        if (Array.isArray(res.brokers)) this.#brokers = res.brokers as BrokerInfo[];
         while (!this.#stopped && !this.#conn.isClosed) {
           await this.#sleep(this.#o.heartbeatMs);
           if (this.#stopped) break;
@@ -183,6 +193,7 @@ export class ZkSession {
           }, this.#o.sessionTimeoutMs);
           this.#lastAckedSendMs = sent;
           this.#adopt(hb.lease as Lease);
+          if (Array.isArray(hb.brokers)) this.#brokers = hb.brokers as BrokerInfo[];
         }
       } catch (err) {
         if (this.#stopped) break;

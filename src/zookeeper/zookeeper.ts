@@ -32,6 +32,7 @@ interface Member {
   id: number;
   host: string;
   port: number;
+  kafkaPort?: number;
   /** Monotonic ms of the last register or heartbeat. */
   lastSeen: number;
   logEndTotal: number;
@@ -179,6 +180,7 @@ export class Zookeeper {
       id: m.id,
       host: m.host,
       port: m.port,
+      ...(m.kafkaPort ? { kafkaPort: m.kafkaPort } : {}),
       alive: m.alive,
       lastSeenMsAgo: Math.round(now - m.lastSeen),
       logEndTotal: m.logEndTotal,
@@ -189,6 +191,7 @@ export class Zookeeper {
     const id = int(req, "brokerId", 1, 1_000_000);
     const host = str(req, "host", 255);
     const port = int(req, "port", 1, 65535);
+    const kafkaPort = optInt(req, "kafkaPort", 0, 0, 65535);
     const epoch = optInt(req, "epoch", 0);
     const instance = optStr(req, "instance", 64) ?? null;
     const old = this.#members.get(id);
@@ -212,6 +215,7 @@ export class Zookeeper {
       id,
       host,
       port,
+      ...(kafkaPort ? { kafkaPort } : {}),
       lastSeen: now,
       logEndTotal: optInt(req, "logEndTotal", 0),
       alive: true,
@@ -246,6 +250,7 @@ export class Zookeeper {
       lease: this.#lease,
       heartbeatMs: this.#opts.heartbeatMs,
       sessionTimeoutMs: this.#opts.sessionTimeoutMs,
+      brokers: this.#brokerInfos(),
     };
   }
 
@@ -288,7 +293,8 @@ export class Zookeeper {
       member.alive = true;
       this.log.write("broker_alive", { broker: id });
     }
-    return { lease: this.#lease };
+    // Brokers learn each other's addresses here (Kafka Metadata names them all).
+    return { lease: this.#lease, brokers: this.#brokerInfos() };
   }
 
   async #proposeIsr(req: Request) {
