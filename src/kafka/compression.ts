@@ -5,7 +5,8 @@
  * gzip and zstd come from node:zlib; snappy and lz4 are yak's own
  * ({@link snappyDecompress}, {@link lz4FrameDecompress}). Every decompressor
  * stops at `maxBytes`: a small batch that inflates to gigabytes fails with
- * CORRUPT_MESSAGE instead of taking the broker's memory.
+ * CORRUPT_MESSAGE instead of taking the broker's memory. That error carries
+ * `data.maxBytes`, which tells it apart from damaged input.
  *
  * @module
  */
@@ -63,6 +64,7 @@ function tooLarge(codec: string, maxBytes: number): YakError {
   return new YakError(
     "CORRUPT_MESSAGE",
     `${codec}: the records decompress to more than ${maxBytes} bytes, the limit; send smaller batches`,
+    { maxBytes },
   );
 }
 

@@ -53,6 +53,7 @@ Deno.test("every codec stops a bomb at maxBytes with CORRUPT_MESSAGE", () => {
     const packed = compress(codec, zeros);
     if (codec !== Compression.none) assert.ok(packed.length < 400_000, `codec ${codec}: ${packed.length} bytes`);
     assert.throws(() => decompress(codec, packed, MB), isYak("CORRUPT_MESSAGE", "limit"), `codec ${codec}`);
+    assert.throws(() => decompress(codec, packed, MB), (e) => e instanceof YakError && e.data?.maxBytes === MB);
     assert.throws(() => decompress(codec, packed, zeros.length - 1), isYak("CORRUPT_MESSAGE", "limit"));
     assert.equal(decompress(codec, packed, zeros.length).length, zeros.length);
   }

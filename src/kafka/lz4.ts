@@ -53,6 +53,7 @@ function tooLarge(maxBytes: number): YakError {
   return new YakError(
     "CORRUPT_MESSAGE",
     `lz4: the records decompress to more than ${maxBytes} bytes, the limit; send smaller batches`,
+    { maxBytes },
   );
 }
 

@@ -34,6 +34,7 @@ function tooLarge(maxBytes: number): YakError {
   return new YakError(
     "CORRUPT_MESSAGE",
     `snappy: the records decompress to more than ${maxBytes} bytes, the limit; send smaller batches`,
+    { maxBytes },
   );
 }
 
