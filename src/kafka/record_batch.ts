@@ -587,7 +587,13 @@ function writeBytes(out: Uint8Array, pos: number, b: Uint8Array | null): number 
     out[pos] = 1; // zigzag(-1)
     return pos + 1;
   }
-  pos = writeVarint(out, pos, b.length);
-  out.set(b, pos);
-  return pos + b.length;
+  const len = b.length;
+  pos = writeVarint(out, pos, len);
+  // set() costs more than a loop for the short keys most records carry.
+  if (len <= 16) {
+    for (let k = 0; k < len; k++) out[pos + k] = b[k];
+  } else {
+    out.set(b, pos);
+  }
+  return pos + len;
 }
