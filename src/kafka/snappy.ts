@@ -38,6 +38,13 @@ function tooLarge(maxBytes: number): YakError {
   );
 }
 
+/**
+ * The most a byte of raw block can stand for: a 3-byte copy writes at most 64
+ * bytes. A block declaring more than this times its size is a lie, refused
+ * before its declared length is allocated.
+ */
+const MAX_EXPANSION = 22;
+
 /** Reads the uncompressed length at the start of a raw block: [length, position after it]. */
 function readBlockLength(src: Uint8Array, pos: number, end: number): [number, number] {
   let value = 0;
@@ -104,6 +111,12 @@ function decodeTags(src: Uint8Array, sp: number, sEnd: number, dst: Uint8Array, 
   if (dp !== dEnd) throw corrupt(`the block holds ${dp - dStart} bytes, not the ${dEnd - dStart} it declares`);
 }
 
+function checkPlausible(length: number, tagBytes: number): void {
+  if (length > tagBytes * MAX_EXPANSION) {
+    throw corrupt(`a block declares ${length} bytes, more than its ${tagBytes} bytes of tags can hold`);
+  }
+}
+
 function isXerial(input: Uint8Array): boolean {
   if (input.length < XERIAL_MAGIC.length) return false;
   for (let k = 0; k < XERIAL_MAGIC.length; k++) if (input[k] !== XERIAL_MAGIC[k]) return false;
@@ -132,6 +145,7 @@ export function snappyDecompress(input: Uint8Array, maxBytes: number): Uint8Arra
   if (isXerial(input)) return decodeXerial(input, maxBytes);
   const [length, sp] = readBlockLength(input, 0, input.length);
   if (length > maxBytes) throw tooLarge(maxBytes);
+  checkPlausible(length, input.length - sp);
   const out = new Uint8Array(length);
   decodeTags(input, sp, input.length, out, 0, length);
   return out;
@@ -154,6 +168,7 @@ function decodeXerial(input: Uint8Array, maxBytes: number): Uint8Array {
     const [length, tagStart] = readBlockLength(input, pos, pos + blockBytes);
     total += length;
     if (total > maxBytes) throw tooLarge(maxBytes);
+    checkPlausible(length, pos + blockBytes - tagStart);
     blocks.push(tagStart, pos + blockBytes, length);
     pos += blockBytes;
   }

@@ -73,6 +73,11 @@ Deno.test("snappy refuses output past maxBytes before allocating it", () => {
     () => snappyDecompress(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0x0f, 0x00), MB),
     isYak("CORRUPT_MESSAGE", "limit"),
   );
+  // Within the limit but more than its few bytes of tags can stand for: refused as a lie, not allocated.
+  assert.throws(
+    () => snappyDecompress(Uint8Array.of(0xc0, 0x84, 0x3d, 0x00, 0x61), 64 * MB),
+    isYak("CORRUPT_MESSAGE", "can hold"),
+  );
   const input = new Uint8Array(10_000);
   assert.throws(() => snappyDecompress(snappyCompressBlock(input), 9_999), isYak("CORRUPT_MESSAGE", "limit"));
   // Framed: each block fits, their sum does not.
