@@ -18,8 +18,9 @@
  * (Protocol Buffers' sint32 and sint64).
  *
  * Older magics (0 and 1, the message sets before Kafka 0.11) are refused as
- * CORRUPT_MESSAGE: Kafka 4 refuses them too, and every client of the last
- * eight years writes magic 2.
+ * CORRUPT_MESSAGE, naming the magic: Produce v3 and later carry magic 2 only,
+ * Kafka 4 dropped the Produce versions before 3, and clients since Kafka 0.11
+ * (2017) write magic 2.
  *
  * @module
  */
