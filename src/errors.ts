@@ -25,6 +25,8 @@ export type ErrorCode =
   | "CONNECTION"
   | "STORAGE"
   | "CORRUPT_LOG"
+  /** Bytes from a client that do not parse: a bad CRC, a truncated batch, a broken compressed stream. */
+  | "CORRUPT_MESSAGE"
   | "TOO_MANY_CONNECTIONS"
   | "UNAUTHORIZED"
   | "UNAVAILABLE"

@@ -1,0 +1,600 @@
+/**
+ * Kafka's RecordBatch v2 (magic 2), the unit of Produce requests, Fetch
+ * replies and Kafka's own log. One batch:
+ *
+ * ```
+ * baseOffset int64 | batchLength int32 (bytes after this field) | partitionLeaderEpoch int32
+ * magic int8 = 2 | crc uint32 (CRC-32C of everything from attributes to the end)
+ * attributes int16 (bits 0-2 codec, 3 log-append time, 4 transactional, 5 control)
+ * lastOffsetDelta int32 | baseTimestamp int64 | maxTimestamp int64
+ * producerId int64 | producerEpoch int16 | baseSequence int32 | recordCount int32
+ * records (compressed as one block when the codec is not 0)
+ * ```
+ *
+ * A record: length varint, attributes int8, timestampDelta varlong,
+ * offsetDelta varint, key (varint length, -1 for null, then bytes), value
+ * (likewise), header count varint, and headers (key: varint length and UTF-8;
+ * value: varint length, -1 for null, and bytes). Varints are zigzag-encoded
+ * (Protocol Buffers' sint32 and sint64).
+ *
+ * Older magics (0 and 1, the message sets before Kafka 0.11) are refused as
+ * CORRUPT_MESSAGE, naming the magic: Produce v3 and later carry magic 2 only,
+ * Kafka 4 dropped the Produce versions before 3, and clients since Kafka 0.11
+ * (2017) write magic 2.
+ *
+ * @module
+ */
+
+import { assert, YakError } from "../errors.ts";
+import { crc32c } from "./crc32c.ts";
+import { compress, Compression, type CompressionCodec, decompress, isCompressionCodec } from "./compression.ts";
+
+/**
+ * A record header: a UTF-8 key and bytes, possibly null.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaHeader } from "./record_batch.ts";
+ * const h: KafkaHeader = { key: "trace-id", value: new TextEncoder().encode("abc") };
+ * ```
+ */
+export interface KafkaHeader {
+  key: string;
+  value: Uint8Array | null;
+}
+
+/**
+ * One record of a batch, its timestamp made absolute (ms since the epoch).
+ * Decoded keys, values and header values are views into the bytes given to
+ * {@link decodeRecordBatches} (or into the decompressed records): copy them to
+ * keep them past that buffer.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaRecord } from "./record_batch.ts";
+ * const r: KafkaRecord = { offsetDelta: 0, timestamp: 1763764800123, key: null, value: new Uint8Array(3), headers: [] };
+ * ```
+ */
+export interface KafkaRecord {
+  offsetDelta: number;
+  timestamp: number;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: KafkaHeader[];
+}
+
+/**
+ * A decoded batch: its header fields and its records.
+ *
+ * @example
+ * ```ts
+ * import type { RecordBatch } from "./record_batch.ts";
+ * const lastOffset = (b: RecordBatch): number => b.baseOffset + b.lastOffsetDelta;
+ * ```
+ */
+export interface RecordBatch {
+  baseOffset: number;
+  partitionLeaderEpoch: number;
+  /** The raw attributes; the fields below spell out its bits. */
+  attributes: number;
+  compression: CompressionCodec;
+  /** Whether the broker set the timestamps at append time (then every record's timestamp is maxTimestamp). */
+  isLogAppendTime: boolean;
+  lastOffsetDelta: number;
+  baseTimestamp: number;
+  maxTimestamp: number;
+  /** -1 without an idempotent producer. */
+  producerId: bigint;
+  producerEpoch: number;
+  baseSequence: number;
+  isTransactional: boolean;
+  isControl: boolean;
+  records: KafkaRecord[];
+}
+
+/**
+ * Limits on one {@link decodeRecordBatches} call, over all its batches.
+ *
+ * @example
+ * ```ts
+ * import type { DecodeLimits } from "./record_batch.ts";
+ * const limits: DecodeLimits = { maxRecords: 100_000, maxUncompressedBytes: 64 * 1024 * 1024 };
+ * ```
+ */
+export interface DecodeLimits {
+  /** Records in all batches together; more is MESSAGE_TOO_LARGE. */
+  maxRecords: number;
+  /** Bytes that compressed records may inflate to, all batches together; more is MESSAGE_TOO_LARGE. */
+  maxUncompressedBytes: number;
+}
+
+/**
+ * What {@link encodeRecordBatch} writes: one batch of records with offsets
+ * `baseOffset + offsetDelta`, in increasing offsetDelta order.
+ *
+ * @example
+ * ```ts
+ * import type { RecordBatchInput } from "./record_batch.ts";
+ * const input: RecordBatchInput = {
+ *   baseOffset: 42,
+ *   partitionLeaderEpoch: 3,
+ *   records: [{ offsetDelta: 0, timestamp: 1763764800123, key: null, value: new Uint8Array(1), headers: [] }],
+ * };
+ * ```
+ */
+export interface RecordBatchInput {
+  baseOffset: number;
+  partitionLeaderEpoch: number;
+  /** Defaults to -1 (no idempotent producer), with epoch -1 and sequence -1. */
+  producerId?: bigint;
+  producerEpoch?: number;
+  baseSequence?: number;
+  /** Defaults to none; others compress the records section as Kafka's Java client does. */
+  compression?: CompressionCodec;
+  records: KafkaRecord[];
+}
+
+/** Bytes before the records: Kafka's RECORD_BATCH_OVERHEAD. */
+export const RECORD_BATCH_OVERHEAD_BYTES = 61;
+/** baseOffset and batchLength: the part of a batch that batchLength does not count. */
+const LOG_OVERHEAD_BYTES = 12;
+const MAGIC = 2;
+const MAGIC_AT = 16;
+const CRC_AT = 17;
+const ATTRIBUTES_AT = 21;
+const ATTR_CODEC_MASK = 0x07;
+const ATTR_LOG_APPEND_TIME = 0x08;
+const ATTR_TRANSACTIONAL = 0x10;
+const ATTR_CONTROL = 0x20;
+/** The smallest record: a length byte and six one-byte fields (all empty). */
+const MIN_RECORD_BYTES = 7;
+const INT32_MAX = 0x7fffffff;
+const TWO_32 = 4294967296;
+/** A zigzag varlong of a number stays exact while |n| < 2^52. */
+const VARLONG_SAFE = 2 ** 52;
+
+function corrupt(at: number, what: string): YakError {
+  return new YakError("CORRUPT_MESSAGE", `record batch at byte ${at}: ${what}; the producer sent damaged records`);
+}
+
+/** Reads an int64 as a number; outside the safe integers it is corrupt (no yak offset or timestamp gets there). */
+function readInt64(view: DataView, pos: number, batchAt: number, what: string): number {
+  const hi = view.getInt32(pos);
+  if (hi < -0x200000 || hi >= 0x200000) throw corrupt(batchAt, `${what} is outside the safe integers`);
+  return hi * TWO_32 + view.getUint32(pos + 4);
+}
+
+/** A cursor over records: one instance per batch, so V8 keeps its methods monomorphic. */
+class Reader {
+  pos: number;
+  end: number;
+  constructor(readonly buf: Uint8Array, start: number, end: number, readonly batchAt: number) {
+    this.pos = start;
+    this.end = end;
+  }
+
+  /** A zigzag varint of at most 5 bytes and 32 bits. */
+  varint(what: string): number {
+    const buf = this.buf;
+    let u = 0;
+    for (let shift = 0;; shift += 7) {
+      if (this.pos >= this.end) throw corrupt(this.batchAt, `${what} is truncated`);
+      const b = buf[this.pos++];
+      if (shift === 28) {
+        if (b > 0x0f) throw corrupt(this.batchAt, `${what} is a varint longer than 5 bytes or 32 bits`);
+        u |= b << 28;
+        break;
+      }
+      u |= (b & 0x7f) << shift;
+      if (b < 0x80) break;
+    }
+    return (u >>> 1) ^ -(u & 1);
+  }
+
+  /** A zigzag varlong of at most 10 bytes, as a number: past 2^52 it is refused. */
+  varlong(what: string): number {
+    const buf = this.buf;
+    let u = 0;
+    let scale = 1;
+    for (let k = 0; k < 10; k++) {
+      if (this.pos >= this.end) throw corrupt(this.batchAt, `${what} is truncated`);
+      const b = buf[this.pos++];
+      u += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (u >= 2 * VARLONG_SAFE) throw corrupt(this.batchAt, `${what} is past 2^52`);
+        return u % 2 === 0 ? u / 2 : -(u + 1) / 2;
+      }
+      scale *= 128;
+    }
+    throw corrupt(this.batchAt, `${what} is a varlong longer than 10 bytes`);
+  }
+
+  /** Length-prefixed bytes; -1 is null, any other negative length is corrupt. */
+  bytes(what: string): Uint8Array | null {
+    const len = this.varint(`${what} length`);
+    if (len === -1) return null;
+    if (len < 0) throw corrupt(this.batchAt, `${what} length ${len} is negative`);
+    if (len > this.end - this.pos) throw corrupt(this.batchAt, `${what} of ${len} bytes passes the end of its record`);
+    const out = this.buf.subarray(this.pos, this.pos + len);
+    this.pos += len;
+    return out;
+  }
+
+  /** A header key: length-prefixed UTF-8, never null. */
+  string(what: string): string {
+    const len = this.varint(`${what} length`);
+    if (len < 0) throw corrupt(this.batchAt, `${what} length ${len} is negative (a header key is never null)`);
+    if (len > this.end - this.pos) throw corrupt(this.batchAt, `${what} of ${len} bytes passes the end of its record`);
+    const s = utf8(this.buf, this.pos, this.pos + len);
+    this.pos += len;
+    return s;
+  }
+}
+
+const DECODER = new TextDecoder();
+const ENCODER = new TextEncoder();
+
+/** Header keys are short and mostly ASCII; building those directly skips TextDecoder's call cost. */
+function utf8(buf: Uint8Array, start: number, end: number): string {
+  if (end - start <= 32) {
+    let s = "";
+    for (let k = start; k < end; k++) {
+      const c = buf[k];
+      if (c >= 0x80) return DECODER.decode(buf.subarray(start, end));
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
+  return DECODER.decode(buf.subarray(start, end));
+}
+
+/**
+ * Decodes every batch in `bytes` (a Produce request's `records` field, or a
+ * log's bytes): checks lengths against the buffer, the magic (only 2), the
+ * CRC-32C, the codec, record counts and offset deltas, and decompresses.
+ * Throws CORRUPT_MESSAGE for anything malformed or truncated, and
+ * MESSAGE_TOO_LARGE past `limits` (Kafka's producers split a batch on that
+ * error and resend, where CORRUPT_MESSAGE would make them retry it as is).
+ * Empty `bytes` decode to no batches.
+ *
+ * @example
+ * ```ts
+ * import { decodeRecordBatches, encodeRecordBatch } from "./record_batch.ts";
+ * const bytes = encodeRecordBatch({
+ *   baseOffset: 0,
+ *   partitionLeaderEpoch: 0,
+ *   records: [{ offsetDelta: 0, timestamp: 1763764800123, key: null, value: new Uint8Array([1]), headers: [] }],
+ * });
+ * const [batch] = decodeRecordBatches(bytes, { maxRecords: 1000, maxUncompressedBytes: 1 << 20 });
+ * batch.records[0].timestamp; // 1763764800123
+ * ```
+ */
+export function decodeRecordBatches(bytes: Uint8Array, limits: DecodeLimits): RecordBatch[] {
+  assert(Number.isSafeInteger(limits.maxRecords) && limits.maxRecords >= 0, "maxRecords is a non-negative integer");
+  assert(
+    Number.isSafeInteger(limits.maxUncompressedBytes) && limits.maxUncompressedBytes >= 0,
+    "maxUncompressedBytes is a non-negative integer",
+  );
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const batches: RecordBatch[] = [];
+  let recordsLeft = limits.maxRecords;
+  let inflateLeft = limits.maxUncompressedBytes;
+  let at = 0;
+  while (at < bytes.length) {
+    const left = bytes.length - at;
+    if (left < LOG_OVERHEAD_BYTES + 5) throw corrupt(at, `${left} bytes are too few for a batch header`);
+    const batchLength = view.getInt32(at + 8);
+    // Magics 0 and 1 keep theirs at the same place, so this check is safe before trusting the rest.
+    const magic = view.getInt8(at + MAGIC_AT);
+    if (magic !== MAGIC) {
+      throw new YakError(
+        "CORRUPT_MESSAGE",
+        `record batch at byte ${at}: magic ${magic} is not supported, only 2 (Kafka 0.11 and later); upgrade the client`,
+        { magic },
+      );
+    }
+    if (batchLength < RECORD_BATCH_OVERHEAD_BYTES - LOG_OVERHEAD_BYTES) {
+      throw corrupt(at, `batch length ${batchLength} is shorter than a batch header`);
+    }
+    if (batchLength > left - LOG_OVERHEAD_BYTES) {
+      throw corrupt(at, `batch length ${batchLength} passes the ${left - LOG_OVERHEAD_BYTES} bytes that follow it`);
+    }
+    const end = at + LOG_OVERHEAD_BYTES + batchLength;
+    const storedCrc = view.getUint32(at + CRC_AT);
+    const crc = crc32c(bytes, at + ATTRIBUTES_AT, end);
+    if (crc !== storedCrc) {
+      throw corrupt(at, `CRC-32C is 0x${crc.toString(16)}, the batch says 0x${storedCrc.toString(16)}`);
+    }
+    const attributes = view.getInt16(at + ATTRIBUTES_AT);
+    const codec = attributes & ATTR_CODEC_MASK;
+    if (!isCompressionCodec(codec)) throw corrupt(at, `compression codec ${codec} is unknown`);
+    const baseTimestamp = readInt64(view, at + 27, at, "baseTimestamp");
+    const maxTimestamp = readInt64(view, at + 35, at, "maxTimestamp");
+    const batch: RecordBatch = {
+      baseOffset: readInt64(view, at, at, "baseOffset"),
+      partitionLeaderEpoch: view.getInt32(at + 12),
+      attributes,
+      compression: codec,
+      isLogAppendTime: (attributes & ATTR_LOG_APPEND_TIME) !== 0,
+      lastOffsetDelta: view.getInt32(at + 23),
+      baseTimestamp,
+      maxTimestamp,
+      producerId: view.getBigInt64(at + 43),
+      producerEpoch: view.getInt16(at + 51),
+      baseSequence: view.getInt32(at + 53),
+      isTransactional: (attributes & ATTR_TRANSACTIONAL) !== 0,
+      isControl: (attributes & ATTR_CONTROL) !== 0,
+      records: [],
+    };
+    const count = view.getInt32(at + 57);
+    if (count < 0) throw corrupt(at, `record count ${count} is negative`);
+    const plain = codec === Compression.none;
+    const packedBytes = end - at - RECORD_BATCH_OVERHEAD_BYTES;
+    if (plain && count > packedBytes / MIN_RECORD_BYTES) {
+      throw corrupt(at, `${count} records cannot fit in ${packedBytes} bytes`);
+    }
+    if (count > recordsLeft) {
+      throw new YakError(
+        "MESSAGE_TOO_LARGE",
+        `record batch at byte ${at}: ${count} records pass the limit of ${limits.maxRecords} per request; send smaller batches`,
+      );
+    }
+    recordsLeft -= count;
+    let section = bytes;
+    let start = at + RECORD_BATCH_OVERHEAD_BYTES;
+    let stop = end;
+    if (!plain) {
+      section = inflate(codec, bytes.subarray(start, end), inflateLeft, limits.maxUncompressedBytes, at);
+      inflateLeft -= section.length;
+      start = 0;
+      stop = section.length;
+    }
+    if (!plain && count > section.length / MIN_RECORD_BYTES) {
+      throw corrupt(at, `${count} records cannot fit in the ${section.length} bytes they decompress to`);
+    }
+    batch.records = readRecords(new Reader(section, start, stop, at), count, batch);
+    batches.push(batch);
+    at = end;
+  }
+  return batches;
+}
+
+function inflate(codec: CompressionCodec, packed: Uint8Array, budget: number, limit: number, at: number): Uint8Array {
+  try {
+    return decompress(codec, packed, budget);
+  } catch (err) {
+    if (err instanceof YakError && err.data?.maxBytes !== undefined) {
+      throw new YakError(
+        "MESSAGE_TOO_LARGE",
+        `record batch at byte ${at}: the records decompress past the limit of ${limit} bytes per request; ` +
+          `send smaller batches`,
+      );
+    }
+    if (err instanceof YakError) {
+      throw new YakError("CORRUPT_MESSAGE", `record batch at byte ${at}: ${err.message}`, err.data);
+    }
+    throw err;
+  }
+}
+
+function readRecords(r: Reader, count: number, batch: RecordBatch): KafkaRecord[] {
+  const records: KafkaRecord[] = new Array(count);
+  const logAppendTime = batch.isLogAppendTime;
+  let prevDelta = -1;
+  for (let i = 0; i < count; i++) {
+    const length = r.varint("record length");
+    if (length < 0) throw corrupt(r.batchAt, `record ${i} has length ${length}`);
+    if (length > r.end - r.pos) throw corrupt(r.batchAt, `record ${i} of ${length} bytes passes the end of the batch`);
+    const sectionEnd = r.end;
+    const recordEnd = r.pos + length;
+    r.end = recordEnd;
+    if (r.pos >= recordEnd) throw corrupt(r.batchAt, `record ${i} is empty`);
+    r.pos++; // attributes: unused in magic 2
+    const timestampDelta = r.varlong("timestamp delta");
+    const offsetDelta = r.varint("offset delta");
+    if (offsetDelta <= prevDelta || offsetDelta > batch.lastOffsetDelta) {
+      throw corrupt(
+        r.batchAt,
+        `record ${i} has offset delta ${offsetDelta}, after ${prevDelta} and with the batch's last at ${batch.lastOffsetDelta}`,
+      );
+    }
+    prevDelta = offsetDelta;
+    const timestamp = logAppendTime ? batch.maxTimestamp : batch.baseTimestamp + timestampDelta;
+    if (!Number.isSafeInteger(timestamp)) throw corrupt(r.batchAt, `record ${i} has timestamp ${timestamp}`);
+    const key = r.bytes("key");
+    const value = r.bytes("value");
+    const headerCount = r.varint("header count");
+    if (headerCount < 0) throw corrupt(r.batchAt, `record ${i} has header count ${headerCount}`);
+    // Each header takes at least 2 bytes: a count past that is a lie, caught before the loop.
+    if (headerCount > (r.end - r.pos) / 2) throw corrupt(r.batchAt, `record ${i} cannot hold ${headerCount} headers`);
+    const headers: KafkaHeader[] = [];
+    for (let h = 0; h < headerCount; h++) {
+      const hk = r.string("header key");
+      headers.push({ key: hk, value: r.bytes("header value") });
+    }
+    if (r.pos !== recordEnd) throw corrupt(r.batchAt, `record ${i} has ${recordEnd - r.pos} bytes left over`);
+    r.end = sectionEnd;
+    records[i] = { offsetDelta, timestamp, key, value, headers };
+  }
+  if (r.pos !== r.end) throw corrupt(r.batchAt, `${r.end - r.pos} bytes follow the last of ${count} records`);
+  return records;
+}
+
+/** Bytes of a zigzag varint of an int32. */
+function varintBytes(n: number): number {
+  const u = ((n << 1) ^ (n >> 31)) >>> 0;
+  return u < 0x80 ? 1 : u < 0x4000 ? 2 : u < 0x200000 ? 3 : u < 0x10000000 ? 4 : 5;
+}
+
+function zigzagLong(n: number): number {
+  return n >= 0 ? n * 2 : -n * 2 - 1;
+}
+
+/** Bytes of an unsigned varint of a number below 2^53. */
+function uvarlongBytes(u: number): number {
+  let bytes = 1;
+  while (u >= 0x80) {
+    u = Math.floor(u / 128);
+    bytes++;
+  }
+  return bytes;
+}
+
+function writeVarint(out: Uint8Array, pos: number, n: number): number {
+  let u = ((n << 1) ^ (n >> 31)) >>> 0;
+  while (u >= 0x80) {
+    out[pos++] = (u & 0x7f) | 0x80;
+    u >>>= 7;
+  }
+  out[pos++] = u;
+  return pos;
+}
+
+function writeUvarlong(out: Uint8Array, pos: number, u: number): number {
+  while (u >= 0x80) {
+    out[pos++] = (u % 128) | 0x80;
+    u = Math.floor(u / 128);
+  }
+  out[pos++] = u;
+  return pos;
+}
+
+function writeInt64(view: DataView, pos: number, n: number): void {
+  const hi = Math.floor(n / TWO_32);
+  view.setInt32(pos, hi);
+  view.setUint32(pos + 4, n - hi * TWO_32);
+}
+
+function isInt(n: number, bits: number): boolean {
+  return Number.isInteger(n) && n >= -(2 ** (bits - 1)) && n < 2 ** (bits - 1);
+}
+
+/**
+ * Encodes one batch (magic 2, create-time timestamps), by default
+ * uncompressed as yak's Fetch replies send it. Sizes everything first and
+ * writes into one buffer. `baseTimestamp` is the first record's timestamp and
+ * `maxTimestamp` the largest, as Kafka's producer writes them. Records must be
+ * given in increasing offsetDelta order, at least one.
+ *
+ * @example
+ * ```ts
+ * import { encodeRecordBatch } from "./record_batch.ts";
+ * const bytes = encodeRecordBatch({
+ *   baseOffset: 42,
+ *   partitionLeaderEpoch: 3,
+ *   records: [{ offsetDelta: 0, timestamp: 1763764800123, key: null, value: new Uint8Array([1]), headers: [] }],
+ * });
+ * bytes.length; // 61 + 8
+ * ```
+ */
+export function encodeRecordBatch(b: RecordBatchInput): Uint8Array {
+  const records = b.records;
+  const count = records.length;
+  const codec = b.compression ?? Compression.none;
+  const producerId = b.producerId ?? -1n;
+  const producerEpoch = b.producerEpoch ?? -1;
+  const baseSequence = b.baseSequence ?? -1;
+  assert(count > 0, "a record batch holds at least one record");
+  assert(Number.isSafeInteger(b.baseOffset) && b.baseOffset >= 0, `baseOffset ${b.baseOffset} is not an offset`);
+  assert(isInt(b.partitionLeaderEpoch, 32), `partitionLeaderEpoch ${b.partitionLeaderEpoch} is not an int32`);
+  assert(isInt(producerEpoch, 16), `producerEpoch ${producerEpoch} is not an int16`);
+  assert(isInt(baseSequence, 32), `baseSequence ${baseSequence} is not an int32`);
+  assert(
+    producerId >= -(2n ** 63n) && producerId < 2n ** 63n,
+    `producerId ${producerId} is not an int64`,
+  );
+  assert(isCompressionCodec(codec), `compression codec ${codec} is unknown`);
+
+  // Pass 1: sizes. Header keys are encoded once here and written in pass 2.
+  const baseTimestamp = records[0].timestamp;
+  let maxTimestamp = baseTimestamp;
+  const bodyBytes = new Array<number>(count);
+  const headerKeys: Uint8Array[] = [];
+  let recordsBytes = 0;
+  let prevDelta = -1;
+  for (let i = 0; i < count; i++) {
+    const r = records[i];
+    assert(
+      Number.isInteger(r.offsetDelta) && r.offsetDelta > prevDelta && r.offsetDelta <= INT32_MAX,
+      `record ${i}: offsetDelta ${r.offsetDelta} does not follow ${prevDelta}`,
+    );
+    prevDelta = r.offsetDelta;
+    assert(Number.isSafeInteger(r.timestamp), `record ${i}: timestamp ${r.timestamp} is not an integer`);
+    if (r.timestamp > maxTimestamp) maxTimestamp = r.timestamp;
+    const tsDelta = r.timestamp - baseTimestamp;
+    assert(Math.abs(tsDelta) < VARLONG_SAFE, `record ${i}: timestamp ${r.timestamp} is too far from the first`);
+    let n = 1 + uvarlongBytes(zigzagLong(tsDelta)) + varintBytes(r.offsetDelta);
+    n += r.key === null ? 1 : varintBytes(r.key.length) + r.key.length;
+    n += r.value === null ? 1 : varintBytes(r.value.length) + r.value.length;
+    n += varintBytes(r.headers.length);
+    for (const h of r.headers) {
+      const k = ENCODER.encode(h.key);
+      headerKeys.push(k);
+      n += varintBytes(k.length) + k.length;
+      n += h.value === null ? 1 : varintBytes(h.value.length) + h.value.length;
+    }
+    assert(n <= INT32_MAX, `record ${i} is larger than 2 GiB`);
+    bodyBytes[i] = n;
+    recordsBytes += varintBytes(n) + n;
+  }
+  assert(recordsBytes + RECORD_BATCH_OVERHEAD_BYTES <= INT32_MAX, "a record batch is smaller than 2 GiB");
+
+  // Pass 2: records, straight into the batch when uncompressed.
+  const plain = codec === Compression.none;
+  const recordsOut = plain ? new Uint8Array(RECORD_BATCH_OVERHEAD_BYTES + recordsBytes) : new Uint8Array(recordsBytes);
+  let pos = plain ? RECORD_BATCH_OVERHEAD_BYTES : 0;
+  let hk = 0;
+  for (let i = 0; i < count; i++) {
+    const r = records[i];
+    pos = writeVarint(recordsOut, pos, bodyBytes[i]);
+    recordsOut[pos++] = 0;
+    pos = writeUvarlong(recordsOut, pos, zigzagLong(r.timestamp - baseTimestamp));
+    pos = writeVarint(recordsOut, pos, r.offsetDelta);
+    pos = writeBytes(recordsOut, pos, r.key);
+    pos = writeBytes(recordsOut, pos, r.value);
+    pos = writeVarint(recordsOut, pos, r.headers.length);
+    for (const h of r.headers) {
+      pos = writeBytes(recordsOut, pos, headerKeys[hk++]);
+      pos = writeBytes(recordsOut, pos, h.value);
+    }
+  }
+  assert(pos === recordsOut.length, `record batch sized ${recordsOut.length} bytes, wrote ${pos}`);
+
+  let out = recordsOut;
+  if (!plain) {
+    const packed = compress(codec, recordsOut);
+    out = new Uint8Array(RECORD_BATCH_OVERHEAD_BYTES + packed.length);
+    out.set(packed, RECORD_BATCH_OVERHEAD_BYTES);
+  }
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  writeInt64(view, 0, b.baseOffset);
+  view.setInt32(8, out.length - LOG_OVERHEAD_BYTES);
+  view.setInt32(12, b.partitionLeaderEpoch);
+  view.setInt8(MAGIC_AT, MAGIC);
+  view.setInt16(ATTRIBUTES_AT, codec);
+  view.setInt32(23, prevDelta);
+  writeInt64(view, 27, baseTimestamp);
+  writeInt64(view, 35, maxTimestamp);
+  view.setBigInt64(43, producerId);
+  view.setInt16(51, producerEpoch);
+  view.setInt32(53, baseSequence);
+  view.setInt32(57, count);
+  view.setUint32(CRC_AT, crc32c(out, ATTRIBUTES_AT, out.length));
+  return out;
+}
+
+function writeBytes(out: Uint8Array, pos: number, b: Uint8Array | null): number {
+  if (b === null) {
+    out[pos] = 1; // zigzag(-1)
+    return pos + 1;
+  }
+  const len = b.length;
+  pos = writeVarint(out, pos, len);
+  // set() costs more than a loop for the short keys most records carry.
+  if (len <= 16) {
+    for (let k = 0; k < len; k++) out[pos + k] = b[k];
+  } else {
+    out.set(b, pos);
+  }
+  return pos + len;
+}
