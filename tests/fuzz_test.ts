@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { Rng } from "./rng.ts";
 import assert from "node:assert/strict";
 import { FrameReader, writeAll } from "../src/protocol/frame.ts";
 import { parseRequest } from "../src/protocol/messages.ts";
@@ -86,33 +87,6 @@ const ROUNDS = Math.max(2, Number(Deno.env.get("YAK_FUZZ_ROUNDS") ?? 4));
 const RSS_GROWTH_MB = 64;
 /** RSS allowed over the start, at the end: a net for runaway growth within the first rounds. */
 const RSS_CEILING_MB = 320;
-
-// ---------------------------------------------------------------------------
-// Seeded randomness.
-
-class Rng {
-  #a: number;
-  constructor(seed: number) {
-    this.#a = seed >>> 0;
-  }
-  /** mulberry32: [0, 1). */
-  next(): number {
-    this.#a = (this.#a + 0x6d2b79f5) >>> 0;
-    let t = this.#a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Values, as JSON text (so -0, 1e309 and 2**53+1 are sent exactly as written).

@@ -259,6 +259,8 @@ export class TestCluster {
   zkPort = 0;
   readonly brokers = new Map<number, Proc>();
   readonly brokerPorts = new Map<number, number>();
+  /** Each broker's Kafka-protocol port. */
+  readonly kafkaPorts = new Map<number, number>();
   #ownsDir: boolean;
 
   private constructor(dir: string, ownsDir: boolean, opts: ClusterOptions) {
@@ -287,6 +289,11 @@ export class TestCluster {
 
   get zkAddr(): string {
     return `127.0.0.1:${this.zkPort}`;
+  }
+
+  /** Every broker's Kafka address, as Kafka clients' bootstrap list (`host:port,host:port`). */
+  get bootstrapServers(): string {
+    return [...this.kafkaPorts.values()].map((p) => `127.0.0.1:${p}`).join(",");
   }
 
   /** `--zookeeper ADDR` for client commands. */
@@ -328,6 +335,8 @@ export class TestCluster {
     this.brokers.set(id, proc);
     const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);
     this.brokerPorts.set(id, Number(m[1]));
+    const k = await proc.waitFor(/^broker \d+ speaks the Kafka protocol on [\d.]+:(\d+)$/);
+    this.kafkaPorts.set(id, Number(k[1]));
     return proc;
   }
 

@@ -6,6 +6,7 @@
 import { Broker } from "../broker/broker.ts";
 import type { BrokerOptions } from "../broker/context.ts";
 import { nativeCodec } from "../native/handlers.ts";
+import { kafkaCodec } from "../kafka/server.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
 import { helpRequested, integer, parse, required, text, TIMING_FLAGS, timingOf } from "./args.ts";
@@ -16,9 +17,13 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--partitions 3] [--segment-bytes 67108864] [--heartbeat-ms 250]
            [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--min-insync-replicas 2]
            [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
-           [--retention-check-ms 60000] [--max-message-bytes 1048576] [--quiet]
+           [--retention-check-ms 60000] [--max-message-bytes 1048576]
+           [--kafka-port P] [--advertised-host HOST] [--quiet]
 
-Serves the native protocol on --port (default 9091+N; 0 picks a free port).
+Serves the native protocol on --port (default 9091+N; 0 picks a free port) and
+the Kafka wire protocol on --kafka-port (default: --port + 100; 0 picks a free
+port; -1 turns it off). Metadata names brokers by --advertised-host (default
+--host).
 Files: DATA/broker-N/ (topics, broker.pid, broker.log).
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
 acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while
@@ -43,6 +48,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "segment-ms": { type: "string" },
     "retention-check-ms": { type: "string" },
     "max-message-bytes": { type: "string" },
+    "kafka-port": { type: "string" },
+    "advertised-host": { type: "string" },
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
@@ -101,7 +108,18 @@ export async function brokerCommand(args: string[]): Promise<number> {
     retentionCheckMs: integer(values, "retention-check-ms", DEFAULTS.retentionCheckMs, 50, 24 * 3600 * 1000),
     echo: !values.quiet,
   };
-  const broker = await Broker.start(opts, nativeCodec(opts));
+  // Kafka's port follows the native one (9092 -> 9192); with --port 0 it is picked freely too.
+  const kafkaPort = integer(values, "kafka-port", opts.port === 0 ? 0 : opts.port + 100, -1, 65535);
+  const kafka = kafkaPort === -1 ? undefined : kafkaCodec({
+    host,
+    port: kafkaPort,
+    advertisedHost: text(values, "advertised-host"),
+    maxFrameBytes: opts.maxFrameBytes,
+    maxConnections: opts.maxConnections,
+  });
+  const broker = await Broker.start(opts, nativeCodec(opts), kafka);
+  // Two lines, the native one last: scripts wait for "listening on" and find the Kafka line already there.
+  if (broker.kafkaPort !== null) console.log(`broker ${id} speaks the Kafka protocol on ${host}:${broker.kafkaPort}`);
   console.log(`broker ${id} listening on ${host}:${broker.port}`);
   const refused = await Promise.race([
     serveUntilSignal(() => broker.stop()).then(() => null),

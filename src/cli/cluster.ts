@@ -146,7 +146,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
   console.log(
     `[cluster] zookeeper on 127.0.0.1:${zkPort}, brokers on ports ${basePort}-${
       basePort + brokers - 1
-    }, data in ${data}/; Ctrl-C stops all`,
+    } (Kafka clients: --bootstrap-server 127.0.0.1:${basePort + 100}), data in ${data}/; Ctrl-C stops all`,
   );
   await new Promise<void>((resolve) => {
     const onSignal = () => {

@@ -1,0 +1,88 @@
+/**
+ * The Kafka APIs yak speaks, with their versions: the table ApiVersions
+ * advertises and the server dispatches on. Versions were chosen from what
+ * the real clients here ask for when offered Kafka's full ranges (see
+ * docs/KAFKA.md); the flexible (KIP-482) versions start where Kafka's
+ * message schemas say they do.
+ *
+ * @module
+ */
+import type { Api } from "./context.ts";
+import { createTopics, deleteTopics } from "./admin.ts";
+import { fetch } from "./fetch.ts";
+import {
+  describeGroups,
+  findCoordinator,
+  heartbeat,
+  joinGroup,
+  leaveGroup,
+  listGroups,
+  offsetCommit,
+  offsetFetch,
+  syncGroup,
+} from "./groups.ts";
+import { listOffsets } from "./list_offsets.ts";
+import { metadata } from "./metadata.ts";
+import { initProducerId, produce } from "./produce.ts";
+import { saslAuthenticate, saslHandshake } from "./sasl.ts";
+import type { Writer } from "./wire.ts";
+
+/** ApiVersions' key: answered with a v0 header, and in v0 layout when the client's version is too new. */
+export const API_VERSIONS_KEY = 18;
+
+const NONE = Infinity;
+
+/** Every API yak answers, by key. */
+export const APIS: readonly Api[] = [
+  // Produce 0-2 stay advertised (librdkafka turns compression off when Produce starts above 0);
+  // a request in them gets UNSUPPORTED_VERSION, as they carry message formats yak does not store.
+  { key: 0, name: "Produce", min: 0, max: 7, flexibleFrom: NONE, handle: produce },
+  { key: 1, name: "Fetch", min: 0, max: 11, flexibleFrom: NONE, handle: fetch },
+  { key: 2, name: "ListOffsets", min: 0, max: 5, flexibleFrom: NONE, handle: listOffsets },
+  { key: 3, name: "Metadata", min: 0, max: 8, flexibleFrom: NONE, handle: metadata },
+  { key: 8, name: "OffsetCommit", min: 0, max: 7, flexibleFrom: NONE, handle: offsetCommit },
+  { key: 9, name: "OffsetFetch", min: 0, max: 7, flexibleFrom: 6, handle: offsetFetch },
+  { key: 10, name: "FindCoordinator", min: 0, max: 2, flexibleFrom: NONE, handle: findCoordinator },
+  { key: 11, name: "JoinGroup", min: 0, max: 5, flexibleFrom: NONE, handle: joinGroup },
+  { key: 12, name: "Heartbeat", min: 0, max: 3, flexibleFrom: NONE, handle: heartbeat },
+  { key: 13, name: "LeaveGroup", min: 0, max: 3, flexibleFrom: NONE, handle: leaveGroup },
+  { key: 14, name: "SyncGroup", min: 0, max: 3, flexibleFrom: NONE, handle: syncGroup },
+  { key: 15, name: "DescribeGroups", min: 0, max: 4, flexibleFrom: NONE, handle: describeGroups },
+  { key: 16, name: "ListGroups", min: 0, max: 2, flexibleFrom: NONE, handle: listGroups },
+  { key: 17, name: "SaslHandshake", min: 1, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslHandshake },
+  {
+    key: API_VERSIONS_KEY,
+    name: "ApiVersions",
+    min: 0,
+    max: 3,
+    flexibleFrom: 3,
+    beforeAuth: true,
+    handle: (_ctx, req, w) => apiVersionsBody(w, req.version, 0),
+  },
+  { key: 19, name: "CreateTopics", min: 0, max: 4, flexibleFrom: NONE, handle: createTopics },
+  { key: 20, name: "DeleteTopics", min: 0, max: 3, flexibleFrom: NONE, handle: deleteTopics },
+  { key: 22, name: "InitProducerId", min: 0, max: 4, flexibleFrom: 2, handle: initProducerId },
+  { key: 36, name: "SaslAuthenticate", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslAuthenticate },
+];
+
+/** {@link APIS} by key. */
+export const API_BY_KEY: ReadonlyMap<number, Api> = new Map(APIS.map((a) => [a.key, a]));
+
+/**
+ * Writes the ApiVersions response body: an error code, the table, and (v1+)
+ * the throttle time. The client's software name and version (v3+) are not
+ * needed, so the request body is not read.
+ *
+ * @example
+ * ```ts
+ * import { apiVersionsBody } from "./apis.ts";
+ * import { Writer } from "./wire.ts";
+ * apiVersionsBody(new Writer(false), 0, 0);
+ * ```
+ */
+export function apiVersionsBody(w: Writer, version: number, errorCode: number): void {
+  w.int16(errorCode);
+  w.array(APIS, (w, a) => w.int16(a.key).int16(a.min).int16(a.max));
+  if (version >= 1) w.int32(0);
+  w.tags();
+}

@@ -1,0 +1,49 @@
+/**
+ * What every Kafka API handler gets: the broker's services, where this
+ * listener is, and the connection's session.
+ *
+ * @module
+ */
+import type { BrokerServices } from "../broker/services.ts";
+import type { Reader, Writer } from "./wire.ts";
+
+/** The Kafka listener of one broker, as its API handlers see it. */
+export interface KafkaContext {
+  services: BrokerServices;
+  /** The host Metadata names (else each broker's own host). */
+  advertisedHost?: string;
+  /** The port this listener got (known once it listens). */
+  kafkaPort(): number;
+  onError(message: string, fields: Record<string, unknown>): void;
+}
+
+/** One Kafka connection's state. */
+export interface Session {
+  readonly remote: string;
+  /** False until SASL/PLAIN succeeds, when the broker has an auth token. */
+  authenticated: boolean;
+  /** The mechanism agreed by SaslHandshake, awaiting SaslAuthenticate. */
+  saslMechanism: string | null;
+}
+
+/** A request, its header read. */
+export interface ApiRequest {
+  version: number;
+  clientId: string;
+  session: Session;
+  /** The body, positioned after the header. */
+  body: Reader;
+}
+
+/** One Kafka API: the versions yak speaks and a handler that writes the response body. */
+export interface Api {
+  key: number;
+  name: string;
+  min: number;
+  max: number;
+  /** The first flexible version (compact fields, tagged fields); Infinity for none. */
+  flexibleFrom: number;
+  /** Allowed before SASL authentication (ApiVersions and the SASL APIs). */
+  beforeAuth?: boolean;
+  handle(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void | "noReply"> | void | "noReply";
+}

@@ -1,0 +1,263 @@
+/**
+ * The group APIs (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+ * LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups) as
+ * translators over the one group coordinator that `yak consume --group` uses
+ * too, so a group can mix Kafka clients and yak consumers. The coordinator
+ * runs on the leader; elsewhere the answer is NOT_COORDINATOR and the client
+ * asks FindCoordinator again.
+ *
+ * @module
+ */
+import type { JoinResult } from "../broker/group_coordinator.ts";
+import { YakError } from "../errors.ts";
+import { checkGroupName, checkTopicName } from "../log/names.ts";
+import type { ApiRequest, KafkaContext } from "./context.ts";
+import { KAFKA, kafkaErrorOf } from "./errors.ts";
+import { kafkaBrokers } from "./metadata.ts";
+import type { Writer } from "./wire.ts";
+
+/** A group API's error code: a follower (or no leader) is not the coordinator. */
+function groupErrorOf(err: unknown): number {
+  if (!(err instanceof YakError)) return KAFKA.UNKNOWN_SERVER_ERROR;
+  if (err.code === "NOT_LEADER" || err.code === "NO_LEADER" || err.code === "STALE_EPOCH") return KAFKA.NOT_COORDINATOR;
+  if (err.code === "INVALID_ARGUMENT" && /session timeout/.test(err.message)) return KAFKA.INVALID_SESSION_TIMEOUT;
+  if (err.code === "INVALID_TOPIC" && /group/.test(err.message)) return KAFKA.INVALID_GROUP_ID;
+  return kafkaErrorOf(err.code);
+}
+
+function hostOf(remote: string): string {
+  return remote.slice(0, remote.lastIndexOf(":"));
+}
+
+/** Handles FindCoordinator v0-2: the leader coordinates every group. */
+export function findCoordinator(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  const { version: v, body: r } = req;
+  r.string(); // the group (or transactional id)
+  const keyType = v >= 1 ? r.int8() : 0;
+  const { brokers, leaderId } = kafkaBrokers(ctx);
+  const leader = brokers.find((b) => b.nodeId === leaderId);
+  const error = keyType !== 0 ? KAFKA.INVALID_REQUEST : leader ? 0 : KAFKA.COORDINATOR_NOT_AVAILABLE;
+  if (v >= 1) w.int32(0);
+  w.int16(error);
+  if (v >= 1) w.nullableString(error === 0 ? null : "no coordinator now; retry");
+  w.int32(leader && error === 0 ? leader.nodeId : -1).string(leader?.host ?? "").int32(leader?.port ?? -1);
+}
+
+/** Handles JoinGroup v0-5 (before v4 a new member gets its id within the same request). */
+export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
+  const { version: v, body: r } = req;
+  const group = r.string();
+  const sessionTimeoutMs = r.int32();
+  const rebalanceTimeoutMs = v >= 1 ? r.int32() : sessionTimeoutMs;
+  let memberId = r.string();
+  if (v >= 5) r.nullableString(); // group instance id: static membership is not supported; members are dynamic
+  const protocolType = r.string();
+  const protocols = r.array((r) => ({ name: r.string(), metadata: r.bytes().slice() }), 6);
+  let result: JoinResult | null = null;
+  let error = 0;
+  for (let attempt = 0; attempt < 2 && result === null; attempt++) {
+    try {
+      checkGroupName(group);
+      result = await ctx.services.groups.join({
+        group,
+        memberId,
+        clientId: req.clientId || "kafka-client",
+        host: hostOf(req.session.remote),
+        sessionTimeoutMs,
+        rebalanceTimeoutMs,
+        protocolType,
+        protocols,
+      });
+    } catch (err) {
+      if (err instanceof YakError && err.code === "MEMBER_ID_REQUIRED") {
+        memberId = String(err.data?.memberId ?? "");
+        // KIP-394 is v4+: older clients cannot take the id and come back, so join with it now.
+        if (v < 4 && attempt === 0) continue;
+      }
+      error = groupErrorOf(err);
+      break;
+    }
+  }
+  if (v >= 2) w.int32(0);
+  w.int16(error);
+  w.int32(result?.generation ?? -1);
+  w.string(result?.protocol ?? "").string(result?.leaderId ?? "").string(result?.memberId ?? memberId);
+  w.array(result?.members ?? [], (w, m) => {
+    w.string(m.memberId);
+    if (v >= 5) w.nullableString(null);
+    w.nullableBytes(m.metadata);
+  });
+}
+
+/** Handles SyncGroup v0-3. */
+export async function syncGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
+  const { version: v, body: r } = req;
+  const group = r.string();
+  const generation = r.int32();
+  const memberId = r.string();
+  if (v >= 3) r.nullableString();
+  const assignments = r.array((r) => [r.string(), r.bytes().slice()] as const, 6);
+  let error = 0;
+  let assignment: Uint8Array = new Uint8Array(0);
+  try {
+    assignment = await ctx.services.groups.sync(
+      group,
+      memberId,
+      generation,
+      assignments.length > 0 ? new Map(assignments) : null,
+    );
+  } catch (err) {
+    error = groupErrorOf(err);
+  }
+  if (v >= 1) w.int32(0);
+  w.int16(error).nullableBytes(assignment);
+}
+
+/** Handles Heartbeat v0-3. */
+export function heartbeat(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  const { version: v, body: r } = req;
+  const group = r.string();
+  const generation = r.int32();
+  const memberId = r.string();
+  if (v >= 3) r.nullableString();
+  let error = 0;
+  try {
+    ctx.services.groups.heartbeat(group, memberId, generation);
+  } catch (err) {
+    error = groupErrorOf(err);
+  }
+  if (v >= 1) w.int32(0);
+  w.int16(error);
+}
+
+/** Handles LeaveGroup v0-3 (v3 takes several members). */
+export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  const { version: v, body: r } = req;
+  const group = r.string();
+  const members = v >= 3
+    ? r.array((r) => {
+      const id = r.string();
+      r.nullableString();
+      return id;
+    }, 4)
+    : [r.string()];
+  const errors = members.map((id) => {
+    try {
+      ctx.services.groups.leave(group, id);
+      return 0;
+    } catch (err) {
+      return groupErrorOf(err);
+    }
+  });
+  if (v >= 1) w.int32(0);
+  w.int16(v >= 3 ? 0 : errors[0]);
+  if (v >= 3) {
+    w.array(members.map((id, i) => ({ id, error: errors[i] })), (w, m) => {
+      w.string(m.id).nullableString(null).int16(m.error);
+    });
+  }
+}
+
+/** Handles OffsetCommit v0-7: one commit per topic, checked against the member and generation. */
+export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
+  const { version: v, body: r } = req;
+  const group = r.string();
+  const generation = v >= 1 ? r.int32() : -1;
+  const memberId = v >= 1 ? r.string() : "";
+  if (v >= 7) r.nullableString();
+  if (v >= 2 && v <= 4) r.int64(); // retention time
+  const topics = r.array((r) => ({
+    name: r.string(),
+    parts: r.array((r) => {
+      const index = r.int32();
+      const offset = r.int64();
+      if (v >= 6) r.int32(); // leader epoch
+      if (v === 1) r.int64(); // commit timestamp
+      r.nullableString(); // metadata: not kept
+      return { index, offset };
+    }, 14),
+  }), 4);
+  const member = memberId !== "" && generation >= 0 ? { memberId, generation } : null;
+  const answers = await Promise.all(topics.map(async (t) => {
+    let error = 0;
+    try {
+      checkGroupName(group);
+      checkTopicName(t.name);
+      await ctx.services.groups.commit(group, t.name, new Map(t.parts.map((p) => [p.index, p.offset])), member);
+    } catch (err) {
+      error = groupErrorOf(err);
+    }
+    return { name: t.name, parts: t.parts.map((p) => ({ index: p.index, error })) };
+  }));
+  if (v >= 3) w.int32(0);
+  w.array(answers, (w, t) => {
+    w.string(t.name);
+    w.array(t.parts, (w, p) => w.int32(p.index).int16(p.error));
+  });
+}
+
+/** Handles OffsetFetch v0-7 (v6+ flexible): -1 where the group has no commit. */
+export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  const { version: v, body: r } = req;
+  const group = r.string();
+  const asked = r.nullableArray((r) => ({ name: r.string(), parts: r.int32Array() }), 4);
+  if (v >= 7) r.bool(); // require stable: yak has no pending transactional offsets
+  const s = ctx.services;
+  let error = 0;
+  let topics: { name: string; parts: { index: number; offset: number; error: number }[] }[] = [];
+  try {
+    checkGroupName(group);
+    const wanted = asked ?? Object.keys(s.view().topics).map((name) => ({ name, parts: null as number[] | null }));
+    for (const t of wanted) {
+      const committed = s.groups.committed(group, t.name);
+      const indexes = t.parts ?? Object.keys(committed).map(Number);
+      if (asked === null && indexes.length === 0) continue;
+      topics.push({
+        name: t.name,
+        parts: indexes.map((index) => ({ index, offset: committed[index] ?? -1, error: 0 })),
+      });
+    }
+  } catch (err) {
+    error = groupErrorOf(err);
+    topics = [];
+  }
+  if (v >= 3) w.int32(0);
+  w.array(topics, (w, t) => {
+    w.string(t.name);
+    w.array(t.parts, (w, p) => {
+      w.int32(p.index).int64(p.offset);
+      if (v >= 5) w.int32(-1);
+      w.nullableString("").int16(p.error);
+    });
+  });
+  if (v >= 2) w.int16(error);
+}
+
+/** Handles ListGroups v0-2. */
+export function listGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  if (req.version >= 1) w.int32(0);
+  w.int16(0);
+  w.array(ctx.services.groups.list(), (w, g) => w.string(g.group).string("consumer"));
+}
+
+/** Handles DescribeGroups v0-4. */
+export function describeGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  const { version: v, body: r } = req;
+  const names = r.stringArray();
+  if (v >= 3) r.bool();
+  if (v >= 1) w.int32(0);
+  w.array(names, (w, name) => {
+    try {
+      const g = ctx.services.groups.describe(name);
+      w.int16(0).string(name).string(g.state).string(g.protocolType || "consumer").string(g.protocol);
+      w.array(g.members, (w, m) => {
+        w.string(m.memberId);
+        if (v >= 4) w.nullableString(null);
+        w.string(m.clientId).string(m.host).nullableBytes(new Uint8Array(0)).nullableBytes(m.assignment);
+      });
+    } catch (err) {
+      w.int16(groupErrorOf(err)).string(name).string("Dead").string("").string("").array([], () => {});
+    }
+    if (v >= 3) w.int32(-2147483648);
+  });
+}

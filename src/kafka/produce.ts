@@ -1,0 +1,176 @@
+/**
+ * Produce (API 0) and InitProducerId (API 22): record batches decoded (and
+ * decompressed) into yak records and appended through the same
+ * `appendBatch` the native codec calls, so ordering, acks, min.insync.replicas
+ * and idempotence are the broker's, not this file's. A Kafka producer id and
+ * epoch become one yak producer (`kafka-<id>-<epoch>`), whose per-partition
+ * sequence is Kafka's, so retries are dropped as duplicates and answered
+ * with their first offsets.
+ *
+ * @module
+ */
+import type { Acks, ProducedBatch } from "../broker/partition_ops.ts";
+import { YakError } from "../errors.ts";
+import { checkTopicName } from "../log/names.ts";
+import { type RecordHeader, type RecordInput, textOrBase64 } from "../log/record.ts";
+import type { ApiRequest, KafkaContext } from "./context.ts";
+import { KAFKA, kafkaErrorOf } from "./errors.ts";
+import { decodeRecordBatches, type KafkaRecord } from "./record_batch.ts";
+import type { Writer } from "./wire.ts";
+
+interface PartitionResult {
+  index: number;
+  error: number;
+  baseOffset: number;
+  logStart: number;
+}
+
+/** The yak producer of a Kafka producer id and epoch, or null for a producer without idempotence. */
+export function yakProducerOf(producerId: bigint, producerEpoch: number): string | null {
+  return producerId < 0n ? null : `kafka-${producerId}-${producerEpoch}`;
+}
+
+/** One Kafka record as a yak record: text where it is UTF-8, base64 where not. */
+function toRecordInput(rec: KafkaRecord): RecordInput {
+  const out: RecordInput = { key: null, ts: rec.timestamp };
+  if (rec.key !== null) {
+    const k = textOrBase64(rec.key);
+    if ("text" in k) out.key = k.text;
+    else out.keyB64 = k.b64;
+  }
+  if (rec.value === null) out.value = null;
+  else {
+    const v = textOrBase64(rec.value);
+    if ("text" in v) out.value = v.text;
+    else out.valueB64 = v.b64;
+  }
+  if (rec.headers.length > 0) {
+    out.headers = rec.headers.map((h): RecordHeader => {
+      if (h.value === null) return { key: h.key, value: null };
+      const v = textOrBase64(h.value);
+      return "text" in v ? { key: h.key, value: v.text } : { key: h.key, valueB64: v.b64 };
+    });
+  }
+  return out;
+}
+
+/** Handles Produce v0-7 (v0-2 carry message formats yak does not store: UNSUPPORTED_VERSION). */
+export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void | "noReply"> {
+  const { version: v, body: r } = req;
+  const s = ctx.services;
+  if (v >= 3) r.nullableString(); // transactional id: yak has no transactions; its batches are refused below
+  const acksWire = r.int16();
+  const timeoutMs = Math.max(0, Math.min(r.int32(), s.opts.requestTimeoutMs));
+  const topics = r.array((r) => ({
+    name: r.string(),
+    parts: r.array((r) => ({ index: r.int32(), records: r.nullableBytes() }), 8),
+  }), 4);
+  const acks: Acks | null = acksWire === -1 ? -1 : acksWire === 1 ? 1 : acksWire === 0 ? 0 : null;
+
+  const results = await Promise.all(topics.map(async (t) => ({
+    name: t.name,
+    parts: await Promise.all(t.parts.map((p) => produceOne(ctx, v, acks, timeoutMs, t.name, p.index, p.records))),
+  })));
+  if (acks === 0) return "noReply";
+  w.array(results, (w, t) => {
+    w.string(t.name);
+    w.array(t.parts, (w, p) => {
+      w.int32(p.index).int16(p.error).int64(p.baseOffset);
+      if (v >= 2) w.int64(-1); // log append time: yak keeps the producer's timestamps
+      if (v >= 5) w.int64(p.logStart);
+    });
+  });
+  if (v >= 1) w.int32(0);
+}
+
+async function produceOne(
+  ctx: KafkaContext,
+  v: number,
+  acks: Acks | null,
+  timeoutMs: number,
+  topic: string,
+  index: number,
+  bytes: Uint8Array | null,
+): Promise<PartitionResult> {
+  const s = ctx.services;
+  const result: PartitionResult = { index, error: 0, baseOffset: -1, logStart: -1 };
+  try {
+    if (v < 3) return { ...result, error: KAFKA.UNSUPPORTED_VERSION };
+    if (acks === null) return { ...result, error: KAFKA.INVALID_REQUIRED_ACKS };
+    checkTopicName(topic);
+    s.requireLeader();
+    if (s.partitions.partitionCount(topic) === 0) await s.topics.ensure(topic);
+    const count = s.partitions.partitionCount(topic);
+    if (!Number.isInteger(index) || index < 0 || index >= count) {
+      return { ...result, error: KAFKA.UNKNOWN_TOPIC_OR_PARTITION };
+    }
+    const batches = decodeRecordBatches(bytes ?? new Uint8Array(0), {
+      maxRecords: s.opts.maxBatchRecords,
+      maxUncompressedBytes: s.opts.maxFrameBytes,
+    });
+    const appends: Promise<{ baseOffset: number }>[] = [];
+    for (const b of batches) {
+      if (b.isTransactional || b.isControl) {
+        throw new YakError("INVALID_REQUEST", "yak has no transactions; send without a transactional id");
+      }
+      if (b.records.length === 0) continue;
+      const records = b.records.map(toRecordInput);
+      for (const rec of records) {
+        const size = (rec.value?.length ?? 0) + (rec.valueB64?.length ?? 0) + (rec.key?.length ?? 0) +
+          (rec.keyB64?.length ?? 0);
+        if (size > s.opts.maxRecordBytes) {
+          throw new YakError(
+            "MESSAGE_TOO_LARGE",
+            `a record of ${size} bytes is over the limit of ${s.opts.maxRecordBytes} (max.message.bytes)`,
+          );
+        }
+      }
+      const batch: ProducedBatch = {
+        records,
+        producer: yakProducerOf(b.producerId, b.producerEpoch),
+        baseSeq: Math.max(0, b.baseSequence),
+      };
+      // Not awaited one by one: the offsets are taken synchronously, in this order.
+      appends.push(s.partitions.appendBatch({ topic, partition: index }, batch, acks, timeoutMs));
+    }
+    const done = await Promise.all(appends);
+    const offsets = s.partitions.offsets({ topic, partition: index });
+    return { ...result, baseOffset: done[0]?.baseOffset ?? offsets.logEnd, logStart: offsets.logStart };
+  } catch (err) {
+    const code = err instanceof YakError ? err.code : "UNAVAILABLE";
+    if (!(err instanceof YakError)) {
+      ctx.onError("kafka produce failed", { topic, partition: index, error: String(err) });
+    }
+    return { ...result, error: kafkaErrorOf(code) };
+  }
+}
+
+let lastProducerId = 0;
+
+/**
+ * A producer id no other producer of this cluster has: milliseconds since the
+ * epoch times 1024 plus a counter, so ids grow across restarts and leaders
+ * (clocks of one cluster agree to well under a second) and fit a safe integer.
+ */
+function nextProducerId(): number {
+  lastProducerId = Math.max(lastProducerId + 1, Date.now() * 1024);
+  return lastProducerId;
+}
+
+/** Handles InitProducerId v0-4: a fresh id, or (v3+) the same id with the next epoch. */
+export function initProducerId(_ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  const { version: v, body: r } = req;
+  const transactionalId = r.nullableString();
+  r.int32(); // transaction timeout
+  const oldId = v >= 3 ? r.int64() : -1;
+  const oldEpoch = v >= 3 ? r.int16() : -1;
+  w.int32(0);
+  if (transactionalId !== null) {
+    // Transactions are not supported: say so rather than hand out an id that cannot commit.
+    w.int16(KAFKA.INVALID_REQUEST).int64(-1).int16(-1).tags();
+    return;
+  }
+  if (oldId >= 0 && oldEpoch >= 0 && oldEpoch < 32767) w.int16(0).int64(oldId).int16(oldEpoch + 1);
+  else w.int16(0).int64(nextProducerId()).int16(0);
+  w.tags();
+}

@@ -1,0 +1,255 @@
+/**
+ * kcat (librdkafka) against a yak cluster, unchanged: produce and consume
+ * both ways with `yak produce`/`yak consume`, keys, headers and binary values,
+ * every compression codec, and a balanced consumer group that resumes from
+ * its commits. Skips with its reason where kcat is missing; CI installs it.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+
+function kcatMissing(): string | null {
+  try {
+    new Deno.Command("kcat", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync();
+    return null;
+  } catch {
+    return "kcat is not installed (apt-get install kcat)";
+  }
+}
+
+const missing = kcatMissing();
+if (missing) console.log(`kcat tests skipped: ${missing}`);
+
+async function kcat(
+  args: string[],
+  opts: { stdin?: string | Uint8Array; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
+  const child = new Deno.Command("kcat", {
+    args,
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, opts.timeoutMs ?? 60_000);
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin).catch(() => {});
+    await w.close().catch(() => {});
+  }
+  const out = await child.output();
+  clearTimeout(timer);
+  return { code: out.code, stdout: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+const sortedNumbers = (s: string) => s.trimEnd().split("\n").filter((l) => l !== "").map(Number).sort((a, b) => a - b);
+
+Deno.test({
+  name: "kcat -P 100,000 lines, yak consume reads them; yak produce, kcat -C reads them; keys, headers, binary",
+  ignore: missing !== null,
+  fn: () =>
+    withDeadline(180_000, "kcat round trip", async () => {
+      const c = await TestCluster.start();
+      try {
+        const b = ["-b", c.bootstrapServers];
+        const p = await kcat(["-P", ...b, "-t", "fromkcat", "-X", "acks=all"], { stdin: seqText(100_000) });
+        assert.equal(p.code, 0, p.stderr);
+        const got = await yak([
+          "consume",
+          "--topic",
+          "fromkcat",
+          "--from-beginning",
+          "--max-messages",
+          "100000",
+          ...c.zkFlag,
+        ]);
+        assert.equal(got.code, 0, got.stderr);
+        assert.deepEqual(sortedNumbers(got.stdout), Array.from({ length: 100_000 }, (_, i) => i + 1));
+
+        const y = await yak(["produce", "--topic", "fromyak", ...c.zkFlag], { stdin: seqText(50_000) });
+        assert.equal(y.code, 0, y.stderr);
+        const k = await kcat(["-C", ...b, "-t", "fromyak", "-o", "beginning", "-e", "-q"]);
+        assert.equal(k.code, 0, k.stderr);
+        assert.deepEqual(sortedNumbers(text(k.stdout)), Array.from({ length: 50_000 }, (_, i) => i + 1));
+
+        // Keys and headers, kcat -> yak (and the keys land where Kafka's partitioner puts them).
+        const kh = await kcat(["-P", ...b, "-t", "kh", "-K", ":", "-H", "trace=abc", "-H", "bin=x"], {
+          stdin: "user-1:hello\nuser-2:world\n",
+        });
+        assert.equal(kh.code, 0, kh.stderr);
+        const j = await yak([
+          "consume",
+          "--topic",
+          "kh",
+          "--from-beginning",
+          "--max-messages",
+          "2",
+          "--format",
+          "json",
+          ...c.zkFlag,
+        ]);
+        assert.equal(j.code, 0, j.stderr);
+        const recs = j.stdout.trimEnd().split("\n").map((l) => JSON.parse(l)).sort((a, b) => a.key < b.key ? -1 : 1);
+        assert.deepEqual(recs.map((r) => [r.key, r.value]), [["user-1", "hello"], ["user-2", "world"]]);
+        assert.deepEqual(recs[0].headers, [{ key: "trace", value: "abc" }, { key: "bin", value: "x" }]);
+
+        // Keys and headers, yak -> kcat.
+        const yk = await yak(["produce", "--topic", "kh2", "--key-separator", "=", ...c.zkFlag], {
+          stdin: "k1=v1\nk2=v2\n",
+        });
+        assert.equal(yk.code, 0, yk.stderr);
+        const kk = await kcat(["-C", ...b, "-t", "kh2", "-o", "beginning", "-e", "-q", "-f", "%k=%s\\n"]);
+        assert.equal(kk.code, 0, kk.stderr);
+        assert.deepEqual(text(kk.stdout).trimEnd().split("\n").sort(), ["k1=v1", "k2=v2"]);
+
+        // A binary value, byte-exact both ways (kcat sends a file as one message).
+        const bytes = new Uint8Array(256).map((_, i) => i);
+        const file = join(c.dir, "binary.bin");
+        await Deno.writeFile(file, bytes);
+        const pb = await kcat(["-P", ...b, "-t", "bin", "-p", "0", file]);
+        assert.equal(pb.code, 0, pb.stderr);
+        const yb = await yak([
+          "consume",
+          "--topic",
+          "bin",
+          "--from-beginning",
+          "--max-messages",
+          "1",
+          "--format",
+          "json",
+          ...c.zkFlag,
+        ]);
+        assert.equal(yb.code, 0, yb.stderr);
+        assert.deepEqual(Uint8Array.fromBase64(JSON.parse(yb.stdout).valueB64), bytes);
+        const kb = await kcat(["-C", ...b, "-t", "bin", "-p", "0", "-o", "beginning", "-c", "1", "-q", "-f", "%s"]);
+        assert.equal(kb.code, 0, kb.stderr);
+        assert.deepEqual(kb.stdout, bytes);
+      } finally {
+        await c.stop();
+      }
+    }),
+});
+
+Deno.test({
+  name: "kcat produces with gzip, snappy, lz4 and zstd; yak stores and serves the records",
+  ignore: missing !== null,
+  fn: () =>
+    withDeadline(120_000, "compression", async () => {
+      const c = await TestCluster.start();
+      try {
+        for (const codec of ["gzip", "snappy", "lz4", "zstd"]) {
+          const topic = `z-${codec}`;
+          const p = await kcat(["-P", "-b", c.bootstrapServers, "-t", topic, "-z", codec, "-X", "linger.ms=50"], {
+            stdin: seqText(20_000),
+          });
+          assert.equal(p.code, 0, `${codec}: ${p.stderr}`);
+          const got = await yak([
+            "consume",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--max-messages",
+            "20000",
+            ...c.zkFlag,
+          ]);
+          assert.equal(got.code, 0, `${codec}: ${got.stderr}`);
+          assert.deepEqual(sortedNumbers(got.stdout), Array.from({ length: 20_000 }, (_, i) => i + 1), codec);
+        }
+      } finally {
+        await c.stop();
+      }
+    }),
+});
+
+Deno.test({
+  name: "kcat -G: two members split the partitions and commit; a restart resumes from the commits",
+  ignore: missing !== null,
+  fn: () =>
+    withDeadline(180_000, "kcat group", async () => {
+      const c = await TestCluster.start({ partitions: 4 });
+      try {
+        const b = c.bootstrapServers;
+        const p = await kcat(["-P", "-b", b, "-t", "gt"], { stdin: seqText(4_000) });
+        assert.equal(p.code, 0, p.stderr);
+        const spawn = () =>
+          new Deno.Command("kcat", {
+            args: [
+              "-b",
+              b,
+              "-G",
+              "kg",
+              "-X",
+              "auto.offset.reset=earliest",
+              "-X",
+              "auto.commit.interval.ms=100",
+              "-f",
+              "%p %s\\n",
+              "-u",
+              "-q",
+              "gt",
+            ],
+            stdout: "piped",
+            stderr: "piped",
+          }).spawn();
+        const a = spawn();
+        const d = spawn();
+        const seen = new Map<string, Set<number>>();
+        const pump = async (name: string, child: Deno.ChildProcess) => {
+          const set = new Set<number>();
+          seen.set(name, set);
+          let carry = "";
+          for await (const chunk of child.stdout) {
+            const parts = (carry + new TextDecoder().decode(chunk)).split("\n");
+            carry = parts.pop()!;
+            for (const line of parts) set.add(Number(line.split(" ")[0]) * 1_000_000 + Number(line.split(" ")[1]));
+          }
+        };
+        const pumps = [pump("a", a), pump("d", d)];
+        const total = () => [...seen.values()].reduce((n, s) => n + s.size, 0);
+        const deadline = Date.now() + 60_000;
+        while (total() < 4_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        // Both members read, and no partition was read by both (each value once).
+        const values = [...seen.values()].flatMap((s) => [...s].map((v) => v % 1_000_000));
+        assert.equal(values.length, 4_000, "every record read once across the group");
+        const partsOf = (name: string) => new Set([...seen.get(name)!].map((v) => Math.floor(v / 1_000_000)));
+        assert.ok(partsOf("a").size > 0 && partsOf("d").size > 0, "both members got partitions");
+        for (const p of partsOf("a")) assert.ok(!partsOf("d").has(p), `partition ${p} read by one member`);
+        // Let the last commits land, then stop both (kcat leaves the group and commits on SIGTERM... and SIGINT).
+        await new Promise((r) => setTimeout(r, 500));
+        a.kill("SIGINT");
+        d.kill("SIGINT");
+        await Promise.all([a.status, d.status, ...pumps]);
+
+        const described = await yak(["groups", "--describe", "kg", "--json", ...c.zkFlag]);
+        assert.equal(described.code, 0, described.stderr);
+        const g = JSON.parse(described.stdout);
+        const parts: { lag: number }[] = g.partitions;
+        assert.ok(
+          parts.length === 4 && parts.every((p) => p.lag === 0),
+          `commits cover everything: ${described.stdout}`,
+        );
+
+        // New records; a restarted member reads only those.
+        const more = await kcat(["-P", "-b", b, "-t", "gt"], { stdin: seqText(100, 5_001) });
+        assert.equal(more.code, 0, more.stderr);
+        const again = await kcat([
+          "-b",
+          b,
+          "-G",
+          "kg",
+          "-X",
+          "auto.offset.reset=earliest",
+          "-q",
+          "-e",
+          "gt",
+        ], { timeoutMs: 60_000 });
+        assert.deepEqual(sortedNumbers(text(again.stdout)), Array.from({ length: 100 }, (_, i) => 5_001 + i));
+      } finally {
+        await c.stop();
+      }
+    }),
+});
