@@ -55,8 +55,9 @@ export async function probeBroker(addr: Address & { id: number }, timeoutMs: num
   try {
     conn = await Connection.open(addr.host, addr.port, { connectTimeoutMs: timeoutMs });
   } catch (err) {
+    // A connect or TLS handshake that timed out, or an auth exchange that got no answer, is silence.
     const e = toYakError(err);
-    const outcome = e.message.startsWith("no answer") ? "silent" : "refused";
+    const outcome = e.code === "TIMEOUT" || e.message.includes(": no answer from ") ? "silent" : "refused";
     return { outcome, view: { brokerId: addr.id, error: e.message } };
   }
   try {

@@ -55,6 +55,9 @@ export interface StatusFeedOptions {
   now?: () => number;
 }
 
+/** Rates are measured over this many gathers. */
+const RATE_WINDOW_GATHERS = 3;
+
 interface Sample {
   recordsIn: number;
   recordsOut: number;
@@ -76,7 +79,8 @@ export class StatusFeed {
   readonly #now: () => number;
   readonly #viewers = new Set<Viewer>();
   #probes = new Map<number, Probe>();
-  #samples = new Map<number, Sample>();
+  /** Per broker, its counters at the gathers of the last rate window, oldest first. */
+  #samples = new Map<number, Sample[]>();
   #rates: RatePoint[] = [];
   #timeline: OpLogEntry[] = [];
   #seq = 0;
@@ -183,24 +187,33 @@ export class StatusFeed {
     return this.#inflight;
   }
 
-  /** Records in and out per second, from each answering broker's counters since its previous sample. */
+  /**
+   * Records in and out per second: each answering broker's counters over the
+   * last few gathers (one gather apart, batches landing just before or after
+   * a sample made the rate swing by half), summed over brokers.
+   */
   #addRates(at: number): void {
+    const windowMs = this.#o.intervalMs * RATE_WINDOW_GATHERS + this.#o.intervalMs / 2;
     let produce = 0;
     let consume = 0;
     let measured = false;
-    const next = new Map<number, Sample>();
+    const next = new Map<number, Sample[]>();
     for (const probe of this.#probes.values()) {
       if (probe.outcome !== "answered" || !probe.view.traffic) continue;
       const { recordsIn, recordsOut } = probe.view.traffic;
       const id = probe.view.brokerId;
-      next.set(id, { recordsIn, recordsOut, at });
-      const prev = this.#samples.get(id);
-      // A sample from long ago (nobody watched in between) would average over the gap.
-      if (!prev || at - prev.at > this.#o.intervalMs * 5 || at <= prev.at) continue;
-      const seconds = (at - prev.at) / 1000;
+      const last = this.#samples.get(id)?.at(-1);
       // A counter that went down: the broker restarted and counts from zero.
-      produce += (recordsIn >= prev.recordsIn ? recordsIn - prev.recordsIn : recordsIn) / seconds;
-      consume += (recordsOut >= prev.recordsOut ? recordsOut - prev.recordsOut : recordsOut) / seconds;
+      const restarted = last !== undefined && (recordsIn < last.recordsIn || recordsOut < last.recordsOut);
+      // Samples from before a gap (nobody watched in between) would average over it.
+      const kept = restarted ? [] : (this.#samples.get(id) ?? []).filter((x) => at - x.at <= windowMs && x.at < at);
+      const base = kept[0];
+      kept.push({ recordsIn, recordsOut, at });
+      next.set(id, kept);
+      if (!base) continue;
+      const seconds = (at - base.at) / 1000;
+      produce += (recordsIn - base.recordsIn) / seconds;
+      consume += (recordsOut - base.recordsOut) / seconds;
       measured = true;
     }
     this.#samples = next;

@@ -5,6 +5,7 @@
 
 const WINDOW_MS = 3 * 60 * 1000;
 const GAP_MS = 3500;
+const MIN_SPAN_MS = 30_000;
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const fmt = new Intl.NumberFormat("en-US");
@@ -297,13 +298,16 @@ function renderGroups(leaderView) {
 // ---- charts
 
 function renderChart(figure, label, points, pick, now) {
-  const from = now - WINDOW_MS;
+  // The last 3 minutes, or less while there is less history (samples exist only while someone watches).
+  const oldest = points.find((p) => p.t >= now - WINDOW_MS)?.t ?? now;
+  const spanMs = Math.max(MIN_SPAN_MS, now - oldest);
+  const from = now - spanMs;
   const shown = points.filter((p) => p.t >= from);
   const current = shown.length > 0 ? pick(shown[shown.length - 1]) : 0;
   const max = Math.max(10, ...shown.map(pick));
   const W = 300;
   const H = 70;
-  const x = (t) => ((t - from) / WINDOW_MS) * W;
+  const x = (t) => ((t - from) / spanMs) * W;
   const y = (v) => H - 2 - (v / max) * (H - 6);
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
   for (const f of [0.25, 0.5, 0.75]) {
@@ -342,7 +346,7 @@ function renderChart(figure, label, points, pick, now) {
     el(
       "div",
       { class: "axis" },
-      el("span", {}, "−3 min"),
+      el("span", {}, spanMs >= WINDOW_MS - 1000 ? "−3 min" : `−${Math.round(spanMs / 1000)} s`),
       el("span", {}, `peak ${short(max)}/s`),
       el("span", {}, "now"),
     ),
