@@ -107,7 +107,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
     1,
     DEFAULTS.maxPartitions,
   );
-  const httpPort = integer(values, "http-port", 8080, 0, 65535 - 9);
+  const httpPort = integer(values, "http-port", DEFAULTS.consoleHttpPort, 0, 65535 - 9);
   const httpPortOf = (i: number) => String(httpPort === 0 ? 0 : httpPort + i);
   const children: Child[] = [];
   const spawn = (name: string, sub: string[]) => {

@@ -8,6 +8,7 @@
  * @module
  */
 import { probeBrokers, type ZookeeperStatus } from "../client/cluster_status.ts";
+import { DEFAULTS } from "../config.ts";
 import type { OpLogEntry } from "../op_log.ts";
 import { httpSecurity, json, respond, type Route, serveHttp } from "./http.ts";
 import { StatusFeed, type Viewer } from "./status_feed.ts";
@@ -37,10 +38,6 @@ export interface ConsoleServer {
   close(): Promise<void>;
 }
 
-/** Limits: viewers at once, how long a brokers' answer may take, what the page keeps. */
-const MAX_VIEWERS = 64;
-const PROBE_TIMEOUT_MS = 800;
-const HISTORY_POINTS = 180;
 /** A viewer this many updates behind is dropped (its browser reconnects). */
 const MAX_QUEUED_UPDATES = 30;
 
@@ -85,7 +82,7 @@ function eventsRoute(feed: StatusFeed): Route {
         controller.enqueue(encoder.encode("retry: 1000\n\n"));
         unsubscribe = feed.subscribe(viewer);
         if (!unsubscribe) {
-          controller.enqueue(encoder.encode(`event: full\ndata: too many viewers (${MAX_VIEWERS})\n\n`));
+          controller.enqueue(encoder.encode(`event: full\ndata: too many viewers (${DEFAULTS.consoleMaxViewers})\n\n`));
           controller.close();
         }
       },
@@ -112,11 +109,11 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
   const timeline = new Timeline({ path: opts.opLogPath, tailBytes: 256 * 1024, maxEntries: 100 });
   const feed = new StatusFeed({
     zookeeper: opts.zookeeper,
-    probe: (brokers) => probeBrokers(brokers, PROBE_TIMEOUT_MS),
+    probe: (brokers) => probeBrokers(brokers, DEFAULTS.consoleProbeTimeoutMs),
     timeline: (): Promise<OpLogEntry[]> => timeline.read(),
-    intervalMs: opts.intervalMs ?? 1000,
-    maxViewers: MAX_VIEWERS,
-    historyPoints: HISTORY_POINTS,
+    intervalMs: opts.intervalMs ?? DEFAULTS.consoleGatherIntervalMs,
+    maxViewers: DEFAULTS.consoleMaxViewers,
+    historyPoints: DEFAULTS.consoleHistoryPoints,
   });
   const routes: Record<string, Route> = {
     "/api/status": async () => json(await feed.status()),

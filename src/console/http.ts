@@ -7,6 +7,7 @@
  * @module
  */
 import { security, tokensEqual } from "../protocol/security.ts";
+import { YakError } from "../errors.ts";
 
 /** Answers one request to a known path (already authorized). */
 export type Route = (req: Request, url: URL) => Response | Promise<Response>;
@@ -154,11 +155,20 @@ export function serveHttp(opts: HttpOptions): HttpServer {
       return text(500, "500 internal error\n");
     },
   };
-  const server = opts.tls ? Deno.serve({ ...base, cert: opts.tls.cert, key: opts.tls.key }, handler) : Deno.serve(
-    base,
-    handler,
-  );
-  const addr = server.addr as Deno.NetAddr;
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = opts.tls ? Deno.serve({ ...base, cert: opts.tls.cert, key: opts.tls.key }, handler) : Deno.serve(
+      base,
+      handler,
+    );
+  } catch (err) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--http-port: cannot listen on ${opts.host}:${opts.port}: ${err instanceof Error ? err.message : err}` +
+        " (pick another port, or 0 for a free one)",
+    );
+  }
+  const addr = server.addr;
   const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   return {
     host: addr.hostname,

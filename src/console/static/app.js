@@ -32,6 +32,7 @@ function svg(tag, attrs = {}) {
 }
 
 function ago(ms) {
+  if (typeof ms !== "number") return "never"; // e.g. a leader named by the lease file that never registered
   if (ms < 1000) return `${ms} ms ago`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s ago`;
   if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min ago`;
