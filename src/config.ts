@@ -88,6 +88,18 @@ export const DEFAULTS = {
   /** A member silent this long is removed and the group rebalances (`yak consume --session-timeout-ms`). */
   groupSessionTimeoutMs: 10_000,
 
+  // Web console and metrics (HTTP).
+  /** `yak cluster` serves the console here and broker N's /metrics on consoleHttpPort + N. */
+  consoleHttpPort: 8080,
+  /** The console asks the brokers at most once per this interval, and only while a page is open. */
+  consoleGatherIntervalMs: 1000,
+  /** A broker that takes longer to answer the console is shown paused. */
+  consoleProbeTimeoutMs: 800,
+  /** Pages connected at once (each holds an event stream). */
+  consoleMaxViewers: 64,
+  /** Rate samples kept for the charts (at one a second: three minutes). */
+  consoleHistoryPoints: 180,
+
   // Clients.
   requestTimeoutMs: 10_000,
   batchRecords: 2000,

@@ -247,6 +247,8 @@ export interface ClusterOptions {
   serverArgs?: string[];
   /** Extra arguments for every broker only (e.g. retention flags). */
   brokerArgs?: string[];
+  /** Extra arguments for the zookeeper only (e.g. `--http-port 0`). */
+  zookeeperArgs?: string[];
   /** The CA (PEM) the harness itself trusts when the servers use TLS. */
   tlsCa?: string;
 }
@@ -314,6 +316,7 @@ export class TestCluster {
   async startZookeeper(): Promise<void> {
     const args = ["zookeeper", "--port", String(this.zkPort), "--data", this.dir];
     const flags = this.#flags({ heartbeatMs: "--heartbeat-ms", sessionTimeoutMs: "--session-timeout-ms" });
+    flags.push(...(this.opts.zookeeperArgs ?? []));
     this.zk = new Proc("zookeeper", [...args, ...flags], { env: this.opts.env });
     const m = await this.zk.waitFor(/^zookeeper listening on [\d.]+:(\d+)$/);
     this.zkPort = Number(m[1]);

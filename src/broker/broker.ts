@@ -27,6 +27,8 @@ import { TopicStore } from "./topic_store.ts";
 import { ZkSession } from "./zk_session.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
+import type { BrokerStatus } from "../protocol/status.ts";
+import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
 
 /** A codec's listener as the broker sees it: where it listens, and how to close it. */
 export interface Listening {
@@ -62,6 +64,7 @@ export class Broker implements BrokerContext {
   readonly producers = new ProducerState();
   readonly notifier = new Notifier();
   readonly failingWrites = new Set<string>();
+  readonly metrics = new BrokerMetrics();
   readonly dir: string;
   readonly services: BrokerServices;
   readonly #clients = new Map<number, ClientInfo>();
@@ -73,6 +76,9 @@ export class Broker implements BrokerContext {
   #epoch = 0;
   #leader: LeaderInfo | null = null;
   #leaderState: LeaderState | null = null;
+  /** The in-sync set of the newest lease, and every broker seen in one (the replicas, for metrics). */
+  #leaseIsr: readonly number[] = [];
+  readonly #replicasSeen = new Set<number>();
   #fetcher: ReplicaFetcher | null = null;
   #transition: Promise<void> = Promise.resolve();
   #isrTimer: ReturnType<typeof setInterval> | undefined;
@@ -107,6 +113,7 @@ export class Broker implements BrokerContext {
       requireLeader: () => this.requireLeader(),
       view: () => this.#view(),
       status: () => this.#status(groups),
+      metricsText: () => this.#metricsText(groups),
     };
   }
 
@@ -307,7 +314,7 @@ export class Broker implements BrokerContext {
     };
   }
 
-  #status(groups: GroupCoordinator): Record<string, unknown> {
+  #status(groups: GroupCoordinator): BrokerStatus {
     const topics = this.store.topicNames().map((name) => ({
       name,
       configs: this.store.meta.topics.get(name)?.configs ?? {},
@@ -340,7 +347,40 @@ export class Broker implements BrokerContext {
       groupMembers: l ? groups.list().map(({ group }) => groups.describeDecoded(group)) : [],
       clients: [...this.#clients.values()],
       memory: Deno.memoryUsage(),
+      traffic: this.metrics.traffic(),
+      ...(this.opts.listeners ? { listeners: this.opts.listeners } : {}),
     };
+  }
+
+  #metricsText(groups: GroupCoordinator): string {
+    const l = this.#role === "leader" ? this.#leaderState : null;
+    const fetched = l?.fetchedOffsets();
+    const partitions: PartitionGauges[] = [];
+    for (const ref of this.store.all()) {
+      if (ref.topic === CLUSTER_TOPIC) continue;
+      const end = ref.log.logEndOffset;
+      const replicaLag = fetched &&
+        new Map([...fetched].map(([id, at]) => [id, Math.max(0, end - (at.get(ref.key) ?? 0))]));
+      partitions.push({
+        topic: ref.topic,
+        partition: ref.partition,
+        logStart: ref.log.logStartOffset,
+        logEnd: end,
+        highWatermark: ref.log.highWatermark,
+        replicaLag,
+      });
+    }
+    const { rss, heapUsed, heapTotal } = Deno.memoryUsage();
+    const isr = l ? l.isr : this.#leaseIsr;
+    return renderMetrics(this.metrics, {
+      role: this.#role,
+      epoch: this.#epoch,
+      isrSize: isr.length,
+      underReplicated: l ? (isr.length < this.#replicasSeen.size ? partitions.length : 0) : null,
+      partitions,
+      groupLag: l ? groups.lags() : null,
+      memory: { rss, heapUsed, heapTotal },
+    });
   }
 
   #onLease(lease: Lease): void {
@@ -357,6 +397,8 @@ export class Broker implements BrokerContext {
 
   async #applyLease(lease: Lease): Promise<void> {
     if (this.#stopping) return;
+    this.#leaseIsr = lease.isr;
+    for (const id of lease.isr) this.#replicasSeen.add(id);
     const leaderInfo = lease.leaderId === null ? null : {
       id: lease.leaderId,
       host: lease.host,

@@ -8,6 +8,7 @@
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 import type { OpLog } from "../op_log.ts";
 import type { LeaderState } from "./leader_state.ts";
+import type { BrokerMetrics } from "./metrics.ts";
 import type { Notifier } from "./notifier.ts";
 import type { ProducerState } from "./producer_state.ts";
 import type { TopicStore } from "./topic_store.ts";
@@ -47,6 +48,8 @@ export interface BrokerOptions {
   retentionCheckMs: number;
   /** Echo the operation log to stderr. */
   echo: boolean;
+  /** Other listeners the CLI started beside the broker (e.g. `http`), name -> host:port, shown in status. */
+  listeners?: Record<string, string>;
 }
 
 /** The leader a broker knows of. */
@@ -76,6 +79,8 @@ export interface BrokerContext {
   readonly notifier: Notifier;
   /** Partitions whose last write failed (e.g. a full disk), so the log says it once. */
   readonly failingWrites: Set<string>;
+  /** Counters bumped per batch and per request (see metrics.ts). */
+  readonly metrics: BrokerMetrics;
   role(): "leader" | "follower" | "none";
   epoch(): number;
   leader(): LeaderInfo | null;

@@ -342,6 +342,13 @@ export class LeaderState {
       }));
   }
 
+  /** Each follower that fetched in this epoch -> partition key -> its log end as of that fetch (for metrics). */
+  fetchedOffsets(): Map<number, ReadonlyMap<string, number>> {
+    const out = new Map<number, ReadonlyMap<string, number>>();
+    for (const [id, f] of this.#followers) if (f.lastFetchMs > -Infinity) out.set(id, f.fetched);
+    return out;
+  }
+
   /** Fails every waiter: this broker no longer leads. */
   stop(err: YakError): void {
     this.#stopped = err;

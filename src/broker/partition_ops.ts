@@ -103,6 +103,8 @@ interface Taken {
   skip: number;
   /** The write of the fresh records, or null when all were stored before. */
   done: Promise<void> | null;
+  /** Bytes of the fresh records' lines. */
+  bytes: number;
 }
 
 /**
@@ -132,6 +134,19 @@ export class PartitionOps {
    * with its original offsets and not stored twice.
    */
   async appendBatch(tp: TopicPartition, batch: ProducedBatch, acks: Acks, timeoutMs: number): Promise<AppendResult> {
+    const startedMs = performance.now();
+    let code: string | null = null;
+    try {
+      return await this.#appendBatch(tp, batch, acks, timeoutMs);
+    } catch (err) {
+      code = err instanceof YakError ? err.code : "UNAVAILABLE";
+      throw err;
+    } finally {
+      this.#b.metrics.produceDone((performance.now() - startedMs) / 1000, code);
+    }
+  }
+
+  async #appendBatch(tp: TopicPartition, batch: ProducedBatch, acks: Acks, timeoutMs: number): Promise<AppendResult> {
     const b = this.#b;
     b.requireLeader();
     const count = batch.records.length;
@@ -147,6 +162,7 @@ export class PartitionOps {
     if (taken.done) {
       try {
         await taken.done;
+        b.metrics.appended(tp.topic, count - taken.skip, taken.bytes);
         if (b.failingWrites.delete(key)) b.log.write("writes_resumed", { partition: key });
       } catch (err) {
         // Offsets from this batch on were never written: the producer's sequence goes back too.
@@ -198,6 +214,7 @@ export class PartitionOps {
         endOffset: log.logEndOffset,
         skip: seen.skip,
         done: null,
+        bytes: 0,
       };
     }
     const fresh = seen.skip === 0 ? batch.records : batch.records.slice(seen.skip);
@@ -220,6 +237,7 @@ export class PartitionOps {
       endOffset: appended.baseOffset + fresh.length,
       skip: seen.skip,
       done: appended.done,
+      bytes: appended.bytes,
     };
   }
 
@@ -240,6 +258,21 @@ export class PartitionOps {
    * (native) or translate them (Kafka), never a second read path.
    */
   async readPartitions(specs: readonly ReadSpec[], o: ReadOptions): Promise<PartitionRead[]> {
+    const startedMs = performance.now();
+    const reads = await this.#readPartitions(specs, o);
+    const m = this.#b.metrics;
+    if (o.upTo === "hw") {
+      for (const { spec, read } of reads) {
+        m.sent(spec.key.slice(0, spec.key.lastIndexOf("/")), read.count, read.byteLength);
+      }
+    } else {
+      for (const { read } of reads) m.replicated(read.count, read.byteLength);
+    }
+    m.fetchDone(o.upTo === "hw" ? "consumer" : "follower", (performance.now() - startedMs) / 1000);
+    return reads;
+  }
+
+  async #readPartitions(specs: readonly ReadSpec[], o: ReadOptions): Promise<PartitionRead[]> {
     const b = this.#b;
     const deadline = monotonicMs() + o.maxWaitMs;
     const endOf = (log: PartitionLog) => o.upTo === "hw" ? log.highWatermark : log.logEndOffset;

@@ -12,6 +12,7 @@ import type { LeaderState } from "./leader_state.ts";
 import type { PartitionOps } from "./partition_ops.ts";
 import type { Replication } from "./replication.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
+import type { BrokerStatus } from "../protocol/status.ts";
 
 /** Who leads, in which epoch, and the topics with their partition counts. */
 export interface ClusterView {
@@ -50,5 +51,7 @@ export interface BrokerServices {
   requireLeader(): LeaderState;
   view(): ClusterView;
   /** Everything `yak status` shows of this broker. */
-  status(): Record<string, unknown>;
+  status(): BrokerStatus;
+  /** This broker's metrics in Prometheus' text format (served on `/metrics`). */
+  metricsText(): string;
 }

@@ -11,6 +11,8 @@ import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
 import { helpRequested, integer, parse, required, text, TIMING_FLAGS, timingOf } from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
+import { serveMetrics } from "../console/metrics_http.ts";
+import type { BrokerServices } from "../broker/services.ts";
 
 const USAGE = `
 yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data data]
@@ -18,7 +20,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--min-insync-replicas 2]
            [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
-           [--kafka-port P] [--advertised-host HOST] [--quiet]
+           [--kafka-port P] [--advertised-host HOST] [--http-port P] [--quiet]
 
 Serves the native protocol on --port (default 9091+N; 0 picks a free port) and
 the Kafka wire protocol on --kafka-port (default: --port + 100; 0 picks a free
@@ -28,6 +30,9 @@ Files: DATA/broker-N/ (topics, broker.pid, broker.log).
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
 acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while
 fewer than --min-insync-replicas brokers are in sync; use 1 for a one-broker cluster.
+--http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
+free port; the URL is printed); off without it. With --auth-token it needs
+'Authorization: Bearer TOKEN'.
 `;
 
 /** Runs a broker until SIGINT/SIGTERM. */
@@ -50,6 +55,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "max-message-bytes": { type: "string" },
     "kafka-port": { type: "string" },
     "advertised-host": { type: "string" },
+    "http-port": { type: "string" },
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
@@ -60,6 +66,14 @@ export async function brokerCommand(args: string[]): Promise<number> {
       `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`,
   );
   const host = text(values, "host") ?? DEFAULTS.host;
+  const httpPort = integer(values, "http-port", undefined, 0, 65535);
+  // Started first, so the broker can name it in its status; it answers 503 until the broker is up.
+  let services: BrokerServices | null = null;
+  const http = httpPort === undefined ? null : await serveMetrics({
+    host,
+    port: httpPort,
+    metrics: () => services?.metricsText() ?? null,
+  });
   const opts: BrokerOptions = {
     id,
     host,
@@ -107,6 +121,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     segmentMs: integer(values, "segment-ms", DEFAULTS.segmentMs, 0, Number.MAX_SAFE_INTEGER),
     retentionCheckMs: integer(values, "retention-check-ms", DEFAULTS.retentionCheckMs, 50, 24 * 3600 * 1000),
     echo: !values.quiet,
+    ...(http ? { listeners: { http: `${http.host}:${http.port}` } } : {}),
   };
   // Kafka's port follows the native one (9092 -> 9192); with --port 0 it is picked freely too.
   const kafkaPort = integer(values, "kafka-port", opts.port === 0 ? 0 : opts.port + 100, -1, 65535);
@@ -117,16 +132,25 @@ export async function brokerCommand(args: string[]): Promise<number> {
     maxFrameBytes: opts.maxFrameBytes,
     maxConnections: opts.maxConnections,
   });
-  const broker = await Broker.start(opts, nativeCodec(opts), kafka);
+  const broker = await Broker.start(opts, nativeCodec(opts), kafka).catch(async (err) => {
+    await http?.close();
+    throw err;
+  });
+  services = broker.services;
   // Two lines, the native one last: scripts wait for "listening on" and find the Kafka line already there.
   if (broker.kafkaPort !== null) console.log(`broker ${id} speaks the Kafka protocol on ${host}:${broker.kafkaPort}`);
   console.log(`broker ${id} listening on ${host}:${broker.port}`);
+  if (http) console.log(`broker ${id} metrics on ${http.url}metrics`);
+  const stop = async () => {
+    await broker.stop();
+    await http?.close();
+  };
   const refused = await Promise.race([
-    serveUntilSignal(() => broker.stop()).then(() => null),
+    serveUntilSignal(stop).then(() => null),
     broker.fatal,
   ]);
   if (refused) {
-    await broker.stop();
+    await stop();
     throw refused;
   }
   return 0;

@@ -11,9 +11,11 @@ import { helpRequested, integer, parse, text } from "./args.ts";
 
 const USAGE = `
 yak cluster [--brokers 3] [--data data] [--zookeeper-port 2181] [--base-port 9092]
-            [--partitions 3]
+            [--partitions 3] [--http-port 8080]
 
 Starts a zookeeper and N brokers (broker i on base-port+i-1) in this terminal.
+The web console is on http-port, broker i's /metrics on http-port+i (0: free
+ports, each printed by its process).
 Ctrl-C stops them all. Try, in another terminal:
   seq 1 1000 | yak produce --topic demo
   yak consume --topic demo --from-beginning --max-messages 1000 | tail -1
@@ -79,6 +81,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
     "zookeeper-port": { type: "string" },
     "base-port": { type: "string" },
     partitions: { type: "string" },
+    "http-port": { type: "string" },
   });
   if (helpRequested(values, USAGE)) return 0;
   const brokers = integer(values, "brokers", 3, 1, 9);
@@ -104,6 +107,8 @@ export async function clusterCommand(args: string[]): Promise<number> {
     1,
     DEFAULTS.maxPartitions,
   );
+  const httpPort = integer(values, "http-port", DEFAULTS.consoleHttpPort, 0, 65535 - 9);
+  const httpPortOf = (i: number) => String(httpPort === 0 ? 0 : httpPort + i);
   const children: Child[] = [];
   const spawn = (name: string, sub: string[]) => {
     const { command, args } = selfCommand(sub);
@@ -124,7 +129,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
     children.push({ name, proc, done });
   };
   let stopping = false;
-  spawn("zk", ["zookeeper", "--port", String(zkPort), "--data", data]);
+  spawn("zk", ["zookeeper", "--port", String(zkPort), "--data", data, "--http-port", httpPortOf(0)]);
   for (let i = 1; i <= brokers; i++) {
     spawn(`b${i}`, [
       "broker",
@@ -141,6 +146,8 @@ export async function clusterCommand(args: string[]): Promise<number> {
       // Two copies for acks=all, as the default promises, unless there are fewer brokers.
       "--min-insync-replicas",
       String(Math.min(DEFAULTS.minInsyncReplicas, brokers)),
+      "--http-port",
+      httpPortOf(i),
     ]);
   }
   console.log(
@@ -148,6 +155,12 @@ export async function clusterCommand(args: string[]): Promise<number> {
       basePort + brokers - 1
     } (Kafka clients: --bootstrap-server 127.0.0.1:${basePort + 100}), data in ${data}/; Ctrl-C stops all`,
   );
+  if (httpPort !== 0) {
+    console.log(
+      `[cluster] console on http://127.0.0.1:${httpPort}/, broker metrics on ` +
+        `http://127.0.0.1:${httpPort + 1}-${httpPort + brokers}/metrics`,
+    );
+  }
   await new Promise<void>((resolve) => {
     const onSignal = () => {
       if (stopping) return;

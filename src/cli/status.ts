@@ -4,17 +4,16 @@
  *
  * @module
  */
-import { ask } from "../client/discovery.ts";
-import { toYakError } from "../errors.ts";
-import type { ClientInfo } from "../broker/context.ts";
-import type { BrokerInfo, Lease } from "../protocol/messages.ts";
+import { answered, askZookeeper, gatherStatus } from "../client/cluster_status.ts";
 import { bootstrapOf, helpRequested, parse } from "./args.ts";
 
 const USAGE = `
 yak status [--json] [--zookeeper HOST:PORT]
 
-Asks the zookeeper for brokers and the lease, then every live broker for its
+Asks the zookeeper for brokers and the lease, then every broker for its
 view: topics, partitions (log end, high watermark), clients, groups and lag.
+A broker is alive, PAUSED (its port takes connections but it does not answer)
+or DEAD.
 `;
 
 /** Runs `yak status`. */
@@ -24,21 +23,10 @@ export async function statusCommand(args: string[]): Promise<number> {
     json: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
-  const zk = bootstrapOf(values).zookeeper!;
-  const meta = await ask(zk, { type: "status" });
-  const lease = meta.lease as Lease;
-  const brokers = meta.brokers as BrokerInfo[];
-  const views: Record<string, unknown>[] = [];
-  for (const b of brokers) {
-    if (!b.alive) continue;
-    try {
-      views.push(await ask(b, { type: "status" }, 2000));
-    } catch (err) {
-      views.push({ brokerId: b.id, error: toYakError(err).message });
-    }
-  }
+  const status = await gatherStatus(askZookeeper(bootstrapOf(values).zookeeper!));
+  const { lease, brokers, views } = status;
   if (values.json) {
-    console.log(JSON.stringify({ lease, brokers, views }, null, 2));
+    console.log(JSON.stringify(status, null, 2));
     return 0;
   }
   console.log(
@@ -47,27 +35,21 @@ export async function statusCommand(args: string[]): Promise<number> {
   console.log("brokers:");
   for (const b of brokers) {
     const role = b.id === lease.leaderId ? "leader" : "follower";
+    const state = b.state === "alive" ? "alive" : b.state.toUpperCase();
     console.log(
-      `  ${b.id}  ${b.host}:${b.port}  ${b.alive ? "alive" : "DEAD"}  ${b.alive ? role : ""}  ` +
+      `  ${b.id}  ${b.host}:${b.port}  ${state}  ${b.state === "alive" ? role : ""}  ` +
         `heard ${b.lastSeenMsAgo} ms ago  log end total ${b.logEndTotal}`,
     );
   }
-  const leaderView = views.find((v) => v.brokerId === lease.leaderId) ??
-    views[0];
-  if (!leaderView || leaderView.error) return 0;
+  const answers = views.filter(answered);
+  const leaderView = answers.find((v) => v.brokerId === lease.leaderId) ?? answers[0];
+  if (!answered(leaderView)) return 0;
   console.log("topics (leader's view; hw = high watermark):");
-  for (
-    const t of leaderView.topics as {
-      name: string;
-      partitions: Record<string, number>[];
-    }[]
-  ) {
+  for (const t of leaderView.topics) {
     console.log(`  ${t.name}`);
     for (const p of t.partitions) {
       const replicas = views.map((v) => {
-        const vt = (v.topics as
-          | { name: string; partitions: Record<string, number>[] }[]
-          | undefined)?.find((x) => x.name === t.name);
+        const vt = answered(v) ? v.topics.find((x) => x.name === t.name) : undefined;
         return `${v.brokerId}:${vt?.partitions[p.partition]?.logEndOffset ?? "-"}`;
       });
       console.log(
@@ -76,20 +58,12 @@ export async function statusCommand(args: string[]): Promise<number> {
       );
     }
   }
-  const metaLog = leaderView.metadataLog as { logStart: number; logEnd: number; bytes: number } | undefined;
+  const metaLog = leaderView.metadataLog;
   if (metaLog) {
     console.log(`metadata log (__cluster): ${metaLog.logStart}..${metaLog.logEnd}, ${metaLog.bytes} bytes`);
   }
-  const groups = leaderView.groups as Record<
-    string,
-    Record<string, Record<string, { committed: number; lag: number }>>
-  >;
-  const members = (leaderView.groupMembers ?? []) as {
-    group: string;
-    state: string;
-    generation: number;
-    members: { memberId: string; clientId: string; partitions: Record<string, number[]> }[];
-  }[];
+  const groups = leaderView.groups;
+  const members = leaderView.groupMembers ?? [];
   const names = [...new Set([...Object.keys(groups), ...members.map((m) => m.group)])].sort();
   if (names.length > 0) console.log("groups:");
   for (const g of names) {
@@ -105,12 +79,7 @@ export async function statusCommand(args: string[]): Promise<number> {
       console.log(`    ${t}: lag ${lag} (${detail})`);
     }
   }
-  const clients = views.flatMap((v) =>
-    ((v.clients as ClientInfo[] | undefined) ?? []).map((c) => ({
-      ...c,
-      broker: v.brokerId,
-    }))
-  );
+  const clients = answers.flatMap((v) => v.clients.map((c) => ({ ...c, broker: v.brokerId })));
   if (clients.length > 0) console.log("clients:");
   for (const c of clients) {
     console.log(

@@ -5,15 +5,18 @@
  */
 import { DEFAULTS } from "../config.ts";
 import { Zookeeper } from "../zookeeper/zookeeper.ts";
+import { startConsole } from "../console/console_server.ts";
 import { helpRequested, integer, parse, text, TIMING_FLAGS, timingOf } from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 
 const USAGE = `
 yak zookeeper [--port 2181] [--host 127.0.0.1] [--data data]
-              [--heartbeat-ms 250] [--session-timeout-ms 1000] [--quiet]
+              [--heartbeat-ms 250] [--session-timeout-ms 1000] [--http-port P] [--quiet]
 
 Watches broker heartbeats, elects the leader, and writes the lease to
 DATA/zookeeper/leader.lease. Operation log: DATA/zookeeper/zookeeper.log.
+--http-port serves the web console on host:P (0 picks a free port; the URL is
+printed); off without it. With --auth-token the console needs the token.
 `;
 
 /** Runs the zookeeper until SIGINT/SIGTERM. */
@@ -23,9 +26,11 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     host: { type: "string" },
     data: { type: "string" },
     ...TIMING_FLAGS,
+    "http-port": { type: "string" },
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
+  const httpPort = integer(values, "http-port", undefined, 0, 65535);
   const zk = await Zookeeper.start({
     dataDir: text(values, "data") ?? DEFAULTS.dataDir,
     host: text(values, "host") ?? DEFAULTS.host,
@@ -35,9 +40,24 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     maxConnections: DEFAULTS.maxConnections,
     echo: !values.quiet,
   });
+  const web = httpPort === undefined ? null : await startConsole({
+    host: text(values, "host") ?? DEFAULTS.host,
+    port: httpPort,
+    zookeeper: () => zk.status(),
+    onChange: (fn) => zk.onChange(fn),
+    opLogPath: zk.log.path,
+    onError: (message, fields) => zk.log.write("http_error", { message, ...fields }),
+  }).catch(async (err) => {
+    await zk.stop();
+    throw err;
+  });
   console.log(
     `zookeeper listening on ${text(values, "host") ?? DEFAULTS.host}:${zk.port}`,
   );
-  await serveUntilSignal(() => zk.stop());
+  if (web) console.log(`console on ${web.url}`);
+  await serveUntilSignal(async () => {
+    await web?.close();
+    await zk.stop();
+  });
   return 0;
 }

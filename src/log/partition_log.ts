@@ -255,14 +255,14 @@ export class PartitionLog {
     epoch: number,
     count: number,
     build: (baseOffset: number) => string,
-  ): { baseOffset: number; done: Promise<void> } {
+  ): { baseOffset: number; done: Promise<void>; bytes: number } {
     const baseOffset = this.#next;
     // Encoded now, not when the write runs: the built string still points at
     // every record's parts, and a queued write would keep them all alive.
     const bytes = encoder.encode(build(baseOffset));
     this.#next += count;
     const done = this.#enqueue(baseOffset, count, bytes, [[epoch, baseOffset]]);
-    return { baseOffset, done };
+    return { baseOffset, done, bytes: bytes.length };
   }
 
   /**

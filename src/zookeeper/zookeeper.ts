@@ -72,6 +72,7 @@ export class Zookeeper {
   #noLeaderLogged = false;
   // Serializes lease changes so two elections never interleave their writes.
   #changing: Promise<void> = Promise.resolve();
+  readonly #watchers = new Set<() => void>();
 
   private constructor(opts: ZookeeperOptions, lease: Lease, log: OpLog) {
     this.#opts = opts;
@@ -145,6 +146,28 @@ export class Zookeeper {
     return this.#lease;
   }
 
+  /** The lease and the members, as the `status` request answers (the console reads it in-process). */
+  status(): { lease: Lease; brokers: BrokerInfo[] } {
+    return { lease: this.#lease, brokers: this.#brokerInfos() };
+  }
+
+  /**
+   * Calls `fn` after the lease or a member's liveness changes (the console
+   * pushes it to viewers at once). Returns what stops the calls.
+   */
+  onChange(fn: () => void): () => void {
+    this.#watchers.add(fn);
+    return () => this.#watchers.delete(fn);
+  }
+
+  #changed(): void {
+    for (const fn of this.#watchers) {
+      try {
+        fn();
+      } catch { /* a watcher's failure is its own */ }
+    }
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     await this.#changing;
@@ -165,7 +188,7 @@ export class Zookeeper {
         return this.#leave(req);
       case "metadata":
       case "status":
-        return { lease: this.#lease, brokers: this.#brokerInfos() };
+        return this.status();
       default:
         throw new YakError(
           "UNKNOWN_REQUEST",
@@ -233,6 +256,7 @@ export class Zookeeper {
       rejoined: old !== undefined,
       ...(old !== undefined && !restarted ? { reconnected: true } : {}),
     });
+    this.#changed();
     await this.#serial(async () => {
       if (epoch > this.#lease.epoch && this.#lease.leaderId === null) {
         // A lease file was lost: never hand out an epoch a broker has already seen.
@@ -269,6 +293,7 @@ export class Zookeeper {
     await this.#serial(async () => {
       member.alive = false;
       this.log.write("broker_left", { broker: id });
+      this.#changed();
       if (this.#lease.leaderId === id) {
         await this.#elect("leader_left");
       } else if (this.#lease.isr.includes(id)) {
@@ -292,6 +317,7 @@ export class Zookeeper {
     if (!member.alive) {
       member.alive = true;
       this.log.write("broker_alive", { broker: id });
+      this.#changed();
     }
     // Brokers learn each other's addresses here (Kafka Metadata names them all).
     return { lease: this.#lease, brokers: this.#brokerInfos() };
@@ -404,6 +430,7 @@ export class Zookeeper {
         instance: null,
       });
     }
+    if (died.length > 0) this.#changed();
     if (leaderDied) {
       await this.#elect("leader_dead");
     } else if (died.length > 0 && leader !== null) {
@@ -495,6 +522,7 @@ export class Zookeeper {
     const lease = { ...next, version: this.#lease.version + 1 };
     await writeLease(this.#leasePath, lease);
     this.#lease = lease;
+    this.#changed();
     const frame = { push: "lease", lease };
     await Promise.all(
       [...this.#members.values()].map((m) => m.session?.push(frame).catch(() => {})),

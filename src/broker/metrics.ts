@@ -1,0 +1,320 @@
+/**
+ * A broker's metrics: counters bumped once per batch or request on the hot
+ * paths (never per record), and gauges read from the broker only when
+ * someone scrapes. `renderMetrics` writes both in Prometheus' text
+ * exposition format (version 0.0.4): units in names, `_total` on counters,
+ * durations in seconds as histograms.
+ *
+ * @module
+ */
+import type { TrafficCounters } from "../protocol/status.ts";
+
+/** Upper bounds of the request-duration buckets, in seconds (a long-polled fetch may wait up to 30 s). */
+export const DURATION_BUCKETS_SECONDS: readonly number[] = [
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+];
+
+/**
+ * Counts of observations per bucket (not cumulative: made so on render), their sum and count.
+ *
+ * @example
+ * ```ts
+ * import { Histogram } from "./metrics.ts";
+ * const h = new Histogram();
+ * h.observe(0.003);
+ * h.count; // 1
+ * ```
+ */
+export class Histogram {
+  /** One slot per bucket bound, then one for what is above the last bound. */
+  readonly counts = new Float64Array(DURATION_BUCKETS_SECONDS.length + 1);
+  sum = 0;
+  count = 0;
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < DURATION_BUCKETS_SECONDS.length && seconds > DURATION_BUCKETS_SECONDS[i]) i++;
+    this.counts[i]++;
+    this.sum += seconds;
+    this.count++;
+  }
+}
+
+interface TopicTraffic {
+  recordsIn: number;
+  bytesIn: number;
+  recordsOut: number;
+  bytesOut: number;
+}
+
+/** Which fetches: consumers' (up to the high watermark) or followers' (up to the log end). */
+export type FetchKind = "consumer" | "follower";
+
+/**
+ * The counters of one broker process (they start at zero with it).
+ *
+ * @example
+ * ```ts
+ * import { BrokerMetrics } from "./metrics.ts";
+ * const m = new BrokerMetrics();
+ * m.appended("orders", 500, 40_000);
+ * m.produceDone(0.004, null);
+ * m.traffic().recordsIn; // 500
+ * ```
+ */
+export class BrokerMetrics {
+  readonly #topics = new Map<string, TopicTraffic>();
+  produceRequests = 0;
+  readonly produceErrors = new Map<string, number>();
+  readonly produceSeconds = new Histogram();
+  readonly fetchRequests: Record<FetchKind, number> = { consumer: 0, follower: 0 };
+  readonly fetchSeconds: Record<FetchKind, Histogram> = { consumer: new Histogram(), follower: new Histogram() };
+  replicationRecordsOut = 0;
+  replicationBytesOut = 0;
+
+  #topic(name: string): TopicTraffic {
+    let t = this.#topics.get(name);
+    if (!t) {
+      t = { recordsIn: 0, bytesIn: 0, recordsOut: 0, bytesOut: 0 };
+      this.#topics.set(name, t);
+    }
+    return t;
+  }
+
+  /** A produced batch was written to the leader's log. */
+  appended(topic: string, records: number, bytes: number): void {
+    const t = this.#topic(topic);
+    t.recordsIn += records;
+    t.bytesIn += bytes;
+  }
+
+  /** Stored records went to a consumer (one call per partition read). */
+  sent(topic: string, records: number, bytes: number): void {
+    const t = this.#topic(topic);
+    t.recordsOut += records;
+    t.bytesOut += bytes;
+  }
+
+  /** Stored records went to a follower. */
+  replicated(records: number, bytes: number): void {
+    this.replicationRecordsOut += records;
+    this.replicationBytesOut += bytes;
+  }
+
+  /** A produce request (one partition's batch) was answered, with an error code or null. */
+  produceDone(seconds: number, errorCode: string | null): void {
+    this.produceRequests++;
+    this.produceSeconds.observe(seconds);
+    if (errorCode !== null) this.produceErrors.set(errorCode, (this.produceErrors.get(errorCode) ?? 0) + 1);
+  }
+
+  /** A fetch (long poll included) was answered. */
+  fetchDone(kind: FetchKind, seconds: number): void {
+    this.fetchRequests[kind]++;
+    this.fetchSeconds[kind].observe(seconds);
+  }
+
+  /** Topic -> its traffic so far. */
+  topics(): ReadonlyMap<string, Readonly<TopicTraffic>> {
+    return this.#topics;
+  }
+
+  /** The totals over all topics (for `status`, so the console can derive rates). */
+  traffic(): TrafficCounters {
+    const out = { recordsIn: 0, bytesIn: 0, recordsOut: 0, bytesOut: 0 };
+    for (const t of this.#topics.values()) {
+      out.recordsIn += t.recordsIn;
+      out.bytesIn += t.bytesIn;
+      out.recordsOut += t.recordsOut;
+      out.bytesOut += t.bytesOut;
+    }
+    return out;
+  }
+}
+
+/** A partition's offsets, and on the leader each follower's lag in records. */
+export interface PartitionGauges {
+  topic: string;
+  partition: number;
+  logStart: number;
+  logEnd: number;
+  highWatermark: number;
+  /** Leader only: replica id -> records behind the leader's log end, as of its last fetch. */
+  replicaLag?: ReadonlyMap<number, number>;
+}
+
+/** What a scrape reads from the broker at that moment. */
+export interface BrokerGauges {
+  role: "leader" | "follower" | "none";
+  epoch: number;
+  /** Brokers in the in-sync set of the newest lease this broker saw. */
+  isrSize: number;
+  /** Leader only: partitions whose in-sync set is smaller than the brokers holding replicas. */
+  underReplicated: number | null;
+  partitions: PartitionGauges[];
+  /** Leader only: group -> topic -> partition -> lag in records. */
+  groupLag: Record<string, Record<string, Record<string, { lag: number }>>> | null;
+  memory: { rss: number; heapUsed: number; heapTotal: number };
+}
+
+/** Label values escaped as the text format wants (backslash, quote, newline). */
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+function labels(pairs: Record<string, string | number>): string {
+  const parts = Object.entries(pairs).map(([k, v]) => `${k}="${escapeLabel(String(v))}"`);
+  return parts.length === 0 ? "" : `{${parts.join(",")}}`;
+}
+
+function num(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+/** Writes families in the text format: HELP and TYPE once, then the samples. */
+class PromText {
+  readonly #lines: string[] = [];
+
+  family(name: string, type: "counter" | "gauge" | "histogram", help: string): this {
+    this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    return this;
+  }
+
+  sample(name: string, value: number, pairs: Record<string, string | number> = {}): this {
+    this.#lines.push(`${name}${labels(pairs)} ${num(value)}`);
+    return this;
+  }
+
+  histogram(name: string, h: Histogram, pairs: Record<string, string | number> = {}): this {
+    let cumulative = 0;
+    for (let i = 0; i < DURATION_BUCKETS_SECONDS.length; i++) {
+      cumulative += h.counts[i];
+      this.sample(`${name}_bucket`, cumulative, { ...pairs, le: String(DURATION_BUCKETS_SECONDS[i]) });
+    }
+    this.sample(`${name}_bucket`, h.count, { ...pairs, le: "+Inf" });
+    this.sample(`${name}_sum`, h.sum, pairs);
+    return this.sample(`${name}_count`, h.count, pairs);
+  }
+
+  toString(): string {
+    return this.#lines.join("\n") + "\n";
+  }
+}
+
+/**
+ * A broker's metrics in Prometheus' text format.
+ *
+ * @example
+ * ```ts
+ * import { BrokerMetrics, renderMetrics } from "./metrics.ts";
+ * const text = renderMetrics(new BrokerMetrics(), {
+ *   role: "follower", epoch: 3, isrSize: 3, underReplicated: null, partitions: [], groupLag: null,
+ *   memory: { rss: 1, heapUsed: 1, heapTotal: 1 },
+ * });
+ * text.includes("yak_leader_epoch 3"); // true
+ * ```
+ */
+export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
+  const out = new PromText();
+  const topics = [...m.topics()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+  const perTopic = (name: string, help: string, pick: (t: TopicTraffic) => number) => {
+    out.family(name, "counter", help);
+    for (const [topic, t] of topics) out.sample(name, pick(t), { topic });
+  };
+  perTopic("yak_records_in_total", "Produced records this broker appended as leader.", (t) => t.recordsIn);
+  perTopic("yak_bytes_in_total", "Bytes of produced records this broker appended as leader.", (t) => t.bytesIn);
+  perTopic("yak_records_out_total", "Records sent to consumers.", (t) => t.recordsOut);
+  perTopic("yak_bytes_out_total", "Bytes of records sent to consumers.", (t) => t.bytesOut);
+  out.family("yak_replication_records_out_total", "counter", "Records sent to followers.")
+    .sample("yak_replication_records_out_total", m.replicationRecordsOut);
+  out.family("yak_replication_bytes_out_total", "counter", "Bytes of records sent to followers.")
+    .sample("yak_replication_bytes_out_total", m.replicationBytesOut);
+
+  out.family("yak_produce_requests_total", "counter", "Produce requests (one partition's batch each), answered.")
+    .sample("yak_produce_requests_total", m.produceRequests);
+  out.family("yak_produce_errors_total", "counter", "Produce requests answered with an error, by error code.");
+  for (const [code, n] of [...m.produceErrors].sort()) out.sample("yak_produce_errors_total", n, { code });
+  out.family(
+    "yak_produce_request_duration_seconds",
+    "histogram",
+    "Time from a produce request to its answer (acks=all includes the wait for the in-sync replicas).",
+  ).histogram("yak_produce_request_duration_seconds", m.produceSeconds);
+  out.family("yak_fetch_requests_total", "counter", "Fetch requests answered, by consumers and by followers.");
+  for (const kind of ["consumer", "follower"] as const) {
+    out.sample("yak_fetch_requests_total", m.fetchRequests[kind], { kind });
+  }
+  out.family(
+    "yak_fetch_request_duration_seconds",
+    "histogram",
+    "Time from a fetch request to its answer, long-poll wait included.",
+  );
+  for (const kind of ["consumer", "follower"] as const) {
+    out.histogram("yak_fetch_request_duration_seconds", m.fetchSeconds[kind], { kind });
+  }
+
+  out.family("yak_is_leader", "gauge", "1 while this broker is the cluster's leader.")
+    .sample("yak_is_leader", g.role === "leader" ? 1 : 0);
+  out.family("yak_leader_epoch", "gauge", "The leader epoch this broker is in.").sample("yak_leader_epoch", g.epoch);
+  out.family("yak_isr_size", "gauge", "Brokers in the in-sync set of the newest lease.")
+    .sample("yak_isr_size", g.isrSize);
+  if (g.underReplicated !== null) {
+    out.family(
+      "yak_under_replicated_partitions",
+      "gauge",
+      "Partitions whose in-sync set is smaller than the brokers holding replicas (on the leader).",
+    ).sample("yak_under_replicated_partitions", g.underReplicated);
+  }
+  const perPartition = (name: string, help: string, pick: (p: PartitionGauges) => number) => {
+    out.family(name, "gauge", help);
+    for (const p of g.partitions) out.sample(name, pick(p), { topic: p.topic, partition: p.partition });
+  };
+  perPartition("yak_log_start_offset", "The first offset still stored.", (p) => p.logStart);
+  perPartition("yak_log_end_offset", "The offset the next record will get.", (p) => p.logEnd);
+  perPartition("yak_high_watermark", "Records below it are on every in-sync replica.", (p) => p.highWatermark);
+  if (g.role === "leader") {
+    out.family(
+      "yak_replica_lag_records",
+      "gauge",
+      "Records a follower is behind the leader's log end (on the leader).",
+    );
+    for (const p of g.partitions) {
+      for (const [replica, lag] of p.replicaLag ?? []) {
+        out.sample("yak_replica_lag_records", lag, { topic: p.topic, partition: p.partition, replica });
+      }
+    }
+  }
+  if (g.groupLag !== null) {
+    out.family("yak_group_lag_records", "gauge", "Records between a group's commit and the high watermark.");
+    for (const [group, byTopic] of Object.entries(g.groupLag).sort(([a], [b]) => a < b ? -1 : 1)) {
+      for (const [topic, byPartition] of Object.entries(byTopic)) {
+        for (const [partition, { lag }] of Object.entries(byPartition)) {
+          out.sample("yak_group_lag_records", lag, { group, topic, partition });
+        }
+      }
+    }
+  }
+  out.family("yak_process_resident_memory_bytes", "gauge", "Resident set size of the broker process.")
+    .sample("yak_process_resident_memory_bytes", g.memory.rss);
+  out.family("yak_process_heap_used_bytes", "gauge", "V8 heap in use.")
+    .sample("yak_process_heap_used_bytes", g.memory.heapUsed);
+  out.family("yak_process_heap_total_bytes", "gauge", "V8 heap reserved.")
+    .sample("yak_process_heap_total_bytes", g.memory.heapTotal);
+  return out.toString();
+}

@@ -1,0 +1,137 @@
+/**
+ * The web console the zookeeper serves (`yak zookeeper --http-port`): one
+ * static page (src/console/static/, plain HTML, CSS and JS, no build step,
+ * nothing from elsewhere), `GET /api/status` (what `yak status --json`
+ * prints) and `GET /api/events`, server-sent events carrying a
+ * {@link FeedSnapshot} on every update.
+ *
+ * @module
+ */
+import { probeBrokers, type ZookeeperStatus } from "../client/cluster_status.ts";
+import { DEFAULTS } from "../config.ts";
+import type { OpLogEntry } from "../op_log.ts";
+import { httpSecurity, json, respond, type Route, serveHttp } from "./http.ts";
+import { StatusFeed, type Viewer } from "./status_feed.ts";
+import { Timeline } from "./timeline.ts";
+
+/** Options of {@link startConsole}. */
+export interface ConsoleOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** The zookeeper's lease and members, from its memory. */
+  zookeeper: () => ZookeeperStatus;
+  /** Registers a callback for lease and membership changes; returns what unregisters it. */
+  onChange: (fn: () => void) => () => void;
+  /** The zookeeper's operation log (JSON lines), for the failover timeline. */
+  opLogPath: string;
+  onError?: (message: string, fields: Record<string, unknown>) => void;
+  /** Default 1000: the most often brokers are asked. */
+  intervalMs?: number;
+}
+
+/** A running console. */
+export interface ConsoleServer {
+  readonly url: string;
+  readonly port: number;
+  readonly feed: StatusFeed;
+  close(): Promise<void>;
+}
+
+/** A viewer this many updates behind is dropped (its browser reconnects). */
+const MAX_QUEUED_UPDATES = 30;
+
+const STATIC: Record<string, { file: string; type: string }> = {
+  "/": { file: "index.html", type: "text/html; charset=utf-8" },
+  "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
+  "/style.css": { file: "style.css", type: "text/css; charset=utf-8" },
+  "/favicon.svg": { file: "favicon.svg", type: "image/svg+xml" },
+};
+
+const PAGE_POLICY = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+  "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+function staticRoute(file: string, type: string): Route {
+  const url = new URL(`./static/${file}`, import.meta.url);
+  let body: Promise<Uint8Array<ArrayBuffer>> | null = null;
+  return async () => {
+    body ??= Deno.readFile(url);
+    return respond(await body, 200, { "content-type": type, "content-security-policy": PAGE_POLICY });
+  };
+}
+
+function eventsRoute(feed: StatusFeed): Route {
+  return (req) => {
+    const encoder = new TextEncoder();
+    let unsubscribe: (() => void) | null = null;
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        const viewer: Viewer = {
+          send(data) {
+            if ((controller.desiredSize ?? 0) < -MAX_QUEUED_UPDATES) return false;
+            controller.enqueue(encoder.encode(`data: ${data}\n\n`));
+            return true;
+          },
+          close() {
+            try {
+              controller.close();
+            } catch { /* already closed */ }
+          },
+        };
+        // Tell the browser how soon to come back after a lost connection.
+        controller.enqueue(encoder.encode("retry: 1000\n\n"));
+        unsubscribe = feed.subscribe(viewer);
+        if (!unsubscribe) {
+          controller.enqueue(encoder.encode(`event: full\ndata: too many viewers (${DEFAULTS.consoleMaxViewers})\n\n`));
+          controller.close();
+        }
+      },
+      cancel() {
+        unsubscribe?.();
+      },
+    });
+    req.signal.addEventListener("abort", () => unsubscribe?.());
+    return respond(stream, 200, { "content-type": "text/event-stream; charset=utf-8", "x-accel-buffering": "no" });
+  };
+}
+
+/**
+ * Starts the console on `host:port`.
+ *
+ * @example
+ * ```ts ignore
+ * const console_ = await startConsole({ host: "127.0.0.1", port: 8080, zookeeper: () => zk.status(),
+ *   onChange: (fn) => zk.onChange(fn), opLogPath: zk.log.path });
+ * console.log(console_.url);
+ * ```
+ */
+export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer> {
+  const timeline = new Timeline({ path: opts.opLogPath, tailBytes: 256 * 1024, maxEntries: 100 });
+  const feed = new StatusFeed({
+    zookeeper: opts.zookeeper,
+    probe: (brokers) => probeBrokers(brokers, DEFAULTS.consoleProbeTimeoutMs),
+    timeline: (): Promise<OpLogEntry[]> => timeline.read(),
+    intervalMs: opts.intervalMs ?? DEFAULTS.consoleGatherIntervalMs,
+    maxViewers: DEFAULTS.consoleMaxViewers,
+    historyPoints: DEFAULTS.consoleHistoryPoints,
+  });
+  const routes: Record<string, Route> = {
+    "/api/status": async () => json(await feed.status()),
+    "/api/events": eventsRoute(feed),
+  };
+  for (const [path, { file, type }] of Object.entries(STATIC)) routes[path] = staticRoute(file, type);
+  const security = await httpSecurity(true);
+  const server = serveHttp({ host: opts.host, port: opts.port, routes, onError: opts.onError, ...security });
+  const unwatch = opts.onChange(() => feed.zookeeperChanged());
+  return {
+    url: server.url,
+    port: server.port,
+    feed,
+    async close() {
+      unwatch();
+      // Open event streams never end by themselves; the server waits for them.
+      feed.close();
+      await server.close();
+    },
+  };
+}

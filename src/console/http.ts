@@ -1,0 +1,192 @@
+/**
+ * The small HTTP server under the console and the brokers' `/metrics`:
+ * Deno.serve with a fixed table of GET routes (anything else is 404, other
+ * methods 405), the process's auth token checked in constant time, TLS when
+ * the process has a certificate, and no handler error ever taking it down.
+ *
+ * @module
+ */
+import { security, tokensEqual } from "../protocol/security.ts";
+import { YakError } from "../errors.ts";
+
+/** Answers one request to a known path (already authorized). */
+export type Route = (req: Request, url: URL) => Response | Promise<Response>;
+
+/** How requests prove they know the token. */
+export interface HttpAuth {
+  token: string;
+  /**
+   * For pages in a browser: `?token=` sets this cookie (then redirects to
+   * the URL without it), and the cookie is accepted from then on. Without it
+   * only `Authorization: Bearer` is.
+   */
+  cookie?: { name: string; value: string };
+}
+
+/** Options of {@link serveHttp}. */
+export interface HttpOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Path -> handler, for GET (and HEAD). */
+  routes: Record<string, Route>;
+  /** Null: no token needed. */
+  auth: HttpAuth | null;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string; key: string };
+  onError?: (message: string, fields: Record<string, unknown>) => void;
+}
+
+/** A running HTTP server. */
+export interface HttpServer {
+  readonly host: string;
+  readonly port: number;
+  /** The base URL, e.g. `http://127.0.0.1:8080/`. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+const COMMON_HEADERS: Record<string, string> = {
+  "cache-control": "no-store",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+};
+
+/** A response with the headers every answer carries. */
+export function respond(body: BodyInit | null, status: number, headers: Record<string, string> = {}): Response {
+  return new Response(body, { status, headers: { ...COMMON_HEADERS, ...headers } });
+}
+
+/** A plain-text answer. */
+export function text(status: number, body: string, headers: Record<string, string> = {}): Response {
+  return respond(body, status, { "content-type": "text/plain; charset=utf-8", ...headers });
+}
+
+/** A JSON answer. */
+export function json(value: unknown): Response {
+  return respond(JSON.stringify(value), 200, { "content-type": "application/json; charset=utf-8" });
+}
+
+/**
+ * The cookie value a browser keeps for a token: a digest of it, so the token
+ * itself never travels back in a header.
+ *
+ * @example
+ * ```ts
+ * import { cookieValueOf } from "./http.ts";
+ * const value = await cookieValueOf("s3cret"); // 64 hex digits
+ * ```
+ */
+export async function cookieValueOf(token: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`yak-console\n${token}`));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function cookieOf(req: Request, name: string): string | undefined {
+  for (const part of (req.headers.get("cookie") ?? "").split(";")) {
+    const i = part.indexOf("=");
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}
+
+function authorized(req: Request, auth: HttpAuth): boolean {
+  const header = req.headers.get("authorization") ?? "";
+  if (/^bearer /i.test(header) && tokensEqual(header.slice(7).trim(), auth.token)) return true;
+  if (!auth.cookie) return false;
+  const cookie = cookieOf(req, auth.cookie.name);
+  return cookie !== undefined && tokensEqual(cookie, auth.cookie.value);
+}
+
+const UNAUTHORIZED = "401 unauthorized: this server needs the cluster's auth token. In a browser open /?token=TOKEN " +
+  "once (it sets a cookie and takes the token out of the address); other clients send 'Authorization: Bearer TOKEN'.\n";
+
+async function answer(req: Request, opts: HttpOptions, secure: boolean): Promise<Response> {
+  const url = new URL(req.url);
+  const route = Object.hasOwn(opts.routes, url.pathname) ? opts.routes[url.pathname] : undefined;
+  if (!route) return text(404, `404 not found: ${url.pathname.slice(0, 200)}\n`);
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return text(405, `405 method not allowed: ${url.pathname} takes GET\n`, { allow: "GET, HEAD" });
+  }
+  const auth = opts.auth;
+  if (auth?.cookie && url.searchParams.has("token")) {
+    if (!tokensEqual(url.searchParams.get("token"), auth.token)) {
+      return text(401, UNAUTHORIZED, { "www-authenticate": 'Bearer realm="yak"' });
+    }
+    // The token leaves the address bar (and history) at once; the cookie stands in for it.
+    url.searchParams.delete("token");
+    const flags = `Path=/; HttpOnly; SameSite=Strict${secure ? "; Secure" : ""}`;
+    return respond(null, 303, {
+      location: url.pathname + (url.search === "?" ? "" : url.search),
+      "set-cookie": `${auth.cookie.name}=${auth.cookie.value}; ${flags}`,
+    });
+  }
+  if (auth && !authorized(req, auth)) return text(401, UNAUTHORIZED, { "www-authenticate": 'Bearer realm="yak"' });
+  const res = await route(req, url);
+  return req.method === "HEAD" ? new Response(null, { status: res.status, headers: res.headers }) : res;
+}
+
+/**
+ * Serves `routes` until closed.
+ *
+ * @example
+ * ```ts ignore
+ * const server = serveHttp({ host: "127.0.0.1", port: 0, auth: null, routes: { "/": () => text(200, "hi") } });
+ * console.log(server.url);
+ * await server.close();
+ * ```
+ */
+export function serveHttp(opts: HttpOptions): HttpServer {
+  const secure = opts.tls !== undefined;
+  const handler = async (req: Request): Promise<Response> => {
+    try {
+      return await answer(req, opts, secure);
+    } catch (err) {
+      opts.onError?.("http handler failed", { path: new URL(req.url).pathname, error: String(err) });
+      return text(500, "500 internal error\n");
+    }
+  };
+  const base = {
+    hostname: opts.host,
+    port: opts.port,
+    onListen: () => {},
+    onError: (err: unknown) => {
+      opts.onError?.("http server error", { error: String(err) });
+      return text(500, "500 internal error\n");
+    },
+  };
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = opts.tls ? Deno.serve({ ...base, cert: opts.tls.cert, key: opts.tls.key }, handler) : Deno.serve(
+      base,
+      handler,
+    );
+  } catch (err) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--http-port: cannot listen on ${opts.host}:${opts.port}: ${err instanceof Error ? err.message : err}` +
+        " (pick another port, or 0 for a free one)",
+    );
+  }
+  const addr = server.addr;
+  const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  return {
+    host: addr.hostname,
+    port: addr.port,
+    url: `${secure ? "https" : "http"}://${shown}:${addr.port}/`,
+    close: () => server.shutdown(),
+  };
+}
+
+/**
+ * The process's auth settings for an HTTP server: none without a token;
+ * with one, bearer only (`browser: false`, e.g. /metrics) or also the
+ * console's cookie. And its certificate, if it serves TLS.
+ */
+export async function httpSecurity(browser: boolean): Promise<Pick<HttpOptions, "auth" | "tls">> {
+  const sec = security();
+  const tls = sec.tlsCert && sec.tlsKey ? { cert: sec.tlsCert, key: sec.tlsKey } : undefined;
+  if (sec.authToken === undefined) return { auth: null, tls };
+  const cookie = browser ? { name: "yak_console", value: await cookieValueOf(sec.authToken) } : undefined;
+  return { auth: { token: sec.authToken, cookie }, tls };
+}

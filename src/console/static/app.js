@@ -1,0 +1,472 @@
+// The yak console: renders each snapshot the zookeeper pushes over
+// server-sent events (/api/events). Plain DOM, no framework, no build step.
+// Every name that came from the cluster is set as text, never as HTML.
+"use strict";
+
+const WINDOW_MS = 3 * 60 * 1000;
+const GAP_MS = 3500;
+const MIN_SPAN_MS = 30_000;
+const SVG = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+const fmt = new Intl.NumberFormat("en-US");
+
+/** An element with attributes and children (strings become text). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else node.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    node.append(typeof c === "string" || typeof c === "number" ? String(c) : c);
+  }
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function ago(ms) {
+  if (typeof ms !== "number") return "never"; // e.g. a leader named by the lease file that never registered
+  if (ms < 1000) return `${ms} ms ago`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s ago`;
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min ago`;
+  return `${(ms / 3_600_000).toFixed(1)} h ago`;
+}
+
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(0)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+function short(n) {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
+  if (n >= 1e4) return `${(n / 1e3).toFixed(0)}k`;
+  return fmt.format(n);
+}
+
+function answered(view) {
+  return view && !("error" in view);
+}
+
+/**
+ * A broker's Kafka address, if it reports one: `kafkaPort` (and `kafkaHost`)
+ * or `kafka` ("host:port" or {host, port}) in its registration, or a `kafka`
+ * listener in its own status.
+ */
+function kafkaAddress(b, view) {
+  const from = (x) => {
+    if (!x) return null;
+    if (typeof x.kafkaPort === "number") return `${x.kafkaHost ?? b.host}:${x.kafkaPort}`;
+    if (typeof x.kafka === "string") return x.kafka;
+    if (x.kafka && typeof x.kafka.port === "number") return `${x.kafka.host ?? b.host}:${x.kafka.port}`;
+    return null;
+  };
+  return from(b) ?? from(view) ?? view?.listeners?.kafka ?? null;
+}
+
+// ---- brokers
+
+function renderBrokers(status, viewById) {
+  const { lease } = status;
+  const box = $("brokers");
+  if (status.brokers.length === 0) {
+    box.replaceChildren(el("p", { class: "empty" }, "no broker has registered yet"));
+    return;
+  }
+  box.replaceChildren(...status.brokers.map((b) => {
+    const view = viewById.get(b.id);
+    const leader = b.id === lease.leaderId;
+    const inSync = lease.isr.includes(b.id);
+    const kafka = kafkaAddress(b, view);
+    const http = view?.listeners?.http;
+    const role = b.state !== "alive"
+      ? null
+      : el("span", { class: `badge ${leader ? "leader" : "follower"}` }, leader ? "leader" : "follower");
+    const stateText = b.state === "paused" ? "paused · not answering" : b.state;
+    const rows = [
+      ["native", `${b.host}:${b.port}`],
+      kafka ? ["kafka", kafka] : null,
+      http ? ["metrics", el("a", { href: `http://${http}/metrics`, target: "_blank", rel: "noreferrer" }, http)] : null,
+      ["epoch", answered(view) ? String(view.epoch) : "–"],
+      [b.state === "alive" ? "heartbeat" : "last heard", ago(b.lastSeenMsAgo)],
+      ["log end Σ", fmt.format(b.logEndTotal)],
+      ["in sync", inSync ? "yes" : "no"],
+      answered(view) && view.memory ? ["memory", `${bytes(view.memory.rss)} RSS`] : null,
+    ].filter(Boolean);
+    return el(
+      "div",
+      { class: "broker", "data-broker": b.id, "data-state": b.state, "data-leader": leader ? "true" : "false" },
+      el("div", { class: "b-head" }, el("span", { class: "b-name" }, `broker ${b.id}`), role),
+      el("div", { class: `state ${b.state}` }, stateText),
+      el("dl", {}, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+    );
+  }));
+}
+
+// ---- partitions
+
+function lagBar(lag, scale, cls) {
+  const width = lag <= 0 ? 0 : Math.max(4, Math.min(100, (100 * lag) / scale));
+  const fill = el("span");
+  fill.style.width = `${width}%`;
+  return el("span", { class: `bar ${cls}` }, fill);
+}
+
+function renderPartitions(status, leaderView, viewById) {
+  const body = $("partitions");
+  const topics = (leaderView?.topics ?? []).filter((t) => !t.name.startsWith("__"));
+  if (!leaderView || topics.length === 0) {
+    const why = leaderView ? "no topics yet: produce to one" : "no leader answers right now";
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "empty" }, why)));
+    $("metadata-log").textContent = "";
+    return;
+  }
+  const ids = status.brokers.map((b) => b.id);
+  const stateOf = new Map(status.brokers.map((b) => [b.id, b.state]));
+  const isr = status.lease.isr;
+  // Each replica's log end as it reported it: the lag is the leader's log end minus that.
+  const endOf = (id, topic, p) => {
+    const v = viewById.get(id);
+    if (!answered(v)) return null;
+    return v.topics.find((t) => t.name === topic)?.partitions[p]?.logEndOffset ?? 0;
+  };
+  let scale = 1;
+  for (const t of topics) {
+    for (const p of t.partitions) {
+      for (const id of ids) {
+        const end = endOf(id, t.name, p.partition);
+        if (end !== null) scale = Math.max(scale, p.logEndOffset - end);
+      }
+    }
+  }
+  const rows = [];
+  for (const t of topics) {
+    t.partitions.forEach((p, i) => {
+      const replicas = ids.map((id) => {
+        const end = endOf(id, t.name, p.partition);
+        const isLeader = id === leaderView.brokerId;
+        if (end === null || stateOf.get(id) === "dead") {
+          return el(
+            "span",
+            { class: "replica", "data-replica": id, title: `broker ${id} is ${stateOf.get(id) ?? "unknown"}` },
+            el("span", { class: "id" }, `b${id}`),
+            lagBar(0, 1, "down"),
+            el("span", { class: "lag muted" }, stateOf.get(id) === "paused" ? "paused" : "down"),
+          );
+        }
+        const lag = Math.max(0, p.logEndOffset - end);
+        return el(
+          "span",
+          { class: `replica${isLeader ? " leader" : ""}`, "data-replica": id, "data-lag": lag },
+          el("span", { class: "id" }, `b${id}`),
+          lagBar(lag, scale, isr.includes(id) ? "" : "behind"),
+          el("span", { class: "lag" }, isLeader ? "leader" : short(lag)),
+        );
+      });
+      rows.push(el(
+        "tr",
+        { class: i === 0 ? "first" : "", "data-topic": t.name, "data-partition": p.partition },
+        el("td", { class: "topic" }, i === 0 ? t.name : ""),
+        el("td", { class: "num" }, p.partition),
+        el("td", { class: "num" }, fmt.format(p.logStartOffset ?? 0)),
+        el("td", { class: "num" }, fmt.format(p.logEndOffset)),
+        el("td", { class: "num" }, fmt.format(p.highWatermark)),
+        el("td", {}, el("div", { class: "replicas" }, replicas)),
+        el("td", {}, el("span", { class: "chips" }, isr.map((id) => el("span", { class: "chip" }, id)))),
+      ));
+    });
+  }
+  body.replaceChildren(...rows);
+  const m = leaderView.metadataLog;
+  $("metadata-log").textContent = m
+    ? `metadata log (__cluster): offsets ${fmt.format(m.logStart)}–${fmt.format(m.logEnd)}, ${bytes(m.bytes)}`
+    : "";
+}
+
+// ---- groups
+
+function renderGroups(leaderView) {
+  const box = $("groups");
+  if (!leaderView) {
+    box.replaceChildren(el("p", { class: "empty" }, "no leader answers right now"));
+    return;
+  }
+  const lags = leaderView.groups ?? {};
+  const described = new Map((leaderView.groupMembers ?? []).map((g) => [g.group, g]));
+  const names = [...new Set([...Object.keys(lags), ...described.keys()])].sort();
+  if (names.length === 0) {
+    box.replaceChildren(el("p", { class: "empty" }, "no consumer groups yet: consume with --group"));
+    return;
+  }
+  const hwOf = (topic, p) =>
+    leaderView.topics.find((t) => t.name === topic)?.partitions[Number(p)]?.highWatermark ?? null;
+  box.replaceChildren(...names.map((name) => {
+    const g = described.get(name);
+    const owner = new Map();
+    for (const m of g?.members ?? []) {
+      for (const [topic, ps] of Object.entries(m.partitions)) {
+        for (const p of ps) owner.set(`${topic}/${p}`, m.clientId);
+      }
+    }
+    const rows = [];
+    let total = 0;
+    let scale = 1;
+    for (const byP of Object.values(lags[name] ?? {})) {
+      for (const x of Object.values(byP)) scale = Math.max(scale, x.lag);
+    }
+    for (const [topic, byP] of Object.entries(lags[name] ?? {}).sort()) {
+      for (const [p, x] of Object.entries(byP).sort((a, b) => Number(a[0]) - Number(b[0]))) {
+        total += x.lag;
+        const hw = hwOf(topic, p);
+        rows.push(el(
+          "tr",
+          { "data-group-partition": `${topic}/${p}`, "data-lag": x.lag },
+          el("td", {}, topic),
+          el("td", { class: "num" }, p),
+          el("td", { class: "num" }, fmt.format(x.committed)),
+          el("td", { class: "num" }, hw === null ? "–" : fmt.format(hw)),
+          el(
+            "td",
+            {},
+            el(
+              "div",
+              { class: "lagcell" },
+              lagBar(x.lag, scale, x.lag > 0 ? "behind" : ""),
+              el("span", { class: "num" }, fmt.format(x.lag)),
+            ),
+          ),
+          el("td", { class: "muted" }, owner.get(`${topic}/${p}`) ?? "–"),
+        ));
+      }
+    }
+    const state = g?.state ?? "Empty";
+    const members = (g?.members ?? []).map((m) => {
+      const parts = Object.entries(m.partitions).map(([t, ps]) => `${t}[${ps.join(",")}]`).join(" ");
+      return el(
+        "li",
+        {},
+        el("span", { class: "client" }, m.clientId),
+        " ",
+        el("span", { class: "assigned" }, parts ? `→ ${parts}` : "→ no partitions"),
+        el("span", { class: "muted" }, ` · ${m.host}`),
+      );
+    });
+    return el(
+      "div",
+      { class: "group", "data-group": name, "data-lag": total },
+      el(
+        "div",
+        { class: "g-head" },
+        el("span", { class: "g-name" }, name),
+        el("span", { class: "g-state", "data-state": state }, state),
+        g && g.generation > 0
+          ? el("span", { class: "muted" }, `generation ${g.generation} · ${g.protocol || "–"}`)
+          : null,
+        el("span", { class: "muted" }, `${g?.members.length ?? 0} member${g?.members.length === 1 ? "" : "s"}`),
+        el("span", { class: "g-total" }, `lag ${fmt.format(total)}`),
+      ),
+      members.length > 0 ? el("ul", { class: "members" }, members) : null,
+      rows.length > 0
+        ? el(
+          "table",
+          {},
+          el(
+            "thead",
+            {},
+            el(
+              "tr",
+              {},
+              ["topic", "p", "committed", "high watermark", "lag", "member"].map((h, i) =>
+                el("th", { class: i > 0 && i < 4 ? "num" : "" }, h)
+              ),
+            ),
+          ),
+          el("tbody", {}, rows),
+        )
+        : el("p", { class: "empty" }, "no commits yet"),
+    );
+  }));
+}
+
+// ---- charts
+
+function renderChart(figure, label, points, pick, now) {
+  // The last 3 minutes, or less while there is less history (samples exist only while someone watches).
+  const oldest = points.find((p) => p.t >= now - WINDOW_MS)?.t ?? now;
+  const spanMs = Math.max(MIN_SPAN_MS, now - oldest);
+  const from = now - spanMs;
+  const shown = points.filter((p) => p.t >= from);
+  const current = shown.length > 0 ? pick(shown[shown.length - 1]) : 0;
+  const max = Math.max(10, ...shown.map(pick));
+  const W = 300;
+  const H = 70;
+  const x = (t) => ((t - from) / spanMs) * W;
+  const y = (v) => H - 2 - (v / max) * (H - 6);
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
+  for (const f of [0.25, 0.5, 0.75]) {
+    chart.append(svg("line", { x1: 0, x2: W, y1: H * f, y2: H * f, stroke: "#2a3340", "stroke-width": 1 }));
+  }
+  // Samples exist only while someone watched: a gap is drawn as a gap, not as a slope.
+  const runs = [];
+  for (const p of shown) {
+    const run = runs[runs.length - 1];
+    if (run && p.t - run[run.length - 1].t <= GAP_MS) run.push(p);
+    else runs.push([p]);
+  }
+  for (const run of runs.filter((r) => r.length > 1)) {
+    const line = run.map((p) => `${x(p.t).toFixed(1)},${y(pick(p)).toFixed(1)}`).join(" ");
+    const first = x(run[0].t).toFixed(1);
+    const last = x(run[run.length - 1].t).toFixed(1);
+    chart.append(svg("polygon", { points: `${first},${H} ${line} ${last},${H}`, fill: "rgba(88,166,255,0.16)" }));
+    chart.append(
+      svg("polyline", {
+        points: line,
+        fill: "none",
+        stroke: "#58a6ff",
+        "stroke-width": 1.6,
+        "vector-effect": "non-scaling-stroke",
+      }),
+    );
+  }
+  figure.replaceChildren(
+    el(
+      "div",
+      { class: "chart-head" },
+      el("span", { class: "chart-label" }, label),
+      el("span", { class: "chart-now", "data-rate": current }, `${fmt.format(current)}/s`),
+    ),
+    chart,
+    el(
+      "div",
+      { class: "axis" },
+      el("span", {}, spanMs >= WINDOW_MS - 1000 ? "−3 min" : `−${Math.round(spanMs / 1000)} s`),
+      el("span", {}, `peak ${short(max)}/s`),
+      el("span", {}, "now"),
+    ),
+  );
+}
+
+// ---- timeline
+
+function describe(e) {
+  switch (e.event) {
+    case "broker_dead":
+      return [
+        "death",
+        `broker ${e.broker} dead`,
+        e.silentMs !== undefined ? `silent ${fmt.format(e.silentMs)} ms` : e.reason,
+      ];
+    case "broker_left":
+      return ["death", `broker ${e.broker} left`, "clean stop"];
+    case "leader_elected":
+      return [
+        "election",
+        `broker ${e.leader} elected leader · epoch ${e.epoch}`,
+        `${String(e.reason ?? "").replaceAll("_", " ")}${e.previous ? `, was broker ${e.previous}` : ""}; in sync [${
+          (e.isr ?? []).join(", ")
+        }]`,
+      ];
+    case "no_leader":
+      return ["death", "no leader", e.note ?? e.reason];
+    case "isr_changed":
+      return [
+        "isr",
+        `in-sync set [${(e.from ?? []).join(", ")}] → [${(e.to ?? []).join(", ")}]`,
+        `epoch ${e.epoch}${e.reason ? ` · ${e.reason}` : ""}`,
+      ];
+    case "broker_registered":
+      return [
+        "join",
+        `broker ${e.broker} ${e.reconnected ? "reconnected" : e.rejoined ? "rejoined" : "registered"}`,
+        `${e.host}:${e.port}`,
+      ];
+    case "broker_alive":
+      return ["join", `broker ${e.broker} heard again`, ""];
+    case "broker_id_refused":
+      return ["death", `a second broker ${e.broker} refused`, `${e.host}:${e.port}`];
+    case "zookeeper_paused":
+      return ["death", "zookeeper was paused", `${fmt.format(e.pausedMs)} ms; grace ${e.graceMs} ms`];
+    case "started":
+      return ["join", "zookeeper started", `epoch ${e.epoch}, leader ${e.leader ?? "none"}`];
+    case "stopped":
+      return ["death", "zookeeper stopped", ""];
+    default:
+      return ["other", e.event.replaceAll("_", " "), ""];
+  }
+}
+
+function renderTimeline(entries) {
+  const list = $("timeline");
+  if (entries.length === 0) {
+    list.replaceChildren(el("li", { class: "empty" }, "nothing yet"));
+    return;
+  }
+  list.replaceChildren(...entries.map((e) => {
+    const [kind, what, why] = describe(e);
+    const time = typeof e.ts === "string" ? e.ts.slice(11, 23) : "";
+    return el(
+      "li",
+      { class: `k-${kind}`, "data-event": e.event },
+      el("time", { datetime: e.ts }, time),
+      el("span", { class: "what" }, what),
+      why ? el("span", { class: "why" }, why) : null,
+    );
+  }));
+}
+
+// ---- the whole page
+
+function render(snap) {
+  const { status } = snap;
+  const viewById = new Map(status.views.map((v) => [v.brokerId, v]));
+  const leaderView = answered(viewById.get(status.lease.leaderId))
+    ? viewById.get(status.lease.leaderId)
+    : status.views.find(answered) ?? null;
+  $("leader").textContent = status.lease.leaderId === null ? "none" : `broker ${status.lease.leaderId}`;
+  $("epoch").textContent = String(status.lease.epoch);
+  $("isr").textContent = `[${status.lease.isr.join(", ")}]`;
+  $("updated").textContent = `updated ${new Date(snap.gatheredAt).toLocaleTimeString()}`;
+  renderBrokers(status, viewById);
+  const now = Date.now();
+  renderChart($("chart-produce"), "produced", snap.rates, (p) => p.produce, now);
+  renderChart($("chart-consume"), "consumed", snap.rates, (p) => p.consume, now);
+  renderPartitions(status, leaderView, viewById);
+  renderGroups(leaderView);
+  renderTimeline(snap.timeline);
+  document.body.dataset.seq = String(snap.seq);
+}
+
+function connect() {
+  const conn = $("conn");
+  const source = new EventSource("/api/events");
+  source.onopen = () => {
+    conn.dataset.state = "live";
+    conn.textContent = "live";
+  };
+  source.onmessage = (msg) => {
+    try {
+      render(JSON.parse(msg.data));
+    } catch (err) {
+      console.error("yak console: could not render an update", err);
+    }
+  };
+  source.addEventListener("full", () => {
+    conn.dataset.state = "lost";
+    conn.textContent = "too many viewers";
+    source.close();
+  });
+  source.onerror = () => {
+    conn.dataset.state = "lost";
+    conn.textContent = "reconnecting";
+  };
+}
+
+connect();

@@ -1,0 +1,105 @@
+/**
+ * The shape of a broker's answer to a `status` request: what `yak status`,
+ * `GET /api/status` and the web console read. The broker builds it; clients
+ * and the console only read it, so the type lives here, below both.
+ *
+ * @module
+ */
+
+/** One partition as a broker holds it. */
+export interface PartitionStatus {
+  partition: number;
+  logStartOffset: number;
+  logEndOffset: number;
+  highWatermark: number;
+  segments: number;
+  bytes: number;
+}
+
+/** One topic as a broker holds it. */
+export interface TopicStatus {
+  name: string;
+  configs: Record<string, string | number>;
+  partitions: PartitionStatus[];
+}
+
+/** A follower as the leader sees it. */
+export interface FollowerStatus {
+  id: number;
+  lastFetchMsAgo: number;
+  caughtUpMsAgo: number;
+  inSync: boolean;
+  failing: boolean;
+}
+
+/** A group's committed offset and lag in one partition (lag counts from the log start). */
+export interface GroupLagStatus {
+  committed: number;
+  lag: number;
+}
+
+/** A member of a group, with the partitions it was assigned (topic -> partitions). */
+export interface GroupMemberStatus {
+  memberId: string;
+  clientId: string;
+  host: string;
+  lastHeartbeatMsAgo: number;
+  partitions: Record<string, number[]>;
+}
+
+/** A group with members, as the coordinator (the leader) knows it. */
+export interface GroupMembersStatus {
+  group: string;
+  state: string;
+  generation: number;
+  protocolType: string;
+  protocol: string;
+  leaderId: string;
+  members: GroupMemberStatus[];
+}
+
+/** A producer or consumer registered with a broker. */
+export interface ClientStatus {
+  role: "producer" | "consumer";
+  client: string;
+  topic: string;
+  group?: string;
+  remote: string;
+  since: number;
+}
+
+/**
+ * What a broker has moved since it started (counted per batch, not per
+ * record): produced records and bytes it appended as leader, and records and
+ * bytes it sent to consumers. Rates are their differences between samples.
+ */
+export interface TrafficCounters {
+  recordsIn: number;
+  bytesIn: number;
+  recordsOut: number;
+  bytesOut: number;
+}
+
+/**
+ * A broker's answer to `status` (a type alias, not an interface, so it is
+ * also a plain JSON reply object).
+ */
+export type BrokerStatus = {
+  brokerId: number;
+  role: "leader" | "follower" | "none";
+  epoch: number;
+  leader: { id: number; host: string; port: number; epoch: number } | null;
+  /** On the leader: the in-sync set and what it knows of each follower. */
+  replication: { isr: readonly number[]; followers: FollowerStatus[] } | null;
+  topics: TopicStatus[];
+  metadataLog: { logStart: number; logEnd: number; bytes: number };
+  /** Group -> topic -> partition -> committed offset and lag. */
+  groups: Record<string, Record<string, Record<string, GroupLagStatus>>>;
+  /** Groups with their members (on the leader; empty elsewhere). */
+  groupMembers: GroupMembersStatus[];
+  clients: ClientStatus[];
+  memory: { rss: number; heapTotal: number; heapUsed: number; external: number };
+  traffic?: TrafficCounters;
+  /** Other listeners of this broker (e.g. `kafka`, `http`), when it has them: name -> host:port. */
+  listeners?: Record<string, string>;
+};
