@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+import { Proc, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
 
 function kcatMissing(): string | null {
   try {
@@ -248,6 +248,128 @@ Deno.test({
           "gt",
         ], { timeoutMs: 60_000 });
         assert.deepEqual(sortedNumbers(text(again.stdout)), Array.from({ length: 100 }, (_, i) => 5_001 + i));
+      } finally {
+        await c.stop();
+      }
+    }),
+});
+
+Deno.test({
+  name: "one group mixes a kcat -G member and a yak consume --group member: disjoint partitions, every record once",
+  ignore: missing !== null,
+  fn: () =>
+    withDeadline(120_000, "mixed group", async () => {
+      const c = await TestCluster.start({ partitions: 4 });
+      // librdkafka does not create the topics it subscribes to (nor does Kafka by default).
+      const made = await yak(["topics", "--create", "mt", "--partitions", "4", ...c.zkFlag]);
+      assert.equal(made.code, 0, made.stderr);
+      const kc = new Deno.Command("kcat", {
+        args: [
+          "-b",
+          c.bootstrapServers,
+          "-G",
+          "mix",
+          "-X",
+          "auto.offset.reset=earliest",
+          "-u",
+          "-q",
+          "-f",
+          "%p %s\\n",
+          "mt",
+        ],
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      const ym = new Proc("yak-member", [
+        "consume",
+        "--topic",
+        "mt",
+        "--group",
+        "mix",
+        "--from-beginning",
+        "--format",
+        "json",
+        ...c.zkFlag,
+      ]);
+      const kcatLines: string[] = [];
+      const pump = (async () => {
+        let carry = "";
+        for await (const chunk of kc.stdout) {
+          const parts = (carry + new TextDecoder().decode(chunk)).split("\n");
+          carry = parts.pop()!;
+          kcatLines.push(...parts);
+        }
+      })();
+      try {
+        // Both members in, then the records.
+        const deadline = Date.now() + 30_000;
+        let members = 0;
+        while (members < 2 && Date.now() < deadline) {
+          const d = await yak(["groups", "--describe", "mix", "--json", ...c.zkFlag]);
+          members = d.code === 0 ? JSON.parse(d.stdout).members.length : 0;
+          if (members < 2) await new Promise((r) => setTimeout(r, 200));
+        }
+        assert.equal(members, 2, "kcat and yak joined one group");
+        for (let part = 0; part < 4; part++) {
+          const p = await yak(["produce", "--topic", "mt", "--partition", String(part), ...c.zkFlag], {
+            stdin: seqText(1_000, 1 + part * 1_000),
+          });
+          assert.equal(p.code, 0, p.stderr);
+        }
+        const yakRecords = () => ym.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+        const until = Date.now() + 30_000;
+        while (kcatLines.length + yakRecords().length < 4_000 && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const kParts = new Set(kcatLines.map((l) => Number(l.split(" ")[0])));
+        const yParts = new Set(yakRecords().map((r) => r.partition as number));
+        assert.ok(kParts.size > 0 && yParts.size > 0, `both read: kcat ${[...kParts]}, yak ${[...yParts]}`);
+        for (const part of kParts) assert.ok(!yParts.has(part), `partition ${part} read by one member`);
+        const values = [...kcatLines.map((l) => Number(l.split(" ")[1])), ...yakRecords().map((r) => Number(r.value))];
+        assert.deepEqual(values.sort((a, b) => a - b), Array.from({ length: 4_000 }, (_, i) => i + 1));
+      } finally {
+        try {
+          kc.kill("SIGINT");
+        } catch { /* gone */ }
+        await kc.status;
+        await pump;
+        await ym.stop();
+        await c.stop();
+      }
+    }),
+});
+
+Deno.test({
+  name: "with --auth-token, kcat authenticates with SASL/PLAIN (the token as password); a wrong password is refused",
+  ignore: missing !== null,
+  fn: () =>
+    withDeadline(90_000, "kafka sasl", async () => {
+      const token = "kafka-s3cret";
+      const c = await TestCluster.start({ brokers: 1, env: { YAK_AUTH_TOKEN: token } });
+      try {
+        const sasl = (password: string) => [
+          "-b",
+          c.bootstrapServers,
+          "-X",
+          "security.protocol=SASL_PLAINTEXT",
+          "-X",
+          "sasl.mechanisms=PLAIN",
+          "-X",
+          "sasl.username=any",
+          "-X",
+          `sasl.password=${password}`,
+        ];
+        const p = await kcat(["-P", ...sasl(token), "-t", "secure"], { stdin: seqText(100) });
+        assert.equal(p.code, 0, p.stderr);
+        const k = await kcat(["-C", ...sasl(token), "-t", "secure", "-o", "beginning", "-e", "-q"]);
+        assert.equal(k.code, 0, k.stderr);
+        assert.deepEqual(sortedNumbers(text(k.stdout)), Array.from({ length: 100 }, (_, i) => i + 1));
+        const bad = await kcat(["-L", ...sasl("wrong"), "-m", "5"], { timeoutMs: 20_000 });
+        assert.notEqual(bad.code, 0, "a wrong password gets no metadata");
+        const plain = await kcat(["-L", "-b", c.bootstrapServers, "-m", "5"], { timeoutMs: 20_000 });
+        assert.notEqual(plain.code, 0, "no SASL gets no metadata");
+        const log = await Deno.readTextFile(join(c.dir, "broker-1", "broker.log"));
+        assert.ok(!log.includes(token) && !log.includes("wrong"), "no password in the operation log");
       } finally {
         await c.stop();
       }

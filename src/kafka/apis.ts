@@ -49,7 +49,7 @@ export const APIS: readonly Api[] = [
   { key: 14, name: "SyncGroup", min: 0, max: 3, flexibleFrom: NONE, handle: syncGroup },
   { key: 15, name: "DescribeGroups", min: 0, max: 4, flexibleFrom: NONE, handle: describeGroups },
   { key: 16, name: "ListGroups", min: 0, max: 2, flexibleFrom: NONE, handle: listGroups },
-  { key: 17, name: "SaslHandshake", min: 1, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslHandshake },
+  { key: 17, name: "SaslHandshake", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslHandshake },
   {
     key: API_VERSIONS_KEY,
     name: "ApiVersions",
