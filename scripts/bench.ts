@@ -338,6 +338,95 @@ async function consumeRun(cluster: TestCluster, topic: string, s: Settings): Pro
   }
 }
 
+/** Whether kcat (librdkafka) is installed, for the Kafka-protocol path. */
+function haveKcat(): boolean {
+  try {
+    new Deno.Command("kcat", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The Kafka path: `kcat -P` (acks=all) fed the same input, then `kcat -C -e`
+ * reading it back, each timed spawn to exit and checked for the full count.
+ */
+async function kcatRun(
+  cluster: TestCluster,
+  topic: string,
+  input: Uint8Array,
+  s: Settings,
+): Promise<{ produce: ProduceRun; consume: ConsumeRun }> {
+  const boot = cluster.bootstrapServers;
+  const startedP = clock();
+  const producer = new Deno.Command("kcat", {
+    args: ["-P", "-b", boot, "-t", topic, "-X", "acks=all", "-X", "linger.ms=5", "-X", "batch.num.messages=10000"],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  children.add(producer);
+  const timer = setTimeout(() => kill(producer), 60_000 + s.records / 2);
+  try {
+    const writer = producer.stdin.getWriter();
+    await writeChunks(writer, input);
+    await writer.close();
+    const out = await producer.output();
+    if (out.code !== 0) throw new Error(`kcat -P exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+  } finally {
+    clearTimeout(timer);
+    children.delete(producer);
+  }
+  const pSeconds = (clock() - startedP) / 1000;
+  const produce: ProduceRun = {
+    topic,
+    acks: "all",
+    wallSeconds: pSeconds,
+    recordsPerSec: s.records / pSeconds,
+    mbPerSec: (s.records * s.size) / MB / pSeconds,
+    producer: null,
+  };
+  const startedC = clock();
+  const consumer = new Deno.Command("kcat", {
+    args: ["-C", "-b", boot, "-t", topic, "-o", "beginning", "-e", "-q"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  children.add(consumer);
+  const ctimer = setTimeout(() => kill(consumer), 60_000 + s.records / 2);
+  try {
+    let records = 0;
+    let bytes = 0;
+    const stderr = new Response(consumer.stderr).text();
+    for await (const chunk of consumer.stdout) {
+      bytes += chunk.length;
+      for (let i = chunk.indexOf(NEWLINE); i !== -1; i = chunk.indexOf(NEWLINE, i + 1)) records++;
+    }
+    const status = await consumer.status;
+    if (status.code !== 0 || records !== s.records) {
+      throw new Error(`kcat -C exited ${status.code} after ${records}/${s.records} records: ${await stderr}`);
+    }
+    await stderr;
+    const cSeconds = (clock() - startedC) / 1000;
+    return {
+      produce,
+      consume: {
+        topic,
+        wallSeconds: cSeconds,
+        records,
+        bytes,
+        recordsPerSec: records / cSeconds,
+        mbPerSec: (records * s.size) / MB / cSeconds,
+      },
+    };
+  } finally {
+    clearTimeout(ctimer);
+    children.delete(consumer);
+  }
+}
+
 interface LatencyResult {
   count: number;
   p50Ms: number;
@@ -814,6 +903,10 @@ async function main(): Promise<number> {
     const all: ProduceRun[] = [];
     const one: ProduceRun[] = [];
     const consumed: ConsumeRun[] = [];
+    const kafkaProduced: ProduceRun[] = [];
+    const kafkaConsumed: ConsumeRun[] = [];
+    const kcatOk = haveKcat();
+    if (!kcatOk) log("kcat is not installed: the Kafka-protocol path is left out");
     let bytesPerRecord = 0;
     for (let run = 1; run <= s.runs; run++) {
       const tAll = `bench-acks-all-${run}`;
@@ -835,6 +928,17 @@ async function main(): Promise<number> {
       const k = await consumeRun(c, tAll, s);
       consumed.push(k);
       log(`run ${run}: consume: ${k.recordsPerSec.toFixed(0)} records/s (wall ${k.wallSeconds.toFixed(2)} s)`);
+      if (kcatOk) {
+        const tKafka = `bench-kafka-${run}`;
+        await yakOk(["topics", "--create", tKafka, "--partitions", String(s.partitions), ...c.zkFlag]);
+        const kr = await kcatRun(c, tKafka, input, s);
+        kafkaProduced.push(kr.produce);
+        kafkaConsumed.push(kr.consume);
+        log(
+          `run ${run}: Kafka path: kcat -P acks=all ${kr.produce.recordsPerSec.toFixed(0)} records/s, ` +
+            `kcat -C ${kr.consume.recordsPerSec.toFixed(0)} records/s`,
+        );
+      }
       if (run === 1) {
         // The target is for one run of N records (produced twice, consumed once); later runs add more.
         await sampleRss();
@@ -891,6 +995,32 @@ async function main(): Promise<number> {
       { figure: "produce acks=1 (producer's summary)", value: oneProducerRate, unit: "records/s", target: "" },
       { figure: "consume (spawn to exit)", value: consumeRate, unit: "records/s", target: ">= 500,000" },
       { figure: "consume (spawn to exit)", value: median(consumed.map((r) => r.mbPerSec)), unit: "MB/s", target: "" },
+      ...(kafkaProduced.length === 0 ? [] : [
+        {
+          figure: "Kafka path: kcat -P acks=all (spawn to exit)",
+          value: medianOf(kafkaProduced),
+          unit: "records/s",
+          target: "",
+        },
+        {
+          figure: "  as a share of yak produce acks=all",
+          value: 100 * medianOf(kafkaProduced) / allRate,
+          unit: "%",
+          target: ">= 80",
+        },
+        {
+          figure: "Kafka path: kcat -C -e (spawn to exit)",
+          value: medianOf(kafkaConsumed),
+          unit: "records/s",
+          target: "",
+        },
+        {
+          figure: "  as a share of yak consume",
+          value: 100 * medianOf(kafkaConsumed) / consumeRate,
+          unit: "%",
+          target: ">= 80",
+        },
+      ]),
       { figure: "e2e latency p50", value: latency.p50Ms, unit: "ms", target: "" },
       { figure: "e2e latency p99", value: latency.p99Ms, unit: "ms", target: "<= 20" },
       { figure: "e2e latency max", value: latency.maxMs, unit: "ms", target: "" },
