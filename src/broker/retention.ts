@@ -36,6 +36,7 @@ export class Retention {
   }
 
   #metaTimer: ReturnType<typeof setInterval> | undefined;
+  #unwatch: (() => void) | null = null;
 
   start(): void {
     const run = (pass: () => Promise<void>) => {
@@ -47,13 +48,21 @@ export class Retention {
         .finally(() => (this.#running = null));
     };
     this.#timer ??= setInterval(() => run(() => this.runOnce()), this.#b.opts.retentionCheckMs);
-    // Commits can arrive by the thousand per second: the metadata log is looked at every second.
+    // Commits can arrive by the thousand per second: the metadata log is compacted as it grows past
+    // its limit (a one-second timer alone let 10,000 commits a second pile up between looks), and
+    // looked at every second for what a watcher can miss (a pass already running).
     this.#metaTimer ??= setInterval(() => run(() => this.compactMetadata()), 1000);
+    const log = this.#b.store.clusterLog;
+    this.#unwatch ??= log.onAppend(() => {
+      if (log.logEndOffset - log.logStartOffset > DEFAULTS.clusterSnapshotRecords) run(() => this.compactMetadata());
+    });
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     clearInterval(this.#metaTimer);
+    this.#unwatch?.();
+    this.#unwatch = null;
     this.#timer = undefined;
     this.#metaTimer = undefined;
     await this.#running;
