@@ -9,10 +9,10 @@
  */
 import type { PartitionOffsets, ReadSpec } from "../broker/partition_ops.ts";
 import { YakError } from "../errors.ts";
-import { keyBytes, parseLines, type StoredRecord, valueBytes } from "../log/record.ts";
+import { recordBytesOf } from "../log/record.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
-import { encodeRecordBatch, type KafkaHeader } from "./record_batch.ts";
+import { encodeRecordBatch } from "./record_batch.ts";
 import type { Writer } from "./wire.ts";
 
 interface PartitionOut {
@@ -22,45 +22,32 @@ interface PartitionOut {
   batches: Uint8Array[];
 }
 
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
-
 /**
  * Stored lines as record batches: consecutive records of one leader epoch
- * share a batch (offsets within a batch are consecutive, as stored).
+ * share a batch (offsets within a batch are consecutive, as stored). Keys and
+ * values go from the stored bytes into the batch without being decoded.
  */
-export function linesToBatches(text: string): Uint8Array[] {
-  const records = parseLines(text);
+export function linesToBatches(lines: Uint8Array): Uint8Array[] {
+  const records = recordBytesOf(lines);
   const out: Uint8Array[] = [];
   let start = 0;
   for (let i = 1; i <= records.length; i++) {
     if (i < records.length && records[i].epoch === records[start].epoch) continue;
-    out.push(encodeBatchOf(records.slice(start, i)));
+    const base = records[start].offset;
+    out.push(encodeRecordBatch({
+      baseOffset: base,
+      partitionLeaderEpoch: records[start].epoch,
+      records: records.slice(start, i).map((r) => ({
+        offsetDelta: r.offset - base,
+        timestamp: r.ts,
+        key: r.key,
+        value: r.value,
+        headers: r.headers,
+      })),
+    }));
     start = i;
   }
   return out;
-}
-
-function encodeBatchOf(records: StoredRecord[]): Uint8Array {
-  const base = records[0].offset;
-  return encodeRecordBatch({
-    baseOffset: base,
-    partitionLeaderEpoch: records[0].epoch,
-    records: records.map((r) => ({
-      offsetDelta: r.offset - base,
-      timestamp: r.ts,
-      key: keyBytes(r),
-      value: valueBytes(r),
-      headers: (r.headers ?? []).map((h): KafkaHeader => ({
-        key: h.key,
-        value: h.valueB64 !== undefined
-          ? Uint8Array.fromBase64(h.valueB64)
-          : h.value === null || h.value === undefined
-          ? null
-          : encoder.encode(h.value),
-      })),
-    })),
-  });
 }
 
 /** Handles Fetch v0-11 (record batches are v2, so clients use v4 and later). */
@@ -119,7 +106,8 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
         p.offsets = s.partitions.offsets({ topic: t.name, partition: p.index });
         const read = p.spec ? bySpec.get(p.spec) : undefined;
         if (read && read.count > 0) {
-          p.batches = linesToBatches(read.chunks.length === 1 ? decoder.decode(read.chunks[0]) : read.text);
+          // Each chunk of a read holds whole lines.
+          p.batches = read.chunks.flatMap((chunk) => linesToBatches(chunk));
         }
       } catch (err) {
         p.error = kafkaErrorOf(err instanceof YakError ? err.code : "UNAVAILABLE");

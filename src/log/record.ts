@@ -172,3 +172,122 @@ export function valuesOf(text: string): string[] | null {
   }
   return out;
 }
+
+/** A stored record with its key, value and header values as bytes, for codecs that send bytes (Kafka). */
+export interface RecordBytes {
+  offset: number;
+  epoch: number;
+  ts: number;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: { key: string; value: Uint8Array | null }[];
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const NEWLINE = 0x0a;
+const OFFSET_PREFIX = encoder.encode('{"offset":');
+const EPOCH_FIELD = encoder.encode('"epoch":');
+const TS_FIELD = encoder.encode('"ts":');
+const KEY_NULL = encoder.encode('"key":null');
+const KEY_TEXT = encoder.encode('"key":"');
+const KEY_B64 = encoder.encode('"keyB64":"');
+const VALUE_NULL = encoder.encode(',"value":null');
+const VALUE_TEXT = encoder.encode(',"value":"');
+const VALUE_B64 = encoder.encode(',"valueB64":"');
+const latin1 = new TextDecoder("latin1");
+
+function startsAt(b: Uint8Array, at: number, field: Uint8Array): boolean {
+  if (at + field.length > b.length) return false;
+  for (let i = 0; i < field.length; i++) if (b[at + i] !== field[i]) return false;
+  return true;
+}
+
+/** An integer at `at` ending at the next comma: [value, index of the comma], or null. */
+function intAt(b: Uint8Array, at: number, end: number): [number, number] | null {
+  let neg = false;
+  if (b[at] === 0x2d) {
+    neg = true;
+    at++;
+  }
+  let n = 0;
+  const start = at;
+  while (at < end && b[at] >= 0x30 && b[at] <= 0x39) n = n * 10 + (b[at++] - 0x30);
+  return at === start || b[at] !== 0x2c ? null : [neg ? -n : n, at];
+}
+
+/** A JSON string's bytes from `at` (just past its opening quote) when it holds no escape: [bytes, index past the closing quote]. */
+function plainStringAt(b: Uint8Array, at: number, end: number): [Uint8Array, number] | null {
+  const q = b.indexOf(QUOTE, at);
+  if (q === -1 || q >= end) return null;
+  const s = b.subarray(at, q);
+  return s.indexOf(BACKSLASH) === -1 ? [s, q + 1] : null;
+}
+
+function bytesOfParsed(line: Uint8Array): RecordBytes {
+  const r = JSON.parse(new TextDecoder().decode(line)) as StoredRecord;
+  return {
+    offset: r.offset,
+    epoch: r.epoch,
+    ts: r.ts,
+    key: keyBytes(r),
+    value: valueBytes(r),
+    headers: (r.headers ?? []).map((h) => ({ key: h.key, value: valueBytes(h) })),
+  };
+}
+
+/** One stored line as bytes, read in place; null when it needs the full parse (escapes, headers). */
+function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
+  if (!startsAt(b, s, OFFSET_PREFIX)) return null;
+  const off = intAt(b, s + OFFSET_PREFIX.length, e);
+  if (!off || !startsAt(b, off[1] + 1, EPOCH_FIELD)) return null;
+  const ep = intAt(b, off[1] + 1 + EPOCH_FIELD.length, e);
+  if (!ep || !startsAt(b, ep[1] + 1, TS_FIELD)) return null;
+  const ts = intAt(b, ep[1] + 1 + TS_FIELD.length, e);
+  if (!ts) return null;
+  let at = ts[1] + 1;
+  let key: Uint8Array | null = null;
+  if (startsAt(b, at, KEY_NULL)) at += KEY_NULL.length;
+  else if (startsAt(b, at, KEY_TEXT) || startsAt(b, at, KEY_B64)) {
+    const b64 = b[at + 4] === 0x42; // "keyB64"
+    const str = plainStringAt(b, at + (b64 ? KEY_B64.length : KEY_TEXT.length), e);
+    if (!str) return null;
+    key = b64 ? Uint8Array.fromBase64(latin1.decode(str[0])) : str[0];
+    at = str[1];
+  } else return null;
+  let value: Uint8Array | null = null;
+  if (startsAt(b, at, VALUE_NULL)) value = null;
+  else if (startsAt(b, at, VALUE_TEXT) || startsAt(b, at, VALUE_B64)) {
+    const b64 = b[at + 7] === 0x42; // "valueB64"
+    const str = plainStringAt(b, at + (b64 ? VALUE_B64.length : VALUE_TEXT.length), e);
+    if (!str) return null;
+    value = b64 ? Uint8Array.fromBase64(latin1.decode(str[0])) : str[0];
+  } else return null; // headers, or a field this reader does not know: the full parse
+  return { offset: off[0], epoch: ep[0], ts: ts[0], key, value, headers: [] };
+}
+
+/**
+ * Stored lines (each ending in "\n") as records whose keys and values are
+ * bytes. A text key or value with no escapes is a view into `lines` (its
+ * UTF-8 bytes are the stored bytes), so the Kafka fetch path copies each
+ * value once, into the reply; lines with escapes or headers take the full
+ * parse.
+ *
+ * @example
+ * ```ts
+ * import { encodeBatch, recordBytesOf } from "./record.ts";
+ * const lines = new TextEncoder().encode(encodeBatch([{ key: "k", value: "v" }], 0, 1, 5, null, 0));
+ * recordBytesOf(lines)[0].value; // Uint8Array [118]
+ * ```
+ */
+export function recordBytesOf(lines: Uint8Array): RecordBytes[] {
+  const out: RecordBytes[] = [];
+  let s = 0;
+  while (s < lines.length) {
+    let e = lines.indexOf(NEWLINE, s);
+    if (e === -1) e = lines.length;
+    out.push(bytesInPlace(lines, s, e) ?? bytesOfParsed(lines.subarray(s, e)));
+    s = e + 1;
+  }
+  return out;
+}

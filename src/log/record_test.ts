@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { encodeBatch, producerOf } from "./record.ts";
+import {
+  encodeBatch,
+  keyBytes,
+  parseLines,
+  producerOf,
+  recordBytesOf,
+  type RecordInput,
+  valueBytes,
+} from "./record.ts";
 
 const TS = 1763764800123;
 
@@ -176,4 +184,34 @@ Deno.test("producerOf returns null for lines without a producer", () => {
     ),
   );
   assert.deepEqual(producerOf(real), { producer: "p-ok", seq: 3 });
+});
+
+Deno.test("recordBytesOf reads every kind of stored line as the full parse does", () => {
+  const enc = new TextEncoder();
+  const records: RecordInput[] = [
+    { key: null, value: "plain" },
+    { key: "k", value: 'with "quotes" and \\ and é and \n' },
+    { key: 'ké"y', value: "v" },
+    { key: null, keyB64: btoa("\u00ff\u0000"), valueB64: btoa("\u0080\u00fe") },
+    { key: "k", value: null },
+    {
+      key: "h",
+      value: "v",
+      headers: [{ key: "a", value: "b" }, { key: "n", value: null }, { key: "x", valueB64: "/w==" }],
+    },
+    { key: null, value: "", ts: -1 },
+  ];
+  const lines = enc.encode(
+    encodeBatch(records, 40, 3, 1_700_000_000_000, "p-1", 7) + encodeBatch(records, 47, 4, 5, null, 0),
+  );
+  const got = recordBytesOf(lines);
+  const want = parseLines(new TextDecoder().decode(lines));
+  assert.equal(got.length, want.length);
+  got.forEach((g, i) => {
+    const w = want[i];
+    assert.deepEqual([g.offset, g.epoch, g.ts], [w.offset, w.epoch, w.ts]);
+    assert.deepEqual(g.key, keyBytes(w));
+    assert.deepEqual(g.value, valueBytes(w));
+    assert.deepEqual(g.headers, (w.headers ?? []).map((h) => ({ key: h.key, value: valueBytes(h) })));
+  });
 });
