@@ -46,6 +46,20 @@ async function kcat(
 }
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Waits until `group` has `n` members (so records produced next are read by their final owners). */
+async function waitForMembers(c: TestCluster, group: string, n: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  let members = 0;
+  while (Date.now() < deadline) {
+    const d = await yak(["groups", "--describe", group, "--json", ...c.zkFlag]);
+    const g = d.code === 0 ? JSON.parse(d.stdout) : null;
+    members = g?.members.length ?? 0;
+    if (members === n && g.state === "Stable") return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`group ${group} has ${members} members, not ${n}`);
+}
 const sortedNumbers = (s: string) => s.trimEnd().split("\n").filter((l) => l !== "").map(Number).sort((a, b) => a - b);
 
 Deno.test({
@@ -173,8 +187,8 @@ Deno.test({
       const c = await TestCluster.start({ partitions: 4 });
       try {
         const b = c.bootstrapServers;
-        const p = await kcat(["-P", "-b", b, "-t", "gt"], { stdin: seqText(4_000) });
-        assert.equal(p.code, 0, p.stderr);
+        const made = await yak(["topics", "--create", "gt", "--partitions", "4", ...c.zkFlag]);
+        assert.equal(made.code, 0, made.stderr);
         const spawn = () =>
           new Deno.Command("kcat", {
             args: [
@@ -209,6 +223,9 @@ Deno.test({
           }
         };
         const pumps = [pump("a", a), pump("d", d)];
+        await waitForMembers(c, "kg", 2);
+        const p = await kcat(["-P", "-b", b, "-t", "gt"], { stdin: seqText(4_000) });
+        assert.equal(p.code, 0, p.stderr);
         const total = () => [...seen.values()].reduce((n, s) => n + s.size, 0);
         const deadline = Date.now() + 60_000;
         while (total() < 4_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -302,14 +319,7 @@ Deno.test({
       })();
       try {
         // Both members in, then the records.
-        const deadline = Date.now() + 30_000;
-        let members = 0;
-        while (members < 2 && Date.now() < deadline) {
-          const d = await yak(["groups", "--describe", "mix", "--json", ...c.zkFlag]);
-          members = d.code === 0 ? JSON.parse(d.stdout).members.length : 0;
-          if (members < 2) await new Promise((r) => setTimeout(r, 200));
-        }
-        assert.equal(members, 2, "kcat and yak joined one group");
+        await waitForMembers(c, "mix", 2);
         for (let part = 0; part < 4; part++) {
           const p = await yak(["produce", "--topic", "mt", "--partition", String(part), ...c.zkFlag], {
             stdin: seqText(1_000, 1 + part * 1_000),
