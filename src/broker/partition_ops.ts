@@ -165,8 +165,7 @@ export class PartitionOps {
         b.metrics.appended(tp.topic, count - taken.skip, taken.bytes);
         if (b.failingWrites.delete(key)) b.log.write("writes_resumed", { partition: key });
       } catch (err) {
-        // Offsets from this batch on were never written: the producer's sequence goes back too.
-        if (batch.producer !== null) b.producers.rollback(key, batch.producer, batch.baseSeq + taken.skip);
+        // The producer's sequences went back already, with the log's rewind (see #take).
         // Said once per failing partition, not once per retried batch.
         if (!b.failingWrites.has(key)) {
           b.failingWrites.add(key);
@@ -220,15 +219,20 @@ export class PartitionOps {
     const fresh = seen.skip === 0 ? batch.records : batch.records.slice(seen.skip);
     const epoch = leader.epoch;
     const ts = Date.now();
+    const firstSeq = baseSeq + seen.skip;
     const appended = log.append(
       epoch,
       fresh.length,
-      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq + seen.skip),
+      (base) => encodeBatch(fresh, base, epoch, ts, producer, firstSeq),
+      // A failed write (this one or an earlier queued one) voids these offsets:
+      // the producer's sequence goes back in the same synchronous step as the
+      // log's rewind, never later, or a batch taken in between is stored twice.
+      producer === null ? undefined : () => b.producers.rollback(key, producer, firstSeq),
     );
     // Only offsets are needed from here on: while this waits for replicas,
     // the parsed records can already be collected.
     batch.records = [];
-    if (producer !== null) b.producers.record(key, producer, baseSeq + seen.skip, fresh.length, appended.baseOffset);
+    if (producer !== null) b.producers.record(key, producer, firstSeq, fresh.length, appended.baseOffset);
     return {
       leader,
       key,

@@ -84,6 +84,8 @@ export class PartitionLog {
   #next: number;
   #hw = 0;
   #writeChain: Promise<void> = Promise.resolve();
+  /** Leader appends taken and not yet written that asked to be told if their offsets become void. */
+  #pending = new Set<{ onVoid: () => void }>();
   #tail: Chunk[] = [];
   #tailBytes = 0;
   #listeners = new Set<() => void>();
@@ -249,19 +251,24 @@ export class PartitionLog {
   /**
    * Appends `count` records as a leader: `build(baseOffset)` makes their lines.
    * The offset is taken synchronously, so callers keep their order; `done`
-   * settles once the bytes are written.
+   * settles once the bytes are written. `onVoid` runs if the offsets become
+   * void (this write or an earlier queued one failed): synchronously with the
+   * rewind that frees them, before any other append can take them.
    */
   append(
     epoch: number,
     count: number,
     build: (baseOffset: number) => string,
+    onVoid?: () => void,
   ): { baseOffset: number; done: Promise<void>; bytes: number } {
     const baseOffset = this.#next;
     // Encoded now, not when the write runs: the built string still points at
     // every record's parts, and a queued write would keep them all alive.
     const bytes = encoder.encode(build(baseOffset));
     this.#next += count;
-    const done = this.#enqueue(baseOffset, count, bytes, [[epoch, baseOffset]]);
+    const pending = onVoid ? { onVoid } : null;
+    if (pending) this.#pending.add(pending);
+    const done = this.#enqueue(baseOffset, count, bytes, [[epoch, baseOffset]], null, pending);
     return { baseOffset, done, bytes: bytes.length };
   }
 
@@ -295,11 +302,14 @@ export class PartitionLog {
     text: string | Uint8Array,
     epochs: EpochEntry[],
     rolls: number[] | null = null,
+    pending: { onVoid: () => void } | null = null,
   ): Promise<void> {
     const run = async () => {
       if (this.#closed) throw new YakError("UNAVAILABLE", "log is closed");
       // An earlier write failed and rewound the log: this one's offsets are void.
       if (baseOffset !== this.#logEnd) {
+        // Told at the rewind already, unless a truncation (not a failed write) voided it.
+        if (pending && this.#pending.delete(pending)) pending.onVoid();
         throw new YakError(
           "STORAGE",
           `write at ${baseOffset} dropped after an earlier failed write`,
@@ -342,6 +352,16 @@ export class PartitionLog {
         }
       } catch (err) {
         this.#next = this.#logEnd;
+        // In the same synchronous step as the rewind: this append and every one
+        // queued behind it are void, and their owners must undo what they noted
+        // (producer sequences) before another append can take these offsets.
+        // Told later, when each rejection reached its caller, a pipelined batch
+        // taken in between passed the sequence check on the failed batch's
+        // sequences, was written, and then had its own sequences rolled back:
+        // its resend was stored twice (the full-disk test, 1 run in 10-20).
+        const voided = [...this.#pending];
+        this.#pending.clear();
+        for (const p of voided) p.onVoid();
         if (changed) this.epochs.truncateFrom(this.#logEnd);
         throw err instanceof YakError ? err : new YakError(
           "STORAGE",
@@ -349,6 +369,7 @@ export class PartitionLog {
         );
       }
       this.#logEnd = baseOffset + count;
+      if (pending) this.#pending.delete(pending);
       this.#remember({ base: baseOffset, count, bytes });
       for (const fn of this.#listeners) fn();
     };

@@ -1,0 +1,116 @@
+/**
+ * PartitionOps.appendBatch on a real partition log with a fake broker core:
+ * an idempotent producer's retries after a failed write (a full disk) never
+ * store a record twice or out of order, wherever a pipelined batch arrives
+ * while the failure unwinds.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { YakError } from "../errors.ts";
+import { Segment } from "../log/segment.ts";
+import { producerOf } from "../log/record.ts";
+import { OpLog } from "../op_log.ts";
+import type { BrokerContext } from "./context.ts";
+import { LeaderState } from "./leader_state.ts";
+import { BrokerMetrics } from "./metrics.ts";
+import { PartitionOps, type ProducedBatch } from "./partition_ops.ts";
+import { ProducerState } from "./producer_state.ts";
+import { TopicStore } from "./topic_store.ts";
+
+const TP = { topic: "t", partition: 0 };
+
+function batch(producer: string, baseSeq: number, n: number): ProducedBatch {
+  const records = Array.from({ length: n }, (_, i) => ({ key: null, value: `v${baseSeq + i}` }));
+  return { records, producer, baseSeq };
+}
+
+/**
+ * Runs `fn` with partition ops over a one-broker leader whose first segment
+ * write fails like a full disk when `failWrite` is called (`writing` resolves
+ * once that write has begun).
+ */
+async function withOps(
+  fn: (ctx: { ops: PartitionOps; store: TopicStore; writing: Promise<void>; failWrite: () => void }) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "yak-partition-ops-" });
+  const store = await TopicStore.open(join(dir, "topics"), { segmentBytes: 1 << 20, indexIntervalBytes: 4096 });
+  await store.apply({ op: "topic", topic: "t", partitions: 1, createdAt: 0 });
+  const leader = new LeaderState({
+    selfId: 1,
+    epoch: 1,
+    store,
+    isr: [1],
+    replicaLagMs: 1000,
+    joinWaitMs: 300,
+    onHwChange: () => {},
+  });
+  const producers = new ProducerState();
+  producers.markReady("t/0");
+  const log = new OpLog(join(dir, "broker.log"), "broker-1", false);
+  const b = {
+    opts: { producerStateScanBytes: 1 << 20, minInsyncReplicas: 1 },
+    store,
+    log,
+    producers,
+    failingWrites: new Set<string>(),
+    metrics: new BrokerMetrics(),
+    requireLeader: () => leader,
+    leaseValid: () => true,
+  } as unknown as BrokerContext;
+  // The first data write fails (at `failWrite`); later ones reach the disk.
+  const original = Segment.prototype.append;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let began!: () => void;
+  const writing = new Promise<void>((r) => (began = r));
+  let failed = false;
+  Segment.prototype.append = function (this: Segment, ...args: Parameters<Segment["append"]>) {
+    if (failed) return original.apply(this, args);
+    failed = true;
+    began();
+    return gate.then(() => {
+      throw new Error("No space left on device (os error 28)");
+    });
+  };
+  try {
+    await fn({ ops: new PartitionOps(b, null as never), store, writing, failWrite: release });
+  } finally {
+    Segment.prototype.append = original;
+    leader.stop(new YakError("NOT_LEADER", "test over"));
+    log.close();
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("batches taken while a failed write unwinds are never stored twice or ahead of the failed ones", async () => {
+  // The failed write is p-1's; p-2's batch is queued behind it. The next batch
+  // of each arrives 0, 1, 2, ... microtasks after the write's error: before
+  // the log rewinds, between the rewind and the errors reaching appendBatch,
+  // and after. Every arrival point must end the same.
+  for (let ticks = 0; ticks <= 12; ticks++) {
+    await withOps(async ({ ops, store, writing, failWrite }) => {
+      const failed = ops.appendBatch(TP, batch("p-1", 0, 2), 1, 1000);
+      const queued = ops.appendBatch(TP, batch("p-2", 0, 2), 1, 1000);
+      await writing;
+      failWrite();
+      for (let i = 0; i < ticks; i++) await Promise.resolve();
+      const next = [ops.appendBatch(TP, batch("p-1", 2, 2), 1, 1000), ops.appendBatch(TP, batch("p-2", 2, 2), 1, 1000)];
+      const outcomes = await Promise.allSettled([failed, queued, ...next]);
+      assert.deepEqual(outcomes.slice(0, 2).map((o) => o.status), ["rejected", "rejected"], `${ticks} ticks`);
+      // Each producer resends both batches, in order and with the same
+      // sequences (an answer to the second is lost with the connection it
+      // closes to resend).
+      for (const producer of ["p-1", "p-2"]) {
+        await ops.appendBatch(TP, batch(producer, 0, 2), 1, 1000);
+        await ops.appendBatch(TP, batch(producer, 2, 2), 1, 1000);
+      }
+      const log = store.partition("t", 0);
+      const stored = (await log.read(0, 1 << 20, log.logEndOffset)).text.trimEnd().split("\n").map(producerOf);
+      for (const producer of ["p-1", "p-2"]) {
+        const seqs = stored.filter((ps) => ps?.producer === producer).map((ps) => ps!.seq);
+        assert.deepEqual(seqs, [0, 1, 2, 3], `${ticks} ticks, ${producer}`);
+      }
+    });
+  }
+});
