@@ -176,6 +176,11 @@ export class PartitionOps {
       leader.updateHw(key);
     }
     if (acks === -1) await leader.waitForHw(key, taken.endOffset, timeoutMs, taken.minIsr);
+    else if (acks === 1 && taken.done === null && log.logEndOffset < taken.endOffset) {
+      // A retry of a batch whose first write is still queued: acks=1 waits for that write (the
+      // high watermark cannot pass records that are not written).
+      await leader.waitForHw(key, taken.endOffset, timeoutMs, 1);
+    }
     // A leader that lost its lease while waiting must not acknowledge.
     if (b.requireLeader() !== leader || !b.leaseValid()) throw this.#notLeader("it lost its leadership");
     return { baseOffset: taken.baseOffset, count, duplicate: taken.skip > 0 };
@@ -210,7 +215,9 @@ export class PartitionOps {
         key,
         minIsr,
         baseOffset: seen.storedBaseOffset,
-        endOffset: log.logEndOffset,
+        // The original may still be queued for writing: acknowledge the retry only past the
+        // original's own end, which its failure would rewind (then the retry times out and is resent).
+        endOffset: seen.storedBaseOffset >= 0 ? seen.storedBaseOffset + count : log.logEndOffset,
         skip: seen.skip,
         done: null,
         bytes: 0,
