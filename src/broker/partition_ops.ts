@@ -174,7 +174,7 @@ export class PartitionOps {
   #take(topic: string, key: string, log: PartitionLog, batch: ProducedBatch, acks: Acks): Taken {
     const b = this.#b;
     const leader = b.requireLeader();
-    if (!b.leaseValid()) throw this.#notLeader("its lease has expired");
+    if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
     const minIsr = minInsyncReplicasOf(b.store.meta.topics.get(topic)?.configs, b.opts.minInsyncReplicas);
     // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
     if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
