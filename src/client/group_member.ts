@@ -74,12 +74,14 @@ export class GroupMember {
   #beating = false;
   #rejoin = true;
   #closed = false;
+  #topics: string[];
   memberId = "";
   generation = -1;
   assignment: Assignment = {};
 
   constructor(o: GroupMemberOptions) {
     this.#o = o;
+    this.#topics = [...o.topics];
     this.#sessionTimeoutMs = o.sessionTimeoutMs ?? DEFAULTS.groupSessionTimeoutMs;
   }
 
@@ -113,10 +115,16 @@ export class GroupMember {
     }
   }
 
+  /** Changes the subscription (e.g. a new topic matched a pattern): the member rejoins with it. */
+  subscribe(topics: string[]): void {
+    this.#topics = [...topics];
+    this.#rejoin = true;
+  }
+
   /** Joins (or rejoins) until the group is stable; resolves with this member's partitions. */
   async join(): Promise<Assignment> {
     const protocols = this.#o.protocols ?? ["range", "roundrobin"];
-    const metadata = b64(encodeSubscription(this.#o.topics));
+    const metadata = b64(encodeSubscription(this.#topics));
     while (true) {
       if (this.#closed) throw new YakError("UNAVAILABLE", "the group member is closed");
       try {
