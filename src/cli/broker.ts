@@ -8,7 +8,17 @@ import type { BrokerOptions } from "../broker/context.ts";
 import { nativeCodec } from "../native/handlers.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
-import { helpRequested, integer, parse, required, text, TIMING_FLAGS, timingOf } from "./args.ts";
+import {
+  dataRootOf,
+  helpRequested,
+  integer,
+  parse,
+  required,
+  text,
+  TIMING_FLAGS,
+  timingOf,
+  withPortFlag,
+} from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 
 const USAGE = `
@@ -57,7 +67,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     id,
     host,
     port: integer(values, "port", DEFAULTS.brokerBasePort + id - 1, 0, 65535),
-    dataDir: text(values, "data") ?? DEFAULTS.dataDir,
+    dataDir: dataRootOf(values),
     zkHost: zk.host,
     zkPort: zk.port,
     ...timingOf(values),
@@ -101,7 +111,9 @@ export async function brokerCommand(args: string[]): Promise<number> {
     retentionCheckMs: integer(values, "retention-check-ms", DEFAULTS.retentionCheckMs, 50, 24 * 3600 * 1000),
     echo: !values.quiet,
   };
-  const broker = await Broker.start(opts, nativeCodec(opts));
+  const broker = await Broker.start(opts, nativeCodec(opts)).catch((err) => {
+    throw withPortFlag(err, opts.port, "--port");
+  });
   console.log(`broker ${id} listening on ${host}:${broker.port}`);
   const refused = await Promise.race([
     serveUntilSignal(() => broker.stop()).then(() => null),
