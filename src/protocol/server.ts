@@ -112,9 +112,21 @@ export function serve(opts: ServeOptions): Server {
   const sec = security();
   const authToken = opts.authToken ?? sec.authToken;
   const tls = opts.tls ?? (sec.tlsCert && sec.tlsKey ? { cert: sec.tlsCert, key: sec.tlsKey } : undefined);
-  const listener: Deno.Listener = tls
-    ? Deno.listenTls({ hostname: opts.host, port: opts.port, transport: "tcp", cert: tls.cert, key: tls.key })
-    : Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
+  let listener: Deno.Listener;
+  try {
+    listener = tls
+      ? Deno.listenTls({ hostname: opts.host, port: opts.port, transport: "tcp", cert: tls.cert, key: tls.key })
+      : Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new YakError(
+        "UNAVAILABLE",
+        `cannot listen on ${opts.host}:${opts.port}: another process listens on port ${opts.port}`,
+        { addrInUse: true, port: opts.port },
+      );
+    }
+    throw err;
+  }
   const sessions = new Set<Session>();
   const conns = new Set<Deno.Conn>();
   const maxInFlight = opts.maxInFlightPerConnection ?? 256;
