@@ -162,7 +162,8 @@ export class PartitionOps {
     }
     if (acks === -1) await leader.waitForHw(key, taken.endOffset, timeoutMs, taken.minIsr);
     // A leader that lost its lease while waiting must not acknowledge.
-    if (b.requireLeader() !== leader || !b.leaseValid()) throw this.#notLeader("it lost its leadership");
+    if (b.requireLeader() !== leader) throw this.#notLeader("it lost its leadership");
+    if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
     return { baseOffset: taken.baseOffset, count, duplicate: taken.skip > 0 };
   }
 

@@ -305,11 +305,16 @@ export function timingOf(values: Values): { heartbeatMs: number; sessionTimeoutM
   };
 }
 
-/** Prints why a client is retrying, once per distinct reason (not once per attempt). */
+/**
+ * Prints why a client is retrying, once per distinct reason (not once per
+ * attempt; reasons that differ only in their numbers, such as "silent for
+ * 1.2 s" and "2.3 s", are the same reason).
+ */
 export function retryNotice(command: string, quiet: boolean): (why: string) => void {
   let last = "";
   return (why) => {
-    if (!quiet && why !== last) console.error(`yak ${command}: retrying: ${why}`);
-    last = why;
+    const reason = why.replace(/\d+(\.\d+)?/g, "#");
+    if (!quiet && reason !== last) console.error(`yak ${command}: retrying: ${why}`);
+    last = reason;
   };
 }

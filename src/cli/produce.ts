@@ -111,7 +111,8 @@ export async function produceCommand(args: string[]): Promise<number> {
   const started = performance.now();
   let read = 0;
   let unfinishedBytes = 0;
-  const summary = (): string => summaryOf(producer, topic, acks, read, unit, unfinishedBytes, started);
+  const summary = (): string =>
+    summaryOf(producer, topic, acks, read, unit, unfinishedBytes, started, interrupted !== null);
   const onSignal = (signal: Deno.Signal) => () => {
     if (interrupted !== null) {
       // A second Ctrl-C: no more waiting.
@@ -192,10 +193,17 @@ export async function produceCommand(args: string[]): Promise<number> {
             add({ value: m, ascii: false });
           }
         } else {
-          unfinishedBytes = await readLines(Deno.stdin, async (lines) => {
-            for (const line of lines) add(line);
-            await Promise.race([p.waitForRoom(), interruptedPromise]);
-          }, interruptedPromise);
+          // Typing at a terminal: a prompt says when the next line is wanted, as Kafka's console producer does.
+          const prompt = Deno.stdin.isTerminal() && !quiet ? () => Deno.stderr.writeSync(utf8.encode(">")) : undefined;
+          unfinishedBytes = await readLines(
+            Deno.stdin,
+            async (lines) => {
+              for (const line of lines) add(line);
+              await Promise.race([p.waitForRoom(), interruptedPromise]);
+            },
+            interruptedPromise,
+            prompt,
+          );
         }
       } catch (err) {
         // Bad input (a line without a separator, a record too large for any frame): what came before it
@@ -267,6 +275,7 @@ function summaryOf(
   unit: string,
   unfinishedBytes: number,
   started: number,
+  interrupted: boolean,
 ): string {
   const seconds = (performance.now() - started) / 1000;
   const acked = p?.ackedRecords ?? 0;
@@ -275,13 +284,15 @@ function summaryOf(
   const missing = p ? p.unacknowledged() : [];
   // Lines read but never handed to the producer (it failed first) are not acknowledged either.
   for (let i = p?.added ?? 0; i < read; i++) missing.push(i);
-  if (missing.length > 0) {
-    out += `, ${missing.length} not ${acks === 0 ? "sent" : "acknowledged"} (${
-      missing.length === 1 ? unit : `${unit}s`
-    } ${ranges(missing.map((i) => i + 1))})`;
+  // Interrupted, both counts are said, even a zero: the user asked what became of the input.
+  if (missing.length > 0 || interrupted) {
+    out += `, ${missing.length} not ${acks === 0 ? "sent" : "acknowledged"}`;
+    if (missing.length > 0) {
+      out += ` (${missing.length === 1 ? unit : `${unit}s`} ${ranges(missing.map((i) => i + 1))})`;
+    }
   }
   if (unfinishedBytes > 0) out += `, an unfinished last line (${plural(unfinishedBytes, "byte")}) not sent`;
-  out += `${missing.length > 0 || unfinishedBytes > 0 ? "," : ""} in ${seconds.toFixed(2)} s`;
+  out += `${missing.length > 0 || unfinishedBytes > 0 || interrupted ? "," : ""} in ${seconds.toFixed(2)} s`;
   if (seconds >= 1) out += `, ${Math.round(acked / seconds)} records/s`;
   if (p && p.retries > 0) out += `, ${p.retries} batches resent, ${p.duplicates} duplicates dropped`;
   return out;
@@ -364,11 +375,13 @@ export async function readLines(
   source: { read(p: Uint8Array): Promise<number | null> },
   onLines: (lines: Line[]) => Promise<void>,
   stop?: Promise<void>,
+  beforeRead?: () => void,
 ): Promise<number> {
   const buf = new Uint8Array(READ_BYTES);
   let carry = new Uint8Array(0);
   const stopped = stop?.then(() => "stop" as const);
   while (true) {
+    beforeRead?.();
     const got = await (stopped ? Promise.race([source.read(buf), stopped]) : source.read(buf));
     if (got === "stop") return carry.length;
     const n = got;

@@ -290,6 +290,7 @@ export class Consumer {
         const yerr = toYakError(err);
         // A topic not replicated here yet is worth waiting for, like a lost connection.
         if (!isRetriable(yerr) && yerr.code !== "UNKNOWN_TOPIC") throw yerr;
+        if (yerr.data?.gaveUp === true) throw yerr; // connecting already took the whole deadline
         if (Date.now() > deadline) throw yerr;
         this.#o.onRetry?.(yerr.message);
         await new Promise((r) => setTimeout(r, 200));

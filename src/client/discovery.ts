@@ -54,8 +54,12 @@ export async function askZookeeper(
     res = await ask(zk, body, timeoutMs);
   } catch (err) {
     const yerr = toYakError(err);
+    if (yerr.code === "CONNECTION" && /^cannot connect to /.test(yerr.message)) {
+      const why = yerr.message.match(/ \((.*)\)$/)?.[1];
+      throw new YakError("CONNECTION", `cannot connect to the zookeeper at ${addr(zk)}${why ? ` (${why})` : ""}`);
+    }
     if (yerr.code === "CONNECTION" || yerr.code === "TIMEOUT") {
-      throw new YakError(yerr.code, `the zookeeper at ${addr(zk)} does not answer: ${yerr.message}`);
+      throw new YakError(yerr.code, `the zookeeper at ${addr(zk)} does not answer (nothing within ${timeoutMs} ms)`);
     }
     if (yerr.code === "UNKNOWN_REQUEST" || yerr.code === "INVALID_REQUEST") throw notZookeeper(zk, null);
     throw yerr;
@@ -175,7 +179,8 @@ export async function ask(
 export function giveUp(err: YakError, waitedMs: number): YakError {
   if (err.code !== "CONNECTION" && err.code !== "TIMEOUT") return err;
   const waited = waitedMs >= 1000 ? ` (tried for ${Math.round(waitedMs / 1000)} s)` : "";
-  return new YakError(err.code, `${err.message}${waited}; ${CLUSTER_HINT}`, err.data);
+  // Marked, so callers with the same deadline do not retry (and say) it again.
+  return new YakError(err.code, `${err.message}${waited}; ${CLUSTER_HINT}`, { ...err.data, gaveUp: true });
 }
 
 /**
