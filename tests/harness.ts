@@ -64,6 +64,8 @@ export class Proc {
   readonly name: string;
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
+  /** Everything printed so far, unfinished lines included (stdout and stderr as they arrived). */
+  text = "";
   readonly status: Promise<Deno.CommandStatus>;
   readonly #waiters = new Waiters();
   #pumps: Promise<void>;
@@ -133,7 +135,10 @@ export class Proc {
   async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
     let carry = "";
     for await (const chunk of stream) {
-      const parts = (carry + decoder.decode(chunk, { stream: true })).split(
+      const piece = decoder.decode(chunk, { stream: true });
+      this.text += piece;
+      if (!piece.includes("\n")) this.#notify(); // a prompt, with no line break yet
+      const parts = (carry + piece).split(
         "\n",
       );
       carry = parts.pop()!;
@@ -168,6 +173,19 @@ export class Proc {
       },
       timeoutMs,
       () => new Error(`${this.name}: no ${pattern} within ${timeoutMs} ms:\n${tail()}`),
+    );
+  }
+
+  /** Resolves once everything printed so far satisfies `probe` (e.g. holds two prompts). */
+  waitForText(probe: (text: string) => boolean, what: string, timeoutMs = 15_000): Promise<true> {
+    return this.#waiters.until(
+      () => {
+        if (probe(this.text)) return true;
+        if (this.exited) throw new Error(`${this.name} exited before ${what}:\n${this.text.slice(-2000)}`);
+        return undefined;
+      },
+      timeoutMs,
+      () => new Error(`${this.name}: not ${what} within ${timeoutMs} ms:\n${this.text.slice(-2000)}`),
     );
   }
 

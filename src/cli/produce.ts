@@ -129,6 +129,7 @@ export async function produceCommand(args: string[]): Promise<number> {
     values.progress === true,
     !quiet && Deno.stderr.isTerminal() && !Deno.stdin.isTerminal(),
     () => producer,
+    () => read,
     started,
   );
 
@@ -309,6 +310,7 @@ class Progress {
     readonly asked: boolean,
     readonly auto: boolean,
     readonly producer: () => Producer | null,
+    readonly read: () => number,
     readonly started: number,
   ) {}
 
@@ -321,8 +323,10 @@ class Progress {
     const p = this.producer();
     const ms = performance.now() - this.started;
     if (!p || (!this.asked && ms < AUTO_PROGRESS_AFTER_MS)) return;
-    const line = `yak produce: ${plural(p.ackedRecords, "record")} (${p.ackedBytes} bytes) acknowledged, ` +
-      `${Math.round(p.ackedRecords / (ms / 1000))} records/s, ${Math.round(ms / 1000)} s`;
+    const line = `yak produce: ${p.ackedRecords} of ${plural(this.read(), "record")} read acknowledged ` +
+      `(${plural(p.ackedBytes, "byte")}), ${Math.round(p.ackedRecords / (ms / 1000))} records/s, ${
+        Math.round(ms / 1000)
+      } s`;
     if (Deno.stderr.isTerminal()) {
       Deno.stderr.writeSync(utf8.encode(`\r\x1b[K${line}`));
       this.#onLine = true;
