@@ -80,7 +80,7 @@ export async function produceCommand(args: string[]): Promise<number> {
   if (!["all", "1", "0", "-1"].includes(acksText)) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `--acks must be all, 1 or 0 (or -1, Kafka's all), not '${acksText}'`,
+      `--acks must be all, 1 or 0, not '${acksText}' (-1 is Kafka's all)`,
     );
   }
   const acks = acksText === "all" || acksText === "-1" ? "all" : (Number(acksText) as 0 | 1);

@@ -139,8 +139,10 @@ async function snapshot(values: Record<string, unknown>, deadline: number): Prom
       ...b,
       state: answers[i].state,
       // The broker's own figure: heartbeats lag behind it.
+      // (As the zookeeper counts it: every partition, the metadata log too.)
       logEndTotalNow: answers[i].view.topics
-        ? answers[i].view.topics!.reduce((sum, t) => sum + t.partitions.reduce((s, p) => s + p.logEndOffset, 0), 0)
+        ? answers[i].view.topics!.reduce((sum, t) => sum + t.partitions.reduce((s, p) => s + p.logEndOffset, 0), 0) +
+          (answers[i].view.metadataLog?.logEnd ?? 0)
         : null,
     })),
     views: answers.map((a) => a.view),
@@ -172,6 +174,9 @@ export function renderStatus(s: Snapshot, topicFilter?: string): string {
       b.logEndTotalNow ?? `${b.logEndTotal}*`,
     ]),
   ]));
+  if (s.brokers.some((b) => b.logEndTotalNow === null)) {
+    out.push("(* = from its last heartbeat: it does not answer)");
+  }
   const leaderView = s.views.find((v) => v.brokerId === lease.leaderId && v.topics) ?? s.views.find((v) => v.topics);
   if (!leaderView) {
     out.push("", "no broker answered: topics unknown");
@@ -235,7 +240,7 @@ export function renderStatus(s: Snapshot, topicFilter?: string): string {
   const memberRows: (string | number)[][] = [];
   for (const g of names) {
     const m = members.find((x) => x.group === g);
-    const state = m ? `${m.state}, generation ${m.generation}` : "Empty";
+    const state = m && m.members.length > 0 ? `${m.state}, generation ${m.generation}` : (m?.state ?? "Empty");
     for (const member of m?.members ?? []) {
       const parts = Object.entries(member.partitions)
         .filter(([t]) => topicFilter === undefined || t === topicFilter)

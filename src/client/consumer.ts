@@ -409,10 +409,12 @@ export class Consumer {
         return Math.max(logStart, end - start.count);
       case "offset":
         if (start.offset > end) {
-          this.#o.onReset?.(
-            `offset ${start.offset} is past the end of ${topic}/${p} (${end}); starting at the end`,
+          // Not quietly moved: the reader asked for records that are not there.
+          throw new YakError(
+            "OUT_OF_RANGE",
+            `offset ${start.offset} is past the end of ${topic}/${p} (its log ends at ${end}); ` +
+              `use --offset latest to wait for new records`,
           );
-          return end;
         }
         return start.offset; // below the log start: the first fetch resets it and says so
     }
