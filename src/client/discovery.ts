@@ -136,7 +136,7 @@ export async function findLeader(
       reached ? "NO_LEADER" : "CONNECTION",
       boot.brokers.length === 1
         ? errors[0].message
-        : `no bootstrap broker named a leader (${errors.map((e) => e.message).join("; ")})`,
+        : `no bootstrap broker ${reached ? "named a leader" : "answers"} (${errors.map((e) => e.message).join("; ")})`,
     );
   }
   const zk = boot.zookeeper ?? { host: "127.0.0.1", port: 2181 };
