@@ -271,3 +271,29 @@ Deno.test("yak produce: an oversized record names its line and the config; the f
     }
   });
 });
+
+Deno.test("a topic created by its first batch keeps every batch, in order (pipelined batches wait for the creation)", async () => {
+  await withDeadline(120_000, "first batches", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    try {
+      // One partition, 8 batches in flight: the batches behind the first arrive while it creates the topic.
+      // (They took their offsets first, the first batch then looked like a duplicate, and was dropped.)
+      const topics = ["new-a", "new-b", "new-c", "new-d"];
+      const runs = await Promise.all(
+        topics.map((topic) =>
+          yak(["produce", "--topic", topic, "--partition", "0", "--batch-records", "500", ...cluster.zkFlag], {
+            stdin: seqText(20_000),
+          })
+        ),
+      );
+      for (const r of runs) assert.equal(r.code, 0, r.stderr);
+      for (const topic of topics) {
+        const values = (await records(cluster, topic)).map((r) => Number(r.value));
+        assert.equal(values.length, 20_000, `topic ${topic}: ${values.length} records`);
+        assert.deepEqual(values, Array.from({ length: 20_000 }, (_, i) => i + 1), `topic ${topic}`);
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

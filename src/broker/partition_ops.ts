@@ -136,6 +136,12 @@ export class PartitionOps {
     b.requireLeader();
     const count = batch.records.length;
     assert(count > 0, "an empty batch reached appendBatch");
+    // A batch that arrives while the first batch's creation of the topic is under way waits for it too:
+    // the topic is in the store before the creation ends, and a later batch of the same producer must not
+    // take its offsets first (a producer the partition does not know yet is taken at any sequence, so the
+    // first batch would then look like a duplicate and be dropped).
+    const changing = this.#topics.changing(tp.topic);
+    if (changing) await changing;
     if (!b.store.has(tp.topic)) await this.#topics.ensure(tp.topic);
     const log = b.store.partition(tp.topic, tp.partition);
     const key = `${tp.topic}/${tp.partition}`;
