@@ -69,6 +69,7 @@ Deno.test("clients: the wrong kind of process, one connect deadline, the advice 
       const commands: string[][] = [
         ["produce", "--topic", "t", "--message", "x"],
         ["consume", "--topic", "t", "--timeout-ms", "500"],
+        ["consume", "--topic", "t", "--group", "g"],
         ["status"],
         ["topics", "--list"],
         ["groups", "--list"],

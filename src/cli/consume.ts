@@ -231,12 +231,10 @@ export async function consumeCommand(args: string[]): Promise<number> {
     offset: start,
     fromBeginning: values["from-beginning"] === true,
     maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
-    // Exiting when idle includes waiting for the cluster or the topic.
-    firstConnectTimeoutMs: values["connect-timeout-ms"] !== undefined
-      ? connectTimeoutOf(values)
-      : timeoutMs === undefined
-      ? undefined
-      : Math.max(timeoutMs, 1000),
+    // Reaching the cluster: the one deadline of every command. Waiting for a topic that does not exist yet is
+    // being idle, so --timeout-ms bounds it too.
+    firstConnectTimeoutMs: connectTimeoutOf(values),
+    topicWaitMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
     onRetry: retryNotice("consume", quiet),
     groupProtocols: protocol === undefined ? undefined : [protocol],
     sessionTimeoutMs: integer(values, "session-timeout-ms", undefined, 100, 300_000),

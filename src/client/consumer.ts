@@ -58,8 +58,10 @@ export interface ConsumerOptions {
   requestTimeoutMs?: number;
   /** Give up when no replica answers for this long. */
   retryTimeoutMs?: number;
-  /** Give up when the cluster (or the topic) cannot be reached at the start for this long. */
+  /** Give up when the cluster cannot be reached at the start for this long (default 10 s). */
   firstConnectTimeoutMs?: number;
+  /** Give up when the topic does not exist at the start for this long (default: firstConnectTimeoutMs). */
+  topicWaitMs?: number;
   onRetry?: (why: string) => void;
 }
 
@@ -209,7 +211,8 @@ export class Consumer {
     }
     const c = new Consumer(opts, topics);
     try {
-      await c.#member?.join();
+      // The first join reaches the cluster within the first-connect deadline, like the first connection.
+      await c.#member?.join(opts.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
       await c.#connect();
     } catch (err) {
       c.#member?.close();
@@ -263,10 +266,10 @@ export class Consumer {
   async #connect(): Promise<void> {
     // The first connection fails fast on a wrong address; later ones ride out failovers.
     const first = !this.#connected;
-    const deadline = Date.now() +
-      (first
-        ? this.#o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs
-        : this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    const firstMs = this.#o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs;
+    const deadline = Date.now() + (first ? firstMs : this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    // Waiting for a topic that does not exist yet is a separate wait (for `yak consume`, part of being idle).
+    const topicDeadline = first ? Date.now() + (this.#o.topicWaitMs ?? firstMs) : deadline;
     while (true) {
       try {
         this.#conn = await connectAny(
@@ -291,7 +294,7 @@ export class Consumer {
         // A topic not replicated here yet is worth waiting for, like a lost connection.
         if (!isRetriable(yerr) && yerr.code !== "UNKNOWN_TOPIC") throw yerr;
         if (yerr.data?.gaveUp === true) throw yerr; // connecting already took the whole deadline
-        if (Date.now() > deadline) throw yerr;
+        if (Date.now() > (yerr.code === "UNKNOWN_TOPIC" ? topicDeadline : deadline)) throw yerr;
         this.#o.onRetry?.(yerr.message);
         await new Promise((r) => setTimeout(r, 200));
       }
