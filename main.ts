@@ -15,7 +15,9 @@ import { statusCommand } from "./src/cli/status.ts";
 import { topicsCommand } from "./src/cli/topics.ts";
 import { zookeeperCommand } from "./src/cli/zookeeper.ts";
 import { applySecurityFlags } from "./src/cli/security_flags.ts";
+import { nearest } from "./src/cli/args.ts";
 import { toYakError } from "./src/errors.ts";
+import { YAK_VERSION } from "./src/version.ts";
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   zookeeper: zookeeperCommand,
@@ -33,6 +35,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
 const USAGE = `yak: yet another Kafka
 
 usage: yak <command> [flags]    (yak <command> --help for its flags)
+       yak --version
 
   zookeeper   membership, heartbeats, leader election, the lease file
   broker      storage, replication and client requests (--id N)
@@ -48,18 +51,30 @@ usage: yak <command> [flags]    (yak <command> --help for its flags)
 every command also takes --auth-token T (or YAK_AUTH_TOKEN) and, for TLS,
 --tls-cert FILE --tls-key FILE (servers) / --tls-ca FILE (clients).`;
 
+/** Every usage error exits with this code, as Kafka's tools and kcat do. */
+const USAGE_EXIT = 1;
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (
-    name === undefined || name === "help" || name === "--help" || name === "-h"
-  ) {
+  if (name === undefined) {
+    console.error(USAGE);
+    return USAGE_EXIT;
+  }
+  if (name === "help" || name === "--help" || name === "-h") {
     console.log(USAGE);
-    return name === undefined ? 2 : 0;
+    return 0;
+  }
+  if (name === "--version" || name === "-V" || name === "version") {
+    console.log(`yak ${YAK_VERSION} (deno ${Deno.version.deno}, ${Deno.build.os}-${Deno.build.arch})`);
+    return 0;
   }
   const command = COMMANDS[name];
   if (!command) {
-    console.error(`yak: unknown command '${name}'\n\n${USAGE}`);
-    return 2;
+    const hint = nearest(name.replace(/^-+/, ""), Object.keys(COMMANDS));
+    console.error(
+      `yak: unknown command '${name}'${hint ? `; did you mean 'yak ${hint}'?` : ""}\n\n${USAGE}`,
+    );
+    return USAGE_EXIT;
   }
   try {
     return await command(applySecurityFlags(rest));

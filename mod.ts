@@ -14,7 +14,7 @@
  * @module
  */
 export { Producer, type ProducerOptions } from "./src/client/producer.ts";
-export { Consumer, type ConsumerOptions, type PartitionRecords } from "./src/client/consumer.ts";
+export { Consumer, type ConsumerOptions, type PartitionRecords, type StartOffset } from "./src/client/consumer.ts";
 export { type Bootstrap, findLeader } from "./src/client/discovery.ts";
 export { murmur2, partitionForKey } from "./src/client/murmur2.ts";
 export { Broker, type ServeCodec } from "./src/broker/broker.ts";
@@ -23,3 +23,4 @@ export { Zookeeper, type ZookeeperOptions } from "./src/zookeeper/zookeeper.ts";
 export { PartitionLog } from "./src/log/partition_log.ts";
 export { type ErrorCode, YakError } from "./src/errors.ts";
 export { DEFAULTS } from "./src/config.ts";
+export { YAK_VERSION } from "./src/version.ts";

@@ -170,10 +170,15 @@ interface ProducerSummary {
 
 function producerSummary(lines: string[]): ProducerSummary | null {
   for (const line of lines) {
+    // Runs under a second print no rate: it is computed here then.
     const m = line.match(
-      /^yak produce: (\d+) records \((\d+) bytes\) (?:acknowledged|sent) to '.*' in ([\d.]+) s, (\d+) records\/s/,
+      /^yak produce: (\d+) records? \((\d+) bytes?\) (?:acknowledged|sent) to '.*' in ([\d.]+) s(?:, (\d+) records\/s)?/,
     );
-    if (m) return { records: Number(m[1]), bytes: Number(m[2]), seconds: Number(m[3]), recordsPerSec: Number(m[4]) };
+    if (m) {
+      const [records, seconds] = [Number(m[1]), Number(m[3])];
+      const recordsPerSec = m[4] !== undefined ? Number(m[4]) : seconds > 0 ? Math.round(records / seconds) : records;
+      return { records, bytes: Number(m[2]), seconds, recordsPerSec };
+    }
   }
   return null;
 }

@@ -112,7 +112,7 @@ export function isRetriable(err: unknown): boolean {
 export function toYakError(err: unknown): YakError {
   if (err instanceof YakError) return err;
   if (err instanceof Deno.errors.ConnectionRefused) {
-    return new YakError("CONNECTION", `connection refused: ${err.message}`);
+    return new YakError("CONNECTION", "connection refused");
   }
   if (
     err instanceof Deno.errors.ConnectionReset ||

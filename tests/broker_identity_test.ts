@@ -108,7 +108,7 @@ Deno.test("a second broker on broker 1's data directory refuses to start; yak ki
       const broker3 = cluster.brokers.get(3)!;
       const killed = await yak(["kill", "--broker", "3", "--data", cluster.dir]);
       assert.equal(killed.code, 0, killed.stderr);
-      assert.match(killed.stdout, new RegExp(`sent SIGKILL to broker 3 \\(pid ${broker3.pid}\\)`));
+      assert.match(killed.stdout, new RegExp(`sent SIGKILL to broker 3 \\(pid ${broker3.pid}; data ${cluster.dir}\\)`));
       await withDeadline(10_000, "broker 3 dies", () => broker3.status);
       // kill -9 leaves the pid file behind.
       assert.equal((await Deno.readTextFile(join(cluster.dir, "broker-3", "broker.pid"))).trim(), String(broker3.pid));

@@ -103,7 +103,7 @@ Deno.test("kill -9 the leader while 200,000 records stream in: exit 0, every rec
       assert.match(
         killed.stdout,
         new RegExp(
-          `SIGKILL to broker ${before.leaderId} \\(pid \\d+, leader of epoch ${before.epoch}\\)`,
+          `SIGKILL to broker ${before.leaderId} \\(pid \\d+, the leader of epoch ${before.epoch} per the zookeeper at `,
         ),
       );
     });

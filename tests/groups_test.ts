@@ -252,7 +252,10 @@ Deno.test("commits from a stale generation or an unknown member are refused (raw
     const cluster = await TestCluster.start({ brokers: 3 });
     const conns: Connection[] = [];
     try {
-      const seed = await yak(["produce", "--topic", "gs", ...cluster.zkFlag], { stdin: seqText(30) });
+      // On partition 0, which the commits below name (keyless records start on a random partition).
+      const seed = await yak(["produce", "--topic", "gs", "--partition", "0", ...cluster.zkFlag], {
+        stdin: seqText(30),
+      });
       assert.equal(seed.code, 0, seed.stderr);
       const lease = await cluster.lease();
       const open = async () => {

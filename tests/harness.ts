@@ -64,6 +64,8 @@ export class Proc {
   readonly name: string;
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
+  /** Everything printed so far, unfinished lines included (stdout and stderr as they arrived). */
+  text = "";
   readonly status: Promise<Deno.CommandStatus>;
   readonly #waiters = new Waiters();
   #pumps: Promise<void>;
@@ -77,17 +79,27 @@ export class Proc {
       env?: Record<string, string>;
       /** A command that runs deno for us, e.g. `["ip", "netns", "exec", "ns1"]` (it must exec, keeping the pid). */
       wrap?: string[];
+      /**
+       * Run in a pseudo-terminal (util-linux `script`): stdin, stdout and
+       * stderr are the terminal, so `write("\x03")` is a Ctrl-C typed there.
+       * `pid` is then the pid of `script`, and output lines lose their CR.
+       */
+      pty?: boolean;
+      cwd?: string;
     } = {},
   ) {
     this.name = name;
     const run = [Deno.execPath(), "run", ...PERMS, MAIN, ...args];
-    const argv = [...(opts.wrap ?? []), ...run];
+    const argv = opts.pty
+      ? ["script", "-qfec", run.map(shellQuote).join(" "), "/dev/null"]
+      : [...(opts.wrap ?? []), ...run];
     this.child = new Deno.Command(argv[0], {
       args: argv.slice(1),
       stdout: "piped",
       stderr: "piped",
-      stdin: opts.stdin ? "piped" : "null",
+      stdin: opts.stdin || opts.pty ? "piped" : "null",
       env: opts.env,
+      cwd: opts.cwd,
     }).spawn();
     this.#pumps = Promise.all([
       this.#pump(this.child.stdout),
@@ -123,16 +135,19 @@ export class Proc {
   async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
     let carry = "";
     for await (const chunk of stream) {
-      const parts = (carry + decoder.decode(chunk, { stream: true })).split(
+      const piece = decoder.decode(chunk, { stream: true });
+      this.text += piece;
+      if (!piece.includes("\n")) this.#notify(); // a prompt, with no line break yet
+      const parts = (carry + piece).split(
         "\n",
       );
       carry = parts.pop()!;
       if (parts.length > 0) {
-        this.lines.push(...parts);
+        this.lines.push(...parts.map((l) => l.replace(/\r$/, "")));
         this.#notify();
       }
     }
-    if (carry) this.lines.push(carry);
+    if (carry) this.lines.push(carry.replace(/\r$/, ""));
   }
 
   #notify(): void {
@@ -161,6 +176,19 @@ export class Proc {
     );
   }
 
+  /** Resolves once everything printed so far satisfies `probe` (e.g. holds two prompts). */
+  waitForText(probe: (text: string) => boolean, what: string, timeoutMs = 15_000): Promise<true> {
+    return this.#waiters.until(
+      () => {
+        if (probe(this.text)) return true;
+        if (this.exited) throw new Error(`${this.name} exited before ${what}:\n${this.text.slice(-2000)}`);
+        return undefined;
+      },
+      timeoutMs,
+      () => new Error(`${this.name}: not ${what} within ${timeoutMs} ms:\n${this.text.slice(-2000)}`),
+    );
+  }
+
   /** Sends a signal (ignored when the process is gone). */
   kill(signal: Deno.Signal = "SIGTERM"): void {
     if (this.exited) return;
@@ -182,6 +210,31 @@ export class Proc {
   }
 }
 
+/** A word for `sh -c`, quoted when it needs to be. */
+export function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'"'"'`)}'`;
+}
+
+/**
+ * A base port with `count` free ports from it on 127.0.0.1 (for commands
+ * that take fixed ports, like `yak cluster`).
+ */
+export function freePortRange(count: number): number {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const taken: Deno.Listener[] = [];
+    try {
+      for (let i = 0; i < count; i++) taken.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
+      return base;
+    } catch {
+      /* in use: try another */
+    } finally {
+      for (const l of taken) l.close();
+    }
+  }
+  throw new Error(`no ${count} free ports in a row`);
+}
+
 /** What a `yak` subcommand run printed, and how it ended. */
 export interface RunResult {
   code: number;
@@ -198,6 +251,7 @@ export async function yak(
     stdin?: string | Uint8Array;
     timeoutMs?: number;
     env?: Record<string, string>;
+    cwd?: string;
   } = {},
 ): Promise<RunResult> {
   const child = new Deno.Command(Deno.execPath(), {
@@ -206,6 +260,7 @@ export async function yak(
     stdout: "piped",
     stderr: "piped",
     env: opts.env,
+    cwd: opts.cwd,
   }).spawn();
   const timer = setTimeout(() => {
     try {

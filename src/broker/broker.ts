@@ -229,6 +229,15 @@ export class Broker implements BrokerContext {
     return this.#zk.leaderLeaseValid();
   }
 
+  leaseProblem(): string {
+    const silent = this.#zk.silentMs();
+    const zk = `${this.opts.zkHost}:${this.opts.zkPort}`;
+    return Number.isFinite(silent)
+      ? `its lease has expired: the zookeeper at ${zk} has not answered for ${(silent / 1000).toFixed(1)} s ` +
+        `(is it running?)`
+      : `its lease has expired: the zookeeper at ${zk} has not answered`;
+  }
+
   requireLeader(): LeaderState {
     if (this.#role === "leader" && this.#leaderState && !this.#stopping) return this.#leaderState;
     if (this.#stopping) {

@@ -88,6 +88,8 @@ export interface BrokerContext {
   requireLeader(): LeaderState;
   /** Whether this leader may still acknowledge (its lease is fresh). */
   leaseValid(): boolean;
+  /** Why the lease is not fresh, for people: which zookeeper has been silent, and how long. */
+  leaseProblem(): string;
   /**
    * Reads a log for a fetch. A damaged record is never served: a follower
    * cuts its log there and copies the rest again from the leader.

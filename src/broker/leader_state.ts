@@ -328,6 +328,8 @@ export class LeaderState {
     caughtUpMsAgo: number;
     inSync: boolean;
     failing: boolean;
+    /** Each partition's log end on that follower as of its last fetch (`topic/partition` -> offset). */
+    logEnds: Record<string, number>;
   }[] {
     const now = this.#now();
     return [...this.#followers.entries()]
@@ -339,6 +341,7 @@ export class LeaderState {
         caughtUpMsAgo: f.lastCaughtUpMs === -Infinity ? -1 : Math.round(now - f.lastCaughtUpMs),
         inSync: this.#isr.includes(id),
         failing: f.failing,
+        logEnds: Object.fromEntries(f.fetched),
       }));
   }
 

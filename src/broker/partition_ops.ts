@@ -151,6 +151,12 @@ export class PartitionOps {
     b.requireLeader();
     const count = batch.records.length;
     assert(count > 0, "an empty batch reached appendBatch");
+    // A batch that arrives while the first batch's creation of the topic is under way waits for it too:
+    // the topic is in the store before the creation ends, and a later batch of the same producer must not
+    // take its offsets first (a producer the partition does not know yet is taken at any sequence, so the
+    // first batch would then look like a duplicate and be dropped).
+    const changing = this.#topics.changing(tp.topic);
+    if (changing) await changing;
     if (!b.store.has(tp.topic)) await this.#topics.ensure(tp.topic);
     const log = b.store.partition(tp.topic, tp.partition);
     const key = `${tp.topic}/${tp.partition}`;
@@ -182,7 +188,8 @@ export class PartitionOps {
       await leader.waitForHw(key, taken.endOffset, timeoutMs, 1);
     }
     // A leader that lost its lease while waiting must not acknowledge.
-    if (b.requireLeader() !== leader || !b.leaseValid()) throw this.#notLeader("it lost its leadership");
+    if (b.requireLeader() !== leader) throw this.#notLeader("it lost its leadership");
+    if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
     return { baseOffset: taken.baseOffset, count, duplicate: taken.skip > 0 };
   }
 
@@ -194,7 +201,7 @@ export class PartitionOps {
   #take(topic: string, key: string, log: PartitionLog, batch: ProducedBatch, acks: Acks): Taken {
     const b = this.#b;
     const leader = b.requireLeader();
-    if (!b.leaseValid()) throw this.#notLeader("its lease has expired");
+    if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
     const minIsr = minInsyncReplicasOf(b.store.meta.topics.get(topic)?.configs, b.opts.minInsyncReplicas);
     // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
     if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);

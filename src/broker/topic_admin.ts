@@ -70,6 +70,14 @@ export class TopicAdmin {
     return asking;
   }
 
+  /**
+   * Settles when the change of the topic under way (a creation on first use,
+   * above all) has ended, however it ended; null when none is.
+   */
+  changing(topic: string): Promise<void> | null {
+    return this.#changing.get(topic)?.catch(() => {}) ?? null;
+  }
+
   /** Creates a new topic; INVALID_ARGUMENT if it exists. */
   create(topic: string, partitions: number, configs: Record<string, string> = {}): Promise<void> {
     return this.#change(topic, partitions, "create", configs);

@@ -87,6 +87,11 @@ export class ZkSession {
     return this.#now() < this.#lastAckedSendMs + this.#o.sessionTimeoutMs * 0.75;
   }
 
+  /** How long since the zookeeper last acknowledged a heartbeat (Infinity before the first). */
+  silentMs(): number {
+    return this.#now() - this.#lastAckedSendMs;
+  }
+
   /** Asks the zookeeper to change the in-sync set; resolves with the new lease. */
   async proposeIsr(epoch: number, isr: number[]): Promise<Lease> {
     const conn = this.#conn;
@@ -173,6 +178,7 @@ export class ZkSession {
           epoch: this.#o.epoch(),
           leading: this.#o.leading(),
           instance: this.instance,
+          pid: Deno.pid,
         }, this.#o.sessionTimeoutMs);
         this.#lastAckedSendMs = sentAt;
         this.#o.log.write("registered", {

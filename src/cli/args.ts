@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Bootstrap } from "../client/discovery.ts";
 import { DEFAULTS } from "../config.ts";
@@ -20,8 +21,74 @@ export type Values = Record<
 >;
 
 /**
- * Parses `args` strictly: unknown flags and missing values are errors that
- * name the subcommand's help.
+ * Other spellings users bring from Kafka's tools, and the flag each means
+ * (taken only where the command has that flag).
+ */
+const ALIASES: Record<string, string> = {
+  "bootstrap-server": "bootstrap",
+  "bootstrap-servers": "bootstrap",
+};
+
+/**
+ * The edit distance of two words (insertions, deletions, substitutions and
+ * swaps of neighbours), for "did you mean" hints.
+ *
+ * @example
+ * ```ts
+ * import { editDistance } from "./args.ts";
+ * editDistance("mesage", "message"); // 1
+ * ```
+ */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * The candidate closest to `word`, when it is close enough to be a typo
+ * (or `word` is a prefix of exactly one candidate); else undefined.
+ *
+ * @example
+ * ```ts
+ * import { nearest } from "./args.ts";
+ * nearest("from-begining", ["from-beginning", "offset"]); // "from-beginning"
+ * ```
+ */
+export function nearest(word: string, candidates: readonly string[]): string | undefined {
+  const prefixed = candidates.filter((c) => word.length >= 3 && c.startsWith(word));
+  if (prefixed.length === 1) return prefixed[0];
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const dist = editDistance(word, c);
+    if (dist < bestDistance) {
+      best = c;
+      bestDistance = dist;
+    }
+  }
+  return bestDistance <= Math.max(1, Math.min(3, Math.floor(word.length / 3))) ? best : undefined;
+}
+
+function usageError(command: string, message: string): YakError {
+  return new YakError("INVALID_ARGUMENT", `${message} (see 'yak ${command} --help')`);
+}
+
+/**
+ * Parses `args` strictly: unknown flags (with the nearest known one
+ * suggested), missing values and a single-value flag given twice are errors
+ * that name the subcommand's help. A negative number after a flag that takes
+ * a value is that value (`--offset -10`, `--acks -1`), and Kafka's spellings
+ * in {@link ALIASES} are taken (`--bootstrap-server`).
  *
  * @example
  * ```ts
@@ -35,31 +102,76 @@ export function parse(
   options: Flags,
   allowPositionals = false,
 ): { values: Values; positionals: string[] } {
-  // A negative number after a flag that takes a value is that value (`--shift-by -10`, `--offset -5`),
-  // not an unknown short option.
+  const all: Flags = { ...options, help: { type: "boolean", short: "h" } };
+  const shorts = new Map(
+    Object.entries(all).flatMap(([name, o]) => o.short === undefined ? [] : [[o.short, name] as const]),
+  );
   const joined: string[] = [];
+  const seen = new Map<string, string[]>();
   for (let i = 0; i < args.length; i++) {
-    const name = args[i].startsWith("--") && !args[i].includes("=") ? args[i].slice(2) : null;
-    if (name !== null && options[name]?.type === "string" && /^-\d+$/.test(args[i + 1] ?? "")) {
-      joined.push(`${args[i]}=${args[i + 1]}`);
-      i++;
-    } else joined.push(args[i]);
+    const arg = args[i];
+    if (arg === "--") {
+      joined.push(...args.slice(i));
+      break;
+    }
+    let name: string | null = null;
+    let inline: string | undefined;
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+      inline = eq === -1 ? undefined : arg.slice(eq + 1);
+      if (all[name] === undefined && ALIASES[name] !== undefined && all[ALIASES[name]] !== undefined) {
+        name = ALIASES[name];
+      }
+      if (all[name] === undefined) {
+        const hint = nearest(name, Object.keys(all));
+        throw usageError(command, `unknown flag --${name}${hint ? `; did you mean --${hint}?` : ""}`);
+      }
+    } else if (/^-[A-Za-z]$/.test(arg)) {
+      name = shorts.get(arg[1]) ?? null;
+      if (name === null) throw usageError(command, `unknown flag ${arg}`);
+    } else {
+      joined.push(arg);
+      continue;
+    }
+    const option = all[name];
+    if (option.type === "string") {
+      let value = inline;
+      if (value === undefined) {
+        const next = args[i + 1];
+        // A negative number is a value, not a flag; anything else starting with '-' is a forgotten value.
+        if (next === undefined || (next.startsWith("-") && !/^-\d+(\.\d+)?$/.test(next) && next !== "-")) {
+          throw usageError(command, `--${name} needs a value (one that starts with '-' goes as --${name}=-VALUE)`);
+        }
+        value = next;
+        i++;
+      }
+      const values = seen.get(name) ?? [];
+      values.push(value);
+      seen.set(name, values);
+      if (!option.multiple && values.length > 1) {
+        throw usageError(
+          command,
+          `--${name} was given more than once ('${values[0]}', '${values[1]}'); give it once`,
+        );
+      }
+      joined.push(`--${name}=${value}`);
+    } else {
+      if (inline !== undefined) throw usageError(command, `--${name} takes no value`);
+      joined.push(`--${name}`);
+    }
   }
-  args = joined;
   try {
     const { values, positionals } = parseArgs({
-      args,
-      options: { ...options, help: { type: "boolean", short: "h" } },
+      args: joined,
+      options: all,
       allowPositionals,
       strict: true,
     });
     return { values: values as Values, positionals };
   } catch (err) {
     const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
-    throw new YakError(
-      "INVALID_ARGUMENT",
-      `${message} (see 'yak ${command} --help')`,
-    );
+    throw usageError(command, message);
   }
 }
 
@@ -123,11 +235,24 @@ export function integer(
 export const CLUSTER_FLAGS: Flags = {
   zookeeper: { type: "string" },
   bootstrap: { type: "string" },
+  "connect-timeout-ms": { type: "string" },
 };
 
-/** `--bootstrap a:1,b:2` wins; else `--zookeeper`, `$YAK_ZOOKEEPER`, or 127.0.0.1:2181. */
+/**
+ * `--connect-timeout-ms`: how long a client command keeps trying to reach
+ * the cluster (the zookeeper, a bootstrap broker, the leader) before it
+ * gives up. The same for every command.
+ */
+export function connectTimeoutOf(values: Values): number {
+  return integer(values, "connect-timeout-ms", DEFAULTS.firstConnectTimeoutMs, 0, 3_600_000);
+}
+
+/** `--bootstrap a:1,b:2`, or `--zookeeper`, `$YAK_ZOOKEEPER`, or 127.0.0.1:2181. */
 export function bootstrapOf(values: Values): Bootstrap {
   const brokers = text(values, "bootstrap");
+  if (brokers !== undefined && text(values, "zookeeper") !== undefined) {
+    throw new YakError("INVALID_ARGUMENT", "give --zookeeper or --bootstrap, not both");
+  }
   if (brokers !== undefined) {
     return {
       brokers: brokers.split(",").filter((s) => s.trim()).map((s) => parseHostPort(s.trim())),
@@ -136,6 +261,25 @@ export function bootstrapOf(values: Values): Bootstrap {
   const zk = text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??
     `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`;
   return { zookeeper: parseHostPort(zk) };
+}
+
+/**
+ * The data root, found the same way by every command: `--data`, else
+ * `$YAK_DATA`, else `data` in the working directory (the repository's
+ * `data/` when run through `deno task` or `./yak`), as an absolute path.
+ */
+export function dataRootOf(values: Values): string {
+  const given = text(values, "data") ?? (Deno.env.get("YAK_DATA") || undefined) ?? DEFAULTS.dataDir;
+  return resolve(given);
+}
+
+/**
+ * A "port in use" error from a server, with the flag that picks another
+ * port (when the port is the one that flag set).
+ */
+export function withPortFlag(err: unknown, port: number, flag: string): unknown {
+  if (!(err instanceof YakError) || err.data?.addrInUse !== true || err.data.port !== port) return err;
+  return new YakError(err.code, `${err.message}; pick another port with ${flag}`, err.data);
 }
 
 /** Prints help text and says whether it did (for `--help`). */
@@ -161,11 +305,16 @@ export function timingOf(values: Values): { heartbeatMs: number; sessionTimeoutM
   };
 }
 
-/** Prints why a client is retrying, once per distinct reason (not once per attempt). */
+/**
+ * Prints why a client is retrying, once per distinct reason (not once per
+ * attempt; reasons that differ only in their numbers, such as "silent for
+ * 1.2 s" and "2.3 s", are the same reason).
+ */
 export function retryNotice(command: string, quiet: boolean): (why: string) => void {
   let last = "";
   return (why) => {
-    if (!quiet && why !== last) console.error(`yak ${command}: retrying: ${why}`);
-    last = why;
+    const reason = why.replace(/\d+(\.\d+)?/g, "#");
+    if (!quiet && reason !== last) console.error(`yak ${command}: retrying: ${why}`);
+    last = reason;
   };
 }

@@ -9,7 +9,17 @@ import { nativeCodec } from "../native/handlers.ts";
 import { kafkaCodec } from "../kafka/server.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
-import { helpRequested, integer, parse, required, text, TIMING_FLAGS, timingOf } from "./args.ts";
+import {
+  dataRootOf,
+  helpRequested,
+  integer,
+  parse,
+  required,
+  text,
+  TIMING_FLAGS,
+  timingOf,
+  withPortFlag,
+} from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 import { serveMetrics } from "../console/metrics_http.ts";
 import type { BrokerServices } from "../broker/services.ts";
@@ -78,7 +88,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     id,
     host,
     port: integer(values, "port", DEFAULTS.brokerBasePort + id - 1, 0, 65535),
-    dataDir: text(values, "data") ?? DEFAULTS.dataDir,
+    dataDir: dataRootOf(values),
     zkHost: zk.host,
     zkPort: zk.port,
     ...timingOf(values),
@@ -134,7 +144,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
   });
   const broker = await Broker.start(opts, nativeCodec(opts), kafka).catch(async (err) => {
     await http?.close();
-    throw err;
+    // Either listener's port may be taken: name the flag that moves it.
+    throw withPortFlag(withPortFlag(err, opts.port, "--port"), kafkaPort, "--kafka-port");
   });
   services = broker.services;
   // Two lines, the native one last: scripts wait for "listening on" and find the Kafka line already there.

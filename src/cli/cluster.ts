@@ -1,26 +1,44 @@
 /**
  * `yak cluster`: a zookeeper and N brokers as child processes of one
- * command, their output prefixed, all stopped together on Ctrl-C.
+ * command, their output prefixed, stopped in order (brokers, then the
+ * zookeeper) on Ctrl-C.
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { ask } from "../client/discovery.ts";
 import { DEFAULTS, RUN_FLAGS } from "../config.ts";
+import { YakError } from "../errors.ts";
+import type { Lease } from "../protocol/messages.ts";
 import { security } from "../protocol/security.ts";
-import { helpRequested, integer, parse, text } from "./args.ts";
+import { dataRootOf, helpRequested, integer, parse } from "./args.ts";
+import { STOP_ON_STDIN_EOF_ENV } from "./serve_until_signal.ts";
 
 const USAGE = `
-yak cluster [--brokers 3] [--data data] [--zookeeper-port 2181] [--base-port 9092]
-            [--partitions 3] [--http-port 8080]
+yak cluster [--brokers 3] [--data DIR] [--zookeeper-port 2181] [--base-port 9092]
+            [--partitions 3] [--http-port 8080] [--restart]
 
 Starts a zookeeper and N brokers (broker i on base-port+i-1) in this terminal.
+Ctrl-C (or SIGTERM) stops them in order: the brokers, then the zookeeper.
+The data root is --data, else $YAK_DATA, else ./data (the repository's data/
+through 'deno task' or ./yak). A broker that dies (yak kill) is restarted
+after 2 s with --restart; without it, the command that restarts it is printed.
+Broker i's Kafka port is base-port+100+i-1 (Kafka clients bootstrap from any).
 The web console is on http-port, broker i's /metrics on http-port+i (0: free
 ports, each printed by its process).
-Ctrl-C stops them all. Try, in another terminal:
+Try, in another terminal:
   seq 1 1000 | yak produce --topic demo
-  yak consume --topic demo --from-beginning --max-messages 1000 | tail -1
+  yak consume --topic demo --from-beginning --exit-at-end | tail -1
   yak kill --leader; yak status
 `;
+
+/** A broker that dies is restarted after this long with --restart (long enough to see the failover). */
+const RESTART_AFTER_MS = 2000;
+/** A broker that dies this soon after a (re)start has a problem a restart will not fix. */
+const CRASH_LOOP_MS = 5000;
+const CRASH_LOOP_LIMIT = 3;
+/** How long each step of the stop waits before it kills. */
+const STOP_GRACE_MS = 10_000;
 
 /**
  * The command line that runs this same program with other arguments: the
@@ -48,29 +66,54 @@ export function selfCommand(
 
 interface Child {
   name: string;
+  /** The `yak ...` arguments it runs with. */
+  sub: string[];
   proc: Deno.ChildProcess;
-  done: Promise<void>;
+  startedAt: number;
+  /** Resolves once it has exited and its output is printed. */
+  done: Promise<Deno.CommandStatus>;
+  /** Set when it prints that it listens. */
+  ready: boolean;
+  /** Its last lines of output (for a failure at start). */
+  tail: string[];
+  crashes: number;
 }
+
+const encoder = new TextEncoder();
 
 async function pipePrefixed(
   stream: ReadableStream<Uint8Array>,
   prefix: string,
-  out: typeof Deno.stdout,
+  onLine: (line: string) => void,
 ) {
-  const encoder = new TextEncoder();
   let carry = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     const lines = (carry + chunk).split("\n");
     carry = lines.pop()!;
     if (lines.length > 0) {
-      await out.write(
-        encoder.encode(lines.map((l) => `${prefix} ${l}`).join("\n") + "\n"),
-      ).catch(() => {});
+      lines.forEach(onLine);
+      await Deno.stdout.write(encoder.encode(lines.map((l) => `${prefix} ${l}`).join("\n") + "\n")).catch(() => {});
     }
   }
   if (carry) {
-    await out.write(encoder.encode(`${prefix} ${carry}\n`)).catch(() => {});
+    onLine(carry);
+    await Deno.stdout.write(encoder.encode(`${prefix} ${carry}\n`)).catch(() => {});
   }
+}
+
+/** Whether a port on 127.0.0.1 is free (nothing listens on it). */
+function portFree(port: number): boolean {
+  try {
+    Deno.listen({ hostname: DEFAULTS.host, port, transport: "tcp" }).close();
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) return false;
+    return true; // some other trouble: the child reports it
+  }
+}
+
+function say(line: string): void {
+  console.log(`[cluster] ${line}`);
 }
 
 /** Runs `yak cluster` until Ctrl-C. */
@@ -81,102 +124,214 @@ export async function clusterCommand(args: string[]): Promise<number> {
     "zookeeper-port": { type: "string" },
     "base-port": { type: "string" },
     partitions: { type: "string" },
+    restart: { type: "boolean" },
     "http-port": { type: "string" },
   });
   if (helpRequested(values, USAGE)) return 0;
   const brokers = integer(values, "brokers", 3, 1, 9);
-  const data = text(values, "data") ?? DEFAULTS.dataDir;
-  const zkPort = integer(
-    values,
-    "zookeeper-port",
-    DEFAULTS.zookeeperPort,
-    1,
-    65535,
-  );
-  const basePort = integer(
-    values,
-    "base-port",
-    DEFAULTS.brokerBasePort,
-    1,
-    65535 - 9,
-  );
-  const partitions = integer(
-    values,
-    "partitions",
-    DEFAULTS.defaultPartitions,
-    1,
-    DEFAULTS.maxPartitions,
-  );
+  const data = dataRootOf(values);
+  const zkPort = integer(values, "zookeeper-port", DEFAULTS.zookeeperPort, 1, 65535);
+  const basePort = integer(values, "base-port", DEFAULTS.brokerBasePort, 1, 65535 - 9);
+  const partitions = integer(values, "partitions", DEFAULTS.defaultPartitions, 1, DEFAULTS.maxPartitions);
+  const restart = values.restart === true;
   const httpPort = integer(values, "http-port", DEFAULTS.consoleHttpPort, 0, 65535 - 9);
   const httpPortOf = (i: number) => String(httpPort === 0 ? 0 : httpPort + i);
-  const children: Child[] = [];
-  const spawn = (name: string, sub: string[]) => {
+
+  // Ports first: a second cluster must say which port is taken, not start children that fail.
+  const ports: [number, string][] = [[zkPort, "the zookeeper's port, --zookeeper-port"]];
+  for (let i = 1; i <= brokers; i++) {
+    ports.push([basePort + i - 1, `broker ${i}'s port, --base-port + ${i - 1}`]);
+    ports.push([basePort + 100 + i - 1, `broker ${i}'s Kafka port, --base-port + ${100 + i - 1}`]);
+    if (httpPort !== 0) ports.push([httpPort + i, `broker ${i}'s metrics port, --http-port + ${i}`]);
+  }
+  if (httpPort !== 0) ports.push([httpPort, "the console's port, --http-port"]);
+  for (const [port, what] of ports) {
+    if (!portFree(port)) {
+      throw new YakError(
+        "UNAVAILABLE",
+        `port ${port} (${what}) is in use: is another yak cluster running? Stop it, or choose other ports ` +
+          `with --zookeeper-port and --base-port`,
+      );
+    }
+  }
+
+  const zkAddr = `${DEFAULTS.host}:${zkPort}`;
+  const brokerArgs = (i: number) => [
+    "broker",
+    "--id",
+    String(i),
+    "--port",
+    String(basePort + i - 1),
+    "--zookeeper",
+    zkAddr,
+    "--data",
+    data,
+    "--partitions",
+    String(partitions),
+    // Two copies for acks=all, as the default promises, unless there are fewer brokers.
+    "--min-insync-replicas",
+    String(Math.min(DEFAULTS.minInsyncReplicas, brokers)),
+    "--http-port",
+    httpPortOf(i),
+  ];
+
+  let stopping = false;
+  let failed: string | null = null;
+  let wake = () => {};
+  const woken = () => new Promise<void>((resolve) => (wake = resolve));
+  const children = new Map<string, Child>();
+
+  const spawn = (name: string, sub: string[], crashes = 0): Child => {
     const { command, args } = selfCommand(sub);
     // A token given as a flag reaches the children through their environment.
     const token = security().authToken;
-    const env = token === undefined ? undefined : { YAK_AUTH_TOKEN: token };
-    const proc = new Deno.Command(command, { args, stdout: "piped", stderr: "piped", stdin: "null", env }).spawn();
+    const env: Record<string, string> = { [STOP_ON_STDIN_EOF_ENV]: "1" };
+    if (token !== undefined) env.YAK_AUTH_TOKEN = token;
+    // Their own session: the terminal's Ctrl-C reaches only this process, which stops them in order.
+    const proc = new Deno.Command(command, {
+      args,
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "piped",
+      env,
+      detached: true,
+    }).spawn();
     const prefix = `[${name}]`;
-    const done = Promise.all([
-      pipePrefixed(proc.stdout, prefix, Deno.stdout),
-      pipePrefixed(proc.stderr, prefix, Deno.stdout),
-      proc.status.then((s) => {
-        if (!stopping) {
-          console.log(`${prefix} exited (${s.signal ?? `code ${s.code}`})`);
-        }
-      }),
-    ]).then(() => {});
-    children.push({ name, proc, done });
-  };
-  let stopping = false;
-  spawn("zk", ["zookeeper", "--port", String(zkPort), "--data", data, "--http-port", httpPortOf(0)]);
-  for (let i = 1; i <= brokers; i++) {
-    spawn(`b${i}`, [
-      "broker",
-      "--id",
-      String(i),
-      "--port",
-      String(basePort + i - 1),
-      "--zookeeper",
-      `127.0.0.1:${zkPort}`,
-      "--data",
-      data,
-      "--partitions",
-      String(partitions),
-      // Two copies for acks=all, as the default promises, unless there are fewer brokers.
-      "--min-insync-replicas",
-      String(Math.min(DEFAULTS.minInsyncReplicas, brokers)),
-      "--http-port",
-      httpPortOf(i),
-    ]);
-  }
-  console.log(
-    `[cluster] zookeeper on 127.0.0.1:${zkPort}, brokers on ports ${basePort}-${
-      basePort + brokers - 1
-    } (Kafka clients: --bootstrap-server 127.0.0.1:${basePort + 100}), data in ${data}/; Ctrl-C stops all`,
-  );
-  if (httpPort !== 0) {
-    console.log(
-      `[cluster] console on http://127.0.0.1:${httpPort}/, broker metrics on ` +
-        `http://127.0.0.1:${httpPort + 1}-${httpPort + brokers}/metrics`,
-    );
-  }
-  await new Promise<void>((resolve) => {
-    const onSignal = () => {
-      if (stopping) return;
-      stopping = true;
-      console.log("[cluster] stopping");
-      for (const c of children) {
-        try {
-          c.proc.kill("SIGTERM");
-        } catch { /* already gone */ }
-      }
-      resolve();
+    const child: Child = {
+      name,
+      sub,
+      proc,
+      startedAt: Date.now(),
+      done: Promise.resolve(null as unknown as Deno.CommandStatus),
+      ready: false,
+      tail: [],
+      crashes,
     };
-    Deno.addSignalListener("SIGINT", onSignal);
-    Deno.addSignalListener("SIGTERM", onSignal);
-  });
-  await Promise.all(children.map((c) => c.done));
-  console.log("[cluster] stopped");
-  return 0;
+    const onLine = (line: string) => {
+      child.tail.push(line);
+      if (child.tail.length > 5) child.tail.shift();
+      if (/ listening on /.test(line) && !child.ready) {
+        child.ready = true;
+        wake();
+      }
+    };
+    child.done = Promise.all([
+      pipePrefixed(proc.stdout, prefix, onLine),
+      pipePrefixed(proc.stderr, prefix, onLine),
+      proc.status,
+    ]).then(([, , status]) => status);
+    child.done.then((status) => {
+      if (children.get(name) === child) exited(child, status);
+    });
+    children.set(name, child);
+    return child;
+  };
+
+  const exited = (child: Child, status: Deno.CommandStatus) => {
+    wake();
+    if (stopping) return;
+    const how = status.signal ?? `code ${status.code}`;
+    if (!child.ready) {
+      failed ??= `${child.name} exited (${how}) before it started: ${child.tail.slice(-1)[0] ?? "no output"}`;
+      return;
+    }
+    if (child.name === "zk") {
+      failed ??= `the zookeeper exited (${how})`;
+      return;
+    }
+    const id = Number(child.name.slice(1));
+    const command = `yak ${child.sub.join(" ")}`;
+    const quick = Date.now() - child.startedAt < CRASH_LOOP_MS;
+    const crashes = quick ? child.crashes + 1 : 0;
+    if (restart && crashes < CRASH_LOOP_LIMIT) {
+      say(`broker ${id} exited (${how}); restarting it in ${RESTART_AFTER_MS / 1000} s`);
+      setTimeout(() => {
+        if (!stopping && children.get(child.name) === child) {
+          spawn(child.name, child.sub, crashes);
+          say(`broker ${id} restarted`);
+        }
+      }, RESTART_AFTER_MS);
+    } else if (restart) {
+      say(`broker ${id} exited (${how}) ${CRASH_LOOP_LIMIT} times within seconds of starting; not restarting it`);
+    } else {
+      say(`broker ${id} exited (${how}); restart it in another terminal with:\n  ${command}`);
+      say("(or run 'yak cluster --restart' to have brokers restarted for you)");
+    }
+  };
+
+  const onSignal = () => {
+    if (stopping) return;
+    stopping = true;
+    wake();
+  };
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const sig of signals) Deno.addSignalListener(sig, onSignal);
+  try {
+    spawn("zk", ["zookeeper", "--port", String(zkPort), "--data", data, "--http-port", httpPortOf(0)]);
+    while (!children.get("zk")!.ready && !failed && !stopping) await woken();
+    if (!failed && !stopping) {
+      for (let i = 1; i <= brokers; i++) spawn(`b${i}`, brokerArgs(i));
+      while (![...children.values()].every((c) => c.ready) && !failed && !stopping) await woken();
+    }
+    if (!failed && !stopping) {
+      say(
+        `ready: zookeeper on ${zkAddr}, brokers on ports ${basePort}-${basePort + brokers - 1} ` +
+          `(Kafka clients: --bootstrap-server ${DEFAULTS.host}:${basePort + 100}), data in ${data}; Ctrl-C stops all`,
+      );
+      if (httpPort !== 0) {
+        say(
+          `console on http://${DEFAULTS.host}:${httpPort}/, broker metrics on ` +
+            `http://${DEFAULTS.host}:${httpPort + 1}-${httpPort + brokers}/metrics`,
+        );
+      }
+    }
+    while (!failed && !stopping) await woken();
+  } finally {
+    stopping = true;
+    if (failed) say(`${failed}; stopping`);
+    else say("stopping: brokers first, then the zookeeper");
+    await stopAll(children, zkAddr);
+    for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+  }
+  say(failed ? "stopped" : "stopped cleanly");
+  return failed ? 1 : 0;
+}
+
+/** SIGTERM, then SIGKILL after the grace period; resolves when it has exited. */
+async function stopChild(child: Child): Promise<void> {
+  const timer = setTimeout(() => {
+    try {
+      child.proc.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, STOP_GRACE_MS);
+  try {
+    child.proc.kill("SIGCONT"); // a paused broker must run to stop
+    child.proc.kill("SIGTERM");
+  } catch { /* already gone */ }
+  await child.done;
+  clearTimeout(timer);
+}
+
+/**
+ * Followers first (each leaves the in-sync set), then the leader (nobody is
+ * left to hand over to, so no election churn), then the zookeeper, each
+ * step waiting for the processes to exit.
+ */
+async function stopAll(children: Map<string, Child>, zkAddr: string): Promise<void> {
+  const brokers = [...children.values()].filter((c) => c.name !== "zk");
+  let leaderId: number | null = null;
+  try {
+    const [host, port] = [zkAddr.slice(0, zkAddr.lastIndexOf(":")), Number(zkAddr.slice(zkAddr.lastIndexOf(":") + 1))];
+    leaderId = ((await ask({ host, port }, { type: "metadata" }, 500)).lease as Lease).leaderId;
+  } catch { /* no zookeeper: every broker at once */ }
+  const leader = brokers.filter((c) => c.name === `b${leaderId}`);
+  await Promise.all(brokers.filter((c) => !leader.includes(c)).map(stopChild));
+  await Promise.all(leader.map(stopChild));
+  const zk = children.get("zk");
+  if (zk) await stopChild(zk);
+  for (const c of children.values()) {
+    try {
+      await c.proc.stdin.close();
+    } catch { /* closed */ }
+  }
 }

@@ -3,41 +3,122 @@
  *
  * @module
  */
-import { Consumer, PartitionRecords } from "../client/consumer.ts";
+import { Consumer, PartitionRecords, type StartOffset } from "../client/consumer.ts";
+import type { FetchedRecord } from "../protocol/messages.ts";
+import { keyBytes, valueBytes } from "../log/record.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { YakError } from "../errors.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, retryNotice, text } from "./args.ts";
+import {
+  bootstrapOf,
+  CLUSTER_FLAGS,
+  connectTimeoutOf,
+  helpRequested,
+  integer,
+  parse,
+  retryNotice,
+  text,
+} from "./args.ts";
 
 const USAGE = `
-yak consume --topic T [--from-beginning | --offset K] [--group G] [--partition N]
-            [--group-protocol range|roundrobin] [--session-timeout-ms 10000]
+yak consume (--topic T [--topic T2 ...] | --topic-regex REGEX)
+            [--from-beginning | --offset earliest|latest|N|-N] [--partition N]
+            [--group G [--group-protocol range|roundrobin] [--session-timeout-ms 10000]]
             [--auto-offset-reset earliest|latest]
-            [--max-messages N] [--timeout-ms MS] [--format value|json]
-            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--quiet]
+            [--max-messages N] [--timeout-ms MS] [--exit-at-end]
+            [--format value|json|'TEMPLATE'] [--print-key] [--print-timestamp] [--key-separator SEP]
+            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000] [--quiet]
 
-Without --from-beginning (or a group's commit) it prints records produced from
-now on. --group makes this consumer a member of the group: the group's
-partitions are shared out among its members (range or roundrobin, as Kafka),
-each member commits what it printed, and a member that stops (or goes silent
-for --session-timeout-ms) has its partitions taken over from its last commit.
+Without --from-beginning or --offset (or a group's commit) it prints records
+produced from now on. --offset: earliest, latest, an offset N, or -N for the
+last N records, in every partition read (or the one --partition names).
+--group makes this consumer a member of the group: the group's partitions are
+shared out among its members (range or roundrobin, as Kafka), each member
+commits what it printed, and a member that stops (or goes silent for
+--session-timeout-ms) has its partitions taken over from its last commit; a
+group starts where it committed, so --offset does not go with --group.
+--exit-at-end exits once every partition read is printed up to where its end
+was when reading began (kcat -e); --timeout-ms exits after that long with
+nothing new; --max-messages after N records.
+--format value (default) prints values, one per line; with --print-timestamp
+and --print-key as kafka-console-consumer does ('CreateTime:TS<tab>KEY<tab>VALUE',
+--key-separator instead of the tab). --format json prints one JSON object per
+record (topic, partition, offset, epoch, ts, key, value). A TEMPLATE is printed
+per record as kcat -f does: %t topic, %p partition, %o offset, %k key, %v value,
+%T timestamp (ms), %h headers, %K and %S key and value length, %% a percent;
+\\n \\t \\\\ escapes (add \\n yourself).
+--topic-regex reads every topic whose whole name matches, also those made later.
 --bootstrap reads from that broker (any replica serves reads); otherwise from
 the leader.
 `;
 
 const encoder = new TextEncoder();
 
-function fromBase64(b64: string): Uint8Array {
-  const s = atob(b64);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+/** How records are printed. */
+interface Format {
+  kind: "value" | "json" | "template";
+  printKey: boolean;
+  printTimestamp: boolean;
+  keySeparator: string;
+  template: TemplatePart[];
+}
+
+/** A piece of a `--format` template: literal text, or a field. */
+type TemplatePart = string | { field: string };
+
+const TEMPLATE_FIELDS = new Set(["t", "p", "o", "k", "v", "T", "h", "K", "S"]);
+
+/**
+ * Compiles a kcat-style template (`%k=%v\n`) into literal text and fields.
+ *
+ * @example
+ * ```ts
+ * import { compileTemplate } from "./consume.ts";
+ * compileTemplate("%k=%v\\n"); // [{ field: "k" }, "=", { field: "v" }, "\n"]
+ * ```
+ */
+export function compileTemplate(template: string): TemplatePart[] {
+  const out: TemplatePart[] = [];
+  let text = "";
+  for (let i = 0; i < template.length; i++) {
+    const c = template[i];
+    if (c === "\\" && i + 1 < template.length) {
+      const e = template[++i];
+      text += e === "n" ? "\n" : e === "t" ? "\t" : e === "r" ? "\r" : e === "0" ? "\0" : e;
+    } else if (c === "%" && i + 1 < template.length) {
+      const f = template[++i];
+      if (f === "%") text += "%";
+      else if (TEMPLATE_FIELDS.has(f)) {
+        if (text) out.push(text);
+        text = "";
+        out.push({ field: f });
+      } else {
+        throw new YakError(
+          "INVALID_ARGUMENT",
+          `--format: unknown field %${f} (fields: %t %p %o %k %v %T %h %K %S, and %% for a percent)`,
+        );
+      }
+    } else text += c;
+  }
+  if (text) out.push(text);
   return out;
+}
+
+/** `--offset`: earliest, latest (or kcat's beginning, end), N, or -N (N before the end). */
+function startOffsetOf(raw: string | undefined): StartOffset | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === "earliest" || raw === "beginning") return { kind: "earliest" };
+  if (raw === "latest" || raw === "end") return { kind: "latest" };
+  if (/^-\d+$/.test(raw) && Number.isSafeInteger(-Number(raw))) return { kind: "fromEnd", count: -Number(raw) };
+  if (/^\d+$/.test(raw) && Number.isSafeInteger(Number(raw))) return { kind: "offset", offset: Number(raw) };
+  throw new YakError("INVALID_ARGUMENT", `--offset must be earliest, latest, an offset N or -N, not '${raw}'`);
 }
 
 /** Runs `yak consume`. */
 export async function consumeCommand(args: string[]): Promise<number> {
   const { values } = parse("consume", args, {
     ...CLUSTER_FLAGS,
-    topic: { type: "string" },
+    topic: { type: "string", multiple: true },
+    "topic-regex": { type: "string" },
     group: { type: "string" },
     "group-protocol": { type: "string" },
     "session-timeout-ms": { type: "string" },
@@ -47,18 +128,72 @@ export async function consumeCommand(args: string[]): Promise<number> {
     "from-beginning": { type: "boolean" },
     "max-messages": { type: "string" },
     "timeout-ms": { type: "string" },
+    "exit-at-end": { type: "boolean" },
     format: { type: "string" },
+    "print-key": { type: "boolean" },
+    "print-timestamp": { type: "boolean" },
+    "key-separator": { type: "string" },
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
-  const topic = checkTopicName(required(values, "topic", "consume"));
+  const topics = ((values.topic as string[] | undefined) ?? []).map((t) => checkTopicName(t));
+  const regexText = text(values, "topic-regex");
+  let topicPattern: RegExp | undefined;
+  if (regexText !== undefined) {
+    try {
+      topicPattern = new RegExp(`^(?:${regexText})$`);
+    } catch (err) {
+      throw new YakError("INVALID_ARGUMENT", `--topic-regex: ${err instanceof Error ? err.message : err}`);
+    }
+  }
+  if (topics.length === 0 && topicPattern === undefined) {
+    throw new YakError("INVALID_ARGUMENT", "--topic is required (or --topic-regex) (see 'yak consume --help')");
+  }
   const group = text(values, "group") === undefined ? undefined : checkGroupName(text(values, "group"));
-  const format = text(values, "format") ?? "value";
-  if (format !== "value" && format !== "json") {
+  const formatText = text(values, "format") ?? "value";
+  const format: Format = {
+    kind: formatText === "value" || formatText === "json" ? formatText : "template",
+    printKey: values["print-key"] === true,
+    printTimestamp: values["print-timestamp"] === true,
+    keySeparator: text(values, "key-separator") ?? "\t",
+    template: [],
+  };
+  if (format.kind === "template") {
+    if (!formatText.includes("%")) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `--format must be value, json or a template with %-fields such as '%k %v\\n', not '${formatText}'`,
+      );
+    }
+    format.template = compileTemplate(formatText);
+  }
+  if (format.kind !== "value" && (format.printKey || format.printTimestamp || values["key-separator"] !== undefined)) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `--format must be value or json, not '${format}'`,
+      "--print-key, --print-timestamp and --key-separator go with --format value (json has every field; " +
+        "a template names its own, e.g. '%k %v\\n')",
     );
+  }
+  if (values["key-separator"] !== undefined && !format.printKey) {
+    throw new YakError("INVALID_ARGUMENT", "--key-separator goes with --print-key");
+  }
+  const start = startOffsetOf(text(values, "offset"));
+  if (start !== undefined && values["from-beginning"]) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "use --offset or --from-beginning, not both (--offset earliest is the same)",
+    );
+  }
+  if (start !== undefined && group !== undefined) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--offset does not go with --group: a group starts where it committed; move its offsets with " +
+        "'yak groups --reset-offsets'",
+    );
+  }
+  const partition = integer(values, "partition", undefined, 0, 100_000);
+  if (partition !== undefined && (topics.length !== 1 || topicPattern !== undefined)) {
+    throw new YakError("INVALID_ARGUMENT", "--partition goes with exactly one --topic");
   }
   const maxMessages = integer(
     values,
@@ -68,6 +203,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
     Number.MAX_SAFE_INTEGER,
   );
   const timeoutMs = integer(values, "timeout-ms", undefined, 0, 2 ** 31 - 1);
+  const exitAtEnd = values["exit-at-end"] === true;
   const quiet = values.quiet === true;
   const reset = text(values, "auto-offset-reset") ?? "earliest";
   if (reset !== "earliest" && reset !== "latest") {
@@ -82,14 +218,17 @@ export async function consumeCommand(args: string[]): Promise<number> {
   }
   const consumer = await Consumer.open({
     bootstrap: bootstrapOf(values),
-    topic,
+    topics,
+    topicPattern,
     group,
-    partition: integer(values, "partition", undefined, 0, 100_000),
-    offset: integer(values, "offset", undefined, 0, Number.MAX_SAFE_INTEGER),
+    partition,
+    offset: start,
     fromBeginning: values["from-beginning"] === true,
     maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
-    // Exiting when idle includes waiting for the cluster or the topic.
-    firstConnectTimeoutMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
+    // Reaching the cluster: the one deadline of every command. Waiting for a topic that does not exist yet is
+    // being idle, so --timeout-ms bounds it too.
+    firstConnectTimeoutMs: connectTimeoutOf(values),
+    topicWaitMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
     onRetry: retryNotice("consume", quiet),
     groupProtocols: protocol === undefined ? undefined : [protocol],
     sessionTimeoutMs: integer(values, "session-timeout-ms", undefined, 100, 300_000),
@@ -107,6 +246,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
   let pipeClosed = false;
   try {
     while (!stop && !pipeClosed && printed < maxMessages) {
+      if (exitAtEnd && consumer.atEnd()) break;
       const polled = await consumer.poll();
       if (polled.length === 0) {
         if (timeoutMs !== undefined && Date.now() - lastRecordAt >= timeoutMs) {
@@ -118,11 +258,11 @@ export async function consumeCommand(args: string[]): Promise<number> {
       for (const part of polled) {
         const take = Math.min(part.count, maxMessages - printed);
         if (take === 0) break;
-        const bytes = render(part, take, topic, format);
+        const bytes = render(part, take, format);
         const written = await writeUntilClosed(bytes);
-        const whole = written === bytes.length ? take : wholeRecords(part, take, topic, format, written);
+        const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
         // Only records whose bytes reached stdout count as consumed (and get committed).
-        consumer.consumed(part.partition, part.base + whole);
+        consumer.consumed(part.topic, part.partition, part.base + whole);
         printed += whole;
         if (written < bytes.length) {
           pipeClosed = true; // e.g. `| head`: the reader is done
@@ -137,7 +277,10 @@ export async function consumeCommand(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGTERM", onSignal);
     await consumer.close();
   }
-  if (!quiet) console.error(`yak consume: ${printed} records from '${topic}'`);
+  if (!quiet) {
+    const names = consumer.topics.map((t) => `'${t}'`).join(", ") || `/${regexText}/`;
+    console.error(`yak consume: ${printed} record${printed === 1 ? "" : "s"} from ${names}`);
+  }
   return 0;
 }
 
@@ -191,28 +334,52 @@ async function writeUntilClosed(bytes: Uint8Array): Promise<number> {
 function wholeRecords(
   part: PartitionRecords,
   take: number,
-  topic: string,
-  format: string,
+  format: Format,
   writtenBytes: number,
 ): number {
   // One stored line per record: the lines are JSON, so a value's newlines are escaped in them.
   const lines = part.text.split("\n");
   let size = 0;
   for (let i = 0; i < take; i++) {
-    size += render(new PartitionRecords(part.partition, part.base + i, 1, lines[i] + "\n"), 1, topic, format).length;
+    const one = new PartitionRecords(part.partition, part.base + i, 1, lines[i] + "\n", part.topic);
+    size += render(one, 1, format).length;
     if (size > writtenBytes) return i;
   }
   return take;
 }
 
-function render(part: PartitionRecords, take: number, topic: string, format: string): Uint8Array {
-  const partition = part.partition;
-  if (format === "value") {
+function concat(chunks: Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const c of chunks) size += c.length;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+const NOTHING = new Uint8Array(0);
+
+/** A record's value as printed: its bytes (text as UTF-8, `valueB64` decoded), nothing for a null value. */
+function valueOf(r: FetchedRecord): Uint8Array {
+  return valueBytes(r) ?? NOTHING;
+}
+
+/** Headers as kcat prints them: `k1=v1,k2=v2` (yak's own producer writes none; Kafka clients may). */
+function headersText(r: FetchedRecord): string {
+  return (r.headers ?? []).map((h) => `${h.key}=${new TextDecoder().decode(valueBytes(h) ?? NOTHING)}`).join(",");
+}
+
+function render(part: PartitionRecords, take: number, format: Format): Uint8Array {
+  const { partition, topic } = part;
+  if (format.kind === "value" && !format.printKey && !format.printTimestamp) {
     const values = part.values();
     if (values) return encoder.encode((take < values.length ? values.slice(0, take) : values).join("\n") + "\n");
   }
   const records = take < part.count ? part.records.slice(0, take) : part.records;
-  if (format === "json") {
+  if (format.kind === "json") {
     let out = "";
     for (const r of records) {
       out += JSON.stringify({
@@ -229,17 +396,53 @@ function render(part: PartitionRecords, take: number, topic: string, format: str
     return encoder.encode(out);
   }
   const chunks: Uint8Array[] = [];
-  let size = 0;
+  if (format.kind === "template") {
+    for (const r of records) {
+      for (const piece of format.template) {
+        if (typeof piece === "string") {
+          chunks.push(encoder.encode(piece));
+          continue;
+        }
+        switch (piece.field) {
+          case "t":
+            chunks.push(encoder.encode(topic));
+            break;
+          case "p":
+            chunks.push(encoder.encode(String(partition)));
+            break;
+          case "o":
+            chunks.push(encoder.encode(String(r.offset)));
+            break;
+          case "k":
+            chunks.push(keyBytes(r) ?? NOTHING);
+            break;
+          case "v":
+            chunks.push(valueOf(r));
+            break;
+          case "T":
+            chunks.push(encoder.encode(String(r.ts)));
+            break;
+          case "h":
+            chunks.push(encoder.encode(headersText(r)));
+            break;
+          case "K":
+            chunks.push(encoder.encode(String(keyBytes(r)?.length ?? -1)));
+            break;
+          case "S":
+            chunks.push(encoder.encode(String(valueBytes(r)?.length ?? -1)));
+            break;
+        }
+      }
+    }
+    return concat(chunks);
+  }
+  // Values, each on its line, after the timestamp and key when asked (kafka-console-consumer's layout).
   for (const r of records) {
-    const bytes = r.valueB64 !== undefined ? fromBase64(r.valueB64) : encoder.encode(r.value ?? "");
-    chunks.push(bytes, encoder.encode("\n"));
-    size += bytes.length + 1;
+    let prefix = "";
+    if (format.printTimestamp) prefix += `CreateTime:${r.ts}\t`;
+    if (prefix) chunks.push(encoder.encode(prefix));
+    if (format.printKey) chunks.push(keyBytes(r) ?? encoder.encode("null"), encoder.encode(format.keySeparator));
+    chunks.push(valueOf(r), encoder.encode("\n"));
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concat(chunks);
 }

@@ -8,7 +8,7 @@ import { connectLeader } from "../client/discovery.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { YakError } from "../errors.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, parse, text } from "./args.ts";
+import { bootstrapOf, CLUSTER_FLAGS, connectTimeoutOf, helpRequested, parse, retryNotice, text } from "./args.ts";
 import { table } from "./table.ts";
 
 const USAGE = `
@@ -16,7 +16,7 @@ yak groups --list [--json]
 yak groups --describe G [--json]
 yak groups --reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N | --shift-by N) [--json]
 yak groups --delete G
-           [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]]
+           [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
 --describe shows the group's state, generation and strategy, its members
 with their partitions, and per partition the committed offset, the log end
@@ -74,7 +74,11 @@ export async function groupsCommand(args: string[]): Promise<number> {
       "give exactly one of --list, --describe, --reset-offsets, --delete (see --help)",
     );
   }
-  const { conn } = await connectLeader(bootstrapOf(values), Date.now() + 5000);
+  const { conn } = await connectLeader(
+    bootstrapOf(values),
+    Date.now() + connectTimeoutOf(values),
+    retryNotice("groups", false),
+  );
   try {
     if (values.list) {
       const res = await conn.request({ type: "list_groups" });

@@ -4,19 +4,24 @@
  * @module
  */
 import { isAbsolute, join, resolve } from "node:path";
-import { ask } from "../client/discovery.ts";
+import { askZookeeper, retryUntil } from "../client/discovery.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
-import type { Lease } from "../protocol/messages.ts";
+import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { readLease } from "../zookeeper/lease_file.ts";
-import { bootstrapOf, helpRequested, integer, parse, text } from "./args.ts";
+import { bootstrapOf, connectTimeoutOf, dataRootOf, helpRequested, integer, parse, retryNotice, text } from "./args.ts";
 
 const USAGE = `
-yak kill (--broker N | --leader) [--signal KILL|TERM|STOP|CONT] [--data data]
-         [--zookeeper HOST:PORT]
+yak kill (--broker N | --leader) [--signal KILL|TERM|STOP|CONT] [--data DIR]
+         [--zookeeper HOST:PORT] [--connect-timeout-ms 10000]
 
-Finds the broker's process through DATA/broker-N/broker.pid and signals it
-(SIGKILL by default). --leader asks the zookeeper (or reads the lease file).
+Finds the broker's process through DIR/broker-N/broker.pid and signals it
+(SIGKILL by default). The data root is --data, else $YAK_DATA, else ./data
+(the repository's data/ through 'deno task' or ./yak).
+--leader asks the zookeeper (--zookeeper, else $YAK_ZOOKEEPER, else
+127.0.0.1:2181) which broker leads, and signals it only if that broker's
+process is the one in DIR's pid file: never a broker of another cluster, and
+never a guess from a lease file when the zookeeper does not answer.
 Refuses, and signals nothing, when the pid file is stale: the process has
 exited, or the pid now belongs to something other than \`yak broker --id N\`
 on that data directory.
@@ -38,9 +43,10 @@ export async function killCommand(args: string[]): Promise<number> {
     signal: { type: "string" },
     data: { type: "string" },
     zookeeper: { type: "string" },
+    "connect-timeout-ms": { type: "string" },
   });
   if (helpRequested(values, USAGE)) return 0;
-  const dataDir = text(values, "data") ?? DEFAULTS.dataDir;
+  const dataDir = dataRootOf(values);
   const sigName = (text(values, "signal") ?? "KILL").toUpperCase().replace(
     /^SIG/,
     "",
@@ -53,7 +59,7 @@ export async function killCommand(args: string[]): Promise<number> {
     );
   }
   let id = integer(values, "broker", undefined, 1, 1_000_000);
-  let epoch: number | null = null;
+  let leader: { epoch: number; zookeeper: string; info: BrokerInfo | undefined } | null = null;
   if (values.leader) {
     if (id !== undefined) {
       throw new YakError(
@@ -61,12 +67,24 @@ export async function killCommand(args: string[]): Promise<number> {
         "use --broker N or --leader, not both",
       );
     }
-    const lease = await currentLease(values, dataDir);
+    const zk = bootstrapOf(values).zookeeper!;
+    const zookeeper = `${zk.host}:${zk.port}`;
+    // The zookeeper's answer or nothing: a lease file may belong to a stopped or another cluster.
+    const meta = await retryUntil(
+      Date.now() + connectTimeoutOf(values),
+      (timeoutMs) => askZookeeper(zk, { type: "status" }, timeoutMs),
+      retryNotice("kill", false),
+    );
+    const lease = meta.lease as Lease;
     if (lease.leaderId === null) {
-      throw new YakError("NO_LEADER", "the cluster has no leader to kill");
+      throw new YakError("NO_LEADER", `the zookeeper at ${zookeeper} names no leader; nothing was signalled`);
     }
     id = lease.leaderId;
-    epoch = lease.epoch;
+    leader = {
+      epoch: lease.epoch,
+      zookeeper,
+      info: (meta.brokers as BrokerInfo[]).find((b) => b.id === lease.leaderId),
+    };
   }
   if (id === undefined) {
     throw new YakError(
@@ -108,6 +126,7 @@ export async function killCommand(args: string[]): Promise<number> {
       `cannot tell whether pid ${pid} (from ${pidFile}) is broker ${id}: ${who.why}; nothing was signalled`,
     );
   }
+  if (leader !== null) await checkSameCluster(leader, id, pid, pidFile, dataDir);
   try {
     Deno.kill(pid, signal);
   } catch (err) {
@@ -119,30 +138,44 @@ export async function killCommand(args: string[]): Promise<number> {
     }
     throw err;
   }
-  const role = epoch === null ? "" : `, leader of epoch ${epoch}`;
-  console.log(`sent ${signal} to broker ${id} (pid ${pid}${role})`);
+  const role = leader === null ? "" : `, the leader of epoch ${leader.epoch} per the zookeeper at ${leader.zookeeper}`;
+  console.log(`sent ${signal} to broker ${id} (pid ${pid}${role}; data ${dataDir})`);
   return 0;
 }
 
-async function currentLease(
-  values: Record<string, unknown>,
+/**
+ * The leader the zookeeper named must be the process in this data root's
+ * pid file: a zookeeper of one cluster and `--data` of another would
+ * otherwise kill a broker that leads nothing. The zookeeper knows each
+ * broker's pid from its registration; a broker that did not say (older
+ * versions) is checked against this data root's lease file instead.
+ */
+async function checkSameCluster(
+  leader: { epoch: number; zookeeper: string; info: BrokerInfo | undefined },
+  id: number,
+  pid: number,
+  pidFile: string,
   dataDir: string,
-): Promise<Lease> {
-  try {
-    const boot = bootstrapOf(values as Parameters<typeof bootstrapOf>[0]);
-    const meta = await ask(boot.zookeeper!, { type: "metadata" }, 2000);
-    return meta.lease as Lease;
-  } catch {
-    const path = join(dataDir, "zookeeper", "leader.lease");
-    const lease = await readLease(path);
-    if (lease === null || typeof lease === "string") {
-      throw new YakError(
-        "NO_LEADER",
-        `the zookeeper does not answer and ${path} holds no lease`,
-      );
-    }
-    return lease;
+): Promise<void> {
+  const where = leader.info ? ` (at ${leader.info.host}:${leader.info.port}` : " (";
+  const theirs = leader.info?.pid;
+  if (theirs !== undefined) {
+    if (theirs === pid) return;
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `the zookeeper at ${leader.zookeeper} names broker ${id}${where}, pid ${theirs}) as the leader, but ${pidFile} ` +
+        `holds pid ${pid}: ${dataDir} is another cluster's data; nothing was signalled. Give --data of the cluster ` +
+        `whose zookeeper is ${leader.zookeeper}, or --zookeeper of the cluster in ${dataDir}`,
+    );
   }
+  const path = join(dataDir, "zookeeper", "leader.lease");
+  const lease = await readLease(path);
+  if (lease !== null && typeof lease !== "string" && lease.leaderId === id && lease.epoch === leader.epoch) return;
+  throw new YakError(
+    "INVALID_ARGUMENT",
+    `cannot tell that broker ${id} of ${dataDir} is the leader the zookeeper at ${leader.zookeeper} names ` +
+      `(epoch ${leader.epoch}): ${path} does not name it; nothing was signalled`,
+  );
 }
 
 /** What a pid from a pid file turned out to be. */

@@ -4,14 +4,17 @@
  * @module
  */
 import { join } from "node:path";
-import { DEFAULTS } from "../config.ts";
 import { formatEntry, type OpLogEntry } from "../op_log.ts";
 import { YakError } from "../errors.ts";
-import { helpRequested, parse, text } from "./args.ts";
+import { dataRootOf, helpRequested, parse } from "./args.ts";
 
 const USAGE = `
-yak logs zookeeper [--follow] [--json] [--data data]
-yak logs broker N  [--follow] [--json] [--data data]
+yak logs zookeeper [--follow] [--json] [--data DIR]
+yak logs broker N  [--follow] [--json] [--data DIR]
+
+Reads DIR/zookeeper/zookeeper.log or DIR/broker-N/broker.log. The data root
+is --data, else $YAK_DATA, else ./data (the repository's data/ through
+'deno task' or ./yak); the file read is named on stderr.
 `;
 
 /** Runs `yak logs`. */
@@ -22,7 +25,7 @@ export async function logsCommand(args: string[]): Promise<number> {
     data: { type: "string" },
   }, true);
   if (helpRequested(values, USAGE)) return 0;
-  const dataDir = text(values, "data") ?? DEFAULTS.dataDir;
+  const dataDir = dataRootOf(values);
   let path: string;
   if (positionals[0] === "zookeeper" && positionals.length === 1) {
     path = join(dataDir, "zookeeper", "zookeeper.log");
@@ -40,10 +43,11 @@ export async function logsCommand(args: string[]): Promise<number> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
+    console.error(`yak logs: ${path}`);
   } catch {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `no operation log at ${path} (has that process run with --data ${dataDir}?)`,
+      `no operation log at ${path} (has that process run with this data root? set it with --data or YAK_DATA)`,
     );
   }
   const decoder = new TextDecoder();

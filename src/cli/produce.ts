@@ -5,21 +5,58 @@
  */
 import { Producer } from "../client/producer.ts";
 import { checkTopicName } from "../log/names.ts";
-import { YakError } from "../errors.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, required, retryNotice, text } from "./args.ts";
+import { toYakError, YakError } from "../errors.ts";
+import {
+  bootstrapOf,
+  CLUSTER_FLAGS,
+  connectTimeoutOf,
+  helpRequested,
+  integer,
+  parse,
+  required,
+  retryNotice,
+  text,
+} from "./args.ts";
 
 const USAGE = `
-yak produce --topic T [--message TEXT ...] [--key K | --key-separator SEP]
-            [--partition N] [--acks all|1|0] [--batch-records 2000] [--linger-ms 5]
-            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--quiet]
+yak produce --topic T [--message TEXT ...] [--key K | --key-separator SEP [--ignore-missing-separator]]
+            [--partition N] [--acks all|1|0|-1] [--batch-records 2000] [--linger-ms 5]
+            [--progress] [--quiet]
+            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
-Reads stdin line by line (one record per line) unless --message is given.
+Reads stdin line by line (one record per line; a CR before the line break is
+dropped) unless --message is given. --key-separator splits each line into
+key and value at the first SEP; a line without SEP is an error (as Kafka's
+parse.key), unless --ignore-missing-separator sends it with no key.
 Retransmits until the leader acknowledges; retries never duplicate.
-Prints a summary on stderr; exits 0 only if every record was acknowledged.
+Records without a key start on a random partition and move on batch by batch.
+A topic that does not exist is created by the first record stored in it.
+
+Prints a summary on stderr: records and bytes (keys and values) acknowledged,
+and which were not. --progress prints progress every second (it is on by
+itself when stderr is a terminal, stdin is not, and the run takes a while).
+Ctrl-C or SIGTERM: stops reading, waits up to 5 s for what was read to be
+acknowledged, prints the summary, and exits 130 (a second Ctrl-C exits at once).
+Exits 0 only if every record was acknowledged.
 `;
 
 const NEWLINE = 10;
+const CR = 13;
 const READ_BYTES = 1024 * 1024;
+/** How long an interrupted producer waits for what it already read to be acknowledged. */
+const INTERRUPT_FLUSH_MS = 5000;
+/** Progress starts by itself on a terminal after this long. */
+const AUTO_PROGRESS_AFTER_MS = 2000;
+const INTERRUPTED_EXIT = 130;
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextEncoder();
+
+/** A line as read: text where the bytes are UTF-8, else the bytes; `ascii` when bytes = characters. */
+interface Line {
+  value: string | Uint8Array;
+  ascii: boolean;
+}
 
 /** Runs `yak produce`. */
 export async function produceCommand(args: string[]): Promise<number> {
@@ -29,10 +66,12 @@ export async function produceCommand(args: string[]): Promise<number> {
     message: { type: "string", multiple: true },
     key: { type: "string" },
     "key-separator": { type: "string" },
+    "ignore-missing-separator": { type: "boolean" },
     partition: { type: "string" },
     acks: { type: "string" },
     "batch-records": { type: "string" },
     "linger-ms": { type: "string" },
+    progress: { type: "boolean" },
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
@@ -41,7 +80,7 @@ export async function produceCommand(args: string[]): Promise<number> {
   if (!["all", "1", "0", "-1"].includes(acksText)) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `--acks must be all, 1 or 0, not '${acksText}'`,
+      `--acks must be all, 1 or 0, not '${acksText}' (-1 is Kafka's all)`,
     );
   }
   const acks = acksText === "all" || acksText === "-1" ? "all" : (Number(acksText) as 0 | 1);
@@ -56,69 +95,300 @@ export async function produceCommand(args: string[]): Promise<number> {
   if (separator === "") {
     throw new YakError("INVALID_ARGUMENT", "--key-separator must not be empty");
   }
+  if (values["ignore-missing-separator"] && separator === undefined) {
+    throw new YakError("INVALID_ARGUMENT", "--ignore-missing-separator goes with --key-separator");
+  }
+  const keepKeyless = values["ignore-missing-separator"] === true;
   const quiet = values.quiet === true;
-  const producer = await Producer.open({
-    bootstrap: bootstrapOf(values),
-    topic,
-    acks,
-    partition: integer(values, "partition", undefined, 0, 100_000),
-    batchRecords: integer(values, "batch-records", undefined, 1, 10_000),
-    lingerMs: integer(values, "linger-ms", undefined, 0, 60_000),
-    onRetry: retryNotice("produce", quiet),
-  });
+  const messages = (values.message as string[] | undefined) ?? [];
+  const unit = messages.length > 0 ? "message" : "line";
+
+  // Signals first: a Ctrl-C while connecting must not lose the summary either.
+  let interrupted: Deno.Signal | null = null;
+  let onInterrupt = () => {};
+  const interruptedPromise = new Promise<void>((resolve) => (onInterrupt = resolve));
+  let producer: Producer | null = null;
   const started = performance.now();
-  let records = 0;
-  const add = (line: string | Uint8Array) => {
-    if (separator !== undefined && typeof line === "string") {
-      const i = line.indexOf(separator);
-      if (i !== -1) {
-        producer.add(line.slice(0, i), line.slice(i + separator.length));
-        records++;
-        return;
-      }
+  let read = 0;
+  let unfinishedBytes = 0;
+  const summary = (): string =>
+    summaryOf(producer, topic, acks, read, unit, unfinishedBytes, started, interrupted !== null);
+  const onSignal = (signal: Deno.Signal) => () => {
+    if (interrupted !== null) {
+      // A second Ctrl-C: no more waiting.
+      progress.stop();
+      console.error(`yak produce: interrupted again; ${summary()}`);
+      Deno.exit(INTERRUPTED_EXIT);
     }
-    producer.add(fixedKey, line);
-    records++;
+    interrupted = signal;
+    onInterrupt();
   };
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((sig) => [sig, onSignal(sig)] as const);
+  for (const [sig, fn] of listeners) Deno.addSignalListener(sig, fn);
+  const progress = new Progress(
+    values.progress === true,
+    !quiet && Deno.stderr.isTerminal() && !Deno.stdin.isTerminal(),
+    () => producer,
+    () => read,
+    started,
+  );
+
+  let failure: YakError | null = null;
   try {
-    const messages = values.message as string[] | undefined;
-    if (messages && messages.length > 0) {
-      for (const m of messages) add(m);
-    } else {
-      await readLines(Deno.stdin, async (lines) => {
-        for (const line of lines) add(line);
-        await producer.waitForRoom();
-      });
+    producer = await Promise.race([
+      Producer.open({
+        bootstrap: bootstrapOf(values),
+        topic,
+        acks,
+        partition: integer(values, "partition", undefined, 0, 100_000),
+        batchRecords: integer(values, "batch-records", undefined, 1, 10_000),
+        lingerMs: integer(values, "linger-ms", undefined, 0, 60_000),
+        connectTimeoutMs: connectTimeoutOf(values),
+        onRetry: retryNotice("produce", quiet),
+      }),
+      interruptedPromise.then(() => null),
+    ]);
+  } catch (err) {
+    progress.stop();
+    for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
+    throw err;
+  }
+  try {
+    if (producer === null) {
+      console.error(`yak produce: interrupted while connecting; ${summary()}`);
+      return INTERRUPTED_EXIT;
     }
-    await producer.flush();
+    const p = producer;
+    progress.start();
+    const add = (line: Line) => {
+      const number = read + 1; // this line's number, for errors
+      let { value } = line;
+      let key = fixedKey;
+      if (separator !== undefined) {
+        const split = splitKey(value, separator);
+        if (split === null) {
+          if (!keepKeyless) {
+            throw new YakError(
+              "INVALID_ARGUMENT",
+              `${unit} ${number} has no key separator '${separator}' (--key-separator); ` +
+                `use --ignore-missing-separator to send such lines without a key`,
+            );
+          }
+        } else {
+          key = split.key;
+          value = split.value;
+        }
+      }
+      read++;
+      // ASCII: the byte count is the character count, nothing to measure.
+      const bytes = line.ascii
+        ? (typeof value === "string" ? value.length : value.length) + (key?.length ?? 0)
+        : undefined;
+      p.add(key, value, bytes);
+    };
+    try {
+      try {
+        if (messages.length > 0) {
+          for (const m of messages) {
+            if (interrupted) break;
+            add({ value: m, ascii: false });
+          }
+        } else {
+          // Typing at a terminal: a prompt says when the next line is wanted, as Kafka's console producer does.
+          const prompt = Deno.stdin.isTerminal() && !quiet ? () => Deno.stderr.writeSync(utf8.encode(">")) : undefined;
+          unfinishedBytes = await readLines(
+            Deno.stdin,
+            async (lines) => {
+              for (const line of lines) add(line);
+              await Promise.race([p.waitForRoom(), interruptedPromise]);
+            },
+            interruptedPromise,
+            prompt,
+          );
+        }
+      } catch (err) {
+        // Bad input (a line without a separator, a record too large for any frame): what came before it
+        // is still sent, as Kafka's console producer does.
+        failure = toYakError(err);
+      }
+      const flushed = p.flush();
+      flushed.catch(() => {});
+      await Promise.race([flushed, interruptedPromise]);
+      if (interrupted) await p.flush(INTERRUPT_FLUSH_MS);
+      else await flushed;
+    } catch (err) {
+      failure ??= toYakError(err);
+    }
+    progress.stop();
+    if (failure && !(interrupted && failure.code === "TIMEOUT")) {
+      // Answers to what was already sent still count: wait for them (briefly).
+      await p.settle(INTERRUPT_FLUSH_MS);
+      console.error(`yak produce: ${describeFailure(failure, unit)}`);
+    }
+    const allAcked = p.ackedRecords === read && unfinishedBytes === 0;
+    if (interrupted) {
+      console.error(`yak produce: interrupted (${interrupted}); ${summary()}`);
+      return INTERRUPTED_EXIT;
+    }
+    if (!quiet || !allAcked || failure) console.error(`yak produce: ${summary()}`);
+    return allAcked && !failure ? 0 : 1;
   } finally {
-    await producer.close();
+    progress.stop();
+    for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
+    await producer?.close();
   }
+}
+
+/** The error, with a record's index turned into its line (or message) number. */
+function describeFailure(err: YakError, unit: string): string {
+  const index = err.data?.index;
+  if (typeof index !== "number") return err.message;
+  return err.message.replace(/^record \d+/, `${unit} ${index + 1}`);
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** "3-5, 9" from sorted numbers; at most a few ranges. */
+function ranges(numbers: number[], limit = 5): string {
+  const out: string[] = [];
+  for (let i = 0; i < numbers.length && out.length < limit; i++) {
+    let j = i;
+    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j] + 1) j++;
+    out.push(i === j ? `${numbers[i]}` : `${numbers[i]}-${numbers[j]}`);
+    i = j;
+  }
+  const shown = out.join(", ");
+  return out.length === limit && numbers.length > 0 ? `${shown}, ...` : shown;
+}
+
+/**
+ * The summary line: what was acknowledged (records, and bytes of keys and
+ * values), what was not and which lines those were, the time, and a rate
+ * only for runs of a second or more.
+ */
+function summaryOf(
+  p: Producer | null,
+  topic: string,
+  acks: "all" | 0 | 1,
+  read: number,
+  unit: string,
+  unfinishedBytes: number,
+  started: number,
+  interrupted: boolean,
+): string {
   const seconds = (performance.now() - started) / 1000;
-  if (!quiet) {
-    const rate = seconds > 0 ? Math.round(producer.ackedRecords / seconds) : producer.ackedRecords;
-    console.error(
-      `yak produce: ${producer.ackedRecords} records (${producer.ackedBytes} bytes) ` +
-        `${acks === 0 ? "sent" : "acknowledged"} to '${topic}' in ${seconds.toFixed(2)} s, ${rate} records/s` +
-        (producer.retries > 0 ? `, ${producer.retries} batches resent, ${producer.duplicates} duplicates dropped` : ""),
-    );
+  const acked = p?.ackedRecords ?? 0;
+  let out = `${plural(acked, "record")} (${plural(p?.ackedBytes ?? 0, "byte")}) ` +
+    `${acks === 0 ? "sent" : "acknowledged"} to '${topic}'`;
+  const missing = p ? p.unacknowledged() : [];
+  // Lines read but never handed to the producer (it failed first) are not acknowledged either.
+  for (let i = p?.added ?? 0; i < read; i++) missing.push(i);
+  // Interrupted, both counts are said, even a zero: the user asked what became of the input.
+  if (missing.length > 0 || interrupted) {
+    out += `, ${missing.length} not ${acks === 0 ? "sent" : "acknowledged"}`;
+    if (missing.length > 0) {
+      out += ` (${missing.length === 1 ? unit : `${unit}s`} ${ranges(missing.map((i) => i + 1))})`;
+    }
   }
-  return producer.ackedRecords === records ? 0 : 1;
+  if (unfinishedBytes > 0) out += `, an unfinished last line (${plural(unfinishedBytes, "byte")}) not sent`;
+  out += `${missing.length > 0 || unfinishedBytes > 0 || interrupted ? "," : ""} in ${seconds.toFixed(2)} s`;
+  if (seconds >= 1) out += `, ${Math.round(acked / seconds)} records/s`;
+  if (p && p.retries > 0) out += `, ${p.retries} batches resent, ${p.duplicates} duplicates dropped`;
+  return out;
+}
+
+/**
+ * Progress on stderr, once a second: on a terminal one line rewritten in
+ * place, else one line per report.
+ */
+class Progress {
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #onLine = false;
+  constructor(
+    readonly asked: boolean,
+    readonly auto: boolean,
+    readonly producer: () => Producer | null,
+    readonly read: () => number,
+    readonly started: number,
+  ) {}
+
+  start(): void {
+    if (!this.asked && !this.auto) return;
+    this.#timer = setInterval(() => this.#report(), 1000);
+  }
+
+  #report(): void {
+    const p = this.producer();
+    const ms = performance.now() - this.started;
+    if (!p || (!this.asked && ms < AUTO_PROGRESS_AFTER_MS)) return;
+    const line = `yak produce: ${p.ackedRecords} of ${plural(this.read(), "record")} read acknowledged ` +
+      `(${plural(p.ackedBytes, "byte")}), ${Math.round(p.ackedRecords / (ms / 1000))} records/s, ${
+        Math.round(ms / 1000)
+      } s`;
+    if (Deno.stderr.isTerminal()) {
+      Deno.stderr.writeSync(utf8.encode(`\r\x1b[K${line}`));
+      this.#onLine = true;
+    } else console.error(line);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (this.#onLine) Deno.stderr.writeSync(utf8.encode("\r\x1b[K"));
+    this.#onLine = false;
+  }
+}
+
+/** Splits a line at the first `separator`; null when there is none. A key must be text. */
+function splitKey(line: string | Uint8Array, separator: string): { key: string; value: string | Uint8Array } | null {
+  if (typeof line === "string") {
+    const i = line.indexOf(separator);
+    return i === -1 ? null : { key: line.slice(0, i), value: line.slice(i + separator.length) };
+  }
+  const sep = utf8.encode(separator);
+  for (let i = 0; i + sep.length <= line.length; i++) {
+    let match = true;
+    for (let j = 0; j < sep.length && match; j++) match = line[i + j] === sep[j];
+    if (!match) continue;
+    let key: string;
+    try {
+      key = strictUtf8.decode(line.subarray(0, i));
+    } catch {
+      throw new YakError("INVALID_ARGUMENT", "a key is not valid UTF-8 (keys are text; values may be bytes)");
+    }
+    const rest = line.slice(i + sep.length);
+    try {
+      return { key, value: strictUtf8.decode(rest) };
+    } catch {
+      return { key, value: rest };
+    }
+  }
+  return null;
 }
 
 /**
  * Reads a stream in large chunks and hands over its lines: text where the
- * bytes are UTF-8, else the raw bytes (sent as base64, never mangled).
+ * bytes are UTF-8, else the raw bytes (sent as base64, never mangled); a CR
+ * before a line break is dropped. Stops early when `stop` resolves. Returns
+ * the size of an unfinished last line left when it stopped early (a line
+ * without its line break at the end of the input is a line).
  */
 export async function readLines(
   source: { read(p: Uint8Array): Promise<number | null> },
-  onLines: (lines: (string | Uint8Array)[]) => Promise<void>,
-): Promise<void> {
-  const strict = new TextDecoder("utf-8", { fatal: true });
+  onLines: (lines: Line[]) => Promise<void>,
+  stop?: Promise<void>,
+  beforeRead?: () => void,
+): Promise<number> {
   const buf = new Uint8Array(READ_BYTES);
   let carry = new Uint8Array(0);
+  const stopped = stop?.then(() => "stop" as const);
   while (true) {
-    const n = await source.read(buf);
+    beforeRead?.();
+    const got = await (stopped ? Promise.race([source.read(buf), stopped]) : source.read(buf));
+    if (got === "stop") return carry.length;
+    const n = got;
     if (n === null) break;
     let chunk = buf.subarray(0, n);
     if (carry.length > 0) {
@@ -133,29 +403,33 @@ export async function readLines(
       continue;
     }
     carry = chunk.slice(last + 1);
-    await onLines(splitLines(chunk.subarray(0, last), strict));
+    await onLines(splitLines(chunk.subarray(0, last)));
   }
-  if (carry.length > 0) await onLines(splitLines(carry, strict));
+  if (carry.length > 0) await onLines(splitLines(carry));
+  return 0;
 }
 
-function splitLines(
-  bytes: Uint8Array,
-  strict: TextDecoder,
-): (string | Uint8Array)[] {
+function splitLines(bytes: Uint8Array): Line[] {
   try {
     // One decode per chunk, not per line: the common case is all text.
-    return strict.decode(bytes).split("\n");
+    const text = strictUtf8.decode(bytes);
+    const ascii = text.length === bytes.length;
+    return text.split("\n").map((l) => ({
+      value: l.charCodeAt(l.length - 1) === CR ? l.slice(0, -1) : l,
+      ascii,
+    }));
   } catch {
-    const out: (string | Uint8Array)[] = [];
+    const out: Line[] = [];
     let start = 0;
     while (start <= bytes.length) {
       let nl = bytes.indexOf(NEWLINE, start);
       if (nl === -1) nl = bytes.length;
-      const line = bytes.subarray(start, nl);
+      const end = nl > start && bytes[nl - 1] === CR ? nl - 1 : nl;
+      const line = bytes.subarray(start, end);
       try {
-        out.push(strict.decode(line));
+        out.push({ value: strictUtf8.decode(line), ascii: false });
       } catch {
-        out.push(line.slice());
+        out.push({ value: line.slice(), ascii: false });
       }
       start = nl + 1;
     }

@@ -1,90 +1,346 @@
 /**
- * `yak status`: brokers, leader, epoch, topics, offsets, replicas in sync,
- * registered clients, and consumer lag, in one view.
+ * `yak status`: brokers, leader, epoch, topics, offsets, each replica's lag,
+ * groups with their lag, and registered clients, in one view.
  *
  * @module
  */
-import { answered, askZookeeper, gatherStatus } from "../client/cluster_status.ts";
-import { bootstrapOf, helpRequested, parse } from "./args.ts";
+import { askZookeeper, retryUntil } from "../client/discovery.ts";
+import { probeBroker } from "../client/cluster_status.ts";
+import { toYakError, YakError } from "../errors.ts";
+import type { ClientInfo } from "../broker/context.ts";
+import type { BrokerInfo, Lease } from "../protocol/messages.ts";
+import { checkTopicName } from "../log/names.ts";
+import { bootstrapOf, connectTimeoutOf, helpRequested, parse, retryNotice, text } from "./args.ts";
+import { table } from "./table.ts";
 
 const USAGE = `
-yak status [--json] [--zookeeper HOST:PORT]
+yak status [--topic T] [--watch] [--json] [--zookeeper HOST:PORT] [--connect-timeout-ms 10000]
 
-Asks the zookeeper for brokers and the lease, then every broker for its
-view: topics, partitions (log end, high watermark), clients, groups and lag.
-A broker is alive, PAUSED (its port takes connections but it does not answer)
-or DEAD.
+Asks the zookeeper for brokers and the lease, then every broker for its own
+view: topics, partitions (log start, log end, high watermark), each replica's
+lag in records, groups with per-partition lag, and clients.
+
+A broker is 'alive' (answers), 'not answering' (registered, or its port takes
+connections, but no reply: busy, cut off, or paused), 'paused' (its process
+on this machine is stopped, e.g. SIGSTOP) or 'dead' (nothing listens, or its
+process is gone). A replica that does not answer shows the position the
+leader last saw it at, marked '*'.
+--topic shows one topic (and the groups reading it); --watch redraws every
+second until Ctrl-C; --json prints the same as JSON.
 `;
+
+/** How long each broker has to answer: one that does not is reported, not waited for. */
+const BROKER_ANSWER_MS = 1500;
+
+type BrokerState = "alive" | "not answering" | "paused" | "dead";
+
+interface PartitionView {
+  partition: number;
+  logStartOffset?: number;
+  logEndOffset: number;
+  highWatermark: number;
+  segments?: number;
+  bytes: number;
+}
+
+interface TopicView {
+  name: string;
+  configs?: Record<string, string>;
+  partitions: PartitionView[];
+}
+
+interface FollowerView {
+  id: number;
+  lastFetchMsAgo: number;
+  inSync: boolean;
+  failing: boolean;
+  logEnds?: Record<string, number>;
+}
+
+interface BrokerView {
+  brokerId: number;
+  role?: string;
+  epoch?: number;
+  replication?: { isr: number[]; followers: FollowerView[] } | null;
+  topics?: TopicView[];
+  metadataLog?: { logStart: number; logEnd: number; bytes: number };
+  groups?: Record<string, Record<string, Record<string, { committed: number; lag: number }>>>;
+  groupMembers?: {
+    group: string;
+    state: string;
+    generation: number;
+    members: { memberId: string; clientId: string; partitions: Record<string, number[]> }[];
+  }[];
+  clients?: ClientInfo[];
+  error?: string;
+  [field: string]: unknown;
+}
+
+interface Snapshot {
+  lease: Lease;
+  brokers: (BrokerInfo & { state: BrokerState; logEndTotalNow: number | null })[];
+  views: BrokerView[];
+}
+
+const decoder = new TextDecoder();
+
+/** The state letter of a local process (R, S, T, Z, ...) from /proc, or null when it is not here. */
+async function processState(pid: number): Promise<string | null> {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    // Through `cat`: Deno reads other processes' /proc files only with --allow-all.
+    const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stdout: "piped", stderr: "null" })
+      .output();
+    if (!out.success) return null;
+    const text = decoder.decode(out.stdout);
+    return text.slice(text.lastIndexOf(")") + 2, text.lastIndexOf(")") + 3) || null;
+  } catch {
+    return null;
+  }
+}
+
+function isLocal(host: string): boolean {
+  return host === "localhost" || host.startsWith("127.") || host === "::1";
+}
+
+/** A broker's own view, or why there is none: paused, not answering, or dead (asked as the console asks). */
+async function viewOf(b: BrokerInfo): Promise<{ state: BrokerState; view: BrokerView }> {
+  const probe = await probeBroker(b, BROKER_ANSWER_MS);
+  if (probe.outcome === "answered") return { state: "alive", view: probe.view as unknown as BrokerView };
+  // A stopped process still has its port: the kernel takes the connection, nobody answers.
+  let state: BrokerState = probe.outcome === "refused" ? "dead" : "not answering";
+  if (b.pid !== undefined && isLocal(b.host)) {
+    const s = await processState(b.pid);
+    if (s === "T" || s === "t") state = "paused";
+    else if (s === null || s === "Z") state = "dead";
+  }
+  return { state, view: { brokerId: b.id, error: `${state}: ${probe.view.error}` } };
+}
+
+async function snapshot(values: Record<string, unknown>, deadline: number): Promise<Snapshot> {
+  const zk = bootstrapOf(values as Parameters<typeof bootstrapOf>[0]).zookeeper!;
+  const meta = await retryUntil(
+    deadline,
+    (timeoutMs) => askZookeeper(zk, { type: "status" }, timeoutMs),
+    retryNotice("status", false),
+  );
+  const lease = meta.lease as Lease;
+  const infos = meta.brokers as BrokerInfo[];
+  // Every registered broker, dead ones too: "dead" is a guess until its port says so.
+  const answers = await Promise.all(infos.map((b) => viewOf(b)));
+  return {
+    lease,
+    brokers: infos.map((b, i) => ({
+      ...b,
+      state: answers[i].state,
+      // The broker's own figure: heartbeats lag behind it.
+      // (As the zookeeper counts it: every partition, the metadata log too.)
+      logEndTotalNow: answers[i].view.topics
+        ? answers[i].view.topics!.reduce((sum, t) => sum + t.partitions.reduce((s, p) => s + p.logEndOffset, 0), 0) +
+          (answers[i].view.metadataLog?.logEnd ?? 0)
+        : null,
+    })),
+    views: answers.map((a) => a.view),
+  };
+}
+
+function ago(ms: number): string {
+  return ms < 1000
+    ? `${ms} ms ago`
+    : ms < 120_000
+    ? `${(ms / 1000).toFixed(1)} s ago`
+    : `${Math.round(ms / 60_000)} min ago`;
+}
+
+/** The text view: aligned tables. */
+export function renderStatus(s: Snapshot, topicFilter?: string): string {
+  const out: string[] = [];
+  const { lease } = s;
+  out.push(`leader: ${lease.leaderId ?? "none"}  epoch: ${lease.epoch}  in sync: [${lease.isr.join(", ")}]`);
+  out.push("");
+  out.push(table([
+    ["BROKER", "ADDRESS", "STATE", "ROLE", "HEARTBEAT", "LOG END TOTAL"],
+    ...s.brokers.map((b) => [
+      b.id,
+      `${b.host}:${b.port}`,
+      b.state === "alive" && !b.alive ? "alive (zookeeper: dead)" : b.state,
+      b.id === lease.leaderId ? "leader" : lease.isr.includes(b.id) ? "follower" : "out of sync",
+      ago(b.lastSeenMsAgo),
+      b.logEndTotalNow ?? `${b.logEndTotal}*`,
+    ]),
+  ]));
+  if (s.brokers.some((b) => b.logEndTotalNow === null)) {
+    out.push("(* = from its last heartbeat: it does not answer)");
+  }
+  const leaderView = s.views.find((v) => v.brokerId === lease.leaderId && v.topics) ?? s.views.find((v) => v.topics);
+  if (!leaderView) {
+    out.push("", "no broker answered: topics unknown");
+    return out.join("\n");
+  }
+  const followers = leaderView.replication?.followers ?? [];
+  const ids = s.brokers.map((b) => b.id);
+  const topics = (leaderView.topics ?? []).filter((t) => topicFilter === undefined || t.name === topicFilter);
+  if (topicFilter !== undefined && topics.length === 0) {
+    out.push("", `no topic '${topicFilter}'`);
+  } else if (topics.length > 0) {
+    out.push("");
+    const rows: (string | number)[][] = [[
+      "TOPIC",
+      "PARTITION",
+      "LOG START",
+      "LOG END",
+      "HW",
+      "BYTES",
+      ...ids.map((id) => `LAG@${id}`),
+    ]];
+    let anyLastKnown = false;
+    for (const t of topics) {
+      for (const p of t.partitions) {
+        const lags = ids.map((id) => {
+          const v = s.views.find((x) => x.brokerId === id);
+          const own = v?.topics?.find((x) => x.name === t.name)?.partitions[p.partition];
+          if (own) return String(Math.max(0, p.logEndOffset - own.logEndOffset));
+          // Not answering: where the leader last saw it.
+          const seen = followers.find((f) => f.id === id)?.logEnds?.[`${t.name}/${p.partition}`];
+          if (seen === undefined) return "-";
+          anyLastKnown = true;
+          return `${Math.max(0, p.logEndOffset - seen)}*`;
+        });
+        rows.push([
+          t.name,
+          p.partition,
+          p.logStartOffset ?? 0,
+          p.logEndOffset,
+          p.highWatermark,
+          p.bytes,
+          ...lags,
+        ]);
+      }
+    }
+    out.push(table(rows));
+    out.push(
+      `(lag: records behind the leader's log end${
+        anyLastKnown ? "; * = as the leader last saw a replica that does not answer" : ""
+      })`,
+    );
+  }
+  const metaLog = leaderView.metadataLog;
+  if (metaLog && topicFilter === undefined) {
+    out.push(`metadata log (__cluster): ${metaLog.logStart}..${metaLog.logEnd}, ${metaLog.bytes} bytes`);
+  }
+  const groups = leaderView.groups ?? {};
+  const members = leaderView.groupMembers ?? [];
+  const names = [...new Set([...Object.keys(groups), ...members.map((m) => m.group)])].sort();
+  const groupRows: (string | number)[][] = [];
+  const memberRows: (string | number)[][] = [];
+  for (const g of names) {
+    const m = members.find((x) => x.group === g);
+    const state = m && m.members.length > 0 ? `${m.state}, generation ${m.generation}` : (m?.state ?? "Empty");
+    for (const member of m?.members ?? []) {
+      const parts = Object.entries(member.partitions)
+        .filter(([t]) => topicFilter === undefined || t === topicFilter)
+        .map(([t, ps]) => `${t}[${ps.join(",")}]`).join(" ");
+      memberRows.push([g, member.clientId, parts || "-"]);
+    }
+    for (const [t, byP] of Object.entries(groups[g] ?? {})) {
+      if (topicFilter !== undefined && t !== topicFilter) continue;
+      for (const [p, x] of Object.entries(byP)) {
+        const owner = m?.members.find((mm) => mm.partitions[t]?.includes(Number(p)))?.clientId ?? "-";
+        groupRows.push([g, state, t, p, x.committed, x.lag, owner]);
+      }
+    }
+  }
+  if (groupRows.length > 0) {
+    out.push("");
+    out.push(table([["GROUP", "STATE", "TOPIC", "PARTITION", "COMMITTED", "LAG", "MEMBER"], ...groupRows]));
+  }
+  if (memberRows.length > 0) {
+    out.push("");
+    out.push(table([["GROUP", "MEMBER", "PARTITIONS"], ...memberRows]));
+  }
+  const clients = s.views.flatMap((v) =>
+    (v.clients ?? [])
+      .filter((c) => topicFilter === undefined || c.topic === topicFilter)
+      .map((c) => [c.role, c.client, c.topic, c.group ?? "-", v.brokerId])
+  );
+  if (clients.length > 0) {
+    out.push("");
+    out.push(table([["CLIENT", "ID", "TOPIC", "GROUP", "VIA BROKER"], ...clients]));
+  }
+  return out.join("\n");
+}
 
 /** Runs `yak status`. */
 export async function statusCommand(args: string[]): Promise<number> {
   const { values } = parse("status", args, {
     zookeeper: { type: "string" },
+    "connect-timeout-ms": { type: "string" },
+    topic: { type: "string" },
+    watch: { type: "boolean" },
     json: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
-  const status = await gatherStatus(askZookeeper(bootstrapOf(values).zookeeper!));
-  const { lease, brokers, views } = status;
-  if (values.json) {
-    console.log(JSON.stringify(status, null, 2));
+  const topic = text(values, "topic") === undefined ? undefined : checkTopicName(text(values, "topic"));
+  const connectMs = connectTimeoutOf(values);
+  const show = (s: Snapshot) => {
+    if (values.json) {
+      const views = topic === undefined ? s.views : s.views.map((v) => ({
+        ...v,
+        topics: v.topics?.filter((t) => t.name === topic),
+      }));
+      console.log(JSON.stringify({ lease: s.lease, brokers: s.brokers, views }, null, values.watch ? 0 : 2));
+      return;
+    }
+    console.log(renderStatus(s, topic));
+  };
+  if (!values.watch) {
+    const s = await snapshot(values, Date.now() + connectMs);
+    const known = s.views.find((v) => v.topics)?.topics;
+    if (topic !== undefined && known && !known.some((t) => t.name === topic)) {
+      throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+    }
+    show(s);
     return 0;
   }
-  console.log(
-    `leader: ${lease.leaderId ?? "none"}  epoch: ${lease.epoch}  in sync: [${lease.isr.join(", ")}]`,
-  );
-  console.log("brokers:");
-  for (const b of brokers) {
-    const role = b.id === lease.leaderId ? "leader" : "follower";
-    const state = b.state === "alive" ? "alive" : b.state.toUpperCase();
-    console.log(
-      `  ${b.id}  ${b.host}:${b.port}  ${state}  ${b.state === "alive" ? role : ""}  ` +
-        `heard ${b.lastSeenMsAgo} ms ago  log end total ${b.logEndTotal}`,
-    );
-  }
-  const answers = views.filter(answered);
-  const leaderView = answers.find((v) => v.brokerId === lease.leaderId) ?? answers[0];
-  if (!answered(leaderView)) return 0;
-  console.log("topics (leader's view; hw = high watermark):");
-  for (const t of leaderView.topics) {
-    console.log(`  ${t.name}`);
-    for (const p of t.partitions) {
-      const replicas = views.map((v) => {
-        const vt = answered(v) ? v.topics.find((x) => x.name === t.name) : undefined;
-        return `${v.brokerId}:${vt?.partitions[p.partition]?.logEndOffset ?? "-"}`;
+  let stop = false;
+  let wake = () => {};
+  const onSignal = () => {
+    stop = true;
+    wake();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  const terminal = Deno.stdout.isTerminal() && !values.json;
+  try {
+    while (!stop) {
+      let text: string;
+      try {
+        const s = await snapshot(values, Date.now() + connectMs);
+        if (values.json) {
+          show(s);
+          text = "";
+        } else text = renderStatus(s, topic);
+      } catch (err) {
+        const yerr = toYakError(err);
+        if (yerr.code === "INVALID_ARGUMENT") throw yerr;
+        text = `yak status: ${yerr.message}`;
+      }
+      if (text) {
+        // On a terminal the view is redrawn in place; in a pipe, views follow one another.
+        if (terminal) console.log(`\x1b[H\x1b[2J${new Date().toISOString()}  (Ctrl-C to stop)\n${text}`);
+        else console.log(`${new Date().toISOString()}\n${text}\n`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
-      console.log(
-        `    p${p.partition}  start ${p.logStartOffset ?? 0}  end ${p.logEndOffset}  hw ${p.highWatermark}  ` +
-          `${p.bytes} bytes  replicas ${replicas.join(" ")}`,
-      );
     }
-  }
-  const metaLog = leaderView.metadataLog;
-  if (metaLog) {
-    console.log(`metadata log (__cluster): ${metaLog.logStart}..${metaLog.logEnd}, ${metaLog.bytes} bytes`);
-  }
-  const groups = leaderView.groups;
-  const members = leaderView.groupMembers ?? [];
-  const names = [...new Set([...Object.keys(groups), ...members.map((m) => m.group)])].sort();
-  if (names.length > 0) console.log("groups:");
-  for (const g of names) {
-    const m = members.find((x) => x.group === g);
-    console.log(`  ${g}: ${m ? `${m.state}, generation ${m.generation}, ${m.members.length} member(s)` : "Empty"}`);
-    for (const member of m?.members ?? []) {
-      const parts = Object.entries(member.partitions).map(([t, ps]) => `${t}[${ps.join(",")}]`).join(" ");
-      console.log(`    member ${member.clientId}  ${parts || "no partitions"}`);
-    }
-    for (const [t, byP] of Object.entries(groups[g] ?? {})) {
-      const lag = Object.values(byP).reduce((sum, x) => sum + x.lag, 0);
-      const detail = Object.entries(byP).map(([p, x]) => `p${p} committed ${x.committed} lag ${x.lag}`).join(", ");
-      console.log(`    ${t}: lag ${lag} (${detail})`);
-    }
-  }
-  const clients = answers.flatMap((v) => v.clients.map((c) => ({ ...c, broker: v.brokerId })));
-  if (clients.length > 0) console.log("clients:");
-  for (const c of clients) {
-    console.log(
-      `  ${c.role} ${c.client} on ${c.topic}${c.group ? ` group ${c.group}` : ""} via broker ${c.broker}`,
-    );
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
   }
   return 0;
 }

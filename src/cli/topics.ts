@@ -7,7 +7,16 @@ import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
 import { YakError } from "../errors.ts";
-import { bootstrapOf, CLUSTER_FLAGS, helpRequested, integer, parse, text } from "./args.ts";
+import {
+  bootstrapOf,
+  CLUSTER_FLAGS,
+  connectTimeoutOf,
+  helpRequested,
+  integer,
+  parse,
+  retryNotice,
+  text,
+} from "./args.ts";
 
 const USAGE = `
 yak topics --list
@@ -16,7 +25,7 @@ yak topics --describe T
 yak topics --alter T [--partitions M] [--config KEY=VALUE ...] [--delete-config KEY ...]
                                            (adds partitions; never removes)
 yak topics --delete T                      (everywhere, with its group commits; a new topic of the name starts empty)
-           [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]]
+           [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
 Topic configs:
 ${Object.entries(TOPIC_CONFIGS).map(([k, v]) => `  ${k}: ${v.doc}`).join("\n")}
@@ -43,7 +52,11 @@ export async function topicsCommand(args: string[]): Promise<number> {
       "give exactly one of --list, --create, --describe, --alter, --delete (see --help)",
     );
   }
-  const { conn } = await connectLeader(bootstrapOf(values), Date.now() + 5000);
+  const { conn } = await connectLeader(
+    bootstrapOf(values),
+    Date.now() + connectTimeoutOf(values),
+    retryNotice("topics", false),
+  );
   try {
     if (values.delete !== undefined) {
       const topic = checkTopicName(text(values, "delete"));

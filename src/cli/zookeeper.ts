@@ -6,7 +6,7 @@
 import { DEFAULTS } from "../config.ts";
 import { Zookeeper } from "../zookeeper/zookeeper.ts";
 import { startConsole } from "../console/console_server.ts";
-import { helpRequested, integer, parse, text, TIMING_FLAGS, timingOf } from "./args.ts";
+import { dataRootOf, helpRequested, integer, parse, text, TIMING_FLAGS, timingOf, withPortFlag } from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 
 const USAGE = `
@@ -31,14 +31,17 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
   });
   if (helpRequested(values, USAGE)) return 0;
   const httpPort = integer(values, "http-port", undefined, 0, 65535);
+  const port = integer(values, "port", DEFAULTS.zookeeperPort, 0, 65535);
   const zk = await Zookeeper.start({
-    dataDir: text(values, "data") ?? DEFAULTS.dataDir,
+    dataDir: dataRootOf(values),
     host: text(values, "host") ?? DEFAULTS.host,
-    port: integer(values, "port", DEFAULTS.zookeeperPort, 0, 65535),
+    port,
     ...timingOf(values),
     maxFrameBytes: 1024 * 1024,
     maxConnections: DEFAULTS.maxConnections,
     echo: !values.quiet,
+  }).catch((err) => {
+    throw withPortFlag(err, port, "--port");
   });
   const web = httpPort === undefined ? null : await startConsole({
     host: text(values, "host") ?? DEFAULTS.host,

@@ -1,6 +1,7 @@
 /**
- * The consumer: long-polls a topic's partitions from a replica, remembers
- * where it is, and commits a group's offsets to the leader.
+ * The consumer: long-polls the partitions of one or more topics from a
+ * replica, remembers where it is in each, and commits a group's offsets to
+ * the leader.
  *
  * @module
  */
@@ -14,10 +15,25 @@ import type { AssignorName } from "./assignors.ts";
 import { type Bootstrap, connectAny, connectLeader } from "./discovery.ts";
 import { GroupMember } from "./group_member.ts";
 
+/**
+ * Where to start reading a partition (without a group): the log start, the
+ * end, an offset, or `n` records before the end.
+ */
+export type StartOffset =
+  | { kind: "earliest" }
+  | { kind: "latest" }
+  | { kind: "offset"; offset: number }
+  | { kind: "fromEnd"; count: number };
+
 /** Options of {@link Consumer.open}. */
 export interface ConsumerOptions {
   bootstrap: Bootstrap;
-  topic: string;
+  /** The topic to read (or use `topics`, or `topicPattern`). */
+  topic?: string;
+  /** Several topics to read. */
+  topics?: string[];
+  /** Every topic whose whole name matches, now or later (checked with each metadata refresh). */
+  topicPattern?: RegExp;
   /**
    * Join this consumer group: read only the partitions the group assigns to
    * this member, commit under it, and resume from its last commit.
@@ -29,22 +45,24 @@ export interface ConsumerOptions {
   sessionTimeoutMs?: number;
   /** Told of joins and rebalances. */
   onGroupEvent?: (message: string) => void;
-  /** Read only this partition. */
+  /** Read only this partition (of the one topic). */
   partition?: number;
-  /** Start here (in every partition read) instead of the end. */
-  offset?: number;
+  /** Start here, in every partition read, instead of the end (not with a group). */
+  offset?: number | StartOffset;
   fromBeginning?: boolean;
   /** Where to go when a position was deleted by retention: the log start (default) or the end. */
   autoOffsetReset?: "earliest" | "latest";
-  /** Told when a position is reset (retention deleted it). */
+  /** Told when a position is reset (retention deleted it, or it was past the end). */
   onReset?: (message: string) => void;
   maxWaitMs?: number;
   maxBytes?: number;
   requestTimeoutMs?: number;
   /** Give up when no replica answers for this long. */
   retryTimeoutMs?: number;
-  /** Give up when the cluster (or the topic) cannot be reached at the start for this long. */
+  /** Give up when the cluster cannot be reached at the start for this long (default 10 s). */
   firstConnectTimeoutMs?: number;
+  /** Give up when the topic does not exist at the start for this long (default: firstConnectTimeoutMs). */
+  topicWaitMs?: number;
   onRetry?: (why: string) => void;
 }
 
@@ -56,6 +74,8 @@ const decoder = new TextDecoder();
  * cluster, instead of waiting out the whole request timeout.
  */
 const FETCH_GRACE_MS = 2000;
+/** How often the consumer re-reads metadata (new partitions, new topics matching a pattern). */
+const METADATA_REFRESH_MS = 5000;
 
 /**
  * Records of one partition from one poll: `count` stored lines from offset
@@ -64,7 +84,13 @@ const FETCH_GRACE_MS = 2000;
 export class PartitionRecords {
   #records: FetchedRecord[] | null = null;
 
-  constructor(readonly partition: number, readonly base: number, readonly count: number, readonly text: string) {}
+  constructor(
+    readonly partition: number,
+    readonly base: number,
+    readonly count: number,
+    readonly text: string,
+    readonly topic = "",
+  ) {}
 
   /** The records, parsed (once) from the stored lines. */
   get records(): FetchedRecord[] {
@@ -83,16 +109,42 @@ export class PartitionRecords {
   }
 }
 
+/** What the consumer keeps per topic. */
+interface TopicState {
+  /** partition -> next offset to fetch (ahead of `positions` while records are being handled or prefetched). */
+  cursor: Map<number, number>;
+  /**
+   * partition -> offset after the last record the caller reported as used
+   * through {@link Consumer.consumed}: what {@link Consumer.commit} commits.
+   * Polling never moves it, so records fetched but not printed stay uncommitted.
+   */
+  positions: Map<number, number>;
+  committed: Map<number, number>;
+  /** partition -> the high watermark when the partition was first read (for "read to the end"). */
+  endAtStart: Map<number, number>;
+  /**
+   * The topic did not exist when this consumer started: it appeared later,
+   * so everything in it is newer than this consumer and is read from offset
+   * 0 rather than from the end found when it appears.
+   */
+  wasMissing: boolean;
+}
+
+function startOffsetOf(o: ConsumerOptions): StartOffset | undefined {
+  if (o.offset === undefined) return undefined;
+  return typeof o.offset === "number" ? { kind: "offset", offset: o.offset } : o.offset;
+}
+
 /**
- * A consumer of one topic.
+ * A consumer of one or more topics.
  *
  * @example
  * ```ts
  * import { Consumer } from "./consumer.ts";
  * const consumer = await Consumer.open({ bootstrap: {}, topic: "events", fromBeginning: true, group: "audit" });
  * for (const part of await consumer.poll()) {
- *   console.log(part.partition, part.records.length);
- *   consumer.consumed(part.partition, part.base + part.count);
+ *   console.log(part.topic, part.partition, part.records.length);
+ *   consumer.consumed(part.topic, part.partition, part.base + part.count);
  * }
  * await consumer.commit();
  * await consumer.close();
@@ -100,40 +152,30 @@ export class PartitionRecords {
  */
 export class Consumer {
   readonly id = `c-${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  /** The first topic named (for messages); see {@link topics} for all. */
   readonly topic: string;
   readonly #o: ConsumerOptions;
+  readonly #start: StartOffset | undefined;
   #conn: Connection | null = null;
   #leaderConn: Connection | null = null;
-  /**
-   * partition -> offset after the last record the caller reported as used
-   * through {@link consumed}: what {@link commit} commits. {@link poll}
-   * never moves it, so records fetched but not printed (the rest of a batch
-   * after `--max-messages`, or what a closed pipe refused) stay uncommitted.
-   */
-  readonly #positions = new Map<number, number>();
-  /** partition -> next offset to fetch (ahead of `#positions` while records are being handled or prefetched). */
-  #cursor = new Map<number, number>();
+  readonly #topics = new Map<string, TopicState>();
   #prefetch: Promise<PartitionRecords[]> | null = null;
-  #committed = new Map<number, number>();
   #lastMetaMs = 0;
-  /**
-   * Set when the topic did not exist at the first connection: it appeared
-   * later, so everything in it is newer than this consumer and is read from
-   * offset 0 rather than from the end found when it appears.
-   */
-  #topicWasMissing = false;
+  #connected = false;
 
   /** This consumer's membership when it reads as part of a group (not with a fixed --partition). */
   readonly #member: GroupMember | null;
 
-  private constructor(o: ConsumerOptions) {
+  private constructor(o: ConsumerOptions, topics: string[]) {
     this.#o = o;
-    this.topic = o.topic;
+    this.#start = startOffsetOf(o);
+    this.topic = topics[0] ?? o.topicPattern?.source ?? "";
+    for (const t of topics) this.#topics.set(t, Consumer.#state());
     this.#member = o.group && o.partition === undefined
       ? new GroupMember({
         bootstrap: o.bootstrap,
         group: o.group,
-        topics: [o.topic],
+        topics,
         clientId: this.id,
         sessionTimeoutMs: o.sessionTimeoutMs,
         protocols: o.groupProtocols,
@@ -145,11 +187,33 @@ export class Consumer {
       : null;
   }
 
+  static #state(wasMissing = false): TopicState {
+    return {
+      cursor: new Map(),
+      positions: new Map(),
+      committed: new Map(),
+      endAtStart: new Map(),
+      wasMissing,
+    };
+  }
+
   /** Connects, joins its group (if any), finds the starting offsets, and registers. */
   static async open(opts: ConsumerOptions): Promise<Consumer> {
-    const c = new Consumer(opts);
+    const named = [...new Set([...(opts.topic === undefined ? [] : [opts.topic]), ...(opts.topics ?? [])])];
+    if (named.length === 0 && opts.topicPattern === undefined) {
+      throw new YakError("INVALID_ARGUMENT", "name a topic (topic, topics or topicPattern)");
+    }
+    if (opts.partition !== undefined && (named.length !== 1 || opts.topicPattern !== undefined)) {
+      throw new YakError("INVALID_ARGUMENT", "a partition can be chosen only when reading one topic");
+    }
+    let topics = named;
+    if (opts.topicPattern !== undefined) {
+      topics = [...new Set([...named, ...await Consumer.#matching(opts)])].sort();
+    }
+    const c = new Consumer(opts, topics);
     try {
-      await c.#member?.join();
+      // The first join reaches the cluster within the first-connect deadline, like the first connection.
+      await c.#member?.join(opts.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
       await c.#connect();
     } catch (err) {
       c.#member?.close();
@@ -158,9 +222,42 @@ export class Consumer {
     return c;
   }
 
-  /** The partitions this consumer reads now (its group assignment, or all). */
+  /** The topics matching the pattern now (waiting, up to the first-connect deadline, for one to exist). */
+  static async #matching(o: ConsumerOptions): Promise<string[]> {
+    const deadline = Date.now() + (o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
+    const { conn } = await connectLeader(o.bootstrap, deadline, o.onRetry);
+    try {
+      while (true) {
+        const meta = await conn.request({ type: "metadata" }, o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs);
+        const found = Object.keys(meta.topics as Record<string, number>).filter((t) => o.topicPattern!.test(t));
+        if (found.length > 0 || o.topics?.length || o.topic !== undefined) return found;
+        const why = `no topic matches /${o.topicPattern!.source}/ yet`;
+        if (Date.now() > deadline) throw new YakError("UNKNOWN_TOPIC", why);
+        o.onRetry?.(why);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    } finally {
+      conn.close();
+    }
+  }
+
+  /** The topics this consumer reads (those named, and those matching its pattern so far). */
+  get topics(): string[] {
+    return [...this.#topics.keys()];
+  }
+
+  /** The partitions this consumer reads now (its group assignment, or all) of its first topic. */
   get partitions(): number[] {
-    return [...this.#cursor.keys()].sort((a, b) => a - b);
+    return [...(this.#topics.get(this.topic)?.cursor.keys() ?? [])].sort((a, b) => a - b);
+  }
+
+  /** Every partition this consumer reads now, per topic. */
+  get assignment(): Record<string, number[]> {
+    const out: Record<string, number[]> = {};
+    for (const [t, s] of this.#topics) {
+      if (s.cursor.size > 0) out[t] = [...s.cursor.keys()].sort((a, b) => a - b);
+    }
+    return out;
   }
 
   get #timeoutMs(): number {
@@ -169,11 +266,11 @@ export class Consumer {
 
   async #connect(): Promise<void> {
     // The first connection fails fast on a wrong address; later ones ride out failovers.
-    const first = this.#cursor.size === 0;
-    const deadline = Date.now() +
-      (first
-        ? this.#o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs
-        : this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    const first = !this.#connected;
+    const firstMs = this.#o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs;
+    const deadline = Date.now() + (first ? firstMs : this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    // Waiting for a topic that does not exist yet is a separate wait (for `yak consume`, part of being idle).
+    const topicDeadline = first ? Date.now() + (this.#o.topicWaitMs ?? firstMs) : deadline;
     while (true) {
       try {
         this.#conn = await connectAny(
@@ -181,7 +278,7 @@ export class Consumer {
           deadline,
           this.#o.onRetry,
         );
-        await this.#refresh();
+        await this.#refresh(first);
         await this.#conn.request({
           type: "register",
           role: "consumer",
@@ -189,6 +286,7 @@ export class Consumer {
           topic: this.topic,
           ...(this.#o.group ? { group: this.#o.group } : {}),
         }, this.#timeoutMs);
+        this.#connected = true;
         return;
       } catch (err) {
         this.#conn?.close();
@@ -196,91 +294,159 @@ export class Consumer {
         const yerr = toYakError(err);
         // A topic not replicated here yet is worth waiting for, like a lost connection.
         if (!isRetriable(yerr) && yerr.code !== "UNKNOWN_TOPIC") throw yerr;
-        if (yerr.code === "UNKNOWN_TOPIC" && first) this.#topicWasMissing = true;
-        if (yerr.code === "UNKNOWN_TOPIC" && Date.now() > deadline) throw yerr;
-        if (Date.now() > deadline) throw yerr;
+        if (yerr.data?.gaveUp === true) throw yerr; // connecting already took the whole deadline
+        if (Date.now() > (yerr.code === "UNKNOWN_TOPIC" ? topicDeadline : deadline)) throw yerr;
         this.#o.onRetry?.(yerr.message);
         await new Promise((r) => setTimeout(r, 200));
       }
     }
   }
 
-  /** Learns the partition count and sets a start offset for partitions not yet read. */
-  async #refresh(): Promise<void> {
+  /**
+   * Learns the topics and their partition counts and sets a start offset for
+   * partitions not yet read. At the first connection a consumer of topics
+   * that do not exist yet waits (UNKNOWN_TOPIC, retried); later, a topic
+   * that is still missing is simply looked for again at the next refresh.
+   */
+  async #refresh(first = false): Promise<void> {
     const conn = this.#conn!;
-    const meta = await conn.request(
-      { type: "metadata", topic: this.topic },
-      this.#timeoutMs,
-    );
-    const n = (meta.topics as Record<string, number>)[this.topic];
+    const meta = await conn.request({ type: "metadata" }, this.#timeoutMs);
+    const counts = meta.topics as Record<string, number>;
     this.#lastMetaMs = Date.now();
+    const pattern = this.#o.topicPattern;
+    if (pattern) {
+      const found = Object.keys(counts).filter((t) => pattern.test(t) && !this.#topics.has(t));
+      for (const t of found) this.#topics.set(t, Consumer.#state(true));
+      if (found.length > 0 && this.#member) {
+        // A new topic for the group: resubscribe (the next poll rejoins with it).
+        this.#member.subscribe([...this.#topics.keys()].sort());
+      }
+    }
+    const present = [...this.#topics.keys()].filter((t) => counts[t] !== undefined);
+    if (first && !this.#connected) {
+      for (const [t, s] of this.#topics) if (counts[t] === undefined) s.wasMissing = true;
+      if (present.length === 0) {
+        const names = [...this.#topics.keys()];
+        throw new YakError(
+          "UNKNOWN_TOPIC",
+          names.length === 1
+            ? `topic '${names[0]}' does not exist; produce to it or create it first`
+            : `none of the topics ${names.map((t) => `'${t}'`).join(", ")} exists yet`,
+        );
+      }
+    }
+    for (const topic of present) await this.#refreshTopic(conn, topic, counts[topic]);
+  }
+
+  async #refreshTopic(conn: Connection, topic: string, n: number): Promise<void> {
+    const s = this.#topics.get(topic)!;
     const wanted = this.#member
-      ? (this.#member.assignment[this.topic] ?? []).filter((p) => p < n)
+      ? (this.#member.assignment[topic] ?? []).filter((p) => p < n)
       : this.#o.partition === undefined
       ? [...Array(n).keys()]
       : [this.#o.partition];
     if (this.#member) {
       // Partitions given to another member are forgotten (committed before the switch).
-      for (const p of [...this.#cursor.keys()]) {
+      for (const p of [...s.cursor.keys()]) {
         if (!wanted.includes(p)) {
-          this.#cursor.delete(p);
-          this.#positions.delete(p);
-          this.#committed.delete(p);
+          s.cursor.delete(p);
+          s.positions.delete(p);
+          s.committed.delete(p);
+          s.endAtStart.delete(p);
         }
       }
     }
     if (this.#o.partition !== undefined && this.#o.partition >= n) {
       throw new YakError(
         "UNKNOWN_PARTITION",
-        `topic '${this.topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
+        `topic '${topic}' has partitions 0..${n - 1}; there is no partition ${this.#o.partition}`,
       );
     }
-    const missing = wanted.filter((p) => !this.#cursor.has(p));
+    const missing = wanted.filter((p) => !s.cursor.has(p));
     if (missing.length === 0) return;
     let committed: Record<string, number> = {};
     if (this.#o.group) {
       const res = await this.#leaderRequest({
         type: "committed",
         group: this.#o.group,
-        topic: this.topic,
+        topic,
       });
       committed = res.offsets as Record<string, number>;
     }
-    let offsets: Record<string, Record<string, number>> | null = null;
-    const listOffsets = async () =>
-      offsets ??= (await conn.request({ type: "list_offsets", topic: this.topic }, this.#timeoutMs)) as Record<
-        string,
-        Record<string, number>
-      >;
+    const offsets = (await conn.request({ type: "list_offsets", topic }, this.#timeoutMs)) as Record<
+      string,
+      Record<string, number>
+    >;
     // "From the beginning" is the log start: retention may have deleted what came before.
-    const earliest = async (p: number) => (await listOffsets()).start?.[p] ?? 0;
-    const latest = async (p: number) => (await listOffsets()).hw[p] ?? 0;
-    const firstTime = this.#cursor.size === 0 && !this.#member;
+    const earliest = (p: number) => offsets.start?.[p] ?? 0;
+    const latest = (p: number) => offsets.hw[p] ?? 0;
+    const firstTime = s.cursor.size === 0 && !this.#member && !this.#connected;
     // A group that committed some partitions of the topic and not this one:
     // the partition came later (added to the topic), so all of it is new.
     const groupStarted = Object.keys(committed).length > 0;
+    const start = this.#start;
     for (const p of missing) {
-      let start: number;
-      if (committed[p] !== undefined) start = committed[p];
-      else if (this.#member && groupStarted) start = await earliest(p);
-      else if (this.#member && this.#o.offset === undefined && !this.#o.fromBeginning && !this.#topicWasMissing) {
-        start = await latest(p);
-      } else if (this.#o.offset !== undefined) start = this.#o.offset;
+      let at: number;
+      if (committed[p] !== undefined) at = committed[p];
+      else if (this.#member && groupStarted) at = earliest(p);
+      else if (this.#member && start === undefined && !this.#o.fromBeginning && !s.wasMissing) {
+        at = latest(p);
+      } else if (start !== undefined && firstTime) at = this.#startAt(topic, p, start, earliest(p), latest(p));
       // Partitions added later, and a topic created after this consumer started, hold only new records.
-      else if (this.#o.fromBeginning || !firstTime || this.#topicWasMissing) start = await earliest(p);
-      else start = await latest(p);
-      this.#positions.set(p, start);
-      this.#cursor.set(p, start);
-      if (committed[p] !== undefined) this.#committed.set(p, committed[p]);
+      else if (this.#o.fromBeginning || !firstTime || s.wasMissing) at = earliest(p);
+      else at = latest(p);
+      s.positions.set(p, at);
+      s.cursor.set(p, at);
+      s.endAtStart.set(p, latest(p));
+      if (committed[p] !== undefined) s.committed.set(p, committed[p]);
+    }
+  }
+
+  /** Where `start` puts the reading of a partition whose records lie in [logStart, end). */
+  #startAt(topic: string, p: number, start: StartOffset, logStart: number, end: number): number {
+    switch (start.kind) {
+      case "earliest":
+        return logStart;
+      case "latest":
+        return end;
+      case "fromEnd":
+        return Math.max(logStart, end - start.count);
+      case "offset":
+        if (start.offset > end) {
+          // Not quietly moved: the reader asked for records that are not there.
+          throw new YakError(
+            "OUT_OF_RANGE",
+            `offset ${start.offset} is past the end of ${topic}/${p} (its log ends at ${end}); ` +
+              `use --offset latest to wait for new records`,
+          );
+        }
+        return start.offset; // below the log start: the first fetch resets it and says so
     }
   }
 
   /**
    * partition -> offset after the last record reported through
-   * {@link consumed} (or the start offset): what {@link commit} commits.
+   * {@link consumed} (or the start offset) of the first topic: what
+   * {@link commit} commits.
    */
   get positions(): ReadonlyMap<number, number> {
-    return this.#positions;
+    return this.#topics.get(this.topic)?.positions ?? new Map();
+  }
+
+  /**
+   * Whether every partition read has been consumed up to where its end was
+   * when this consumer started reading it (kcat's `-e`). False while nothing
+   * is assigned.
+   */
+  atEnd(): boolean {
+    let any = false;
+    for (const s of this.#topics.values()) {
+      for (const [p, end] of s.endAtStart) {
+        any = true;
+        if ((s.positions.get(p) ?? 0) < end) return false;
+      }
+    }
+    return any;
   }
 
   /**
@@ -301,7 +467,7 @@ export class Consumer {
   }
 
   /**
-   * Records that the records of `partition` before `nextOffset` have been
+   * Records that the records of a partition before `nextOffset` have been
    * used (printed, stored, ...): the next {@link commit} commits up to there.
    * Call it after the records are safely out of your hands, never before.
    *
@@ -309,25 +475,26 @@ export class Consumer {
    * ```ts ignore
    * for (const part of await consumer.poll()) {
    *   await writeAll(Deno.stdout, new TextEncoder().encode(part.text));
-   *   consumer.consumed(part.partition, part.base + part.count);
+   *   consumer.consumed(part.topic, part.partition, part.base + part.count);
    * }
    * await consumer.commit();
    * ```
    */
-  consumed(partition: number, nextOffset: number): void {
-    const at = this.#positions.get(partition);
-    const fetched = this.#cursor.get(partition);
+  consumed(topic: string, partition: number, nextOffset: number): void {
+    const s = this.#topics.get(topic);
+    const at = s?.positions.get(partition);
+    const fetched = s?.cursor.get(partition);
     // Offsets only grow, and never past what has been fetched.
     if (at === undefined || fetched === undefined || !Number.isInteger(nextOffset)) {
-      throw new YakError("INVALID_ARGUMENT", `partition ${partition} of '${this.topic}' is not being read`);
+      throw new YakError("INVALID_ARGUMENT", `partition ${partition} of '${topic}' is not being read`);
     }
     if (nextOffset < at || nextOffset > fetched) {
       throw new YakError(
         "INVALID_ARGUMENT",
-        `offset ${nextOffset} of ${this.topic}/${partition} is outside ${at}..${fetched} (consumed..fetched)`,
+        `offset ${nextOffset} of ${topic}/${partition} is outside ${at}..${fetched} (consumed..fetched)`,
       );
     }
-    this.#positions.set(partition, nextOffset);
+    s!.positions.set(partition, nextOffset);
   }
 
   /**
@@ -343,7 +510,7 @@ export class Consumer {
       this.#prefetch = null;
     }
     // Fetched ahead but not handed out: read again, by us or the next owner.
-    for (const [p, at] of this.#positions) this.#cursor.set(p, at);
+    for (const s of this.#topics.values()) for (const [p, at] of s.positions) s.cursor.set(p, at);
     await member.join();
     if (!this.#conn || this.#conn.isClosed) await this.#connect();
     else await this.#refresh();
@@ -353,44 +520,22 @@ export class Consumer {
     while (true) {
       try {
         if (!this.#conn || this.#conn.isClosed) await this.#connect();
-        if (Date.now() - this.#lastMetaMs > 5000) await this.#refresh();
-        if (this.#cursor.size === 0) {
-          // Nothing assigned to this member (more members than partitions): wait, heartbeating.
-          await new Promise((r) => setTimeout(r, this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs));
+        if (Date.now() - this.#lastMetaMs > METADATA_REFRESH_MS) await this.#refresh();
+        const maxWaitMs = this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs;
+        const wanted: Record<string, Record<string, number>> = {};
+        for (const [t, s] of this.#topics) if (s.cursor.size > 0) wanted[t] = Object.fromEntries(s.cursor);
+        if (Object.keys(wanted).length === 0) {
+          // Nothing assigned to this member (more members than partitions), or no topic yet: wait.
+          await new Promise((r) => setTimeout(r, maxWaitMs));
           return [];
         }
-        const maxWaitMs = this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs;
         const res = await this.#conn!.request({
           type: "fetch",
-          topic: this.topic,
-          offsets: Object.fromEntries(this.#cursor),
+          topics: wanted,
           maxBytes: this.#o.maxBytes ?? DEFAULTS.consumerFetchMaxBytes,
           maxWaitMs,
         }, maxWaitMs + Math.min(this.#timeoutMs, FETCH_GRACE_MS));
-        const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
-        const out: PartitionRecords[] = [];
-        let at = 0;
-        for (const part of res.parts as { p: number; base: number; count: number; len: number }[]) {
-          const bytes = attachment.subarray(at, at + part.len);
-          at += part.len;
-          if (part.base !== this.#cursor.get(part.p) || part.count === 0) continue;
-          this.#cursor.set(part.p, part.base + part.count);
-          out.push(new PartitionRecords(part.p, part.base, part.count, decoder.decode(bytes)));
-        }
-        for (const [p, [logStart, hw]] of Object.entries((res.outOfRange ?? {}) as Record<string, number[]>)) {
-          const partition = Number(p);
-          const from = this.#cursor.get(partition);
-          // Only a position nothing was fetched past: records handed out are never skipped here.
-          if (from === undefined || from >= logStart || this.#positions.get(partition) !== from) continue;
-          const to = this.#o.autoOffsetReset === "latest" ? hw : logStart;
-          this.#cursor.set(partition, to);
-          this.#positions.set(partition, to);
-          this.#o.onReset?.(
-            `offset ${from} of ${this.topic}/${partition} was deleted by retention (the log starts at ${logStart}); ` +
-              `resetting to the ${this.#o.autoOffsetReset === "latest" ? "latest" : "earliest"} offset, ${to}`,
-          );
-        }
-        return out;
+        return this.#parts(res);
       } catch (err) {
         const yerr = toYakError(err);
         if (!isRetriable(yerr)) throw yerr;
@@ -399,6 +544,40 @@ export class Consumer {
         this.#conn = null;
       }
     }
+  }
+
+  /** The records of a fetch reply, and positions deleted by retention reset (said through onReset). */
+  #parts(res: Record<string, unknown>): PartitionRecords[] {
+    const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
+    const out: PartitionRecords[] = [];
+    let at = 0;
+    for (const part of res.parts as { t: string; p: number; base: number; count: number; len: number }[]) {
+      const bytes = attachment.subarray(at, at + part.len);
+      at += part.len;
+      const s = this.#topics.get(part.t);
+      if (!s || part.base !== s.cursor.get(part.p) || part.count === 0) continue;
+      s.cursor.set(part.p, part.base + part.count);
+      out.push(new PartitionRecords(part.p, part.base, part.count, decoder.decode(bytes), part.t));
+    }
+    const ranges = (res.outOfRange ?? {}) as Record<string, Record<string, number[]>>;
+    for (const [topic, byPartition] of Object.entries(ranges)) {
+      const s = this.#topics.get(topic);
+      if (!s) continue;
+      for (const [p, [logStart, hw]] of Object.entries(byPartition)) {
+        const partition = Number(p);
+        const from = s.cursor.get(partition);
+        // Only a position nothing was fetched past: records handed out are never skipped here.
+        if (from === undefined || from >= logStart || s.positions.get(partition) !== from) continue;
+        const to = this.#o.autoOffsetReset === "latest" ? hw : logStart;
+        s.cursor.set(partition, to);
+        s.positions.set(partition, to);
+        this.#o.onReset?.(
+          `offset ${from} of ${topic}/${partition} was deleted by retention (the log starts at ${logStart}); ` +
+            `resetting to the ${this.#o.autoOffsetReset === "latest" ? "latest" : "earliest"} offset, ${to}`,
+        );
+      }
+    }
+    return out;
   }
 
   async #leaderRequest(
@@ -431,30 +610,32 @@ export class Consumer {
    */
   async commit(): Promise<void> {
     if (!this.#o.group) return;
-    const offsets: Record<string, number> = {};
-    for (const [p, off] of this.#positions) {
-      if (this.#committed.get(p) !== off) offsets[p] = off;
-    }
-    if (Object.keys(offsets).length === 0) return;
-    if (this.#member) {
-      try {
-        await this.#member.commit(this.topic, offsets);
-      } catch (err) {
-        // The member lost these partitions (a rebalance it missed): the next
-        // poll rejoins; their new owner reads from the last good commit.
-        if (this.#member.needsRejoin) return;
-        throw err;
+    for (const [topic, s] of this.#topics) {
+      const offsets: Record<string, number> = {};
+      for (const [p, off] of s.positions) {
+        if (s.committed.get(p) !== off) offsets[p] = off;
       }
-    } else {
-      await this.#leaderRequest({
-        type: "commit",
-        group: this.#o.group,
-        topic: this.topic,
-        offsets,
-      });
-    }
-    for (const [p, off] of Object.entries(offsets)) {
-      this.#committed.set(Number(p), off);
+      if (Object.keys(offsets).length === 0) continue;
+      if (this.#member) {
+        try {
+          await this.#member.commit(topic, offsets);
+        } catch (err) {
+          // The member lost these partitions (a rebalance it missed): the next
+          // poll rejoins; their new owner reads from the last good commit.
+          if (this.#member.needsRejoin) return;
+          throw err;
+        }
+      } else {
+        await this.#leaderRequest({
+          type: "commit",
+          group: this.#o.group,
+          topic,
+          offsets,
+        });
+      }
+      for (const [p, off] of Object.entries(offsets)) {
+        s.committed.set(Number(p), off);
+      }
     }
   }
 

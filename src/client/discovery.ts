@@ -26,9 +26,85 @@ export interface LeaderAddress extends Address {
   epoch: number;
 }
 
+/** The advice every "cannot reach the cluster" error ends with. */
+export const CLUSTER_HINT = "is the cluster running? start one with 'yak cluster'";
+
+function addr(a: Address): string {
+  return `${a.host}:${a.port}`;
+}
+
+/**
+ * Asks the zookeeper at `zk`, checking that it is one: a broker answers
+ * `metadata` too, with other fields (the CLI once said `brokers is not
+ * iterable`). A broker there is a non-retriable INVALID_ARGUMENT that names
+ * the flag to use instead; a lost connection says it was the zookeeper.
+ *
+ * @example
+ * ```ts ignore
+ * const { lease, brokers } = await askZookeeper({ host: "127.0.0.1", port: 2181 }, { type: "status" });
+ * ```
+ */
+export async function askZookeeper(
+  zk: Address,
+  body: Record<string, unknown>,
+  timeoutMs = 3000,
+): Promise<Record<string, unknown>> {
+  let res: Record<string, unknown>;
+  try {
+    res = await ask(zk, body, timeoutMs);
+  } catch (err) {
+    const yerr = toYakError(err);
+    if (yerr.code === "CONNECTION" && /^cannot connect to /.test(yerr.message)) {
+      const why = yerr.message.match(/ \((.*)\)$/)?.[1];
+      throw new YakError("CONNECTION", `cannot connect to the zookeeper at ${addr(zk)}${why ? ` (${why})` : ""}`);
+    }
+    if (yerr.code === "CONNECTION" || yerr.code === "TIMEOUT") {
+      throw new YakError(yerr.code, `the zookeeper at ${addr(zk)} does not answer (nothing within ${timeoutMs} ms)`);
+    }
+    if (yerr.code === "UNKNOWN_REQUEST" || yerr.code === "INVALID_REQUEST") throw notZookeeper(zk, null);
+    throw yerr;
+  }
+  if (typeof res.lease !== "object" || res.lease === null || !Array.isArray(res.brokers)) {
+    throw notZookeeper(zk, typeof res.brokerId === "number" ? res.brokerId : null);
+  }
+  return res;
+}
+
+function notZookeeper(zk: Address, brokerId: number | null): YakError {
+  return new YakError(
+    "INVALID_ARGUMENT",
+    brokerId !== null
+      ? `${addr(zk)} is a broker (broker ${brokerId}), not the zookeeper: use --bootstrap ${addr(zk)}, ` +
+        `or --zookeeper with the zookeeper's address`
+      : `${addr(zk)} does not answer as a yak zookeeper; check --zookeeper`,
+  );
+}
+
+/**
+ * Asks a broker named by `--bootstrap`, checking that it is one: the
+ * zookeeper answers `metadata` with other fields.
+ */
+export async function askBroker(
+  broker: Address,
+  body: Record<string, unknown>,
+  timeoutMs = 3000,
+): Promise<Record<string, unknown>> {
+  const res = await ask(broker, body, timeoutMs);
+  if (typeof res.brokerId !== "number") {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      res.lease !== undefined
+        ? `${addr(broker)} is the zookeeper, not a broker: use --zookeeper ${addr(broker)}`
+        : `${addr(broker)} does not answer as a yak broker; check --bootstrap`,
+    );
+  }
+  return res;
+}
+
 /**
  * Asks the zookeeper (or each bootstrap broker in turn) who leads. Throws
- * NO_LEADER when the cluster has none, CONNECTION when nobody answers.
+ * NO_LEADER when the cluster has none, CONNECTION when nobody answers,
+ * INVALID_ARGUMENT when `--zookeeper` names a broker (or the reverse).
  *
  * @example
  * ```ts
@@ -40,30 +116,36 @@ export async function findLeader(
   boot: Bootstrap,
   timeoutMs = 3000,
 ): Promise<LeaderAddress> {
-  const errors: string[] = [];
+  const errors: YakError[] = [];
   if (boot.brokers && boot.brokers.length > 0) {
-    for (const addr of boot.brokers) {
+    for (const broker of boot.brokers) {
       try {
-        const meta = await ask(addr, { type: "metadata" }, timeoutMs);
+        const meta = await askBroker(broker, { type: "metadata" }, timeoutMs);
         const leader = meta.leader as LeaderAddress | null;
         if (leader) return leader;
-        errors.push(`${addr.host}:${addr.port} knows no leader`);
+        errors.push(new YakError("NO_LEADER", `broker ${meta.brokerId} at ${addr(broker)} knows no leader`));
       } catch (err) {
-        errors.push(toYakError(err).message);
+        const yerr = toYakError(err);
+        if (!isRetriable(yerr)) throw yerr;
+        errors.push(yerr);
       }
     }
+    // Connection errors first: they are what to fix.
+    const reached = errors.every((e) => e.code !== "CONNECTION");
     throw new YakError(
-      "NO_LEADER",
-      `no broker named a leader (${errors.join("; ")})`,
+      reached ? "NO_LEADER" : "CONNECTION",
+      boot.brokers.length === 1
+        ? errors[0].message
+        : `no bootstrap broker ${reached ? "named a leader" : "answers"} (${errors.map((e) => e.message).join("; ")})`,
     );
   }
   const zk = boot.zookeeper ?? { host: "127.0.0.1", port: 2181 };
-  const meta = await ask(zk, { type: "metadata" }, timeoutMs);
+  const meta = await askZookeeper(zk, { type: "metadata" }, timeoutMs);
   const lease = meta.lease as Lease;
   if (lease.leaderId === null) {
     throw new YakError(
       "NO_LEADER",
-      "the cluster has no leader right now (is any in-sync broker running?)",
+      `the zookeeper at ${addr(zk)} names no leader right now (is any in-sync broker running?)`,
     );
   }
   return {
@@ -91,6 +173,47 @@ export async function ask(
 }
 
 /**
+ * The error a client gives up with at its deadline: a connection error gets
+ * the one piece of advice (is the cluster running?), said once.
+ */
+export function giveUp(err: YakError, waitedMs: number): YakError {
+  if (err.code !== "CONNECTION" && err.code !== "TIMEOUT") return err;
+  const waited = waitedMs >= 1000 ? ` (tried for ${Math.round(waitedMs / 1000)} s)` : "";
+  // Marked, so callers with the same deadline do not retry (and say) it again.
+  return new YakError(err.code, `${err.message}${waited}; ${CLUSTER_HINT}`, { ...err.data, gaveUp: true });
+}
+
+/**
+ * Retries `fn` on retriable errors (a lost connection, no leader yet) with
+ * backoff until `deadline` (ms since the epoch), telling `onRetry` why.
+ *
+ * @example
+ * ```ts ignore
+ * const res = await retryUntil(Date.now() + 10_000, () => askZookeeper(zk, { type: "status" }));
+ * ```
+ */
+export async function retryUntil<T>(
+  deadline: number,
+  fn: (timeoutMs: number) => Promise<T>,
+  onRetry?: (why: string) => void,
+): Promise<T> {
+  const started = Date.now();
+  let delayMs = 50;
+  while (true) {
+    try {
+      return await fn(Math.max(500, Math.min(3000, deadline - Date.now())));
+    } catch (err) {
+      const yerr = toYakError(err);
+      if (!isRetriable(yerr)) throw yerr;
+      if (Date.now() + delayMs > deadline) throw giveUp(yerr, Date.now() - started);
+      onRetry?.(yerr.message);
+      await new Promise((r) => setTimeout(r, delayMs));
+      delayMs = Math.min(500, delayMs * 2);
+    }
+  }
+}
+
+/**
  * Connects to the current leader, rediscovering and retrying retriable
  * failures until `deadline` (ms since the epoch).
  *
@@ -105,25 +228,13 @@ export async function connectLeader(
   deadline: number,
   onRetry?: (why: string) => void,
 ): Promise<{ conn: Connection; leader: LeaderAddress }> {
-  let delayMs = 50;
-  while (true) {
-    try {
-      const leader = await findLeader(
-        boot,
-        Math.max(500, Math.min(3000, deadline - Date.now())),
-      );
-      const conn = await Connection.open(leader.host, leader.port, {
-        connectTimeoutMs: 3000,
-      });
-      return { conn, leader };
-    } catch (err) {
-      const yerr = toYakError(err);
-      if (!isRetriable(yerr) || Date.now() + delayMs > deadline) throw yerr;
-      onRetry?.(yerr.message);
-      await new Promise((r) => setTimeout(r, delayMs));
-      delayMs = Math.min(500, delayMs * 2);
-    }
-  }
+  return await retryUntil(deadline, async (timeoutMs) => {
+    const leader = await findLeader(boot, timeoutMs);
+    const conn = await Connection.open(leader.host, leader.port, {
+      connectTimeoutMs: Math.min(timeoutMs, 3000),
+    });
+    return { conn, leader };
+  }, onRetry);
 }
 
 /**
@@ -138,24 +249,27 @@ export async function connectAny(
   if (!boot.brokers || boot.brokers.length === 0) {
     return (await connectLeader(boot, deadline, onRetry)).conn;
   }
-  let delayMs = 50;
-  while (true) {
-    for (const addr of boot.brokers) {
+  const brokers = boot.brokers;
+  return await retryUntil(deadline, async (timeoutMs) => {
+    const errors: string[] = [];
+    for (const broker of brokers) {
+      let conn: Connection | null = null;
       try {
-        return await Connection.open(addr.host, addr.port, {
-          connectTimeoutMs: 2000,
-        });
+        conn = await Connection.open(broker.host, broker.port, { connectTimeoutMs: Math.min(timeoutMs, 2000) });
+        // The zookeeper accepts connections too: make sure this is a broker.
+        const meta = await conn.request({ type: "metadata" }, timeoutMs);
+        if (typeof meta.brokerId !== "number") await askBroker(broker, { type: "metadata" }, timeoutMs);
+        return conn;
       } catch (err) {
-        onRetry?.(toYakError(err).message);
+        conn?.close();
+        const yerr = toYakError(err);
+        if (!isRetriable(yerr)) throw yerr;
+        errors.push(yerr.message);
       }
     }
-    if (Date.now() + delayMs > deadline) {
-      throw new YakError(
-        "CONNECTION",
-        `no bootstrap broker answers (${boot.brokers.map((a) => `${a.host}:${a.port}`)})`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, delayMs));
-    delayMs = Math.min(500, delayMs * 2);
-  }
+    throw new YakError(
+      "CONNECTION",
+      brokers.length === 1 ? errors[0] : `no bootstrap broker answers (${errors.join("; ")})`,
+    );
+  }, onRetry);
 }

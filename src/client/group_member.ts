@@ -74,12 +74,14 @@ export class GroupMember {
   #beating = false;
   #rejoin = true;
   #closed = false;
+  #topics: string[];
   memberId = "";
   generation = -1;
   assignment: Assignment = {};
 
   constructor(o: GroupMemberOptions) {
     this.#o = o;
+    this.#topics = [...o.topics];
     this.#sessionTimeoutMs = o.sessionTimeoutMs ?? DEFAULTS.groupSessionTimeoutMs;
   }
 
@@ -93,8 +95,12 @@ export class GroupMember {
   }
 
   /** A request to the leader, rediscovering it through failovers until the retry deadline. */
-  async #request(body: Record<string, unknown>, timeoutMs = this.#timeoutMs): Promise<Record<string, unknown>> {
-    const deadline = monotonicMs() + (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+  async #request(
+    body: Record<string, unknown>,
+    timeoutMs = this.#timeoutMs,
+    retryForMs = this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs,
+  ): Promise<Record<string, unknown>> {
+    const deadline = monotonicMs() + retryForMs;
     while (true) {
       try {
         if (!this.#conn || this.#conn.isClosed) {
@@ -113,23 +119,38 @@ export class GroupMember {
     }
   }
 
-  /** Joins (or rejoins) until the group is stable; resolves with this member's partitions. */
-  async join(): Promise<Assignment> {
+  /** Changes the subscription (e.g. a new topic matched a pattern): the member rejoins with it. */
+  subscribe(topics: string[]): void {
+    this.#topics = [...topics];
+    this.#rejoin = true;
+  }
+
+  /**
+   * Joins (or rejoins) until the group is stable; resolves with this
+   * member's partitions. `retryForMs` bounds how long it tries to reach the
+   * leader (a first join: the client's connect deadline; later ones ride out
+   * failovers).
+   */
+  async join(retryForMs?: number): Promise<Assignment> {
     const protocols = this.#o.protocols ?? ["range", "roundrobin"];
-    const metadata = b64(encodeSubscription(this.#o.topics));
+    const metadata = b64(encodeSubscription(this.#topics));
     while (true) {
       if (this.#closed) throw new YakError("UNAVAILABLE", "the group member is closed");
       try {
-        const joined = await this.#request({
-          type: "join_group",
-          group: this.#o.group,
-          memberId: this.memberId,
-          clientId: this.#o.clientId,
-          sessionTimeoutMs: this.#sessionTimeoutMs,
-          rebalanceTimeoutMs: this.#sessionTimeoutMs,
-          protocolType: "consumer",
-          protocols: protocols.map((name) => ({ name, metadata })),
-        }, this.#sessionTimeoutMs + this.#timeoutMs);
+        const joined = await this.#request(
+          {
+            type: "join_group",
+            group: this.#o.group,
+            memberId: this.memberId,
+            clientId: this.#o.clientId,
+            sessionTimeoutMs: this.#sessionTimeoutMs,
+            rebalanceTimeoutMs: this.#sessionTimeoutMs,
+            protocolType: "consumer",
+            protocols: protocols.map((name) => ({ name, metadata })),
+          },
+          this.#sessionTimeoutMs + this.#timeoutMs,
+          retryForMs,
+        );
         this.memberId = String(joined.memberId);
         this.generation = Number(joined.generation);
         let assignments: { memberId: string; assignment: string }[] | undefined;
@@ -142,13 +163,17 @@ export class GroupMember {
             }[],
           );
         }
-        const synced = await this.#request({
-          type: "sync_group",
-          group: this.#o.group,
-          memberId: this.memberId,
-          generation: this.generation,
-          ...(assignments ? { assignments } : {}),
-        }, this.#sessionTimeoutMs + this.#timeoutMs);
+        const synced = await this.#request(
+          {
+            type: "sync_group",
+            group: this.#o.group,
+            memberId: this.memberId,
+            generation: this.generation,
+            ...(assignments ? { assignments } : {}),
+          },
+          this.#sessionTimeoutMs + this.#timeoutMs,
+          retryForMs,
+        );
         this.assignment = decodeAssignment(unb64(synced.assignment));
         this.#rejoin = false;
         this.#timer ??= setInterval(

@@ -16,7 +16,7 @@ import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str
 import { serve, type Session } from "../protocol/server.ts";
 import type { ServeCodec } from "../broker/broker.ts";
 import type { BrokerOptions } from "../broker/context.ts";
-import type { Acks, PartitionOffsets } from "../broker/partition_ops.ts";
+import type { Acks, PartitionOffsets, ReadSpec } from "../broker/partition_ops.ts";
 
 const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -121,8 +121,20 @@ function acksOf(req: Request): Acks {
   throw new YakError("INVALID_REQUEST", "'acks' must be \"all\", 1 or 0");
 }
 
-function parseRecords(s: BrokerServices, raw: unknown): RecordInput[] {
-  const { maxBatchRecords, maxRecordBytes: limit } = s.opts;
+function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInput[] {
+  const { maxBatchRecords } = s.opts;
+  // The topic's max.message.bytes, else the broker's --max-message-bytes.
+  const configured = Number(s.topics.configs(topic)["max.message.bytes"]);
+  const fromTopic = Number.isSafeInteger(configured) && configured > 0;
+  const limit = fromTopic ? configured : s.opts.maxRecordBytes;
+  const tooLarge = (i: number, bytes: number) =>
+    new YakError(
+      "MESSAGE_TOO_LARGE",
+      `record ${i} of the batch (${bytes} bytes) is larger than topic '${topic}' takes (${limit} bytes, ` +
+        `${fromTopic ? "its max.message.bytes" : "the broker's --max-message-bytes"}); split it, or raise the ` +
+        `limit with 'yak topics --alter ${topic} --config max.message.bytes=N'`,
+      { record: i, bytes, limit },
+    );
   if (!Array.isArray(raw) || raw.length === 0 || raw.length > maxBatchRecords) {
     throw new YakError("INVALID_REQUEST", `'records' must hold 1 to ${maxBatchRecords} records`);
   }
@@ -141,25 +153,16 @@ function parseRecords(s: BrokerServices, raw: unknown): RecordInput[] {
     // records over a third of the limit in chars need an exact count.
     const keyChars = key?.length ?? 0;
     if (typeof v === "string") {
-      if (
-        v.length + keyChars > limit / 3 &&
-        new TextEncoder().encode(v).length + new TextEncoder().encode(key ?? "").length > limit
-      ) {
-        throw new YakError(
-          "MESSAGE_TOO_LARGE",
-          `record ${i} is larger than ${limit} bytes; split it or raise the limit`,
-        );
+      if (v.length + keyChars > limit / 3) {
+        const bytes = new TextEncoder().encode(v).length + new TextEncoder().encode(key ?? "").length;
+        if (bytes > limit) throw tooLarge(i, bytes);
       }
       out[i] = { key, value: v };
     } else if (typeof bytes === "string") {
-      if (
-        bytes.length * 0.75 + keyChars * 3 > limit &&
-        bytes.length * 0.75 + new TextEncoder().encode(key ?? "").length > limit
-      ) {
-        throw new YakError(
-          "MESSAGE_TOO_LARGE",
-          `record ${i} is larger than ${limit} bytes; split it or raise the limit`,
-        );
+      if (bytes.length * 0.75 + keyChars * 3 > limit) {
+        const size = Math.floor(bytes.length * 3 / 4) - (bytes.endsWith("==") ? 2 : bytes.endsWith("=") ? 1 : 0) +
+          new TextEncoder().encode(key ?? "").length;
+        if (size > limit) throw tooLarge(i, size);
       }
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {
         throw new YakError("INVALID_REQUEST", `record ${i}: 'b' must be base64`);
@@ -177,7 +180,7 @@ async function produce(s: BrokerServices, req: Request): Promise<Reply> {
   const topic = checkTopicName(req.topic);
   const partition = int(req, "partition", 0, s.opts.maxPartitions - 1);
   const acks = acksOf(req);
-  const records = parseRecords(s, req.records);
+  const records = parseRecords(s, topic, req.records);
   const count = records.length;
   // The server holds the request until we answer; it must not keep the batch alive that long.
   req.records = undefined;
@@ -195,7 +198,80 @@ async function produce(s: BrokerServices, req: Request): Promise<Reply> {
   return { baseOffset: res.baseOffset, count, duplicate: res.duplicate, partition };
 }
 
+/** Topics one consumer fetch may name (`topics`): each adds its partitions to the one long poll. */
+const MAX_FETCH_TOPICS = 1000;
+
+/**
+ * A fetch of several topics in one long poll: `{"topics": {"t": {"0": 12}}}`.
+ * Parts name their topic (`t`); a topic this broker does not have (yet) is
+ * listed in `unknown` instead of failing the others.
+ */
+async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
+  const raw = req.topics;
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new YakError("INVALID_REQUEST", "'topics' must be an object of topic -> partition offsets");
+  }
+  const entries = Object.keys(raw);
+  if (entries.length === 0 || entries.length > MAX_FETCH_TOPICS) {
+    throw new YakError("INVALID_REQUEST", `'topics' must name 1 to ${MAX_FETCH_TOPICS} topics`);
+  }
+  const specs: ReadSpec[] = [];
+  const wantedOf = new Map<string, number[]>();
+  const unknown: string[] = [];
+  const ranges: string[] = [];
+  for (const name of entries) {
+    const topic = checkTopicName(name);
+    const count = s.partitions.partitionCount(topic);
+    if (count === 0) {
+      unknown.push(topic);
+      continue;
+    }
+    const wanted: [number, number][] = [];
+    for (const [p, off] of offsetMap(raw as Record<string, unknown>, name, s.opts.maxPartitions)) {
+      const n = Number(p);
+      if (!Number.isInteger(n) || String(n) !== p) {
+        throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`);
+      }
+      wanted.push([n, off]);
+    }
+    const belowStart = new Map<number, PartitionOffsets>();
+    specs.push(...s.partitions.consumerSpecs(topic, wanted, belowStart));
+    wantedOf.set(topic, wanted.map(([p]) => p));
+    if (belowStart.size > 0) {
+      const range = [...belowStart].map(([p, o]) => `"${p}":[${o.logStart},${o.highWatermark}]`);
+      ranges.push(`${JSON.stringify(topic)}:{${range.join(",")}}`);
+    }
+  }
+  // Even with nothing to read here (topics not replicated yet), the poll waits its time, as a single-topic one does.
+  const reads = await s.partitions.readPartitions(specs, {
+    maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
+    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
+    upTo: "hw",
+  });
+  const hw = [...wantedOf].map(([topic, ps]) =>
+    `${JSON.stringify(topic)}:{${
+      ps.map((p) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`).join(",")
+    }}`
+  );
+  const parts: string[] = [];
+  const data: Uint8Array[] = [];
+  for (const { spec, read } of reads) {
+    const at = spec.key.lastIndexOf("/");
+    data.push(...read.chunks);
+    parts.push(
+      `{"t":${JSON.stringify(spec.key.slice(0, at))},"p":${spec.key.slice(at + 1)},"base":${read.baseOffset},` +
+        `"count":${read.count},"len":${read.byteLength}}`,
+    );
+  }
+  const outOfRange = ranges.length > 0 ? `,"outOfRange":{${ranges.join(",")}}` : "";
+  return new RawReply(
+    `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}],"unknown":${JSON.stringify(unknown)}${outOfRange}`,
+    data,
+  );
+}
+
 async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
+  if (req.topics !== undefined) return await fetchTopics(s, req);
   const topic = checkTopicName(req.topic);
   const count = s.partitions.partitionCount(topic);
   if (count === 0) s.partitions.consumerSpecs(topic, []); // UNKNOWN_TOPIC
@@ -268,7 +344,10 @@ async function metadata(s: BrokerServices, req: Request): Promise<Reply> {
     [topic]: view.topics[topic],
   });
   if (topic !== undefined && topics[topic] === undefined) {
-    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist; produce to it or create it first`);
+    // A producer learns how many partitions its first record would create the topic with.
+    throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist; produce to it or create it first`, {
+      defaultPartitions: s.opts.defaultPartitions,
+    });
   }
   return { brokerId: view.brokerId, role: view.role, epoch: view.epoch, leader: view.leader, topics };
 }

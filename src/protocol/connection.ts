@@ -105,13 +105,7 @@ export class Connection {
           : Deno.connect({ hostname: host, port, transport: "tcp" }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () =>
-              reject(
-                new YakError(
-                  "CONNECTION",
-                  `no answer from ${host}:${port} in ${timeoutMs} ms`,
-                ),
-              ),
+            () => reject(new YakError("CONNECTION", `no answer in ${timeoutMs} ms`)),
             timeoutMs,
           );
         }),
@@ -121,7 +115,7 @@ export class Connection {
       connection = new Connection(host, port, conn, opts);
     } catch (err) {
       const yerr = toYakError(err);
-      throw new YakError("CONNECTION", `cannot connect to ${host}:${port}: ${yerr.message}`);
+      throw new YakError("CONNECTION", `cannot connect to ${host}:${port} (${yerr.message})`);
     } finally {
       clearTimeout(timer);
     }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { YakError } from "../errors.ts";
 import { security } from "./security.ts";
 
 /** Options of {@link listen}. */
@@ -43,9 +44,21 @@ export interface Listener {
 export function listen(opts: ListenOptions): Listener {
   const sec = security();
   const tls = opts.tls ?? (sec.tlsCert && sec.tlsKey ? { cert: sec.tlsCert, key: sec.tlsKey } : undefined);
-  const listener: Deno.Listener = tls
-    ? Deno.listenTls({ hostname: opts.host, port: opts.port, transport: "tcp", cert: tls.cert, key: tls.key })
-    : Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
+  let listener: Deno.Listener;
+  try {
+    listener = tls
+      ? Deno.listenTls({ hostname: opts.host, port: opts.port, transport: "tcp", cert: tls.cert, key: tls.key })
+      : Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new YakError(
+        "UNAVAILABLE",
+        `cannot listen on ${opts.host}:${opts.port}: another process listens on port ${opts.port}`,
+        { addrInUse: true, port: opts.port },
+      );
+    }
+    throw err;
+  }
   const conns = new Set<Deno.Conn>();
   let closed = false;
 

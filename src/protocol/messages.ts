@@ -72,6 +72,8 @@ export interface BrokerInfo {
   alive: boolean;
   lastSeenMsAgo: number;
   logEndTotal: number;
+  /** The broker's process id, as it registered (for `yak kill` and `yak status` on its machine). */
+  pid?: number;
 }
 
 /** A record as clients see it after a fetch. */

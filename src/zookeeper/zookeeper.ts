@@ -40,6 +40,8 @@ interface Member {
   session: Session | null;
   /** The broker process (a random id per start): a new one means a restart. */
   instance: string | null;
+  /** Its process id, as it said (tools on its machine check it against the pid file). */
+  pid: number | null;
 }
 
 /**
@@ -207,6 +209,7 @@ export class Zookeeper {
       alive: m.alive,
       lastSeenMsAgo: Math.round(now - m.lastSeen),
       logEndTotal: m.logEndTotal,
+      ...(m.pid !== null ? { pid: m.pid } : {}),
     }));
   }
 
@@ -244,6 +247,7 @@ export class Zookeeper {
       alive: true,
       session,
       instance,
+      pid: optInt(req, "pid", 0, 0, 2 ** 31 - 1) || null,
     };
     this.#members.set(id, member);
     session.onClose(() => {
@@ -428,6 +432,7 @@ export class Zookeeper {
         alive: false,
         session: null,
         instance: null,
+        pid: null,
       });
     }
     if (died.length > 0) this.#changed();

@@ -1,0 +1,240 @@
+/**
+ * `yak consume` as people use it, with real processes: --offset in all its
+ * forms per partition, --exit-at-end, formats (json, kcat templates, keys
+ * and timestamps as kafka-console-consumer prints them), several topics and
+ * a topic regex (with a topic made later), and the README's first example
+ * (`yak produce` and `yak consume ... | jq .`) run as written.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { Proc, shellQuote, TestCluster, withDeadline, yak } from "./harness.ts";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+
+function hasCommand(name: string): boolean {
+  try {
+    return new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null", stderr: "null" }).outputSync()
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("yak consume: --offset per partition, --exit-at-end, formats, several topics, a topic regex", async (t) => {
+  await withDeadline(180_000, "consume", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    const zk = cluster.zkFlag;
+    const consume = async (...args: string[]) => {
+      const res = await yak(["consume", ...args, ...zk], { timeoutMs: 30_000 });
+      assert.equal(res.code, 0, `consume ${args.join(" ")}: ${res.stderr}`);
+      return res.stdout;
+    };
+    try {
+      assert.equal((await yak(["topics", "--create", "o", "--partitions", "2", ...zk])).code, 0);
+      for (const p of [0, 1]) {
+        const lines = Array.from({ length: 20 }, (_, i) => `p${p}-${i}`).join("\n") + "\n";
+        assert.equal(
+          (await yak(["produce", "--topic", "o", "--partition", String(p), ...zk], { stdin: lines })).code,
+          0,
+        );
+      }
+
+      await t.step("--offset earliest|latest|N|-N, on one --partition or on every partition", async () => {
+        assert.equal(
+          await consume("--topic", "o", "--partition", "1", "--offset", "-3", "--exit-at-end"),
+          "p1-17\np1-18\np1-19\n",
+        );
+        assert.equal(
+          await consume("--topic", "o", "--partition", "0", "--offset", "18", "--exit-at-end"),
+          "p0-18\np0-19\n",
+        );
+        assert.equal(await consume("--topic", "o", "--partition", "0", "--offset", "latest", "--exit-at-end"), "");
+        const earliest = (await consume("--topic", "o", "--partition", "0", "--offset", "earliest", "--exit-at-end"))
+          .trimEnd().split("\n");
+        assert.deepEqual(earliest, Array.from({ length: 20 }, (_, i) => `p0-${i}`));
+        // Without --partition: -2 is the last two of each partition.
+        const lastTwo = (await consume("--topic", "o", "--offset", "-2", "--exit-at-end")).trimEnd().split("\n").sort();
+        assert.deepEqual(lastTwo, ["p0-18", "p0-19", "p1-18", "p1-19"]);
+        // Past the end: an error that says where the end is.
+        const past = await yak([
+          "consume",
+          "--topic",
+          "o",
+          "--partition",
+          "0",
+          "--offset",
+          "500",
+          "--exit-at-end",
+          ...zk,
+        ]);
+        assert.equal(past.code, 1);
+        assert.equal(past.stdout, "");
+        assert.match(past.stderr, /offset 500 is past the end of o\/0 \(its log ends at 20\)/);
+      });
+
+      await t.step("--exit-at-end: everything there at the start, then exit, also with a group", async () => {
+        const all = (await consume("--topic", "o", "--from-beginning", "--exit-at-end")).trimEnd().split("\n");
+        assert.equal(all.length, 40);
+        const group = (await consume("--topic", "o", "--group", "ee", "--from-beginning", "--exit-at-end"))
+          .trimEnd().split("\n");
+        assert.equal(group.length, 40);
+        // The group committed what it printed: a second run has nothing left and exits at once.
+        assert.equal(await consume("--topic", "o", "--group", "ee", "--exit-at-end"), "");
+      });
+
+      await t.step(
+        "formats: json, kcat templates, keys and timestamps as kafka-console-consumer prints them",
+        async () => {
+          const keyed = await yak(["produce", "--topic", "kv", "--partition", "0", "--key-separator", "=", ...zk], {
+            stdin: "a=1\nb=2\n",
+          });
+          assert.equal(keyed.code, 0, keyed.stderr);
+          const json = (await consume("--topic", "kv", "--from-beginning", "--exit-at-end", "--format", "json"))
+            .trimEnd().split("\n").map((l) => JSON.parse(l));
+          assert.deepEqual(json.map((r) => [r.topic, r.partition, r.offset, r.key, r.value]), [
+            ["kv", 0, 0, "a", "1"],
+            ["kv", 0, 1, "b", "2"],
+          ]);
+          assert.ok(json.every((r) => typeof r.ts === "number"));
+          const template = await consume(
+            "--topic",
+            "kv",
+            "--from-beginning",
+            "--exit-at-end",
+            "--format",
+            "%t/%p@%o %k=%v (%K,%S) 100%%\\n",
+          );
+          assert.equal(template, "kv/0@0 a=1 (1,1) 100%\nkv/0@1 b=2 (1,1) 100%\n");
+          const withTs = await consume("--topic", "kv", "--from-beginning", "--exit-at-end", "--format", "%T\\t%v\\n");
+          const ts = withTs.trimEnd().split("\n").map((l) => l.split("\t"));
+          assert.deepEqual(ts.map(([, v]) => v), ["1", "2"]);
+          assert.deepEqual(ts.map(([t]) => Number(t)), json.map((r) => r.ts));
+          assert.equal(
+            await consume("--topic", "kv", "--from-beginning", "--exit-at-end", "--print-key"),
+            "a\t1\nb\t2\n",
+          );
+          assert.equal(
+            await consume(
+              "--topic",
+              "kv",
+              "--from-beginning",
+              "--exit-at-end",
+              "--print-key",
+              "--key-separator",
+              " => ",
+            ),
+            "a => 1\nb => 2\n",
+          );
+          assert.equal(
+            await consume("--topic", "kv", "--from-beginning", "--exit-at-end", "--print-timestamp", "--print-key"),
+            json.map((r) => `CreateTime:${r.ts}\t${r.key}\t${r.value}\n`).join(""),
+          );
+          const conflict = await yak(["consume", "--topic", "kv", "--format", "json", "--print-key", ...zk]);
+          assert.equal(conflict.code, 1);
+          assert.match(conflict.stderr, /go with --format value/);
+        },
+      );
+
+      await t.step("several --topic values, and --topic-regex (a matching topic made later is read too)", async () => {
+        const both =
+          (await consume("--topic", "o", "--topic", "kv", "--from-beginning", "--exit-at-end", "--format", "%t\\n"))
+            .trimEnd().split("\n");
+        assert.equal(both.filter((t) => t === "o").length, 40);
+        assert.equal(both.filter((t) => t === "kv").length, 2);
+        const byRegex =
+          (await consume("--topic-regex", "k.", "--from-beginning", "--exit-at-end", "--format", "%t %v\\n"))
+            .trimEnd().split("\n");
+        assert.deepEqual(byRegex, ["kv 1", "kv 2"]);
+        // A consumer of 'r-.*' before 'r-late' exists: it reads it once it appears (metadata is re-read every 5 s).
+        assert.equal((await yak(["produce", "--topic", "r-first", "--message", "one", ...zk])).code, 0);
+        const reader = new Proc("regex", [
+          "consume",
+          "--topic-regex",
+          "r-.*",
+          "--from-beginning",
+          "--format",
+          "%t %v\\n",
+          "--max-messages",
+          "2",
+          ...zk,
+        ]);
+        try {
+          await reader.waitFor(/^r-first one$/, 20_000);
+          assert.equal((await yak(["produce", "--topic", "r-late", "--message", "two", ...zk])).code, 0);
+          await reader.waitFor(/^r-late two$/, 20_000);
+          assert.equal((await reader.status).code, 0);
+        } finally {
+          await reader.stop();
+        }
+      });
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test({
+  name: "the README's first example, as written: cat events.log | yak produce; yak consume ... | jq .",
+  ignore: !hasCommand("jq"),
+  fn: async () => {
+    await withDeadline(90_000, "README example", async () => {
+      const cluster = await TestCluster.start({ brokers: 1 });
+      const dir = await Deno.makeTempDir({ prefix: "yak-readme-" });
+      let pipeline: Deno.ChildProcess | null = null;
+      try {
+        const readme = await Deno.readTextFile(join(REPO, "README.md"));
+        const example = readme.match(/```\n(cat events\.log \| yak produce[^\n]*)\n(yak consume[^\n]*\| jq \.)\n```/);
+        assert.ok(example, "the README starts with the produce | consume | jq example");
+        await Deno.writeTextFile(
+          join(dir, "events.log"),
+          '{"user":"u1","action":"login"}\n{"user":"u2","action":"buy"}\n',
+        );
+        // `yak` is the repository's launcher, found on PATH as the README says.
+        const env = { PATH: `${REPO}:${Deno.env.get("PATH")}`, YAK_ZOOKEEPER: cluster.zkAddr, YAK_DATA: cluster.dir };
+        const produced = await new Deno.Command("sh", { args: ["-c", example[1]], cwd: dir, env, stderr: "piped" })
+          .output();
+        assert.equal(produced.code, 0, new TextDecoder().decode(produced.stderr));
+        // The consumer runs until Ctrl-C, in a terminal: jq prints as it goes there (it buffers into a pipe).
+        pipeline = new Deno.Command("script", {
+          args: ["-qfec", `sh -c ${shellQuote(example[2])}`, "/dev/null"],
+          cwd: dir,
+          env,
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        let out = "";
+        const reader = (async () => {
+          for await (const chunk of pipeline!.stdout.pipeThrough(new TextDecoderStream())) out += chunk;
+        })();
+        // jq colours its output at a terminal.
+        const plain = () =>
+          out.replaceAll("\r", "").replace(new RegExp(String.fromCharCode(27) + "\\[[0-9;]*m", "g"), "");
+        await withDeadline(30_000, "jq prints both events", async () => {
+          while (!/"buy"[\s\S]*\}/.test(plain())) await new Promise((r) => setTimeout(r, 50));
+        });
+        const writer = pipeline.stdin.getWriter();
+        await writer.write(new TextEncoder().encode("\x03")); // Ctrl-C
+        await writer.close().catch(() => {});
+        await pipeline.status;
+        await reader;
+        const text = plain();
+        const objects = text.slice(text.indexOf("{"), text.lastIndexOf("}") + 1).split(/\n(?=\{)/).map((o) =>
+          JSON.parse(o)
+        );
+        assert.deepEqual(objects, [{ user: "u1", action: "login" }, { user: "u2", action: "buy" }], text);
+        pipeline = null;
+      } finally {
+        if (pipeline) {
+          try {
+            pipeline.kill("SIGKILL");
+          } catch { /* gone */ }
+          await pipeline.status;
+        }
+        await cluster.stop();
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  },
+});

@@ -1,0 +1,299 @@
+/**
+ * `yak produce` as people use it, with real processes: Ctrl-C at a terminal
+ * and SIGTERM in a pipe (flush, summary, exit 130), an oversized record
+ * (its line, what was stored, the config that raises the limit), the
+ * summary's figures, key separators and CRLF, random sticky starts, topics
+ * never created by a produce that stores nothing, and progress.
+ */
+import assert from "node:assert/strict";
+import { Connection } from "../src/protocol/connection.ts";
+import { Proc, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+
+/** The records of a topic, as JSON objects, read to its end. */
+async function records(
+  cluster: TestCluster,
+  topic: string,
+): Promise<{ partition: number; key: string | null; value: string }[]> {
+  const res = await yak([
+    "consume",
+    "--topic",
+    topic,
+    "--offset",
+    "earliest",
+    "--exit-at-end",
+    "--format",
+    "json",
+    ...cluster.zkFlag,
+  ]);
+  assert.equal(res.code, 0, res.stderr);
+  return res.stdout.split("\n").filter((l) => l).map((l) => JSON.parse(l));
+}
+
+async function topicExists(cluster: TestCluster, topic: string): Promise<boolean> {
+  const res = await yak(["topics", "--list", ...cluster.zkFlag]);
+  assert.equal(res.code, 0, res.stderr);
+  return res.stdout.split("\n").some((l) => l.split("\t")[0] === topic);
+}
+
+const SUMMARY = /^yak produce: .*acknowledged to '/m;
+
+Deno.test("yak produce: interrupted at a terminal (Ctrl-C) or in a pipe (SIGTERM): flush, summary, exit 130", async () => {
+  await withDeadline(120_000, "produce interrupted", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    try {
+      // At a terminal: a line typed, Enter, Ctrl-C. A long linger keeps the line in the producer until the
+      // Ctrl-C, so only the flush on interrupt can deliver it.
+      const typed = new Proc("typed", ["produce", "--topic", "tty", "--linger-ms", "60000", ...cluster.zkFlag], {
+        pty: true,
+      });
+      try {
+        // The prompt ('>') says the producer waits for a line: a second one means the line was read.
+        const prompts = (text: string) => text.split(">").length - 1;
+        await typed.waitForText((text) => prompts(text) >= 1, "prompting", 20_000);
+        await typed.write("hello typed\r"); // Enter
+        await typed.waitForText((text) => prompts(text) >= 2, "prompting again");
+        await typed.write("\x03"); // Ctrl-C
+        const status = await typed.status;
+        const out = typed.lines.join("\n");
+        assert.equal(status.code, 130, out);
+        assert.match(out, /interrupted \(SIGINT\); 1 record \(11 bytes\) acknowledged to 'tty', 0 not acknowledged/);
+      } finally {
+        await typed.stop();
+      }
+      assert.deepEqual((await records(cluster, "tty")).map((r) => r.value), ["hello typed"]);
+
+      // In a pipe, with the broker frozen: SIGTERM waits up to 5 s for acknowledgements, then says what is not.
+      const piped = new Proc("piped", [
+        "produce",
+        "--topic",
+        "pipe",
+        "--partition",
+        "0",
+        "--progress",
+        ...cluster.zkFlag,
+      ], {
+        stdin: true,
+      });
+      const broker = cluster.brokers.get(1)!;
+      try {
+        await piped.write(seqText(100));
+        const conn = await Connection.open("127.0.0.1", cluster.brokerPorts.get(1)!);
+        try {
+          await withDeadline(20_000, "100 records stored", async () => {
+            while (true) {
+              const res = await conn.request({ type: "list_offsets", topic: "pipe" }).catch(() => null);
+              if ((res?.end as Record<string, number> | undefined)?.[0] === 100) return;
+              await new Promise((r) => setTimeout(r, 50));
+            }
+          });
+        } finally {
+          conn.close();
+        }
+        broker.kill("SIGSTOP");
+        await piped.write(seqText(50, 101));
+        // Progress says when the 50 lines have been read (and are waiting for the frozen broker).
+        await piped.waitFor(/^yak produce: 100 of 150 records read acknowledged/, 10_000);
+        const signalled = Date.now();
+        piped.kill("SIGTERM");
+        const status = await piped.status;
+        const waited = Date.now() - signalled;
+        const out = piped.lines.join("\n");
+        assert.equal(status.code, 130, out);
+        assert.match(
+          out,
+          /interrupted \(SIGTERM\); 100 records \(\d+ bytes\) acknowledged to 'pipe', 50 not acknowledged \(lines 101-150\)/,
+        );
+        assert.ok(waited >= 4500 && waited < 15_000, `waited ${waited} ms for acknowledgements (bound: 5 s)`);
+      } finally {
+        broker.kill("SIGCONT");
+        piped.kill("SIGKILL");
+        await piped.status;
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("yak produce: an oversized record names its line and the config; the figures of the summary; no topic from a produce that stores nothing", async (t) => {
+  await withDeadline(150_000, "produce errors", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    try {
+      await t.step("an oversized record: its line, which records were stored, and max.message.bytes", async () => {
+        const big = "x".repeat(1_200_000);
+        const res = await yak(["produce", "--topic", "big", "--partition", "0", ...cluster.zkFlag], {
+          stdin: `small\n${big}\nafter\n`,
+        });
+        assert.equal(res.code, 1, res.stderr);
+        assert.match(
+          res.stderr,
+          /^yak produce: line 2 \(1200000 bytes\) is larger than topic 'big' takes \(1048576 bytes, the broker's --max-message-bytes\); split it, or raise the limit with 'yak topics --alter big --config max.message.bytes=N'$/m,
+        );
+        assert.match(res.stderr, /1 record \(5 bytes\) acknowledged to 'big', 2 not acknowledged \(lines 2-3\)/);
+        assert.deepEqual((await records(cluster, "big")).map((r) => r.value), ["small"]);
+        // The config the message names exists, and raises the limit.
+        const raised = await yak([
+          "topics",
+          "--alter",
+          "big",
+          "--config",
+          "max.message.bytes=2000000",
+          ...cluster.zkFlag,
+        ]);
+        assert.equal(raised.code, 0, raised.stderr);
+        const again = await yak(["produce", "--topic", "big", "--partition", "0", ...cluster.zkFlag], {
+          stdin: `${big}\n`,
+        });
+        assert.equal(again.code, 0, again.stderr);
+        // And a topic's own lower limit is enforced, naming the topic's config.
+        await yak(["topics", "--create", "small", "--config", "max.message.bytes=100", ...cluster.zkFlag]);
+        const small = await yak(["produce", "--topic", "small", ...cluster.zkFlag], {
+          stdin: "ok\n" + "y".repeat(101),
+        });
+        assert.equal(small.code, 1);
+        assert.match(
+          small.stderr,
+          /line 2 \(101 bytes\) is larger than topic 'small' takes \(100 bytes, its max.message.bytes\)/,
+        );
+      });
+
+      await t.step("the summary: bytes of keys and values, '1 record', no rate under a second", async () => {
+        const one = await yak(["produce", "--topic", "sum", "--key", "k1", "--message", "é!", ...cluster.zkFlag]);
+        assert.equal(one.code, 0, one.stderr);
+        // 'k1' (2 bytes) + 'é!' (3 bytes in UTF-8).
+        assert.match(one.stderr, /^yak produce: 1 record \(5 bytes\) acknowledged to 'sum' in \d+\.\d\d s$/m);
+        assert.doesNotMatch(one.stderr, /records\/s/);
+        const many = await yak(["produce", "--topic", "sum", ...cluster.zkFlag], { stdin: seqText(1000) });
+        // 1..1000: 9 + 90*2 + 900*3 + 4 = 2893 bytes of values.
+        assert.match(many.stderr, /^yak produce: 1000 records \(2893 bytes\) acknowledged to 'sum' in /m);
+      });
+
+      await t.step(
+        "--key-separator: a line without it is an error unless --ignore-missing-separator; CR is dropped",
+        async () => {
+          const strict = await yak([
+            "produce",
+            "--topic",
+            "ks",
+            "--partition",
+            "0",
+            "--key-separator",
+            ":",
+            ...cluster.zkFlag,
+          ], {
+            stdin: "k1:v1\r\nno separator\r\nk3:v3\r\n",
+          });
+          assert.equal(strict.code, 1);
+          assert.match(
+            strict.stderr,
+            /line 2 has no key separator ':' \(--key-separator\); use --ignore-missing-separator/,
+          );
+          assert.match(strict.stderr, /1 record \(4 bytes\) acknowledged to 'ks'/);
+          const lenient = await yak([
+            "produce",
+            "--topic",
+            "ks",
+            "--partition",
+            "0",
+            "--key-separator",
+            ":",
+            "--ignore-missing-separator",
+            ...cluster.zkFlag,
+          ], { stdin: "no separator\r\nk3:v3\r\n" });
+          assert.equal(lenient.code, 0, lenient.stderr);
+          assert.deepEqual(
+            (await records(cluster, "ks")).map((r) => [r.key, r.value]),
+            [["k1", "v1"], [null, "no separator"], ["k3", "v3"]],
+          );
+        },
+      );
+
+      await t.step("keyless records start on a random partition per producer", async () => {
+        await yak(["topics", "--create", "spread", "--partitions", "3", ...cluster.zkFlag]);
+        const runs = await Promise.all(
+          Array.from(
+            { length: 8 },
+            (_, i) => yak(["produce", "--topic", "spread", "--message", `m${i}`, ...cluster.zkFlag]),
+          ),
+        );
+        for (const r of runs) assert.equal(r.code, 0, r.stderr);
+        const used = new Set((await records(cluster, "spread")).map((r) => r.partition));
+        // Before, every producer's first record went to partition 0. All 8 on one partition by chance: 1 in 2187.
+        assert.ok(used.size > 1, `8 producers all started on partition ${[...used]}`);
+      });
+
+      await t.step("no topic is created by a produce that stores nothing", async () => {
+        const empty = await yak(["produce", "--topic", "empty", ...cluster.zkFlag], { stdin: "" });
+        assert.equal(empty.code, 0, empty.stderr);
+        assert.match(empty.stderr, /0 records \(0 bytes\) acknowledged to 'empty'/);
+        const tooBig = await yak(["produce", "--topic", "toobig", ...cluster.zkFlag], { stdin: "z".repeat(1_100_000) });
+        assert.equal(tooBig.code, 1);
+        const noPartition = await yak([
+          "produce",
+          "--topic",
+          "nop",
+          "--partition",
+          "7",
+          "--message",
+          "x",
+          ...cluster.zkFlag,
+        ]);
+        assert.equal(noPartition.code, 1);
+        assert.match(noPartition.stderr, /'nop' does not exist and would be created with 3 partitions \(0\.\.2\)/);
+        for (const topic of ["empty", "toobig", "nop"]) {
+          assert.equal(await topicExists(cluster, topic), false, `topic '${topic}' was created`);
+        }
+        // The first record stored creates it.
+        const first = await yak(["produce", "--topic", "empty", "--message", "now", ...cluster.zkFlag]);
+        assert.equal(first.code, 0, first.stderr);
+        assert.equal(await topicExists(cluster, "empty"), true);
+      });
+
+      await t.step("--progress: a line a second while it runs", async () => {
+        const p = new Proc("progress", ["produce", "--topic", "prog", "--progress", ...cluster.zkFlag], {
+          stdin: true,
+        });
+        try {
+          await p.write(seqText(10));
+          await p.waitFor(
+            /^yak produce: 10 of 10 records read acknowledged \(11 bytes\), \d+ records\/s, \d+ s$/,
+            10_000,
+          );
+          await p.closeStdin();
+          assert.equal((await p.status).code, 0);
+          assert.match(p.lines.join("\n"), SUMMARY);
+        } finally {
+          await p.stop();
+        }
+      });
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("a topic created by its first batch keeps every batch, in order (pipelined batches wait for the creation)", async () => {
+  await withDeadline(120_000, "first batches", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    try {
+      // One partition, 8 batches in flight: the batches behind the first arrive while it creates the topic.
+      // (They took their offsets first, the first batch then looked like a duplicate, and was dropped.)
+      const topics = ["new-a", "new-b", "new-c", "new-d"];
+      const runs = await Promise.all(
+        topics.map((topic) =>
+          yak(["produce", "--topic", topic, "--partition", "0", "--batch-records", "500", ...cluster.zkFlag], {
+            stdin: seqText(20_000),
+          })
+        ),
+      );
+      for (const r of runs) assert.equal(r.code, 0, r.stderr);
+      for (const topic of topics) {
+        const values = (await records(cluster, topic)).map((r) => Number(r.value));
+        assert.equal(values.length, 20_000, `topic ${topic}: ${values.length} records`);
+        assert.deepEqual(values, Array.from({ length: 20_000 }, (_, i) => i + 1), `topic ${topic}`);
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

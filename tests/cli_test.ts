@@ -1,0 +1,252 @@
+/**
+ * The command line itself, with real processes: flags (version, aliases,
+ * negative numbers, typos, repeats, one exit code for misuse), clients that
+ * point at the wrong kind of process, one connect deadline with one piece of
+ * advice, a producer facing a dead zookeeper, `yak kill --leader` that never
+ * signals a broker of another cluster, and the data root every command finds
+ * the same way.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { YAK_VERSION } from "../src/version.ts";
+import { eventually, freePortRange, Proc, type RunResult, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+
+/** A usage error: exit 1, one line (no stack), and the given text. */
+function usageError(res: RunResult, pattern: RegExp, what: string): void {
+  assert.equal(res.code, 1, `${what}: exit ${res.code}\n${res.stderr}`);
+  assert.match(res.stderr, pattern, what);
+  assert.doesNotMatch(res.stderr, /^\s+at /m, `${what}: a stack trace`);
+  assert.equal(res.stdout, "", `${what}: stdout`);
+}
+
+Deno.test("flags: --version, usage errors exit 1 with a hint, Kafka's spellings and negative numbers are taken", async () => {
+  await withDeadline(120_000, "flags", async () => {
+    const version = await yak(["--version"]);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, new RegExp(`^yak ${YAK_VERSION.replaceAll(".", "\\.")} \\(deno \\d+\\.\\d+\\.\\d+`));
+    assert.equal((await yak(["-V"])).stdout, version.stdout);
+
+    // No command is a usage error too (exit 1, usage on stderr); asking for help is not.
+    const none = await yak([]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /usage: yak <command>/);
+    assert.equal((await yak(["--help"])).code, 0);
+
+    const cases: [string[], RegExp][] = [
+      [["prodcue"], /^yak: unknown command 'prodcue'; did you mean 'yak produce'\?/],
+      [["produce", "--topic", "t", "--mesage", "x"], /unknown flag --mesage; did you mean --message\?/],
+      [["consume", "--topic", "t", "--from-begining"], /unknown flag --from-begining; did you mean --from-beginning\?/],
+      [["produce", "--topic", "a", "--topic", "b", "--message", "x"], /--topic was given more than once \('a', 'b'\)/],
+      [["consume", "--topic", "t", "--offset", "3", "--offset", "4"], /--offset was given more than once/],
+      [["produce", "--topic"], /--topic needs a value/],
+      [["produce", "--topic", "t", "--quiet=yes"], /--quiet takes no value/],
+      [["consume", "--topic", "t", "--offset", "5", "--from-beginning"], /--offset or --from-beginning, not both/],
+      [["consume", "--topic", "t", "--offset", "-5", "--group", "g"], /--offset does not go with --group/],
+      [["consume", "--topic", "t", "--offset", "soon"], /--offset must be earliest, latest, an offset N or -N/],
+      [["consume", "--topic", "t", "--format", "%q"], /unknown field %q/],
+      [["produce", "--topic", "t", "--zookeeper", "127.0.0.1:1", "--bootstrap", "127.0.0.1:2"], /not both/],
+      [["status", "--watch", "--watch=1"], /--watch takes no value/],
+      [["kill"], /say which broker/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => yak(args, { timeoutMs: 20_000 })));
+    cases.forEach(([args], i) => usageError(results[i], cases[i][1], `yak ${args.join(" ")}`));
+  });
+});
+
+Deno.test("clients: the wrong kind of process, one connect deadline, the advice said once", async () => {
+  await withDeadline(150_000, "clients", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    try {
+      const broker = `127.0.0.1:${cluster.brokerPorts.get(1)}`;
+      // --bootstrap-server (Kafka's name) and --acks -1 (Kafka's all) are taken as they are.
+      const kafkaStyle = await yak(["produce", "--topic", "k", "--bootstrap-server", broker, "--acks", "-1"], {
+        stdin: "one\n",
+      });
+      assert.equal(kafkaStyle.code, 0, kafkaStyle.stderr);
+
+      // --zookeeper pointed at a broker: every command says so and names the flag to use.
+      const atBroker = ["--zookeeper", broker];
+      const commands: string[][] = [
+        ["produce", "--topic", "t", "--message", "x"],
+        ["consume", "--topic", "t", "--timeout-ms", "500"],
+        ["consume", "--topic", "t", "--group", "g"],
+        ["status"],
+        ["topics", "--list"],
+        ["groups", "--list"],
+        ["kill", "--leader", "--data", cluster.dir],
+      ];
+      const wrong = await Promise.all(commands.map((c) => yak([...c, ...atBroker], { timeoutMs: 20_000 })));
+      commands.forEach((c, i) => {
+        const what = `yak ${c[0]} --zookeeper <broker>`;
+        usageError(
+          wrong[i],
+          new RegExp(`is a broker \\(broker 1\\), not the zookeeper: use --bootstrap ${broker}`),
+          what,
+        );
+        assert.doesNotMatch(wrong[i].stderr, /not iterable|Cannot read properties|undefined/, what);
+      });
+      const atZk = await yak(["produce", "--topic", "t", "--message", "x", "--bootstrap", cluster.zkAddr]);
+      usageError(atZk, /is the zookeeper, not a broker: use --zookeeper/, "--bootstrap <zookeeper>");
+      // The broker is still whole.
+      assert.equal(cluster.brokers.get(1)!.exited, false);
+
+      // Nothing listens: every command tries for --connect-timeout-ms, then gives the advice once.
+      const nowhere = ["--zookeeper", "127.0.0.1:1", "--connect-timeout-ms", "1500"];
+      const started = Date.now();
+      const dead = await Promise.all(commands.map((c) => yak([...c, ...nowhere], { timeoutMs: 20_000 })));
+      for (let i = 0; i < commands.length; i++) {
+        const what = `yak ${commands[i][0]} with no cluster`;
+        const res = dead[i];
+        assert.equal(res.code, 1, `${what}: ${res.stderr}`);
+        const last = res.stderr.trimEnd().split("\n").pop()!;
+        assert.match(last, /cannot connect to (the zookeeper at )?127\.0\.0\.1:1 \(connection refused\)/, what);
+        assert.equal(last.split("is the cluster running? start one with 'yak cluster'").length, 2, `${what}: ${last}`);
+        assert.doesNotMatch(res.stderr, /connection refused: Connection refused|os error/, what);
+      }
+      const took = Date.now() - started;
+      assert.ok(took >= 1400 && took < 12_000, `the deadline is --connect-timeout-ms for all (${took} ms)`);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("a dead zookeeper: the producer backs off, says which zookeeper is silent, and finishes once it is back", async () => {
+  await withDeadline(120_000, "zookeeper down", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    let producer: Proc | null = null;
+    try {
+      const broker = `127.0.0.1:${cluster.brokerPorts.get(1)}`;
+      producer = new Proc("producer", ["produce", "--topic", "z", "--bootstrap", broker], { stdin: true });
+      await producer.write(seqText(10));
+      await eventually(
+        async () => {
+          const res = await yak([
+            "consume",
+            "--topic",
+            "z",
+            "--offset",
+            "earliest",
+            "--exit-at-end",
+            "--bootstrap",
+            broker,
+          ]);
+          return res.stdout.split("\n").length > 10;
+        },
+        20_000,
+        "the first records stored",
+      );
+      cluster.zk.kill("SIGSTOP");
+      const frozenAt = Date.now();
+      // Once the broker has noticed, its lease is over: what comes next cannot be acknowledged.
+      await cluster.brokers.get(1)!.waitFor(/zookeeper_unreachable/, 15_000);
+      await producer.write(seqText(10, 11));
+      await producer.waitFor(/zookeeper at 127\.0\.0\.1:\d+ has not answered/, 15_000);
+      // 4 s of a silent zookeeper: the producer retries, slowly.
+      await new Promise((r) => setTimeout(r, Math.max(0, 4000 - (Date.now() - frozenAt))));
+      cluster.zk.kill("SIGCONT");
+      await producer.closeStdin();
+      const status = await producer.status;
+      assert.equal(status.code, 0, producer.lines.join("\n"));
+      assert.match(producer.lines.join("\n"), /20 records \(31 bytes\) acknowledged/);
+      const log = await Deno.readTextFile(join(cluster.dir, "broker-1", "broker.log"));
+      const registrations = log.split("\n").filter((l) => l.includes('"producer_registered"')).length;
+      // It was 15,231 registrations in 30 s: now about one a second.
+      assert.ok(registrations <= 15, `${registrations} producer registrations while the zookeeper was silent`);
+    } finally {
+      producer?.kill("SIGKILL");
+      await producer?.status;
+      cluster.zk.kill("SIGCONT");
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("yak kill --leader: only the leader the zookeeper names, of this data root; never a guess", async () => {
+  await withDeadline(150_000, "kill", async () => {
+    const a = await TestCluster.start({ brokers: 2 });
+    let b: TestCluster | null = null;
+    try {
+      b = await TestCluster.start({ brokers: 2 });
+      const leaderA = (await a.lease()).leaderId!;
+      // The zookeeper of cluster A, the data root of cluster B: refused, nothing signalled.
+      const crossed = await yak(["kill", "--leader", ...a.zkFlag, "--data", b.dir]);
+      assert.equal(crossed.code, 1, crossed.stderr);
+      assert.match(crossed.stderr, new RegExp(`the zookeeper at ${a.zkAddr} names broker ${leaderA}`));
+      assert.match(crossed.stderr, /another cluster's data; nothing was signalled/);
+      for (const c of [a, b]) for (const p of c.brokers.values()) assert.equal(p.exited, false);
+
+      // A zookeeper that does not answer: no fallback to the lease file.
+      b.zk.kill("SIGSTOP");
+      const silent = await yak(["kill", "--leader", ...b.zkFlag, "--data", b.dir, "--connect-timeout-ms", "1000"]);
+      b.zk.kill("SIGCONT");
+      assert.equal(silent.code, 1, silent.stderr);
+      assert.match(silent.stderr, new RegExp(`the zookeeper at ${b.zkAddr} does not answer`));
+      for (const p of b.brokers.values()) assert.equal(p.exited, false);
+
+      // The right pair: the leader goes, and the message names the zookeeper and the data root.
+      const killed = await yak(["kill", "--leader", ...a.zkFlag, "--data", a.dir]);
+      assert.equal(killed.code, 0, killed.stderr);
+      assert.match(
+        killed.stdout,
+        new RegExp(
+          `^sent SIGKILL to broker ${leaderA} \\(pid \\d+, the leader of epoch \\d+ per the zookeeper at ${a.zkAddr}; data ${a.dir}\\)`,
+        ),
+      );
+      await a.brokers.get(leaderA)!.status;
+    } finally {
+      await b?.stop();
+      await a.stop();
+    }
+  });
+});
+
+Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill, logs and cluster, printed absolute", async () => {
+  await withDeadline(120_000, "data root", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    const cwd = await Deno.makeTempDir({ prefix: "yak-cwd-" });
+    try {
+      const parent = join(cluster.dir, "..");
+      const relative = cluster.dir.slice(parent.length + 1);
+      // YAK_DATA, or --data relative to the working directory: the same file, named absolute.
+      const byEnv = await yak(["logs", "zookeeper"], { env: { YAK_DATA: cluster.dir } });
+      assert.equal(byEnv.code, 0, byEnv.stderr);
+      assert.match(byEnv.stderr, new RegExp(`^yak logs: ${join(cluster.dir, "zookeeper", "zookeeper.log")}$`, "m"));
+      const byFlag = await yak(["logs", "broker", "1", "--data", relative], { cwd: parent });
+      assert.equal(byFlag.code, 0, byFlag.stderr);
+      assert.match(byFlag.stderr, new RegExp(`^yak logs: ${join(cluster.dir, "broker-1", "broker.log")}$`, "m"));
+      // The default is ./data of the working directory (the repository's through deno task and ./yak).
+      const missing = await yak(["logs", "zookeeper"], { cwd, env: { YAK_DATA: "" } });
+      assert.equal(missing.code, 1);
+      assert.match(
+        missing.stderr,
+        new RegExp(`no operation log at ${join(cwd, "data", "zookeeper", "zookeeper.log")}`),
+      );
+      const noPid = await yak(["kill", "--broker", "7"], { env: { YAK_DATA: cluster.dir } });
+      assert.equal(noPid.code, 1);
+      assert.match(noPid.stderr, new RegExp(`no pid file at ${join(cluster.dir, "broker-7", "broker.pid")}`));
+      // yak cluster says where its data is, absolute, though given relative.
+      const base = freePortRange(2);
+      const clusterProc = new Proc("cluster", [
+        "cluster",
+        "--brokers",
+        "1",
+        "--data",
+        "here",
+        "--zookeeper-port",
+        String(base),
+        "--base-port",
+        String(base + 1),
+      ], { cwd });
+      try {
+        await clusterProc.waitFor(new RegExp(`^\\[cluster\\] ready: .*data in ${join(cwd, "here")};`), 30_000);
+      } finally {
+        await clusterProc.stop();
+      }
+      assert.equal((await clusterProc.status).code, 0, clusterProc.lines.slice(-5).join("\n"));
+    } finally {
+      await cluster.stop();
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+});
