@@ -64,7 +64,17 @@ Deno.test("yak cluster in a terminal: a second cluster is refused, a dead broker
     const dir = await Deno.makeTempDir({ prefix: "yak-cluster-" });
     const base = freePortRange(4);
     const zk = `127.0.0.1:${base}`;
-    const args = ["cluster", "--data", dir, "--zookeeper-port", String(base), "--base-port", String(base + 1)];
+    const args = [
+      "cluster",
+      "--data",
+      dir,
+      "--zookeeper-port",
+      String(base),
+      "--base-port",
+      String(base + 1),
+      "--http-port",
+      "0",
+    ];
     const cluster = new Proc("cluster", args, { pty: true });
     let restarted: Proc | null = null;
     try {
@@ -93,6 +103,8 @@ Deno.test("yak cluster in a terminal: a second cluster is refused, a dead broker
           String(otherBase),
           "--base-port",
           String(otherBase + 1),
+          "--http-port",
+          "0",
         ], { timeoutMs: 60_000 });
         assert.equal(sameData.code, 1, sameData.stdout);
         assert.match(
@@ -153,6 +165,8 @@ Deno.test("yak cluster --restart brings a killed leader back; a killed parent's 
       String(base),
       "--base-port",
       String(base + 1),
+      "--http-port",
+      "0",
     ]);
     try {
       await cluster.waitFor(/^\[cluster\] ready: /, 60_000);

@@ -237,6 +237,8 @@ Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill,
         String(base),
         "--base-port",
         String(base + 1),
+        "--http-port",
+        "0",
       ], { cwd });
       try {
         await clusterProc.waitFor(new RegExp(`^\\[cluster\\] ready: .*data in ${join(cwd, "here")};`), 30_000);

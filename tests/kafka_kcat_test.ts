@@ -224,7 +224,9 @@ Deno.test({
         };
         const pumps = [pump("a", a), pump("d", d)];
         await waitForMembers(c, "kg", 2);
-        const p = await kcat(["-P", "-b", b, "-t", "gt"], { stdin: seqText(4_000) });
+        // Keyed, so murmur2 spreads them over the four partitions (keyless ones stick to one per batch).
+        const keyed = Array.from({ length: 4_000 }, (_, i) => `${i + 1}:${i + 1}\n`).join("");
+        const p = await kcat(["-P", "-b", b, "-t", "gt", "-K", ":"], { stdin: keyed });
         assert.equal(p.code, 0, p.stderr);
         const total = () => [...seen.values()].reduce((n, s) => n + s.size, 0);
         const deadline = Date.now() + 60_000;

@@ -73,7 +73,7 @@ async function withOps(
     });
   };
   try {
-    await fn({ ops: new PartitionOps(b, null as never), store, writing, failWrite: release });
+    await fn({ ops: new PartitionOps(b, { changing: () => null } as never), store, writing, failWrite: release });
   } finally {
     Segment.prototype.append = original;
     leader.stop(new YakError("NOT_LEADER", "test over"));
