@@ -242,20 +242,25 @@ export interface RunResult {
   stderr: string;
 }
 
+/** Options of {@link run} and {@link yak}. */
+export interface RunOptions {
+  stdin?: string | Uint8Array;
+  timeoutMs?: number;
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
 /**
- * Runs `yak ARGS` to completion, feeding `stdin`, and kills it after `timeoutMs`.
+ * Runs any command to completion, feeding `stdin`, and kills it after
+ * `timeoutMs`; stdout comes back as bytes (kcat prints binary values).
  */
-export async function yak(
+export async function run(
+  cmd: string,
   args: string[],
-  opts: {
-    stdin?: string | Uint8Array;
-    timeoutMs?: number;
-    env?: Record<string, string>;
-    cwd?: string;
-  } = {},
-): Promise<RunResult> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMS, MAIN, ...args],
+  opts: RunOptions = {},
+): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
+  const child = new Deno.Command(cmd, {
+    args,
     stdin: opts.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -269,20 +274,21 @@ export async function yak(
   }, opts.timeoutMs ?? 60_000);
   if (opts.stdin !== undefined) {
     const writer = child.stdin.getWriter();
-    await writer.write(
-      typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin,
-    ).catch(
-      () => {},
-    );
+    await writer.write(typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin)
+      .catch(() => {});
     await writer.close().catch(() => {});
   }
   const out = await child.output();
   clearTimeout(timer);
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
+  return { code: out.code, stdout: out.stdout, stderr: decoder.decode(out.stderr) };
+}
+
+/**
+ * Runs `yak ARGS` to completion, feeding `stdin`, and kills it after `timeoutMs`.
+ */
+export async function yak(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const out = await run(Deno.execPath(), ["run", ...PERMS, MAIN, ...args], opts);
+  return { ...out, stdout: decoder.decode(out.stdout) };
 }
 
 /** Options of {@link TestCluster.start}. */

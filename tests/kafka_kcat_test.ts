@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Proc, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+import { Proc, run, type RunOptions, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
 
 function kcatMissing(): string | null {
   try {
@@ -20,29 +20,8 @@ function kcatMissing(): string | null {
 const missing = kcatMissing();
 if (missing) console.log(`kcat tests skipped: ${missing}`);
 
-async function kcat(
-  args: string[],
-  opts: { stdin?: string | Uint8Array; timeoutMs?: number } = {},
-): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
-  const child = new Deno.Command("kcat", {
-    args,
-    stdin: opts.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, opts.timeoutMs ?? 60_000);
-  if (opts.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin).catch(() => {});
-    await w.close().catch(() => {});
-  }
-  const out = await child.output();
-  clearTimeout(timer);
-  return { code: out.code, stdout: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
+function kcat(args: string[], opts: RunOptions = {}): ReturnType<typeof run> {
+  return run("kcat", args, opts);
 }
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -6,7 +6,7 @@
  * commit. Skips with its reason where a client is missing; CI installs both.
  */
 import assert from "node:assert/strict";
-import { TestCluster, withDeadline, yak } from "./harness.ts";
+import { run, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -20,17 +20,9 @@ function moduleMissing(module: string, pkg: string): string | null {
   }
 }
 
-async function python(script: string, args: string[], timeoutMs = 90_000): Promise<{ code: number; out: string }> {
-  const child = new Deno.Command(PYTHON, { args: ["-c", script, ...args], stdout: "piped", stderr: "piped" }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, timeoutMs);
-  const out = await child.output();
-  clearTimeout(timer);
-  const dec = new TextDecoder();
-  return { code: out.code, out: dec.decode(out.stdout) + dec.decode(out.stderr) };
+async function python(script: string, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await run(PYTHON, ["-c", script, ...args], { timeoutMs: 90_000 });
+  return { code: r.code, out: new TextDecoder().decode(r.stdout) + r.stderr };
 }
 
 const KAFKA_PYTHON = `

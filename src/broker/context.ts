@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { ClientStatus } from "../protocol/status.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 import type { OpLog } from "../op_log.ts";
 import type { LeaderState } from "./leader_state.ts";
@@ -60,15 +61,8 @@ export interface LeaderInfo {
   epoch: number;
 }
 
-/** A producer or consumer registered with this broker. */
-export interface ClientInfo {
-  role: "producer" | "consumer";
-  client: string;
-  topic: string;
-  group?: string;
-  remote: string;
-  since: number;
-}
+/** A producer or consumer registered with this broker (as `status` reports it). */
+export type ClientInfo = ClientStatus;
 
 /** The broker core as its services see it. */
 export interface BrokerContext {
