@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
 import { Segment } from "../log/segment.ts";
-import { producerOf } from "../log/record.ts";
+import { encodeBatch, producerOf } from "../log/record.ts";
 import { OpLog } from "../op_log.ts";
 import type { BrokerContext } from "./context.ts";
 import { LeaderState } from "./leader_state.ts";
@@ -112,5 +112,37 @@ Deno.test("batches taken while a failed write unwinds are never stored twice or 
         assert.deepEqual(seqs, [0, 1, 2, 3], `${ticks} ticks, ${producer}`);
       }
     });
+  }
+});
+
+Deno.test("a read that retention overtakes skips the partition (the next fetch says reset), never fails the fetch", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-partition-ops-" });
+  const store = await TopicStore.open(join(dir, "topics"), { segmentBytes: 1024, indexIntervalBytes: 4096 });
+  try {
+    await store.apply({ op: "topic", topic: "t", partitions: 1, createdAt: 0 });
+    const log = store.partition("t", 0);
+    for (let i = 0; i < 20; i++) {
+      await log.append(1, 10, (base) => encodeBatch(batch("p-1", i * 10, 10).records, base, 1, 0, null, 0)).done;
+    }
+    const b = {
+      store,
+      metrics: new BrokerMetrics(),
+      // Retention runs between the check and the read, as it did in the soak (a consumer far behind).
+      readLog: async (l: typeof log, from: number, maxBytes: number, end: number) => {
+        await l.deleteSegmentsBefore(l.logEndOffset - 10, "test");
+        return l.read(from, maxBytes, end);
+      },
+    } as unknown as BrokerContext;
+    const ops = new PartitionOps(b, { changing: () => null } as never);
+    const reads = await ops.readPartitions([{ key: "t/0", log, from: 0 }], {
+      maxBytes: 1 << 20,
+      maxWaitMs: 0,
+      upTo: "logEnd",
+    });
+    assert.deepEqual(reads, []);
+    assert.ok(log.logStartOffset > 0, "retention did delete the offset being read");
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
