@@ -238,3 +238,30 @@ Deno.test({
     });
   },
 });
+
+Deno.test("a group consumer stops on SIGTERM within its grace period even when its broker does not answer", async () => {
+  await withDeadline(60_000, "consumer stop", async () => {
+    const c = await TestCluster.start({ brokers: 1 });
+    let consumer: Proc | null = null;
+    const broker = c.brokers.get(1)!;
+    try {
+      const made = await yak(["topics", "--create", "gone", "--partitions", "1", ...c.zkFlag]);
+      assert.equal(made.code, 0, made.stderr);
+      consumer = new Proc("consumer", ["consume", "--topic", "gone", "--group", "g", ...c.zkFlag]);
+      await consumer.waitFor(/joined group 'g'/, 20_000);
+      broker.kill("SIGSTOP"); // the last commit and the leave now wait on a broker that never answers
+      const t0 = performance.now();
+      consumer.kill("SIGTERM");
+      const status = await consumer.status;
+      const ms = performance.now() - t0;
+      assert.ok(ms < 8_000, `stopped ${Math.round(ms)} ms after SIGTERM`);
+      assert.equal(status.code, 130, consumer.lines.join("\n"));
+      assert.ok(consumer.lines.some((l) => /stopped without a last commit/.test(l)), consumer.lines.join("\n"));
+    } finally {
+      broker.kill("SIGCONT");
+      consumer?.kill("SIGKILL");
+      await consumer?.status;
+      await c.stop();
+    }
+  });
+});

@@ -53,6 +53,9 @@ the leader.
 
 const encoder = new TextEncoder();
 
+/** How long Ctrl-C or SIGTERM waits for the last poll and commit before the consumer exits anyway. */
+const STOP_GRACE_MS = 5_000;
+
 /** How records are printed. */
 interface Format {
   kind: "value" | "json" | "template";
@@ -216,6 +219,21 @@ export async function consumeCommand(args: string[]): Promise<number> {
   if (group === undefined && (protocol !== undefined || values["session-timeout-ms"] !== undefined)) {
     throw new YakError("INVALID_ARGUMENT", "--group-protocol and --session-timeout-ms need --group");
   }
+  // Listening before the consumer opens: a signal while it joins its group counts too.
+  let stop = false;
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  const onSignal = () => {
+    if (stop) Deno.exit(130); // a second Ctrl-C: at once
+    stop = true;
+    // A poll or the last commit may be retrying a cluster that is gone (a consumer left running
+    // after its cluster stopped ignored SIGTERM for an hour): bounded, as yak produce's flush is.
+    grace = setTimeout(() => {
+      console.error(`yak consume: stopped without a last commit: the cluster did not answer in ${STOP_GRACE_MS} ms`);
+      Deno.exit(130);
+    }, STOP_GRACE_MS);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   const consumer = await Consumer.open({
     bootstrap: bootstrapOf(values),
     topics,
@@ -236,11 +254,12 @@ export async function consumeCommand(args: string[]): Promise<number> {
     autoOffsetReset: reset,
     // Said even with --quiet: records the reader expected are gone.
     onReset: (message) => console.error(`yak consume: ${message}`),
+  }).catch((err) => {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    clearTimeout(grace);
+    throw err;
   });
-  let stop = false;
-  const onSignal = () => (stop = true);
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
   let printed = 0;
   let lastRecordAt = Date.now();
   let pipeClosed = false;
@@ -276,6 +295,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
     await consumer.close();
+    clearTimeout(grace);
   }
   if (!quiet) {
     const names = consumer.topics.map((t) => `'${t}'`).join(", ") || `/${regexText}/`;
