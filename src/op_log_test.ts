@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { OpLog, type OpLogFile } from "./op_log.ts";
+import { canMountTmpfs } from "../tests/harness.ts";
 
 /** A file that takes `room` more bytes, then fails like a full disk (a short write, then ENOSPC). */
 class FullDisk implements OpLogFile {
@@ -60,24 +61,9 @@ Deno.test("op log: when the torn entry cannot be cut, the next entry still start
   assert.equal(lines[3], "");
 });
 
-/** Whether this process may mount a small tmpfs (root on Linux). */
-function canMount(): boolean {
-  if (Deno.build.os !== "linux") return false;
-  try {
-    const probe = Deno.makeTempDirSync({ prefix: "yak-oplog-probe-" });
-    const ok =
-      new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe] }).outputSync().success;
-    if (ok) new Deno.Command("umount", { args: [probe] }).outputSync();
-    Deno.removeSync(probe);
-    return ok;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test({
   name: "op log on a real full disk (a 64 KiB tmpfs): every line in the file parses",
-  ignore: !canMount(),
+  ignore: !canMountTmpfs(),
   fn: async () => {
     const mnt = await Deno.makeTempDir({ prefix: "yak-oplog-" });
     const mounted = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt] })

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { eventually, Proc, segmentHashes, seqText, TestCluster, yak } from "./harness.ts";
+import { canMountTmpfs, eventually, Proc, segmentHashes, seqText, TestCluster, yak } from "./harness.ts";
 
 async function opLog(path: string): Promise<{ event: string; [k: string]: unknown }[]> {
   return (await Deno.readTextFile(path)).trim().split("\n").map((l) => JSON.parse(l));
@@ -117,24 +117,10 @@ Deno.test("an empty segment at the end of a log is served as empty and written a
   }
 });
 
-/** Whether this process may mount a small tmpfs (root on Linux): the full-disk test needs one. */
-function canMount(): boolean {
-  try {
-    const probe = Deno.makeTempDirSync({ prefix: "yak-mount-probe-" });
-    const ok =
-      new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe] }).outputSync().success;
-    if (ok) new Deno.Command("umount", { args: [probe] }).outputSync();
-    Deno.removeSync(probe);
-    return ok;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test({
   name:
     "a full disk: produce gets errors, not acknowledgements; the broker stays up and takes writes once space returns",
-  ignore: Deno.build.os !== "linux" || !canMount(),
+  ignore: Deno.build.os !== "linux" || !canMountTmpfs(),
   fn: async () => {
     const mnt = await Deno.makeTempDir({ prefix: "yak-full-" });
     const mounted = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt] }).output();

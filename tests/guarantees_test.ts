@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Producer } from "../src/client/producer.ts";
 import { monotonicMs } from "../src/clock.ts";
-import { Proc, segmentHashes, TestCluster, withDeadline, yak } from "./harness.ts";
+import { canMountTmpfs, Proc, segmentHashes, TestCluster, withDeadline, yak } from "./harness.ts";
 
 /** An in-process acks=all producer fed at a steady rate, with the time of every acknowledgement step. */
 class Load {
@@ -312,23 +312,9 @@ Deno.test("a zookeeper paused for 5 s (SIGSTOP) declares nobody dead and elects 
   });
 });
 
-/** Whether this process may mount a small tmpfs (root on Linux). */
-function canMount(): boolean {
-  try {
-    const probe = Deno.makeTempDirSync({ prefix: "yak-mount-probe-" });
-    const ok =
-      new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe] }).outputSync().success;
-    if (ok) new Deno.Command("umount", { args: [probe] }).outputSync();
-    Deno.removeSync(probe);
-    return ok;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test({
   name: "a follower whose disk is full leaves the in-sync set and acks=all goes on; it rejoins once space returns",
-  ignore: Deno.build.os !== "linux" || !canMount(),
+  ignore: Deno.build.os !== "linux" || !canMountTmpfs(),
   fn: async () => {
     await withDeadline(90_000, "full follower disk", async () => {
       const dir = await Deno.makeTempDir({ prefix: "yak-follower-full-" });

@@ -535,3 +535,18 @@ export async function withDeadline<T>(ms: number, what: string, fn: () => Promis
     clearTimeout(timer);
   }
 }
+
+/** Whether this process may mount a small tmpfs (root on Linux): the full-disk tests need one. */
+export function canMountTmpfs(): boolean {
+  if (Deno.build.os !== "linux") return false;
+  try {
+    const probe = Deno.makeTempDirSync({ prefix: "yak-mount-probe-" });
+    const ok =
+      new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe] }).outputSync().success;
+    if (ok) new Deno.Command("umount", { args: [probe] }).outputSync();
+    Deno.removeSync(probe);
+    return ok;
+  } catch {
+    return false;
+  }
+}
