@@ -14,6 +14,7 @@
 import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { constants as bufferConstants } from "node:buffer";
 import { assert, YakError } from "../errors.ts";
+import { corruptCompressed, decompressedTooLarge } from "./codec_errors.ts";
 import { snappyCompressXerial, snappyDecompress } from "./snappy.ts";
 import { lz4FrameCompress, lz4FrameDecompress } from "./lz4.ts";
 
@@ -56,17 +57,8 @@ export function isCompressionCodec(id: number): id is CompressionCodec {
   return Number.isInteger(id) && id >= 0 && id < NAMES.length;
 }
 
-function corrupt(codec: string, what: string): YakError {
-  return new YakError("CORRUPT_MESSAGE", `${codec}: ${what}; the producer's compressed records are damaged`);
-}
-
-function tooLarge(codec: string, maxBytes: number): YakError {
-  return new YakError(
-    "CORRUPT_MESSAGE",
-    `${codec}: the records decompress to more than ${maxBytes} bytes, the limit; send smaller batches`,
-    { maxBytes },
-  );
-}
+const corrupt = corruptCompressed;
+const tooLarge = decompressedTooLarge;
 
 /**
  * Decompresses `input` written with codec `codec`, to at most `maxBytes`.

@@ -16,6 +16,7 @@
  */
 
 import { assert, YakError } from "../errors.ts";
+import { corruptCompressed, decompressedTooLarge } from "./codec_errors.ts";
 import { copyMatch } from "./lz_match.ts";
 
 const FRAME_MAGIC = 0x184d2204;
@@ -45,17 +46,8 @@ const MIN_MATCH = 4;
 const MAX_OFFSET = 65535;
 const HASH_BITS = 14;
 
-function corrupt(what: string): YakError {
-  return new YakError("CORRUPT_MESSAGE", `lz4: ${what}; the producer's compressed records are damaged`);
-}
-
-function tooLarge(maxBytes: number): YakError {
-  return new YakError(
-    "CORRUPT_MESSAGE",
-    `lz4: the records decompress to more than ${maxBytes} bytes, the limit; send smaller batches`,
-    { maxBytes },
-  );
-}
+const corrupt = (what: string) => corruptCompressed("lz4", what);
+const tooLarge = (maxBytes: number) => decompressedTooLarge("lz4", maxBytes);
 
 function readU32(b: Uint8Array, p: number): number {
   return (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;

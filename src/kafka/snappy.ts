@@ -13,7 +13,8 @@
  * @module
  */
 
-import { assert, YakError } from "../errors.ts";
+import { assert } from "../errors.ts";
+import { corruptCompressed, decompressedTooLarge } from "./codec_errors.ts";
 import { copyMatch } from "./lz_match.ts";
 
 /** The first 8 bytes of a xerial-framed stream. */
@@ -26,17 +27,8 @@ const XERIAL_BLOCK_BYTES = 32 * 1024;
 const FRAGMENT_BYTES = 1 << 16;
 const HASH_BITS = 14;
 
-function corrupt(what: string): YakError {
-  return new YakError("CORRUPT_MESSAGE", `snappy: ${what}; the producer's compressed records are damaged`);
-}
-
-function tooLarge(maxBytes: number): YakError {
-  return new YakError(
-    "CORRUPT_MESSAGE",
-    `snappy: the records decompress to more than ${maxBytes} bytes, the limit; send smaller batches`,
-    { maxBytes },
-  );
-}
+const corrupt = (what: string) => corruptCompressed("snappy", what);
+const tooLarge = (maxBytes: number) => decompressedTooLarge("snappy", maxBytes);
 
 /**
  * The most a byte of raw block can stand for: a 3-byte copy writes at most 64
