@@ -83,6 +83,9 @@ export class Proc {
        * Run in a pseudo-terminal (util-linux `script`): stdin, stdout and
        * stderr are the terminal, so `write("\x03")` is a Ctrl-C typed there.
        * `pid` is then the pid of `script`, and output lines lose their CR.
+       * The shell `script` starts execs deno: dash (CI's /bin/sh when SHELL
+       * is unset) would otherwise wait beside it, take the Ctrl-C too and die
+       * of it after deno exits, turning deno's exit code into 130.
        */
       pty?: boolean;
       cwd?: string;
@@ -91,7 +94,7 @@ export class Proc {
     this.name = name;
     const run = [Deno.execPath(), "run", ...PERMS, MAIN, ...args];
     const argv = opts.pty
-      ? ["script", "-qfec", run.map(shellQuote).join(" "), "/dev/null"]
+      ? ["script", "-qfec", `exec ${run.map(shellQuote).join(" ")}`, "/dev/null"]
       : [...(opts.wrap ?? []), ...run];
     this.child = new Deno.Command(argv[0], {
       args: argv.slice(1),
