@@ -22,7 +22,7 @@ function adminErrorOf(err: unknown): { error: number; message: string } {
   return { error: kafkaErrorOf(err.code), message: err.message };
 }
 
-/** Handles CreateTopics v0-4. */
+/** Handles CreateTopics v0-5 (v5 is flexible and answers each topic's partition count). */
 export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const s = ctx.services;
@@ -50,13 +50,14 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
         throw new YakError("INVALID_ARGUMENT", `topic '${t.name}' already exists`);
       }
       if (!validateOnly) await s.topics.create(t.name, n, configs);
-      answers.push({ name: t.name, error: 0, message: null });
+      answers.push({ name: t.name, error: 0, message: null, partitions: n });
     } catch (err) {
       const e = adminErrorOf(err);
       answers.push({
         name: t.name,
         error: e.error === KAFKA.INVALID_REQUEST ? KAFKA.INVALID_PARTITIONS : e.error,
         message: e.message,
+        partitions: -1,
       });
     }
   }
@@ -64,10 +65,12 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
   w.array(answers, (w, a) => {
     w.string(a.name).int16(a.error);
     if (v >= 1) w.nullableString(a.message);
+    // v5: the partitions and replication factor (every broker holds every partition); configs not returned.
+    if (v >= 5) w.int32(a.partitions).int16(a.error === 0 ? s.view().brokers.length : -1).array(null, () => {});
   });
 }
 
-/** Handles DeleteTopics v0-3. */
+/** Handles DeleteTopics v0-4 (v4 is flexible). */
 export async function deleteTopics(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const names = r.stringArray();

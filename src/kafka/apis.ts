@@ -36,17 +36,17 @@ const NONE = Infinity;
 export const APIS: readonly Api[] = [
   // Produce 0-2 stay advertised (librdkafka turns compression off when Produce starts above 0);
   // a request in them gets UNSUPPORTED_VERSION, as they carry message formats yak does not store.
-  { key: 0, name: "Produce", min: 0, max: 7, flexibleFrom: NONE, handle: produce },
-  { key: 1, name: "Fetch", min: 0, max: 11, flexibleFrom: NONE, handle: fetch },
+  { key: 0, name: "Produce", min: 0, max: 8, flexibleFrom: NONE, handle: produce },
+  { key: 1, name: "Fetch", min: 0, max: 12, flexibleFrom: 12, handle: fetch },
   { key: 2, name: "ListOffsets", min: 0, max: 5, flexibleFrom: NONE, handle: listOffsets },
-  { key: 3, name: "Metadata", min: 0, max: 8, flexibleFrom: NONE, handle: metadata },
-  { key: 8, name: "OffsetCommit", min: 0, max: 7, flexibleFrom: NONE, handle: offsetCommit },
-  { key: 9, name: "OffsetFetch", min: 0, max: 7, flexibleFrom: 6, handle: offsetFetch },
-  { key: 10, name: "FindCoordinator", min: 0, max: 2, flexibleFrom: NONE, handle: findCoordinator },
-  { key: 11, name: "JoinGroup", min: 0, max: 5, flexibleFrom: NONE, handle: joinGroup },
-  { key: 12, name: "Heartbeat", min: 0, max: 3, flexibleFrom: NONE, handle: heartbeat },
-  { key: 13, name: "LeaveGroup", min: 0, max: 3, flexibleFrom: NONE, handle: leaveGroup },
-  { key: 14, name: "SyncGroup", min: 0, max: 3, flexibleFrom: NONE, handle: syncGroup },
+  { key: 3, name: "Metadata", min: 0, max: 9, flexibleFrom: 9, handle: metadata },
+  { key: 8, name: "OffsetCommit", min: 0, max: 8, flexibleFrom: 8, handle: offsetCommit },
+  { key: 9, name: "OffsetFetch", min: 0, max: 8, flexibleFrom: 6, handle: offsetFetch },
+  { key: 10, name: "FindCoordinator", min: 0, max: 4, flexibleFrom: 3, handle: findCoordinator },
+  { key: 11, name: "JoinGroup", min: 0, max: 6, flexibleFrom: 6, handle: joinGroup },
+  { key: 12, name: "Heartbeat", min: 0, max: 4, flexibleFrom: 4, handle: heartbeat },
+  { key: 13, name: "LeaveGroup", min: 0, max: 4, flexibleFrom: 4, handle: leaveGroup },
+  { key: 14, name: "SyncGroup", min: 0, max: 4, flexibleFrom: 4, handle: syncGroup },
   { key: 15, name: "DescribeGroups", min: 0, max: 4, flexibleFrom: NONE, handle: describeGroups },
   { key: 16, name: "ListGroups", min: 0, max: 2, flexibleFrom: NONE, handle: listGroups },
   { key: 17, name: "SaslHandshake", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslHandshake },
@@ -59,8 +59,8 @@ export const APIS: readonly Api[] = [
     beforeAuth: true,
     handle: (_ctx, req, w) => apiVersionsBody(w, req.version, 0),
   },
-  { key: 19, name: "CreateTopics", min: 0, max: 4, flexibleFrom: NONE, handle: createTopics },
-  { key: 20, name: "DeleteTopics", min: 0, max: 3, flexibleFrom: NONE, handle: deleteTopics },
+  { key: 19, name: "CreateTopics", min: 0, max: 5, flexibleFrom: 5, handle: createTopics },
+  { key: 20, name: "DeleteTopics", min: 0, max: 4, flexibleFrom: 4, handle: deleteTopics },
   { key: 22, name: "InitProducerId", min: 0, max: 4, flexibleFrom: 2, handle: initProducerId },
   { key: 36, name: "SaslAuthenticate", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslAuthenticate },
 ];
@@ -70,7 +70,7 @@ export const API_BY_KEY: ReadonlyMap<number, Api> = new Map(APIS.map((a) => [a.k
 
 /**
  * Writes the ApiVersions response body: an error code, the table, and (v1+)
- * the throttle time. The client's software name and version (v3+) are not
+ * the throttle time (the server ends a flexible body with its tagged fields). The client's software name and version (v3+) are not
  * needed, so the request body is not read.
  *
  * @example
@@ -84,5 +84,4 @@ export function apiVersionsBody(w: Writer, version: number, errorCode: number): 
   w.int16(errorCode);
   w.array(APIS, (w, a) => w.int16(a.key).int16(a.min).int16(a.max));
   if (version >= 1) w.int32(0);
-  w.tags();
 }

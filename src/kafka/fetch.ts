@@ -50,7 +50,7 @@ export function linesToBatches(lines: Uint8Array): Uint8Array[] {
   return out;
 }
 
-/** Handles Fetch v0-11 (record batches are v2, so clients use v4 and later). */
+/** Handles Fetch v0-12 (record batches are v2, so clients use v4 and later; v12 is flexible). */
 export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const s = ctx.services;
@@ -69,6 +69,7 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
       const index = r.int32();
       if (v >= 9) r.int32(); // current leader epoch
       const offset = r.int64();
+      if (v >= 12) r.int32(); // last fetched epoch: yak's leader never truncates what it served, so no divergence
       if (v >= 5) r.int64(); // the follower's log start (consumers send -1)
       r.int32(); // partition max bytes: the request's budget is shared fairly instead
       return { index, offset };

@@ -14,7 +14,7 @@ import { checkGroupName, checkTopicName } from "../log/names.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
 import { kafkaBrokers } from "./metadata.ts";
-import type { Writer } from "./wire.ts";
+import type { Reader, Writer } from "./wire.ts";
 
 /** A group API's error code: a follower (or no leader) is not the coordinator. */
 function groupErrorOf(err: unknown): number {
@@ -29,21 +29,40 @@ function hostOf(remote: string): string {
   return remote.slice(0, remote.lastIndexOf(":"));
 }
 
-/** Handles FindCoordinator v0-2: the leader coordinates every group. */
+/**
+ * Handles FindCoordinator v0-4: the leader coordinates every group. v4
+ * (KIP-699) asks for several keys at once and answers each.
+ */
 export function findCoordinator(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
-  r.string(); // the group (or transactional id)
+  const oneKey = v <= 3 ? r.string() : ""; // the group (or transactional id)
   const keyType = v >= 1 ? r.int8() : 0;
+  const keys = v >= 4 ? r.stringArray() : [oneKey];
   const { brokers, leaderId } = kafkaBrokers(ctx);
   const leader = brokers.find((b) => b.nodeId === leaderId);
   const error = keyType !== 0 ? KAFKA.INVALID_REQUEST : leader ? 0 : KAFKA.COORDINATOR_NOT_AVAILABLE;
+  const message = keyType !== 0
+    ? "yak coordinates consumer groups only (key type 0)"
+    : error === 0
+    ? null
+    : "no coordinator now; retry";
+  const nodeId = leader && error === 0 ? leader.nodeId : -1;
+  const host = leader?.host ?? "";
+  const port = leader?.port ?? -1;
   if (v >= 1) w.int32(0);
+  if (v >= 4) {
+    w.array(
+      keys,
+      (w, key) => w.string(key).int32(nodeId).string(host).int32(port).int16(error).nullableString(message),
+    );
+    return;
+  }
   w.int16(error);
-  if (v >= 1) w.nullableString(error === 0 ? null : "no coordinator now; retry");
-  w.int32(leader && error === 0 ? leader.nodeId : -1).string(leader?.host ?? "").int32(leader?.port ?? -1);
+  if (v >= 1) w.nullableString(message);
+  w.int32(nodeId).string(host).int32(port);
 }
 
-/** Handles JoinGroup v0-5 (before v4 a new member gets its id within the same request). */
+/** Handles JoinGroup v0-6 (before v4 a new member gets its id within the same request; v6 is flexible). */
 export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const group = r.string();
@@ -89,7 +108,7 @@ export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   });
 }
 
-/** Handles SyncGroup v0-3. */
+/** Handles SyncGroup v0-4 (v4 is flexible). */
 export async function syncGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const group = r.string();
@@ -113,7 +132,7 @@ export async function syncGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   w.int16(error).nullableBytes(assignment);
 }
 
-/** Handles Heartbeat v0-3. */
+/** Handles Heartbeat v0-4 (v4 is flexible). */
 export function heartbeat(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
   const group = r.string();
@@ -130,7 +149,7 @@ export function heartbeat(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   w.int16(error);
 }
 
-/** Handles LeaveGroup v0-3 (v3 takes several members). */
+/** Handles LeaveGroup v0-4 (v3 takes several members; v4 is flexible). */
 export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
   const group = r.string();
@@ -158,7 +177,7 @@ export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void 
   }
 }
 
-/** Handles OffsetCommit v0-7: one commit per topic, checked against the member and generation. */
+/** Handles OffsetCommit v0-8 (v8 flexible): one commit per topic, checked against the member and generation. */
 export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const group = r.string();
@@ -196,15 +215,13 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
   });
 }
 
-/** Handles OffsetFetch v0-7 (v6+ flexible): -1 where the group has no commit. */
-export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
-  const { version: v, body: r } = req;
-  const group = r.string();
-  const asked = r.nullableArray((r) => ({ name: r.string(), parts: r.int32Array() }), 4);
-  if (v >= 7) r.bool(); // require stable: yak has no pending transactional offsets
+type AskedTopics = { name: string; parts: number[] }[] | null;
+type CommittedTopics = { name: string; parts: { index: number; offset: number }[] }[];
+
+/** A group's committed offsets for the asked topics (null: every topic it has a commit for). */
+function committedOf(ctx: KafkaContext, group: string, asked: AskedTopics): { error: number; topics: CommittedTopics } {
   const s = ctx.services;
-  let error = 0;
-  let topics: { name: string; parts: { index: number; offset: number; error: number }[] }[] = [];
+  const topics: CommittedTopics = [];
   try {
     checkGroupName(group);
     const wanted = asked ?? Object.keys(s.view().topics).map((name) => ({ name, parts: null as number[] | null }));
@@ -212,25 +229,47 @@ export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void
       const committed = s.groups.committed(group, t.name);
       const indexes = t.parts ?? Object.keys(committed).map(Number);
       if (asked === null && indexes.length === 0) continue;
-      topics.push({
-        name: t.name,
-        parts: indexes.map((index) => ({ index, offset: committed[index] ?? -1, error: 0 })),
-      });
+      topics.push({ name: t.name, parts: indexes.map((index) => ({ index, offset: committed[index] ?? -1 })) });
     }
+    return { error: 0, topics };
   } catch (err) {
-    error = groupErrorOf(err);
-    topics = [];
+    return { error: groupErrorOf(err), topics: [] };
   }
-  if (v >= 3) w.int32(0);
-  w.array(topics, (w, t) => {
-    w.string(t.name);
-    w.array(t.parts, (w, p) => {
-      w.int32(p.index).int64(p.offset);
-      if (v >= 5) w.int32(-1);
-      w.nullableString("").int16(p.error);
+}
+
+/**
+ * Handles OffsetFetch v0-8 (v6+ flexible; v8 asks for several groups at
+ * once): -1 where the group has no commit.
+ */
+export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  const { version: v, body: r } = req;
+  const askedTopics = (r: Reader): AskedTopics =>
+    r.nullableArray((r) => ({ name: r.string(), parts: r.int32Array() }), 4);
+  const groups = v >= 8
+    ? r.array((r) => ({ group: r.string(), asked: askedTopics(r) }), 2)
+    : [{ group: r.string(), asked: askedTopics(r) }];
+  if (v >= 7) r.bool(); // require stable: yak has no pending transactional offsets
+  const answers = groups.map((g) => ({ group: g.group, ...committedOf(ctx, g.group, g.asked) }));
+  const writeTopics = (w: Writer, topics: CommittedTopics) =>
+    w.array(topics, (w, t) => {
+      w.string(t.name);
+      w.array(t.parts, (w, p) => {
+        w.int32(p.index).int64(p.offset);
+        if (v >= 5) w.int32(-1); // the committed leader epoch: not kept
+        w.nullableString("").int16(0);
+      });
     });
-  });
-  if (v >= 2) w.int16(error);
+  if (v >= 3) w.int32(0);
+  if (v >= 8) {
+    w.array(answers, (w, a) => {
+      w.string(a.group);
+      writeTopics(w, a.topics);
+      w.int16(a.error);
+    });
+    return;
+  }
+  writeTopics(w, answers[0].topics);
+  if (v >= 2) w.int16(answers[0].error);
 }
 
 /** Handles ListGroups v0-2. */

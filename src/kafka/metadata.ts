@@ -42,7 +42,7 @@ export function kafkaBrokers(ctx: KafkaContext): { brokers: KafkaBroker[]; leade
   return { brokers: [...out.values()].sort((a, b) => a.nodeId - b.nodeId), leaderId, isr: view.isr };
 }
 
-/** Handles Metadata v0-8. */
+/** Handles Metadata v0-9 (v9 is flexible). */
 export async function metadata(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   // v0: an empty list means every topic; v1+: null does.

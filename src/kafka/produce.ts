@@ -23,6 +23,8 @@ interface PartitionResult {
   error: number;
   baseOffset: number;
   logStart: number;
+  /** Why it failed, for v8's error message. */
+  message: string | null;
 }
 
 /** The yak producer of a Kafka producer id and epoch, or null for a producer without idempotence. */
@@ -54,7 +56,7 @@ function toRecordInput(rec: KafkaRecord): RecordInput {
   return out;
 }
 
-/** Handles Produce v0-7 (v0-2 carry message formats yak does not store: UNSUPPORTED_VERSION). */
+/** Handles Produce v0-8 (v0-2 carry message formats yak does not store: UNSUPPORTED_VERSION). */
 export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void | "noReply"> {
   const { version: v, body: r } = req;
   const s = ctx.services;
@@ -78,6 +80,11 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
       w.int32(p.index).int16(p.error).int64(p.baseOffset);
       if (v >= 2) w.int64(-1); // log append time: yak keeps the producer's timestamps
       if (v >= 5) w.int64(p.logStart);
+      if (v >= 8) {
+        // Per-record errors (KIP-467): a batch is stored whole or not at all, so the partition's error says it.
+        w.array([], () => {});
+        w.nullableString(p.message);
+      }
     });
   });
   if (v >= 1) w.int32(0);
@@ -93,7 +100,7 @@ async function produceOne(
   bytes: Uint8Array | null,
 ): Promise<PartitionResult> {
   const s = ctx.services;
-  const result: PartitionResult = { index, error: 0, baseOffset: -1, logStart: -1 };
+  const result: PartitionResult = { index, error: 0, baseOffset: -1, logStart: -1, message: null };
   try {
     if (v < 3) return { ...result, error: KAFKA.UNSUPPORTED_VERSION };
     if (acks === null) return { ...result, error: KAFKA.INVALID_REQUIRED_ACKS };
@@ -141,7 +148,7 @@ async function produceOne(
     if (!(err instanceof YakError)) {
       ctx.onError("kafka produce failed", { topic, partition: index, error: String(err) });
     }
-    return { ...result, error: kafkaErrorOf(code) };
+    return { ...result, error: kafkaErrorOf(code), message: err instanceof YakError ? err.message : null };
   }
 }
 
@@ -167,10 +174,9 @@ export function initProducerId(_ctx: KafkaContext, req: ApiRequest, w: Writer): 
   w.int32(0);
   if (transactionalId !== null) {
     // Transactions are not supported: say so rather than hand out an id that cannot commit.
-    w.int16(KAFKA.INVALID_REQUEST).int64(-1).int16(-1).tags();
+    w.int16(KAFKA.INVALID_REQUEST).int64(-1).int16(-1);
     return;
   }
   if (oldId >= 0 && oldEpoch >= 0 && oldEpoch < 32767) w.int16(0).int64(oldId).int16(oldEpoch + 1);
   else w.int16(0).int64(nextProducerId()).int16(0);
-  w.tags();
 }

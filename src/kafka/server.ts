@@ -211,6 +211,7 @@ async function runApi(
   try {
     const result = await api.handle(ctx, { version, clientId, session, body: r }, w);
     if (result === "noReply") return null;
+    w.tags(); // a flexible body ends in its (empty) tagged fields, as every flexible struct does
   } catch (err) {
     const e = toYakError(err);
     // A bug of ours (not a YakError) is logged with where it happened.

@@ -1,0 +1,413 @@
+/**
+ * The newest version of each Kafka API yak advertises, byte by byte, over a
+ * real TCP connection to a real broker. The clients here (librdkafka 2.0.2,
+ * kafkajs 2.2.4, kafka-python 2.0.2) stop below these versions, so this test
+ * is their only user: every request is built field by field from Kafka's
+ * message schemas, and every response is read field by field to its last
+ * byte (a missing or extra field, or a missing tagged-field section, leaves
+ * bytes over or runs short).
+ */
+import assert from "node:assert/strict";
+import { decodeRecordBatches, encodeRecordBatch } from "../src/kafka/record_batch.ts";
+import { Reader, Writer } from "../src/kafka/wire.ts";
+import { TestCluster, withDeadline } from "./harness.ts";
+
+const MEMBER_ID_REQUIRED = 79;
+const UNKNOWN_TOPIC_OR_PARTITION = 3;
+
+/** What the consumer-groups and Kafka-protocol issues ask yak to support at least (API key -> [min, max]). */
+const AT_LEAST: Record<number, [number, number]> = {
+  18: [0, 3], // ApiVersions
+  3: [0, 9], // Metadata
+  0: [3, 8], // Produce
+  1: [4, 12], // Fetch
+  2: [1, 5], // ListOffsets
+  10: [0, 4], // FindCoordinator
+  11: [0, 6], // JoinGroup
+  14: [0, 4], // SyncGroup
+  12: [0, 4], // Heartbeat
+  13: [0, 4], // LeaveGroup
+  8: [2, 8], // OffsetCommit
+  9: [1, 8], // OffsetFetch
+  22: [0, 4], // InitProducerId
+  19: [2, 5], // CreateTopics
+  20: [1, 4], // DeleteTopics
+  15: [0, 0], // DescribeGroups
+  16: [0, 0], // ListGroups
+};
+
+const text = new TextEncoder();
+
+/** One Kafka connection: a request at a time, its reply's body as a Reader. */
+class KafkaConn {
+  #conn: Deno.TcpConn;
+  #buf = new Uint8Array(0);
+  #correlationId = 0;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+  }
+
+  static async open(port: number): Promise<KafkaConn> {
+    return new KafkaConn(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  /**
+   * Sends `body` as API `key` version `version`; the request header is v2
+   * (with tagged fields) when `flexible`, and so is the response header,
+   * except for ApiVersions (KIP-511).
+   */
+  async call(key: number, version: number, flexible: boolean, body: (w: Writer) => void): Promise<Reader> {
+    const id = ++this.#correlationId;
+    const w = new Writer(false);
+    w.int32(0).int16(key).int16(version).int32(id).nullableString("versions-test");
+    if (flexible) w.uvarint(0);
+    w.flexible = flexible;
+    body(w);
+    w.tags(); // the request's own tagged fields
+    const frame = w.finish();
+    new DataView(frame.buffer, frame.byteOffset).setInt32(0, frame.length - 4);
+    await this.#conn.write(frame);
+    const reply = await this.#frame();
+    const r = new Reader(reply, false);
+    assert.equal(r.int32(), id, "the correlation id");
+    if (flexible && key !== 18) r.uvarint() === 0 || assert.fail("no tagged fields in the response header");
+    r.flexible = flexible;
+    return r;
+  }
+
+  async #frame(): Promise<Uint8Array> {
+    const need = async (n: number) => {
+      while (this.#buf.length < n) {
+        const chunk = new Uint8Array(65536);
+        const got = await this.#conn.read(chunk);
+        if (got === null) throw new Error("the broker closed the connection");
+        const joined = new Uint8Array(this.#buf.length + got);
+        joined.set(this.#buf);
+        joined.set(chunk.subarray(0, got), this.#buf.length);
+        this.#buf = joined;
+      }
+    };
+    await need(4);
+    const size = new DataView(this.#buf.buffer, this.#buf.byteOffset).getInt32(0);
+    await need(4 + size);
+    const out = this.#buf.slice(4, 4 + size);
+    this.#buf = this.#buf.slice(4 + size);
+    return out;
+  }
+
+  close(): void {
+    this.#conn.close();
+  }
+}
+
+/** The response was read to its last byte, top-level tagged fields included. */
+function ends(r: Reader): void {
+  r.tags();
+  assert.equal(r.remaining, 0, `${r.remaining} bytes left over in the response`);
+}
+
+/** A ConsumerProtocolSubscription v0 for `topics`. */
+function subscription(topics: string[]): Uint8Array {
+  const w = new Writer(false);
+  w.int16(0).stringArray(topics).nullableBytes(null);
+  return w.finish().slice();
+}
+
+/** A ConsumerProtocolAssignment v0. */
+function assignment(topic: string, partitions: number[]): Uint8Array {
+  const w = new Writer(false);
+  w.int16(0).int32(1).string(topic).int32Array(partitions).nullableBytes(null);
+  return w.finish().slice();
+}
+
+Deno.test("the newest advertised Kafka API versions, field by field, on a live broker", () =>
+  withDeadline(90_000, "kafka versions", async () => {
+    const c = await TestCluster.start({ brokers: 1 });
+    const port = c.kafkaPorts.get(1)!;
+    const k = await KafkaConn.open(port);
+    try {
+      // ApiVersions v3: every range the issues ask for is advertised.
+      let r = await k.call(18, 3, true, (w) => w.string("yak-test").string("1.0"));
+      assert.equal(r.int16(), 0);
+      const table = new Map(r.array((r) => [r.int16(), [r.int16(), r.int16()]] as const, 7));
+      r.int32();
+      ends(r);
+      for (const [key, [min, max]] of Object.entries(AT_LEAST)) {
+        const got = table.get(Number(key));
+        assert.ok(got, `API ${key} is advertised`);
+        assert.ok(got[0] <= min && got[1] >= max, `API ${key}: ${got[0]}-${got[1]} covers ${min}-${max}`);
+      }
+
+      // CreateTopics v5: the answer names the partition count and replication factor.
+      r = await k.call(19, 5, true, (w) => {
+        w.array([{ name: "vt", partitions: 3 }], (w, t) => {
+          w.string(t.name).int32(t.partitions).int16(-1);
+          w.array([], () => {}); // assignments
+          w.array(
+            [{ name: "retention.ms", value: "600000" }],
+            (w, cfg) => w.string(cfg.name).nullableString(cfg.value),
+          );
+        });
+        w.int32(10_000).bool(false);
+      });
+      r.int32();
+      const created = r.array((r) => ({
+        name: r.string(),
+        error: r.int16(),
+        message: r.nullableString(),
+        partitions: r.int32(),
+        replication: r.int16(),
+        configs: r.nullableArray((r) => [r.string(), r.nullableString(), r.bool(), r.int8(), r.bool()]),
+      }));
+      ends(r);
+      assert.deepEqual(created, [{
+        name: "vt",
+        error: 0,
+        message: null,
+        partitions: 3,
+        replication: 1,
+        configs: null,
+      }]);
+
+      // Metadata v9: the topic's three partitions, led by broker 1.
+      r = await k.call(3, 9, true, (w) => {
+        w.array(["vt"], (w, name) => w.string(name));
+        w.bool(false).bool(false).bool(false);
+      });
+      r.int32();
+      const brokers = r.array((r) => ({ id: r.int32(), host: r.string(), port: r.int32(), rack: r.nullableString() }));
+      r.nullableString(); // cluster id
+      const controller = r.int32();
+      const topics = r.array((r) => ({
+        error: r.int16(),
+        name: r.string(),
+        internal: r.bool(),
+        partitions: r.array((r) => ({
+          error: r.int16(),
+          index: r.int32(),
+          leader: r.int32(),
+          epoch: r.int32(),
+          replicas: r.int32Array(),
+          isr: r.int32Array(),
+          offline: r.int32Array(),
+        })),
+        operations: r.int32(),
+      }));
+      r.int32(); // cluster authorized operations
+      ends(r);
+      assert.deepEqual(brokers.map((b) => [b.id, b.port]), [[1, port]]);
+      assert.equal(controller, 1);
+      assert.equal(topics.length, 1);
+      assert.equal(topics[0].error, 0);
+      assert.deepEqual(topics[0].partitions.map((p) => [p.index, p.leader, p.replicas, p.isr]), [
+        [0, 1, [1], [1]],
+        [1, 1, [1], [1]],
+        [2, 1, [1], [1]],
+      ]);
+
+      // Produce v8: three records stored; an unknown partition is named as such.
+      const batch = encodeRecordBatch({
+        baseOffset: 0,
+        partitionLeaderEpoch: -1,
+        records: ["one", "two", "three"].map((v, i) => ({
+          offsetDelta: i,
+          timestamp: Date.now(),
+          key: text.encode(`k${i}`),
+          value: text.encode(v),
+          headers: [],
+        })),
+      });
+      r = await k.call(0, 8, false, (w) => {
+        w.nullableString(null).int16(-1).int32(10_000);
+        w.array(["vt"], (w, name) => {
+          w.string(name);
+          w.array([0, 99], (w, p) => w.int32(p).nullableBytes(batch));
+        });
+      });
+      const produced = r.array((r) => ({
+        name: r.string(),
+        parts: r.array((r) => ({
+          index: r.int32(),
+          error: r.int16(),
+          base: Number(r.int64()),
+          appendTime: Number(r.int64()),
+          logStart: Number(r.int64()),
+          recordErrors: r.array((r) => [r.int32(), r.nullableString()]),
+          message: r.nullableString(),
+        })),
+      }));
+      r.int32(); // throttle
+      ends(r);
+      assert.deepEqual(produced[0].parts[0], {
+        index: 0,
+        error: 0,
+        base: 0,
+        appendTime: -1,
+        logStart: 0,
+        recordErrors: [],
+        message: null,
+      });
+      assert.equal(produced[0].parts[1].index, 99);
+      assert.equal(produced[0].parts[1].error, UNKNOWN_TOPIC_OR_PARTITION);
+
+      // Fetch v12: the three records back, as a record batch.
+      r = await k.call(1, 12, true, (w) => {
+        w.int32(-1).int32(100).int32(1).int32(1 << 20).int8(0).int32(0).int32(-1);
+        w.array(["vt"], (w, name) => {
+          w.string(name);
+          w.array([0], (w, p) => w.int32(p).int32(-1).int64(0).int32(-1).int64(-1).int32(1 << 20));
+        });
+        w.array([], () => {}); // forgotten topics
+        w.string(""); // rack
+      });
+      r.int32();
+      assert.equal(r.int16(), 0, "fetch error");
+      r.int32(); // session id
+      const fetched = r.array((r) => ({
+        name: r.string(),
+        parts: r.array((r) => ({
+          index: r.int32(),
+          error: r.int16(),
+          hw: Number(r.int64()),
+          lso: Number(r.int64()),
+          logStart: Number(r.int64()),
+          aborted: r.nullableArray((r) => [r.int64(), r.int64()]),
+          preferred: r.int32(),
+          records: r.nullableBytes()?.slice() ?? null,
+        })),
+      }));
+      ends(r);
+      const p0 = fetched[0].parts[0];
+      assert.deepEqual([p0.index, p0.error, p0.hw, p0.lso, p0.logStart, p0.preferred], [0, 0, 3, 3, 0, -1]);
+      const records = decodeRecordBatches(p0.records!, { maxRecords: 100, maxUncompressedBytes: 1 << 20 })
+        .flatMap((b) => b.records.map((rec) => new TextDecoder().decode(rec.value!)));
+      assert.deepEqual(records, ["one", "two", "three"]);
+
+      // FindCoordinator v3 (one key) and v4 (several): broker 1.
+      r = await k.call(10, 3, true, (w) => w.string("g1").int8(0));
+      r.int32();
+      const one = [r.int16(), r.nullableString(), r.int32(), r.string(), r.int32()];
+      ends(r);
+      assert.deepEqual([one[0], one[2], one[4]], [0, 1, port]);
+      r = await k.call(10, 4, true, (w) => w.int8(0).stringArray(["g1", "g2"]));
+      r.int32();
+      const several = r.array((r) => [r.string(), r.int32(), r.string(), r.int32(), r.int16(), r.nullableString()]);
+      ends(r);
+      assert.deepEqual(several.map((c) => [c[0], c[1], c[3], c[4]]), [["g1", 1, port, 0], ["g2", 1, port, 0]]);
+
+      // JoinGroup v6: the member id round trip (KIP-394), then a group of one.
+      const join = (memberId: string) =>
+        k.call(11, 6, true, (w) => {
+          w.string("g1").int32(10_000).int32(10_000).string(memberId).nullableString(null).string("consumer");
+          w.array([{ name: "range", metadata: subscription(["vt"]) }], (w, p) =>
+            w.string(p.name).nullableBytes(p.metadata));
+        });
+      const readJoin = (r: Reader) => {
+        r.int32();
+        const out = {
+          error: r.int16(),
+          generation: r.int32(),
+          protocol: r.string(),
+          leader: r.string(),
+          memberId: r.string(),
+          members: r.array((r) => ({ id: r.string(), instance: r.nullableString(), metadata: r.bytes().slice() })),
+        };
+        ends(r);
+        return out;
+      };
+      const first = readJoin(await join(""));
+      assert.equal(first.error, MEMBER_ID_REQUIRED);
+      assert.ok(first.memberId.length > 0, "a member id is handed out");
+      const joined = readJoin(await join(first.memberId));
+      assert.equal(joined.error, 0);
+      assert.equal(joined.protocol, "range");
+      assert.equal(joined.leader, first.memberId);
+      assert.deepEqual(joined.members.map((m) => [m.id, m.metadata]), [[first.memberId, subscription(["vt"])]]);
+      const member = first.memberId;
+      const generation = joined.generation;
+
+      // SyncGroup v4: the leader's assignment comes back to it.
+      const mine = assignment("vt", [0, 1, 2]);
+      r = await k.call(14, 4, true, (w) => {
+        w.string("g1").int32(generation).string(member).nullableString(null);
+        w.array([{ member, mine }], (w, a) => w.string(a.member).nullableBytes(a.mine));
+      });
+      r.int32();
+      const synced = [r.int16(), r.bytes().slice()];
+      ends(r);
+      assert.deepEqual(synced, [0, mine]);
+
+      // Heartbeat v4, and a stale generation refused (ILLEGAL_GENERATION, 22).
+      const beat = async (gen: number) => {
+        const r = await k.call(12, 4, true, (w) => w.string("g1").int32(gen).string(member).nullableString(null));
+        r.int32();
+        const error = r.int16();
+        ends(r);
+        return error;
+      };
+      assert.equal(await beat(generation), 0);
+      assert.equal(await beat(generation - 1), 22);
+
+      // OffsetCommit v8.
+      r = await k.call(8, 8, true, (w) => {
+        w.string("g1").int32(generation).string(member).nullableString(null);
+        w.array(["vt"], (w, name) => {
+          w.string(name);
+          w.array([[0, 3], [1, 0]], (w, [p, o]) => w.int32(p).int64(o).int32(-1).nullableString(null));
+        });
+      });
+      r.int32();
+      const committed = r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int16()])]);
+      ends(r);
+      assert.deepEqual(committed, [["vt", [[0, 0], [1, 0]]]]);
+
+      // OffsetFetch v8: two groups in one request.
+      r = await k.call(9, 8, true, (w) => {
+        w.array([{ group: "g1", topics: null }, { group: "nobody", topics: [["vt", [0]]] as const }], (w, g) => {
+          w.string(g.group);
+          w.array(g.topics, (w, [name, parts]) => w.string(name).int32Array(parts));
+        });
+        w.bool(false);
+      });
+      r.int32();
+      const offsets = r.array((r) => ({
+        group: r.string(),
+        topics: r.array((r) => ({
+          name: r.string(),
+          parts: r.array((r) => {
+            const p = [r.int32(), Number(r.int64())];
+            r.int32(); // leader epoch
+            r.nullableString(); // metadata
+            return [...p, r.int16()];
+          }),
+        })),
+        error: r.int16(),
+      }));
+      ends(r);
+      assert.deepEqual(offsets, [
+        { group: "g1", topics: [{ name: "vt", parts: [[0, 3, 0], [1, 0, 0]] }], error: 0 },
+        { group: "nobody", topics: [{ name: "vt", parts: [[0, -1, 0]] }], error: 0 },
+      ]);
+
+      // LeaveGroup v4.
+      r = await k.call(13, 4, true, (w) => {
+        w.string("g1");
+        w.array([member], (w, id) => w.string(id).nullableString(null));
+      });
+      r.int32();
+      const left = [r.int16(), r.array((r) => [r.string(), r.nullableString(), r.int16()])];
+      ends(r);
+      assert.deepEqual(left, [0, [[member, null, 0]]]);
+
+      // DeleteTopics v4.
+      r = await k.call(20, 4, true, (w) => w.stringArray(["vt"]).int32(10_000));
+      r.int32();
+      const deleted = r.array((r) => [r.string(), r.int16()]);
+      ends(r);
+      assert.deepEqual(deleted, [["vt", 0]]);
+    } finally {
+      k.close();
+      await c.stop();
+    }
+  }));
