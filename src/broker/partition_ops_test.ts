@@ -2,7 +2,8 @@
  * PartitionOps.appendBatch on a real partition log with a fake broker core:
  * an idempotent producer's retries after a failed write (a full disk) never
  * store a record twice or out of order, wherever a pipelined batch arrives
- * while the failure unwinds.
+ * while the failure unwinds, and a retry is never acknowledged before its
+ * original is written.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -145,4 +146,24 @@ Deno.test("a read that retention overtakes skips the partition (the next fetch s
     await store.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a retry of a batch whose write is still queued is not acknowledged before that write; when it fails, neither is", async () => {
+  await withOps(async ({ ops, store, writing, failWrite }) => {
+    const original = ops.appendBatch(TP, batch("p-1", 0, 2), 1, 300);
+    await writing;
+    // The producer's retry (same sequences) arrives while the first write is on its way to the disk.
+    let retryAnswered = false;
+    const retry = ops.appendBatch(TP, batch("p-1", 0, 2), 1, 300).finally(() => (retryAnswered = true));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(retryAnswered, false, "the retry was answered before the records were written");
+    failWrite();
+    const outcomes = await Promise.allSettled([original, retry]);
+    assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected"], "a record not stored was acknowledged");
+    // The producer resends: stored once.
+    await ops.appendBatch(TP, batch("p-1", 0, 2), 1, 1000);
+    const log = store.partition("t", 0);
+    const stored = (await log.read(0, 1 << 20, log.logEndOffset)).text.trimEnd().split("\n").map(producerOf);
+    assert.deepEqual(stored.map((ps) => ps?.seq), [0, 1]);
+  });
 });
