@@ -260,23 +260,40 @@ Deno.test("a topic deleted while a broker is down is deleted there when it comes
   });
 });
 
-Deno.test("__cluster stays small under 100,000 group commits, and a broker restart replays it fast", async () => {
-  await withDeadline(120_000, "metadata compaction", async () => {
+/** Every group's committed offset in mc/0 as broker `port` holds it, for groups g0..g(n-1). */
+async function committedOffsets(port: number, n: number): Promise<number[]> {
+  const conn = await Connection.open("127.0.0.1", port);
+  try {
+    return await Promise.all(Array.from({ length: n }, async (_, k) => {
+      const reply = await conn.request({ type: "committed", group: `g${k}`, topic: "mc" }, 30_000);
+      return Number((reply.offsets as Record<string, number>)["0"] ?? -1);
+    }));
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("__cluster stays small under 100,000 group commits, loses none of them, and a broker restart replays it fast", async () => {
+  await withDeadline(150_000, "metadata compaction", async () => {
     const cluster = await TestCluster.start({ brokers: 3 });
     try {
-      // On partition 0, which the commits below name (keyless records start on a random partition).
+      const total = 100_000;
+      const groups = 5_000;
+      // On partition 0, which the commits below name (keyless records start on a random partition);
+      // as many records as commits, so every commit names an offset of its own.
       const seed = await yak(["produce", "--topic", "mc", "--partition", "0", ...cluster.zkFlag], {
-        stdin: seqText(10),
+        stdin: seqText(total),
       });
       assert.equal(seed.code, 0, seed.stderr);
       const lease = await cluster.lease();
-      const conn = await Connection.open("127.0.0.1", cluster.brokerPorts.get(lease.leaderId!)!);
+      const leaderPort = cluster.brokerPorts.get(lease.leaderId!)!;
+      const conn = await Connection.open("127.0.0.1", leaderPort);
       try {
-        const total = 100_000;
         const inFlight = new Set<Promise<unknown>>();
         for (let i = 0; i < total; i++) {
+          // Group g(i % 5000) commits offset i + 1: each group's last commit is its own offset.
           const p = conn.request(
-            { type: "commit", group: `g${i % 50}`, topic: "mc", offsets: { "0": i % 10 } },
+            { type: "commit", group: `g${i % groups}`, topic: "mc", offsets: { "0": i + 1 } },
             30_000,
           );
           inFlight.add(p);
@@ -287,11 +304,15 @@ Deno.test("__cluster stays small under 100,000 group commits, and a broker resta
       } finally {
         conn.close();
       }
+      // Every acknowledged commit is there: compaction ran while commits were being written.
+      const expected = Array.from({ length: groups }, (_, k) => total - groups + k + 1);
+      const lost = (got: number[]) => got.filter((o, k) => o !== expected[k]).length;
+      assert.equal(lost(await committedOffsets(leaderPort, groups)), 0, "acknowledged commits lost on the leader");
       let sizes: number[] = [];
       await eventually(
         async () => {
           sizes = await Promise.all([1, 2, 3].map((id) => dirBytes(join(cluster.topicsDir(id), "__cluster"))));
-          return sizes.every((n) => n < 400 * 1024);
+          return sizes.every((n) => n < 600 * 1024);
         },
         20_000,
         "a compacted __cluster",
@@ -302,11 +323,22 @@ Deno.test("__cluster stays small under 100,000 group commits, and a broker resta
       const proc: Proc = await cluster.startBroker(victim);
       const restartMs = performance.now() - started;
       assert.equal(proc.exited, false);
+      assert.ok(restartMs < 1000, `broker ${victim} took ${Math.round(restartMs)} ms to replay and listen`);
+      // The restarted broker replayed __cluster from its snapshot: every group's last commit, none older.
+      let missing = groups;
+      await eventually(
+        async () => (missing = lost(await committedOffsets(cluster.brokerPorts.get(victim)!, groups))) === 0,
+        20_000,
+        "every commit after the restart",
+      ).catch(() => {
+        assert.fail(`${missing} of ${groups} groups lost their last commit on broker ${victim} after its restart`);
+      });
       console.log(
         `__cluster after 100,000 commits: ${sizes.map((n) => (n / 1024).toFixed(0)).join(" / ")} KiB; ` +
           `broker ${victim} restarted (process start to listening) in ${Math.round(restartMs)} ms`,
       );
-      const groups = await yak([
+      // A member of g7 resumes at its last commit.
+      const resumed = await yak([
         "consume",
         "--topic",
         "mc",
@@ -318,7 +350,8 @@ Deno.test("__cluster stays small under 100,000 group commits, and a broker resta
         "5000",
         ...cluster.zkFlag,
       ]);
-      assert.equal(groups.stdout.trim().split("\n").length, 3, "commits survived the compaction");
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.deepEqual(resumed.stdout.trim().split("\n"), ["95009", "95010", "95011"]);
     } finally {
       await cluster.stop();
     }

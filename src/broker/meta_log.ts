@@ -6,8 +6,15 @@
  * @module
  */
 import { encodeBatch } from "../log/record.ts";
+import type { PartitionLog } from "../log/partition_log.ts";
 import type { BrokerContext } from "./context.ts";
-import { CLUSTER_KEY, type MetaOp } from "./metadata.ts";
+import { CLUSTER_KEY, Metadata, type MetaOp, type SnapshotOp } from "./metadata.ts";
+
+/**
+ * Ops whose offsets are taken in the metadata log but whose writes are not
+ * done, so the in-memory state does not hold them yet; in log order.
+ */
+const unapplied = new WeakMap<PartitionLog, Set<{ op: MetaOp }>>();
 
 /**
  * Appends one metadata op as the leader and applies it locally; resolves with
@@ -23,15 +30,45 @@ export async function appendMeta(b: BrokerContext, op: MetaOp): Promise<number> 
   const leader = b.requireLeader();
   const epoch = leader.epoch;
   const key = op.op === "topic" || op.op === "topic_delete" ? op.topic : op.op === "snapshot" ? "snapshot" : op.group;
-  const appended = b.store.clusterLog.append(
+  const log = b.store.clusterLog;
+  const appended = log.append(
     epoch,
     1,
     (base) => encodeBatch([{ key, value: JSON.stringify(op) }], base, epoch, Date.now(), null, 0),
   );
-  await appended.done;
+  let pending = unapplied.get(log);
+  if (!pending) unapplied.set(log, pending = new Set());
+  const entry = { op };
+  pending.add(entry);
+  try {
+    await appended.done;
+  } finally {
+    pending.delete(entry);
+  }
+  // In the same synchronous step as leaving `unapplied` (the state changes before store.apply's first await).
   await b.store.apply(op);
   leader.updateHw(CLUSTER_KEY);
   return appended.baseOffset + 1;
+}
+
+/**
+ * The whole metadata state as of the log's end: what is applied plus the ops
+ * still being written. A snapshot appended now must hold those too, or
+ * applying it (and every replay after) would erase them.
+ *
+ * @example
+ * ```ts ignore
+ * await appendMeta(broker, snapshotAtLogEnd(broker));
+ * ```
+ */
+export function snapshotAtLogEnd(b: BrokerContext): SnapshotOp {
+  const applied = b.store.meta.snapshot();
+  const pending = unapplied.get(b.store.clusterLog);
+  if (!pending || pending.size === 0) return applied;
+  const state = new Metadata();
+  state.apply(applied);
+  for (const { op } of pending) state.apply(op);
+  return state.snapshot();
 }
 
 /**

@@ -11,7 +11,7 @@
  */
 import { DEFAULTS } from "../config.ts";
 import type { BrokerContext } from "./context.ts";
-import { appendMeta } from "./meta_log.ts";
+import { appendMeta, snapshotAtLogEnd } from "./meta_log.ts";
 import { CLUSTER_TOPIC } from "./metadata.ts";
 import { type EffectiveConfig, effectiveConfig } from "./topic_config.ts";
 
@@ -132,7 +132,8 @@ export class Retention {
     if (b.role() !== "leader") return;
     if (log.logEndOffset - log.logStartOffset <= DEFAULTS.clusterSnapshotRecords) return;
     await log.roll();
-    const end = await appendMeta(b, b.store.meta.snapshot());
+    // Commits keep arriving while the roll runs: the snapshot must be of the state at its own offset.
+    const end = await appendMeta(b, snapshotAtLogEnd(b));
     const snapshotAt = end - 1;
     const start = await log.deleteSegmentsBefore(snapshotAt, "metadata snapshot");
     b.log.write("metadata_compacted", { snapshotAt, logStart: start, bytes: log.sizeBytes });
