@@ -89,6 +89,10 @@ Deno.test({
         const recs = j.stdout.trimEnd().split("\n").map((l) => JSON.parse(l)).sort((a, b) => a.key < b.key ? -1 : 1);
         assert.deepEqual(recs.map((r) => [r.key, r.value]), [["user-1", "hello"], ["user-2", "world"]]);
         assert.deepEqual(recs[0].headers, [{ key: "trace", value: "abc" }, { key: "bin", value: "x" }]);
+        // The default format prints the values alone, headers or not.
+        const plain = await yak(["consume", "--topic", "kh", "--from-beginning", "--max-messages", "2", ...c.zkFlag]);
+        assert.equal(plain.code, 0, plain.stderr);
+        assert.deepEqual(plain.stdout.trimEnd().split("\n").sort(), ["hello", "world"]);
 
         // Keys and headers, yak -> kcat.
         const yk = await yak(["produce", "--topic", "kh2", "--key-separator", "=", ...c.zkFlag], {

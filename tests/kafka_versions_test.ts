@@ -8,9 +8,10 @@
  * bytes over or runs short).
  */
 import assert from "node:assert/strict";
+import { crc32c } from "../src/kafka/crc32c.ts";
 import { decodeRecordBatches, encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import { Reader, Writer } from "../src/kafka/wire.ts";
-import { TestCluster, withDeadline } from "./harness.ts";
+import { TestCluster, withDeadline, yak } from "./harness.ts";
 
 const MEMBER_ID_REQUIRED = 79;
 const UNKNOWN_TOPIC_OR_PARTITION = 3;
@@ -408,6 +409,125 @@ Deno.test("the newest advertised Kafka API versions, field by field, on a live b
       assert.deepEqual(deleted, [["vt", 0]]);
     } finally {
       k.close();
+      await c.stop();
+    }
+  }));
+
+/** A Produce v7 request body: one partition, the given batches back to back, acks=all. */
+function produceBody(topic: string, partition: number, batches: Uint8Array[]): (w: Writer) => void {
+  const records = new Uint8Array(batches.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of batches) records.set(b, (at += b.length) - b.length);
+  return (w) => {
+    w.nullableString(null).int16(-1).int32(10_000);
+    w.array([topic], (w, name) => {
+      w.string(name);
+      w.array([partition], (w, p) => w.int32(p).nullableBytes(records));
+    });
+  };
+}
+
+/** The error code of the one partition of a Produce v7 answer. */
+function produceError(r: Reader): number {
+  const [[error]] = r.array((r) => {
+    r.string();
+    return r.array((r) => {
+      r.int32();
+      const error = r.int16();
+      r.int64();
+      r.int64();
+      r.int64();
+      return error;
+    })[0];
+  }).map((e) => [e]);
+  r.int32();
+  ends(r);
+  return error;
+}
+
+Deno.test("Kafka Produce: a refused request stores nothing and the broker lives; max.message.bytes counts headers; producer ids are unique across brokers", () =>
+  withDeadline(90_000, "kafka produce edges", async () => {
+    const c = await TestCluster.start({ brokers: 3 });
+    const conns: KafkaConn[] = [];
+    try {
+      const leader = (await c.lease()).leaderId!;
+      const k = await KafkaConn.open(c.kafkaPorts.get(leader)!);
+      conns.push(k);
+      const batch = (opts: Partial<Parameters<typeof encodeRecordBatch>[0]>, values: string[], headerBytes = 0) =>
+        encodeRecordBatch({
+          baseOffset: 0,
+          partitionLeaderEpoch: -1,
+          records: values.map((v, i) => ({
+            offsetDelta: i,
+            timestamp: Date.now(),
+            key: null,
+            value: text.encode(v),
+            headers: headerBytes > 0 ? [{ key: "h", value: new Uint8Array(headerBytes) }] : [],
+          })),
+          ...opts,
+        });
+      // CreateTopics v4 with max.message.bytes=100.
+      let r = await k.call(19, 4, false, (w) => {
+        w.array(["small"], (w, name) => {
+          w.string(name).int32(1).int16(-1).array([], () => {});
+          w.array([["max.message.bytes", "100"]], (w, [key, value]) => w.string(key).nullableString(value));
+        });
+        w.int32(10_000).bool(false);
+      });
+      r.int32();
+      assert.deepEqual(r.array((r) => [r.string(), r.int16(), r.nullableString()]), [["small", 0, null]]);
+      ends(r);
+
+      // An idempotent producer's first batch, then a request holding its batch with a sequence gap, a
+      // plain batch and a transactional batch: refused, none of it stored (before: the first two were
+      // appended before the third was looked at, and the gap's failure went unhandled and ended the leader).
+      r = await k.call(
+        0,
+        7,
+        false,
+        produceBody("small", 0, [batch({ producerId: 4242n, producerEpoch: 0, baseSequence: 0 }, ["first"])]),
+      );
+      assert.equal(produceError(r), 0);
+      const gap = batch({ producerId: 4242n, producerEpoch: 0, baseSequence: 10 }, ["gap"]);
+      const txn = batch({ producerId: 4243n, producerEpoch: 0, baseSequence: 0 }, ["txn"]);
+      // Attributes (at byte 21): transactional; the CRC-32C (at 17) covers the attributes onwards.
+      const view = new DataView(txn.buffer, txn.byteOffset);
+      view.setInt16(21, 0x10);
+      view.setUint32(17, crc32c(txn, 21));
+      r = await k.call(0, 7, false, produceBody("small", 0, [gap, batch({}, ["fine"]), txn]));
+      assert.notEqual(produceError(r), 0, "a request with a bad batch is refused");
+      // Over the topic's 100 bytes: by the value, or by a header alone.
+      r = await k.call(0, 7, false, produceBody("small", 0, [batch({}, ["x".repeat(101)])]));
+      assert.equal(produceError(r), 10, "MESSAGE_TOO_LARGE by the value");
+      r = await k.call(0, 7, false, produceBody("small", 0, [batch({}, ["x"], 120)]));
+      assert.equal(produceError(r), 10, "MESSAGE_TOO_LARGE by a header");
+      r = await k.call(0, 7, false, produceBody("small", 0, [batch({}, ["kept"])]));
+      assert.equal(produceError(r), 0);
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(c.brokers.get(leader)!.exited, false, "the leader is alive");
+      const stored = await yak(["consume", "--topic", "small", "--from-beginning", "--exit-at-end", ...c.zkFlag]);
+      assert.equal(stored.code, 0, stored.stderr);
+      assert.equal(stored.stdout, "first\nkept\n");
+
+      // InitProducerId v1 on every broker at once: no id handed out twice.
+      for (const id of [1, 2, 3]) conns.push(await KafkaConn.open(c.kafkaPorts.get(id)!));
+      const ids = await Promise.all(
+        conns.slice(1).map(async (conn) => {
+          const out: number[] = [];
+          for (let i = 0; i < 100; i++) {
+            const r = await conn.call(22, 1, false, (w) => w.nullableString(null).int32(60_000));
+            r.int32();
+            assert.equal(r.int16(), 0);
+            out.push(r.int64());
+            r.int16();
+            ends(r);
+          }
+          return out;
+        }),
+      );
+      assert.equal(new Set(ids.flat()).size, 300, "300 producer ids, all different");
+    } finally {
+      for (const conn of conns) conn.close();
       await c.stop();
     }
   }));

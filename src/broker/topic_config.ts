@@ -179,3 +179,23 @@ export function minInsyncReplicasOf(configs: Record<string, string> | undefined,
   const v = configs?.["min.insync.replicas"];
   return v === undefined ? fallback : Number(v);
 }
+
+/**
+ * The largest record a topic takes, in bytes (key, value and headers): its
+ * max.message.bytes, else the broker's `--max-message-bytes`, and which of
+ * the two it is (for the error that names the setting to raise).
+ *
+ * @example
+ * ```ts
+ * import { maxMessageBytesOf } from "./topic_config.ts";
+ * maxMessageBytesOf({ "max.message.bytes": "100" }, 1048576); // { limit: 100, fromTopic: true }
+ * ```
+ */
+export function maxMessageBytesOf(
+  configs: Record<string, string> | undefined,
+  fallback: number,
+): { limit: number; fromTopic: boolean } {
+  const configured = Number(configs?.["max.message.bytes"]);
+  const fromTopic = Number.isSafeInteger(configured) && configured > 0;
+  return { limit: fromTopic ? configured : fallback, fromTopic };
+}

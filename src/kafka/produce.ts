@@ -11,6 +11,7 @@
  */
 import type { Acks, ProducedBatch } from "../broker/partition_ops.ts";
 import { YakError } from "../errors.ts";
+import { maxMessageBytesOf } from "../broker/topic_config.ts";
 import { checkTopicName } from "../log/names.ts";
 import { type RecordHeader, type RecordInput, textOrBase64 } from "../log/record.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
@@ -30,6 +31,15 @@ interface PartitionResult {
 /** The yak producer of a Kafka producer id and epoch, or null for a producer without idempotence. */
 export function yakProducerOf(producerId: bigint, producerEpoch: number): string | null {
   return producerId < 0n ? null : `kafka-${producerId}-${producerEpoch}`;
+}
+
+const KEY_ENCODER = new TextEncoder();
+
+/** A record's size as the limit counts it: the bytes of its key, its value and every header. */
+function recordSize(rec: KafkaRecord): number {
+  let size = (rec.key?.length ?? 0) + (rec.value?.length ?? 0);
+  for (const h of rec.headers) size += KEY_ENCODER.encode(h.key).length + (h.value?.length ?? 0);
+  return size;
 }
 
 /** One Kafka record as a yak record: text where it is UTF-8, base64 where not. */
@@ -115,32 +125,38 @@ async function produceOne(
       maxRecords: s.opts.maxBatchRecords,
       maxUncompressedBytes: s.opts.maxFrameBytes,
     });
-    const appends: Promise<{ baseOffset: number }>[] = [];
+    // Every batch is checked before any is stored, so a refused request stores nothing.
+    const { limit, fromTopic } = maxMessageBytesOf(s.topics.configs(topic), s.opts.maxRecordBytes);
+    const produced: ProducedBatch[] = [];
     for (const b of batches) {
       if (b.isTransactional || b.isControl) {
         throw new YakError("INVALID_REQUEST", "yak has no transactions; send without a transactional id");
       }
       if (b.records.length === 0) continue;
-      const records = b.records.map(toRecordInput);
-      for (const rec of records) {
-        const size = (rec.value?.length ?? 0) + (rec.valueB64?.length ?? 0) + (rec.key?.length ?? 0) +
-          (rec.keyB64?.length ?? 0);
-        if (size > s.opts.maxRecordBytes) {
+      for (const rec of b.records) {
+        const size = recordSize(rec);
+        if (size > limit) {
           throw new YakError(
             "MESSAGE_TOO_LARGE",
-            `a record of ${size} bytes is over the limit of ${s.opts.maxRecordBytes} (max.message.bytes)`,
+            `a record of ${size} bytes is larger than topic '${topic}' takes (${limit} bytes, ` +
+              `${fromTopic ? "its max.message.bytes" : "the broker's --max-message-bytes"})`,
           );
         }
       }
-      const batch: ProducedBatch = {
-        records,
+      produced.push({
+        records: b.records.map(toRecordInput),
         producer: yakProducerOf(b.producerId, b.producerEpoch),
         baseSeq: Math.max(0, b.baseSequence),
-      };
-      // Not awaited one by one: the offsets are taken synchronously, in this order.
-      appends.push(s.partitions.appendBatch({ topic, partition: index }, batch, acks, timeoutMs));
+      });
     }
-    const done = await Promise.all(appends);
+    // Not awaited one by one: the offsets are taken synchronously, in this order. Every outcome is
+    // awaited, so a batch that fails behind an earlier failure is never an unhandled rejection.
+    const settled = await Promise.allSettled(
+      produced.map((batch) => s.partitions.appendBatch({ topic, partition: index }, batch, acks, timeoutMs)),
+    );
+    const failed = settled.find((o) => o.status === "rejected");
+    if (failed) throw failed.reason;
+    const done = settled.map((o) => (o as PromiseFulfilledResult<{ baseOffset: number }>).value);
     const offsets = s.partitions.offsets({ topic, partition: index });
     return { ...result, baseOffset: done[0]?.baseOffset ?? offsets.logEnd, logStart: offsets.logStart };
   } catch (err) {
@@ -152,20 +168,24 @@ async function produceOne(
   }
 }
 
-let lastProducerId = 0;
+let lastProducerSlot = 0;
 
 /**
- * A producer id no other producer of this cluster has: milliseconds since the
- * epoch times 1024 plus a counter, so ids grow across restarts and leaders
- * (clocks of one cluster agree to well under a second) and fit a safe integer.
+ * A producer id no other producer of this cluster has. Any broker hands them
+ * out (clients ask whichever they like), so the broker id is in the low 10
+ * bits and a per-broker slot above it: half-milliseconds since 1970, or one
+ * past the last slot when ids are asked for faster, so a broker's ids grow
+ * across its restarts and fit a safe integer until 2109. Broker ids that
+ * differ by a multiple of 1024 would share ids; yak clusters number brokers
+ * from 1.
  */
-function nextProducerId(): number {
-  lastProducerId = Math.max(lastProducerId + 1, Date.now() * 1024);
-  return lastProducerId;
+export function nextProducerId(brokerId: number): number {
+  lastProducerSlot = Math.max(lastProducerSlot + 1, Date.now() * 2);
+  return lastProducerSlot * 1024 + (brokerId % 1024);
 }
 
 /** Handles InitProducerId v0-4: a fresh id, or (v3+) the same id with the next epoch. */
-export function initProducerId(_ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+export function initProducerId(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
   const transactionalId = r.nullableString();
   r.int32(); // transaction timeout
@@ -178,5 +198,5 @@ export function initProducerId(_ctx: KafkaContext, req: ApiRequest, w: Writer): 
     return;
   }
   if (oldId >= 0 && oldEpoch >= 0 && oldEpoch < 32767) w.int16(0).int64(oldId).int16(oldEpoch + 1);
-  else w.int16(0).int64(nextProducerId()).int16(0);
+  else w.int16(0).int64(nextProducerId(ctx.services.view().brokerId)).int16(0);
 }

@@ -226,26 +226,39 @@ class Reader {
     if (len < 0) throw corrupt(this.batchAt, `${what} length ${len} is negative (a header key is never null)`);
     if (len > this.end - this.pos) throw corrupt(this.batchAt, `${what} of ${len} bytes passes the end of its record`);
     const s = utf8(this.buf, this.pos, this.pos + len);
+    // Header keys are strings in every Kafka client; bytes that are not UTF-8 would be stored altered.
+    if (s === null) throw corrupt(this.batchAt, `a ${what} is not UTF-8`);
     this.pos += len;
     return s;
   }
 }
 
-const DECODER = new TextDecoder();
+const DECODER = new TextDecoder("utf-8", { fatal: true });
 const ENCODER = new TextEncoder();
 
-/** Header keys are short and mostly ASCII; building those directly skips TextDecoder's call cost. */
-function utf8(buf: Uint8Array, start: number, end: number): string {
+/**
+ * Header keys are short and mostly ASCII; building those directly skips
+ * TextDecoder's call cost. Null when the bytes are not UTF-8.
+ */
+function utf8(buf: Uint8Array, start: number, end: number): string | null {
   if (end - start <= 32) {
     let s = "";
     for (let k = start; k < end; k++) {
       const c = buf[k];
-      if (c >= 0x80) return DECODER.decode(buf.subarray(start, end));
+      if (c >= 0x80) return strictUtf8(buf.subarray(start, end));
       s += String.fromCharCode(c);
     }
     return s;
   }
-  return DECODER.decode(buf.subarray(start, end));
+  return strictUtf8(buf.subarray(start, end));
+}
+
+function strictUtf8(bytes: Uint8Array): string | null {
+  try {
+    return DECODER.decode(bytes);
+  } catch {
+    return null;
+  }
 }
 
 /**

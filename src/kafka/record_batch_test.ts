@@ -400,6 +400,19 @@ Deno.test("negative lengths other than -1 are CORRUPT_MESSAGE; a header key is n
   const [b] = decodeRecordBatches(handBatch({ records: ok, count: 1 }), LIMITS);
   assert.deepEqual(b.records[0].headers, [{ key: "a", value: null }]);
   assert.equal(b.records[0].key, null);
+  // A header key that is not UTF-8 (short or long) is refused, not stored altered.
+  for (const key of [[0xff, 0xfe], [...new Array(40).fill(0x61), 0xc3]]) {
+    const bad = rec(0, 0, 0, zz(-1), zz(-1), zz(1), zz(key.length), ...key, zz(-1));
+    assert.throws(
+      () => decodeRecordBatches(handBatch({ records: bad, count: 1 }), LIMITS),
+      isYak("CORRUPT_MESSAGE", "not UTF-8"),
+    );
+  }
+  const accented = rec(0, 0, 0, zz(-1), zz(-1), zz(1), zz(2), 0xc3, 0xa9, zz(-1));
+  assert.equal(
+    decodeRecordBatches(handBatch({ records: accented, count: 1 }), LIMITS)[0].records[0].headers[0].key,
+    "é",
+  );
 });
 
 Deno.test("magic 0 and 1 are refused with the magic named; unknown codecs and offset deltas out of order too", () => {

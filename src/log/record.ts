@@ -68,7 +68,7 @@ export function encodeBatch(
       : r.key === null
       ? `"key":null`
       : `"key":${JSON.stringify(r.key)}`;
-    // Headers go before the value: valuesOf reads a value up to the producer field or the line end.
+    // Headers go before the value, which then runs to the producer field or the line end.
     const headers = r.headers !== undefined && r.headers.length > 0 ? `,"headers":${JSON.stringify(r.headers)}` : "";
     const value = r.valueB64 !== undefined
       ? `"valueB64":${JSON.stringify(r.valueB64)}`
@@ -145,11 +145,13 @@ export function producerOf(
 
 const VALUE_FIELD = ',"value":"';
 const PRODUCER_FIELD = '","producer":"';
+const HEADERS_FIELD = ',"headers":[';
 
 /**
  * The text values of stored lines (each ending in "\n"), read without
- * parsing whole records, or null when a record holds bytes (`valueB64`) and
- * needs the full parse. Strings inside a line escape their quotes, so the
+ * parsing whole records, or null when a record holds bytes (`valueB64`) or
+ * headers (whose values would match the value's marker) and needs the full
+ * parse. Strings inside a line escape their quotes, so the
  * field markers only match the fields themselves.
  *
  * @example
@@ -165,7 +167,7 @@ export function valuesOf(text: string): string[] | null {
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
     const at = line.indexOf(VALUE_FIELD);
-    if (at === -1) return null;
+    if (at === -1 || line.includes(HEADERS_FIELD)) return null;
     const p = line.lastIndexOf(PRODUCER_FIELD);
     const raw = line.slice(at + VALUE_FIELD.length, p === -1 ? line.length - 2 : p);
     out[i] = raw.includes("\\") ? JSON.parse(`"${raw}"`) : raw;

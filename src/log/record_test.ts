@@ -7,6 +7,7 @@ import {
   recordBytesOf,
   type RecordInput,
   valueBytes,
+  valuesOf,
 } from "./record.ts";
 
 const TS = 1763764800123;
@@ -214,4 +215,14 @@ Deno.test("recordBytesOf reads every kind of stored line as the full parse does"
     assert.deepEqual(g.value, valueBytes(w));
     assert.deepEqual(g.headers, (w.headers ?? []).map((h) => ({ key: h.key, value: valueBytes(h) })));
   });
+});
+
+Deno.test("valuesOf reads values, never a header's value; bytes and headers take the full parse", () => {
+  const text = (r: RecordInput) => encodeBatch([r], 0, 1, TS, "p-1", 0);
+  assert.deepEqual(valuesOf(text({ key: "k", value: 'say "hi"' })), ['say "hi"']);
+  const withHeaders = text({ key: "k", value: "hello", headers: [{ key: "trace", value: "abc" }] });
+  assert.notDeepEqual(valuesOf(withHeaders), ['abc"}],"value":"hello']);
+  assert.equal(valuesOf(withHeaders), null);
+  assert.equal(valuesOf(text({ key: null, valueB64: "AP8=" })), null);
+  assert.deepEqual(parseLines(withHeaders).map((r) => r.value), ["hello"]);
 });

@@ -7,7 +7,7 @@
  * @module
  */
 import type { BrokerServices } from "../broker/services.ts";
-import { checkConfigKeys, parseTopicConfigs } from "../broker/topic_config.ts";
+import { checkConfigKeys, maxMessageBytesOf, parseTopicConfigs } from "../broker/topic_config.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import * as names from "../log/names.ts";
@@ -124,9 +124,7 @@ function acksOf(req: Request): Acks {
 function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInput[] {
   const { maxBatchRecords } = s.opts;
   // The topic's max.message.bytes, else the broker's --max-message-bytes.
-  const configured = Number(s.topics.configs(topic)["max.message.bytes"]);
-  const fromTopic = Number.isSafeInteger(configured) && configured > 0;
-  const limit = fromTopic ? configured : s.opts.maxRecordBytes;
+  const { limit, fromTopic } = maxMessageBytesOf(s.topics.configs(topic), s.opts.maxRecordBytes);
   const tooLarge = (i: number, bytes: number) =>
     new YakError(
       "MESSAGE_TOO_LARGE",
