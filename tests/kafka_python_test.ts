@@ -4,8 +4,11 @@
  * confluent-kafka (librdkafka). Each produces with acks=all, consumes in a
  * group, commits, and a second consumer of the group starts after the
  * commit. Skips with its reason where a client is missing; CI installs both.
+ * kafka-python also authenticates with SASL/PLAIN its own way: SaslHandshake
+ * v0, then the PLAIN token as a bare frame.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { run, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const PYTHON = "/usr/bin/python3";
@@ -113,3 +116,59 @@ for (
       }),
   });
 }
+
+const KAFKA_PYTHON_SASL = `
+import sys
+from kafka import KafkaProducer, KafkaConsumer
+from kafka.errors import KafkaError
+boot, topic, password = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+sasl = dict(bootstrap_servers=boot, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+            sasl_plain_username="any", sasl_plain_password=password,
+            request_timeout_ms=15000, api_version_auto_timeout_ms=10000)
+try:
+    p = KafkaProducer(acks="all", retries=5, max_block_ms=10000, **sasl)
+    for i in range(100):
+        p.send(topic, value=b"v%d" % i)
+    p.flush(30)
+    p.close()
+except KafkaError as e:
+    print("refused", type(e).__name__)
+    sys.exit(3)
+c = KafkaConsumer(topic, group_id="pysasl", auto_offset_reset="earliest", consumer_timeout_ms=20000, **sasl)
+seen = set()
+for m in c:
+    seen.add(m.value)
+    if len(seen) == 100:
+        break
+c.close()
+print("consumed", len(seen))
+`;
+
+const kafkaPythonMissing = moduleMissing("kafka", "python3-kafka");
+Deno.test({
+  name:
+    "kafka-python authenticates with SASL/PLAIN (handshake v0, then the bare token), produces and consumes; a wrong password is refused and logged without it",
+  ignore: kafkaPythonMissing !== null,
+  fn: () =>
+    withDeadline(120_000, "kafka-python sasl", async () => {
+      const token = "py-s3cret-token";
+      const wrong = "py-wrong-password";
+      const c = await TestCluster.start({ brokers: 1, env: { YAK_AUTH_TOKEN: token } });
+      try {
+        const ok = await python(KAFKA_PYTHON_SASL, [c.bootstrapServers, "py-sasl", token]);
+        assert.equal(ok.code, 0, ok.out);
+        assert.match(ok.out, /consumed 100/);
+        const bad = await python(KAFKA_PYTHON_SASL, [c.bootstrapServers, "py-sasl", wrong]);
+        assert.equal(bad.code, 3, bad.out);
+        const refused = bad.out.match(/refused \w+/);
+        assert.ok(refused, bad.out);
+        console.log(`  right token: ${ok.out.match(/consumed \d+/)![0]}; wrong password: ${refused[0]}`);
+        const log = await Deno.readTextFile(join(c.dir, "broker-1", "broker.log"));
+        assert.match(log, /kafka authentication failed/);
+        assert.doesNotMatch(log, /kafka request header malformed/);
+        assert.ok(!log.includes(token) && !log.includes(wrong), "no password in the operation log");
+      } finally {
+        await c.stop();
+      }
+    }),
+});

@@ -24,6 +24,8 @@ export interface Session {
   authenticated: boolean;
   /** The mechanism agreed by SaslHandshake, awaiting SaslAuthenticate. */
   saslMechanism: string | null;
+  /** After a SaslHandshake v0 for PLAIN: the next frame is the bare token, with no request header. */
+  saslBareTokenNext: boolean;
 }
 
 /** A request, its header read. */

@@ -1,6 +1,7 @@
 /**
  * The Kafka codec's server: int32 size-prefixed frames on the broker's Kafka
- * port, request headers v1/v2, and replies written in request order (Kafka
+ * port, request headers v1/v2 (but for the bare SASL token after a
+ * SaslHandshake v0, see sasl.ts), and replies written in request order (Kafka
  * clients match replies by order as well as correlation id) while the
  * requests themselves run concurrently, so a pipelining producer keeps its
  * batches in flight. Each API is a translator over the broker's services
@@ -14,6 +15,7 @@ import { listen } from "../protocol/listener.ts";
 import { security } from "../protocol/security.ts";
 import { API_BY_KEY, API_VERSIONS_KEY, apiVersionsBody } from "./apis.ts";
 import type { Api, KafkaContext, Session } from "./context.ts";
+import { MAX_SASL_TOKEN_BYTES, saslBareToken } from "./sasl.ts";
 import { Reader, Writer } from "./wire.ts";
 
 /** Options of the Kafka listener. */
@@ -66,7 +68,12 @@ async function serveConnection(
   conn: Deno.Conn,
   remote: string,
 ): Promise<void> {
-  const session: Session = { remote, authenticated: security().authToken === undefined, saslMechanism: null };
+  const session: Session = {
+    remote,
+    authenticated: security().authToken === undefined,
+    saslMechanism: null,
+    saslBareTokenNext: false,
+  };
   let open = true;
   let inFlight = 0;
   let unwritten = 0;
@@ -118,16 +125,21 @@ async function serveConnection(
       let at = 0;
       while (have - at >= 4) {
         const size = new DataView(buf.buffer, buf.byteOffset + at, 4).getInt32(0);
-        if (size < 8 || size > o.maxFrameBytes) {
-          ctx.onError("kafka frame refused", { remote, size, maxFrameBytes: o.maxFrameBytes });
+        // Set by a SaslHandshake v0 dispatched just before (its handler runs before dispatch returns).
+        const bareToken = session.saslBareTokenNext;
+        const minBytes = bareToken ? 0 : 8;
+        const maxBytes = bareToken ? MAX_SASL_TOKEN_BYTES : o.maxFrameBytes;
+        if (size < minBytes || size > maxBytes) {
+          ctx.onError("kafka frame refused", { remote, size, maxFrameBytes: maxBytes });
           return; // the stream cannot be trusted past a bad length
         }
         if (have - at - 4 < size) break;
         const frame = buf.slice(at + 4, at + 4 + size);
         at += 4 + size;
-        const outcome = dispatch(ctx, session, frame);
+        const outcome = bareToken ? saslBareToken(ctx, session, frame) : dispatch(ctx, session, frame);
         if (outcome === "close") return;
-        enqueue(outcome);
+        // A bare token's reply queues behind the replies before it, as any reply does.
+        enqueue(outcome instanceof Uint8Array ? Promise.resolve(outcome) : outcome);
         while (open && (inFlight >= MAX_IN_FLIGHT || unwritten > MAX_UNWRITTEN_BYTES)) {
           await new Promise<void>((r) => (wake = r));
         }
@@ -209,6 +221,7 @@ async function runApi(
   // ApiVersions answers with response header v0 even in its flexible versions (KIP-511).
   const w = replyWriter(correlationId, flexible, flexible && api.key !== API_VERSIONS_KEY);
   try {
+    // No await before handle: SaslHandshake v0 must have marked the session before the read loop takes the next frame.
     const result = await api.handle(ctx, { version, clientId, session, body: r }, w);
     if (result === "noReply") return null;
     w.tags(); // a flexible body ends in its (empty) tagged fields, as every flexible struct does
