@@ -69,6 +69,12 @@ export interface BrokerInfo {
   port: number;
   /** The broker's Kafka-protocol port, when it has one. */
   kafkaPort?: number;
+  /**
+   * The host Kafka clients reach it by (its --advertised-host, else its
+   * --host), with `kafkaPort`. Absent from brokers older than this field:
+   * then `host`.
+   */
+  kafkaHost?: string;
   alive: boolean;
   lastSeenMsAgo: number;
   logEndTotal: number;
