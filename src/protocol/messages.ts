@@ -85,11 +85,16 @@ export interface BrokerInfo {
 /** A record as clients see it after a fetch. */
 export type FetchedRecord = StoredRecord;
 
-/** A record as a producer sends it: text `v` or base64 bytes `b`, optional key `k`. */
+/**
+ * A record as a producer sends it: text `v` or base64 bytes `b`, optional key
+ * `k`, optional headers `h` as `[key, value]` pairs in order (a key may
+ * repeat, as in Kafka; a null value is Kafka's null header value).
+ */
 export interface OutgoingRecord {
   k?: string | null;
   v?: string;
   b?: string;
+  h?: [string, string | null][];
 }
 
 /**
