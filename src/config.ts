@@ -46,6 +46,8 @@ export const DEFAULTS = {
   maxFrameBytes: 16 * 1024 * 1024,
   maxRecordBytes: 1024 * 1024,
   maxBatchRecords: 10_000,
+  /** Headers one native record may carry (their bytes count toward the record size limit too). */
+  maxRecordHeaders: 1000,
   maxFetchBytes: 4 * 1024 * 1024,
   maxFetchWaitMs: 30_000,
   maxConnections: 1024,

@@ -258,6 +258,24 @@ async function malformedFrames(port: number, who: string, topic: string, limitBy
         13,
         `${who}: bad base64`,
       );
+      for (
+        const [id, h, what] of [
+          [14, '"trace"', "headers as a string"],
+          [15, '[["trace"]]', "a header without a value"],
+          [16, '[[1,"x"]]', "a header with a number key"],
+          [17, '[["trace",{}]]', "a header with an object value"],
+          [18, JSON.stringify(Array.from({ length: 1001 }, () => ["k", "v"])), "1001 headers"],
+        ] as const
+      ) {
+        assertErrorFrame(
+          await raw.ask(
+            `{"id":${id},"type":"produce","topic":"${topic}","partition":0,"records":[{"v":"x","h":${h}}]}`,
+          ),
+          "INVALID_REQUEST",
+          id,
+          `${who}: ${what}`,
+        );
+      }
     } else {
       assertErrorFrame(
         await raw.ask('{"id":3,"type":"heartbeat","brokerId":"one"}'),
@@ -452,6 +470,12 @@ Deno.test("bad input is refused cleanly and leaves the cluster serving", async (
               ["1.2 MB key", { k: "k".repeat(1_200_000), v: "x" }],
               ["0.6 MB key + 0.6 MB text", { k: "k".repeat(600_000), v: "x".repeat(600_000) }],
               ["0.6 MB key + 0.6 MB base64", { k: "k".repeat(600_000), b: btoa("x".repeat(600_000)) }],
+              ["0.6 MB header value + 0.6 MB text", { v: "x".repeat(600_000), h: [["h", "y".repeat(600_000)]] }],
+              ["0.6 MB header key + 0.6 MB base64", { b: btoa("x".repeat(600_000)), h: [["h".repeat(600_000), null]] }],
+              ["two 0.4 MB headers + 0.4 MB text", {
+                v: "x".repeat(400_000),
+                h: [["a", "y".repeat(400_000)], ["b", "z".repeat(400_000)]],
+              }],
             ];
             for (const [what, record] of tooLarge) {
               const err = await errorOf(

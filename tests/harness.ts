@@ -311,6 +311,8 @@ export interface ClusterOptions {
   serverArgs?: string[];
   /** Extra arguments for every broker only (e.g. retention flags). */
   brokerArgs?: string[];
+  /** Extra arguments for one broker, by id (e.g. its own `--advertised-host`). */
+  brokerArgsById?: Record<number, string[]>;
   /** Extra arguments for the zookeeper only (e.g. `--http-port 0`). */
   zookeeperArgs?: string[];
   /** The CA (PEM) the harness itself trusts when the servers use TLS. */
@@ -398,6 +400,7 @@ export class TestCluster {
     });
     const minIsr = this.opts.minInsyncReplicas ?? Math.min(2, this.opts.brokers ?? 3);
     flags.push("--min-insync-replicas", String(minIsr), ...(this.opts.brokerArgs ?? []));
+    flags.push(...(this.opts.brokerArgsById?.[id] ?? []));
     const proc = new Proc(`broker-${id}`, [...args, ...flags], { env: this.opts.env });
     this.brokers.set(id, proc);
     const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);

@@ -34,6 +34,8 @@ import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts
 export interface Listening {
   readonly host: string;
   readonly port: number;
+  /** The host clients are told to use, when it is not `host` (a Kafka --advertised-host). */
+  readonly advertisedHost?: string;
   close(): Promise<void>;
 }
 
@@ -187,6 +189,7 @@ export class Broker implements BrokerContext {
       host: broker.#server.host,
       port: broker.#server.port,
       kafkaPort: broker.#kafkaServer?.port ?? 0,
+      kafkaHost: broker.#kafkaServer?.advertisedHost ?? broker.#kafkaServer?.host,
       heartbeatMs: opts.heartbeatMs,
       sessionTimeoutMs: opts.sessionTimeoutMs,
       log,

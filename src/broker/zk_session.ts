@@ -19,6 +19,8 @@ export interface ZkSessionOptions {
   port: number;
   /** The broker's Kafka-protocol port (0: none). */
   kafkaPort?: number;
+  /** The host Kafka clients reach that port by (its advertised host, else its listening host). */
+  kafkaHost?: string;
   heartbeatMs: number;
   sessionTimeoutMs: number;
   log: OpLog;
@@ -174,6 +176,7 @@ export class ZkSession {
           host: this.#o.host,
           port: this.#o.port,
           ...(this.#o.kafkaPort ? { kafkaPort: this.#o.kafkaPort } : {}),
+          ...(this.#o.kafkaPort && this.#o.kafkaHost ? { kafkaHost: this.#o.kafkaHost } : {}),
           logEndTotal: this.#o.logEndTotal(),
           epoch: this.#o.epoch(),
           leading: this.#o.leading(),

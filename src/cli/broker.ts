@@ -34,8 +34,9 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
 
 Serves the native protocol on --port (default 9091+N; 0 picks a free port) and
 the Kafka wire protocol on --kafka-port (default: --port + 100; 0 picks a free
-port; -1 turns it off). Metadata names brokers by --advertised-host (default
---host).
+port; -1 turns it off). --advertised-host is the host Kafka clients are told
+to reach this broker by (default --host); it is registered with the zookeeper,
+so every broker's Metadata names this one by it.
 Files: DATA/broker-N/ (topics, broker.pid, broker.log).
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
 acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while

@@ -42,7 +42,7 @@ nothing new; --max-messages after N records.
 --format value (default) prints values, one per line; with --print-timestamp
 and --print-key as kafka-console-consumer does ('CreateTime:TS<tab>KEY<tab>VALUE',
 --key-separator instead of the tab). --format json prints one JSON object per
-record (topic, partition, offset, epoch, ts, key, value). A TEMPLATE is printed
+record (topic, partition, offset, epoch, ts, key, headers if any, value). A TEMPLATE is printed
 per record as kcat -f does: %t topic, %p partition, %o offset, %k key, %v value,
 %T timestamp (ms), %h headers, %K and %S key and value length, %% a percent;
 \\n \\t \\\\ escapes (add \\n yourself).
@@ -387,7 +387,7 @@ function valueOf(r: FetchedRecord): Uint8Array {
   return valueBytes(r) ?? NOTHING;
 }
 
-/** Headers as kcat prints them: `k1=v1,k2=v2` (yak's own producer writes none; Kafka clients may). */
+/** Headers as kcat prints them: `k1=v1,k2=v2` (from Kafka clients, or `yak produce --header`). */
 function headersText(r: FetchedRecord): string {
   return (r.headers ?? []).map((h) => `${h.key}=${new TextDecoder().decode(valueBytes(h) ?? NOTHING)}`).join(",");
 }

@@ -20,7 +20,7 @@ import {
 
 const USAGE = `
 yak produce --topic T [--message TEXT ...] [--key K | --key-separator SEP [--ignore-missing-separator]]
-            [--partition N] [--acks all|1|0|-1] [--batch-records 2000] [--linger-ms 5]
+            [--header KEY=VALUE ...] [--partition N] [--acks all|1|0|-1] [--batch-records 2000] [--linger-ms 5]
             [--progress] [--quiet]
             [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
@@ -28,11 +28,14 @@ Reads stdin line by line (one record per line; a CR before the line break is
 dropped) unless --message is given. --key-separator splits each line into
 key and value at the first SEP; a line without SEP is an error (as Kafka's
 parse.key), unless --ignore-missing-separator sends it with no key.
+--header KEY=VALUE (repeatable, as kcat -H) adds a Kafka record header to
+every record, split at the first '='; Kafka consumers see the headers, and
+'yak consume --format json' or '%h' print them.
 Retransmits until the leader acknowledges; retries never duplicate.
 Records without a key start on a random partition and move on batch by batch.
 A topic that does not exist is created by the first record stored in it.
 
-Prints a summary on stderr: records and bytes (keys and values) acknowledged,
+Prints a summary on stderr: records and bytes (keys, values, headers) acknowledged,
 and which were not. --progress prints progress every second (it is on by
 itself when stderr is a terminal, stdin is not, and the run takes a while).
 Ctrl-C or SIGTERM: stops reading, waits up to 5 s for what was read to be
@@ -67,6 +70,7 @@ export async function produceCommand(args: string[]): Promise<number> {
     key: { type: "string" },
     "key-separator": { type: "string" },
     "ignore-missing-separator": { type: "boolean" },
+    header: { type: "string", multiple: true },
     partition: { type: "string" },
     acks: { type: "string" },
     "batch-records": { type: "string" },
@@ -99,6 +103,7 @@ export async function produceCommand(args: string[]): Promise<number> {
     throw new YakError("INVALID_ARGUMENT", "--ignore-missing-separator goes with --key-separator");
   }
   const keepKeyless = values["ignore-missing-separator"] === true;
+  const headers = headersOf((values.header as string[] | undefined) ?? []);
   const quiet = values.quiet === true;
   const messages = (values.message as string[] | undefined) ?? [];
   const unit = messages.length > 0 ? "message" : "line";
@@ -184,7 +189,7 @@ export async function produceCommand(args: string[]): Promise<number> {
       const bytes = line.ascii
         ? (typeof value === "string" ? value.length : value.length) + (key?.length ?? 0)
         : undefined;
-      p.add(key, value, bytes);
+      p.add(key, value, bytes, headers);
     };
     try {
       try {
@@ -237,6 +242,21 @@ export async function produceCommand(args: string[]): Promise<number> {
     for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
     await producer?.close();
   }
+}
+
+/** `--header KEY=VALUE` flags as `[key, value]` pairs, split at the first '='; undefined for none. */
+function headersOf(flags: readonly string[]): [string, string][] | undefined {
+  if (flags.length === 0) return undefined;
+  return flags.map((flag) => {
+    const at = flag.indexOf("=");
+    if (at <= 0) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `--header '${flag}' must be KEY=VALUE with a non-empty KEY (see 'yak produce --help')`,
+      );
+    }
+    return [flag.slice(0, at), flag.slice(at + 1)];
+  });
 }
 
 /** The error, with a record's index turned into its line (or message) number. */

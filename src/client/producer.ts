@@ -255,14 +255,29 @@ export class Producer {
    * Adds one record (text, or bytes stored as base64). Cheap and synchronous;
    * call {@link waitForRoom} now and then to bound memory. `payloadBytes`,
    * when the caller knows it, is the UTF-8 size of key and value (counted
-   * otherwise). A record too large for any frame is refused here
+   * otherwise). `headers` are Kafka record headers, `[key, value]` in order;
+   * their bytes count toward the record's size (and are added to
+   * `payloadBytes`). A record too large for any frame is refused here
    * (MESSAGE_TOO_LARGE); the broker refuses records over the topic's limit.
    */
-  add(key: string | null, value: string | Uint8Array, payloadBytes?: number): void {
+  add(
+    key: string | null,
+    value: string | Uint8Array,
+    payloadBytes?: number,
+    headers?: readonly (readonly [string, string | null])[],
+  ): void {
     if (this.#failed) throw this.#failed;
     const index = this.#added;
-    const payload = payloadBytes ??
-      ((typeof value === "string" ? utf8Length(value) : value.length) + (key === null ? 0 : utf8Length(key)));
+    let headerBytes = 0;
+    let headerChars = 0;
+    if (headers !== undefined) {
+      for (const [k, v] of headers) {
+        headerBytes += utf8Length(k) + (v === null ? 0 : utf8Length(v));
+        headerChars += k.length + (v?.length ?? 0) + 8;
+      }
+    }
+    const payload = headerBytes + (payloadBytes ??
+      ((typeof value === "string" ? utf8Length(value) : value.length) + (key === null ? 0 : utf8Length(key))));
     if (payload > MAX_RECORD_BYTES) {
       throw new YakError(
         "MESSAGE_TOO_LARGE",
@@ -273,8 +288,9 @@ export class Producer {
     this.#added++;
     const record: OutgoingRecord = typeof value === "string" ? { v: value } : { b: toBase64(value) };
     if (key !== null) record.k = key;
+    if (headers !== undefined && headers.length > 0) record.h = headers.map(([k, v]) => [k, v]);
     const size = (typeof value === "string" ? value.length : Math.ceil(value.length * 4 / 3)) +
-      (key?.length ?? 0) + 16;
+      (key?.length ?? 0) + headerChars + 16;
     let partition: number;
     if (this.#o.partition !== undefined) partition = this.#o.partition;
     else if (key !== null) partition = partitionForKey(key, this.#partitions);

@@ -10,7 +10,7 @@ import type { Reader, Writer } from "./wire.ts";
 /** The Kafka listener of one broker, as its API handlers see it. */
 export interface KafkaContext {
   services: BrokerServices;
-  /** The host Metadata names (else each broker's own host). */
+  /** The host clients reach this broker by (else its --host); other brokers name theirs. */
   advertisedHost?: string;
   /** The port this listener got (known once it listens). */
   kafkaPort(): number;

@@ -22,14 +22,18 @@ export interface KafkaBroker {
 
 /**
  * The live brokers that speak Kafka, this one always among them, and the
- * leader's id (-1 with none).
+ * leader's id (-1 with none). Each is named by the Kafka host it registered
+ * (its own --advertised-host, else its --host): a broker behind NAT or in a
+ * container advertises its own address, not ours.
  */
 export function kafkaBrokers(ctx: KafkaContext): { brokers: KafkaBroker[]; leaderId: number; isr: readonly number[] } {
   const view = ctx.services.view();
   const out = new Map<number, KafkaBroker>();
   for (const b of view.brokers) {
     if (!b.alive || !b.kafkaPort) continue;
-    out.set(b.id, { nodeId: b.id, host: ctx.advertisedHost ?? b.host, port: b.kafkaPort });
+    // No kafkaHost: a broker from before it was registered; its native host is the best guess.
+    const host = b.id === view.brokerId ? ctx.advertisedHost ?? ctx.services.opts.host : b.kafkaHost ?? b.host;
+    out.set(b.id, { nodeId: b.id, host, port: b.kafkaPort });
   }
   if (!out.has(view.brokerId)) {
     out.set(view.brokerId, {

@@ -22,7 +22,7 @@ import { Reader, Writer } from "./wire.ts";
 export interface KafkaServeOptions {
   host: string;
   port: number;
-  /** The host Metadata names for this cluster's brokers (defaults to each broker's --host). */
+  /** The host Kafka clients are told to reach this broker by (default: `host`); other brokers learn it too. */
   advertisedHost?: string;
   maxFrameBytes: number;
   maxConnections: number;
@@ -58,7 +58,13 @@ export function kafkaCodec(o: KafkaServeOptions): ServeCodec {
       onConnection: (conn, remote, full) => full ? Promise.resolve() : serveConnection(ctx, o, conn, remote),
     });
     port = listener.port;
-    return listener;
+    // The broker registers this host with the zookeeper, so every broker's Metadata names us by it.
+    return {
+      host: listener.host,
+      port: listener.port,
+      ...(o.advertisedHost !== undefined ? { advertisedHost: o.advertisedHost } : {}),
+      close: () => listener.close(),
+    };
   };
 }
 

@@ -11,7 +11,7 @@ import { checkConfigKeys, maxMessageBytesOf, parseTopicConfigs } from "../broker
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import * as names from "../log/names.ts";
-import type { RecordInput } from "../log/record.ts";
+import type { RecordHeader, RecordInput } from "../log/record.ts";
 import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
 import { serve, type Session } from "../protocol/server.ts";
 import type { ServeCodec } from "../broker/broker.ts";
@@ -142,24 +142,26 @@ function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInp
     if (typeof r !== "object" || r === null) {
       throw new YakError("INVALID_REQUEST", `record ${i} must be an object`);
     }
-    const { k, v, b: bytes } = r as Record<string, unknown>;
+    const { k, v, b: bytes, h } = r as Record<string, unknown>;
     if (k !== undefined && k !== null && typeof k !== "string") {
       throw new YakError("INVALID_REQUEST", `record ${i}: key must be a string`);
     }
     const key = (k ?? null) as string | null;
-    // The key counts too: a UTF-16 unit is at most 3 UTF-8 bytes, so only
+    const headers = h === undefined || h === null ? undefined : parseHeaders(i, h);
+    // The key and headers count too: a UTF-16 unit is at most 3 UTF-8 bytes, so only
     // records over a third of the limit in chars need an exact count.
-    const keyChars = key?.length ?? 0;
+    let extraChars = key?.length ?? 0;
+    if (headers !== undefined) { for (const hd of headers) extraChars += hd.key.length + (hd.value?.length ?? 0); }
     if (typeof v === "string") {
-      if (v.length + keyChars > limit / 3) {
-        const bytes = new TextEncoder().encode(v).length + new TextEncoder().encode(key ?? "").length;
+      if (v.length + extraChars > limit / 3) {
+        const bytes = utf8Bytes(v) + extraBytesOf(key, headers);
         if (bytes > limit) throw tooLarge(i, bytes);
       }
       out[i] = { key, value: v };
     } else if (typeof bytes === "string") {
-      if (bytes.length * 0.75 + keyChars * 3 > limit) {
+      if (bytes.length * 0.75 + extraChars * 3 > limit) {
         const size = Math.floor(bytes.length * 3 / 4) - (bytes.endsWith("==") ? 2 : bytes.endsWith("=") ? 1 : 0) +
-          new TextEncoder().encode(key ?? "").length;
+          extraBytesOf(key, headers);
         if (size > limit) throw tooLarge(i, size);
       }
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {
@@ -169,8 +171,37 @@ function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInp
     } else {
       throw new YakError("INVALID_REQUEST", `record ${i} needs a text value 'v' or base64 bytes 'b'`);
     }
+    // Stored through record.ts as Kafka-produced headers are, so Kafka consumers see them.
+    if (headers !== undefined && headers.length > 0) out[i].headers = headers;
   }
   return out;
+}
+
+const utf8 = new TextEncoder();
+const utf8Bytes = (s: string) => s.length === 0 ? 0 : utf8.encode(s).length;
+
+/** The UTF-8 bytes of a record's key and headers (keys and values), which count toward its size. */
+function extraBytesOf(key: string | null, headers: readonly RecordHeader[] | undefined): number {
+  let n = utf8Bytes(key ?? "");
+  if (headers !== undefined) { for (const h of headers) n += utf8Bytes(h.key) + utf8Bytes(h.value ?? ""); }
+  return n;
+}
+
+/** A native record's headers `h`: `[key, value]` pairs, a text key and a text or null value. */
+function parseHeaders(i: number, raw: unknown): RecordHeader[] {
+  const max = DEFAULTS.maxRecordHeaders;
+  if (!Array.isArray(raw) || raw.length > max) {
+    throw new YakError("INVALID_REQUEST", `record ${i}: 'h' must be a list of at most ${max} [key, value] headers`);
+  }
+  return raw.map((pair, j) => {
+    if (
+      !Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== "string" ||
+      (pair[1] !== null && typeof pair[1] !== "string")
+    ) {
+      throw new YakError("INVALID_REQUEST", `record ${i}: header ${j} must be [key, value] with a text key`);
+    }
+    return { key: pair[0], value: pair[1] };
+  });
 }
 
 async function produce(s: BrokerServices, req: Request): Promise<Reply> {

@@ -69,6 +69,12 @@ export interface BrokerInfo {
   port: number;
   /** The broker's Kafka-protocol port, when it has one. */
   kafkaPort?: number;
+  /**
+   * The host Kafka clients reach it by (its --advertised-host, else its
+   * --host), with `kafkaPort`. Absent from brokers older than this field:
+   * then `host`.
+   */
+  kafkaHost?: string;
   alive: boolean;
   lastSeenMsAgo: number;
   logEndTotal: number;
@@ -79,11 +85,16 @@ export interface BrokerInfo {
 /** A record as clients see it after a fetch. */
 export type FetchedRecord = StoredRecord;
 
-/** A record as a producer sends it: text `v` or base64 bytes `b`, optional key `k`. */
+/**
+ * A record as a producer sends it: text `v` or base64 bytes `b`, optional key
+ * `k`, optional headers `h` as `[key, value]` pairs in order (a key may
+ * repeat, as in Kafka; a null value is Kafka's null header value).
+ */
 export interface OutgoingRecord {
   k?: string | null;
   v?: string;
   b?: string;
+  h?: [string, string | null][];
 }
 
 /**

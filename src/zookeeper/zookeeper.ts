@@ -33,6 +33,8 @@ interface Member {
   host: string;
   port: number;
   kafkaPort?: number;
+  /** The host Kafka clients reach `kafkaPort` by (absent from older brokers). */
+  kafkaHost?: string;
   /** Monotonic ms of the last register or heartbeat. */
   lastSeen: number;
   logEndTotal: number;
@@ -206,6 +208,7 @@ export class Zookeeper {
       host: m.host,
       port: m.port,
       ...(m.kafkaPort ? { kafkaPort: m.kafkaPort } : {}),
+      ...(m.kafkaHost ? { kafkaHost: m.kafkaHost } : {}),
       alive: m.alive,
       lastSeenMsAgo: Math.round(now - m.lastSeen),
       logEndTotal: m.logEndTotal,
@@ -218,6 +221,7 @@ export class Zookeeper {
     const host = str(req, "host", 255);
     const port = int(req, "port", 1, 65535);
     const kafkaPort = optInt(req, "kafkaPort", 0, 0, 65535);
+    const kafkaHost = optStr(req, "kafkaHost", 255);
     const epoch = optInt(req, "epoch", 0);
     const instance = optStr(req, "instance", 64) ?? null;
     const old = this.#members.get(id);
@@ -242,6 +246,7 @@ export class Zookeeper {
       host,
       port,
       ...(kafkaPort ? { kafkaPort } : {}),
+      ...(kafkaPort && kafkaHost ? { kafkaHost } : {}),
       lastSeen: now,
       logEndTotal: optInt(req, "logEndTotal", 0),
       alive: true,
@@ -257,6 +262,7 @@ export class Zookeeper {
       broker: id,
       host,
       port,
+      ...(kafkaPort ? { kafka: `${kafkaHost || host}:${kafkaPort}` } : {}),
       rejoined: old !== undefined,
       ...(old !== undefined && !restarted ? { reconnected: true } : {}),
     });
