@@ -4,11 +4,8 @@
  *
  * @module
  */
-import { askZookeeper, retryUntil } from "../client/discovery.ts";
-import { probeBroker } from "../client/cluster_status.ts";
+import { answered, askZookeeper, type ClusterStatus, gatherStatus } from "../client/cluster_status.ts";
 import { toYakError, YakError } from "../errors.ts";
-import type { ClientInfo } from "../broker/context.ts";
-import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { checkTopicName } from "../log/names.ts";
 import { bootstrapOf, connectTimeoutOf, helpRequested, parse, retryNotice, text } from "./args.ts";
 import { table } from "./table.ts";
@@ -26,122 +23,17 @@ on this machine is stopped, e.g. SIGSTOP) or 'dead' (nothing listens, or its
 process is gone). A replica that does not answer shows the position the
 leader last saw it at, marked '*'.
 --topic shows one topic (and the groups reading it); --watch redraws every
-second until Ctrl-C; --json prints the same as JSON.
+second until Ctrl-C; --json prints the same as JSON (what the console's
+GET /api/status returns).
 `;
 
 /** How long each broker has to answer: one that does not is reported, not waited for. */
 const BROKER_ANSWER_MS = 1500;
 
-type BrokerState = "alive" | "not answering" | "paused" | "dead";
-
-interface PartitionView {
-  partition: number;
-  logStartOffset?: number;
-  logEndOffset: number;
-  highWatermark: number;
-  segments?: number;
-  bytes: number;
-}
-
-interface TopicView {
-  name: string;
-  configs?: Record<string, string>;
-  partitions: PartitionView[];
-}
-
-interface FollowerView {
-  id: number;
-  lastFetchMsAgo: number;
-  inSync: boolean;
-  failing: boolean;
-  logEnds?: Record<string, number>;
-}
-
-interface BrokerView {
-  brokerId: number;
-  role?: string;
-  epoch?: number;
-  replication?: { isr: number[]; followers: FollowerView[] } | null;
-  topics?: TopicView[];
-  metadataLog?: { logStart: number; logEnd: number; bytes: number };
-  groups?: Record<string, Record<string, Record<string, { committed: number; lag: number }>>>;
-  groupMembers?: {
-    group: string;
-    state: string;
-    generation: number;
-    members: { memberId: string; clientId: string; partitions: Record<string, number[]> }[];
-  }[];
-  clients?: ClientInfo[];
-  error?: string;
-  [field: string]: unknown;
-}
-
-interface Snapshot {
-  lease: Lease;
-  brokers: (BrokerInfo & { state: BrokerState; logEndTotalNow: number | null })[];
-  views: BrokerView[];
-}
-
-const decoder = new TextDecoder();
-
-/** The state letter of a local process (R, S, T, Z, ...) from /proc, or null when it is not here. */
-async function processState(pid: number): Promise<string | null> {
-  if (Deno.build.os !== "linux") return null;
-  try {
-    // Through `cat`: Deno reads other processes' /proc files only with --allow-all.
-    const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stdout: "piped", stderr: "null" })
-      .output();
-    if (!out.success) return null;
-    const text = decoder.decode(out.stdout);
-    return text.slice(text.lastIndexOf(")") + 2, text.lastIndexOf(")") + 3) || null;
-  } catch {
-    return null;
-  }
-}
-
-function isLocal(host: string): boolean {
-  return host === "localhost" || host.startsWith("127.") || host === "::1";
-}
-
-/** A broker's own view, or why there is none: paused, not answering, or dead (asked as the console asks). */
-async function viewOf(b: BrokerInfo): Promise<{ state: BrokerState; view: BrokerView }> {
-  const probe = await probeBroker(b, BROKER_ANSWER_MS);
-  if (probe.outcome === "answered") return { state: "alive", view: probe.view as unknown as BrokerView };
-  // A stopped process still has its port: the kernel takes the connection, nobody answers.
-  let state: BrokerState = probe.outcome === "refused" ? "dead" : "not answering";
-  if (b.pid !== undefined && isLocal(b.host)) {
-    const s = await processState(b.pid);
-    if (s === "T" || s === "t") state = "paused";
-    else if (s === null || s === "Z") state = "dead";
-  }
-  return { state, view: { brokerId: b.id, error: `${state}: ${probe.view.error}` } };
-}
-
-async function snapshot(values: Record<string, unknown>, deadline: number): Promise<Snapshot> {
+/** The status, gathered as the console gathers it (src/client/cluster_status.ts). */
+function snapshot(values: Record<string, unknown>, deadline: number): Promise<ClusterStatus> {
   const zk = bootstrapOf(values as Parameters<typeof bootstrapOf>[0]).zookeeper!;
-  const meta = await retryUntil(
-    deadline,
-    (timeoutMs) => askZookeeper(zk, { type: "status" }, timeoutMs),
-    retryNotice("status", false),
-  );
-  const lease = meta.lease as Lease;
-  const infos = meta.brokers as BrokerInfo[];
-  // Every registered broker, dead ones too: "dead" is a guess until its port says so.
-  const answers = await Promise.all(infos.map((b) => viewOf(b)));
-  return {
-    lease,
-    brokers: infos.map((b, i) => ({
-      ...b,
-      state: answers[i].state,
-      // The broker's own figure: heartbeats lag behind it.
-      // (As the zookeeper counts it: every partition, the metadata log too.)
-      logEndTotalNow: answers[i].view.topics
-        ? answers[i].view.topics!.reduce((sum, t) => sum + t.partitions.reduce((s, p) => s + p.logEndOffset, 0), 0) +
-          (answers[i].view.metadataLog?.logEnd ?? 0)
-        : null,
-    })),
-    views: answers.map((a) => a.view),
-  };
+  return gatherStatus(askZookeeper(zk, deadline, retryNotice("status", false)), BROKER_ANSWER_MS);
 }
 
 function ago(ms: number): string {
@@ -153,7 +45,7 @@ function ago(ms: number): string {
 }
 
 /** The text view: aligned tables. */
-export function renderStatus(s: Snapshot, topicFilter?: string): string {
+export function renderStatus(s: ClusterStatus, topicFilter?: string): string {
   const out: string[] = [];
   const { lease } = s;
   out.push(`leader: ${lease.leaderId ?? "none"}  epoch: ${lease.epoch}  in sync: [${lease.isr.join(", ")}]`);
@@ -172,7 +64,8 @@ export function renderStatus(s: Snapshot, topicFilter?: string): string {
   if (s.brokers.some((b) => b.logEndTotalNow === null)) {
     out.push("(* = from its last heartbeat: it does not answer)");
   }
-  const leaderView = s.views.find((v) => v.brokerId === lease.leaderId && v.topics) ?? s.views.find((v) => v.topics);
+  const views = s.views.filter(answered);
+  const leaderView = views.find((v) => v.brokerId === lease.leaderId) ?? views[0];
   if (!leaderView) {
     out.push("", "no broker answered: topics unknown");
     return out.join("\n");
@@ -197,8 +90,8 @@ export function renderStatus(s: Snapshot, topicFilter?: string): string {
     for (const t of topics) {
       for (const p of t.partitions) {
         const lags = ids.map((id) => {
-          const v = s.views.find((x) => x.brokerId === id);
-          const own = v?.topics?.find((x) => x.name === t.name)?.partitions[p.partition];
+          const v = views.find((x) => x.brokerId === id);
+          const own = v?.topics.find((x) => x.name === t.name)?.partitions[p.partition];
           if (own) return String(Math.max(0, p.logEndOffset - own.logEndOffset));
           // Not answering: where the leader last saw it.
           const seen = followers.find((f) => f.id === id)?.logEnds?.[`${t.name}/${p.partition}`];
@@ -258,8 +151,8 @@ export function renderStatus(s: Snapshot, topicFilter?: string): string {
     out.push("");
     out.push(table([["GROUP", "MEMBER", "PARTITIONS"], ...memberRows]));
   }
-  const clients = s.views.flatMap((v) =>
-    (v.clients ?? [])
+  const clients = views.flatMap((v) =>
+    v.clients
       .filter((c) => topicFilter === undefined || c.topic === topicFilter)
       .map((c) => [c.role, c.client, c.topic, c.group ?? "-", v.brokerId])
   );
@@ -282,12 +175,11 @@ export async function statusCommand(args: string[]): Promise<number> {
   if (helpRequested(values, USAGE)) return 0;
   const topic = text(values, "topic") === undefined ? undefined : checkTopicName(text(values, "topic"));
   const connectMs = connectTimeoutOf(values);
-  const show = (s: Snapshot) => {
+  const show = (s: ClusterStatus) => {
     if (values.json) {
-      const views = topic === undefined ? s.views : s.views.map((v) => ({
-        ...v,
-        topics: v.topics?.filter((t) => t.name === topic),
-      }));
+      const views = topic === undefined
+        ? s.views
+        : s.views.map((v) => answered(v) ? { ...v, topics: v.topics.filter((t) => t.name === topic) } : v);
       console.log(JSON.stringify({ lease: s.lease, brokers: s.brokers, views }, null, values.watch ? 0 : 2));
       return;
     }
@@ -295,7 +187,7 @@ export async function statusCommand(args: string[]): Promise<number> {
   };
   if (!values.watch) {
     const s = await snapshot(values, Date.now() + connectMs);
-    const known = s.views.find((v) => v.topics)?.topics;
+    const known = s.views.find(answered)?.topics;
     if (topic !== undefined && known && !known.some((t) => t.name === topic)) {
       throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
     }

@@ -10,20 +10,26 @@ import { Connection } from "../protocol/connection.ts";
 import { toYakError } from "../errors.ts";
 import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import type { BrokerStatus } from "../protocol/status.ts";
-import { type Address, ask } from "./discovery.ts";
+import { type Address, askZookeeper as askZookeeperOnce, retryUntil } from "./discovery.ts";
+import { isLocalHost, localProcessState, type ProcessState } from "./process_state.ts";
 
 /**
- * How a broker is doing: `alive` (registered and answering), `paused`
- * (its port takes connections but nothing answers: stopped, frozen, or cut
- * off), `dead` (its port refuses connections, or the zookeeper gave up on it
- * and it does not answer either).
+ * How a broker is doing: `alive` (it answers), `not answering` (registered,
+ * or its port takes connections, but no reply: busy, cut off, or paused on
+ * another machine), `paused` (its process on this machine is stopped, e.g.
+ * SIGSTOP), `dead` (its port refuses connections, its process is gone, or the
+ * zookeeper gave up on it before anyone asked).
  */
-export type BrokerState = "alive" | "paused" | "dead";
+export type BrokerState = "alive" | "not answering" | "paused" | "dead";
 
-/** A broker as the zookeeper sees it, with the state its own answer (or silence) adds. */
-export type BrokerEntry = BrokerInfo & { state: BrokerState };
+/**
+ * A broker as the zookeeper sees it, with the state its own answer (or
+ * silence) adds, and its log end total as it reports it now (`null` when it
+ * does not answer: `logEndTotal`, from its last heartbeat, is all there is).
+ */
+export type BrokerEntry = BrokerInfo & { state: BrokerState; logEndTotalNow: number | null };
 
-/** A broker that did not answer `status`, and why. */
+/** A broker that did not answer `status`, and why (the message starts with its state). */
 export type BrokerUnreachable = { brokerId: number; error: string };
 
 /** A broker's answer to `status`, or why there is none. */
@@ -32,13 +38,21 @@ export type BrokerView = BrokerStatus | BrokerUnreachable;
 /** The zookeeper's part: the lease and the members. */
 export type ZookeeperStatus = { lease: Lease; brokers: BrokerInfo[] };
 
-/** Everything `yak status --json` prints. */
+/**
+ * Everything `yak status --json` prints and `GET /api/status` returns: the
+ * lease, every registered broker, and one view per broker asked (an answer or
+ * why there is none, dead brokers included).
+ */
 export type ClusterStatus = { lease: Lease; brokers: BrokerEntry[]; views: BrokerView[] };
 
-/** What asking one broker found: an answer, a refused connection, or silence. */
+/**
+ * What asking one broker found: an answer, a refused connection, or silence;
+ * for the last two, what /proc says of its process when it runs on this
+ * machine.
+ */
 export type Probe =
   | { outcome: "answered"; view: BrokerStatus }
-  | { outcome: "refused" | "silent"; view: BrokerUnreachable };
+  | { outcome: "refused" | "silent"; view: BrokerUnreachable; process?: ProcessState };
 
 /** Whether a view is a broker's answer (not an error). */
 export function answered(view: BrokerView | undefined): view is BrokerStatus {
@@ -79,30 +93,55 @@ export async function probeBroker(addr: Address & { id: number }, timeoutMs: num
  * @example
  * ```ts
  * import { brokerState } from "./cluster_status.ts";
- * brokerState(true, "silent"); // "paused"
- * brokerState(true, "refused"); // "dead": gone before the zookeeper noticed
+ * brokerState(true, { outcome: "silent", process: "stopped" }); // "paused"
+ * brokerState(true, { outcome: "silent" }); // "not answering"
+ * brokerState(true, { outcome: "refused" }); // "dead": gone before the zookeeper noticed
  * ```
  */
-export function brokerState(aliveAtZookeeper: boolean, probe: Probe["outcome"] | undefined): BrokerState {
-  if (probe === "silent") return "paused";
-  if (probe === "refused") return "dead";
-  return aliveAtZookeeper ? "alive" : "dead";
+export function brokerState(
+  aliveAtZookeeper: boolean,
+  probe: { outcome: Probe["outcome"]; process?: ProcessState } | undefined,
+): BrokerState {
+  if (probe === undefined) return aliveAtZookeeper ? "alive" : "dead";
+  if (probe.outcome === "answered") return "alive";
+  if (probe.process === "stopped") return "paused";
+  if (probe.process === "gone" || probe.outcome === "refused") return "dead";
+  return "not answering";
 }
 
-/** Asks every broker the zookeeper knows (dead ones too, to tell paused from gone), all at once. */
+/**
+ * Asks every broker the zookeeper knows (dead ones too, to tell paused from
+ * gone), all at once; for one that does not answer and runs on this machine,
+ * reads its process state.
+ */
 export async function probeBrokers(brokers: readonly BrokerInfo[], timeoutMs: number): Promise<Map<number, Probe>> {
-  const probes = await Promise.all(brokers.map((b) => probeBroker(b, timeoutMs)));
+  const probes = await Promise.all(brokers.map(async (b): Promise<Probe> => {
+    const probe = await probeBroker(b, timeoutMs);
+    if (probe.outcome === "answered" || b.pid === undefined || !isLocalHost(b.host)) return probe;
+    const process = await localProcessState(b.pid);
+    return process === undefined ? probe : { ...probe, process };
+  }));
   return new Map(brokers.map((b, i) => [b.id, probes[i]]));
+}
+
+/** A broker's log end total as the zookeeper counts it (every partition, the metadata log too). */
+function logEndTotalOf(view: BrokerStatus): number {
+  const partitions = view.topics.reduce((sum, t) => sum + t.partitions.reduce((s, p) => s + p.logEndOffset, 0), 0);
+  return partitions + view.metadataLog.logEnd;
 }
 
 /** The zookeeper's part and the probes as one status. */
 export function assembleStatus(zk: ZookeeperStatus, probes: ReadonlyMap<number, Probe>): ClusterStatus {
-  const brokers = zk.brokers.map((b) => ({ ...b, state: brokerState(b.alive, probes.get(b.id)?.outcome) }));
-  const views = zk.brokers.flatMap((b) => {
-    const p = probes.get(b.id);
-    // A broker the zookeeper calls dead and that is not there either adds no view.
-    return p && (b.alive || p.outcome === "answered") ? [p.view] : [];
-  });
+  const brokers: BrokerEntry[] = [];
+  const views: BrokerView[] = [];
+  for (const b of zk.brokers) {
+    const probe = probes.get(b.id);
+    const state = brokerState(b.alive, probe);
+    // The broker's own figure: heartbeats lag behind it.
+    brokers.push({ ...b, state, logEndTotalNow: probe?.outcome === "answered" ? logEndTotalOf(probe.view) : null });
+    if (probe?.outcome === "answered") views.push(probe.view);
+    else if (probe) views.push({ brokerId: b.id, error: `${state}: ${probe.view.error}` });
+  }
   return { lease: zk.lease, brokers, views };
 }
 
@@ -112,7 +151,7 @@ export function assembleStatus(zk: ZookeeperStatus, probes: ReadonlyMap<number, 
  *
  * @example
  * ```ts ignore
- * const status = await gatherStatus(askZookeeper({ host: "127.0.0.1", port: 2181 }));
+ * const status = await gatherStatus(askZookeeper({ host: "127.0.0.1", port: 2181 }, Date.now() + 10_000));
  * console.log(status.lease.leaderId, status.brokers.map((b) => b.state));
  * ```
  */
@@ -124,10 +163,21 @@ export async function gatherStatus(
   return assembleStatus(zk, await probeBrokers(zk.brokers, timeoutMs));
 }
 
-/** The zookeeper's part, asked over the network. */
-export function askZookeeper(zk: Address, timeoutMs = 3000): () => Promise<ZookeeperStatus> {
+/**
+ * The zookeeper's part, asked over the network, and asked again (with
+ * `onRetry` told why) until `deadline` (wall-clock ms) while it does not answer.
+ */
+export function askZookeeper(
+  zk: Address,
+  deadline: number,
+  onRetry?: (why: string) => void,
+): () => Promise<ZookeeperStatus> {
   return async () => {
-    const meta = await ask(zk, { type: "status" }, timeoutMs);
+    const meta = await retryUntil(
+      deadline,
+      (timeoutMs) => askZookeeperOnce(zk, { type: "status" }, timeoutMs),
+      onRetry,
+    );
     return { lease: meta.lease as Lease, brokers: meta.brokers as BrokerInfo[] };
   };
 }

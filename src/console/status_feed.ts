@@ -79,6 +79,8 @@ export class StatusFeed {
   readonly #now: () => number;
   readonly #viewers = new Set<Viewer>();
   #probes = new Map<number, Probe>();
+  /** Whether the zookeeper called each broker alive when `#probes` were taken. */
+  #aliveWhenProbed = new Map<number, boolean>();
   /** Per broker, its counters at the gathers of the last rate window, oldest first. */
   #samples = new Map<number, Sample[]>();
   #rates: RatePoint[] = [];
@@ -173,6 +175,7 @@ export class StatusFeed {
       try {
         const zk = this.#o.zookeeper();
         this.#probes = await this.#o.probe(zk.brokers);
+        this.#aliveWhenProbed = new Map(zk.brokers.map((b) => [b.id, b.alive]));
         this.#timeline = await this.#o.timeline().catch(() => this.#timeline);
         this.#gatheredAt = this.#now();
         this.#addRates(this.#gatheredAt);
@@ -223,10 +226,15 @@ export class StatusFeed {
   }
 
   #snapshot(): FeedSnapshot {
+    const zk = this.#o.zookeeper();
+    // A broker the zookeeper declared dead since it was last asked: its answer is older than that word, so the
+    // zookeeper's word stands (a death shows at once, not a gather later) until it is asked again.
+    const probes = new Map(this.#probes);
+    for (const b of zk.brokers) if (!b.alive && this.#aliveWhenProbed.get(b.id)) probes.delete(b.id);
     return {
       seq: this.#seq,
       gatheredAt: this.#gatheredAt,
-      status: assembleStatus(this.#o.zookeeper(), this.#probes),
+      status: assembleStatus(zk, probes),
       rates: this.#rates,
       timeline: this.#timeline,
     };

@@ -150,6 +150,31 @@ Deno.test("a lease change reaches viewers at once without asking a broker; the A
   }
 });
 
+Deno.test("a broker the zookeeper declares dead after it answered shows dead at once, without a view", async () => {
+  const { feed, probes, setZookeeper } = fakeFeed(60_000);
+  try {
+    const v = viewer();
+    feed.subscribe(v);
+    await until("first update", () => v.got.length >= 1);
+    assert.deepEqual(v.got[0].status.brokers.map((b) => b.state), ["alive", "alive"]);
+    const next = zookeeper(2);
+    next.brokers[0] = { ...next.brokers[0], alive: false };
+    setZookeeper(next);
+    feed.zookeeperChanged();
+    await until("the pushed death", () => v.got.at(-1)!.status.lease.leaderId === 2);
+    const { status } = v.got.at(-1)!;
+    assert.deepEqual(status.brokers.map((b) => [b.id, b.state, b.logEndTotalNow]), [[1, "dead", null], [
+      2,
+      "alive",
+      0,
+    ]]);
+    assert.deepEqual(status.views.map((x) => x.brokerId), [2], "its answer from before the death is not shown");
+    assert.equal(probes(), 1, "no broker was asked for the push");
+  } finally {
+    feed.close();
+  }
+});
+
 Deno.test("viewers past the limit are refused, and one that cannot keep up is dropped", async () => {
   const { feed } = fakeFeed();
   try {

@@ -30,6 +30,8 @@ export interface FollowerStatus {
   caughtUpMsAgo: number;
   inSync: boolean;
   failing: boolean;
+  /** Each partition's log end on that follower as of its last fetch (`topic/partition` -> offset). */
+  logEnds: Record<string, number>;
 }
 
 /** A group's committed offset and lag in one partition (lag counts from the log start). */

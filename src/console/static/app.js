@@ -90,6 +90,7 @@ function renderBrokers(status, viewById) {
     const role = b.state !== "alive"
       ? null
       : el("span", { class: `badge ${leader ? "leader" : "follower"}` }, leader ? "leader" : "follower");
+    // The state from /proc when the broker runs on the zookeeper's machine, else from its silence alone.
     const stateText = b.state === "paused" ? "paused · not answering" : b.state;
     const rows = [
       ["native", `${b.host}:${b.port}`],
@@ -97,7 +98,11 @@ function renderBrokers(status, viewById) {
       http ? ["metrics", el("a", { href: `http://${http}/metrics`, target: "_blank", rel: "noreferrer" }, http)] : null,
       ["epoch", answered(view) ? String(view.epoch) : "–"],
       [b.state === "alive" ? "heartbeat" : "last heard", ago(b.lastSeenMsAgo)],
-      ["log end Σ", fmt.format(b.logEndTotal)],
+      // Its own figure when it answers; else the one from its last heartbeat, marked.
+      [
+        "log end Σ",
+        b.logEndTotalNow === null ? `${fmt.format(b.logEndTotal)} (heartbeat)` : fmt.format(b.logEndTotalNow),
+      ],
       ["in sync", inSync ? "yes" : "no"],
       answered(view) && view.memory ? ["memory", `${bytes(view.memory.rss)} RSS`] : null,
     ].filter(Boolean);
@@ -105,7 +110,7 @@ function renderBrokers(status, viewById) {
       "div",
       { class: "broker", "data-broker": b.id, "data-state": b.state, "data-leader": leader ? "true" : "false" },
       el("div", { class: "b-head" }, el("span", { class: "b-name" }, `broker ${b.id}`), role),
-      el("div", { class: `state ${b.state}` }, stateText),
+      el("div", { class: `state ${b.state.replace(" ", "-")}` }, stateText),
       el("dl", {}, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
     );
   }));
@@ -159,7 +164,11 @@ function renderPartitions(status, leaderView, viewById) {
             { class: "replica", "data-replica": id, title: `broker ${id} is ${stateOf.get(id) ?? "unknown"}` },
             el("span", { class: "id" }, `b${id}`),
             lagBar(0, 1, "down"),
-            el("span", { class: "lag muted" }, stateOf.get(id) === "paused" ? "paused" : "down"),
+            el(
+              "span",
+              { class: "lag muted" },
+              { paused: "paused", "not answering": "silent" }[stateOf.get(id)] ?? "down",
+            ),
           );
         }
         const lag = Math.max(0, p.logEndOffset - end);
