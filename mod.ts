@@ -13,7 +13,7 @@
  *
  * @module
  */
-export { Producer, type ProducerOptions } from "./src/client/producer.ts";
+export { type Acknowledgement, Producer, type ProducerOptions } from "./src/client/producer.ts";
 export { Consumer, type ConsumerOptions, type PartitionRecords, type StartOffset } from "./src/client/consumer.ts";
 export { type Bootstrap, findLeader } from "./src/client/discovery.ts";
 export { murmur2, partitionForKey } from "./src/client/murmur2.ts";

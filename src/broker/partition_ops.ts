@@ -42,6 +42,10 @@ export interface AppendResult {
   count: number;
   /** The batch (or part of it) was stored before: a retry. */
   duplicate: boolean;
+  /** The leader epoch under which this broker acknowledged it (its lease was valid then). */
+  epoch: number;
+  /** Wall-clock ms just before the last lease check that allowed the acknowledgement (for comparing with logs). */
+  ackedAt: number;
 }
 
 /** One partition to read from. */
@@ -187,10 +191,12 @@ export class PartitionOps {
       // high watermark cannot pass records that are not written).
       await leader.waitForHw(key, taken.endOffset, timeoutMs, 1);
     }
+    // Taken before the check, so an acknowledgement's time is never later than a check that passed.
+    const ackedAt = Date.now();
     // A leader that lost its lease while waiting must not acknowledge.
     if (b.requireLeader() !== leader) throw this.#notLeader("it lost its leadership");
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
-    return { baseOffset: taken.baseOffset, count, duplicate: taken.skip > 0 };
+    return { baseOffset: taken.baseOffset, count, duplicate: taken.skip > 0, epoch: leader.epoch, ackedAt };
   }
 
   /**

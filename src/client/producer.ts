@@ -31,11 +31,32 @@ export interface ProducerOptions {
   connectTimeoutMs?: number;
   /** Told why the producer is reconnecting (for a one-line notice). */
   onRetry?: (why: string) => void;
+  /** Told of every batch the leader acknowledged, with who acknowledged it (not with acks=0); must not throw. */
+  onAck?: (ack: Acknowledgement) => void;
+}
+
+/**
+ * One acknowledged batch as the broker answered it: which broker took it,
+ * under which leader epoch, and where it landed. A leader that lost its lease
+ * must never answer, so every acknowledgement names a leader the zookeeper
+ * had not yet replaced when the broker answered.
+ */
+export interface Acknowledgement {
+  partition: number;
+  baseOffset: number;
+  /** Records in the batch. */
+  records: number;
+  /** The batch was stored before (a retry answered with its original offsets). */
+  duplicate: boolean;
+  brokerId: number;
+  epoch: number;
+  /** The broker's wall-clock ms at the lease check that allowed it: for comparing with logs, not for timing. */
+  ackedAt: number;
 }
 
 type ResolvedOptions =
-  & Required<Omit<ProducerOptions, "partition" | "onRetry">>
-  & Pick<ProducerOptions, "partition" | "onRetry">;
+  & Required<Omit<ProducerOptions, "partition" | "onRetry" | "onAck">>
+  & Pick<ProducerOptions, "partition" | "onRetry" | "onAck">;
 
 interface Batch {
   partition: number;
@@ -378,9 +399,30 @@ export class Producer {
       return;
     }
     conn.request(body, this.#o.requestTimeoutMs + 2000).then(
-      (res) => this.#acked(batch, res.duplicate === true),
+      (res) => {
+        const fresh = !batch.acked;
+        this.#acked(batch, res.duplicate === true);
+        if (!fresh || !this.#o.onAck) return;
+        try {
+          this.#o.onAck(this.#acknowledgement(batch, res));
+        } catch { /* the caller's callback must not stop the producer */ }
+      },
       (err) => this.#failedSend(err, generation, batch),
     );
+  }
+
+  #acknowledgement(batch: Batch, res: Record<string, unknown>): Acknowledgement {
+    const num = (v: unknown) => (typeof v === "number" ? v : -1);
+    return {
+      partition: batch.partition,
+      baseOffset: num(res.baseOffset),
+      records: batch.indexes.length,
+      duplicate: res.duplicate === true,
+      // -1 from a broker too old to say.
+      brokerId: num(res.brokerId),
+      epoch: num(res.epoch),
+      ackedAt: num(res.ackedAt),
+    };
   }
 
   #acked(batch: Batch, duplicate: boolean): void {

@@ -224,7 +224,17 @@ async function produce(s: BrokerServices, req: Request): Promise<Reply> {
     acks,
     s.opts.requestTimeoutMs,
   );
-  return { baseOffset: res.baseOffset, count, duplicate: res.duplicate, partition };
+  // Who acknowledged, under which leader epoch, and when (wall clock, at the lease check that allowed it):
+  // a client, or a test, can tell that no fenced leader answered.
+  return {
+    baseOffset: res.baseOffset,
+    count,
+    duplicate: res.duplicate,
+    partition,
+    brokerId: s.opts.id,
+    epoch: res.epoch,
+    ackedAt: res.ackedAt,
+  };
 }
 
 /** Topics one consumer fetch may name (`topics`): each adds its partitions to the one long poll. */
