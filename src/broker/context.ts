@@ -19,6 +19,12 @@ export interface BrokerOptions {
   id: number;
   host: string;
   port: number;
+  /**
+   * The native port the zookeeper hands out for this broker (in the lease
+   * and broker list) when it differs from the bound one: a port forward, a
+   * proxy. Default: the bound port.
+   */
+  advertisedPort?: number;
   dataDir: string;
   zkHost: string;
   zkPort: number;

@@ -30,13 +30,17 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--min-insync-replicas 2]
            [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
-           [--kafka-port P] [--advertised-host HOST] [--http-port P] [--quiet]
+           [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
+           [--http-port P] [--quiet]
 
 Serves the native protocol on --port (default 9091+N; 0 picks a free port) and
 the Kafka wire protocol on --kafka-port (default: --port + 100; 0 picks a free
 port; -1 turns it off). --advertised-host is the host Kafka clients are told
 to reach this broker by (default --host); it is registered with the zookeeper,
-so every broker's Metadata names this one by it.
+so every broker's Metadata names this one by it. --advertised-native-port is
+the native port the zookeeper hands out for this broker (to followers and
+clients) when it is reached through a port forward or proxy (default: the
+bound port).
 Files: DATA/broker-N/ (topics, broker.pid, broker.log).
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
 acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while
@@ -66,6 +70,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "max-message-bytes": { type: "string" },
     "kafka-port": { type: "string" },
     "advertised-host": { type: "string" },
+    "advertised-native-port": { type: "string" },
     "http-port": { type: "string" },
     quiet: { type: "boolean" },
   });
@@ -89,6 +94,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     id,
     host,
     port: integer(values, "port", DEFAULTS.brokerBasePort + id - 1, 0, 65535),
+    advertisedPort: integer(values, "advertised-native-port", undefined, 1, 65535),
     dataDir: dataRootOf(values),
     zkHost: zk.host,
     zkPort: zk.port,
