@@ -260,7 +260,8 @@ export class GroupCoordinator {
       // still holds those partitions and commits them: the failover costs one rebalance, not re-reads. Their
       // generations go on from the highest one they bring.
       if (!g.pending.delete(req.memberId)) {
-        if (!g.adopting) {
+        // Ids this coordinator hands out are at most 101 characters (client id prefix 64, a dash, a UUID).
+        if (!g.adopting || req.memberId.length > 200) {
           throw new YakError("UNKNOWN_MEMBER_ID", `member '${req.memberId}' is not in group '${g.id}'; rejoin`);
         }
         if (g.members.size + g.pending.size >= DEFAULTS.maxGroupMembers) {
