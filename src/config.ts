@@ -85,6 +85,14 @@ export const DEFAULTS = {
   maxGroupMetadataBytes: 1024 * 1024,
   /** A new group waits this long for more members before its first assignment (Kafka waits 3 s). */
   groupInitialRebalanceDelayMs: 300,
+  /**
+   * After a failover, a group whose first joiner is a member of the previous
+   * leader's generation waits this long for the others, so they are all taken
+   * back in one rebalance and keep their partitions: members learn of the move
+   * up to a heartbeat apart (at most 1 s) and rejoin at their next poll (a
+   * long poll is at most 500 ms).
+   */
+  groupAdoptDelayMs: 1500,
   /** The session timeouts a member may ask for (Kafka: 6 s to 30 min; lower here so tests can be quick). */
   groupMinSessionTimeoutMs: 100,
   groupMaxSessionTimeoutMs: 300_000,

@@ -89,8 +89,13 @@ Deno.test("yak groups: list, describe, reset offsets (refused while members are 
       assert.equal(to5.code, 0, to5.stderr);
       d = await describe();
       assert.deepEqual(d.partitions.map((p) => p.committed), [5, 5, 5]);
-      // With a member running: described with its partitions, and resets are refused.
+      // With a member running: it reads from the reset offset; described with its partitions; resets and
+      // deletion are refused.
       member = new Proc("member", ["consume", "--topic", "gc", "--group", "g", ...cluster.zkFlag]);
+      const fromFive = [0, 1, 2].flatMap((p) => Array.from({ length: 995 }, (_, i) => String(p * 1000 + 6 + i)));
+      const printed = () => member!.lines.filter((l) => /^\d+$/.test(l));
+      await eventually(() => printed().length >= fromFive.length, 20_000, "the member to read from offset 5");
+      assert.deepEqual(printed().sort(), fromFive.sort(), "a new member after --to-offset 5 reads from 5");
       await eventually(
         async () => {
           d = await describe();
@@ -105,6 +110,10 @@ Deno.test("yak groups: list, describe, reset offsets (refused while members are 
       const refused = await yak(["groups", "--reset-offsets", "g", "--topic", "gc", "--to-latest", ...cluster.zkFlag]);
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /has 1 active member\(s\); stop them before you reset its offsets/);
+      const undeleted = await yak(["groups", "--delete", "g", "--json", ...cluster.zkFlag]);
+      assert.equal(undeleted.code, 1);
+      assert.match(undeleted.stderr, /has 1 active member\(s\); stop them before you delete it/);
+      assert.equal(undeleted.stdout, "");
       const status = await yak(["status", ...cluster.zkFlag]);
       // The groups table: a row per partition with its committed offset, lag and member; then the members.
       assert.match(status.stdout, /^g\s+Stable, generation \d+\s+gc\s+0\s+\d+\s+\d+\s+c-\w+$/m);
@@ -113,8 +122,9 @@ Deno.test("yak groups: list, describe, reset offsets (refused while members are 
       member.kill("SIGTERM");
       assert.equal((await member.status).code, 0);
       member = null;
-      const deleted = await yak(["groups", "--delete", "g", ...cluster.zkFlag]);
+      const deleted = await yak(["groups", "--delete", "g", "--json", ...cluster.zkFlag]);
       assert.equal(deleted.code, 0, deleted.stderr);
+      assert.deepEqual(JSON.parse(deleted.stdout), { group: "g", deleted: true });
       const after = await yak(["groups", "--list", ...cluster.zkFlag]);
       assert.doesNotMatch(after.stdout, /^g\s/m);
     } finally {

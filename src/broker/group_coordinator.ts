@@ -44,6 +44,11 @@ export interface JoinRequest {
   rebalanceTimeoutMs: number;
   protocolType: string;
   protocols: GroupProtocol[];
+  /**
+   * The generation the member last had, from the coordinator before a
+   * failover (native members say it; Kafka's JoinGroup has no such field).
+   */
+  lastGeneration?: number;
 }
 
 /** The answer to a join: the generation, and for the leader member everyone's subscription. */
@@ -117,6 +122,14 @@ interface Group {
   /** Partition counts of the subscribed topics at the last assignment. */
   partitionCounts: Map<string, number>;
   reason: string;
+  /**
+   * Not yet stable under this leadership: members of the previous leader's
+   * generation may still arrive, and are taken back under their own ids (see
+   * join).
+   */
+  adopting: boolean;
+  /** Some member was taken back so (until stable): the join phase waits for the others. */
+  adopted: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -185,6 +198,8 @@ export class GroupCoordinator {
         initialDelayUntilMs: 0,
         partitionCounts: new Map(),
         reason: "",
+        adopting: true,
+        adopted: false,
       };
       this.#groups.set(id, g);
     }
@@ -240,8 +255,21 @@ export class GroupCoordinator {
     }
     member = g.members.get(req.memberId);
     if (!member) {
+      // Membership is in memory only, so after a failover every member is unknown here. Taken back under the
+      // ids they had, they get the same assignment again, and a member that printed past its last commit
+      // still holds those partitions and commits them: the failover costs one rebalance, not re-reads. Their
+      // generations go on from the highest one they bring.
       if (!g.pending.delete(req.memberId)) {
-        throw new YakError("UNKNOWN_MEMBER_ID", `member '${req.memberId}' is not in group '${g.id}'; rejoin`);
+        // Ids this coordinator hands out are at most 101 characters (client id prefix 64, a dash, a UUID).
+        if (!g.adopting || req.memberId.length > 200) {
+          throw new YakError("UNKNOWN_MEMBER_ID", `member '${req.memberId}' is not in group '${g.id}'; rejoin`);
+        }
+        if (g.members.size + g.pending.size >= DEFAULTS.maxGroupMembers) {
+          throw new YakError("GROUP_MAX_SIZE_REACHED", `group '${g.id}' has ${DEFAULTS.maxGroupMembers} members`);
+        }
+        g.generation = Math.max(g.generation, req.lastGeneration ?? 0);
+        g.adopted = true;
+        this.#b.log.write("group_member_adopted", { group: g.id, member: req.memberId, generation: g.generation });
       }
       member = {
         id: req.memberId,
@@ -257,7 +285,9 @@ export class GroupCoordinator {
       };
       if (g.members.size === 0) g.protocolType = req.protocolType;
       g.members.set(member.id, member);
+      const wasEmpty = g.state === "Empty";
       this.#prepare(g, `member ${member.id} joined`);
+      if (g.adopted && wasEmpty) g.initialDelayUntilMs = now + DEFAULTS.groupAdoptDelayMs;
     } else {
       member.protocols = req.protocols;
       member.sessionTimeoutMs = req.sessionTimeoutMs;
@@ -295,7 +325,12 @@ export class GroupCoordinator {
     const rebalanceMs = Math.max(0, ...[...g.members.values()].map((m) => m.rebalanceTimeoutMs));
     const now = monotonicMs();
     g.joinDeadlineMs = now + rebalanceMs;
-    g.initialDelayUntilMs = wasEmpty ? now + DEFAULTS.groupInitialRebalanceDelayMs : 0;
+    // While members of the previous leader's generation are being taken back, the wait for them all stands.
+    g.initialDelayUntilMs = wasEmpty
+      ? now + DEFAULTS.groupInitialRebalanceDelayMs
+      : g.adopted
+      ? g.initialDelayUntilMs
+      : 0;
     this.#b.log.write("group_rebalancing", { group: g.id, generation: g.generation, reason });
   }
 
@@ -356,6 +391,10 @@ export class GroupCoordinator {
   #member(groupId: string, memberId: string, generation: number): { g: Group; m: Member } {
     const g = this.#groups.get(groupId);
     const m = g?.members.get(memberId);
+    if ((!g || g.adopting) && !m) {
+      // A member of the previous leader's generation (see join): told to rejoin, under its id.
+      throw new YakError("REBALANCE_IN_PROGRESS", `the coordinator of group '${groupId}' moved; rejoin`);
+    }
     if (!g || !m) throw new YakError("UNKNOWN_MEMBER_ID", `member '${memberId}' is not in group '${groupId}'; rejoin`);
     if (generation !== g.generation) {
       throw new YakError(
@@ -393,6 +432,8 @@ export class GroupCoordinator {
       for (const member of g.members.values()) member.assignment = assignments.get(member.id) ?? EMPTY;
       g.partitionCounts = this.#subscribedCounts(g);
       g.state = "Stable";
+      g.adopting = false;
+      g.adopted = false;
       this.#b.log.write("group_stable", { group: g.id, generation: g.generation, members: g.members.size });
       for (const member of g.members.values()) {
         member.sync?.resolve(member.assignment);

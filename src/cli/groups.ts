@@ -15,7 +15,7 @@ const USAGE = `
 yak groups --list [--json]
 yak groups --describe G [--json]
 yak groups --reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N | --shift-by N) [--json]
-yak groups --delete G
+yak groups --delete G [--json]
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
 --describe shows the group's state, generation and strategy, its members
@@ -126,7 +126,8 @@ export async function groupsCommand(args: string[]): Promise<number> {
     } else {
       const group = checkGroupName(text(values, "delete"));
       await conn.request({ type: "delete_group", group });
-      console.log(`deleted group '${group}'`);
+      if (values.json) console.log(JSON.stringify({ group, deleted: true }, null, 2));
+      else console.log(`deleted group '${group}'`);
     }
   } finally {
     conn.close();

@@ -142,6 +142,8 @@ export class GroupMember {
             type: "join_group",
             group: this.#o.group,
             memberId: this.memberId,
+            // After a failover the new coordinator takes the member back under its id, going on from here.
+            ...(this.generation > 0 ? { lastGeneration: this.generation } : {}),
             clientId: this.#o.clientId,
             sessionTimeoutMs: this.#sessionTimeoutMs,
             rebalanceTimeoutMs: this.#sessionTimeoutMs,

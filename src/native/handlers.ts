@@ -460,6 +460,7 @@ async function joinGroup(s: BrokerServices, req: Request, session: Session): Pro
     rebalanceTimeoutMs: optInt(req, "rebalanceTimeoutMs", sessionTimeoutMs, 1, 2 ** 31 - 1),
     protocolType: optStr(req, "protocolType", 64) ?? "consumer",
     protocols,
+    lastGeneration: optInt(req, "lastGeneration", 0, 0, 2 ** 31 - 1),
   });
   return {
     generation: res.generation,
