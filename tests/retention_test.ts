@@ -357,3 +357,91 @@ Deno.test("__cluster stays small under 100,000 group commits, loses none of them
     }
   });
 });
+
+/** The code a raw native request is refused with (the reply's error code), and its message. */
+async function refusal(port: number, req: Record<string, unknown>): Promise<{ code: string; message: string }> {
+  const conn = await Connection.open("127.0.0.1", port);
+  try {
+    await conn.request(req, 10_000);
+  } catch (err) {
+    return { code: (err as { code?: string }).code ?? "(none)", message: String((err as Error).message) };
+  } finally {
+    conn.close();
+  }
+  return { code: "(accepted)", message: "" };
+}
+
+Deno.test("topic configs are checked (INVALID_CONFIG naming the key), --delete-config brings the default back, and a broker refuses topics and partitions past its limits", async () => {
+  await withDeadline(60_000, "configs and limits", async () => {
+    // Limits lowered by flag so a test reaches them: 3 topics, 8 partitions.
+    const cluster = await TestCluster.start({
+      brokers: 1,
+      brokerArgs: ["--max-topics", "3", "--max-partitions-per-broker", "8"],
+    });
+    try {
+      const port = cluster.brokerPorts.get(1)!;
+      const topics = async (...args: string[]) => await yak(["topics", ...args, ...cluster.zkFlag]);
+
+      // Bad keys and values: INVALID_CONFIG on the wire, naming the key; the CLI names it too.
+      const unknown = await refusal(port, {
+        type: "create_topic",
+        topic: "bad",
+        partitions: 1,
+        configs: { "retention.msx": "1" },
+      });
+      assert.equal(unknown.code, "INVALID_CONFIG", unknown.message);
+      assert.match(unknown.message, /'retention\.msx'/);
+      const badValue = await refusal(port, {
+        type: "create_topic",
+        topic: "bad",
+        partitions: 1,
+        configs: { "retention.ms": "soon" },
+      });
+      assert.equal(badValue.code, "INVALID_CONFIG", badValue.message);
+      assert.match(badValue.message, /'retention\.ms'/);
+      const cliBad = await topics("--create", "bad", "--config", "segment.bytes=12");
+      assert.equal(cliBad.code, 1);
+      assert.match(cliBad.stderr, /config 'segment\.bytes' must be an integer from 1024/);
+
+      // max.message.bytes=100 refuses a 200-byte record; deleting the key brings the default (1 MiB) back.
+      const created = await topics("--create", "c1", "--partitions", "1", "--config", "max.message.bytes=100");
+      assert.equal(created.code, 0, created.stderr);
+      const unknownDelete = await refusal(port, { type: "alter_topic", topic: "c1", deleteConfigs: ["nope"] });
+      assert.equal(unknownDelete.code, "INVALID_CONFIG", unknownDelete.message);
+      assert.match(unknownDelete.message, /'nope'/);
+      const big = "y".repeat(200);
+      const tooBig = await yak(["produce", "--topic", "c1", "--message", big, ...cluster.zkFlag], {
+        timeoutMs: 15_000,
+      });
+      assert.notEqual(tooBig.code, 0, "a 200-byte record passed max.message.bytes=100");
+      const altered = await topics("--alter", "c1", "--delete-config", "max.message.bytes");
+      assert.equal(altered.code, 0, altered.stderr);
+      const described = await topics("--describe", "c1");
+      assert.equal(described.code, 0, described.stderr);
+      assert.match(described.stdout, /^configs: \(cluster defaults\)$/m);
+      assert.doesNotMatch(described.stdout, /max\.message\.bytes/);
+      const fits = await yak(["produce", "--topic", "c1", "--message", big, ...cluster.zkFlag], { timeoutMs: 15_000 });
+      assert.equal(fits.code, 0, `the default max.message.bytes did not apply again: ${fits.stderr}`);
+
+      // Limits: c1 (1) + c2 (3) = 4 partitions; 5 more would make 9 > 8.
+      assert.equal((await topics("--create", "c2", "--partitions", "3")).code, 0);
+      const tooMany = await topics("--create", "c3", "--partitions", "5");
+      assert.equal(tooMany.code, 1);
+      assert.match(tooMany.stderr, /5 more partitions would pass the 8 a broker holds \(it has 4\)/);
+      assert.equal((await topics("--create", "c3", "--partitions", "4")).code, 0);
+      const grow = await topics("--alter", "c1", "--partitions", "2");
+      assert.equal(grow.code, 1);
+      assert.match(grow.stderr, /1 more partitions would pass the 8 a broker holds \(it has 8\)/);
+      const fourth = await topics("--create", "c4", "--partitions", "1");
+      assert.equal(fourth.code, 1);
+      assert.match(fourth.stderr, /the cluster has 3 topics, the most a broker keeps \(3\); delete some first/);
+      console.log(`refused: ${tooMany.stderr.trim()} | ${fourth.stderr.trim()} | ${unknown.message}`);
+      // Deleting a topic makes room again.
+      assert.equal((await topics("--delete", "c3")).code, 0);
+      const again = await topics("--create", "c4", "--partitions", "4");
+      assert.equal(again.code, 0, again.stderr);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

@@ -44,6 +44,10 @@ export interface BrokerOptions {
   maxFetchWaitMs: number;
   maxConnections: number;
   maxPartitions: number;
+  /** Topics the leader lets the cluster hold (`--max-topics`; at most DEFAULTS.maxTopics). */
+  maxTopics: number;
+  /** Partitions over all topics the leader lets a broker hold (`--max-partitions-per-broker`). */
+  maxPartitionsPerBroker: number;
   requestTimeoutMs: number;
   /** acks=all needs at least this many brokers in the in-sync set (Kafka's min.insync.replicas). */
   minInsyncReplicas: number;

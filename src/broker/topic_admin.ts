@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import { Connection } from "../protocol/connection.ts";
 import { checkTopicName } from "../log/names.ts";
@@ -148,18 +147,18 @@ export class TopicAdmin {
         // Limits on what one broker holds: every partition is a directory,
         // open files and a slot in every follower fetch.
         const topics = b.store.topicNames().filter((t) => t !== CLUSTER_TOPIC).length;
-        if (topics >= DEFAULTS.maxTopics) {
+        if (topics >= b.opts.maxTopics) {
           throw new YakError(
             "INVALID_ARGUMENT",
-            `the cluster has ${topics} topics, the most a broker keeps (${DEFAULTS.maxTopics}); delete some first`,
+            `the cluster has ${topics} topics, the most a broker keeps (${b.opts.maxTopics}); delete some first`,
           );
         }
       }
       const total = b.store.all().length - 1;
-      if (total + partitions - have > DEFAULTS.maxPartitionsPerBroker) {
+      if (total + partitions - have > b.opts.maxPartitionsPerBroker) {
         throw new YakError(
           "INVALID_ARGUMENT",
-          `${partitions - have} more partitions would pass the ${DEFAULTS.maxPartitionsPerBroker} a broker holds ` +
+          `${partitions - have} more partitions would pass the ${b.opts.maxPartitionsPerBroker} a broker holds ` +
             `(it has ${total}); delete topics first`,
         );
       }

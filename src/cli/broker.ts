@@ -30,6 +30,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--min-insync-replicas 2]
            [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
+           [--max-topics 2000] [--max-partitions-per-broker 10000]
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
            [--http-port P] [--quiet]
 
@@ -45,6 +46,8 @@ Files: DATA/broker-N/ (topics, broker.pid, broker.log).
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
 acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while
 fewer than --min-insync-replicas brokers are in sync; use 1 for a one-broker cluster.
+--max-topics and --max-partitions-per-broker: the leader refuses topics and
+partitions past them (give every broker the same; lower them for a small disk).
 --http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
 free port; the URL is printed); off without it. With --auth-token it needs
 'Authorization: Bearer TOKEN'.
@@ -68,6 +71,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "segment-ms": { type: "string" },
     "retention-check-ms": { type: "string" },
     "max-message-bytes": { type: "string" },
+    "max-topics": { type: "string" },
+    "max-partitions-per-broker": { type: "string" },
     "kafka-port": { type: "string" },
     "advertised-host": { type: "string" },
     "advertised-native-port": { type: "string" },
@@ -131,6 +136,14 @@ export async function brokerCommand(args: string[]): Promise<number> {
     maxFetchWaitMs: DEFAULTS.maxFetchWaitMs,
     maxConnections: DEFAULTS.maxConnections,
     maxPartitions: DEFAULTS.maxPartitions,
+    maxTopics: integer(values, "max-topics", DEFAULTS.maxTopics, 1, DEFAULTS.maxTopics),
+    maxPartitionsPerBroker: integer(
+      values,
+      "max-partitions-per-broker",
+      DEFAULTS.maxPartitionsPerBroker,
+      1,
+      DEFAULTS.maxPartitionsPerBroker,
+    ),
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
     minInsyncReplicas: integer(values, "min-insync-replicas", DEFAULTS.minInsyncReplicas, 1, 1000),
     retentionMs: integer(values, "retention-ms", DEFAULTS.retentionMs, -1, Number.MAX_SAFE_INTEGER),
