@@ -124,7 +124,7 @@ Deno.test("retention by size: each replica keeps about retention.bytes, replicas
   });
 });
 
-Deno.test("retention by time, and a group whose commit fell below the log start resumes there and says so", async () => {
+Deno.test("retention by time, and a group whose commit fell below the log start resumes there (with --auto-offset-reset latest, at the log end) and says so", async () => {
   await withDeadline(60_000, "retention by time", async () => {
     const cluster = await TestCluster.start({ brokers: 3, brokerArgs: RETENTION_FLAGS });
     try {
@@ -155,6 +155,18 @@ Deno.test("retention by time, and a group whose commit fell below the log start 
         ...cluster.zkFlag,
       ]);
       assert.equal(g.code, 0, g.stderr);
+      const g2 = await yak([
+        "consume",
+        "--topic",
+        "rt",
+        "--group",
+        "late-latest",
+        "--from-beginning",
+        "--max-messages",
+        "10",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(g2.code, 0, g2.stderr);
       // Time passes; new records roll a new segment (segment.ms) and the old one expires.
       await new Promise((r) => setTimeout(r, 2000));
       const second = await yak(["produce", "--topic", "rt", ...cluster.zkFlag], { stdin: seqText(50, 1000) });
@@ -182,8 +194,48 @@ Deno.test("retention by time, and a group whose commit fell below the log start 
         resumed.stderr,
         /offset 10 of rt\/0 was deleted by retention \(the log starts at 100\); resetting to the earliest offset, 100/,
       );
+      // --auto-offset-reset latest: the group's commit (10) is gone too; it skips to the log end (150) and says so.
+      const latest = await yak([
+        "consume",
+        "--topic",
+        "rt",
+        "--group",
+        "late-latest",
+        "--auto-offset-reset",
+        "latest",
+        "--exit-at-end",
+        "--timeout-ms",
+        "10000",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(latest.code, 0, latest.stderr);
+      assert.equal(latest.stdout, "", "latest skips the records still kept");
+      assert.match(
+        latest.stderr,
+        /offset 10 of rt\/0 was deleted by retention \(the log starts at 100\); resetting to the latest offset, 150/,
+      );
+      // It resumes from there: the next record produced is the first it reads.
+      const third = await yak(["produce", "--topic", "rt", "--message", "after", ...cluster.zkFlag]);
+      assert.equal(third.code, 0, third.stderr);
+      const next = await yak([
+        "consume",
+        "--topic",
+        "rt",
+        "--group",
+        "late-latest",
+        "--max-messages",
+        "1",
+        "--timeout-ms",
+        "10000",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(next.code, 0, next.stderr);
+      assert.equal(next.stdout, "after\n");
       console.log(
-        `log start 100 after 2 s with retention.ms=1500; the group resumed at 100: "${resumed.stderr.split("\n")[0]}"`,
+        `log start 100 after 2 s with retention.ms=1500; the group resumed at 100: "${
+          resumed.stderr.split("\n")[0]
+        }"; ` +
+          `with --auto-offset-reset latest: "${latest.stderr.split("\n").find((l) => /retention/.test(l))}"`,
       );
     } finally {
       await cluster.stop();
