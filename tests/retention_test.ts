@@ -339,6 +339,20 @@ Deno.test("__cluster stays small under 100,000 group commits, loses none of them
       assert.equal(seed.code, 0, seed.stderr);
       const lease = await cluster.lease();
       const leaderPort = cluster.brokerPorts.get(lease.leaderId!)!;
+      // Bounded while the commits run, not only after: each broker's __cluster sampled every 200 ms.
+      const clusterDirs = [1, 2, 3].map((id) => join(cluster.topicsDir(id), "__cluster"));
+      let sampling = true;
+      let peakBytes = 0;
+      let samples = 0;
+      const sampler = (async () => {
+        while (sampling) {
+          const now = await Promise.all(clusterDirs.map((d) => dirBytes(d).catch(() => 0)));
+          peakBytes = Math.max(peakBytes, ...now);
+          samples++;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      })();
+      const commitsStarted = performance.now();
       const conn = await Connection.open("127.0.0.1", leaderPort);
       try {
         const inFlight = new Set<Promise<unknown>>();
@@ -355,7 +369,16 @@ Deno.test("__cluster stays small under 100,000 group commits, loses none of them
         await Promise.all(inFlight);
       } finally {
         conn.close();
+        sampling = false;
+        await sampler;
       }
+      const commitsMs = performance.now() - commitsStarted;
+      console.log(
+        `__cluster peak while ${total} commits ran (${Math.round(commitsMs)} ms, ${samples} samples of 3 brokers): ` +
+          `${(peakBytes / 1024).toFixed(0)} KiB`,
+      );
+      assert.ok(samples >= 3, `only ${samples} samples of __cluster while the commits ran`);
+      assert.ok(peakBytes < 1.5 * 1024 * 1024, `__cluster reached ${peakBytes} bytes while commits ran`);
       // Every acknowledged commit is there: compaction ran while commits were being written.
       const expected = Array.from({ length: groups }, (_, k) => total - groups + k + 1);
       const lost = (got: number[]) => got.filter((o, k) => o !== expected[k]).length;
