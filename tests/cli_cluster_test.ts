@@ -185,10 +185,15 @@ Deno.test("yak cluster --restart brings a killed leader back; a killed parent's 
       cluster.kill("SIGKILL");
       await cluster.status;
       await eventually(() => [0, 1, 2, 3].every((i) => portFree(base + i)), 30_000, "every port free again");
+      // A broker frees its ports before it logs 'stopped' and removes its pid file: wait for those too.
       for (const b of [1, 2, 3]) {
-        const log = await events(join(dir, `broker-${b}`, "broker.log"));
-        assert.equal(log.filter((e) => e.event === "stopped").length >= 1, true, `broker ${b} logged 'stopped'`);
-        assert.equal(await exists(join(dir, `broker-${b}`, "broker.pid")), false);
+        await eventually(
+          async () =>
+            (await events(join(dir, `broker-${b}`, "broker.log"))).some((e) => e.event === "stopped") &&
+            !(await exists(join(dir, `broker-${b}`, "broker.pid"))),
+          10_000,
+          `broker ${b} logged 'stopped' and removed its pid file`,
+        );
       }
     } finally {
       await cluster.stop();
