@@ -225,6 +225,32 @@ Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill,
       const noPid = await yak(["kill", "--broker", "7"], { env: { YAK_DATA: cluster.dir } });
       assert.equal(noPid.code, 1);
       assert.match(noPid.stderr, new RegExp(`no pid file at ${join(cluster.dir, "broker-7", "broker.pid")}`));
+      // A broker that found its data root through YAK_DATA (as ./yak starts it), in a directory with no data/
+      // of its own: yak kill knows it for the broker of that root.
+      const byEnvBroker = new Proc("broker-2", [
+        "broker",
+        "--id",
+        "2",
+        "--port",
+        "0",
+        "--kafka-port",
+        "-1",
+        "--min-insync-replicas",
+        "1",
+        ...cluster.zkFlag,
+      ], { cwd, env: { YAK_DATA: cluster.dir } });
+      try {
+        await byEnvBroker.waitFor(/^broker 2 listening on /, 30_000);
+        const killed = await yak(["kill", "--broker", "2", "--signal", "TERM"], { env: { YAK_DATA: cluster.dir } });
+        assert.equal(killed.code, 0, killed.stderr);
+        assert.match(
+          killed.stdout,
+          new RegExp(`^sent SIGTERM to broker 2 \\(pid ${byEnvBroker.pid}; data ${cluster.dir}\\)`),
+        );
+        assert.equal((await withDeadline(20_000, "broker 2 stops", () => byEnvBroker.status)).code, 0);
+      } finally {
+        await byEnvBroker.stop();
+      }
       // yak cluster says where its data is, absolute, though given relative.
       const base = freePortRange(2);
       const clusterProc = new Proc("cluster", [

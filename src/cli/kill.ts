@@ -202,22 +202,34 @@ async function output(command: string, args: string[]): Promise<string | null> {
  * that pid. Deno lets only --allow-all read another process's /proc files,
  * so this goes through `cat` (and `ps` where there is no /proc).
  */
-async function commandLine(pid: number): Promise<{ args: string[]; cwd: string | null } | null | "unknown"> {
+async function commandLine(
+  pid: number,
+): Promise<{ args: string[]; cwd: string | null; env: Map<string, string> | null } | null | "unknown"> {
   if (Deno.build.os === "linux") {
     const text = await output("cat", [`/proc/${pid}/cmdline`]);
     if (text === null) return null;
     // A zombie (exited, not yet reaped) has an empty command line.
     const args = text.split("\0").filter((a, i, all) => a !== "" || i < all.length - 1);
     if (args.length === 0) return null;
-    const cwd = (await output("readlink", [`/proc/${pid}/cwd`]))?.trim() || null;
-    return { args, cwd };
+    const [cwdText, envText] = await Promise.all([
+      output("readlink", [`/proc/${pid}/cwd`]),
+      output("cat", [`/proc/${pid}/environ`]),
+    ]);
+    // The environment it started with: YAK_DATA picks a broker's data root when --data does not.
+    const env = envText === null ? null : new Map(
+      envText.split("\0").filter((e) => e.includes("=")).map((e) => {
+        const eq = e.indexOf("=");
+        return [e.slice(0, eq), e.slice(eq + 1)] as [string, string];
+      }),
+    );
+    return { args, cwd: cwdText?.trim() || null, env };
   }
   const ps = await output("ps", ["-ww", "-o", "args=", "-p", String(pid)]);
   if (ps === null) {
     // ps exits 1 both for "no such process" and for a missing ps: tell them apart with our own pid.
     return (await output("ps", ["-o", "pid=", "-p", String(Deno.pid)])) === null ? "unknown" : null;
   }
-  return { args: ps.trim().split(/\s+/), cwd: null };
+  return { args: ps.trim().split(/\s+/), cwd: null, env: null };
 }
 
 /** The value of `--name` in `args` (`--name V` or `--name=V`), or undefined. */
@@ -239,8 +251,9 @@ async function realPathOr(path: string): Promise<string> {
 
 /**
  * Whether `pid` is `yak broker --id <id>` serving `dataDir`: its command
- * line names the broker subcommand and the id, and its `--data` (default
- * `data`, resolved against its working directory) is the same directory.
+ * line names the broker subcommand and the id, and its data root, found as
+ * the broker found it (`--data`, else its `YAK_DATA`, else `data`, resolved
+ * against its working directory), is the same directory.
  */
 async function identify(pid: number, id: number, dataDir: string): Promise<Identity> {
   const cmd = await commandLine(pid);
@@ -252,7 +265,12 @@ async function identify(pid: number, id: number, dataDir: string): Promise<Ident
   if (at < 0) return { kind: "other", command };
   const args = cmd.args.slice(at + 1);
   if (Number(flagValue(args, "--id")) !== id) return { kind: "other", command, why: "another broker id" };
-  const theirs = flagValue(args, "--data") ?? DEFAULTS.dataDir;
+  const flag = flagValue(args, "--data");
+  if (flag === undefined && cmd.env === null && cmd.cwd !== null) {
+    // Its YAK_DATA is unreadable (another user's process): its data root cannot be told, so it is not signalled.
+    return { kind: "unknown", why: `its environment (/proc/${pid}/environ) cannot be read to find its YAK_DATA` };
+  }
+  const theirs = flag ?? (cmd.env?.get("YAK_DATA") || undefined) ?? DEFAULTS.dataDir;
   if (cmd.cwd === null && !isAbsolute(theirs)) return { kind: "broker" }; // no way to resolve it: the id must do
   const [a, b] = await Promise.all([
     realPathOr(resolve(cmd.cwd ?? "/", theirs)),
