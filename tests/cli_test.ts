@@ -176,6 +176,27 @@ Deno.test("yak kill --leader: only the leader the zookeeper names, of this data 
       assert.match(crossed.stderr, /another cluster's data; nothing was signalled/);
       for (const c of [a, b]) for (const p of c.brokers.values()) assert.equal(p.exited, false);
 
+      // Refusals after the zookeeper answered say the broker was its choice: no pid file, then a stale one.
+      const empty = await Deno.makeTempDir({ prefix: "yak-kill-" });
+      try {
+        const chosen = `broker ${leaderA} was chosen as the leader per the zookeeper at ${a.zkAddr}`;
+        const noPid = await yak(["kill", "--leader", ...a.zkFlag, "--data", empty]);
+        assert.equal(noPid.code, 1, noPid.stderr);
+        assert.match(noPid.stderr, new RegExp(`no pid file at .*; ${chosen}$`, "m"));
+        const exited = new Deno.Command("true", { stdin: "null", stdout: "null", stderr: "null" }).spawn();
+        await exited.status;
+        await Deno.mkdir(join(empty, `broker-${leaderA}`));
+        await Deno.writeTextFile(join(empty, `broker-${leaderA}`, "broker.pid"), `${exited.pid}\n`);
+        const stale = await yak(["kill", "--leader", ...a.zkFlag, "--data", empty]);
+        assert.equal(stale.code, 1, stale.stderr);
+        assert.match(
+          stale.stderr,
+          new RegExp(`is stale \\(pid ${exited.pid} has exited\\); nothing was signalled; ${chosen}$`, "m"),
+        );
+      } finally {
+        await Deno.remove(empty, { recursive: true });
+      }
+
       // A zookeeper that does not answer: no fallback to the lease file.
       b.zk.kill("SIGSTOP");
       const silent = await yak(["kill", "--leader", ...b.zkFlag, "--data", b.dir, "--connect-timeout-ms", "1000"]);

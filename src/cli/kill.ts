@@ -93,37 +93,41 @@ export async function killCommand(args: string[]): Promise<number> {
     );
   }
   const pidFile = join(dataDir, `broker-${id}`, "broker.pid");
+  // After the zookeeper answered, every refusal says where the id came from: the user gave none.
+  const chosen = leader === null
+    ? ""
+    : `; broker ${id} was chosen as the leader per the zookeeper at ${leader.zookeeper}`;
   let pid: number;
   try {
     pid = Number((await Deno.readTextFile(pidFile)).trim());
   } catch {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `no pid file at ${pidFile}: is broker ${id} running with --data ${dataDir}?`,
+      `no pid file at ${pidFile}: is broker ${id} running with --data ${dataDir}?${chosen}`,
     );
   }
   if (!Number.isInteger(pid) || pid <= 1) {
-    throw new YakError("INVALID_ARGUMENT", `${pidFile} does not hold a pid`);
+    throw new YakError("INVALID_ARGUMENT", `${pidFile} does not hold a pid${chosen}`);
   }
   // A pid file outlives its broker after a crash or kill -9, and the pid may since belong to anything.
   const who = await identify(pid, id, dataDir);
   if (who.kind === "gone") {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `broker ${id} is not running: ${pidFile} is stale (pid ${pid} has exited); nothing was signalled`,
+      `broker ${id} is not running: ${pidFile} is stale (pid ${pid} has exited); nothing was signalled${chosen}`,
     );
   }
   if (who.kind === "other") {
     throw new YakError(
       "INVALID_ARGUMENT",
       `${pidFile} is stale: pid ${pid} is not broker ${id} of ${dataDir} but \`${who.command}\`` +
-        `${who.why ? ` (${who.why})` : ""}; nothing was signalled`,
+        `${who.why ? ` (${who.why})` : ""}; nothing was signalled${chosen}`,
     );
   }
   if (who.kind === "unknown") {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `cannot tell whether pid ${pid} (from ${pidFile}) is broker ${id}: ${who.why}; nothing was signalled`,
+      `cannot tell whether pid ${pid} (from ${pidFile}) is broker ${id}: ${who.why}; nothing was signalled${chosen}`,
     );
   }
   if (leader !== null) await checkSameCluster(leader, id, pid, pidFile, dataDir);
@@ -133,7 +137,7 @@ export async function killCommand(args: string[]): Promise<number> {
     if (err instanceof Deno.errors.NotFound) {
       throw new YakError(
         "INVALID_ARGUMENT",
-        `broker ${id} (pid ${pid}) is not running; ${pidFile} is stale`,
+        `broker ${id} (pid ${pid}) is not running; ${pidFile} is stale${chosen}`,
       );
     }
     throw err;
