@@ -47,6 +47,8 @@ Deno.test("flags: --version, usage errors exit 1 with a hint, Kafka's spellings 
       [["produce", "--topic", "t", "--zookeeper", "127.0.0.1:1", "--bootstrap", "127.0.0.1:2"], /not both/],
       [["status", "--watch", "--watch=1"], /--watch takes no value/],
       [["kill"], /say which broker/],
+      [["consume", "--topic", "t", "--bootstrap-sever", "127.0.0.1:1"], /did you mean --bootstrap-server\?/],
+      [["status", "--bootstrap-server", "127.0.0.1:1"], /yak status asks the zookeeper, give --zookeeper HOST:PORT/],
     ];
     const results = await Promise.all(cases.map(([args]) => yak(args, { timeoutMs: 20_000 })));
     cases.forEach(([args], i) => usageError(results[i], cases[i][1], `yak ${args.join(" ")}`));
