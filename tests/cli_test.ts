@@ -89,6 +89,30 @@ Deno.test("clients: the wrong kind of process, one connect deadline, the advice 
       });
       const atZk = await yak(["produce", "--topic", "t", "--message", "x", "--bootstrap", cluster.zkAddr]);
       usageError(atZk, /is the zookeeper, not a broker: use --zookeeper/, "--bootstrap <zookeeper>");
+      // A broker's Kafka port given to yak's own tools: told at once (not after the connect deadline) which
+      // port is theirs. The deadline is long, so a tool that waited it out fails the test by its message.
+      const kafka = `127.0.0.1:${cluster.kafkaPorts.get(1)}`;
+      const atKafka = [
+        ["produce", "--topic", "t", "--message", "x", "--bootstrap-server", kafka],
+        ["consume", "--topic", "t", "--bootstrap", kafka],
+        ["status", "--zookeeper", kafka],
+      ];
+      const kafkaStarted = Date.now();
+      const toKafka = await Promise.all(
+        atKafka.map((c) => yak([...c, "--connect-timeout-ms", "30000"], { timeoutMs: 40_000 })),
+      );
+      atKafka.forEach((c, i) =>
+        usageError(
+          toKafka[i],
+          new RegExp(
+            `port ${cluster.kafkaPorts.get(1)} is broker 1's Kafka port, for Kafka clients \\(--bootstrap-server\\); ` +
+              `yak's own tools use its native port: --bootstrap ${broker}`,
+          ),
+          `yak ${c[0]} at the Kafka port`,
+        )
+      );
+      assert.match(toKafka[2].stderr, /, or --zookeeper with the zookeeper's address/);
+      assert.ok(Date.now() - kafkaStarted < 25_000, "the tools stopped before the connect deadline");
       // The broker is still whole.
       assert.equal(cluster.brokers.get(1)!.exited, false);
 
@@ -290,7 +314,18 @@ Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill,
         "0",
       ], { cwd });
       try {
-        await clusterProc.waitFor(new RegExp(`^\\[cluster\\] ready: .*data in ${join(cwd, "here")};`), 30_000);
+        const ready = await clusterProc.waitFor(
+          new RegExp(`^\\[cluster\\] ready: .*data in ${join(cwd, "here")};`),
+          30_000,
+        );
+        // Which address is for yak's tools, and which for Kafka clients.
+        assert.match(
+          ready[0],
+          new RegExp(
+            `\\(yak tools: --bootstrap 127\\.0\\.0\\.1:${base + 1} or --zookeeper 127\\.0\\.0\\.1:${base}; ` +
+              `Kafka clients: --bootstrap-server 127\\.0\\.0\\.1:${base + 101}\\)`,
+          ),
+        );
       } finally {
         await clusterProc.stop();
       }
