@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { Connection } from "../src/protocol/connection.ts";
-import { Proc, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+import { eventually, Proc, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
 
 /** The records of a topic, as JSON objects, read to its end. */
 async function records(
@@ -155,6 +155,37 @@ Deno.test("yak produce: an oversized record names its line and the config; the f
           small.stderr,
           /line 2 \(101 bytes\) is larger than topic 'small' takes \(100 bytes, its max.message.bytes\)/,
         );
+        // A topic that does not exist yet cannot be altered: the hint creates it, and that command works.
+        const fresh = await yak(["produce", "--topic", "fresh", ...cluster.zkFlag], { stdin: `${big}\n` });
+        assert.equal(fresh.code, 1);
+        assert.match(
+          fresh.stderr,
+          /raise the limit with 'yak topics --create fresh --config max.message.bytes=N' \(the topic does not exist yet\)$/m,
+        );
+        const created = await yak([
+          "topics",
+          "--create",
+          "fresh",
+          "--config",
+          "max.message.bytes=2000000",
+          ...cluster.zkFlag,
+        ]);
+        assert.equal(created.code, 0, created.stderr);
+        // Over the frame cap no broker takes it: the input after that line is not read, and the summary says so.
+        const huge = "z".repeat(16 * 1024 * 1024);
+        const capped = await yak(["produce", "--topic", "cap", "--partition", "0", ...cluster.zkFlag], {
+          stdin: `first\n${huge}\nlast\n`,
+        });
+        assert.equal(capped.code, 1);
+        assert.match(capped.stderr, /^yak produce: line 2 \(16777216 bytes\) is larger than any broker takes/m);
+        assert.match(
+          capped.stderr,
+          /^yak produce: 1 record \(5 bytes\) acknowledged to 'cap', 1 not acknowledged \(line 2\), lines after line 2 not read, in /m,
+        );
+        // Read in 64 KB pieces from a pipe, the long line is joined once: 0.3 s here, not the 15 s of a join per read.
+        const seconds = Number(capped.stderr.match(/ in (\d+\.\d+) s/)![1]);
+        assert.ok(seconds < 8, `a 16 MB line took ${seconds} s to read`);
+        assert.deepEqual((await records(cluster, "cap")).map((r) => r.value), ["first"]);
       });
 
       await t.step("the summary: bytes of keys and values, '1 record', no rate under a second", async () => {
@@ -166,6 +197,21 @@ Deno.test("yak produce: an oversized record names its line and the config; the f
         const many = await yak(["produce", "--topic", "sum", ...cluster.zkFlag], { stdin: seqText(1000) });
         // 1..1000: 9 + 90*2 + 900*3 + 4 = 2893 bytes of values.
         assert.match(many.stderr, /^yak produce: 1000 records \(2893 bytes\) acknowledged to 'sum' in /m);
+        // A run of a second or more has a rate, and one record a second is '1 record/s'.
+        const slow = new Proc("slow", ["produce", "--topic", "sum", ...cluster.zkFlag], { stdin: true });
+        try {
+          await slow.write("only\n");
+          // Stored: the producer runs. A second more makes the run last 1-2 s, a rate of 1 record a second.
+          await eventually(async () => (await records(cluster, "sum")).some((r) => r.value === "only"));
+          await new Promise((r) => setTimeout(r, 1050));
+          await slow.closeStdin();
+          assert.equal((await withDeadline(30_000, "slow produce", () => slow.status)).code, 0, slow.text);
+        } finally {
+          await slow.stop();
+        }
+        const rate = slow.text.match(/, (\d+) (records?)\/s$/m);
+        assert.ok(rate, slow.text);
+        assert.equal(rate[2], rate[1] === "1" ? "record" : "records", slow.text);
       });
 
       await t.step(

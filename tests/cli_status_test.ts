@@ -34,6 +34,29 @@ function tableOf(text: string, first: string): Record<string, string>[] {
   return rows;
 }
 
+/**
+ * Where the digits of each row's number end in `column` of the table whose
+ * header starts with `first`: the same place for every row when numbers,
+ * marked (`50*`) or not, line up on the right.
+ */
+function digitEnds(text: string, first: string, column: string): number[] {
+  const lines = text.split("\n");
+  const at = lines.findIndex((l) => l.startsWith(`${first}  `));
+  const header = lines[at];
+  const start = header.indexOf(`  ${column}`) + 2;
+  const next = header.slice(start + column.length).search(/\S/);
+  const end = next === -1 ? undefined : start + column.length + next - 2;
+  const ends: number[] = [];
+  for (const line of lines.slice(at + 1)) {
+    if (line.trim() === "" || line.startsWith("(")) break;
+    const from = start - 2;
+    const m = line.slice(from, end).match(/-?\d+/);
+    assert.ok(m, `no number under ${column}:\n${header}\n${line}`);
+    ends.push(from + m.index! + m[0].length);
+  }
+  return ends;
+}
+
 Deno.test("yak status: aligned tables, paused and dead brokers, each replica's lag, --topic, groups, --json, --watch", async (t) => {
   await withDeadline(180_000, "status", async () => {
     const cluster = await TestCluster.start({ brokers: 3 });
@@ -139,6 +162,11 @@ Deno.test("yak status: aligned tables, paused and dead brokers, each replica's l
         );
         const p0 = tableOf(text, "TOPIC").find((r) => r.TOPIC === "s" && r.PARTITION === "0")!;
         assert.equal(p0[`LAG@${follower}`], "50*", text);
+        // Marked numbers line up with the others on their digits: '50*' over '0*', 'N*' among plain figures.
+        const lagEnds = digitEnds(text, "TOPIC", `LAG@${follower}`);
+        assert.equal(new Set(lagEnds).size, 1, `LAG@${follower} digits do not line up:\n${text}`);
+        const totalEnds = digitEnds(text, "BROKER", "LOG END TOTAL");
+        assert.equal(new Set(totalEnds).size, 1, `LOG END TOTAL digits do not line up:\n${text}`);
       });
 
       await t.step("--watch redraws every second until Ctrl-C", async () => {

@@ -47,6 +47,8 @@ Deno.test("flags: --version, usage errors exit 1 with a hint, Kafka's spellings 
       [["produce", "--topic", "t", "--zookeeper", "127.0.0.1:1", "--bootstrap", "127.0.0.1:2"], /not both/],
       [["status", "--watch", "--watch=1"], /--watch takes no value/],
       [["kill"], /say which broker/],
+      [["consume", "--topic", "t", "--bootstrap-sever", "127.0.0.1:1"], /did you mean --bootstrap-server\?/],
+      [["status", "--bootstrap-server", "127.0.0.1:1"], /yak status asks the zookeeper, give --zookeeper HOST:PORT/],
     ];
     const results = await Promise.all(cases.map(([args]) => yak(args, { timeoutMs: 20_000 })));
     cases.forEach(([args], i) => usageError(results[i], cases[i][1], `yak ${args.join(" ")}`));
@@ -87,6 +89,30 @@ Deno.test("clients: the wrong kind of process, one connect deadline, the advice 
       });
       const atZk = await yak(["produce", "--topic", "t", "--message", "x", "--bootstrap", cluster.zkAddr]);
       usageError(atZk, /is the zookeeper, not a broker: use --zookeeper/, "--bootstrap <zookeeper>");
+      // A broker's Kafka port given to yak's own tools: told at once (not after the connect deadline) which
+      // port is theirs. The deadline is long, so a tool that waited it out fails the test by its message.
+      const kafka = `127.0.0.1:${cluster.kafkaPorts.get(1)}`;
+      const atKafka = [
+        ["produce", "--topic", "t", "--message", "x", "--bootstrap-server", kafka],
+        ["consume", "--topic", "t", "--bootstrap", kafka],
+        ["status", "--zookeeper", kafka],
+      ];
+      const kafkaStarted = Date.now();
+      const toKafka = await Promise.all(
+        atKafka.map((c) => yak([...c, "--connect-timeout-ms", "30000"], { timeoutMs: 40_000 })),
+      );
+      atKafka.forEach((c, i) =>
+        usageError(
+          toKafka[i],
+          new RegExp(
+            `port ${cluster.kafkaPorts.get(1)} is broker 1's Kafka port, for Kafka clients \\(--bootstrap-server\\); ` +
+              `yak's own tools use its native port: --bootstrap ${broker}`,
+          ),
+          `yak ${c[0]} at the Kafka port`,
+        )
+      );
+      assert.match(toKafka[2].stderr, /, or --zookeeper with the zookeeper's address/);
+      assert.ok(Date.now() - kafkaStarted < 25_000, "the tools stopped before the connect deadline");
       // The broker is still whole.
       assert.equal(cluster.brokers.get(1)!.exited, false);
 
@@ -176,6 +202,27 @@ Deno.test("yak kill --leader: only the leader the zookeeper names, of this data 
       assert.match(crossed.stderr, /another cluster's data; nothing was signalled/);
       for (const c of [a, b]) for (const p of c.brokers.values()) assert.equal(p.exited, false);
 
+      // Refusals after the zookeeper answered say the broker was its choice: no pid file, then a stale one.
+      const empty = await Deno.makeTempDir({ prefix: "yak-kill-" });
+      try {
+        const chosen = `broker ${leaderA} was chosen as the leader per the zookeeper at ${a.zkAddr}`;
+        const noPid = await yak(["kill", "--leader", ...a.zkFlag, "--data", empty]);
+        assert.equal(noPid.code, 1, noPid.stderr);
+        assert.match(noPid.stderr, new RegExp(`no pid file at .*; ${chosen}$`, "m"));
+        const exited = new Deno.Command("true", { stdin: "null", stdout: "null", stderr: "null" }).spawn();
+        await exited.status;
+        await Deno.mkdir(join(empty, `broker-${leaderA}`));
+        await Deno.writeTextFile(join(empty, `broker-${leaderA}`, "broker.pid"), `${exited.pid}\n`);
+        const stale = await yak(["kill", "--leader", ...a.zkFlag, "--data", empty]);
+        assert.equal(stale.code, 1, stale.stderr);
+        assert.match(
+          stale.stderr,
+          new RegExp(`is stale \\(pid ${exited.pid} has exited\\); nothing was signalled; ${chosen}$`, "m"),
+        );
+      } finally {
+        await Deno.remove(empty, { recursive: true });
+      }
+
       // A zookeeper that does not answer: no fallback to the lease file.
       b.zk.kill("SIGSTOP");
       const silent = await yak(["kill", "--leader", ...b.zkFlag, "--data", b.dir, "--connect-timeout-ms", "1000"]);
@@ -225,6 +272,32 @@ Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill,
       const noPid = await yak(["kill", "--broker", "7"], { env: { YAK_DATA: cluster.dir } });
       assert.equal(noPid.code, 1);
       assert.match(noPid.stderr, new RegExp(`no pid file at ${join(cluster.dir, "broker-7", "broker.pid")}`));
+      // A broker that found its data root through YAK_DATA (as ./yak starts it), in a directory with no data/
+      // of its own: yak kill knows it for the broker of that root.
+      const byEnvBroker = new Proc("broker-2", [
+        "broker",
+        "--id",
+        "2",
+        "--port",
+        "0",
+        "--kafka-port",
+        "-1",
+        "--min-insync-replicas",
+        "1",
+        ...cluster.zkFlag,
+      ], { cwd, env: { YAK_DATA: cluster.dir } });
+      try {
+        await byEnvBroker.waitFor(/^broker 2 listening on /, 30_000);
+        const killed = await yak(["kill", "--broker", "2", "--signal", "TERM"], { env: { YAK_DATA: cluster.dir } });
+        assert.equal(killed.code, 0, killed.stderr);
+        assert.match(
+          killed.stdout,
+          new RegExp(`^sent SIGTERM to broker 2 \\(pid ${byEnvBroker.pid}; data ${cluster.dir}\\)`),
+        );
+        assert.equal((await withDeadline(20_000, "broker 2 stops", () => byEnvBroker.status)).code, 0);
+      } finally {
+        await byEnvBroker.stop();
+      }
       // yak cluster says where its data is, absolute, though given relative.
       const base = freePortRange(2);
       const clusterProc = new Proc("cluster", [
@@ -241,7 +314,18 @@ Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill,
         "0",
       ], { cwd });
       try {
-        await clusterProc.waitFor(new RegExp(`^\\[cluster\\] ready: .*data in ${join(cwd, "here")};`), 30_000);
+        const ready = await clusterProc.waitFor(
+          new RegExp(`^\\[cluster\\] ready: .*data in ${join(cwd, "here")};`),
+          30_000,
+        );
+        // Which address is for yak's tools, and which for Kafka clients.
+        assert.match(
+          ready[0],
+          new RegExp(
+            `\\(yak tools: --bootstrap 127\\.0\\.0\\.1:${base + 1} or --zookeeper 127\\.0\\.0\\.1:${base}; ` +
+              `Kafka clients: --bootstrap-server 127\\.0\\.0\\.1:${base + 101}\\)`,
+          ),
+        );
       } finally {
         await clusterProc.stop();
       }

@@ -109,6 +109,11 @@ export class TopicAdmin {
     await b.requireLeader().waitForHw(CLUSTER_KEY, end, b.opts.requestTimeoutMs);
   }
 
+  /** Whether the topic exists (in this broker's copy of the metadata log). */
+  exists(topic: string): boolean {
+    return this.#b.store.meta.topics.has(topic);
+  }
+
   /** The topic's configs (only those set; the rest are the broker's defaults). */
   configs(topic: string): Record<string, string> {
     return this.#b.store.meta.topics.get(topic)?.configs ?? {};

@@ -124,7 +124,17 @@ export function parse(
         name = ALIASES[name];
       }
       if (all[name] === undefined) {
-        const hint = nearest(name, Object.keys(all));
+        const known = ALIASES[name] ?? name;
+        if (known === "bootstrap" && all.zookeeper !== undefined) {
+          // Commands that only talk to the zookeeper (status, kill): a broker address is no way in.
+          throw usageError(
+            command,
+            `unknown flag --${name}: yak ${command} asks the zookeeper, give --zookeeper HOST:PORT instead`,
+          );
+        }
+        // Kafka's spellings are candidates too: a typo of --bootstrap-server is one of it.
+        const aliases = Object.keys(ALIASES).filter((a) => all[ALIASES[a]] !== undefined);
+        const hint = nearest(name, [...Object.keys(all), ...aliases]);
         throw usageError(command, `unknown flag --${name}${hint ? `; did you mean --${hint}?` : ""}`);
       }
     } else if (/^-[A-Za-z]$/.test(arg)) {

@@ -276,7 +276,8 @@ export async function clusterCommand(args: string[]): Promise<number> {
     if (!failed && !stopping) {
       say(
         `ready: zookeeper on ${zkAddr}, brokers on ports ${basePort}-${basePort + brokers - 1} ` +
-          `(Kafka clients: --bootstrap-server ${DEFAULTS.host}:${basePort + 100}), data in ${data}; Ctrl-C stops all`,
+          `(yak tools: --bootstrap ${DEFAULTS.host}:${basePort} or --zookeeper ${zkAddr}; ` +
+          `Kafka clients: --bootstrap-server ${DEFAULTS.host}:${basePort + 100}), data in ${data}; Ctrl-C stops all`,
       );
       if (httpPort !== 0) {
         say(

@@ -93,37 +93,41 @@ export async function killCommand(args: string[]): Promise<number> {
     );
   }
   const pidFile = join(dataDir, `broker-${id}`, "broker.pid");
+  // After the zookeeper answered, every refusal says where the id came from: the user gave none.
+  const chosen = leader === null
+    ? ""
+    : `; broker ${id} was chosen as the leader per the zookeeper at ${leader.zookeeper}`;
   let pid: number;
   try {
     pid = Number((await Deno.readTextFile(pidFile)).trim());
   } catch {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `no pid file at ${pidFile}: is broker ${id} running with --data ${dataDir}?`,
+      `no pid file at ${pidFile}: is broker ${id} running with --data ${dataDir}?${chosen}`,
     );
   }
   if (!Number.isInteger(pid) || pid <= 1) {
-    throw new YakError("INVALID_ARGUMENT", `${pidFile} does not hold a pid`);
+    throw new YakError("INVALID_ARGUMENT", `${pidFile} does not hold a pid${chosen}`);
   }
   // A pid file outlives its broker after a crash or kill -9, and the pid may since belong to anything.
   const who = await identify(pid, id, dataDir);
   if (who.kind === "gone") {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `broker ${id} is not running: ${pidFile} is stale (pid ${pid} has exited); nothing was signalled`,
+      `broker ${id} is not running: ${pidFile} is stale (pid ${pid} has exited); nothing was signalled${chosen}`,
     );
   }
   if (who.kind === "other") {
     throw new YakError(
       "INVALID_ARGUMENT",
       `${pidFile} is stale: pid ${pid} is not broker ${id} of ${dataDir} but \`${who.command}\`` +
-        `${who.why ? ` (${who.why})` : ""}; nothing was signalled`,
+        `${who.why ? ` (${who.why})` : ""}; nothing was signalled${chosen}`,
     );
   }
   if (who.kind === "unknown") {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `cannot tell whether pid ${pid} (from ${pidFile}) is broker ${id}: ${who.why}; nothing was signalled`,
+      `cannot tell whether pid ${pid} (from ${pidFile}) is broker ${id}: ${who.why}; nothing was signalled${chosen}`,
     );
   }
   if (leader !== null) await checkSameCluster(leader, id, pid, pidFile, dataDir);
@@ -133,7 +137,7 @@ export async function killCommand(args: string[]): Promise<number> {
     if (err instanceof Deno.errors.NotFound) {
       throw new YakError(
         "INVALID_ARGUMENT",
-        `broker ${id} (pid ${pid}) is not running; ${pidFile} is stale`,
+        `broker ${id} (pid ${pid}) is not running; ${pidFile} is stale${chosen}`,
       );
     }
     throw err;
@@ -202,22 +206,34 @@ async function output(command: string, args: string[]): Promise<string | null> {
  * that pid. Deno lets only --allow-all read another process's /proc files,
  * so this goes through `cat` (and `ps` where there is no /proc).
  */
-async function commandLine(pid: number): Promise<{ args: string[]; cwd: string | null } | null | "unknown"> {
+async function commandLine(
+  pid: number,
+): Promise<{ args: string[]; cwd: string | null; env: Map<string, string> | null } | null | "unknown"> {
   if (Deno.build.os === "linux") {
     const text = await output("cat", [`/proc/${pid}/cmdline`]);
     if (text === null) return null;
     // A zombie (exited, not yet reaped) has an empty command line.
     const args = text.split("\0").filter((a, i, all) => a !== "" || i < all.length - 1);
     if (args.length === 0) return null;
-    const cwd = (await output("readlink", [`/proc/${pid}/cwd`]))?.trim() || null;
-    return { args, cwd };
+    const [cwdText, envText] = await Promise.all([
+      output("readlink", [`/proc/${pid}/cwd`]),
+      output("cat", [`/proc/${pid}/environ`]),
+    ]);
+    // The environment it started with: YAK_DATA picks a broker's data root when --data does not.
+    const env = envText === null ? null : new Map(
+      envText.split("\0").filter((e) => e.includes("=")).map((e) => {
+        const eq = e.indexOf("=");
+        return [e.slice(0, eq), e.slice(eq + 1)] as [string, string];
+      }),
+    );
+    return { args, cwd: cwdText?.trim() || null, env };
   }
   const ps = await output("ps", ["-ww", "-o", "args=", "-p", String(pid)]);
   if (ps === null) {
     // ps exits 1 both for "no such process" and for a missing ps: tell them apart with our own pid.
     return (await output("ps", ["-o", "pid=", "-p", String(Deno.pid)])) === null ? "unknown" : null;
   }
-  return { args: ps.trim().split(/\s+/), cwd: null };
+  return { args: ps.trim().split(/\s+/), cwd: null, env: null };
 }
 
 /** The value of `--name` in `args` (`--name V` or `--name=V`), or undefined. */
@@ -239,8 +255,9 @@ async function realPathOr(path: string): Promise<string> {
 
 /**
  * Whether `pid` is `yak broker --id <id>` serving `dataDir`: its command
- * line names the broker subcommand and the id, and its `--data` (default
- * `data`, resolved against its working directory) is the same directory.
+ * line names the broker subcommand and the id, and its data root, found as
+ * the broker found it (`--data`, else its `YAK_DATA`, else `data`, resolved
+ * against its working directory), is the same directory.
  */
 async function identify(pid: number, id: number, dataDir: string): Promise<Identity> {
   const cmd = await commandLine(pid);
@@ -252,7 +269,12 @@ async function identify(pid: number, id: number, dataDir: string): Promise<Ident
   if (at < 0) return { kind: "other", command };
   const args = cmd.args.slice(at + 1);
   if (Number(flagValue(args, "--id")) !== id) return { kind: "other", command, why: "another broker id" };
-  const theirs = flagValue(args, "--data") ?? DEFAULTS.dataDir;
+  const flag = flagValue(args, "--data");
+  if (flag === undefined && cmd.env === null && cmd.cwd !== null) {
+    // Its YAK_DATA is unreadable (another user's process): its data root cannot be told, so it is not signalled.
+    return { kind: "unknown", why: `its environment (/proc/${pid}/environ) cannot be read to find its YAK_DATA` };
+  }
+  const theirs = flag ?? (cmd.env?.get("YAK_DATA") || undefined) ?? DEFAULTS.dataDir;
   if (cmd.cwd === null && !isAbsolute(theirs)) return { kind: "broker" }; // no way to resolve it: the id must do
   const [a, b] = await Promise.all([
     realPathOr(resolve(cmd.cwd ?? "/", theirs)),

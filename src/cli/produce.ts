@@ -116,8 +116,10 @@ export async function produceCommand(args: string[]): Promise<number> {
   const started = performance.now();
   let read = 0;
   let unfinishedBytes = 0;
+  // The line the input stopped at, when an error ended the reading: what came after it was never read.
+  let stoppedAt: number | null = null;
   const summary = (): string =>
-    summaryOf(producer, topic, acks, read, unit, unfinishedBytes, started, interrupted !== null);
+    summaryOf(producer, topic, acks, read, unit, unfinishedBytes, started, interrupted !== null, stoppedAt);
   const onSignal = (signal: Deno.Signal) => () => {
     if (interrupted !== null) {
       // A second Ctrl-C: no more waiting.
@@ -165,8 +167,10 @@ export async function produceCommand(args: string[]): Promise<number> {
     }
     const p = producer;
     progress.start();
+    let lastLine = 0;
     const add = (line: Line) => {
       const number = read + 1; // this line's number, for errors
+      lastLine = number;
       let { value } = line;
       let key = fixedKey;
       if (separator !== undefined) {
@@ -215,6 +219,7 @@ export async function produceCommand(args: string[]): Promise<number> {
         // Bad input (a line without a separator, a record too large for any frame): what came before it
         // is still sent, as Kafka's console producer does.
         failure = toYakError(err);
+        stoppedAt = lastLine;
       }
       const flushed = p.flush();
       flushed.catch(() => {});
@@ -228,7 +233,7 @@ export async function produceCommand(args: string[]): Promise<number> {
     if (failure && !(interrupted && failure.code === "TIMEOUT")) {
       // Answers to what was already sent still count: wait for them (briefly).
       await p.settle(INTERRUPT_FLUSH_MS);
-      console.error(`yak produce: ${describeFailure(failure, unit)}`);
+      console.error(`yak produce: ${describeFailure(failure, unit, p.ackedRecords > 0)}`);
     }
     const allAcked = p.ackedRecords === read && unfinishedBytes === 0;
     if (interrupted) {
@@ -259,15 +264,27 @@ function headersOf(flags: readonly string[]): [string, string][] | undefined {
   });
 }
 
-/** The error, with a record's index turned into its line (or message) number. */
-function describeFailure(err: YakError, unit: string): string {
+/**
+ * The error, with a record's index turned into its line (or message)
+ * number. A topic the broker said did not exist yet was created by records
+ * stored after the refusal when some were acknowledged: then the limit is
+ * raised with --alter, not --create.
+ */
+function describeFailure(err: YakError, unit: string, someStored: boolean): string {
+  let message = err.message;
+  if (err.data?.topicExists === false && someStored) {
+    message = message.replace(
+      /'yak topics --create (\S+) --config max\.message\.bytes=N' \(the topic does not exist yet\)/,
+      "'yak topics --alter $1 --config max.message.bytes=N'",
+    );
+  }
   const index = err.data?.index;
-  if (typeof index !== "number") return err.message;
-  return err.message.replace(/^record \d+/, `${unit} ${index + 1}`);
+  if (typeof index !== "number") return message;
+  return message.replace(/^record \d+/, `${unit} ${index + 1}`);
 }
 
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? "" : "s"}`;
+function plural(n: number, word: string, words = `${word}s`): string {
+  return `${n} ${n === 1 ? word : words}`;
 }
 
 /** "3-5, 9" from sorted numbers; at most a few ranges. */
@@ -297,6 +314,7 @@ function summaryOf(
   unfinishedBytes: number,
   started: number,
   interrupted: boolean,
+  stoppedAt: number | null,
 ): string {
   const seconds = (performance.now() - started) / 1000;
   const acked = p?.ackedRecords ?? 0;
@@ -312,10 +330,14 @@ function summaryOf(
       out += ` (${missing.length === 1 ? unit : `${unit}s`} ${ranges(missing.map((i) => i + 1))})`;
     }
   }
+  if (stoppedAt !== null) out += `, ${unit}s after ${unit} ${stoppedAt} not read`;
   if (unfinishedBytes > 0) out += `, an unfinished last line (${plural(unfinishedBytes, "byte")}) not sent`;
-  out += `${missing.length > 0 || unfinishedBytes > 0 || interrupted ? "," : ""} in ${seconds.toFixed(2)} s`;
-  if (seconds >= 1) out += `, ${Math.round(acked / seconds)} records/s`;
-  if (p && p.retries > 0) out += `, ${p.retries} batches resent, ${p.duplicates} duplicates dropped`;
+  const listed = missing.length > 0 || unfinishedBytes > 0 || interrupted || stoppedAt !== null;
+  out += `${listed ? "," : ""} in ${seconds.toFixed(2)} s`;
+  if (seconds >= 1) out += `, ${plural(Math.round(acked / seconds), "record")}/s`;
+  if (p && p.retries > 0) {
+    out += `, ${plural(p.retries, "batch", "batches")} resent, ${plural(p.duplicates, "duplicate")} dropped`;
+  }
   return out;
 }
 
@@ -344,7 +366,7 @@ class Progress {
     const ms = performance.now() - this.started;
     if (!p || (!this.asked && ms < AUTO_PROGRESS_AFTER_MS)) return;
     const line = `yak produce: ${p.ackedRecords} of ${plural(this.read(), "record")} read acknowledged ` +
-      `(${plural(p.ackedBytes, "byte")}), ${Math.round(p.ackedRecords / (ms / 1000))} records/s, ${
+      `(${plural(p.ackedBytes, "byte")}), ${plural(Math.round(p.ackedRecords / (ms / 1000)), "record")}/s, ${
         Math.round(ms / 1000)
       } s`;
     if (Deno.stderr.isTerminal()) {
@@ -402,30 +424,42 @@ export async function readLines(
   beforeRead?: () => void,
 ): Promise<number> {
   const buf = new Uint8Array(READ_BYTES);
-  let carry = new Uint8Array(0);
+  // The unfinished line, as the pieces it came in: joined once when its newline comes. Joining at every read
+  // copied a long line over and over (a 16 MB line through a pipe took 15 s, not 1 s).
+  let carry: Uint8Array[] = [];
+  let carryBytes = 0;
+  const join = (tail: Uint8Array): Uint8Array => {
+    if (carryBytes === 0) return tail;
+    const out = new Uint8Array(carryBytes + tail.length);
+    let at = 0;
+    for (const part of carry) {
+      out.set(part, at);
+      at += part.length;
+    }
+    out.set(tail, at);
+    return out;
+  };
   const stopped = stop?.then(() => "stop" as const);
   while (true) {
     beforeRead?.();
     const got = await (stopped ? Promise.race([source.read(buf), stopped]) : source.read(buf));
-    if (got === "stop") return carry.length;
+    if (got === "stop") return carryBytes;
     const n = got;
     if (n === null) break;
-    let chunk = buf.subarray(0, n);
-    if (carry.length > 0) {
-      const joined = new Uint8Array(carry.length + n);
-      joined.set(carry);
-      joined.set(chunk, carry.length);
-      chunk = joined;
-    }
-    const last = chunk.lastIndexOf(NEWLINE);
+    const piece = buf.subarray(0, n);
+    const last = piece.lastIndexOf(NEWLINE);
     if (last === -1) {
-      carry = chunk.slice();
+      carry.push(piece.slice());
+      carryBytes += n;
       continue;
     }
-    carry = chunk.slice(last + 1);
-    await onLines(splitLines(chunk.subarray(0, last)));
+    const lines = join(piece.subarray(0, last));
+    const rest = piece.slice(last + 1);
+    carry = rest.length > 0 ? [rest] : [];
+    carryBytes = rest.length;
+    await onLines(splitLines(lines));
   }
-  if (carry.length > 0) await onLines(splitLines(carry));
+  if (carryBytes > 0) await onLines(splitLines(join(new Uint8Array(0))));
   return 0;
 }
 

@@ -62,6 +62,10 @@ export async function askZookeeper(
       throw new YakError(yerr.code, `the zookeeper at ${addr(zk)} does not answer (nothing within ${timeoutMs} ms)`);
     }
     if (yerr.code === "UNKNOWN_REQUEST" || yerr.code === "INVALID_REQUEST") throw notZookeeper(zk, null);
+    if (yerr.data?.kafkaPort === true) {
+      // A broker's Kafka port named as the zookeeper: both ways out.
+      throw new YakError(yerr.code, `${yerr.message}, or --zookeeper with the zookeeper's address`, yerr.data);
+    }
     throw yerr;
   }
   if (typeof res.lease !== "object" || res.lease === null || !Array.isArray(res.brokers)) {

@@ -125,6 +125,7 @@ async function serveConnection(
 
   let buf = new Uint8Array(64 * 1024);
   let have = 0;
+  let firstFrame = true;
   try {
     while (open) {
       // Frames already in the buffer.
@@ -136,9 +137,16 @@ async function serveConnection(
         const minBytes = bareToken ? 0 : 8;
         const maxBytes = bareToken ? MAX_SASL_TOKEN_BYTES : o.maxFrameBytes;
         if (size < minBytes || size > maxBytes) {
+          if (firstFrame && buf[at] === OPEN_BRACE && buf[at + 1] === QUOTE) {
+            // '{"' read as a length is over 2 GB: a yak tool that was given this port. Tell it, in its own frames.
+            ctx.onError("yak client on the Kafka port", { remote });
+            await answerNativeClient(ctx, buf.subarray(at, have), writeAll);
+            return;
+          }
           ctx.onError("kafka frame refused", { remote, size, maxFrameBytes: maxBytes });
           return; // the stream cannot be trusted past a bad length
         }
+        firstFrame = false;
         if (have - at - 4 < size) break;
         const frame = buf.slice(at + 4, at + 4 + size);
         at += 4 + size;
@@ -172,6 +180,35 @@ async function serveConnection(
     open = false;
     await tail.catch(() => {});
   }
+}
+
+const OPEN_BRACE = 0x7b;
+const QUOTE = 0x22;
+
+/**
+ * Answers a yak tool's first request (a JSON line, see protocol/frame.ts)
+ * with a native error frame naming this broker's native port, so the tool
+ * stops at once with advice instead of retrying a port that never answers.
+ */
+async function answerNativeClient(
+  ctx: KafkaContext,
+  bytes: Uint8Array,
+  writeAll: (bytes: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const id = Number(/^\{[^\n]*?"id":(\d+)/.exec(new TextDecoder().decode(bytes.subarray(0, 4096)))?.[1]);
+  if (!Number.isSafeInteger(id)) return;
+  const me = ctx.services.opts.id;
+  const self = ctx.services.view().brokers.find((b) => b.id === me);
+  const { host, port } = self ?? ctx.services.opts;
+  const message = `port ${ctx.kafkaPort()} is broker ${me}'s Kafka port, for Kafka clients (--bootstrap-server); ` +
+    `yak's own tools use its native port: ${port === 0 ? "see 'yak status'" : `--bootstrap ${host}:${port}`}`;
+  try {
+    await writeAll(
+      new TextEncoder().encode(
+        `${JSON.stringify({ id, ok: false, code: "INVALID_ARGUMENT", message, kafkaPort: true })}\n`,
+      ),
+    );
+  } catch { /* the tool is gone already */ }
 }
 
 /** Parses a request header and runs the API; "close" when the stream must end. */

@@ -121,17 +121,28 @@ function acksOf(req: Request): Acks {
   throw new YakError("INVALID_REQUEST", "'acks' must be \"all\", 1 or 0");
 }
 
+/**
+ * The command that raises a topic's max.message.bytes: `--alter` when the
+ * topic exists, else `--create` (altering a topic not made yet fails).
+ */
+function raiseLimitHint(topic: string, exists: boolean): string {
+  return `'yak topics ${exists ? "--alter" : "--create"} ${topic} --config max.message.bytes=N'` +
+    (exists ? "" : " (the topic does not exist yet)");
+}
+
 function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInput[] {
   const { maxBatchRecords } = s.opts;
   // The topic's max.message.bytes, else the broker's --max-message-bytes.
   const { limit, fromTopic } = maxMessageBytesOf(s.topics.configs(topic), s.opts.maxRecordBytes);
+  // A topic not made yet cannot be altered: it is created with the higher limit instead.
+  const topicExists = s.topics.exists(topic);
   const tooLarge = (i: number, bytes: number) =>
     new YakError(
       "MESSAGE_TOO_LARGE",
       `record ${i} of the batch (${bytes} bytes) is larger than topic '${topic}' takes (${limit} bytes, ` +
         `${fromTopic ? "its max.message.bytes" : "the broker's --max-message-bytes"}); split it, or raise the ` +
-        `limit with 'yak topics --alter ${topic} --config max.message.bytes=N'`,
-      { record: i, bytes, limit },
+        `limit with ${raiseLimitHint(topic, topicExists)}`,
+      { record: i, bytes, limit, topicExists },
     );
   if (!Array.isArray(raw) || raw.length === 0 || raw.length > maxBatchRecords) {
     throw new YakError("INVALID_REQUEST", `'records' must hold 1 to ${maxBatchRecords} records`);
