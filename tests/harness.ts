@@ -556,3 +556,24 @@ export function canMountTmpfs(): boolean {
     return false;
   }
 }
+
+/** Why the kcat tests cannot run here, or null when kcat is installed. */
+export function kcatMissing(): string | null {
+  try {
+    new Deno.Command("kcat", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync();
+    return null;
+  } catch {
+    return "kcat is not installed (apt-get install kcat)";
+  }
+}
+
+/** The byte arrays one after another in one array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

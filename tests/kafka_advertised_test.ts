@@ -6,16 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Reader, Writer } from "../src/kafka/wire.ts";
-import { run, TestCluster, withDeadline } from "./harness.ts";
-
-function kcatMissing(): string | null {
-  try {
-    new Deno.Command("kcat", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync();
-    return null;
-  } catch {
-    return "kcat is not installed (apt-get install kcat)";
-  }
-}
+import { kcatMissing, run, TestCluster, withDeadline } from "./harness.ts";
 
 const missing = kcatMissing();
 if (missing) console.log(`advertised-host test skipped: ${missing}`);

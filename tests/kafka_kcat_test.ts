@@ -6,19 +6,20 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Proc, run, type RunOptions, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
-
-function kcatMissing(): string | null {
-  try {
-    new Deno.Command("kcat", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync();
-    return null;
-  } catch {
-    return "kcat is not installed (apt-get install kcat)";
-  }
-}
+import { kcatMissing, Proc, run, type RunOptions, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const missing = kcatMissing();
 if (missing) console.log(`kcat tests skipped: ${missing}`);
+
+/** The first `n` records of a topic as `yak consume --format json` prints them. */
+// deno-lint-ignore no-explicit-any
+async function consumeJson(c: TestCluster, topic: string, n: number): Promise<any[]> {
+  const out = await yak(
+    ["consume", "--topic", topic, "--from-beginning", "--max-messages", String(n), "--format", "json", ...c.zkFlag],
+  );
+  assert.equal(out.code, 0, out.stderr);
+  return out.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
+}
 
 function kcat(args: string[], opts: RunOptions = {}): ReturnType<typeof run> {
   return run("kcat", args, opts);
@@ -74,19 +75,7 @@ Deno.test({
           stdin: "user-1:hello\nuser-2:world\n",
         });
         assert.equal(kh.code, 0, kh.stderr);
-        const j = await yak([
-          "consume",
-          "--topic",
-          "kh",
-          "--from-beginning",
-          "--max-messages",
-          "2",
-          "--format",
-          "json",
-          ...c.zkFlag,
-        ]);
-        assert.equal(j.code, 0, j.stderr);
-        const recs = j.stdout.trimEnd().split("\n").map((l) => JSON.parse(l)).sort((a, b) => a.key < b.key ? -1 : 1);
+        const recs = (await consumeJson(c, "kh", 2)).sort((a, b) => a.key < b.key ? -1 : 1);
         assert.deepEqual(recs.map((r) => [r.key, r.value]), [["user-1", "hello"], ["user-2", "world"]]);
         assert.deepEqual(recs[0].headers, [{ key: "trace", value: "abc" }, { key: "bin", value: "x" }]);
         // The default format prints the values alone, headers or not.
@@ -109,19 +98,7 @@ Deno.test({
         await Deno.writeFile(file, bytes);
         const pb = await kcat(["-P", ...b, "-t", "bin", "-p", "0", file]);
         assert.equal(pb.code, 0, pb.stderr);
-        const yb = await yak([
-          "consume",
-          "--topic",
-          "bin",
-          "--from-beginning",
-          "--max-messages",
-          "1",
-          "--format",
-          "json",
-          ...c.zkFlag,
-        ]);
-        assert.equal(yb.code, 0, yb.stderr);
-        assert.deepEqual(Uint8Array.fromBase64(JSON.parse(yb.stdout).valueB64), bytes);
+        assert.deepEqual(Uint8Array.fromBase64((await consumeJson(c, "bin", 1))[0].valueB64), bytes);
         const kb = await kcat(["-C", ...b, "-t", "bin", "-p", "0", "-o", "beginning", "-c", "1", "-q", "-f", "%s"]);
         assert.equal(kb.code, 0, kb.stderr);
         assert.deepEqual(kb.stdout, bytes);
@@ -163,19 +140,7 @@ Deno.test({
           "trace=abc,k2=v2,eq=a=b again",
         ]);
 
-        const j = await yak([
-          "consume",
-          "--topic",
-          "hdr",
-          "--from-beginning",
-          "--max-messages",
-          "2",
-          "--format",
-          "json",
-          ...c.zkFlag,
-        ]);
-        assert.equal(j.code, 0, j.stderr);
-        const recs = j.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
+        const recs = await consumeJson(c, "hdr", 2);
         assert.deepEqual(recs.map((r) => r.value), ["hello", "again"]);
         for (const r of recs) {
           assert.deepEqual(r.headers, [{ key: "trace", value: "abc" }, { key: "k2", value: "v2" }, {

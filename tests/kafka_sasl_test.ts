@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MAX_SASL_TOKEN_BYTES } from "../src/kafka/sasl.ts";
 import { Reader, Writer } from "../src/kafka/wire.ts";
-import { TestCluster, withDeadline } from "./harness.ts";
+import { concatBytes, TestCluster, withDeadline } from "./harness.ts";
 
 const TOKEN = "bare-s3cret-token";
 const WRONG = "bare-wrong-password";
@@ -37,16 +37,6 @@ function bare(bytes: Uint8Array): Uint8Array {
   return sized(out);
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** Reads whole reply frames (their bytes after the size) until the broker closes the connection. */
 async function readFrames(conn: Deno.Conn, count: number): Promise<{ frames: Uint8Array[]; closed: boolean }> {
   let buf: Uint8Array = new Uint8Array(0);
@@ -62,7 +52,7 @@ async function readFrames(conn: Deno.Conn, count: number): Promise<{ frames: Uin
     const chunk = new Uint8Array(65536);
     const got = await conn.read(chunk).catch(() => null);
     if (got === null) return { frames, closed: true };
-    buf = concat([buf, chunk.subarray(0, got)]);
+    buf = concatBytes([buf, chunk.subarray(0, got)]);
   }
   return { frames, closed: false };
 }
@@ -77,7 +67,7 @@ Deno.test({
       const c = await TestCluster.start({ brokers: 1, env: { YAK_AUTH_TOKEN: TOKEN } });
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: c.kafkaPorts.get(1)! });
       try {
-        await conn.write(concat([
+        await conn.write(concatBytes([
           request(18, 0, 1, () => {}),
           handshakeV0(2),
           bare(text.encode(`\u0000any\u0000${TOKEN}`)),
@@ -116,7 +106,7 @@ Deno.test({
         for (const token of tries) {
           const conn = await Deno.connect({ hostname: "127.0.0.1", port: c.kafkaPorts.get(1)! });
           try {
-            await conn.write(concat([handshakeV0(2), token, metadataV0(4)]));
+            await conn.write(concatBytes([handshakeV0(2), token, metadataV0(4)]));
             const { frames, closed } = await readFrames(conn, 3);
             assert.ok(closed, "the connection is closed");
             assert.ok(frames.length <= 1, `${frames.length} replies after a refused token`);

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { crc32c } from "../src/kafka/crc32c.ts";
 import { decodeRecordBatches, encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import { Reader, Writer } from "../src/kafka/wire.ts";
-import { TestCluster, withDeadline, yak } from "./harness.ts";
+import { concatBytes, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const MEMBER_ID_REQUIRED = 79;
 const UNKNOWN_TOPIC_OR_PARTITION = 3;
@@ -415,9 +415,7 @@ Deno.test("the newest advertised Kafka API versions, field by field, on a live b
 
 /** A Produce v7 request body: one partition, the given batches back to back, acks=all. */
 function produceBody(topic: string, partition: number, batches: Uint8Array[]): (w: Writer) => void {
-  const records = new Uint8Array(batches.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of batches) records.set(b, (at += b.length) - b.length);
+  const records = concatBytes(batches);
   return (w) => {
     w.nullableString(null).int16(-1).int32(10_000);
     w.array([topic], (w, name) => {
@@ -429,20 +427,21 @@ function produceBody(topic: string, partition: number, batches: Uint8Array[]): (
 
 /** The error code of the one partition of a Produce v7 answer. */
 function produceError(r: Reader): number {
-  const [[error]] = r.array((r) => {
+  const errors = r.array((r) => {
     r.string();
     return r.array((r) => {
       r.int32();
       const error = r.int16();
-      r.int64();
-      r.int64();
-      r.int64();
+      r.int64(); // base offset
+      r.int64(); // log append time
+      r.int64(); // log start
       return error;
-    })[0];
-  }).map((e) => [e]);
-  r.int32();
+    });
+  }).flat();
+  r.int32(); // throttle
   ends(r);
-  return error;
+  assert.equal(errors.length, 1, "one partition answered");
+  return errors[0];
 }
 
 Deno.test("Kafka Produce: a refused request stores nothing and the broker lives; max.message.bytes counts headers; producer ids are unique across brokers", () =>
