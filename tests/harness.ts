@@ -219,15 +219,21 @@ export function shellQuote(word: string): string {
 }
 
 /**
- * A base port with `count` free ports from it on 127.0.0.1 (for commands
- * that take fixed ports, like `yak cluster`).
+ * A base port with `count` free ports from it on 127.0.0.1, and free ports
+ * 100 above those too (brokers' default Kafka ports), for commands that take
+ * fixed ports, like `yak cluster`. Below Linux's ephemeral range (32768 and
+ * up), so no connection or port-0 listener of another test takes one after
+ * the check.
  */
 export function freePortRange(count: number): number {
   for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const base = 10_000 + Math.floor(Math.random() * 22_000);
     const taken: Deno.Listener[] = [];
     try {
-      for (let i = 0; i < count; i++) taken.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
+      for (let i = 0; i < count; i++) {
+        taken.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
+        taken.push(Deno.listen({ hostname: "127.0.0.1", port: base + 100 + i }));
+      }
       return base;
     } catch {
       /* in use: try another */
