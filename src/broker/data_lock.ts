@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
 
@@ -102,12 +103,12 @@ export async function lockDataDir(dir: string): Promise<DataLock> {
 
 /** The pid in a lock file, waiting briefly for a holder that has the lock but has not written it yet. */
 async function holderPid(path: string): Promise<number | null> {
-  const deadline = Date.now() + HOLDER_PID_WAIT_MS;
+  const deadline = monotonicMs() + HOLDER_PID_WAIT_MS;
   while (true) {
     const text = await Deno.readTextFile(path).catch(() => "");
     const pid = Number(text.trim());
     if (text.trim() !== "" && Number.isInteger(pid) && pid > 0) return pid;
-    if (Date.now() > deadline) return null;
+    if (monotonicMs() > deadline) return null;
     await new Promise((r) => setTimeout(r, 25));
   }
 }

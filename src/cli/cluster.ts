@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { fileURLToPath } from "node:url";
 import { ask } from "../client/discovery.ts";
 import { DEFAULTS, RUN_FLAGS } from "../config.ts";
@@ -201,7 +202,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
       name,
       sub,
       proc,
-      startedAt: Date.now(),
+      startedAt: monotonicMs(),
       done: Promise.resolve(null as unknown as Deno.CommandStatus),
       ready: false,
       tail: [],
@@ -241,7 +242,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
     }
     const id = Number(child.name.slice(1));
     const command = `yak ${child.sub.join(" ")}`;
-    const quick = Date.now() - child.startedAt < CRASH_LOOP_MS;
+    const quick = monotonicMs() - child.startedAt < CRASH_LOOP_MS;
     const crashes = quick ? child.crashes + 1 : 0;
     if (restart && crashes < CRASH_LOOP_LIMIT) {
       say(`broker ${id} exited (${how}); restarting it in ${RESTART_AFTER_MS / 1000} s`);

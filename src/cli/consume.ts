@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { Consumer, PartitionRecords, type StartOffset } from "../client/consumer.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
 import { keyBytes, valueBytes } from "../log/record.ts";
@@ -261,19 +262,19 @@ export async function consumeCommand(args: string[]): Promise<number> {
     throw err;
   });
   let printed = 0;
-  let lastRecordAt = Date.now();
+  let lastRecordAt = monotonicMs();
   let pipeClosed = false;
   try {
     while (!stop && !pipeClosed && printed < maxMessages) {
       if (exitAtEnd && consumer.atEnd()) break;
       const polled = await consumer.poll();
       if (polled.length === 0) {
-        if (timeoutMs !== undefined && Date.now() - lastRecordAt >= timeoutMs) {
+        if (timeoutMs !== undefined && monotonicMs() - lastRecordAt >= timeoutMs) {
           break;
         }
         continue;
       }
-      lastRecordAt = Date.now();
+      lastRecordAt = monotonicMs();
       for (const part of polled) {
         const take = Math.min(part.count, maxMessages - printed);
         if (take === 0) break;

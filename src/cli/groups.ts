@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { connectLeader } from "../client/discovery.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { YakError } from "../errors.ts";
@@ -76,7 +77,7 @@ export async function groupsCommand(args: string[]): Promise<number> {
   }
   const { conn } = await connectLeader(
     bootstrapOf(values),
-    Date.now() + connectTimeoutOf(values),
+    monotonicMs() + connectTimeoutOf(values),
     retryNotice("groups", false),
   );
   try {

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { isAbsolute, join, resolve } from "node:path";
 import { askZookeeper, retryUntil } from "../client/discovery.ts";
 import { DEFAULTS } from "../config.ts";
@@ -71,7 +72,7 @@ export async function killCommand(args: string[]): Promise<number> {
     const zookeeper = `${zk.host}:${zk.port}`;
     // The zookeeper's answer or nothing: a lease file may belong to a stopped or another cluster.
     const meta = await retryUntil(
-      Date.now() + connectTimeoutOf(values),
+      monotonicMs() + connectTimeoutOf(values),
       (timeoutMs) => askZookeeper(zk, { type: "status" }, timeoutMs),
       retryNotice("kill", false),
     );

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { answered, askZookeeper, type ClusterStatus, gatherStatus } from "../client/cluster_status.ts";
 import { toYakError, YakError } from "../errors.ts";
 import { checkTopicName } from "../log/names.ts";
@@ -186,7 +187,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     console.log(renderStatus(s, topic));
   };
   if (!values.watch) {
-    const s = await snapshot(values, Date.now() + connectMs);
+    const s = await snapshot(values, monotonicMs() + connectMs);
     const known = s.views.find(answered)?.topics;
     if (topic !== undefined && known && !known.some((t) => t.name === topic)) {
       throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
@@ -207,7 +208,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     while (!stop) {
       let text: string;
       try {
-        const s = await snapshot(values, Date.now() + connectMs);
+        const s = await snapshot(values, monotonicMs() + connectMs);
         if (values.json) {
           show(s);
           text = "";

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
@@ -54,7 +55,7 @@ export async function topicsCommand(args: string[]): Promise<number> {
   }
   const { conn } = await connectLeader(
     bootstrapOf(values),
-    Date.now() + connectTimeoutOf(values),
+    monotonicMs() + connectTimeoutOf(values),
     retryNotice("topics", false),
   );
   try {

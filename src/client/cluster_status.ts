@@ -151,7 +151,7 @@ export function assembleStatus(zk: ZookeeperStatus, probes: ReadonlyMap<number, 
  *
  * @example
  * ```ts ignore
- * const status = await gatherStatus(askZookeeper({ host: "127.0.0.1", port: 2181 }, Date.now() + 10_000));
+ * const status = await gatherStatus(askZookeeper({ host: "127.0.0.1", port: 2181 }, monotonicMs() + 10_000));
  * console.log(status.lease.leaderId, status.brokers.map((b) => b.state));
  * ```
  */

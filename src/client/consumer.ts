@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { parseLines } from "../log/record.ts";
 import { DEFAULTS } from "../config.ts";
 import { valuesOf } from "../log/record.ts";
@@ -224,7 +225,7 @@ export class Consumer {
 
   /** The topics matching the pattern now (waiting, up to the first-connect deadline, for one to exist). */
   static async #matching(o: ConsumerOptions): Promise<string[]> {
-    const deadline = Date.now() + (o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
+    const deadline = monotonicMs() + (o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
     const { conn } = await connectLeader(o.bootstrap, deadline, o.onRetry);
     try {
       while (true) {
@@ -232,7 +233,7 @@ export class Consumer {
         const found = Object.keys(meta.topics as Record<string, number>).filter((t) => o.topicPattern!.test(t));
         if (found.length > 0 || o.topics?.length || o.topic !== undefined) return found;
         const why = `no topic matches /${o.topicPattern!.source}/ yet`;
-        if (Date.now() > deadline) throw new YakError("UNKNOWN_TOPIC", why);
+        if (monotonicMs() > deadline) throw new YakError("UNKNOWN_TOPIC", why);
         o.onRetry?.(why);
         await new Promise((r) => setTimeout(r, 500));
       }
@@ -268,9 +269,9 @@ export class Consumer {
     // The first connection fails fast on a wrong address; later ones ride out failovers.
     const first = !this.#connected;
     const firstMs = this.#o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs;
-    const deadline = Date.now() + (first ? firstMs : this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    const deadline = monotonicMs() + (first ? firstMs : this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
     // Waiting for a topic that does not exist yet is a separate wait (for `yak consume`, part of being idle).
-    const topicDeadline = first ? Date.now() + (this.#o.topicWaitMs ?? firstMs) : deadline;
+    const topicDeadline = first ? monotonicMs() + (this.#o.topicWaitMs ?? firstMs) : deadline;
     while (true) {
       try {
         this.#conn = await connectAny(
@@ -295,7 +296,7 @@ export class Consumer {
         // A topic not replicated here yet is worth waiting for, like a lost connection.
         if (!isRetriable(yerr) && yerr.code !== "UNKNOWN_TOPIC") throw yerr;
         if (yerr.data?.gaveUp === true) throw yerr; // connecting already took the whole deadline
-        if (Date.now() > (yerr.code === "UNKNOWN_TOPIC" ? topicDeadline : deadline)) throw yerr;
+        if (monotonicMs() > (yerr.code === "UNKNOWN_TOPIC" ? topicDeadline : deadline)) throw yerr;
         this.#o.onRetry?.(yerr.message);
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -312,7 +313,7 @@ export class Consumer {
     const conn = this.#conn!;
     const meta = await conn.request({ type: "metadata" }, this.#timeoutMs);
     const counts = meta.topics as Record<string, number>;
-    this.#lastMetaMs = Date.now();
+    this.#lastMetaMs = monotonicMs();
     const pattern = this.#o.topicPattern;
     if (pattern) {
       const found = Object.keys(counts).filter((t) => pattern.test(t) && !this.#topics.has(t));
@@ -520,7 +521,7 @@ export class Consumer {
     while (true) {
       try {
         if (!this.#conn || this.#conn.isClosed) await this.#connect();
-        if (Date.now() - this.#lastMetaMs > METADATA_REFRESH_MS) await this.#refresh();
+        if (monotonicMs() - this.#lastMetaMs > METADATA_REFRESH_MS) await this.#refresh();
         const maxWaitMs = this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs;
         const wanted: Record<string, Record<string, number>> = {};
         for (const [t, s] of this.#topics) if (s.cursor.size > 0) wanted[t] = Object.fromEntries(s.cursor);
@@ -583,7 +584,7 @@ export class Consumer {
   async #leaderRequest(
     body: Record<string, unknown>,
   ): Promise<Record<string, unknown>> {
-    const deadline = Date.now() +
+    const deadline = monotonicMs() +
       (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
     while (true) {
       try {
@@ -596,7 +597,7 @@ export class Consumer {
         const yerr = toYakError(err);
         this.#leaderConn?.close();
         this.#leaderConn = null;
-        if (!isRetriable(yerr) || Date.now() > deadline) throw yerr;
+        if (!isRetriable(yerr) || monotonicMs() > deadline) throw yerr;
         this.#o.onRetry?.(yerr.message);
         await new Promise((r) => setTimeout(r, 100));
       }

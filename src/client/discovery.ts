@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
 import { Connection } from "../protocol/connection.ts";
 import { isRetriable, toYakError, YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
@@ -189,11 +190,11 @@ export function giveUp(err: YakError, waitedMs: number): YakError {
 
 /**
  * Retries `fn` on retriable errors (a lost connection, no leader yet) with
- * backoff until `deadline` (ms since the epoch), telling `onRetry` why.
+ * backoff until `deadline` (on the monotonic clock, `monotonicMs`), telling `onRetry` why.
  *
  * @example
  * ```ts ignore
- * const res = await retryUntil(Date.now() + 10_000, () => askZookeeper(zk, { type: "status" }));
+ * const res = await retryUntil(monotonicMs() + 10_000, () => askZookeeper(zk, { type: "status" }));
  * ```
  */
 export async function retryUntil<T>(
@@ -201,15 +202,15 @@ export async function retryUntil<T>(
   fn: (timeoutMs: number) => Promise<T>,
   onRetry?: (why: string) => void,
 ): Promise<T> {
-  const started = Date.now();
+  const started = monotonicMs();
   let delayMs = 50;
   while (true) {
     try {
-      return await fn(Math.max(500, Math.min(3000, deadline - Date.now())));
+      return await fn(Math.max(500, Math.min(3000, deadline - monotonicMs())));
     } catch (err) {
       const yerr = toYakError(err);
       if (!isRetriable(yerr)) throw yerr;
-      if (Date.now() + delayMs > deadline) throw giveUp(yerr, Date.now() - started);
+      if (monotonicMs() + delayMs > deadline) throw giveUp(yerr, monotonicMs() - started);
       onRetry?.(yerr.message);
       await new Promise((r) => setTimeout(r, delayMs));
       delayMs = Math.min(500, delayMs * 2);
@@ -219,12 +220,13 @@ export async function retryUntil<T>(
 
 /**
  * Connects to the current leader, rediscovering and retrying retriable
- * failures until `deadline` (ms since the epoch).
+ * failures until `deadline` (on the monotonic clock, `monotonicMs`).
  *
  * @example
  * ```ts
+ * import { monotonicMs } from "../clock.ts";
  * import { connectLeader } from "./discovery.ts";
- * const { conn, leader } = await connectLeader({}, Date.now() + 10_000);
+ * const { conn, leader } = await connectLeader({}, monotonicMs() + 10_000);
  * ```
  */
 export async function connectLeader(

@@ -105,7 +105,7 @@ export class GroupMember {
       try {
         if (!this.#conn || this.#conn.isClosed) {
           const left = Math.max(1000, deadline - monotonicMs());
-          this.#conn = (await connectLeader(this.#o.bootstrap, Date.now() + left, this.#o.onRetry)).conn;
+          this.#conn = (await connectLeader(this.#o.bootstrap, monotonicMs() + left, this.#o.onRetry)).conn;
         }
         return await this.#conn.request(body, timeoutMs);
       } catch (err) {

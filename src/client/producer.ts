@@ -203,7 +203,8 @@ export class Producer {
         Object.entries(opts).filter(([, v]) => v !== undefined),
       ),
     } as ResolvedOptions;
-    const deadline = Date.now() + Math.min(o.deliveryTimeoutMs, o.connectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
+    const deadline = monotonicMs() +
+      Math.min(o.deliveryTimeoutMs, o.connectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
     const { conn, leader } = await connectLeader(o.bootstrap, deadline, o.onRetry);
     const p = new Producer(o, conn, leader, 1);
     try {
@@ -545,7 +546,7 @@ export class Producer {
           try {
             const { conn, leader } = await connectLeader(
               this.#o.bootstrap,
-              Date.now() + Math.max(0, this.#lastProgressMs + this.#o.deliveryTimeoutMs - monotonicMs()),
+              monotonicMs() + Math.max(0, this.#lastProgressMs + this.#o.deliveryTimeoutMs - monotonicMs()),
               this.#o.onRetry,
             );
             this.#conn = conn;
