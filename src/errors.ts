@@ -18,6 +18,10 @@ export type ErrorCode =
   | "OUT_OF_RANGE"
   | "STALE_EPOCH"
   | "OUT_OF_ORDER_SEQUENCE"
+  /** An idempotent batch under a producer id the cluster did not issue (or not to this client). */
+  | "UNKNOWN_PRODUCER_ID"
+  /** An idempotent batch under a producer epoch the cluster did not issue. */
+  | "INVALID_PRODUCER_EPOCH"
   | "INVALID_REQUEST"
   | "UNKNOWN_REQUEST"
   | "INVALID_ARGUMENT"

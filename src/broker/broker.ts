@@ -18,6 +18,7 @@ import { LeaderState } from "./leader_state.ts";
 import { CLUSTER_TOPIC } from "./metadata.ts";
 import { Notifier } from "./notifier.ts";
 import { PartitionOps } from "./partition_ops.ts";
+import { ProducerIds } from "./producer_ids.ts";
 import { ProducerState } from "./producer_state.ts";
 import { ReplicaFetcher, Replication } from "./replication.ts";
 import { Retention } from "./retention.ts";
@@ -64,6 +65,7 @@ export class Broker implements BrokerContext {
   readonly store: TopicStore;
   readonly log: OpLog;
   readonly producers = new ProducerState();
+  readonly producerIds: ProducerIds = new ProducerIds(this);
   readonly notifier = new Notifier();
   readonly failingWrites = new Set<string>();
   readonly metrics = new BrokerMetrics();
@@ -110,6 +112,7 @@ export class Broker implements BrokerContext {
       partitions,
       topics,
       groups,
+      producerIds: this.producerIds,
       clients: this.#clientRegistry(),
       replication: new Replication(this, partitions),
       requireLeader: () => this.requireLeader(),

@@ -11,6 +11,7 @@ import type { OpLog } from "../op_log.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import type { Notifier } from "./notifier.ts";
+import type { ProducerIds } from "./producer_ids.ts";
 import type { ProducerState } from "./producer_state.ts";
 import type { TopicStore } from "./topic_store.ts";
 
@@ -80,6 +81,8 @@ export interface BrokerContext {
   readonly store: TopicStore;
   readonly log: OpLog;
   readonly producers: ProducerState;
+  /** Issues producer ids and checks the ones batches carry. */
+  readonly producerIds: ProducerIds;
   readonly notifier: Notifier;
   /** Partitions whose last write failed (e.g. a full disk), so the log says it once. */
   readonly failingWrites: Set<string>;

@@ -45,6 +45,24 @@ export interface SnapshotOp {
   op: "snapshot";
   topics: Record<string, TopicMeta>;
   groups: Record<string, Record<string, Record<string, number>>>;
+  producerIds?: ProducerIdsState;
+}
+
+/** What the producer-id records add up to. */
+export interface ProducerIdsState {
+  key: string;
+  next: number;
+}
+
+/**
+ * The producer-id block the leader reserved (see producer_ids.ts): counters
+ * below `next` may have been issued; `key` (hex) is the secret of the keyed
+ * permutation that turns a counter into an id. The first key stays for good.
+ */
+export interface ProducerIdsOp {
+  op: "producer_ids";
+  key: string;
+  next: number;
 }
 
 /** A consumer group's committed offsets for some partitions of a topic. */
@@ -62,7 +80,7 @@ export interface GroupDeleteOp {
 }
 
 /** One metadata record's value. */
-export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | TopicDeleteOp | SnapshotOp;
+export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | TopicDeleteOp | SnapshotOp | ProducerIdsOp;
 
 /** A topic as metadata knows it. */
 export interface TopicMeta {
@@ -87,6 +105,8 @@ export class Metadata {
   readonly topics = new Map<string, TopicMeta>();
   /** group -> topic -> partition -> next offset to read. */
   readonly groups = new Map<string, Map<string, Map<number, number>>>();
+  /** Producer ids reserved so far, and the key that makes them; null until the first is issued. */
+  producerIds: ProducerIdsState | null = null;
 
   apply(op: MetaOp): void {
     if (op.op === "topic") {
@@ -115,6 +135,13 @@ export class Metadata {
         }
         this.groups.set(group, m);
       }
+      if (op.producerIds) this.producerIds = { ...op.producerIds };
+    } else if (op.op === "producer_ids") {
+      // Reserved blocks only grow, and the first key stays: ids issued under it must stay valid.
+      this.producerIds = {
+        key: this.producerIds?.key ?? op.key,
+        next: Math.max(this.producerIds?.next ?? 0, op.next),
+      };
     } else if (op.op === "group_delete") {
       this.groups.delete(op.group);
     } else if (op.op === "commit") {
@@ -135,12 +162,15 @@ export class Metadata {
       groups[group] = {};
       for (const [topic, offsets] of byTopic) groups[group][topic] = Object.fromEntries(offsets);
     }
-    return { op: "snapshot", topics: Object.fromEntries(this.topics), groups };
+    const snap: SnapshotOp = { op: "snapshot", topics: Object.fromEntries(this.topics), groups };
+    if (this.producerIds) snap.producerIds = { ...this.producerIds };
+    return snap;
   }
 
   clear(): void {
     this.topics.clear();
     this.groups.clear();
+    this.producerIds = null;
   }
 
   /** Parses the ops stored in a chunk of `__cluster` lines (the op is each record's value). */

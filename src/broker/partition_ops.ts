@@ -27,8 +27,13 @@ export interface TopicPartition {
 export interface ProducedBatch {
   /** Emptied once the batch's lines are built, so a waiting request does not keep them alive. */
   records: RecordInput[];
-  /** The producer id (idempotence), or null for an anonymous producer. */
-  producer: string | null;
+  /**
+   * The issued producer id (idempotence), or null for an anonymous producer.
+   * Checked here, for every codec: an id the cluster did not issue is refused.
+   */
+  producerId: bigint | null;
+  /** The producer epoch the id was issued with (0). */
+  producerEpoch: number;
   /** Sequence of the first record (ignored without a producer). */
   baseSeq: number;
 }
@@ -104,7 +109,8 @@ interface Taken {
   minIsr: number;
   baseOffset: number;
   endOffset: number;
-  skip: number;
+  /** The batch was stored before (a retry): nothing is written. */
+  duplicate: boolean;
   /** The write of the fresh records, or null when all were stored before. */
   done: Promise<void> | null;
   /** Bytes of the fresh records' lines. */
@@ -118,7 +124,7 @@ interface Taken {
  * ```ts ignore
  * const ops = new PartitionOps(broker, topicAdmin);
  * const { baseOffset } = await ops.appendBatch({ topic: "t", partition: 0 },
- *   { records: [{ key: null, value: "hi" }], producer: null, baseSeq: 0 }, -1, 10_000);
+ *   { records: [{ key: null, value: "hi" }], producerId: null, producerEpoch: -1, baseSeq: 0 }, -1, 10_000);
  * ```
  */
 export class PartitionOps {
@@ -155,6 +161,7 @@ export class PartitionOps {
     b.requireLeader();
     const count = batch.records.length;
     assert(count > 0, "an empty batch reached appendBatch");
+    const producer = batch.producerId === null ? null : b.producerIds.verify(batch.producerId, batch.producerEpoch);
     // A batch that arrives while the first batch's creation of the topic is under way waits for it too:
     // the topic is in the store before the creation ends, and a later batch of the same producer must not
     // take its offsets first (a producer the partition does not know yet is taken at any sequence, so the
@@ -164,15 +171,15 @@ export class PartitionOps {
     if (!b.store.has(tp.topic)) await this.#topics.ensure(tp.topic);
     const log = b.store.partition(tp.topic, tp.partition);
     const key = `${tp.topic}/${tp.partition}`;
-    if (batch.producer !== null && !b.producers.isReady(key)) {
+    if (producer !== null && !b.producers.isReady(key)) {
       await b.producers.ensure(key, () => log.readTailText(b.opts.producerStateScanBytes));
     }
-    const taken = this.#take(tp.topic, key, log, batch, acks);
+    const taken = this.#take(tp.topic, key, log, batch, producer, acks);
     const { leader } = taken;
     if (taken.done) {
       try {
         await taken.done;
-        b.metrics.appended(tp.topic, count - taken.skip, taken.bytes);
+        b.metrics.appended(tp.topic, count, taken.bytes);
         if (b.failingWrites.delete(key)) b.log.write("writes_resumed", { partition: key });
       } catch (err) {
         // The producer's sequences went back already, with the log's rewind (see #take).
@@ -196,7 +203,7 @@ export class PartitionOps {
     // A leader that lost its lease while waiting must not acknowledge.
     if (b.requireLeader() !== leader) throw this.#notLeader("it lost its leadership");
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
-    return { baseOffset: taken.baseOffset, count, duplicate: taken.skip > 0, epoch: leader.epoch, ackedAt };
+    return { baseOffset: taken.baseOffset, count, duplicate: taken.duplicate, epoch: leader.epoch, ackedAt };
   }
 
   /**
@@ -204,25 +211,33 @@ export class PartitionOps {
    * nothing may await between the checks and the append, or two pipelined
    * batches could swap places.
    */
-  #take(topic: string, key: string, log: PartitionLog, batch: ProducedBatch, acks: Acks): Taken {
+  #take(
+    topic: string,
+    key: string,
+    log: PartitionLog,
+    batch: ProducedBatch,
+    producer: string | null,
+    acks: Acks,
+  ): Taken {
     const b = this.#b;
     const leader = b.requireLeader();
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
     const minIsr = minInsyncReplicasOf(b.store.meta.topics.get(topic)?.configs, b.opts.minInsyncReplicas);
     // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
     if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
-    const { producer, baseSeq } = batch;
+    const { baseSeq } = batch;
     const count = batch.records.length;
-    const seen = producer === null
-      ? { skip: 0, storedBaseOffset: -1, gap: false }
-      : b.producers.check(key, producer, baseSeq, count);
-    if (seen.gap && acks !== 0) {
-      // An earlier batch of this producer is missing here (its write failed, or
-      // it went to a lost leader): it must be resent first, or this one would
-      // make the earlier one look like a duplicate when it comes.
-      throw new YakError("OUT_OF_ORDER_SEQUENCE", `producer ${producer} skipped sequences before ${baseSeq} on ${key}`);
+    const seen = producer === null ? null : b.producers.check(key, producer, baseSeq, count);
+    if (seen?.kind === "outOfOrder" && acks !== 0) {
+      // A gap (an earlier batch of this producer is missing here: its write failed, or it went to a
+      // lost leader; it must be resent first) or an overlap with a stored batch that is not that batch.
+      throw new YakError(
+        "OUT_OF_ORDER_SEQUENCE",
+        `producer ${producer} sent sequences ${baseSeq}-${baseSeq + count - 1} on ${key}; ` +
+          `the next expected is ${seen.expected}`,
+      );
     }
-    if (seen.skip >= count) {
+    if (seen?.kind === "duplicate") {
       return {
         leader,
         key,
@@ -230,16 +245,16 @@ export class PartitionOps {
         baseOffset: seen.storedBaseOffset,
         // The original may still be queued for writing: acknowledge the retry only past the
         // original's own end, which its failure would rewind (then the retry times out and is resent).
-        endOffset: seen.storedBaseOffset >= 0 ? seen.storedBaseOffset + count : log.logEndOffset,
-        skip: seen.skip,
+        endOffset: seen.storedBaseOffset + count,
+        duplicate: true,
         done: null,
         bytes: 0,
       };
     }
-    const fresh = seen.skip === 0 ? batch.records : batch.records.slice(seen.skip);
+    const fresh = batch.records;
     const epoch = leader.epoch;
     const ts = Date.now();
-    const firstSeq = baseSeq + seen.skip;
+    const firstSeq = baseSeq;
     const appended = log.append(
       epoch,
       fresh.length,
@@ -257,9 +272,9 @@ export class PartitionOps {
       leader,
       key,
       minIsr,
-      baseOffset: seen.skip === 0 ? appended.baseOffset : seen.storedBaseOffset,
+      baseOffset: appended.baseOffset,
       endOffset: appended.baseOffset + fresh.length,
-      skip: seen.skip,
+      duplicate: false,
       done: appended.done,
       bytes: appended.bytes,
     };

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
 import { Segment } from "../log/segment.ts";
-import { encodeBatch, producerOf } from "../log/record.ts";
+import { encodeBatch, parseLines, producerOf } from "../log/record.ts";
 import { OpLog } from "../op_log.ts";
 import type { BrokerContext } from "./context.ts";
 import { LeaderState } from "./leader_state.ts";
@@ -20,9 +20,10 @@ import { TopicStore } from "./topic_store.ts";
 
 const TP = { topic: "t", partition: 0 };
 
-function batch(producer: string, baseSeq: number, n: number): ProducedBatch {
+/** A batch of producer `p<producer>` (the fake broker takes id N as issued, named `pN`). */
+function batch(producer: number, baseSeq: number, n: number): ProducedBatch {
   const records = Array.from({ length: n }, (_, i) => ({ key: null, value: `v${baseSeq + i}` }));
-  return { records, producer, baseSeq };
+  return { records, producerId: BigInt(producer), producerEpoch: 0, baseSeq };
 }
 
 /**
@@ -53,6 +54,7 @@ async function withOps(
     store,
     log,
     producers,
+    producerIds: { verify: (id: bigint) => `p${id}` },
     failingWrites: new Set<string>(),
     metrics: new BrokerMetrics(),
     requireLeader: () => leader,
@@ -85,30 +87,30 @@ async function withOps(
 }
 
 Deno.test("batches taken while a failed write unwinds are never stored twice or ahead of the failed ones", async () => {
-  // The failed write is p-1's; p-2's batch is queued behind it. The next batch
+  // The failed write is p1's; p2's batch is queued behind it. The next batch
   // of each arrives 0, 1, 2, ... microtasks after the write's error: before
   // the log rewinds, between the rewind and the errors reaching appendBatch,
   // and after. Every arrival point must end the same.
   for (let ticks = 0; ticks <= 12; ticks++) {
     await withOps(async ({ ops, store, writing, failWrite }) => {
-      const failed = ops.appendBatch(TP, batch("p-1", 0, 2), 1, 1000);
-      const queued = ops.appendBatch(TP, batch("p-2", 0, 2), 1, 1000);
+      const failed = ops.appendBatch(TP, batch(1, 0, 2), 1, 1000);
+      const queued = ops.appendBatch(TP, batch(2, 0, 2), 1, 1000);
       await writing;
       failWrite();
       for (let i = 0; i < ticks; i++) await Promise.resolve();
-      const next = [ops.appendBatch(TP, batch("p-1", 2, 2), 1, 1000), ops.appendBatch(TP, batch("p-2", 2, 2), 1, 1000)];
+      const next = [ops.appendBatch(TP, batch(1, 2, 2), 1, 1000), ops.appendBatch(TP, batch(2, 2, 2), 1, 1000)];
       const outcomes = await Promise.allSettled([failed, queued, ...next]);
       assert.deepEqual(outcomes.slice(0, 2).map((o) => o.status), ["rejected", "rejected"], `${ticks} ticks`);
       // Each producer resends both batches, in order and with the same
       // sequences (an answer to the second is lost with the connection it
       // closes to resend).
-      for (const producer of ["p-1", "p-2"]) {
-        await ops.appendBatch(TP, batch(producer, 0, 2), 1, 1000);
-        await ops.appendBatch(TP, batch(producer, 2, 2), 1, 1000);
+      for (const producer of ["p1", "p2"]) {
+        await ops.appendBatch(TP, batch(Number(producer.slice(1)), 0, 2), 1, 1000);
+        await ops.appendBatch(TP, batch(Number(producer.slice(1)), 2, 2), 1, 1000);
       }
       const log = store.partition("t", 0);
       const stored = (await log.read(0, 1 << 20, log.logEndOffset)).text.trimEnd().split("\n").map(producerOf);
-      for (const producer of ["p-1", "p-2"]) {
+      for (const producer of ["p1", "p2"]) {
         const seqs = stored.filter((ps) => ps?.producer === producer).map((ps) => ps!.seq);
         assert.deepEqual(seqs, [0, 1, 2, 3], `${ticks} ticks, ${producer}`);
       }
@@ -123,7 +125,7 @@ Deno.test("a read that retention overtakes skips the partition (the next fetch s
     await store.apply({ op: "topic", topic: "t", partitions: 1, createdAt: 0 });
     const log = store.partition("t", 0);
     for (let i = 0; i < 20; i++) {
-      await log.append(1, 10, (base) => encodeBatch(batch("p-1", i * 10, 10).records, base, 1, 0, null, 0)).done;
+      await log.append(1, 10, (base) => encodeBatch(batch(1, i * 10, 10).records, base, 1, 0, null, 0)).done;
     }
     const b = {
       store,
@@ -150,20 +152,49 @@ Deno.test("a read that retention overtakes skips the partition (the next fetch s
 
 Deno.test("a retry of a batch whose write is still queued is not acknowledged before that write; when it fails, neither is", async () => {
   await withOps(async ({ ops, store, writing, failWrite }) => {
-    const original = ops.appendBatch(TP, batch("p-1", 0, 2), 1, 300);
+    const original = ops.appendBatch(TP, batch(1, 0, 2), 1, 300);
     await writing;
     // The producer's retry (same sequences) arrives while the first write is on its way to the disk.
     let retryAnswered = false;
-    const retry = ops.appendBatch(TP, batch("p-1", 0, 2), 1, 300).finally(() => (retryAnswered = true));
+    const retry = ops.appendBatch(TP, batch(1, 0, 2), 1, 300).finally(() => (retryAnswered = true));
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(retryAnswered, false, "the retry was answered before the records were written");
     failWrite();
     const outcomes = await Promise.allSettled([original, retry]);
     assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected"], "a record not stored was acknowledged");
     // The producer resends: stored once.
-    await ops.appendBatch(TP, batch("p-1", 0, 2), 1, 1000);
+    await ops.appendBatch(TP, batch(1, 0, 2), 1, 1000);
     const log = store.partition("t", 0);
     const stored = (await log.read(0, 1 << 20, log.logEndOffset)).text.trimEnd().split("\n").map(producerOf);
     assert.deepEqual(stored.map((ps) => ps?.seq), [0, 1]);
+  });
+});
+
+Deno.test("only an exact retry is a duplicate: a batch that overlaps a stored one is refused, nothing dropped", async () => {
+  await withOps(async ({ ops, store, failWrite }) => {
+    failWrite(); // the gate of withOps: its first write fails at once
+    await ops.appendBatch(TP, batch(1, 0, 1), 1, 1000).catch(() => {});
+    const first = await ops.appendBatch(TP, batch(1, 0, 3), 1, 1000);
+    assert.equal(first.duplicate, false);
+    // Different records whose sequences start inside the stored batch: Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER.
+    const overlap = { ...batch(1, 1, 3), records: [1, 2, 3].map((i) => ({ key: null, value: `other-${i}` })) };
+    await assert.rejects(ops.appendBatch(TP, overlap, 1, 1000), (e: YakError) => e.code === "OUT_OF_ORDER_SEQUENCE");
+    // A gap, and a batch that ends inside the stored one, likewise.
+    await assert.rejects(
+      ops.appendBatch(TP, batch(1, 5, 1), 1, 1000),
+      (e: YakError) => e.code === "OUT_OF_ORDER_SEQUENCE",
+    );
+    await assert.rejects(
+      ops.appendBatch(TP, batch(1, 0, 2), 1, 1000),
+      (e: YakError) => e.code === "OUT_OF_ORDER_SEQUENCE",
+    );
+    // The exact retry is answered with the original offset; the next batch appends.
+    const retry = await ops.appendBatch(TP, batch(1, 0, 3), 1, 1000);
+    assert.deepEqual([retry.duplicate, retry.baseOffset], [true, first.baseOffset]);
+    const next = await ops.appendBatch(TP, batch(1, 3, 3), 1, 1000);
+    assert.deepEqual([next.duplicate, next.baseOffset], [false, first.baseOffset + 3]);
+    const log = store.partition("t", 0);
+    const values = parseLines((await log.read(0, 1 << 20, log.logEndOffset)).text).map((r) => r.value);
+    assert.deepEqual(values, ["v0", "v1", "v2", "v3", "v4", "v5"]);
   });
 });

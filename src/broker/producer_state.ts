@@ -23,15 +23,15 @@ interface Entry {
   batches: Batch[];
 }
 
-/** What to do with an incoming batch. */
-export interface SeqCheck {
-  /** Records at the front of the batch already in the log. */
-  skip: number;
-  /** Offset of the batch's first record when it is already (partly) stored, else -1. */
-  storedBaseOffset: number;
-  /** The batch starts past the next expected sequence: an earlier batch is missing. */
-  gap: boolean;
-}
+/**
+ * What to do with an incoming batch: append it (`next`), answer it with the
+ * offset it was stored at (`duplicate`), or refuse it (`outOfOrder`: a gap
+ * before it, or sequences that overlap a stored batch without being it).
+ */
+export type SeqCheck =
+  | { kind: "next" }
+  | { kind: "duplicate"; storedBaseOffset: number }
+  | { kind: "outOfOrder"; expected: number };
 
 /**
  * Producer sequences per partition, rebuilt lazily from the log tail on a new leader.
@@ -42,7 +42,7 @@ export interface SeqCheck {
  * const state = new ProducerState();
  * state.markReady("t/0");
  * state.record("t/0", "p-1", 0, 10, 0);
- * state.check("t/0", "p-1", 0, 10); // { skip: 10, storedBaseOffset: 0, gap: false }
+ * state.check("t/0", "p-1", 0, 10); // { kind: "duplicate", storedBaseOffset: 0 }
  * ```
  */
 export class ProducerState {
@@ -88,13 +88,14 @@ export class ProducerState {
       loading = (async () => {
         const text = await readTail();
         const map = new Map<string, Entry>();
-        // Consecutive sequences of one producer form one batch.
+        // A line with `batch` opens a batch of that many records; lines written before batches kept
+        // their bounds (and a batch cut by the scan's start) fall back to runs of consecutive sequences.
         let run: { producer: string; first: number; last: number; offset: number } | null = null;
         const endRun = () => run && addBatch(map, run.producer, run.first, run.last, run.offset);
         for (const line of text.split("\n")) {
           const ps = line.length === 0 ? null : producerOf(line);
           if (!ps) continue;
-          if (run && run.producer === ps.producer && ps.seq === run.last + 1) {
+          if (run && run.producer === ps.producer && ps.seq === run.last + 1 && ps.batch === 0) {
             run.last = ps.seq;
             continue;
           }
@@ -111,26 +112,19 @@ export class ProducerState {
     return loading;
   }
 
-  /** How much of a batch is already stored. */
-  check(
-    key: string,
-    producer: string,
-    baseSeq: number,
-    count: number,
-  ): SeqCheck {
+  /**
+   * Where an idempotent batch stands (Kafka's rule): the next sequence is
+   * appended; exactly one of the last batches remembered (same first and
+   * last sequence) is a duplicate; anything else is out of order. A producer
+   * the partition does not know is taken at any sequence.
+   */
+  check(key: string, producer: string, baseSeq: number, count: number): SeqCheck {
     const entry = this.#byPartition.get(key)?.get(producer);
-    if (!entry) return { skip: 0, storedBaseOffset: -1, gap: false };
-    if (baseSeq > entry.lastSeq) {
-      return {
-        skip: 0,
-        storedBaseOffset: -1,
-        gap: baseSeq > entry.lastSeq + 1,
-      };
-    }
-    const skip = Math.min(count, entry.lastSeq - baseSeq + 1);
-    const batch = entry.batches.find((b) => b.baseSeq <= baseSeq && baseSeq <= b.lastSeq);
-    const storedBaseOffset = batch ? batch.baseOffset + (baseSeq - batch.baseSeq) : -1;
-    return { skip, storedBaseOffset, gap: false };
+    if (!entry || baseSeq === entry.lastSeq + 1) return { kind: "next" };
+    const lastSeq = baseSeq + count - 1;
+    const batch = entry.batches.find((b) => b.baseSeq === baseSeq && b.lastSeq === lastSeq);
+    if (batch) return { kind: "duplicate", storedBaseOffset: batch.baseOffset };
+    return { kind: "outOfOrder", expected: entry.lastSeq + 1 };
   }
 
   /** Notes that records `baseSeq..baseSeq+count-1` were given offsets from `baseOffset`. */

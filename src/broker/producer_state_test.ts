@@ -2,43 +2,68 @@ import assert from "node:assert/strict";
 import { encodeBatch } from "../log/record.ts";
 import { ProducerState } from "./producer_state.ts";
 
-Deno.test("a stored batch is answered as a duplicate with its original offset; a partial one appends the rest", () => {
+Deno.test("only the exact batch is a duplicate; an overlap or a gap is out of order", () => {
   const state = new ProducerState();
   state.markReady("t/0");
-  state.record("t/0", "p-1", 0, 10, 100);
-  assert.deepEqual(state.check("t/0", "p-1", 0, 10), { skip: 10, storedBaseOffset: 100, gap: false });
-  assert.deepEqual(state.check("t/0", "p-1", 5, 10), { skip: 5, storedBaseOffset: 105, gap: false });
-  assert.deepEqual(state.check("t/0", "p-1", 10, 10), { skip: 0, storedBaseOffset: -1, gap: false });
-  assert.deepEqual(state.check("t/0", "p-1", 12, 10), { skip: 0, storedBaseOffset: -1, gap: true });
-  assert.deepEqual(state.check("t/0", "p-2", 7, 10), { skip: 0, storedBaseOffset: -1, gap: false }, "unknown producer");
+  state.record("t/0", "p1", 0, 10, 100);
+  assert.deepEqual(state.check("t/0", "p1", 0, 10), { kind: "duplicate", storedBaseOffset: 100 });
+  assert.deepEqual(state.check("t/0", "p1", 10, 10), { kind: "next" });
+  // Starts inside the stored batch (Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER), ends inside it, or skips ahead.
+  assert.deepEqual(state.check("t/0", "p1", 5, 10), { kind: "outOfOrder", expected: 10 });
+  assert.deepEqual(state.check("t/0", "p1", 0, 5), { kind: "outOfOrder", expected: 10 });
+  assert.deepEqual(state.check("t/0", "p1", 12, 10), { kind: "outOfOrder", expected: 10 });
+  assert.deepEqual(state.check("t/0", "p2", 7, 10), { kind: "next" }, "a producer the partition does not know");
+});
+
+Deno.test("the last five batches are remembered", () => {
+  const state = new ProducerState();
+  for (let i = 0; i < 6; i++) state.record("t/0", "p1", i * 2, 2, i * 2);
+  assert.equal(state.check("t/0", "p1", 0, 2).kind, "outOfOrder", "the sixth batch back is forgotten");
+  assert.deepEqual(state.check("t/0", "p1", 2, 2), { kind: "duplicate", storedBaseOffset: 2 });
+  assert.deepEqual(state.check("t/0", "p1", 10, 2), { kind: "duplicate", storedBaseOffset: 10 });
 });
 
 Deno.test("after a failed write the producer's sequence goes back, so a later batch cannot jump ahead", () => {
   const state = new ProducerState();
   state.markReady("t/0");
   // A new producer's first two batches are reserved, then the first write fails.
-  state.record("t/0", "p-1", 0, 2000, 0);
-  state.record("t/0", "p-1", 2000, 2000, 2000);
-  state.rollback("t/0", "p-1", 0);
-  state.rollback("t/0", "p-1", 2000);
-  assert.equal(state.check("t/0", "p-1", 2000, 2000).gap, true, "the second batch must wait for the first");
-  assert.deepEqual(state.check("t/0", "p-1", 0, 2000), { skip: 0, storedBaseOffset: -1, gap: false });
+  state.record("t/0", "p1", 0, 2000, 0);
+  state.record("t/0", "p1", 2000, 2000, 2000);
+  state.rollback("t/0", "p1", 0);
+  state.rollback("t/0", "p1", 2000);
+  assert.equal(state.check("t/0", "p1", 2000, 2000).kind, "outOfOrder", "the second batch must wait for the first");
+  assert.deepEqual(state.check("t/0", "p1", 0, 2000), { kind: "next" });
   // Rolled back for an unknown producer too (e.g. evicted): it stays known.
-  state.rollback("t/1", "p-9", 40);
-  assert.equal(state.check("t/1", "p-9", 41, 1).gap, true);
-  assert.equal(state.check("t/1", "p-9", 40, 1).gap, false);
+  state.rollback("t/1", "p9", 40);
+  assert.equal(state.check("t/1", "p9", 41, 1).kind, "outOfOrder");
+  assert.equal(state.check("t/1", "p9", 40, 1).kind, "next");
 });
 
-Deno.test("state is rebuilt from the log's tail: runs of sequences become batches", async () => {
+Deno.test("state is rebuilt from the log's tail with each batch's bounds", async () => {
   const state = new ProducerState();
-  const text = encodeBatch([{ key: null, value: "a" }, { key: null, value: "b" }], 0, 1, 0, "p-1", 0) +
-    encodeBatch([{ key: null, value: "c" }], 2, 1, 0, "p-2", 0) +
-    encodeBatch([{ key: null, value: "d" }, { key: null, value: "e" }], 3, 1, 0, "p-1", 2) +
-    encodeBatch([{ key: null, value: "no producer" }], 5, 1, 0, null, 0);
+  const text = encodeBatch([{ key: null, value: "a" }, { key: null, value: "b" }], 0, 1, 0, "p1", 0) +
+    encodeBatch([{ key: null, value: "c" }], 2, 1, 0, "p2", 0) +
+    encodeBatch([{ key: null, value: "d" }, { key: null, value: "e" }], 3, 1, 0, "p1", 2) +
+    encodeBatch([{ key: null, value: "f" }], 5, 1, 0, "p1", 4) +
+    encodeBatch([{ key: null, value: "no producer" }], 6, 1, 0, null, 0);
   await state.ensure("t/0", () => Promise.resolve(text));
   assert.ok(state.isReady("t/0"));
-  assert.deepEqual(state.check("t/0", "p-1", 2, 2), { skip: 2, storedBaseOffset: 3, gap: false });
-  assert.deepEqual(state.check("t/0", "p-1", 0, 2), { skip: 2, storedBaseOffset: 0, gap: false });
-  assert.deepEqual(state.check("t/0", "p-2", 1, 1), { skip: 0, storedBaseOffset: -1, gap: false });
-  assert.deepEqual(state.producers("t/0").sort(), ["p-1", "p-2"]);
+  assert.deepEqual(state.check("t/0", "p1", 2, 2), { kind: "duplicate", storedBaseOffset: 3 });
+  assert.deepEqual(state.check("t/0", "p1", 4, 1), { kind: "duplicate", storedBaseOffset: 5 });
+  assert.deepEqual(state.check("t/0", "p1", 0, 2), { kind: "duplicate", storedBaseOffset: 0 });
+  // Adjacent batches of one producer stay apart: a batch spanning two of them was never sent.
+  assert.equal(state.check("t/0", "p1", 2, 3).kind, "outOfOrder");
+  assert.equal(state.check("t/0", "p1", 1, 2).kind, "outOfOrder");
+  assert.deepEqual(state.check("t/0", "p1", 5, 1), { kind: "next" });
+  assert.deepEqual(state.producers("t/0").sort(), ["p1", "p2"]);
+});
+
+Deno.test("lines written before batches kept their bounds are read as runs", async () => {
+  const state = new ProducerState();
+  // The old format: no `batch` field.
+  const text = '{"offset":0,"epoch":1,"ts":0,"key":null,"value":"a","producer":"p-1","seq":0}\n' +
+    '{"offset":1,"epoch":1,"ts":0,"key":null,"value":"b","producer":"p-1","seq":1}\n';
+  await state.ensure("t/0", () => Promise.resolve(text));
+  assert.deepEqual(state.check("t/0", "p-1", 0, 2), { kind: "duplicate", storedBaseOffset: 0 });
+  assert.deepEqual(state.check("t/0", "p-1", 2, 1), { kind: "next" });
 });

@@ -10,6 +10,7 @@ import type { BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
 import type { GroupCoordinator } from "./group_coordinator.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { PartitionOps } from "./partition_ops.ts";
+import type { ProducerIds } from "./producer_ids.ts";
 import type { Replication } from "./replication.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
 import type { BrokerStatus } from "../protocol/status.ts";
@@ -44,6 +45,8 @@ export interface BrokerServices {
   readonly partitions: PartitionOps;
   readonly topics: TopicAdmin;
   readonly groups: GroupCoordinator;
+  /** Issues idempotent producers their ids (Kafka's InitProducerId, native `init_producer`). */
+  readonly producerIds: ProducerIds;
   readonly clients: ClientRegistry;
   /** The leader side of replication (followers' fetches and epoch queries). */
   readonly replication: Replication;

@@ -135,7 +135,7 @@ function toBase64(bytes: Uint8Array): string {
  * ```
  */
 export class Producer {
-  /** This producer's id: with a per-partition sequence, it makes retries idempotent. */
+  /** This producer's client id, as `yak status` lists it (not its producer id, which is a secret). */
   readonly id: string;
   readonly topic: string;
   #o: ResolvedOptions;
@@ -150,6 +150,13 @@ export class Producer {
   /** Batches given up on after a failure (never acknowledged). */
   #abandoned: Batch[] = [];
   #nextSeq = new Map<number, number>();
+  /**
+   * The producer id the leader issued (decimal text): with a per-partition
+   * sequence it makes retries idempotent. Kept across reconnects and
+   * failovers, and known to no one else, so no other client can write as
+   * this producer.
+   */
+  #producerId: string | null = null;
   #order = 0;
   #sticky = 0;
   /** Whether the sticky partition was picked (at random, once the partition count is known). */
@@ -266,6 +273,10 @@ export class Producer {
       client: this.id,
       topic: this.topic,
     }, this.#o.requestTimeoutMs);
+    if (this.#producerId === null) {
+      const issued = await conn.request({ type: "init_producer" }, this.#o.requestTimeoutMs);
+      this.#producerId = String(issued.producerId);
+    }
   }
 
   /** Records added so far (each record's index is its place in this count, from 0). */
@@ -388,7 +399,7 @@ export class Producer {
       topic: this.topic,
       partition: batch.partition,
       acks: this.#o.acks,
-      producer: this.id,
+      producer: this.#producerId,
       seq: batch.seq,
       records: batch.records,
     };

@@ -2,9 +2,9 @@
  * Produce (API 0) and InitProducerId (API 22): record batches decoded (and
  * decompressed) into yak records and appended through the same
  * `appendBatch` the native codec calls, so ordering, acks, min.insync.replicas
- * and idempotence are the broker's, not this file's. A Kafka producer id and
- * epoch become one yak producer (`kafka-<id>-<epoch>`), whose per-partition
- * sequence is Kafka's, so retries are dropped as duplicates and answered
+ * and idempotence are the broker's, not this file's: the broker checks that a
+ * batch's producer id was issued (InitProducerId, below), and its
+ * per-partition sequence is Kafka's, so retries are answered as duplicates
  * with their first offsets.
  *
  * @module
@@ -26,11 +26,6 @@ interface PartitionResult {
   logStart: number;
   /** Why it failed, for v8's error message. */
   message: string | null;
-}
-
-/** The yak producer of a Kafka producer id and epoch, or null for a producer without idempotence. */
-export function yakProducerOf(producerId: bigint, producerEpoch: number): string | null {
-  return producerId < 0n ? null : `kafka-${producerId}-${producerEpoch}`;
 }
 
 const KEY_ENCODER = new TextEncoder();
@@ -145,7 +140,8 @@ async function produceOne(
       }
       produced.push({
         records: b.records.map(toRecordInput),
-        producer: yakProducerOf(b.producerId, b.producerEpoch),
+        producerId: b.producerId < 0n ? null : b.producerId,
+        producerEpoch: b.producerEpoch,
         baseSeq: Math.max(0, b.baseSequence),
       });
     }
@@ -168,35 +164,31 @@ async function produceOne(
   }
 }
 
-let lastProducerSlot = 0;
-
 /**
- * A producer id no other producer of this cluster has. Any broker hands them
- * out (clients ask whichever they like), so the broker id is in the low 10
- * bits and a per-broker slot above it: half-milliseconds since 1970, or one
- * past the last slot when ids are asked for faster, so a broker's ids grow
- * across its restarts and fit a safe integer until 2109. Broker ids that
- * differ by a multiple of 1024 would share ids; yak clusters number brokers
- * from 1.
+ * Handles InitProducerId v0-4. Without a transactional id it always issues a
+ * fresh, cluster-unique id with epoch 0, whatever id and epoch the request
+ * carries (as Kafka does): a client that sends 0/0 to ask for a new id, or an
+ * old id to bump, must never share another producer's sequences.
  */
-export function nextProducerId(brokerId: number): number {
-  lastProducerSlot = Math.max(lastProducerSlot + 1, Date.now() * 2);
-  return lastProducerSlot * 1024 + (brokerId % 1024);
-}
-
-/** Handles InitProducerId v0-4: a fresh id, or (v3+) the same id with the next epoch. */
-export function initProducerId(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
-  const { version: v, body: r } = req;
+export async function initProducerId(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
+  const { body: r } = req;
   const transactionalId = r.nullableString();
-  r.int32(); // transaction timeout
-  const oldId = v >= 3 ? r.int64() : -1;
-  const oldEpoch = v >= 3 ? r.int16() : -1;
   w.int32(0);
   if (transactionalId !== null) {
     // Transactions are not supported: say so rather than hand out an id that cannot commit.
     w.int16(KAFKA.INVALID_REQUEST).int64(-1).int16(-1);
     return;
   }
-  if (oldId >= 0 && oldEpoch >= 0 && oldEpoch < 32767) w.int16(0).int64(oldId).int16(oldEpoch + 1);
-  else w.int16(0).int64(nextProducerId(ctx.services.view().brokerId)).int16(0);
+  try {
+    const id = await ctx.services.producerIds.issue(ctx.services.opts.requestTimeoutMs);
+    w.int16(0).int64(id).int16(0);
+  } catch (err) {
+    const code = err instanceof YakError ? err.code : "UNAVAILABLE";
+    if (!(err instanceof YakError)) ctx.onError("kafka init producer id failed", { error: String(err) });
+    // Retriable for clients: no leader yet, or the leader could not reach its replicas.
+    const wire = code === "NOT_ENOUGH_REPLICAS" || code === "TIMEOUT"
+      ? kafkaErrorOf(code)
+      : KAFKA.COORDINATOR_NOT_AVAILABLE;
+    w.int16(wire).int64(-1).int16(-1);
+  }
 }

@@ -38,7 +38,7 @@ function fixedRecords(base: number, n: number, epoch: number): RecordInput[] {
   const out: RecordInput[] = [];
   for (let i = 0; i < n; i++) {
     const o = base + i;
-    const bare = encodeBatch([{ key: "k", value: "" }], o, epoch, TS, "p-1", o).length;
+    const bare = encodeBatch([{ key: "k", value: "" }], o, epoch, TS, null, 0).length;
     const tag = `o${o}:`;
     out.push({ key: "k", value: tag + "x".repeat(LINE - bare - tag.length) });
   }
@@ -63,8 +63,8 @@ async function appendBatch(
       base,
       epoch,
       TS,
-      "p-1",
-      base,
+      null,
+      0,
     );
     return text;
   });
@@ -180,7 +180,7 @@ function isYak(code: string, mention?: string): (err: unknown) => boolean {
 }
 
 Deno.test("fixedRecords lines are LINE bytes", () => {
-  const text = encodeBatch(fixedRecords(99, 3, 7), 99, 7, TS, "p-1", 99);
+  const text = encodeBatch(fixedRecords(99, 3, 7), 99, 7, TS, null, 0);
   assert.deepEqual(text.split(/(?<=\n)/).map((l) => l.length), [
     LINE,
     LINE,
@@ -227,8 +227,8 @@ Deno.test("append takes offsets in call order and reads back (tail cache, disk, 
             base,
             1,
             TS,
-            "p-1",
-            base,
+            null,
+            0,
           );
           texts.push(text);
           return text;
@@ -975,8 +975,6 @@ Deno.test("lines read back decode to the records written", async () => {
           ts: TS,
           key: "k1",
           value: records[0].value,
-          producer: "p-1",
-          seq: 0,
         },
         {
           offset: 1,
@@ -984,8 +982,6 @@ Deno.test("lines read back decode to the records written", async () => {
           ts: TS,
           key: null,
           value: "",
-          producer: "p-1",
-          seq: 1,
         },
       ]);
       assert.equal(

@@ -1,7 +1,12 @@
 /**
  * The stored form of a record: one JSON line, the same bytes on every replica.
  *
- * `{"offset":42,"epoch":3,"ts":1763764800123,"key":"user-7","value":"hello","producer":"p-1f3a","seq":17}`
+ * `{"offset":42,"epoch":3,"ts":1763764800123,"key":"user-7","value":"hello","producer":"p1f3a","seq":17}`
+ *
+ * An idempotent producer's batch keeps its bounds: its first line ends in
+ * `"seq":17,"batch":3` (the batch's record count), so a new leader knows
+ * exactly which batches a retry may repeat (Kafka stores first and last
+ * sequence in every batch for the same reason).
  *
  * Text values go in `value`; bytes that are not UTF-8 go base64 in `valueB64`,
  * so nothing is silently mangled.
@@ -38,6 +43,8 @@ export interface StoredRecord extends RecordInput {
   ts: number;
   producer?: string;
   seq?: number;
+  /** On the first record of an idempotent batch: the batch's record count. */
+  batch?: number;
 }
 
 /**
@@ -75,7 +82,11 @@ export function encodeBatch(
       : r.value === null
       ? `"value":null`
       : `"value":${JSON.stringify(r.value ?? "")}`;
-    const tail = producer === null ? "}\n" : `,"producer":"${producer}","seq":${baseSeq + i}}\n`;
+    const tail = producer === null
+      ? "}\n"
+      : i === 0
+      ? `,"producer":"${producer}","seq":${baseSeq},"batch":${records.length}}\n`
+      : `,"producer":"${producer}","seq":${baseSeq + i}}\n`;
     const start = r.ts === undefined ? head : `,"epoch":${epoch},"ts":${r.ts},`;
     out += `{"offset":${baseOffset + i}${start}${key}${headers},${value}${tail}`;
   }
@@ -130,17 +141,32 @@ export function textOrBase64(bytes: Uint8Array): { text: string } | { b64: strin
   }
 }
 
-/** The producer id and sequence of a stored line, read without a full parse when possible. */
+/**
+ * The producer, sequence and (on a batch's first line) batch size of a stored
+ * line, read without a full parse. `batch` is 0 on the other lines of a batch,
+ * and on lines written before batches kept their bounds.
+ *
+ * @example
+ * ```ts
+ * import { encodeBatch, producerOf } from "./record.ts";
+ * producerOf(encodeBatch([{ key: null, value: "a" }], 0, 1, 0, "p7", 4).trimEnd());
+ * // { producer: "p7", seq: 4, batch: 1 }
+ * ```
+ */
 export function producerOf(
   line: string,
-): { producer: string; seq: number } | null {
+): { producer: string; seq: number; batch: number } | null {
   const p = line.lastIndexOf(',"producer":"');
   if (p === -1) return null;
   const q = line.indexOf('"', p + 13);
   const s = line.indexOf(',"seq":', q);
   if (q === -1 || s === -1) return null;
-  const seq = Number(line.slice(s + 7, line.length - 1));
-  return Number.isSafeInteger(seq) ? { producer: line.slice(p + 13, q), seq } : null;
+  const b = line.indexOf(',"batch":', s);
+  const seq = Number(line.slice(s + 7, b === -1 ? line.length - 1 : b));
+  const batch = b === -1 ? 0 : Number(line.slice(b + 9, line.length - 1));
+  return Number.isSafeInteger(seq) && Number.isSafeInteger(batch)
+    ? { producer: line.slice(p + 13, q), seq, batch }
+    : null;
 }
 
 const VALUE_FIELD = ',"value":"';

@@ -20,9 +20,9 @@ function linesOf(batch: string): string[] {
 
 Deno.test("encodeBatch writes the documented line, field for field", () => {
   assert.equal(
-    encodeBatch([{ key: "user-7", value: "hello" }], 42, 3, TS, "p-1f3a", 17),
+    encodeBatch([{ key: "user-7", value: "hello" }], 42, 3, TS, "p1f3a", 17),
     '{"offset":42,"epoch":3,"ts":1763764800123,"key":"user-7","value":"hello",' +
-      '"producer":"p-1f3a","seq":17}\n',
+      '"producer":"p1f3a","seq":17,"batch":1}\n',
   );
 });
 
@@ -37,13 +37,13 @@ Deno.test("encodeBatch numbers offsets and sequences within a batch", () => {
   );
   assert.equal(
     batch,
-    '{"offset":100,"epoch":2,"ts":5,"key":null,"value":"a","producer":"p-9","seq":7}\n' +
+    '{"offset":100,"epoch":2,"ts":5,"key":null,"value":"a","producer":"p-9","seq":7,"batch":3}\n' +
       '{"offset":101,"epoch":2,"ts":5,"key":"k","value":"b","producer":"p-9","seq":8}\n' +
       '{"offset":102,"epoch":2,"ts":5,"key":null,"value":"","producer":"p-9","seq":9}\n',
   );
   const lines = linesOf(batch);
   assert.equal(lines.length, 3);
-  for (const line of lines) {
+  for (const [i, line] of lines.entries()) {
     assert.deepEqual(Object.keys(JSON.parse(line)), [
       "offset",
       "epoch",
@@ -52,6 +52,7 @@ Deno.test("encodeBatch numbers offsets and sequences within a batch", () => {
       "value",
       "producer",
       "seq",
+      ...(i === 0 ? ["batch"] : []),
     ]);
   }
   assert.equal(encodeBatch([], 0, 1, TS, "p-1", 0), "");
@@ -115,7 +116,7 @@ Deno.test("encodeBatch stores byte records as valueB64", () => {
   const lines = linesOf(batch);
   assert.equal(
     lines[0],
-    `{"offset":0,"epoch":4,"ts":${TS},"key":"bin","valueB64":"${b64}","producer":"p-2","seq":3}`,
+    `{"offset":0,"epoch":4,"ts":${TS},"key":"bin","valueB64":"${b64}","producer":"p-2","seq":3,"batch":2}`,
   );
   const parsed = JSON.parse(lines[0]);
   assert.deepEqual(Object.keys(parsed), [
@@ -126,6 +127,7 @@ Deno.test("encodeBatch stores byte records as valueB64", () => {
     "valueB64",
     "producer",
     "seq",
+    "batch",
   ]);
   assert.equal(parsed.value, undefined);
   assert.equal(
@@ -149,8 +151,10 @@ Deno.test("producerOf reads producer and seq from a stored line", () => {
       41,
     ),
   );
-  assert.deepEqual(producerOf(lines[0]), { producer: "p-1f3a", seq: 41 });
-  assert.deepEqual(producerOf(lines[1]), { producer: "p-1f3a", seq: 42 });
+  // The batch's first line carries its record count, so a new leader knows the batch's bounds.
+  assert.ok(lines[0].endsWith(',"producer":"p-1f3a","seq":41,"batch":2}'), lines[0]);
+  assert.deepEqual(producerOf(lines[0]), { producer: "p-1f3a", seq: 41, batch: 2 });
+  assert.deepEqual(producerOf(lines[1]), { producer: "p-1f3a", seq: 42, batch: 0 });
 });
 
 Deno.test("producerOf returns null for lines without a producer", () => {
@@ -184,7 +188,7 @@ Deno.test("producerOf returns null for lines without a producer", () => {
       3,
     ),
   );
-  assert.deepEqual(producerOf(real), { producer: "p-ok", seq: 3 });
+  assert.deepEqual(producerOf(real), { producer: "p-ok", seq: 3, batch: 1 });
 });
 
 Deno.test("recordBytesOf reads every kind of stored line as the full parse does", () => {

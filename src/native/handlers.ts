@@ -18,7 +18,9 @@ import type { ServeCodec } from "../broker/broker.ts";
 import type { BrokerOptions } from "../broker/context.ts";
 import type { Acks, PartitionOffsets, ReadSpec } from "../broker/partition_ops.ts";
 
-const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const CLIENT_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** An issued producer id as decimal text (a safe integer, below 2^53). */
+const ISSUED_ID = /^[0-9]{1,16}$/;
 
 /**
  * names.ts quotes a bad name with String(), which throws on a JSON object
@@ -58,6 +60,13 @@ export function nativeHandler(
     switch (req.type) {
       case "produce":
         return produce(s, req);
+      case "init_producer":
+        // Issued by the leader only: a follower's Kafka listener asks here for its clients.
+        s.requireLeader();
+        return s.producerIds.issue(s.opts.requestTimeoutMs).then((id) => ({
+          producerId: String(id),
+          producerEpoch: 0,
+        }));
       case "fetch":
         return fetch(s, req);
       case "metadata":
@@ -225,13 +234,17 @@ async function produce(s: BrokerServices, req: Request): Promise<Reply> {
   // The server holds the request until we answer; it must not keep the batch alive that long.
   req.records = undefined;
   const producer = optStr(req, "producer", 64) ?? null;
-  if (producer !== null && !PRODUCER_ID.test(producer)) {
-    throw new YakError("INVALID_REQUEST", "'producer' must be 1-64 letters, digits, '.', '_' or '-'");
+  if (producer !== null && !ISSUED_ID.test(producer)) {
+    throw new YakError(
+      "UNKNOWN_PRODUCER_ID",
+      "'producer' must be an id this cluster issued ('init_producer' answers one), as decimal text",
+    );
   }
   const baseSeq = producer === null ? 0 : int(req, "seq");
+  const producerEpoch = producer === null ? -1 : optInt(req, "producerEpoch", 0, 0, 32767);
   const res = await s.partitions.appendBatch(
     { topic, partition },
-    { records, producer, baseSeq },
+    { records, producerId: producer === null ? null : BigInt(producer), producerEpoch, baseSeq },
     acks,
     s.opts.requestTimeoutMs,
   );
@@ -448,7 +461,7 @@ async function joinGroup(s: BrokerServices, req: Request, session: Session): Pro
   const group = checkGroupName(req.group);
   const memberId = typeof req.memberId === "string" ? memberIdOf(req) : "";
   const clientId = str(req, "clientId", 64);
-  if (!PRODUCER_ID.test(clientId)) {
+  if (!CLIENT_ID.test(clientId)) {
     throw new YakError("INVALID_REQUEST", "'clientId' must be 1-64 letters, digits, '.', '_' or '-'");
   }
   const raw = req.protocols;
@@ -586,7 +599,7 @@ function register(s: BrokerServices, req: Request, session: Session): Reply {
     throw new YakError("INVALID_REQUEST", "'role' must be producer or consumer");
   }
   const client = str(req, "client", 64);
-  if (!PRODUCER_ID.test(client)) {
+  if (!CLIENT_ID.test(client)) {
     throw new YakError("INVALID_REQUEST", "'client' must be 1-64 letters, digits, '.', '_' or '-'");
   }
   const topic = checkTopicName(req.topic);

@@ -1,0 +1,226 @@
+/**
+ * An acknowledgement means stored, for every idempotent producer: the broker
+ * issues producer ids (Kafka's InitProducerId, native `init_producer`), a
+ * batch is a duplicate only when it is exactly one already stored, and no
+ * client can write under an id it was not given. Each case failed on the code
+ * before producer ids were issued: two producers that asked with 0/0 shared
+ * one id (1000 acknowledged, 500 stored), a batch overlapping a stored one
+ * was answered success and dropped, and a second connection that sent a
+ * victim's producer id had its records stored and the victim's dropped.
+ */
+import assert from "node:assert/strict";
+import { encodeRecordBatch } from "../src/kafka/record_batch.ts";
+import type { Writer } from "../src/kafka/wire.ts";
+import { Connection } from "../src/protocol/connection.ts";
+import { YakError } from "../src/errors.ts";
+import { TestCluster, withDeadline, yak } from "./harness.ts";
+import { ends, KafkaConn, produceBody } from "./kafka_conn.ts";
+
+const UNKNOWN_PRODUCER_ID = 59;
+const INVALID_PRODUCER_EPOCH = 47;
+const OUT_OF_ORDER_SEQUENCE_NUMBER = 45;
+const text = new TextEncoder();
+
+/** InitProducerId v4 as @platformatic/kafka sends it to ask for a fresh id: producer id 0, epoch 0. */
+async function initProducerId(k: KafkaConn): Promise<{ error: number; id: bigint; epoch: number }> {
+  const r = await k.call(22, 4, true, (w: Writer) => w.nullableString(null).int32(60_000).int64(0n).int16(0));
+  r.int32(); // throttle
+  const error = r.int16();
+  const id = BigInt(r.int64());
+  const epoch = r.int16();
+  ends(r);
+  return { error, id, epoch };
+}
+
+/** A record batch of `values` from producer `id`/`epoch`, starting at sequence `seq`. */
+function batch(id: bigint, epoch: number, seq: number, values: string[]): Uint8Array {
+  return encodeRecordBatch({
+    baseOffset: 0,
+    partitionLeaderEpoch: -1,
+    producerId: id,
+    producerEpoch: epoch,
+    baseSequence: seq,
+    records: values.map((v, i) => ({
+      offsetDelta: i,
+      timestamp: Date.now(),
+      key: null,
+      value: text.encode(v),
+      headers: [],
+    })),
+  });
+}
+
+/** Produce v7 of one batch to `topic`/0: [error, baseOffset]. */
+async function produce(k: KafkaConn, topic: string, records: Uint8Array): Promise<[number, number]> {
+  const r = await k.call(0, 7, false, produceBody(topic, 0, [records]));
+  const out = r.array((r) => {
+    r.string();
+    return r.array((r) => {
+      r.int32();
+      const error = r.int16();
+      const base = r.int64();
+      r.int64();
+      r.int64();
+      return [error, base] as [number, number];
+    });
+  }).flat();
+  r.int32();
+  ends(r);
+  return out[0];
+}
+
+async function stored(c: TestCluster, topic: string): Promise<string[]> {
+  const out = await yak(["consume", "--topic", topic, "--from-beginning", "--exit-at-end", ...c.zkFlag]);
+  assert.equal(out.code, 0, out.stderr);
+  return out.stdout.split("\n").filter((l) => l.length > 0);
+}
+
+Deno.test("Kafka idempotence: fresh ids for every InitProducerId, exact duplicates only, ids never issued refused", () =>
+  withDeadline(90_000, "kafka idempotence", async () => {
+    const c = await TestCluster.start({ brokers: 3, partitions: 1 });
+    const conns: KafkaConn[] = [];
+    try {
+      const lease = await c.lease();
+      const leader = lease.leaderId!;
+      const follower = [1, 2, 3].find((id) => id !== leader)!;
+      const k = await KafkaConn.open(c.kafkaPorts.get(leader)!);
+      const kf = await KafkaConn.open(c.kafkaPorts.get(follower)!);
+      conns.push(k, kf);
+
+      // §1: two producers that ask with 0/0 (one of them through a follower) get two fresh ids, epoch 0.
+      const a = await initProducerId(k);
+      const b = await initProducerId(kf);
+      assert.deepEqual([a.error, a.epoch, b.error, b.epoch], [0, 0, 0, 0]);
+      assert.notEqual(a.id, b.id, "two producers got the same id");
+      assert.ok(a.id > 0n && b.id > 0n);
+      // 500 records each, in batches of 100, to one partition: 1000 acknowledged, 1000 stored.
+      let acked = 0;
+      for (const [name, p] of [["a", a], ["b", b]] as const) {
+        for (let s = 0; s < 500; s += 100) {
+          const values = Array.from({ length: 100 }, (_, i) => `${name}${s + i}`);
+          const [error] = await produce(k, "two", batch(p.id, 0, s, values));
+          assert.equal(error, 0, `producer ${name} at ${s}`);
+          acked += 100;
+        }
+      }
+      const two = await stored(c, "two");
+      console.log(`two producers that asked with 0/0: ${acked} acknowledged, ${two.length} stored`);
+      assert.equal(two.length, 1000);
+
+      // Ids the cluster never issued, and an epoch it never issued: refused, nothing stored.
+      const [forged] = await produce(k, "two", batch(4242n, 0, 0, ["forged"]));
+      assert.equal(forged, UNKNOWN_PRODUCER_ID);
+      const [guessed] = await produce(k, "two", batch(a.id + 1n, 0, 0, ["guessed"]));
+      assert.equal(guessed, UNKNOWN_PRODUCER_ID, "the next id after one's own is not issued");
+      const [epoch] = await produce(k, "two", batch(a.id, 3, 0, ["old epoch"]));
+      assert.equal(epoch, INVALID_PRODUCER_EPOCH);
+
+      // §2: after sequences 0-2, a different batch starting at 1 is out of order, not a duplicate.
+      const p = await initProducerId(k);
+      const [e1, base] = await produce(k, "seq", batch(p.id, 0, 0, ["s0", "s1", "s2"]));
+      assert.equal(e1, 0);
+      const [overlap] = await produce(k, "seq", batch(p.id, 0, 1, ["X1", "X2", "X3"]));
+      assert.equal(overlap, OUT_OF_ORDER_SEQUENCE_NUMBER);
+      const [retryError, retryBase] = await produce(k, "seq", batch(p.id, 0, 0, ["s0", "s1", "s2"]));
+      assert.deepEqual([retryError, retryBase], [0, base], "the exact retry is answered with its first offset");
+      const [e3] = await produce(k, "seq", batch(p.id, 0, 3, ["s3"]));
+      assert.equal(e3, 0);
+      assert.deepEqual(await stored(c, "seq"), ["s0", "s1", "s2", "s3"]);
+      assert.equal((await stored(c, "two")).length, 1000, "nothing refused was stored");
+    } finally {
+      for (const conn of conns) conn.close();
+      await c.stop();
+    }
+  }));
+
+/** A native produce request of `values` as producer `id` from sequence `seq`. */
+function nativeProduce(conn: Connection, topic: string, id: string, seq: number, values: string[]) {
+  return conn.request({
+    type: "produce",
+    topic,
+    partition: 0,
+    acks: "all",
+    producer: id,
+    seq,
+    records: values.map((v) => ({ v })),
+  });
+}
+
+async function leaderConn(c: TestCluster): Promise<Connection> {
+  const lease = await c.waitFor((l) => l.leaderId !== null && c.brokers.get(l.leaderId)?.exited === false);
+  return await Connection.open("127.0.0.1", c.brokerPorts.get(lease.leaderId!)!);
+}
+
+Deno.test("native idempotence: ids are issued and secret; retries after a reconnect and a failover are still duplicates", () =>
+  withDeadline(90_000, "native idempotence", async () => {
+    const c = await TestCluster.start({ brokers: 3, partitions: 1 });
+    const conns: Connection[] = [];
+    try {
+      const victim = await leaderConn(c);
+      conns.push(victim);
+      const issued = await victim.request({ type: "init_producer" });
+      const id = String(issued.producerId);
+      assert.match(id, /^\d+$/);
+      await nativeProduce(victim, "v", id, 0, ["v0", "v1", "v2"]);
+
+      // §3: what another client can know of the victim: its name in the stored lines (and `yak status`).
+      const line = await yak([
+        "consume",
+        "--topic",
+        "v",
+        "--from-beginning",
+        "--exit-at-end",
+        "--format",
+        "json",
+        ...c.zkFlag,
+      ]);
+      const raw = (await Deno.readTextFile(`${c.topicsDir((await c.lease()).leaderId!)}/v/0/${"0".repeat(20)}.jsonl`))
+        .split("\n")[0];
+      const name = JSON.parse(raw).producer as string;
+      assert.ok(!raw.includes(id), "the stored line does not hold the secret id");
+      assert.equal(line.code, 0);
+      const attacker = await leaderConn(c);
+      conns.push(attacker);
+      for (const forged of [name, "p-" + name, String(Number(id) + 1), "12345"]) {
+        await assert.rejects(
+          nativeProduce(attacker, "v", forged, 3, ["JUNK-a", "JUNK-b"]),
+          (e: YakError) => e.code === "UNKNOWN_PRODUCER_ID",
+          `a batch under '${forged}' was not refused`,
+        );
+      }
+      // The victim's next batch is stored, not answered as a duplicate of the attacker's.
+      const next = await nativeProduce(victim, "v", id, 3, ["v3"]);
+      assert.equal(next.duplicate, false);
+
+      // A retry on a new connection (the answer was lost with the old one): a duplicate, same offset.
+      const again = await leaderConn(c);
+      conns.push(again);
+      const retry = await nativeProduce(again, "v", id, 3, ["v3"]);
+      assert.deepEqual([retry.duplicate, retry.baseOffset], [true, next.baseOffset]);
+
+      // And after a failover: the new leader knows the id and the batch.
+      const old = (await c.lease()).leaderId!;
+      c.brokers.get(old)!.kill("SIGKILL");
+      await c.waitFor((l) => l.leaderId !== null && l.leaderId !== old);
+      let after: Record<string, unknown> | null = null;
+      for (let tries = 0; after === null; tries++) {
+        const conn = await leaderConn(c);
+        conns.push(conn);
+        try {
+          after = await nativeProduce(conn, "v", id, 3, ["v3"]);
+        } catch (err) {
+          // The new leader may still be taking over (or waiting for its replicas).
+          if (tries > 50 || !(err instanceof YakError) || err.code === "UNKNOWN_PRODUCER_ID") throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      assert.deepEqual([after.duplicate, after.baseOffset], [true, next.baseOffset], "a retry after a failover");
+      const conn = await leaderConn(c);
+      conns.push(conn);
+      await nativeProduce(conn, "v", id, 4, ["v4"]);
+      assert.deepEqual(await stored(c, "v"), ["v0", "v1", "v2", "v3", "v4"]);
+    } finally {
+      for (const conn of conns) conn.close();
+      await c.stop();
+    }
+  }));
