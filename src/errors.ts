@@ -35,6 +35,8 @@ export type ErrorCode =
   | "UNAUTHORIZED"
   | "UNAVAILABLE"
   | "NOT_ENOUGH_REPLICAS"
+  /** acks=all: the batch was appended, then the in-sync set fell below min.insync.replicas before it was copied. */
+  | "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
   | "BROKER_ID_IN_USE"
   | "INVALID_CONFIG"
   // Consumer groups (Kafka's classic protocol); a member handles each itself, none is retried blindly.
@@ -89,6 +91,7 @@ export const RETRIABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "STORAGE",
   // acks=all while the in-sync set is below min.insync.replicas: a follower may come back.
   "NOT_ENOUGH_REPLICAS",
+  "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
 ]);
 
 /**

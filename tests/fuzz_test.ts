@@ -41,6 +41,8 @@ const KNOWN_CODES = new Set([
   "OUT_OF_RANGE",
   "STALE_EPOCH",
   "OUT_OF_ORDER_SEQUENCE",
+  "UNKNOWN_PRODUCER_ID",
+  "INVALID_PRODUCER_EPOCH",
   "INVALID_REQUEST",
   "UNKNOWN_REQUEST",
   "INVALID_ARGUMENT",
@@ -52,6 +54,7 @@ const KNOWN_CODES = new Set([
   "UNAUTHORIZED",
   "UNAVAILABLE",
   "NOT_ENOUGH_REPLICAS",
+  "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
   "BROKER_ID_IN_USE",
   "INVALID_CONFIG",
   "MEMBER_ID_REQUIRED",
@@ -178,6 +181,7 @@ const KEYS = [
 
 const BROKER_TYPES = [
   "produce",
+  "init_producer",
   "fetch",
   "metadata",
   "list_offsets",
@@ -323,7 +327,8 @@ function fieldsOf(type: string, target: Target, epoch: number): Record<string, G
         partition: small(3),
         acks: (rng) => rng.pick(['"all"', "1", "0", "-1"]),
         records,
-        producer: () => q("fuzz-p"),
+        // A made-up name, or a made-up id: neither was issued, so both are refused.
+        producer: (rng) => q(rng.pick(["fuzz-p", "12345", "9007199254740993"])),
         seq: small(6),
       };
     case "fetch":

@@ -380,14 +380,20 @@ Deno.test("Kafka Produce: a refused request stores nothing and the broker lives;
       // An idempotent producer's first batch, then a request holding its batch with a sequence gap, a
       // plain batch and a transactional batch: refused, none of it stored (before: the first two were
       // appended before the third was looked at, and the gap's failure went unhandled and ended the leader).
+      r = await k.call(22, 1, false, (w) => w.nullableString(null).int32(60_000));
+      r.int32();
+      assert.equal(r.int16(), 0);
+      const pid = BigInt(r.int64()); // issued by the cluster: ids it did not issue are refused
+      r.int16();
+      ends(r);
       r = await k.call(
         0,
         7,
         false,
-        produceBody("small", 0, [batch({ producerId: 4242n, producerEpoch: 0, baseSequence: 0 }, ["first"])]),
+        produceBody("small", 0, [batch({ producerId: pid, producerEpoch: 0, baseSequence: 0 }, ["first"])]),
       );
       assert.equal(produceError(r), 0);
-      const gap = batch({ producerId: 4242n, producerEpoch: 0, baseSequence: 10 }, ["gap"]);
+      const gap = batch({ producerId: pid, producerEpoch: 0, baseSequence: 10 }, ["gap"]);
       const txn = batch({ producerId: 4243n, producerEpoch: 0, baseSequence: 0 }, ["txn"]);
       // Attributes (at byte 21): transactional; the CRC-32C (at 17) covers the attributes onwards.
       const view = new DataView(txn.buffer, txn.byteOffset);

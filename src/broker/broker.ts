@@ -154,10 +154,9 @@ export class Broker implements BrokerContext {
     }
     const broker = new Broker(opts, store, log, dir);
     broker.#dataLock = dataLock;
-    for (const ref of store.all()) {
-      broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
-      ref.log.onAppend(() => broker.notifier.notify());
-    }
+    for (const ref of store.all()) broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
+    // Every append wakes the long polls waiting for it (consumers, followers), on every partition.
+    store.onEveryLog((log) => log.onAppend(() => broker.notifier.notify()));
     broker.#server = serveCodec(
       broker.services,
       (message, fields) => log.write("protocol_error", { message, ...fields }),
@@ -431,6 +430,9 @@ export class Broker implements BrokerContext {
       this.#epoch = lease.epoch;
       this.#leader = leaderInfo;
       this.producers.reset();
+      // Named leader again in a newer epoch (e.g. a zookeeper restarted on an empty disk): the
+      // requests waiting on the old state go on under the new one, never orphaned until they time out.
+      const previous = this.#role === "leader" ? this.#leaderState : null;
       this.#leaderState = new LeaderState({
         selfId: this.opts.id,
         epoch: lease.epoch,
@@ -442,6 +444,10 @@ export class Broker implements BrokerContext {
       });
       this.#role = "leader";
       for (const ref of this.store.all()) this.#leaderState.updateHw(ref.key);
+      if (previous) {
+        this.#leaderState.adoptWaiters(previous);
+        previous.stop(new YakError("NOT_LEADER", `broker ${this.opts.id} leads epoch ${lease.epoch} now`));
+      }
       this.#retention.start();
       this.log.write("became_leader", {
         epoch: lease.epoch,
@@ -485,9 +491,17 @@ export class Broker implements BrokerContext {
 
   #maintainIsr(): void {
     const leader = this.#leaderState;
-    if (!leader || this.#isrProposal) return;
-    // A leader whose lease lapsed (paused, cut off) stops acting at once.
-    if (!this.leaseValid()) return;
+    if (!leader) return;
+    // A leader whose lease lapsed (paused, cut off) stops acting at once, and answers every waiting
+    // request now (retriable): Kafka clients then ask for the new leader instead of waiting out
+    // their request timeout (10 s) on a broker that can no longer acknowledge.
+    if (!this.leaseValid()) {
+      leader.failWaiters(
+        new YakError("NOT_LEADER", `broker ${this.opts.id} cannot take writes: ${this.leaseProblem()}`),
+      );
+      return;
+    }
+    if (this.#isrProposal) return;
     const wanted = leader.desiredIsr([
       ...new Set(leader.followers().map((f) => f.id)),
     ]);

@@ -27,6 +27,8 @@ import type { TopicStore } from "./topic_store.ts";
 interface Waiter {
   offset: number;
   minIsr: number;
+  /** Monotonic ms when it times out (kept when a new leader state of this broker adopts it). */
+  deadlineMs: number;
   resolve: () => void;
   reject: (e: YakError) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -83,6 +85,8 @@ export class LeaderState {
   readonly #followers = new Map<number, Follower>();
   readonly #waiters = new Map<string, Waiter[]>();
   #stopped: YakError | null = null;
+  /** The state that took over this one's waiters (the same broker, named leader again). */
+  #successor: LeaderState | null = null;
 
   constructor(opts: LeaderStateOptions) {
     this.#o = opts;
@@ -237,18 +241,24 @@ export class LeaderState {
       // record may be on fewer brokers than promised (Kafka's
       // NOT_ENOUGH_REPLICAS_AFTER_APPEND). The producer retries; its retry is
       // a duplicate and is answered once the set is large enough again.
-      if (this.#isr.length < w.minIsr) w.reject(this.notEnoughReplicas(w.minIsr));
+      if (this.#isr.length < w.minIsr) w.reject(this.notEnoughReplicas(w.minIsr, true));
       else w.resolve();
     }
     if (keep.length > 0) this.#waiters.set(key, keep);
     else this.#waiters.delete(key);
   }
 
-  /** The error for acks=all while the in-sync set is smaller than `minIsr`. */
-  notEnoughReplicas(minIsr: number): YakError {
+  /**
+   * The error for acks=all while the in-sync set is smaller than `minIsr`;
+   * `afterAppend` when the batch is in the log already (Kafka's error 20, so
+   * a client knows a retry may store it twice unless it is idempotent).
+   */
+  notEnoughReplicas(minIsr: number, afterAppend = false): YakError {
     return new YakError(
-      "NOT_ENOUGH_REPLICAS",
-      `only ${this.#isr.length} broker(s) in sync (${this.#isr.join(", ")}), min.insync.replicas is ${minIsr}; ` +
+      afterAppend ? "NOT_ENOUGH_REPLICAS_AFTER_APPEND" : "NOT_ENOUGH_REPLICAS",
+      `${afterAppend ? "appended, but " : ""}only ${this.#isr.length} broker(s) in sync (${
+        this.#isr.join(", ")
+      }), min.insync.replicas is ${minIsr}; ` +
         "acks=all waits until a follower catches up (use acks=1 to accept one copy)",
       { isr: this.#isr, minInsyncReplicas: minIsr },
     );
@@ -263,30 +273,69 @@ export class LeaderState {
     const ref = this.#o.store.byKey(key);
     if (!ref) return Promise.resolve();
     if (ref.log.highWatermark >= offset) {
-      return this.#isr.length < minIsr ? Promise.reject(this.notEnoughReplicas(minIsr)) : Promise.resolve();
+      return this.#isr.length < minIsr ? Promise.reject(this.notEnoughReplicas(minIsr, true)) : Promise.resolve();
     }
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        offset,
-        minIsr,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const list = this.#waiters.get(key) ?? [];
-          const i = list.indexOf(waiter);
-          if (i !== -1) list.splice(i, 1);
-          reject(
-            new YakError(
-              "TIMEOUT",
-              `replicas did not confirm offset ${offset - 1} of ${key} in ${timeoutMs} ms (in sync: ${this.#isr})`,
-            ),
-          );
-        }, timeoutMs),
-      };
-      const list = this.#waiters.get(key);
-      if (list) list.push(waiter);
-      else this.#waiters.set(key, [waiter]);
+      this.#addWaiter(key, { offset, minIsr, deadlineMs: monotonicMs() + timeoutMs, resolve, reject });
     });
+  }
+
+  #addWaiter(key: string, w: Omit<Waiter, "timer">): void {
+    const waiter: Waiter = {
+      ...w,
+      timer: setTimeout(() => {
+        const list = this.#waiters.get(key) ?? [];
+        const i = list.indexOf(waiter);
+        if (i !== -1) list.splice(i, 1);
+        waiter.reject(
+          new YakError(
+            "TIMEOUT",
+            `replicas did not confirm offset ${w.offset - 1} of ${key} in time (in sync: ${this.#isr})`,
+          ),
+        );
+      }, Math.max(0, w.deadlineMs - monotonicMs())),
+    };
+    const list = this.#waiters.get(key);
+    if (list) list.push(waiter);
+    else this.#waiters.set(key, [waiter]);
+  }
+
+  /**
+   * Takes over the acks=all waiters of this broker's previous leader state
+   * (a new lease named this broker again): they are answered as this state's
+   * high watermarks move, not left to time out.
+   */
+  adoptWaiters(previous: LeaderState): void {
+    for (const [key, list] of previous.#waiters) {
+      for (const w of list) {
+        clearTimeout(w.timer);
+        this.#addWaiter(key, w);
+      }
+    }
+    previous.#waiters.clear();
+    previous.#successor = this;
+    this.#settleWaiters();
+  }
+
+  /** Whether this broker led without a break from this state to `current` (the same, or adopted on). */
+  continuesAs(current: LeaderState): boolean {
+    if (this === current) return true;
+    return this.#successor !== null && this.#successor.continuesAs(current);
+  }
+
+  /**
+   * Answers every waiter with `err` at once, without stopping: the lease
+   * lapsed, so no acknowledgement may come from here, and Kafka clients must
+   * look for the new leader now, not at their request timeout.
+   */
+  failWaiters(err: YakError): void {
+    for (const list of this.#waiters.values()) {
+      for (const w of list) {
+        clearTimeout(w.timer);
+        w.reject(err);
+      }
+    }
+    this.#waiters.clear();
   }
 
   /**
@@ -355,12 +404,6 @@ export class LeaderState {
   /** Fails every waiter: this broker no longer leads. */
   stop(err: YakError): void {
     this.#stopped = err;
-    for (const list of this.#waiters.values()) {
-      for (const w of list) {
-        clearTimeout(w.timer);
-        w.reject(err);
-      }
-    }
-    this.#waiters.clear();
+    this.failWaiters(err);
   }
 }

@@ -121,19 +121,63 @@ Deno.test("a lagging follower leaves after the lag limit even while it keeps fet
   });
 });
 
-Deno.test("acks=all: refused below min.insync.replicas, also when the set shrinks after the append", async () => {
+Deno.test("acks=all: refused below min.insync.replicas, after the append with Kafka's error 20", async () => {
   await withLeader([1], async ({ state, append, fetch }) => {
     await append(10);
-    await assert.rejects(state.waitForHw(KEY, 10, 1000, 2), (e: YakError) => e.code === "NOT_ENOUGH_REPLICAS");
+    await assert.rejects(
+      state.waitForHw(KEY, 10, 1000, 2),
+      (e: YakError) => e.code === "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+    );
     await state.waitForHw(KEY, 10, 1000, 1);
     state.setIsr([1, 2]);
     fetch(2, 10);
     await append(10);
     const waiting = state.waitForHw(KEY, 20, 1000, 2);
     state.setIsr([1]); // follower 2 dropped before it had the batch: one copy only
-    await assert.rejects(waiting, (e: YakError) => e.code === "NOT_ENOUGH_REPLICAS");
+    await assert.rejects(waiting, (e: YakError) => e.code === "NOT_ENOUGH_REPLICAS_AFTER_APPEND");
     state.setIsr([1, 2]);
     fetch(2, 20);
     await state.waitForHw(KEY, 20, 1000, 2);
+  });
+});
+
+Deno.test("a new leader state of the same broker adopts the old one's waiters: answered as it moves, not left to time out", async () => {
+  await withLeader([1, 2], async ({ state, store, append, fetch }) => {
+    const end = await append(3);
+    fetch(2, 0);
+    let answered: string | null = null;
+    const waiting = state.waitForHw(KEY, end, 60_000, 2).then(() => (answered = "acknowledged"));
+    // The zookeeper names this broker leader again, in a newer epoch.
+    const next = new LeaderState({
+      selfId: 1,
+      epoch: 2,
+      store,
+      isr: [1, 2],
+      replicaLagMs: 1000,
+      joinWaitMs: 300,
+      onHwChange: () => {},
+    });
+    try {
+      next.adoptWaiters(state);
+      state.stop(new YakError("NOT_LEADER", "replaced"));
+      assert.ok(state.continuesAs(next) && next.continuesAs(next) && !next.continuesAs(state));
+      next.followerFetched(2, new Map([[KEY, end], ["__cluster/0", 0]]), false);
+      next.updateHw(KEY);
+      await waiting;
+      assert.equal(answered, "acknowledged");
+    } finally {
+      next.stop(new YakError("NOT_LEADER", "test over"));
+    }
+  });
+});
+
+Deno.test("a lapsed lease answers every waiter at once, and the state takes waiters again after", async () => {
+  await withLeader([1, 2], async ({ state, append }) => {
+    const end = await append(2);
+    const waiting = state.waitForHw(KEY, end, 60_000, 2);
+    state.failWaiters(new YakError("NOT_LEADER", "lease lapsed"));
+    await assert.rejects(waiting, (e: YakError) => e.code === "NOT_LEADER");
+    const again = state.waitForHw(KEY, end, 10, 2);
+    await assert.rejects(again, (e: YakError) => e.code === "TIMEOUT");
   });
 });

@@ -200,10 +200,12 @@ export class PartitionOps {
     }
     // Taken before the check, so an acknowledgement's time is never later than a check that passed.
     const ackedAt = Date.now();
-    // A leader that lost its lease while waiting must not acknowledge.
-    if (b.requireLeader() !== leader) throw this.#notLeader("it lost its leadership");
+    // A leader that lost its lease while waiting must not acknowledge; one named leader again
+    // without a break (its waiters were carried over) may, under its new epoch.
+    const current = b.requireLeader();
+    if (!leader.continuesAs(current)) throw this.#notLeader("it lost its leadership");
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
-    return { baseOffset: taken.baseOffset, count, duplicate: taken.duplicate, epoch: leader.epoch, ackedAt };
+    return { baseOffset: taken.baseOffset, count, duplicate: taken.duplicate, epoch: current.epoch, ackedAt };
   }
 
   /**

@@ -186,9 +186,6 @@ export class TopicAdmin {
         ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
         id: have === 0 ? crypto.randomUUID() : b.store.meta.topics.get(topic)?.id,
       });
-      for (let p = have; p < partitions; p++) {
-        b.store.partition(topic, p).onAppend(() => b.notifier.notify());
-      }
       b.log.write(mode === "alter" ? (partitions > have ? "partitions_added" : "topic_altered") : "topic_created", {
         topic,
         partitions,

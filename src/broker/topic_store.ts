@@ -37,6 +37,8 @@ export class TopicStore {
   readonly #logs = new Map<string, PartitionLog[]>();
   /** All partition logs by replication key (`topic/partition`), the metadata log included. */
   readonly #byKey = new Map<string, PartitionRef>();
+  /** Run on every partition log, those open now and every one opened later (see {@link onEveryLog}). */
+  readonly #everyLog: ((log: PartitionLog) => void)[] = [];
 
   private constructor(
     dir: string,
@@ -137,6 +139,18 @@ export class TopicStore {
     this.#logOpts.onEvent?.("topic_removed", { topic: name, reason });
   }
 
+  /**
+   * Runs `fn` on every partition log: those open now and each one opened
+   * later, however it comes (created by this leader, or by replaying
+   * `__cluster` as a follower). A hook set only where a leader creates a
+   * topic missed the partitions a follower created, whose appends then never
+   * woke long polls after a failover (acks=all 10 times slower on them).
+   */
+  onEveryLog(fn: (log: PartitionLog) => void): void {
+    this.#everyLog.push(fn);
+    for (const ref of this.#byKey.values()) fn(ref.log);
+  }
+
   async #open(name: string): Promise<void> {
     const meta = this.meta.topics.get(name)!;
     const topicDir = join(this.dir, name);
@@ -158,6 +172,7 @@ export class TopicStore {
       logs.push(log);
       const key = `${name}/${p}`;
       this.#byKey.set(key, { key, topic: name, partition: p, log });
+      for (const fn of this.#everyLog) fn(log);
     }
     this.#logs.set(name, logs);
     const info = {

@@ -52,6 +52,8 @@ export class ZkSession {
   #stopped = false;
   #loop: Promise<void> | null = null;
   #lease: Lease | null = null;
+  /** The older lease epoch last reported in the log as behind ours (once per epoch). */
+  #behindLogged = -1;
   /** When the newest acknowledged heartbeat was sent: the zookeeper heard us after it. */
   #lastAckedSendMs = -Infinity;
   #wake: (() => void) | null = null;
@@ -139,6 +141,12 @@ export class ZkSession {
   }
 
   #adopt(lease: Lease): void {
+    if (this.#lease && lease.epoch < this.#lease.epoch && lease.epoch !== this.#behindLogged) {
+      // The zookeeper's lease is older than one we followed (its file went back): said once per
+      // epoch; our heartbeats carry our epoch, and the zookeeper moves past it.
+      this.#behindLogged = lease.epoch;
+      this.#o.log.write("lease_behind", { zookeeperEpoch: lease.epoch, ourEpoch: this.#lease.epoch });
+    }
     if (
       !this.#lease || lease.epoch > this.#lease.epoch ||
       (lease.epoch === this.#lease.epoch && lease.version > this.#lease.version)

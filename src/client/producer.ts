@@ -212,13 +212,24 @@ export class Producer {
     } as ResolvedOptions;
     const deadline = monotonicMs() +
       Math.min(o.deliveryTimeoutMs, o.connectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
-    const { conn, leader } = await connectLeader(o.bootstrap, deadline, o.onRetry);
-    const p = new Producer(o, conn, leader, 1);
-    try {
-      await p.#setup(conn);
-    } catch (err) {
-      conn.close();
-      throw err;
+    let p: Producer | null = null;
+    while (true) {
+      const { conn, leader } = await connectLeader(o.bootstrap, deadline, o.onRetry);
+      p ??= new Producer(o, conn, leader, 1);
+      p.#conn = conn;
+      p.#leader = leader;
+      try {
+        await p.#setup(conn);
+        break;
+      } catch (err) {
+        conn.close();
+        // Right after a failover the zookeeper may name a leader that has not taken its lease yet
+        // (it answers NOT_LEADER for a few ms): ask again until the deadline, as a reconnect does.
+        const yerr = toYakError(err);
+        if (!isRetriable(yerr) || monotonicMs() >= deadline) throw yerr;
+        o.onRetry?.(yerr.message);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
     p.#watchTimer = setInterval(() => p.#watchLeader(), LEADER_CHECK_EVERY_MS);
     return p;
@@ -488,7 +499,10 @@ export class Producer {
       this.#fail(this.#named(yerr, batch));
       return;
     }
-    this.#reconnect(yerr.message, yerr.code === "NOT_ENOUGH_REPLICAS" ? 100 : 0);
+    this.#reconnect(
+      yerr.message,
+      yerr.code === "NOT_ENOUGH_REPLICAS" || yerr.code === "NOT_ENOUGH_REPLICAS_AFTER_APPEND" ? 100 : 0,
+    );
   }
 
   /**

@@ -1,9 +1,11 @@
 /**
  * The leader lease file: written to a temp file, fsynced, renamed over the
- * old one, so a reader sees the old lease or the new one, never half of one.
+ * old one, and the directory fsynced, so a reader sees the old lease or the
+ * new one, never half of one, and a power cut cannot undo a rename.
  *
  * @module
  */
+import { dirname } from "node:path";
 import type { Lease } from "../protocol/messages.ts";
 
 /**
@@ -31,6 +33,14 @@ export async function writeLease(path: string, lease: Lease): Promise<void> {
     file.close();
   }
   await Deno.rename(tmp, path);
+  // The rename is durable only once the directory is: without this a power cut can bring the old
+  // lease back, and with it an epoch already issued.
+  const dir = await Deno.open(dirname(path), { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
 }
 
 /**

@@ -74,6 +74,13 @@ export class Zookeeper {
   #timer: ReturnType<typeof setInterval> | undefined;
   #checking = false;
   #noLeaderLogged = false;
+  /**
+   * The highest epoch any broker has reported (registration, heartbeats).
+   * Every election goes above it, so an epoch is never issued twice, even
+   * when the lease file on this disk is older than what the brokers saw (a
+   * restored backup, a power cut that lost the last rename).
+   */
+  #epochFloor = 0;
   // Serializes lease changes so two elections never interleave their writes.
   #changing: Promise<void> = Promise.resolve();
   readonly #watchers = new Set<() => void>();
@@ -267,11 +274,9 @@ export class Zookeeper {
       ...(old !== undefined && !restarted ? { reconnected: true } : {}),
     });
     this.#changed();
+    this.#epochFloor = Math.max(this.#epochFloor, epoch);
     await this.#serial(async () => {
-      if (epoch > this.#lease.epoch && this.#lease.leaderId === null) {
-        // A lease file was lost: never hand out an epoch a broker has already seen.
-        await this.#commit({ ...this.#lease, epoch });
-      }
+      if (await this.#movePastBrokers(id, epoch)) return;
       if (this.#lease.leaderId === id && restarted) {
         // The leader restarted: a new process, so a new epoch; followers re-check their logs.
         // (A leader that only reconnected, e.g. after a zookeeper pause or restart, keeps its epoch.)
@@ -324,6 +329,12 @@ export class Zookeeper {
     }
     member.lastSeen = this.#now();
     member.logEndTotal = optInt(req, "logEndTotal", member.logEndTotal);
+    const epoch = optInt(req, "epoch", 0);
+    if (epoch > this.#lease.epoch) {
+      // This broker saw a newer epoch than our lease: ours is behind (an old file). Move past it.
+      this.#epochFloor = Math.max(this.#epochFloor, epoch);
+      this.#serial(async () => void await this.#movePastBrokers(id, epoch)).catch(() => {/* logged by #serial */});
+    }
     if (!member.alive) {
       member.alive = true;
       this.log.write("broker_alive", { broker: id });
@@ -464,6 +475,20 @@ export class Zookeeper {
     }
   }
 
+  /**
+   * When a broker reports an epoch above the lease's, the lease file was
+   * older than the cluster: without a leader, the lease takes the broker's
+   * epoch; with one, a new election goes above every epoch reported. True
+   * when it changed the lease. Call inside #serial.
+   */
+  async #movePastBrokers(broker: number, epoch: number): Promise<boolean> {
+    if (epoch <= this.#lease.epoch) return false;
+    this.log.write("lease_behind_brokers", { broker, brokerEpoch: epoch, leaseEpoch: this.#lease.epoch });
+    if (this.#lease.leaderId === null) await this.#commit({ ...this.#lease, epoch: this.#epochFloor });
+    else await this.#elect("lease_behind_brokers");
+    return true;
+  }
+
   async #elect(reason: string): Promise<void> {
     const old = this.#lease;
     const fresh = old.isr.length === 0;
@@ -499,7 +524,8 @@ export class Zookeeper {
     const started = this.#now();
     await this.#commit({
       ...old,
-      epoch: old.epoch + 1,
+      // Above every epoch a broker reported, not only above this lease's: never issued twice.
+      epoch: Math.max(old.epoch, this.#epochFloor) + 1,
       leaderId: winner,
       host: m.host,
       port: m.port,

@@ -1,0 +1,162 @@
+/**
+ * Leadership that never rolls back: an epoch is issued once, whatever the
+ * zookeeper's disk holds. Before the zookeeper took the brokers' epochs as its
+ * floor, restarting it on an older lease file and then killing the leader
+ * elected an epoch another broker had already led, the brokers ignored that
+ * lease, and the cluster never failed over again.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Producer } from "../src/client/producer.ts";
+import { encodeRecordBatch } from "../src/kafka/record_batch.ts";
+import { type Proc, TestCluster, withDeadline, yak } from "./harness.ts";
+import { KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
+
+const NOT_LEADER_OR_FOLLOWER = 6;
+
+/** A record batch without a producer id. */
+function kafkaBatch(values: string[]): Uint8Array {
+  return encodeRecordBatch({
+    baseOffset: 0,
+    partitionLeaderEpoch: -1,
+    records: values.map((v, i) => ({
+      offsetDelta: i,
+      timestamp: Date.now(),
+      key: null,
+      value: new TextEncoder().encode(v),
+      headers: [],
+    })),
+  });
+}
+
+/** Every epoch the zookeeper's operation log says it elected, in order. */
+async function electedEpochs(c: TestCluster): Promise<number[]> {
+  const text = await Deno.readTextFile(join(c.dir, "zookeeper", "zookeeper.log"));
+  return text.split("\n").filter((l) => l.includes('"leader_elected"')).map((l) => JSON.parse(l).epoch as number);
+}
+
+Deno.test("an epoch is never issued twice: a zookeeper restarted on an old lease file goes above every broker's epoch", () =>
+  withDeadline(120_000, "epoch floor", async () => {
+    const c = await TestCluster.start({ brokers: 3 });
+    try {
+      const leasePath = join(c.dir, "zookeeper", "leader.lease");
+      const saved = await Deno.readTextFile(leasePath);
+      const savedEpoch = JSON.parse(saved).epoch as number;
+      // Two leader kills, each broker restarted, so the cluster is two epochs past the saved file.
+      for (let i = 0; i < 2; i++) {
+        const old = (await c.lease()).leaderId!;
+        c.brokers.get(old)!.kill("SIGKILL");
+        await c.brokers.get(old)!.status;
+        await c.waitFor((l) => l.leaderId !== null && l.leaderId !== old);
+        await c.startBroker(old);
+        await c.waitFor((l) => l.isr.length === 3);
+      }
+      const before = await c.lease();
+      assert.ok(before.epoch >= savedEpoch + 2, `epoch ${before.epoch} after two failovers from ${savedEpoch}`);
+
+      // kill -9 the zookeeper, put the old file back, restart it.
+      c.zk.kill("SIGKILL");
+      await c.zk.status;
+      await Deno.writeTextFile(leasePath, saved);
+      await c.startZookeeper();
+      const moved = await c.waitFor((l) => l.epoch > before.epoch && l.leaderId !== null && l.isr.length >= 2);
+      // Then kill -9 the acting leader: a failover to an epoch no broker has seen.
+      const acting = moved.leaderId!;
+      c.brokers.get(acting)!.kill("SIGKILL");
+      const killedAt = Date.now();
+      const after = await c.waitFor((l) => l.leaderId !== null && l.leaderId !== acting, 10_000);
+      console.log(
+        `epochs: saved file ${savedEpoch}, cluster ${before.epoch}, after the zookeeper restart ${moved.epoch}, ` +
+          `after the leader kill ${after.epoch} (new leader in ${Date.now() - killedAt} ms)`,
+      );
+      assert.ok(after.epoch > moved.epoch);
+      const epochs = await electedEpochs(c);
+      assert.equal(new Set(epochs).size, epochs.length, `an epoch was issued twice: ${epochs.join(", ")}`);
+      for (let i = 1; i < epochs.length; i++) assert.ok(epochs[i] > epochs[i - 1], `epochs went back: ${epochs}`);
+
+      // The cluster takes acks=all writes again and serves them.
+      const produced = await yak(["produce", "--topic", "t", "--message", "after", ...c.zkFlag]);
+      assert.equal(produced.code, 0, produced.stderr);
+      const consumed = await yak(["consume", "--topic", "t", "--from-beginning", "--exit-at-end", ...c.zkFlag]);
+      assert.equal(consumed.stdout, "after\n");
+    } finally {
+      await c.stop();
+    }
+  }));
+
+/** The median time, in ms, of `n` acks=all produces to `topic`, one record at a time. */
+async function medianAckMs(c: TestCluster, topic: string, n: number): Promise<number> {
+  const p = await Producer.open({
+    bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+    topic,
+    acks: "all",
+    batchRecords: 1,
+    lingerMs: 0,
+  });
+  try {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      p.add(null, `r${i}`);
+      await p.flush();
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(n / 2)];
+  } finally {
+    await p.close();
+  }
+}
+
+Deno.test("after a failover, acks=all is as fast on a topic created before it as on one created after", () =>
+  withDeadline(90_000, "latency after failover", async () => {
+    const c = await TestCluster.start({ brokers: 3, partitions: 1 });
+    try {
+      // Created while the next leader is a follower: it opens these partitions by replaying __cluster.
+      const created = await yak(["produce", "--topic", "before", "--message", "x", ...c.zkFlag]);
+      assert.equal(created.code, 0, created.stderr);
+      const old = (await c.lease()).leaderId!;
+      c.brokers.get(old)!.kill("SIGKILL");
+      await c.brokers.get(old)!.status;
+      await c.waitFor((l) => l.leaderId !== null && l.leaderId !== old && l.isr.length >= 2);
+      await medianAckMs(c, "after", 5); // creates it under the new leader
+      const before = await medianAckMs(c, "before", 30);
+      const after = await medianAckMs(c, "after", 30);
+      console.log(
+        `acks=all median after the failover: ${before.toFixed(1)} ms (topic from before), ` +
+          `${after.toFixed(1)} ms (topic from after)`,
+      );
+      // Before every partition got the append hook: ~200 ms (a follower's fetch wait) against ~5 ms.
+      assert.ok(before < Math.max(3 * after, after + 50), `${before} ms against ${after} ms`);
+    } finally {
+      await c.stop();
+    }
+  }));
+
+Deno.test("a leader whose lease lapses answers its waiting acks=all requests at once (NOT_LEADER_OR_FOLLOWER), not at the timeout", () =>
+  withDeadline(60_000, "lapsed lease", async () => {
+    const c = await TestCluster.start({ brokers: 3, partitions: 1 });
+    const k = await KafkaConn.open(c.kafkaPorts.get((await c.lease()).leaderId!)!);
+    const stopped: Proc[] = [];
+    try {
+      const leader = (await c.lease()).leaderId!;
+      const warm = await k.call(0, 7, false, produceBody("lapse", 0, [kafkaBatch(["warm"])]));
+      assert.equal(produceError(warm), 0);
+      // The followers stop copying (so acks=all waits), and the zookeeper stops answering (so the lease lapses).
+      for (const [id, p] of c.brokers) if (id !== leader) stopped.push(p);
+      stopped.push(c.zk);
+      for (const p of stopped) p.kill("SIGSTOP");
+      const t0 = performance.now();
+      const r = await k.call(0, 7, false, produceBody("lapse", 0, [kafkaBatch(["waits"])]));
+      const error = produceError(r);
+      const ms = performance.now() - t0;
+      console.log(`a produce waiting on a leader whose lease lapsed: error ${error} after ${ms.toFixed(0)} ms`);
+      assert.equal(error, NOT_LEADER_OR_FOLLOWER, "answered NOT_LEADER_OR_FOLLOWER");
+      // The lease lapses 750 ms after the last heartbeat the zookeeper answered, checked every 250 ms.
+      assert.ok(ms < 2500, `answered after ${ms} ms (the request timeout is 10 s)`);
+    } finally {
+      for (const p of stopped) p.kill("SIGCONT");
+      k.close();
+      await c.stop();
+    }
+  }));
