@@ -22,3 +22,47 @@
 export function monotonicMs(): number {
   return performance.now();
 }
+
+/**
+ * Cuts a run of synchronous work into turns of the event loop: call
+ * {@link TimeSlice.pause} between items, and once the turn has run for
+ * `budgetMs` it yields (a macrotask), so timers, other connections and
+ * replies run in between. A connection whose buffer held dozens of pipelined
+ * produce requests decoded them all in one stretch, and everything else on the
+ * broker thread waited behind it.
+ *
+ * @example
+ * ```ts
+ * import { TimeSlice } from "./clock.ts";
+ * const slice = new TimeSlice(20);
+ * for (const item of [1, 2, 3]) {
+ *   await slice.pause();
+ *   console.log(item);
+ * }
+ * ```
+ */
+export class TimeSlice {
+  readonly budgetMs: number;
+  #startMs = monotonicMs();
+
+  constructor(budgetMs: number) {
+    this.budgetMs = budgetMs;
+  }
+
+  /** Whether this turn has used its budget (then {@link pause} yields). */
+  get spent(): boolean {
+    return monotonicMs() - this.#startMs >= this.budgetMs;
+  }
+
+  /** Yields to the event loop if this turn has used its budget; otherwise returns at once. */
+  async pause(): Promise<void> {
+    if (!this.spent) return;
+    await new Promise((r) => setTimeout(r, 0));
+    this.#startMs = monotonicMs();
+  }
+
+  /** Starts a new turn's budget (after an await that yielded anyway). */
+  restart(): void {
+    this.#startMs = monotonicMs();
+  }
+}

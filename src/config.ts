@@ -19,6 +19,11 @@ export const DEFAULTS = {
   // Membership and failover.
   heartbeatMs: 250,
   sessionTimeoutMs: 1000,
+  /**
+   * The longest run of request work (decoding pipelined requests off one
+   * connection) before the broker thread yields to the rest of its event loop.
+   */
+  requestSliceMs: 20,
   /** A follower that has not caught up for this long leaves the in-sync set. */
   replicaLagMs: 3000,
   /**

@@ -25,11 +25,15 @@ import { Retention } from "./retention.ts";
 import type { BrokerServices, ClientRegistry, ClusterView } from "./services.ts";
 import { TopicAdmin } from "./topic_admin.ts";
 import { TopicStore } from "./topic_store.ts";
-import { ZkSession } from "./zk_session.ts";
+import { ZkThread } from "./zk_thread.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 import type { BrokerStatus } from "../protocol/status.ts";
 import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
+import { monotonicMs } from "../clock.ts";
+
+/** How often the broker thread probes its own event loop's lag (`yak_event_loop_lag_seconds`). */
+const LAG_PROBE_MS = 50;
 
 /** A codec's listener as the broker sees it: where it listens, and how to close it. */
 export interface Listening {
@@ -75,7 +79,7 @@ export class Broker implements BrokerContext {
   readonly #retention = new Retention(this);
   #server!: Listening;
   #kafkaServer: Listening | null = null;
-  #zk!: ZkSession;
+  #zk!: ZkThread;
   #role: "leader" | "follower" | "none" = "none";
   #epoch = 0;
   #leader: LeaderInfo | null = null;
@@ -86,6 +90,7 @@ export class Broker implements BrokerContext {
   #fetcher: ReplicaFetcher | null = null;
   #transition: Promise<void> = Promise.resolve();
   #isrTimer: ReturnType<typeof setInterval> | undefined;
+  #lagTimer: ReturnType<typeof setInterval> | undefined;
   #isrProposal: Promise<unknown> | null = null;
   /** Set by a clean stop: no new writes, no new roles. */
   #stopping = false;
@@ -185,7 +190,7 @@ export class Broker implements BrokerContext {
       topics: store.topicNames().length,
       logEndTotal: store.logEndTotal(),
     });
-    broker.#zk = new ZkSession({
+    broker.#zk = new ZkThread({
       zkHost: opts.zkHost,
       zkPort: opts.zkPort,
       brokerId: opts.id,
@@ -203,6 +208,12 @@ export class Broker implements BrokerContext {
       onRefused: (err) => broker.#fatal(err),
     });
     broker.#zk.start();
+    let due = monotonicMs() + LAG_PROBE_MS;
+    broker.#lagTimer = setInterval(() => {
+      const now = monotonicMs();
+      broker.metrics.eventLoopLag(Math.max(0, now - due));
+      due = now + LAG_PROBE_MS;
+    }, LAG_PROBE_MS);
     broker.#isrTimer = setInterval(
       () => broker.#maintainIsr(),
       Math.max(50, opts.heartbeatMs),
@@ -362,6 +373,7 @@ export class Broker implements BrokerContext {
       groupMembers: l ? groups.list().map(({ group }) => groups.describeDecoded(group)) : [],
       clients: [...this.#clients.values()],
       memory: Deno.memoryUsage(),
+      eventLoop: { longestStallMs: Math.round(this.metrics.longestStallMs) },
       traffic: this.metrics.traffic(),
       ...(this.opts.listeners ? { listeners: this.opts.listeners } : {}),
     };
@@ -525,6 +537,7 @@ export class Broker implements BrokerContext {
    */
   async stop(): Promise<void> {
     clearInterval(this.#isrTimer);
+    clearInterval(this.#lagTimer);
     const wasLeader = this.#role === "leader";
     this.#stopping = true; // requireLeader refuses from here: no new appends
     const startedMs = performance.now();

@@ -85,6 +85,10 @@ export class BrokerMetrics {
   readonly fetchSeconds: Record<FetchKind, Histogram> = { consumer: new Histogram(), follower: new Histogram() };
   replicationRecordsOut = 0;
   replicationBytesOut = 0;
+  /** How late the broker thread's lag probe ran: how long the event loop was busy with other work. */
+  readonly eventLoopLagSeconds = new Histogram();
+  /** The longest such stall since the broker started, in ms. */
+  longestStallMs = 0;
 
   #topic(name: string): TopicTraffic {
     let t = this.#topics.get(name);
@@ -116,6 +120,12 @@ export class BrokerMetrics {
   }
 
   /** A produce request (one partition's batch) was answered, with an error code or null. */
+  /** One reading of the event-loop lag probe: how many ms after it was due it ran. */
+  eventLoopLag(ms: number): void {
+    this.eventLoopLagSeconds.observe(ms / 1000);
+    if (ms > this.longestStallMs) this.longestStallMs = ms;
+  }
+
   produceDone(seconds: number, errorCode: string | null): void {
     this.produceRequests++;
     this.produceSeconds.observe(seconds);
@@ -268,6 +278,14 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   for (const kind of ["consumer", "follower"] as const) {
     out.histogram("yak_fetch_request_duration_seconds", m.fetchSeconds[kind], { kind });
   }
+
+  out.family(
+    "yak_event_loop_lag_seconds",
+    "histogram",
+    "How late a 50 ms timer on the broker thread fired: time its event loop was busy with one stretch of work.",
+  ).histogram("yak_event_loop_lag_seconds", m.eventLoopLagSeconds);
+  out.family("yak_event_loop_longest_stall_seconds", "gauge", "The longest event-loop stall since the broker started.")
+    .sample("yak_event_loop_longest_stall_seconds", m.longestStallMs / 1000);
 
   out.family("yak_is_leader", "gauge", "1 while this broker is the cluster's leader.")
     .sample("yak_is_leader", g.role === "leader" ? 1 : 0);

@@ -31,8 +31,20 @@ export interface ZkSessionOptions {
   onLease: (lease: Lease) => void;
   /** The zookeeper refused us for good (another live broker has our id): the broker must stop. */
   onRefused: (err: YakError) => void;
-  /** The monotonic clock (injectable for tests). */
+  /** The monotonic clock (injectable for tests, and the broker's own clock when this runs in a worker). */
   clock?: () => number;
+  /** Told the send time of every heartbeat (or registration) the zookeeper acknowledged. */
+  onAcked?: (sentMs: number) => void;
+  /** Told the broker list after every registration and heartbeat. */
+  onBrokers?: (brokers: BrokerInfo[]) => void;
+  /**
+   * True while heartbeats must not be sent: the broker's data path has not
+   * run for so long that it is not alive in any useful sense, so the
+   * zookeeper should find out by our silence.
+   */
+  holdHeartbeats?: () => boolean;
+  /** This process's identity for the zookeeper (default: a fresh random one). */
+  instance?: string;
 }
 
 /**
@@ -62,10 +74,11 @@ export class ZkSession {
    * This process's identity for the zookeeper: a reconnect of the same
    * process is not a restart, and a second process with our id is refused.
    */
-  readonly instance = crypto.randomUUID();
+  readonly instance: string;
 
   constructor(opts: ZkSessionOptions) {
     this.#o = opts;
+    this.instance = opts.instance ?? crypto.randomUUID();
     this.#now = opts.clock ?? monotonicMs;
   }
 
@@ -140,6 +153,16 @@ export class ZkSession {
     await this.#loop;
   }
 
+  #acked(sentMs: number): void {
+    this.#lastAckedSendMs = sentMs;
+    this.#o.onAcked?.(sentMs);
+  }
+
+  #setBrokers(brokers: BrokerInfo[]): void {
+    this.#brokers = brokers;
+    this.#o.onBrokers?.(brokers);
+  }
+
   #adopt(lease: Lease): void {
     if (this.#lease && lease.epoch < this.#lease.epoch && lease.epoch !== this.#behindLogged) {
       // The zookeeper's lease is older than one we followed (its file went back): said once per
@@ -191,16 +214,17 @@ export class ZkSession {
           instance: this.instance,
           pid: Deno.pid,
         }, this.#o.sessionTimeoutMs);
-        this.#lastAckedSendMs = sentAt;
+        this.#acked(sentAt);
         this.#o.log.write("registered", {
           zookeeper: `${this.#o.zkHost}:${this.#o.zkPort}`,
         });
         reported = false;
         this.#adopt(res.lease as Lease);
-        if (Array.isArray(res.brokers)) this.#brokers = res.brokers as BrokerInfo[];
+        if (Array.isArray(res.brokers)) this.#setBrokers(res.brokers as BrokerInfo[]);
         while (!this.#stopped && !this.#conn.isClosed) {
           await this.#sleep(this.#o.heartbeatMs);
           if (this.#stopped) break;
+          if (this.#o.holdHeartbeats?.()) continue;
           const sent = this.#now();
           const hb = await this.#conn.request({
             type: "heartbeat",
@@ -208,9 +232,9 @@ export class ZkSession {
             logEndTotal: this.#o.logEndTotal(),
             epoch: this.#o.epoch(),
           }, this.#o.sessionTimeoutMs);
-          this.#lastAckedSendMs = sent;
+          this.#acked(sent);
           this.#adopt(hb.lease as Lease);
-          if (Array.isArray(hb.brokers)) this.#brokers = hb.brokers as BrokerInfo[];
+          if (Array.isArray(hb.brokers)) this.#setBrokers(hb.brokers as BrokerInfo[]);
         }
       } catch (err) {
         if (this.#stopped) break;

@@ -10,6 +10,8 @@
  * @module
  */
 import type { ServeCodec } from "../broker/broker.ts";
+import { TimeSlice } from "../clock.ts";
+import { DEFAULTS } from "../config.ts";
 import { toYakError, YakError } from "../errors.ts";
 import { listen } from "../protocol/listener.ts";
 import { security } from "../protocol/security.ts";
@@ -126,11 +128,15 @@ async function serveConnection(
   let buf = new Uint8Array(64 * 1024);
   let have = 0;
   let firstFrame = true;
+  // Pipelined requests are decoded one after another; past the slice's budget the loop yields, so a buffer
+  // full of large produce requests does not hold the broker thread in one stretch.
+  const slice = new TimeSlice(DEFAULTS.requestSliceMs);
   try {
     while (open) {
       // Frames already in the buffer.
       let at = 0;
       while (have - at >= 4) {
+        await slice.pause();
         const size = new DataView(buf.buffer, buf.byteOffset + at, 4).getInt32(0);
         // Set by a SaslHandshake v0 dispatched just before (its handler runs before dispatch returns).
         const bareToken = session.saslBareTokenNext;
@@ -172,6 +178,7 @@ async function serveConnection(
       const n = await conn.read(buf.subarray(have));
       if (n === null) break;
       have += n;
+      slice.restart();
     }
   } catch (err) {
     const e = toYakError(err);

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { TimeSlice } from "../clock.ts";
+import { DEFAULTS } from "../config.ts";
 import { toYakError, YakError } from "../errors.ts";
 import { FrameReader, FrameWriter, withAttachment } from "./frame.ts";
 import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
@@ -188,11 +190,15 @@ export function serve(opts: ServeOptions): Server {
     };
     // Requests are small; a smaller read buffer keeps a thousand idle connections cheap.
     const reader = new FrameReader(conn, opts.maxFrameBytes, 0, 64 * 1024);
+    // One read can hold many pipelined requests: past the slice's budget the loop yields between them.
+    const slice = new TimeSlice(DEFAULTS.requestSliceMs);
     try {
       while (open) {
         const lines = await reader.next();
         if (lines === null) break;
+        slice.restart();
         for (const line of lines) {
+          await slice.pause();
           while (busy() && open) {
             await new Promise<void>((r) => (wake = r));
           }

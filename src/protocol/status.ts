@@ -101,6 +101,8 @@ export type BrokerStatus = {
   groupMembers: GroupMembersStatus[];
   clients: ClientStatus[];
   memory: { rss: number; heapTotal: number; heapUsed: number; external: number };
+  /** The longest time the broker thread's event loop was busy with one stretch of work, since it started. */
+  eventLoop?: { longestStallMs: number };
   traffic?: TrafficCounters;
   /** Other listeners of this broker (e.g. `kafka`, `http`), when it has them: name -> host:port. */
   listeners?: Record<string, string>;

@@ -1,0 +1,225 @@
+/**
+ * The broker's zookeeper session on its own thread (a Worker with its own
+ * event loop), so heartbeats never wait behind the data path: a produce that
+ * kept the broker's one JS thread busy past the session timeout made the
+ * zookeeper declare a live leader dead and elect another (librdkafka at full
+ * speed into one partition, `silentMs=1125`). The session itself is the same
+ * {@link ZkSession}; this handle gives the broker the same calls, and shares
+ * with the worker, through a SharedArrayBuffer, the send time of the last
+ * acknowledged heartbeat (so the lease check on the data path is one read) and
+ * the broker thread's own last tick (so a broker thread stuck for good stops
+ * the heartbeats and is replaced).
+ *
+ * @module
+ */
+import { monotonicMs } from "../clock.ts";
+import { YakError } from "../errors.ts";
+import type { OpLog } from "../op_log.ts";
+import type { BrokerInfo, Lease } from "../protocol/messages.ts";
+import { type Security, security } from "../protocol/security.ts";
+import type { ZkSessionOptions } from "./zk_session.ts";
+
+/** What the worker needs to run the session (plain data: it crosses threads). */
+export interface ZkInit {
+  type: "init";
+  opts: Omit<ZkSessionOptions, "log" | "logEndTotal" | "epoch" | "leading" | "onLease" | "onRefused" | "clock">;
+  instance: string;
+  security: Security;
+  /** The broker thread's monotonic clock when it posted this, so the worker reads time on the same clock. */
+  nowMs: number;
+  shared: SharedArrayBuffer;
+  /** Heartbeats stop once the broker thread has not ticked for this long. */
+  stallLimitMs: number;
+}
+
+/** Messages from the broker thread to the worker. */
+export type ZkToWorker =
+  | ZkInit
+  | { type: "state"; logEndTotal: number; epoch: number; leading: boolean }
+  | { type: "isr"; id: number; epoch: number; isr: number[] }
+  | { type: "leave"; id: number; epoch: number; timeoutMs: number }
+  | { type: "stop" };
+
+/** Messages from the worker to the broker thread. */
+export type ZkToMain =
+  | { type: "lease"; lease: Lease }
+  | { type: "brokers"; brokers: BrokerInfo[] }
+  | { type: "log"; event: string; fields: Record<string, unknown> }
+  | { type: "refused"; message: string }
+  | { type: "reply"; id: number; lease?: Lease | null; error?: { code: string; message: string } }
+  | { type: "stopped" };
+
+/** Slots of the shared Float64Array. */
+export const SHARED = {
+  /** Broker-thread ms at which the newest acknowledged heartbeat was sent. */
+  lastAckedSendMs: 0,
+  /** Broker-thread ms of the broker thread's newest tick. */
+  mainTickMs: 1,
+} as const;
+
+/** How many session timeouts the broker thread may be stuck before its heartbeats stop. */
+const STALL_SESSIONS = 5;
+
+/**
+ * A broker's zookeeper session running in a worker.
+ *
+ * @example
+ * ```ts ignore
+ * const zk = new ZkThread({ ...opts, onLease: (l) => console.log(l.leaderId) });
+ * zk.start();
+ * zk.leaderLeaseValid(); // true while the worker's heartbeats are acknowledged
+ * ```
+ */
+export class ZkThread {
+  /** This process's identity for the zookeeper (see ZkSession). */
+  readonly instance = crypto.randomUUID();
+  readonly #o: ZkSessionOptions;
+  readonly #shared = new Float64Array(new SharedArrayBuffer(16));
+  #worker: Worker | null = null;
+  #lease: Lease | null = null;
+  #brokers: BrokerInfo[] = [];
+  #tick: ReturnType<typeof setInterval> | undefined;
+  readonly #pending = new Map<number, (m: Extract<ZkToMain, { type: "reply" }>) => void>();
+  #nextId = 1;
+  #stopped: (() => void) | null = null;
+
+  constructor(opts: ZkSessionOptions) {
+    this.#o = opts;
+    this.#shared[SHARED.lastAckedSendMs] = -Infinity;
+  }
+
+  get brokers(): readonly BrokerInfo[] {
+    return this.#brokers;
+  }
+
+  get lease(): Lease | null {
+    return this.#lease;
+  }
+
+  start(): void {
+    const o = this.#o;
+    const worker = new Worker(new URL("./zk_worker.ts", import.meta.url), { type: "module" });
+    this.#worker = worker;
+    worker.onmessage = (e: MessageEvent<ZkToMain>) => this.#receive(e.data);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      o.log.write("zookeeper_session_failed", { error: e.message });
+    };
+    this.#shared[SHARED.mainTickMs] = monotonicMs();
+    this.#post({
+      type: "init",
+      opts: {
+        zkHost: o.zkHost,
+        zkPort: o.zkPort,
+        brokerId: o.brokerId,
+        host: o.host,
+        port: o.port,
+        kafkaPort: o.kafkaPort,
+        kafkaHost: o.kafkaHost,
+        heartbeatMs: o.heartbeatMs,
+        sessionTimeoutMs: o.sessionTimeoutMs,
+      },
+      instance: this.instance,
+      security: { ...security() },
+      nowMs: monotonicMs(),
+      shared: this.#shared.buffer as SharedArrayBuffer,
+      stallLimitMs: STALL_SESSIONS * o.sessionTimeoutMs,
+    });
+    this.pushState();
+    this.#tick = setInterval(() => this.pushState(), Math.max(20, Math.floor(o.heartbeatMs / 2)));
+  }
+
+  /** Tells the worker what its heartbeats report (and that this thread is alive). */
+  pushState(): void {
+    this.#shared[SHARED.mainTickMs] = monotonicMs();
+    this.#post({
+      type: "state",
+      logEndTotal: this.#o.logEndTotal(),
+      epoch: this.#o.epoch(),
+      leading: this.#o.leading(),
+    });
+  }
+
+  /** See ZkSession.leaderLeaseValid: the same rule, on the send time the worker shares. */
+  leaderLeaseValid(): boolean {
+    return monotonicMs() < this.#shared[SHARED.lastAckedSendMs] + this.#o.sessionTimeoutMs * 0.75;
+  }
+
+  silentMs(): number {
+    return monotonicMs() - this.#shared[SHARED.lastAckedSendMs];
+  }
+
+  async proposeIsr(epoch: number, isr: number[]): Promise<Lease> {
+    const reply = await this.#request({ type: "isr", id: this.#nextId++, epoch, isr });
+    if (reply.error) throw new YakError(reply.error.code as YakError["code"], reply.error.message);
+    return reply.lease!;
+  }
+
+  async leave(epoch: number, timeoutMs: number): Promise<Lease | null> {
+    const reply = await this.#request({ type: "leave", id: this.#nextId++, epoch, timeoutMs });
+    return reply.lease ?? null;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#tick);
+    const worker = this.#worker;
+    if (!worker) return;
+    this.#worker = null;
+    const stopped = new Promise<void>((resolve) => (this.#stopped = resolve));
+    worker.postMessage({ type: "stop" } satisfies ZkToWorker);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([stopped, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
+    worker.terminate();
+    for (const answer of this.#pending.values()) {
+      answer({ type: "reply", id: 0, error: { code: "CONNECTION", message: "the zookeeper session stopped" } });
+    }
+    this.#pending.clear();
+  }
+
+  #post(m: ZkToWorker): void {
+    this.#worker?.postMessage(m);
+  }
+
+  #request(m: Extract<ZkToWorker, { id: number }>): Promise<Extract<ZkToMain, { type: "reply" }>> {
+    if (!this.#worker) return Promise.reject(new YakError("CONNECTION", "not connected to the zookeeper"));
+    return new Promise((resolve) => {
+      this.#pending.set(m.id, resolve);
+      this.#post(m);
+    });
+  }
+
+  #receive(m: ZkToMain): void {
+    switch (m.type) {
+      case "lease":
+        this.#lease = m.lease;
+        this.#o.onLease(m.lease);
+        break;
+      case "brokers":
+        this.#brokers = m.brokers;
+        break;
+      case "log":
+        this.#o.log.write(m.event, m.fields);
+        break;
+      case "refused":
+        this.#o.onRefused(new YakError("BROKER_ID_IN_USE", m.message));
+        break;
+      case "reply": {
+        const answer = this.#pending.get(m.id);
+        this.#pending.delete(m.id);
+        answer?.(m);
+        break;
+      }
+      case "stopped":
+        this.#stopped?.();
+        break;
+    }
+  }
+}
+
+/** The broker's log as the worker sees it: each line is sent to the broker thread, which writes it. */
+export function logToMain(post: (m: ZkToMain) => void): OpLog {
+  return {
+    write: (event: string, fields: Record<string, unknown> = {}) => post({ type: "log", event, fields }),
+  } as unknown as OpLog;
+}

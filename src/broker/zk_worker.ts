@@ -1,0 +1,83 @@
+/**
+ * The worker that runs a broker's zookeeper session (see zk_thread.ts): its
+ * own event loop, so heartbeats go out on time however long the broker
+ * thread is busy with a request.
+ *
+ * @module
+ */
+import { monotonicMs } from "../clock.ts";
+import { YakError } from "../errors.ts";
+import { configureSecurity } from "../protocol/security.ts";
+import { ZkSession } from "./zk_session.ts";
+import { logToMain, SHARED, type ZkInit, type ZkToMain, type ZkToWorker } from "./zk_thread.ts";
+
+const scope = globalThis as unknown as {
+  postMessage(m: ZkToMain): void;
+  onmessage: ((e: MessageEvent<ZkToWorker>) => void) | null;
+  close(): void;
+};
+const post = (m: ZkToMain) => scope.postMessage(m);
+const state = { logEndTotal: 0, epoch: 0, leading: false };
+let session: ZkSession | null = null;
+
+function start(init: ZkInit): void {
+  configureSecurity(init.security);
+  const shared = new Float64Array(init.shared);
+  // The broker thread's clock: lease times written here are compared there. The message's own delay
+  // makes this clock read a little early, so a lease looks older than it is, never younger.
+  const offsetMs = init.nowMs - monotonicMs();
+  const clock = () => monotonicMs() + offsetMs;
+  session = new ZkSession({
+    ...init.opts,
+    instance: init.instance,
+    log: logToMain(post),
+    clock,
+    logEndTotal: () => state.logEndTotal,
+    epoch: () => state.epoch,
+    leading: () => state.leading,
+    onLease: (lease) => post({ type: "lease", lease }),
+    onRefused: (err) => post({ type: "refused", message: err.message }),
+    onAcked: (sentMs) => (shared[SHARED.lastAckedSendMs] = sentMs),
+    onBrokers: (brokers) => post({ type: "brokers", brokers }),
+    holdHeartbeats: () => clock() - shared[SHARED.mainTickMs] > init.stallLimitMs,
+  });
+  session.start();
+}
+
+function errorOf(err: unknown): { code: string; message: string } {
+  return err instanceof YakError
+    ? { code: err.code, message: err.message }
+    : { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) };
+}
+
+scope.onmessage = (e) => {
+  const m = e.data;
+  switch (m.type) {
+    case "init":
+      start(m);
+      break;
+    case "state":
+      Object.assign(state, { logEndTotal: m.logEndTotal, epoch: m.epoch, leading: m.leading });
+      break;
+    case "isr":
+      if (!session) break;
+      session.proposeIsr(m.epoch, m.isr).then(
+        (lease) => post({ type: "reply", id: m.id, lease }),
+        (err) => post({ type: "reply", id: m.id, error: errorOf(err) }),
+      );
+      break;
+    case "leave":
+      if (!session) break;
+      session.leave(m.epoch, m.timeoutMs).then(
+        (lease) => post({ type: "reply", id: m.id, lease }),
+        (err) => post({ type: "reply", id: m.id, error: errorOf(err) }),
+      );
+      break;
+    case "stop":
+      (session?.stop() ?? Promise.resolve()).finally(() => {
+        post({ type: "stopped" });
+        scope.close();
+      });
+      break;
+  }
+};
