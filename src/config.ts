@@ -25,7 +25,7 @@ export const DEFAULTS = {
    */
   requestSliceMs: 20,
   /** A follower that has not caught up for this long leaves the in-sync set. */
-  replicaLagMs: 3000,
+  replicaLagMs: 10_000,
   /**
    * acks=all is refused (NOT_ENOUGH_REPLICAS, retriable) while fewer brokers
    * are in sync: 2 of 3 means an acknowledged record survives any one crash.

@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
 import { Proc, segmentHashes, withDeadline } from "./harness.ts";
+import { Relay } from "./relay.ts";
 
 const TOPIC = "grow";
 /** The leader's messages to the zookeeper (heartbeats, in-sync set proposals). */
@@ -32,133 +33,6 @@ const KILL_AFTER_MS = 50;
 const ROUNDS = 5;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * A TCP relay on 127.0.0.1 that forwards each chunk after a fixed delay per
- * direction, keeping order. The target port is read at each connect, so a
- * restarted server on a new port is reached through the same relay.
- */
-class DelayRelay {
-  readonly #listener: Deno.TcpListener;
-  readonly #conns = new Set<Deno.Conn>();
-  readonly #tasks = new Set<Promise<void>>();
-  readonly #accepting: Promise<void>;
-
-  /** Sees each chunk on its way to the server, when it arrives (before the delay). */
-  tap: ((chunk: Uint8Array) => void) | null = null;
-
-  constructor(
-    readonly target: () => number | undefined,
-    readonly toServerMs: number,
-    readonly toClientMs: number,
-  ) {
-    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.#accepting = this.#accept();
-  }
-
-  get port(): number {
-    return (this.#listener.addr as Deno.NetAddr).port;
-  }
-
-  async #accept(): Promise<void> {
-    try {
-      for await (const client of this.#listener) this.#track(this.#serve(client));
-    } catch { /* closed */ }
-  }
-
-  #track(task: Promise<void>): void {
-    this.#tasks.add(task);
-    task.finally(() => this.#tasks.delete(task));
-  }
-
-  async #serve(client: Deno.TcpConn): Promise<void> {
-    this.#conns.add(client);
-    const port = this.target();
-    let server: Deno.TcpConn | null = null;
-    try {
-      if (port === undefined) return; // the server is down: the client sees a closed connection
-      server = await Deno.connect({ hostname: "127.0.0.1", port });
-      this.#conns.add(server);
-      client.setNoDelay(true);
-      server.setNoDelay(true);
-      await Promise.all([
-        this.#pipe(client, server, this.toServerMs, (chunk) => this.tap?.(chunk)),
-        this.#pipe(server, client, this.toClientMs),
-      ]);
-    } catch {
-      /* either side went away */
-    } finally {
-      for (const c of [client, server]) {
-        if (!c) continue;
-        this.#conns.delete(c);
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    }
-  }
-
-  /** Reads `from` and writes each chunk to `to` `delayMs` after it arrived; ends both ways when one ends. */
-  async #pipe(from: Deno.Conn, to: Deno.Conn, delayMs: number, tap?: (chunk: Uint8Array) => void): Promise<void> {
-    const queue: { dueMs: number; bytes: Uint8Array }[] = [];
-    let ended = false;
-    const signal: { wake: (() => void) | null } = { wake: null };
-    const closeBoth = () => {
-      for (const c of [from, to]) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    };
-    const writer = (async () => {
-      try {
-        while (true) {
-          if (queue.length === 0) {
-            if (ended) break;
-            await new Promise<void>((r) => (signal.wake = r));
-            continue;
-          }
-          const { dueMs, bytes } = queue.shift()!;
-          const waitMs = dueMs - performance.now();
-          if (waitMs > 0) await sleep(waitMs);
-          for (let done = 0; done < bytes.length;) done += await to.write(bytes.subarray(done));
-        }
-      } catch { /* the receiver went away */ }
-    })();
-    const buf = new Uint8Array(64 * 1024);
-    try {
-      while (true) {
-        const n = await from.read(buf);
-        if (n === null) break;
-        const bytes = buf.slice(0, n);
-        tap?.(bytes);
-        queue.push({ dueMs: performance.now() + delayMs, bytes });
-        signal.wake?.();
-      }
-    } catch {
-      /* the sender went away */
-    } finally {
-      ended = true;
-      signal.wake?.();
-    }
-    await writer;
-    // One side ended (a process died or closed): end the other direction too.
-    closeBoth();
-  }
-
-  async close(): Promise<void> {
-    try {
-      this.#listener.close();
-    } catch { /* closed */ }
-    for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch { /* closed */ }
-    }
-    await this.#accepting;
-    await Promise.allSettled([...this.#tasks]);
-  }
-}
 
 /**
  * acks=all batches of distinct numbers sent to one broker at a steady pace
@@ -225,18 +99,18 @@ Deno.test("the in-sync set grows under acks=all load with a slow network and the
   const dir = await Deno.makeTempDir({ prefix: "yak-test-isr-delay-" });
   const procs = new Map<number, Proc>();
   const realPorts = new Map<number, number>();
-  const relays: DelayRelay[] = [];
+  const relays: Relay[] = [];
   const running: { zk: Proc | null; load: AckedLoad | null } = { zk: null, load: null };
   try {
     await withDeadline(110_000, "isr growth with delays", async () => {
       const zk = new Proc("zookeeper", ["zookeeper", "--port", "0", "--data", dir, "--http-port", "0"]);
       running.zk = zk;
       const zkPort = Number((await zk.waitFor(/^zookeeper listening on [\d.]+:(\d+)$/))[1]);
-      const zkRelays = new Map<number, DelayRelay>();
-      const nativeRelays = new Map<number, DelayRelay>();
+      const zkRelays = new Map<number, Relay>();
+      const nativeRelays = new Map<number, Relay>();
       for (const id of [1, 2, 3]) {
-        zkRelays.set(id, new DelayRelay(() => zkPort, TO_ZOOKEEPER_MS, 0));
-        nativeRelays.set(id, new DelayRelay(() => realPorts.get(id), 0, TO_FOLLOWERS_MS));
+        zkRelays.set(id, new Relay(() => zkPort, TO_ZOOKEEPER_MS, 0));
+        nativeRelays.set(id, new Relay(() => realPorts.get(id), 0, TO_FOLLOWERS_MS));
       }
       relays.push(...zkRelays.values(), ...nativeRelays.values());
 

@@ -181,3 +181,35 @@ Deno.test("a lapsed lease answers every waiter at once, and the state takes wait
     await assert.rejects(again, (e: YakError) => e.code === "TIMEOUT");
   });
 });
+
+Deno.test("a follower that alone holds the high watermark back leaves within the lag limit; followers in step stay", async () => {
+  // replicaLagMs is 1000 here. Follower 3 sits behind a slow link: each round it reaches where the leader
+  // was at its previous fetch (so the old rule kept it), but follower 2 has long been further.
+  await withLeader([1, 2, 3], async ({ state, tick, append, fetch }) => {
+    let previousEnd = 0;
+    let leftAtMs = -1;
+    for (let ms = 0; ms <= 1500 && leftAtMs < 0; ms += 100) {
+      const end = await append(10);
+      fetch(2, end);
+      fetch(3, previousEnd);
+      previousEnd = end;
+      tick(100);
+      if (!(state.desiredIsr([2, 3]) ?? [1, 2, 3]).includes(3)) leftAtMs = ms;
+    }
+    assert.ok(leftAtMs > 0 && leftAtMs <= 1000, `the follower holding the high watermark back left at ${leftAtMs} ms`);
+  });
+  // Two followers copying a burst at the same pace, each in turn the last to report: neither leaves.
+  await withLeader([1, 2, 3], async ({ state, tick, append, fetch }) => {
+    let end = 0;
+    for (let ms = 0; ms <= 3000; ms += 100) {
+      end = await append(10);
+      const [first, second] = ms % 200 === 0 ? [2, 3] : [3, 2];
+      fetch(first, end);
+      tick(50);
+      assert.equal(state.desiredIsr([2, 3]), null, `a follower in step left at ${ms} ms (${first} first)`);
+      fetch(second, end);
+      tick(50);
+      assert.equal(state.desiredIsr([2, 3]), null, `a follower in step left at ${ms} ms`);
+    }
+  });
+});

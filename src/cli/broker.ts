@@ -27,7 +27,7 @@ import type { BrokerServices } from "../broker/services.ts";
 const USAGE = `
 yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data data]
            [--partitions 3] [--segment-bytes 67108864] [--heartbeat-ms 250]
-           [--session-timeout-ms 1000] [--replica-lag-ms 3000] [--min-insync-replicas 2]
+           [--session-timeout-ms 1000] [--replica-lag-ms 10000] [--min-insync-replicas 2]
            [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
