@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 
 /**
  * Milliseconds on a clock that only moves forward (not since the epoch):
@@ -54,10 +55,16 @@ export class TimeSlice {
     return monotonicMs() - this.#startMs >= this.budgetMs;
   }
 
-  /** Yields to the event loop if this turn has used its budget; otherwise returns at once. */
+  /**
+   * Yields to the event loop if this turn has used its budget; otherwise
+   * returns at once. `setImmediate`, not `setTimeout(0)`: a zero timeout
+   * waits for the timer tick (2.1 ms per yield here, which cost the Kafka
+   * produce path 10% at one yield per 20 ms), an immediate 5 µs, and due
+   * timers and I/O still run in between.
+   */
   async pause(): Promise<void> {
     if (!this.spent) return;
-    await new Promise((r) => setTimeout(r, 0));
+    await new Promise((r) => setImmediate(r));
     this.#startMs = monotonicMs();
   }
 
