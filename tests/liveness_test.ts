@@ -66,10 +66,10 @@ Deno.test({
         const stalls = await longestStalls(c);
         const afterBurst = await elections(c);
 
-        // Both cores taken by busy loops for 15 s while a yak producer writes.
+        // Both cores taken by busy loops for 20 s while a yak producer writes.
         const hogs = [0, 1].map(() =>
           new Deno.Command("timeout", {
-            args: ["15", "sh", "-c", "while :; do :; done"],
+            args: ["20", "sh", "-c", "while :; do :; done"],
             stdout: "null",
             stderr: "null",
           })
@@ -82,7 +82,7 @@ Deno.test({
         });
         let sent = 0;
         try {
-          const until = performance.now() + 15_000;
+          const until = performance.now() + 20_000;
           while (performance.now() < until) {
             for (let i = 0; i < 200; i++) producer.add(null, `h${sent++}`);
             await producer.waitForRoom();
