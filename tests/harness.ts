@@ -325,6 +325,16 @@ export interface ClusterOptions {
   tlsCa?: string;
 }
 
+/** The lease as the zookeeper on 127.0.0.1:`zkPort` holds it now. */
+export async function leaseAt(zkPort: number, opts: { authToken?: string; tlsCa?: string } = {}): Promise<Lease> {
+  const conn = await Connection.open("127.0.0.1", zkPort, { connectTimeoutMs: 2000, ...opts });
+  try {
+    return (await conn.request({ type: "metadata" }, 2000)).lease as Lease;
+  } finally {
+    conn.close();
+  }
+}
+
 /** A zookeeper and brokers as real processes in a temp directory. */
 export class TestCluster {
   readonly dir: string;
@@ -417,17 +427,8 @@ export class TestCluster {
   }
 
   /** The lease as the zookeeper holds it now. */
-  async lease(): Promise<Lease> {
-    const conn = await Connection.open("127.0.0.1", this.zkPort, {
-      connectTimeoutMs: 2000,
-      authToken: this.opts.env?.YAK_AUTH_TOKEN,
-      tlsCa: this.opts.tlsCa,
-    });
-    try {
-      return (await conn.request({ type: "metadata" }, 2000)).lease as Lease;
-    } finally {
-      conn.close();
-    }
+  lease(): Promise<Lease> {
+    return leaseAt(this.zkPort, { authToken: this.opts.env?.YAK_AUTH_TOKEN, tlsCa: this.opts.tlsCa });
   }
 
   /** Polls the lease until `pred` holds. */

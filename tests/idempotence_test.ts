@@ -9,17 +9,15 @@
  * victim's producer id had its records stored and the victim's dropped.
  */
 import assert from "node:assert/strict";
-import { encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import type { Writer } from "../src/kafka/wire.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import { YakError } from "../src/errors.ts";
 import { TestCluster, withDeadline, yak } from "./harness.ts";
-import { ends, KafkaConn, produceBody } from "./kafka_conn.ts";
+import { ends, KafkaConn, produceBody, textBatch } from "./kafka_conn.ts";
 
 const UNKNOWN_PRODUCER_ID = 59;
 const INVALID_PRODUCER_EPOCH = 47;
 const OUT_OF_ORDER_SEQUENCE_NUMBER = 45;
-const text = new TextEncoder();
 
 /** InitProducerId v4 as @platformatic/kafka sends it to ask for a fresh id: producer id 0, epoch 0. */
 async function initProducerId(k: KafkaConn): Promise<{ error: number; id: bigint; epoch: number }> {
@@ -34,20 +32,7 @@ async function initProducerId(k: KafkaConn): Promise<{ error: number; id: bigint
 
 /** A record batch of `values` from producer `id`/`epoch`, starting at sequence `seq`. */
 function batch(id: bigint, epoch: number, seq: number, values: string[]): Uint8Array {
-  return encodeRecordBatch({
-    baseOffset: 0,
-    partitionLeaderEpoch: -1,
-    producerId: id,
-    producerEpoch: epoch,
-    baseSequence: seq,
-    records: values.map((v, i) => ({
-      offsetDelta: i,
-      timestamp: Date.now(),
-      key: null,
-      value: text.encode(v),
-      headers: [],
-    })),
-  });
+  return textBatch(values, { producerId: id, producerEpoch: epoch, baseSequence: seq });
 }
 
 /** Produce v7 of one batch to `topic`/0: [error, baseOffset]. */

@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
-import { Proc, segmentHashes, withDeadline } from "./harness.ts";
+import { leaseAt, Proc, segmentHashes, withDeadline } from "./harness.ts";
 import { Relay } from "./relay.ts";
 
 const TOPIC = "grow";
@@ -126,14 +126,7 @@ Deno.test("the in-sync set grows under acks=all load with a slow network and the
         procs.set(id, proc);
         realPorts.set(id, Number((await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/))[1]));
       };
-      const lease = async (): Promise<Lease> => {
-        const conn = await Connection.open("127.0.0.1", zkPort, { connectTimeoutMs: 2000 });
-        try {
-          return (await conn.request({ type: "metadata" }, 2000)).lease as Lease;
-        } finally {
-          conn.close();
-        }
-      };
+      const lease = () => leaseAt(zkPort);
       const leaseWhen = async (pred: (l: Lease) => boolean, what: string, timeoutMs = 20_000) => {
         const deadline = performance.now() + timeoutMs;
         let last: Lease | null = null;

@@ -7,9 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { Producer } from "../src/client/producer.ts";
-import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
-import { kcatMissing, Proc, run, TestCluster, withDeadline, yak } from "./harness.ts";
+import { kcatMissing, leaseAt, Proc, run, TestCluster, withDeadline, yak } from "./harness.ts";
 import { Relay } from "./relay.ts";
 
 const LAG_MS = 3000;
@@ -29,14 +28,7 @@ Deno.test("a follower behind a slow link leaves the in-sync set within --replica
       const relayOf = new Map<number, Relay>();
       for (const id of [1, 2, 3]) relayOf.set(id, new Relay(() => realPorts.get(id), 0, 0));
       relays.push(...relayOf.values());
-      const lease = async (): Promise<Lease> => {
-        const conn = await Connection.open("127.0.0.1", zkPort, { connectTimeoutMs: 2000 });
-        try {
-          return (await conn.request({ type: "metadata" }, 2000)).lease as Lease;
-        } finally {
-          conn.close();
-        }
-      };
+      const lease = () => leaseAt(zkPort);
       const waitLease = async (pred: (l: Lease) => boolean) => {
         for (let i = 0; i < 200; i++) {
           const l = await lease().catch(() => null);

@@ -4,6 +4,7 @@
  * odd client sends), and the Produce request and answer they share.
  */
 import assert from "node:assert/strict";
+import { encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import { Reader, Writer } from "../src/kafka/wire.ts";
 import { concatBytes } from "./harness.ts";
 
@@ -106,4 +107,24 @@ export function produceError(r: Reader): number {
   ends(r);
   assert.equal(errors.length, 1, "one partition answered");
   return errors[0];
+}
+
+/** A record batch of text values, with optional producer fields (id, epoch, first sequence). */
+export function textBatch(
+  values: readonly string[],
+  producer: { producerId: bigint; producerEpoch: number; baseSequence: number } | Record<never, never> = {},
+): Uint8Array {
+  const text = new TextEncoder();
+  return encodeRecordBatch({
+    baseOffset: 0,
+    partitionLeaderEpoch: -1,
+    ...producer,
+    records: values.map((v, i) => ({
+      offsetDelta: i,
+      timestamp: Date.now(),
+      key: null,
+      value: text.encode(v),
+      headers: [],
+    })),
+  });
 }

@@ -8,26 +8,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Producer } from "../src/client/producer.ts";
-import { encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import { type Proc, TestCluster, withDeadline, yak } from "./harness.ts";
-import { KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
+import { KafkaConn, produceBody, produceError, textBatch } from "./kafka_conn.ts";
 
 const NOT_LEADER_OR_FOLLOWER = 6;
-
-/** A record batch without a producer id. */
-function kafkaBatch(values: string[]): Uint8Array {
-  return encodeRecordBatch({
-    baseOffset: 0,
-    partitionLeaderEpoch: -1,
-    records: values.map((v, i) => ({
-      offsetDelta: i,
-      timestamp: Date.now(),
-      key: null,
-      value: new TextEncoder().encode(v),
-      headers: [],
-    })),
-  });
-}
 
 /** Every epoch the zookeeper's operation log says it elected, in order. */
 async function electedEpochs(c: TestCluster): Promise<number[]> {
@@ -140,14 +124,14 @@ Deno.test("a leader whose lease lapses answers its waiting acks=all requests at 
     const stopped: Proc[] = [];
     try {
       const leader = (await c.lease()).leaderId!;
-      const warm = await k.call(0, 7, false, produceBody("lapse", 0, [kafkaBatch(["warm"])]));
+      const warm = await k.call(0, 7, false, produceBody("lapse", 0, [textBatch(["warm"])]));
       assert.equal(produceError(warm), 0);
       // The followers stop copying (so acks=all waits), and the zookeeper stops answering (so the lease lapses).
       for (const [id, p] of c.brokers) if (id !== leader) stopped.push(p);
       stopped.push(c.zk);
       for (const p of stopped) p.kill("SIGSTOP");
       const t0 = performance.now();
-      const r = await k.call(0, 7, false, produceBody("lapse", 0, [kafkaBatch(["waits"])]));
+      const r = await k.call(0, 7, false, produceBody("lapse", 0, [textBatch(["waits"])]));
       const error = produceError(r);
       const ms = performance.now() - t0;
       console.log(`a produce waiting on a leader whose lease lapsed: error ${error} after ${ms.toFixed(0)} ms`);

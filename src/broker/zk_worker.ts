@@ -7,6 +7,7 @@
  */
 import { monotonicMs } from "../clock.ts";
 import { YakError } from "../errors.ts";
+import type { Lease } from "../protocol/messages.ts";
 import { configureSecurity } from "../protocol/security.ts";
 import { ZkSession } from "./zk_session.ts";
 import { logToMain, SHARED, type ZkInit, type ZkToMain, type ZkToWorker } from "./zk_thread.ts";
@@ -50,6 +51,14 @@ function errorOf(err: unknown): { code: string; message: string } {
     : { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) };
 }
 
+/** Sends the broker thread the outcome of its request `id`. */
+function answer(id: number, outcome: Promise<Lease | null>): void {
+  outcome.then(
+    (lease) => post({ type: "reply", id, lease }),
+    (err) => post({ type: "reply", id, error: errorOf(err) }),
+  );
+}
+
 scope.onmessage = (e) => {
   const m = e.data;
   switch (m.type) {
@@ -60,18 +69,10 @@ scope.onmessage = (e) => {
       Object.assign(state, { logEndTotal: m.logEndTotal, epoch: m.epoch, leading: m.leading });
       break;
     case "isr":
-      if (!session) break;
-      session.proposeIsr(m.epoch, m.isr).then(
-        (lease) => post({ type: "reply", id: m.id, lease }),
-        (err) => post({ type: "reply", id: m.id, error: errorOf(err) }),
-      );
+      if (session) answer(m.id, session.proposeIsr(m.epoch, m.isr));
       break;
     case "leave":
-      if (!session) break;
-      session.leave(m.epoch, m.timeoutMs).then(
-        (lease) => post({ type: "reply", id: m.id, lease }),
-        (err) => post({ type: "reply", id: m.id, error: errorOf(err) }),
-      );
+      if (session) answer(m.id, session.leave(m.epoch, m.timeoutMs));
       break;
     case "stop":
       (session?.stop() ?? Promise.resolve()).finally(() => {
