@@ -152,6 +152,7 @@ Deno.test("a request that holds the leader's thread for over half a second does 
       } finally {
         k.close();
       }
+      // Waiting for something that must not happen (a broker declared dead): three sessions' worth.
       await new Promise((r) => setTimeout(r, 1500));
       const stalls = await longestStalls(c);
       const after = await elections(c);

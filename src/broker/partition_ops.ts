@@ -256,20 +256,19 @@ export class PartitionOps {
     const fresh = batch.records;
     const epoch = leader.epoch;
     const ts = Date.now();
-    const firstSeq = baseSeq;
     const appended = log.append(
       epoch,
       fresh.length,
-      (base) => encodeBatch(fresh, base, epoch, ts, producer, firstSeq),
+      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq),
       // A failed write (this one or an earlier queued one) voids these offsets:
       // the producer's sequence goes back in the same synchronous step as the
       // log's rewind, never later, or a batch taken in between is stored twice.
-      producer === null ? undefined : () => b.producers.rollback(key, producer, firstSeq),
+      producer === null ? undefined : () => b.producers.rollback(key, producer, baseSeq),
     );
     // Only offsets are needed from here on: while this waits for replicas,
     // the parsed records can already be collected.
     batch.records = [];
-    if (producer !== null) b.producers.record(key, producer, firstSeq, fresh.length, appended.baseOffset);
+    if (producer !== null) b.producers.record(key, producer, baseSeq, fresh.length, appended.baseOffset);
     return {
       leader,
       key,

@@ -1,10 +1,12 @@
 /**
  * Issued producer ids: the broker, never the client, names an idempotent
- * producer. An id is a counter passed through a keyed permutation of the
- * 63-bit range, so it is unique (a permutation of unique counters), not
- * guessable (without the key, a made-up id is valid with odds of one in
- * billions of billions), and checked without any per-producer state (decrypt,
- * then the counter must lie below what was reserved). The key and the
+ * producer. An id is a counter passed through a keyed permutation of
+ * [0, 2^53) (safe integers, which every Kafka client decodes intact), so it
+ * is unique (a permutation of unique counters), not guessable (without the
+ * key, a made-up id is valid with odds of the reserved counters in 2^53:
+ * about one in 9e12 per thousand producers), and checked without any
+ * per-producer state (decrypt, then the counter must lie below what was
+ * reserved). The key and the
  * reserved counter blocks live in `__cluster`, so every later leader checks
  * the ids of earlier ones: retries after a reconnect or a failover still find
  * their producer. Stored lines name a producer by its counter (`p<counter>`),
