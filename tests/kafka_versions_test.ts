@@ -8,7 +8,7 @@
  * bytes over or runs short).
  */
 import assert from "node:assert/strict";
-import { crc32c } from "../src/kafka/crc32c.ts";
+import { crc32c } from "../src/log/crc32c.ts";
 import { decodeRecordBatches, encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import { Reader, Writer } from "../src/kafka/wire.ts";
 import { TestCluster, withDeadline, yak } from "./harness.ts";

@@ -26,7 +26,7 @@
  */
 
 import { assert, YakError } from "../errors.ts";
-import { crc32c } from "./crc32c.ts";
+import { crc32c } from "../log/crc32c.ts";
 import { compress, Compression, type CompressionCodec, decompress, isCompressionCodec } from "./compression.ts";
 
 /**

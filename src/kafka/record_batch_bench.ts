@@ -1,5 +1,5 @@
 import { decodeRecordBatches, encodeRecordBatch, type KafkaRecord } from "./record_batch.ts";
-import { crc32c } from "./crc32c.ts";
+import { crc32c } from "../log/crc32c.ts";
 import { compress, Compression, decompress } from "./compression.ts";
 
 // A fetch-sized batch: 500 records of a 10-byte key and a 100-byte value, no headers (yak's common case).

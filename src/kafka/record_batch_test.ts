@@ -7,7 +7,7 @@ import {
   type RecordBatch,
 } from "./record_batch.ts";
 import { compress, Compression } from "./compression.ts";
-import { crc32c } from "./crc32c.ts";
+import { crc32c } from "../log/crc32c.ts";
 import { fixture, isYak, sameBytes, seededBytes } from "./testdata/fixtures.ts";
 import { YakError } from "../errors.ts";
 

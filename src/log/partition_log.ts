@@ -8,10 +8,10 @@
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
+import { checkLine, sealLines } from "./record.ts";
 import { Segment, segmentStem, startsWithOffset } from "./segment.ts";
 
 const NEWLINE = 10;
-const CLOSE_BRACE = 0x7d;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -25,6 +25,30 @@ export interface LogOptions {
   tailCacheBytes?: number;
   /** Told about repairs (torn tail cut, index rebuilt), for the operation log. */
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
+  /** Told once per damaged record found (a checksum that does not match, a line that is not its record). */
+  onDamage?: (damage: Damage) => void;
+  /**
+   * At open, check every record of every segment (not only the last one):
+   * the broker did not close this log cleanly, so any of its bytes may be hurt.
+   */
+  verifyAll?: boolean;
+}
+
+/** A damaged record: where it is and who found it. */
+export interface Damage {
+  dir: string;
+  offset: number;
+  file: string;
+  /** "open" (the start-up check), "read" (a read for a consumer or follower), "scrub" (the background check). */
+  found: "open" | "read" | "scrub";
+}
+
+/** What a start-up check of a log found, for the broker's log. */
+export interface OpenCheck {
+  /** Records checked at open (the last segment's, or all of them with `verifyAll`). */
+  checked: number;
+  /** Of those, lines from before checksums (read, checked by parsing). */
+  unsealed: number;
 }
 
 /**
@@ -75,8 +99,8 @@ export class PartitionLog {
   readonly dir: string;
   readonly epochs: EpochCache;
   readonly #opts:
-    & Required<Omit<LogOptions, "onEvent">>
-    & Pick<LogOptions, "onEvent">;
+    & Required<Omit<LogOptions, "onEvent" | "onDamage" | "verifyAll">>
+    & Pick<LogOptions, "onEvent" | "onDamage">;
   #segments: Segment[];
   /** Offset after the last record on disk. */
   #logEnd: number;
@@ -92,6 +116,12 @@ export class PartitionLog {
   #closed = false;
   /** Monotonic ms of the first write into the active segment (for segment.ms). */
   #activeSinceMs = -1;
+  /** The lowest offset known to hold a damaged record (Infinity: none). */
+  #damagedFrom = Infinity;
+  /** Damaged offsets already reported, so repeated reads report each once. */
+  #reported = new Set<number>();
+  /** What the start-up check saw. */
+  openCheck: OpenCheck = { checked: 0, unsealed: 0 };
 
   private constructor(
     dir: string,
@@ -124,6 +154,8 @@ export class PartitionLog {
     }
     bases.sort((a, b) => a - b);
     const segments: Segment[] = [];
+    const damaged: { offset: number; file: string }[] = [];
+    const check: OpenCheck = { checked: 0, unsealed: 0 };
     let logEnd = 0;
     if (bases.length === 0) {
       segments.push(await Segment.create(dir, 0));
@@ -134,18 +166,21 @@ export class PartitionLog {
         dir,
         bases[i],
         opts.indexIntervalBytes,
-        last,
+        last || opts.verifyAll === true,
       );
       if (indexRebuilt) {
         opts.onEvent?.("index_rebuilt", { file: segment.indexPath });
       }
       segments.push(segment);
+      if (scan) {
+        check.checked += scan.count;
+        check.unsealed += scan.unsealed;
+        if (scan.damagedAt !== null) damaged.push({ offset: scan.damagedAt, file: segment.dataPath });
+      }
       if (scan?.corrupt && !last) {
-        throw new YakError(
-          "CORRUPT_LOG",
-          `segment ${segment.dataPath} holds a damaged record at byte ${scan.validBytes}; ` +
-            `move the partition directory away and the broker copies it again from the leader`,
-        );
+        // A line that is not its record, in a closed segment: damaged from there (the reads stop
+        // at it); a follower copies it again from the leader, a leader hands the partition over.
+        damaged.push({ offset: segment.base + scan.count, file: segment.dataPath });
       }
       if (!last || !scan) continue;
       let { count, validBytes, corrupt } = scan;
@@ -191,7 +226,28 @@ export class PartitionLog {
     } else if (epochs.truncateFrom(logEnd)) {
       await epochs.save();
     }
-    return new PartitionLog(dir, segments, logEnd, epochs, opts);
+    const log = new PartitionLog(dir, segments, logEnd, epochs, opts);
+    log.openCheck = check;
+    for (const d of damaged) if (d.offset < logEnd) log.#markDamaged(d.offset, d.file, "open");
+    return log;
+  }
+
+  /** The lowest offset known to hold a damaged record, Infinity when none is known. */
+  get damagedFrom(): number {
+    return this.#damagedFrom;
+  }
+
+  #markDamaged(offset: number, file: string, found: Damage["found"]): void {
+    if (offset < this.#damagedFrom) this.#damagedFrom = offset;
+    if (this.#reported.has(offset)) return;
+    this.#reported.add(offset);
+    this.#opts.onDamage?.({ dir: this.dir, offset, file, found });
+  }
+
+  /** Forgets damage at or above `offset` (those records are gone: truncated, or deleted by retention below). */
+  #forgetDamage(keep: (offset: number) => boolean): void {
+    for (const o of [...this.#reported]) if (!keep(o)) this.#reported.delete(o);
+    this.#damagedFrom = this.#reported.size === 0 ? Infinity : Math.min(...this.#reported);
   }
 
   /**
@@ -264,7 +320,7 @@ export class PartitionLog {
     const baseOffset = this.#next;
     // Encoded now, not when the write runs: the built string still points at
     // every record's parts, and a queued write would keep them all alive.
-    const bytes = encoder.encode(build(baseOffset));
+    const bytes = sealLines(encoder.encode(build(baseOffset)), count);
     this.#next += count;
     const pending = onVoid ? { onVoid } : null;
     if (pending) this.#pending.add(pending);
@@ -415,6 +471,7 @@ export class PartitionLog {
         await seg.remove();
       }
       const start = this.logStartOffset;
+      this.#forgetDamage((o) => o >= start);
       if (segments > 0) {
         this.#tail = this.#tail.filter((c) => c.base >= start);
         this.#tailBytes = this.#tail.reduce((n, c) => n + c.bytes.length, 0);
@@ -440,6 +497,7 @@ export class PartitionLog {
       if (offset > this.#hw) this.#hw = offset;
       this.#tail = [];
       this.#tailBytes = 0;
+      this.#forgetDamage(() => false);
       if (this.epochs.truncateFrom(0)) await this.epochs.save();
       this.#opts.onEvent?.("log_reset", { dir: this.dir, reason, logStart: offset });
     });
@@ -530,6 +588,7 @@ export class PartitionLog {
       if (lastNl === -1) {
         // One record longer than the chunk: read it whole.
         const line = await this.#readLongLine(seg, position);
+        if (toSkip === 0 && !lineIntact(line, 0, line.length - 1, from + count)) this.#damaged(seg, from + count);
         if (toSkip > 0) {
           toSkip--;
           position += line.length;
@@ -546,14 +605,14 @@ export class PartitionLog {
         toSkip--;
       }
       let stop = at;
-      if (at <= lastNl && !startsWithOffset(chunk, at, lastNl, from + count)) this.#damaged(seg, from + count);
       while (
         stop <= lastNl && count < wanted &&
         (count === 0 || bytes + (stop - at) < maxBytes)
       ) {
+        const lineStart = stop;
         stop = chunk.indexOf(NEWLINE, stop) + 1;
-        // One byte per record: every stored line ends its object before its newline.
-        if (chunk[stop - 2] !== CLOSE_BRACE) this.#damaged(seg, from + count);
+        // Every line read from disk proves itself before it is served (its checksum).
+        if (!lineIntact(chunk, lineStart, stop - 1, from + count)) this.#damaged(seg, from + count);
         count++;
       }
       if (stop > at) {
@@ -577,6 +636,7 @@ export class PartitionLog {
 
   /** Refuses to serve a damaged record: CORRUPT_LOG with its offset (a follower heals from the leader). */
   #damaged(seg: Segment, offset: number): never {
+    this.#markDamaged(offset, seg.dataPath, "read");
     throw new YakError(
       "CORRUPT_LOG",
       `the record at offset ${offset} in ${seg.dataPath} is damaged`,
@@ -672,6 +732,7 @@ export class PartitionLog {
     this.#next = offset;
     this.#tail = [];
     this.#tailBytes = 0;
+    this.#forgetDamage((o) => o < offset);
     if (this.epochs.truncateFrom(offset)) await this.epochs.save();
   }
 
@@ -735,4 +796,21 @@ function lineEnd(bytes: Uint8Array, from: number, lines: number): number {
     at = nl + 1;
   }
   return at;
+}
+
+/**
+ * Whether the stored line `b[s, e)` (`e` at its newline) is the record at
+ * `offset`, intact: its checksum matches; a line from before checksums must
+ * parse and claim that offset.
+ */
+function lineIntact(b: Uint8Array, s: number, e: number, offset: number): boolean {
+  // The offset first: a lost or added newline shifts every line after it, each still intact.
+  if (!startsWithOffset(b, s, e, offset)) return false;
+  const verdict = checkLine(b, s, e);
+  if (verdict !== "unsealed") return verdict === "ok";
+  try {
+    return JSON.parse(decoder.decode(b.subarray(s, e))).offset === offset;
+  } catch {
+    return false;
+  }
 }

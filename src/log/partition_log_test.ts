@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
-import { type LogOptions, PartitionLog } from "./partition_log.ts";
-import { encodeBatch, type RecordInput } from "./record.ts";
+import { type Damage, type LogOptions, PartitionLog } from "./partition_log.ts";
+import { encodeBatch, type RecordInput, SEAL_BYTES, sealLines } from "./record.ts";
 import { segmentStem } from "./segment.ts";
 
 const TS = 1700000000000;
@@ -38,7 +38,7 @@ function fixedRecords(base: number, n: number, epoch: number): RecordInput[] {
   const out: RecordInput[] = [];
   for (let i = 0; i < n; i++) {
     const o = base + i;
-    const bare = encodeBatch([{ key: "k", value: "" }], o, epoch, TS, null, 0).length;
+    const bare = encodeBatch([{ key: "k", value: "" }], o, epoch, TS, null, 0).length + SEAL_BYTES;
     const tag = `o${o}:`;
     out.push({ key: "k", value: tag + "x".repeat(LINE - bare - tag.length) });
   }
@@ -69,6 +69,7 @@ async function appendBatch(
     return text;
   });
   await done;
+  text = decoder.decode(sealLines(encoder.encode(text))); // as stored: each line with its checksum
   assert.equal(baseOffset, lines.length, "a batch starts at the log end");
   const batchLines = text.split(/(?<=\n)/);
   assert.equal(batchLines.length, n);
@@ -179,8 +180,8 @@ function isYak(code: string, mention?: string): (err: unknown) => boolean {
   };
 }
 
-Deno.test("fixedRecords lines are LINE bytes", () => {
-  const text = encodeBatch(fixedRecords(99, 3, 7), 99, 7, TS, null, 0);
+Deno.test("fixedRecords lines are LINE bytes once stored (with their checksums)", () => {
+  const text = decoder.decode(sealLines(encoder.encode(encodeBatch(fixedRecords(99, 3, 7), 99, 7, TS, null, 0))));
   assert.deepEqual(text.split(/(?<=\n)/).map((l) => l.length), [
     LINE,
     LINE,
@@ -230,7 +231,7 @@ Deno.test("append takes offsets in call order and reads back (tail cache, disk, 
             null,
             0,
           );
-          texts.push(text);
+          texts.push(decoder.decode(sealLines(encoder.encode(text))));
           return text;
         })
       );
@@ -539,7 +540,7 @@ Deno.test("damaged records in the last segment are cut and set aside, never serv
   });
 });
 
-Deno.test("a damaged middle line keeps the records before it; in an older segment it stops the open", async () => {
+Deno.test("a damaged middle line keeps the records before it; in an older segment it is reported, never read", async () => {
   await withTempDir(async (dir) => {
     const lines: string[] = [];
     const log = await PartitionLog.open(dir, opts({ segmentBytes: 2000 }));
@@ -563,12 +564,26 @@ Deno.test("a damaged middle line keeps the records before it; in an older segmen
     } finally {
       await opened.close();
     }
-    // An older segment (0..17) with a damaged line and no index: open refuses, naming the file.
+    // An older segment (0..17) with a damaged line and no index: the open reports it and
+    // reads stop there (a follower copies it again; a leader hands the partition over).
     const first = PartitionLog.segmentFile(dir, 0);
     const text = await Deno.readTextFile(first);
     await Deno.writeTextFile(first, text.replace('{"offset":5,', '{"offset":X,'));
     await Deno.remove(first.replace(".jsonl", ".index"));
-    await assert.rejects(PartitionLog.open(dir, opts({ segmentBytes: 2000 })), isYak("CORRUPT_LOG", first));
+    const damage: Damage[] = [];
+    const reopened = await PartitionLog.open(dir, opts({ segmentBytes: 2000, onDamage: (d) => damage.push(d) }));
+    try {
+      assert.deepEqual(damage, [{ dir, offset: 5, file: first, found: "open" }]);
+      assert.equal(reopened.damagedFrom, 5);
+      await readChecked(reopened, lines, 0, MB, 5, 5);
+      await assert.rejects(reopened.read(3, MB, 20), isYak("CORRUPT_LOG", first));
+      await readChecked(reopened, lines, 6, MB, 18, 12); // the records after it are intact
+      // Truncated below it (a follower healing), the damage is gone.
+      await reopened.truncateTo(5);
+      assert.equal(reopened.damagedFrom, Infinity);
+    } finally {
+      await reopened.close();
+    }
   });
 });
 
@@ -967,7 +982,11 @@ Deno.test("lines read back decode to the records written", async () => {
       await appendBatch(log, lines, 2, 3, records);
       await appendBatch(log, lines, 1, 3);
       const r = await log.read(0, MB, 3);
-      const parsed = r.text.slice(0, -1).split("\n").map((l) => JSON.parse(l));
+      const parsed = r.text.slice(0, -1).split("\n").map((l) => {
+        const { crc, ...record } = JSON.parse(l);
+        assert.match(crc, /^[0-9a-f]{8}$/);
+        return record;
+      });
       assert.deepEqual(parsed.slice(0, 2), [
         {
           offset: 0,

@@ -1,7 +1,14 @@
 /**
  * The stored form of a record: one JSON line, the same bytes on every replica.
  *
- * `{"offset":42,"epoch":3,"ts":1763764800123,"key":"user-7","value":"hello","producer":"p1f3a","seq":17}`
+ * `{"offset":42,"epoch":3,"ts":1763764800123,"key":"user-7","value":"hello","producer":"p1f3a","seq":17,"crc":"1c2d3e4f"}`
+ *
+ * The last field is the line's checksum: the CRC-32C of every byte before
+ * `,"crc":"`, in 8 hex digits. The leader adds it when it appends
+ * ({@link sealLines}); followers copy the line as it is; every read from disk
+ * checks it ({@link checkLine}), so a changed byte is found, never served.
+ * Lines written before checksums (yak 0.x) have no such field and are still
+ * read: they are checked by parsing instead.
  *
  * An idempotent producer's batch keeps its bounds: its first line ends in
  * `"seq":17,"batch":3` (the batch's record count), so a new leader knows
@@ -13,6 +20,7 @@
  *
  * @module
  */
+import { crc32c } from "./crc32c.ts";
 
 /** A record header: a text key, and a value as text, base64 bytes, or null. */
 export interface RecordHeader {
@@ -45,6 +53,8 @@ export interface StoredRecord extends RecordInput {
   seq?: number;
   /** On the first record of an idempotent batch: the batch's record count. */
   batch?: number;
+  /** The line's checksum (absent on lines written before checksums). */
+  crc?: string;
 }
 
 /**
@@ -161,12 +171,19 @@ export function producerOf(
   const q = line.indexOf('"', p + 13);
   const s = line.indexOf(',"seq":', q);
   if (q === -1 || s === -1) return null;
+  const end = fieldsEnd(line);
   const b = line.indexOf(',"batch":', s);
-  const seq = Number(line.slice(s + 7, b === -1 ? line.length - 1 : b));
-  const batch = b === -1 ? 0 : Number(line.slice(b + 9, line.length - 1));
+  const seq = Number(line.slice(s + 7, b === -1 ? end : b));
+  const batch = b === -1 ? 0 : Number(line.slice(b + 9, end));
   return Number.isSafeInteger(seq) && Number.isSafeInteger(batch)
     ? { producer: line.slice(p + 13, q), seq, batch }
     : null;
+}
+
+/** Where a line's own fields end (text form, no newline): before the checksum field, or before the closing brace. */
+function fieldsEnd(line: string): number {
+  const end = line.length - CRC_TAIL_BYTES;
+  return end > 0 && line.startsWith(CRC_FIELD_TEXT, end) ? end : line.length - 1;
 }
 
 const VALUE_FIELD = ',"value":"';
@@ -195,7 +212,7 @@ export function valuesOf(text: string): string[] | null {
     const at = line.indexOf(VALUE_FIELD);
     if (at === -1 || line.includes(HEADERS_FIELD)) return null;
     const p = line.lastIndexOf(PRODUCER_FIELD);
-    const raw = line.slice(at + VALUE_FIELD.length, p === -1 ? line.length - 2 : p);
+    const raw = line.slice(at + VALUE_FIELD.length, p === -1 ? fieldsEnd(line) - 1 : p);
     out[i] = raw.includes("\\") ? JSON.parse(`"${raw}"`) : raw;
   }
   return out;
@@ -318,4 +335,94 @@ export function recordBytesOf(lines: Uint8Array): RecordBytes[] {
     s = e + 1;
   }
   return out;
+}
+
+const CRC_FIELD_TEXT = ',"crc":"';
+const CRC_FIELD = encoder.encode(CRC_FIELD_TEXT);
+/** `,"crc":"` + 8 hex digits + `"}`: a sealed line's tail. */
+const CRC_TAIL_BYTES = CRC_FIELD.length + 8 + 2;
+/** The bytes {@link sealLines} adds to each line (the closing brace was there already). */
+export const SEAL_BYTES: number = CRC_TAIL_BYTES - 1;
+const HEX = encoder.encode("0123456789abcdef");
+const CLOSE_BRACE = 0x7d;
+
+/**
+ * Lines (each a JSON object ending in `}\n`; `lineCount` of them, when the
+ * caller knows) with a checksum added as each one's last field: the CRC-32C
+ * of the line's bytes before the field, in hex. The leader seals what it
+ * appends; nothing else writes lines.
+ *
+ * @example
+ * ```ts
+ * import { sealLines } from "./record.ts";
+ * const sealed = sealLines(new TextEncoder().encode('{"offset":0,"value":"hi"}\n'));
+ * new TextDecoder().decode(sealed); // '{"offset":0,"value":"hi","crc":"........"}\n' with the hex digits
+ * ```
+ */
+export function sealLines(bytes: Uint8Array, lineCount?: number): Uint8Array {
+  let lines = lineCount ?? 0;
+  if (lineCount === undefined) {
+    for (let i = bytes.indexOf(NEWLINE); i !== -1; i = bytes.indexOf(NEWLINE, i + 1)) lines++;
+  }
+  // Each line's closing brace stays; the field goes before it.
+  const out = new Uint8Array(bytes.length + lines * SEAL_BYTES);
+  let s = 0;
+  let o = 0;
+  while (s < bytes.length) {
+    const nl = bytes.indexOf(NEWLINE, s);
+    if (nl === -1 || bytes[nl - 1] !== CLOSE_BRACE || o + (nl - s) + CRC_TAIL_BYTES > out.length) {
+      throw new Error(`sealLines: expected ${lines} lines, each ending in '}' and a newline`);
+    }
+    const body = nl - 1 - s;
+    out.set(bytes.subarray(s, nl - 1), o);
+    let crc = crc32c(out, o, o + body);
+    o += body;
+    out.set(CRC_FIELD, o);
+    o += CRC_FIELD.length;
+    for (let k = 7; k >= 0; k--) {
+      out[o + k] = HEX[crc & 15];
+      crc >>>= 4;
+    }
+    o += 8;
+    out[o++] = QUOTE;
+    out[o++] = CLOSE_BRACE;
+    out[o++] = NEWLINE;
+    s = nl + 1;
+  }
+  return out;
+}
+
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
+  return -1;
+}
+
+/**
+ * Checks the stored line `b[s, e)` (`e` at its newline, which is not part of
+ * it): "ok" when its checksum matches, "damaged" when it does not or the line
+ * does not end its object, "unsealed" when it carries no checksum (a line
+ * from before checksums, or one whose checksum field itself was hit: the
+ * caller checks those by parsing).
+ *
+ * @example
+ * ```ts
+ * import { checkLine, sealLines } from "./record.ts";
+ * const line = sealLines(new TextEncoder().encode('{"offset":0}\n'));
+ * checkLine(line, 0, line.length - 1); // "ok"
+ * line[3] ^= 1;
+ * checkLine(line, 0, line.length - 1); // "damaged"
+ * ```
+ */
+export function checkLine(b: Uint8Array, s: number, e: number): "ok" | "damaged" | "unsealed" {
+  if (e <= s || b[e - 1] !== CLOSE_BRACE) return "damaged";
+  const t = e - CRC_TAIL_BYTES;
+  if (t <= s || b[e - 2] !== QUOTE || !startsAt(b, t, CRC_FIELD)) return "unsealed";
+  let want = 0;
+  for (let k = t + CRC_FIELD.length; k < e - 2; k++) {
+    const d = hexDigit(b[k]);
+    if (d === -1) return "damaged";
+    want = want * 16 + d;
+  }
+  return crc32c(b, s, t) === want ? "ok" : "damaged";
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { join } from "node:path";
+import { checkLine } from "./record.ts";
 
 const NEWLINE = 10;
 const CLOSE_BRACE = 0x7d;
@@ -24,6 +25,7 @@ export function startsWithOffset(bytes: Uint8Array, from: number, to: number, ex
   return at > digitsFrom && at < to && bytes[at] === 44 && n === expected;
 }
 const SCAN_CHUNK_BYTES = 1024 * 1024;
+const decoder = new TextDecoder();
 /** Index entries are two little-endian uint32: offset - base, byte position. */
 const INDEX_ENTRY_BYTES = 8;
 
@@ -55,6 +57,10 @@ export interface ScanResult {
   lastLineStart: number;
   /** A complete line that is not a record (or not the expected offset) was found at `validBytes`. */
   corrupt: boolean;
+  /** The first record whose checksum does not match (its line framed as a record), or null. */
+  damagedAt: number | null;
+  /** Lines from before checksums (checked by parsing instead). */
+  unsealed: number;
 }
 
 /**
@@ -274,8 +280,24 @@ export class Segment {
     let lastLineStart = -1;
     let prevByte = -1;
     let corrupt = false;
+    let damagedAt: number | null = null;
+    let unsealed = 0;
+    // Checks a whole line's checksum (framing was checked already).
+    const verify = (bytes: Uint8Array, from: number, to: number, offset: number) => {
+      const verdict = checkLine(bytes, from, to);
+      let ok = verdict === "ok";
+      if (verdict === "unsealed") {
+        unsealed++;
+        try {
+          ok = JSON.parse(decoder.decode(bytes.subarray(from, to))).offset === offset;
+        } catch {
+          ok = false;
+        }
+      }
+      if (!ok && (damagedAt === null || offset < damagedAt)) damagedAt = offset;
+    };
     // Lines that began in an earlier chunk are checked after the loop.
-    const spanning: { start: number; offset: number }[] = [];
+    const spanning: { start: number; end: number; offset: number }[] = [];
     try {
       scan: while (true) {
         const n = await file.read(buf);
@@ -284,12 +306,13 @@ export class Segment {
           const expected = this.base + count;
           const last = i > 0 ? buf[i - 1] : prevByte;
           let ok = last === CLOSE_BRACE;
-          if (ok && lineStart < pos) spanning.push({ start: lineStart, offset: expected });
+          if (ok && lineStart < pos) spanning.push({ start: lineStart, end: pos + i, offset: expected });
           else if (ok) ok = startsWithOffset(buf, lineStart - pos, i, expected);
           if (!ok) {
             corrupt = true;
             break scan;
           }
+          if (lineStart >= pos) verify(buf, lineStart - pos, i, expected);
           if (lineStart - this.#lastIndexedPos >= indexIntervalBytes) {
             this.offsets.push(expected);
             this.positions.push(lineStart);
@@ -306,8 +329,10 @@ export class Segment {
       file.close();
     }
     for (const line of spanning) {
-      const head = await this.readAt(line.start, 32);
-      if (!startsWithOffset(head, 0, head.length, line.offset)) {
+      if (line.offset - this.base >= count) break;
+      const whole = await this.readAt(line.start, line.end - line.start);
+      if (startsWithOffset(whole, 0, whole.length, line.offset)) verify(whole, 0, whole.length, line.offset);
+      else {
         // Keep only what precedes the bad line; the caller cuts the rest.
         corrupt = true;
         count = line.offset - this.base;
@@ -331,6 +356,8 @@ export class Segment {
       lastLine,
       lastLineStart: Math.max(0, lastLineStart),
       corrupt,
+      damagedAt: damagedAt !== null && damagedAt < this.base + count ? damagedAt : null,
+      unsealed,
     };
   }
 
