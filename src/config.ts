@@ -44,6 +44,13 @@ export const DEFAULTS = {
    */
   tailCacheBytes: 2 * 1024 * 1024,
   indexIntervalBytes: 4096,
+  /**
+   * The scrubber's pace: it re-reads every closed segment and checks each
+   * record's checksum, at most this many bytes a second (0: off), starting a
+   * new pass at most once per `scrubIntervalMs`.
+   */
+  scrubBytesPerSec: 4 * 1024 * 1024,
+  scrubIntervalMs: 3_600_000,
   /** How much of a partition's tail is scanned to rebuild producer sequences on a new leader. */
   producerStateScanBytes: 16 * 1024 * 1024,
 

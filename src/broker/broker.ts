@@ -15,22 +15,26 @@ import type { Lease } from "../protocol/messages.ts";
 import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
 import { GroupCoordinator } from "./group_coordinator.ts";
 import { LeaderState } from "./leader_state.ts";
-import { CLUSTER_TOPIC } from "./metadata.ts";
+import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
 import { Notifier } from "./notifier.ts";
 import { PartitionOps } from "./partition_ops.ts";
 import { ProducerIds } from "./producer_ids.ts";
 import { ProducerState } from "./producer_state.ts";
 import { ReplicaFetcher, Replication } from "./replication.ts";
 import { Retention } from "./retention.ts";
+import { Scrubber } from "./scrubber.ts";
 import type { BrokerServices, ClientRegistry, ClusterView } from "./services.ts";
 import { TopicAdmin } from "./topic_admin.ts";
 import { TopicStore } from "./topic_store.ts";
 import { ZkThread } from "./zk_thread.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
-import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
-import type { BrokerStatus } from "../protocol/status.ts";
+import type { Damage, PartitionLog, ReadResult } from "../log/partition_log.ts";
+import type { BrokerStatus, DamageStatus } from "../protocol/status.ts";
 import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
 import { monotonicMs } from "../clock.ts";
+
+/** Written at the end of a clean stop, removed at start: its absence means every segment is checked. */
+const CLEAN_SHUTDOWN_FILE = "clean-shutdown";
 
 /** How often the broker thread probes its own event loop's lag (`yak_event_loop_lag_seconds`). */
 const LAG_PROBE_MS = 50;
@@ -72,6 +76,7 @@ export class Broker implements BrokerContext {
   readonly producerIds: ProducerIds = new ProducerIds(this);
   readonly notifier = new Notifier();
   readonly failingWrites = new Set<string>();
+  readonly healing = new Map<string, number>();
   readonly metrics = new BrokerMetrics();
   readonly dir: string;
   readonly services: BrokerServices;
@@ -95,6 +100,11 @@ export class Broker implements BrokerContext {
   /** Set by a clean stop: no new writes, no new roles. */
   #stopping = false;
   #dataLock: DataLock | null = null;
+  /** Damaged records found since the start (newest last, at most 50), for `yak status`. */
+  readonly #damage: DamageStatus[] = [];
+  /** A resignation asked of the zookeeper and not answered yet. */
+  #resigning: Promise<unknown> | null = null;
+  #scrubber: Scrubber | null = null;
   #fatal!: (err: YakError) => void;
   /** Resolves with the error that forces this broker to stop (e.g. its id is in use). */
   readonly fatal: Promise<YakError> = new Promise((resolve) => (this.#fatal = resolve));
@@ -142,13 +152,20 @@ export class Broker implements BrokerContext {
       opts.echo,
     );
     let store: TopicStore;
+    // Written by a clean stop and removed here: without it (a crash, kill -9, a power cut) every
+    // record of every segment is checked, not only the last segment's.
+    const clean = await Deno.remove(join(dir, CLEAN_SHUTDOWN_FILE)).then(() => true, () => false);
+    const found: Damage[] = [];
+    let onDamage: (d: Damage) => void = (d) => void found.push(d);
     try {
       store = await TopicStore.open(join(dir, "topics"), {
         segmentBytes: opts.segmentBytes,
         segmentMs: opts.segmentMs,
         indexIntervalBytes: opts.indexIntervalBytes,
-        tailCacheBytes: DEFAULTS.tailCacheBytes,
+        tailCacheBytes: opts.tailCacheBytes ?? DEFAULTS.tailCacheBytes,
         onEvent: (event, fields) => log.write(event, fields),
+        onDamage: (d) => onDamage(d),
+        verifyAll: !clean,
       });
     } catch (err) {
       log.write("start_failed", {
@@ -159,6 +176,18 @@ export class Broker implements BrokerContext {
     }
     const broker = new Broker(opts, store, log, dir);
     broker.#dataLock = dataLock;
+    const check = store.all().reduce((sum, r) => ({
+      checked: sum.checked + r.log.openCheck.checked,
+      unsealed: sum.unsealed + r.log.openCheck.unsealed,
+    }), { checked: 0, unsealed: 0 });
+    log.write("storage_checked", {
+      scope: clean ? "last segments (clean shutdown)" : "every segment (no clean shutdown)",
+      records: check.checked,
+      ...(check.unsealed > 0 ? { withoutChecksum: check.unsealed } : {}),
+      damaged: found.length,
+    });
+    onDamage = (d) => broker.#onDamage(d);
+    for (const d of found) broker.#onDamage(d);
     for (const ref of store.all()) broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
     // Every append wakes the long polls waiting for it (consumers, followers), on every partition.
     store.onEveryLog((log) => log.onAppend(() => broker.notifier.notify()));
@@ -218,6 +247,14 @@ export class Broker implements BrokerContext {
       () => broker.#maintainIsr(),
       Math.max(50, opts.heartbeatMs),
     );
+    if (opts.scrubBytesPerSec > 0) {
+      broker.#scrubber = new Scrubber(store, {
+        bytesPerSec: opts.scrubBytesPerSec,
+        intervalMs: opts.scrubIntervalMs,
+        metrics: broker.metrics,
+      });
+      broker.#scrubber.start();
+    }
     return broker;
   }
 
@@ -274,22 +311,78 @@ export class Broker implements BrokerContext {
     );
   }
 
-  async readLog(log: PartitionLog, from: number, maxBytes: number, end: number): Promise<ReadResult> {
-    try {
-      return await log.read(from, maxBytes, end);
-    } catch (err) {
-      if (!(err instanceof YakError) || err.code !== "CORRUPT_LOG") throw err;
-      const offset = Number(err.data?.offset);
-      if (this.#role !== "follower" || !Number.isSafeInteger(offset)) {
-        this.log.write("corrupt_record", { dir: log.dir, offset, role: this.#role });
-        throw err;
-      }
-      // A follower's copy is healed from the leader: cut here, the fetcher refills it.
-      this.log.write("corrupt_record_healing", { dir: log.dir, offset, from: log.logEndOffset });
-      await log.truncateTo(offset);
-      if (log === this.store.clusterLog) await this.store.replay();
-      throw new YakError("UNAVAILABLE", `broker ${this.opts.id} is re-copying ${log.dir} from offset ${offset}; retry`);
+  readLog(log: PartitionLog, from: number, maxBytes: number, end: number): Promise<ReadResult> {
+    // A damaged record throws CORRUPT_LOG here; the log has told #onDamage already, which heals.
+    return log.read(from, maxBytes, end);
+  }
+
+  /**
+   * A damaged record was found (start-up check, a read, the scrubber): said
+   * in the log, counted, kept for `yak status`, and healed.
+   */
+  #onDamage(d: Damage): void {
+    const ref = this.store.all().find((r) => r.log.dir === d.dir);
+    const partition = ref?.key ?? d.dir;
+    this.metrics.damagedRecords[d.found]++;
+    this.log.write("record_damaged", {
+      partition,
+      offset: d.offset,
+      segment: d.file,
+      found: d.found,
+      role: this.#role,
+    });
+    this.#damage.push({ partition, offset: d.offset, segment: d.file, found: d.found, at: Date.now(), healed: false });
+    if (this.#damage.length > 50) this.#damage.shift();
+    this.#healDamage();
+  }
+
+  /**
+   * Heals what is damaged, by role. A follower cuts each damaged log at its
+   * first damaged record and copies the rest again from the leader (leaving
+   * the in-sync set until it is back). A leader asks the zookeeper to hand
+   * leadership to another in-sync broker, and heals as a follower; with none
+   * alive it stays, refusing the damaged records (a storage error, never the
+   * bytes). Without a role, it waits for one.
+   */
+  #healDamage(): void {
+    if (this.#stopping) return;
+    const damaged = this.store.all().filter((r) => r.log.damagedFrom < Infinity);
+    if (damaged.length === 0) return;
+    if (this.#role === "leader") {
+      if (this.#resigning) return;
+      const epoch = this.#epoch;
+      this.#resigning = this.#zk.resign(epoch, this.opts.requestTimeoutMs).then((lease) => {
+        if (lease?.leaderId === this.opts.id && lease.epoch === epoch) {
+          this.log.write("damaged_leader_stays", {
+            partitions: damaged.map((r) => r.key),
+            reason: "no other in-sync broker is alive to lead; the damaged records are refused, never served",
+          });
+        }
+      }).finally(() => (this.#resigning = null));
+      return;
     }
+    if (this.#role !== "follower") return;
+    this.#transition = this.#transition.then(async () => {
+      for (const ref of this.store.all()) {
+        const at = ref.log.damagedFrom;
+        if (at === Infinity) continue;
+        const logEnd = Math.max(ref.log.logEndOffset, this.healing.get(ref.key) ?? 0);
+        this.log.write("healing", { partition: ref.key, from: at, logEnd });
+        await ref.log.truncateTo(at);
+        // Set after the cut: a fetch answered in between must not find the old log end "healed".
+        this.healing.set(ref.key, logEnd);
+        if (ref.key === CLUSTER_KEY) await this.store.replay();
+      }
+    }).catch((err) => this.log.write("heal_failed", { error: err instanceof Error ? err.message : String(err) }));
+  }
+
+  healProgress(key: string, logEnd: number, leaderHw: number): void {
+    const target = this.healing.get(key);
+    if (target === undefined || logEnd < Math.min(target, leaderHw)) return;
+    this.healing.delete(key);
+    this.metrics.healedRanges++;
+    for (const d of this.#damage) if (d.partition === key) d.healed = true;
+    this.log.write("healed", { partition: key, logEnd });
   }
 
   #clientRegistry(): ClientRegistry {
@@ -374,6 +467,7 @@ export class Broker implements BrokerContext {
       clients: [...this.#clients.values()],
       memory: Deno.memoryUsage(),
       eventLoop: { longestStallMs: Math.round(this.metrics.longestStallMs) },
+      damage: [...this.#damage],
       traffic: this.metrics.traffic(),
       ...(this.opts.listeners ? { listeners: this.opts.listeners } : {}),
     };
@@ -499,6 +593,8 @@ export class Broker implements BrokerContext {
     this.#role = "follower";
     this.#fetcher = new ReplicaFetcher(this, leaderInfo);
     this.#fetcher.start();
+    // Damage found while leading (or before any role) is healed now, from the new leader.
+    queueMicrotask(() => this.#healDamage());
   }
 
   #maintainIsr(): void {
@@ -576,7 +672,10 @@ export class Broker implements BrokerContext {
     this.notifier.close();
     await this.#server.close();
     await this.#kafkaServer?.close();
+    await this.#scrubber?.stop();
     await this.store.close();
+    // Every write is done and every file closed: the next start checks only the last segments.
+    await Deno.writeTextFile(join(this.dir, CLEAN_SHUTDOWN_FILE), `${new Date().toISOString()}\n`);
     await Deno.remove(join(this.dir, "broker.pid")).catch(() => {});
     this.log.write("stopped");
     this.log.close();

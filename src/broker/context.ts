@@ -58,6 +58,11 @@ export interface BrokerOptions {
   segmentMs: number;
   /** How often the leader applies retention. */
   retentionCheckMs: number;
+  /** The scrubber's pace in bytes a second (0: off), and the shortest time between the starts of its passes. */
+  scrubBytesPerSec: number;
+  scrubIntervalMs: number;
+  /** Newest bytes of each partition kept in memory (default DEFAULTS.tailCacheBytes). */
+  tailCacheBytes?: number;
   /** Echo the operation log to stderr. */
   echo: boolean;
   /** Other listeners the CLI started beside the broker (e.g. `http`), name -> host:port, shown in status. */
@@ -86,6 +91,12 @@ export interface BrokerContext {
   readonly notifier: Notifier;
   /** Partitions whose last write failed (e.g. a full disk), so the log says it once. */
   readonly failingWrites: Set<string>;
+  /**
+   * Partitions this follower cut at a damaged record and is copying again:
+   * key -> the log end it had (healed once it is back there). While any is
+   * healing, the follower tells the leader it is not in sync.
+   */
+  readonly healing: Map<string, number>;
   /** Counters bumped per batch and per request (see metrics.ts). */
   readonly metrics: BrokerMetrics;
   role(): "leader" | "follower" | "none";
@@ -98,8 +109,15 @@ export interface BrokerContext {
   /** Why the lease is not fresh, for people: which zookeeper has been silent, and how long. */
   leaseProblem(): string;
   /**
-   * Reads a log for a fetch. A damaged record is never served: a follower
-   * cuts its log there and copies the rest again from the leader.
+   * Reads a log for a fetch. A damaged record is never served: the read
+   * fails with CORRUPT_LOG, and the broker heals (a follower copies the
+   * range again; a leader hands leadership to an in-sync replica).
    */
   readLog(log: PartitionLog, from: number, maxBytes: number, end: number): Promise<ReadResult>;
+  /**
+   * Tells the broker where a healing partition's log ends now, and the
+   * leader's high watermark there: healed once it is back where it was, or
+   * at the high watermark if the leader's log is shorter (see {@link healing}).
+   */
+  healProgress(key: string, logEnd: number, leaderHw: number): void;
 }

@@ -89,6 +89,13 @@ export class BrokerMetrics {
   readonly eventLoopLagSeconds = new Histogram();
   /** The longest such stall since the broker started, in ms. */
   longestStallMs = 0;
+  /** Damaged records found, by who found them (start-up check, a read, the scrubber). */
+  readonly damagedRecords: Record<"open" | "read" | "scrub", number> = { open: 0, read: 0, scrub: 0 };
+  /** Damaged ranges re-copied from the leader. */
+  healedRanges = 0;
+  /** Bytes of closed segments the scrubber checked, and its complete passes over them. */
+  scrubBytes = 0;
+  scrubPasses = 0;
 
   #topic(name: string): TopicTraffic {
     let t = this.#topics.get(name);
@@ -286,6 +293,21 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   ).histogram("yak_event_loop_lag_seconds", m.eventLoopLagSeconds);
   out.family("yak_event_loop_longest_stall_seconds", "gauge", "The longest event-loop stall since the broker started.")
     .sample("yak_event_loop_longest_stall_seconds", m.longestStallMs / 1000);
+
+  out.family(
+    "yak_damaged_records_total",
+    "counter",
+    "Stored records found damaged (their checksum), by who found them.",
+  );
+  for (const found of ["open", "read", "scrub"] as const) {
+    out.sample("yak_damaged_records_total", m.damagedRecords[found], { found });
+  }
+  out.family("yak_healed_ranges_total", "counter", "Damaged ranges this broker copied again from the leader.")
+    .sample("yak_healed_ranges_total", m.healedRanges);
+  out.family("yak_scrub_bytes_total", "counter", "Bytes of closed segments the background scrubber checked.")
+    .sample("yak_scrub_bytes_total", m.scrubBytes);
+  out.family("yak_scrub_passes_total", "counter", "Complete passes of the scrubber over every closed segment.")
+    .sample("yak_scrub_passes_total", m.scrubPasses);
 
   out.family("yak_is_leader", "gauge", "1 while this broker is the cluster's leader.")
     .sample("yak_is_leader", g.role === "leader" ? 1 : 0);

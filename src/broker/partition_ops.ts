@@ -78,6 +78,13 @@ export interface ReadOptions {
   wakeIf?: () => boolean;
   /** Run after each wait; throws to end the poll (the reader's epoch went stale). */
   recheck?: () => void;
+  /**
+   * Given, a partition whose next record is damaged (CORRUPT_LOG) is put
+   * here and skipped, and the poll answers at once: the other partitions are
+   * still served, and the caller says which one failed. Without it the
+   * error ends the whole read.
+   */
+  damaged?: Map<ReadSpec, YakError>;
 }
 
 /** A partition's offsets. */
@@ -332,6 +339,11 @@ export class PartitionOps {
           // busy topic): skip it like the check above, and the next fetch tells the consumer to reset.
           // Before, the OUT_OF_RANGE reached the consumer as a fatal error (seen in the soak).
           if (err instanceof YakError && err.code === "OUT_OF_RANGE" && spec.from < spec.log.logStartOffset) continue;
+          // A damaged record fails its partition only; the broker is healing it already.
+          if (err instanceof YakError && err.code === "CORRUPT_LOG" && o.damaged) {
+            o.damaged.set(spec, err);
+            continue;
+          }
           throw err;
         }
         if (read.count === 0) continue;
@@ -340,7 +352,7 @@ export class PartitionOps {
         out.push({ spec, read });
       }
       const remaining = deadline - monotonicMs();
-      if (out.length > 0 || remaining <= 0 || o.wakeIf?.()) return out;
+      if (out.length > 0 || remaining <= 0 || o.wakeIf?.() || (o.damaged?.size ?? 0) > 0) return out;
       await b.notifier.wait(remaining);
       o.recheck?.();
     }

@@ -122,6 +122,8 @@ export class Replication {
       maxWaitMs: f.maxWaitMs,
       upTo: "logEnd",
       wakeIf: () => Object.keys(truncate).length > 0 || hwMoved(),
+      // A damaged record here holds only its partition back (this leader hands over to heal it).
+      damaged: new Map(),
       recheck: () => {
         if (b.role() !== "leader" || b.epoch() !== leader.epoch) this.#checkEpoch(f.epoch);
       },
@@ -297,7 +299,8 @@ export class ReplicaFetcher {
       hw,
       maxBytes: b.opts.replicaFetchMaxBytes,
       maxWaitMs: b.opts.replicaFetchWaitMs,
-      ...(this.#writeFailing ? { failing: true } : {}),
+      // Failing writes, or a range cut to be copied again: not in sync, say so.
+      ...(this.#writeFailing || b.healing.size > 0 ? { failing: true } : {}),
     }, b.opts.replicaFetchWaitMs + b.opts.requestTimeoutMs);
     if (this.#stopped) return;
     const truncate = res.truncate as Record<string, number>;
@@ -358,6 +361,7 @@ export class ReplicaFetcher {
     ) {
       const log = b.store.byKey(key)?.log;
       if (log) log.highWatermark = Math.min(mark, log.logEndOffset);
+      if (log && b.healing.has(key)) b.healProgress(key, log.logEndOffset, mark);
     }
     if (appended || parts.length === 0) b.notifier.notify();
   }

@@ -72,8 +72,19 @@ export class TopicStore {
   async replay(): Promise<void> {
     this.meta.clear();
     const log = this.clusterLog;
-    for (let at = log.logStartOffset; at < log.logEndOffset;) {
-      const read = await log.read(at, 4 * 1024 * 1024, log.logEndOffset);
+    // Up to a damaged metadata record, if one is known: the state before it stands, and
+    // healing copies the rest again from the leader and replays.
+    const end = () => Math.min(log.logEndOffset, log.damagedFrom);
+    for (let at = log.logStartOffset; at < end();) {
+      let read;
+      try {
+        read = await log.read(at, 4 * 1024 * 1024, end());
+      } catch (err) {
+        // Found by this read (and reported): read again up to it.
+        if (err instanceof YakError && err.code === "CORRUPT_LOG" && log.damagedFrom > at) continue;
+        if (err instanceof YakError && err.code === "CORRUPT_LOG") break;
+        throw err;
+      }
       if (read.count === 0) break;
       // The state first, the files after: a topic deleted and created again
       // must not have its new directory removed by replaying the old delete.

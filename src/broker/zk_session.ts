@@ -128,14 +128,15 @@ export class ZkSession {
    * A clean stop: tells the zookeeper we are leaving, so it elects another
    * leader at once (if we lead) or drops us from the in-sync set, and
    * resolves with the lease that follows. Null when the zookeeper could not
-   * be told (it then finds out by our silence).
+   * be told (it then finds out by our silence). With `resign`, we stay a
+   * member and only our leadership goes, to another in-sync broker.
    */
-  async leave(epoch: number, timeoutMs: number): Promise<Lease | null> {
+  async leave(epoch: number, timeoutMs: number, resign = false): Promise<Lease | null> {
     const conn = this.#conn;
     if (!conn) return null;
     try {
       const res = await conn.request(
-        { type: "leave", brokerId: this.#o.brokerId, instance: this.instance, epoch },
+        { type: resign ? "resign" : "leave", brokerId: this.#o.brokerId, instance: this.instance, epoch },
         timeoutMs,
       );
       const lease = res.lease as Lease;

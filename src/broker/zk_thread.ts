@@ -37,7 +37,7 @@ export type ZkToWorker =
   | ZkInit
   | { type: "state"; logEndTotal: number; epoch: number; leading: boolean }
   | { type: "isr"; id: number; epoch: number; isr: number[] }
-  | { type: "leave"; id: number; epoch: number; timeoutMs: number }
+  | { type: "leave"; id: number; epoch: number; timeoutMs: number; resign?: boolean }
   | { type: "stop" };
 
 /** Messages from the worker to the broker thread. */
@@ -157,6 +157,16 @@ export class ZkThread {
 
   async leave(epoch: number, timeoutMs: number): Promise<Lease | null> {
     const reply = await this.#request({ type: "leave", id: this.#nextId++, epoch, timeoutMs });
+    return reply.lease ?? null;
+  }
+
+  /**
+   * Asks the zookeeper to hand our leadership to another in-sync broker
+   * while we stay a member (our copy of some data is damaged): the lease
+   * that follows, or null when it could not be asked.
+   */
+  async resign(epoch: number, timeoutMs: number): Promise<Lease | null> {
+    const reply = await this.#request({ type: "leave", id: this.#nextId++, epoch, timeoutMs, resign: true });
     return reply.lease ?? null;
   }
 

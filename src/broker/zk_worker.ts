@@ -72,7 +72,7 @@ scope.onmessage = (e) => {
       if (session) answer(m.id, session.proposeIsr(m.epoch, m.isr));
       break;
     case "leave":
-      if (session) answer(m.id, session.leave(m.epoch, m.timeoutMs));
+      if (session) answer(m.id, session.leave(m.epoch, m.timeoutMs, m.resign === true));
       break;
     case "stop":
       (session?.stop() ?? Promise.resolve()).finally(() => {

@@ -30,6 +30,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--session-timeout-ms 1000] [--replica-lag-ms 10000] [--min-insync-replicas 2]
            [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
+           [--scrub-bytes-per-sec 4194304] [--scrub-interval-ms 3600000]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
            [--http-port P] [--quiet]
@@ -46,6 +47,10 @@ Files: DATA/broker-N/ (topics, broker.pid, broker.log).
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
 acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while
 fewer than --min-insync-replicas brokers are in sync; use 1 for a one-broker cluster.
+Every stored record carries a checksum. The scrubber re-reads closed segments
+in the background at --scrub-bytes-per-sec (0 turns it off), one pass at most
+every --scrub-interval-ms; a damaged record is logged and copied again from a
+healthy replica.
 --max-topics and --max-partitions-per-broker: the leader refuses topics and
 partitions past them (give every broker the same; lower them for a small disk).
 --http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
@@ -65,6 +70,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "segment-bytes": { type: "string" },
     ...TIMING_FLAGS,
     "replica-lag-ms": { type: "string" },
+    "scrub-bytes-per-sec": { type: "string" },
+    "scrub-interval-ms": { type: "string" },
     "min-insync-replicas": { type: "string" },
     "retention-ms": { type: "string" },
     "retention-bytes": { type: "string" },
@@ -150,6 +157,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
     retentionBytes: integer(values, "retention-bytes", DEFAULTS.retentionBytes, -1, Number.MAX_SAFE_INTEGER),
     segmentMs: integer(values, "segment-ms", DEFAULTS.segmentMs, 0, Number.MAX_SAFE_INTEGER),
     retentionCheckMs: integer(values, "retention-check-ms", DEFAULTS.retentionCheckMs, 50, 24 * 3600 * 1000),
+    scrubBytesPerSec: integer(values, "scrub-bytes-per-sec", DEFAULTS.scrubBytesPerSec, 0, 2 ** 40),
+    scrubIntervalMs: integer(values, "scrub-interval-ms", DEFAULTS.scrubIntervalMs, 100, 30 * 24 * 3600 * 1000),
     echo: !values.quiet,
     ...(http ? { listeners: { http: `${http.host}:${http.port}` } } : {}),
   };

@@ -118,6 +118,21 @@ export function renderStatus(s: ClusterStatus, topicFilter?: string): string {
       })`,
     );
   }
+  const damage = views.flatMap((v) => (v.damage ?? []).map((d) => ({ broker: v.brokerId, ...d })));
+  if (damage.length > 0) {
+    out.push("", "damaged records found (checksums):");
+    out.push(table([
+      ["BROKER", "PARTITION", "OFFSET", "FOUND BY", "STATE", "SEGMENT"],
+      ...damage.map((d) => [
+        d.broker,
+        d.partition,
+        d.offset,
+        d.found === "open" ? "start-up check" : d.found === "read" ? "a read" : "scrubber",
+        d.healed ? "healed" : "not healed yet",
+        d.segment,
+      ]),
+    ]));
+  }
   const metaLog = leaderView.metadataLog;
   if (metaLog && topicFilter === undefined) {
     out.push(`metadata log (__cluster): ${metaLog.logStart}..${metaLog.logEnd}, ${metaLog.bytes} bytes`);

@@ -75,6 +75,8 @@ const decoder = new TextDecoder();
  * cluster, instead of waiting out the whole request timeout.
  */
 const FETCH_GRACE_MS = 2000;
+/** How long to wait before asking again when every partition with records left is damaged at the broker. */
+const DAMAGED_RETRY_MS = 250;
 /** How often the consumer re-reads metadata (new partitions, new topics matching a pattern). */
 const METADATA_REFRESH_MS = 5000;
 
@@ -162,6 +164,8 @@ export class Consumer {
   readonly #topics = new Map<string, TopicState>();
   #prefetch: Promise<PartitionRecords[]> | null = null;
   #lastMetaMs = 0;
+  /** Damage reports already passed on (each names its partition and offset). */
+  readonly #damageSeen = new Set<string>();
   #connected = false;
 
   /** This consumer's membership when it reads as part of a group (not with a fixed --partition). */
@@ -536,7 +540,16 @@ export class Consumer {
           maxBytes: this.#o.maxBytes ?? DEFAULTS.consumerFetchMaxBytes,
           maxWaitMs,
         }, maxWaitMs + Math.min(this.#timeoutMs, FETCH_GRACE_MS));
-        return this.#parts(res);
+        const parts = this.#parts(res);
+        const damaged = Object.entries((res.damaged ?? {}) as Record<string, string>);
+        for (const [key, why] of damaged) {
+          // Said once per partition and offset; the other partitions go on meanwhile.
+          if (this.#damageSeen.has(why)) continue;
+          this.#damageSeen.add(why);
+          this.#o.onRetry?.(`${key}: ${why}; the broker is healing it, retrying`);
+        }
+        if (parts.length === 0 && damaged.length > 0) await new Promise((r) => setTimeout(r, DAMAGED_RETRY_MS));
+        return parts;
       } catch (err) {
         const yerr = toYakError(err);
         if (!isRetriable(yerr)) throw yerr;

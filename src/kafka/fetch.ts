@@ -94,14 +94,18 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
   }));
   const specs = outs.flatMap((t) => t.parts.flatMap((p) => p.spec ? [p.spec] : []));
   const anyError = outs.some((t) => t.parts.some((p) => p.error !== 0));
+  const damaged = new Map<ReadSpec, YakError>();
   const reads = specs.length === 0 ? [] : await s.partitions.readPartitions(specs, {
     maxBytes,
     maxWaitMs: anyError ? 0 : maxWaitMs,
     upTo: "hw",
+    damaged,
   });
   const bySpec = new Map(reads.map((rd) => [rd.spec, rd.read]));
   for (const t of outs) {
     for (const p of t.parts) {
+      // A damaged record: KAFKA_STORAGE_ERROR (retriable) for its partition, never its bytes.
+      if (p.spec && damaged.has(p.spec)) p.error = kafkaErrorOf("CORRUPT_LOG");
       if (p.error !== 0) continue;
       try {
         p.offsets = s.partitions.offsets({ topic: t.name, partition: p.index });

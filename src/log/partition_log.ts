@@ -644,6 +644,53 @@ export class PartitionLog {
     );
   }
 
+  /**
+   * Checks part of a closed segment for the scrubber: about `maxBytes` of
+   * the segment whose base is `base`, from byte `position` (where the record
+   * `offset` starts). A damaged record is reported as a read reports it
+   * (found "scrub"). Resolves with where the next step starts and the bytes
+   * checked, or null once the segment is done (or no longer closed and here).
+   */
+  async scrub(
+    base: number,
+    position: number,
+    offset: number,
+    maxBytes: number,
+  ): Promise<{ position: number; offset: number; bytes: number } | null> {
+    const seg = this.#segments.slice(0, -1).find((s) => s.base === base);
+    if (!seg || position >= seg.size || this.#closed) return null;
+    let chunk: Uint8Array;
+    try {
+      chunk = await seg.readAt(position, maxBytes);
+      let lastNl = chunk.lastIndexOf(NEWLINE);
+      if (lastNl === -1) {
+        chunk = await this.#readLongLine(seg, position);
+        lastNl = chunk.length - 1;
+      }
+      let at = 0;
+      let lines = 0;
+      while (at <= lastNl) {
+        const nl = chunk.indexOf(NEWLINE, at);
+        if (!lineIntact(chunk, at, nl, offset + lines)) {
+          // The rest of this segment is re-copied with it when it heals.
+          this.#markDamaged(offset + lines, seg.dataPath, "scrub");
+          return null;
+        }
+        lines++;
+        at = nl + 1;
+      }
+      return { position: position + at, offset: offset + lines, bytes: at };
+    } catch (err) {
+      // Deleted by retention or truncated under us: nothing left to check there.
+      if (err instanceof Deno.errors.NotFound) return null;
+      if (err instanceof YakError && err.code === "CORRUPT_LOG") {
+        this.#markDamaged(offset, seg.dataPath, "scrub");
+        return null;
+      }
+      throw err;
+    }
+  }
+
   async #readLongLine(seg: Segment, position: number): Promise<Uint8Array> {
     for (let len = 1024 * 1024;; len *= 2) {
       const bytes = await seg.readAt(position, len);

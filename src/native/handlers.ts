@@ -306,10 +306,12 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
     }
   }
   // Even with nothing to read here (topics not replicated yet), the poll waits its time, as a single-topic one does.
+  const damaged = new Map<ReadSpec, YakError>();
   const reads = await s.partitions.readPartitions(specs, {
     maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
     maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
     upTo: "hw",
+    damaged,
   });
   const hw = [...wantedOf].map(([topic, ps]) =>
     `${JSON.stringify(topic)}:{${
@@ -328,7 +330,8 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
   }
   const outOfRange = ranges.length > 0 ? `,"outOfRange":{${ranges.join(",")}}` : "";
   return new RawReply(
-    `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}],"unknown":${JSON.stringify(unknown)}${outOfRange}`,
+    `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}],"unknown":${JSON.stringify(unknown)}${outOfRange}` +
+      damagedField(damaged),
     data,
   );
 }
@@ -349,10 +352,12 @@ async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
   }
   const belowStart = new Map<number, PartitionOffsets>();
   const specs = s.partitions.consumerSpecs(topic, wanted, belowStart);
+  const damaged = new Map<ReadSpec, YakError>();
   const reads = await s.partitions.readPartitions(specs, {
     maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
     maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
     upTo: "hw",
+    damaged,
   });
   const hw = wanted.map(([p]) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`);
   const parts: string[] = [];
@@ -366,7 +371,17 @@ async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
   const range = [...belowStart].map(([p, o]) => `"${p}":[${o.logStart},${o.highWatermark}]`);
   const ranges = range.length > 0 ? `,"outOfRange":{${range.join(",")}}` : "";
   // The records follow the frame as the stored lines, untouched (`len` bytes per part).
-  return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]${ranges}`, data);
+  return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]${ranges}${damagedField(damaged)}`, data);
+}
+
+/**
+ * `,"damaged":{"topic/p":"why"}`: partitions whose next record is damaged
+ * here (the broker is healing it; retry), or nothing.
+ */
+function damagedField(damaged: Map<ReadSpec, YakError>): string {
+  if (damaged.size === 0) return "";
+  const entries = [...damaged].map(([spec, err]) => `${JSON.stringify(spec.key)}:${JSON.stringify(err.message)}`);
+  return `,"damaged":{${entries.join(",")}}`;
 }
 
 async function replicate(s: BrokerServices, req: Request): Promise<Reply> {

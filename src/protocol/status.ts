@@ -103,7 +103,20 @@ export type BrokerStatus = {
   memory: { rss: number; heapTotal: number; heapUsed: number; external: number };
   /** The longest time the broker thread's event loop was busy with one stretch of work, since it started. */
   eventLoop?: { longestStallMs: number };
+  /** Damaged records this broker found since it started (newest last), and whether each was healed. */
+  damage?: DamageStatus[];
   traffic?: TrafficCounters;
   /** Other listeners of this broker (e.g. `kafka`, `http`), when it has them: name -> host:port. */
   listeners?: Record<string, string>;
 };
+
+/** A damaged record a broker found: where, who found it ("open", "read", "scrub"), when, and whether it healed. */
+export interface DamageStatus {
+  partition: string;
+  offset: number;
+  segment: string;
+  found: "open" | "read" | "scrub";
+  /** Wall-clock ms. */
+  at: number;
+  healed: boolean;
+}

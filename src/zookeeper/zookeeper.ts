@@ -197,6 +197,8 @@ export class Zookeeper {
         return this.#proposeIsr(req);
       case "leave":
         return this.#leave(req);
+      case "resign":
+        return this.#resign(req);
       case "metadata":
       case "status":
         return this.status();
@@ -317,6 +319,35 @@ export class Zookeeper {
         await this.#commit({ ...this.#lease, isr, issuedAt: Date.now() });
         this.log.write("isr_changed", { epoch: this.#lease.epoch, from: before, to: isr, reason: "broker left" });
       }
+    });
+    return { lease: this.#lease };
+  }
+
+  /**
+   * A leader whose copy of some data is damaged hands leadership over: it
+   * leaves the in-sync set (it is about to re-copy what is damaged) and
+   * another live in-sync broker is elected now. With no other in-sync broker
+   * alive nothing changes (the leader keeps serving, refusing the damaged
+   * records), as an unclean election could lose acknowledged records.
+   */
+  async #resign(req: Request) {
+    const id = int(req, "brokerId", 1, 1_000_000);
+    const instance = optStr(req, "instance", 64) ?? null;
+    const member = this.#members.get(id);
+    if (!member || (member.instance !== null && member.instance !== instance)) {
+      throw new YakError("INVALID_REQUEST", `broker ${id} is not registered here as this process`);
+    }
+    await this.#serial(async () => {
+      const others = this.#lease.isr.filter((b) => b !== id && this.#members.get(b)?.alive);
+      if (this.#lease.leaderId !== id || others.length === 0) {
+        this.log.write("resign_refused", {
+          broker: id,
+          reason: this.#lease.leaderId !== id ? "not the leader" : "no other in-sync broker is alive",
+        });
+        return;
+      }
+      this.log.write("leader_resigned", { broker: id, epoch: this.#lease.epoch, isr: this.#lease.isr });
+      await this.#elect("leader_resigned", id);
     });
     return { lease: this.#lease };
   }
@@ -489,11 +520,12 @@ export class Zookeeper {
     return true;
   }
 
-  async #elect(reason: string): Promise<void> {
+  /** Elects a leader among the live in-sync brokers (but `exclude`: a leader resigning). */
+  async #elect(reason: string, exclude?: number): Promise<void> {
     const old = this.#lease;
     const fresh = old.isr.length === 0;
     // The dead leader may not come back as leader of the same set.
-    const eligibleIsr = fresh ? null : old.isr.filter((b) => this.#members.get(b)?.alive);
+    const eligibleIsr = fresh ? null : old.isr.filter((b) => b !== exclude && this.#members.get(b)?.alive);
     const winner = electLeader(
       this.#members.values(),
       eligibleIsr === null ? null : (eligibleIsr.length === 0 ? [-1] : eligibleIsr),
