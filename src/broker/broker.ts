@@ -362,18 +362,22 @@ export class Broker implements BrokerContext {
       return;
     }
     if (this.#role !== "follower") return;
-    this.#transition = this.#transition.then(async () => {
-      for (const ref of this.store.all()) {
-        const at = ref.log.damagedFrom;
-        if (at === Infinity) continue;
-        const logEnd = Math.max(ref.log.logEndOffset, this.healing.get(ref.key) ?? 0);
-        this.log.write("healing", { partition: ref.key, from: at, logEnd });
-        await ref.log.truncateTo(at);
-        // Set after the cut: a fetch answered in between must not find the old log end "healed".
-        this.healing.set(ref.key, logEnd);
-        if (ref.key === CLUSTER_KEY) await this.store.replay();
-      }
-    }).catch((err) => this.log.write("heal_failed", { error: err instanceof Error ? err.message : String(err) }));
+    this.#transition = this.#transition.then(() => this.#cutDamaged())
+      .catch((err) => this.log.write("heal_failed", { error: err instanceof Error ? err.message : String(err) }));
+  }
+
+  /** A follower's first step of healing: each damaged log cut at its first damaged record. */
+  async #cutDamaged(): Promise<void> {
+    for (const ref of this.store.all()) {
+      const at = ref.log.damagedFrom;
+      if (at === Infinity) continue;
+      const logEnd = Math.max(ref.log.logEndOffset, this.healing.get(ref.key) ?? 0);
+      this.log.write("healing", { partition: ref.key, from: at, logEnd });
+      await ref.log.truncateTo(at);
+      // Set after the cut: a fetch answered in between must not find the old log end "healed".
+      this.healing.set(ref.key, logEnd);
+      if (ref.key === CLUSTER_KEY) await this.store.replay();
+    }
   }
 
   healProgress(key: string, logEnd: number, leaderHw: number): void {
@@ -590,11 +594,12 @@ export class Broker implements BrokerContext {
       this.#role = "none";
       return;
     }
+    // Damage found while leading (or before any role) is cut before the first fetch: a fetch
+    // from the damaged log end would count this replica as in sync.
+    await this.#cutDamaged();
     this.#role = "follower";
     this.#fetcher = new ReplicaFetcher(this, leaderInfo);
     this.#fetcher.start();
-    // Damage found while leading (or before any role) is healed now, from the new leader.
-    queueMicrotask(() => this.#healDamage());
   }
 
   #maintainIsr(): void {

@@ -1,14 +1,19 @@
 import assert from "node:assert/strict";
+import { crc32c } from "./crc32c.ts";
 import {
+  checkLine,
   encodeBatch,
   keyBytes,
   parseLines,
   producerOf,
   recordBytesOf,
   type RecordInput,
+  sealLines,
   valueBytes,
   valuesOf,
 } from "./record.ts";
+
+const encoder = new TextEncoder();
 
 const TS = 1763764800123;
 
@@ -229,4 +234,48 @@ Deno.test("valuesOf reads values, never a header's value; bytes and headers take
   assert.equal(valuesOf(withHeaders), null);
   assert.equal(valuesOf(text({ key: null, valueB64: "AP8=" })), null);
   assert.deepEqual(parseLines(withHeaders).map((r) => r.value), ["hello"]);
+});
+
+Deno.test("sealLines adds a CRC-32C of each line's bytes as its last field; checkLine finds any changed byte", () => {
+  const plain = encoder.encode(
+    encodeBatch([{ key: "k", value: 'a "quoted" ü' }, { key: null, value: null }], 41, 2, 5, "p9", 3),
+  );
+  const sealed = sealLines(plain, 2);
+  const lines = new TextDecoder().decode(sealed).split("\n").slice(0, -1);
+  assert.equal(lines.length, 2);
+  for (const line of lines) {
+    const m = /^(.*),"crc":"([0-9a-f]{8})"\}$/.exec(line)!;
+    assert.ok(m, line);
+    // The checksum covers every byte before its field: checkable with any CRC-32C tool.
+    assert.equal(crc32c(encoder.encode(m[1])).toString(16).padStart(8, "0"), m[2]);
+    assert.equal(JSON.parse(line).crc, m[2]);
+  }
+  assert.deepEqual(sealLines(plain), sealed, "the line count is found when not given");
+  const end = sealed.indexOf(10);
+  assert.equal(checkLine(sealed, 0, end), "ok");
+  assert.equal(checkLine(sealed, end + 1, sealed.length - 1), "ok");
+  for (let i = 0; i < end; i++) {
+    const hurt = sealed.slice();
+    hurt[i] ^= 0x04;
+    assert.notEqual(checkLine(hurt, 0, end), "ok", `a change at byte ${i} is caught`);
+  }
+  // Lines from before checksums are "unsealed" (the reader checks them by parsing).
+  assert.equal(checkLine(plain, 0, plain.indexOf(10)), "unsealed");
+  assert.throws(() => sealLines(encoder.encode('{"offset":0}')), /ending in '\}'/);
+});
+
+Deno.test("producerOf and valuesOf read sealed lines and lines from before checksums alike", () => {
+  const plain = encodeBatch([{ key: null, value: "x,y" }, { key: null, value: "z" }], 0, 1, 0, "p7", 4);
+  const sealed = new TextDecoder().decode(sealLines(encoder.encode(plain)));
+  for (const text of [plain, sealed]) {
+    const [a, b] = text.split("\n");
+    assert.deepEqual(producerOf(a), { producer: "p7", seq: 4, batch: 2 });
+    assert.deepEqual(producerOf(b), { producer: "p7", seq: 5, batch: 0 });
+    assert.deepEqual(valuesOf(text), ["x,y", "z"]);
+  }
+  const noProducer = new TextDecoder().decode(
+    sealLines(encoder.encode(encodeBatch([{ key: null, value: "v" }], 0, 1, 0, null, 0))),
+  );
+  assert.deepEqual(valuesOf(noProducer), ["v"]);
+  assert.equal(recordBytesOf(encoder.encode(sealed))[0].value?.length, 3);
 });

@@ -1,0 +1,211 @@
+/**
+ * Stored bytes that prove themselves: one changed byte in a segment, on a
+ * follower or on the leader, found (start-up check, a read, the scrubber),
+ * logged, healed from a healthy replica, and never served.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { eventually, kcatMissing, run, segmentHashes, seqText, TestCluster, yak } from "./harness.ts";
+
+type Event = { event: string; [k: string]: unknown };
+
+async function opLog(path: string): Promise<Event[]> {
+  return (await Deno.readTextFile(path)).trim().split("\n").map((l) => JSON.parse(l));
+}
+
+/** The segment files of a partition on a broker, oldest first. */
+async function segmentsOf(c: TestCluster, id: number, topic: string, p: number): Promise<string[]> {
+  const dir = join(c.topicsDir(id), topic, String(p));
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".jsonl")) out.push(join(dir, e.name));
+  return out.sort();
+}
+
+/**
+ * Changes one digit of the value of the record at `offset` in `file`, in
+ * place (the line stays valid JSON, its checksum no longer matches); or, with
+ * `breakJson`, its opening quote. Returns the changed line.
+ */
+async function flip(file: string, offset: number, breakJson = false): Promise<string> {
+  const bytes = await Deno.readFile(file);
+  const text = new TextDecoder().decode(bytes);
+  const start = text.indexOf(`{"offset":${offset},`);
+  assert.ok(start >= 0, `offset ${offset} is in ${file}`);
+  const value = text.indexOf('"value":"', start) + 9;
+  const at = breakJson ? value - 1 : value;
+  bytes[at] = breakJson ? 0x23 : (bytes[at] === 0x39 ? 0x38 : bytes[at] + 1); // '#', or another digit
+  await Deno.writeFile(file, bytes);
+  const end = text.indexOf("\n", start);
+  return new TextDecoder().decode(bytes.subarray(start, end));
+}
+
+const same = (a: Map<string, string>, b: Map<string, string>, key: string) => a.get(key) === b.get(key);
+
+Deno.test("a flipped byte on a follower is found (scrubber, start-up check), healed from the leader, never served", async () => {
+  const cluster = await TestCluster.start({
+    segmentBytes: 16 * 1024,
+    // A fast scrubber, so a test sees a pass.
+    brokerArgs: ["--scrub-bytes-per-sec", "50000000", "--scrub-interval-ms", "300"],
+  });
+  try {
+    const made = await yak(["topics", "--create", "c", "--partitions", "1", ...cluster.zkFlag]);
+    assert.equal(made.code, 0, made.stderr);
+    // Batches of 100 (a batch never spans segments): many closed segments.
+    const produced = await yak(["produce", "--topic", "c", "--batch-records", "100", ...cluster.zkFlag], {
+      stdin: seqText(3000),
+    });
+    assert.equal(produced.code, 0, produced.stderr);
+    const leader = (await cluster.lease()).leaderId!;
+    const [f1, f2] = [1, 2, 3].filter((id) => id !== leader);
+    const first = "c/0/00000000000000000000.jsonl";
+    await eventually(
+      async () => {
+        const [l, a, b] = await Promise.all([leader, f1, f2].map((id) => segmentHashes(cluster.topicsDir(id))));
+        return l.size > 8 && [...l.keys()].every((k) => same(l, a, k) && same(l, b, k));
+      },
+      15_000,
+      "replicas equal",
+    );
+    const stored = await segmentHashes(cluster.topicsDir(leader));
+
+    // 1. The scrubber: a closed segment of a running follower.
+    const line = await flip((await segmentsOf(cluster, f1, "c", 0))[0], 50);
+    assert.ok(line.includes('"value":"61"'), line); // "51" became "61"
+    const log1 = join(cluster.dir, `broker-${f1}`, "broker.log");
+    await eventually(async () => (await opLog(log1)).some((e) => e.event === "healed"), 15_000, "scrubber heals");
+    const events1 = await opLog(log1);
+    const found = events1.find((e) => e.event === "record_damaged")!;
+    assert.equal(found.found, "scrub");
+    assert.equal(found.partition, "c/0");
+    assert.equal(found.offset, 50);
+    assert.ok(String(found.segment).endsWith("00000000000000000000.jsonl"));
+    await eventually(
+      async () => same(await segmentHashes(cluster.topicsDir(f1)), stored, first),
+      10_000,
+      "the healed segment equal to the leader's again",
+    );
+
+    // 2. The start-up check: the other follower killed (no clean shutdown), one flip in its first
+    //    segment and one in its last, restarted; then the two others die and it must lead.
+    cluster.brokers.get(f2)!.kill("SIGKILL");
+    await cluster.brokers.get(f2)!.stop();
+    await cluster.waitFor((l) => !l.isr.includes(f2));
+    const segs = await segmentsOf(cluster, f2, "c", 0);
+    await flip(segs[0], 5);
+    const lastBase = Number(segs.at(-1)!.match(/(\d+)\.jsonl$/)![1]);
+    await flip(segs.at(-1)!, lastBase + 1);
+    await cluster.startBroker(f2);
+    await cluster.waitFor((l) => l.isr.includes(f2), 20_000);
+    const events2 = await opLog(join(cluster.dir, `broker-${f2}`, "broker.log"));
+    const checked = events2.filter((e) => e.event === "storage_checked").at(-1)!;
+    assert.match(String(checked.scope), /every segment/);
+    const damaged = events2.filter((e) => e.event === "record_damaged" && e.found === "open").map((e) => e.offset);
+    assert.deepEqual(damaged.sort((a, b) => Number(a) - Number(b)), [5, lastBase + 1]);
+    assert.ok(events2.some((e) => e.event === "healed"), "healed before it rejoined the in-sync set");
+
+    for (const id of [leader, f1]) {
+      cluster.brokers.get(id)!.kill("SIGKILL");
+      await cluster.brokers.get(id)!.stop();
+    }
+    await cluster.waitFor((l) => l.leaderId === f2, 20_000);
+    const read = await yak([
+      "consume",
+      "--topic",
+      "c",
+      "--from-beginning",
+      "--max-messages",
+      "3000",
+      "--bootstrap",
+      `127.0.0.1:${cluster.brokerPorts.get(f2)}`,
+    ], { timeoutMs: 30_000 });
+    assert.equal(read.code, 0, read.stderr);
+    assert.deepEqual(read.stdout, seqText(3000), "the original values, none flipped");
+    const healed = await segmentHashes(cluster.topicsDir(f2));
+    assert.ok([...stored.keys()].every((k) => same(healed, stored, k)), "byte-identical to the old leader's files");
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test({
+  name: "a damaged record on the running leader: readers get a storage error, the leader hands over and heals",
+  ignore: kcatMissing() !== null,
+  fn: async () => {
+    const cluster = await TestCluster.start({
+      segmentBytes: 256 * 1024,
+      brokerArgs: ["--scrub-bytes-per-sec", "0"], // found by a read, not the scrubber
+    });
+    try {
+      const made = await yak(["topics", "--create", "j", "--partitions", "2", ...cluster.zkFlag]);
+      assert.equal(made.code, 0, made.stderr);
+      // Over the leader's in-memory tail (2 MiB a partition): the oldest records are read from disk.
+      const n = 60_000;
+      const produced = await yak(["produce", "--topic", "j", ...cluster.zkFlag], { stdin: seqText(n) });
+      assert.equal(produced.code, 0, produced.stderr);
+      const leader = (await cluster.lease()).leaderId!;
+      await eventually(
+        async () => {
+          const hashes = await Promise.all([1, 2, 3].map((id) => segmentHashes(cluster.topicsDir(id))));
+          return [...hashes[0].keys()].every((k) => hashes.every((h) => same(h, hashes[0], k)));
+        },
+        20_000,
+        "replicas equal",
+      );
+      const stored = await segmentHashes(cluster.topicsDir(leader));
+      // A line of partition 0 no longer parses.
+      await flip((await segmentsOf(cluster, leader, "j", 0))[0], 7, true);
+
+      const kcat = await run("kcat", [
+        "-C",
+        "-b",
+        cluster.bootstrapServers,
+        "-t",
+        "j",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+        "-f",
+        "%s\n",
+        "-X",
+        "topic.metadata.refresh.interval.ms=500",
+      ], { timeoutMs: 40_000 });
+      assert.equal(kcat.code, 0, kcat.stderr);
+      const values = new TextDecoder().decode(kcat.stdout).trimEnd().split("\n").map(Number).sort((a, b) => a - b);
+      assert.deepEqual(values, Array.from({ length: n }, (_, i) => i + 1), "every record, as produced");
+
+      const lease = await cluster.lease();
+      assert.notEqual(lease.leaderId, leader, "the damaged leader handed over");
+      const events = await opLog(join(cluster.dir, `broker-${leader}`, "broker.log"));
+      const found = events.find((e) => e.event === "record_damaged")!;
+      assert.equal(found.found, "read");
+      assert.equal(found.partition, "j/0");
+      assert.equal(found.offset, 7);
+      const zk = await opLog(join(cluster.dir, "zookeeper", "zookeeper.log"));
+      assert.ok(zk.some((e) => e.event === "leader_resigned" && e.broker === leader));
+      await eventually(
+        async () => {
+          const h = await segmentHashes(cluster.topicsDir(leader));
+          return [...stored.keys()].every((k) => same(h, stored, k));
+        },
+        20_000,
+        "the old leader's copy healed, byte-identical",
+      );
+      // yak consume, through the old leader only: everything, each value as produced.
+      const read = await yak([
+        "consume",
+        "--topic",
+        "j",
+        "--from-beginning",
+        "--max-messages",
+        String(n),
+        "--bootstrap",
+        `127.0.0.1:${cluster.brokerPorts.get(leader)}`,
+      ], { timeoutMs: 30_000 });
+      assert.equal(read.code, 0, read.stderr);
+      assert.deepEqual(read.stdout.trimEnd().split("\n").map(Number).sort((a, b) => a - b), values);
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
