@@ -209,3 +209,89 @@ Deno.test({
     }
   },
 });
+
+Deno.test("with no healthy replica, a damaged record is refused, never served, and readers go on with the other partitions", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-crc-" });
+  try {
+    let cluster = await TestCluster.start({ dir, brokers: 1, minInsyncReplicas: 1 });
+    try {
+      const made = await yak(["topics", "--create", "s", "--partitions", "2", ...cluster.zkFlag]);
+      assert.equal(made.code, 0, made.stderr);
+      for (const p of [0, 1]) {
+        const produced = await yak(["produce", "--topic", "s", "--partition", String(p), ...cluster.zkFlag], {
+          stdin: seqText(100, 1 + p * 100),
+        });
+        assert.equal(produced.code, 0, produced.stderr);
+      }
+    } finally {
+      await cluster.stop();
+    }
+    // A clean stop, then record 40 of partition 0 no longer parses: found by the start-up check.
+    await flip(join(dir, "broker-1", "topics", "s", "0", "00000000000000000000.jsonl"), 40, true);
+    cluster = await TestCluster.start({ dir, brokers: 1, minInsyncReplicas: 1 });
+    try {
+      // Partition 0 up to the damage, and all of partition 1; the consumer says why it waits, and does not exit.
+      const read = await yak([
+        "consume",
+        "--topic",
+        "s",
+        "--from-beginning",
+        "--max-messages",
+        "140",
+        ...cluster.zkFlag,
+      ], { timeoutMs: 20_000 });
+      assert.equal(read.code, 0, read.stderr);
+      const got = read.stdout.trimEnd().split("\n").map(Number).sort((a, b) => a - b);
+      assert.deepEqual(got, [
+        ...Array.from({ length: 40 }, (_, i) => i + 1),
+        ...Array.from({ length: 100 }, (_, i) => i + 101),
+      ]);
+      assert.match(read.stderr, /s\/0: the record at offset 40 .* is damaged/);
+      const events = await opLog(join(dir, "broker-1", "broker.log"));
+      assert.ok(events.some((e) => e.event === "record_damaged" && e.found === "open" && e.offset === 40));
+      assert.ok(events.some((e) => e.event === "damaged_leader_stays"));
+      if (kcatMissing() === null) {
+        // kcat: KAFKA_STORAGE_ERROR for partition 0 (retried), partition 1 whole.
+        const kcat = await run("kcat", [
+          "-C",
+          "-b",
+          cluster.bootstrapServers,
+          "-t",
+          "s",
+          "-p",
+          "1",
+          "-o",
+          "beginning",
+          "-e",
+          "-q",
+        ], {
+          timeoutMs: 20_000,
+        });
+        assert.equal(kcat.code, 0, kcat.stderr);
+        assert.equal(new TextDecoder().decode(kcat.stdout), seqText(100, 101));
+        const p0 = await run("kcat", [
+          "-C",
+          "-b",
+          cluster.bootstrapServers,
+          "-t",
+          "s",
+          "-p",
+          "0",
+          "-o",
+          "38",
+          "-c",
+          "3",
+          "-u",
+        ], {
+          timeoutMs: 3_000,
+        });
+        const text = new TextDecoder().decode(p0.stdout);
+        assert.equal(text, "39\n40\n", "the two records before the damage, then nothing: never the damaged bytes");
+      }
+    } finally {
+      await cluster.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

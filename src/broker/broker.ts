@@ -564,6 +564,8 @@ export class Broker implements BrokerContext {
         isr: lease.isr,
         logEndTotal: this.store.logEndTotal(),
       });
+      // Damage found before this role (the start-up check): hand over if an in-sync broker can lead.
+      queueMicrotask(() => this.#healDamage());
       return;
     }
     if (

@@ -579,7 +579,9 @@ export class PartitionLog {
     const parts: Uint8Array[] = [];
     let count = 0;
     let bytes = 0;
-    while (count < wanted && position < seg.size) {
+    // The records before a damaged one are served; the damaged one never (CORRUPT_LOG when it comes first).
+    let damaged = false;
+    while (count < wanted && position < seg.size && !damaged) {
       const chunk = await seg.readAt(
         position,
         Math.max(64 * 1024, maxBytes - bytes + 4096),
@@ -588,7 +590,10 @@ export class PartitionLog {
       if (lastNl === -1) {
         // One record longer than the chunk: read it whole.
         const line = await this.#readLongLine(seg, position);
-        if (toSkip === 0 && !lineIntact(line, 0, line.length - 1, from + count)) this.#damaged(seg, from + count);
+        if (toSkip === 0 && !lineIntact(line, 0, line.length - 1, from + count)) {
+          this.#damaged(seg, from + count, count > 0);
+          break;
+        }
         if (toSkip > 0) {
           toSkip--;
           position += line.length;
@@ -610,9 +615,14 @@ export class PartitionLog {
         (count === 0 || bytes + (stop - at) < maxBytes)
       ) {
         const lineStart = stop;
-        stop = chunk.indexOf(NEWLINE, stop) + 1;
+        const next = chunk.indexOf(NEWLINE, stop) + 1;
         // Every line read from disk proves itself before it is served (its checksum).
-        if (!lineIntact(chunk, lineStart, stop - 1, from + count)) this.#damaged(seg, from + count);
+        if (!lineIntact(chunk, lineStart, next - 1, from + count)) {
+          this.#damaged(seg, from + count, count > 0);
+          damaged = true;
+          break;
+        }
+        stop = next;
         count++;
       }
       if (stop > at) {
@@ -624,19 +634,33 @@ export class PartitionLog {
       if ((count > 0 && bytes >= maxBytes) || stop <= lastNl) break;
     }
     if (
-      count < wanted && bytes < maxBytes && position >= seg.size &&
+      !damaged && count < wanted && bytes < maxBytes && position >= seg.size &&
       seg !== this.#segments.at(-1)
     ) {
       // The read ran off this segment's end: continue in the next one.
-      const more = await this.read(from + count, maxBytes - bytes, end);
+      let more: ReadResult;
+      try {
+        more = await this.read(from + count, maxBytes - bytes, end);
+      } catch (err) {
+        // The next segment starts with a damaged record: serve what came before it.
+        if (count > 0 && err instanceof YakError && err.code === "CORRUPT_LOG") {
+          return new ReadResult(from, count, parts, bytes);
+        }
+        throw err;
+      }
       return new ReadResult(from, count + more.count, [...parts, ...more.chunks], bytes + more.byteLength);
     }
     return new ReadResult(from, count, parts, bytes);
   }
 
-  /** Refuses to serve a damaged record: CORRUPT_LOG with its offset (a follower heals from the leader). */
-  #damaged(seg: Segment, offset: number): never {
+  /**
+   * Refuses to serve a damaged record: reports it, and throws CORRUPT_LOG
+   * with its offset unless `servedBefore` (the read ends before it, with
+   * the records it has).
+   */
+  #damaged(seg: Segment, offset: number, servedBefore = false): void {
     this.#markDamaged(offset, seg.dataPath, "read");
+    if (servedBefore) return;
     throw new YakError(
       "CORRUPT_LOG",
       `the record at offset ${offset} in ${seg.dataPath} is damaged`,
