@@ -49,6 +49,14 @@ export function crc32c(bytes: Uint8Array, start = 0, end: number = bytes.length)
   if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= bytes.length)) {
     assert(false, `crc32c range [${start}, ${end}) outside a buffer of ${bytes.length} bytes`);
   }
+  return crc32cRange(bytes, start, end);
+}
+
+/**
+ * {@link crc32c} without the range check, for callers that have just found
+ * the range inside `bytes` (the per-line checks of stored records).
+ */
+export function crc32cRange(bytes: Uint8Array, start: number, end: number): number {
   const t = TABLES;
   let crc = 0xffffffff;
   let i = start;
@@ -60,6 +68,13 @@ export function crc32c(bytes: Uint8Array, start = 0, end: number = bytes.length)
       t[1792 + bytes[i + 8]] ^ t[1536 + bytes[i + 9]] ^ t[1280 + bytes[i + 10]] ^ t[1024 + bytes[i + 11]] ^
       t[768 + bytes[i + 12]] ^ t[512 + bytes[i + 13]] ^ t[256 + bytes[i + 14]] ^ t[bytes[i + 15]];
     i += 16;
+  }
+  // Four bytes per step for what is left (a stored line ends in up to 15 of them).
+  const end4 = end - ((end - i) & 3);
+  while (i < end4) {
+    const a = crc ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
+    crc = t[768 + (a & 0xff)] ^ t[512 + ((a >>> 8) & 0xff)] ^ t[256 + ((a >>> 16) & 0xff)] ^ t[a >>> 24];
+    i += 4;
   }
   while (i < end) crc = t[(crc ^ bytes[i++]) & 0xff] ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
-import { checkLine, sealLines } from "./record.ts";
+import { sealedLineOk, sealLines } from "./record.ts";
 import { Segment, segmentStem, startsWithOffset } from "./segment.ts";
 
 const NEWLINE = 10;
@@ -875,10 +875,9 @@ function lineEnd(bytes: Uint8Array, from: number, lines: number): number {
  * parse and claim that offset.
  */
 function lineIntact(b: Uint8Array, s: number, e: number, offset: number): boolean {
-  // The offset first: a lost or added newline shifts every line after it, each still intact.
-  if (!startsWithOffset(b, s, e, offset)) return false;
-  const verdict = checkLine(b, s, e);
-  if (verdict !== "unsealed") return verdict === "ok";
+  // The offset too: a lost or added newline shifts every line after it, each still intact.
+  const sealed = sealedLineOk(b, s, e, offset);
+  if (sealed !== null) return sealed;
   try {
     return JSON.parse(decoder.decode(b.subarray(s, e))).offset === offset;
   } catch {

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { crc32c } from "./crc32c.ts";
+import { crc32c, crc32cRange } from "./crc32c.ts";
 
 /** A record header: a text key, and a value as text, base64 bytes, or null. */
 export interface RecordHeader {
@@ -392,10 +392,36 @@ export function sealLines(bytes: Uint8Array, lineCount?: number): Uint8Array {
   return out;
 }
 
-function hexDigit(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
-  return -1;
+/** The value of each byte as a lower-case hex digit, -1 for the rest. */
+const HEX_VALUE: Int8Array = (() => {
+  const v = new Int8Array(256).fill(-1);
+  for (let i = 0; i < 16; i++) v[HEX[i]] = i;
+  return v;
+})();
+const CRC_MARK = CRC_FIELD.length;
+
+/**
+ * The hot path of a read from disk: whether the line `b[s, e)` is the sealed
+ * record at `offset`, intact (true), damaged (false), or unsealed (null:
+ * check it by parsing). A matching checksum covers the `{"offset":` prefix,
+ * so only the offset's digits are read.
+ */
+export function sealedLineOk(b: Uint8Array, s: number, e: number, offset: number): boolean | null {
+  const t = e - CRC_TAIL_BYTES;
+  if (t <= s + 11 || b[e - 1] !== CLOSE_BRACE) return false;
+  if (b[e - 2] !== QUOTE) return null;
+  for (let k = 0; k < CRC_MARK; k++) if (b[t + k] !== CRC_FIELD[k]) return null;
+  let want = 0;
+  for (let k = t + CRC_MARK; k < e - 2; k++) {
+    const d = HEX_VALUE[b[k]];
+    if (d < 0) return false;
+    want = want * 16 + d;
+  }
+  if (crc32cRange(b, s, t) !== want) return false;
+  let n = 0;
+  let at = s + OFFSET_PREFIX.length;
+  for (let c = b[at]; c >= 0x30 && c <= 0x39; c = b[++at]) n = n * 10 + (c - 0x30);
+  return b[at] === 0x2c && n === offset;
 }
 
 /**
@@ -420,8 +446,8 @@ export function checkLine(b: Uint8Array, s: number, e: number): "ok" | "damaged"
   if (t <= s || b[e - 2] !== QUOTE || !startsAt(b, t, CRC_FIELD)) return "unsealed";
   let want = 0;
   for (let k = t + CRC_FIELD.length; k < e - 2; k++) {
-    const d = hexDigit(b[k]);
-    if (d === -1) return "damaged";
+    const d = HEX_VALUE[b[k]];
+    if (d < 0) return "damaged";
     want = want * 16 + d;
   }
   return crc32c(b, s, t) === want ? "ok" : "damaged";
