@@ -252,39 +252,15 @@ Deno.test("with no healthy replica, a damaged record is refused, never served, a
       assert.ok(events.some((e) => e.event === "damaged_leader_stays"));
       if (kcatMissing() === null) {
         // kcat: KAFKA_STORAGE_ERROR for partition 0 (retried), partition 1 whole.
-        const kcat = await run("kcat", [
-          "-C",
-          "-b",
-          cluster.bootstrapServers,
-          "-t",
-          "s",
-          "-p",
-          "1",
-          "-o",
-          "beginning",
-          "-e",
-          "-q",
-        ], {
-          timeoutMs: 20_000,
-        });
+        const kcatRead = (partition: number, args: string[], timeoutMs: number) =>
+          run("kcat", ["-C", "-b", cluster.bootstrapServers, "-t", "s", "-p", String(partition), ...args], {
+            timeoutMs,
+          });
+        const kcat = await kcatRead(1, ["-o", "beginning", "-e", "-q"], 20_000);
         assert.equal(kcat.code, 0, kcat.stderr);
         assert.equal(new TextDecoder().decode(kcat.stdout), seqText(100, 101));
-        const p0 = await run("kcat", [
-          "-C",
-          "-b",
-          cluster.bootstrapServers,
-          "-t",
-          "s",
-          "-p",
-          "0",
-          "-o",
-          "38",
-          "-c",
-          "3",
-          "-u",
-        ], {
-          timeoutMs: 3_000,
-        });
+        // Unbuffered (-u): what it printed before it is stopped at the timeout is all there.
+        const p0 = await kcatRead(0, ["-o", "38", "-c", "3", "-u"], 3_000);
         const text = new TextDecoder().decode(p0.stdout);
         assert.equal(text, "39\n40\n", "the two records before the damage, then nothing: never the damaged bytes");
       }

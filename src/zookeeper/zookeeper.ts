@@ -301,12 +301,7 @@ export class Zookeeper {
    * set now, so acks=all stops waiting for it before it goes.
    */
   async #leave(req: Request) {
-    const id = int(req, "brokerId", 1, 1_000_000);
-    const instance = optStr(req, "instance", 64) ?? null;
-    const member = this.#members.get(id);
-    if (!member || (member.instance !== null && member.instance !== instance)) {
-      throw new YakError("INVALID_REQUEST", `broker ${id} is not registered here as this process`);
-    }
+    const { id, member } = this.#caller(req);
     await this.#serial(async () => {
       member.alive = false;
       this.log.write("broker_left", { broker: id });
@@ -323,6 +318,17 @@ export class Zookeeper {
     return { lease: this.#lease };
   }
 
+  /** The registered broker a request comes from, as this process (its `instance`), or INVALID_REQUEST. */
+  #caller(req: Request) {
+    const id = int(req, "brokerId", 1, 1_000_000);
+    const instance = optStr(req, "instance", 64) ?? null;
+    const member = this.#members.get(id);
+    if (!member || (member.instance !== null && member.instance !== instance)) {
+      throw new YakError("INVALID_REQUEST", `broker ${id} is not registered here as this process`);
+    }
+    return { id, member };
+  }
+
   /**
    * A leader whose copy of some data is damaged hands leadership over: it
    * leaves the in-sync set (it is about to re-copy what is damaged) and
@@ -331,12 +337,7 @@ export class Zookeeper {
    * records), as an unclean election could lose acknowledged records.
    */
   async #resign(req: Request) {
-    const id = int(req, "brokerId", 1, 1_000_000);
-    const instance = optStr(req, "instance", 64) ?? null;
-    const member = this.#members.get(id);
-    if (!member || (member.instance !== null && member.instance !== instance)) {
-      throw new YakError("INVALID_REQUEST", `broker ${id} is not registered here as this process`);
-    }
+    const { id } = this.#caller(req);
     await this.#serial(async () => {
       const others = this.#lease.isr.filter((b) => b !== id && this.#members.get(b)?.alive);
       if (this.#lease.leaderId !== id || others.length === 0) {
