@@ -57,7 +57,12 @@ export class TimeSlice {
 
   /**
    * Yields to the event loop if this turn has used its budget; otherwise
-   * returns at once. `setImmediate`, not `setTimeout(0)`: a zero timeout
+   * returns at once. The budget runs across other awaits on purpose: an
+   * await on a socket read whose bytes are already there resolves without
+   * the event loop's timers getting a turn, so a connection sending one
+   * large request per read was never cut when each read started a new
+   * budget (the leader's timers waited 396 ms in a librdkafka burst).
+   * `setImmediate`, not `setTimeout(0)`: a zero timeout
    * waits for the timer tick (2.1 ms per yield here, which cost the Kafka
    * produce path 10% at one yield per 20 ms), an immediate 5 µs, and due
    * timers and I/O still run in between.
@@ -65,11 +70,6 @@ export class TimeSlice {
   async pause(): Promise<void> {
     if (!this.spent) return;
     await new Promise((r) => setImmediate(r));
-    this.#startMs = monotonicMs();
-  }
-
-  /** Starts a new turn's budget (after an await that yielded anyway). */
-  restart(): void {
     this.#startMs = monotonicMs();
   }
 }

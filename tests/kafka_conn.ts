@@ -28,22 +28,39 @@ export class KafkaConn {
    * except for ApiVersions (KIP-511).
    */
   async call(key: number, version: number, flexible: boolean, body: (w: Writer) => void): Promise<Reader> {
-    const id = ++this.#correlationId;
-    const w = new Writer(false);
-    w.int32(0).int16(key).int16(version).int32(id).nullableString("versions-test");
-    if (flexible) w.uvarint(0);
-    w.flexible = flexible;
-    body(w);
-    w.tags(); // the request's own tagged fields
-    const frame = w.finish();
-    new DataView(frame.buffer, frame.byteOffset).setInt32(0, frame.length - 4);
-    await this.#conn.write(frame);
-    const reply = await this.#frame();
-    const r = new Reader(reply, false);
-    assert.equal(r.int32(), id, "the correlation id");
-    if (flexible && key !== 18) r.uvarint() === 0 || assert.fail("no tagged fields in the response header");
-    r.flexible = flexible;
-    return r;
+    return (await this.pipeline(key, version, flexible, [body]))[0];
+  }
+
+  /**
+   * Sends each body as a request, all of them written before any reply is
+   * read (pipelined, as librdkafka does), and returns the replies in order.
+   */
+  async pipeline(key: number, version: number, flexible: boolean, bodies: ((w: Writer) => void)[]): Promise<Reader[]> {
+    const ids: number[] = [];
+    const frames = bodies.map((body) => {
+      const id = ++this.#correlationId;
+      ids.push(id);
+      const w = new Writer(false);
+      w.int32(0).int16(key).int16(version).int32(id).nullableString("versions-test");
+      if (flexible) w.uvarint(0);
+      w.flexible = flexible;
+      body(w);
+      w.tags(); // the request's own tagged fields
+      const frame = w.finish();
+      new DataView(frame.buffer, frame.byteOffset).setInt32(0, frame.length - 4);
+      return frame;
+    });
+    const all = concatBytes(frames);
+    for (let at = 0; at < all.length;) at += await this.#conn.write(all.subarray(at));
+    const out: Reader[] = [];
+    for (const id of ids) {
+      const r = new Reader(await this.#frame(), false);
+      assert.equal(r.int32(), id, "the correlation id");
+      if (flexible && key !== 18) r.uvarint() === 0 || assert.fail("no tagged fields in the response header");
+      r.flexible = flexible;
+      out.push(r);
+    }
+    return out;
   }
 
   async #frame(): Promise<Uint8Array> {
@@ -77,7 +94,6 @@ export function ends(r: Reader): void {
   assert.equal(r.remaining, 0, `${r.remaining} bytes left over in the response`);
 }
 
-/** A ConsumerProtocolSubscription v0 for `topics`. */
 /** A Produce v7 request body: one partition, the given batches back to back, acks=all. */
 export function produceBody(topic: string, partition: number, batches: Uint8Array[]): (w: Writer) => void {
   const records = concatBytes(batches);

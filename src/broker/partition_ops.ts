@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { monotonicMs } from "../clock.ts";
+import { monotonicMs, TimeSlice } from "../clock.ts";
+import { DEFAULTS } from "../config.ts";
 import { assert, YakError } from "../errors.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 import { encodeBatch, type RecordInput } from "../log/record.ts";
@@ -137,6 +138,10 @@ interface Taken {
 export class PartitionOps {
   readonly #b: BrokerContext;
   readonly #topics: TopicAdmin;
+  /** Per partition, the place in line of the last batch that asked (see #inLine). */
+  readonly #lines = new Map<string, Promise<void>>();
+  /** The produce path's share of the broker thread between yields (see #appendBatch). */
+  readonly #slice = new TimeSlice(DEFAULTS.requestSliceMs);
 
   constructor(b: BrokerContext, topics: TopicAdmin) {
     this.#b = b;
@@ -169,19 +174,31 @@ export class PartitionOps {
     const count = batch.records.length;
     assert(count > 0, "an empty batch reached appendBatch");
     const producer = batch.producerId === null ? null : b.producerIds.verify(batch.producerId, batch.producerEpoch);
-    // A batch that arrives while the first batch's creation of the topic is under way waits for it too:
-    // the topic is in the store before the creation ends, and a later batch of the same producer must not
-    // take its offsets first (a producer the partition does not know yet is taken at any sequence, so the
-    // first batch would then look like a duplicate and be dropped).
-    const changing = this.#topics.changing(tp.topic);
-    if (changing) await changing;
-    if (!b.store.has(tp.topic)) await this.#topics.ensure(tp.topic);
-    const log = b.store.partition(tp.topic, tp.partition);
     const key = `${tp.topic}/${tp.partition}`;
-    if (producer !== null && !b.producers.isReady(key)) {
-      await b.producers.ensure(key, () => log.readTailText(b.opts.producerStateScanBytes));
+    // In line for the partition, in call order, before the first await: batches take their offsets in the
+    // order they arrived, whatever each waits for first (see #inLine).
+    const turn = this.#inLine(key);
+    let taken: Taken;
+    let log: PartitionLog;
+    try {
+      await turn.ready;
+      // A batch that arrives while the first batch's creation of the topic is under way waits for it too:
+      // the topic is in the store before the creation ends, and a later batch of the same producer must not
+      // take its offsets first (a producer the partition does not know yet is taken at any sequence, so the
+      // first batch would then look like a duplicate and be dropped).
+      const changing = this.#topics.changing(tp.topic);
+      if (changing) await changing;
+      if (!b.store.has(tp.topic)) await this.#topics.ensure(tp.topic);
+      log = b.store.partition(tp.topic, tp.partition);
+      if (producer !== null && !b.producers.isReady(key)) {
+        await b.producers.ensure(key, () => log.readTailText(b.opts.producerStateScanBytes));
+      }
+      // The batches behind this one wait in line, so the broker thread may have a turn first.
+      await this.#slice.pause();
+      taken = this.#take(tp.topic, key, log, batch, producer, acks);
+    } finally {
+      turn.done();
     }
-    const taken = this.#take(tp.topic, key, log, batch, producer, acks);
     const { leader } = taken;
     if (taken.done) {
       try {
@@ -213,6 +230,29 @@ export class PartitionOps {
     if (!leader.continuesAs(current)) throw this.#notLeader("it lost its leadership");
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
     return { baseOffset: taken.baseOffset, count, duplicate: taken.duplicate, epoch: current.epoch, ackedAt };
+  }
+
+  /**
+   * A place in the line of batches for partition `key`: `ready` resolves
+   * once every batch that called before this one has taken its offsets (or
+   * failed), and `done` lets the next one go. Without it, batches that
+   * waited for something (a topic being created) all went on in one
+   * synchronous run when it came (372 ms of the broker thread for 23
+   * pipelined requests of 0.9 MB), and a batch could not yield its turn
+   * without letting a later one take its offsets first.
+   */
+  #inLine(key: string): { ready: Promise<void>; done: () => void } {
+    const before = this.#lines.get(key);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    this.#lines.set(key, mine);
+    return {
+      ready: before ?? Promise.resolve(),
+      done: () => {
+        done();
+        if (this.#lines.get(key) === mine) this.#lines.delete(key);
+      },
+    };
   }
 
   /**

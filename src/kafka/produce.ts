@@ -111,23 +111,30 @@ async function produceOne(
     if (acks === null) return { ...result, error: KAFKA.INVALID_REQUIRED_ACKS };
     checkTopicName(topic);
     s.requireLeader();
+    // Decoded before any await: here the work is part of this request's turn, which the connection's time
+    // slice bounds. Decoded after waiting for the topic's creation, every request that waited did it in one
+    // synchronous run once the topic was there (288 ms for 24 pipelined requests of 0.9 MB).
+    const batches = decodeRecordBatches(bytes ?? new Uint8Array(0), {
+      maxRecords: s.opts.maxBatchRecords,
+      maxUncompressedBytes: s.opts.maxFrameBytes,
+    });
+    const inputs: RecordInput[][] = [];
+    for (const b of batches) {
+      if (b.isTransactional || b.isControl) {
+        throw new YakError("INVALID_REQUEST", "yak has no transactions; send without a transactional id");
+      }
+      inputs.push(b.records.map(toRecordInput));
+    }
     if (s.partitions.partitionCount(topic) === 0) await s.topics.ensure(topic);
     const count = s.partitions.partitionCount(topic);
     if (!Number.isInteger(index) || index < 0 || index >= count) {
       return { ...result, error: KAFKA.UNKNOWN_TOPIC_OR_PARTITION };
     }
-    const batches = decodeRecordBatches(bytes ?? new Uint8Array(0), {
-      maxRecords: s.opts.maxBatchRecords,
-      maxUncompressedBytes: s.opts.maxFrameBytes,
-    });
     // Every batch is checked before any is stored, so a refused request stores nothing.
     const { limit, fromTopic } = maxMessageBytesOf(s.topics.configs(topic), s.opts.maxRecordBytes);
     const produced: ProducedBatch[] = [];
-    for (const b of batches) {
-      if (b.isTransactional || b.isControl) {
-        throw new YakError("INVALID_REQUEST", "yak has no transactions; send without a transactional id");
-      }
-      if (b.records.length === 0) continue;
+    batches.forEach((b, i) => {
+      if (b.records.length === 0) return;
       for (const rec of b.records) {
         const size = recordSize(rec);
         if (size > limit) {
@@ -139,12 +146,12 @@ async function produceOne(
         }
       }
       produced.push({
-        records: b.records.map(toRecordInput),
+        records: inputs[i],
         producerId: b.producerId < 0n ? null : b.producerId,
         producerEpoch: b.producerEpoch,
         baseSeq: Math.max(0, b.baseSequence),
       });
-    }
+    });
     // Not awaited one by one: the offsets are taken synchronously, in this order. Every outcome is
     // awaited, so a batch that fails behind an earlier failure is never an unhandled rejection.
     const settled = await Promise.allSettled(

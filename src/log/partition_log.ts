@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { YakError } from "../errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
 import { sealedLineOk, sealLines } from "./record.ts";
-import { Segment, segmentStem, startsWithOffset } from "./segment.ts";
+import { Segment, segmentStem } from "./segment.ts";
 
 const NEWLINE = 10;
 const encoder = new TextEncoder();

@@ -196,7 +196,6 @@ export function serve(opts: ServeOptions): Server {
       while (open) {
         const lines = await reader.next();
         if (lines === null) break;
-        slice.restart();
         for (const line of lines) {
           await slice.pause();
           while (busy() && open) {
