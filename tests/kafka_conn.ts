@@ -108,6 +108,13 @@ export function produceBody(topic: string, partition: number, batches: Uint8Arra
 
 /** The error code of the one partition of a Produce v7 answer. */
 export function produceError(r: Reader): number {
+  const errors = produceErrors(r);
+  assert.equal(errors.length, 1, "one partition answered");
+  return errors[0];
+}
+
+/** The error codes of every partition of a Produce v7 answer, in order. */
+export function produceErrors(r: Reader): number[] {
   const errors = r.array((r) => {
     r.string();
     return r.array((r) => {
@@ -121,8 +128,7 @@ export function produceError(r: Reader): number {
   }).flat();
   r.int32(); // throttle
   ends(r);
-  assert.equal(errors.length, 1, "one partition answered");
-  return errors[0];
+  return errors;
 }
 
 /** A record batch of text values, with optional producer fields (id, epoch, first sequence). */

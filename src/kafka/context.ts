@@ -5,6 +5,7 @@
  * @module
  */
 import type { BrokerServices } from "../broker/services.ts";
+import type { TimeSlice } from "../clock.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 /** The Kafka listener of one broker, as its API handlers see it. */
@@ -26,6 +27,17 @@ export interface Session {
   saslMechanism: string | null;
   /** After a SaslHandshake v0 for PLAIN: the next frame is the bare token, with no request header. */
   saslBareTokenNext: boolean;
+  /**
+   * The connection's share of the broker thread between yields: a handler
+   * with a lot to do pauses on it (`await slice.pause()`).
+   */
+  readonly slice: TimeSlice;
+  /**
+   * Set by a handler that yields before its batches have their place in
+   * line (a produce): the read loop dispatches nothing more from this
+   * connection until it resolves, so pipelined batches keep their order.
+   */
+  ordered: Promise<void> | null;
 }
 
 /** A request, its header read. */

@@ -74,10 +74,26 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
   }), 4);
   const acks: Acks | null = acksWire === -1 ? -1 : acksWire === 1 ? 1 : acksWire === 0 ? 0 : null;
 
-  const results = await Promise.all(topics.map(async (t) => ({
-    name: t.name,
-    parts: await Promise.all(t.parts.map((p) => produceOne(ctx, v, acks, timeoutMs, t.name, p.index, p.records))),
-  })));
+  // Partition by partition, yielding between them when the connection's slice is spent: the next request
+  // of this connection waits (session.ordered) until every batch of this one has its place in line.
+  const session = req.session;
+  let inLine!: () => void;
+  session.ordered = new Promise<void>((resolve) => (inLine = resolve));
+  const pending: { name: string; parts: Promise<PartitionResult>[] }[] = [];
+  try {
+    for (const t of topics) {
+      const parts: Promise<PartitionResult>[] = [];
+      for (const p of t.parts) {
+        await session.slice.pause();
+        parts.push((await produceOne(ctx, v, acks, timeoutMs, t.name, p.index, p.records)).answer);
+      }
+      pending.push({ name: t.name, parts });
+    }
+  } finally {
+    session.ordered = null;
+    inLine();
+  }
+  const results = await Promise.all(pending.map(async (t) => ({ name: t.name, parts: await Promise.all(t.parts) })));
   if (acks === 0) return "noReply";
   w.array(results, (w, t) => {
     w.string(t.name);
@@ -95,6 +111,11 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
   if (v >= 1) w.int32(0);
 }
 
+/**
+ * One partition of a Produce: checked, decoded and put in line. Resolves
+ * once its batches have their place in line (or it failed), with the
+ * answer to come (wrapped, so awaiting this does not wait for the acks).
+ */
 async function produceOne(
   ctx: KafkaContext,
   v: number,
@@ -103,12 +124,20 @@ async function produceOne(
   topic: string,
   index: number,
   bytes: Uint8Array | null,
-): Promise<PartitionResult> {
+): Promise<{ answer: Promise<PartitionResult> }> {
   const s = ctx.services;
   const result: PartitionResult = { index, error: 0, baseOffset: -1, logStart: -1, message: null };
+  const failure = (err: unknown): PartitionResult => {
+    const code = err instanceof YakError ? err.code : "UNAVAILABLE";
+    if (!(err instanceof YakError)) {
+      ctx.onError("kafka produce failed", { topic, partition: index, error: String(err) });
+    }
+    return { ...result, error: kafkaErrorOf(code), message: err instanceof YakError ? err.message : null };
+  };
+  const now = (r: PartitionResult) => ({ answer: Promise.resolve(r) });
   try {
-    if (v < 3) return { ...result, error: KAFKA.UNSUPPORTED_VERSION };
-    if (acks === null) return { ...result, error: KAFKA.INVALID_REQUIRED_ACKS };
+    if (v < 3) return now({ ...result, error: KAFKA.UNSUPPORTED_VERSION });
+    if (acks === null) return now({ ...result, error: KAFKA.INVALID_REQUIRED_ACKS });
     checkTopicName(topic);
     s.requireLeader();
     // Decoded before any await: here the work is part of this request's turn, which the connection's time
@@ -128,7 +157,7 @@ async function produceOne(
     if (s.partitions.partitionCount(topic) === 0) await s.topics.ensure(topic);
     const count = s.partitions.partitionCount(topic);
     if (!Number.isInteger(index) || index < 0 || index >= count) {
-      return { ...result, error: KAFKA.UNKNOWN_TOPIC_OR_PARTITION };
+      return now({ ...result, error: KAFKA.UNKNOWN_TOPIC_OR_PARTITION });
     }
     // Every batch is checked before any is stored, so a refused request stores nothing.
     const { limit, fromTopic } = maxMessageBytesOf(s.topics.configs(topic), s.opts.maxRecordBytes);
@@ -152,22 +181,22 @@ async function produceOne(
         baseSeq: Math.max(0, b.baseSequence),
       });
     });
-    // Not awaited one by one: the offsets are taken synchronously, in this order. Every outcome is
-    // awaited, so a batch that fails behind an earlier failure is never an unhandled rejection.
-    const settled = await Promise.allSettled(
+    // Not awaited one by one: each call takes its place in the partition's line at once, in this order.
+    // Every outcome is awaited, so a batch that fails behind an earlier failure is never an unhandled
+    // rejection.
+    const settled = Promise.allSettled(
       produced.map((batch) => s.partitions.appendBatch({ topic, partition: index }, batch, acks, timeoutMs)),
     );
-    const failed = settled.find((o) => o.status === "rejected");
-    if (failed) throw failed.reason;
-    const done = settled.map((o) => (o as PromiseFulfilledResult<{ baseOffset: number }>).value);
-    const offsets = s.partitions.offsets({ topic, partition: index });
-    return { ...result, baseOffset: done[0]?.baseOffset ?? offsets.logEnd, logStart: offsets.logStart };
+    const answer = settled.then((outcomes) => {
+      const failed = outcomes.find((o) => o.status === "rejected");
+      if (failed) return failure(failed.reason);
+      const done = outcomes.map((o) => (o as PromiseFulfilledResult<{ baseOffset: number }>).value);
+      const offsets = s.partitions.offsets({ topic, partition: index });
+      return { ...result, baseOffset: done[0]?.baseOffset ?? offsets.logEnd, logStart: offsets.logStart };
+    });
+    return { answer };
   } catch (err) {
-    const code = err instanceof YakError ? err.code : "UNAVAILABLE";
-    if (!(err instanceof YakError)) {
-      ctx.onError("kafka produce failed", { topic, partition: index, error: String(err) });
-    }
-    return { ...result, error: kafkaErrorOf(code), message: err instanceof YakError ? err.message : null };
+    return now(failure(err));
   }
 }
 

@@ -76,11 +76,17 @@ async function serveConnection(
   conn: Deno.Conn,
   remote: string,
 ): Promise<void> {
+  // Pipelined requests are decoded one after another; past the slice's budget the loop (and a produce
+  // between partitions) yields, so a buffer full of large produce requests does not hold the broker thread
+  // in one stretch.
+  const slice = new TimeSlice(DEFAULTS.requestSliceMs);
   const session: Session = {
     remote,
     authenticated: security().authToken === undefined,
     saslMechanism: null,
     saslBareTokenNext: false,
+    slice,
+    ordered: null,
   };
   let open = true;
   let inFlight = 0;
@@ -128,14 +134,13 @@ async function serveConnection(
   let buf = new Uint8Array(64 * 1024);
   let have = 0;
   let firstFrame = true;
-  // Pipelined requests are decoded one after another; past the slice's budget the loop yields, so a buffer
-  // full of large produce requests does not hold the broker thread in one stretch.
-  const slice = new TimeSlice(DEFAULTS.requestSliceMs);
   try {
     while (open) {
       // Frames already in the buffer.
       let at = 0;
       while (have - at >= 4) {
+        // A produce still putting its batches in line goes first (it yields while it decodes).
+        if (session.ordered) await session.ordered;
         await slice.pause();
         const size = new DataView(buf.buffer, buf.byteOffset + at, 4).getInt32(0);
         // Set by a SaslHandshake v0 dispatched just before (its handler runs before dispatch returns).
