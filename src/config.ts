@@ -60,6 +60,12 @@ export const DEFAULTS = {
   maxBatchRecords: 10_000,
   /** Headers one native record may carry (their bytes count toward the record size limit too). */
   maxRecordHeaders: 1000,
+  /**
+   * Headers one produce request may carry over all its records: each is an
+   * object to decode and store, and at 2 bytes apiece a 16 MiB request (or
+   * 8 KB of gzip) could otherwise hold millions.
+   */
+  maxRequestHeaders: 100_000,
   maxFetchBytes: 4 * 1024 * 1024,
   maxFetchWaitMs: 30_000,
   maxConnections: 1024,

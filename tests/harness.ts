@@ -89,10 +89,12 @@ export class Proc {
        */
       pty?: boolean;
       cwd?: string;
+      /** Flags for deno itself, before the script (e.g. `--inspect=127.0.0.1:0`). */
+      denoFlags?: string[];
     } = {},
   ) {
     this.name = name;
-    const run = [Deno.execPath(), "run", ...PERMS, MAIN, ...args];
+    const run = [Deno.execPath(), "run", ...PERMS, ...(opts.denoFlags ?? []), MAIN, ...args];
     const argv = opts.pty
       ? ["script", "-qfec", `exec ${run.map(shellQuote).join(" ")}`, "/dev/null"]
       : [...(opts.wrap ?? []), ...run];
@@ -319,6 +321,8 @@ export interface ClusterOptions {
   brokerArgs?: string[];
   /** Extra arguments for one broker, by id (e.g. its own `--advertised-host`). */
   brokerArgsById?: Record<number, string[]>;
+  /** Flags for deno itself when it runs a broker (e.g. `--inspect=127.0.0.1:0`). */
+  brokerDenoFlags?: string[];
   /** Extra arguments for the zookeeper only (e.g. `--http-port 0`). */
   zookeeperArgs?: string[];
   /** The CA (PEM) the harness itself trusts when the servers use TLS. */
@@ -417,7 +421,10 @@ export class TestCluster {
     const minIsr = this.opts.minInsyncReplicas ?? Math.min(2, this.opts.brokers ?? 3);
     flags.push("--min-insync-replicas", String(minIsr), ...(this.opts.brokerArgs ?? []));
     flags.push(...(this.opts.brokerArgsById?.[id] ?? []));
-    const proc = new Proc(`broker-${id}`, [...args, ...flags], { env: this.opts.env });
+    const proc = new Proc(`broker-${id}`, [...args, ...flags], {
+      env: this.opts.env,
+      denoFlags: this.opts.brokerDenoFlags,
+    });
     this.brokers.set(id, proc);
     const m = await proc.waitFor(/^broker \d+ listening on [\d.]+:(\d+)$/);
     this.brokerPorts.set(id, Number(m[1]));

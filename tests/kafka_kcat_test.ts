@@ -155,7 +155,7 @@ Deno.test({
         assert.match(bad.stderr, /--header 'trace' must be KEY=VALUE/);
         assert.doesNotMatch(bad.stderr, /\n\s+at /, "no stack trace");
 
-        // Header bytes count toward the record's size: 5 value + 3 key + 95 value bytes of header > 100.
+        // Header bytes count toward the record's size: 5 value + 3 key + 95 value bytes + 2 of framing for the header > 100.
         const made = await yak(["topics", "--create", "tiny", "--config", "max.message.bytes=100", ...c.zkFlag]);
         assert.equal(made.code, 0, made.stderr);
         const big = await yak([
@@ -169,7 +169,7 @@ Deno.test({
           ...c.zkFlag,
         ]);
         assert.equal(big.code, 1, big.stderr);
-        assert.match(big.stderr, /message 1 \(103 bytes\) is larger than topic 'tiny' takes \(100 bytes/);
+        assert.match(big.stderr, /message 1 \(105 bytes\) is larger than topic 'tiny' takes \(100 bytes/);
       } finally {
         await c.stop();
       }

@@ -106,6 +106,20 @@ export interface DecodeLimits {
   maxRecords: number;
   /** Bytes that compressed records may inflate to, all batches together; more is MESSAGE_TOO_LARGE. */
   maxUncompressedBytes: number;
+  /**
+   * The record rules (headers, size), applied as each record is decoded, so
+   * decoding stops at the first record that breaks one (the broker's
+   * `RecordRules`).
+   */
+  records?: RecordChecks;
+}
+
+/** Checks on each record as it is decoded; each throws to refuse it. */
+export interface RecordChecks {
+  /** Record `i` announces `count` headers (called before any is decoded). */
+  checkHeaders(i: number, count: number): void;
+  /** Record `i`'s size: key, value, and headers as encoded (their lengths included). */
+  checkSize(i: number, bytes: number): void;
 }
 
 /**
@@ -365,7 +379,7 @@ export function decodeRecordBatches(bytes: Uint8Array, limits: DecodeLimits): Re
     if (!plain && count > section.length / MIN_RECORD_BYTES) {
       throw corrupt(at, `${count} records cannot fit in the ${section.length} bytes they decompress to`);
     }
-    batch.records = readRecords(new Reader(section, start, stop, at), count, batch);
+    batch.records = readRecords(new Reader(section, start, stop, at), count, batch, limits.records);
     batches.push(batch);
     at = end;
   }
@@ -390,7 +404,7 @@ function inflate(codec: CompressionCodec, packed: Uint8Array, budget: number, li
   }
 }
 
-function readRecords(r: Reader, count: number, batch: RecordBatch): KafkaRecord[] {
+function readRecords(r: Reader, count: number, batch: RecordBatch, checks?: RecordChecks): KafkaRecord[] {
   const records: KafkaRecord[] = new Array(count);
   const logAppendTime = batch.isLogAppendTime;
   let prevDelta = -1;
@@ -420,11 +434,14 @@ function readRecords(r: Reader, count: number, batch: RecordBatch): KafkaRecord[
     if (headerCount < 0) throw corrupt(r.batchAt, `record ${i} has header count ${headerCount}`);
     // Each header takes at least 2 bytes: a count past that is a lie, caught before the loop.
     if (headerCount > (r.end - r.pos) / 2) throw corrupt(r.batchAt, `record ${i} cannot hold ${headerCount} headers`);
+    checks?.checkHeaders(i, headerCount);
+    const headersFrom = r.pos;
     const headers: KafkaHeader[] = [];
     for (let h = 0; h < headerCount; h++) {
       const hk = r.string("header key");
       headers.push({ key: hk, value: r.bytes("header value") });
     }
+    checks?.checkSize(i, (key?.length ?? 0) + (value?.length ?? 0) + (r.pos - headersFrom));
     if (r.pos !== recordEnd) throw corrupt(r.batchAt, `record ${i} has ${recordEnd - r.pos} bytes left over`);
     r.end = sectionEnd;
     records[i] = { offsetDelta, timestamp, key, value, headers };

@@ -7,7 +7,8 @@
  * @module
  */
 import type { BrokerServices } from "../broker/services.ts";
-import { checkConfigKeys, maxMessageBytesOf, parseTopicConfigs } from "../broker/topic_config.ts";
+import { checkConfigKeys, parseTopicConfigs } from "../broker/topic_config.ts";
+import { HEADER_OVERHEAD_BYTES, RecordRules } from "../broker/record_rules.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import * as names from "../log/names.ts";
@@ -141,18 +142,17 @@ function raiseLimitHint(topic: string, exists: boolean): string {
 
 function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInput[] {
   const { maxBatchRecords } = s.opts;
-  // The topic's max.message.bytes, else the broker's --max-message-bytes.
-  const { limit, fromTopic } = maxMessageBytesOf(s.topics.configs(topic), s.opts.maxRecordBytes);
   // A topic not made yet cannot be altered: it is created with the higher limit instead.
   const topicExists = s.topics.exists(topic);
-  const tooLarge = (i: number, bytes: number) =>
-    new YakError(
-      "MESSAGE_TOO_LARGE",
-      `record ${i} of the batch (${bytes} bytes) is larger than topic '${topic}' takes (${limit} bytes, ` +
-        `${fromTopic ? "its max.message.bytes" : "the broker's --max-message-bytes"}); split it, or raise the ` +
-        `limit with ${raiseLimitHint(topic, topicExists)}`,
-      { record: i, bytes, limit, topicExists },
-    );
+  // The topic's max.message.bytes, else the broker's --max-message-bytes; headers as the Kafka codec counts them.
+  const rules = new RecordRules(
+    topic,
+    s.topics.configs(topic),
+    s.opts.maxRecordBytes,
+    `; split it, or raise the limit with ${raiseLimitHint(topic, topicExists)}`,
+    { topicExists },
+  );
+  const limit = rules.limit;
   if (!Array.isArray(raw) || raw.length === 0 || raw.length > maxBatchRecords) {
     throw new YakError("INVALID_REQUEST", `'records' must hold 1 to ${maxBatchRecords} records`);
   }
@@ -167,22 +167,22 @@ function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInp
       throw new YakError("INVALID_REQUEST", `record ${i}: key must be a string`);
     }
     const key = (k ?? null) as string | null;
-    const headers = h === undefined || h === null ? undefined : parseHeaders(i, h);
+    const headers = h === undefined || h === null ? undefined : parseHeaders(rules, i, h);
     // The key and headers count too: a UTF-16 unit is at most 3 UTF-8 bytes, so only
     // records over a third of the limit in chars need an exact count.
     let extraChars = key?.length ?? 0;
-    if (headers !== undefined) { for (const hd of headers) extraChars += hd.key.length + (hd.value?.length ?? 0); }
+    if (headers !== undefined) {
+      for (const hd of headers) extraChars += hd.key.length + (hd.value?.length ?? 0) + HEADER_OVERHEAD_BYTES;
+    }
+    const what = `record ${i} of the batch`;
     if (typeof v === "string") {
-      if (v.length + extraChars > limit / 3) {
-        const bytes = utf8Bytes(v) + extraBytesOf(key, headers);
-        if (bytes > limit) throw tooLarge(i, bytes);
-      }
+      if (v.length + extraChars > limit / 3) rules.checkSize(i, utf8Bytes(v) + extraBytesOf(key, headers), what);
       out[i] = { key, value: v };
     } else if (typeof bytes === "string") {
       if (bytes.length * 0.75 + extraChars * 3 > limit) {
         const size = Math.floor(bytes.length * 3 / 4) - (bytes.endsWith("==") ? 2 : bytes.endsWith("=") ? 1 : 0) +
           extraBytesOf(key, headers);
-        if (size > limit) throw tooLarge(i, size);
+        rules.checkSize(i, size, what);
       }
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {
         throw new YakError("INVALID_REQUEST", `record ${i}: 'b' must be base64`);
@@ -200,19 +200,21 @@ function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInp
 const utf8 = new TextEncoder();
 const utf8Bytes = (s: string) => s.length === 0 ? 0 : utf8.encode(s).length;
 
-/** The UTF-8 bytes of a record's key and headers (keys and values), which count toward its size. */
+/** The UTF-8 bytes of a record's key and headers (keys, values and their framing), which count toward its size. */
 function extraBytesOf(key: string | null, headers: readonly RecordHeader[] | undefined): number {
   let n = utf8Bytes(key ?? "");
-  if (headers !== undefined) { for (const h of headers) n += utf8Bytes(h.key) + utf8Bytes(h.value ?? ""); }
+  if (headers !== undefined) {
+    for (const h of headers) n += utf8Bytes(h.key) + utf8Bytes(h.value ?? "") + HEADER_OVERHEAD_BYTES;
+  }
   return n;
 }
 
 /** A native record's headers `h`: `[key, value]` pairs, a text key and a text or null value. */
-function parseHeaders(i: number, raw: unknown): RecordHeader[] {
-  const max = DEFAULTS.maxRecordHeaders;
-  if (!Array.isArray(raw) || raw.length > max) {
-    throw new YakError("INVALID_REQUEST", `record ${i}: 'h' must be a list of at most ${max} [key, value] headers`);
+function parseHeaders(rules: RecordRules, i: number, raw: unknown): RecordHeader[] {
+  if (!Array.isArray(raw)) {
+    throw new YakError("INVALID_REQUEST", `record ${i}: 'h' must be a list of [key, value] headers`);
   }
+  rules.checkHeaders(i, raw.length);
   return raw.map((pair, j) => {
     if (
       !Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== "string" ||

@@ -1,0 +1,88 @@
+/**
+ * The rules a produced record must meet, in one place for both protocols:
+ * its size (key, value and headers, each header counted with 2 bytes of
+ * framing, as Kafka counts a record's encoded size) against the topic's
+ * max.message.bytes, at most `maxRecordHeaders` headers on one record, and
+ * at most `maxRequestHeaders` headers in one request. The codecs apply them
+ * while they decode, so work stops at the first record that breaks one: a
+ * Kafka record with four million empty headers (8 KB of gzip) once held the
+ * leader for 7 s and took it to 909 MB, because each codec checked records
+ * its own way and the Kafka one counted no headers at all.
+ *
+ * @module
+ */
+import { DEFAULTS } from "../config.ts";
+import { YakError } from "../errors.ts";
+import { maxMessageBytesOf } from "./topic_config.ts";
+
+/** What each header adds to a record's size besides its key and value: the two lengths that frame them. */
+export const HEADER_OVERHEAD_BYTES = 2;
+
+/**
+ * The rules for the records of one produce request to one topic; it keeps
+ * the request's header budget, so make one per request.
+ *
+ * @example
+ * ```ts
+ * import { RecordRules } from "./record_rules.ts";
+ * const rules = new RecordRules("t", {}, 1048576);
+ * rules.checkHeaders(0, 3); // fine
+ * rules.checkSize(0, 100); // fine
+ * ```
+ */
+export class RecordRules {
+  readonly topic: string;
+  /** The largest record in bytes, and whether the topic's own max.message.bytes set it. */
+  readonly limit: number;
+  readonly fromTopic: boolean;
+  /** Added to a size error: how to raise the limit (the CLI's command), and data for the client. */
+  readonly #hint: string;
+  readonly #data: Record<string, unknown>;
+  #headersLeft: number = DEFAULTS.maxRequestHeaders;
+
+  constructor(
+    topic: string,
+    configs: Record<string, string> | undefined,
+    brokerLimit: number,
+    hint = "",
+    data: Record<string, unknown> = {},
+  ) {
+    this.topic = topic;
+    const { limit, fromTopic } = maxMessageBytesOf(configs, brokerLimit);
+    this.limit = limit;
+    this.fromTopic = fromTopic;
+    this.#hint = hint;
+    this.#data = data;
+  }
+
+  /** Record `i` announces `count` headers: refused past either cap, before any is decoded. */
+  checkHeaders(i: number, count: number): void {
+    const max = DEFAULTS.maxRecordHeaders;
+    if (count > max) {
+      throw new YakError("MESSAGE_TOO_LARGE", `record ${i} has ${count} headers; a record may carry at most ${max}`, {
+        record: i,
+        headers: count,
+      });
+    }
+    this.#headersLeft -= count;
+    if (this.#headersLeft < 0) {
+      throw new YakError(
+        "MESSAGE_TOO_LARGE",
+        `the records up to record ${i} carry more than ${DEFAULTS.maxRequestHeaders} headers in one request; ` +
+          `send fewer at a time`,
+        { record: i },
+      );
+    }
+  }
+
+  /** Record `i` is `bytes` big (key, value, headers with their framing): refused past the topic's limit. */
+  checkSize(i: number, bytes: number, what = `record ${i}`): void {
+    if (bytes <= this.limit) return;
+    throw new YakError(
+      "MESSAGE_TOO_LARGE",
+      `${what} (${bytes} bytes) is larger than topic '${this.topic}' takes (${this.limit} bytes, ` +
+        `${this.fromTopic ? "its max.message.bytes" : "the broker's --max-message-bytes"})${this.#hint}`,
+      { record: i, bytes, limit: this.limit, ...this.#data },
+    );
+  }
+}
