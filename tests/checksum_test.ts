@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { eventually, kcatMissing, run, segmentHashes, seqText, TestCluster, yak } from "./harness.ts";
+import { eventually, kcatMissing, run, segmentHashes, seqText, skipWithout, TestCluster, yak } from "./harness.ts";
 
 type Event = { event: string; [k: string]: unknown };
 
@@ -129,7 +129,7 @@ Deno.test("a flipped byte on a follower is found (scrubber, start-up check), hea
 
 Deno.test({
   name: "a damaged record on the running leader: readers get a storage error, the leader hands over and heals",
-  ignore: kcatMissing() !== null,
+  ignore: skipWithout(kcatMissing()),
   fn: async () => {
     const cluster = await TestCluster.start({
       segmentBytes: 256 * 1024,

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { Proc, shellQuote, TestCluster, withDeadline, yak } from "./harness.ts";
+import { Proc, shellQuote, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 
@@ -176,7 +176,7 @@ Deno.test("yak consume: --offset per partition, --exit-at-end, formats, several 
 
 Deno.test({
   name: "the README's first example, as written: cat events.log | yak produce; yak consume ... | jq .",
-  ignore: !hasCommand("jq"),
+  ignore: skipWithout(hasCommand("jq") ? null : "jq is not installed (apt-get install jq)"),
   fn: async () => {
     await withDeadline(90_000, "README example", async () => {
       const cluster = await TestCluster.start({ brokers: 1 });

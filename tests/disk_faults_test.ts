@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { canMountTmpfs, eventually, Proc, segmentHashes, seqText, TestCluster, yak } from "./harness.ts";
+import { canMountTmpfs, eventually, Proc, segmentHashes, seqText, skipWithout, TestCluster, yak } from "./harness.ts";
 
 async function opLog(path: string): Promise<{ event: string; [k: string]: unknown }[]> {
   return (await Deno.readTextFile(path)).trim().split("\n").map((l) => JSON.parse(l));
@@ -120,7 +120,7 @@ Deno.test("an empty segment at the end of a log is served as empty and written a
 Deno.test({
   name:
     "a full disk: produce gets errors, not acknowledgements; the broker stays up and takes writes once space returns",
-  ignore: Deno.build.os !== "linux" || !canMountTmpfs(),
+  ignore: skipWithout(Deno.build.os === "linux" && canMountTmpfs() ? null : "a tmpfs mount (Linux, as root)"),
   fn: async () => {
     const mnt = await Deno.makeTempDir({ prefix: "yak-full-" });
     const mounted = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt] }).output();

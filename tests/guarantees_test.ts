@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Producer } from "../src/client/producer.ts";
 import { monotonicMs } from "../src/clock.ts";
-import { canMountTmpfs, Proc, segmentHashes, TestCluster, withDeadline, yak } from "./harness.ts";
+import { canMountTmpfs, Proc, segmentHashes, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 
 /** An in-process acks=all producer fed at a steady rate, with the time of every acknowledgement step. */
 class Load {
@@ -322,7 +322,7 @@ Deno.test("a zookeeper paused for 5 s (SIGSTOP) declares nobody dead and elects 
 
 Deno.test({
   name: "a follower whose disk is full leaves the in-sync set and acks=all goes on; it rejoins once space returns",
-  ignore: Deno.build.os !== "linux" || !canMountTmpfs(),
+  ignore: skipWithout(Deno.build.os === "linux" && canMountTmpfs() ? null : "a tmpfs mount (Linux, as root)"),
   fn: async () => {
     await withDeadline(90_000, "full follower disk", async () => {
       const dir = await Deno.makeTempDir({ prefix: "yak-follower-full-" });

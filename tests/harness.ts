@@ -571,6 +571,22 @@ export function canMountTmpfs(): boolean {
   }
 }
 
+/**
+ * Whether to skip a test because `reason` (what it needs and how to get it)
+ * is missing here: yes on a developer's machine (said once, on stderr), never
+ * under `CI=true`, where the test runs and fails instead. CI installs every
+ * such tool, so a green CI can never hide a guarantee that was not tested.
+ */
+export function skipWithout(reason: string | null): boolean {
+  if (reason === null) return false;
+  if (Deno.env.get("CI") === "true") {
+    console.error(`CI: ${reason}; the test that needs it runs and will fail`);
+    return false;
+  }
+  console.error(`skipped: ${reason}`);
+  return true;
+}
+
 /** Why the kcat tests cannot run here, or null when kcat is installed. */
 export function kcatMissing(): string | null {
   try {

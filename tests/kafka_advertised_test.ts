@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Reader, Writer } from "../src/kafka/wire.ts";
-import { kcatMissing, run, TestCluster, withDeadline } from "./harness.ts";
+import { kcatMissing, run, skipWithout, TestCluster, withDeadline } from "./harness.ts";
 
 const missing = kcatMissing();
 if (missing) console.log(`advertised-host test skipped: ${missing}`);
@@ -44,7 +44,7 @@ async function findCoordinator(port: number, group: string): Promise<{ error: nu
 
 Deno.test({
   name: "each broker is named by its own --advertised-host in every broker's Metadata and FindCoordinator",
-  ignore: missing !== null,
+  ignore: skipWithout(missing),
   fn: () =>
     withDeadline(90_000, "per-broker advertised host", async () => {
       // Only broker 2 advertises another name; localhost resolves, so clients could still reach it.

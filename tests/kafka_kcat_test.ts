@@ -6,7 +6,17 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { kcatMissing, Proc, run, type RunOptions, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+import {
+  kcatMissing,
+  Proc,
+  run,
+  type RunOptions,
+  seqText,
+  skipWithout,
+  TestCluster,
+  withDeadline,
+  yak,
+} from "./harness.ts";
 
 const missing = kcatMissing();
 if (missing) console.log(`kcat tests skipped: ${missing}`);
@@ -44,7 +54,7 @@ const sortedNumbers = (s: string) => s.trimEnd().split("\n").filter((l) => l !==
 
 Deno.test({
   name: "kcat -P 100,000 lines, yak consume reads them; yak produce, kcat -C reads them; keys, headers, binary",
-  ignore: missing !== null,
+  ignore: skipWithout(missing),
   fn: () =>
     withDeadline(180_000, "kcat round trip", async () => {
       const c = await TestCluster.start();
@@ -110,7 +120,7 @@ Deno.test({
 
 Deno.test({
   name: "yak produce --header: kcat -C and yak consume see the headers; they count toward max.message.bytes",
-  ignore: missing !== null,
+  ignore: skipWithout(missing),
   fn: () =>
     withDeadline(90_000, "yak headers to kcat", async () => {
       const c = await TestCluster.start({ brokers: 1 });
@@ -178,7 +188,7 @@ Deno.test({
 
 Deno.test({
   name: "kcat produces with gzip, snappy, lz4 and zstd; yak stores and serves the records",
-  ignore: missing !== null,
+  ignore: skipWithout(missing),
   fn: () =>
     withDeadline(120_000, "compression", async () => {
       const c = await TestCluster.start();
@@ -209,7 +219,7 @@ Deno.test({
 
 Deno.test({
   name: "kcat -G: two members split the partitions and commit; a restart resumes from the commits",
-  ignore: missing !== null,
+  ignore: skipWithout(missing),
   fn: () =>
     withDeadline(180_000, "kcat group", async () => {
       const c = await TestCluster.start({ partitions: 4 });
@@ -303,7 +313,7 @@ Deno.test({
 
 Deno.test({
   name: "one group mixes a kcat -G member and a yak consume --group member: disjoint partitions, every record once",
-  ignore: missing !== null,
+  ignore: skipWithout(missing),
   fn: () =>
     withDeadline(120_000, "mixed group", async () => {
       const c = await TestCluster.start({ partitions: 4 });
@@ -381,7 +391,7 @@ Deno.test({
 
 Deno.test({
   name: "with --auth-token, kcat authenticates with SASL/PLAIN (the token as password); a wrong password is refused",
-  ignore: missing !== null,
+  ignore: skipWithout(missing),
   fn: () =>
     withDeadline(90_000, "kafka sasl", async () => {
       const token = "kafka-s3cret";

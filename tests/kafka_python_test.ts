@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { run, TestCluster, withDeadline, yak } from "./harness.ts";
+import { run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -84,7 +84,7 @@ for (
   if (missing) console.log(`${name} test skipped: ${missing}`);
   Deno.test({
     name: `${name}: produce 1,000 records (acks=all), consume them in a group, commit; yak reads the same`,
-    ignore: missing !== null,
+    ignore: skipWithout(missing),
     fn: () =>
       withDeadline(150_000, name, async () => {
         const c = await TestCluster.start();
@@ -148,7 +148,7 @@ const kafkaPythonMissing = moduleMissing("kafka", "python3-kafka");
 Deno.test({
   name:
     "kafka-python authenticates with SASL/PLAIN (handshake v0, then the bare token), produces and consumes; a wrong password is refused and logged without it",
-  ignore: kafkaPythonMissing !== null,
+  ignore: skipWithout(kafkaPythonMissing),
   fn: () =>
     withDeadline(120_000, "kafka-python sasl", async () => {
       const token = "py-s3cret-token";

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Acknowledgement, Producer } from "../src/client/producer.ts";
-import { eventually, segmentHashes, withDeadline, yak } from "./harness.ts";
+import { eventually, segmentHashes, skipWithout, withDeadline, yak } from "./harness.ts";
 import { NetCluster, netnsUnavailable } from "./netns.ts";
 
 const unavailable = netnsUnavailable();
@@ -275,7 +275,7 @@ Deno.test("fencingViolations finds acknowledgements from a fenced leader, from a
 Deno.test({
   name:
     "partition: the leader cut from the zookeeper only, under load; a new leader takes over, the old one acknowledges nothing after, nothing lost",
-  ignore: unavailable !== null,
+  ignore: skipWithout(unavailable),
   fn: () =>
     withDeadline(90_000, "leader cut from the zookeeper", async () => {
       const c = await NetCluster.start();
@@ -322,7 +322,7 @@ Deno.test({
 Deno.test({
   name:
     "partition: the leader cut from both followers (it still reaches the zookeeper and clients), under load; nothing lost",
-  ignore: unavailable !== null,
+  ignore: skipWithout(unavailable),
   fn: () =>
     withDeadline(90_000, "leader cut from its followers", async () => {
       const c = await NetCluster.start();
@@ -356,7 +356,7 @@ Deno.test({
 
 Deno.test({
   name: "partition: 30% packet loss on every link for 30 s under load; nothing lost, nothing duplicated",
-  ignore: unavailable !== null,
+  ignore: skipWithout(unavailable),
   fn: () =>
     withDeadline(120_000, "lossy links", async () => {
       const c = await NetCluster.start();

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { TestCluster, yak } from "./harness.ts";
+import { skipWithout, TestCluster, yak } from "./harness.ts";
 
 const TOKEN = "s3cret-token-7f3a";
 
@@ -90,7 +90,7 @@ function hasOpenssl(): boolean {
 
 Deno.test({
   name: "TLS: clients and brokers talk TLS with a certificate made here; plain TCP gets nothing",
-  ignore: !hasOpenssl(),
+  ignore: skipWithout(hasOpenssl() ? null : "openssl is not installed (apt-get install openssl)"),
 }, async () => {
   const dir = await Deno.makeTempDir({ prefix: "yak-tls-" });
   try {
