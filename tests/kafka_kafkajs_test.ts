@@ -25,7 +25,11 @@ Deno.test({
         retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 1000 },
       });
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-      const consumers = [0, 1, 2].map(() => kafka.consumer({ groupId: "jsg", sessionTimeout: 10_000 }));
+      // A short fetch wait: kafkajs keeps its dead coordinator until a few fetch rounds have failed to commit
+      // (it restarts the consumer then), and each round waits out the fetch wait first: 30 s at its default 5 s.
+      const consumers = [0, 1, 2].map(() =>
+        kafka.consumer({ groupId: "jsg", sessionTimeout: 10_000, maxWaitTimeInMs: 500 })
+      );
       const seen = new Map<string, number>();
       try {
         await producer.connect();
