@@ -101,8 +101,31 @@ function authorized(req: Request, auth: HttpAuth): boolean {
 const UNAUTHORIZED = "401 unauthorized: this server needs the cluster's auth token. In a browser open /?token=TOKEN " +
   "once (it sets a cookie and takes the token out of the address); other clients send 'Authorization: Bearer TOKEN'.\n";
 
+/**
+ * Whether a request without a token may be answered: its `Host` must name
+ * this server by an address (any IP literal), `localhost`, or the name it
+ * listens on (`--host`). A DNS name that only resolves here (a
+ * DNS-rebinding page) would otherwise read the console from a browser.
+ */
+export function hostAllowed(hostHeader: string | null, listenHost: string): boolean {
+  if (hostHeader === null) return true; // HTTP/1.0 clients (curl --http1.0, scripts) send none
+  let name = hostHeader.trim().toLowerCase();
+  if (name.startsWith("[")) return true; // an IPv6 literal
+  name = name.replace(/:\d+$/, "").replace(/\.$/, "");
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(name)) return true;
+  return name === "localhost" || name.endsWith(".localhost") || name === listenHost.toLowerCase();
+}
+
 async function answer(req: Request, opts: HttpOptions, secure: boolean): Promise<Response> {
   const url = new URL(req.url);
+  if (opts.auth === null && !hostAllowed(req.headers.get("host"), opts.host)) {
+    const host = (req.headers.get("host") ?? "").slice(0, 100);
+    return text(
+      403,
+      `403 forbidden: '${host}' is not this server's address; without --auth-token it answers only requests to ` +
+        `its own address or localhost\n`,
+    );
+  }
   const route = Object.hasOwn(opts.routes, url.pathname) ? opts.routes[url.pathname] : undefined;
   if (!route) return text(404, `404 not found: ${url.pathname.slice(0, 200)}\n`);
   if (req.method !== "GET" && req.method !== "HEAD") {
