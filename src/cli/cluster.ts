@@ -275,10 +275,13 @@ export async function clusterCommand(args: string[]): Promise<number> {
       while (![...children.values()].every((c) => c.ready) && !failed && !stopping) await woken();
     }
     if (!failed && !stopping) {
+      // Every broker's address: a client given only the first one fails once `yak kill --leader` kills it.
+      const every = (first: number) =>
+        Array.from({ length: brokers }, (_, i) => `${DEFAULTS.host}:${first + i}`).join(",");
       say(
         `ready: zookeeper on ${zkAddr}, brokers on ports ${basePort}-${basePort + brokers - 1} ` +
-          `(yak tools: --bootstrap ${DEFAULTS.host}:${basePort} or --zookeeper ${zkAddr}; ` +
-          `Kafka clients: --bootstrap-server ${DEFAULTS.host}:${basePort + 100}), data in ${data}; Ctrl-C stops all`,
+          `(yak tools: --bootstrap ${every(basePort)} or --zookeeper ${zkAddr}; ` +
+          `Kafka clients: --bootstrap-server ${every(basePort + 100)}), data in ${data}; Ctrl-C stops all`,
       );
       if (httpPort !== 0) {
         say(
