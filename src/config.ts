@@ -61,6 +61,14 @@ export const DEFAULTS = {
   /** Headers one native record may carry (their bytes count toward the record size limit too). */
   maxRecordHeaders: 1000,
   /**
+   * A failed SASL authentication is answered after this long, and then the
+   * connection closes (Kafka's connection.failed.authentication.delay.ms is
+   * 100): guessing the token costs a connection and a wait per guess.
+   */
+  authFailureDelayMs: 250,
+  /** Failed authentications from one address are logged once per this window, then as a count. */
+  authFailureLogWindowMs: 10_000,
+  /**
    * Headers one produce request may carry over all its records: each is an
    * object to decode and store, and at 2 bytes apiece a 16 MiB request (or
    * 8 KB of gzip) could otherwise hold millions.

@@ -101,3 +101,77 @@ Deno.test("a small gzip Produce with 4M empty headers on one record is refused a
       await c.stop();
     }
   }));
+
+const TOKEN = "hostile-test-token";
+
+/** SaslHandshake v1 for PLAIN, then SaslAuthenticate v1 with `password`: the authentication's error code. */
+async function authenticate(k: KafkaConn, password: string): Promise<number> {
+  const hs = await k.call(17, 1, false, (w) => w.string("PLAIN"));
+  assert.equal(hs.int16(), 0, "PLAIN is offered");
+  const r = await k.call(36, 1, false, (w) => w.nullableBytes(new TextEncoder().encode(`\u0000any\u0000${password}`)));
+  return r.int16();
+}
+
+/** Whether the broker closed `k`: a Metadata request gets no answer. */
+async function closed(k: KafkaConn): Promise<boolean> {
+  try {
+    await k.call(3, 0, false, (w) => w.array([], () => {}));
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+Deno.test("SASL guesses on the Kafka port: each failure waits, closes its connection, and the log says it once", () =>
+  withDeadline(60_000, "sasl guessing", async () => {
+    const env = { YAK_AUTH_TOKEN: TOKEN };
+    const c = await TestCluster.start({ brokers: 1, env });
+    try {
+      const stored = await yak(["produce", "--topic", "kept", "--zookeeper", c.zkAddr], { stdin: seqText(10), env });
+      assert.equal(stored.code, 0, stored.stderr);
+      const port = c.kafkaPorts.get(1)!;
+      const t0 = performance.now();
+      for (let i = 0; i < 20; i++) {
+        const k = await KafkaConn.open(port);
+        try {
+          assert.equal(await authenticate(k, `guess-${i}`), 58, "SASL_AUTHENTICATION_FAILED");
+          assert.ok(await closed(k), `guess ${i}: the connection was closed after the failure`);
+        } finally {
+          k.close();
+        }
+      }
+      const ms = performance.now() - t0;
+      console.log(`20 wrong SASL passwords: ${ms.toFixed(0)} ms (${(ms / 20).toFixed(0)} ms a guess)`);
+      assert.ok(ms >= 20 * 200, `guessing is slowed (${ms.toFixed(0)} ms for 20)`);
+
+      // A connection that authenticated, then fails a re-authentication: closed, not left authenticated.
+      const k = await KafkaConn.open(port);
+      try {
+        assert.equal(await authenticate(k, TOKEN), 0);
+        assert.ok(!(await closed(k)), "authenticated, it is served");
+        assert.equal(await authenticate(k, "wrong"), 58);
+        assert.ok(await closed(k), "a failed re-authentication closes the connection");
+      } finally {
+        k.close();
+      }
+      const log = await Deno.readTextFile(join(c.dir, "broker-1", "broker.log"));
+      const lines = log.match(/kafka authentication failed/g)?.length ?? 0;
+      assert.equal(lines, 1, `21 failures from one address in one window are logged once, not ${lines} times`);
+      const read = await yak([
+        "consume",
+        "--topic",
+        "kept",
+        "--from-beginning",
+        "--max-messages",
+        "10",
+        "--zookeeper",
+        c.zkAddr,
+      ], {
+        env,
+      });
+      assert.equal(read.code, 0, read.stderr);
+      assert.equal(read.stdout, seqText(10));
+    } finally {
+      await c.stop();
+    }
+  }));

@@ -115,7 +115,8 @@ Deno.test({
           }
         }
         const log = await Deno.readTextFile(join(c.dir, "broker-1", "broker.log"));
-        assert.equal(log.match(/kafka authentication failed/g)?.length, 2, log);
+        // Two wrong tokens from one address within the log window: one line (the rest are counted, not logged).
+        assert.equal(log.match(/kafka authentication failed/g)?.length, 1, log);
         assert.match(log, /kafka frame refused/);
         assert.doesNotMatch(log, /kafka request header malformed|unauthenticated kafka request/);
         assert.ok(!log.includes(TOKEN) && !log.includes(WRONG), "no token in the operation log");

@@ -38,6 +38,8 @@ export interface Session {
    * connection until it resolves, so pipelined batches keep their order.
    */
   ordered: Promise<void> | null;
+  /** Set by a failed authentication: the reply is sent, then the connection closes. */
+  closeAfterReply: boolean;
 }
 
 /** A request, its header read. */

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config.ts";
 import { security, tokensEqual } from "../protocol/security.ts";
 import type { ApiRequest, KafkaContext, Session } from "./context.ts";
 import { KAFKA } from "./errors.ts";
@@ -39,8 +40,13 @@ export function saslHandshake(_ctx: KafkaContext, req: ApiRequest, w: Writer): v
   w.int16(ok ? 0 : KAFKA.UNSUPPORTED_SASL_MECHANISM).stringArray(["PLAIN"]);
 }
 
-/** Handles SaslAuthenticate v0-1: `authzid NUL user NUL password`, the password being the auth token. */
-export function saslAuthenticate(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+/**
+ * Handles SaslAuthenticate v0-1: `authzid NUL user NUL password`, the
+ * password being the auth token. A wrong one is answered after a delay and
+ * closes the connection, also on a connection that had authenticated before
+ * (a failed re-authentication): each guess costs a connection and a wait.
+ */
+export async function saslAuthenticate(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const bytes = req.body.bytes();
   let error = 0;
   let message: string | null = null;
@@ -52,8 +58,10 @@ export function saslAuthenticate(ctx: KafkaContext, req: ApiRequest, w: Writer):
   } else {
     error = KAFKA.SASL_AUTHENTICATION_FAILED;
     message = "authentication failed: the password must be the cluster's auth token";
-    // Never log what was sent: it may be a mistyped token.
-    ctx.onError("kafka authentication failed", { remote: req.session.remote });
+    req.session.authenticated = false;
+    req.session.closeAfterReply = true;
+    noteFailure(ctx, req.session.remote);
+    await new Promise((r) => setTimeout(r, DEFAULTS.authFailureDelayMs));
   }
   w.int16(error).nullableString(message).nullableBytes(new Uint8Array(0));
   if (req.version >= 1) w.int64(0);
@@ -76,12 +84,37 @@ export function saslBareToken(ctx: KafkaContext, session: Session, token: Uint8A
   }
   session.saslBareTokenNext = false;
   if (!plainTokenValid(token)) {
-    // Never log what was sent: it may be a mistyped token.
-    ctx.onError("kafka authentication failed", { remote: session.remote });
+    noteFailure(ctx, session.remote);
     return "close";
   }
   session.authenticated = true;
   return new Uint8Array(4); // size 0: no bytes follow
+}
+
+/** Per listener, per peer address: failures not logged yet in the current window, and when it started. */
+const failures = new WeakMap<KafkaContext, Map<string, { unlogged: number; sinceMs: number }>>();
+
+/**
+ * Logs a failed authentication (never what was sent: it may be a mistyped
+ * token): the first from an address at once, the rest as one count per
+ * window, so a flood of guesses cannot flood the log.
+ */
+function noteFailure(ctx: KafkaContext, remote: string): void {
+  const peer = remote.replace(/:\d+$/, "");
+  let byPeer = failures.get(ctx);
+  if (!byPeer) failures.set(ctx, byPeer = new Map());
+  const now = Date.now();
+  const seen = byPeer.get(peer);
+  if (seen && now - seen.sinceMs < DEFAULTS.authFailureLogWindowMs) {
+    seen.unlogged++;
+    return;
+  }
+  const more = seen?.unlogged ?? 0;
+  ctx.onError("kafka authentication failed", {
+    remote,
+    ...(more > 0 ? { alsoFromThisAddress: more, inSeconds: Math.round((now - seen!.sinceMs) / 1000) } : {}),
+  });
+  byPeer.set(peer, { unlogged: 0, sinceMs: now });
 }
 
 /** `authzid NUL user NUL password`, the password being the auth token (any when the broker has none). */

@@ -87,6 +87,7 @@ async function serveConnection(
     saslBareTokenNext: false,
     slice,
     ordered: null,
+    closeAfterReply: false,
   };
   let open = true;
   let inFlight = 0;
@@ -165,6 +166,12 @@ async function serveConnection(
         if (outcome === "close") return;
         // A bare token's reply queues behind the replies before it, as any reply does.
         enqueue(outcome instanceof Uint8Array ? Promise.resolve(outcome) : outcome);
+        if (session.closeAfterReply) {
+          // A failed authentication: its answer (and every one before it) goes out, then the connection ends.
+          await outcome;
+          await tail;
+          return;
+        }
         while (open && (inFlight >= MAX_IN_FLIGHT || unwritten > MAX_UNWRITTEN_BYTES)) {
           await new Promise<void>((r) => (wake = r));
         }
