@@ -162,7 +162,7 @@ export class Broker implements BrokerContext {
         segmentBytes: opts.segmentBytes,
         segmentMs: opts.segmentMs,
         indexIntervalBytes: opts.indexIntervalBytes,
-        tailCacheBytes: opts.tailCacheBytes ?? DEFAULTS.tailCacheBytes,
+        tailCacheBytes: DEFAULTS.tailCacheBytes,
         onEvent: (event, fields) => log.write(event, fields),
         onDamage: (d) => onDamage(d),
         verifyAll: !clean,

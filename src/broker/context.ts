@@ -61,8 +61,6 @@ export interface BrokerOptions {
   /** The scrubber's pace in bytes a second (0: off), and the shortest time between the starts of its passes. */
   scrubBytesPerSec: number;
   scrubIntervalMs: number;
-  /** Newest bytes of each partition kept in memory (default DEFAULTS.tailCacheBytes). */
-  tailCacheBytes?: number;
   /** Echo the operation log to stderr. */
   echo: boolean;
   /** Other listeners the CLI started beside the broker (e.g. `http`), name -> host:port, shown in status. */

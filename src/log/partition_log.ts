@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
-import { sealedLineOk, sealLines } from "./record.ts";
+import { sealLines, verifyLine } from "./record.ts";
 import { Segment, segmentStem } from "./segment.ts";
 
 const NEWLINE = 10;
@@ -116,9 +116,7 @@ export class PartitionLog {
   #closed = false;
   /** Monotonic ms of the first write into the active segment (for segment.ms). */
   #activeSinceMs = -1;
-  /** The lowest offset known to hold a damaged record (Infinity: none). */
-  #damagedFrom = Infinity;
-  /** Damaged offsets already reported, so repeated reads report each once. */
+  /** Damaged offsets known (each reported once, however often reads meet it). */
   #reported = new Set<number>();
   /** What the start-up check saw. */
   openCheck: OpenCheck = { checked: 0, unsealed: 0 };
@@ -234,11 +232,10 @@ export class PartitionLog {
 
   /** The lowest offset known to hold a damaged record, Infinity when none is known. */
   get damagedFrom(): number {
-    return this.#damagedFrom;
+    return Math.min(Infinity, ...this.#reported);
   }
 
   #markDamaged(offset: number, file: string, found: Damage["found"]): void {
-    if (offset < this.#damagedFrom) this.#damagedFrom = offset;
     if (this.#reported.has(offset)) return;
     this.#reported.add(offset);
     this.#opts.onDamage?.({ dir: this.dir, offset, file, found });
@@ -247,7 +244,6 @@ export class PartitionLog {
   /** Forgets damage at or above `offset` (those records are gone: truncated, or deleted by retention below). */
   #forgetDamage(keep: (offset: number) => boolean): void {
     for (const o of [...this.#reported]) if (!keep(o)) this.#reported.delete(o);
-    this.#damagedFrom = this.#reported.size === 0 ? Infinity : Math.min(...this.#reported);
   }
 
   /**
@@ -590,7 +586,7 @@ export class PartitionLog {
       if (lastNl === -1) {
         // One record longer than the chunk: read it whole.
         const line = await this.#readLongLine(seg, position);
-        if (toSkip === 0 && !lineIntact(line, 0, line.length - 1, from + count)) {
+        if (toSkip === 0 && verifyLine(line, 0, line.length - 1, from + count) === "damaged") {
           this.#damaged(seg, from + count, count > 0);
           break;
         }
@@ -617,7 +613,7 @@ export class PartitionLog {
         const lineStart = stop;
         const next = chunk.indexOf(NEWLINE, stop) + 1;
         // Every line read from disk proves itself before it is served (its checksum).
-        if (!lineIntact(chunk, lineStart, next - 1, from + count)) {
+        if (verifyLine(chunk, lineStart, next - 1, from + count) === "damaged") {
           this.#damaged(seg, from + count, count > 0);
           damaged = true;
           break;
@@ -695,7 +691,7 @@ export class PartitionLog {
       let lines = 0;
       while (at <= lastNl) {
         const nl = chunk.indexOf(NEWLINE, at);
-        if (!lineIntact(chunk, at, nl, offset + lines)) {
+        if (verifyLine(chunk, at, nl, offset + lines) === "damaged") {
           // The rest of this segment is re-copied with it when it heals.
           this.#markDamaged(offset + lines, seg.dataPath, "scrub");
           return null;
@@ -867,20 +863,4 @@ function lineEnd(bytes: Uint8Array, from: number, lines: number): number {
     at = nl + 1;
   }
   return at;
-}
-
-/**
- * Whether the stored line `b[s, e)` (`e` at its newline) is the record at
- * `offset`, intact: its checksum matches; a line from before checksums must
- * parse and claim that offset.
- */
-function lineIntact(b: Uint8Array, s: number, e: number, offset: number): boolean {
-  // The offset too: a lost or added newline shifts every line after it, each still intact.
-  const sealed = sealedLineOk(b, s, e, offset);
-  if (sealed !== null) return sealed;
-  try {
-    return JSON.parse(decoder.decode(b.subarray(s, e))).offset === offset;
-  } catch {
-    return false;
-  }
 }

@@ -6,7 +6,7 @@
  * The last field is the line's checksum: the CRC-32C of every byte before
  * `,"crc":"`, in 8 hex digits. The leader adds it when it appends
  * ({@link sealLines}); followers copy the line as it is; every read from disk
- * checks it ({@link checkLine}), so a changed byte is found, never served.
+ * checks it ({@link verifyLine}), so a changed byte is found, never served.
  * Lines written before checksums (yak 0.x) have no such field and are still
  * read: they are checked by parsing instead.
  *
@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { crc32c, crc32cRange } from "./crc32c.ts";
+import { crc32cRange } from "./crc32c.ts";
 
 /** A record header: a text key, and a value as text, base64 bytes, or null. */
 export interface RecordHeader {
@@ -344,6 +344,7 @@ const CRC_TAIL_BYTES = CRC_FIELD.length + 8 + 2;
 /** The bytes {@link sealLines} adds to each line (the closing brace was there already). */
 export const SEAL_BYTES: number = CRC_TAIL_BYTES - 1;
 const HEX = encoder.encode("0123456789abcdef");
+const utf8 = new TextDecoder();
 const CLOSE_BRACE = 0x7d;
 
 /**
@@ -375,7 +376,7 @@ export function sealLines(bytes: Uint8Array, lineCount?: number): Uint8Array {
     }
     const body = nl - 1 - s;
     out.set(bytes.subarray(s, nl - 1), o);
-    let crc = crc32c(out, o, o + body);
+    let crc = crc32cRange(out, o, o + body);
     o += body;
     out.set(CRC_FIELD, o);
     o += CRC_FIELD.length;
@@ -398,57 +399,44 @@ const HEX_VALUE: Int8Array = (() => {
   for (let i = 0; i < 16; i++) v[HEX[i]] = i;
   return v;
 })();
-const CRC_MARK = CRC_FIELD.length;
 
 /**
- * The hot path of a read from disk: whether the line `b[s, e)` is the sealed
- * record at `offset`, intact (true), damaged (false), or unsealed (null:
- * check it by parsing). A matching checksum covers the `{"offset":` prefix,
- * so only the offset's digits are read.
- */
-export function sealedLineOk(b: Uint8Array, s: number, e: number, offset: number): boolean | null {
-  const t = e - CRC_TAIL_BYTES;
-  if (t <= s + 11 || b[e - 1] !== CLOSE_BRACE) return false;
-  if (b[e - 2] !== QUOTE) return null;
-  for (let k = 0; k < CRC_MARK; k++) if (b[t + k] !== CRC_FIELD[k]) return null;
-  let want = 0;
-  for (let k = t + CRC_MARK; k < e - 2; k++) {
-    const d = HEX_VALUE[b[k]];
-    if (d < 0) return false;
-    want = want * 16 + d;
-  }
-  if (crc32cRange(b, s, t) !== want) return false;
-  let n = 0;
-  let at = s + OFFSET_PREFIX.length;
-  for (let c = b[at]; c >= 0x30 && c <= 0x39; c = b[++at]) n = n * 10 + (c - 0x30);
-  return b[at] === 0x2c && n === offset;
-}
-
-/**
- * Checks the stored line `b[s, e)` (`e` at its newline, which is not part of
- * it): "ok" when its checksum matches, "damaged" when it does not or the line
- * does not end its object, "unsealed" when it carries no checksum (a line
- * from before checksums, or one whose checksum field itself was hit: the
- * caller checks those by parsing).
+ * Whether the stored line `b[s, e)` (`e` at its newline, which is not part
+ * of it) is the record at `offset`, intact: "sealed" when its checksum
+ * matches (the checksum covers the `{"offset":` prefix, so only the offset's
+ * digits are read after it), "unsealed" when it carries no checksum but
+ * parses and names `offset` (a line from before checksums, or one whose
+ * checksum field itself was hit), "damaged" otherwise. One check for every
+ * reader: reads from disk, the start-up scan and the scrubber.
  *
  * @example
  * ```ts
- * import { checkLine, sealLines } from "./record.ts";
- * const line = sealLines(new TextEncoder().encode('{"offset":0}\n'));
- * checkLine(line, 0, line.length - 1); // "ok"
+ * import { sealLines, verifyLine } from "./record.ts";
+ * const line = sealLines(new TextEncoder().encode('{"offset":0,"value":"v"}\n'));
+ * verifyLine(line, 0, line.length - 1, 0); // "sealed"
  * line[3] ^= 1;
- * checkLine(line, 0, line.length - 1); // "damaged"
+ * verifyLine(line, 0, line.length - 1, 0); // "damaged"
  * ```
  */
-export function checkLine(b: Uint8Array, s: number, e: number): "ok" | "damaged" | "unsealed" {
+export function verifyLine(b: Uint8Array, s: number, e: number, offset: number): "sealed" | "unsealed" | "damaged" {
   if (e <= s || b[e - 1] !== CLOSE_BRACE) return "damaged";
   const t = e - CRC_TAIL_BYTES;
-  if (t <= s || b[e - 2] !== QUOTE || !startsAt(b, t, CRC_FIELD)) return "unsealed";
-  let want = 0;
-  for (let k = t + CRC_FIELD.length; k < e - 2; k++) {
-    const d = HEX_VALUE[b[k]];
-    if (d < 0) return "damaged";
-    want = want * 16 + d;
+  if (t > s && b[e - 2] === QUOTE && startsAt(b, t, CRC_FIELD)) {
+    let want = 0;
+    for (let k = t + CRC_FIELD.length; k < e - 2; k++) {
+      const d = HEX_VALUE[b[k]];
+      if (d < 0) return "damaged";
+      want = want * 16 + d;
+    }
+    if (crc32cRange(b, s, t) !== want) return "damaged";
+    let n = 0;
+    let at = s + OFFSET_PREFIX.length;
+    for (let c = b[at]; c >= 0x30 && c <= 0x39; c = b[++at]) n = n * 10 + (c - 0x30);
+    return b[at] === 0x2c && n === offset ? "sealed" : "damaged";
   }
-  return crc32c(b, s, t) === want ? "ok" : "damaged";
+  try {
+    return JSON.parse(utf8.decode(b.subarray(s, e))).offset === offset ? "unsealed" : "damaged";
+  } catch {
+    return "damaged";
+  }
 }

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { crc32c } from "./crc32c.ts";
 import {
-  checkLine,
   encodeBatch,
   keyBytes,
   parseLines,
@@ -11,6 +10,7 @@ import {
   sealLines,
   valueBytes,
   valuesOf,
+  verifyLine,
 } from "./record.ts";
 
 const encoder = new TextEncoder();
@@ -236,7 +236,7 @@ Deno.test("valuesOf reads values, never a header's value; bytes and headers take
   assert.deepEqual(parseLines(withHeaders).map((r) => r.value), ["hello"]);
 });
 
-Deno.test("sealLines adds a CRC-32C of each line's bytes as its last field; checkLine finds any changed byte", () => {
+Deno.test("sealLines adds a CRC-32C of each line's bytes as its last field; verifyLine finds any changed byte", () => {
   const plain = encoder.encode(
     encodeBatch([{ key: "k", value: 'a "quoted" ü' }, { key: null, value: null }], 41, 2, 5, "p9", 3),
   );
@@ -252,15 +252,17 @@ Deno.test("sealLines adds a CRC-32C of each line's bytes as its last field; chec
   }
   assert.deepEqual(sealLines(plain), sealed, "the line count is found when not given");
   const end = sealed.indexOf(10);
-  assert.equal(checkLine(sealed, 0, end), "ok");
-  assert.equal(checkLine(sealed, end + 1, sealed.length - 1), "ok");
+  assert.equal(verifyLine(sealed, 0, end, 41), "sealed");
+  assert.equal(verifyLine(sealed, end + 1, sealed.length - 1, 42), "sealed");
+  assert.equal(verifyLine(sealed, 0, end, 40), "damaged", "an intact line in the wrong place");
   for (let i = 0; i < end; i++) {
     const hurt = sealed.slice();
     hurt[i] ^= 0x04;
-    assert.notEqual(checkLine(hurt, 0, end), "ok", `a change at byte ${i} is caught`);
+    assert.notEqual(verifyLine(hurt, 0, end, 41), "sealed", `a change at byte ${i} is caught`);
   }
   // Lines from before checksums are "unsealed" (the reader checks them by parsing).
-  assert.equal(checkLine(plain, 0, plain.indexOf(10)), "unsealed");
+  assert.equal(verifyLine(plain, 0, plain.indexOf(10), 41), "unsealed");
+  assert.equal(verifyLine(encoder.encode('{"offset":7}'), 0, 12, 7), "unsealed", "a short line from before checksums");
   assert.throws(() => sealLines(encoder.encode('{"offset":0}')), /ending in '\}'/);
 });
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { checkLine } from "./record.ts";
+import { verifyLine } from "./record.ts";
 
 const NEWLINE = 10;
 const CLOSE_BRACE = 0x7d;
@@ -25,7 +25,6 @@ export function startsWithOffset(bytes: Uint8Array, from: number, to: number, ex
   return at > digitsFrom && at < to && bytes[at] === 44 && n === expected;
 }
 const SCAN_CHUNK_BYTES = 1024 * 1024;
-const decoder = new TextDecoder();
 /** Index entries are two little-endian uint32: offset - base, byte position. */
 const INDEX_ENTRY_BYTES = 8;
 
@@ -282,19 +281,11 @@ export class Segment {
     let corrupt = false;
     let damagedAt: number | null = null;
     let unsealed = 0;
-    // Checks a whole line's checksum (framing was checked already).
+    // Checks a whole line (framing was checked already).
     const verify = (bytes: Uint8Array, from: number, to: number, offset: number) => {
-      const verdict = checkLine(bytes, from, to);
-      let ok = verdict === "ok";
-      if (verdict === "unsealed") {
-        unsealed++;
-        try {
-          ok = JSON.parse(decoder.decode(bytes.subarray(from, to))).offset === offset;
-        } catch {
-          ok = false;
-        }
-      }
-      if (!ok && (damagedAt === null || offset < damagedAt)) damagedAt = offset;
+      const verdict = verifyLine(bytes, from, to, offset);
+      if (verdict === "unsealed") unsealed++;
+      if (verdict === "damaged" && (damagedAt === null || offset < damagedAt)) damagedAt = offset;
     };
     // Lines that began in an earlier chunk are checked after the loop.
     const spanning: { start: number; end: number; offset: number }[] = [];
