@@ -76,7 +76,50 @@ export const DEFAULTS = {
   maxRequestHeaders: 100_000,
   maxFetchBytes: 4 * 1024 * 1024,
   maxFetchWaitMs: 30_000,
+
+  // Connections (every listener: native, Kafka, zookeeper; src/protocol/listener.ts).
+  /** Connections one listener serves at once. */
   maxConnections: 1024,
+  /**
+   * Connections from one address (Kafka's max.connections.per.ip): half the
+   * table, so one address can never hold all of it. On loopback every local
+   * process shares an address, hence not lower.
+   */
+  maxConnectionsPerPeer: 512,
+  /**
+   * Frames a connection may send before it authenticates: an auth line, an
+   * ApiVersions, a SASL token are a few hundred bytes (Kafka allows 512 KiB
+   * for GSSAPI tokens, which yak does not speak). Below the read buffer's
+   * size, so an unauthenticated peer never makes a connection grow.
+   */
+  maxPreAuthFrameBytes: 16 * 1024,
+  /**
+   * A connection that has not authenticated (or, with no token, not sent a
+   * first request) by then is closed; such connections are also the first
+   * to make room when the table is full.
+   */
+  authTimeoutMs: 10_000,
+  /**
+   * A connection refused or evicted for want of room is told so at once and
+   * closed this much later: a flood that reconnects as soon as it is closed
+   * (117,000 connections in 12 s against the zookeeper, which then took 5 s
+   * to elect a leader) gets one attempt a second per socket.
+   */
+  turnedAwayCloseDelayMs: 1000,
+  /** A connection with nothing in flight that sends nothing for this long is closed (Kafka's connections.max.idle.ms). */
+  connectionsMaxIdleMs: 600_000,
+  /** Requests of one connection handled at once; reading pauses beyond it. */
+  maxInFlightPerConnection: 128,
+  /** Reply bytes of one connection not yet written (its peer is not reading); reading pauses beyond it. */
+  maxUnwrittenBytesPerConnection: 8 * 1024 * 1024,
+  /**
+   * Bytes of requests bigger than a connection's 64 KiB read buffer held at
+   * once over all connections of a process (Kafka's queued.max.request.bytes):
+   * a connection that would pass it stops reading until others finish. Eight
+   * maximum-size frames; without it 260 peers each sending 16 MiB - 1 bytes
+   * and going silent took a broker to 4.2 GB.
+   */
+  queuedMaxRequestBytes: 128 * 1024 * 1024,
   maxPartitions: 1000,
   /**
    * Topics a cluster keeps: each is a directory with a topic.json, and its

@@ -28,7 +28,6 @@ async function withZookeeper(fn: (zk: Zookeeper, dir: string) => Promise<void>) 
     heartbeatMs: 100,
     sessionTimeoutMs: 1000,
     maxFrameBytes: 1 << 20,
-    maxConnections: 64,
     echo: false,
   });
   try {

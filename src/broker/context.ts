@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { ConnectionLimits } from "../protocol/listener.ts";
 import type { ClientStatus } from "../protocol/status.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
 import type { OpLog } from "../op_log.ts";
@@ -43,7 +44,8 @@ export interface BrokerOptions {
   maxBatchRecords: number;
   maxFetchBytes: number;
   maxFetchWaitMs: number;
-  maxConnections: number;
+  /** Every listener's connection limits (native and Kafka). */
+  connections: ConnectionLimits;
   maxPartitions: number;
   /** Topics the leader lets the cluster hold (`--max-topics`; at most DEFAULTS.maxTopics). */
   maxTopics: number;

@@ -9,6 +9,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Bootstrap } from "../client/discovery.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
+import { type ConnectionLimits, connectionLimits } from "../protocol/listener.ts";
 import { YakError } from "../errors.ts";
 
 /** Flag definitions, as node:util parseArgs takes them. */
@@ -306,6 +307,51 @@ export const TIMING_FLAGS: Flags = {
   "heartbeat-ms": { type: "string" },
   "session-timeout-ms": { type: "string" },
 };
+
+/** The connection limits every server process takes (src/protocol/listener.ts). */
+export const CONNECTION_FLAGS: Flags = {
+  "max-connections": { type: "string" },
+  "max-connections-per-ip": { type: "string" },
+  "auth-timeout-ms": { type: "string" },
+  "connections-max-idle-ms": { type: "string" },
+  "queued-max-request-bytes": { type: "string" },
+};
+
+/** The usage text of {@link CONNECTION_FLAGS}. */
+export const CONNECTION_USAGE =
+  `Connections: at most --max-connections (${DEFAULTS.maxConnections}) at once, --max-connections-per-ip
+(${DEFAULTS.maxConnectionsPerPeer}) from one address; when full, the oldest connection that has not
+authenticated makes room. One that has not authenticated (or sent a first request) in
+--auth-timeout-ms (${DEFAULTS.authTimeoutMs}) is closed, as is one idle for --connections-max-idle-ms
+(${DEFAULTS.connectionsMaxIdleMs}). Requests over 64 KiB held at once are capped at
+--queued-max-request-bytes (${DEFAULTS.queuedMaxRequestBytes}); past it a connection waits.`;
+
+/** {@link CONNECTION_FLAGS}, with their defaults and bounds: each listener's limits and the process's budget. */
+export function connectionsOf(values: Values): { limits: ConnectionLimits; queuedMaxRequestBytes: number } {
+  const maxConnections = integer(values, "max-connections", DEFAULTS.maxConnections, 1, 100_000);
+  const perPeer = Math.min(DEFAULTS.maxConnectionsPerPeer, maxConnections);
+  return {
+    limits: connectionLimits({
+      maxConnections,
+      maxConnectionsPerPeer: integer(values, "max-connections-per-ip", perPeer, 1, 100_000),
+      authTimeoutMs: integer(values, "auth-timeout-ms", DEFAULTS.authTimeoutMs, 50, 600_000),
+      connectionsMaxIdleMs: integer(
+        values,
+        "connections-max-idle-ms",
+        DEFAULTS.connectionsMaxIdleMs,
+        100,
+        Number.MAX_SAFE_INTEGER,
+      ),
+    }),
+    queuedMaxRequestBytes: integer(
+      values,
+      "queued-max-request-bytes",
+      DEFAULTS.queuedMaxRequestBytes,
+      64 * 1024,
+      2 ** 40,
+    ),
+  };
+}
 
 /** `--heartbeat-ms` and `--session-timeout-ms`, with their defaults and bounds. */
 export function timingOf(values: Values): { heartbeatMs: number; sessionTimeoutMs: number } {

@@ -9,7 +9,11 @@ import { nativeCodec } from "../native/handlers.ts";
 import { kafkaCodec } from "../kafka/server.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
+import { RequestMemory } from "../protocol/listener.ts";
 import {
+  CONNECTION_FLAGS,
+  CONNECTION_USAGE,
+  connectionsOf,
   dataRootOf,
   helpRequested,
   integer,
@@ -33,6 +37,8 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--scrub-bytes-per-sec 4194304] [--scrub-interval-ms 3600000]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
+           [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
+           [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
            [--http-port P] [--quiet]
 
 Serves the native protocol on --port (default 9091+N; 0 picks a free port) and
@@ -56,6 +62,8 @@ partitions past them (give every broker the same; lower them for a small disk).
 --http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
 free port; the URL is printed); off without it. With --auth-token it needs
 'Authorization: Bearer TOKEN'.
+${CONNECTION_USAGE} The limits apply to the native and the Kafka port each;
+the budget is the broker's.
 `;
 
 /** Runs a broker until SIGINT/SIGTERM. */
@@ -84,10 +92,12 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "advertised-host": { type: "string" },
     "advertised-native-port": { type: "string" },
     "http-port": { type: "string" },
+    ...CONNECTION_FLAGS,
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
   required(values, "id", "broker");
+  const connections = connectionsOf(values);
   const id = integer(values, "id", 0, 1, 1_000_000);
   const zk = parseHostPort(
     text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??
@@ -141,7 +151,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
     maxBatchRecords: DEFAULTS.maxBatchRecords,
     maxFetchBytes: DEFAULTS.maxFetchBytes,
     maxFetchWaitMs: DEFAULTS.maxFetchWaitMs,
-    maxConnections: DEFAULTS.maxConnections,
+    connections: connections.limits,
     maxPartitions: DEFAULTS.maxPartitions,
     maxTopics: integer(values, "max-topics", DEFAULTS.maxTopics, 1, DEFAULTS.maxTopics),
     maxPartitionsPerBroker: integer(
@@ -162,6 +172,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
     echo: !values.quiet,
     ...(http ? { listeners: { http: `${http.host}:${http.port}` } } : {}),
   };
+  // One budget for both ports' large requests.
+  const memory = new RequestMemory(connections.queuedMaxRequestBytes);
   // Kafka's port follows the native one (9092 -> 9192); with --port 0 it is picked freely too.
   const kafkaPort = integer(values, "kafka-port", opts.port === 0 ? 0 : opts.port + 100, -1, 65535);
   const kafka = kafkaPort === -1 ? undefined : kafkaCodec({
@@ -169,9 +181,10 @@ export async function brokerCommand(args: string[]): Promise<number> {
     port: kafkaPort,
     advertisedHost: text(values, "advertised-host"),
     maxFrameBytes: opts.maxFrameBytes,
-    maxConnections: opts.maxConnections,
+    limits: opts.connections,
+    memory,
   });
-  const broker = await Broker.start(opts, nativeCodec(opts), kafka).catch(async (err) => {
+  const broker = await Broker.start(opts, nativeCodec(opts, memory), kafka).catch(async (err) => {
     await http?.close();
     // Either listener's port may be taken: name the flag that moves it.
     throw withPortFlag(withPortFlag(err, opts.port, "--port"), kafkaPort, "--kafka-port");

@@ -6,17 +6,32 @@
 import { DEFAULTS } from "../config.ts";
 import { Zookeeper } from "../zookeeper/zookeeper.ts";
 import { startConsole } from "../console/console_server.ts";
-import { dataRootOf, helpRequested, integer, parse, text, TIMING_FLAGS, timingOf, withPortFlag } from "./args.ts";
+import {
+  CONNECTION_FLAGS,
+  CONNECTION_USAGE,
+  connectionsOf,
+  dataRootOf,
+  helpRequested,
+  integer,
+  parse,
+  text,
+  TIMING_FLAGS,
+  timingOf,
+  withPortFlag,
+} from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 
 const USAGE = `
 yak zookeeper [--port 2181] [--host 127.0.0.1] [--data data]
               [--heartbeat-ms 250] [--session-timeout-ms 1000] [--http-port P] [--quiet]
+              [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
+              [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
 
 Watches broker heartbeats, elects the leader, and writes the lease to
 DATA/zookeeper/leader.lease. Operation log: DATA/zookeeper/zookeeper.log.
 --http-port serves the web console on host:P (0 picks a free port; the URL is
 printed); off without it. With --auth-token the console needs the token.
+${CONNECTION_USAGE}
 `;
 
 /** Runs the zookeeper until SIGINT/SIGTERM. */
@@ -27,18 +42,21 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     data: { type: "string" },
     ...TIMING_FLAGS,
     "http-port": { type: "string" },
+    ...CONNECTION_FLAGS,
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
   const httpPort = integer(values, "http-port", undefined, 0, 65535);
   const port = integer(values, "port", DEFAULTS.zookeeperPort, 0, 65535);
+  const connections = connectionsOf(values);
   const zk = await Zookeeper.start({
     dataDir: dataRootOf(values),
     host: text(values, "host") ?? DEFAULTS.host,
     port,
     ...timingOf(values),
     maxFrameBytes: 1024 * 1024,
-    maxConnections: DEFAULTS.maxConnections,
+    connections: connections.limits,
+    queuedMaxRequestBytes: connections.queuedMaxRequestBytes,
     echo: !values.quiet,
   }).catch((err) => {
     throw withPortFlag(err, port, "--port");

@@ -16,6 +16,7 @@
  * @module
  */
 import { DEFAULTS } from "../config.ts";
+import { LogWindow, peerAddress } from "../protocol/log_window.ts";
 import { security, tokensEqual } from "../protocol/security.ts";
 import type { ApiRequest, KafkaContext, Session } from "./context.ts";
 import { KAFKA } from "./errors.ts";
@@ -92,7 +93,7 @@ export function saslBareToken(ctx: KafkaContext, session: Session, token: Uint8A
 }
 
 /** Per listener, per peer address: failures not logged yet in the current window, and when it started. */
-const failures = new WeakMap<KafkaContext, Map<string, { unlogged: number; sinceMs: number }>>();
+const failures = new WeakMap<KafkaContext, LogWindow>();
 
 /**
  * Logs a failed authentication (never what was sent: it may be a mistyped
@@ -100,21 +101,9 @@ const failures = new WeakMap<KafkaContext, Map<string, { unlogged: number; since
  * window, so a flood of guesses cannot flood the log.
  */
 function noteFailure(ctx: KafkaContext, remote: string): void {
-  const peer = remote.replace(/:\d+$/, "");
-  let byPeer = failures.get(ctx);
-  if (!byPeer) failures.set(ctx, byPeer = new Map());
-  const now = Date.now();
-  const seen = byPeer.get(peer);
-  if (seen && now - seen.sinceMs < DEFAULTS.authFailureLogWindowMs) {
-    seen.unlogged++;
-    return;
-  }
-  const more = seen?.unlogged ?? 0;
-  ctx.onError("kafka authentication failed", {
-    remote,
-    ...(more > 0 ? { alsoFromThisAddress: more, inSeconds: Math.round((now - seen!.sinceMs) / 1000) } : {}),
-  });
-  byPeer.set(peer, { unlogged: 0, sinceMs: now });
+  let window = failures.get(ctx);
+  if (!window) failures.set(ctx, window = new LogWindow(DEFAULTS.authFailureLogWindowMs, ctx.onError));
+  window.note(peerAddress(remote), "kafka authentication failed", { remote });
 }
 
 /** `authzid NUL user NUL password`, the password being the auth token (any when the broker has none). */

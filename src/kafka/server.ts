@@ -10,10 +10,16 @@
  * @module
  */
 import type { ServeCodec } from "../broker/broker.ts";
-import { TimeSlice } from "../clock.ts";
-import { DEFAULTS } from "../config.ts";
 import { toYakError, YakError } from "../errors.ts";
-import { listen } from "../protocol/listener.ts";
+import {
+  type Answer,
+  type Codec,
+  type ConnectionLimits,
+  listen,
+  type Pumped,
+  type RequestMemory,
+  type Split,
+} from "../protocol/listener.ts";
 import { security } from "../protocol/security.ts";
 import { API_BY_KEY, API_VERSIONS_KEY, apiVersionsBody } from "./apis.ts";
 import type { Api, KafkaContext, Session } from "./context.ts";
@@ -27,13 +33,11 @@ export interface KafkaServeOptions {
   /** The host Kafka clients are told to reach this broker by (default: `host`); other brokers learn it too. */
   advertisedHost?: string;
   maxFrameBytes: number;
-  maxConnections: number;
+  /** Defaults to src/config.ts's. */
+  limits?: ConnectionLimits;
+  /** The process's budget for large requests, shared with its other listeners. */
+  memory?: RequestMemory;
 }
-
-/** Requests of one connection running at once; reading pauses beyond it. */
-const MAX_IN_FLIGHT = 64;
-/** Reply bytes of one connection not yet written; reading pauses beyond it (a client that never reads). */
-const MAX_UNWRITTEN_BYTES = 8 * 1024 * 1024;
 
 /**
  * The Kafka codec for a broker, for `Broker.start`'s extra listeners.
@@ -55,9 +59,11 @@ export function kafkaCodec(o: KafkaServeOptions): ServeCodec {
     const listener = listen({
       host: o.host,
       port: o.port,
-      maxConnections: o.maxConnections,
+      maxFrameBytes: o.maxFrameBytes,
+      limits: o.limits,
+      memory: o.memory,
       onError,
-      onConnection: (conn, remote, full) => full ? Promise.resolve() : serveConnection(ctx, o, conn, remote),
+      codec: (pumped) => new KafkaConnection(ctx, pumped),
     });
     port = listener.port;
     // The broker registers this host with the zookeeper, so every broker's Metadata names us by it.
@@ -70,165 +76,91 @@ export function kafkaCodec(o: KafkaServeOptions): ServeCodec {
   };
 }
 
-async function serveConnection(
-  ctx: KafkaContext,
-  o: KafkaServeOptions,
-  conn: Deno.Conn,
-  remote: string,
-): Promise<void> {
-  // Pipelined requests are decoded one after another; past the slice's budget the loop (and a produce
-  // between partitions) yields, so a buffer full of large produce requests does not hold the broker thread
-  // in one stretch.
-  const slice = new TimeSlice(DEFAULTS.requestSliceMs);
-  const session: Session = {
-    remote,
-    authenticated: security().authToken === undefined,
-    saslMechanism: null,
-    saslBareTokenNext: false,
-    slice,
-    ordered: null,
-    closeAfterReply: false,
-  };
-  let open = true;
-  let inFlight = 0;
-  let unwritten = 0;
-  let wake: (() => void) | null = null;
-  const wakeReader = () => {
-    wake?.();
-    wake = null;
-  };
-  // Replies leave in request order: each waits for the one before it.
-  let tail: Promise<void> = Promise.resolve();
-  const writeAll = async (bytes: Uint8Array) => {
-    let at = 0;
-    while (at < bytes.length) at += await conn.write(bytes.subarray(at));
-  };
-  const enqueue = (reply: Promise<Uint8Array | null>) => {
-    inFlight++;
-    // Settled at once, so a request that fails while an earlier one still waits
-    // is never an unhandled rejection (that would end the process).
-    const settled = reply.then((bytes) => ({ bytes, err: null }), (err: unknown) => ({ bytes: null, err }));
-    tail = tail.then(async () => {
-      let bytes: Uint8Array | null = null;
-      try {
-        const outcome = await settled;
-        if (outcome.err !== null) throw outcome.err;
-        bytes = outcome.bytes;
-        if (bytes && open) {
-          unwritten += bytes.length;
-          await writeAll(bytes);
-        }
-      } catch {
-        // The peer is gone, or a request could not be answered: the client reconnects.
-        open = false;
-        try {
-          conn.close();
-        } catch { /* already closed */ }
-      } finally {
-        if (bytes) unwritten -= bytes.length;
-        inFlight--;
-        wakeReader();
-      }
-    });
-  };
+/**
+ * One Kafka connection: int32 size-prefixed frames, answered in request
+ * order. Pipelined requests are decoded one after another; past the slice's
+ * budget the pump (and a produce between partitions) yields, so a buffer full
+ * of large produce requests does not hold the broker thread in one stretch.
+ */
+class KafkaConnection implements Codec {
+  readonly ordered = true;
+  readonly #ctx: KafkaContext;
+  readonly #session: Session;
+  #firstFrame = true;
 
-  let buf = new Uint8Array(64 * 1024);
-  let have = 0;
-  let firstFrame = true;
-  try {
-    while (open) {
-      // Frames already in the buffer.
-      let at = 0;
-      while (have - at >= 4) {
-        // A produce still putting its batches in line goes first (it yields while it decodes).
-        if (session.ordered) await session.ordered;
-        await slice.pause();
-        const size = new DataView(buf.buffer, buf.byteOffset + at, 4).getInt32(0);
-        // Set by a SaslHandshake v0 dispatched just before (its handler runs before dispatch returns).
-        const bareToken = session.saslBareTokenNext;
-        const minBytes = bareToken ? 0 : 8;
-        const maxBytes = bareToken ? MAX_SASL_TOKEN_BYTES : o.maxFrameBytes;
-        if (size < minBytes || size > maxBytes) {
-          if (firstFrame && buf[at] === OPEN_BRACE && buf[at + 1] === QUOTE) {
-            // '{"' read as a length is over 2 GB: a yak tool that was given this port. Tell it, in its own frames.
-            ctx.onError("yak client on the Kafka port", { remote });
-            await answerNativeClient(ctx, buf.subarray(at, have), writeAll);
-            return;
-          }
-          ctx.onError("kafka frame refused", { remote, size, maxFrameBytes: maxBytes });
-          return; // the stream cannot be trusted past a bad length
-        }
-        firstFrame = false;
-        if (have - at - 4 < size) break;
-        const frame = buf.slice(at + 4, at + 4 + size);
-        at += 4 + size;
-        const outcome = bareToken ? saslBareToken(ctx, session, frame) : dispatch(ctx, session, frame);
-        if (outcome === "close") return;
-        // A bare token's reply queues behind the replies before it, as any reply does.
-        enqueue(outcome instanceof Uint8Array ? Promise.resolve(outcome) : outcome);
-        if (session.closeAfterReply) {
-          // A failed authentication: its answer (and every one before it) goes out, then the connection ends.
-          await outcome;
-          await tail;
-          return;
-        }
-        while (open && (inFlight >= MAX_IN_FLIGHT || unwritten > MAX_UNWRITTEN_BYTES)) {
-          await new Promise<void>((r) => (wake = r));
-        }
-      }
-      if (at > 0) {
-        buf.copyWithin(0, at, have);
-        have -= at;
-      }
-      if (have === buf.length) {
-        // A frame bigger than the buffer: grow to its size (already checked against the limit).
-        const size = new DataView(buf.buffer, buf.byteOffset, 4).getInt32(0);
-        const next = new Uint8Array(Math.max(buf.length * 2, size + 4));
-        next.set(buf.subarray(0, have));
-        buf = next;
-      }
-      const n = await conn.read(buf.subarray(have));
-      if (n === null) break;
-      // No new budget here: a read of bytes already waiting resolves without a turn of the event loop
-      // (timers wait), so one request per read with a fresh budget each never yielded (396 ms stalls).
-      have += n;
-    }
-  } catch (err) {
-    const e = toYakError(err);
-    if (e.code !== "CONNECTION") ctx.onError("kafka connection failed", { remote, error: e.message });
-  } finally {
-    open = false;
-    await tail.catch(() => {});
+  constructor(ctx: KafkaContext, pumped: Pumped) {
+    this.#ctx = ctx;
+    this.#session = {
+      remote: pumped.remote,
+      authenticated: security().authToken === undefined,
+      saslMechanism: null,
+      saslBareTokenNext: false,
+      slice: pumped.slice,
+      ordered: null,
+      closeAfterReply: false,
+    };
   }
+
+  get authenticated(): boolean {
+    return this.#session.authenticated;
+  }
+
+  /** A failed authentication: its answer (and every one before it) goes out, then the connection ends. */
+  get closing(): boolean {
+    return this.#session.closeAfterReply;
+  }
+
+  /** A produce still putting its batches in line goes first (it yields while it decodes). */
+  get gate(): Promise<void> | null {
+    return this.#session.ordered;
+  }
+
+  split(buf: Uint8Array, at: number, have: number, maxBytes: number): Split {
+    if (have - at < 4) return { kind: "more", need: 4 };
+    const size = new DataView(buf.buffer, buf.byteOffset + at, 4).getInt32(0);
+    // Set by a SaslHandshake v0 handled just before (its handler runs before handle returns).
+    const bareToken = this.#session.saslBareTokenNext;
+    const minBytes = bareToken ? 0 : 8;
+    const limit = bareToken ? Math.min(MAX_SASL_TOKEN_BYTES, maxBytes) : maxBytes;
+    if (size < minBytes || size > limit) {
+      if (this.#firstFrame && buf[at] === OPEN_BRACE && buf[at + 1] === QUOTE) {
+        // '{"' read as a length is over 2 GB: a yak tool that was given this port. Tell it, in its own frames.
+        this.#ctx.onError("yak client on the Kafka port", { remote: this.#session.remote });
+        return { kind: "refuse", answer: answerNativeClient(this.#ctx, buf.subarray(at, have)) };
+      }
+      this.#ctx.onError("kafka frame refused", { remote: this.#session.remote, size, maxFrameBytes: limit });
+      return { kind: "refuse", answer: null }; // the stream cannot be trusted past a bad length
+    }
+    this.#firstFrame = false;
+    if (have - at - 4 < size) return { kind: "more", need: size + 4 };
+    return { kind: "frame", start: at + 4, end: at + 4 + size, next: at + 4 + size };
+  }
+
+  handle(body: Uint8Array): Answer {
+    const bareToken = this.#session.saslBareTokenNext;
+    return bareToken ? saslBareToken(this.#ctx, this.#session, body) : dispatch(this.#ctx, this.#session, body);
+  }
+
+  closed(): void {}
 }
 
 const OPEN_BRACE = 0x7b;
 const QUOTE = 0x22;
 
 /**
- * Answers a yak tool's first request (a JSON line, see protocol/frame.ts)
- * with a native error frame naming this broker's native port, so the tool
- * stops at once with advice instead of retrying a port that never answers.
+ * The answer to a yak tool's first request (a JSON line, see protocol/frame.ts):
+ * a native error frame naming this broker's native port, so the tool stops
+ * at once with advice instead of retrying a port that never answers.
  */
-async function answerNativeClient(
-  ctx: KafkaContext,
-  bytes: Uint8Array,
-  writeAll: (bytes: Uint8Array) => Promise<void>,
-): Promise<void> {
+function answerNativeClient(ctx: KafkaContext, bytes: Uint8Array): string | null {
   const id = Number(/^\{[^\n]*?"id":(\d+)/.exec(new TextDecoder().decode(bytes.subarray(0, 4096)))?.[1]);
-  if (!Number.isSafeInteger(id)) return;
+  if (!Number.isSafeInteger(id)) return null;
   const me = ctx.services.opts.id;
   const self = ctx.services.view().brokers.find((b) => b.id === me);
   const { host, port } = self ?? ctx.services.opts;
   const message = `port ${ctx.kafkaPort()} is broker ${me}'s Kafka port, for Kafka clients (--bootstrap-server); ` +
     `yak's own tools use its native port: ${port === 0 ? "see 'yak status'" : `--bootstrap ${host}:${port}`}`;
-  try {
-    await writeAll(
-      new TextEncoder().encode(
-        `${JSON.stringify({ id, ok: false, code: "INVALID_ARGUMENT", message, kafkaPort: true })}\n`,
-      ),
-    );
-  } catch { /* the tool is gone already */ }
+  return `${JSON.stringify({ id, ok: false, code: "INVALID_ARGUMENT", message, kafkaPort: true })}\n`;
 }
 
 /** Parses a request header and runs the API; "close" when the stream must end. */

@@ -14,6 +14,7 @@ import { YakError } from "../errors.ts";
 import * as names from "../log/names.ts";
 import type { RecordHeader, RecordInput } from "../log/record.ts";
 import { int, offsetMap, optInt, optStr, RawReply, type Reply, type Request, str } from "../protocol/messages.ts";
+import type { RequestMemory } from "../protocol/listener.ts";
 import { serve, type Session } from "../protocol/server.ts";
 import type { ServeCodec } from "../broker/broker.ts";
 import type { BrokerOptions } from "../broker/context.ts";
@@ -646,13 +647,14 @@ function deregister(s: BrokerServices, session: Session): Reply {
  * const broker = await Broker.start(opts, nativeCodec(opts));
  * ```
  */
-export function nativeCodec(opts: BrokerOptions): ServeCodec {
+export function nativeCodec(opts: BrokerOptions, memory?: RequestMemory): ServeCodec {
   return (services, onError) =>
     serve({
       host: opts.host,
       port: opts.port,
       maxFrameBytes: opts.maxFrameBytes,
-      maxConnections: opts.maxConnections,
+      limits: opts.connections,
+      memory,
       handler: nativeHandler(services),
       onError,
     });

@@ -5,12 +5,21 @@
  *
  * @module
  */
-import { TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { toYakError, YakError } from "../errors.ts";
-import { FrameReader, FrameWriter, withAttachment } from "./frame.ts";
+import { withAttachment } from "./frame.ts";
 import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
-import { listen } from "./listener.ts";
+import {
+  type Answer,
+  type Codec,
+  type ConnectionLimits,
+  connectionLimits,
+  listen,
+  type Outgoing,
+  type RequestMemory,
+  type Split,
+} from "./listener.ts";
+import { LogWindow, peerAddress } from "./log_window.ts";
 import { security, tokensEqual } from "./security.ts";
 
 /** One client connection, as handlers see it. */
@@ -37,14 +46,10 @@ export interface ServeOptions {
   port: number;
   handler: Handler;
   maxFrameBytes: number;
-  maxConnections: number;
-  /** Requests of one connection handled at once; reading pauses beyond it. */
-  maxInFlightPerConnection?: number;
-  /**
-   * Bytes of replies of one connection queued but not yet written (its peer
-   * is not reading); reading pauses beyond it. Defaults to 4 MiB.
-   */
-  maxUnwrittenBytesPerConnection?: number;
+  /** Defaults to src/config.ts's. */
+  limits?: ConnectionLimits;
+  /** The process's budget for large requests, shared by its listeners. */
+  memory?: RequestMemory;
   onError?: (message: string, fields: Record<string, unknown>) => void;
   /** Defaults to the process's security settings (src/protocol/security.ts). */
   authToken?: string;
@@ -113,151 +118,45 @@ export function encodeError(id: number | null, err: YakError): string {
  */
 export function serve(opts: ServeOptions): Server {
   const authToken = opts.authToken ?? security().authToken;
+  const limits = opts.limits ?? connectionLimits();
   const sessions = new Set<Session>();
-  const maxInFlight = opts.maxInFlightPerConnection ?? 256;
-  const maxUnwritten = opts.maxUnwrittenBytesPerConnection ?? 4 * 1024 * 1024;
   let nextSessionId = 1;
-
-  const handleConn = async (conn: Deno.Conn, remote: string, full: boolean) => {
-    const writer = new FrameWriter(conn);
-    const closers: (() => void)[] = [];
-    let open = true;
-    const close = () => {
-      if (!open) return;
-      open = false;
-      try {
-        conn.close();
-      } catch { /* already closed */ }
-    };
-    const session: Session = {
-      id: nextSessionId++,
-      remote,
-      push: (frame) => open ? writer.send(JSON.stringify(frame)) : Promise.resolve(),
-      onClose: (fn) => closers.push(fn),
-      close,
-    };
-    if (full) {
-      await writer.send(encodeError(
-        null,
-        new YakError(
-          "TOO_MANY_CONNECTIONS",
-          `server has ${opts.maxConnections} connections; try later`,
-        ),
-      )).catch(() => {});
-      close();
-      return;
-    }
-    sessions.add(session);
-    let authed = authToken === undefined;
-    let inFlight = 0;
-    // Replies queued and not yet written: without a bound, a peer that sends
-    // requests and never reads the replies would make us queue them forever.
-    let unwritten = 0;
-    let wake: (() => void) | null = null;
-    const wakeReader = () => {
-      if (wake) {
-        wake();
-        wake = null;
-      }
-    };
-    const busy = () => inFlight >= maxInFlight || unwritten > maxUnwritten;
-    const reply = (frame: string, attachment?: RawReply) => {
-      if (!open) return;
-      const size = frame.length + (attachment?.attachmentBytes ?? 0);
-      unwritten += size;
-      writer.send(frame, attachment?.attachment).catch(close).finally(() => {
-        unwritten -= size;
-        wakeReader();
-      });
-    };
-    const run = async (req: Request) => {
-      try {
-        const result = await opts.handler(req, session);
-        if (!req.noReply) reply(encodeReply(req.id, result), result instanceof RawReply ? result : undefined);
-      } catch (err) {
-        const yerr = toYakError(err);
-        if ((yerr.code === "UNAVAILABLE" && !(err instanceof YakError)) || yerr.code === "INTERNAL") {
-          opts.onError?.("handler failed", {
-            type: req.type,
-            error: yerr.message,
-          });
-        }
-        if (!req.noReply) reply(encodeError(req.id, yerr));
-      } finally {
-        inFlight--;
-        wakeReader();
-      }
-    };
-    // Requests are small; a smaller read buffer keeps a thousand idle connections cheap.
-    const reader = new FrameReader(conn, opts.maxFrameBytes, 0, 64 * 1024);
-    // One read can hold many pipelined requests: past the slice's budget the loop yields between them.
-    const slice = new TimeSlice(DEFAULTS.requestSliceMs);
-    try {
-      while (open) {
-        const lines = await reader.next();
-        if (lines === null) break;
-        for (const line of lines) {
-          await slice.pause();
-          while (busy() && open) {
-            await new Promise<void>((r) => (wake = r));
-          }
-          if (!open) break;
-          let req: Request;
-          try {
-            req = parseRequest(line);
-          } catch (err) {
-            // The stream is still in step (one bad line), so answer and go on.
-            reply(encodeError(null, toYakError(err)));
-            continue;
-          }
-          if (!authed) {
-            if (req.type === "auth" && tokensEqual(req.token, authToken!)) {
-              authed = true;
-              reply(encodeReply(req.id, { authenticated: true }));
-              continue;
-            }
-            // Never log what was sent: it may be a mistyped token.
-            opts.onError?.("unauthorized connection refused", { remote: session.remote });
-            await writer.send(encodeError(
-              req.id,
-              new YakError("UNAUTHORIZED", "this server needs an auth token (--auth-token or YAK_AUTH_TOKEN)"),
-            )).catch(() => {});
-            close();
-            break;
-          }
-          inFlight++;
-          // Not awaited on purpose: pipelined requests run concurrently; handlers
-          // that need order take it synchronously before their first await.
-          run(req);
-        }
-        while (busy() && open) {
-          await new Promise<void>((r) => (wake = r));
-        }
-      }
-    } catch (err) {
-      const yerr = toYakError(err);
-      if (yerr.code === "FRAME_TOO_LARGE") {
-        opts.onError?.("frame too large", { remote: session.remote });
-        await writer.send(encodeError(null, yerr)).catch(() => {});
-      }
-    } finally {
-      close();
-      sessions.delete(session);
-      for (const fn of closers) {
-        try {
-          fn();
-        } catch { /* a closer must not stop the others */ }
-      }
-    }
-  };
-
+  const refusals = new LogWindow(DEFAULTS.authFailureLogWindowMs, (m, f) => opts.onError?.(m, f));
   const listener = listen({
     host: opts.host,
     port: opts.port,
-    maxConnections: opts.maxConnections,
-    onConnection: handleConn,
+    maxFrameBytes: opts.maxFrameBytes,
+    limits,
+    memory: opts.memory,
     onError: opts.onError,
     tls: opts.tls,
+    full: () =>
+      encodeError(
+        null,
+        new YakError("TOO_MANY_CONNECTIONS", `server has ${limits.maxConnections} connections; try later`),
+      ) + "\n",
+    codec: (pumped) => {
+      const session: Session = {
+        id: nextSessionId++,
+        remote: pumped.remote,
+        push: (frame) => {
+          pumped.push(JSON.stringify(frame) + "\n");
+          return Promise.resolve();
+        },
+        onClose: (fn) => closers.push(fn),
+        close: pumped.close,
+      };
+      const closers: (() => void)[] = [];
+      sessions.add(session);
+      return new NativeCodec(session, opts, authToken, refusals, () => {
+        sessions.delete(session);
+        for (const fn of closers) {
+          try {
+            fn();
+          } catch { /* a closer must not stop the others */ }
+        }
+      });
+    },
   });
   return {
     port: listener.port,
@@ -265,4 +164,93 @@ export function serve(opts: ServeOptions): Server {
     sessions,
     close: () => listener.close(),
   };
+}
+
+const NEWLINE = 10;
+const decoder = new TextDecoder();
+
+/** One connection of the native protocol: newline-ended JSON requests, answered as each is ready. */
+class NativeCodec implements Codec {
+  readonly ordered = false;
+  authenticated: boolean;
+  closing = false;
+  readonly gate = null;
+  readonly #session: Session;
+  readonly #opts: ServeOptions;
+  readonly #authToken: string | undefined;
+  readonly #refusals: LogWindow;
+  readonly closed: () => void;
+  /** Bytes past the frame's start already known to hold no newline. */
+  #scanned = 0;
+
+  constructor(
+    session: Session,
+    opts: ServeOptions,
+    authToken: string | undefined,
+    refusals: LogWindow,
+    closed: () => void,
+  ) {
+    this.#session = session;
+    this.#opts = opts;
+    this.#authToken = authToken;
+    this.#refusals = refusals;
+    this.authenticated = authToken === undefined;
+    this.closed = closed;
+  }
+
+  split(buf: Uint8Array, at: number, have: number, maxBytes: number): Split {
+    const nl = buf.subarray(0, have).indexOf(NEWLINE, at + this.#scanned);
+    if (nl === -1 ? have - at > maxBytes : nl - at > maxBytes) {
+      this.#opts.onError?.("frame too large", { remote: this.#session.remote });
+      const err = new YakError("FRAME_TOO_LARGE", `frame exceeds ${maxBytes} bytes; closing the connection`);
+      return { kind: "refuse", answer: encodeError(null, err) + "\n" };
+    }
+    if (nl === -1) {
+      this.#scanned = have - at;
+      return { kind: "more", need: 0 };
+    }
+    this.#scanned = 0;
+    return { kind: "frame", start: at, end: nl, next: nl + 1 };
+  }
+
+  handle(body: Uint8Array): Answer {
+    let req: Request;
+    try {
+      req = parseRequest(decoder.decode(body));
+    } catch (err) {
+      // The stream is still in step (one bad line), so answer and go on.
+      return encodeError(null, toYakError(err)) + "\n";
+    }
+    if (!this.authenticated) return this.#authenticate(req);
+    return this.#run(req);
+  }
+
+  #authenticate(req: Request): Answer {
+    if (req.type === "auth" && tokensEqual(req.token, this.#authToken!)) {
+      this.authenticated = true;
+      return encodeReply(req.id, { authenticated: true }) + "\n";
+    }
+    // Never log what was sent: it may be a mistyped token.
+    this.#refusals.note(peerAddress(this.#session.remote), "unauthorized connection refused", {
+      remote: this.#session.remote,
+    });
+    this.closing = true;
+    const err = new YakError("UNAUTHORIZED", "this server needs an auth token (--auth-token or YAK_AUTH_TOKEN)");
+    return encodeError(req.id, err) + "\n";
+  }
+
+  async #run(req: Request): Promise<Outgoing | null> {
+    try {
+      const result = await this.#opts.handler(req, this.#session);
+      if (req.noReply) return null;
+      const frame = encodeReply(req.id, result) + "\n";
+      return result instanceof RawReply && result.attachment ? [frame, ...result.attachment] : frame;
+    } catch (err) {
+      const yerr = toYakError(err);
+      if ((yerr.code === "UNAVAILABLE" && !(err instanceof YakError)) || yerr.code === "INTERNAL") {
+        this.#opts.onError?.("handler failed", { type: req.type, error: yerr.message });
+      }
+      return req.noReply ? null : encodeError(req.id, yerr) + "\n";
+    }
+  }
 }

@@ -6,10 +6,12 @@
  * @module
  */
 import { join } from "node:path";
+import { DEFAULTS } from "../config.ts";
 import { monotonicMs } from "../clock.ts";
 import { OpLog } from "../op_log.ts";
 import { YakError } from "../errors.ts";
 import { type BrokerInfo, int, type Lease, optInt, optStr, type Request, str } from "../protocol/messages.ts";
+import { type ConnectionLimits, RequestMemory } from "../protocol/listener.ts";
 import { serve, type Server, type Session } from "../protocol/server.ts";
 import { electLeader } from "./election.ts";
 import { readLease, writeLease } from "./lease_file.ts";
@@ -22,7 +24,9 @@ export interface ZookeeperOptions {
   heartbeatMs: number;
   sessionTimeoutMs: number;
   maxFrameBytes: number;
-  maxConnections: number;
+  /** Defaults to src/config.ts's. */
+  connections?: ConnectionLimits;
+  queuedMaxRequestBytes?: number;
   echo?: boolean;
   /** The monotonic clock (injectable for tests). */
   clock?: () => number;
@@ -54,7 +58,7 @@ interface Member {
  * import { Zookeeper } from "./zookeeper.ts";
  * const zk = await Zookeeper.start({
  *   dataDir: "/tmp/yak", host: "127.0.0.1", port: 0, heartbeatMs: 250,
- *   sessionTimeoutMs: 1000, maxFrameBytes: 1 << 20, maxConnections: 256,
+ *   sessionTimeoutMs: 1000, maxFrameBytes: 1 << 20,
  * });
  * await zk.stop();
  * ```
@@ -131,7 +135,8 @@ export class Zookeeper {
       host: opts.host,
       port: opts.port,
       maxFrameBytes: opts.maxFrameBytes,
-      maxConnections: opts.maxConnections,
+      limits: opts.connections,
+      memory: new RequestMemory(opts.queuedMaxRequestBytes ?? DEFAULTS.queuedMaxRequestBytes),
       handler: (req, session) => zk.#handle(req, session),
       onError: (message, fields) => log.write("protocol_error", { message, ...fields }),
     });
