@@ -152,6 +152,26 @@ export const DEFAULTS = {
   maxGroupMembers: 1000,
   /** A member's subscription or assignment bytes (Kafka's consumer protocol). */
   maxGroupMetadataBytes: 1024 * 1024,
+  /**
+   * What one group's members may hold in the coordinator (subscriptions of
+   * every protocol they offer, assignments, ids; `--max-group-bytes`): the
+   * per-item limits alone allowed 1,000 members of 1 MiB each. The leader
+   * member's join answer carries every subscription, so this also bounds it
+   * (base64 in the native protocol: 22 MiB, under the client's 64 MiB reply
+   * frame). Kafka keeps a group's membership as one record, which its
+   * default message.max.bytes holds to about 1 MiB; 16 KiB for each of
+   * `maxGroupMembers` is 16 MiB.
+   */
+  maxGroupBytes: 16 * 1024 * 1024,
+  /**
+   * What all groups' members may hold in the coordinator together
+   * (`--max-group-state-bytes`): membership lives in the leader's memory,
+   * and 1,000 joins of 1 MiB took a leader from 110 MB to 2.1 GB for their
+   * session timeout (issue 20). 256 MiB is 16 groups at `maxGroupBytes`, or
+   * some 140,000 members with 1 KiB subscriptions, and keeps a leader under
+   * about 400 MB from groups alone.
+   */
+  maxGroupStateBytes: 256 * 1024 * 1024,
   /** A new group waits this long for more members before its first assignment (Kafka waits 3 s). */
   groupInitialRebalanceDelayMs: 300,
   /**

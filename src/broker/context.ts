@@ -51,6 +51,10 @@ export interface BrokerOptions {
   maxTopics: number;
   /** Partitions over all topics the leader lets a broker hold (`--max-partitions-per-broker`). */
   maxPartitionsPerBroker: number;
+  /** What one group's members may hold in the coordinator, in bytes (`--max-group-bytes`). */
+  maxGroupBytes: number;
+  /** What all groups' members may hold in the coordinator together, in bytes (`--max-group-state-bytes`). */
+  maxGroupStateBytes: number;
   requestTimeoutMs: number;
   /** acks=all needs at least this many brokers in the in-sync set (Kafka's min.insync.replicas). */
   minInsyncReplicas: number;

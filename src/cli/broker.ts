@@ -36,6 +36,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
            [--scrub-bytes-per-sec 4194304] [--scrub-interval-ms 3600000]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
+           [--max-group-bytes 16777216] [--max-group-state-bytes 268435456]
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
            [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
            [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
@@ -59,6 +60,10 @@ every --scrub-interval-ms; a damaged record is logged and copied again from a
 healthy replica.
 --max-topics and --max-partitions-per-broker: the leader refuses topics and
 partitions past them (give every broker the same; lower them for a small disk).
+--max-group-bytes and --max-group-state-bytes: what one consumer group's
+members, and all groups' members together, may hold in the leader's memory
+(subscriptions, assignments, ids); a join or assignment past either is refused
+with GROUP_MAX_SIZE_REACHED.
 --http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
 free port; the URL is printed); off without it. With --auth-token it needs
 'Authorization: Bearer TOKEN'.
@@ -88,6 +93,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "max-message-bytes": { type: "string" },
     "max-topics": { type: "string" },
     "max-partitions-per-broker": { type: "string" },
+    "max-group-bytes": { type: "string" },
+    "max-group-state-bytes": { type: "string" },
     "kafka-port": { type: "string" },
     "advertised-host": { type: "string" },
     "advertised-native-port": { type: "string" },
@@ -161,6 +168,8 @@ export async function brokerCommand(args: string[]): Promise<number> {
       1,
       DEFAULTS.maxPartitionsPerBroker,
     ),
+    maxGroupBytes: integer(values, "max-group-bytes", DEFAULTS.maxGroupBytes, 1024, 2 ** 40),
+    maxGroupStateBytes: integer(values, "max-group-state-bytes", DEFAULTS.maxGroupStateBytes, 1024, 2 ** 40),
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
     minInsyncReplicas: integer(values, "min-insync-replicas", DEFAULTS.minInsyncReplicas, 1, 1000),
     retentionMs: integer(values, "retention-ms", DEFAULTS.retentionMs, -1, Number.MAX_SAFE_INTEGER),
