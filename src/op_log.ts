@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { refuseSymlink } from "./files.ts";
 
 /** One entry: when, what, and the details. */
 export interface OpLogEntry {
@@ -31,6 +32,9 @@ const encoder = new TextEncoder();
  * the entry began, so no half line is glued to the next entry. If even the
  * cut fails, the next entry starts on a new line, so it stays whole.
  *
+ * A symbolic link at `path` is refused (STORAGE) rather than appended
+ * through: the log would otherwise grow whatever file the link names.
+ *
  * @example
  * ```ts
  * import { OpLog } from "./op_log.ts";
@@ -55,6 +59,7 @@ export class OpLog {
     this.path = path;
     this.#who = who;
     this.#echo = echo;
+    if (!file) refuseSymlink(path, "operation log");
     this.#file = file ?? Deno.openSync(path, { append: true, create: true });
     this.#size = this.#file.statSync().size;
   }

@@ -10,6 +10,7 @@
 import { join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 import { OpLog } from "../op_log.ts";
+import { writeFileAtomic } from "../files.ts";
 import { YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
@@ -38,6 +39,23 @@ const CLEAN_SHUTDOWN_FILE = "clean-shutdown";
 
 /** How often the broker thread probes its own event loop's lag (`yak_event_loop_lag_seconds`). */
 const LAG_PROBE_MS = 50;
+
+/**
+ * Locks and opens a broker's directory (DATA/broker-N), and its operation log
+ * (refused when it is a link). The lock is taken before anything in it is
+ * opened, so a second process on this directory leaves its files alone.
+ */
+async function openBrokerDir(opts: BrokerOptions): Promise<{ dir: string; dataLock: DataLock; log: OpLog }> {
+  const dir = join(opts.dataDir, `broker-${opts.id}`);
+  const dataLock = await lockDataDir(dir);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    return { dir, dataLock, log: new OpLog(join(dir, "broker.log"), `broker-${opts.id}`, opts.echo) };
+  } catch (err) {
+    await dataLock.release();
+    throw err;
+  }
+}
 
 /** A codec's listener as the broker sees it: where it listens, and how to close it. */
 export interface Listening {
@@ -142,15 +160,7 @@ export class Broker implements BrokerContext {
    * (and `kafkaCodec`, the Kafka wire protocol, when given), and joins the cluster.
    */
   static async start(opts: BrokerOptions, serveCodec: ServeCodec, kafkaCodec?: ServeCodec): Promise<Broker> {
-    const dir = join(opts.dataDir, `broker-${opts.id}`);
-    // Before anything here is opened: a second process on this directory leaves its files alone.
-    const dataLock = await lockDataDir(dir);
-    await Deno.mkdir(dir, { recursive: true });
-    const log = new OpLog(
-      join(dir, "broker.log"),
-      `broker-${opts.id}`,
-      opts.echo,
-    );
+    const { dir, dataLock, log } = await openBrokerDir(opts);
     let store: TopicStore;
     // Written by a clean stop and removed here: without it (a crash, kill -9, a power cut) every
     // record of every segment is checked, not only the last segment's.
@@ -208,7 +218,8 @@ export class Broker implements BrokerContext {
         throw err;
       }
     }
-    await Deno.writeTextFile(join(dir, "broker.pid"), `${Deno.pid}\n`);
+    // Replaced, never written through: a link planted at broker.pid once had its target overwritten.
+    await writeFileAtomic(join(dir, "broker.pid"), `${Deno.pid}\n`);
     log.write("started", {
       broker: opts.id,
       host: broker.#server.host,
@@ -682,7 +693,7 @@ export class Broker implements BrokerContext {
     await this.#scrubber?.stop();
     await this.store.close();
     // Every write is done and every file closed: the next start checks only the last segments.
-    await Deno.writeTextFile(join(this.dir, CLEAN_SHUTDOWN_FILE), `${new Date().toISOString()}\n`);
+    await writeFileAtomic(join(this.dir, CLEAN_SHUTDOWN_FILE), `${new Date().toISOString()}\n`);
     await Deno.remove(join(this.dir, "broker.pid")).catch(() => {});
     this.log.write("stopped");
     this.log.close();

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { checkTopicName } from "../log/names.ts";
 import { type LogOptions, PartitionLog } from "../log/partition_log.ts";
 import { YakError } from "../errors.ts";
+import { writeFileAtomic } from "../files.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC, Metadata, type MetaOp } from "./metadata.ts";
 
 /** A partition log with its names. */
@@ -192,10 +193,7 @@ export class TopicStore {
       createdAt: new Date(meta.createdAt).toISOString(),
       ...(meta.id !== undefined ? { id: meta.id } : {}),
     };
-    await Deno.writeTextFile(
-      join(topicDir, "topic.json"),
-      JSON.stringify(info, null, 2) + "\n",
-    );
+    await writeFileAtomic(join(topicDir, "topic.json"), JSON.stringify(info, null, 2) + "\n");
   }
 
   /** Applies the ops in a chunk of `__cluster` lines. */

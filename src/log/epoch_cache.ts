@@ -6,6 +6,7 @@
  * @module
  */
 import { join } from "node:path";
+import { writeFileAtomic } from "../files.ts";
 
 /** `[epoch, startOffset]`, in increasing order of both. */
 export type EpochEntry = [epoch: number, startOffset: number];
@@ -121,9 +122,6 @@ export class EpochCache {
 
   /** Writes the list atomically: temp file, then rename. */
   async save(): Promise<void> {
-    const path = join(this.#dir, FILE);
-    const tmp = path + ".tmp";
-    await Deno.writeTextFile(tmp, JSON.stringify(this.#entries));
-    await Deno.rename(tmp, path);
+    await writeFileAtomic(join(this.#dir, FILE), JSON.stringify(this.#entries));
   }
 }

@@ -201,7 +201,9 @@ export class PartitionLog {
           // Damaged records are set aside, not deleted: a replica copies them
           // again from the leader, and a person can still look at the bytes.
           savedTo = `${segment.dataPath}.corrupt-${Date.now()}`;
-          await Deno.writeFile(savedTo, await segment.readAt(validBytes, cutBytes));
+          const bytes = await segment.readAt(validBytes, cutBytes);
+          // createNew: a file (or a link) already there is never written through.
+          await Deno.writeFile(savedTo, bytes, { createNew: true });
         }
         await segment.truncate(validBytes);
         opts.onEvent?.(corrupt ? "corrupt_records_cut" : "torn_tail_cut", {

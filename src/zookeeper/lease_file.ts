@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { writeFileAtomic } from "../files.ts";
 import type { Lease } from "../protocol/messages.ts";
 
 /**
@@ -20,27 +20,9 @@ import type { Lease } from "../protocol/messages.ts";
  * ```
  */
 export async function writeLease(path: string, lease: Lease): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, {
-    write: true,
-    create: true,
-    truncate: true,
-  });
-  try {
-    await file.write(new TextEncoder().encode(JSON.stringify(lease) + "\n"));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(tmp, path);
-  // The rename is durable only once the directory is: without this a power cut can bring the old
-  // lease back, and with it an epoch already issued.
-  const dir = await Deno.open(dirname(path), { read: true });
-  try {
-    await dir.sync();
-  } finally {
-    dir.close();
-  }
+  // Synced, file and directory: without it a power cut can bring the old lease back, and with it
+  // an epoch already issued.
+  await writeFileAtomic(path, JSON.stringify(lease) + "\n", { sync: true });
 }
 
 /**
