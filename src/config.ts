@@ -8,6 +8,16 @@
 export const DEFAULTS = {
   /** Where every process keeps its files. */
   dataDir: "data",
+  /**
+   * Modes of the directories and files under the data root: the owner's
+   * alone, since every record is in them (at 0755/0644 every local user read
+   * every record). `--shared-files` gives the owner's group read access
+   * instead, for an operator's group or a backup job.
+   */
+  dataDirMode: 0o700,
+  dataFileMode: 0o600,
+  sharedDataDirMode: 0o750,
+  sharedDataFileMode: 0o640,
   /** Address everything binds to unless `--host` says otherwise. */
   host: "127.0.0.1",
   zookeeperPort: 2181,

@@ -1,12 +1,85 @@
 /**
  * How yak writes its own files safely on a machine shared with other users:
- * never through a symbolic link planted at its path (a link at `broker.pid`
- * once had its target truncated and overwritten).
+ * who may read them (modes), and how a file is written without following a symbolic link planted at its path
+ * (a link at `broker.pid` once had its target truncated and overwritten).
  *
  * @module
  */
 import { dirname } from "node:path";
+import { DEFAULTS } from "./config.ts";
 import { YakError } from "./errors.ts";
+
+/** Permission bits of the directories and files a process creates under the data root. */
+export interface FileModes {
+  readonly dir: number;
+  readonly file: number;
+}
+
+/**
+ * The modes of data directories and files: the owner's alone, or with
+ * `shared` (`--shared-files`) readable by the owner's group too.
+ *
+ * @example
+ * ```ts
+ * import { fileModes } from "./files.ts";
+ * fileModes(false).dir.toString(8); // "700"
+ * fileModes(true).file.toString(8); // "640"
+ * ```
+ */
+export function fileModes(shared: boolean): FileModes {
+  return shared
+    ? { dir: DEFAULTS.sharedDataDirMode, file: DEFAULTS.sharedDataFileMode }
+    : { dir: DEFAULTS.dataDirMode, file: DEFAULTS.dataFileMode };
+}
+
+/** The modes of this process's new data directories and files: one setting per process, like its security. */
+let current: FileModes = fileModes(false);
+
+/**
+ * Sets the modes every data directory and file this process creates from
+ * now on gets (segments, indexes, logs, metadata); the CLI's server commands
+ * set them from `--shared-files`. (Not the umask: setting that needs Deno's
+ * --allow-sys; the umask still takes bits away, as for any program.)
+ *
+ * @example
+ * ```ts ignore
+ * import { fileModes, useFileModes } from "./files.ts";
+ * useFileModes(fileModes(true)); // new files 0640, new directories 0750
+ * ```
+ */
+export function useFileModes(modes: FileModes): void {
+  current = modes;
+}
+
+/**
+ * The modes to create data directories (`dir`) and files (`file`) with, as
+ * set by {@link useFileModes}; the owner's alone unless set.
+ *
+ * @example
+ * ```ts
+ * import { dataModes } from "./files.ts";
+ * await Deno.mkdir(await Deno.makeTempDir() + "/p0", { mode: dataModes().dir });
+ * ```
+ */
+export function dataModes(): FileModes {
+  return current;
+}
+
+/**
+ * Creates `dir` (and missing parents) with the data directory mode, and sets
+ * that mode on it when it already existed: a directory an older yak made
+ * 0755 is closed too, and with it every file inside.
+ *
+ * @example
+ * ```ts
+ * import { ensureDataDir } from "./files.ts";
+ * await ensureDataDir(await Deno.makeTempDir());
+ * ```
+ */
+export async function ensureDataDir(dir: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true, mode: current.dir });
+  if (Deno.build.os !== "windows") await Deno.chmod(dir, current.dir);
+}
 
 /**
  * Throws STORAGE when `path` is a symbolic link: for files yak opens in place
@@ -45,8 +118,8 @@ let tempCount = 0;
 
 /**
  * Writes `data` to `path` whole: into a new temp file beside it (created
- * exclusively, so a link planted there fails the write instead of being
- * followed), then renamed over `path` (which replaces a link there rather
+ * exclusively with the data file mode, so a link planted there fails the
+ * write instead of being followed), then renamed over `path` (which replaces a link there rather
  * than writing into its target). A reader sees the old file or the new one,
  * never half of one. With `sync`, the file and then the directory are
  * fsynced, so a power cut cannot undo the rename.
@@ -67,7 +140,7 @@ export async function writeFileAtomic(
   const tmp = `${path}.${Deno.pid}-${++tempCount}.tmp`;
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   try {
-    const file = await Deno.open(tmp, { write: true, createNew: true });
+    const file = await Deno.open(tmp, { write: true, createNew: true, mode: current.file });
     try {
       for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
       if (opts.sync) await file.sync();

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { refuseSymlink, writeFileAtomic } from "./files.ts";
+import { dataModes, ensureDataDir, fileModes, refuseSymlink, useFileModes, writeFileAtomic } from "./files.ts";
 import { YakError } from "./errors.ts";
 import { OpLog } from "./op_log.ts";
+
+const modeOf = (path: string) => Deno.statSync(path).mode! & 0o777;
 
 Deno.test("writeFileAtomic replaces a link at the path and leaves its target alone", async () => {
   const dir = await Deno.makeTempDir();
@@ -41,6 +43,38 @@ Deno.test("refuseSymlink: a link is refused with STORAGE naming it; a file or no
     assert.equal(await Deno.readTextFile(victim), "precious\n");
     refuseSymlink(victim, "operation log");
     refuseSymlink(join(dir, "missing"), "operation log");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("data modes: directories 0700 and files 0600, or 0750 and 0640 shared; ensureDataDir sets an old one", async () => {
+  if (Deno.build.os === "windows") return;
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.deepEqual(dataModes(), { dir: 0o700, file: 0o600 });
+    const fresh = join(dir, "a", "broker-1");
+    await ensureDataDir(fresh);
+    // A umask takes bits away from a mode asked for at creation (not from a chmod).
+    const mask = Deno.umask();
+    assert.equal(modeOf(join(dir, "a")), 0o700 & ~mask, "a parent it created");
+    assert.equal(modeOf(fresh), 0o700);
+    await writeFileAtomic(join(fresh, "broker.pid"), "1\n");
+    assert.equal(modeOf(join(fresh, "broker.pid")), 0o600 & ~mask);
+    const old = join(dir, "old");
+    await Deno.mkdir(old, { mode: 0o755 });
+    await Deno.chmod(old, 0o755);
+    useFileModes(fileModes(true));
+    try {
+      await ensureDataDir(old);
+      assert.equal(modeOf(old), 0o750);
+      await writeFileAtomic(join(old, "topic.json"), "{}\n");
+      assert.equal(modeOf(join(old, "topic.json")), 0o640 & ~mask);
+    } finally {
+      useFileModes(fileModes(false));
+    }
+    await ensureDataDir(old);
+    assert.equal(modeOf(old), 0o700);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

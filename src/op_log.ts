@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { refuseSymlink } from "./files.ts";
+import { dataModes, refuseSymlink } from "./files.ts";
 
 /** One entry: when, what, and the details. */
 export interface OpLogEntry {
@@ -60,7 +60,7 @@ export class OpLog {
     this.#who = who;
     this.#echo = echo;
     if (!file) refuseSymlink(path, "operation log");
-    this.#file = file ?? Deno.openSync(path, { append: true, create: true });
+    this.#file = file ?? Deno.openSync(path, { append: true, create: true, mode: dataModes().file });
     this.#size = this.#file.statSync().size;
   }
 

@@ -1,9 +1,11 @@
 /**
  * yak's own files on a machine shared with other users (issue 20 §6): a
- * link planted at a pid or log path never sends a write into its target.
+ * link planted at a pid or log path never sends a write into its target,
+ * and the data is readable by its owner alone (or the owner's group with
+ * --shared-files).
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { TestCluster, yak } from "./harness.ts";
 
 const VICTIM_TEXT = "a file of the user's that yak must never write\n";
@@ -14,6 +16,26 @@ async function victimFile(): Promise<{ base: string; victim: string }> {
   const victim = join(base, "victim.txt");
   await Deno.writeTextFile(victim, VICTIM_TEXT);
   return { base, victim };
+}
+
+/** Every directory and file under `root` (not `root` itself) with its permission bits. */
+async function modesUnder(root: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      const path = join(dir, e.name);
+      out.set(relative(root, path) + (e.isDirectory ? "/" : ""), (await Deno.lstat(path)).mode! & 0o777);
+      if (e.isDirectory) await walk(path);
+    }
+  };
+  await walk(root);
+  return out;
+}
+
+/** The entries of `modes` whose mode is not what a directory or a file should have. */
+function wrongModes(modes: Map<string, number>, dir: number, file: number): string[] {
+  return [...modes].filter(([path, mode]) => mode !== (path.endsWith("/") ? dir : file))
+    .map(([path, mode]) => `${path} ${mode.toString(8)}`);
 }
 
 Deno.test("a link planted at broker.pid: the broker replaces it with its pid file, the target is unchanged", async () => {
@@ -61,6 +83,50 @@ Deno.test("a link planted at broker.log or zookeeper.log: the process refuses to
     assert.equal(zk.code, 1, zk.stdout + zk.stderr);
     assert.match(zk.stderr, new RegExp(`^yak zookeeper: ${zkLog} is a symbolic link to ${victim}; .*remove the link`));
     assert.ok((await Deno.lstat(join(data, "broker-1", "broker.pid")).catch(() => null)) === null, "no pid file");
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("modes: after a record is written every directory is 0700 and every file 0600 (0750/0640 with --shared-files)", async (t) => {
+  if (Deno.build.os === "windows") return;
+  const base = await Deno.makeTempDir({ prefix: "yak-files-" });
+  try {
+    await t.step("by default, the owner's alone, and an older yak's 0755 broker directory is closed", async () => {
+      const data = join(base, "private");
+      // As an older yak left it, under the usual umask 022.
+      await Deno.mkdir(join(data, "broker-1"), { recursive: true, mode: 0o755 });
+      await Deno.chmod(join(data, "broker-1"), 0o755);
+      const cluster = await TestCluster.start({ brokers: 1, dir: data });
+      try {
+        const produced = await yak(["produce", "--topic", "t", "--message", "secret", ...cluster.zkFlag]);
+        assert.equal(produced.code, 0, produced.stderr);
+        const modes = await modesUnder(data);
+        assert.ok(modes.has("broker-1/topics/t/0/00000000000000000000.jsonl"), [...modes.keys()].join("\n"));
+        assert.ok(modes.has("broker-1/topics/t/0/00000000000000000000.index"));
+        assert.ok(modes.has("zookeeper/leader.lease") && modes.has("broker-1/broker.pid"));
+        // A umask takes bits away from any mode a program asks for (the usual 022 takes none of these).
+        const mask = Deno.umask();
+        assert.deepEqual(wrongModes(modes, 0o700 & ~mask, 0o600 & ~mask), []);
+      } finally {
+        await cluster.stop();
+      }
+    });
+    await t.step("--shared-files: the owner's group may read", async () => {
+      const data = join(base, "shared");
+      const cluster = await TestCluster.start({ brokers: 1, dir: data, serverArgs: ["--shared-files"] });
+      try {
+        const produced = await yak(["produce", "--topic", "t", "--message", "shared", ...cluster.zkFlag]);
+        assert.equal(produced.code, 0, produced.stderr);
+        const modes = await modesUnder(data);
+        assert.ok(modes.has("broker-1/topics/t/0/00000000000000000000.jsonl"), [...modes.keys()].join("\n"));
+        const mask = Deno.umask();
+        assert.deepEqual(wrongModes(modes, 0o750 & ~mask, 0o640 & ~mask), []);
+        assert.equal((await Deno.stat(data)).mode! & 0o777, 0o750 & ~mask, "the data root yak created");
+      } finally {
+        await cluster.stop();
+      }
+    });
   } finally {
     await Deno.remove(base, { recursive: true });
   }

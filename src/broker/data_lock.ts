@@ -10,7 +10,7 @@
 import { monotonicMs } from "../clock.ts";
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
-import { refuseSymlink } from "../files.ts";
+import { dataModes, refuseSymlink } from "../files.ts";
 
 /**
  * The lock file's name inside a data directory; it holds the holder's pid.
@@ -61,12 +61,12 @@ export interface DataLock {
  * ```
  */
 export async function lockDataDir(dir: string): Promise<DataLock> {
-  await Deno.mkdir(dir, { recursive: true });
+  await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
   const path = join(dir, LOCK_FILE);
   // Opened in place (a lock must stay on one file), and truncated below: never through a link.
   refuseSymlink(path, "lock file");
   // No truncate on open: the file names the holder, which a refused process must still read.
-  const file = await Deno.open(path, { read: true, write: true, create: true });
+  const file = await Deno.open(path, { read: true, write: true, create: true, mode: dataModes().file });
   let locked = false;
   try {
     locked = await file.tryLock(true);

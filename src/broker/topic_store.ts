@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { checkTopicName } from "../log/names.ts";
 import { type LogOptions, PartitionLog } from "../log/partition_log.ts";
 import { YakError } from "../errors.ts";
-import { writeFileAtomic } from "../files.ts";
+import { dataModes, writeFileAtomic } from "../files.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC, Metadata, type MetaOp } from "./metadata.ts";
 
 /** A partition log with its names. */
@@ -59,7 +59,7 @@ export class TopicStore {
 
   /** Opens the store and every topic the metadata log names. */
   static async open(dir: string, logOpts: LogOptions): Promise<TopicStore> {
-    await Deno.mkdir(dir, { recursive: true });
+    await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
     const clusterLog = await PartitionLog.open(
       join(dir, CLUSTER_TOPIC, "0"),
       logOpts,
@@ -178,7 +178,7 @@ export class TopicStore {
     const limits = this.#limits(name);
     for (const log of logs) log.setSegmentLimits(limits);
     if (logs.length >= want) return;
-    await Deno.mkdir(topicDir, { recursive: true });
+    await Deno.mkdir(topicDir, { recursive: true, mode: dataModes().dir });
     for (let p = logs.length; p < want; p++) {
       const log = await PartitionLog.open(join(topicDir, String(p)), { ...this.#logOpts, ...limits });
       logs.push(log);

@@ -11,6 +11,7 @@ import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
 import { type ConnectionLimits, connectionLimits } from "../protocol/listener.ts";
 import { YakError } from "../errors.ts";
+import { fileModes, useFileModes } from "../files.ts";
 
 /** Flag definitions, as node:util parseArgs takes them. */
 export type Flags = NonNullable<ParseArgsConfig["options"]>;
@@ -282,6 +283,26 @@ export function bootstrapOf(values: Values): Bootstrap {
 export function dataRootOf(values: Values): string {
   const given = text(values, "data") ?? (Deno.env.get("YAK_DATA") || undefined) ?? DEFAULTS.dataDir;
   return resolve(given);
+}
+
+/** `--shared-files`, taken by the commands that write the data root: the zookeeper, a broker, `yak cluster`. */
+export const FILE_FLAGS: Flags = {
+  "shared-files": { type: "boolean" },
+};
+
+/**
+ * Sets the modes of every data file and directory this process creates from
+ * `--shared-files`: the owner's group may read them (0640, 0750); without it
+ * the owner alone (0600, 0700).
+ *
+ * @example
+ * ```ts ignore
+ * import { useFileModesOf } from "./args.ts";
+ * useFileModesOf({ "shared-files": true });
+ * ```
+ */
+export function useFileModesOf(values: Values): void {
+  useFileModes(fileModes(values["shared-files"] === true));
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   CONNECTION_USAGE,
   connectionsOf,
   dataRootOf,
+  FILE_FLAGS,
   helpRequested,
   integer,
   parse,
@@ -22,6 +23,7 @@ import {
   text,
   TIMING_FLAGS,
   timingOf,
+  useFileModesOf,
   withPortFlag,
 } from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
@@ -40,7 +42,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
            [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
            [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
-           [--http-port P] [--quiet]
+           [--http-port P] [--shared-files] [--quiet]
 
 Serves the native protocol on --port (default 9091+N; 0 picks a free port) and
 the Kafka wire protocol on --kafka-port (default: --port + 100; 0 picks a free
@@ -50,7 +52,9 @@ so every broker's Metadata names this one by it. --advertised-native-port is
 the native port the zookeeper hands out for this broker (to followers and
 clients) when it is reached through a port forward or proxy (default: the
 bound port).
-Files: DATA/broker-N/ (topics, broker.pid, broker.log).
+Files: DATA/broker-N/ (topics, broker.pid, broker.log), the owner's alone
+(directories 0700, files 0600); --shared-files lets the owner's group read
+them (0750, 0640).
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
 acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while
 fewer than --min-insync-replicas brokers are in sync; use 1 for a one-broker cluster.
@@ -100,11 +104,13 @@ export async function brokerCommand(args: string[]): Promise<number> {
     "advertised-native-port": { type: "string" },
     "http-port": { type: "string" },
     ...CONNECTION_FLAGS,
+    ...FILE_FLAGS,
     quiet: { type: "boolean" },
   });
   if (helpRequested(values, USAGE)) return 0;
   required(values, "id", "broker");
   const connections = connectionsOf(values);
+  useFileModesOf(values);
   const id = integer(values, "id", 0, 1, 1_000_000);
   const zk = parseHostPort(
     text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??

@@ -12,18 +12,20 @@ import { DEFAULTS, RUN_FLAGS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 import { security } from "../protocol/security.ts";
-import { dataRootOf, helpRequested, integer, parse } from "./args.ts";
+import { dataRootOf, FILE_FLAGS, helpRequested, integer, parse } from "./args.ts";
 import { STOP_ON_STDIN_EOF_ENV } from "./serve_until_signal.ts";
 
 const USAGE = `
 yak cluster [--brokers 3] [--data DIR] [--zookeeper-port 2181] [--base-port 9092]
-            [--partitions 3] [--http-port 8080] [--restart]
+            [--partitions 3] [--http-port 8080] [--restart] [--shared-files]
 
 Starts a zookeeper and N brokers (broker i on base-port+i-1) in this terminal.
 Ctrl-C (or SIGTERM) stops them in order: the brokers, then the zookeeper.
 The data root is --data, else $YAK_DATA, else ./data (the repository's data/
-through 'deno task' or ./yak). A broker that dies (yak kill) is restarted
-after 2 s with --restart; without it, the command that restarts it is printed.
+through 'deno task' or ./yak). Its files are the owner's alone (0700, 0600);
+--shared-files lets the owner's group read them (0750, 0640). A broker that
+dies (yak kill) is restarted after 2 s with --restart; without it, the
+command that restarts it is printed.
 Broker i's Kafka port is base-port+100+i-1 (Kafka clients bootstrap from any).
 The web console is on http-port, broker i's /metrics on http-port+i (0: free
 ports, each printed by its process).
@@ -127,10 +129,13 @@ export async function clusterCommand(args: string[]): Promise<number> {
     partitions: { type: "string" },
     restart: { type: "boolean" },
     "http-port": { type: "string" },
+    ...FILE_FLAGS,
   });
   if (helpRequested(values, USAGE)) return 0;
   const brokers = integer(values, "brokers", 3, 1, 9);
   const data = dataRootOf(values);
+  // Every child creates files: each is told, and creates them with those modes.
+  const fileArgs = values["shared-files"] === true ? ["--shared-files"] : [];
   const zkPort = integer(values, "zookeeper-port", DEFAULTS.zookeeperPort, 1, 65535);
   const basePort = integer(values, "base-port", DEFAULTS.brokerBasePort, 1, 65535 - 9);
   const partitions = integer(values, "partitions", DEFAULTS.defaultPartitions, 1, DEFAULTS.maxPartitions);
@@ -174,6 +179,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
     String(Math.min(DEFAULTS.minInsyncReplicas, brokers)),
     "--http-port",
     httpPortOf(i),
+    ...fileArgs,
   ];
 
   let stopping = false;
@@ -268,7 +274,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
   try {
-    spawn("zk", ["zookeeper", "--port", String(zkPort), "--data", data, "--http-port", httpPortOf(0)]);
+    spawn("zk", ["zookeeper", "--port", String(zkPort), "--data", data, "--http-port", httpPortOf(0), ...fileArgs]);
     while (!children.get("zk")!.ready && !failed && !stopping) await woken();
     if (!failed && !stopping) {
       for (let i = 1; i <= brokers; i++) spawn(`b${i}`, brokerArgs(i));

@@ -11,24 +11,29 @@ import {
   CONNECTION_USAGE,
   connectionsOf,
   dataRootOf,
+  FILE_FLAGS,
   helpRequested,
   integer,
   parse,
   text,
   TIMING_FLAGS,
   timingOf,
+  useFileModesOf,
   withPortFlag,
 } from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 
 const USAGE = `
 yak zookeeper [--port 2181] [--host 127.0.0.1] [--data data]
-              [--heartbeat-ms 250] [--session-timeout-ms 1000] [--http-port P] [--quiet]
+              [--heartbeat-ms 250] [--session-timeout-ms 1000] [--http-port P]
               [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
               [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
+              [--shared-files] [--quiet]
 
 Watches broker heartbeats, elects the leader, and writes the lease to
 DATA/zookeeper/leader.lease. Operation log: DATA/zookeeper/zookeeper.log.
+Files are the owner's alone (directories 0700, files 0600); --shared-files
+lets the owner's group read them (0750, 0640).
 --http-port serves the web console on host:P (0 picks a free port; the URL is
 printed); off without it. With --auth-token the console needs the token.
 ${CONNECTION_USAGE}
@@ -41,6 +46,7 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     host: { type: "string" },
     data: { type: "string" },
     ...TIMING_FLAGS,
+    ...FILE_FLAGS,
     "http-port": { type: "string" },
     ...CONNECTION_FLAGS,
     quiet: { type: "boolean" },
@@ -49,6 +55,7 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
   const httpPort = integer(values, "http-port", undefined, 0, 65535);
   const port = integer(values, "port", DEFAULTS.zookeeperPort, 0, 65535);
   const connections = connectionsOf(values);
+  useFileModesOf(values);
   const zk = await Zookeeper.start({
     dataDir: dataRootOf(values),
     host: text(values, "host") ?? DEFAULTS.host,

@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
+import { dataModes } from "../files.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
 import { sealLines, verifyLine } from "./record.ts";
 import { Segment, segmentStem } from "./segment.ts";
@@ -144,7 +145,7 @@ export class PartitionLog {
 
   /** Opens (creating if needed) the log in `dir`, repairing a torn tail. */
   static async open(dir: string, opts: LogOptions): Promise<PartitionLog> {
-    await Deno.mkdir(dir, { recursive: true });
+    await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
     const bases: number[] = [];
     for await (const entry of Deno.readDir(dir)) {
       const m = /^(\d{20})\.jsonl$/.exec(entry.name);
@@ -203,7 +204,7 @@ export class PartitionLog {
           savedTo = `${segment.dataPath}.corrupt-${Date.now()}`;
           const bytes = await segment.readAt(validBytes, cutBytes);
           // createNew: a file (or a link) already there is never written through.
-          await Deno.writeFile(savedTo, bytes, { createNew: true });
+          await Deno.writeFile(savedTo, bytes, { createNew: true, mode: dataModes().file });
         }
         await segment.truncate(validBytes);
         opts.onEvent?.(corrupt ? "corrupt_records_cut" : "torn_tail_cut", {

@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { verifyLine } from "./record.ts";
+import { dataModes } from "../files.ts";
 
 const NEWLINE = 10;
 const CLOSE_BRACE = 0x7d;
@@ -100,8 +101,8 @@ export class Segment {
   /** Creates an empty segment (files included). */
   static async create(dir: string, base: number): Promise<Segment> {
     const seg = new Segment(dir, base);
-    await Deno.writeFile(seg.dataPath, new Uint8Array(0));
-    await Deno.writeFile(seg.indexPath, new Uint8Array(0));
+    await Deno.writeFile(seg.dataPath, new Uint8Array(0), { mode: dataModes().file });
+    await Deno.writeFile(seg.indexPath, new Uint8Array(0), { mode: dataModes().file });
     return seg;
   }
 
@@ -361,6 +362,6 @@ export class Segment {
     }
     this.#indexFile?.close();
     this.#indexFile = null;
-    await Deno.writeFile(this.indexPath, out);
+    await Deno.writeFile(this.indexPath, out, { mode: dataModes().file });
   }
 }
