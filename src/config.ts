@@ -231,7 +231,8 @@ export const DEFAULTS = {
  * generation on a large machine grows the process by a hundred MB for no
  * speed (the benchmark: same throughput with 8 MiB semi-spaces, leader peak
  * RSS 235 -> 175 MB). Like Kafka's heap options, it must be given at launch;
- * deno.json's tasks repeat it.
+ * deno.json's tasks and ./yak repeat it. `--allow-sys=uid` is for the
+ * process's own user id alone: a data root of another user is refused.
  */
 export const RUN_FLAGS = [
   "--allow-net",
@@ -239,5 +240,6 @@ export const RUN_FLAGS = [
   "--allow-write",
   "--allow-env",
   "--allow-run",
+  "--allow-sys=uid",
   "--v8-flags=--max-semi-space-size=8",
 ] as const;

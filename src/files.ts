@@ -1,6 +1,7 @@
 /**
  * How yak writes its own files safely on a machine shared with other users:
- * who may read them (modes), and how a file is written without following a symbolic link planted at its path
+ * who may read them (modes), whose directory it writes into (owner), and how
+ * a file is written without following a symbolic link planted at its path
  * (a link at `broker.pid` once had its target truncated and overwritten).
  *
  * @module
@@ -79,6 +80,46 @@ export function dataModes(): FileModes {
 export async function ensureDataDir(dir: string): Promise<void> {
   await Deno.mkdir(dir, { recursive: true, mode: current.dir });
   if (Deno.build.os !== "windows") await Deno.chmod(dir, current.dir);
+}
+
+/**
+ * Throws STORAGE when `path` exists and belongs to another user: its owner
+ * could swap the files in it for links to this user's files (or read them).
+ * Skipped where the platform has no user ids (Windows).
+ *
+ * @example
+ * ```ts
+ * import { refuseForeignOwner } from "./files.ts";
+ * refuseForeignOwner(await Deno.makeTempDir(), "the data root"); // ours: no error
+ * ```
+ */
+export function refuseForeignOwner(path: string, what: string): void {
+  let uid: number | null;
+  try {
+    uid = Deno.uid();
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotCapable)) throw err;
+    throw new YakError(
+      "STORAGE",
+      `cannot tell whether ${what} ${path} is this user's: run deno with --allow-sys=uid (as ./yak, deno task ` +
+        `and yak cluster do)`,
+    );
+  }
+  if (uid === null) return;
+  let owner: number | null;
+  try {
+    owner = Deno.statSync(path).uid;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return; // created by this process, so its own
+    throw err;
+  }
+  if (owner === null || owner === uid) return;
+  throw new YakError(
+    "STORAGE",
+    `${what} ${path} belongs to uid ${owner}, not to this process's uid ${uid}: its owner could replace ` +
+      `the files in it with links to yours. Use a data directory of your own (--data), or run as its owner`,
+    { path, owner, uid },
+  );
 }
 
 /**

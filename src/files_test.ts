@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { dataModes, ensureDataDir, fileModes, refuseSymlink, useFileModes, writeFileAtomic } from "./files.ts";
+import {
+  dataModes,
+  ensureDataDir,
+  fileModes,
+  refuseForeignOwner,
+  refuseSymlink,
+  useFileModes,
+  writeFileAtomic,
+} from "./files.ts";
 import { YakError } from "./errors.ts";
 import { OpLog } from "./op_log.ts";
 
@@ -78,4 +86,29 @@ Deno.test("data modes: directories 0700 and files 0600, or 0750 and 0640 shared;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "refuseForeignOwner: a directory of another uid is refused; ours, or a missing one, passes",
+  // Giving a directory away takes root.
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      refuseForeignOwner(dir, "the data root");
+      refuseForeignOwner(join(dir, "missing"), "the data root");
+      await Deno.chown(dir, 65534, 65534);
+      assert.throws(() => refuseForeignOwner(dir, "the data root"), (err: unknown) => {
+        assert.ok(err instanceof YakError);
+        assert.equal(err.code, "STORAGE");
+        assert.match(
+          err.message,
+          new RegExp(`^the data root ${dir} belongs to uid 65534, not to this process's uid 0`),
+        );
+        return true;
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -1,12 +1,12 @@
 /**
  * yak's own files on a machine shared with other users (issue 20 §6): a
  * link planted at a pid or log path never sends a write into its target,
- * and the data is readable by its owner alone (or the owner's group with
- * --shared-files).
+ * the data is readable by its owner alone (or the owner's group with
+ * --shared-files), and a data root that belongs to another user is refused.
  */
 import assert from "node:assert/strict";
 import { join, relative } from "node:path";
-import { TestCluster, yak } from "./harness.ts";
+import { freePortRange, skipWithout, TestCluster, yak } from "./harness.ts";
 
 const VICTIM_TEXT = "a file of the user's that yak must never write\n";
 
@@ -130,4 +130,61 @@ Deno.test("modes: after a record is written every directory is 0700 and every fi
   } finally {
     await Deno.remove(base, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "a data root (or broker directory) that belongs to another user is refused by broker, zookeeper and cluster",
+  ignore: skipWithout(Deno.uid() === 0 ? null : "root, to give a directory to another user (chown)"),
+  async fn() {
+    const { base, victim } = await victimFile();
+    const foreign = join(base, "foreign");
+    const mixed = join(base, "mixed");
+    await Deno.mkdir(foreign);
+    await Deno.chown(foreign, 65534, 65534);
+    await Deno.mkdir(join(mixed, "broker-1"), { recursive: true });
+    await Deno.chown(join(mixed, "broker-1"), 65534, 65534);
+    // What the other user could plant: a link that points the broker's pid file at this user's file.
+    await Deno.symlink(victim, join(mixed, "broker-1", "broker.pid"));
+    const port = freePortRange(2);
+    try {
+      const broker = (data: string) =>
+        yak(
+          ["broker", "--id", "1", "--port", "0", "--kafka-port", "-1", "--zookeeper", "127.0.0.1:1", "--data", data],
+          {
+            timeoutMs: 8000,
+          },
+        );
+      const [b1, zk, cluster, b2] = await Promise.all([
+        broker(foreign),
+        yak(["zookeeper", "--port", "0", "--data", foreign], { timeoutMs: 8000 }),
+        yak([
+          "cluster",
+          "--brokers",
+          "1",
+          "--zookeeper-port",
+          String(port),
+          "--base-port",
+          String(port + 1),
+          "--http-port",
+          "0",
+          "--data",
+          foreign,
+        ], { timeoutMs: 8000 }),
+        broker(mixed),
+      ]);
+      const owned = (what: string, dir: string) =>
+        new RegExp(`${what} ${dir} belongs to uid 65534, not to this process's uid 0`);
+      for (const [name, res] of [["broker", b1], ["zookeeper", zk], ["cluster", cluster]] as const) {
+        assert.equal(res.code, 1, `${name}: ${res.stdout}${res.stderr}`);
+        assert.match(res.stderr, new RegExp(`^yak ${name}: ${owned("the data root", foreign).source}`));
+        assert.equal(res.stdout, "", `${name} started nothing`);
+      }
+      assert.equal(b2.code, 1, b2.stdout + b2.stderr);
+      assert.match(b2.stderr, owned("the broker's data directory", join(mixed, "broker-1")));
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(foreign)), [], "nothing was created in the foreign root");
+      assert.equal(await Deno.readTextFile(victim), VICTIM_TEXT);
+    } finally {
+      await Deno.remove(base, { recursive: true });
+    }
+  },
 });

@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 import { OpLog } from "../op_log.ts";
-import { ensureDataDir, writeFileAtomic } from "../files.ts";
+import { ensureDataDir, refuseForeignOwner, writeFileAtomic } from "../files.ts";
 import { YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
@@ -41,13 +41,16 @@ const CLEAN_SHUTDOWN_FILE = "clean-shutdown";
 const LAG_PROBE_MS = 50;
 
 /**
- * Locks and opens a broker's directory (DATA/broker-N): created with or set
+ * Checks, locks and opens a broker's directory (DATA/broker-N): refused when
+ * the data root or the directory belongs to another user, created with or set
  * to the data directory mode, and its operation log opened (refused when it is
  * a link). The lock is taken before anything in it is opened, so a second
  * process on this directory leaves its files alone.
  */
 async function openBrokerDir(opts: BrokerOptions): Promise<{ dir: string; dataLock: DataLock; log: OpLog }> {
   const dir = join(opts.dataDir, `broker-${opts.id}`);
+  refuseForeignOwner(opts.dataDir, "the data root");
+  refuseForeignOwner(dir, "the broker's data directory");
   const dataLock = await lockDataDir(dir);
   try {
     await ensureDataDir(dir);

@@ -54,7 +54,7 @@ clients) when it is reached through a port forward or proxy (default: the
 bound port).
 Files: DATA/broker-N/ (topics, broker.pid, broker.log), the owner's alone
 (directories 0700, files 0600); --shared-files lets the owner's group read
-them (0750, 0640).
+them (0750, 0640). A data root that belongs to another user is refused.
 --zookeeper defaults to $YAK_ZOOKEEPER, else 127.0.0.1:2181.
 acks=all is refused with NOT_ENOUGH_REPLICAS (and retried by producers) while
 fewer than --min-insync-replicas brokers are in sync; use 1 for a one-broker cluster.

@@ -13,6 +13,7 @@ import { YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 import { security } from "../protocol/security.ts";
 import { dataRootOf, FILE_FLAGS, helpRequested, integer, parse } from "./args.ts";
+import { refuseForeignOwner } from "../files.ts";
 import { STOP_ON_STDIN_EOF_ENV } from "./serve_until_signal.ts";
 
 const USAGE = `
@@ -22,10 +23,10 @@ yak cluster [--brokers 3] [--data DIR] [--zookeeper-port 2181] [--base-port 9092
 Starts a zookeeper and N brokers (broker i on base-port+i-1) in this terminal.
 Ctrl-C (or SIGTERM) stops them in order: the brokers, then the zookeeper.
 The data root is --data, else $YAK_DATA, else ./data (the repository's data/
-through 'deno task' or ./yak). Its files are the owner's alone (0700, 0600);
---shared-files lets the owner's group read them (0750, 0640). A broker that
-dies (yak kill) is restarted after 2 s with --restart; without it, the
-command that restarts it is printed.
+through 'deno task' or ./yak); one that belongs to another user is refused.
+Its files are the owner's alone (0700, 0600); --shared-files lets the owner's
+group read them (0750, 0640). A broker that dies (yak kill) is restarted after
+2 s with --restart; without it, the command that restarts it is printed.
 Broker i's Kafka port is base-port+100+i-1 (Kafka clients bootstrap from any).
 The web console is on http-port, broker i's /metrics on http-port+i (0: free
 ports, each printed by its process).
@@ -134,6 +135,8 @@ export async function clusterCommand(args: string[]): Promise<number> {
   if (helpRequested(values, USAGE)) return 0;
   const brokers = integer(values, "brokers", 3, 1, 9);
   const data = dataRootOf(values);
+  // Here, before any child starts: one message instead of every child's.
+  refuseForeignOwner(data, "the data root");
   // Every child creates files: each is told, and creates them with those modes.
   const fileArgs = values["shared-files"] === true ? ["--shared-files"] : [];
   const zkPort = integer(values, "zookeeper-port", DEFAULTS.zookeeperPort, 1, 65535);

@@ -33,7 +33,8 @@ yak zookeeper [--port 2181] [--host 127.0.0.1] [--data data]
 Watches broker heartbeats, elects the leader, and writes the lease to
 DATA/zookeeper/leader.lease. Operation log: DATA/zookeeper/zookeeper.log.
 Files are the owner's alone (directories 0700, files 0600); --shared-files
-lets the owner's group read them (0750, 0640).
+lets the owner's group read them (0750, 0640). A data root that belongs to
+another user is refused.
 --http-port serves the web console on host:P (0 picks a free port; the URL is
 printed); off without it. With --auth-token the console needs the token.
 ${CONNECTION_USAGE}

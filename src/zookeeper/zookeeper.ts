@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 import { monotonicMs } from "../clock.ts";
 import { OpLog } from "../op_log.ts";
-import { ensureDataDir } from "../files.ts";
+import { ensureDataDir, refuseForeignOwner } from "../files.ts";
 import { YakError } from "../errors.ts";
 import { type BrokerInfo, int, type Lease, optInt, optStr, type Request, str } from "../protocol/messages.ts";
 import { type ConnectionLimits, RequestMemory } from "../protocol/listener.ts";
@@ -103,6 +103,8 @@ export class Zookeeper {
 
   static async start(opts: ZookeeperOptions): Promise<Zookeeper> {
     const dir = join(opts.dataDir, "zookeeper");
+    refuseForeignOwner(opts.dataDir, "the data root");
+    refuseForeignOwner(dir, "the zookeeper's data directory");
     await ensureDataDir(dir);
     const log = new OpLog(
       join(dir, "zookeeper.log"),
