@@ -248,6 +248,7 @@ class PromText {
  * text.includes("yak_leader_epoch 3"); // true
  * ```
  */
+// deno-lint-ignore yak/max-function-lines
 export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   const out = new PromText();
   const topics = [...m.topics()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);

@@ -283,6 +283,7 @@ export class ReplicaFetcher {
     });
   }
 
+  // deno-lint-ignore yak/max-function-lines
   async #fetchOnce(): Promise<void> {
     const b = this.#b;
     const offsets: Record<string, number> = {};

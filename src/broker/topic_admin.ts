@@ -119,6 +119,7 @@ export class TopicAdmin {
     return this.#b.store.meta.topics.get(topic)?.configs ?? {};
   }
 
+  // deno-lint-ignore yak/max-function-lines
   #change(
     topic: string,
     partitions: number,

@@ -98,6 +98,7 @@ function usageError(command: string, message: string): YakError {
  * const { values } = parse("consume", ["--topic", "t"], { topic: { type: "string" } });
  * ```
  */
+// deno-lint-ignore yak/max-function-lines
 export function parse(
   command: string,
   args: string[],

@@ -76,6 +76,7 @@ the budget is the broker's.
 `;
 
 /** Runs a broker until SIGINT/SIGTERM. */
+// deno-lint-ignore yak/max-function-lines
 export async function brokerCommand(args: string[]): Promise<number> {
   const { values } = parse("broker", args, {
     id: { type: "string" },

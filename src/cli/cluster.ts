@@ -121,6 +121,7 @@ function say(line: string): void {
 }
 
 /** Runs `yak cluster` until Ctrl-C. */
+// deno-lint-ignore yak/max-function-lines
 export async function clusterCommand(args: string[]): Promise<number> {
   const { values } = parse("cluster", args, {
     brokers: { type: "string" },

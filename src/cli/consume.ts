@@ -118,6 +118,7 @@ function startOffsetOf(raw: string | undefined): StartOffset | undefined {
 }
 
 /** Runs `yak consume`. */
+// deno-lint-ignore yak/max-function-lines
 export async function consumeCommand(args: string[]): Promise<number> {
   const { values } = parse("consume", args, {
     ...CLUSTER_FLAGS,
@@ -393,6 +394,7 @@ function headersText(r: FetchedRecord): string {
   return (r.headers ?? []).map((h) => `${h.key}=${new TextDecoder().decode(valueBytes(h) ?? NOTHING)}`).join(",");
 }
 
+// deno-lint-ignore yak/max-function-lines
 function render(part: PartitionRecords, take: number, format: Format): Uint8Array {
   const { partition, topic } = part;
   if (format.kind === "value" && !format.printKey && !format.printTimestamp) {

@@ -53,6 +53,7 @@ async function offsetsOf(conn: Connection, topic: string): Promise<{ start: numb
 }
 
 /** Runs `yak groups`. */
+// deno-lint-ignore yak/max-function-lines
 export async function groupsCommand(args: string[]): Promise<number> {
   const { values } = parse("groups", args, {
     ...CLUSTER_FLAGS,
@@ -136,6 +137,7 @@ export async function groupsCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+// deno-lint-ignore yak/max-function-lines
 async function describe(conn: Connection, group: string, json: boolean): Promise<void> {
   const d = await conn.request({ type: "describe_group", group }) as unknown as GroupDescription;
   if (d.state === "Dead") throw new YakError("GROUP_ID_NOT_FOUND", `group '${group}' does not exist`);

@@ -37,6 +37,7 @@ const SIGNALS = {
 } as const;
 
 /** Runs `yak kill`. */
+// deno-lint-ignore yak/max-function-lines
 export async function killCommand(args: string[]): Promise<number> {
   const { values } = parse("kill", args, {
     broker: { type: "string" },

@@ -18,6 +18,7 @@ is --data, else $YAK_DATA, else ./data (the repository's data/ through
 `;
 
 /** Runs `yak logs`. */
+// deno-lint-ignore yak/max-function-lines
 export async function logsCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse("logs", args, {
     follow: { type: "boolean", short: "f" },

@@ -62,6 +62,7 @@ interface Line {
 }
 
 /** Runs `yak produce`. */
+// deno-lint-ignore yak/max-function-lines
 export async function produceCommand(args: string[]): Promise<number> {
   const { values } = parse("produce", args, {
     ...CLUSTER_FLAGS,

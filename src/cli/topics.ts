@@ -33,6 +33,7 @@ ${Object.entries(TOPIC_CONFIGS).map(([k, v]) => `  ${k}: ${v.doc}`).join("\n")}
 `;
 
 /** Runs `yak topics`. */
+// deno-lint-ignore yak/max-function-lines
 export async function topicsCommand(args: string[]): Promise<number> {
   const { values } = parse("topics", args, {
     ...CLUSTER_FLAGS,

@@ -304,6 +304,7 @@ export class Producer {
    * `payloadBytes`). A record too large for any frame is refused here
    * (MESSAGE_TOO_LARGE); the broker refuses records over the topic's limit.
    */
+  // deno-lint-ignore yak/max-function-lines
   add(
     key: string | null,
     value: string | Uint8Array,

@@ -51,6 +51,7 @@ export function linesToBatches(lines: Uint8Array): Uint8Array[] {
 }
 
 /** Handles Fetch v0-12 (record batches are v2, so clients use v4 and later; v12 is flexible). */
+// deno-lint-ignore yak/max-function-lines
 export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const s = ctx.services;

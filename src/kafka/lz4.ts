@@ -159,6 +159,7 @@ function checkMaxBytes(maxBytes: number): void {
  * new TextDecoder().decode(lz4FrameDecompress(frame, 1024)); // "yak yak yak yak"
  * ```
  */
+// deno-lint-ignore yak/max-function-lines
 export function lz4FrameDecompress(input: Uint8Array, maxBytes: number): Uint8Array {
   checkMaxBytes(maxBytes);
   if (input.length === 0) throw corrupt("the input is empty");

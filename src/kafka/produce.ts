@@ -107,6 +107,7 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
  * once its batches have their place in line (or it failed), with the
  * answer to come (wrapped, so awaiting this does not wait for the acks).
  */
+// deno-lint-ignore yak/max-function-lines
 async function produceOne(
   ctx: KafkaContext,
   v: number,

