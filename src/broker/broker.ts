@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 import { OpLog } from "../op_log.ts";
 import { ensureDataDir, refuseForeignOwner, writeFileAtomic } from "../files.ts";
-import { YakError } from "../errors.ts";
+import { assert, YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
 import { GroupCoordinator } from "./group_coordinator.ts";
@@ -116,6 +116,8 @@ export class Broker implements BrokerContext {
   readonly #replicasSeen = new Set<number>();
   #fetcher: ReplicaFetcher | null = null;
   #transition: Promise<void> = Promise.resolve();
+  /** The newest lease adopted (see #onLease). */
+  #lastLease: Lease | null = null;
   #isrTimer: ReturnType<typeof setInterval> | undefined;
   #lagTimer: ReturnType<typeof setInterval> | undefined;
   #isrProposal: Promise<unknown> | null = null;
@@ -525,6 +527,13 @@ export class Broker implements BrokerContext {
   }
 
   #onLease(lease: Lease): void {
+    // The session adopts only a newer lease: (epoch, version) never goes back.
+    const last = this.#lastLease;
+    assert(
+      last === null || lease.epoch > last.epoch || (lease.epoch === last.epoch && lease.version > last.version),
+      `lease ${lease.epoch}.${lease.version} adopted after ${last?.epoch}.${last?.version}`,
+    );
+    this.#lastLease = lease;
     const next = this.#transition.then(() => this.#applyLease(lease)).catch(
       (err) => {
         this.log.write("lease_apply_failed", {

@@ -315,7 +315,7 @@ export class PartitionOps {
     // Only offsets are needed from here on: while this waits for replicas,
     // the parsed records can already be collected.
     batch.records = [];
-    if (producer !== null) b.producers.record(key, producer, baseSeq, fresh.length, appended.baseOffset);
+    if (producer !== null) b.producers.record(key, producer, baseSeq, fresh.length, appended.baseOffset, acks === 0);
     return {
       leader,
       key,

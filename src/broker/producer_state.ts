@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { lineOffset } from "../log/partition_log.ts";
-import { producerOf } from "../log/record.ts";
+import { assert } from "../errors.ts";
+import { lineOffset, producerOf } from "../log/record.ts";
 
 /** Batches remembered per producer and partition (Kafka keeps five). */
 const REMEMBERED_BATCHES = 5;
@@ -127,16 +127,26 @@ export class ProducerState {
     return { kind: "outOfOrder", expected: entry.lastSeq + 1 };
   }
 
-  /** Notes that records `baseSeq..baseSeq+count-1` were given offsets from `baseOffset`. */
+  /**
+   * Notes that records `baseSeq..baseSeq+count-1` were given offsets from
+   * `baseOffset`: right after the last batch of this producer here, unless
+   * `gapAllowed` (acks=0, whose out-of-order batches are stored as sent).
+   */
   record(
     key: string,
     producer: string,
     baseSeq: number,
     count: number,
     baseOffset: number,
+    gapAllowed = false,
   ): void {
     let map = this.#byPartition.get(key);
     if (!map) this.#byPartition.set(key, map = new Map());
+    const last = map.get(producer)?.lastSeq;
+    assert(
+      gapAllowed || last === undefined || baseSeq === last + 1,
+      `producer ${producer} on ${key}: sequences ${baseSeq}.. stored after ${last}`,
+    );
     addBatch(map, producer, baseSeq, baseSeq + count - 1, baseOffset);
   }
 

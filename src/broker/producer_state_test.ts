@@ -67,3 +67,12 @@ Deno.test("lines written before batches kept their bounds are read as runs", asy
   assert.deepEqual(state.check("t/0", "p-1", 0, 2), { kind: "duplicate", storedBaseOffset: 0 });
   assert.deepEqual(state.check("t/0", "p-1", 2, 1), { kind: "next" });
 });
+
+Deno.test("a producer's stored sequences are contiguous: a batch recorded past a gap is an internal error", () => {
+  const state = new ProducerState();
+  state.markReady("t/0");
+  state.record("t/0", "p1", 0, 10, 100);
+  assert.throws(() => state.record("t/0", "p1", 12, 3, 110), /sequences 12\.\. stored after 9/);
+  state.record("t/0", "p1", 12, 3, 110, true); // acks=0 stores what it is sent
+  state.record("t/0", "p1", 15, 1, 113);
+});

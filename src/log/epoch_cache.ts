@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { assert } from "../errors.ts";
 import { join } from "node:path";
 import { writeFileAtomic } from "../files.ts";
 
@@ -65,12 +66,13 @@ export class EpochCache {
   /** Records that `epoch` starts at `startOffset`; a no-op for a known epoch. */
   assign(epoch: number, startOffset: number): boolean {
     const last = this.#entries.at(-1);
-    if (last && epoch <= last[0]) return false;
-    if (last && startOffset < last[1]) {
-      throw new Error(
-        `epoch ${epoch} would start at ${startOffset}, before epoch ${last[0]} at ${last[1]}`,
-      );
-    }
+    // Epochs only grow: records of an older epoch than the newest one here mean two leaders wrote.
+    assert(!last || epoch >= last[0], `epoch ${epoch} appended after epoch ${last?.[0]}`);
+    if (last && epoch === last[0]) return false;
+    assert(
+      !last || startOffset >= last[1],
+      `epoch ${epoch} would start at ${startOffset}, before epoch ${last?.[0]} at ${last?.[1]}`,
+    );
     this.#entries.push([epoch, startOffset]);
     return true;
   }

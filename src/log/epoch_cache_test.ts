@@ -20,7 +20,7 @@ Deno.test("assign records new epochs and ignores known ones", () => {
   assert.equal(cache.assign(1, 0), true);
   assert.equal(cache.lastEpoch, 1);
   assert.equal(cache.assign(1, 5), false, "same epoch again");
-  assert.equal(cache.assign(0, 10), false, "older epoch");
+  assert.throws(() => cache.assign(0, 10), /epoch 0 appended after epoch 1/, "an older epoch: two leaders wrote");
   assert.equal(cache.assign(3, 10), true);
   assert.equal(
     cache.assign(4, 10),

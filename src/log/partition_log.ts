@@ -6,10 +6,10 @@
  * @module
  */
 import { join } from "node:path";
-import { YakError } from "../errors.ts";
+import { assert, YakError } from "../errors.ts";
 import { dataModes } from "../files.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
-import { sealLines, verifyLine } from "./record.ts";
+import { firstLineOffset, lastLineOffset, lineOffset, sealLines, verifyLine } from "./record.ts";
 import { Segment, segmentStem } from "./segment.ts";
 
 const NEWLINE = 10;
@@ -75,13 +75,6 @@ interface Chunk {
   base: number;
   count: number;
   bytes: Uint8Array;
-}
-
-/** The offset a stored line claims, read from its fixed prefix without parsing it all. */
-export function lineOffset(line: string): number {
-  // Lines start with {"offset":N, by construction (see record.ts).
-  const end = line.indexOf(",", 10);
-  return Number(line.slice(10, end));
 }
 
 /**
@@ -269,10 +262,8 @@ export class PartitionLog {
   }
 
   set highWatermark(hw: number) {
-    // Offsets only grow, and nothing above the log end is ever committed.
-    if (hw > this.#logEnd) {
-      throw new Error(`high watermark ${hw} above log end ${this.#logEnd}`);
-    }
+    // Nothing above the log end is ever committed; a lower mark is ignored (it never goes back but by truncation).
+    assert(hw <= this.#logEnd, `high watermark ${hw} above log end ${this.#logEnd} of ${this.dir}`);
     if (hw > this.#hw) this.#hw = hw;
   }
 
@@ -317,6 +308,8 @@ export class PartitionLog {
     build: (baseOffset: number) => string,
     onVoid?: () => void,
   ): { baseOffset: number; done: Promise<void>; bytes: number } {
+    assert(count > 0, `an append of ${count} records`);
+    assert(epoch >= this.epochs.lastEpoch, `an append in epoch ${epoch} after epoch ${this.epochs.lastEpoch}`);
     const baseOffset = this.#next;
     // Encoded now, not when the write runs: the built string still points at
     // every record's parts, and a queued write would keep them all alive.
@@ -345,6 +338,16 @@ export class PartitionLog {
         new YakError(
           "OUT_OF_RANGE",
           `replica chunk starts at ${baseOffset}, log ends at ${this.#next}`,
+        ),
+      );
+    }
+    // The chunk's lines are numbered as its header says: its first and last line carry these offsets.
+    if (count <= 0 || firstLineOffset(text) !== baseOffset || lastLineOffset(text) !== baseOffset + count - 1) {
+      return Promise.reject(
+        new YakError(
+          "INTERNAL",
+          `internal error: replica chunk at ${baseOffset} of ${count} records holds lines ` +
+            `${firstLineOffset(text)}..${lastLineOffset(text)}`,
         ),
       );
     }
@@ -854,7 +857,8 @@ async function rebuildEpochs(
       const nl = text.indexOf("\n", at);
       if (nl === -1) break;
       const m = /"epoch":(\d+)/.exec(text.slice(at, Math.min(nl, at + 80)));
-      if (m) epochs.assign(Number(m[1]), lineOffset(text.slice(at, nl)));
+      // A line of an older epoch than one before it is not a new epoch (a log from before epochs were checked).
+      if (m && Number(m[1]) >= epochs.lastEpoch) epochs.assign(Number(m[1]), lineOffset(text.slice(at, nl)));
       at = nl + 1;
     }
   }

@@ -808,6 +808,11 @@ Deno.test("appendReplica stores the leader's bytes verbatim at the right offset 
           isYak("OUT_OF_RANGE", `starts at ${base}`),
         );
       }
+      // Lines numbered otherwise than the header says (a count that does not match, lines from elsewhere): refused.
+      const next = encodeBatch([{ key: null, value: "x" }, { key: null, value: "y" }], 4, 7, TS, null, 0);
+      await assert.rejects(log.appendReplica(4, 3, next, []), isYak("INTERNAL", "holds lines 4..5"));
+      await assert.rejects(log.appendReplica(4, 2, next.replace('"offset":4', '"offset":9'), []), isYak("INTERNAL"));
+      assert.throws(() => (log.highWatermark = 5), isYak("INTERNAL", "above log end"));
       assert.equal(log.logEndOffset, 4);
       assert.deepEqual(await Deno.readFile(file), encoder.encode(chunk1));
 

@@ -261,6 +261,52 @@ function intAt(b: Uint8Array, at: number, end: number): [number, number] | null 
   return at === start || b[at] !== 0x2c ? null : [neg ? -n : n, at];
 }
 
+/** The offset the stored line starting at `s` carries, or -1 when it does not start as one. */
+function offsetOfLineAt(b: Uint8Array, s: number): number {
+  if (!startsAt(b, s, OFFSET_PREFIX)) return -1;
+  const off = intAt(b, s + OFFSET_PREFIX.length, Math.min(b.length, s + OFFSET_PREFIX.length + 20));
+  return off === null ? -1 : off[0];
+}
+
+/** The offset a stored line claims, read from its fixed prefix without parsing it all. */
+export function lineOffset(line: string): number {
+  // Lines start with {"offset":N, by construction (see record.ts).
+  const end = line.indexOf(",", 10);
+  return Number(line.slice(10, end));
+}
+
+/**
+ * The offset of the first stored line in `lines` (-1 if it is not one):
+ * for checking a chunk against its header without parsing it.
+ *
+ * @example
+ * ```ts
+ * import { firstLineOffset } from "./record.ts";
+ * firstLineOffset('{"offset":7,"value":"a"}\n{"offset":8,"value":"b"}\n'); // 7
+ * ```
+ */
+export function firstLineOffset(lines: string | Uint8Array): number {
+  const b = typeof lines === "string" ? encoder.encode(lines.slice(0, 40)) : lines;
+  return offsetOfLineAt(b, 0);
+}
+
+/**
+ * The offset of the last stored line in `lines` (which end in a newline), or -1.
+ *
+ * @example
+ * ```ts
+ * import { lastLineOffset } from "./record.ts";
+ * lastLineOffset('{"offset":7,"value":"a"}\n{"offset":8,"value":"b"}\n'); // 8
+ * ```
+ */
+export function lastLineOffset(lines: string | Uint8Array): number {
+  if (typeof lines === "string") {
+    const start = lines.lastIndexOf("\n", lines.length - 2) + 1;
+    return offsetOfLineAt(encoder.encode(lines.slice(start, start + 40)), 0);
+  }
+  return offsetOfLineAt(lines, lines.lastIndexOf(NEWLINE, lines.length - 2) + 1);
+}
+
 /** A JSON string's bytes from `at` (just past its opening quote) when it holds no escape: [bytes, index past the closing quote]. */
 function plainStringAt(b: Uint8Array, at: number, end: number): [Uint8Array, number] | null {
   const q = b.indexOf(QUOTE, at);
