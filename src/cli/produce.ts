@@ -98,7 +98,7 @@ export async function produceCommand(args: string[]): Promise<number> {
   // Signals first: a Ctrl-C while connecting must not lose the summary either.
   const run = new ProduceRun(options);
   try {
-    const p = run.producer = await run.open();
+    const p = await run.open();
     if (p === null) {
       console.error(`yak produce: interrupted while connecting; ${run.summary()}`);
       return INTERRUPTED_EXIT;
@@ -218,11 +218,12 @@ class ProduceRun {
   }
 
   /** Connects; null when a signal came first. */
-  open(): Promise<Producer | null> {
-    return Promise.race([
+  async open(): Promise<Producer | null> {
+    this.producer = await Promise.race([
       Producer.open(this.options.producer),
       this.interruptedPromise.then(() => null),
     ]);
+    return this.producer;
   }
 
   /**
