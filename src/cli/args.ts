@@ -98,7 +98,6 @@ function usageError(command: string, message: string): YakError {
  * const { values } = parse("consume", ["--topic", "t"], { topic: { type: "string" } });
  * ```
  */
-// deno-lint-ignore yak/max-function-lines
 export function parse(
   command: string,
   args: string[],
@@ -106,74 +105,7 @@ export function parse(
   allowPositionals = false,
 ): { values: Values; positionals: string[] } {
   const all: Flags = { ...options, help: { type: "boolean", short: "h" } };
-  const shorts = new Map(
-    Object.entries(all).flatMap(([name, o]) => o.short === undefined ? [] : [[o.short, name] as const]),
-  );
-  const joined: string[] = [];
-  const seen = new Map<string, string[]>();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--") {
-      joined.push(...args.slice(i));
-      break;
-    }
-    let name: string | null = null;
-    let inline: string | undefined;
-    if (arg.startsWith("--")) {
-      const eq = arg.indexOf("=");
-      name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-      inline = eq === -1 ? undefined : arg.slice(eq + 1);
-      if (all[name] === undefined && ALIASES[name] !== undefined && all[ALIASES[name]] !== undefined) {
-        name = ALIASES[name];
-      }
-      if (all[name] === undefined) {
-        const known = ALIASES[name] ?? name;
-        if (known === "bootstrap" && all.zookeeper !== undefined) {
-          // Commands that only talk to the zookeeper (status, kill): a broker address is no way in.
-          throw usageError(
-            command,
-            `unknown flag --${name}: yak ${command} asks the zookeeper, give --zookeeper HOST:PORT instead`,
-          );
-        }
-        // Kafka's spellings are candidates too: a typo of --bootstrap-server is one of it.
-        const aliases = Object.keys(ALIASES).filter((a) => all[ALIASES[a]] !== undefined);
-        const hint = nearest(name, [...Object.keys(all), ...aliases]);
-        throw usageError(command, `unknown flag --${name}${hint ? `; did you mean --${hint}?` : ""}`);
-      }
-    } else if (/^-[A-Za-z]$/.test(arg)) {
-      name = shorts.get(arg[1]) ?? null;
-      if (name === null) throw usageError(command, `unknown flag ${arg}`);
-    } else {
-      joined.push(arg);
-      continue;
-    }
-    const option = all[name];
-    if (option.type === "string") {
-      let value = inline;
-      if (value === undefined) {
-        const next = args[i + 1];
-        // A negative number is a value, not a flag; anything else starting with '-' is a forgotten value.
-        if (next === undefined || (next.startsWith("-") && !/^-\d+(\.\d+)?$/.test(next) && next !== "-")) {
-          throw usageError(command, `--${name} needs a value (one that starts with '-' goes as --${name}=-VALUE)`);
-        }
-        value = next;
-        i++;
-      }
-      const values = seen.get(name) ?? [];
-      values.push(value);
-      seen.set(name, values);
-      if (!option.multiple && values.length > 1) {
-        throw usageError(
-          command,
-          `--${name} was given more than once ('${values[0]}', '${values[1]}'); give it once`,
-        );
-      }
-      joined.push(`--${name}=${value}`);
-    } else {
-      if (inline !== undefined) throw usageError(command, `--${name} takes no value`);
-      joined.push(`--${name}`);
-    }
-  }
+  const joined = spelledOut(command, args, all);
   try {
     const { values, positionals } = parseArgs({
       args: joined,
@@ -186,6 +118,85 @@ export function parse(
     const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
     throw usageError(command, message);
   }
+}
+
+/**
+ * `args` with every flag spelled out as `--name` or `--name=value` for
+ * parseArgs, after the checks {@link parse} names: parseArgs alone refuses
+ * `--offset -10` and keeps the last of a flag given twice.
+ */
+function spelledOut(command: string, args: string[], all: Flags): string[] {
+  const shorts = new Map(
+    Object.entries(all).flatMap(([name, o]) => o.short === undefined ? [] : [[o.short, name] as const]),
+  );
+  const joined: string[] = [];
+  const seen = new Map<string, string[]>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      joined.push(...args.slice(i));
+      break;
+    }
+    let name: string;
+    let inline: string | undefined;
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      name = knownName(command, eq === -1 ? arg.slice(2) : arg.slice(2, eq), all);
+      inline = eq === -1 ? undefined : arg.slice(eq + 1);
+    } else if (/^-[A-Za-z]$/.test(arg)) {
+      const long = shorts.get(arg[1]);
+      if (long === undefined) throw usageError(command, `unknown flag ${arg}`);
+      name = long;
+    } else {
+      joined.push(arg);
+      continue;
+    }
+    const option = all[name];
+    if (option.type !== "string") {
+      if (inline !== undefined) throw usageError(command, `--${name} takes no value`);
+      joined.push(`--${name}`);
+      continue;
+    }
+    const value = inline ?? valueAfter(command, name, args[i + 1]);
+    if (inline === undefined) i++;
+    const values = seen.get(name) ?? [];
+    values.push(value);
+    seen.set(name, values);
+    if (!option.multiple && values.length > 1) {
+      throw usageError(command, `--${name} was given more than once ('${values[0]}', '${values[1]}'); give it once`);
+    }
+    joined.push(`--${name}=${value}`);
+  }
+  return joined;
+}
+
+/** The flag `--name` stands for (itself, or the flag Kafka's spelling means); an unknown one is an error with a hint. */
+function knownName(command: string, name: string, all: Flags): string {
+  if (all[name] !== undefined) return name;
+  const known = ALIASES[name] ?? name;
+  if (all[known] !== undefined) return known;
+  if (known === "bootstrap" && all.zookeeper !== undefined) {
+    // Commands that only talk to the zookeeper (status, kill): a broker address is no way in.
+    throw usageError(
+      command,
+      `unknown flag --${name}: yak ${command} asks the zookeeper, give --zookeeper HOST:PORT instead`,
+    );
+  }
+  // Kafka's spellings are candidates too: a typo of --bootstrap-server is one of it.
+  const aliases = Object.keys(ALIASES).filter((a) => all[ALIASES[a]] !== undefined);
+  const hint = nearest(name, [...Object.keys(all), ...aliases]);
+  throw usageError(command, `unknown flag --${name}${hint ? `; did you mean --${hint}?` : ""}`);
+}
+
+/**
+ * The argument after `--name`, taken as its value. A negative number is a
+ * value, not a flag; anything else starting with '-' is a forgotten value.
+ */
+function valueAfter(command: string, name: string, next: string | undefined): string {
+  if (next === undefined || (next.startsWith("-") && !/^-\d+(\.\d+)?$/.test(next) && next !== "-")) {
+    throw usageError(command, `--${name} needs a value (one that starts with '-' goes as --${name}=-VALUE)`);
+  }
+  return next;
 }
 
 /** A flag as a string, or undefined. */

@@ -16,6 +16,7 @@ import {
   connectionsOf,
   dataRootOf,
   FILE_FLAGS,
+  type Flags,
   helpRequested,
   integer,
   parse,
@@ -24,11 +25,13 @@ import {
   TIMING_FLAGS,
   timingOf,
   useFileModesOf,
+  type Values,
   withPortFlag,
 } from "./args.ts";
 import { serveUntilSignal } from "./serve_until_signal.ts";
 import { serveMetrics } from "../console/metrics_http.ts";
 import type { BrokerServices } from "../broker/services.ts";
+import type { HttpServer } from "../console/http.ts";
 
 const USAGE = `
 yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data data]
@@ -75,43 +78,83 @@ ${CONNECTION_USAGE} The limits apply to the native and the Kafka port each;
 the budget is the broker's.
 `;
 
+const FLAGS: Flags = {
+  id: { type: "string" },
+  port: { type: "string" },
+  host: { type: "string" },
+  zookeeper: { type: "string" },
+  data: { type: "string" },
+  partitions: { type: "string" },
+  "segment-bytes": { type: "string" },
+  ...TIMING_FLAGS,
+  "replica-lag-ms": { type: "string" },
+  "scrub-bytes-per-sec": { type: "string" },
+  "scrub-interval-ms": { type: "string" },
+  "min-insync-replicas": { type: "string" },
+  "retention-ms": { type: "string" },
+  "retention-bytes": { type: "string" },
+  "segment-ms": { type: "string" },
+  "retention-check-ms": { type: "string" },
+  "max-message-bytes": { type: "string" },
+  "max-topics": { type: "string" },
+  "max-partitions-per-broker": { type: "string" },
+  "max-group-bytes": { type: "string" },
+  "max-group-state-bytes": { type: "string" },
+  "kafka-port": { type: "string" },
+  "advertised-host": { type: "string" },
+  "advertised-native-port": { type: "string" },
+  "http-port": { type: "string" },
+  ...CONNECTION_FLAGS,
+  ...FILE_FLAGS,
+  quiet: { type: "boolean" },
+};
+
+/** What `yak broker`'s flags ask for. */
+interface BrokerCliOptions {
+  /** The broker's options, but for `listeners` (the metrics server's address is known once it listens). */
+  broker: BrokerOptions;
+  /** `--http-port`: /metrics; undefined for none. */
+  httpPort: number | undefined;
+  /** `--kafka-port`; -1 for none. */
+  kafkaPort: number;
+  advertisedHost: string | undefined;
+  /** The budget both ports' large requests share. */
+  queuedMaxRequestBytes: number;
+}
+
+/** A running broker and its metrics server. */
+interface RunningBroker {
+  broker: Broker;
+  http: HttpServer | null;
+}
+
 /** Runs a broker until SIGINT/SIGTERM. */
-// deno-lint-ignore yak/max-function-lines
 export async function brokerCommand(args: string[]): Promise<number> {
-  const { values } = parse("broker", args, {
-    id: { type: "string" },
-    port: { type: "string" },
-    host: { type: "string" },
-    zookeeper: { type: "string" },
-    data: { type: "string" },
-    partitions: { type: "string" },
-    "segment-bytes": { type: "string" },
-    ...TIMING_FLAGS,
-    "replica-lag-ms": { type: "string" },
-    "scrub-bytes-per-sec": { type: "string" },
-    "scrub-interval-ms": { type: "string" },
-    "min-insync-replicas": { type: "string" },
-    "retention-ms": { type: "string" },
-    "retention-bytes": { type: "string" },
-    "segment-ms": { type: "string" },
-    "retention-check-ms": { type: "string" },
-    "max-message-bytes": { type: "string" },
-    "max-topics": { type: "string" },
-    "max-partitions-per-broker": { type: "string" },
-    "max-group-bytes": { type: "string" },
-    "max-group-state-bytes": { type: "string" },
-    "kafka-port": { type: "string" },
-    "advertised-host": { type: "string" },
-    "advertised-native-port": { type: "string" },
-    "http-port": { type: "string" },
-    ...CONNECTION_FLAGS,
-    ...FILE_FLAGS,
-    quiet: { type: "boolean" },
-  });
+  const { values } = parse("broker", args, FLAGS);
   if (helpRequested(values, USAGE)) return 0;
+  const options = brokerOptionsOf(values);
+  useFileModesOf(values);
+  const running = await startBroker(options);
+  printListening(running);
+  const stop = async () => {
+    await running.broker.stop();
+    await running.http?.close();
+  };
+  const refused = await Promise.race([
+    serveUntilSignal(stop).then(() => null),
+    running.broker.fatal,
+  ]);
+  if (refused) {
+    await stop();
+    throw refused;
+  }
+  return 0;
+}
+
+/** The flags, checked, with their defaults. */
+function brokerOptionsOf(values: Values): BrokerCliOptions {
   required(values, "id", "broker");
   const connections = connectionsOf(values);
-  useFileModesOf(values);
   const id = integer(values, "id", 0, 1, 1_000_000);
   const zk = parseHostPort(
     text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??
@@ -119,45 +162,39 @@ export async function brokerCommand(args: string[]): Promise<number> {
   );
   const host = text(values, "host") ?? DEFAULTS.host;
   const httpPort = integer(values, "http-port", undefined, 0, 65535);
-  // Started first, so the broker can name it in its status; it answers 503 until the broker is up.
-  let services: BrokerServices | null = null;
-  const http = httpPort === undefined ? null : await serveMetrics({
-    host,
-    port: httpPort,
-    metrics: () => services?.metricsText() ?? null,
-  });
-  const opts: BrokerOptions = {
+  const port = integer(values, "port", DEFAULTS.brokerBasePort + id - 1, 0, 65535);
+  const broker: BrokerOptions = {
     id,
     host,
-    port: integer(values, "port", DEFAULTS.brokerBasePort + id - 1, 0, 65535),
+    port,
     advertisedPort: integer(values, "advertised-native-port", undefined, 1, 65535),
     dataDir: dataRootOf(values),
     zkHost: zk.host,
     zkPort: zk.port,
     ...timingOf(values),
-    replicaLagMs: integer(
-      values,
-      "replica-lag-ms",
-      DEFAULTS.replicaLagMs,
-      50,
-      600_000,
-    ),
+    ...storageOf(values),
+    connections: connections.limits,
+    ...limitsOf(values),
+    echo: !values.quiet,
+  };
+  return {
+    broker,
+    httpPort,
+    // Kafka's port follows the native one (9092 -> 9192); with --port 0 it is picked freely too.
+    kafkaPort: integer(values, "kafka-port", port === 0 ? 0 : port + 100, -1, 65535),
+    advertisedHost: text(values, "advertised-host"),
+    queuedMaxRequestBytes: connections.queuedMaxRequestBytes,
+  };
+}
+
+/** Replication and the log's layout: the flags, and the fixed sizes beside them. */
+function storageOf(values: Values) {
+  return {
+    replicaLagMs: integer(values, "replica-lag-ms", DEFAULTS.replicaLagMs, 50, 600_000),
     replicaFetchWaitMs: DEFAULTS.replicaFetchWaitMs,
     replicaFetchMaxBytes: DEFAULTS.replicaFetchMaxBytes,
-    defaultPartitions: integer(
-      values,
-      "partitions",
-      DEFAULTS.defaultPartitions,
-      1,
-      DEFAULTS.maxPartitions,
-    ),
-    segmentBytes: integer(
-      values,
-      "segment-bytes",
-      DEFAULTS.segmentBytes,
-      1024,
-      2 ** 31 - 1,
-    ),
+    defaultPartitions: integer(values, "partitions", DEFAULTS.defaultPartitions, 1, DEFAULTS.maxPartitions),
+    segmentBytes: integer(values, "segment-bytes", DEFAULTS.segmentBytes, 1024, 2 ** 31 - 1),
     indexIntervalBytes: DEFAULTS.indexIntervalBytes,
     producerStateScanBytes: DEFAULTS.producerStateScanBytes,
     maxFrameBytes: DEFAULTS.maxFrameBytes,
@@ -165,7 +202,12 @@ export async function brokerCommand(args: string[]): Promise<number> {
     maxBatchRecords: DEFAULTS.maxBatchRecords,
     maxFetchBytes: DEFAULTS.maxFetchBytes,
     maxFetchWaitMs: DEFAULTS.maxFetchWaitMs,
-    connections: connections.limits,
+  };
+}
+
+/** What the leader lets the cluster hold, retention, and the scrubber's pace. */
+function limitsOf(values: Values) {
+  return {
     maxPartitions: DEFAULTS.maxPartitions,
     maxTopics: integer(values, "max-topics", DEFAULTS.maxTopics, 1, DEFAULTS.maxTopics),
     maxPartitionsPerBroker: integer(
@@ -185,17 +227,29 @@ export async function brokerCommand(args: string[]): Promise<number> {
     retentionCheckMs: integer(values, "retention-check-ms", DEFAULTS.retentionCheckMs, 50, 24 * 3600 * 1000),
     scrubBytesPerSec: integer(values, "scrub-bytes-per-sec", DEFAULTS.scrubBytesPerSec, 0, 2 ** 40),
     scrubIntervalMs: integer(values, "scrub-interval-ms", DEFAULTS.scrubIntervalMs, 100, 30 * 24 * 3600 * 1000),
-    echo: !values.quiet,
+  };
+}
+
+/** Starts the metrics server (if asked), then the broker with its native and Kafka listeners. */
+async function startBroker(options: BrokerCliOptions): Promise<RunningBroker> {
+  const { host, port } = options.broker;
+  // Started first, so the broker can name it in its status; it answers 503 until the broker is up.
+  let services: BrokerServices | null = null;
+  const http = options.httpPort === undefined ? null : await serveMetrics({
+    host,
+    port: options.httpPort,
+    metrics: () => services?.metricsText() ?? null,
+  });
+  const opts: BrokerOptions = {
+    ...options.broker,
     ...(http ? { listeners: { http: `${http.host}:${http.port}` } } : {}),
   };
   // One budget for both ports' large requests.
-  const memory = new RequestMemory(connections.queuedMaxRequestBytes);
-  // Kafka's port follows the native one (9092 -> 9192); with --port 0 it is picked freely too.
-  const kafkaPort = integer(values, "kafka-port", opts.port === 0 ? 0 : opts.port + 100, -1, 65535);
-  const kafka = kafkaPort === -1 ? undefined : kafkaCodec({
+  const memory = new RequestMemory(options.queuedMaxRequestBytes);
+  const kafka = options.kafkaPort === -1 ? undefined : kafkaCodec({
     host,
-    port: kafkaPort,
-    advertisedHost: text(values, "advertised-host"),
+    port: options.kafkaPort,
+    advertisedHost: options.advertisedHost,
     maxFrameBytes: opts.maxFrameBytes,
     limits: opts.connections,
     memory,
@@ -203,24 +257,16 @@ export async function brokerCommand(args: string[]): Promise<number> {
   const broker = await Broker.start(opts, nativeCodec(opts, memory), kafka).catch(async (err) => {
     await http?.close();
     // Either listener's port may be taken: name the flag that moves it.
-    throw withPortFlag(withPortFlag(err, opts.port, "--port"), kafkaPort, "--kafka-port");
+    throw withPortFlag(withPortFlag(err, port, "--port"), options.kafkaPort, "--kafka-port");
   });
   services = broker.services;
-  // Two lines, the native one last: scripts wait for "listening on" and find the Kafka line already there.
+  return { broker, http };
+}
+
+/** Two lines, the native one last: scripts wait for "listening on" and find the Kafka line already there. */
+function printListening({ broker, http }: RunningBroker): void {
+  const { id, host } = broker.opts;
   if (broker.kafkaPort !== null) console.log(`broker ${id} speaks the Kafka protocol on ${host}:${broker.kafkaPort}`);
   console.log(`broker ${id} listening on ${host}:${broker.port}`);
   if (http) console.log(`broker ${id} metrics on ${http.url}metrics`);
-  const stop = async () => {
-    await broker.stop();
-    await http?.close();
-  };
-  const refused = await Promise.race([
-    serveUntilSignal(stop).then(() => null),
-    broker.fatal,
-  ]);
-  if (refused) {
-    await stop();
-    throw refused;
-  }
-  return 0;
 }

@@ -12,7 +12,7 @@ import { DEFAULTS, RUN_FLAGS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 import { security } from "../protocol/security.ts";
-import { dataRootOf, FILE_FLAGS, helpRequested, integer, parse } from "./args.ts";
+import { dataRootOf, FILE_FLAGS, type Flags, helpRequested, integer, parse, type Values } from "./args.ts";
 import { refuseForeignOwner } from "../files.ts";
 import { STOP_ON_STDIN_EOF_ENV } from "./serve_until_signal.ts";
 
@@ -120,34 +120,91 @@ function say(line: string): void {
   console.log(`[cluster] ${line}`);
 }
 
+const FLAGS: Flags = {
+  brokers: { type: "string" },
+  data: { type: "string" },
+  "zookeeper-port": { type: "string" },
+  "base-port": { type: "string" },
+  partitions: { type: "string" },
+  restart: { type: "boolean" },
+  "http-port": { type: "string" },
+  ...FILE_FLAGS,
+};
+
+/** What `yak cluster`'s flags ask for. */
+interface ClusterOptions {
+  brokers: number;
+  /** The data root, absolute. */
+  data: string;
+  /** `--shared-files`, passed on: every child creates files, each with those modes. */
+  fileArgs: string[];
+  zkPort: number;
+  basePort: number;
+  partitions: number;
+  /** `--restart`: a broker that dies is started again. */
+  restart: boolean;
+  /** The console's port (broker i's /metrics on the next ones); 0 picks free ports. */
+  httpPort: number;
+}
+
 /** Runs `yak cluster` until Ctrl-C. */
-// deno-lint-ignore yak/max-function-lines
 export async function clusterCommand(args: string[]): Promise<number> {
-  const { values } = parse("cluster", args, {
-    brokers: { type: "string" },
-    data: { type: "string" },
-    "zookeeper-port": { type: "string" },
-    "base-port": { type: "string" },
-    partitions: { type: "string" },
-    restart: { type: "boolean" },
-    "http-port": { type: "string" },
-    ...FILE_FLAGS,
-  });
+  const { values } = parse("cluster", args, FLAGS);
   if (helpRequested(values, USAGE)) return 0;
+  const options = clusterOptionsOf(values);
+  // Ports first: a second cluster must say which port is taken, not start children that fail.
+  checkPortsFree(options);
+  const zkAddr = `${DEFAULTS.host}:${options.zkPort}`;
+  const children = new Children(options.restart);
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  const onSignal = () => children.stop();
+  for (const sig of signals) Deno.addSignalListener(sig, onSignal);
+  try {
+    const zkArgs = ["zookeeper", "--port", String(options.zkPort), "--data", options.data];
+    const zk = children.spawn("zk", [...zkArgs, "--http-port", httpPortOf(options, 0), ...options.fileArgs]);
+    if (await children.until(() => zk.ready)) {
+      for (let i = 1; i <= options.brokers; i++) children.spawn(`b${i}`, brokerArgs(options, zkAddr, i));
+      if (await children.until(() => [...children.all.values()].every((c) => c.ready))) {
+        printReady(options, zkAddr);
+        await children.until(() => false);
+      }
+    }
+  } finally {
+    children.stopping = true;
+    if (children.failed) say(`${children.failed}; stopping`);
+    else say("stopping: brokers first, then the zookeeper");
+    await children.stopAll(zkAddr);
+    for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+  }
+  say(children.failed ? "stopped" : "stopped cleanly");
+  return children.failed ? 1 : 0;
+}
+
+/** The flags, checked; the data root is refused here if another user owns it. */
+function clusterOptionsOf(values: Values): ClusterOptions {
   const brokers = integer(values, "brokers", 3, 1, 9);
   const data = dataRootOf(values);
   // Here, before any child starts: one message instead of every child's.
   refuseForeignOwner(data, "the data root");
-  // Every child creates files: each is told, and creates them with those modes.
-  const fileArgs = values["shared-files"] === true ? ["--shared-files"] : [];
-  const zkPort = integer(values, "zookeeper-port", DEFAULTS.zookeeperPort, 1, 65535);
-  const basePort = integer(values, "base-port", DEFAULTS.brokerBasePort, 1, 65535 - 9);
-  const partitions = integer(values, "partitions", DEFAULTS.defaultPartitions, 1, DEFAULTS.maxPartitions);
-  const restart = values.restart === true;
-  const httpPort = integer(values, "http-port", DEFAULTS.consoleHttpPort, 0, 65535 - 9);
-  const httpPortOf = (i: number) => String(httpPort === 0 ? 0 : httpPort + i);
+  return {
+    brokers,
+    data,
+    fileArgs: values["shared-files"] === true ? ["--shared-files"] : [],
+    zkPort: integer(values, "zookeeper-port", DEFAULTS.zookeeperPort, 1, 65535),
+    basePort: integer(values, "base-port", DEFAULTS.brokerBasePort, 1, 65535 - 9),
+    partitions: integer(values, "partitions", DEFAULTS.defaultPartitions, 1, DEFAULTS.maxPartitions),
+    restart: values.restart === true,
+    httpPort: integer(values, "http-port", DEFAULTS.consoleHttpPort, 0, 65535 - 9),
+  };
+}
 
-  // Ports first: a second cluster must say which port is taken, not start children that fail.
+/** Child i's `--http-port`: the console's (i = 0) or broker i's metrics port; 0 for a free one. */
+function httpPortOf({ httpPort }: ClusterOptions, i: number): string {
+  return String(httpPort === 0 ? 0 : httpPort + i);
+}
+
+/** Refuses to start when a port a child would take is in use, naming it and the flag that moves it. */
+function checkPortsFree({ zkPort, basePort, brokers, httpPort }: ClusterOptions): void {
   const ports: [number, string][] = [[zkPort, "the zookeeper's port, --zookeeper-port"]];
   for (let i = 1; i <= brokers; i++) {
     ports.push([basePort + i - 1, `broker ${i}'s port, --base-port + ${i - 1}`]);
@@ -164,35 +221,77 @@ export async function clusterCommand(args: string[]): Promise<number> {
       );
     }
   }
+}
 
-  const zkAddr = `${DEFAULTS.host}:${zkPort}`;
-  const brokerArgs = (i: number) => [
+/** The `yak` arguments broker i runs with. */
+function brokerArgs(options: ClusterOptions, zkAddr: string, i: number): string[] {
+  return [
     "broker",
     "--id",
     String(i),
     "--port",
-    String(basePort + i - 1),
+    String(options.basePort + i - 1),
     "--zookeeper",
     zkAddr,
     "--data",
-    data,
+    options.data,
     "--partitions",
-    String(partitions),
+    String(options.partitions),
     // Two copies for acks=all, as the default promises, unless there are fewer brokers.
     "--min-insync-replicas",
-    String(Math.min(DEFAULTS.minInsyncReplicas, brokers)),
+    String(Math.min(DEFAULTS.minInsyncReplicas, options.brokers)),
     "--http-port",
-    httpPortOf(i),
-    ...fileArgs,
+    httpPortOf(options, i),
+    ...options.fileArgs,
   ];
+}
 
-  let stopping = false;
-  let failed: string | null = null;
-  let wake = () => {};
-  const woken = () => new Promise<void>((resolve) => (wake = resolve));
-  const children = new Map<string, Child>();
+/** Where everything listens, once every child is ready. */
+function printReady({ brokers, basePort, httpPort, data }: ClusterOptions, zkAddr: string): void {
+  // Every broker's address: a client given only the first one fails once `yak kill --leader` kills it.
+  const every = (first: number) => Array.from({ length: brokers }, (_, i) => `${DEFAULTS.host}:${first + i}`).join(",");
+  say(
+    `ready: zookeeper on ${zkAddr}, brokers on ports ${basePort}-${basePort + brokers - 1} ` +
+      `(yak tools: --bootstrap ${every(basePort)} or --zookeeper ${zkAddr}; ` +
+      `Kafka clients: --bootstrap-server ${every(basePort + 100)}), data in ${data}; Ctrl-C stops all`,
+  );
+  if (httpPort !== 0) {
+    say(
+      `console on http://${DEFAULTS.host}:${httpPort}/, broker metrics on ` +
+        `http://${DEFAULTS.host}:${httpPort + 1}-${httpPort + brokers}/metrics`,
+    );
+  }
+}
 
-  const spawn = (name: string, sub: string[], crashes = 0): Child => {
+/**
+ * The children of one `yak cluster`: started with their output prefixed,
+ * restarted (with --restart) when a broker dies, stopped in order. Every
+ * event (a child ready or exited, a stop asked) wakes {@link Children.until}.
+ */
+class Children {
+  readonly all = new Map<string, Child>();
+  /** Why the cluster stops by itself: a child that exited before it started, or the zookeeper's exit. */
+  failed: string | null = null;
+  stopping = false;
+  #wake = () => {};
+
+  constructor(readonly restart: boolean) {}
+
+  /** Waits until `done()`, a failure or a stop; true when none of the last two came. */
+  async until(done: () => boolean): Promise<boolean> {
+    while (!done() && !this.failed && !this.stopping) await new Promise<void>((resolve) => (this.#wake = resolve));
+    return !this.failed && !this.stopping;
+  }
+
+  /** A signal: stop (once). */
+  stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.#wake();
+  }
+
+  /** Starts `yak <sub>` as the child `name`, its output prefixed `[name]`. */
+  spawn(name: string, sub: string[], crashes = 0): Child {
     const { command, args } = selfCommand(sub);
     // A token given as a flag reaches the children through their environment.
     const token = security().authToken;
@@ -223,7 +322,7 @@ export async function clusterCommand(args: string[]): Promise<number> {
       if (child.tail.length > 5) child.tail.shift();
       if (/ listening on /.test(line) && !child.ready) {
         child.ready = true;
-        wake();
+        this.#wake();
       }
     };
     child.done = Promise.all([
@@ -232,84 +331,71 @@ export async function clusterCommand(args: string[]): Promise<number> {
       proc.status,
     ]).then(([, , status]) => status);
     child.done.then((status) => {
-      if (children.get(name) === child) exited(child, status);
+      if (this.all.get(name) === child) this.#exited(child, status);
     });
-    children.set(name, child);
+    this.all.set(name, child);
     return child;
-  };
+  }
 
-  const exited = (child: Child, status: Deno.CommandStatus) => {
-    wake();
-    if (stopping) return;
+  /** A child exited: the cluster fails, or the broker is restarted (--restart), or how to restart it is printed. */
+  #exited(child: Child, status: Deno.CommandStatus): void {
+    this.#wake();
+    if (this.stopping) return;
     const how = status.signal ?? `code ${status.code}`;
     if (!child.ready) {
-      failed ??= `${child.name} exited (${how}) before it started: ${child.tail.slice(-1)[0] ?? "no output"}`;
+      this.failed ??= `${child.name} exited (${how}) before it started: ${child.tail.slice(-1)[0] ?? "no output"}`;
       return;
     }
     if (child.name === "zk") {
-      failed ??= `the zookeeper exited (${how})`;
+      this.failed ??= `the zookeeper exited (${how})`;
       return;
     }
     const id = Number(child.name.slice(1));
     const command = `yak ${child.sub.join(" ")}`;
     const quick = monotonicMs() - child.startedAt < CRASH_LOOP_MS;
     const crashes = quick ? child.crashes + 1 : 0;
-    if (restart && crashes < CRASH_LOOP_LIMIT) {
+    if (this.restart && crashes < CRASH_LOOP_LIMIT) {
       say(`broker ${id} exited (${how}); restarting it in ${RESTART_AFTER_MS / 1000} s`);
       setTimeout(() => {
-        if (!stopping && children.get(child.name) === child) {
-          spawn(child.name, child.sub, crashes);
+        if (!this.stopping && this.all.get(child.name) === child) {
+          this.spawn(child.name, child.sub, crashes);
           say(`broker ${id} restarted`);
         }
       }, RESTART_AFTER_MS);
-    } else if (restart) {
+    } else if (this.restart) {
       say(`broker ${id} exited (${how}) ${CRASH_LOOP_LIMIT} times within seconds of starting; not restarting it`);
     } else {
       say(`broker ${id} exited (${how}); restart it in another terminal with:\n  ${command}`);
       say("(or run 'yak cluster --restart' to have brokers restarted for you)");
     }
-  };
-
-  const onSignal = () => {
-    if (stopping) return;
-    stopping = true;
-    wake();
-  };
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-  for (const sig of signals) Deno.addSignalListener(sig, onSignal);
-  try {
-    spawn("zk", ["zookeeper", "--port", String(zkPort), "--data", data, "--http-port", httpPortOf(0), ...fileArgs]);
-    while (!children.get("zk")!.ready && !failed && !stopping) await woken();
-    if (!failed && !stopping) {
-      for (let i = 1; i <= brokers; i++) spawn(`b${i}`, brokerArgs(i));
-      while (![...children.values()].every((c) => c.ready) && !failed && !stopping) await woken();
-    }
-    if (!failed && !stopping) {
-      // Every broker's address: a client given only the first one fails once `yak kill --leader` kills it.
-      const every = (first: number) =>
-        Array.from({ length: brokers }, (_, i) => `${DEFAULTS.host}:${first + i}`).join(",");
-      say(
-        `ready: zookeeper on ${zkAddr}, brokers on ports ${basePort}-${basePort + brokers - 1} ` +
-          `(yak tools: --bootstrap ${every(basePort)} or --zookeeper ${zkAddr}; ` +
-          `Kafka clients: --bootstrap-server ${every(basePort + 100)}), data in ${data}; Ctrl-C stops all`,
-      );
-      if (httpPort !== 0) {
-        say(
-          `console on http://${DEFAULTS.host}:${httpPort}/, broker metrics on ` +
-            `http://${DEFAULTS.host}:${httpPort + 1}-${httpPort + brokers}/metrics`,
-        );
-      }
-    }
-    while (!failed && !stopping) await woken();
-  } finally {
-    stopping = true;
-    if (failed) say(`${failed}; stopping`);
-    else say("stopping: brokers first, then the zookeeper");
-    await stopAll(children, zkAddr);
-    for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
   }
-  say(failed ? "stopped" : "stopped cleanly");
-  return failed ? 1 : 0;
+
+  /**
+   * Followers first (each leaves the in-sync set), then the leader (nobody is
+   * left to hand over to, so no election churn), then the zookeeper, each
+   * step waiting for the processes to exit.
+   */
+  async stopAll(zkAddr: string): Promise<void> {
+    const brokers = [...this.all.values()].filter((c) => c.name !== "zk");
+    let leaderId: number | null = null;
+    try {
+      const [host, port] = [
+        zkAddr.slice(0, zkAddr.lastIndexOf(":")),
+        Number(zkAddr.slice(zkAddr.lastIndexOf(":") + 1)),
+      ];
+      leaderId = ((await ask({ host, port }, { type: "metadata" }, 500)).lease as Lease).leaderId;
+    } catch { /* no zookeeper: every broker at once */ }
+    const leader = brokers.filter((c) => c.name === `b${leaderId}`);
+    await Promise.all(brokers.filter((c) => !leader.includes(c)).map(stopChild));
+    await Promise.all(leader.map(stopChild));
+    const zk = this.all.get("zk");
+    if (zk) await stopChild(zk);
+    for (const c of this.all.values()) {
+      try {
+        await c.proc.stdin.close();
+      } catch { /* closed */ }
+    }
+  }
 }
 
 /** SIGTERM, then SIGKILL after the grace period; resolves when it has exited. */
@@ -325,28 +411,4 @@ async function stopChild(child: Child): Promise<void> {
   } catch { /* already gone */ }
   await child.done;
   clearTimeout(timer);
-}
-
-/**
- * Followers first (each leaves the in-sync set), then the leader (nobody is
- * left to hand over to, so no election churn), then the zookeeper, each
- * step waiting for the processes to exit.
- */
-async function stopAll(children: Map<string, Child>, zkAddr: string): Promise<void> {
-  const brokers = [...children.values()].filter((c) => c.name !== "zk");
-  let leaderId: number | null = null;
-  try {
-    const [host, port] = [zkAddr.slice(0, zkAddr.lastIndexOf(":")), Number(zkAddr.slice(zkAddr.lastIndexOf(":") + 1))];
-    leaderId = ((await ask({ host, port }, { type: "metadata" }, 500)).lease as Lease).leaderId;
-  } catch { /* no zookeeper: every broker at once */ }
-  const leader = brokers.filter((c) => c.name === `b${leaderId}`);
-  await Promise.all(brokers.filter((c) => !leader.includes(c)).map(stopChild));
-  await Promise.all(leader.map(stopChild));
-  const zk = children.get("zk");
-  if (zk) await stopChild(zk);
-  for (const c of children.values()) {
-    try {
-      await c.proc.stdin.close();
-    } catch { /* closed */ }
-  }
 }

@@ -4,21 +4,22 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
-import { Consumer, PartitionRecords, type StartOffset } from "../client/consumer.ts";
-import type { FetchedRecord } from "../protocol/messages.ts";
-import { keyBytes, valueBytes } from "../log/record.ts";
+import { Consumer, type ConsumerOptions, PartitionRecords, type StartOffset } from "../client/consumer.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
 import { YakError } from "../errors.ts";
 import {
   bootstrapOf,
   CLUSTER_FLAGS,
   connectTimeoutOf,
+  type Flags,
   helpRequested,
   integer,
   parse,
   retryNotice,
   text,
+  type Values,
 } from "./args.ts";
+import { compileTemplate, type Format, renderRecords } from "./render_records.ts";
 
 const USAGE = `
 yak consume (--topic T [--topic T2 ...] | --topic-regex REGEX)
@@ -52,59 +53,44 @@ per record as kcat -f does: %t topic, %p partition, %o offset, %k key, %v value,
 the leader.
 `;
 
-const encoder = new TextEncoder();
-
 /** How long Ctrl-C or SIGTERM waits for the last poll and commit before the consumer exits anyway. */
 const STOP_GRACE_MS = 5_000;
 
-/** How records are printed. */
-interface Format {
-  kind: "value" | "json" | "template";
-  printKey: boolean;
-  printTimestamp: boolean;
-  keySeparator: string;
-  template: TemplatePart[];
-}
+const FLAGS: Flags = {
+  ...CLUSTER_FLAGS,
+  topic: { type: "string", multiple: true },
+  "topic-regex": { type: "string" },
+  group: { type: "string" },
+  "group-protocol": { type: "string" },
+  "session-timeout-ms": { type: "string" },
+  "auto-offset-reset": { type: "string" },
+  partition: { type: "string" },
+  offset: { type: "string" },
+  "from-beginning": { type: "boolean" },
+  "max-messages": { type: "string" },
+  "timeout-ms": { type: "string" },
+  "exit-at-end": { type: "boolean" },
+  format: { type: "string" },
+  "print-key": { type: "boolean" },
+  "print-timestamp": { type: "boolean" },
+  "key-separator": { type: "string" },
+  quiet: { type: "boolean" },
+};
 
-/** A piece of a `--format` template: literal text, or a field. */
-type TemplatePart = string | { field: string };
-
-const TEMPLATE_FIELDS = new Set(["t", "p", "o", "k", "v", "T", "h", "K", "S"]);
-
-/**
- * Compiles a kcat-style template (`%k=%v\n`) into literal text and fields.
- *
- * @example
- * ```ts
- * import { compileTemplate } from "./consume.ts";
- * compileTemplate("%k=%v\\n"); // [{ field: "k" }, "=", { field: "v" }, "\n"]
- * ```
- */
-export function compileTemplate(template: string): TemplatePart[] {
-  const out: TemplatePart[] = [];
-  let text = "";
-  for (let i = 0; i < template.length; i++) {
-    const c = template[i];
-    if (c === "\\" && i + 1 < template.length) {
-      const e = template[++i];
-      text += e === "n" ? "\n" : e === "t" ? "\t" : e === "r" ? "\r" : e === "0" ? "\0" : e;
-    } else if (c === "%" && i + 1 < template.length) {
-      const f = template[++i];
-      if (f === "%") text += "%";
-      else if (TEMPLATE_FIELDS.has(f)) {
-        if (text) out.push(text);
-        text = "";
-        out.push({ field: f });
-      } else {
-        throw new YakError(
-          "INVALID_ARGUMENT",
-          `--format: unknown field %${f} (fields: %t %p %o %k %v %T %h %K %S, and %% for a percent)`,
-        );
-      }
-    } else text += c;
-  }
-  if (text) out.push(text);
-  return out;
+/** What `yak consume`'s flags ask for. */
+interface ConsumeOptions {
+  /** What the consumer reads, and from where. */
+  consumer: ConsumerOptions;
+  format: Format;
+  /** `--max-messages`; Infinity without it. */
+  maxMessages: number;
+  /** `--timeout-ms`: exit after this long with nothing new. */
+  timeoutMs: number | undefined;
+  /** `--exit-at-end`: exit once every partition is printed up to where its end was at the start. */
+  exitAtEnd: boolean;
+  quiet: boolean;
+  /** `--topic-regex` as given, for the summary. */
+  regexText: string | undefined;
 }
 
 /** `--offset`: earliest, latest (or kcat's beginning, end), N, or -N (N before the end). */
@@ -118,29 +104,72 @@ function startOffsetOf(raw: string | undefined): StartOffset | undefined {
 }
 
 /** Runs `yak consume`. */
-// deno-lint-ignore yak/max-function-lines
 export async function consumeCommand(args: string[]): Promise<number> {
-  const { values } = parse("consume", args, {
-    ...CLUSTER_FLAGS,
-    topic: { type: "string", multiple: true },
-    "topic-regex": { type: "string" },
-    group: { type: "string" },
-    "group-protocol": { type: "string" },
-    "session-timeout-ms": { type: "string" },
-    "auto-offset-reset": { type: "string" },
-    partition: { type: "string" },
-    offset: { type: "string" },
-    "from-beginning": { type: "boolean" },
-    "max-messages": { type: "string" },
-    "timeout-ms": { type: "string" },
-    "exit-at-end": { type: "boolean" },
-    format: { type: "string" },
-    "print-key": { type: "boolean" },
-    "print-timestamp": { type: "boolean" },
-    "key-separator": { type: "string" },
-    quiet: { type: "boolean" },
-  });
+  const { values } = parse("consume", args, FLAGS);
   if (helpRequested(values, USAGE)) return 0;
+  const options = consumeOptionsOf(values);
+  // Listening before the consumer opens: a signal while it joins its group counts too.
+  const stop = new StopSignal();
+  const consumer = await Consumer.open(options.consumer).catch((err) => {
+    stop.unlisten();
+    stop.done();
+    throw err;
+  });
+  let printed: number;
+  try {
+    printed = await printRecords(consumer, options, stop);
+  } finally {
+    stop.unlisten();
+    await consumer.close();
+    stop.done();
+  }
+  if (!options.quiet) {
+    const names = consumer.topics.map((t) => `'${t}'`).join(", ") || `/${options.regexText}/`;
+    console.error(`yak consume: ${printed} record${printed === 1 ? "" : "s"} from ${names}`);
+  }
+  return 0;
+}
+
+/** The flags, checked, in the order they are reported. */
+function consumeOptionsOf(values: Values): ConsumeOptions {
+  const { topics, topicPattern, regexText } = topicsOf(values);
+  const group = text(values, "group") === undefined ? undefined : checkGroupName(text(values, "group"));
+  const format = formatOf(values);
+  const start = startOf(values, group);
+  const partition = integer(values, "partition", undefined, 0, 100_000);
+  if (partition !== undefined && (topics.length !== 1 || topicPattern !== undefined)) {
+    throw new YakError("INVALID_ARGUMENT", "--partition goes with exactly one --topic");
+  }
+  const maxMessages = integer(values, "max-messages", Infinity as number, 1, Number.MAX_SAFE_INTEGER);
+  const timeoutMs = integer(values, "timeout-ms", undefined, 0, 2 ** 31 - 1);
+  const quiet = values.quiet === true;
+  const { autoOffsetReset, groupProtocols } = groupFlagsOf(values, group);
+  const consumer: ConsumerOptions = {
+    bootstrap: bootstrapOf(values),
+    topics,
+    topicPattern,
+    group,
+    partition,
+    offset: start,
+    fromBeginning: values["from-beginning"] === true,
+    maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
+    // Reaching the cluster: the one deadline of every command. Waiting for a topic that does not exist yet is
+    // being idle, so --timeout-ms bounds it too.
+    firstConnectTimeoutMs: connectTimeoutOf(values),
+    topicWaitMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
+    onRetry: retryNotice("consume", quiet),
+    groupProtocols,
+    sessionTimeoutMs: integer(values, "session-timeout-ms", undefined, 100, 300_000),
+    onGroupEvent: quiet ? undefined : (message) => console.error(`yak consume: ${message}`),
+    autoOffsetReset,
+    // Said even with --quiet: records the reader expected are gone.
+    onReset: (message) => console.error(`yak consume: ${message}`),
+  };
+  return { consumer, format, maxMessages, timeoutMs, exitAtEnd: values["exit-at-end"] === true, quiet, regexText };
+}
+
+/** `--topic` (any number) and `--topic-regex`: at least one of them. */
+function topicsOf(values: Values): { topics: string[]; topicPattern: RegExp | undefined; regexText?: string } {
   const topics = ((values.topic as string[] | undefined) ?? []).map((t) => checkTopicName(t));
   const regexText = text(values, "topic-regex");
   let topicPattern: RegExp | undefined;
@@ -154,7 +183,11 @@ export async function consumeCommand(args: string[]): Promise<number> {
   if (topics.length === 0 && topicPattern === undefined) {
     throw new YakError("INVALID_ARGUMENT", "--topic is required (or --topic-regex) (see 'yak consume --help')");
   }
-  const group = text(values, "group") === undefined ? undefined : checkGroupName(text(values, "group"));
+  return { topics, topicPattern, regexText };
+}
+
+/** `--format`, `--print-key`, `--print-timestamp` and `--key-separator`. */
+function formatOf(values: Values): Format {
   const formatText = text(values, "format") ?? "value";
   const format: Format = {
     kind: formatText === "value" || formatText === "json" ? formatText : "template",
@@ -182,6 +215,11 @@ export async function consumeCommand(args: string[]): Promise<number> {
   if (values["key-separator"] !== undefined && !format.printKey) {
     throw new YakError("INVALID_ARGUMENT", "--key-separator goes with --print-key");
   }
+  return format;
+}
+
+/** `--offset` (or `--from-beginning`, not both), which a group does not take. */
+function startOf(values: Values, group: string | undefined): StartOffset | undefined {
   const start = startOffsetOf(text(values, "offset"));
   if (start !== undefined && values["from-beginning"]) {
     throw new YakError(
@@ -196,20 +234,14 @@ export async function consumeCommand(args: string[]): Promise<number> {
         "'yak groups --reset-offsets'",
     );
   }
-  const partition = integer(values, "partition", undefined, 0, 100_000);
-  if (partition !== undefined && (topics.length !== 1 || topicPattern !== undefined)) {
-    throw new YakError("INVALID_ARGUMENT", "--partition goes with exactly one --topic");
-  }
-  const maxMessages = integer(
-    values,
-    "max-messages",
-    Infinity as number,
-    1,
-    Number.MAX_SAFE_INTEGER,
-  );
-  const timeoutMs = integer(values, "timeout-ms", undefined, 0, 2 ** 31 - 1);
-  const exitAtEnd = values["exit-at-end"] === true;
-  const quiet = values.quiet === true;
+  return start;
+}
+
+/** `--auto-offset-reset`, and `--group-protocol` (which, like `--session-timeout-ms`, needs `--group`). */
+function groupFlagsOf(
+  values: Values,
+  group: string | undefined,
+): Pick<ConsumerOptions, "autoOffsetReset" | "groupProtocols"> {
   const reset = text(values, "auto-offset-reset") ?? "earliest";
   if (reset !== "earliest" && reset !== "latest") {
     throw new YakError("INVALID_ARGUMENT", `--auto-offset-reset must be earliest or latest, not '${reset}'`);
@@ -221,89 +253,83 @@ export async function consumeCommand(args: string[]): Promise<number> {
   if (group === undefined && (protocol !== undefined || values["session-timeout-ms"] !== undefined)) {
     throw new YakError("INVALID_ARGUMENT", "--group-protocol and --session-timeout-ms need --group");
   }
-  // Listening before the consumer opens: a signal while it joins its group counts too.
-  let stop = false;
-  let grace: ReturnType<typeof setTimeout> | undefined;
-  const onSignal = () => {
-    if (stop) Deno.exit(130); // a second Ctrl-C: at once
-    stop = true;
+  return { autoOffsetReset: reset, groupProtocols: protocol === undefined ? undefined : [protocol] };
+}
+
+/**
+ * Ctrl-C or SIGTERM asks the consumer to stop after its last poll and
+ * commit; a second one, or {@link STOP_GRACE_MS} without an answer, exits
+ * at once (130).
+ */
+class StopSignal {
+  stopped = false;
+  #grace: ReturnType<typeof setTimeout> | undefined;
+  #onSignal = () => {
+    if (this.stopped) Deno.exit(130); // a second Ctrl-C: at once
+    this.stopped = true;
     // A poll or the last commit may be retrying a cluster that is gone (a consumer left running
     // after its cluster stopped ignored SIGTERM for an hour): bounded, as yak produce's flush is.
-    grace = setTimeout(() => {
+    this.#grace = setTimeout(() => {
       console.error(`yak consume: stopped without a last commit: the cluster did not answer in ${STOP_GRACE_MS} ms`);
       Deno.exit(130);
     }, STOP_GRACE_MS);
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
-  const consumer = await Consumer.open({
-    bootstrap: bootstrapOf(values),
-    topics,
-    topicPattern,
-    group,
-    partition,
-    offset: start,
-    fromBeginning: values["from-beginning"] === true,
-    maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
-    // Reaching the cluster: the one deadline of every command. Waiting for a topic that does not exist yet is
-    // being idle, so --timeout-ms bounds it too.
-    firstConnectTimeoutMs: connectTimeoutOf(values),
-    topicWaitMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
-    onRetry: retryNotice("consume", quiet),
-    groupProtocols: protocol === undefined ? undefined : [protocol],
-    sessionTimeoutMs: integer(values, "session-timeout-ms", undefined, 100, 300_000),
-    onGroupEvent: quiet ? undefined : (message) => console.error(`yak consume: ${message}`),
-    autoOffsetReset: reset,
-    // Said even with --quiet: records the reader expected are gone.
-    onReset: (message) => console.error(`yak consume: ${message}`),
-  }).catch((err) => {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    clearTimeout(grace);
-    throw err;
-  });
+
+  constructor() {
+    Deno.addSignalListener("SIGINT", this.#onSignal);
+    Deno.addSignalListener("SIGTERM", this.#onSignal);
+  }
+
+  /** Stops listening; a stop already asked still has its grace period. */
+  unlisten(): void {
+    Deno.removeSignalListener("SIGINT", this.#onSignal);
+    Deno.removeSignalListener("SIGTERM", this.#onSignal);
+  }
+
+  /** The consumer is closed: the grace period no longer runs. */
+  done(): void {
+    clearTimeout(this.#grace);
+  }
+}
+
+/**
+ * Polls and prints until a stop, a closed pipe, --max-messages, --timeout-ms
+ * or (--exit-at-end) the end; commits what reached stdout. Returns how many
+ * records were printed.
+ */
+async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: StopSignal): Promise<number> {
+  const { format, maxMessages, timeoutMs } = options;
   let printed = 0;
   let lastRecordAt = monotonicMs();
   let pipeClosed = false;
-  try {
-    while (!stop && !pipeClosed && printed < maxMessages) {
-      if (exitAtEnd && consumer.atEnd()) break;
-      const polled = await consumer.poll();
-      if (polled.length === 0) {
-        if (timeoutMs !== undefined && monotonicMs() - lastRecordAt >= timeoutMs) {
-          break;
-        }
-        continue;
+  while (!stop.stopped && !pipeClosed && printed < maxMessages) {
+    if (options.exitAtEnd && consumer.atEnd()) break;
+    const polled = await consumer.poll();
+    if (polled.length === 0) {
+      if (timeoutMs !== undefined && monotonicMs() - lastRecordAt >= timeoutMs) {
+        break;
       }
-      lastRecordAt = monotonicMs();
-      for (const part of polled) {
-        const take = Math.min(part.count, maxMessages - printed);
-        if (take === 0) break;
-        const bytes = render(part, take, format);
-        const written = await writeUntilClosed(bytes);
-        const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
-        // Only records whose bytes reached stdout count as consumed (and get committed).
-        consumer.consumed(part.topic, part.partition, part.base + whole);
-        printed += whole;
-        if (written < bytes.length) {
-          pipeClosed = true; // e.g. `| head`: the reader is done
-          break;
-        }
+      continue;
+    }
+    lastRecordAt = monotonicMs();
+    for (const part of polled) {
+      const take = Math.min(part.count, maxMessages - printed);
+      if (take === 0) break;
+      const bytes = renderRecords(part, take, format);
+      const written = await writeUntilClosed(bytes);
+      const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
+      // Only records whose bytes reached stdout count as consumed (and get committed).
+      consumer.consumed(part.topic, part.partition, part.base + whole);
+      printed += whole;
+      if (written < bytes.length) {
+        pipeClosed = true; // e.g. `| head`: the reader is done
+        break;
       }
-      await consumer.commit();
     }
     await consumer.commit();
-  } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    await consumer.close();
-    clearTimeout(grace);
   }
-  if (!quiet) {
-    const names = consumer.topics.map((t) => `'${t}'`).join(", ") || `/${regexText}/`;
-    console.error(`yak consume: ${printed} record${printed === 1 ? "" : "s"} from ${names}`);
-  }
-  return 0;
+  await consumer.commit();
+  return printed;
 }
 
 /**
@@ -364,108 +390,8 @@ function wholeRecords(
   let size = 0;
   for (let i = 0; i < take; i++) {
     const one = new PartitionRecords(part.partition, part.base + i, 1, lines[i] + "\n", part.topic);
-    size += render(one, 1, format).length;
+    size += renderRecords(one, 1, format).length;
     if (size > writtenBytes) return i;
   }
   return take;
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const c of chunks) size += c.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-const NOTHING = new Uint8Array(0);
-
-/** A record's value as printed: its bytes (text as UTF-8, `valueB64` decoded), nothing for a null value. */
-function valueOf(r: FetchedRecord): Uint8Array {
-  return valueBytes(r) ?? NOTHING;
-}
-
-/** Headers as kcat prints them: `k1=v1,k2=v2` (from Kafka clients, or `yak produce --header`). */
-function headersText(r: FetchedRecord): string {
-  return (r.headers ?? []).map((h) => `${h.key}=${new TextDecoder().decode(valueBytes(h) ?? NOTHING)}`).join(",");
-}
-
-// deno-lint-ignore yak/max-function-lines
-function render(part: PartitionRecords, take: number, format: Format): Uint8Array {
-  const { partition, topic } = part;
-  if (format.kind === "value" && !format.printKey && !format.printTimestamp) {
-    const values = part.values();
-    if (values) return encoder.encode((take < values.length ? values.slice(0, take) : values).join("\n") + "\n");
-  }
-  const records = take < part.count ? part.records.slice(0, take) : part.records;
-  if (format.kind === "json") {
-    let out = "";
-    for (const r of records) {
-      out += JSON.stringify({
-        topic,
-        partition,
-        offset: r.offset,
-        epoch: r.epoch,
-        ts: r.ts,
-        ...(r.keyB64 !== undefined ? { keyB64: r.keyB64 } : { key: r.key }),
-        ...(r.headers !== undefined ? { headers: r.headers } : {}),
-        ...(r.valueB64 !== undefined ? { valueB64: r.valueB64 } : { value: r.value }),
-      }) + "\n";
-    }
-    return encoder.encode(out);
-  }
-  const chunks: Uint8Array[] = [];
-  if (format.kind === "template") {
-    for (const r of records) {
-      for (const piece of format.template) {
-        if (typeof piece === "string") {
-          chunks.push(encoder.encode(piece));
-          continue;
-        }
-        switch (piece.field) {
-          case "t":
-            chunks.push(encoder.encode(topic));
-            break;
-          case "p":
-            chunks.push(encoder.encode(String(partition)));
-            break;
-          case "o":
-            chunks.push(encoder.encode(String(r.offset)));
-            break;
-          case "k":
-            chunks.push(keyBytes(r) ?? NOTHING);
-            break;
-          case "v":
-            chunks.push(valueOf(r));
-            break;
-          case "T":
-            chunks.push(encoder.encode(String(r.ts)));
-            break;
-          case "h":
-            chunks.push(encoder.encode(headersText(r)));
-            break;
-          case "K":
-            chunks.push(encoder.encode(String(keyBytes(r)?.length ?? -1)));
-            break;
-          case "S":
-            chunks.push(encoder.encode(String(valueBytes(r)?.length ?? -1)));
-            break;
-        }
-      }
-    }
-    return concat(chunks);
-  }
-  // Values, each on its line, after the timestamp and key when asked (kafka-console-consumer's layout).
-  for (const r of records) {
-    let prefix = "";
-    if (format.printTimestamp) prefix += `CreateTime:${r.ts}\t`;
-    if (prefix) chunks.push(encoder.encode(prefix));
-    if (format.printKey) chunks.push(keyBytes(r) ?? encoder.encode("null"), encoder.encode(format.keySeparator));
-    chunks.push(valueOf(r), encoder.encode("\n"));
-  }
-  return concat(chunks);
 }

@@ -9,7 +9,17 @@ import { connectLeader } from "../client/discovery.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { YakError } from "../errors.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
-import { bootstrapOf, CLUSTER_FLAGS, connectTimeoutOf, helpRequested, parse, retryNotice, text } from "./args.ts";
+import {
+  bootstrapOf,
+  CLUSTER_FLAGS,
+  connectTimeoutOf,
+  type Flags,
+  helpRequested,
+  parse,
+  retryNotice,
+  text,
+  type Values,
+} from "./args.ts";
 import { table } from "./table.ts";
 
 const USAGE = `
@@ -52,93 +62,160 @@ async function offsetsOf(conn: Connection, topic: string): Promise<{ start: numb
   };
 }
 
+const FLAGS: Flags = {
+  ...CLUSTER_FLAGS,
+  list: { type: "boolean" },
+  describe: { type: "string" },
+  "reset-offsets": { type: "string" },
+  delete: { type: "string" },
+  topic: { type: "string" },
+  "to-earliest": { type: "boolean" },
+  "to-latest": { type: "boolean" },
+  "to-offset": { type: "string" },
+  "shift-by": { type: "string" },
+  json: { type: "boolean" },
+};
+
+const ACTIONS = ["list", "describe", "reset-offsets", "delete"] as const;
+
+/** What `yak groups` does: one of its actions. */
+type GroupsAction = typeof ACTIONS[number];
+
+const RESETS = ["to-earliest", "to-latest", "to-offset", "shift-by"] as const;
+
+/** Where `--reset-offsets` moves a group's offsets. */
+type Reset = typeof RESETS[number];
+
+/** What `yak groups`' flags ask for. */
+type GroupsOptions =
+  | { action: "list" }
+  | { action: "describe" | "delete"; group: string }
+  | {
+    action: "reset-offsets";
+    group: string;
+    topic: string;
+    reset: Reset;
+    /** The text of --to-offset or --shift-by, read as a number once the partitions are known. */
+    amount: string;
+  };
+
+/** A partition a group reads, as `--describe` shows it. */
+interface PartitionRow {
+  topic: string;
+  partition: number;
+  committed: number | null;
+  logEnd: number;
+  lag: number;
+  member: Member | null;
+}
+
+/** What the leader answered. */
+type GroupsResult =
+  | { action: "list"; groups: { group: string; state: string; members: number }[] }
+  | { action: "describe"; group: string; description: GroupDescription; rows: PartitionRow[] }
+  | { action: "reset-offsets"; group: string; topic: string; offsets: Record<string, number> }
+  | { action: "delete"; group: string };
+
 /** Runs `yak groups`. */
-// deno-lint-ignore yak/max-function-lines
 export async function groupsCommand(args: string[]): Promise<number> {
-  const { values } = parse("groups", args, {
-    ...CLUSTER_FLAGS,
-    list: { type: "boolean" },
-    describe: { type: "string" },
-    "reset-offsets": { type: "string" },
-    delete: { type: "string" },
-    topic: { type: "string" },
-    "to-earliest": { type: "boolean" },
-    "to-latest": { type: "boolean" },
-    "to-offset": { type: "string" },
-    "shift-by": { type: "string" },
-    json: { type: "boolean" },
-  });
+  const { values } = parse("groups", args, FLAGS);
   if (helpRequested(values, USAGE)) return 0;
-  const actions = ["list", "describe", "reset-offsets", "delete"].filter((a) => values[a] !== undefined);
-  if (actions.length !== 1) {
-    throw new YakError(
-      "INVALID_ARGUMENT",
-      "give exactly one of --list, --describe, --reset-offsets, --delete (see --help)",
-    );
-  }
+  const action = actionOf(values);
   const { conn } = await connectLeader(
     bootstrapOf(values),
     monotonicMs() + connectTimeoutOf(values),
     retryNotice("groups", false),
   );
   try {
-    if (values.list) {
-      const res = await conn.request({ type: "list_groups" });
-      const groups = res.groups as { group: string; state: string; members: number }[];
-      if (values.json) console.log(JSON.stringify({ groups }, null, 2));
-      else if (groups.length === 0) console.log("no groups");
-      else console.log(table([["GROUP", "STATE", "MEMBERS"], ...groups.map((g) => [g.group, g.state, g.members])]));
-    } else if (values.describe !== undefined) {
-      await describe(conn, checkGroupName(text(values, "describe")), values.json === true);
-    } else if (values["reset-offsets"] !== undefined) {
-      const group = checkGroupName(text(values, "reset-offsets"));
-      const topic = checkTopicName(text(values, "topic") ?? "");
-      const how = ["to-earliest", "to-latest", "to-offset", "shift-by"].filter((k) => values[k] !== undefined);
-      if (how.length !== 1) {
-        throw new YakError(
-          "INVALID_ARGUMENT",
-          "--reset-offsets needs exactly one of --to-earliest, --to-latest, --to-offset N, --shift-by N",
-        );
-      }
-      const number = (name: string) => {
-        const raw = text(values, name) ?? "";
-        if (!/^-?\d+$/.test(raw)) throw new YakError("INVALID_ARGUMENT", `--${name} needs an integer, not '${raw}'`);
-        return Number(raw);
-      };
-      const { start, hw } = await offsetsOf(conn, topic);
-      const committed = (await conn.request({ type: "committed", group, topic })).offsets as Record<string, number>;
-      const offsets: Record<string, number> = {};
-      for (let p = 0; p < hw.length; p++) {
-        let to: number;
-        if (values["to-earliest"]) to = start[p];
-        else if (values["to-latest"]) to = hw[p];
-        else if (values["to-offset"] !== undefined) to = number("to-offset");
-        else to = (committed[p] ?? start[p]) + number("shift-by");
-        offsets[p] = Math.min(hw[p], Math.max(start[p], to));
-      }
-      const res = await conn.request({ type: "reset_offsets", group, topic, offsets });
-      const done = res.committed as Record<string, number>;
-      if (values.json) console.log(JSON.stringify({ group, topic, offsets: done }, null, 2));
-      else {
-        console.log(table([
-          ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"],
-          ...Object.entries(done).map(([p, o]) => [group, topic, p, o]),
-        ]));
-      }
-    } else {
-      const group = checkGroupName(text(values, "delete"));
-      await conn.request({ type: "delete_group", group });
-      if (values.json) console.log(JSON.stringify({ group, deleted: true }, null, 2));
-      else console.log(`deleted group '${group}'`);
-    }
+    // The action's own flags are checked once the leader is reached, before anything is sent.
+    const options = groupsOptionsOf(action, values);
+    printGroups(await runGroups(conn, options), values.json === true);
   } finally {
     conn.close();
   }
   return 0;
 }
 
-// deno-lint-ignore yak/max-function-lines
-async function describe(conn: Connection, group: string, json: boolean): Promise<void> {
+/** The one action the flags name. */
+function actionOf(values: Values): GroupsAction {
+  const actions = ACTIONS.filter((a) => values[a] !== undefined);
+  if (actions.length !== 1) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "give exactly one of --list, --describe, --reset-offsets, --delete (see --help)",
+    );
+  }
+  return actions[0];
+}
+
+/** The action's flags, checked. */
+function groupsOptionsOf(action: GroupsAction, values: Values): GroupsOptions {
+  if (action === "list") return { action };
+  const group = checkGroupName(text(values, action));
+  if (action !== "reset-offsets") return { action, group };
+  const topic = checkTopicName(text(values, "topic") ?? "");
+  const how = RESETS.filter((k) => values[k] !== undefined);
+  if (how.length !== 1) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--reset-offsets needs exactly one of --to-earliest, --to-latest, --to-offset N, --shift-by N",
+    );
+  }
+  return { action, group, topic, reset: how[0], amount: text(values, how[0]) ?? "" };
+}
+
+/** Asks the leader. */
+async function runGroups(conn: Connection, options: GroupsOptions): Promise<GroupsResult> {
+  switch (options.action) {
+    case "list": {
+      const res = await conn.request({ type: "list_groups" });
+      return { action: "list", groups: res.groups as { group: string; state: string; members: number }[] };
+    }
+    case "describe":
+      return { action: "describe", group: options.group, ...await describeGroup(conn, options.group) };
+    case "reset-offsets": {
+      const { group, topic } = options;
+      const { start, hw } = await offsetsOf(conn, topic);
+      const committed = (await conn.request({ type: "committed", group, topic })).offsets as Record<string, number>;
+      const offsets = resetOffsetsOf(options.reset, options.amount, start, hw, committed);
+      const res = await conn.request({ type: "reset_offsets", group, topic, offsets });
+      return { action: "reset-offsets", group, topic, offsets: res.committed as Record<string, number> };
+    }
+    case "delete":
+      await conn.request({ type: "delete_group", group: options.group });
+      return { action: "delete", group: options.group };
+  }
+}
+
+/** The offset each partition moves to, within its log. */
+function resetOffsetsOf(
+  reset: Reset,
+  amount: string,
+  start: number[],
+  hw: number[],
+  committed: Record<string, number>,
+): Record<string, number> {
+  const number = () => {
+    if (!/^-?\d+$/.test(amount)) throw new YakError("INVALID_ARGUMENT", `--${reset} needs an integer, not '${amount}'`);
+    return Number(amount);
+  };
+  const offsets: Record<string, number> = {};
+  for (let p = 0; p < hw.length; p++) {
+    let to: number;
+    if (reset === "to-earliest") to = start[p];
+    else if (reset === "to-latest") to = hw[p];
+    else if (reset === "to-offset") to = number();
+    else to = (committed[p] ?? start[p]) + number();
+    offsets[p] = Math.min(hw[p], Math.max(start[p], to));
+  }
+  return offsets;
+}
+
+/** The group, and a row for each partition it has a commit in or a member reading. */
+async function describeGroup(
+  conn: Connection,
+  group: string,
+): Promise<{ description: GroupDescription; rows: PartitionRow[] }> {
   const d = await conn.request({ type: "describe_group", group }) as unknown as GroupDescription;
   if (d.state === "Dead") throw new YakError("GROUP_ID_NOT_FOUND", `group '${group}' does not exist`);
   const status = await conn.request({ type: "status" });
@@ -146,14 +223,7 @@ async function describe(conn: Connection, group: string, json: boolean): Promise
     group
   ] ?? {};
   const topics = new Set([...Object.keys(lags), ...d.members.flatMap((m) => Object.keys(m.partitions))]);
-  const rows: {
-    topic: string;
-    partition: number;
-    committed: number | null;
-    logEnd: number;
-    lag: number;
-    member: Member | null;
-  }[] = [];
+  const rows: PartitionRow[] = [];
   for (const topic of [...topics].sort()) {
     let offsets: { start: number[]; hw: number[] };
     try {
@@ -176,33 +246,66 @@ async function describe(conn: Connection, group: string, json: boolean): Promise
       });
     }
   }
-  if (json) {
-    console.log(JSON.stringify(
-      {
-        group,
-        state: d.state,
-        generation: d.generation,
-        protocol: d.protocol,
-        members: d.members.map(({ memberId, clientId, host, partitions }) => ({
-          memberId,
-          clientId,
-          host,
-          partitions,
-        })),
-        partitions: rows.map((r) => ({
-          topic: r.topic,
-          partition: r.partition,
-          committed: r.committed,
-          logEnd: r.logEnd,
-          lag: r.lag,
-          memberId: r.member?.memberId ?? null,
-        })),
-      },
-      null,
-      2,
-    ));
-    return;
+  return { description: d, rows };
+}
+
+/** Prints the answer: as JSON with --json, else as tables. */
+function printGroups(result: GroupsResult, json: boolean): void {
+  switch (result.action) {
+    case "list": {
+      const { groups } = result;
+      if (json) console.log(JSON.stringify({ groups }, null, 2));
+      else if (groups.length === 0) console.log("no groups");
+      else console.log(table([["GROUP", "STATE", "MEMBERS"], ...groups.map((g) => [g.group, g.state, g.members])]));
+      return;
+    }
+    case "describe":
+      if (json) console.log(JSON.stringify(descriptionJson(result.group, result.description, result.rows), null, 2));
+      else printDescription(result.group, result.description, result.rows);
+      return;
+    case "reset-offsets": {
+      const { group, topic, offsets } = result;
+      if (json) console.log(JSON.stringify({ group, topic, offsets }, null, 2));
+      else {
+        console.log(table([
+          ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"],
+          ...Object.entries(offsets).map(([p, o]) => [group, topic, p, o]),
+        ]));
+      }
+      return;
+    }
+    case "delete":
+      if (json) console.log(JSON.stringify({ group: result.group, deleted: true }, null, 2));
+      else console.log(`deleted group '${result.group}'`);
   }
+}
+
+/** `--describe --json`: the group, its members and its partitions. */
+function descriptionJson(group: string, d: GroupDescription, rows: PartitionRow[]): unknown {
+  return {
+    group,
+    state: d.state,
+    generation: d.generation,
+    protocol: d.protocol,
+    members: d.members.map(({ memberId, clientId, host, partitions }) => ({
+      memberId,
+      clientId,
+      host,
+      partitions,
+    })),
+    partitions: rows.map((r) => ({
+      topic: r.topic,
+      partition: r.partition,
+      committed: r.committed,
+      logEnd: r.logEnd,
+      lag: r.lag,
+      memberId: r.member?.memberId ?? null,
+    })),
+  };
+}
+
+/** `--describe`: a line for the group, a table of its members and one of its partitions, as Kafka's tool prints. */
+function printDescription(group: string, d: GroupDescription, rows: PartitionRow[]): void {
   console.log(
     `group '${group}': ${d.state}, generation ${d.generation}${d.protocol ? `, strategy ${d.protocol}` : ""}, ` +
       `${d.members.length} member(s)`,

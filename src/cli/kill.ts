@@ -5,12 +5,23 @@
  */
 import { monotonicMs } from "../clock.ts";
 import { isAbsolute, join, resolve } from "node:path";
-import { askZookeeper, retryUntil } from "../client/discovery.ts";
+import { type Address, askZookeeper, retryUntil } from "../client/discovery.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { readLease } from "../zookeeper/lease_file.ts";
-import { bootstrapOf, connectTimeoutOf, dataRootOf, helpRequested, integer, parse, retryNotice, text } from "./args.ts";
+import {
+  bootstrapOf,
+  connectTimeoutOf,
+  dataRootOf,
+  type Flags,
+  helpRequested,
+  integer,
+  parse,
+  retryNotice,
+  text,
+  type Values,
+} from "./args.ts";
 
 const USAGE = `
 yak kill (--broker N | --leader) [--signal KILL|TERM|STOP|CONT] [--data DIR]
@@ -36,18 +47,55 @@ const SIGNALS = {
   INT: "SIGINT",
 } as const;
 
+const FLAGS: Flags = {
+  broker: { type: "string" },
+  leader: { type: "boolean" },
+  signal: { type: "string" },
+  data: { type: "string" },
+  zookeeper: { type: "string" },
+  "connect-timeout-ms": { type: "string" },
+};
+
+/** What `yak kill`'s flags ask for. */
+interface KillOptions {
+  dataDir: string;
+  signal: Deno.Signal;
+  /** `--broker N`, or with `--leader` the zookeeper to ask which broker leads. */
+  target: { broker: number } | { zookeeper: Address; connectTimeoutMs: number };
+}
+
+/** The leader as the zookeeper named it. */
+interface Leader {
+  epoch: number;
+  /** The zookeeper that named it, as HOST:PORT. */
+  zookeeper: string;
+  info: BrokerInfo | undefined;
+}
+
+/** The broker to signal: the one given, or the leader the zookeeper named. */
+interface Target {
+  id: number;
+  leader: Leader | null;
+}
+
 /** Runs `yak kill`. */
-// deno-lint-ignore yak/max-function-lines
 export async function killCommand(args: string[]): Promise<number> {
-  const { values } = parse("kill", args, {
-    broker: { type: "string" },
-    leader: { type: "boolean" },
-    signal: { type: "string" },
-    data: { type: "string" },
-    zookeeper: { type: "string" },
-    "connect-timeout-ms": { type: "string" },
-  });
+  const { values } = parse("kill", args, FLAGS);
   if (helpRequested(values, USAGE)) return 0;
+  const { dataDir, signal, target: given } = killOptionsOf(values);
+  const target = "broker" in given
+    ? { id: given.broker, leader: null }
+    : await leaderOf(given.zookeeper, given.connectTimeoutMs);
+  const { pid, pidFile } = await brokerPid(target, dataDir);
+  sendSignal(target, pid, pidFile, signal);
+  const { id, leader } = target;
+  const role = leader === null ? "" : `, the leader of epoch ${leader.epoch} per the zookeeper at ${leader.zookeeper}`;
+  console.log(`sent ${signal} to broker ${id} (pid ${pid}${role}; data ${dataDir})`);
+  return 0;
+}
+
+/** The flags, checked. */
+function killOptionsOf(values: Values): KillOptions {
   const dataDir = dataRootOf(values);
   const sigName = (text(values, "signal") ?? "KILL").toUpperCase().replace(
     /^SIG/,
@@ -60,93 +108,103 @@ export async function killCommand(args: string[]): Promise<number> {
       `--signal must be one of ${Object.keys(SIGNALS).join(", ")}`,
     );
   }
-  let id = integer(values, "broker", undefined, 1, 1_000_000);
-  let leader: { epoch: number; zookeeper: string; info: BrokerInfo | undefined } | null = null;
+  const broker = integer(values, "broker", undefined, 1, 1_000_000);
   if (values.leader) {
-    if (id !== undefined) {
+    if (broker !== undefined) {
       throw new YakError(
         "INVALID_ARGUMENT",
         "use --broker N or --leader, not both",
       );
     }
-    const zk = bootstrapOf(values).zookeeper!;
-    const zookeeper = `${zk.host}:${zk.port}`;
-    // The zookeeper's answer or nothing: a lease file may belong to a stopped or another cluster.
-    const meta = await retryUntil(
-      monotonicMs() + connectTimeoutOf(values),
-      (timeoutMs) => askZookeeper(zk, { type: "status" }, timeoutMs),
-      retryNotice("kill", false),
-    );
-    const lease = meta.lease as Lease;
-    if (lease.leaderId === null) {
-      throw new YakError("NO_LEADER", `the zookeeper at ${zookeeper} names no leader; nothing was signalled`);
-    }
-    id = lease.leaderId;
-    leader = {
-      epoch: lease.epoch,
-      zookeeper,
-      info: (meta.brokers as BrokerInfo[]).find((b) => b.id === lease.leaderId),
-    };
+    const zookeeper = bootstrapOf(values).zookeeper!;
+    return { dataDir, signal, target: { zookeeper, connectTimeoutMs: connectTimeoutOf(values) } };
   }
-  if (id === undefined) {
+  if (broker === undefined) {
     throw new YakError(
       "INVALID_ARGUMENT",
       "say which broker: --broker N or --leader",
     );
   }
+  return { dataDir, signal, target: { broker } };
+}
+
+/** The broker the zookeeper names as the leader. */
+async function leaderOf(zk: Address, connectTimeoutMs: number): Promise<Target> {
+  const zookeeper = `${zk.host}:${zk.port}`;
+  // The zookeeper's answer or nothing: a lease file may belong to a stopped or another cluster.
+  const meta = await retryUntil(
+    monotonicMs() + connectTimeoutMs,
+    (timeoutMs) => askZookeeper(zk, { type: "status" }, timeoutMs),
+    retryNotice("kill", false),
+  );
+  const lease = meta.lease as Lease;
+  if (lease.leaderId === null) {
+    throw new YakError("NO_LEADER", `the zookeeper at ${zookeeper} names no leader; nothing was signalled`);
+  }
+  const info = (meta.brokers as BrokerInfo[]).find((b) => b.id === lease.leaderId);
+  return { id: lease.leaderId, leader: { epoch: lease.epoch, zookeeper, info } };
+}
+
+/** After the zookeeper answered, every refusal says where the id came from: the user gave none. */
+function chosen({ id, leader }: Target): string {
+  return leader === null ? "" : `; broker ${id} was chosen as the leader per the zookeeper at ${leader.zookeeper}`;
+}
+
+/**
+ * The pid in the broker's pid file, once it is known to be that broker (and,
+ * for the leader, the one the zookeeper named); refused otherwise.
+ */
+async function brokerPid(target: Target, dataDir: string): Promise<{ pid: number; pidFile: string }> {
+  const { id, leader } = target;
   const pidFile = join(dataDir, `broker-${id}`, "broker.pid");
-  // After the zookeeper answered, every refusal says where the id came from: the user gave none.
-  const chosen = leader === null
-    ? ""
-    : `; broker ${id} was chosen as the leader per the zookeeper at ${leader.zookeeper}`;
   let pid: number;
   try {
     pid = Number((await Deno.readTextFile(pidFile)).trim());
   } catch {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `no pid file at ${pidFile}: is broker ${id} running with --data ${dataDir}?${chosen}`,
+      `no pid file at ${pidFile}: is broker ${id} running with --data ${dataDir}?${chosen(target)}`,
     );
   }
   if (!Number.isInteger(pid) || pid <= 1) {
-    throw new YakError("INVALID_ARGUMENT", `${pidFile} does not hold a pid${chosen}`);
+    throw new YakError("INVALID_ARGUMENT", `${pidFile} does not hold a pid${chosen(target)}`);
   }
   // A pid file outlives its broker after a crash or kill -9, and the pid may since belong to anything.
   const who = await identify(pid, id, dataDir);
-  if (who.kind === "gone") {
-    throw new YakError(
-      "INVALID_ARGUMENT",
-      `broker ${id} is not running: ${pidFile} is stale (pid ${pid} has exited); nothing was signalled${chosen}`,
-    );
-  }
-  if (who.kind === "other") {
-    throw new YakError(
-      "INVALID_ARGUMENT",
-      `${pidFile} is stale: pid ${pid} is not broker ${id} of ${dataDir} but \`${who.command}\`` +
-        `${who.why ? ` (${who.why})` : ""}; nothing was signalled${chosen}`,
-    );
-  }
-  if (who.kind === "unknown") {
-    throw new YakError(
-      "INVALID_ARGUMENT",
-      `cannot tell whether pid ${pid} (from ${pidFile}) is broker ${id}: ${who.why}; nothing was signalled${chosen}`,
-    );
-  }
+  const refusal = refusalOf(who, pid, id, pidFile, dataDir);
+  if (refusal !== null) throw new YakError("INVALID_ARGUMENT", `${refusal}${chosen(target)}`);
   if (leader !== null) await checkSameCluster(leader, id, pid, pidFile, dataDir);
+  return { pid, pidFile };
+}
+
+/** Signals the broker; one that exited since it was identified is refused as stale. */
+function sendSignal(target: Target, pid: number, pidFile: string, signal: Deno.Signal): void {
   try {
     Deno.kill(pid, signal);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
       throw new YakError(
         "INVALID_ARGUMENT",
-        `broker ${id} (pid ${pid}) is not running; ${pidFile} is stale${chosen}`,
+        `broker ${target.id} (pid ${pid}) is not running; ${pidFile} is stale${chosen(target)}`,
       );
     }
     throw err;
   }
-  const role = leader === null ? "" : `, the leader of epoch ${leader.epoch} per the zookeeper at ${leader.zookeeper}`;
-  console.log(`sent ${signal} to broker ${id} (pid ${pid}${role}; data ${dataDir})`);
-  return 0;
+}
+
+/** Why a pid that is not (or cannot be told to be) the broker is not signalled; null when it is the broker. */
+function refusalOf(who: Identity, pid: number, id: number, pidFile: string, dataDir: string): string | null {
+  switch (who.kind) {
+    case "broker":
+      return null;
+    case "gone":
+      return `broker ${id} is not running: ${pidFile} is stale (pid ${pid} has exited); nothing was signalled`;
+    case "other":
+      return `${pidFile} is stale: pid ${pid} is not broker ${id} of ${dataDir} but \`${who.command}\`` +
+        `${who.why ? ` (${who.why})` : ""}; nothing was signalled`;
+    case "unknown":
+      return `cannot tell whether pid ${pid} (from ${pidFile}) is broker ${id}: ${who.why}; nothing was signalled`;
+  }
 }
 
 /**
@@ -157,7 +215,7 @@ export async function killCommand(args: string[]): Promise<number> {
  * versions) is checked against this data root's lease file instead.
  */
 async function checkSameCluster(
-  leader: { epoch: number; zookeeper: string; info: BrokerInfo | undefined },
+  leader: Leader,
   id: number,
   pid: number,
   pidFile: string,

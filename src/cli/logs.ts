@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { formatEntry, type OpLogEntry } from "../op_log.ts";
 import { YakError } from "../errors.ts";
-import { dataRootOf, helpRequested, parse } from "./args.ts";
+import { dataRootOf, helpRequested, parse, type Values } from "./args.ts";
 
 const USAGE = `
 yak logs zookeeper [--follow] [--json] [--data DIR]
@@ -17,8 +17,17 @@ is --data, else $YAK_DATA, else ./data (the repository's data/ through
 'deno task' or ./yak); the file read is named on stderr.
 `;
 
+/** What `yak logs`' flags ask for. */
+interface LogsOptions {
+  /** The operation log to read. */
+  path: string;
+  /** `--follow`: wait for more at the end, until Ctrl-C. */
+  follow: boolean;
+  /** `--json`: the entries as stored, not formatted. */
+  json: boolean;
+}
+
 /** Runs `yak logs`. */
-// deno-lint-ignore yak/max-function-lines
 export async function logsCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse("logs", args, {
     follow: { type: "boolean", short: "f" },
@@ -26,6 +35,14 @@ export async function logsCommand(args: string[]): Promise<number> {
     data: { type: "string" },
   }, true);
   if (helpRequested(values, USAGE)) return 0;
+  const options = logsOptionsOf(values, positionals);
+  const file = await openLog(options.path);
+  await printLog(file, options);
+  return 0;
+}
+
+/** The flags and the log named (`zookeeper`, or `broker N`). */
+function logsOptionsOf(values: Values, positionals: string[]): LogsOptions {
   const dataDir = dataRootOf(values);
   let path: string;
   if (positionals[0] === "zookeeper" && positionals.length === 1) {
@@ -41,16 +58,25 @@ export async function logsCommand(args: string[]): Promise<number> {
       "say which log: 'yak logs zookeeper' or 'yak logs broker N'",
     );
   }
-  let file: Deno.FsFile;
+  return { path, follow: values.follow === true, json: values.json === true };
+}
+
+/** Opens the log and names it on stderr. */
+async function openLog(path: string): Promise<Deno.FsFile> {
   try {
-    file = await Deno.open(path, { read: true });
+    const file = await Deno.open(path, { read: true });
     console.error(`yak logs: ${path}`);
+    return file;
   } catch {
     throw new YakError(
       "INVALID_ARGUMENT",
       `no operation log at ${path} (has that process run with this data root? set it with --data or YAK_DATA)`,
     );
   }
+}
+
+/** Prints the log's entries to the end (with --follow, until Ctrl-C), and closes it. */
+async function printLog(file: Deno.FsFile, options: LogsOptions): Promise<void> {
   const decoder = new TextDecoder();
   const buf = new Uint8Array(64 * 1024);
   let carry = "";
@@ -61,33 +87,27 @@ export async function logsCommand(args: string[]): Promise<number> {
     while (!stop) {
       const n = await file.read(buf);
       if (n === null) {
-        if (!values.follow) break;
+        if (!options.follow) break;
         await new Promise((r) => setTimeout(r, 200));
         continue;
       }
       const text = carry + decoder.decode(buf.subarray(0, n), { stream: true });
       const lines = text.split("\n");
       carry = lines.pop()!;
-      const out: string[] = [];
-      for (const line of lines) {
-        if (!line) continue;
-        if (values.json) {
-          out.push(line);
-          continue;
-        }
-        try {
-          out.push(
-            formatEntry(JSON.parse(line) as OpLogEntry, undefined, true),
-          );
-        } catch {
-          out.push(line);
-        }
-      }
+      const out = lines.filter((line) => line).map((line) => options.json ? line : formatLine(line));
       if (out.length > 0) console.log(out.join("\n"));
     }
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     file.close();
   }
-  return 0;
+}
+
+/** An entry formatted for people; a line that is not an entry, as it is. */
+function formatLine(line: string): string {
+  try {
+    return formatEntry(JSON.parse(line) as OpLogEntry, undefined, true);
+  } catch {
+    return line;
+  }
 }

@@ -7,16 +7,19 @@ import { monotonicMs } from "../clock.ts";
 import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
+import type { Connection } from "../protocol/connection.ts";
 import { YakError } from "../errors.ts";
 import {
   bootstrapOf,
   CLUSTER_FLAGS,
   connectTimeoutOf,
+  type Flags,
   helpRequested,
   integer,
   parse,
   retryNotice,
   text,
+  type Values,
 } from "./args.ts";
 
 const USAGE = `
@@ -32,102 +35,172 @@ Topic configs:
 ${Object.entries(TOPIC_CONFIGS).map(([k, v]) => `  ${k}: ${v.doc}`).join("\n")}
 `;
 
+const FLAGS: Flags = {
+  ...CLUSTER_FLAGS,
+  list: { type: "boolean" },
+  create: { type: "string" },
+  describe: { type: "string" },
+  alter: { type: "string" },
+  partitions: { type: "string" },
+  config: { type: "string", multiple: true },
+  "delete-config": { type: "string", multiple: true },
+  delete: { type: "string" },
+};
+
+const ACTIONS = ["list", "create", "describe", "alter", "delete"] as const;
+
+/** What `yak topics` does: one of its actions. */
+type TopicsAction = typeof ACTIONS[number];
+
+/** What `yak topics`' flags ask for. */
+type TopicsOptions =
+  | { action: "list" }
+  | { action: "describe" | "delete"; topic: string }
+  | {
+    action: "create" | "alter";
+    topic: string;
+    /** Undefined with --alter: the topic keeps its count. */
+    partitions: number | undefined;
+    configs: Record<string, string>;
+    deleteConfigs: string[];
+  };
+
+/** A topic as the leader's `status` shows it. */
+interface TopicView {
+  name: string;
+  configs?: Record<string, string>;
+  partitions: Record<string, number>[];
+}
+
+/** What the leader answered. */
+type TopicsResult =
+  | { action: "list"; topics: Record<string, number> }
+  | { action: "delete"; topic: string }
+  | { action: "create" | "alter"; topic: string; partitions: unknown; configs: Record<string, string> }
+  | { action: "describe"; topic: TopicView; leaderId: unknown; isr: number[] };
+
 /** Runs `yak topics`. */
-// deno-lint-ignore yak/max-function-lines
 export async function topicsCommand(args: string[]): Promise<number> {
-  const { values } = parse("topics", args, {
-    ...CLUSTER_FLAGS,
-    list: { type: "boolean" },
-    create: { type: "string" },
-    describe: { type: "string" },
-    alter: { type: "string" },
-    partitions: { type: "string" },
-    config: { type: "string", multiple: true },
-    "delete-config": { type: "string", multiple: true },
-    delete: { type: "string" },
-  });
+  const { values } = parse("topics", args, FLAGS);
   if (helpRequested(values, USAGE)) return 0;
-  const actions = ["list", "create", "describe", "alter", "delete"].filter((a) => values[a] !== undefined);
-  if (actions.length !== 1) {
-    throw new YakError(
-      "INVALID_ARGUMENT",
-      "give exactly one of --list, --create, --describe, --alter, --delete (see --help)",
-    );
-  }
+  const action = actionOf(values);
   const { conn } = await connectLeader(
     bootstrapOf(values),
     monotonicMs() + connectTimeoutOf(values),
     retryNotice("topics", false),
   );
   try {
-    if (values.delete !== undefined) {
-      const topic = checkTopicName(text(values, "delete"));
-      await conn.request({ type: "delete_topic", topic });
-      console.log(`deleted topic '${topic}'`);
-    } else if (values.list) {
+    // The action's own flags are checked once the leader is reached, before anything is sent.
+    const options = topicsOptionsOf(action, values);
+    printTopics(await runTopics(conn, options));
+  } finally {
+    conn.close();
+  }
+  return 0;
+}
+
+/** The one action the flags name. */
+function actionOf(values: Values): TopicsAction {
+  const actions = ACTIONS.filter((a) => values[a] !== undefined);
+  if (actions.length !== 1) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "give exactly one of --list, --create, --describe, --alter, --delete (see --help)",
+    );
+  }
+  return actions[0];
+}
+
+/** The action's flags, checked. */
+function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
+  if (action === "list") return { action };
+  if (action === "delete" || action === "describe") return { action, topic: checkTopicName(text(values, action)) };
+  const alter = action === "alter";
+  const topic = checkTopicName(text(values, action));
+  // Checked here too, so a typo is reported before anything is sent.
+  const configs = parseTopicConfigs((values.config as string[] | undefined) ?? []);
+  const deleteConfigs = checkConfigKeys((values["delete-config"] as string[] | undefined) ?? []);
+  if (!alter && deleteConfigs.length > 0) {
+    throw new YakError("INVALID_ARGUMENT", "--delete-config goes with --alter");
+  }
+  if (alter && values.partitions === undefined && Object.keys(configs).length === 0 && deleteConfigs.length === 0) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--alter needs --partitions M, --config KEY=VALUE or --delete-config KEY",
+    );
+  }
+  const partitions = alter
+    ? (values.partitions === undefined ? undefined : integer(values, "partitions", 0, 1, 1000))
+    : integer(values, "partitions", 3, 1, 1000);
+  return { action, topic, partitions, configs, deleteConfigs };
+}
+
+/** Asks the leader. */
+async function runTopics(conn: Connection, options: TopicsOptions): Promise<TopicsResult> {
+  switch (options.action) {
+    case "delete":
+      await conn.request({ type: "delete_topic", topic: options.topic });
+      return { action: "delete", topic: options.topic };
+    case "list": {
       const meta = await conn.request({ type: "metadata" });
-      for (
-        const [name, n] of Object.entries(meta.topics as Record<string, number>)
-      ) {
-        console.log(`${name}\t${n} partitions`);
-      }
-    } else if (values.create !== undefined || values.alter !== undefined) {
-      const alter = values.alter !== undefined;
-      const topic = checkTopicName(text(values, alter ? "alter" : "create"));
-      // Checked here too, so a typo is reported before anything is sent.
-      const configs = parseTopicConfigs((values.config as string[] | undefined) ?? []);
-      const deleteConfigs = checkConfigKeys((values["delete-config"] as string[] | undefined) ?? []);
-      if (!alter && deleteConfigs.length > 0) {
-        throw new YakError("INVALID_ARGUMENT", "--delete-config goes with --alter");
-      }
-      if (alter && values.partitions === undefined && Object.keys(configs).length === 0 && deleteConfigs.length === 0) {
-        throw new YakError(
-          "INVALID_ARGUMENT",
-          "--alter needs --partitions M, --config KEY=VALUE or --delete-config KEY",
-        );
-      }
-      const partitions = alter
-        ? (values.partitions === undefined ? undefined : integer(values, "partitions", 0, 1, 1000))
-        : integer(values, "partitions", 3, 1, 1000);
+      return { action: "list", topics: meta.topics as Record<string, number> };
+    }
+    case "create":
+    case "alter": {
+      const { action, topic, partitions, configs, deleteConfigs } = options;
       const res = await conn.request({
-        type: alter ? "alter_topic" : "create_topic",
+        type: action === "alter" ? "alter_topic" : "create_topic",
         topic,
         ...(partitions === undefined ? {} : { partitions }),
         ...(Object.keys(configs).length > 0 ? { configs } : {}),
         ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
       });
-      const set = Object.entries(res.configs as Record<string, string>).map(([k, v]) => `${k}=${v}`);
-      console.log(
-        `${alter ? "altered" : "created"} topic '${topic}' with ${res.partitions} partitions${
-          set.length > 0 ? `, configs ${set.join(" ")}` : ""
-        }`,
-      );
-    } else {
-      const topic = checkTopicName(text(values, "describe"));
+      return { action, topic, partitions: res.partitions, configs: res.configs as Record<string, string> };
+    }
+    case "describe": {
       const status = await conn.request({ type: "status" });
-      const t = (status.topics as {
-        name: string;
-        configs?: Record<string, string>;
-        partitions: Record<string, number>[];
-      }[]).find((x) => x.name === topic);
-      if (!t) {
-        throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+      const topic = (status.topics as TopicView[]).find((x) => x.name === options.topic);
+      if (!topic) {
+        throw new YakError("UNKNOWN_TOPIC", `topic '${options.topic}' does not exist`);
       }
       const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
-      console.log(
-        `topic '${topic}': ${t.partitions.length} partitions, leader broker ${status.brokerId}, in sync ${isr}`,
-      );
-      const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
-      console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
-      console.log("partition\tlog-start\tlog-end\thigh-watermark\tsegments\tbytes");
-      for (const p of t.partitions) {
-        console.log(
-          `${p.partition}\t${p.logStartOffset ?? 0}\t${p.logEndOffset}\t${p.highWatermark}\t${p.segments}\t${p.bytes}`,
-        );
-      }
+      return { action: "describe", topic, leaderId: status.brokerId, isr };
     }
-  } finally {
-    conn.close();
   }
-  return 0;
+}
+
+/** Prints the answer. */
+function printTopics(result: TopicsResult): void {
+  switch (result.action) {
+    case "delete":
+      console.log(`deleted topic '${result.topic}'`);
+      return;
+    case "list":
+      for (const [name, n] of Object.entries(result.topics)) console.log(`${name}\t${n} partitions`);
+      return;
+    case "create":
+    case "alter": {
+      const set = Object.entries(result.configs).map(([k, v]) => `${k}=${v}`);
+      console.log(
+        `${result.action === "alter" ? "altered" : "created"} topic '${result.topic}' with ${result.partitions} ` +
+          `partitions${set.length > 0 ? `, configs ${set.join(" ")}` : ""}`,
+      );
+      return;
+    }
+    case "describe":
+      printDescription(result.topic, result.leaderId, result.isr);
+  }
+}
+
+/** `--describe`: the topic, its configs, and a line per partition. */
+function printDescription(t: TopicView, leaderId: unknown, isr: number[]): void {
+  console.log(`topic '${t.name}': ${t.partitions.length} partitions, leader broker ${leaderId}, in sync ${isr}`);
+  const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
+  console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
+  console.log("partition\tlog-start\tlog-end\thigh-watermark\tsegments\tbytes");
+  for (const p of t.partitions) {
+    console.log(
+      `${p.partition}\t${p.logStartOffset ?? 0}\t${p.logEndOffset}\t${p.highWatermark}\t${p.segments}\t${p.bytes}`,
+    );
+  }
 }

@@ -1,0 +1,105 @@
+/**
+ * Reads `yak produce`'s input in large chunks and hands it over as lines:
+ * text where the bytes are UTF-8, else the bytes themselves.
+ *
+ * @module
+ */
+
+const NEWLINE = 10;
+const CR = 13;
+const READ_BYTES = 1024 * 1024;
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A line as read: text where the bytes are UTF-8, else the bytes; `ascii` when bytes = characters. */
+export interface Line {
+  value: string | Uint8Array;
+  ascii: boolean;
+}
+
+/**
+ * Reads a stream in large chunks and hands over its lines: text where the
+ * bytes are UTF-8, else the raw bytes (sent as base64, never mangled); a CR
+ * before a line break is dropped. Stops early when `stop` resolves. Returns
+ * the size of an unfinished last line left when it stopped early (a line
+ * without its line break at the end of the input is a line).
+ *
+ * @example
+ * ```ts ignore
+ * import { readLines } from "./read_lines.ts";
+ * await readLines(Deno.stdin, async (lines) => console.log(lines.length));
+ * ```
+ */
+export async function readLines(
+  source: { read(p: Uint8Array): Promise<number | null> },
+  onLines: (lines: Line[]) => Promise<void>,
+  stop?: Promise<void>,
+  beforeRead?: () => void,
+): Promise<number> {
+  const buf = new Uint8Array(READ_BYTES);
+  // The unfinished line, as the pieces it came in: joined once when its newline comes. Joining at every read
+  // copied a long line over and over (a 16 MB line through a pipe took 15 s, not 1 s).
+  let carry: Uint8Array[] = [];
+  let carryBytes = 0;
+  const join = (tail: Uint8Array): Uint8Array => {
+    if (carryBytes === 0) return tail;
+    const out = new Uint8Array(carryBytes + tail.length);
+    let at = 0;
+    for (const part of carry) {
+      out.set(part, at);
+      at += part.length;
+    }
+    out.set(tail, at);
+    return out;
+  };
+  const stopped = stop?.then(() => "stop" as const);
+  while (true) {
+    beforeRead?.();
+    const got = await (stopped ? Promise.race([source.read(buf), stopped]) : source.read(buf));
+    if (got === "stop") return carryBytes;
+    const n = got;
+    if (n === null) break;
+    const piece = buf.subarray(0, n);
+    const last = piece.lastIndexOf(NEWLINE);
+    if (last === -1) {
+      carry.push(piece.slice());
+      carryBytes += n;
+      continue;
+    }
+    const lines = join(piece.subarray(0, last));
+    const rest = piece.slice(last + 1);
+    carry = rest.length > 0 ? [rest] : [];
+    carryBytes = rest.length;
+    await onLines(splitLines(lines));
+  }
+  if (carryBytes > 0) await onLines(splitLines(join(new Uint8Array(0))));
+  return 0;
+}
+
+function splitLines(bytes: Uint8Array): Line[] {
+  try {
+    // One decode per chunk, not per line: the common case is all text.
+    const text = strictUtf8.decode(bytes);
+    const ascii = text.length === bytes.length;
+    return text.split("\n").map((l) => ({
+      value: l.charCodeAt(l.length - 1) === CR ? l.slice(0, -1) : l,
+      ascii,
+    }));
+  } catch {
+    const out: Line[] = [];
+    let start = 0;
+    while (start <= bytes.length) {
+      let nl = bytes.indexOf(NEWLINE, start);
+      if (nl === -1) nl = bytes.length;
+      const end = nl > start && bytes[nl - 1] === CR ? nl - 1 : nl;
+      const line = bytes.subarray(start, end);
+      try {
+        out.push({ value: strictUtf8.decode(line), ascii: false });
+      } catch {
+        out.push({ value: line.slice(), ascii: false });
+      }
+      start = nl + 1;
+    }
+    return out;
+  }
+}
