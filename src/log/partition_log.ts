@@ -10,7 +10,7 @@ import { assert, YakError } from "../errors.ts";
 import { dataModes } from "../files.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
 import { firstLineOffset, lastLineOffset, lineOffset, sealLines, verifyLine } from "./record.ts";
-import { Segment, segmentStem } from "./segment.ts";
+import { Segment, segmentStem, UncertainFileError } from "./segment.ts";
 
 const NEWLINE = 10;
 const encoder = new TextEncoder();
@@ -28,6 +28,10 @@ export interface LogOptions {
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
   /** Told once per damaged record found (a checksum that does not match, a line that is not its record). */
   onDamage?: (damage: Damage) => void;
+  /** The partition's name (`topic/partition`), for messages; the directory when not given. */
+  name?: string;
+  /** Told once when an I/O error leaves the log uncertain and it fences itself (see {@link PartitionLog.fenced}). */
+  onFenced?: (fence: Fence) => void;
   /**
    * At open, check every record of every segment (not only the last one):
    * the broker did not close this log cleanly, so any of its bytes may be hurt.
@@ -42,6 +46,14 @@ export interface Damage {
   file: string;
   /** "open" (the start-up check), "read" (a read for a consumer or follower), "scrub" (the background check). */
   found: "open" | "read" | "scrub";
+}
+
+/** Why a log fenced itself: what failed, and the error. */
+export interface Fence {
+  dir: string;
+  /** What was being done, e.g. "a write to FILE" or "cutting the log at offset 120". */
+  what: string;
+  error: string;
 }
 
 /** What a start-up check of a log found, for the broker's log. */
@@ -93,8 +105,8 @@ export class PartitionLog {
   readonly dir: string;
   readonly epochs: EpochCache;
   readonly #opts:
-    & Required<Omit<LogOptions, "onEvent" | "onDamage" | "verifyAll">>
-    & Pick<LogOptions, "onEvent" | "onDamage">;
+    & Required<Omit<LogOptions, "onEvent" | "onDamage" | "verifyAll" | "name" | "onFenced">>
+    & Pick<LogOptions, "onEvent" | "onDamage" | "name" | "onFenced">;
   #segments: Segment[];
   /** Offset after the last record on disk. */
   #logEnd: number;
@@ -114,6 +126,8 @@ export class PartitionLog {
   #reported = new Set<number>();
   /** What the start-up check saw. */
   openCheck: OpenCheck = { checked: 0, unsealed: 0 };
+  /** Set once an I/O error left the files uncertain: what every later call throws (see {@link fenced}). */
+  #fence: YakError | null = null;
 
   private constructor(
     dir: string,
@@ -227,6 +241,42 @@ export class PartitionLog {
     return log;
   }
 
+  /**
+   * The STORAGE error every append, read, truncation and deletion throws
+   * once an I/O error left this log uncertain (its files may not hold what
+   * it holds in memory: a partial line that could not be cut off, segments
+   * half deleted), or null. Nothing clears it: a restart opens the log from
+   * what is on disk, with the usual recovery (a torn tail cut), as Kafka
+   * takes a log directory offline after an IOException until a restart.
+   */
+  get fenced(): YakError | null {
+    return this.#fence;
+  }
+
+  get #label(): string {
+    return this.#opts.name === undefined ? this.dir : `partition ${this.#opts.name} (${this.dir})`;
+  }
+
+  /** Fences this log after `what` failed with `err` (once; later calls return the first fence). */
+  #fenceFor(what: string, err: unknown): YakError {
+    if (this.#fence) return this.#fence;
+    const error = err instanceof UncertainFileError ? err.detail : err instanceof Error ? err.message : String(err);
+    this.#fence = new YakError(
+      "STORAGE",
+      `${this.#label} is fenced: ${what} failed (${error}), so its files may not hold what the broker ` +
+        `holds in memory; restart the broker to recover it`,
+      { dir: this.dir },
+    );
+    // Nothing more goes into these files until the restart.
+    for (const seg of this.#segments) seg.closeHandles();
+    this.#opts.onFenced?.({ dir: this.dir, what, error });
+    return this.#fence;
+  }
+
+  #checkFence(): void {
+    if (this.#fence) throw this.#fence;
+  }
+
   /** The lowest offset known to hold a damaged record, Infinity when none is known. */
   get damagedFrom(): number {
     return Math.min(Infinity, ...this.#reported);
@@ -308,6 +358,7 @@ export class PartitionLog {
     build: (baseOffset: number) => string,
     onVoid?: () => void,
   ): { baseOffset: number; done: Promise<void>; bytes: number } {
+    this.#checkFence();
     assert(count > 0, `an append of ${count} records`);
     assert(epoch >= this.epochs.lastEpoch, `an append in epoch ${epoch} after epoch ${this.epochs.lastEpoch}`);
     const baseOffset = this.#next;
@@ -333,6 +384,7 @@ export class PartitionLog {
     epochs: EpochEntry[],
     rolls: number[] | null = null,
   ): Promise<void> {
+    if (this.#fence) return Promise.reject(this.#fence);
     if (baseOffset !== this.#next) {
       return Promise.reject(
         new YakError(
@@ -355,7 +407,6 @@ export class PartitionLog {
     return this.#enqueue(baseOffset, count, text, epochs, rolls);
   }
 
-  // deno-lint-ignore yak/max-function-lines
   #enqueue(
     baseOffset: number,
     count: number,
@@ -366,6 +417,11 @@ export class PartitionLog {
   ): Promise<void> {
     const run = async () => {
       if (this.#closed) throw new YakError("UNAVAILABLE", "log is closed");
+      // Fenced while this write waited (its offsets went back with the failed write's rewind).
+      if (this.#fence) {
+        if (pending && this.#pending.delete(pending)) pending.onVoid();
+        throw this.#fence;
+      }
       // An earlier write failed and rewound the log: this one's offsets are void.
       if (baseOffset !== this.#logEnd) {
         // Told at the rewind already, unless a truncation (not a failed write) voided it.
@@ -380,53 +436,12 @@ export class PartitionLog {
       for (const [e, start] of epochs) {
         changed = this.epochs.assign(e, start) || changed;
       }
+      const written = { offset: baseOffset, bytes: 0 };
       try {
         if (changed) await this.epochs.save();
-        if (rolls === null) {
-          // The leader (or a log without a leader's boundaries) rolls by size and age.
-          const active = this.#segments[this.#segments.length - 1];
-          const old = this.#opts.segmentMs > 0 && this.#activeSinceMs >= 0 &&
-            performance.now() - this.#activeSinceMs > this.#opts.segmentMs;
-          if (active.size > 0 && (old || active.size + bytes.length > this.#opts.segmentBytes)) {
-            await this.#roll(baseOffset);
-          }
-          if (this.#activeSinceMs < 0) this.#activeSinceMs = performance.now();
-          await this.#segments[this.#segments.length - 1].append(bytes, baseOffset, this.#opts.indexIntervalBytes);
-        } else {
-          // A follower cuts the chunk where the leader's segments start.
-          let at = 0;
-          let offset = baseOffset;
-          for (const roll of [...rolls.filter((r) => r > baseOffset && r < baseOffset + count), Infinity]) {
-            const end = roll === Infinity ? bytes.length : lineEnd(bytes, at, roll - offset);
-            if (rolls.includes(offset) && this.#segments[this.#segments.length - 1].size > 0) await this.#roll(offset);
-            if (end > at) {
-              await this.#segments[this.#segments.length - 1].append(
-                bytes.subarray(at, end),
-                offset,
-                this.#opts.indexIntervalBytes,
-              );
-            }
-            at = end;
-            offset = roll;
-          }
-        }
+        await this.#write(bytes, baseOffset, count, rolls, written);
       } catch (err) {
-        this.#next = this.#logEnd;
-        // In the same synchronous step as the rewind: this append and every one
-        // queued behind it are void, and their owners must undo what they noted
-        // (producer sequences) before another append can take these offsets.
-        // Told later, when each rejection reached its caller, a pipelined batch
-        // taken in between passed the sequence check on the failed batch's
-        // sequences, was written, and then had its own sequences rolled back:
-        // its resend was stored twice (the full-disk test, 1 run in 10-20).
-        const voided = [...this.#pending];
-        this.#pending.clear();
-        for (const p of voided) p.onVoid();
-        if (changed) this.epochs.truncateFrom(this.#logEnd);
-        throw err instanceof YakError ? err : new YakError(
-          "STORAGE",
-          `cannot write to ${this.dir}: ${err instanceof Error ? err.message : err}`,
-        );
+        throw this.#writeFailed(err, baseOffset, bytes, written, changed);
       }
       this.#logEnd = baseOffset + count;
       if (pending) this.#pending.delete(pending);
@@ -434,8 +449,82 @@ export class PartitionLog {
       for (const fn of this.#listeners) fn();
     };
     const done = this.#writeChain.then(run);
-    this.#writeChain = done.catch(() => {});
+    this.#writeChain = done.catch(() => {}); // the queue goes on; `done` carries the error to the caller
     return done;
+  }
+
+  /**
+   * Writes a batch's lines at the log end. A leader (`rolls` null) rolls by
+   * size and age; a follower cuts the chunk where the leader's segments
+   * start, and `written` follows the parts that are in their segments.
+   */
+  async #write(
+    bytes: Uint8Array,
+    baseOffset: number,
+    count: number,
+    rolls: number[] | null,
+    written: { offset: number; bytes: number },
+  ): Promise<void> {
+    const interval = this.#opts.indexIntervalBytes;
+    if (rolls === null) {
+      const active = this.#segments[this.#segments.length - 1];
+      const old = this.#opts.segmentMs > 0 && this.#activeSinceMs >= 0 &&
+        performance.now() - this.#activeSinceMs > this.#opts.segmentMs;
+      if (active.size > 0 && (old || active.size + bytes.length > this.#opts.segmentBytes)) {
+        await this.#roll(baseOffset);
+      }
+      if (this.#activeSinceMs < 0) this.#activeSinceMs = performance.now();
+      await this.#segments[this.#segments.length - 1].append(bytes, baseOffset, interval);
+      return;
+    }
+    let at = 0;
+    let offset = baseOffset;
+    for (const roll of [...rolls.filter((r) => r > baseOffset && r < baseOffset + count), Infinity]) {
+      const end = roll === Infinity ? bytes.length : lineEnd(bytes, at, roll - offset);
+      if (rolls.includes(offset) && this.#segments[this.#segments.length - 1].size > 0) await this.#roll(offset);
+      if (end > at) await this.#segments[this.#segments.length - 1].append(bytes.subarray(at, end), offset, interval);
+      at = end;
+      offset = roll;
+      if (roll !== Infinity) Object.assign(written, { offset: roll, bytes: at });
+    }
+  }
+
+  /**
+   * After a failed write: the log end goes back to what is written, and the
+   * error to throw. A follower's chunk that crossed a roll keeps the parts
+   * written before the failed one (they are in their own segments, and
+   * writing them again would put them there twice). When the failure left
+   * the files uncertain (see UncertainFileError), the log is fenced.
+   */
+  #writeFailed(
+    err: unknown,
+    baseOffset: number,
+    bytes: Uint8Array,
+    written: { offset: number; bytes: number },
+    epochsChanged: boolean,
+  ): YakError {
+    if (written.offset > baseOffset) {
+      this.#logEnd = written.offset;
+      this.#remember({ base: baseOffset, count: written.offset - baseOffset, bytes: bytes.subarray(0, written.bytes) });
+      for (const fn of this.#listeners) fn();
+    }
+    this.#next = this.#logEnd;
+    // In the same synchronous step as the rewind: this append and every one
+    // queued behind it are void, and their owners must undo what they noted
+    // (producer sequences) before another append can take these offsets.
+    // Told later, when each rejection reached its caller, a pipelined batch
+    // taken in between passed the sequence check on the failed batch's
+    // sequences, was written, and then had its own sequences rolled back:
+    // its resend was stored twice (the full-disk test, 1 run in 10-20).
+    const voided = [...this.#pending];
+    this.#pending.clear();
+    for (const p of voided) p.onVoid();
+    if (epochsChanged) this.epochs.truncateFrom(this.#logEnd);
+    if (err instanceof UncertainFileError) return this.#fenceFor(err.what, err);
+    return err instanceof YakError ? err : new YakError(
+      "STORAGE",
+      `cannot write to ${this.#label}: ${err instanceof Error ? err.message : err}`,
+    );
   }
 
   async #roll(baseOffset: number): Promise<void> {
@@ -447,7 +536,14 @@ export class PartitionLog {
   /** Starts a new segment at the log end (in the write queue), unless the active one is empty. */
   roll(): Promise<void> {
     const done = this.#writeChain.then(async () => {
-      if (this.#segments[this.#segments.length - 1].size > 0) await this.#roll(this.#logEnd);
+      this.#checkFence();
+      try {
+        if (this.#segments[this.#segments.length - 1].size > 0) await this.#roll(this.#logEnd);
+      } catch (err) {
+        // A failed roll leaves the active segment as it was, unless its new file could not be taken back.
+        if (err instanceof UncertainFileError) throw this.#fenceFor(err.what, err);
+        throw err;
+      }
     });
     this.#writeChain = done.catch(() => {});
     return done;
@@ -466,13 +562,24 @@ export class PartitionLog {
    */
   deleteSegmentsBefore(offset: number, reason: string): Promise<number> {
     const done = this.#writeChain.then(async () => {
+      this.#checkFence();
       let segments = 0;
       let bytes = 0;
+      let failed: { path: string; err: unknown } | null = null;
       while (this.#segments.length > 1 && this.#segments[1].base <= offset) {
+        // Out of the list before its files go, so no read starts on it meanwhile.
         const seg = this.#segments.shift()!;
+        try {
+          await seg.remove();
+        } catch (err) {
+          // Its data file is still there (Segment.remove): it stays the log's first segment, whole,
+          // and the caller tries again later. Counted as deleted, it came back at the next start.
+          this.#segments.unshift(seg);
+          failed = { path: seg.dataPath, err };
+          break;
+        }
         segments++;
         bytes += seg.size;
-        await seg.remove();
       }
       const start = this.logStartOffset;
       this.#forgetDamage((o) => o >= start);
@@ -480,6 +587,13 @@ export class PartitionLog {
         this.#tail = this.#tail.filter((c) => c.base >= start);
         this.#tailBytes = this.#tail.reduce((n, c) => n + c.bytes.length, 0);
         this.#opts.onEvent?.("segments_deleted", { dir: this.dir, reason, segments, bytes, logStart: start });
+      }
+      if (failed) {
+        const why = failed.err instanceof Error ? failed.err.message : String(failed.err);
+        throw new YakError(
+          "STORAGE",
+          `cannot delete ${failed.path} (${why}); ${this.#label} starts at ${start} until a later try deletes it`,
+        );
       }
       return start;
     });
@@ -492,21 +606,40 @@ export class PartitionLog {
    * lies below the leader's log start: what it lacks was deleted there).
    */
   resetTo(offset: number, reason: string): Promise<void> {
-    const done = this.#writeChain.then(async () => {
-      for (const seg of this.#segments) await seg.remove();
-      this.#segments = [await Segment.create(this.dir, offset)];
-      this.#activeSinceMs = -1;
-      this.#logEnd = offset;
-      this.#next = offset;
-      if (offset > this.#hw) this.#hw = offset;
-      this.#tail = [];
-      this.#tailBytes = 0;
-      this.#forgetDamage(() => false);
-      if (this.epochs.truncateFrom(0)) await this.epochs.save();
-      this.#opts.onEvent?.("log_reset", { dir: this.dir, reason, logStart: offset });
-    });
+    const done = this.#writeChain.then(() =>
+      this.#uncertainUnlessDone(`starting over at offset ${offset}`, () => this.#reset(offset, reason))
+    );
     this.#writeChain = done.catch(() => {});
     return done;
+  }
+
+  /**
+   * Runs a change of many files (a truncation, a reset) that cannot be
+   * undone halfway: a failure fences the log, since memory and disk may
+   * then disagree (segments removed from one and not the other).
+   */
+  async #uncertainUnlessDone(what: string, change: () => Promise<void>): Promise<void> {
+    this.#checkFence();
+    try {
+      await change();
+    } catch (err) {
+      throw this.#fenceFor(what, err);
+    }
+  }
+
+  async #reset(offset: number, reason: string): Promise<void> {
+    // Oldest first: a failure leaves the newest segments, still a whole log from its first one.
+    for (const seg of this.#segments) await seg.remove();
+    this.#segments = [await Segment.create(this.dir, offset)];
+    this.#activeSinceMs = -1;
+    this.#logEnd = offset;
+    this.#next = offset;
+    if (offset > this.#hw) this.#hw = offset;
+    this.#tail = [];
+    this.#tailBytes = 0;
+    this.#forgetDamage(() => false);
+    if (this.epochs.truncateFrom(0)) await this.epochs.save();
+    this.#opts.onEvent?.("log_reset", { dir: this.dir, reason, logStart: offset });
   }
 
   #remember(chunk: Chunk): void {
@@ -530,6 +663,7 @@ export class PartitionLog {
    * of them but always at least one. Throws OUT_OF_RANGE past the log end.
    */
   async read(from: number, maxBytes: number, end: number): Promise<ReadResult> {
+    this.#checkFence();
     end = Math.min(end, this.#logEnd);
     if (from < this.logStartOffset || from > this.#logEnd) {
       throw new YakError(
@@ -687,7 +821,7 @@ export class PartitionLog {
     maxBytes: number,
   ): Promise<{ position: number; offset: number; bytes: number } | null> {
     const seg = this.#segments.slice(0, -1).find((s) => s.base === base);
-    if (!seg || position >= seg.size || this.#closed) return null;
+    if (!seg || position >= seg.size || this.#closed || this.#fence) return null;
     let chunk: Uint8Array;
     try {
       chunk = await seg.readAt(position, maxBytes);
@@ -748,6 +882,7 @@ export class PartitionLog {
   /** Up to `maxBytes` of the newest whole lines (to rebuild producer state on a new leader). */
   async readTailText(maxBytes: number): Promise<string> {
     await this.#writeChain;
+    this.#checkFence();
     const seg = this.#segments.at(-1)!;
     const position = Math.max(0, seg.size - maxBytes);
     const bytes = await seg.readAt(position, seg.size - position);
@@ -762,7 +897,9 @@ export class PartitionLog {
   truncateTo(offset: number): Promise<void> {
     // In the write queue: an append taken before the truncation lands before
     // it; one taken after fails (its offset is void) rather than vanishing.
-    const done = this.#writeChain.then(() => this.#truncate(offset));
+    const done = this.#writeChain.then(() =>
+      this.#uncertainUnlessDone(`cutting the log at offset ${offset}`, () => this.#truncate(offset))
+    );
     this.#writeChain = done.catch(() => {});
     return done;
   }

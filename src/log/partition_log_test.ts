@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { YakError } from "../errors.ts";
-import { type Damage, type LogOptions, PartitionLog } from "./partition_log.ts";
+import { type Damage, type Fence, type LogOptions, PartitionLog } from "./partition_log.ts";
 import { encodeBatch, type RecordInput, SEAL_BYTES, sealLines } from "./record.ts";
 import { segmentStem } from "./segment.ts";
 
@@ -1125,6 +1125,137 @@ Deno.test("retention: whole segments below an offset are deleted, the log start 
       assert.equal((await log.read(end + 50, MB, end + 51)).text.includes('"after"'), true);
     } finally {
       await log.close();
+    }
+  });
+});
+
+Deno.test({
+  name: "a write whose partial bytes cannot be cut off fences the log; reopened, the log recovers what was written",
+  // A pipe in place of the segment's file, whose reader goes away: a write longer than the pipe's buffer
+  // fails part way (EPIPE), and cutting the file back (ftruncate of a pipe) fails too (EINVAL).
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const events: Event[] = [];
+      const fences: Fence[] = [];
+      let log = await PartitionLog.open(dir, opts({ name: "t/0", onFenced: (f) => fences.push(f) }, events));
+      const lines: string[] = [];
+      try {
+        await appendBatch(log, lines, 3, 1);
+        await log.close();
+        log = await PartitionLog.open(dir, opts({ name: "t/0", onFenced: (f) => fences.push(f) }, events));
+        // The segment's file is opened for appending at the first write after the open: it meets a full device.
+        const seg = join(dir, segmentStem(0) + ".jsonl");
+        const kept = await Deno.readFile(seg);
+        await Deno.remove(seg);
+        const made = await new Deno.Command("mkfifo", { args: [seg] }).output();
+        assert.ok(made.success, new TextDecoder().decode(made.stderr));
+        const big = 10_000; // a MB: well past a pipe's buffer (64 KiB)
+        const failed = log.append(1, big, (base) => encodeBatch(fixedRecords(base, big, 1), base, 1, TS, null, 0));
+        // A write queued behind the failing one fails too, with the same fence.
+        const queued = log.append(1, 1, (base) => encodeBatch(fixedRecords(base, 1, 1), base, 1, TS, null, 0));
+        // Opened once the log has opened its end for writing; closed, the write breaks.
+        (await Deno.open(seg, { read: true })).close();
+        const fenced = isYak("STORAGE", "restart the broker to recover it");
+        await assert.rejects(failed.done, fenced);
+        await assert.rejects(queued.done, fenced);
+        assert.equal(fences.length, 1, "told once");
+        assert.match(fences[0].what, /^a write to .*00000000000000000000\.jsonl$/);
+        assert.match(fences[0].error, /broken pipe.*; cutting its partial bytes off: invalid argument/i);
+        assert.equal(log.fenced?.code, "STORAGE");
+        assert.match(log.fenced!.message, /^partition t\/0 \(.*\) is fenced: a write to /);
+        // Every later call refuses, the reads too: memory and files may disagree until a restart.
+        assert.throws(
+          () => log.append(1, 1, (base) => encodeBatch(fixedRecords(base, 1, 1), base, 1, TS, null, 0)),
+          fenced,
+        );
+        await assert.rejects(log.read(0, MB, log.logEndOffset), fenced);
+        await assert.rejects(log.readTailText(MB), fenced);
+        await assert.rejects(log.truncateTo(1), fenced);
+        await assert.rejects(log.appendReplica(3, 1, lines[0], []), fenced);
+        await assert.rejects(log.deleteSegmentsBefore(3, "test"), fenced);
+        await assert.rejects(log.resetTo(10, "test"), fenced);
+        await assert.rejects(log.roll(), fenced);
+        assert.equal(log.logEndOffset, 3);
+        assert.equal(fences.length, 1);
+        await log.close();
+
+        // The restart: the file is back, with the partial line the failed write left, and is recovered.
+        await Deno.remove(seg);
+        await Deno.writeFile(seg, new Uint8Array([...kept, ...encoder.encode('{"offset":3,"epoch":1,"ts"')]));
+        events.length = 0;
+        log = await PartitionLog.open(dir, opts({ name: "t/0" }, events));
+        assert.equal(log.fenced, null);
+        assert.ok(events.some(([e]) => e === "torn_tail_cut"), JSON.stringify(events));
+        assert.equal(log.logEndOffset, 3);
+        await appendBatch(log, lines, 2, 1);
+        await checkAllReads(log, lines);
+      } finally {
+        await log.close();
+      }
+    });
+  },
+});
+
+Deno.test("a segment whose file cannot be deleted stays in the log: the deletion fails, and a later one deletes it", async () => {
+  await withTempDir(async (dir) => {
+    const events: Event[] = [];
+    let log = await PartitionLog.open(dir, opts({ segmentBytes: 3 * LINE }, events));
+    const lines: string[] = [];
+    try {
+      for (let i = 0; i < 4; i++) await appendBatch(log, lines, 3, 1);
+      assert.equal(log.segmentCount, 4);
+      // Something in the way that cannot be removed as a file: a non-empty directory at the second segment's name.
+      const second = join(dir, segmentStem(3) + ".jsonl");
+      const kept = await Deno.readFile(second);
+      await Deno.remove(second);
+      await Deno.mkdir(second);
+      await Deno.writeTextFile(join(second, "x"), "x");
+      await assert.rejects(log.deleteSegmentsBefore(9, "test"), isYak("STORAGE", second));
+      // The first segment went, the second did not: the log starts at it, in memory as on disk.
+      assert.equal(log.logStartOffset, 3);
+      assert.equal(log.segmentCount, 3);
+      assert.equal(log.fenced, null, "nothing uncertain: no fence");
+      assert.deepEqual(events.filter(([e]) => e === "segments_deleted").map(([, f]) => f.segments), [1]);
+      await Deno.remove(second, { recursive: true });
+      await Deno.writeFile(second, kept);
+      assert.equal(await log.deleteSegmentsBefore(9, "test"), 9);
+      assert.equal(log.segmentCount, 1);
+      const end = log.logEndOffset;
+      await log.close();
+      log = await PartitionLog.open(dir, opts({ segmentBytes: 3 * LINE }));
+      assert.equal(log.logStartOffset, 9, "what was reported deleted stays deleted after a restart");
+      assert.equal(log.logEndOffset, end);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("a follower chunk that crosses a roll keeps the part written before a failed roll", async () => {
+  await withTempDir(async (root) => {
+    const leader = await PartitionLog.open(`${root}/leader`, opts({ segmentBytes: 3 * LINE }));
+    const follower = await PartitionLog.open(`${root}/follower`, opts({}));
+    const lines: string[] = [];
+    try {
+      for (let i = 0; i < 2; i++) await appendBatch(leader, lines, 3, 1);
+      const read = await leader.read(0, MB, leader.logEndOffset);
+      assert.deepEqual(leader.segmentBasesIn(0, 6), [0, 3]);
+      // The follower's second segment cannot be created: an empty directory holds its name.
+      const blocked = join(`${root}/follower`, segmentStem(3) + ".jsonl");
+      await Deno.mkdir(blocked);
+      await assert.rejects(follower.appendReplica(0, 6, read.text, [[1, 0]], [0, 3]));
+      // Offsets 0-2 are in the first segment: the log end says so, and a resend starts after them.
+      assert.equal(follower.logEndOffset, 3);
+      assert.equal(follower.fenced, null);
+      await assert.rejects(follower.appendReplica(0, 6, read.text, [[1, 0]], [0, 3]), isYak("OUT_OF_RANGE"));
+      const rest = await leader.read(3, MB, leader.logEndOffset);
+      await follower.appendReplica(3, 3, rest.text, [], [3]);
+      assert.equal((await follower.read(0, MB, 6)).text, lines.join(""));
+      assert.deepEqual(await dataFiles(`${root}/follower`), await dataFiles(`${root}/leader`));
+    } finally {
+      await leader.close();
+      await follower.close();
     }
   });
 });

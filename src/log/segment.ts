@@ -43,6 +43,38 @@ export function segmentStem(base: number): string {
   return String(base).padStart(20, "0");
 }
 
+/**
+ * An I/O error after which a segment's files may no longer hold what the
+ * segment says they hold: a failed write whose partial bytes could not be cut
+ * off, or a new segment file that could not be removed again. The log that
+ * owns the segment must stop using it (it fences itself) until a restart
+ * recovers it from what is really on disk.
+ *
+ * @example
+ * ```ts
+ * import { UncertainFileError } from "./segment.ts";
+ * const err = new UncertainFileError("a write to /tmp/p0/x.jsonl", "no space left");
+ * err.message; // "a write to /tmp/p0/x.jsonl failed (no space left)"
+ * ```
+ */
+export class UncertainFileError extends Error {
+  /** What was being done when the error came, e.g. "a write to FILE". */
+  readonly what: string;
+  /** The errors, as the system gave them. */
+  readonly detail: string;
+
+  constructor(what: string, detail: string) {
+    super(`${what} failed (${detail})`);
+    this.name = "UncertainFileError";
+    this.what = what;
+    this.detail = detail;
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** What a scan of a segment's bytes found. */
 export interface ScanResult {
   /** Complete lines (records). */
@@ -84,6 +116,13 @@ export class Segment {
   #lastIndexedPos = -Infinity;
   #file: Deno.FsFile | null = null;
   #indexFile: Deno.FsFile | null = null;
+  /**
+   * An index append failed (or wrote part of an entry): no more entries are
+   * appended to the file until it is rewritten whole, so a torn entry stays
+   * the file's last bytes and the next open sees it (a length that is not a
+   * multiple of the entry size) and rebuilds the index.
+   */
+  #indexTorn = false;
 
   private constructor(dir: string, base: number) {
     this.dir = dir;
@@ -98,11 +137,34 @@ export class Segment {
     return join(this.dir, segmentStem(this.base) + ".index");
   }
 
-  /** Creates an empty segment (files included). */
+  /**
+   * Creates an empty segment (files included). The index comes first and the
+   * data file last: only a data file makes a segment at the next open, and an
+   * empty one left behind by a failed roll, named by an offset the log then
+   * went on writing past in the older segment, would become the log's end at
+   * that open (and hide every record after its name). So a data file whose
+   * creation failed is removed again; if even that fails, the error is an
+   * {@link UncertainFileError}.
+   */
   static async create(dir: string, base: number): Promise<Segment> {
     const seg = new Segment(dir, base);
-    await Deno.writeFile(seg.dataPath, new Uint8Array(0), { mode: dataModes().file });
     await Deno.writeFile(seg.indexPath, new Uint8Array(0), { mode: dataModes().file });
+    try {
+      await Deno.writeFile(seg.dataPath, new Uint8Array(0), { mode: dataModes().file });
+    } catch (err) {
+      try {
+        await Deno.remove(seg.dataPath);
+      } catch (removeErr) {
+        // Never created: nothing to take back.
+        if (!(removeErr instanceof Deno.errors.NotFound)) {
+          throw new UncertainFileError(
+            `creating ${seg.dataPath}`,
+            `${messageOf(err)}; removing it: ${messageOf(removeErr)}`,
+          );
+        }
+      }
+      throw err;
+    }
     return seg;
   }
 
@@ -129,7 +191,13 @@ export class Segment {
     return { segment: seg, scan: result, indexRebuilt: !scan };
   }
 
-  /** Appends bytes that hold whole lines starting at `firstOffset`. */
+  /**
+   * Appends bytes that hold whole lines starting at `firstOffset`. A failed
+   * write is cut off again (the file stays whole lines, and the segment's
+   * size holds); when that cut fails too, the error is an
+   * {@link UncertainFileError}: part of a line may be left in the file, where
+   * the next append would follow it.
+   */
   async append(
     bytes: Uint8Array,
     firstOffset: number,
@@ -143,8 +211,14 @@ export class Segment {
         at += await this.#file.write(bytes.subarray(at));
       }
     } catch (err) {
-      // Leave no partial line behind: the log must stay whole lines.
-      await this.#file.truncate(startSize).catch(() => {});
+      try {
+        await this.#file.truncate(startSize);
+      } catch (cutErr) {
+        throw new UncertainFileError(
+          `a write to ${this.dataPath}`,
+          `${messageOf(err)}; cutting its partial bytes off: ${messageOf(cutErr)}`,
+        );
+      }
       throw err;
     }
     this.size += bytes.length;
@@ -157,11 +231,16 @@ export class Segment {
       view.setUint32(0, firstOffset - this.base, true);
       view.setUint32(4, startSize, true);
       // The data is written: a failed index write (a full disk) must not undo
-      // that. The index is only a shortcut, rebuilt at the next start if torn.
-      try {
-        this.#indexFile ??= await Deno.open(this.indexPath, { append: true });
-        await this.#indexFile.write(entry);
-      } catch { /* rebuilt on open */ }
+      // that. The index is only a shortcut, rebuilt at the next open when torn;
+      // it stays torn (see #indexTorn), and the in-memory index is whole.
+      if (!this.#indexTorn) {
+        try {
+          this.#indexFile ??= await Deno.open(this.indexPath, { append: true });
+          if (await this.#indexFile.write(entry) !== entry.length) this.#indexTorn = true;
+        } catch {
+          this.#indexTorn = true;
+        }
+      }
     }
   }
 
@@ -226,10 +305,22 @@ export class Segment {
     this.closeHandles();
   }
 
+  /**
+   * Deletes the segment's files, the index first: when the data file cannot
+   * be deleted the error is thrown and the segment is whole (its index is
+   * rebuilt at the next open), so a caller never counts as deleted a segment
+   * that would come back at the next start. A file that is already gone is
+   * what was wanted.
+   */
   async remove(): Promise<void> {
     this.closeHandles();
-    await Deno.remove(this.dataPath).catch(() => {});
-    await Deno.remove(this.indexPath).catch(() => {});
+    for (const path of [this.indexPath, this.dataPath]) {
+      try {
+        await Deno.remove(path);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+    }
   }
 
   async #loadIndex(): Promise<boolean> {
@@ -237,6 +328,7 @@ export class Segment {
     try {
       bytes = await Deno.readFile(this.indexPath);
     } catch {
+      // Missing or unreadable: harmless, the caller rebuilds it from the data file (and says so).
       return false;
     }
     if (bytes.length % INDEX_ENTRY_BYTES !== 0) return false;
@@ -364,5 +456,6 @@ export class Segment {
     this.#indexFile?.close();
     this.#indexFile = null;
     await Deno.writeFile(this.indexPath, out, { mode: dataModes().file });
+    this.#indexTorn = false;
   }
 }
