@@ -4,10 +4,31 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { YakError } from "../src/errors.ts";
+import { KAFKA } from "../src/kafka/errors.ts";
+import { Connection } from "../src/protocol/connection.ts";
 import { canMountTmpfs, eventually, Proc, segmentHashes, seqText, skipWithout, TestCluster, yak } from "./harness.ts";
+import { KafkaConn, produceBody, produceError, textBatch } from "./kafka_conn.ts";
 
 async function opLog(path: string): Promise<{ event: string; [k: string]: unknown }[]> {
   return (await Deno.readTextFile(path)).trim().split("\n").map((l) => JSON.parse(l));
+}
+
+/** Fills the file system at `path` to its last page: big blocks, then single pages, until a write fails. */
+async function fillDisk(path: string): Promise<void> {
+  const file = await Deno.open(path, { write: true, create: true });
+  try {
+    for (const size of [64 * 1024, 4096]) {
+      const block = new Uint8Array(size);
+      try {
+        while (true) await file.write(block);
+      } catch {
+        /* full at this size */
+      }
+    }
+  } finally {
+    file.close();
+  }
 }
 
 async function consumeAll(topic: string, n: number, extra: string[]): Promise<string[]> {
@@ -174,6 +195,105 @@ Deno.test({
       }
     } finally {
       // Also when the cluster's start fails: no mount or directory is left behind.
+      await new Deno.Command("umount", { args: [mnt] }).output();
+      await Deno.remove(mnt, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a full disk where the failed write cannot be cut off: the partition is fenced (STORAGE, KAFKA_STORAGE_ERROR " +
+    "56) until a restart, which recovers every acknowledged record",
+  ignore: skipWithout(
+    Deno.build.os === "linux" && canMountTmpfs() ? null : "a tmpfs mount (Linux, as root)",
+  ),
+  fn: async () => {
+    const mnt = await Deno.makeTempDir({ prefix: "yak-fence-" });
+    const mounted = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt] }).output();
+    const dir = join(mnt, "data");
+    const seg = join(dir, "broker-1", "topics", "fence", "0", "00000000000000000000.jsonl");
+    const chattr = (flag: string) => new Deno.Command("chattr", { args: [flag, seg] }).output();
+    try {
+      assert.ok(mounted.success);
+      await Deno.mkdir(dir);
+      let cluster = await TestCluster.start({ dir, brokers: 1 });
+      try {
+        const first = await yak(["produce", "--topic", "fence", "--partition", "0", ...cluster.zkFlag], {
+          stdin: seqText(1000),
+        });
+        assert.equal(first.code, 0, first.stderr);
+        const acknowledgedBytes = (await Deno.stat(seg)).size;
+        // Append-only (chattr +a): the broker's appends still go in, but cutting the file back fails
+        // (EPERM), as it can on a failing disk.
+        const appendOnly = await chattr("+a");
+        assert.ok(appendOnly.success, new TextDecoder().decode(appendOnly.stderr));
+        const ballast = join(mnt, "ballast");
+        await fillDisk(ballast);
+        // One record longer than the rest of the file's last page: part of its line is written, then the
+        // write fails, and so does the cut.
+        const k = await KafkaConn.open(cluster.kafkaPorts.get(1)!);
+        try {
+          const big = textBatch(["x".repeat(10_000)]);
+          assert.equal(
+            produceError(await k.call(0, 7, false, produceBody("fence", 0, [big]))),
+            KAFKA.KAFKA_STORAGE_ERROR,
+          );
+          const broker = cluster.brokers.get(1)!;
+          const fenced = await broker.waitFor(/partition_fenced .*partition=fence\/0.*/, 10_000);
+          assert.match(fenced[0], /space.*cutting its partial bytes off: .*not permitted/i);
+          // Space returns, and the partition still refuses: a record written after the partial line would be
+          // acknowledged and then cut off at the next start, with every record after it.
+          await Deno.remove(ballast);
+          assert.equal(
+            produceError(await k.call(0, 7, false, produceBody("fence", 0, [textBatch(["1001"])]))),
+            KAFKA.KAFKA_STORAGE_ERROR,
+          );
+          const conn = await Connection.open("127.0.0.1", cluster.brokerPorts.get(1)!);
+          try {
+            const err = await conn.request(
+              { type: "produce", topic: "fence", partition: 0, records: [{ v: "1001" }] },
+              5000,
+            )
+              .then(() => null, (e) => e);
+            assert.ok(err instanceof YakError, String(err));
+            assert.equal(err.code, "STORAGE");
+            assert.match(err.message, /partition fence\/0 .*is fenced: a write to .*restart the broker to recover it/);
+            // Reads are refused too, for that partition only.
+            const fetched = await conn.request(
+              { type: "fetch", topic: "fence", offsets: { "0": 0 }, maxWaitMs: 0 },
+              5000,
+            );
+            assert.match(String((fetched.damaged as Record<string, string>)["fence/0"]), /is fenced/);
+          } finally {
+            conn.close();
+          }
+          const status = await yak(["status", ...cluster.zkFlag]);
+          assert.equal(status.code, 0, status.stderr);
+          assert.match(status.stdout, /fenced partitions[^]*fence\/0/);
+          assert.equal(broker.exited, false, "the broker stays up");
+        } finally {
+          k.close();
+        }
+        await cluster.stop();
+
+        // The restart recovers the log from its files: the partial line is cut, and the records are all there.
+        assert.ok((await chattr("-a")).success);
+        cluster = await TestCluster.start({ dir, brokers: 1 });
+        const events = await opLog(join(dir, "broker-1", "broker.log"));
+        const checked = events.filter((e) => e.event === "storage_checked").at(-1);
+        assert.match(String(checked?.scope), /no clean shutdown/, "a fenced broker does not claim a clean stop");
+        assert.equal((await Deno.stat(seg)).size, acknowledgedBytes);
+        const more = await yak(["produce", "--topic", "fence", "--partition", "0", ...cluster.zkFlag], {
+          stdin: seqText(5, 1001),
+        });
+        assert.equal(more.code, 0, more.stderr);
+        const values = await consumeAll("fence", 1005, cluster.zkFlag);
+        assert.deepEqual(values.map(Number), Array.from({ length: 1005 }, (_, i) => i + 1));
+      } finally {
+        await cluster.stop();
+      }
+    } finally {
+      await chattr("-a");
       await new Deno.Command("umount", { args: [mnt] }).output();
       await Deno.remove(mnt, { recursive: true });
     }

@@ -29,8 +29,8 @@ import { TopicAdmin } from "./topic_admin.ts";
 import { TopicStore } from "./topic_store.ts";
 import { ZkThread } from "./zk_thread.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
-import type { Damage, PartitionLog, ReadResult } from "../log/partition_log.ts";
-import type { BrokerStatus, DamageStatus } from "../protocol/status.ts";
+import type { Damage, Fence, PartitionLog, ReadResult } from "../log/partition_log.ts";
+import type { BrokerStatus, DamageStatus, FencedStatus } from "../protocol/status.ts";
 import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
 import { monotonicMs } from "../clock.ts";
 
@@ -126,6 +126,8 @@ export class Broker implements BrokerContext {
   #dataLock: DataLock | null = null;
   /** Damaged records found since the start (newest last, at most 50), for `yak status`. */
   readonly #damage: DamageStatus[] = [];
+  /** Partitions fenced since the start (each once; they stay fenced until a restart), for `yak status`. */
+  readonly #fenced: FencedStatus[] = [];
   /** A resignation asked of the zookeeper and not answered yet. */
   #resigning: Promise<unknown> | null = null;
   #scrubber: Scrubber | null = null;
@@ -174,6 +176,8 @@ export class Broker implements BrokerContext {
     const clean = await Deno.remove(join(dir, CLEAN_SHUTDOWN_FILE)).then(() => true, () => false);
     const found: Damage[] = [];
     let onDamage: (d: Damage) => void = (d) => void found.push(d);
+    // Opening never fences (a failure there fails the start); from the first request on, the broker is told.
+    let onFenced: (f: Fence) => void = () => {};
     try {
       store = await TopicStore.open(join(dir, "topics"), {
         segmentBytes: opts.segmentBytes,
@@ -182,6 +186,7 @@ export class Broker implements BrokerContext {
         tailCacheBytes: DEFAULTS.tailCacheBytes,
         onEvent: (event, fields) => log.write(event, fields),
         onDamage: (d) => onDamage(d),
+        onFenced: (f) => onFenced(f),
         verifyAll: !clean,
       });
     } catch (err) {
@@ -204,6 +209,7 @@ export class Broker implements BrokerContext {
       damaged: found.length,
     });
     onDamage = (d) => broker.#onDamage(d);
+    onFenced = (f) => broker.#onFenced(f);
     for (const d of found) broker.#onDamage(d);
     for (const ref of store.all()) broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
     // Every append wakes the long polls waiting for it (consumers, followers), on every partition.
@@ -355,16 +361,44 @@ export class Broker implements BrokerContext {
   }
 
   /**
+   * A partition's log fenced itself (an I/O error left it uncertain): said
+   * once in the log, counted, kept for `yak status`, and handled as damage
+   * is at a leader (see #healDamage). It answers STORAGE until a restart.
+   */
+  #onFenced(f: Fence): void {
+    const partition = this.store.all().find((r) => r.log.dir === f.dir)?.key ?? f.dir;
+    this.metrics.fencedPartitions++;
+    this.log.write("partition_fenced", {
+      partition,
+      failed: f.what,
+      error: f.error,
+      role: this.#role,
+      recovery: "restart the broker: the start-up check recovers the log from its files",
+    });
+    this.#fenced.push({ partition, failed: f.what, error: f.error, at: Date.now() });
+    if (this.#fenced.length > 50) this.#fenced.shift();
+    this.#healDamage();
+  }
+
+  /**
    * Heals what is damaged, by role. A follower cuts each damaged log at its
    * first damaged record and copies the rest again from the leader (leaving
    * the in-sync set until it is back). A leader asks the zookeeper to hand
    * leadership to another in-sync broker, and heals as a follower; with none
    * alive it stays, refusing the damaged records (a storage error, never the
    * bytes). Without a role, it waits for one.
+   *
+   * A fenced partition (see PartitionLog.fenced) is treated as damage at a
+   * leader, for the same reason: this broker cannot serve it, and leadership
+   * is the whole cluster's, so an in-sync broker that can leads instead; with
+   * none, this one stays and the fenced partition answers STORAGE while the
+   * others go on. A fenced log cannot be cut or copied into until the broker
+   * restarts, so a follower holding one says it is failing (out of the
+   * in-sync set) and re-copies what it lacks once the restart recovered it.
    */
   #healDamage(): void {
     if (this.#stopping) return;
-    const damaged = this.store.all().filter((r) => r.log.damagedFrom < Infinity);
+    const damaged = this.store.all().filter((r) => r.log.damagedFrom < Infinity || r.log.fenced !== null);
     if (damaged.length === 0) return;
     if (this.#role === "leader") {
       if (this.#resigning) return;
@@ -373,7 +407,8 @@ export class Broker implements BrokerContext {
         if (lease?.leaderId === this.opts.id && lease.epoch === epoch) {
           this.log.write("damaged_leader_stays", {
             partitions: damaged.map((r) => r.key),
-            reason: "no other in-sync broker is alive to lead; the damaged records are refused, never served",
+            reason: "no other in-sync broker is alive to lead; the damaged records are refused, never served, " +
+              "and a fenced partition answers STORAGE until the broker restarts",
           });
         }
       }).finally(() => (this.#resigning = null));
@@ -388,7 +423,7 @@ export class Broker implements BrokerContext {
   async #cutDamaged(): Promise<void> {
     for (const ref of this.store.all()) {
       const at = ref.log.damagedFrom;
-      if (at === Infinity) continue;
+      if (at === Infinity || ref.log.fenced) continue; // a fenced log waits for the restart
       const logEnd = Math.max(ref.log.logEndOffset, this.healing.get(ref.key) ?? 0);
       this.log.write("healing", { partition: ref.key, from: at, logEnd });
       await ref.log.truncateTo(at);
@@ -490,6 +525,7 @@ export class Broker implements BrokerContext {
       memory: Deno.memoryUsage(),
       eventLoop: { longestStallMs: Math.round(this.metrics.longestStallMs) },
       damage: [...this.#damage],
+      ...(this.#fenced.length > 0 ? { fenced: [...this.#fenced] } : {}),
       traffic: this.metrics.traffic(),
       ...(this.opts.listeners ? { listeners: this.opts.listeners } : {}),
     };
@@ -707,8 +743,11 @@ export class Broker implements BrokerContext {
     await this.#kafkaServer?.close();
     await this.#scrubber?.stop();
     await this.store.close();
-    // Every write is done and every file closed: the next start checks only the last segments.
-    await writeFileAtomic(join(this.dir, CLEAN_SHUTDOWN_FILE), `${new Date().toISOString()}\n`);
+    // Every write is done and every file closed: the next start checks only the last segments. Not
+    // after a fence: that log's files are uncertain, and the next start checks every record.
+    if (this.#fenced.length === 0) {
+      await writeFileAtomic(join(this.dir, CLEAN_SHUTDOWN_FILE), `${new Date().toISOString()}\n`);
+    }
     await Deno.remove(join(this.dir, "broker.pid")).catch(() => {});
     this.log.write("stopped");
     this.log.close();

@@ -93,6 +93,8 @@ export class BrokerMetrics {
   readonly damagedRecords: Record<"open" | "read" | "scrub", number> = { open: 0, read: 0, scrub: 0 };
   /** Damaged ranges re-copied from the leader. */
   healedRanges = 0;
+  /** Partitions fenced after an I/O error left their log uncertain (each stays fenced until a restart). */
+  fencedPartitions = 0;
   /** Bytes of closed segments the scrubber checked, and its complete passes over them. */
   scrubBytes = 0;
   scrubPasses = 0;
@@ -305,6 +307,11 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   }
   out.family("yak_healed_ranges_total", "counter", "Damaged ranges this broker copied again from the leader.")
     .sample("yak_healed_ranges_total", m.healedRanges);
+  out.family(
+    "yak_partitions_fenced_total",
+    "counter",
+    "Partitions fenced after an I/O error left their log uncertain; each answers STORAGE until the broker restarts.",
+  ).sample("yak_partitions_fenced_total", m.fencedPartitions);
   out.family("yak_scrub_bytes_total", "counter", "Bytes of closed segments the background scrubber checked.")
     .sample("yak_scrub_bytes_total", m.scrubBytes);
   out.family("yak_scrub_passes_total", "counter", "Complete passes of the scrubber over every closed segment.")

@@ -40,6 +40,7 @@ Deno.test("counters per topic, errors by code, and the leader's gauges render as
   m.produceDone(0.01, "NOT_LEADER");
   m.fetchDone("consumer", 0.5);
   m.fetchDone("follower", 0.2);
+  m.fencedPartitions++;
   const f = parsePromText(renderMetrics(m, GAUGES));
   assert.equal(sampleValue(f, "yak_records_in_total", { topic: "orders" }), 600);
   assert.equal(sampleValue(f, "yak_bytes_in_total", { topic: "orders" }), 48_000);
@@ -48,6 +49,7 @@ Deno.test("counters per topic, errors by code, and the leader's gauges render as
   assert.equal(sampleValue(f, "yak_produce_errors_total", { code: "NOT_LEADER" }), 1);
   assert.equal(sampleValue(f, "yak_fetch_requests_total", { kind: "consumer" }), 1);
   assert.equal(sampleValue(f, "yak_fetch_request_duration_seconds_count", { kind: "follower" }), 1);
+  assert.equal(sampleValue(f, "yak_partitions_fenced_total"), 1);
   assert.equal(sampleValue(f, "yak_is_leader"), 1);
   assert.equal(sampleValue(f, "yak_leader_epoch"), 7);
   assert.equal(sampleValue(f, "yak_isr_size"), 2);

@@ -80,10 +80,10 @@ export interface ReadOptions {
   /** Run after each wait; throws to end the poll (the reader's epoch went stale). */
   recheck?: () => void;
   /**
-   * Given, a partition whose next record is damaged (CORRUPT_LOG) is put
-   * here and skipped, and the poll answers at once: the other partitions are
-   * still served, and the caller says which one failed. Without it the
-   * error ends the whole read.
+   * Given, a partition whose next record is damaged (CORRUPT_LOG), or whose
+   * log is fenced (STORAGE, until a restart), is put here and skipped, and
+   * the poll answers at once: the other partitions are still served, and the
+   * caller says which one failed. Without it the error ends the whole read.
    */
   damaged?: Map<ReadSpec, YakError>;
 }
@@ -190,6 +190,7 @@ export class PartitionOps {
       if (changing) await changing;
       if (!b.store.has(tp.topic)) await this.#topics.ensure(tp.topic);
       log = b.store.partition(tp.topic, tp.partition);
+      if (log.fenced) throw log.fenced;
       if (producer !== null && !b.producers.isReady(key)) {
         await b.producers.ensure(key, () => log.readTailText(b.opts.producerStateScanBytes));
       }
@@ -368,6 +369,12 @@ export class PartitionOps {
       let budget = o.maxBytes;
       const share = fairShare(o.maxBytes, specs.filter((s) => s.from < endOf(s.log)).length);
       for (const spec of specs) {
+        if (spec.log.fenced) {
+          // Said even to a reader with nothing to read: it waits for records that cannot come until a restart.
+          if (!o.damaged) throw spec.log.fenced;
+          o.damaged.set(spec, spec.log.fenced);
+          continue;
+        }
         const end = endOf(spec.log);
         if (spec.from >= end || budget <= 0) continue;
         if (spec.from < spec.log.logStartOffset) continue; // retention got there first; the next fetch says so
@@ -379,8 +386,9 @@ export class PartitionOps {
           // busy topic): skip it like the check above, and the next fetch tells the consumer to reset.
           // Before, the OUT_OF_RANGE reached the consumer as a fatal error (seen in the soak).
           if (err instanceof YakError && err.code === "OUT_OF_RANGE" && spec.from < spec.log.logStartOffset) continue;
-          // A damaged record fails its partition only; the broker is healing it already.
-          if (err instanceof YakError && err.code === "CORRUPT_LOG" && o.damaged) {
+          // A damaged record fails its partition only; the broker is healing it already. So does a
+          // log that fenced itself during this read.
+          if (err instanceof YakError && (err.code === "CORRUPT_LOG" || err === spec.log.fenced) && o.damaged) {
             o.damaged.set(spec, err);
             continue;
           }

@@ -36,8 +36,10 @@ export interface FollowerFetch {
   knownHw: Map<string, number>;
   maxBytes: number;
   maxWaitMs: number;
-  /** The follower's last append failed (a full disk). */
+  /** The follower's last append failed (a full disk), or one of its logs is fenced. */
   failing: boolean;
+  /** Partitions whose log is fenced at the follower: nothing is sent for them until it restarts. */
+  fenced?: ReadonlySet<string>;
 }
 
 /** One partition's stored bytes for a follower. */
@@ -111,6 +113,9 @@ export class Replication {
     const truncate: Record<string, number> = {};
     const specs: ReadSpec[] = [];
     for (const ref of b.store.all()) {
+      // Fenced here or there: no bytes to send, or none it can take (sent anyway, they came back at once
+      // with every poll, and the follower's fetches spun).
+      if (ref.log.fenced || f.fenced?.has(ref.key)) continue;
       const from = f.offsets.get(ref.key) ?? 0;
       if (from > ref.log.logEndOffset) truncate[ref.key] = ref.log.logEndOffset;
       // Below our log start the follower starts over there (it learns where from `logStart`).
@@ -247,7 +252,8 @@ export class ReplicaFetcher {
     const b = this.#b;
     const epochs: Record<string, number> = {};
     for (const ref of b.store.all()) {
-      if (ref.log.logEndOffset > 0) epochs[ref.key] = ref.log.epochs.lastEpoch;
+      // A fenced log cannot be cut: it is reconciled after the restart that recovers it.
+      if (ref.log.logEndOffset > 0 && !ref.log.fenced) epochs[ref.key] = ref.log.epochs.lastEpoch;
     }
     const res = await this.#conn!.request(
       { type: "epoch_end", epoch: this.leader.epoch, epochs },
@@ -259,7 +265,7 @@ export class ReplicaFetcher {
     >;
     for (const [key, end] of Object.entries(ends)) {
       const ref = b.store.byKey(key);
-      if (!ref) continue;
+      if (!ref || ref.log.fenced) continue;
       const log = ref.log;
       const mine = end.epoch === -1 ? { endOffset: 0 } : log.epochs.endOffsetFor(end.epoch, log.logEndOffset);
       const cut = Math.min(end.endOffset, mine.endOffset, log.logEndOffset);
@@ -288,9 +294,11 @@ export class ReplicaFetcher {
     const b = this.#b;
     const offsets: Record<string, number> = {};
     const hw: Record<string, number> = {};
+    const fenced: string[] = [];
     for (const ref of b.store.all()) {
       offsets[ref.key] = ref.log.logEndOffset;
       hw[ref.key] = ref.log.highWatermark;
+      if (ref.log.fenced) fenced.push(ref.key);
     }
     const res = await this.#conn!.request({
       type: "replicate",
@@ -300,14 +308,15 @@ export class ReplicaFetcher {
       hw,
       maxBytes: b.opts.replicaFetchMaxBytes,
       maxWaitMs: b.opts.replicaFetchWaitMs,
-      // Failing writes, or a range cut to be copied again: not in sync, say so.
-      ...(this.#writeFailing || b.healing.size > 0 ? { failing: true } : {}),
+      // Failing writes, a range cut to be copied again, or a fenced log: not in sync, say so.
+      ...(this.#writeFailing || b.healing.size > 0 || fenced.length > 0 ? { failing: true } : {}),
+      ...(fenced.length > 0 ? { fenced } : {}),
     }, b.opts.replicaFetchWaitMs + b.opts.requestTimeoutMs);
     if (this.#stopped) return;
     const truncate = res.truncate as Record<string, number>;
     for (const [key, to] of Object.entries(truncate)) {
       const log = b.store.byKey(key)?.log;
-      if (log && to < log.logEndOffset) {
+      if (log && !log.fenced && to < log.logEndOffset) {
         b.log.write("truncated", {
           partition: key,
           from: log.logEndOffset,
@@ -321,7 +330,7 @@ export class ReplicaFetcher {
     // The leader deleted old segments (retention): delete the same ones, or start over at its log start.
     for (const [key, start] of Object.entries((res.logStart ?? {}) as Record<string, number>)) {
       const log = b.store.byKey(key)?.log;
-      if (!log || start <= log.logStartOffset) continue;
+      if (!log || log.fenced || start <= log.logStartOffset) continue;
       if (log.logEndOffset < start) await log.resetTo(start, "behind the leader's log start");
       else await log.deleteSegmentsBefore(start, "the leader's log start");
     }
@@ -337,7 +346,7 @@ export class ReplicaFetcher {
     let appended = false;
     for (const part of parts) {
       const ref = b.store.byKey(part.k);
-      if (!ref || part.base !== ref.log.logEndOffset) continue; // learned next round
+      if (!ref || ref.log.fenced || part.base !== ref.log.logEndOffset) continue; // learned next round
       try {
         await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs, part.rolls ?? null);
       } catch (err) {

@@ -60,10 +60,7 @@ export class TopicStore {
   /** Opens the store and every topic the metadata log names. */
   static async open(dir: string, logOpts: LogOptions): Promise<TopicStore> {
     await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
-    const clusterLog = await PartitionLog.open(
-      join(dir, CLUSTER_TOPIC, "0"),
-      logOpts,
-    );
+    const clusterLog = await PartitionLog.open(join(dir, CLUSTER_TOPIC, "0"), { ...logOpts, name: CLUSTER_KEY });
     const store = new TopicStore(dir, clusterLog, logOpts);
     await store.replay();
     return store;
@@ -180,9 +177,9 @@ export class TopicStore {
     if (logs.length >= want) return;
     await Deno.mkdir(topicDir, { recursive: true, mode: dataModes().dir });
     for (let p = logs.length; p < want; p++) {
-      const log = await PartitionLog.open(join(topicDir, String(p)), { ...this.#logOpts, ...limits });
-      logs.push(log);
       const key = `${name}/${p}`;
+      const log = await PartitionLog.open(join(topicDir, String(p)), { ...this.#logOpts, ...limits, name: key });
+      logs.push(log);
       this.#byKey.set(key, { key, topic: name, partition: p, log });
       for (const fn of this.#everyLog) fn(log);
     }

@@ -1,6 +1,6 @@
 /**
  * The text view of `yak status`: aligned tables of brokers, partitions with
- * each replica's lag, damaged records, groups and clients.
+ * each replica's lag, damaged records, fenced partitions, groups and clients.
  *
  * @module
  */
@@ -36,6 +36,7 @@ export function renderStatus(s: ClusterStatus, topicFilter?: string): string {
   }
   out.push(...partitionLines(s, views, leaderView, topicFilter));
   out.push(...damageLines(views));
+  out.push(...fencedLines(views));
   const metaLog = leaderView.metadataLog;
   if (metaLog && topicFilter === undefined) {
     out.push(`metadata log (__cluster): ${metaLog.logStart}..${metaLog.logEnd}, ${metaLog.bytes} bytes`);
@@ -139,6 +140,20 @@ function damageLines(views: BrokerStatus[]): string[] {
         d.healed ? "healed" : "not healed yet",
         d.segment,
       ]),
+    ]),
+  ];
+}
+
+/** Partitions fenced on every broker that answered: they answer STORAGE until that broker restarts. */
+function fencedLines(views: BrokerStatus[]): string[] {
+  const fenced = views.flatMap((v) => (v.fenced ?? []).map((f) => ({ broker: v.brokerId, ...f })));
+  if (fenced.length === 0) return [];
+  return [
+    "",
+    "fenced partitions (an I/O error left the log uncertain; restart the broker to recover it):",
+    table([
+      ["BROKER", "PARTITION", "SINCE", "WHAT FAILED", "ERROR"],
+      ...fenced.map((f) => [f.broker, f.partition, new Date(f.at).toISOString(), f.failed, f.error]),
     ]),
   ];
 }

@@ -105,8 +105,8 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
   const bySpec = new Map(reads.map((rd) => [rd.spec, rd.read]));
   for (const t of outs) {
     for (const p of t.parts) {
-      // A damaged record: KAFKA_STORAGE_ERROR (retriable) for its partition, never its bytes.
-      if (p.spec && damaged.has(p.spec)) p.error = kafkaErrorOf("CORRUPT_LOG");
+      // A damaged record or a fenced log: KAFKA_STORAGE_ERROR (retriable) for its partition, never its bytes.
+      if (p.spec && damaged.has(p.spec)) p.error = kafkaErrorOf(damaged.get(p.spec)!.code);
       if (p.error !== 0) continue;
       try {
         p.offsets = s.partitions.offsets({ topic: t.name, partition: p.index });

@@ -125,6 +125,15 @@ function replicationKeys(s: BrokerServices): number {
   return s.opts.maxPartitions * 100 + 1;
 }
 
+/** A follower's fenced partitions (`"fenced":["t/0"]`), as many as there can be partitions. */
+function fencedKeys(s: BrokerServices, value: unknown): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length > replicationKeys(s) || value.some((k) => typeof k !== "string")) {
+    throw new YakError("INVALID_REQUEST", "'fenced' must be a list of partition keys");
+  }
+  return new Set(value as string[]);
+}
+
 function acksOf(req: Request): Acks {
   const a = req.acks ?? "all";
   if (a === "all" || a === -1) return -1;
@@ -396,6 +405,7 @@ async function replicate(s: BrokerServices, req: Request): Promise<Reply> {
     maxBytes: optInt(req, "maxBytes", s.opts.replicaFetchMaxBytes, 1, s.opts.maxFetchBytes),
     maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
     failing: req.failing === true,
+    fenced: fencedKeys(s, req.fenced),
   });
   const data: Uint8Array[] = [];
   const parts = res.parts.map((part) => {

@@ -105,10 +105,20 @@ export type BrokerStatus = {
   eventLoop?: { longestStallMs: number };
   /** Damaged records this broker found since it started (newest last), and whether each was healed. */
   damage?: DamageStatus[];
+  /** Partitions fenced since this broker started: they answer STORAGE until it restarts. */
+  fenced?: FencedStatus[];
   traffic?: TrafficCounters;
   /** Other listeners of this broker (e.g. `kafka`, `http`), when it has them: name -> host:port. */
   listeners?: Record<string, string>;
 };
+
+/** A partition fenced after an I/O error left its log uncertain: what failed, the error, and when (wall-clock ms). */
+export interface FencedStatus {
+  partition: string;
+  failed: string;
+  error: string;
+  at: number;
+}
 
 /** A damaged record a broker found: where, who found it ("open", "read", "scrub"), when, and whether it healed. */
 export interface DamageStatus {
