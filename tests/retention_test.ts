@@ -520,3 +520,44 @@ Deno.test("topic configs are checked (INVALID_CONFIG naming the key), --delete-c
     }
   });
 });
+
+Deno.test("a segment that cannot be deleted stays: retention says so, the broker goes on, and the next pass deletes it", async () => {
+  await withDeadline(60_000, "retention of an undeletable segment", async () => {
+    const cluster = await TestCluster.start({ brokers: 1, brokerArgs: RETENTION_FLAGS });
+    try {
+      const topics = (...args: string[]) => yak(["topics", ...args, ...cluster.zkFlag]);
+      const created = await topics("--create", "rf", "--partitions", "1", "--config", "segment.bytes=4096");
+      assert.equal(created.code, 0, created.stderr);
+      // A batch goes whole into one segment: several batches, several segments.
+      for (let i = 0; i < 4; i++) {
+        const produced = await yak(["produce", "--topic", "rf", ...cluster.zkFlag], {
+          stdin: seqText(100, 1 + i * 100),
+        });
+        assert.equal(produced.code, 0, produced.stderr);
+      }
+      // The first segment's file turns into something a file removal cannot delete: a non-empty directory.
+      const first = join(cluster.topicsDir(1), "rf", "0", "00000000000000000000.jsonl");
+      const kept = await Deno.readFile(first);
+      await Deno.remove(first);
+      await Deno.mkdir(first);
+      await Deno.writeTextFile(join(first, "in-the-way"), "x");
+      const altered = await topics("--alter", "rf", "--config", "retention.bytes=1");
+      assert.equal(altered.code, 0, altered.stderr);
+      const broker = cluster.brokers.get(1)!;
+      const failed = await broker.waitFor(/retention_failed partition=rf\/0 .*/, 10_000);
+      assert.match(failed[0], /cannot delete .*00000000000000000000\.jsonl/);
+      // Not counted as deleted: the log still starts at 0 (a restart would have found it there again).
+      assert.equal((await describe(cluster, "rf"))[0].start, 0);
+      assert.equal(broker.exited, false);
+      await Deno.remove(first, { recursive: true });
+      await Deno.writeFile(first, kept);
+      await broker.waitFor(/retention_resumed partition=rf\/0/, 10_000);
+      await eventually(async () => (await describe(cluster, "rf"))[0].start > 0, 10_000, "the log start to move");
+      const files = [];
+      for await (const e of Deno.readDir(join(cluster.topicsDir(1), "rf", "0"))) files.push(e.name);
+      assert.ok(!files.includes("00000000000000000000.jsonl"), files.join(" "));
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

@@ -10,6 +10,7 @@
  * @module
  */
 import { DEFAULTS } from "../config.ts";
+import type { PartitionLog } from "../log/partition_log.ts";
 import type { BrokerContext } from "./context.ts";
 import { appendMeta, snapshotAtLogEnd } from "./meta_log.ts";
 import { CLUSTER_TOPIC } from "./metadata.ts";
@@ -30,6 +31,8 @@ export class Retention {
   readonly #b: BrokerContext;
   #timer: ReturnType<typeof setInterval> | undefined;
   #running: Promise<void> | null = null;
+  /** Partitions whose last deletion failed, with the error (said once until it changes or succeeds). */
+  readonly #failing = new Map<string, string>();
 
   constructor(b: BrokerContext) {
     this.#b = b;
@@ -81,43 +84,61 @@ export class Retention {
     };
   }
 
-  /** One pass over every partition (leader only). */
+  /**
+   * One pass over every partition (leader only). A deletion that fails (a
+   * segment file that cannot be removed) is logged and tried again next
+   * pass; the other partitions go on. A fenced log is left alone.
+   */
   async runOnce(): Promise<void> {
     const b = this.#b;
     if (b.role() !== "leader") return;
     const nowMs = Date.now(); // record and file times are wall-clock
     for (const ref of b.store.all()) {
-      if (ref.topic === CLUSTER_TOPIC) continue;
-      const cfg = effectiveConfig(b.store.meta.topics.get(ref.topic)?.configs, this.defaults());
-      const log = ref.log;
-      const closed = log.closedSegments();
-      let total = log.sizeBytes;
-      let cutBefore = -1;
-      let why = "";
-      for (let i = 0; i < closed.length; i++) {
-        const seg = closed[i];
-        const nextBase = i + 1 < closed.length ? closed[i + 1].base : log.segmentBasesIn(seg.base + 1, Infinity)[0];
-        // Never past what every in-sync replica holds.
-        if (nextBase === undefined || nextBase > log.highWatermark) break;
-        let expired = false;
-        if (cfg.retentionBytes >= 0 && total - seg.size >= cfg.retentionBytes) {
-          expired = true;
-          why = `retention.bytes=${cfg.retentionBytes}`;
-        } else if (cfg.retentionMs >= 0) {
-          // A closed segment's file was last written with its newest record.
-          const mtime = (await Deno.stat(seg.dataPath).catch(() => null))?.mtime?.getTime();
-          if (mtime !== undefined && nowMs - mtime > cfg.retentionMs) {
-            expired = true;
-            why = `retention.ms=${cfg.retentionMs}`;
-          }
+      if (ref.topic === CLUSTER_TOPIC || ref.log.fenced) continue;
+      try {
+        await this.#applyTo(ref.log, ref.topic, nowMs);
+        if (this.#failing.delete(ref.key)) b.log.write("retention_resumed", { partition: ref.key });
+      } catch (err) {
+        const error = err instanceof Error ? err.message : String(err);
+        if (this.#failing.get(ref.key) !== error) {
+          this.#failing.set(ref.key, error);
+          b.log.write("retention_failed", { partition: ref.key, error, retry: "next pass" });
         }
-        if (!expired) break;
-        total -= seg.size;
-        cutBefore = nextBase;
       }
-      if (cutBefore > log.logStartOffset) await log.deleteSegmentsBefore(cutBefore, why);
     }
     await this.compactMetadata();
+  }
+
+  /** Deletes the closed segments of one partition past its topic's retention.bytes and retention.ms. */
+  async #applyTo(log: PartitionLog, topic: string, nowMs: number): Promise<void> {
+    const cfg = effectiveConfig(this.#b.store.meta.topics.get(topic)?.configs, this.defaults());
+    const closed = log.closedSegments();
+    let total = log.sizeBytes;
+    let cutBefore = -1;
+    let why = "";
+    for (let i = 0; i < closed.length; i++) {
+      const seg = closed[i];
+      const nextBase = i + 1 < closed.length ? closed[i + 1].base : log.segmentBasesIn(seg.base + 1, Infinity)[0];
+      // Never past what every in-sync replica holds.
+      if (nextBase === undefined || nextBase > log.highWatermark) break;
+      let expired = false;
+      if (cfg.retentionBytes >= 0 && total - seg.size >= cfg.retentionBytes) {
+        expired = true;
+        why = `retention.bytes=${cfg.retentionBytes}`;
+      } else if (cfg.retentionMs >= 0) {
+        // A closed segment's file was last written with its newest record. One that cannot be
+        // looked at is kept this pass: never deleted on a guess.
+        const mtime = (await Deno.stat(seg.dataPath).catch(() => null))?.mtime?.getTime();
+        if (mtime !== undefined && nowMs - mtime > cfg.retentionMs) {
+          expired = true;
+          why = `retention.ms=${cfg.retentionMs}`;
+        }
+      }
+      if (!expired) break;
+      total -= seg.size;
+      cutBefore = nextBase;
+    }
+    if (cutBefore > log.logStartOffset) await log.deleteSegmentsBefore(cutBefore, why);
   }
 
   /**
@@ -129,7 +150,7 @@ export class Retention {
   async compactMetadata(): Promise<void> {
     const b = this.#b;
     const log = b.store.clusterLog;
-    if (b.role() !== "leader") return;
+    if (b.role() !== "leader" || log.fenced) return;
     if (log.logEndOffset - log.logStartOffset <= DEFAULTS.clusterSnapshotRecords) return;
     await log.roll();
     // Commits keep arriving while the roll runs: the snapshot must be of the state at its own offset.

@@ -95,11 +95,11 @@ export class TopicStore {
   /** Makes the files match the metadata: open what it names, remove what it no longer does. */
   async #reconcile(): Promise<void> {
     for (const name of [...this.#logs.keys()]) {
-      if (!this.meta.topics.has(name)) await this.#remove(name, "deleted");
+      if (!this.meta.topics.has(name)) await this.#removeGone(name, "deleted");
     }
     for await (const entry of Deno.readDir(this.dir)) {
       if (entry.isDirectory && entry.name !== CLUSTER_TOPIC && !this.meta.topics.has(entry.name)) {
-        await this.#remove(entry.name, "deleted while this broker was away");
+        await this.#removeGone(entry.name, "deleted while this broker was away");
       }
     }
     for (const name of this.meta.topics.keys()) await this.#open(name);
@@ -113,7 +113,7 @@ export class TopicStore {
   async apply(op: MetaOp): Promise<void> {
     this.meta.apply(op);
     if (op.op === "topic_delete") {
-      await this.#remove(op.topic, "deleted");
+      await this.#removeGone(op.topic, "deleted");
       return;
     }
     if (op.op === "snapshot") {
@@ -144,8 +144,34 @@ export class TopicStore {
       }
       this.#logs.delete(name);
     }
-    await Deno.remove(join(this.dir, name), { recursive: true }).catch(() => {});
+    const dir = join(this.dir, name);
+    try {
+      await Deno.remove(dir, { recursive: true });
+    } catch (err) {
+      // Already gone is what was wanted. Anything else is thrown: files left behind came back, as the
+      // records of a new topic of the same name once (see #open).
+      if (!(err instanceof Deno.errors.NotFound)) {
+        throw new YakError(
+          "STORAGE",
+          `cannot delete ${dir}, the files of topic '${name}' (${reason}): ${err instanceof Error ? err.message : err}`,
+        );
+      }
+    }
     this.#logOpts.onEvent?.("topic_removed", { topic: name, reason });
+  }
+
+  /**
+   * Removes a topic the metadata no longer names. A failure is said in the
+   * log and the broker goes on: nothing opens those files, and the next
+   * start (or a new topic of the name, which refuses them) tries again.
+   */
+  async #removeGone(name: string, reason: string): Promise<void> {
+    try {
+      await this.#remove(name, reason);
+    } catch (err) {
+      if (!(err instanceof YakError)) throw err;
+      this.#logOpts.onEvent?.("topic_remove_failed", { topic: name, reason, error: err.message });
+    }
   }
 
   /**
@@ -165,10 +191,12 @@ export class TopicStore {
     const topicDir = join(this.dir, name);
     // A directory left by another incarnation of this name (deleted while this broker was down) goes first.
     if (meta.id !== undefined && !this.#logs.has(name)) {
+      let onDiskId: unknown = meta.id;
       try {
-        const onDisk = JSON.parse(await Deno.readTextFile(join(topicDir, "topic.json")));
-        if (onDisk.id !== meta.id) await this.#remove(name, "another incarnation of the name");
-      } catch { /* no topic.json: nothing of an older incarnation */ }
+        onDiskId = JSON.parse(await Deno.readTextFile(join(topicDir, "topic.json"))).id;
+      } catch { /* no topic.json (or not one yak wrote whole): nothing of an older incarnation */ }
+      // Thrown when it fails: the new topic must not open the old one's segments as its own.
+      if (onDiskId !== meta.id) await this.#remove(name, "another incarnation of the name");
     }
     const want = meta.partitions;
     const logs = this.#logs.get(name) ?? [];
