@@ -249,7 +249,16 @@ Deno.test("with no healthy replica, a damaged record is refused, never served, a
         ...Array.from({ length: 40 }, (_, i) => i + 1),
         ...Array.from({ length: 100 }, (_, i) => i + 101),
       ]);
-      assert.match(read.stderr, /s\/0: the record at offset 40 .* is damaged/);
+      // The warning comes with the first fetch of partition 0 past the damage, which the consumer above may not
+      // have made before its 140th record: a reader of partition 0 alone from offset 40 is told for sure.
+      if (!/s\/0: the record at offset 40 .* is damaged/.test(read.stderr)) {
+        const stuck = await yak(
+          ["consume", "--topic", "s", "--partition", "0", "--offset", "40", "--max-messages", "1", ...cluster.zkFlag],
+          { timeoutMs: 4_000 },
+        );
+        assert.equal(stuck.stdout, "", "nothing past the damage");
+        assert.match(stuck.stderr, /s\/0: the record at offset 40 .* is damaged/);
+      }
       const events = await opLog(join(dir, "broker-1", "broker.log"));
       assert.ok(events.some((e) => e.event === "record_damaged" && e.found === "open" && e.offset === 40));
       assert.ok(events.some((e) => e.event === "damaged_leader_stays"));
