@@ -23,7 +23,7 @@ const AT_LEAST: Record<number, [number, number]> = {
   3: [0, 9], // Metadata
   0: [3, 8], // Produce
   1: [4, 12], // Fetch
-  2: [1, 5], // ListOffsets
+  2: [1, 8], // ListOffsets
   10: [0, 4], // FindCoordinator
   11: [0, 6], // JoinGroup
   14: [0, 4], // SyncGroup

@@ -1,9 +1,11 @@
 /**
- * ListOffsets (API 2): a partition's earliest (-2) and latest (-1) offsets,
- * or the first offset whose timestamp is at or after a given time. yak keeps
- * no time index, so a time is found by reading the partition from its start,
- * at most {@link MAX_TIME_SCAN_BYTES}; past that the answer is the latest
- * offset (a consumer then starts at the end rather than waiting on a scan).
+ * ListOffsets (API 2): a partition's earliest (-2, and -4, the earliest
+ * local) and latest (-1) offsets, the record with the largest timestamp (-3),
+ * or the first offset whose timestamp is at or after a given time (-1 when
+ * none is). yak keeps no time index, so a time is found by reading the
+ * partition from its start, at most {@link MAX_TIME_SCAN_BYTES}; past that the
+ * answer is the latest offset (a consumer then starts at the end rather than
+ * waiting on a scan).
  *
  * @module
  */
@@ -19,29 +21,89 @@ import type { Writer } from "./wire.ts";
 export const MAX_TIME_SCAN_BYTES = 64 * 1024 * 1024;
 const SCAN_CHUNK_BYTES = 1024 * 1024;
 
-/** The first offset at or after `timestampMs`, with its timestamp; the high watermark and -1 when none. */
+/**
+ * Visits the partition's records from its start, at most {@link MAX_TIME_SCAN_BYTES},
+ * until `visit` returns true; "stopped", "end" (every record seen) or "limit".
+ */
+async function scanRecords(
+  s: BrokerServices,
+  tp: TopicPartition,
+  visit: (rec: { offset: number; ts: number }) => boolean,
+): Promise<"stopped" | "end" | "limit"> {
+  let { logStart: from, highWatermark } = s.partitions.offsets(tp);
+  let scanned = 0;
+  while (from < highWatermark) {
+    if (scanned >= MAX_TIME_SCAN_BYTES) return "limit";
+    const specs = s.partitions.consumerSpecs(tp.topic, [[tp.partition, from]]);
+    const [got] = await s.partitions.readPartitions(specs, { maxBytes: SCAN_CHUNK_BYTES, maxWaitMs: 0, upTo: "hw" });
+    if (!got || got.read.count === 0) break;
+    for (const rec of parseLines(got.read.text)) if (visit(rec)) return "stopped";
+    from = got.read.baseOffset + got.read.count;
+    scanned += got.read.byteLength;
+    highWatermark = s.partitions.offsets(tp).highWatermark;
+  }
+  return "end";
+}
+
+/**
+ * The first offset at or after `timestampMs`, with its timestamp; offset and
+ * timestamp -1 when no record is that new (as Kafka answers). Past the scan
+ * limit, the high watermark: a consumer then starts at the end rather than
+ * waiting on a longer scan.
+ */
 export async function offsetForTime(
   s: BrokerServices,
   tp: TopicPartition,
   timestampMs: number,
 ): Promise<{ offset: number; timestamp: number }> {
-  let { logStart: from, highWatermark } = s.partitions.offsets(tp);
-  let scanned = 0;
-  while (from < highWatermark && scanned < MAX_TIME_SCAN_BYTES) {
-    const specs = s.partitions.consumerSpecs(tp.topic, [[tp.partition, from]]);
-    const [got] = await s.partitions.readPartitions(specs, { maxBytes: SCAN_CHUNK_BYTES, maxWaitMs: 0, upTo: "hw" });
-    if (!got || got.read.count === 0) break;
-    for (const rec of parseLines(got.read.text)) {
-      if (rec.ts >= timestampMs) return { offset: rec.offset, timestamp: rec.ts };
-    }
-    from = got.read.baseOffset + got.read.count;
-    scanned += got.read.byteLength;
-    highWatermark = s.partitions.offsets(tp).highWatermark;
-  }
-  return { offset: highWatermark, timestamp: -1 };
+  let found = { offset: -1, timestamp: -1 };
+  const how = await scanRecords(s, tp, (rec) => {
+    if (rec.ts < timestampMs) return false;
+    found = { offset: rec.offset, timestamp: rec.ts };
+    return true;
+  });
+  return how === "limit" ? { offset: s.partitions.offsets(tp).highWatermark, timestamp: -1 } : found;
 }
 
-/** Handles ListOffsets v0-5. */
+/**
+ * The record with the largest timestamp (the first of them), KIP-734's
+ * MAX_TIMESTAMP; -1 and -1 for an empty partition. Past the scan limit, the
+ * newest record stands in for it (its time is the append time unless the
+ * producer set one).
+ */
+export async function offsetOfMaxTime(
+  s: BrokerServices,
+  tp: TopicPartition,
+): Promise<{ offset: number; timestamp: number }> {
+  let best = { offset: -1, timestamp: -1 };
+  const how = await scanRecords(s, tp, (rec) => {
+    if (rec.ts > best.timestamp) best = { offset: rec.offset, timestamp: rec.ts };
+    return false;
+  });
+  if (how !== "limit") return best;
+  const { highWatermark } = s.partitions.offsets(tp);
+  const specs = s.partitions.consumerSpecs(tp.topic, [[tp.partition, highWatermark - 1]]);
+  const [got] = await s.partitions.readPartitions(specs, { maxBytes: SCAN_CHUNK_BYTES, maxWaitMs: 0, upTo: "hw" });
+  const last = got && got.read.count > 0 ? parseLines(got.read.text)[0] : null;
+  return last ? { offset: last.offset, timestamp: last.ts } : best;
+}
+
+/** What ListOffsets answers for one partition and timestamp (or special timestamp). */
+async function lookUp(s: BrokerServices, tp: TopicPartition, timestamp: number) {
+  const o = s.partitions.offsets(tp);
+  if (timestamp === LATEST) return { timestamp: -1, offset: o.highWatermark };
+  // Every record is "local" in yak (no tiered storage): KIP-405's earliest local offset is the log start.
+  if (timestamp === EARLIEST || timestamp === EARLIEST_LOCAL) return { timestamp: -1, offset: o.logStart };
+  if (timestamp === MAX_TIMESTAMP) return await offsetOfMaxTime(s, tp);
+  return await offsetForTime(s, tp, timestamp);
+}
+
+const LATEST = -1;
+const EARLIEST = -2;
+const MAX_TIMESTAMP = -3;
+const EARLIEST_LOCAL = -4;
+
+/** Handles ListOffsets v0-8 (v6+ flexible; v7 adds MAX_TIMESTAMP, v8 the earliest local offset). */
 export async function listOffsets(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const s = ctx.services;
@@ -65,11 +127,7 @@ export async function listOffsets(ctx: KafkaContext, req: ApiRequest, w: Writer)
         if (!Number.isInteger(p.index) || p.index < 0 || p.index >= count) {
           throw new YakError(count === 0 ? "UNKNOWN_TOPIC" : "UNKNOWN_PARTITION", `${t.name}/${p.index}`);
         }
-        const o = s.partitions.offsets({ topic: t.name, partition: p.index });
-        if (p.timestamp === -1) return { index: p.index, error: 0, timestamp: -1, offset: o.highWatermark };
-        if (p.timestamp === -2) return { index: p.index, error: 0, timestamp: -1, offset: o.logStart };
-        const found = await offsetForTime(s, { topic: t.name, partition: p.index }, p.timestamp);
-        return { index: p.index, error: 0, ...found };
+        return { index: p.index, error: 0, ...await lookUp(s, { topic: t.name, partition: p.index }, p.timestamp) };
       } catch (err) {
         const error = kafkaErrorOf(err instanceof YakError ? err.code : "UNAVAILABLE");
         return { index: p.index, error, timestamp: -1, offset: -1 };

@@ -1,0 +1,97 @@
+/**
+ * ListOffsets as Kafka answers it (issue 21 §5): a time with no record at or
+ * after it is offset -1 (not the end), MAX_TIMESTAMP (-3, KIP-734) is the
+ * record with the largest timestamp, and the earliest local offset (-4,
+ * KIP-405) is the log start: raw requests at v8, and kcat's offsets-for-times.
+ */
+import assert from "node:assert/strict";
+import { encodeRecordBatch } from "../src/kafka/record_batch.ts";
+import type { Reader } from "../src/kafka/wire.ts";
+import { kcatMissing, run, skipWithout, TestCluster, withDeadline } from "./harness.ts";
+import { ends, KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
+
+const missing = kcatMissing();
+
+/** One batch whose records carry these producer timestamps (CreateTime). */
+function timedBatch(times: number[]): Uint8Array {
+  return encodeRecordBatch({
+    baseOffset: 0,
+    partitionLeaderEpoch: -1,
+    records: times.map((timestamp, i) => ({
+      offsetDelta: i,
+      timestamp,
+      key: null,
+      value: new TextEncoder().encode(`at ${timestamp}`),
+      headers: [],
+    })),
+  });
+}
+
+/** ListOffsets v8 for one partition of `topic` at `timestamp`: [error, timestamp, offset]. */
+async function listOffset(
+  k: KafkaConn,
+  topic: string,
+  timestamp: number,
+  partition = 0,
+): Promise<[number, number, number]> {
+  const r: Reader = await k.call(2, 8, true, (w) => {
+    w.int32(-1).int8(0);
+    w.array([topic], (w, t) => {
+      w.string(t);
+      w.array([timestamp], (w, ts) => w.int32(partition).int32(-1).int64(ts));
+    });
+  });
+  r.int32(); // throttle
+  const [[p]] = r.array((r) => {
+    r.string();
+    return r.array((r) => {
+      assert.equal(r.int32(), partition);
+      const out: [number, number, number] = [r.int16(), Number(r.int64()), Number(r.int64())];
+      r.int32(); // leader epoch
+      return out;
+    });
+  });
+  ends(r);
+  return p;
+}
+
+Deno.test({
+  name: "ListOffsets v8: no record that new is -1; MAX_TIMESTAMP is the newest record by time; -4 is the log start",
+  ignore: skipWithout(missing),
+  fn: () =>
+    withDeadline(60_000, "list offsets", async () => {
+      const c = await TestCluster.start({ brokers: 1 });
+      const k = await KafkaConn.open(c.kafkaPorts.get(1)!);
+      try {
+        // Producer timestamps out of order: the largest (3000) is at offset 1.
+        const base = 1_700_000_000_000;
+        const stored = await k.call(
+          0,
+          7,
+          false,
+          produceBody("times", 0, [timedBatch([base + 1000, base + 3000, base + 2000])]),
+        );
+        assert.equal(produceError(stored), 0);
+        assert.deepEqual(await listOffset(k, "times", base + 2500), [0, base + 3000, 1], "first at or after the time");
+        assert.deepEqual(await listOffset(k, "times", base + 9000), [0, -1, -1], "none that new: -1, not the end");
+        assert.deepEqual(await listOffset(k, "times", -3), [0, base + 3000, 1], "MAX_TIMESTAMP");
+        assert.deepEqual(await listOffset(k, "times", -4), [0, -1, 0], "earliest local: the log start");
+        assert.deepEqual(await listOffset(k, "times", -1), [0, -1, 3], "latest");
+        assert.deepEqual(await listOffset(k, "times", -3, 1), [0, -1, -1], "an empty partition has no newest");
+
+        // kcat's offsets-for-times (-Q): a time past every record is -1, as librdkafka expects from Kafka.
+        const q = await run("kcat", ["-Q", "-b", c.bootstrapServers, "-t", `times:0:${base + 9000}`], {
+          timeoutMs: 20_000,
+        });
+        assert.equal(q.code, 0, q.stderr);
+        assert.match(new TextDecoder().decode(q.stdout), /times \[0\] offset -1\b/);
+        const hit = await run("kcat", ["-Q", "-b", c.bootstrapServers, "-t", `times:0:${base + 1500}`], {
+          timeoutMs: 20_000,
+        });
+        assert.match(new TextDecoder().decode(hit.stdout), /times \[0\] offset 1\b/);
+      } finally {
+        k.close();
+        await c.stop();
+      }
+    }),
+});
