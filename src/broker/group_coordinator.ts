@@ -72,6 +72,8 @@ export interface MemberView {
   memberId: string;
   clientId: string;
   host: string;
+  /** Its metadata for the group's protocol (Kafka's consumer protocol: its subscription); empty before one is chosen. */
+  metadata: Uint8Array;
   assignment: Uint8Array;
   lastHeartbeatMsAgo: number;
 }
@@ -761,6 +763,7 @@ export class GroupCoordinator {
         memberId: m.id,
         clientId: m.clientId,
         host: m.host,
+        metadata: m.protocols.find((p) => p.name === g.protocol)?.metadata ?? new Uint8Array(0),
         assignment: m.assignment,
         lastHeartbeatMsAgo: Math.round(now - m.lastSeenMs),
       })),

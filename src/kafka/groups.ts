@@ -288,11 +288,12 @@ export function describeGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): v
   w.array(names, (w, name) => {
     try {
       const g = ctx.services.groups.describe(name);
-      w.int16(0).string(name).string(g.state).string(g.protocolType || "consumer").string(g.protocol);
+      // A group nobody has joined: state Dead (or Empty, with commits) and no protocol type, as Kafka answers.
+      w.int16(0).string(name).string(g.state).string(g.protocolType).string(g.protocol);
       w.array(g.members, (w, m) => {
         w.string(m.memberId);
         if (v >= 4) w.nullableString(null);
-        w.string(m.clientId).string(m.host).nullableBytes(new Uint8Array(0)).nullableBytes(m.assignment);
+        w.string(m.clientId).string(m.host).nullableBytes(m.metadata).nullableBytes(m.assignment);
       });
     } catch (err) {
       w.int16(groupErrorOf(err)).string(name).string("Dead").string("").string("").array([], () => {});

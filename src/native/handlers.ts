@@ -551,6 +551,7 @@ function describeGroup(s: BrokerServices, req: Request): Reply {
     ...view,
     members: view.members.map((m, i) => ({
       ...m,
+      metadata: b64(m.metadata),
       assignment: b64(m.assignment),
       partitions: decoded.members[i]?.partitions ?? {},
     })),

@@ -1,0 +1,67 @@
+/**
+ * The Kafka contract admin tools rely on (issue 21), through real clients:
+ * kafka-python's admin client from Debian, unchanged.
+ */
+import assert from "node:assert/strict";
+import { run, skipWithout, TestCluster, withDeadline } from "./harness.ts";
+
+const PYTHON = "/usr/bin/python3";
+
+function kafkaPythonMissing(): string | null {
+  try {
+    const out = new Deno.Command(PYTHON, { args: ["-c", "import kafka"], stdout: "null", stderr: "null" }).outputSync();
+    return out.code === 0 ? null : "python3-kafka is not installed (apt-get install python3-kafka)";
+  } catch {
+    return `${PYTHON} is missing`;
+  }
+}
+
+async function python(script: string, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await run(PYTHON, ["-c", script, ...args], { timeoutMs: 60_000 });
+  return { code: r.code, out: new TextDecoder().decode(r.stdout) + r.stderr };
+}
+
+const DESCRIBE = `
+import sys, json, time
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient
+boot, topic = sys.argv[1].split(","), sys.argv[2]
+admin = KafkaAdminClient(bootstrap_servers=boot)
+[dead] = admin.describe_consumer_groups(["nobody-joined"])
+c = KafkaConsumer(topic, bootstrap_servers=boot, group_id="described", auto_offset_reset="earliest")
+deadline = time.time() + 20
+while not c.assignment() and time.time() < deadline:
+    c.poll(200)
+[live] = admin.describe_consumer_groups(["described"])
+m = live.members[0]
+print(json.dumps({
+    "dead": [dead.state, dead.protocol_type, len(dead.members)],
+    "live": [live.state, live.protocol_type, live.protocol, len(live.members)],
+    "subscription": list(m.member_metadata.subscription) if m.member_metadata else None,
+    "assigned": sorted(p for t, ps in m.member_assignment.assignment for p in ps) if m.member_assignment else None,
+}))
+c.close()
+admin.close()
+`;
+
+const missing = kafkaPythonMissing();
+
+Deno.test({
+  name: "DescribeGroups: a group nobody joined is Dead with no protocol type; a member's subscription is returned",
+  ignore: skipWithout(missing),
+  fn: () =>
+    withDeadline(60_000, "describe groups", async () => {
+      const c = await TestCluster.start({ brokers: 1, partitions: 2 });
+      try {
+        const r = await python(DESCRIBE, [c.bootstrapServers, "described-topic"]);
+        assert.equal(r.code, 0, r.out);
+        const got = JSON.parse(r.out.trim().split("\n").at(-1)!);
+        assert.deepEqual(got.dead, ["Dead", "", 0], "Kafka's answer for a group that does not exist");
+        assert.deepEqual(got.live, ["Stable", "consumer", "range", 1]);
+        assert.deepEqual(got.subscription, ["described-topic"], "the member's metadata, not empty bytes");
+        assert.deepEqual(got.assigned, [0, 1]);
+      } finally {
+        await c.stop();
+      }
+    }),
+});
