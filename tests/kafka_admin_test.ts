@@ -3,7 +3,7 @@
  * kafka-python's admin client from Debian, unchanged.
  */
 import assert from "node:assert/strict";
-import { run, skipWithout, TestCluster, withDeadline } from "./harness.ts";
+import { kcatMissing, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -60,6 +60,35 @@ Deno.test({
         assert.deepEqual(got.live, ["Stable", "consumer", "range", 1]);
         assert.deepEqual(got.subscription, ["described-topic"], "the member's metadata, not empty bytes");
         assert.deepEqual(got.assigned, [0, 1]);
+      } finally {
+        await c.stop();
+      }
+    }),
+});
+
+Deno.test({
+  name: "broker id 0 (Kafka numbers brokers from 0): it registers, leads, and Kafka clients see node 0",
+  ignore: skipWithout(kcatMissing()),
+  fn: () =>
+    withDeadline(60_000, "broker id 0", async () => {
+      const c = await TestCluster.start({ brokers: 1, minInsyncReplicas: 1 });
+      try {
+        await c.startBroker(0);
+        await c.waitFor((l) => l.isr.includes(0), 15_000);
+        c.brokers.get(1)!.kill("SIGKILL");
+        await c.waitFor((l) => l.leaderId === 0, 15_000);
+        const meta = await run("kcat", ["-L", "-b", `127.0.0.1:${c.kafkaPorts.get(0)}`, "-J"], { timeoutMs: 20_000 });
+        assert.equal(meta.code, 0, meta.stderr);
+        const brokers = JSON.parse(new TextDecoder().decode(meta.stdout)).brokers.map((b: { id: number }) => b.id);
+        assert.ok(brokers.includes(0), `node 0 in ${JSON.stringify(brokers)}`);
+        const produced = await run("kcat", ["-P", "-b", `127.0.0.1:${c.kafkaPorts.get(0)}`, "-t", "zero"], {
+          stdin: "a\nb\n",
+          timeoutMs: 20_000,
+        });
+        assert.equal(produced.code, 0, produced.stderr);
+        const read = await yak(["consume", "--topic", "zero", "--from-beginning", "--max-messages", "2", ...c.zkFlag]);
+        assert.equal(read.code, 0, read.stderr);
+        assert.deepEqual(read.stdout.split("\n").filter(Boolean).sort(), ["a", "b"]);
       } finally {
         await c.stop();
       }

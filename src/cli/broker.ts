@@ -155,7 +155,7 @@ export async function brokerCommand(args: string[]): Promise<number> {
 function brokerOptionsOf(values: Values): BrokerCliOptions {
   required(values, "id", "broker");
   const connections = connectionsOf(values);
-  const id = integer(values, "id", 0, 1, 1_000_000);
+  const id = integer(values, "id", 0, 0, 1_000_000);
   const zk = parseHostPort(
     text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??
       `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`,

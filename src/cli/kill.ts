@@ -108,7 +108,7 @@ function killOptionsOf(values: Values): KillOptions {
       `--signal must be one of ${Object.keys(SIGNALS).join(", ")}`,
     );
   }
-  const broker = integer(values, "broker", undefined, 1, 1_000_000);
+  const broker = integer(values, "broker", undefined, 0, 1_000_000);
   if (values.leader) {
     if (broker !== undefined) {
       throw new YakError(

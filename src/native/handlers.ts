@@ -399,7 +399,7 @@ function damagedField(damaged: Map<ReadSpec, YakError>): string {
 async function replicate(s: BrokerServices, req: Request): Promise<Reply> {
   const res = await s.replication.serveFetch({
     epoch: int(req, "epoch"),
-    followerId: int(req, "brokerId", 1, 1_000_000),
+    followerId: int(req, "brokerId", 0, 1_000_000),
     offsets: offsetMap(req, "offsets", replicationKeys(s)),
     knownHw: offsetMap(req, "hw", replicationKeys(s)),
     maxBytes: optInt(req, "maxBytes", s.opts.replicaFetchMaxBytes, 1, s.opts.maxFetchBytes),

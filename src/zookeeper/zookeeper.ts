@@ -234,7 +234,7 @@ export class Zookeeper {
   }
 
   async #register(req: Request, session: Session) {
-    const id = int(req, "brokerId", 1, 1_000_000);
+    const id = int(req, "brokerId", 0, 1_000_000);
     const host = str(req, "host", 255);
     const port = int(req, "port", 1, 65535);
     const kafkaPort = optInt(req, "kafkaPort", 0, 0, 65535);
@@ -328,7 +328,7 @@ export class Zookeeper {
 
   /** The registered broker a request comes from, as this process (its `instance`), or INVALID_REQUEST. */
   #caller(req: Request) {
-    const id = int(req, "brokerId", 1, 1_000_000);
+    const id = int(req, "brokerId", 0, 1_000_000);
     const instance = optStr(req, "instance", 64) ?? null;
     const member = this.#members.get(id);
     if (!member || (member.instance !== null && member.instance !== instance)) {
@@ -362,7 +362,7 @@ export class Zookeeper {
   }
 
   #heartbeat(req: Request) {
-    const id = int(req, "brokerId", 1, 1_000_000);
+    const id = int(req, "brokerId", 0, 1_000_000);
     const member = this.#members.get(id);
     if (!member) {
       throw new YakError("INVALID_REQUEST", `broker ${id} must register first`);
@@ -385,7 +385,7 @@ export class Zookeeper {
   }
 
   async #proposeIsr(req: Request) {
-    const id = int(req, "brokerId", 1, 1_000_000);
+    const id = int(req, "brokerId", 0, 1_000_000);
     const epoch = int(req, "epoch");
     if (id !== this.#lease.leaderId || epoch !== this.#lease.epoch) {
       throw new YakError(
