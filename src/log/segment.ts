@@ -53,9 +53,10 @@ export function segmentStem(base: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UncertainFileError } from "./segment.ts";
  * const err = new UncertainFileError("a write to /tmp/p0/x.jsonl", "no space left");
- * err.message; // "a write to /tmp/p0/x.jsonl failed (no space left)"
+ * assert.equal(err.message, "a write to /tmp/p0/x.jsonl failed (no space left)");
  * ```
  */
 export class UncertainFileError extends Error {
