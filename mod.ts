@@ -3,7 +3,7 @@
  * zookeeper, and the partition log underneath.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { Producer } from "./mod.ts";
  * const producer = await Producer.open({ bootstrap: {}, topic: "events" });
  * producer.add(null, "hello");

@@ -15,9 +15,11 @@ import { setImmediate } from "node:timers";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { monotonicMs } from "./clock.ts";
  * const start = monotonicMs();
  * const elapsedMs = monotonicMs() - start; // unaffected by wall-clock changes
+ * assert.ok(elapsedMs >= 0);
  * ```
  */
 export function monotonicMs(): number {
@@ -34,12 +36,15 @@ export function monotonicMs(): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TimeSlice } from "./clock.ts";
  * const slice = new TimeSlice(20);
+ * const done: number[] = [];
  * for (const item of [1, 2, 3]) {
  *   await slice.pause();
- *   console.log(item);
+ *   done.push(item);
  * }
+ * assert.deepEqual(done, [1, 2, 3]);
  * ```
  */
 export class TimeSlice {

@@ -56,9 +56,10 @@ export type ErrorCode =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { YakError } from "./errors.ts";
  * const err = new YakError("UNKNOWN_TOPIC", "topic 'x' does not exist");
- * console.log(err.code); // "UNKNOWN_TOPIC"
+ * assert.equal(err.code, "UNKNOWN_TOPIC");
  * ```
  */
 export class YakError extends Error {
@@ -99,8 +100,9 @@ export const RETRIABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isRetriable, YakError } from "./errors.ts";
- * isRetriable(new YakError("NOT_LEADER", "broker 2 is a follower")); // true
+ * assert.equal(isRetriable(new YakError("NOT_LEADER", "broker 2 is a follower")), true);
  * ```
  */
 export function isRetriable(err: unknown): boolean {
@@ -112,8 +114,9 @@ export function isRetriable(err: unknown): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toYakError } from "./errors.ts";
- * toYakError(new Error("boom")).code; // "UNAVAILABLE"
+ * assert.equal(toYakError(new Error("boom")).code, "UNAVAILABLE");
  * ```
  */
 export function toYakError(err: unknown): YakError {

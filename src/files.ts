@@ -22,9 +22,10 @@ export interface FileModes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fileModes } from "./files.ts";
- * fileModes(false).dir.toString(8); // "700"
- * fileModes(true).file.toString(8); // "640"
+ * assert.equal(fileModes(false).dir.toString(8), "700");
+ * assert.equal(fileModes(true).file.toString(8), "640");
  * ```
  */
 export function fileModes(shared: boolean): FileModes {
@@ -43,9 +44,11 @@ let current: FileModes = fileModes(false);
  * --allow-sys; the umask still takes bits away, as for any program.)
  *
  * @example
- * ```ts ignore
- * import { fileModes, useFileModes } from "./files.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dataModes, fileModes, useFileModes } from "./files.ts";
  * useFileModes(fileModes(true)); // new files 0640, new directories 0750
+ * assert.equal(dataModes().dir, 0o750);
  * ```
  */
 export function useFileModes(modes: FileModes): void {
@@ -58,8 +61,12 @@ export function useFileModes(modes: FileModes): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dataModes } from "./files.ts";
- * await Deno.mkdir(await Deno.makeTempDir() + "/p0", { mode: dataModes().dir });
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/p0`, { mode: dataModes().dir });
+ * assert.equal((await Deno.stat(`${dir}/p0`)).mode! & 0o777, 0o700);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export function dataModes(): FileModes {
@@ -73,8 +80,13 @@ export function dataModes(): FileModes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ensureDataDir } from "./files.ts";
- * await ensureDataDir(await Deno.makeTempDir());
+ * const dir = await Deno.makeTempDir();
+ * await Deno.chmod(dir, 0o755);
+ * await ensureDataDir(dir); // closed to others, though it existed
+ * assert.equal((await Deno.stat(dir)).mode! & 0o777, 0o700);
+ * await Deno.remove(dir);
  * ```
  */
 export async function ensureDataDir(dir: string): Promise<void> {
@@ -90,7 +102,9 @@ export async function ensureDataDir(dir: string): Promise<void> {
  * @example
  * ```ts
  * import { refuseForeignOwner } from "./files.ts";
- * refuseForeignOwner(await Deno.makeTempDir(), "the data root"); // ours: no error
+ * const dir = await Deno.makeTempDir();
+ * refuseForeignOwner(dir, "the data root"); // ours: no error
+ * await Deno.remove(dir);
  * ```
  */
 export function refuseForeignOwner(path: string, what: string): void {
@@ -130,8 +144,13 @@ export function refuseForeignOwner(path: string, what: string): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { refuseSymlink } from "./files.ts";
- * refuseSymlink("/tmp/no-such-broker.log", "operation log"); // missing: no error
+ * const dir = await Deno.makeTempDir();
+ * refuseSymlink(`${dir}/broker.log`, "operation log"); // missing: no error
+ * await Deno.symlink("/etc/passwd", `${dir}/broker.log`);
+ * assert.throws(() => refuseSymlink(`${dir}/broker.log`, "operation log"), { code: "STORAGE" });
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export function refuseSymlink(path: string, what: string): void {
@@ -167,9 +186,13 @@ let tempCount = 0;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { join } from "node:path";
  * import { writeFileAtomic } from "./files.ts";
- * await writeFileAtomic(join(await Deno.makeTempDir(), "broker.pid"), `${Deno.pid}\n`);
+ * const dir = await Deno.makeTempDir();
+ * await writeFileAtomic(join(dir, "broker.pid"), `${Deno.pid}\n`);
+ * assert.equal(await Deno.readTextFile(join(dir, "broker.pid")), `${Deno.pid}\n`);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function writeFileAtomic(

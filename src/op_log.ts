@@ -37,10 +37,14 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OpLog } from "./op_log.ts";
- * const log = new OpLog("/tmp/broker.log", "broker-1");
+ * const dir = await Deno.makeTempDir();
+ * const log = new OpLog(`${dir}/broker.log`, "broker-1", false); // false: no echo to stderr
  * log.write("started", { port: 9092 });
  * log.close();
+ * assert.match(await Deno.readTextFile(`${dir}/broker.log`), /"event":"started","port":9092\}\n$/);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class OpLog {
@@ -111,9 +115,10 @@ export class OpLog {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatEntry } from "./op_log.ts";
- * formatEntry({ ts: "2026-11-21T10:00:00.000Z", event: "elected", leader: 2 });
- * // "10:00:00.000 elected leader=2"
+ * const line = formatEntry({ ts: "2026-11-21T10:00:00.000Z", event: "elected", leader: 2 });
+ * assert.equal(line, "10:00:00.000 elected leader=2");
  * ```
  */
 export function formatEntry(

@@ -9,8 +9,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { YAK_VERSION } from "./version.ts";
- * console.log(`yak ${YAK_VERSION}`);
+ * assert.match(YAK_VERSION, /^\d+\.\d+\.\d+$/);
  * ```
  */
 export const YAK_VERSION = "0.9.0";

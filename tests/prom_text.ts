@@ -77,9 +77,10 @@ function familyOf(sample: string, families: Map<string, PromFamily>): PromFamily
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parsePromText } from "./prom_text.ts";
  * const f = parsePromText("# HELP x_total X.\n# TYPE x_total counter\nx_total 3\n");
- * f.get("x_total")!.samples[0].value; // 3
+ * assert.equal(f.get("x_total")!.samples[0].value, 3);
  * ```
  */
 export function parsePromText(text: string): Map<string, PromFamily> {

@@ -17,9 +17,10 @@ import { dataModes, refuseSymlink } from "../files.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { join } from "node:path";
  * import { LOCK_FILE } from "./data_lock.ts";
- * console.log(join("data", "broker-1", LOCK_FILE)); // data/broker-1/broker.lock
+ * assert.equal(join("data", "broker-1", LOCK_FILE), "data/broker-1/broker.lock");
  * ```
  */
 export const LOCK_FILE = "broker.lock";
@@ -32,10 +33,13 @@ const HOLDER_PID_WAIT_MS = 500;
  *
  * @example
  * ```ts
- * import { type DataLock, lockDataDir } from "./data_lock.ts";
- * const lock: DataLock = await lockDataDir(await Deno.makeTempDir());
- * console.log(lock.path);
+ * import assert from "node:assert/strict";
+ * import { type DataLock, LOCK_FILE, lockDataDir } from "./data_lock.ts";
+ * const dir = await Deno.makeTempDir();
+ * const lock: DataLock = await lockDataDir(dir);
+ * assert.equal(lock.path, `${dir}/${LOCK_FILE}`);
  * await lock.release();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export interface DataLock {
@@ -53,11 +57,13 @@ export interface DataLock {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lockDataDir } from "./data_lock.ts";
  * const dir = await Deno.makeTempDir();
  * const lock = await lockDataDir(dir);
- * await lockDataDir(dir).catch((err) => console.log(err.message)); // "... in use by pid ..."
+ * await assert.rejects(lockDataDir(dir), { code: "BROKER_ID_IN_USE", message: /in use by another process \(pid \d+/ });
  * await lock.release();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function lockDataDir(dir: string): Promise<DataLock> {

@@ -83,7 +83,8 @@ export interface LeaderStateOptions {
  *
  * @example
  * ```ts ignore
- * const state = new LeaderState({ selfId: 1, epoch: 3, store, isr: [1, 2, 3], replicaLagMs: 3000, onHwChange });
+ * const state = new LeaderState({ selfId: 1, epoch: 3, store, isr: [1, 2, 3], replicaLagMs: 3000, joinWaitMs: 600,
+ *   onHwChange });
  * state.followerFetched(2, new Map([["t/0", 120]]));
  * await state.waitForHw("t/0", 120, 10_000, 2);
  * ```

@@ -95,10 +95,11 @@ export interface TopicMeta {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Metadata } from "./metadata.ts";
  * const meta = new Metadata();
  * meta.apply({ op: "topic", topic: "t", partitions: 3, createdAt: 0 });
- * meta.topics.get("t")?.partitions; // 3
+ * assert.equal(meta.topics.get("t")?.partitions, 3);
  * ```
  */
 export class Metadata {

@@ -33,10 +33,11 @@ export const DURATION_BUCKETS_SECONDS: readonly number[] = [
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Histogram } from "./metrics.ts";
  * const h = new Histogram();
  * h.observe(0.003);
- * h.count; // 1
+ * assert.equal(h.count, 1);
  * ```
  */
 export class Histogram {
@@ -69,11 +70,12 @@ export type FetchKind = "consumer" | "follower";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BrokerMetrics } from "./metrics.ts";
  * const m = new BrokerMetrics();
  * m.appended("orders", 500, 40_000);
  * m.produceDone(0.004, null);
- * m.traffic().recordsIn; // 500
+ * assert.equal(m.traffic().recordsIn, 500);
  * ```
  */
 export class BrokerMetrics {
@@ -242,12 +244,13 @@ class PromText {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BrokerMetrics, renderMetrics } from "./metrics.ts";
  * const text = renderMetrics(new BrokerMetrics(), {
  *   role: "follower", epoch: 3, isrSize: 3, underReplicated: null, partitions: [], groupLag: null,
  *   memory: { rss: 1, heapUsed: 1, heapTotal: 1 },
  * });
- * text.includes("yak_leader_epoch 3"); // true
+ * assert.match(text, /^yak_leader_epoch 3$/m);
  * ```
  */
 // deno-lint-ignore yak/max-function-lines

@@ -9,10 +9,13 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Notifier } from "./notifier.ts";
  * const n = new Notifier();
+ * const start = performance.now();
  * setTimeout(() => n.notify(), 10);
  * await n.wait(1000); // resolves after ~10 ms
+ * assert.ok(performance.now() - start < 1000);
  * ```
  */
 export class Notifier {

@@ -102,8 +102,10 @@ export interface PartitionOffsets {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fairShare } from "./partition_ops.ts";
- * fairShare(2 * 1024 * 1024, 4); // 524288
+ * assert.equal(fairShare(2 * 1024 * 1024, 4), 512 * 1024);
+ * assert.equal(fairShare(2 * 1024 * 1024, 100), 64 * 1024); // never below 64 KiB
  * ```
  */
 export function fairShare(maxBytes: number, partitionsWithData: number): number {

@@ -40,9 +40,10 @@ const HALF_MASK = 2 ** HALF_BITS - 1;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ProducerIdCipher } from "./producer_ids.ts";
  * const c = new ProducerIdCipher("00112233445566778899aabbccddeeff");
- * c.decrypt(c.encrypt(42)); // 42
+ * assert.equal(c.decrypt(c.encrypt(42)), 42);
  * ```
  */
 export class ProducerIdCipher {

@@ -38,11 +38,12 @@ export type SeqCheck =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ProducerState } from "./producer_state.ts";
  * const state = new ProducerState();
  * state.markReady("t/0");
  * state.record("t/0", "p-1", 0, 10, 0);
- * state.check("t/0", "p-1", 0, 10); // { kind: "duplicate", storedBaseOffset: 0 }
+ * assert.deepEqual(state.check("t/0", "p-1", 0, 10), { kind: "duplicate", storedBaseOffset: 0 });
  * ```
  */
 export class ProducerState {

@@ -24,10 +24,12 @@ export const HEADER_OVERHEAD_BYTES = 2;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RecordRules } from "./record_rules.ts";
  * const rules = new RecordRules("t", {}, 1048576);
  * rules.checkHeaders(0, 3); // fine
  * rules.checkSize(0, 100); // fine
+ * assert.throws(() => rules.checkSize(1, 2_000_000), { code: "MESSAGE_TOO_LARGE" });
  * ```
  */
 export class RecordRules {

@@ -25,10 +25,17 @@ export interface ScrubberOptions {
  * each log's `onDamage` (the broker heals it).
  *
  * @example
- * ```ts ignore
- * const scrubber = new Scrubber(store, { bytesPerSec: 4 << 20, intervalMs: 3_600_000, metrics });
+ * ```ts
+ * import { BrokerMetrics } from "./metrics.ts";
+ * import { Scrubber } from "./scrubber.ts";
+ * import { TopicStore } from "./topic_store.ts";
+ * const dir = await Deno.makeTempDir();
+ * const store = await TopicStore.open(dir, { segmentBytes: 1 << 26, indexIntervalBytes: 4096 });
+ * const scrubber = new Scrubber(store, { bytesPerSec: 4 << 20, intervalMs: 3_600_000, metrics: new BrokerMetrics() });
  * scrubber.start();
  * await scrubber.stop();
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class Scrubber {

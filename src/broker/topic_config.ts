@@ -67,10 +67,11 @@ export interface EffectiveConfig {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { effectiveConfig } from "./topic_config.ts";
  * const defaults = { minInsyncReplicas: 2, retentionMs: 604800000, retentionBytes: -1, segmentBytes: 67108864,
  *   segmentMs: 604800000, maxMessageBytes: 1048576 };
- * effectiveConfig({ "retention.bytes": "1048576" }, defaults).retentionBytes; // 1048576
+ * assert.equal(effectiveConfig({ "retention.bytes": "1048576" }, defaults).retentionBytes, 1048576);
  * ```
  */
 export function effectiveConfig(
@@ -93,8 +94,10 @@ export function effectiveConfig(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkConfigKeys } from "./topic_config.ts";
- * checkConfigKeys(["retention.ms"]); // ["retention.ms"]
+ * assert.deepEqual(checkConfigKeys(["retention.ms"]), ["retention.ms"]);
+ * assert.throws(() => checkConfigKeys(["retention.mss"]), { code: "INVALID_CONFIG" });
  * ```
  */
 export function checkConfigKeys(keys: unknown): string[] {
@@ -123,8 +126,9 @@ export const MAX_TOPIC_CONFIGS = 64;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseTopicConfigs } from "./topic_config.ts";
- * parseTopicConfigs(["min.insync.replicas=2"]); // { "min.insync.replicas": "2" }
+ * assert.deepEqual(parseTopicConfigs(["min.insync.replicas=2"]), { "min.insync.replicas": "2" });
  * ```
  */
 export function parseTopicConfigs(raw: unknown): Record<string, string> {
@@ -171,8 +175,9 @@ export function parseTopicConfigs(raw: unknown): Record<string, string> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { minInsyncReplicasOf } from "./topic_config.ts";
- * minInsyncReplicasOf({ "min.insync.replicas": "3" }, 2); // 3
+ * assert.equal(minInsyncReplicasOf({ "min.insync.replicas": "3" }, 2), 3);
  * ```
  */
 export function minInsyncReplicasOf(configs: Record<string, string> | undefined, fallback: number): number {
@@ -187,8 +192,9 @@ export function minInsyncReplicasOf(configs: Record<string, string> | undefined,
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { maxMessageBytesOf } from "./topic_config.ts";
- * maxMessageBytesOf({ "max.message.bytes": "100" }, 1048576); // { limit: 100, fromTopic: true }
+ * assert.deepEqual(maxMessageBytesOf({ "max.message.bytes": "100" }, 1048576), { limit: 100, fromTopic: true });
  * ```
  */
 export function maxMessageBytesOf(

@@ -25,9 +25,15 @@ export interface PartitionRef {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TopicStore } from "./topic_store.ts";
- * const store = await TopicStore.open("/tmp/broker-1/topics", { segmentBytes: 1 << 26, indexIntervalBytes: 4096 });
- * store.partition("events", 0); // throws UNKNOWN_TOPIC until the topic exists
+ * const dir = await Deno.makeTempDir();
+ * const store = await TopicStore.open(`${dir}/topics`, { segmentBytes: 1 << 26, indexIntervalBytes: 4096 });
+ * assert.throws(() => store.partition("events", 0), { code: "UNKNOWN_TOPIC" }); // until the topic exists
+ * await store.apply({ op: "topic", topic: "events", partitions: 3, createdAt: 0 });
+ * assert.equal(store.partition("events", 2).logEndOffset, 0);
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class TopicStore {

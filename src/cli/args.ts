@@ -37,8 +37,9 @@ const ALIASES: Record<string, string> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { editDistance } from "./args.ts";
- * editDistance("mesage", "message"); // 1
+ * assert.equal(editDistance("mesage", "message"), 1);
  * ```
  */
 export function editDistance(a: string, b: string): number {
@@ -62,8 +63,9 @@ export function editDistance(a: string, b: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nearest } from "./args.ts";
- * nearest("from-begining", ["from-beginning", "offset"]); // "from-beginning"
+ * assert.equal(nearest("from-begining", ["from-beginning", "offset"]), "from-beginning");
  * ```
  */
 export function nearest(word: string, candidates: readonly string[]): string | undefined {
@@ -94,8 +96,14 @@ function usageError(command: string, message: string): YakError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parse } from "./args.ts";
  * const { values } = parse("consume", ["--topic", "t"], { topic: { type: "string" } });
+ * assert.equal(values.topic, "t");
+ * assert.throws(() => parse("consume", ["--topik", "t"], { topic: { type: "string" } }), {
+ *   code: "INVALID_ARGUMENT",
+ *   message: "unknown flag --topik; did you mean --topic? (see 'yak consume --help')",
+ * });
  * ```
  */
 export function parse(
@@ -308,9 +316,12 @@ export const FILE_FLAGS: Flags = {
  * the owner alone (0600, 0700).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { useFileModesOf } from "./args.ts";
+ * import { dataModes } from "../files.ts";
  * useFileModesOf({ "shared-files": true });
+ * assert.equal(dataModes().file, 0o640);
  * ```
  */
 export function useFileModesOf(values: Values): void {

@@ -50,8 +50,11 @@ const STOP_GRACE_MS = 10_000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { selfCommand } from "./cluster.ts";
  * const { command, args } = selfCommand(["status"]);
+ * assert.equal(command, Deno.execPath());
+ * assert.equal(args.at(-1), "status"); // after `run`, the flags and main.ts when deno runs yak
  * ```
  */
 export function selfCommand(

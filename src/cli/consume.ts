@@ -342,8 +342,9 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { STDOUT_WRITE_BYTES } from "./consume.ts";
- * console.log(`a closed pipe re-delivers at most ${STDOUT_WRITE_BYTES} bytes of records`);
+ * assert.equal(STDOUT_WRITE_BYTES, 64 * 1024); // a closed pipe re-delivers at most this many bytes of records
  * ```
  */
 export const STDOUT_WRITE_BYTES = 64 * 1024;

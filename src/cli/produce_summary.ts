@@ -20,10 +20,11 @@ const utf8 = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { YakError } from "../errors.ts";
  * import { describeFailure } from "./produce_summary.ts";
- * describeFailure(new YakError("MESSAGE_TOO_LARGE", "record 2 is too large", { index: 6 }), "line", true);
- * // "line 7 is too large"
+ * const err = new YakError("MESSAGE_TOO_LARGE", "record 2 is too large", { index: 6 });
+ * assert.equal(describeFailure(err, "line", true), "line 7 is too large");
  * ```
  */
 export function describeFailure(err: YakError, unit: string, someStored: boolean): string {
@@ -63,9 +64,12 @@ function ranges(numbers: number[], limit = 5): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { produceSummary } from "./produce_summary.ts";
- * produceSummary(null, "orders", "all", 0, "line", 0, performance.now(), true, null);
- * // "0 records (0 bytes) acknowledged to 'orders', 0 not acknowledged, in 0.00 s"
+ * assert.match(
+ *   produceSummary(null, "orders", "all", 0, "line", 0, performance.now(), true, null),
+ *   /^0 records \(0 bytes\) acknowledged to 'orders', 0 not acknowledged, in 0\.\d\d s$/,
+ * );
  * ```
  */
 export function produceSummary(

@@ -25,9 +25,19 @@ export interface Line {
  * without its line break at the end of the input is a line).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { readLines } from "./read_lines.ts";
- * await readLines(Deno.stdin, async (lines) => console.log(lines.length));
+ * const path = await Deno.makeTempFile(); // `yak produce` reads Deno.stdin
+ * await Deno.writeTextFile(path, "first\r\nsecond\nlast");
+ * const file = await Deno.open(path);
+ * const values: (string | Uint8Array)[] = [];
+ * await readLines(file, async (lines) => {
+ *   values.push(...lines.map((l) => l.value));
+ * });
+ * file.close();
+ * await Deno.remove(path);
+ * assert.deepEqual(values, ["first", "second", "last"]); // the CR before a line break is dropped
  * ```
  */
 export async function readLines(

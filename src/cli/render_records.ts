@@ -31,8 +31,9 @@ const NOTHING = new Uint8Array(0);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { compileTemplate } from "./render_records.ts";
- * compileTemplate("%k=%v\\n"); // [{ field: "k" }, "=", { field: "v" }, "\n"]
+ * assert.deepEqual(compileTemplate("%k=%v\\n"), [{ field: "k" }, "=", { field: "v" }, "\n"]);
  * ```
  */
 export function compileTemplate(template: string): TemplatePart[] {

@@ -17,8 +17,13 @@ type Flag = typeof FLAGS[number];
  * configures the process. Returns the remaining arguments.
  *
  * @example
- * ```ts ignore
- * const rest = applySecurityFlags(["--auth-token", "s3cret", "--topic", "t"]); // ["--topic", "t"]
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { applySecurityFlags } from "./security_flags.ts";
+ * import { security } from "../protocol/security.ts";
+ * const rest = applySecurityFlags(["--auth-token", "s3cret", "--topic", "t"]);
+ * assert.deepEqual(rest, ["--topic", "t"]);
+ * assert.equal(security().authToken, "s3cret");
  * ```
  */
 export function applySecurityFlags(args: string[]): string[] {

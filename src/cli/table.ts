@@ -14,11 +14,16 @@ const NUMBER = /^(-?\d+)([*]*)$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { table } from "./table.ts";
- * console.log(table([["GROUP", "LAG"], ["audit", "12"], ["audit", "7*"]]));
- * // GROUP  LAG
- * // audit  12
- * // audit   7*
+ * assert.equal(
+ *   table([["GROUP", "LAG"], ["audit", "12"], ["audit", "7*"]]),
+ *   [
+ *     "GROUP  LAG",
+ *     "audit  12",
+ *     "audit   7*",
+ *   ].join("\n"),
+ * );
  * ```
  */
 export function table(rows: readonly (readonly (string | number)[])[]): string {

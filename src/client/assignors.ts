@@ -22,9 +22,12 @@ export interface Subscriber {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { rangeAssign } from "./assignors.ts";
- * rangeAssign([{ memberId: "a", topics: ["t"] }, { memberId: "b", topics: ["t"] }], { t: 3 });
- * // { a: { t: [0, 1] }, b: { t: [2] } }
+ * assert.deepEqual(
+ *   rangeAssign([{ memberId: "a", topics: ["t"] }, { memberId: "b", topics: ["t"] }], { t: 3 }),
+ *   { a: { t: [0, 1] }, b: { t: [2] } },
+ * );
  * ```
  */
 export function rangeAssign(
@@ -55,9 +58,12 @@ export function rangeAssign(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { roundRobinAssign } from "./assignors.ts";
- * roundRobinAssign([{ memberId: "a", topics: ["t"] }, { memberId: "b", topics: ["t"] }], { t: 3 });
- * // { a: { t: [0, 2] }, b: { t: [1] } }
+ * assert.deepEqual(
+ *   roundRobinAssign([{ memberId: "a", topics: ["t"] }, { memberId: "b", topics: ["t"] }], { t: 3 }),
+ *   { a: { t: [0, 2] }, b: { t: [1] } },
+ * );
  * ```
  */
 export function roundRobinAssign(
@@ -93,8 +99,9 @@ function emptyAssignments(members: readonly Subscriber[]): Record<string, Assign
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assign } from "./assignors.ts";
- * assign("range", [{ memberId: "a", topics: ["t"] }], { t: 2 }); // { a: { t: [0, 1] } }
+ * assert.deepEqual(assign("range", [{ memberId: "a", topics: ["t"] }], { t: 2 }), { a: { t: [0, 1] } });
  * ```
  */
 export function assign(

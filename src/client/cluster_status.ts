@@ -92,10 +92,11 @@ export async function probeBroker(addr: Address & { id: number }, timeoutMs: num
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { brokerState } from "./cluster_status.ts";
- * brokerState(true, { outcome: "silent", process: "stopped" }); // "paused"
- * brokerState(true, { outcome: "silent" }); // "not answering"
- * brokerState(true, { outcome: "refused" }); // "dead": gone before the zookeeper noticed
+ * assert.equal(brokerState(true, { outcome: "silent", process: "stopped" }), "paused");
+ * assert.equal(brokerState(true, { outcome: "silent" }), "not answering");
+ * assert.equal(brokerState(true, { outcome: "refused" }), "dead"); // gone before the zookeeper noticed
  * ```
  */
 export function brokerState(

@@ -142,7 +142,7 @@ function startOffsetOf(o: ConsumerOptions): StartOffset | undefined {
  * A consumer of one or more topics.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { Consumer } from "./consumer.ts";
  * const consumer = await Consumer.open({ bootstrap: {}, topic: "events", fromBeginning: true, group: "audit" });
  * for (const part of await consumer.poll()) {

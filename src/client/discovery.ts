@@ -112,7 +112,7 @@ export async function askBroker(
  * INVALID_ARGUMENT when `--zookeeper` names a broker (or the reverse).
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { findLeader } from "./discovery.ts";
  * const leader = await findLeader({ zookeeper: { host: "127.0.0.1", port: 2181 } });
  * ```
@@ -223,7 +223,7 @@ export async function retryUntil<T>(
  * failures until `deadline` (on the monotonic clock, `monotonicMs`).
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { monotonicMs } from "../clock.ts";
  * import { connectLeader } from "./discovery.ts";
  * const { conn, leader } = await connectLeader({}, monotonicMs() + 10_000);

@@ -17,7 +17,9 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
- * murmur2(new TextEncoder().encode("21")); // -973932308
+ * import assert from "node:assert/strict";
+ * import { murmur2 } from "./murmur2.ts";
+ * assert.equal(murmur2(new TextEncoder().encode("21")), -973932308);
  * ```
  */
 export function murmur2(data: Uint8Array): number {
@@ -59,7 +61,10 @@ export function murmur2(data: Uint8Array): number {
  *
  * @example
  * ```ts
- * toPositive(-973932308); // 1173551340
+ * import assert from "node:assert/strict";
+ * import { toPositive } from "./murmur2.ts";
+ * assert.equal(toPositive(-973932308), 1173551340);
+ * assert.equal(toPositive(-(2 ** 31)), 0);
  * ```
  */
 export function toPositive(n: number): number {
@@ -72,7 +77,9 @@ export function toPositive(n: number): number {
  *
  * @example
  * ```ts
- * partitionForKey("21", 3); // 0
+ * import assert from "node:assert/strict";
+ * import { partitionForKey } from "./murmur2.ts";
+ * assert.equal(partitionForKey("21", 3), 0); // as Kafka's default partitioner
  * ```
  */
 export function partitionForKey(key: string, numPartitions: number): number {

@@ -21,8 +21,10 @@ export function isLocalHost(host: string): boolean {
  * be known (not Linux, or no permission to run `cat`).
  *
  * @example
- * ```ts ignore
- * await localProcessState(Deno.pid); // "running"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { localProcessState } from "./process_state.ts";
+ * if (Deno.build.os === "linux") assert.equal(await localProcessState(Deno.pid), "running");
  * ```
  */
 export async function localProcessState(pid: number): Promise<ProcessState | undefined> {

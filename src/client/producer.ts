@@ -95,8 +95,9 @@ const NON_ASCII = /[^\x00-\x7f]/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { utf8Length } from "./producer.ts";
- * utf8Length("é!"); // 3
+ * assert.equal(utf8Length("é!"), 3);
  * ```
  */
 export function utf8Length(s: string): number {
@@ -126,7 +127,7 @@ function toBase64(bytes: Uint8Array): string {
  * An idempotent producer for one topic.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { Producer } from "./producer.ts";
  * const producer = await Producer.open({ bootstrap: {}, topic: "events" });
  * producer.add("user-7", "hello");

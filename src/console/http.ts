@@ -73,8 +73,10 @@ export function json(value: unknown): Response {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cookieValueOf } from "./http.ts";
- * const value = await cookieValueOf("s3cret"); // 64 hex digits
+ * const value = await cookieValueOf("s3cret");
+ * assert.match(value, /^[0-9a-f]{64}$/);
  * ```
  */
 export async function cookieValueOf(token: string): Promise<string> {
@@ -153,9 +155,11 @@ async function answer(req: Request, opts: HttpOptions, secure: boolean): Promise
  * Serves `routes` until closed.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serveHttp, text } from "./http.ts";
  * const server = serveHttp({ host: "127.0.0.1", port: 0, auth: null, routes: { "/": () => text(200, "hi") } });
- * console.log(server.url);
+ * assert.equal(await (await fetch(server.url)).text(), "hi");
  * await server.close();
  * ```
  */

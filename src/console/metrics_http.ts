@@ -23,9 +23,13 @@ export interface MetricsHttpOptions {
  * Serves `/metrics` until closed.
  *
  * @example
- * ```ts ignore
- * const http = await serveMetrics({ host: "127.0.0.1", port: 0, metrics: () => broker.services.metricsText() });
- * console.log(`${http.url}metrics`);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serveMetrics } from "./metrics_http.ts";
+ * // A broker passes `() => broker.services.metricsText()`.
+ * const http = await serveMetrics({ host: "127.0.0.1", port: 0, metrics: () => "yak_leader_epoch 3\n" });
+ * assert.equal(await (await fetch(`${http.url}metrics`)).text(), "yak_leader_epoch 3\n");
+ * await http.close();
  * ```
  */
 export async function serveMetrics(opts: MetricsHttpOptions): Promise<HttpServer> {

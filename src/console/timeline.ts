@@ -38,9 +38,14 @@ export interface TimelineOptions {
  * Reads the newest timeline entries of an operation log.
  *
  * @example
- * ```ts ignore
- * const timeline = new Timeline({ path: "data/zookeeper/zookeeper.log", tailBytes: 256 * 1024, maxEntries: 100 });
- * for (const e of await timeline.read()) console.log(e.ts, e.event);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Timeline } from "./timeline.ts";
+ * const path = await Deno.makeTempFile(); // a zookeeper's is data/zookeeper/zookeeper.log
+ * await Deno.writeTextFile(path, '{"ts":"2026-01-01T00:00:00.000Z","event":"broker_dead","broker":2}\n');
+ * const timeline = new Timeline({ path, tailBytes: 256 * 1024, maxEntries: 100 });
+ * assert.deepEqual((await timeline.read()).map((e) => e.event), ["broker_dead"]);
+ * await Deno.remove(path);
  * ```
  */
 export class Timeline {
@@ -89,8 +94,10 @@ export class Timeline {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseTimeline } from "./timeline.ts";
- * parseTimeline(['{"ts":"2026-01-01T00:00:00.000Z","event":"broker_dead","broker":2}', "torn"], 10).length; // 1
+ * const lines = ['{"ts":"2026-01-01T00:00:00.000Z","event":"broker_dead","broker":2}', "torn"];
+ * assert.equal(parseTimeline(lines, 10).length, 1);
  * ```
  */
 export function parseTimeline(lines: readonly string[], maxEntries: number): OpLogEntry[] {

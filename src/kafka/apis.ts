@@ -75,9 +75,14 @@ export const API_BY_KEY: ReadonlyMap<number, Api> = new Map(APIS.map((a) => [a.k
  *
  * @example
  * ```ts
- * import { apiVersionsBody } from "./apis.ts";
- * import { Writer } from "./wire.ts";
- * apiVersionsBody(new Writer(false), 0, 0);
+ * import assert from "node:assert/strict";
+ * import { APIS, apiVersionsBody } from "./apis.ts";
+ * import { Reader, Writer } from "./wire.ts";
+ * const w = new Writer(false);
+ * apiVersionsBody(w, 0, 0);
+ * const body = new Reader(w.finish(), false);
+ * assert.equal(body.int16(), 0); // the error code
+ * assert.equal(body.int32(), APIS.length); // then key, min and max of each api
  * ```
  */
 export function apiVersionsBody(w: Writer, version: number, errorCode: number): void {

@@ -13,8 +13,9 @@ import { YakError } from "../errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { corruptCompressed } from "./codec_errors.ts";
- * corruptCompressed("lz4", "a block runs past the input").code; // "CORRUPT_MESSAGE"
+ * assert.equal(corruptCompressed("lz4", "a block runs past the input").code, "CORRUPT_MESSAGE");
  * ```
  */
 export function corruptCompressed(codec: string, what: string): YakError {
@@ -26,8 +27,9 @@ export function corruptCompressed(codec: string, what: string): YakError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decompressedTooLarge } from "./codec_errors.ts";
- * decompressedTooLarge("gzip", 1024).data?.maxBytes; // 1024
+ * assert.equal(decompressedTooLarge("gzip", 1024).data?.maxBytes, 1024);
  * ```
  */
 export function decompressedTooLarge(codec: string, maxBytes: number): YakError {

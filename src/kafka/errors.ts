@@ -87,8 +87,9 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { kafkaErrorOf } from "./errors.ts";
- * kafkaErrorOf("NOT_LEADER"); // 6
+ * assert.equal(kafkaErrorOf("NOT_LEADER"), 6); // NOT_LEADER_OR_FOLLOWER
  * ```
  */
 export function kafkaErrorOf(code: ErrorCode | string): number {

@@ -13,10 +13,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { copyMatch } from "./lz_match.ts";
  * const out = new Uint8Array(6);
  * out.set([1, 2]);
- * copyMatch(out, 2, 2, 4); // out is [1, 2, 1, 2, 1, 2]
+ * copyMatch(out, 2, 2, 4);
+ * assert.deepEqual(out, new Uint8Array([1, 2, 1, 2, 1, 2]));
  * ```
  */
 export function copyMatch(dst: Uint8Array, dp: number, offset: number, len: number): void {

@@ -286,6 +286,7 @@ function strictUtf8(bytes: Uint8Array): string | null {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeRecordBatches, encodeRecordBatch } from "./record_batch.ts";
  * const bytes = encodeRecordBatch({
  *   baseOffset: 0,
@@ -293,7 +294,7 @@ function strictUtf8(bytes: Uint8Array): string | null {
  *   records: [{ offsetDelta: 0, timestamp: 1763764800123, key: null, value: new Uint8Array([1]), headers: [] }],
  * });
  * const [batch] = decodeRecordBatches(bytes, { maxRecords: 1000, maxUncompressedBytes: 1 << 20 });
- * batch.records[0].timestamp; // 1763764800123
+ * assert.equal(batch.records[0].timestamp, 1763764800123);
  * ```
  */
 // deno-lint-ignore yak/max-function-lines
@@ -509,13 +510,14 @@ function isInt(n: number, bits: number): boolean {
  *
  * @example
  * ```ts
- * import { encodeRecordBatch } from "./record_batch.ts";
+ * import assert from "node:assert/strict";
+ * import { encodeRecordBatch, RECORD_BATCH_OVERHEAD_BYTES } from "./record_batch.ts";
  * const bytes = encodeRecordBatch({
  *   baseOffset: 42,
  *   partitionLeaderEpoch: 3,
  *   records: [{ offsetDelta: 0, timestamp: 1763764800123, key: null, value: new Uint8Array([1]), headers: [] }],
  * });
- * bytes.length; // 61 + 8
+ * assert.equal(bytes.length, RECORD_BATCH_OVERHEAD_BYTES + 8); // 61 + the one record
  * ```
  */
 // deno-lint-ignore yak/max-function-lines

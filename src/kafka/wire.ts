@@ -26,9 +26,10 @@ function malformed(what: string): YakError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Reader } from "./wire.ts";
  * const r = new Reader(new Uint8Array([0, 3, 0x61, 0x62, 0x63]), false);
- * r.string(); // "abc"
+ * assert.equal(r.string(), "abc");
  * ```
  */
 export class Reader {
@@ -198,10 +199,11 @@ export class Reader {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Writer } from "./wire.ts";
  * const w = new Writer(false);
  * w.int16(0).string("abc");
- * w.finish(); // Uint8Array [0, 0, 0, 3, 97, 98, 99]
+ * assert.deepEqual(w.finish(), new Uint8Array([0, 0, 0, 3, 97, 98, 99]));
  * ```
  */
 export class Writer {

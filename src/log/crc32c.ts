@@ -40,8 +40,9 @@ function buildTables(): Uint32Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { crc32c } from "./crc32c.ts";
- * crc32c(new TextEncoder().encode("123456789")); // 0xe3069283
+ * assert.equal(crc32c(new TextEncoder().encode("123456789")), 0xe3069283);
  * ```
  */
 export function crc32c(bytes: Uint8Array, start = 0, end: number = bytes.length): number {

@@ -19,9 +19,10 @@ const FILE = "leader-epochs.json";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { EpochCache } from "./epoch_cache.ts";
  * const cache = new EpochCache("/tmp/p0", [[1, 0], [3, 120]]);
- * cache.endOffsetFor(1, 200); // { epoch: 1, endOffset: 120 }
+ * assert.deepEqual(cache.endOffsetFor(1, 200), { epoch: 1, endOffset: 120 });
  * ```
  */
 export class EpochCache {

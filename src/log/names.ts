@@ -18,9 +18,10 @@ export const INTERNAL_PREFIX = "__";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkTopicName } from "./names.ts";
- * checkTopicName("events"); // "events"
- * // checkTopicName("../etc") throws INVALID_TOPIC
+ * assert.equal(checkTopicName("events"), "events");
+ * assert.throws(() => checkTopicName("../etc"), { code: "INVALID_TOPIC" });
  * ```
  */
 export function checkTopicName(name: unknown, allowInternal = false): string {
@@ -46,8 +47,9 @@ export function checkTopicName(name: unknown, allowInternal = false): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkGroupName } from "./names.ts";
- * checkGroupName("billing"); // "billing"
+ * assert.equal(checkGroupName("billing"), "billing");
  * ```
  */
 export function checkGroupName(name: unknown): string {

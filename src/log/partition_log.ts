@@ -94,11 +94,17 @@ interface Chunk {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PartitionLog } from "./partition_log.ts";
- * const log = await PartitionLog.open("/tmp/t/0", { segmentBytes: 1 << 26, indexIntervalBytes: 4096 });
+ * const dir = await Deno.makeTempDir();
+ * const log = await PartitionLog.open(`${dir}/t-0`, { segmentBytes: 1 << 26, indexIntervalBytes: 4096 });
  * const { baseOffset, done } = log.append(1, 1, (base) => `{"offset":${base},"epoch":1}\n`);
  * await done;
  * const read = await log.read(baseOffset, 1 << 20, log.logEndOffset);
+ * assert.equal(read.count, 1);
+ * assert.match(read.text, /^\{"offset":0,"epoch":1,"crc":"[0-9a-f]{8}"\}\n$/); // sealed on append
+ * await log.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class PartitionLog {

@@ -63,9 +63,12 @@ export interface StoredRecord extends RecordInput {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeBatch } from "./record.ts";
- * encodeBatch([{ key: null, value: "hi" }], 0, 1, 1763764800123, "p-1", 0);
- * // '{"offset":0,"epoch":1,"ts":1763764800123,"key":null,"value":"hi","producer":"p-1","seq":0}\n'
+ * assert.equal(
+ *   encodeBatch([{ key: null, value: "hi" }], 0, 1, 1763764800123, "p-1", 0),
+ *   '{"offset":0,"epoch":1,"ts":1763764800123,"key":null,"value":"hi","producer":"p-1","seq":0,"batch":1}\n',
+ * );
  * ```
  */
 export function encodeBatch(
@@ -108,8 +111,9 @@ export function encodeBatch(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeBatch, parseLines } from "./record.ts";
- * parseLines(encodeBatch([{ key: "k", value: "v" }], 7, 1, 0, null, 0))[0].offset; // 7
+ * assert.equal(parseLines(encodeBatch([{ key: "k", value: "v" }], 7, 1, 0, null, 0))[0].offset, 7);
  * ```
  */
 export function parseLines(text: string): StoredRecord[] {
@@ -138,9 +142,10 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { textOrBase64 } from "./record.ts";
- * textOrBase64(new Uint8Array([0x68, 0x69])); // { text: "hi" }
- * textOrBase64(new Uint8Array([0xff])); // { b64: "/w==" }
+ * assert.deepEqual(textOrBase64(new Uint8Array([0x68, 0x69])), { text: "hi" });
+ * assert.deepEqual(textOrBase64(new Uint8Array([0xff])), { b64: "/w==" });
  * ```
  */
 export function textOrBase64(bytes: Uint8Array): { text: string } | { b64: string } {
@@ -158,9 +163,10 @@ export function textOrBase64(bytes: Uint8Array): { text: string } | { b64: strin
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeBatch, producerOf } from "./record.ts";
- * producerOf(encodeBatch([{ key: null, value: "a" }], 0, 1, 0, "p7", 4).trimEnd());
- * // { producer: "p7", seq: 4, batch: 1 }
+ * const line = encodeBatch([{ key: null, value: "a" }], 0, 1, 0, "p7", 4).trimEnd();
+ * assert.deepEqual(producerOf(line), { producer: "p7", seq: 4, batch: 1 });
  * ```
  */
 export function producerOf(
@@ -199,8 +205,9 @@ const HEADERS_FIELD = ',"headers":[';
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeBatch, valuesOf } from "./record.ts";
- * valuesOf(encodeBatch([{ key: null, value: "hi" }], 0, 1, 0, null, 0)); // ["hi"]
+ * assert.deepEqual(valuesOf(encodeBatch([{ key: null, value: "hi" }], 0, 1, 0, null, 0)), ["hi"]);
  * ```
  */
 export function valuesOf(text: string): string[] | null {
@@ -281,8 +288,9 @@ export function lineOffset(line: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { firstLineOffset } from "./record.ts";
- * firstLineOffset('{"offset":7,"value":"a"}\n{"offset":8,"value":"b"}\n'); // 7
+ * assert.equal(firstLineOffset('{"offset":7,"value":"a"}\n{"offset":8,"value":"b"}\n'), 7);
  * ```
  */
 export function firstLineOffset(lines: string | Uint8Array): number {
@@ -295,8 +303,9 @@ export function firstLineOffset(lines: string | Uint8Array): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lastLineOffset } from "./record.ts";
- * lastLineOffset('{"offset":7,"value":"a"}\n{"offset":8,"value":"b"}\n'); // 8
+ * assert.equal(lastLineOffset('{"offset":7,"value":"a"}\n{"offset":8,"value":"b"}\n'), 8);
  * ```
  */
 export function lastLineOffset(lines: string | Uint8Array): number {
@@ -366,9 +375,10 @@ function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeBatch, recordBytesOf } from "./record.ts";
  * const lines = new TextEncoder().encode(encodeBatch([{ key: "k", value: "v" }], 0, 1, 5, null, 0));
- * recordBytesOf(lines)[0].value; // Uint8Array [118]
+ * assert.deepEqual(recordBytesOf(lines)[0].value, new Uint8Array([118]));
  * ```
  */
 export function recordBytesOf(lines: Uint8Array): RecordBytes[] {
@@ -401,9 +411,10 @@ const CLOSE_BRACE = 0x7d;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sealLines } from "./record.ts";
  * const sealed = sealLines(new TextEncoder().encode('{"offset":0,"value":"hi"}\n'));
- * new TextDecoder().decode(sealed); // '{"offset":0,"value":"hi","crc":"........"}\n' with the hex digits
+ * assert.equal(new TextDecoder().decode(sealed), '{"offset":0,"value":"hi","crc":"3cf1b30f"}\n');
  * ```
  */
 export function sealLines(bytes: Uint8Array, lineCount?: number): Uint8Array {
@@ -457,11 +468,12 @@ const HEX_VALUE: Int8Array = (() => {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sealLines, verifyLine } from "./record.ts";
  * const line = sealLines(new TextEncoder().encode('{"offset":0,"value":"v"}\n'));
- * verifyLine(line, 0, line.length - 1, 0); // "sealed"
+ * assert.equal(verifyLine(line, 0, line.length - 1, 0), "sealed");
  * line[3] ^= 1;
- * verifyLine(line, 0, line.length - 1, 0); // "damaged"
+ * assert.equal(verifyLine(line, 0, line.length - 1, 0), "damaged");
  * ```
  */
 export function verifyLine(b: Uint8Array, s: number, e: number, offset: number): "sealed" | "unsealed" | "damaged" {

@@ -35,8 +35,9 @@ const INDEX_ENTRY_BYTES = 8;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { segmentStem } from "./segment.ts";
- * segmentStem(42); // "00000000000000000042"
+ * assert.equal(segmentStem(42), "00000000000000000042");
  * ```
  */
 export function segmentStem(base: number): string {
@@ -52,9 +53,10 @@ export function segmentStem(base: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UncertainFileError } from "./segment.ts";
  * const err = new UncertainFileError("a write to /tmp/p0/x.jsonl", "no space left");
- * err.message; // "a write to /tmp/p0/x.jsonl failed (no space left)"
+ * assert.equal(err.message, "a write to /tmp/p0/x.jsonl failed (no space left)");
  * ```
  */
 export class UncertainFileError extends Error {
@@ -100,10 +102,14 @@ export interface ScanResult {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Segment } from "./segment.ts";
- * const seg = await Segment.create("/tmp/p0", 0);
+ * const dir = await Deno.makeTempDir();
+ * const seg = await Segment.create(dir, 0);
  * await seg.append(new TextEncoder().encode('{"offset":0}\n'), 0, 4096);
+ * assert.equal(seg.size, 13);
  * seg.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class Segment {

@@ -31,8 +31,10 @@ interface Pending {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseHostPort } from "./connection.ts";
- * parseHostPort("127.0.0.1:2181"); // { host: "127.0.0.1", port: 2181 }
+ * assert.deepEqual(parseHostPort("127.0.0.1:2181"), { host: "127.0.0.1", port: 2181 });
+ * assert.deepEqual(parseHostPort(":9092"), { host: "127.0.0.1", port: 9092 });
  * ```
  */
 export function parseHostPort(text: string): { host: string; port: number } {
@@ -53,10 +55,15 @@ export function parseHostPort(text: string): { host: string; port: number } {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Connection } from "./connection.ts";
- * const conn = await Connection.open("127.0.0.1", 2181);
- * const meta = await conn.request({ type: "metadata" });
+ * import { serve } from "./server.ts";
+ * const server = serve({ host: "127.0.0.1", port: 0, maxFrameBytes: 1 << 20, handler: (req) => ({ echo: req.type }) });
+ * const conn = await Connection.open("127.0.0.1", server.port);
+ * const reply = await conn.request({ type: "metadata" });
+ * assert.equal(reply.echo, "metadata");
  * conn.close();
+ * await server.close();
  * ```
  */
 export class Connection {

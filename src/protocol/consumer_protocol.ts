@@ -79,8 +79,9 @@ class Reader {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeSubscription, encodeSubscription } from "./consumer_protocol.ts";
- * decodeSubscription(encodeSubscription(["events"])); // ["events"]
+ * assert.deepEqual(decodeSubscription(encodeSubscription(["events"])), ["events"]);
  * ```
  */
 export function encodeSubscription(topics: readonly string[]): Uint8Array {
@@ -115,8 +116,9 @@ export type Assignment = Record<string, number[]>;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeAssignment, encodeAssignment } from "./consumer_protocol.ts";
- * decodeAssignment(encodeAssignment({ events: [0, 2] })); // { events: [0, 2] }
+ * assert.deepEqual(decodeAssignment(encodeAssignment({ events: [0, 2] })), { events: [0, 2] });
  * ```
  */
 export function encodeAssignment(assignment: Assignment): Uint8Array {

@@ -27,12 +27,19 @@ export interface ByteSink {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FrameReader } from "./frame.ts";
- * const file = await Deno.open("frames.jsonl");
+ * const path = await Deno.makeTempFile({ suffix: ".jsonl" });
+ * await Deno.writeTextFile(path, '{"id":1}\n{"id":2}\n');
+ * const file = await Deno.open(path);
  * const reader = new FrameReader(file, 1 << 20);
+ * const ids: number[] = [];
  * for (let batch = await reader.next(); batch; batch = await reader.next()) {
- *   for (const line of batch) console.log(JSON.parse(line));
+ *   for (const line of batch) ids.push(JSON.parse(line).id);
  * }
+ * file.close();
+ * await Deno.remove(path);
+ * assert.deepEqual(ids, [1, 2]);
  * ```
  */
 export class FrameReader {
@@ -150,8 +157,9 @@ function attachmentSize(line: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { withAttachment } from "./frame.ts";
- * withAttachment('{"id":1,"ok":true}', 12); // '{"attach":12,"id":1,"ok":true}'
+ * assert.equal(withAttachment('{"id":1,"ok":true}', 12), '{"attach":12,"id":1,"ok":true}');
  * ```
  */
 export function withAttachment(frame: string, bytes: number): string {
@@ -163,8 +171,14 @@ export function withAttachment(frame: string, bytes: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { writeAll } from "./frame.ts";
- * await writeAll(Deno.stdout, new TextEncoder().encode("hi\n"));
+ * const written: number[] = [];
+ * const sink = { // takes at most 2 bytes a write, as a full socket buffer may
+ *   write: (p: Uint8Array) => (written.push(...p.subarray(0, 2)), Promise.resolve(Math.min(p.length, 2))),
+ * };
+ * await writeAll(sink, new TextEncoder().encode("hello\n"));
+ * assert.equal(new TextDecoder().decode(new Uint8Array(written)), "hello\n");
  * ```
  */
 export async function writeAll(
@@ -183,9 +197,13 @@ export async function writeAll(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FrameWriter } from "./frame.ts";
- * const writer = new FrameWriter(Deno.stdout);
- * await writer.send('{"id":1,"ok":true}');
+ * const writes: string[] = [];
+ * const sink = { write: (p: Uint8Array) => (writes.push(new TextDecoder().decode(p)), Promise.resolve(p.length)) };
+ * const writer = new FrameWriter(sink);
+ * await Promise.all([writer.send('{"id":1}'), writer.send('{"id":2}'), writer.send('{"id":3}')]);
+ * assert.deepEqual(writes, ['{"id":1}\n', '{"id":2}\n{"id":3}\n']); // queued behind the first write: one write
  * ```
  */
 export class FrameWriter {

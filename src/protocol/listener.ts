@@ -36,9 +36,11 @@ export interface ConnectionLimits {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { connectionLimits } from "./listener.ts";
  * const limits = connectionLimits({ maxConnections: 64 });
- * if (limits.authTimeoutMs !== 10_000) throw new Error();
+ * assert.equal(limits.maxConnections, 64);
+ * assert.equal(limits.authTimeoutMs, 10_000); // src/config.ts's
  * ```
  */
 export function connectionLimits(overrides: Partial<ConnectionLimits> = {}): ConnectionLimits {
@@ -154,6 +156,7 @@ interface Live {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { listen } from "./listener.ts";
  * const l = listen({
  *   host: "127.0.0.1", port: 0, maxFrameBytes: 1024,
@@ -162,7 +165,7 @@ interface Live {
  *     split: () => ({ kind: "more", need: 0 }), handle: () => null, closed: () => {},
  *   }),
  * });
- * if (l.port === 0) throw new Error("a port is picked");
+ * assert.notEqual(l.port, 0); // a free port was picked
  * await l.close();
  * ```
  */

@@ -15,12 +15,13 @@ export type LogSink = (message: string, fields: Record<string, unknown>) => void
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LogWindow } from "./log_window.ts";
  * const lines: string[] = [];
  * const w = new LogWindow(10_000, (message) => lines.push(message));
  * w.note("127.0.0.1", "authentication failed", {});
  * w.note("127.0.0.1", "authentication failed", {});
- * if (lines.length !== 1) throw new Error("the second is counted, not written");
+ * assert.equal(lines.length, 1); // the second is counted, not written
  * ```
  */
 export class LogWindow {
@@ -64,8 +65,10 @@ export class LogWindow {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { peerAddress } from "./log_window.ts";
- * if (peerAddress("127.0.0.1:53122") !== "127.0.0.1") throw new Error();
+ * assert.equal(peerAddress("127.0.0.1:53122"), "127.0.0.1");
+ * assert.equal(peerAddress("[::1]:53122"), "[::1]");
  * ```
  */
 export function peerAddress(remote: string): string {

@@ -28,8 +28,11 @@ export type Reply = Record<string, unknown> | RawReply;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RawReply } from "./messages.ts";
+ * import { encodeReply } from "./server.ts";
  * const reply = new RawReply('"records":[{"offset":0}]');
+ * assert.equal(encodeReply(7, reply), '{"id":7,"ok":true,"records":[{"offset":0}]}');
  * ```
  */
 export class RawReply {
@@ -102,8 +105,10 @@ export interface OutgoingRecord {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseRequest } from "./messages.ts";
- * parseRequest('{"id":1,"type":"metadata"}').type; // "metadata"
+ * assert.equal(parseRequest('{"id":1,"type":"metadata"}').type, "metadata");
+ * assert.throws(() => parseRequest("{"), { code: "INVALID_REQUEST" });
  * ```
  */
 export function parseRequest(line: string): Request {

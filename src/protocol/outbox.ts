@@ -32,6 +32,7 @@ function sizeOf(out: Outgoing): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Outbox } from "./outbox.ts";
  * const written: Uint8Array[] = [];
  * const sink = { write: (p: Uint8Array) => (written.push(p.slice()), Promise.resolve(p.length)) };
@@ -40,7 +41,7 @@ function sizeOf(out: Outgoing): number {
  * out.add("third\n"); // ready first, but waits for the answer before it
  * await out.drained();
  * const text = written.map((p) => new TextDecoder().decode(p)).join("");
- * if (text !== "second\nthird\n") throw new Error("answers leave in request order");
+ * assert.equal(text, "second\nthird\n"); // answers leave in request order
  * ```
  */
 export class Outbox {

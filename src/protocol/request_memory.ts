@@ -31,6 +31,7 @@ interface Waiter {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RequestMemory } from "./request_memory.ts";
  * const memory = new RequestMemory(1024);
  * const a = { held: 0 }, b = { held: 0 };
@@ -38,7 +39,8 @@ interface Waiter {
  * const waiting = memory.take(100, b); // waits: 1100 would pass the budget
  * memory.give(1000, a);
  * await waiting;
- * if (memory.usedBytes !== 100 || b.held !== 100) throw new Error();
+ * assert.equal(memory.usedBytes, 100);
+ * assert.equal(b.held, 100);
  * ```
  */
 export class RequestMemory {

@@ -24,8 +24,10 @@ let current: Security = {};
  *
  * @example
  * ```ts
- * import { configureSecurity } from "./security.ts";
+ * import assert from "node:assert/strict";
+ * import { configureSecurity, security } from "./security.ts";
  * configureSecurity({ authToken: "s3cret" });
+ * assert.equal(security().authToken, "s3cret");
  * ```
  */
 export function configureSecurity(s: Security): void {
@@ -42,8 +44,10 @@ export function security(): Readonly<Security> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tokensEqual } from "./security.ts";
- * tokensEqual("a", "a"); // true
+ * assert.equal(tokensEqual("s3cret", "s3cret"), true);
+ * assert.equal(tokensEqual("s3creT", "s3cret"), false);
  * ```
  */
 export function tokensEqual(given: unknown, expected: string): boolean {

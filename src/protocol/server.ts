@@ -69,8 +69,9 @@ export interface Server {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeReply } from "./server.ts";
- * encodeReply(7, { offset: 3 }); // '{"id":7,"ok":true,"offset":3}'
+ * assert.equal(encodeReply(7, { offset: 3 }), '{"id":7,"ok":true,"offset":3}');
  * ```
  */
 export function encodeReply(id: number | null, reply: Reply): string {
@@ -87,9 +88,11 @@ export function encodeReply(id: number | null, reply: Reply): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeError } from "./server.ts";
  * import { YakError } from "../errors.ts";
- * encodeError(1, new YakError("NOT_LEADER", "ask broker 2"));
+ * const frame = encodeError(1, new YakError("NOT_LEADER", "ask broker 2", { leaderId: 2 }));
+ * assert.equal(frame, '{"id":1,"ok":false,"code":"NOT_LEADER","message":"ask broker 2","leaderId":2}');
  * ```
  */
 export function encodeError(id: number | null, err: YakError): string {
@@ -107,12 +110,14 @@ export function encodeError(id: number | null, err: YakError): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectionLimits } from "./listener.ts";
  * import { serve } from "./server.ts";
  * const server = serve({
- *   host: "127.0.0.1", port: 0, maxFrameBytes: 1 << 20, maxConnections: 64,
+ *   host: "127.0.0.1", port: 0, maxFrameBytes: 1 << 20, limits: connectionLimits({ maxConnections: 64 }),
  *   handler: (req) => ({ echo: req.type }),
  * });
- * console.log(server.port);
+ * assert.notEqual(server.port, 0); // a free port was picked
  * await server.close();
  * ```
  */

@@ -19,12 +19,14 @@ export interface Candidate {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { electLeader } from "./election.ts";
- * electLeader([
+ * const leader = electLeader([
  *   { id: 1, alive: false, logEndTotal: 90 },
  *   { id: 2, alive: true, logEndTotal: 80 },
  *   { id: 3, alive: true, logEndTotal: 80 },
- * ], [1, 2, 3]); // 2
+ * ], [1, 2, 3]);
+ * assert.equal(leader, 2); // the live broker holding the most; a tie goes to the lowest id
  * ```
  */
 export function electLeader(

@@ -13,10 +13,15 @@ import type { Lease } from "../protocol/messages.ts";
  *
  * @example
  * ```ts
- * import { writeLease } from "./lease_file.ts";
- * await writeLease("/tmp/leader.lease", {
+ * import assert from "node:assert/strict";
+ * import { readLease, writeLease } from "./lease_file.ts";
+ * const dir = await Deno.makeTempDir();
+ * const lease = {
  *   epoch: 1, leaderId: 1, host: "127.0.0.1", port: 9092, isr: [1], issuedAt: Date.now(), ttlMs: 1000, version: 1,
- * });
+ * };
+ * await writeLease(`${dir}/leader.lease`, lease);
+ * assert.deepEqual(await readLease(`${dir}/leader.lease`), lease);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function writeLease(path: string, lease: Lease): Promise<void> {
@@ -31,8 +36,13 @@ export async function writeLease(path: string, lease: Lease): Promise<void> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readLease } from "./lease_file.ts";
- * const lease = await readLease("data/zookeeper/leader.lease");
+ * const dir = await Deno.makeTempDir(); // a zookeeper's is data/zookeeper/leader.lease
+ * assert.equal(await readLease(`${dir}/leader.lease`), null); // none yet
+ * await Deno.writeTextFile(`${dir}/leader.lease`, '{"epoch":1,"lea');
+ * assert.equal(typeof await readLease(`${dir}/leader.lease`), "string"); // what is wrong with it
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function readLease(path: string): Promise<Lease | null | string> {

@@ -56,12 +56,16 @@ interface Member {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Zookeeper } from "./zookeeper.ts";
+ * const dataDir = await Deno.makeTempDir();
  * const zk = await Zookeeper.start({
- *   dataDir: "/tmp/yak", host: "127.0.0.1", port: 0, heartbeatMs: 250,
- *   sessionTimeoutMs: 1000, maxFrameBytes: 1 << 20,
+ *   dataDir, host: "127.0.0.1", port: 0, heartbeatMs: 250,
+ *   sessionTimeoutMs: 1000, maxFrameBytes: 1 << 20, echo: false,
  * });
+ * assert.notEqual(zk.port, 0); // a free port was picked
  * await zk.stop();
+ * await Deno.remove(dataDir, { recursive: true });
  * ```
  */
 export class Zookeeper {

@@ -12,8 +12,9 @@ import { YakError } from "../../errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fixture } from "./fixtures.ts";
- * fixture("sample.txt").length; // 648
+ * assert.equal(fixture("sample.txt").length, 648);
  * ```
  */
 export function fixture(name: string): Uint8Array {
@@ -25,8 +26,9 @@ export function fixture(name: string): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { repeatedSample } from "./fixtures.ts";
- * repeatedSample(4).length; // 2592
+ * assert.equal(repeatedSample(4).length, 4 * 648);
  * ```
  */
 export function repeatedSample(times: number): Uint8Array {
@@ -41,8 +43,10 @@ export function repeatedSample(times: number): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { seededBytes } from "./fixtures.ts";
- * seededBytes(1, 16).length; // 16
+ * assert.equal(seededBytes(1, 16).length, 16);
+ * assert.deepEqual(seededBytes(1, 16), seededBytes(1, 16)); // the same on every run
  * ```
  */
 export function seededBytes(seed: number, n: number): Uint8Array {
@@ -81,8 +85,9 @@ export function isYak(code: string, mention?: string): (err: unknown) => boolean
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sameBytes } from "./fixtures.ts";
- * sameBytes(new Uint8Array([1, 2]), Uint8Array.of(1, 2)); // true
+ * assert.equal(sameBytes(new Uint8Array([1, 2]), Uint8Array.of(1, 2)), true);
  * ```
  */
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
