@@ -94,3 +94,48 @@ Deno.test({
       }
     }),
 });
+
+const CREATE_ASSIGNED = `
+import sys, json
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
+boot = sys.argv[1].split(",")
+admin = KafkaAdminClient(bootstrap_servers=boot)
+out = {}
+admin.create_topics([NewTopic("assigned", num_partitions=-1, replication_factor=-1, replica_assignments={0: [1]})])
+try:
+    admin.create_topics([NewTopic("gapped", num_partitions=-1, replication_factor=-1, replica_assignments={0: [1], 2: [1]})])
+    out["gapped"] = "created"
+except KafkaError as e:
+    out["gapped"] = type(e).__name__
+c = KafkaConsumer(bootstrap_servers=boot)
+out["assigned"] = sorted(c.partitions_for_topic("assigned") or [])
+out["gapped_partitions"] = sorted(c.partitions_for_topic("gapped") or [])
+c.close()
+admin.close()
+print(json.dumps(out))
+`;
+
+Deno.test({
+  name: "CreateTopics with a replica assignment: the partition count follows it; a gap in it is refused",
+  ignore: skipWithout(missing),
+  fn: () =>
+    withDeadline(60_000, "create with assignment", async () => {
+      const c = await TestCluster.start({ brokers: 1, partitions: 4 });
+      try {
+        const r = await python(CREATE_ASSIGNED, [c.bootstrapServers]);
+        assert.equal(r.code, 0, r.out);
+        const got = JSON.parse(r.out.trim().split("\n").at(-1)!);
+        assert.deepEqual(got.assigned, [0], "one partition, as assigned (not the broker's 4)");
+        assert.equal(
+          got.gapped,
+          "InvalidReplicationAssignmentError",
+          "kafka-python's name for INVALID_REPLICA_ASSIGNMENT (39)",
+        );
+        assert.deepEqual(got.gapped_partitions, []);
+      } finally {
+        await c.stop();
+      }
+    }),
+});

@@ -22,6 +22,43 @@ function adminErrorOf(err: unknown): { error: number; message: string } {
   return { error: kafkaErrorOf(err.code), message: err.message };
 }
 
+/** Told with a topic created from a replica assignment: its partition count is kept, its placement is not. */
+const PLACEMENT_NOTE = "created with the assignment's partition count; yak places every partition on every broker";
+
+/** A replica assignment Kafka would refuse, with Kafka's code for it. */
+class AssignmentError extends Error {
+  constructor(readonly kafkaCode: number, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * The partition count a CreateTopics entry asks for: its assignment's
+ * (partitions 0..n-1, each named once; then the count and replication
+ * factor must be -1, as Kafka requires), else its count, -1 meaning the
+ * broker's default.
+ */
+function partitionCountOf(
+  t: { partitions: number; replicationFactor: number; assigned: number[] },
+  defaultPartitions: number,
+): number {
+  if (t.assigned.length === 0) return t.partitions === -1 ? defaultPartitions : t.partitions;
+  if (t.partitions !== -1 || t.replicationFactor !== -1) {
+    throw new AssignmentError(
+      KAFKA.INVALID_REQUEST,
+      "give either a partition count and replication factor or a replica assignment, not both",
+    );
+  }
+  const sorted = [...t.assigned].sort((a, b) => a - b);
+  if (sorted.some((index, i) => index !== i)) {
+    throw new AssignmentError(
+      KAFKA.INVALID_REPLICA_ASSIGNMENT,
+      `the assignment must name partitions 0 to ${sorted.length - 1} once each, not ${sorted.join(",")}`,
+    );
+  }
+  return sorted.length;
+}
+
 /** Handles CreateTopics v0-5 (v5 is flexible and answers each topic's partition count). */
 export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
@@ -29,10 +66,10 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
   const topics = r.array((r) => {
     const name = r.string();
     const partitions = r.int32();
-    r.int16(); // replication factor: every broker holds every partition
-    r.array((r) => [r.int32(), r.int32Array()], 8); // assignments
+    const replicationFactor = r.int16(); // every broker holds every partition, whatever is asked
+    const assigned = r.array((r) => [r.int32(), r.int32Array()] as const, 8).map(([index]) => index);
     const configs = r.array((r) => `${r.string()}=${r.nullableString() ?? ""}`, 4);
-    return { name, partitions, configs };
+    return { name, partitions, replicationFactor, assigned, configs };
   }, 12);
   r.int32(); // timeout
   const validateOnly = v >= 1 ? r.bool() : false;
@@ -41,7 +78,7 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
     try {
       checkTopicName(t.name);
       const configs = parseTopicConfigs(t.configs);
-      const n = t.partitions === -1 ? s.opts.defaultPartitions : t.partitions;
+      const n = partitionCountOf(t, s.opts.defaultPartitions);
       if (!Number.isInteger(n) || n < 1 || n > s.opts.maxPartitions) {
         throw new YakError("INVALID_ARGUMENT", `partitions must be 1 to ${s.opts.maxPartitions}`);
       }
@@ -50,12 +87,14 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
         throw new YakError("INVALID_ARGUMENT", `topic '${t.name}' already exists`);
       }
       if (!validateOnly) await s.topics.create(t.name, n, configs);
-      answers.push({ name: t.name, error: 0, message: null, partitions: n });
+      answers.push({ name: t.name, error: 0, message: t.assigned.length > 0 ? PLACEMENT_NOTE : null, partitions: n });
     } catch (err) {
-      const e = adminErrorOf(err);
+      const e = err instanceof AssignmentError ? { error: err.kafkaCode, message: err.message } : adminErrorOf(err);
       answers.push({
         name: t.name,
-        error: e.error === KAFKA.INVALID_REQUEST ? KAFKA.INVALID_PARTITIONS : e.error,
+        error: e.error === KAFKA.INVALID_REQUEST && !(err instanceof AssignmentError)
+          ? KAFKA.INVALID_PARTITIONS
+          : e.error,
         message: e.message,
         partitions: -1,
       });
