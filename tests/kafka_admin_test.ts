@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { kcatMissing, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import { ends, KafkaConn } from "./kafka_conn.ts";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -139,3 +140,38 @@ Deno.test({
       }
     }),
 });
+
+Deno.test("CreateTopics sent to a follower is handed to the leader, not answered NOT_CONTROLLER", () =>
+  withDeadline(60_000, "create on a follower", async () => {
+    const c = await TestCluster.start({ brokers: 2 });
+    try {
+      const leader = (await c.lease()).leaderId!;
+      const follower = [...c.kafkaPorts.keys()].find((id) => id !== leader)!;
+      const k = await KafkaConn.open(c.kafkaPorts.get(follower)!);
+      try {
+        const r = await k.call(19, 5, true, (w) => {
+          w.array(["made-on-a-follower"], (w, name) => {
+            w.string(name).int32(2).int16(-1);
+            w.array([], () => {}); // assignments
+            w.array([], () => {}); // configs
+          });
+          w.int32(10_000).bool(false);
+        });
+        r.int32(); // throttle
+        const [answer] = r.array((r) => {
+          const out = { name: r.string(), error: r.int16(), message: r.nullableString(), partitions: r.int32() };
+          r.int16();
+          r.nullableArray(() => {});
+          return out;
+        });
+        ends(r);
+        assert.deepEqual(answer, { name: "made-on-a-follower", error: 0, message: null, partitions: 2 });
+      } finally {
+        k.close();
+      }
+      const listed = await yak(["topics", "--describe", "made-on-a-follower", ...c.zkFlag]);
+      assert.equal(listed.code, 0, listed.stderr);
+    } finally {
+      await c.stop();
+    }
+  }));

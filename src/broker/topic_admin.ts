@@ -82,6 +82,24 @@ export class TopicAdmin {
     return this.#change(topic, partitions, "create", configs);
   }
 
+  /**
+   * Creates a new topic from any broker: a follower hands the request to the
+   * leader (a Kafka admin client may send CreateTopics to any broker) and
+   * resolves once it has answered; the same errors as {@link create}.
+   */
+  async createFromAnyBroker(topic: string, partitions: number, configs: Record<string, string> = {}): Promise<void> {
+    const b = this.#b;
+    if (b.role() === "leader") return await this.create(topic, partitions, configs);
+    const leader = b.leader();
+    if (!leader) throw new YakError("NO_LEADER", "no leader to create the topic; retry after the failover");
+    const conn = await Connection.open(leader.host, leader.port, { connectTimeoutMs: b.opts.sessionTimeoutMs });
+    try {
+      await conn.request({ type: "create_topic", topic, partitions, configs }, b.opts.requestTimeoutMs);
+    } finally {
+      conn.close();
+    }
+  }
+
   /** Adds partitions (never removes), sets configs and removes configs of an existing topic. */
   alter(
     topic: string,

@@ -82,11 +82,11 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
       if (!Number.isInteger(n) || n < 1 || n > s.opts.maxPartitions) {
         throw new YakError("INVALID_ARGUMENT", `partitions must be 1 to ${s.opts.maxPartitions}`);
       }
-      s.requireLeader();
       if (s.partitions.partitionCount(t.name) > 0) {
         throw new YakError("INVALID_ARGUMENT", `topic '${t.name}' already exists`);
       }
-      if (!validateOnly) await s.topics.create(t.name, n, configs);
+      // Any broker takes it: a follower hands it to the leader, as topic creation on first use does.
+      if (!validateOnly) await s.topics.createFromAnyBroker(t.name, n, configs);
       answers.push({ name: t.name, error: 0, message: t.assigned.length > 0 ? PLACEMENT_NOTE : null, partitions: n });
     } catch (err) {
       const e = err instanceof AssignmentError ? { error: err.kafkaCode, message: err.message } : adminErrorOf(err);
