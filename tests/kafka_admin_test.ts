@@ -175,3 +175,35 @@ Deno.test("CreateTopics sent to a follower is handed to the leader, not answered
       await c.stop();
     }
   }));
+
+Deno.test({
+  name: "a group id with any characters (librdkafka's 'roundrobin,range'): members join, read and commit under it",
+  ignore: skipWithout(kcatMissing()),
+  fn: () =>
+    withDeadline(60_000, "group ids", async () => {
+      const c = await TestCluster.start({ brokers: 1 });
+      try {
+        const stored = await yak(["produce", "--topic", "gid", ...c.zkFlag], { stdin: "1\n2\n3\n" });
+        assert.equal(stored.code, 0, stored.stderr);
+        const group = "roundrobin,range";
+        const read = await run("kcat", [
+          "-b",
+          c.bootstrapServers,
+          "-G",
+          group,
+          "-X",
+          "auto.offset.reset=earliest",
+          "-q",
+          "-e",
+          "gid",
+        ], { timeoutMs: 30_000 });
+        assert.equal(read.code, 0, read.stderr);
+        assert.deepEqual(new TextDecoder().decode(read.stdout).split("\n").filter(Boolean).sort(), ["1", "2", "3"]);
+        const listed = await yak(["groups", "--describe", group, "--json", ...c.zkFlag]);
+        assert.equal(listed.code, 0, listed.stderr);
+        assert.equal(JSON.parse(listed.stdout).group, group, "shown as given");
+      } finally {
+        await c.stop();
+      }
+    }),
+});

@@ -1,5 +1,5 @@
 /**
- * Topic and group names are checked here before they ever touch a path.
+ * Topic names are checked here before they ever touch a path; group ids, which never do, only for length.
  *
  * @module
  */
@@ -42,24 +42,35 @@ export function checkTopicName(name: unknown, allowInternal = false): string {
 }
 
 /**
- * Returns the name if it is a legal consumer group name, else throws
- * INVALID_ARGUMENT. Same rules as topics: groups are written into the log.
+ * Group ids may be any non-empty string, as in Kafka (librdkafka users name
+ * groups such as `roundrobin,range`): they never touch a path, only JSON
+ * records in `__cluster` and escaped labels in /metrics. Bounded in length,
+ * since every commit record carries the id.
+ */
+export const MAX_GROUP_ID_CHARS = 1024;
+
+/**
+ * Returns the group id if it is one, else throws INVALID_ARGUMENT: a string of
+ * 1 to {@link MAX_GROUP_ID_CHARS} characters.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { checkGroupName } from "./names.ts";
  * assert.equal(checkGroupName("billing"), "billing");
+ * assert.equal(checkGroupName("roundrobin,range"), "roundrobin,range");
+ * assert.throws(() => checkGroupName(""), { code: "INVALID_ARGUMENT" });
  * ```
  */
 export function checkGroupName(name: unknown): string {
-  const why = nameProblem(name);
-  if (why) {
-    throw new YakError(
-      "INVALID_ARGUMENT",
-      `invalid group name ${show(name)}: ${why}`,
-    );
-  }
+  const why = typeof name !== "string"
+    ? "it must be a string"
+    : name.length === 0
+    ? "it is empty"
+    : name.length > MAX_GROUP_ID_CHARS
+    ? `it is longer than ${MAX_GROUP_ID_CHARS} characters`
+    : null;
+  if (why) throw new YakError("INVALID_ARGUMENT", `invalid group id ${show(name)}: ${why}`);
   return name as string;
 }
 
