@@ -23,6 +23,7 @@ import { assert, YakError } from "../errors.ts";
 import { type Assignment, decodeAssignment, decodeSubscription } from "../protocol/consumer_protocol.ts";
 import type { BrokerContext } from "./context.ts";
 import { appendMetaReplicated } from "./meta_log.ts";
+import type { CommitInfo, CommitOp } from "./metadata.ts";
 
 /** Kafka's group states (classic protocol). */
 export type GroupState = "Empty" | "PreparingRebalance" | "CompletingRebalance" | "Stable";
@@ -684,13 +685,17 @@ export class GroupCoordinator {
    * resolves once the in-sync replicas hold the commit. A member commits with
    * its id and generation and is refused once they are stale, so a member
    * that lost its partitions cannot move another member's position; a commit
-   * without a member is taken only while the group has no members.
+   * without a member is taken only while the group has no members. Any offset
+   * is stored, past the log end too (as Kafka does: a consumer's seek, an
+   * admin's setOffsets); `info` is what a Kafka commit says beside an offset
+   * (metadata, leader epoch), kept and given back by {@link committedInfo}.
    */
   async commit(
     group: string,
     topic: string,
     offsets: Map<number, number>,
     member: { memberId: string; generation: number } | null = null,
+    info?: Map<number, CommitInfo>,
   ): Promise<Record<string, number>> {
     const b = this.#b;
     this.#leading();
@@ -711,20 +716,22 @@ export class GroupCoordinator {
     const out: Record<string, number> = {};
     for (const [p, off] of offsets) {
       if (p < 0 || p >= n) throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has no partition '${p}'`);
-      // A commit past the end would make every later fetch of the group fail.
-      const logEnd = b.store.partition(topic, p).logEndOffset;
-      if (off > logEnd) {
-        throw new YakError("OUT_OF_RANGE", `offset ${off} is past the end (${logEnd}) of ${topic}/${p}`);
-      }
       out[p] = off;
     }
-    await appendMetaReplicated(b, { op: "commit", group, topic, offsets: out }, b.opts.requestTimeoutMs);
+    const said = infoOf(info);
+    const op: CommitOp = { op: "commit", group, topic, offsets: out, ...(said ? { info: said } : {}) };
+    await appendMetaReplicated(b, op, b.opts.requestTimeoutMs);
     return out;
   }
 
   /** The group's committed offsets in a topic, by partition. */
   committed(group: string, topic: string): Record<string, number> {
     return Object.fromEntries(this.#b.store.meta.groups.get(group)?.get(topic) ?? []);
+  }
+
+  /** What the group's commits in a topic said beside their offsets (metadata, leader epoch), by partition. */
+  committedInfo(group: string, topic: string): ReadonlyMap<number, CommitInfo> {
+    return this.#b.store.meta.commitInfo.get(group)?.get(topic) ?? new Map();
   }
 
   /** Groups known here: with members (on the leader) or with commits. */
@@ -801,10 +808,20 @@ export class GroupCoordinator {
     }
   }
 
-  /** Sets a group's committed offsets (no members may be active). */
+  /**
+   * Sets a group's committed offsets (no members may be active): a person's
+   * `yak groups --reset-offsets`, so an offset past the end is refused as a
+   * likely mistake (a commit through Kafka's API takes it).
+   */
   async resetOffsets(group: string, topic: string, offsets: Map<number, number>): Promise<Record<string, number>> {
     this.#leading();
     this.#requireEmpty(group, "reset its offsets");
+    for (const [p, off] of offsets) {
+      const log = this.#b.store.partitionCount(topic) > p ? this.#b.store.partition(topic, p) : null;
+      if (log && off > log.logEndOffset) {
+        throw new YakError("OUT_OF_RANGE", `offset ${off} is past the end (${log.logEndOffset}) of ${topic}/${p}`);
+      }
+    }
     return await this.commit(group, topic, offsets);
   }
 
@@ -842,4 +859,17 @@ export class GroupCoordinator {
     }
     return out;
   }
+}
+
+/** A commit's info in its stored form, or undefined when no partition's commit said anything. */
+function infoOf(info: Map<number, CommitInfo> | undefined): Record<string, CommitInfo> | undefined {
+  if (!info) return undefined;
+  const out: Record<string, CommitInfo> = {};
+  for (const [p, said] of info) {
+    const kept: CommitInfo = {};
+    if (said.m !== undefined && said.m !== "") kept.m = said.m;
+    if (said.e !== undefined && said.e >= 0) kept.e = said.e;
+    if (kept.m !== undefined || kept.e !== undefined) out[p] = kept;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }

@@ -45,6 +45,8 @@ export interface SnapshotOp {
   op: "snapshot";
   topics: Record<string, TopicMeta>;
   groups: Record<string, Record<string, Record<string, number>>>;
+  /** What commits said beside their offsets, where they said anything (same nesting as `groups`). */
+  commitInfo?: Record<string, Record<string, Record<string, CommitInfo>>>;
   producerIds?: ProducerIdsState;
 }
 
@@ -71,6 +73,14 @@ export interface CommitOp {
   group: string;
   topic: string;
   offsets: Record<string, number>;
+  /** By partition, what a Kafka commit said beside the offset (absent: nothing). */
+  info?: Record<string, CommitInfo>;
+}
+
+/** A Kafka commit's metadata string (`m`) and the leader epoch of the committed offset (`e`), when given. */
+export interface CommitInfo {
+  m?: string;
+  e?: number;
 }
 
 /** A group's commits deleted (`yak groups --delete`). */
@@ -106,6 +116,8 @@ export class Metadata {
   readonly topics = new Map<string, TopicMeta>();
   /** group -> topic -> partition -> next offset to read. */
   readonly groups = new Map<string, Map<string, Map<number, number>>>();
+  /** group -> topic -> partition -> what the commit said beside the offset, for the commits that said anything. */
+  readonly commitInfo = new Map<string, Map<string, Map<number, CommitInfo>>>();
   /** Producer ids reserved so far, and the key that makes them; null until the first is issued. */
   producerIds: ProducerIdsState | null = null;
 
@@ -126,6 +138,7 @@ export class Metadata {
     } else if (op.op === "topic_delete") {
       this.topics.delete(op.topic);
       for (const byTopic of this.groups.values()) byTopic.delete(op.topic);
+      for (const byTopic of this.commitInfo.values()) byTopic.delete(op.topic);
     } else if (op.op === "snapshot") {
       this.clear();
       for (const [name, t] of Object.entries(op.topics)) this.topics.set(name, { ...t, configs: { ...t.configs } });
@@ -136,6 +149,9 @@ export class Metadata {
         }
         this.groups.set(group, m);
       }
+      for (const [group, byTopic] of Object.entries(op.commitInfo ?? {})) {
+        for (const [topic, info] of Object.entries(byTopic)) this.#setInfo(group, topic, info, Object.keys(info));
+      }
       if (op.producerIds) this.producerIds = { ...op.producerIds };
     } else if (op.op === "producer_ids") {
       // Reserved blocks only grow, and the first key stays: ids issued under it must stay valid.
@@ -145,6 +161,7 @@ export class Metadata {
       };
     } else if (op.op === "group_delete") {
       this.groups.delete(op.group);
+      this.commitInfo.delete(op.group);
     } else if (op.op === "commit") {
       let byTopic = this.groups.get(op.group);
       if (!byTopic) this.groups.set(op.group, byTopic = new Map());
@@ -153,6 +170,24 @@ export class Metadata {
       for (const [p, off] of Object.entries(op.offsets)) {
         byPartition.set(Number(p), off);
       }
+      // A commit that says nothing beside an offset clears what an earlier one said.
+      this.#setInfo(op.group, op.topic, op.info ?? {}, Object.keys(op.offsets));
+    }
+  }
+
+  /** Sets (or, where `info` has none, clears) the commit info of `partitions`. */
+  #setInfo(group: string, topic: string, info: Record<string, CommitInfo>, partitions: string[]): void {
+    let byTopic = this.commitInfo.get(group);
+    let byPartition = byTopic?.get(topic);
+    for (const p of partitions) {
+      const said = info[p];
+      if (said === undefined) {
+        byPartition?.delete(Number(p));
+        continue;
+      }
+      if (!byTopic) this.commitInfo.set(group, byTopic = new Map());
+      if (!byPartition) byTopic.set(topic, byPartition = new Map());
+      byPartition.set(Number(p), { ...said });
     }
   }
 
@@ -164,6 +199,13 @@ export class Metadata {
       for (const [topic, offsets] of byTopic) groups[group][topic] = Object.fromEntries(offsets);
     }
     const snap: SnapshotOp = { op: "snapshot", topics: Object.fromEntries(this.topics), groups };
+    const commitInfo: NonNullable<SnapshotOp["commitInfo"]> = {};
+    for (const [group, byTopic] of this.commitInfo) {
+      for (const [topic, info] of byTopic) {
+        if (info.size > 0) (commitInfo[group] ??= {})[topic] = Object.fromEntries(info);
+      }
+    }
+    if (Object.keys(commitInfo).length > 0) snap.commitInfo = commitInfo;
     if (this.producerIds) snap.producerIds = { ...this.producerIds };
     return snap;
   }
@@ -171,6 +213,7 @@ export class Metadata {
   clear(): void {
     this.topics.clear();
     this.groups.clear();
+    this.commitInfo.clear();
     this.producerIds = null;
   }
 

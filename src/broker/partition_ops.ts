@@ -410,9 +410,11 @@ export class PartitionOps {
 
   /**
    * Where a consumer's fetch of `topic` reads from, checked: the topic must be
-   * here, each partition must exist, and an offset past the log end is
-   * OUT_OF_RANGE on the leader (a follower may simply be behind the consumer:
-   * it skips that partition).
+   * here and each partition must exist. An offset below the log start
+   * (retention) goes into `outOfRange` with the partition's offsets, and so
+   * does one past the log end on the leader (a committed offset may be: Kafka
+   * stores any), so the consumer resets; without the map that is OUT_OF_RANGE.
+   * A follower may simply be behind the consumer: it skips that partition.
    */
   consumerSpecs(
     topic: string,
@@ -436,9 +438,11 @@ export class PartitionOps {
         continue;
       }
       if (from > log.logEndOffset) {
-        if (b.role() === "leader") {
+        if (b.role() !== "leader") continue;
+        if (!belowStart) {
           throw new YakError("OUT_OF_RANGE", `offset ${from} is past the end (${log.logEndOffset}) of ${topic}/${p}`);
         }
+        belowStart.set(p, this.offsets({ topic, partition: p }));
         continue;
       }
       specs.push({ key: `${topic}/${p}`, log, from });

@@ -581,12 +581,15 @@ export class Consumer {
         const partition = Number(p);
         const from = s.cursor.get(partition);
         // Only a position nothing was fetched past: records handed out are never skipped here.
-        if (from === undefined || from >= logStart || s.positions.get(partition) !== from) continue;
+        if (from === undefined || (from >= logStart && from <= hw) || s.positions.get(partition) !== from) continue;
         const to = this.#o.autoOffsetReset === "latest" ? hw : logStart;
         s.cursor.set(partition, to);
         s.positions.set(partition, to);
+        const why = from < logStart
+          ? `was deleted by retention (the log starts at ${logStart})`
+          : `is past the end (${hw}; a commit may name any offset)`;
         this.#o.onReset?.(
-          `offset ${from} of ${topic}/${partition} was deleted by retention (the log starts at ${logStart}); ` +
+          `offset ${from} of ${topic}/${partition} ${why}; ` +
             `resetting to the ${this.#o.autoOffsetReset === "latest" ? "latest" : "earliest"} offset, ${to}`,
         );
       }

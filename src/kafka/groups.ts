@@ -177,6 +177,9 @@ export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void 
   }
 }
 
+/** A commit's metadata string at most (Kafka's offset.metadata.max.bytes): every commit record carries it. */
+const MAX_COMMIT_METADATA_CHARS = 4096;
+
 /** Handles OffsetCommit v0-8 (v8 flexible): one commit per topic, checked against the member and generation. */
 export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
@@ -190,23 +193,33 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
     parts: r.array((r) => {
       const index = r.int32();
       const offset = r.int64();
-      if (v >= 6) r.int32(); // leader epoch
+      const epoch = v >= 6 ? r.int32() : -1;
       if (v === 1) r.int64(); // commit timestamp
-      r.nullableString(); // metadata: not kept
-      return { index, offset };
+      const metadata = r.nullableString() ?? "";
+      return { index, offset, epoch, metadata };
     }, 14),
   }), 4);
   const member = memberId !== "" && generation >= 0 ? { memberId, generation } : null;
   const answers = await Promise.all(topics.map(async (t) => {
     let error = 0;
+    // As Kafka: a partition whose metadata is too long is refused on its own; the others are stored.
+    const kept = t.parts.filter((p) => p.metadata.length <= MAX_COMMIT_METADATA_CHARS);
     try {
       checkGroupName(group);
       checkTopicName(t.name);
-      await ctx.services.groups.commit(group, t.name, new Map(t.parts.map((p) => [p.index, p.offset])), member);
+      const offsets = new Map(kept.map((p) => [p.index, p.offset]));
+      const info = new Map(kept.map((p) => [p.index, { m: p.metadata, e: p.epoch }]));
+      if (kept.length > 0) await ctx.services.groups.commit(group, t.name, offsets, member, info);
     } catch (err) {
       error = groupErrorOf(err);
     }
-    return { name: t.name, parts: t.parts.map((p) => ({ index: p.index, error })) };
+    return {
+      name: t.name,
+      parts: t.parts.map((p) => ({
+        index: p.index,
+        error: kept.includes(p) ? error : KAFKA.OFFSET_METADATA_TOO_LARGE,
+      })),
+    };
   }));
   if (v >= 3) w.int32(0);
   w.array(answers, (w, t) => {
@@ -216,7 +229,7 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
 }
 
 type AskedTopics = { name: string; parts: number[] }[] | null;
-type CommittedTopics = { name: string; parts: { index: number; offset: number }[] }[];
+type CommittedTopics = { name: string; parts: { index: number; offset: number; epoch: number; metadata: string }[] }[];
 
 /** A group's committed offsets for the asked topics (null: every topic it has a commit for). */
 function committedOf(ctx: KafkaContext, group: string, asked: AskedTopics): { error: number; topics: CommittedTopics } {
@@ -227,9 +240,18 @@ function committedOf(ctx: KafkaContext, group: string, asked: AskedTopics): { er
     const wanted = asked ?? Object.keys(s.view().topics).map((name) => ({ name, parts: null as number[] | null }));
     for (const t of wanted) {
       const committed = s.groups.committed(group, t.name);
+      const info = s.groups.committedInfo(group, t.name);
       const indexes = t.parts ?? Object.keys(committed).map(Number);
       if (asked === null && indexes.length === 0) continue;
-      topics.push({ name: t.name, parts: indexes.map((index) => ({ index, offset: committed[index] ?? -1 })) });
+      topics.push({
+        name: t.name,
+        parts: indexes.map((index) => ({
+          index,
+          offset: committed[index] ?? -1,
+          epoch: info.get(index)?.e ?? -1,
+          metadata: info.get(index)?.m ?? "",
+        })),
+      });
     }
     return { error: 0, topics };
   } catch (err) {
@@ -255,8 +277,8 @@ export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void
       w.string(t.name);
       w.array(t.parts, (w, p) => {
         w.int32(p.index).int64(p.offset);
-        if (v >= 5) w.int32(-1); // the committed leader epoch: not kept
-        w.nullableString("").int16(0);
+        if (v >= 5) w.int32(p.epoch);
+        w.nullableString(p.metadata).int16(0);
       });
     });
   if (v >= 3) w.int32(0);
