@@ -7,9 +7,9 @@
  */
 import { join } from "node:path";
 import { assert, YakError } from "../errors.ts";
-import { dataModes } from "../files.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
-import { firstLineOffset, lastLineOffset, lineOffset, sealLines, verifyLine } from "./record.ts";
+import { firstLineOffset, lastLineOffset, sealLines, verifyLine } from "./record.ts";
+import { recoverLog } from "./recovery.ts";
 import { Segment, segmentStem, UncertainFileError } from "./segment.ts";
 
 const NEWLINE = 10;
@@ -156,91 +156,9 @@ export class PartitionLog {
     this.#opts.segmentMs = limits.segmentMs;
   }
 
-  /** Opens (creating if needed) the log in `dir`, repairing a torn tail. */
-  // deno-lint-ignore yak/max-function-lines
+  /** Opens (creating if needed) the log in `dir`, repairing a torn tail (see recovery.ts). */
   static async open(dir: string, opts: LogOptions): Promise<PartitionLog> {
-    await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
-    const bases: number[] = [];
-    for await (const entry of Deno.readDir(dir)) {
-      const m = /^(\d{20})\.jsonl$/.exec(entry.name);
-      if (m && entry.isFile) bases.push(Number(m[1]));
-    }
-    bases.sort((a, b) => a - b);
-    const segments: Segment[] = [];
-    const damaged: { offset: number; file: string }[] = [];
-    const check: OpenCheck = { checked: 0, unsealed: 0 };
-    let logEnd = 0;
-    if (bases.length === 0) {
-      segments.push(await Segment.create(dir, 0));
-    }
-    for (let i = 0; i < bases.length; i++) {
-      const last = i === bases.length - 1;
-      const { segment, scan, indexRebuilt } = await Segment.open(
-        dir,
-        bases[i],
-        opts.indexIntervalBytes,
-        last || opts.verifyAll === true,
-      );
-      if (indexRebuilt) {
-        opts.onEvent?.("index_rebuilt", { file: segment.indexPath });
-      }
-      segments.push(segment);
-      if (scan) {
-        check.checked += scan.count;
-        check.unsealed += scan.unsealed;
-        if (scan.damagedAt !== null) damaged.push({ offset: scan.damagedAt, file: segment.dataPath });
-      }
-      if (scan?.corrupt && !last) {
-        // A line that is not its record, in a closed segment: damaged from there (the reads stop
-        // at it); a follower copies it again from the leader, a leader hands the partition over.
-        damaged.push({ offset: segment.base + scan.count, file: segment.dataPath });
-      }
-      if (!last || !scan) continue;
-      let { count, validBytes, corrupt } = scan;
-      if (!corrupt && scan.lastLine !== null) {
-        // The newest line is the one a crash most likely hurt: parse it fully, once.
-        let claimed = NaN;
-        try {
-          claimed = JSON.parse(scan.lastLine).offset;
-        } catch { /* handled below */ }
-        if (claimed !== segment.base + count - 1) {
-          corrupt = true;
-          count--;
-          validBytes = scan.lastLineStart;
-        }
-      }
-      const cutBytes = segment.size - validBytes;
-      if (cutBytes > 0) {
-        let savedTo: string | undefined;
-        if (corrupt) {
-          // Damaged records are set aside, not deleted: a replica copies them
-          // again from the leader, and a person can still look at the bytes.
-          savedTo = `${segment.dataPath}.corrupt-${Date.now()}`;
-          const bytes = await segment.readAt(validBytes, cutBytes);
-          // createNew: a file (or a link) already there is never written through.
-          await Deno.writeFile(savedTo, bytes, { createNew: true, mode: dataModes().file });
-        }
-        await segment.truncate(validBytes);
-        opts.onEvent?.(corrupt ? "corrupt_records_cut" : "torn_tail_cut", {
-          file: segment.dataPath,
-          cutBytes,
-          keptRecords: count,
-          ...(savedTo ? { atOffset: segment.base + count, savedTo } : {}),
-        });
-      }
-      logEnd = segment.base + count;
-    }
-    let epochs = await EpochCache.load(dir);
-    if (epochs === null) {
-      epochs = new EpochCache(dir);
-      if (logEnd > 0) {
-        await rebuildEpochs(segments, epochs);
-        opts.onEvent?.("epochs_rebuilt", { dir });
-      }
-      await epochs.save();
-    } else if (epochs.truncateFrom(logEnd)) {
-      await epochs.save();
-    }
+    const { segments, logEnd, epochs, damaged, check } = await recoverLog(dir, opts);
     const log = new PartitionLog(dir, segments, logEnd, epochs, opts);
     log.openCheck = check;
     for (const d of damaged) if (d.offset < logEnd) log.#markDamaged(d.offset, d.file, "open");
@@ -710,12 +628,8 @@ export class PartitionLog {
     return new ReadResult(from, count, parts, bytes);
   }
 
-  // deno-lint-ignore yak/max-function-lines
-  async #readDisk(
-    from: number,
-    maxBytes: number,
-    end: number,
-  ): Promise<ReadResult> {
+  /** Reads from the segment files, checking each line's checksum; see {@link read}. */
+  async #readDisk(from: number, maxBytes: number, end: number): Promise<ReadResult> {
     const seg = this.#segmentFor(from);
     const start = seg.lookup(from);
     let toSkip = from - start.offset;
@@ -778,24 +692,27 @@ export class PartitionLog {
       // Not before the first record: "always at least one", even for maxBytes <= 0.
       if ((count > 0 && bytes >= maxBytes) || stop <= lastNl) break;
     }
-    if (
-      !damaged && count < wanted && bytes < maxBytes && position >= seg.size &&
-      seg !== this.#segments.at(-1)
-    ) {
-      // The read ran off this segment's end: continue in the next one.
-      let more: ReadResult;
-      try {
-        more = await this.read(from + count, maxBytes - bytes, end);
-      } catch (err) {
-        // The next segment starts with a damaged record: serve what came before it.
-        if (count > 0 && err instanceof YakError && err.code === "CORRUPT_LOG") {
-          return new ReadResult(from, count, parts, bytes);
-        }
-        throw err;
-      }
-      return new ReadResult(from, count + more.count, [...parts, ...more.chunks], bytes + more.byteLength);
+    const read = new ReadResult(from, count, parts, bytes);
+    const ranOff = !damaged && count < wanted && bytes < maxBytes && position >= seg.size;
+    return ranOff && seg !== this.#segments.at(-1) ? await this.#readOn(read, maxBytes, end) : read;
+  }
+
+  /** A disk read that ran off its segment's end goes on in the next one. */
+  async #readOn(read: ReadResult, maxBytes: number, end: number): Promise<ReadResult> {
+    let more: ReadResult;
+    try {
+      more = await this.read(read.baseOffset + read.count, maxBytes - read.byteLength, end);
+    } catch (err) {
+      // The next segment starts with a damaged record: serve what came before it.
+      if (read.count > 0 && err instanceof YakError && err.code === "CORRUPT_LOG") return read;
+      throw err;
     }
-    return new ReadResult(from, count, parts, bytes);
+    return new ReadResult(
+      read.baseOffset,
+      read.count + more.count,
+      [...read.chunks, ...more.chunks],
+      read.byteLength + more.byteLength,
+    );
   }
 
   /**
@@ -987,24 +904,6 @@ function takeLines(
     count++;
   }
   return { bytes: bytes.subarray(at, stop), count };
-}
-
-async function rebuildEpochs(
-  segments: Segment[],
-  epochs: EpochCache,
-): Promise<void> {
-  for (const seg of segments) {
-    const bytes = await seg.readAt(0, seg.size);
-    const text = decoder.decode(bytes);
-    for (let at = 0; at < text.length;) {
-      const nl = text.indexOf("\n", at);
-      if (nl === -1) break;
-      const m = /"epoch":(\d+)/.exec(text.slice(at, Math.min(nl, at + 80)));
-      // A line of an older epoch than one before it is not a new epoch (a log from before epochs were checked).
-      if (m && Number(m[1]) >= epochs.lastEpoch) epochs.assign(Number(m[1]), lineOffset(text.slice(at, nl)));
-      at = nl + 1;
-    }
-  }
 }
 
 /** The byte position after the `lines`-th newline from `from` (the end of the bytes if there are fewer). */

@@ -366,7 +366,32 @@ export class Segment {
     return true;
   }
 
-  // deno-lint-ignore yak/max-function-lines
+  /**
+   * Checks the lines that spanned two read chunks (the scan saw only their
+   * framing); the first that is not its record is returned, and the index
+   * entries at or after it are dropped.
+   */
+  async #checkSpanning(
+    spanning: { start: number; end: number; offset: number }[],
+    count: number,
+    verify: (bytes: Uint8Array, from: number, to: number, offset: number) => void,
+  ): Promise<{ start: number; offset: number } | null> {
+    for (const line of spanning) {
+      if (line.offset - this.base >= count) break;
+      const whole = await this.readAt(line.start, line.end - line.start);
+      if (startsWithOffset(whole, 0, whole.length, line.offset)) {
+        verify(whole, 0, whole.length, line.offset);
+        continue;
+      }
+      while (this.offsets.length > 0 && this.positions[this.positions.length - 1] >= line.start) {
+        this.offsets.pop();
+        this.positions.pop();
+      }
+      return line;
+    }
+    return null;
+  }
+
   async #scan(indexIntervalBytes: number): Promise<ScanResult> {
     this.offsets = [];
     this.positions = [];
@@ -419,37 +444,29 @@ export class Segment {
     } finally {
       file.close();
     }
-    for (const line of spanning) {
-      if (line.offset - this.base >= count) break;
-      const whole = await this.readAt(line.start, line.end - line.start);
-      if (startsWithOffset(whole, 0, whole.length, line.offset)) verify(whole, 0, whole.length, line.offset);
-      else {
-        // Keep only what precedes the bad line; the caller cuts the rest.
-        corrupt = true;
-        count = line.offset - this.base;
-        lineStart = line.start;
-        while (this.offsets.length > 0 && this.positions[this.positions.length - 1] >= lineStart) {
-          this.offsets.pop();
-          this.positions.pop();
-        }
-        break;
-      }
-    }
-    let lastLine: string | null = null;
-    if (count > 0 && lastLineStart >= 0 && lastLineStart < lineStart) {
-      const bytes = await this.readAt(lastLineStart, lineStart - lastLineStart - 1);
-      lastLine = new TextDecoder().decode(bytes);
+    const bad = await this.#checkSpanning(spanning, count, verify);
+    if (bad !== null) {
+      // Keep only what precedes the bad line; the caller cuts the rest.
+      corrupt = true;
+      count = bad.offset - this.base;
+      lineStart = bad.start;
     }
     return {
       count,
       validBytes: lineStart,
       tornBytes: this.size - lineStart,
-      lastLine,
+      lastLine: await this.#lastLine(count, lastLineStart, lineStart),
       lastLineStart: Math.max(0, lastLineStart),
       corrupt,
       damagedAt: damagedAt !== null && damagedAt < this.base + count ? damagedAt : null,
       unsealed,
     };
+  }
+
+  /** The last whole line, for the caller's full parse, or null when there is none. */
+  async #lastLine(count: number, lastLineStart: number, lineStart: number): Promise<string | null> {
+    if (count === 0 || lastLineStart < 0 || lastLineStart >= lineStart) return null;
+    return new TextDecoder().decode(await this.readAt(lastLineStart, lineStart - lastLineStart - 1));
   }
 
   async #writeIndex(): Promise<void> {

@@ -1,0 +1,165 @@
+/**
+ * Opening a partition's log from what is on disk: its segments in offset
+ * order, a start-up check of the newest one (or of every one after an
+ * unclean stop), a torn or damaged tail cut off (damaged bytes set aside,
+ * never deleted), and the epoch cache rebuilt when it is missing. What
+ * {@link PartitionLog.open} runs before it builds the log (Kafka's
+ * LogLoader).
+ *
+ * @module
+ */
+import { dataModes } from "../files.ts";
+import { EpochCache } from "./epoch_cache.ts";
+import type { LogOptions, OpenCheck } from "./partition_log.ts";
+import { lineOffset } from "./record.ts";
+import { type ScanResult, Segment } from "./segment.ts";
+
+/** What a log's files held at open. */
+export interface Recovered {
+  segments: Segment[];
+  /** The offset after the last whole record. */
+  logEnd: number;
+  epochs: EpochCache;
+  /** Damaged records found by the check (below `logEnd`: the rest was cut). */
+  damaged: { offset: number; file: string }[];
+  check: OpenCheck;
+}
+
+/**
+ * Opens the segments in `dir` (creating the first when there is none),
+ * checks them and cuts a torn tail; see the module doc.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { recoverLog } from "./recovery.ts";
+ * const dir = await Deno.makeTempDir();
+ * const r = await recoverLog(dir, { segmentBytes: 1 << 20, indexIntervalBytes: 4096 });
+ * assert.equal(r.logEnd, 0);
+ * assert.equal(r.segments.length, 1);
+ * for (const s of r.segments) s.closeHandles();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function recoverLog(dir: string, opts: LogOptions): Promise<Recovered> {
+  await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
+  const bases = await segmentBases(dir);
+  const segments: Segment[] = [];
+  const damaged: { offset: number; file: string }[] = [];
+  const check: OpenCheck = { checked: 0, unsealed: 0 };
+  let logEnd = 0;
+  if (bases.length === 0) segments.push(await Segment.create(dir, 0));
+  for (let i = 0; i < bases.length; i++) {
+    const last = i === bases.length - 1;
+    const { segment, scan, indexRebuilt } = await Segment.open(
+      dir,
+      bases[i],
+      opts.indexIntervalBytes,
+      last || opts.verifyAll === true,
+    );
+    if (indexRebuilt) opts.onEvent?.("index_rebuilt", { file: segment.indexPath });
+    segments.push(segment);
+    if (scan) noteScan(segment, scan, last, check, damaged);
+    if (last && scan) logEnd = segment.base + await cutTail(segment, scan, opts);
+  }
+  return { segments, logEnd, epochs: await loadEpochs(dir, segments, logEnd, opts), damaged, check };
+}
+
+/** The base offsets of the segment files in `dir`, in order. */
+async function segmentBases(dir: string): Promise<number[]> {
+  const bases: number[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const m = /^(\d{20})\.jsonl$/.exec(entry.name);
+    if (m && entry.isFile) bases.push(Number(m[1]));
+  }
+  return bases.sort((a, b) => a - b);
+}
+
+/** Counts what a segment's check found, and where it found damage. */
+function noteScan(
+  segment: Segment,
+  scan: ScanResult,
+  last: boolean,
+  check: OpenCheck,
+  damaged: { offset: number; file: string }[],
+): void {
+  check.checked += scan.count;
+  check.unsealed += scan.unsealed;
+  if (scan.damagedAt !== null) damaged.push({ offset: scan.damagedAt, file: segment.dataPath });
+  if (scan.corrupt && !last) {
+    // A line that is not its record, in a closed segment: damaged from there (the reads stop
+    // at it); a follower copies it again from the leader, a leader hands the partition over.
+    damaged.push({ offset: segment.base + scan.count, file: segment.dataPath });
+  }
+}
+
+/**
+ * Cuts the newest segment after its last whole record (a torn write, or a
+ * last line that is not its record); returns the records it keeps.
+ */
+async function cutTail(segment: Segment, scan: ScanResult, opts: LogOptions): Promise<number> {
+  let { count, validBytes, corrupt } = scan;
+  if (!corrupt && scan.lastLine !== null) {
+    // The newest line is the one a crash most likely hurt: parse it fully, once.
+    let claimed = NaN;
+    try {
+      claimed = JSON.parse(scan.lastLine).offset;
+    } catch { /* handled below */ }
+    if (claimed !== segment.base + count - 1) {
+      corrupt = true;
+      count--;
+      validBytes = scan.lastLineStart;
+    }
+  }
+  const cutBytes = segment.size - validBytes;
+  if (cutBytes <= 0) return count;
+  let savedTo: string | undefined;
+  if (corrupt) {
+    // Damaged records are set aside, not deleted: a replica copies them
+    // again from the leader, and a person can still look at the bytes.
+    savedTo = `${segment.dataPath}.corrupt-${Date.now()}`;
+    const bytes = await segment.readAt(validBytes, cutBytes);
+    // createNew: a file (or a link) already there is never written through.
+    await Deno.writeFile(savedTo, bytes, { createNew: true, mode: dataModes().file });
+  }
+  await segment.truncate(validBytes);
+  opts.onEvent?.(corrupt ? "corrupt_records_cut" : "torn_tail_cut", {
+    file: segment.dataPath,
+    cutBytes,
+    keptRecords: count,
+    ...(savedTo ? { atOffset: segment.base + count, savedTo } : {}),
+  });
+  return count;
+}
+
+/** The epoch cache: as saved (cut to the log end), or rebuilt from the records when missing. */
+async function loadEpochs(dir: string, segments: Segment[], logEnd: number, opts: LogOptions): Promise<EpochCache> {
+  let epochs = await EpochCache.load(dir);
+  if (epochs === null) {
+    epochs = new EpochCache(dir);
+    if (logEnd > 0) {
+      await rebuildEpochs(segments, epochs);
+      opts.onEvent?.("epochs_rebuilt", { dir });
+    }
+    await epochs.save();
+  } else if (epochs.truncateFrom(logEnd)) {
+    await epochs.save();
+  }
+  return epochs;
+}
+
+const decoder = new TextDecoder();
+
+async function rebuildEpochs(segments: Segment[], epochs: EpochCache): Promise<void> {
+  for (const seg of segments) {
+    const text = decoder.decode(await seg.readAt(0, seg.size));
+    for (let at = 0; at < text.length;) {
+      const nl = text.indexOf("\n", at);
+      if (nl === -1) break;
+      const m = /"epoch":(\d+)/.exec(text.slice(at, Math.min(nl, at + 80)));
+      // A line of an older epoch than one before it is not a new epoch (a log from before epochs were checked).
+      if (m && Number(m[1]) >= epochs.lastEpoch) epochs.assign(Number(m[1]), lineOffset(text.slice(at, nl)));
+      at = nl + 1;
+    }
+  }
+}
