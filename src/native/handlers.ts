@@ -19,6 +19,12 @@ import { serve, type Session } from "../protocol/server.ts";
 import type { ServeCodec } from "../broker/broker.ts";
 import type { BrokerOptions } from "../broker/context.ts";
 import type { Acks, PartitionOffsets, ReadSpec } from "../broker/partition_ops.ts";
+import {
+  decodeEpochEndQuery,
+  decodeFetchRequest,
+  encodeEpochEnds,
+  encodeFetchReply,
+} from "../broker/replica_protocol.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9._-]{1,64}$/;
 /** An issued producer id as decimal text (a safe integer, below 2^53). */
@@ -114,24 +120,11 @@ export function nativeHandler(
       case "replicate":
         return replicate(s, req);
       case "epoch_end":
-        return { ends: s.replication.epochEnds(int(req, "epoch"), offsetMap(req, "epochs", replicationKeys(s))) };
+        return epochEnd(s, req);
       default:
         throw new YakError("UNKNOWN_REQUEST", `brokers do not handle '${req.type}'`);
     }
   };
-}
-
-function replicationKeys(s: BrokerServices): number {
-  return s.opts.maxPartitions * 100 + 1;
-}
-
-/** A follower's fenced partitions (`"fenced":["t/0"]`), as many as there can be partitions. */
-function fencedKeys(s: BrokerServices, value: unknown): Set<string> | undefined {
-  if (value === undefined) return undefined;
-  if (!Array.isArray(value) || value.length > replicationKeys(s) || value.some((k) => typeof k !== "string")) {
-    throw new YakError("INVALID_REQUEST", "'fenced' must be a list of partition keys");
-  }
-  return new Set(value as string[]);
 }
 
 function acksOf(req: Request): Acks {
@@ -397,31 +390,12 @@ function damagedField(damaged: Map<ReadSpec, YakError>): string {
 }
 
 async function replicate(s: BrokerServices, req: Request): Promise<Reply> {
-  const res = await s.replication.serveFetch({
-    epoch: int(req, "epoch"),
-    followerId: int(req, "brokerId", 0, 1_000_000),
-    offsets: offsetMap(req, "offsets", replicationKeys(s)),
-    knownHw: offsetMap(req, "hw", replicationKeys(s)),
-    maxBytes: optInt(req, "maxBytes", s.opts.replicaFetchMaxBytes, 1, s.opts.maxFetchBytes),
-    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
-    failing: req.failing === true,
-    fenced: fencedKeys(s, req.fenced),
-  });
-  const data: Uint8Array[] = [];
-  const parts = res.parts.map((part) => {
-    data.push(...part.chunks);
-    return {
-      k: part.key,
-      base: part.base,
-      count: part.count,
-      len: part.byteLength,
-      epochs: part.epochs,
-      rolls: part.rolls,
-    };
-  });
-  // The stored bytes go as they are, after the frame: never escaped, never parsed.
-  const head = JSON.stringify({ epoch: res.epoch, parts, hw: res.hw, truncate: res.truncate, logStart: res.logStart });
-  return new RawReply(head.slice(1, -1), data);
+  return encodeFetchReply(await s.replication.serveFetch(decodeFetchRequest(req, s.opts)));
+}
+
+function epochEnd(s: BrokerServices, req: Request): Reply {
+  const { epoch, lastEpochs } = decodeEpochEndQuery(req, s.opts);
+  return encodeEpochEnds(s.replication.epochEnds(epoch, lastEpochs));
 }
 
 async function metadata(s: BrokerServices, req: Request): Promise<Reply> {
