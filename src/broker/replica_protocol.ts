@@ -113,9 +113,15 @@ function maxKeys(limits: ReplicaLimits): number {
  * Decodes a follower's `replicate` request, or throws INVALID_REQUEST naming the field.
  *
  * @example
- * ```ts ignore
- * const fetch = decodeFetchRequest(req, broker.opts);
- * const reply = encodeFetchReply(await replication.serveFetch(fetch));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeFetchRequest } from "./replica_protocol.ts";
+ * const limits = { maxPartitions: 1000, replicaFetchMaxBytes: 1 << 20, maxFetchBytes: 1 << 24, maxFetchWaitMs: 30_000 };
+ * const req = { id: 1, type: "replicate", epoch: 4, brokerId: 2, offsets: { "t/0": 10 }, hw: { "t/0": 8 } };
+ * const fetch = decodeFetchRequest(req, limits);
+ * assert.equal(fetch.offsets.get("t/0"), 10);
+ * assert.equal(fetch.maxBytes, limits.replicaFetchMaxBytes);
+ * assert.throws(() => decodeFetchRequest({ ...req, epoch: "4" }, limits), { code: "INVALID_REQUEST" });
  * ```
  */
 export function decodeFetchRequest(req: Request, limits: ReplicaLimits): FollowerFetch {
@@ -146,8 +152,14 @@ function fencedKeys(value: unknown, limits: ReplicaLimits): Set<string> | undefi
  * version's JSON.stringify of the records took 28% of the leader's CPU).
  *
  * @example
- * ```ts ignore
- * const reply = encodeFetchReply({ epoch: 4, parts: [], hw: { "t/0": 10 }, truncate: {}, logStart: {} });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFetchReply } from "./replica_protocol.ts";
+ * const lines = new TextEncoder().encode("line 10\nline 11\n");
+ * const part = { key: "t/0", base: 10, count: 2, chunks: [lines], byteLength: lines.length, epochs: [], rolls: [] };
+ * const reply = encodeFetchReply({ epoch: 4, parts: [part], hw: { "t/0": 12 }, truncate: {}, logStart: {} });
+ * assert.match(reply.fields, /"parts":\[\{"k":"t\/0","base":10,"count":2,"len":16/);
+ * assert.equal(reply.attachmentBytes, 16);
  * ```
  */
 export function encodeFetchReply(res: FollowerFetchResult): RawReply {
@@ -166,12 +178,34 @@ export function encodeFetchReply(res: FollowerFetchResult): RawReply {
   return new RawReply(head.slice(1, -1), data);
 }
 
-/** Decodes a follower's `epoch_end` query, or throws INVALID_REQUEST naming the field. */
+/**
+ * Decodes a follower's `epoch_end` query, or throws INVALID_REQUEST naming the field.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeEpochEndQuery } from "./replica_protocol.ts";
+ * const limits = { maxPartitions: 1000, replicaFetchMaxBytes: 1 << 20, maxFetchBytes: 1 << 24, maxFetchWaitMs: 30_000 };
+ * const query = decodeEpochEndQuery({ id: 1, type: "epoch_end", epoch: 4, epochs: { "t/0": 3 } }, limits);
+ * assert.deepEqual(query, { epoch: 4, lastEpochs: new Map([["t/0", 3]]) });
+ * ```
+ */
 export function decodeEpochEndQuery(req: Request, limits: ReplicaLimits): EpochEndQuery {
   return { epoch: int(req, "epoch"), lastEpochs: offsetMap(req, "epochs", maxKeys(limits)) };
 }
 
-/** Encodes where the leader's epochs end, per partition asked. */
+/**
+ * Encodes where the leader's epochs end, per partition asked.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeEpochEnds } from "./replica_protocol.ts";
+ * assert.deepEqual(encodeEpochEnds({ "t/0": { epoch: 3, endOffset: 120 } }), {
+ *   ends: { "t/0": { epoch: 3, endOffset: 120 } },
+ * });
+ * ```
+ */
 export function encodeEpochEnds(ends: Record<string, EpochEnd>): Reply {
   return { ends };
 }
@@ -182,8 +216,20 @@ export function encodeEpochEnds(ends: Record<string, EpochEnd>): Reply {
  * The frame of a follower's `replicate` request (the connection adds its id).
  *
  * @example
- * ```ts ignore
- * const reply = await conn.request(encodeFetchRequest(fetch), timeoutMs);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFetchRequest } from "./replica_protocol.ts";
+ * const frame = encodeFetchRequest({
+ *   followerId: 2,
+ *   epoch: 4,
+ *   offsets: new Map([["t/0", 10]]),
+ *   knownHw: new Map([["t/0", 8]]),
+ *   maxBytes: 1 << 20,
+ *   maxWaitMs: 200,
+ *   failing: false,
+ * });
+ * assert.deepEqual(frame.offsets, { "t/0": 10 });
+ * assert.equal("failing" in frame, false);
  * ```
  */
 export function encodeFetchRequest(f: FollowerFetch): Record<string, unknown> {
@@ -201,7 +247,17 @@ export function encodeFetchRequest(f: FollowerFetch): Record<string, unknown> {
   };
 }
 
-/** The frame of a follower's `epoch_end` query. */
+/**
+ * The frame of a follower's `epoch_end` query.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeEpochEndQuery } from "./replica_protocol.ts";
+ * const frame = encodeEpochEndQuery({ epoch: 4, lastEpochs: new Map([["t/0", 3]]) });
+ * assert.deepEqual(frame, { type: "epoch_end", epoch: 4, epochs: { "t/0": 3 } });
+ * ```
+ */
 export function encodeEpochEndQuery(q: EpochEndQuery): Record<string, unknown> {
   return { type: "epoch_end", epoch: q.epoch, epochs: Object.fromEntries(q.lastEpochs) };
 }
@@ -311,9 +367,22 @@ function partsOf(v: unknown, attachment: Uint8Array): ReplicaPart[] {
  * returns, so a malformed reply leaves the follower's log as it was.
  *
  * @example
- * ```ts ignore
- * const reply = decodeFetchReply(await conn.request(encodeFetchRequest(fetch)), fetch.epoch);
- * for (const part of reply.parts) await log.appendReplica(part.base, part.count, part.bytes, part.epochs, part.rolls);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeFetchReply } from "./replica_protocol.ts";
+ * const frame = {
+ *   epoch: 4,
+ *   parts: [{ k: "t/0", base: 10, count: 2, len: 16, epochs: [[4, 11]], rolls: [] }],
+ *   hw: { "t/0": 12 },
+ *   truncate: {},
+ *   logStart: {},
+ *   attachment: new TextEncoder().encode("line 10\nline 11\n"),
+ * };
+ * const reply = decodeFetchReply(frame, 4);
+ * assert.equal(new TextDecoder().decode(reply.parts[0].bytes), "line 10\nline 11\n");
+ * // A part claiming more bytes than came is refused, before anything is written.
+ * const short = { ...frame, parts: [{ ...frame.parts[0], len: 17 }] };
+ * assert.throws(() => decodeFetchReply(short, 4), { code: "CORRUPT_MESSAGE" });
  * ```
  */
 export function decodeFetchReply(res: Record<string, unknown>, epoch: number): ReplicaFetchReply {
@@ -336,9 +405,12 @@ export function decodeFetchReply(res: Record<string, unknown>, epoch: number): R
  * Decodes and checks the leader's `epoch_end` answer, or throws CORRUPT_MESSAGE.
  *
  * @example
- * ```ts ignore
- * const ends = decodeEpochEnds(await conn.request(encodeEpochEndQuery(query)));
- * ends.get("t/0"); // { epoch: 3, endOffset: 120 }
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeEpochEnds } from "./replica_protocol.ts";
+ * const ends = decodeEpochEnds({ ends: { "t/0": { epoch: 3, endOffset: 120 } } });
+ * assert.deepEqual(ends.get("t/0"), { epoch: 3, endOffset: 120 });
+ * assert.throws(() => decodeEpochEnds({ ends: { "t/0": { epoch: 3 } } }), { code: "CORRUPT_MESSAGE" });
  * ```
  */
 export function decodeEpochEnds(res: Record<string, unknown>): Map<string, EpochEnd> {

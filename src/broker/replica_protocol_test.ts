@@ -158,8 +158,12 @@ Deno.test("a follower's requests decode on the leader to what it sent", () => {
   const sent = asSent(encodeFetchRequest(fetch));
   assert.equal(sent.type, "replicate");
   assert.equal("failing" in sent, false);
-  assert.deepEqual(decodeFetchRequest(sent, LIMITS), fetch);
+  assert.deepEqual(decodeFetchRequest(sent, LIMITS), { ...fetch, fenced: undefined });
   assert.equal(decodeFetchRequest(asSent(encodeFetchRequest({ ...fetch, failing: true })), LIMITS).failing, true);
+  // A follower with fenced logs says which (and only then): the leader sends nothing for them.
+  assert.equal(asSent(encodeFetchRequest({ ...fetch, fenced: new Set() })).fenced, undefined);
+  const fenced = decodeFetchRequest(asSent(encodeFetchRequest({ ...fetch, fenced: new Set(["t/0"]) })), LIMITS);
+  assert.deepEqual(fenced.fenced, new Set(["t/0"]));
   const query = { epoch: 4, lastEpochs: new Map([["t/0", 3]]) };
   const asked = asSent(encodeEpochEndQuery(query));
   assert.equal(asked.type, "epoch_end");
@@ -170,11 +174,13 @@ Deno.test("a leader refuses a replication request outside its limits (INVALID_RE
   const base = { id: 1, type: "replicate", epoch: 4, brokerId: 2, offsets: {}, hw: {} };
   const bad: Record<string, unknown>[] = [
     { epoch: "4" },
-    { brokerId: 0 },
+    { brokerId: -1 },
     { offsets: { "t/0": -1 } },
     { hw: [] },
     { maxBytes: LIMITS.maxFetchBytes + 1 },
     { maxWaitMs: LIMITS.maxFetchWaitMs + 1 },
+    { fenced: "t/0" },
+    { fenced: [0] },
   ];
   for (const fields of bad) {
     assert.throws(() => decodeFetchRequest({ ...base, ...fields } as Request, LIMITS), { code: "INVALID_REQUEST" });

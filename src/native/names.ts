@@ -22,17 +22,47 @@ function notAnObject(name: unknown, what: "topic" | "group"): unknown {
   );
 }
 
-/** A topic name from a request, or INVALID_TOPIC. */
+/**
+ * A topic name from a request, or INVALID_TOPIC.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkTopicName } from "./names.ts";
+ * assert.equal(checkTopicName("orders"), "orders");
+ * assert.throws(() => checkTopicName({ toString: 1 }), { code: "INVALID_TOPIC" });
+ * ```
+ */
 export function checkTopicName(name: unknown, allowInternal = false): string {
   return names.checkTopicName(notAnObject(name, "topic"), allowInternal);
 }
 
-/** A group name from a request, or INVALID_ARGUMENT. */
+/**
+ * A group name from a request, or INVALID_ARGUMENT.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkGroupName } from "./names.ts";
+ * assert.equal(checkGroupName("billing"), "billing");
+ * assert.throws(() => checkGroupName(["billing"]), { code: "INVALID_ARGUMENT" });
+ * ```
+ */
 export function checkGroupName(name: unknown): string {
   return names.checkGroupName(notAnObject(name, "group"));
 }
 
-/** A client id (`field` names it in the error): 1-64 letters, digits, '.', '_' or '-'. */
+/**
+ * A client id (`field` names it in the error): 1-64 letters, digits, '.', '_' or '-'.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkClientId } from "./names.ts";
+ * assert.equal(checkClientId("p-1f3a", "client"), "p-1f3a");
+ * assert.throws(() => checkClientId("a b", "client"), { code: "INVALID_REQUEST" });
+ * ```
+ */
 export function checkClientId(id: string, field: string): string {
   if (!CLIENT_ID.test(id)) {
     throw new YakError("INVALID_REQUEST", `'${field}' must be 1-64 letters, digits, '.', '_' or '-'`);
