@@ -29,7 +29,10 @@ export type ErrorCode =
   | "CONNECTION"
   | "STORAGE"
   | "CORRUPT_LOG"
-  /** Bytes from a client that do not parse: a bad CRC, a truncated batch, a broken compressed stream. */
+  /**
+   * Bytes from a client that do not parse: a bad CRC, a truncated batch, a broken compressed stream; or a
+   * leader's replication reply whose numbers do not hold together (the follower writes none of it).
+   */
   | "CORRUPT_MESSAGE"
   | "TOO_MANY_CONNECTIONS"
   | "UNAUTHORIZED"

@@ -2,74 +2,24 @@
  * Replication, both sides. The leader answers "what follows my log end" with
  * its stored bytes (long-polled) and "where does epoch E end"; the follower
  * truncates where its log parts from the leader's, then appends the leader's
- * bytes verbatim so replicas stay byte-identical.
+ * bytes verbatim so replicas stay byte-identical. What travels between them,
+ * and its checks, is replica_protocol.ts; the follower asks through a
+ * LeaderEndpoint (leader_endpoint.ts), so it never sees a frame.
  *
  * @module
  */
-import type { EpochEntry } from "../log/epoch_cache.ts";
 import { toYakError, YakError } from "../errors.ts";
-import { Connection } from "../protocol/connection.ts";
-
 import type { BrokerContext, LeaderInfo } from "./context.ts";
+import { type LeaderEndpoint, type OpenLeaderEndpoint, RemoteLeaderEndpoint } from "./leader_endpoint.ts";
 import type { PartitionOps, ReadSpec } from "./partition_ops.ts";
 import { CLUSTER_KEY } from "./metadata.ts";
-
-/** One partition's chunk in a replication response, as the native codec frames it. */
-interface ReplicaPart {
-  k: string;
-  base: number;
-  count: number;
-  /** Bytes of this part in the reply's attachment (parts follow each other in order). */
-  len: number;
-  epochs: EpochEntry[];
-  /** Where the leader's segments start inside this part: the follower rolls there too. */
-  rolls: number[];
-}
-
-/** A follower's fetch, decoded. */
-export interface FollowerFetch {
-  followerId: number;
-  epoch: number;
-  /** Partition key -> the follower's log end. */
-  offsets: Map<string, number>;
-  /** Partition key -> the high watermark the follower knows. */
-  knownHw: Map<string, number>;
-  maxBytes: number;
-  maxWaitMs: number;
-  /** The follower's last append failed (a full disk), or one of its logs is fenced. */
-  failing: boolean;
-  /** Partitions whose log is fenced at the follower: nothing is sent for them until it restarts. */
-  fenced?: ReadonlySet<string>;
-}
-
-/** One partition's stored bytes for a follower. */
-export interface FollowerPart {
-  key: string;
-  base: number;
-  count: number;
-  chunks: Uint8Array[];
-  byteLength: number;
-  epochs: EpochEntry[];
-  rolls: number[];
-}
-
-/** The answer to a follower's fetch. */
-export interface FollowerFetchResult {
-  epoch: number;
-  parts: FollowerPart[];
-  /** Partition key -> the leader's high watermark. */
-  hw: Record<string, number>;
-  /** Partition key -> where a follower ahead of the leader must cut its log. */
-  truncate: Record<string, number>;
-  /** Partition key -> the leader's log start: a follower deletes (or skips) what lies below it. */
-  logStart: Record<string, number>;
-}
-
-/** Where a leader's epoch ends in a partition (for a follower's truncation). */
-export interface EpochEnd {
-  epoch: number;
-  endOffset: number;
-}
+import type {
+  EpochEnd,
+  FollowerFetch,
+  FollowerFetchResult,
+  ReplicaFetchReply,
+  ReplicaPart,
+} from "./replica_protocol.ts";
 
 /**
  * The leader side of replication: answers followers' fetches with stored
@@ -171,8 +121,12 @@ export class Replication {
   }
 }
 
+const decoder = new TextDecoder();
+
 /**
- * The follower side: one instance per (leader, epoch), stopped on any lease change.
+ * The follower side: one instance per (leader, epoch), stopped on any lease
+ * change. It talks to the leader through a {@link LeaderEndpoint} (a native
+ * connection unless a test hands it another), which hands it checked values.
  *
  * @example
  * ```ts ignore
@@ -184,8 +138,9 @@ export class Replication {
 export class ReplicaFetcher {
   readonly leader: LeaderInfo;
   readonly #b: BrokerContext;
+  readonly #open: OpenLeaderEndpoint;
   #stopped = false;
-  #conn: Connection | null = null;
+  #endpoint: LeaderEndpoint | null = null;
   #loop: Promise<void> | null = null;
   /**
    * Our last append failed (a full disk): the leader is told with every
@@ -194,9 +149,10 @@ export class ReplicaFetcher {
    */
   #writeFailing = false;
 
-  constructor(b: BrokerContext, leader: LeaderInfo) {
+  constructor(b: BrokerContext, leader: LeaderInfo, open: OpenLeaderEndpoint = RemoteLeaderEndpoint.opener(b.opts)) {
     this.#b = b;
     this.leader = leader;
+    this.#open = open;
   }
 
   start(): void {
@@ -205,7 +161,7 @@ export class ReplicaFetcher {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#conn?.close();
+    this.#endpoint?.close();
     await this.#loop;
   }
 
@@ -216,15 +172,12 @@ export class ReplicaFetcher {
     let attempts = 0;
     while (!this.#stopped) {
       try {
-        this.#conn = await Connection.open(this.leader.host, this.leader.port, {
-          connectTimeoutMs: b.opts.sessionTimeoutMs,
-          maxFrameBytes: b.opts.maxFetchBytes * 8 + 1024 * 1024,
-        });
+        const leader = this.#endpoint = await this.#open(this.leader);
         if (!reconciled) {
-          await this.#truncateToLeader();
+          await this.#truncateToLeader(leader);
           reconciled = true;
         }
-        while (!this.#stopped) await this.#fetchOnce();
+        while (!this.#stopped) await this.#fetchOnce(leader);
       } catch (err) {
         if (this.#stopped) break;
         const yerr = toYakError(err);
@@ -241,47 +194,22 @@ export class ReplicaFetcher {
         attempts++;
         await new Promise((r) => setTimeout(r, attempts <= 10 ? 20 : b.opts.heartbeatMs / 2));
       } finally {
-        this.#conn?.close();
-        this.#conn = null;
+        this.#endpoint?.close();
+        this.#endpoint = null;
       }
     }
   }
 
   /** Cuts whatever this replica holds past the point where the leader's log differs. */
-  async #truncateToLeader(): Promise<void> {
+  async #truncateToLeader(leader: LeaderEndpoint): Promise<void> {
     const b = this.#b;
-    const epochs: Record<string, number> = {};
+    const lastEpochs = new Map<string, number>();
     for (const ref of b.store.all()) {
       // A fenced log cannot be cut: it is reconciled after the restart that recovers it.
-      if (ref.log.logEndOffset > 0 && !ref.log.fenced) epochs[ref.key] = ref.log.epochs.lastEpoch;
+      if (ref.log.logEndOffset > 0 && !ref.log.fenced) lastEpochs.set(ref.key, ref.log.epochs.lastEpoch);
     }
-    const res = await this.#conn!.request(
-      { type: "epoch_end", epoch: this.leader.epoch, epochs },
-      b.opts.requestTimeoutMs,
-    );
-    const ends = res.ends as Record<
-      string,
-      { epoch: number; endOffset: number }
-    >;
-    for (const [key, end] of Object.entries(ends)) {
-      const ref = b.store.byKey(key);
-      if (!ref || ref.log.fenced) continue;
-      const log = ref.log;
-      const mine = end.epoch === -1 ? { endOffset: 0 } : log.epochs.endOffsetFor(end.epoch, log.logEndOffset);
-      const cut = Math.min(end.endOffset, mine.endOffset, log.logEndOffset);
-      if (cut < log.logEndOffset) {
-        const before = log.logEndOffset;
-        await log.truncateTo(cut);
-        b.log.write("truncated", {
-          partition: key,
-          from: before,
-          to: cut,
-          leader: this.leader.id,
-          epoch: this.leader.epoch,
-        });
-        if (key === CLUSTER_KEY) await b.store.replay();
-      }
-    }
+    const ends = await leader.fetchEpochEnds({ epoch: this.leader.epoch, lastEpochs }, b.opts.requestTimeoutMs);
+    for (const [key, end] of ends) await this.#truncateToEpochEnd(key, end);
     b.log.write("following", {
       leader: this.leader.id,
       epoch: this.leader.epoch,
@@ -289,32 +217,59 @@ export class ReplicaFetcher {
     });
   }
 
-  // deno-lint-ignore yak/max-function-lines
-  async #fetchOnce(): Promise<void> {
+  /** Cuts a partition where the leader's epoch ends, or where ours does if it ends first. */
+  async #truncateToEpochEnd(key: string, end: EpochEnd): Promise<void> {
     const b = this.#b;
-    const offsets: Record<string, number> = {};
-    const hw: Record<string, number> = {};
-    const fenced: string[] = [];
+    const log = b.store.byKey(key)?.log;
+    if (!log || log.fenced) return;
+    const mine = end.epoch === -1 ? { endOffset: 0 } : log.epochs.endOffsetFor(end.epoch, log.logEndOffset);
+    const cut = Math.min(end.endOffset, mine.endOffset, log.logEndOffset);
+    if (cut >= log.logEndOffset) return;
+    const before = log.logEndOffset;
+    await log.truncateTo(cut);
+    b.log.write("truncated", {
+      partition: key,
+      from: before,
+      to: cut,
+      leader: this.leader.id,
+      epoch: this.leader.epoch,
+    });
+    if (key === CLUSTER_KEY) await b.store.replay();
+  }
+
+  async #fetchOnce(leader: LeaderEndpoint): Promise<void> {
+    const b = this.#b;
+    const offsets = new Map<string, number>();
+    const knownHw = new Map<string, number>();
+    const fenced = new Set<string>();
     for (const ref of b.store.all()) {
-      offsets[ref.key] = ref.log.logEndOffset;
-      hw[ref.key] = ref.log.highWatermark;
-      if (ref.log.fenced) fenced.push(ref.key);
+      offsets.set(ref.key, ref.log.logEndOffset);
+      knownHw.set(ref.key, ref.log.highWatermark);
+      if (ref.log.fenced) fenced.add(ref.key);
     }
-    const res = await this.#conn!.request({
-      type: "replicate",
-      brokerId: b.opts.id,
+    const fetch: FollowerFetch = {
+      followerId: b.opts.id,
       epoch: this.leader.epoch,
       offsets,
-      hw,
+      knownHw,
       maxBytes: b.opts.replicaFetchMaxBytes,
       maxWaitMs: b.opts.replicaFetchWaitMs,
       // Failing writes, a range cut to be copied again, or a fenced log: not in sync, say so.
-      ...(this.#writeFailing || b.healing.size > 0 || fenced.length > 0 ? { failing: true } : {}),
-      ...(fenced.length > 0 ? { fenced } : {}),
-    }, b.opts.replicaFetchWaitMs + b.opts.requestTimeoutMs);
+      failing: this.#writeFailing || b.healing.size > 0 || fenced.size > 0,
+      fenced,
+    };
+    const reply = await leader.fetchRecords(fetch, b.opts.replicaFetchWaitMs + b.opts.requestTimeoutMs);
     if (this.#stopped) return;
-    const truncate = res.truncate as Record<string, number>;
-    for (const [key, to] of Object.entries(truncate)) {
+    await this.#followLogEnds(reply);
+    const appended = await this.#appendParts(reply.parts);
+    this.#applyHighWatermarks(reply.hw);
+    if (appended || reply.parts.length === 0) b.notifier.notify();
+  }
+
+  /** Cuts partitions where this replica is ahead of the leader, and follows the leader's log starts. */
+  async #followLogEnds(reply: ReplicaFetchReply): Promise<void> {
+    const b = this.#b;
+    for (const [key, to] of reply.truncate) {
       const log = b.store.byKey(key)?.log;
       if (log && !log.fenced && to < log.logEndOffset) {
         b.log.write("truncated", {
@@ -328,31 +283,29 @@ export class ReplicaFetcher {
       }
     }
     // The leader deleted old segments (retention): delete the same ones, or start over at its log start.
-    for (const [key, start] of Object.entries((res.logStart ?? {}) as Record<string, number>)) {
+    for (const [key, start] of reply.logStart) {
       const log = b.store.byKey(key)?.log;
       if (!log || log.fenced || start <= log.logStartOffset) continue;
       if (log.logEndOffset < start) await log.resetTo(start, "behind the leader's log start");
       else await log.deleteSegmentsBefore(start, "the leader's log start");
     }
-    const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
-    let at = 0;
-    const parts = (res.parts as ReplicaPart[]).map((part) => {
-      const bytes = attachment.subarray(at, at + part.len);
-      at += part.len;
-      return { ...part, bytes };
-    });
+  }
+
+  /** Appends the leader's bytes as they are, metadata first; true if anything was appended. */
+  async #appendParts(parts: ReplicaPart[]): Promise<boolean> {
+    const b = this.#b;
     // Metadata first: it may create the topics whose data follows.
-    parts.sort((x, y) => (x.k === CLUSTER_KEY ? -1 : y.k === CLUSTER_KEY ? 1 : 0));
+    parts.sort((x, y) => (x.key === CLUSTER_KEY ? -1 : y.key === CLUSTER_KEY ? 1 : 0));
     let appended = false;
     for (const part of parts) {
-      const ref = b.store.byKey(part.k);
+      const ref = b.store.byKey(part.key);
       if (!ref || ref.log.fenced || part.base !== ref.log.logEndOffset) continue; // learned next round
       try {
-        await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs, part.rolls ?? null);
+        await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs, part.rolls);
       } catch (err) {
         if (!this.#writeFailing) {
           b.log.write("replica_write_failed", {
-            partition: part.k,
+            partition: part.key,
             error: err instanceof Error ? err.message : String(err),
           });
         }
@@ -361,18 +314,21 @@ export class ReplicaFetcher {
       }
       if (this.#writeFailing) {
         this.#writeFailing = false;
-        b.log.write("replica_writes_resumed", { partition: part.k });
+        b.log.write("replica_writes_resumed", { partition: part.key });
       }
-      if (part.k === CLUSTER_KEY) await b.store.applyLines(new TextDecoder().decode(part.bytes));
+      if (part.key === CLUSTER_KEY) await b.store.applyLines(decoder.decode(part.bytes));
       appended = true;
     }
-    for (
-      const [key, mark] of Object.entries(res.hw as Record<string, number>)
-    ) {
+    return appended;
+  }
+
+  /** Takes the leader's high watermarks, never past our own log end. */
+  #applyHighWatermarks(hw: Map<string, number>): void {
+    const b = this.#b;
+    for (const [key, mark] of hw) {
       const log = b.store.byKey(key)?.log;
       if (log) log.highWatermark = Math.min(mark, log.logEndOffset);
       if (log && b.healing.has(key)) b.healProgress(key, log.logEndOffset, mark);
     }
-    if (appended || parts.length === 0) b.notifier.notify();
   }
 }

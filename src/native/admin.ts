@@ -1,0 +1,41 @@
+/**
+ * Native topic administration: `create_topic`, `alter_topic`, `delete_topic`,
+ * all on the leader.
+ *
+ * @module
+ */
+import type { BrokerServices } from "../broker/services.ts";
+import { checkConfigKeys, parseTopicConfigs } from "../broker/topic_config.ts";
+import { int, type Reply, type Request } from "../protocol/messages.ts";
+import { checkTopicName } from "./names.ts";
+
+async function createOrAlter(s: BrokerServices, req: Request, mode: "create" | "alter"): Promise<Reply> {
+  s.requireLeader();
+  const topic = checkTopicName(req.topic);
+  const configs = parseTopicConfigs(req.configs);
+  const deleteConfigs = checkConfigKeys(req.deleteConfigs);
+  // An alter may change configs only: the partition count then stays.
+  const partitions = mode === "alter" && req.partitions === undefined
+    ? undefined
+    : int(req, "partitions", 1, s.opts.maxPartitions);
+  if (mode === "create") await s.topics.create(topic, partitions!, configs);
+  else await s.topics.alter(topic, partitions, configs, deleteConfigs);
+  return { topic, partitions: s.partitions.partitionCount(topic), configs: s.topics.configs(topic) };
+}
+
+/** `create_topic`: a topic with its partitions and configs. */
+export function createTopic(s: BrokerServices, req: Request): Promise<Reply> {
+  return createOrAlter(s, req, "create");
+}
+
+/** `alter_topic`: more partitions, or configs set and deleted. */
+export function alterTopic(s: BrokerServices, req: Request): Promise<Reply> {
+  return createOrAlter(s, req, "alter");
+}
+
+/** `delete_topic`: its records, partitions and committed offsets, on every replica. */
+export async function deleteTopic(s: BrokerServices, req: Request): Promise<Reply> {
+  s.requireLeader();
+  await s.topics.delete(checkTopicName(req.topic));
+  return { deleted: true };
+}

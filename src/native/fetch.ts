@@ -1,0 +1,136 @@
+/**
+ * Native `fetch`: a consumer's long poll over one topic's partitions (`offsets`)
+ * or several topics' (`topics`), answered with the stored lines as they are,
+ * after the frame.
+ *
+ * @module
+ */
+import type { BrokerServices } from "../broker/services.ts";
+import type { PartitionOffsets, ReadSpec } from "../broker/partition_ops.ts";
+import { YakError } from "../errors.ts";
+import { offsetMap, optInt, RawReply, type Reply, type Request } from "../protocol/messages.ts";
+import { checkTopicName } from "./names.ts";
+
+/** Topics one consumer fetch may name (`topics`): each adds its partitions to the one long poll. */
+const MAX_FETCH_TOPICS = 1000;
+
+/**
+ * A fetch of several topics in one long poll: `{"topics": {"t": {"0": 12}}}`.
+ * Parts name their topic (`t`); a topic this broker does not have (yet) is
+ * listed in `unknown` instead of failing the others.
+ */
+async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
+  const raw = req.topics;
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new YakError("INVALID_REQUEST", "'topics' must be an object of topic -> partition offsets");
+  }
+  const entries = Object.keys(raw);
+  if (entries.length === 0 || entries.length > MAX_FETCH_TOPICS) {
+    throw new YakError("INVALID_REQUEST", `'topics' must name 1 to ${MAX_FETCH_TOPICS} topics`);
+  }
+  const specs: ReadSpec[] = [];
+  const wantedOf = new Map<string, number[]>();
+  const unknown: string[] = [];
+  const ranges: string[] = [];
+  for (const name of entries) {
+    const topic = checkTopicName(name);
+    const count = s.partitions.partitionCount(topic);
+    if (count === 0) {
+      unknown.push(topic);
+      continue;
+    }
+    const wanted: [number, number][] = [];
+    for (const [p, off] of offsetMap(raw as Record<string, unknown>, name, s.opts.maxPartitions)) {
+      const n = Number(p);
+      if (!Number.isInteger(n) || String(n) !== p) {
+        throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`);
+      }
+      wanted.push([n, off]);
+    }
+    const belowStart = new Map<number, PartitionOffsets>();
+    specs.push(...s.partitions.consumerSpecs(topic, wanted, belowStart));
+    wantedOf.set(topic, wanted.map(([p]) => p));
+    if (belowStart.size > 0) {
+      const range = [...belowStart].map(([p, o]) => `"${p}":[${o.logStart},${o.highWatermark}]`);
+      ranges.push(`${JSON.stringify(topic)}:{${range.join(",")}}`);
+    }
+  }
+  // Even with nothing to read here (topics not replicated yet), the poll waits its time, as a single-topic one does.
+  const damaged = new Map<ReadSpec, YakError>();
+  const reads = await s.partitions.readPartitions(specs, {
+    maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
+    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
+    upTo: "hw",
+    damaged,
+  });
+  const hw = [...wantedOf].map(([topic, ps]) =>
+    `${JSON.stringify(topic)}:{${
+      ps.map((p) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`).join(",")
+    }}`
+  );
+  const parts: string[] = [];
+  const data: Uint8Array[] = [];
+  for (const { spec, read } of reads) {
+    const at = spec.key.lastIndexOf("/");
+    data.push(...read.chunks);
+    parts.push(
+      `{"t":${JSON.stringify(spec.key.slice(0, at))},"p":${spec.key.slice(at + 1)},"base":${read.baseOffset},` +
+        `"count":${read.count},"len":${read.byteLength}}`,
+    );
+  }
+  const outOfRange = ranges.length > 0 ? `,"outOfRange":{${ranges.join(",")}}` : "";
+  return new RawReply(
+    `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}],"unknown":${JSON.stringify(unknown)}${outOfRange}` +
+      damagedField(damaged),
+    data,
+  );
+}
+
+/** `fetch`: a consumer's long poll; the records follow the frame as the stored lines (`len` bytes per part). */
+export async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
+  if (req.topics !== undefined) return await fetchTopics(s, req);
+  const topic = checkTopicName(req.topic);
+  const count = s.partitions.partitionCount(topic);
+  if (count === 0) s.partitions.consumerSpecs(topic, []); // UNKNOWN_TOPIC
+  const wanted: [number, number][] = [];
+  for (const [p, off] of offsetMap(req, "offsets", s.opts.maxPartitions)) {
+    const n = Number(p);
+    // String(n) === p: "", " 0" or "00" would otherwise all mean partition 0.
+    if (!Number.isInteger(n) || String(n) !== p) {
+      throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has partitions 0..${count - 1}; there is no '${p}'`);
+    }
+    wanted.push([n, off]);
+  }
+  const belowStart = new Map<number, PartitionOffsets>();
+  const specs = s.partitions.consumerSpecs(topic, wanted, belowStart);
+  const damaged = new Map<ReadSpec, YakError>();
+  const reads = await s.partitions.readPartitions(specs, {
+    maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
+    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
+    upTo: "hw",
+    damaged,
+  });
+  const hw = wanted.map(([p]) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`);
+  const parts: string[] = [];
+  const data: Uint8Array[] = [];
+  for (const { spec, read } of reads) {
+    const p = spec.key.slice(topic.length + 1);
+    data.push(...read.chunks);
+    parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}}`);
+  }
+  // Offsets below the log start (deleted by retention): the range that is left, per partition.
+  const range = [...belowStart].map(([p, o]) => `"${p}":[${o.logStart},${o.highWatermark}]`);
+  const ranges = range.length > 0 ? `,"outOfRange":{${range.join(",")}}` : "";
+  // The records follow the frame as the stored lines, untouched (`len` bytes per part).
+  return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]${ranges}${damagedField(damaged)}`, data);
+}
+
+/**
+ * `,"damaged":{"topic/p":"why"}`: partitions whose next record is damaged
+ * here (the broker is healing it; retry), or nothing.
+ */
+function damagedField(damaged: Map<ReadSpec, YakError>): string {
+  if (damaged.size === 0) return "";
+  const entries = [...damaged].map(([spec, err]) => `${JSON.stringify(spec.key)}:${JSON.stringify(err.message)}`);
+  return `,"damaged":{${entries.join(",")}}`;
+}

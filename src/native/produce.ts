@@ -1,0 +1,167 @@
+/**
+ * Native `produce` and `init_producer`: a batch's records checked against the
+ * topic's limits, then `PartitionOps.appendBatch`, which orders, replicates
+ * and acknowledges it.
+ *
+ * @module
+ */
+import type { BrokerServices } from "../broker/services.ts";
+import { HEADER_OVERHEAD_BYTES, RecordRules } from "../broker/record_rules.ts";
+import type { Acks } from "../broker/partition_ops.ts";
+import { YakError } from "../errors.ts";
+import type { RecordHeader, RecordInput } from "../log/record.ts";
+import { int, optInt, optStr, type Reply, type Request } from "../protocol/messages.ts";
+import { checkTopicName } from "./names.ts";
+
+/** An issued producer id as decimal text (a safe integer, below 2^53). */
+const ISSUED_ID = /^[0-9]{1,16}$/;
+
+function acksOf(req: Request): Acks {
+  const a = req.acks ?? "all";
+  if (a === "all" || a === -1) return -1;
+  if (a === 0 || a === 1) return a;
+  throw new YakError("INVALID_REQUEST", "'acks' must be \"all\", 1 or 0");
+}
+
+/**
+ * The command that raises a topic's max.message.bytes: `--alter` when the
+ * topic exists, else `--create` (altering a topic not made yet fails).
+ */
+function raiseLimitHint(topic: string, exists: boolean): string {
+  return `'yak topics ${exists ? "--alter" : "--create"} ${topic} --config max.message.bytes=N'` +
+    (exists ? "" : " (the topic does not exist yet)");
+}
+
+function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInput[] {
+  const { maxBatchRecords } = s.opts;
+  // A topic not made yet cannot be altered: it is created with the higher limit instead.
+  const topicExists = s.topics.exists(topic);
+  // The topic's max.message.bytes, else the broker's --max-message-bytes; headers as the Kafka codec counts them.
+  const rules = new RecordRules(
+    topic,
+    s.topics.configs(topic),
+    s.opts.maxRecordBytes,
+    `; split it, or raise the limit with ${raiseLimitHint(topic, topicExists)}`,
+    { topicExists },
+  );
+  const limit = rules.limit;
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > maxBatchRecords) {
+    throw new YakError("INVALID_REQUEST", `'records' must hold 1 to ${maxBatchRecords} records`);
+  }
+  const out: RecordInput[] = new Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const r = raw[i];
+    if (typeof r !== "object" || r === null) {
+      throw new YakError("INVALID_REQUEST", `record ${i} must be an object`);
+    }
+    const { k, v, b: bytes, h } = r as Record<string, unknown>;
+    if (k !== undefined && k !== null && typeof k !== "string") {
+      throw new YakError("INVALID_REQUEST", `record ${i}: key must be a string`);
+    }
+    const key = (k ?? null) as string | null;
+    const headers = h === undefined || h === null ? undefined : parseHeaders(rules, i, h);
+    // The key and headers count too: a UTF-16 unit is at most 3 UTF-8 bytes, so only
+    // records over a third of the limit in chars need an exact count.
+    let extraChars = key?.length ?? 0;
+    if (headers !== undefined) {
+      for (const hd of headers) extraChars += hd.key.length + (hd.value?.length ?? 0) + HEADER_OVERHEAD_BYTES;
+    }
+    const what = `record ${i} of the batch`;
+    if (typeof v === "string") {
+      if (v.length + extraChars > limit / 3) rules.checkSize(i, utf8Bytes(v) + extraBytesOf(key, headers), what);
+      out[i] = { key, value: v };
+    } else if (typeof bytes === "string") {
+      if (bytes.length * 0.75 + extraChars * 3 > limit) {
+        const size = Math.floor(bytes.length * 3 / 4) - (bytes.endsWith("==") ? 2 : bytes.endsWith("=") ? 1 : 0) +
+          extraBytesOf(key, headers);
+        rules.checkSize(i, size, what);
+      }
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {
+        throw new YakError("INVALID_REQUEST", `record ${i}: 'b' must be base64`);
+      }
+      out[i] = { key, valueB64: bytes };
+    } else {
+      throw new YakError("INVALID_REQUEST", `record ${i} needs a text value 'v' or base64 bytes 'b'`);
+    }
+    // Stored through record.ts as Kafka-produced headers are, so Kafka consumers see them.
+    if (headers !== undefined && headers.length > 0) out[i].headers = headers;
+  }
+  return out;
+}
+
+const utf8 = new TextEncoder();
+const utf8Bytes = (s: string) => s.length === 0 ? 0 : utf8.encode(s).length;
+
+/** The UTF-8 bytes of a record's key and headers (keys, values and their framing), which count toward its size. */
+function extraBytesOf(key: string | null, headers: readonly RecordHeader[] | undefined): number {
+  let n = utf8Bytes(key ?? "");
+  if (headers !== undefined) {
+    for (const h of headers) n += utf8Bytes(h.key) + utf8Bytes(h.value ?? "") + HEADER_OVERHEAD_BYTES;
+  }
+  return n;
+}
+
+/** A native record's headers `h`: `[key, value]` pairs, a text key and a text or null value. */
+function parseHeaders(rules: RecordRules, i: number, raw: unknown): RecordHeader[] {
+  if (!Array.isArray(raw)) {
+    throw new YakError("INVALID_REQUEST", `record ${i}: 'h' must be a list of [key, value] headers`);
+  }
+  rules.checkHeaders(i, raw.length);
+  return raw.map((pair, j) => {
+    if (
+      !Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== "string" ||
+      (pair[1] !== null && typeof pair[1] !== "string")
+    ) {
+      throw new YakError("INVALID_REQUEST", `record ${i}: header ${j} must be [key, value] with a text key`);
+    }
+    return { key: pair[0], value: pair[1] };
+  });
+}
+
+/**
+ * `produce`: a batch to one partition, acknowledged after `acks` (all by
+ * default), naming who acknowledged under which leader epoch.
+ */
+export async function produce(s: BrokerServices, req: Request): Promise<Reply> {
+  s.requireLeader();
+  const topic = checkTopicName(req.topic);
+  const partition = int(req, "partition", 0, s.opts.maxPartitions - 1);
+  const acks = acksOf(req);
+  const records = parseRecords(s, topic, req.records);
+  const count = records.length;
+  // The server holds the request until we answer; it must not keep the batch alive that long.
+  req.records = undefined;
+  const producer = optStr(req, "producer", 64) ?? null;
+  if (producer !== null && !ISSUED_ID.test(producer)) {
+    throw new YakError(
+      "UNKNOWN_PRODUCER_ID",
+      "'producer' must be an id this cluster issued ('init_producer' answers one), as decimal text",
+    );
+  }
+  const baseSeq = producer === null ? 0 : int(req, "seq");
+  const producerEpoch = producer === null ? -1 : optInt(req, "producerEpoch", 0, 0, 32767);
+  const res = await s.partitions.appendBatch(
+    { topic, partition },
+    { records, producerId: producer === null ? null : BigInt(producer), producerEpoch, baseSeq },
+    acks,
+    s.opts.requestTimeoutMs,
+  );
+  // Who acknowledged, under which leader epoch, and when (wall clock, at the lease check that allowed it):
+  // a client, or a test, can tell that no fenced leader answered.
+  return {
+    baseOffset: res.baseOffset,
+    count,
+    duplicate: res.duplicate,
+    partition,
+    brokerId: s.opts.id,
+    epoch: res.epoch,
+    ackedAt: res.ackedAt,
+  };
+}
+
+/** An idempotent producer's id, issued by the leader only: a follower's Kafka listener asks here for its clients. */
+export async function initProducer(s: BrokerServices): Promise<Reply> {
+  s.requireLeader();
+  const id = await s.producerIds.issue(s.opts.requestTimeoutMs);
+  return { producerId: String(id), producerEpoch: 0 };
+}
