@@ -12,20 +12,24 @@ import { GroupCoordinator, type JoinResult } from "./group_coordinator.ts";
 
 const MiB = 1024 * 1024;
 
-/** A coordinator on a fake leader with the given budgets; `fn` runs with it, and its timer is stopped after. */
+/**
+ * A coordinator on a fake leader with the given budgets; `fn` runs with it (a new leader epoch set in `leadership`
+ * is a failover: the coordinator forgets its members), and its timer is stopped after.
+ */
 async function withCoordinator(
   budgets: { maxGroupBytes: number; maxGroupStateBytes: number },
-  fn: (c: GroupCoordinator) => void | Promise<void>,
+  fn: (c: GroupCoordinator, leadership: { epoch: number }) => void | Promise<void>,
 ): Promise<void> {
+  const leadership = { epoch: 1 };
   const b = {
     opts: { ...budgets, requestTimeoutMs: 1000 },
     log: { write: () => {} },
-    requireLeader: () => ({ epoch: 1 }),
+    requireLeader: () => ({ epoch: leadership.epoch }),
     store: { partitionCount: () => 0, meta: { groups: new Map() } },
   } as unknown as BrokerContext;
   const c = new GroupCoordinator(b);
   try {
-    await fn(c);
+    await fn(c, leadership);
   } finally {
     c.reset(new YakError("NOT_LEADER", "test over"));
   }
@@ -354,5 +358,19 @@ Deno.test("a static member's instance id is charged with its bytes; one past 249
     c.leave("i1", "", "x".repeat(64));
     c.leave("i2", "", "y".repeat(249));
     await Promise.all([short, long]);
+    assert.equal(c.stateBytes(), 0);
+  }));
+
+Deno.test("after a failover a static member is taken back under its member id, and its instance fences again", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c, leadership) => {
+    const a = (await formStatic(c, "sf", ["a"])).get("a")!;
+    leadership.epoch = 2;
+    const moved = refusal(() => c.heartbeat("sf", a.memberId, a.generation, "a"));
+    assert.equal(moved.code, "REBALANCE_IN_PROGRESS", "the new leader does not know it yet: rejoin");
+    const back = await c.join(staticRequest("sf", a.memberId, "a"));
+    assert.equal(back.memberId, a.memberId, "under the id it had");
+    assert.deepEqual(c.describe("sf").members.map((m) => m.groupInstanceId), ["a"]);
+    assert.equal(refusal(() => c.heartbeat("sf", "a-other", back.generation, "a")).code, "FENCED_INSTANCE_ID");
+    c.leave("sf", "", "a");
     assert.equal(c.stateBytes(), 0);
   }));
