@@ -192,6 +192,8 @@ export const DEFAULTS = {
    * long poll is at most 500 ms).
    */
   groupAdoptDelayMs: 1500,
+  /** A static member's group instance id (KIP-345), in characters: Kafka's clients allow 249 too. */
+  maxGroupInstanceIdChars: 249,
   /** The session timeouts a member may ask for (Kafka: 6 s to 30 min; lower here so tests can be quick). */
   groupMinSessionTimeoutMs: 100,
   groupMaxSessionTimeoutMs: 300_000,

@@ -9,6 +9,11 @@
  * a clean leave removes it at once, and partitions added to a subscribed
  * topic start a rebalance too.
  *
+ * A static member (KIP-345) names a group instance id: a process restarted
+ * under the same instance id within the session timeout takes the place of
+ * the old one (whose member id is fenced from then on) and, in a Stable
+ * group, gets its assignment back with no rebalance.
+ *
  * Subscriptions and assignments are opaque bytes (Kafka's consumer protocol),
  * so the native codec and the Kafka codec drive the same groups and one group
  * can mix their members. Membership lives in the leader's memory; committed
@@ -37,7 +42,7 @@ export interface GroupProtocol {
 /** A JoinGroup request, decoded. */
 export interface JoinRequest {
   group: string;
-  /** "" for a new member. */
+  /** "" for a new member (and for a static member's new process, see `groupInstanceId`). */
   memberId: string;
   clientId: string;
   host: string;
@@ -45,6 +50,8 @@ export interface JoinRequest {
   rebalanceTimeoutMs: number;
   protocolType: string;
   protocols: GroupProtocol[];
+  /** A static member's group instance id (KIP-345); absent or null for a dynamic member. */
+  groupInstanceId?: string | null;
   /**
    * The generation the member last had, from the coordinator before a
    * failover (native members say it; Kafka's JoinGroup has no such field).
@@ -59,7 +66,7 @@ export interface JoinResult {
   leaderId: string;
   memberId: string;
   /** Filled for the leader member only. */
-  members: { memberId: string; metadata: Uint8Array }[];
+  members: { memberId: string; groupInstanceId: string | null; metadata: Uint8Array }[];
 }
 
 /** A group's committed offset and lag in one partition. */
@@ -71,6 +78,8 @@ export interface GroupPartitionLag {
 /** A member as `describe` shows it. */
 export interface MemberView {
   memberId: string;
+  /** A static member's group instance id; null for a dynamic member. */
+  groupInstanceId: string | null;
   clientId: string;
   host: string;
   /** Its metadata for the group's protocol (Kafka's consumer protocol: its subscription); empty before one is chosen. */
@@ -97,6 +106,8 @@ interface Deferred<T> {
 
 interface Member {
   id: string;
+  /** A static member's group instance id (KIP-345), or null. */
+  instanceId: string | null;
   clientId: string;
   host: string;
   sessionTimeoutMs: number;
@@ -120,6 +131,8 @@ interface Group {
   members: Map<string, Member>;
   /** Ids handed out with MEMBER_ID_REQUIRED and not joined yet: id -> expiry. */
   pending: Map<string, number>;
+  /** Static members: group instance id -> the member id it has now (older ids of that instance are fenced). */
+  instances: Map<string, string>;
   /** When the current join phase ends even if some members have not rejoined. */
   joinDeadlineMs: number;
   /** A group forming from empty waits until then for more members. */
@@ -151,17 +164,33 @@ const MEMBER_OVERHEAD_BYTES = 400;
 const PROTOCOL_OVERHEAD_BYTES = 250;
 /** A pending id's map entry and string header (measured: 108 bytes with a 45-character id). */
 const PENDING_OVERHEAD_BYTES = 64;
+/** A static member's entry in its group's instance map: taken to be a pending id's (not measured on its own). */
+const INSTANCE_OVERHEAD_BYTES = PENDING_OVERHEAD_BYTES;
 
 /** The memory a buffer keeps: all of the buffer under it, as a view keeps that alive. */
 function retainedBytes(bytes: Uint8Array): number {
   return bytes.buffer.byteLength;
 }
 
-/** What a member is charged: its ids, every protocol it offers, its assignment, and its objects. */
-function memberBytes(m: Pick<Member, "id" | "clientId" | "host" | "protocols" | "assignment">): number {
+/**
+ * What a member is charged: its ids (a static member's instance id and its
+ * entry in the instance map too), every protocol it offers, its assignment,
+ * and its objects.
+ */
+function memberBytes(m: Pick<Member, "id" | "instanceId" | "clientId" | "host" | "protocols" | "assignment">): number {
   let n = MEMBER_OVERHEAD_BYTES + m.id.length + m.clientId.length + m.host.length + retainedBytes(m.assignment);
+  if (m.instanceId !== null) n += INSTANCE_OVERHEAD_BYTES + m.instanceId.length;
   for (const p of m.protocols) n += PROTOCOL_OVERHEAD_BYTES + p.name.length + retainedBytes(p.metadata);
   return n;
+}
+
+/** Whether a rejoin offers the same protocols, in the same order, with the same metadata (Kafka's `matches`). */
+function sameProtocols(a: readonly GroupProtocol[], b: readonly GroupProtocol[]): boolean {
+  return a.length === b.length &&
+    a.every((p, i) =>
+      p.name === b[i].name && p.metadata.length === b[i].metadata.length &&
+      p.metadata.every((byte, j) => byte === b[i].metadata[j])
+    );
 }
 
 /** What an id handed out with MEMBER_ID_REQUIRED and not joined yet is charged. */
@@ -240,6 +269,7 @@ export class GroupCoordinator {
         leaderId: "",
         members: new Map(),
         pending: new Map(),
+        instances: new Map(),
         joinDeadlineMs: 0,
         initialDelayUntilMs: 0,
         partitionCounts: new Map(),
@@ -259,12 +289,110 @@ export class GroupCoordinator {
     this.#checkJoin(req);
     const g = this.#group(req.group, true)!;
     if (g.members.size > 0) this.#checkProtocols(g, req);
+    const instance = req.groupInstanceId ?? null;
+    if (req.memberId === "" && instance !== null) return this.#joinStatic(g, req, instance);
     if (req.memberId === "") this.#issueMemberId(g, req);
+    this.#checkInstance(g, req.memberId, instance);
     const known = g.members.get(req.memberId);
     const member = known ? this.#rejoin(g, known, req) : this.#admit(g, req);
+    return this.#awaitJoin(g, member);
+  }
+
+  /** The member waits for the join phase to complete (it may complete now). */
+  #awaitJoin(g: Group, member: Member): Promise<JoinResult> {
     const result = new Promise<JoinResult>((resolve, reject) => (member.join = { resolve, reject }));
     this.#maybeCompleteJoin(g);
     return result;
+  }
+
+  /**
+   * KIP-345: a static member without a member id gets one at once (no
+   * MEMBER_ID_REQUIRED: a retried join finds its instance, not a ghost). An
+   * instance the group knows is a restarted process: it takes the old
+   * member's place under the new id (the old id is fenced) and keeps its
+   * assignment; in a Stable group, offering the same protocols as before,
+   * it gets the current generation back and no rebalance starts.
+   */
+  #joinStatic(g: Group, req: JoinRequest, instance: string): Promise<JoinResult> {
+    const id = `${instance.slice(0, 64)}-${crypto.randomUUID()}`;
+    const oldId = g.instances.get(instance);
+    const old = oldId === undefined ? undefined : g.members.get(oldId);
+    if (!old) return this.#awaitJoin(g, this.#admit(g, { ...req, memberId: id }, true));
+    assert(g.state !== "Empty", `group '${g.id}' is Empty with static member ${old.id}`);
+    const leaderBefore = g.leaderId;
+    const unchanged = sameProtocols(old.protocols, req.protocols);
+    const member = this.#replace(g, old, id, req);
+    if (g.state === "Stable" && unchanged) {
+      // As Kafka answers: the leader id from before, so a replaced leader member does not compute an assignment
+      // that a Stable group would not hand out; its SyncGroup gets the assignment it had.
+      return Promise.resolve({
+        generation: g.generation,
+        protocol: g.protocol,
+        leaderId: leaderBefore,
+        memberId: id,
+        members: [],
+      });
+    }
+    // The leader may have been sent the old id to assign: a new assignment is needed (as for any rejoin).
+    if (g.state !== "PreparingRebalance") this.#prepare(g, `static member '${instance}' rejoined as ${id}`);
+    return this.#awaitJoin(g, member);
+  }
+
+  /**
+   * A static member's new process takes the old member's place: the old
+   * one's waiting join or sync is fenced, and the member (its assignment,
+   * its place in the group's order, leadership) goes on under the new id.
+   */
+  #replace(g: Group, m: Member, id: string, req: JoinRequest): Member {
+    const next = { ...m, id, clientId: req.clientId, host: req.host, protocols: req.protocols };
+    this.#requireRoom(g, memberBytes(next) - m.bytes);
+    const oldId = m.id;
+    const fenced = this.#fenced(g, oldId, m.instanceId!);
+    m.join?.reject(fenced);
+    m.sync?.reject(fenced);
+    m.join = null;
+    m.sync = null;
+    // Its place in the order stays: the first member's protocol preference and the leader's member list follow it.
+    g.members = new Map([...g.members].map(([key, member]) => [key === oldId ? id : key, member]));
+    Object.assign(m, {
+      id,
+      clientId: req.clientId,
+      host: req.host,
+      sessionTimeoutMs: req.sessionTimeoutMs,
+      rebalanceTimeoutMs: req.rebalanceTimeoutMs,
+      protocols: req.protocols,
+      lastSeenMs: monotonicMs(),
+    });
+    this.#recharge(g, m);
+    g.instances.set(m.instanceId!, id);
+    if (g.leaderId === oldId) g.leaderId = id;
+    this.#b.log.write("group_member_replaced", { group: g.id, instance: m.instanceId, member: id, replaced: oldId });
+    return m;
+  }
+
+  /** The error for a request under member id `memberId` of an instance that has another member id now. */
+  #fenced(g: Group, memberId: string, instance: string): YakError {
+    return new YakError(
+      "FENCED_INSTANCE_ID",
+      `member '${memberId}' of group '${g.id}' was replaced: another process joined as group instance ` +
+        `'${instance}' (now member '${g.instances.get(instance)}'); give each consumer its own group.instance.id`,
+    );
+  }
+
+  /**
+   * KIP-345, as Kafka checks a request that names a group instance id: the
+   * instance must have the request's member id now (an older id is fenced),
+   * and a known member must be that instance. An instance the group does not
+   * know passes: its member is then unknown too (or is taken back after a
+   * failover, see join).
+   */
+  #checkInstance(g: Group | undefined, memberId: string, instance: string | null): void {
+    if (!g || instance === null) return;
+    const current = g.instances.get(instance);
+    if (current !== undefined && current !== memberId) throw this.#fenced(g, memberId, instance);
+    if (current === undefined && g.members.has(memberId)) {
+      throw new YakError("UNKNOWN_MEMBER_ID", `member '${memberId}' is not group instance '${instance}'; rejoin`);
+    }
   }
 
   /** The limits of one join on its own: session timeout, protocols, metadata size. */
@@ -279,6 +407,15 @@ export class GroupCoordinator {
       );
     }
     if (req.protocols.length === 0) throw new YakError("INCONSISTENT_GROUP_PROTOCOL", "a member needs a protocol");
+    const instance = req.groupInstanceId;
+    if (instance !== undefined && instance !== null) {
+      if (instance.length === 0 || instance.length > DEFAULTS.maxGroupInstanceIdChars) {
+        throw new YakError(
+          "INVALID_REQUEST",
+          `a group instance id must be 1 to ${DEFAULTS.maxGroupInstanceIdChars} characters, not ${instance.length}`,
+        );
+      }
+    }
     for (const p of req.protocols) {
       if (p.metadata.length > DEFAULTS.maxGroupMetadataBytes) {
         throw new YakError("INVALID_REQUEST", `protocol metadata over ${DEFAULTS.maxGroupMetadataBytes} bytes`);
@@ -315,14 +452,18 @@ export class GroupCoordinator {
       throw new YakError("GROUP_MAX_SIZE_REACHED", `group '${g.id}' has ${DEFAULTS.maxGroupMembers} members`);
     }
     const id = `${req.clientId.slice(0, 64)}-${crypto.randomUUID()}`;
-    this.#requireRoom(g, memberBytes({ ...req, id, assignment: EMPTY }));
+    this.#requireRoom(g, memberBytes({ ...req, id, instanceId: null, assignment: EMPTY }));
     g.pending.set(id, monotonicMs() + req.sessionTimeoutMs);
     this.#charge(g, pendingBytes(id));
     throw new YakError("MEMBER_ID_REQUIRED", "rejoin with the member id given", { memberId: id });
   }
 
-  /** A member not in the group: one that took its id (KIP-394), or one of the previous leader's generation. */
-  #admit(g: Group, req: JoinRequest): Member {
+  /**
+   * A member not in the group: one that took its id (KIP-394), a static
+   * member whose id was made just now (`fresh`), or one of the previous
+   * leader's generation.
+   */
+  #admit(g: Group, req: JoinRequest, fresh = false): Member {
     const now = monotonicMs();
     // Membership is in memory only, so after a failover every member is unknown here. Taken back under the
     // ids they had, they get the same assignment again, and a member that printed past its last commit
@@ -330,8 +471,8 @@ export class GroupCoordinator {
     // generations go on from the highest one they bring.
     const pending = g.pending.has(req.memberId);
     if (!pending) {
-      // Ids this coordinator hands out are at most 101 characters (client id prefix 64, a dash, a UUID).
-      if (!g.adopting || req.memberId.length > 200) {
+      // Ids this coordinator hands out are at most 101 characters (client or instance id prefix 64, a dash, a UUID).
+      if (!fresh && (!g.adopting || req.memberId.length > 200)) {
         throw new YakError("UNKNOWN_MEMBER_ID", `member '${req.memberId}' is not in group '${g.id}'; rejoin`);
       }
       if (g.members.size + g.pending.size >= DEFAULTS.maxGroupMembers) {
@@ -340,6 +481,7 @@ export class GroupCoordinator {
     }
     const member: Member = {
       id: req.memberId,
+      instanceId: req.groupInstanceId ?? null,
       clientId: req.clientId,
       host: req.host,
       sessionTimeoutMs: req.sessionTimeoutMs,
@@ -356,7 +498,7 @@ export class GroupCoordinator {
     if (pending) {
       g.pending.delete(member.id);
       this.#charge(g, -refund);
-    } else {
+    } else if (!fresh) {
       g.generation = Math.max(g.generation, req.lastGeneration ?? 0);
       g.adopted = true;
       this.#b.log.write("group_member_adopted", { group: g.id, member: member.id, generation: g.generation });
@@ -364,6 +506,7 @@ export class GroupCoordinator {
     this.#recharge(g, member);
     if (g.members.size === 0) g.protocolType = req.protocolType;
     g.members.set(member.id, member);
+    if (member.instanceId !== null) g.instances.set(member.instanceId, member.id);
     const wasEmpty = g.state === "Empty";
     this.#prepare(g, `member ${member.id} joined`);
     if (g.adopted && wasEmpty) g.initialDelayUntilMs = now + DEFAULTS.groupAdoptDelayMs;
@@ -480,12 +623,9 @@ export class GroupCoordinator {
 
   #completeJoin(g: Group): void {
     for (const m of [...g.members.values()]) {
-      if (m.join === null) {
-        // Did not rejoin within the rebalance timeout: out.
-        g.members.delete(m.id);
-        this.#release(g, m);
-        this.#b.log.write("group_member_removed", { group: g.id, member: m.id, reason: "did not rejoin" });
-      }
+      // Did not rejoin within the rebalance timeout: out. A static member stays until its session timeout, as in
+      // Kafka: its process may be restarting, and its partitions wait for it rather than move away and back.
+      if (m.join === null && m.instanceId === null) this.#drop(g, m, "did not rejoin");
     }
     if (g.members.size === 0) {
       g.state = "Empty";
@@ -494,12 +634,17 @@ export class GroupCoordinator {
       g.leaderId = "";
       return;
     }
+    const joined = [...g.members.values()].filter((m) => m.join !== null);
+    // Only static members that did not rejoin: the join phase goes on until their sessions end (Kafka waits too).
+    if (joined.length === 0) return;
     g.generation++;
     g.protocol = this.#candidates(g)[0];
-    if (!g.members.has(g.leaderId)) g.leaderId = g.members.keys().next().value!;
+    if (!g.members.get(g.leaderId)?.join) g.leaderId = joined[0].id;
     g.state = "CompletingRebalance";
+    // Absent static members too: the leader member assigns them partitions, kept for their return.
     const members = [...g.members.values()].map((m) => ({
       memberId: m.id,
+      groupInstanceId: m.instanceId,
       metadata: m.protocols.find((p) => p.name === g.protocol)!.metadata,
     }));
     this.#b.log.write("group_joined", {
@@ -510,7 +655,7 @@ export class GroupCoordinator {
       members: g.members.size,
     });
     const now = monotonicMs();
-    for (const m of g.members.values()) {
+    for (const m of joined) {
       const join = m.join!;
       m.join = null;
       m.lastSeenMs = now;
@@ -524,8 +669,14 @@ export class GroupCoordinator {
     }
   }
 
-  #member(groupId: string, memberId: string, generation: number): { g: Group; m: Member } {
+  #member(
+    groupId: string,
+    memberId: string,
+    generation: number,
+    instance: string | null = null,
+  ): { g: Group; m: Member } {
     const g = this.#groups.get(groupId);
+    this.#checkInstance(g, memberId, instance);
     const m = g?.members.get(memberId);
     if ((!g || g.adopting) && !m) {
       // A member of the previous leader's generation (see join): told to rejoin, under its id.
@@ -544,16 +695,18 @@ export class GroupCoordinator {
 
   /**
    * The second step: every member asks for its assignment; the leader member
-   * brings them all. Resolves with this member's assignment bytes.
+   * brings them all. Resolves with this member's assignment bytes. A static
+   * member names its group instance id (`instance`), checked as Kafka does.
    */
   sync(
     groupId: string,
     memberId: string,
     generation: number,
     assignments: Map<string, Uint8Array> | null,
+    instance: string | null = null,
   ): Promise<Uint8Array> {
     this.#leading();
-    const { g, m } = this.#member(groupId, memberId, generation);
+    const { g, m } = this.#member(groupId, memberId, generation, instance);
     if (g.state === "PreparingRebalance") {
       throw new YakError("REBALANCE_IN_PROGRESS", `group '${groupId}' is rebalancing; rejoin`);
     }
@@ -605,29 +758,44 @@ export class GroupCoordinator {
   }
 
   /** Keeps a member in; REBALANCE_IN_PROGRESS tells it to rejoin. */
-  heartbeat(groupId: string, memberId: string, generation: number): void {
+  heartbeat(groupId: string, memberId: string, generation: number, instance: string | null = null): void {
     this.#leading();
-    const { g } = this.#member(groupId, memberId, generation);
+    const { g } = this.#member(groupId, memberId, generation, instance);
     if (g.state === "PreparingRebalance") {
       throw new YakError("REBALANCE_IN_PROGRESS", `group '${groupId}' is rebalancing (${g.reason}); rejoin`);
     }
   }
 
-  /** A clean leave: the member is out at once and the group rebalances. */
-  leave(groupId: string, memberId: string): void {
+  /**
+   * A clean leave: the member is out at once and the group rebalances. With
+   * a group instance id (LeaveGroup v3+) the instance's member leaves: the
+   * member id may then be "" (an admin's removal), and a stale one is fenced.
+   */
+  leave(groupId: string, memberId: string, instance: string | null = null): void {
     this.#leading();
     const g = this.#groups.get(groupId);
-    const m = g?.members.get(memberId);
-    if (!g || !m) throw new YakError("UNKNOWN_MEMBER_ID", `member '${memberId}' is not in group '${groupId}'`);
+    if (memberId !== "") this.#checkInstance(g, memberId, instance);
+    const id = instance === null ? memberId : g?.instances.get(instance);
+    const m = id === undefined ? undefined : g?.members.get(id);
+    if (!g || !m) {
+      const who = instance === null ? `member '${memberId}'` : `group instance '${instance}'`;
+      throw new YakError("UNKNOWN_MEMBER_ID", `${who} is not in group '${groupId}'`);
+    }
     this.#remove(g, m, "left");
   }
 
-  #remove(g: Group, m: Member, reason: string): void {
+  /** Takes a member out of its group (and a static member's instance out of the instance map), with its bytes. */
+  #drop(g: Group, m: Member, reason: string): void {
     g.members.delete(m.id);
+    if (m.instanceId !== null && g.instances.get(m.instanceId) === m.id) g.instances.delete(m.instanceId);
     this.#release(g, m);
+    this.#b.log.write("group_member_removed", { group: g.id, member: m.id, reason });
+  }
+
+  #remove(g: Group, m: Member, reason: string): void {
+    this.#drop(g, m, reason);
     m.join?.reject(new YakError("UNKNOWN_MEMBER_ID", `member ${m.id} ${reason}`));
     m.sync?.reject(new YakError("UNKNOWN_MEMBER_ID", `member ${m.id} ${reason}`));
-    this.#b.log.write("group_member_removed", { group: g.id, member: m.id, reason });
     if (g.members.size === 0) {
       g.state = "Empty";
       g.generation++;
@@ -683,8 +851,9 @@ export class GroupCoordinator {
   /**
    * Commits `partition -> next offset to read` for a group (as the leader);
    * resolves once the in-sync replicas hold the commit. A member commits with
-   * its id and generation and is refused once they are stale, so a member
-   * that lost its partitions cannot move another member's position; a commit
+   * its id and generation (and a static member with its group instance id)
+   * and is refused once they are stale, so a member that lost its partitions
+   * cannot move another member's position; a commit
    * without a member is taken only while the group has no members. Any offset
    * is stored, past the log end too (as Kafka does: a consumer's seek, an
    * admin's setOffsets); `info` is what a Kafka commit says beside an offset
@@ -694,14 +863,14 @@ export class GroupCoordinator {
     group: string,
     topic: string,
     offsets: Map<number, number>,
-    member: { memberId: string; generation: number } | null = null,
+    member: { memberId: string; generation: number; groupInstanceId?: string | null } | null = null,
     info?: Map<number, CommitInfo>,
   ): Promise<Record<string, number>> {
     const b = this.#b;
     this.#leading();
     const g = this.#groups.get(group);
     if (member) {
-      const { g: found } = this.#member(group, member.memberId, member.generation);
+      const { g: found } = this.#member(group, member.memberId, member.generation, member.groupInstanceId ?? null);
       if (found.state === "CompletingRebalance") {
         throw new YakError("REBALANCE_IN_PROGRESS", `group '${group}' is assigning partitions; commit after it`);
       }
@@ -768,6 +937,7 @@ export class GroupCoordinator {
       leaderId: g.leaderId,
       members: [...g.members.values()].map((m) => ({
         memberId: m.id,
+        groupInstanceId: m.instanceId,
         clientId: m.clientId,
         host: m.host,
         metadata: m.protocols.find((p) => p.name === g.protocol)?.metadata ?? new Uint8Array(0),

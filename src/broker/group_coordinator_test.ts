@@ -12,20 +12,24 @@ import { GroupCoordinator, type JoinResult } from "./group_coordinator.ts";
 
 const MiB = 1024 * 1024;
 
-/** A coordinator on a fake leader with the given budgets; `fn` runs with it, and its timer is stopped after. */
+/**
+ * A coordinator on a fake leader with the given budgets; `fn` runs with it (a new leader epoch set in `leadership`
+ * is a failover: the coordinator forgets its members), and its timer is stopped after.
+ */
 async function withCoordinator(
   budgets: { maxGroupBytes: number; maxGroupStateBytes: number },
-  fn: (c: GroupCoordinator) => void | Promise<void>,
+  fn: (c: GroupCoordinator, leadership: { epoch: number }) => void | Promise<void>,
 ): Promise<void> {
+  const leadership = { epoch: 1 };
   const b = {
     opts: { ...budgets, requestTimeoutMs: 1000 },
     log: { write: () => {} },
-    requireLeader: () => ({ epoch: 1 }),
+    requireLeader: () => ({ epoch: leadership.epoch }),
     store: { partitionCount: () => 0, meta: { groups: new Map() } },
   } as unknown as BrokerContext;
   const c = new GroupCoordinator(b);
   try {
-    await fn(c);
+    await fn(c, leadership);
   } finally {
     c.reset(new YakError("NOT_LEADER", "test over"));
   }
@@ -165,4 +169,208 @@ Deno.test("an assignment under the budget is charged, and session expiry and unu
     assert.ok(c.stateBytes() > joined + 5000, "the pending id is charged");
     await eventually("the member's session and the id expired", () => c.stateBytes() === 0);
     assert.equal(c.describe("e").members.length, 0);
+  }));
+
+/** A join of static member `instance` (KIP-345) under `memberId` ("" for a process that just started). */
+function staticRequest(
+  group: string,
+  memberId: string,
+  instance: string,
+  opts: { metadata?: Uint8Array; sessionTimeoutMs?: number; rebalanceTimeoutMs?: number } = {},
+) {
+  return {
+    ...request(group, memberId, 0, opts.sessionTimeoutMs),
+    rebalanceTimeoutMs: opts.rebalanceTimeoutMs ?? 10_000,
+    protocols: [{ name: "range", metadata: opts.metadata ?? new Uint8Array([1, 2, 3]) }],
+    groupInstanceId: instance,
+  };
+}
+
+/** The error a promise rejects with (it must reject with a YakError). */
+async function rejection(p: Promise<unknown>): Promise<YakError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof YakError) return err;
+    throw err;
+  }
+  assert.fail("not refused");
+}
+
+/**
+ * Static members `instances` join group `group` at once (no MEMBER_ID_REQUIRED round trip), the leader member
+ * assigns each the bytes [i], and the group is Stable: their join results, by instance.
+ */
+async function formStatic(
+  c: GroupCoordinator,
+  group: string,
+  instances: string[],
+  opts: { sessionTimeoutMs?: number; rebalanceTimeoutMs?: number } = {},
+): Promise<Map<string, JoinResult>> {
+  const joins = instances.map((instance) => c.join(staticRequest(group, "", instance, opts)));
+  const results = await Promise.all(joins);
+  const byInstance = new Map(instances.map((instance, i) => [instance, results[i]]));
+  const assignments = new Map(results.map((r, i) => [r.memberId, new Uint8Array([i])]));
+  const synced = await Promise.all(
+    results.map((r, i) =>
+      c.sync(group, r.memberId, r.generation, r.memberId === r.leaderId ? assignments : null, instances[i])
+    ),
+  );
+  synced.forEach((bytes, i) => assert.deepEqual(bytes, new Uint8Array([i])));
+  assert.equal(c.describe(group).state, "Stable");
+  return byInstance;
+}
+
+Deno.test("a static member restarting in a Stable group gets its generation and assignment back; its old id is fenced", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    const formed = await formStatic(c, "st", ["a", "b"]);
+    const a = formed.get("a")!;
+    const b = formed.get("b")!;
+    assert.equal(a.leaderId, a.memberId, "the first member leads");
+    assert.match(a.memberId, /^a-/, "a static member's id starts with its instance id");
+    assert.deepEqual(
+      a.members.map((m) => m.groupInstanceId),
+      ["a", "b"],
+      "the leader is told the instance ids",
+    );
+    const charged = c.stateBytes();
+
+    // The process of instance 'a' (the leader) restarts: a new member id at once, the same generation, no rebalance.
+    const again = await c.join(staticRequest("st", "", "a"));
+    assert.notEqual(again.memberId, a.memberId);
+    assert.equal(again.generation, a.generation);
+    assert.equal(again.leaderId, a.memberId, "the old leader id, so the new process does not compute an assignment");
+    assert.deepEqual(again.members, []);
+    assert.deepEqual(await c.sync("st", again.memberId, again.generation, null, "a"), new Uint8Array([0]));
+    const d = c.describe("st");
+    assert.equal(d.state, "Stable");
+    assert.equal(d.generation, a.generation);
+    assert.equal(d.leaderId, again.memberId, "the replaced leader's id is the new one");
+    assert.deepEqual(d.members.map((m) => [m.memberId, m.groupInstanceId]), [[again.memberId, "a"], [b.memberId, "b"]]);
+    assert.deepEqual(d.members[0].assignment, new Uint8Array([0]));
+    assert.equal(c.stateBytes(), charged, "the same charge under an id of the same length");
+
+    // The old process, were it still running, is fenced wherever it names its instance.
+    const old = a.memberId;
+    const gen = a.generation;
+    assert.equal(refusal(() => c.heartbeat("st", old, gen, "a")).code, "FENCED_INSTANCE_ID");
+    assert.equal(refusal(() => c.sync("st", old, gen, null, "a")).code, "FENCED_INSTANCE_ID");
+    assert.equal(refusal(() => c.join(staticRequest("st", old, "a"))).code, "FENCED_INSTANCE_ID");
+    const commit = await rejection(
+      c.commit("st", "t", new Map([[0, 1]]), { memberId: old, generation: gen, groupInstanceId: "a" }),
+    );
+    assert.equal(commit.code, "FENCED_INSTANCE_ID");
+    assert.match(commit.message, /another process joined as group instance 'a'/);
+    assert.equal(refusal(() => c.heartbeat("st", old, gen)).code, "UNKNOWN_MEMBER_ID", "without it: unknown");
+    // Nobody else is disturbed.
+    c.heartbeat("st", again.memberId, gen, "a");
+    c.heartbeat("st", b.memberId, gen, "b");
+    assert.equal(c.describe("st").state, "Stable");
+
+    c.leave("st", again.memberId, "a");
+    c.leave("st", b.memberId, "b");
+    assert.equal(c.stateBytes(), 0);
+  }));
+
+Deno.test("a static member restarting with other metadata starts a rebalance under its new id", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    const formed = await formStatic(c, "sm", ["a", "b"]);
+    const a = formed.get("a")!;
+    const b = formed.get("b")!;
+    const rejoined = c.join(staticRequest("sm", "", "a", { metadata: new Uint8Array([9]) }));
+    assert.equal(c.describe("sm").state, "PreparingRebalance");
+    assert.equal(refusal(() => c.heartbeat("sm", b.memberId, b.generation, "b")).code, "REBALANCE_IN_PROGRESS");
+    const bAgain = c.join(staticRequest("sm", b.memberId, "b"));
+    const [ra, rb] = await Promise.all([rejoined, bAgain]);
+    assert.equal(ra.generation, a.generation + 1);
+    assert.equal(rb.memberId, b.memberId, "b rejoined under its own id");
+    assert.equal(ra.leaderId, ra.memberId, "leadership went to the new id of the replaced leader");
+    assert.deepEqual(ra.members.map((m) => [m.memberId, m.groupInstanceId]), [[ra.memberId, "a"], [b.memberId, "b"]]);
+    assert.deepEqual(ra.members[0].metadata, new Uint8Array([9]));
+    c.leave("sm", "", "a");
+    c.leave("sm", "", "b");
+    assert.equal(c.stateBytes(), 0);
+  }));
+
+Deno.test("LeaveGroup by group instance id removes that member; a stale member id is fenced; unknown instances refused", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    const formed = await formStatic(c, "sl", ["a", "b"]);
+    assert.equal(refusal(() => c.leave("sl", "a-stale", "a")).code, "FENCED_INSTANCE_ID");
+    assert.equal(refusal(() => c.leave("sl", "", "nobody")).code, "UNKNOWN_MEMBER_ID");
+    assert.equal(c.describe("sl").members.length, 2, "neither refusal removed anyone");
+    c.leave("sl", "", "b");
+    const d = c.describe("sl");
+    assert.equal(d.state, "PreparingRebalance");
+    assert.deepEqual(d.members.map((m) => m.groupInstanceId), ["a"]);
+    // Instance 'b' is gone: a process joining as 'b' now is a new member, not a replacement.
+    const b2 = c.join(staticRequest("sl", "", "b")).catch((err: YakError) => err);
+    assert.equal(c.describe("sl").members.length, 2);
+    c.leave("sl", formed.get("a")!.memberId, "a");
+    const alone = await b2;
+    assert.ok(!(alone instanceof YakError), `the new 'b' joined once 'a' left: ${alone}`);
+    assert.deepEqual(alone.members.map((m) => m.groupInstanceId), ["b"]);
+    c.leave("sl", "", "b");
+    assert.equal(c.describe("sl").state, "Empty");
+    assert.equal(c.stateBytes(), 0);
+  }));
+
+Deno.test("a static member that misses a rebalance keeps its place and partitions until its session timeout", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    const formed = await formStatic(c, "sx", ["a", "b"], { sessionTimeoutMs: 1500, rebalanceTimeoutMs: 300 });
+    const a = formed.get("a")!;
+    const b = formed.get("b")!;
+    // 'a' keeps heartbeating; 'b' goes silent. 'a' rejoins (a new subscription): the join phase ends at the
+    // rebalance timeout without 'b', which stays a member and is given to the leader to assign.
+    const beat = setInterval(() => {
+      try {
+        c.heartbeat("sx", a.memberId, c.describe("sx").generation, "a");
+      } catch { /* rebalancing */ }
+    }, 100);
+    try {
+      const ra = await c.join(
+        staticRequest("sx", a.memberId, "a", { sessionTimeoutMs: 1500, rebalanceTimeoutMs: 300 }),
+      );
+      assert.equal(ra.generation, a.generation + 1);
+      assert.deepEqual(ra.members.map((m) => m.memberId), [a.memberId, b.memberId]);
+      const assignments = new Map([[a.memberId, new Uint8Array([7])], [b.memberId, new Uint8Array([8])]]);
+      await c.sync("sx", a.memberId, ra.generation, assignments, "a");
+      assert.deepEqual(c.describe("sx").members.map((m) => m.assignment), [new Uint8Array([7]), new Uint8Array([8])]);
+      // Then its session ends: out, and the group rebalances without it.
+      await eventually("'b' removed at its session timeout", () => c.describe("sx").members.length === 1);
+      assert.equal(c.describe("sx").state, "PreparingRebalance");
+      assert.deepEqual(c.describe("sx").members.map((m) => m.groupInstanceId), ["a"]);
+    } finally {
+      clearInterval(beat);
+    }
+    c.leave("sx", "", "a");
+    assert.equal(c.stateBytes(), 0);
+  }));
+
+Deno.test("a static member's instance id is charged with its bytes; one past 249 characters is refused", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    // Member ids take at most 64 characters of the instance id, so these two differ by their instance ids alone.
+    const short = c.join(staticRequest("i1", "", "x".repeat(64))).catch((err: YakError) => err);
+    const long = c.join(staticRequest("i2", "", "y".repeat(249))).catch((err: YakError) => err);
+    assert.equal(c.stateBytes("i2") - c.stateBytes("i1"), 249 - 64);
+    const tooLong = refusal(() => c.join(staticRequest("i3", "", "z".repeat(250))));
+    assert.equal(tooLong.code, "INVALID_REQUEST");
+    assert.match(tooLong.message, /group instance id must be 1 to 249 characters/);
+    c.leave("i1", "", "x".repeat(64));
+    c.leave("i2", "", "y".repeat(249));
+    await Promise.all([short, long]);
+    assert.equal(c.stateBytes(), 0);
+  }));
+
+Deno.test("after a failover a static member is taken back under its member id, and its instance fences again", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c, leadership) => {
+    const a = (await formStatic(c, "sf", ["a"])).get("a")!;
+    leadership.epoch = 2;
+    const moved = refusal(() => c.heartbeat("sf", a.memberId, a.generation, "a"));
+    assert.equal(moved.code, "REBALANCE_IN_PROGRESS", "the new leader does not know it yet: rejoin");
+    const back = await c.join(staticRequest("sf", a.memberId, "a"));
+    assert.equal(back.memberId, a.memberId, "under the id it had");
+    assert.deepEqual(c.describe("sf").members.map((m) => m.groupInstanceId), ["a"]);
+    assert.equal(refusal(() => c.heartbeat("sf", "a-other", back.generation, "a")).code, "FENCED_INSTANCE_ID");
+    c.leave("sf", "", "a");
+    assert.equal(c.stateBytes(), 0);
   }));

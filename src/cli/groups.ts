@@ -30,7 +30,8 @@ yak groups --delete G [--json]
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
 --describe shows the group's state, generation and strategy, its members
-with their partitions, and per partition the committed offset, the log end
+with their partitions (and a static member's group.instance.id), and per
+partition the committed offset, the log end
 (high watermark), the lag and the member that reads it. --reset-offsets and
 --delete are refused while the group has active members (stop them first).
 --shift-by takes a negative number as --shift-by=-10.
@@ -38,6 +39,8 @@ with their partitions, and per partition the committed offset, the log end
 
 interface Member {
   memberId: string;
+  /** A static member's group instance id; null (or absent, from an older leader) for a dynamic one. */
+  groupInstanceId?: string | null;
   clientId: string;
   host: string;
   partitions: Record<string, number[]>;
@@ -287,8 +290,9 @@ function descriptionJson(group: string, d: GroupDescription, rows: PartitionRow[
     state: d.state,
     generation: d.generation,
     protocol: d.protocol,
-    members: d.members.map(({ memberId, clientId, host, partitions }) => ({
+    members: d.members.map(({ memberId, groupInstanceId, clientId, host, partitions }) => ({
       memberId,
+      groupInstanceId: groupInstanceId ?? null,
       clientId,
       host,
       partitions,
@@ -312,9 +316,10 @@ function printDescription(group: string, d: GroupDescription, rows: PartitionRow
   );
   if (d.members.length > 0) {
     console.log(table([
-      ["MEMBER-ID", "CLIENT-ID", "HOST", "PARTITIONS"],
+      ["MEMBER-ID", "INSTANCE-ID", "CLIENT-ID", "HOST", "PARTITIONS"],
       ...d.members.map((m) => [
         m.memberId,
+        m.groupInstanceId ?? "-",
         m.clientId,
         m.host,
         Object.entries(m.partitions).map(([t, ps]) => `${t}[${ps.join(",")}]`).join(" ") || "-",

@@ -62,14 +62,18 @@ export function findCoordinator(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   w.int32(nodeId).string(host).int32(port);
 }
 
-/** Handles JoinGroup v0-6 (before v4 a new member gets its id within the same request; v6 is flexible). */
+/**
+ * Handles JoinGroup v0-6 (before v4 a new member gets its id within the same
+ * request; v5 brings the group instance id of a static member, KIP-345; v6 is
+ * flexible).
+ */
 export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const group = r.string();
   const sessionTimeoutMs = r.int32();
   const rebalanceTimeoutMs = v >= 1 ? r.int32() : sessionTimeoutMs;
   let memberId = r.string();
-  if (v >= 5) r.nullableString(); // group instance id: static membership is not supported; members are dynamic
+  const groupInstanceId = v >= 5 ? r.nullableString() : null;
   const protocolType = r.string();
   const protocols = r.array((r) => ({ name: r.string(), metadata: r.bytes().slice() }), 6);
   let result: JoinResult | null = null;
@@ -86,6 +90,7 @@ export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
         rebalanceTimeoutMs,
         protocolType,
         protocols,
+        groupInstanceId,
       });
     } catch (err) {
       if (err instanceof YakError && err.code === "MEMBER_ID_REQUIRED") {
@@ -103,7 +108,7 @@ export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   w.string(result?.protocol ?? "").string(result?.leaderId ?? "").string(result?.memberId ?? memberId);
   w.array(result?.members ?? [], (w, m) => {
     w.string(m.memberId);
-    if (v >= 5) w.nullableString(null);
+    if (v >= 5) w.nullableString(m.groupInstanceId);
     w.nullableBytes(m.metadata);
   });
 }
@@ -114,7 +119,7 @@ export async function syncGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   const group = r.string();
   const generation = r.int32();
   const memberId = r.string();
-  if (v >= 3) r.nullableString();
+  const groupInstanceId = v >= 3 ? r.nullableString() : null;
   const assignments = r.array((r) => [r.string(), r.bytes().slice()] as const, 6);
   let error = 0;
   let assignment: Uint8Array = new Uint8Array(0);
@@ -124,6 +129,7 @@ export async function syncGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
       memberId,
       generation,
       assignments.length > 0 ? new Map(assignments) : null,
+      groupInstanceId,
     );
   } catch (err) {
     error = groupErrorOf(err);
@@ -138,10 +144,10 @@ export function heartbeat(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const group = r.string();
   const generation = r.int32();
   const memberId = r.string();
-  if (v >= 3) r.nullableString();
+  const groupInstanceId = v >= 3 ? r.nullableString() : null;
   let error = 0;
   try {
-    ctx.services.groups.heartbeat(group, memberId, generation);
+    ctx.services.groups.heartbeat(group, memberId, generation, groupInstanceId);
   } catch (err) {
     error = groupErrorOf(err);
   }
@@ -149,20 +155,19 @@ export function heartbeat(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   w.int16(error);
 }
 
-/** Handles LeaveGroup v0-4 (v3 takes several members; v4 is flexible). */
+/**
+ * Handles LeaveGroup v0-4 (v3 takes several members, each by member id or by
+ * group instance id; v4 is flexible).
+ */
 export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
   const group = r.string();
   const members = v >= 3
-    ? r.array((r) => {
-      const id = r.string();
-      r.nullableString();
-      return id;
-    }, 4)
-    : [r.string()];
-  const errors = members.map((id) => {
+    ? r.array((r) => ({ id: r.string(), instance: r.nullableString() }), 4)
+    : [{ id: r.string(), instance: null }];
+  const errors = members.map((m) => {
     try {
-      ctx.services.groups.leave(group, id);
+      ctx.services.groups.leave(group, m.id, m.instance);
       return 0;
     } catch (err) {
       return groupErrorOf(err);
@@ -171,8 +176,8 @@ export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void 
   if (v >= 1) w.int32(0);
   w.int16(v >= 3 ? 0 : errors[0]);
   if (v >= 3) {
-    w.array(members.map((id, i) => ({ id, error: errors[i] })), (w, m) => {
-      w.string(m.id).nullableString(null).int16(m.error);
+    w.array(members.map((m, i) => ({ ...m, error: errors[i] })), (w, m) => {
+      w.string(m.id).nullableString(m.instance).int16(m.error);
     });
   }
 }
@@ -186,7 +191,7 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
   const group = r.string();
   const generation = v >= 1 ? r.int32() : -1;
   const memberId = v >= 1 ? r.string() : "";
-  if (v >= 7) r.nullableString();
+  const groupInstanceId = v >= 7 ? r.nullableString() : null;
   if (v >= 2 && v <= 4) r.int64(); // retention time
   const topics = r.array((r) => ({
     name: r.string(),
@@ -199,7 +204,7 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
       return { index, offset, epoch, metadata };
     }, 14),
   }), 4);
-  const member = memberId !== "" && generation >= 0 ? { memberId, generation } : null;
+  const member = memberId !== "" && generation >= 0 ? { memberId, generation, groupInstanceId } : null;
   const answers = await Promise.all(topics.map(async (t) => {
     let error = 0;
     // As Kafka: a partition whose metadata is too long is refused on its own; the others are stored.
@@ -314,7 +319,7 @@ export function describeGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): v
       w.int16(0).string(name).string(g.state).string(g.protocolType).string(g.protocol);
       w.array(g.members, (w, m) => {
         w.string(m.memberId);
-        if (v >= 4) w.nullableString(null);
+        if (v >= 4) w.nullableString(m.groupInstanceId);
         w.string(m.clientId).string(m.host).nullableBytes(m.metadata).nullableBytes(m.assignment);
       });
     } catch (err) {

@@ -43,6 +43,8 @@ export interface GroupLagStatus {
 /** A member of a group, with the partitions it was assigned (topic -> partitions). */
 export interface GroupMemberStatus {
   memberId: string;
+  /** A static member's group instance id (KIP-345); null for a dynamic member. */
+  groupInstanceId?: string | null;
   clientId: string;
   host: string;
   lastHeartbeatMsAgo: number;
