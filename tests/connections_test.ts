@@ -6,7 +6,7 @@
  * through, and leaves the data stored before it intact.
  */
 import assert from "node:assert/strict";
-import { memoryOf, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+import { assertReadsBack, memoryOf, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 const TOKEN = "connections-test-token";
@@ -78,17 +78,6 @@ function closeAll(conns: (Deno.Conn | null)[]): void {
   }
 }
 
-async function readBack(c: TestCluster, topic: string, n: number, env?: Record<string, string>): Promise<void> {
-  const read = await yak(["consume", "--topic", topic, "--from-beginning", "--max-messages", String(n), ...c.zkFlag], {
-    env,
-  });
-  assert.equal(read.code, 0, read.stderr);
-  assert.deepEqual(
-    read.stdout.split("\n").filter(Boolean).map(Number).sort((a, b) => a - b),
-    Array.from({ length: n }, (_, i) => i + 1),
-  );
-}
-
 Deno.test("300 unauthenticated connections announcing 16 MiB frames: refused after their first bytes, memory bounded, producers served", () =>
   withDeadline(90_000, "pre-auth flood", async () => {
     const env = { YAK_AUTH_TOKEN: TOKEN };
@@ -128,7 +117,7 @@ Deno.test("300 unauthenticated connections announcing 16 MiB frames: refused aft
       );
       assert.ok(peak - before < 100 * MiB, `RSS grew by ${((peak - before) / MiB).toFixed(0)} MB`);
       assert.ok(after - before < 50 * MiB, `RSS stayed ${((after - before) / MiB).toFixed(0)} MB up after closing`);
-      await readBack(c, "kept", 200, env);
+      await assertReadsBack(c, "kept", 200, env);
     } finally {
       closeAll(conns);
       await c.stop();
@@ -159,7 +148,7 @@ Deno.test("40 peers each sending 16 MiB and going silent: the request budget hol
       );
       assert.ok(peak - before < 100 * MiB, `RSS grew by ${((peak - before) / MiB).toFixed(0)} MB`);
       closeAll(conns);
-      await readBack(c, "kept", 200);
+      await assertReadsBack(c, "kept", 200);
     } finally {
       closeAll(conns);
       await c.stop();
@@ -237,7 +226,7 @@ Deno.test("1,100 idle connections held on the zookeeper: a killed broker restart
           `broker back in sync after ${rejoinedMs.toFixed(0)} ms (epoch ${back.epoch})`,
       );
       assert.ok(opened > 1024, `the flood filled the table (${opened} opened)`);
-      await readBack(c, "kept", 200, env);
+      await assertReadsBack(c, "kept", 200, env);
     } finally {
       await flood?.stop();
       await c.stop();

@@ -607,3 +607,41 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/** Debian's Python, where its Kafka clients (python3-kafka, python3-confluent-kafka) are installed. */
+export const PYTHON = "/usr/bin/python3";
+
+/** Why a Python module cannot be used here (for {@link skipWithout}), or null when it can. */
+export function pythonModuleMissing(module: string, pkg: string): string | null {
+  try {
+    const out = new Deno.Command(PYTHON, { args: ["-c", `import ${module}`], stdout: "null", stderr: "null" })
+      .outputSync();
+    return out.code === 0 ? null : `${pkg} is not installed (apt-get install ${pkg})`;
+  } catch {
+    return `${PYTHON} is missing`;
+  }
+}
+
+/** Runs a Python script with arguments: its exit code, and stdout then stderr as text. */
+export async function python(script: string, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await run(PYTHON, ["-c", script, ...args], { timeoutMs: 90_000 });
+  return { code: r.code, out: new TextDecoder().decode(r.stdout) + r.stderr };
+}
+
+/** `yak consume`s topic from the beginning and checks it holds exactly the numbers 1..n (in any order). */
+export async function assertReadsBack(
+  c: TestCluster,
+  topic: string,
+  n: number,
+  env?: Record<string, string>,
+): Promise<void> {
+  const read = await yak(["consume", "--topic", topic, "--from-beginning", "--max-messages", String(n), ...c.zkFlag], {
+    env,
+  });
+  if (read.code !== 0) throw new Error(`yak consume exited ${read.code}: ${read.stderr}`);
+  const got = read.stdout.split("\n").filter(Boolean).map(Number).sort((a, b) => a - b);
+  const want = Array.from({ length: n }, (_, i) => i + 1);
+  if (JSON.stringify(got) !== JSON.stringify(want)) {
+    throw new Error(`${topic} read back ${got.length} records, not 1..${n}: ${JSON.stringify(got).slice(0, 200)}`);
+  }
+}

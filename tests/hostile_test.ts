@@ -10,7 +10,7 @@ import type { YakError } from "../src/errors.ts";
 import type { Writer } from "../src/kafka/wire.ts";
 import { crc32c } from "../src/log/crc32c.ts";
 import { Connection } from "../src/protocol/connection.ts";
-import { memoryOf, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+import { assertReadsBack, memoryOf, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
 import { KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
 
 /** A zigzag varint (Kafka's record fields). */
@@ -94,12 +94,7 @@ Deno.test("a small gzip Produce with 4M empty headers on one record is refused a
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal((await c.lease()).leaderId, leader);
       assert.equal((await Deno.readTextFile(zkLog)).split('"leader_elected"').length, electionsBefore, "no election");
-      const read = await yak(["consume", "--topic", "kept", "--from-beginning", "--max-messages", "100", ...c.zkFlag]);
-      assert.equal(read.code, 0, read.stderr);
-      assert.deepEqual(
-        read.stdout.split("\n").filter(Boolean).map(Number).sort((a, b) => a - b),
-        seqText(100).trim().split("\n").map(Number),
-      );
+      await assertReadsBack(c, "kept", 100);
     } finally {
       await c.stop();
     }
@@ -270,12 +265,7 @@ Deno.test("128 JoinGroups of 1 MiB each: past the group and coordinator budgets 
       assert.equal(err?.code, "GROUP_MAX_SIZE_REACHED", `${err}`);
       assert.match(err.message, /group coordinator is full.*budget of 8 MiB \(--max-group-state-bytes\)/);
 
-      const read = await yak(["consume", "--topic", "kept", "--from-beginning", "--max-messages", "100", ...c.zkFlag]);
-      assert.equal(read.code, 0, read.stderr);
-      assert.deepEqual(
-        read.stdout.split("\n").filter(Boolean).map(Number).sort((a, b) => a - b),
-        seqText(100).trim().split("\n").map(Number),
-      );
+      await assertReadsBack(c, "kept", 100);
     } finally {
       k?.close();
       native.close();

@@ -3,24 +3,17 @@
  * kafka-python's admin client from Debian, unchanged.
  */
 import assert from "node:assert/strict";
-import { kcatMissing, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import {
+  kcatMissing,
+  python,
+  pythonModuleMissing,
+  run,
+  skipWithout,
+  TestCluster,
+  withDeadline,
+  yak,
+} from "./harness.ts";
 import { ends, KafkaConn } from "./kafka_conn.ts";
-
-const PYTHON = "/usr/bin/python3";
-
-function kafkaPythonMissing(): string | null {
-  try {
-    const out = new Deno.Command(PYTHON, { args: ["-c", "import kafka"], stdout: "null", stderr: "null" }).outputSync();
-    return out.code === 0 ? null : "python3-kafka is not installed (apt-get install python3-kafka)";
-  } catch {
-    return `${PYTHON} is missing`;
-  }
-}
-
-async function python(script: string, args: string[]): Promise<{ code: number; out: string }> {
-  const r = await run(PYTHON, ["-c", script, ...args], { timeoutMs: 60_000 });
-  return { code: r.code, out: new TextDecoder().decode(r.stdout) + r.stderr };
-}
 
 const DESCRIBE = `
 import sys, json, time
@@ -45,7 +38,7 @@ c.close()
 admin.close()
 `;
 
-const missing = kafkaPythonMissing();
+const missing = pythonModuleMissing("kafka", "python3-kafka");
 
 Deno.test({
   name: "DescribeGroups: a group nobody joined is Dead with no protocol type; a member's subscription is returned",

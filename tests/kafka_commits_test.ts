@@ -7,19 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { Kafka, logLevel } from "kafkajs";
-import { run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import { PYTHON, pythonModuleMissing, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 import { ends, KafkaConn } from "./kafka_conn.ts";
-
-const PYTHON = "/usr/bin/python3";
-
-function kafkaPythonMissing(): string | null {
-  try {
-    const out = new Deno.Command(PYTHON, { args: ["-c", "import kafka"], stdout: "null", stderr: "null" }).outputSync();
-    return out.code === 0 ? null : "python3-kafka is not installed (apt-get install python3-kafka)";
-  } catch {
-    return `${PYTHON} is missing`;
-  }
-}
 
 const COMMIT_WITH_METADATA = `
 import sys, json
@@ -84,7 +73,7 @@ async function commitAndFetchV8(port: number, group: string, topic: string) {
 
 Deno.test({
   name: "commits past the log end are stored with their metadata and leader epoch; a consumer resuming there resets",
-  ignore: skipWithout(kafkaPythonMissing()),
+  ignore: skipWithout(pythonModuleMissing("kafka", "python3-kafka")),
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>

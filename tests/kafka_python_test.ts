@@ -9,24 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
-
-const PYTHON = "/usr/bin/python3";
-
-function moduleMissing(module: string, pkg: string): string | null {
-  try {
-    const out = new Deno.Command(PYTHON, { args: ["-c", `import ${module}`], stdout: "null", stderr: "null" })
-      .outputSync();
-    return out.code === 0 ? null : `${pkg} is not installed (apt-get install ${pkg})`;
-  } catch {
-    return `${PYTHON} is missing`;
-  }
-}
-
-async function python(script: string, args: string[]): Promise<{ code: number; out: string }> {
-  const r = await run(PYTHON, ["-c", script, ...args], { timeoutMs: 90_000 });
-  return { code: r.code, out: new TextDecoder().decode(r.stdout) + r.stderr };
-}
+import { python, pythonModuleMissing, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const KAFKA_PYTHON = `
 import sys
@@ -80,7 +63,7 @@ for (
     ["confluent-kafka", "confluent_kafka", "python3-confluent-kafka", CONFLUENT],
   ] as const
 ) {
-  const missing = moduleMissing(module, pkg);
+  const missing = pythonModuleMissing(module, pkg);
   if (missing) console.log(`${name} test skipped: ${missing}`);
   Deno.test({
     name: `${name}: produce 1,000 records (acks=all), consume them in a group, commit; yak reads the same`,
@@ -144,7 +127,7 @@ c.close()
 print("consumed", len(seen))
 `;
 
-const kafkaPythonMissing = moduleMissing("kafka", "python3-kafka");
+const kafkaPythonMissing = pythonModuleMissing("kafka", "python3-kafka");
 Deno.test({
   name:
     "kafka-python authenticates with SASL/PLAIN (handshake v0, then the bare token), produces and consumes; a wrong password is refused and logged without it",

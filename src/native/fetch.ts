@@ -56,13 +56,7 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
     }
   }
   // Even with nothing to read here (topics not replicated yet), the poll waits its time, as a single-topic one does.
-  const damaged = new Map<ReadSpec, YakError>();
-  const reads = await s.partitions.readPartitions(specs, {
-    maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
-    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
-    upTo: "hw",
-    damaged,
-  });
+  const { reads, damaged } = await readFor(s, req, specs);
   const hw = [...wantedOf].map(([topic, ps]) =>
     `${JSON.stringify(topic)}:{${
       ps.map((p) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`).join(",")
@@ -86,6 +80,18 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
   );
 }
 
+/** A consumer's read of `specs`, within the request's byte budget and wait: the reads and the damage met. */
+async function readFor(s: BrokerServices, req: Request, specs: ReadSpec[]) {
+  const damaged = new Map<ReadSpec, YakError>();
+  const reads = await s.partitions.readPartitions(specs, {
+    maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
+    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
+    upTo: "hw",
+    damaged,
+  });
+  return { reads, damaged };
+}
+
 /** `fetch`: a consumer's long poll; the records follow the frame as the stored lines (`len` bytes per part). */
 export async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
   if (req.topics !== undefined) return await fetchTopics(s, req);
@@ -103,13 +109,7 @@ export async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
   }
   const belowStart = new Map<number, PartitionOffsets>();
   const specs = s.partitions.consumerSpecs(topic, wanted, belowStart);
-  const damaged = new Map<ReadSpec, YakError>();
-  const reads = await s.partitions.readPartitions(specs, {
-    maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
-    maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
-    upTo: "hw",
-    damaged,
-  });
+  const { reads, damaged } = await readFor(s, req, specs);
   const hw = wanted.map(([p]) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`);
   const parts: string[] = [];
   const data: Uint8Array[] = [];
@@ -118,7 +118,7 @@ export async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
     data.push(...read.chunks);
     parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}}`);
   }
-  // Offsets below the log start (deleted by retention): the range that is left, per partition.
+  // Offsets below the log start (deleted by retention) or past the end: the range there is, per partition.
   const range = [...belowStart].map(([p, o]) => `"${p}":[${o.logStart},${o.highWatermark}]`);
   const ranges = range.length > 0 ? `,"outOfRange":{${range.join(",")}}` : "";
   // The records follow the frame as the stored lines, untouched (`len` bytes per part).
