@@ -297,7 +297,6 @@ function strictUtf8(bytes: Uint8Array): string | null {
  * assert.equal(batch.records[0].timestamp, 1763764800123);
  * ```
  */
-// deno-lint-ignore yak/max-function-lines
 export function decodeRecordBatches(bytes: Uint8Array, limits: DecodeLimits): RecordBatch[] {
   assert(Number.isSafeInteger(limits.maxRecords) && limits.maxRecords >= 0, "maxRecords is a non-negative integer");
   assert(
@@ -305,87 +304,149 @@ export function decodeRecordBatches(bytes: Uint8Array, limits: DecodeLimits): Re
     "maxUncompressedBytes is a non-negative integer",
   );
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const budget = new DecodeBudget(limits);
   const batches: RecordBatch[] = [];
-  let recordsLeft = limits.maxRecords;
-  let inflateLeft = limits.maxUncompressedBytes;
   let at = 0;
   while (at < bytes.length) {
-    const left = bytes.length - at;
-    if (left < LOG_OVERHEAD_BYTES + 5) throw corrupt(at, `${left} bytes are too few for a batch header`);
-    const batchLength = view.getInt32(at + 8);
-    // Magics 0 and 1 keep theirs at the same place, so this check is safe before trusting the rest.
-    const magic = view.getInt8(at + MAGIC_AT);
-    if (magic !== MAGIC) {
-      throw new YakError(
-        "CORRUPT_MESSAGE",
-        `record batch at byte ${at}: magic ${magic} is not supported, only 2 (Kafka 0.11 and later); upgrade the client`,
-        { magic },
-      );
-    }
-    if (batchLength < RECORD_BATCH_OVERHEAD_BYTES - LOG_OVERHEAD_BYTES) {
-      throw corrupt(at, `batch length ${batchLength} is shorter than a batch header`);
-    }
-    if (batchLength > left - LOG_OVERHEAD_BYTES) {
-      throw corrupt(at, `batch length ${batchLength} passes the ${left - LOG_OVERHEAD_BYTES} bytes that follow it`);
-    }
-    const end = at + LOG_OVERHEAD_BYTES + batchLength;
-    const storedCrc = view.getUint32(at + CRC_AT);
-    const crc = crc32c(bytes, at + ATTRIBUTES_AT, end);
-    if (crc !== storedCrc) {
-      throw corrupt(at, `CRC-32C is 0x${crc.toString(16)}, the batch says 0x${storedCrc.toString(16)}`);
-    }
-    const attributes = view.getInt16(at + ATTRIBUTES_AT);
-    const codec = attributes & ATTR_CODEC_MASK;
-    if (!isCompressionCodec(codec)) throw corrupt(at, `compression codec ${codec} is unknown`);
-    const baseTimestamp = readInt64(view, at + 27, at, "baseTimestamp");
-    const maxTimestamp = readInt64(view, at + 35, at, "maxTimestamp");
-    const batch: RecordBatch = {
-      baseOffset: readInt64(view, at, at, "baseOffset"),
-      partitionLeaderEpoch: view.getInt32(at + 12),
-      attributes,
-      compression: codec,
-      isLogAppendTime: (attributes & ATTR_LOG_APPEND_TIME) !== 0,
-      lastOffsetDelta: view.getInt32(at + 23),
-      baseTimestamp,
-      maxTimestamp,
-      producerId: view.getBigInt64(at + 43),
-      producerEpoch: view.getInt16(at + 51),
-      baseSequence: view.getInt32(at + 53),
-      isTransactional: (attributes & ATTR_TRANSACTIONAL) !== 0,
-      isControl: (attributes & ATTR_CONTROL) !== 0,
-      records: [],
-    };
-    const count = view.getInt32(at + 57);
-    if (count < 0) throw corrupt(at, `record count ${count} is negative`);
-    const plain = codec === Compression.none;
-    const packedBytes = end - at - RECORD_BATCH_OVERHEAD_BYTES;
-    if (plain && count > packedBytes / MIN_RECORD_BYTES) {
-      throw corrupt(at, `${count} records cannot fit in ${packedBytes} bytes`);
-    }
-    if (count > recordsLeft) {
-      throw new YakError(
-        "MESSAGE_TOO_LARGE",
-        `record batch at byte ${at}: ${count} records pass the limit of ${limits.maxRecords} per request; send smaller batches`,
-      );
-    }
-    recordsLeft -= count;
-    let section = bytes;
-    let start = at + RECORD_BATCH_OVERHEAD_BYTES;
-    let stop = end;
-    if (!plain) {
-      section = inflate(codec, bytes.subarray(start, end), inflateLeft, limits.maxUncompressedBytes, at);
-      inflateLeft -= section.length;
-      start = 0;
-      stop = section.length;
-    }
-    if (!plain && count > section.length / MIN_RECORD_BYTES) {
-      throw corrupt(at, `${count} records cannot fit in the ${section.length} bytes they decompress to`);
-    }
-    batch.records = readRecords(new Reader(section, start, stop, at), count, batch, limits.records);
+    const end = checkBatchFrame(bytes, view, at);
+    const batch = readBatchHeader(view, at);
+    const count = readRecordCount(view, at, end, batch.compression, budget);
+    const reader = recordsReader(bytes, at, end, batch.compression, count, budget);
+    batch.records = readRecords(reader, count, batch, limits.records);
     batches.push(batch);
     at = end;
   }
   return batches;
+}
+
+/** What is left of one {@link decodeRecordBatches} call's limits, spent batch by batch. */
+class DecodeBudget {
+  recordsLeft: number;
+  inflateLeft: number;
+  constructor(readonly limits: DecodeLimits) {
+    this.recordsLeft = limits.maxRecords;
+    this.inflateLeft = limits.maxUncompressedBytes;
+  }
+
+  /** Takes the batch at `at`'s `count` records; past the limit is MESSAGE_TOO_LARGE. */
+  takeRecords(count: number, at: number): void {
+    if (count > this.recordsLeft) {
+      throw new YakError(
+        "MESSAGE_TOO_LARGE",
+        `record batch at byte ${at}: ${count} records pass the limit of ${this.limits.maxRecords} per request; ` +
+          `send smaller batches`,
+      );
+    }
+    this.recordsLeft -= count;
+  }
+}
+
+/**
+ * Checks the framing of the batch at `at` before anything in it is trusted:
+ * room for a header, the magic, the batch length against the buffer, and the
+ * CRC-32C. Returns where the batch ends.
+ */
+function checkBatchFrame(bytes: Uint8Array, view: DataView, at: number): number {
+  const left = bytes.length - at;
+  if (left < LOG_OVERHEAD_BYTES + 5) throw corrupt(at, `${left} bytes are too few for a batch header`);
+  const batchLength = view.getInt32(at + 8);
+  // Magics 0 and 1 keep theirs at the same place, so this check is safe before trusting the rest.
+  const magic = view.getInt8(at + MAGIC_AT);
+  if (magic !== MAGIC) {
+    throw new YakError(
+      "CORRUPT_MESSAGE",
+      `record batch at byte ${at}: magic ${magic} is not supported, only 2 (Kafka 0.11 and later); upgrade the client`,
+      { magic },
+    );
+  }
+  if (batchLength < RECORD_BATCH_OVERHEAD_BYTES - LOG_OVERHEAD_BYTES) {
+    throw corrupt(at, `batch length ${batchLength} is shorter than a batch header`);
+  }
+  if (batchLength > left - LOG_OVERHEAD_BYTES) {
+    throw corrupt(at, `batch length ${batchLength} passes the ${left - LOG_OVERHEAD_BYTES} bytes that follow it`);
+  }
+  const end = at + LOG_OVERHEAD_BYTES + batchLength;
+  const storedCrc = view.getUint32(at + CRC_AT);
+  const crc = crc32c(bytes, at + ATTRIBUTES_AT, end);
+  if (crc !== storedCrc) {
+    throw corrupt(at, `CRC-32C is 0x${crc.toString(16)}, the batch says 0x${storedCrc.toString(16)}`);
+  }
+  return end;
+}
+
+/** The header fields of the batch at `at` (its framing checked), with no records yet. */
+function readBatchHeader(view: DataView, at: number): RecordBatch {
+  const attributes = view.getInt16(at + ATTRIBUTES_AT);
+  const codec = attributes & ATTR_CODEC_MASK;
+  if (!isCompressionCodec(codec)) throw corrupt(at, `compression codec ${codec} is unknown`);
+  const baseTimestamp = readInt64(view, at + 27, at, "baseTimestamp");
+  const maxTimestamp = readInt64(view, at + 35, at, "maxTimestamp");
+  return {
+    baseOffset: readInt64(view, at, at, "baseOffset"),
+    partitionLeaderEpoch: view.getInt32(at + 12),
+    attributes,
+    compression: codec,
+    isLogAppendTime: (attributes & ATTR_LOG_APPEND_TIME) !== 0,
+    lastOffsetDelta: view.getInt32(at + 23),
+    baseTimestamp,
+    maxTimestamp,
+    producerId: view.getBigInt64(at + 43),
+    producerEpoch: view.getInt16(at + 51),
+    baseSequence: view.getInt32(at + 53),
+    isTransactional: (attributes & ATTR_TRANSACTIONAL) !== 0,
+    isControl: (attributes & ATTR_CONTROL) !== 0,
+    records: [],
+  };
+}
+
+/**
+ * The batch's record count, checked against the bytes that could hold it
+ * (uncompressed batches; a compressed one is checked once inflated) and taken
+ * from the call's budget.
+ */
+function readRecordCount(
+  view: DataView,
+  at: number,
+  end: number,
+  codec: CompressionCodec,
+  budget: DecodeBudget,
+): number {
+  const count = view.getInt32(at + 57);
+  if (count < 0) throw corrupt(at, `record count ${count} is negative`);
+  const packedBytes = end - at - RECORD_BATCH_OVERHEAD_BYTES;
+  if (codec === Compression.none && count > packedBytes / MIN_RECORD_BYTES) {
+    throw corrupt(at, `${count} records cannot fit in ${packedBytes} bytes`);
+  }
+  budget.takeRecords(count, at);
+  return count;
+}
+
+/**
+ * A cursor over the batch's records: in place when uncompressed, else over
+ * the records inflated within what is left of the call's budget.
+ */
+function recordsReader(
+  bytes: Uint8Array,
+  at: number,
+  end: number,
+  codec: CompressionCodec,
+  count: number,
+  budget: DecodeBudget,
+): Reader {
+  const start = at + RECORD_BATCH_OVERHEAD_BYTES;
+  if (codec === Compression.none) return new Reader(bytes, start, end, at);
+  const section = inflate(
+    codec,
+    bytes.subarray(start, end),
+    budget.inflateLeft,
+    budget.limits.maxUncompressedBytes,
+    at,
+  );
+  budget.inflateLeft -= section.length;
+  if (count > section.length / MIN_RECORD_BYTES) {
+    throw corrupt(at, `${count} records cannot fit in the ${section.length} bytes they decompress to`);
+  }
+  return new Reader(section, 0, section.length, at);
 }
 
 function inflate(codec: CompressionCodec, packed: Uint8Array, budget: number, limit: number, at: number): Uint8Array {
@@ -520,15 +581,31 @@ function isInt(n: number, bits: number): boolean {
  * assert.equal(bytes.length, RECORD_BATCH_OVERHEAD_BYTES + 8); // 61 + the one record
  * ```
  */
-// deno-lint-ignore yak/max-function-lines
 export function encodeRecordBatch(b: RecordBatchInput): Uint8Array {
-  const records = b.records;
-  const count = records.length;
   const codec = b.compression ?? Compression.none;
-  const producerId = b.producerId ?? -1n;
-  const producerEpoch = b.producerEpoch ?? -1;
-  const baseSequence = b.baseSequence ?? -1;
-  assert(count > 0, "a record batch holds at least one record");
+  checkBatchInput(b, codec);
+  const sizes = sizeRecords(b.records);
+  // Records go straight into the batch when uncompressed.
+  const plain = codec === Compression.none;
+  const recordsAt = plain ? RECORD_BATCH_OVERHEAD_BYTES : 0;
+  const recordsOut = new Uint8Array(recordsAt + sizes.recordsBytes);
+  const pos = writeRecords(recordsOut, recordsAt, b.records, sizes);
+  assert(pos === recordsOut.length, `record batch sized ${recordsOut.length} bytes, wrote ${pos}`);
+  const out = plain ? recordsOut : packRecords(codec, recordsOut);
+  writeBatchHeader(out, b, codec, sizes);
+  return out;
+}
+
+/** Without an idempotent producer, a batch carries -1 as its producer id, epoch and base sequence. */
+const NO_PRODUCER_ID = -1n;
+const NO_PRODUCER_EPOCH = -1;
+const NO_SEQUENCE = -1;
+
+function checkBatchInput(b: RecordBatchInput, codec: CompressionCodec): void {
+  const producerId = b.producerId ?? NO_PRODUCER_ID;
+  const producerEpoch = b.producerEpoch ?? NO_PRODUCER_EPOCH;
+  const baseSequence = b.baseSequence ?? NO_SEQUENCE;
+  assert(b.records.length > 0, "a record batch holds at least one record");
   assert(Number.isSafeInteger(b.baseOffset) && b.baseOffset >= 0, `baseOffset ${b.baseOffset} is not an offset`);
   assert(isInt(b.partitionLeaderEpoch, 32), `partitionLeaderEpoch ${b.partitionLeaderEpoch} is not an int32`);
   assert(isInt(producerEpoch, 16), `producerEpoch ${producerEpoch} is not an int16`);
@@ -538,12 +615,34 @@ export function encodeRecordBatch(b: RecordBatchInput): Uint8Array {
     `producerId ${producerId} is not an int64`,
   );
   assert(isCompressionCodec(codec), `compression codec ${codec} is unknown`);
+}
 
-  // Pass 1: sizes. Header keys are encoded once here and written in pass 2.
+/** Pass 1 of encoding: what the records take, and the figures the batch header carries. */
+class RecordSizes {
+  /** Each record's bytes after its length varint. */
+  readonly bodyBytes: number[];
+  /** Every header key as UTF-8, in order (encoded once here, written in pass 2). */
+  readonly headerKeys: Uint8Array[] = [];
+  /** The records section, uncompressed. */
+  recordsBytes = 0;
+  readonly baseTimestamp: number;
+  maxTimestamp: number;
+  lastOffsetDelta = -1;
+
+  constructor(count: number, baseTimestamp: number) {
+    this.bodyBytes = new Array<number>(count);
+    this.baseTimestamp = baseTimestamp;
+    this.maxTimestamp = baseTimestamp;
+  }
+}
+
+/** Sizes every record, checking offset deltas and timestamps (`baseTimestamp` is the first record's). */
+function sizeRecords(records: KafkaRecord[]): RecordSizes {
+  const count = records.length;
   const baseTimestamp = records[0].timestamp;
+  const sizes = new RecordSizes(count, baseTimestamp);
+  const { bodyBytes, headerKeys } = sizes;
   let maxTimestamp = baseTimestamp;
-  const bodyBytes = new Array<number>(count);
-  const headerKeys: Uint8Array[] = [];
   let recordsBytes = 0;
   let prevDelta = -1;
   for (let i = 0; i < count; i++) {
@@ -572,49 +671,57 @@ export function encodeRecordBatch(b: RecordBatchInput): Uint8Array {
     recordsBytes += varintBytes(n) + n;
   }
   assert(recordsBytes + RECORD_BATCH_OVERHEAD_BYTES <= INT32_MAX, "a record batch is smaller than 2 GiB");
+  sizes.recordsBytes = recordsBytes;
+  sizes.maxTimestamp = maxTimestamp;
+  sizes.lastOffsetDelta = prevDelta;
+  return sizes;
+}
 
-  // Pass 2: records, straight into the batch when uncompressed.
-  const plain = codec === Compression.none;
-  const recordsOut = plain ? new Uint8Array(RECORD_BATCH_OVERHEAD_BYTES + recordsBytes) : new Uint8Array(recordsBytes);
-  let pos = plain ? RECORD_BATCH_OVERHEAD_BYTES : 0;
+/** Pass 2 of encoding: the records into `out` from `pos`, as sized; returns where they end. */
+function writeRecords(out: Uint8Array, pos: number, records: KafkaRecord[], sizes: RecordSizes): number {
+  const { bodyBytes, headerKeys, baseTimestamp } = sizes;
   let hk = 0;
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    pos = writeVarint(recordsOut, pos, bodyBytes[i]);
-    recordsOut[pos++] = 0;
-    pos = writeUvarlong(recordsOut, pos, zigzagLong(r.timestamp - baseTimestamp));
-    pos = writeVarint(recordsOut, pos, r.offsetDelta);
-    pos = writeBytes(recordsOut, pos, r.key);
-    pos = writeBytes(recordsOut, pos, r.value);
-    pos = writeVarint(recordsOut, pos, r.headers.length);
+    pos = writeVarint(out, pos, bodyBytes[i]);
+    out[pos++] = 0;
+    pos = writeUvarlong(out, pos, zigzagLong(r.timestamp - baseTimestamp));
+    pos = writeVarint(out, pos, r.offsetDelta);
+    pos = writeBytes(out, pos, r.key);
+    pos = writeBytes(out, pos, r.value);
+    pos = writeVarint(out, pos, r.headers.length);
     for (const h of r.headers) {
-      pos = writeBytes(recordsOut, pos, headerKeys[hk++]);
-      pos = writeBytes(recordsOut, pos, h.value);
+      pos = writeBytes(out, pos, headerKeys[hk++]);
+      pos = writeBytes(out, pos, h.value);
     }
   }
-  assert(pos === recordsOut.length, `record batch sized ${recordsOut.length} bytes, wrote ${pos}`);
+  return pos;
+}
 
-  let out = recordsOut;
-  if (!plain) {
-    const packed = compress(codec, recordsOut);
-    out = new Uint8Array(RECORD_BATCH_OVERHEAD_BYTES + packed.length);
-    out.set(packed, RECORD_BATCH_OVERHEAD_BYTES);
-  }
+/** The records section compressed as one block, behind room for the batch header. */
+function packRecords(codec: CompressionCodec, records: Uint8Array): Uint8Array {
+  const packed = compress(codec, records);
+  const out = new Uint8Array(RECORD_BATCH_OVERHEAD_BYTES + packed.length);
+  out.set(packed, RECORD_BATCH_OVERHEAD_BYTES);
+  return out;
+}
+
+/** The batch header into the first 61 bytes of `out`, the CRC-32C last (it covers the header's tail and the records). */
+function writeBatchHeader(out: Uint8Array, b: RecordBatchInput, codec: CompressionCodec, sizes: RecordSizes): void {
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   writeInt64(view, 0, b.baseOffset);
   view.setInt32(8, out.length - LOG_OVERHEAD_BYTES);
   view.setInt32(12, b.partitionLeaderEpoch);
   view.setInt8(MAGIC_AT, MAGIC);
   view.setInt16(ATTRIBUTES_AT, codec);
-  view.setInt32(23, prevDelta);
-  writeInt64(view, 27, baseTimestamp);
-  writeInt64(view, 35, maxTimestamp);
-  view.setBigInt64(43, producerId);
-  view.setInt16(51, producerEpoch);
-  view.setInt32(53, baseSequence);
-  view.setInt32(57, count);
+  view.setInt32(23, sizes.lastOffsetDelta);
+  writeInt64(view, 27, sizes.baseTimestamp);
+  writeInt64(view, 35, sizes.maxTimestamp);
+  view.setBigInt64(43, b.producerId ?? NO_PRODUCER_ID);
+  view.setInt16(51, b.producerEpoch ?? NO_PRODUCER_EPOCH);
+  view.setInt32(53, b.baseSequence ?? NO_SEQUENCE);
+  view.setInt32(57, b.records.length);
   view.setUint32(CRC_AT, crc32c(out, ATTRIBUTES_AT, out.length));
-  return out;
 }
 
 function writeBytes(out: Uint8Array, pos: number, b: Uint8Array | null): number {
