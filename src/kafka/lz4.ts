@@ -160,105 +160,163 @@ function checkMaxBytes(maxBytes: number): void {
  * assert.equal(new TextDecoder().decode(lz4FrameDecompress(frame, 1024)), "yak yak yak yak");
  * ```
  */
-// deno-lint-ignore yak/max-function-lines
 export function lz4FrameDecompress(input: Uint8Array, maxBytes: number): Uint8Array {
   checkMaxBytes(maxBytes);
   if (input.length === 0) throw corrupt("the input is empty");
-  let out = new Uint8Array(Math.min(maxBytes, Math.max(1024, input.length * 4)));
-  let op = 0;
+  const out = new Output(maxBytes, Math.min(maxBytes, Math.max(1024, input.length * 4)));
   let pos = 0;
-  const grow = (need: number): void => {
-    if (need <= out.length) return;
-    const bigger = new Uint8Array(Math.min(maxBytes, Math.max(need, out.length * 2)));
-    bigger.set(out.subarray(0, op));
-    out = bigger;
-  };
   while (pos < input.length) {
     if (input.length - pos < 4) throw corrupt("a frame's magic is truncated");
     const magic = readU32(input, pos);
     if ((magic & 0xfffffff0) >>> 0 === SKIPPABLE_MAGIC) {
-      if (input.length - pos < 8) throw corrupt("a skippable frame's size is truncated");
-      const size = readU32(input, pos + 4);
-      if (size > input.length - pos - 8) throw corrupt("a skippable frame passes the end of the input");
-      pos += 8 + size;
+      pos = skipFrame(input, pos);
       continue;
     }
     if (magic !== FRAME_MAGIC) throw corrupt(`0x${magic.toString(16)} is not the LZ4 frame magic`);
-    const descStart = pos + 4;
-    if (input.length - descStart < 3) throw corrupt("the frame descriptor is truncated");
-    const flg = input[descStart];
-    const bd = input[descStart + 1];
-    if ((flg & FLG_VERSION_MASK) !== FLG_VERSION_01) throw corrupt(`frame version bits ${flg >>> 6} are not 01`);
-    if ((flg & FLG_RESERVED) !== 0 || (bd & BD_RESERVED) !== 0) throw corrupt("reserved descriptor bits are set");
-    const blockMaxBytes = BLOCK_MAX_BYTES[(bd >>> 4) & 7];
-    if (blockMaxBytes === undefined) throw corrupt(`block maximum size code ${(bd >>> 4) & 7} is not 4 to 7`);
-    if ((flg & FLG_DICT_ID) !== 0) throw corrupt("the frame needs a dictionary, which Kafka never uses");
-    let descEnd = descStart + 2;
-    let contentBytes = -1;
-    if ((flg & FLG_CONTENT_SIZE) !== 0) {
-      if (input.length - descEnd < 8) throw corrupt("the content size is truncated");
-      const lo = readU32(input, descEnd);
-      const hi = readU32(input, descEnd + 4);
-      if (hi >= 1 << 21 || lo + hi * 2 ** 32 > maxBytes - op) throw tooLarge(maxBytes);
-      contentBytes = lo + hi * 2 ** 32;
-      descEnd += 8;
-    }
-    if (input.length - descEnd < 1) throw corrupt("the header checksum is truncated");
-    if (input[descEnd] !== headerChecksum(input, descStart, descEnd)) {
-      throw corrupt("the header checksum does not match");
-    }
-    pos = descEnd + 1;
-    const frameStart = op;
-    const independent = (flg & FLG_BLOCK_INDEPENDENCE) !== 0;
-    const blockChecksumBytes = (flg & FLG_BLOCK_CHECKSUM) !== 0 ? 4 : 0;
-    // Past the declared content size the frame is corrupt; without one, past maxBytes it is too large.
-    const frameLimit = contentBytes >= 0 ? op + contentBytes : maxBytes;
-    const overrun = (): YakError =>
-      contentBytes >= 0
-        ? corrupt(`the frame holds more than the ${contentBytes} bytes it declares`)
-        : tooLarge(maxBytes);
-    if (contentBytes >= 0) grow(frameLimit);
-    for (;;) {
-      if (input.length - pos < 4) throw corrupt("a block size is truncated (no end mark)");
-      const word = readU32(input, pos);
-      pos += 4;
-      if (word === 0) break;
-      const size = (word & ~BLOCK_UNCOMPRESSED) >>> 0;
-      if (size > blockMaxBytes) {
-        throw corrupt(`a block of ${size} bytes passes the frame's maximum of ${blockMaxBytes}`);
-      }
-      if (size + blockChecksumBytes > input.length - pos) throw corrupt("a block passes the end of the input");
-      if ((word & BLOCK_UNCOMPRESSED) !== 0) {
-        if (size > frameLimit - op) throw overrun();
-        grow(op + size);
-        out.set(input.subarray(pos, pos + size), op);
-        op += size;
-      } else {
-        // The block's output size is unknown until decoded: try in the room there is, grow and retry on overflow,
-        // so a small frame with 4 MiB blocks costs a small buffer.
-        const limit = Math.min(op + blockMaxBytes, frameLimit);
-        const window = independent ? op : frameStart;
-        let end = decodeBlock(input, pos, pos + size, out, op, Math.min(out.length, limit), window);
-        while (end < 0 && out.length < limit) {
-          grow(Math.min(limit, out.length * 2));
-          end = decodeBlock(input, pos, pos + size, out, op, Math.min(out.length, limit), window);
-        }
-        if (end < 0) {
-          throw op + blockMaxBytes <= frameLimit ? corrupt("a block decodes past its maximum size") : overrun();
-        }
-        op = end;
-      }
-      pos += size + blockChecksumBytes;
-    }
-    if ((flg & FLG_CONTENT_CHECKSUM) !== 0) {
+    const frame = readDescriptor(input, pos + 4, out);
+    pos = decodeFrameBlocks(input, frame, out);
+    if ((frame.flg & FLG_CONTENT_CHECKSUM) !== 0) {
       if (input.length - pos < 4) throw corrupt("the content checksum is truncated");
       pos += 4;
     }
-    if (contentBytes >= 0 && op - frameStart !== contentBytes) {
-      throw corrupt(`the frame holds ${op - frameStart} bytes, not the ${contentBytes} it declares`);
+    if (frame.contentBytes >= 0 && out.op - frame.outStart !== frame.contentBytes) {
+      throw corrupt(`the frame holds ${out.op - frame.outStart} bytes, not the ${frame.contentBytes} it declares`);
     }
   }
-  return out.length === op ? out : out.slice(0, op);
+  return out.bytes();
+}
+
+/** The decompressed bytes so far (`buf[0, op)`), grown as frames need, never past `maxBytes`. */
+class Output {
+  buf: Uint8Array;
+  op = 0;
+  constructor(readonly maxBytes: number, initialBytes: number) {
+    this.buf = new Uint8Array(initialBytes);
+  }
+
+  /** Room for `need` bytes in all: at least doubled, at most `maxBytes`. */
+  grow(need: number): void {
+    if (need <= this.buf.length) return;
+    const bigger = new Uint8Array(Math.min(this.maxBytes, Math.max(need, this.buf.length * 2)));
+    bigger.set(this.buf.subarray(0, this.op));
+    this.buf = bigger;
+  }
+
+  bytes(): Uint8Array {
+    return this.buf.length === this.op ? this.buf : this.buf.slice(0, this.op);
+  }
+}
+
+/** Steps over the skippable frame at `pos`; returns where the next frame starts. */
+function skipFrame(input: Uint8Array, pos: number): number {
+  if (input.length - pos < 8) throw corrupt("a skippable frame's size is truncated");
+  const size = readU32(input, pos + 4);
+  if (size > input.length - pos - 8) throw corrupt("a skippable frame passes the end of the input");
+  return pos + 8 + size;
+}
+
+/** A frame's descriptor as read, and where its output starts. */
+interface FrameDescriptor {
+  flg: number;
+  blockMaxBytes: number;
+  /** The declared content size, or -1 without one. */
+  contentBytes: number;
+  /** Where the first block's size word is. */
+  blocksAt: number;
+  /** `out.op` at the frame's start: its output is `out.buf[outStart, out.op)`. */
+  outStart: number;
+  /** How far the frame may write: past it the frame is {@link frameOverrun}. */
+  outLimit: number;
+}
+
+/**
+ * Reads and checks the descriptor from `descStart` (after the magic) up to
+ * its header checksum; a declared content size past `maxBytes` is too large,
+ * and room for it is made at once.
+ */
+function readDescriptor(input: Uint8Array, descStart: number, out: Output): FrameDescriptor {
+  if (input.length - descStart < 3) throw corrupt("the frame descriptor is truncated");
+  const flg = input[descStart];
+  const bd = input[descStart + 1];
+  if ((flg & FLG_VERSION_MASK) !== FLG_VERSION_01) throw corrupt(`frame version bits ${flg >>> 6} are not 01`);
+  if ((flg & FLG_RESERVED) !== 0 || (bd & BD_RESERVED) !== 0) throw corrupt("reserved descriptor bits are set");
+  const blockMaxBytes = BLOCK_MAX_BYTES[(bd >>> 4) & 7];
+  if (blockMaxBytes === undefined) throw corrupt(`block maximum size code ${(bd >>> 4) & 7} is not 4 to 7`);
+  if ((flg & FLG_DICT_ID) !== 0) throw corrupt("the frame needs a dictionary, which Kafka never uses");
+  let descEnd = descStart + 2;
+  let contentBytes = -1;
+  if ((flg & FLG_CONTENT_SIZE) !== 0) {
+    if (input.length - descEnd < 8) throw corrupt("the content size is truncated");
+    const lo = readU32(input, descEnd);
+    const hi = readU32(input, descEnd + 4);
+    if (hi >= 1 << 21 || lo + hi * 2 ** 32 > out.maxBytes - out.op) throw tooLarge(out.maxBytes);
+    contentBytes = lo + hi * 2 ** 32;
+    descEnd += 8;
+  }
+  if (input.length - descEnd < 1) throw corrupt("the header checksum is truncated");
+  if (input[descEnd] !== headerChecksum(input, descStart, descEnd)) {
+    throw corrupt("the header checksum does not match");
+  }
+  // Past the declared content size the frame is corrupt; without one, past maxBytes it is too large.
+  const outLimit = contentBytes >= 0 ? out.op + contentBytes : out.maxBytes;
+  if (contentBytes >= 0) out.grow(outLimit);
+  return { flg, blockMaxBytes, contentBytes, blocksAt: descEnd + 1, outStart: out.op, outLimit };
+}
+
+/** A frame that writes past its limit: corrupt if it declared a content size, else too large. */
+function frameOverrun(frame: FrameDescriptor, maxBytes: number): YakError {
+  return frame.contentBytes >= 0
+    ? corrupt(`the frame holds more than the ${frame.contentBytes} bytes it declares`)
+    : tooLarge(maxBytes);
+}
+
+/** Decodes a frame's blocks up to its end mark into `out`; returns the position after the end mark. */
+function decodeFrameBlocks(input: Uint8Array, frame: FrameDescriptor, out: Output): number {
+  const { blockMaxBytes, outLimit } = frame;
+  const blockChecksumBytes = (frame.flg & FLG_BLOCK_CHECKSUM) !== 0 ? 4 : 0;
+  let pos = frame.blocksAt;
+  for (;;) {
+    if (input.length - pos < 4) throw corrupt("a block size is truncated (no end mark)");
+    const word = readU32(input, pos);
+    pos += 4;
+    if (word === 0) return pos;
+    const size = (word & ~BLOCK_UNCOMPRESSED) >>> 0;
+    if (size > blockMaxBytes) {
+      throw corrupt(`a block of ${size} bytes passes the frame's maximum of ${blockMaxBytes}`);
+    }
+    if (size + blockChecksumBytes > input.length - pos) throw corrupt("a block passes the end of the input");
+    if ((word & BLOCK_UNCOMPRESSED) !== 0) {
+      if (size > outLimit - out.op) throw frameOverrun(frame, out.maxBytes);
+      out.grow(out.op + size);
+      out.buf.set(input.subarray(pos, pos + size), out.op);
+      out.op += size;
+    } else {
+      out.op = decodeBlockGrowing(input, pos, pos + size, frame, out);
+    }
+    pos += size + blockChecksumBytes;
+  }
+}
+
+/**
+ * Decodes a compressed block into `out`, returning its new end. The block's
+ * output size is unknown until decoded: try in the room there is, grow and
+ * retry on overflow, so a small frame with 4 MiB blocks costs a small buffer.
+ */
+function decodeBlockGrowing(input: Uint8Array, sp: number, sEnd: number, frame: FrameDescriptor, out: Output): number {
+  const op = out.op;
+  const limit = Math.min(op + frame.blockMaxBytes, frame.outLimit);
+  const window = (frame.flg & FLG_BLOCK_INDEPENDENCE) !== 0 ? op : frame.outStart;
+  let end = decodeBlock(input, sp, sEnd, out.buf, op, Math.min(out.buf.length, limit), window);
+  while (end < 0 && out.buf.length < limit) {
+    out.grow(Math.min(limit, out.buf.length * 2));
+    end = decodeBlock(input, sp, sEnd, out.buf, op, Math.min(out.buf.length, limit), window);
+  }
+  if (end < 0) {
+    throw op + frame.blockMaxBytes <= frame.outLimit
+      ? corrupt("a block decodes past its maximum size")
+      : frameOverrun(frame, out.maxBytes);
+  }
+  return end;
 }
 
 /**
