@@ -7,7 +7,8 @@
  *
  * @module
  */
-import type { PartitionOffsets, ReadSpec } from "../broker/partition_ops.ts";
+import type { PartitionOffsets, PartitionRead, ReadSpec } from "../broker/partition_ops.ts";
+import type { BrokerServices } from "../broker/services.ts";
 import { YakError } from "../errors.ts";
 import { recordBytesOf } from "../log/record.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
@@ -20,6 +21,13 @@ interface PartitionOut {
   error: number;
   offsets: PartitionOffsets | null;
   batches: Uint8Array[];
+  /** What to read; null when the partition failed its check. */
+  spec: ReadSpec | null;
+}
+
+interface TopicOut {
+  name: string;
+  parts: PartitionOut[];
 }
 
 /**
@@ -50,11 +58,37 @@ export function linesToBatches(lines: Uint8Array): Uint8Array[] {
   return out;
 }
 
+/** What a Fetch asks for, its limits already clamped to the broker's. */
+interface FetchRequest {
+  maxWaitMs: number;
+  maxBytes: number;
+  topics: { name: string; parts: { index: number; offset: number }[] }[];
+}
+
 /** Handles Fetch v0-12 (record batches are v2, so clients use v4 and later; v12 is flexible). */
-// deno-lint-ignore yak/max-function-lines
 export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
-  const { version: v, body: r } = req;
   const s = ctx.services;
+  const { maxWaitMs, maxBytes, topics } = readFetchRequest(req, s);
+  // Checked one partition at a time, so one bad partition costs its own error only.
+  const outs: TopicOut[] = topics.map((t) => ({
+    name: t.name,
+    parts: t.parts.map((p) => checkPartition(s, t.name, p.index, p.offset)),
+  }));
+  const specs = outs.flatMap((t) => t.parts.flatMap((p) => p.spec ? [p.spec] : []));
+  const anyError = outs.some((t) => t.parts.some((p) => p.error !== 0));
+  const damaged = new Map<ReadSpec, YakError>();
+  const reads = specs.length === 0 ? [] : await s.partitions.readPartitions(specs, {
+    maxBytes,
+    maxWaitMs: anyError ? 0 : maxWaitMs,
+    upTo: "hw",
+    damaged,
+  });
+  fillPartitions(s, outs, reads, damaged);
+  writeFetchResponse(w, req.version, outs);
+}
+
+function readFetchRequest(req: ApiRequest, s: BrokerServices): FetchRequest {
+  const { version: v, body: r } = req;
   r.int32(); // replica id: always a consumer here (followers replicate over the native protocol)
   const maxWaitMs = Math.max(0, Math.min(r.int32(), s.opts.maxFetchWaitMs));
   r.int32(); // min bytes: any data answers at once
@@ -77,31 +111,29 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
     }, 16),
   }), 4);
   // Forgotten topics (v7+) and the rack id (v11+) need no answer without fetch sessions.
+  return { maxWaitMs, maxBytes, topics };
+}
 
-  // Checked one partition at a time, so one bad partition costs its own error only.
-  const outs = topics.map((t) => ({
-    name: t.name,
-    parts: t.parts.map((p): PartitionOut & { spec: ReadSpec | null } => {
-      const out = { index: p.index, error: 0, offsets: null, batches: [], spec: null };
-      try {
-        const below = new Map<number, PartitionOffsets>();
-        const specs = s.partitions.consumerSpecs(t.name, [[p.index, p.offset]], below);
-        if (below.size > 0) return { ...out, error: KAFKA.OFFSET_OUT_OF_RANGE };
-        return { ...out, spec: specs[0] ?? null };
-      } catch (err) {
-        return { ...out, error: kafkaErrorOf(err instanceof YakError ? err.code : "UNAVAILABLE") };
-      }
-    }),
-  }));
-  const specs = outs.flatMap((t) => t.parts.flatMap((p) => p.spec ? [p.spec] : []));
-  const anyError = outs.some((t) => t.parts.some((p) => p.error !== 0));
-  const damaged = new Map<ReadSpec, YakError>();
-  const reads = specs.length === 0 ? [] : await s.partitions.readPartitions(specs, {
-    maxBytes,
-    maxWaitMs: anyError ? 0 : maxWaitMs,
-    upTo: "hw",
-    damaged,
-  });
+/** One partition of a Fetch, checked before any read: what to read, or its error. */
+function checkPartition(s: BrokerServices, topic: string, index: number, offset: number): PartitionOut {
+  const out = { index, error: 0, offsets: null, batches: [], spec: null };
+  try {
+    const below = new Map<number, PartitionOffsets>();
+    const specs = s.partitions.consumerSpecs(topic, [[index, offset]], below);
+    if (below.size > 0) return { ...out, error: KAFKA.OFFSET_OUT_OF_RANGE };
+    return { ...out, spec: specs[0] ?? null };
+  } catch (err) {
+    return { ...out, error: kafkaErrorOf(err instanceof YakError ? err.code : "UNAVAILABLE") };
+  }
+}
+
+/** Each partition's offsets and what was read from it, as batches; or its error. */
+function fillPartitions(
+  s: BrokerServices,
+  outs: TopicOut[],
+  reads: PartitionRead[],
+  damaged: Map<ReadSpec, YakError>,
+): void {
   const bySpec = new Map(reads.map((rd) => [rd.spec, rd.read]));
   for (const t of outs) {
     for (const p of t.parts) {
@@ -120,7 +152,9 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
       }
     }
   }
+}
 
+function writeFetchResponse(w: Writer, v: number, outs: TopicOut[]): void {
   if (v >= 1) w.int32(0);
   if (v >= 7) w.int16(0).int32(0);
   w.array(outs, (w, t) => {
