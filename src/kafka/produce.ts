@@ -10,6 +10,7 @@
  * @module
  */
 import type { Acks, ProducedBatch } from "../broker/partition_ops.ts";
+import type { BrokerServices } from "../broker/services.ts";
 import { YakError } from "../errors.ts";
 import { RecordRules } from "../broker/record_rules.ts";
 import { checkTopicName } from "../log/names.ts";
@@ -107,7 +108,6 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
  * once its batches have their place in line (or it failed), with the
  * answer to come (wrapped, so awaiting this does not wait for the acks).
  */
-// deno-lint-ignore yak/max-function-lines
 async function produceOne(
   ctx: KafkaContext,
   v: number,
@@ -119,13 +119,6 @@ async function produceOne(
 ): Promise<{ answer: Promise<PartitionResult> }> {
   const s = ctx.services;
   const result: PartitionResult = { index, error: 0, baseOffset: -1, logStart: -1, message: null };
-  const failure = (err: unknown): PartitionResult => {
-    const code = err instanceof YakError ? err.code : "UNAVAILABLE";
-    if (!(err instanceof YakError)) {
-      ctx.onError("kafka produce failed", { topic, partition: index, error: String(err) });
-    }
-    return { ...result, error: kafkaErrorOf(code), message: err instanceof YakError ? err.message : null };
-  };
   const now = (r: PartitionResult) => ({ answer: Promise.resolve(r) });
   try {
     if (v < 3) return now({ ...result, error: KAFKA.UNSUPPORTED_VERSION });
@@ -135,52 +128,76 @@ async function produceOne(
     // Decoded before any await: here the work is part of this request's turn, which the connection's time
     // slice bounds. Decoded after waiting for the topic's creation, every request that waited did it in one
     // synchronous run once the topic was there (288 ms for 24 pipelined requests of 0.9 MB).
-    // The record rules apply while decoding: a record that breaks one stops the work there.
-    const batches = decodeRecordBatches(bytes ?? new Uint8Array(0), {
-      maxRecords: s.opts.maxBatchRecords,
-      maxUncompressedBytes: s.opts.maxFrameBytes,
-      records: new RecordRules(topic, s.topics.configs(topic), s.opts.maxRecordBytes),
-    });
-    const inputs: RecordInput[][] = [];
-    for (const b of batches) {
-      if (b.isTransactional || b.isControl) {
-        throw new YakError("INVALID_REQUEST", "yak has no transactions; send without a transactional id");
-      }
-      inputs.push(b.records.map(toRecordInput));
-    }
+    const produced = decodeProduced(s, topic, bytes);
     if (s.partitions.partitionCount(topic) === 0) await s.topics.ensure(topic);
     const count = s.partitions.partitionCount(topic);
     if (!Number.isInteger(index) || index < 0 || index >= count) {
       return now({ ...result, error: KAFKA.UNKNOWN_TOPIC_OR_PARTITION });
     }
-    // Every batch was checked before any is stored, so a refused request stores nothing.
-    const produced: ProducedBatch[] = [];
-    batches.forEach((b, i) => {
-      if (b.records.length === 0) return;
-      produced.push({
-        records: inputs[i],
-        producerId: b.producerId < 0n ? null : b.producerId,
-        producerEpoch: b.producerEpoch,
-        baseSeq: Math.max(0, b.baseSequence),
-      });
-    });
     // Not awaited one by one: each call takes its place in the partition's line at once, in this order.
     // Every outcome is awaited, so a batch that fails behind an earlier failure is never an unhandled
     // rejection.
     const settled = Promise.allSettled(
       produced.map((batch) => s.partitions.appendBatch({ topic, partition: index }, batch, acks, timeoutMs)),
     );
-    const answer = settled.then((outcomes) => {
-      const failed = outcomes.find((o) => o.status === "rejected");
-      if (failed) return failure(failed.reason);
-      const done = outcomes.map((o) => (o as PromiseFulfilledResult<{ baseOffset: number }>).value);
-      const offsets = s.partitions.offsets({ topic, partition: index });
-      return { ...result, baseOffset: done[0]?.baseOffset ?? offsets.logEnd, logStart: offsets.logStart };
-    });
-    return { answer };
+    return { answer: settled.then((outcomes) => answerOf(ctx, topic, result, outcomes)) };
   } catch (err) {
-    return now(failure(err));
+    return now(failure(ctx, topic, result, err));
   }
+}
+
+/**
+ * A partition's record batches decoded into yak records, every batch checked
+ * before any is stored (so a refused request stores nothing). The record
+ * rules apply while decoding: a record that breaks one stops the work there.
+ */
+function decodeProduced(s: BrokerServices, topic: string, bytes: Uint8Array | null): ProducedBatch[] {
+  const batches = decodeRecordBatches(bytes ?? new Uint8Array(0), {
+    maxRecords: s.opts.maxBatchRecords,
+    maxUncompressedBytes: s.opts.maxFrameBytes,
+    records: new RecordRules(topic, s.topics.configs(topic), s.opts.maxRecordBytes),
+  });
+  const inputs: RecordInput[][] = [];
+  for (const b of batches) {
+    if (b.isTransactional || b.isControl) {
+      throw new YakError("INVALID_REQUEST", "yak has no transactions; send without a transactional id");
+    }
+    inputs.push(b.records.map(toRecordInput));
+  }
+  const produced: ProducedBatch[] = [];
+  batches.forEach((b, i) => {
+    if (b.records.length === 0) return;
+    produced.push({
+      records: inputs[i],
+      producerId: b.producerId < 0n ? null : b.producerId,
+      producerEpoch: b.producerEpoch,
+      baseSeq: Math.max(0, b.baseSequence),
+    });
+  });
+  return produced;
+}
+
+/** The partition's answer once every batch is settled: the first batch's offset, or the first failure. */
+function answerOf(
+  ctx: KafkaContext,
+  topic: string,
+  result: PartitionResult,
+  outcomes: PromiseSettledResult<{ baseOffset: number }>[],
+): PartitionResult {
+  const failed = outcomes.find((o) => o.status === "rejected");
+  if (failed) return failure(ctx, topic, result, failed.reason);
+  const done = outcomes.map((o) => (o as PromiseFulfilledResult<{ baseOffset: number }>).value);
+  const offsets = ctx.services.partitions.offsets({ topic, partition: result.index });
+  return { ...result, baseOffset: done[0]?.baseOffset ?? offsets.logEnd, logStart: offsets.logStart };
+}
+
+/** A partition's error answer: a YakError's code and message; anything else is UNAVAILABLE, and logged. */
+function failure(ctx: KafkaContext, topic: string, result: PartitionResult, err: unknown): PartitionResult {
+  const code = err instanceof YakError ? err.code : "UNAVAILABLE";
+  if (!(err instanceof YakError)) {
+    ctx.onError("kafka produce failed", { topic, partition: result.index, error: String(err) });
+  }
+  return { ...result, error: kafkaErrorOf(code), message: err instanceof YakError ? err.message : null };
 }
 
 /**
