@@ -29,7 +29,7 @@ import { TopicAdmin } from "./topic_admin.ts";
 import { TopicStore } from "./topic_store.ts";
 import { ZkThread } from "./zk_thread.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
-import type { Damage, Fence, PartitionLog, ReadResult } from "../log/partition_log.ts";
+import type { Damage, Fence, LogOptions, PartitionLog, ReadResult } from "../log/partition_log.ts";
 import type { BrokerStatus, DamageStatus, FencedStatus } from "../protocol/status.ts";
 import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
 import { monotonicMs } from "../clock.ts";
@@ -57,6 +57,38 @@ async function openBrokerDir(opts: BrokerOptions): Promise<{ dir: string; dataLo
     return { dir, dataLock, log: new OpLog(join(dir, "broker.log"), `broker-${opts.id}`, opts.echo) };
   } catch (err) {
     await dataLock.release();
+    throw err;
+  }
+}
+
+/**
+ * Opens the broker's topics, checking every record of every segment unless
+ * the last stop was clean; damage and fences are reported to `reports`. A
+ * failure is said in the operation log, which is then closed.
+ */
+async function openTopicStore(
+  dir: string,
+  opts: BrokerOptions,
+  log: OpLog,
+  clean: boolean,
+  reports: Pick<LogOptions, "onDamage" | "onFenced">,
+): Promise<TopicStore> {
+  try {
+    return await TopicStore.open(join(dir, "topics"), {
+      segmentBytes: opts.segmentBytes,
+      segmentMs: opts.segmentMs,
+      indexIntervalBytes: opts.indexIntervalBytes,
+      tailCacheBytes: DEFAULTS.tailCacheBytes,
+      onEvent: (event, fields) => log.write(event, fields),
+      onDamage: reports.onDamage,
+      onFenced: reports.onFenced,
+      verifyAll: !clean,
+    });
+  } catch (err) {
+    log.write("start_failed", {
+      error: err instanceof Error ? err.message : String(err),
+    });
+    log.close();
     throw err;
   }
 }
@@ -167,10 +199,8 @@ export class Broker implements BrokerContext {
    * Opens storage (repairing what it safely can), listens through `serveCodec`
    * (and `kafkaCodec`, the Kafka wire protocol, when given), and joins the cluster.
    */
-  // deno-lint-ignore yak/max-function-lines
   static async start(opts: BrokerOptions, serveCodec: ServeCodec, kafkaCodec?: ServeCodec): Promise<Broker> {
     const { dir, dataLock, log } = await openBrokerDir(opts);
-    let store: TopicStore;
     // Written by a clean stop and removed here: without it (a crash, kill -9, a power cut) every
     // record of every segment is checked, not only the last segment's.
     const clean = await Deno.remove(join(dir, CLEAN_SHUTDOWN_FILE)).then(() => true, () => false);
@@ -178,59 +208,20 @@ export class Broker implements BrokerContext {
     let onDamage: (d: Damage) => void = (d) => void found.push(d);
     // Opening never fences (a failure there fails the start); from the first request on, the broker is told.
     let onFenced: (f: Fence) => void = () => {};
-    try {
-      store = await TopicStore.open(join(dir, "topics"), {
-        segmentBytes: opts.segmentBytes,
-        segmentMs: opts.segmentMs,
-        indexIntervalBytes: opts.indexIntervalBytes,
-        tailCacheBytes: DEFAULTS.tailCacheBytes,
-        onEvent: (event, fields) => log.write(event, fields),
-        onDamage: (d) => onDamage(d),
-        onFenced: (f) => onFenced(f),
-        verifyAll: !clean,
-      });
-    } catch (err) {
-      log.write("start_failed", {
-        error: err instanceof Error ? err.message : String(err),
-      });
-      log.close();
-      throw err;
-    }
+    const store = await openTopicStore(dir, opts, log, clean, {
+      onDamage: (d) => onDamage(d),
+      onFenced: (f) => onFenced(f),
+    });
     const broker = new Broker(opts, store, log, dir);
     broker.#dataLock = dataLock;
-    const check = store.all().reduce((sum, r) => ({
-      checked: sum.checked + r.log.openCheck.checked,
-      unsealed: sum.unsealed + r.log.openCheck.unsealed,
-    }), { checked: 0, unsealed: 0 });
-    log.write("storage_checked", {
-      scope: clean ? "last segments (clean shutdown)" : "every segment (no clean shutdown)",
-      records: check.checked,
-      ...(check.unsealed > 0 ? { withoutChecksum: check.unsealed } : {}),
-      damaged: found.length,
-    });
+    broker.#logStorageChecked(clean, found.length);
     onDamage = (d) => broker.#onDamage(d);
     onFenced = (f) => broker.#onFenced(f);
     for (const d of found) broker.#onDamage(d);
     for (const ref of store.all()) broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
     // Every append wakes the long polls waiting for it (consumers, followers), on every partition.
     store.onEveryLog((log) => log.onAppend(() => broker.notifier.notify()));
-    broker.#server = serveCodec(
-      broker.services,
-      (message, fields) => log.write("protocol_error", { message, ...fields }),
-    );
-    if (kafkaCodec) {
-      try {
-        broker.#kafkaServer = kafkaCodec(
-          broker.services,
-          (message, fields) => log.write("kafka_protocol_error", { message, ...fields }),
-        );
-      } catch (err) {
-        await broker.#server.close();
-        log.close();
-        await dataLock.release();
-        throw err;
-      }
-    }
+    await broker.#listen(serveCodec, kafkaCodec, dataLock);
     // Replaced, never written through: a link planted at broker.pid once had its target overwritten.
     await writeFileAtomic(join(dir, "broker.pid"), `${Deno.pid}\n`);
     log.write("started", {
@@ -243,43 +234,89 @@ export class Broker implements BrokerContext {
       topics: store.topicNames().length,
       logEndTotal: store.logEndTotal(),
     });
-    broker.#zk = new ZkThread({
+    broker.#joinCluster();
+    broker.#startTimers();
+    return broker;
+  }
+
+  /** What the start-up check of the stored records covered, and what it found, in the operation log. */
+  #logStorageChecked(clean: boolean, damaged: number): void {
+    const check = this.store.all().reduce((sum, r) => ({
+      checked: sum.checked + r.log.openCheck.checked,
+      unsealed: sum.unsealed + r.log.openCheck.unsealed,
+    }), { checked: 0, unsealed: 0 });
+    this.log.write("storage_checked", {
+      scope: clean ? "last segments (clean shutdown)" : "every segment (no clean shutdown)",
+      records: check.checked,
+      ...(check.unsealed > 0 ? { withoutChecksum: check.unsealed } : {}),
+      damaged,
+    });
+  }
+
+  /** Listens through the native codec and, when given, the Kafka one; a Kafka listener that fails closes all. */
+  async #listen(serveCodec: ServeCodec, kafkaCodec: ServeCodec | undefined, dataLock: DataLock): Promise<void> {
+    const log = this.log;
+    this.#server = serveCodec(
+      this.services,
+      (message, fields) => log.write("protocol_error", { message, ...fields }),
+    );
+    if (!kafkaCodec) return;
+    try {
+      this.#kafkaServer = kafkaCodec(
+        this.services,
+        (message, fields) => log.write("kafka_protocol_error", { message, ...fields }),
+      );
+    } catch (err) {
+      await this.#server.close();
+      log.close();
+      await dataLock.release();
+      throw err;
+    }
+  }
+
+  /** Registers with the zookeeper, whose leases then drive this broker's role. */
+  #joinCluster(): void {
+    const opts = this.opts;
+    this.#zk = new ZkThread({
       zkHost: opts.zkHost,
       zkPort: opts.zkPort,
       brokerId: opts.id,
-      host: broker.#server.host,
-      port: opts.advertisedPort ?? broker.#server.port,
-      kafkaPort: broker.#kafkaServer?.port ?? 0,
-      kafkaHost: broker.#kafkaServer?.advertisedHost ?? broker.#kafkaServer?.host,
+      host: this.#server.host,
+      port: opts.advertisedPort ?? this.#server.port,
+      kafkaPort: this.#kafkaServer?.port ?? 0,
+      kafkaHost: this.#kafkaServer?.advertisedHost ?? this.#kafkaServer?.host,
       heartbeatMs: opts.heartbeatMs,
       sessionTimeoutMs: opts.sessionTimeoutMs,
-      log,
-      logEndTotal: () => store.logEndTotal(),
-      epoch: () => broker.#epoch,
-      leading: () => broker.#role === "leader",
-      onLease: (lease) => broker.#onLease(lease),
-      onRefused: (err) => broker.#fatal(err),
+      log: this.log,
+      logEndTotal: () => this.store.logEndTotal(),
+      epoch: () => this.#epoch,
+      leading: () => this.#role === "leader",
+      onLease: (lease) => this.#onLease(lease),
+      onRefused: (err) => this.#fatal(err),
     });
-    broker.#zk.start();
+    this.#zk.start();
+  }
+
+  /** The periodic work: the event-loop lag probe, in-sync set upkeep, and the scrubber when it has a budget. */
+  #startTimers(): void {
     let due = monotonicMs() + LAG_PROBE_MS;
-    broker.#lagTimer = setInterval(() => {
+    this.#lagTimer = setInterval(() => {
       const now = monotonicMs();
-      broker.metrics.eventLoopLag(Math.max(0, now - due));
+      this.metrics.eventLoopLag(Math.max(0, now - due));
       due = now + LAG_PROBE_MS;
     }, LAG_PROBE_MS);
-    broker.#isrTimer = setInterval(
-      () => broker.#maintainIsr(),
-      Math.max(50, opts.heartbeatMs),
+    this.#isrTimer = setInterval(
+      () => this.#maintainIsr(),
+      Math.max(50, this.opts.heartbeatMs),
     );
-    if (opts.scrubBytesPerSec > 0) {
-      broker.#scrubber = new Scrubber(store, {
-        bytesPerSec: opts.scrubBytesPerSec,
-        intervalMs: opts.scrubIntervalMs,
-        metrics: broker.metrics,
+    if (this.opts.scrubBytesPerSec > 0) {
+      this.#scrubber = new Scrubber(this.store, {
+        bytesPerSec: this.opts.scrubBytesPerSec,
+        intervalMs: this.opts.scrubIntervalMs,
+        metrics: this.metrics,
       });
-      broker.#scrubber.start();
+      this.#scrubber.start();
     }
-    return broker;
   }
 
   get port(): number {
@@ -581,7 +618,6 @@ export class Broker implements BrokerContext {
     this.#transition = next;
   }
 
-  // deno-lint-ignore yak/max-function-lines
   async #applyLease(lease: Lease): Promise<void> {
     if (this.#stopping) return;
     this.#leaseIsr = lease.isr;
@@ -592,42 +628,12 @@ export class Broker implements BrokerContext {
       port: lease.port,
       epoch: lease.epoch,
     };
-    if (lease.leaderId === this.opts.id) {
+    if (leaderInfo !== null && leaderInfo.id === this.opts.id) {
       if (this.#role === "leader" && this.#epoch === lease.epoch) {
         this.#leaderState!.setIsr(lease.isr);
         return;
       }
-      await this.#fetcher?.stop();
-      this.#fetcher = null;
-      this.#epoch = lease.epoch;
-      this.#leader = leaderInfo;
-      this.producers.reset();
-      // Named leader again in a newer epoch (e.g. a zookeeper restarted on an empty disk): the
-      // requests waiting on the old state go on under the new one, never orphaned until they time out.
-      const previous = this.#role === "leader" ? this.#leaderState : null;
-      this.#leaderState = new LeaderState({
-        selfId: this.opts.id,
-        epoch: lease.epoch,
-        store: this.store,
-        isr: lease.isr,
-        replicaLagMs: this.opts.replicaLagMs,
-        joinWaitMs: this.opts.replicaFetchWaitMs + 100,
-        onHwChange: () => this.notifier.notify(),
-      });
-      this.#role = "leader";
-      for (const ref of this.store.all()) this.#leaderState.updateHw(ref.key);
-      if (previous) {
-        this.#leaderState.adoptWaiters(previous);
-        previous.stop(new YakError("NOT_LEADER", `broker ${this.opts.id} leads epoch ${lease.epoch} now`));
-      }
-      this.#retention.start();
-      this.log.write("became_leader", {
-        epoch: lease.epoch,
-        isr: lease.isr,
-        logEndTotal: this.store.logEndTotal(),
-      });
-      // Damage found before this role (the start-up check): hand over if an in-sync broker can lead.
-      queueMicrotask(() => this.#healDamage());
+      await this.#becomeLeader(lease, leaderInfo);
       return;
     }
     if (
@@ -637,6 +643,60 @@ export class Broker implements BrokerContext {
     ) {
       return;
     }
+    await this.#stepDown(lease, leaderInfo);
+    if (leaderInfo === null) {
+      this.#role = "none";
+      return;
+    }
+    // Damage found while leading (or before any role) is cut before the first fetch: a fetch
+    // from the damaged log end would count this replica as in sync.
+    await this.#cutDamaged();
+    this.#role = "follower";
+    this.#fetcher = new ReplicaFetcher(this, leaderInfo);
+    this.#fetcher.start();
+  }
+
+  /** Named leader by `lease`, in a new epoch: stops following and takes over the partitions' high watermarks. */
+  async #becomeLeader(lease: Lease, leaderInfo: LeaderInfo): Promise<void> {
+    await this.#fetcher?.stop();
+    this.#fetcher = null;
+    this.#epoch = lease.epoch;
+    this.#leader = leaderInfo;
+    this.producers.reset();
+    // Named leader again in a newer epoch (e.g. a zookeeper restarted on an empty disk): the
+    // requests waiting on the old state go on under the new one, never orphaned until they time out.
+    const previous = this.#role === "leader" ? this.#leaderState : null;
+    this.#leaderState = new LeaderState({
+      selfId: this.opts.id,
+      epoch: lease.epoch,
+      store: this.store,
+      isr: lease.isr,
+      replicaLagMs: this.opts.replicaLagMs,
+      joinWaitMs: this.opts.replicaFetchWaitMs + 100,
+      onHwChange: () => this.notifier.notify(),
+    });
+    this.#role = "leader";
+    for (const ref of this.store.all()) this.#leaderState.updateHw(ref.key);
+    if (previous) {
+      this.#leaderState.adoptWaiters(previous);
+      previous.stop(new YakError("NOT_LEADER", `broker ${this.opts.id} leads epoch ${lease.epoch} now`));
+    }
+    this.#retention.start();
+    this.log.write("became_leader", {
+      epoch: lease.epoch,
+      isr: lease.isr,
+      logEndTotal: this.store.logEndTotal(),
+    });
+    // Damage found before this role (the start-up check): hand over if an in-sync broker can lead.
+    queueMicrotask(() => this.#healDamage());
+  }
+
+  /**
+   * Another broker leads in `lease` (or none does): whatever this broker led
+   * or followed ends, its waiting requests answered NOT_LEADER; the new
+   * leader is noted and the long polls woken. The role is set by the caller.
+   */
+  async #stepDown(lease: Lease, leaderInfo: LeaderInfo | null): Promise<void> {
     const wasLeader = this.#role === "leader";
     const steppedDown = new YakError("NOT_LEADER", `broker ${this.opts.id} stepped down in epoch ${lease.epoch}`);
     this.#leaderState?.stop(steppedDown);
@@ -654,16 +714,6 @@ export class Broker implements BrokerContext {
       });
     }
     this.notifier.notify();
-    if (leaderInfo === null) {
-      this.#role = "none";
-      return;
-    }
-    // Damage found while leading (or before any role) is cut before the first fetch: a fetch
-    // from the damaged log end would count this replica as in sync.
-    await this.#cutDamaged();
-    this.#role = "follower";
-    this.#fetcher = new ReplicaFetcher(this, leaderInfo);
-    this.#fetcher.start();
   }
 
   #maintainIsr(): void {
