@@ -253,9 +253,21 @@ class PromText {
  * assert.match(text, /^yak_leader_epoch 3$/m);
  * ```
  */
-// deno-lint-ignore yak/max-function-lines
 export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   const out = new PromText();
+  writeTraffic(out, m);
+  writeRequests(out, m);
+  writeEventLoop(out, m);
+  writeDamage(out, m);
+  writeRole(out, g);
+  writePartitions(out, g);
+  writeGroupLag(out, g);
+  writeMemory(out, g);
+  return out.toString();
+}
+
+/** Records and bytes in and out: per topic for clients, in all for followers. */
+function writeTraffic(out: PromText, m: BrokerMetrics): void {
   const topics = [...m.topics()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
   const perTopic = (name: string, help: string, pick: (t: TopicTraffic) => number) => {
     out.family(name, "counter", help);
@@ -269,7 +281,10 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
     .sample("yak_replication_records_out_total", m.replicationRecordsOut);
   out.family("yak_replication_bytes_out_total", "counter", "Bytes of records sent to followers.")
     .sample("yak_replication_bytes_out_total", m.replicationBytesOut);
+}
 
+/** Produce and fetch requests: counts, errors and durations. */
+function writeRequests(out: PromText, m: BrokerMetrics): void {
   out.family("yak_produce_requests_total", "counter", "Produce requests (one partition's batch each), answered.")
     .sample("yak_produce_requests_total", m.produceRequests);
   out.family("yak_produce_errors_total", "counter", "Produce requests answered with an error, by error code.");
@@ -291,7 +306,9 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   for (const kind of ["consumer", "follower"] as const) {
     out.histogram("yak_fetch_request_duration_seconds", m.fetchSeconds[kind], { kind });
   }
+}
 
+function writeEventLoop(out: PromText, m: BrokerMetrics): void {
   out.family(
     "yak_event_loop_lag_seconds",
     "histogram",
@@ -299,7 +316,10 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   ).histogram("yak_event_loop_lag_seconds", m.eventLoopLagSeconds);
   out.family("yak_event_loop_longest_stall_seconds", "gauge", "The longest event-loop stall since the broker started.")
     .sample("yak_event_loop_longest_stall_seconds", m.longestStallMs / 1000);
+}
 
+/** Damaged records found, ranges healed, partitions fenced, and the scrubber's progress. */
+function writeDamage(out: PromText, m: BrokerMetrics): void {
   out.family(
     "yak_damaged_records_total",
     "counter",
@@ -319,7 +339,10 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
     .sample("yak_scrub_bytes_total", m.scrubBytes);
   out.family("yak_scrub_passes_total", "counter", "Complete passes of the scrubber over every closed segment.")
     .sample("yak_scrub_passes_total", m.scrubPasses);
+}
 
+/** The broker's role, epoch and in-sync set. */
+function writeRole(out: PromText, g: BrokerGauges): void {
   out.family("yak_is_leader", "gauge", "1 while this broker is the cluster's leader.")
     .sample("yak_is_leader", g.role === "leader" ? 1 : 0);
   out.family("yak_leader_epoch", "gauge", "The leader epoch this broker is in.").sample("yak_leader_epoch", g.epoch);
@@ -332,6 +355,10 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
       "Partitions whose in-sync set is smaller than the brokers holding replicas (on the leader).",
     ).sample("yak_under_replicated_partitions", g.underReplicated);
   }
+}
+
+/** Each partition's offsets, and on the leader each follower's lag behind them. */
+function writePartitions(out: PromText, g: BrokerGauges): void {
   const perPartition = (name: string, help: string, pick: (p: PartitionGauges) => number) => {
     out.family(name, "gauge", help);
     for (const p of g.partitions) out.sample(name, pick(p), { topic: p.topic, partition: p.partition });
@@ -339,33 +366,36 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   perPartition("yak_log_start_offset", "The first offset still stored.", (p) => p.logStart);
   perPartition("yak_log_end_offset", "The offset the next record will get.", (p) => p.logEnd);
   perPartition("yak_high_watermark", "Records below it are on every in-sync replica.", (p) => p.highWatermark);
-  if (g.role === "leader") {
-    out.family(
-      "yak_replica_lag_records",
-      "gauge",
-      "Records a follower is behind the leader's log end (on the leader).",
-    );
-    for (const p of g.partitions) {
-      for (const [replica, lag] of p.replicaLag ?? []) {
-        out.sample("yak_replica_lag_records", lag, { topic: p.topic, partition: p.partition, replica });
+  if (g.role !== "leader") return;
+  out.family(
+    "yak_replica_lag_records",
+    "gauge",
+    "Records a follower is behind the leader's log end (on the leader).",
+  );
+  for (const p of g.partitions) {
+    for (const [replica, lag] of p.replicaLag ?? []) {
+      out.sample("yak_replica_lag_records", lag, { topic: p.topic, partition: p.partition, replica });
+    }
+  }
+}
+
+function writeGroupLag(out: PromText, g: BrokerGauges): void {
+  if (g.groupLag === null) return;
+  out.family("yak_group_lag_records", "gauge", "Records between a group's commit and the high watermark.");
+  for (const [group, byTopic] of Object.entries(g.groupLag).sort(([a], [b]) => a < b ? -1 : 1)) {
+    for (const [topic, byPartition] of Object.entries(byTopic)) {
+      for (const [partition, { lag }] of Object.entries(byPartition)) {
+        out.sample("yak_group_lag_records", lag, { group, topic, partition });
       }
     }
   }
-  if (g.groupLag !== null) {
-    out.family("yak_group_lag_records", "gauge", "Records between a group's commit and the high watermark.");
-    for (const [group, byTopic] of Object.entries(g.groupLag).sort(([a], [b]) => a < b ? -1 : 1)) {
-      for (const [topic, byPartition] of Object.entries(byTopic)) {
-        for (const [partition, { lag }] of Object.entries(byPartition)) {
-          out.sample("yak_group_lag_records", lag, { group, topic, partition });
-        }
-      }
-    }
-  }
+}
+
+function writeMemory(out: PromText, g: BrokerGauges): void {
   out.family("yak_process_resident_memory_bytes", "gauge", "Resident set size of the broker process.")
     .sample("yak_process_resident_memory_bytes", g.memory.rss);
   out.family("yak_process_heap_used_bytes", "gauge", "V8 heap in use.")
     .sample("yak_process_heap_used_bytes", g.memory.heapUsed);
   out.family("yak_process_heap_total_bytes", "gauge", "V8 heap reserved.")
     .sample("yak_process_heap_total_bytes", g.memory.heapTotal);
-  return out.toString();
 }
