@@ -13,6 +13,9 @@ import type { BrokerContext } from "./context.ts";
 import { appendMeta } from "./meta_log.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
 
+/** What a change may do: create a new topic, create one unless it exists (first use), or alter one. */
+type ChangeMode = "create" | "ensure" | "alter";
+
 /**
  * Creates and changes topics, one change per topic at a time.
  *
@@ -137,87 +140,111 @@ export class TopicAdmin {
     return this.#b.store.meta.topics.get(topic)?.configs ?? {};
   }
 
-  // deno-lint-ignore yak/max-function-lines
   #change(
     topic: string,
     partitions: number,
-    mode: "create" | "ensure" | "alter",
+    mode: ChangeMode,
     configs: Record<string, string>,
     deleteConfigs: string[] = [],
   ): Promise<void> {
-    const b = this.#b;
     const pending = this.#changing.get(topic);
     if (pending && mode === "ensure") return pending;
     const run = (async () => {
       await pending?.catch(() => {});
-      const have = b.store.partitionCount(topic);
+      const have = this.#b.store.partitionCount(topic);
       if (mode === "ensure" && have > 0) return;
       if (mode === "create" && have > 0) {
         throw new YakError("INVALID_ARGUMENT", `topic '${topic}' already exists with ${have} partitions`);
       }
-      if (have === 0) {
-        // Two names that differ only by case would share a directory on a
-        // case-insensitive disk (macOS, Windows): refuse the second one.
-        const twin = b.store.topicNames().find((t) => t.toLowerCase() === topic.toLowerCase());
-        if (twin) {
-          throw new YakError(
-            "INVALID_TOPIC",
-            `topic '${topic}' differs from existing topic '${twin}' only by case; use '${twin}' or another name`,
-          );
-        }
-      }
-      const hasConfigs = Object.keys(configs).length > 0 || deleteConfigs.length > 0;
-      if (have === 0) {
-        // Limits on what one broker holds: every partition is a directory,
-        // open files and a slot in every follower fetch.
-        const topics = b.store.topicNames().filter((t) => t !== CLUSTER_TOPIC).length;
-        if (topics >= b.opts.maxTopics) {
-          throw new YakError(
-            "INVALID_ARGUMENT",
-            `the cluster has ${topics} topics, the most a broker keeps (${b.opts.maxTopics}); delete some first`,
-          );
-        }
-      }
-      const total = b.store.all().length - 1;
-      if (total + partitions - have > b.opts.maxPartitionsPerBroker) {
-        throw new YakError(
-          "INVALID_ARGUMENT",
-          `${partitions - have} more partitions would pass the ${b.opts.maxPartitionsPerBroker} a broker holds ` +
-            `(it has ${total}); delete topics first`,
-        );
-      }
+      if (have === 0) this.#checkNewTopic(topic);
+      this.#checkPartitionLimit(partitions, have);
       if (mode === "alter") {
-        if (have === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
-        const configsOnly = partitions === have && hasConfigs;
-        if (partitions <= have && !configsOnly) {
-          throw new YakError(
-            "INVALID_ARGUMENT",
-            `topic '${topic}' has ${have} partitions; partitions can only be added (ask for more than ${have})`,
-          );
-        }
+        const hasConfigs = Object.keys(configs).length > 0 || deleteConfigs.length > 0;
+        checkAlter(topic, partitions, have, hasConfigs);
       }
-      const end = await appendMeta(b, {
-        op: "topic",
-        topic,
-        partitions,
-        createdAt: Date.now(),
-        ...(Object.keys(configs).length > 0 ? { configs } : {}),
-        ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
-        id: have === 0 ? crypto.randomUUID() : b.store.meta.topics.get(topic)?.id,
-      });
-      b.log.write(mode === "alter" ? (partitions > have ? "partitions_added" : "topic_altered") : "topic_created", {
-        topic,
-        partitions,
-        from: have,
-        ...(Object.keys(configs).length > 0 ? { configs } : {}),
-        ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
-      });
-      await b.requireLeader().waitForHw(CLUSTER_KEY, end, b.opts.requestTimeoutMs);
+      await this.#record(topic, partitions, have, mode, configs, deleteConfigs);
     })();
     this.#changing.set(topic, run);
     run.finally(() => {
       if (this.#changing.get(topic) === run) this.#changing.delete(topic);
     }).catch(() => {});
     return run;
+  }
+
+  /** A topic that does not exist yet: refused if its name clashes by case, or if the broker holds its most. */
+  #checkNewTopic(topic: string): void {
+    const b = this.#b;
+    // Two names that differ only by case would share a directory on a
+    // case-insensitive disk (macOS, Windows): refuse the second one.
+    const twin = b.store.topicNames().find((t) => t.toLowerCase() === topic.toLowerCase());
+    if (twin) {
+      throw new YakError(
+        "INVALID_TOPIC",
+        `topic '${topic}' differs from existing topic '${twin}' only by case; use '${twin}' or another name`,
+      );
+    }
+    // Limits on what one broker holds: every partition is a directory,
+    // open files and a slot in every follower fetch.
+    const topics = b.store.topicNames().filter((t) => t !== CLUSTER_TOPIC).length;
+    if (topics >= b.opts.maxTopics) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `the cluster has ${topics} topics, the most a broker keeps (${b.opts.maxTopics}); delete some first`,
+      );
+    }
+  }
+
+  /** Growing a topic from `have` partitions to `partitions` must keep the broker within its most. */
+  #checkPartitionLimit(partitions: number, have: number): void {
+    const b = this.#b;
+    const total = b.store.all().length - 1;
+    if (total + partitions - have > b.opts.maxPartitionsPerBroker) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `${partitions - have} more partitions would pass the ${b.opts.maxPartitionsPerBroker} a broker holds ` +
+          `(it has ${total}); delete topics first`,
+      );
+    }
+  }
+
+  /** The change as a record in the metadata log, said in the operation log; resolves once the in-sync replicas hold it. */
+  async #record(
+    topic: string,
+    partitions: number,
+    have: number,
+    mode: ChangeMode,
+    configs: Record<string, string>,
+    deleteConfigs: string[],
+  ): Promise<void> {
+    const b = this.#b;
+    const end = await appendMeta(b, {
+      op: "topic",
+      topic,
+      partitions,
+      createdAt: Date.now(),
+      ...(Object.keys(configs).length > 0 ? { configs } : {}),
+      ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
+      id: have === 0 ? crypto.randomUUID() : b.store.meta.topics.get(topic)?.id,
+    });
+    b.log.write(mode === "alter" ? (partitions > have ? "partitions_added" : "topic_altered") : "topic_created", {
+      topic,
+      partitions,
+      from: have,
+      ...(Object.keys(configs).length > 0 ? { configs } : {}),
+      ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
+    });
+    await b.requireLeader().waitForHw(CLUSTER_KEY, end, b.opts.requestTimeoutMs);
+  }
+}
+
+/** An alter of an existing topic adds partitions, or changes only configs. */
+function checkAlter(topic: string, partitions: number, have: number, hasConfigs: boolean): void {
+  if (have === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  const configsOnly = partitions === have && hasConfigs;
+  if (partitions <= have && !configsOnly) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `topic '${topic}' has ${have} partitions; partitions can only be added (ask for more than ${have})`,
+    );
   }
 }
