@@ -123,6 +123,15 @@ function toBase64(bytes: Uint8Array): string {
   return btoa(s);
 }
 
+/** A record no broker would take: its index and size, and the limit. */
+function recordTooLarge(index: number, payload: number): YakError {
+  return new YakError(
+    "MESSAGE_TOO_LARGE",
+    `record ${index} (${payload} bytes) is larger than any broker takes (${MAX_RECORD_BYTES} bytes); split it`,
+    { index, bytes: payload, limit: MAX_RECORD_BYTES },
+  );
+}
+
 /**
  * An idempotent producer for one topic.
  *
@@ -305,7 +314,6 @@ export class Producer {
    * `payloadBytes`). A record too large for any frame is refused here
    * (MESSAGE_TOO_LARGE); the broker refuses records over the topic's limit.
    */
-  // deno-lint-ignore yak/max-function-lines
   add(
     key: string | null,
     value: string | Uint8Array,
@@ -324,13 +332,7 @@ export class Producer {
     }
     const payload = headerBytes + (payloadBytes ??
       ((typeof value === "string" ? utf8Length(value) : value.length) + (key === null ? 0 : utf8Length(key))));
-    if (payload > MAX_RECORD_BYTES) {
-      throw new YakError(
-        "MESSAGE_TOO_LARGE",
-        `record ${index} (${payload} bytes) is larger than any broker takes (${MAX_RECORD_BYTES} bytes); split it`,
-        { index, bytes: payload, limit: MAX_RECORD_BYTES },
-      );
-    }
+    if (payload > MAX_RECORD_BYTES) throw recordTooLarge(index, payload);
     this.#added++;
     const record: OutgoingRecord = typeof value === "string" ? { v: value } : { b: toBase64(value) };
     if (key !== null) record.k = key;
@@ -350,20 +352,7 @@ export class Producer {
       if (this.#o.partition === undefined && key === null) partition = this.#sticky;
       batch = this.#open.get(partition);
     }
-    if (!batch) {
-      batch = {
-        partition,
-        records: [],
-        indexes: [],
-        bytes: 0,
-        payloadBytes: 0,
-        seq: 0,
-        order: 0,
-        acked: false,
-        sentAtMs: 0,
-      };
-      this.#open.set(partition, batch);
-    }
+    batch ??= this.#openBatch(partition);
     batch.records.push(record);
     batch.indexes.push(index);
     batch.bytes += size;
@@ -374,11 +363,33 @@ export class Producer {
     ) {
       this.#seal(batch);
     } else if (this.#lingerTimer === undefined) {
-      this.#lingerTimer = setTimeout(() => {
-        this.#lingerTimer = undefined;
-        for (const b of [...this.#open.values()]) this.#seal(b);
-      }, this.#o.lingerMs);
+      this.#startLinger();
     }
+  }
+
+  /** A new, empty batch for the partition, open for records. */
+  #openBatch(partition: number): Batch {
+    const batch: Batch = {
+      partition,
+      records: [],
+      indexes: [],
+      bytes: 0,
+      payloadBytes: 0,
+      seq: 0,
+      order: 0,
+      acked: false,
+      sentAtMs: 0,
+    };
+    this.#open.set(partition, batch);
+    return batch;
+  }
+
+  /** In lingerMs every open batch is sealed, full or not. */
+  #startLinger(): void {
+    this.#lingerTimer = setTimeout(() => {
+      this.#lingerTimer = undefined;
+      for (const b of [...this.#open.values()]) this.#seal(b);
+    }, this.#o.lingerMs);
   }
 
   #seal(batch: Batch): void {
