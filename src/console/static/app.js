@@ -125,7 +125,6 @@ function lagBar(lag, scale, cls) {
   return el("span", { class: `bar ${cls}` }, fill);
 }
 
-// deno-lint-ignore yak/max-function-lines
 function renderPartitions(status, leaderView, viewById) {
   const body = $("partitions");
   const topics = (leaderView?.topics ?? []).filter((t) => !t.name.startsWith("__"));
@@ -136,62 +135,19 @@ function renderPartitions(status, leaderView, viewById) {
     return;
   }
   const ids = status.brokers.map((b) => b.id);
-  const stateOf = new Map(status.brokers.map((b) => [b.id, b.state]));
   const isr = status.lease.isr;
-  // Each replica's log end as it reported it: the lag is the leader's log end minus that.
-  const endOf = (id, topic, p) => {
-    const v = viewById.get(id);
-    if (!answered(v)) return null;
-    return v.topics.find((t) => t.name === topic)?.partitions[p]?.logEndOffset ?? 0;
+  const endOf = (id, topic, p) => replicaEnd(viewById.get(id), topic, p);
+  const shown = {
+    leaderId: leaderView.brokerId,
+    stateOf: new Map(status.brokers.map((b) => [b.id, b.state])),
+    isr,
+    scale: largestLag(topics, ids, endOf),
   };
-  let scale = 1;
-  for (const t of topics) {
-    for (const p of t.partitions) {
-      for (const id of ids) {
-        const end = endOf(id, t.name, p.partition);
-        if (end !== null) scale = Math.max(scale, p.logEndOffset - end);
-      }
-    }
-  }
   const rows = [];
   for (const t of topics) {
     t.partitions.forEach((p, i) => {
-      const replicas = ids.map((id) => {
-        const end = endOf(id, t.name, p.partition);
-        const isLeader = id === leaderView.brokerId;
-        if (end === null || stateOf.get(id) === "dead") {
-          return el(
-            "span",
-            { class: "replica", "data-replica": id, title: `broker ${id} is ${stateOf.get(id) ?? "unknown"}` },
-            el("span", { class: "id" }, `b${id}`),
-            lagBar(0, 1, "down"),
-            el(
-              "span",
-              { class: "lag muted" },
-              { paused: "paused", "not answering": "silent" }[stateOf.get(id)] ?? "down",
-            ),
-          );
-        }
-        const lag = Math.max(0, p.logEndOffset - end);
-        return el(
-          "span",
-          { class: `replica${isLeader ? " leader" : ""}`, "data-replica": id, "data-lag": lag },
-          el("span", { class: "id" }, `b${id}`),
-          lagBar(lag, scale, isr.includes(id) ? "" : "behind"),
-          el("span", { class: "lag" }, isLeader ? "leader" : short(lag)),
-        );
-      });
-      rows.push(el(
-        "tr",
-        { class: i === 0 ? "first" : "", "data-topic": t.name, "data-partition": p.partition },
-        el("td", { class: "topic" }, i === 0 ? t.name : ""),
-        el("td", { class: "num" }, p.partition),
-        el("td", { class: "num" }, fmt.format(p.logStartOffset ?? 0)),
-        el("td", { class: "num" }, fmt.format(p.logEndOffset)),
-        el("td", { class: "num" }, fmt.format(p.highWatermark)),
-        el("td", {}, el("div", { class: "replicas" }, replicas)),
-        el("td", {}, el("span", { class: "chips" }, isr.map((id) => el("span", { class: "chip" }, id)))),
-      ));
+      const replicas = ids.map((id) => replicaCell(id, p.logEndOffset, endOf(id, t.name, p.partition), shown));
+      rows.push(partitionRow(t.name, p, i, replicas, isr));
     });
   }
   body.replaceChildren(...rows);
@@ -201,9 +157,69 @@ function renderPartitions(status, leaderView, viewById) {
     : "";
 }
 
+/** A replica's log end as its broker reported it (the lag is the leader's log end minus that); null if silent. */
+function replicaEnd(view, topic, p) {
+  if (!answered(view)) return null;
+  return view.topics.find((t) => t.name === topic)?.partitions[p]?.logEndOffset ?? 0;
+}
+
+/** The largest lag of any replica of any partition (at least 1): the full width of a lag bar. */
+function largestLag(topics, ids, endOf) {
+  let scale = 1;
+  for (const t of topics) {
+    for (const p of t.partitions) {
+      for (const id of ids) {
+        const end = endOf(id, t.name, p.partition);
+        if (end !== null) scale = Math.max(scale, p.logEndOffset - end);
+      }
+    }
+  }
+  return scale;
+}
+
+/** One replica of a partition: its lag behind the leader's log end `leaderEnd`, or why it has none. */
+function replicaCell(id, leaderEnd, end, { leaderId, stateOf, isr, scale }) {
+  const isLeader = id === leaderId;
+  if (end === null || stateOf.get(id) === "dead") {
+    return el(
+      "span",
+      { class: "replica", "data-replica": id, title: `broker ${id} is ${stateOf.get(id) ?? "unknown"}` },
+      el("span", { class: "id" }, `b${id}`),
+      lagBar(0, 1, "down"),
+      el(
+        "span",
+        { class: "lag muted" },
+        { paused: "paused", "not answering": "silent" }[stateOf.get(id)] ?? "down",
+      ),
+    );
+  }
+  const lag = Math.max(0, leaderEnd - end);
+  return el(
+    "span",
+    { class: `replica${isLeader ? " leader" : ""}`, "data-replica": id, "data-lag": lag },
+    el("span", { class: "id" }, `b${id}`),
+    lagBar(lag, scale, isr.includes(id) ? "" : "behind"),
+    el("span", { class: "lag" }, isLeader ? "leader" : short(lag)),
+  );
+}
+
+/** A partition's row: its offsets, its replicas, and the in-sync set (the topic named on its first row only). */
+function partitionRow(topic, p, i, replicas, isr) {
+  return el(
+    "tr",
+    { class: i === 0 ? "first" : "", "data-topic": topic, "data-partition": p.partition },
+    el("td", { class: "topic" }, i === 0 ? topic : ""),
+    el("td", { class: "num" }, p.partition),
+    el("td", { class: "num" }, fmt.format(p.logStartOffset ?? 0)),
+    el("td", { class: "num" }, fmt.format(p.logEndOffset)),
+    el("td", { class: "num" }, fmt.format(p.highWatermark)),
+    el("td", {}, el("div", { class: "replicas" }, replicas)),
+    el("td", {}, el("span", { class: "chips" }, isr.map((id) => el("span", { class: "chip" }, id)))),
+  );
+}
+
 // ---- groups
 
-// deno-lint-ignore yak/max-function-lines
 function renderGroups(leaderView) {
   const box = $("groups");
   if (!leaderView) {
@@ -219,93 +235,113 @@ function renderGroups(leaderView) {
   }
   const hwOf = (topic, p) =>
     leaderView.topics.find((t) => t.name === topic)?.partitions[Number(p)]?.highWatermark ?? null;
-  // deno-lint-ignore yak/max-function-lines
-  box.replaceChildren(...names.map((name) => {
-    const g = described.get(name);
-    const owner = new Map();
-    for (const m of g?.members ?? []) {
-      for (const [topic, ps] of Object.entries(m.partitions)) {
-        for (const p of ps) owner.set(`${topic}/${p}`, m.clientId);
-      }
+  box.replaceChildren(...names.map((name) => groupCard(name, described.get(name), lags[name] ?? {}, hwOf)));
+}
+
+/** One group: its head, its members and what each partition's commit lags (`g` undefined when not described). */
+function groupCard(name, g, lags, hwOf) {
+  const { rows, total } = groupLagRows(lags, groupOwners(g), hwOf);
+  const members = (g?.members ?? []).map(memberItem);
+  return el(
+    "div",
+    { class: "group", "data-group": name, "data-lag": total },
+    groupHead(name, g, total),
+    members.length > 0 ? el("ul", { class: "members" }, members) : null,
+    rows.length > 0 ? groupTable(rows) : el("p", { class: "empty" }, "no commits yet"),
+  );
+}
+
+/** "topic/partition" -> the client id of the member it is assigned to. */
+function groupOwners(g) {
+  const owner = new Map();
+  for (const m of g?.members ?? []) {
+    for (const [topic, ps] of Object.entries(m.partitions)) {
+      for (const p of ps) owner.set(`${topic}/${p}`, m.clientId);
     }
-    const rows = [];
-    let total = 0;
-    let scale = 1;
-    for (const byP of Object.values(lags[name] ?? {})) {
-      for (const x of Object.values(byP)) scale = Math.max(scale, x.lag);
-    }
-    for (const [topic, byP] of Object.entries(lags[name] ?? {}).sort()) {
-      for (const [p, x] of Object.entries(byP).sort((a, b) => Number(a[0]) - Number(b[0]))) {
-        total += x.lag;
-        const hw = hwOf(topic, p);
-        rows.push(el(
-          "tr",
-          { "data-group-partition": `${topic}/${p}`, "data-lag": x.lag },
-          el("td", {}, topic),
-          el("td", { class: "num" }, p),
-          el("td", { class: "num" }, fmt.format(x.committed)),
-          el("td", { class: "num" }, hw === null ? "–" : fmt.format(hw)),
-          el(
-            "td",
-            {},
-            el(
-              "div",
-              { class: "lagcell" },
-              lagBar(x.lag, scale, x.lag > 0 ? "behind" : ""),
-              el("span", { class: "num" }, fmt.format(x.lag)),
-            ),
-          ),
-          el("td", { class: "muted" }, owner.get(`${topic}/${p}`) ?? "–"),
-        ));
-      }
-    }
-    const state = g?.state ?? "Empty";
-    const members = (g?.members ?? []).map((m) => {
-      const parts = Object.entries(m.partitions).map(([t, ps]) => `${t}[${ps.join(",")}]`).join(" ");
-      return el(
-        "li",
-        {},
-        el("span", { class: "client" }, m.clientId),
-        " ",
-        el("span", { class: "assigned" }, parts ? `→ ${parts}` : "→ no partitions"),
-        el("span", { class: "muted" }, ` · ${m.host}`),
-      );
-    });
-    return el(
-      "div",
-      { class: "group", "data-group": name, "data-lag": total },
-      el(
-        "div",
-        { class: "g-head" },
-        el("span", { class: "g-name" }, name),
-        el("span", { class: "g-state", "data-state": state }, state),
-        g && g.generation > 0
-          ? el("span", { class: "muted" }, `generation ${g.generation} · ${g.protocol || "–"}`)
-          : null,
-        el("span", { class: "muted" }, `${g?.members.length ?? 0} member${g?.members.length === 1 ? "" : "s"}`),
-        el("span", { class: "g-total" }, `lag ${fmt.format(total)}`),
-      ),
-      members.length > 0 ? el("ul", { class: "members" }, members) : null,
-      rows.length > 0
-        ? el(
-          "table",
+  }
+  return owner;
+}
+
+/** A row per committed partition, sorted by topic and partition, and the group's total lag. */
+function groupLagRows(lags, owner, hwOf) {
+  const rows = [];
+  let total = 0;
+  let scale = 1;
+  for (const byP of Object.values(lags)) {
+    for (const x of Object.values(byP)) scale = Math.max(scale, x.lag);
+  }
+  for (const [topic, byP] of Object.entries(lags).sort()) {
+    for (const [p, x] of Object.entries(byP).sort((a, b) => Number(a[0]) - Number(b[0]))) {
+      total += x.lag;
+      const hw = hwOf(topic, p);
+      rows.push(el(
+        "tr",
+        { "data-group-partition": `${topic}/${p}`, "data-lag": x.lag },
+        el("td", {}, topic),
+        el("td", { class: "num" }, p),
+        el("td", { class: "num" }, fmt.format(x.committed)),
+        el("td", { class: "num" }, hw === null ? "–" : fmt.format(hw)),
+        el(
+          "td",
           {},
           el(
-            "thead",
-            {},
-            el(
-              "tr",
-              {},
-              ["topic", "p", "committed", "high watermark", "lag", "member"].map((h, i) =>
-                el("th", { class: i > 0 && i < 4 ? "num" : "" }, h)
-              ),
-            ),
+            "div",
+            { class: "lagcell" },
+            lagBar(x.lag, scale, x.lag > 0 ? "behind" : ""),
+            el("span", { class: "num" }, fmt.format(x.lag)),
           ),
-          el("tbody", {}, rows),
-        )
-        : el("p", { class: "empty" }, "no commits yet"),
-    );
-  }));
+        ),
+        el("td", { class: "muted" }, owner.get(`${topic}/${p}`) ?? "–"),
+      ));
+    }
+  }
+  return { rows, total };
+}
+
+/** A member: its client id, the partitions assigned to it, and its host. */
+function memberItem(m) {
+  const parts = Object.entries(m.partitions).map(([t, ps]) => `${t}[${ps.join(",")}]`).join(" ");
+  return el(
+    "li",
+    {},
+    el("span", { class: "client" }, m.clientId),
+    " ",
+    el("span", { class: "assigned" }, parts ? `→ ${parts}` : "→ no partitions"),
+    el("span", { class: "muted" }, ` · ${m.host}`),
+  );
+}
+
+/** A group's name, state, generation, member count and total lag. */
+function groupHead(name, g, total) {
+  const state = g?.state ?? "Empty";
+  return el(
+    "div",
+    { class: "g-head" },
+    el("span", { class: "g-name" }, name),
+    el("span", { class: "g-state", "data-state": state }, state),
+    g && g.generation > 0 ? el("span", { class: "muted" }, `generation ${g.generation} · ${g.protocol || "–"}`) : null,
+    el("span", { class: "muted" }, `${g?.members.length ?? 0} member${g?.members.length === 1 ? "" : "s"}`),
+    el("span", { class: "g-total" }, `lag ${fmt.format(total)}`),
+  );
+}
+
+function groupTable(rows) {
+  return el(
+    "table",
+    {},
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        ["topic", "p", "committed", "high watermark", "lag", "member"].map((h, i) =>
+          el("th", { class: i > 0 && i < 4 ? "num" : "" }, h)
+        ),
+      ),
+    ),
+    el("tbody", {}, rows),
+  );
 }
 
 // ---- charts
