@@ -16,6 +16,7 @@ import { encodeBatch, type RecordInput } from "../log/record.ts";
 import type { BrokerContext } from "./context.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
+import { RecordRules } from "./record_rules.ts";
 import { minInsyncReplicasOf } from "./topic_config.ts";
 
 /** A topic and one of its partitions. */
@@ -151,13 +152,43 @@ export class PartitionOps {
   }
 
   /**
-   * Appends a producer's batch as the leader and resolves once `acks` is
+   * Appends a producer's batches to one partition as the leader, in order,
+   * each resolving once `acks` is met. Every record of every batch is checked
+   * first (one {@link RecordRules.validateBatch} for both protocols), so a
+   * request refused for one record stores nothing; the codecs only map the
+   * typed error.
+   */
+  appendBatches(tp: TopicPartition, batches: ProducedBatch[], acks: Acks, timeoutMs: number): Promise<AppendResult>[] {
+    const b = this.#b;
+    const exists = b.store.has(tp.topic);
+    const rules = new RecordRules(
+      tp.topic,
+      b.store.meta.topics.get(tp.topic)?.configs,
+      b.opts.maxRecordBytes,
+      `; split it, or raise the limit with ${raiseLimitHint(tp.topic, exists)}`,
+      { topicExists: exists },
+    );
+    for (const batch of batches) rules.validateBatch(batch.records);
+    return batches.map((batch) => this.#appendChecked(tp, batch, acks, timeoutMs));
+  }
+
+  /**
+   * Appends one producer's batch as the leader and resolves once `acks` is
    * met: the offsets are taken in one synchronous step after the last await,
    * so pipelined batches of a connection keep their order whatever codec
    * sent them; a retried batch (same producer and sequences) is answered
    * with its original offsets and not stored twice.
    */
   async appendBatch(tp: TopicPartition, batch: ProducedBatch, acks: Acks, timeoutMs: number): Promise<AppendResult> {
+    return await this.appendBatches(tp, [batch], acks, timeoutMs)[0];
+  }
+
+  async #appendChecked(
+    tp: TopicPartition,
+    batch: ProducedBatch,
+    acks: Acks,
+    timeoutMs: number,
+  ): Promise<AppendResult> {
     const startedMs = performance.now();
     let code: string | null = null;
     try {
@@ -460,4 +491,13 @@ export class PartitionOps {
     const log = this.#b.store.partition(tp.topic, tp.partition);
     return { logStart: log.logStartOffset, highWatermark: log.highWatermark, logEnd: log.logEndOffset };
   }
+}
+
+/**
+ * The command that raises a topic's max.message.bytes: `--alter` when the
+ * topic exists, else `--create` (altering a topic not made yet fails).
+ */
+function raiseLimitHint(topic: string, exists: boolean): string {
+  return `'yak topics ${exists ? "--alter" : "--create"} ${topic} --config max.message.bytes=N'` +
+    (exists ? "" : " (the topic does not exist yet)");
 }

@@ -13,6 +13,7 @@
  */
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
+import type { RecordInput } from "../log/record.ts";
 import { maxMessageBytesOf } from "./topic_config.ts";
 
 /** What each header adds to a record's size besides its key and value: the two lengths that frame them. */
@@ -77,6 +78,20 @@ export class RecordRules {
     }
   }
 
+  /**
+   * Every record of a batch against the topic's max.message.bytes, by
+   * {@link recordSize}: MESSAGE_TOO_LARGE naming the first one over it. Most
+   * records are passed on their lengths alone (a UTF-16 unit is at most 3
+   * UTF-8 bytes, a base64 character less than one byte).
+   */
+  validateBatch(records: readonly RecordInput[]): void {
+    const third = this.limit / 3;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      if (charsOf(r) > third) this.checkSize(i, recordSize(r), `record ${i} of the batch`);
+    }
+  }
+
   /** Record `i` is `bytes` big (key, value, headers with their framing): refused past the topic's limit. */
   checkSize(i: number, bytes: number, what = `record ${i}`): void {
     if (bytes <= this.limit) return;
@@ -87,4 +102,43 @@ export class RecordRules {
       { record: i, bytes, limit: this.limit, ...this.#data },
     );
   }
+}
+
+const utf8 = new TextEncoder();
+
+/** Bytes of a text (UTF-8) or base64 field. */
+function fieldBytes(text: string | null | undefined, b64: string | undefined): number {
+  if (b64 !== undefined) return Math.floor(b64.length * 3 / 4) - (b64.endsWith("==") ? 2 : b64.endsWith("=") ? 1 : 0);
+  return text ? utf8.encode(text).length : 0;
+}
+
+/**
+ * A record's size as max.message.bytes counts it, for both protocols: its
+ * key and value bytes, and each header's key and value with
+ * {@link HEADER_OVERHEAD_BYTES} of framing (Kafka counts a record's encoded size).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { recordSize } from "./record_rules.ts";
+ * assert.equal(recordSize({ key: "k", value: "ü", headers: [{ key: "h", value: null }] }), 1 + 2 + 1 + 2);
+ * assert.equal(recordSize({ key: null, valueB64: "AP8=" }), 2);
+ * ```
+ */
+export function recordSize(r: RecordInput): number {
+  let n = fieldBytes(r.key, r.keyB64) + fieldBytes(r.value, r.valueB64);
+  for (const h of r.headers ?? []) {
+    n += fieldBytes(h.key, undefined) + fieldBytes(h.value, h.valueB64) + HEADER_OVERHEAD_BYTES;
+  }
+  return n;
+}
+
+/** An upper bound of a record's size over 3, from string lengths alone. */
+function charsOf(r: RecordInput): number {
+  let n = (r.keyB64 ?? r.key ?? "").length + (r.valueB64 ?? r.value ?? "").length;
+  const headers = r.headers;
+  if (headers !== undefined) {
+    for (const h of headers) n += h.key.length + (h.valueB64 ?? h.value ?? "").length + HEADER_OVERHEAD_BYTES;
+  }
+  return n;
 }

@@ -138,7 +138,7 @@ async function produceOne(
     // Every outcome is awaited, so a batch that fails behind an earlier failure is never an unhandled
     // rejection.
     const settled = Promise.allSettled(
-      produced.map((batch) => s.partitions.appendBatch({ topic, partition: index }, batch, acks, timeoutMs)),
+      s.partitions.appendBatches({ topic, partition: index }, produced, acks, timeoutMs),
     );
     return { answer: settled.then((outcomes) => answerOf(ctx, topic, result, outcomes)) };
   } catch (err) {
@@ -147,9 +147,10 @@ async function produceOne(
 }
 
 /**
- * A partition's record batches decoded into yak records, every batch checked
- * before any is stored (so a refused request stores nothing). The record
- * rules apply while decoding: a record that breaks one stops the work there.
+ * A partition's record batches decoded into yak records. The header caps
+ * apply while decoding, so a record that breaks one stops the work there;
+ * sizes are checked by appendBatches, every batch before any is stored (so a
+ * refused request stores nothing).
  */
 function decodeProduced(s: BrokerServices, topic: string, bytes: Uint8Array | null): ProducedBatch[] {
   const batches = decodeRecordBatches(bytes ?? new Uint8Array(0), {

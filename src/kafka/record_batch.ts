@@ -114,12 +114,14 @@ export interface DecodeLimits {
   records?: RecordChecks;
 }
 
-/** Checks on each record as it is decoded; each throws to refuse it. */
+/**
+ * Checks on each record as it is decoded; each throws to refuse it. Only the
+ * header count, which bounds the work a record can cost: a record's size is
+ * checked by the service, once for both protocols (RecordRules.validateBatch).
+ */
 export interface RecordChecks {
   /** Record `i` announces `count` headers (called before any is decoded). */
   checkHeaders(i: number, count: number): void;
-  /** Record `i`'s size: key, value, and headers as encoded (their lengths included). */
-  checkSize(i: number, bytes: number): void;
 }
 
 /**
@@ -498,13 +500,11 @@ function readRecords(r: Reader, count: number, batch: RecordBatch, checks?: Reco
     // Each header takes at least 2 bytes: a count past that is a lie, caught before the loop.
     if (headerCount > (r.end - r.pos) / 2) throw corrupt(r.batchAt, `record ${i} cannot hold ${headerCount} headers`);
     checks?.checkHeaders(i, headerCount);
-    const headersFrom = r.pos;
     const headers: KafkaHeader[] = [];
     for (let h = 0; h < headerCount; h++) {
       const hk = r.string("header key");
       headers.push({ key: hk, value: r.bytes("header value") });
     }
-    checks?.checkSize(i, (key?.length ?? 0) + (value?.length ?? 0) + (r.pos - headersFrom));
     if (r.pos !== recordEnd) throw corrupt(r.batchAt, `record ${i} has ${recordEnd - r.pos} bytes left over`);
     r.end = sectionEnd;
     records[i] = { offsetDelta, timestamp, key, value, headers };

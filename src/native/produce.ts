@@ -6,7 +6,7 @@
  * @module
  */
 import type { BrokerServices } from "../broker/services.ts";
-import { HEADER_OVERHEAD_BYTES, RecordRules } from "../broker/record_rules.ts";
+import { RecordRules } from "../broker/record_rules.ts";
 import type { Acks } from "../broker/partition_ops.ts";
 import { YakError } from "../errors.ts";
 import type { RecordHeader, RecordInput } from "../log/record.ts";
@@ -24,27 +24,14 @@ function acksOf(req: Request): Acks {
 }
 
 /**
- * The command that raises a topic's max.message.bytes: `--alter` when the
- * topic exists, else `--create` (altering a topic not made yet fails).
+ * A native batch's records, checked for their form (a text or base64 value,
+ * headers as pairs, at most the header caps, which bound the work of one
+ * request); their sizes are checked by the service (appendBatch), as the
+ * Kafka codec's are.
  */
-function raiseLimitHint(topic: string, exists: boolean): string {
-  return `'yak topics ${exists ? "--alter" : "--create"} ${topic} --config max.message.bytes=N'` +
-    (exists ? "" : " (the topic does not exist yet)");
-}
-
 function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInput[] {
   const { maxBatchRecords } = s.opts;
-  // A topic not made yet cannot be altered: it is created with the higher limit instead.
-  const topicExists = s.topics.exists(topic);
-  // The topic's max.message.bytes, else the broker's --max-message-bytes; headers as the Kafka codec counts them.
-  const rules = new RecordRules(
-    topic,
-    s.topics.configs(topic),
-    s.opts.maxRecordBytes,
-    `; split it, or raise the limit with ${raiseLimitHint(topic, topicExists)}`,
-    { topicExists },
-  );
-  const limit = rules.limit;
+  const rules = new RecordRules(topic, s.topics.configs(topic), s.opts.maxRecordBytes);
   if (!Array.isArray(raw) || raw.length === 0 || raw.length > maxBatchRecords) {
     throw new YakError("INVALID_REQUEST", `'records' must hold 1 to ${maxBatchRecords} records`);
   }
@@ -60,22 +47,9 @@ function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInp
     }
     const key = (k ?? null) as string | null;
     const headers = h === undefined || h === null ? undefined : parseHeaders(rules, i, h);
-    // The key and headers count too: a UTF-16 unit is at most 3 UTF-8 bytes, so only
-    // records over a third of the limit in chars need an exact count.
-    let extraChars = key?.length ?? 0;
-    if (headers !== undefined) {
-      for (const hd of headers) extraChars += hd.key.length + (hd.value?.length ?? 0) + HEADER_OVERHEAD_BYTES;
-    }
-    const what = `record ${i} of the batch`;
     if (typeof v === "string") {
-      if (v.length + extraChars > limit / 3) rules.checkSize(i, utf8Bytes(v) + extraBytesOf(key, headers), what);
       out[i] = { key, value: v };
     } else if (typeof bytes === "string") {
-      if (bytes.length * 0.75 + extraChars * 3 > limit) {
-        const size = Math.floor(bytes.length * 3 / 4) - (bytes.endsWith("==") ? 2 : bytes.endsWith("=") ? 1 : 0) +
-          extraBytesOf(key, headers);
-        rules.checkSize(i, size, what);
-      }
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) {
         throw new YakError("INVALID_REQUEST", `record ${i}: 'b' must be base64`);
       }
@@ -87,18 +61,6 @@ function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInp
     if (headers !== undefined && headers.length > 0) out[i].headers = headers;
   }
   return out;
-}
-
-const utf8 = new TextEncoder();
-const utf8Bytes = (s: string) => s.length === 0 ? 0 : utf8.encode(s).length;
-
-/** The UTF-8 bytes of a record's key and headers (keys, values and their framing), which count toward its size. */
-function extraBytesOf(key: string | null, headers: readonly RecordHeader[] | undefined): number {
-  let n = utf8Bytes(key ?? "");
-  if (headers !== undefined) {
-    for (const h of headers) n += utf8Bytes(h.key) + utf8Bytes(h.value ?? "") + HEADER_OVERHEAD_BYTES;
-  }
-  return n;
 }
 
 /** A native record's headers `h`: `[key, value]` pairs, a text key and a text or null value. */
