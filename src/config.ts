@@ -138,6 +138,12 @@ export const DEFAULTS = {
    */
   maxTopics: 2000,
   /**
+   * A topic is created by its first produce or metadata request (Kafka's
+   * auto.create.topics.enable, on by default there too); off, only an
+   * explicit create makes one (`--auto-create-topics-enable false`).
+   */
+  autoCreateTopics: true,
+  /**
    * Records `__cluster` may hold past its start before the state is written
    * as one snapshot record and the older segments are deleted: group commits
    * would otherwise grow it forever (and slow every restart's replay). About

@@ -200,3 +200,41 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name:
+    "--auto-create-topics-enable false: a first produce or metadata request makes no topic; an explicit create does",
+  ignore: skipWithout(kcatMissing()),
+  fn: () =>
+    withDeadline(60_000, "no auto-create", async () => {
+      const c = await TestCluster.start({ brokers: 1, brokerArgs: ["--auto-create-topics-enable", "false"] });
+      try {
+        const kafka = await run("kcat", [
+          "-P",
+          "-b",
+          c.bootstrapServers,
+          "-t",
+          "nowhere",
+          "-X",
+          "message.timeout.ms=3000",
+        ], {
+          stdin: "a\n",
+          timeoutMs: 20_000,
+        });
+        assert.notEqual(kafka.code, 0, `kcat's produce is not delivered: ${kafka.stderr}`);
+        const meta = await run("kcat", ["-L", "-b", c.bootstrapServers, "-t", "nowhere"], { timeoutMs: 20_000 });
+        assert.match(new TextDecoder().decode(meta.stdout), /topic "nowhere" with 0 partitions: Broker: Unknown topic/);
+        const native = await yak(["produce", "--topic", "nowhere", ...c.zkFlag], { stdin: "a\n" });
+        assert.notEqual(native.code, 0);
+        assert.match(native.stderr, /creates topics only on request.*yak topics --create nowhere/);
+        const listed = await yak(["topics", "--list", ...c.zkFlag]);
+        assert.ok(!listed.stdout.includes("nowhere"), listed.stdout);
+        const made = await yak(["topics", "--create", "nowhere", "--partitions", "1", ...c.zkFlag]);
+        assert.equal(made.code, 0, made.stderr);
+        const stored = await yak(["produce", "--topic", "nowhere", ...c.zkFlag], { stdin: "a\n" });
+        assert.equal(stored.code, 0, stored.stderr);
+      } finally {
+        await c.stop();
+      }
+    }),
+});

@@ -49,6 +49,8 @@ export interface BrokerOptions {
   maxPartitions: number;
   /** Topics the leader lets the cluster hold (`--max-topics`; at most DEFAULTS.maxTopics). */
   maxTopics: number;
+  /** Topics are created on first use (`--auto-create-topics-enable`, Kafka's auto.create.topics.enable). */
+  autoCreateTopics?: boolean;
   /** Partitions over all topics the leader lets a broker hold (`--max-partitions-per-broker`). */
   maxPartitionsPerBroker: number;
   /** What one group's members may hold in the coordinator, in bytes (`--max-group-bytes`). */

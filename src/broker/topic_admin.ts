@@ -36,9 +36,18 @@ export class TopicAdmin {
     this.#b = b;
   }
 
-  /** Creates the topic with the default partition count unless it exists (first use). */
+  /**
+   * Creates the topic with the default partition count unless it exists
+   * (first use); UNKNOWN_TOPIC when the cluster creates topics only on request.
+   */
   ensure(topic: string): Promise<void> {
+    if (!this.#autoCreate(topic)) return Promise.reject(notCreatedOnUse(topic));
     return this.#change(topic, this.#b.opts.defaultPartitions, "ensure", {});
+  }
+
+  /** Whether a missing topic may be created by its first use here. */
+  #autoCreate(topic: string): boolean {
+    return this.#b.opts.autoCreateTopics !== false || this.#b.store.has(topic);
   }
 
   /**
@@ -49,6 +58,7 @@ export class TopicAdmin {
    */
   ensureFromAnyBroker(topic: string): Promise<void> {
     const b = this.#b;
+    if (!this.#autoCreate(topic)) return Promise.reject(notCreatedOnUse(topic));
     if (b.role() === "leader") return this.ensure(topic);
     const leader = b.leader();
     if (!leader) return Promise.resolve();
@@ -247,4 +257,22 @@ function checkAlter(topic: string, partitions: number, have: number, hasConfigs:
       `topic '${topic}' has ${have} partitions; partitions can only be added (ask for more than ${have})`,
     );
   }
+}
+
+/**
+ * The refusal of a topic's creation on first use, with the way to create it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { notCreatedOnUse } from "./topic_admin.ts";
+ * assert.equal(notCreatedOnUse("t").code, "UNKNOWN_TOPIC");
+ * ```
+ */
+export function notCreatedOnUse(topic: string): YakError {
+  return new YakError(
+    "UNKNOWN_TOPIC",
+    `topic '${topic}' does not exist, and this cluster creates topics only on request ` +
+      `(--auto-create-topics-enable false): create it with 'yak topics --create ${topic}'`,
+  );
 }

@@ -8,6 +8,7 @@ import type { BrokerOptions } from "../broker/context.ts";
 import { nativeCodec } from "../native/handlers.ts";
 import { kafkaCodec } from "../kafka/server.ts";
 import { DEFAULTS } from "../config.ts";
+import { YakError } from "../errors.ts";
 import { parseHostPort } from "../protocol/connection.ts";
 import { RequestMemory } from "../protocol/listener.ts";
 import {
@@ -41,7 +42,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
            [--scrub-bytes-per-sec 4194304] [--scrub-interval-ms 3600000]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
-           [--max-group-bytes 16777216] [--max-group-state-bytes 268435456]
+           [--max-group-bytes 16777216] [--max-group-state-bytes 268435456] [--auto-create-topics-enable true]
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
            [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
            [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
@@ -65,6 +66,9 @@ Every stored record carries a checksum. The scrubber re-reads closed segments
 in the background at --scrub-bytes-per-sec (0 turns it off), one pass at most
 every --scrub-interval-ms; a damaged record is logged and copied again from a
 healthy replica.
+--auto-create-topics-enable false: a topic is made only by 'yak topics --create' or
+CreateTopics, never by its first produce or metadata request (Kafka's auto.create.topics.enable;
+give every broker the same).
 --max-topics and --max-partitions-per-broker: the leader refuses topics and
 partitions past them (give every broker the same; lower them for a small disk).
 --max-group-bytes and --max-group-state-bytes: what one consumer group's
@@ -97,6 +101,7 @@ const FLAGS: Flags = {
   "retention-check-ms": { type: "string" },
   "max-message-bytes": { type: "string" },
   "max-topics": { type: "string" },
+  "auto-create-topics-enable": { type: "string" },
   "max-partitions-per-broker": { type: "string" },
   "max-group-bytes": { type: "string" },
   "max-group-state-bytes": { type: "string" },
@@ -210,6 +215,7 @@ function limitsOf(values: Values) {
   return {
     maxPartitions: DEFAULTS.maxPartitions,
     maxTopics: integer(values, "max-topics", DEFAULTS.maxTopics, 1, DEFAULTS.maxTopics),
+    autoCreateTopics: onOff(values, "auto-create-topics-enable", DEFAULTS.autoCreateTopics),
     maxPartitionsPerBroker: integer(
       values,
       "max-partitions-per-broker",
@@ -269,4 +275,12 @@ function printListening({ broker, http }: RunningBroker): void {
   if (broker.kafkaPort !== null) console.log(`broker ${id} speaks the Kafka protocol on ${host}:${broker.kafkaPort}`);
   console.log(`broker ${id} listening on ${host}:${broker.port}`);
   if (http) console.log(`broker ${id} metrics on ${http.url}metrics`);
+}
+
+/** A `true`/`false` flag, or the default. */
+function onOff(values: Values, name: string, fallback: boolean): boolean {
+  const v = text(values, name);
+  if (v === undefined) return fallback;
+  if (v === "true" || v === "false") return v === "true";
+  throw new YakError("INVALID_ARGUMENT", `--${name} is true or false, not '${v}' (see 'yak broker --help')`);
 }

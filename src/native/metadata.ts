@@ -5,6 +5,7 @@
  * @module
  */
 import type { BrokerServices } from "../broker/services.ts";
+import { notCreatedOnUse } from "../broker/topic_admin.ts";
 import { YakError } from "../errors.ts";
 import type { Reply, Request } from "../protocol/messages.ts";
 import { checkTopicName } from "./names.ts";
@@ -21,6 +22,7 @@ export async function metadata(s: BrokerServices, req: Request): Promise<Reply> 
     [topic]: view.topics[topic],
   });
   if (topic !== undefined && topics[topic] === undefined) {
+    if (s.opts.autoCreateTopics === false) throw notCreatedOnUse(topic);
     // A producer learns how many partitions its first record would create the topic with.
     throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist; produce to it or create it first`, {
       defaultPartitions: s.opts.defaultPartitions,
