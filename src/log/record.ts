@@ -283,6 +283,66 @@ export function lineOffset(line: string): number {
 }
 
 /**
+ * Whether bytes[from..to) begin with `{"offset":N,` for the expected N: the
+ * cheap check that a stored line is the record it should be.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startsWithOffset } from "./record.ts";
+ * const line = new TextEncoder().encode('{"offset":7,"value":"a"}');
+ * assert.equal(startsWithOffset(line, 0, line.length, 7), true);
+ * assert.equal(startsWithOffset(line, 0, line.length, 8), false);
+ * ```
+ */
+export function startsWithOffset(bytes: Uint8Array, from: number, to: number, expected: number): boolean {
+  if (to - from < OFFSET_PREFIX.length + 2) return false;
+  for (let k = 0; k < OFFSET_PREFIX.length; k++) if (bytes[from + k] !== OFFSET_PREFIX[k]) return false;
+  let at = from + OFFSET_PREFIX.length;
+  let n = 0;
+  const digitsFrom = at;
+  while (at < to && bytes[at] >= 48 && bytes[at] <= 57 && at - digitsFrom < 16) n = n * 10 + (bytes[at++] - 48);
+  return at > digitsFrom && at < to && bytes[at] === 44 && n === expected;
+}
+
+/**
+ * The offset a whole stored line claims, by a full parse (NaN when it does not
+ * parse): the check of the newest line at start-up, the one a crash most
+ * likely hurt.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { claimedOffset } from "./record.ts";
+ * assert.equal(claimedOffset('{"offset":7,"value":"a"}'), 7);
+ * assert.ok(Number.isNaN(claimedOffset('{"offset":7,"val')));
+ * ```
+ */
+export function claimedOffset(line: string): number {
+  try {
+    const offset = JSON.parse(line).offset;
+    return typeof offset === "number" ? offset : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * The leader epoch a stored line carries (read from its fixed head), or null.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lineEpoch } from "./record.ts";
+ * assert.equal(lineEpoch('{"offset":7,"epoch":3,"ts":1}'), 3);
+ * ```
+ */
+export function lineEpoch(line: string): number | null {
+  const m = /"epoch":(\d+)/.exec(line.slice(0, 80));
+  return m ? Number(m[1]) : null;
+}
+
+/**
  * The offset of the first stored line in `lines` (-1 if it is not one):
  * for checking a chunk against its header without parsing it.
  *

@@ -11,7 +11,7 @@
 import { dataModes } from "../files.ts";
 import { EpochCache } from "./epoch_cache.ts";
 import type { LogOptions, OpenCheck } from "./partition_log.ts";
-import { lineOffset } from "./record.ts";
+import { claimedOffset, lineEpoch, lineOffset } from "./record.ts";
 import { type ScanResult, Segment } from "./segment.ts";
 
 /** What a log's files held at open. */
@@ -101,11 +101,7 @@ async function cutTail(segment: Segment, scan: ScanResult, opts: LogOptions): Pr
   let { count, validBytes, corrupt } = scan;
   if (!corrupt && scan.lastLine !== null) {
     // The newest line is the one a crash most likely hurt: parse it fully, once.
-    let claimed = NaN;
-    try {
-      claimed = JSON.parse(scan.lastLine).offset;
-    } catch { /* handled below */ }
-    if (claimed !== segment.base + count - 1) {
+    if (claimedOffset(scan.lastLine) !== segment.base + count - 1) {
       corrupt = true;
       count--;
       validBytes = scan.lastLineStart;
@@ -156,9 +152,10 @@ async function rebuildEpochs(segments: Segment[], epochs: EpochCache): Promise<v
     for (let at = 0; at < text.length;) {
       const nl = text.indexOf("\n", at);
       if (nl === -1) break;
-      const m = /"epoch":(\d+)/.exec(text.slice(at, Math.min(nl, at + 80)));
+      const line = text.slice(at, nl);
+      const epoch = lineEpoch(line);
       // A line of an older epoch than one before it is not a new epoch (a log from before epochs were checked).
-      if (m && Number(m[1]) >= epochs.lastEpoch) epochs.assign(Number(m[1]), lineOffset(text.slice(at, nl)));
+      if (epoch !== null && epoch >= epochs.lastEpoch) epochs.assign(epoch, lineOffset(line));
       at = nl + 1;
     }
   }

@@ -5,26 +5,11 @@
  * @module
  */
 import { join } from "node:path";
-import { verifyLine } from "./record.ts";
+import { startsWithOffset, verifyLine } from "./record.ts";
 import { dataModes } from "../files.ts";
 
 const NEWLINE = 10;
 const CLOSE_BRACE = 0x7d;
-const OFFSET_PREFIX = new TextEncoder().encode('{"offset":');
-
-/**
- * Whether bytes[from..to) begin with `{"offset":N,` for the expected N: the
- * cheap check that a stored line is the record it should be.
- */
-export function startsWithOffset(bytes: Uint8Array, from: number, to: number, expected: number): boolean {
-  if (to - from < OFFSET_PREFIX.length + 2) return false;
-  for (let k = 0; k < OFFSET_PREFIX.length; k++) if (bytes[from + k] !== OFFSET_PREFIX[k]) return false;
-  let at = from + OFFSET_PREFIX.length;
-  let n = 0;
-  const digitsFrom = at;
-  while (at < to && bytes[at] >= 48 && bytes[at] <= 57 && at - digitsFrom < 16) n = n * 10 + (bytes[at++] - 48);
-  return at > digitsFrom && at < to && bytes[at] === 44 && n === expected;
-}
 const SCAN_CHUNK_BYTES = 1024 * 1024;
 /** Index entries are two little-endian uint32: offset - base, byte position. */
 const INDEX_ENTRY_BYTES = 8;
