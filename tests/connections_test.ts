@@ -156,7 +156,10 @@ Deno.test("40 peers each sending 16 MiB and going silent: the request budget hol
   }));
 
 /** Keeps `n` idle connections open to `port`, opening a new one whenever one is closed, until stopped. */
-function idleFlood(port: number, n: number): { stop(): Promise<{ opened: number; closedByServer: number }> } {
+function idleFlood(
+  port: number,
+  n: number,
+): { opened(): number; stop(): Promise<{ opened: number; closedByServer: number }> } {
   let running = true;
   let opened = 0;
   let closedByServer = 0;
@@ -184,6 +187,7 @@ function idleFlood(port: number, n: number): { stop(): Promise<{ opened: number;
   };
   const slots = Array.from({ length: n }, () => slot());
   return {
+    opened: () => opened,
     async stop() {
       running = false;
       for (const conn of open) {
@@ -206,8 +210,12 @@ Deno.test("1,100 idle connections held on the zookeeper: a killed broker restart
       const stored = await yak(["produce", "--topic", "kept", ...c.zkFlag], { stdin: seqText(100), env });
       assert.equal(stored.code, 0, stored.stderr);
       flood = idleFlood(c.zkPort, 1100);
-      // Let the flood fill the zookeeper's table (1024) and churn.
-      await new Promise((r) => setTimeout(r, 1500));
+      // The flood fills the zookeeper's table (1024) and churns: every slot has had a connection.
+      const deadline = performance.now() + 10_000;
+      while (flood.opened() < 1100) {
+        assert.ok(performance.now() < deadline, `only ${flood.opened()} flood connections opened in 10 s`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const old = await c.lease();
       c.brokers.get(old.leaderId!)!.kill("SIGKILL");
       const t0 = performance.now();

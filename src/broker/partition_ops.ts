@@ -450,7 +450,7 @@ export class PartitionOps {
   consumerSpecs(
     topic: string,
     wanted: readonly [partition: number, offset: number][],
-    belowStart?: Map<number, PartitionOffsets>,
+    outOfRange?: Map<number, PartitionOffsets>,
   ): ReadSpec[] {
     const b = this.#b;
     if (!b.store.has(topic)) {
@@ -465,15 +465,15 @@ export class PartitionOps {
       const log = b.store.partition(topic, p);
       if (from < log.logStartOffset) {
         // Deleted by retention: the consumer resets (earliest or latest) and says so.
-        belowStart?.set(p, this.offsets({ topic, partition: p }));
+        outOfRange?.set(p, this.offsets({ topic, partition: p }));
         continue;
       }
       if (from > log.logEndOffset) {
         if (b.role() !== "leader") continue;
-        if (!belowStart) {
+        if (!outOfRange) {
           throw new YakError("OUT_OF_RANGE", `offset ${from} is past the end (${log.logEndOffset}) of ${topic}/${p}`);
         }
-        belowStart.set(p, this.offsets({ topic, partition: p }));
+        outOfRange.set(p, this.offsets({ topic, partition: p }));
         continue;
       }
       specs.push({ key: `${topic}/${p}`, log, from });

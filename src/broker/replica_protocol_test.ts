@@ -18,6 +18,7 @@ import {
   type FollowerFetchResult,
   type ReplicaLimits,
 } from "./replica_protocol.ts";
+import { onTheWire } from "./replica_wire_testing.ts";
 
 const encoder = new TextEncoder();
 const LIMITS: ReplicaLimits = {
@@ -26,19 +27,6 @@ const LIMITS: ReplicaLimits = {
   maxFetchBytes: 1 << 24,
   maxFetchWaitMs: 30_000,
 };
-
-/** A reply as the follower's connection hands it over: the frame's fields, the attachment joined. */
-function onTheWire(raw: RawReply): Record<string, unknown> {
-  const frame = JSON.parse(`{"id":7,"ok":true,${raw.fields}}`);
-  const bytes = new Uint8Array(raw.attachmentBytes);
-  let at = 0;
-  for (const chunk of raw.attachment ?? []) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  if (at > 0) frame.attachment = bytes;
-  return frame;
-}
 
 /** Two partitions: "t/0" in two read chunks with an epoch and a roll inside, "t/1" in one. */
 function leaderResult(): FollowerFetchResult {

@@ -22,6 +22,7 @@ import {
 } from "./replica_protocol.ts";
 import { ReplicaFetcher } from "./replication.ts";
 import { TopicStore } from "./topic_store.ts";
+import { onTheWire } from "./replica_wire_testing.ts";
 
 const KEY = "t/0";
 const TS = 1700000000000;
@@ -41,19 +42,6 @@ async function appendAsLeader(log: PartitionLog, epoch: number, n: number): Prom
 
 async function contents(log: PartitionLog): Promise<string> {
   return (await log.read(log.logStartOffset, 1 << 20, log.logEndOffset)).text;
-}
-
-/** A reply as the follower's connection hands it over: the frame's fields, the attachment joined. */
-function onTheWire(raw: RawReply): Record<string, unknown> {
-  const frame = JSON.parse(`{${raw.fields}}`);
-  const bytes = new Uint8Array(raw.attachmentBytes);
-  let at = 0;
-  for (const chunk of raw.attachment ?? []) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  if (at > 0) frame.attachment = bytes;
-  return frame;
 }
 
 /** A scripted reply: the frame the leader sends for this fetch (it may be malformed). */

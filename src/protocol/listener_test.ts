@@ -77,6 +77,15 @@ class Peer {
   }
 }
 
+/** Waits for `pred`, polling every 5 ms; fails after `ms`. */
+async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!pred()) {
+    if (performance.now() > deadline) throw new Error(`not in ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 async function withServer(s: Server, peers: Peer[], fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
@@ -110,7 +119,7 @@ Deno.test("per-address cap: a new connection pushes out the oldest silent one, n
     assert.equal((await talker.call("ping"))?.ok, true, "the settled ones are still served");
     // Once they leave, the address's count is back to zero: three new ones are served.
     for (const p of [talker, newcomer, silent[1], late]) p.close();
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => s.sessions.size === 0, 2000, "the server saw every connection close");
     for (let i = 0; i < 3; i++) {
       const again = await Peer.open(s.port);
       peers.push(again);
@@ -165,7 +174,7 @@ Deno.test("request memory: large frames past the budget wait their turn; small o
     const pad = "x".repeat(200 * 1024);
     // Each writes most of a 200 KiB frame: one fits the budget, the others wait with reads paused.
     await Promise.all(senders.map((p, i) => p.send(`{"id":${i},"type":"sleep","ms":300,"pad":"${pad}`)));
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => memory.waiting >= 1, 2000, "a sender waits for the budget");
     // Within the budget, but for the one frame let through when every holder waits (lines grow step by step).
     assert.ok(memory.usedBytes <= (300 + 256) * 1024, `held ${memory.usedBytes} bytes`);
     assert.ok(memory.waiting >= 1, "the others wait");
@@ -175,7 +184,6 @@ Deno.test("request memory: large frames past the budget wait their turn; small o
     await Promise.all(senders.map((p) => p.send('"}\n')));
     for (const p of senders) assert.equal(JSON.parse((await p.line(5000))!).ok, true);
     for (const p of senders) p.close();
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(memory.usedBytes, 0, "every byte given back");
+    await until(() => memory.usedBytes === 0, 2000, `every byte given back (${memory.usedBytes} held)`);
   });
 });
