@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { YakError } from "../errors.ts";
-import type { RawReply, Request } from "../protocol/messages.ts";
+import type { Request } from "../protocol/messages.ts";
 import {
   decodeEpochEndQuery,
   decodeEpochEnds,

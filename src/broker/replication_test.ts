@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { encodeBatch } from "../log/record.ts";
 import { type LogOptions, PartitionLog } from "../log/partition_log.ts";
-import type { RawReply } from "../protocol/messages.ts";
 import type { BrokerContext } from "./context.ts";
 import type { LeaderEndpoint } from "./leader_endpoint.ts";
 import {
