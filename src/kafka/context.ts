@@ -40,6 +40,12 @@ export interface Session {
   ordered: Promise<void> | null;
   /** Set by a failed authentication: the reply is sent, then the connection closes. */
   closeAfterReply: boolean;
+  /**
+   * Fetches answered on this connection: each starts at the next partition
+   * of its request, so the one partition whose first record may pass the
+   * byte limits is not always the same one.
+   */
+  fetches: number;
 }
 
 /** A request, its header read. */

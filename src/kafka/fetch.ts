@@ -10,14 +10,16 @@
 import type { PartitionOffsets, PartitionRead, ReadSpec } from "../broker/partition_ops.ts";
 import type { BrokerServices } from "../broker/services.ts";
 import { YakError } from "../errors.ts";
-import { recordBytesOf } from "../log/record.ts";
+import { type RecordBytes, recordBytesOf } from "../log/record.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
-import { encodeRecordBatch } from "./record_batch.ts";
+import { encodeRecordBatch, RECORD_BATCH_OVERHEAD_BYTES } from "./record_batch.ts";
 import type { Writer } from "./wire.ts";
 
 interface PartitionOut {
   index: number;
+  /** The request's partition_max_bytes for it. */
+  maxBytes: number;
   error: number;
   offsets: PartitionOffsets | null;
   batches: Uint8Array[];
@@ -31,38 +33,114 @@ interface TopicOut {
 }
 
 /**
- * Stored lines as record batches: consecutive records of one leader epoch
- * share a batch (offsets within a batch are consecutive, as stored). Keys and
- * values go from the stored bytes into the batch without being decoded.
+ * The most bytes one record can take in a batch: its fields with each
+ * varint at its widest (a header key counted at 3 bytes a UTF-16 unit).
  */
-export function linesToBatches(lines: Uint8Array): Uint8Array[] {
-  const records = recordBytesOf(lines);
-  const out: Uint8Array[] = [];
+function recordBound(r: RecordBytes): number {
+  let n = 5 + 1 + 10 + 5 + 5 + (r.key?.length ?? 0) + 5 + (r.value?.length ?? 0) + 5;
+  for (const h of r.headers) n += 5 + h.key.length * 3 + 5 + (h.value?.length ?? 0);
+  return n;
+}
+
+/** Whether `r` cannot join the batch of the records before it. */
+function startsBatch(records: readonly RecordBytes[], start: number, i: number): boolean {
+  const r = records[i];
+  const prev = records[i - 1];
+  return r.epoch !== records[start].epoch || r.offset !== prev.offset + 1 || r.producer !== prev.producer ||
+    r.batchStart || (r.producer >= 0 && r.seq !== prev.seq + 1);
+}
+
+function encodeRun(records: readonly RecordBytes[], start: number, end: number): Uint8Array {
+  const first = records[start];
+  const base = first.offset;
+  return encodeRecordBatch({
+    baseOffset: base,
+    partitionLeaderEpoch: first.epoch,
+    // An idempotent producer's batch says whose it is: its stored number (not the id it produces
+    // with, which stays secret so no reader can write as it), epoch 0 (yak issues no other) and sequence.
+    ...(first.producer >= 0 ? { producerId: BigInt(first.producer), producerEpoch: 0, baseSequence: first.seq } : {}),
+    records: records.slice(start, end).map((r) => ({
+      offsetDelta: r.offset - base,
+      timestamp: r.ts,
+      key: r.key,
+      value: r.value,
+      headers: r.headers,
+    })),
+  });
+}
+
+/**
+ * Stored records as record batches of at most `limit` bytes in all:
+ * consecutive records of one leader epoch share a batch (a gap in offsets,
+ * or a batch of an idempotent producer, starts a new one). Records that would pass the limit are left for the next
+ * fetch; with `atLeastOne` the first record goes whatever its size, as Kafka
+ * lets the first batch of a response pass `fetch.max.bytes` so a consumer
+ * can always progress. Keys and values go from the stored bytes into the
+ * batch without being decoded.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { recordsToBatches } from "./fetch.ts";
+ * const value = new Uint8Array(1000);
+ * const records = [0, 1, 2].map((offset) => ({
+ *   offset, epoch: 1, ts: 0, key: null, value, headers: [], producer: -1, seq: -1, batchStart: false,
+ * }));
+ * assert.equal(recordsToBatches(records, 100_000, false).batches.length, 1); // one epoch: one batch
+ * const { batches, bytes } = recordsToBatches(records, 2200, false);
+ * assert.ok(bytes <= 2200 && batches.length === 1); // two records fit, the third waits
+ * assert.equal(recordsToBatches(records, 10, true).batches.length, 1); // the first goes anyway
+ * assert.equal(recordsToBatches(records, 10, false).batches.length, 0);
+ * ```
+ */
+export function recordsToBatches(
+  records: readonly RecordBytes[],
+  limit: number,
+  atLeastOne: boolean,
+): { batches: Uint8Array[]; bytes: number } {
+  const batches: Uint8Array[] = [];
+  let bytes = 0;
   let start = 0;
-  for (let i = 1; i <= records.length; i++) {
-    if (i < records.length && records[i].epoch === records[start].epoch) continue;
-    const base = records[start].offset;
-    out.push(encodeRecordBatch({
-      baseOffset: base,
-      partitionLeaderEpoch: records[start].epoch,
-      records: records.slice(start, i).map((r) => ({
-        offsetDelta: r.offset - base,
-        timestamp: r.ts,
-        key: r.key,
-        value: r.value,
-        headers: r.headers,
-      })),
-    }));
-    start = i;
+  /** The open batch's bound, its header included. */
+  let open = 0;
+  let i = 0;
+  for (; i < records.length; i++) {
+    const r = records[i];
+    if (i > start && startsBatch(records, start, i)) {
+      const batch = encodeRun(records, start, i);
+      batches.push(batch);
+      bytes += batch.length;
+      start = i;
+      open = 0;
+    }
+    const cost = recordBound(r) + (i === start ? RECORD_BATCH_OVERHEAD_BYTES : 0);
+    if (bytes + open + cost > limit && !(atLeastOne && i === 0)) break;
+    open += cost;
   }
-  return out;
+  if (i > start) {
+    const batch = encodeRun(records, start, i);
+    batches.push(batch);
+    bytes += batch.length;
+  }
+  return { batches, bytes };
 }
 
 /** What a Fetch asks for, its limits already clamped to the broker's. */
 interface FetchRequest {
   maxWaitMs: number;
   maxBytes: number;
-  topics: { name: string; parts: { index: number; offset: number }[] }[];
+  topics: { name: string; parts: { index: number; offset: number; maxBytes: number }[] }[];
+}
+
+/**
+ * The partitions in the order this fetch serves them: the request's,
+ * started one further along at each fetch of the connection, so the
+ * partition that may pass the byte limits (the first with data) takes turns.
+ */
+function turnOrder(outs: TopicOut[], turn: number): PartitionOut[] {
+  const all = outs.flatMap((t) => t.parts);
+  const at = all.length === 0 ? 0 : turn % all.length;
+  return [...all.slice(at), ...all.slice(0, at)];
 }
 
 /** Handles Fetch v0-12 (record batches are v2, so clients use v4 and later; v12 is flexible). */
@@ -72,10 +150,11 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
   // Checked one partition at a time, so one bad partition costs its own error only.
   const outs: TopicOut[] = topics.map((t) => ({
     name: t.name,
-    parts: t.parts.map((p) => checkPartition(s, t.name, p.index, p.offset)),
+    parts: t.parts.map((p) => checkPartition(s, t.name, p.index, p.offset, p.maxBytes)),
   }));
-  const specs = outs.flatMap((t) => t.parts.flatMap((p) => p.spec ? [p.spec] : []));
-  const anyError = outs.some((t) => t.parts.some((p) => p.error !== 0));
+  const order = turnOrder(outs, req.session.fetches++);
+  const specs = order.flatMap((p) => p.spec ? [p.spec] : []);
+  const anyError = order.some((p) => p.error !== 0);
   const damaged = new Map<ReadSpec, YakError>();
   const reads = specs.length === 0 ? [] : await s.partitions.readPartitions(specs, {
     maxBytes,
@@ -84,6 +163,7 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
     damaged,
   });
   fillPartitions(s, outs, reads, damaged);
+  fillBatches(order, reads, maxBytes);
   writeFetchResponse(w, req.version, outs);
 }
 
@@ -106,8 +186,8 @@ function readFetchRequest(req: ApiRequest, s: BrokerServices): FetchRequest {
       const offset = r.int64();
       if (v >= 12) r.int32(); // last fetched epoch: yak's leader never truncates what it served, so no divergence
       if (v >= 5) r.int64(); // the follower's log start (consumers send -1)
-      r.int32(); // partition max bytes: the request's budget is shared fairly instead
-      return { index, offset };
+      const maxBytes = Math.max(1, r.int32());
+      return { index, offset, maxBytes };
     }, 16),
   }), 4);
   // Forgotten topics (v7+) and the rack id (v11+) need no answer without fetch sessions.
@@ -115,8 +195,14 @@ function readFetchRequest(req: ApiRequest, s: BrokerServices): FetchRequest {
 }
 
 /** One partition of a Fetch, checked before any read: what to read, or its error. */
-function checkPartition(s: BrokerServices, topic: string, index: number, offset: number): PartitionOut {
-  const out = { index, error: 0, offsets: null, batches: [], spec: null };
+function checkPartition(
+  s: BrokerServices,
+  topic: string,
+  index: number,
+  offset: number,
+  maxBytes: number,
+): PartitionOut {
+  const out = { index, maxBytes, error: 0, offsets: null, batches: [], spec: null };
   try {
     const below = new Map<number, PartitionOffsets>();
     const specs = s.partitions.consumerSpecs(topic, [[index, offset]], below);
@@ -127,14 +213,14 @@ function checkPartition(s: BrokerServices, topic: string, index: number, offset:
   }
 }
 
-/** Each partition's offsets and what was read from it, as batches; or its error. */
+/** Each partition's offsets, or its error. */
 function fillPartitions(
   s: BrokerServices,
   outs: TopicOut[],
   reads: PartitionRead[],
   damaged: Map<ReadSpec, YakError>,
 ): void {
-  const bySpec = new Map(reads.map((rd) => [rd.spec, rd.read]));
+  const read = new Set(reads.map((rd) => rd.spec));
   for (const t of outs) {
     for (const p of t.parts) {
       // A damaged record or a fenced log: KAFKA_STORAGE_ERROR (retriable) for its partition, never its bytes.
@@ -142,15 +228,33 @@ function fillPartitions(
       if (p.error !== 0) continue;
       try {
         p.offsets = s.partitions.offsets({ topic: t.name, partition: p.index });
-        const read = p.spec ? bySpec.get(p.spec) : undefined;
-        if (read && read.count > 0) {
-          // Each chunk of a read holds whole lines.
-          p.batches = read.chunks.flatMap((chunk) => linesToBatches(chunk));
-        }
       } catch (err) {
         p.error = kafkaErrorOf(err instanceof YakError ? err.code : "UNAVAILABLE");
+        if (p.spec) read.delete(p.spec);
       }
     }
+  }
+}
+
+/**
+ * What was read, as batches within the fetch's byte limits (`max_bytes` for
+ * the response, `partition_max_bytes` for each partition, counted in wire
+ * bytes): only the first record of the first partition with data may pass
+ * them, as Kafka allows.
+ */
+function fillBatches(order: PartitionOut[], reads: PartitionRead[], maxBytes: number): void {
+  const bySpec = new Map(reads.map((rd) => [rd.spec, rd.read]));
+  let left = maxBytes;
+  let first = true;
+  for (const p of order) {
+    const read = p.spec && p.error === 0 ? bySpec.get(p.spec) : undefined;
+    if (!read || read.count === 0) continue;
+    // Each chunk of a read holds whole lines, and the chunks run on from one another.
+    const records = read.chunks.flatMap((chunk) => recordBytesOf(chunk));
+    const out = recordsToBatches(records, Math.min(p.maxBytes, left), first);
+    p.batches = out.batches;
+    left -= out.bytes;
+    if (out.batches.length > 0) first = false;
   }
 }
 

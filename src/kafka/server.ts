@@ -98,6 +98,7 @@ class KafkaConnection implements Codec {
       slice: pumped.slice,
       ordered: null,
       closeAfterReply: false,
+      fetches: 0,
     };
   }
 

@@ -233,6 +233,17 @@ export interface RecordBytes {
   key: Uint8Array | null;
   value: Uint8Array | null;
   headers: { key: string; value: Uint8Array | null }[];
+  /** The idempotent producer's stored number (`p<n>` in the line), or -1. */
+  producer: number;
+  /** Its sequence number of this record, or -1. */
+  seq: number;
+  /** The first record of a producer's batch (the line carries `batch`). */
+  batchStart: boolean;
+}
+
+/** A stored producer name's number: `p<n>` is producer n; anything else, -1. */
+function producerNumber(name: string | undefined): number {
+  return name !== undefined && /^p\d{1,15}$/.test(name) ? Number(name.slice(1)) : -1;
 }
 
 const QUOTE = 0x22;
@@ -247,7 +258,29 @@ const KEY_B64 = encoder.encode('"keyB64":"');
 const VALUE_NULL = encoder.encode(',"value":null');
 const VALUE_TEXT = encoder.encode(',"value":"');
 const VALUE_B64 = encoder.encode(',"valueB64":"');
+const PRODUCER_BYTES = encoder.encode(',"producer":"p');
+const SEQ_FIELD = encoder.encode('","seq":');
+const BATCH_FIELD = encoder.encode(',"batch":');
 const latin1 = new TextDecoder("latin1");
+
+/** Digits at `at`: [value, index after them], or null when there are none (or too many). */
+function digitsAt(b: Uint8Array, at: number, end: number): [number, number] | null {
+  let n = 0;
+  const start = at;
+  while (at < end && b[at] >= 0x30 && b[at] <= 0x39 && at - start < 16) n = n * 10 + (b[at++] - 0x30);
+  return at === start ? null : [n, at];
+}
+
+/** The producer fields after a line's value (`,"producer":"p<n>","seq":S` and maybe `,"batch":N`). */
+function producerAt(b: Uint8Array, at: number, end: number): Pick<RecordBytes, "producer" | "seq" | "batchStart"> {
+  const none = { producer: -1, seq: -1, batchStart: false };
+  if (!startsAt(b, at, PRODUCER_BYTES)) return none;
+  const n = digitsAt(b, at + PRODUCER_BYTES.length, end);
+  if (!n || !startsAt(b, n[1], SEQ_FIELD)) return none;
+  const seq = digitsAt(b, n[1] + SEQ_FIELD.length, end);
+  if (!seq) return none;
+  return { producer: n[0], seq: seq[0], batchStart: startsAt(b, seq[1], BATCH_FIELD) };
+}
 
 function startsAt(b: Uint8Array, at: number, field: Uint8Array): boolean {
   if (at + field.length > b.length) return false;
@@ -393,6 +426,9 @@ function bytesOfParsed(line: Uint8Array): RecordBytes {
     key: keyBytes(r),
     value: valueBytes(r),
     headers: (r.headers ?? []).map((h) => ({ key: h.key, value: valueBytes(h) })),
+    producer: producerNumber(r.producer),
+    seq: r.seq ?? -1,
+    batchStart: r.batch !== undefined,
   };
 }
 
@@ -416,14 +452,15 @@ function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
     at = str[1];
   } else return null;
   let value: Uint8Array | null = null;
-  if (startsAt(b, at, VALUE_NULL)) value = null;
+  if (startsAt(b, at, VALUE_NULL)) at += VALUE_NULL.length;
   else if (startsAt(b, at, VALUE_TEXT) || startsAt(b, at, VALUE_B64)) {
     const b64 = b[at + 7] === 0x42; // "valueB64"
     const str = plainStringAt(b, at + (b64 ? VALUE_B64.length : VALUE_TEXT.length), e);
     if (!str) return null;
     value = b64 ? Uint8Array.fromBase64(latin1.decode(str[0])) : str[0];
+    at = str[1];
   } else return null; // headers, or a field this reader does not know: the full parse
-  return { offset: off[0], epoch: ep[0], ts: ts[0], key, value, headers: [] };
+  return { offset: off[0], epoch: ep[0], ts: ts[0], key, value, headers: [], ...producerAt(b, at, e) };
 }
 
 /**
