@@ -64,6 +64,34 @@ export const DEFAULTS = {
   /** How much of a partition's tail is scanned to rebuild producer sequences on a new leader. */
   producerStateScanBytes: 16 * 1024 * 1024,
 
+  // Log compaction (cleanup.policy=compact; src/log/cleaner.ts, src/broker/compactor.ts).
+  /**
+   * A compacted partition is cleaned once this share of its closed
+   * segments' bytes lies past the last cleaning (Kafka's
+   * log.cleaner.min.cleanable.ratio): lower cleans more often for more I/O.
+   */
+  minCleanableDirtyRatio: 0.5,
+  /** A tombstone (null value) is kept this long after it was written, so readers from 0 see the delete (one day). */
+  deleteRetentionMs: 86_400_000,
+  /** How often the leader looks for partitions to clean (Kafka's log.cleaner.backoff.ms). */
+  cleanerCheckMs: 15_000,
+  /**
+   * The cleaner's key map: 20 bytes a key (a 96-bit digest and the offset)
+   * at most 3/4 full, so 16 MiB holds about 630,000 keys of one pass; a
+   * dirty range with more is cleaned in several passes, segment by segment,
+   * with the same result. One segment with more keys than that gets a map
+   * of its own size (at most segment.bytes / 60 keys: the shortest line).
+   */
+  cleanerKeyMapBytes: 16 * 1024 * 1024,
+  /**
+   * Bytes the cleaner reads and writes a second, over all partitions
+   * (Kafka's log.cleaner.io.max.bytes.per.second; 0: no limit): it shares
+   * the disk and the broker thread with producers.
+   */
+  cleanerIoBytesPerSec: 32 * 1024 * 1024,
+  /** The cleaner's longest run on the broker thread before it yields (requests go first). */
+  cleanerSliceMs: 10,
+
   // Protocol limits.
   maxFrameBytes: 16 * 1024 * 1024,
   maxRecordBytes: 1024 * 1024,

@@ -34,6 +34,8 @@ export type ErrorCode =
    * leader's replication reply whose numbers do not hold together (the follower writes none of it).
    */
   | "CORRUPT_MESSAGE"
+  /** A record a topic cannot take as it is: one without a key, produced to a compacted topic (Kafka's INVALID_RECORD). */
+  | "INVALID_RECORD"
   | "TOO_MANY_CONNECTIONS"
   | "UNAUTHORIZED"
   | "UNAVAILABLE"

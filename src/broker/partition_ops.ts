@@ -17,6 +17,7 @@ import type { BrokerContext } from "./context.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
 import { RecordRules } from "./record_rules.ts";
+import { requireKeys } from "./compaction_config.ts";
 import { minInsyncReplicasOf } from "./topic_config.ts";
 
 /** A topic and one of its partitions. */
@@ -169,6 +170,7 @@ export class PartitionOps {
       { topicExists: exists },
     );
     for (const batch of batches) rules.validateBatch(batch.records);
+    for (const batch of batches) requireKeys(tp.topic, b.store.meta.topics.get(tp.topic)?.configs, batch.records);
     return batches.map((batch) => this.#appendChecked(tp, batch, acks, timeoutMs));
   }
 

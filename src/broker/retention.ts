@@ -15,6 +15,7 @@ import type { BrokerContext } from "./context.ts";
 import { appendMeta, snapshotAtLogEnd } from "./meta_log.ts";
 import { CLUSTER_TOPIC } from "./metadata.ts";
 import { type EffectiveConfig, effectiveConfig } from "./topic_config.ts";
+import { compactionConfigOf } from "./compaction_config.ts";
 
 /**
  * Runs retention on its own timer while this broker leads.
@@ -111,7 +112,10 @@ export class Retention {
 
   /** Deletes the closed segments of one partition past its topic's retention.bytes and retention.ms. */
   async #applyTo(log: PartitionLog, topic: string, nowMs: number): Promise<void> {
-    const cfg = effectiveConfig(this.#b.store.meta.topics.get(topic)?.configs, this.defaults());
+    const configs = this.#b.store.meta.topics.get(topic)?.configs;
+    // cleanup.policy=compact alone: the cleaner bounds the log, retention.ms and retention.bytes do not apply.
+    if (!compactionConfigOf(configs).delete) return;
+    const cfg = effectiveConfig(configs, this.defaults());
     const closed = log.closedSegments();
     let total = log.sizeBytes;
     let cutBefore = -1;

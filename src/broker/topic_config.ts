@@ -6,6 +6,7 @@
  * @module
  */
 import { YakError } from "../errors.ts";
+import { COMPACTION_CONFIGS } from "./compaction_config.ts";
 
 interface ConfigSpec {
   /** Checks a value and returns it in its stored form, or throws. */
@@ -50,6 +51,7 @@ export const TOPIC_CONFIGS: Readonly<Record<string, ConfigSpec>> = {
     check: intIn(1, 16 * 1024 * 1024 - 64 * 1024),
     doc: "the largest record (key and value) a producer may send (default 1 MiB)",
   },
+  ...COMPACTION_CONFIGS,
 };
 
 /** A topic's configs with the broker's defaults filled in. */
