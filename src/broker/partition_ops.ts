@@ -429,7 +429,8 @@ export class PartitionOps {
           }
           throw err;
         }
-        if (read.count === 0) continue;
+        // No record, but offsets a compaction removed up to the end: the reader moves past them.
+        if (read.count === 0 && read.nextOffset === spec.from) continue;
         assert(read.baseOffset === spec.from, `read of ${spec.key} from ${spec.from} began at ${read.baseOffset}`);
         budget -= read.byteLength;
         out.push({ spec, read });

@@ -11,8 +11,12 @@
  *
  * On the wire a `replicate` reply is a small JSON frame and an attachment:
  * `{"epoch":E,"parts":[{"k":KEY,"base":B,"count":N,"len":L,"epochs":[[E,START]],
- * "rolls":[OFFSET]}],"hw":{KEY:HW},"truncate":{KEY:END},"logStart":{KEY:START}}`,
- * then the parts' stored bytes, `len` each, in the parts' order.
+ * "rolls":[OFFSET]}],"hw":{KEY:HW},"truncate":{KEY:END},"logStart":{KEY:START},"purged":{KEY:T}}`,
+ * then the parts' stored bytes, `len` each, in the parts' order. A part of a
+ * compacted log also says where it ends (`"next":N`) when its offsets skip
+ * (N is not B + N records; a part may then hold no record at all), and
+ * `purged` says below which offset the leader's cleaning may have removed
+ * tombstones (see docs/ARCHITECTURE.md, Compaction).
  *
  * @module
  */
@@ -42,6 +46,8 @@ export interface FollowerPart {
   key: string;
   base: number;
   count: number;
+  /** The offset after the part when its offsets skip (a compacted log); base + count when not given. */
+  next?: number;
   chunks: Uint8Array[];
   byteLength: number;
   epochs: EpochEntry[];
@@ -59,6 +65,8 @@ export interface FollowerFetchResult {
   truncate: Record<string, number>;
   /** Partition key -> the leader's log start: a follower deletes (or skips) what lies below it. */
   logStart: Record<string, number>;
+  /** Partition key -> below which offset the leader's cleaning may have removed tombstones (only where above 0). */
+  purged?: Record<string, number>;
 }
 
 /** One partition's chunk as the follower receives it: its own slice of the reply's attachment. */
@@ -66,6 +74,8 @@ export interface ReplicaPart {
   key: string;
   base: number;
   count: number;
+  /** The offset after the part (base + count unless its offsets skip). */
+  next: number;
   bytes: Uint8Array;
   epochs: EpochEntry[];
   /** Where the leader's segments start inside this part; null from a leader that does not say. */
@@ -82,6 +92,8 @@ export interface ReplicaFetchReply {
   truncate: Map<string, number>;
   /** Partition key -> the leader's log start (only where it is above 0). */
   logStart: Map<string, number>;
+  /** Partition key -> below which offset the leader's cleaning may have removed tombstones (only where above 0). */
+  purged: Map<string, number>;
 }
 
 /** Where a leader's epoch ends in a partition (for a follower's truncation). */
@@ -156,7 +168,7 @@ function fencedKeys(value: unknown, limits: ReplicaLimits): Set<string> | undefi
  * import assert from "node:assert/strict";
  * import { encodeFetchReply } from "./replica_protocol.ts";
  * const lines = new TextEncoder().encode("line 10\nline 11\n");
- * const part = { key: "t/0", base: 10, count: 2, chunks: [lines], byteLength: lines.length, epochs: [], rolls: [] };
+ * const part = { key: "t/0", base: 10, count: 2, next: 12, chunks: [lines], byteLength: lines.length, epochs: [], rolls: [] };
  * const reply = encodeFetchReply({ epoch: 4, parts: [part], hw: { "t/0": 12 }, truncate: {}, logStart: {} });
  * assert.match(reply.fields, /"parts":\[\{"k":"t\/0","base":10,"count":2,"len":16/);
  * assert.equal(reply.attachmentBytes, 16);
@@ -170,11 +182,17 @@ export function encodeFetchReply(res: FollowerFetchResult): RawReply {
       data.push(chunk);
       len += chunk.length;
     }
-    // The follower trusts `len` to cut the attachment; a part always holds a record.
-    assert(len === part.byteLength && part.count > 0, `replica part ${part.key} claims ${part.byteLength} bytes`);
-    return { k: part.key, base: part.base, count: part.count, len, epochs: part.epochs, rolls: part.rolls };
+    const { key: k, base, count, epochs, rolls } = part;
+    const next = part.next ?? base + count;
+    // The follower trusts `len` to cut the attachment; a part holds a record, or moves the log end past a gap.
+    assert(
+      len === part.byteLength && next >= base + count && next > base,
+      `replica part ${k} claims ${part.byteLength} bytes, ${count} records from ${base} to ${next}`,
+    );
+    return { k, base, count, len, epochs, rolls, ...(next === base + count ? {} : { next }) };
   });
-  const head = JSON.stringify({ epoch: res.epoch, parts, hw: res.hw, truncate: res.truncate, logStart: res.logStart });
+  const { epoch, hw, truncate, logStart, purged } = res;
+  const head = JSON.stringify({ epoch, parts, hw, truncate, logStart, ...(purged ? { purged } : {}) });
   return new RawReply(head.slice(1, -1), data);
 }
 
@@ -338,9 +356,13 @@ function partsOf(v: unknown, attachment: Uint8Array): ReplicaPart[] {
     }
     seen.add(key);
     const base = atLeast(p.base, `${where}.base`);
-    const n = atLeast(p.count, `${where}.count`, 1);
+    const count = atLeast(p.count, `${where}.count`);
+    // A part covers at least one offset: a record, or the gap a compaction left.
+    const next = p.next === undefined ? base + count : atLeast(p.next, `${where}.next`, base + Math.max(count, 1));
+    const n = next - base;
+    if (next === base) throw malformed("replicate", `'${where}' holds no record`);
     // Every record is a line, so at least its newline.
-    const len = atLeast(p.len, `${where}.len`, n);
+    const len = atLeast(p.len, `${where}.len`, count);
     if (at + len > attachment.length) {
       throw malformed("replicate", `'${where}' ends at byte ${at + len} of an attachment of ${attachment.length}`);
     }
@@ -349,7 +371,8 @@ function partsOf(v: unknown, attachment: Uint8Array): ReplicaPart[] {
     return {
       key,
       base,
-      count: n,
+      count,
+      next,
       bytes,
       epochs: epochsOf(p.epochs, base, n, where),
       rolls: rollsOf(p.rolls, base, n, where),
@@ -398,6 +421,8 @@ export function decodeFetchReply(res: Record<string, unknown>, epoch: number): R
     truncate: offsetsOf(res.truncate, "truncate", "replicate"),
     // Absent from leaders older than retention.
     logStart: offsetsOf(res.logStart, "logStart", "replicate", true),
+    // Absent from leaders older than compaction.
+    purged: offsetsOf(res.purged, "purged", "replicate", true),
   };
 }
 

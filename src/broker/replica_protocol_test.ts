@@ -61,13 +61,38 @@ Deno.test("a replicate reply decodes to what the leader encoded, each part its o
   assert.deepEqual(
     reply.parts.map((p) => ({ ...p, bytes: new TextDecoder().decode(p.bytes) })),
     [
-      { key: "t/0", base: 10, count: 3, bytes: "a0\na1\na2\n", epochs: [[4, 11]], rolls: [12] },
-      { key: "t/1", base: 5, count: 1, bytes: "b5\n", epochs: [], rolls: [] },
+      { key: "t/0", base: 10, count: 3, next: 13, bytes: "a0\na1\na2\n", epochs: [[4, 11]], rolls: [12] },
+      { key: "t/1", base: 5, count: 1, next: 6, bytes: "b5\n", epochs: [], rolls: [] },
     ],
   );
   assert.deepEqual([...reply.hw], [["t/0", 12], ["t/1", 6]]);
   assert.deepEqual([...reply.truncate], [["t/2", 3]]);
   assert.deepEqual([...reply.logStart], [["t/1", 2]]);
+});
+
+Deno.test("a compacted log's parts say where they end: past a gap after their records, or a gap alone", () => {
+  const lines = encoder.encode("a0\na4\n");
+  const reply = decodeFetchReply(
+    onTheWire(encodeFetchReply({
+      epoch: 4,
+      parts: [
+        { key: "t/0", base: 10, count: 2, next: 20, chunks: [lines], byteLength: 6, epochs: [[4, 15]], rolls: [16] },
+        { key: "t/1", base: 7, count: 0, next: 9, chunks: [], byteLength: 0, epochs: [], rolls: [8] },
+        { key: "t/2", base: 3, count: 1, chunks: [encoder.encode("c\n")], byteLength: 2, epochs: [], rolls: [] },
+      ],
+      hw: {},
+      truncate: {},
+      logStart: {},
+      purged: { "t/0": 12 },
+    })),
+    4,
+  );
+  assert.deepEqual(reply.parts.map((p) => [p.key, p.base, p.count, p.next, p.bytes.length, p.rolls]), [
+    ["t/0", 10, 2, 20, 6, [16]],
+    ["t/1", 7, 0, 9, 0, [8]],
+    ["t/2", 3, 1, 4, 2, []],
+  ]);
+  assert.deepEqual([...reply.purged], [["t/0", 12]]);
 });
 
 Deno.test("an empty replicate reply (nothing new) decodes; logStart and rolls may be absent (older leaders)", () => {
@@ -95,7 +120,8 @@ Deno.test("a malformed replicate reply is refused whole, naming the field", () =
     ["a key twice", (f) => (part(f, 1).k = "t/0"), /'parts\[1\]\.k' must name a partition once/],
     ["a negative base", (f) => (part(f).base = -1), /'parts\[0\]\.base' must be an integer of at least 0/],
     ["a fractional count", (f) => (part(f).count = 1.5), /'parts\[0\]\.count'/],
-    ["no records", (f) => (part(f).count = 0), /'parts\[0\]\.count' must be an integer of at least 1/],
+    ["no records", (f) => (part(f).count = 0), /'parts\[0\]' holds no record/],
+    ["an end before its records", (f) => (part(f).next = 12), /'parts\[0\]\.next' must be an integer of at least 13/],
     ["fewer bytes than records", (f) => (part(f).len = 2), /'parts\[0\]\.len' must be an integer of at least 3/],
     ["a len past the attachment", (f) => (part(f, 1).len = 4), /'parts\[1\]' ends at byte 13 of an attachment of 12/],
     ["bytes no part claims", (f) => (part(f, 1).len = 2), /its parts hold 11 bytes, its attachment 12/],

@@ -98,10 +98,11 @@ export class Replication {
         key: spec.key,
         base: read.baseOffset,
         count: read.count,
+        next: read.nextOffset,
         chunks: read.chunks,
         byteLength: read.byteLength,
-        epochs: spec.log.epochs.within(read.baseOffset, read.baseOffset + read.count),
-        rolls: spec.log.segmentBasesIn(read.baseOffset, read.baseOffset + read.count),
+        epochs: spec.log.epochs.within(read.baseOffset, read.nextOffset),
+        rolls: spec.log.segmentBasesIn(read.baseOffset, read.nextOffset),
       })),
     };
   }
@@ -301,7 +302,7 @@ export class ReplicaFetcher {
       const ref = b.store.byKey(part.key);
       if (!ref || ref.log.fenced || part.base !== ref.log.logEndOffset) continue; // learned next round
       try {
-        await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs, part.rolls);
+        await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs, part.rolls, part.next);
       } catch (err) {
         if (!this.#writeFailing) {
           b.log.write("replica_write_failed", {

@@ -89,11 +89,11 @@ export class TopicStore {
         if (err instanceof YakError && err.code === "CORRUPT_LOG") break;
         throw err;
       }
-      if (read.count === 0) break;
+      if (read.nextOffset === at) break;
       // The state first, the files after: a topic deleted and created again
       // must not have its new directory removed by replaying the old delete.
       for (const op of Metadata.parseLines(read.text)) this.meta.apply(op);
-      at += read.count;
+      at = read.nextOffset;
     }
     await this.#reconcile();
   }

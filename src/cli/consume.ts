@@ -313,13 +313,18 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
     }
     lastRecordAt = monotonicMs();
     for (const part of polled) {
+      // Offsets a compaction removed, and no record: the position moves past them.
+      if (part.count === 0) {
+        consumer.consumed(part.topic, part.partition, part.next);
+        continue;
+      }
       const take = Math.min(part.count, maxMessages - printed);
       if (take === 0) break;
       const bytes = renderRecords(part, take, format);
       const written = await writeUntilClosed(bytes);
       const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
       // Only records whose bytes reached stdout count as consumed (and get committed).
-      consumer.consumed(part.topic, part.partition, part.base + whole);
+      consumer.consumed(part.topic, part.partition, part.endOf(whole));
       printed += whole;
       if (written < bytes.length) {
         pipeClosed = true; // e.g. `| head`: the reader is done

@@ -6,7 +6,7 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
-import { parseLines } from "../log/record.ts";
+import { lineOffset, parseLines } from "../log/record.ts";
 import { DEFAULTS } from "../config.ts";
 import { valuesOf } from "../log/record.ts";
 import type { Connection } from "../protocol/connection.ts";
@@ -86,6 +86,12 @@ const METADATA_REFRESH_MS = 5000;
  */
 export class PartitionRecords {
   #records: FetchedRecord[] | null = null;
+  /**
+   * Where the partition's next read starts: after the last record, or
+   * further when offsets after it were removed by compaction (a part may
+   * then hold no record and only move the position).
+   */
+  readonly next: number;
 
   constructor(
     readonly partition: number,
@@ -93,7 +99,24 @@ export class PartitionRecords {
     readonly count: number,
     readonly text: string,
     readonly topic = "",
-  ) {}
+    next = base + count,
+  ) {
+    this.next = next;
+  }
+
+  /**
+   * The offset after the first `take` records: what to report as consumed
+   * once they are used ({@link Consumer.consumed}). Offsets may skip in a
+   * compacted topic, so it is read from the records, not counted.
+   */
+  endOf(take: number): number {
+    if (take >= this.count) return this.next;
+    if (take <= 0) return this.base;
+    let at = -1;
+    for (let i = 0; i < take; i++) at = this.text.indexOf("\n", at + 1);
+    const start = this.text.lastIndexOf("\n", at - 1) + 1;
+    return lineOffset(this.text.slice(start, at)) + 1;
+  }
 
   /** The records, parsed (once) from the stored lines. */
   get records(): FetchedRecord[] {
@@ -147,7 +170,7 @@ function startOffsetOf(o: ConsumerOptions): StartOffset | undefined {
  * const consumer = await Consumer.open({ bootstrap: {}, topic: "events", fromBeginning: true, group: "audit" });
  * for (const part of await consumer.poll()) {
  *   console.log(part.topic, part.partition, part.records.length);
- *   consumer.consumed(part.topic, part.partition, part.base + part.count);
+ *   consumer.consumed(part.topic, part.partition, part.next);
  * }
  * await consumer.commit();
  * await consumer.close();
@@ -480,7 +503,7 @@ export class Consumer {
    * ```ts ignore
    * for (const part of await consumer.poll()) {
    *   await writeAll(Deno.stdout, new TextEncoder().encode(part.text));
-   *   consumer.consumed(part.topic, part.partition, part.base + part.count);
+   *   consumer.consumed(part.topic, part.partition, part.next);
    * }
    * await consumer.commit();
    * ```
@@ -565,13 +588,16 @@ export class Consumer {
     const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
     const out: PartitionRecords[] = [];
     let at = 0;
-    for (const part of res.parts as { t: string; p: number; base: number; count: number; len: number }[]) {
+    type Part = { t: string; p: number; base: number; count: number; len: number; next?: number };
+    for (const part of res.parts as Part[]) {
       const bytes = attachment.subarray(at, at + part.len);
       at += part.len;
       const s = this.#topics.get(part.t);
-      if (!s || part.base !== s.cursor.get(part.p) || part.count === 0) continue;
-      s.cursor.set(part.p, part.base + part.count);
-      out.push(new PartitionRecords(part.p, part.base, part.count, decoder.decode(bytes), part.t));
+      // `next` is there when compaction left offsets out after the records: the position moves past them.
+      const next = part.next ?? part.base + part.count;
+      if (!s || part.base !== s.cursor.get(part.p) || next <= part.base) continue;
+      s.cursor.set(part.p, next);
+      out.push(new PartitionRecords(part.p, part.base, part.count, decoder.decode(bytes), part.t, next));
     }
     const ranges = (res.outOfRange ?? {}) as Record<string, Record<string, number[]>>;
     for (const [topic, byPartition] of Object.entries(ranges)) {

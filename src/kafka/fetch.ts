@@ -97,7 +97,7 @@ export function recordsToBatches(
   records: readonly RecordBytes[],
   limit: number,
   atLeastOne: boolean,
-): { batches: Uint8Array[]; bytes: number } {
+): { batches: Uint8Array[]; bytes: number; taken: number } {
   const batches: Uint8Array[] = [];
   let bytes = 0;
   let start = 0;
@@ -122,7 +122,32 @@ export function recordsToBatches(
     batches.push(batch);
     bytes += batch.length;
   }
-  return { batches, bytes };
+  return { batches, bytes, taken: i };
+}
+
+/**
+ * A batch of no record covering the offsets from `from` to `next` (exclusive):
+ * a compacted partition's records skip offsets, and a read may end in a gap,
+ * or be one. Clients set their next fetch past a batch's last offset
+ * (librdkafka and Kafka's own consumer; KAFKA-5443), so they move past it
+ * instead of asking for those offsets again.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { gapBatch } from "./fetch.ts";
+ * const batch = gapBatch(10, 15, 3);
+ * assert.equal(new DataView(batch.buffer).getInt32(23), 4); // lastOffsetDelta: offsets 10 to 14
+ * assert.equal(new DataView(batch.buffer).getInt32(57), 0); // no record
+ * ```
+ */
+export function gapBatch(from: number, next: number, epoch: number): Uint8Array {
+  return encodeRecordBatch({
+    baseOffset: from,
+    partitionLeaderEpoch: epoch,
+    records: [],
+    lastOffsetDelta: next - 1 - from,
+  });
 }
 
 /** What a Fetch asks for, its limits already clamped to the broker's. */
@@ -248,13 +273,20 @@ function fillBatches(order: PartitionOut[], reads: PartitionRead[], maxBytes: nu
   let first = true;
   for (const p of order) {
     const read = p.spec && p.error === 0 ? bySpec.get(p.spec) : undefined;
-    if (!read || read.count === 0) continue;
+    if (!read || read.nextOffset === read.baseOffset) continue;
     // Each chunk of a read holds whole lines, and the chunks run on from one another.
     const records = read.chunks.flatMap((chunk) => recordBytesOf(chunk));
     const out = recordsToBatches(records, Math.min(p.maxBytes, left), first);
     p.batches = out.batches;
     left -= out.bytes;
-    if (out.batches.length > 0) first = false;
+    // Every record sent, and the read went on past the last one (a compacted partition's gap): say where it ends.
+    const end = records.length > 0 ? records[records.length - 1].offset + 1 : read.baseOffset;
+    if (out.taken === records.length && read.nextOffset > end && left >= RECORD_BATCH_OVERHEAD_BYTES) {
+      const gap = gapBatch(end, read.nextOffset, Math.max(0, p.spec!.log.epochs.epochAt(read.nextOffset - 1)));
+      p.batches.push(gap);
+      left -= gap.length;
+    }
+    if (p.batches.length > 0) first = false;
   }
 }
 

@@ -36,9 +36,10 @@ async function scanRecords(
     if (scanned >= MAX_TIME_SCAN_BYTES) return "limit";
     const specs = s.partitions.consumerSpecs(tp.topic, [[tp.partition, from]]);
     const [got] = await s.partitions.readPartitions(specs, { maxBytes: SCAN_CHUNK_BYTES, maxWaitMs: 0, upTo: "hw" });
-    if (!got || got.read.count === 0) break;
+    if (!got || got.read.nextOffset === from) break;
     for (const rec of parseLines(got.read.text)) if (visit(rec)) return "stopped";
-    from = got.read.baseOffset + got.read.count;
+    // Past a compacted partition's gaps too.
+    from = got.read.nextOffset;
     scanned += got.read.byteLength;
     highWatermark = s.partitions.offsets(tp).highWatermark;
   }

@@ -148,6 +148,12 @@ export interface RecordBatchInput {
   /** Defaults to none; others compress the records section as Kafka's Java client does. */
   compression?: CompressionCodec;
   records: KafkaRecord[];
+  /**
+   * Where the batch ends when that is past its last record (or it has none):
+   * offsets a compaction removed, which a consumer then moves past (Kafka's
+   * cleaner keeps a batch's last offset for the same reason).
+   */
+  lastOffsetDelta?: number;
 }
 
 /** Bytes before the records: Kafka's RECORD_BATCH_OVERHEAD. */
@@ -605,7 +611,7 @@ function checkBatchInput(b: RecordBatchInput, codec: CompressionCodec): void {
   const producerId = b.producerId ?? NO_PRODUCER_ID;
   const producerEpoch = b.producerEpoch ?? NO_PRODUCER_EPOCH;
   const baseSequence = b.baseSequence ?? NO_SEQUENCE;
-  assert(b.records.length > 0, "a record batch holds at least one record");
+  assert(b.records.length > 0 || b.lastOffsetDelta !== undefined, "a record batch holds at least one record");
   assert(Number.isSafeInteger(b.baseOffset) && b.baseOffset >= 0, `baseOffset ${b.baseOffset} is not an offset`);
   assert(isInt(b.partitionLeaderEpoch, 32), `partitionLeaderEpoch ${b.partitionLeaderEpoch} is not an int32`);
   assert(isInt(producerEpoch, 16), `producerEpoch ${producerEpoch} is not an int16`);
@@ -639,7 +645,8 @@ class RecordSizes {
 /** Sizes every record, checking offset deltas and timestamps (`baseTimestamp` is the first record's). */
 function sizeRecords(records: KafkaRecord[]): RecordSizes {
   const count = records.length;
-  const baseTimestamp = records[0].timestamp;
+  // A batch with no record (offsets a compaction removed) has no timestamp: -1, as Kafka writes none.
+  const baseTimestamp = count > 0 ? records[0].timestamp : -1;
   const sizes = new RecordSizes(count, baseTimestamp);
   const { bodyBytes, headerKeys } = sizes;
   let maxTimestamp = baseTimestamp;
@@ -714,7 +721,7 @@ function writeBatchHeader(out: Uint8Array, b: RecordBatchInput, codec: Compressi
   view.setInt32(12, b.partitionLeaderEpoch);
   view.setInt8(MAGIC_AT, MAGIC);
   view.setInt16(ATTRIBUTES_AT, codec);
-  view.setInt32(23, sizes.lastOffsetDelta);
+  view.setInt32(23, Math.max(sizes.lastOffsetDelta, b.lastOffsetDelta ?? -1));
   writeInt64(view, 27, sizes.baseTimestamp);
   writeInt64(view, 35, sizes.maxTimestamp);
   view.setBigInt64(43, b.producerId ?? NO_PRODUCER_ID);

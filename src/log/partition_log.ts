@@ -8,9 +8,10 @@
 import { join } from "node:path";
 import { assert, YakError } from "../errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
-import { firstLineOffset, lastLineOffset, sealLines, verifyLine } from "./record.ts";
+import { firstLineOffset, intactOffset, lastLineOffset, offsetAt, sealLines } from "./record.ts";
 import { recoverLog } from "./recovery.ts";
 import { Segment, segmentStem, UncertainFileError } from "./segment.ts";
+import { type CleanState, saveCleanState } from "./clean_state.ts";
 
 const NEWLINE = 10;
 const encoder = new TextEncoder();
@@ -37,6 +38,12 @@ export interface LogOptions {
    * the broker did not close this log cleanly, so any of its bytes may be hurt.
    */
   verifyAll?: boolean;
+  /**
+   * The topic is compacted: offsets may skip (the cleaner removes records
+   * and keeps the others' offsets), so reads and checks take any increasing
+   * offsets. A log with a cleaner state file is read so whatever this says.
+   */
+  compacted?: boolean;
 }
 
 /** A damaged record: where it is and who found it. */
@@ -65,17 +72,25 @@ export interface OpenCheck {
 }
 
 /**
- * Lines read from a log: `count` records starting at `baseOffset`, each
+ * Lines read from a log: `count` records at `baseOffset` or after, each
  * ending in "\n", as the stored bytes (slices, not copies), so they can be
- * sent on as they are.
+ * sent on as they are. `nextOffset` is where the next read starts: after
+ * the last record, or further when the read met a gap (offsets a cleaning
+ * removed) that runs to its end; a read of no records may still move it.
  */
 export class ReadResult {
+  readonly nextOffset: number;
+
   constructor(
     readonly baseOffset: number,
     readonly count: number,
     readonly chunks: Uint8Array[] = [],
     readonly byteLength = 0,
-  ) {}
+    nextOffset = baseOffset + count,
+  ) {
+    assert(nextOffset >= baseOffset + Math.min(count, 1), `a read from ${baseOffset} ending at ${nextOffset}`);
+    this.nextOffset = nextOffset;
+  }
 
   /** The lines as text (decoded on demand: the send paths never need it). */
   get text(): string {
@@ -83,8 +98,36 @@ export class ReadResult {
   }
 }
 
+/** Bytes appended together: `count` lines covering offsets [base, next) (fewer than that in a log with gaps). */
+/** A cleaned segment's data file, written beside the segment, and its index entries (see PartitionLog.swapCleaned). */
+export interface CleanedSegment {
+  path: string;
+  size: number;
+  offsets: number[];
+  positions: number[];
+}
+
+/** A closed segment as {@link PartitionLog.closedSegments} lists it. */
+export interface ClosedSegment {
+  base: number;
+  size: number;
+  dataPath: string;
+  id: number;
+}
+
+/** A disk read under way (see PartitionLog.#takeFrom). */
+interface DiskRead {
+  parts: Uint8Array[];
+  count: number;
+  bytes: number;
+  /** The offset of the last line skipped or taken. */
+  last: number;
+  stop: "more" | "full" | "end" | "damaged";
+}
+
 interface Chunk {
   base: number;
+  next: number;
   count: number;
   bytes: Uint8Array;
 }
@@ -111,7 +154,7 @@ export class PartitionLog {
   readonly dir: string;
   readonly epochs: EpochCache;
   readonly #opts:
-    & Required<Omit<LogOptions, "onEvent" | "onDamage" | "verifyAll" | "name" | "onFenced">>
+    & Required<Omit<LogOptions, "onEvent" | "onDamage" | "verifyAll" | "name" | "onFenced" | "compacted">>
     & Pick<LogOptions, "onEvent" | "onDamage" | "name" | "onFenced">;
   #segments: Segment[];
   /** Offset after the last record on disk. */
@@ -134,6 +177,15 @@ export class PartitionLog {
   openCheck: OpenCheck = { checked: 0, unsealed: 0 };
   /** Set once an I/O error left the files uncertain: what every later call throws (see {@link fenced}). */
   #fence: YakError | null = null;
+  /** Offsets may skip (a compacted log); see {@link LogOptions.compacted}. */
+  #gaps: boolean;
+  /** The last cleaning carried out here (see clean_state.ts), or null. */
+  #cleanState: CleanState | null;
+  /** Reads of segment files under way; a cleaned segment is swapped in only when there are none. */
+  #readers = 0;
+  #readersIdle: (() => void) | null = null;
+  /** A swap waiting for reads to end, or under way: new reads wait for it. */
+  #swapping: Promise<void> | null = null;
 
   private constructor(
     dir: string,
@@ -141,6 +193,8 @@ export class PartitionLog {
     logEnd: number,
     epochs: EpochCache,
     opts: LogOptions,
+    cleanState: CleanState | null,
+    gaps: boolean,
   ) {
     this.dir = dir;
     this.#segments = segments;
@@ -148,6 +202,8 @@ export class PartitionLog {
     this.#next = logEnd;
     this.epochs = epochs;
     this.#opts = { tailCacheBytes: 8 * 1024 * 1024, segmentMs: 0, ...opts };
+    this.#cleanState = cleanState;
+    this.#gaps = gaps;
   }
 
   /** Changes this log's segment size and age limits (a topic's configs). */
@@ -158,8 +214,8 @@ export class PartitionLog {
 
   /** Opens (creating if needed) the log in `dir`, repairing a torn tail (see recovery.ts). */
   static async open(dir: string, opts: LogOptions): Promise<PartitionLog> {
-    const { segments, logEnd, epochs, damaged, check } = await recoverLog(dir, opts);
-    const log = new PartitionLog(dir, segments, logEnd, epochs, opts);
+    const { segments, logEnd, epochs, damaged, check, cleanState, gaps } = await recoverLog(dir, opts);
+    const log = new PartitionLog(dir, segments, logEnd, epochs, opts, cleanState, gaps);
     log.openCheck = check;
     for (const d of damaged) if (d.offset < logEnd) log.#markDamaged(d.offset, d.file, "open");
     return log;
@@ -297,9 +353,12 @@ export class PartitionLog {
   }
 
   /**
-   * Appends a leader's bytes verbatim as a follower. `epochs` are the leader's
-   * epoch entries that start inside the chunk; `rolls`, where the leader's
-   * segments start inside it: given, the follower rolls there and only there.
+   * Appends a leader's bytes verbatim as a follower: `count` lines covering
+   * offsets [baseOffset, next) (next defaults to baseOffset + count; in a
+   * compacted log fewer lines than offsets, or none: a gap the leader's
+   * cleaning left). `epochs` are the leader's epoch entries that start
+   * inside the chunk; `rolls`, where the leader's segments start inside it:
+   * given, the follower rolls there and only there.
    */
   appendReplica(
     baseOffset: number,
@@ -307,6 +366,7 @@ export class PartitionLog {
     text: string | Uint8Array,
     epochs: EpochEntry[],
     rolls: number[] | null = null,
+    next = baseOffset + count,
   ): Promise<void> {
     if (this.#fence) return Promise.reject(this.#fence);
     if (baseOffset !== this.#next) {
@@ -317,18 +377,17 @@ export class PartitionLog {
         ),
       );
     }
-    // The chunk's lines are numbered as its header says: its first and last line carry these offsets.
-    if (count <= 0 || firstLineOffset(text) !== baseOffset || lastLineOffset(text) !== baseOffset + count - 1) {
+    const problem = replicaChunkProblem(baseOffset, count, text, next);
+    if (problem !== null) {
       return Promise.reject(
-        new YakError(
-          "INTERNAL",
-          `internal error: replica chunk at ${baseOffset} of ${count} records holds lines ` +
-            `${firstLineOffset(text)}..${lastLineOffset(text)}`,
-        ),
+        new YakError("INTERNAL", `internal error: replica chunk at ${baseOffset} of ${count} records ${problem}`),
       );
     }
-    this.#next += count;
-    return this.#enqueue(baseOffset, count, text, epochs, rolls);
+    // Offsets that skip come from a compacted leader: this log reads them so from now on, after restarts too.
+    const gapped = next - baseOffset !== count || (count > 0 && firstLineOffset(text) !== baseOffset);
+    this.#next = next;
+    const done = this.#enqueue(baseOffset, count, text, epochs, rolls, null, next);
+    return gapped && !this.#gaps ? done.then(() => this.allowGaps()) : done;
   }
 
   #enqueue(
@@ -338,6 +397,7 @@ export class PartitionLog {
     epochs: EpochEntry[],
     rolls: number[] | null = null,
     pending: { onVoid: () => void } | null = null,
+    next = baseOffset + count,
   ): Promise<void> {
     const run = async () => {
       if (this.#closed) throw new YakError("UNAVAILABLE", "log is closed");
@@ -363,13 +423,13 @@ export class PartitionLog {
       const written = { offset: baseOffset, bytes: 0 };
       try {
         if (changed) await this.epochs.save();
-        await this.#write(bytes, baseOffset, count, rolls, written);
+        await this.#write(bytes, baseOffset, next, rolls, written);
       } catch (err) {
         throw this.#writeFailed(err, baseOffset, bytes, written, changed);
       }
-      this.#logEnd = baseOffset + count;
+      this.#logEnd = next;
       if (pending) this.#pending.delete(pending);
-      this.#remember({ base: baseOffset, count, bytes });
+      this.#remember({ base: baseOffset, next, count, bytes });
       for (const fn of this.#listeners) fn();
     };
     const done = this.#writeChain.then(run);
@@ -385,7 +445,7 @@ export class PartitionLog {
   async #write(
     bytes: Uint8Array,
     baseOffset: number,
-    count: number,
+    next: number,
     rolls: number[] | null,
     written: { offset: number; bytes: number },
   ): Promise<void> {
@@ -403,13 +463,35 @@ export class PartitionLog {
     }
     let at = 0;
     let offset = baseOffset;
-    for (const roll of [...rolls.filter((r) => r > baseOffset && r < baseOffset + count), Infinity]) {
-      const end = roll === Infinity ? bytes.length : lineEnd(bytes, at, roll - offset);
-      if (rolls.includes(offset) && this.#segments[this.#segments.length - 1].size > 0) await this.#roll(offset);
-      if (end > at) await this.#segments[this.#segments.length - 1].append(bytes.subarray(at, end), offset, interval);
+    for (const roll of [...rolls.filter((r) => r > baseOffset && r < next), Infinity]) {
+      const end = roll === Infinity ? bytes.length : lineAtOrAfter(bytes, at, roll);
+      if (rolls.includes(offset)) await this.#rollTo(offset);
+      if (end > at) {
+        await this.#segments[this.#segments.length - 1].append(bytes.subarray(at, end), offsetAt(bytes, at), interval);
+      }
       at = end;
       offset = roll;
       if (roll !== Infinity) Object.assign(written, { offset: roll, bytes: at });
+    }
+  }
+
+  /**
+   * A follower's roll where the leader's segment `base` starts. Nothing to
+   * do when the active segment starts there; an empty active segment that is
+   * not the first is moved there (the leader has no segment at its base:
+   * its cleaning removed it, empty), and otherwise a new segment begins.
+   */
+  async #rollTo(base: number): Promise<void> {
+    const active = this.#segments[this.#segments.length - 1];
+    if (active.base === base) return;
+    if (active.size > 0 || this.#segments.length === 1) return await this.#roll(base);
+    this.#segments[this.#segments.length - 1] = await Segment.create(this.dir, base);
+    this.#activeSinceMs = -1;
+    try {
+      await active.remove();
+    } catch (err) {
+      // Left on disk, the empty file would be a segment of its own at the next open.
+      throw new UncertainFileError(`removing ${active.dataPath}`, err instanceof Error ? err.message : String(err));
     }
   }
 
@@ -429,7 +511,8 @@ export class PartitionLog {
   ): YakError {
     if (written.offset > baseOffset) {
       this.#logEnd = written.offset;
-      this.#remember({ base: baseOffset, count: written.offset - baseOffset, bytes: bytes.subarray(0, written.bytes) });
+      const kept = bytes.subarray(0, written.bytes);
+      this.#remember({ base: baseOffset, next: written.offset, count: lineCount(kept), bytes: kept });
       for (const fn of this.#listeners) fn();
     }
     this.#next = this.#logEnd;
@@ -473,9 +556,13 @@ export class PartitionLog {
     return done;
   }
 
-  /** The segments that are no longer written (all but the active one): base offset, bytes, file. */
-  closedSegments(): { base: number; size: number; dataPath: string }[] {
-    return this.#segments.slice(0, -1).map((s) => ({ base: s.base, size: s.size, dataPath: s.dataPath }));
+  /**
+   * The segments that are no longer written (all but the active one): base
+   * offset, bytes, file, and the segment's identity (a cleaned segment, its
+   * file replaced, is another one).
+   */
+  closedSegments(): ClosedSegment[] {
+    return this.#segments.slice(0, -1).map((s) => ({ base: s.base, size: s.size, dataPath: s.dataPath, id: s.id }));
   }
 
   /**
@@ -563,6 +650,7 @@ export class PartitionLog {
     this.#tailBytes = 0;
     this.#forgetDamage(() => false);
     if (this.epochs.truncateFrom(0)) await this.epochs.save();
+    await this.#uncleanFrom(0);
     this.#opts.onEvent?.("log_reset", { dir: this.dir, reason, logStart: offset });
   }
 
@@ -573,6 +661,120 @@ export class PartitionLog {
       this.#tailBytes > this.#opts.tailCacheBytes && this.#tail.length > 1
     ) {
       this.#tailBytes -= this.#tail.shift()!.bytes.length;
+    }
+  }
+
+  /** Whether offsets in this log may skip (a compacted log). */
+  get gaps(): boolean {
+    return this.#gaps;
+  }
+
+  /**
+   * From now on offsets may skip in this log, after restarts too (the
+   * clean-state file says so): its topic is compacted, or a leader's chunk
+   * skipped offsets its cleaning removed.
+   */
+  async allowGaps(): Promise<void> {
+    this.#gaps = true;
+    if (this.#cleanState !== null) return;
+    this.#cleanState = { to: 0, purgeBelow: 0, horizonMs: 0, at: 0 };
+    await saveCleanState(this.dir, this.#cleanState);
+  }
+
+  /** The last cleaning carried out here, or null (see clean_state.ts). */
+  get cleanState(): CleanState | null {
+    return this.#cleanState;
+  }
+
+  /** Notes a cleaning as carried out here, once every segment of it is in place. */
+  async setCleanState(state: CleanState): Promise<void> {
+    this.#checkFence();
+    this.#gaps = true;
+    this.#cleanState = state;
+    await saveCleanState(this.dir, state);
+  }
+
+  /**
+   * Bytes of a closed segment, for the cleaner: up to `length` from byte
+   * `position`, read while no swap runs; null once the segment is no longer
+   * here as it was (deleted, truncated away, or replaced by a cleaned copy).
+   */
+  async readClosed(seg: ClosedSegment, position: number, length: number): Promise<Uint8Array | null> {
+    await this.#lockRead();
+    try {
+      const here = this.#segments.slice(0, -1).find((s) => s.id === seg.id);
+      if (!here || this.#fence || this.#closed) return null;
+      return await here.readAt(position, length);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw err;
+    } finally {
+      this.#unlockRead();
+    }
+  }
+
+  /**
+   * Puts the cleaned copy of the closed segment `seg` in its place:
+   * `cleaned.path` is its whole data file, written and synced beside it
+   * (`<base>.jsonl.cleaned`), with its index entries; null removes the
+   * segment instead (it keeps no record, and is not the log's first). Runs
+   * in the write queue (after the appends, truncations and deletions queued
+   * before it), while no read of the files is under way. The data file is
+   * renamed to `.swap` and then over the segment's file, so a crash leaves
+   * the old file or the new one (recovery.ts ends or drops the swap).
+   * Resolves false, the cleaned file removed, when the segment is no longer
+   * here as it was.
+   */
+  swapCleaned(seg: ClosedSegment, cleaned: CleanedSegment | null): Promise<boolean> {
+    const done = this.#writeChain.then(() => this.#exclusive(() => this.#swap(seg, cleaned)));
+    this.#writeChain = done.then(() => {}, () => {});
+    return done;
+  }
+
+  async #swap(seg: ClosedSegment, cleaned: CleanedSegment | null): Promise<boolean> {
+    const i = this.#segments.findIndex((s) => s.id === seg.id);
+    if (this.#fence || this.#closed || i === -1 || i === this.#segments.length - 1) {
+      if (cleaned) await Deno.remove(cleaned.path).catch(() => {});
+      return false;
+    }
+    const old = this.#segments[i];
+    const end = this.#segments[i + 1].base;
+    if (cleaned === null) {
+      assert(i > 0, `the cleaner removing the first segment of ${this.dir}`);
+      this.#segments.splice(i, 1);
+      try {
+        await old.remove();
+      } catch (err) {
+        // Its data file is still there (Segment.remove): it stays, whole, and a later pass goes on.
+        this.#segments.splice(i, 0, old);
+        throw err;
+      }
+    } else {
+      const swap = `${old.dataPath}.swap`;
+      await Deno.rename(cleaned.path, swap);
+      old.closeHandles();
+      await Deno.remove(old.indexPath).catch(() => {});
+      await Deno.rename(swap, old.dataPath);
+      this.#segments[i] = await Segment.adopt(this.dir, old.base, cleaned.size, cleaned.offsets, cleaned.positions);
+    }
+    // The tail cache must not serve the old lines of what was cleaned.
+    this.#tail = this.#tail.filter((c) => c.base >= end);
+    this.#tailBytes = this.#tail.reduce((n, c) => n + c.bytes.length, 0);
+    return true;
+  }
+
+  /** Runs `fn` while no read of segment files is under way; reads that come meanwhile wait for it. */
+  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#swapping) await this.#swapping;
+    let release!: () => void;
+    this.#swapping = new Promise((resolve) => (release = resolve));
+    try {
+      if (this.#readers > 0) await new Promise<void>((resolve) => (this.#readersIdle = resolve));
+      this.#readersIdle = null;
+      return await fn();
+    } finally {
+      this.#swapping = null;
+      release();
     }
   }
 
@@ -599,119 +801,142 @@ export class PartitionLog {
     if (from >= end) return new ReadResult(from, 0);
     const first = this.#tail[0];
     if (first && from >= first.base) return this.#readTail(from, maxBytes, end);
-    return await this.#readDisk(from, maxBytes, end);
+    await this.#lockRead();
+    try {
+      return await this.#readDisk(from, maxBytes, end);
+    } finally {
+      this.#unlockRead();
+    }
+  }
+
+  /** Waits for a swap of cleaned segments under way, then counts this read of segment files. */
+  async #lockRead(): Promise<void> {
+    while (this.#swapping) await this.#swapping;
+    this.#readers++;
+  }
+
+  #unlockRead(): void {
+    if (--this.#readers === 0) this.#readersIdle?.();
   }
 
   #readTail(from: number, maxBytes: number, end: number): ReadResult {
     const parts: Uint8Array[] = [];
     let count = 0;
     let bytes = 0;
-    let i = this.#tail.findIndex((c) => from < c.base + c.count);
-    for (; i !== -1 && i < this.#tail.length; i++) {
+    let next = from;
+    for (let i = this.#tail.findIndex((c) => from < c.next); i !== -1 && i < this.#tail.length; i++) {
       const chunk = this.#tail[i];
       if (chunk.base >= end || (count > 0 && bytes >= maxBytes)) break;
-      const skip = Math.max(0, from + count - chunk.base);
-      const take = Math.min(chunk.count - skip, end - chunk.base - skip);
-      if (skip === 0 && take === chunk.count && bytes + chunk.bytes.length <= maxBytes) {
+      if (chunk.base >= next && chunk.next <= end && bytes + chunk.bytes.length <= maxBytes) {
         parts.push(chunk.bytes);
         bytes += chunk.bytes.length;
-        count += take;
+        count += chunk.count;
+        next = chunk.next;
         continue;
       }
-      const cut = takeLines(chunk.bytes, skip, take, count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes);
-      if (cut.count === 0) break;
-      parts.push(cut.bytes);
-      bytes += cut.bytes.length;
-      count += cut.count;
-      if (cut.count < take) break;
+      const cut = takeLines(chunk.bytes, next, end, count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes);
+      if (cut.count > 0) {
+        parts.push(cut.bytes);
+        bytes += cut.bytes.length;
+        count += cut.count;
+        next = cut.last + 1;
+      }
+      if (!cut.complete) break;
+      // Every line of the chunk below `end` is taken: what follows them up to its end is a gap.
+      next = Math.min(chunk.next, end);
     }
-    return new ReadResult(from, count, parts, bytes);
+    return new ReadResult(from, count, parts, bytes, next);
   }
 
   /** Reads from the segment files, checking each line's checksum; see {@link read}. */
   async #readDisk(from: number, maxBytes: number, end: number): Promise<ReadResult> {
     const seg = this.#segmentFor(from);
     const start = seg.lookup(from);
-    let toSkip = from - start.offset;
+    const out: DiskRead = { parts: [], count: 0, bytes: 0, last: start.offset - 1, stop: "more" };
     let position = start.position;
-    const wanted = end - from;
-    const parts: Uint8Array[] = [];
-    let count = 0;
-    let bytes = 0;
-    // The records before a damaged one are served; the damaged one never (CORRUPT_LOG when it comes first).
-    let damaged = false;
-    while (count < wanted && position < seg.size && !damaged) {
-      const chunk = await seg.readAt(
-        position,
-        Math.max(64 * 1024, maxBytes - bytes + 4096),
-      );
+    while (out.stop === "more" && position < seg.size) {
+      const chunk = await seg.readAt(position, Math.max(64 * 1024, maxBytes - out.bytes + 4096));
       const lastNl = chunk.lastIndexOf(NEWLINE);
-      if (lastNl === -1) {
-        // One record longer than the chunk: read it whole.
-        const line = await this.#readLongLine(seg, position);
-        if (toSkip === 0 && verifyLine(line, 0, line.length - 1, from + count) === "damaged") {
-          this.#damaged(seg, from + count, count > 0);
-          break;
-        }
-        if (toSkip > 0) {
-          toSkip--;
-          position += line.length;
-          continue;
-        }
-        parts.push(line);
-        bytes += line.length;
-        count++;
-        break;
-      }
-      let at = 0;
-      while (toSkip > 0 && at <= lastNl) {
-        at = chunk.indexOf(NEWLINE, at) + 1;
-        toSkip--;
-      }
-      let stop = at;
-      while (
-        stop <= lastNl && count < wanted &&
-        (count === 0 || bytes + (stop - at) < maxBytes)
-      ) {
-        const lineStart = stop;
-        const next = chunk.indexOf(NEWLINE, stop) + 1;
-        // Every line read from disk proves itself before it is served (its checksum).
-        if (verifyLine(chunk, lineStart, next - 1, from + count) === "damaged") {
-          this.#damaged(seg, from + count, count > 0);
-          damaged = true;
-          break;
-        }
-        stop = next;
-        count++;
-      }
-      if (stop > at) {
-        parts.push(chunk.subarray(at, stop));
-        bytes += stop - at;
-      }
-      position += stop;
-      // Not before the first record: "always at least one", even for maxBytes <= 0.
-      if ((count > 0 && bytes >= maxBytes) || stop <= lastNl) break;
+      // One record longer than the chunk: read it whole.
+      const lines = lastNl === -1 ? await this.#readLongLine(seg, position) : chunk.subarray(0, lastNl + 1);
+      position += this.#takeFrom(seg, lines, from, end, maxBytes, out);
     }
-    const read = new ReadResult(from, count, parts, bytes);
-    const ranOff = !damaged && count < wanted && bytes < maxBytes && position >= seg.size;
-    return ranOff && seg !== this.#segments.at(-1) ? await this.#readOn(read, maxBytes, end) : read;
+    const next = out.stop === "end" ? end : out.last + 1;
+    const read = new ReadResult(from, out.count, out.parts, out.bytes, Math.max(from, next));
+    if (out.stop !== "more" || (out.count > 0 && out.bytes >= maxBytes)) return read;
+    // Ran off the segment's end: the next segment goes on (past the gap up to its base), or the log ends here.
+    const after = this.#segments[this.#segments.indexOf(seg) + 1];
+    if (after === undefined || after.base >= end) return new ReadResult(from, out.count, out.parts, out.bytes, end);
+    return await this.#readOn(read, after.base, maxBytes, end);
   }
 
-  /** A disk read that ran off its segment's end goes on in the next one. */
-  async #readOn(read: ReadResult, maxBytes: number, end: number): Promise<ReadResult> {
+  /**
+   * Takes the lines of `lines` (whole lines read from `seg`) that a read from
+   * `from` below `end` wants, into `out`; each is checked before it is served.
+   * Returns the bytes consumed (skipped or taken), and says in `out.stop` why
+   * it stopped: "full" (the budget), "end" (a line at `end` or past it),
+   * "damaged", or "more" (it wants the next lines).
+   */
+  #takeFrom(seg: Segment, lines: Uint8Array, from: number, end: number, maxBytes: number, out: DiskRead): number {
+    let at = 0;
+    // Lines below `from` (after the index entry) are skipped, not served.
+    // Without gaps the line after `last` is `last + 1`: counted, not parsed (as a damaged one is).
+    while (at < lines.length && out.count === 0) {
+      const offset = this.#gaps ? offsetAt(lines, at) : out.last + 1;
+      if (offset < 0 || offset >= from) break;
+      out.last = offset;
+      at = lines.indexOf(NEWLINE, at) + 1;
+    }
+    let stop = at;
+    while (stop < lines.length) {
+      if (out.count > 0 && out.bytes + (stop - at) >= maxBytes) {
+        out.stop = "full";
+        break;
+      }
+      if (!this.#gaps && out.last + 1 >= end) {
+        out.stop = "end";
+        break;
+      }
+      const nl = lines.indexOf(NEWLINE, stop);
+      // Every line read from disk proves itself before it is served (its checksum, its place).
+      const offset = intactOffset(lines, stop, nl, out.last + 1, this.#gaps);
+      if (offset < 0) {
+        this.#damaged(seg, out.last + 1, out.count > 0);
+        out.stop = "damaged";
+        break;
+      }
+      if (offset >= end) {
+        out.stop = "end";
+        break;
+      }
+      out.last = offset;
+      out.count++;
+      stop = nl + 1;
+    }
+    if (stop > at) {
+      out.parts.push(lines.subarray(at, stop));
+      out.bytes += stop - at;
+    }
+    return stop;
+  }
+
+  /** A disk read that ran off its segment's end goes on in the next one, from its base. */
+  async #readOn(read: ReadResult, base: number, maxBytes: number, end: number): Promise<ReadResult> {
     let more: ReadResult;
     try {
-      more = await this.read(read.baseOffset + read.count, maxBytes - read.byteLength, end);
+      more = await this.#readDisk(base, maxBytes - read.byteLength, end);
     } catch (err) {
       // The next segment starts with a damaged record: serve what came before it.
       if (read.count > 0 && err instanceof YakError && err.code === "CORRUPT_LOG") return read;
       throw err;
     }
+    if (read.count > 0 && more.count === 0 && more.nextOffset === base) return read;
     return new ReadResult(
       read.baseOffset,
       read.count + more.count,
       [...read.chunks, ...more.chunks],
       read.byteLength + more.byteLength,
+      more.nextOffset,
     );
   }
 
@@ -733,18 +958,34 @@ export class PartitionLog {
   /**
    * Checks part of a closed segment for the scrubber: about `maxBytes` of
    * the segment whose base is `base`, from byte `position` (where the record
-   * `offset` starts). A damaged record is reported as a read reports it
-   * (found "scrub"). Resolves with where the next step starts and the bytes
-   * checked, or null once the segment is done (or no longer closed and here).
+   * after `offset - 1` starts). A damaged record is reported as a read
+   * reports it (found "scrub"). Resolves with where the next step starts and
+   * the bytes checked, or null once the segment is done (or no longer closed
+   * and here: deleted, or replaced by its cleaned copy, `id` tells).
    */
   async scrub(
     base: number,
     position: number,
     offset: number,
     maxBytes: number,
+    id?: number,
   ): Promise<{ position: number; offset: number; bytes: number } | null> {
-    const seg = this.#segments.slice(0, -1).find((s) => s.base === base);
-    if (!seg || position >= seg.size || this.#closed || this.#fence) return null;
+    await this.#lockRead();
+    try {
+      const seg = this.#segments.slice(0, -1).find((s) => s.base === base && (id === undefined || s.id === id));
+      if (!seg || position >= seg.size || this.#closed || this.#fence) return null;
+      return await this.#scrubStep(seg, position, offset, maxBytes);
+    } finally {
+      this.#unlockRead();
+    }
+  }
+
+  async #scrubStep(
+    seg: Segment,
+    position: number,
+    offset: number,
+    maxBytes: number,
+  ): Promise<{ position: number; offset: number; bytes: number } | null> {
     let chunk: Uint8Array;
     try {
       chunk = await seg.readAt(position, maxBytes);
@@ -754,18 +995,19 @@ export class PartitionLog {
         lastNl = chunk.length - 1;
       }
       let at = 0;
-      let lines = 0;
+      let next = offset;
       while (at <= lastNl) {
         const nl = chunk.indexOf(NEWLINE, at);
-        if (verifyLine(chunk, at, nl, offset + lines) === "damaged") {
+        const found = intactOffset(chunk, at, nl, next, this.#gaps);
+        if (found < 0) {
           // The rest of this segment is re-copied with it when it heals.
-          this.#markDamaged(offset + lines, seg.dataPath, "scrub");
+          this.#markDamaged(next, seg.dataPath, "scrub");
           return null;
         }
-        lines++;
+        next = found + 1;
         at = nl + 1;
       }
-      return { position: position + at, offset: offset + lines, bytes: at };
+      return { position: position + at, offset: next, bytes: at };
     } catch (err) {
       // Deleted by retention or truncated under us: nothing left to check there.
       if (err instanceof Deno.errors.NotFound) return null;
@@ -840,36 +1082,48 @@ export class PartitionLog {
       await this.#segments.pop()!.remove();
     }
     const seg = this.#segments.at(-1)!;
-    if (offset <= seg.base) {
-      await seg.truncate(0);
-    } else {
-      const start = seg.lookup(offset);
-      let position = start.position;
-      for (let skip = offset - start.offset; skip > 0;) {
-        const chunk = await seg.readAt(position, 1024 * 1024);
-        let at = 0;
-        while (skip > 0) {
-          const nl = chunk.indexOf(NEWLINE, at);
-          if (nl === -1) break;
-          at = nl + 1;
-          skip--;
-        }
-        if (at === 0) {
-          throw new YakError(
-            "CORRUPT_LOG",
-            `cannot find offset ${offset} in ${seg.dataPath}`,
-          );
-        }
-        position += at;
-      }
-      await seg.truncate(position);
-    }
+    await seg.truncate(offset <= seg.base ? 0 : await this.#positionOf(seg, offset));
     this.#logEnd = offset;
     this.#next = offset;
     this.#tail = [];
     this.#tailBytes = 0;
     this.#forgetDamage((o) => o < offset);
     if (this.epochs.truncateFrom(offset)) await this.epochs.save();
+    await this.#uncleanFrom(offset);
+  }
+
+  /** Where in `seg` the first record at `offset` or after starts (its size when there is none). */
+  async #positionOf(seg: Segment, offset: number): Promise<number> {
+    const start = seg.lookup(offset);
+    let position = start.position;
+    let last = start.offset - 1;
+    while (position < seg.size) {
+      const chunk = await seg.readAt(position, 1024 * 1024);
+      let at = 0;
+      while (true) {
+        const nl = chunk.indexOf(NEWLINE, at);
+        if (nl === -1) break;
+        const claimed = this.#gaps ? offsetAt(chunk, at) : last + 1;
+        if (claimed < 0) throw new YakError("CORRUPT_LOG", `cannot find offset ${offset} in ${seg.dataPath}`);
+        if (claimed >= offset) return position + at;
+        last = claimed;
+        at = nl + 1;
+      }
+      if (at === 0) throw new YakError("CORRUPT_LOG", `cannot find offset ${offset} in ${seg.dataPath}`);
+      position += at;
+    }
+    return seg.size;
+  }
+
+  /**
+   * Records at `offset` and after are gone (a truncation, a reset): a
+   * cleaning that reached past there is no longer all carried out here, so
+   * it is carried out again when the log holds its range again.
+   */
+  async #uncleanFrom(offset: number): Promise<void> {
+    if (this.#cleanState === null || this.#cleanState.to <= offset) return;
+    this.#cleanState = { ...this.#cleanState, to: 0 };
+    await saveCleanState(this.dir, this.#cleanState);
   }
 
   /** Closes file handles; pending writes finish first. */
@@ -886,33 +1140,61 @@ export class PartitionLog {
   }
 }
 
-/** Cuts `take` lines after skipping `skip`, stopping near `maxChars` (at least one line). */
+/**
+ * The lines of `bytes` whose offsets lie in [from, end), stopping near
+ * `maxBytes` (at least one line): `last` is the offset of the last one taken,
+ * and `complete` says every such line was taken (the budget did not stop it).
+ */
 function takeLines(
   bytes: Uint8Array,
-  skip: number,
-  take: number,
+  from: number,
+  end: number,
   maxBytes: number,
-): { bytes: Uint8Array; count: number } {
-  let at = 0;
-  for (let i = 0; i < skip; i++) at = bytes.indexOf(NEWLINE, at) + 1;
+): { bytes: Uint8Array; count: number; last: number; complete: boolean } {
+  const at = lineAtOrAfter(bytes, 0, from);
   let stop = at;
   let count = 0;
-  while (count < take && stop < bytes.length) {
+  let last = -1;
+  while (stop < bytes.length) {
+    const offset = offsetAt(bytes, stop);
+    if (offset >= end) break;
     const next = bytes.indexOf(NEWLINE, stop) + 1;
-    if (count > 0 && next - at > maxBytes) break;
+    if (count > 0 && next - at > maxBytes) return { bytes: bytes.subarray(at, stop), count, last, complete: false };
     stop = next;
+    last = offset;
     count++;
   }
-  return { bytes: bytes.subarray(at, stop), count };
+  return { bytes: bytes.subarray(at, stop), count, last, complete: true };
 }
 
-/** The byte position after the `lines`-th newline from `from` (the end of the bytes if there are fewer). */
-function lineEnd(bytes: Uint8Array, from: number, lines: number): number {
-  let at = from;
-  for (let i = 0; i < lines; i++) {
-    const nl = bytes.indexOf(10, at);
+/** Where, from byte `at` on, the first line with an offset of `offset` or more starts (the end when none does). */
+function lineAtOrAfter(bytes: Uint8Array, at: number, offset: number): number {
+  while (at < bytes.length && offsetAt(bytes, at) < offset) {
+    const nl = bytes.indexOf(NEWLINE, at);
     if (nl === -1) return bytes.length;
     at = nl + 1;
   }
   return at;
+}
+
+function lineCount(bytes: Uint8Array): number {
+  let n = 0;
+  for (let i = bytes.indexOf(NEWLINE); i !== -1; i = bytes.indexOf(NEWLINE, i + 1)) n++;
+  return n;
+}
+
+/**
+ * What is wrong with a follower's chunk of `count` lines said to cover
+ * offsets [base, next), or null: its lines must lie in that range, one per
+ * offset at most (none for a gap).
+ */
+function replicaChunkProblem(base: number, count: number, text: string | Uint8Array, next: number): string | null {
+  if (count < 0 || next < base + count || next <= base) return `covering offsets ${base} to ${next}`;
+  if (count === 0) return text.length === 0 ? null : "holds bytes but no lines";
+  const first = firstLineOffset(text);
+  const last = lastLineOffset(text);
+  if (first < base || last >= next || last - first + 1 < count) {
+    return `holds lines ${first}..${last}${next !== base + count ? ` (said to end before ${next})` : ""}`;
+  }
+  return null;
 }

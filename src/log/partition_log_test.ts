@@ -1259,3 +1259,106 @@ Deno.test("a follower chunk that crosses a roll keeps the part written before a 
     }
   });
 });
+
+/** Sealed stored lines for `offsets` (epoch 1), each value naming its offset. */
+function gapLines(offsets: number[]): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const o of offsets) {
+    const line = encodeBatch([{ key: `k${o % 5}`, value: `v${o}` }], o, 1, TS, null, 0);
+    out.set(o, decoder.decode(sealLines(encoder.encode(line))));
+  }
+  return out;
+}
+
+/** Every read of a log with gaps from every offset: whole, one record, and a window; `nextOffset` past the gaps. */
+async function checkGapReads(log: PartitionLog, lines: Map<number, string>): Promise<void> {
+  const end = log.logEndOffset;
+  const offsets = [...lines.keys()].filter((o) => o < end);
+  for (let from = log.logStartOffset; from <= end; from++) {
+    for (const [maxBytes, to] of [[MB, end], [1, end], [MB, Math.min(end, from + 7)]]) {
+      const label = `read(${from}, ${maxBytes}, ${to})`;
+      const r = await log.read(from, maxBytes, to);
+      const want = offsets.filter((o) => o >= from && o < to).slice(0, maxBytes === 1 ? 1 : undefined);
+      assert.equal(r.text, want.map((o) => lines.get(o)).join(""), label);
+      assert.equal(r.count, want.length, label);
+      // A read that took every record below `to` moves past the gap up to it; any other past its last
+      // record, and never past a record it did not take.
+      const rest = offsets.filter((o) => o >= from && o < to).slice(want.length);
+      if (rest.length === 0 && maxBytes === MB) assert.equal(r.nextOffset, Math.max(from, to), label);
+      else {
+        const least = want.length > 0 ? want.at(-1)! + 1 : from;
+        assert.ok(r.nextOffset >= least && r.nextOffset <= (rest[0] ?? to), `${label}: ${r.nextOffset}`);
+      }
+    }
+  }
+}
+
+Deno.test("a compacted log reads across offset gaps (tail, disk, reopened), and each read's next offset moves past them", async () => {
+  await withTempDir(async (dir) => {
+    // Offsets a cleaning left: every third one gone, 20..29 gone, and a gap at the end up to 64.
+    const kept = Array.from({ length: 60 }, (_, i) => i).filter((i) => i % 3 !== 1 && (i < 20 || i > 29));
+    const lines = gapLines(kept);
+    const text = (from: number, to: number) =>
+      kept.filter((o) => o >= from && o < to).map((o) => lines.get(o)).join("");
+    for (const tailCacheBytes of [MB, 1]) {
+      const sub = join(dir, String(tailCacheBytes));
+      let log = await PartitionLog.open(sub, opts({ tailCacheBytes, indexIntervalBytes: 100, compacted: true }));
+      try {
+        // The leader's segments start at 0, 24 (inside the gap) and 40; the chunks cut across them.
+        await log.appendReplica(0, kept.filter((o) => o < 17).length, text(0, 17), [[1, 0]], [0], 17);
+        await log.appendReplica(17, kept.filter((o) => o >= 17 && o < 31).length, text(17, 31), [], [24], 31);
+        await log.appendReplica(31, kept.filter((o) => o >= 31).length, text(31, 60), [], [40], 61);
+        await log.appendReplica(61, 0, "", [], [], 64); // a gap alone: the log end moves
+        assert.equal(log.logEndOffset, 64);
+        assert.deepEqual((await dataFiles(sub)).map((n) => Number(n.slice(0, 20))), [0, 24, 40]);
+        log.highWatermark = 64;
+        await checkGapReads(log, lines);
+        await log.close();
+        // Reopened: the gap at the end is not on disk, so the log ends after the last record.
+        log = await PartitionLog.open(sub, opts({ tailCacheBytes, indexIntervalBytes: 100, compacted: true }));
+        assert.equal(log.logEndOffset, 60);
+        await checkGapReads(log, lines);
+        // Cut inside a gap: the records before it stay.
+        await log.truncateTo(22);
+        assert.equal(log.logEndOffset, 22);
+        assert.equal((await log.read(0, MB, 22)).text, text(0, 22));
+        await log.appendReplica(22, 2, text(30, 33), [], [24], 33);
+        assert.equal((await log.read(18, MB, 33)).text, text(18, 33));
+      } finally {
+        await log.close();
+      }
+    }
+  });
+});
+
+Deno.test("a log without gaps refuses a line out of its place; a follower's chunk with gaps makes it a log with gaps", async () => {
+  await withTempDir(async (dir) => {
+    const lines = gapLines([0, 1, 2, 5, 6]);
+    const events: Event[] = [];
+    let log = await PartitionLog.open(dir, opts({}));
+    try {
+      await log.appendReplica(0, 3, [0, 1, 2].map((o) => lines.get(o)).join(""), [[1, 0]]);
+      assert.equal(log.gaps, false);
+      // Offsets 3 and 4 were cleaned away on the leader: the chunk says it covers them.
+      await log.appendReplica(3, 2, lines.get(5)! + lines.get(6)!, [], null, 7);
+      assert.equal(log.gaps, true);
+      assert.deepEqual(JSON.parse(await Deno.readTextFile(join(dir, "cleaner.json"))).to, 0);
+      await log.close();
+      log = await PartitionLog.open(dir, opts({}, events)); // no `compacted`: the state file says it
+      assert.equal(log.logEndOffset, 7);
+      assert.deepEqual(events.filter(([e]) => e === "corrupt_records_cut"), []);
+      assert.equal((await log.read(3, MB, 7)).text, lines.get(5)! + lines.get(6)!);
+    } finally {
+      await log.close();
+    }
+    // Without the state file the same bytes are a log whose line 3 is not in its place: cut at open.
+    await Deno.remove(join(dir, "cleaner.json"));
+    const strict = await PartitionLog.open(dir, opts({}, events));
+    try {
+      assert.equal(strict.logEndOffset, 3);
+      assert.equal(events.filter(([e]) => e === "corrupt_records_cut").length, 1);
+    } finally {
+      await strict.close();
+    }
+  });
+});

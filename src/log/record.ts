@@ -308,6 +308,127 @@ function offsetOfLineAt(b: Uint8Array, s: number): number {
   return off === null ? -1 : off[0];
 }
 
+/**
+ * The offset the stored line starting at byte `s` of `b` claims in its fixed
+ * prefix (`{"offset":N,`), or -1 when it does not start as a stored line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { offsetAt } from "./record.ts";
+ * const b = new TextEncoder().encode('{"offset":7,"value":"a"}\n{"offset":9,"value":"b"}\n');
+ * assert.equal(offsetAt(b, 0), 7);
+ * assert.equal(offsetAt(b, 25), 9);
+ * assert.equal(offsetAt(b, 3), -1);
+ * ```
+ */
+export function offsetAt(b: Uint8Array, s: number): number {
+  return offsetOfLineAt(b, s);
+}
+
+/**
+ * The offset of the stored line `b[s, e)` (`e` at its newline) when it is
+ * intact ({@link verifyLine}) and in its place: exactly `min` in a log
+ * without gaps, `min` or more in one with gaps (a compacted log, where
+ * cleaning removed the records between); -1 otherwise.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { intactOffset, sealLines } from "./record.ts";
+ * const line = sealLines(new TextEncoder().encode('{"offset":5,"value":"v"}\n'));
+ * assert.equal(intactOffset(line, 0, line.length - 1, 5, false), 5);
+ * assert.equal(intactOffset(line, 0, line.length - 1, 3, false), -1); // 3 belongs here: a line is missing
+ * assert.equal(intactOffset(line, 0, line.length - 1, 3, true), 5); // a gap left by cleaning
+ * assert.equal(intactOffset(line, 0, line.length - 1, 6, true), -1); // behind the line before it
+ * ```
+ */
+export function intactOffset(b: Uint8Array, s: number, e: number, min: number, gaps: boolean): number {
+  const claimed = offsetOfLineAt(b, s);
+  if (claimed < 0 || claimed < min || (!gaps && claimed !== min)) return -1;
+  return verifyLine(b, s, e, claimed) === "damaged" ? -1 : claimed;
+}
+
+/** What the cleaner reads of a stored line (see {@link compactionFieldsAt}); one object, reused line after line. */
+export interface CompactionFields {
+  offset: number;
+  ts: number;
+  /** Where the key's stored field (`"key":"..."` or `"keyB64":"..."`) lies in the line; -1 for no key. */
+  keyStart: number;
+  keyEnd: number;
+  /** The record's value is null: a tombstone. */
+  tombstone: boolean;
+}
+
+const KEY_FIELD = encoder.encode('"key');
+const COLON = 0x3a;
+const HEADERS_START = encoder.encode(',"headers":[');
+
+/**
+ * Reads what the cleaner needs of the stored line `b[s, e)` into `out`,
+ * without decoding it: the offset, the timestamp, where the key field lies
+ * (its bytes are the key's identity: a key is stored one way only, as text
+ * when it is UTF-8 and base64 otherwise, through JSON.stringify) and whether
+ * the value is null. False when the line does not read as a stored record.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { compactionFieldsAt, encodeBatch } from "./record.ts";
+ * const b = new TextEncoder().encode(encodeBatch([{ key: "k\"1", value: null }], 4, 1, 99, null, 0));
+ * const f = { offset: 0, ts: 0, keyStart: 0, keyEnd: 0, tombstone: false };
+ * assert.equal(compactionFieldsAt(b, 0, b.length - 1, f), true);
+ * assert.equal(f.offset, 4);
+ * assert.equal(f.ts, 99);
+ * assert.equal(new TextDecoder().decode(b.subarray(f.keyStart, f.keyEnd)), '"key":"k\\"1"');
+ * assert.equal(f.tombstone, true);
+ * ```
+ */
+export function compactionFieldsAt(b: Uint8Array, s: number, e: number, out: CompactionFields): boolean {
+  if (!startsAt(b, s, OFFSET_PREFIX)) return false;
+  const off = intAt(b, s + OFFSET_PREFIX.length, e);
+  if (!off || !startsAt(b, off[1] + 1, EPOCH_FIELD)) return false;
+  const ep = intAt(b, off[1] + 1 + EPOCH_FIELD.length, e);
+  if (!ep || !startsAt(b, ep[1] + 1, TS_FIELD)) return false;
+  const ts = intAt(b, ep[1] + 1 + TS_FIELD.length, e);
+  if (!ts) return false;
+  out.offset = off[0];
+  out.ts = ts[0];
+  let at = ts[1] + 1;
+  if (startsAt(b, at, KEY_NULL)) {
+    out.keyStart = out.keyEnd = -1;
+    at += KEY_NULL.length;
+  } else {
+    if (!startsAt(b, at, KEY_FIELD)) return false;
+    const colon = b.indexOf(COLON, at + KEY_FIELD.length); // after `"key"` or `"keyB64"`
+    const close = colon === -1 || b[colon + 1] !== QUOTE ? -1 : stringEnd(b, colon + 2, e);
+    if (close === -1) return false;
+    out.keyStart = at;
+    out.keyEnd = at = close;
+  }
+  if (startsAt(b, at, HEADERS_START)) {
+    // Header values could hold anything: the value field is found by a full parse (rare: headers on a compacted topic).
+    try {
+      const r = JSON.parse(new TextDecoder().decode(b.subarray(s, e))) as StoredRecord;
+      out.tombstone = r.value === null && r.valueB64 === undefined;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  out.tombstone = startsAt(b, at, VALUE_NULL);
+  return true;
+}
+
+/** The index just past the closing quote of the JSON string whose first character is at `at`, or -1. */
+function stringEnd(b: Uint8Array, at: number, end: number): number {
+  for (let i = at; i < end; i++) {
+    if (b[i] === BACKSLASH) i++;
+    else if (b[i] === QUOTE) return i + 1;
+  }
+  return -1;
+}
+
 /** The offset a stored line claims, read from its fixed prefix without parsing it all. */
 export function lineOffset(line: string): number {
   // Lines start with {"offset":N, by construction (see record.ts).

@@ -8,11 +8,13 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { dataModes } from "../files.ts";
 import { EpochCache } from "./epoch_cache.ts";
 import type { LogOptions, OpenCheck } from "./partition_log.ts";
 import { claimedOffset, lineEpoch, lineOffset } from "./record.ts";
 import { type ScanResult, Segment } from "./segment.ts";
+import { type CleanState, loadCleanState } from "./clean_state.ts";
 
 /** What a log's files held at open. */
 export interface Recovered {
@@ -23,6 +25,10 @@ export interface Recovered {
   /** Damaged records found by the check (below `logEnd`: the rest was cut). */
   damaged: { offset: number; file: string }[];
   check: OpenCheck;
+  /** The log may have offset gaps (its topic is compacted, or a cleaning left its state here). */
+  gaps: boolean;
+  /** The last cleaning this replica carried out, or null. */
+  cleanState: CleanState | null;
 }
 
 /**
@@ -43,6 +49,9 @@ export interface Recovered {
  */
 export async function recoverLog(dir: string, opts: LogOptions): Promise<Recovered> {
   await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
+  await finishSwaps(dir, opts);
+  const cleanState = await loadCleanState(dir);
+  const gaps = opts.compacted === true || cleanState !== null;
   const bases = await segmentBases(dir);
   const segments: Segment[] = [];
   const damaged: { offset: number; file: string }[] = [];
@@ -56,13 +65,40 @@ export async function recoverLog(dir: string, opts: LogOptions): Promise<Recover
       bases[i],
       opts.indexIntervalBytes,
       last || opts.verifyAll === true,
+      gaps,
     );
     if (indexRebuilt) opts.onEvent?.("index_rebuilt", { file: segment.indexPath });
     segments.push(segment);
     if (scan) noteScan(segment, scan, last, check, damaged);
-    if (last && scan) logEnd = segment.base + await cutTail(segment, scan, opts);
+    if (last && scan) logEnd = await cutTail(segment, scan, opts);
   }
-  return { segments, logEnd, epochs: await loadEpochs(dir, segments, logEnd, opts), damaged, check };
+  const epochs = await loadEpochs(dir, segments, logEnd, opts);
+  return { segments, logEnd, epochs, damaged, check, gaps, cleanState };
+}
+
+/**
+ * Ends the swaps of cleaned segments a crash interrupted (cleaner.ts writes
+ * `<base>.jsonl.cleaned`, syncs it, renames it to `.swap`, then over the
+ * segment): a `.swap` is whole and takes the segment's place (its index is
+ * rebuilt); a `.cleaned` may be partial and is removed. The old segment or
+ * the new one, never a mix; the cleaning is carried out again anyway, since
+ * its state was not saved.
+ */
+async function finishSwaps(dir: string, opts: LogOptions): Promise<void> {
+  for await (const entry of Deno.readDir(dir)) {
+    const m = /^(\d{20})\.jsonl\.(cleaned|swap)$/.exec(entry.name);
+    if (!m || !entry.isFile) continue;
+    const path = join(dir, entry.name);
+    const segment = join(dir, `${m[1]}.jsonl`);
+    const there = await Deno.stat(segment).then(() => true, () => false);
+    if (m[2] === "swap" && there) {
+      await Deno.remove(join(dir, `${m[1]}.index`)).catch(() => {});
+      await Deno.rename(path, segment);
+    } else {
+      await Deno.remove(path);
+    }
+    opts.onEvent?.(m[2] === "swap" && there ? "clean_swap_finished" : "clean_swap_discarded", { file: path });
+  }
 }
 
 /** The base offsets of the segment files in `dir`, in order. */
@@ -89,26 +125,29 @@ function noteScan(
   if (scan.corrupt && !last) {
     // A line that is not its record, in a closed segment: damaged from there (the reads stop
     // at it); a follower copies it again from the leader, a leader hands the partition over.
-    damaged.push({ offset: segment.base + scan.count, file: segment.dataPath });
+    damaged.push({ offset: scan.lastOffset + 1, file: segment.dataPath });
   }
 }
 
 /**
  * Cuts the newest segment after its last whole record (a torn write, or a
- * last line that is not its record); returns the records it keeps.
+ * last line that is not its record); returns the log end: the offset after
+ * the last record it keeps (the segment's base when it keeps none).
  */
 async function cutTail(segment: Segment, scan: ScanResult, opts: LogOptions): Promise<number> {
-  let { count, validBytes, corrupt } = scan;
+  let { count, validBytes, corrupt, lastOffset } = scan;
   if (!corrupt && scan.lastLine !== null) {
     // The newest line is the one a crash most likely hurt: parse it fully, once.
-    if (claimedOffset(scan.lastLine) !== segment.base + count - 1) {
+    if (claimedOffset(scan.lastLine) !== lastOffset) {
       corrupt = true;
       count--;
       validBytes = scan.lastLineStart;
+      lastOffset = scan.prevOffset;
     }
   }
+  const logEnd = count > 0 ? lastOffset + 1 : segment.base;
   const cutBytes = segment.size - validBytes;
-  if (cutBytes <= 0) return count;
+  if (cutBytes <= 0) return logEnd;
   let savedTo: string | undefined;
   if (corrupt) {
     // Damaged records are set aside, not deleted: a replica copies them
@@ -123,9 +162,9 @@ async function cutTail(segment: Segment, scan: ScanResult, opts: LogOptions): Pr
     file: segment.dataPath,
     cutBytes,
     keptRecords: count,
-    ...(savedTo ? { atOffset: segment.base + count, savedTo } : {}),
+    ...(savedTo ? { atOffset: lastOffset + 1, savedTo } : {}),
   });
-  return count;
+  return logEnd;
 }
 
 /** The epoch cache: as saved (cut to the log end), or rebuilt from the records when missing. */

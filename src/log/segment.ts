@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { startsWithOffset, verifyLine } from "./record.ts";
+import { offsetAt, startsWithOffset, verifyLine } from "./record.ts";
 import { dataModes } from "../files.ts";
 
 const NEWLINE = 10;
@@ -80,7 +80,34 @@ export interface ScanResult {
   damagedAt: number | null;
   /** Lines from before checksums (checked by parsing instead). */
   unsealed: number;
+  /** The offset of the last complete line (the base minus one when there is none). */
+  lastOffset: number;
+  /** The offset of the line before it (the base minus one when there is none). */
+  prevOffset: number;
 }
+
+/** Where a scan is (see Segment.#scan). */
+interface ScanState {
+  count: number;
+  /** The offset of the last line scanned, and of the one before it. */
+  prev: number;
+  beforeLast: number;
+  /** The file position where the next line starts. */
+  lineStart: number;
+  lastLineStart: number;
+  corrupt: boolean;
+  damagedAt: number | null;
+  unsealed: number;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+let segmentIds = 0;
 
 /**
  * A segment's files and in-memory index. The log owns the ordering of calls.
@@ -100,6 +127,8 @@ export interface ScanResult {
 export class Segment {
   readonly dir: string;
   readonly base: number;
+  /** This object's identity: a segment cleaned (its file replaced) is a new Segment with a new id. */
+  readonly id: number = ++segmentIds;
   size = 0;
   /** Sparse entries, ascending: [offset, position]. */
   offsets: number[] = [];
@@ -160,15 +189,39 @@ export class Segment {
   }
 
   /**
+   * A segment whose data file was just put in place whole (a cleaned copy,
+   * see PartitionLog.swapCleaned), with its index entries; the index file is
+   * written from them (when that fails, the next open rebuilds it).
+   */
+  static async adopt(
+    dir: string,
+    base: number,
+    size: number,
+    offsets: number[],
+    positions: number[],
+  ): Promise<Segment> {
+    const seg = new Segment(dir, base);
+    seg.size = size;
+    seg.offsets = offsets;
+    seg.positions = positions;
+    seg.#lastIndexedPos = positions.at(-1) ?? -Infinity;
+    await seg.#writeIndex().catch(() => Deno.remove(seg.indexPath).catch(() => {}));
+    return seg;
+  }
+
+  /**
    * Opens an existing segment. With `scan`, reads every byte: counts records,
    * rebuilds the index and reports a torn tail (the caller decides to cut it).
    * Without, trusts the index file if it is consistent, else rebuilds it.
+   * With `gaps` (a compacted log), offsets must grow from line to line but
+   * may skip: cleaning removed the records between.
    */
   static async open(
     dir: string,
     base: number,
     indexIntervalBytes: number,
     scan: boolean,
+    gaps = false,
   ): Promise<
     { segment: Segment; scan: ScanResult | null; indexRebuilt: boolean }
   > {
@@ -177,7 +230,7 @@ export class Segment {
     if (!scan && await seg.#loadIndex()) {
       return { segment: seg, scan: null, indexRebuilt: false };
     }
-    const result = await seg.#scan(indexIntervalBytes);
+    const result = await seg.#scan(indexIntervalBytes, gaps);
     await seg.#writeIndex();
     return { segment: seg, scan: result, indexRebuilt: !scan };
   }
@@ -351,101 +404,105 @@ export class Segment {
     return true;
   }
 
-  /**
-   * Checks the lines that spanned two read chunks (the scan saw only their
-   * framing); the first that is not its record is returned, and the index
-   * entries at or after it are dropped.
-   */
-  async #checkSpanning(
-    spanning: { start: number; end: number; offset: number }[],
-    count: number,
-    verify: (bytes: Uint8Array, from: number, to: number, offset: number) => void,
-  ): Promise<{ start: number; offset: number } | null> {
-    for (const line of spanning) {
-      if (line.offset - this.base >= count) break;
-      const whole = await this.readAt(line.start, line.end - line.start);
-      if (startsWithOffset(whole, 0, whole.length, line.offset)) {
-        verify(whole, 0, whole.length, line.offset);
-        continue;
-      }
-      while (this.offsets.length > 0 && this.positions[this.positions.length - 1] >= line.start) {
-        this.offsets.pop();
-        this.positions.pop();
-      }
-      return line;
-    }
-    return null;
-  }
-
-  async #scan(indexIntervalBytes: number): Promise<ScanResult> {
+  async #scan(indexIntervalBytes: number, gaps: boolean): Promise<ScanResult> {
     this.offsets = [];
     this.positions = [];
     this.#lastIndexedPos = -Infinity;
-    const file = await Deno.open(this.dataPath, { read: true });
-    const buf = new Uint8Array(SCAN_CHUNK_BYTES);
-    let count = 0;
-    let pos = 0;
-    let lineStart = 0;
-    let lastLineStart = -1;
-    let prevByte = -1;
-    let corrupt = false;
-    let damagedAt: number | null = null;
-    let unsealed = 0;
-    // Checks a whole line (framing was checked already).
-    const verify = (bytes: Uint8Array, from: number, to: number, offset: number) => {
-      const verdict = verifyLine(bytes, from, to, offset);
-      if (verdict === "unsealed") unsealed++;
-      if (verdict === "damaged" && (damagedAt === null || offset < damagedAt)) damagedAt = offset;
+    const st: ScanState = {
+      count: 0,
+      prev: this.base - 1,
+      beforeLast: this.base - 1,
+      lineStart: 0,
+      lastLineStart: -1,
+      corrupt: false,
+      damagedAt: null,
+      unsealed: 0,
     };
-    // Lines that began in an earlier chunk are checked after the loop.
-    const spanning: { start: number; end: number; offset: number }[] = [];
+    const file = await Deno.open(this.dataPath, { read: true });
     try {
-      scan: while (true) {
+      const buf = new Uint8Array(SCAN_CHUNK_BYTES);
+      let carry: Uint8Array | null = null;
+      for (let pos = 0; !st.corrupt;) {
         const n = await file.read(buf);
         if (n === null) break;
-        for (let i = buf.indexOf(NEWLINE); i !== -1 && i < n; i = buf.indexOf(NEWLINE, i + 1)) {
-          const expected = this.base + count;
-          const last = i > 0 ? buf[i - 1] : prevByte;
-          let ok = last === CLOSE_BRACE;
-          if (ok && lineStart < pos) spanning.push({ start: lineStart, end: pos + i, offset: expected });
-          else if (ok) ok = startsWithOffset(buf, lineStart - pos, i, expected);
-          if (!ok) {
-            corrupt = true;
-            break scan;
-          }
-          if (lineStart >= pos) verify(buf, lineStart - pos, i, expected);
-          if (lineStart - this.#lastIndexedPos >= indexIntervalBytes) {
-            this.offsets.push(expected);
-            this.positions.push(lineStart);
-            this.#lastIndexedPos = lineStart;
-          }
-          lastLineStart = lineStart;
-          count++;
-          lineStart = pos + i + 1;
-        }
-        prevByte = buf[n - 1];
+        carry = this.#scanChunk(buf.subarray(0, n), pos, carry, st, indexIntervalBytes, gaps);
         pos += n;
       }
     } finally {
       file.close();
     }
-    const bad = await this.#checkSpanning(spanning, count, verify);
-    if (bad !== null) {
-      // Keep only what precedes the bad line; the caller cuts the rest.
-      corrupt = true;
-      count = bad.offset - this.base;
-      lineStart = bad.start;
-    }
     return {
-      count,
-      validBytes: lineStart,
-      tornBytes: this.size - lineStart,
-      lastLine: await this.#lastLine(count, lastLineStart, lineStart),
-      lastLineStart: Math.max(0, lastLineStart),
-      corrupt,
-      damagedAt: damagedAt !== null && damagedAt < this.base + count ? damagedAt : null,
-      unsealed,
+      count: st.count,
+      validBytes: st.lineStart,
+      tornBytes: this.size - st.lineStart,
+      lastLine: await this.#lastLine(st.count, st.lastLineStart, st.lineStart),
+      lastLineStart: Math.max(0, st.lastLineStart),
+      corrupt: st.corrupt,
+      damagedAt: st.damagedAt,
+      unsealed: st.unsealed,
+      lastOffset: st.prev,
+      prevOffset: st.beforeLast,
     };
+  }
+
+  /**
+   * Scans the whole lines of one chunk read at file position `pos`; `carry`
+   * holds the start of a line begun in earlier chunks. Returns what of the
+   * chunk starts a line not finished yet (null at a corrupt line).
+   */
+  #scanChunk(
+    chunk: Uint8Array,
+    pos: number,
+    carry: Uint8Array | null,
+    st: ScanState,
+    interval: number,
+    gaps: boolean,
+  ): Uint8Array | null {
+    let from = 0;
+    for (let i = chunk.indexOf(NEWLINE); i !== -1; i = chunk.indexOf(NEWLINE, i + 1)) {
+      let bytes = chunk;
+      let s = from;
+      let e = i;
+      if (carry !== null) {
+        // A line that spans chunks is checked whole, like any other.
+        bytes = concat(carry, chunk.subarray(0, i));
+        s = 0;
+        e = bytes.length;
+        carry = null;
+      }
+      if (!this.#scanLine(bytes, s, e, st, interval, gaps)) return null;
+      st.lineStart = pos + i + 1;
+      from = i + 1;
+    }
+    const rest = chunk.subarray(from);
+    if (rest.length === 0) return carry;
+    return carry === null ? rest.slice() : concat(carry, rest);
+  }
+
+  /**
+   * One whole line `bytes[s, e)`: framed as the record that belongs here
+   * (the next offset, or a later one in a log with gaps) or the scan stops
+   * (corrupt); framed right but failing its checksum, it is counted as damage.
+   */
+  #scanLine(bytes: Uint8Array, s: number, e: number, st: ScanState, interval: number, gaps: boolean): boolean {
+    const claimed = e > s && bytes[e - 1] === CLOSE_BRACE ? offsetAt(bytes, s) : -1;
+    if (claimed < 0 || claimed <= st.prev || (!gaps && claimed !== st.prev + 1)) {
+      st.corrupt = true;
+      return false;
+    }
+    const verdict = verifyLine(bytes, s, e, claimed);
+    if (verdict === "unsealed") st.unsealed++;
+    if (verdict === "damaged" && st.damagedAt === null) st.damagedAt = claimed;
+    if (st.lineStart - this.#lastIndexedPos >= interval) {
+      this.offsets.push(claimed);
+      this.positions.push(st.lineStart);
+      this.#lastIndexedPos = st.lineStart;
+    }
+    st.lastLineStart = st.lineStart;
+    st.count++;
+    st.beforeLast = st.prev;
+    st.prev = claimed;
+    return true;
   }
 
   /** The last whole line, for the caller's full parse, or null when there is none. */

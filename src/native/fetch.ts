@@ -7,6 +7,7 @@
  */
 import type { BrokerServices } from "../broker/services.ts";
 import type { PartitionOffsets, ReadSpec } from "../broker/partition_ops.ts";
+import type { ReadResult } from "../log/partition_log.ts";
 import { YakError } from "../errors.ts";
 import { offsetMap, optInt, RawReply, type Reply, type Request } from "../protocol/messages.ts";
 import { checkTopicName } from "./names.ts";
@@ -69,7 +70,7 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
     data.push(...read.chunks);
     parts.push(
       `{"t":${JSON.stringify(spec.key.slice(0, at))},"p":${spec.key.slice(at + 1)},"base":${read.baseOffset},` +
-        `"count":${read.count},"len":${read.byteLength}}`,
+        `"count":${read.count},"len":${read.byteLength}${nextField(read)}}`,
     );
   }
   const outOfRange = ranges.length > 0 ? `,"outOfRange":{${ranges.join(",")}}` : "";
@@ -116,13 +117,21 @@ export async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
   for (const { spec, read } of reads) {
     const p = spec.key.slice(topic.length + 1);
     data.push(...read.chunks);
-    parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}}`);
+    parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}${nextField(read)}}`);
   }
   // Offsets below the log start (deleted by retention) or past the end: the range there is, per partition.
   const range = [...belowStart].map(([p, o]) => `"${p}":[${o.logStart},${o.highWatermark}]`);
   const ranges = range.length > 0 ? `,"outOfRange":{${range.join(",")}}` : "";
   // The records follow the frame as the stored lines, untouched (`len` bytes per part).
   return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]${ranges}${damagedField(damaged)}`, data);
+}
+
+/**
+ * `,"next":N` when the part's next offset is not base + count: a compacted
+ * topic's records skip offsets, and a read may end in (or be all) a gap.
+ */
+function nextField(read: ReadResult): string {
+  return read.nextOffset === read.baseOffset + read.count ? "" : `,"next":${read.nextOffset}`;
 }
 
 /**

@@ -1,0 +1,73 @@
+/**
+ * What the cleaner last did to a partition's log (`cleaner.json` beside its
+ * segments): the cleaning it carried out (see cleaner.ts), so a restart
+ * neither redoes it nor forgets it. The file also says the log may have
+ * offset gaps: a log with one is read and checked as a compacted log even
+ * when its topic's policy no longer says compact.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { writeFileAtomic } from "../files.ts";
+
+/** The file, in the partition's directory. */
+export const CLEAN_STATE_FILE = "cleaner.json";
+
+/**
+ * One cleaning, as the leader decided it (every replica carries out the
+ * same, see docs/ARCHITECTURE.md, Compaction).
+ */
+export interface Cleaning {
+  /** Records below this offset keep only the newest record of each key. A segment boundary. */
+  to: number;
+  /** Tombstones below this offset (where an earlier cleaning removed what they delete) may go... */
+  purgeBelow: number;
+  /** ...when their timestamp is below this (ms): the leader's clock minus delete.retention.ms. */
+  horizonMs: number;
+}
+
+/** A cleaning this replica carried out, and when (wall-clock ms, for `yak topics --describe`). */
+export interface CleanState extends Cleaning {
+  at: number;
+}
+
+/**
+ * The state saved in `dir`, or null when there is none (or it does not read).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadCleanState, saveCleanState } from "./clean_state.ts";
+ * const dir = await Deno.makeTempDir();
+ * assert.equal(await loadCleanState(dir), null);
+ * await saveCleanState(dir, { to: 100, purgeBelow: 40, horizonMs: 5, at: 7 });
+ * assert.deepEqual(await loadCleanState(dir), { to: 100, purgeBelow: 40, horizonMs: 5, at: 7 });
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function loadCleanState(dir: string): Promise<CleanState | null> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await Deno.readTextFile(join(dir, CLEAN_STATE_FILE)));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    // There but unreadable: the log may have gaps, and nothing is known to be done.
+    return { to: 0, purgeBelow: 0, horizonMs: 0, at: 0 };
+  }
+  const s = parsed as Record<string, unknown>;
+  const ok = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (typeof s !== "object" || s === null || !ok(s.to) || !ok(s.purgeBelow) || !Number.isSafeInteger(s.horizonMs)) {
+    return { to: 0, purgeBelow: 0, horizonMs: 0, at: 0 };
+  }
+  return {
+    to: s.to as number,
+    purgeBelow: s.purgeBelow as number,
+    horizonMs: s.horizonMs as number,
+    at: Number.isSafeInteger(s.at) ? s.at as number : 0,
+  };
+}
+
+/** Saves the state (a temp file renamed over the old one). */
+export async function saveCleanState(dir: string, state: CleanState): Promise<void> {
+  await writeFileAtomic(join(dir, CLEAN_STATE_FILE), JSON.stringify(state) + "\n");
+}
