@@ -70,7 +70,7 @@ export class Scrubber {
           let at: { position: number; offset: number } | null = { position: 0, offset: seg.base };
           while (at && !this.#stopped) {
             const next: { position: number; offset: number; bytes: number } | null = await ref.log
-              .scrub(seg.base, at.position, at.offset, step)
+              .scrub(seg.base, at.position, at.offset, step, seg.id)
               .catch(() => null);
             if (next) {
               this.#o.metrics.scrubBytes += next.bytes;
