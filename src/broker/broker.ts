@@ -23,6 +23,7 @@ import { ProducerIds } from "./producer_ids.ts";
 import { ProducerState } from "./producer_state.ts";
 import { ReplicaFetcher, Replication } from "./replication.ts";
 import { Retention } from "./retention.ts";
+import { Compactor } from "./compactor.ts";
 import { Scrubber } from "./scrubber.ts";
 import type { BrokerServices, ClientRegistry, ClusterView } from "./services.ts";
 import { TopicAdmin } from "./topic_admin.ts";
@@ -136,6 +137,7 @@ export class Broker implements BrokerContext {
   readonly services: BrokerServices;
   readonly #clients = new Map<number, ClientInfo>();
   readonly #retention = new Retention(this);
+  readonly #compactor = new Compactor(this);
   #server!: Listening;
   #kafkaServer: Listening | null = null;
   #zk!: ZkThread;
@@ -221,6 +223,7 @@ export class Broker implements BrokerContext {
     for (const ref of store.all()) broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
     // Every append wakes the long polls waiting for it (consumers, followers), on every partition.
     store.onEveryLog((log) => log.onAppend(() => broker.notifier.notify()));
+    store.onCleaning = () => broker.#compactor.wake();
     await broker.#listen(serveCodec, kafkaCodec, dataLock);
     // Replaced, never written through: a link planted at broker.pid once had its target overwritten.
     await writeFileAtomic(join(dir, "broker.pid"), `${Deno.pid}\n`);
@@ -309,6 +312,7 @@ export class Broker implements BrokerContext {
       () => this.#maintainIsr(),
       Math.max(50, this.opts.heartbeatMs),
     );
+    this.#compactor.start();
     if (this.opts.scrubBytesPerSec > 0) {
       this.#scrubber = new Scrubber(this.store, {
         bytesPerSec: this.opts.scrubBytesPerSec,
@@ -533,6 +537,8 @@ export class Broker implements BrokerContext {
       configs: this.store.meta.topics.get(name)?.configs ?? {},
       partitions: Array.from({ length: this.store.partitionCount(name) }, (_, p) => {
         const log = this.store.partition(name, p);
+        const ref = this.store.byKey(`${name}/${p}`);
+        const cleaner = ref && this.#compactor.status(ref);
         return {
           partition: p,
           logStartOffset: log.logStartOffset,
@@ -540,6 +546,7 @@ export class Broker implements BrokerContext {
           highWatermark: log.highWatermark,
           segments: log.segmentCount,
           bytes: log.sizeBytes,
+          ...(cleaner ? { cleaner } : {}),
         };
       }),
     }));
@@ -596,6 +603,7 @@ export class Broker implements BrokerContext {
       partitions,
       groupLag: l ? groups.lags() : null,
       memory: { rss, heapUsed, heapTotal },
+      maxDirtyRatio: this.#compactor.maxDirtyRatio(),
     });
   }
 
@@ -792,6 +800,7 @@ export class Broker implements BrokerContext {
     await this.#server.close();
     await this.#kafkaServer?.close();
     await this.#scrubber?.stop();
+    await this.#compactor.stop();
     await this.store.close();
     // Every write is done and every file closed: the next start checks only the last segments. Not
     // after a fence: that log's files are uncertain, and the next start checks every record.

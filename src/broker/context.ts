@@ -66,6 +66,10 @@ export interface BrokerOptions {
   segmentMs: number;
   /** How often the leader applies retention. */
   retentionCheckMs: number;
+  /** How often the leader looks for compacted partitions to clean (default DEFAULTS.cleanerCheckMs). */
+  cleanerCheckMs?: number;
+  /** The cleaner's bytes read and written a second (0: no limit; default DEFAULTS.cleanerIoBytesPerSec). */
+  cleanerIoBytesPerSec?: number;
   /** The scrubber's pace in bytes a second (0: off), and the shortest time between the starts of its passes. */
   scrubBytesPerSec: number;
   scrubIntervalMs: number;

@@ -29,7 +29,7 @@ const unapplied = new WeakMap<PartitionLog, Set<{ op: MetaOp }>>();
 export async function appendMeta(b: BrokerContext, op: MetaOp): Promise<number> {
   const leader = b.requireLeader();
   const epoch = leader.epoch;
-  const key = op.op === "topic" || op.op === "topic_delete"
+  const key = op.op === "topic" || op.op === "topic_delete" || op.op === "clean"
     ? op.topic
     : op.op === "snapshot" || op.op === "producer_ids"
     ? op.op

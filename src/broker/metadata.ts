@@ -89,8 +89,28 @@ export interface GroupDeleteOp {
   group: string;
 }
 
+/**
+ * A cleaning of a compacted partition, as the leader decided it (see
+ * src/broker/compactor.ts and src/log/cleaner.ts): every replica carries it
+ * out on its copy. `at` is the leader's clock when it decided.
+ */
+export interface CleanDecision {
+  to: number;
+  purgeBelow: number;
+  horizonMs: number;
+  at: number;
+}
+
+/** A {@link CleanDecision} for one partition of a topic (of incarnation `id`). */
+export interface CleanOp extends CleanDecision {
+  op: "clean";
+  topic: string;
+  partition: number;
+  id?: string;
+}
+
 /** One metadata record's value. */
-export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | TopicDeleteOp | SnapshotOp | ProducerIdsOp;
+export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | TopicDeleteOp | SnapshotOp | ProducerIdsOp | CleanOp;
 
 /** A topic as metadata knows it. */
 export interface TopicMeta {
@@ -98,6 +118,8 @@ export interface TopicMeta {
   createdAt: number;
   configs: Record<string, string>;
   id?: string;
+  /** Partition -> the last cleaning decided (compacted topics): a snapshot keeps it. */
+  cleaned?: Record<string, CleanDecision>;
 }
 
 /**
@@ -110,6 +132,10 @@ export interface TopicMeta {
  * const meta = new Metadata();
  * meta.apply({ op: "topic", topic: "t", partitions: 3, createdAt: 0 });
  * assert.equal(meta.topics.get("t")?.partitions, 3);
+ * // A cleaning decided for partition 1 stays with the topic (through config changes and snapshots).
+ * meta.apply({ op: "clean", topic: "t", partition: 1, to: 100, purgeBelow: 40, horizonMs: 5, at: 9 });
+ * meta.apply({ op: "topic", topic: "t", partitions: 3, createdAt: 0, configs: { "cleanup.policy": "compact" } });
+ * assert.equal(meta.topics.get("t")?.cleaned?.["1"].to, 100);
  * ```
  */
 export class Metadata {
@@ -134,6 +160,7 @@ export class Metadata {
         createdAt: old?.createdAt ?? op.createdAt,
         configs,
         id: op.id ?? old?.id,
+        ...(old?.cleaned ? { cleaned: old.cleaned } : {}),
       });
     } else if (op.op === "topic_delete") {
       this.topics.delete(op.topic);
@@ -159,6 +186,8 @@ export class Metadata {
         key: this.producerIds?.key ?? op.key,
         next: Math.max(this.producerIds?.next ?? 0, op.next),
       };
+    } else if (op.op === "clean") {
+      this.#applyClean(op);
     } else if (op.op === "group_delete") {
       this.groups.delete(op.group);
       this.commitInfo.delete(op.group);
@@ -173,6 +202,21 @@ export class Metadata {
       // A commit that says nothing beside an offset clears what an earlier one said.
       this.#setInfo(op.group, op.topic, op.info ?? {}, Object.keys(op.offsets));
     }
+  }
+
+  /** A cleaning decided for a partition: the newest stands (replayed older ones never undo it). */
+  #applyClean(op: CleanOp): void {
+    const t = this.topics.get(op.topic);
+    if (!t || (op.id !== undefined && t.id !== undefined && op.id !== t.id)) return;
+    const p = String(op.partition);
+    const old = t.cleaned?.[p];
+    const merged: CleanDecision = {
+      to: Math.max(old?.to ?? 0, op.to),
+      purgeBelow: Math.max(old?.purgeBelow ?? 0, op.purgeBelow),
+      horizonMs: Math.max(old?.horizonMs ?? 0, op.horizonMs),
+      at: Math.max(old?.at ?? 0, op.at),
+    };
+    t.cleaned = { ...t.cleaned, [p]: merged };
   }
 
   /** Sets (or, where `info` has none, clears) the commit info of `partitions`. */

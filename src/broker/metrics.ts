@@ -100,6 +100,11 @@ export class BrokerMetrics {
   /** Bytes of closed segments the scrubber checked, and its complete passes over them. */
   scrubBytes = 0;
   scrubPasses = 0;
+  /** Cleanings carried out here (compacted topics), the bytes they read and wrote, the records they removed. */
+  cleanerRuns = 0;
+  cleanerBytesRead = 0;
+  cleanerBytesWritten = 0;
+  cleanerRecordsRemoved = 0;
 
   #topic(name: string): TopicTraffic {
     let t = this.#topics.get(name);
@@ -190,6 +195,8 @@ export interface BrokerGauges {
   /** Leader only: group -> topic -> partition -> lag in records. */
   groupLag: Record<string, Record<string, Record<string, { lag: number }>>> | null;
   memory: { rss: number; heapUsed: number; heapTotal: number };
+  /** The largest share of a compacted partition's closed bytes not cleaned yet (0 without compacted topics). */
+  maxDirtyRatio?: number;
 }
 
 /** Label values escaped as the text format wants (backslash, quote, newline). */
@@ -263,7 +270,20 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   writePartitions(out, g);
   writeGroupLag(out, g);
   writeMemory(out, g);
+  writeCleaner(out, m, g);
   return out.toString();
+}
+
+/** Log compaction: what the cleaner did here, and how much is left for it. */
+function writeCleaner(out: PromText, m: BrokerMetrics, g: BrokerGauges): void {
+  const counter = (name: string, help: string, value: number) => out.family(name, "counter", help).sample(name, value);
+  counter("yak_cleaner_runs_total", "Cleanings of compacted partitions carried out on this broker.", m.cleanerRuns);
+  counter("yak_cleaner_bytes_read_total", "Bytes of segments the cleaner read.", m.cleanerBytesRead);
+  counter("yak_cleaner_bytes_written_total", "Bytes of cleaned segments the cleaner wrote.", m.cleanerBytesWritten);
+  counter("yak_cleaner_records_removed_total", "Records the cleaner removed.", m.cleanerRecordsRemoved);
+  const ratio = "yak_cleaner_max_dirty_ratio";
+  out.family(ratio, "gauge", "The largest share of a compacted partition's closed bytes not cleaned yet.")
+    .sample(ratio, g.maxDirtyRatio ?? 0);
 }
 
 /** Records and bytes in and out: per topic for clients, in all for followers. */

@@ -85,15 +85,18 @@ export class Replication {
     });
     const hw: Record<string, number> = {};
     const logStart: Record<string, number> = {};
+    const purged: Record<string, number> = {};
     for (const ref of b.store.all()) {
       hw[ref.key] = ref.log.highWatermark;
       if (ref.log.logStartOffset > 0) logStart[ref.key] = ref.log.logStartOffset;
+      if (ref.log.purgedBelow > 0) purged[ref.key] = ref.log.purgedBelow;
     }
     return {
       epoch: leader.epoch,
       truncate,
       hw,
       logStart,
+      purged,
       parts: reads.map(({ spec, read }) => ({
         key: spec.key,
         base: read.baseOffset,
@@ -143,6 +146,11 @@ export class ReplicaFetcher {
   #stopped = false;
   #endpoint: LeaderEndpoint | null = null;
   #loop: Promise<void> | null = null;
+  /**
+   * Partition key -> the leader's purge point this follower last started
+   * over for (see #followLogEnds): the copy made since then is the leader's.
+   */
+  readonly #copiedSince = new Map<string, number>();
   /**
    * Our last append failed (a full disk): the leader is told with every
    * fetch, so it drops us from the in-sync set at once instead of stalling
@@ -289,6 +297,35 @@ export class ReplicaFetcher {
       if (!log || log.fenced || start <= log.logStartOffset) continue;
       if (log.logEndOffset < start) await log.resetTo(start, "behind the leader's log start");
       else await log.deleteSegmentsBefore(start, "the leader's log start");
+    }
+    await this.#followPurges(reply);
+  }
+
+  /**
+   * A compacted partition whose log ends below where the leader's cleaning
+   * may have removed tombstones: the records this replica holds may include
+   * older values those tombstones deleted, and appending the leader's
+   * cleaned bytes (without the tombstones) would keep them for good, so it
+   * starts over at the leader's log start and copies the cleaned log. A log
+   * that holds nothing yet, or only what it copied since it last started over
+   * for this point, goes on. In-sync followers never do this: the leader
+   * cleans only below the high watermark.
+   */
+  async #followPurges(reply: ReplicaFetchReply): Promise<void> {
+    for (const [key, purged] of reply.purged) {
+      const log = this.#b.store.byKey(key)?.log;
+      if (!log || log.fenced || log.logEndOffset >= purged) continue;
+      if (log.logEndOffset > log.logStartOffset && this.#copiedSince.get(key) !== purged) {
+        const start = reply.logStart.get(key) ?? 0;
+        this.#b.log.write("copying_cleaned_log", {
+          partition: key,
+          logEnd: log.logEndOffset,
+          purgedBelow: purged,
+          from: start,
+        });
+        await log.resetTo(start, "behind the leader's cleaning");
+      }
+      this.#copiedSince.set(key, purged);
     }
   }
 

@@ -11,6 +11,7 @@ import { type LogOptions, PartitionLog } from "../log/partition_log.ts";
 import { YakError } from "../errors.ts";
 import { dataModes, writeFileAtomic } from "../files.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC, Metadata, type MetaOp } from "./metadata.ts";
+import { compactionConfigOf } from "./compaction_config.ts";
 
 /** A partition log with its names. */
 export interface PartitionRef {
@@ -46,6 +47,8 @@ export class TopicStore {
   readonly #byKey = new Map<string, PartitionRef>();
   /** Run on every partition log, those open now and every one opened later (see {@link onEveryLog}). */
   readonly #everyLog: ((log: PartitionLog) => void)[] = [];
+  /** Told when a cleaning was decided (a `clean` record applied, or replayed). */
+  onCleaning: () => void = () => {};
 
   private constructor(
     dir: string,
@@ -96,6 +99,7 @@ export class TopicStore {
       at = read.nextOffset;
     }
     await this.#reconcile();
+    this.onCleaning();
   }
 
   /** Makes the files match the metadata: open what it names, remove what it no longer does. */
@@ -124,20 +128,30 @@ export class TopicStore {
     }
     if (op.op === "snapshot") {
       await this.#reconcile();
+      this.onCleaning();
       return;
     }
+    if (op.op === "clean") this.onCleaning();
     if (op.op !== "topic") return;
     await this.#open(checkTopicName(op.topic));
   }
 
-  /** Where a topic's segment limits come from: its configs, else the broker's defaults. */
+  /**
+   * Where a topic's segment limits come from: its configs, else the broker's
+   * defaults. A compacted topic's active segment also rolls at
+   * max.compaction.lag.ms, since only closed segments are cleaned.
+   */
   #limits(name: string): { segmentBytes: number; segmentMs: number } {
     const configs = this.meta.topics.get(name)?.configs ?? {};
+    const segmentMs = configs["segment.ms"] === undefined
+      ? this.#logOpts.segmentMs ?? 0
+      : Number(configs["segment.ms"]);
+    const { compact, maxCompactionLagMs } = compactionConfigOf(configs);
     return {
       segmentBytes: configs["segment.bytes"] === undefined
         ? this.#logOpts.segmentBytes
         : Number(configs["segment.bytes"]),
-      segmentMs: configs["segment.ms"] === undefined ? this.#logOpts.segmentMs ?? 0 : Number(configs["segment.ms"]),
+      segmentMs: compact && maxCompactionLagMs < (segmentMs || Infinity) ? maxCompactionLagMs : segmentMs,
     };
   }
 
@@ -207,12 +221,23 @@ export class TopicStore {
     const want = meta.partitions;
     const logs = this.#logs.get(name) ?? [];
     const limits = this.#limits(name);
-    for (const log of logs) log.setSegmentLimits(limits);
+    // A compacted topic's logs take offset gaps, for good: its cleaner.json says so even if the policy changes.
+    const compacted = compactionConfigOf(meta.configs).compact;
+    for (const log of logs) {
+      log.setSegmentLimits(limits);
+      if (compacted && log.cleanState === null) await log.allowGaps();
+    }
     if (logs.length >= want) return;
     await Deno.mkdir(topicDir, { recursive: true, mode: dataModes().dir });
     for (let p = logs.length; p < want; p++) {
       const key = `${name}/${p}`;
-      const log = await PartitionLog.open(join(topicDir, String(p)), { ...this.#logOpts, ...limits, name: key });
+      const log = await PartitionLog.open(join(topicDir, String(p)), {
+        ...this.#logOpts,
+        ...limits,
+        name: key,
+        compacted,
+      });
+      if (compacted && log.cleanState === null) await log.allowGaps();
       logs.push(log);
       this.#byKey.set(key, { key, topic: name, partition: p, log });
       for (const fn of this.#everyLog) fn(log);

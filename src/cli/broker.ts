@@ -41,6 +41,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
            [--scrub-bytes-per-sec 4194304] [--scrub-interval-ms 3600000]
+           [--cleaner-check-ms 15000] [--cleaner-io-bytes-per-sec 33554432]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
            [--max-group-bytes 16777216] [--max-group-state-bytes 268435456] [--auto-create-topics-enable true]
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
@@ -66,6 +67,9 @@ Every stored record carries a checksum. The scrubber re-reads closed segments
 in the background at --scrub-bytes-per-sec (0 turns it off), one pass at most
 every --scrub-interval-ms; a damaged record is logged and copied again from a
 healthy replica.
+Compacted topics (cleanup.policy=compact): the leader looks for partitions to
+clean every --cleaner-check-ms; every broker's cleaner reads and writes at most
+--cleaner-io-bytes-per-sec (0: no limit).
 --auto-create-topics-enable false: a topic is made only by 'yak topics --create' or
 CreateTopics, never by its first produce or metadata request (Kafka's auto.create.topics.enable;
 give every broker the same).
@@ -99,6 +103,8 @@ const FLAGS: Flags = {
   "retention-bytes": { type: "string" },
   "segment-ms": { type: "string" },
   "retention-check-ms": { type: "string" },
+  "cleaner-check-ms": { type: "string" },
+  "cleaner-io-bytes-per-sec": { type: "string" },
   "max-message-bytes": { type: "string" },
   "max-topics": { type: "string" },
   "auto-create-topics-enable": { type: "string" },
@@ -231,6 +237,8 @@ function limitsOf(values: Values) {
     retentionBytes: integer(values, "retention-bytes", DEFAULTS.retentionBytes, -1, Number.MAX_SAFE_INTEGER),
     segmentMs: integer(values, "segment-ms", DEFAULTS.segmentMs, 0, Number.MAX_SAFE_INTEGER),
     retentionCheckMs: integer(values, "retention-check-ms", DEFAULTS.retentionCheckMs, 50, 24 * 3600 * 1000),
+    cleanerCheckMs: integer(values, "cleaner-check-ms", DEFAULTS.cleanerCheckMs, 50, 24 * 3600 * 1000),
+    cleanerIoBytesPerSec: integer(values, "cleaner-io-bytes-per-sec", DEFAULTS.cleanerIoBytesPerSec, 0, 2 ** 40),
     scrubBytesPerSec: integer(values, "scrub-bytes-per-sec", DEFAULTS.scrubBytesPerSec, 0, 2 ** 40),
     scrubIntervalMs: integer(values, "scrub-interval-ms", DEFAULTS.scrubIntervalMs, 100, 30 * 24 * 3600 * 1000),
   };

@@ -8,6 +8,7 @@ import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
 import type { Connection } from "../protocol/connection.ts";
+import type { PartitionStatus } from "../protocol/status.ts";
 import { YakError } from "../errors.ts";
 import {
   bootstrapOf,
@@ -69,7 +70,7 @@ type TopicsOptions =
 interface TopicView {
   name: string;
   configs?: Record<string, string>;
-  partitions: Record<string, number>[];
+  partitions: (Record<string, number> & { cleaner?: PartitionStatus["cleaner"] })[];
 }
 
 /** What the leader answered. */
@@ -197,10 +198,29 @@ function printDescription(t: TopicView, leaderId: unknown, isr: number[]): void 
   console.log(`topic '${t.name}': ${t.partitions.length} partitions, leader broker ${leaderId}, in sync ${isr}`);
   const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
   console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
-  console.log("partition\tlog-start\tlog-end\thigh-watermark\tsegments\tbytes");
+  // A compacted topic's partitions also show what the leader's cleaner left and did last.
+  const compacted = t.partitions.some((p) => p.cleaner !== undefined);
+  console.log(`partition\tlog-start\tlog-end\thigh-watermark\tsegments\tbytes${compacted ? CLEANER_COLUMNS : ""}`);
   for (const p of t.partitions) {
     console.log(
-      `${p.partition}\t${p.logStartOffset ?? 0}\t${p.logEndOffset}\t${p.highWatermark}\t${p.segments}\t${p.bytes}`,
+      `${p.partition}\t${p.logStartOffset ?? 0}\t${p.logEndOffset}\t${p.highWatermark}\t${p.segments}\t${p.bytes}` +
+        (compacted ? cleanerCells(p.cleaner) : ""),
     );
   }
+}
+
+const CLEANER_COLUMNS = "\tdirty-ratio\tlast-cleaned";
+
+/** `dirty-ratio` and `last-cleaned` of a compacted partition: when, up to where, how long, bytes before and after. */
+function cleanerCells(c: PartitionStatus["cleaner"]): string {
+  if (!c) return "\t-\t-";
+  const run = c.lastRun;
+  const last = run
+    ? `${
+      new Date(run.at).toISOString()
+    } (to offset ${c.cleanedTo}, ${run.ms} ms, ${run.bytesBefore} -> ${run.bytesAfter} bytes)`
+    : c.cleanedTo > 0
+    ? `before this leader started (to offset ${c.cleanedTo})`
+    : "never";
+  return `\t${c.dirtyRatio.toFixed(3)}\t${last}`;
 }

@@ -150,6 +150,9 @@ export interface CleanRun {
   bytesWritten: number;
   recordsRemoved: number;
   tombstonesRemoved: number;
+  /** Tombstones kept below `to` (too new, or not yet below purgeBelow), and the oldest one's timestamp (Infinity). */
+  tombstonesKept: number;
+  oldestTombstoneTs: number;
   /** Closed bytes below `to` before and after. */
   bytesBefore: number;
   bytesAfter: number;
@@ -169,9 +172,8 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     const bases = log.segmentBasesIn(0, Infinity);
     return log.closedSegments().filter((s) => bases[bases.indexOf(s.base) + 1] <= cleaning.to);
   };
-  if (log.fenced || log.closedSegments().every((s) => s.base >= cleaning.to)) return null;
   // Every segment below `to` closed: the active one starts at `to` or after.
-  if (log.segmentBasesIn(cleaning.to, Infinity).length === 0) return null;
+  if (log.fenced || log.segmentBasesIn(cleaning.to, Infinity).length === 0) return null;
   const run: CleanRun = {
     passes: 0,
     segmentsRewritten: 0,
@@ -180,6 +182,8 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     bytesWritten: 0,
     recordsRemoved: 0,
     tombstonesRemoved: 0,
+    tombstonesKept: 0,
+    oldestTombstoneTs: Infinity,
     bytesBefore: closedBelow().reduce((n, s) => n + s.size, 0),
     bytesAfter: 0,
   };
@@ -189,6 +193,9 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     const segments = closedBelow();
     const { map, end } = await buildMap(log, segments, done, cleaning.to, o, run);
     if (end === null) return null;
+    // What the last pass keeps is what stays.
+    run.tombstonesKept = 0;
+    run.oldestTombstoneTs = Infinity;
     for (const seg of segments.filter((s) => s.base < end)) {
       if (!await cleanSegment(log, seg, seg === segments[0], map, cleaning, o, run)) return null;
     }
@@ -263,7 +270,13 @@ async function cleanSegment(
         keep = !(map.get(digest[0], digest[1], digest[2]) > f.offset);
       }
       const purge = keep && f.tombstone && f.offset < cleaning.purgeBelow && f.ts < cleaning.horizonMs;
-      if (keep && !purge) return out.add(b, s, e + 1, f.offset);
+      if (keep && !purge) {
+        if (f.tombstone) {
+          run.tombstonesKept++;
+          run.oldestTombstoneTs = Math.min(run.oldestTombstoneTs, f.ts);
+        }
+        return out.add(b, s, e + 1, f.offset);
+      }
       dropped++;
       if (purge) run.tombstonesRemoved++;
     }, () => out.flush(o, run));

@@ -181,6 +181,8 @@ export class PartitionLog {
   #gaps: boolean;
   /** The last cleaning carried out here (see clean_state.ts), or null. */
   #cleanState: CleanState | null;
+  /** See {@link purgedBelow}. */
+  #purging = 0;
   /** Reads of segment files under way; a cleaned segment is swapped in only when there are none. */
   #readers = 0;
   #readersIdle: (() => void) | null = null;
@@ -684,6 +686,20 @@ export class PartitionLog {
   /** The last cleaning carried out here, or null (see clean_state.ts). */
   get cleanState(): CleanState | null {
     return this.#cleanState;
+  }
+
+  /**
+   * Below this offset a cleaning here may have removed tombstones (it is
+   * carrying one out, or did): a follower whose log ends below it starts
+   * over (see replication.ts).
+   */
+  get purgedBelow(): number {
+    return Math.max(this.#purging, this.#cleanState?.purgeBelow ?? 0);
+  }
+
+  /** A cleaning that may remove tombstones below `offset` starts here. */
+  notePurging(offset: number): void {
+    this.#purging = Math.max(this.#purging, offset);
   }
 
   /** Notes a cleaning as carried out here, once every segment of it is in place. */

@@ -1362,3 +1362,34 @@ Deno.test("a log without gaps refuses a line out of its place; a follower's chun
     }
   });
 });
+
+Deno.test("a follower rolls where the leader's segments start, also inside a gap: an empty segment the leader removed is moved", async () => {
+  await withTempDir(async (dir) => {
+    const lines = gapLines([0, 1, 2, 25, 26]);
+    const log = await PartitionLog.open(dir, opts({ compacted: true }));
+    try {
+      await log.appendReplica(0, 3, [0, 1, 2].map((o) => lines.get(o)).join(""), [[1, 0]], [0], 3);
+      // The leader had a segment at 10 when this gap was read; it held nothing below 20.
+      await log.appendReplica(3, 0, "", [], [10], 20);
+      assert.deepEqual((await dataFiles(dir)).map((n) => Number(n.slice(0, 20))), [0, 10]);
+      // Since then the leader's cleaning removed segment 10 (empty): its next segment starts at 20.
+      await log.appendReplica(20, 2, lines.get(25)! + lines.get(26)!, [], [20], 27);
+      assert.deepEqual((await dataFiles(dir)).map((n) => Number(n.slice(0, 20))), [0, 20]);
+      assert.equal(log.logEndOffset, 27);
+      assert.equal((await log.read(3, MB, 27)).text, lines.get(25)! + lines.get(26)!);
+      // The first segment is never moved: the log start stays.
+      const fresh = await PartitionLog.open(join(dir, "fresh"), opts({ compacted: true }));
+      try {
+        await fresh.appendReplica(0, 0, "", [[1, 0]], [0], 5);
+        await fresh.appendReplica(5, 1, lines.get(25)!, [], [25], 26);
+        assert.deepEqual((await dataFiles(join(dir, "fresh"))).map((n) => Number(n.slice(0, 20))), [0, 25]);
+        assert.equal(fresh.logStartOffset, 0);
+        assert.equal((await fresh.read(0, MB, 26)).text, lines.get(25));
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await log.close();
+    }
+  });
+});

@@ -14,6 +14,15 @@ export interface PartitionStatus {
   highWatermark: number;
   segments: number;
   bytes: number;
+  /**
+   * A compacted topic's partition: the share of its closed bytes not cleaned
+   * yet, where its last cleaning here ended, and this broker's last run.
+   */
+  cleaner?: {
+    dirtyRatio: number;
+    cleanedTo: number;
+    lastRun: { at: number; ms: number; bytesBefore: number; bytesAfter: number } | null;
+  };
 }
 
 /** One topic as a broker holds it. */
