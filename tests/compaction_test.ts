@@ -1,0 +1,348 @@
+/**
+ * Log compaction with real processes (issue 23): one cluster of three
+ * brokers, one compacted topic per step. Updates to a set of keys are
+ * cleaned down to the latest value per key on every replica, byte for byte,
+ * while a consumer reads; a follower away during the cleanings catches up;
+ * tombstones go after delete.retention.ms and not before; the leader killed
+ * (kill -9) in the middle of cleaning passes loses nothing; a record without
+ * a key is refused.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Kafka, logLevel } from "kafkajs";
+import { eventually, run, segmentHashes, TestCluster, withDeadline, yak } from "./harness.ts";
+
+/** Cleaning every 100 ms; the cleaner at 16 MiB/s per broker, so a pass of a few MB takes long enough to be caught. */
+const BROKER_ARGS = ["--cleaner-check-ms", "100", "--cleaner-io-bytes-per-sec", String(16 * 1024 * 1024)];
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for await (const e of Deno.readDir(dir)) {
+    total += e.isDirectory
+      ? await dirBytes(join(dir, e.name))
+      : (await Deno.stat(join(dir, e.name)).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
+/** SHA-256 of each segment file of a topic on each broker (null while files change under the walk). */
+async function topicHashes(cluster: TestCluster, topic: string): Promise<(string | null)[]> {
+  return await Promise.all(
+    [...cluster.brokers.keys()].sort().map(async (id) => {
+      try {
+        const h = await segmentHashes(join(cluster.topicsDir(id), topic));
+        return JSON.stringify([...h].sort());
+      } catch {
+        return null;
+      }
+    }),
+  );
+}
+
+/** Waits until every broker holds the same segment files of `topic`. */
+async function identical(cluster: TestCluster, topic: string, timeoutMs = 20_000): Promise<string> {
+  let hashes: (string | null)[] = [];
+  await eventually(
+    async () => {
+      hashes = await topicHashes(cluster, topic);
+      return hashes[0] !== null && hashes.every((h) => h === hashes[0]);
+    },
+    timeoutMs,
+    `identical replicas of ${topic}`,
+  );
+  return hashes[0]!;
+}
+
+async function create(cluster: TestCluster, topic: string, configs: string[]): Promise<void> {
+  const args = ["topics", "--create", topic, "--partitions", "1", "--config", "cleanup.policy=compact"];
+  for (const c of configs) args.push("--config", c);
+  const res = await yak([...args, ...cluster.zkFlag]);
+  assert.equal(res.code, 0, res.stderr);
+}
+
+/** The leader's `--describe` line of partition 0: log start, end, and the cleaner's columns. */
+async function describe(cluster: TestCluster, topic: string): Promise<string[]> {
+  const res = await yak(["topics", "--describe", topic, ...cluster.zkFlag]);
+  assert.equal(res.code, 0, res.stderr);
+  return res.stdout.split("\n").find((l) => l.startsWith("0\t"))!.split("\t");
+}
+
+/** Every record from offset 0, as `yak consume --format json` prints them. */
+async function readAll(
+  cluster: TestCluster,
+  topic: string,
+): Promise<{ offset: number; key: string; value: string | null }[]> {
+  const res = await yak(
+    ["consume", "--topic", topic, "--from-beginning", "--exit-at-end", "--format", "json", ...cluster.zkFlag],
+    { timeoutMs: 30_000 },
+  );
+  assert.equal(res.code, 0, res.stderr);
+  return res.stdout.trim().split("\n").filter((l) => l).map((l) => JSON.parse(l));
+}
+
+/** Lines `k<i mod keys>:v<i>` for i in [from, to), for `yak produce --key-separator :`. */
+function updates(from: number, to: number, keys: number, pad = ""): string {
+  const lines: string[] = [];
+  for (let i = from; i < to; i++) lines.push(`k${i % keys}:v${i}${pad}`);
+  return lines.join("\n") + "\n";
+}
+
+async function produce(cluster: TestCluster, topic: string, stdin: string): Promise<void> {
+  const res = await yak(["produce", "--topic", topic, "--key-separator", ":", ...cluster.zkFlag], {
+    stdin,
+    timeoutMs: 60_000,
+  });
+  assert.equal(res.code, 0, res.stderr);
+}
+
+/** The offset the leader's last cleaning of partition 0 reached, from `yak topics --describe` (0 before any). */
+async function cleanedTo(cluster: TestCluster, topic: string): Promise<number> {
+  const m = /to offset (\d+)/.exec((await describe(cluster, topic))[7] ?? "");
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * Records after segment.ms roll the active segment, so everything before them is in closed segments:
+ * a marker record is sent until the leader's cleaning reached `offset`.
+ */
+async function cleanedPast(cluster: TestCluster, topic: string, offset: number, timeoutMs = 30_000): Promise<void> {
+  await eventually(
+    async () => {
+      const marker = await yak(["produce", "--topic", topic, "--key", "marker", "--message", "m", ...cluster.zkFlag]);
+      assert.equal(marker.code, 0, marker.stderr);
+      return await cleanedTo(cluster, topic) >= offset;
+    },
+    timeoutMs,
+    `a cleaning of ${topic} past offset ${offset}`,
+  );
+}
+
+async function leaderId(cluster: TestCluster): Promise<number> {
+  return (await cluster.waitFor((l) => l.leaderId !== null)).leaderId!;
+}
+
+async function restart(cluster: TestCluster, id: number): Promise<void> {
+  await cluster.startBroker(id);
+  await cluster.waitFor((l) => l.isr.length === 3, 20_000);
+}
+
+Deno.test("compaction: latest value per key on every replica, byte for byte; tombstones; kill -9 mid-pass; keyless records refused", async (t) => {
+  await withDeadline(150_000, "compaction", async () => {
+    const cluster = await TestCluster.start({ brokers: 3, brokerArgs: BROKER_ARGS });
+    const timed = async (name: string, fn: () => Promise<void>) => {
+      const started = performance.now();
+      await t.step(name, fn);
+      console.log(`    (${name.slice(0, 40)}...: ${((performance.now() - started) / 1000).toFixed(1)} s)`);
+    };
+    try {
+      await timed("a record without a key is refused with INVALID_RECORD, by both protocols", async () => {
+        await create(cluster, "keyless", []);
+        const native = await yak(["produce", "--topic", "keyless", "--message", "x", ...cluster.zkFlag]);
+        assert.notEqual(native.code, 0);
+        assert.match(native.stderr, /has no key, and topic 'keyless' is compacted/);
+        const kcat = await run("kcat", ["-P", "-b", cluster.bootstrapServers, "-t", "keyless"], { stdin: "x\n" });
+        // librdkafka names Kafka's INVALID_RECORD (87) so.
+        assert.match(new TextDecoder().decode(kcat.stdout) + kcat.stderr, /failed to validate record/);
+        const keyed = await yak(["produce", "--topic", "keyless", "--key", "k", "--message", "x", ...cluster.zkFlag]);
+        assert.equal(keyed.code, 0, keyed.stderr);
+        assert.equal((await readAll(cluster, "keyless")).length, 1);
+      });
+
+      await timed(
+        "100,000 updates to 1,000 keys: latest value per key from 0, replicas identical, a consumer and a follower away",
+        async () => {
+          const topic = "latest";
+          const N = 100_000;
+          await create(cluster, topic, ["segment.bytes=262144", "segment.ms=500", "min.cleanable.dirty.ratio=0.3"]);
+          // A Kafka consumer reads from offset 0 while the updates arrive and the cleaner runs.
+          const kafka = new Kafka({ brokers: cluster.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
+          const consumer = kafka.consumer({ groupId: "reader" });
+          const seen = new Map<string, Set<string>>();
+          await consumer.connect();
+          await consumer.subscribe({ topic, fromBeginning: true });
+          await consumer.run({
+            eachMessage: ({ message }) => {
+              const key = message.key!.toString();
+              if (!seen.has(key)) seen.set(key, new Set());
+              seen.get(key)!.add(message.value!.toString());
+              return Promise.resolve();
+            },
+          });
+          try {
+            await produce(cluster, topic, updates(0, 30_000, 1000));
+            // A follower is away (kill -9) while the rest arrives and is cleaned.
+            const leader = await leaderId(cluster);
+            const gone = [1, 2, 3].find((id) => id !== leader)!;
+            cluster.brokers.get(gone)!.kill("SIGKILL");
+            await cluster.brokers.get(gone)!.status;
+            await produce(cluster, topic, updates(30_000, N, 1000));
+            const raw = await dirBytes(join(cluster.topicsDir(leader), topic, "0"));
+            await cleanedPast(cluster, topic, N);
+            const records = await readAll(cluster, topic);
+            const values = records.filter((r) => r.key !== "marker");
+            assert.equal(values.length, 1000, "one record per key");
+            for (const r of values) assert.equal(r.value, `v${N - 1000 + Number(r.key!.slice(1))}`);
+            const offsets = records.map((r) => Number(r.offset));
+            assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b));
+            // Every key's latest value reached the consumer at least once.
+            await eventually(
+              () => {
+                for (let k = 0; k < 1000; k++) if (!seen.get(`k${k}`)?.has(`v${N - 1000 + k}`)) return false;
+                return true;
+              },
+              20_000,
+              "the consumer seeing every key's latest value",
+            );
+            await restart(cluster, gone);
+            await identical(cluster, topic);
+            const after = await Promise.all([1, 2, 3].map((id) => dirBytes(join(cluster.topicsDir(id), topic, "0"))));
+            console.log(
+              `    ${N} updates to 1,000 keys: leader's partition directory ${(raw / 1024).toFixed(0)} KiB before ` +
+                `cleaning, ${after.map((n) => (n / 1024).toFixed(0)).join(" / ")} KiB after on the 3 replicas; ` +
+                `describe: ${(await describe(cluster, topic)).slice(6).join(" | ")}; broker ${gone} (away) ` +
+                `${
+                  cluster.brokers.get(gone)!.lines.some((l) => l.includes("copying_cleaned_log"))
+                    ? "started over and copied"
+                    : "copied"
+                } the cleaned log`,
+            );
+            assert.ok(after.every((n) => n < raw / 10), `${after} of ${raw}`);
+          } finally {
+            await consumer.disconnect();
+          }
+        },
+      );
+
+      await timed(
+        "a tombstone removes its key's records, and goes itself after delete.retention.ms, not before",
+        async () => {
+          const topic = "tombs";
+          const retentionMs = 3000;
+          await create(cluster, topic, [
+            "segment.ms=300",
+            "min.cleanable.dirty.ratio=0.01",
+            `delete.retention.ms=${retentionMs}`,
+          ]);
+          const kafka = new Kafka({ brokers: cluster.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
+          const producer = kafka.producer();
+          await producer.connect();
+          try {
+            const keys = Array.from({ length: 40 }, (_, i) => `t${i}`);
+            await producer.send({ topic, messages: keys.map((key) => ({ key, value: `first-${key}` })) });
+            await producer.send({ topic, messages: keys.map((key) => ({ key, value: `second-${key}` })) });
+            const deletedAt = Date.now();
+            await producer.send({ topic, messages: keys.slice(0, 20).map((key) => ({ key, value: null })) });
+            const end = (await readAll(cluster, topic)).at(-1)!.offset + 1;
+            await cleanedPast(cluster, topic, end);
+            // Cleaned once: the deleted keys' values are gone, their tombstones are there.
+            const once = (await readAll(cluster, topic)).filter((r) => r.key !== "marker");
+            assert.deepEqual(once.filter((r) => r.value === null).map((r) => r.key), keys.slice(0, 20));
+            assert.deepEqual(
+              once.filter((r) => r.value !== null).map((r) => r.value),
+              keys.slice(20).map((k) => `second-${k}`),
+            );
+            assert.ok(Date.now() - deletedAt < retentionMs, "checked before delete.retention.ms passed");
+            let goneAt = 0;
+            await eventually(
+              async () => {
+                const records = (await readAll(cluster, topic)).filter((r) => r.key !== "marker");
+                if (records.some((r) => r.value === null)) return false;
+                goneAt = Date.now();
+                assert.equal(records.length, 20);
+                return true;
+              },
+              20_000,
+              "the tombstones removed",
+            );
+            console.log(
+              `    tombstones seen for ${
+                ((goneAt - deletedAt) / 1000).toFixed(1)
+              } s after the deletes (delete.retention.ms=${retentionMs})`,
+            );
+            assert.ok(goneAt - deletedAt >= retentionMs, `gone ${goneAt - deletedAt} ms after the deletes`);
+            await identical(cluster, topic);
+          } finally {
+            await producer.disconnect();
+          }
+        },
+      );
+
+      await timed(
+        "kill -9 of the leader in the middle of cleaning passes, three times: nothing lost, replicas identical",
+        async () => {
+          const topic = "crash";
+          const keys = 2000;
+          const pad = "-" + "p".repeat(150);
+          // The cleaner is held back (min.compaction.lag.ms) until each round's backlog is there, so its pass is long.
+          await create(cluster, topic, ["segment.bytes=1048576", "segment.ms=300", "min.compaction.lag.ms=3600000"]);
+          let produced = 0;
+          for (let round = 1; round <= 3; round++) {
+            await produce(cluster, topic, updates(produced, produced + 40_000, keys, pad));
+            produced += 40_000;
+            const leader = await leaderId(cluster);
+            const proc = cluster.brokers.get(leader)!;
+            const from = proc.lines.length;
+            const alter = await yak([
+              "topics",
+              "--alter",
+              topic,
+              "--config",
+              "min.compaction.lag.ms=0",
+              ...cluster.zkFlag,
+            ]);
+            assert.equal(alter.code, 0, alter.stderr);
+            // Records after segment.ms roll the active segment: the backlog is closed, and the leader decides.
+            const began = proc.waitFor(/log_cleaning partition=crash\/0/, 15_000, from);
+            let rolled = false;
+            const rolling = (async () => {
+              while (!rolled) {
+                await yak(["produce", "--topic", topic, "--key", "marker", "--message", "m", ...cluster.zkFlag]);
+                await new Promise((r) => setTimeout(r, 100));
+              }
+            })();
+            await began.finally(() => (rolled = true));
+            // Mid-pass: the pass began (log_cleaning), its log_cleaned has not come.
+            await new Promise((r) => setTimeout(r, 100));
+            const midPass = !proc.lines.slice(from).some((l) => /log_cleaned partition=crash\/0/.test(l));
+            proc.kill("SIGKILL");
+            await proc.status;
+            await rolling;
+            console.log(
+              `    round ${round}: broker ${leader} killed ${midPass ? "in the middle of its pass" : "after its pass"}`,
+            );
+            assert.ok(midPass, "killed while the pass ran");
+            await cluster.waitFor((l) => l.leaderId !== null && l.leaderId !== leader);
+            const back = await yak([
+              "topics",
+              "--alter",
+              topic,
+              "--config",
+              "min.compaction.lag.ms=3600000",
+              ...cluster.zkFlag,
+            ]);
+            assert.equal(back.code, 0, back.stderr);
+            await restart(cluster, leader);
+          }
+          await yak(["topics", "--alter", topic, "--config", "min.compaction.lag.ms=0", ...cluster.zkFlag]);
+          await cleanedPast(cluster, topic, produced);
+          const hashes = await identical(cluster, topic);
+          for (const id of [1, 2, 3]) {
+            for await (const e of Deno.readDir(join(cluster.topicsDir(id), topic, "0"))) {
+              assert.doesNotMatch(e.name, /\.(cleaned|swap)$/, `broker ${id}: ${e.name}`);
+            }
+          }
+          const values = (await readAll(cluster, topic)).filter((r) => r.key !== "marker");
+          assert.equal(values.length, keys);
+          for (const r of values) assert.equal(r.value, `v${produced - keys + Number(r.key!.slice(1))}${pad}`);
+          console.log(
+            `    ${produced} updates, 3 kills: ${keys} keys with their latest values, ${
+              JSON.parse(hashes).length
+            } identical segment files`,
+          );
+        },
+      );
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
