@@ -15,6 +15,10 @@
  * Flags: --records N --size BYTES --partitions P --latency-rate R
  * --latency-seconds S --failover-runs K --runs R --out FILE --quick
  *
+ * `--cleaner [--cleaner-io-bytes-per-sec N]` measures log compaction
+ * instead (scripts/bench_cleaner.ts): the cleaner's MB/s, and producer
+ * throughput while it runs against an idle cluster's.
+ *
  * The cluster is always stopped and its directory removed (also on SIGINT or
  * SIGTERM). Figures are wall-clock on whatever else the machine is running:
  * the machine's core count and load average are printed with them.
@@ -26,6 +30,7 @@ import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import { MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
+import { cleanerBench } from "./bench_cleaner.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -51,11 +56,15 @@ interface Settings {
   diskBytes: number;
   out?: string;
   quick: boolean;
+  /** Measure log compaction instead (scripts/bench_cleaner.ts). */
+  cleaner: boolean;
+  cleanerIoBytesPerSec?: number;
 }
 
 const USAGE = `deno task bench [--records 1000000] [--size 100] [--partitions 3]
                 [--latency-rate 10000] [--latency-seconds 10] [--failover-runs 3]
-                [--runs 1] [--out FILE] [--quick]`;
+                [--runs 1] [--out FILE] [--quick]
+       deno task bench --cleaner [--records 1000000] [--size 100] [--cleaner-io-bytes-per-sec N]`;
 
 function settingsFrom(args: string[]): Settings {
   const { values } = parseArgs({
@@ -71,6 +80,8 @@ function settingsFrom(args: string[]): Settings {
       runs: { type: "string" },
       out: { type: "string" },
       quick: { type: "boolean" },
+      cleaner: { type: "boolean" },
+      "cleaner-io-bytes-per-sec": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -100,6 +111,10 @@ function settingsFrom(args: string[]): Settings {
     diskBytes: (quick ? 16 : 256) * 1024 * 1024,
     out: values.out,
     quick,
+    cleaner: values.cleaner === true,
+    ...(values["cleaner-io-bytes-per-sec"] === undefined
+      ? {}
+      : { cleanerIoBytesPerSec: num("cleaner-io-bytes-per-sec", 0, 0, 2 ** 40) }),
   };
 }
 
@@ -888,6 +903,18 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
 
   try {
+    if (s.cleaner) {
+      const { rows, notes } = await cleanerBench(s, log, (c) => (cluster = c));
+      console.log(printTable(rows));
+      for (const n of notes) console.log(`note: ${n}`);
+      console.log(`machine: ${m.cores} cores (${m.cpu}), ${m.memoryMB} MB RAM, ${m.os}, deno ${m.deno}`);
+      console.log(`command: ${command}`);
+      console.log(`took: ${((clock() - benchStarted) / 1000).toFixed(1)} s`);
+      if (s.out) {
+        await Deno.writeTextFile(s.out, JSON.stringify({ command, machine: m, settings: s, rows, notes }) + "\n");
+      }
+      return 0;
+    }
     cluster = await TestCluster.start({ brokers: 3, partitions: s.partitions });
     const c = cluster;
     log(`cluster up in ${c.dir} (zookeeper ${c.zkAddr})`);
