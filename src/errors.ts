@@ -17,6 +17,10 @@ export type ErrorCode =
   | "FRAME_TOO_LARGE"
   | "OUT_OF_RANGE"
   | "STALE_EPOCH"
+  /** A reader's leader epoch is older than the leader's (it must refresh its metadata); Kafka's FENCED_LEADER_EPOCH. */
+  | "FENCED_LEADER_EPOCH"
+  /** A reader's leader epoch is newer than this broker knows (its metadata is ahead); Kafka's UNKNOWN_LEADER_EPOCH. */
+  | "UNKNOWN_LEADER_EPOCH"
   | "OUT_OF_ORDER_SEQUENCE"
   /** An idempotent batch under a producer id the cluster did not issue (or not to this client). */
   | "UNKNOWN_PRODUCER_ID"

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { statfs } from "node:fs/promises";
 import { monotonicMs, TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { assert, YakError } from "../errors.ts";
@@ -18,6 +19,7 @@ import type { LeaderState } from "./leader_state.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
 import { RecordRules } from "./record_rules.ts";
 import { minInsyncReplicasOf } from "./topic_config.ts";
+import { CLUSTER_TOPIC } from "./metadata.ts";
 
 /** A topic and one of its partitions. */
 export interface TopicPartition {
@@ -490,6 +492,102 @@ export class PartitionOps {
   offsets(tp: TopicPartition): PartitionOffsets {
     const log = this.#b.store.partition(tp.topic, tp.partition);
     return { logStart: log.logStartOffset, highWatermark: log.highWatermark, logEnd: log.logEndOffset };
+  }
+
+  /**
+   * Deletes a partition's records below `offset` (-1: the high watermark),
+   * as the leader (Kafka's DeleteRecords): its log start moves there, on
+   * every replica, through the one mechanism retention uses
+   * (`PartitionLog.advanceLogStart`: saved beside the segments, whole
+   * segments below deleted, followers matching it from replication). Resolves
+   * with the low watermark once every in-sync replica's log start is there,
+   * so no later leader serves those records. OUT_OF_RANGE past the high
+   * watermark; an offset below the log start changes nothing.
+   */
+  async deleteRecords(tp: TopicPartition, offset: number, timeoutMs: number): Promise<number> {
+    const b = this.#b;
+    const leader = b.requireLeader();
+    const log = b.store.partition(tp.topic, tp.partition);
+    if (log.fenced) throw log.fenced;
+    const key = `${tp.topic}/${tp.partition}`;
+    const hw = log.highWatermark;
+    const to = offset === -1 ? hw : offset;
+    if (!Number.isSafeInteger(to) || to < 0 || to > hw) {
+      throw new YakError(
+        "OUT_OF_RANGE",
+        `cannot delete the records of ${key} below offset ${offset}: it must be from 0 to the high watermark ${hw}, ` +
+          "or -1 for the high watermark",
+        { logStart: log.logStartOffset, highWatermark: hw },
+      );
+    }
+    if (to > log.logStartOffset) {
+      const from = log.logStartOffset;
+      const start = await log.advanceLogStart(to, "records deleted");
+      b.log.write("records_deleted", { partition: key, from, logStart: start });
+      b.notifier.notify(); // followers in a long poll learn the new start now
+    }
+    await leader.waitForLogStart(key, to, timeoutMs);
+    const current = b.requireLeader();
+    if (!leader.continuesAs(current)) throw this.#notLeader("it lost its leadership");
+    if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
+    return current.lowWatermark(key);
+  }
+
+  /**
+   * What this broker stores, as Kafka's DescribeLogDirs tells it: its one log
+   * directory (the topics directory under its data directory) and, for each
+   * partition asked (`topics` null: every topic, the internal `__cluster`
+   * left out as Metadata leaves it out), its bytes on disk and how far its log
+   * end is behind the high watermark it knows (Kafka's offset lag: 0 unless
+   * the high watermark is past the log end); the file system's total and
+   * usable bytes, -1 when they cannot be read. Any broker answers for itself.
+   */
+  async logDir(topics: ReadonlyMap<string, readonly number[]> | null): Promise<LogDirInfo> {
+    const b = this.#b;
+    const partitions: LogDirPartition[] = [];
+    for (const ref of b.store.all()) {
+      if (ref.topic === CLUSTER_TOPIC) continue;
+      if (topics !== null && !topics.get(ref.topic)?.includes(ref.partition)) continue;
+      const log = ref.log;
+      partitions.push({
+        topic: ref.topic,
+        partition: ref.partition,
+        sizeBytes: log.sizeBytes,
+        offsetLag: Math.max(0, log.highWatermark - log.logEndOffset),
+      });
+    }
+    return { dir: b.store.dir, ...await diskSpace(b.store.dir), partitions };
+  }
+}
+
+/** One partition in {@link PartitionOps.logDir}. */
+export interface LogDirPartition {
+  topic: string;
+  partition: number;
+  sizeBytes: number;
+  offsetLag: number;
+}
+
+/** A broker's log directory, as {@link PartitionOps.logDir} describes it. */
+export interface LogDirInfo {
+  dir: string;
+  /** The file system's size and what this process may still write, in bytes; -1 when unknown. */
+  totalBytes: number;
+  usableBytes: number;
+  partitions: LogDirPartition[];
+}
+
+/**
+ * The size of the file system holding `dir` and the bytes still free to an
+ * unprivileged writer, -1 and -1 when it cannot be asked (statfs needs
+ * `--allow-sys=statfs`, which RUN_FLAGS and ./yak give).
+ */
+async function diskSpace(dir: string): Promise<{ totalBytes: number; usableBytes: number }> {
+  try {
+    const s = await statfs(dir);
+    return { totalBytes: s.blocks * s.bsize, usableBytes: s.bavail * s.bsize };
+  } catch {
+    return { totalBytes: -1, usableBytes: -1 };
   }
 }
 
