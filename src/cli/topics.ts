@@ -29,6 +29,9 @@ yak topics --describe T
 yak topics --alter T [--partitions M] [--config KEY=VALUE ...] [--delete-config KEY ...]
                                            (adds partitions; never removes)
 yak topics --delete T                      (everywhere, with its group commits; a new topic of the name starts empty)
+yak topics --delete-records T --partition P --offset N
+                                           (the records below offset N, -1 for the high watermark, on every replica:
+                                           the partition's log start moves there, as Kafka's DeleteRecords does)
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
 Topic configs:
@@ -45,9 +48,12 @@ const FLAGS: Flags = {
   config: { type: "string", multiple: true },
   "delete-config": { type: "string", multiple: true },
   delete: { type: "string" },
+  "delete-records": { type: "string" },
+  partition: { type: "string" },
+  offset: { type: "string" },
 };
 
-const ACTIONS = ["list", "create", "describe", "alter", "delete"] as const;
+const ACTIONS = ["list", "create", "describe", "alter", "delete", "delete-records"] as const;
 
 /** What `yak topics` does: one of its actions. */
 type TopicsAction = typeof ACTIONS[number];
@@ -56,6 +62,7 @@ type TopicsAction = typeof ACTIONS[number];
 type TopicsOptions =
   | { action: "list" }
   | { action: "describe" | "delete"; topic: string }
+  | { action: "delete-records"; topic: string; partition: number; offset: number }
   | {
     action: "create" | "alter";
     topic: string;
@@ -76,6 +83,7 @@ interface TopicView {
 type TopicsResult =
   | { action: "list"; topics: Record<string, number> }
   | { action: "delete"; topic: string }
+  | { action: "delete-records"; topic: string; partition: number; logStart: number }
   | { action: "create" | "alter"; topic: string; partitions: unknown; configs: Record<string, string> }
   | { action: "describe"; topic: TopicView; leaderId: unknown; isr: number[] };
 
@@ -105,7 +113,7 @@ function actionOf(values: Values): TopicsAction {
   if (actions.length !== 1) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      "give exactly one of --list, --create, --describe, --alter, --delete (see --help)",
+      "give exactly one of --list, --create, --describe, --alter, --delete, --delete-records (see --help)",
     );
   }
   return actions[0];
@@ -115,6 +123,7 @@ function actionOf(values: Values): TopicsAction {
 function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
   if (action === "list") return { action };
   if (action === "delete" || action === "describe") return { action, topic: checkTopicName(text(values, action)) };
+  if (action === "delete-records") return deleteRecordsOptionsOf(values);
   const alter = action === "alter";
   const topic = checkTopicName(text(values, action));
   // Checked here too, so a typo is reported before anything is sent.
@@ -135,12 +144,31 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
   return { action, topic, partitions, configs, deleteConfigs };
 }
 
+/** `--delete-records T --partition P --offset N`: both numbers are needed (nothing is deleted by default). */
+function deleteRecordsOptionsOf(values: Values): TopicsOptions {
+  const topic = checkTopicName(text(values, "delete-records"));
+  const partition = integer(values, "partition", undefined, 0, 999);
+  const offset = integer(values, "offset", undefined, -1, Number.MAX_SAFE_INTEGER);
+  if (partition === undefined || offset === undefined) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--delete-records needs --partition P and --offset N (the records below N go; -1 for the high watermark)",
+    );
+  }
+  return { action: "delete-records", topic, partition, offset };
+}
+
 /** Asks the leader. */
 async function runTopics(conn: Connection, options: TopicsOptions): Promise<TopicsResult> {
   switch (options.action) {
     case "delete":
       await conn.request({ type: "delete_topic", topic: options.topic });
       return { action: "delete", topic: options.topic };
+    case "delete-records": {
+      const { topic, partition, offset } = options;
+      const res = await conn.request({ type: "delete_records", topic, partition, offset });
+      return { action: "delete-records", topic, partition, logStart: res.logStart as number };
+    }
     case "list": {
       const meta = await conn.request({ type: "metadata" });
       return { action: "list", topics: meta.topics as Record<string, number> };
@@ -174,6 +202,12 @@ function printTopics(result: TopicsResult): void {
   switch (result.action) {
     case "delete":
       console.log(`deleted topic '${result.topic}'`);
+      return;
+    case "delete-records":
+      console.log(
+        `deleted the records of '${result.topic}' partition ${result.partition} below offset ${result.logStart}: ` +
+          `its log start is ${result.logStart} on every in-sync replica`,
+      );
       return;
     case "list":
       for (const [name, n] of Object.entries(result.topics)) console.log(`${name}\t${n} partitions`);

@@ -9,6 +9,9 @@
  */
 import type { Api } from "./context.ts";
 import { createTopics, deleteTopics } from "./admin.ts";
+import { describeCluster } from "./describe_cluster.ts";
+import { deleteRecords, describeLogDirs } from "./log_admin.ts";
+import { offsetForLeaderEpoch } from "./offset_for_leader_epoch.ts";
 import { fetch } from "./fetch.ts";
 import {
   describeGroups,
@@ -61,8 +64,12 @@ export const APIS: readonly Api[] = [
   },
   { key: 19, name: "CreateTopics", min: 0, max: 5, flexibleFrom: 5, handle: createTopics },
   { key: 20, name: "DeleteTopics", min: 0, max: 4, flexibleFrom: 4, handle: deleteTopics },
+  { key: 21, name: "DeleteRecords", min: 0, max: 2, flexibleFrom: 2, handle: deleteRecords },
   { key: 22, name: "InitProducerId", min: 0, max: 4, flexibleFrom: 2, handle: initProducerId },
+  { key: 23, name: "OffsetForLeaderEpoch", min: 0, max: 4, flexibleFrom: 4, handle: offsetForLeaderEpoch },
+  { key: 35, name: "DescribeLogDirs", min: 0, max: 4, flexibleFrom: 2, handle: describeLogDirs },
   { key: 36, name: "SaslAuthenticate", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslAuthenticate },
+  { key: 60, name: "DescribeCluster", min: 0, max: 1, flexibleFrom: 0, handle: describeCluster },
 ];
 
 /** {@link APIS} by key. */
