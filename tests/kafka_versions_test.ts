@@ -16,6 +16,8 @@ import { ends, KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
 
 const MEMBER_ID_REQUIRED = 79;
 const UNKNOWN_TOPIC_OR_PARTITION = 3;
+const OFFSET_OUT_OF_RANGE = 1;
+const UNKNOWN_LEADER_EPOCH = 75;
 
 /** What the consumer-groups and Kafka-protocol issues ask yak to support at least (API key -> [min, max]). */
 const AT_LEAST: Record<number, [number, number]> = {
@@ -36,6 +38,10 @@ const AT_LEAST: Record<number, [number, number]> = {
   20: [1, 4], // DeleteTopics
   15: [0, 0], // DescribeGroups
   16: [0, 0], // ListGroups
+  21: [0, 2], // DeleteRecords
+  23: [0, 4], // OffsetForLeaderEpoch
+  35: [0, 4], // DescribeLogDirs
+  60: [0, 1], // DescribeCluster
 };
 
 const text = new TextEncoder();
@@ -51,6 +57,99 @@ function assignment(topic: string, partitions: number[]): Uint8Array {
   const w = new Writer(false);
   w.int16(0).int32(1).string(topic).int32Array(partitions).nullableBytes(null);
   return w.finish().slice();
+}
+
+/**
+ * DeleteRecords v2, OffsetForLeaderEpoch v4, DescribeLogDirs v4 and
+ * DescribeCluster v1 on topic `vt` (3 partitions; 3 records in partition 0,
+ * written in leader epoch `epoch`), broker 1 alone.
+ */
+async function logApis(k: KafkaConn, port: number, host: string, epoch: number): Promise<void> {
+  // DeleteRecords v2: vt/0 below 2; vt/1 is empty, so 5 is past its high watermark.
+  let r = await k.call(21, 2, true, (w) => {
+    w.array(["vt"], (w, name) => w.string(name).array([[0, 2], [1, 5]], (w, [p, o]) => w.int32(p).int64(o)));
+    w.int32(10_000);
+  });
+  r.int32();
+  const deleted = r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int64(), r.int16()])]);
+  ends(r);
+  assert.deepEqual(deleted, [["vt", [[0, 2, 0], [1, -1, OFFSET_OUT_OF_RANGE]]]]);
+
+  // OffsetForLeaderEpoch v4: the current epoch ends at the log end; an older one where the log starts
+  // (nothing of it is kept); a current epoch newer than the broker's is UNKNOWN_LEADER_EPOCH.
+  const asked = [[0, epoch, epoch], [0, epoch, epoch - 1], [0, epoch + 1, epoch], [9, -1, epoch]];
+  r = await k.call(23, 4, true, (w) => {
+    w.int32(-1);
+    w.array(["vt"], (w, name) => w.string(name).array(asked, (w, [p, cur, e]) => w.int32(p).int32(cur).int32(e)));
+  });
+  r.int32();
+  const epochEnds = r.array((r) => [r.string(), r.array((r) => [r.int16(), r.int32(), r.int32(), r.int64()])]);
+  ends(r);
+  assert.deepEqual(epochEnds, [["vt", [
+    [0, 0, epoch, 3],
+    [0, 0, epoch - 1, 2],
+    [UNKNOWN_LEADER_EPOCH, 0, -1, -1],
+    [UNKNOWN_TOPIC_OR_PARTITION, 9, -1, -1],
+  ]]]);
+
+  // DescribeLogDirs v4: every topic, then one partition.
+  const logDirs = async (topics: [string, number[]][] | null) => {
+    const r = await k.call(35, 4, true, (w) => w.array(topics, (w, [t, ps]) => w.string(t).int32Array(ps)));
+    r.int32();
+    const out = {
+      error: r.int16(),
+      results: r.array((r) => ({
+        error: r.int16(),
+        dir: r.string(),
+        topics: r.array((r) => ({
+          name: r.string(),
+          parts: r.array((r) => ({ index: r.int32(), size: r.int64(), lag: r.int64(), future: r.bool() })),
+        })),
+        totalBytes: r.int64(),
+        usableBytes: r.int64(),
+      })),
+    };
+    ends(r);
+    return out;
+  };
+  const all = await logDirs(null);
+  assert.equal(all.error, 0);
+  assert.equal(all.results.length, 1, "one log dir");
+  const [dir] = all.results;
+  assert.equal(dir.error, 0);
+  assert.match(dir.dir, /\/broker-1\/topics$/);
+  assert.ok(dir.totalBytes > 0 && dir.usableBytes > 0 && dir.usableBytes <= dir.totalBytes, JSON.stringify(dir));
+  assert.deepEqual(dir.topics.map((t) => [t.name, t.parts.map((p) => [p.index, p.lag, p.future])]), [
+    ["vt", [[0, 0, false], [1, 0, false], [2, 0, false]]],
+  ]);
+  const size = dir.topics[0].parts[0].size;
+  assert.ok(size > 0, "partition 0 holds bytes");
+  assert.equal(dir.topics[0].parts[1].size, 0, "partition 1 holds none");
+  const one = await logDirs([["vt", [0]], ["nope", [0]]]);
+  assert.deepEqual(one.results[0].topics, [{ name: "vt", parts: [{ index: 0, size, lag: 0, future: false }] }]);
+
+  // DescribeCluster v1: the brokers, the cluster id Metadata answers, the leader as the controller.
+  const describe = async (operations: boolean, endpointType: number) => {
+    const r = await k.call(60, 1, true, (w) => w.bool(operations).int8(endpointType));
+    r.int32();
+    const out = [
+      r.int16(),
+      r.nullableString(),
+      r.int8(),
+      r.string(),
+      r.int32(),
+      r.array((r) => [r.int32(), r.string(), r.int32(), r.nullableString()]),
+      r.int32(),
+    ];
+    ends(r);
+    return out;
+  };
+  assert.deepEqual(await describe(false, 1), [0, null, 1, "yak", 1, [[1, host, port, null]], -2147483648]);
+  // Asked, every cluster operation (yak has no ACLs): CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+  // DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+  assert.equal((await describe(true, 1))[6], 8096);
+  // yak has no controller endpoints (KIP-919): MISMATCHED_ENDPOINT_TYPE.
+  assert.equal((await describe(false, 2))[0], 114);
 }
 
 Deno.test("the newest advertised Kafka API versions, field by field, on a live broker", () =>
@@ -331,6 +430,8 @@ Deno.test("the newest advertised Kafka API versions, field by field, on a live b
       const left = [r.int16(), r.array((r) => [r.string(), r.nullableString(), r.int16()])];
       ends(r);
       assert.deepEqual(left, [0, [[member, null, 0]]]);
+
+      await logApis(k, port, brokers[0].host, topics[0].partitions[0].epoch);
 
       // DeleteTopics v4.
       r = await k.call(20, 4, true, (w) => w.stringArray(["vt"]).int32(10_000));
