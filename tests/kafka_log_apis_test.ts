@@ -203,6 +203,23 @@ Deno.test({
           assert.equal(out.code, 0, out.stderr);
           assert.match(out.stdout, /below offset 4: its log start is 4 on every in-sync replica/);
           assert.equal(await listOffset(followerPort, 1, -2), 4);
+          // Bad input: a clear error, nothing deleted.
+          const missing = await yak(["topics", "--delete-records", TOPIC, "--partition", "1", ...c.zkFlag]);
+          assert.equal(missing.code, 1);
+          assert.match(missing.stderr, /--delete-records needs --partition P and --offset N/);
+          const past = await yak([
+            "topics",
+            "--delete-records",
+            TOPIC,
+            "--partition",
+            "1",
+            "--offset",
+            "9",
+            ...c.zkFlag,
+          ]);
+          assert.equal(past.code, 1);
+          assert.match(past.stderr, /below offset 9: it must be from 0 to the high watermark 4/);
+          assert.equal(await listOffset(followerPort, 1, -2), 4);
           console.log(`yak topics step: ${Date.now() - t0} ms`);
         });
 
