@@ -188,7 +188,9 @@ function statesOf(values: Values): string[] {
 
 /** `--delete-offsets`' topic and partition (null: all of the topic's). */
 function deleteOffsetsOf(values: Values): { topic: string; partition: number | null } {
-  const topic = checkTopicName(text(values, "topic") ?? "");
+  const given = text(values, "topic");
+  if (given === undefined) throw new YakError("INVALID_ARGUMENT", "--delete-offsets needs --topic T (see --help)");
+  const topic = checkTopicName(given);
   const partition = text(values, "partition");
   if (partition !== undefined && !/^\d{1,9}$/.test(partition)) {
     throw new YakError("INVALID_ARGUMENT", `--partition needs a partition number, not '${partition}'`);
