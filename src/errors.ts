@@ -55,6 +55,8 @@ export type ErrorCode =
   | "GROUP_NOT_EMPTY"
   | "GROUP_ID_NOT_FOUND"
   | "GROUP_MAX_SIZE_REACHED"
+  /** Offsets of a topic the group's live members subscribe to: they would be committed again (Kafka's OffsetDelete). */
+  | "GROUP_SUBSCRIBED_TO_TOPIC"
   /** A static member's old member id: another process joined since under the same group instance id (KIP-345). */
   | "FENCED_INSTANCE_ID"
   /** A broken invariant inside yak (a bug): never retried, always logged. */

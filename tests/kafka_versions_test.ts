@@ -37,11 +37,14 @@ const AT_LEAST: Record<number, [number, number]> = {
   19: [2, 5], // CreateTopics
   20: [1, 4], // DeleteTopics
   15: [0, 0], // DescribeGroups
-  16: [0, 0], // ListGroups
+  16: [0, 4], // ListGroups
   21: [0, 2], // DeleteRecords
   23: [0, 4], // OffsetForLeaderEpoch
   35: [0, 4], // DescribeLogDirs
   60: [0, 1], // DescribeCluster
+  37: [0, 3], // CreatePartitions
+  42: [0, 2], // DeleteGroups
+  47: [0, 0], // OffsetDelete
 };
 
 const text = new TextEncoder();
@@ -432,6 +435,84 @@ Deno.test("the newest advertised Kafka API versions, field by field, on a live b
       assert.deepEqual(left, [0, [[member, null, 0]]]);
 
       await logApis(k, port, brokers[0].host, topics[0].partitions[0].epoch);
+
+      // ListGroups v4 (KIP-518): filtered by state, any case, each group with its state; g1 is Empty now.
+      const listGroups = async (states: string[]) => {
+        const r = await k.call(16, 4, true, (w) => w.stringArray(states));
+        r.int32(); // throttle
+        const out = { error: r.int16(), groups: r.array((r) => [r.string(), r.string(), r.string()]) };
+        ends(r);
+        return out;
+      };
+      assert.deepEqual(await listGroups(["empty", "Stable"]), { error: 0, groups: [["g1", "consumer", "Empty"]] });
+      assert.deepEqual(await listGroups(["Stable"]), { error: 0, groups: [] });
+
+      // OffsetDelete v0: g1's commit on vt/0 goes (vt/1's stays); a partition of an unknown topic is named so.
+      r = await k.call(47, 0, false, (w) => {
+        w.string("g1");
+        w.array([["vt", [0]], ["nope", [0]]] as const, (w, [name, parts]) => {
+          w.string(name);
+          w.array(parts, (w, p) => w.int32(p));
+        });
+      });
+      const offsetsDeleted = [
+        r.int16(),
+        r.int32(),
+        r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int16()])]),
+      ];
+      ends(r);
+      assert.deepEqual(offsetsDeleted, [0, 0, [["vt", [[0, 0]]], ["nope", [[0, UNKNOWN_TOPIC_OR_PARTITION]]]]]);
+      r = await k.call(9, 6, true, (w) => {
+        w.string("g1");
+        w.array([["vt", [0, 1]]] as const, (w, [name, parts]) => w.string(name).int32Array(parts));
+      });
+      r.int32();
+      const fetchedOffsets = r.array((r) => [
+        r.string(),
+        r.array((r) => {
+          const p = [r.int32(), Number(r.int64())];
+          r.int32(); // leader epoch
+          r.nullableString(); // metadata
+          r.int16();
+          return p;
+        }),
+      ]);
+      assert.equal(r.int16(), 0);
+      ends(r);
+      assert.deepEqual(fetchedOffsets, [["vt", [[0, -1], [1, 0]]]]);
+
+      // DeleteGroups v2: g1 (Empty, with its last commit) goes; a group that never was is GROUP_ID_NOT_FOUND (69).
+      r = await k.call(42, 2, true, (w) => w.stringArray(["g1", "never"]));
+      r.int32();
+      const groupsDeleted = r.array((r) => [r.string(), r.int16()]);
+      ends(r);
+      assert.deepEqual(groupsDeleted, [["g1", 0], ["never", 69]]);
+      assert.deepEqual(await listGroups([]), { error: 0, groups: [] });
+
+      // CreatePartitions v3: vt from 3 to 5 with an assignment for each new partition (their count is what counts,
+      // as the message says); validate-only to 9 changes nothing; 4 is fewer than 5: INVALID_PARTITIONS (37).
+      const createPartitions = async (count: number, assignments: number[][] | null, validateOnly: boolean) => {
+        const r = await k.call(37, 3, true, (w) => {
+          w.array([{ name: "vt", count, assignments }], (w, t) => {
+            w.string(t.name).int32(t.count);
+            w.array(t.assignments, (w, brokers) => w.int32Array(brokers));
+          });
+          w.int32(10_000).bool(validateOnly);
+        });
+        r.int32(); // throttle
+        const out = r.array((r) => [r.string(), r.int16(), r.nullableString()]);
+        ends(r);
+        return out;
+      };
+      assert.deepEqual(await createPartitions(5, [[1], [1]], false), [[
+        "vt",
+        0,
+        "partitions added for the assignments' count; yak places every partition on every broker",
+      ]]);
+      assert.deepEqual(await createPartitions(9, null, true), [["vt", 0, null]]);
+      const [[, fewer, why]] = await createPartitions(4, null, false);
+      assert.equal(fewer, 37);
+      assert.match(String(why), /topic 'vt' has 5 partitions; partitions can only be added/);
 
       // DeleteTopics v4.
       r = await k.call(20, 4, true, (w) => w.stringArray(["vt"]).int32(10_000));

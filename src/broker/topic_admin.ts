@@ -9,7 +9,7 @@
 import { YakError } from "../errors.ts";
 import { Connection } from "../protocol/connection.ts";
 import { checkTopicName } from "../log/names.ts";
-import type { BrokerContext } from "./context.ts";
+import type { BrokerContext, LeaderInfo } from "./context.ts";
 import { appendMeta } from "./meta_log.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
 
@@ -105,9 +105,15 @@ export class TopicAdmin {
     if (b.role() === "leader") return await this.create(topic, partitions, configs);
     const leader = b.leader();
     if (!leader) throw new YakError("NO_LEADER", "no leader to create the topic; retry after the failover");
+    await this.#askLeader(leader, { type: "create_topic", topic, partitions, configs });
+  }
+
+  /** Sends a native request to the leader and waits for its answer (its error is thrown as the leader's). */
+  async #askLeader(leader: LeaderInfo, request: Record<string, unknown>): Promise<void> {
+    const b = this.#b;
     const conn = await Connection.open(leader.host, leader.port, { connectTimeoutMs: b.opts.sessionTimeoutMs });
     try {
-      await conn.request({ type: "create_topic", topic, partitions, configs }, b.opts.requestTimeoutMs);
+      await conn.request(request, b.opts.requestTimeoutMs);
     } finally {
       conn.close();
     }
@@ -121,6 +127,28 @@ export class TopicAdmin {
     deleteConfigs: string[] = [],
   ): Promise<void> {
     return this.#change(topic, partitions ?? this.#b.store.partitionCount(topic), "alter", configs, deleteConfigs);
+  }
+
+  /**
+   * Grows a topic to `partitions` from any broker: the leader alters it; a
+   * follower hands the request to the leader (a Kafka admin client may send
+   * CreatePartitions to any broker) and resolves once it has answered; the
+   * same errors as {@link alter}. With `validateOnly` nothing changes: it
+   * throws what the change would, judged by this broker's copy of the
+   * metadata.
+   */
+  async addPartitionsFromAnyBroker(topic: string, partitions: number, validateOnly = false): Promise<void> {
+    const b = this.#b;
+    if (validateOnly) {
+      const have = b.store.partitionCount(topic);
+      checkAlter(topic, partitions, have, false);
+      this.#checkPartitionLimit(partitions, have);
+      return;
+    }
+    if (b.role() === "leader") return await this.alter(topic, partitions);
+    const leader = b.leader();
+    if (!leader) throw new YakError("NO_LEADER", "no leader to add the partitions; retry after the failover");
+    await this.#askLeader(leader, { type: "alter_topic", topic, partitions });
   }
 
   /**

@@ -8,7 +8,7 @@
  * @module
  */
 import type { Api } from "./context.ts";
-import { createTopics, deleteTopics } from "./admin.ts";
+import { createPartitions, createTopics, deleteTopics } from "./admin.ts";
 import { describeCluster } from "./describe_cluster.ts";
 import { deleteRecords, describeLogDirs } from "./log_admin.ts";
 import { offsetForLeaderEpoch } from "./offset_for_leader_epoch.ts";
@@ -24,6 +24,7 @@ import {
   offsetFetch,
   syncGroup,
 } from "./groups.ts";
+import { deleteGroups, offsetDelete } from "./group_admin.ts";
 import { listOffsets } from "./list_offsets.ts";
 import { metadata } from "./metadata.ts";
 import { initProducerId, produce } from "./produce.ts";
@@ -51,7 +52,7 @@ export const APIS: readonly Api[] = [
   { key: 13, name: "LeaveGroup", min: 0, max: 4, flexibleFrom: 4, handle: leaveGroup },
   { key: 14, name: "SyncGroup", min: 0, max: 4, flexibleFrom: 4, handle: syncGroup },
   { key: 15, name: "DescribeGroups", min: 0, max: 4, flexibleFrom: NONE, handle: describeGroups },
-  { key: 16, name: "ListGroups", min: 0, max: 2, flexibleFrom: NONE, handle: listGroups },
+  { key: 16, name: "ListGroups", min: 0, max: 4, flexibleFrom: 3, handle: listGroups },
   { key: 17, name: "SaslHandshake", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslHandshake },
   {
     key: API_VERSIONS_KEY,
@@ -69,6 +70,9 @@ export const APIS: readonly Api[] = [
   { key: 23, name: "OffsetForLeaderEpoch", min: 0, max: 4, flexibleFrom: 4, handle: offsetForLeaderEpoch },
   { key: 35, name: "DescribeLogDirs", min: 0, max: 4, flexibleFrom: 2, handle: describeLogDirs },
   { key: 36, name: "SaslAuthenticate", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslAuthenticate },
+  { key: 37, name: "CreatePartitions", min: 0, max: 3, flexibleFrom: 2, handle: createPartitions },
+  { key: 42, name: "DeleteGroups", min: 0, max: 2, flexibleFrom: 2, handle: deleteGroups },
+  { key: 47, name: "OffsetDelete", min: 0, max: 0, flexibleFrom: NONE, handle: offsetDelete },
   { key: 60, name: "DescribeCluster", min: 0, max: 1, flexibleFrom: 0, handle: describeCluster },
 ];
 
