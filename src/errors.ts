@@ -46,6 +46,8 @@ export type ErrorCode =
   | "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
   | "BROKER_ID_IN_USE"
   | "INVALID_CONFIG"
+  /** A produced record's timestamp is further from the leader's clock than its topic's message.timestamp limits allow. */
+  | "INVALID_TIMESTAMP"
   // Consumer groups (Kafka's classic protocol); a member handles each itself, none is retried blindly.
   | "MEMBER_ID_REQUIRED"
   | "UNKNOWN_MEMBER_ID"

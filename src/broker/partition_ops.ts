@@ -18,7 +18,7 @@ import type { BrokerContext } from "./context.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
 import { RecordRules } from "./record_rules.ts";
-import { minInsyncReplicasOf } from "./topic_config.ts";
+import { logAppendTimeOf, minInsyncReplicasOf } from "./topic_config.ts";
 import { CLUSTER_TOPIC } from "./metadata.ts";
 
 /** A topic and one of its partitions. */
@@ -55,6 +55,12 @@ export interface AppendResult {
   epoch: number;
   /** Wall-clock ms just before the last lease check that allowed the acknowledgement (for comparing with logs). */
   ackedAt: number;
+  /**
+   * The leader's clock stamped on the records (the topic's
+   * message.timestamp.type is LogAppendTime), else -1; -1 for a retry
+   * answered as a duplicate too.
+   */
+  logAppendTimeMs: number;
 }
 
 /** One partition to read from. */
@@ -128,6 +134,8 @@ interface Taken {
   done: Promise<void> | null;
   /** Bytes of the fresh records' lines. */
   bytes: number;
+  /** See {@link AppendResult.logAppendTimeMs}. */
+  logAppendTimeMs: number;
 }
 
 /**
@@ -265,7 +273,8 @@ export class PartitionOps {
     const current = b.requireLeader();
     if (!leader.continuesAs(current)) throw this.#notLeader("it lost its leadership");
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
-    return { baseOffset: taken.baseOffset, count, duplicate: taken.duplicate, epoch: current.epoch, ackedAt };
+    const { baseOffset, duplicate, logAppendTimeMs } = taken;
+    return { baseOffset, count, duplicate, epoch: current.epoch, ackedAt, logAppendTimeMs };
   }
 
   /**
@@ -307,21 +316,14 @@ export class PartitionOps {
     const b = this.#b;
     const leader = b.requireLeader();
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
-    const minIsr = minInsyncReplicasOf(b.store.meta.topics.get(topic)?.configs, b.opts.minInsyncReplicas);
+    const configs = b.store.meta.topics.get(topic)?.configs;
+    const minIsr = minInsyncReplicasOf(configs, b.opts.minInsyncReplicas);
     // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
     if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
     const { baseSeq } = batch;
     const count = batch.records.length;
     const seen = producer === null ? null : b.producers.check(key, producer, baseSeq, count);
-    if (seen?.kind === "outOfOrder" && acks !== 0) {
-      // A gap (an earlier batch of this producer is missing here: its write failed, or it went to a
-      // lost leader; it must be resent first) or an overlap with a stored batch that is not that batch.
-      throw new YakError(
-        "OUT_OF_ORDER_SEQUENCE",
-        `producer ${producer} sent sequences ${baseSeq}-${baseSeq + count - 1} on ${key}; ` +
-          `the next expected is ${seen.expected}`,
-      );
-    }
+    if (seen?.kind === "outOfOrder" && acks !== 0) throw outOfOrder(producer!, baseSeq, count, key, seen.expected);
     if (seen?.kind === "duplicate") {
       return {
         leader,
@@ -334,15 +336,18 @@ export class PartitionOps {
         duplicate: true,
         done: null,
         bytes: 0,
+        logAppendTimeMs: -1,
       };
     }
     const fresh = batch.records;
     const epoch = leader.epoch;
     const ts = Date.now();
+    // LogAppendTime: the leader's clock replaces the producer's timestamps, taken with the offsets.
+    const appendTime = logAppendTimeOf(configs);
     const appended = log.append(
       epoch,
       fresh.length,
-      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq),
+      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq, appendTime),
       // A failed write (this one or an earlier queued one) voids these offsets:
       // the producer's sequence goes back in the same synchronous step as the
       // log's rewind, never later, or a batch taken in between is stored twice.
@@ -361,6 +366,7 @@ export class PartitionOps {
       duplicate: false,
       done: appended.done,
       bytes: appended.bytes,
+      logAppendTimeMs: appendTime ? ts : -1,
     };
   }
 
@@ -589,6 +595,18 @@ async function diskSpace(dir: string): Promise<{ totalBytes: number; usableBytes
   } catch {
     return { totalBytes: -1, usableBytes: -1 };
   }
+}
+
+/**
+ * A batch whose sequences do not follow: a gap (an earlier batch of this
+ * producer is missing here: its write failed, or it went to a lost leader;
+ * it must be resent first) or an overlap with a stored batch that is not that batch.
+ */
+function outOfOrder(producer: string, baseSeq: number, count: number, key: string, expected: number): YakError {
+  return new YakError(
+    "OUT_OF_ORDER_SEQUENCE",
+    `producer ${producer} sent sequences ${baseSeq}-${baseSeq + count - 1} on ${key}; the next expected is ${expected}`,
+  );
 }
 
 /**
