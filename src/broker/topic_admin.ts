@@ -12,6 +12,8 @@ import { checkTopicName } from "../log/names.ts";
 import type { BrokerContext, LeaderInfo } from "./context.ts";
 import { appendMeta } from "./meta_log.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
+import { type ConfigEntry, describeTopicConfigs } from "./describe_configs.ts";
+import type { ConfigChange } from "./topic_config.ts";
 
 /** What a change may do: create a new topic, create one unless it exists (first use), or alter one. */
 type ChangeMode = "create" | "ensure" | "alter";
@@ -176,6 +178,37 @@ export class TopicAdmin {
   /** The topic's configs (only those set; the rest are the broker's defaults). */
   configs(topic: string): Record<string, string> {
     return this.#b.store.meta.topics.get(topic)?.configs ?? {};
+  }
+
+  /**
+   * Every config of the topic (or those in `names`) with the value in force
+   * and where it comes from: the topic, a broker flag, or the default.
+   * Any broker answers from its copy of the metadata log.
+   */
+  describeConfigs(topic: string, names: readonly string[] | null = null): ConfigEntry[] {
+    checkTopicName(topic);
+    const meta = this.#b.store.meta.topics.get(topic);
+    if (!meta) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+    return describeTopicConfigs(meta.configs ?? {}, this.#b.opts, names);
+  }
+
+  /**
+   * Changes a topic's configs from any broker (Kafka's AlterConfigs and
+   * IncrementalAlterConfigs may reach any): the leader alters it as
+   * `yak topics --alter` does ({@link alter}); a follower hands the change
+   * to the leader. `validateOnly` stops after the checks. Removing a config
+   * the topic does not set changes nothing.
+   */
+  async alterConfigsFromAnyBroker(topic: string, change: ConfigChange, validateOnly = false): Promise<void> {
+    checkTopicName(topic);
+    if (!this.exists(topic)) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+    const set = this.configs(topic);
+    const deletes = change.delete.filter((k) => Object.hasOwn(set, k));
+    if (validateOnly || (Object.keys(change.set).length === 0 && deletes.length === 0)) return;
+    if (this.#b.role() === "leader") return await this.alter(topic, undefined, change.set, deletes);
+    const leader = this.#b.leader();
+    if (!leader) throw new YakError("NO_LEADER", "no leader to change the topic's configs; retry after the failover");
+    await this.#askLeader(leader, { type: "alter_topic", topic, configs: change.set, deleteConfigs: deletes });
   }
 
   #change(

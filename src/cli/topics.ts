@@ -8,6 +8,8 @@ import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
 import type { Connection } from "../protocol/connection.ts";
+import type { ConfigEntry } from "../broker/describe_configs.ts";
+import { table } from "./table.ts";
 import { YakError } from "../errors.ts";
 import {
   bootstrapOf,
@@ -34,9 +36,19 @@ yak topics --delete-records T --partition P --offset N
                                            the partition's log start moves there, as Kafka's DeleteRecords does)
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
-Topic configs:
-${Object.entries(TOPIC_CONFIGS).map(([k, v]) => `  ${k}: ${v.doc}`).join("\n")}
+Topic configs yak enforces:
+${configHelp(false)}
+Accepted and stored (so Kafka tools may set them) but not enforced by yak:
+${configHelp(true)}
 `;
+
+/** The topic configs for --help: name, what it does, and (for those not enforced) why not. */
+function configHelp(notEnforced: boolean): string {
+  return Object.entries(TOPIC_CONFIGS)
+    .filter(([, spec]) => (spec.notEnforced !== undefined) === notEnforced)
+    .map(([k, spec]) => `  ${k}: ${spec.notEnforced ?? spec.doc}`)
+    .join("\n");
+}
 
 const FLAGS: Flags = {
   ...CLUSTER_FLAGS,
@@ -85,7 +97,7 @@ type TopicsResult =
   | { action: "delete"; topic: string }
   | { action: "delete-records"; topic: string; partition: number; logStart: number }
   | { action: "create" | "alter"; topic: string; partitions: unknown; configs: Record<string, string> }
-  | { action: "describe"; topic: TopicView; leaderId: unknown; isr: number[] };
+  | { action: "describe"; topic: TopicView; leaderId: unknown; isr: number[]; configs: ConfigEntry[] };
 
 /** Runs `yak topics`. */
 export async function topicsCommand(args: string[]): Promise<number> {
@@ -192,7 +204,9 @@ async function runTopics(conn: Connection, options: TopicsOptions): Promise<Topi
         throw new YakError("UNKNOWN_TOPIC", `topic '${options.topic}' does not exist`);
       }
       const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
-      return { action: "describe", topic, leaderId: status.brokerId, isr };
+      const described = await conn.request({ type: "describe_configs", topic: options.topic });
+      const configs = described.configs as ConfigEntry[];
+      return { action: "describe", topic, leaderId: status.brokerId, isr, configs };
     }
   }
 }
@@ -223,14 +237,33 @@ function printTopics(result: TopicsResult): void {
     }
     case "describe":
       printDescription(result.topic, result.leaderId, result.isr);
+      printConfigs(result.configs);
+      printPartitions(result.topic);
   }
 }
 
-/** `--describe`: the topic, its configs, and a line per partition. */
+/** `--describe`: the topic and the configs it sets. */
 function printDescription(t: TopicView, leaderId: unknown, isr: number[]): void {
   console.log(`topic '${t.name}': ${t.partitions.length} partitions, leader broker ${leaderId}, in sync ${isr}`);
   const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
   console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
+}
+
+/** Where a value comes from, for people. */
+function sourceOf(c: ConfigEntry): string {
+  if (c.source === "TOPIC_CONFIG") return "topic";
+  if (c.source === "STATIC_BROKER_CONFIG") return `broker flag --${c.flag ?? c.synonyms[0]?.name}`;
+  return "default";
+}
+
+/** `--describe`: every config with its value, where it comes from, and whether yak enforces it. */
+function printConfigs(configs: ConfigEntry[]): void {
+  const rows = configs.map((c) => [c.name, c.value ?? "", sourceOf(c), c.enforced ? "enforced" : "stored only"]);
+  console.log(table([["CONFIG", "VALUE", "SOURCE", "YAK"], ...rows]));
+}
+
+/** `--describe`: a line per partition. */
+function printPartitions(t: TopicView): void {
   console.log("partition\tlog-start\tlog-end\thigh-watermark\tsegments\tbytes");
   for (const p of t.partitions) {
     console.log(

@@ -13,7 +13,8 @@ import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
 import type { Writer } from "./wire.ts";
 
-function adminErrorOf(err: unknown): { error: number; message: string } {
+/** An admin request's error for Kafka: the code (NOT_CONTROLLER without a leader, as Kafka) and the message. */
+export function adminErrorOf(err: unknown): { error: number; message: string } {
   if (!(err instanceof YakError)) return { error: KAFKA.UNKNOWN_SERVER_ERROR, message: String(err) };
   if (err.code === "NOT_LEADER" || err.code === "NO_LEADER") return { error: 41, message: err.message }; // NOT_CONTROLLER
   if (err.code === "INVALID_ARGUMENT" && /exists/.test(err.message)) {

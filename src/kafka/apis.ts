@@ -12,6 +12,7 @@ import { createPartitions, createTopics, deleteTopics } from "./admin.ts";
 import { describeCluster } from "./describe_cluster.ts";
 import { deleteRecords, describeLogDirs } from "./log_admin.ts";
 import { offsetForLeaderEpoch } from "./offset_for_leader_epoch.ts";
+import { alterConfigs, describeConfigs, incrementalAlterConfigs } from "./configs.ts";
 import { fetch } from "./fetch.ts";
 import {
   describeGroups,
@@ -68,10 +69,13 @@ export const APIS: readonly Api[] = [
   { key: 21, name: "DeleteRecords", min: 0, max: 2, flexibleFrom: 2, handle: deleteRecords },
   { key: 22, name: "InitProducerId", min: 0, max: 4, flexibleFrom: 2, handle: initProducerId },
   { key: 23, name: "OffsetForLeaderEpoch", min: 0, max: 4, flexibleFrom: 4, handle: offsetForLeaderEpoch },
+  { key: 32, name: "DescribeConfigs", min: 0, max: 4, flexibleFrom: 4, handle: describeConfigs },
+  { key: 33, name: "AlterConfigs", min: 0, max: 2, flexibleFrom: 2, handle: alterConfigs },
   { key: 35, name: "DescribeLogDirs", min: 0, max: 4, flexibleFrom: 2, handle: describeLogDirs },
   { key: 36, name: "SaslAuthenticate", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslAuthenticate },
   { key: 37, name: "CreatePartitions", min: 0, max: 3, flexibleFrom: 2, handle: createPartitions },
   { key: 42, name: "DeleteGroups", min: 0, max: 2, flexibleFrom: 2, handle: deleteGroups },
+  { key: 44, name: "IncrementalAlterConfigs", min: 0, max: 1, flexibleFrom: 1, handle: incrementalAlterConfigs },
   { key: 47, name: "OffsetDelete", min: 0, max: 0, flexibleFrom: NONE, handle: offsetDelete },
   { key: 60, name: "DescribeCluster", min: 0, max: 1, flexibleFrom: 0, handle: describeCluster },
 ];

@@ -1,6 +1,6 @@
 /**
  * Native topic administration: `create_topic`, `alter_topic`, `delete_topic`,
- * `delete_records`, all on the leader.
+ * `delete_records`, all on the leader, and `describe_configs` on any broker.
  *
  * @module
  */
@@ -52,4 +52,10 @@ export async function deleteTopic(s: BrokerServices, req: Request): Promise<Repl
   s.requireLeader();
   await s.topics.delete(checkTopicName(req.topic));
   return { deleted: true };
+}
+
+/** `describe_configs`: every config of a topic with its value and source (`yak topics --describe`). */
+export function describeConfigs(s: BrokerServices, req: Request): Reply {
+  const topic = checkTopicName(req.topic);
+  return { topic, configs: s.topics.describeConfigs(topic) };
 }

@@ -18,7 +18,7 @@ import { YakError } from "../errors.ts";
 import type { RequestMemory } from "../protocol/listener.ts";
 import type { Reply, Request } from "../protocol/messages.ts";
 import { serve, type Session } from "../protocol/server.ts";
-import { alterTopic, createTopic, deleteRecords, deleteTopic } from "./admin.ts";
+import { alterTopic, createTopic, deleteRecords, deleteTopic, describeConfigs } from "./admin.ts";
 import { deregister, register } from "./clients.ts";
 import { fetch } from "./fetch.ts";
 import {
@@ -53,6 +53,7 @@ const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ["alter_topic", alterTopic],
   ["delete_topic", deleteTopic],
   ["delete_records", deleteRecords],
+  ["describe_configs", describeConfigs],
   ["commit", commit],
   ["committed", committed],
   ["reset_offsets", resetOffsets],
