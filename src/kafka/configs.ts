@@ -96,7 +96,8 @@ export function describeConfigs(ctx: KafkaContext, req: ApiRequest, w: Writer): 
     w.int16(res.error).nullableString(res.message).int8(res.type).string(res.name);
     w.array(res.configs, (w, c) => {
       w.string(c.name).nullableString(c.value).bool(c.readOnly);
-      if (v === 0) w.bool(c.source === "DEFAULT_CONFIG");
+      // v0 has no source, only "is default": for a topic, whether the topic leaves it unset.
+      if (v === 0) w.bool(res.type === TOPIC ? c.source !== "TOPIC_CONFIG" : c.source === "DEFAULT_CONFIG");
       else w.int8(SOURCE[c.source]);
       w.bool(c.sensitive);
       if (v >= 1) {
