@@ -196,13 +196,19 @@ export class TopicAdmin {
    * Changes a topic's configs from any broker (Kafka's AlterConfigs and
    * IncrementalAlterConfigs may reach any): the leader alters it as
    * `yak topics --alter` does ({@link alter}); a follower hands the change
-   * to the leader. `validateOnly` stops after the checks. Removing a config
-   * the topic does not set changes nothing.
+   * to the leader. `changeOf` makes the change from the topic's configs
+   * (checked, once the topic is known to exist); `validateOnly` stops after
+   * the checks. Removing a config the topic does not set changes nothing.
    */
-  async alterConfigsFromAnyBroker(topic: string, change: ConfigChange, validateOnly = false): Promise<void> {
+  async alterConfigsFromAnyBroker(
+    topic: string,
+    changeOf: (current: Record<string, string>) => ConfigChange,
+    validateOnly = false,
+  ): Promise<void> {
     checkTopicName(topic);
     if (!this.exists(topic)) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
     const set = this.configs(topic);
+    const change = changeOf(set);
     const deletes = change.delete.filter((k) => Object.hasOwn(set, k));
     if (validateOnly || (Object.keys(change.set).length === 0 && deletes.length === 0)) return;
     if (this.#b.role() === "leader") return await this.alter(topic, undefined, change.set, deletes);

@@ -71,6 +71,13 @@ function describeBroker(ctx: KafkaContext, name: string, keys: string[] | null):
   return describeBrokerConfigs(opts, keys);
 }
 
+/** One resource's configs (those in `keys`, or all). */
+function describeResource(ctx: KafkaContext, type: number, name: string, keys: string[] | null): ConfigEntry[] {
+  if (type === TOPIC) return ctx.services.topics.describeConfigs(name, keys);
+  if (type === BROKER) return describeBroker(ctx, name, keys);
+  throw unsupportedType(type);
+}
+
 /** Handles DescribeConfigs v0-4 (v1 adds sources and synonyms, v3 types and documentation, v4 is flexible). */
 export function describeConfigs(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
@@ -79,13 +86,7 @@ export function describeConfigs(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   const documentation = v >= 3 ? r.bool() : false;
   const results = resources.map((res): ResourceResult => {
     try {
-      const configs = res.type === TOPIC
-        ? ctx.services.topics.describeConfigs(res.name, res.keys)
-        : res.type === BROKER
-        ? describeBroker(ctx, res.name, res.keys)
-        : (() => {
-          throw unsupportedType(res.type);
-        })();
+      const configs = describeResource(ctx, res.type, res.name, res.keys);
       return { type: res.type, name: res.name, error: 0, message: null, configs };
     } catch (err) {
       return failed(res.type, res.name, err);
@@ -127,8 +128,7 @@ async function alterResource(
         );
       }
     } else if (type === TOPIC) {
-      const topics = ctx.services.topics;
-      await topics.alterConfigsFromAnyBroker(name, change(topics.configs(name)), validateOnly);
+      await ctx.services.topics.alterConfigsFromAnyBroker(name, change, validateOnly);
     } else throw unsupportedType(type);
     return { type, name, error: 0, message: null, configs: [] };
   } catch (err) {
