@@ -1,74 +1,15 @@
 /**
- * The topic configs of log compaction (Kafka's names: `cleanup.policy`,
- * `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`,
- * `max.compaction.lag.ms`, `delete.retention.ms`), how each is checked, how
- * a broker reads them over its defaults, and the rule they put on produced
- * records: a compacted topic keeps the latest value per key, so every record
- * needs a key.
+ * How a broker reads the topic configs of log compaction (Kafka's names:
+ * `cleanup.policy`, `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`,
+ * `max.compaction.lag.ms`, `delete.retention.ms`; topic_config.ts checks
+ * them) over its defaults, and the rule they put on produced records: a
+ * compacted topic keeps the latest value per key, so every record needs a key.
  *
  * @module
  */
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import type { RecordInput } from "../log/record.ts";
-
-/** Checks a value and returns it in its stored form, or throws an Error saying what it must be. */
-type Check = (value: string) => string;
-
-function millis(min: number): Check {
-  return (value) => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
-      throw new Error(`must be an integer from ${min} to ${Number.MAX_SAFE_INTEGER}`);
-    }
-    return String(n);
-  };
-}
-
-function ratio(value: string): string {
-  const n = Number(value);
-  if (!/^(\d+\.?\d*|\.\d+)$/.test(value.trim()) || !(n >= 0 && n <= 1)) {
-    throw new Error("must be a number from 0 to 1");
-  }
-  return String(n);
-}
-
-/** `delete`, `compact`, or both (a comma-separated list, as Kafka takes it); stored without repeats or spaces. */
-function cleanupPolicy(value: string): string {
-  const items = value.split(",").map((s) => s.trim());
-  if (items.some((s) => s !== "delete" && s !== "compact")) {
-    throw new Error("must be delete, compact, or compact,delete");
-  }
-  return [...new Set(items)].join(",");
-}
-
-/** The compaction configs a topic may set (merged into topic_config.ts's table). */
-export const COMPACTION_CONFIGS: Readonly<Record<string, { check: Check; doc: string }>> = {
-  "cleanup.policy": {
-    check: cleanupPolicy,
-    doc: "delete: retention deletes old segments; compact: the cleaner keeps the latest record per key " +
-      "(records need keys); compact,delete: both (default delete)",
-  },
-  "min.cleanable.dirty.ratio": {
-    check: ratio,
-    doc: "compacted topics: the cleaner runs once this share of the closed segments' bytes is not cleaned yet " +
-      `(default ${DEFAULTS.minCleanableDirtyRatio})`,
-  },
-  "min.compaction.lag.ms": {
-    check: millis(0),
-    doc: "compacted topics: a segment whose newest record is younger than this is not cleaned yet (default 0)",
-  },
-  "max.compaction.lag.ms": {
-    check: millis(1),
-    doc: "compacted topics: records older than this are cleaned whatever the dirty ratio, and the active " +
-      "segment rolls at this age (default: no limit)",
-  },
-  "delete.retention.ms": {
-    check: millis(0),
-    doc: "compacted topics: a tombstone (a null value) is removed once it is older than this, and a cleaning " +
-      `has seen it (default ${DEFAULTS.deleteRetentionMs} ms, one day)`,
-  },
-};
 
 /** A topic's compaction settings, the broker's defaults filled in. */
 export interface CompactionConfig {

@@ -90,6 +90,16 @@ export interface GroupDeleteOp {
 }
 
 /**
+ * Some of a group's committed offsets deleted (Kafka's OffsetDelete, `yak groups --delete-offsets`): topic ->
+ * partitions. A group left with no commit (and no member) is gone, as Kafka's cleanup ends such a group.
+ */
+export interface OffsetDeleteOp {
+  op: "offset_delete";
+  group: string;
+  offsets: Record<string, number[]>;
+}
+
+/**
  * A cleaning of a compacted partition, as the leader decided it (see
  * src/broker/compactor.ts and src/log/cleaner.ts): every replica carries it
  * out on its copy. `at` is the leader's clock when it decided.
@@ -110,7 +120,15 @@ export interface CleanOp extends CleanDecision {
 }
 
 /** One metadata record's value. */
-export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | TopicDeleteOp | SnapshotOp | ProducerIdsOp | CleanOp;
+export type MetaOp =
+  | TopicOp
+  | CommitOp
+  | GroupDeleteOp
+  | OffsetDeleteOp
+  | TopicDeleteOp
+  | SnapshotOp
+  | ProducerIdsOp
+  | CleanOp;
 
 /** A topic as metadata knows it. */
 export interface TopicMeta {
@@ -191,6 +209,8 @@ export class Metadata {
     } else if (op.op === "group_delete") {
       this.groups.delete(op.group);
       this.commitInfo.delete(op.group);
+    } else if (op.op === "offset_delete") {
+      this.#deleteOffsets(op);
     } else if (op.op === "commit") {
       let byTopic = this.groups.get(op.group);
       if (!byTopic) this.groups.set(op.group, byTopic = new Map());
@@ -217,6 +237,20 @@ export class Metadata {
       at: Math.max(old?.at ?? 0, op.at),
     };
     t.cleaned = { ...t.cleaned, [p]: merged };
+  }
+
+  /** Removes the partitions' commits (and what they said); a topic, or a group, with none left goes too. */
+  #deleteOffsets(op: OffsetDeleteOp): void {
+    for (const state of [this.groups, this.commitInfo] as Map<string, Map<string, Map<number, unknown>>>[]) {
+      const byTopic = state.get(op.group);
+      if (!byTopic) continue;
+      for (const [topic, partitions] of Object.entries(op.offsets)) {
+        const byPartition = byTopic.get(topic);
+        for (const p of partitions) byPartition?.delete(p);
+        if (byPartition?.size === 0) byTopic.delete(topic);
+      }
+      if (byTopic.size === 0) state.delete(op.group);
+    }
   }
 
   /** Sets (or, where `info` has none, clears) the commit info of `partitions`. */
