@@ -96,7 +96,12 @@ export class Compactor {
       this.wake();
       if (this.#b.role() === "leader" && !this.#deciding) {
         this.#deciding = this.decide()
-          .catch((err) => this.#b.log.write("cleaner_failed", { step: "decide", error: messageOf(err) }))
+          .catch((err) => {
+            // A leader stepping down or stopping mid-decision: the next leader decides again.
+            if (!this.#stopped && this.#b.role() === "leader") {
+              this.#b.log.write("cleaner_failed", { step: "decide", error: messageOf(err) });
+            }
+          })
           .finally(() => (this.#deciding = null));
       }
     }, Math.min(1000, this.#checkMs));
