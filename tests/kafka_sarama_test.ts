@@ -15,12 +15,18 @@ const SOURCE = fileURLToPath(new URL("./sarama/main.go", import.meta.url));
 const GOPATH = "/usr/share/gocode";
 const SARAMA = join(GOPATH, "src/github.com/Shopify/sarama");
 
-/** Why the sarama test cannot run here, or null when go and sarama are installed. */
+/** Why the sarama test cannot run here, or null when go, gcc (cgo) and sarama are installed. */
 function saramaMissing(): string | null {
-  try {
-    new Deno.Command("go", { args: ["version"], stdout: "null", stderr: "null" }).outputSync();
-  } catch {
-    return "go is not installed (apt-get install golang-go golang-github-shopify-sarama-dev)";
+  const tools = [
+    ["go", "version", "go is not installed (apt-get install golang-go golang-github-shopify-sarama-dev)"],
+    ["gcc", "--version", "gcc is not installed: cgo builds sarama's zstd binding (apt-get install gcc)"],
+  ];
+  for (const [tool, arg, reason] of tools) {
+    try {
+      new Deno.Command(tool, { args: [arg], stdout: "null", stderr: "null" }).outputSync();
+    } catch {
+      return reason;
+    }
   }
   try {
     Deno.statSync(SARAMA);
@@ -32,7 +38,7 @@ function saramaMissing(): string | null {
 
 /**
  * The program's binary, built once per source and Go version: it is kept
- * under the temp directory by their hash (a build takes about 5 s on this
+ * under the temp directory by their hash (a build takes about 4 s on this
  * machine, a cached run nothing), its build cache in a temp directory removed
  * after. Binaries of older sources are removed when a new one is built.
  */
