@@ -53,6 +53,7 @@ export const KAFKA = {
   GROUP_MAX_SIZE_REACHED: 81,
   FENCED_INSTANCE_ID: 82,
   GROUP_SUBSCRIBED_TO_TOPIC: 86,
+  UNKNOWN_TOPIC_ID: 100,
 } as const;
 
 const BY_CODE: Partial<Record<ErrorCode, number>> = {
