@@ -44,7 +44,7 @@ export const APIS: readonly Api[] = [
   { key: 0, name: "Produce", min: 0, max: 8, flexibleFrom: NONE, handle: produce },
   { key: 1, name: "Fetch", min: 0, max: 12, flexibleFrom: 12, handle: fetch },
   { key: 2, name: "ListOffsets", min: 0, max: 8, flexibleFrom: 6, handle: listOffsets },
-  { key: 3, name: "Metadata", min: 0, max: 9, flexibleFrom: 9, handle: metadata },
+  { key: 3, name: "Metadata", min: 0, max: 12, flexibleFrom: 9, handle: metadata },
   { key: 8, name: "OffsetCommit", min: 0, max: 8, flexibleFrom: 8, handle: offsetCommit },
   { key: 9, name: "OffsetFetch", min: 0, max: 8, flexibleFrom: 6, handle: offsetFetch },
   { key: 10, name: "FindCoordinator", min: 0, max: 4, flexibleFrom: 3, handle: findCoordinator },
