@@ -534,6 +534,7 @@ export class Broker implements BrokerContext {
   #status(groups: GroupCoordinator): BrokerStatus {
     const topics = this.store.topicNames().map((name) => ({
       name,
+      id: this.services.topics.topicId(name) ?? undefined, // none for __cluster
       configs: this.store.meta.topics.get(name)?.configs ?? {},
       partitions: Array.from({ length: this.store.partitionCount(name) }, (_, p) => {
         const log = this.store.partition(name, p);

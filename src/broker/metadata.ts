@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { derivedTopicId } from "./topic_id.ts";
 
 /** The internal topic that holds metadata records; like Kafka's `__consumer_offsets`. */
 export const CLUSTER_TOPIC = "__cluster";
@@ -135,9 +136,28 @@ export interface TopicMeta {
   partitions: number;
   createdAt: number;
   configs: Record<string, string>;
+  /** Absent in records written before topics had ids: see {@link topicIdOf}. */
   id?: string;
   /** Partition -> the last cleaning decided (compacted topics): a snapshot keeps it. */
   cleaned?: Record<string, CleanDecision>;
+}
+
+/**
+ * A topic's id: the one its record carries, else (a topic created before
+ * ids were recorded) one derived from its name and creation time, the same
+ * on every replica and after every restart (see topic_id.ts).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { topicIdOf } from "./metadata.ts";
+ * const id = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f0";
+ * assert.equal(topicIdOf("t", { partitions: 1, createdAt: 0, configs: {}, id }), id);
+ * assert.equal(topicIdOf("t", { partitions: 1, createdAt: 0, configs: {} }).length, 36);
+ * ```
+ */
+export function topicIdOf(topic: string, meta: TopicMeta): string {
+  return meta.id ?? derivedTopicId(topic, meta.createdAt);
 }
 
 /**

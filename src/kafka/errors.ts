@@ -54,6 +54,7 @@ export const KAFKA = {
   FENCED_INSTANCE_ID: 82,
   GROUP_SUBSCRIBED_TO_TOPIC: 86,
   INVALID_RECORD: 87,
+  UNKNOWN_TOPIC_ID: 100,
 } as const;
 
 const BY_CODE: Partial<Record<ErrorCode, number>> = {

@@ -20,7 +20,12 @@ async function createOrAlter(s: BrokerServices, req: Request, mode: "create" | "
     : int(req, "partitions", 1, s.opts.maxPartitions);
   if (mode === "create") await s.topics.create(topic, partitions!, configs);
   else await s.topics.alter(topic, partitions, configs, deleteConfigs);
-  return { topic, partitions: s.partitions.partitionCount(topic), configs: s.topics.configs(topic) };
+  return {
+    topic,
+    partitions: s.partitions.partitionCount(topic),
+    configs: s.topics.configs(topic),
+    topicId: s.topics.topicId(topic), // not `id`: a reply's id is its request's (the frame's correlation id)
+  };
 }
 
 /** `create_topic`: a topic with its partitions and configs. */

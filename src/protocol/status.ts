@@ -28,6 +28,8 @@ export interface PartitionStatus {
 /** One topic as a broker holds it. */
 export interface TopicStatus {
   name: string;
+  /** Its topic id (a UUID; Kafka clients name topics by it); absent for the internal `__cluster`. */
+  id?: string;
   configs: Record<string, string | number>;
   partitions: PartitionStatus[];
 }
