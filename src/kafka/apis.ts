@@ -25,6 +25,14 @@ import { listOffsets } from "./list_offsets.ts";
 import { metadata } from "./metadata.ts";
 import { initProducerId, produce } from "./produce.ts";
 import { saslAuthenticate, saslHandshake } from "./sasl.ts";
+import {
+  addOffsetsToTxn,
+  addPartitionsToTxn,
+  describeTransactions,
+  endTxn,
+  listTransactions,
+  txnOffsetCommit,
+} from "./transactions.ts";
 import type { Writer } from "./wire.ts";
 
 /** ApiVersions' key: answered with a v0 header, and in v0 layout when the client's version is too new. */
@@ -62,7 +70,13 @@ export const APIS: readonly Api[] = [
   { key: 19, name: "CreateTopics", min: 0, max: 5, flexibleFrom: 5, handle: createTopics },
   { key: 20, name: "DeleteTopics", min: 0, max: 4, flexibleFrom: 4, handle: deleteTopics },
   { key: 22, name: "InitProducerId", min: 0, max: 4, flexibleFrom: 2, handle: initProducerId },
+  { key: 24, name: "AddPartitionsToTxn", min: 0, max: 3, flexibleFrom: 3, handle: addPartitionsToTxn },
+  { key: 25, name: "AddOffsetsToTxn", min: 0, max: 3, flexibleFrom: 3, handle: addOffsetsToTxn },
+  { key: 26, name: "EndTxn", min: 0, max: 3, flexibleFrom: 3, handle: endTxn },
+  { key: 28, name: "TxnOffsetCommit", min: 0, max: 3, flexibleFrom: 3, handle: txnOffsetCommit },
   { key: 36, name: "SaslAuthenticate", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslAuthenticate },
+  { key: 65, name: "DescribeTransactions", min: 0, max: 0, flexibleFrom: 0, handle: describeTransactions },
+  { key: 66, name: "ListTransactions", min: 0, max: 0, flexibleFrom: 0, handle: listTransactions },
 ];
 
 /** {@link APIS} by key. */

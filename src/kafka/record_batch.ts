@@ -147,6 +147,10 @@ export interface RecordBatchInput {
   baseSequence?: number;
   /** Defaults to none; others compress the records section as Kafka's Java client does. */
   compression?: CompressionCodec;
+  /** Part of a transaction (attribute bit 4). */
+  isTransactional?: boolean;
+  /** A control batch: a transaction marker (attribute bit 5). */
+  isControl?: boolean;
   records: KafkaRecord[];
 }
 
@@ -713,7 +717,10 @@ function writeBatchHeader(out: Uint8Array, b: RecordBatchInput, codec: Compressi
   view.setInt32(8, out.length - LOG_OVERHEAD_BYTES);
   view.setInt32(12, b.partitionLeaderEpoch);
   view.setInt8(MAGIC_AT, MAGIC);
-  view.setInt16(ATTRIBUTES_AT, codec);
+  view.setInt16(
+    ATTRIBUTES_AT,
+    codec | (b.isTransactional ? ATTR_TRANSACTIONAL : 0) | (b.isControl ? ATTR_CONTROL : 0),
+  );
   view.setInt32(23, sizes.lastOffsetDelta);
   writeInt64(view, 27, sizes.baseTimestamp);
   writeInt64(view, 35, sizes.maxTimestamp);
