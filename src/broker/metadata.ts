@@ -278,7 +278,10 @@ export class Metadata {
     for (const [key, [first, last]] of Object.entries(op.aborted ?? {})) {
       let list = this.aborted.get(key);
       if (!list) this.aborted.set(key, list = []);
-      list.push({ producer: op.txn?.producer ?? -1, first, last });
+      // Kept sorted by marker offset (two transactions' completions may land in the other order than their markers).
+      let at = list.length;
+      while (at > 0 && list[at - 1].last > last) at--;
+      list.splice(at, 0, { producer: op.txn?.producer ?? -1, first, last });
     }
   }
 
@@ -289,9 +292,23 @@ export class Metadata {
     return first;
   }
 
-  /** A partition's aborted transactions that may hold records in [from, to). */
+  /**
+   * A partition's aborted transactions that may hold records in [from, to).
+   * The list is sorted by `last`: a binary search finds the first that ends
+   * at or after `from`.
+   */
   abortedIn(key: string, from: number, to: number): AbortedTxn[] {
-    return (this.aborted.get(key) ?? []).filter((a) => a.last >= from && a.first < to);
+    const list = this.aborted.get(key) ?? [];
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].last < from) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: AbortedTxn[] = [];
+    for (let i = lo; i < list.length; i++) if (list[i].first < to) out.push(list[i]);
+    return out;
   }
 
   /** Sets (or, where `info` has none, clears) the commit info of `partitions`. */

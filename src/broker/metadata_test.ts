@@ -57,3 +57,14 @@ Deno.test("transaction records: the last stable offset waits for open transactio
   assert.equal(copy.txns.has("a"), false);
   assert.equal(copy.txnOfProducer.has(7), false);
 });
+
+Deno.test("the aborted index stays sorted by marker offset, whichever transaction completes first", () => {
+  const meta = new Metadata();
+  const done = (producer: number): TxnMeta => ({ ...open({}, "CompleteAbort"), producer });
+  meta.apply({ op: "txn", id: "a", txn: done(1), aborted: { "t/0": [10, 30] } });
+  meta.apply({ op: "txn", id: "b", txn: done(2), aborted: { "t/0": [5, 20] } });
+  meta.apply({ op: "txn", id: "c", txn: done(3), aborted: { "t/0": [31, 40] } });
+  assert.deepEqual(meta.abortedIn("t/0", 0, 100).map((a) => a.last), [20, 30, 40]);
+  assert.deepEqual(meta.abortedIn("t/0", 25, 100).map((a) => a.producer), [1, 3]);
+  assert.deepEqual(meta.abortedIn("t/0", 21, 31).map((a) => a.producer), [1]);
+});
