@@ -94,6 +94,16 @@ export interface GroupDeleteOp {
 }
 
 /**
+ * Some of a group's committed offsets deleted (Kafka's OffsetDelete, `yak groups --delete-offsets`): topic ->
+ * partitions. A group left with no commit (and no member) is gone, as Kafka's cleanup ends such a group.
+ */
+export interface OffsetDeleteOp {
+  op: "offset_delete";
+  group: string;
+  offsets: Record<string, number[]>;
+}
+
+/**
  * Where a transactional id's transaction stands: Kafka's states. `Ongoing`
  * from its first partition; `PrepareCommit`/`PrepareAbort` once the
  * coordinator decided (the markers are being written); `Complete*` once
@@ -139,7 +149,15 @@ export interface TxnOp {
 }
 
 /** One metadata record's value. */
-export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | TopicDeleteOp | SnapshotOp | ProducerIdsOp | TxnOp;
+export type MetaOp =
+  | TopicOp
+  | CommitOp
+  | GroupDeleteOp
+  | OffsetDeleteOp
+  | TopicDeleteOp
+  | SnapshotOp
+  | ProducerIdsOp
+  | TxnOp;
 
 /** An aborted transaction in one partition: the producer's number, its first offset and its marker's. */
 export interface AbortedTxn {
@@ -235,6 +253,8 @@ export class Metadata {
     } else if (op.op === "group_delete") {
       this.groups.delete(op.group);
       this.commitInfo.delete(op.group);
+    } else if (op.op === "offset_delete") {
+      this.#deleteOffsets(op);
     } else if (op.op === "commit") {
       let byTopic = this.groups.get(op.group);
       if (!byTopic) this.groups.set(op.group, byTopic = new Map());
@@ -309,6 +329,20 @@ export class Metadata {
     const out: AbortedTxn[] = [];
     for (let i = lo; i < list.length; i++) if (list[i].first < to) out.push(list[i]);
     return out;
+  }
+
+  /** Removes the partitions' commits (and what they said); a topic, or a group, with none left goes too. */
+  #deleteOffsets(op: OffsetDeleteOp): void {
+    for (const state of [this.groups, this.commitInfo] as Map<string, Map<string, Map<number, unknown>>>[]) {
+      const byTopic = state.get(op.group);
+      if (!byTopic) continue;
+      for (const [topic, partitions] of Object.entries(op.offsets)) {
+        const byPartition = byTopic.get(topic);
+        for (const p of partitions) byPartition?.delete(p);
+        if (byPartition?.size === 0) byTopic.delete(topic);
+      }
+      if (byTopic.size === 0) state.delete(op.group);
+    }
   }
 
   /** Sets (or, where `info` has none, clears) the commit info of `partitions`. */

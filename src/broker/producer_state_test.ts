@@ -87,8 +87,8 @@ Deno.test("a transactional producer's new epoch starts its sequences over, also 
   assert.deepEqual(state.check("t/0", "p1", 5, 1, 4), { kind: "next" });
   assert.equal(state.check("t/0", "p1", 0, 10, 4).kind, "outOfOrder", "epoch 3's batch is not epoch 4's");
   const rebuilt = new ProducerState();
-  const text = encodeBatch([{ key: null, value: "a" }, { key: null, value: "b" }], 0, 1, 0, "p1", 0, 3) +
-    encodeBatch([{ key: null, value: "c" }, { key: null, value: "d" }], 2, 1, 0, "p1", 0, 4);
+  const text = encodeBatch([{ key: null, value: "a" }, { key: null, value: "b" }], 0, 1, 0, "p1", 0, false, 3) +
+    encodeBatch([{ key: null, value: "c" }, { key: null, value: "d" }], 2, 1, 0, "p1", 0, false, 4);
   await rebuilt.ensure("t/0", () => Promise.resolve(text));
   assert.deepEqual(rebuilt.check("t/0", "p1", 0, 2, 4), { kind: "duplicate", storedBaseOffset: 2 });
   assert.deepEqual(rebuilt.check("t/0", "p1", 2, 1, 4), { kind: "next" });

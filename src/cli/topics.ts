@@ -8,6 +8,8 @@ import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
 import type { Connection } from "../protocol/connection.ts";
+import type { ConfigEntry } from "../broker/describe_configs.ts";
+import { table } from "./table.ts";
 import { YakError } from "../errors.ts";
 import {
   bootstrapOf,
@@ -29,11 +31,24 @@ yak topics --describe T
 yak topics --alter T [--partitions M] [--config KEY=VALUE ...] [--delete-config KEY ...]
                                            (adds partitions; never removes)
 yak topics --delete T                      (everywhere, with its group commits; a new topic of the name starts empty)
+yak topics --delete-records T --partition P --offset N
+                                           (the records below offset N, -1 for the high watermark, on every replica:
+                                           the partition's log start moves there, as Kafka's DeleteRecords does)
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
-Topic configs:
-${Object.entries(TOPIC_CONFIGS).map(([k, v]) => `  ${k}: ${v.doc}`).join("\n")}
+Topic configs yak enforces:
+${configHelp(false)}
+Accepted and stored (so Kafka tools may set them) but not enforced by yak:
+${configHelp(true)}
 `;
+
+/** The topic configs for --help: name, what it does, and (for those not enforced) why not. */
+function configHelp(notEnforced: boolean): string {
+  return Object.entries(TOPIC_CONFIGS)
+    .filter(([, spec]) => (spec.notEnforced !== undefined) === notEnforced)
+    .map(([k, spec]) => `  ${k}: ${spec.notEnforced ?? spec.doc}`)
+    .join("\n");
+}
 
 const FLAGS: Flags = {
   ...CLUSTER_FLAGS,
@@ -45,9 +60,12 @@ const FLAGS: Flags = {
   config: { type: "string", multiple: true },
   "delete-config": { type: "string", multiple: true },
   delete: { type: "string" },
+  "delete-records": { type: "string" },
+  partition: { type: "string" },
+  offset: { type: "string" },
 };
 
-const ACTIONS = ["list", "create", "describe", "alter", "delete"] as const;
+const ACTIONS = ["list", "create", "describe", "alter", "delete", "delete-records"] as const;
 
 /** What `yak topics` does: one of its actions. */
 type TopicsAction = typeof ACTIONS[number];
@@ -56,6 +74,7 @@ type TopicsAction = typeof ACTIONS[number];
 type TopicsOptions =
   | { action: "list" }
   | { action: "describe" | "delete"; topic: string }
+  | { action: "delete-records"; topic: string; partition: number; offset: number }
   | {
     action: "create" | "alter";
     topic: string;
@@ -76,8 +95,9 @@ interface TopicView {
 type TopicsResult =
   | { action: "list"; topics: Record<string, number> }
   | { action: "delete"; topic: string }
+  | { action: "delete-records"; topic: string; partition: number; logStart: number }
   | { action: "create" | "alter"; topic: string; partitions: unknown; configs: Record<string, string> }
-  | { action: "describe"; topic: TopicView; leaderId: unknown; isr: number[] };
+  | { action: "describe"; topic: TopicView; leaderId: unknown; isr: number[]; configs: ConfigEntry[] };
 
 /** Runs `yak topics`. */
 export async function topicsCommand(args: string[]): Promise<number> {
@@ -105,7 +125,7 @@ function actionOf(values: Values): TopicsAction {
   if (actions.length !== 1) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      "give exactly one of --list, --create, --describe, --alter, --delete (see --help)",
+      "give exactly one of --list, --create, --describe, --alter, --delete, --delete-records (see --help)",
     );
   }
   return actions[0];
@@ -115,6 +135,7 @@ function actionOf(values: Values): TopicsAction {
 function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
   if (action === "list") return { action };
   if (action === "delete" || action === "describe") return { action, topic: checkTopicName(text(values, action)) };
+  if (action === "delete-records") return deleteRecordsOptionsOf(values);
   const alter = action === "alter";
   const topic = checkTopicName(text(values, action));
   // Checked here too, so a typo is reported before anything is sent.
@@ -135,12 +156,31 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
   return { action, topic, partitions, configs, deleteConfigs };
 }
 
+/** `--delete-records T --partition P --offset N`: both numbers are needed (nothing is deleted by default). */
+function deleteRecordsOptionsOf(values: Values): TopicsOptions {
+  const topic = checkTopicName(text(values, "delete-records"));
+  const partition = integer(values, "partition", undefined, 0, 999);
+  const offset = integer(values, "offset", undefined, -1, Number.MAX_SAFE_INTEGER);
+  if (partition === undefined || offset === undefined) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--delete-records needs --partition P and --offset N (the records below N go; -1 for the high watermark)",
+    );
+  }
+  return { action: "delete-records", topic, partition, offset };
+}
+
 /** Asks the leader. */
 async function runTopics(conn: Connection, options: TopicsOptions): Promise<TopicsResult> {
   switch (options.action) {
     case "delete":
       await conn.request({ type: "delete_topic", topic: options.topic });
       return { action: "delete", topic: options.topic };
+    case "delete-records": {
+      const { topic, partition, offset } = options;
+      const res = await conn.request({ type: "delete_records", topic, partition, offset });
+      return { action: "delete-records", topic, partition, logStart: res.logStart as number };
+    }
     case "list": {
       const meta = await conn.request({ type: "metadata" });
       return { action: "list", topics: meta.topics as Record<string, number> };
@@ -164,7 +204,9 @@ async function runTopics(conn: Connection, options: TopicsOptions): Promise<Topi
         throw new YakError("UNKNOWN_TOPIC", `topic '${options.topic}' does not exist`);
       }
       const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
-      return { action: "describe", topic, leaderId: status.brokerId, isr };
+      const described = await conn.request({ type: "describe_configs", topic: options.topic });
+      const configs = described.configs as ConfigEntry[];
+      return { action: "describe", topic, leaderId: status.brokerId, isr, configs };
     }
   }
 }
@@ -174,6 +216,12 @@ function printTopics(result: TopicsResult): void {
   switch (result.action) {
     case "delete":
       console.log(`deleted topic '${result.topic}'`);
+      return;
+    case "delete-records":
+      console.log(
+        `deleted the records of '${result.topic}' partition ${result.partition} below offset ${result.logStart}: ` +
+          `its log start is ${result.logStart} on every in-sync replica`,
+      );
       return;
     case "list":
       for (const [name, n] of Object.entries(result.topics)) console.log(`${name}\t${n} partitions`);
@@ -189,14 +237,33 @@ function printTopics(result: TopicsResult): void {
     }
     case "describe":
       printDescription(result.topic, result.leaderId, result.isr);
+      printConfigs(result.configs);
+      printPartitions(result.topic);
   }
 }
 
-/** `--describe`: the topic, its configs, and a line per partition. */
+/** `--describe`: the topic and the configs it sets. */
 function printDescription(t: TopicView, leaderId: unknown, isr: number[]): void {
   console.log(`topic '${t.name}': ${t.partitions.length} partitions, leader broker ${leaderId}, in sync ${isr}`);
   const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
   console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
+}
+
+/** Where a value comes from, for people. */
+function sourceOf(c: ConfigEntry): string {
+  if (c.source === "TOPIC_CONFIG") return "topic";
+  if (c.source === "STATIC_BROKER_CONFIG") return `broker flag --${c.flag ?? c.synonyms[0]?.name}`;
+  return "default";
+}
+
+/** `--describe`: every config with its value, where it comes from, and whether yak enforces it. */
+function printConfigs(configs: ConfigEntry[]): void {
+  const rows = configs.map((c) => [c.name, c.value ?? "", sourceOf(c), c.enforced ? "enforced" : "stored only"]);
+  console.log(table([["CONFIG", "VALUE", "SOURCE", "YAK"], ...rows]));
+}
+
+/** `--describe`: a line per partition. */
+function printPartitions(t: TopicView): void {
   console.log("partition\tlog-start\tlog-end\thigh-watermark\tsegments\tbytes");
   for (const p of t.partitions) {
     console.log(

@@ -284,9 +284,27 @@ Deno.test("producerOf and valuesOf read sealed lines and lines from before check
   assert.equal(recordBytesOf(encoder.encode(sealed))[0].value?.length, 3);
 });
 
+Deno.test("LogAppendTime: every record of the batch carries the leader's time, marked, and the fast reader sees it", () => {
+  const text = encodeBatch(
+    [{ key: null, value: "a", ts: 5 }, { key: "k", value: "b", ts: 6 }],
+    0,
+    1,
+    TS,
+    null,
+    0,
+    true,
+  );
+  const parsed = parseLines(text);
+  assert.deepEqual(parsed.map((r) => [r.ts, r.logAppendTime]), [[TS, true], [TS, true]]);
+  const bytes = recordBytesOf(encoder.encode(text));
+  assert.deepEqual(bytes.map((r) => [r.ts, r.logAppendTime, r.value?.length]), [[TS, true, 1], [TS, true, 1]]);
+  const created = recordBytesOf(encoder.encode(encodeBatch([{ key: null, value: "a", ts: 5 }], 0, 1, TS, null, 0)));
+  assert.deepEqual([created[0].ts, created[0].logAppendTime], [5, false]);
+});
+
 Deno.test("transactional lines and markers: read alike in place and by the full parse, sealed or not", () => {
   const enc = new TextEncoder();
-  const text = encodeBatch([{ key: "k", value: "a" }, { key: null, value: "b" }], 10, 3, TS, "p12", 5, 2) +
+  const text = encodeBatch([{ key: "k", value: "a" }, { key: null, value: "b" }], 10, 3, TS, "p12", 5, false, 2) +
     encodeMarker(12, 3, TS, "p12", 2, true) + encodeMarker(13, 3, TS, "p12", 2, false) +
     encodeBatch([{ key: null, value: "c" }], 14, 3, TS, "p13", 0);
   for (const bytes of [enc.encode(text), sealLines(enc.encode(text))]) {
