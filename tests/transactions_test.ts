@@ -458,6 +458,7 @@ Deno.test({
             await feeder.disconnect();
             const app = new EosApp(kafka, m);
             const running = app.run();
+            running.catch(() => {}); // awaited below; a failure before then must not go unhandled
             await until("a third of the input is processed", 30_000, () => Promise.resolve(app.done >= m / 3));
             const old = (await c.lease()).leaderId!;
             // Where a decided transaction's markers are about to be written (the decision is replicated by then).
