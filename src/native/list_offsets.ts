@@ -8,7 +8,11 @@ import { YakError } from "../errors.ts";
 import type { Reply, Request } from "../protocol/messages.ts";
 import { checkTopicName } from "./names.ts";
 
-/** `list_offsets`: per partition, the high watermark (`hw`), the log end (`end`) and the log start (`start`). */
+/**
+ * `list_offsets`: per partition, the high watermark (`hw`), the log end
+ * (`end`), the log start (`start`) and the last stable offset (`lso`: where
+ * a read_committed reader stops, below every undecided transaction).
+ */
 export function listOffsets(s: BrokerServices, req: Request): Reply {
   const topic = checkTopicName(req.topic);
   const n = s.partitions.partitionCount(topic);
@@ -16,11 +20,13 @@ export function listOffsets(s: BrokerServices, req: Request): Reply {
   const hw: Record<string, number> = {};
   const end: Record<string, number> = {};
   const start: Record<string, number> = {};
+  const lso: Record<string, number> = {};
   for (let p = 0; p < n; p++) {
     const o = s.partitions.offsets({ topic, partition: p });
     hw[p] = o.highWatermark;
     end[p] = o.logEnd;
     start[p] = o.logStart;
+    lso[p] = o.lastStable;
   }
-  return { hw, end, start };
+  return { hw, end, start, lso };
 }
