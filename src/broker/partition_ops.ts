@@ -210,6 +210,11 @@ export class PartitionOps {
       { topicExists: exists },
     );
     for (const batch of batches) rules.validateBatch(batch.records);
+    // Every batch's producer (id and epoch) is checked before any batch is appended, as its records are:
+    // a request holding a batch of a producer the cluster never issued stores nothing.
+    for (const batch of batches) {
+      if (batch.producerId !== null) b.producerIds.verify(batch.producerId, batch.producerEpoch);
+    }
     return batches.map((batch) => this.#appendChecked(tp, batch, acks, timeoutMs));
   }
 
