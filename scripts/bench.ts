@@ -25,6 +25,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
 import { Connection } from "../src/protocol/connection.ts";
+import { benchAgainst } from "./bench_against.ts";
 import { MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
 
 const encoder = new TextEncoder();
@@ -51,11 +52,18 @@ interface Settings {
   diskBytes: number;
   out?: string;
   quick: boolean;
+  /** Compare with this revision (`--against`), over `rounds` alternating runs per side. */
+  against?: string;
+  rounds: number;
 }
 
 const USAGE = `deno task bench [--records 1000000] [--size 100] [--partitions 3]
                 [--latency-rate 10000] [--latency-seconds 10] [--failover-runs 3]
-                [--runs 1] [--out FILE] [--quick]`;
+                [--runs 1] [--out FILE] [--quick]
+       deno task bench --against REV [--rounds 3] [other flags]
+  --against REV  run this checkout and REV (a git revision, in a temporary worktree) in
+                 alternation, REV first, --rounds times each; print each figure's median per
+                 side and the ratio this/REV, with the load average of every run`;
 
 function settingsFrom(args: string[]): Settings {
   const { values } = parseArgs({
@@ -71,6 +79,8 @@ function settingsFrom(args: string[]): Settings {
       runs: { type: "string" },
       out: { type: "string" },
       quick: { type: "boolean" },
+      against: { type: "string" },
+      rounds: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -100,6 +110,8 @@ function settingsFrom(args: string[]): Settings {
     diskBytes: (quick ? 16 : 256) * 1024 * 1024,
     out: values.out,
     quick,
+    against: values.against,
+    rounds: num("rounds", 3, 1, 20),
   };
 }
 
@@ -806,6 +818,19 @@ interface Row {
   unit: string;
   target: string;
   met?: boolean;
+  /** The 1-minute load average right after the figure was measured. */
+  load?: number;
+}
+
+type Phase = "throughput" | "latency" | "failover" | "memory" | "disk";
+
+/** Which phase measured a figure, told by its name: the load average read after that phase goes beside it. */
+function phaseOf(figure: string): Phase {
+  if (/RSS/.test(figure)) return "memory";
+  if (/failover/.test(figure)) return "failover";
+  if (/latency|send to leader|leader append/.test(figure)) return "latency";
+  if (/disk|on-disk|log writes/.test(figure)) return "disk";
+  return "throughput";
 }
 
 function fmtValue(v: number, unit: string): string {
@@ -819,12 +844,14 @@ function printTable(rows: Row[]): string {
     r.figure,
     fmtValue(r.value, r.unit),
     r.unit,
+    r.load === undefined ? "" : r.load.toFixed(2),
     r.target === "" ? "" : `${r.target}${r.met === undefined ? "" : r.met ? "  ok" : "  MISSED"}`,
   ]);
-  const head = ["figure", "value", "unit", "target"];
+  const head = ["figure", "value", "unit", "load", "target"];
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]) =>
-    [c[0].padEnd(widths[0]), c[1].padStart(widths[1]), c[2].padEnd(widths[2]), c[3]].join("  ").trimEnd();
+    [c[0].padEnd(widths[0]), c[1].padStart(widths[1]), c[2].padEnd(widths[2]), c[3].padStart(widths[3]), c[4]]
+      .join("  ").trimEnd();
   return [line(head), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)].join("\n");
 }
 
@@ -859,8 +886,20 @@ async function loadAverage(): Promise<number[]> {
 
 // -------------------------------------------------------------------- main
 
+/** The flags of this run without --against and --rounds: what each side of a comparison runs with. */
+function sideArgs(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--against" || a === "--rounds") i++;
+    else if (!a.startsWith("--against=") && !a.startsWith("--rounds=")) out.push(a);
+  }
+  return out;
+}
+
 async function main(): Promise<number> {
   const s = settingsFrom(Deno.args);
+  if (s.against !== undefined) return await benchAgainst(s.against, sideArgs(Deno.args), s.rounds);
   const command = `deno task bench ${
     Deno.args.map((a) => (/^[\w./:=-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ")
   }`.trimEnd();
@@ -952,6 +991,7 @@ async function main(): Promise<number> {
       }
     }
     await sampleRss();
+    const loads = new Map<Phase, number>([["throughput", (await loadAverage())[0]]]);
 
     // 3. Latency.
     log(`latency: ${s.latencyRate} records/s for ${s.latencySeconds} s`);
@@ -962,17 +1002,21 @@ async function main(): Promise<number> {
       } ms`,
     );
     await sampleRss();
+    loads.set("latency", (await loadAverage())[0]);
 
     // 4. Failover (samples the leader's RSS before each kill).
     log(`failover: ${s.failoverRuns} run(s)`);
     const failover = await failoverRuns(c, s, sampleRss);
     await sampleRss();
+    loads.set("failover", (await loadAverage())[0]);
 
     // 6. Disk, with the cluster idle.
     const chunkBytes = Math.round(2000 * (bytesPerRecord || 150));
     log(`disk: ${s.diskBytes / 1024 / 1024} MiB in ${chunkBytes}-byte writes`);
     const disk = await diskRun(c.dir, chunkBytes, s.diskBytes);
     await sampleRss();
+    loads.set("disk", (await loadAverage())[0]);
+    loads.set("memory", loads.get("disk")!);
 
     const medianOf = (runs: { recordsPerSec: number }[]) => median(runs.map((r) => r.recordsPerSec));
     const pick = <T extends { recordsPerSec: number }>(runs: T[]): T => {
@@ -1078,7 +1122,7 @@ async function main(): Promise<number> {
       const t = Number(m[2].replaceAll(",", ""));
       return { ...r, met: m[1] === ">=" ? r.value >= t : r.value <= t };
     };
-    const table = rows.map(check);
+    const table = rows.map(check).map((r) => ({ ...r, load: loads.get(phaseOf(r.figure)) }));
 
     const startupSeconds = median(all.concat(one).map((r) => r.wallSeconds - (r.producer?.seconds ?? r.wallSeconds)));
     const elapsedSeconds = (clock() - benchStarted) / 1000;

@@ -240,7 +240,9 @@ export const DEFAULTS = {
  * speed (the benchmark: same throughput with 8 MiB semi-spaces, leader peak
  * RSS 235 -> 175 MB). Like Kafka's heap options, it must be given at launch;
  * deno.json's tasks and ./yak repeat it. `--allow-sys=uid` is for the
- * process's own user id alone: a data root of another user is refused.
+ * process's own user id alone: a data root of another user is refused;
+ * `statfs` for the size and free bytes of the file system a broker's data
+ * is on (Kafka's DescribeLogDirs).
  */
 export const RUN_FLAGS = [
   "--allow-net",
@@ -248,6 +250,6 @@ export const RUN_FLAGS = [
   "--allow-write",
   "--allow-env",
   "--allow-run",
-  "--allow-sys=uid",
+  "--allow-sys=uid,statfs",
   "--v8-flags=--max-semi-space-size=8",
 ] as const;

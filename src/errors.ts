@@ -17,6 +17,10 @@ export type ErrorCode =
   | "FRAME_TOO_LARGE"
   | "OUT_OF_RANGE"
   | "STALE_EPOCH"
+  /** A reader's leader epoch is older than the leader's (it must refresh its metadata); Kafka's FENCED_LEADER_EPOCH. */
+  | "FENCED_LEADER_EPOCH"
+  /** A reader's leader epoch is newer than this broker knows (its metadata is ahead); Kafka's UNKNOWN_LEADER_EPOCH. */
+  | "UNKNOWN_LEADER_EPOCH"
   | "OUT_OF_ORDER_SEQUENCE"
   /** An idempotent batch under a producer id the cluster did not issue (or not to this client). */
   | "UNKNOWN_PRODUCER_ID"
@@ -42,6 +46,8 @@ export type ErrorCode =
   | "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
   | "BROKER_ID_IN_USE"
   | "INVALID_CONFIG"
+  /** A produced record's timestamp is further from the leader's clock than its topic's message.timestamp limits allow. */
+  | "INVALID_TIMESTAMP"
   // Consumer groups (Kafka's classic protocol); a member handles each itself, none is retried blindly.
   | "MEMBER_ID_REQUIRED"
   | "UNKNOWN_MEMBER_ID"
@@ -51,6 +57,8 @@ export type ErrorCode =
   | "GROUP_NOT_EMPTY"
   | "GROUP_ID_NOT_FOUND"
   | "GROUP_MAX_SIZE_REACHED"
+  /** Offsets of a topic the group's live members subscribe to: they would be committed again (Kafka's OffsetDelete). */
+  | "GROUP_SUBSCRIBED_TO_TOPIC"
   /** A static member's old member id: another process joined since under the same group instance id (KIP-345). */
   | "FENCED_INSTANCE_ID"
   /** A broken invariant inside yak (a bug): never retried, always logged. */

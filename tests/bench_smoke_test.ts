@@ -54,8 +54,10 @@ Deno.test("bench --quick runs a real cluster end to end and writes every figure 
     assert.deepEqual(Object.keys(report.rss).sort(), ["1", "2", "3"], JSON.stringify(report.rss));
     for (const [id, bytes] of Object.entries(report.rss)) positive(bytes, `broker ${id} peak RSS`);
     assert.ok(Array.isArray(report.table) && report.table.length > 0, "the table is in the JSON");
-    // The table went to stdout too.
-    assert.match(new TextDecoder().decode(res.stdout), /^figure\s+value\s+unit\s+target/m);
+    // Every figure has the load average read when it was measured.
+    for (const row of report.table) assert.ok(typeof row.load === "number", `${row.figure} has no load: ${row.load}`);
+    // The table went to stdout too, the load beside each figure.
+    assert.match(new TextDecoder().decode(res.stdout), /^figure\s+value\s+unit\s+load\s+target/m);
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }

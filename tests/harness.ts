@@ -11,8 +11,11 @@ import { RUN_FLAGS } from "../src/config.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
 
-/** main.ts, as a path. */
-export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+/**
+ * main.ts, as a path: this checkout's, or for `deno task bench --against`
+ * the other revision's (`YAK_BENCH_MAIN`), so one bench script drives both.
+ */
+export const MAIN = Deno.env.get("YAK_BENCH_MAIN") ?? fileURLToPath(new URL("../main.ts", import.meta.url));
 /** How the harness runs main.ts: as `yak cluster` runs its children. */
 export const PERMS: readonly string[] = RUN_FLAGS;
 const decoder = new TextDecoder();

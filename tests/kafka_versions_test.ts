@@ -16,6 +16,8 @@ import { ends, KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
 
 const MEMBER_ID_REQUIRED = 79;
 const UNKNOWN_TOPIC_OR_PARTITION = 3;
+const OFFSET_OUT_OF_RANGE = 1;
+const UNKNOWN_LEADER_EPOCH = 75;
 
 /** What the consumer-groups and Kafka-protocol issues ask yak to support at least (API key -> [min, max]). */
 const AT_LEAST: Record<number, [number, number]> = {
@@ -35,7 +37,17 @@ const AT_LEAST: Record<number, [number, number]> = {
   19: [2, 5], // CreateTopics
   20: [1, 4], // DeleteTopics
   15: [0, 0], // DescribeGroups
-  16: [0, 0], // ListGroups
+  16: [0, 4], // ListGroups
+  21: [0, 2], // DeleteRecords
+  23: [0, 4], // OffsetForLeaderEpoch
+  35: [0, 4], // DescribeLogDirs
+  60: [0, 1], // DescribeCluster
+  37: [0, 3], // CreatePartitions
+  42: [0, 2], // DeleteGroups
+  47: [0, 0], // OffsetDelete
+  32: [0, 4], // DescribeConfigs
+  33: [0, 2], // AlterConfigs
+  44: [0, 1], // IncrementalAlterConfigs
 };
 
 const text = new TextEncoder();
@@ -51,6 +63,99 @@ function assignment(topic: string, partitions: number[]): Uint8Array {
   const w = new Writer(false);
   w.int16(0).int32(1).string(topic).int32Array(partitions).nullableBytes(null);
   return w.finish().slice();
+}
+
+/**
+ * DeleteRecords v2, OffsetForLeaderEpoch v4, DescribeLogDirs v4 and
+ * DescribeCluster v1 on topic `vt` (3 partitions; 3 records in partition 0,
+ * written in leader epoch `epoch`), broker 1 alone.
+ */
+async function logApis(k: KafkaConn, port: number, host: string, epoch: number): Promise<void> {
+  // DeleteRecords v2: vt/0 below 2; vt/1 is empty, so 5 is past its high watermark.
+  let r = await k.call(21, 2, true, (w) => {
+    w.array(["vt"], (w, name) => w.string(name).array([[0, 2], [1, 5]], (w, [p, o]) => w.int32(p).int64(o)));
+    w.int32(10_000);
+  });
+  r.int32();
+  const deleted = r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int64(), r.int16()])]);
+  ends(r);
+  assert.deepEqual(deleted, [["vt", [[0, 2, 0], [1, -1, OFFSET_OUT_OF_RANGE]]]]);
+
+  // OffsetForLeaderEpoch v4: the current epoch ends at the log end; an older one where the log starts
+  // (nothing of it is kept); a current epoch newer than the broker's is UNKNOWN_LEADER_EPOCH.
+  const asked = [[0, epoch, epoch], [0, epoch, epoch - 1], [0, epoch + 1, epoch], [9, -1, epoch]];
+  r = await k.call(23, 4, true, (w) => {
+    w.int32(-1);
+    w.array(["vt"], (w, name) => w.string(name).array(asked, (w, [p, cur, e]) => w.int32(p).int32(cur).int32(e)));
+  });
+  r.int32();
+  const epochEnds = r.array((r) => [r.string(), r.array((r) => [r.int16(), r.int32(), r.int32(), r.int64()])]);
+  ends(r);
+  assert.deepEqual(epochEnds, [["vt", [
+    [0, 0, epoch, 3],
+    [0, 0, epoch - 1, 2],
+    [UNKNOWN_LEADER_EPOCH, 0, -1, -1],
+    [UNKNOWN_TOPIC_OR_PARTITION, 9, -1, -1],
+  ]]]);
+
+  // DescribeLogDirs v4: every topic, then one partition.
+  const logDirs = async (topics: [string, number[]][] | null) => {
+    const r = await k.call(35, 4, true, (w) => w.array(topics, (w, [t, ps]) => w.string(t).int32Array(ps)));
+    r.int32();
+    const out = {
+      error: r.int16(),
+      results: r.array((r) => ({
+        error: r.int16(),
+        dir: r.string(),
+        topics: r.array((r) => ({
+          name: r.string(),
+          parts: r.array((r) => ({ index: r.int32(), size: r.int64(), lag: r.int64(), future: r.bool() })),
+        })),
+        totalBytes: r.int64(),
+        usableBytes: r.int64(),
+      })),
+    };
+    ends(r);
+    return out;
+  };
+  const all = await logDirs(null);
+  assert.equal(all.error, 0);
+  assert.equal(all.results.length, 1, "one log dir");
+  const [dir] = all.results;
+  assert.equal(dir.error, 0);
+  assert.match(dir.dir, /\/broker-1\/topics$/);
+  assert.ok(dir.totalBytes > 0 && dir.usableBytes > 0 && dir.usableBytes <= dir.totalBytes, JSON.stringify(dir));
+  assert.deepEqual(dir.topics.map((t) => [t.name, t.parts.map((p) => [p.index, p.lag, p.future])]), [
+    ["vt", [[0, 0, false], [1, 0, false], [2, 0, false]]],
+  ]);
+  const size = dir.topics[0].parts[0].size;
+  assert.ok(size > 0, "partition 0 holds bytes");
+  assert.equal(dir.topics[0].parts[1].size, 0, "partition 1 holds none");
+  const one = await logDirs([["vt", [0]], ["nope", [0]]]);
+  assert.deepEqual(one.results[0].topics, [{ name: "vt", parts: [{ index: 0, size, lag: 0, future: false }] }]);
+
+  // DescribeCluster v1: the brokers, the cluster id Metadata answers, the leader as the controller.
+  const describe = async (operations: boolean, endpointType: number) => {
+    const r = await k.call(60, 1, true, (w) => w.bool(operations).int8(endpointType));
+    r.int32();
+    const out = [
+      r.int16(),
+      r.nullableString(),
+      r.int8(),
+      r.string(),
+      r.int32(),
+      r.array((r) => [r.int32(), r.string(), r.int32(), r.nullableString()]),
+      r.int32(),
+    ];
+    ends(r);
+    return out;
+  };
+  assert.deepEqual(await describe(false, 1), [0, null, 1, "yak", 1, [[1, host, port, null]], -2147483648]);
+  // Asked, every cluster operation (yak has no ACLs): CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+  // DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+  assert.equal((await describe(true, 1))[6], 8096);
+  // yak has no controller endpoints (KIP-919): MISMATCHED_ENDPOINT_TYPE.
+  assert.equal((await describe(false, 2))[0], 114);
 }
 
 Deno.test("the newest advertised Kafka API versions, field by field, on a live broker", () =>
@@ -332,6 +437,87 @@ Deno.test("the newest advertised Kafka API versions, field by field, on a live b
       ends(r);
       assert.deepEqual(left, [0, [[member, null, 0]]]);
 
+      await logApis(k, port, brokers[0].host, topics[0].partitions[0].epoch);
+      await configsFieldByField(k);
+
+      // ListGroups v4 (KIP-518): filtered by state, any case, each group with its state; g1 is Empty now.
+      const listGroups = async (states: string[]) => {
+        const r = await k.call(16, 4, true, (w) => w.stringArray(states));
+        r.int32(); // throttle
+        const out = { error: r.int16(), groups: r.array((r) => [r.string(), r.string(), r.string()]) };
+        ends(r);
+        return out;
+      };
+      assert.deepEqual(await listGroups(["empty", "Stable"]), { error: 0, groups: [["g1", "consumer", "Empty"]] });
+      assert.deepEqual(await listGroups(["Stable"]), { error: 0, groups: [] });
+
+      // OffsetDelete v0: g1's commit on vt/0 goes (vt/1's stays); a partition of an unknown topic is named so.
+      r = await k.call(47, 0, false, (w) => {
+        w.string("g1");
+        w.array([["vt", [0]], ["nope", [0]]] as const, (w, [name, parts]) => {
+          w.string(name);
+          w.array(parts, (w, p) => w.int32(p));
+        });
+      });
+      const offsetsDeleted = [
+        r.int16(),
+        r.int32(),
+        r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int16()])]),
+      ];
+      ends(r);
+      assert.deepEqual(offsetsDeleted, [0, 0, [["vt", [[0, 0]]], ["nope", [[0, UNKNOWN_TOPIC_OR_PARTITION]]]]]);
+      r = await k.call(9, 6, true, (w) => {
+        w.string("g1");
+        w.array([["vt", [0, 1]]] as const, (w, [name, parts]) => w.string(name).int32Array(parts));
+      });
+      r.int32();
+      const fetchedOffsets = r.array((r) => [
+        r.string(),
+        r.array((r) => {
+          const p = [r.int32(), Number(r.int64())];
+          r.int32(); // leader epoch
+          r.nullableString(); // metadata
+          r.int16();
+          return p;
+        }),
+      ]);
+      assert.equal(r.int16(), 0);
+      ends(r);
+      assert.deepEqual(fetchedOffsets, [["vt", [[0, -1], [1, 0]]]]);
+
+      // DeleteGroups v2: g1 (Empty, with its last commit) goes; a group that never was is GROUP_ID_NOT_FOUND (69).
+      r = await k.call(42, 2, true, (w) => w.stringArray(["g1", "never"]));
+      r.int32();
+      const groupsDeleted = r.array((r) => [r.string(), r.int16()]);
+      ends(r);
+      assert.deepEqual(groupsDeleted, [["g1", 0], ["never", 69]]);
+      assert.deepEqual(await listGroups([]), { error: 0, groups: [] });
+
+      // CreatePartitions v3: vt from 3 to 5 with an assignment for each new partition (their count is what counts,
+      // as the message says); validate-only to 9 changes nothing; 4 is fewer than 5: INVALID_PARTITIONS (37).
+      const createPartitions = async (count: number, assignments: number[][] | null, validateOnly: boolean) => {
+        const r = await k.call(37, 3, true, (w) => {
+          w.array([{ name: "vt", count, assignments }], (w, t) => {
+            w.string(t.name).int32(t.count);
+            w.array(t.assignments, (w, brokers) => w.int32Array(brokers));
+          });
+          w.int32(10_000).bool(validateOnly);
+        });
+        r.int32(); // throttle
+        const out = r.array((r) => [r.string(), r.int16(), r.nullableString()]);
+        ends(r);
+        return out;
+      };
+      assert.deepEqual(await createPartitions(5, [[1], [1]], false), [[
+        "vt",
+        0,
+        "partitions added for the assignments' count; yak places every partition on every broker",
+      ]]);
+      assert.deepEqual(await createPartitions(9, null, true), [["vt", 0, null]]);
+      const [[, fewer, why]] = await createPartitions(4, null, false);
+      assert.equal(fewer, 37);
+      assert.match(String(why), /topic 'vt' has 5 partitions; partitions can only be added/);
+
       // DeleteTopics v4.
       r = await k.call(20, 4, true, (w) => w.stringArray(["vt"]).int32(10_000));
       r.int32();
@@ -436,3 +622,108 @@ Deno.test("Kafka Produce: a refused request stores nothing and the broker lives;
       await c.stop();
     }
   }));
+
+/**
+ * DescribeConfigs v4, AlterConfigs v2 and IncrementalAlterConfigs v1 (all
+ * flexible) on topic "vt" (created with retention.ms=600000) and broker 1.
+ */
+async function configsFieldByField(k: KafkaConn): Promise<void> {
+  let r = await k.call(32, 4, true, (w) => {
+    w.array([
+      { type: 2, name: "vt", keys: ["retention.ms", "cleanup.policy"] },
+      { type: 4, name: "1", keys: ["broker.id"] },
+      { type: 2, name: "missing", keys: null },
+    ], (w, res) => {
+      w.int8(res.type).string(res.name);
+      if (res.keys === null) w.uvarint(0);
+      else w.stringArray(res.keys);
+    });
+    w.bool(true).bool(true); // synonyms, documentation
+  });
+  assert.equal(r.int32(), 0);
+  const results = r.array((r) => ({
+    error: r.int16(),
+    message: r.nullableString(),
+    type: r.int8(),
+    name: r.string(),
+    configs: r.array((r) => ({
+      name: r.string(),
+      value: r.nullableString(),
+      readOnly: r.bool(),
+      source: r.int8(),
+      sensitive: r.bool(),
+      synonyms: r.array((r) => [r.string(), r.nullableString(), r.int8()]),
+      type: r.int8(),
+      doc: r.nullableString(),
+    })),
+  }));
+  ends(r);
+  const [topic, broker, missing] = results;
+  assert.deepEqual(topic.configs.map(({ doc: _, ...c }) => c), [
+    {
+      name: "cleanup.policy",
+      value: "delete",
+      readOnly: false,
+      source: 5, // DEFAULT_CONFIG
+      sensitive: false,
+      synonyms: [["log.cleanup.policy", "delete", 5]],
+      type: 7, // LIST
+    },
+    {
+      name: "retention.ms",
+      value: "600000",
+      readOnly: false,
+      source: 1, // TOPIC_CONFIG
+      sensitive: false,
+      synonyms: [["retention.ms", "600000", 1], ["log.retention.ms", "604800000", 5]],
+      type: 5, // LONG
+    },
+  ]);
+  assert.match(topic.configs[0].doc!, /compact is refused/);
+  assert.deepEqual([broker.error, broker.type, broker.name], [0, 4, "1"]);
+  assert.deepEqual(broker.configs.map(({ doc: _, ...c }) => c), [{
+    name: "broker.id",
+    value: "1",
+    readOnly: true,
+    source: 4, // STATIC_BROKER_CONFIG
+    sensitive: false,
+    synonyms: [["broker.id", "1", 4]],
+    type: 3, // INT
+  }]);
+  assert.deepEqual([missing.error, missing.message, missing.configs], [
+    UNKNOWN_TOPIC_OR_PARTITION,
+    "topic 'missing' does not exist",
+    [],
+  ]);
+
+  // AlterConfigs v2: vt's configs become segment.ms alone.
+  r = await k.call(33, 2, true, (w) => {
+    w.array([{ type: 2, name: "vt" }], (w, res) => {
+      w.int8(res.type).string(res.name);
+      w.array([["segment.ms", "60000"]], (w, [name, value]) => w.string(name).nullableString(value));
+    });
+    w.bool(false);
+  });
+  assert.equal(r.int32(), 0);
+  const altered = r.array((r) => [r.int16(), r.nullableString(), r.int8(), r.string()]);
+  ends(r);
+  assert.deepEqual(altered, [[0, null, 2, "vt"]]);
+
+  // IncrementalAlterConfigs v1: a broker's flag and compaction are refused, with the reason (INVALID_CONFIG, 40).
+  r = await k.call(44, 1, true, (w) => {
+    w.array([
+      { type: 4, name: "1", op: ["min.insync.replicas", 0, "2"] as const },
+      { type: 2, name: "vt", op: ["cleanup.policy", 2, "compact"] as const },
+    ], (w, res) => {
+      w.int8(res.type).string(res.name);
+      w.array([res.op], (w, [name, op, value]) => w.string(name).int8(op).nullableString(value));
+    });
+    w.bool(false);
+  });
+  assert.equal(r.int32(), 0);
+  const incremental = r.array((r) => [r.int16(), r.nullableString(), r.int8(), r.string()]);
+  ends(r);
+  assert.deepEqual(incremental.map(([error, , type, name]) => [error, type, name]), [[40, 4, "1"], [40, 2, "vt"]]);
+  assert.match(String(incremental[0][1]), /broker configs are flags of 'yak broker'/);
+  assert.match(String(incremental[1][1]), /not supported yet: yak does not compact logs/);
+}

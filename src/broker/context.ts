@@ -71,6 +71,12 @@ export interface BrokerOptions {
   scrubIntervalMs: number;
   /** Echo the operation log to stderr. */
   echo: boolean;
+  /**
+   * The flags the broker was started with (names without dashes), so
+   * DescribeConfigs can tell a flag's value (STATIC_BROKER_CONFIG) from
+   * yak's default; without it, a value that differs from the default counts as given.
+   */
+  givenFlags?: readonly string[];
   /** Other listeners the CLI started beside the broker (e.g. `http`), name -> host:port, shown in status. */
   listeners?: Record<string, string>;
 }

@@ -28,10 +28,42 @@ import { assert, YakError } from "../errors.ts";
 import { type Assignment, decodeAssignment, decodeSubscription } from "../protocol/consumer_protocol.ts";
 import type { BrokerContext } from "./context.ts";
 import { appendMetaReplicated } from "./meta_log.ts";
-import type { CommitInfo, CommitOp } from "./metadata.ts";
+import type { CommitInfo, CommitOp, OffsetDeleteOp } from "./metadata.ts";
 
 /** Kafka's group states (classic protocol). */
 export type GroupState = "Empty" | "PreparingRebalance" | "CompletingRebalance" | "Stable";
+
+/** Every state a group may be named by (KIP-518's filter), as Kafka spells them: Dead is a group that is gone. */
+export const GROUP_STATES: readonly (GroupState | "Dead")[] = [
+  "Empty",
+  "PreparingRebalance",
+  "CompletingRebalance",
+  "Stable",
+  "Dead",
+];
+
+/**
+ * A group state as Kafka spells it, from a name in any case; INVALID_ARGUMENT
+ * naming the states for anything else.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { groupStateOf } from "./group_coordinator.ts";
+ * assert.equal(groupStateOf("stable"), "Stable");
+ * assert.throws(() => groupStateOf("Running"), { code: "INVALID_ARGUMENT" });
+ * ```
+ */
+export function groupStateOf(name: string): GroupState | "Dead" {
+  const state = GROUP_STATES.find((s) => s.toLowerCase() === name.toLowerCase());
+  if (state === undefined) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `'${name.slice(0, 64)}' is not a group state: use one of ${GROUP_STATES.join(", ")}`,
+    );
+  }
+  return state;
+}
 
 /** A protocol (assignment strategy) a member supports, with its subscription bytes. */
 export interface GroupProtocol {
@@ -73,6 +105,15 @@ export interface JoinResult {
 export interface GroupPartitionLag {
   committed: number;
   lag: number;
+}
+
+/** A group as `list` shows it. */
+export interface GroupListing {
+  group: string;
+  state: GroupState;
+  members: number;
+  /** The members' protocol type ("consumer" for Kafka's consumers and yak's). */
+  protocolType: string;
 }
 
 /** A member as `describe` shows it. */
@@ -903,12 +944,20 @@ export class GroupCoordinator {
     return this.#b.store.meta.commitInfo.get(group)?.get(topic) ?? new Map();
   }
 
-  /** Groups known here: with members (on the leader) or with commits. */
-  list(): { group: string; state: GroupState | "Dead"; members: number }[] {
+  /**
+   * Groups known here: with members (on the leader) or with commits; with
+   * `states` (KIP-518), only those in one of them (any case; a name that is
+   * no state matches none, as in Kafka). A group known by its commits alone
+   * is Empty, of protocol type "consumer" (what committed).
+   */
+  list(states: readonly string[] = []): GroupListing[] {
+    const wanted = new Set(states.map((s) => s.toLowerCase()));
     const names = new Set([...this.#groups.keys(), ...this.#b.store.meta.groups.keys()]);
-    return [...names].sort().map((group) => {
+    return [...names].sort().flatMap((group) => {
       const g = this.#groups.get(group);
-      return { group, state: g?.state ?? "Empty", members: g?.members.size ?? 0 };
+      const state = g?.state ?? "Empty";
+      if (wanted.size > 0 && !wanted.has(state.toLowerCase())) return [];
+      return [{ group, state, members: g?.members.size ?? 0, protocolType: g?.protocolType || "consumer" }];
     });
   }
 
@@ -1009,6 +1058,91 @@ export class GroupCoordinator {
       this.#groups.delete(group);
     }
     await appendMetaReplicated(this.#b, { op: "group_delete", group }, this.#b.opts.requestTimeoutMs);
+  }
+
+  /**
+   * Deletes a group's committed offsets (Kafka's OffsetDelete), topic ->
+   * partitions, as one record in the metadata log, so every replica and a
+   * later leader agree; resolves once the in-sync replicas hold it, with
+   * each partition's refusal or null. A partition of a topic the group's
+   * live members subscribe to is refused (GROUP_SUBSCRIBED_TO_TOPIC: they
+   * would commit it again), and so are unknown ones; the rest are deleted
+   * (one with no commit too: nothing to do). The whole request is refused
+   * for a group that does not exist, or whose members' subscriptions yak
+   * cannot read (not Kafka's consumer protocol: GROUP_NOT_EMPTY).
+   */
+  async deleteOffsets(
+    group: string,
+    topics: ReadonlyMap<string, readonly number[]>,
+  ): Promise<Map<string, Map<number, YakError | null>>> {
+    this.#leading();
+    const commits = this.#b.store.meta.groups.get(group);
+    const g = this.#groups.get(group);
+    if (!commits && !g) throw new YakError("GROUP_ID_NOT_FOUND", `group '${group}' does not exist`);
+    const subscribed = this.#subscribedTopics(g);
+    if (subscribed === null) {
+      throw new YakError(
+        "GROUP_NOT_EMPTY",
+        `group '${group}' has ${g!.members.size} active member(s) of protocol type '${g!.protocolType}', whose ` +
+          `subscriptions yak cannot read; stop them before you delete its offsets`,
+      );
+    }
+    const out = new Map<string, Map<number, YakError | null>>();
+    const deleting: Record<string, number[]> = {};
+    for (const [topic, partitions] of topics) {
+      const answers = new Map<number, YakError | null>();
+      out.set(topic, answers);
+      for (const p of partitions) {
+        const refused = this.#offsetDeleteRefusal(group, topic, p, subscribed);
+        answers.set(p, refused);
+        if (refused === null && commits?.get(topic)?.has(p)) (deleting[topic] ??= []).push(p);
+      }
+    }
+    if (Object.keys(deleting).length > 0) {
+      const op: OffsetDeleteOp = { op: "offset_delete", group, offsets: deleting };
+      await appendMetaReplicated(this.#b, op, this.#b.opts.requestTimeoutMs);
+      this.#b.log.write("group_offsets_deleted", { group, offsets: deleting });
+    }
+    return out;
+  }
+
+  /** Why one partition's commit may not be deleted, or null when it may. */
+  #offsetDeleteRefusal(group: string, topic: string, p: number, subscribed: ReadonlySet<string>): YakError | null {
+    const n = this.#b.store.partitionCount(topic);
+    if (n === 0) return new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+    if (!Number.isInteger(p) || p < 0 || p >= n) {
+      return new YakError("UNKNOWN_PARTITION", `topic '${topic}' has no partition ${p} (it has ${n})`);
+    }
+    if (subscribed.has(topic)) {
+      return new YakError(
+        "GROUP_SUBSCRIBED_TO_TOPIC",
+        `group '${group}' has active members subscribed to topic '${topic}', who would commit it again; ` +
+          `stop them (or unsubscribe them) before you delete its offsets`,
+      );
+    }
+    return null;
+  }
+
+  /**
+   * The topics a group's members subscribe to (in the group's protocol, or
+   * in any they offer while none is chosen); null when a member's
+   * subscription cannot be read (a protocol type other than "consumer").
+   */
+  #subscribedTopics(g: Group | undefined): Set<string> | null {
+    const topics = new Set<string>();
+    if (!g || g.members.size === 0) return topics;
+    if (g.protocolType !== "consumer") return null;
+    for (const m of g.members.values()) {
+      for (const p of m.protocols) {
+        if (g.protocol !== "" && p.name !== g.protocol) continue;
+        try {
+          for (const t of decodeSubscription(p.metadata)) topics.add(t);
+        } catch {
+          return null;
+        }
+      }
+    }
+    return topics;
   }
 
   /** Every group's committed offsets and lag (to the high watermark), for status. */

@@ -27,6 +27,8 @@ import type { TopicStore } from "./topic_store.ts";
 interface Waiter {
   offset: number;
   minIsr: number;
+  /** Waits for the low watermark (every in-sync replica's log start), not the high watermark. */
+  logStart?: boolean;
   /** Monotonic ms when it times out (kept when a new leader state of this broker adopts it). */
   deadlineMs: number;
   resolve: () => void;
@@ -39,6 +41,8 @@ interface Follower {
   fetched: Map<string, number>;
   /** Partition key -> the leader's log end when that fetch arrived. */
   leaderEndAtFetch: Map<string, number>;
+  /** Partition key -> the follower's log start, as of its last fetch (absent: 0). */
+  logStarts: ReadonlyMap<string, number>;
   lastFetchMs: number;
   lastCaughtUpMs: number;
   /** The follower said its last write failed (e.g. a full disk). */
@@ -131,6 +135,7 @@ export class LeaderState {
       f = {
         fetched: new Map(),
         leaderEndAtFetch: new Map(),
+        logStarts: new Map(),
         lastFetchMs: -Infinity,
         lastCaughtUpMs: -Infinity,
         failing: false,
@@ -176,9 +181,14 @@ export class LeaderState {
 
   /**
    * Records a follower's fetch: its log end on every partition it asked
-   * about, and whether its writes are failing.
+   * about, whether its writes are failing, and its log starts.
    */
-  followerFetched(followerId: number, offsets: Map<string, number>, failing = false): void {
+  followerFetched(
+    followerId: number,
+    offsets: Map<string, number>,
+    failing = false,
+    logStarts: ReadonlyMap<string, number> = new Map(),
+  ): void {
     const now = this.#now();
     const f = this.#follower(followerId);
     let caughtUpAt = now;
@@ -194,6 +204,7 @@ export class LeaderState {
     f.failing = failing;
     if (!failing && caughtUpAt > f.lastCaughtUpMs) f.lastCaughtUpMs = caughtUpAt;
     f.fetched = offsets;
+    f.logStarts = logStarts;
     f.leaderEndAtFetch = ends;
     f.lastFetchMs = now;
     this.#updateAll();
@@ -251,8 +262,9 @@ export class LeaderState {
     const ref = this.#o.store.byKey(key);
     if (!list || !ref) return;
     const keep: Waiter[] = [];
+    const low = list.some((w) => w.logStart) ? this.lowWatermark(key) : 0;
     for (const w of list) {
-      if (w.offset > ref.log.highWatermark) {
+      if (w.offset > (w.logStart ? low : ref.log.highWatermark)) {
         keep.push(w);
         continue;
       }
@@ -300,6 +312,38 @@ export class LeaderState {
     });
   }
 
+  /**
+   * The partition's low watermark: the lowest log start of this leader and
+   * the in-sync followers (Kafka's, over the replicas a new leader may come
+   * from), as of their last fetches.
+   */
+  lowWatermark(key: string): number {
+    let low = this.#o.store.byKey(key)?.log.logStartOffset ?? 0;
+    for (const id of this.maximalIsr) {
+      if (id !== this.selfId) low = Math.min(low, this.#followers.get(id)?.logStarts.get(key) ?? 0);
+    }
+    return low;
+  }
+
+  /**
+   * Resolves once every in-sync replica's log start has reached `offset`
+   * (records deleted: then no later leader serves them).
+   */
+  waitForLogStart(key: string, offset: number, timeoutMs: number): Promise<void> {
+    if (this.#stopped) return Promise.reject(this.#stopped);
+    if (this.lowWatermark(key) >= offset) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#addWaiter(key, {
+        offset,
+        minIsr: 1,
+        logStart: true,
+        deadlineMs: monotonicMs() + timeoutMs,
+        resolve,
+        reject,
+      });
+    });
+  }
+
   #addWaiter(key: string, w: Omit<Waiter, "timer">): void {
     const waiter: Waiter = {
       ...w,
@@ -310,7 +354,9 @@ export class LeaderState {
         waiter.reject(
           new YakError(
             "TIMEOUT",
-            `replicas did not confirm offset ${w.offset - 1} of ${key} in time (in sync: ${this.#isr})`,
+            w.logStart
+              ? `replicas did not move the log start of ${key} to ${w.offset} in time (in sync: ${this.#isr})`
+              : `replicas did not confirm offset ${w.offset - 1} of ${key} in time (in sync: ${this.#isr})`,
           ),
         );
       }, Math.max(0, w.deadlineMs - monotonicMs())),

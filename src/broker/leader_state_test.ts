@@ -213,3 +213,29 @@ Deno.test("a follower that alone holds the high watermark back leaves within the
     }
   });
 });
+
+Deno.test("deleted records: the low watermark is the lowest in-sync log start, and the wait ends when it gets there", async () => {
+  await withLeader([1, 2, 3], async ({ state, store, append }) => {
+    await append(10);
+    state.followerFetched(2, new Map([[KEY, 10]]));
+    state.followerFetched(3, new Map([[KEY, 10]]));
+    const log = store.partition("t", 0);
+    assert.equal(log.highWatermark, 10);
+    await log.advanceLogStart(6, "test");
+    assert.equal(state.lowWatermark(KEY), 0, "the followers have not moved theirs yet");
+    let done = false;
+    const waiting = state.waitForLogStart(KEY, 6, 10_000).then(() => (done = true));
+    state.followerFetched(2, new Map([[KEY, 10]]), false, new Map([[KEY, 6]]));
+    await Promise.resolve();
+    assert.equal(done, false, "one in-sync follower still has them");
+    state.followerFetched(3, new Map([[KEY, 10]]), false, new Map([[KEY, 6]]));
+    await waiting;
+    assert.equal(state.lowWatermark(KEY), 6);
+    // A follower out of the set is not waited for (it cannot lead; it moves its start when it fetches).
+    state.setIsr([1, 2]);
+    await log.advanceLogStart(8, "test");
+    state.followerFetched(2, new Map([[KEY, 10]]), false, new Map([[KEY, 8]]));
+    await state.waitForLogStart(KEY, 8, 10_000);
+    await assert.rejects(state.waitForLogStart(KEY, 9, 10), { code: "TIMEOUT" });
+  });
+});

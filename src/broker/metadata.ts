@@ -89,8 +89,18 @@ export interface GroupDeleteOp {
   group: string;
 }
 
+/**
+ * Some of a group's committed offsets deleted (Kafka's OffsetDelete, `yak groups --delete-offsets`): topic ->
+ * partitions. A group left with no commit (and no member) is gone, as Kafka's cleanup ends such a group.
+ */
+export interface OffsetDeleteOp {
+  op: "offset_delete";
+  group: string;
+  offsets: Record<string, number[]>;
+}
+
 /** One metadata record's value. */
-export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | TopicDeleteOp | SnapshotOp | ProducerIdsOp;
+export type MetaOp = TopicOp | CommitOp | GroupDeleteOp | OffsetDeleteOp | TopicDeleteOp | SnapshotOp | ProducerIdsOp;
 
 /** A topic as metadata knows it. */
 export interface TopicMeta {
@@ -162,6 +172,8 @@ export class Metadata {
     } else if (op.op === "group_delete") {
       this.groups.delete(op.group);
       this.commitInfo.delete(op.group);
+    } else if (op.op === "offset_delete") {
+      this.#deleteOffsets(op);
     } else if (op.op === "commit") {
       let byTopic = this.groups.get(op.group);
       if (!byTopic) this.groups.set(op.group, byTopic = new Map());
@@ -172,6 +184,20 @@ export class Metadata {
       }
       // A commit that says nothing beside an offset clears what an earlier one said.
       this.#setInfo(op.group, op.topic, op.info ?? {}, Object.keys(op.offsets));
+    }
+  }
+
+  /** Removes the partitions' commits (and what they said); a topic, or a group, with none left goes too. */
+  #deleteOffsets(op: OffsetDeleteOp): void {
+    for (const state of [this.groups, this.commitInfo] as Map<string, Map<string, Map<number, unknown>>>[]) {
+      const byTopic = state.get(op.group);
+      if (!byTopic) continue;
+      for (const [topic, partitions] of Object.entries(op.offsets)) {
+        const byPartition = byTopic.get(topic);
+        for (const p of partitions) byPartition?.delete(p);
+        if (byPartition?.size === 0) byTopic.delete(topic);
+      }
+      if (byTopic.size === 0) state.delete(op.group);
     }
   }
 

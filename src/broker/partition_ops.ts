@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { statfs } from "node:fs/promises";
 import { monotonicMs, TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { assert, YakError } from "../errors.ts";
@@ -17,7 +18,8 @@ import type { BrokerContext } from "./context.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
 import { RecordRules } from "./record_rules.ts";
-import { minInsyncReplicasOf } from "./topic_config.ts";
+import { logAppendTimeOf, minInsyncReplicasOf } from "./topic_config.ts";
+import { CLUSTER_TOPIC } from "./metadata.ts";
 
 /** A topic and one of its partitions. */
 export interface TopicPartition {
@@ -53,6 +55,12 @@ export interface AppendResult {
   epoch: number;
   /** Wall-clock ms just before the last lease check that allowed the acknowledgement (for comparing with logs). */
   ackedAt: number;
+  /**
+   * The leader's clock stamped on the records (the topic's
+   * message.timestamp.type is LogAppendTime), else -1; -1 for a retry
+   * answered as a duplicate too.
+   */
+  logAppendTimeMs: number;
 }
 
 /** One partition to read from. */
@@ -126,6 +134,8 @@ interface Taken {
   done: Promise<void> | null;
   /** Bytes of the fresh records' lines. */
   bytes: number;
+  /** See {@link AppendResult.logAppendTimeMs}. */
+  logAppendTimeMs: number;
 }
 
 /**
@@ -263,7 +273,8 @@ export class PartitionOps {
     const current = b.requireLeader();
     if (!leader.continuesAs(current)) throw this.#notLeader("it lost its leadership");
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
-    return { baseOffset: taken.baseOffset, count, duplicate: taken.duplicate, epoch: current.epoch, ackedAt };
+    const { baseOffset, duplicate, logAppendTimeMs } = taken;
+    return { baseOffset, count, duplicate, epoch: current.epoch, ackedAt, logAppendTimeMs };
   }
 
   /**
@@ -305,21 +316,14 @@ export class PartitionOps {
     const b = this.#b;
     const leader = b.requireLeader();
     if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
-    const minIsr = minInsyncReplicasOf(b.store.meta.topics.get(topic)?.configs, b.opts.minInsyncReplicas);
+    const configs = b.store.meta.topics.get(topic)?.configs;
+    const minIsr = minInsyncReplicasOf(configs, b.opts.minInsyncReplicas);
     // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
     if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
     const { baseSeq } = batch;
     const count = batch.records.length;
     const seen = producer === null ? null : b.producers.check(key, producer, baseSeq, count);
-    if (seen?.kind === "outOfOrder" && acks !== 0) {
-      // A gap (an earlier batch of this producer is missing here: its write failed, or it went to a
-      // lost leader; it must be resent first) or an overlap with a stored batch that is not that batch.
-      throw new YakError(
-        "OUT_OF_ORDER_SEQUENCE",
-        `producer ${producer} sent sequences ${baseSeq}-${baseSeq + count - 1} on ${key}; ` +
-          `the next expected is ${seen.expected}`,
-      );
-    }
+    if (seen?.kind === "outOfOrder" && acks !== 0) throw outOfOrder(producer!, baseSeq, count, key, seen.expected);
     if (seen?.kind === "duplicate") {
       return {
         leader,
@@ -332,15 +336,18 @@ export class PartitionOps {
         duplicate: true,
         done: null,
         bytes: 0,
+        logAppendTimeMs: -1,
       };
     }
     const fresh = batch.records;
     const epoch = leader.epoch;
     const ts = Date.now();
+    // LogAppendTime: the leader's clock replaces the producer's timestamps, taken with the offsets.
+    const appendTime = logAppendTimeOf(configs);
     const appended = log.append(
       epoch,
       fresh.length,
-      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq),
+      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq, appendTime),
       // A failed write (this one or an earlier queued one) voids these offsets:
       // the producer's sequence goes back in the same synchronous step as the
       // log's rewind, never later, or a batch taken in between is stored twice.
@@ -359,6 +366,7 @@ export class PartitionOps {
       duplicate: false,
       done: appended.done,
       bytes: appended.bytes,
+      logAppendTimeMs: appendTime ? ts : -1,
     };
   }
 
@@ -491,6 +499,114 @@ export class PartitionOps {
     const log = this.#b.store.partition(tp.topic, tp.partition);
     return { logStart: log.logStartOffset, highWatermark: log.highWatermark, logEnd: log.logEndOffset };
   }
+
+  /**
+   * Deletes a partition's records below `offset` (-1: the high watermark),
+   * as the leader (Kafka's DeleteRecords): its log start moves there, on
+   * every replica, through the one mechanism retention uses
+   * (`PartitionLog.advanceLogStart`: saved beside the segments, whole
+   * segments below deleted, followers matching it from replication). Resolves
+   * with the low watermark once every in-sync replica's log start is there,
+   * so no later leader serves those records. OUT_OF_RANGE past the high
+   * watermark; an offset below the log start changes nothing.
+   */
+  async deleteRecords(tp: TopicPartition, offset: number, timeoutMs: number): Promise<number> {
+    const b = this.#b;
+    const leader = b.requireLeader();
+    const log = b.store.partition(tp.topic, tp.partition);
+    if (log.fenced) throw log.fenced;
+    const key = `${tp.topic}/${tp.partition}`;
+    const hw = log.highWatermark;
+    const to = offset === -1 ? hw : offset;
+    if (!Number.isSafeInteger(to) || to < 0 || to > hw) {
+      throw new YakError(
+        "OUT_OF_RANGE",
+        `cannot delete the records of ${key} below offset ${offset}: it must be from 0 to the high watermark ${hw}, ` +
+          "or -1 for the high watermark",
+        { logStart: log.logStartOffset, highWatermark: hw },
+      );
+    }
+    if (to > log.logStartOffset) {
+      const from = log.logStartOffset;
+      const start = await log.advanceLogStart(to, "records deleted");
+      b.log.write("records_deleted", { partition: key, from, logStart: start });
+      b.notifier.notify(); // followers in a long poll learn the new start now
+    }
+    await leader.waitForLogStart(key, to, timeoutMs);
+    const current = b.requireLeader();
+    if (!leader.continuesAs(current)) throw this.#notLeader("it lost its leadership");
+    if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
+    return current.lowWatermark(key);
+  }
+
+  /**
+   * What this broker stores, as Kafka's DescribeLogDirs tells it: its one log
+   * directory (the topics directory under its data directory) and, for each
+   * partition asked (`topics` null: every topic, the internal `__cluster`
+   * left out as Metadata leaves it out), its bytes on disk and how far its log
+   * end is behind the high watermark it knows (Kafka's offset lag: 0 unless
+   * the high watermark is past the log end); the file system's total and
+   * usable bytes, -1 when they cannot be read. Any broker answers for itself.
+   */
+  async logDir(topics: ReadonlyMap<string, readonly number[]> | null): Promise<LogDirInfo> {
+    const b = this.#b;
+    const partitions: LogDirPartition[] = [];
+    for (const ref of b.store.all()) {
+      if (ref.topic === CLUSTER_TOPIC) continue;
+      if (topics !== null && !topics.get(ref.topic)?.includes(ref.partition)) continue;
+      const log = ref.log;
+      partitions.push({
+        topic: ref.topic,
+        partition: ref.partition,
+        sizeBytes: log.sizeBytes,
+        offsetLag: Math.max(0, log.highWatermark - log.logEndOffset),
+      });
+    }
+    return { dir: b.store.dir, ...await diskSpace(b.store.dir), partitions };
+  }
+}
+
+/** One partition in {@link PartitionOps.logDir}. */
+export interface LogDirPartition {
+  topic: string;
+  partition: number;
+  sizeBytes: number;
+  offsetLag: number;
+}
+
+/** A broker's log directory, as {@link PartitionOps.logDir} describes it. */
+export interface LogDirInfo {
+  dir: string;
+  /** The file system's size and what this process may still write, in bytes; -1 when unknown. */
+  totalBytes: number;
+  usableBytes: number;
+  partitions: LogDirPartition[];
+}
+
+/**
+ * The size of the file system holding `dir` and the bytes still free to an
+ * unprivileged writer, -1 and -1 when it cannot be asked (statfs needs
+ * `--allow-sys=statfs`, which RUN_FLAGS and ./yak give).
+ */
+async function diskSpace(dir: string): Promise<{ totalBytes: number; usableBytes: number }> {
+  try {
+    const s = await statfs(dir);
+    return { totalBytes: s.blocks * s.bsize, usableBytes: s.bavail * s.bsize };
+  } catch {
+    return { totalBytes: -1, usableBytes: -1 };
+  }
+}
+
+/**
+ * A batch whose sequences do not follow: a gap (an earlier batch of this
+ * producer is missing here: its write failed, or it went to a lost leader;
+ * it must be resent first) or an overlap with a stored batch that is not that batch.
+ */
+function outOfOrder(producer: string, baseSeq: number, count: number, key: string, expected: number): YakError {
+  return new YakError(
+    "OUT_OF_ORDER_SEQUENCE",
+    `producer ${producer} sent sequences ${baseSeq}-${baseSeq + count - 1} on ${key}; the next expected is ${expected}`,
+  );
 }
 
 /**

@@ -14,7 +14,7 @@
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import type { RecordInput } from "../log/record.ts";
-import { maxMessageBytesOf } from "./topic_config.ts";
+import { maxMessageBytesOf, timestampLimitsOf } from "./topic_config.ts";
 
 /** What each header adds to a record's size besides its key and value: the two lengths that frame them. */
 export const HEADER_OVERHEAD_BYTES = 2;
@@ -42,6 +42,8 @@ export class RecordRules {
   readonly #hint: string;
   readonly #data: Record<string, unknown>;
   #headersLeft: number = DEFAULTS.maxRequestHeaders;
+  /** How far a record's timestamp may be from the broker's clock (the topic's message.timestamp limits), or null. */
+  readonly #timestamps: { beforeMs: number; afterMs: number } | null;
 
   constructor(
     topic: string,
@@ -56,6 +58,7 @@ export class RecordRules {
     this.fromTopic = fromTopic;
     this.#hint = hint;
     this.#data = data;
+    this.#timestamps = timestampLimitsOf(configs);
   }
 
   /** Record `i` announces `count` headers: refused past either cap, before any is decoded. */
@@ -86,10 +89,35 @@ export class RecordRules {
    */
   validateBatch(records: readonly RecordInput[]): void {
     const third = this.limit / 3;
+    const limits = this.#timestamps;
+    const nowMs = limits === null ? 0 : Date.now();
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
       if (charsOf(r) > third) this.checkSize(i, recordSize(r), `record ${i} of the batch`);
+      if (limits !== null && r.ts !== undefined && r.ts >= 0) this.#checkTimestamp(i, r.ts, nowMs, limits);
     }
+  }
+
+  /**
+   * A producer's timestamp (CreateTime) against the topic's
+   * message.timestamp.before.max.ms and after.max.ms (each defaulting to
+   * message.timestamp.difference.max.ms): INVALID_TIMESTAMP past either, as
+   * Kafka refuses the batch.
+   */
+  #checkTimestamp(i: number, ts: number, nowMs: number, limits: { beforeMs: number; afterMs: number }): void {
+    const behind = nowMs - ts;
+    const [over, limit, name] = behind > limits.beforeMs
+      ? [`${behind} ms behind`, limits.beforeMs, "before"]
+      : -behind > limits.afterMs
+      ? [`${-behind} ms ahead of`, limits.afterMs, "after"]
+      : [null, 0, ""];
+    if (over === null) return;
+    throw new YakError(
+      "INVALID_TIMESTAMP",
+      `record ${i} of the batch has timestamp ${ts}, ${over} the broker's clock; topic '${this.topic}' takes ` +
+        `${limit} ms at most (message.timestamp.${name}.max.ms, else message.timestamp.difference.max.ms)`,
+      { record: i, timestamp: ts, ...this.#data },
+    );
   }
 
   /** Record `i` is `bytes` big (key, value, headers with their framing): refused past the topic's limit. */

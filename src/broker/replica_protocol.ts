@@ -29,6 +29,12 @@ export interface FollowerFetch {
   offsets: Map<string, number>;
   /** Partition key -> the high watermark the follower knows. */
   knownHw: Map<string, number>;
+  /**
+   * Partition key -> the follower's log start, where it is above 0: the
+   * leader's low watermark (a DeleteRecords answers once every in-sync
+   * replica's start has moved). Absent from followers older than it.
+   */
+  logStarts?: Map<string, number>;
   maxBytes: number;
   maxWaitMs: number;
   /** The follower's last append failed (a full disk), it is copying a cut range again, or a log is fenced: not in sync. */
@@ -130,6 +136,7 @@ export function decodeFetchRequest(req: Request, limits: ReplicaLimits): Followe
     followerId: int(req, "brokerId", 0, 1_000_000),
     offsets: offsetMap(req, "offsets", maxKeys(limits)),
     knownHw: offsetMap(req, "hw", maxKeys(limits)),
+    logStarts: req.logStart === undefined ? undefined : offsetMap(req, "logStart", maxKeys(limits)),
     maxBytes: optInt(req, "maxBytes", limits.replicaFetchMaxBytes, 1, limits.maxFetchBytes),
     maxWaitMs: optInt(req, "maxWaitMs", 0, 0, limits.maxFetchWaitMs),
     failing: req.failing === true,
@@ -239,6 +246,7 @@ export function encodeFetchRequest(f: FollowerFetch): Record<string, unknown> {
     epoch: f.epoch,
     offsets: Object.fromEntries(f.offsets),
     hw: Object.fromEntries(f.knownHw),
+    ...(f.logStarts !== undefined && f.logStarts.size > 0 ? { logStart: Object.fromEntries(f.logStarts) } : {}),
     maxBytes: f.maxBytes,
     maxWaitMs: f.maxWaitMs,
     // Only when there is something to say.

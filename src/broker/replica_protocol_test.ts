@@ -138,6 +138,7 @@ Deno.test("a follower's requests decode on the leader to what it sent", () => {
     epoch: 4,
     offsets: new Map([["t/0", 10], ["__cluster/0", 3]]),
     knownHw: new Map([["t/0", 8]]),
+    logStarts: new Map([["t/0", 4]]),
     maxBytes: 4096,
     maxWaitMs: 200,
     failing: false,
@@ -148,6 +149,8 @@ Deno.test("a follower's requests decode on the leader to what it sent", () => {
   assert.equal("failing" in sent, false);
   assert.deepEqual(decodeFetchRequest(sent, LIMITS), { ...fetch, fenced: undefined });
   assert.equal(decodeFetchRequest(asSent(encodeFetchRequest({ ...fetch, failing: true })), LIMITS).failing, true);
+  // Log starts only where some are above 0 (a follower older than them sends none: the leader reads undefined).
+  assert.equal(asSent(encodeFetchRequest({ ...fetch, logStarts: new Map() })).logStart, undefined);
   // A follower with fenced logs says which (and only then): the leader sends nothing for them.
   assert.equal(asSent(encodeFetchRequest({ ...fetch, fenced: new Set() })).fenced, undefined);
   const fenced = decodeFetchRequest(asSent(encodeFetchRequest({ ...fetch, fenced: new Set(["t/0"]) })), LIMITS);
@@ -169,6 +172,7 @@ Deno.test("a leader refuses a replication request outside its limits (INVALID_RE
     { maxWaitMs: LIMITS.maxFetchWaitMs + 1 },
     { fenced: "t/0" },
     { fenced: [0] },
+    { logStart: { "t/0": -1 } },
   ];
   for (const fields of bad) {
     assert.throws(() => decodeFetchRequest({ ...base, ...fields } as Request, LIMITS), { code: "INVALID_REQUEST" });

@@ -59,7 +59,7 @@ export class Replication {
     const b = this.#b;
     this.#checkEpoch(f.epoch);
     const leader = b.requireLeader();
-    leader.followerFetched(f.followerId, f.offsets, f.failing);
+    leader.followerFetched(f.followerId, f.offsets, f.failing, f.logStarts);
     const truncate: Record<string, number> = {};
     const specs: ReadSpec[] = [];
     for (const ref of b.store.all()) {
@@ -72,11 +72,18 @@ export class Replication {
       else if (from >= ref.log.logStartOffset) specs.push({ key: ref.key, log: ref.log, from });
     }
     const hwMoved = () => b.store.all().some((ref) => ref.log.highWatermark > (f.knownHw.get(ref.key) ?? -1));
+    // Records deleted here (the log start moved): a DeleteRecords waits for the follower to move its own.
+    // Only where it can (it has the partition and an open log), or it would be woken again at once.
+    const startMoved = () =>
+      f.logStarts !== undefined && b.store.all().some((ref) =>
+        f.offsets.has(ref.key) && !f.fenced?.has(ref.key) &&
+        ref.log.logStartOffset > (f.logStarts!.get(ref.key) ?? 0)
+      );
     const reads = await this.#partitions.readPartitions(specs, {
       maxBytes: f.maxBytes,
       maxWaitMs: f.maxWaitMs,
       upTo: "logEnd",
-      wakeIf: () => Object.keys(truncate).length > 0 || hwMoved(),
+      wakeIf: () => Object.keys(truncate).length > 0 || hwMoved() || startMoved(),
       // A damaged record here holds only its partition back (this leader hands over to heal it).
       damaged: new Map(),
       recheck: () => {
@@ -104,6 +111,32 @@ export class Replication {
         rolls: spec.log.segmentBasesIn(read.baseOffset, read.baseOffset + read.count),
       })),
     };
+  }
+
+  /**
+   * Where a reader's epoch ends in a partition (Kafka's OffsetsForLeaderEpoch,
+   * KIP-320: a consumer checks its position after a leader change), from the
+   * same epoch cache {@link epochEnds} answers followers from; on the leader
+   * only, and FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH when the reader's
+   * current leader epoch (-1: unchecked) is older or newer than this one.
+   */
+  readerEpochEnd(tp: { topic: string; partition: number }, epoch: number, currentLeaderEpoch: number): EpochEnd {
+    const leader = this.#b.requireLeader();
+    if (currentLeaderEpoch !== -1 && currentLeaderEpoch < leader.epoch) {
+      throw new YakError(
+        "FENCED_LEADER_EPOCH",
+        `leader epoch ${currentLeaderEpoch} is older than broker ${this.#b.opts.id}'s ${leader.epoch}: refresh the metadata`,
+      );
+    }
+    if (currentLeaderEpoch > leader.epoch) {
+      throw new YakError(
+        "UNKNOWN_LEADER_EPOCH",
+        `leader epoch ${currentLeaderEpoch} is newer than broker ${this.#b.opts.id}'s ${leader.epoch}`,
+      );
+    }
+    const log = this.#b.store.partition(tp.topic, tp.partition);
+    if (log.fenced) throw log.fenced;
+    return log.epochs.endOffsetForReader(epoch, leader.epoch, log.logEndOffset);
   }
 
   /**
@@ -241,10 +274,12 @@ export class ReplicaFetcher {
     const b = this.#b;
     const offsets = new Map<string, number>();
     const knownHw = new Map<string, number>();
+    const logStarts = new Map<string, number>();
     const fenced = new Set<string>();
     for (const ref of b.store.all()) {
       offsets.set(ref.key, ref.log.logEndOffset);
       knownHw.set(ref.key, ref.log.highWatermark);
+      if (ref.log.logStartOffset > 0) logStarts.set(ref.key, ref.log.logStartOffset);
       if (ref.log.fenced) fenced.add(ref.key);
     }
     const fetch: FollowerFetch = {
@@ -252,6 +287,7 @@ export class ReplicaFetcher {
       epoch: this.leader.epoch,
       offsets,
       knownHw,
+      logStarts,
       maxBytes: b.opts.replicaFetchMaxBytes,
       maxWaitMs: b.opts.replicaFetchWaitMs,
       // Failing writes, a range cut to be copied again, or a fenced log: not in sync, say so.
@@ -282,12 +318,13 @@ export class ReplicaFetcher {
         if (key === CLUSTER_KEY) await b.store.replay();
       }
     }
-    // The leader deleted old segments (retention): delete the same ones, or start over at its log start.
+    // The leader's log start moved (retention, deleted records): move ours there too (deleting the same
+    // segments), or start over there when our whole log lies below it.
     for (const [key, start] of reply.logStart) {
       const log = b.store.byKey(key)?.log;
       if (!log || log.fenced || start <= log.logStartOffset) continue;
       if (log.logEndOffset < start) await log.resetTo(start, "behind the leader's log start");
-      else await log.deleteSegmentsBefore(start, "the leader's log start");
+      else await log.advanceLogStart(start, "the leader's log start");
     }
   }
 

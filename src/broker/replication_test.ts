@@ -305,3 +305,30 @@ Deno.test("below the leader's log start: start over there, then append what foll
     }
   });
 });
+
+Deno.test("deleted records: a follower moves its log start where the leader's is, inside a segment, and says so", async () => {
+  await withFollower(async (f, dir) => {
+    const leaderLog = await PartitionLog.open(join(dir, "leader"), LEADER_LOG);
+    try {
+      for (let i = 0; i < 5; i++) await appendAsLeader(leaderLog, 1, 5);
+      leaderLog.highWatermark = 25;
+      for (let i = 0; i < 5; i++) await appendAsLeader(f.log, 1, 5);
+      await leaderLog.advanceLogStart(17, "a test");
+      const leader = new FakeLeader(leaderLog, [(x) =>
+        Promise.resolve(onTheWire(encodeFetchReply({
+          epoch: x.epoch,
+          parts: [],
+          hw: { [KEY]: 25 },
+          truncate: {},
+          logStart: { [KEY]: 17 },
+        })))]);
+      leader.ends.set(KEY, { epoch: 1, endOffset: 25 });
+      // The next fetch tells the leader where this replica's log starts now (DeleteRecords waits for it).
+      await follow(f, leader, () => leader.fetchWhere((x) => x.logStarts?.get(KEY) === 17, "with log start 17"));
+      assert.equal(f.log.logStartOffset, 17);
+      assert.equal(await contents(f.log), await contents(leaderLog));
+    } finally {
+      await leaderLog.close();
+    }
+  });
+});

@@ -1,10 +1,12 @@
 /**
  * Retention: a timer on the leader, not a request. It deletes whole closed
  * segments past each topic's `retention.bytes` (per partition) and
- * `retention.ms`, never above the high watermark, which advances the
- * partition's log start offset. Followers learn the leader's log start with
- * every replication reply and delete the same segments (they roll where the
- * leader did), so replicas agree on it. `__cluster` is kept small by
+ * `retention.ms`, never above the high watermark, by advancing the
+ * partition's log start offset (the one mechanism DeleteRecords uses too:
+ * `PartitionLog.advanceLogStart`), and deletes segments left below the log
+ * start. Followers learn the leader's log start with every replication reply
+ * and move theirs the same way (they roll where the leader did, so they
+ * delete the same segments), so replicas agree on it. `__cluster` is kept small by
  * snapshots (see {@link Retention.compactMetadata}).
  *
  * @module
@@ -122,7 +124,11 @@ export class Retention {
       // Never past what every in-sync replica holds.
       if (nextBase === undefined || nextBase > log.highWatermark) break;
       let expired = false;
-      if (cfg.retentionBytes >= 0 && total - seg.size >= cfg.retentionBytes) {
+      if (nextBase <= log.logStartOffset) {
+        // Below the log start already (records deleted there, or an earlier deletion of its files failed).
+        expired = true;
+        why ||= "below the log start";
+      } else if (cfg.retentionBytes >= 0 && total - seg.size >= cfg.retentionBytes) {
         expired = true;
         why = `retention.bytes=${cfg.retentionBytes}`;
       } else if (cfg.retentionMs >= 0) {
@@ -138,7 +144,7 @@ export class Retention {
       total -= seg.size;
       cutBefore = nextBase;
     }
-    if (cutBefore > log.logStartOffset) await log.deleteSegmentsBefore(cutBefore, why);
+    if (cutBefore !== -1) await log.deleteSegmentsBefore(cutBefore, why);
   }
 
   /**

@@ -9,9 +9,11 @@
 import { YakError } from "../errors.ts";
 import { Connection } from "../protocol/connection.ts";
 import { checkTopicName } from "../log/names.ts";
-import type { BrokerContext } from "./context.ts";
+import type { BrokerContext, LeaderInfo } from "./context.ts";
 import { appendMeta } from "./meta_log.ts";
 import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
+import { type ConfigEntry, describeTopicConfigs } from "./describe_configs.ts";
+import type { ConfigChange } from "./topic_config.ts";
 
 /** What a change may do: create a new topic, create one unless it exists (first use), or alter one. */
 type ChangeMode = "create" | "ensure" | "alter";
@@ -105,9 +107,15 @@ export class TopicAdmin {
     if (b.role() === "leader") return await this.create(topic, partitions, configs);
     const leader = b.leader();
     if (!leader) throw new YakError("NO_LEADER", "no leader to create the topic; retry after the failover");
+    await this.#askLeader(leader, { type: "create_topic", topic, partitions, configs });
+  }
+
+  /** Sends a native request to the leader and waits for its answer (its error is thrown as the leader's). */
+  async #askLeader(leader: LeaderInfo, request: Record<string, unknown>): Promise<void> {
+    const b = this.#b;
     const conn = await Connection.open(leader.host, leader.port, { connectTimeoutMs: b.opts.sessionTimeoutMs });
     try {
-      await conn.request({ type: "create_topic", topic, partitions, configs }, b.opts.requestTimeoutMs);
+      await conn.request(request, b.opts.requestTimeoutMs);
     } finally {
       conn.close();
     }
@@ -121,6 +129,28 @@ export class TopicAdmin {
     deleteConfigs: string[] = [],
   ): Promise<void> {
     return this.#change(topic, partitions ?? this.#b.store.partitionCount(topic), "alter", configs, deleteConfigs);
+  }
+
+  /**
+   * Grows a topic to `partitions` from any broker: the leader alters it; a
+   * follower hands the request to the leader (a Kafka admin client may send
+   * CreatePartitions to any broker) and resolves once it has answered; the
+   * same errors as {@link alter}. With `validateOnly` nothing changes: it
+   * throws what the change would, judged by this broker's copy of the
+   * metadata.
+   */
+  async addPartitionsFromAnyBroker(topic: string, partitions: number, validateOnly = false): Promise<void> {
+    const b = this.#b;
+    if (validateOnly) {
+      const have = b.store.partitionCount(topic);
+      checkAlter(topic, partitions, have, false);
+      this.#checkPartitionLimit(partitions, have);
+      return;
+    }
+    if (b.role() === "leader") return await this.alter(topic, partitions);
+    const leader = b.leader();
+    if (!leader) throw new YakError("NO_LEADER", "no leader to add the partitions; retry after the failover");
+    await this.#askLeader(leader, { type: "alter_topic", topic, partitions });
   }
 
   /**
@@ -148,6 +178,43 @@ export class TopicAdmin {
   /** The topic's configs (only those set; the rest are the broker's defaults). */
   configs(topic: string): Record<string, string> {
     return this.#b.store.meta.topics.get(topic)?.configs ?? {};
+  }
+
+  /**
+   * Every config of the topic (or those in `names`) with the value in force
+   * and where it comes from: the topic, a broker flag, or the default.
+   * Any broker answers from its copy of the metadata log.
+   */
+  describeConfigs(topic: string, names: readonly string[] | null = null): ConfigEntry[] {
+    checkTopicName(topic);
+    const meta = this.#b.store.meta.topics.get(topic);
+    if (!meta) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+    return describeTopicConfigs(meta.configs ?? {}, this.#b.opts, names);
+  }
+
+  /**
+   * Changes a topic's configs from any broker (Kafka's AlterConfigs and
+   * IncrementalAlterConfigs may reach any): the leader alters it as
+   * `yak topics --alter` does ({@link alter}); a follower hands the change
+   * to the leader. `changeOf` makes the change from the topic's configs
+   * (checked, once the topic is known to exist); `validateOnly` stops after
+   * the checks. Removing a config the topic does not set changes nothing.
+   */
+  async alterConfigsFromAnyBroker(
+    topic: string,
+    changeOf: (current: Record<string, string>) => ConfigChange,
+    validateOnly = false,
+  ): Promise<void> {
+    checkTopicName(topic);
+    if (!this.exists(topic)) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+    const set = this.configs(topic);
+    const change = changeOf(set);
+    const deletes = change.delete.filter((k) => Object.hasOwn(set, k));
+    if (validateOnly || (Object.keys(change.set).length === 0 && deletes.length === 0)) return;
+    if (this.#b.role() === "leader") return await this.alter(topic, undefined, change.set, deletes);
+    const leader = this.#b.leader();
+    if (!leader) throw new YakError("NO_LEADER", "no leader to change the topic's configs; retry after the failover");
+    await this.#askLeader(leader, { type: "alter_topic", topic, configs: change.set, deleteConfigs: deletes });
   }
 
   #change(

@@ -1,54 +1,417 @@
 /**
- * Topic configs: the keys a topic may set (Kafka's names), how each is
- * checked, and how a broker reads them. They are kept in `__cluster` with the
- * topic, so every replica and every future leader applies the same ones.
+ * Topic configs: every name Kafka 3.x defines for a topic, each with its
+ * type, Kafka's default and Kafka's check, whether yak enforces it (and why
+ * not when it does not), and how a broker reads the ones it enforces. They
+ * are kept in `__cluster` with the topic, so every replica and every future
+ * leader applies the same ones. A name Kafka does not define is refused.
  *
  * @module
  */
 import { YakError } from "../errors.ts";
 
-interface ConfigSpec {
-  /** Checks a value and returns it in its stored form, or throws. */
+/** A config's type as Kafka's ConfigDef names it (DescribeConfigs v3+ sends it as a number). */
+export type ConfigType = "BOOLEAN" | "STRING" | "INT" | "LONG" | "DOUBLE" | "LIST";
+
+/** One topic config. */
+export interface ConfigSpec {
+  type: ConfigType;
+  /** Kafka's default, in force when neither the topic nor a broker flag sets the value. */
+  kafkaDefault: string;
+  /** The broker config Kafka falls back to when a topic leaves this one unset (its server default property). */
+  brokerName?: string;
+  /** The `yak broker` flag that sets the cluster's default instead (yak's value then replaces Kafka's). */
+  flag?: string;
+  /** Checks a value as Kafka does and returns it in its stored form, or throws an Error saying what it must be. */
   check: (value: string) => string;
   doc: string;
+  /** Why yak keeps the value without acting on it; absent for the configs yak enforces. */
+  notEnforced?: string;
 }
 
-function intIn(min: number, max: number): (value: string) => string {
+const INT32_MAX = 2n ** 31n - 1n;
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
+/** Kafka's default for the limits that are off unless set (Long.MAX_VALUE). */
+const NO_LIMIT = String(INT64_MAX);
+
+/** An integer (Kafka's INT or LONG) from `min` to `max`, stored in decimal. */
+function integer(min: bigint, max: bigint): (value: string) => string {
   return (value) => {
-    const n = Number(value);
-    if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new Error(`must be an integer from ${min} to ${max}`);
-    }
+    const t = value.trim();
+    const n = /^[+-]?\d{1,19}$/.test(t) ? BigInt(t) : null;
+    if (n === null || n < min || n > max) throw new Error(`must be an integer from ${min} to ${max}`);
+    return n.toString();
+  };
+}
+
+/** A boolean, in any case, stored as `true` or `false`. */
+function boolean(value: string): string {
+  const t = value.trim().toLowerCase();
+  if (t !== "true" && t !== "false") throw new Error("must be true or false");
+  return t;
+}
+
+/** One of the given strings, exactly (Kafka's ValidString is case-sensitive). */
+function oneOf(...allowed: string[]): (value: string) => string {
+  return (value) => {
+    const t = value.trim();
+    if (!allowed.includes(t)) throw new Error(`must be one of ${allowed.join(", ")}`);
+    return t;
+  };
+}
+
+/** A number from `min` to `max` (Kafka's DOUBLE). */
+function double(min: number, max: number): (value: string) => string {
+  return (value) => {
+    const t = value.trim();
+    const n = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t) ? Number(t) : NaN;
+    if (!(n >= min && n <= max)) throw new Error(`must be a number from ${min} to ${max}`);
     return String(n);
   };
 }
 
-/** The configs a topic may set. */
+/** A comma-separated list (Kafka's LIST), each item checked, stored without the spaces around items. */
+function list(item: (value: string) => string): (value: string) => string {
+  return (value) => {
+    const t = value.trim();
+    return t === "" ? "" : t.split(",").map((s) => item(s.trim())).join(",");
+  };
+}
+
+/** Kafka's compression levels: gzip 1-9 or -1 (the codec's default). */
+function gzipLevel(value: string): string {
+  const t = value.trim();
+  if (t === "-1") return t;
+  try {
+    return integer(1n, 9n)(t);
+  } catch {
+    throw new Error("must be an integer from 1 to 9, or -1");
+  }
+}
+
+/** `cleanup.policy`: `delete` is yak's; `compact` is refused until yak compacts (accepting it would be a lie). */
+function cleanupPolicy(value: string): string {
+  const items = list(oneOf("compact", "delete"))(value);
+  if (items === "") throw new Error("must name a policy: delete");
+  if (items.split(",").includes("compact")) {
+    throw new Error(
+      `'${items}' is not supported yet: yak does not compact logs (log compaction is a later issue); ` +
+        "use cleanup.policy=delete",
+    );
+  }
+  return [...new Set(items.split(","))].join(",");
+}
+
+/** A replication throttle list: `*`, or `partition:broker` pairs. */
+function throttledReplicas(value: string): string {
+  if (value.trim() === "*") return "*";
+  return list((item) => {
+    if (!/^\d+:\d+$/.test(item)) throw new Error("must be * or a list of partition:broker pairs");
+    return item;
+  })(value);
+}
+
+/** A message format version, as Kafka 3.x names them (0.8.0 ... 3.0-IV1). */
+function formatVersion(value: string): string {
+  const t = value.trim();
+  if (!/^\d+\.\d+(\.\d+){0,2}(-IV\d+)?$/.test(t)) throw new Error("must be a Kafka version such as 3.0-IV1");
+  return t;
+}
+
+/** `remote.storage.enable`: only false, as a Kafka broker without tiered storage answers. */
+function remoteStorage(value: string): string {
+  const b = boolean(value);
+  if (b === "true") throw new Error("cannot be true: yak has no tiered storage (remote log storage)");
+  return b;
+}
+
+const COMPACTION = "applies to log compaction, which yak does not do yet";
+const NO_COMPRESSION = "yak stores records uncompressed as JSON lines and fetches send them uncompressed";
+const NO_TIERED = "yak has no tiered storage";
+
+/** Every topic config of Kafka 3.x, by name. */
 export const TOPIC_CONFIGS: Readonly<Record<string, ConfigSpec>> = {
-  "min.insync.replicas": {
-    check: intIn(1, 1000),
-    doc: "acks=all needs this many brokers in the in-sync set (default: the broker's --min-insync-replicas)",
+  "cleanup.policy": {
+    type: "LIST",
+    kafkaDefault: "delete",
+    brokerName: "log.cleanup.policy",
+    check: cleanupPolicy,
+    doc: "delete: old segments are deleted by retention.ms and retention.bytes (compact is refused until yak " +
+      "compacts logs)",
   },
-  "retention.ms": {
-    check: intIn(-1, Number.MAX_SAFE_INTEGER),
-    doc: "delete whole segments whose newest record is older than this; -1 keeps them (default 7 days)",
+  "compression.gzip.level": {
+    type: "INT",
+    kafkaDefault: "-1",
+    brokerName: "compression.gzip.level",
+    check: gzipLevel,
+    doc: "the gzip level when compression.type is gzip",
+    notEnforced: NO_COMPRESSION,
   },
-  "retention.bytes": {
-    check: intIn(-1, Number.MAX_SAFE_INTEGER),
-    doc: "per partition: delete the oldest whole segments while the rest stay above this; -1 = no limit (default)",
+  "compression.lz4.level": {
+    type: "INT",
+    kafkaDefault: "9",
+    brokerName: "compression.lz4.level",
+    check: integer(1n, 17n),
+    doc: "the lz4 level when compression.type is lz4",
+    notEnforced: NO_COMPRESSION,
   },
-  "segment.bytes": {
-    check: intIn(1024, 2 ** 31 - 1),
-    doc: "roll a new segment file past this size (default: the broker's --segment-bytes)",
+  "compression.type": {
+    type: "STRING",
+    kafkaDefault: "producer",
+    brokerName: "compression.type",
+    check: oneOf("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
+    doc: "the codec the log keeps batches in (producer: the producer's own)",
+    notEnforced: NO_COMPRESSION,
   },
-  "segment.ms": {
-    check: intIn(0, Number.MAX_SAFE_INTEGER),
-    doc:
-      "roll a new segment file when the active one is older than this, so time retention can delete it (default 7 days)",
+  "compression.zstd.level": {
+    type: "INT",
+    kafkaDefault: "3",
+    brokerName: "compression.zstd.level",
+    check: integer(-131072n, 22n),
+    doc: "the zstd level when compression.type is zstd",
+    notEnforced: NO_COMPRESSION,
+  },
+  "delete.retention.ms": {
+    type: "LONG",
+    kafkaDefault: "86400000",
+    brokerName: "log.cleaner.delete.retention.ms",
+    check: integer(0n, INT64_MAX),
+    doc: "how long a compacted log keeps tombstones",
+    notEnforced: COMPACTION,
+  },
+  "file.delete.delay.ms": {
+    type: "LONG",
+    kafkaDefault: "60000",
+    brokerName: "log.segment.delete.delay.ms",
+    check: integer(0n, INT64_MAX),
+    doc: "how long a deleted segment's files stay on disk",
+    notEnforced: "yak removes a segment's files as soon as retention moves the log start past it",
+  },
+  "flush.messages": {
+    type: "LONG",
+    kafkaDefault: NO_LIMIT,
+    brokerName: "log.flush.interval.messages",
+    check: integer(1n, INT64_MAX),
+    doc: "fsync the log after this many records",
+    notEnforced: "yak never fsyncs partition logs by count or time: durability comes from replication",
+  },
+  "flush.ms": {
+    type: "LONG",
+    kafkaDefault: NO_LIMIT,
+    brokerName: "log.flush.interval.ms",
+    check: integer(0n, INT64_MAX),
+    doc: "fsync the log at least this often",
+    notEnforced: "yak never fsyncs partition logs by count or time: durability comes from replication",
+  },
+  "follower.replication.throttled.replicas": {
+    type: "LIST",
+    kafkaDefault: "",
+    check: throttledReplicas,
+    doc: "replicas whose replication is throttled on the follower's side",
+    notEnforced: "yak has no replication quotas",
+  },
+  "index.interval.bytes": {
+    type: "INT",
+    kafkaDefault: "4096",
+    brokerName: "log.index.interval.bytes",
+    check: integer(0n, INT32_MAX),
+    doc: "bytes of log between two offset index entries",
+    notEnforced: "yak's index takes an entry every 4 KiB for every topic",
+  },
+  "leader.replication.throttled.replicas": {
+    type: "LIST",
+    kafkaDefault: "",
+    check: throttledReplicas,
+    doc: "replicas whose replication is throttled on the leader's side",
+    notEnforced: "yak has no replication quotas",
+  },
+  "local.retention.bytes": {
+    type: "LONG",
+    kafkaDefault: "-2",
+    brokerName: "log.local.retention.bytes",
+    check: integer(-2n, INT64_MAX),
+    doc: "retention.bytes for the local part of a tiered log (-2: retention.bytes)",
+    notEnforced: NO_TIERED,
+  },
+  "local.retention.ms": {
+    type: "LONG",
+    kafkaDefault: "-2",
+    brokerName: "log.local.retention.ms",
+    check: integer(-2n, INT64_MAX),
+    doc: "retention.ms for the local part of a tiered log (-2: retention.ms)",
+    notEnforced: NO_TIERED,
+  },
+  "max.compaction.lag.ms": {
+    type: "LONG",
+    kafkaDefault: NO_LIMIT,
+    brokerName: "log.cleaner.max.compaction.lag.ms",
+    check: integer(1n, INT64_MAX),
+    doc: "the longest a record stays uncompacted",
+    notEnforced: COMPACTION,
   },
   "max.message.bytes": {
-    check: intIn(1, 16 * 1024 * 1024 - 64 * 1024),
-    doc: "the largest record (key and value) a producer may send (default 1 MiB)",
+    type: "INT",
+    kafkaDefault: "1048588",
+    brokerName: "message.max.bytes",
+    flag: "max-message-bytes",
+    check: integer(1n, BigInt(16 * 1024 * 1024 - 64 * 1024)),
+    doc: "the largest record (key, value and headers) a producer may send; yak's limit is below its 16 MiB frames",
+  },
+  "message.downconversion.enable": {
+    type: "BOOLEAN",
+    kafkaDefault: "true",
+    brokerName: "log.message.downconversion.enable",
+    check: boolean,
+    doc: "whether fetches of old clients get records converted to older message formats",
+    notEnforced: "yak never converts: Fetch sends RecordBatch v2, so clients fetch with v4 and later",
+  },
+  "message.format.version": {
+    type: "STRING",
+    kafkaDefault: "3.0-IV1",
+    brokerName: "log.message.format.version",
+    check: formatVersion,
+    doc: "the message format the log keeps (deprecated in Kafka 3.0)",
+    notEnforced: "yak keeps its own stored format and sends RecordBatch v2",
+  },
+  "message.timestamp.after.max.ms": {
+    type: "LONG",
+    kafkaDefault: NO_LIMIT,
+    brokerName: "log.message.timestamp.after.max.ms",
+    check: integer(0n, INT64_MAX),
+    doc: "with CreateTime, a batch with a record more than this ahead of the broker's clock is refused " +
+      "(INVALID_TIMESTAMP)",
+  },
+  "message.timestamp.before.max.ms": {
+    type: "LONG",
+    kafkaDefault: NO_LIMIT,
+    brokerName: "log.message.timestamp.before.max.ms",
+    check: integer(0n, INT64_MAX),
+    doc: "with CreateTime, a batch with a record more than this behind the broker's clock is refused " +
+      "(INVALID_TIMESTAMP)",
+  },
+  "message.timestamp.difference.max.ms": {
+    type: "LONG",
+    kafkaDefault: NO_LIMIT,
+    brokerName: "log.message.timestamp.difference.max.ms",
+    check: integer(0n, INT64_MAX),
+    doc: "with CreateTime, the before and after limits when those are not set (deprecated in Kafka 3.6)",
+  },
+  "message.timestamp.type": {
+    type: "STRING",
+    kafkaDefault: "CreateTime",
+    brokerName: "log.message.timestamp.type",
+    check: oneOf("CreateTime", "LogAppendTime"),
+    doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps each batch with the leader's " +
+      "clock as it is appended",
+  },
+  "min.cleanable.dirty.ratio": {
+    type: "DOUBLE",
+    kafkaDefault: "0.5",
+    brokerName: "log.cleaner.min.cleanable.ratio",
+    check: double(0, 1),
+    doc: "how much of a log must be uncompacted before the cleaner runs",
+    notEnforced: COMPACTION,
+  },
+  "min.compaction.lag.ms": {
+    type: "LONG",
+    kafkaDefault: "0",
+    brokerName: "log.cleaner.min.compaction.lag.ms",
+    check: integer(0n, INT64_MAX),
+    doc: "the least time a record stays uncompacted",
+    notEnforced: COMPACTION,
+  },
+  "min.insync.replicas": {
+    type: "INT",
+    kafkaDefault: "1",
+    brokerName: "min.insync.replicas",
+    flag: "min-insync-replicas",
+    check: integer(1n, INT32_MAX),
+    doc: "acks=all needs this many brokers in the in-sync set",
+  },
+  "preallocate": {
+    type: "BOOLEAN",
+    kafkaDefault: "false",
+    brokerName: "log.preallocate",
+    check: boolean,
+    doc: "whether a new segment file is allocated at its full size",
+    notEnforced: "yak's segment files grow as they are written",
+  },
+  "remote.log.copy.disable": {
+    type: "BOOLEAN",
+    kafkaDefault: "false",
+    check: boolean,
+    doc: "stop copying segments to tiered storage",
+    notEnforced: NO_TIERED,
+  },
+  "remote.log.delete.on.disable": {
+    type: "BOOLEAN",
+    kafkaDefault: "false",
+    check: boolean,
+    doc: "delete the tiered copy when tiered storage is turned off",
+    notEnforced: NO_TIERED,
+  },
+  "remote.storage.enable": {
+    type: "BOOLEAN",
+    kafkaDefault: "false",
+    check: remoteStorage,
+    doc: "keep closed segments in tiered storage (true is refused, as by a Kafka broker without it)",
+    notEnforced: NO_TIERED,
+  },
+  "retention.bytes": {
+    type: "LONG",
+    kafkaDefault: "-1",
+    brokerName: "log.retention.bytes",
+    flag: "retention-bytes",
+    check: integer(INT64_MIN, INT64_MAX),
+    doc: "per partition: delete the oldest whole segments while the rest stay above this; negative: no limit",
+  },
+  "retention.ms": {
+    type: "LONG",
+    kafkaDefault: "604800000",
+    brokerName: "log.retention.ms",
+    flag: "retention-ms",
+    check: integer(-1n, INT64_MAX),
+    doc: "delete whole segments whose newest record is older than this; -1 keeps them",
+  },
+  "segment.bytes": {
+    type: "INT",
+    kafkaDefault: "1073741824",
+    brokerName: "log.segment.bytes",
+    flag: "segment-bytes",
+    check: integer(1024n, INT32_MAX),
+    doc: "roll a new segment file past this size (yak's least is 1024)",
+  },
+  "segment.index.bytes": {
+    type: "INT",
+    kafkaDefault: "10485760",
+    brokerName: "log.index.size.max.bytes",
+    check: integer(4n, INT32_MAX),
+    doc: "the most an offset index file may hold",
+    notEnforced: "yak's sparse index grows with its segment; it is never allocated ahead",
+  },
+  "segment.jitter.ms": {
+    type: "LONG",
+    kafkaDefault: "0",
+    brokerName: "log.roll.jitter.ms",
+    check: integer(0n, INT64_MAX),
+    doc: "a random time taken off segment.ms, so partitions do not all roll at once",
+    notEnforced: "yak rolls at segment.ms exactly",
+  },
+  "segment.ms": {
+    type: "LONG",
+    kafkaDefault: "604800000",
+    brokerName: "log.roll.ms",
+    flag: "segment-ms",
+    check: integer(1n, INT64_MAX),
+    doc: "roll a new segment file when the active one is older than this, so time retention can delete it",
+  },
+  "unclean.leader.election.enable": {
+    type: "BOOLEAN",
+    kafkaDefault: "false",
+    brokerName: "unclean.leader.election.enable",
+    check: boolean,
+    doc: "whether a broker out of the in-sync set may become leader",
+    notEnforced: "the zookeeper elects only in-sync brokers, always",
   },
 };
 
@@ -89,6 +452,20 @@ export function effectiveConfig(
   };
 }
 
+/** The refusal of a name Kafka does not define for topics. */
+function unknownConfig(key: unknown): YakError {
+  return new YakError(
+    "INVALID_CONFIG",
+    `unknown topic config '${String(key).slice(0, 100)}' (yak takes Kafka 3.x's topic configs; ` +
+      "'yak topics --help' lists them)",
+  );
+}
+
+/** The spec of a known name, or undefined. */
+export function configSpec(name: string): ConfigSpec | undefined {
+  return Object.hasOwn(TOPIC_CONFIGS, name) ? TOPIC_CONFIGS[name] : undefined;
+}
+
 /**
  * Checks config keys to delete (`--delete-config`): each must be a known key.
  *
@@ -106,12 +483,7 @@ export function checkConfigKeys(keys: unknown): string[] {
     throw new YakError("INVALID_CONFIG", `config keys to delete must be a list of at most ${MAX_TOPIC_CONFIGS}`);
   }
   return keys.map((k) => {
-    if (typeof k !== "string" || !Object.hasOwn(TOPIC_CONFIGS, k)) {
-      throw new YakError(
-        "INVALID_CONFIG",
-        `unknown topic config '${String(k).slice(0, 100)}'; known: ${Object.keys(TOPIC_CONFIGS).join(", ")}`,
-      );
-    }
+    if (typeof k !== "string" || !configSpec(k)) throw unknownConfig(k);
     return k;
   });
 }
@@ -129,6 +501,7 @@ export const MAX_TOPIC_CONFIGS = 64;
  * import assert from "node:assert/strict";
  * import { parseTopicConfigs } from "./topic_config.ts";
  * assert.deepEqual(parseTopicConfigs(["min.insync.replicas=2"]), { "min.insync.replicas": "2" });
+ * assert.deepEqual(parseTopicConfigs(["compression.type=gzip"]), { "compression.type": "gzip" });
  * ```
  */
 export function parseTopicConfigs(raw: unknown): Record<string, string> {
@@ -138,7 +511,7 @@ export function parseTopicConfigs(raw: unknown): Record<string, string> {
     pairs = raw.map((item) => {
       const s = String(item);
       const eq = s.indexOf("=");
-      if (eq <= 0) throw new YakError("INVALID_CONFIG", `config '${s}' must be key=value`);
+      if (eq <= 0) throw new YakError("INVALID_CONFIG", `config '${s.slice(0, 100)}' must be key=value`);
       return [s.slice(0, eq), s.slice(eq + 1)];
     });
   } else if (typeof raw === "object") {
@@ -150,24 +523,22 @@ export function parseTopicConfigs(raw: unknown): Record<string, string> {
     throw new YakError("INVALID_CONFIG", `at most ${MAX_TOPIC_CONFIGS} configs per topic`);
   }
   const out: Record<string, string> = {};
-  for (const [key, value] of pairs) {
-    const spec = Object.hasOwn(TOPIC_CONFIGS, key) ? TOPIC_CONFIGS[key] : undefined;
-    if (!spec) {
-      throw new YakError(
-        "INVALID_CONFIG",
-        `unknown topic config '${String(key).slice(0, 100)}'; known: ${Object.keys(TOPIC_CONFIGS).join(", ")}`,
-      );
-    }
-    if (typeof value !== "string" && typeof value !== "number") {
-      throw new YakError("INVALID_CONFIG", `config '${key}' needs a value`);
-    }
-    try {
-      out[key] = spec.check(String(value));
-    } catch (err) {
-      throw new YakError("INVALID_CONFIG", `config '${key}' ${err instanceof Error ? err.message : err}`);
-    }
-  }
+  for (const [key, value] of pairs) out[key] = checkConfig(key, value);
   return out;
+}
+
+/** One config's value checked as Kafka checks it, in its stored form; INVALID_CONFIG naming the key. */
+export function checkConfig(key: string, value: unknown): string {
+  const spec = configSpec(key);
+  if (!spec) throw unknownConfig(key);
+  if (typeof value !== "string" && typeof value !== "number") {
+    throw new YakError("INVALID_CONFIG", `config '${key}' needs a value`);
+  }
+  try {
+    return spec.check(String(value));
+  } catch (err) {
+    throw new YakError("INVALID_CONFIG", `config '${key}' ${err instanceof Error ? err.message : err}`);
+  }
 }
 
 /**
@@ -204,4 +575,144 @@ export function maxMessageBytesOf(
   const configured = Number(configs?.["max.message.bytes"]);
   const fromTopic = Number.isSafeInteger(configured) && configured > 0;
   return { limit: fromTopic ? configured : fallback, fromTopic };
+}
+
+/**
+ * Whether the leader stamps the topic's batches with its own clock
+ * (`message.timestamp.type=LogAppendTime`) instead of keeping the producer's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { logAppendTimeOf } from "./topic_config.ts";
+ * assert.equal(logAppendTimeOf({ "message.timestamp.type": "LogAppendTime" }), true);
+ * assert.equal(logAppendTimeOf(undefined), false);
+ * ```
+ */
+export function logAppendTimeOf(configs: Record<string, string> | undefined): boolean {
+  return configs?.["message.timestamp.type"] === "LogAppendTime";
+}
+
+/**
+ * How far a produced record's timestamp may be behind and ahead of the
+ * leader's clock, or null for no limit (also with LogAppendTime, whose
+ * timestamps are the leader's). As Kafka 3.6+: the before and after limits,
+ * each falling back to `message.timestamp.difference.max.ms`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { timestampLimitsOf } from "./topic_config.ts";
+ * const limits = timestampLimitsOf({ "message.timestamp.difference.max.ms": "60000" });
+ * assert.deepEqual(limits, { beforeMs: 60000, afterMs: 60000 });
+ * assert.equal(timestampLimitsOf({}), null);
+ * ```
+ */
+export function timestampLimitsOf(
+  configs: Record<string, string> | undefined,
+): { beforeMs: number; afterMs: number } | null {
+  if (configs === undefined || logAppendTimeOf(configs)) return null;
+  const limit = (key: string) => {
+    const v = configs[key];
+    return v === undefined || v === NO_LIMIT ? undefined : Number(v);
+  };
+  const difference = limit("message.timestamp.difference.max.ms") ?? Infinity;
+  const beforeMs = limit("message.timestamp.before.max.ms") ?? difference;
+  const afterMs = limit("message.timestamp.after.max.ms") ?? difference;
+  return beforeMs === Infinity && afterMs === Infinity ? null : { beforeMs, afterMs };
+}
+
+/** IncrementalAlterConfigs' operations, by their numbers on the wire. */
+export const CONFIG_OPS = ["SET", "DELETE", "APPEND", "SUBTRACT"] as const;
+
+/** One operation of an incremental alter. */
+export interface ConfigOp {
+  name: string;
+  op: typeof CONFIG_OPS[number];
+  value: string | null;
+}
+
+/** What an alter does to a topic's stored configs: values to set and names to remove. */
+export interface ConfigChange {
+  set: Record<string, string>;
+  delete: string[];
+}
+
+/**
+ * An incremental alter (Kafka's IncrementalAlterConfigs) as a change of the
+ * stored configs: SET checks and sets, DELETE removes (the default comes
+ * back), APPEND and SUBTRACT add items to or take them from a list config's
+ * current value. A name twice, APPEND or SUBTRACT on a config that is not a
+ * list, and SET without a value are INVALID_REQUEST, as in Kafka.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { incrementalChange } from "./topic_config.ts";
+ * const change = incrementalChange({ "retention.ms": "1000" }, [
+ *   { name: "retention.ms", op: "DELETE", value: null },
+ *   { name: "leader.replication.throttled.replicas", op: "APPEND", value: "0:1" },
+ * ]);
+ * assert.deepEqual(change, { set: { "leader.replication.throttled.replicas": "0:1" }, delete: ["retention.ms"] });
+ * ```
+ */
+export function incrementalChange(current: Record<string, string>, ops: readonly ConfigOp[]): ConfigChange {
+  const change: ConfigChange = { set: {}, delete: [] };
+  const seen = new Set<string>();
+  for (const { name, op, value } of ops) {
+    if (seen.has(name)) throw new YakError("INVALID_REQUEST", `config '${name.slice(0, 100)}' is given twice`);
+    seen.add(name);
+    const spec = configSpec(name);
+    if (!spec) throw unknownConfig(name);
+    if (op === "DELETE") {
+      change.delete.push(name);
+      continue;
+    }
+    if (value === null) throw new YakError("INVALID_REQUEST", `config '${name}': ${op} needs a value`);
+    if (op === "SET") {
+      change.set[name] = checkConfig(name, value);
+      continue;
+    }
+    if (spec.type !== "LIST") {
+      throw new YakError("INVALID_REQUEST", `config '${name}' is not a list: ${op} is only for list configs`);
+    }
+    const have = splitList(current[name] ?? spec.kafkaDefault);
+    const items = splitList(value);
+    const next = op === "APPEND"
+      ? [...have, ...items.filter((i) => !have.includes(i))]
+      : have.filter((i) => !items.includes(i));
+    change.set[name] = checkConfig(name, next.join(","));
+  }
+  return change;
+}
+
+function splitList(value: string): string[] {
+  return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+/**
+ * A whole-set alter (Kafka's AlterConfigs) as a change: the given configs
+ * replace the stored ones, so a stored name not given is removed. A null
+ * value leaves its name unset.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { replacementChange } from "./topic_config.ts";
+ * const change = replacementChange({ "retention.ms": "1000" }, [["segment.ms", "5000"]]);
+ * assert.deepEqual(change, { set: { "segment.ms": "5000" }, delete: ["retention.ms"] });
+ * ```
+ */
+export function replacementChange(
+  current: Record<string, string>,
+  wanted: readonly [name: string, value: string | null][],
+): ConfigChange {
+  const seen = new Set<string>();
+  for (const [name] of wanted) {
+    if (seen.has(name)) throw new YakError("INVALID_REQUEST", `config '${name.slice(0, 100)}' is given twice`);
+    if (!configSpec(name)) throw unknownConfig(name);
+    seen.add(name);
+  }
+  const set = parseTopicConfigs(Object.fromEntries(wanted.filter(([, v]) => v !== null)));
+  return { set, delete: Object.keys(current).filter((k) => !Object.hasOwn(set, k)) };
 }

@@ -192,6 +192,7 @@ function brokerOptionsOf(values: Values): BrokerCliOptions {
     connections: connections.limits,
     ...limitsOf(values),
     echo: !values.quiet,
+    givenFlags: Object.keys(values),
   };
   return {
     broker,

@@ -9,6 +9,7 @@ import { connectLeader } from "../client/discovery.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { YakError } from "../errors.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
+import { groupStateOf } from "../broker/group_coordinator.ts";
 import {
   bootstrapOf,
   CLUSTER_FLAGS,
@@ -24,10 +25,11 @@ import { table } from "./table.ts";
 import { offsetsOf, resetOffsetsOf } from "../client/group_offsets.ts";
 
 const USAGE = `
-yak groups --list [--json]
+yak groups --list [--state S[,S...]] [--json]
 yak groups --describe G [--json]
 yak groups --reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N | --shift-by N) [--json]
 yak groups --delete G [--json]
+yak groups --delete-offsets G --topic T [--partition P] [--json]
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
 --describe shows the group's state, generation and strategy, its members
@@ -36,6 +38,11 @@ partition the committed offset, the log end
 (high watermark), the lag and the member that reads it. --reset-offsets and
 --delete are refused while the group has active members (stop them first).
 --shift-by takes a negative number as --shift-by=-10.
+--state lists only groups in these states (any case, comma-separated or
+repeated): Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
+--delete-offsets deletes the group's committed offsets in the topic (every
+partition, or --partition P); it is refused while the group's active
+members subscribe to the topic, as Kafka does.
 `;
 
 interface Member {
@@ -61,7 +68,10 @@ const FLAGS: Flags = {
   describe: { type: "string" },
   "reset-offsets": { type: "string" },
   delete: { type: "string" },
+  "delete-offsets": { type: "string" },
   topic: { type: "string" },
+  partition: { type: "string" },
+  state: { type: "string", multiple: true },
   "to-earliest": { type: "boolean" },
   "to-latest": { type: "boolean" },
   "to-offset": { type: "string" },
@@ -69,7 +79,7 @@ const FLAGS: Flags = {
   json: { type: "boolean" },
 };
 
-const ACTIONS = ["list", "describe", "reset-offsets", "delete"] as const;
+const ACTIONS = ["list", "describe", "reset-offsets", "delete", "delete-offsets"] as const;
 
 /** What `yak groups` does: one of its actions. */
 type GroupsAction = typeof ACTIONS[number];
@@ -81,8 +91,9 @@ type Reset = typeof RESETS[number];
 
 /** What `yak groups`' flags ask for. */
 type GroupsOptions =
-  | { action: "list" }
+  | { action: "list"; states: string[] }
   | { action: "describe" | "delete"; group: string }
+  | { action: "delete-offsets"; group: string; topic: string; partition: number | null }
   | {
     action: "reset-offsets";
     group: string;
@@ -107,7 +118,8 @@ type GroupsResult =
   | { action: "list"; groups: { group: string; state: string; members: number }[] }
   | { action: "describe"; group: string; description: GroupDescription; rows: PartitionRow[] }
   | { action: "reset-offsets"; group: string; topic: string; offsets: Record<string, number> }
-  | { action: "delete"; group: string };
+  | { action: "delete"; group: string }
+  | { action: "delete-offsets"; group: string; topic: string; partitions: number[] };
 
 /** Runs `yak groups`. */
 export async function groupsCommand(args: string[]): Promise<number> {
@@ -135,7 +147,7 @@ function actionOf(values: Values): GroupsAction {
   if (actions.length !== 1) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      "give exactly one of --list, --describe, --reset-offsets, --delete (see --help)",
+      "give exactly one of --list, --describe, --reset-offsets, --delete, --delete-offsets (see --help)",
     );
   }
   return actions[0];
@@ -143,8 +155,9 @@ function actionOf(values: Values): GroupsAction {
 
 /** The action's flags, checked. */
 function groupsOptionsOf(action: GroupsAction, values: Values): GroupsOptions {
-  if (action === "list") return { action };
+  if (action === "list") return { action, states: statesOf(values) };
   const group = checkGroupName(text(values, action));
+  if (action === "delete-offsets") return { action, group, ...deleteOffsetsOf(values) };
   if (action !== "reset-offsets") return { action, group };
   const topic = checkTopicName(text(values, "topic") ?? "");
   const how = RESETS.filter((k) => values[k] !== undefined);
@@ -157,12 +170,34 @@ function groupsOptionsOf(action: GroupsAction, values: Values): GroupsOptions {
   return { action, group, topic, reset: how[0], amount: text(values, how[0]) ?? "" };
 }
 
+/** `--state` of `--list`: each state named (comma-separated or repeated), as Kafka spells it. */
+function statesOf(values: Values): string[] {
+  const given = (values.state ?? []) as string[];
+  return given.flatMap((s) => s.split(",")).map((s) => s.trim()).filter((s) => s !== "").map(groupStateOf);
+}
+
+/** `--delete-offsets`' topic and partition (null: all of the topic's). */
+function deleteOffsetsOf(values: Values): { topic: string; partition: number | null } {
+  const given = text(values, "topic");
+  if (given === undefined) throw new YakError("INVALID_ARGUMENT", "--delete-offsets needs --topic T (see --help)");
+  const topic = checkTopicName(given);
+  const partition = text(values, "partition");
+  if (partition !== undefined && !/^\d{1,9}$/.test(partition)) {
+    throw new YakError("INVALID_ARGUMENT", `--partition needs a partition number, not '${partition}'`);
+  }
+  return { topic, partition: partition === undefined ? null : Number(partition) };
+}
+
 /** Asks the leader. */
 async function runGroups(conn: Connection, options: GroupsOptions): Promise<GroupsResult> {
   switch (options.action) {
     case "list": {
-      const res = await conn.request({ type: "list_groups" });
-      return { action: "list", groups: res.groups as { group: string; state: string; members: number }[] };
+      const res = await conn.request({
+        type: "list_groups",
+        ...(options.states.length > 0 ? { states: options.states } : {}),
+      });
+      const groups = res.groups as { group: string; state: string; members: number }[];
+      return { action: "list", groups: groups.map(({ group, state, members }) => ({ group, state, members })) };
     }
     case "describe":
       return { action: "describe", group: options.group, ...await describeGroup(conn, options.group) };
@@ -177,6 +212,16 @@ async function runGroups(conn: Connection, options: GroupsOptions): Promise<Grou
     case "delete":
       await conn.request({ type: "delete_group", group: options.group });
       return { action: "delete", group: options.group };
+    case "delete-offsets": {
+      const { group, topic, partition } = options;
+      const res = await conn.request({
+        type: "delete_offsets",
+        group,
+        topic,
+        ...(partition === null ? {} : { partitions: [partition] }),
+      });
+      return { action: "delete-offsets", group, topic, partitions: res.partitions as number[] };
+    }
   }
 }
 
@@ -246,6 +291,13 @@ function printGroups(result: GroupsResult, json: boolean): void {
     case "delete":
       if (json) console.log(JSON.stringify({ group: result.group, deleted: true }, null, 2));
       else console.log(`deleted group '${result.group}'`);
+      return;
+    case "delete-offsets": {
+      const { group, topic, partitions } = result;
+      const rows = partitions.map((p) => [group, topic, p, "deleted"]);
+      if (json) console.log(JSON.stringify({ group, topic, partitions, deleted: true }, null, 2));
+      else console.log(table([["GROUP", "TOPIC", "PARTITION", "STATUS"], ...rows]));
+    }
   }
 }
 

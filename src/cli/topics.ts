@@ -8,6 +8,8 @@ import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
 import type { Connection } from "../protocol/connection.ts";
+import type { ConfigEntry } from "../broker/describe_configs.ts";
+import { table } from "./table.ts";
 import { YakError } from "../errors.ts";
 import {
   bootstrapOf,
@@ -29,6 +31,9 @@ yak topics --describe [T] [--json]         (no name: every topic)
 yak topics --alter T [--partitions M] [--config KEY=VALUE ...] [--delete-config KEY ...] [--json]
                                            (adds partitions; never removes)
 yak topics --delete T [--json]             (everywhere, with its group commits; a new topic of the name starts empty)
+yak topics --delete-records T --partition P --offset N [--json]
+                                           (the records below offset N, -1 for the high watermark, on every replica:
+                                           the partition's log start moves there, as Kafka's DeleteRecords does)
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
 kafka-topics.sh's spellings work too: the name as --topic T (--create --topic T,
@@ -40,9 +45,19 @@ has as many replicas as the cluster has brokers. R up to that is accepted; R
 larger is refused, as Kafka refuses a factor larger than its broker count.
 --json prints the answer as JSON.
 
-Topic configs:
-${Object.entries(TOPIC_CONFIGS).map(([k, v]) => `  ${k}: ${v.doc}`).join("\n")}
+Topic configs yak enforces:
+${configHelp(false)}
+Accepted and stored (so Kafka tools may set them) but not enforced by yak:
+${configHelp(true)}
 `;
+
+/** The topic configs for --help: name, what it does, and (for those not enforced) why not. */
+function configHelp(notEnforced: boolean): string {
+  return Object.entries(TOPIC_CONFIGS)
+    .filter(([, spec]) => (spec.notEnforced !== undefined) === notEnforced)
+    .map(([k, spec]) => `  ${k}: ${spec.notEnforced ?? spec.doc}`)
+    .join("\n");
+}
 
 const FLAGS: Flags = {
   ...CLUSTER_FLAGS,
@@ -50,19 +65,22 @@ const FLAGS: Flags = {
   create: { type: "string" },
   describe: { type: "string" },
   alter: { type: "string" },
-  delete: { type: "string" },
-  topic: { type: "string" },
   partitions: { type: "string" },
   "replication-factor": { type: "string" },
   config: { type: "string", multiple: true },
   "delete-config": { type: "string", multiple: true },
+  delete: { type: "string" },
+  "delete-records": { type: "string" },
+  topic: { type: "string" },
+  partition: { type: "string" },
+  offset: { type: "string" },
   json: { type: "boolean" },
 };
 
-const ACTIONS = ["list", "create", "describe", "alter", "delete"] as const;
+const ACTIONS = ["list", "create", "describe", "alter", "delete", "delete-records"] as const;
 
 /** The actions that name a topic: after the flag (`--create T`) or, as kafka-topics.sh has it, with `--topic T`. */
-const NAMING = ["create", "describe", "alter", "delete"] as const;
+const NAMING = ["create", "describe", "alter", "delete", "delete-records"] as const;
 
 /** What `yak topics` does: one of its actions. */
 type TopicsAction = typeof ACTIONS[number];
@@ -73,6 +91,7 @@ type TopicsOptions =
   | { action: "delete"; topic: string }
   /** A null topic: every topic. */
   | { action: "describe"; topic: string | null }
+  | { action: "delete-records"; topic: string; partition: number; offset: number }
   | {
     action: "create" | "alter";
     topic: string;
@@ -95,6 +114,7 @@ interface TopicView {
 type TopicsResult =
   | { action: "list"; topics: Record<string, number> }
   | { action: "delete"; topic: string }
+  | { action: "delete-records"; topic: string; partition: number; logStart: number }
   | {
     action: "create" | "alter";
     topic: string;
@@ -104,7 +124,13 @@ type TopicsResult =
     replicas: unknown;
     replicationFactor: number | undefined;
   }
-  | { action: "describe"; topics: TopicView[]; leaderId: unknown; isr: number[] };
+  | { action: "describe"; topics: DescribedTopic[]; leaderId: unknown; isr: number[] };
+
+/** A topic as `--describe` shows it: the leader's view and every config. */
+interface DescribedTopic {
+  topic: TopicView;
+  configs: ConfigEntry[];
+}
 
 /** Runs `yak topics`. */
 export async function topicsCommand(args: string[]): Promise<number> {
@@ -145,7 +171,7 @@ function actionOf(values: Values): TopicsAction {
   if (actions.length !== 1) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      "give exactly one of --list, --create, --describe, --alter, --delete (see --help)",
+      "give exactly one of --list, --create, --describe, --alter, --delete, --delete-records (see --help)",
     );
   }
   return actions[0];
@@ -182,6 +208,7 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
   }
   const topic = named;
   if (action === "delete") return { action, topic };
+  if (action === "delete-records") return deleteRecordsOptionsOf(topic, values);
   const alter = action === "alter";
   // Checked here too, so a typo is reported before anything is sent.
   const configs = parseTopicConfigs((values.config as string[] | undefined) ?? []);
@@ -202,12 +229,30 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
   return { action, topic, partitions, replicationFactor, configs, deleteConfigs };
 }
 
+/** `--delete-records T --partition P --offset N`: both numbers are needed (nothing is deleted by default). */
+function deleteRecordsOptionsOf(topic: string, values: Values): TopicsOptions {
+  const partition = integer(values, "partition", undefined, 0, 999);
+  const offset = integer(values, "offset", undefined, -1, Number.MAX_SAFE_INTEGER);
+  if (partition === undefined || offset === undefined) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--delete-records needs --partition P and --offset N (the records below N go; -1 for the high watermark)",
+    );
+  }
+  return { action: "delete-records", topic, partition, offset };
+}
+
 /** Asks the leader. */
 async function runTopics(conn: Connection, options: TopicsOptions): Promise<TopicsResult> {
   switch (options.action) {
     case "delete":
       await conn.request({ type: "delete_topic", topic: options.topic });
       return { action: "delete", topic: options.topic };
+    case "delete-records": {
+      const { topic, partition, offset } = options;
+      const res = await conn.request({ type: "delete_records", topic, partition, offset });
+      return { action: "delete-records", topic, partition, logStart: res.logStart as number };
+    }
     case "list": {
       const meta = await conn.request({ type: "metadata" });
       return { action: "list", topics: meta.topics as Record<string, number> };
@@ -226,20 +271,24 @@ async function runTopics(conn: Connection, options: TopicsOptions): Promise<Topi
       const answer = { partitions: res.partitions, configs: res.configs as Record<string, string> };
       return { action, topic, ...answer, replicas: res.replicas, replicationFactor };
     }
-    case "describe": {
-      const status = await conn.request({ type: "status" });
-      const all = status.topics as TopicView[];
-      // Every topic: the internal ones (__cluster) only when named, as --list leaves them out.
-      const topics = options.topic === null
-        ? all.filter((t) => !t.name.startsWith("__"))
-        : all.filter((t) => t.name === options.topic);
-      if (options.topic !== null && topics.length === 0) {
-        throw new YakError("UNKNOWN_TOPIC", `topic '${options.topic}' does not exist`);
-      }
-      const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
-      return { action: "describe", topics, leaderId: status.brokerId, isr };
-    }
+    case "describe":
+      return await describeTopics(conn, options.topic);
   }
+}
+
+/** `--describe`: one topic, or every topic (the internal ones, such as __cluster, only when named). */
+async function describeTopics(conn: Connection, name: string | null): Promise<TopicsResult> {
+  const status = await conn.request({ type: "status" });
+  const all = status.topics as TopicView[];
+  const topics = name === null ? all.filter((t) => !t.name.startsWith("__")) : all.filter((t) => t.name === name);
+  if (name !== null && topics.length === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${name}' does not exist`);
+  const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
+  const described: DescribedTopic[] = [];
+  for (const topic of topics) {
+    const res = await conn.request({ type: "describe_configs", topic: topic.name });
+    described.push({ topic, configs: res.configs as ConfigEntry[] });
+  }
+  return { action: "describe", topics: described, leaderId: status.brokerId, isr };
 }
 
 /** Prints the answer: as JSON with --json, else for people. */
@@ -251,6 +300,12 @@ function printTopics(result: TopicsResult, json: boolean): void {
   switch (result.action) {
     case "delete":
       console.log(`deleted topic '${result.topic}'`);
+      return;
+    case "delete-records":
+      console.log(
+        `deleted the records of '${result.topic}' partition ${result.partition} below offset ${result.logStart}: ` +
+          `its log start is ${result.logStart} on every in-sync replica`,
+      );
       return;
     case "list":
       for (const [name, n] of Object.entries(result.topics)) console.log(`${name}\t${n} partitions`);
@@ -270,9 +325,11 @@ function printTopics(result: TopicsResult, json: boolean): void {
     }
     case "describe":
       if (result.topics.length === 0) console.log("no topics");
-      result.topics.forEach((t, i) => {
+      result.topics.forEach(({ topic, configs }, i) => {
         if (i > 0) console.log("");
-        printDescription(t, result.leaderId, result.isr);
+        printDescription(topic, result.leaderId, result.isr);
+        printConfigs(configs);
+        printPartitions(topic);
       });
   }
 }
@@ -282,6 +339,8 @@ function topicsJson(result: TopicsResult): unknown {
   switch (result.action) {
     case "delete":
       return { topic: result.topic, deleted: true };
+    case "delete-records":
+      return { topic: result.topic, partition: result.partition, logStart: result.logStart };
     case "list":
       return { topics: Object.entries(result.topics).map(([name, partitions]) => ({ name, partitions })) };
     case "create":
@@ -293,16 +352,39 @@ function topicsJson(result: TopicsResult): unknown {
       return {
         leader: result.leaderId,
         isr: result.isr,
-        topics: result.topics.map((t) => ({ name: t.name, configs: t.configs ?? {}, partitions: t.partitions })),
+        topics: result.topics.map(({ topic, configs }) => ({
+          name: topic.name,
+          configs: topic.configs ?? {},
+          // Every config: its value, where it comes from, and whether yak enforces it.
+          allConfigs: configs,
+          partitions: topic.partitions,
+        })),
       };
   }
 }
 
-/** `--describe`: the topic, its configs, and a line per partition. */
+/** `--describe`: the topic and the configs it sets. */
 function printDescription(t: TopicView, leaderId: unknown, isr: number[]): void {
   console.log(`topic '${t.name}': ${t.partitions.length} partitions, leader broker ${leaderId}, in sync ${isr}`);
   const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
   console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
+}
+
+/** Where a value comes from, for people. */
+function sourceOf(c: ConfigEntry): string {
+  if (c.source === "TOPIC_CONFIG") return "topic";
+  if (c.source === "STATIC_BROKER_CONFIG") return `broker flag --${c.flag ?? c.synonyms[0]?.name}`;
+  return "default";
+}
+
+/** `--describe`: every config with its value, where it comes from, and whether yak enforces it. */
+function printConfigs(configs: ConfigEntry[]): void {
+  const rows = configs.map((c) => [c.name, c.value ?? "", sourceOf(c), c.enforced ? "enforced" : "stored only"]);
+  console.log(table([["CONFIG", "VALUE", "SOURCE", "YAK"], ...rows]));
+}
+
+/** `--describe`: a line per partition. */
+function printPartitions(t: TopicView): void {
   console.log("partition\tlog-start\tlog-end\thigh-watermark\tsegments\tbytes");
   for (const p of t.partitions) {
     console.log(

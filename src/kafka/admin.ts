@@ -1,6 +1,6 @@
 /**
- * CreateTopics (API 19) and DeleteTopics (API 20) over the broker's topic
- * admin. Replication factor and replica assignments are not choices in yak
+ * CreateTopics (API 19), DeleteTopics (API 20) and CreatePartitions (API
+ * 37) over the broker's topic admin. Replication factor and replica assignments are not choices in yak
  * (every broker holds every partition), so they are accepted and ignored;
  * configs are yak's topic configs, checked the same way.
  *
@@ -13,7 +13,8 @@ import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
 import type { Writer } from "./wire.ts";
 
-function adminErrorOf(err: unknown): { error: number; message: string } {
+/** An admin request's error for Kafka: the code (NOT_CONTROLLER without a leader, as Kafka) and the message. */
+export function adminErrorOf(err: unknown): { error: number; message: string } {
   if (!(err instanceof YakError)) return { error: KAFKA.UNKNOWN_SERVER_ERROR, message: String(err) };
   if (err.code === "NOT_LEADER" || err.code === "NO_LEADER") return { error: 41, message: err.message }; // NOT_CONTROLLER
   if (err.code === "INVALID_ARGUMENT" && /exists/.test(err.message)) {
@@ -125,4 +126,77 @@ export async function deleteTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
   }
   if (v >= 1) w.int32(0);
   w.array(answers, (w, a) => w.string(a.name).int16(a.error));
+}
+
+/** Told with partitions added from explicit assignments: their count is kept, their placement is not. */
+const PARTITIONS_PLACEMENT_NOTE =
+  "partitions added for the assignments' count; yak places every partition on every broker";
+
+/** One topic of a CreatePartitions request, decoded. */
+interface PartitionsAsk {
+  name: string;
+  count: number;
+  /** One broker list per new partition; null when the request leaves placement to the broker. */
+  assignments: number[][] | null;
+}
+
+/**
+ * Handles CreatePartitions v0-3 (v2+ flexible): each topic grows to its new
+ * count through the topic admin (any broker takes it: a follower hands it to
+ * the leader). A count not above today's is INVALID_PARTITIONS; assignments
+ * must name one broker list per new partition (INVALID_REPLICA_ASSIGNMENT),
+ * and only their count is used.
+ */
+export async function createPartitions(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
+  const r = req.body;
+  const asks: PartitionsAsk[] = r.array((r) => ({
+    name: r.string(),
+    count: r.int32(),
+    assignments: r.nullableArray((r) => r.int32Array(), 4),
+  }), 9);
+  r.int32(); // timeout: the leader waits for its in-sync replicas up to its own request timeout
+  const validateOnly = r.bool();
+  const seen = new Map<string, number>();
+  for (const a of asks) seen.set(a.name, (seen.get(a.name) ?? 0) + 1);
+  const answers = [];
+  for (const a of asks) {
+    if (seen.get(a.name)! > 1) {
+      answers.push({ name: a.name, error: KAFKA.INVALID_REQUEST, message: "the topic is named more than once" });
+      continue;
+    }
+    answers.push({ name: a.name, ...await addPartitions(ctx, a, validateOnly) });
+  }
+  w.int32(0);
+  w.array(answers, (w, a) => w.string(a.name).int16(a.error).nullableString(a.message));
+}
+
+/** One topic's CreatePartitions answer: its error code and message. */
+async function addPartitions(
+  ctx: KafkaContext,
+  a: PartitionsAsk,
+  validateOnly: boolean,
+): Promise<{ error: number; message: string | null }> {
+  const s = ctx.services;
+  try {
+    checkTopicName(a.name);
+    const have = s.partitions.partitionCount(a.name);
+    if (have === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${a.name}' does not exist`);
+    if (a.count > s.opts.maxPartitions) {
+      throw new YakError("INVALID_ARGUMENT", `a topic has at most ${s.opts.maxPartitions} partitions, not ${a.count}`);
+    }
+    if (a.assignments !== null && a.count > have && a.assignments.length !== a.count - have) {
+      const problem = `${a.count - have} partitions are added (${have} to ${a.count}) but ` +
+        `${a.assignments.length} assignments were given`;
+      return { error: KAFKA.INVALID_REPLICA_ASSIGNMENT, message: problem };
+    }
+    if (a.assignments?.some((brokers) => brokers.length === 0)) {
+      return { error: KAFKA.INVALID_REPLICA_ASSIGNMENT, message: "an assignment names no broker" };
+    }
+    await s.topics.addPartitionsFromAnyBroker(a.name, a.count, validateOnly);
+    return { error: 0, message: a.assignments !== null ? PARTITIONS_PLACEMENT_NOTE : null };
+  } catch (err) {
+    const e = adminErrorOf(err);
+    // Every refusal of the count itself (not above today's, past a limit) is Kafka's INVALID_PARTITIONS.
+    return { error: e.error === KAFKA.INVALID_REQUEST ? KAFKA.INVALID_PARTITIONS : e.error, message: e.message };
+  }
 }

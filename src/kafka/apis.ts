@@ -8,7 +8,11 @@
  * @module
  */
 import type { Api } from "./context.ts";
-import { createTopics, deleteTopics } from "./admin.ts";
+import { createPartitions, createTopics, deleteTopics } from "./admin.ts";
+import { describeCluster } from "./describe_cluster.ts";
+import { deleteRecords, describeLogDirs } from "./log_admin.ts";
+import { offsetForLeaderEpoch } from "./offset_for_leader_epoch.ts";
+import { alterConfigs, describeConfigs, incrementalAlterConfigs } from "./configs.ts";
 import { fetch } from "./fetch.ts";
 import {
   describeGroups,
@@ -21,6 +25,7 @@ import {
   offsetFetch,
   syncGroup,
 } from "./groups.ts";
+import { deleteGroups, offsetDelete } from "./group_admin.ts";
 import { listOffsets } from "./list_offsets.ts";
 import { metadata } from "./metadata.ts";
 import { initProducerId, produce } from "./produce.ts";
@@ -48,7 +53,7 @@ export const APIS: readonly Api[] = [
   { key: 13, name: "LeaveGroup", min: 0, max: 4, flexibleFrom: 4, handle: leaveGroup },
   { key: 14, name: "SyncGroup", min: 0, max: 4, flexibleFrom: 4, handle: syncGroup },
   { key: 15, name: "DescribeGroups", min: 0, max: 4, flexibleFrom: NONE, handle: describeGroups },
-  { key: 16, name: "ListGroups", min: 0, max: 2, flexibleFrom: NONE, handle: listGroups },
+  { key: 16, name: "ListGroups", min: 0, max: 4, flexibleFrom: 3, handle: listGroups },
   { key: 17, name: "SaslHandshake", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslHandshake },
   {
     key: API_VERSIONS_KEY,
@@ -61,8 +66,18 @@ export const APIS: readonly Api[] = [
   },
   { key: 19, name: "CreateTopics", min: 0, max: 5, flexibleFrom: 5, handle: createTopics },
   { key: 20, name: "DeleteTopics", min: 0, max: 4, flexibleFrom: 4, handle: deleteTopics },
+  { key: 21, name: "DeleteRecords", min: 0, max: 2, flexibleFrom: 2, handle: deleteRecords },
   { key: 22, name: "InitProducerId", min: 0, max: 4, flexibleFrom: 2, handle: initProducerId },
+  { key: 23, name: "OffsetForLeaderEpoch", min: 0, max: 4, flexibleFrom: 4, handle: offsetForLeaderEpoch },
+  { key: 32, name: "DescribeConfigs", min: 0, max: 4, flexibleFrom: 4, handle: describeConfigs },
+  { key: 33, name: "AlterConfigs", min: 0, max: 2, flexibleFrom: 2, handle: alterConfigs },
+  { key: 35, name: "DescribeLogDirs", min: 0, max: 4, flexibleFrom: 2, handle: describeLogDirs },
   { key: 36, name: "SaslAuthenticate", min: 0, max: 1, flexibleFrom: NONE, beforeAuth: true, handle: saslAuthenticate },
+  { key: 37, name: "CreatePartitions", min: 0, max: 3, flexibleFrom: 2, handle: createPartitions },
+  { key: 42, name: "DeleteGroups", min: 0, max: 2, flexibleFrom: 2, handle: deleteGroups },
+  { key: 44, name: "IncrementalAlterConfigs", min: 0, max: 1, flexibleFrom: 1, handle: incrementalAlterConfigs },
+  { key: 47, name: "OffsetDelete", min: 0, max: 0, flexibleFrom: NONE, handle: offsetDelete },
+  { key: 60, name: "DescribeCluster", min: 0, max: 1, flexibleFrom: 0, handle: describeCluster },
 ];
 
 /** {@link APIS} by key. */

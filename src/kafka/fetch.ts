@@ -47,7 +47,9 @@ function startsBatch(records: readonly RecordBytes[], start: number, i: number):
   const r = records[i];
   const prev = records[i - 1];
   return r.epoch !== records[start].epoch || r.offset !== prev.offset + 1 || r.producer !== prev.producer ||
-    r.batchStart || (r.producer >= 0 && r.seq !== prev.seq + 1);
+    r.batchStart || (r.producer >= 0 && r.seq !== prev.seq + 1) ||
+    // LogAppendTime: one batch per append time, as Kafka stores them (readers take its max timestamp for each record).
+    r.logAppendTime !== prev.logAppendTime || (r.logAppendTime && r.ts !== prev.ts);
 }
 
 function encodeRun(records: readonly RecordBytes[], start: number, end: number): Uint8Array {
@@ -56,6 +58,7 @@ function encodeRun(records: readonly RecordBytes[], start: number, end: number):
   return encodeRecordBatch({
     baseOffset: base,
     partitionLeaderEpoch: first.epoch,
+    logAppendTime: first.logAppendTime,
     // An idempotent producer's batch says whose it is: its stored number (not the id it produces
     // with, which stays secret so no reader can write as it), epoch 0 (yak issues no other) and sequence.
     ...(first.producer >= 0 ? { producerId: BigInt(first.producer), producerEpoch: 0, baseSequence: first.seq } : {}),
@@ -72,7 +75,7 @@ function encodeRun(records: readonly RecordBytes[], start: number, end: number):
 /**
  * Stored records as record batches of at most `limit` bytes in all:
  * consecutive records of one leader epoch share a batch (a gap in offsets,
- * or a batch of an idempotent producer, starts a new one). Records that would pass the limit are left for the next
+ * a batch of an idempotent producer, or a LogAppendTime batch starts a new one). Records that would pass the limit are left for the next
  * fetch; with `atLeastOne` the first record goes whatever its size, as Kafka
  * lets the first batch of a response pass `fetch.max.bytes` so a consumer
  * can always progress. Keys and values go from the stored bytes into the
@@ -84,7 +87,8 @@ function encodeRun(records: readonly RecordBytes[], start: number, end: number):
  * import { recordsToBatches } from "./fetch.ts";
  * const value = new Uint8Array(1000);
  * const records = [0, 1, 2].map((offset) => ({
- *   offset, epoch: 1, ts: 0, key: null, value, headers: [], producer: -1, seq: -1, batchStart: false,
+ *   offset, epoch: 1, ts: 0, logAppendTime: false, key: null, value, headers: [], producer: -1, seq: -1,
+ *   batchStart: false,
  * }));
  * assert.equal(recordsToBatches(records, 100_000, false).batches.length, 1); // one epoch: one batch
  * const { batches, bytes } = recordsToBatches(records, 2200, false);

@@ -17,7 +17,7 @@ import { kafkaBrokers } from "./metadata.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 /** A group API's error code: a follower (or no leader) is not the coordinator. */
-function groupErrorOf(err: unknown): number {
+export function groupErrorOf(err: unknown): number {
   if (!(err instanceof YakError)) return KAFKA.UNKNOWN_SERVER_ERROR;
   if (err.code === "NOT_LEADER" || err.code === "NO_LEADER" || err.code === "STALE_EPOCH") return KAFKA.NOT_COORDINATOR;
   if (err.code === "INVALID_ARGUMENT" && /session timeout/.test(err.message)) return KAFKA.INVALID_SESSION_TIMEOUT;
@@ -299,11 +299,23 @@ export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void
   if (v >= 2) w.int16(answers[0].error);
 }
 
-/** Handles ListGroups v0-2. */
+/**
+ * Handles ListGroups v0-4 (v3+ flexible; v4 filters by state, KIP-518, and
+ * answers each group's state). Only the coordinator lists groups: a follower
+ * coordinates none and answers an empty list, as a Kafka broker does, since
+ * admin clients ask every broker and join the answers.
+ */
 export function listGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
-  if (req.version >= 1) w.int32(0);
+  const { version: v, body: r } = req;
+  const states = v >= 4 ? r.stringArray() : [];
+  const s = ctx.services;
+  const groups = s.view().role === "leader" ? s.groups.list(states) : [];
+  if (v >= 1) w.int32(0);
   w.int16(0);
-  w.array(ctx.services.groups.list(), (w, g) => w.string(g.group).string("consumer"));
+  w.array(groups, (w, g) => {
+    w.string(g.group).string(g.protocolType);
+    if (v >= 4) w.string(g.state);
+  });
 }
 
 /** Handles DescribeGroups v0-4. */

@@ -13,6 +13,9 @@ import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
 import type { Writer } from "./wire.ts";
 
+/** The cluster id Metadata (v2+) and DescribeCluster answer. */
+export const KAFKA_CLUSTER_ID = "yak";
+
 /** A broker as Kafka clients address it. */
 export interface KafkaBroker {
   nodeId: number;
@@ -70,7 +73,7 @@ export async function metadata(ctx: KafkaContext, req: ApiRequest, w: Writer): P
     w.int32(b.nodeId).string(b.host).int32(b.port);
     if (v >= 1) w.nullableString(null); // rack
   });
-  if (v >= 2) w.nullableString("yak");
+  if (v >= 2) w.nullableString(KAFKA_CLUSTER_ID);
   if (v >= 1) w.int32(leaderId);
   w.array(topics, (w, t) => {
     w.int16(t.error).string(t.name);

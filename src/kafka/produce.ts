@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Acks, ProducedBatch } from "../broker/partition_ops.ts";
+import type { Acks, AppendResult, ProducedBatch } from "../broker/partition_ops.ts";
 import type { BrokerServices } from "../broker/services.ts";
 import { YakError } from "../errors.ts";
 import { RecordRules } from "../broker/record_rules.ts";
@@ -25,6 +25,8 @@ interface PartitionResult {
   error: number;
   baseOffset: number;
   logStart: number;
+  /** The leader's append time with LogAppendTime (v2+), else -1. */
+  logAppendTime: number;
   /** Why it failed, for v8's error message. */
   message: string | null;
 }
@@ -91,7 +93,7 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
     w.string(t.name);
     w.array(t.parts, (w, p) => {
       w.int32(p.index).int16(p.error).int64(p.baseOffset);
-      if (v >= 2) w.int64(-1); // log append time: yak keeps the producer's timestamps
+      if (v >= 2) w.int64(p.logAppendTime);
       if (v >= 5) w.int64(p.logStart);
       if (v >= 8) {
         // Per-record errors (KIP-467): a batch is stored whole or not at all, so the partition's error says it.
@@ -118,7 +120,7 @@ async function produceOne(
   bytes: Uint8Array | null,
 ): Promise<{ answer: Promise<PartitionResult> }> {
   const s = ctx.services;
-  const result: PartitionResult = { index, error: 0, baseOffset: -1, logStart: -1, message: null };
+  const result: PartitionResult = { index, error: 0, baseOffset: -1, logStart: -1, logAppendTime: -1, message: null };
   const now = (r: PartitionResult) => ({ answer: Promise.resolve(r) });
   try {
     if (v < 3) return now({ ...result, error: KAFKA.UNSUPPORTED_VERSION });
@@ -183,13 +185,15 @@ function answerOf(
   ctx: KafkaContext,
   topic: string,
   result: PartitionResult,
-  outcomes: PromiseSettledResult<{ baseOffset: number }>[],
+  outcomes: PromiseSettledResult<AppendResult>[],
 ): PartitionResult {
   const failed = outcomes.find((o) => o.status === "rejected");
   if (failed) return failure(ctx, topic, result, failed.reason);
-  const done = outcomes.map((o) => (o as PromiseFulfilledResult<{ baseOffset: number }>).value);
+  const done = outcomes.map((o) => (o as PromiseFulfilledResult<AppendResult>).value);
   const offsets = ctx.services.partitions.offsets({ topic, partition: result.index });
-  return { ...result, baseOffset: done[0]?.baseOffset ?? offsets.logEnd, logStart: offsets.logStart };
+  // With LogAppendTime, the first batch's append time (Kafka answers one per partition).
+  const logAppendTime = done[0]?.logAppendTimeMs ?? -1;
+  return { ...result, baseOffset: done[0]?.baseOffset ?? offsets.logEnd, logStart: offsets.logStart, logAppendTime };
 }
 
 /** A partition's error answer: a YakError's code and message; anything else is UNAVAILABLE, and logged. */

@@ -147,6 +147,11 @@ export interface RecordBatchInput {
   baseSequence?: number;
   /** Defaults to none; others compress the records section as Kafka's Java client does. */
   compression?: CompressionCodec;
+  /**
+   * The timestamps are the broker's append time (attribute bit 3): readers
+   * then take maxTimestamp as every record's, so the records should carry it.
+   */
+  logAppendTime?: boolean;
   records: KafkaRecord[];
 }
 
@@ -563,7 +568,7 @@ function isInt(n: number, bits: number): boolean {
 }
 
 /**
- * Encodes one batch (magic 2, create-time timestamps), by default
+ * Encodes one batch (magic 2; create-time timestamps unless `logAppendTime`), by default
  * uncompressed as yak's Fetch replies send it. Sizes everything first and
  * writes into one buffer. `baseTimestamp` is the first record's timestamp and
  * `maxTimestamp` the largest, as Kafka's producer writes them. Records must be
@@ -713,7 +718,7 @@ function writeBatchHeader(out: Uint8Array, b: RecordBatchInput, codec: Compressi
   view.setInt32(8, out.length - LOG_OVERHEAD_BYTES);
   view.setInt32(12, b.partitionLeaderEpoch);
   view.setInt8(MAGIC_AT, MAGIC);
-  view.setInt16(ATTRIBUTES_AT, codec);
+  view.setInt16(ATTRIBUTES_AT, codec | (b.logAppendTime ? ATTR_LOG_APPEND_TIME : 0));
   view.setInt32(23, sizes.lastOffsetDelta);
   writeInt64(view, 27, sizes.baseTimestamp);
   writeInt64(view, 35, sizes.maxTimestamp);

@@ -487,3 +487,18 @@ Deno.test("encodeRecordBatch refuses what no batch can hold", () => {
   ];
   for (const [what, run] of bad) assert.throws(run, isYak("INTERNAL"), what);
 });
+
+Deno.test("a batch marked LogAppendTime sets attribute bit 3, and readers take maxTimestamp for every record", () => {
+  const records: KafkaRecord[] = [0, 1].map((i) => ({
+    offsetDelta: i,
+    timestamp: TS,
+    key: null,
+    value: new Uint8Array([i]),
+    headers: [],
+  }));
+  const bytes = encodeRecordBatch({ baseOffset: 0, partitionLeaderEpoch: 1, logAppendTime: true, records });
+  const [batch] = decodeRecordBatches(bytes, LIMITS);
+  assert.equal(batch.attributes & 0x08, 0x08);
+  assert.equal(batch.isLogAppendTime, true);
+  assert.deepEqual(batch.records.map((r) => r.timestamp), [TS, TS]);
+});

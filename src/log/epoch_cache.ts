@@ -86,6 +86,62 @@ export class EpochCache {
   }
 
   /**
+   * Forgets the epochs that end at or below `offset` (the log start moved
+   * there); the epoch in force at `offset` then starts there, as Kafka's
+   * cache does. True when anything changed.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EpochCache } from "./epoch_cache.ts";
+   * const cache = new EpochCache("/tmp/p0", [[1, 0], [2, 100], [3, 200]]);
+   * assert.equal(cache.truncateFromStart(150), true);
+   * assert.deepEqual(cache.entries, [[2, 150], [3, 200]]);
+   * ```
+   */
+  truncateFromStart(offset: number): boolean {
+    let floor = -1;
+    for (let i = 0; i < this.#entries.length && this.#entries[i][1] <= offset; i++) floor = i;
+    if (floor === -1 || (floor === 0 && this.#entries[0][1] === offset)) return false;
+    this.#entries = [[this.#entries[floor][0], offset], ...this.#entries.slice(floor + 1)];
+    return true;
+  }
+
+  /**
+   * Kafka's answer to OffsetsForLeaderEpoch (KIP-320) on the leader of
+   * `leaderEpoch`, for a reader whose last record was of epoch `epoch`: the
+   * largest epoch not above it and where it ends (the start of the next
+   * higher epoch, or the log end for the current one); `epoch` itself with
+   * the first later epoch's start when it is older than every epoch kept;
+   * -1 and -1 for an unknown or future epoch. The leader's own epoch counts
+   * as begun at the log end when it has written nothing yet (Kafka's leader
+   * writes an entry when it is elected; yak's cache learns an epoch from its
+   * first record).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EpochCache } from "./epoch_cache.ts";
+   * const cache = new EpochCache("/tmp/p0", [[2, 10], [4, 30]]);
+   * assert.deepEqual(cache.endOffsetForReader(3, 5, 40), { epoch: 2, endOffset: 30 });
+   * assert.deepEqual(cache.endOffsetForReader(4, 5, 40), { epoch: 4, endOffset: 40 }); // 5 has no records yet
+   * assert.deepEqual(cache.endOffsetForReader(5, 5, 40), { epoch: 5, endOffset: 40 });
+   * assert.deepEqual(cache.endOffsetForReader(1, 5, 40), { epoch: 1, endOffset: 10 });
+   * assert.deepEqual(cache.endOffsetForReader(6, 5, 40), { epoch: -1, endOffset: -1 });
+   * ```
+   */
+  endOffsetForReader(epoch: number, leaderEpoch: number, logEndOffset: number): { epoch: number; endOffset: number } {
+    if (epoch < 0 || epoch > leaderEpoch) return { epoch: -1, endOffset: -1 };
+    if (epoch === leaderEpoch) return { epoch, endOffset: logEndOffset };
+    const entries: EpochEntry[] = [...this.#entries];
+    if (this.lastEpoch < leaderEpoch) entries.push([leaderEpoch, logEndOffset]);
+    // There is a higher epoch: at least the leader's own.
+    const higher = entries.find(([e]) => e > epoch)!;
+    const floor = entries.findLast(([e]) => e <= epoch);
+    return { epoch: floor ? floor[0] : epoch, endOffset: higher[1] };
+  }
+
+  /**
    * Where `epoch` ends in this log: the largest known epoch not above it, and
    * the start of the next one (or the log end). Kafka's OffsetsForLeaderEpoch.
    */

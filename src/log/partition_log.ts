@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { assert, YakError } from "../errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
+import { clearLogStart, loadLogStart, saveLogStart } from "./log_start.ts";
 import { firstLineOffset, lastLineOffset, sealLines, verifyLine } from "./record.ts";
 import { recoverLog } from "./recovery.ts";
 import { Segment, segmentStem, UncertainFileError } from "./segment.ts";
@@ -134,6 +135,12 @@ export class PartitionLog {
   openCheck: OpenCheck = { checked: 0, unsealed: 0 };
   /** Set once an I/O error left the files uncertain: what every later call throws (see {@link fenced}). */
   #fence: YakError | null = null;
+  /**
+   * The log start when it lies above the first segment's base (records
+   * deleted inside a segment, or a segment whose files could not be deleted
+   * yet), saved in `log-start.json`; 0 otherwise. See {@link logStartOffset}.
+   */
+  #logStart = 0;
 
   private constructor(
     dir: string,
@@ -161,6 +168,17 @@ export class PartitionLog {
     const { segments, logEnd, epochs, damaged, check } = await recoverLog(dir, opts);
     const log = new PartitionLog(dir, segments, logEnd, epochs, opts);
     log.openCheck = check;
+    const saved = await loadLogStart(dir);
+    if (saved !== null && "unreadable" in saved) {
+      // The records it deleted come back into view until the leader's start (or a later deletion) moves it again.
+      opts.onEvent?.("log_start_unreadable", { dir, error: saved.unreadable, logStart: log.logStartOffset });
+    } else if (saved !== null && saved.offset > logEnd) {
+      // What lay below the start is deleted, and what was above it is gone (an unsynced tail lost with the
+      // machine): nothing of this log is left, so it starts over there, as Kafka's log loader does.
+      await log.resetTo(saved.offset, "its saved log start is past its log end");
+    } else if (saved !== null) {
+      log.#logStart = saved.offset;
+    }
     for (const d of damaged) if (d.offset < logEnd) log.#markDamaged(d.offset, d.file, "open");
     return log;
   }
@@ -207,7 +225,8 @@ export class PartitionLog {
   }
 
   #markDamaged(offset: number, file: string, found: Damage["found"]): void {
-    if (this.#reported.has(offset)) return;
+    // Below the log start a record is deleted already: nothing to heal (the scrubber still walks such segments).
+    if (this.#reported.has(offset) || offset < this.logStartOffset) return;
     this.#reported.add(offset);
     this.#opts.onDamage?.({ dir: this.dir, offset, file, found });
   }
@@ -218,11 +237,13 @@ export class PartitionLog {
   }
 
   /**
-   * The first offset still stored: whole segments below it were deleted
-   * (retention), so reads below it are OUT_OF_RANGE.
+   * The first offset a reader may have: records below it were deleted
+   * (retention, DeleteRecords, or a leader's log start a follower matches;
+   * see {@link advanceLogStart}), so reads below it are OUT_OF_RANGE. It is
+   * the first segment's base, or above it inside that segment.
    */
   get logStartOffset(): number {
-    return this.#segments[0].base;
+    return Math.max(this.#segments[0].base, this.#logStart);
   }
 
   /** Offset after the last record written. */
@@ -479,50 +500,102 @@ export class PartitionLog {
   }
 
   /**
+   * Moves the log start up to `offset` (never down, never past the log end),
+   * in the write queue like truncation, and deletes the whole segments below
+   * it (never the active one); resolves with the log start. The one way a
+   * log start moves: records deleted on the leader (Kafka's DeleteRecords),
+   * a follower matching its leader's start, retention, the metadata log's
+   * snapshot. The start is saved first (`log-start.json`, see log_start.ts),
+   * so it holds across a restart even inside a segment. A segment whose
+   * files cannot be deleted stays below the start, unread, and the call
+   * fails with STORAGE; a later call deletes it.
+   */
+  advanceLogStart(offset: number, reason: string): Promise<number> {
+    return this.#moveStart(() => offset, reason);
+  }
+
+  /**
    * Deletes whole segments that end at or below `offset` (never the active
-   * one), in the write queue like truncation; resolves with the new log
-   * start offset. Retention on the leader, and followers matching the
-   * leader's log start, both come here.
+   * one): the log start moves to the first segment left, as
+   * {@link advanceLogStart} moves it. Retention and the metadata snapshot.
    */
   deleteSegmentsBefore(offset: number, reason: string): Promise<number> {
+    return this.#moveStart(() => this.#segmentFor(offset).base, reason);
+  }
+
+  #moveStart(target: () => number, reason: string): Promise<number> {
     const done = this.#writeChain.then(async () => {
       this.#checkFence();
-      let segments = 0;
-      let bytes = 0;
-      let failed: { path: string; err: unknown } | null = null;
-      while (this.#segments.length > 1 && this.#segments[1].base <= offset) {
-        // Out of the list before its files go, so no read starts on it meanwhile.
-        const seg = this.#segments.shift()!;
-        try {
-          await seg.remove();
-        } catch (err) {
-          // Its data file is still there (Segment.remove): it stays the log's first segment, whole,
-          // and the caller tries again later. Counted as deleted, it came back at the next start.
-          this.#segments.unshift(seg);
-          failed = { path: seg.dataPath, err };
-          break;
-        }
-        segments++;
-        bytes += seg.size;
-      }
-      const start = this.logStartOffset;
-      this.#forgetDamage((o) => o >= start);
-      if (segments > 0) {
-        this.#tail = this.#tail.filter((c) => c.base >= start);
-        this.#tailBytes = this.#tail.reduce((n, c) => n + c.bytes.length, 0);
-        this.#opts.onEvent?.("segments_deleted", { dir: this.dir, reason, segments, bytes, logStart: start });
-      }
-      if (failed) {
-        const why = failed.err instanceof Error ? failed.err.message : String(failed.err);
+      const offset = target();
+      if (offset > this.#logEnd) {
         throw new YakError(
-          "STORAGE",
-          `cannot delete ${failed.path} (${why}); ${this.#label} starts at ${start} until a later try deletes it`,
+          "OUT_OF_RANGE",
+          `${this.#label} ends at ${this.#logEnd}: its start cannot move to ${offset}`,
         );
       }
-      return start;
+      const moved = offset > this.logStartOffset;
+      if (moved) {
+        try {
+          await saveLogStart(this.dir, offset);
+        } catch (err) {
+          // Nothing moved: the old file (or none) still says where the log starts.
+          throw new YakError(
+            "STORAGE",
+            `cannot save the log start of ${this.#label} (${err}); it stays at ${this.logStartOffset}`,
+          );
+        }
+        this.#logStart = offset;
+        await this.#startMoved();
+      }
+      return await this.#deleteBelowStart(reason, moved);
     });
     this.#writeChain = done.then(() => {}, () => {});
     return done;
+  }
+
+  /** After the log start moved: what lies below it is forgotten (damage, cached lines, epochs before it). */
+  async #startMoved(): Promise<void> {
+    const start = this.logStartOffset;
+    this.#forgetDamage((o) => o >= start);
+    this.#tail = this.#tail.filter((c) => c.base + c.count > start);
+    this.#tailBytes = this.#tail.reduce((n, c) => n + c.bytes.length, 0);
+    if (this.epochs.truncateFromStart(start)) await this.epochs.save();
+  }
+
+  /** Deletes the whole segments below the log start, oldest first; resolves with the log start. */
+  async #deleteBelowStart(reason: string, moved: boolean): Promise<number> {
+    let segments = 0;
+    let bytes = 0;
+    let failed: { path: string; err: unknown } | null = null;
+    while (this.#segments.length > 1 && this.#segments[1].base <= this.logStartOffset) {
+      // Out of the list before its files go, so no read starts on it meanwhile.
+      const seg = this.#segments.shift()!;
+      try {
+        await seg.remove();
+      } catch (err) {
+        // Its data file is still there (Segment.remove): it stays the log's first segment, whole and below
+        // the start, and a later call deletes it. Counted as deleted, it came back at the next start.
+        this.#segments.unshift(seg);
+        failed = { path: seg.dataPath, err };
+        break;
+      }
+      segments++;
+      bytes += seg.size;
+    }
+    const start = this.logStartOffset;
+    if (segments > 0) {
+      this.#opts.onEvent?.("segments_deleted", { dir: this.dir, reason, segments, bytes, logStart: start });
+    } else if (moved) {
+      this.#opts.onEvent?.("log_start_moved", { dir: this.dir, reason, logStart: start });
+    }
+    if (failed) {
+      const why = failed.err instanceof Error ? failed.err.message : String(failed.err);
+      throw new YakError(
+        "STORAGE",
+        `cannot delete ${failed.path} (${why}); ${this.#label} starts at ${start}, and a later try deletes it`,
+      );
+    }
+    return start;
   }
 
   /**
@@ -555,6 +628,7 @@ export class PartitionLog {
     // Oldest first: a failure leaves the newest segments, still a whole log from its first one.
     for (const seg of this.#segments) await seg.remove();
     this.#segments = [await Segment.create(this.dir, offset)];
+    await this.#startAtFirstSegment();
     this.#activeSinceMs = -1;
     this.#logEnd = offset;
     this.#next = offset;
@@ -564,6 +638,12 @@ export class PartitionLog {
     this.#forgetDamage(() => false);
     if (this.epochs.truncateFrom(0)) await this.epochs.save();
     this.#opts.onEvent?.("log_reset", { dir: this.dir, reason, logStart: offset });
+  }
+
+  /** The log starts where its (new) first segment does: the saved start goes. */
+  async #startAtFirstSegment(): Promise<void> {
+    this.#logStart = 0;
+    await clearLogStart(this.dir);
   }
 
   #remember(chunk: Chunk): void {
@@ -830,9 +910,10 @@ export class PartitionLog {
   async #truncate(offset: number): Promise<void> {
     if (offset >= this.#logEnd) return;
     if (offset < this.logStartOffset) {
-      // Below what retention kept: nothing of this log is left.
+      // Below what retention or a deletion kept: nothing of this log is left.
       for (const seg of this.#segments) await seg.remove();
       this.#segments = [await Segment.create(this.dir, offset)];
+      await this.#startAtFirstSegment();
       this.#activeSinceMs = -1;
     }
     if (offset < this.#hw) this.#hw = offset;

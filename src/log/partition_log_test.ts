@@ -102,10 +102,11 @@ async function readChecked(
 async function checkAllReads(
   log: PartitionLog,
   lines: string[],
+  start = 0,
 ): Promise<void> {
   const end = log.logEndOffset;
   assert.equal(end, lines.length);
-  for (let from = 0; from <= end; from++) {
+  for (let from = start; from <= end; from++) {
     await readChecked(log, lines, from, MB, end, end - from);
     await readChecked(log, lines, from, 1, end, Math.min(1, end - from));
     await readChecked(
@@ -1129,6 +1130,51 @@ Deno.test("retention: whole segments below an offset are deleted, the log start 
   });
 });
 
+Deno.test("the log start moves inside a segment (deleted records): reads below it are OUT_OF_RANGE, whole segments below go, and it holds across a restart", async () => {
+  await withTempDir(async (dir) => {
+    const events: Event[] = [];
+    let log = await PartitionLog.open(dir, opts({ segmentBytes: 3 * LINE }, events));
+    const lines: string[] = [];
+    try {
+      for (let i = 0; i < 4; i++) await appendBatch(log, lines, 3, 1 + Math.floor(i / 2)); // epochs 1, 1, 2, 2
+      log.highWatermark = log.logEndOffset;
+      assert.deepEqual(log.epochs.entries, [[1, 0], [2, 6]]);
+      // Into the third segment (6..8): the two before it go, the third stays with its first record unreadable.
+      assert.equal(await log.advanceLogStart(7, "test"), 7);
+      assert.equal(log.logStartOffset, 7);
+      assert.equal(log.segmentCount, 2);
+      assert.deepEqual(log.epochs.entries, [[2, 7]], "the epoch in force at the start begins there");
+      await assert.rejects(log.read(6, MB, log.logEndOffset), isYak("OUT_OF_RANGE"));
+      await checkAllReads(log, lines, 7);
+      // Never down, never past the log end.
+      assert.equal(await log.advanceLogStart(2, "test"), 7);
+      await assert.rejects(log.advanceLogStart(13, "test"), isYak("OUT_OF_RANGE"));
+      await log.close();
+      log = await PartitionLog.open(dir, opts({ segmentBytes: 3 * LINE }, events));
+      assert.equal(log.logStartOffset, 7, "saved beside the segments");
+      await assert.rejects(log.read(6, MB, log.logEndOffset), isYak("OUT_OF_RANGE"));
+      await checkAllReads(log, lines, 7);
+      // A truncation below the start (a follower cut by its leader) leaves an empty log there, and the saved
+      // start goes with it.
+      await log.truncateTo(5);
+      assert.equal(log.logStartOffset, 5);
+      assert.equal(log.logEndOffset, 5);
+      await log.close();
+      log = await PartitionLog.open(dir, opts({ segmentBytes: 3 * LINE }, events));
+      assert.equal(log.logStartOffset, 5);
+      // A start saved past the log end (the tail it deleted up to was lost with the machine): the log starts
+      // over there, as Kafka's loader does.
+      await log.close();
+      await Deno.writeTextFile(join(dir, "log-start.json"), '{"logStart":40}');
+      log = await PartitionLog.open(dir, opts({ segmentBytes: 3 * LINE }, events));
+      assert.deepEqual([log.logStartOffset, log.logEndOffset], [40, 40]);
+      assert.ok(events.some(([e]) => e === "log_reset"), JSON.stringify(events));
+    } finally {
+      await log.close();
+    }
+  });
+});
+
 Deno.test({
   name: "a write whose partial bytes cannot be cut off fences the log; reopened, the log recovers what was written",
   // A pipe in place of the segment's file, whose reader goes away: a write longer than the pipe's buffer
@@ -1212,13 +1258,21 @@ Deno.test("a segment whose file cannot be deleted stays in the log: the deletion
       await Deno.mkdir(second);
       await Deno.writeTextFile(join(second, "x"), "x");
       await assert.rejects(log.deleteSegmentsBefore(9, "test"), isYak("STORAGE", second));
-      // The first segment went, the second did not: the log starts at it, in memory as on disk.
-      assert.equal(log.logStartOffset, 3);
+      // The first segment went, the second did not: it stays, below the log start (saved before anything was
+      // deleted), so its records are never read again, nor after a restart.
+      assert.equal(log.logStartOffset, 9);
       assert.equal(log.segmentCount, 3);
       assert.equal(log.fenced, null, "nothing uncertain: no fence");
       assert.deepEqual(events.filter(([e]) => e === "segments_deleted").map(([, f]) => f.segments), [1]);
+      await assert.rejects(log.read(3, MB, log.logEndOffset), isYak("OUT_OF_RANGE"));
       await Deno.remove(second, { recursive: true });
       await Deno.writeFile(second, kept);
+      await log.close();
+      log = await PartitionLog.open(dir, opts({ segmentBytes: 3 * LINE }));
+      assert.equal(log.logStartOffset, 9, "the start holds across a restart, the segments below it still there");
+      assert.equal(log.segmentCount, 3);
+      await assert.rejects(log.read(3, MB, log.logEndOffset), isYak("OUT_OF_RANGE"));
+      // A later call deletes what is left below the start (retention's next pass makes it).
       assert.equal(await log.deleteSegmentsBefore(9, "test"), 9);
       assert.equal(log.segmentCount, 1);
       const end = log.logEndOffset;

@@ -18,6 +18,10 @@
  * Text values go in `value`; bytes that are not UTF-8 go base64 in `valueB64`,
  * so nothing is silently mangled.
  *
+ * A record of a topic with `message.timestamp.type=LogAppendTime` carries the
+ * leader's clock at its append as `ts`, marked so: `"ts":1763764800123,"logAppendTime":true`
+ * (Kafka marks the batch the same way, and a fetched batch says so).
+ *
  * @module
  */
 import { crc32cRange } from "./crc32c.ts";
@@ -55,11 +59,15 @@ export interface StoredRecord extends RecordInput {
   batch?: number;
   /** The line's checksum (absent on lines written before checksums). */
   crc?: string;
+  /** `ts` is the leader's clock at the append (the topic's message.timestamp.type was LogAppendTime). */
+  logAppendTime?: true;
 }
 
 /**
  * Builds the stored lines of a batch in one string. `producer` is already
  * checked to need no escaping; keys and values go through JSON.stringify.
+ * `ts` is the leader's clock, each record's own `ts` (the producer's) taking
+ * its place, except with `logAppendTime`: then every record carries `ts`, marked.
  *
  * @example
  * ```ts
@@ -78,8 +86,9 @@ export function encodeBatch(
   ts: number,
   producer: string | null,
   baseSeq: number,
+  logAppendTime = false,
 ): string {
-  const head = `,"epoch":${epoch},"ts":${ts},`;
+  const head = `,"epoch":${epoch},"ts":${ts},${logAppendTime ? LOG_APPEND_TIME_TEXT : ""}`;
   let out = "";
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
@@ -100,7 +109,7 @@ export function encodeBatch(
       : i === 0
       ? `,"producer":"${producer}","seq":${baseSeq},"batch":${records.length}}\n`
       : `,"producer":"${producer}","seq":${baseSeq + i}}\n`;
-    const start = r.ts === undefined ? head : `,"epoch":${epoch},"ts":${r.ts},`;
+    const start = r.ts === undefined || logAppendTime ? head : `,"epoch":${epoch},"ts":${r.ts},`;
     out += `{"offset":${baseOffset + i}${start}${key}${headers},${value}${tail}`;
   }
   return out;
@@ -230,6 +239,8 @@ export interface RecordBytes {
   offset: number;
   epoch: number;
   ts: number;
+  /** `ts` is the leader's append time (see {@link StoredRecord.logAppendTime}). */
+  logAppendTime: boolean;
   key: Uint8Array | null;
   value: Uint8Array | null;
   headers: { key: string; value: Uint8Array | null }[];
@@ -252,6 +263,8 @@ const NEWLINE = 0x0a;
 const OFFSET_PREFIX = encoder.encode('{"offset":');
 const EPOCH_FIELD = encoder.encode('"epoch":');
 const TS_FIELD = encoder.encode('"ts":');
+const LOG_APPEND_TIME_TEXT = '"logAppendTime":true,';
+const LOG_APPEND_TIME = encoder.encode(LOG_APPEND_TIME_TEXT);
 const KEY_NULL = encoder.encode('"key":null');
 const KEY_TEXT = encoder.encode('"key":"');
 const KEY_B64 = encoder.encode('"keyB64":"');
@@ -423,6 +436,7 @@ function bytesOfParsed(line: Uint8Array): RecordBytes {
     offset: r.offset,
     epoch: r.epoch,
     ts: r.ts,
+    logAppendTime: r.logAppendTime === true,
     key: keyBytes(r),
     value: valueBytes(r),
     headers: (r.headers ?? []).map((h) => ({ key: h.key, value: valueBytes(h) })),
@@ -442,6 +456,8 @@ function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
   const ts = intAt(b, ep[1] + 1 + TS_FIELD.length, e);
   if (!ts) return null;
   let at = ts[1] + 1;
+  const logAppendTime = startsAt(b, at, LOG_APPEND_TIME);
+  if (logAppendTime) at += LOG_APPEND_TIME.length;
   let key: Uint8Array | null = null;
   if (startsAt(b, at, KEY_NULL)) at += KEY_NULL.length;
   else if (startsAt(b, at, KEY_TEXT) || startsAt(b, at, KEY_B64)) {
@@ -460,7 +476,7 @@ function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
     value = b64 ? Uint8Array.fromBase64(latin1.decode(str[0])) : str[0];
     at = str[1];
   } else return null; // headers, or a field this reader does not know: the full parse
-  return { offset: off[0], epoch: ep[0], ts: ts[0], key, value, headers: [], ...producerAt(b, at, e) };
+  return { offset: off[0], epoch: ep[0], ts: ts[0], logAppendTime, key, value, headers: [], ...producerAt(b, at, e) };
 }
 
 /**

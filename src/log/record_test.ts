@@ -281,3 +281,21 @@ Deno.test("producerOf and valuesOf read sealed lines and lines from before check
   assert.deepEqual(valuesOf(noProducer), ["v"]);
   assert.equal(recordBytesOf(encoder.encode(sealed))[0].value?.length, 3);
 });
+
+Deno.test("LogAppendTime: every record of the batch carries the leader's time, marked, and the fast reader sees it", () => {
+  const text = encodeBatch(
+    [{ key: null, value: "a", ts: 5 }, { key: "k", value: "b", ts: 6 }],
+    0,
+    1,
+    TS,
+    null,
+    0,
+    true,
+  );
+  const parsed = parseLines(text);
+  assert.deepEqual(parsed.map((r) => [r.ts, r.logAppendTime]), [[TS, true], [TS, true]]);
+  const bytes = recordBytesOf(encoder.encode(text));
+  assert.deepEqual(bytes.map((r) => [r.ts, r.logAppendTime, r.value?.length]), [[TS, true, 1], [TS, true, 1]]);
+  const created = recordBytesOf(encoder.encode(encodeBatch([{ key: null, value: "a", ts: 5 }], 0, 1, TS, null, 0)));
+  assert.deepEqual([created[0].ts, created[0].logAppendTime], [5, false]);
+});

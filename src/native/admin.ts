@@ -1,6 +1,6 @@
 /**
  * Native topic administration: `create_topic`, `alter_topic`, `delete_topic`,
- * all on the leader.
+ * `delete_records`, all on the leader, and `describe_configs` on any broker.
  *
  * @module
  */
@@ -60,9 +60,29 @@ export function alterTopic(s: BrokerServices, req: Request): Promise<Reply> {
   return createOrAlter(s, req, "alter");
 }
 
+/**
+ * `delete_records`: a partition's records below `offset` (-1: the high
+ * watermark), on every in-sync replica (Kafka's DeleteRecords, through the
+ * same service); answers the partition's new log start.
+ */
+export async function deleteRecords(s: BrokerServices, req: Request): Promise<Reply> {
+  s.requireLeader();
+  const topic = checkTopicName(req.topic);
+  const partition = int(req, "partition", 0, s.opts.maxPartitions - 1);
+  const offset = int(req, "offset", -1);
+  const logStart = await s.partitions.deleteRecords({ topic, partition }, offset, s.opts.requestTimeoutMs);
+  return { topic, partition, logStart };
+}
+
 /** `delete_topic`: its records, partitions and committed offsets, on every replica. */
 export async function deleteTopic(s: BrokerServices, req: Request): Promise<Reply> {
   s.requireLeader();
   await s.topics.delete(checkTopicName(req.topic));
   return { deleted: true };
+}
+
+/** `describe_configs`: every config of a topic with its value and source (`yak topics --describe`). */
+export function describeConfigs(s: BrokerServices, req: Request): Reply {
+  const topic = checkTopicName(req.topic);
+  return { topic, configs: s.topics.describeConfigs(topic) };
 }

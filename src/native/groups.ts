@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { GROUP_STATES, groupStateOf } from "../broker/group_coordinator.ts";
 import type { BrokerServices } from "../broker/services.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
@@ -105,10 +106,14 @@ export function leaveGroup(s: BrokerServices, req: Request): Reply {
   return {};
 }
 
-/** `list_groups`: every group the leader's coordinator knows. */
-export function listGroups(s: BrokerServices): Reply {
+/** `list_groups`: every group the leader's coordinator knows; with `states`, those in one of them (KIP-518). */
+export function listGroups(s: BrokerServices, req: Request): Reply {
   s.requireLeader();
-  return { groups: s.groups.list() };
+  const states = req.states ?? [];
+  if (!Array.isArray(states) || states.length > GROUP_STATES.length || states.some((x) => typeof x !== "string")) {
+    throw new YakError("INVALID_REQUEST", `'states' must list at most ${GROUP_STATES.length} group states`);
+  }
+  return { groups: s.groups.list(states.map(groupStateOf)) };
 }
 
 /** `describe_group`: its state and members, each assignment also decoded to partitions. */
@@ -133,6 +138,30 @@ export async function deleteGroup(s: BrokerServices, req: Request): Promise<Repl
   s.requireLeader();
   await s.groups.delete(checkGroupName(req.group));
   return { deleted: true };
+}
+
+/**
+ * `delete_offsets`: a group's committed offsets in a topic, for `partitions`
+ * (default: all the topic has), refused for a topic its live members
+ * subscribe to.
+ */
+export async function deleteOffsets(s: BrokerServices, req: Request): Promise<Reply> {
+  s.requireLeader();
+  const group = checkGroupName(req.group);
+  const topic = checkTopicName(req.topic);
+  const count = s.partitions.partitionCount(topic);
+  if (count === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${topic}' does not exist`);
+  const asked = req.partitions ?? Array.from({ length: count }, (_, p) => p);
+  if (!Array.isArray(asked) || asked.length > s.opts.maxPartitions || !asked.every(Number.isInteger)) {
+    throw new YakError("INVALID_REQUEST", `'partitions' must list at most ${s.opts.maxPartitions} partition numbers`);
+  }
+  const bad = (asked as number[]).find((p) => p < 0 || p >= count);
+  if (bad !== undefined) throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has no partition ${bad}`);
+  // Every partition is one the topic has: what is left to refuse is the topic (its subscribers), so all or none.
+  const results = await s.groups.deleteOffsets(group, new Map([[topic, asked as number[]]]));
+  const refused = [...results.get(topic)!.values()].find((err) => err !== null);
+  if (refused) throw refused;
+  return { group, topic, partitions: asked };
 }
 
 /** A request's `offsets` as partition -> offset, every partition one the topic has. */

@@ -18,13 +18,14 @@ import { YakError } from "../errors.ts";
 import type { RequestMemory } from "../protocol/listener.ts";
 import type { Reply, Request } from "../protocol/messages.ts";
 import { serve, type Session } from "../protocol/server.ts";
-import { alterTopic, createTopic, deleteTopic } from "./admin.ts";
+import { alterTopic, createTopic, deleteRecords, deleteTopic, describeConfigs } from "./admin.ts";
 import { deregister, register } from "./clients.ts";
 import { fetch } from "./fetch.ts";
 import {
   commit,
   committed,
   deleteGroup,
+  deleteOffsets,
   describeGroup,
   heartbeat,
   joinGroup,
@@ -51,6 +52,8 @@ const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ["create_topic", createTopic],
   ["alter_topic", alterTopic],
   ["delete_topic", deleteTopic],
+  ["delete_records", deleteRecords],
+  ["describe_configs", describeConfigs],
   ["commit", commit],
   ["committed", committed],
   ["reset_offsets", resetOffsets],
@@ -61,6 +64,7 @@ const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ["list_groups", listGroups],
   ["describe_group", describeGroup],
   ["delete_group", deleteGroup],
+  ["delete_offsets", deleteOffsets],
   ["register", register],
   ["deregister", deregister],
   ["status", (s) => s.status()],

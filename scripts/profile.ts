@@ -1,0 +1,197 @@
+/**
+ * `deno task profile`: where the CPU goes in an acks=all produce. Starts a
+ * zookeeper and 3 brokers with V8's inspector on, starts V8's sampling
+ * profiler in the brokers and in one `yak produce` (through the Chrome
+ * DevTools protocol over the inspector's WebSocket), feeds the producer N
+ * records, and prints for each process its CPU time per record (from
+ * /proc/PID/stat) and the functions with the most self time. `--out DIR`
+ * keeps each process's `.cpuprofile` (open it in Chrome DevTools or
+ * speedscope for the flame graph).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { findLeader } from "../src/client/discovery.ts";
+import { Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
+
+const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]`;
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+/** One process's inspector session: DevTools protocol calls over its WebSocket. */
+class Inspector {
+  #ws: WebSocket;
+  #next = 1;
+  #pending = new Map<number, (result: unknown) => void>();
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.onmessage = (e) => {
+      const msg = JSON.parse(String(e.data));
+      if (msg.id !== undefined) this.#pending.get(msg.id)?.(msg.result ?? msg.error);
+    };
+  }
+
+  static async of(proc: Proc): Promise<Inspector> {
+    const m = await proc.waitFor(/Debugger listening on (ws:\/\/\S+)/, 15_000);
+    const ws = new WebSocket(m[1]);
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = (e) => reject(new Error(`inspector of ${proc.name}: ${(e as ErrorEvent).message}`));
+    });
+    return new Inspector(ws);
+  }
+
+  call<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+    const id = this.#next++;
+    const done = new Promise<T>((resolve) => this.#pending.set(id, (r) => resolve(r as T)));
+    this.#ws.send(JSON.stringify({ id, method, params }));
+    return done;
+  }
+
+  async start(): Promise<void> {
+    await this.call("Profiler.enable");
+    await this.call("Profiler.setSamplingInterval", { interval: 200 });
+    await this.call("Profiler.start");
+  }
+
+  async stop(): Promise<CpuProfile> {
+    return (await this.call<{ profile: CpuProfile }>("Profiler.stop")).profile;
+  }
+
+  close(): void {
+    this.#ws.close();
+  }
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readProc(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100/s)
+}
+
+/** Self time per function (name, file and line), largest first, as shares of the profile's samples. */
+function selfTimes(p: CpuProfile): { share: number; name: string }[] {
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const counts = new Map<string, number>();
+  for (const id of p.samples) {
+    const f = byId.get(id)!.callFrame;
+    const file = f.url.replace(/^.*\/(src|main\.ts|ext:)/, "$1");
+    const name = `${f.functionName || "(anonymous)"} ${file ? `${file}:${f.lineNumber + 1}` : ""}`.trim();
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return [...counts].map(([name, n]) => ({ name, share: n / p.samples.length })).sort((a, b) => b.share - a.share);
+}
+
+function makeInput(n: number, size: number): Uint8Array {
+  const line = new TextEncoder().encode("x".repeat(size - 10));
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(`${String(i).padStart(9, "0")} ${new TextDecoder().decode(line)}`);
+  return new TextEncoder().encode(out.join("\n") + "\n");
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      records: { type: "string" },
+      size: { type: "string" },
+      partitions: { type: "string" },
+      top: { type: "string" },
+      out: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const records = Number(values.records ?? 1_000_000);
+  const size = Number(values.size ?? 100);
+  const partitions = Number(values.partitions ?? 3);
+  const top = Number(values.top ?? 25);
+  const input = makeInput(records, size);
+  const cluster = await TestCluster.start({ brokers: 3, partitions, brokerDenoFlags: ["--inspect=127.0.0.1:0"] });
+  const inspectors: { name: string; pid: number; ins: Inspector }[] = [];
+  const producers: Proc[] = [];
+  try {
+    const created = await yak([
+      "topics",
+      "--create",
+      "profiled",
+      "--partitions",
+      String(partitions),
+      ...cluster.zkFlag,
+    ]);
+    if (created.code !== 0) throw new Error(created.stderr);
+    const leader = (await findLeader({ zookeeper: { host: "127.0.0.1", port: cluster.zkPort } })).id;
+    for (const [id, proc] of cluster.brokers) {
+      inspectors.push({
+        name: `broker ${id}${id === leader ? " (leader)" : ""}`,
+        pid: proc.pid,
+        ins: await Inspector.of(proc),
+      });
+    }
+    const producer = new Proc("produce", ["produce", "--topic", "profiled", "--acks", "all", ...cluster.zkFlag], {
+      stdin: true,
+      denoFlags: ["--inspect=127.0.0.1:0"],
+    });
+    producers.push(producer);
+    inspectors.push({ name: "yak produce", pid: producer.pid, ins: await Inspector.of(producer) });
+    const before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
+    for (const i of inspectors) await i.ins.start();
+    const started = performance.now();
+    const writer = producer.child.stdin.getWriter();
+    await writer.write(input);
+    await writer.close();
+    // The producer's profile is taken before it exits: wait for its summary line, then stop every profiler.
+    await producer.waitFor(/ acknowledged to /, 600_000);
+    const seconds = (performance.now() - started) / 1000;
+    const after = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
+    const profiles = await Promise.all(inspectors.map((i) => i.ins.stop()));
+    console.log(`${records} records of ${size} bytes, ${partitions} partitions, acks=all: ${seconds.toFixed(2)} s`);
+    for (const [k, i] of inspectors.entries()) {
+      const cpu = after[k] - before[k];
+      console.log(`\n${i.name}: ${cpu.toFixed(2)} s of CPU, ${(cpu / records * 1e6).toFixed(2)} us per record`);
+      for (const f of selfTimes(profiles[k]).slice(0, top)) {
+        console.log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+      }
+      if (values.out) {
+        await Deno.mkdir(values.out, { recursive: true });
+        await Deno.writeTextFile(
+          join(values.out, `${i.name.replace(/\W+/g, "-")}.cpuprofile`),
+          JSON.stringify(profiles[k]),
+        );
+      }
+    }
+    return 0;
+  } finally {
+    for (const i of inspectors) i.ins.close();
+    // A process under the inspector may linger after its work: end the producer, then the cluster.
+    for (const p of producers) p.kill("SIGKILL");
+    await cluster.stop();
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (err) {
+    console.error(`profile: ${err instanceof Error ? err.stack ?? err.message : err}`);
+    Deno.exit(1);
+  }
+}

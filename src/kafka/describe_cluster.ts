@@ -1,0 +1,50 @@
+/**
+ * DescribeCluster (API 60): the brokers, the cluster id and the controller,
+ * as Metadata names them (yak's leader is the controller: it takes every
+ * topic change). Admin clients that know the API ask it instead of Metadata.
+ *
+ * @module
+ */
+import type { ApiRequest, KafkaContext } from "./context.ts";
+import { KAFKA_CLUSTER_ID, kafkaBrokers } from "./metadata.ts";
+import type { Writer } from "./wire.ts";
+
+/** Kafka's "not computed" for authorized operations. */
+const NOT_ASKED = -2147483648;
+
+/**
+ * What anyone who reaches yak may do to the cluster: yak has no ACLs, so
+ * every operation Kafka defines on the cluster resource (as Kafka answers
+ * without an authorizer), one bit per ACL operation code: CREATE (5), ALTER
+ * (7), DESCRIBE (8), CLUSTER_ACTION (9), DESCRIBE_CONFIGS (10), ALTER_CONFIGS
+ * (11), IDEMPOTENT_WRITE (12).
+ */
+const CLUSTER_OPERATIONS = [5, 7, 8, 9, 10, 11, 12].reduce((bits, op) => bits | (1 << op), 0);
+
+/** KIP-919's endpoint types: yak's brokers are brokers, and yak has no controller endpoints. */
+const BROKERS = 1;
+const CONTROLLERS = 2;
+const MISMATCHED_ENDPOINT_TYPE = 114;
+const UNSUPPORTED_ENDPOINT_TYPE = 115;
+
+/** Handles DescribeCluster v0-1 (flexible; v1 the endpoint type, KIP-919). */
+export function describeCluster(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
+  const { version: v, body: r } = req;
+  const includeOperations = r.bool();
+  const endpointType = v >= 1 ? r.int8() : BROKERS;
+  const { brokers, leaderId } = kafkaBrokers(ctx);
+  let error = 0;
+  let message: string | null = null;
+  if (endpointType === CONTROLLERS) {
+    error = MISMATCHED_ENDPOINT_TYPE;
+    message = "yak has no controller endpoints: its leader broker is the controller";
+  } else if (endpointType !== BROKERS) {
+    error = UNSUPPORTED_ENDPOINT_TYPE;
+    message = `endpoint type ${endpointType} is not supported`;
+  }
+  w.int32(0).int16(error).nullableString(message);
+  if (v >= 1) w.int8(endpointType);
+  w.string(KAFKA_CLUSTER_ID).int32(error === 0 ? leaderId : -1);
+  w.array(error === 0 ? brokers : [], (w, b) => w.int32(b.nodeId).string(b.host).int32(b.port).nullableString(null));
+  w.int32(includeOperations && error === 0 ? CLUSTER_OPERATIONS : NOT_ASKED);
+}
