@@ -19,9 +19,6 @@ import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import { checkTopicName } from "../log/names.ts";
 import { Zookeeper } from "../zookeeper/zookeeper.ts";
-// The brokers' zookeeper-session thread, in the importer's module graph: `deno test` type-checks it with the test
-// instead of when the first broker starts its Worker (about a second inside startCluster's ready time otherwise).
-import type {} from "../broker/zk_worker.ts";
 
 /** A topic {@link startCluster} creates before it resolves. */
 export interface EmbeddedTopic {
@@ -40,7 +37,10 @@ export interface StartClusterOptions {
   partitions?: number;
   /** Topics to create before startCluster resolves: names, or names with a count and configs. */
   topics?: (string | EmbeddedTopic)[];
-  /** The data root. Default: a new temp directory, removed by `stop()` (a given one is kept). */
+  /**
+   * The data root. Default: a new temp directory, removed by `stop()` (a given one is kept). A given root that
+   * holds a cluster starts it again (a leader is elected after the zookeeper's one-second start-up grace).
+   */
   dataDir?: string;
   /** The address every server listens on, each on a free port (default 127.0.0.1). */
   host?: string;
@@ -116,6 +116,9 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
   const host = options.host ?? DEFAULTS.host;
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "yak-cluster-" });
   const parts: Parts = { zk: null, brokers: [], console: null, dataDir, ownsDir: options.dataDir === undefined };
+  // A new data root (made here, or given empty): no broker ever held a lease there, so the first to register may
+  // lead at once; a root with a cluster in it waits the zookeeper's start-up grace, as `yak zookeeper` does.
+  const fresh = parts.ownsDir || await isEmptyDir(dataDir);
   try {
     const zk = parts.zk = await Zookeeper.start({
       dataDir,
@@ -125,8 +128,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
       sessionTimeoutMs: DEFAULTS.sessionTimeoutMs,
       maxFrameBytes: 1024 * 1024,
       echo: options.echo ?? false,
-      // A new data root: no broker ever held a lease here, so the first to register may lead at once.
-      startupGraceMs: parts.ownsDir ? 0 : undefined,
+      startupGraceMs: fresh ? 0 : undefined,
     });
     const zkAddress = `${bracketed(host)}:${zk.port}`;
     const starts = await Promise.allSettled(
@@ -163,6 +165,17 @@ function embedded(parts: Parts, host: string, readyMs: number): EmbeddedCluster 
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+/** Whether `dir` holds nothing (or does not exist yet). */
+async function isEmptyDir(dir: string): Promise<boolean> {
+  try {
+    for await (const _ of Deno.readDir(dir)) return false;
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return true;
+    throw err;
+  }
 }
 
 /** A whole number option within bounds, or its default. */
@@ -226,10 +239,13 @@ async function waitForReady(zk: Zookeeper, brokers: Broker[], deadline: number, 
       return leader;
     }
     if (monotonicMs() > deadline) {
+      const registered = zk.status().brokers.map((b) => `${b.id}${b.alive ? "" : " (dead)"}`);
+      const roles = brokers.map((b) => `${b.opts.id}: ${b.role()} in epoch ${b.epoch()}`);
       throw new YakError(
         "TIMEOUT",
-        `startCluster: not ready in time (leader ${lease.leaderId ?? "none"}, in sync [${lease.isr.join(", ")}] ` +
-          `of ${brokers.length} brokers; the operation logs are in ${dataDir})`,
+        `startCluster: not ready in time (leader ${lease.leaderId ?? "none"} in epoch ${lease.epoch}, in sync ` +
+          `[${lease.isr.join(", ")}] of ${brokers.length} brokers; registered: [${registered.join(", ")}]; ` +
+          `brokers ${roles.join(", ")}; the operation logs are in ${dataDir})`,
       );
     }
     await new Promise((r) => setTimeout(r, READY_POLL_MS));
