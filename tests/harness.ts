@@ -7,6 +7,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { tmpdir } from "node:os";
 import { RUN_FLAGS } from "../src/config.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
@@ -342,6 +343,37 @@ export async function leaseAt(zkPort: number, opts: { authToken?: string; tlsCa?
   }
 }
 
+/**
+ * The suite runs two test files at once (`deno test --parallel`). A test that
+ * loads both cores on purpose (bursts of hundreds of MB, hogged cores) or
+ * times itself under its own load runs {@link alone}: it holds this file's
+ * lock exclusively, and every {@link TestCluster} holds it shared while it
+ * runs, so no other file's cluster runs beside it. (flock-style locks: the
+ * kernel drops them when a process dies.)
+ */
+const PARALLEL_LOCK = join(tmpdir(), "yak-tests-parallel.lock");
+/** This test file holds the exclusive lock: its own clusters take no shared one. */
+let aloneDepth = 0;
+
+async function lockFile(exclusive: boolean): Promise<Deno.FsFile> {
+  const f = await Deno.open(PARALLEL_LOCK, { read: true, write: true, create: true });
+  await f.lock(exclusive);
+  return f;
+}
+
+/** Runs `fn` with no cluster of another test file running (see {@link PARALLEL_LOCK}). */
+export async function alone<T>(fn: () => Promise<T>): Promise<T> {
+  if (aloneDepth > 0) return await fn();
+  const lock = await lockFile(true);
+  aloneDepth++;
+  try {
+    return await fn();
+  } finally {
+    aloneDepth--;
+    lock.close();
+  }
+}
+
 /** A zookeeper and brokers as real processes in a temp directory. */
 export class TestCluster {
   readonly dir: string;
@@ -353,6 +385,8 @@ export class TestCluster {
   /** Each broker's Kafka-protocol port. */
   readonly kafkaPorts = new Map<number, number>();
   #ownsDir: boolean;
+  /** The shared lock that keeps tests run {@link alone} from running beside this cluster. */
+  #shared: Deno.FsFile | null = null;
 
   private constructor(dir: string, ownsDir: boolean, opts: ClusterOptions) {
     this.dir = dir;
@@ -365,6 +399,7 @@ export class TestCluster {
     const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "yak-test-" });
     const c = new TestCluster(dir, opts.dir === undefined, opts);
     try {
+      if (aloneDepth === 0) c.#shared = await lockFile(false);
       await c.startZookeeper();
       const n = opts.brokers ?? 3;
       await Promise.all(
@@ -472,6 +507,8 @@ export class TestCluster {
     if (this.#ownsDir) {
       await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     }
+    this.#shared?.close();
+    this.#shared = null;
   }
 }
 

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { Producer } from "../src/client/producer.ts";
 import type { Lease } from "../src/protocol/messages.ts";
-import { kcatMissing, leaseAt, Proc, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import { alone, kcatMissing, leaseAt, Proc, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 import { Relay } from "./relay.ts";
 
 const LAG_MS = 3000;
@@ -141,64 +141,67 @@ Deno.test({
   name: "healthy followers copying a burst of 1000 records of 500 KB stay in sync; nothing is stored twice",
   ignore: skipWithout(kcatMissing()),
   fn: () =>
-    withDeadline(180_000, "large burst", async () => {
-      const c = await TestCluster.start({ brokers: 3, partitions: 1 });
-      try {
-        await c.waitFor((l) => l.isr.length === 3);
-        const zkLogPath = `${c.dir}/zookeeper/zookeeper.log`;
-        const zkLogBefore = (await Deno.readTextFile(zkLogPath)).length;
-        // 1000 records of 500 KB (one line each), librdkafka's batching, acks=all, not idempotent: a record
-        // refused after it was appended (NOT_ENOUGH_REPLICAS, 19) is resent and stored twice.
-        const file = `${c.dir}/big.txt`;
-        const f = await Deno.open(file, { write: true, create: true });
-        const body = "y".repeat(500 * 1024 - 8);
-        for (let i = 0; i < 1000; i++) {
-          await f.write(new TextEncoder().encode(`${String(i).padStart(7, "0")}${body}\n`));
-        }
-        f.close();
-        let worstMs = -1;
-        let sampling = true;
-        const sampler = (async () => {
-          while (sampling) {
-            worstMs = Math.max(worstMs, await worstFollowerLagMs(c));
-            await new Promise((r) => setTimeout(r, 200));
+    // Loads both cores on purpose: no other test file's cluster runs beside it (see alone in harness.ts).
+    alone(() =>
+      withDeadline(180_000, "large burst", async () => {
+        const c = await TestCluster.start({ brokers: 3, partitions: 1 });
+        try {
+          await c.waitFor((l) => l.isr.length === 3);
+          const zkLogPath = `${c.dir}/zookeeper/zookeeper.log`;
+          const zkLogBefore = (await Deno.readTextFile(zkLogPath)).length;
+          // 1000 records of 500 KB (one line each), librdkafka's batching, acks=all, not idempotent: a record
+          // refused after it was appended (NOT_ENOUGH_REPLICAS, 19) is resent and stored twice.
+          const file = `${c.dir}/big.txt`;
+          const f = await Deno.open(file, { write: true, create: true });
+          const body = "y".repeat(500 * 1024 - 8);
+          for (let i = 0; i < 1000; i++) {
+            await f.write(new TextEncoder().encode(`${String(i).padStart(7, "0")}${body}\n`));
           }
-        })();
-        const t0 = performance.now();
-        const p = await run("kcat", [
-          "-P",
-          ...["-b", c.bootstrapServers, "-t", "big", "-p", "0", "-X", "acks=all", "-X", "message.max.bytes=1000000"],
-          "-l",
-          file,
-        ], { timeoutMs: 150_000 });
-        const burstMs = performance.now() - t0;
-        sampling = false;
-        await sampler;
-        assert.equal(p.code, 0, p.stderr);
-        const after = await c.lease();
-        const isrChanges = (await Deno.readTextFile(zkLogPath)).slice(zkLogBefore).split("\n")
-          .filter((l) => l.includes('"isr_changed"'));
-        const offsets = await yak([
-          "consume",
-          "--topic",
-          "big",
-          "--from-beginning",
-          "--exit-at-end",
-          "--format",
-          "%o\\n",
-          ...c.zkFlag,
-        ], {
-          timeoutMs: 120_000,
-        });
-        const stored = offsets.stdout.split("\n").filter((l) => l.length > 0).length;
-        console.log(
-          `1000 records of 500 KB through kcat in ${(burstMs / 1000).toFixed(1)} s; the longest a follower was not ` +
-            `caught up: ${worstMs} ms; in-sync set changes: ${isrChanges.length}; ${stored} records stored`,
-        );
-        assert.deepEqual(after.isr, [1, 2, 3], "a healthy follower left the in-sync set");
-        assert.equal(stored, 1000, "records refused after their append were stored again");
-      } finally {
-        await c.stop();
-      }
-    }),
+          f.close();
+          let worstMs = -1;
+          let sampling = true;
+          const sampler = (async () => {
+            while (sampling) {
+              worstMs = Math.max(worstMs, await worstFollowerLagMs(c));
+              await new Promise((r) => setTimeout(r, 200));
+            }
+          })();
+          const t0 = performance.now();
+          const p = await run("kcat", [
+            "-P",
+            ...["-b", c.bootstrapServers, "-t", "big", "-p", "0", "-X", "acks=all", "-X", "message.max.bytes=1000000"],
+            "-l",
+            file,
+          ], { timeoutMs: 150_000 });
+          const burstMs = performance.now() - t0;
+          sampling = false;
+          await sampler;
+          assert.equal(p.code, 0, p.stderr);
+          const after = await c.lease();
+          const isrChanges = (await Deno.readTextFile(zkLogPath)).slice(zkLogBefore).split("\n")
+            .filter((l) => l.includes('"isr_changed"'));
+          const offsets = await yak([
+            "consume",
+            "--topic",
+            "big",
+            "--from-beginning",
+            "--exit-at-end",
+            "--format",
+            "%o\\n",
+            ...c.zkFlag,
+          ], {
+            timeoutMs: 120_000,
+          });
+          const stored = offsets.stdout.split("\n").filter((l) => l.length > 0).length;
+          console.log(
+            `1000 records of 500 KB through kcat in ${(burstMs / 1000).toFixed(1)} s; the longest a follower was not ` +
+              `caught up: ${worstMs} ms; in-sync set changes: ${isrChanges.length}; ${stored} records stored`,
+          );
+          assert.deepEqual(after.isr, [1, 2, 3], "a healthy follower left the in-sync set");
+          assert.equal(stored, 1000, "records refused after their append were stored again");
+        } finally {
+          await c.stop();
+        }
+      })
+    ),
 });

@@ -1,42 +1,56 @@
 /**
  * The newest version of each Kafka API yak advertises, byte by byte, over a
  * real TCP connection to a real broker. The clients here (librdkafka 2.0.2,
- * kafkajs 2.2.4, kafka-python 2.0.2) stop below these versions, so this test
- * is their only user: every request is built field by field from Kafka's
- * message schemas, and every response is read field by field to its last
- * byte (a missing or extra field, or a missing tagged-field section, leaves
- * bytes over or runs short).
+ * kafkajs 2.2.4, kafka-python 2.0.2) stop below these versions, and
+ * @platformatic/kafka (tests/kafka_platformatic_test.ts) sends only a few of
+ * them, so this test is their full user: every request is built field by
+ * field from Kafka's message schemas, and every response is read field by
+ * field to its last byte (a missing or extra field, or a missing
+ * tagged-field section, leaves bytes over or runs short).
  */
 import assert from "node:assert/strict";
 import { crc32c } from "../src/log/crc32c.ts";
+import { kafkaTopicIdText, topicIdBytes, topicIdOfBytes } from "../src/broker/topic_id.ts";
 import { decodeRecordBatches, encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import { Reader, Writer } from "../src/kafka/wire.ts";
 import { TestCluster, withDeadline, yak } from "./harness.ts";
 import { ends, KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
 
-const MEMBER_ID_REQUIRED = 79;
-const UNKNOWN_TOPIC_OR_PARTITION = 3;
 const OFFSET_OUT_OF_RANGE = 1;
+const UNKNOWN_TOPIC_OR_PARTITION = 3;
+const ILLEGAL_GENERATION = 22;
+const INCONSISTENT_GROUP_PROTOCOL = 23;
+const TOPIC_ALREADY_EXISTS = 36;
+const INVALID_REQUEST = 42;
 const UNKNOWN_LEADER_EPOCH = 75;
+const MEMBER_ID_REQUIRED = 79;
+const FENCED_INSTANCE_ID = 82;
+const UNKNOWN_TOPIC_ID = 100;
+/** Kafka's "authorized operations not asked for" (INT32_MIN). */
+const NOT_ASKED = -2147483648;
+/** Every operation Kafka defines on a topic, a group, the cluster (AclOperation codes as bits): yak has no ACLs. */
+const TOPIC_OPERATIONS = 0b1101_1111_1000; // READ WRITE CREATE DELETE ALTER DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS
+const GROUP_OPERATIONS = 0b1_0100_1000; // READ DELETE DESCRIBE
+const CLUSTER_OPERATIONS = 0b1_1111_1010_0000; // CREATE ALTER DESCRIBE CLUSTER_ACTION DESCRIBE_CONFIGS ALTER_CONFIGS IDEMPOTENT_WRITE
 
 /** What the consumer-groups and Kafka-protocol issues ask yak to support at least (API key -> [min, max]). */
 const AT_LEAST: Record<number, [number, number]> = {
   18: [0, 3], // ApiVersions
-  3: [0, 9], // Metadata
+  3: [0, 12], // Metadata
   0: [3, 8], // Produce
   1: [4, 12], // Fetch
   2: [1, 8], // ListOffsets
   10: [0, 4], // FindCoordinator
-  11: [0, 6], // JoinGroup
-  14: [0, 4], // SyncGroup
+  11: [0, 9], // JoinGroup
+  14: [0, 5], // SyncGroup
   12: [0, 4], // Heartbeat
-  13: [0, 4], // LeaveGroup
-  8: [2, 8], // OffsetCommit
-  9: [1, 8], // OffsetFetch
+  13: [0, 5], // LeaveGroup
+  8: [2, 9], // OffsetCommit
+  9: [1, 9], // OffsetFetch
   22: [0, 4], // InitProducerId
-  19: [2, 5], // CreateTopics
-  20: [1, 4], // DeleteTopics
-  15: [0, 0], // DescribeGroups
+  19: [2, 7], // CreateTopics
+  20: [1, 6], // DeleteTopics
+  15: [0, 5], // DescribeGroups
   16: [0, 4], // ListGroups
   21: [0, 2], // DeleteRecords
   23: [0, 4], // OffsetForLeaderEpoch
@@ -51,6 +65,7 @@ const AT_LEAST: Record<number, [number, number]> = {
 };
 
 const text = new TextEncoder();
+const ZERO_ID = new Uint8Array(16);
 
 function subscription(topics: string[]): Uint8Array {
   const w = new Writer(false);
@@ -158,372 +173,614 @@ async function logApis(k: KafkaConn, port: number, host: string, epoch: number):
   assert.equal((await describe(false, 2))[0], 114);
 }
 
-Deno.test("the newest advertised Kafka API versions, field by field, on a live broker", () =>
+/** A topic id (UUID text) from 16 wire bytes, null for all zero ("none"). */
+function idOf(bytes: Uint8Array): string | null {
+  return bytes.every((b) => b === 0) ? null : topicIdOfBytes(bytes);
+}
+
+/** A Metadata v10+ response's topics, every field; `v` says whether names are nullable (12) and cluster ops there (10). */
+function readMetadata(r: Reader, v: number) {
+  r.int32(); // throttle
+  const brokers = r.array((r) => ({ id: r.int32(), host: r.string(), port: r.int32(), rack: r.nullableString() }));
+  const clusterId = r.nullableString();
+  const controller = r.int32();
+  const topics = r.array((r) => ({
+    error: r.int16(),
+    name: v >= 12 ? r.nullableString() : r.string(),
+    id: idOf(r.uuid()),
+    internal: r.bool(),
+    partitions: r.array((
+      r,
+    ) => [r.int16(), r.int32(), r.int32(), r.int32(), r.int32Array(), r.int32Array(), r.int32Array()]),
+    operations: r.int32(),
+  }));
+  const clusterOperations = v <= 10 ? r.int32() : undefined;
+  ends(r);
+  return { brokers, clusterId, controller, topics, clusterOperations };
+}
+
+/** A JoinGroup v8 or v9 response, every field (v8 has no SkipAssignment: read as undefined). */
+function readJoin(r: Reader, v = 9) {
+  r.int32();
+  const out = {
+    error: r.int16(),
+    generation: r.int32(),
+    protocolType: r.nullableString(),
+    protocol: r.nullableString(),
+    leader: r.string(),
+    skipAssignment: v >= 9 ? r.bool() : undefined,
+    memberId: r.string(),
+    members: r.array((r) => ({ id: r.string(), instance: r.nullableString(), metadata: r.bytes().slice() })),
+  };
+  ends(r);
+  return out;
+}
+
+/** A SyncGroup v5 response, every field. */
+function readSync(r: Reader) {
+  r.int32();
+  const out = [r.int16(), r.nullableString(), r.nullableString(), r.bytes().slice()];
+  ends(r);
+  return out;
+}
+
+/** A CreateTopics v7 response's topics, every field. */
+function readCreated(r: Reader) {
+  r.int32(); // throttle
+  const topics = r.array((r) => ({
+    name: r.string(),
+    id: idOf(r.uuid()),
+    error: r.int16(),
+    message: r.nullableString(),
+    partitions: r.int32(),
+    replication: r.int16(),
+    configs: r.nullableArray((r) => [r.string(), r.nullableString(), r.bool(), r.int8(), r.bool()]),
+  }));
+  ends(r);
+  return topics;
+}
+
+/** A CreateTopics v7 request: each topic with `partitions` and retention.ms set. */
+function createBody(names: string[], partitions: number, validateOnly: boolean): (w: Writer) => void {
+  return (w) => {
+    w.array(names, (w, name) => {
+      w.string(name).int32(partitions).int16(-1);
+      w.array([], () => {}); // assignments
+      w.array([["retention.ms", "600000"]], (w, [key, value]) => w.string(key).nullableString(value));
+    });
+    w.int32(10_000).bool(validateOnly);
+  };
+}
+
+Deno.test("the newest advertised Kafka API versions, field by field, on a live broker", (t) =>
   withDeadline(90_000, "kafka versions", async () => {
     const c = await TestCluster.start({ brokers: 1 });
     const port = c.kafkaPorts.get(1)!;
     const k = await KafkaConn.open(port);
     try {
-      // ApiVersions v3: every range the issues ask for is advertised.
-      let r = await k.call(18, 3, true, (w) => w.string("yak-test").string("1.0"));
-      assert.equal(r.int16(), 0);
-      const table = new Map(r.array((r) => [r.int16(), [r.int16(), r.int16()]] as const, 7));
-      r.int32();
-      ends(r);
-      for (const [key, [min, max]] of Object.entries(AT_LEAST)) {
-        const got = table.get(Number(key));
-        assert.ok(got, `API ${key} is advertised`);
-        assert.ok(got[0] <= min && got[1] >= max, `API ${key}: ${got[0]}-${got[1]} covers ${min}-${max}`);
-      }
-
-      // CreateTopics v5: the answer names the partition count and replication factor.
-      r = await k.call(19, 5, true, (w) => {
-        w.array([{ name: "vt", partitions: 3 }], (w, t) => {
-          w.string(t.name).int32(t.partitions).int16(-1);
-          w.array([], () => {}); // assignments
-          w.array(
-            [{ name: "retention.ms", value: "600000" }],
-            (w, cfg) => w.string(cfg.name).nullableString(cfg.value),
-          );
-        });
-        w.int32(10_000).bool(false);
-      });
-      r.int32();
-      const created = r.array((r) => ({
-        name: r.string(),
-        error: r.int16(),
-        message: r.nullableString(),
-        partitions: r.int32(),
-        replication: r.int16(),
-        configs: r.nullableArray((r) => [r.string(), r.nullableString(), r.bool(), r.int8(), r.bool()]),
-      }));
-      ends(r);
-      assert.deepEqual(created, [{
-        name: "vt",
-        error: 0,
-        message: null,
-        partitions: 3,
-        replication: 1,
-        configs: null,
-      }]);
-
-      // Metadata v9: the topic's three partitions, led by broker 1.
-      r = await k.call(3, 9, true, (w) => {
-        w.array(["vt"], (w, name) => w.string(name));
-        w.bool(false).bool(false).bool(false);
-      });
-      r.int32();
-      const brokers = r.array((r) => ({ id: r.int32(), host: r.string(), port: r.int32(), rack: r.nullableString() }));
-      r.nullableString(); // cluster id
-      const controller = r.int32();
-      const topics = r.array((r) => ({
-        error: r.int16(),
-        name: r.string(),
-        internal: r.bool(),
-        partitions: r.array((r) => ({
-          error: r.int16(),
-          index: r.int32(),
-          leader: r.int32(),
-          epoch: r.int32(),
-          replicas: r.int32Array(),
-          isr: r.int32Array(),
-          offline: r.int32Array(),
-        })),
-        operations: r.int32(),
-      }));
-      r.int32(); // cluster authorized operations
-      ends(r);
-      assert.deepEqual(brokers.map((b) => [b.id, b.port]), [[1, port]]);
-      assert.equal(controller, 1);
-      assert.equal(topics.length, 1);
-      assert.equal(topics[0].error, 0);
-      assert.deepEqual(topics[0].partitions.map((p) => [p.index, p.leader, p.replicas, p.isr]), [
-        [0, 1, [1], [1]],
-        [1, 1, [1], [1]],
-        [2, 1, [1], [1]],
-      ]);
-
-      // Produce v8: three records stored; an unknown partition is named as such.
-      const batch = encodeRecordBatch({
-        baseOffset: 0,
-        partitionLeaderEpoch: -1,
-        records: ["one", "two", "three"].map((v, i) => ({
-          offsetDelta: i,
-          timestamp: Date.now(),
-          key: text.encode(`k${i}`),
-          value: text.encode(v),
-          headers: [],
-        })),
-      });
-      r = await k.call(0, 8, false, (w) => {
-        w.nullableString(null).int16(-1).int32(10_000);
-        w.array(["vt"], (w, name) => {
-          w.string(name);
-          w.array([0, 99], (w, p) => w.int32(p).nullableBytes(batch));
-        });
-      });
-      const produced = r.array((r) => ({
-        name: r.string(),
-        parts: r.array((r) => ({
-          index: r.int32(),
-          error: r.int16(),
-          base: Number(r.int64()),
-          appendTime: Number(r.int64()),
-          logStart: Number(r.int64()),
-          recordErrors: r.array((r) => [r.int32(), r.nullableString()]),
-          message: r.nullableString(),
-        })),
-      }));
-      r.int32(); // throttle
-      ends(r);
-      assert.deepEqual(produced[0].parts[0], {
-        index: 0,
-        error: 0,
-        base: 0,
-        appendTime: -1,
-        logStart: 0,
-        recordErrors: [],
-        message: null,
-      });
-      assert.equal(produced[0].parts[1].index, 99);
-      assert.equal(produced[0].parts[1].error, UNKNOWN_TOPIC_OR_PARTITION);
-
-      // Fetch v12: the three records back, as a record batch.
-      r = await k.call(1, 12, true, (w) => {
-        w.int32(-1).int32(100).int32(1).int32(1 << 20).int8(0).int32(0).int32(-1);
-        w.array(["vt"], (w, name) => {
-          w.string(name);
-          w.array([0], (w, p) => w.int32(p).int32(-1).int64(0).int32(-1).int64(-1).int32(1 << 20));
-        });
-        w.array([], () => {}); // forgotten topics
-        w.string(""); // rack
-      });
-      r.int32();
-      assert.equal(r.int16(), 0, "fetch error");
-      r.int32(); // session id
-      const fetched = r.array((r) => ({
-        name: r.string(),
-        parts: r.array((r) => ({
-          index: r.int32(),
-          error: r.int16(),
-          hw: Number(r.int64()),
-          lso: Number(r.int64()),
-          logStart: Number(r.int64()),
-          aborted: r.nullableArray((r) => [r.int64(), r.int64()]),
-          preferred: r.int32(),
-          records: r.nullableBytes()?.slice() ?? null,
-        })),
-      }));
-      ends(r);
-      const p0 = fetched[0].parts[0];
-      assert.deepEqual([p0.index, p0.error, p0.hw, p0.lso, p0.logStart, p0.preferred], [0, 0, 3, 3, 0, -1]);
-      const records = decodeRecordBatches(p0.records!, { maxRecords: 100, maxUncompressedBytes: 1 << 20 })
-        .flatMap((b) => b.records.map((rec) => new TextDecoder().decode(rec.value!)));
-      assert.deepEqual(records, ["one", "two", "three"]);
-
-      // FindCoordinator v3 (one key) and v4 (several): broker 1.
-      r = await k.call(10, 3, true, (w) => w.string("g1").int8(0));
-      r.int32();
-      const one = [r.int16(), r.nullableString(), r.int32(), r.string(), r.int32()];
-      ends(r);
-      assert.deepEqual([one[0], one[2], one[4]], [0, 1, port]);
-      r = await k.call(10, 4, true, (w) => w.int8(0).stringArray(["g1", "g2"]));
-      r.int32();
-      const several = r.array((r) => [r.string(), r.int32(), r.string(), r.int32(), r.int16(), r.nullableString()]);
-      ends(r);
-      assert.deepEqual(several.map((c) => [c[0], c[1], c[3], c[4]]), [["g1", 1, port, 0], ["g2", 1, port, 0]]);
-
-      // JoinGroup v6: the member id round trip (KIP-394), then a group of one.
-      const join = (memberId: string) =>
-        k.call(11, 6, true, (w) => {
-          w.string("g1").int32(10_000).int32(10_000).string(memberId).nullableString(null).string("consumer");
-          w.array([{ name: "range", metadata: subscription(["vt"]) }], (w, p) =>
-            w.string(p.name).nullableBytes(p.metadata));
-        });
-      const readJoin = (r: Reader) => {
+      await t.step("ApiVersions v3: every range the issues ask for is advertised", async () => {
+        const r = await k.call(18, 3, true, (w) => w.string("yak-test").string("1.0"));
+        assert.equal(r.int16(), 0);
+        const table = new Map(r.array((r) => [r.int16(), [r.int16(), r.int16()]] as const, 7));
         r.int32();
-        const out = {
-          error: r.int16(),
-          generation: r.int32(),
-          protocol: r.string(),
-          leader: r.string(),
-          memberId: r.string(),
-          members: r.array((r) => ({ id: r.string(), instance: r.nullableString(), metadata: r.bytes().slice() })),
-        };
         ends(r);
-        return out;
-      };
-      const first = readJoin(await join(""));
-      assert.equal(first.error, MEMBER_ID_REQUIRED);
-      assert.ok(first.memberId.length > 0, "a member id is handed out");
-      const joined = readJoin(await join(first.memberId));
-      assert.equal(joined.error, 0);
-      assert.equal(joined.protocol, "range");
-      assert.equal(joined.leader, first.memberId);
-      assert.deepEqual(joined.members.map((m) => [m.id, m.metadata]), [[first.memberId, subscription(["vt"])]]);
-      const member = first.memberId;
-      const generation = joined.generation;
-
-      // SyncGroup v4: the leader's assignment comes back to it.
-      const mine = assignment("vt", [0, 1, 2]);
-      r = await k.call(14, 4, true, (w) => {
-        w.string("g1").int32(generation).string(member).nullableString(null);
-        w.array([{ member, mine }], (w, a) => w.string(a.member).nullableBytes(a.mine));
+        for (const [key, [min, max]] of Object.entries(AT_LEAST)) {
+          const got = table.get(Number(key));
+          assert.ok(got, `API ${key} is advertised`);
+          assert.ok(got[0] <= min && got[1] >= max, `API ${key}: ${got[0]}-${got[1]} covers ${min}-${max}`);
+        }
       });
-      r.int32();
-      const synced = [r.int16(), r.bytes().slice()];
-      ends(r);
-      assert.deepEqual(synced, [0, mine]);
 
-      // Heartbeat v4, and a stale generation refused (ILLEGAL_GENERATION, 22).
-      const beat = async (gen: number) => {
-        const r = await k.call(12, 4, true, (w) => w.string("g1").int32(gen).string(member).nullableString(null));
-        r.int32();
-        const error = r.int16();
-        ends(r);
-        return error;
-      };
-      assert.equal(await beat(generation), 0);
-      assert.equal(await beat(generation - 1), 22);
-
-      // OffsetCommit v8.
-      r = await k.call(8, 8, true, (w) => {
-        w.string("g1").int32(generation).string(member).nullableString(null);
-        w.array(["vt"], (w, name) => {
-          w.string(name);
-          w.array([[0, 3], [1, 0]], (w, [p, o]) => w.int32(p).int64(o).int32(-1).nullableString(null));
+      let vtId = "";
+      await t.step("CreateTopics v7 answers the topic id, which yak topics --describe shows", async () => {
+        const created = readCreated(await k.call(19, 7, true, createBody(["vt", "vt"], 3, false)));
+        vtId = created[0].id ?? "";
+        assert.match(vtId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        const made = { error: 0, message: null, partitions: 3, replication: 1, configs: null };
+        assert.deepEqual(created[0], { name: "vt", id: vtId, ...made });
+        // The second "vt" finds the first: no id.
+        assert.deepEqual({ ...created[1], message: null }, {
+          name: "vt",
+          id: null,
+          error: TOPIC_ALREADY_EXISTS,
+          message: null,
+          partitions: -1,
+          replication: -1,
+          configs: null,
         });
-      });
-      r.int32();
-      const committed = r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int16()])]);
-      ends(r);
-      assert.deepEqual(committed, [["vt", [[0, 0], [1, 0]]]]);
+        assert.match(created[1].message ?? "", /already exists/);
+        // validate_only: checked, not made, so no id.
+        const checked = readCreated(await k.call(19, 7, true, createBody(["not-made"], 2, true)));
+        assert.deepEqual(checked, [{ name: "not-made", id: null, ...made, partitions: 2 }]);
 
-      // OffsetFetch v8: two groups in one request.
-      r = await k.call(9, 8, true, (w) => {
-        w.array([{ group: "g1", topics: null }, { group: "nobody", topics: [["vt", [0]]] as const }], (w, g) => {
-          w.string(g.group);
-          w.array(g.topics, (w, [name, parts]) => w.string(name).int32Array(parts));
-        });
-        w.bool(false);
+        const described = await yak(["topics", "--describe", "vt", ...c.zkFlag]);
+        assert.equal(described.code, 0, described.stderr);
+        assert.match(described.stdout, new RegExp(`^id: ${kafkaTopicIdText(vtId)} \\(${vtId}\\)$`, "m"));
       });
-      r.int32();
-      const offsets = r.array((r) => ({
-        group: r.string(),
-        topics: r.array((r) => ({
+
+      let epoch = -1;
+      let host = "";
+      await t.step(
+        "Metadata v12 by name and by id (an unknown id: UNKNOWN_TOPIC_ID, no name); v10's fields",
+        async () => {
+          const unknownId = crypto.randomUUID();
+          let r = await k.call(3, 12, true, (w) => {
+            w.array(
+              [[ZERO_ID, "vt"], [topicIdBytes(vtId), null], [topicIdBytes(unknownId), null]] as const,
+              (w, [id, name]) => w.uuid(id).nullableString(name),
+            );
+            w.bool(false).bool(true); // no auto-creation; topic authorized operations
+          });
+          const m = readMetadata(r, 12);
+          assert.deepEqual(m.brokers, [{ id: 1, host: "127.0.0.1", port, rack: null }]);
+          assert.deepEqual([m.clusterId, m.controller, m.clusterOperations], ["yak", 1, undefined]);
+          epoch = (await c.lease()).epoch;
+          host = m.brokers[0].host;
+          const partitions = [0, 1, 2].map((p) => [0, p, 1, epoch, [1], [1], []]);
+          const vt = { error: 0, name: "vt", id: vtId, internal: false, partitions, operations: TOPIC_OPERATIONS };
+          assert.deepEqual(m.topics, [vt, vt, {
+            error: UNKNOWN_TOPIC_ID,
+            name: null,
+            id: unknownId,
+            internal: false,
+            partitions: [],
+            operations: NOT_ASKED,
+          }]);
+          // v10 carries the topic id and the cluster's authorized operations, and takes no ids (Kafka: v12 on).
+          r = await k.call(3, 10, true, (w) => {
+            w.array(
+              [[ZERO_ID, "vt"], [topicIdBytes(vtId), "vt"]] as const,
+              (w, [id, name]) => w.uuid(id).nullableString(name),
+            );
+            w.bool(false).bool(true).bool(false); // no auto-creation; cluster operations; no topic operations
+          });
+          const m10 = readMetadata(r, 10);
+          assert.equal(m10.clusterOperations, CLUSTER_OPERATIONS);
+          assert.deepEqual(m10.topics.map((t) => [t.error, t.name, t.id, t.partitions.length, t.operations]), [
+            [0, "vt", vtId, 3, NOT_ASKED],
+            [INVALID_REQUEST, "vt", null, 0, NOT_ASKED],
+          ]);
+        },
+      );
+
+      await t.step("Produce v8 and Fetch v12: three records stored and read back", async () => {
+        const batch = encodeRecordBatch({
+          baseOffset: 0,
+          partitionLeaderEpoch: -1,
+          records: ["one", "two", "three"].map((v, i) => ({
+            offsetDelta: i,
+            timestamp: Date.now(),
+            key: text.encode(`k${i}`),
+            value: text.encode(v),
+            headers: [],
+          })),
+        });
+        let r = await k.call(0, 8, false, (w) => {
+          w.nullableString(null).int16(-1).int32(10_000);
+          w.array(["vt"], (w, name) => {
+            w.string(name);
+            w.array([0, 99], (w, p) => w.int32(p).nullableBytes(batch));
+          });
+        });
+        const produced = r.array((r) => ({
           name: r.string(),
-          parts: r.array((r) => {
+          parts: r.array((r) => ({
+            index: r.int32(),
+            error: r.int16(),
+            base: Number(r.int64()),
+            appendTime: Number(r.int64()),
+            logStart: Number(r.int64()),
+            recordErrors: r.array((r) => [r.int32(), r.nullableString()]),
+            message: r.nullableString(),
+          })),
+        }));
+        r.int32(); // throttle
+        ends(r);
+        assert.deepEqual(produced[0].parts[0], {
+          index: 0,
+          error: 0,
+          base: 0,
+          appendTime: -1,
+          logStart: 0,
+          recordErrors: [],
+          message: null,
+        });
+        assert.equal(produced[0].parts[1].index, 99);
+        assert.equal(produced[0].parts[1].error, UNKNOWN_TOPIC_OR_PARTITION);
+
+        r = await k.call(1, 12, true, (w) => {
+          w.int32(-1).int32(100).int32(1).int32(1 << 20).int8(0).int32(0).int32(-1);
+          w.array(["vt"], (w, name) => {
+            w.string(name);
+            w.array([0], (w, p) => w.int32(p).int32(-1).int64(0).int32(-1).int64(-1).int32(1 << 20));
+          });
+          w.array([], () => {}); // forgotten topics
+          w.string(""); // rack
+        });
+        r.int32();
+        assert.equal(r.int16(), 0, "fetch error");
+        r.int32(); // session id
+        const fetched = r.array((r) => ({
+          name: r.string(),
+          parts: r.array((r) => ({
+            index: r.int32(),
+            error: r.int16(),
+            hw: Number(r.int64()),
+            lso: Number(r.int64()),
+            logStart: Number(r.int64()),
+            aborted: r.nullableArray((r) => [r.int64(), r.int64()]),
+            preferred: r.int32(),
+            records: r.nullableBytes()?.slice() ?? null,
+          })),
+        }));
+        ends(r);
+        const p0 = fetched[0].parts[0];
+        assert.deepEqual([p0.index, p0.error, p0.hw, p0.lso, p0.logStart, p0.preferred], [0, 0, 3, 3, 0, -1]);
+        const records = decodeRecordBatches(p0.records!, { maxRecords: 100, maxUncompressedBytes: 1 << 20 })
+          .flatMap((b) => b.records.map((rec) => new TextDecoder().decode(rec.value!)));
+        assert.deepEqual(records, ["one", "two", "three"]);
+      });
+
+      await t.step("FindCoordinator v3 (one key) and v4 (several): broker 1", async () => {
+        let r = await k.call(10, 3, true, (w) => w.string("g1").int8(0));
+        r.int32();
+        const one = [r.int16(), r.nullableString(), r.int32(), r.string(), r.int32()];
+        ends(r);
+        assert.deepEqual([one[0], one[2], one[4]], [0, 1, port]);
+        r = await k.call(10, 4, true, (w) => w.int8(0).stringArray(["g1", "g2"]));
+        r.int32();
+        const several = r.array((r) => [r.string(), r.int32(), r.string(), r.int32(), r.int16(), r.nullableString()]);
+        ends(r);
+        assert.deepEqual(several.map((c) => [c[0], c[1], c[3], c[4]]), [["g1", 1, port, 0], ["g2", 1, port, 0]]);
+      });
+
+      const join = (version: number, memberId: string, instance: string | null, group = "g1") =>
+        k.call(11, version, true, (w) => {
+          w.string(group).int32(10_000).int32(10_000).string(memberId).nullableString(instance).string("consumer");
+          w.array(
+            [{ name: "range", metadata: subscription(["vt"]) }],
+            (w, p) => w.string(p.name).nullableBytes(p.metadata),
+          );
+          w.nullableString(`test join as '${memberId}'`); // reason (v8+)
+        });
+      const sync = (
+        group: string,
+        generation: number,
+        member: string,
+        instance: string | null,
+        name: string,
+        give: Uint8Array | null,
+      ) =>
+        k.call(14, 5, true, (w) => {
+          w.string(group).int32(generation).string(member).nullableString(instance);
+          w.nullableString("consumer").nullableString(name);
+          w.array(give ? [{ member, give }] : [], (w, a) => w.string(a.member).nullableBytes(a.give));
+        });
+      let member = "";
+      let generation = -1;
+      const mine = assignment("vt", [0, 1, 2]);
+      await t.step("JoinGroup v9 (the member id round trip, protocol type), SyncGroup v5, Heartbeat v4", async () => {
+        const first = readJoin(await join(9, "", null));
+        assert.ok(first.memberId.length > 0, "a member id is handed out");
+        member = first.memberId;
+        assert.deepEqual(first, {
+          error: MEMBER_ID_REQUIRED,
+          generation: -1,
+          protocolType: null,
+          protocol: null,
+          leader: "",
+          skipAssignment: false,
+          memberId: member,
+          members: [],
+        });
+        const joined = readJoin(await join(9, member, null));
+        generation = joined.generation;
+        assert.deepEqual(joined, {
+          error: 0,
+          generation,
+          protocolType: "consumer",
+          protocol: "range",
+          leader: member,
+          skipAssignment: false,
+          memberId: member,
+          members: [{ id: member, instance: null, metadata: subscription(["vt"]) }],
+        });
+        // SyncGroup v5 naming another protocol than the group's is refused (KIP-559); with the group's, the
+        // leader's assignment comes back to it with the protocol type and name.
+        assert.deepEqual(readSync(await sync("g1", generation, member, null, "roundrobin", mine)), [
+          INCONSISTENT_GROUP_PROTOCOL,
+          null,
+          null,
+          new Uint8Array(0),
+        ]);
+        assert.deepEqual(readSync(await sync("g1", generation, member, null, "range", mine)), [
+          0,
+          "consumer",
+          "range",
+          mine,
+        ]);
+
+        const beat = async (gen: number) => {
+          const r = await k.call(12, 4, true, (w) => w.string("g1").int32(gen).string(member).nullableString(null));
+          r.int32();
+          const error = r.int16();
+          ends(r);
+          return error;
+        };
+        assert.equal(await beat(generation), 0);
+        assert.equal(await beat(generation - 1), ILLEGAL_GENERATION);
+      });
+
+      await t.step("OffsetCommit v9 and OffsetFetch v9 (two groups; member id and epoch not checked)", async () => {
+        let r = await k.call(8, 9, true, (w) => {
+          w.string("g1").int32(generation).string(member).nullableString(null);
+          w.array(["vt"], (w, name) => {
+            w.string(name);
+            w.array(
+              [[0, 3, 1, "m0"], [1, 0, -1, null]] as const,
+              (w, [p, offset, epoch, metadata]) => w.int32(p).int64(offset).int32(epoch).nullableString(metadata),
+            );
+          });
+        });
+        r.int32();
+        const committed = r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int16()])]);
+        ends(r);
+        assert.deepEqual(committed, [["vt", [[0, 0], [1, 0]]]]);
+
+        r = await k.call(9, 9, true, (w) => {
+          const groups = [
+            { group: "g1", member: member as string | null, epoch: generation, topics: null },
+            { group: "nobody", member: null, epoch: -1, topics: [["vt", [0]]] as const },
+          ];
+          w.array(groups, (w, g) => {
+            w.string(g.group).nullableString(g.member).int32(g.epoch);
+            w.array(g.topics, (w, [name, parts]) => w.string(name).int32Array(parts));
+          });
+          w.bool(false); // require stable
+        });
+        r.int32();
+        const offsets = r.array((r) => ({
+          group: r.string(),
+          topics: r.array((r) => ({
+            name: r.string(),
+            parts: r.array((r) => [r.int32(), Number(r.int64()), r.int32(), r.nullableString(), r.int16()]),
+          })),
+          error: r.int16(),
+        }));
+        ends(r);
+        assert.deepEqual(offsets, [
+          { group: "g1", topics: [{ name: "vt", parts: [[0, 3, 1, "m0", 0], [1, 0, -1, "", 0]] }], error: 0 },
+          { group: "nobody", topics: [{ name: "vt", parts: [[0, -1, -1, "", 0]] }], error: 0 },
+        ]);
+      });
+
+      await t.step("DescribeGroups v5 (authorized operations asked), then LeaveGroup v5 with a reason", async () => {
+        let r = await k.call(15, 5, true, (w) => w.stringArray(["g1", "nobody"]).bool(true));
+        r.int32();
+        const described = r.array((r) => ({
+          error: r.int16(),
+          group: r.string(),
+          state: r.string(),
+          protocolType: r.string(),
+          protocol: r.string(),
+          members: r.array((
+            r,
+          ) => [r.string(), r.nullableString(), r.string(), r.string(), r.bytes().slice(), r.bytes().slice()]),
+          operations: r.int32(),
+        }));
+        ends(r);
+        const common = { error: 0, operations: GROUP_OPERATIONS };
+        assert.deepEqual(described, [
+          {
+            ...common,
+            group: "g1",
+            state: "Stable",
+            protocolType: "consumer",
+            protocol: "range",
+            members: [[member, null, "versions-test", "127.0.0.1", subscription(["vt"]), mine]],
+          },
+          { ...common, group: "nobody", state: "Dead", protocolType: "", protocol: "", members: [] },
+        ]);
+
+        r = await k.call(13, 5, true, (w) => {
+          w.string("g1");
+          w.array([member], (w, id) => w.string(id).nullableString(null).nullableString("the test is done"));
+        });
+        r.int32();
+        const left = [r.int16(), r.array((r) => [r.string(), r.nullableString(), r.int16()])];
+        ends(r);
+        assert.deepEqual(left, [0, [[member, null, 0]]]);
+      });
+
+      await t.step(
+        "DeleteRecords v2, OffsetForLeaderEpoch v4, DescribeLogDirs v4, DescribeCluster v1",
+        () => logApis(k, port, host, epoch),
+      );
+
+      await t.step("DescribeConfigs v4, AlterConfigs v2, IncrementalAlterConfigs v1", () => configsFieldByField(k));
+
+      await t.step("ListGroups v4, OffsetDelete v0, DeleteGroups v2", async () => {
+        // ListGroups v4 (KIP-518): filtered by state, any case, each group with its state; g1 is Empty now.
+        const listGroups = async (states: string[]) => {
+          const r = await k.call(16, 4, true, (w) => w.stringArray(states));
+          r.int32(); // throttle
+          const out = { error: r.int16(), groups: r.array((r) => [r.string(), r.string(), r.string()]) };
+          ends(r);
+          return out;
+        };
+        assert.deepEqual(await listGroups(["empty", "Stable"]), { error: 0, groups: [["g1", "consumer", "Empty"]] });
+        assert.deepEqual(await listGroups(["Stable"]), { error: 0, groups: [] });
+
+        // OffsetDelete v0: g1's commit on vt/0 goes (vt/1's stays); a partition of an unknown topic is named so.
+        let r = await k.call(47, 0, false, (w) => {
+          w.string("g1");
+          w.array([["vt", [0]], ["nope", [0]]] as const, (w, [name, parts]) => {
+            w.string(name);
+            w.array(parts, (w, p) => w.int32(p));
+          });
+        });
+        const offsetsDeleted = [
+          r.int16(),
+          r.int32(),
+          r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int16()])]),
+        ];
+        ends(r);
+        assert.deepEqual(offsetsDeleted, [0, 0, [["vt", [[0, 0]]], ["nope", [[0, UNKNOWN_TOPIC_OR_PARTITION]]]]]);
+        r = await k.call(9, 6, true, (w) => {
+          w.string("g1");
+          w.array([["vt", [0, 1]]] as const, (w, [name, parts]) => w.string(name).int32Array(parts));
+        });
+        r.int32();
+        const fetchedOffsets = r.array((r) => [
+          r.string(),
+          r.array((r) => {
             const p = [r.int32(), Number(r.int64())];
             r.int32(); // leader epoch
             r.nullableString(); // metadata
-            return [...p, r.int16()];
+            r.int16();
+            return p;
           }),
-        })),
-        error: r.int16(),
-      }));
-      ends(r);
-      assert.deepEqual(offsets, [
-        { group: "g1", topics: [{ name: "vt", parts: [[0, 3, 0], [1, 0, 0]] }], error: 0 },
-        { group: "nobody", topics: [{ name: "vt", parts: [[0, -1, 0]] }], error: 0 },
-      ]);
-
-      // LeaveGroup v4.
-      r = await k.call(13, 4, true, (w) => {
-        w.string("g1");
-        w.array([member], (w, id) => w.string(id).nullableString(null));
-      });
-      r.int32();
-      const left = [r.int16(), r.array((r) => [r.string(), r.nullableString(), r.int16()])];
-      ends(r);
-      assert.deepEqual(left, [0, [[member, null, 0]]]);
-
-      await logApis(k, port, brokers[0].host, topics[0].partitions[0].epoch);
-      await configsFieldByField(k);
-
-      // ListGroups v4 (KIP-518): filtered by state, any case, each group with its state; g1 is Empty now.
-      const listGroups = async (states: string[]) => {
-        const r = await k.call(16, 4, true, (w) => w.stringArray(states));
-        r.int32(); // throttle
-        const out = { error: r.int16(), groups: r.array((r) => [r.string(), r.string(), r.string()]) };
+        ]);
+        assert.equal(r.int16(), 0);
         ends(r);
-        return out;
-      };
-      assert.deepEqual(await listGroups(["empty", "Stable"]), { error: 0, groups: [["g1", "consumer", "Empty"]] });
-      assert.deepEqual(await listGroups(["Stable"]), { error: 0, groups: [] });
+        assert.deepEqual(fetchedOffsets, [["vt", [[0, -1], [1, 0]]]]);
 
-      // OffsetDelete v0: g1's commit on vt/0 goes (vt/1's stays); a partition of an unknown topic is named so.
-      r = await k.call(47, 0, false, (w) => {
-        w.string("g1");
-        w.array([["vt", [0]], ["nope", [0]]] as const, (w, [name, parts]) => {
-          w.string(name);
-          w.array(parts, (w, p) => w.int32(p));
-        });
+        // DeleteGroups v2: g1 (Empty, with its last commit) goes; a group that never was is GROUP_ID_NOT_FOUND (69).
+        r = await k.call(42, 2, true, (w) => w.stringArray(["g1", "never"]));
+        r.int32();
+        const groupsDeleted = r.array((r) => [r.string(), r.int16()]);
+        ends(r);
+        assert.deepEqual(groupsDeleted, [["g1", 0], ["never", 69]]);
+        assert.deepEqual(await listGroups([]), { error: 0, groups: [] });
       });
-      const offsetsDeleted = [
-        r.int16(),
-        r.int32(),
-        r.array((r) => [r.string(), r.array((r) => [r.int32(), r.int16()])]),
-      ];
-      ends(r);
-      assert.deepEqual(offsetsDeleted, [0, 0, [["vt", [[0, 0]]], ["nope", [[0, UNKNOWN_TOPIC_OR_PARTITION]]]]]);
-      r = await k.call(9, 6, true, (w) => {
-        w.string("g1");
-        w.array([["vt", [0, 1]]] as const, (w, [name, parts]) => w.string(name).int32Array(parts));
-      });
-      r.int32();
-      const fetchedOffsets = r.array((r) => [
-        r.string(),
-        r.array((r) => {
-          const p = [r.int32(), Number(r.int64())];
-          r.int32(); // leader epoch
-          r.nullableString(); // metadata
-          r.int16();
-          return p;
-        }),
-      ]);
-      assert.equal(r.int16(), 0);
-      ends(r);
-      assert.deepEqual(fetchedOffsets, [["vt", [[0, -1], [1, 0]]]]);
 
-      // DeleteGroups v2: g1 (Empty, with its last commit) goes; a group that never was is GROUP_ID_NOT_FOUND (69).
-      r = await k.call(42, 2, true, (w) => w.stringArray(["g1", "never"]));
-      r.int32();
-      const groupsDeleted = r.array((r) => [r.string(), r.int16()]);
-      ends(r);
-      assert.deepEqual(groupsDeleted, [["g1", 0], ["never", 69]]);
-      assert.deepEqual(await listGroups([]), { error: 0, groups: [] });
-
-      // CreatePartitions v3: vt from 3 to 5 with an assignment for each new partition (their count is what counts,
-      // as the message says); validate-only to 9 changes nothing; 4 is fewer than 5: INVALID_PARTITIONS (37).
-      const createPartitions = async (count: number, assignments: number[][] | null, validateOnly: boolean) => {
-        const r = await k.call(37, 3, true, (w) => {
-          w.array([{ name: "vt", count, assignments }], (w, t) => {
-            w.string(t.name).int32(t.count);
-            w.array(t.assignments, (w, brokers) => w.int32Array(brokers));
+      await t.step("CreatePartitions v3", async () => {
+        // CreatePartitions v3: vt from 3 to 5 with an assignment for each new partition (their count is what counts,
+        // as the message says); validate-only to 9 changes nothing; 4 is fewer than 5: INVALID_PARTITIONS (37).
+        const createPartitions = async (count: number, assignments: number[][] | null, validateOnly: boolean) => {
+          const r = await k.call(37, 3, true, (w) => {
+            w.array([{ name: "vt", count, assignments }], (w, t) => {
+              w.string(t.name).int32(t.count);
+              w.array(t.assignments, (w, brokers) => w.int32Array(brokers));
+            });
+            w.int32(10_000).bool(validateOnly);
           });
-          w.int32(10_000).bool(validateOnly);
-        });
-        r.int32(); // throttle
-        const out = r.array((r) => [r.string(), r.int16(), r.nullableString()]);
-        ends(r);
-        return out;
-      };
-      assert.deepEqual(await createPartitions(5, [[1], [1]], false), [[
-        "vt",
-        0,
-        "partitions added for the assignments' count; yak places every partition on every broker",
-      ]]);
-      assert.deepEqual(await createPartitions(9, null, true), [["vt", 0, null]]);
-      const [[, fewer, why]] = await createPartitions(4, null, false);
-      assert.equal(fewer, 37);
-      assert.match(String(why), /topic 'vt' has 5 partitions; partitions can only be added/);
+          r.int32(); // throttle
+          const out = r.array((r) => [r.string(), r.int16(), r.nullableString()]);
+          ends(r);
+          return out;
+        };
+        assert.deepEqual(await createPartitions(5, [[1], [1]], false), [[
+          "vt",
+          0,
+          "partitions added for the assignments' count; yak places every partition on every broker",
+        ]]);
+        assert.deepEqual(await createPartitions(9, null, true), [["vt", 0, null]]);
+        const [[, fewer, why]] = await createPartitions(4, null, false);
+        assert.equal(fewer, 37);
+        assert.match(String(why), /topic 'vt' has 5 partitions; partitions can only be added/);
+      });
 
-      // DeleteTopics v4.
-      r = await k.call(20, 4, true, (w) => w.stringArray(["vt"]).int32(10_000));
-      r.int32();
-      const deleted = r.array((r) => [r.string(), r.int16()]);
-      ends(r);
-      assert.deepEqual(deleted, [["vt", 0]]);
+      await t.step(
+        "JoinGroup v9 tells a restarted static leader of a Stable group to skip the assignment (KIP-814)",
+        async () => {
+          const first = readJoin(await join(9, "", "i1", "gs"));
+          assert.equal(first.error, 0);
+          const old = first.memberId;
+          assert.deepEqual(readSync(await sync("gs", first.generation, old, "i1", "range", mine)), [
+            0,
+            "consumer",
+            "range",
+            mine,
+          ]);
+          // v8: as before KIP-814, the old leader id, so the new process does not assign.
+          const v8 = readJoin(await join(8, "", "i1", "gs"), 8);
+          assert.deepEqual({ ...v8, memberId: "" }, {
+            error: 0,
+            generation: first.generation,
+            protocolType: "consumer",
+            protocol: "range",
+            leader: old,
+            skipAssignment: undefined, // not in v8
+            memberId: "",
+            members: [],
+          });
+          // v9: it leads, is told the members, and skips the assignment; the group keeps its generation.
+          const v9 = readJoin(await join(9, "", "i1", "gs"));
+          assert.deepEqual({ ...v9, members: [] }, {
+            error: 0,
+            generation: first.generation,
+            protocolType: "consumer",
+            protocol: "range",
+            leader: v9.memberId,
+            skipAssignment: true,
+            memberId: v9.memberId,
+            members: [],
+          });
+          assert.deepEqual(v9.members, [{ id: v9.memberId, instance: "i1", metadata: subscription(["vt"]) }]);
+          assert.deepEqual(readSync(await sync("gs", first.generation, v9.memberId, "i1", "range", null)), [
+            0,
+            "consumer",
+            "range",
+            mine,
+          ]);
+          assert.equal(
+            readSync(await sync("gs", first.generation, v8.memberId, "i1", "range", null))[0],
+            FENCED_INSTANCE_ID,
+          );
+          const r = await k.call(13, 5, true, (w) => {
+            w.string("gs");
+            w.array(["i1"], (w, instance) => w.string("").nullableString(instance).nullableString(null));
+          });
+          r.int32();
+          assert.deepEqual([r.int16(), r.array((r) => [r.string(), r.nullableString(), r.int16()])], [0, [[
+            "",
+            "i1",
+            0,
+          ]]]);
+          ends(r);
+        },
+      );
+
+      await t.step("DeleteTopics v6: by id; an unknown id, an unknown name, both or neither", async () => {
+        const del = async (topics: [string | null, Uint8Array][]) => {
+          const r = await k.call(20, 6, true, (w) => {
+            w.array(topics, (w, [name, id]) => w.nullableString(name).uuid(id));
+            w.int32(10_000);
+          });
+          r.int32();
+          const out = r.array((r) => ({
+            name: r.nullableString(),
+            id: idOf(r.uuid()),
+            error: r.int16(),
+            message: r.nullableString(),
+          }));
+          ends(r);
+          return out;
+        };
+        // Another topic, another id; deleted by name below.
+        const [other] = readCreated(await k.call(19, 7, true, createBody(["other"], 1, false)));
+        const otherId = other.id ?? "";
+        assert.ok(other.error === 0 && otherId !== "" && otherId !== vtId, JSON.stringify(other));
+        assert.deepEqual(await del([[null, topicIdBytes(vtId)]]), [{ name: "vt", id: vtId, error: 0, message: null }]);
+        const unknown = crypto.randomUUID();
+        const refused = await del([
+          [null, topicIdBytes(vtId)],
+          ["nope", ZERO_ID],
+          ["other", topicIdBytes(unknown)],
+          [null, ZERO_ID],
+        ]);
+        assert.deepEqual(refused.map((t) => [t.name, t.id, t.error]), [
+          [null, vtId, UNKNOWN_TOPIC_ID],
+          ["nope", null, UNKNOWN_TOPIC_OR_PARTITION],
+          ["other", unknown, INVALID_REQUEST],
+          [null, null, INVALID_REQUEST],
+        ]);
+        assert.match(refused[0].message ?? "", new RegExp(`no topic has id ${kafkaTopicIdText(vtId)}`));
+        assert.ok(refused.every((t) => t.message !== null), "each refusal says why");
+        // By name, as before: its id is answered.
+        assert.deepEqual(await del([["other", ZERO_ID]]), [{ name: "other", id: otherId, error: 0, message: null }]);
+      });
     } finally {
       k.close();
       await c.stop();

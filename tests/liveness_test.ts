@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Producer } from "../src/client/producer.ts";
-import { kcatMissing, Proc, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import { alone, kcatMissing, Proc, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 import { KafkaConn, produceBody, produceError, produceErrors, textBatch } from "./kafka_conn.ts";
 
 /** The zookeeper's elections so far (its operation log's `leader_elected` lines). */
@@ -31,103 +31,106 @@ Deno.test({
   name: "a librdkafka burst of 1M records into one partition, then both cores hogged: no election, nothing lost",
   ignore: skipWithout(kcatMissing()),
   fn: () =>
-    withDeadline(180_000, "liveness", async () => {
-      // A short session (as on a fast network), so a stall of the broker thread of a few hundred ms would
-      // be a missed session if heartbeats waited behind it.
-      const c = await TestCluster.start({ brokers: 3, partitions: 1, heartbeatMs: 50, sessionTimeoutMs: 300 });
-      try {
-        const before = await elections(c);
-        // 1M records of 100 bytes, kcat's (librdkafka's) default batching, acks=all, into partition 0.
-        const file = join(c.dir, "burst.txt");
-        const line = "x".repeat(93);
-        await Deno.writeTextFile(
-          file,
-          Array.from({ length: RECORDS }, (_, i) => `${String(i).padStart(6, "0")}${line}\n`).join(""),
-        );
-        const t0 = performance.now();
-        const p = await run("kcat", [
-          "-P",
-          "-b",
-          c.bootstrapServers,
-          "-t",
-          "burst",
-          "-p",
-          "0",
-          "-X",
-          "acks=all",
-          "-l",
-          file,
-        ], {
-          timeoutMs: 120_000,
-        });
-        assert.equal(p.code, 0, p.stderr);
-        const burstMs = performance.now() - t0;
-        const stalls = await longestStalls(c);
-        const afterBurst = await elections(c);
-
-        // Both cores taken by busy loops for 20 s while a yak producer writes.
-        const hogs = [0, 1].map(() =>
-          new Deno.Command("timeout", {
-            args: ["20", "sh", "-c", "while :; do :; done"],
-            stdout: "null",
-            stderr: "null",
-          })
-            .spawn()
-        );
-        const producer = await Producer.open({
-          bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
-          topic: "hog",
-          acks: "all",
-        });
-        let sent = 0;
+    // Loads both cores on purpose: no other test file's cluster runs beside it (see alone in harness.ts).
+    alone(() =>
+      withDeadline(180_000, "liveness", async () => {
+        // A short session (as on a fast network), so a stall of the broker thread of a few hundred ms would
+        // be a missed session if heartbeats waited behind it.
+        const c = await TestCluster.start({ brokers: 3, partitions: 1, heartbeatMs: 50, sessionTimeoutMs: 300 });
         try {
-          const until = performance.now() + 20_000;
-          while (performance.now() < until) {
-            for (let i = 0; i < 200; i++) producer.add(null, `h${sent++}`);
-            await producer.waitForRoom();
-            await new Promise((r) => setTimeout(r, 20));
+          const before = await elections(c);
+          // 1M records of 100 bytes, kcat's (librdkafka's) default batching, acks=all, into partition 0.
+          const file = join(c.dir, "burst.txt");
+          const line = "x".repeat(93);
+          await Deno.writeTextFile(
+            file,
+            Array.from({ length: RECORDS }, (_, i) => `${String(i).padStart(6, "0")}${line}\n`).join(""),
+          );
+          const t0 = performance.now();
+          const p = await run("kcat", [
+            "-P",
+            "-b",
+            c.bootstrapServers,
+            "-t",
+            "burst",
+            "-p",
+            "0",
+            "-X",
+            "acks=all",
+            "-l",
+            file,
+          ], {
+            timeoutMs: 120_000,
+          });
+          assert.equal(p.code, 0, p.stderr);
+          const burstMs = performance.now() - t0;
+          const stalls = await longestStalls(c);
+          const afterBurst = await elections(c);
+
+          // Both cores taken by busy loops for 20 s while a yak producer writes.
+          const hogs = [0, 1].map(() =>
+            new Deno.Command("timeout", {
+              args: ["20", "sh", "-c", "while :; do :; done"],
+              stdout: "null",
+              stderr: "null",
+            })
+              .spawn()
+          );
+          const producer = await Producer.open({
+            bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+            topic: "hog",
+            acks: "all",
+          });
+          let sent = 0;
+          try {
+            const until = performance.now() + 20_000;
+            while (performance.now() < until) {
+              for (let i = 0; i < 200; i++) producer.add(null, `h${sent++}`);
+              await producer.waitForRoom();
+              await new Promise((r) => setTimeout(r, 20));
+            }
+            await producer.flush();
+          } finally {
+            await producer.close();
+            for (const h of hogs) await h.status;
           }
-          await producer.flush();
+          const afterHog = await elections(c);
+          console.log(
+            `burst of ${RECORDS} records through kcat in ${(burstMs / 1000).toFixed(1)} s; longest event-loop stall ` +
+              `per broker ${stalls.join(" / ")} ms; elections or dead brokers: ${afterBurst.length - before.length} ` +
+              `during the burst, ${afterHog.length - afterBurst.length} while both cores were hogged ` +
+              `(${producer.ackedRecords} of ${sent} records acknowledged then)`,
+          );
+          assert.deepEqual(afterBurst.slice(before.length), [], "a broker was declared dead during the burst");
+          assert.deepEqual(
+            afterHog.slice(afterBurst.length),
+            [],
+            "a broker was declared dead while the cores were hogged",
+          );
+          assert.equal(producer.ackedRecords, sent);
+          const counted = await yak([
+            "consume",
+            "--topic",
+            "burst",
+            "--from-beginning",
+            "--exit-at-end",
+            "--format",
+            "%o\\n",
+            ...c.zkFlag,
+          ], {
+            timeoutMs: 60_000,
+          });
+          assert.equal(counted.code, 0, counted.stderr);
+          assert.equal(
+            counted.stdout.split("\n").filter((l) => l.length > 0).length,
+            RECORDS,
+            "every record stored once",
+          );
         } finally {
-          await producer.close();
-          for (const h of hogs) await h.status;
+          await c.stop();
         }
-        const afterHog = await elections(c);
-        console.log(
-          `burst of ${RECORDS} records through kcat in ${(burstMs / 1000).toFixed(1)} s; longest event-loop stall ` +
-            `per broker ${stalls.join(" / ")} ms; elections or dead brokers: ${afterBurst.length - before.length} ` +
-            `during the burst, ${afterHog.length - afterBurst.length} while both cores were hogged ` +
-            `(${producer.ackedRecords} of ${sent} records acknowledged then)`,
-        );
-        assert.deepEqual(afterBurst.slice(before.length), [], "a broker was declared dead during the burst");
-        assert.deepEqual(
-          afterHog.slice(afterBurst.length),
-          [],
-          "a broker was declared dead while the cores were hogged",
-        );
-        assert.equal(producer.ackedRecords, sent);
-        const counted = await yak([
-          "consume",
-          "--topic",
-          "burst",
-          "--from-beginning",
-          "--exit-at-end",
-          "--format",
-          "%o\\n",
-          ...c.zkFlag,
-        ], {
-          timeoutMs: 60_000,
-        });
-        assert.equal(counted.code, 0, counted.stderr);
-        assert.equal(
-          counted.stdout.split("\n").filter((l) => l.length > 0).length,
-          RECORDS,
-          "every record stored once",
-        );
-      } finally {
-        await c.stop();
-      }
-    }),
+      })
+    ),
 });
 
 Deno.test("large produce requests pipelined on one connection, one per read: the leader's timers still run every turn", () =>

@@ -89,6 +89,13 @@ export interface JoinRequest {
    * failover (native members say it; Kafka's JoinGroup has no such field).
    */
   lastGeneration?: number;
+  /** Why the member (re)joins, as its client says (JoinGroup v8+, KIP-800): told in the operation log. */
+  reason?: string | null;
+  /**
+   * The member can be told to skip the assignment (JoinGroup v9+, KIP-814):
+   * a restarted static leader of a Stable group then learns it leads.
+   */
+  canSkipAssignment?: boolean;
 }
 
 /** The answer to a join: the generation, and for the leader member everyone's subscription. */
@@ -98,7 +105,16 @@ export interface JoinResult {
   leaderId: string;
   memberId: string;
   /** Filled for the leader member only. */
-  members: { memberId: string; groupInstanceId: string | null; metadata: Uint8Array }[];
+  members: JoinedMember[];
+  /** The leader member must not compute an assignment: the group is Stable and keeps its own (KIP-814). */
+  skipAssignment?: boolean;
+}
+
+/** A member as the leader member sees it: its id, its instance id, its metadata for the group's protocol. */
+export interface JoinedMember {
+  memberId: string;
+  groupInstanceId: string | null;
+  metadata: Uint8Array;
 }
 
 /** A group's committed offset and lag in one partition. */
@@ -234,6 +250,14 @@ function sameProtocols(a: readonly GroupProtocol[], b: readonly GroupProtocol[])
     );
 }
 
+/** Most characters of a client's reason (JoinGroup v8+, LeaveGroup v5+) kept in the operation log. */
+const MAX_CLIENT_REASON_CHARS = 256;
+
+/** A client's reason for a rebalance, as the operation log tells it (nothing when it gave none). */
+function clientReason(reason: string | null | undefined): string {
+  return reason ? `; client reason: ${reason.slice(0, MAX_CLIENT_REASON_CHARS)}` : "";
+}
+
 /** What an id handed out with MEMBER_ID_REQUIRED and not joined yet is charged. */
 function pendingBytes(id: string): number {
   return PENDING_OVERHEAD_BYTES + id.length;
@@ -365,17 +389,22 @@ export class GroupCoordinator {
     const member = this.#replace(g, old, id, req);
     if (g.state === "Stable" && unchanged) {
       // As Kafka answers: the leader id from before, so a replaced leader member does not compute an assignment
-      // that a Stable group would not hand out; its SyncGroup gets the assignment it had.
+      // that a Stable group would not hand out; its SyncGroup gets the assignment it had. A client that can be
+      // told to skip the assignment (KIP-814) learns it leads, with the members, so it watches their topics.
+      const leads = req.canSkipAssignment === true && g.leaderId === id;
       return Promise.resolve({
         generation: g.generation,
         protocol: g.protocol,
-        leaderId: leaderBefore,
+        leaderId: req.canSkipAssignment === true ? g.leaderId : leaderBefore,
         memberId: id,
-        members: [],
+        members: leads ? this.#joinedMembers(g) : [],
+        skipAssignment: leads,
       });
     }
     // The leader may have been sent the old id to assign: a new assignment is needed (as for any rejoin).
-    if (g.state !== "PreparingRebalance") this.#prepare(g, `static member '${instance}' rejoined as ${id}`);
+    if (g.state !== "PreparingRebalance") {
+      this.#prepare(g, `static member '${instance}' rejoined as ${id}${clientReason(req.reason)}`);
+    }
     return this.#awaitJoin(g, member);
   }
 
@@ -549,7 +578,7 @@ export class GroupCoordinator {
     g.members.set(member.id, member);
     if (member.instanceId !== null) g.instances.set(member.instanceId, member.id);
     const wasEmpty = g.state === "Empty";
-    this.#prepare(g, `member ${member.id} joined`);
+    this.#prepare(g, `member ${member.id} joined${clientReason(req.reason)}`);
     if (g.adopted && wasEmpty) g.initialDelayUntilMs = now + DEFAULTS.groupAdoptDelayMs;
     return member;
   }
@@ -564,7 +593,7 @@ export class GroupCoordinator {
     member.lastSeenMs = monotonicMs();
     member.join?.reject(new YakError("UNKNOWN_MEMBER_ID", "replaced by a newer join of the same member"));
     // A known member rejoining outside a rebalance (e.g. its subscription changed) starts one.
-    if (g.state !== "PreparingRebalance") this.#prepare(g, `member ${member.id} rejoined`);
+    if (g.state !== "PreparingRebalance") this.#prepare(g, `member ${member.id} rejoined${clientReason(req.reason)}`);
     return member;
   }
 
@@ -683,11 +712,7 @@ export class GroupCoordinator {
     if (!g.members.get(g.leaderId)?.join) g.leaderId = joined[0].id;
     g.state = "CompletingRebalance";
     // Absent static members too: the leader member assigns them partitions, kept for their return.
-    const members = [...g.members.values()].map((m) => ({
-      memberId: m.id,
-      groupInstanceId: m.instanceId,
-      metadata: m.protocols.find((p) => p.name === g.protocol)!.metadata,
-    }));
+    const members = this.#joinedMembers(g);
     this.#b.log.write("group_joined", {
       group: g.id,
       generation: g.generation,
@@ -708,6 +733,15 @@ export class GroupCoordinator {
         members: m.id === g.leaderId ? members : [],
       });
     }
+  }
+
+  /** Every member, with its metadata for the group's protocol, as the leader member is told them. */
+  #joinedMembers(g: Group): JoinedMember[] {
+    return [...g.members.values()].map((m) => ({
+      memberId: m.id,
+      groupInstanceId: m.instanceId,
+      metadata: m.protocols.find((p) => p.name === g.protocol)!.metadata,
+    }));
   }
 
   #member(
@@ -738,6 +772,8 @@ export class GroupCoordinator {
    * The second step: every member asks for its assignment; the leader member
    * brings them all. Resolves with this member's assignment bytes. A static
    * member names its group instance id (`instance`), checked as Kafka does.
+   * A protocol type or name the member gives (SyncGroup v5+, KIP-559) must
+   * be the group's, else INCONSISTENT_GROUP_PROTOCOL.
    */
   sync(
     groupId: string,
@@ -745,9 +781,18 @@ export class GroupCoordinator {
     generation: number,
     assignments: Map<string, Uint8Array> | null,
     instance: string | null = null,
+    protocol: { type?: string | null; name?: string | null } = {},
   ): Promise<Uint8Array> {
     this.#leading();
     const { g, m } = this.#member(groupId, memberId, generation, instance);
+    const differs = (given: string | null | undefined, group: string) => given != null && given !== group;
+    if (differs(protocol.type, g.protocolType) || differs(protocol.name, g.protocol)) {
+      throw new YakError(
+        "INCONSISTENT_GROUP_PROTOCOL",
+        `group '${groupId}' uses protocol type '${g.protocolType}' and protocol '${g.protocol}', ` +
+          `not '${protocol.type ?? g.protocolType}' and '${protocol.name ?? g.protocol}'`,
+      );
+    }
     if (g.state === "PreparingRebalance") {
       throw new YakError("REBALANCE_IN_PROGRESS", `group '${groupId}' is rebalancing; rejoin`);
     }
@@ -812,7 +857,7 @@ export class GroupCoordinator {
    * a group instance id (LeaveGroup v3+) the instance's member leaves: the
    * member id may then be "" (an admin's removal), and a stale one is fenced.
    */
-  leave(groupId: string, memberId: string, instance: string | null = null): void {
+  leave(groupId: string, memberId: string, instance: string | null = null, reason: string | null = null): void {
     this.#leading();
     const g = this.#groups.get(groupId);
     if (memberId !== "") this.#checkInstance(g, memberId, instance);
@@ -822,7 +867,13 @@ export class GroupCoordinator {
       const who = instance === null ? `member '${memberId}'` : `group instance '${instance}'`;
       throw new YakError("UNKNOWN_MEMBER_ID", `${who} is not in group '${groupId}'`);
     }
-    this.#remove(g, m, "left");
+    this.#remove(g, m, `left${clientReason(reason)}`);
+  }
+
+  /** The protocol type and protocol of a group with members, or null (SyncGroup v5 answers them). */
+  protocolOf(groupId: string): { type: string; name: string } | null {
+    const g = this.#groups.get(groupId);
+    return g && g.members.size > 0 ? { type: g.protocolType, name: g.protocol } : null;
   }
 
   /** Takes a member out of its group (and a static member's instance out of the instance map), with its bytes. */
@@ -932,6 +983,21 @@ export class GroupCoordinator {
     const op: CommitOp = { op: "commit", group, topic, offsets: out, ...(said ? { info: said } : {}) };
     await appendMetaReplicated(b, op, b.opts.requestTimeoutMs);
     return out;
+  }
+
+  /**
+   * Checks that a member may commit for its group now, as {@link commit}
+   * checks it: the transaction coordinator's TxnOffsetCommit names one.
+   */
+  checkCommitter(
+    group: string,
+    member: { memberId: string; generation: number; groupInstanceId: string | null },
+  ): void {
+    this.#leading();
+    const { g } = this.#member(group, member.memberId, member.generation, member.groupInstanceId);
+    if (g.state === "CompletingRebalance") {
+      throw new YakError("REBALANCE_IN_PROGRESS", `group '${group}' is assigning partitions; commit after it`);
+    }
   }
 
   /** The group's committed offsets in a topic, by partition. */

@@ -11,9 +11,10 @@ import { Connection } from "../protocol/connection.ts";
 import { checkTopicName } from "../log/names.ts";
 import type { BrokerContext, LeaderInfo } from "./context.ts";
 import { appendMeta } from "./meta_log.ts";
-import { CLUSTER_KEY, CLUSTER_TOPIC } from "./metadata.ts";
+import { CLUSTER_KEY, CLUSTER_TOPIC, topicIdOf } from "./metadata.ts";
 import { type ConfigEntry, describeTopicConfigs } from "./describe_configs.ts";
 import type { ConfigChange } from "./topic_config.ts";
+import { newTopicId } from "./topic_id.ts";
 
 /** What a change may do: create a new topic, create one unless it exists (first use), or alter one. */
 type ChangeMode = "create" | "ensure" | "alter";
@@ -100,22 +101,31 @@ export class TopicAdmin {
   /**
    * Creates a new topic from any broker: a follower hands the request to the
    * leader (a Kafka admin client may send CreateTopics to any broker) and
-   * resolves once it has answered; the same errors as {@link create}.
+   * resolves once it has answered, with the new topic's id (null from a
+   * leader too old to say it); the same errors as {@link create}.
    */
-  async createFromAnyBroker(topic: string, partitions: number, configs: Record<string, string> = {}): Promise<void> {
+  async createFromAnyBroker(
+    topic: string,
+    partitions: number,
+    configs: Record<string, string> = {},
+  ): Promise<string | null> {
     const b = this.#b;
-    if (b.role() === "leader") return await this.create(topic, partitions, configs);
+    if (b.role() === "leader") {
+      await this.create(topic, partitions, configs);
+      return this.topicId(topic);
+    }
     const leader = b.leader();
     if (!leader) throw new YakError("NO_LEADER", "no leader to create the topic; retry after the failover");
-    await this.#askLeader(leader, { type: "create_topic", topic, partitions, configs });
+    const answer = await this.#askLeader(leader, { type: "create_topic", topic, partitions, configs });
+    return typeof answer.topicId === "string" ? answer.topicId : null;
   }
 
   /** Sends a native request to the leader and waits for its answer (its error is thrown as the leader's). */
-  async #askLeader(leader: LeaderInfo, request: Record<string, unknown>): Promise<void> {
+  async #askLeader(leader: LeaderInfo, request: Record<string, unknown>): Promise<Record<string, unknown>> {
     const b = this.#b;
     const conn = await Connection.open(leader.host, leader.port, { connectTimeoutMs: b.opts.sessionTimeoutMs });
     try {
-      await conn.request(request, b.opts.requestTimeoutMs);
+      return await conn.request(request, b.opts.requestTimeoutMs);
     } finally {
       conn.close();
     }
@@ -168,6 +178,20 @@ export class TopicAdmin {
     const end = await appendMeta(b, { op: "topic_delete", topic, ...(meta.id ? { id: meta.id } : {}) });
     b.log.write("topic_deleted", { topic });
     await b.requireLeader().waitForHw(CLUSTER_KEY, end, b.opts.requestTimeoutMs);
+  }
+
+  /** The topic's id (a UUID, see topic_id.ts), or null when there is no such topic. */
+  topicId(topic: string): string | null {
+    const meta = topic === CLUSTER_TOPIC ? undefined : this.#b.store.meta.topics.get(topic);
+    return meta ? topicIdOf(topic, meta) : null;
+  }
+
+  /** The name of the topic with this id, or null when no topic has it (deleted, or never made). */
+  topicById(id: string): string | null {
+    for (const [name, meta] of this.#b.store.meta.topics) {
+      if (name !== CLUSTER_TOPIC && topicIdOf(name, meta) === id) return name;
+    }
+    return null;
   }
 
   /** Whether the topic exists (in this broker's copy of the metadata log). */
@@ -301,7 +325,7 @@ export class TopicAdmin {
       createdAt: Date.now(),
       ...(Object.keys(configs).length > 0 ? { configs } : {}),
       ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
-      id: have === 0 ? crypto.randomUUID() : b.store.meta.topics.get(topic)?.id,
+      id: have === 0 ? newTopicId() : b.store.meta.topics.get(topic)?.id,
     });
     b.log.write(mode === "alter" ? (partitions > have ? "partitions_added" : "topic_altered") : "topic_created", {
       topic,

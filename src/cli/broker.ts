@@ -43,6 +43,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--scrub-bytes-per-sec 4194304] [--scrub-interval-ms 3600000]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
            [--max-group-bytes 16777216] [--max-group-state-bytes 268435456] [--auto-create-topics-enable true]
+           [--transaction-max-timeout-ms 900000]
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
            [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
            [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
@@ -75,6 +76,10 @@ partitions past them (give every broker the same; lower them for a small disk).
 members, and all groups' members together, may hold in the leader's memory
 (subscriptions, assignments, ids); a join or assignment past either is refused
 with GROUP_MAX_SIZE_REACHED.
+--transaction-max-timeout-ms: the longest transaction timeout a producer may
+ask for (Kafka's transaction.max.timeout.ms; more is INVALID_TRANSACTION_TIMEOUT).
+An open transaction holds read_committed consumers back, so an abandoned one
+is aborted by the leader once its timeout passes.
 --http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
 free port; the URL is printed); off without it. With --auth-token it needs
 'Authorization: Bearer TOKEN'.
@@ -104,6 +109,7 @@ const FLAGS: Flags = {
   "auto-create-topics-enable": { type: "string" },
   "max-partitions-per-broker": { type: "string" },
   "max-group-bytes": { type: "string" },
+  "transaction-max-timeout-ms": { type: "string" },
   "max-group-state-bytes": { type: "string" },
   "kafka-port": { type: "string" },
   "advertised-host": { type: "string" },
@@ -238,6 +244,13 @@ function limitsOf(values: Values) {
     maxGroupBytes: integer(values, "max-group-bytes", DEFAULTS.maxGroupBytes, 1024, 2 ** 40),
     maxGroupStateBytes: integer(values, "max-group-state-bytes", DEFAULTS.maxGroupStateBytes, 1024, 2 ** 40),
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+    transactionMaxTimeoutMs: integer(
+      values,
+      "transaction-max-timeout-ms",
+      DEFAULTS.transactionMaxTimeoutMs,
+      1,
+      2 ** 31 - 1,
+    ),
     minInsyncReplicas: integer(values, "min-insync-replicas", DEFAULTS.minInsyncReplicas, 1, 1000),
     retentionMs: integer(values, "retention-ms", DEFAULTS.retentionMs, -1, Number.MAX_SAFE_INTEGER),
     retentionBytes: integer(values, "retention-bytes", DEFAULTS.retentionBytes, -1, Number.MAX_SAFE_INTEGER),

@@ -7,6 +7,7 @@ import { monotonicMs } from "../clock.ts";
 import { connectLeader } from "../client/discovery.ts";
 import { checkTopicName } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
+import { kafkaTopicIdText } from "../broker/topic_id.ts";
 import type { Connection } from "../protocol/connection.ts";
 import type { ConfigEntry } from "../broker/describe_configs.ts";
 import { table } from "./table.ts";
@@ -106,6 +107,7 @@ type TopicsOptions =
 /** A topic as the leader's `status` shows it. */
 interface TopicView {
   name: string;
+  id?: string;
   configs?: Record<string, string>;
   partitions: Record<string, number>[];
 }
@@ -354,6 +356,7 @@ function topicsJson(result: TopicsResult): unknown {
         isr: result.isr,
         topics: result.topics.map(({ topic, configs }) => ({
           name: topic.name,
+          ...(topic.id ? { id: topic.id } : {}),
           configs: topic.configs ?? {},
           // Every config: its value, where it comes from, and whether yak enforces it.
           allConfigs: configs,
@@ -366,6 +369,8 @@ function topicsJson(result: TopicsResult): unknown {
 /** `--describe`: the topic and the configs it sets. */
 function printDescription(t: TopicView, leaderId: unknown, isr: number[]): void {
   console.log(`topic '${t.name}': ${t.partitions.length} partitions, leader broker ${leaderId}, in sync ${isr}`);
+  // Kafka's tools print the id in base64 (kafka-topics' TopicId); `__cluster` and topic.json hold the UUID.
+  if (t.id) console.log(`id: ${kafkaTopicIdText(t.id)} (${t.id})`);
   const set = Object.entries(t.configs ?? {}).map(([k, v]) => `${k}=${v}`);
   console.log(`configs: ${set.length > 0 ? set.join(" ") : "(cluster defaults)"}`);
 }

@@ -2,10 +2,12 @@
  * CreateTopics (API 19), DeleteTopics (API 20) and CreatePartitions (API
  * 37) over the broker's topic admin. Replication factor and replica assignments are not choices in yak
  * (every broker holds every partition), so they are accepted and ignored;
- * configs are yak's topic configs, checked the same way.
+ * configs are yak's topic configs, checked the same way. CreateTopics v7
+ * answers the new topic's id; DeleteTopics v6 names a topic by name or by id.
  *
  * @module
  */
+import { isZeroTopicId, kafkaTopicIdText, topicIdBytes, topicIdOfBytes } from "../broker/topic_id.ts";
 import { parseTopicConfigs } from "../broker/topic_config.ts";
 import { YakError } from "../errors.ts";
 import { checkTopicName } from "../log/names.ts";
@@ -60,7 +62,10 @@ function partitionCountOf(
   return sorted.length;
 }
 
-/** Handles CreateTopics v0-5 (v5 is flexible and answers each topic's partition count). */
+/**
+ * Handles CreateTopics v0-7 (v5 is flexible and answers each topic's
+ * partition count; v6 is v5; v7 answers each new topic's id).
+ */
 export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const s = ctx.services;
@@ -87,12 +92,14 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
         throw new YakError("INVALID_ARGUMENT", `topic '${t.name}' already exists`);
       }
       // Any broker takes it: a follower hands it to the leader, as topic creation on first use does.
-      if (!validateOnly) await s.topics.createFromAnyBroker(t.name, n, configs);
-      answers.push({ name: t.name, error: 0, message: t.assigned.length > 0 ? PLACEMENT_NOTE : null, partitions: n });
+      const id = validateOnly ? null : await s.topics.createFromAnyBroker(t.name, n, configs);
+      const message = t.assigned.length > 0 ? PLACEMENT_NOTE : null;
+      answers.push({ name: t.name, id, error: 0, message, partitions: n });
     } catch (err) {
       const e = err instanceof AssignmentError ? { error: err.kafkaCode, message: err.message } : adminErrorOf(err);
       answers.push({
         name: t.name,
+        id: null,
         error: e.error === KAFKA.INVALID_REQUEST && !(err instanceof AssignmentError)
           ? KAFKA.INVALID_PARTITIONS
           : e.error,
@@ -103,29 +110,75 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
   }
   if (v >= 2) w.int32(0);
   w.array(answers, (w, a) => {
-    w.string(a.name).int16(a.error);
+    w.string(a.name);
+    if (v >= 7) w.uuid(a.id === null ? null : topicIdBytes(a.id)); // zero: not created (an error, validate only)
+    w.int16(a.error);
     if (v >= 1) w.nullableString(a.message);
     // v5: the partitions and replication factor (every broker holds every partition); configs not returned.
     if (v >= 5) w.int32(a.partitions).int16(a.error === 0 ? s.view().brokers.length : -1).array(null, () => {});
   });
 }
 
-/** Handles DeleteTopics v0-4 (v4 is flexible). */
+/** A DeleteTopics entry: a name, or (v6) a topic id (all zero: none). */
+interface DeleteAsked {
+  name: string | null;
+  id: Uint8Array | null;
+}
+
+/** What DeleteTopics answers for one entry. */
+interface DeleteAnswer {
+  name: string | null;
+  id: string | null;
+  error: number;
+  message: string | null;
+}
+
+/**
+ * Handles DeleteTopics v0-6 (v4 is flexible; v5 answers an error message;
+ * v6 names each topic by name or by id and answers both).
+ */
 export async function deleteTopics(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
-  const names = r.stringArray();
+  const asked: DeleteAsked[] = v >= 6
+    ? r.array((r) => ({ name: r.nullableString(), id: r.uuid() }), 18)
+    : r.stringArray().map((name) => ({ name, id: null }));
   r.int32(); // timeout
-  const answers = [];
-  for (const name of names) {
-    try {
-      await ctx.services.topics.delete(name);
-      answers.push({ name, error: 0 });
-    } catch (err) {
-      answers.push({ name, error: adminErrorOf(err).error });
-    }
-  }
+  const answers: DeleteAnswer[] = [];
+  for (const t of asked) answers.push(await deleteOne(ctx, t));
   if (v >= 1) w.int32(0);
-  w.array(answers, (w, a) => w.string(a.name).int16(a.error));
+  w.array(answers, (w, a) => {
+    w.nullableString(v >= 6 ? a.name : a.name ?? "");
+    if (v >= 6) w.uuid(a.id === null ? null : topicIdBytes(a.id));
+    w.int16(a.error);
+    if (v >= 5) w.nullableString(a.message);
+  });
+}
+
+/** Deletes one topic, named by name or by id (as Kafka, not both); an id no topic has is UNKNOWN_TOPIC_ID. */
+async function deleteOne(ctx: KafkaContext, t: DeleteAsked): Promise<DeleteAnswer> {
+  const topics = ctx.services.topics;
+  const byId = t.id !== null && !isZeroTopicId(t.id);
+  if (byId === (t.name !== null)) {
+    const message = byId ? "give a topic's name or its id, not both" : "give a topic's name or its id";
+    return { name: t.name, id: byId ? topicIdOfBytes(t.id!) : null, error: KAFKA.INVALID_REQUEST, message };
+  }
+  const askedId = byId ? topicIdOfBytes(t.id!) : null;
+  const name = askedId === null ? t.name! : topics.topicById(askedId);
+  if (name === null) {
+    return {
+      name,
+      id: askedId,
+      error: KAFKA.UNKNOWN_TOPIC_ID,
+      message: `no topic has id ${kafkaTopicIdText(askedId!)}`,
+    };
+  }
+  const id = askedId ?? topics.topicId(name);
+  try {
+    await topics.delete(name);
+    return { name, id, error: 0, message: null };
+  } catch (err) {
+    return { name, id, ...adminErrorOf(err) };
+  }
 }
 
 /** Told with partitions added from explicit assignments: their count is kept, their placement is not. */

@@ -5,21 +5,10 @@
  *
  * @module
  */
+import { AUTHORIZED_OPERATIONS } from "./authorized_operations.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA_CLUSTER_ID, kafkaBrokers } from "./metadata.ts";
 import type { Writer } from "./wire.ts";
-
-/** Kafka's "not computed" for authorized operations. */
-const NOT_ASKED = -2147483648;
-
-/**
- * What anyone who reaches yak may do to the cluster: yak has no ACLs, so
- * every operation Kafka defines on the cluster resource (as Kafka answers
- * without an authorizer), one bit per ACL operation code: CREATE (5), ALTER
- * (7), DESCRIBE (8), CLUSTER_ACTION (9), DESCRIBE_CONFIGS (10), ALTER_CONFIGS
- * (11), IDEMPOTENT_WRITE (12).
- */
-const CLUSTER_OPERATIONS = [5, 7, 8, 9, 10, 11, 12].reduce((bits, op) => bits | (1 << op), 0);
 
 /** KIP-919's endpoint types: yak's brokers are brokers, and yak has no controller endpoints. */
 const BROKERS = 1;
@@ -46,5 +35,6 @@ export function describeCluster(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   if (v >= 1) w.int8(endpointType);
   w.string(KAFKA_CLUSTER_ID).int32(error === 0 ? leaderId : -1);
   w.array(error === 0 ? brokers : [], (w, b) => w.int32(b.nodeId).string(b.host).int32(b.port).nullableString(null));
-  w.int32(includeOperations && error === 0 ? CLUSTER_OPERATIONS : NOT_ASKED);
+  // Asked: every operation on the cluster (yak has no ACLs; see authorized_operations.ts).
+  w.int32(includeOperations && error === 0 ? AUTHORIZED_OPERATIONS.cluster : AUTHORIZED_OPERATIONS.notAsked);
 }

@@ -14,6 +14,7 @@ import { checkGroupName, checkTopicName } from "../log/names.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
 import { kafkaBrokers } from "./metadata.ts";
+import { AUTHORIZED_OPERATIONS } from "./authorized_operations.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 /** A group API's error code: a follower (or no leader) is not the coordinator. */
@@ -30,8 +31,9 @@ function hostOf(remote: string): string {
 }
 
 /**
- * Handles FindCoordinator v0-4: the leader coordinates every group. v4
- * (KIP-699) asks for several keys at once and answers each.
+ * Handles FindCoordinator v0-4: the leader coordinates every group (key type
+ * 0) and every transactional id (key type 1). v4 (KIP-699) asks for several
+ * keys at once and answers each.
  */
 export function findCoordinator(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
@@ -40,9 +42,9 @@ export function findCoordinator(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   const keys = v >= 4 ? r.stringArray() : [oneKey];
   const { brokers, leaderId } = kafkaBrokers(ctx);
   const leader = brokers.find((b) => b.nodeId === leaderId);
-  const error = keyType !== 0 ? KAFKA.INVALID_REQUEST : leader ? 0 : KAFKA.COORDINATOR_NOT_AVAILABLE;
-  const message = keyType !== 0
-    ? "yak coordinates consumer groups only (key type 0)"
+  const error = keyType !== 0 && keyType !== 1 ? KAFKA.INVALID_REQUEST : leader ? 0 : KAFKA.COORDINATOR_NOT_AVAILABLE;
+  const message = keyType !== 0 && keyType !== 1
+    ? "yak coordinates consumer groups (key type 0) and transactions (key type 1)"
     : error === 0
     ? null
     : "no coordinator now; retry";
@@ -63,9 +65,11 @@ export function findCoordinator(ctx: KafkaContext, req: ApiRequest, w: Writer): 
 }
 
 /**
- * Handles JoinGroup v0-6 (before v4 a new member gets its id within the same
+ * Handles JoinGroup v0-9 (before v4 a new member gets its id within the same
  * request; v5 brings the group instance id of a static member, KIP-345; v6 is
- * flexible).
+ * flexible; v7 answers the protocol type, and a null protocol name on an
+ * error; v8 brings the client's reason, KIP-800; v9 can tell a restarted
+ * static leader to skip the assignment, KIP-814).
  */
 export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
@@ -76,6 +80,7 @@ export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   const groupInstanceId = v >= 5 ? r.nullableString() : null;
   const protocolType = r.string();
   const protocols = r.array((r) => ({ name: r.string(), metadata: r.bytes().slice() }), 6);
+  const reason = v >= 8 ? r.nullableString() : null;
   let result: JoinResult | null = null;
   let error = 0;
   for (let attempt = 0; attempt < 2 && result === null; attempt++) {
@@ -91,6 +96,8 @@ export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
         protocolType,
         protocols,
         groupInstanceId,
+        reason,
+        canSkipAssignment: v >= 9,
       });
     } catch (err) {
       if (err instanceof YakError && err.code === "MEMBER_ID_REQUIRED") {
@@ -105,7 +112,12 @@ export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   if (v >= 2) w.int32(0);
   w.int16(error);
   w.int32(result?.generation ?? -1);
-  w.string(result?.protocol ?? "").string(result?.leaderId ?? "").string(result?.memberId ?? memberId);
+  // v7+: the group's protocol type (the member's own: a join with another is refused), and null ones on an error.
+  if (v >= 7) w.nullableString(result ? protocolType : null).nullableString(result?.protocol ?? null);
+  else w.string(result?.protocol ?? "");
+  w.string(result?.leaderId ?? "");
+  if (v >= 9) w.bool(result?.skipAssignment ?? false);
+  w.string(result?.memberId ?? memberId);
   w.array(result?.members ?? [], (w, m) => {
     w.string(m.memberId);
     if (v >= 5) w.nullableString(m.groupInstanceId);
@@ -113,13 +125,17 @@ export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   });
 }
 
-/** Handles SyncGroup v0-4 (v4 is flexible). */
+/**
+ * Handles SyncGroup v0-5 (v4 is flexible; v5 names the protocol type and
+ * name, KIP-559: refused unless they are the group's, and answered).
+ */
 export async function syncGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const group = r.string();
   const generation = r.int32();
   const memberId = r.string();
   const groupInstanceId = v >= 3 ? r.nullableString() : null;
+  const protocol = v >= 5 ? { type: r.nullableString(), name: r.nullableString() } : {};
   const assignments = r.array((r) => [r.string(), r.bytes().slice()] as const, 6);
   let error = 0;
   let assignment: Uint8Array = new Uint8Array(0);
@@ -130,12 +146,18 @@ export async function syncGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
       generation,
       assignments.length > 0 ? new Map(assignments) : null,
       groupInstanceId,
+      protocol,
     );
   } catch (err) {
     error = groupErrorOf(err);
   }
   if (v >= 1) w.int32(0);
-  w.int16(error).nullableBytes(assignment);
+  w.int16(error);
+  if (v >= 5) {
+    const current = error === 0 ? ctx.services.groups.protocolOf(group) : null;
+    w.nullableString(current?.type ?? null).nullableString(current?.name ?? null);
+  }
+  w.nullableBytes(assignment);
 }
 
 /** Handles Heartbeat v0-4 (v4 is flexible). */
@@ -156,18 +178,19 @@ export function heartbeat(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
 }
 
 /**
- * Handles LeaveGroup v0-4 (v3 takes several members, each by member id or by
- * group instance id; v4 is flexible).
+ * Handles LeaveGroup v0-5 (v3 takes several members, each by member id or by
+ * group instance id; v4 is flexible; v5 gives each member's reason, KIP-800,
+ * told in the operation log).
  */
 export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
   const group = r.string();
   const members = v >= 3
-    ? r.array((r) => ({ id: r.string(), instance: r.nullableString() }), 4)
-    : [{ id: r.string(), instance: null }];
+    ? r.array((r) => ({ id: r.string(), instance: r.nullableString(), reason: v >= 5 ? r.nullableString() : null }), 4)
+    : [{ id: r.string(), instance: null, reason: null }];
   const errors = members.map((m) => {
     try {
-      ctx.services.groups.leave(group, m.id, m.instance);
+      ctx.services.groups.leave(group, m.id, m.instance, m.reason);
       return 0;
     } catch (err) {
       return groupErrorOf(err);
@@ -185,7 +208,11 @@ export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void 
 /** A commit's metadata string at most (Kafka's offset.metadata.max.bytes): every commit record carries it. */
 const MAX_COMMIT_METADATA_CHARS = 4096;
 
-/** Handles OffsetCommit v0-8 (v8 flexible): one commit per topic, checked against the member and generation. */
+/**
+ * Handles OffsetCommit v0-9 (v8 flexible; v9 is v8, its generation a member
+ * epoch for KIP-848 groups, which yak does not have): one commit per topic,
+ * checked against the member and generation.
+ */
 export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const group = r.string();
@@ -265,37 +292,50 @@ function committedOf(ctx: KafkaContext, group: string, asked: AskedTopics): { er
 }
 
 /**
- * Handles OffsetFetch v0-8 (v6+ flexible; v8 asks for several groups at
- * once): -1 where the group has no commit.
+ * Handles OffsetFetch v0-9 (v6+ flexible; v8 asks for several groups at
+ * once; v9 names the member and its epoch, which only KIP-848 groups check:
+ * yak's are classic groups, so, as Kafka does for those, they are read and
+ * not used): -1 where the group has no commit.
  */
 export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
   const askedTopics = (r: Reader): AskedTopics =>
     r.nullableArray((r) => ({ name: r.string(), parts: r.int32Array() }), 4);
-  const groups = v >= 8
-    ? r.array((r) => ({ group: r.string(), asked: askedTopics(r) }), 2)
-    : [{ group: r.string(), asked: askedTopics(r) }];
-  if (v >= 7) r.bool(); // require stable: yak has no pending transactional offsets
+  const askedGroup = (r: Reader) => {
+    const group = r.string();
+    if (v >= 9) {
+      r.nullableString(); // member id: checked for KIP-848 groups only
+      r.int32(); // member epoch: likewise
+    }
+    return { group, asked: askedTopics(r) };
+  };
+  const groups = v >= 8 ? r.array(askedGroup, 2) : [{ group: r.string(), asked: askedTopics(r) }];
+  // require_stable (KIP-447): an offset an undecided transaction may still change is UNSTABLE_OFFSET_COMMIT
+  // (retriable), so a read_committed consumer starts from the decided one.
+  const requireStable = v >= 7 && r.bool();
   const answers = groups.map((g) => ({ group: g.group, ...committedOf(ctx, g.group, g.asked) }));
-  const writeTopics = (w: Writer, topics: CommittedTopics) =>
+  const txns = ctx.services.transactions;
+  const partError = (group: string, topic: string, p: number) =>
+    requireStable && txns.pendingOffset(group, topic, p) ? KAFKA.UNSTABLE_OFFSET_COMMIT : 0;
+  const writeTopics = (w: Writer, topics: CommittedTopics, group: string) =>
     w.array(topics, (w, t) => {
       w.string(t.name);
       w.array(t.parts, (w, p) => {
         w.int32(p.index).int64(p.offset);
         if (v >= 5) w.int32(p.epoch);
-        w.nullableString(p.metadata).int16(0);
+        w.nullableString(p.metadata).int16(partError(group, t.name, p.index));
       });
     });
   if (v >= 3) w.int32(0);
   if (v >= 8) {
     w.array(answers, (w, a) => {
       w.string(a.group);
-      writeTopics(w, a.topics);
+      writeTopics(w, a.topics, a.group);
       w.int16(a.error);
     });
     return;
   }
-  writeTopics(w, answers[0].topics);
+  writeTopics(w, answers[0].topics, answers[0].group);
   if (v >= 2) w.int16(answers[0].error);
 }
 
@@ -318,13 +358,18 @@ export function listGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): void 
   });
 }
 
-/** Handles DescribeGroups v0-4. */
+/**
+ * Handles DescribeGroups v0-5 (v3 answers the authorized operations when
+ * asked: all of a group's, as yak has no ACLs; v4 the members' group
+ * instance ids; v5 is flexible).
+ */
 export function describeGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
   const names = r.stringArray();
-  if (v >= 3) r.bool();
+  const operations = v >= 3 && r.bool() ? AUTHORIZED_OPERATIONS.group : AUTHORIZED_OPERATIONS.notAsked;
   if (v >= 1) w.int32(0);
   w.array(names, (w, name) => {
+    let error = 0;
     try {
       const g = ctx.services.groups.describe(name);
       // A group nobody has joined: state Dead (or Empty, with commits) and no protocol type, as Kafka answers.
@@ -335,8 +380,10 @@ export function describeGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): v
         w.string(m.clientId).string(m.host).nullableBytes(m.metadata).nullableBytes(m.assignment);
       });
     } catch (err) {
-      w.int16(groupErrorOf(err)).string(name).string("Dead").string("").string("").array([], () => {});
+      error = groupErrorOf(err);
+      w.int16(error).string(name).string("Dead").string("").string("").array([], () => {});
     }
-    if (v >= 3) w.int32(-2147483648);
+    // As Kafka: the operations of a group described without an error.
+    if (v >= 3) w.int32(error === 0 ? operations : AUTHORIZED_OPERATIONS.notAsked);
   });
 }

@@ -3,15 +3,19 @@
  * leader. yak has one leader for the whole cluster (the lease holder), so it
  * leads every partition; replicas are all brokers, and the in-sync set is the
  * lease's. Topics are created on first use, as Kafka's
- * `auto.create.topics.enable` does, when the client allows it.
+ * `auto.create.topics.enable` does, when the client allows it. Each topic
+ * has an id (see src/broker/topic_id.ts), answered from v10 and asked by
+ * from v12.
  *
  * @module
  */
 import { YakError } from "../errors.ts";
 import { checkTopicName } from "../log/names.ts";
+import { isZeroTopicId, topicIdBytes, topicIdOfBytes } from "../broker/topic_id.ts";
+import { AUTHORIZED_OPERATIONS } from "./authorized_operations.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
-import type { Writer } from "./wire.ts";
+import type { Reader, Writer } from "./wire.ts";
 
 /** The cluster id Metadata (v2+) and DescribeCluster answer. */
 export const KAFKA_CLUSTER_ID = "yak";
@@ -49,25 +53,45 @@ export function kafkaBrokers(ctx: KafkaContext): { brokers: KafkaBroker[]; leade
   return { brokers: [...out.values()].sort((a, b) => a.nodeId - b.nodeId), leaderId, isr: view.isr };
 }
 
-/** Handles Metadata v0-9 (v9 is flexible). */
+/** A topic a Metadata request names: by name, or (v12) by id (v10+ carry an id, all zero for none). */
+interface AskedTopic {
+  id: Uint8Array | null;
+  name: string | null;
+}
+
+/** One topic of a Metadata answer (the name is null only for an id no topic has, v12). */
+interface TopicAnswer {
+  name: string | null;
+  id: string | null;
+  error: number;
+  partitions: number;
+}
+
+/**
+ * Handles Metadata v0-12: v9 is flexible, v10 answers each topic's id, v11
+ * drops the cluster's authorized operations, v12 names topics by id (a name
+ * is then null for an id no topic has: UNKNOWN_TOPIC_ID).
+ */
 export async function metadata(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
+  const askedTopic = (r: Reader): AskedTopic =>
+    v >= 10 ? { id: r.uuid(), name: r.nullableString() } : { id: null, name: r.string() };
   // v0: an empty list means every topic; v1+: null does.
-  const names = v === 0 ? r.array((r) => r.string()) : r.nullableArray((r) => r.string());
+  const asked = v === 0 ? r.array(askedTopic, 2) : r.nullableArray(askedTopic, v >= 10 ? 18 : 2);
   const allowAutoCreate = v >= 4 ? r.bool() : true;
-  const all = names === null || (v === 0 && names.length === 0);
+  const clusterOperations = v >= 8 && v <= 10 ? r.bool() : false;
+  const topicOperations = v >= 8 ? r.bool() : false;
   const s = ctx.services;
 
-  const topics: { name: string; error: number; partitions: number }[] = [];
-  if (all) {
-    for (const [name, n] of Object.entries(s.view().topics)) topics.push({ name, error: 0, partitions: n });
+  const topics: TopicAnswer[] = [];
+  if (asked === null || (v === 0 && asked.length === 0)) {
+    for (const [name, n] of Object.entries(s.view().topics)) {
+      topics.push({ name, id: s.topics.topicId(name), error: 0, partitions: n });
+    }
   } else {
-    for (const name of names!) topics.push(await describeOne(ctx, name, allowAutoCreate));
+    for (const t of asked) topics.push(await describeAsked(ctx, t, v, allowAutoCreate));
   }
   const { brokers, leaderId, isr } = kafkaBrokers(ctx);
-  const replicas = brokers.map((b) => b.nodeId);
-  const epoch = s.view().epoch;
-
   if (v >= 3) w.int32(0);
   w.array(brokers, (w, b) => {
     w.int32(b.nodeId).string(b.host).int32(b.port);
@@ -75,19 +99,62 @@ export async function metadata(ctx: KafkaContext, req: ApiRequest, w: Writer): P
   });
   if (v >= 2) w.nullableString(KAFKA_CLUSTER_ID);
   if (v >= 1) w.int32(leaderId);
+  const partition = { leaderId, replicas: brokers.map((b) => b.nodeId), isr, epoch: s.view().epoch };
   w.array(topics, (w, t) => {
-    w.int16(t.error).string(t.name);
+    w.int16(t.error);
+    if (v >= 12) w.nullableString(t.name);
+    else w.string(t.name ?? "");
+    if (v >= 10) w.uuid(t.id === null ? null : topicIdBytes(t.id));
     if (v >= 1) w.bool(false);
-    const parts = Array.from({ length: t.partitions }, (_, i) => i);
-    w.array(parts, (w, p) => {
-      w.int16(leaderId === -1 ? KAFKA.LEADER_NOT_AVAILABLE : 0).int32(p).int32(leaderId);
-      if (v >= 7) w.int32(epoch);
-      w.int32Array(replicas).int32Array(isr.filter((id) => replicas.includes(id)));
-      if (v >= 5) w.int32Array([]);
-    });
-    if (v >= 8) w.int32(-2147483648); // authorized operations: not computed
+    writePartitions(w, v, t.partitions, partition);
+    if (v >= 8) {
+      w.int32(topicOperations && t.error === 0 ? AUTHORIZED_OPERATIONS.topic : AUTHORIZED_OPERATIONS.notAsked);
+    }
   });
-  if (v >= 8) w.int32(-2147483648);
+  if (v >= 8 && v <= 10) w.int32(clusterOperations ? AUTHORIZED_OPERATIONS.cluster : AUTHORIZED_OPERATIONS.notAsked);
+}
+
+/** A topic's partitions, each led by the cluster's one leader and held by every broker. */
+function writePartitions(
+  w: Writer,
+  v: number,
+  count: number,
+  p: { leaderId: number; replicas: number[]; isr: readonly number[]; epoch: number },
+): void {
+  const parts = Array.from({ length: count }, (_, i) => i);
+  w.array(parts, (w, index) => {
+    w.int16(p.leaderId === -1 ? KAFKA.LEADER_NOT_AVAILABLE : 0).int32(index).int32(p.leaderId);
+    if (v >= 7) w.int32(p.epoch);
+    w.int32Array(p.replicas).int32Array(p.isr.filter((id) => p.replicas.includes(id)));
+    if (v >= 5) w.int32Array([]);
+  });
+}
+
+/**
+ * One asked topic. By id (v12): the topic with it, never created on use.
+ * v10 and v11 carry the fields but, as in Kafka, may not use them (a null
+ * name or an id there is INVALID_REQUEST).
+ */
+async function describeAsked(
+  ctx: KafkaContext,
+  t: AskedTopic,
+  v: number,
+  allowAutoCreate: boolean,
+): Promise<TopicAnswer> {
+  const topics = ctx.services.topics;
+  const byId = t.id !== null && !isZeroTopicId(t.id);
+  if (v < 12 && (byId || t.name === null)) {
+    return { name: t.name, id: null, error: KAFKA.INVALID_REQUEST, partitions: 0 };
+  }
+  if (!byId && t.name === null) return { name: null, id: null, error: KAFKA.INVALID_REQUEST, partitions: 0 };
+  if (byId) {
+    const id = topicIdOfBytes(t.id!);
+    const name = topics.topicById(id);
+    if (name === null) return { name: null, id, error: KAFKA.UNKNOWN_TOPIC_ID, partitions: 0 };
+    return { ...await describeOne(ctx, name, false), id };
+  }
+  const found = await describeOne(ctx, t.name!, allowAutoCreate);
+  return { ...found, id: found.error === 0 ? topics.topicId(t.name!) : null };
 }
 
 async function describeOne(

@@ -27,6 +27,7 @@ async function createOrAlter(s: BrokerServices, req: Request, mode: "create" | "
     topic,
     partitions: s.partitions.partitionCount(topic),
     configs: s.topics.configs(topic),
+    topicId: s.topics.topicId(topic), // not `id`: a reply's id is its request's (the frame's correlation id)
     replicas: s.view().brokers.length,
   };
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { DEFAULTS } from "../config.ts";
-import { toYakError, YakError } from "../errors.ts";
+import { assert, toYakError, YakError } from "../errors.ts";
 import { withAttachment } from "./frame.ts";
 import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
 import {
@@ -66,12 +66,14 @@ export interface Server {
 
 /**
  * Serializes a reply into a frame, splicing raw JSON replies in as they are.
+ * A reply may not carry its own `id` or `ok` (INTERNAL): those are the frame's.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { encodeReply } from "./server.ts";
  * assert.equal(encodeReply(7, { offset: 3 }), '{"id":7,"ok":true,"offset":3}');
+ * assert.throws(() => encodeReply(7, { id: "t-1" }), /may not set "id"/); // it would hide the frame's id
  * ```
  */
 export function encodeReply(id: number | null, reply: Reply): string {
@@ -79,6 +81,9 @@ export function encodeReply(id: number | null, reply: Reply): string {
     const frame = reply.fields.length === 0 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${reply.fields}}`;
     return reply.attachment ? withAttachment(frame, reply.attachmentBytes) : frame;
   }
+  // A reply's own `id` or `ok` would follow the frame's and win in JSON.parse: the client, its correlation id
+  // gone, would wait out its timeout. Refused here, so the client gets an error at once.
+  assert(!("id" in reply) && !("ok" in reply), `a reply may not set "id" or "ok" (${Object.keys(reply).join(",")})`);
   const body = JSON.stringify(reply);
   return body.length <= 2 ? `{"id":${id},"ok":true}` : `{"id":${id},"ok":true,${body.slice(1)}`;
 }

@@ -480,6 +480,38 @@ function renderTimeline(entries) {
   }));
 }
 
+// ---- transactions
+
+function renderTransactions(leaderView) {
+  const box = $("transactions");
+  const open = leaderView?.transactions ?? [];
+  if (open.length === 0) {
+    box.replaceChildren(el("p", { class: "empty" }, "none open"));
+    return;
+  }
+  const now = Date.now();
+  const row = (t) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, t.id),
+      el("td", {}, t.state),
+      el("td", {}, `${t.producer} epoch ${t.epoch}`),
+      el("td", { class: "num" }, `${(Math.max(0, now - t.startedAt) / 1000).toFixed(1)} s`),
+      el("td", { class: "num" }, `${(t.timeoutMs / 1000).toFixed(1)} s`),
+      el("td", {}, t.partitions.join(", ")),
+    );
+  const head = ["transactional id", "state", "producer", "open for", "timeout", "partitions"];
+  box.replaceChildren(
+    el(
+      "table",
+      {},
+      el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...open.map(row)),
+    ),
+  );
+}
+
 // ---- the whole page
 
 /** The last snapshot's parts, for what re-renders between updates (the topic filter). */
@@ -503,6 +535,7 @@ function render(snap) {
   renderChart($("chart-consume"), "consumed", snap.rates, (p) => p.consume, now);
   renderPartitions(status, leaderView, viewById);
   renderGroups(leaderView);
+  renderTransactions(leaderView);
   renderTimeline(snap.timeline);
   document.body.dataset.seq = String(snap.seq);
 }
