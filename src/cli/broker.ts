@@ -134,7 +134,7 @@ interface BrokerCliOptions {
 }
 
 /** A running broker and its metrics server. */
-interface RunningBroker {
+export interface RunningBroker {
   broker: Broker;
   http: HttpServer | null;
 }
@@ -160,6 +160,17 @@ export async function brokerCommand(args: string[]): Promise<number> {
     throw refused;
   }
   return 0;
+}
+
+/**
+ * Starts a broker from `yak broker` flags, with the command's defaults and
+ * checks, but without waiting for a signal: startCluster (src/embed/) runs
+ * brokers in its own process this way. Stop it with `broker.stop()` (and
+ * `http?.close()`).
+ */
+export async function startBrokerFromFlags(args: string[]): Promise<RunningBroker> {
+  const { values } = parse("broker", args, FLAGS);
+  return await startBroker(brokerOptionsOf(values));
 }
 
 /** The flags, checked, with their defaults. */
