@@ -13,6 +13,7 @@ import { logsCommand } from "./src/cli/logs.ts";
 import { produceCommand } from "./src/cli/produce.ts";
 import { statusCommand } from "./src/cli/status.ts";
 import { topicsCommand } from "./src/cli/topics.ts";
+import { transactionsCommand } from "./src/cli/transactions.ts";
 import { zookeeperCommand } from "./src/cli/zookeeper.ts";
 import { applySecurityFlags } from "./src/cli/security_flags.ts";
 import { nearest } from "./src/cli/args.ts";
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   status: statusCommand,
   topics: topicsCommand,
   groups: groupsCommand,
+  transactions: transactionsCommand,
   logs: logsCommand,
 };
 
@@ -46,6 +48,7 @@ usage: yak <command> [flags]    (yak <command> --help for its flags)
   status      brokers, leader, epoch, topics, offsets, lag
   topics      create, list, describe, add partitions, delete, configs
   groups      list, describe, reset offsets, delete consumer groups
+  transactions  transactional ids and their open transactions
   logs        read the operation logs
 
 every command also takes --auth-token T (or YAK_AUTH_TOKEN) and, for TLS,

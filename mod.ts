@@ -1,6 +1,7 @@
 /**
- * yak as a library: the producer and consumer the CLI uses, the broker and
- * zookeeper, and the partition log underneath.
+ * yak as a library: a whole cluster for tests ({@link startCluster}), the
+ * producer and consumer the CLI uses, the broker and zookeeper, and the
+ * partition log underneath.
  *
  * @example
  * ```ts ignore
@@ -13,6 +14,12 @@
  *
  * @module
  */
+export {
+  type EmbeddedCluster,
+  type EmbeddedTopic,
+  startCluster,
+  type StartClusterOptions,
+} from "./src/embed/start_cluster.ts";
 export { type Acknowledgement, Producer, type ProducerOptions } from "./src/client/producer.ts";
 export { Consumer, type ConsumerOptions, type PartitionRecords, type StartOffset } from "./src/client/consumer.ts";
 export { type Bootstrap, findLeader } from "./src/client/discovery.ts";

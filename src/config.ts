@@ -234,6 +234,47 @@ export const DEFAULTS = {
   /** A member silent this long is removed and the group rebalances (`yak consume --session-timeout-ms`). */
   groupSessionTimeoutMs: 10_000,
 
+  // Transactions (the coordinator runs on the leader; its state is in `__cluster`).
+  /**
+   * The longest transaction timeout a producer may ask for (Kafka's
+   * transaction.max.timeout.ms, 15 min; `--transaction-max-timeout-ms`): an
+   * open transaction holds every read_committed consumer of its partitions
+   * at its first offset until it ends, so an abandoned one must end within it.
+   */
+  transactionMaxTimeoutMs: 900_000,
+  /** The timeout a transaction gets when the producer asks for none (Kafka's client default, 1 min). */
+  transactionDefaultTimeoutMs: 60_000,
+  /** How often the coordinator looks for transactions past their timeout (Kafka: every 10 s). */
+  transactionCheckMs: 100,
+  /**
+   * Transactional ids the coordinator keeps: each is a record in every
+   * snapshot of `__cluster` and an entry in every replica's memory.
+   * Flink and Kafka Streams make one per task, so a few thousand is normal;
+   * past this a new id is refused (Kafka's error 44, POLICY_VIOLATION).
+   */
+  maxTransactionalIds: 10_000,
+  /**
+   * An id with no transaction open and no change for this long is forgotten
+   * (Kafka's transactional.id.expiration.ms, 7 days): its next InitProducerId
+   * gets a new producer id.
+   */
+  transactionalIdExpirationMs: 7 * 24 * 3600 * 1000,
+  /** Transactions open at once: each holds back the last stable offset of its partitions. */
+  maxOpenTransactions: 1_000,
+  /**
+   * Partitions one transaction may write to: its commit writes a marker into
+   * each, and its state (rewritten in `__cluster` at every change) names them all.
+   */
+  maxPartitionsPerTransaction: 1_000,
+  /** Group offsets one transaction may carry (TxnOffsetCommit), over all its groups. */
+  maxOffsetsPerTransaction: 10_000,
+  /**
+   * Bytes of one transactional id's state as stored (its partitions and
+   * offsets; a `__cluster` record is rewritten whole at each change, so this
+   * bounds the metadata log's growth per request too).
+   */
+  maxTransactionStateBytes: 1024 * 1024,
+
   // Web console and metrics (HTTP).
   /** `yak cluster` serves the console here and broker N's /metrics on consoleHttpPort + N. */
   consoleHttpPort: 8080,

@@ -63,6 +63,21 @@ export type ErrorCode =
   | "GROUP_SUBSCRIBED_TO_TOPIC"
   /** A static member's old member id: another process joined since under the same group instance id (KIP-345). */
   | "FENCED_INSTANCE_ID"
+  // Transactions (KIP-98).
+  /** A transactional producer's epoch is stale: another producer initialized the same transactional id since. */
+  | "PRODUCER_FENCED"
+  /** A transactional request out of turn: a batch outside its transaction, an end with none open. */
+  | "INVALID_TXN_STATE"
+  /** A transactional id's request under a producer id that is not the id's. */
+  | "INVALID_PRODUCER_ID_MAPPING"
+  /** A transaction timeout above the broker's maximum (transaction.max.timeout.ms) or below 1 ms. */
+  | "INVALID_TRANSACTION_TIMEOUT"
+  /** The id's previous transaction is still being completed (its markers): retry shortly. */
+  | "CONCURRENT_TRANSACTIONS"
+  /** A group's offsets are part of a transaction not decided yet (read_committed offset fetch): retry shortly. */
+  | "UNSTABLE_OFFSET_COMMIT"
+  /** A limit of the transaction coordinator (ids, open transactions, partitions or bytes of one). */
+  | "POLICY_VIOLATION"
   /** A broken invariant inside yak (a bug): never retried, always logged. */
   | "INTERNAL";
 
@@ -108,6 +123,8 @@ export const RETRIABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   // acks=all while the in-sync set is below min.insync.replicas: a follower may come back.
   "NOT_ENOUGH_REPLICAS",
   "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+  "CONCURRENT_TRANSACTIONS",
+  "UNSTABLE_OFFSET_COMMIT",
 ]);
 
 /**

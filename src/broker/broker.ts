@@ -28,10 +28,11 @@ import { Scrubber } from "./scrubber.ts";
 import type { BrokerServices, ClientRegistry, ClusterView } from "./services.ts";
 import { TopicAdmin } from "./topic_admin.ts";
 import { TopicStore } from "./topic_store.ts";
+import { TxnCoordinator } from "./txn_coordinator.ts";
 import { ZkThread } from "./zk_thread.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
 import type { Damage, Fence, LogOptions, PartitionLog, ReadResult } from "../log/partition_log.ts";
-import type { BrokerStatus, DamageStatus, FencedStatus } from "../protocol/status.ts";
+import type { BrokerStatus, DamageStatus, FencedStatus, TransactionStatus } from "../protocol/status.ts";
 import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
 import { monotonicMs } from "../clock.ts";
 
@@ -187,6 +188,7 @@ export class Broker implements BrokerContext {
       partitions,
       topics,
       groups,
+      transactions: new TxnCoordinator(this, partitions, groups),
       producerIds: this.producerIds,
       clients: this.#clientRegistry(),
       replication: new Replication(this, partitions),
@@ -573,7 +575,23 @@ export class Broker implements BrokerContext {
       ...(this.#fenced.length > 0 ? { fenced: [...this.#fenced] } : {}),
       traffic: this.metrics.traffic(),
       ...(this.opts.listeners ? { listeners: this.opts.listeners } : {}),
+      ...this.#openTransactions(l !== null),
     };
+  }
+
+  /** The open transactions, as status shows them (the leader's view: a follower's may lag). */
+  #openTransactions(leading: boolean): { transactions?: TransactionStatus[] } {
+    if (!leading) return {};
+    const open = this.services.transactions.describe().filter((t) => t.startedAt >= 0).map((t) => ({
+      id: t.id,
+      state: t.state,
+      producer: t.producer,
+      epoch: t.epoch,
+      startedAt: t.startedAt,
+      timeoutMs: t.timeoutMs,
+      partitions: t.partitions.map((tp) => `${tp.topic}/${tp.partition}`),
+    }));
+    return open.length > 0 ? { transactions: open } : {};
   }
 
   #metricsText(groups: GroupCoordinator): string {
@@ -691,6 +709,8 @@ export class Broker implements BrokerContext {
       previous.stop(new YakError("NOT_LEADER", `broker ${this.opts.id} leads epoch ${lease.epoch} now`));
     }
     this.#retention.start();
+    // Transactions the old leader decided are completed; open ones are timed from now.
+    this.services.transactions.lead();
     this.log.write("became_leader", {
       epoch: lease.epoch,
       isr: lease.isr,
@@ -710,6 +730,7 @@ export class Broker implements BrokerContext {
     const steppedDown = new YakError("NOT_LEADER", `broker ${this.opts.id} stepped down in epoch ${lease.epoch}`);
     this.#leaderState?.stop(steppedDown);
     this.services.groups.reset(steppedDown);
+    this.services.transactions.reset();
     await this.#retention.stop();
     this.#leaderState = null;
     await this.#fetcher?.stop();
@@ -794,6 +815,7 @@ export class Broker implements BrokerContext {
     );
     this.#leaderState?.stop(gone);
     this.services.groups.reset(gone);
+    this.services.transactions.reset();
     await this.#retention.stop();
     await this.#transition;
     await this.#fetcher?.stop();

@@ -193,6 +193,7 @@ export class Compactor {
     ref.log.notePurging(d.purgeBelow);
     this.#b.log.write("log_cleaning", { partition: ref.key, to: d.to, purgeBelow: d.purgeBelow });
     const run = await cleanLog(ref.log, cleaning, {
+      aborted: this.#b.store.meta.abortedIn(ref.key, 0, d.to),
       keyMapBytes: DEFAULTS.cleanerKeyMapBytes,
       indexIntervalBytes: this.#b.opts.indexIntervalBytes,
       pause: pacer(this.#b.opts.cleanerIoBytesPerSec ?? DEFAULTS.cleanerIoBytesPerSec, () => this.#stopped),
@@ -267,8 +268,11 @@ export class Compactor {
     const prevTo = prev?.to ?? 0;
     const now = Date.now();
     const horizonMs = Math.max(prev?.horizonMs ?? 0, now - cfg.deleteRetentionMs);
+    // Never past an undecided transaction (the last stable offset): its records may yet be aborted.
+    const stable = Math.min(log.highWatermark, this.#b.store.meta.firstOpenOffset(ref.key));
     const { to, dirty, clean, oldestDirtyMs } = await cleanable(
       log,
+      stable,
       prevTo,
       cfg.minCompactionLagMs > 0 ? now - cfg.minCompactionLagMs : Infinity,
       cfg.maxCompactionLagMs < Infinity,
@@ -323,7 +327,8 @@ export class Compactor {
 
 /**
  * Where a new cleaning of `log` could end: the end of the closed segments
- * from the start that lie below the high watermark and whose newest record
+ * from the start that lie below `stable` (the high watermark, and the first
+ * offset an undecided transaction may hold) and whose newest record
  * is older than `newestBeforeMs` (min.compaction.lag.ms; a segment's file was
  * last written with its newest record); their bytes below and above
  * `cleanedTo`, and (with `oldest`, for max.compaction.lag.ms) when the
@@ -331,6 +336,7 @@ export class Compactor {
  */
 async function cleanable(
   log: PartitionLog,
+  stable: number,
   cleanedTo: number,
   newestBeforeMs: number,
   oldest: boolean,
@@ -342,7 +348,7 @@ async function cleanable(
   let oldestDirtyMs = Infinity;
   for (const seg of log.closedSegments()) {
     const end = bases[bases.indexOf(seg.base) + 1];
-    if (end === undefined || end > log.highWatermark) break;
+    if (end === undefined || end > stable) break;
     const timed = newestBeforeMs < Infinity || (oldest && seg.base >= cleanedTo && oldestDirtyMs === Infinity);
     const mtime = timed ? (await Deno.stat(seg.dataPath).catch(() => null))?.mtime?.getTime() : 0;
     // One that cannot be looked at is left for the next look: never cleaned on a guess.

@@ -58,6 +58,8 @@ export interface BrokerOptions {
   /** What all groups' members may hold in the coordinator together, in bytes (`--max-group-state-bytes`). */
   maxGroupStateBytes: number;
   requestTimeoutMs: number;
+  /** The longest transaction timeout a producer may ask for (Kafka's transaction.max.timeout.ms). */
+  transactionMaxTimeoutMs?: number;
   /** acks=all needs at least this many brokers in the in-sync set (Kafka's min.insync.replicas). */
   minInsyncReplicas: number;
   /** Cluster defaults of the topic configs retention.ms, retention.bytes and segment.ms (-1: no limit). */

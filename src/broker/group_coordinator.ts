@@ -985,6 +985,21 @@ export class GroupCoordinator {
     return out;
   }
 
+  /**
+   * Checks that a member may commit for its group now, as {@link commit}
+   * checks it: the transaction coordinator's TxnOffsetCommit names one.
+   */
+  checkCommitter(
+    group: string,
+    member: { memberId: string; generation: number; groupInstanceId: string | null },
+  ): void {
+    this.#leading();
+    const { g } = this.#member(group, member.memberId, member.generation, member.groupInstanceId);
+    if (g.state === "CompletingRebalance") {
+      throw new YakError("REBALANCE_IN_PROGRESS", `group '${group}' is assigning partitions; commit after it`);
+    }
+  }
+
   /** The group's committed offsets in a topic, by partition. */
   committed(group: string, topic: string): Record<string, number> {
     return Object.fromEntries(this.#b.store.meta.groups.get(group)?.get(topic) ?? []);

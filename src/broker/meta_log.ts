@@ -33,6 +33,8 @@ export async function appendMeta(b: BrokerContext, op: MetaOp): Promise<number> 
     ? op.topic
     : op.op === "snapshot" || op.op === "producer_ids"
     ? op.op
+    : op.op === "txn"
+    ? `txn:${op.id}`
     : op.group;
   const log = b.store.clusterLog;
   const appended = log.append(
@@ -66,13 +68,23 @@ export async function appendMeta(b: BrokerContext, op: MetaOp): Promise<number> 
  * ```
  */
 export function snapshotAtLogEnd(b: BrokerContext): SnapshotOp {
-  const applied = b.store.meta.snapshot();
   const pending = unapplied.get(b.store.clusterLog);
-  if (!pending || pending.size === 0) return applied;
-  const state = new Metadata();
-  state.apply(applied);
-  for (const { op } of pending) state.apply(op);
-  return state.snapshot();
+  let snap = b.store.meta.snapshot();
+  if (pending && pending.size > 0) {
+    const state = new Metadata();
+    state.apply(snap);
+    for (const { op } of pending) state.apply(op);
+    snap = state.snapshot();
+  }
+  // An aborted transaction whose records retention deleted is no reader's concern any more: the
+  // aborted index stays as long as the partitions' records, no longer.
+  for (const [key, list] of Object.entries(snap.aborted ?? {})) {
+    const log = b.store.byKey(key)?.log;
+    const kept = log ? list.filter(([, , last]) => last >= log.logStartOffset) : [];
+    if (kept.length > 0) snap.aborted![key] = kept;
+    else delete snap.aborted![key];
+  }
+  return snap;
 }
 
 /**

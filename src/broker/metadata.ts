@@ -49,6 +49,10 @@ export interface SnapshotOp {
   /** What commits said beside their offsets, where they said anything (same nesting as `groups`). */
   commitInfo?: Record<string, Record<string, Record<string, CommitInfo>>>;
   producerIds?: ProducerIdsState;
+  /** Transactional ids and their transactions (see {@link TxnOp}). */
+  txns?: Record<string, TxnMeta>;
+  /** Aborted transactions by partition key: [producer number, first offset, marker offset]. */
+  aborted?: Record<string, [number, number, number][]>;
 }
 
 /** What the producer-id records add up to. */
@@ -101,6 +105,51 @@ export interface OffsetDeleteOp {
 }
 
 /**
+ * Where a transactional id's transaction stands: Kafka's states. `Ongoing`
+ * from its first partition; `PrepareCommit`/`PrepareAbort` once the
+ * coordinator decided (the markers are being written); `Complete*` once
+ * every marker is in.
+ */
+export type TxnStateName = "Empty" | "Ongoing" | "PrepareCommit" | "PrepareAbort" | "CompleteCommit" | "CompleteAbort";
+
+/** A transaction's states in which its partitions are not decided yet (the last stable offset waits for it). */
+export const OPEN_TXN_STATES: ReadonlySet<TxnStateName> = new Set(["Ongoing", "PrepareCommit", "PrepareAbort"]);
+
+/** An offset a TxnOffsetCommit sent: [offset, metadata, leader epoch]. */
+export type TxnOffset = [number, string, number];
+
+/** A transactional id as the coordinator keeps it in `__cluster`. */
+export interface TxnMeta {
+  /** The producer's stored number (its `p<n>`): the secret id is derived from it by the leader, never stored. */
+  producer: number;
+  epoch: number;
+  timeoutMs: number;
+  state: TxnStateName;
+  /** Partition key ("t/0") -> the partition's log end when it joined: the transaction's records lie at or after it. */
+  partitions: Record<string, number>;
+  /** Groups added (AddOffsetsToTxn), and the offsets sent for them: group -> topic -> partition -> offset. */
+  groups?: string[];
+  offsets?: Record<string, Record<string, Record<string, TxnOffset>>>;
+  /** Wall-clock ms the open transaction started (0 when none is open), and of the last change. */
+  startedAt: number;
+  updatedAt: number;
+}
+
+/**
+ * A transactional id's new state (null: expired, forgotten). With `commit`,
+ * the transaction's group offsets become the groups' commits in the same
+ * step; with `aborted`, each partition's aborted range ([first offset, marker
+ * offset]) joins the aborted index that read_committed fetches answer with.
+ */
+export interface TxnOp {
+  op: "txn";
+  id: string;
+  txn: TxnMeta | null;
+  commit?: Record<string, Record<string, Record<string, TxnOffset>>>;
+  aborted?: Record<string, [number, number]>;
+}
+
+/**
  * A cleaning of a compacted partition, as the leader decided it (see
  * src/broker/compactor.ts and src/log/cleaner.ts): every replica carries it
  * out on its copy. `at` is the leader's clock when it decided.
@@ -129,7 +178,15 @@ export type MetaOp =
   | TopicDeleteOp
   | SnapshotOp
   | ProducerIdsOp
+  | TxnOp
   | CleanOp;
+
+/** An aborted transaction in one partition: the producer's number, its first offset and its marker's. */
+export interface AbortedTxn {
+  producer: number;
+  first: number;
+  last: number;
+}
 
 /** A topic as metadata knows it. */
 export interface TopicMeta {
@@ -184,6 +241,14 @@ export class Metadata {
   readonly commitInfo = new Map<string, Map<string, Map<number, CommitInfo>>>();
   /** Producer ids reserved so far, and the key that makes them; null until the first is issued. */
   producerIds: ProducerIdsState | null = null;
+  /** Transactional id -> its producer and transaction. */
+  readonly txns = new Map<string, TxnMeta>();
+  /** Producer number -> the transactional id it belongs to. */
+  readonly txnOfProducer = new Map<number, string>();
+  /** Partition key -> transactional id -> where its open transaction's records start there. */
+  readonly openTxns = new Map<string, Map<string, number>>();
+  /** Partition key -> its aborted transactions, in marker order. */
+  readonly aborted = new Map<string, AbortedTxn[]>();
 
   apply(op: MetaOp): void {
     if (op.op === "topic") {
@@ -200,7 +265,12 @@ export class Metadata {
         id: op.id ?? old?.id,
         ...(old?.cleaned ? { cleaned: old.cleaned } : {}),
       });
+    } else if (op.op === "txn") {
+      this.#applyTxn(op);
     } else if (op.op === "topic_delete") {
+      for (const map of [this.openTxns, this.aborted]) {
+        for (const key of map.keys()) if (key.slice(0, key.lastIndexOf("/")) === op.topic) map.delete(key);
+      }
       this.topics.delete(op.topic);
       for (const byTopic of this.groups.values()) byTopic.delete(op.topic);
       for (const byTopic of this.commitInfo.values()) byTopic.delete(op.topic);
@@ -218,6 +288,10 @@ export class Metadata {
         for (const [topic, info] of Object.entries(byTopic)) this.#setInfo(group, topic, info, Object.keys(info));
       }
       if (op.producerIds) this.producerIds = { ...op.producerIds };
+      for (const [id, txn] of Object.entries(op.txns ?? {})) this.#applyTxn({ op: "txn", id, txn });
+      for (const [key, list] of Object.entries(op.aborted ?? {})) {
+        this.aborted.set(key, list.map(([producer, first, last]) => ({ producer, first, last })));
+      }
     } else if (op.op === "producer_ids") {
       // Reserved blocks only grow, and the first key stays: ids issued under it must stay valid.
       this.producerIds = {
@@ -257,6 +331,69 @@ export class Metadata {
       at: Math.max(old?.at ?? 0, op.at),
     };
     t.cleaned = { ...t.cleaned, [p]: merged };
+  }
+
+  /** A transactional id's new state, with the commits or aborted ranges its completion brings. */
+  #applyTxn(op: TxnOp): void {
+    const old = this.txns.get(op.id);
+    if (old) {
+      for (const key of Object.keys(old.partitions)) this.openTxns.get(key)?.delete(op.id);
+      if (old.producer !== op.txn?.producer) this.txnOfProducer.delete(old.producer);
+    }
+    if (op.txn === null) this.txns.delete(op.id);
+    else {
+      const txn = structuredClone(op.txn);
+      this.txns.set(op.id, txn);
+      this.txnOfProducer.set(txn.producer, op.id);
+      if (OPEN_TXN_STATES.has(txn.state)) {
+        for (const [key, start] of Object.entries(txn.partitions)) {
+          let open = this.openTxns.get(key);
+          if (!open) this.openTxns.set(key, open = new Map());
+          open.set(op.id, start);
+        }
+      }
+    }
+    for (const [group, byTopic] of Object.entries(op.commit ?? {})) {
+      for (const [topic, parts] of Object.entries(byTopic)) {
+        const offsets = Object.fromEntries(Object.entries(parts).map(([p, [off]]) => [p, off]));
+        const info = Object.fromEntries(Object.entries(parts).map(([p, [, m, e]]) => [p, { m, e }]));
+        this.apply({ op: "commit", group, topic, offsets, info });
+      }
+    }
+    for (const [key, [first, last]] of Object.entries(op.aborted ?? {})) {
+      let list = this.aborted.get(key);
+      if (!list) this.aborted.set(key, list = []);
+      // Kept sorted by marker offset (two transactions' completions may land in the other order than their markers).
+      let at = list.length;
+      while (at > 0 && list[at - 1].last > last) at--;
+      list.splice(at, 0, { producer: op.txn?.producer ?? -1, first, last });
+    }
+  }
+
+  /** The first offset of a partition that an open transaction may still hold (Infinity: none). */
+  firstOpenOffset(key: string): number {
+    let first = Infinity;
+    for (const start of this.openTxns.get(key)?.values() ?? []) first = Math.min(first, start);
+    return first;
+  }
+
+  /**
+   * A partition's aborted transactions that may hold records in [from, to).
+   * The list is sorted by `last`: a binary search finds the first that ends
+   * at or after `from`.
+   */
+  abortedIn(key: string, from: number, to: number): AbortedTxn[] {
+    const list = this.aborted.get(key) ?? [];
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].last < from) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: AbortedTxn[] = [];
+    for (let i = lo; i < list.length; i++) if (list[i].first < to) out.push(list[i]);
+    return out;
   }
 
   /** Removes the partitions' commits (and what they said); a topic, or a group, with none left goes too. */
@@ -305,6 +442,12 @@ export class Metadata {
     }
     if (Object.keys(commitInfo).length > 0) snap.commitInfo = commitInfo;
     if (this.producerIds) snap.producerIds = { ...this.producerIds };
+    if (this.txns.size > 0) snap.txns = structuredClone(Object.fromEntries(this.txns));
+    if (this.aborted.size > 0) {
+      snap.aborted = Object.fromEntries(
+        [...this.aborted].map(([key, list]) => [key, list.map((a) => [a.producer, a.first, a.last])]),
+      );
+    }
     return snap;
   }
 
@@ -313,6 +456,10 @@ export class Metadata {
     this.groups.clear();
     this.commitInfo.clear();
     this.producerIds = null;
+    this.txns.clear();
+    this.txnOfProducer.clear();
+    this.openTxns.clear();
+    this.aborted.clear();
   }
 
   /** Parses the ops stored in a chunk of `__cluster` lines (the op is each record's value). */

@@ -4,7 +4,7 @@
  * left with none is gone.
  */
 import assert from "node:assert/strict";
-import { Metadata, type MetaOp } from "./metadata.ts";
+import { Metadata, type MetaOp, type TxnMeta } from "./metadata.ts";
 
 Deno.test("offset_delete removes the partitions' commits and what they said; a group with none left is gone", () => {
   const ops: MetaOp[] = [
@@ -29,4 +29,72 @@ Deno.test("offset_delete removes the partitions' commits and what they said; a g
   later.apply(before.snapshot());
   for (const op of ops.slice(4)) later.apply(op);
   assert.deepEqual(later.snapshot(), replica.snapshot());
+});
+
+const open = (partitions: Record<string, number>, state: TxnMeta["state"] = "Ongoing"): TxnMeta => ({
+  producer: 7,
+  epoch: 2,
+  timeoutMs: 60_000,
+  state,
+  partitions,
+  startedAt: 1,
+  updatedAt: 1,
+});
+
+Deno.test("transaction records: the last stable offset waits for open transactions, and a snapshot keeps them", () => {
+  const meta = new Metadata();
+  meta.apply({ op: "txn", id: "a", txn: open({ "t/0": 10, "t/1": 3 }) });
+  meta.apply({ op: "txn", id: "b", txn: { ...open({ "t/0": 12 }), producer: 8 } });
+  assert.equal(meta.firstOpenOffset("t/0"), 10);
+  assert.equal(meta.firstOpenOffset("t/1"), 3);
+  assert.equal(meta.firstOpenOffset("t/2"), Infinity);
+  assert.equal(meta.txnOfProducer.get(7), "a");
+  // Decided: still open (the markers are being written).
+  meta.apply({ op: "txn", id: "a", txn: open({ "t/0": 10, "t/1": 3 }, "PrepareAbort") });
+  assert.equal(meta.firstOpenOffset("t/0"), 10);
+  meta.apply({
+    op: "txn",
+    id: "a",
+    txn: open({}, "CompleteAbort"),
+    aborted: { "t/0": [10, 20], "t/1": [3, 21] },
+  });
+  assert.equal(meta.firstOpenOffset("t/0"), 12, "b holds it now");
+  assert.equal(meta.firstOpenOffset("t/1"), Infinity);
+  assert.deepEqual(meta.abortedIn("t/0", 0, 100), [{ producer: 7, first: 10, last: 20 }]);
+  assert.deepEqual(meta.abortedIn("t/0", 21, 100), [], "ended before the read");
+  assert.deepEqual(meta.abortedIn("t/0", 0, 10), [], "starts after the read");
+  // A commit makes the transaction's offsets the group's commits, in the same step.
+  meta.apply({
+    op: "txn",
+    id: "b",
+    txn: { ...open({}, "CompleteCommit"), producer: 8 },
+    commit: { g: { t: { "0": [42, "m", 3] } } },
+  });
+  assert.equal(meta.groups.get("g")?.get("t")?.get(0), 42);
+  assert.deepEqual(meta.commitInfo.get("g")?.get("t")?.get(0), { m: "m", e: 3 });
+  assert.equal(meta.firstOpenOffset("t/0"), Infinity);
+  const copy = new Metadata();
+  meta.apply({ op: "txn", id: "c", txn: { ...open({ "t/2": 5 }), producer: 9 } });
+  copy.apply(meta.snapshot());
+  assert.deepEqual(copy.snapshot(), meta.snapshot());
+  assert.equal(copy.firstOpenOffset("t/2"), 5);
+  assert.deepEqual(copy.abortedIn("t/1", 0, 100), [{ producer: 7, first: 3, last: 21 }]);
+  // Deleting a topic drops its aborted ranges and open starts; an expired id is forgotten.
+  copy.apply({ op: "topic_delete", topic: "t" });
+  assert.equal(copy.firstOpenOffset("t/2"), Infinity);
+  assert.deepEqual(copy.abortedIn("t/1", 0, 100), []);
+  copy.apply({ op: "txn", id: "a", txn: null });
+  assert.equal(copy.txns.has("a"), false);
+  assert.equal(copy.txnOfProducer.has(7), false);
+});
+
+Deno.test("the aborted index stays sorted by marker offset, whichever transaction completes first", () => {
+  const meta = new Metadata();
+  const done = (producer: number): TxnMeta => ({ ...open({}, "CompleteAbort"), producer });
+  meta.apply({ op: "txn", id: "a", txn: done(1), aborted: { "t/0": [10, 30] } });
+  meta.apply({ op: "txn", id: "b", txn: done(2), aborted: { "t/0": [5, 20] } });
+  meta.apply({ op: "txn", id: "c", txn: done(3), aborted: { "t/0": [31, 40] } });
+  assert.deepEqual(meta.abortedIn("t/0", 0, 100).map((a) => a.last), [20, 30, 40]);
+  assert.deepEqual(meta.abortedIn("t/0", 25, 100).map((a) => a.producer), [1, 3]);
+  assert.deepEqual(meta.abortedIn("t/0", 21, 31).map((a) => a.producer), [1]);
 });

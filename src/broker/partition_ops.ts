@@ -13,7 +13,7 @@ import { monotonicMs, TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { assert, YakError } from "../errors.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
-import { encodeBatch, type RecordInput } from "../log/record.ts";
+import { type AbortedRange, encodeBatch, encodeMarker, type RecordInput } from "../log/record.ts";
 import type { BrokerContext } from "./context.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
@@ -21,6 +21,7 @@ import { RecordRules } from "./record_rules.ts";
 import { requireKeys } from "./compaction_config.ts";
 import { logAppendTimeOf, minInsyncReplicasOf } from "./topic_config.ts";
 import { CLUSTER_TOPIC } from "./metadata.ts";
+import { checkTransactionalAppend } from "./txn_coordinator.ts";
 
 /** A topic and one of its partitions. */
 export interface TopicPartition {
@@ -37,10 +38,12 @@ export interface ProducedBatch {
    * Checked here, for every codec: an id the cluster did not issue is refused.
    */
   producerId: bigint | null;
-  /** The producer epoch the id was issued with (0). */
+  /** The producer epoch: 0 for an idempotent producer, its transactional id's current epoch for a transactional one. */
   producerEpoch: number;
   /** Sequence of the first record (ignored without a producer). */
   baseSeq: number;
+  /** Part of the producer's open transaction (Kafka's transactional batch attribute); checked against it. */
+  transactional?: boolean;
 }
 
 /** -1 (all in-sync replicas), 1 (the leader), 0 (no answer). */
@@ -83,8 +86,12 @@ export interface ReadOptions {
   maxBytes: number;
   /** How long to wait for data when there is none. */
   maxWaitMs: number;
-  /** Consumers read up to the high watermark, followers up to the log end. */
-  upTo: "hw" | "logEnd";
+  /**
+   * Consumers read up to the high watermark (read_uncommitted), or to the
+   * last stable offset (read_committed: below every undecided transaction);
+   * followers up to the log end.
+   */
+  upTo: "hw" | "lso" | "logEnd";
   /** Answer at once, even without data, when this holds (a follower's high watermark is stale). */
   wakeIf?: () => boolean;
   /** Run after each wait; throws to end the poll (the reader's epoch went stale). */
@@ -103,6 +110,8 @@ export interface PartitionOffsets {
   logStart: number;
   highWatermark: number;
   logEnd: number;
+  /** The last stable offset: the high watermark, or the first offset an undecided transaction may hold. */
+  lastStable: number;
 }
 
 /**
@@ -137,6 +146,28 @@ interface Taken {
   bytes: number;
   /** See {@link AppendResult.logAppendTimeMs}. */
   logAppendTimeMs: number;
+}
+
+/** A retried batch's place: where it was stored before, with nothing to write. */
+function duplicateTaken(leader: LeaderState, key: string, minIsr: number, baseOffset: number, count: number): Taken {
+  // The original may still be queued for writing: acknowledge the retry only past the
+  // original's own end, which its failure would rewind (then the retry times out and is resent).
+  return {
+    leader,
+    key,
+    minIsr,
+    baseOffset,
+    endOffset: baseOffset + count,
+    duplicate: true,
+    done: null,
+    bytes: 0,
+    logAppendTimeMs: -1,
+  };
+}
+
+/** The epoch a transactional batch's lines carry, or null for any other batch. */
+function txnEpochOf(batch: ProducedBatch): number | null {
+  return batch.transactional ? batch.producerEpoch : null;
 }
 
 /**
@@ -181,6 +212,11 @@ export class PartitionOps {
     );
     for (const batch of batches) rules.validateBatch(batch.records);
     for (const batch of batches) requireKeys(tp.topic, b.store.meta.topics.get(tp.topic)?.configs, batch.records);
+    // Every batch's producer (id and epoch) is checked before any batch is appended, as its records are:
+    // a request holding a batch of a producer the cluster never issued stores nothing.
+    for (const batch of batches) {
+      if (batch.producerId !== null) b.producerIds.verify(batch.producerId, batch.producerEpoch);
+    }
     return batches.map((batch) => this.#appendChecked(tp, batch, acks, timeoutMs));
   }
 
@@ -324,23 +360,10 @@ export class PartitionOps {
     if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
     const { baseSeq } = batch;
     const count = batch.records.length;
-    const seen = producer === null ? null : b.producers.check(key, producer, baseSeq, count);
+    this.#checkTransaction(batch, producer, key);
+    const seen = producer === null ? null : b.producers.check(key, producer, baseSeq, count, batch.producerEpoch);
     if (seen?.kind === "outOfOrder" && acks !== 0) throw outOfOrder(producer!, baseSeq, count, key, seen.expected);
-    if (seen?.kind === "duplicate") {
-      return {
-        leader,
-        key,
-        minIsr,
-        baseOffset: seen.storedBaseOffset,
-        // The original may still be queued for writing: acknowledge the retry only past the
-        // original's own end, which its failure would rewind (then the retry times out and is resent).
-        endOffset: seen.storedBaseOffset + count,
-        duplicate: true,
-        done: null,
-        bytes: 0,
-        logAppendTimeMs: -1,
-      };
-    }
+    if (seen?.kind === "duplicate") return duplicateTaken(leader, key, minIsr, seen.storedBaseOffset, count);
     const fresh = batch.records;
     const epoch = leader.epoch;
     const ts = Date.now();
@@ -349,7 +372,7 @@ export class PartitionOps {
     const appended = log.append(
       epoch,
       fresh.length,
-      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq, appendTime),
+      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq, appendTime, txnEpochOf(batch)),
       // A failed write (this one or an earlier queued one) voids these offsets:
       // the producer's sequence goes back in the same synchronous step as the
       // log's rewind, never later, or a batch taken in between is stored twice.
@@ -358,7 +381,9 @@ export class PartitionOps {
     // Only offsets are needed from here on: while this waits for replicas,
     // the parsed records can already be collected.
     batch.records = [];
-    if (producer !== null) b.producers.record(key, producer, baseSeq, fresh.length, appended.baseOffset, acks === 0);
+    if (producer !== null) {
+      b.producers.record(key, producer, baseSeq, fresh.length, appended.baseOffset, acks === 0, batch.producerEpoch);
+    }
     return {
       leader,
       key,
@@ -370,6 +395,54 @@ export class PartitionOps {
       bytes: appended.bytes,
       logAppendTimeMs: appendTime ? ts : -1,
     };
+  }
+
+  /**
+   * Checks a batch against its producer's transaction as it stands now, in
+   * the step that takes the offsets: a batch taken after its transaction was
+   * decided (its markers may be in) is refused, never stored behind them.
+   */
+  #checkTransaction(batch: ProducedBatch, producer: string | null, key: string): void {
+    if (producer !== null) {
+      const transactional = batch.transactional === true;
+      checkTransactionalAppend(this.#b.store.meta, Number(producer.slice(1)), batch.producerEpoch, key, transactional);
+    } else if (batch.transactional) {
+      throw new YakError("INVALID_TXN_STATE", "a transactional batch needs its producer id");
+    }
+  }
+
+  /**
+   * Appends a transaction's marker (a control line: `producer`'s transaction
+   * committed or aborted) as the leader, in the partition's line like any
+   * batch, and resolves with its offset once the in-sync replicas hold it.
+   */
+  async appendMarker(
+    tp: TopicPartition,
+    producer: string,
+    pepoch: number,
+    commit: boolean,
+    timeoutMs: number,
+  ): Promise<number> {
+    const b = this.#b;
+    const key = `${tp.topic}/${tp.partition}`;
+    const turn = this.#inLine(key);
+    let appended: { baseOffset: number; done: Promise<void> };
+    let leader: LeaderState;
+    try {
+      await turn.ready;
+      leader = b.requireLeader();
+      if (!b.leaseValid()) throw this.#notLeader(b.leaseProblem());
+      const log = b.store.partition(tp.topic, tp.partition);
+      if (log.fenced) throw log.fenced;
+      const epoch = leader.epoch;
+      appended = log.append(epoch, 1, (base) => encodeMarker(base, epoch, Date.now(), producer, pepoch, commit));
+    } finally {
+      turn.done();
+    }
+    await appended.done;
+    leader.updateHw(key);
+    await leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
+    return appended.baseOffset;
   }
 
   #notLeader(why: string): YakError {
@@ -392,25 +465,31 @@ export class PartitionOps {
     const startedMs = performance.now();
     const reads = await this.#readPartitions(specs, o);
     const m = this.#b.metrics;
-    if (o.upTo === "hw") {
+    if (o.upTo !== "logEnd") {
       for (const { spec, read } of reads) {
         m.sent(spec.key.slice(0, spec.key.lastIndexOf("/")), read.count, read.byteLength);
       }
     } else {
       for (const { read } of reads) m.replicated(read.count, read.byteLength);
     }
-    m.fetchDone(o.upTo === "hw" ? "consumer" : "follower", (performance.now() - startedMs) / 1000);
+    m.fetchDone(o.upTo === "logEnd" ? "follower" : "consumer", (performance.now() - startedMs) / 1000);
     return reads;
   }
 
   async #readPartitions(specs: readonly ReadSpec[], o: ReadOptions): Promise<PartitionRead[]> {
     const b = this.#b;
     const deadline = monotonicMs() + o.maxWaitMs;
-    const endOf = (log: PartitionLog) => o.upTo === "hw" ? log.highWatermark : log.logEndOffset;
+    const meta = b.store.meta;
+    const endOf = (s: ReadSpec) =>
+      o.upTo === "hw"
+        ? s.log.highWatermark
+        : o.upTo === "lso"
+        ? Math.min(s.log.highWatermark, meta.firstOpenOffset(s.key))
+        : s.log.logEndOffset;
     while (true) {
       const out: PartitionRead[] = [];
       let budget = o.maxBytes;
-      const share = fairShare(o.maxBytes, specs.filter((s) => s.from < endOf(s.log)).length);
+      const share = fairShare(o.maxBytes, specs.filter((s) => s.from < endOf(s)).length);
       for (const spec of specs) {
         if (spec.log.fenced) {
           // Said even to a reader with nothing to read: it waits for records that cannot come until a restart.
@@ -418,7 +497,7 @@ export class PartitionOps {
           o.damaged.set(spec, spec.log.fenced);
           continue;
         }
-        const end = endOf(spec.log);
+        const end = endOf(spec);
         if (spec.from >= end || budget <= 0) continue;
         if (spec.from < spec.log.logStartOffset) continue; // retention got there first; the next fetch says so
         let read: ReadResult;
@@ -492,6 +571,22 @@ export class PartitionOps {
     return specs;
   }
 
+  /**
+   * A partition's aborted transactions that may hold records in [from, to):
+   * each producer's stored number (as fetched batches carry it) and the
+   * transaction's first offset, as Kafka's Fetch answers read_committed.
+   */
+  abortedTxns(tp: TopicPartition, from: number, to: number): { producerId: bigint; firstOffset: number }[] {
+    return this.#b.store.meta.abortedIn(`${tp.topic}/${tp.partition}`, from, to)
+      .map((a) => ({ producerId: BigInt(a.producer), firstOffset: a.first }));
+  }
+
+  /** The same, as ranges of stored lines (`p<n>`, first offset, marker offset): native readers drop those lines. */
+  abortedRanges(tp: TopicPartition, from: number, to: number): AbortedRange[] {
+    return this.#b.store.meta.abortedIn(`${tp.topic}/${tp.partition}`, from, to)
+      .map((a) => ({ producer: `p${a.producer}`, first: a.first, last: a.last }));
+  }
+
   /** The topic's partition count here, 0 when this broker does not have it. */
   partitionCount(topic: string): number {
     return this.#b.store.partitionCount(topic);
@@ -500,7 +595,9 @@ export class PartitionOps {
   /** A partition's log start, high watermark and log end. */
   offsets(tp: TopicPartition): PartitionOffsets {
     const log = this.#b.store.partition(tp.topic, tp.partition);
-    return { logStart: log.logStartOffset, highWatermark: log.highWatermark, logEnd: log.logEndOffset };
+    const hw = log.highWatermark;
+    const lastStable = Math.min(hw, this.#b.store.meta.firstOpenOffset(`${tp.topic}/${tp.partition}`));
+    return { logStart: log.logStartOffset, highWatermark: hw, logEnd: log.logEndOffset, lastStable };
   }
 
   /**

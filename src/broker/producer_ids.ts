@@ -133,7 +133,9 @@ export class ProducerIds {
 
   /**
    * The stored name of an issued producer id, or UNKNOWN_PRODUCER_ID /
-   * INVALID_PRODUCER_EPOCH for one the cluster never issued.
+   * INVALID_PRODUCER_EPOCH for one the cluster never issued. An idempotent
+   * producer's epoch is 0; a transactional producer's must be its
+   * transactional id's current epoch (an older one is a zombie, fenced).
    */
   verify(id: bigint, epoch: number): string {
     let name = this.#verified.get(id);
@@ -152,13 +154,37 @@ export class ProducerIds {
       if (this.#verified.size >= VERIFIED_CACHE) this.#verified.delete(this.#verified.keys().next().value!);
       this.#verified.set(id, name);
     }
-    if (epoch !== 0) {
+    const meta = this.#b.store.meta;
+    const txnId = meta.txnOfProducer.get(Number(name.slice(1)));
+    const txn = txnId === undefined ? undefined : meta.txns.get(txnId);
+    if (txn !== undefined && epoch !== txn.epoch) {
+      throw new YakError(
+        "INVALID_PRODUCER_EPOCH",
+        epoch < txn.epoch
+          ? `producer epoch ${epoch} is fenced: transactional id '${txnId}' was initialized again (epoch ${txn.epoch})`
+          : `producer epoch ${epoch} was not issued: transactional id '${txnId}' is at epoch ${txn.epoch}`,
+      );
+    }
+    if (txn === undefined && epoch !== 0) {
       throw new YakError(
         "INVALID_PRODUCER_EPOCH",
         `producer epoch ${epoch} was not issued: yak issues every producer id with epoch 0`,
       );
     }
     return name;
+  }
+
+  /** The id of an issued counter (the transaction coordinator names a transactional id's producer by its counter). */
+  idOf(counter: number): bigint {
+    const state = this.#b.store.meta.producerIds;
+    if (!state || counter >= state.next) throw new YakError("INTERNAL", `producer counter ${counter} was not reserved`);
+    return BigInt(this.#cipherOf(state.key).encrypt(counter));
+  }
+
+  /** A fresh producer's counter (the stored number behind its id), issued as {@link issue} does. */
+  async issueCounter(timeoutMs: number): Promise<number> {
+    const id = await this.issue(timeoutMs);
+    return Number(this.verify(id, 0).slice(1));
   }
 
   #cipherOf(key: string): ProducerIdCipher {

@@ -19,6 +19,8 @@ interface Batch {
 }
 
 interface Entry {
+  /** The producer epoch these sequences are of: a transactional producer starts again at 0 in each new epoch. */
+  epoch: number;
   lastSeq: number;
   batches: Batch[];
 }
@@ -75,7 +77,7 @@ export class ProducerState {
     if (!map) this.#byPartition.set(key, map = new Map());
     const entry = map.get(producer);
     if (!entry) {
-      map.set(producer, { lastSeq: fromSeq - 1, batches: [] });
+      map.set(producer, { epoch: 0, lastSeq: fromSeq - 1, batches: [] });
       return;
     }
     entry.lastSeq = Math.min(entry.lastSeq, fromSeq - 1);
@@ -91,17 +93,19 @@ export class ProducerState {
         const map = new Map<string, Entry>();
         // A line with `batch` opens a batch of that many records; lines written before batches kept
         // their bounds (and a batch cut by the scan's start) fall back to runs of consecutive sequences.
-        let run: { producer: string; first: number; last: number; offset: number } | null = null;
-        const endRun = () => run && addBatch(map, run.producer, run.first, run.last, run.offset);
+        let run: { producer: string; epoch: number; first: number; last: number; offset: number } | null = null;
+        const endRun = () => run && addBatch(map, run.producer, run.first, run.last, run.offset, run.epoch);
         for (const line of text.split("\n")) {
           const ps = line.length === 0 ? null : producerOf(line);
           if (!ps) continue;
-          if (run && run.producer === ps.producer && ps.seq === run.last + 1 && ps.batch === 0) {
+          if (
+            run && run.producer === ps.producer && run.epoch === ps.epoch && ps.seq === run.last + 1 && ps.batch === 0
+          ) {
             run.last = ps.seq;
             continue;
           }
           endRun();
-          run = { producer: ps.producer, first: ps.seq, last: ps.seq, offset: lineOffset(line) };
+          run = { producer: ps.producer, epoch: ps.epoch, first: ps.seq, last: ps.seq, offset: lineOffset(line) };
         }
         endRun();
         this.#byPartition.set(key, map);
@@ -117,11 +121,12 @@ export class ProducerState {
    * Where an idempotent batch stands (Kafka's rule): the next sequence is
    * appended; exactly one of the last batches remembered (same first and
    * last sequence) is a duplicate; anything else is out of order. A producer
-   * the partition does not know is taken at any sequence.
+   * the partition does not know, or one in a newer epoch (a transactional
+   * producer initialized again), is taken at any sequence.
    */
-  check(key: string, producer: string, baseSeq: number, count: number): SeqCheck {
+  check(key: string, producer: string, baseSeq: number, count: number, epoch = 0): SeqCheck {
     const entry = this.#byPartition.get(key)?.get(producer);
-    if (!entry || baseSeq === entry.lastSeq + 1) return { kind: "next" };
+    if (!entry || epoch > entry.epoch || baseSeq === entry.lastSeq + 1) return { kind: "next" };
     const lastSeq = baseSeq + count - 1;
     const batch = entry.batches.find((b) => b.baseSeq === baseSeq && b.lastSeq === lastSeq);
     if (batch) return { kind: "duplicate", storedBaseOffset: batch.baseOffset };
@@ -140,15 +145,17 @@ export class ProducerState {
     count: number,
     baseOffset: number,
     gapAllowed = false,
+    epoch = 0,
   ): void {
     let map = this.#byPartition.get(key);
     if (!map) this.#byPartition.set(key, map = new Map());
-    const last = map.get(producer)?.lastSeq;
+    const known = map.get(producer);
+    const last = known && known.epoch === epoch ? known.lastSeq : undefined;
     assert(
       gapAllowed || last === undefined || baseSeq === last + 1,
       `producer ${producer} on ${key}: sequences ${baseSeq}.. stored after ${last}`,
     );
-    addBatch(map, producer, baseSeq, baseSeq + count - 1, baseOffset);
+    addBatch(map, producer, baseSeq, baseSeq + count - 1, baseOffset, epoch);
   }
 
   /** Producers known for a partition (for status). */
@@ -163,13 +170,19 @@ function addBatch(
   baseSeq: number,
   lastSeq: number,
   baseOffset: number,
+  epoch: number,
 ) {
   let entry = map.get(producer);
   if (entry) {
     map.delete(producer); // re-insert: Map order is the recency order for eviction
   } else {
-    entry = { lastSeq: -1, batches: [] };
     if (map.size >= MAX_PRODUCERS) map.delete(map.keys().next().value!);
+  }
+  // A new epoch starts its sequences over; an older one's lines (read back from the log) change nothing.
+  if (!entry || epoch > entry.epoch) entry = { epoch, lastSeq: -1, batches: [] };
+  else if (epoch < entry.epoch) {
+    map.set(producer, entry);
+    return;
   }
   map.set(producer, entry);
   entry.lastSeq = Math.max(entry.lastSeq, lastSeq);

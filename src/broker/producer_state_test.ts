@@ -76,3 +76,20 @@ Deno.test("a producer's stored sequences are contiguous: a batch recorded past a
   state.record("t/0", "p1", 12, 3, 110, true); // acks=0 stores what it is sent
   state.record("t/0", "p1", 15, 1, 113);
 });
+
+Deno.test("a transactional producer's new epoch starts its sequences over, also when rebuilt from the log", async () => {
+  const state = new ProducerState();
+  state.markReady("t/0");
+  state.record("t/0", "p1", 0, 10, 100, false, 3);
+  assert.deepEqual(state.check("t/0", "p1", 0, 10, 3), { kind: "duplicate", storedBaseOffset: 100 });
+  assert.deepEqual(state.check("t/0", "p1", 0, 5, 4), { kind: "next" }, "epoch 4 starts again at 0");
+  state.record("t/0", "p1", 0, 5, 110, false, 4);
+  assert.deepEqual(state.check("t/0", "p1", 5, 1, 4), { kind: "next" });
+  assert.equal(state.check("t/0", "p1", 0, 10, 4).kind, "outOfOrder", "epoch 3's batch is not epoch 4's");
+  const rebuilt = new ProducerState();
+  const text = encodeBatch([{ key: null, value: "a" }, { key: null, value: "b" }], 0, 1, 0, "p1", 0, false, 3) +
+    encodeBatch([{ key: null, value: "c" }, { key: null, value: "d" }], 2, 1, 0, "p1", 0, false, 4);
+  await rebuilt.ensure("t/0", () => Promise.resolve(text));
+  assert.deepEqual(rebuilt.check("t/0", "p1", 0, 2, 4), { kind: "duplicate", storedBaseOffset: 2 });
+  assert.deepEqual(rebuilt.check("t/0", "p1", 2, 1, 4), { kind: "next" });
+});

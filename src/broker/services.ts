@@ -13,6 +13,7 @@ import type { PartitionOps } from "./partition_ops.ts";
 import type { ProducerIds } from "./producer_ids.ts";
 import type { Replication } from "./replication.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
+import type { TxnCoordinator } from "./txn_coordinator.ts";
 import type { BrokerStatus } from "../protocol/status.ts";
 
 /** Who leads, in which epoch, and the topics with their partition counts. */
@@ -45,6 +46,8 @@ export interface BrokerServices {
   readonly partitions: PartitionOps;
   readonly topics: TopicAdmin;
   readonly groups: GroupCoordinator;
+  /** The transaction coordinator (Kafka's transactions; runs on the leader). */
+  readonly transactions: TxnCoordinator;
   /** Issues idempotent producers their ids (Kafka's InitProducerId, native `init_producer`). */
   readonly producerIds: ProducerIds;
   readonly clients: ClientRegistry;

@@ -35,7 +35,7 @@ export interface ZkInit {
 /** Messages from the broker thread to the worker. */
 export type ZkToWorker =
   | ZkInit
-  | { type: "state"; logEndTotal: number; epoch: number; leading: boolean }
+  | { type: "state"; logEndTotal: number; epoch: number; leading: boolean; nowMs: number }
   | { type: "isr"; id: number; epoch: number; isr: number[] }
   | { type: "leave"; id: number; epoch: number; timeoutMs: number; resign?: boolean }
   | { type: "stop" };
@@ -56,6 +56,45 @@ export const SHARED = {
   /** Broker-thread ms of the broker thread's newest tick. */
   mainTickMs: 1,
 } as const;
+
+/**
+ * The broker thread's monotonic clock as the worker reads it: each thread's
+ * `performance.now()` starts at its own origin, so the worker adds the
+ * offset between them. Every message from the broker thread carries its
+ * clock (`nowMs`), and a message's delay makes that reading early, never
+ * late: the offset is the largest seen, so a lease time written by the worker
+ * looks older than it is, never younger. Taken from the first message alone,
+ * the offset was as wrong as that message was late: a worker that took 2.8 s
+ * to start (`deno test` type-checking it) made every acknowledged heartbeat
+ * look 2.8 s old, and a leader never saw its lease as valid (no in-sync
+ * changes, no writes acknowledged).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClockOffset } from "./zk_thread.ts";
+ * const offset = new ClockOffset();
+ * offset.observe(5000, 100); // the init message, delivered 2.8 s late: the broker thread's clock was 7800 then
+ * assert.equal(offset.toMain(100), 5000);
+ * offset.observe(10_500, 2900); // a state message delivered at once
+ * assert.equal(offset.toMain(2900), 10_500);
+ * offset.observe(10_000, 3000); // a late one changes nothing
+ * assert.equal(offset.toMain(3000), 10_600);
+ * ```
+ */
+export class ClockOffset {
+  #offsetMs = -Infinity;
+
+  /** A message posted at `mainNowMs` on the broker thread's clock, received at `workerNowMs` here. */
+  observe(mainNowMs: number, workerNowMs: number): void {
+    this.#offsetMs = Math.max(this.#offsetMs, mainNowMs - workerNowMs);
+  }
+
+  /** The broker thread's clock at `workerNowMs` (this thread's clock). */
+  toMain(workerNowMs: number): number {
+    return workerNowMs + this.#offsetMs;
+  }
+}
 
 /** How many session timeouts the broker thread may be stuck before its heartbeats stop. */
 const STALL_SESSIONS = 5;
@@ -137,6 +176,7 @@ export class ZkThread {
       logEndTotal: this.#o.logEndTotal(),
       epoch: this.#o.epoch(),
       leading: this.#o.leading(),
+      nowMs: monotonicMs(),
     });
   }
 

@@ -10,7 +10,7 @@ import { YakError } from "../errors.ts";
 import type { Lease } from "../protocol/messages.ts";
 import { configureSecurity } from "../protocol/security.ts";
 import { ZkSession } from "./zk_session.ts";
-import { logToMain, SHARED, type ZkInit, type ZkToMain, type ZkToWorker } from "./zk_thread.ts";
+import { ClockOffset, logToMain, SHARED, type ZkInit, type ZkToMain, type ZkToWorker } from "./zk_thread.ts";
 
 const scope = globalThis as unknown as {
   postMessage(m: ZkToMain): void;
@@ -20,14 +20,14 @@ const scope = globalThis as unknown as {
 const post = (m: ZkToMain) => scope.postMessage(m);
 const state = { logEndTotal: 0, epoch: 0, leading: false };
 let session: ZkSession | null = null;
+// The broker thread's clock: lease times written here are compared there (see ClockOffset).
+const mainClock = new ClockOffset();
 
 function start(init: ZkInit): void {
   configureSecurity(init.security);
   const shared = new Float64Array(init.shared);
-  // The broker thread's clock: lease times written here are compared there. The message's own delay
-  // makes this clock read a little early, so a lease looks older than it is, never younger.
-  const offsetMs = init.nowMs - monotonicMs();
-  const clock = () => monotonicMs() + offsetMs;
+  mainClock.observe(init.nowMs, monotonicMs());
+  const clock = () => mainClock.toMain(monotonicMs());
   session = new ZkSession({
     ...init.opts,
     instance: init.instance,
@@ -66,6 +66,7 @@ scope.onmessage = (e) => {
       start(m);
       break;
     case "state":
+      mainClock.observe(m.nowMs, monotonicMs());
       Object.assign(state, { logEndTotal: m.logEndTotal, epoch: m.epoch, leading: m.leading });
       break;
     case "isr":

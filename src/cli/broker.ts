@@ -44,6 +44,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--cleaner-check-ms 15000] [--cleaner-io-bytes-per-sec 33554432]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
            [--max-group-bytes 16777216] [--max-group-state-bytes 268435456] [--auto-create-topics-enable true]
+           [--transaction-max-timeout-ms 900000]
            [--kafka-port P] [--advertised-host HOST] [--advertised-native-port P]
            [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
            [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
@@ -79,6 +80,10 @@ partitions past them (give every broker the same; lower them for a small disk).
 members, and all groups' members together, may hold in the leader's memory
 (subscriptions, assignments, ids); a join or assignment past either is refused
 with GROUP_MAX_SIZE_REACHED.
+--transaction-max-timeout-ms: the longest transaction timeout a producer may
+ask for (Kafka's transaction.max.timeout.ms; more is INVALID_TRANSACTION_TIMEOUT).
+An open transaction holds read_committed consumers back, so an abandoned one
+is aborted by the leader once its timeout passes.
 --http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
 free port; the URL is printed); off without it. With --auth-token it needs
 'Authorization: Bearer TOKEN'.
@@ -110,6 +115,7 @@ const FLAGS: Flags = {
   "auto-create-topics-enable": { type: "string" },
   "max-partitions-per-broker": { type: "string" },
   "max-group-bytes": { type: "string" },
+  "transaction-max-timeout-ms": { type: "string" },
   "max-group-state-bytes": { type: "string" },
   "kafka-port": { type: "string" },
   "advertised-host": { type: "string" },
@@ -134,7 +140,7 @@ interface BrokerCliOptions {
 }
 
 /** A running broker and its metrics server. */
-interface RunningBroker {
+export interface RunningBroker {
   broker: Broker;
   http: HttpServer | null;
 }
@@ -160,6 +166,17 @@ export async function brokerCommand(args: string[]): Promise<number> {
     throw refused;
   }
   return 0;
+}
+
+/**
+ * Starts a broker from `yak broker` flags, with the command's defaults and
+ * checks, but without waiting for a signal: startCluster (src/embed/) runs
+ * brokers in its own process this way. Stop it with `broker.stop()` (and
+ * `http?.close()`).
+ */
+export async function startBrokerFromFlags(args: string[]): Promise<RunningBroker> {
+  const { values } = parse("broker", args, FLAGS);
+  return await startBroker(brokerOptionsOf(values));
 }
 
 /** The flags, checked, with their defaults. */
@@ -233,6 +250,13 @@ function limitsOf(values: Values) {
     maxGroupBytes: integer(values, "max-group-bytes", DEFAULTS.maxGroupBytes, 1024, 2 ** 40),
     maxGroupStateBytes: integer(values, "max-group-state-bytes", DEFAULTS.maxGroupStateBytes, 1024, 2 ** 40),
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+    transactionMaxTimeoutMs: integer(
+      values,
+      "transaction-max-timeout-ms",
+      DEFAULTS.transactionMaxTimeoutMs,
+      1,
+      2 ** 31 - 1,
+    ),
     minInsyncReplicas: integer(values, "min-insync-replicas", DEFAULTS.minInsyncReplicas, 1, 1000),
     retentionMs: integer(values, "retention-ms", DEFAULTS.retentionMs, -1, Number.MAX_SAFE_INTEGER),
     retentionBytes: integer(values, "retention-bytes", DEFAULTS.retentionBytes, -1, Number.MAX_SAFE_INTEGER),

@@ -25,7 +25,7 @@ const USAGE = `
 yak consume (--topic T [--topic T2 ...] | --topic-regex REGEX)
             [--from-beginning | --offset earliest|latest|N|-N] [--partition N]
             [--group G [--group-protocol range|roundrobin] [--session-timeout-ms 10000]]
-            [--auto-offset-reset earliest|latest]
+            [--auto-offset-reset earliest|latest] [--isolation-level read_committed|read_uncommitted]
             [--max-messages N] [--timeout-ms MS] [--exit-at-end]
             [--format value|json|'TEMPLATE'] [--print-key] [--print-timestamp] [--key-separator SEP]
             [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000] [--quiet]
@@ -48,6 +48,10 @@ record (topic, partition, offset, epoch, ts, key, headers if any, value). A TEMP
 per record as kcat -f does: %t topic, %p partition, %o offset, %k key, %v value,
 %T timestamp (ms), %h headers, %K and %S key and value length, %% a percent;
 \\n \\t \\\\ escapes (add \\n yourself).
+--isolation-level read_committed (the default) shows a transaction's records
+only once it commits, never those of an aborted one, and stops where an
+undecided transaction starts; read_uncommitted shows every record up to the
+high watermark. Transaction markers are never printed.
 --topic-regex reads every topic whose whole name matches, also those made later.
 --bootstrap reads from that broker (any replica serves reads); otherwise from
 the leader.
@@ -64,6 +68,7 @@ const FLAGS: Flags = {
   "group-protocol": { type: "string" },
   "session-timeout-ms": { type: "string" },
   "auto-offset-reset": { type: "string" },
+  "isolation-level": { type: "string" },
   partition: { type: "string" },
   offset: { type: "string" },
   "from-beginning": { type: "boolean" },
@@ -162,10 +167,27 @@ function consumeOptionsOf(values: Values): ConsumeOptions {
     sessionTimeoutMs: integer(values, "session-timeout-ms", undefined, 100, 300_000),
     onGroupEvent: quiet ? undefined : (message) => console.error(`yak consume: ${message}`),
     autoOffsetReset,
+    isolationLevel: isolationOf(values),
     // Said even with --quiet: records the reader expected are gone.
     onReset: (message) => console.error(`yak consume: ${message}`),
   };
   return { consumer, format, maxMessages, timeoutMs, exitAtEnd: values["exit-at-end"] === true, quiet, regexText };
+}
+
+/**
+ * `--isolation-level`: read_committed by default, the careful choice (Kafka's
+ * own console consumer defaults to read_uncommitted): a pipeline's output
+ * never shows records its producer may still abort.
+ */
+function isolationOf(values: Values): "read_committed" | "read_uncommitted" {
+  const level = text(values, "isolation-level") ?? "read_committed";
+  if (level !== "read_committed" && level !== "read_uncommitted") {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--isolation-level must be read_committed or read_uncommitted, not '${level}'`,
+    );
+  }
+  return level;
 }
 
 /** `--topic` (any number) and `--topic-regex`: at least one of them. */
@@ -313,18 +335,14 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
     }
     lastRecordAt = monotonicMs();
     for (const part of polled) {
-      // Offsets a compaction removed, and no record: the position moves past them.
-      if (part.count === 0) {
-        consumer.consumed(part.topic, part.partition, part.next);
-        continue;
-      }
+      if (printed >= maxMessages) break;
+      // A part may hold nothing to show (only markers, or an aborted transaction's records): read past it.
       const take = Math.min(part.count, maxMessages - printed);
-      if (take === 0) break;
-      const bytes = renderRecords(part, take, format);
+      const bytes = take === 0 ? new Uint8Array(0) : renderRecords(part, take, format);
       const written = await writeUntilClosed(bytes);
       const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
       // Only records whose bytes reached stdout count as consumed (and get committed).
-      consumer.consumed(part.topic, part.partition, part.endOf(whole));
+      consumer.consumed(part.topic, part.partition, part.offsetAfter(whole));
       printed += whole;
       if (written < bytes.length) {
         pipeClosed = true; // e.g. `| head`: the reader is done

@@ -22,6 +22,7 @@ import {
   type Values,
 } from "./args.ts";
 import { table } from "./table.ts";
+import { offsetsOf, resetOffsetsOf } from "../client/group_offsets.ts";
 
 const USAGE = `
 yak groups --list [--state S[,S...]] [--json]
@@ -59,17 +60,6 @@ interface GroupDescription {
   generation: number;
   protocol: string;
   members: Member[];
-}
-
-async function offsetsOf(conn: Connection, topic: string): Promise<{ start: number[]; hw: number[] }> {
-  const res = await conn.request({ type: "list_offsets", topic });
-  const hw = res.hw as Record<string, number>;
-  const start = (res.start ?? {}) as Record<string, number>;
-  const n = Object.keys(hw).length;
-  return {
-    hw: Array.from({ length: n }, (_, p) => hw[p] ?? 0),
-    start: Array.from({ length: n }, (_, p) => start[p] ?? 0),
-  };
 }
 
 const FLAGS: Flags = {
@@ -233,30 +223,6 @@ async function runGroups(conn: Connection, options: GroupsOptions): Promise<Grou
       return { action: "delete-offsets", group, topic, partitions: res.partitions as number[] };
     }
   }
-}
-
-/** The offset each partition moves to, within its log. */
-function resetOffsetsOf(
-  reset: Reset,
-  amount: string,
-  start: number[],
-  hw: number[],
-  committed: Record<string, number>,
-): Record<string, number> {
-  const number = () => {
-    if (!/^-?\d+$/.test(amount)) throw new YakError("INVALID_ARGUMENT", `--${reset} needs an integer, not '${amount}'`);
-    return Number(amount);
-  };
-  const offsets: Record<string, number> = {};
-  for (let p = 0; p < hw.length; p++) {
-    let to: number;
-    if (reset === "to-earliest") to = start[p];
-    else if (reset === "to-latest") to = hw[p];
-    else if (reset === "to-offset") to = number();
-    else to = (committed[p] ?? start[p]) + number();
-    offsets[p] = Math.min(hw[p], Math.max(start[p], to));
-  }
-  return offsets;
 }
 
 /** The group, and a row for each partition it has a commit in or a member reading. */

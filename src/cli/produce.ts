@@ -25,6 +25,7 @@ import { describeFailure, produceSummary, Progress } from "./produce_summary.ts"
 const USAGE = `
 yak produce --topic T [--message TEXT ...] [--key K | --key-separator SEP [--ignore-missing-separator]]
             [--header KEY=VALUE ...] [--partition N] [--acks all|1|0|-1] [--batch-records 2000] [--linger-ms 5]
+            [--transactional-id ID [--transaction-records N] [--transaction-timeout-ms 60000]]
             [--progress] [--quiet]
             [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
@@ -38,6 +39,12 @@ every record, split at the first '='; Kafka consumers see the headers, and
 Retransmits until the leader acknowledges; retries never duplicate.
 Records without a key start on a random partition and move on batch by batch.
 A topic that does not exist is created by the first record stored in it.
+--transactional-id sends the whole input as ONE transaction: consumers that
+read committed records (yak consume's default) see all of it or none of it,
+even if this producer is killed midway (its transaction is aborted when
+another producer starts with the same id, or after --transaction-timeout-ms).
+--transaction-records N commits every N records instead (long streams); a
+bad line or Ctrl-C aborts the open transaction.
 
 Prints a summary on stderr: records and bytes (keys, values, headers) acknowledged,
 and which were not. --progress prints progress every second (it is on by
@@ -66,6 +73,9 @@ const FLAGS: Flags = {
   acks: { type: "string" },
   "batch-records": { type: "string" },
   "linger-ms": { type: "string" },
+  "transactional-id": { type: "string" },
+  "transaction-records": { type: "string" },
+  "transaction-timeout-ms": { type: "string" },
   progress: { type: "boolean" },
   quiet: { type: "boolean" },
 };
@@ -85,6 +95,8 @@ interface ProduceOptions {
   /** `--ignore-missing-separator`: a line without the separator goes without a key. */
   keepKeyless: boolean;
   headers: [string, string][] | undefined;
+  /** `--transaction-records`: records per transaction (Infinity: the whole input is one). */
+  transactionRecords: number;
   /** `--progress`. */
   progress: boolean;
   quiet: boolean;
@@ -148,6 +160,7 @@ function produceOptionsOf(values: Values): ProduceOptions {
     lingerMs: integer(values, "linger-ms", undefined, 0, 60_000),
     connectTimeoutMs: connectTimeoutOf(values),
     onRetry: retryNotice("produce", quiet),
+    ...transactionOf(values, acks),
   };
   const unit = messages.length > 0 ? "message" : "line";
   return {
@@ -158,8 +171,29 @@ function produceOptionsOf(values: Values): ProduceOptions {
     separator,
     keepKeyless,
     headers,
+    transactionRecords: integer(values, "transaction-records", Infinity as number, 1, Number.MAX_SAFE_INTEGER),
     progress: values.progress === true,
     quiet,
+  };
+}
+
+/** `--transactional-id` and `--transaction-timeout-ms` (and `--transaction-records`, checked to go with them). */
+function transactionOf(
+  values: Values,
+  acks: "all" | 0 | 1,
+): Pick<ProducerOptions, "transactionalId" | "transactionTimeoutMs"> {
+  const transactionalId = text(values, "transactional-id");
+  if (transactionalId === undefined) {
+    for (const flag of ["transaction-records", "transaction-timeout-ms"]) {
+      if (values[flag] !== undefined) throw new YakError("INVALID_ARGUMENT", `--${flag} goes with --transactional-id`);
+    }
+    return {};
+  }
+  if (transactionalId === "") throw new YakError("INVALID_ARGUMENT", "--transactional-id must not be empty");
+  if (acks !== "all") throw new YakError("INVALID_ARGUMENT", "--transactional-id needs --acks all (as Kafka's)");
+  return {
+    transactionalId,
+    transactionTimeoutMs: integer(values, "transaction-timeout-ms", undefined, 1, 2 ** 31 - 1),
   };
 }
 
@@ -184,6 +218,8 @@ class ProduceRun {
   readonly progress: Progress;
   /** The number of the line last handed over, for errors. */
   #lastLine = 0;
+  /** Records added to the open transaction (--transactional-id). */
+  #inTransaction = 0;
   #onInterrupt = () => {};
   readonly #listeners: (readonly [Deno.Signal, () => void])[];
 
@@ -238,17 +274,21 @@ class ProduceRun {
         await this.#readInput(p);
       } catch (err) {
         // Bad input (a line without a separator, a record too large for any frame): what came before it
-        // is still sent, as Kafka's console producer does.
+        // is still sent, as Kafka's console producer does; in a transaction, none of it is committed.
         failure = toYakError(err);
         this.stoppedAt = this.#lastLine;
       }
-      const flushed = p.flush();
+      const txn = this.options.producer.transactionalId !== undefined;
+      if (txn && (failure || this.interrupted)) throw failure ?? new YakError("TIMEOUT", "interrupted");
+      const flushed = txn ? p.commitTransaction() : p.flush();
       flushed.catch(() => {});
       await Promise.race([flushed, this.interruptedPromise]);
-      if (this.interrupted) await p.flush(INTERRUPT_FLUSH_MS);
+      if (this.interrupted && !txn) await p.flush(INTERRUPT_FLUSH_MS);
       else await flushed;
     } catch (err) {
       failure ??= toYakError(err);
+      // The open transaction ends aborted: read_committed readers never see a part of it.
+      if (this.options.producer.transactionalId !== undefined) await p.abortTransaction().catch(() => {});
     }
     return failure;
   }
@@ -259,6 +299,9 @@ class ProduceRun {
       for (const m of messages) {
         if (this.interrupted) break;
         this.#add(p, { value: m, ascii: false });
+        if (++this.#inTransaction < this.options.transactionRecords) continue;
+        this.#inTransaction = 0;
+        await p.commitTransaction();
       }
       return;
     }
@@ -267,7 +310,17 @@ class ProduceRun {
     this.unfinishedBytes = await readLines(
       Deno.stdin,
       async (lines) => {
-        for (const line of lines) this.#add(p, line);
+        const perTransaction = this.options.transactionRecords;
+        for (const line of lines) {
+          this.#add(p, line);
+          if (++this.#inTransaction < perTransaction) continue;
+          this.#inTransaction = 0;
+          const committed = p.commitTransaction();
+          committed.catch(() => {});
+          await Promise.race([committed, this.interruptedPromise]);
+          if (this.interrupted) return;
+          await committed;
+        }
         await Promise.race([p.waitForRoom(), this.interruptedPromise]);
       },
       this.interruptedPromise,

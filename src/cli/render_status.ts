@@ -37,6 +37,7 @@ export function renderStatus(s: ClusterStatus, topicFilter?: string): string {
   out.push(...partitionLines(s, views, leaderView, topicFilter));
   out.push(...damageLines(views));
   out.push(...fencedLines(views));
+  out.push(...transactionLines(leaderView, topicFilter));
   const metaLog = leaderView.metadataLog;
   if (metaLog && topicFilter === undefined) {
     out.push(`metadata log (__cluster): ${metaLog.logStart}..${metaLog.logEnd}, ${metaLog.bytes} bytes`);
@@ -154,6 +155,29 @@ function fencedLines(views: BrokerStatus[]): string[] {
     table([
       ["BROKER", "PARTITION", "SINCE", "WHAT FAILED", "ERROR"],
       ...fenced.map((f) => [f.broker, f.partition, new Date(f.at).toISOString(), f.failed, f.error]),
+    ]),
+  ];
+}
+
+/** The leader's open transactions (of the topic, with a filter), each with how long it has been open. */
+function transactionLines(leaderView: BrokerStatus, topicFilter: string | undefined): string[] {
+  const open = (leaderView.transactions ?? [])
+    .filter((t) => topicFilter === undefined || t.partitions.some((p) => p.startsWith(`${topicFilter}/`)));
+  if (open.length === 0) return [];
+  const now = Date.now();
+  return [
+    "",
+    "open transactions (read_committed consumers of their partitions wait for them):",
+    table([
+      ["TRANSACTIONAL ID", "STATE", "PRODUCER", "OPEN FOR", "TIMEOUT", "PARTITIONS"],
+      ...open.map((t) => [
+        t.id,
+        t.state,
+        `${t.producer} epoch ${t.epoch}`,
+        `${(Math.max(0, now - t.startedAt) / 1000).toFixed(1)} s`,
+        `${(t.timeoutMs / 1000).toFixed(1)} s`,
+        t.partitions.join(","),
+      ]),
     ]),
   ];
 }

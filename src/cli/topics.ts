@@ -27,16 +27,25 @@ import {
 } from "./args.ts";
 
 const USAGE = `
-yak topics --list
-yak topics --create T [--partitions N] [--config KEY=VALUE ...]
-yak topics --describe T
-yak topics --alter T [--partitions M] [--config KEY=VALUE ...] [--delete-config KEY ...]
+yak topics --list [--json]
+yak topics --create T [--partitions N] [--replication-factor R] [--config KEY=VALUE ...] [--json]
+yak topics --describe [T] [--json]         (no name: every topic)
+yak topics --alter T [--partitions M] [--config KEY=VALUE ...] [--delete-config KEY ...] [--json]
                                            (adds partitions; never removes)
-yak topics --delete T                      (everywhere, with its group commits; a new topic of the name starts empty)
-yak topics --delete-records T --partition P --offset N
+yak topics --delete T [--json]             (everywhere, with its group commits; a new topic of the name starts empty)
+yak topics --delete-records T --partition P --offset N [--json]
                                            (the records below offset N, -1 for the high watermark, on every replica:
                                            the partition's log start moves there, as Kafka's DeleteRecords does)
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
+
+kafka-topics.sh's spellings work too: the name as --topic T (--create --topic T,
+--describe --topic T), --bootstrap-server for --bootstrap, --config repeated.
+--bootstrap takes brokers' native ports (9092-9094 under 'yak cluster') or their
+Kafka ports (9192-9194): a Kafka port names its broker's native port, which is used.
+--replication-factor R: yak keeps every partition on every broker, so a topic
+has as many replicas as the cluster has brokers. R up to that is accepted; R
+larger is refused, as Kafka refuses a factor larger than its broker count.
+--json prints the answer as JSON.
 
 Topic configs yak enforces:
 ${configHelp(false)}
@@ -59,15 +68,21 @@ const FLAGS: Flags = {
   describe: { type: "string" },
   alter: { type: "string" },
   partitions: { type: "string" },
+  "replication-factor": { type: "string" },
   config: { type: "string", multiple: true },
   "delete-config": { type: "string", multiple: true },
   delete: { type: "string" },
   "delete-records": { type: "string" },
+  topic: { type: "string" },
   partition: { type: "string" },
   offset: { type: "string" },
+  json: { type: "boolean" },
 };
 
 const ACTIONS = ["list", "create", "describe", "alter", "delete", "delete-records"] as const;
+
+/** The actions that name a topic: after the flag (`--create T`) or, as kafka-topics.sh has it, with `--topic T`. */
+const NAMING = ["create", "describe", "alter", "delete", "delete-records"] as const;
 
 /** What `yak topics` does: one of its actions. */
 type TopicsAction = typeof ACTIONS[number];
@@ -75,13 +90,17 @@ type TopicsAction = typeof ACTIONS[number];
 /** What `yak topics`' flags ask for. */
 type TopicsOptions =
   | { action: "list" }
-  | { action: "describe" | "delete"; topic: string }
+  | { action: "delete"; topic: string }
+  /** A null topic: every topic. */
+  | { action: "describe"; topic: string | null }
   | { action: "delete-records"; topic: string; partition: number; offset: number }
   | {
     action: "create" | "alter";
     topic: string;
     /** Undefined with --alter: the topic keeps its count. */
     partitions: number | undefined;
+    /** --replication-factor, checked by the leader against the broker count. */
+    replicationFactor: number | undefined;
     configs: Record<string, string>;
     deleteConfigs: string[];
   };
@@ -99,12 +118,26 @@ type TopicsResult =
   | { action: "list"; topics: Record<string, number> }
   | { action: "delete"; topic: string }
   | { action: "delete-records"; topic: string; partition: number; logStart: number }
-  | { action: "create" | "alter"; topic: string; partitions: unknown; configs: Record<string, string> }
-  | { action: "describe"; topic: TopicView; leaderId: unknown; isr: number[]; configs: ConfigEntry[] };
+  | {
+    action: "create" | "alter";
+    topic: string;
+    partitions: unknown;
+    configs: Record<string, string>;
+    /** How many replicas each partition has (every broker holds every partition). */
+    replicas: unknown;
+    replicationFactor: number | undefined;
+  }
+  | { action: "describe"; topics: DescribedTopic[]; leaderId: unknown; isr: number[] };
+
+/** A topic as `--describe` shows it: the leader's view and every config. */
+interface DescribedTopic {
+  topic: TopicView;
+  configs: ConfigEntry[];
+}
 
 /** Runs `yak topics`. */
 export async function topicsCommand(args: string[]): Promise<number> {
-  const { values } = parse("topics", args, FLAGS);
+  const { values } = parse("topics", bareActions(args), FLAGS);
   if (helpRequested(values, USAGE)) return 0;
   const action = actionOf(values);
   const { conn } = await connectLeader(
@@ -115,11 +148,24 @@ export async function topicsCommand(args: string[]): Promise<number> {
   try {
     // The action's own flags are checked once the leader is reached, before anything is sent.
     const options = topicsOptionsOf(action, values);
-    printTopics(await runTopics(conn, options));
+    printTopics(await runTopics(conn, options), values.json === true);
   } finally {
     conn.close();
   }
   return 0;
+}
+
+/**
+ * `args` with an action flag that has no name after it (`--describe` alone,
+ * `--create --topic T`) given an empty value, so the parser takes it; the
+ * name then comes from `--topic` (or, for `--describe`, means every topic).
+ */
+function bareActions(args: string[]): string[] {
+  const bare = new Set(NAMING.map((a) => `--${a}`));
+  return args.map((arg, i) => {
+    const next = args[i + 1];
+    return bare.has(arg) && (next === undefined || next.startsWith("--") || next === "-h") ? `${arg}=` : arg;
+  });
 }
 
 /** The one action the flags name. */
@@ -134,13 +180,39 @@ function actionOf(values: Values): TopicsAction {
   return actions[0];
 }
 
+/** The topic an action names: after its flag or as `--topic`, once; null when neither names one. */
+function topicOf(action: TopicsAction, values: Values): string | null {
+  const after = action === "list" ? undefined : text(values, action) || undefined;
+  const flag = text(values, "topic");
+  if (after !== undefined && flag !== undefined && after !== flag) {
+    throw new YakError("INVALID_ARGUMENT", `--${action} ${after} and --topic ${flag} name two topics; give one`);
+  }
+  const name = after ?? flag;
+  if (name === undefined) return null;
+  if (action === "list") {
+    throw new YakError("INVALID_ARGUMENT", "--list takes no topic; use --describe T for one topic");
+  }
+  return checkTopicName(name);
+}
+
 /** The action's flags, checked. */
 function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
+  const named = topicOf(action, values);
+  if (action !== "create" && values["replication-factor"] !== undefined) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--replication-factor goes with --create (every broker holds every partition, so there is nothing to alter)",
+    );
+  }
   if (action === "list") return { action };
-  if (action === "delete" || action === "describe") return { action, topic: checkTopicName(text(values, action)) };
-  if (action === "delete-records") return deleteRecordsOptionsOf(values);
+  if (action === "describe") return { action, topic: named };
+  if (named === null) {
+    throw new YakError("INVALID_ARGUMENT", `--${action} needs a topic: --${action} T, or --${action} --topic T`);
+  }
+  const topic = named;
+  if (action === "delete") return { action, topic };
+  if (action === "delete-records") return deleteRecordsOptionsOf(topic, values);
   const alter = action === "alter";
-  const topic = checkTopicName(text(values, action));
   // Checked here too, so a typo is reported before anything is sent.
   const configs = parseTopicConfigs((values.config as string[] | undefined) ?? []);
   const deleteConfigs = checkConfigKeys((values["delete-config"] as string[] | undefined) ?? []);
@@ -156,12 +228,12 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
   const partitions = alter
     ? (values.partitions === undefined ? undefined : integer(values, "partitions", 0, 1, 1000))
     : integer(values, "partitions", 3, 1, 1000);
-  return { action, topic, partitions, configs, deleteConfigs };
+  const replicationFactor = integer(values, "replication-factor", undefined, 1, 32767);
+  return { action, topic, partitions, replicationFactor, configs, deleteConfigs };
 }
 
 /** `--delete-records T --partition P --offset N`: both numbers are needed (nothing is deleted by default). */
-function deleteRecordsOptionsOf(values: Values): TopicsOptions {
-  const topic = checkTopicName(text(values, "delete-records"));
+function deleteRecordsOptionsOf(topic: string, values: Values): TopicsOptions {
   const partition = integer(values, "partition", undefined, 0, 999);
   const offset = integer(values, "offset", undefined, -1, Number.MAX_SAFE_INTEGER);
   if (partition === undefined || offset === undefined) {
@@ -190,32 +262,44 @@ async function runTopics(conn: Connection, options: TopicsOptions): Promise<Topi
     }
     case "create":
     case "alter": {
-      const { action, topic, partitions, configs, deleteConfigs } = options;
+      const { action, topic, partitions, replicationFactor, configs, deleteConfigs } = options;
       const res = await conn.request({
         type: action === "alter" ? "alter_topic" : "create_topic",
         topic,
         ...(partitions === undefined ? {} : { partitions }),
+        ...(replicationFactor === undefined ? {} : { replicationFactor }),
         ...(Object.keys(configs).length > 0 ? { configs } : {}),
         ...(deleteConfigs.length > 0 ? { deleteConfigs } : {}),
       });
-      return { action, topic, partitions: res.partitions, configs: res.configs as Record<string, string> };
+      const answer = { partitions: res.partitions, configs: res.configs as Record<string, string> };
+      return { action, topic, ...answer, replicas: res.replicas, replicationFactor };
     }
-    case "describe": {
-      const status = await conn.request({ type: "status" });
-      const topic = (status.topics as TopicView[]).find((x) => x.name === options.topic);
-      if (!topic) {
-        throw new YakError("UNKNOWN_TOPIC", `topic '${options.topic}' does not exist`);
-      }
-      const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
-      const described = await conn.request({ type: "describe_configs", topic: options.topic });
-      const configs = described.configs as ConfigEntry[];
-      return { action: "describe", topic, leaderId: status.brokerId, isr, configs };
-    }
+    case "describe":
+      return await describeTopics(conn, options.topic);
   }
 }
 
-/** Prints the answer. */
-function printTopics(result: TopicsResult): void {
+/** `--describe`: one topic, or every topic (the internal ones, such as __cluster, only when named). */
+async function describeTopics(conn: Connection, name: string | null): Promise<TopicsResult> {
+  const status = await conn.request({ type: "status" });
+  const all = status.topics as TopicView[];
+  const topics = name === null ? all.filter((t) => !t.name.startsWith("__")) : all.filter((t) => t.name === name);
+  if (name !== null && topics.length === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${name}' does not exist`);
+  const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
+  const described: DescribedTopic[] = [];
+  for (const topic of topics) {
+    const res = await conn.request({ type: "describe_configs", topic: topic.name });
+    described.push({ topic, configs: res.configs as ConfigEntry[] });
+  }
+  return { action: "describe", topics: described, leaderId: status.brokerId, isr };
+}
+
+/** Prints the answer: as JSON with --json, else for people. */
+function printTopics(result: TopicsResult, json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify(topicsJson(result), null, 2));
+    return;
+  }
   switch (result.action) {
     case "delete":
       console.log(`deleted topic '${result.topic}'`);
@@ -232,16 +316,54 @@ function printTopics(result: TopicsResult): void {
     case "create":
     case "alter": {
       const set = Object.entries(result.configs).map(([k, v]) => `${k}=${v}`);
+      const factor = result.replicationFactor === undefined
+        ? ""
+        : `, ${result.replicas} replica${result.replicas === 1 ? "" : "s"} each ` +
+          `(--replication-factor ${result.replicationFactor}: yak keeps every partition on every broker)`;
       console.log(
         `${result.action === "alter" ? "altered" : "created"} topic '${result.topic}' with ${result.partitions} ` +
-          `partitions${set.length > 0 ? `, configs ${set.join(" ")}` : ""}`,
+          `partitions${factor}${set.length > 0 ? `, configs ${set.join(" ")}` : ""}`,
       );
       return;
     }
     case "describe":
-      printDescription(result.topic, result.leaderId, result.isr);
-      printConfigs(result.configs);
-      printPartitions(result.topic);
+      if (result.topics.length === 0) console.log("no topics");
+      result.topics.forEach(({ topic, configs }, i) => {
+        if (i > 0) console.log("");
+        printDescription(topic, result.leaderId, result.isr);
+        printConfigs(configs);
+        printPartitions(topic);
+      });
+  }
+}
+
+/** `--json`: the answer for tools. */
+function topicsJson(result: TopicsResult): unknown {
+  switch (result.action) {
+    case "delete":
+      return { topic: result.topic, deleted: true };
+    case "delete-records":
+      return { topic: result.topic, partition: result.partition, logStart: result.logStart };
+    case "list":
+      return { topics: Object.entries(result.topics).map(([name, partitions]) => ({ name, partitions })) };
+    case "create":
+    case "alter": {
+      const { topic, partitions, replicas, configs } = result;
+      return { topic, partitions, replicas, configs };
+    }
+    case "describe":
+      return {
+        leader: result.leaderId,
+        isr: result.isr,
+        topics: result.topics.map(({ topic, configs }) => ({
+          name: topic.name,
+          ...(topic.id ? { id: topic.id } : {}),
+          configs: topic.configs ?? {},
+          // Every config: its value, where it comes from, and whether yak enforces it.
+          allConfigs: configs,
+          partitions: topic.partitions,
+        })),
+      };
   }
 }
 

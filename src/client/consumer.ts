@@ -6,7 +6,7 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
-import { lineOffset, parseLines } from "../log/record.ts";
+import { type AbortedRange, lineOffset, parseLines, shownLines } from "../log/record.ts";
 import { DEFAULTS } from "../config.ts";
 import { valuesOf } from "../log/record.ts";
 import type { Connection } from "../protocol/connection.ts";
@@ -53,6 +53,12 @@ export interface ConsumerOptions {
   fromBeginning?: boolean;
   /** Where to go when a position was deleted by retention: the log start (default) or the end. */
   autoOffsetReset?: "earliest" | "latest";
+  /**
+   * read_committed (the default) reads up to the last stable offset and
+   * never shows a record of an aborted transaction; read_uncommitted reads
+   * up to the high watermark, transactions decided or not. Markers are never shown.
+   */
+  isolationLevel?: "read_committed" | "read_uncommitted";
   /** Told when a position is reset (retention deleted it, or it was past the end). */
   onReset?: (message: string) => void;
   maxWaitMs?: number;
@@ -82,16 +88,14 @@ const METADATA_REFRESH_MS = 5000;
 
 /**
  * Records of one partition from one poll: `count` stored lines from offset
- * `base`, parsed only when asked for.
+ * `base`, parsed only when asked for. Transaction markers and the records of
+ * aborted transactions are not among them, so a part's records may stop
+ * short of `end` (the offset after everything the poll read).
  */
 export class PartitionRecords {
   #records: FetchedRecord[] | null = null;
-  /**
-   * Where the partition's next read starts: after the last record, or
-   * further when offsets after it were removed by compaction (a part may
-   * then hold no record and only move the position).
-   */
-  readonly next: number;
+  /** The offset after the last line read (shown or not). */
+  readonly end: number;
 
   constructor(
     readonly partition: number,
@@ -99,23 +103,18 @@ export class PartitionRecords {
     readonly count: number,
     readonly text: string,
     readonly topic = "",
-    next = base + count,
+    end?: number,
   ) {
-    this.next = next;
+    this.end = end ?? base + count;
   }
 
-  /**
-   * The offset after the first `take` records: what to report as consumed
-   * once they are used ({@link Consumer.consumed}). Offsets may skip in a
-   * compacted topic, so it is read from the records, not counted.
-   */
-  endOf(take: number): number {
-    if (take >= this.count) return this.next;
-    if (take <= 0) return this.base;
-    let at = -1;
-    for (let i = 0; i < take; i++) at = this.text.indexOf("\n", at + 1);
-    const start = this.text.lastIndexOf("\n", at - 1) + 1;
-    return lineOffset(this.text.slice(start, at)) + 1;
+  /** The position after the first `n` records are handled: the next record's offset, or {@link end}. */
+  offsetAfter(n: number): number {
+    if (n >= this.count) return this.end;
+    if (this.end === this.base + this.count) return this.base + n;
+    let at = 0;
+    for (let i = 0; i < n; i++) at = this.text.indexOf("\n", at) + 1;
+    return lineOffset(this.text.slice(at, at + 40));
   }
 
   /** The records, parsed (once) from the stored lines. */
@@ -170,7 +169,7 @@ function startOffsetOf(o: ConsumerOptions): StartOffset | undefined {
  * const consumer = await Consumer.open({ bootstrap: {}, topic: "events", fromBeginning: true, group: "audit" });
  * for (const part of await consumer.poll()) {
  *   console.log(part.topic, part.partition, part.records.length);
- *   consumer.consumed(part.topic, part.partition, part.next);
+ *   consumer.consumed(part.topic, part.partition, part.end);
  * }
  * await consumer.commit();
  * await consumer.close();
@@ -407,7 +406,9 @@ export class Consumer {
     >;
     // "From the beginning" is the log start: retention may have deleted what came before.
     const earliest = (p: number) => offsets.start?.[p] ?? 0;
-    const latest = (p: number) => offsets.hw[p] ?? 0;
+    // read_committed ends at the last stable offset (brokers before transactions say only `hw`).
+    const committedOnly = (this.#o.isolationLevel ?? "read_committed") === "read_committed";
+    const latest = (p: number) => (committedOnly ? offsets.lso?.[p] : undefined) ?? offsets.hw[p] ?? 0;
     const firstTime = s.cursor.size === 0 && !this.#member && !this.#connected;
     // A group that committed some partitions of the topic and not this one:
     // the partition came later (added to the topic), so all of it is new.
@@ -503,7 +504,7 @@ export class Consumer {
    * ```ts ignore
    * for (const part of await consumer.poll()) {
    *   await writeAll(Deno.stdout, new TextEncoder().encode(part.text));
-   *   consumer.consumed(part.topic, part.partition, part.next);
+   *   consumer.consumed(part.topic, part.partition, part.end);
    * }
    * await consumer.commit();
    * ```
@@ -562,6 +563,7 @@ export class Consumer {
           topics: wanted,
           maxBytes: this.#o.maxBytes ?? DEFAULTS.consumerFetchMaxBytes,
           maxWaitMs,
+          isolation: this.#o.isolationLevel ?? "read_committed",
         }, maxWaitMs + Math.min(this.#timeoutMs, FETCH_GRACE_MS));
         const parts = this.#parts(res);
         const damaged = Object.entries((res.damaged ?? {}) as Record<string, string>);
@@ -586,6 +588,10 @@ export class Consumer {
   /** The records of a fetch reply, and positions deleted by retention reset (said through onReset). */
   #parts(res: Record<string, unknown>): PartitionRecords[] {
     const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
+    const aborted: Record<string, AbortedRange[]> = {};
+    for (const [key, list] of Object.entries((res.aborted ?? {}) as Record<string, [string, number, number][]>)) {
+      aborted[key] = list.map(([producer, first, last]) => ({ producer, first, last }));
+    }
     const out: PartitionRecords[] = [];
     let at = 0;
     type Part = { t: string; p: number; base: number; count: number; len: number; next?: number };
@@ -597,7 +603,11 @@ export class Consumer {
       const next = part.next ?? part.base + part.count;
       if (!s || part.base !== s.cursor.get(part.p) || next <= part.base) continue;
       s.cursor.set(part.p, next);
-      out.push(new PartitionRecords(part.p, part.base, part.count, decoder.decode(bytes), part.t, next));
+      const text = decoder.decode(bytes);
+      // Markers and aborted transactions' records are read past, never shown.
+      const shown = shownLines(text, aborted[`${part.t}/${part.p}`] ?? []);
+      const count = shown === text ? part.count : shown.split("\n").length - 1;
+      out.push(new PartitionRecords(part.p, part.base, count, shown, part.t, next));
     }
     const ranges = (res.outOfRange ?? {}) as Record<string, Record<string, number[]>>;
     for (const [topic, byPartition] of Object.entries(ranges)) {

@@ -90,11 +90,21 @@ function notZookeeper(zk: Address, brokerId: number | null): YakError {
  * zookeeper answers `metadata` with other fields.
  */
 export async function askBroker(
-  broker: Address,
+  given: Address,
   body: Record<string, unknown>,
   timeoutMs = 3000,
 ): Promise<Record<string, unknown>> {
-  const res = await ask(broker, body, timeoutMs);
+  let broker = given;
+  let res: Record<string, unknown>;
+  try {
+    res = await ask(broker, body, timeoutMs);
+  } catch (err) {
+    // A broker's Kafka port (kafka-topics.sh's --bootstrap-server habit): it names its native port, asked instead.
+    const native = nativeAddressOf(err);
+    if (native === null) throw err;
+    broker = native;
+    res = await ask(broker, body, timeoutMs);
+  }
   if (typeof res.brokerId !== "number") {
     throw new YakError(
       "INVALID_ARGUMENT",
@@ -104,6 +114,18 @@ export async function askBroker(
     );
   }
   return res;
+}
+
+/**
+ * The native address a broker's Kafka port answered a yak tool with (see
+ * src/kafka/server.ts), or null when `err` is no such answer.
+ */
+export function nativeAddressOf(err: unknown): Address | null {
+  const data = err instanceof YakError ? err.data : undefined;
+  if (data?.kafkaPort !== true || typeof data.nativeHost !== "string" || typeof data.nativePort !== "number") {
+    return null;
+  }
+  return { host: data.nativeHost, port: data.nativePort };
 }
 
 /**
@@ -259,15 +281,9 @@ export async function connectAny(
   return await retryUntil(deadline, async (timeoutMs) => {
     const errors: string[] = [];
     for (const broker of brokers) {
-      let conn: Connection | null = null;
       try {
-        conn = await Connection.open(broker.host, broker.port, { connectTimeoutMs: Math.min(timeoutMs, 2000) });
-        // The zookeeper accepts connections too: make sure this is a broker.
-        const meta = await conn.request({ type: "metadata" }, timeoutMs);
-        if (typeof meta.brokerId !== "number") await askBroker(broker, { type: "metadata" }, timeoutMs);
-        return conn;
+        return await openBroker(broker, timeoutMs);
       } catch (err) {
-        conn?.close();
         const yerr = toYakError(err);
         if (!isRetriable(yerr)) throw yerr;
         errors.push(yerr.message);
@@ -278,4 +294,22 @@ export async function connectAny(
       brokers.length === 1 ? errors[0] : `no bootstrap broker answers (${errors.join("; ")})`,
     );
   }, onRetry);
+}
+
+/**
+ * A connection to the broker at `broker`, checked to be one (the zookeeper
+ * accepts connections too), or to the native port its Kafka port names.
+ */
+async function openBroker(broker: Address, timeoutMs: number, followKafkaPort = true): Promise<Connection> {
+  const conn = await Connection.open(broker.host, broker.port, { connectTimeoutMs: Math.min(timeoutMs, 2000) });
+  try {
+    const meta = await conn.request({ type: "metadata" }, timeoutMs);
+    if (typeof meta.brokerId !== "number") await askBroker(broker, { type: "metadata" }, timeoutMs);
+    return conn;
+  } catch (err) {
+    conn.close();
+    const native = followKafkaPort ? nativeAddressOf(err) : null;
+    if (native === null) throw err;
+    return await openBroker(native, timeoutMs, false);
+  }
 }

@@ -33,6 +33,17 @@ export interface ProducerOptions {
   onRetry?: (why: string) => void;
   /** Told of every batch the leader acknowledged, with who acknowledged it (not with acks=0); must not throw. */
   onAck?: (ack: Acknowledgement) => void;
+  /**
+   * Transactional: records are sent inside transactions of this id (Kafka's
+   * transactional.id), each ended by {@link Producer.commitTransaction} or
+   * {@link Producer.abortTransaction}; read_committed consumers see a
+   * transaction's records only once it commits. Opening initializes the id,
+   * which fences an earlier producer of the same id and aborts its open
+   * transaction.
+   */
+  transactionalId?: string;
+  /** The coordinator aborts a transaction open longer than this (default 60 s). */
+  transactionTimeoutMs?: number;
 }
 
 /**
@@ -55,8 +66,8 @@ export interface Acknowledgement {
 }
 
 type ResolvedOptions =
-  & Required<Omit<ProducerOptions, "partition" | "onRetry" | "onAck">>
-  & Pick<ProducerOptions, "partition" | "onRetry" | "onAck">;
+  & Required<Omit<ProducerOptions, "partition" | "onRetry" | "onAck" | "transactionalId" | "transactionTimeoutMs">>
+  & Pick<ProducerOptions, "partition" | "onRetry" | "onAck" | "transactionalId" | "transactionTimeoutMs">;
 
 interface Batch {
   partition: number;
@@ -167,6 +178,16 @@ export class Producer {
    * this producer.
    */
   #producerId: string | null = null;
+  /** A transactional producer's epoch (0 for an idempotent one). */
+  #producerEpoch = 0;
+  /** Transactional: whether the partitions of the transaction being sent have been added to it. */
+  #txnOpen = false;
+  #openingTxn: Promise<void> | null = null;
+  /** Transactional: records and bytes acknowledged in the open transaction (counted as acknowledged at its commit). */
+  #txnRecords = 0;
+  #txnBytes = 0;
+  /** Transactional: the acknowledged batches of the open transaction (not acknowledged, should it abort). */
+  #txnBatches: Batch[] = [];
   #order = 0;
   #sticky = 0;
   /** Whether the sticky partition was picked (at random, once the partition count is known). */
@@ -262,7 +283,9 @@ export class Producer {
   async #setup(conn: Connection): Promise<void> {
     let n: number;
     try {
-      const meta = await conn.request({ type: "metadata", topic: this.topic }, this.#o.requestTimeoutMs);
+      // A transaction adds every partition of the topic first, so the topic must exist before anything is sent.
+      const create = this.#o.transactionalId !== undefined;
+      const meta = await conn.request({ type: "metadata", topic: this.topic, create }, this.#o.requestTimeoutMs);
       n = (meta.topics as Record<string, number>)[this.topic];
       this.#topicMissing = false;
     } catch (err) {
@@ -295,8 +318,13 @@ export class Producer {
       topic: this.topic,
     }, this.#o.requestTimeoutMs);
     if (this.#producerId === null) {
-      const issued = await conn.request({ type: "init_producer" }, this.#o.requestTimeoutMs);
+      // Once: a transactional id initialized again would fence this very producer.
+      const txn = this.#o.transactionalId === undefined
+        ? {}
+        : { transactionalId: this.#o.transactionalId, transactionTimeoutMs: this.#o.transactionTimeoutMs };
+      const issued = await conn.request({ type: "init_producer", ...txn }, this.#o.requestTimeoutMs);
       this.#producerId = String(issued.producerId);
+      this.#producerEpoch = typeof issued.producerEpoch === "number" ? issued.producerEpoch : 0;
     }
   }
 
@@ -407,6 +435,10 @@ export class Producer {
 
   #pump(): void {
     if (this.#reconnecting || this.#failed) return;
+    if (this.#o.transactionalId !== undefined && !this.#txnOpen) {
+      if (this.#queue.length > 0) this.#openTransaction();
+      return;
+    }
     while (
       this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0
     ) {
@@ -426,6 +458,7 @@ export class Producer {
       producer: this.#producerId,
       seq: batch.seq,
       records: batch.records,
+      ...(this.#o.transactionalId === undefined ? {} : { producerEpoch: this.#producerEpoch, txn: true }),
     };
     if (this.#o.acks === 0) {
       conn.send(body).then(
@@ -465,8 +498,15 @@ export class Producer {
     if (batch.acked) return;
     batch.acked = true;
     if (duplicate) this.duplicates++;
-    this.ackedRecords += batch.indexes.length;
-    this.ackedBytes += batch.payloadBytes;
+    if (this.#o.transactionalId !== undefined) {
+      // Acknowledged, but visible to read_committed readers only once the transaction commits.
+      this.#txnRecords += batch.indexes.length;
+      this.#txnBytes += batch.payloadBytes;
+      this.#txnBatches.push(batch);
+    } else {
+      this.ackedRecords += batch.indexes.length;
+      this.ackedBytes += batch.payloadBytes;
+    }
     this.#reconnectsWithoutProgress = 0;
     if (this.#topicMissing) {
       // The first batch created the topic: its partition count is the truth from here on.
@@ -699,7 +739,97 @@ export class Producer {
     for (const b of [...this.#open.values(), ...this.#queue, ...this.#inflight, ...this.#abandoned]) {
       if (!b.acked) out.push(...b.indexes);
     }
+    // A transaction not committed: none of it counts.
+    for (const b of this.#txnBatches) out.push(...b.indexes);
     return out.sort((a, b) => a - b);
+  }
+
+  /** Adds every partition of the topic to the transaction about to be sent, then lets its batches go. */
+  #openTransaction(): void {
+    if (this.#openingTxn) return;
+    this.#openingTxn = (async () => {
+      try {
+        const partitions = Array.from({ length: this.#partitions }, (_, p) => p);
+        await this.#txnRequest({ type: "add_partitions_to_txn", topic: this.topic, partitions });
+        this.#txnOpen = true;
+      } catch (err) {
+        this.#fail(toYakError(err));
+      } finally {
+        this.#openingTxn = null;
+      }
+    })().then(() => this.#pump());
+  }
+
+  /**
+   * A transaction request to the leader, retried through failovers (the
+   * coordinator's state is in the cluster) and while the id's previous
+   * transaction is still being completed.
+   */
+  async #txnRequest(body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    while (true) {
+      if (this.#failed) throw this.#failed;
+      if (this.#reconnecting) {
+        await this.#reconnecting;
+        continue;
+      }
+      try {
+        return await this.#conn.request({
+          ...body,
+          transactionalId: this.#o.transactionalId,
+          producer: this.#producerId,
+          producerEpoch: this.#producerEpoch,
+        }, this.#o.requestTimeoutMs + 2000);
+      } catch (err) {
+        const yerr = toYakError(err);
+        if (!isRetriable(yerr)) throw yerr;
+        if (yerr.code === "CONCURRENT_TRANSACTIONS") await new Promise((r) => setTimeout(r, 50));
+        else this.#reconnect(yerr.message);
+      }
+    }
+  }
+
+  /**
+   * Transactional: sends everything added, then commits the transaction;
+   * resolves once its markers are in, when read_committed readers see all of
+   * it. The next record added starts the next transaction.
+   */
+  async commitTransaction(): Promise<void> {
+    await this.flush();
+    if (this.#txnOpen) await this.#txnRequest({ type: "end_txn", commit: true });
+    this.#txnOpen = false;
+    this.ackedRecords += this.#txnRecords;
+    this.ackedBytes += this.#txnBytes;
+    this.#txnRecords = 0;
+    this.#txnBytes = 0;
+    this.#txnBatches = [];
+    this.#notify();
+  }
+
+  /**
+   * Transactional: aborts the open transaction (after the answers to what
+   * is in flight, at most `timeoutMs`), so nothing of it is ever seen by
+   * read_committed readers. Best effort: if the cluster cannot be reached,
+   * the coordinator aborts it at its timeout.
+   */
+  async abortTransaction(timeoutMs = 5000): Promise<void> {
+    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+    for (const b of [...this.#open.values()]) {
+      this.#open.delete(b.partition);
+      this.#abandoned.push(b);
+    }
+    this.#abandoned.push(...this.#queue);
+    this.#queue = [];
+    await this.settle(timeoutMs);
+    if (!this.#txnOpen || this.#conn.isClosed) return;
+    await this.#conn.request({
+      type: "end_txn",
+      commit: false,
+      transactionalId: this.#o.transactionalId,
+      producer: this.#producerId,
+      producerEpoch: this.#producerEpoch,
+    }, timeoutMs);
+    this.#txnOpen = false;
   }
 
   /** Deregisters and closes the connection (after {@link flush}). */

@@ -3,14 +3,21 @@
  * static page (src/console/static/, plain HTML, CSS and JS, no build step,
  * nothing from elsewhere), `GET /api/status` (what `yak status --json`
  * prints) and `GET /api/events`, server-sent events carrying a
- * {@link FeedSnapshot} on every update.
+ * {@link FeedSnapshot} on every update; `GET /api/records`, the record
+ * browser (record_browser.ts); and with the auth token, the admin actions
+ * (`POST /api/admin/ACTION`, admin_actions.ts; `GET /api/admin` says whether
+ * they are on).
  *
  * @module
  */
 import { probeBrokers, type ZookeeperStatus } from "../client/cluster_status.ts";
 import { DEFAULTS } from "../config.ts";
+import { toYakError, YakError } from "../errors.ts";
 import type { OpLogEntry } from "../op_log.ts";
+import { Connection } from "../protocol/connection.ts";
+import { ADMIN_ACTIONS, runAdminAction } from "./admin_actions.ts";
 import { httpSecurity, json, respond, type Route, serveHttp } from "./http.ts";
+import { browse, browseRequestOf } from "./record_browser.ts";
 import { StatusFeed, type Viewer } from "./status_feed.ts";
 import { Timeline } from "./timeline.ts";
 
@@ -40,6 +47,10 @@ export interface ConsoleServer {
 
 /** A viewer this many updates behind is dropped (its browser reconnects). */
 const MAX_QUEUED_UPDATES = 30;
+/** The largest admin request body taken (fields and a few topic configs). */
+const MAX_ADMIN_BODY_BYTES = 64 * 1024;
+/** How long a record read or an admin action may take at the leader. */
+const LEADER_REQUEST_MS = 10_000;
 
 const STATIC: Record<string, { file: string; type: string }> = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
@@ -115,13 +126,25 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
     maxViewers: DEFAULTS.consoleMaxViewers,
     historyPoints: DEFAULTS.consoleHistoryPoints,
   });
+  const security = await httpSecurity(true);
   const routes: Record<string, Route> = {
     "/api/status": async () => json(await feed.status()),
     "/api/events": eventsRoute(feed),
+    "/api/records": (_req, url) => withLeader(opts.zookeeper, () => browseRequestOf(url), browse),
+    "/api/admin": () =>
+      json(
+        security.auth === null
+          ? { enabled: false, reason: "admin actions need the cluster's auth token (--auth-token T)" }
+          : { enabled: true, actions: ADMIN_ACTIONS },
+      ),
   };
   for (const [path, { file, type }] of Object.entries(STATIC)) routes[path] = staticRoute(file, type);
-  const security = await httpSecurity(true);
-  const server = serveHttp({ host: opts.host, port: opts.port, routes, onError: opts.onError, ...security });
+  const posts: Record<string, Route> = {};
+  for (const action of ADMIN_ACTIONS) {
+    posts[`/api/admin/${action}`] = (req) =>
+      withLeader(opts.zookeeper, () => adminBody(req), (conn, body) => runAdminAction(conn, action, body));
+  }
+  const server = serveHttp({ host: opts.host, port: opts.port, routes, posts, onError: opts.onError, ...security });
   const unwatch = opts.onChange(() => feed.zookeeperChanged());
   return {
     url: server.url,
@@ -134,4 +157,67 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
       await server.close();
     },
   };
+}
+
+/**
+ * Checks the request (`prepare`), then runs `fn` with it on a connection to
+ * the leader the lease names, and answers its result as JSON; a refusal (bad
+ * input, no leader, the service's own "no") is `{"error": {code, message}}`
+ * with status 400, 404, 409 or 503.
+ */
+async function withLeader<P, T>(
+  zookeeper: () => ZookeeperStatus,
+  prepare: () => P | Promise<P>,
+  fn: (conn: Connection, prepared: P) => Promise<T>,
+) {
+  try {
+    const prepared = await prepare();
+    const { lease } = zookeeper();
+    if (lease.leaderId === null) throw new YakError("NO_LEADER", "no leader right now; try again after the election");
+    const conn = await Connection.open(lease.host, lease.port, { connectTimeoutMs: 3000 });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const silent = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new YakError("TIMEOUT", `the leader did not answer in ${LEADER_REQUEST_MS} ms`)),
+        LEADER_REQUEST_MS,
+      );
+    });
+    try {
+      return json(await Promise.race([fn(conn, prepared), silent]));
+    } finally {
+      clearTimeout(timer);
+      conn.close();
+    }
+  } catch (err) {
+    const { code, message } = toYakError(err);
+    return respond(JSON.stringify({ error: { code, message } }), statusOf(code), {
+      "content-type": "application/json; charset=utf-8",
+    });
+  }
+}
+
+/** The HTTP status of a refusal: the request's fault, nothing there, the cluster unable now, or a conflict. */
+function statusOf(code: string): number {
+  if (["INVALID_ARGUMENT", "INVALID_REQUEST", "INVALID_TOPIC", "INVALID_CONFIG"].includes(code)) return 400;
+  if (["UNKNOWN_TOPIC", "UNKNOWN_PARTITION"].includes(code)) return 404;
+  if (["NO_LEADER", "NOT_LEADER", "CONNECTION", "TIMEOUT"].includes(code)) return 503;
+  return 409;
+}
+
+/** An admin request's JSON object body, at most {@link MAX_ADMIN_BODY_BYTES}. */
+async function adminBody(req: Request): Promise<Record<string, unknown>> {
+  const length = Number(req.headers.get("content-length") ?? 0);
+  if (length > MAX_ADMIN_BODY_BYTES) throw new YakError("INVALID_ARGUMENT", "the request body is too large");
+  const text = await req.text();
+  if (text.length > MAX_ADMIN_BODY_BYTES) throw new YakError("INVALID_ARGUMENT", "the request body is too large");
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new YakError("INVALID_ARGUMENT", "the request body must be a JSON object");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new YakError("INVALID_ARGUMENT", "the request body must be a JSON object");
+  }
+  return body as Record<string, unknown>;
 }

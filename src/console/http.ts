@@ -30,6 +30,11 @@ export interface HttpOptions {
   port: number;
   /** Path -> handler, for GET (and HEAD). */
   routes: Record<string, Route>;
+  /**
+   * Path -> handler, for POST: changes (the console's admin actions). Only
+   * with a token (`auth`), and only same-origin JSON requests (see {@link postRefused}).
+   */
+  posts?: Record<string, Route>;
   /** Null: no token needed. */
   auth: HttpAuth | null;
   /** Serve HTTPS with this certificate and key (PEM). */
@@ -128,11 +133,17 @@ async function answer(req: Request, opts: HttpOptions, secure: boolean): Promise
         `its own address or localhost\n`,
     );
   }
-  const route = Object.hasOwn(opts.routes, url.pathname) ? opts.routes[url.pathname] : undefined;
+  const post = opts.posts && Object.hasOwn(opts.posts, url.pathname) ? opts.posts[url.pathname] : undefined;
+  const route = post ?? (Object.hasOwn(opts.routes, url.pathname) ? opts.routes[url.pathname] : undefined);
   if (!route) return text(404, `404 not found: ${url.pathname.slice(0, 200)}\n`);
-  if (req.method !== "GET" && req.method !== "HEAD") {
+  if (post && req.method !== "POST") {
+    return text(405, `405 method not allowed: ${url.pathname} takes POST\n`, { allow: "POST" });
+  }
+  if (!post && req.method !== "GET" && req.method !== "HEAD") {
     return text(405, `405 method not allowed: ${url.pathname} takes GET\n`, { allow: "GET, HEAD" });
   }
+  const refused = post ? postRefused(req, url, opts.auth) : null;
+  if (refused) return refused;
   const auth = opts.auth;
   if (auth?.cookie && url.searchParams.has("token")) {
     if (!tokensEqual(url.searchParams.get("token"), auth.token)) {
@@ -149,6 +160,32 @@ async function answer(req: Request, opts: HttpOptions, secure: boolean): Promise
   if (auth && !authorized(req, auth)) return text(401, UNAUTHORIZED, { "www-authenticate": 'Bearer realm="yak"' });
   const res = await route(req, url);
   return req.method === "HEAD" ? new Response(null, { status: res.status, headers: res.headers }) : res;
+}
+
+/**
+ * Why a POST (a change) is refused, or null: it needs the token (so without
+ * one changes are off), and a request a page of this server's own origin
+ * made: a JSON body (another site's form cannot send one without a CORS
+ * preflight, which is never granted), and no other origin in `Origin` or
+ * `Sec-Fetch-Site`. The token itself is checked after, as for every route.
+ */
+function postRefused(req: Request, url: URL, auth: HttpAuth | null): Response | null {
+  if (auth === null) {
+    return text(
+      403,
+      "403 forbidden: changes need the cluster's auth token; start the cluster with --auth-token T " +
+        "(or YAK_AUTH_TOKEN) and open the console once with ?token=T\n",
+    );
+  }
+  const origin = req.headers.get("origin");
+  const site = req.headers.get("sec-fetch-site");
+  if ((origin !== null && origin !== url.origin) || (site !== null && site !== "same-origin")) {
+    return text(403, "403 forbidden: changes are taken only from this console's own page\n");
+  }
+  if (!/^application\/json\b/i.test(req.headers.get("content-type") ?? "")) {
+    return text(415, "415 unsupported media type: send the action's fields as application/json\n");
+  }
+  return null;
 }
 
 /**

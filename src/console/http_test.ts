@@ -32,3 +32,29 @@ Deno.test("without a token, only requests naming this server by address or local
   assert.ok(hostAllowed("yak-box:8080", "yak-box"), "the name given to --host");
   assert.ok(hostAllowed(null, "127.0.0.1"), "HTTP/1.0 without a Host");
 });
+
+Deno.test("POST routes (changes): refused without a token, from another origin, or as anything but JSON", async () => {
+  const posts = { "/change": () => text(200, "changed\n") };
+  const open = serveHttp({ host: "127.0.0.1", port: 0, auth: null, routes: {}, posts });
+  const guarded = serveHttp({ host: "127.0.0.1", port: 0, auth: { token: "t0k" }, routes: {}, posts });
+  const post = async (server: { url: string }, headers: Record<string, string>) => {
+    const res = await fetch(`${server.url}change`, { method: "POST", headers, body: "{}" });
+    return `${res.status} ${(await res.text()).trim().slice(0, 60)}`;
+  };
+  const json = { "content-type": "application/json" };
+  const bearer = { authorization: "Bearer t0k" };
+  try {
+    assert.match(await post(open, json), /^403 403 forbidden: changes need the cluster's auth token/);
+    assert.match(await post(guarded, json), /^401 401 unauthorized: this server needs the cluster's auth token/);
+    assert.equal(await post(guarded, { ...json, ...bearer }), "200 changed");
+    assert.match(await post(guarded, { ...json, ...bearer, origin: "http://evil.example" }), /^403 /);
+    assert.match(await post(guarded, { ...bearer, "content-type": "application/x-www-form-urlencoded" }), /^415 /);
+    const get = await fetch(`${guarded.url}change`, { headers: bearer });
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.get("allow"), "POST");
+    await get.body?.cancel();
+  } finally {
+    await open.close();
+    await guarded.close();
+  }
+});

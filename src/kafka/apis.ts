@@ -30,6 +30,14 @@ import { listOffsets } from "./list_offsets.ts";
 import { metadata } from "./metadata.ts";
 import { initProducerId, produce } from "./produce.ts";
 import { saslAuthenticate, saslHandshake } from "./sasl.ts";
+import {
+  addOffsetsToTxn,
+  addPartitionsToTxn,
+  describeTransactions,
+  endTxn,
+  listTransactions,
+  txnOffsetCommit,
+} from "./transactions.ts";
 import type { Writer } from "./wire.ts";
 
 /** ApiVersions' key: answered with a v0 header, and in v0 layout when the client's version is too new. */
@@ -69,6 +77,10 @@ export const APIS: readonly Api[] = [
   { key: 21, name: "DeleteRecords", min: 0, max: 2, flexibleFrom: 2, handle: deleteRecords },
   { key: 22, name: "InitProducerId", min: 0, max: 4, flexibleFrom: 2, handle: initProducerId },
   { key: 23, name: "OffsetForLeaderEpoch", min: 0, max: 4, flexibleFrom: 4, handle: offsetForLeaderEpoch },
+  { key: 24, name: "AddPartitionsToTxn", min: 0, max: 3, flexibleFrom: 3, handle: addPartitionsToTxn },
+  { key: 25, name: "AddOffsetsToTxn", min: 0, max: 3, flexibleFrom: 3, handle: addOffsetsToTxn },
+  { key: 26, name: "EndTxn", min: 0, max: 3, flexibleFrom: 3, handle: endTxn },
+  { key: 28, name: "TxnOffsetCommit", min: 0, max: 3, flexibleFrom: 3, handle: txnOffsetCommit },
   { key: 32, name: "DescribeConfigs", min: 0, max: 4, flexibleFrom: 4, handle: describeConfigs },
   { key: 33, name: "AlterConfigs", min: 0, max: 2, flexibleFrom: 2, handle: alterConfigs },
   { key: 35, name: "DescribeLogDirs", min: 0, max: 4, flexibleFrom: 2, handle: describeLogDirs },
@@ -78,6 +90,8 @@ export const APIS: readonly Api[] = [
   { key: 44, name: "IncrementalAlterConfigs", min: 0, max: 1, flexibleFrom: 1, handle: incrementalAlterConfigs },
   { key: 47, name: "OffsetDelete", min: 0, max: 0, flexibleFrom: NONE, handle: offsetDelete },
   { key: 60, name: "DescribeCluster", min: 0, max: 1, flexibleFrom: 0, handle: describeCluster },
+  { key: 65, name: "DescribeTransactions", min: 0, max: 0, flexibleFrom: 0, handle: describeTransactions },
+  { key: 66, name: "ListTransactions", min: 0, max: 0, flexibleFrom: 0, handle: listTransactions },
 ];
 
 /** {@link APIS} by key. */

@@ -2,8 +2,10 @@
  * Fetch (API 1): the one long-poll read (`readPartitions`, the same a native
  * consumer and a follower use) up to the high watermark, with the stored
  * lines turned into uncompressed RecordBatch v2, one batch per run of records
- * of one leader epoch. Clients read with read_committed, so the last stable
- * offset is the high watermark (yak has no transactions).
+ * of one leader epoch and producer batch. read_committed reads up to the last
+ * stable offset (below every undecided transaction) and gets the partition's
+ * aborted transactions in that range; markers go as control batches, as
+ * Kafka's clients expect them; read_uncommitted reads up to the high watermark.
  *
  * @module
  */
@@ -22,6 +24,8 @@ interface PartitionOut {
   maxBytes: number;
   error: number;
   offsets: PartitionOffsets | null;
+  /** read_committed: the aborted transactions in what was read (null for read_uncommitted). */
+  aborted: { producerId: bigint; firstOffset: number }[] | null;
   batches: Uint8Array[];
   /** What to read; null when the partition failed its check. */
   spec: ReadSpec | null;
@@ -47,26 +51,40 @@ function startsBatch(records: readonly RecordBytes[], start: number, i: number):
   const r = records[i];
   const prev = records[i - 1];
   return r.epoch !== records[start].epoch || r.offset !== prev.offset + 1 || r.producer !== prev.producer ||
-    r.batchStart || (r.producer >= 0 && r.seq !== prev.seq + 1) ||
+    r.batchStart || r.control >= 0 || prev.control >= 0 || r.txn !== prev.txn || r.pepoch !== prev.pepoch ||
+    (r.producer >= 0 && r.seq !== prev.seq + 1) ||
     // LogAppendTime: one batch per append time, as Kafka stores them (readers take its max timestamp for each record).
     r.logAppendTime !== prev.logAppendTime || (r.logAppendTime && r.ts !== prev.ts);
+}
+
+/** A marker's control record: key (version 0, type: 0 abort, 1 commit) and value (version 0, coordinator epoch). */
+function controlRecord(r: RecordBytes): { key: Uint8Array; value: Uint8Array } {
+  const key = new Uint8Array(4);
+  new DataView(key.buffer).setInt16(2, r.control);
+  const value = new Uint8Array(6);
+  new DataView(value.buffer).setInt32(2, r.epoch);
+  return { key, value };
 }
 
 function encodeRun(records: readonly RecordBytes[], start: number, end: number): Uint8Array {
   const first = records[start];
   const base = first.offset;
+  const control = first.control >= 0;
   return encodeRecordBatch({
     baseOffset: base,
     partitionLeaderEpoch: first.epoch,
     logAppendTime: first.logAppendTime,
-    // An idempotent producer's batch says whose it is: its stored number (not the id it produces
-    // with, which stays secret so no reader can write as it), epoch 0 (yak issues no other) and sequence.
-    ...(first.producer >= 0 ? { producerId: BigInt(first.producer), producerEpoch: 0, baseSequence: first.seq } : {}),
+    // A producer's batch says whose it is: its stored number (not the id it produces with, which stays
+    // secret so no reader can write as it), its epoch (0 for an idempotent producer) and sequence.
+    ...(first.producer >= 0
+      ? { producerId: BigInt(first.producer), producerEpoch: Math.max(0, first.pepoch), baseSequence: first.seq }
+      : {}),
+    isTransactional: first.txn,
+    isControl: control,
     records: records.slice(start, end).map((r) => ({
       offsetDelta: r.offset - base,
       timestamp: r.ts,
-      key: r.key,
-      value: r.value,
+      ...(control ? controlRecord(r) : { key: r.key, value: r.value }),
       headers: r.headers,
     })),
   });
@@ -88,7 +106,7 @@ function encodeRun(records: readonly RecordBytes[], start: number, end: number):
  * const value = new Uint8Array(1000);
  * const records = [0, 1, 2].map((offset) => ({
  *   offset, epoch: 1, ts: 0, logAppendTime: false, key: null, value, headers: [], producer: -1, seq: -1,
- *   batchStart: false,
+ *   batchStart: false, pepoch: -1, txn: false, control: -1,
  * }));
  * assert.equal(recordsToBatches(records, 100_000, false).batches.length, 1); // one epoch: one batch
  * const { batches, bytes } = recordsToBatches(records, 2200, false);
@@ -156,6 +174,8 @@ export function gapBatch(from: number, next: number, epoch: number): Uint8Array 
 
 /** What a Fetch asks for, its limits already clamped to the broker's. */
 interface FetchRequest {
+  /** read_committed (isolation level 1). */
+  committed: boolean;
   maxWaitMs: number;
   maxBytes: number;
   topics: { name: string; parts: { index: number; offset: number; maxBytes: number }[] }[];
@@ -175,7 +195,7 @@ function turnOrder(outs: TopicOut[], turn: number): PartitionOut[] {
 /** Handles Fetch v0-12 (record batches are v2, so clients use v4 and later; v12 is flexible). */
 export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const s = ctx.services;
-  const { maxWaitMs, maxBytes, topics } = readFetchRequest(req, s);
+  const { committed, maxWaitMs, maxBytes, topics } = readFetchRequest(req, s);
   // Checked one partition at a time, so one bad partition costs its own error only.
   const outs: TopicOut[] = topics.map((t) => ({
     name: t.name,
@@ -188,10 +208,10 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
   const reads = specs.length === 0 ? [] : await s.partitions.readPartitions(specs, {
     maxBytes,
     maxWaitMs: anyError ? 0 : maxWaitMs,
-    upTo: "hw",
+    upTo: committed ? "lso" : "hw",
     damaged,
   });
-  fillPartitions(s, outs, reads, damaged);
+  fillPartitions(s, outs, reads, damaged, committed);
   fillBatches(order, reads, maxBytes);
   writeFetchResponse(w, req.version, outs);
 }
@@ -202,7 +222,7 @@ function readFetchRequest(req: ApiRequest, s: BrokerServices): FetchRequest {
   const maxWaitMs = Math.max(0, Math.min(r.int32(), s.opts.maxFetchWaitMs));
   r.int32(); // min bytes: any data answers at once
   const maxBytes = v >= 3 ? Math.max(1, Math.min(r.int32(), s.opts.maxFetchBytes)) : s.opts.maxFetchBytes;
-  if (v >= 4) r.int8(); // isolation: read_committed and read_uncommitted both end at the high watermark
+  const committed = v >= 4 && r.int8() === 1; // isolation level: 1 is read_committed
   if (v >= 7) {
     r.int32(); // session id: yak keeps no fetch sessions, so every fetch is a full one (answered with id 0)
     r.int32();
@@ -220,7 +240,7 @@ function readFetchRequest(req: ApiRequest, s: BrokerServices): FetchRequest {
     }, 16),
   }), 4);
   // Forgotten topics (v7+) and the rack id (v11+) need no answer without fetch sessions.
-  return { maxWaitMs, maxBytes, topics };
+  return { committed, maxWaitMs, maxBytes, topics };
 }
 
 /** One partition of a Fetch, checked before any read: what to read, or its error. */
@@ -231,7 +251,7 @@ function checkPartition(
   offset: number,
   maxBytes: number,
 ): PartitionOut {
-  const out = { index, maxBytes, error: 0, offsets: null, batches: [], spec: null };
+  const out = { index, maxBytes, error: 0, offsets: null, aborted: null, batches: [], spec: null };
   try {
     const below = new Map<number, PartitionOffsets>();
     const specs = s.partitions.consumerSpecs(topic, [[index, offset]], below);
@@ -248,6 +268,7 @@ function fillPartitions(
   outs: TopicOut[],
   reads: PartitionRead[],
   damaged: Map<ReadSpec, YakError>,
+  committed: boolean,
 ): void {
   const read = new Set(reads.map((rd) => rd.spec));
   for (const t of outs) {
@@ -256,7 +277,9 @@ function fillPartitions(
       if (p.spec && damaged.has(p.spec)) p.error = kafkaErrorOf(damaged.get(p.spec)!.code);
       if (p.error !== 0) continue;
       try {
-        p.offsets = s.partitions.offsets({ topic: t.name, partition: p.index });
+        const tp = { topic: t.name, partition: p.index };
+        p.offsets = s.partitions.offsets(tp);
+        if (committed && p.spec) p.aborted = s.partitions.abortedTxns(tp, p.spec.from, p.offsets.lastStable);
       } catch (err) {
         p.error = kafkaErrorOf(err instanceof YakError ? err.code : "UNAVAILABLE");
         if (p.spec) read.delete(p.spec);
@@ -302,9 +325,9 @@ function writeFetchResponse(w: Writer, v: number, outs: TopicOut[]): void {
     w.array(t.parts, (w, p) => {
       const hw = p.offsets?.highWatermark ?? -1;
       w.int32(p.index).int16(p.error).int64(hw);
-      if (v >= 4) w.int64(hw); // last stable offset
+      if (v >= 4) w.int64(p.offsets?.lastStable ?? -1);
       if (v >= 5) w.int64(p.offsets?.logStart ?? -1);
-      if (v >= 4) w.array([], () => {}); // aborted transactions: none
+      if (v >= 4) w.array(p.aborted, (w, a) => w.int64(a.producerId).int64(a.firstOffset));
       if (v >= 11) w.int32(-1); // preferred read replica: none
       w.bytesOf(p.batches);
     });

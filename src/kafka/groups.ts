@@ -31,8 +31,9 @@ function hostOf(remote: string): string {
 }
 
 /**
- * Handles FindCoordinator v0-4: the leader coordinates every group. v4
- * (KIP-699) asks for several keys at once and answers each.
+ * Handles FindCoordinator v0-4: the leader coordinates every group (key type
+ * 0) and every transactional id (key type 1). v4 (KIP-699) asks for several
+ * keys at once and answers each.
  */
 export function findCoordinator(ctx: KafkaContext, req: ApiRequest, w: Writer): void {
   const { version: v, body: r } = req;
@@ -41,9 +42,9 @@ export function findCoordinator(ctx: KafkaContext, req: ApiRequest, w: Writer): 
   const keys = v >= 4 ? r.stringArray() : [oneKey];
   const { brokers, leaderId } = kafkaBrokers(ctx);
   const leader = brokers.find((b) => b.nodeId === leaderId);
-  const error = keyType !== 0 ? KAFKA.INVALID_REQUEST : leader ? 0 : KAFKA.COORDINATOR_NOT_AVAILABLE;
-  const message = keyType !== 0
-    ? "yak coordinates consumer groups only (key type 0)"
+  const error = keyType !== 0 && keyType !== 1 ? KAFKA.INVALID_REQUEST : leader ? 0 : KAFKA.COORDINATOR_NOT_AVAILABLE;
+  const message = keyType !== 0 && keyType !== 1
+    ? "yak coordinates consumer groups (key type 0) and transactions (key type 1)"
     : error === 0
     ? null
     : "no coordinator now; retry";
@@ -309,27 +310,32 @@ export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void
     return { group, asked: askedTopics(r) };
   };
   const groups = v >= 8 ? r.array(askedGroup, 2) : [{ group: r.string(), asked: askedTopics(r) }];
-  if (v >= 7) r.bool(); // require stable: yak has no pending transactional offsets
+  // require_stable (KIP-447): an offset an undecided transaction may still change is UNSTABLE_OFFSET_COMMIT
+  // (retriable), so a read_committed consumer starts from the decided one.
+  const requireStable = v >= 7 && r.bool();
   const answers = groups.map((g) => ({ group: g.group, ...committedOf(ctx, g.group, g.asked) }));
-  const writeTopics = (w: Writer, topics: CommittedTopics) =>
+  const txns = ctx.services.transactions;
+  const partError = (group: string, topic: string, p: number) =>
+    requireStable && txns.pendingOffset(group, topic, p) ? KAFKA.UNSTABLE_OFFSET_COMMIT : 0;
+  const writeTopics = (w: Writer, topics: CommittedTopics, group: string) =>
     w.array(topics, (w, t) => {
       w.string(t.name);
       w.array(t.parts, (w, p) => {
         w.int32(p.index).int64(p.offset);
         if (v >= 5) w.int32(p.epoch);
-        w.nullableString(p.metadata).int16(0);
+        w.nullableString(p.metadata).int16(partError(group, t.name, p.index));
       });
     });
   if (v >= 3) w.int32(0);
   if (v >= 8) {
     w.array(answers, (w, a) => {
       w.string(a.group);
-      writeTopics(w, a.topics);
+      writeTopics(w, a.topics, a.group);
       w.int16(a.error);
     });
     return;
   }
-  writeTopics(w, answers[0].topics);
+  writeTopics(w, answers[0].topics, answers[0].group);
   if (v >= 2) w.int16(answers[0].error);
 }
 

@@ -90,9 +90,9 @@ export async function offsetOfMaxTime(
 }
 
 /** What ListOffsets answers for one partition and timestamp (or special timestamp). */
-async function lookUp(s: BrokerServices, tp: TopicPartition, timestamp: number) {
+async function lookUp(s: BrokerServices, tp: TopicPartition, timestamp: number, committedOnly = false) {
   const o = s.partitions.offsets(tp);
-  if (timestamp === LATEST) return { timestamp: -1, offset: o.highWatermark };
+  if (timestamp === LATEST) return { timestamp: -1, offset: committedOnly ? o.lastStable : o.highWatermark };
   // Every record is "local" in yak (no tiered storage): KIP-405's earliest local offset is the log start.
   if (timestamp === EARLIEST || timestamp === EARLIEST_LOCAL) return { timestamp: -1, offset: o.logStart };
   if (timestamp === MAX_TIMESTAMP) return await offsetOfMaxTime(s, tp);
@@ -109,7 +109,8 @@ export async function listOffsets(ctx: KafkaContext, req: ApiRequest, w: Writer)
   const { version: v, body: r } = req;
   const s = ctx.services;
   r.int32(); // replica id
-  if (v >= 2) r.int8(); // isolation level: both end at the high watermark
+  // read_committed (1): the latest offset is the last stable one, below every undecided transaction.
+  const committedOnly = v >= 2 && r.int8() === 1;
   const topics = r.array((r) => ({
     name: r.string(),
     parts: r.array((r) => {
@@ -128,7 +129,11 @@ export async function listOffsets(ctx: KafkaContext, req: ApiRequest, w: Writer)
         if (!Number.isInteger(p.index) || p.index < 0 || p.index >= count) {
           throw new YakError(count === 0 ? "UNKNOWN_TOPIC" : "UNKNOWN_PARTITION", `${t.name}/${p.index}`);
         }
-        return { index: p.index, error: 0, ...await lookUp(s, { topic: t.name, partition: p.index }, p.timestamp) };
+        return {
+          index: p.index,
+          error: 0,
+          ...await lookUp(s, { topic: t.name, partition: p.index }, p.timestamp, committedOnly),
+        };
       } catch (err) {
         const error = kafkaErrorOf(err instanceof YakError ? err.code : "UNAVAILABLE");
         return { index: p.index, error, timestamp: -1, offset: -1 };

@@ -18,6 +18,7 @@ import { type RecordHeader, type RecordInput, textOrBase64 } from "../log/record
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
 import { decodeRecordBatches, type KafkaRecord } from "./record_batch.ts";
+import { initTransactionalProducer } from "./transactions.ts";
 import type { Writer } from "./wire.ts";
 
 interface PartitionResult {
@@ -59,7 +60,8 @@ function toRecordInput(rec: KafkaRecord): RecordInput {
 export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void | "noReply"> {
   const { version: v, body: r } = req;
   const s = ctx.services;
-  if (v >= 3) r.nullableString(); // transactional id: yak has no transactions; its batches are refused below
+  // The transactional id: a transactional batch is checked against its producer id's transaction instead.
+  if (v >= 3) r.nullableString();
   const acksWire = r.int16();
   const timeoutMs = Math.max(0, Math.min(r.int32(), s.opts.requestTimeoutMs));
   const topics = r.array((r) => ({
@@ -162,8 +164,8 @@ function decodeProduced(s: BrokerServices, topic: string, bytes: Uint8Array | nu
   });
   const inputs: RecordInput[][] = [];
   for (const b of batches) {
-    if (b.isTransactional || b.isControl) {
-      throw new YakError("INVALID_REQUEST", "yak has no transactions; send without a transactional id");
+    if (b.isControl) {
+      throw new YakError("INVALID_REQUEST", "a control batch (a transaction marker) is the coordinator's to write");
     }
     inputs.push(b.records.map(toRecordInput));
   }
@@ -175,6 +177,7 @@ function decodeProduced(s: BrokerServices, topic: string, bytes: Uint8Array | nu
       producerId: b.producerId < 0n ? null : b.producerId,
       producerEpoch: b.producerEpoch,
       baseSeq: Math.max(0, b.baseSequence),
+      transactional: b.isTransactional,
     });
   });
   return produced;
@@ -209,17 +212,15 @@ function failure(ctx: KafkaContext, topic: string, result: PartitionResult, err:
  * Handles InitProducerId v0-4. Without a transactional id it always issues a
  * fresh, cluster-unique id with epoch 0, whatever id and epoch the request
  * carries (as Kafka does): a client that sends 0/0 to ask for a new id, or an
- * old id to bump, must never share another producer's sequences.
+ * old id to bump, must never share another producer's sequences. With one,
+ * the transaction coordinator answers: the id's own producer id, its epoch
+ * bumped (transactions.ts).
  */
 export async function initProducerId(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { body: r } = req;
   const transactionalId = r.nullableString();
+  if (transactionalId !== null) return await initTransactionalProducer(ctx, req, transactionalId, w);
   w.int32(0);
-  if (transactionalId !== null) {
-    // Transactions are not supported: say so rather than hand out an id that cannot commit.
-    w.int16(KAFKA.INVALID_REQUEST).int64(-1).int16(-1);
-    return;
-  }
   try {
     const id = await ctx.services.producerIds.issue(ctx.services.opts.requestTimeoutMs);
     w.int16(0).int64(id).int16(0);

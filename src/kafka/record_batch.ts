@@ -152,6 +152,10 @@ export interface RecordBatchInput {
    * then take maxTimestamp as every record's, so the records should carry it.
    */
   logAppendTime?: boolean;
+  /** Part of a transaction (attribute bit 4). */
+  isTransactional?: boolean;
+  /** A control batch: a transaction marker (attribute bit 5). */
+  isControl?: boolean;
   records: KafkaRecord[];
   /**
    * Where the batch ends when that is past its last record (or it has none):
@@ -725,7 +729,11 @@ function writeBatchHeader(out: Uint8Array, b: RecordBatchInput, codec: Compressi
   view.setInt32(8, out.length - LOG_OVERHEAD_BYTES);
   view.setInt32(12, b.partitionLeaderEpoch);
   view.setInt8(MAGIC_AT, MAGIC);
-  view.setInt16(ATTRIBUTES_AT, codec | (b.logAppendTime ? ATTR_LOG_APPEND_TIME : 0));
+  view.setInt16(
+    ATTRIBUTES_AT,
+    codec | (b.logAppendTime ? ATTR_LOG_APPEND_TIME : 0) | (b.isTransactional ? ATTR_TRANSACTIONAL : 0) |
+      (b.isControl ? ATTR_CONTROL : 0),
+  );
   view.setInt32(23, Math.max(sizes.lastOffsetDelta, b.lastOffsetDelta ?? -1));
   writeInt64(view, 27, sizes.baseTimestamp);
   writeInt64(view, 35, sizes.maxTimestamp);

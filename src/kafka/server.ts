@@ -161,7 +161,9 @@ function answerNativeClient(ctx: KafkaContext, bytes: Uint8Array): string | null
   const { host, port } = self ?? ctx.services.opts;
   const message = `port ${ctx.kafkaPort()} is broker ${me}'s Kafka port, for Kafka clients (--bootstrap-server); ` +
     `yak's own tools use its native port: ${port === 0 ? "see 'yak status'" : `--bootstrap ${host}:${port}`}`;
-  return `${JSON.stringify({ id, ok: false, code: "INVALID_ARGUMENT", message, kafkaPort: true })}\n`;
+  // The native address too, so a tool given Kafka's addresses (kafka-topics.sh's --bootstrap-server) can go there.
+  const native = port === 0 ? {} : { nativeHost: host, nativePort: port };
+  return `${JSON.stringify({ id, ok: false, code: "INVALID_ARGUMENT", message, kafkaPort: true, ...native })}\n`;
 }
 
 /** Parses a request header and runs the API; "close" when the stream must end. */

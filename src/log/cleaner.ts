@@ -4,7 +4,8 @@
  * active segment never touched) it keeps, for each key, only the record with
  * the highest offset; a tombstone (null value) below `purgeBelow` whose
  * timestamp is below `horizonMs` goes too, and records without a key go.
- * Kept records keep their offsets and their bytes (their checksums hold):
+ * Records of aborted transactions go (they never were a key's value);
+ * transaction markers stay. Kept records keep their offsets and their bytes (their checksums hold):
  * the log has gaps afterwards, as Kafka's has.
  *
  * The result is a function of the log's records below `to` and the cleaning
@@ -134,6 +135,13 @@ function digestOf(b: Uint8Array, s: number, e: number, out: Uint32Array): void {
 
 /** How the cleaner runs: its key map's budget, and the pause that slices its work and paces its I/O. */
 export interface CleanOptions {
+  /**
+   * The aborted transactions with records below the cleaning's end (producer
+   * number, first offset, marker offset): their records go, and never count
+   * as a key's newest. Every transaction there is decided (the leader cleans
+   * only below the last stable offset), so every replica has the same list.
+   */
+  aborted?: readonly { producer: number; first: number; last: number }[];
   /** The key map's size for one pass, in bytes (see {@link KeyMap}); one segment's keys may take it past. */
   keyMapBytes: number;
   indexIntervalBytes: number;
@@ -233,7 +241,7 @@ async function buildMap(
     if (segEnd <= from) continue;
     if (map.size >= capacity && end > from) break;
     const ok = await eachLine(log, seg, o, run, (b, _s, _e, f) => {
-      if (f.offset >= from && f.keyStart >= 0) {
+      if (f.offset >= from && f.keyStart >= 0 && !aborted(o, f)) {
         digestOf(b, f.keyStart, f.keyEnd, digest);
         map.put(digest[0], digest[1], digest[2], f.offset);
       }
@@ -264,7 +272,8 @@ async function cleanSegment(
   let dropped = 0;
   try {
     const ok = await eachLine(log, seg, o, run, (b, s, e, f) => {
-      let keep = f.keyStart >= 0;
+      if (f.control) return out.add(b, s, e + 1, f.offset);
+      let keep = f.keyStart >= 0 && !aborted(o, f);
       if (keep) {
         digestOf(b, f.keyStart, f.keyEnd, digest);
         keep = !(map.get(digest[0], digest[1], digest[2]) > f.offset);
@@ -315,7 +324,15 @@ async function eachLine(
   fn: (b: Uint8Array, s: number, e: number, f: CompactionFields) => void,
   flush?: () => Promise<void>,
 ): Promise<boolean> {
-  const f: CompactionFields = { offset: 0, ts: 0, keyStart: -1, keyEnd: -1, tombstone: false };
+  const f: CompactionFields = {
+    offset: 0,
+    ts: 0,
+    keyStart: -1,
+    keyEnd: -1,
+    tombstone: false,
+    control: false,
+    txnProducer: -1,
+  };
   let last = seg.base - 1;
   for (let position = 0; position < seg.size;) {
     const chunk = await log.readClosed(seg, position, READ_CHUNK_BYTES);
@@ -342,6 +359,12 @@ async function eachLine(
     await o.pause(lines.length);
   }
   return true;
+}
+
+/** Whether a record belongs to an aborted transaction. */
+function aborted(o: CleanOptions, f: CompactionFields): boolean {
+  if (f.txnProducer < 0 || !o.aborted) return false;
+  return o.aborted.some((a) => a.producer === f.txnProducer && f.offset >= a.first && f.offset <= a.last);
 }
 
 function damaged(log: PartitionLog, seg: ClosedSegment, offset: number): YakError {

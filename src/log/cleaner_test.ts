@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { cleanLog, type CleanOptions } from "./cleaner.ts";
 import type { Cleaning } from "./clean_state.ts";
 import { type LogOptions, PartitionLog } from "./partition_log.ts";
-import { encodeBatch, parseLines, type RecordInput, type StoredRecord } from "./record.ts";
+import { encodeBatch, encodeMarker, parseLines, type RecordInput, type StoredRecord } from "./record.ts";
 
 const MB = 1 << 20;
 const TS = 1_700_000_000_000;
@@ -248,6 +248,39 @@ Deno.test("reads while the cleaner swaps segments see whole, intact records in o
       cleaning = false;
       assert.ok(await reads >= 1);
       assert.equal((await readAll(log)).length, 50);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("aborted transactions' records go and never count as a key's newest; transaction markers stay", async () => {
+  await withTempDir(async (dir) => {
+    const log = await PartitionLog.open(dir, opts());
+    try {
+      const lines = (build: (base: number) => string) => log.append(1, 1, build).done;
+      await lines((o) => encodeBatch([{ key: "a", value: "plain" }], o, 1, TS, null, 0));
+      await lines((o) => encodeBatch([{ key: "a", value: "committed" }], o, 1, TS, "p7", 0, false, 1));
+      await lines((o) => encodeMarker(o, 1, TS, "p7", 1, true));
+      await log.append(
+        1,
+        2,
+        (o) =>
+          encodeBatch([{ key: "a", value: "aborted" }, { key: "b", value: "aborted" }], o, 1, TS, "p8", 0, false, 1),
+      ).done;
+      await lines((o) => encodeMarker(o, 1, TS, "p8", 1, false));
+      await lines((o) => encodeBatch([{ key: "c", value: "plain" }], o, 1, TS, null, 0));
+      await log.roll();
+      await lines((o) => encodeBatch([{ key: "z", value: "active" }], o, 1, TS, null, 0));
+      const run = await cleanLog(log, { to: 7, purgeBelow: 7, horizonMs: TS + 1 }, {
+        ...CLEAN,
+        aborted: [{ producer: 8, first: 3, last: 5 }],
+      });
+      assert.ok(run);
+      const kept = await readAll(log);
+      assert.deepEqual(kept.map((r) => r.offset), [1, 2, 5, 6, 7]);
+      assert.equal(kept[0].value, "committed", "the aborted update of 'a' did not supersede the committed one");
+      assert.deepEqual(kept.filter((r) => r.marker !== undefined).map((r) => r.marker), ["commit", "abort"]);
     } finally {
       await log.close();
     }

@@ -15,6 +15,14 @@
  * exactly which batches a retry may repeat (Kafka stores first and last
  * sequence in every batch for the same reason).
  *
+ * A transactional producer's lines also carry its epoch and say they belong
+ * to a transaction: `"seq":17,"pepoch":2,"txn":true` (the epoch fences a
+ * zombie; the flag is Kafka's transactional batch attribute). A transaction's
+ * end is a control line of its own in each partition, a marker:
+ * `{"offset":58,"epoch":3,"ts":...,"marker":"commit","producer":"p12","pepoch":2,"crc":"..."}`
+ * (or `"abort"`), which readers skip and read_committed readers use to know
+ * what was committed.
+ *
  * Text values go in `value`; bytes that are not UTF-8 go base64 in `valueB64`,
  * so nothing is silently mangled.
  *
@@ -57,6 +65,12 @@ export interface StoredRecord extends RecordInput {
   seq?: number;
   /** On the first record of an idempotent batch: the batch's record count. */
   batch?: number;
+  /** A transactional producer's epoch (on its records and its markers). */
+  pepoch?: number;
+  /** The record belongs to a transaction (decided by a marker after it). */
+  txn?: boolean;
+  /** A control line: the end of a transaction of `producer`, committed or aborted. */
+  marker?: "commit" | "abort";
   /** The line's checksum (absent on lines written before checksums). */
   crc?: string;
   /** `ts` is the leader's clock at the append (the topic's message.timestamp.type was LogAppendTime). */
@@ -68,6 +82,7 @@ export interface StoredRecord extends RecordInput {
  * checked to need no escaping; keys and values go through JSON.stringify.
  * `ts` is the leader's clock, each record's own `ts` (the producer's) taking
  * its place, except with `logAppendTime`: then every record carries `ts`, marked.
+ * `txnEpoch` is a transactional producer's epoch (null for any other batch).
  *
  * @example
  * ```ts
@@ -87,8 +102,10 @@ export function encodeBatch(
   producer: string | null,
   baseSeq: number,
   logAppendTime = false,
+  txnEpoch: number | null = null,
 ): string {
   const head = `,"epoch":${epoch},"ts":${ts},${logAppendTime ? LOG_APPEND_TIME_TEXT : ""}`;
+  const txn = txnEpoch === null ? "}\n" : `,"pepoch":${txnEpoch},"txn":true}\n`;
   let out = "";
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
@@ -107,12 +124,38 @@ export function encodeBatch(
     const tail = producer === null
       ? "}\n"
       : i === 0
-      ? `,"producer":"${producer}","seq":${baseSeq},"batch":${records.length}}\n`
-      : `,"producer":"${producer}","seq":${baseSeq + i}}\n`;
+      ? `,"producer":"${producer}","seq":${baseSeq},"batch":${records.length}${txn}`
+      : `,"producer":"${producer}","seq":${baseSeq + i}${txn}`;
     const start = r.ts === undefined || logAppendTime ? head : `,"epoch":${epoch},"ts":${r.ts},`;
     out += `{"offset":${baseOffset + i}${start}${key}${headers},${value}${tail}`;
   }
   return out;
+}
+
+/**
+ * The stored line of a transaction marker (a control record): the end of
+ * `producer`'s transaction in one partition, committed or aborted.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeMarker } from "./record.ts";
+ * assert.equal(
+ *   encodeMarker(9, 3, 1763764800123, "p12", 2, true),
+ *   '{"offset":9,"epoch":3,"ts":1763764800123,"marker":"commit","producer":"p12","pepoch":2}\n',
+ * );
+ * ```
+ */
+export function encodeMarker(
+  offset: number,
+  epoch: number,
+  ts: number,
+  producer: string,
+  pepoch: number,
+  commit: boolean,
+): string {
+  const marker = commit ? "commit" : "abort";
+  return `{"offset":${offset},"epoch":${epoch},"ts":${ts},"marker":"${marker}","producer":"${producer}","pepoch":${pepoch}}\n`;
 }
 
 /**
@@ -166,21 +209,25 @@ export function textOrBase64(bytes: Uint8Array): { text: string } | { b64: strin
 }
 
 /**
- * The producer, sequence and (on a batch's first line) batch size of a stored
- * line, read without a full parse. `batch` is 0 on the other lines of a batch,
- * and on lines written before batches kept their bounds.
+ * The producer, sequence, (on a batch's first line) batch size and producer
+ * epoch of a stored line, read without a full parse. `batch` is 0 on the
+ * other lines of a batch, and on lines written before batches kept their
+ * bounds; `epoch` is 0 for an idempotent producer (only transactional lines
+ * store theirs). Null for a line without a producer, and for a marker.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { encodeBatch, producerOf } from "./record.ts";
  * const line = encodeBatch([{ key: null, value: "a" }], 0, 1, 0, "p7", 4).trimEnd();
- * assert.deepEqual(producerOf(line), { producer: "p7", seq: 4, batch: 1 });
+ * assert.deepEqual(producerOf(line), { producer: "p7", seq: 4, batch: 1, epoch: 0 });
+ * const txn = encodeBatch([{ key: null, value: "a" }], 0, 1, 0, "p7", 4, false, 3).trimEnd();
+ * assert.deepEqual(producerOf(txn), { producer: "p7", seq: 4, batch: 1, epoch: 3 });
  * ```
  */
 export function producerOf(
   line: string,
-): { producer: string; seq: number; batch: number } | null {
+): { producer: string; seq: number; batch: number; epoch: number } | null {
   const p = line.lastIndexOf(',"producer":"');
   if (p === -1) return null;
   const q = line.indexOf('"', p + 13);
@@ -188,10 +235,13 @@ export function producerOf(
   if (q === -1 || s === -1) return null;
   const end = fieldsEnd(line);
   const b = line.indexOf(',"batch":', s);
-  const seq = Number(line.slice(s + 7, b === -1 ? end : b));
-  const batch = b === -1 ? 0 : Number(line.slice(b + 9, end));
-  return Number.isSafeInteger(seq) && Number.isSafeInteger(batch)
-    ? { producer: line.slice(p + 13, q), seq, batch }
+  const e = line.indexOf(',"pepoch":', s);
+  const seqEnd = b !== -1 ? b : e !== -1 ? e : end;
+  const seq = Number(line.slice(s + 7, seqEnd));
+  const batch = b === -1 ? 0 : Number(line.slice(b + 9, e !== -1 ? e : end));
+  const epoch = e === -1 ? 0 : Number(line.slice(e + 10, line.indexOf(",", e + 10)));
+  return Number.isSafeInteger(seq) && Number.isSafeInteger(batch) && Number.isSafeInteger(epoch)
+    ? { producer: line.slice(p + 13, q), seq, batch, epoch }
     : null;
 }
 
@@ -250,6 +300,12 @@ export interface RecordBytes {
   seq: number;
   /** The first record of a producer's batch (the line carries `batch`). */
   batchStart: boolean;
+  /** A transactional producer's epoch, or -1 (an idempotent producer's is 0, and not stored). */
+  pepoch: number;
+  /** Part of a transaction (Kafka's transactional batch attribute). */
+  txn: boolean;
+  /** A marker: 1 a commit, 0 an abort (Kafka's control record types); -1 for a record. */
+  control: number;
 }
 
 /** A stored producer name's number: `p<n>` is producer n; anything else, -1. */
@@ -274,6 +330,8 @@ const VALUE_B64 = encoder.encode(',"valueB64":"');
 const PRODUCER_BYTES = encoder.encode(',"producer":"p');
 const SEQ_FIELD = encoder.encode('","seq":');
 const BATCH_FIELD = encoder.encode(',"batch":');
+const PEPOCH_FIELD = encoder.encode(',"pepoch":');
+const TXN_FIELD = encoder.encode(',"txn":true');
 const latin1 = new TextDecoder("latin1");
 
 /** Digits at `at`: [value, index after them], or null when there are none (or too many). */
@@ -284,15 +342,24 @@ function digitsAt(b: Uint8Array, at: number, end: number): [number, number] | nu
   return at === start ? null : [n, at];
 }
 
-/** The producer fields after a line's value (`,"producer":"p<n>","seq":S` and maybe `,"batch":N`). */
-function producerAt(b: Uint8Array, at: number, end: number): Pick<RecordBytes, "producer" | "seq" | "batchStart"> {
-  const none = { producer: -1, seq: -1, batchStart: false };
+/** The producer fields after a line's value (`,"producer":"p<n>","seq":S`, maybe `,"batch":N`, `,"pepoch":E,"txn":true`). */
+function producerAt(
+  b: Uint8Array,
+  at: number,
+  end: number,
+): Pick<RecordBytes, "producer" | "seq" | "batchStart" | "pepoch" | "txn"> {
+  const none = { producer: -1, seq: -1, batchStart: false, pepoch: -1, txn: false };
   if (!startsAt(b, at, PRODUCER_BYTES)) return none;
   const n = digitsAt(b, at + PRODUCER_BYTES.length, end);
   if (!n || !startsAt(b, n[1], SEQ_FIELD)) return none;
   const seq = digitsAt(b, n[1] + SEQ_FIELD.length, end);
   if (!seq) return none;
-  return { producer: n[0], seq: seq[0], batchStart: startsAt(b, seq[1], BATCH_FIELD) };
+  let at2 = seq[1];
+  const batchStart = startsAt(b, at2, BATCH_FIELD);
+  if (batchStart) at2 = digitsAt(b, at2 + BATCH_FIELD.length, end)?.[1] ?? at2;
+  const e = startsAt(b, at2, PEPOCH_FIELD) ? digitsAt(b, at2 + PEPOCH_FIELD.length, end) : null;
+  const txn = e !== null && startsAt(b, e[1], TXN_FIELD);
+  return { producer: n[0], seq: seq[0], batchStart, pepoch: e ? e[0] : 0, txn };
 }
 
 function startsAt(b: Uint8Array, at: number, field: Uint8Array): boolean {
@@ -371,9 +438,15 @@ export interface CompactionFields {
   keyEnd: number;
   /** The record's value is null: a tombstone. */
   tombstone: boolean;
+  /** A transaction marker (a control line): no key, no value. */
+  control: boolean;
+  /** A transactional record's producer number (the `p<n>` of its line), or -1 for any other line. */
+  txnProducer: number;
 }
 
 const KEY_FIELD = encoder.encode('"key');
+const MARKER_START = encoder.encode('"marker":"');
+const TXN_END = encoder.encode(',"txn":true');
 const COLON = 0x3a;
 const HEADERS_START = encoder.encode(',"headers":[');
 
@@ -382,14 +455,16 @@ const HEADERS_START = encoder.encode(',"headers":[');
  * without decoding it: the offset, the timestamp, where the key field lies
  * (its bytes are the key's identity: a key is stored one way only, as text
  * when it is UTF-8 and base64 otherwise, through JSON.stringify) and whether
- * the value is null. False when the line does not read as a stored record.
+ * the value is null, or that it is a transaction marker, and whose
+ * transaction a transactional record is. False when the line does not read
+ * as a stored record.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { compactionFieldsAt, encodeBatch } from "./record.ts";
  * const b = new TextEncoder().encode(encodeBatch([{ key: "k\"1", value: null }], 4, 1, 99, null, 0));
- * const f = { offset: 0, ts: 0, keyStart: 0, keyEnd: 0, tombstone: false };
+ * const f = { offset: 0, ts: 0, keyStart: 0, keyEnd: 0, tombstone: false, control: false, txnProducer: -1 };
  * assert.equal(compactionFieldsAt(b, 0, b.length - 1, f), true);
  * assert.equal(f.offset, 4);
  * assert.equal(f.ts, 99);
@@ -407,8 +482,15 @@ export function compactionFieldsAt(b: Uint8Array, s: number, e: number, out: Com
   if (!ts) return false;
   out.offset = off[0];
   out.ts = ts[0];
+  out.tombstone = false;
+  out.txnProducer = txnProducerOf(b, s, e);
   let at = ts[1] + 1;
   if (startsAt(b, at, LOG_APPEND_TIME)) at += LOG_APPEND_TIME.length;
+  out.control = startsAt(b, at, MARKER_START);
+  if (out.control) {
+    out.keyStart = out.keyEnd = -1;
+    return true;
+  }
   if (startsAt(b, at, KEY_NULL)) {
     out.keyStart = out.keyEnd = -1;
     at += KEY_NULL.length;
@@ -432,6 +514,21 @@ export function compactionFieldsAt(b: Uint8Array, s: number, e: number, out: Com
   }
   out.tombstone = startsAt(b, at, VALUE_NULL);
   return true;
+}
+
+/**
+ * The producer number of a transactional record (its fields end in
+ * `,"txn":true`, before the checksum), or -1. A quote inside a value is
+ * escaped, so the producer field found from the end is the line's own.
+ */
+function txnProducerOf(b: Uint8Array, s: number, e: number): number {
+  const sealed = e - CRC_TAIL_BYTES > s && startsAt(b, e - CRC_TAIL_BYTES, CRC_FIELD);
+  const end = sealed ? e - CRC_TAIL_BYTES : e - 1;
+  if (end - TXN_END.length < s || !startsAt(b, end - TXN_END.length, TXN_END)) return -1;
+  const line = latin1.decode(b.subarray(s, end));
+  const p = line.lastIndexOf(',"producer":"p');
+  const n = p === -1 ? null : digitsAt(b, s + p + 14, end);
+  return n ? n[0] : -1;
 }
 
 /** The index just past the closing quote of the JSON string whose first character is at `at`, or -1. */
@@ -554,6 +651,7 @@ function plainStringAt(b: Uint8Array, at: number, end: number): [Uint8Array, num
 
 function bytesOfParsed(line: Uint8Array): RecordBytes {
   const r = JSON.parse(new TextDecoder().decode(line)) as StoredRecord;
+  const producer = producerNumber(r.producer);
   return {
     offset: r.offset,
     epoch: r.epoch,
@@ -562,9 +660,12 @@ function bytesOfParsed(line: Uint8Array): RecordBytes {
     key: keyBytes(r),
     value: valueBytes(r),
     headers: (r.headers ?? []).map((h) => ({ key: h.key, value: valueBytes(h) })),
-    producer: producerNumber(r.producer),
+    producer,
     seq: r.seq ?? -1,
     batchStart: r.batch !== undefined,
+    pepoch: r.pepoch ?? (producer >= 0 ? 0 : -1),
+    txn: r.txn === true || r.marker !== undefined,
+    control: r.marker === "commit" ? 1 : r.marker === "abort" ? 0 : -1,
   };
 }
 
@@ -598,7 +699,8 @@ function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
     value = b64 ? Uint8Array.fromBase64(latin1.decode(str[0])) : str[0];
     at = str[1];
   } else return null; // headers, or a field this reader does not know: the full parse
-  return { offset: off[0], epoch: ep[0], ts: ts[0], logAppendTime, key, value, headers: [], ...producerAt(b, at, e) };
+  const rest = { key, value, headers: [], control: -1, ...producerAt(b, at, e) };
+  return { offset: off[0], epoch: ep[0], ts: ts[0], logAppendTime, ...rest };
 }
 
 /**
@@ -732,4 +834,49 @@ export function verifyLine(b: Uint8Array, s: number, e: number, offset: number):
   } catch {
     return "damaged";
   }
+}
+
+/** An aborted transaction in one partition: `producer`'s transactional lines from `first` to `last` (its marker). */
+export interface AbortedRange {
+  /** The stored producer name (`p<n>`). */
+  producer: string;
+  first: number;
+  last: number;
+}
+
+const MARKER_FIELD = ',"marker":"';
+const TXN_FLAG = ',"txn":true';
+
+/**
+ * Stored lines (each ending in "\n") without their markers and without the
+ * records of `aborted` transactions: what a reader shows. Lines are looked
+ * at one by one only when the text holds a marker or a transaction was
+ * aborted here (a quote inside a value is escaped, so the field markers
+ * only match fields).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeBatch, encodeMarker, shownLines } from "./record.ts";
+ * const text = encodeBatch([{ key: null, value: "a" }], 0, 1, 0, "p7", 0, false, 1) + encodeMarker(1, 1, 0, "p7", 1, false) +
+ *   encodeBatch([{ key: null, value: "b" }], 2, 1, 0, null, 0);
+ * assert.equal(shownLines(text, []).split("\n").length, 3); // the marker goes
+ * assert.equal(shownLines(text, [{ producer: "p7", first: 0, last: 1 }]), encodeBatch([{ key: null, value: "b" }], 2, 1, 0, null, 0));
+ * ```
+ */
+export function shownLines(text: string, aborted: readonly AbortedRange[]): string {
+  if (aborted.length === 0 && !text.includes(MARKER_FIELD)) return text;
+  const lines = text.split("\n");
+  lines.pop();
+  let out = "";
+  for (const line of lines) {
+    if (line.includes(MARKER_FIELD)) continue;
+    if (aborted.length > 0 && line.includes(TXN_FLAG)) {
+      const producer = producerOf(line)?.producer;
+      const offset = lineOffset(line);
+      if (aborted.some((a) => a.producer === producer && offset >= a.first && offset <= a.last)) continue;
+    }
+    out += line + "\n";
+  }
+  return out;
 }

@@ -2,12 +2,14 @@ import assert from "node:assert/strict";
 import { crc32c } from "./crc32c.ts";
 import {
   encodeBatch,
+  encodeMarker,
   keyBytes,
   parseLines,
   producerOf,
   recordBytesOf,
   type RecordInput,
   sealLines,
+  shownLines,
   valueBytes,
   valuesOf,
   verifyLine,
@@ -158,8 +160,8 @@ Deno.test("producerOf reads producer and seq from a stored line", () => {
   );
   // The batch's first line carries its record count, so a new leader knows the batch's bounds.
   assert.ok(lines[0].endsWith(',"producer":"p-1f3a","seq":41,"batch":2}'), lines[0]);
-  assert.deepEqual(producerOf(lines[0]), { producer: "p-1f3a", seq: 41, batch: 2 });
-  assert.deepEqual(producerOf(lines[1]), { producer: "p-1f3a", seq: 42, batch: 0 });
+  assert.deepEqual(producerOf(lines[0]), { producer: "p-1f3a", seq: 41, batch: 2, epoch: 0 });
+  assert.deepEqual(producerOf(lines[1]), { producer: "p-1f3a", seq: 42, batch: 0, epoch: 0 });
 });
 
 Deno.test("producerOf returns null for lines without a producer", () => {
@@ -193,7 +195,7 @@ Deno.test("producerOf returns null for lines without a producer", () => {
       3,
     ),
   );
-  assert.deepEqual(producerOf(real), { producer: "p-ok", seq: 3, batch: 1 });
+  assert.deepEqual(producerOf(real), { producer: "p-ok", seq: 3, batch: 1, epoch: 0 });
 });
 
 Deno.test("recordBytesOf reads every kind of stored line as the full parse does", () => {
@@ -271,8 +273,8 @@ Deno.test("producerOf and valuesOf read sealed lines and lines from before check
   const sealed = new TextDecoder().decode(sealLines(encoder.encode(plain)));
   for (const text of [plain, sealed]) {
     const [a, b] = text.split("\n");
-    assert.deepEqual(producerOf(a), { producer: "p7", seq: 4, batch: 2 });
-    assert.deepEqual(producerOf(b), { producer: "p7", seq: 5, batch: 0 });
+    assert.deepEqual(producerOf(a), { producer: "p7", seq: 4, batch: 2, epoch: 0 });
+    assert.deepEqual(producerOf(b), { producer: "p7", seq: 5, batch: 0, epoch: 0 });
     assert.deepEqual(valuesOf(text), ["x,y", "z"]);
   }
   const noProducer = new TextDecoder().decode(
@@ -298,4 +300,38 @@ Deno.test("LogAppendTime: every record of the batch carries the leader's time, m
   assert.deepEqual(bytes.map((r) => [r.ts, r.logAppendTime, r.value?.length]), [[TS, true, 1], [TS, true, 1]]);
   const created = recordBytesOf(encoder.encode(encodeBatch([{ key: null, value: "a", ts: 5 }], 0, 1, TS, null, 0)));
   assert.deepEqual([created[0].ts, created[0].logAppendTime], [5, false]);
+});
+
+Deno.test("transactional lines and markers: read alike in place and by the full parse, sealed or not", () => {
+  const enc = new TextEncoder();
+  const text = encodeBatch([{ key: "k", value: "a" }, { key: null, value: "b" }], 10, 3, TS, "p12", 5, false, 2) +
+    encodeMarker(12, 3, TS, "p12", 2, true) + encodeMarker(13, 3, TS, "p12", 2, false) +
+    encodeBatch([{ key: null, value: "c" }], 14, 3, TS, "p13", 0);
+  for (const bytes of [enc.encode(text), sealLines(enc.encode(text))]) {
+    const got = recordBytesOf(bytes).map((
+      r,
+    ) => [r.offset, r.producer, r.seq, r.batchStart, r.pepoch, r.txn, r.control]);
+    assert.deepEqual(got, [
+      [10, 12, 5, true, 2, true, -1],
+      [11, 12, 6, false, 2, true, -1],
+      [12, 12, -1, false, 2, true, 1],
+      [13, 12, -1, false, 2, true, 0],
+      [14, 13, 0, true, 0, false, -1],
+    ]);
+    const lines = new TextDecoder().decode(bytes).trimEnd().split("\n");
+    assert.deepEqual(producerOf(lines[0]), { producer: "p12", seq: 5, batch: 2, epoch: 2 });
+    assert.deepEqual(producerOf(lines[1]), { producer: "p12", seq: 6, batch: 0, epoch: 2 });
+    assert.equal(producerOf(lines[2]), null, "a marker has no sequence");
+    // jq reads every line: a marker says what it is and whose.
+    assert.deepEqual(JSON.parse(lines[2]).marker, "commit");
+  }
+  assert.equal(valuesOf(text), null, "a marker takes the full parse");
+  const shown = shownLines(text, [{ producer: "p12", first: 10, last: 13 }]);
+  assert.deepEqual(parseLines(shown).map((r) => r.value), ["c"]);
+  assert.deepEqual(parseLines(shownLines(text, [])).map((r) => r.value), ["a", "b", "c"]);
+  assert.deepEqual(
+    parseLines(shownLines(text, [{ producer: "p13", first: 0, last: 20 }])).length,
+    3,
+    "not transactional: kept",
+  );
 });

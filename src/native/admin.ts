@@ -6,6 +6,7 @@
  */
 import type { BrokerServices } from "../broker/services.ts";
 import { checkConfigKeys, parseTopicConfigs } from "../broker/topic_config.ts";
+import { YakError } from "../errors.ts";
 import { int, type Reply, type Request } from "../protocol/messages.ts";
 import { checkTopicName } from "./names.ts";
 
@@ -18,14 +19,36 @@ async function createOrAlter(s: BrokerServices, req: Request, mode: "create" | "
   const partitions = mode === "alter" && req.partitions === undefined
     ? undefined
     : int(req, "partitions", 1, s.opts.maxPartitions);
-  if (mode === "create") await s.topics.create(topic, partitions!, configs);
-  else await s.topics.alter(topic, partitions, configs, deleteConfigs);
+  if (mode === "create") {
+    checkReplicationFactor(s, req);
+    await s.topics.create(topic, partitions!, configs);
+  } else await s.topics.alter(topic, partitions, configs, deleteConfigs);
   return {
     topic,
     partitions: s.partitions.partitionCount(topic),
     configs: s.topics.configs(topic),
     topicId: s.topics.topicId(topic), // not `id`: a reply's id is its request's (the frame's correlation id)
+    replicas: s.view().brokers.length,
   };
+}
+
+/**
+ * A `replicationFactor` asked for (kafka-topics.sh's --replication-factor):
+ * yak keeps every partition on every broker, so a topic always has as many
+ * replicas as the cluster has brokers. More than that is refused, as Kafka
+ * refuses a factor larger than its broker count; up to it is accepted.
+ */
+function checkReplicationFactor(s: BrokerServices, req: Request): void {
+  if (req.replicationFactor === undefined) return;
+  const factor = int(req, "replicationFactor", 1, 32767);
+  const brokers = s.view().brokers.length;
+  if (factor > brokers) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `replication factor ${factor} is larger than the cluster's ${brokers} broker${brokers === 1 ? "" : "s"}; ` +
+        `yak keeps every partition on every broker, so topics here have ${brokers} replica${brokers === 1 ? "" : "s"}`,
+    );
+  }
 }
 
 /** `create_topic`: a topic with its partitions and configs. */

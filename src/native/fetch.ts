@@ -9,6 +9,7 @@ import type { BrokerServices } from "../broker/services.ts";
 import type { PartitionOffsets, ReadSpec } from "../broker/partition_ops.ts";
 import type { ReadResult } from "../log/partition_log.ts";
 import { YakError } from "../errors.ts";
+import type { AbortedRange } from "../log/record.ts";
 import { offsetMap, optInt, RawReply, type Reply, type Request } from "../protocol/messages.ts";
 import { checkTopicName } from "./names.ts";
 
@@ -56,6 +57,7 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
       ranges.push(`${JSON.stringify(topic)}:{${range.join(",")}}`);
     }
   }
+  const aborted = new Map<string, AbortedRange[]>();
   // Even with nothing to read here (topics not replicated yet), the poll waits its time, as a single-topic one does.
   const { reads, damaged } = await readFor(s, req, specs);
   const hw = [...wantedOf].map(([topic, ps]) =>
@@ -68,6 +70,7 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
   for (const { spec, read } of reads) {
     const at = spec.key.lastIndexOf("/");
     data.push(...read.chunks);
+    abortedOf(s, req, spec, read.baseOffset, read.nextOffset - read.baseOffset, aborted);
     parts.push(
       `{"t":${JSON.stringify(spec.key.slice(0, at))},"p":${spec.key.slice(at + 1)},"base":${read.baseOffset},` +
         `"count":${read.count},"len":${read.byteLength}${nextField(read)}}`,
@@ -76,9 +79,41 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
   const outOfRange = ranges.length > 0 ? `,"outOfRange":{${ranges.join(",")}}` : "";
   return new RawReply(
     `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}],"unknown":${JSON.stringify(unknown)}${outOfRange}` +
-      damagedField(damaged),
+      damagedField(damaged) + abortedField(aborted),
     data,
   );
+}
+
+/** read_committed (`"isolation":"read_committed"`): up to the last stable offset, and what was aborted there. */
+function committedOnly(req: Request): boolean {
+  if (req.isolation === undefined || req.isolation === "read_uncommitted") return false;
+  if (req.isolation === "read_committed") return true;
+  throw new YakError("INVALID_REQUEST", '\'isolation\' must be "read_committed" or "read_uncommitted"');
+}
+
+/** A read_committed part's aborted transactions, by partition key: the reader drops their lines. */
+function abortedOf(
+  s: BrokerServices,
+  req: Request,
+  spec: ReadSpec,
+  base: number,
+  count: number,
+  out: Map<string, AbortedRange[]>,
+): void {
+  if (!committedOnly(req)) return;
+  const at = spec.key.lastIndexOf("/");
+  const tp = { topic: spec.key.slice(0, at), partition: Number(spec.key.slice(at + 1)) };
+  const ranges = s.partitions.abortedRanges(tp, base, base + count);
+  if (ranges.length > 0) out.set(spec.key, ranges);
+}
+
+/** `,"aborted":{"topic/p":[["p12",first,last],...]}`: aborted transactions' lines in the parts, or nothing. */
+function abortedField(aborted: Map<string, AbortedRange[]>): string {
+  if (aborted.size === 0) return "";
+  const entries = [...aborted].map(([key, list]) =>
+    `${JSON.stringify(key)}:${JSON.stringify(list.map((a) => [a.producer, a.first, a.last]))}`
+  );
+  return `,"aborted":{${entries.join(",")}}`;
 }
 
 /** A consumer's read of `specs`, within the request's byte budget and wait: the reads and the damage met. */
@@ -87,7 +122,7 @@ async function readFor(s: BrokerServices, req: Request, specs: ReadSpec[]) {
   const reads = await s.partitions.readPartitions(specs, {
     maxBytes: optInt(req, "maxBytes", s.opts.maxFetchBytes, 1, s.opts.maxFetchBytes),
     maxWaitMs: optInt(req, "maxWaitMs", 0, 0, s.opts.maxFetchWaitMs),
-    upTo: "hw",
+    upTo: committedOnly(req) ? "lso" : "hw",
     damaged,
   });
   return { reads, damaged };
@@ -114,16 +149,21 @@ export async function fetch(s: BrokerServices, req: Request): Promise<Reply> {
   const hw = wanted.map(([p]) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`);
   const parts: string[] = [];
   const data: Uint8Array[] = [];
+  const aborted = new Map<string, AbortedRange[]>();
   for (const { spec, read } of reads) {
     const p = spec.key.slice(topic.length + 1);
     data.push(...read.chunks);
+    abortedOf(s, req, spec, read.baseOffset, read.nextOffset - read.baseOffset, aborted);
     parts.push(`{"p":${p},"base":${read.baseOffset},"count":${read.count},"len":${read.byteLength}${nextField(read)}}`);
   }
   // Offsets below the log start (deleted by retention) or past the end: the range there is, per partition.
   const range = [...belowStart].map(([p, o]) => `"${p}":[${o.logStart},${o.highWatermark}]`);
   const ranges = range.length > 0 ? `,"outOfRange":{${range.join(",")}}` : "";
   // The records follow the frame as the stored lines, untouched (`len` bytes per part).
-  return new RawReply(`"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]${ranges}${damagedField(damaged)}`, data);
+  return new RawReply(
+    `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}]${ranges}${damagedField(damaged)}${abortedField(aborted)}`,
+    data,
+  );
 }
 
 /**

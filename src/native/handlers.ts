@@ -6,7 +6,7 @@
  *
  * This file is the table of request types; the handlers are in one file per
  * family, as src/kafka/'s are: produce.ts, fetch.ts, list_offsets.ts,
- * metadata.ts, admin.ts (topics), groups.ts, clients.ts (registration) and
+ * metadata.ts, admin.ts (topics), groups.ts, transactions.ts, clients.ts (registration) and
  * replication.ts (the leader's side; the contract is src/broker/replica_protocol.ts).
  *
  * @module
@@ -38,6 +38,7 @@ import { listOffsets } from "./list_offsets.ts";
 import { metadata } from "./metadata.ts";
 import { initProducer, produce } from "./produce.ts";
 import { epochEnd, replicate } from "./replication.ts";
+import { addPartitionsToTxn, endTxn, initTransactionalProducer, transactions } from "./transactions.ts";
 
 /** One request type's handler: it may throw (a YakError becomes the error reply). */
 type Handler = (s: BrokerServices, req: Request, session: Session) => Promise<Reply> | Reply;
@@ -45,7 +46,13 @@ type Handler = (s: BrokerServices, req: Request, session: Session) => Promise<Re
 /** Every request type a broker answers (a Map: a type such as `__proto__` or `toString` is simply unknown). */
 const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ["produce", produce],
-  ["init_producer", initProducer],
+  [
+    "init_producer",
+    (s, req) => req.transactionalId === undefined ? initProducer(s) : initTransactionalProducer(s, req),
+  ],
+  ["add_partitions_to_txn", addPartitionsToTxn],
+  ["end_txn", endTxn],
+  ["transactions", transactions],
   ["fetch", fetch],
   ["metadata", metadata],
   ["list_offsets", listOffsets],

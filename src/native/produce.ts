@@ -102,9 +102,11 @@ export async function produce(s: BrokerServices, req: Request): Promise<Reply> {
   }
   const baseSeq = producer === null ? 0 : int(req, "seq");
   const producerEpoch = producer === null ? -1 : optInt(req, "producerEpoch", 0, 0, 32767);
+  // `txn: true`: part of the producer's open transaction (init_producer with a transactionalId).
+  const transactional = req.txn === true;
   const res = await s.partitions.appendBatch(
     { topic, partition },
-    { records, producerId: producer === null ? null : BigInt(producer), producerEpoch, baseSeq },
+    { records, producerId: producer === null ? null : BigInt(producer), producerEpoch, baseSeq, transactional },
     acks,
     s.opts.requestTimeoutMs,
   );

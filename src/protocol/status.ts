@@ -123,7 +123,20 @@ export type BrokerStatus = {
   traffic?: TrafficCounters;
   /** Other listeners of this broker (e.g. `kafka`, `http`), when it has them: name -> host:port. */
   listeners?: Record<string, string>;
+  /** On the leader, when there are any: the open transactions (each holds read_committed readers of its partitions). */
+  transactions?: TransactionStatus[];
 };
+
+/** An open transaction: its transactional id, state, producer (`p<n>`), epoch, when it opened (wall-clock ms), timeout and partitions. */
+export interface TransactionStatus {
+  id: string;
+  state: string;
+  producer: string;
+  epoch: number;
+  startedAt: number;
+  timeoutMs: number;
+  partitions: string[];
+}
 
 /** A partition fenced after an I/O error left its log uncertain: what failed, the error, and when (wall-clock ms). */
 export interface FencedStatus {

@@ -31,6 +31,14 @@ export interface ZookeeperOptions {
   echo?: boolean;
   /** The monotonic clock (injectable for tests). */
   clock?: () => number;
+  /**
+   * How long after its start a zookeeper without a leader waits before it
+   * elects one (default: the session timeout, so a leader that held the
+   * lease before a restart can register again first and no epoch is issued
+   * twice). 0 only for a brand-new data root that no broker ever led in:
+   * startCluster's temp directory.
+   */
+  startupGraceMs?: number;
 }
 
 interface Member {
@@ -438,6 +446,8 @@ export class Zookeeper {
    * picks the one holding the most, not the first to call.
    */
   #pastStartupGrace(): boolean {
+    const grace = this.#opts.startupGraceMs;
+    if (grace !== undefined) return this.#now() >= this.#startedAt + grace;
     return this.#now() > this.#startedAt + this.#opts.sessionTimeoutMs;
   }
 

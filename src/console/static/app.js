@@ -127,9 +127,19 @@ function lagBar(lag, scale, cls) {
 
 function renderPartitions(status, leaderView, viewById) {
   const body = $("partitions");
-  const topics = (leaderView?.topics ?? []).filter((t) => !t.name.startsWith("__"));
+  const all = (leaderView?.topics ?? []).filter((t) => !t.name.startsWith("__"));
+  const filter = $("topic-filter").value.trim().toLowerCase();
+  const topics = filter ? all.filter((t) => t.name.toLowerCase().includes(filter)) : all;
+  const count = (ts) => ts.reduce((n, t) => n + t.partitions.length, 0);
+  $("partitions-shown").textContent = filter
+    ? `${fmt.format(count(topics))} of ${fmt.format(count(all))} partitions`
+    : "";
   if (!leaderView || topics.length === 0) {
-    const why = leaderView ? "no topics yet: produce to one" : "no leader answers right now";
+    const why = !leaderView
+      ? "no leader answers right now"
+      : all.length === 0
+      ? "no topics yet: produce to one"
+      : "no topic matches the filter";
     body.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "empty" }, why)));
     $("metadata-log").textContent = "";
     return;
@@ -470,7 +480,42 @@ function renderTimeline(entries) {
   }));
 }
 
+// ---- transactions
+
+function renderTransactions(leaderView) {
+  const box = $("transactions");
+  const open = leaderView?.transactions ?? [];
+  if (open.length === 0) {
+    box.replaceChildren(el("p", { class: "empty" }, "none open"));
+    return;
+  }
+  const now = Date.now();
+  const row = (t) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, t.id),
+      el("td", {}, t.state),
+      el("td", {}, `${t.producer} epoch ${t.epoch}`),
+      el("td", { class: "num" }, `${(Math.max(0, now - t.startedAt) / 1000).toFixed(1)} s`),
+      el("td", { class: "num" }, `${(t.timeoutMs / 1000).toFixed(1)} s`),
+      el("td", {}, t.partitions.join(", ")),
+    );
+  const head = ["transactional id", "state", "producer", "open for", "timeout", "partitions"];
+  box.replaceChildren(
+    el(
+      "table",
+      {},
+      el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...open.map(row)),
+    ),
+  );
+}
+
 // ---- the whole page
+
+/** The last snapshot's parts, for what re-renders between updates (the topic filter). */
+let latest = null;
 
 function render(snap) {
   const { status } = snap;
@@ -478,6 +523,8 @@ function render(snap) {
   const leaderView = answered(viewById.get(status.lease.leaderId))
     ? viewById.get(status.lease.leaderId)
     : status.views.find(answered) ?? null;
+  latest = { status, leaderView, viewById };
+  updatePickers(leaderView);
   $("leader").textContent = status.lease.leaderId === null ? "none" : `broker ${status.lease.leaderId}`;
   $("epoch").textContent = String(status.lease.epoch);
   $("isr").textContent = `[${status.lease.isr.join(", ")}]`;
@@ -488,6 +535,7 @@ function render(snap) {
   renderChart($("chart-consume"), "consumed", snap.rates, (p) => p.consume, now);
   renderPartitions(status, leaderView, viewById);
   renderGroups(leaderView);
+  renderTransactions(leaderView);
   renderTimeline(snap.timeline);
   document.body.dataset.seq = String(snap.seq);
 }
@@ -517,4 +565,175 @@ function connect() {
   };
 }
 
+// ---- topic and group pickers (record browser, admin forms)
+
+/** Replaces a select's options when the choices changed, keeping the one chosen. */
+function setOptions(select, values, labelOf = String) {
+  const wanted = values.map(String);
+  const have = [...select.options].map((o) => o.value);
+  if (have.length === wanted.length && have.every((v, i) => v === wanted[i])) return;
+  const chosen = select.value;
+  select.replaceChildren(...wanted.map((v) => el("option", { value: v }, labelOf(v))));
+  if (wanted.includes(chosen)) select.value = chosen;
+}
+
+function updatePickers(leaderView) {
+  if (!leaderView) return;
+  const topics = leaderView.topics.filter((t) => !t.name.startsWith("__"));
+  const names = topics.map((t) => t.name).sort();
+  setOptions($("b-topic"), names);
+  for (const select of document.querySelectorAll("select[data-topics]")) setOptions(select, names);
+  const chosen = topics.find((t) => t.name === $("b-topic").value);
+  setOptions($("b-partition"), (chosen?.partitions ?? []).map((p) => p.partition));
+  const groups = [
+    ...new Set([...Object.keys(leaderView.groups ?? {}), ...(leaderView.groupMembers ?? []).map((g) => g.group)]),
+  ];
+  const list = $("group-names");
+  const have = [...list.options].map((o) => o.value);
+  if (have.join("\n") !== groups.sort().join("\n")) {
+    list.replaceChildren(...groups.map((g) => el("option", { value: g })));
+  }
+}
+
+// ---- record browser
+
+/** The read the form asks for, as /api/records' query; `from` overrides where it starts (for "More"). */
+function browseQuery(from) {
+  const q = new URLSearchParams({
+    topic: $("b-topic").value,
+    partition: $("b-partition").value || "0",
+    limit: $("b-limit").value || "50",
+  });
+  const mode = from === undefined ? $("b-from").value : "offset";
+  q.set("from", mode);
+  if (mode === "offset") q.set("offset", String(from ?? $("b-offset").value ?? 0));
+  if (mode === "time") q.set("time", String(Date.parse(`${$("b-time").value}Z`)));
+  const key = $("b-key").value;
+  if (key) q.set("key", key);
+  return q;
+}
+
+/** A key or value as the reader asked: text, JSON (pretty, when it parses), bytes as base64; each marked. */
+function dataCell(text, b64, format, cutFrom) {
+  const tags = [];
+  let shown;
+  if (b64 !== undefined) {
+    tags.push("base64");
+    shown = b64;
+  } else if (text === null || text === undefined) {
+    return el("td", {}, el("span", { class: "tag" }, "null"));
+  } else if (format === "json") {
+    try {
+      shown = JSON.stringify(JSON.parse(text), null, 2);
+      tags.push("json");
+    } catch {
+      shown = text;
+      tags.push("not JSON");
+    }
+  } else shown = text;
+  if (cutFrom) tags.push(`first ${fmt.format(shown.length)} of ${fmt.format(cutFrom)} chars`);
+  return el("td", {}, tags.map((t) => el("span", { class: "tag" }, t)), el("pre", { class: "data" }, shown));
+}
+
+function recordRow(r, format) {
+  const headers = (r.headers ?? []).map((h) => `${h.key}=${h.value ?? h.valueB64 ?? "null"}`).join("\n");
+  return el(
+    "tr",
+    { "data-offset": r.offset },
+    el("td", { class: "num" }, String(r.offset)),
+    el("td", { class: "muted" }, new Date(r.ts).toISOString().replace("T", " ").slice(0, 23)),
+    dataCell(r.key, r.keyB64, format),
+    dataCell(r.value, r.valueB64, format, r.valueChars),
+    el("td", {}, headers ? el("pre", { class: "data" }, headers) : ""),
+  );
+}
+
+async function readRecords(from) {
+  const status = $("b-status");
+  if (!$("b-topic").value) {
+    status.textContent = "no topic to read yet";
+    return;
+  }
+  status.textContent = "reading…";
+  const format = $("b-format").value;
+  const res = await fetch(`/api/records?${browseQuery(from)}`, { headers: { accept: "application/json" } });
+  const out = await res.json().catch(() => ({ error: { message: `HTTP ${res.status}` } }));
+  if (out.error) {
+    status.textContent = `could not read: ${out.error.message}`;
+    status.dataset.state = "error";
+    return;
+  }
+  status.dataset.state = "ok";
+  const rows = out.records.map((r) => recordRow(r, format));
+  if (from === undefined) $("records").replaceChildren(...rows);
+  else $("records").append(...rows);
+  status.textContent = `${out.topic} / partition ${out.partition}: log ${fmt.format(out.logStart)}–` +
+    `${fmt.format(out.highWatermark)}; ${fmt.format(out.records.length)} record(s) from offset ` +
+    `${fmt.format(out.startedAt)}${out.note ? ` · ${out.note}` : ""}`;
+  const more = $("b-more");
+  more.hidden = out.next >= out.highWatermark;
+  more.dataset.next = String(out.next);
+}
+
+function setUpBrowser() {
+  const showFields = () => {
+    for (const label of document.querySelectorAll("#browse label[data-for]")) {
+      label.hidden = label.dataset.for !== $("b-from").value;
+    }
+  };
+  $("b-from").addEventListener("change", showFields);
+  $("b-topic").addEventListener("change", () => latest && updatePickers(latest.leaderView));
+  $("browse").addEventListener("submit", (e) => {
+    e.preventDefault();
+    readRecords().catch((err) => ($("b-status").textContent = `could not read: ${err}`));
+  });
+  $("b-more").addEventListener("click", () => {
+    readRecords(Number($("b-more").dataset.next)).catch((err) => ($("b-status").textContent = `${err}`));
+  });
+  $("topic-filter").addEventListener("input", () => {
+    if (latest) renderPartitions(latest.status, latest.leaderView, latest.viewById);
+  });
+  showFields();
+}
+
+// ---- admin actions (need the cluster's auth token)
+
+async function sendAdmin(form) {
+  const out = $("admin-result");
+  const fields = Object.fromEntries(new FormData(form));
+  const what = form.dataset.confirm;
+  if (what && !confirm(`${what === "delete" ? "Delete" : "Reset the offsets of"} group '${fields.group}'?`)) return;
+  out.textContent = "…";
+  const res = await fetch(`/api/admin/${form.dataset.action}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json" },
+    body: JSON.stringify(fields),
+  });
+  const body = await res.text();
+  let answer = null;
+  try {
+    answer = JSON.parse(body);
+  } catch { /* a plain-text refusal (no token, another origin) */ }
+  out.dataset.state = res.ok ? "ok" : "error";
+  out.textContent = answer?.message ?? answer?.error?.message ?? body.trim();
+}
+
+async function setUpAdmin() {
+  const forms = [...document.querySelectorAll("form[data-action]")];
+  for (const form of forms) {
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      sendAdmin(form).catch((err) => ($("admin-result").textContent = `${err}`));
+    });
+  }
+  const state = await fetch("/api/admin").then((r) => r.json()).catch(() => ({ enabled: false, reason: "unknown" }));
+  $("admin-state").textContent = state.enabled ? "with the cluster's token" : state.reason;
+  for (const control of document.querySelectorAll("form[data-action] :is(input, select, textarea, button)")) {
+    control.disabled = !state.enabled;
+  }
+  document.body.dataset.admin = state.enabled ? "on" : "off";
+}
+
+setUpBrowser();
+setUpAdmin();
 connect();

@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startConsole } from "./console_server.ts";
+
+Deno.test("without a token the console says admin actions are off; a read with no leader says so", async () => {
+  const dir = await Deno.makeTempDir();
+  const lease = { epoch: 0, leaderId: null, host: "", port: 0, isr: [], issuedAt: 0, ttlMs: 1000, version: 0 };
+  const server = await startConsole({
+    host: "127.0.0.1",
+    port: 0,
+    zookeeper: () => ({ lease, brokers: [] }),
+    onChange: () => () => {},
+    opLogPath: join(dir, "zookeeper.log"),
+  });
+  try {
+    const admin = await (await fetch(`${server.url}api/admin`)).json();
+    assert.deepEqual(admin, {
+      enabled: false,
+      reason: "admin actions need the cluster's auth token (--auth-token T)",
+    });
+    const created = await fetch(`${server.url}api/admin/create-topic`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ topic: "t" }),
+    });
+    assert.equal(created.status, 403);
+    await created.body?.cancel();
+    const read = await fetch(`${server.url}api/records?topic=t&partition=0`);
+    assert.equal(read.status, 503);
+    assert.deepEqual(await read.json(), {
+      error: { code: "NO_LEADER", message: "no leader right now; try again after the election" },
+    });
+    const bad = await fetch(`${server.url}api/records?topic=${encodeURIComponent("<../x>")}&from=soon`);
+    assert.equal(bad.status, 400, "checked before the leader is asked");
+    assert.match((await bad.json()).error.message, /^invalid topic name "<\.\.\/x>"/);
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
