@@ -20,7 +20,7 @@ async function readmeBlock(marker: string): Promise<string> {
   const readme = await Deno.readTextFile(join(ROOT, "README.md"));
   const at = readme.indexOf(marker);
   assert.notEqual(at, -1, `README.md has no '${marker}'`);
-  const m = readme.slice(at).match(/```\w+\n([\s\S]*?)\n```/);
+  const m = readme.slice(at).match(/```\w+[^\n]*\n([\s\S]*?)\n```/);
   assert.ok(m, `no code block after '${marker}'`);
   return m[1] + "\n";
 }
