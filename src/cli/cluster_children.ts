@@ -136,13 +136,14 @@ export class Children {
   stopping = false;
   /** Set at the ready line: from then on a broker that fails to start is reported, not fatal. */
   started = false;
-  #wake = () => {};
+  /** Everyone waiting in until() or a nap: the main loop and `yak start` requests wait at the same time. */
+  readonly #waiting = new Set<() => void>();
 
   constructor(readonly o: ChildrenOptions) {}
 
   /** Waits until `done()`, a failure or a stop; true when none of the last two came. */
   async until(done: () => boolean): Promise<boolean> {
-    while (!done() && !this.failed && !this.stopping) await new Promise<void>((resolve) => (this.#wake = resolve));
+    while (!done() && !this.failed && !this.stopping) await new Promise<void>((resolve) => this.#waiting.add(resolve));
     return !this.failed && !this.stopping;
   }
 
@@ -150,8 +151,12 @@ export class Children {
   async #nap(ms: number): Promise<boolean> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-      this.#wake = resolve;
+      const done = () => {
+        this.#waiting.delete(done);
+        resolve();
+      };
+      timer = setTimeout(done, ms);
+      this.#waiting.add(done);
     });
     clearTimeout(timer);
     return !this.failed && !this.stopping;
@@ -175,6 +180,12 @@ export class Children {
       await this.#nap(LEASE_POLL_MS);
     }
     return false;
+  }
+
+  #wake(): void {
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const resolve of waiting) resolve();
   }
 
   /** A signal: stop (once). */
