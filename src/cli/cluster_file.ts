@@ -65,7 +65,8 @@ const decoder = new TextDecoder();
  */
 export async function writeClusterFile(dataRoot: string, file: ClusterFile): Promise<void> {
   const path = join(dataRoot, CLUSTER_FILE);
-  const tmp = `${path}.${Deno.pid}.tmp`;
+  // Unique, so a file left by a crash under a reused pid cannot block the write.
+  const tmp = `${path}.${Deno.pid}-${newSecret().slice(0, 8)}.tmp`;
   await Deno.writeTextFile(tmp, JSON.stringify(file) + "\n", { createNew: true, mode: 0o600 });
   await Deno.rename(tmp, path).catch(async (err) => {
     await Deno.remove(tmp).catch(() => {});
@@ -106,8 +107,11 @@ export async function askCluster(
   let conn: Deno.TcpConn;
   try {
     conn = await Deno.connect({ hostname: "127.0.0.1", port: file.controlPort });
-  } catch (err) {
-    throw new YakError("CONNECTION", `the yak cluster of pid ${file.pid} does not answer (${String(err)})`);
+  } catch {
+    throw new YakError(
+      "CONNECTION",
+      `the yak cluster of pid ${file.pid} does not answer (nothing takes its control port ${file.controlPort})`,
+    );
   }
   const timer = setTimeout(() => conn.close(), timeoutMs);
   try {
@@ -174,9 +178,12 @@ export function serveControl(secret: string, handle: ControlHandler): ControlSer
       open.set(conn, serveOne(conn, secret, handle).finally(() => open.delete(conn)));
     }
   })().catch(() => {/* closed */});
+  let closed = false;
   return {
     port: (listener.addr as Deno.NetAddr).port,
     close() {
+      if (closed) return;
+      closed = true;
       listener.close();
       for (const c of open.keys()) {
         try {

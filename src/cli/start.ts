@@ -41,7 +41,8 @@ export async function startCommand(args: string[]): Promise<number> {
   if (file === null) {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `no yak cluster runs on ${data} (no ${join(data, CLUSTER_FILE)}): start one with 'yak cluster'` +
+      `no yak cluster runs on ${data} (${join(data, CLUSTER_FILE)} is missing or unreadable): start one with ` +
+        `'yak cluster'` +
         `${values.data === undefined ? ", or give the data root it runs on with --data" : ""}`,
     );
   }
