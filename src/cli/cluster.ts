@@ -131,10 +131,14 @@ async function startAll(options: ClusterOptions, zkAddr: string, children: Child
   const ids = Array.from({ length: options.brokers }, (_, i) => i + 1);
   for (const i of ids) children.spawn(`b${i}`, brokerArgs(options, zkAddr, i));
   if (!(await children.until(() => [...children.all.values()].every((c) => c.ready)))) return false;
-  return await children.untilInSync(ids, Infinity, (lease) => {
-    const now = lease === null ? "the zookeeper does not answer" : `leader ${lease.leaderId ?? "none"}, ` +
-      `in sync [${lease.isr.join(",")}]`;
-    say(`waiting for a leader and every broker in sync (now: ${now})`);
+  const pids = new Map(ids.map((i) => [i, children.all.get(`b${i}`)!.proc.pid]));
+  return await children.untilInSync(ids, {
+    pids,
+    onSlow: (lease) => {
+      const now = lease === null ? "the zookeeper does not answer" : `leader ${lease.leaderId ?? "none"}, ` +
+        `in sync [${lease.isr.join(",")}]`;
+      say(`waiting for a leader and every broker in sync (now: ${now})`);
+    },
   });
 }
 

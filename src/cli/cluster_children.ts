@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { monotonicMs } from "../clock.ts";
 import { ask } from "../client/discovery.ts";
 import { RUN_FLAGS } from "../config.ts";
-import type { Lease } from "../protocol/messages.ts";
+import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { parseHostPort } from "../protocol/connection.ts";
 import { security } from "../protocol/security.ts";
 import { liveBrokersOf, stopBrokerProcess } from "./broker_process.ts";
@@ -116,13 +116,19 @@ export function say(line: string): void {
   console.log(`[cluster] ${line}`);
 }
 
-/** The lease as the zookeeper at `zkAddr` holds it now (null when it does not answer). */
-async function leaseAt(zkAddr: string): Promise<Lease | null> {
+/** The lease and the members as the zookeeper at `zkAddr` holds them now (null when it does not answer). */
+async function zookeeperAt(zkAddr: string): Promise<{ lease: Lease; brokers: BrokerInfo[] } | null> {
   try {
-    return (await ask(parseHostPort(zkAddr), { type: "metadata" }, 500)).lease as Lease;
+    const res = await ask(parseHostPort(zkAddr), { type: "status" }, 500);
+    return { lease: res.lease as Lease, brokers: (res.brokers ?? []) as BrokerInfo[] };
   } catch {
     return null;
   }
+}
+
+/** The lease as the zookeeper at `zkAddr` holds it now (null when it does not answer). */
+async function leaseAt(zkAddr: string): Promise<Lease | null> {
+  return (await zookeeperAt(zkAddr))?.lease ?? null;
 }
 
 /**
@@ -165,13 +171,23 @@ export class Children {
   /**
    * Waits until the lease names a leader and `ids` are all in the in-sync
    * set (or `timeoutMs` passes: false), asking the zookeeper every 50 ms.
+   * With `pids`, only once each of those brokers has registered from that
+   * process: before, the lease may still be the one that knew its last one.
    */
-  async untilInSync(ids: number[], timeoutMs = Infinity, onSlow?: (lease: Lease | null) => void): Promise<boolean> {
+  async untilInSync(
+    ids: number[],
+    opts: { timeoutMs?: number; pids?: Map<number, number>; onSlow?: (lease: Lease | null) => void } = {},
+  ): Promise<boolean> {
+    const { timeoutMs = Infinity, pids, onSlow } = opts;
     const started = monotonicMs();
     let told = false;
     while (!this.failed && !this.stopping) {
-      const lease = await leaseAt(this.o.zkAddr);
-      if (lease && lease.leaderId !== null && ids.every((id) => lease.isr.includes(id))) return true;
+      const zk = await zookeeperAt(this.o.zkAddr);
+      const lease = zk?.lease ?? null;
+      const registered = (id: number) =>
+        pids === undefined || zk?.brokers.some((b) => b.id === id && b.alive && b.pid === pids.get(id));
+      const inSync = (id: number) => lease !== null && lease.isr.includes(id) && registered(id);
+      if (lease && lease.leaderId !== null && ids.every(inSync)) return true;
       if (monotonicMs() - started > timeoutMs) return false;
       if (!told && onSlow && monotonicMs() - started > 10_000) {
         told = true;
@@ -301,7 +317,8 @@ export class Children {
     if (!child.ready) {
       return { ok: false, error: `broker ${id} exited before it started: ${child.tail.at(-1) ?? "no output"}` };
     }
-    const inSync = await this.untilInSync([id], START_IN_SYNC_WAIT_MS);
+    const pids = new Map([[id, child.proc.pid]]);
+    const inSync = await this.untilInSync([id], { timeoutMs: START_IN_SYNC_WAIT_MS, pids });
     const where = `pid ${child.proc.pid}`;
     return {
       ok: true,
