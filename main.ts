@@ -11,6 +11,7 @@ import { groupsCommand } from "./src/cli/groups.ts";
 import { killCommand } from "./src/cli/kill.ts";
 import { logsCommand } from "./src/cli/logs.ts";
 import { produceCommand } from "./src/cli/produce.ts";
+import { startCommand } from "./src/cli/start.ts";
 import { statusCommand } from "./src/cli/status.ts";
 import { topicsCommand } from "./src/cli/topics.ts";
 import { transactionsCommand } from "./src/cli/transactions.ts";
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   produce: produceCommand,
   consume: consumeCommand,
   kill: killCommand,
+  start: startCommand,
   cluster: clusterCommand,
   status: statusCommand,
   topics: topicsCommand,
@@ -44,6 +46,7 @@ usage: yak <command> [flags]    (yak <command> --help for its flags)
   produce     publish stdin lines (or --message) to a topic
   consume     print a topic's records to stdout
   kill        kill a broker (--broker N or --leader) to show failover
+  start       bring a broker of the running 'yak cluster' back (--broker N)
   cluster     zookeeper + 3 brokers in one terminal, for development
   status      brokers, leader, epoch, topics, offsets, lag
   topics      create, list, describe, add partitions, delete, configs

@@ -297,6 +297,11 @@ export const DEFAULTS = {
   deliveryTimeoutMs: 60_000,
   /** A client that has never reached the cluster gives up after this long (a wrong address fails fast). */
   firstConnectTimeoutMs: 10_000,
+  /**
+   * A CLI command whose first contact is refused at every address (nothing listens) gives up after this long, not
+   * after firstConnectTimeoutMs: "is the cluster running?" in under a second (see FirstContact in discovery.ts).
+   */
+  refusedGiveUpMs: 300,
   consumerFetchWaitMs: 500,
   consumerFetchMaxBytes: 4 * 1024 * 1024,
 } as const;

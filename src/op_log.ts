@@ -119,6 +119,7 @@ export class OpLog {
  * import { formatEntry } from "./op_log.ts";
  * const line = formatEntry({ ts: "2026-11-21T10:00:00.000Z", event: "elected", leader: 2 });
  * assert.equal(line, "10:00:00.000 elected leader=2");
+ * assert.equal(formatEntry({ ts: "2026-11-21T10:00:00.000Z", event: "left", handedTo: undefined }), "10:00:00.000 left");
  * ```
  */
 export function formatEntry(
@@ -128,7 +129,9 @@ export function formatEntry(
 ): string {
   const { ts, event, ...rest } = entry;
   const time = typeof ts === "string" ? (withDate ? ts.replace("T", " ").slice(0, 23) : ts.slice(11, 23)) : "";
+  // An undefined field is not written to the file (JSON drops it): the readable line leaves it out too.
   const pairs = Object.entries(rest)
+    .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
     .join(" ");
   return [time, who, event, pairs].filter((s) => s).join(" ");

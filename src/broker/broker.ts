@@ -802,7 +802,8 @@ export class Broker implements BrokerContext {
     }
     this.log.write("left_cluster", {
       role: wasLeader ? "leader" : "follower",
-      handedTo: wasLeader ? (this.#leader?.id ?? null) : undefined,
+      // A follower hands nothing over: no field, not `handedTo=undefined` in the readable log.
+      ...(wasLeader ? { handedTo: this.#leader?.id ?? null } : {}),
       told: lease !== null,
       ms: Math.round(performance.now() - startedMs),
     });

@@ -6,7 +6,8 @@
  */
 import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import type { Bootstrap } from "../client/discovery.ts";
+import type { Address, Bootstrap, FirstContact } from "../client/discovery.ts";
+import { clusterStarting } from "./cluster_file.ts";
 import { DEFAULTS } from "../config.ts";
 import { parseHostPort } from "../protocol/connection.ts";
 import { type ConnectionLimits, connectionLimits } from "../protocol/listener.ts";
@@ -285,14 +286,32 @@ export function bootstrapOf(values: Values): Bootstrap {
   if (brokers !== undefined && text(values, "zookeeper") !== undefined) {
     throw new YakError("INVALID_ARGUMENT", "give --zookeeper or --bootstrap, not both");
   }
+  const firstContact = firstContactOf(values);
   if (brokers !== undefined) {
     return {
       brokers: brokers.split(",").filter((s) => s.trim()).map((s) => parseHostPort(s.trim())),
+      firstContact,
     };
   }
   const zk = text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??
     `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`;
-  return { zookeeper: parseHostPort(zk) };
+  return { zookeeper: parseHostPort(zk), firstContact };
+}
+
+/** `--zookeeper` (else `$YAK_ZOOKEEPER`, else 127.0.0.1:2181) with the first contact, for commands that ask it. */
+export function zookeeperOf(values: Values): { zookeeper: Address; firstContact?: FirstContact } {
+  const { zookeeper, firstContact } = bootstrapOf(values);
+  return { zookeeper: zookeeper!, firstContact };
+}
+
+/**
+ * A command's first contact: refused at every address, it gives up after
+ * `refusedGiveUpMs` with the advice, unless the data root's `yak cluster` is
+ * still starting (then the ports open soon, and the deadline stands).
+ */
+export function firstContactOf(values: Values): FirstContact {
+  const dataRoot = dataRootOf(values);
+  return { graceMs: DEFAULTS.refusedGiveUpMs, reached: false, starting: () => clusterStarting(dataRoot) };
 }
 
 /**

@@ -6,7 +6,7 @@
 import { monotonicMs } from "../clock.ts";
 import { Consumer, type ConsumerOptions, PartitionRecords, type StartOffset } from "../client/consumer.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
-import { YakError } from "../errors.ts";
+import { toYakError, YakError } from "../errors.ts";
 import {
   bootstrapOf,
   CLUSTER_FLAGS,
@@ -14,6 +14,7 @@ import {
   type Flags,
   helpRequested,
   integer,
+  nearest,
   parse,
   retryNotice,
   text,
@@ -39,8 +40,9 @@ commits what it printed, and a member that stops (or goes silent for
 --session-timeout-ms) has its partitions taken over from its last commit; a
 group starts where it committed, so --offset does not go with --group.
 --exit-at-end exits once every partition read is printed up to where its end
-was when reading began (kcat -e); --timeout-ms exits after that long with
-nothing new; --max-messages after N records.
+was when reading began (kcat -e); a topic that does not exist is then an
+error at once (with the name it may have meant). --timeout-ms exits after that
+long with nothing new; --max-messages after N records.
 --format value (default) prints values, one per line; with --print-timestamp
 and --print-key as kafka-console-consumer does ('CreateTime:TS<tab>KEY<tab>VALUE',
 --key-separator instead of the tab). --format json prints one JSON object per
@@ -118,7 +120,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
   const consumer = await Consumer.open(options.consumer).catch((err) => {
     stop.unlisten();
     stop.done();
-    throw err;
+    throw withTopicHint(err);
   });
   let printed: number;
   try {
@@ -133,6 +135,20 @@ export async function consumeCommand(args: string[]): Promise<number> {
     console.error(`yak consume: ${printed} record${printed === 1 ? "" : "s"} from ${names}`);
   }
   return 0;
+}
+
+/**
+ * A topic that does not exist, with the one it was probably meant to be
+ * (`topic 'demoo' does not exist (did you mean 'demo'?); ...`).
+ */
+function withTopicHint(err: unknown): unknown {
+  const yerr = toYakError(err);
+  const known = yerr.data?.topics;
+  const wanted = yerr.message.match(/^topic '([^']+)' does not exist/)?.[1];
+  if (yerr.code !== "UNKNOWN_TOPIC" || !Array.isArray(known) || wanted === undefined) return err;
+  const hint = nearest(wanted, known.filter((t): t is string => typeof t === "string" && !t.startsWith("__")));
+  if (hint === undefined) return err;
+  return new YakError(yerr.code, yerr.message.replace(/ does not exist/, ` does not exist (did you mean '${hint}'?)`));
 }
 
 /** The flags, checked, in the order they are reported. */
@@ -159,9 +175,9 @@ function consumeOptionsOf(values: Values): ConsumeOptions {
     fromBeginning: values["from-beginning"] === true,
     maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
     // Reaching the cluster: the one deadline of every command. Waiting for a topic that does not exist yet is
-    // being idle, so --timeout-ms bounds it too.
+    // being idle, so --timeout-ms bounds it too; --exit-at-end does not wait (its end is known: there is none).
     firstConnectTimeoutMs: connectTimeoutOf(values),
-    topicWaitMs: timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
+    topicWaitMs: values["exit-at-end"] === true ? 0 : timeoutMs === undefined ? undefined : Math.max(timeoutMs, 1000),
     onRetry: retryNotice("consume", quiet),
     groupProtocols,
     sessionTimeoutMs: integer(values, "session-timeout-ms", undefined, 100, 300_000),

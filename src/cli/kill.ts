@@ -4,14 +4,13 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
-import { isAbsolute, join, resolve } from "node:path";
-import { type Address, askZookeeper, retryUntil } from "../client/discovery.ts";
-import { DEFAULTS } from "../config.ts";
+import { join } from "node:path";
+import { type Address, askZookeeper, type FirstContact, retryUntil } from "../client/discovery.ts";
 import { YakError } from "../errors.ts";
 import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { readLease } from "../zookeeper/lease_file.ts";
+import { identify, type Identity } from "./broker_process.ts";
 import {
-  bootstrapOf,
   connectTimeoutOf,
   dataRootOf,
   type Flags,
@@ -21,6 +20,7 @@ import {
   retryNotice,
   text,
   type Values,
+  zookeeperOf,
 } from "./args.ts";
 
 const USAGE = `
@@ -61,7 +61,7 @@ interface KillOptions {
   dataDir: string;
   signal: Deno.Signal;
   /** `--broker N`, or with `--leader` the zookeeper to ask which broker leads. */
-  target: { broker: number } | { zookeeper: Address; connectTimeoutMs: number };
+  target: { broker: number } | { zookeeper: Address; firstContact?: FirstContact; connectTimeoutMs: number };
 }
 
 /** The leader as the zookeeper named it. */
@@ -85,7 +85,7 @@ export async function killCommand(args: string[]): Promise<number> {
   const { dataDir, signal, target: given } = killOptionsOf(values);
   const target = "broker" in given
     ? { id: given.broker, leader: null }
-    : await leaderOf(given.zookeeper, given.connectTimeoutMs);
+    : await leaderOf(given.zookeeper, given.connectTimeoutMs, given.firstContact);
   const { pid, pidFile } = await brokerPid(target, dataDir);
   sendSignal(target, pid, pidFile, signal);
   const { id, leader } = target;
@@ -116,8 +116,7 @@ function killOptionsOf(values: Values): KillOptions {
         "use --broker N or --leader, not both",
       );
     }
-    const zookeeper = bootstrapOf(values).zookeeper!;
-    return { dataDir, signal, target: { zookeeper, connectTimeoutMs: connectTimeoutOf(values) } };
+    return { dataDir, signal, target: { ...zookeeperOf(values), connectTimeoutMs: connectTimeoutOf(values) } };
   }
   if (broker === undefined) {
     throw new YakError(
@@ -129,13 +128,14 @@ function killOptionsOf(values: Values): KillOptions {
 }
 
 /** The broker the zookeeper names as the leader. */
-async function leaderOf(zk: Address, connectTimeoutMs: number): Promise<Target> {
+async function leaderOf(zk: Address, connectTimeoutMs: number, firstContact?: FirstContact): Promise<Target> {
   const zookeeper = `${zk.host}:${zk.port}`;
   // The zookeeper's answer or nothing: a lease file may belong to a stopped or another cluster.
   const meta = await retryUntil(
     monotonicMs() + connectTimeoutMs,
     (timeoutMs) => askZookeeper(zk, { type: "status" }, timeoutMs),
     retryNotice("kill", false),
+    firstContact,
   );
   const lease = meta.lease as Lease;
   if (lease.leaderId === null) {
@@ -240,106 +240,4 @@ async function checkSameCluster(
     `cannot tell that broker ${id} of ${dataDir} is the leader the zookeeper at ${leader.zookeeper} names ` +
       `(epoch ${leader.epoch}): ${path} does not name it; nothing was signalled`,
   );
-}
-
-/** What a pid from a pid file turned out to be. */
-type Identity =
-  | { kind: "broker" }
-  | { kind: "gone" }
-  | { kind: "other"; command: string; why?: string }
-  | { kind: "unknown"; why: string };
-
-const decoder = new TextDecoder();
-
-/** Runs a small command and returns its stdout, or null when it fails. */
-async function output(command: string, args: string[]): Promise<string | null> {
-  try {
-    const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "null", stdin: "null" }).output();
-    return out.success ? decoder.decode(out.stdout) : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The command line of `pid` as its arguments, or null when no process has
- * that pid. Deno lets only --allow-all read another process's /proc files,
- * so this goes through `cat` (and `ps` where there is no /proc).
- */
-async function commandLine(
-  pid: number,
-): Promise<{ args: string[]; cwd: string | null; env: Map<string, string> | null } | null | "unknown"> {
-  if (Deno.build.os === "linux") {
-    const text = await output("cat", [`/proc/${pid}/cmdline`]);
-    if (text === null) return null;
-    // A zombie (exited, not yet reaped) has an empty command line.
-    const args = text.split("\0").filter((a, i, all) => a !== "" || i < all.length - 1);
-    if (args.length === 0) return null;
-    const [cwdText, envText] = await Promise.all([
-      output("readlink", [`/proc/${pid}/cwd`]),
-      output("cat", [`/proc/${pid}/environ`]),
-    ]);
-    // The environment it started with: YAK_DATA picks a broker's data root when --data does not.
-    const env = envText === null ? null : new Map(
-      envText.split("\0").filter((e) => e.includes("=")).map((e) => {
-        const eq = e.indexOf("=");
-        return [e.slice(0, eq), e.slice(eq + 1)] as [string, string];
-      }),
-    );
-    return { args, cwd: cwdText?.trim() || null, env };
-  }
-  const ps = await output("ps", ["-ww", "-o", "args=", "-p", String(pid)]);
-  if (ps === null) {
-    // ps exits 1 both for "no such process" and for a missing ps: tell them apart with our own pid.
-    return (await output("ps", ["-o", "pid=", "-p", String(Deno.pid)])) === null ? "unknown" : null;
-  }
-  return { args: ps.trim().split(/\s+/), cwd: null, env: null };
-}
-
-/** The value of `--name` in `args` (`--name V` or `--name=V`), or undefined. */
-function flagValue(args: string[], name: string): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === name) return args[i + 1];
-    if (args[i].startsWith(`${name}=`)) return args[i].slice(name.length + 1);
-  }
-  return undefined;
-}
-
-async function realPathOr(path: string): Promise<string> {
-  try {
-    return await Deno.realPath(path);
-  } catch {
-    return path;
-  }
-}
-
-/**
- * Whether `pid` is `yak broker --id <id>` serving `dataDir`: its command
- * line names the broker subcommand and the id, and its data root, found as
- * the broker found it (`--data`, else its `YAK_DATA`, else `data`, resolved
- * against its working directory), is the same directory.
- */
-async function identify(pid: number, id: number, dataDir: string): Promise<Identity> {
-  const cmd = await commandLine(pid);
-  if (cmd === null) return { kind: "gone" };
-  if (cmd === "unknown") return { kind: "unknown", why: "neither /proc nor ps is available" };
-  // One line, and short enough to read: the start of the command line says what it is.
-  const command = cmd.args.join(" ").replace(/\s+/g, " ").slice(0, 200);
-  const at = cmd.args.indexOf("broker");
-  if (at < 0) return { kind: "other", command };
-  const args = cmd.args.slice(at + 1);
-  if (Number(flagValue(args, "--id")) !== id) return { kind: "other", command, why: "another broker id" };
-  const flag = flagValue(args, "--data");
-  if (flag === undefined && cmd.env === null && cmd.cwd !== null) {
-    // Its YAK_DATA is unreadable (another user's process): its data root cannot be told, so it is not signalled.
-    return { kind: "unknown", why: `its environment (/proc/${pid}/environ) cannot be read to find its YAK_DATA` };
-  }
-  const theirs = flag ?? (cmd.env?.get("YAK_DATA") || undefined) ?? DEFAULTS.dataDir;
-  if (cmd.cwd === null && !isAbsolute(theirs)) return { kind: "broker" }; // no way to resolve it: the id must do
-  const [a, b] = await Promise.all([
-    realPathOr(resolve(cmd.cwd ?? "/", theirs)),
-    realPathOr(resolve(dataDir)),
-  ]);
-  if (a !== b) return { kind: "other", command, why: `its data directory is ${a}, not ${b}` };
-  return { kind: "broker" };
 }

@@ -8,9 +8,8 @@ import { monotonicMs } from "../clock.ts";
 import { answered, askZookeeper, type ClusterStatus, gatherStatus } from "../client/cluster_status.ts";
 import { toYakError, YakError } from "../errors.ts";
 import { checkTopicName } from "../log/names.ts";
-import type { Address } from "../client/discovery.ts";
+import type { Address, FirstContact } from "../client/discovery.ts";
 import {
-  bootstrapOf,
   connectTimeoutOf,
   type Flags,
   helpRequested,
@@ -18,6 +17,7 @@ import {
   retryNotice,
   text,
   type Values,
+  zookeeperOf,
 } from "./args.ts";
 import { renderStatus } from "./render_status.ts";
 
@@ -55,6 +55,8 @@ interface StatusOptions {
   topic: string | undefined;
   connectTimeoutMs: number;
   zookeeper: Address;
+  /** A zookeeper that refuses the first contact is not waited for (nothing listens). */
+  firstContact?: FirstContact;
   /** `--watch`: again every second, until Ctrl-C. */
   watch: boolean;
   json: boolean;
@@ -84,7 +86,7 @@ function statusOptionsOf(values: Values): StatusOptions {
   return {
     topic,
     connectTimeoutMs: connectTimeoutOf(values),
-    zookeeper: bootstrapOf(values).zookeeper!,
+    ...zookeeperOf(values),
     watch: values.watch === true,
     json: values.json === true,
   };
@@ -93,7 +95,8 @@ function statusOptionsOf(values: Values): StatusOptions {
 /** The status, gathered as the console gathers it (src/client/cluster_status.ts). */
 function snapshot(options: StatusOptions): Promise<ClusterStatus> {
   const deadline = monotonicMs() + options.connectTimeoutMs;
-  return gatherStatus(askZookeeper(options.zookeeper, deadline, retryNotice("status", false)), BROKER_ANSWER_MS);
+  const ask = askZookeeper(options.zookeeper, deadline, retryNotice("status", false), options.firstContact);
+  return gatherStatus(ask, BROKER_ANSWER_MS);
 }
 
 /** Prints the status: as tables, or with --json as `GET /api/status` answers (one line a view with --watch). */

@@ -25,7 +25,7 @@ import { serveUntilSignal } from "./serve_until_signal.ts";
 
 const USAGE = `
 yak zookeeper [--port 2181] [--host 127.0.0.1] [--data data]
-              [--heartbeat-ms 250] [--session-timeout-ms 1000] [--http-port P]
+              [--heartbeat-ms 250] [--session-timeout-ms 1000] [--expected-brokers N] [--http-port P]
               [--max-connections 1024] [--max-connections-per-ip 512] [--auth-timeout-ms 10000]
               [--connections-max-idle-ms 600000] [--queued-max-request-bytes 134217728]
               [--shared-files] [--quiet]
@@ -37,6 +37,9 @@ lets the owner's group read them (0750, 0640). A data root that belongs to
 another user is refused.
 --http-port serves the web console on host:P (0 picks a free port; the URL is
 printed); off without it. With --auth-token the console needs the token.
+With no leader at start it waits --session-timeout-ms for every broker to
+register before it elects; --expected-brokers N elects as soon as N have
+('yak cluster' passes its broker count).
 ${CONNECTION_USAGE}
 `;
 
@@ -49,6 +52,7 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     ...TIMING_FLAGS,
     ...FILE_FLAGS,
     "http-port": { type: "string" },
+    "expected-brokers": { type: "string" },
     ...CONNECTION_FLAGS,
     quiet: { type: "boolean" },
   });
@@ -66,6 +70,7 @@ export async function zookeeperCommand(args: string[]): Promise<number> {
     connections: connections.limits,
     queuedMaxRequestBytes: connections.queuedMaxRequestBytes,
     echo: !values.quiet,
+    expectedBrokers: integer(values, "expected-brokers", undefined, 1, 1_000_000),
   }).catch((err) => {
     throw withPortFlag(err, port, "--port");
   });

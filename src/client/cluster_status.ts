@@ -10,7 +10,7 @@ import { Connection } from "../protocol/connection.ts";
 import { toYakError } from "../errors.ts";
 import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import type { BrokerStatus } from "../protocol/status.ts";
-import { type Address, askZookeeper as askZookeeperOnce, retryUntil } from "./discovery.ts";
+import { type Address, askZookeeper as askZookeeperOnce, type FirstContact, retryUntil } from "./discovery.ts";
 import { isLocalHost, localProcessState, type ProcessState } from "./process_state.ts";
 
 /**
@@ -166,18 +166,21 @@ export async function gatherStatus(
 
 /**
  * The zookeeper's part, asked over the network, and asked again (with
- * `onRetry` told why) until `deadline` (wall-clock ms) while it does not answer.
+ * `onRetry` told why) until `deadline` (wall-clock ms) while it does not answer
+ * (a refused first contact ends sooner: see {@link FirstContact}).
  */
 export function askZookeeper(
   zk: Address,
   deadline: number,
   onRetry?: (why: string) => void,
+  firstContact?: FirstContact,
 ): () => Promise<ZookeeperStatus> {
   return async () => {
     const meta = await retryUntil(
       deadline,
       (timeoutMs) => askZookeeperOnce(zk, { type: "status" }, timeoutMs),
       onRetry,
+      firstContact,
     );
     return { lease: meta.lease as Lease, brokers: meta.brokers as BrokerInfo[] };
   };

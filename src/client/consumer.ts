@@ -68,7 +68,10 @@ export interface ConsumerOptions {
   retryTimeoutMs?: number;
   /** Give up when the cluster cannot be reached at the start for this long (default 10 s). */
   firstConnectTimeoutMs?: number;
-  /** Give up when the topic does not exist at the start for this long (default: firstConnectTimeoutMs). */
+  /**
+   * Give up when the topic does not exist at the start for this long (default: firstConnectTimeoutMs). 0: at
+   * once, when the leader says so (a follower is given a moment to replicate a topic just made).
+   */
   topicWaitMs?: number;
   onRetry?: (why: string) => void;
 }
@@ -85,6 +88,8 @@ const FETCH_GRACE_MS = 2000;
 const DAMAGED_RETRY_MS = 250;
 /** How often the consumer re-reads metadata (new partitions, new topics matching a pattern). */
 const METADATA_REFRESH_MS = 5000;
+/** With topicWaitMs 0, how long a follower's "no such topic" is waited out: it may not have replicated it yet. */
+const FOLLOWER_TOPIC_GRACE_MS = 1000;
 
 /**
  * Records of one partition from one poll: `count` stored lines from offset
@@ -251,8 +256,9 @@ export class Consumer {
 
   /** The topics matching the pattern now (waiting, up to the first-connect deadline, for one to exist). */
   static async #matching(o: ConsumerOptions): Promise<string[]> {
-    const deadline = monotonicMs() + (o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
-    const { conn } = await connectLeader(o.bootstrap, deadline, o.onRetry);
+    const firstMs = o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs;
+    const { conn } = await connectLeader(o.bootstrap, monotonicMs() + firstMs, o.onRetry);
+    const deadline = monotonicMs() + (o.topicWaitMs ?? firstMs);
     try {
       while (true) {
         const meta = await conn.request({ type: "metadata" }, o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs);
@@ -297,7 +303,9 @@ export class Consumer {
     const firstMs = this.#o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs;
     const deadline = monotonicMs() + (first ? firstMs : this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
     // Waiting for a topic that does not exist yet is a separate wait (for `yak consume`, part of being idle).
-    const topicDeadline = first ? monotonicMs() + (this.#o.topicWaitMs ?? firstMs) : deadline;
+    const topicWaitMs = this.#o.topicWaitMs ?? firstMs;
+    const topicDeadline = first ? monotonicMs() + topicWaitMs : deadline;
+    const followerTopicDeadline = Math.max(topicDeadline, monotonicMs() + FOLLOWER_TOPIC_GRACE_MS);
     while (true) {
       try {
         this.#conn = await connectAny(
@@ -322,7 +330,9 @@ export class Consumer {
         // A topic not replicated here yet is worth waiting for, like a lost connection.
         if (!isRetriable(yerr) && yerr.code !== "UNKNOWN_TOPIC") throw yerr;
         if (yerr.data?.gaveUp === true) throw yerr; // connecting already took the whole deadline
-        if (monotonicMs() > (yerr.code === "UNKNOWN_TOPIC" ? topicDeadline : deadline)) throw yerr;
+        const fromFollower = yerr.data?.fromLeader === false;
+        const topicGiveUp = fromFollower ? followerTopicDeadline : topicDeadline;
+        if (monotonicMs() > (yerr.code === "UNKNOWN_TOPIC" ? topicGiveUp : deadline)) throw yerr;
         this.#o.onRetry?.(yerr.message);
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -359,6 +369,8 @@ export class Consumer {
           names.length === 1
             ? `topic '${names[0]}' does not exist; produce to it or create it first`
             : `none of the topics ${names.map((t) => `'${t}'`).join(", ")} exists yet`,
+          // The topics there are (for a "did you mean"), and whether the leader said so (a follower may lag).
+          { topics: Object.keys(counts), fromLeader: meta.role === "leader" },
         );
       }
     }

@@ -19,6 +19,40 @@ export interface Address {
 export interface Bootstrap {
   zookeeper?: Address;
   brokers?: Address[];
+  /** How a first contact refused everywhere ends (the CLI's commands set it); without it, it retries to the deadline. */
+  firstContact?: FirstContact;
+}
+
+/**
+ * A client's first contact with the cluster: when every address it was given
+ * refuses the connection, nothing listens there, and retrying to the
+ * deadline (10 s) only delays the advice. Such a first contact gives up once
+ * it has been refused for `graceMs`, unless `starting()` says a cluster is on
+ * its way (a local `yak cluster` that has not opened its ports yet). Silence
+ * (a time-out), a cluster without a leader yet, and anything after the first
+ * contact succeeded (a cluster restarting under a running client) keep the
+ * whole deadline.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { retryUntil, type FirstContact } from "./discovery.ts";
+ * import { monotonicMs } from "../clock.ts";
+ * import { YakError } from "../errors.ts";
+ * const first: FirstContact = { graceMs: 300, reached: false };
+ * const started = monotonicMs();
+ * const refused = () => Promise.reject(new YakError("CONNECTION", "cannot connect", { refused: true }));
+ * await assert.rejects(retryUntil(started + 10_000, refused, undefined, first), /is the cluster running\?/);
+ * assert.ok(monotonicMs() - started < 1000);
+ * ```
+ */
+export interface FirstContact {
+  /** How long a first contact refused everywhere keeps trying. */
+  graceMs: number;
+  /** Whether a cluster is starting where the client looks (then refusals are waited out to the deadline). */
+  starting?: () => Promise<boolean>;
+  /** Set once any call with this first contact reached the cluster. */
+  reached: boolean;
 }
 
 /** The leader as discovery found it. */
@@ -57,7 +91,11 @@ export async function askZookeeper(
     const yerr = toYakError(err);
     if (yerr.code === "CONNECTION" && /^cannot connect to /.test(yerr.message)) {
       const why = yerr.message.match(/ \((.*)\)$/)?.[1];
-      throw new YakError("CONNECTION", `cannot connect to the zookeeper at ${addr(zk)}${why ? ` (${why})` : ""}`);
+      throw new YakError(
+        "CONNECTION",
+        `cannot connect to the zookeeper at ${addr(zk)}${why ? ` (${why})` : ""}`,
+        yerr.data,
+      );
     }
     if (yerr.code === "CONNECTION" || yerr.code === "TIMEOUT") {
       throw new YakError(yerr.code, `the zookeeper at ${addr(zk)} does not answer (nothing within ${timeoutMs} ms)`);
@@ -164,6 +202,7 @@ export async function findLeader(
       boot.brokers.length === 1
         ? errors[0].message
         : `no bootstrap broker ${reached ? "named a leader" : "answers"} (${errors.map((e) => e.message).join("; ")})`,
+      everyRefused(errors),
     );
   }
   const zk = boot.zookeeper ?? { host: "127.0.0.1", port: 2181 };
@@ -181,6 +220,11 @@ export async function findLeader(
     port: lease.port,
     epoch: lease.epoch,
   };
+}
+
+/** `{refused: true}` when every address refused the connection (nothing listens at any), else undefined. */
+function everyRefused(errors: readonly YakError[]): { refused: true } | undefined {
+  return errors.length > 0 && errors.every((e) => e.data?.refused === true) ? { refused: true } : undefined;
 }
 
 /** Sends one request on a fresh connection and closes it. */
@@ -223,17 +267,28 @@ export async function retryUntil<T>(
   deadline: number,
   fn: (timeoutMs: number) => Promise<T>,
   onRetry?: (why: string) => void,
+  firstContact?: FirstContact,
 ): Promise<T> {
   const started = monotonicMs();
   let delayMs = 50;
+  // Whether every attempt so far was refused at every address: nothing listens (see FirstContact).
+  let refusedOnly = firstContact !== undefined && !firstContact.reached;
   while (true) {
     try {
-      return await fn(Math.max(500, Math.min(3000, deadline - monotonicMs())));
+      const value = await fn(Math.max(500, Math.min(3000, deadline - monotonicMs())));
+      if (firstContact) firstContact.reached = true;
+      return value;
     } catch (err) {
       const yerr = toYakError(err);
       if (!isRetriable(yerr)) throw yerr;
       if (monotonicMs() + delayMs > deadline) throw giveUp(yerr, monotonicMs() - started);
-      onRetry?.(yerr.message);
+      refusedOnly &&= yerr.data?.refused === true;
+      if (refusedOnly && monotonicMs() + delayMs - started > firstContact!.graceMs) {
+        if (!(await firstContact!.starting?.())) throw giveUp(yerr, monotonicMs() - started);
+        refusedOnly = false; // a cluster is starting there: its ports open soon, the deadline stands
+      }
+      // Within the grace nothing is said: the answer (nothing listens) comes in a moment.
+      if (!refusedOnly) onRetry?.(yerr.message);
       await new Promise((r) => setTimeout(r, delayMs));
       delayMs = Math.min(500, delayMs * 2);
     }
@@ -256,13 +311,38 @@ export async function connectLeader(
   deadline: number,
   onRetry?: (why: string) => void,
 ): Promise<{ conn: Connection; leader: LeaderAddress }> {
-  return await retryUntil(deadline, async (timeoutMs) => {
-    const leader = await findLeader(boot, timeoutMs);
-    const conn = await Connection.open(leader.host, leader.port, {
-      connectTimeoutMs: Math.min(timeoutMs, 3000),
-    });
-    return { conn, leader };
-  }, onRetry);
+  return await retryUntil(
+    deadline,
+    async (timeoutMs) => {
+      const leader = await findLeader(boot, timeoutMs);
+      try {
+        const conn = await Connection.open(leader.host, leader.port, {
+          connectTimeoutMs: Math.min(timeoutMs, 3000),
+        });
+        return { conn, leader };
+      } catch (err) {
+        throw leaderUnreachable(leader, toYakError(err));
+      }
+    },
+    onRetry,
+    boot.firstContact,
+  );
+}
+
+/**
+ * The leader discovery named cannot be reached: in a failover the lease
+ * still names the dead leader until the zookeeper misses its heartbeats, so
+ * the error says it is gone and a new leader is awaited, rather than naming
+ * it the leader. Not `refused`: the cluster answered.
+ */
+function leaderUnreachable(leader: LeaderAddress, err: YakError): YakError {
+  if (err.code !== "CONNECTION") return err;
+  const why = err.message.match(/ \((.*)\)$/)?.[1] ?? err.message;
+  return new YakError(
+    "CONNECTION",
+    `broker ${leader.id} at ${leader.host}:${leader.port}, the leader of epoch ${leader.epoch}, is unreachable ` +
+      `(${why}); no new leader is known yet`,
+  );
 }
 
 /**
@@ -278,22 +358,29 @@ export async function connectAny(
     return (await connectLeader(boot, deadline, onRetry)).conn;
   }
   const brokers = boot.brokers;
-  return await retryUntil(deadline, async (timeoutMs) => {
-    const errors: string[] = [];
-    for (const broker of brokers) {
-      try {
-        return await openBroker(broker, timeoutMs);
-      } catch (err) {
-        const yerr = toYakError(err);
-        if (!isRetriable(yerr)) throw yerr;
-        errors.push(yerr.message);
+  return await retryUntil(
+    deadline,
+    async (timeoutMs) => {
+      const errors: YakError[] = [];
+      for (const broker of brokers) {
+        try {
+          return await openBroker(broker, timeoutMs);
+        } catch (err) {
+          const yerr = toYakError(err);
+          if (!isRetriable(yerr)) throw yerr;
+          errors.push(yerr);
+        }
       }
-    }
-    throw new YakError(
-      "CONNECTION",
-      brokers.length === 1 ? errors[0] : `no bootstrap broker answers (${errors.join("; ")})`,
-    );
-  }, onRetry);
+      const messages = errors.map((e) => e.message);
+      throw new YakError(
+        "CONNECTION",
+        brokers.length === 1 ? messages[0] : `no bootstrap broker answers (${messages.join("; ")})`,
+        everyRefused(errors),
+      );
+    },
+    onRetry,
+    boot.firstContact,
+  );
 }
 
 /**

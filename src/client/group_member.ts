@@ -111,6 +111,7 @@ export class GroupMember {
       } catch (err) {
         const yerr = toYakError(err);
         if (!isRetriable(yerr) || monotonicMs() > deadline || this.#closed) throw yerr;
+        if (yerr.data?.gaveUp === true) throw yerr; // discovery gave up already (nothing listens, or its deadline)
         this.#conn?.close();
         this.#conn = null;
         this.#o.onRetry?.(yerr.message);

@@ -72,7 +72,7 @@ function staticRoute(file: string, type: string): Route {
 }
 
 function eventsRoute(feed: StatusFeed): Route {
-  return (req) => {
+  return () => {
     const encoder = new TextEncoder();
     let unsubscribe: (() => void) | null = null;
     const stream = new ReadableStream<Uint8Array>({
@@ -101,7 +101,8 @@ function eventsRoute(feed: StatusFeed): Route {
         unsubscribe?.();
       },
     });
-    req.signal.addEventListener("abort", () => unsubscribe?.());
+    // A browser that goes away cancels the stream (cancel above): no request.signal, which Deno.serve also aborts
+    // when the response ends well, printing a warning about that legacy behaviour on every stop with a tab open.
     return respond(stream, 200, { "content-type": "text/event-stream; charset=utf-8", "x-accel-buffering": "no" });
   };
 }

@@ -122,7 +122,9 @@ export class Connection {
       connection = new Connection(host, port, conn, opts);
     } catch (err) {
       const yerr = toYakError(err);
-      throw new YakError("CONNECTION", `cannot connect to ${host}:${port} (${yerr.message})`);
+      // Nothing listens there (unlike silence, which may be a busy or paused peer): discovery may act on it at once.
+      const refused = err instanceof Deno.errors.ConnectionRefused ? { refused: true } : undefined;
+      throw new YakError("CONNECTION", `cannot connect to ${host}:${port} (${yerr.message})`, refused);
     } finally {
       clearTimeout(timer);
     }

@@ -29,6 +29,12 @@ export interface ZookeeperOptions {
   connections?: ConnectionLimits;
   queuedMaxRequestBytes?: number;
   echo?: boolean;
+  /**
+   * With no leader at start, elect once this many brokers have registered
+   * rather than after one session timeout (the wait is for stragglers, and
+   * whoever starts the cluster may know there are none: `yak cluster`).
+   */
+  expectedBrokers?: number;
   /** The monotonic clock (injectable for tests). */
   clock?: () => number;
   /**
@@ -443,12 +449,20 @@ export class Zookeeper {
   /**
    * With no leader at start (a new cluster, or a lost lease file), wait one
    * session for every broker to register, so the election sees them all and
-   * picks the one holding the most, not the first to call.
+   * picks the one holding the most, not the first to call; or, when the
+   * broker count is known (`expectedBrokers`), until that many have.
    */
   #pastStartupGrace(): boolean {
     const grace = this.#opts.startupGraceMs;
-    if (grace !== undefined) return this.#now() >= this.#startedAt + grace;
-    return this.#now() > this.#startedAt + this.#opts.sessionTimeoutMs;
+    if (
+      grace !== undefined
+        ? this.#now() >= this.#startedAt + grace
+        : this.#now() > this.#startedAt + this.#opts.sessionTimeoutMs
+    ) {
+      return true;
+    }
+    const expected = this.#opts.expectedBrokers;
+    return expected !== undefined && [...this.#members.values()].filter((m) => m.alive).length >= expected;
   }
 
   async #check(): Promise<void> {
