@@ -646,6 +646,19 @@ function clip(text: string, n: number): string {
 
 const lineDecoder = new TextDecoder();
 
+/**
+ * A frame the server sends unasked, no reply: the zookeeper's new lease, pushed to every connection registered
+ * as a broker, which a fuzzed `register` frame may have made this one.
+ */
+function isPush(line: string): boolean {
+  try {
+    const f = JSON.parse(line);
+    return typeof f === "object" && f !== null && f.push === "lease" && f.id === undefined && f.ok === undefined;
+  } catch {
+    return false;
+  }
+}
+
 /** Checks one reply line: JSON, `ok` boolean, a known `code` and a `message` on errors. */
 function checkReply(line: string, tally: Tally, what: string): Record<string, unknown> | null {
   let frame: unknown;
@@ -796,6 +809,7 @@ class FuzzConn {
   }
 
   #onLine(line: string, attachment?: Uint8Array): void {
+    if (isPush(line)) return;
     this.tally.replies++;
     const f = checkReply(line, this.tally, this.label);
     if (!f) return;
@@ -1047,13 +1061,20 @@ function directedCases(target: Target, view: ClusterView): Directed[] {
   ];
 }
 
+/** The next line that is a reply, pushes skipped (see {@link isPush}). */
+async function nextReply(wire: { next(): Promise<string> }): Promise<string> {
+  let line = await wire.next();
+  while (isPush(line)) line = await wire.next();
+  return line;
+}
+
 async function runDirected(port: number, target: Target, view: ClusterView, tally: Tally): Promise<void> {
   const wire = await Wire.open(port);
   try {
     for (const c of directedCases(target, view)) {
       const what = `${target} directed ${clip(typeof c.line === "string" ? c.line : `bytes ${c.line}`, 120)}`;
       await wire.write(typeof c.line === "string" ? `${c.line}\n` : new Uint8Array([...c.line, 0x0a]));
-      const line = await wire.next();
+      const line = await nextReply(wire);
       const f = checkReply(line, tally, what);
       assert.ok(f, `${what}: ${tally.problems.at(-1)}`);
       assert.equal(f.ok ? "ok" : f.code, c.code, `${what}: ${clip(line, 300)}`);
@@ -1063,7 +1084,7 @@ async function runDirected(port: number, target: Target, view: ClusterView, tall
     }
     // noReply: no reply at all, and the connection stays in step.
     await wire.write('{"id":100,"type":"metadata","noReply":true}\n{"id":101,"type":"metadata"}\n');
-    const f = JSON.parse(await wire.next());
+    const f = JSON.parse(await nextReply(wire));
     assert.equal(f.id, 101, `${target}: the noReply request was answered: ${JSON.stringify(f)}`);
     tally.sent += 2;
   } finally {
@@ -1079,7 +1100,7 @@ async function oversizeFrame(port: number, limit: number, who: string): Promise<
   const wire = await Wire.open(port);
   try {
     await wire.write('{"id":1,"type":"metadata"}\n');
-    const first = JSON.parse(await wire.next());
+    const first = JSON.parse(await nextReply(wire));
     assert.equal(first.ok, true, `${who}: ${JSON.stringify(first)}`);
     const chunk = new Uint8Array(1 << 20).fill(0x61);
     const total = limit + 4096;
