@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
 import { Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
+import { Inspector } from "../tests/inspector.ts";
 
 const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]`;
 
@@ -31,50 +32,15 @@ interface CpuProfile {
   endTime: number;
 }
 
-/** One process's inspector session: DevTools protocol calls over its WebSocket. */
-class Inspector {
-  #ws: WebSocket;
-  #next = 1;
-  #pending = new Map<number, (result: unknown) => void>();
+/** Starts V8's sampling profiler in a process (every 200 us). */
+async function startProfiler(ins: Inspector): Promise<void> {
+  await ins.call("Profiler.enable");
+  await ins.call("Profiler.setSamplingInterval", { interval: 200 });
+  await ins.call("Profiler.start");
+}
 
-  private constructor(ws: WebSocket) {
-    this.#ws = ws;
-    ws.onmessage = (e) => {
-      const msg = JSON.parse(String(e.data));
-      if (msg.id !== undefined) this.#pending.get(msg.id)?.(msg.result ?? msg.error);
-    };
-  }
-
-  static async of(proc: Proc): Promise<Inspector> {
-    const m = await proc.waitFor(/Debugger listening on (ws:\/\/\S+)/, 15_000);
-    const ws = new WebSocket(m[1]);
-    await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => resolve();
-      ws.onerror = (e) => reject(new Error(`inspector of ${proc.name}: ${(e as ErrorEvent).message}`));
-    });
-    return new Inspector(ws);
-  }
-
-  call<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
-    const id = this.#next++;
-    const done = new Promise<T>((resolve) => this.#pending.set(id, (r) => resolve(r as T)));
-    this.#ws.send(JSON.stringify({ id, method, params }));
-    return done;
-  }
-
-  async start(): Promise<void> {
-    await this.call("Profiler.enable");
-    await this.call("Profiler.setSamplingInterval", { interval: 200 });
-    await this.call("Profiler.start");
-  }
-
-  async stop(): Promise<CpuProfile> {
-    return (await this.call<{ profile: CpuProfile }>("Profiler.stop")).profile;
-  }
-
-  close(): void {
-    this.#ws.close();
-  }
+async function stopProfiler(ins: Inspector): Promise<CpuProfile> {
+  return (await ins.call("Profiler.stop")).profile as unknown as CpuProfile;
 }
 
 /** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
@@ -153,7 +119,7 @@ async function main(): Promise<number> {
     producers.push(producer);
     inspectors.push({ name: "yak produce", pid: producer.pid, ins: await Inspector.of(producer) });
     const before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
-    for (const i of inspectors) await i.ins.start();
+    for (const i of inspectors) await startProfiler(i.ins);
     const started = performance.now();
     const writer = producer.child.stdin.getWriter();
     await writer.write(input);
@@ -162,7 +128,7 @@ async function main(): Promise<number> {
     await producer.waitFor(/ acknowledged to /, 600_000);
     const seconds = (performance.now() - started) / 1000;
     const after = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
-    const profiles = await Promise.all(inspectors.map((i) => i.ins.stop()));
+    const profiles = await Promise.all(inspectors.map((i) => stopProfiler(i.ins)));
     console.log(`${records} records of ${size} bytes, ${partitions} partitions, acks=all: ${seconds.toFixed(2)} s`);
     for (const [k, i] of inspectors.entries()) {
       const cpu = after[k] - before[k];

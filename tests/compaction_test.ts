@@ -310,6 +310,9 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
             "min.cleanable.dirty.ratio=0.01",
           ]);
           let produced = 0;
+          // A kill lands in the middle of its pass unless the pass outran the 100 ms wait (a loaded machine): every
+          // round checks what is kept, and at least one of the three must have cut a pass short.
+          let midPassKills = 0;
           for (let round = 1; round <= 3; round++) {
             await produce(cluster, topic, updates(produced, produced + 40_000, keys, pad));
             produced += 40_000;
@@ -352,11 +355,12 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
             console.log(
               `    round ${round}: broker ${leader} killed ${midPass ? "in the middle of its pass" : "after its pass"}`,
             );
-            assert.ok(midPass, "killed while the pass ran");
+            if (midPass) midPassKills++;
             await cluster.waitFor((l) => l.leaderId !== null && l.leaderId !== leader);
             await alterConfig(cluster, topic, "min.compaction.lag.ms=3600000");
             await restart(cluster, leader);
           }
+          assert.ok(midPassKills >= 1, "no kill landed while a pass ran");
           await alterConfig(cluster, topic, "min.compaction.lag.ms=0");
           await cleanedPast(cluster, topic, produced);
           const hashes = await identical(cluster, topic);

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Producer } from "../src/client/producer.ts";
+import { Inspector } from "./inspector.ts";
 import { alone, kcatMissing, Proc, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 import { KafkaConn, produceBody, produceError, produceErrors, textBatch } from "./kafka_conn.ts";
 
@@ -189,35 +190,16 @@ Deno.test("large produce requests pipelined on one connection, one per read: the
  * request that held the thread that long would.
  */
 async function holdMainThread(proc: Proc, ms: number): Promise<void> {
-  const url = /Debugger listening on (ws:\/\/\S+)/.exec(proc.text)?.[1];
-  assert.ok(url, `no inspector address in ${proc.name}'s output`);
-  const ws = new WebSocket(url);
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
-  });
-  let id = 0;
-  const answers = new Map<number, () => void>();
-  let paused: () => void;
-  const pausedNow = new Promise<void>((r) => (paused = r));
-  ws.onmessage = (e) => {
-    const m = JSON.parse(e.data);
-    if (m.method === "Debugger.paused") paused();
-    answers.get(m.id)?.();
-  };
-  const call = (method: string) =>
-    new Promise<void>((resolve) => {
-      answers.set(++id, resolve);
-      ws.send(JSON.stringify({ id, method }));
-    });
+  const inspector = await Inspector.of(proc);
+  const pausedNow = new Promise<void>((resolve) => inspector.on("Debugger.paused", () => resolve()));
   try {
-    await call("Debugger.enable");
-    await call("Debugger.pause");
+    await inspector.call("Debugger.enable");
+    await inspector.call("Debugger.pause");
     await pausedNow; // at the next JavaScript the thread runs (its 50 ms lag probe at the latest)
     await new Promise((r) => setTimeout(r, ms));
-    await call("Debugger.resume");
+    await inspector.call("Debugger.resume");
   } finally {
-    ws.close();
+    inspector.close();
   }
 }
 

@@ -26,6 +26,7 @@ import {
   withDeadline,
   yak,
 } from "./harness.ts";
+import { Inspector } from "./inspector.ts";
 
 /** Every record of a topic, read by `yak consume` from the beginning to the end it has now. */
 async function readAll(c: Cluster, topic: string, isolation: string): Promise<string[]> {
@@ -138,37 +139,18 @@ print(json.dumps({"fenced": fenced, "committed": committed, "rc": read("read_com
  * `text`; `hit` resolves once the thread stops there.
  */
 async function breakAt(proc: Proc, file: string, text: string): Promise<{ hit: Promise<void>; close: () => void }> {
-  const url = /Debugger listening on (ws:\/\/\S+)/.exec(proc.text)?.[1];
-  assert.ok(url, `no inspector address in ${proc.name}'s output`);
-  const ws = new WebSocket(url);
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
-  });
-  let id = 0;
-  const answers = new Map<number, (result: Record<string, unknown>) => void>();
+  const inspector = await Inspector.of(proc);
   const scripts = new Map<string, string>();
-  let paused!: () => void;
-  const hit = new Promise<void>((r) => (paused = r));
-  ws.onmessage = (e) => {
-    const m = JSON.parse(e.data);
-    if (m.method === "Debugger.paused") paused();
-    if (m.method === "Debugger.scriptParsed") scripts.set(m.params.url, m.params.scriptId);
-    answers.get(m.id)?.(m.result ?? {});
-  };
-  const call = (method: string, params: unknown = {}) =>
-    new Promise<Record<string, unknown>>((resolve) => {
-      answers.set(++id, resolve);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
-  await call("Debugger.enable"); // every loaded script is announced before this answers
+  const hit = new Promise<void>((resolve) => inspector.on("Debugger.paused", () => resolve()));
+  inspector.on("Debugger.scriptParsed", (p) => scripts.set(String(p.url), String(p.scriptId)));
+  await inspector.call("Debugger.enable"); // every loaded script is announced before this answers
   const scriptId = [...scripts].find(([u]) => u.endsWith(file))?.[1];
   assert.ok(scriptId, `${file} is not loaded in ${proc.name}`);
-  const source = (await call("Debugger.getScriptSource", { scriptId })).scriptSource as string;
+  const source = (await inspector.call("Debugger.getScriptSource", { scriptId })).scriptSource as string;
   const lineNumber = source.split("\n").findIndex((l) => l.includes(text));
   assert.ok(lineNumber >= 0, `no '${text}' in ${file}`);
-  await call("Debugger.setBreakpoint", { location: { scriptId, lineNumber } });
-  return { hit, close: () => ws.close() };
+  await inspector.call("Debugger.setBreakpoint", { location: { scriptId, lineNumber } });
+  return { hit, close: () => inspector.close() };
 }
 
 /**
