@@ -41,7 +41,7 @@ yak broker --id N [--port P] [--host 127.0.0.1] [--zookeeper HOST:PORT] [--data 
            [--retention-ms 604800000] [--retention-bytes -1] [--segment-ms 604800000]
            [--retention-check-ms 60000] [--max-message-bytes 1048576]
            [--scrub-bytes-per-sec 4194304] [--scrub-interval-ms 3600000]
-           [--cleaner-check-ms 15000] [--cleaner-io-bytes-per-sec 33554432]
+           [--cleaner-check-ms 15000] [--cleaner-io-bytes-per-sec 8388608]
            [--max-topics 2000] [--max-partitions-per-broker 10000]
            [--max-group-bytes 16777216] [--max-group-state-bytes 268435456] [--auto-create-topics-enable true]
            [--transaction-max-timeout-ms 900000]
