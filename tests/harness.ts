@@ -440,7 +440,8 @@ export class TestCluster {
   async startZookeeper(): Promise<void> {
     // The zookeeper elects once every broker has registered, not a session timeout after it started (1.2 s -> 0.x s).
     const args = ["zookeeper", "--port", String(this.zkPort), "--data", this.dir];
-    args.push("--expected-brokers", String(this.opts.brokers ?? 3));
+    // Not for another revision's main.ts (bench --against): a zookeeper older than the flag refuses it.
+    if (Deno.env.get("YAK_BENCH_MAIN") === undefined) args.push("--expected-brokers", String(this.opts.brokers ?? 3));
     const flags = this.#flags({ heartbeatMs: "--heartbeat-ms", sessionTimeoutMs: "--session-timeout-ms" });
     flags.push(...(this.opts.zookeeperArgs ?? []));
     this.zk = new Proc("zookeeper", [...args, ...flags], { env: this.opts.env });
