@@ -757,6 +757,67 @@ function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
 const NO_HEADERS: { key: string; value: Uint8Array | null }[] = [];
 
 /**
+ * Where each stored line's text value lies in `b` (stored lines, each ending
+ * in "\n"): [start, end) byte pairs, one per line, in order; null unless
+ * every line is a plain record (no marker, no headers, no base64, no null
+ * value, no escape in its key or value). A text value with no escape is its
+ * own UTF-8 bytes, so `yak consume` prints it from the fetched bytes as they
+ * are, without decoding them to text and back.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeBatch, plainValueSpans } from "./record.ts";
+ * const b = new TextEncoder().encode(encodeBatch([{ key: "k", value: "hi" }, { key: null, value: "yo" }], 0, 1, 5, null, 0));
+ * const spans = plainValueSpans(b)!;
+ * assert.equal(new TextDecoder().decode(b.subarray(spans[2], spans[3])), "yo");
+ * assert.equal(plainValueSpans(new TextEncoder().encode(encodeBatch([{ key: null, value: 'a"b' }], 0, 1, 5, null, 0))), null);
+ * ```
+ */
+export function plainValueSpans(b: Uint8Array): Int32Array | null {
+  let lines = 0;
+  for (let i = b.indexOf(NEWLINE); i !== -1; i = b.indexOf(NEWLINE, i + 1)) lines++;
+  const spans = new Int32Array(lines * 2);
+  let s = 0;
+  for (let k = 0; k < spans.length; k += 2) {
+    // {"offset":N,"epoch":N,"ts":N,  then maybe the append-time flag, then the key and the value.
+    if (!startsAt(b, s, OFFSET_PREFIX) || uintAt(b, s + OFFSET_PREFIX.length, b.length) < 0) return null;
+    if (b[cursor] !== COMMA || !startsAt(b, cursor + 1, EPOCH_FIELD)) return null;
+    if (uintAt(b, cursor + 1 + EPOCH_FIELD.length, b.length) < 0) return null;
+    if (b[cursor] !== COMMA || !startsAt(b, cursor + 1, TS_FIELD)) return null;
+    if (uintAt(b, cursor + 1 + TS_FIELD.length, b.length) < 0 || b[cursor] !== COMMA) return null;
+    let at = cursor + 1;
+    if (startsAt(b, at, LOG_APPEND_TIME)) at += LOG_APPEND_TIME.length;
+    if (startsAt(b, at, KEY_NULL)) at += KEY_NULL.length;
+    else {
+      if (!startsAt(b, at, KEY_TEXT) || plainEnd(b, at + KEY_TEXT.length) < 0) return null;
+      at = cursor + 1;
+    }
+    if (!startsAt(b, at, VALUE_TEXT)) return null;
+    const from = at + VALUE_TEXT.length;
+    if (plainEnd(b, from) < 0) return null;
+    spans[k] = from;
+    spans[k + 1] = cursor;
+    s = b.indexOf(NEWLINE, cursor) + 1;
+  }
+  return spans;
+}
+
+/**
+ * The index of the closing quote of the JSON string from `at` (just past its
+ * opening quote), also left in {@link cursor}; -1 when an escape comes first
+ * (or no quote does).
+ */
+function plainEnd(b: Uint8Array, at: number): number {
+  for (let i = at; i < b.length; i++) {
+    const c = b[i];
+    if (c === QUOTE) return cursor = i;
+    if (c === BACKSLASH || c === NEWLINE) return -1;
+  }
+  return -1;
+}
+
+/**
  * Stored lines (each ending in "\n") as records whose keys and values are
  * bytes. A text key or value with no escapes is a view into `lines` (its
  * UTF-8 bytes are the stored bytes), so the Kafka fetch path copies each
