@@ -72,6 +72,8 @@ export interface ReadSpec {
   key: string;
   log: PartitionLog;
   from: number;
+  /** The most stored bytes this partition's reader can take (a Kafka fetch's partition_max_bytes, as stored bytes). */
+  maxBytes?: number;
 }
 
 /** What a poll read from one partition: stored lines, as bytes. */
@@ -502,7 +504,7 @@ export class PartitionOps {
         if (spec.from < spec.log.logStartOffset) continue; // retention got there first; the next fetch says so
         let read: ReadResult;
         try {
-          read = await b.readLog(spec.log, spec.from, Math.min(share, budget), end);
+          read = await b.readLog(spec.log, spec.from, Math.min(share, budget, spec.maxBytes ?? Infinity), end);
         } catch (err) {
           // Retention deleted the segment while this read waited for it (a consumer far behind a
           // busy topic): skip it like the check above, and the next fetch tells the consumer to reset.
