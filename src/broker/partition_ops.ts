@@ -425,6 +425,24 @@ export class PartitionOps {
     commit: boolean,
     timeoutMs: number,
   ): Promise<number> {
+    const placed = await this.placeMarker(tp, producer, pepoch, commit, timeoutMs);
+    await placed.replicated;
+    return placed.offset;
+  }
+
+  /**
+   * Places a transaction's marker as {@link appendMarker} does, but resolves
+   * once it is written here: its offset taken (what comes into the partition
+   * after it lies after it) and `replicated` resolving once the in-sync
+   * replicas hold it.
+   */
+  async placeMarker(
+    tp: TopicPartition,
+    producer: string,
+    pepoch: number,
+    commit: boolean,
+    timeoutMs: number,
+  ): Promise<{ offset: number; replicated: Promise<void> }> {
     const b = this.#b;
     const key = `${tp.topic}/${tp.partition}`;
     const turn = this.#inLine(key);
@@ -443,8 +461,9 @@ export class PartitionOps {
     }
     await appended.done;
     leader.updateHw(key);
-    await leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
-    return appended.baseOffset;
+    const replicated = leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
+    replicated.catch(() => {}); // awaited by the caller, which may fail before it does
+    return { offset: appended.baseOffset, replicated };
   }
 
   #notLeader(why: string): YakError {
