@@ -11,6 +11,8 @@
  *   5. peak RSS of each broker process (VmHWM)
  *   6. the disk's sequential write bandwidth at the broker's write size, and
  *      yak's replicated log bytes/s as a fraction of it
+ *   7. Redis Streams' XADD on the same machine, after each acks=all run, as a
+ *      yardstick (scripts/bench_redis.ts; left out without Redis)
  *
  * Flags: --records N --size BYTES --partitions P --latency-rate R
  * --latency-seconds S --failover-runs K --runs R --out FILE --quick
@@ -36,6 +38,7 @@ import { Connection } from "../src/protocol/connection.ts";
 import { benchAgainst } from "./bench_against.ts";
 import { MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
 import { cleanerBench } from "./bench_cleaner.ts";
+import { haveRedis, type RedisRun, redisRun } from "./bench_redis.ts";
 import { txnBench } from "./bench_txn.ts";
 
 const encoder = new TextEncoder();
@@ -865,7 +868,15 @@ function phaseOf(figure: string): Phase {
 
 function fmtValue(v: number, unit: string): string {
   if (!Number.isFinite(v)) return String(v);
-  const digits = unit === "records/s" || unit === "bytes" ? 0 : unit === "%" ? 1 : Math.abs(v) >= 100 ? 0 : 1;
+  const digits = unit === "records/s" || unit === "bytes"
+    ? 0
+    : unit === "%"
+    ? 1
+    : unit === "x"
+    ? 2
+    : Math.abs(v) >= 100
+    ? 0
+    : 1;
   return v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
@@ -994,6 +1005,9 @@ async function main(): Promise<number> {
     const kafkaConsumed: ConsumeRun[] = [];
     const kcatOk = haveKcat();
     if (!kcatOk) log("kcat is not installed: the Kafka-protocol path is left out");
+    const redisOk = haveRedis();
+    if (!redisOk) log("redis-server or redis-benchmark is not installed: the Redis Streams yardstick is left out");
+    const redis: RedisRun[] = [];
     let bytesPerRecord = 0;
     for (let run = 1; run <= s.runs; run++) {
       const tAll = `bench-acks-all-${run}`;
@@ -1008,6 +1022,12 @@ async function main(): Promise<number> {
         let stored = 0;
         for (const id of c.brokers.keys()) stored += await segmentBytes(join(c.topicsDir(id), tAll));
         bytesPerRecord = stored / c.brokers.size / s.records;
+      }
+      if (redisOk) {
+        // Right after yak's acks=all run, on the same machine state: the yardstick issue 24 names.
+        const r = await redisRun(c.dir, s.records, s.size);
+        redis.push(r);
+        log(`run ${run}: Redis Streams XADD: ${r.recordsPerSec.toFixed(0)} records/s`);
       }
       const o = await produceRun(c, tOne, "1", input, s);
       one.push(o);
@@ -1086,6 +1106,20 @@ async function main(): Promise<number> {
       { figure: "produce acks=1 (spawn to exit)", value: oneRate, unit: "records/s", target: ">= 300,000" },
       { figure: "produce acks=1 (spawn to exit)", value: median(one.map((r) => r.mbPerSec)), unit: "MB/s", target: "" },
       { figure: "produce acks=1 (producer's summary)", value: oneProducerRate, unit: "records/s", target: "" },
+      ...(redis.length === 0 ? [] : [
+        {
+          figure: "Redis Streams XADD (redis-benchmark -c 1 -P 1000)",
+          value: medianOf(redis),
+          unit: "records/s",
+          target: "",
+        },
+        {
+          figure: "  yak acks=all (producer's summary) / Redis",
+          value: allProducerRate / medianOf(redis),
+          unit: "x",
+          target: ">= 1.2",
+        },
+      ]),
       { figure: "consume (spawn to exit)", value: consumeRate, unit: "records/s", target: ">= 500,000" },
       { figure: "consume (spawn to exit)", value: median(consumed.map((r) => r.mbPerSec)), unit: "MB/s", target: "" },
       ...(kafkaProduced.length === 0 ? [] : [
@@ -1160,7 +1194,7 @@ async function main(): Promise<number> {
       },
     ];
     const check = (r: Row) => {
-      const m = r.target.match(/^(>=|<=) ([\d,]+)$/);
+      const m = r.target.match(/^(>=|<=) ([\d,.]+)$/);
       if (!m || !Number.isFinite(r.value)) return r;
       const t = Number(m[2].replaceAll(",", ""));
       return { ...r, met: m[1] === ">=" ? r.value >= t : r.value <= t };
@@ -1181,6 +1215,14 @@ async function main(): Promise<number> {
       `Spawn-to-exit times include Deno start-up and discovery: ${startupSeconds.toFixed(2)} s per producer here ` +
       `(spawn-to-exit minus the producer's own time); the producer's summary rate leaves them out.`,
       `Failover times run from the moment this script sees the killed leader exit.`,
+      ...(redis.length > 0
+        ? [
+          `Redis yardstick: ${
+            redis[0].command
+          }, run right after each acks=all run; redis-benchmark's rate leaves out ` +
+          `start-up, so it is set against the producer's summary rate.`,
+        ]
+        : []),
     ];
     console.log(printTable(table));
     console.log();
@@ -1215,6 +1257,7 @@ async function main(): Promise<number> {
           },
         },
         consume: { recordsPerSec: consumeRate, mbPerSec: median(consumed.map((r) => r.mbPerSec)), runs: consumed },
+        redis: redis.length === 0 ? null : { recordsPerSec: medianOf(redis), runs: redis },
         latency,
         failover,
         rss: Object.fromEntries([...rss].sort(([a], [b]) => a - b).map(([id, bytes]) => [String(id), bytes])),
