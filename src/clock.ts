@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
+import { clearImmediate, setImmediate } from "node:timers";
 
 /**
  * Milliseconds on a clock that only moves forward (not since the epoch):
@@ -77,4 +77,31 @@ export class TimeSlice {
     await new Promise((r) => setImmediate(r));
     this.#startMs = monotonicMs();
   }
+}
+
+/**
+ * Runs `fn` after `ms` milliseconds, or, for 0, once the events already due
+ * have run (`setImmediate`): a zero `setTimeout` waits for Deno's timer tick,
+ * 2.2 ms here, which a producer with `linger.ms=0` paid on every batch.
+ * Returns the cancel.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { after } from "./clock.ts";
+ * let ran = false;
+ * after(0, () => (ran = true));
+ * await new Promise((r) => setTimeout(r, 5));
+ * assert.ok(ran);
+ * const cancel = after(0, () => assert.fail("cancelled"));
+ * cancel();
+ * ```
+ */
+export function after(ms: number, fn: () => void): () => void {
+  if (ms <= 0) {
+    const immediate = setImmediate(fn);
+    return () => clearImmediate(immediate);
+  }
+  const timer = setTimeout(fn, ms);
+  return () => clearTimeout(timer);
 }

@@ -9,7 +9,7 @@ import { DEFAULTS } from "../config.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { isRetriable, toYakError, YakError } from "../errors.ts";
 import type { OutgoingRecord } from "../protocol/messages.ts";
-import { monotonicMs } from "../clock.ts";
+import { after, monotonicMs } from "../clock.ts";
 import { type Bootstrap, connectLeader, findLeader, type LeaderAddress } from "./discovery.ts";
 import { partitionForKey } from "./murmur2.ts";
 
@@ -214,7 +214,8 @@ export class Producer {
   #topicMissing = false;
   #generation = 0;
   #reconnecting: Promise<void> | null = null;
-  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Cancels the linger of the open batches (see {@link after}). */
+  #lingerTimer: (() => void) | undefined;
   #progress = new Set<() => void>();
   #lastProgressMs = monotonicMs();
   #failed: YakError | null = null;
@@ -429,10 +430,10 @@ export class Producer {
 
   /** In lingerMs every open batch is sealed, full or not. */
   #startLinger(): void {
-    this.#lingerTimer = setTimeout(() => {
+    this.#lingerTimer = after(this.#o.lingerMs, () => {
       this.#lingerTimer = undefined;
       for (const b of [...this.#open.values()]) this.#seal(b);
-    }, this.#o.lingerMs);
+    });
   }
 
   #seal(batch: Batch): void {
@@ -721,7 +722,7 @@ export class Producer {
    * is not acknowledged by then stays so: see {@link unacknowledged}).
    */
   async flush(timeoutMs = Infinity): Promise<void> {
-    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer?.();
     this.#lingerTimer = undefined;
     for (const b of [...this.#open.values()]) this.#seal(b);
     const deadline = monotonicMs() + timeoutMs;
@@ -821,7 +822,7 @@ export class Producer {
    * fails if it failed.
    */
   commitTransaction(): Promise<void> {
-    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer?.();
     this.#lingerTimer = undefined;
     for (const b of [...this.#open.values()]) this.#seal(b);
     const txn = this.#addingTxn++;
@@ -878,7 +879,7 @@ export class Producer {
    * cluster cannot be reached, the coordinator aborts it at its timeout.
    */
   async abortTransaction(timeoutMs = 5000): Promise<void> {
-    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer?.();
     this.#lingerTimer = undefined;
     // The open transaction is aborted, and any still committing that has not sent its end: records added
     // from here on start a new one, sent once this abort is done.
@@ -923,7 +924,7 @@ export class Producer {
   /** Deregisters and closes the connection (after {@link flush}). */
   async close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer?.();
     clearInterval(this.#watchTimer);
     try {
       if (!this.#conn.isClosed) {
