@@ -35,6 +35,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
 import { Connection } from "../src/protocol/connection.ts";
+import type { TopicStatus } from "../src/protocol/status.ts";
 import { benchAgainst } from "./bench_against.ts";
 import { MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
 import { cleanerBench } from "./bench_cleaner.ts";
@@ -339,6 +340,28 @@ interface ConsumeRun {
 }
 
 /** Spawns `yak consume --from-beginning --max-messages N` and counts its stdout lines (not kept). */
+/**
+ * Waits (up to 60 s) until every partition's high watermark has reached its
+ * log end on the leader: every in-sync follower holds everything, and no
+ * replication is left running.
+ */
+async function untilReplicated(cluster: TestCluster): Promise<void> {
+  const deadline = clock() + 60_000;
+  const leader = await findLeader({ zookeeper: { host: "127.0.0.1", port: cluster.zkPort } }, 5_000);
+  const conn = await Connection.open(leader.host, leader.port, { connectTimeoutMs: 5_000 });
+  try {
+    while (clock() < deadline) {
+      const status = await conn.request({ type: "status" }, 5_000) as { topics?: TopicStatus[] };
+      const behind = (status.topics ?? []).some((t) => t.partitions.some((p) => p.highWatermark < p.logEndOffset));
+      if (!behind) return;
+      await sleep(50);
+    }
+    throw new Error("the followers did not catch up with the leader within 60 s");
+  } finally {
+    conn.close();
+  }
+}
+
 async function consumeRun(cluster: TestCluster, topic: string, s: Settings): Promise<ConsumeRun> {
   const started = clock();
   const child = new Deno.Command(Deno.execPath(), {
@@ -1032,6 +1055,9 @@ async function main(): Promise<number> {
       const o = await produceRun(c, tOne, "1", input, s);
       one.push(o);
       log(`run ${run}: produce acks=1: ${o.recordsPerSec.toFixed(0)} records/s (wall ${o.wallSeconds.toFixed(2)} s)`);
+      // acks=1 answers before the followers have the records: let them finish copying, or the consume
+      // run shares the machine with 1M records of replication and measures that instead.
+      await untilReplicated(c);
       const k = await consumeRun(c, tAll, s);
       consumed.push(k);
       log(`run ${run}: consume: ${k.recordsPerSec.toFixed(0)} records/s (wall ${k.wallSeconds.toFixed(2)} s)`);
