@@ -178,10 +178,10 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
       });
 
       await timed(
-        "100,000 updates to 1,000 keys: latest value per key from 0, replicas identical, a consumer and a follower away",
+        "200,000 updates to 1,000 keys: latest value per key from 0, replicas identical, a consumer and a follower away",
         async () => {
           const topic = "latest";
-          const N = 100_000;
+          const N = 200_000;
           await create(cluster, topic, ["segment.bytes=262144", "segment.ms=500", "min.cleanable.dirty.ratio=0.3"]);
           // A Kafka consumer reads from offset 0 while the updates arrive and the cleaner runs.
           const kafka = new Kafka({ brokers: cluster.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
