@@ -3,14 +3,26 @@
  * brokers, one compacted topic per step. Updates to a set of keys are
  * cleaned down to the latest value per key on every replica, byte for byte,
  * while a consumer reads; a follower away during the cleanings catches up;
- * tombstones go after delete.retention.ms and not before; the leader killed
+ * tombstones go after delete.retention.ms and not before; transaction
+ * markers go once their transactions' records are gone and
+ * delete.retention.ms passed, read_committed readers still right; the leader killed
  * (kill -9) in the middle of cleaning passes loses nothing; a record without
  * a key is refused.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Kafka, logLevel } from "kafkajs";
-import { eventually, run, segmentHashes, TestCluster, withDeadline, yak } from "./harness.ts";
+import {
+  eventually,
+  python,
+  pythonModuleMissing,
+  run,
+  segmentHashes,
+  skipWithout,
+  TestCluster,
+  withDeadline,
+  yak,
+} from "./harness.ts";
 
 /** Cleaning every 100 ms; the cleaner at 16 MiB/s per broker, so a pass of a few MB takes long enough to be caught. */
 const BROKER_ARGS = ["--cleaner-check-ms", "100", "--cleaner-io-bytes-per-sec", String(16 * 1024 * 1024)];
@@ -67,13 +79,25 @@ async function describe(cluster: TestCluster, topic: string): Promise<string[]> 
   return res.stdout.split("\n").find((l) => l.startsWith("0\t"))!.split("\t");
 }
 
-/** Every record from offset 0, as `yak consume --format json` prints them. */
+/** Every record from offset 0, as `yak consume --format json` prints them (read_committed, the default). */
 async function readAll(
   cluster: TestCluster,
   topic: string,
+  isolation = "read_committed",
 ): Promise<{ offset: number; key: string; value: string | null }[]> {
   const res = await yak(
-    ["consume", "--topic", topic, "--from-beginning", "--exit-at-end", "--format", "json", ...cluster.zkFlag],
+    [
+      "consume",
+      "--topic",
+      topic,
+      "--from-beginning",
+      "--exit-at-end",
+      "--format",
+      "json",
+      "--isolation-level",
+      isolation,
+      ...cluster.zkFlag,
+    ],
     { timeoutMs: 30_000 },
   );
   assert.equal(res.code, 0, res.stderr);
@@ -125,6 +149,71 @@ async function cleanedPast(cluster: TestCluster, topic: string, offset: number, 
     console.log((await describe(cluster, topic)).join(" | "));
     throw err;
   }
+}
+
+/** The stored lines of partition 0 of `topic` on broker `id`, parsed (as `cat ... | jq` reads them). */
+async function storedLines(cluster: TestCluster, id: number, topic: string): Promise<Record<string, unknown>[]> {
+  const dir = join(cluster.topicsDir(id), topic, "0");
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".jsonl")) names.push(e.name);
+  const out: Record<string, unknown>[] = [];
+  for (const name of names.sort()) {
+    const text = await Deno.readTextFile(join(dir, name)).catch(() => ""); // a segment the cleaner just removed
+    for (const line of text.split("\n")) if (line !== "") out.push(JSON.parse(line));
+  }
+  return out;
+}
+
+/**
+ * confluent-kafka (librdkafka): `produce` writes, with transactional id `compact-txn`, a committed transaction
+ * (a0..a4), an aborted one (a0..a4 and b0), a committed one (a5..a9), then plain records a0..a4 that supersede
+ * the first transaction's; `read` prints [key, value] of every record from offset 0 to the end, per isolation level.
+ */
+const TXN_CLIENT = `
+import json, sys
+from confluent_kafka import Consumer, Producer, TopicPartition
+b, topic, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "produce":
+    p = Producer({"bootstrap.servers": b, "transactional.id": "compact-txn"})
+    p.init_transactions(20)
+    for name, keys in (("c1", range(5)), ("aborted", list(range(5)) + ["b"]), ("c3", range(5, 10))):
+        p.begin_transaction()
+        for k in keys:
+            p.produce(topic, key="b0" if k == "b" else f"a{k}", value=f"{name}-{k}", partition=0)
+        p.flush(20)
+        if name == "aborted":
+            p.abort_transaction(20)
+        else:
+            p.commit_transaction(20)
+    plain = Producer({"bootstrap.servers": b})
+    for k in range(5):
+        plain.produce(topic, key=f"a{k}", value=f"plain-{k}", partition=0)
+    plain.flush(20)
+    print(json.dumps("produced"))
+else:
+    out = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        c = Consumer({"bootstrap.servers": b, "group.id": "compact-" + isolation, "isolation.level": isolation,
+                      "enable.partition.eof": True, "enable.auto.commit": False})
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        while True:
+            m = c.poll(10)
+            if m is None:
+                got.append("timed out")
+                break
+            if m.error():
+                break
+            got.append([m.key().decode(), m.value().decode()])
+        c.close()
+        out[isolation] = got
+    print(json.dumps(out))
+`;
+
+async function txnClient(cluster: TestCluster, topic: string, mode: "produce" | "read"): Promise<unknown> {
+  const r = await python(TXN_CLIENT, [cluster.bootstrapServers, topic, mode]);
+  assert.equal(r.code, 0, r.out);
+  return JSON.parse(r.out.trim().split("\n").at(-1)!);
 }
 
 async function leaderId(cluster: TestCluster): Promise<number> {
@@ -293,6 +382,66 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
           } finally {
             await producer.disconnect();
           }
+        },
+      );
+
+      await timed(
+        "transaction markers go once their transaction's records are gone and delete.retention.ms passed; readers right",
+        async () => {
+          if (skipWithout(pythonModuleMissing("confluent_kafka", "python3-confluent-kafka"))) return;
+          const topic = "txns";
+          const retentionMs = 3000;
+          await create(cluster, topic, [
+            "segment.ms=300",
+            "min.cleanable.dirty.ratio=0.01",
+            `delete.retention.ms=${retentionMs}`,
+          ]);
+          await txnClient(cluster, topic, "produce");
+          const producedAt = Date.now();
+          const end = (await readAll(cluster, topic, "read_uncommitted")).at(-1)!.offset + 1;
+          // What every reader must get once cleaned: the third transaction's a5..a9, then the plain a0..a4.
+          const want = [
+            ...[5, 6, 7, 8, 9].map((k) => [`a${k}`, `c3-${k}`]),
+            ...[0, 1, 2, 3, 4].map((k) => [`a${k}`, `plain-${k}`]),
+          ];
+          const markersOf = async (id: number) =>
+            (await storedLines(cluster, id, topic)).filter((l) => l.marker !== undefined).map((l) => l.marker);
+          const check = async (what: string) => {
+            const read = await txnClient(cluster, topic, "read") as Record<string, string[][]>;
+            for (const isolation of ["read_committed", "read_uncommitted"]) {
+              const got = read[isolation].filter((kv) => kv[0] !== "marker");
+              assert.deepEqual(got, want, `${what}: confluent-kafka ${isolation}`);
+            }
+            for (const isolation of ["read_committed", "read_uncommitted"]) {
+              const got = (await readAll(cluster, topic, isolation)).filter((r) => r.key !== "marker");
+              assert.deepEqual(got.map((r) => [r.key, r.value]), want, `${what}: yak consume ${isolation}`);
+            }
+          };
+          await cleanedPast(cluster, topic, end);
+          // Cleaned: the aborted and superseded records are gone, the three markers still there.
+          const leader = await leaderId(cluster);
+          const cleanedAt = Date.now();
+          assert.deepEqual(await markersOf(leader), ["commit", "abort", "commit"]);
+          assert.ok(cleanedAt - producedAt < retentionMs, "checked before delete.retention.ms passed");
+          await check("cleaned once");
+          let goneAt = 0;
+          await eventually(
+            async () => {
+              if ((await markersOf(leader)).length === 3) return false;
+              goneAt = Date.now();
+              return true;
+            },
+            20_000,
+            "the markers of the transactions with no record left removed",
+          );
+          console.log(
+            `    markers of transactions with no record left kept ${((goneAt - producedAt) / 1000).toFixed(1)} s ` +
+              `after the transactions (delete.retention.ms=${retentionMs}); the one whose records stay kept`,
+          );
+          assert.ok(goneAt - producedAt >= retentionMs, `gone ${goneAt - producedAt} ms after the transactions`);
+          await identical(cluster, topic);
+          for (const id of [1, 2, 3]) assert.deepEqual(await markersOf(id), ["commit"], `broker ${id}`);
+          await check("markers removed");
         },
       );
 

@@ -24,8 +24,8 @@ interface PartitionOut {
   maxBytes: number;
   error: number;
   offsets: PartitionOffsets | null;
-  /** read_committed: the aborted transactions in what was read (null for read_uncommitted). */
-  aborted: { producerId: bigint; firstOffset: number }[] | null;
+  /** read_committed: the aborted transactions in what was read (null for read_uncommitted), and their markers' offsets. */
+  aborted: { producerId: bigint; firstOffset: number; lastOffset: number }[] | null;
   batches: Uint8Array[];
   /** What to read; null when the partition failed its check. */
   spec: ReadSpec | null;
@@ -308,13 +308,37 @@ function fillBatches(order: PartitionOut[], reads: PartitionRead[], maxBytes: nu
     left -= out.bytes;
     // Every record sent, and the read went on past the last one (a compacted partition's gap): say where it ends.
     const end = records.length > 0 ? records[records.length - 1].offset + 1 : read.baseOffset;
+    let sentEnd = out.taken === 0 ? read.baseOffset : records[out.taken - 1].offset + 1;
     if (out.taken === records.length && read.nextOffset > end && left >= RECORD_BATCH_OVERHEAD_BYTES) {
       const gap = gapBatch(end, read.nextOffset, Math.max(0, p.spec!.log.epochs.epochAt(read.nextOffset - 1)));
       p.batches.push(gap);
       left -= gap.length;
+      sentEnd = read.nextOffset;
     }
     if (p.batches.length > 0) first = false;
+    if (p.aborted) p.aborted = withMarkers(p.aborted, records, out.taken, sentEnd);
   }
+}
+
+/**
+ * The aborted transactions a read_committed reader needs for what is sent:
+ * a reader skips an aborted producer's records from the transaction's first
+ * offset until that producer's abort marker, so a transaction whose marker
+ * the cleaner removed (its records went before it) must not be named once
+ * the answer reaches past the marker's offset: the producer's later
+ * committed records would be skipped too. One that ends after what is sent
+ * stays: the producer's records sent are that transaction's.
+ */
+function withMarkers<T extends { lastOffset: number }>(
+  aborted: T[],
+  records: readonly RecordBytes[],
+  taken: number,
+  sentEnd: number,
+): T[] {
+  if (aborted.every((a) => a.lastOffset >= sentEnd)) return aborted;
+  const markers = new Set<number>();
+  for (let i = 0; i < taken; i++) if (records[i].control === 0) markers.add(records[i].offset);
+  return aborted.filter((a) => a.lastOffset >= sentEnd || markers.has(a.lastOffset));
 }
 
 function writeFetchResponse(w: Writer, v: number, outs: TopicOut[]): void {

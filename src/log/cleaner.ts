@@ -4,9 +4,11 @@
  * active segment never touched) it keeps, for each key, only the record with
  * the highest offset; a tombstone (null value) below `purgeBelow` whose
  * timestamp is below `horizonMs` goes too, and records without a key go.
- * Records of aborted transactions go (they never were a key's value);
- * transaction markers stay. Kept records keep their offsets and their bytes (their checksums hold):
- * the log has gaps afterwards, as Kafka's has.
+ * Records of aborted transactions go (they never were a key's value); a
+ * transaction marker goes once no record of its transaction is left and it
+ * lies below the cleaning's `markersBelow` (Kafka's rule: see
+ * {@link Cleaning.markersBelow}). Kept records keep their offsets and their
+ * bytes (their checksums hold): the log has gaps afterwards, as Kafka's has.
  *
  * The result is a function of the log's records below `to` and the cleaning
  * alone: every replica that carries out the same cleaning ends with the same
@@ -161,6 +163,9 @@ export interface CleanRun {
   /** Tombstones kept below `to` (too new, or not yet below purgeBelow), and the oldest one's timestamp (Infinity). */
   tombstonesKept: number;
   oldestTombstoneTs: number;
+  markersRemoved: number;
+  /** The lowest marker kept only for not lying below markersBelow (its transaction has no record left), or Infinity. */
+  lowestWaitingMarker: number;
   /** Closed bytes below `to` before and after. */
   bytesBefore: number;
   bytesAfter: number;
@@ -192,6 +197,8 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     tombstonesRemoved: 0,
     tombstonesKept: 0,
     oldestTombstoneTs: Infinity,
+    markersRemoved: 0,
+    lowestWaitingMarker: Infinity,
     bytesBefore: closedBelow().reduce((n, s) => n + s.size, 0),
     bytesAfter: 0,
   };
@@ -204,8 +211,12 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     // What the last pass keeps is what stays.
     run.tombstonesKept = 0;
     run.oldestTombstoneTs = Infinity;
+    run.lowestWaitingMarker = Infinity;
+    // Producer -> whether a record of its transaction in progress (since its last marker) is kept: a pass reads
+    // the log from its start, so a marker is judged after every record of its transaction.
+    const txns = new Map<number, boolean>();
     for (const seg of segments.filter((s) => s.base < end)) {
-      if (!await cleanSegment(log, seg, seg === segments[0], map, cleaning, o, run)) return null;
+      if (!await cleanSegment(log, seg, seg === segments[0], { map, txns }, cleaning, o, run)) return null;
     }
     run.passes++;
     // No closed segment ends past `done` below `to` (the segment there reaches past it): nothing more to clean.
@@ -262,17 +273,30 @@ async function cleanSegment(
   log: PartitionLog,
   seg: ClosedSegment,
   first: boolean,
-  map: KeyMap,
+  pass: { map: KeyMap; txns: Map<number, boolean> },
   cleaning: Cleaning,
   o: CleanOptions,
   run: CleanRun,
 ): Promise<boolean> {
   const out = new CleanedWriter(`${seg.dataPath}.cleaned`, o.indexIntervalBytes);
   const digest = new Uint32Array(3);
+  const { map, txns } = pass;
   let dropped = 0;
   try {
     const ok = await eachLine(log, seg, o, run, (b, s, e, f) => {
-      if (f.control) return out.add(b, s, e + 1, f.offset);
+      if (f.control) {
+        // A marker whose transaction left no record: nothing of it to decide for a reader, once one that read
+        // its records before they were cleaned had delete.retention.ms to reach it (markersBelow).
+        const recordsLeft = txns.get(f.txnProducer) ?? false;
+        txns.delete(f.txnProducer);
+        if (!recordsLeft && f.offset < (cleaning.markersBelow ?? 0)) {
+          dropped++;
+          run.markersRemoved++;
+          return;
+        }
+        if (!recordsLeft) run.lowestWaitingMarker = Math.min(run.lowestWaitingMarker, f.offset);
+        return out.add(b, s, e + 1, f.offset);
+      }
       let keep = f.keyStart >= 0 && !aborted(o, f);
       if (keep) {
         digestOf(b, f.keyStart, f.keyEnd, digest);
@@ -284,6 +308,7 @@ async function cleanSegment(
           run.tombstonesKept++;
           run.oldestTombstoneTs = Math.min(run.oldestTombstoneTs, f.ts);
         }
+        if (f.txnProducer >= 0) txns.set(f.txnProducer, true);
         return out.add(b, s, e + 1, f.offset);
       }
       dropped++;

@@ -254,7 +254,7 @@ Deno.test("reads while the cleaner swaps segments see whole, intact records in o
   });
 });
 
-Deno.test("aborted transactions' records go and never count as a key's newest; transaction markers stay", async () => {
+Deno.test("aborted transactions' records go and never count as a key's newest; markers stay while not below markersBelow", async () => {
   await withTempDir(async (dir) => {
     const log = await PartitionLog.open(dir, opts());
     try {
@@ -283,6 +283,71 @@ Deno.test("aborted transactions' records go and never count as a key's newest; t
       assert.deepEqual(kept.filter((r) => r.marker !== undefined).map((r) => r.marker), ["commit", "abort"]);
     } finally {
       await log.close();
+    }
+  });
+});
+
+Deno.test("a transaction marker goes once its transaction left no record and it lies below markersBelow; one pass, several, or one cleaning after another give the same files", async () => {
+  await withTempDir(async (dir) => {
+    /** Plain updates, a committed transaction of p7 (keys a, superseded later, and c), an aborted one of p8. */
+    const fill = async (log: PartitionLog) => {
+      const one = (build: (base: number) => string) => log.append(1, 1, build).done;
+      await produce(log, updates(30, 10));
+      await one((o) => encodeBatch([{ key: "a", value: "committed" }], o, 1, TS, "p7", 0, false, 1)); // 30
+      await one((o) => encodeMarker(o, 1, TS, "p7", 1, true)); // 31
+      await log.append(
+        1,
+        2,
+        (o) => encodeBatch([{ key: "a", value: "x" }, { key: "b", value: "x" }], o, 1, TS, "p8", 0, false, 1),
+      ).done; // 32, 33
+      await one((o) => encodeMarker(o, 1, TS, "p8", 1, false)); // 34
+      await produce(log, updates(30, 10));
+      await one((o) => encodeBatch([{ key: "c", value: "committed" }], o, 1, TS, "p7", 1, false, 1)); // 65
+      await one((o) => encodeMarker(o, 1, TS, "p7", 1, true)); // 66
+      await one((o) => encodeBatch([{ key: "a", value: "plain" }], o, 1, TS, null, 0)); // 67
+      await produce(log, updates(30, 10));
+      await log.roll();
+      await one((o) => encodeBatch([{ key: "z", value: "active" }], o, 1, TS, null, 0));
+    };
+    const aborted = [{ producer: 8, first: 32, last: 34 }];
+    const stepwise = await PartitionLog.open(join(dir, "stepwise"), opts());
+    const once = await PartitionLog.open(join(dir, "once"), opts());
+    const small = await PartitionLog.open(join(dir, "small"), opts());
+    try {
+      for (const log of [stepwise, once, small]) await fill(log);
+      const to = stepwise.logEndOffset - 1;
+      const markers = async (log: PartitionLog) =>
+        (await readAll(log)).filter((r) => r.marker !== undefined).map((r) => `${r.offset}:${r.marker}`);
+      const clean = async (log: PartitionLog, markersBelow: number, keyMapBytes = MB) => {
+        const run = await cleanLog(log, { to, purgeBelow: to, horizonMs: TS + 1, markersBelow }, {
+          ...CLEAN,
+          keyMapBytes,
+          aborted,
+        });
+        assert.ok(run);
+        return run;
+      };
+      // Not below markersBelow: both wait, the aborted records are gone.
+      let run = await clean(stepwise, 0);
+      assert.deepEqual(await markers(stepwise), ["31:commit", "34:abort", "66:commit"]);
+      assert.equal(run.lowestWaitingMarker, 31, "the commit of 'a' (superseded at 67) and the abort wait");
+      run = await clean(stepwise, 34);
+      assert.deepEqual(await markers(stepwise), ["34:abort", "66:commit"], "the commit at 31 goes; 34 is not below");
+      assert.equal(run.markersRemoved, 1);
+      run = await clean(stepwise, to);
+      assert.deepEqual(await markers(stepwise), ["66:commit"], "the abort goes; the commit of 'c', still kept, stays");
+      assert.equal(run.lowestWaitingMarker, Infinity);
+      const kept = await readAll(stepwise);
+      assert.equal(kept.find((r) => r.key === "c")?.value, "committed");
+      assert.equal(kept.find((r) => r.key === "a")?.value, "plain");
+      assert.equal(kept.find((r) => r.key === "b"), undefined, "the aborted transaction's records are gone");
+      await clean(once, to);
+      const runs = await clean(small, to, 200);
+      assert.ok(runs.passes > 2, `${runs.passes} passes`);
+      const want = await files(stepwise.dir);
+      for (const log of [once, small]) assert.deepEqual(await files(log.dir), want, log.dir);
+    } finally {
+      for (const log of [stepwise, once, small]) await log.close();
     }
   });
 });
