@@ -6,17 +6,22 @@
  * records, and prints for each process its CPU time per record (from
  * /proc/PID/stat) and the functions with the most self time. `--out DIR`
  * keeps each process's `.cpuprofile` (open it in Chrome DevTools or
- * speedscope for the flame graph).
+ * speedscope for the flame graph). `--read kcat|yak` profiles the brokers
+ * while a consumer reads the records back instead.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
-import { Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
+import { MAIN, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
 import { Inspector } from "../tests/inspector.ts";
 
-const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]`;
+const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]
+                  [--read kcat|yak]
+  --read R  profile a read instead: the records are produced first (not profiled), then the
+            brokers are profiled while R reads them all from the beginning (kcat -C -e, or
+            yak consume --from-beginning --exit-at-end); R's own CPU is printed too`;
 
 interface ProfileNode {
   id: number;
@@ -70,6 +75,44 @@ function makeInput(n: number, size: number): Uint8Array {
   return new TextEncoder().encode(out.join("\n") + "\n");
 }
 
+/**
+ * Reads every record of `profiled` from the beginning with kcat or yak
+ * consume, checks the count, and returns the reader's CPU seconds.
+ */
+async function readAll(read: "kcat" | "yak", cluster: TestCluster, records: number): Promise<number> {
+  const [cmd, args] = read === "kcat"
+    ? ["kcat", ["-C", "-b", cluster.bootstrapServers, "-t", "profiled", "-o", "beginning", "-e", "-q"]]
+    : [Deno.execPath(), [
+      "run",
+      ...PERMS,
+      MAIN,
+      "consume",
+      "--topic",
+      "profiled",
+      "--from-beginning",
+      "--exit-at-end",
+      ...cluster.zkFlag,
+    ]];
+  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
+  let count = 0;
+  let cpu = 0;
+  let chunks = 0;
+  const stderr = new Response(child.stderr).text();
+  for await (const chunk of child.stdout) {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) count++;
+    // Sampled as it goes (the process is gone once its output ends); the last good sample is its CPU.
+    if (++chunks % 32 === 0 || count === records) {
+      const now = await cpuSeconds(child.pid).catch(() => NaN);
+      if (Number.isFinite(now)) cpu = now;
+    }
+  }
+  const status = await child.status;
+  if (status.code !== 0 || count !== records) {
+    throw new Error(`${read} exited ${status.code} after ${count}/${records} records: ${await stderr}`);
+  }
+  return cpu;
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -79,6 +122,7 @@ async function main(): Promise<number> {
       partitions: { type: "string" },
       top: { type: "string" },
       out: { type: "string" },
+      read: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -90,6 +134,11 @@ async function main(): Promise<number> {
   const size = Number(values.size ?? 100);
   const partitions = Number(values.partitions ?? 3);
   const top = Number(values.top ?? 25);
+  const read = values.read;
+  if (read !== undefined && read !== "kcat" && read !== "yak") {
+    console.error(`--read takes kcat or yak, not '${read}'\n${USAGE}`);
+    return 2;
+  }
   const input = makeInput(records, size);
   const cluster = await TestCluster.start({ brokers: 3, partitions, brokerDenoFlags: ["--inspect=127.0.0.1:0"] });
   const inspectors: { name: string; pid: number; ins: Inspector }[] = [];
@@ -117,19 +166,33 @@ async function main(): Promise<number> {
       denoFlags: ["--inspect=127.0.0.1:0"],
     });
     producers.push(producer);
-    inspectors.push({ name: "yak produce", pid: producer.pid, ins: await Inspector.of(producer) });
-    const before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
-    for (const i of inspectors) await startProfiler(i.ins);
-    const started = performance.now();
+    if (read === undefined) {
+      inspectors.push({ name: "yak produce", pid: producer.pid, ins: await Inspector.of(producer) });
+    }
+    let before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
+    if (read === undefined) { for (const i of inspectors) await startProfiler(i.ins); }
+    let started = performance.now();
     const writer = producer.child.stdin.getWriter();
     await writer.write(input);
     await writer.close();
     // The producer's profile is taken before it exits: wait for its summary line, then stop every profiler.
     await producer.waitFor(/ acknowledged to /, 600_000);
-    const seconds = (performance.now() - started) / 1000;
+    let seconds = (performance.now() - started) / 1000;
+    let readerCpu = 0;
+    if (read !== undefined) {
+      before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
+      for (const i of inspectors) await startProfiler(i.ins);
+      started = performance.now();
+      readerCpu = await readAll(read, cluster, records);
+      seconds = (performance.now() - started) / 1000;
+    }
     const after = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
     const profiles = await Promise.all(inspectors.map((i) => stopProfiler(i.ins)));
-    console.log(`${records} records of ${size} bytes, ${partitions} partitions, acks=all: ${seconds.toFixed(2)} s`);
+    const what = read === undefined ? "acks=all" : `read back by ${read}`;
+    console.log(`${records} records of ${size} bytes, ${partitions} partitions, ${what}: ${seconds.toFixed(2)} s`);
+    if (read !== undefined) {
+      console.log(`${read}: ${readerCpu.toFixed(2)} s of CPU, ${(readerCpu / records * 1e6).toFixed(2)} us per record`);
+    }
     for (const [k, i] of inspectors.entries()) {
       const cpu = after[k] - before[k];
       console.log(`\n${i.name}: ${cpu.toFixed(2)} s of CPU, ${(cpu / records * 1e6).toFixed(2)} us per record`);

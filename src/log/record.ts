@@ -316,6 +316,7 @@ function producerNumber(name: string | undefined): number {
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const NEWLINE = 0x0a;
+const COMMA = 0x2c;
 const OFFSET_PREFIX = encoder.encode('{"offset":');
 const EPOCH_FIELD = encoder.encode('"epoch":');
 const TS_FIELD = encoder.encode('"ts":');
@@ -340,26 +341,6 @@ function digitsAt(b: Uint8Array, at: number, end: number): [number, number] | nu
   const start = at;
   while (at < end && b[at] >= 0x30 && b[at] <= 0x39 && at - start < 16) n = n * 10 + (b[at++] - 0x30);
   return at === start ? null : [n, at];
-}
-
-/** The producer fields after a line's value (`,"producer":"p<n>","seq":S`, maybe `,"batch":N`, `,"pepoch":E,"txn":true`). */
-function producerAt(
-  b: Uint8Array,
-  at: number,
-  end: number,
-): Pick<RecordBytes, "producer" | "seq" | "batchStart" | "pepoch" | "txn"> {
-  const none = { producer: -1, seq: -1, batchStart: false, pepoch: -1, txn: false };
-  if (!startsAt(b, at, PRODUCER_BYTES)) return none;
-  const n = digitsAt(b, at + PRODUCER_BYTES.length, end);
-  if (!n || !startsAt(b, n[1], SEQ_FIELD)) return none;
-  const seq = digitsAt(b, n[1] + SEQ_FIELD.length, end);
-  if (!seq) return none;
-  let at2 = seq[1];
-  const batchStart = startsAt(b, at2, BATCH_FIELD);
-  if (batchStart) at2 = digitsAt(b, at2 + BATCH_FIELD.length, end)?.[1] ?? at2;
-  const e = startsAt(b, at2, PEPOCH_FIELD) ? digitsAt(b, at2 + PEPOCH_FIELD.length, end) : null;
-  const txn = e !== null && startsAt(b, e[1], TXN_FIELD);
-  return { producer: n[0], seq: seq[0], batchStart, pepoch: e ? e[0] : 0, txn };
 }
 
 function startsAt(b: Uint8Array, at: number, field: Uint8Array): boolean {
@@ -649,14 +630,6 @@ export function lastLineOffset(lines: string | Uint8Array): number {
   return offsetOfLineAt(lines, lines.lastIndexOf(NEWLINE, lines.length - 2) + 1);
 }
 
-/** A JSON string's bytes from `at` (just past its opening quote) when it holds no escape: [bytes, index past the closing quote]. */
-function plainStringAt(b: Uint8Array, at: number, end: number): [Uint8Array, number] | null {
-  const q = b.indexOf(QUOTE, at);
-  if (q === -1 || q >= end) return null;
-  const s = b.subarray(at, q);
-  return s.indexOf(BACKSLASH) === -1 ? [s, q + 1] : null;
-}
-
 function bytesOfParsed(line: Uint8Array): RecordBytes {
   const r = JSON.parse(new TextDecoder().decode(line)) as StoredRecord;
   const producer = producerNumber(r.producer);
@@ -677,39 +650,119 @@ function bytesOfParsed(line: Uint8Array): RecordBytes {
   };
 }
 
-/** One stored line as bytes, read in place; null when it needs the full parse (escapes, headers). */
+/** Where the last {@link uintAt} or {@link plainBytes} stopped: the fast line reader's cursor. */
+let cursor = 0;
+
+/**
+ * A non-negative integer at `at` (at most 15 digits), its end left in
+ * {@link cursor}; -1 when there is no digit.
+ */
+function uintAt(b: Uint8Array, at: number, end: number): number {
+  let n = 0;
+  const start = at;
+  while (at < end && at - start < 16) {
+    const c = b[at] - 0x30;
+    if (c < 0 || c > 9) break;
+    n = n * 10 + c;
+    at++;
+  }
+  cursor = at;
+  return at === start ? -1 : n;
+}
+
+/**
+ * The bytes of the JSON string starting at `from` (just past its opening
+ * quote) when it holds no escape (a view into `b`, or decoded from base64
+ * when `text` is false), its closing quote's index left in {@link cursor};
+ * null when it holds an escape.
+ */
+function plainBytes(b: Uint8Array, from: number, end: number, text: boolean): Uint8Array | null {
+  const q = b.indexOf(QUOTE, from);
+  if (q === -1 || q >= end) return null;
+  const s = b.subarray(from, q);
+  if (s.indexOf(BACKSLASH) !== -1) return null;
+  cursor = q;
+  return text ? s : Uint8Array.fromBase64(latin1.decode(s));
+}
+
+/**
+ * One stored line as bytes, read in place; null when it needs the full parse
+ * (escapes, headers, markers, negative numbers). The per-record step
+ * of every Kafka fetch: one pass with a cursor, no temporary objects.
+ */
 function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
   if (!startsAt(b, s, OFFSET_PREFIX)) return null;
-  const off = intAt(b, s + OFFSET_PREFIX.length, e);
-  if (!off || !startsAt(b, off[1] + 1, EPOCH_FIELD)) return null;
-  const ep = intAt(b, off[1] + 1 + EPOCH_FIELD.length, e);
-  if (!ep || !startsAt(b, ep[1] + 1, TS_FIELD)) return null;
-  const ts = intAt(b, ep[1] + 1 + TS_FIELD.length, e);
-  if (!ts) return null;
-  let at = ts[1] + 1;
+  const offset = uintAt(b, s + OFFSET_PREFIX.length, e);
+  if (offset < 0 || b[cursor] !== COMMA || !startsAt(b, cursor + 1, EPOCH_FIELD)) return null;
+  const epoch = uintAt(b, cursor + 1 + EPOCH_FIELD.length, e);
+  if (epoch < 0 || b[cursor] !== COMMA || !startsAt(b, cursor + 1, TS_FIELD)) return null;
+  const ts = uintAt(b, cursor + 1 + TS_FIELD.length, e);
+  if (ts < 0 || b[cursor] !== COMMA) return null;
+  let at = cursor + 1;
   const logAppendTime = startsAt(b, at, LOG_APPEND_TIME);
   if (logAppendTime) at += LOG_APPEND_TIME.length;
   let key: Uint8Array | null = null;
   if (startsAt(b, at, KEY_NULL)) at += KEY_NULL.length;
-  else if (startsAt(b, at, KEY_TEXT) || startsAt(b, at, KEY_B64)) {
-    const b64 = b[at + 4] === 0x42; // "keyB64"
-    const str = plainStringAt(b, at + (b64 ? KEY_B64.length : KEY_TEXT.length), e);
-    if (!str) return null;
-    key = b64 ? Uint8Array.fromBase64(latin1.decode(str[0])) : str[0];
-    at = str[1];
-  } else return null;
+  else {
+    const text = startsAt(b, at, KEY_TEXT);
+    if (!text && !startsAt(b, at, KEY_B64)) return null; // a marker, or a field this reader does not know
+    key = plainBytes(b, at + (text ? KEY_TEXT.length : KEY_B64.length), e, text);
+    if (key === null) return null;
+    at = cursor + 1;
+  }
   let value: Uint8Array | null = null;
   if (startsAt(b, at, VALUE_NULL)) at += VALUE_NULL.length;
-  else if (startsAt(b, at, VALUE_TEXT) || startsAt(b, at, VALUE_B64)) {
-    const b64 = b[at + 7] === 0x42; // "valueB64"
-    const str = plainStringAt(b, at + (b64 ? VALUE_B64.length : VALUE_TEXT.length), e);
-    if (!str) return null;
-    value = b64 ? Uint8Array.fromBase64(latin1.decode(str[0])) : str[0];
-    at = str[1];
-  } else return null; // headers, or a field this reader does not know: the full parse
-  const rest = { key, value, headers: [], control: -1, ...producerAt(b, at, e) };
-  return { offset: off[0], epoch: ep[0], ts: ts[0], logAppendTime, ...rest };
+  else {
+    const text = startsAt(b, at, VALUE_TEXT);
+    if (!text && !startsAt(b, at, VALUE_B64)) return null; // headers, or a field this reader does not know
+    value = plainBytes(b, at + (text ? VALUE_TEXT.length : VALUE_B64.length), e, text);
+    if (value === null) return null;
+    at = cursor + 1;
+  }
+  // The producer fields: `,"producer":"p<n>","seq":S`, maybe `,"batch":N`, maybe `,"pepoch":E,"txn":true`.
+  let producer = -1;
+  let seq = -1;
+  let batchStart = false;
+  let pepoch = -1;
+  let txn = false;
+  if (startsAt(b, at, PRODUCER_BYTES)) {
+    const n = uintAt(b, at + PRODUCER_BYTES.length, e);
+    const sq = n >= 0 && startsAt(b, cursor, SEQ_FIELD) ? uintAt(b, cursor + SEQ_FIELD.length, e) : -1;
+    if (sq >= 0) {
+      producer = n;
+      seq = sq;
+      pepoch = 0;
+      at = cursor;
+      batchStart = startsAt(b, at, BATCH_FIELD);
+      if (batchStart && uintAt(b, at + BATCH_FIELD.length, e) >= 0) at = cursor;
+      if (startsAt(b, at, PEPOCH_FIELD)) {
+        const pe = uintAt(b, at + PEPOCH_FIELD.length, e);
+        if (pe >= 0) {
+          pepoch = pe;
+          txn = startsAt(b, cursor, TXN_FIELD);
+        }
+      }
+    }
+  }
+  return {
+    offset,
+    epoch,
+    ts,
+    logAppendTime,
+    key,
+    value,
+    headers: NO_HEADERS,
+    producer,
+    seq,
+    batchStart,
+    pepoch,
+    txn,
+    control: -1,
+  };
 }
+
+/** The headers of a record that has none (shared: readers never change them). */
+const NO_HEADERS: { key: string; value: Uint8Array | null }[] = [];
 
 /**
  * Stored lines (each ending in "\n") as records whose keys and values are
