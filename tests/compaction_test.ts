@@ -446,6 +446,104 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
       );
 
       await timed(
+        "a cleaned log's gaps: kcat reads across them to the end, ListOffsets and DeleteRecords (kafkajs, yak) work",
+        async () => {
+          const topic = "gaps";
+          await create(cluster, topic, ["segment.ms=300", "min.cleanable.dirty.ratio=0.01"]);
+          // Offsets 0-19 keep their values; 20-39 and 40-59 (the next segment: segment.ms rolls it) are replaced by
+          // 60-79, in the one after: once cleaned, the first segment ends in a gap and the second is gone.
+          const lines = (prefix: string, value: string) =>
+            Array.from({ length: 20 }, (_, i) => `${prefix}${i}:${value}-${i}`).join("\n") + "\n";
+          await produce(cluster, topic, lines("u", "kept") + lines("x", "old"));
+          await new Promise((r) => setTimeout(r, 400));
+          await produce(cluster, topic, lines("x", "mid"));
+          await new Promise((r) => setTimeout(r, 400));
+          const newAt = Date.now();
+          await produce(cluster, topic, lines("x", "new"));
+          await cleanedPast(cluster, topic, 80);
+          const leader = await leaderId(cluster);
+          const offsets = (await storedLines(cluster, leader, topic)).map((l) => l.offset as number);
+          assert.deepEqual(offsets.slice(0, 21), [...Array(20).keys(), 60], "the first segment ends in a gap");
+          const files: string[] = [];
+          for await (const e of Deno.readDir(join(cluster.topicsDir(leader), topic, "0"))) files.push(e.name);
+          assert.ok(!files.includes("00000000000000000040.jsonl"), `the second segment removed: ${files.sort()}`);
+          const want = [
+            ...Array.from({ length: 20 }, (_, i) => `${i} u${i}=kept-${i}`),
+            ...Array.from({ length: 20 }, (_, i) => `${60 + i} x${i}=new-${i}`),
+          ];
+          let hw = 0;
+          const kcat = async (from: string, extra: string[] = []) => {
+            const r = await run("kcat", [
+              "-C",
+              "-b",
+              cluster.bootstrapServers,
+              "-t",
+              topic,
+              "-p",
+              "0",
+              "-o",
+              from,
+              "-e",
+              "-q",
+              "-f",
+              "%o %k=%s\n",
+              ...extra,
+            ], { timeoutMs: 20_000 });
+            assert.equal(r.code, 0, `kcat -o ${from} ${extra.join(" ")}: ${r.stderr}`);
+            const all = new TextDecoder().decode(r.stdout).trim().split("\n");
+            // The marker records that rolled segments are the last ones: it read up to the high watermark.
+            assert.equal(Number(all.at(-1)!.split(" ")[0]), hw - 1, `kcat -o ${from} ${extra.join(" ")}`);
+            return all.filter((l) => !l.includes(" marker="));
+          };
+          // ListOffsets: earliest, latest, and by time (the first kept record at or after it).
+          const kafka = new Kafka({ brokers: cluster.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
+          const admin = kafka.admin();
+          await admin.connect();
+          try {
+            await admin.fetchTopicMetadata({ topics: [topic] });
+            const listed = async () => (await admin.fetchTopicOffsets(topic))[0];
+            hw = Number((await listed()).high);
+            assert.ok(hw > 80, `high watermark ${hw}`);
+            assert.deepEqual(await listed(), { partition: 0, offset: String(hw), high: String(hw), low: "0" });
+            // kcat to the end (-e: it exits at the high watermark), whether a fetch ends at the gap or starts in it.
+            assert.deepEqual(await kcat("beginning"), want);
+            assert.deepEqual(await kcat("beginning", ["-X", "fetch.message.max.bytes=600"]), want);
+            assert.deepEqual(await kcat("25"), want.slice(20));
+            assert.deepEqual(await kcat("19", ["-X", "fetch.message.max.bytes=1"]), want.slice(19));
+            assert.deepEqual(await kcat(`s@${newAt}`), want.slice(20), "kcat from a time (ListOffsets)");
+            const byTime = async (ts: number) => (await admin.fetchTopicOffsetsByTimestamp(topic, ts))[0].offset;
+            assert.equal(await byTime(newAt), "60");
+            assert.equal(await byTime(newAt - 60_000), "0");
+            // DeleteRecords into the removed segment's range: the log start is that offset, reads start at 60.
+            await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: "50" }] });
+            assert.equal((await listed()).low, "50");
+            assert.deepEqual(await kcat("beginning"), want.slice(20));
+            const fromStart = (await readAll(cluster, topic)).filter((r) => r.key !== "marker");
+            assert.equal(fromStart[0].offset, 60);
+            assert.equal(fromStart.length, 20);
+            // yak topics --delete-records among kept records.
+            const del = await yak([
+              "topics",
+              "--delete-records",
+              topic,
+              "--partition",
+              "0",
+              "--offset",
+              "65",
+              ...cluster.zkFlag,
+            ]);
+            assert.equal(del.code, 0, del.stderr);
+            assert.equal((await listed()).low, "65");
+            assert.deepEqual(await kcat("beginning"), want.slice(25));
+            assert.equal(await byTime(newAt - 60_000), "65");
+          } finally {
+            await admin.disconnect();
+          }
+          await identical(cluster, topic);
+        },
+      );
+
+      await timed(
         "kill -9 of the leader in the middle of cleaning passes, three times: nothing lost, replicas identical",
         async () => {
           const topic = "crash";
