@@ -93,6 +93,12 @@ export const DEFAULTS = {
   cleanerIoBytesPerSec: 8 * 1024 * 1024,
   /** The cleaner's longest run on the broker thread before it yields (requests go first). */
   cleanerSliceMs: 10,
+  /**
+   * Groups of merged segments one cleaning decision names (their first
+   * bases travel in its `__cluster` record: 256 numbers, about 6 KB); a
+   * longer log is merged further by the next decisions.
+   */
+  cleanerMergeGroupsMax: 256,
 
   // Protocol limits.
   maxFrameBytes: 16 * 1024 * 1024,

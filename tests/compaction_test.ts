@@ -544,6 +544,60 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
       );
 
       await timed(
+        "small cleaned segments are merged up to segment.bytes, the same on every replica",
+        async () => {
+          const topic = "merged";
+          await create(cluster, topic, ["segment.bytes=16384", "segment.ms=1000", "min.cleanable.dirty.ratio=0.01"]);
+          // 4,000 records of ~100 bytes, in sends of 40 (a batch is appended whole): every 20th of a key of its
+          // own, the rest updates of 7 keys. Segments of 16 KiB (two sends) keep about 5 records once cleaned.
+          const kafka = new Kafka({ brokers: cluster.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
+          const producer = kafka.producer();
+          await producer.connect();
+          try {
+            for (let send = 0; send < 100; send++) {
+              const messages = Array.from({ length: 40 }, (_, j) => {
+                const i = send * 40 + j;
+                return { key: i % 20 === 0 ? `u${i}` : `h${i % 7}`, value: `v${i}-${"p".repeat(80)}` };
+              });
+              await producer.send({ topic, acks: -1, messages });
+            }
+          } finally {
+            await producer.disconnect();
+          }
+          const segmentFiles = async (id: number) => {
+            let n = 0;
+            for await (const e of Deno.readDir(join(cluster.topicsDir(id), topic, "0"))) {
+              if (e.name.endsWith(".jsonl")) n++;
+            }
+            return n;
+          };
+          const before = await segmentFiles(await leaderId(cluster));
+          await cleanedPast(cluster, topic, 4000);
+          let after: number[] = [];
+          await eventually(
+            async () => {
+              after = await Promise.all([1, 2, 3].map(segmentFiles));
+              return after.every((n) => n <= 5);
+            },
+            20_000,
+            "the cleaned segments merged",
+          ).catch((err) => {
+            throw new Error(`${err.message}: segment files ${after.join(" / ")}, ${before} before`);
+          });
+          await identical(cluster, topic);
+          const values = (await readAll(cluster, topic)).filter((r) => r.key !== "marker");
+          assert.equal(values.filter((r) => r.key.startsWith("u")).length, 200);
+          const hot = new Map(values.filter((r) => r.key.startsWith("h")).map((r) => [r.key, r.value]));
+          for (let k = 0; k < 7; k++) {
+            let i = 3999;
+            while (i % 7 !== k || i % 20 === 0) i--;
+            assert.equal(hot.get(`h${k}`), `v${i}-${"p".repeat(80)}`);
+          }
+          console.log(`    ${before} segment files before cleaning, ${after.join(" / ")} after on the 3 replicas`);
+        },
+      );
+
+      await timed(
         "kill -9 of the leader in the middle of cleaning passes, three times: nothing lost, replicas identical",
         async () => {
           const topic = "crash";

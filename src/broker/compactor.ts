@@ -24,7 +24,7 @@ import { monotonicMs, TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import type { Cleaning } from "../log/clean_state.ts";
-import { cleanLog, type CleanRun } from "../log/cleaner.ts";
+import { cleanLog, type CleanRun, mergePlan } from "../log/cleaner.ts";
 import type { PartitionLog } from "../log/partition_log.ts";
 import type { BrokerContext } from "./context.ts";
 import { compactionConfigOf } from "./compaction_config.ts";
@@ -132,7 +132,9 @@ export class Compactor {
     if (!d || ref.log.fenced) return null;
     const s = ref.log.cleanState;
     if (s === null || d.to > s.to || d.purgeBelow > s.purgeBelow || d.horizonMs > s.horizonMs) return d;
-    return (d.markersBelow ?? 0) > (s.markersBelow ?? 0) ? d : null;
+    if ((d.markersBelow ?? 0) > (s.markersBelow ?? 0)) return d;
+    const merging = d.mergeBelow !== undefined && d.bases !== undefined;
+    return merging && (d.mergeBelow !== s.mergeBelow || d.bases!.join() !== s.bases?.join()) ? d : null;
   }
 
   /**
@@ -199,6 +201,7 @@ export class Compactor {
       purgeBelow: d.purgeBelow,
       horizonMs: d.horizonMs,
       markersBelow: d.markersBelow ?? 0,
+      ...(d.mergeBelow !== undefined && d.bases ? { mergeBelow: d.mergeBelow, bases: d.bases } : {}),
     };
     // Followers fetching below here must start over: this copy may lose tombstones below it (see replication.ts).
     ref.log.notePurging(d.purgeBelow);
@@ -243,6 +246,7 @@ export class Compactor {
       tombstonesRemoved: run.tombstonesRemoved,
       markersRemoved: run.markersRemoved,
       segmentsRemoved: run.segmentsRemoved,
+      segmentsMerged: run.segmentsMerged,
     });
   }
 
@@ -296,8 +300,11 @@ export class Compactor {
     );
     const forced = to > prevTo && oldestDirtyMs < now - cfg.maxCompactionLagMs;
     const markers = markersBelowAt(prev, now - cfg.deleteRetentionMs);
+    // What the last cleaning cleaned is merged into groups up to segment.bytes (every decision names the groups
+    // from the log start: a replica that skipped earlier ones merges the same way).
+    const { merges, ...merge } = mergePlan(log, prevTo, log.segmentBytes, DEFAULTS.cleanerMergeGroupsMax);
     if (to > prevTo && (forced || dirty / Math.max(1, dirty + clean) >= cfg.minCleanableDirtyRatio)) {
-      return { to, purgeBelow: prevTo, horizonMs, ...markers, at: now, ends: [...markers.ends, [to, now]] };
+      return { to, purgeBelow: prevTo, horizonMs, ...markers, ...merge, at: now, ends: [...markers.ends, [to, now]] };
     }
     if (!prev) return null;
     // Nothing new: tombstones the last cleaning kept may be old enough now (after a restart the
@@ -308,8 +315,8 @@ export class Compactor {
       : prev.at < now - cfg.deleteRetentionMs && (prev.purgeBelow < prev.to || prev.horizonMs < prev.at);
     const markersDue = markers.markersBelow > (prev.markersBelow ?? 0) &&
       (kept ? kept.lowestWaitingMarker < markers.markersBelow : true);
-    if (!tombstonesDue && !markersDue) return null;
-    return { to: prev.to, purgeBelow: prev.to, horizonMs, ...markers, at: now };
+    if (!tombstonesDue && !markersDue && merges === 0) return null;
+    return { to: prev.to, purgeBelow: prev.to, horizonMs, ...markers, ...merge, at: now };
   }
 
   /** The share of a partition's closed segment bytes above its last cleaning here (0 with none). */

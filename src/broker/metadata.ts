@@ -168,6 +168,9 @@ export interface CleanDecision {
    * At most {@link MAX_CLEAN_ENDS}.
    */
   ends?: [number, number][];
+  /** See Cleaning.mergeBelow and Cleaning.bases (src/log/clean_state.ts). */
+  mergeBelow?: number;
+  bases?: number[];
 }
 
 /** The most cleaning ends a decision carries: past it the oldest but one goes (markers then wait a little longer). */
@@ -345,6 +348,11 @@ export class Metadata {
       ...(markersBelow > 0 ? { markersBelow } : {}),
       at: Math.max(old?.at ?? 0, op.at),
       ...(newer.ends ? { ends: newer.ends.map(([to, at]) => [to, at] as [number, number]) } : {}),
+      ...(newer.mergeBelow !== undefined && newer.bases
+        ? { mergeBelow: newer.mergeBelow, bases: [...newer.bases] }
+        : old?.mergeBelow !== undefined && old.bases
+        ? { mergeBelow: old.mergeBelow, bases: [...old.bases] }
+        : {}),
     };
     t.cleaned = { ...t.cleaned, [p]: merged };
   }

@@ -33,6 +33,17 @@ export interface Cleaning {
    * decided before markers were removed.
    */
   markersBelow?: number;
+  /**
+   * Closed segments that end at or below this offset are merged: each one
+   * whose base is not in `bases` joins the segment before it (the log's
+   * first is always kept), so a long-lived compacted log does not keep
+   * thousands of small files. `bases` are the leader's groups of its
+   * segments up to segment.bytes each; every replica's segments there are
+   * the same or finer (see docs/ARCHITECTURE.md, Compaction). Absent: no
+   * merging.
+   */
+  mergeBelow?: number;
+  bases?: number[];
 }
 
 /** A cleaning this replica carried out, and when (wall-clock ms, for `yak topics --describe`). */
@@ -73,6 +84,9 @@ export async function loadCleanState(dir: string): Promise<CleanState | null> {
     purgeBelow: s.purgeBelow as number,
     horizonMs: s.horizonMs as number,
     markersBelow: ok(s.markersBelow) ? s.markersBelow as number : 0,
+    ...(ok(s.mergeBelow) && Array.isArray(s.bases) && s.bases.every(ok)
+      ? { mergeBelow: s.mergeBelow as number, bases: s.bases as number[] }
+      : {}),
     at: Number.isSafeInteger(s.at) ? s.at as number : 0,
   };
 }

@@ -166,6 +166,8 @@ export interface CleanRun {
   markersRemoved: number;
   /** The lowest marker kept only for not lying below markersBelow (its transaction has no record left), or Infinity. */
   lowestWaitingMarker: number;
+  /** Segments merged into the one before them (see Cleaning.mergeBelow). */
+  segmentsMerged: number;
   /** Closed bytes below `to` before and after. */
   bytesBefore: number;
   bytesAfter: number;
@@ -199,6 +201,7 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     oldestTombstoneTs: Infinity,
     markersRemoved: 0,
     lowestWaitingMarker: Infinity,
+    segmentsMerged: 0,
     bytesBefore: closedBelow().reduce((n, s) => n + s.size, 0),
     bytesAfter: 0,
   };
@@ -223,6 +226,7 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     if (end <= done && done < cleaning.to) break;
     done = end;
   } while (done < cleaning.to);
+  if (cleaning.mergeBelow !== undefined && !await mergeSegments(log, cleaning, o, run)) return null;
   run.bytesAfter = closedBelow().reduce((n, s) => n + s.size, 0);
   await log.setCleanState({ ...cleaning, at: Date.now() });
   return run;
@@ -334,6 +338,97 @@ async function cleanSegment(
     await out.discard();
     throw err;
   }
+}
+
+/** The closed segments of `log` that end at or below `offset`, in order. */
+function closedEndingBy(log: PartitionLog, offset: number): ClosedSegment[] {
+  const closed = log.closedSegments();
+  const active = log.segmentBasesIn(0, Infinity).at(-1)!;
+  let n = 0;
+  while (n < closed.length && (closed[n + 1]?.base ?? active) <= offset) n++;
+  return closed.slice(0, n);
+}
+
+/**
+ * The merging a cleaning of `log` should carry out below `below` (the end
+ * of the cleaning before, so only cleaned segments are looked at): its
+ * closed segments there in groups of consecutive ones of at most
+ * `limitBytes` together (a larger one alone), as Kafka's cleaner groups
+ * segments up to segment.bytes; `bases` are the groups' first bases. The
+ * sizes are those before this cleaning, which only shrinks them. At most
+ * `maxGroups` groups: past them `mergeBelow` ends the merging (and the next
+ * cleaning goes on, its groups up to here being at most as many);
+ * `merges` is how many segments here would join the one before them.
+ *
+ * @example
+ * ```ts ignore
+ * const { mergeBelow, bases } = mergePlan(log, prev.to, log.segmentBytes, 256);
+ * ```
+ */
+export function mergePlan(
+  log: PartitionLog,
+  below: number,
+  limitBytes: number,
+  maxGroups: number,
+): { mergeBelow: number; bases: number[]; merges: number } {
+  const bases: number[] = [];
+  let size = 0;
+  let segments = 0;
+  for (const seg of closedEndingBy(log, below)) {
+    if (bases.length === 0 || size + seg.size > limitBytes) {
+      if (bases.length === maxGroups) return { mergeBelow: seg.base, bases, merges: segments - bases.length };
+      bases.push(seg.base);
+      size = 0;
+    }
+    size += seg.size;
+    segments++;
+  }
+  return { mergeBelow: below, bases, merges: segments - bases.length };
+}
+
+/**
+ * Merges the closed segments that end at or below `cleaning.mergeBelow`:
+ * each group (a segment whose base is in `cleaning.bases`, or the first,
+ * and the segments after it up to the next such) becomes one file under its
+ * first base, its lines as they are. Runs after the cleaning's passes, so
+ * the groups hold what the cleaning kept, the same on every replica; a base
+ * of `bases` with no segment here (one the cleaning left empty and removed)
+ * starts no group. False when a segment went away under it.
+ */
+async function mergeSegments(log: PartitionLog, cleaning: Cleaning, o: CleanOptions, run: CleanRun): Promise<boolean> {
+  const closed = closedEndingBy(log, cleaning.mergeBelow ?? 0);
+  const starts = new Set(cleaning.bases ?? []);
+  const groups: ClosedSegment[][] = [];
+  for (const seg of closed) {
+    if (groups.length === 0 || starts.has(seg.base)) groups.push([seg]);
+    else groups[groups.length - 1].push(seg);
+  }
+  for (const group of groups) {
+    if (group.length < 2) continue;
+    const out = new CleanedWriter(`${group[0].dataPath}.cleaned`, o.indexIntervalBytes);
+    try {
+      for (const seg of group) {
+        const ok = await eachLine(
+          log,
+          seg,
+          o,
+          run,
+          (b, s, e, f) => out.add(b, s, e + 1, f.offset),
+          () => out.flush(o, run),
+        );
+        if (!ok) {
+          await out.discard();
+          return false;
+        }
+      }
+      if (!await log.swapMerged(group, await out.finish(o, run))) return false;
+    } catch (err) {
+      await out.discard();
+      throw err;
+    }
+    run.segmentsMerged += group.length - 1;
+  }
+  return true;
 }
 
 /**

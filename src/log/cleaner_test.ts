@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cleanLog, type CleanOptions } from "./cleaner.ts";
+import { cleanLog, type CleanOptions, mergePlan } from "./cleaner.ts";
 import type { Cleaning } from "./clean_state.ts";
 import { type LogOptions, PartitionLog } from "./partition_log.ts";
 import { encodeBatch, encodeMarker, parseLines, type RecordInput, type StoredRecord } from "./record.ts";
@@ -348,6 +348,92 @@ Deno.test("a transaction marker goes once its transaction left no record and it 
       for (const log of [once, small]) assert.deepEqual(await files(log.dir), want, log.dir);
     } finally {
       for (const log of [stepwise, once, small]) await log.close();
+    }
+  });
+});
+
+Deno.test("small cleaned segments are merged by the leader's groups: one file per group; a replica with finer segments, one with the leader's, and a crash mid-merge end with the same files", async () => {
+  await withTempDir(async (dir) => {
+    // 600 records in ~2000-byte segments, every fifth of a key of its own: cleaned, each segment keeps a few.
+    const records = updates(600, 60).map((r, i) => i % 5 === 0 ? { ...r, key: `u${i}` } : r);
+    const leader = await PartitionLog.open(join(dir, "leader"), opts());
+    const fine = await PartitionLog.open(join(dir, "fine"), opts());
+    const logs = [leader, fine];
+    try {
+      for (const log of logs) {
+        await produce(log, records.slice(0, 400));
+        await log.roll();
+      }
+      const mid = leader.logEndOffset;
+      for (const log of logs) {
+        await produce(log, records.slice(400));
+        await log.roll();
+        await produce(log, [{ key: "z", value: "active" }]);
+      }
+      const to = leader.logEndOffset - 1;
+      // The first cleaning (nothing merged: nothing was cleaned before it), then one that merges what it cleaned,
+      // its groups made from the leader's segments then.
+      const plan = (below: number) => {
+        const { mergeBelow, bases } = mergePlan(leader, below, 3000, 256);
+        return { mergeBelow, bases };
+      };
+      const first: Cleaning = { to: mid, purgeBelow: 0, horizonMs: 0, ...plan(0) };
+      assert.ok(await cleanLog(leader, first, CLEAN));
+      const segmentsBefore = leader.segmentCount;
+      const second: Cleaning = { to, purgeBelow: mid, horizonMs: 0, ...plan(mid) };
+      assert.ok(second.bases!.length >= 1);
+      const run = await cleanLog(leader, second, CLEAN);
+      assert.ok(run && run.segmentsMerged > 0, JSON.stringify(run));
+      assert.ok(leader.segmentCount < segmentsBefore, `${leader.segmentCount} segments, ${segmentsBefore} before`);
+      assert.equal(leader.logStartOffset, 0);
+      // Every segment below `mid` but the last of its group is gone; what is read is what a cleaning alone keeps.
+      const all = records.map((r, offset) => ({ ...r, offset, epoch: 1, ts: TS }) as StoredRecord);
+      assert.deepEqual(
+        (await readAll(leader)).map((r) => r.offset),
+        [...expected(all, to), to],
+      );
+      // A replica away during the first cleaning (its segments are finer) carries out only the second.
+      assert.ok(await cleanLog(fine, second, CLEAN));
+      const want = await files(leader.dir);
+      assert.deepEqual(await files(fine.dir), want);
+      // One that copied the leader's merged segments carries the same cleaning out: nothing changes.
+      const again = await cleanLog(leader, second, CLEAN);
+      assert.equal(again?.segmentsMerged, 0);
+      assert.deepEqual(await files(leader.dir), want);
+      console.log(`    ${segmentsBefore} segments before the merging cleaning, ${leader.segmentCount} after`);
+      // A crash after the merge's swap file was in place and one of its segments deleted: recovery finishes it.
+      const crashed = join(dir, "crashed");
+      const raw = await PartitionLog.open(crashed, opts());
+      await produce(raw, records.slice(0, 400));
+      await raw.roll();
+      await produce(raw, records.slice(400));
+      await raw.roll();
+      await produce(raw, [{ key: "z", value: "active" }]);
+      assert.ok(await cleanLog(raw, { to, purgeBelow: mid, horizonMs: 0 }, CLEAN));
+      const unmerged = raw.closedSegments();
+      await raw.close();
+      const group = unmerged.filter((s) => s.base < mid && !second.bases!.includes(s.base));
+      assert.ok(group.length > 0);
+      const start = Math.max(...second.bases!.filter((b) => b < group[0].base));
+      const end = unmerged.find((s) => s.base > group[0].base && second.bases!.includes(s.base))?.base ?? mid;
+      const name = (base: number) => `${String(base).padStart(20, "0")}.jsonl`;
+      await Deno.writeTextFile(
+        join(crashed, `${name(start)}.swap.${String(end).padStart(20, "0")}`),
+        want.get(name(start))!,
+      );
+      await Deno.remove(join(crashed, name(group[0].base)));
+      const events: string[] = [];
+      const reopened = await PartitionLog.open(crashed, opts({ onEvent: (e) => void events.push(e) }));
+      try {
+        assert.ok(events.includes("clean_swap_finished"), events.join());
+        for await (const e of Deno.readDir(crashed)) assert.doesNotMatch(e.name, /\.(cleaned|swap)/);
+        assert.ok(await cleanLog(reopened, second, CLEAN));
+        assert.deepEqual(await files(crashed), want);
+      } finally {
+        await reopened.close();
+      }
+    } finally {
+      for (const log of logs) await log.close();
     }
   });
 });
