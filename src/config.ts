@@ -95,8 +95,11 @@ export const DEFAULTS = {
   cleanerSliceMs: 10,
   /**
    * Groups of merged segments one cleaning decision names (their first
-   * bases travel in its `__cluster` record: 256 numbers, about 6 KB); a
-   * longer log is merged further by the next decisions.
+   * bases travel in each `clean` record of `__cluster`: 256 numbers, about
+   * 6 KB). Every decision names them from the log start, so segments past
+   * the 256th group stay as they are: two neighbouring groups hold more
+   * than segment.bytes, so that is past 128 × segment.bytes of cleaned data
+   * (128 GiB at the default segment.bytes).
    */
   cleanerMergeGroupsMax: 256,
 

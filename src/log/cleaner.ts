@@ -356,8 +356,8 @@ function closedEndingBy(log: PartitionLog, offset: number): ClosedSegment[] {
  * `limitBytes` together (a larger one alone), as Kafka's cleaner groups
  * segments up to segment.bytes; `bases` are the groups' first bases. The
  * sizes are those before this cleaning, which only shrinks them. At most
- * `maxGroups` groups: past them `mergeBelow` ends the merging (and the next
- * cleaning goes on, its groups up to here being at most as many);
+ * `maxGroups` groups: past them `mergeBelow` ends the merging (it never
+ * moves back: the groups before it stay at most as many);
  * `merges` is how many segments here would join the one before them.
  *
  * @example
