@@ -330,7 +330,7 @@ async function cleanSegment(
       run.segmentsRemoved++;
       return true;
     }
-    const cleaned = await out.finish(o, run);
+    const cleaned = await out.finish(o, run, await lastWritten([seg]));
     if (!await log.swapCleaned(seg, cleaned)) return false;
     run.segmentsRewritten++;
     return true;
@@ -421,7 +421,7 @@ async function mergeSegments(log: PartitionLog, cleaning: Cleaning, o: CleanOpti
           return false;
         }
       }
-      if (!await log.swapMerged(group, await out.finish(o, run))) return false;
+      if (!await log.swapMerged(group, await out.finish(o, run, await lastWritten(group)))) return false;
     } catch (err) {
       await out.discard();
       throw err;
@@ -479,6 +479,17 @@ async function eachLine(
     await o.pause(lines.length);
   }
   return true;
+}
+
+/** When the newest of `segments` was last written (null when one cannot be looked at: the file's own time stays). */
+async function lastWritten(segments: ClosedSegment[]): Promise<Date | null> {
+  let newest: Date | null = null;
+  for (const seg of segments) {
+    const mtime = (await Deno.stat(seg.dataPath).catch(() => null))?.mtime;
+    if (!mtime) return null;
+    if (newest === null || mtime > newest) newest = mtime;
+  }
+  return newest;
 }
 
 /** Whether a record belongs to an aborted transaction. */
@@ -543,16 +554,24 @@ class CleanedWriter {
     await o.pause(bytes.length);
   }
 
-  /** The whole file, synced: a swap never puts a file whose bytes are not on disk in a segment's place. */
+  /**
+   * The whole file, synced: a swap never puts a file whose bytes are not on
+   * disk in a segment's place. Its modification time is `mtime` (the
+   * segments' it replaces), as Kafka's cleaner keeps a segment's last
+   * modified time: retention.ms and min.compaction.lag.ms read a closed
+   * segment's as the time of its newest record, and a rewrite is not one.
+   */
   async finish(
     o: CleanOptions,
     run: CleanRun,
+    mtime: Date | null,
   ): Promise<{ path: string; size: number; offsets: number[]; positions: number[] }> {
     await this.flush(o, run, true);
     this.#file ??= await Deno.open(this.path, { write: true, create: true, truncate: true, mode: dataModes().file });
     await this.#file.sync();
     this.#file.close();
     this.#file = null;
+    if (mtime) await Deno.utime(this.path, mtime, mtime);
     return { path: this.path, size: this.size, offsets: this.offsets, positions: this.positions };
   }
 

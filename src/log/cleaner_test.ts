@@ -437,3 +437,35 @@ Deno.test("small cleaned segments are merged by the leader's groups: one file pe
     }
   });
 });
+
+Deno.test("a cleaned or merged segment keeps the time its newest record was written (retention.ms and min.compaction.lag.ms read it)", async () => {
+  await withTempDir(async (dir) => {
+    const log = await PartitionLog.open(dir, opts());
+    try {
+      await produce(log, updates(600, 60).map((r, i) => i % 5 === 0 ? { ...r, key: `u${i}` } : r));
+      await log.roll();
+      await produce(log, [{ key: "z", value: "active" }]);
+      const old = new Map<number, number>();
+      for (const s of log.closedSegments()) {
+        const t = new Date(Date.UTC(2020, 0, 1) + s.base * 1000);
+        await Deno.utime(s.dataPath, t, t);
+        old.set(s.base, t.getTime());
+      }
+      const to = log.logEndOffset - 1;
+      const cleaned = await cleanLog(log, { to, purgeBelow: 0, horizonMs: 0 }, CLEAN);
+      assert.ok(cleaned && cleaned.segmentsRewritten > 0);
+      const { merges, ...merge } = mergePlan(log, to, 3000, 256);
+      assert.ok(merges > 0);
+      const run = await cleanLog(log, { to, purgeBelow: to, horizonMs: 0, ...merge }, CLEAN);
+      assert.ok(run && run.segmentsMerged > 0);
+      const segs = log.closedSegments();
+      for (let i = 0; i < segs.length; i++) {
+        const end = segs[i + 1]?.base ?? to;
+        const want = Math.max(...[...old].filter(([b]) => b >= segs[i].base && b < end).map(([, t]) => t));
+        assert.equal((await Deno.stat(segs[i].dataPath)).mtime?.getTime(), want, `segment ${segs[i].base}`);
+      }
+    } finally {
+      await log.close();
+    }
+  });
+});
