@@ -19,6 +19,10 @@
  * instead (scripts/bench_cleaner.ts): the cleaner's MB/s, and producer
  * throughput while it runs against an idle cluster's.
  *
+ * `--txn [--transaction-records 10000] [--rounds 3]` measures transactional
+ * produce against plain produce instead (scripts/bench_txn.ts), in
+ * alternating rounds, with the ratio issue 22 asks to be at least 0.8.
+ *
  * The cluster is always stopped and its directory removed (also on SIGINT or
  * SIGTERM). Figures are wall-clock on whatever else the machine is running:
  * the machine's core count and load average are printed with them.
@@ -32,6 +36,7 @@ import { Connection } from "../src/protocol/connection.ts";
 import { benchAgainst } from "./bench_against.ts";
 import { MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
 import { cleanerBench } from "./bench_cleaner.ts";
+import { txnBench } from "./bench_txn.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -63,6 +68,9 @@ interface Settings {
   /** Measure log compaction instead (scripts/bench_cleaner.ts). */
   cleaner: boolean;
   cleanerIoBytesPerSec?: number;
+  /** Measure transactional produce against plain instead (scripts/bench_txn.ts), `rounds` times. */
+  txn: boolean;
+  transactionRecords: number;
 }
 
 const USAGE = `deno task bench [--records 1000000] [--size 100] [--partitions 3]
@@ -72,7 +80,10 @@ const USAGE = `deno task bench [--records 1000000] [--size 100] [--partitions 3]
   --against REV  run this checkout and REV (a git revision, in a temporary worktree) in
                  alternation, REV first, --rounds times each; print each figure's median per
                  side and the ratio this/REV, with the load average of every run
-       deno task bench --cleaner [--records 1000000] [--size 100] [--cleaner-io-bytes-per-sec N]`;
+       deno task bench --cleaner [--records 1000000] [--size 100] [--cleaner-io-bytes-per-sec N]
+       deno task bench --txn [--records 1000000] [--size 100] [--transaction-records 10000] [--rounds 3]
+  --txn          plain and transactional yak produce in alternating rounds: each one's
+                 records/s and the median ratio transactional/plain`;
 
 function settingsFrom(args: string[]): Settings {
   const { values } = parseArgs({
@@ -92,6 +103,8 @@ function settingsFrom(args: string[]): Settings {
       rounds: { type: "string" },
       cleaner: { type: "boolean" },
       "cleaner-io-bytes-per-sec": { type: "string" },
+      txn: { type: "boolean" },
+      "transaction-records": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -127,6 +140,8 @@ function settingsFrom(args: string[]): Settings {
     ...(values["cleaner-io-bytes-per-sec"] === undefined
       ? {}
       : { cleanerIoBytesPerSec: num("cleaner-io-bytes-per-sec", 0, 0, 2 ** 40) }),
+    txn: values.txn === true,
+    transactionRecords: num("transaction-records", 10_000, 1, 100_000_000),
   };
 }
 
@@ -942,8 +957,9 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
 
   try {
-    if (s.cleaner) {
-      const { rows, notes } = await cleanerBench(s, log, (c) => (cluster = c));
+    if (s.cleaner || s.txn) {
+      const started = (c: TestCluster) => (cluster = c);
+      const { rows, notes } = s.cleaner ? await cleanerBench(s, log, started) : await txnBench(s, log, started);
       console.log(printTable(rows));
       for (const n of notes) console.log(`note: ${n}`);
       console.log(`machine: ${m.cores} cores (${m.cpu}), ${m.memoryMB} MB RAM, ${m.os}, deno ${m.deno}`);

@@ -68,6 +68,12 @@ function selfTimes(p: CpuProfile): { share: number; name: string }[] {
   return [...counts].map(([name, n]) => ({ name, share: n / p.samples.length })).sort((a, b) => b.share - a.share);
 }
 
+function printTop(profile: CpuProfile, top: number): void {
+  for (const f of selfTimes(profile).slice(0, top)) {
+    console.log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+  }
+}
+
 function makeInput(n: number, size: number): Uint8Array {
   const line = new TextEncoder().encode("x".repeat(size - 10));
   const out: string[] = [];
@@ -75,42 +81,82 @@ function makeInput(n: number, size: number): Uint8Array {
   return new TextEncoder().encode(out.join("\n") + "\n");
 }
 
+/** A reader's CPU time and, for `yak consume`, its profile. */
+interface ReaderRun {
+  cpu: number;
+  profile: CpuProfile | null;
+}
+
 /**
- * Reads every record of `profiled` from the beginning with kcat or yak
- * consume, checks the count, and returns the reader's CPU seconds.
+ * Reads every record of `profiled` from the beginning with kcat, or with
+ * `yak consume` under V8's profiler (started paused, so the profile covers
+ * its whole run, and stopped once the last record is out); checks the count.
  */
-async function readAll(read: "kcat" | "yak", cluster: TestCluster, records: number): Promise<number> {
+async function readAll(read: "kcat" | "yak", cluster: TestCluster, records: number): Promise<ReaderRun> {
   const [cmd, args] = read === "kcat"
     ? ["kcat", ["-C", "-b", cluster.bootstrapServers, "-t", "profiled", "-o", "beginning", "-e", "-q"]]
     : [Deno.execPath(), [
       "run",
+      "--inspect-wait=127.0.0.1:0",
       ...PERMS,
       MAIN,
       "consume",
       "--topic",
       "profiled",
       "--from-beginning",
-      "--exit-at-end",
       ...cluster.zkFlag,
     ]];
   const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
-  let count = 0;
-  let cpu = 0;
-  let chunks = 0;
-  const stderr = new Response(child.stderr).text();
-  for await (const chunk of child.stdout) {
-    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) count++;
-    // Sampled as it goes (the process is gone once its output ends); the last good sample is its CPU.
-    if (++chunks % 32 === 0 || count === records) {
-      const now = await cpuSeconds(child.pid).catch(() => NaN);
-      if (Number.isFinite(now)) cpu = now;
+  const stderrLines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let stderr = "";
+  let ins: Inspector | null = null;
+  try {
+    if (read === "yak") {
+      // The address is whole once a space or line break follows it.
+      while (!/ws:\/\/\S+\s/.test(stderr)) {
+        const { value, done } = await stderrLines.read();
+        if (done) throw new Error(`yak consume exited before its inspector listened: ${stderr}`);
+        stderr += value;
+      }
+      ins = await Inspector.connect(/ws:\/\/\S+/.exec(stderr)![0], "yak consume");
+      await startProfiler(ins);
+      await ins.call("Runtime.runIfWaitingForDebugger");
     }
+    const rest = (async () => {
+      for (let r = await stderrLines.read(); !r.done; r = await stderrLines.read()) stderr += r.value;
+    })();
+    let count = 0;
+    let cpu = 0;
+    let chunks = 0;
+    const reader = child.stdout.getReader();
+    while (count < records) {
+      const { value: chunk, done } = await reader.read();
+      if (done) break;
+      for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) count++;
+      // Sampled as it goes (kcat is gone once its output ends); the last good sample is its CPU.
+      if (++chunks % 32 === 0 || count === records) {
+        const now = await cpuSeconds(child.pid).catch(() => NaN);
+        if (Number.isFinite(now)) cpu = now;
+      }
+    }
+    const profile = ins ? await stopProfiler(ins) : null;
+    // A process with an inspector session open waits for it to close before it exits.
+    ins?.close();
+    if (read === "yak") child.kill("SIGTERM");
+    reader.releaseLock();
+    await child.stdout.cancel();
+    const status = await child.status;
+    await rest;
+    if ((read === "kcat" && status.code !== 0) || count !== records) {
+      throw new Error(`${read} exited ${status.code} after ${count}/${records} records: ${stderr}`);
+    }
+    return { cpu, profile };
+  } finally {
+    ins?.close();
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
   }
-  const status = await child.status;
-  if (status.code !== 0 || count !== records) {
-    throw new Error(`${read} exited ${status.code} after ${count}/${records} records: ${await stderr}`);
-  }
-  return cpu;
 }
 
 async function main(): Promise<number> {
@@ -178,27 +224,28 @@ async function main(): Promise<number> {
     // The producer's profile is taken before it exits: wait for its summary line, then stop every profiler.
     await producer.waitFor(/ acknowledged to /, 600_000);
     let seconds = (performance.now() - started) / 1000;
-    let readerCpu = 0;
+    let reader: ReaderRun | null = null;
     if (read !== undefined) {
       before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
       for (const i of inspectors) await startProfiler(i.ins);
       started = performance.now();
-      readerCpu = await readAll(read, cluster, records);
+      reader = await readAll(read, cluster, records);
       seconds = (performance.now() - started) / 1000;
     }
     const after = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
     const profiles = await Promise.all(inspectors.map((i) => stopProfiler(i.ins)));
     const what = read === undefined ? "acks=all" : `read back by ${read}`;
     console.log(`${records} records of ${size} bytes, ${partitions} partitions, ${what}: ${seconds.toFixed(2)} s`);
-    if (read !== undefined) {
-      console.log(`${read}: ${readerCpu.toFixed(2)} s of CPU, ${(readerCpu / records * 1e6).toFixed(2)} us per record`);
+    if (reader !== null) {
+      console.log(
+        `\n${read}: ${reader.cpu.toFixed(2)} s of CPU, ${(reader.cpu / records * 1e6).toFixed(2)} us per record`,
+      );
+      if (reader.profile) printTop(reader.profile, top);
     }
     for (const [k, i] of inspectors.entries()) {
       const cpu = after[k] - before[k];
       console.log(`\n${i.name}: ${cpu.toFixed(2)} s of CPU, ${(cpu / records * 1e6).toFixed(2)} us per record`);
-      for (const f of selfTimes(profiles[k]).slice(0, top)) {
-        console.log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
-      }
+      printTop(profiles[k], top);
       if (values.out) {
         await Deno.mkdir(values.out, { recursive: true });
         await Deno.writeTextFile(

@@ -6,14 +6,16 @@
  * the topic filter of the partitions table, and the admin actions behind the
  * token (create a topic, add partitions, reset a group's offsets, delete a
  * group), each checked against the cluster. Hostile keys, values, headers and
- * group names are shown as text, never run. Screenshots go to
+ * group names are shown as text, never run. An open transaction (a `yak
+ * produce --transactional-id` waiting for more input) is listed with its age
+ * by `yak transactions`, `yak status` and the console's card. Screenshots go to
  * test-artifacts/console-records.png and console-admin.png (git-ignored).
  *
  * Skips, saying why, where Chromium is missing (`.ci/run` installs it).
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import { Proc, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 import { http, printedUrl } from "./http_helpers.ts";
 
 const CHROMIUM = [Deno.env.get("YAK_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
@@ -274,6 +276,46 @@ Deno.test({
           assert.equal((await http(path, { headers: bearer })).status, 405);
           const groups = await yak(["groups", "--list", "--json", ...zk], { env: ENV });
           assert.equal(JSON.parse(groups.stdout).groups.length, 1, "no refused request deleted the group");
+        });
+
+        await t.step("an open transaction with its age: yak transactions, yak status and the console", async () => {
+          // A transactional yak produce waiting for more input: its transaction stays open.
+          const args = ["produce", "--topic", "txns", "--transactional-id", "open-one", ...zk];
+          const producer = new Proc("yak-produce-txn", args, { stdin: true, env: ENV });
+          try {
+            await producer.write("first\nsecond\n");
+            type Row = { id: string; state: string; ageMs: number | null; partitions: string[] };
+            let row: Row | undefined;
+            for (const deadline = Date.now() + 15_000; row?.state !== "Ongoing";) {
+              if (Date.now() > deadline) throw new Error(`no open transaction listed: ${JSON.stringify(row)}`);
+              await new Promise((r) => setTimeout(r, 100));
+              const listed = await yak(["transactions", "--json", ...zk], { env: ENV });
+              row = (JSON.parse(listed.stdout) as Row[]).find((r) => r.id === "open-one");
+            }
+            assert.ok(row.ageMs !== null && row.ageMs >= 0, `age ${row.ageMs}`);
+            assert.ok(row.partitions.includes("txns/0"), row.partitions.join(","));
+            await new Promise((r) => setTimeout(r, 300)); // old enough that its age reads more than 0.0 s
+            const table = await yak(["transactions", "--open", ...zk], { env: ENV });
+            assert.match(table.stdout, /OPEN FOR/);
+            const age = /open-one +Ongoing +p\d+ +0 +60\.0 s +(\d+\.\d) s +txns\/0/.exec(table.stdout);
+            assert.ok(age && Number(age[1]) > 0, table.stdout);
+            const status = await yak(["status", ...zk], { env: ENV });
+            assert.match(status.stdout, /open transactions/);
+            assert.match(status.stdout, /open-one +Ongoing +p\d+ epoch 0 +(\d+\.\d) s +60\.0 s +txns\/0/);
+            const cellsOf = () =>
+              [...document.querySelectorAll("#transactions td")].map((td: { textContent: string }) => td.textContent);
+            await page.waitForFunction(
+              () => document.querySelector("#transactions td")?.textContent === "open-one",
+              { timeout: 10_000, polling: 200 },
+            );
+            const cells: string[] = await page.evaluate(cellsOf);
+            assert.equal(cells[1], "Ongoing");
+            assert.match(cells[3], /^\d+\.\d s$/, "open for");
+            assert.ok(Number(cells[3].split(" ")[0]) > 0, `open for ${cells[3]}`);
+          } finally {
+            producer.kill("SIGKILL");
+            await producer.status;
+          }
         });
       } finally {
         await browser?.close().catch(() => {});

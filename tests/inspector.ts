@@ -25,10 +25,15 @@ export class Inspector {
   /** Connects to the inspector of `proc`, waiting up to `timeoutMs` for it to print its address. */
   static async of(proc: Proc, timeoutMs = 15_000): Promise<Inspector> {
     const m = await proc.waitFor(/Debugger listening on (ws:\/\/\S+)/, timeoutMs);
-    const ws = new WebSocket(m[1]);
+    return await Inspector.connect(m[1], proc.name);
+  }
+
+  /** Connects to the inspector at `url` (the `ws://` address a process printed); `name` is for errors. */
+  static async connect(url: string, name: string): Promise<Inspector> {
+    const ws = new WebSocket(url);
     await new Promise<void>((resolve, reject) => {
       ws.onopen = () => resolve();
-      ws.onerror = (e) => reject(new Error(`inspector of ${proc.name}: ${(e as ErrorEvent).message}`));
+      ws.onerror = (e) => reject(new Error(`inspector of ${name}: ${(e as ErrorEvent).message}`));
     });
     return new Inspector(ws);
   }

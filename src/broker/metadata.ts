@@ -133,6 +133,24 @@ export interface TxnMeta {
   /** Wall-clock ms the open transaction started (0 when none is open), and of the last change. */
   startedAt: number;
   updatedAt: number;
+  /**
+   * The transaction before this one, decided and with its markers placed in
+   * the leader's logs (each at `markers[key]`) but not yet known to be on
+   * the in-sync replicas: the next one opened without waiting for them (yak
+   * produce's `next`). It is still open to readers until a record takes it
+   * away; a new leader finishes it, placing again only the markers its logs
+   * lack (a log ending at or before a marker's offset lacks it, and holds
+   * nothing of the next transaction there either).
+   */
+  completing?: CompletingTxn;
+}
+
+/** A decided transaction whose markers are placed, completing while the next one is open. */
+export interface CompletingTxn {
+  state: "PrepareCommit" | "PrepareAbort";
+  partitions: Record<string, number>;
+  markers: Record<string, number>;
+  offsets?: Record<string, Record<string, Record<string, TxnOffset>>>;
 }
 
 /**
@@ -361,7 +379,9 @@ export class Metadata {
   #applyTxn(op: TxnOp): void {
     const old = this.txns.get(op.id);
     if (old) {
-      for (const key of Object.keys(old.partitions)) this.openTxns.get(key)?.delete(op.id);
+      for (const key of Object.keys({ ...old.partitions, ...old.completing?.partitions })) {
+        this.openTxns.get(key)?.delete(op.id);
+      }
       if (old.producer !== op.txn?.producer) this.txnOfProducer.delete(old.producer);
     }
     if (op.txn === null) this.txns.delete(op.id);
@@ -369,12 +389,14 @@ export class Metadata {
       const txn = structuredClone(op.txn);
       this.txns.set(op.id, txn);
       this.txnOfProducer.set(txn.producer, op.id);
-      if (OPEN_TXN_STATES.has(txn.state)) {
-        for (const [key, start] of Object.entries(txn.partitions)) {
-          let open = this.openTxns.get(key);
-          if (!open) this.openTxns.set(key, open = new Map());
-          open.set(op.id, start);
-        }
+      const starts = [
+        ...Object.entries(OPEN_TXN_STATES.has(txn.state) ? txn.partitions : {}),
+        ...Object.entries(txn.completing?.partitions ?? {}),
+      ];
+      for (const [key, start] of starts) {
+        let open = this.openTxns.get(key);
+        if (!open) this.openTxns.set(key, open = new Map());
+        open.set(op.id, Math.min(start, open.get(op.id) ?? Infinity));
       }
     }
     for (const [group, byTopic] of Object.entries(op.commit ?? {})) {

@@ -135,3 +135,24 @@ Deno.test("clean decisions: the newest names the merge groups and recent ends; a
   replica.apply(meta.snapshot());
   assert.deepEqual(replica.topics.get("t")?.cleaned?.["0"], want);
 });
+
+Deno.test("a transaction completing while the next is open: readers wait for both, then for the next alone", () => {
+  const meta = new Metadata();
+  // Decided (an abort, to show its range), its markers placed at 19 and 7, and the next one open after them.
+  const completing = {
+    state: "PrepareAbort" as const,
+    partitions: { "t/0": 10, "t/1": 3 },
+    markers: { "t/0": 19, "t/1": 7 },
+  };
+  meta.apply({ op: "txn", id: "a", txn: { ...open({ "t/0": 20, "t/1": 8 }), completing } });
+  assert.equal(meta.firstOpenOffset("t/0"), 10, "the completing one holds readers back");
+  assert.equal(meta.firstOpenOffset("t/1"), 3);
+  const copy = new Metadata();
+  copy.apply(meta.snapshot());
+  assert.equal(copy.firstOpenOffset("t/0"), 10, "a snapshot keeps it");
+  // Its markers are on the in-sync replicas: the record that ends it.
+  meta.apply({ op: "txn", id: "a", txn: open({ "t/0": 20, "t/1": 8 }), aborted: { "t/0": [10, 19], "t/1": [3, 7] } });
+  assert.equal(meta.firstOpenOffset("t/0"), 20, "the next one alone");
+  assert.equal(meta.firstOpenOffset("t/1"), 8);
+  assert.deepEqual(meta.abortedIn("t/0", 0, 100), [{ producer: 7, first: 10, last: 19 }]);
+});

@@ -72,6 +72,8 @@ export interface ReadSpec {
   key: string;
   log: PartitionLog;
   from: number;
+  /** The most stored bytes this partition's reader can take (a Kafka fetch's partition_max_bytes, as stored bytes). */
+  maxBytes?: number;
 }
 
 /** What a poll read from one partition: stored lines, as bytes. */
@@ -423,6 +425,24 @@ export class PartitionOps {
     commit: boolean,
     timeoutMs: number,
   ): Promise<number> {
+    const placed = await this.placeMarker(tp, producer, pepoch, commit, timeoutMs);
+    await placed.replicated;
+    return placed.offset;
+  }
+
+  /**
+   * Places a transaction's marker as {@link appendMarker} does, but resolves
+   * once it is written here: its offset taken (what comes into the partition
+   * after it lies after it) and `replicated` resolving once the in-sync
+   * replicas hold it.
+   */
+  async placeMarker(
+    tp: TopicPartition,
+    producer: string,
+    pepoch: number,
+    commit: boolean,
+    timeoutMs: number,
+  ): Promise<{ offset: number; replicated: Promise<void> }> {
     const b = this.#b;
     const key = `${tp.topic}/${tp.partition}`;
     const turn = this.#inLine(key);
@@ -441,8 +461,9 @@ export class PartitionOps {
     }
     await appended.done;
     leader.updateHw(key);
-    await leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
-    return appended.baseOffset;
+    const replicated = leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
+    replicated.catch(() => {}); // awaited by the caller, which may fail before it does
+    return { offset: appended.baseOffset, replicated };
   }
 
   #notLeader(why: string): YakError {
@@ -502,7 +523,7 @@ export class PartitionOps {
         if (spec.from < spec.log.logStartOffset) continue; // retention got there first; the next fetch says so
         let read: ReadResult;
         try {
-          read = await b.readLog(spec.log, spec.from, Math.min(share, budget), end);
+          read = await b.readLog(spec.log, spec.from, Math.min(share, budget, spec.maxBytes ?? Infinity), end);
         } catch (err) {
           // Retention deleted the segment while this read waited for it (a consumer far behind a
           // busy topic): skip it like the check above, and the next fetch tells the consumer to reset.

@@ -119,36 +119,24 @@ export class Retention {
     if (!compactionConfigOf(configs).delete) return;
     const cfg = effectiveConfig(configs, this.defaults());
     const closed = log.closedSegments();
-    let total = log.sizeBytes;
-    let cutBefore = -1;
-    let why = "";
+    const segments: RetainedSegment[] = [];
     for (let i = 0; i < closed.length; i++) {
       const seg = closed[i];
       const nextBase = i + 1 < closed.length ? closed[i + 1].base : log.segmentBasesIn(seg.base + 1, Infinity)[0];
-      // Never past what every in-sync replica holds.
-      if (nextBase === undefined || nextBase > log.highWatermark) break;
-      let expired = false;
-      if (nextBase <= log.logStartOffset) {
-        // Below the log start already (records deleted there, or an earlier deletion of its files failed).
-        expired = true;
-        why ||= "below the log start";
-      } else if (cfg.retentionBytes >= 0 && total - seg.size >= cfg.retentionBytes) {
-        expired = true;
-        why = `retention.bytes=${cfg.retentionBytes}`;
-      } else if (cfg.retentionMs >= 0) {
-        // A closed segment's file was last written with its newest record. One that cannot be
-        // looked at is kept this pass: never deleted on a guess.
-        const mtime = (await Deno.stat(seg.dataPath).catch(() => null))?.mtime?.getTime();
-        if (mtime !== undefined && nowMs - mtime > cfg.retentionMs) {
-          expired = true;
-          why = `retention.ms=${cfg.retentionMs}`;
-        }
-      }
-      if (!expired) break;
-      total -= seg.size;
-      cutBefore = nextBase;
+      if (nextBase === undefined) break;
+      segments.push({ size: seg.size, nextBase });
     }
-    if (cutBefore !== -1) await log.deleteSegmentsBefore(cutBefore, why);
+    const cut = await retentionCut(segments, {
+      totalBytes: log.sizeBytes,
+      highWatermark: log.highWatermark,
+      logStart: log.logStartOffset,
+      retentionBytes: cfg.retentionBytes,
+      retentionMs: cfg.retentionMs,
+      nowMs,
+      // A closed segment's file was last written with its newest record.
+      mtimeOf: async (i) => (await Deno.stat(closed[i].dataPath).catch(() => null))?.mtime?.getTime(),
+    });
+    if (cut) await log.deleteSegmentsBefore(cut.before, cut.why);
   }
 
   /**
@@ -169,4 +157,77 @@ export class Retention {
     const start = await log.deleteSegmentsBefore(snapshotAt, "metadata snapshot");
     b.log.write("metadata_compacted", { snapshotAt, logStart: start, bytes: log.sizeBytes });
   }
+}
+
+/** A closed segment as retention sees it: its bytes, and the base of the segment after it. */
+export interface RetainedSegment {
+  size: number;
+  nextBase: number;
+}
+
+/** The partition and the topic's limits, for {@link retentionCut}. */
+export interface RetentionState {
+  totalBytes: number;
+  highWatermark: number;
+  logStart: number;
+  /** -1: no limit. */
+  retentionBytes: number;
+  /** -1: no limit. */
+  retentionMs: number;
+  nowMs: number;
+  /** When segment i's file was last written (its newest record); undefined when it cannot be looked at. */
+  mtimeOf: (i: number) => Promise<number | undefined>;
+}
+
+/**
+ * Where retention cuts a partition: the offset before which its oldest
+ * closed segments go (each segment's records end where the next begins),
+ * and why; null when none goes. Segments go oldest first while each is
+ * below the log start already, or past retention.bytes (the log stays at
+ * least that big without it), or older than retention.ms (a file's time is
+ * looked at only then; one that cannot be is kept: never deleted on a
+ * guess); the first that is none of these stops the cut, and so does one
+ * holding records at or above the high watermark (not yet on every in-sync
+ * replica).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { retentionCut } from "./retention.ts";
+ * const segments = [100, 200, 300].map((nextBase) => ({ size: 1000, nextBase }));
+ * const state = {
+ *   totalBytes: 3500, highWatermark: 350, logStart: 0, retentionBytes: 1500, retentionMs: -1, nowMs: 0,
+ *   mtimeOf: () => Promise.resolve(0),
+ * };
+ * assert.deepEqual(await retentionCut(segments, state), { before: 200, why: "retention.bytes=1500" });
+ * assert.equal(await retentionCut(segments, { ...state, retentionBytes: -1 }), null);
+ * ```
+ */
+export async function retentionCut(
+  segments: readonly RetainedSegment[],
+  o: RetentionState,
+): Promise<{ before: number; why: string } | null> {
+  let total = o.totalBytes;
+  let before = -1;
+  let why = "";
+  for (const [i, seg] of segments.entries()) {
+    // Never past what every in-sync replica holds.
+    if (seg.nextBase > o.highWatermark) break;
+    if (seg.nextBase <= o.logStart) {
+      // Below the log start already (records deleted there, or an earlier deletion of its files failed).
+      why ||= "below the log start";
+    } else if (o.retentionBytes >= 0 && total - seg.size >= o.retentionBytes) {
+      why = `retention.bytes=${o.retentionBytes}`;
+    } else if (o.retentionMs >= 0 && await olderThan(o, i)) {
+      why = `retention.ms=${o.retentionMs}`;
+    } else break;
+    total -= seg.size;
+    before = seg.nextBase;
+  }
+  return before === -1 ? null : { before, why };
+}
+
+async function olderThan(o: RetentionState, i: number): Promise<boolean> {
+  const mtime = await o.mtimeOf(i);
+  return mtime !== undefined && o.nowMs - mtime > o.retentionMs;
 }

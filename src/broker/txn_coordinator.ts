@@ -20,7 +20,14 @@ import { checkGroupName } from "../log/names.ts";
 import type { BrokerContext } from "./context.ts";
 import type { GroupCoordinator } from "./group_coordinator.ts";
 import { appendMetaReplicated } from "./meta_log.ts";
-import { OPEN_TXN_STATES, type TxnMeta, type TxnOffset, type TxnOp, type TxnStateName } from "./metadata.ts";
+import {
+  type CompletingTxn,
+  OPEN_TXN_STATES,
+  type TxnMeta,
+  type TxnOffset,
+  type TxnOp,
+  type TxnStateName,
+} from "./metadata.ts";
 import type { PartitionOps, TopicPartition } from "./partition_ops.ts";
 import { producerName } from "./producer_ids.ts";
 
@@ -151,6 +158,13 @@ export class TxnCoordinator {
   readonly #deadlines = new Map<string, number>();
   /** Decided transactions whose markers are being written. */
   readonly #completing = new Set<string>();
+  /**
+   * Per transactional id, a transaction completing while the next one is
+   * open (`TxnMeta.completing`): resolves once the record that ends it is
+   * written (or its writing failed: the timer tries again). Every request of
+   * the id waits for it.
+   */
+  readonly #finishing = new Map<string, Promise<void>>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #expiryCheckedMs = 0;
 
@@ -168,6 +182,11 @@ export class TxnCoordinator {
     for (const [id, txn] of this.#b.store.meta.txns) {
       if (txn.state === "Ongoing") this.#deadlines.set(id, now + txn.timeoutMs);
       if (txn.state === "PrepareCommit" || txn.state === "PrepareAbort") decided.push(id);
+      // In this same step, before any write is taken: the markers this leader's logs lack go in first.
+      if (txn.completing) {
+        decided.push(id);
+        this.#finishCompleting(id, txn.completing);
+      }
     }
     if (decided.length > 0) this.#b.log.write("txn_completing_decided", { transactionalIds: decided });
     this.#timer = setInterval(() => this.#tick(), DEFAULTS.transactionCheckMs);
@@ -185,8 +204,17 @@ export class TxnCoordinator {
     return this.#b.store.meta.txns.get(id);
   }
 
-  /** Runs `fn` once every earlier request of transactional id `id` is done. */
+  /**
+   * Runs `fn` once every earlier request of transactional id `id` is done,
+   * and the transaction completing before its open one, if one is.
+   */
   #serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const finishing = this.#finishing.get(id);
+    return finishing ? finishing.then(() => this.#serial(id, fn)) : this.#line(id, fn);
+  }
+
+  /** Runs `fn` once every earlier request of transactional id `id` is done. */
+  #line<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const mine = (this.#turns.get(id) ?? Promise.resolve()).then(fn);
     const done = mine.then(() => {}, () => {});
     this.#turns.set(id, done);
@@ -289,24 +317,44 @@ export class TxnCoordinator {
     return this.#serial(id, async () => {
       const txn = this.#owned(id, producerId, epoch);
       this.#refuseDeciding(id, txn);
-      const out = new Map<string, YakError | null>(parts.map((tp) => [keyOf(tp), this.#missing(tp)]));
+      const out = this.#missingOf(parts);
       if ([...out.values()].some((e) => e !== null)) return out;
-      const added = parts.map(keyOf).filter((key) => txn.partitions[key] === undefined);
-      if (added.length === 0 && txn.state === "Ongoing") return out;
-      const partitions = { ...txn.partitions };
-      for (const key of added) {
-        const tp = partOf(key);
-        partitions[key] = this.#b.store.partition(tp.topic, tp.partition).logEndOffset;
-      }
-      if (Object.keys(partitions).length > DEFAULTS.maxPartitionsPerTransaction) {
-        throw new YakError(
-          "POLICY_VIOLATION",
-          `a transaction writes to at most ${DEFAULTS.maxPartitionsPerTransaction} partitions; commit and start another`,
-        );
-      }
-      await this.#open(id, txn, { ...txn, partitions });
+      await this.#join(id, txn, parts);
       return out;
     });
+  }
+
+  /** Why each partition cannot join a transaction, or null, by key. */
+  #missingOf(parts: readonly TopicPartition[]): Map<string, YakError | null> {
+    return new Map<string, YakError | null>(parts.map((tp) => [keyOf(tp), this.#missing(tp)]));
+  }
+
+  /**
+   * The partitions (which exist) join the transaction, opening it if it was
+   * not open; written with `extra`, the completion of the one before, when
+   * it opens the next transaction as the last one completes.
+   */
+  async #join(
+    id: string,
+    txn: TxnMeta,
+    parts: readonly TopicPartition[],
+    extra: Pick<TxnOp, "commit" | "aborted"> = {},
+  ): Promise<void> {
+    const ongoing = txn.state === "Ongoing";
+    const added = parts.map(keyOf).filter((key) => !ongoing || txn.partitions[key] === undefined);
+    if (added.length === 0 && ongoing) return;
+    const partitions = ongoing ? { ...txn.partitions } : {};
+    for (const key of added) {
+      const tp = partOf(key);
+      partitions[key] = this.#b.store.partition(tp.topic, tp.partition).logEndOffset;
+    }
+    if (Object.keys(partitions).length > DEFAULTS.maxPartitionsPerTransaction) {
+      throw new YakError(
+        "POLICY_VIOLATION",
+        `a transaction writes to at most ${DEFAULTS.maxPartitionsPerTransaction} partitions; commit and start another`,
+      );
+    }
+    await this.#open(id, txn, { ...txn, partitions }, extra);
   }
 
   /** Why a partition cannot join a transaction, or null. */
@@ -328,12 +376,15 @@ export class TxnCoordinator {
     }
   }
 
-  /** Writes `next` as the Ongoing state of `txn`, opening the transaction if it was not (checked against the limits). */
-  async #open(id: string, txn: TxnMeta, next: TxnMeta): Promise<void> {
+  /**
+   * Writes `next` as the Ongoing state of `txn`, opening the transaction if
+   * it was not (checked against the limits); `extra` completes the one before.
+   */
+  async #open(id: string, txn: TxnMeta, next: TxnMeta, extra: Pick<TxnOp, "commit" | "aborted"> = {}): Promise<void> {
     const opening = txn.state !== "Ongoing";
     if (opening) {
       let open = 0;
-      for (const t of this.#b.store.meta.txns.values()) if (OPEN_TXN_STATES.has(t.state)) open++;
+      for (const [other, t] of this.#b.store.meta.txns) if (other !== id && OPEN_TXN_STATES.has(t.state)) open++;
       if (open >= DEFAULTS.maxOpenTransactions) {
         throw new YakError(
           "POLICY_VIOLATION",
@@ -350,7 +401,7 @@ export class TxnCoordinator {
         `transaction '${id}' would take ${bytes} bytes of state, past ${DEFAULTS.maxTransactionStateBytes}`,
       );
     }
-    await this.#write(id, state);
+    await this.#write(id, state, extra);
     if (opening) this.#deadlines.set(id, monotonicMs() + txn.timeoutMs);
   }
 
@@ -409,67 +460,209 @@ export class TxnCoordinator {
    * EndTxn: commits or aborts the open transaction and answers once every
    * marker is written and replicated. A retry of an end already done is
    * answered as done; the other end of a decided transaction is refused.
+   *
+   * `next` (yak's own producer, which writes transaction after transaction):
+   * the partitions of the next transaction, opened by the same record that
+   * completes this one, so the producer sends on without an
+   * AddPartitionsToTxn and the coordinator writes one record less. A retry
+   * after the end was done opens them then; one that finds the next
+   * transaction already open commits it (it holds nothing yet: its records
+   * wait for this answer) and opens another.
    */
-  endTxn(id: string, producerId: bigint, epoch: number, commit: boolean): Promise<void> {
+  endTxn(
+    id: string,
+    producerId: bigint,
+    epoch: number,
+    commit: boolean,
+    next: readonly TopicPartition[] = [],
+  ): Promise<void> {
     return this.#serial(id, async () => {
       const txn = this.#owned(id, producerId, epoch);
+      const missing = [...this.#missingOf(next).values()].find((e) => e !== null);
+      if (missing) throw missing;
       const want = commit ? "Commit" : "Abort";
-      if (txn.state === `Complete${want}`) return;
-      if (txn.state === `Prepare${want}`) return await this.#complete(id);
+      if (txn.state === `Complete${want}`) return next.length > 0 ? await this.#join(id, txn, next) : undefined;
+      if (txn.state === `Prepare${want}`) return await this.#complete(id, next);
       if (txn.state !== "Ongoing") {
         throw new YakError(
           "INVALID_TXN_STATE",
           `transactional id '${id}' has no open transaction to ${commit ? "commit" : "abort"} (it is ${txn.state})`,
         );
       }
-      await this.#decide(id, txn, commit);
+      await this.#decide(id, txn, commit, txn.epoch, next);
     });
   }
 
-  /** The decision, replicated before any marker is written, then the markers. */
-  async #decide(id: string, txn: TxnMeta, commit: boolean, epoch = txn.epoch): Promise<void> {
+  /** The decision, replicated before any marker is written, then the markers (and the next transaction, if asked). */
+  async #decide(
+    id: string,
+    txn: TxnMeta,
+    commit: boolean,
+    epoch = txn.epoch,
+    next: readonly TopicPartition[] = [],
+  ): Promise<void> {
+    if (txn.completing) {
+      // Its markers were not all on the in-sync replicas in time: the timer waits for them again.
+      throw new YakError("CONCURRENT_TRANSACTIONS", `transactional id '${id}' is completing its last transaction`);
+    }
     const state = commit ? "PrepareCommit" : "PrepareAbort";
     await this.#write(id, { ...txn, epoch, state, updatedAt: Date.now() });
     this.#b.log.write("txn_decided", { transactionalId: id, state, partitions: Object.keys(txn.partitions).length });
-    await this.#complete(id);
+    await this.#complete(id, next);
   }
 
   /**
    * Writes a decided transaction's markers into each of its partitions,
    * waits until the in-sync replicas hold them, then completes it (and with
    * a commit, its offsets become the groups' commits in the same record).
+   * With `next`, that record opens the next transaction with those
+   * partitions instead of leaving the id Complete: its records start after
+   * the markers, which are in by then.
    */
-  async #complete(id: string): Promise<void> {
+  async #complete(id: string, next: readonly TopicPartition[] = []): Promise<void> {
     const txn = this.#meta(id)!;
+    // Asked by the timer while the decision was being replicated, then run after the end it raced: done already
+    // (and with `next`, the id has moved on to an open transaction that must not be ended here).
+    if (txn.state !== "PrepareCommit" && txn.state !== "PrepareAbort") return void this.#completing.delete(id);
+    if (next.length > 0) return await this.#completeOpeningNext(id, txn, next);
     const commit = txn.state === "PrepareCommit";
     this.#completing.add(id);
     try {
       const name = producerName(txn.producer);
       const timeoutMs = this.#b.opts.requestTimeoutMs;
-      const keys = Object.keys(txn.partitions).filter((key) => this.#missing(partOf(key)) === null);
+      const keys = this.#keysOf(txn.partitions);
       const markers = await Promise.all(
         keys.map((key) => this.#partitions.appendMarker(partOf(key), name, txn.epoch, commit, timeoutMs)),
       );
-      const aborted: Record<string, [number, number]> = {};
-      keys.forEach((key, i) => (aborted[key] = [txn.partitions[key], markers[i]]));
-      const now = Date.now();
-      const done: TxnMeta = {
-        producer: txn.producer,
-        epoch: txn.epoch,
-        timeoutMs: txn.timeoutMs,
-        state: commit ? "CompleteCommit" : "CompleteAbort",
-        partitions: {},
-        startedAt: 0,
-        updatedAt: now,
-      };
-      await this.#write(id, done, commit ? (txn.offsets ? { commit: txn.offsets } : {}) : { aborted });
+      const done = this.#ended(txn, commit ? "CompleteCommit" : "CompleteAbort");
       this.#deadlines.delete(id);
+      const placed = Object.fromEntries(keys.map((key, i) => [key, markers[i]]));
+      await this.#write(id, done, this.#completionOf(commit, txn.partitions, placed, txn.offsets));
       this.#b.notifier.notify(); // read_committed long polls: the last stable offset moved
 
       this.#b.log.write("txn_completed", { transactionalId: id, state: done.state, markers: keys.length });
     } finally {
       this.#completing.delete(id);
     }
+  }
+
+  /** The partitions of `partitions` that still exist (a deleted topic gets no marker). */
+  #keysOf(partitions: Record<string, number>): string[] {
+    return Object.keys(partitions).filter((key) => this.#missing(partOf(key)) === null);
+  }
+
+  /** What a completion brings: with a commit the offsets become the groups'; with an abort, the aborted ranges. */
+  #completionOf(
+    commit: boolean,
+    partitions: Record<string, number>,
+    markers: Record<string, number>,
+    offsets: TxnMeta["offsets"],
+  ): Pick<TxnOp, "commit" | "aborted"> {
+    if (commit) return offsets ? { commit: offsets } : {};
+    return { aborted: Object.fromEntries(Object.keys(markers).map((key) => [key, [partitions[key], markers[key]]])) };
+  }
+
+  /** `txn` ended in `state`: no partitions, no groups, nothing open. */
+  #ended(txn: TxnMeta, state: TxnStateName): TxnMeta {
+    return {
+      producer: txn.producer,
+      epoch: txn.epoch,
+      timeoutMs: txn.timeoutMs,
+      state,
+      partitions: {},
+      startedAt: 0,
+      updatedAt: Date.now(),
+    };
+  }
+
+  /**
+   * The end of a decided transaction when its producer has the next one's
+   * partitions ready (`next`): its markers are placed in the leader's logs
+   * (each partition's next records come after them), then one record opens
+   * the next transaction and keeps this one as `completing`, and the answer
+   * goes; the record that ends it follows once the in-sync replicas hold
+   * every marker. Read_committed readers see it then, as they would have
+   * when EndTxn waited for the markers: the answer came one replication
+   * round earlier, and the producer's next records went in meanwhile.
+   */
+  async #completeOpeningNext(id: string, txn: TxnMeta, next: readonly TopicPartition[]): Promise<void> {
+    const commit = txn.state === "PrepareCommit";
+    const name = producerName(txn.producer);
+    const timeoutMs = this.#b.opts.requestTimeoutMs;
+    const keys = this.#keysOf(txn.partitions);
+    const placed = await Promise.all(
+      keys.map((key) => this.#partitions.placeMarker(partOf(key), name, txn.epoch, commit, timeoutMs)),
+    );
+    const completing: CompletingTxn = {
+      state: commit ? "PrepareCommit" : "PrepareAbort",
+      partitions: Object.fromEntries(keys.map((key) => [key, txn.partitions[key]])),
+      markers: Object.fromEntries(keys.map((key, i) => [key, placed[i].offset])),
+      ...(txn.offsets ? { offsets: txn.offsets } : {}),
+    };
+    this.#deadlines.delete(id);
+    await this.#join(id, { ...this.#ended(txn, txn.state), completing }, next);
+    this.#awaitMarkers(id, completing, placed.map((p) => p.replicated));
+  }
+
+  /**
+   * A new leader's part of a transaction completing while the next is open:
+   * in the step that makes it leader (no write taken yet), each marker its
+   * log lacks is placed first (a log that ends at or before the marker's
+   * offset lacks it, and holds nothing of the next transaction: the old
+   * leader's log was the same up to there). The timer's retry finds every
+   * marker in place.
+   */
+  #finishCompleting(id: string, c: CompletingTxn): void {
+    const leader = this.#b.requireLeader();
+    const txn = this.#meta(id)!;
+    const timeoutMs = this.#b.opts.requestTimeoutMs;
+    const markers = { ...c.markers };
+    const waits: Promise<void>[] = [];
+    for (const key of this.#keysOf(c.markers)) {
+      const tp = partOf(key);
+      if (this.#b.store.partition(tp.topic, tp.partition).logEndOffset > c.markers[key]) {
+        waits.push(leader.waitForHw(key, c.markers[key] + 1, timeoutMs));
+        continue;
+      }
+      const placing = this.#partitions.placeMarker(
+        tp,
+        producerName(txn.producer),
+        txn.epoch,
+        c.state === "PrepareCommit",
+        timeoutMs,
+      );
+      waits.push(placing.then((p) => {
+        markers[key] = p.offset;
+        return p.replicated;
+      }));
+    }
+    this.#awaitMarkers(id, { ...c, markers }, waits);
+  }
+
+  /** Once every marker of a completing transaction is on the in-sync replicas, the record that ends it. */
+  #awaitMarkers(id: string, c: CompletingTxn, replicated: Promise<void>[]): void {
+    const end = async () => {
+      await Promise.all(replicated);
+      await this.#line(id, async () => {
+        const txn = this.#meta(id);
+        if (!txn?.completing) return;
+        const { completing: _, ...open } = txn;
+        const commit = c.state === "PrepareCommit";
+        const extra = this.#completionOf(commit, c.partitions, c.markers, c.offsets);
+        await this.#write(id, { ...open, updatedAt: Date.now() }, extra);
+        this.#b.notifier.notify(); // read_committed long polls: the last stable offset moved
+      });
+    };
+    const finishing = end().catch((err) => {
+      this.#b.log.write("txn_complete_failed", {
+        transactionalId: id,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    });
+    this.#finishing.set(id, finishing);
+    void finishing.then(() => {
+      if (this.#finishing.get(id) === finishing) this.#finishing.delete(id);
+    });
   }
 
   /** The timer: transactions past their timeout are aborted (their producer fenced); decided ones completed. */
@@ -484,6 +677,8 @@ export class TxnCoordinator {
       } else if ((txn.state === "PrepareCommit" || txn.state === "PrepareAbort") && !this.#completing.has(id)) {
         this.#completing.add(id);
         this.#background(id, "txn_complete_failed", () => this.#complete(id));
+      } else if (txn.completing && !this.#finishing.has(id)) {
+        this.#finishCompleting(id, txn.completing); // its markers are in this leader's logs: they are waited for again
       }
     }
     if (now - this.#expiryCheckedMs >= EXPIRY_CHECK_MS) {
@@ -555,6 +750,7 @@ export class TxnCoordinator {
   pendingOffset(group: string, topic: string, partition: number): boolean {
     for (const t of this.#b.store.meta.txns.values()) {
       if (OPEN_TXN_STATES.has(t.state) && t.offsets?.[group]?.[topic]?.[partition] !== undefined) return true;
+      if (t.completing?.offsets?.[group]?.[topic]?.[partition] !== undefined) return true;
     }
     return false;
   }

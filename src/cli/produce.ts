@@ -220,6 +220,8 @@ class ProduceRun {
   #lastLine = 0;
   /** Records added to the open transaction (--transactional-id). */
   #inTransaction = 0;
+  /** The commit under way while the next transaction is read (--transaction-records). */
+  #committing: Promise<void> | null = null;
   #onInterrupt = () => {};
   readonly #listeners: (readonly [Deno.Signal, () => void])[];
 
@@ -301,7 +303,7 @@ class ProduceRun {
         this.#add(p, { value: m, ascii: false });
         if (++this.#inTransaction < this.options.transactionRecords) continue;
         this.#inTransaction = 0;
-        await p.commitTransaction();
+        if (!await this.#commitReadSoFar(p)) return;
       }
       return;
     }
@@ -315,17 +317,33 @@ class ProduceRun {
           this.#add(p, line);
           if (++this.#inTransaction < perTransaction) continue;
           this.#inTransaction = 0;
-          const committed = p.commitTransaction();
-          committed.catch(() => {});
-          await Promise.race([committed, this.interruptedPromise]);
-          if (this.interrupted) return;
-          await committed;
+          if (!await this.#commitReadSoFar(p)) return;
         }
         await Promise.race([p.waitForRoom(), this.interruptedPromise]);
       },
       this.interruptedPromise,
       prompt,
     );
+  }
+
+  /**
+   * `--transaction-records`: commits what was read so far, and lets the
+   * reading go on into the next transaction while it commits (its records
+   * are sent once the commit is done); only one commit is under way at a
+   * time, so the reading stays at most one transaction ahead. False when a
+   * signal interrupted the wait.
+   */
+  async #commitReadSoFar(p: Producer): Promise<boolean> {
+    const previous = this.#committing;
+    if (previous) {
+      await Promise.race([previous, this.interruptedPromise]);
+      if (this.interrupted) return false;
+      await previous; // its failure ends the reading
+    }
+    const committing = p.commitTransaction();
+    committing.catch(() => {}); // awaited at the next commit, or by the last one (which runs after it)
+    this.#committing = committing;
+    return true;
   }
 
   /** One line (or message) to the producer, with its key split off when --key-separator asks. */

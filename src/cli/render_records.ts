@@ -75,6 +75,8 @@ export function compileTemplate(template: string): TemplatePart[] {
  */
 export function renderRecords(part: PartitionRecords, take: number, format: Format): Uint8Array {
   if (format.kind === "value" && !format.printKey && !format.printTimestamp) {
+    const lines = part.valueLines(take);
+    if (lines) return lines;
     const values = part.values();
     if (values) return encoder.encode((take < values.length ? values.slice(0, take) : values).join("\n") + "\n");
   }

@@ -6,9 +6,8 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
-import { type AbortedRange, lineOffset, parseLines, shownLines } from "../log/record.ts";
+import { type AbortedRange, lineOffset, parseLines, plainValueSpans, shownLines, valuesOf } from "../log/record.ts";
 import { DEFAULTS } from "../config.ts";
-import { valuesOf } from "../log/record.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { isRetriable, toYakError, YakError } from "../errors.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
@@ -99,6 +98,11 @@ const FOLLOWER_TOPIC_GRACE_MS = 1000;
  */
 export class PartitionRecords {
   #records: FetchedRecord[] | null = null;
+  #text: string | null;
+  /** The stored lines as fetched, when every one is shown (see {@link PartitionRecords.fetched}). */
+  #bytes: Uint8Array | null = null;
+  /** Where each line's value lies in #bytes, when every line is a plain record (see plainValueSpans). */
+  #spans: Int32Array | null = null;
   /** The offset after the last line read (shown or not). */
   readonly end: number;
 
@@ -106,11 +110,70 @@ export class PartitionRecords {
     readonly partition: number,
     readonly base: number,
     readonly count: number,
-    readonly text: string,
+    text: string,
     readonly topic = "",
     end?: number,
   ) {
+    this.#text = text;
     this.end = end ?? base + count;
+  }
+
+  /**
+   * The part of a fetch reply: `lines` stored lines (`bytes`) from `base`,
+   * up to `end`. Markers and the lines of `aborted` transactions are left
+   * out; when the lines are all plain records, their text is decoded only if
+   * asked for, and {@link valueLines} prints from the bytes.
+   */
+  static fetched(
+    topic: string,
+    partition: number,
+    base: number,
+    lines: number,
+    bytes: Uint8Array,
+    aborted: readonly AbortedRange[],
+    end: number,
+  ): PartitionRecords {
+    const spans = aborted.length === 0 ? plainValueSpans(bytes) : null;
+    if (spans !== null && spans.length === lines * 2) {
+      const part = new PartitionRecords(partition, base, lines, "", topic, end);
+      part.#text = null;
+      part.#bytes = bytes;
+      part.#spans = spans;
+      return part;
+    }
+    const text = decoder.decode(bytes);
+    // Markers and aborted transactions' records are read past, never shown.
+    const shown = shownLines(text, aborted);
+    const count = shown === text ? lines : shown.split("\n").length - 1;
+    return new PartitionRecords(partition, base, count, shown, topic, end);
+  }
+
+  /** The stored lines shown, each ending in a newline. */
+  get text(): string {
+    this.#text ??= decoder.decode(this.#bytes!);
+    return this.#text;
+  }
+
+  /**
+   * The first `take` values, each followed by a newline, as bytes straight
+   * from the fetched lines; null when a line needs parsing (see
+   * {@link values}).
+   */
+  valueLines(take: number): Uint8Array | null {
+    const spans = this.#spans;
+    const b = this.#bytes;
+    if (spans === null || b === null) return null;
+    const n = Math.min(take, this.count) * 2;
+    let size = 0;
+    for (let k = 0; k < n; k += 2) size += spans[k + 1] - spans[k] + 1;
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (let k = 0; k < n; k += 2) {
+      out.set(b.subarray(spans[k], spans[k + 1]), at);
+      at += spans[k + 1] - spans[k];
+      out[at++] = 0x0a;
+    }
+    return out;
   }
 
   /** The position after the first `n` records are handled: the next record's offset, or {@link end}. */
@@ -615,11 +678,17 @@ export class Consumer {
       const next = part.next ?? part.base + part.count;
       if (!s || part.base !== s.cursor.get(part.p) || next <= part.base) continue;
       s.cursor.set(part.p, next);
-      const text = decoder.decode(bytes);
-      // Markers and aborted transactions' records are read past, never shown.
-      const shown = shownLines(text, aborted[`${part.t}/${part.p}`] ?? []);
-      const count = shown === text ? part.count : shown.split("\n").length - 1;
-      out.push(new PartitionRecords(part.p, part.base, count, shown, part.t, next));
+      out.push(
+        PartitionRecords.fetched(
+          part.t,
+          part.p,
+          part.base,
+          part.count,
+          bytes,
+          aborted[`${part.t}/${part.p}`] ?? [],
+          next,
+        ),
+      );
     }
     const ranges = (res.outOfRange ?? {}) as Record<string, Record<string, number[]>>;
     for (const [topic, byPartition] of Object.entries(ranges)) {

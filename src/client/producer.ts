@@ -80,6 +80,8 @@ interface Batch {
   payloadBytes: number;
   seq: number;
   order: number;
+  /** Transactional: the number of the transaction it belongs to (0 for every batch of a plain producer). */
+  txn: number;
   acked: boolean;
   /** Monotonic ms of the last send. */
   sentAtMs: number;
@@ -188,6 +190,18 @@ export class Producer {
   #txnBytes = 0;
   /** Transactional: the acknowledged batches of the open transaction (not acknowledged, should it abort). */
   #txnBatches: Batch[] = [];
+  /** Transactional: the transaction records are added to now (one past the one committing, if one is). */
+  #addingTxn = 0;
+  /**
+   * Transactional: the transaction whose batches may be sent. A later one's
+   * batches wait in the queue until this one is committed: its records must
+   * not be stored before the commit's markers.
+   */
+  #sendingTxn = 0;
+  /** Transactional: the commit under way, if one is. */
+  #committing: Promise<void> | null = null;
+  /** Transactional: the transactions numbered below this were aborted: a commit of one under way must fail. */
+  #abortedBelow = 0;
   #order = 0;
   #sticky = 0;
   /** Whether the sticky partition was picked (at random, once the partition count is known). */
@@ -405,6 +419,7 @@ export class Producer {
       payloadBytes: 0,
       seq: 0,
       order: 0,
+      txn: this.#addingTxn,
       acked: false,
       sentAtMs: 0,
     };
@@ -435,12 +450,15 @@ export class Producer {
 
   #pump(): void {
     if (this.#reconnecting || this.#failed) return;
-    if (this.#o.transactionalId !== undefined && !this.#txnOpen) {
-      if (this.#queue.length > 0) this.#openTransaction();
-      return;
+    const transactional = this.#o.transactionalId !== undefined;
+    if (transactional) {
+      // The queue is in add order: a later transaction's batches wait behind this one's commit.
+      if (this.#queue.length === 0 || this.#queue[0].txn !== this.#sendingTxn) return;
+      if (!this.#txnOpen) return this.#openTransaction();
     }
     while (
-      this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0
+      this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0 &&
+      (!transactional || this.#queue[0].txn === this.#sendingTxn)
     ) {
       const batch = this.#queue.shift()!;
       this.#inflight.push(batch);
@@ -744,12 +762,17 @@ export class Producer {
     return out.sort((a, b) => a - b);
   }
 
+  /** Every partition of the topic: a transaction holds them all, wherever its records go. */
+  #allPartitions(): number[] {
+    return Array.from({ length: this.#partitions }, (_, p) => p);
+  }
+
   /** Adds every partition of the topic to the transaction about to be sent, then lets its batches go. */
   #openTransaction(): void {
     if (this.#openingTxn) return;
     this.#openingTxn = (async () => {
       try {
-        const partitions = Array.from({ length: this.#partitions }, (_, p) => p);
+        const partitions = this.#allPartitions();
         await this.#txnRequest({ type: "add_partitions_to_txn", topic: this.topic, partitions });
         this.#txnOpen = true;
       } catch (err) {
@@ -790,46 +813,111 @@ export class Producer {
 
   /**
    * Transactional: sends everything added, then commits the transaction;
-   * resolves once its markers are in, when read_committed readers see all of
-   * it. The next record added starts the next transaction.
+   * resolves once it is committed (its decision durable in the cluster), when
+   * read_committed readers see all of it. The next record added starts the
+   * next transaction, and need not wait for this promise: its records are
+   * batched while this one commits and sent once it has (so a reader can keep
+   * reading). A commit asked for while one is under way runs after it, and
+   * fails if it failed.
    */
-  async commitTransaction(): Promise<void> {
-    await this.flush();
-    if (this.#txnOpen) await this.#txnRequest({ type: "end_txn", commit: true });
-    this.#txnOpen = false;
-    this.ackedRecords += this.#txnRecords;
-    this.ackedBytes += this.#txnBytes;
-    this.#txnRecords = 0;
-    this.#txnBytes = 0;
-    this.#txnBatches = [];
-    this.#notify();
+  commitTransaction(): Promise<void> {
+    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+    for (const b of [...this.#open.values()]) this.#seal(b);
+    const txn = this.#addingTxn++;
+    const previous = this.#committing;
+    const commit = (async () => {
+      if (previous) await previous;
+      await this.#drain(txn);
+      if (txn < this.#abortedBelow) throw new YakError("TIMEOUT", "the transaction was aborted before its commit");
+      // Records already added for the next transaction: the commit opens it too (one request, one record less).
+      const following = (b: Batch) => b.txn === txn + 1;
+      const next = this.#queue.some(following) || [...this.#open.values()].some(following);
+      if (this.#txnOpen) {
+        await this.#txnRequest({
+          type: "end_txn",
+          commit: true,
+          ...(next ? { next: { topic: this.topic, partitions: this.#allPartitions() } } : {}),
+        });
+      }
+      this.#txnOpen = this.#txnOpen && next;
+      this.ackedRecords += this.#txnRecords;
+      this.ackedBytes += this.#txnBytes;
+      this.#txnRecords = 0;
+      this.#txnBytes = 0;
+      this.#txnBatches = [];
+      this.#sendingTxn = txn + 1;
+      this.#notify();
+      this.#pump(); // the next transaction's batches, waiting in the queue
+    })();
+    this.#committing = commit;
+    const settled = () => {
+      if (this.#committing === commit) this.#committing = null;
+    };
+    commit.then(settled, settled);
+    return commit;
+  }
+
+  /** Waits until every batch of transaction `txn` (and before) is acknowledged. */
+  async #drain(txn: number): Promise<void> {
+    const pending = (b: Batch) => b.txn <= txn;
+    while (!this.#failed && (this.#queue.some(pending) || this.#inflight.some(pending) || this.#reconnecting)) {
+      this.#pump();
+      await this.#waitProgress();
+      this.#checkStalled();
+    }
+    if (this.#failed) throw this.#failed;
   }
 
   /**
    * Transactional: aborts the open transaction (after the answers to what
    * is in flight, at most `timeoutMs`), so nothing of it is ever seen by
-   * read_committed readers. Best effort: if the cluster cannot be reached,
-   * the coordinator aborts it at its timeout.
+   * read_committed readers; records added for a next transaction are dropped
+   * too (never sent). A commit under way ends first: one that has not sent
+   * its end yet fails, and the transaction is aborted. Best effort: if the
+   * cluster cannot be reached, the coordinator aborts it at its timeout.
    */
   async abortTransaction(timeoutMs = 5000): Promise<void> {
     clearTimeout(this.#lingerTimer);
     this.#lingerTimer = undefined;
+    // The open transaction is aborted, and any still committing that has not sent its end: records added
+    // from here on start a new one, sent once this abort is done.
+    this.#abortedBelow = ++this.#addingTxn;
     for (const b of [...this.#open.values()]) {
       this.#open.delete(b.partition);
       this.#abandoned.push(b);
     }
-    this.#abandoned.push(...this.#queue);
-    this.#queue = [];
-    await this.settle(timeoutMs);
-    if (!this.#txnOpen || this.#conn.isClosed) return;
-    await this.#conn.request({
-      type: "end_txn",
-      commit: false,
-      transactionalId: this.#o.transactionalId,
-      producer: this.#producerId,
-      producerEpoch: this.#producerEpoch,
-    }, timeoutMs);
-    this.#txnOpen = false;
+    this.#abandoned.push(...this.#queue.filter((b) => b.txn < this.#abortedBelow));
+    this.#queue = this.#queue.filter((b) => b.txn >= this.#abortedBelow);
+    this.#notify(); // a commit draining its batches: they are gone
+    const deadline = monotonicMs() + timeoutMs;
+    if (this.#committing) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#committing.catch(() => {}),
+        new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    await this.settle(Math.max(0, deadline - monotonicMs()));
+    try {
+      if (!this.#txnOpen || this.#conn.isClosed) return;
+      await this.#conn.request({
+        type: "end_txn",
+        commit: false,
+        transactionalId: this.#o.transactionalId,
+        producer: this.#producerId,
+        producerEpoch: this.#producerEpoch,
+      }, Math.max(1, deadline - monotonicMs()));
+      this.#txnOpen = false;
+    } catch (err) {
+      // Still open: nothing more may be sent into it (the coordinator aborts it at its timeout).
+      this.#fail(toYakError(err));
+      throw err;
+    } finally {
+      this.#sendingTxn = Math.max(this.#sendingTxn, this.#abortedBelow);
+      this.#pump();
+    }
   }
 
   /** Deregisters and closes the connection (after {@link flush}). */

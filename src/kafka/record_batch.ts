@@ -26,7 +26,7 @@
  */
 
 import { assert, YakError } from "../errors.ts";
-import { crc32c } from "../log/crc32c.ts";
+import { crc32c, crc32cRange } from "../log/crc32c.ts";
 import { compress, Compression, type CompressionCodec, decompress, isCompressionCodec } from "./compression.ts";
 
 /**
@@ -609,6 +609,223 @@ export function encodeRecordBatch(b: RecordBatchInput): Uint8Array {
   const out = plain ? recordsOut : packRecords(codec, recordsOut);
   writeBatchHeader(out, b, codec, sizes);
   return out;
+}
+
+/** The header fields of a batch that {@link BatchWriter} opens. */
+export interface BatchHead {
+  baseOffset: number;
+  partitionLeaderEpoch: number;
+  /** The first record's timestamp. */
+  baseTimestamp: number;
+  /** -1 (and epoch and sequence -1) without an idempotent producer. */
+  producerId: number;
+  producerEpoch: number;
+  baseSequence: number;
+  logAppendTime: boolean;
+  isTransactional: boolean;
+  isControl: boolean;
+}
+
+/**
+ * Uncompressed record batches written a record at a time into one growing
+ * buffer: the Kafka fetch path's encoder, which makes no object per record
+ * and no batch of its own to copy into the reply. Each record comes as
+ * scalars and spans of byte arrays (a stored line's own bytes), and costs
+ * exactly {@link recordSize} bytes; a batch's header and CRC-32C are written
+ * when it closes. {@link encodeRecordBatch} encodes the same format from
+ * record objects.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BatchWriter, decodeRecordBatches, RECORD_BATCH_OVERHEAD_BYTES } from "./record_batch.ts";
+ * const value = new TextEncoder().encode("xhix");
+ * const w = new BatchWriter(256);
+ * w.open({ baseOffset: 9, partitionLeaderEpoch: 1, baseTimestamp: 5, producerId: -1, producerEpoch: -1,
+ *   baseSequence: -1, logAppendTime: false, isTransactional: false, isControl: false });
+ * w.add(9, 5, null, 0, 0, value, 1, 3, []);
+ * w.close();
+ * const [batch] = decodeRecordBatches(w.bytes(), { maxRecords: 10, maxUncompressedBytes: 1000 });
+ * assert.deepEqual([batch.baseOffset, new TextDecoder().decode(batch.records[0].value!)], [9, "hi"]);
+ * assert.equal(w.size, RECORD_BATCH_OVERHEAD_BYTES + w.recordSize(0, 0, -1, 2, []));
+ * ```
+ */
+export class BatchWriter {
+  #out: Uint8Array;
+  #pos = 0;
+  /** The open batch: where it starts (-1: none), its head, and what its header will say. */
+  #start = -1;
+  #head: BatchHead | null = null;
+  #maxTimestamp = 0;
+  #count = 0;
+  #lastOffsetDelta = 0;
+
+  constructor(capacity: number) {
+    this.#out = new Uint8Array(Math.max(capacity, RECORD_BATCH_OVERHEAD_BYTES + 64));
+  }
+
+  /** Bytes written so far, the open batch's header included. */
+  get size(): number {
+    return this.#pos;
+  }
+
+  /** Whether a batch is open. */
+  get isOpen(): boolean {
+    return this.#head !== null;
+  }
+
+  /**
+   * The bytes a record takes in a batch (its length varint included), with
+   * these deltas from the batch's base, key and value lengths (-1: null) and
+   * headers (keys as UTF-8).
+   */
+  recordSize(tsDelta: number, offsetDelta: number, keyLen: number, valueLen: number, headers: HeaderBytes[]): number {
+    const n = bodySize(tsDelta, offsetDelta, keyLen, valueLen, headers);
+    return varintBytes(n) + n;
+  }
+
+  /** Opens a batch (closing the open one). */
+  open(head: BatchHead): void {
+    if (this.#head) this.close();
+    this.#room(RECORD_BATCH_OVERHEAD_BYTES);
+    this.#start = this.#pos;
+    this.#pos += RECORD_BATCH_OVERHEAD_BYTES;
+    this.#head = head;
+    this.#maxTimestamp = head.baseTimestamp;
+    this.#count = 0;
+    this.#lastOffsetDelta = -1;
+  }
+
+  /**
+   * Adds a record to the open batch: `key` and `value` are `src[start, end)`
+   * (null src: a null key or value); header keys as UTF-8.
+   */
+  add(
+    offset: number,
+    timestamp: number,
+    keySrc: Uint8Array | null,
+    keyStart: number,
+    keyEnd: number,
+    valueSrc: Uint8Array | null,
+    valueStart: number,
+    valueEnd: number,
+    headers: HeaderBytes[],
+  ): void {
+    const head = this.#head;
+    assert(head !== null, "a record added with no batch open");
+    const offsetDelta = offset - head.baseOffset;
+    assert(offsetDelta > this.#lastOffsetDelta && offsetDelta <= INT32_MAX, "records in offset order within a batch");
+    const tsDelta = timestamp - head.baseTimestamp;
+    assert(Math.abs(tsDelta) < VARLONG_SAFE, "a timestamp near the batch's first");
+    const keyLen = keySrc === null ? -1 : keyEnd - keyStart;
+    const valueLen = valueSrc === null ? -1 : valueEnd - valueStart;
+    const body = bodySize(tsDelta, offsetDelta, keyLen, valueLen, headers);
+    const size = varintBytes(body) + body;
+    this.#room(size);
+    const out = this.#out;
+    let pos = this.#pos;
+    pos = writeVarint(out, pos, body);
+    out[pos++] = 0; // attributes: unused in magic 2
+    pos = writeUvarlong(out, pos, zigzagLong(tsDelta));
+    pos = writeVarint(out, pos, offsetDelta);
+    pos = writeSpan(out, pos, keySrc, keyStart, keyEnd);
+    pos = writeSpan(out, pos, valueSrc, valueStart, valueEnd);
+    pos = writeVarint(out, pos, headers.length);
+    for (const h of headers) {
+      pos = writeBytes(out, pos, h.key);
+      pos = writeBytes(out, pos, h.value);
+    }
+    assert(pos === this.#pos + size, `a record sized ${size} bytes took ${pos - this.#pos}`);
+    this.#pos = pos;
+    if (timestamp > this.#maxTimestamp) this.#maxTimestamp = timestamp;
+    this.#lastOffsetDelta = offsetDelta;
+    this.#count++;
+  }
+
+  /** Closes the open batch: its header and CRC-32C. `lastOffset` (default: its last record's) may reach past it. */
+  close(lastOffset?: number): void {
+    const head = this.#head;
+    if (head === null) return;
+    const start = this.#start;
+    const out = this.#out;
+    const view = new DataView(out.buffer, out.byteOffset + start, RECORD_BATCH_OVERHEAD_BYTES);
+    const lastOffsetDelta = Math.max(this.#lastOffsetDelta, (lastOffset ?? -Infinity) - head.baseOffset);
+    writeInt64(view, 0, head.baseOffset);
+    view.setInt32(8, this.#pos - start - LOG_OVERHEAD_BYTES);
+    view.setInt32(12, head.partitionLeaderEpoch);
+    view.setInt8(MAGIC_AT, MAGIC);
+    view.setInt16(
+      ATTRIBUTES_AT,
+      (head.logAppendTime ? ATTR_LOG_APPEND_TIME : 0) | (head.isTransactional ? ATTR_TRANSACTIONAL : 0) |
+        (head.isControl ? ATTR_CONTROL : 0),
+    );
+    view.setInt32(23, lastOffsetDelta);
+    // A batch with no record (offsets a compaction removed) has no timestamp: -1, as Kafka writes none.
+    writeInt64(view, 27, this.#count > 0 ? head.baseTimestamp : -1);
+    writeInt64(view, 35, this.#count > 0 ? this.#maxTimestamp : -1);
+    writeInt64(view, 43, head.producerId);
+    view.setInt16(51, head.producerEpoch);
+    view.setInt32(53, head.baseSequence);
+    view.setInt32(57, this.#count);
+    view.setUint32(CRC_AT, crc32cRange(out, start + ATTRIBUTES_AT, this.#pos));
+    this.#head = null;
+    this.#start = -1;
+  }
+
+  /** The batches written (the open one closed first). */
+  bytes(): Uint8Array {
+    this.close();
+    return this.#out.subarray(0, this.#pos);
+  }
+
+  #room(n: number): void {
+    if (this.#pos + n <= this.#out.length) return;
+    const grown = new Uint8Array(Math.max(this.#out.length * 2, this.#pos + n));
+    grown.set(this.#out.subarray(0, this.#pos));
+    this.#out = grown;
+  }
+}
+
+/** A header for {@link BatchWriter}: its key as UTF-8. */
+export interface HeaderBytes {
+  key: Uint8Array;
+  value: Uint8Array | null;
+}
+
+/** A record's bytes after its length varint (see {@link BatchWriter.recordSize}). */
+function bodySize(
+  tsDelta: number,
+  offsetDelta: number,
+  keyLen: number,
+  valueLen: number,
+  headers: HeaderBytes[],
+): number {
+  let n = 1 + uvarlongBytes(zigzagLong(tsDelta)) + varintBytes(offsetDelta);
+  n += keyLen < 0 ? 1 : varintBytes(keyLen) + keyLen;
+  n += valueLen < 0 ? 1 : varintBytes(valueLen) + valueLen;
+  n += varintBytes(headers.length);
+  for (const h of headers) {
+    n += varintBytes(h.key.length) + h.key.length +
+      (h.value === null ? 1 : varintBytes(h.value.length) + h.value.length);
+  }
+  return n;
+}
+
+/** Below this many bytes a span is copied by a loop; from it, by one set of a view (the view costs about as much). */
+const SPAN_LOOP_BYTES = 64;
+
+function writeSpan(out: Uint8Array, pos: number, src: Uint8Array | null, start: number, end: number): number {
+  if (src === null) {
+    out[pos] = 1; // zigzag(-1)
+    return pos + 1;
+  }
+  pos = writeVarint(out, pos, end - start);
+  if (end - start < SPAN_LOOP_BYTES) {
+    for (let i = start; i < end; i++) out[pos++] = src[i];
+    return pos;
+  }
+  out.set(src.subarray(start, end), pos);
+  return pos + end - start;
 }
 
 /** Without an idempotent producer, a batch carries -1 as its producer id, epoch and base sequence. */

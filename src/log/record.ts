@@ -650,7 +650,7 @@ function bytesOfParsed(line: Uint8Array): RecordBytes {
   };
 }
 
-/** Where the last {@link uintAt} or {@link plainBytes} stopped: the fast line reader's cursor. */
+/** Where the last {@link uintAt} or {@link plainEnd} stopped: the fast line reader's cursor. */
 let cursor = 0;
 
 /**
@@ -670,99 +670,252 @@ function uintAt(b: Uint8Array, at: number, end: number): number {
   return at === start ? -1 : n;
 }
 
+/** The headers of a record that has none (shared: readers never change them). */
+const NO_HEADERS: { key: string; value: Uint8Array | null }[] = [];
+
 /**
- * The bytes of the JSON string starting at `from` (just past its opening
- * quote) when it holds no escape (a view into `b`, or decoded from base64
- * when `text` is false), its closing quote's index left in {@link cursor};
- * null when it holds an escape.
+ * One stored line's fields, read in place into a reused object (the Kafka
+ * fetch path reads a million lines a second without an object per record):
+ * the key and the value are spans of `keySrc` and `valueSrc` (the line's own
+ * bytes for text; a decoded array for base64 or a parsed line), null when
+ * absent.
  */
-function plainBytes(b: Uint8Array, from: number, end: number, text: boolean): Uint8Array | null {
-  const q = b.indexOf(QUOTE, from);
-  if (q === -1 || q >= end) return null;
-  const s = b.subarray(from, q);
-  if (s.indexOf(BACKSLASH) !== -1) return null;
-  cursor = q;
-  return text ? s : Uint8Array.fromBase64(latin1.decode(s));
+export class LineFields {
+  offset = 0;
+  epoch = 0;
+  ts = 0;
+  logAppendTime = false;
+  keySrc: Uint8Array | null = null;
+  keyStart = 0;
+  keyEnd = 0;
+  valueSrc: Uint8Array | null = null;
+  valueStart = 0;
+  valueEnd = 0;
+  headers: { key: string; value: Uint8Array | null }[] = NO_HEADERS;
+  /** As in {@link RecordBytes}. */
+  producer = -1;
+  seq = -1;
+  batchStart = false;
+  pepoch = -1;
+  txn = false;
+  control = -1;
+
+  /** Takes a record read the slow way (a full parse). */
+  setFrom(r: RecordBytes): void {
+    this.setScalars(r);
+    this.keySrc = r.key;
+    this.keyStart = 0;
+    this.keyEnd = r.key?.length ?? 0;
+    this.valueSrc = r.value;
+    this.valueStart = 0;
+    this.valueEnd = r.value?.length ?? 0;
+    this.headers = r.headers;
+  }
+
+  /** Takes another record's fields but its key, value and headers (a reader keeps the record before). */
+  setScalars(r: Omit<RecordBytes, "key" | "value" | "headers">): void {
+    this.offset = r.offset;
+    this.epoch = r.epoch;
+    this.ts = r.ts;
+    this.logAppendTime = r.logAppendTime;
+    this.producer = r.producer;
+    this.seq = r.seq;
+    this.batchStart = r.batchStart;
+    this.pepoch = r.pepoch;
+    this.txn = r.txn;
+    this.control = r.control;
+  }
 }
 
 /**
- * One stored line as bytes, read in place; null when it needs the full parse
- * (escapes, headers, markers, negative numbers). The per-record step
- * of every Kafka fetch: one pass with a cursor, no temporary objects.
+ * Reads the stored line `b[s, e)` (`e` at its newline) into `f`, in one pass
+ * with a cursor. Every line is read: the common ones in place, the rest
+ * (escapes, headers, markers, negative or very long numbers) by a full parse.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeBatch, LineFields, readLine } from "./record.ts";
+ * const b = new TextEncoder().encode(encodeBatch([{ key: "k", value: "hi" }], 7, 1, 5, null, 0));
+ * const f = new LineFields();
+ * readLine(b, 0, b.length - 1, f);
+ * assert.equal(f.offset, 7);
+ * assert.equal(new TextDecoder().decode(f.valueSrc!.subarray(f.valueStart, f.valueEnd)), "hi");
+ * ```
  */
-function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
-  if (!startsAt(b, s, OFFSET_PREFIX)) return null;
+export function readLine(b: Uint8Array, s: number, e: number, f: LineFields): void {
+  if (!lineInPlace(b, s, e, f)) f.setFrom(bytesOfParsed(b.subarray(s, e)));
+}
+
+/** {@link readLine}'s fast path; false when the line needs the full parse. */
+function lineInPlace(b: Uint8Array, s: number, e: number, f: LineFields): boolean {
+  if (!startsAt(b, s, OFFSET_PREFIX)) return false;
   const offset = uintAt(b, s + OFFSET_PREFIX.length, e);
-  if (offset < 0 || b[cursor] !== COMMA || !startsAt(b, cursor + 1, EPOCH_FIELD)) return null;
+  if (offset < 0 || b[cursor] !== COMMA || !startsAt(b, cursor + 1, EPOCH_FIELD)) return false;
   const epoch = uintAt(b, cursor + 1 + EPOCH_FIELD.length, e);
-  if (epoch < 0 || b[cursor] !== COMMA || !startsAt(b, cursor + 1, TS_FIELD)) return null;
+  if (epoch < 0 || b[cursor] !== COMMA || !startsAt(b, cursor + 1, TS_FIELD)) return false;
   const ts = uintAt(b, cursor + 1 + TS_FIELD.length, e);
-  if (ts < 0 || b[cursor] !== COMMA) return null;
+  if (ts < 0 || b[cursor] !== COMMA) return false;
   let at = cursor + 1;
   const logAppendTime = startsAt(b, at, LOG_APPEND_TIME);
   if (logAppendTime) at += LOG_APPEND_TIME.length;
-  let key: Uint8Array | null = null;
-  if (startsAt(b, at, KEY_NULL)) at += KEY_NULL.length;
-  else {
+  if (startsAt(b, at, KEY_NULL)) {
+    f.keySrc = null;
+    at += KEY_NULL.length;
+  } else {
     const text = startsAt(b, at, KEY_TEXT);
-    if (!text && !startsAt(b, at, KEY_B64)) return null; // a marker, or a field this reader does not know
-    key = plainBytes(b, at + (text ? KEY_TEXT.length : KEY_B64.length), e, text);
-    if (key === null) return null;
+    if (!text && !startsAt(b, at, KEY_B64)) return false; // a marker, or a field this reader does not know
+    const from = at + (text ? KEY_TEXT.length : KEY_B64.length);
+    if (plainEnd(b, from) < 0) return false;
+    spanInto(f, true, b, from, cursor, text);
     at = cursor + 1;
   }
-  let value: Uint8Array | null = null;
-  if (startsAt(b, at, VALUE_NULL)) at += VALUE_NULL.length;
-  else {
+  if (startsAt(b, at, VALUE_NULL)) {
+    f.valueSrc = null;
+    at += VALUE_NULL.length;
+  } else {
     const text = startsAt(b, at, VALUE_TEXT);
-    if (!text && !startsAt(b, at, VALUE_B64)) return null; // headers, or a field this reader does not know
-    value = plainBytes(b, at + (text ? VALUE_TEXT.length : VALUE_B64.length), e, text);
-    if (value === null) return null;
+    if (!text && !startsAt(b, at, VALUE_B64)) return false; // headers, or a field this reader does not know
+    const from = at + (text ? VALUE_TEXT.length : VALUE_B64.length);
+    if (plainEnd(b, from) < 0) return false;
+    spanInto(f, false, b, from, cursor, text);
     at = cursor + 1;
   }
-  // The producer fields: `,"producer":"p<n>","seq":S`, maybe `,"batch":N`, maybe `,"pepoch":E,"txn":true`.
-  let producer = -1;
-  let seq = -1;
-  let batchStart = false;
-  let pepoch = -1;
-  let txn = false;
-  if (startsAt(b, at, PRODUCER_BYTES)) {
-    const n = uintAt(b, at + PRODUCER_BYTES.length, e);
-    const sq = n >= 0 && startsAt(b, cursor, SEQ_FIELD) ? uintAt(b, cursor + SEQ_FIELD.length, e) : -1;
-    if (sq >= 0) {
-      producer = n;
-      seq = sq;
-      pepoch = 0;
-      at = cursor;
-      batchStart = startsAt(b, at, BATCH_FIELD);
-      if (batchStart && uintAt(b, at + BATCH_FIELD.length, e) >= 0) at = cursor;
-      if (startsAt(b, at, PEPOCH_FIELD)) {
-        const pe = uintAt(b, at + PEPOCH_FIELD.length, e);
-        if (pe >= 0) {
-          pepoch = pe;
-          txn = startsAt(b, cursor, TXN_FIELD);
-        }
-      }
+  f.offset = offset;
+  f.epoch = epoch;
+  f.ts = ts;
+  f.logAppendTime = logAppendTime;
+  f.headers = NO_HEADERS;
+  f.control = -1;
+  producerInto(b, at, e, f);
+  return true;
+}
+
+/** The key's or the value's bytes: a span of the line for text, the decoded bytes for base64. */
+function spanInto(f: LineFields, key: boolean, b: Uint8Array, from: number, to: number, text: boolean): void {
+  const src = text ? b : Uint8Array.fromBase64(latin1.decode(b.subarray(from, to)));
+  const start = text ? from : 0;
+  const end = text ? to : src.length;
+  if (key) {
+    f.keySrc = src;
+    f.keyStart = start;
+    f.keyEnd = end;
+  } else {
+    f.valueSrc = src;
+    f.valueStart = start;
+    f.valueEnd = end;
+  }
+}
+
+/** The producer fields from `at`: `,"producer":"p<n>","seq":S`, maybe `,"batch":N`, maybe `,"pepoch":E,"txn":true`. */
+function producerInto(b: Uint8Array, at: number, e: number, f: LineFields): void {
+  f.producer = -1;
+  f.seq = -1;
+  f.batchStart = false;
+  f.pepoch = -1;
+  f.txn = false;
+  if (!startsAt(b, at, PRODUCER_BYTES)) return;
+  const n = uintAt(b, at + PRODUCER_BYTES.length, e);
+  const seq = n >= 0 && startsAt(b, cursor, SEQ_FIELD) ? uintAt(b, cursor + SEQ_FIELD.length, e) : -1;
+  if (seq < 0) return;
+  f.producer = n;
+  f.seq = seq;
+  f.pepoch = 0;
+  at = cursor;
+  f.batchStart = startsAt(b, at, BATCH_FIELD);
+  if (f.batchStart && uintAt(b, at + BATCH_FIELD.length, e) >= 0) at = cursor;
+  if (startsAt(b, at, PEPOCH_FIELD)) {
+    const pe = uintAt(b, at + PEPOCH_FIELD.length, e);
+    if (pe >= 0) {
+      f.pepoch = pe;
+      f.txn = startsAt(b, cursor, TXN_FIELD);
     }
   }
+}
+
+const scratch = new LineFields();
+
+/** One stored line as bytes (views of `b` for text), read in place; null when it needs the full parse. */
+function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
+  const f = scratch;
+  if (!lineInPlace(b, s, e, f)) return null;
   return {
-    offset,
-    epoch,
-    ts,
-    logAppendTime,
-    key,
-    value,
+    offset: f.offset,
+    epoch: f.epoch,
+    ts: f.ts,
+    logAppendTime: f.logAppendTime,
+    key: f.keySrc === null ? null : f.keySrc === b ? b.subarray(f.keyStart, f.keyEnd) : f.keySrc,
+    value: f.valueSrc === null ? null : f.valueSrc === b ? b.subarray(f.valueStart, f.valueEnd) : f.valueSrc,
     headers: NO_HEADERS,
-    producer,
-    seq,
-    batchStart,
-    pepoch,
-    txn,
+    producer: f.producer,
+    seq: f.seq,
+    batchStart: f.batchStart,
+    pepoch: f.pepoch,
+    txn: f.txn,
     control: -1,
   };
 }
 
-/** The headers of a record that has none (shared: readers never change them). */
-const NO_HEADERS: { key: string; value: Uint8Array | null }[] = [];
+/**
+ * Where each stored line's text value lies in `b` (stored lines, each ending
+ * in "\n"): [start, end) byte pairs, one per line, in order; null unless
+ * every line is a plain record (no marker, no headers, no base64, no null
+ * value, no escape in its key or value). A text value with no escape is its
+ * own UTF-8 bytes, so `yak consume` prints it from the fetched bytes as they
+ * are, without decoding them to text and back.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeBatch, plainValueSpans } from "./record.ts";
+ * const b = new TextEncoder().encode(encodeBatch([{ key: "k", value: "hi" }, { key: null, value: "yo" }], 0, 1, 5, null, 0));
+ * const spans = plainValueSpans(b)!;
+ * assert.equal(new TextDecoder().decode(b.subarray(spans[2], spans[3])), "yo");
+ * assert.equal(plainValueSpans(new TextEncoder().encode(encodeBatch([{ key: null, value: 'a"b' }], 0, 1, 5, null, 0))), null);
+ * ```
+ */
+export function plainValueSpans(b: Uint8Array): Int32Array | null {
+  let lines = 0;
+  for (let i = b.indexOf(NEWLINE); i !== -1; i = b.indexOf(NEWLINE, i + 1)) lines++;
+  const spans = new Int32Array(lines * 2);
+  let s = 0;
+  for (let k = 0; k < spans.length; k += 2) {
+    // {"offset":N,"epoch":N,"ts":N,  then maybe the append-time flag, then the key and the value.
+    if (!startsAt(b, s, OFFSET_PREFIX) || uintAt(b, s + OFFSET_PREFIX.length, b.length) < 0) return null;
+    if (b[cursor] !== COMMA || !startsAt(b, cursor + 1, EPOCH_FIELD)) return null;
+    if (uintAt(b, cursor + 1 + EPOCH_FIELD.length, b.length) < 0) return null;
+    if (b[cursor] !== COMMA || !startsAt(b, cursor + 1, TS_FIELD)) return null;
+    if (uintAt(b, cursor + 1 + TS_FIELD.length, b.length) < 0 || b[cursor] !== COMMA) return null;
+    let at = cursor + 1;
+    if (startsAt(b, at, LOG_APPEND_TIME)) at += LOG_APPEND_TIME.length;
+    if (startsAt(b, at, KEY_NULL)) at += KEY_NULL.length;
+    else {
+      if (!startsAt(b, at, KEY_TEXT) || plainEnd(b, at + KEY_TEXT.length) < 0) return null;
+      at = cursor + 1;
+    }
+    if (!startsAt(b, at, VALUE_TEXT)) return null;
+    const from = at + VALUE_TEXT.length;
+    if (plainEnd(b, from) < 0) return null;
+    spans[k] = from;
+    spans[k + 1] = cursor;
+    s = b.indexOf(NEWLINE, cursor) + 1;
+  }
+  return spans;
+}
+
+/**
+ * The index of the closing quote of the JSON string from `at` (just past its
+ * opening quote), also left in {@link cursor}; -1 when an escape comes first
+ * (or no quote does).
+ */
+function plainEnd(b: Uint8Array, at: number): number {
+  for (let i = at; i < b.length; i++) {
+    const c = b[i];
+    if (c === QUOTE) return cursor = i;
+    if (c === BACKSLASH || c === NEWLINE) return -1;
+  }
+  return -1;
+}
 
 /**
  * Stored lines (each ending in "\n") as records whose keys and values are

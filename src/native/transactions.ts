@@ -33,26 +33,42 @@ export async function initTransactionalProducer(s: BrokerServices, req: Request)
 export async function addPartitionsToTxn(s: BrokerServices, req: Request): Promise<Reply> {
   const id = str(req, "transactionalId");
   const { producerId, epoch } = producerOf(req);
-  const topic = checkTopicName(req.topic);
-  const raw = req.partitions;
-  if (!Array.isArray(raw) || raw.length === 0 || raw.length > DEFAULTS.maxPartitionsPerTransaction) {
-    throw new YakError("INVALID_REQUEST", `'partitions' must list 1 to ${DEFAULTS.maxPartitionsPerTransaction}`);
-  }
-  const parts = raw.map((p) => {
-    if (!Number.isInteger(p)) throw new YakError("INVALID_REQUEST", "'partitions' must list partition numbers");
-    return { topic, partition: p as number };
-  });
+  const parts = partitionsOf(req.topic, req.partitions, "partitions");
   const out = await s.transactions.addPartitions(id, producerId, epoch, parts);
   for (const err of out.values()) if (err) throw err;
   return {};
 }
 
-/** `end_txn`: commits (`commit: true`) or aborts the open transaction; answered once its markers are in. */
+/** A topic's partitions a request lists (`field` names them in errors). */
+function partitionsOf(topicField: unknown, raw: unknown, field: string): { topic: string; partition: number }[] {
+  const topic = checkTopicName(topicField);
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > DEFAULTS.maxPartitionsPerTransaction) {
+    throw new YakError("INVALID_REQUEST", `'${field}' must list 1 to ${DEFAULTS.maxPartitionsPerTransaction}`);
+  }
+  return raw.map((p) => {
+    if (!Number.isInteger(p)) throw new YakError("INVALID_REQUEST", `'${field}' must list partition numbers`);
+    return { topic, partition: p as number };
+  });
+}
+
+/**
+ * `end_txn`: commits (`commit: true`) or aborts the open transaction;
+ * answered once its markers are in. With `next` (`{topic, partitions}`),
+ * the next transaction opens with those partitions in the same step.
+ */
 export async function endTxn(s: BrokerServices, req: Request): Promise<Reply> {
   const id = str(req, "transactionalId");
   const { producerId, epoch } = producerOf(req);
   if (typeof req.commit !== "boolean") throw new YakError("INVALID_REQUEST", "'commit' must be true or false");
-  await s.transactions.endTxn(id, producerId, epoch, req.commit);
+  let next: { topic: string; partition: number }[] = [];
+  if (req.next !== undefined) {
+    if (typeof req.next !== "object" || req.next === null) {
+      throw new YakError("INVALID_REQUEST", "'next' must be {topic, partitions}");
+    }
+    const n = req.next as Record<string, unknown>;
+    next = partitionsOf(n.topic, n.partitions, "next.partitions");
+  }
+  await s.transactions.endTxn(id, producerId, epoch, req.commit, next);
   return {};
 }
 
