@@ -151,17 +151,29 @@ async function cleanedPast(cluster: TestCluster, topic: string, offset: number, 
   }
 }
 
-/** The stored lines of partition 0 of `topic` on broker `id`, parsed (as `cat ... | jq` reads them). */
+/**
+ * The stored lines of partition 0 of `topic` on broker `id`, parsed (as `cat ... | jq` reads them): read again
+ * while the cleaner swaps, removes or merges segments under the walk (the files listed before and after differ).
+ */
 async function storedLines(cluster: TestCluster, id: number, topic: string): Promise<Record<string, unknown>[]> {
   const dir = join(cluster.topicsDir(id), topic, "0");
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".jsonl")) names.push(e.name);
-  const out: Record<string, unknown>[] = [];
-  for (const name of names.sort()) {
-    const text = await Deno.readTextFile(join(dir, name)).catch(() => ""); // a segment the cleaner just removed
-    for (const line of text.split("\n")) if (line !== "") out.push(JSON.parse(line));
+  const list = async () => {
+    const names: string[] = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    return names.sort();
+  };
+  for (let attempt = 0;; attempt++) {
+    const before = await list();
+    const out: Record<string, unknown>[] = [];
+    let whole = true;
+    for (const name of before.filter((n) => n.endsWith(".jsonl"))) {
+      const text = await Deno.readTextFile(join(dir, name)).catch(() => null);
+      if (text === null) whole = false;
+      for (const line of text?.split("\n") ?? []) if (line !== "") out.push(JSON.parse(line));
+    }
+    if ((whole && (await list()).join() === before.join()) || attempt === 50) return out;
+    await new Promise((r) => setTimeout(r, 50));
   }
-  return out;
 }
 
 /**
@@ -449,15 +461,16 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
         "a cleaned log's gaps: kcat reads across them to the end, ListOffsets and DeleteRecords (kafkajs, yak) work",
         async () => {
           const topic = "gaps";
-          await create(cluster, topic, ["segment.ms=300", "min.cleanable.dirty.ratio=0.01"]);
-          // Offsets 0-19 keep their values; 20-39 and 40-59 (the next segment: segment.ms rolls it) are replaced by
-          // 60-79, in the one after: once cleaned, the first segment ends in a gap and the second is gone.
+          // segment.bytes=3000: each produce below rolls the segment; the cleaned first segment (about 1.8 KB) and
+          // the one of 60-79 together pass it, so they are not merged.
+          await create(cluster, topic, ["segment.ms=300", "segment.bytes=3000", "min.cleanable.dirty.ratio=0.01"]);
+          // Offsets 0-19 keep their values; 20-39 and 40-59 (the next segment) are replaced by 60-79, in the one
+          // after: once cleaned, the first segment ends in a gap and the second is gone.
           const lines = (prefix: string, value: string) =>
             Array.from({ length: 20 }, (_, i) => `${prefix}${i}:${value}-${i}`).join("\n") + "\n";
           await produce(cluster, topic, lines("u", "kept") + lines("x", "old"));
-          await new Promise((r) => setTimeout(r, 400));
           await produce(cluster, topic, lines("x", "mid"));
-          await new Promise((r) => setTimeout(r, 400));
+          await new Promise((r) => setTimeout(r, 20)); // a time after every earlier record's, and before the next's
           const newAt = Date.now();
           await produce(cluster, topic, lines("x", "new"));
           await cleanedPast(cluster, topic, 80);
