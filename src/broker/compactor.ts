@@ -4,10 +4,12 @@
  * included, carries out each decision on its own copy (src/log/cleaner.ts).
  *
  * A decision is a `clean` record in `__cluster` (`to`, `purgeBelow`,
- * `horizonMs`, `markersBelow`), so every replica learns the same decisions in the same order,
- * a later leader knows them all, and a replica that was away replays them (a
- * snapshot keeps the last one per partition, which is all that counts: the
- * cleaning of a later decision keeps exactly what the two would). The leader
+ * `horizonMs`, `markersBelow`, and the groups small cleaned segments are
+ * merged into, `mergeBelow` and `bases`), so every replica learns the same
+ * decisions in the same order, a later leader knows them all, and a
+ * replica that was away replays them (a snapshot keeps the last one per
+ * partition, which is all that counts: the cleaning of a later decision
+ * keeps exactly what the two would). The leader
  * carries it out only once the record is replicated, so no replica ever
  * holds cleaned segments of a decision the others could lose in a failover.
  * The cleaning being a function of the records below `to` and the decision,
