@@ -93,6 +93,15 @@ export const DEFAULTS = {
   cleanerIoBytesPerSec: 8 * 1024 * 1024,
   /** The cleaner's longest run on the broker thread before it yields (requests go first). */
   cleanerSliceMs: 10,
+  /**
+   * Groups of merged segments one cleaning decision names (their first
+   * bases travel in each `clean` record of `__cluster`: 256 numbers, about
+   * 6 KB). Every decision names them from the log start, so segments past
+   * the 256th group stay as they are: two neighbouring groups hold more
+   * than segment.bytes, so that is past 128 × segment.bytes of cleaned data
+   * (128 GiB at the default segment.bytes).
+   */
+  cleanerMergeGroupsMax: 256,
 
   // Protocol limits.
   maxFrameBytes: 16 * 1024 * 1024,

@@ -3,14 +3,26 @@
  * brokers, one compacted topic per step. Updates to a set of keys are
  * cleaned down to the latest value per key on every replica, byte for byte,
  * while a consumer reads; a follower away during the cleanings catches up;
- * tombstones go after delete.retention.ms and not before; the leader killed
+ * tombstones go after delete.retention.ms and not before; transaction
+ * markers go once their transactions' records are gone and
+ * delete.retention.ms passed, read_committed readers still right; the leader killed
  * (kill -9) in the middle of cleaning passes loses nothing; a record without
  * a key is refused.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Kafka, logLevel } from "kafkajs";
-import { eventually, run, segmentHashes, TestCluster, withDeadline, yak } from "./harness.ts";
+import {
+  eventually,
+  python,
+  pythonModuleMissing,
+  run,
+  segmentHashes,
+  skipWithout,
+  TestCluster,
+  withDeadline,
+  yak,
+} from "./harness.ts";
 
 /** Cleaning every 100 ms; the cleaner at 16 MiB/s per broker, so a pass of a few MB takes long enough to be caught. */
 const BROKER_ARGS = ["--cleaner-check-ms", "100", "--cleaner-io-bytes-per-sec", String(16 * 1024 * 1024)];
@@ -67,13 +79,25 @@ async function describe(cluster: TestCluster, topic: string): Promise<string[]> 
   return res.stdout.split("\n").find((l) => l.startsWith("0\t"))!.split("\t");
 }
 
-/** Every record from offset 0, as `yak consume --format json` prints them. */
+/** Every record from offset 0, as `yak consume --format json` prints them (read_committed, the default). */
 async function readAll(
   cluster: TestCluster,
   topic: string,
+  isolation = "read_committed",
 ): Promise<{ offset: number; key: string; value: string | null }[]> {
   const res = await yak(
-    ["consume", "--topic", topic, "--from-beginning", "--exit-at-end", "--format", "json", ...cluster.zkFlag],
+    [
+      "consume",
+      "--topic",
+      topic,
+      "--from-beginning",
+      "--exit-at-end",
+      "--format",
+      "json",
+      "--isolation-level",
+      isolation,
+      ...cluster.zkFlag,
+    ],
     { timeoutMs: 30_000 },
   );
   assert.equal(res.code, 0, res.stderr);
@@ -127,6 +151,83 @@ async function cleanedPast(cluster: TestCluster, topic: string, offset: number, 
   }
 }
 
+/**
+ * The stored lines of partition 0 of `topic` on broker `id`, parsed (as `cat ... | jq` reads them): read again
+ * while the cleaner swaps, removes or merges segments under the walk (the files listed before and after differ).
+ */
+async function storedLines(cluster: TestCluster, id: number, topic: string): Promise<Record<string, unknown>[]> {
+  const dir = join(cluster.topicsDir(id), topic, "0");
+  const list = async () => {
+    const names: string[] = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    return names.sort();
+  };
+  for (let attempt = 0;; attempt++) {
+    const before = await list();
+    const out: Record<string, unknown>[] = [];
+    let whole = true;
+    for (const name of before.filter((n) => n.endsWith(".jsonl"))) {
+      const text = await Deno.readTextFile(join(dir, name)).catch(() => null);
+      if (text === null) whole = false;
+      for (const line of text?.split("\n") ?? []) if (line !== "") out.push(JSON.parse(line));
+    }
+    if ((whole && (await list()).join() === before.join()) || attempt === 50) return out;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * confluent-kafka (librdkafka): `produce` writes, with transactional id `compact-txn`, a committed transaction
+ * (a0..a4), an aborted one (a0..a4 and b0), a committed one (a5..a9), then plain records a0..a4 that supersede
+ * the first transaction's; `read` prints [key, value] of every record from offset 0 to the end, per isolation level.
+ */
+const TXN_CLIENT = `
+import json, sys
+from confluent_kafka import Consumer, Producer, TopicPartition
+b, topic, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "produce":
+    p = Producer({"bootstrap.servers": b, "transactional.id": "compact-txn"})
+    p.init_transactions(20)
+    for name, keys in (("c1", range(5)), ("aborted", list(range(5)) + ["b"]), ("c3", range(5, 10))):
+        p.begin_transaction()
+        for k in keys:
+            p.produce(topic, key="b0" if k == "b" else f"a{k}", value=f"{name}-{k}", partition=0)
+        p.flush(20)
+        if name == "aborted":
+            p.abort_transaction(20)
+        else:
+            p.commit_transaction(20)
+    plain = Producer({"bootstrap.servers": b})
+    for k in range(5):
+        plain.produce(topic, key=f"a{k}", value=f"plain-{k}", partition=0)
+    plain.flush(20)
+    print(json.dumps("produced"))
+else:
+    out = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        c = Consumer({"bootstrap.servers": b, "group.id": "compact-" + isolation, "isolation.level": isolation,
+                      "enable.partition.eof": True, "enable.auto.commit": False})
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        while True:
+            m = c.poll(10)
+            if m is None:
+                got.append("timed out")
+                break
+            if m.error():
+                break
+            got.append([m.key().decode(), m.value().decode()])
+        c.close()
+        out[isolation] = got
+    print(json.dumps(out))
+`;
+
+async function txnClient(cluster: TestCluster, topic: string, mode: "produce" | "read"): Promise<unknown> {
+  const r = await python(TXN_CLIENT, [cluster.bootstrapServers, topic, mode]);
+  assert.equal(r.code, 0, r.out);
+  return JSON.parse(r.out.trim().split("\n").at(-1)!);
+}
+
 async function leaderId(cluster: TestCluster): Promise<number> {
   return (await cluster.waitFor((l) => l.leaderId !== null)).leaderId!;
 }
@@ -178,10 +279,10 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
       });
 
       await timed(
-        "100,000 updates to 1,000 keys: latest value per key from 0, replicas identical, a consumer and a follower away",
+        "200,000 updates to 1,000 keys: latest value per key from 0, replicas identical, a consumer and a follower away",
         async () => {
           const topic = "latest";
-          const N = 100_000;
+          const N = 200_000;
           await create(cluster, topic, ["segment.bytes=262144", "segment.ms=500", "min.cleanable.dirty.ratio=0.3"]);
           // A Kafka consumer reads from offset 0 while the updates arrive and the cleaner runs.
           const kafka = new Kafka({ brokers: cluster.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
@@ -293,6 +394,220 @@ Deno.test("compaction: latest value per key on every replica, byte for byte; tom
           } finally {
             await producer.disconnect();
           }
+        },
+      );
+
+      await timed(
+        "transaction markers go once their transaction's records are gone and delete.retention.ms passed; readers right",
+        async () => {
+          if (skipWithout(pythonModuleMissing("confluent_kafka", "python3-confluent-kafka"))) return;
+          const topic = "txns";
+          const retentionMs = 3000;
+          await create(cluster, topic, [
+            "segment.ms=300",
+            "min.cleanable.dirty.ratio=0.01",
+            `delete.retention.ms=${retentionMs}`,
+          ]);
+          await txnClient(cluster, topic, "produce");
+          const producedAt = Date.now();
+          const end = (await readAll(cluster, topic, "read_uncommitted")).at(-1)!.offset + 1;
+          // What every reader must get once cleaned: the third transaction's a5..a9, then the plain a0..a4.
+          const want = [
+            ...[5, 6, 7, 8, 9].map((k) => [`a${k}`, `c3-${k}`]),
+            ...[0, 1, 2, 3, 4].map((k) => [`a${k}`, `plain-${k}`]),
+          ];
+          const markersOf = async (id: number) =>
+            (await storedLines(cluster, id, topic)).filter((l) => l.marker !== undefined).map((l) => l.marker);
+          const check = async (what: string) => {
+            const read = await txnClient(cluster, topic, "read") as Record<string, string[][]>;
+            for (const isolation of ["read_committed", "read_uncommitted"]) {
+              const got = read[isolation].filter((kv) => kv[0] !== "marker");
+              assert.deepEqual(got, want, `${what}: confluent-kafka ${isolation}`);
+            }
+            for (const isolation of ["read_committed", "read_uncommitted"]) {
+              const got = (await readAll(cluster, topic, isolation)).filter((r) => r.key !== "marker");
+              assert.deepEqual(got.map((r) => [r.key, r.value]), want, `${what}: yak consume ${isolation}`);
+            }
+          };
+          await cleanedPast(cluster, topic, end);
+          // Cleaned: the aborted and superseded records are gone, the three markers still there.
+          const leader = await leaderId(cluster);
+          const cleanedAt = Date.now();
+          assert.deepEqual(await markersOf(leader), ["commit", "abort", "commit"]);
+          assert.ok(cleanedAt - producedAt < retentionMs, "checked before delete.retention.ms passed");
+          await check("cleaned once");
+          let goneAt = 0;
+          await eventually(
+            async () => {
+              if ((await markersOf(leader)).length === 3) return false;
+              goneAt = Date.now();
+              return true;
+            },
+            20_000,
+            "the markers of the transactions with no record left removed",
+          );
+          console.log(
+            `    markers of transactions with no record left kept ${((goneAt - producedAt) / 1000).toFixed(1)} s ` +
+              `after the transactions (delete.retention.ms=${retentionMs}); the one whose records stay kept`,
+          );
+          assert.ok(goneAt - producedAt >= retentionMs, `gone ${goneAt - producedAt} ms after the transactions`);
+          await identical(cluster, topic);
+          for (const id of [1, 2, 3]) assert.deepEqual(await markersOf(id), ["commit"], `broker ${id}`);
+          await check("markers removed");
+        },
+      );
+
+      await timed(
+        "a cleaned log's gaps: kcat reads across them to the end, ListOffsets and DeleteRecords (kafkajs, yak) work",
+        async () => {
+          const topic = "gaps";
+          // segment.bytes=3000: each produce below rolls the segment; the cleaned first segment (about 1.8 KB) and
+          // the one of 60-79 together pass it, so they are not merged.
+          await create(cluster, topic, ["segment.ms=300", "segment.bytes=3000", "min.cleanable.dirty.ratio=0.01"]);
+          // Offsets 0-19 keep their values; 20-39 and 40-59 (the next segment) are replaced by 60-79, in the one
+          // after: once cleaned, the first segment ends in a gap and the second is gone.
+          const lines = (prefix: string, value: string) =>
+            Array.from({ length: 20 }, (_, i) => `${prefix}${i}:${value}-${i}`).join("\n") + "\n";
+          await produce(cluster, topic, lines("u", "kept") + lines("x", "old"));
+          await produce(cluster, topic, lines("x", "mid"));
+          await new Promise((r) => setTimeout(r, 20)); // a time after every earlier record's, and before the next's
+          const newAt = Date.now();
+          await produce(cluster, topic, lines("x", "new"));
+          await cleanedPast(cluster, topic, 80);
+          const leader = await leaderId(cluster);
+          const offsets = (await storedLines(cluster, leader, topic)).map((l) => l.offset as number);
+          assert.deepEqual(offsets.slice(0, 21), [...Array(20).keys(), 60], "the first segment ends in a gap");
+          const files: string[] = [];
+          for await (const e of Deno.readDir(join(cluster.topicsDir(leader), topic, "0"))) files.push(e.name);
+          assert.ok(!files.includes("00000000000000000040.jsonl"), `the second segment removed: ${files.sort()}`);
+          const want = [
+            ...Array.from({ length: 20 }, (_, i) => `${i} u${i}=kept-${i}`),
+            ...Array.from({ length: 20 }, (_, i) => `${60 + i} x${i}=new-${i}`),
+          ];
+          let hw = 0;
+          const kcat = async (from: string, extra: string[] = []) => {
+            const r = await run("kcat", [
+              "-C",
+              "-b",
+              cluster.bootstrapServers,
+              "-t",
+              topic,
+              "-p",
+              "0",
+              "-o",
+              from,
+              "-e",
+              "-q",
+              "-f",
+              "%o %k=%s\n",
+              ...extra,
+            ], { timeoutMs: 20_000 });
+            assert.equal(r.code, 0, `kcat -o ${from} ${extra.join(" ")}: ${r.stderr}`);
+            const all = new TextDecoder().decode(r.stdout).trim().split("\n");
+            // The marker records that rolled segments are the last ones: it read up to the high watermark.
+            assert.equal(Number(all.at(-1)!.split(" ")[0]), hw - 1, `kcat -o ${from} ${extra.join(" ")}`);
+            return all.filter((l) => !l.includes(" marker="));
+          };
+          // ListOffsets: earliest, latest, and by time (the first kept record at or after it).
+          const kafka = new Kafka({ brokers: cluster.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
+          const admin = kafka.admin();
+          await admin.connect();
+          try {
+            await admin.fetchTopicMetadata({ topics: [topic] });
+            const listed = async () => (await admin.fetchTopicOffsets(topic))[0];
+            hw = Number((await listed()).high);
+            assert.ok(hw > 80, `high watermark ${hw}`);
+            assert.deepEqual(await listed(), { partition: 0, offset: String(hw), high: String(hw), low: "0" });
+            // kcat to the end (-e: it exits at the high watermark), whether a fetch ends at the gap or starts in it.
+            assert.deepEqual(await kcat("beginning"), want);
+            assert.deepEqual(await kcat("beginning", ["-X", "fetch.message.max.bytes=600"]), want);
+            assert.deepEqual(await kcat("25"), want.slice(20));
+            assert.deepEqual(await kcat("19", ["-X", "fetch.message.max.bytes=1"]), want.slice(19));
+            assert.deepEqual(await kcat(`s@${newAt}`), want.slice(20), "kcat from a time (ListOffsets)");
+            const byTime = async (ts: number) => (await admin.fetchTopicOffsetsByTimestamp(topic, ts))[0].offset;
+            assert.equal(await byTime(newAt), "60");
+            assert.equal(await byTime(newAt - 60_000), "0");
+            // DeleteRecords into the removed segment's range: the log start is that offset, reads start at 60.
+            await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: "50" }] });
+            assert.equal((await listed()).low, "50");
+            assert.deepEqual(await kcat("beginning"), want.slice(20));
+            const fromStart = (await readAll(cluster, topic)).filter((r) => r.key !== "marker");
+            assert.equal(fromStart[0].offset, 60);
+            assert.equal(fromStart.length, 20);
+            // yak topics --delete-records among kept records.
+            const del = await yak([
+              "topics",
+              "--delete-records",
+              topic,
+              "--partition",
+              "0",
+              "--offset",
+              "65",
+              ...cluster.zkFlag,
+            ]);
+            assert.equal(del.code, 0, del.stderr);
+            assert.equal((await listed()).low, "65");
+            assert.deepEqual(await kcat("beginning"), want.slice(25));
+            assert.equal(await byTime(newAt - 60_000), "65");
+          } finally {
+            await admin.disconnect();
+          }
+          await identical(cluster, topic);
+        },
+      );
+
+      await timed(
+        "small cleaned segments are merged up to segment.bytes, the same on every replica",
+        async () => {
+          const topic = "merged";
+          await create(cluster, topic, ["segment.bytes=16384", "segment.ms=1000", "min.cleanable.dirty.ratio=0.01"]);
+          // 4,000 records of ~100 bytes, in sends of 40 (a batch is appended whole): every 20th of a key of its
+          // own, the rest updates of 7 keys. Segments of 16 KiB (two sends) keep about 5 records once cleaned.
+          const kafka = new Kafka({ brokers: cluster.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
+          const producer = kafka.producer();
+          await producer.connect();
+          try {
+            for (let send = 0; send < 100; send++) {
+              const messages = Array.from({ length: 40 }, (_, j) => {
+                const i = send * 40 + j;
+                return { key: i % 20 === 0 ? `u${i}` : `h${i % 7}`, value: `v${i}-${"p".repeat(80)}` };
+              });
+              await producer.send({ topic, acks: -1, messages });
+            }
+          } finally {
+            await producer.disconnect();
+          }
+          const segmentFiles = async (id: number) => {
+            let n = 0;
+            for await (const e of Deno.readDir(join(cluster.topicsDir(id), topic, "0"))) {
+              if (e.name.endsWith(".jsonl")) n++;
+            }
+            return n;
+          };
+          const before = await segmentFiles(await leaderId(cluster));
+          await cleanedPast(cluster, topic, 4000);
+          let after: number[] = [];
+          await eventually(
+            async () => {
+              after = await Promise.all([1, 2, 3].map(segmentFiles));
+              return after.every((n) => n <= 5);
+            },
+            20_000,
+            "the cleaned segments merged",
+          ).catch((err) => {
+            throw new Error(`${err.message}: segment files ${after.join(" / ")}, ${before} before`);
+          });
+          await identical(cluster, topic);
+          after = await Promise.all([1, 2, 3].map(segmentFiles));
+          const values = (await readAll(cluster, topic)).filter((r) => r.key !== "marker");
+          assert.equal(values.filter((r) => r.key.startsWith("u")).length, 200);
+          const hot = new Map(values.filter((r) => r.key.startsWith("h")).map((r) => [r.key, r.value]));
+          for (let k = 0; k < 7; k++) {
+            let i = 3999;
+            while (i % 7 !== k || i % 20 === 0) i--;
+            assert.equal(hot.get(`h${k}`), `v${i}-${"p".repeat(80)}`);
+          }
+          console.log(`    ${before} segment files before cleaning, ${after.join(" / ")} after on the 3 replicas`);
         },
       );
 

@@ -4,10 +4,12 @@
  * included, carries out each decision on its own copy (src/log/cleaner.ts).
  *
  * A decision is a `clean` record in `__cluster` (`to`, `purgeBelow`,
- * `horizonMs`), so every replica learns the same decisions in the same order,
- * a later leader knows them all, and a replica that was away replays them (a
- * snapshot keeps the last one per partition, which is all that counts: the
- * cleaning of a later decision keeps exactly what the two would). The leader
+ * `horizonMs`, `markersBelow`, and the groups small cleaned segments are
+ * merged into, `mergeBelow` and `bases`), so every replica learns the same
+ * decisions in the same order, a later leader knows them all, and a
+ * replica that was away replays them (a snapshot keeps the last one per
+ * partition, which is all that counts: the cleaning of a later decision
+ * keeps exactly what the two would). The leader
  * carries it out only once the record is replicated, so no replica ever
  * holds cleaned segments of a decision the others could lose in a failover.
  * The cleaning being a function of the records below `to` and the decision,
@@ -24,12 +26,12 @@ import { monotonicMs, TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import type { Cleaning } from "../log/clean_state.ts";
-import { cleanLog, type CleanRun } from "../log/cleaner.ts";
+import { cleanLog, type CleanRun, mergePlan } from "../log/cleaner.ts";
 import type { PartitionLog } from "../log/partition_log.ts";
 import type { BrokerContext } from "./context.ts";
 import { compactionConfigOf } from "./compaction_config.ts";
 import { appendMetaReplicated } from "./meta_log.ts";
-import { type CleanDecision, CLUSTER_TOPIC } from "./metadata.ts";
+import { type CleanDecision, CLUSTER_TOPIC, MAX_CLEAN_ENDS } from "./metadata.ts";
 import type { PartitionRef } from "./topic_store.ts";
 
 /** What `yak topics --describe` shows of a compacted partition on this broker. */
@@ -42,10 +44,15 @@ export interface CleanerStatus {
   lastRun: { at: number; ms: number; bytesBefore: number; bytesAfter: number } | null;
 }
 
-/** What the leader remembers of its own last cleaning of a partition: the tombstones it had to keep. */
+/**
+ * What the leader remembers of its own last cleaning of a partition: the
+ * tombstones it had to keep, and the lowest marker kept only for not lying
+ * below markersBelow yet (Infinity: none).
+ */
 interface Kept {
   tombstones: number;
   oldestTombstoneTs: number;
+  lowestWaitingMarker: number;
 }
 
 /**
@@ -126,7 +133,10 @@ export class Compactor {
     const d = this.#b.store.meta.topics.get(ref.topic)?.cleaned?.[String(ref.partition)];
     if (!d || ref.log.fenced) return null;
     const s = ref.log.cleanState;
-    return s === null || d.to > s.to || d.purgeBelow > s.purgeBelow || d.horizonMs > s.horizonMs ? d : null;
+    if (s === null || d.to > s.to || d.purgeBelow > s.purgeBelow || d.horizonMs > s.horizonMs) return d;
+    if ((d.markersBelow ?? 0) > (s.markersBelow ?? 0)) return d;
+    const merging = d.mergeBelow !== undefined && d.bases !== undefined;
+    return merging && (d.mergeBelow !== s.mergeBelow || d.bases!.join() !== s.bases?.join()) ? d : null;
   }
 
   /**
@@ -188,7 +198,13 @@ export class Compactor {
   /** Carries out one decision on this replica's copy. */
   async #clean(ref: PartitionRef, d: CleanDecision): Promise<void> {
     const started = monotonicMs();
-    const cleaning: Cleaning = { to: d.to, purgeBelow: d.purgeBelow, horizonMs: d.horizonMs };
+    const cleaning: Cleaning = {
+      to: d.to,
+      purgeBelow: d.purgeBelow,
+      horizonMs: d.horizonMs,
+      markersBelow: d.markersBelow ?? 0,
+      ...(d.mergeBelow !== undefined && d.bases ? { mergeBelow: d.mergeBelow, bases: d.bases } : {}),
+    };
     // Followers fetching below here must start over: this copy may lose tombstones below it (see replication.ts).
     ref.log.notePurging(d.purgeBelow);
     this.#b.log.write("log_cleaning", { partition: ref.key, to: d.to, purgeBelow: d.purgeBelow });
@@ -214,7 +230,11 @@ export class Compactor {
     m.cleanerBytesWritten += run.bytesWritten;
     m.cleanerRecordsRemoved += run.recordsRemoved;
     this.#lastRun.set(ref.key, { at: Date.now(), ms, bytesBefore: run.bytesBefore, bytesAfter: run.bytesAfter });
-    this.#kept.set(ref.key, { tombstones: run.tombstonesKept, oldestTombstoneTs: run.oldestTombstoneTs });
+    this.#kept.set(ref.key, {
+      tombstones: run.tombstonesKept,
+      oldestTombstoneTs: run.oldestTombstoneTs,
+      lowestWaitingMarker: run.lowestWaitingMarker,
+    });
     this.#b.log.write("log_cleaned", {
       partition: ref.key,
       to: ref.log.cleanState?.to,
@@ -226,7 +246,9 @@ export class Compactor {
       bytesAfter: run.bytesAfter,
       recordsRemoved: run.recordsRemoved,
       tombstonesRemoved: run.tombstonesRemoved,
+      markersRemoved: run.markersRemoved,
       segmentsRemoved: run.segmentsRemoved,
+      segmentsMerged: run.segmentsMerged,
     });
   }
 
@@ -236,9 +258,10 @@ export class Compactor {
    * min.compaction.lag.ms, all below the high watermark) reaches
    * min.cleanable.dirty.ratio or its oldest dirty segment passed
    * max.compaction.lag.ms; or, with nothing new to clean, one that only
-   * removes tombstones once the oldest one kept has passed delete.retention.ms.
-   * One decision per partition at a time: the next waits until this broker
-   * carried out the last.
+   * removes tombstones once the oldest one kept has passed delete.retention.ms,
+   * or transaction markers once the cleaning that took their transaction's
+   * records did (see {@link markersBelowAt}). One decision per partition at
+   * a time: the next waits until this broker carried out the last.
    */
   async decide(): Promise<void> {
     const b = this.#b;
@@ -278,17 +301,24 @@ export class Compactor {
       cfg.maxCompactionLagMs < Infinity,
     );
     const forced = to > prevTo && oldestDirtyMs < now - cfg.maxCompactionLagMs;
+    const markers = markersBelowAt(prev, now - cfg.deleteRetentionMs);
+    // What the last cleaning cleaned is merged into groups up to segment.bytes (every decision names the groups
+    // from the log start: a replica that skipped earlier ones merges the same way).
+    const { merges, ...merge } = mergePlan(log, prevTo, log.segmentBytes, DEFAULTS.cleanerMergeGroupsMax);
     if (to > prevTo && (forced || dirty / Math.max(1, dirty + clean) >= cfg.minCleanableDirtyRatio)) {
-      return { to, purgeBelow: prevTo, horizonMs, at: now };
+      return { to, purgeBelow: prevTo, horizonMs, ...markers, ...merge, at: now, ends: [...markers.ends, [to, now]] };
     }
     if (!prev) return null;
     // Nothing new: tombstones the last cleaning kept may be old enough now (after a restart the
     // leader does not know what it kept, so it looks once the last decision is that old).
     const kept = this.#kept.get(ref.key);
-    const due = kept
+    const tombstonesDue = kept
       ? kept.tombstones > 0 && kept.oldestTombstoneTs < now - cfg.deleteRetentionMs
       : prev.at < now - cfg.deleteRetentionMs && (prev.purgeBelow < prev.to || prev.horizonMs < prev.at);
-    return due ? { to: prev.to, purgeBelow: prev.to, horizonMs, at: now } : null;
+    const markersDue = markers.markersBelow > (prev.markersBelow ?? 0) &&
+      (kept ? kept.lowestWaitingMarker < markers.markersBelow : true);
+    if (!tombstonesDue && !markersDue && merges === 0) return null;
+    return { to: prev.to, purgeBelow: prev.to, horizonMs, ...markers, ...merge, at: now };
   }
 
   /** The share of a partition's closed segment bytes above its last cleaning here (0 with none). */
@@ -323,6 +353,43 @@ export class Compactor {
     }
     return max;
   }
+}
+
+/**
+ * The markersBelow of a cleaning decided after `prev` (see
+ * Cleaning.markersBelow in src/log/clean_state.ts): the end of the newest
+ * earlier cleaning decided at or before `maturedBeforeMs` (the leader's
+ * clock minus delete.retention.ms), so a marker goes no sooner than
+ * delete.retention.ms after a cleaning took its transaction's records; and
+ * the ends not yet below it, at most MAX_CLEAN_ENDS less one (room for the
+ * new one's). Every end is at most `prev.to`, the new cleaning's
+ * purgeBelow: a follower whose log ends below it starts over, so no replica
+ * appends a leader's log that lost a marker its own part still needs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { markersBelowAt } from "./compactor.ts";
+ * import type { CleanDecision } from "./metadata.ts";
+ * const ends: [number, number][] = [[100, 1000], [200, 3000], [300, 5000]];
+ * const prev: CleanDecision = { to: 300, purgeBelow: 200, horizonMs: 0, at: 5000, ends };
+ * // delete.retention.ms after the cleaning up to 200 was decided (at 3000), but not after the one up to 300:
+ * assert.deepEqual(markersBelowAt(prev, 4000), { markersBelow: 200, ends: [[300, 5000]] });
+ * ```
+ */
+export function markersBelowAt(
+  prev: CleanDecision | undefined,
+  maturedBeforeMs: number,
+): { markersBelow: number; ends: [number, number][] } {
+  const candidates: [number, number][] = prev ? [...(prev.ends ?? []), [prev.to, prev.at]] : [];
+  let markersBelow = prev?.markersBelow ?? 0;
+  for (const [to, at] of candidates) if (at <= maturedBeforeMs) markersBelow = Math.max(markersBelow, to);
+  // Increasing ends only (a decision from before ends were kept has its own end only as `prev`).
+  const ends: [number, number][] = [];
+  for (const [to, at] of candidates) if (to > markersBelow && to > (ends.at(-1)?.[0] ?? -1)) ends.push([to, at]);
+  // The oldest matures first: the ones after it thin out.
+  while (ends.length > MAX_CLEAN_ENDS - 1) ends.splice(1, 1);
+  return { markersBelow, ends };
 }
 
 /**

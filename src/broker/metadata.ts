@@ -176,8 +176,23 @@ export interface CleanDecision {
   to: number;
   purgeBelow: number;
   horizonMs: number;
+  /** See Cleaning.markersBelow (src/log/clean_state.ts); absent (0) in decisions from before markers were removed. */
+  markersBelow?: number;
   at: number;
+  /**
+   * The ends of the recent cleanings and when they were decided ([to, at]),
+   * this one's last, those not yet below markersBelow: the next decision's
+   * markersBelow is the highest one decided delete.retention.ms before it.
+   * At most {@link MAX_CLEAN_ENDS}.
+   */
+  ends?: [number, number][];
+  /** See Cleaning.mergeBelow and Cleaning.bases (src/log/clean_state.ts). */
+  mergeBelow?: number;
+  bases?: number[];
 }
+
+/** The most cleaning ends a decision carries: past it the oldest but one goes (markers then wait a little longer). */
+export const MAX_CLEAN_ENDS = 8;
 
 /** A {@link CleanDecision} for one partition of a topic (of incarnation `id`). */
 export interface CleanOp extends CleanDecision {
@@ -342,11 +357,20 @@ export class Metadata {
     if (!t || (op.id !== undefined && t.id !== undefined && op.id !== t.id)) return;
     const p = String(op.partition);
     const old = t.cleaned?.[p];
+    const newer = old === undefined || op.at >= old.at ? op : old;
+    const markersBelow = Math.max(old?.markersBelow ?? 0, op.markersBelow ?? 0);
     const merged: CleanDecision = {
       to: Math.max(old?.to ?? 0, op.to),
       purgeBelow: Math.max(old?.purgeBelow ?? 0, op.purgeBelow),
       horizonMs: Math.max(old?.horizonMs ?? 0, op.horizonMs),
+      ...(markersBelow > 0 ? { markersBelow } : {}),
       at: Math.max(old?.at ?? 0, op.at),
+      ...(newer.ends ? { ends: newer.ends.map(([to, at]) => [to, at] as [number, number]) } : {}),
+      ...(newer.mergeBelow !== undefined && newer.bases
+        ? { mergeBelow: newer.mergeBelow, bases: [...newer.bases] }
+        : old?.mergeBelow !== undefined && old.bases
+        ? { mergeBelow: old.mergeBelow, bases: [...old.bases] }
+        : {}),
     };
     t.cleaned = { ...t.cleaned, [p]: merged };
   }

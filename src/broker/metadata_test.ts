@@ -99,6 +99,43 @@ Deno.test("the aborted index stays sorted by marker offset, whichever transactio
   assert.deepEqual(meta.abortedIn("t/0", 21, 31).map((a) => a.producer), [1]);
 });
 
+Deno.test("clean decisions: the newest names the merge groups and recent ends; a replayed older one moves nothing back; a snapshot keeps them", () => {
+  const newer: MetaOp = {
+    op: "clean",
+    topic: "t",
+    partition: 0,
+    to: 300,
+    purgeBelow: 200,
+    horizonMs: 9,
+    markersBelow: 100,
+    at: 5000,
+    ends: [[200, 3000], [300, 5000]],
+    mergeBelow: 200,
+    bases: [0, 120],
+  };
+  const older: MetaOp = {
+    op: "clean",
+    topic: "t",
+    partition: 0,
+    to: 200,
+    purgeBelow: 100,
+    horizonMs: 5,
+    at: 3000,
+    ends: [[100, 1000], [200, 3000]],
+    mergeBelow: 100,
+    bases: [0, 40, 80],
+  };
+  const meta = new Metadata();
+  meta.apply({ op: "topic", topic: "t", partitions: 1, createdAt: 0 });
+  meta.apply(newer);
+  meta.apply(older);
+  const { op: _op, topic: _t, partition: _p, ...want } = newer;
+  assert.deepEqual(meta.topics.get("t")?.cleaned?.["0"], want);
+  const replica = new Metadata();
+  replica.apply(meta.snapshot());
+  assert.deepEqual(replica.topics.get("t")?.cleaned?.["0"], want);
+});
+
 Deno.test("a transaction completing while the next is open: readers wait for both, then for the next alone", () => {
   const meta = new Metadata();
   // Decided (an abort, to show its range), its markers placed at 19 and 7, and the next one open after them.

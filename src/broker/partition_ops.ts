@@ -595,11 +595,16 @@ export class PartitionOps {
   /**
    * A partition's aborted transactions that may hold records in [from, to):
    * each producer's stored number (as fetched batches carry it) and the
-   * transaction's first offset, as Kafka's Fetch answers read_committed.
+   * transaction's first offset, as Kafka's Fetch answers read_committed, and
+   * its marker's offset.
    */
-  abortedTxns(tp: TopicPartition, from: number, to: number): { producerId: bigint; firstOffset: number }[] {
+  abortedTxns(
+    tp: TopicPartition,
+    from: number,
+    to: number,
+  ): { producerId: bigint; firstOffset: number; lastOffset: number }[] {
     return this.#b.store.meta.abortedIn(`${tp.topic}/${tp.partition}`, from, to)
-      .map((a) => ({ producerId: BigInt(a.producer), firstOffset: a.first }));
+      .map((a) => ({ producerId: BigInt(a.producer), firstOffset: a.first, lastOffset: a.last }));
   }
 
   /** The same, as ranges of stored lines (`p<n>`, first offset, marker offset): native readers drop those lines. */

@@ -30,8 +30,8 @@ interface PartitionOut {
   maxBytes: number;
   error: number;
   offsets: PartitionOffsets | null;
-  /** read_committed: the aborted transactions in what was read (null for read_uncommitted). */
-  aborted: { producerId: bigint; firstOffset: number }[] | null;
+  /** read_committed: the aborted transactions in what was read (null for read_uncommitted), and their markers' offsets. */
+  aborted: { producerId: bigint; firstOffset: number; lastOffset: number }[] | null;
   batches: Uint8Array[];
   /** What to read; null when the partition failed its check. */
   spec: ReadSpec | null;
@@ -122,7 +122,7 @@ export function linesToBatches(
   chunks: readonly Uint8Array[],
   limit: number,
   atLeastOne: boolean,
-): { bytes: Uint8Array; taken: number; lastOffset: number; all: boolean } {
+): { bytes: Uint8Array; taken: number; lastOffset: number; all: boolean; abortMarkers: number[] } {
   let stored = 0;
   for (const c of chunks) stored += c.length;
   // A record takes fewer bytes in a batch than its stored line (but for batch headers): one buffer mostly suffices.
@@ -131,6 +131,7 @@ export function linesToBatches(
   const first = new LineFields();
   const prev = new LineFields();
   let taken = 0;
+  const abortMarkers: number[] = [];
   for (const chunk of chunks) {
     let s = 0;
     while (s < chunk.length) {
@@ -159,18 +160,19 @@ export function linesToBatches(
         headers,
       ) + (opens ? RECORD_BATCH_OVERHEAD_BYTES : 0);
       if (w.size + cost > limit && !(atLeastOne && taken === 0)) {
-        return { bytes: w.bytes(), taken, lastOffset: taken > 0 ? prev.offset : -1, all: false };
+        return { bytes: w.bytes(), taken, lastOffset: taken > 0 ? prev.offset : -1, all: false, abortMarkers };
       }
       if (opens) {
         w.open(headOf(f));
         first.setScalars(f);
       }
       w.add(f.offset, f.ts, keySrc, ks, ke, valueSrc, vs, ve, headers);
+      if (f.control === 0) abortMarkers.push(f.offset);
       prev.setScalars(f);
       taken++;
     }
   }
-  return { bytes: w.bytes(), taken, lastOffset: taken > 0 ? prev.offset : -1, all: true };
+  return { bytes: w.bytes(), taken, lastOffset: taken > 0 ? prev.offset : -1, all: true, abortMarkers };
 }
 
 const NO_HEADER_BYTES: HeaderBytes[] = [];
@@ -338,13 +340,31 @@ function fillBatches(order: PartitionOut[], reads: PartitionRead[], maxBytes: nu
     left -= out.bytes.length;
     // Every record sent, and the read went on past the last one (a compacted partition's gap): say where it ends.
     const end = out.taken > 0 ? out.lastOffset + 1 : read.baseOffset;
+    let sentEnd = end;
     if (out.all && read.nextOffset > end && left >= RECORD_BATCH_OVERHEAD_BYTES) {
       const gap = gapBatch(end, read.nextOffset, Math.max(0, p.spec!.log.epochs.epochAt(read.nextOffset - 1)));
       p.batches.push(gap);
       left -= gap.length;
+      sentEnd = read.nextOffset;
     }
     if (p.batches.length > 0) first = false;
+    if (p.aborted) p.aborted = withMarkers(p.aborted, out.abortMarkers, sentEnd);
   }
+}
+
+/**
+ * The aborted transactions a read_committed reader needs for what is sent:
+ * a reader skips an aborted producer's records from the transaction's first
+ * offset until that producer's abort marker, so a transaction whose marker
+ * the cleaner removed (its records went before it) must not be named once
+ * the answer reaches past the marker's offset: the producer's later
+ * committed records would be skipped too. One that ends after what is sent
+ * stays: the producer's records sent are that transaction's.
+ */
+function withMarkers<T extends { lastOffset: number }>(aborted: T[], abortMarkers: number[], sentEnd: number): T[] {
+  if (aborted.every((a) => a.lastOffset >= sentEnd)) return aborted;
+  const markers = new Set(abortMarkers);
+  return aborted.filter((a) => a.lastOffset >= sentEnd || markers.has(a.lastOffset));
 }
 
 function writeFetchResponse(w: Writer, v: number, outs: TopicOut[]): void {

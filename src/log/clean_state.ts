@@ -24,6 +24,26 @@ export interface Cleaning {
   purgeBelow: number;
   /** ...when their timestamp is below this (ms): the leader's clock minus delete.retention.ms. */
   horizonMs: number;
+  /**
+   * Transaction markers below this offset go once no record of their
+   * transaction is left: the end of a cleaning decided at least
+   * delete.retention.ms before this one, so a read_committed reader that
+   * read an aborted transaction's records before they were cleaned had that
+   * long to reach its marker. At most `purgeBelow`. Absent (0) in cleanings
+   * decided before markers were removed.
+   */
+  markersBelow?: number;
+  /**
+   * Closed segments that end at or below this offset are merged: each one
+   * whose base is not in `bases` joins the segment before it (the log's
+   * first is always kept), so a long-lived compacted log does not keep
+   * thousands of small files. `bases` are the leader's groups of its
+   * segments up to segment.bytes each; every replica's segments there are
+   * the same or finer (see docs/ARCHITECTURE.md, Compaction). Absent: no
+   * merging.
+   */
+  mergeBelow?: number;
+  bases?: number[];
 }
 
 /** A cleaning this replica carried out, and when (wall-clock ms, for `yak topics --describe`). */
@@ -40,8 +60,8 @@ export interface CleanState extends Cleaning {
  * import { loadCleanState, saveCleanState } from "./clean_state.ts";
  * const dir = await Deno.makeTempDir();
  * assert.equal(await loadCleanState(dir), null);
- * await saveCleanState(dir, { to: 100, purgeBelow: 40, horizonMs: 5, at: 7 });
- * assert.deepEqual(await loadCleanState(dir), { to: 100, purgeBelow: 40, horizonMs: 5, at: 7 });
+ * await saveCleanState(dir, { to: 100, purgeBelow: 40, horizonMs: 5, markersBelow: 20, at: 7 });
+ * assert.deepEqual(await loadCleanState(dir), { to: 100, purgeBelow: 40, horizonMs: 5, markersBelow: 20, at: 7 });
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -63,6 +83,10 @@ export async function loadCleanState(dir: string): Promise<CleanState | null> {
     to: s.to as number,
     purgeBelow: s.purgeBelow as number,
     horizonMs: s.horizonMs as number,
+    markersBelow: ok(s.markersBelow) ? s.markersBelow as number : 0,
+    ...(ok(s.mergeBelow) && Array.isArray(s.bases) && s.bases.every(ok)
+      ? { mergeBelow: s.mergeBelow as number, bases: s.bases as number[] }
+      : {}),
     at: Number.isSafeInteger(s.at) ? s.at as number : 0,
   };
 }

@@ -4,9 +4,11 @@
  * active segment never touched) it keeps, for each key, only the record with
  * the highest offset; a tombstone (null value) below `purgeBelow` whose
  * timestamp is below `horizonMs` goes too, and records without a key go.
- * Records of aborted transactions go (they never were a key's value);
- * transaction markers stay. Kept records keep their offsets and their bytes (their checksums hold):
- * the log has gaps afterwards, as Kafka's has.
+ * Records of aborted transactions go (they never were a key's value); a
+ * transaction marker goes once no record of its transaction is left and it
+ * lies below the cleaning's `markersBelow` (Kafka's rule: see
+ * {@link Cleaning.markersBelow}). Kept records keep their offsets and their
+ * bytes (their checksums hold): the log has gaps afterwards, as Kafka's has.
  *
  * The result is a function of the log's records below `to` and the cleaning
  * alone: every replica that carries out the same cleaning ends with the same
@@ -161,6 +163,11 @@ export interface CleanRun {
   /** Tombstones kept below `to` (too new, or not yet below purgeBelow), and the oldest one's timestamp (Infinity). */
   tombstonesKept: number;
   oldestTombstoneTs: number;
+  markersRemoved: number;
+  /** The lowest marker kept only for not lying below markersBelow (its transaction has no record left), or Infinity. */
+  lowestWaitingMarker: number;
+  /** Segments merged into the one before them (see Cleaning.mergeBelow). */
+  segmentsMerged: number;
   /** Closed bytes below `to` before and after. */
   bytesBefore: number;
   bytesAfter: number;
@@ -192,6 +199,9 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     tombstonesRemoved: 0,
     tombstonesKept: 0,
     oldestTombstoneTs: Infinity,
+    markersRemoved: 0,
+    lowestWaitingMarker: Infinity,
+    segmentsMerged: 0,
     bytesBefore: closedBelow().reduce((n, s) => n + s.size, 0),
     bytesAfter: 0,
   };
@@ -204,14 +214,19 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     // What the last pass keeps is what stays.
     run.tombstonesKept = 0;
     run.oldestTombstoneTs = Infinity;
+    run.lowestWaitingMarker = Infinity;
+    // Producer -> whether a record of its transaction in progress (since its last marker) is kept: a pass reads
+    // the log from its start, so a marker is judged after every record of its transaction.
+    const txns = new Map<number, boolean>();
     for (const seg of segments.filter((s) => s.base < end)) {
-      if (!await cleanSegment(log, seg, seg === segments[0], map, cleaning, o, run)) return null;
+      if (!await cleanSegment(log, seg, seg === segments[0], { map, txns }, cleaning, o, run)) return null;
     }
     run.passes++;
     // No closed segment ends past `done` below `to` (the segment there reaches past it): nothing more to clean.
     if (end <= done && done < cleaning.to) break;
     done = end;
   } while (done < cleaning.to);
+  if (cleaning.mergeBelow !== undefined && !await mergeSegments(log, cleaning, o, run)) return null;
   run.bytesAfter = closedBelow().reduce((n, s) => n + s.size, 0);
   await log.setCleanState({ ...cleaning, at: Date.now() });
   return run;
@@ -262,17 +277,30 @@ async function cleanSegment(
   log: PartitionLog,
   seg: ClosedSegment,
   first: boolean,
-  map: KeyMap,
+  pass: { map: KeyMap; txns: Map<number, boolean> },
   cleaning: Cleaning,
   o: CleanOptions,
   run: CleanRun,
 ): Promise<boolean> {
   const out = new CleanedWriter(`${seg.dataPath}.cleaned`, o.indexIntervalBytes);
   const digest = new Uint32Array(3);
+  const { map, txns } = pass;
   let dropped = 0;
   try {
     const ok = await eachLine(log, seg, o, run, (b, s, e, f) => {
-      if (f.control) return out.add(b, s, e + 1, f.offset);
+      if (f.control) {
+        // A marker whose transaction left no record: nothing of it to decide for a reader, once one that read
+        // its records before they were cleaned had delete.retention.ms to reach it (markersBelow).
+        const recordsLeft = txns.get(f.txnProducer) ?? false;
+        txns.delete(f.txnProducer);
+        if (!recordsLeft && f.offset < (cleaning.markersBelow ?? 0)) {
+          dropped++;
+          run.markersRemoved++;
+          return;
+        }
+        if (!recordsLeft) run.lowestWaitingMarker = Math.min(run.lowestWaitingMarker, f.offset);
+        return out.add(b, s, e + 1, f.offset);
+      }
       let keep = f.keyStart >= 0 && !aborted(o, f);
       if (keep) {
         digestOf(b, f.keyStart, f.keyEnd, digest);
@@ -284,6 +312,7 @@ async function cleanSegment(
           run.tombstonesKept++;
           run.oldestTombstoneTs = Math.min(run.oldestTombstoneTs, f.ts);
         }
+        if (f.txnProducer >= 0) txns.set(f.txnProducer, true);
         return out.add(b, s, e + 1, f.offset);
       }
       dropped++;
@@ -301,7 +330,7 @@ async function cleanSegment(
       run.segmentsRemoved++;
       return true;
     }
-    const cleaned = await out.finish(o, run);
+    const cleaned = await out.finish(o, run, await lastWritten([seg]));
     if (!await log.swapCleaned(seg, cleaned)) return false;
     run.segmentsRewritten++;
     return true;
@@ -309,6 +338,97 @@ async function cleanSegment(
     await out.discard();
     throw err;
   }
+}
+
+/** The closed segments of `log` that end at or below `offset`, in order. */
+function closedEndingBy(log: PartitionLog, offset: number): ClosedSegment[] {
+  const closed = log.closedSegments();
+  const active = log.segmentBasesIn(0, Infinity).at(-1)!;
+  let n = 0;
+  while (n < closed.length && (closed[n + 1]?.base ?? active) <= offset) n++;
+  return closed.slice(0, n);
+}
+
+/**
+ * The merging a cleaning of `log` should carry out below `below` (the end
+ * of the cleaning before, so only cleaned segments are looked at): its
+ * closed segments there in groups of consecutive ones of at most
+ * `limitBytes` together (a larger one alone), as Kafka's cleaner groups
+ * segments up to segment.bytes; `bases` are the groups' first bases. The
+ * sizes are those before this cleaning, which only shrinks them. At most
+ * `maxGroups` groups: past them `mergeBelow` ends the merging (it never
+ * moves back: the groups before it stay at most as many);
+ * `merges` is how many segments here would join the one before them.
+ *
+ * @example
+ * ```ts ignore
+ * const { mergeBelow, bases } = mergePlan(log, prev.to, log.segmentBytes, 256);
+ * ```
+ */
+export function mergePlan(
+  log: PartitionLog,
+  below: number,
+  limitBytes: number,
+  maxGroups: number,
+): { mergeBelow: number; bases: number[]; merges: number } {
+  const bases: number[] = [];
+  let size = 0;
+  let segments = 0;
+  for (const seg of closedEndingBy(log, below)) {
+    if (bases.length === 0 || size + seg.size > limitBytes) {
+      if (bases.length === maxGroups) return { mergeBelow: seg.base, bases, merges: segments - bases.length };
+      bases.push(seg.base);
+      size = 0;
+    }
+    size += seg.size;
+    segments++;
+  }
+  return { mergeBelow: below, bases, merges: segments - bases.length };
+}
+
+/**
+ * Merges the closed segments that end at or below `cleaning.mergeBelow`:
+ * each group (a segment whose base is in `cleaning.bases`, or the first,
+ * and the segments after it up to the next such) becomes one file under its
+ * first base, its lines as they are. Runs after the cleaning's passes, so
+ * the groups hold what the cleaning kept, the same on every replica; a base
+ * of `bases` with no segment here (one the cleaning left empty and removed)
+ * starts no group. False when a segment went away under it.
+ */
+async function mergeSegments(log: PartitionLog, cleaning: Cleaning, o: CleanOptions, run: CleanRun): Promise<boolean> {
+  const closed = closedEndingBy(log, cleaning.mergeBelow ?? 0);
+  const starts = new Set(cleaning.bases ?? []);
+  const groups: ClosedSegment[][] = [];
+  for (const seg of closed) {
+    if (groups.length === 0 || starts.has(seg.base)) groups.push([seg]);
+    else groups[groups.length - 1].push(seg);
+  }
+  for (const group of groups) {
+    if (group.length < 2) continue;
+    const out = new CleanedWriter(`${group[0].dataPath}.cleaned`, o.indexIntervalBytes);
+    try {
+      for (const seg of group) {
+        const ok = await eachLine(
+          log,
+          seg,
+          o,
+          run,
+          (b, s, e, f) => out.add(b, s, e + 1, f.offset),
+          () => out.flush(o, run),
+        );
+        if (!ok) {
+          await out.discard();
+          return false;
+        }
+      }
+      if (!await log.swapMerged(group, await out.finish(o, run, await lastWritten(group)))) return false;
+    } catch (err) {
+      await out.discard();
+      throw err;
+    }
+    run.segmentsMerged += group.length - 1;
+  }
+  return true;
 }
 
 /**
@@ -359,6 +479,17 @@ async function eachLine(
     await o.pause(lines.length);
   }
   return true;
+}
+
+/** When the newest of `segments` was last written (null when one cannot be looked at: the file's own time stays). */
+async function lastWritten(segments: ClosedSegment[]): Promise<Date | null> {
+  let newest: Date | null = null;
+  for (const seg of segments) {
+    const mtime = (await Deno.stat(seg.dataPath).catch(() => null))?.mtime;
+    if (!mtime) return null;
+    if (newest === null || mtime > newest) newest = mtime;
+  }
+  return newest;
 }
 
 /** Whether a record belongs to an aborted transaction. */
@@ -423,16 +554,24 @@ class CleanedWriter {
     await o.pause(bytes.length);
   }
 
-  /** The whole file, synced: a swap never puts a file whose bytes are not on disk in a segment's place. */
+  /**
+   * The whole file, synced: a swap never puts a file whose bytes are not on
+   * disk in a segment's place. Its modification time is `mtime` (the
+   * segments' it replaces), as Kafka's cleaner keeps a segment's last
+   * modified time: retention.ms and min.compaction.lag.ms read a closed
+   * segment's as the time of its newest record, and a rewrite is not one.
+   */
   async finish(
     o: CleanOptions,
     run: CleanRun,
+    mtime: Date | null,
   ): Promise<{ path: string; size: number; offsets: number[]; positions: number[] }> {
     await this.flush(o, run, true);
     this.#file ??= await Deno.open(this.path, { write: true, create: true, truncate: true, mode: dataModes().file });
     await this.#file.sync();
     this.#file.close();
     this.#file = null;
+    if (mtime) await Deno.utime(this.path, mtime, mtime);
     return { path: this.path, size: this.size, offsets: this.offsets, positions: this.positions };
   }
 

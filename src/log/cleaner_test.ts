@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cleanLog, type CleanOptions } from "./cleaner.ts";
+import { cleanLog, type CleanOptions, mergePlan } from "./cleaner.ts";
 import type { Cleaning } from "./clean_state.ts";
 import { type LogOptions, PartitionLog } from "./partition_log.ts";
 import { encodeBatch, encodeMarker, parseLines, type RecordInput, type StoredRecord } from "./record.ts";
@@ -254,7 +254,7 @@ Deno.test("reads while the cleaner swaps segments see whole, intact records in o
   });
 });
 
-Deno.test("aborted transactions' records go and never count as a key's newest; transaction markers stay", async () => {
+Deno.test("aborted transactions' records go and never count as a key's newest; markers stay while not below markersBelow", async () => {
   await withTempDir(async (dir) => {
     const log = await PartitionLog.open(dir, opts());
     try {
@@ -281,6 +281,189 @@ Deno.test("aborted transactions' records go and never count as a key's newest; t
       assert.deepEqual(kept.map((r) => r.offset), [1, 2, 5, 6, 7]);
       assert.equal(kept[0].value, "committed", "the aborted update of 'a' did not supersede the committed one");
       assert.deepEqual(kept.filter((r) => r.marker !== undefined).map((r) => r.marker), ["commit", "abort"]);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+Deno.test("a transaction marker goes once its transaction left no record and it lies below markersBelow; one pass, several, or one cleaning after another give the same files", async () => {
+  await withTempDir(async (dir) => {
+    /** Plain updates, a committed transaction of p7 (keys a, superseded later, and c), an aborted one of p8. */
+    const fill = async (log: PartitionLog) => {
+      const one = (build: (base: number) => string) => log.append(1, 1, build).done;
+      await produce(log, updates(30, 10));
+      await one((o) => encodeBatch([{ key: "a", value: "committed" }], o, 1, TS, "p7", 0, false, 1)); // 30
+      await one((o) => encodeMarker(o, 1, TS, "p7", 1, true)); // 31
+      await log.append(
+        1,
+        2,
+        (o) => encodeBatch([{ key: "a", value: "x" }, { key: "b", value: "x" }], o, 1, TS, "p8", 0, false, 1),
+      ).done; // 32, 33
+      await one((o) => encodeMarker(o, 1, TS, "p8", 1, false)); // 34
+      await produce(log, updates(30, 10));
+      await one((o) => encodeBatch([{ key: "c", value: "committed" }], o, 1, TS, "p7", 1, false, 1)); // 65
+      await one((o) => encodeMarker(o, 1, TS, "p7", 1, true)); // 66
+      await one((o) => encodeBatch([{ key: "a", value: "plain" }], o, 1, TS, null, 0)); // 67
+      await produce(log, updates(30, 10));
+      await log.roll();
+      await one((o) => encodeBatch([{ key: "z", value: "active" }], o, 1, TS, null, 0));
+    };
+    const aborted = [{ producer: 8, first: 32, last: 34 }];
+    const stepwise = await PartitionLog.open(join(dir, "stepwise"), opts());
+    const once = await PartitionLog.open(join(dir, "once"), opts());
+    const small = await PartitionLog.open(join(dir, "small"), opts());
+    try {
+      for (const log of [stepwise, once, small]) await fill(log);
+      const to = stepwise.logEndOffset - 1;
+      const markers = async (log: PartitionLog) =>
+        (await readAll(log)).filter((r) => r.marker !== undefined).map((r) => `${r.offset}:${r.marker}`);
+      const clean = async (log: PartitionLog, markersBelow: number, keyMapBytes = MB) => {
+        const run = await cleanLog(log, { to, purgeBelow: to, horizonMs: TS + 1, markersBelow }, {
+          ...CLEAN,
+          keyMapBytes,
+          aborted,
+        });
+        assert.ok(run);
+        return run;
+      };
+      // Not below markersBelow: both wait, the aborted records are gone.
+      let run = await clean(stepwise, 0);
+      assert.deepEqual(await markers(stepwise), ["31:commit", "34:abort", "66:commit"]);
+      assert.equal(run.lowestWaitingMarker, 31, "the commit of 'a' (superseded at 67) and the abort wait");
+      run = await clean(stepwise, 34);
+      assert.deepEqual(await markers(stepwise), ["34:abort", "66:commit"], "the commit at 31 goes; 34 is not below");
+      assert.equal(run.markersRemoved, 1);
+      run = await clean(stepwise, to);
+      assert.deepEqual(await markers(stepwise), ["66:commit"], "the abort goes; the commit of 'c', still kept, stays");
+      assert.equal(run.lowestWaitingMarker, Infinity);
+      const kept = await readAll(stepwise);
+      assert.equal(kept.find((r) => r.key === "c")?.value, "committed");
+      assert.equal(kept.find((r) => r.key === "a")?.value, "plain");
+      assert.equal(kept.find((r) => r.key === "b"), undefined, "the aborted transaction's records are gone");
+      await clean(once, to);
+      const runs = await clean(small, to, 200);
+      assert.ok(runs.passes > 2, `${runs.passes} passes`);
+      const want = await files(stepwise.dir);
+      for (const log of [once, small]) assert.deepEqual(await files(log.dir), want, log.dir);
+    } finally {
+      for (const log of [stepwise, once, small]) await log.close();
+    }
+  });
+});
+
+Deno.test("small cleaned segments are merged by the leader's groups: one file per group; a replica with finer segments, one with the leader's, and a crash mid-merge end with the same files", async () => {
+  await withTempDir(async (dir) => {
+    // 600 records in ~2000-byte segments, every fifth of a key of its own: cleaned, each segment keeps a few.
+    const records = updates(600, 60).map((r, i) => i % 5 === 0 ? { ...r, key: `u${i}` } : r);
+    const leader = await PartitionLog.open(join(dir, "leader"), opts());
+    const fine = await PartitionLog.open(join(dir, "fine"), opts());
+    const logs = [leader, fine];
+    try {
+      for (const log of logs) {
+        await produce(log, records.slice(0, 400));
+        await log.roll();
+      }
+      const mid = leader.logEndOffset;
+      for (const log of logs) {
+        await produce(log, records.slice(400));
+        await log.roll();
+        await produce(log, [{ key: "z", value: "active" }]);
+      }
+      const to = leader.logEndOffset - 1;
+      // The first cleaning (nothing merged: nothing was cleaned before it), then one that merges what it cleaned,
+      // its groups made from the leader's segments then.
+      const plan = (below: number) => {
+        const { mergeBelow, bases } = mergePlan(leader, below, 3000, 256);
+        return { mergeBelow, bases };
+      };
+      const first: Cleaning = { to: mid, purgeBelow: 0, horizonMs: 0, ...plan(0) };
+      assert.ok(await cleanLog(leader, first, CLEAN));
+      const segmentsBefore = leader.segmentCount;
+      const second: Cleaning = { to, purgeBelow: mid, horizonMs: 0, ...plan(mid) };
+      assert.ok(second.bases!.length >= 1);
+      const run = await cleanLog(leader, second, CLEAN);
+      assert.ok(run && run.segmentsMerged > 0, JSON.stringify(run));
+      assert.ok(leader.segmentCount < segmentsBefore, `${leader.segmentCount} segments, ${segmentsBefore} before`);
+      assert.equal(leader.logStartOffset, 0);
+      // Every segment below `mid` but the last of its group is gone; what is read is what a cleaning alone keeps.
+      const all = records.map((r, offset) => ({ ...r, offset, epoch: 1, ts: TS }) as StoredRecord);
+      assert.deepEqual(
+        (await readAll(leader)).map((r) => r.offset),
+        [...expected(all, to), to],
+      );
+      // A replica away during the first cleaning (its segments are finer) carries out only the second.
+      assert.ok(await cleanLog(fine, second, CLEAN));
+      const want = await files(leader.dir);
+      assert.deepEqual(await files(fine.dir), want);
+      // One that copied the leader's merged segments carries the same cleaning out: nothing changes.
+      const again = await cleanLog(leader, second, CLEAN);
+      assert.equal(again?.segmentsMerged, 0);
+      assert.deepEqual(await files(leader.dir), want);
+      console.log(`    ${segmentsBefore} segments before the merging cleaning, ${leader.segmentCount} after`);
+      // A crash after the merge's swap file was in place and one of its segments deleted: recovery finishes it.
+      const crashed = join(dir, "crashed");
+      const raw = await PartitionLog.open(crashed, opts());
+      await produce(raw, records.slice(0, 400));
+      await raw.roll();
+      await produce(raw, records.slice(400));
+      await raw.roll();
+      await produce(raw, [{ key: "z", value: "active" }]);
+      assert.ok(await cleanLog(raw, { to, purgeBelow: mid, horizonMs: 0 }, CLEAN));
+      const unmerged = raw.closedSegments();
+      await raw.close();
+      const group = unmerged.filter((s) => s.base < mid && !second.bases!.includes(s.base));
+      assert.ok(group.length > 0);
+      const start = Math.max(...second.bases!.filter((b) => b < group[0].base));
+      const end = unmerged.find((s) => s.base > group[0].base && second.bases!.includes(s.base))?.base ?? mid;
+      const name = (base: number) => `${String(base).padStart(20, "0")}.jsonl`;
+      await Deno.writeTextFile(
+        join(crashed, `${name(start)}.swap.${String(end).padStart(20, "0")}`),
+        want.get(name(start))!,
+      );
+      await Deno.remove(join(crashed, name(group[0].base)));
+      const events: string[] = [];
+      const reopened = await PartitionLog.open(crashed, opts({ onEvent: (e) => void events.push(e) }));
+      try {
+        assert.ok(events.includes("clean_swap_finished"), events.join());
+        for await (const e of Deno.readDir(crashed)) assert.doesNotMatch(e.name, /\.(cleaned|swap)/);
+        assert.ok(await cleanLog(reopened, second, CLEAN));
+        assert.deepEqual(await files(crashed), want);
+      } finally {
+        await reopened.close();
+      }
+    } finally {
+      for (const log of logs) await log.close();
+    }
+  });
+});
+
+Deno.test("a cleaned or merged segment keeps the time its newest record was written (retention.ms and min.compaction.lag.ms read it)", async () => {
+  await withTempDir(async (dir) => {
+    const log = await PartitionLog.open(dir, opts());
+    try {
+      await produce(log, updates(600, 60).map((r, i) => i % 5 === 0 ? { ...r, key: `u${i}` } : r));
+      await log.roll();
+      await produce(log, [{ key: "z", value: "active" }]);
+      const old = new Map<number, number>();
+      for (const s of log.closedSegments()) {
+        const t = new Date(Date.UTC(2020, 0, 1) + s.base * 1000);
+        await Deno.utime(s.dataPath, t, t);
+        old.set(s.base, t.getTime());
+      }
+      const to = log.logEndOffset - 1;
+      const cleaned = await cleanLog(log, { to, purgeBelow: 0, horizonMs: 0 }, CLEAN);
+      assert.ok(cleaned && cleaned.segmentsRewritten > 0);
+      const { merges, ...merge } = mergePlan(log, to, 3000, 256);
+      assert.ok(merges > 0);
+      const run = await cleanLog(log, { to, purgeBelow: to, horizonMs: 0, ...merge }, CLEAN);
+      assert.ok(run && run.segmentsMerged > 0);
+      const segs = log.closedSegments();
+      for (let i = 0; i < segs.length; i++) {
+        const end = segs[i + 1]?.base ?? to;
+        const want = Math.max(...[...old].filter(([b]) => b >= segs[i].base && b < end).map(([, t]) => t));
+        assert.equal((await Deno.stat(segs[i].dataPath)).mtime?.getTime(), want, `segment ${segs[i].base}`);
+      }
     } finally {
       await log.close();
     }

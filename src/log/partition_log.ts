@@ -746,6 +746,11 @@ export class PartitionLog {
     }
   }
 
+  /** The size past which the active segment rolls (the topic's segment.bytes). */
+  get segmentBytes(): number {
+    return this.#opts.segmentBytes;
+  }
+
   /** Whether offsets in this log may skip (a compacted log). */
   get gaps(): boolean {
     return this.#gaps;
@@ -854,6 +859,49 @@ export class PartitionLog {
       this.#segments[i] = await Segment.adopt(this.dir, old.base, cleaned.size, cleaned.offsets, cleaned.positions);
     }
     // The tail cache must not serve the old lines of what was cleaned.
+    this.#tail = this.#tail.filter((c) => c.base >= end);
+    this.#tailBytes = this.#tail.reduce((n, c) => n + c.bytes.length, 0);
+    return true;
+  }
+
+  /**
+   * Puts one file in the place of the consecutive closed segments `group`
+   * (merged by the cleaner: `merged.path` holds their lines, written and
+   * synced as `<first base>.jsonl.cleaned`), under the first one's base. As
+   * {@link swapCleaned}, in the write queue while no read is under way. The
+   * file is renamed to `<first base>.jsonl.swap.<end>` (`end` the base of the
+   * segment after the group), then the group's later segments are deleted
+   * and the file renamed over the first: a crash after the first rename
+   * leaves the swap, which recovery.ts finishes (it deletes the segments
+   * from the first's base to `end`), before it the old segments. Resolves
+   * false, the file removed, when the group is no longer here as it was.
+   */
+  swapMerged(group: ClosedSegment[], merged: CleanedSegment): Promise<boolean> {
+    const done = this.#writeChain.then(() => this.#exclusive(() => this.#merge(group, merged)));
+    this.#writeChain = done.then(() => {}, () => {});
+    return done;
+  }
+
+  async #merge(group: ClosedSegment[], merged: CleanedSegment): Promise<boolean> {
+    const i = this.#segments.findIndex((s) => s.id === group[0].id);
+    const here = i === -1 ? [] : this.#segments.slice(i, i + group.length);
+    if (
+      this.#fence || this.#closed || group.length < 2 || i + group.length >= this.#segments.length ||
+      here.some((s, j) => s.id !== group[j].id)
+    ) {
+      await Deno.remove(merged.path).catch(() => {});
+      return false;
+    }
+    const first = here[0];
+    const end = this.#segments[i + group.length].base;
+    const swap = `${first.dataPath}.swap.${String(end).padStart(20, "0")}`;
+    await Deno.rename(merged.path, swap);
+    for (const s of here.slice(1).reverse()) await s.remove();
+    first.closeHandles();
+    await Deno.remove(first.indexPath).catch(() => {});
+    await Deno.rename(swap, first.dataPath);
+    const adopted = await Segment.adopt(this.dir, first.base, merged.size, merged.offsets, merged.positions);
+    this.#segments.splice(i, group.length, adopted);
     this.#tail = this.#tail.filter((c) => c.base >= end);
     this.#tailBytes = this.#tail.reduce((n, c) => n + c.bytes.length, 0);
     return true;

@@ -421,12 +421,14 @@ export interface CompactionFields {
   tombstone: boolean;
   /** A transaction marker (a control line): no key, no value. */
   control: boolean;
-  /** A transactional record's producer number (the `p<n>` of its line), or -1 for any other line. */
+  /** A transactional record's or a marker's producer number (the `p<n>` of its line), or -1 for any other line. */
   txnProducer: number;
 }
 
 const KEY_FIELD = encoder.encode('"key');
 const MARKER_START = encoder.encode('"marker":"');
+const COMMIT_PRODUCER = encoder.encode('commit","producer":"p');
+const ABORT_PRODUCER = encoder.encode('abort","producer":"p');
 const TXN_END = encoder.encode(',"txn":true');
 const COLON = 0x3a;
 const HEADERS_START = encoder.encode(',"headers":[');
@@ -437,8 +439,8 @@ const HEADERS_START = encoder.encode(',"headers":[');
  * (its bytes are the key's identity: a key is stored one way only, as text
  * when it is UTF-8 and base64 otherwise, through JSON.stringify) and whether
  * the value is null, or that it is a transaction marker, and whose
- * transaction a transactional record is. False when the line does not read
- * as a stored record.
+ * transaction a transactional record or a marker is. False when the line
+ * does not read as a stored record.
  *
  * @example
  * ```ts
@@ -464,14 +466,20 @@ export function compactionFieldsAt(b: Uint8Array, s: number, e: number, out: Com
   out.offset = off[0];
   out.ts = ts[0];
   out.tombstone = false;
-  out.txnProducer = txnProducerOf(b, s, e);
   let at = ts[1] + 1;
   if (startsAt(b, at, LOG_APPEND_TIME)) at += LOG_APPEND_TIME.length;
   out.control = startsAt(b, at, MARKER_START);
   if (out.control) {
+    // `"marker":"commit","producer":"p12"` (encodeMarker's order): whose transaction it ends.
+    at += MARKER_START.length;
+    const field = startsAt(b, at, ABORT_PRODUCER) ? ABORT_PRODUCER : COMMIT_PRODUCER;
+    const n = startsAt(b, at, field) ? digitsAt(b, at + field.length, e) : null;
+    if (!n) return false;
+    out.txnProducer = n[0];
     out.keyStart = out.keyEnd = -1;
     return true;
   }
+  out.txnProducer = txnProducerOf(b, s, e);
   if (startsAt(b, at, KEY_NULL)) {
     out.keyStart = out.keyEnd = -1;
     at += KEY_NULL.length;

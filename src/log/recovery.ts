@@ -80,18 +80,31 @@ export async function recoverLog(dir: string, opts: LogOptions): Promise<Recover
  * Ends the swaps of cleaned segments a crash interrupted (cleaner.ts writes
  * `<base>.jsonl.cleaned`, syncs it, renames it to `.swap`, then over the
  * segment): a `.swap` is whole and takes the segment's place (its index is
- * rebuilt); a `.cleaned` may be partial and is removed. The old segment or
+ * rebuilt); a `.cleaned` may be partial and is removed. A merge's swap,
+ * `.swap.<end>`, takes the place of every segment from its base to `end`. The old segment or
  * the new one, never a mix; the cleaning is carried out again anyway, since
  * its state was not saved.
  */
 async function finishSwaps(dir: string, opts: LogOptions): Promise<void> {
-  for await (const entry of Deno.readDir(dir)) {
-    const m = /^(\d{20})\.jsonl\.(cleaned|swap)$/.exec(entry.name);
-    if (!m || !entry.isFile) continue;
+  const entries: Deno.DirEntry[] = [];
+  for await (const entry of Deno.readDir(dir)) entries.push(entry);
+  for (const entry of entries) {
+    const m = /^(\d{20})\.jsonl\.(cleaned|swap)(?:\.(\d{20}))?$/.exec(entry.name);
+    if (!m || !entry.isFile || (m[3] !== undefined && m[2] !== "swap")) continue;
     const path = join(dir, entry.name);
     const segment = join(dir, `${m[1]}.jsonl`);
     const there = await Deno.stat(segment).then(() => true, () => false);
     if (m[2] === "swap" && there) {
+      // A merge's swap (`.swap.<end>`) replaces every segment from its base to `end`: the later ones go first.
+      const end = m[3] === undefined ? Number(m[1]) + 1 : Number(m[3]);
+      for (const e of entries) {
+        const later = /^(\d{20})\.(jsonl|index)$/.exec(e.name);
+        if (later && Number(later[1]) > Number(m[1]) && Number(later[1]) < end) {
+          await Deno.remove(join(dir, e.name)).catch((err) => {
+            if (!(err instanceof Deno.errors.NotFound)) throw err;
+          });
+        }
+      }
       await Deno.remove(join(dir, `${m[1]}.index`)).catch(() => {});
       await Deno.rename(path, segment);
     } else {
