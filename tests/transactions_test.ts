@@ -257,7 +257,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: (t) =>
-    withDeadline(150_000, "transactions", async () => {
+    withDeadline(200_000, "transactions", async () => {
       const c = await TestCluster.start({
         brokers: 2,
         partitions: 2,
@@ -517,6 +517,47 @@ Deno.test({
           assert.equal(seen.findIndex((k) => k > 1), -1, "a line is there twice");
           console.log(`  ${n} lines in transactions of 5000 across broker ${leader}'s kill: each once`);
         });
+
+        await step(
+          "yak produce's commit that opens the next: leader and producer killed between that record and the markers",
+          async () => {
+            const [back] = [...c.brokers].find(([, p]) => p.exited)!;
+            await c.startBroker(back);
+            await until("both brokers in sync", 30_000, async () => (await c.lease()).isr.length === 2);
+            const old = (await c.lease()).leaderId!;
+            // Where the record that decides transaction N and opens N+1 is on the in-sync replicas, and no marker
+            // of N is placed yet.
+            const bp = await breakAt(c.brokers.get(old)!, "txn_coordinator.ts", "      decided();");
+            const r = 1000;
+            const args = ["produce", "--topic", "pause", "--transactional-id", "pause", "--transaction-records"];
+            const proc = new Proc("yak-produce-pause", [
+              ...args,
+              String(r),
+              "--transaction-timeout-ms",
+              "3000",
+              ...c.zkFlag,
+            ], {
+              stdin: true,
+            });
+            await proc.write(seqText(3 * r));
+            await withDeadline(15_000, "the first commit's record", () => bp.hit);
+            c.brokers.get(old)!.kill("SIGKILL");
+            proc.kill("SIGKILL"); // N+1 gets no record: the new leader must abort it by its timeout
+            bp.close();
+            await proc.status;
+            const leader = await until("a new leader", 30_000, async () => (await c.lease()).leaderId !== old)
+              .then(async () => (await c.lease()).leaderId!);
+            const log = () => Deno.readTextFile(join(c.dir, `broker-${leader}`, "broker.log"));
+            await until("N+1 aborted by its timeout", 30_000, async () => /txn_timed_out.*"pause"/.test(await log()));
+            assert.match(await log(), /txn_completing_decided.*"pause"/, "the new leader finished N");
+            const lines = await readAll(c, "pause", "read_committed");
+            assert.deepEqual(lines.map(Number), Array.from({ length: r }, (_, i) => i + 1), "N whole, nothing more");
+            const stored = (await storedLines(c, leader, "pause")).filter((l) => l.producer !== undefined);
+            const markers = stored.filter((l) => l.marker !== undefined).map((l) => l.marker);
+            assert.deepEqual(markers.sort(), ["abort", "abort", "commit", "commit"], "N committed, N+1 aborted");
+            console.log(`  broker ${old} killed with N decided and N+1 open: ${lines.length} lines visible`);
+          },
+        );
       } finally {
         await c.stop();
       }
