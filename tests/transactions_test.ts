@@ -415,12 +415,15 @@ Deno.test({
           });
           proc.kill("SIGKILL");
           await proc.status;
-          const stored = await offsetSum(c, leader, "load", "hw");
           assert.deepEqual(await readAll(c, "load", "read_committed"), [], "read_committed: none of it");
-          // A follower may serve the read and learn the high watermark a fetch later: read until it has.
+          // A follower may serve the read and learn the high watermark a fetch later, and batches the producer sent
+          // before its kill may still be on their way to the in-sync replicas: read until both agree.
+          let stored = -1;
           let uncommitted = 0;
-          await until("read_uncommitted reaches the high watermark", 15_000, async () =>
-            (uncommitted = (await readAll(c, "load", "read_uncommitted")).length) === stored);
+          await until("read_uncommitted reaches the high watermark", 15_000, async () => {
+            stored = await offsetSum(c, leader, "load", "hw");
+            return (uncommitted = (await readAll(c, "load", "read_uncommitted")).length) === stored;
+          });
           assert.equal(uncommitted, stored);
           const again = await yak(args, { stdin: seqText(n), timeoutMs: 60_000 });
           assert.equal(again.code, 0, again.stderr);
@@ -432,9 +435,7 @@ Deno.test({
           }
           assert.equal(seen.indexOf(0, 1), -1, "a line is missing");
           assert.equal(
-            seen.findIndex((k) =>
-              k > 1
-            ),
+            seen.findIndex((k) => k > 1),
             -1,
             "a line is there twice",
           );
