@@ -462,9 +462,11 @@ export class PartitionOps {
 
   /**
    * Places a transaction's marker as {@link appendMarker} does, but resolves
-   * once it is written here: its offset taken (what comes into the partition
-   * after it lies after it) and `replicated` resolving once the in-sync
-   * replicas hold it.
+   * once its offset is taken here (what comes into the partition after it
+   * lies after it, and is written after it); `replicated` resolves once the
+   * in-sync replicas hold it, and rejects if its write fails. `onVoid` runs
+   * if the write fails, in the step that frees its offset (and those of
+   * every append queued behind it), before any other append can take it.
    */
   async placeMarker(
     tp: TopicPartition,
@@ -472,6 +474,7 @@ export class PartitionOps {
     pepoch: number,
     commit: boolean,
     timeoutMs: number,
+    onVoid?: () => void,
   ): Promise<{ offset: number; replicated: Promise<void> }> {
     const b = this.#b;
     const key = `${tp.topic}/${tp.partition}`;
@@ -485,13 +488,15 @@ export class PartitionOps {
       const log = b.store.partition(tp.topic, tp.partition);
       if (log.fenced) throw log.fenced;
       const epoch = leader.epoch;
-      appended = log.append(epoch, 1, (base) => encodeMarker(base, epoch, Date.now(), producer, pepoch, commit));
+      const line = (base: number) => encodeMarker(base, epoch, Date.now(), producer, pepoch, commit);
+      appended = log.append(epoch, 1, line, onVoid);
     } finally {
       turn.done();
     }
-    await appended.done;
-    leader.updateHw(key);
-    const replicated = leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
+    const replicated = appended.done.then(() => {
+      leader.updateHw(key);
+      return leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
+    });
     replicated.catch(() => {}); // awaited by the caller, which may fail before it does
     return { offset: appended.baseOffset, replicated };
   }

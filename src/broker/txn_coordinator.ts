@@ -635,18 +635,26 @@ export class TxnCoordinator {
       partitions: keys.length,
       next: true,
     });
-    await Promise.all(placing); // written here: the producer's next records land after them
+    await Promise.all(placing); // offsets taken here: the producer's next records land, and are written, after them
   }
 
-  /** Places `producer`'s marker in `tp` and takes its batches there again. */
+  /**
+   * Places `producer`'s marker in `tp` and, its offset taken, takes its
+   * batches there again (they land after it). Should its write fail, its
+   * offset and those of every batch behind it are freed, and in that same
+   * step the batches are refused again until the timer places it anew.
+   */
   async #place(
     tp: TopicPartition,
     producer: string,
     pepoch: number,
     commit: boolean,
   ): Promise<{ offset: number; replicated: Promise<void> }> {
-    const placed = await this.#partitions.placeMarker(tp, producer, pepoch, commit, this.#b.opts.requestTimeoutMs);
-    this.#partitions.markerIn(keyOf(tp), producer);
+    const key = keyOf(tp);
+    const timeoutMs = this.#b.opts.requestTimeoutMs;
+    const refuse = () => this.#partitions.expectMarker(key, producer);
+    const placed = await this.#partitions.placeMarker(tp, producer, pepoch, commit, timeoutMs, refuse);
+    this.#partitions.markerIn(key, producer);
     return placed;
   }
 
