@@ -696,7 +696,13 @@ export class TxnCoordinator {
    * The offset of `producer`'s marker in `tp` at or after `from`, once on
    * the in-sync replicas; placed now when the log holds none.
    */
-  async #findOrPlace(tp: TopicPartition, producer: string, pepoch: number, commit: boolean, from: number) {
+  async #findOrPlace(
+    tp: TopicPartition,
+    producer: string,
+    pepoch: number,
+    commit: boolean,
+    from: number,
+  ): Promise<number> {
     const key = keyOf(tp);
     const log = this.#b.store.partition(tp.topic, tp.partition);
     const end = log.logEndOffset;
@@ -705,10 +711,17 @@ export class TxnCoordinator {
     for (let at = Math.max(from, log.logStartOffset); found === -1 && at < end;) {
       const read = await log.read(at, 256 * 1024, end);
       for (const r of parseLines(read.text)) {
-        if (r.marker === kind && r.producer === producer && r.pepoch === pepoch) found = r.offset;
+        if (found === -1 && r.marker === kind && r.producer === producer && r.pepoch === pepoch) found = r.offset;
       }
+      if (read.nextOffset <= at) break; // nothing more to read (a bound, not expected)
       at = read.nextOffset;
     }
+    this.#b.log.write(found === -1 ? "txn_marker_missing" : "txn_marker_found", {
+      partition: key,
+      producer,
+      from,
+      ...(found === -1 ? {} : { offset: found }),
+    });
     if (found === -1) {
       const placed = await this.#place(tp, producer, pepoch, commit);
       await placed.replicated;
