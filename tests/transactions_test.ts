@@ -257,7 +257,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: (t) =>
-    withDeadline(150_000, "transactions", async () => {
+    withDeadline(200_000, "transactions", async () => {
       const c = await TestCluster.start({
         brokers: 2,
         partitions: 2,
@@ -415,12 +415,15 @@ Deno.test({
           });
           proc.kill("SIGKILL");
           await proc.status;
-          const stored = await offsetSum(c, leader, "load", "hw");
           assert.deepEqual(await readAll(c, "load", "read_committed"), [], "read_committed: none of it");
-          // A follower may serve the read and learn the high watermark a fetch later: read until it has.
+          // A follower may serve the read and learn the high watermark a fetch later, and batches the producer sent
+          // before its kill may still be on their way to the in-sync replicas: read until both agree.
+          let stored = -1;
           let uncommitted = 0;
-          await until("read_uncommitted reaches the high watermark", 15_000, async () =>
-            (uncommitted = (await readAll(c, "load", "read_uncommitted")).length) === stored);
+          await until("read_uncommitted reaches the high watermark", 15_000, async () => {
+            stored = await offsetSum(c, leader, "load", "hw");
+            return (uncommitted = (await readAll(c, "load", "read_uncommitted")).length) === stored;
+          });
           assert.equal(uncommitted, stored);
           const again = await yak(args, { stdin: seqText(n), timeoutMs: 60_000 });
           assert.equal(again.code, 0, again.stderr);
@@ -432,9 +435,7 @@ Deno.test({
           }
           assert.equal(seen.indexOf(0, 1), -1, "a line is missing");
           assert.equal(
-            seen.findIndex((k) =>
-              k > 1
-            ),
+            seen.findIndex((k) => k > 1),
             -1,
             "a line is there twice",
           );
@@ -517,6 +518,104 @@ Deno.test({
           assert.equal(seen.findIndex((k) => k > 1), -1, "a line is there twice");
           console.log(`  ${n} lines in transactions of 5000 across broker ${leader}'s kill: each once`);
         });
+
+        await step(
+          "yak produce's commit that opens the next: leader and producer killed between that record and the markers",
+          async () => {
+            const [back] = [...c.brokers].find(([, p]) => p.exited)!;
+            await c.startBroker(back);
+            await until("both brokers in sync", 30_000, async () => (await c.lease()).isr.length === 2);
+            const old = (await c.lease()).leaderId!;
+            // Where the record that decides transaction N and opens N+1 is on the in-sync replicas, and no marker
+            // of N is placed yet.
+            const bp = await breakAt(c.brokers.get(old)!, "txn_coordinator.ts", "      decided();");
+            const r = 1000;
+            const args = ["produce", "--topic", "pause", "--transactional-id", "pause", "--transaction-records"];
+            const proc = new Proc("yak-produce-pause", [
+              ...args,
+              String(r),
+              "--transaction-timeout-ms",
+              "3000",
+              ...c.zkFlag,
+            ], {
+              stdin: true,
+            });
+            await proc.write(seqText(3 * r));
+            await withDeadline(15_000, "the first commit's record", () => bp.hit);
+            c.brokers.get(old)!.kill("SIGKILL");
+            proc.kill("SIGKILL"); // N+1 gets no record: the new leader must abort it by its timeout
+            bp.close();
+            await proc.status;
+            const leader = await until("a new leader", 30_000, async () => (await c.lease()).leaderId !== old)
+              .then(async () => (await c.lease()).leaderId!);
+            const log = () => Deno.readTextFile(join(c.dir, `broker-${leader}`, "broker.log"));
+            await until("N+1 aborted by its timeout", 30_000, async () => /txn_timed_out.*"pause"/.test(await log()));
+            assert.match(await log(), /txn_completing_decided.*"pause"/, "the new leader finished N");
+            assert.match(await log(), /txn_marker_missing.*"pause\/0"/, "the new leader placed N's markers");
+            const lines = await readAll(c, "pause", "read_committed");
+            assert.deepEqual(
+              lines.map(Number).sort((a, b) => a - b),
+              Array.from({ length: r }, (_, i) => i + 1),
+              "N whole, nothing more",
+            );
+            const stored = (await storedLines(c, leader, "pause")).filter((l) => l.producer !== undefined);
+            const markers = stored.filter((l) => l.marker !== undefined).map((l) => l.marker);
+            assert.deepEqual(markers.sort(), ["abort", "abort", "commit", "commit"], "N committed, N+1 aborted");
+            console.log(`  broker ${old} killed with N decided and N+1 open: ${lines.length} lines visible`);
+          },
+        );
+
+        await step(
+          "yak produce's commit that opens the next: the leader killed once the markers are replicated",
+          async () => {
+            const [back] = [...c.brokers].find(([, p]) => p.exited)!;
+            await c.startBroker(back);
+            await until("both brokers in sync", 30_000, async () => (await c.lease()).isr.length === 2);
+            const old = (await c.lease()).leaderId!;
+            // Where the markers of N are on the in-sync replicas and the record that ends N is about to be written:
+            // the new leader must find them (after them may lie N+1's records), not place them again.
+            const bp = await breakAt(
+              c.brokers.get(old)!,
+              "txn_coordinator.ts",
+              "const extra = this.#completionOf(commit, c.partitions, markers",
+            );
+            const r = 1000;
+            const args = [
+              "produce",
+              "--topic",
+              "found",
+              "--transactional-id",
+              "found",
+              "--transaction-records",
+              String(r),
+            ];
+            const proc = new Proc("yak-produce-found", [...args, "--quiet", ...c.zkFlag], { stdin: true });
+            await proc.write(seqText(3 * r));
+            await withDeadline(15_000, "the first commit's markers replicated", () => bp.hit);
+            c.brokers.get(old)!.kill("SIGKILL");
+            bp.close();
+            await proc.write(seqText(2 * r, 3 * r + 1));
+            await proc.closeStdin();
+            const status = await proc.status;
+            assert.equal(status.code, 0, proc.lines.join("\n"));
+            const leader = (await c.lease()).leaderId!;
+            const log = await Deno.readTextFile(join(c.dir, `broker-${leader}`, "broker.log"));
+            assert.match(log, /txn_completing_decided.*"found"/, "the new leader finished N");
+            assert.match(log, /txn_marker_found.*"found\/0"/, "the new leader found N's markers in its log");
+            assert.doesNotMatch(log, /txn_marker_missing.*"found\//, "and placed none again");
+            const lines = await readAll(c, "found", "read_committed");
+            assert.deepEqual(
+              lines.map(Number).sort((a, b) => a - b),
+              Array.from({ length: 5 * r }, (_, i) => i + 1),
+              "every line once",
+            );
+            const markers = (await storedLines(c, leader, "found")).filter((l) => l.marker !== undefined);
+            assert.ok(markers.every((l) => l.marker === "commit"), "no abort");
+            console.log(
+              `  broker ${old} killed with N's markers replicated: ${lines.length} lines, ${markers.length} markers`,
+            );
+          },
+        );
       } finally {
         await c.stop();
       }

@@ -134,22 +134,32 @@ export interface TxnMeta {
   startedAt: number;
   updatedAt: number;
   /**
-   * The transaction before this one, decided and with its markers placed in
-   * the leader's logs (each at `markers[key]`) but not yet known to be on
-   * the in-sync replicas: the next one opened without waiting for them (yak
-   * produce's `next`). It is still open to readers until a record takes it
-   * away; a new leader finishes it, placing again only the markers its logs
-   * lack (a log ending at or before a marker's offset lacks it, and holds
-   * nothing of the next transaction there either).
+   * The transaction before this one, decided by the same record that opened
+   * this one (yak produce's `next`): its markers go in once that record is
+   * on the in-sync replicas, and a later record takes it away once they are.
+   * Until then it is open to readers, and this one's partitions that it
+   * shares start at its start (a bound below the truth: the record that
+   * takes it away moves them past its markers).
    */
   completing?: CompletingTxn;
 }
 
-/** A decided transaction whose markers are placed, completing while the next one is open. */
+/** A decided transaction whose markers are being placed, completing while the next one is open. */
 export interface CompletingTxn {
   state: "PrepareCommit" | "PrepareAbort";
   partitions: Record<string, number>;
-  markers: Record<string, number>;
+  /**
+   * Partition key -> the log end when it was decided: its marker lies at or
+   * after it, and no record of the next transaction lies between the two
+   * (a new leader looks for the marker from there, and places it if it is
+   * not in its log).
+   */
+  from?: Record<string, number>;
+  /**
+   * Partition key -> its marker's offset, when known as the record was
+   * written (records of yak before one record both decided and opened).
+   */
+  markers?: Record<string, number>;
   offsets?: Record<string, Record<string, Record<string, TxnOffset>>>;
 }
 

@@ -189,10 +189,34 @@ export class PartitionOps {
   readonly #lines = new Map<string, Promise<void>>();
   /** The produce path's share of the broker thread between yields (see #appendBatch). */
   readonly #slice = new TimeSlice(DEFAULTS.requestSliceMs);
+  /**
+   * Per partition, the transactional producers (`p<n>`) whose marker must go
+   * in before any more of their batches: a transaction decided by the record
+   * that opens the next one (this leader's, not replicated state).
+   */
+  readonly #markersDue = new Map<string, Set<string>>();
 
   constructor(b: BrokerContext, topics: TopicAdmin) {
     this.#b = b;
     this.#topics = topics;
+  }
+
+  /** From now, `producer`'s batches into `key` are refused until {@link markerIn} (its marker is due there). */
+  expectMarker(key: string, producer: string): void {
+    let due = this.#markersDue.get(key);
+    if (!due) this.#markersDue.set(key, due = new Set());
+    due.add(producer);
+  }
+
+  /** `producer`'s marker is in `key` (or no longer due): its batches are taken again. */
+  markerIn(key: string, producer: string): void {
+    const due = this.#markersDue.get(key);
+    if (due?.delete(producer) && due.size === 0) this.#markersDue.delete(key);
+  }
+
+  /** Forgets every due marker (leadership changed: a new leader learns them from `__cluster`). */
+  forgetDueMarkers(): void {
+    this.#markersDue.clear();
   }
 
   /**
@@ -406,6 +430,12 @@ export class PartitionOps {
    */
   #checkTransaction(batch: ProducedBatch, producer: string | null, key: string): void {
     if (producer !== null) {
+      if (this.#markersDue.get(key)?.has(producer)) {
+        throw new YakError(
+          "CONCURRENT_TRANSACTIONS",
+          `producer ${producer}'s last transaction is completing: its marker in ${key} is not in yet; retry shortly`,
+        );
+      }
       const transactional = batch.transactional === true;
       checkTransactionalAppend(this.#b.store.meta, Number(producer.slice(1)), batch.producerEpoch, key, transactional);
     } else if (batch.transactional) {
@@ -432,9 +462,11 @@ export class PartitionOps {
 
   /**
    * Places a transaction's marker as {@link appendMarker} does, but resolves
-   * once it is written here: its offset taken (what comes into the partition
-   * after it lies after it) and `replicated` resolving once the in-sync
-   * replicas hold it.
+   * once its offset is taken here (what comes into the partition after it
+   * lies after it, and is written after it); `replicated` resolves once the
+   * in-sync replicas hold it, and rejects if its write fails. `onVoid` runs
+   * if the write fails, in the step that frees its offset (and those of
+   * every append queued behind it), before any other append can take it.
    */
   async placeMarker(
     tp: TopicPartition,
@@ -442,6 +474,7 @@ export class PartitionOps {
     pepoch: number,
     commit: boolean,
     timeoutMs: number,
+    onVoid?: () => void,
   ): Promise<{ offset: number; replicated: Promise<void> }> {
     const b = this.#b;
     const key = `${tp.topic}/${tp.partition}`;
@@ -455,13 +488,15 @@ export class PartitionOps {
       const log = b.store.partition(tp.topic, tp.partition);
       if (log.fenced) throw log.fenced;
       const epoch = leader.epoch;
-      appended = log.append(epoch, 1, (base) => encodeMarker(base, epoch, Date.now(), producer, pepoch, commit));
+      const line = (base: number) => encodeMarker(base, epoch, Date.now(), producer, pepoch, commit);
+      appended = log.append(epoch, 1, line, onVoid);
     } finally {
       turn.done();
     }
-    await appended.done;
-    leader.updateHw(key);
-    const replicated = leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
+    const replicated = appended.done.then(() => {
+      leader.updateHw(key);
+      return leader.waitForHw(key, appended.baseOffset + 1, timeoutMs);
+    });
     replicated.catch(() => {}); // awaited by the caller, which may fail before it does
     return { offset: appended.baseOffset, replicated };
   }

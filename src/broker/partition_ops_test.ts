@@ -198,3 +198,29 @@ Deno.test("only an exact retry is a duplicate: a batch that overlaps a stored on
     assert.deepEqual(values, ["v0", "v1", "v2", "v3", "v4", "v5"]);
   });
 });
+
+Deno.test("a due marker holds its producer's batches back; one whose write fails frees the batches behind it and holds them again", async () => {
+  await withOps(async ({ ops, store, writing, failWrite }) => {
+    const refused = (e: YakError) => e.code === "CONCURRENT_TRANSACTIONS";
+    ops.expectMarker("t/0", "p1");
+    await assert.rejects(ops.appendBatch(TP, batch(1, 0, 1), 1, 1000), refused);
+    // The marker's offset is taken (its write, the first, will fail): the producer's batch goes in behind it.
+    const again = () => ops.expectMarker("t/0", "p1");
+    const placed = await ops.placeMarker(TP, "p1", 0, true, 1000, again);
+    ops.markerIn("t/0", "p1");
+    const behind = ops.appendBatch(TP, batch(1, 0, 1), 1, 1000);
+    await writing;
+    failWrite();
+    await assert.rejects(placed.replicated);
+    await assert.rejects(behind);
+    await assert.rejects(ops.appendBatch(TP, batch(1, 0, 1), 1, 1000), refused);
+    // Placed anew, the marker is first again; the batch lands after it.
+    const anew = await ops.placeMarker(TP, "p1", 0, true, 1000, again);
+    ops.markerIn("t/0", "p1");
+    await ops.appendBatch(TP, batch(1, 0, 1), 1, 1000);
+    await anew.replicated;
+    const log = store.partition("t", 0);
+    const lines = parseLines((await log.read(0, 1 << 20, log.logEndOffset)).text);
+    assert.deepEqual(lines.map((r) => [r.offset, r.marker ?? r.value]), [[0, "commit"], [1, "v0"]]);
+  });
+});

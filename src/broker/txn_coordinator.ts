@@ -17,6 +17,7 @@ import { monotonicMs } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
 import { checkGroupName } from "../log/names.ts";
+import { parseLines } from "../log/record.ts";
 import type { BrokerContext } from "./context.ts";
 import type { GroupCoordinator } from "./group_coordinator.ts";
 import { appendMetaReplicated } from "./meta_log.ts";
@@ -198,6 +199,7 @@ export class TxnCoordinator {
     clearInterval(this.#timer);
     this.#timer = undefined;
     this.#deadlines.clear();
+    this.#partitions.forgetDueMarkers();
   }
 
   #meta(id: string): TxnMeta | undefined {
@@ -505,6 +507,7 @@ export class TxnCoordinator {
       // Its markers were not all on the in-sync replicas in time: the timer waits for them again.
       throw new YakError("CONCURRENT_TRANSACTIONS", `transactional id '${id}' is completing its last transaction`);
     }
+    if (next.length > 0) return await this.#decideOpeningNext(id, txn, commit, next);
     const state = commit ? "PrepareCommit" : "PrepareAbort";
     await this.#write(id, { ...txn, epoch, state, updatedAt: Date.now() });
     this.#b.log.write("txn_decided", { transactionalId: id, state, partitions: Object.keys(txn.partitions).length });
@@ -524,7 +527,7 @@ export class TxnCoordinator {
     // Asked by the timer while the decision was being replicated, then run after the end it raced: done already
     // (and with `next`, the id has moved on to an open transaction that must not be ended here).
     if (txn.state !== "PrepareCommit" && txn.state !== "PrepareAbort") return void this.#completing.delete(id);
-    if (next.length > 0) return await this.#completeOpeningNext(id, txn, next);
+    if (next.length > 0) return await this.#decideOpeningNext(id, txn, txn.state === "PrepareCommit", next);
     const commit = txn.state === "PrepareCommit";
     this.#completing.add(id);
     try {
@@ -576,80 +579,179 @@ export class TxnCoordinator {
   }
 
   /**
-   * The end of a decided transaction when its producer has the next one's
-   * partitions ready (`next`): its markers are placed in the leader's logs
-   * (each partition's next records come after them), then one record opens
-   * the next transaction and keeps this one as `completing`, and the answer
-   * goes; the record that ends it follows once the in-sync replicas hold
-   * every marker. Read_committed readers see it then, as they would have
-   * when EndTxn waited for the markers: the answer came one replication
-   * round earlier, and the producer's next records went in meanwhile.
+   * The end of transaction N when its producer has N+1's partitions ready
+   * (`next`): one record decides N (kept as `completing`) and opens N+1, and
+   * once it is on the in-sync replicas N's markers are placed in the
+   * leader's logs and the answer goes; the record that ends N follows once
+   * the in-sync replicas hold every marker. Read_committed readers see N
+   * then, as they would have when EndTxn waited for the markers. Until each
+   * marker is placed the producer's batches into its partition are refused
+   * (`PartitionOps.expectMarker`), so none of N+1 lies before N's marker.
+   * Why: the producer waited for two replicated records per commit (the
+   * decision, then the one opening N+1 after the markers); now one.
    */
-  async #completeOpeningNext(id: string, txn: TxnMeta, next: readonly TopicPartition[]): Promise<void> {
-    const commit = txn.state === "PrepareCommit";
+  async #decideOpeningNext(id: string, txn: TxnMeta, commit: boolean, next: readonly TopicPartition[]): Promise<void> {
     const name = producerName(txn.producer);
-    const timeoutMs = this.#b.opts.requestTimeoutMs;
     const keys = this.#keysOf(txn.partitions);
-    const placed = await Promise.all(
-      keys.map((key) => this.#partitions.placeMarker(partOf(key), name, txn.epoch, commit, timeoutMs)),
-    );
+    const logEnd = (key: string) => {
+      const tp = partOf(key);
+      return this.#b.store.partition(tp.topic, tp.partition).logEndOffset;
+    };
     const completing: CompletingTxn = {
       state: commit ? "PrepareCommit" : "PrepareAbort",
       partitions: Object.fromEntries(keys.map((key) => [key, txn.partitions[key]])),
-      markers: Object.fromEntries(keys.map((key, i) => [key, placed[i].offset])),
+      from: Object.fromEntries(keys.map((key) => [key, logEnd(key)])),
       ...(txn.offsets ? { offsets: txn.offsets } : {}),
     };
+    // N+1 starts at N's start where N is completing (its records lie after N's marker, whose offset is not known
+    // yet: the record that ends N moves the start past it), elsewhere at the log end now.
+    const partitions: Record<string, number> = {};
+    for (const key of next.map(keyOf)) partitions[key] = completing.partitions[key] ?? logEnd(key);
+    const ended = { ...this.#ended(txn, txn.state), completing };
+    // Before the record applies here: no batch of the producer, and no timer, gets ahead of the markers.
+    for (const key of keys) this.#partitions.expectMarker(key, name);
+    let decided!: () => void;
+    let failed!: (err: unknown) => void;
+    const decision = new Promise<void>((resolve, reject) => [decided, failed] = [resolve, reject]);
+    const placing = keys.map((key) => decision.then(() => this.#place(partOf(key), name, txn.epoch, commit)));
+    this.#awaitMarkers(id, completing, keys, placing.map((p) => p.then((m) => m.replicated.then(() => m.offset))));
+    const deadline = this.#deadlines.get(id);
     this.#deadlines.delete(id);
-    await this.#join(id, { ...this.#ended(txn, txn.state), completing }, next);
-    this.#awaitMarkers(id, completing, placed.map((p) => p.replicated));
+    try {
+      await this.#open(id, ended, { ...ended, partitions });
+      decided();
+    } catch (err) {
+      failed(err);
+      if (!this.#meta(id)?.completing) {
+        // Not decided here: its batches are the producer's to send again, its timeout runs on.
+        for (const key of keys) this.#partitions.markerIn(key, name);
+        if (deadline !== undefined) this.#deadlines.set(id, deadline);
+      }
+      throw err;
+    }
+    this.#b.log.write("txn_decided", {
+      transactionalId: id,
+      state: completing.state,
+      partitions: keys.length,
+      next: true,
+    });
+    await Promise.all(placing); // offsets taken here: the producer's next records land, and are written, after them
   }
 
   /**
-   * A new leader's part of a transaction completing while the next is open:
-   * in the step that makes it leader (no write taken yet), each marker its
-   * log lacks is placed first (a log that ends at or before the marker's
-   * offset lacks it, and holds nothing of the next transaction: the old
-   * leader's log was the same up to there). The timer's retry finds every
-   * marker in place.
+   * Places `producer`'s marker in `tp` and, its offset taken, takes its
+   * batches there again (they land after it). Should its write fail, its
+   * offset and those of every batch behind it are freed, and in that same
+   * step the batches are refused again until the timer places it anew.
+   */
+  async #place(
+    tp: TopicPartition,
+    producer: string,
+    pepoch: number,
+    commit: boolean,
+  ): Promise<{ offset: number; replicated: Promise<void> }> {
+    const key = keyOf(tp);
+    const timeoutMs = this.#b.opts.requestTimeoutMs;
+    const refuse = () => this.#partitions.expectMarker(key, producer);
+    const placed = await this.#partitions.placeMarker(tp, producer, pepoch, commit, timeoutMs, refuse);
+    this.#partitions.markerIn(key, producer);
+    return placed;
+  }
+
+  /**
+   * A new leader's part (or the timer's, after a failure) of a transaction
+   * completing while the next is open. A marker whose offset the record
+   * names is in a log that ends past it, else placed again (in the step that
+   * makes this broker leader, no write taken yet, nothing of the next
+   * transaction lies there: the old leader's log was the same up to there).
+   * One the record does not name is looked for from where it was decided
+   * (the producer's batches there refused meanwhile), and placed if absent:
+   * nothing of the next transaction lies after a marker that is absent.
    */
   #finishCompleting(id: string, c: CompletingTxn): void {
     const leader = this.#b.requireLeader();
     const txn = this.#meta(id)!;
+    const name = producerName(txn.producer);
+    const commit = c.state === "PrepareCommit";
     const timeoutMs = this.#b.opts.requestTimeoutMs;
-    const markers = { ...c.markers };
-    const waits: Promise<void>[] = [];
-    for (const key of this.#keysOf(c.markers)) {
+    const keys = this.#keysOf(c.partitions);
+    const waits: Promise<number>[] = [];
+    for (const key of keys) {
       const tp = partOf(key);
-      if (this.#b.store.partition(tp.topic, tp.partition).logEndOffset > c.markers[key]) {
-        waits.push(leader.waitForHw(key, c.markers[key] + 1, timeoutMs));
-        continue;
+      const known = c.markers?.[key];
+      if (known === undefined) {
+        this.#partitions.expectMarker(key, name);
+        const from = c.from?.[key] ?? c.partitions[key];
+        waits.push(this.#findOrPlace(tp, name, txn.epoch, commit, from));
+      } else if (this.#b.store.partition(tp.topic, tp.partition).logEndOffset > known) {
+        waits.push(leader.waitForHw(key, known + 1, timeoutMs).then(() => known));
+      } else {
+        waits.push(this.#place(tp, name, txn.epoch, commit).then((m) => m.replicated.then(() => m.offset)));
       }
-      const placing = this.#partitions.placeMarker(
-        tp,
-        producerName(txn.producer),
-        txn.epoch,
-        c.state === "PrepareCommit",
-        timeoutMs,
-      );
-      waits.push(placing.then((p) => {
-        markers[key] = p.offset;
-        return p.replicated;
-      }));
     }
-    this.#awaitMarkers(id, { ...c, markers }, waits);
+    this.#awaitMarkers(id, c, keys, waits);
   }
 
-  /** Once every marker of a completing transaction is on the in-sync replicas, the record that ends it. */
-  #awaitMarkers(id: string, c: CompletingTxn, replicated: Promise<void>[]): void {
+  /**
+   * The offset of `producer`'s marker in `tp` at or after `from`, once on
+   * the in-sync replicas; placed now when the log holds none.
+   */
+  async #findOrPlace(
+    tp: TopicPartition,
+    producer: string,
+    pepoch: number,
+    commit: boolean,
+    from: number,
+  ): Promise<number> {
+    const key = keyOf(tp);
+    const log = this.#b.store.partition(tp.topic, tp.partition);
+    const end = log.logEndOffset;
+    const kind = commit ? "commit" : "abort";
+    let found = -1;
+    for (let at = Math.max(from, log.logStartOffset); found === -1 && at < end;) {
+      const read = await log.read(at, 256 * 1024, end);
+      for (const r of parseLines(read.text)) {
+        if (found === -1 && r.marker === kind && r.producer === producer && r.pepoch === pepoch) found = r.offset;
+      }
+      if (read.nextOffset <= at) break; // nothing more to read (a bound, not expected)
+      at = read.nextOffset;
+    }
+    this.#b.log.write(found === -1 ? "txn_marker_missing" : "txn_marker_found", {
+      partition: key,
+      producer,
+      from,
+      ...(found === -1 ? {} : { offset: found }),
+    });
+    if (found === -1) {
+      const placed = await this.#place(tp, producer, pepoch, commit);
+      await placed.replicated;
+      return placed.offset;
+    }
+    this.#partitions.markerIn(key, producer);
+    await this.#b.requireLeader().waitForHw(key, found + 1, this.#b.opts.requestTimeoutMs);
+    return found;
+  }
+
+  /**
+   * Once every marker of a completing transaction is on the in-sync replicas
+   * (`replicated`: each one's offset, in the order of `keys`), the record
+   * that ends it: the next transaction's starts move past the markers.
+   */
+  #awaitMarkers(id: string, c: CompletingTxn, keys: string[], replicated: Promise<number>[]): void {
     const end = async () => {
-      await Promise.all(replicated);
+      const offsets = await Promise.all(replicated);
+      const markers = Object.fromEntries(keys.map((key, i) => [key, offsets[i]]));
       await this.#line(id, async () => {
         const txn = this.#meta(id);
         if (!txn?.completing) return;
         const { completing: _, ...open } = txn;
+        const partitions = { ...open.partitions };
+        for (const [key, at] of Object.entries(markers)) {
+          if (partitions[key] !== undefined) partitions[key] = Math.max(partitions[key], at + 1);
+        }
         const commit = c.state === "PrepareCommit";
-        const extra = this.#completionOf(commit, c.partitions, c.markers, c.offsets);
-        await this.#write(id, { ...open, updatedAt: Date.now() }, extra);
+        const extra = this.#completionOf(commit, c.partitions, markers, c.offsets);
+        await this.#write(id, { ...open, partitions, updatedAt: Date.now() }, extra);
         this.#b.notifier.notify(); // read_committed long polls: the last stable offset moved
       });
     };

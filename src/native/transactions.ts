@@ -54,7 +54,10 @@ function partitionsOf(topicField: unknown, raw: unknown, field: string): { topic
 /**
  * `end_txn`: commits (`commit: true`) or aborts the open transaction;
  * answered once its markers are in. With `next` (`{topic, partitions}`),
- * the next transaction opens with those partitions in the same step.
+ * the record that decides it opens the next transaction with those
+ * partitions, and the answer goes once its markers are placed (what the
+ * producer sends next lands after them); read_committed readers see it once
+ * the in-sync replicas hold them.
  */
 export async function endTxn(s: BrokerServices, req: Request): Promise<Reply> {
   const id = str(req, "transactionalId");
