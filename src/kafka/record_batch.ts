@@ -669,11 +669,6 @@ export class BatchWriter {
     return this.#pos;
   }
 
-  /** Whether a batch is open. */
-  get isOpen(): boolean {
-    return this.#head !== null;
-  }
-
   /**
    * The bytes a record takes in a batch (its length varint included), with
    * these deltas from the batch's base, key and value lengths (-1: null) and
