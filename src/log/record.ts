@@ -919,10 +919,10 @@ function plainEnd(b: Uint8Array, at: number): number {
 
 /**
  * Stored lines (each ending in "\n") as records whose keys and values are
- * bytes. A text key or value with no escapes is a view into `lines` (its
- * UTF-8 bytes are the stored bytes), so the Kafka fetch path copies each
- * value once, into the reply; lines with escapes or headers take the full
- * parse.
+ * bytes: {@link readLine} for each, as objects. A text key or value with no
+ * escapes is a view into `lines` (its UTF-8 bytes are the stored bytes);
+ * lines with escapes or headers take the full parse. (The Kafka fetch path
+ * reads lines with readLine itself, without an object per record.)
  *
  * @example
  * ```ts
