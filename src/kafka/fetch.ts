@@ -152,13 +152,14 @@ export function linesToBatches(
       const vs = control ? 0 : f.valueStart;
       const ve = control ? control.value.length : f.valueEnd;
       const base = opens ? f : first;
-      const cost = w.recordSize(
+      const size = w.recordSize(
         f.ts - base.ts,
         f.offset - base.offset,
         keySrc === null ? -1 : ke - ks,
         valueSrc === null ? -1 : ve - vs,
         headers,
-      ) + (opens ? RECORD_BATCH_OVERHEAD_BYTES : 0);
+      );
+      const cost = size + (opens ? RECORD_BATCH_OVERHEAD_BYTES : 0);
       if (w.size + cost > limit && !(atLeastOne && taken === 0)) {
         return { bytes: w.bytes(), taken, lastOffset: taken > 0 ? prev.offset : -1, all: false, abortMarkers };
       }
@@ -166,7 +167,7 @@ export function linesToBatches(
         w.open(headOf(f));
         first.setScalars(f);
       }
-      w.add(f.offset, f.ts, keySrc, ks, ke, valueSrc, vs, ve, headers);
+      w.add(f.offset, f.ts, keySrc, ks, ke, valueSrc, vs, ve, headers, size);
       if (f.control === 0) abortMarkers.push(f.offset);
       prev.setScalars(f);
       taken++;

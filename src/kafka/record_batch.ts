@@ -643,7 +643,7 @@ export interface BatchHead {
  * const w = new BatchWriter(256);
  * w.open({ baseOffset: 9, partitionLeaderEpoch: 1, baseTimestamp: 5, producerId: -1, producerEpoch: -1,
  *   baseSequence: -1, logAppendTime: false, isTransactional: false, isControl: false });
- * w.add(9, 5, null, 0, 0, value, 1, 3, []);
+ * w.add(9, 5, null, 0, 0, value, 1, 3, [], w.recordSize(0, 0, -1, 2, []));
  * w.close();
  * const [batch] = decodeRecordBatches(w.bytes(), { maxRecords: 10, maxUncompressedBytes: 1000 });
  * assert.deepEqual([batch.baseOffset, new TextDecoder().decode(batch.records[0].value!)], [9, "hi"]);
@@ -693,7 +693,8 @@ export class BatchWriter {
 
   /**
    * Adds a record to the open batch: `key` and `value` are `src[start, end)`
-   * (null src: a null key or value); header keys as UTF-8.
+   * (null src: a null key or value); header keys as UTF-8; `size` is what
+   * {@link recordSize} said of it (checked as it is written).
    */
   add(
     offset: number,
@@ -705,6 +706,7 @@ export class BatchWriter {
     valueStart: number,
     valueEnd: number,
     headers: HeaderBytes[],
+    size: number,
   ): void {
     const head = this.#head;
     assert(head !== null, "a record added with no batch open");
@@ -712,10 +714,10 @@ export class BatchWriter {
     assert(offsetDelta > this.#lastOffsetDelta && offsetDelta <= INT32_MAX, "records in offset order within a batch");
     const tsDelta = timestamp - head.baseTimestamp;
     assert(Math.abs(tsDelta) < VARLONG_SAFE, "a timestamp near the batch's first");
-    const keyLen = keySrc === null ? -1 : keyEnd - keyStart;
-    const valueLen = valueSrc === null ? -1 : valueEnd - valueStart;
-    const body = bodySize(tsDelta, offsetDelta, keyLen, valueLen, headers);
-    const size = varintBytes(body) + body;
+    // The caller measured the record (recordSize) to check its limits: its length varint and body follow from that.
+    let body = size - 1;
+    while (body >= size - 5 && varintBytes(body) !== size - body) body--;
+    assert(body >= size - 5, `no record of ${size} bytes`);
     this.#room(size);
     const out = this.#out;
     let pos = this.#pos;
