@@ -15,19 +15,10 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { Proc, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import { CHROMIUM, chromiumMissing, Proc, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 import { http, printedUrl } from "./http_helpers.ts";
 
-const CHROMIUM = [Deno.env.get("YAK_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
-  try {
-    return path !== undefined && Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-});
-const SKIP = CHROMIUM === undefined
-  ? "no Chromium at /usr/bin/chromium (apt-get install chromium, as .ci/run does; or set YAK_CHROMIUM)"
-  : null;
+const SKIP = chromiumMissing();
 
 // The page's globals, as the checks below use them in the browser (this file is type-checked without the DOM library).
 // deno-lint-ignore no-explicit-any

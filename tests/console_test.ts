@@ -12,19 +12,10 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Proc, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import { CHROMIUM, chromiumMissing, Proc, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 import { printedUrl } from "./http_helpers.ts";
 
-const CHROMIUM = [Deno.env.get("YAK_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
-  try {
-    return path !== undefined && Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-});
-const SKIP = CHROMIUM === undefined
-  ? "no Chromium at /usr/bin/chromium (apt-get install chromium, as .ci/run does; or set YAK_CHROMIUM)"
-  : null;
+const SKIP = chromiumMissing();
 if (SKIP) console.log(`tests/console_test.ts skipped: ${SKIP}`);
 
 // The page's globals, as far as the checks below use them: they run in the browser, and this file is

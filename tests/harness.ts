@@ -640,6 +640,26 @@ export function kcatMissing(): string | null {
   }
 }
 
+/** The Chromium the console tests drive: `$YAK_CHROMIUM`, or Debian's; undefined when there is none. */
+export const CHROMIUM: string | undefined = [
+  Deno.env.get("YAK_CHROMIUM"),
+  "/usr/bin/chromium",
+  "/usr/bin/chromium-browser",
+].find((path) => {
+  try {
+    return path !== undefined && Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+});
+
+/** Why the browser tests cannot run here, or null when there is a Chromium. */
+export function chromiumMissing(): string | null {
+  return CHROMIUM === undefined
+    ? "no Chromium at /usr/bin/chromium (apt-get install chromium, as .ci/run does; or set YAK_CHROMIUM)"
+    : null;
+}
+
 /** The byte arrays one after another in one array. */
 export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
