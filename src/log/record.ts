@@ -833,29 +833,6 @@ function producerInto(b: Uint8Array, at: number, e: number, f: LineFields): void
   }
 }
 
-const scratch = new LineFields();
-
-/** One stored line as bytes (views of `b` for text), read in place; null when it needs the full parse. */
-function bytesInPlace(b: Uint8Array, s: number, e: number): RecordBytes | null {
-  const f = scratch;
-  if (!lineInPlace(b, s, e, f)) return null;
-  return {
-    offset: f.offset,
-    epoch: f.epoch,
-    ts: f.ts,
-    logAppendTime: f.logAppendTime,
-    key: f.keySrc === null ? null : f.keySrc === b ? b.subarray(f.keyStart, f.keyEnd) : f.keySrc,
-    value: f.valueSrc === null ? null : f.valueSrc === b ? b.subarray(f.valueStart, f.valueEnd) : f.valueSrc,
-    headers: NO_HEADERS,
-    producer: f.producer,
-    seq: f.seq,
-    batchStart: f.batchStart,
-    pepoch: f.pepoch,
-    txn: f.txn,
-    control: -1,
-  };
-}
-
 /**
  * Where each stored line's text value lies in `b` (stored lines, each ending
  * in "\n"): [start, end) byte pairs, one per line, in order; null unless
@@ -915,33 +892,6 @@ function plainEnd(b: Uint8Array, at: number): number {
     if (c === BACKSLASH || c === NEWLINE) return -1;
   }
   return -1;
-}
-
-/**
- * Stored lines (each ending in "\n") as records whose keys and values are
- * bytes: {@link readLine} for each, as objects. A text key or value with no
- * escapes is a view into `lines` (its UTF-8 bytes are the stored bytes);
- * lines with escapes or headers take the full parse. (The Kafka fetch path
- * reads lines with readLine itself, without an object per record.)
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { encodeBatch, recordBytesOf } from "./record.ts";
- * const lines = new TextEncoder().encode(encodeBatch([{ key: "k", value: "v" }], 0, 1, 5, null, 0));
- * assert.deepEqual(recordBytesOf(lines)[0].value, new Uint8Array([118]));
- * ```
- */
-export function recordBytesOf(lines: Uint8Array): RecordBytes[] {
-  const out: RecordBytes[] = [];
-  let s = 0;
-  while (s < lines.length) {
-    let e = lines.indexOf(NEWLINE, s);
-    if (e === -1) e = lines.length;
-    out.push(bytesInPlace(lines, s, e) ?? bytesOfParsed(lines.subarray(s, e)));
-    s = e + 1;
-  }
-  return out;
 }
 
 const CRC_FIELD_TEXT = ',"crc":"';

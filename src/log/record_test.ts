@@ -4,9 +4,11 @@ import {
   encodeBatch,
   encodeMarker,
   keyBytes,
+  LineFields,
   parseLines,
   producerOf,
-  recordBytesOf,
+  readLine,
+  type RecordBytes,
   type RecordInput,
   sealLines,
   shownLines,
@@ -18,6 +20,37 @@ import {
 const encoder = new TextEncoder();
 
 const TS = 1763764800123;
+
+/** Every stored line of `lines` through readLine (the Kafka fetch's reader), as records with byte keys and values. */
+function recordBytesOf(lines: Uint8Array): RecordBytes[] {
+  const out: RecordBytes[] = [];
+  const f = new LineFields();
+  for (let s = 0; s < lines.length;) {
+    let e = lines.indexOf(10, s);
+    if (e === -1) e = lines.length;
+    readLine(lines, s, e, f);
+    s = e + 1;
+    const { offset, epoch, ts, logAppendTime, headers, producer, seq, batchStart, pepoch, txn, control } = f;
+    const key = f.keySrc === null ? null : f.keySrc.subarray(f.keyStart, f.keyEnd);
+    const value = f.valueSrc === null ? null : f.valueSrc.subarray(f.valueStart, f.valueEnd);
+    out.push({
+      offset,
+      epoch,
+      ts,
+      logAppendTime,
+      key,
+      value,
+      headers,
+      producer,
+      seq,
+      batchStart,
+      pepoch,
+      txn,
+      control,
+    });
+  }
+  return out;
+}
 
 /** The lines of a batch, without their newlines; asserts the batch ends in one. */
 function linesOf(batch: string): string[] {
@@ -198,7 +231,7 @@ Deno.test("producerOf returns null for lines without a producer", () => {
   assert.deepEqual(producerOf(real), { producer: "p-ok", seq: 3, batch: 1, epoch: 0 });
 });
 
-Deno.test("recordBytesOf reads every kind of stored line as the full parse does", () => {
+Deno.test("readLine reads every kind of stored line as the full parse does", () => {
   const enc = new TextEncoder();
   const records: RecordInput[] = [
     { key: null, value: "plain" },
