@@ -18,7 +18,9 @@ import { MAIN, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.
 import { Inspector } from "../tests/inspector.ts";
 
 const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]
-                  [--read kcat|yak]
+                  [--read kcat|yak | --transaction-records N]
+  --transaction-records N
+            profile a transactional produce (--transactional-id, a commit every N records)
   --read R  profile a read instead: the records are produced first (not profiled), then the
             brokers are profiled while R reads them all from the beginning (kcat -C -e, or
             yak consume --from-beginning --exit-at-end); R's own CPU is printed too`;
@@ -169,6 +171,7 @@ async function main(): Promise<number> {
       top: { type: "string" },
       out: { type: "string" },
       read: { type: "string" },
+      "transaction-records": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -181,6 +184,12 @@ async function main(): Promise<number> {
   const partitions = Number(values.partitions ?? 3);
   const top = Number(values.top ?? 25);
   const read = values.read;
+  const perTxn = values["transaction-records"];
+  if (perTxn !== undefined && !(Number(perTxn) >= 1)) {
+    console.error(`--transaction-records takes a positive count, not '${perTxn}'\n${USAGE}`);
+    return 2;
+  }
+  const txnFlags = perTxn === undefined ? [] : ["--transactional-id", "profiled", "--transaction-records", perTxn];
   if (read !== undefined && read !== "kcat" && read !== "yak") {
     console.error(`--read takes kcat or yak, not '${read}'\n${USAGE}`);
     return 2;
@@ -207,7 +216,8 @@ async function main(): Promise<number> {
         ins: await Inspector.of(proc),
       });
     }
-    const producer = new Proc("produce", ["produce", "--topic", "profiled", "--acks", "all", ...cluster.zkFlag], {
+    const args = ["produce", "--topic", "profiled", "--acks", "all", ...txnFlags, ...cluster.zkFlag];
+    const producer = new Proc("produce", args, {
       stdin: true,
       denoFlags: ["--inspect=127.0.0.1:0"],
     });
