@@ -43,6 +43,17 @@ export const DEFAULTS = {
   minInsyncReplicas: 2,
   /** How long a follower's fetch waits at the leader for new records. */
   replicaFetchWaitMs: 200,
+  /**
+   * A follower's fetch that finds no records but a high watermark newer
+   * than the follower's waits this long for records before it answers with
+   * the high watermark alone. Why: the watermark most often moved because
+   * of that very fetch (its offsets acknowledge what it took), and answering
+   * at once made every burst of records cost each follower two round trips,
+   * the second one empty: 1M records in transactions of 10,000 took 2,064
+   * follower fetches against 533 without transactions. Followers learn the
+   * watermark (and apply `__cluster` records) at most this much later.
+   */
+  followerHwWakeMs: 3,
   replicaFetchMaxBytes: 2 * 1024 * 1024,
 
   // Storage.

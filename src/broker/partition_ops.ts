@@ -94,8 +94,16 @@ export interface ReadOptions {
    * followers up to the log end.
    */
   upTo: "hw" | "lso" | "logEnd";
-  /** Answer at once, even without data, when this holds (a follower's high watermark is stale). */
+  /** Answer at once, even without data, when this holds (the follower must truncate, or delete records). */
   wakeIf?: () => boolean;
+  /**
+   * Answer without data when this holds, but not before `softWakeMs` from
+   * the read's start, in case data comes: a follower's stale high
+   * watermark, most often moved by this very fetch (its offsets acknowledge
+   * what it took last), which would otherwise come back at once, empty.
+   */
+  softWakeIf?: () => boolean;
+  softWakeMs?: number;
   /** Run after each wait; throws to end the poll (the reader's epoch went stale). */
   recheck?: () => void;
   /**
@@ -534,7 +542,9 @@ export class PartitionOps {
 
   async #readPartitions(specs: readonly ReadSpec[], o: ReadOptions): Promise<PartitionRead[]> {
     const b = this.#b;
-    const deadline = monotonicMs() + o.maxWaitMs;
+    const started = monotonicMs();
+    const deadline = started + o.maxWaitMs;
+    const softDeadline = started + (o.softWakeMs ?? 0);
     const meta = b.store.meta;
     const endOf = (s: ReadSpec) =>
       o.upTo === "hw"
@@ -578,9 +588,12 @@ export class PartitionOps {
         budget -= read.byteLength;
         out.push({ spec, read });
       }
-      const remaining = deadline - monotonicMs();
+      const now = monotonicMs();
+      const remaining = deadline - now;
       if (out.length > 0 || remaining <= 0 || o.wakeIf?.() || (o.damaged?.size ?? 0) > 0) return out;
-      await b.notifier.wait(remaining);
+      const soft = o.softWakeIf?.() ? softDeadline - now : Infinity;
+      if (soft <= 0) return out;
+      await b.notifier.wait(Math.min(remaining, soft));
       o.recheck?.();
     }
   }

@@ -13,6 +13,7 @@ import { encodeBatch, parseLines, producerOf } from "../log/record.ts";
 import { OpLog } from "../op_log.ts";
 import type { BrokerContext } from "./context.ts";
 import { LeaderState } from "./leader_state.ts";
+import { Notifier } from "./notifier.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { PartitionOps, type ProducedBatch } from "./partition_ops.ts";
 import { ProducerState } from "./producer_state.ts";
@@ -144,6 +145,51 @@ Deno.test("a read that retention overtakes skips the partition (the next fetch s
     });
     assert.deepEqual(reads, []);
     assert.ok(log.logStartOffset > 0, "retention did delete the offset being read");
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a read whose only news is soft (a follower's stale high watermark) waits softWakeMs for records, not longer", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-partition-ops-" });
+  const store = await TopicStore.open(join(dir, "topics"), { segmentBytes: 1 << 20, indexIntervalBytes: 4096 });
+  try {
+    await store.apply({ op: "topic", topic: "t", partitions: 1, createdAt: 0 });
+    const log = store.partition("t", 0);
+    await log.append(1, 10, (base) => encodeBatch(batch(1, 0, 10).records, base, 1, 0, null, 0)).done;
+    const notifier = new Notifier();
+    const b = {
+      store,
+      metrics: new BrokerMetrics(),
+      notifier,
+      readLog: (l: typeof log, from: number, maxBytes: number, end: number) => l.read(from, maxBytes, end),
+    } as unknown as BrokerContext;
+    const ops = new PartitionOps(b, { changing: () => null } as never);
+    const read = () =>
+      ops.readPartitions([{ key: "t/0", log, from: log.logEndOffset }], {
+        maxBytes: 1 << 20,
+        maxWaitMs: 5_000,
+        upTo: "logEnd",
+        softWakeIf: () => true,
+        softWakeMs: 100,
+      });
+    // Nothing comes: answered empty after the soft wait (it used to be at once), long before maxWaitMs.
+    let started = performance.now();
+    assert.deepEqual(await read(), []);
+    const waited = performance.now() - started;
+    assert.ok(waited >= 95 && waited < 2_000, `answered after ${waited.toFixed(0)} ms`);
+    // Records come within the soft wait: answered with them, at once.
+    started = performance.now();
+    const reading = read();
+    setTimeout(async () => {
+      await log.append(1, 10, (base) => encodeBatch(batch(1, 10, 10).records, base, 1, 0, null, 0)).done;
+      notifier.notify();
+    }, 20);
+    const reads = await reading;
+    assert.equal(reads.length, 1);
+    assert.equal(reads[0].read.count, 10);
+    assert.ok(performance.now() - started < 95, "the records waited for the soft wait to end");
   } finally {
     await store.close();
     await Deno.remove(dir, { recursive: true });

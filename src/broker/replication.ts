@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config.ts";
 import { toYakError, YakError } from "../errors.ts";
 import type { BrokerContext, LeaderInfo } from "./context.ts";
 import { type LeaderEndpoint, type OpenLeaderEndpoint, RemoteLeaderEndpoint } from "./leader_endpoint.ts";
@@ -83,7 +84,9 @@ export class Replication {
       maxBytes: f.maxBytes,
       maxWaitMs: f.maxWaitMs,
       upTo: "logEnd",
-      wakeIf: () => Object.keys(truncate).length > 0 || hwMoved() || startMoved(),
+      wakeIf: () => Object.keys(truncate).length > 0 || startMoved(),
+      softWakeIf: hwMoved,
+      softWakeMs: DEFAULTS.followerHwWakeMs,
       // A damaged record here holds only its partition back (this leader hands over to heal it).
       damaged: new Map(),
       recheck: () => {

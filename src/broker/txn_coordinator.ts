@@ -234,7 +234,7 @@ export class TxnCoordinator {
   #owned(id: string, producerId: bigint, epoch: number): TxnMeta {
     this.#b.requireLeader();
     const txn = this.#meta(id);
-    if (!txn || this.#b.producerIds.idOf(txn.producer) !== producerId) {
+    if (!txn || this.#b.producerIds.nameOf(producerId) !== producerName(txn.producer)) {
       throw new YakError(
         "INVALID_PRODUCER_ID_MAPPING",
         `producer id ${producerId} is not transactional id '${id}''s: initialize the producer (InitProducerId) first`,
