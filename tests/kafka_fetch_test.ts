@@ -9,10 +9,10 @@ import { kcatMissing, run, skipWithout, TestCluster, withDeadline } from "./harn
 import { ends, KafkaConn, produceBody, produceError, textBatch } from "./kafka_conn.ts";
 import type { Reader, Writer } from "../src/kafka/wire.ts";
 
-/** A Fetch v11 request: each partition of `topic` from its offset, with the limits given. */
-function fetchBody(topic: string, from: number[], maxBytes: number, partitionMaxBytes: number) {
+/** A Fetch v11 request: each partition of `topic` from its offset, with the limits given (and max_wait_ms). */
+function fetchBody(topic: string, from: number[], maxBytes: number, partitionMaxBytes: number, maxWaitMs = 0) {
   return (w: Writer) => {
-    w.int32(-1).int32(0).int32(1).int32(maxBytes).int8(0).int32(0).int32(-1);
+    w.int32(-1).int32(maxWaitMs).int32(1).int32(maxBytes).int8(0).int32(0).int32(-1);
     w.array([topic], (w, name) => {
       w.string(name);
       w.array(from.map((offset, p) => [p, offset] as const), (w, [p, offset]) => {
@@ -133,6 +133,37 @@ Deno.test({
           assert.notEqual(first.producerId, id, "not the id it writes with, which stays the producer's secret");
           assert.deepEqual([plain.producerId, plain.producerEpoch, plain.baseSequence], [-1n, -1, -1]);
         });
+
+        await t.step(
+          "a reader catching up learns at once that it reached the end; one already there long-polls",
+          async () => {
+            // A connection of its own: what a connection read before decides how its fetch at the end is answered.
+            const reader = await KafkaConn.open([...c.kafkaPorts.values()][0]);
+            try {
+              const at = [0, 0, 0];
+              const fetchAt = async (maxWaitMs: number) => {
+                const started = performance.now();
+                const parts = fetchAnswer(
+                  await reader.call(1, 11, false, fetchBody("small", at, 1 << 20, 3000, maxWaitMs)),
+                );
+                for (const p of parts) at[p.partition] += p.records;
+                return { records: parts.reduce((n, p) => n + p.records, 0), ms: performance.now() - started };
+              };
+              // 3,000 bytes a partition: 100 records take several fetches, each with more left to read.
+              for (let i = 0; i < 20 && at.some((n) => n < 100); i++) await fetchAt(3000);
+              assert.deepEqual(at, [100, 100, 100]);
+              const end = await fetchAt(3000);
+              assert.equal(end.records, 0);
+              // librdkafka reports the end of a partition only from an empty answer: kcat -e waited 500 ms for it.
+              assert.ok(end.ms < 1500, `the fetch at the end was answered after ${end.ms.toFixed(0)} ms`);
+              const again = await fetchAt(3000);
+              assert.equal(again.records, 0);
+              assert.ok(again.ms >= 2500, `a reader at the end long-polls: answered after ${again.ms.toFixed(0)} ms`);
+            } finally {
+              reader.close();
+            }
+          },
+        );
 
         await t.step("librdkafka with fetch.max.bytes=1000000 reads every 900 KB record", async () => {
           const out = await run("kcat", [

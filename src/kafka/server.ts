@@ -99,6 +99,7 @@ class KafkaConnection implements Codec {
       ordered: null,
       closeAfterReply: false,
       fetches: 0,
+      caughtUp: new Set(),
     };
   }
 
