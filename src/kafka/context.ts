@@ -54,7 +54,9 @@ export interface Session {
    * librdkafka learns it is at the end of a partition only from an empty
    * answer (`kcat -e` exits on it), and waiting 500 ms for it was a quarter
    * of kcat's whole read of 1M records. A consumer reading records as they
-   * come gets all there is each time, so its fetches long-poll as before.
+   * come mostly gets all there is each time, so its fetches long-poll as
+   * before; after an answer that left some behind, at most one quick empty
+   * answer comes once it is at the end.
    */
   readonly caughtUp: Set<string>;
 }
