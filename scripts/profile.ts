@@ -18,7 +18,10 @@ import { MAIN, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.
 import { Inspector } from "../tests/inspector.ts";
 
 const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]
-                  [--read kcat|yak | --transaction-records N]
+                  [--read kcat|yak | --transaction-records N | --write kcat]
+  --write kcat
+            profile the brokers while kcat -P writes the records (acks=all, linger.ms=5,
+            batch.num.messages=10000: the bench's Kafka path) instead of yak produce
   --transaction-records N
             profile a transactional produce (--transactional-id, a commit every N records)
   --read R  profile a read instead: the records are produced first (not profiled), then the
@@ -161,6 +164,22 @@ async function readAll(read: "kcat" | "yak", cluster: TestCluster, records: numb
   }
 }
 
+/** kcat -P with the bench's Kafka-path flags, fed `input`; throws if it fails. */
+async function kcatWrite(cluster: TestCluster, input: Uint8Array): Promise<void> {
+  const args = ["-P", "-b", cluster.bootstrapServers, "-t", "profiled", "-X", "acks=all", "-X", "linger.ms=5"];
+  const kcat = new Deno.Command("kcat", {
+    args: [...args, "-X", "batch.num.messages=10000"],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const writer = kcat.stdin.getWriter();
+  await writer.write(input);
+  await writer.close();
+  const out = await kcat.output();
+  if (!out.success) throw new Error(`kcat -P exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -172,6 +191,7 @@ async function main(): Promise<number> {
       out: { type: "string" },
       read: { type: "string" },
       "transaction-records": { type: "string" },
+      write: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -192,6 +212,11 @@ async function main(): Promise<number> {
   const txnFlags = perTxn === undefined ? [] : ["--transactional-id", "profiled", "--transaction-records", perTxn];
   if (read !== undefined && read !== "kcat" && read !== "yak") {
     console.error(`--read takes kcat or yak, not '${read}'\n${USAGE}`);
+    return 2;
+  }
+  const write = values.write;
+  if (write !== undefined && (write !== "kcat" || read !== undefined || perTxn !== undefined)) {
+    console.error(`--write takes kcat, and goes without --read and --transaction-records\n${USAGE}`);
     return 2;
   }
   const input = makeInput(records, size);
@@ -216,23 +241,32 @@ async function main(): Promise<number> {
         ins: await Inspector.of(proc),
       });
     }
-    const args = ["produce", "--topic", "profiled", "--acks", "all", ...txnFlags, ...cluster.zkFlag];
-    const producer = new Proc("produce", args, {
-      stdin: true,
-      denoFlags: ["--inspect=127.0.0.1:0"],
-    });
-    producers.push(producer);
-    if (read === undefined) {
-      inspectors.push({ name: "yak produce", pid: producer.pid, ins: await Inspector.of(producer) });
+    let before: number[];
+    let started: number;
+    if (write === "kcat") {
+      before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
+      for (const i of inspectors) await startProfiler(i.ins);
+      started = performance.now();
+      await kcatWrite(cluster, input);
+    } else {
+      const args = ["produce", "--topic", "profiled", "--acks", "all", ...txnFlags, ...cluster.zkFlag];
+      const producer = new Proc("produce", args, {
+        stdin: true,
+        denoFlags: ["--inspect=127.0.0.1:0"],
+      });
+      producers.push(producer);
+      if (read === undefined) {
+        inspectors.push({ name: "yak produce", pid: producer.pid, ins: await Inspector.of(producer) });
+      }
+      before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
+      if (read === undefined) { for (const i of inspectors) await startProfiler(i.ins); }
+      started = performance.now();
+      const writer = producer.child.stdin.getWriter();
+      await writer.write(input);
+      await writer.close();
+      // The producer's profile is taken before it exits: wait for its summary line, then stop every profiler.
+      await producer.waitFor(/ acknowledged to /, 600_000);
     }
-    let before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
-    if (read === undefined) { for (const i of inspectors) await startProfiler(i.ins); }
-    let started = performance.now();
-    const writer = producer.child.stdin.getWriter();
-    await writer.write(input);
-    await writer.close();
-    // The producer's profile is taken before it exits: wait for its summary line, then stop every profiler.
-    await producer.waitFor(/ acknowledged to /, 600_000);
     let seconds = (performance.now() - started) / 1000;
     let reader: ReaderRun | null = null;
     if (read !== undefined) {
@@ -244,7 +278,7 @@ async function main(): Promise<number> {
     }
     const after = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
     const profiles = await Promise.all(inspectors.map((i) => stopProfiler(i.ins)));
-    const what = read === undefined ? "acks=all" : `read back by ${read}`;
+    const what = read !== undefined ? `read back by ${read}` : write === "kcat" ? "acks=all, by kcat -P" : "acks=all";
     console.log(`${records} records of ${size} bytes, ${partitions} partitions, ${what}: ${seconds.toFixed(2)} s`);
     if (reader !== null) {
       console.log(
