@@ -55,13 +55,14 @@ interface TopicOut {
 const STORED_PER_WIRE_BYTE = 2;
 
 /**
- * Per partition, the stored bytes per wire byte its last fetch that filled
- * its partition_max_bytes saw: the next read takes that (and a tenth more)
- * rather than twice. Why: 100-byte records are ~1.35 stored bytes per wire
- * byte, so a third of each read was checked (every stored line's checksum)
- * and thrown away, to be read again by the next fetch. A guess too low only
- * sends less that time. Bounded: a cluster with more partitions than this
- * starts over.
+ * Per partition, the stored bytes per wire byte of the records its last
+ * answer sent: the next read takes that (and a tenth more) rather than
+ * twice. Why: 100-byte records are ~1.35 stored bytes per wire byte, so a
+ * third of each read was checked (every stored line's checksum) and thrown
+ * away, to be read again by the next fetch. A guess too low only sends less
+ * that once: the answer measures the records it sent, so the next guess
+ * follows them. Bounded: a cluster with more partitions than this starts
+ * over.
  */
 const storedPerWire = new Map<string, number>();
 const STORED_PER_WIRE_KEPT = 10_000;
@@ -316,7 +317,7 @@ function checkPartition(
     const specs = s.partitions.consumerSpecs(topic, [[index, offset]], below);
     if (below.size > 0) return { ...out, error: KAFKA.OFFSET_OUT_OF_RANGE };
     // Read no more than the partition can take: a stored line takes more bytes than its record on the wire
-    // (field names, the checksum; base64 is 4/3 of the bytes), so twice its limit in stored bytes covers it.
+    // (field names, the checksum; base64 is 4/3 of the bytes), at most twice (see readBudget).
     const spec = specs[0] ? { ...specs[0], maxBytes: readBudget(specs[0].key, maxBytes) } : null;
     return { ...out, spec };
   } catch (err) {
@@ -364,11 +365,10 @@ function fillBatches(order: PartitionOut[], reads: PartitionRead[], maxBytes: nu
     const read = p.spec && p.error === 0 ? bySpec.get(p.spec) : undefined;
     if (!read || read.nextOffset === read.baseOffset) continue;
     // Each chunk of a read holds whole lines, and the chunks run on from one another.
-    const limit = Math.min(p.maxBytes, left);
-    const out = linesToBatches(read.chunks, limit, first);
+    const out = linesToBatches(read.chunks, Math.min(p.maxBytes, left), first);
     p.batches = out.taken > 0 ? [out.bytes] : [];
-    // Filled to the partition's own limit with lines left over: how many stored bytes a wire byte took.
-    if (!out.all && limit === p.maxBytes && out.taken > 0 && out.bytes.length > 0) {
+    // How many stored bytes a wire byte took, for the records sent (the next read's budget).
+    if (out.taken > 0 && out.bytes.length > 0) {
       if (storedPerWire.size >= STORED_PER_WIRE_KEPT) storedPerWire.clear();
       storedPerWire.set(p.spec!.key, (read.byteLength * out.taken / read.count) / out.bytes.length);
     }
