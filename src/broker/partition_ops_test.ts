@@ -169,16 +169,16 @@ Deno.test("a read whose only news is soft (a follower's stale high watermark) wa
     const read = () =>
       ops.readPartitions([{ key: "t/0", log, from: log.logEndOffset }], {
         maxBytes: 1 << 20,
-        maxWaitMs: 5_000,
+        maxWaitMs: 20_000,
         upTo: "logEnd",
         softWakeIf: () => true,
-        softWakeMs: 100,
+        softWakeMs: 2_000,
       });
     // Nothing comes: answered empty after the soft wait (it used to be at once), long before maxWaitMs.
     let started = performance.now();
     assert.deepEqual(await read(), []);
     const waited = performance.now() - started;
-    assert.ok(waited >= 95 && waited < 2_000, `answered after ${waited.toFixed(0)} ms`);
+    assert.ok(waited >= 1_950 && waited < 15_000, `answered after ${waited.toFixed(0)} ms`);
     // Records come within the soft wait: answered with them, at once.
     started = performance.now();
     const reading = read();
@@ -189,7 +189,7 @@ Deno.test("a read whose only news is soft (a follower's stale high watermark) wa
     const reads = await reading;
     assert.equal(reads.length, 1);
     assert.equal(reads[0].read.count, 10);
-    assert.ok(performance.now() - started < 95, "the records waited for the soft wait to end");
+    assert.ok(performance.now() - started < 1_500, "the records waited for the soft wait to end");
   } finally {
     await store.close();
     await Deno.remove(dir, { recursive: true });
