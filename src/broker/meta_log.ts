@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { encodeBatch } from "../log/record.ts";
+import { writeBatch } from "../log/record.ts";
 import type { PartitionLog } from "../log/partition_log.ts";
 import type { BrokerContext } from "./context.ts";
 import { CLUSTER_KEY, Metadata, type MetaOp, type SnapshotOp } from "./metadata.ts";
@@ -40,7 +40,7 @@ export async function appendMeta(b: BrokerContext, op: MetaOp): Promise<number> 
   const appended = log.append(
     epoch,
     1,
-    (base) => encodeBatch([{ key, value: JSON.stringify(op) }], base, epoch, Date.now(), null, 0),
+    (base) => writeBatch([{ key, value: JSON.stringify(op) }], base, epoch, Date.now(), null, 0),
   );
   let pending = unapplied.get(log);
   if (!pending) unapplied.set(log, pending = new Set());

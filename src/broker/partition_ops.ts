@@ -13,7 +13,7 @@ import { monotonicMs, TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { assert, YakError } from "../errors.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
-import { type AbortedRange, encodeBatch, encodeMarker, type RecordInput } from "../log/record.ts";
+import { type AbortedRange, encodeMarker, type RecordInput, writeBatch } from "../log/record.ts";
 import type { BrokerContext } from "./context.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
@@ -406,7 +406,7 @@ export class PartitionOps {
     const appended = log.append(
       epoch,
       fresh.length,
-      (base) => encodeBatch(fresh, base, epoch, ts, producer, baseSeq, appendTime, txnEpochOf(batch)),
+      (base) => writeBatch(fresh, base, epoch, ts, producer, baseSeq, appendTime, txnEpochOf(batch)),
       // A failed write (this one or an earlier queued one) voids these offsets:
       // the producer's sequence goes back in the same synchronous step as the
       // log's rewind, never later, or a batch taken in between is stored twice.

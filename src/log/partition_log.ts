@@ -349,7 +349,8 @@ export class PartitionLog {
   }
 
   /**
-   * Appends `count` records as a leader: `build(baseOffset)` makes their lines.
+   * Appends `count` records as a leader: `build(baseOffset)` makes their lines,
+   * as text (sealed here) or as bytes `writeBatch` sealed already.
    * The offset is taken synchronously, so callers keep their order; `done`
    * settles once the bytes are written. `onVoid` runs if the offsets become
    * void (this write or an earlier queued one failed): synchronously with the
@@ -358,7 +359,7 @@ export class PartitionLog {
   append(
     epoch: number,
     count: number,
-    build: (baseOffset: number) => string,
+    build: (baseOffset: number) => string | Uint8Array,
     onVoid?: () => void,
   ): { baseOffset: number; done: Promise<void>; bytes: number } {
     this.#checkFence();
@@ -367,7 +368,9 @@ export class PartitionLog {
     const baseOffset = this.#next;
     // Encoded now, not when the write runs: the built string still points at
     // every record's parts, and a queued write would keep them all alive.
-    const bytes = sealLines(encoder.encode(build(baseOffset)), count);
+    const built = build(baseOffset);
+    const bytes = typeof built === "string" ? sealLines(encoder.encode(built), count) : built;
+    assert(bytes[bytes.length - 1] === 0x0a, `an append of ${count} records whose bytes do not end a line`);
     this.#next += count;
     const pending = onVoid ? { onVoid } : null;
     if (pending) this.#pending.add(pending);
