@@ -151,10 +151,11 @@ function fieldBytes(text: string | null | undefined, b64: string | undefined): n
  * import { recordSize } from "./record_rules.ts";
  * assert.equal(recordSize({ key: "k", value: "ü", headers: [{ key: "h", value: null }] }), 1 + 2 + 1 + 2);
  * assert.equal(recordSize({ key: null, valueB64: "AP8=" }), 2);
+ * assert.equal(recordSize({ key: null, rawValue: new Uint8Array([0xff, 0]) }), 2);
  * ```
  */
 export function recordSize(r: RecordInput): number {
-  let n = fieldBytes(r.key, r.keyB64) + fieldBytes(r.value, r.valueB64);
+  let n = fieldBytes(r.key, r.keyB64) + (r.rawValue?.length ?? fieldBytes(r.value, r.valueB64));
   for (const h of r.headers ?? []) {
     n += fieldBytes(h.key, undefined) + fieldBytes(h.value, h.valueB64) + HEADER_OVERHEAD_BYTES;
   }
@@ -163,7 +164,7 @@ export function recordSize(r: RecordInput): number {
 
 /** An upper bound of a record's size over 3, from string lengths alone. */
 function charsOf(r: RecordInput): number {
-  let n = (r.keyB64 ?? r.key ?? "").length + (r.valueB64 ?? r.value ?? "").length;
+  let n = (r.keyB64 ?? r.key ?? "").length + (r.rawValue ?? r.valueB64 ?? r.value ?? "").length;
   const headers = r.headers;
   if (headers !== undefined) {
     for (const h of headers) n += h.key.length + (h.valueB64 ?? h.value ?? "").length + HEADER_OVERHEAD_BYTES;

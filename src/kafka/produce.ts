@@ -32,7 +32,7 @@ interface PartitionResult {
   message: string | null;
 }
 
-/** One Kafka record as a yak record: text where it is UTF-8, base64 where not. */
+/** One Kafka record as a yak record: text where it is UTF-8, base64 where not (the value decided when it is stored). */
 function toRecordInput(rec: KafkaRecord): RecordInput {
   const out: RecordInput = { key: null, ts: rec.timestamp };
   if (rec.key !== null) {
@@ -40,12 +40,9 @@ function toRecordInput(rec: KafkaRecord): RecordInput {
     if ("text" in k) out.key = k.text;
     else out.keyB64 = k.b64;
   }
+  // Stored as text (UTF-8) or base64 by the line writer, from the bytes.
   if (rec.value === null) out.value = null;
-  else {
-    const v = textOrBase64(rec.value);
-    if ("text" in v) out.value = v.text;
-    else out.valueB64 = v.b64;
-  }
+  else out.rawValue = rec.value;
   if (rec.headers.length > 0) {
     out.headers = rec.headers.map((h): RecordHeader => {
       if (h.value === null) return { key: h.key, value: null };

@@ -12,6 +12,7 @@ import {
   type RecordInput,
   sealLines,
   shownLines,
+  textOrBase64,
   valueBytes,
   valuesOf,
   verifyLine,
@@ -387,7 +388,9 @@ function stringifiedBatch(
   const head = `,"epoch":${epoch},"ts":${ts},${logAppendTime ? '"logAppendTime":true,' : ""}`;
   const txn = txnEpoch === null ? "}\n" : `,"pepoch":${txnEpoch},"txn":true}\n`;
   let out = "";
-  records.forEach((r, i) => {
+  records.forEach((raw, i) => {
+    // A producer's bytes are stored as text where they are UTF-8, else base64.
+    const r = raw.rawValue === undefined ? raw : { ...raw, rawValue: undefined, ...asField(raw.rawValue) };
     const key = r.keyB64 !== undefined
       ? `"keyB64":${JSON.stringify(r.keyB64)}`
       : r.key === null
@@ -410,7 +413,12 @@ function stringifiedBatch(
   return out;
 }
 
-Deno.test("writeBatch writes the bytes of the stringified lines, sealed or not, for every kind of text", () => {
+function asField(bytes: Uint8Array): { value: string } | { valueB64: string } {
+  const v = textOrBase64(bytes);
+  return "text" in v ? { value: v.text } : { valueB64: v.b64 };
+}
+
+Deno.test("writeBatch writes the bytes of the stringified lines, sealed or not, for every kind of text and of producer bytes", () => {
   // Seeded (xorshift), so a failure replays.
   let seed = 0x9e3779b9;
   const rand = (n: number) => {
@@ -452,6 +460,8 @@ Deno.test("writeBatch writes the bytes of the stringified lines, sealed or not, 
       const v = rand(8);
       if (v === 0) r.value = null;
       else if (v === 1) r.valueB64 = "AP8=";
+      else if (v === 3) r.rawValue = encoder.encode(text());
+      else if (v === 4) r.rawValue = new Uint8Array([0x61, 0xff, 0x62].slice(rand(2)));
       else if (v !== 2) r.value = text();
       if (rand(4) === 0) {
         r.headers = [{ key: text(), value: text() }, { key: "n", value: null }, { key: "b", valueB64: "/w==" }];
