@@ -74,6 +74,12 @@ export const DEFAULTS = {
    * behind it are served from the page cache through the index.
    */
   tailCacheBytes: 2 * 1024 * 1024,
+  /**
+   * How large a partition's tail cache may grow to keep what an in-sync
+   * follower has not fetched yet (a Kafka producer's 2 MB batches): the
+   * follower's next fetch then reads memory, not the disk.
+   */
+  tailHoldBytes: 8 * 1024 * 1024,
   indexIntervalBytes: 4096,
   /**
    * The scrubber's pace: it re-reads every closed segment and checks each

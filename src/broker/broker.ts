@@ -81,6 +81,7 @@ async function openTopicStore(
       segmentMs: opts.segmentMs,
       indexIntervalBytes: opts.indexIntervalBytes,
       tailCacheBytes: DEFAULTS.tailCacheBytes,
+      tailHoldBytes: DEFAULTS.tailHoldBytes,
       onEvent: (event, fields) => log.write(event, fields),
       onDamage: reports.onDamage,
       onFenced: reports.onFenced,

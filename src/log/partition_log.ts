@@ -26,6 +26,12 @@ export interface LogOptions {
   indexIntervalBytes: number;
   /** Recent appends kept in memory so tail readers (followers, consumers) skip the disk. */
   tailCacheBytes?: number;
+  /**
+   * How far past `tailCacheBytes` the cache may grow to keep appends at or
+   * above the high watermark: records an in-sync follower has not fetched
+   * yet, so its next fetch reads memory (see {@link PartitionLog.highWatermark}).
+   */
+  tailHoldBytes?: number;
   /** Told about repairs (torn tail cut, index rebuilt), for the operation log. */
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
   /** Told once per damaged record found (a checksum that does not match, a line that is not its record). */
@@ -210,7 +216,7 @@ export class PartitionLog {
     this.#logEnd = logEnd;
     this.#next = logEnd;
     this.epochs = epochs;
-    this.#opts = { tailCacheBytes: 8 * 1024 * 1024, segmentMs: 0, ...opts };
+    this.#opts = { tailCacheBytes: 8 * 1024 * 1024, tailHoldBytes: 0, segmentMs: 0, ...opts };
     this.#cleanState = cleanState;
     this.#gaps = gaps;
   }
@@ -317,7 +323,10 @@ export class PartitionLog {
   set highWatermark(hw: number) {
     // Nothing above the log end is ever committed; a lower mark is ignored (it never goes back but by truncation).
     assert(hw <= this.#logEnd, `high watermark ${hw} above log end ${this.#logEnd} of ${this.dir}`);
-    if (hw > this.#hw) this.#hw = hw;
+    if (hw <= this.#hw) return;
+    this.#hw = hw;
+    // Chunks held for followers that have now fetched them go.
+    if (this.#tailBytes > this.#opts.tailCacheBytes) this.#trimTail();
   }
 
   /** Bytes stored, over all segments. */
@@ -742,9 +751,21 @@ export class PartitionLog {
   #remember(chunk: Chunk): void {
     this.#tail.push(chunk);
     this.#tailBytes += chunk.bytes.length;
-    while (
-      this.#tailBytes > this.#opts.tailCacheBytes && this.#tail.length > 1
-    ) {
+    this.#trimTail();
+  }
+
+  /**
+   * Drops the oldest cached chunks while the cache is over its size, except
+   * those above the high watermark while it is within the hold: on the
+   * leader, the high watermark is the in-sync followers' lowest fetch, and
+   * under kcat -P (a produce of 2 MB per partition) each fetch found its
+   * chunk pushed out by the next one already, so the leader read it back
+   * from the segment files and checked every line (26% of its CPU).
+   */
+  #trimTail(): void {
+    const { tailCacheBytes, tailHoldBytes } = this.#opts;
+    while (this.#tailBytes > tailCacheBytes && this.#tail.length > 1) {
+      if (this.#tail[0].next > this.#hw && this.#tailBytes <= tailHoldBytes) break;
       this.#tailBytes -= this.#tail.shift()!.bytes.length;
     }
   }

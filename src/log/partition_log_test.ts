@@ -1447,3 +1447,41 @@ Deno.test("a follower rolls where the leader's segments start, also inside a gap
     }
   });
 });
+
+Deno.test("the tail cache holds what is above the high watermark (up to tailHoldBytes), and lets it go once passed", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    // Each batch of 30 lines (3,000 bytes) is larger than the cache alone takes.
+    const log = await PartitionLog.open(dir, opts({ tailCacheBytes: 2000, tailHoldBytes: 10_000 }));
+    try {
+      for (let i = 0; i < 3; i++) await appendBatch(log, lines, 30, 1);
+      // The first batch's bytes on disk are overwritten: a read served from the segment file finds the damage,
+      // one served from memory does not.
+      const file = await Deno.open(PartitionLog.segmentFile(dir, 0), { write: true });
+      await file.write(encoder.encode("#".repeat(LINE)));
+      file.close();
+      // High watermark 0: every batch is held (9,000 bytes), and the first reads from memory.
+      const held = await log.read(0, MB, 90);
+      assert.equal(held.count, 90);
+      assert.equal(held.text, lines.join(""));
+      // Past the first batch: it goes (over the cache's size, and fetched), so a read of it goes to the disk.
+      log.highWatermark = 30;
+      await assert.rejects(log.read(0, MB, 90), isYak("CORRUPT_LOG"));
+      assert.equal((await log.read(30, MB, 90)).count, 60);
+      // Past the hold, the oldest goes whatever the high watermark: a fourth batch makes 9,000 bytes again
+      // (the second batch still read from memory), a fifth 12,000, over 10,000: the second batch is dropped
+      // though the watermark is below its end.
+      const again = await Deno.open(PartitionLog.segmentFile(dir, 0), { write: true });
+      await again.seek(30 * LINE, Deno.SeekMode.Start);
+      await again.write(encoder.encode("#".repeat(LINE)));
+      again.close();
+      await appendBatch(log, lines, 30, 1);
+      assert.equal((await log.read(30, MB, 120)).count, 90);
+      await appendBatch(log, lines, 30, 1);
+      await assert.rejects(log.read(30, MB, 150), isYak("CORRUPT_LOG"));
+      assert.equal((await log.read(60, MB, 150)).count, 90);
+    } finally {
+      await log.close();
+    }
+  });
+});
