@@ -85,7 +85,16 @@ interface Batch {
   acked: boolean;
   /** Monotonic ms of the last send. */
   sentAtMs: number;
+  /**
+   * Every record is a keyless, header-less text value without a newline (and
+   * well-formed UTF-16): the batch may go as attached lines, not JSON records.
+   */
+  plain: boolean;
+  /** The values as attached lines, once encoded (a retry sends the same bytes). */
+  lines: Uint8Array | null;
 }
+
+const lineEncoder = new TextEncoder();
 
 /** An answer slower than this makes the producer ask who leads now. */
 const LEADER_CHECK_AFTER_MS = 400;
@@ -220,6 +229,8 @@ export class Producer {
   #lastProgressMs = monotonicMs();
   #failed: YakError | null = null;
   #closed = false;
+  /** The leader takes a produce's values as attached lines (it said `produce_lines` when registered). */
+  #brokerTakesLines = false;
   /** Records and bytes acknowledged so far (or sent, with acks=0). */
   ackedRecords = 0;
   ackedBytes = 0;
@@ -326,12 +337,14 @@ export class Producer {
       this.#sticky = Math.floor(Math.random() * n);
       this.#stickyPicked = true;
     } else if (this.#sticky >= n) this.#sticky = 0;
-    await conn.request({
+    const registered = await conn.request({
       type: "register",
       role: "producer",
       client: this.id,
       topic: this.topic,
     }, this.#o.requestTimeoutMs);
+    // A broker older than attached lines says nothing, and gets JSON records.
+    this.#brokerTakesLines = Array.isArray(registered.features) && registered.features.includes("produce_lines");
     if (this.#producerId === null) {
       // Once: a transactional id initialized again would fence this very producer.
       const txn = this.#o.transactionalId === undefined
@@ -396,6 +409,11 @@ export class Producer {
       batch = this.#open.get(partition);
     }
     batch ??= this.#openBatch(partition);
+    if (
+      batch.plain &&
+      (key !== null || headers !== undefined || typeof value !== "string" || value.includes("\n") ||
+        !value.isWellFormed())
+    ) batch.plain = false;
     batch.records.push(record);
     batch.indexes.push(index);
     batch.bytes += size;
@@ -423,6 +441,8 @@ export class Producer {
       txn: this.#addingTxn,
       acked: false,
       sentAtMs: 0,
+      plain: true,
+      lines: null,
     };
     this.#open.set(partition, batch);
     return batch;
@@ -469,6 +489,11 @@ export class Producer {
 
   #send(batch: Batch, conn: Connection, generation: number): void {
     batch.sentAtMs = monotonicMs();
+    // Keyless text lines go as they are after the frame (the broker stores their bytes): no JSON per record
+    // on either side.
+    const asLines = batch.plain && this.#brokerTakesLines;
+    if (asLines) batch.lines ??= lineEncoder.encode(batch.records.map((r) => r.v).join("\n") + "\n");
+    const attachment = asLines ? batch.lines! : undefined;
     const body = {
       type: "produce",
       topic: this.topic,
@@ -476,17 +501,17 @@ export class Producer {
       acks: this.#o.acks,
       producer: this.#producerId,
       seq: batch.seq,
-      records: batch.records,
+      ...(asLines ? { lines: batch.records.length } : { records: batch.records }),
       ...(this.#o.transactionalId === undefined ? {} : { producerEpoch: this.#producerEpoch, txn: true }),
     };
     if (this.#o.acks === 0) {
-      conn.send(body).then(
+      conn.send(body, attachment).then(
         () => this.#acked(batch, false),
         (err) => this.#failedSend(err, generation, batch),
       );
       return;
     }
-    conn.request(body, this.#o.requestTimeoutMs + 2000).then(
+    conn.request(body, this.#o.requestTimeoutMs + 2000, attachment).then(
       (res) => {
         const fresh = !batch.acked;
         this.#acked(batch, res.duplicate === true);

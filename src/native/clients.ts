@@ -28,7 +28,8 @@ export function register(s: BrokerServices, req: Request, session: Session): Rep
     since: Date.now(),
   });
   if (fresh) session.onClose(() => s.clients.deregister(session.id, "connection closed"));
-  return { registered: true };
+  // What this broker takes beyond the first protocol: `produce_lines`, a produce's values as attached lines.
+  return { registered: true, features: ["produce_lines"] };
 }
 
 /** `deregister`: forgets the connection's client now. */

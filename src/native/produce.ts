@@ -63,6 +63,37 @@ function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInp
   return out;
 }
 
+/**
+ * A batch sent as lines (`lines: N` and an attachment of N values, each
+ * ended by a newline; `yak produce`'s keyless text lines): records whose
+ * values are those bytes, stored as text where they are UTF-8, else base64,
+ * as a Kafka producer's are. Nothing is parsed per record, and the values
+ * go to the log as the bytes that came.
+ */
+function lineRecords(s: BrokerServices, req: Request, bytes: Uint8Array): RecordInput[] {
+  const { maxBatchRecords } = s.opts;
+  const count = int(req, "lines", 1, maxBatchRecords);
+  if (bytes.length === 0 || bytes[bytes.length - 1] !== NEWLINE) {
+    throw new YakError("INVALID_REQUEST", "a produce's attached lines must each end in a newline");
+  }
+  const out: RecordInput[] = new Array(count);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const nl = bytes.indexOf(NEWLINE, at);
+    if (nl === -1) {
+      throw new YakError("INVALID_REQUEST", `'lines' says ${count} values, the attachment holds ${i}`);
+    }
+    out[i] = { key: null, rawValue: bytes.subarray(at, nl) };
+    at = nl + 1;
+  }
+  if (at !== bytes.length) {
+    throw new YakError("INVALID_REQUEST", `'lines' says ${count} values, the attachment holds more`);
+  }
+  return out;
+}
+
+const NEWLINE = 0x0a;
+
 /** A native record's headers `h`: `[key, value]` pairs, a text key and a text or null value. */
 function parseHeaders(rules: RecordRules, i: number, raw: unknown): RecordHeader[] {
   if (!Array.isArray(raw)) {
@@ -89,10 +120,16 @@ export async function produce(s: BrokerServices, req: Request): Promise<Reply> {
   const topic = checkTopicName(req.topic);
   const partition = int(req, "partition", 0, s.opts.maxPartitions - 1);
   const acks = acksOf(req);
-  const records = parseRecords(s, topic, req.records);
+  if (req.attachment !== undefined && req.records !== undefined) {
+    throw new YakError("INVALID_REQUEST", "a produce carries 'records' or attached lines, not both");
+  }
+  const records = req.attachment !== undefined
+    ? lineRecords(s, req, req.attachment)
+    : parseRecords(s, topic, req.records);
   const count = records.length;
   // The server holds the request until we answer; it must not keep the batch alive that long.
   req.records = undefined;
+  req.attachment = undefined;
   const producer = optStr(req, "producer", 64) ?? null;
   if (producer !== null && !ISSUED_ID.test(producer)) {
     throw new YakError(

@@ -4,7 +4,7 @@
  * @module
  */
 import { toYakError, YakError } from "../errors.ts";
-import { FrameReader, FrameWriter } from "./frame.ts";
+import { FrameReader, FrameWriter, withAttachment } from "./frame.ts";
 import { security } from "./security.ts";
 
 /** Options of {@link Connection.open}. */
@@ -152,10 +152,12 @@ export class Connection {
    * Sends a request and resolves with the response fields, or rejects with a
    * YakError (the peer's error code, TIMEOUT, or CONNECTION). Raw bytes that
    * followed the reply are in its `attachment` field (a Uint8Array).
+   * `attachment`, given, goes as raw bytes right after the request's frame.
    */
   request(
     body: Record<string, unknown>,
     timeoutMs = 10_000,
+    attachment?: Uint8Array,
   ): Promise<Record<string, unknown>> {
     if (this.#closed) {
       return Promise.reject(
@@ -166,7 +168,8 @@ export class Connection {
       );
     }
     const id = this.#nextId++;
-    const frame = JSON.stringify({ id, ...body });
+    const json = JSON.stringify({ id, ...body });
+    const frame = attachment === undefined ? json : withAttachment(json, attachment.length);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
@@ -178,17 +181,19 @@ export class Connection {
         );
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
-      this.#writer.send(frame).catch((err) => {
+      this.#writer.send(frame, attachment && [attachment]).catch((err) => {
         this.#fail(id, toYakError(err));
       });
     });
   }
 
-  /** Sends a request that gets no response (e.g. a produce with acks=0). */
-  async send(body: Record<string, unknown>): Promise<void> {
+  /** Sends a request that gets no response (e.g. a produce with acks=0), with raw bytes after it if given. */
+  async send(body: Record<string, unknown>, attachment?: Uint8Array): Promise<void> {
     if (this.#closed) throw new YakError("CONNECTION", "connection is closed");
+    const json = JSON.stringify({ id: this.#nextId++, noReply: true, ...body });
     await this.#writer.send(
-      JSON.stringify({ id: this.#nextId++, noReply: true, ...body }),
+      attachment === undefined ? json : withAttachment(json, attachment.length),
+      attachment && [attachment],
     );
   }
 

@@ -16,6 +16,11 @@ export interface Request {
   id: number;
   type: string;
   noReply?: boolean;
+  /**
+   * The raw bytes that followed the frame, when it announced them
+   * (`{"attach":N,`): a produce's values as lines (see native/produce.ts).
+   */
+  attachment?: Uint8Array;
   [field: string]: unknown;
 }
 

@@ -178,6 +178,23 @@ export function serve(opts: ServeOptions): Server {
 
 const NEWLINE = 10;
 const decoder = new TextDecoder();
+const ATTACH_PREFIX = new TextEncoder().encode('{"attach":');
+
+/**
+ * The size a request frame `buf[at, nl)` announces for its attachment (its
+ * first field, `{"attach":N,`): 0 for a frame without one, -1 when N is not
+ * a whole number of at most 15 digits.
+ */
+function attachmentBytes(buf: Uint8Array, at: number, nl: number): number {
+  if (nl - at < ATTACH_PREFIX.length) return 0;
+  for (let i = 0; i < ATTACH_PREFIX.length; i++) if (buf[at + i] !== ATTACH_PREFIX[i]) return 0;
+  let n = 0;
+  let i = at + ATTACH_PREFIX.length;
+  for (; i < nl && buf[i] >= 0x30 && buf[i] <= 0x39 && i < at + ATTACH_PREFIX.length + 15; i++) {
+    n = n * 10 + buf[i] - 0x30;
+  }
+  return i > at + ATTACH_PREFIX.length && buf[i] === 0x2c ? n : -1;
+}
 
 /** One connection of the native protocol: newline-ended JSON requests, answered as each is ready. */
 class NativeCodec implements Codec {
@@ -210,27 +227,39 @@ class NativeCodec implements Codec {
 
   split(buf: Uint8Array, at: number, have: number, maxBytes: number): Split {
     const nl = buf.subarray(0, have).indexOf(NEWLINE, at + this.#scanned);
-    if (nl === -1 ? have - at > maxBytes : nl - at > maxBytes) {
+    // A frame that announces an attachment ends after it: the line and its bytes count against one frame's limit.
+    const attached = nl === -1 ? 0 : attachmentBytes(buf, at, nl);
+    const end = nl === -1 ? -1 : attached > 0 ? nl + 1 + attached : nl;
+    if (nl === -1 ? have - at > maxBytes : end - at > maxBytes || attached < 0) {
       this.#opts.onError?.("frame too large", { remote: this.#session.remote });
-      const err = new YakError("FRAME_TOO_LARGE", `frame exceeds ${maxBytes} bytes; closing the connection`);
+      const err = attached < 0
+        ? new YakError("INVALID_REQUEST", "a frame's attachment size is not a whole number; closing the connection")
+        : new YakError("FRAME_TOO_LARGE", `frame exceeds ${maxBytes} bytes; closing the connection`);
       return { kind: "refuse", answer: encodeError(null, err) + "\n" };
     }
     if (nl === -1) {
       this.#scanned = have - at;
       return { kind: "more", need: 0 };
     }
+    if (end > have) {
+      this.#scanned = nl - at;
+      return { kind: "more", need: end - at };
+    }
     this.#scanned = 0;
-    return { kind: "frame", start: at, end: nl, next: nl + 1 };
+    return { kind: "frame", start: at, end, next: attached > 0 ? end : nl + 1 };
   }
 
   handle(body: Uint8Array): Answer {
     let req: Request;
+    const nl = body.indexOf(NEWLINE);
     try {
-      req = parseRequest(decoder.decode(body));
+      req = parseRequest(decoder.decode(nl === -1 ? body : body.subarray(0, nl)));
     } catch (err) {
       // The stream is still in step (one bad line), so answer and go on.
       return encodeError(null, toYakError(err)) + "\n";
     }
+    // Only bytes that came after the frame are an attachment, never a field of its JSON.
+    req.attachment = nl === -1 ? undefined : body.subarray(nl + 1);
     if (!this.authenticated) return this.#authenticate(req);
     return this.#run(req);
   }
