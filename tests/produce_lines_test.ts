@@ -13,7 +13,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FrameReader, writeAll } from "../src/protocol/frame.ts";
 import { PartitionLog } from "../src/log/partition_log.ts";
-import { TestCluster, withDeadline } from "./harness.ts";
+import { Producer } from "../src/client/producer.ts";
+import { TestCluster, withDeadline, yak } from "./harness.ts";
 
 const encoder = new TextEncoder();
 
@@ -160,6 +161,56 @@ Deno.test("attached lines are stored as the same values sent as records; malform
       assert.deepEqual([after.answer?.ok, after.answer?.baseOffset], [true, 16]);
     } finally {
       for (const r of raws) r.close();
+      await c.stop();
+    }
+  }));
+
+Deno.test("yak produce hands keyless lines over as bytes, and Producer.addLines mixes with add in order", () =>
+  withDeadline(60_000, "produce lines: the client", async () => {
+    const c = await TestCluster.start({ brokers: 1, partitions: 1 });
+    let producer: Producer | null = null;
+    try {
+      // CRLF and LF line ends, an empty line, bytes that are not UTF-8, a last line without its newline.
+      const input = new Uint8Array([
+        ...encoder.encode("crlf\r\n\nplain\n"),
+        0xff,
+        0x41,
+        0x0a,
+        ...encoder.encode('quote " and é\r\nlast'),
+      ]);
+      const out = await yak(["produce", "--topic", "cli", ...c.zkFlag], { stdin: input, timeoutMs: 20_000 });
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stderr, /6 records \(29 bytes\) acknowledged/, out.stderr);
+      const stored = await storedValues(c, "cli");
+      assert.deepEqual(stored.map((r) => r.value ?? r.valueB64), [
+        "crlf",
+        "",
+        "plain",
+        "/0E=",
+        'quote " and é',
+        "last",
+      ]);
+      assert.deepEqual(stored.map((r) => r.offset), [0, 1, 2, 3, 4, 5]);
+
+      // The library: records and lines in one partition keep the order they were added in, with one
+      // sequence (an idempotent producer's batches are numbered by their record counts).
+      producer = await Producer.open({
+        bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+        topic: "mixed",
+        batchRecords: 3,
+      });
+      producer.add(null, "one");
+      assert.equal(producer.addLines(encoder.encode("two\nthree\r\nfour\nfive")), 4);
+      producer.add("k", "six");
+      assert.equal(producer.addLines(encoder.encode("seven")), 1);
+      await producer.flush();
+      assert.equal(producer.ackedRecords, 7);
+      const mixed = await storedValues(c, "mixed");
+      assert.deepEqual(mixed.map((r) => r.value), ["one", "two", "three", "four", "five", "six", "seven"]);
+      assert.deepEqual(mixed.map((r) => r.key), [null, null, null, null, null, "k", null]);
+      assert.deepEqual(mixed.map((r) => r.seq), [0, 1, 2, 3, 4, 5, 6]);
+    } finally {
+      await producer?.close();
       await c.stop();
     }
   }));

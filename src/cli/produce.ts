@@ -19,7 +19,7 @@ import {
   text,
   type Values,
 } from "./args.ts";
-import { type Line, readLines } from "./read_lines.ts";
+import { type Line, readLineBlocks, readLines } from "./read_lines.ts";
 import { describeFailure, produceSummary, Progress } from "./produce_summary.ts";
 
 const USAGE = `
@@ -309,6 +309,32 @@ class ProduceRun {
     }
     // Typing at a terminal: a prompt says when the next line is wanted, as Kafka's console producer does.
     const prompt = Deno.stdin.isTerminal() && !quiet ? () => Deno.stderr.writeSync(utf8.encode(">")) : undefined;
+    const { fixedKey, separator, headers, transactionRecords } = this.options;
+    if (fixedKey === null && separator === undefined && headers === undefined && transactionRecords === Infinity) {
+      // Keyless lines with nothing to split off: handed over as bytes, never decoded here (the broker stores
+      // each as text where it is UTF-8, else as base64, as it would the decoded line).
+      this.unfinishedBytes = await readLineBlocks(
+        Deno.stdin,
+        async (block) => {
+          const before = p.added;
+          try {
+            p.addLines(block);
+          } catch (err) {
+            // The line that failed is read too, as #add counts it: the one after the last added.
+            this.read += p.added - before + 1;
+            this.#lastLine = this.read;
+            throw err;
+          }
+          this.read += p.added - before;
+          this.#lastLine = this.read;
+          await Promise.race([p.waitForRoom(), this.interruptedPromise]);
+        },
+        this.interruptedPromise,
+        prompt,
+        true,
+      );
+      return;
+    }
     this.unfinishedBytes = await readLines(
       Deno.stdin,
       async (lines) => {

@@ -40,11 +40,41 @@ export interface Line {
  * assert.deepEqual(values, ["first", "second", "last"]); // the CR before a line break is dropped
  * ```
  */
-export async function readLines(
+export function readLines(
   source: { read(p: Uint8Array): Promise<number | null> },
   onLines: (lines: Line[]) => Promise<void>,
   stop?: Promise<void>,
   beforeRead?: () => void,
+): Promise<number> {
+  return readLineBlocks(source, (block) => onLines(splitLines(block)), stop, beforeRead, false);
+}
+
+/**
+ * {@link readLines} without splitting or decoding: hands over blocks of
+ * whole lines as bytes, each block one or more lines joined by newlines
+ * (without the last one's; CRs kept), for `Producer.addLines`. With `keep`,
+ * each block is the caller's to keep (never a view of the read buffer).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readLineBlocks } from "./read_lines.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "first\nsecond\nlast");
+ * const file = await Deno.open(path);
+ * const blocks: string[] = [];
+ * await readLineBlocks(file, async (b) => void blocks.push(new TextDecoder().decode(b)), undefined, undefined, true);
+ * file.close();
+ * await Deno.remove(path);
+ * assert.deepEqual(blocks, ["first\nsecond", "last"]);
+ * ```
+ */
+export async function readLineBlocks(
+  source: { read(p: Uint8Array): Promise<number | null> },
+  onBlock: (block: Uint8Array) => Promise<void>,
+  stop: Promise<void> | undefined,
+  beforeRead: (() => void) | undefined,
+  keep: boolean,
 ): Promise<number> {
   const buf = new Uint8Array(READ_BYTES);
   // The unfinished line, as the pieces it came in: joined once when its newline comes. Joining at every read
@@ -52,7 +82,7 @@ export async function readLines(
   let carry: Uint8Array[] = [];
   let carryBytes = 0;
   const join = (tail: Uint8Array): Uint8Array => {
-    if (carryBytes === 0) return tail;
+    if (carryBytes === 0) return keep ? tail.slice() : tail;
     const out = new Uint8Array(carryBytes + tail.length);
     let at = 0;
     for (const part of carry) {
@@ -80,9 +110,9 @@ export async function readLines(
     const rest = piece.slice(last + 1);
     carry = rest.length > 0 ? [rest] : [];
     carryBytes = rest.length;
-    await onLines(splitLines(lines));
+    await onBlock(lines);
   }
-  if (carryBytes > 0) await onLines(splitLines(join(new Uint8Array(0))));
+  if (carryBytes > 0) await onBlock(join(new Uint8Array(0)));
   return 0;
 }
 

@@ -92,9 +92,22 @@ interface Batch {
   plain: boolean;
   /** The values as attached lines, once encoded (a retry sends the same bytes). */
   lines: Uint8Array | null;
+  /**
+   * Lines added as bytes ({@link Producer.addLines}), not yet joined into
+   * `lines`: runs of consecutive lines of the caller's buffer, each run
+   * without its last newline; null for a batch of {@link Producer.add}'s records.
+   */
+  raw: Uint8Array[] | null;
+  /** The run being extended: its buffer and where it starts and ends in it. */
+  runSrc: Uint8Array | null;
+  runStart: number;
+  runEnd: number;
 }
 
 const lineEncoder = new TextEncoder();
+const lineDecoder = new TextDecoder("utf-8", { fatal: true });
+const NEWLINE = 0x0a;
+const CR = 0x0d;
 
 /** An answer slower than this makes the producer ask who leads now. */
 const LEADER_CHECK_AFTER_MS = 400;
@@ -400,15 +413,16 @@ export class Producer {
     else if (key !== null) partition = partitionForKey(key, this.#partitions);
     else partition = this.#sticky;
     let batch = this.#open.get(partition);
-    // A large record is not added to a batch it would push past the batch limit (and maybe the frame limit).
-    if (batch && batch.bytes + size > this.#o.batchBytes) {
+    // A large record is not added to a batch it would push past the batch limit (and maybe the frame limit);
+    // nor is it added to a batch of lines added as bytes.
+    if (batch && (batch.bytes + size > this.#o.batchBytes || batch.raw !== null)) {
       this.#seal(batch);
       batch = undefined;
       // The sticky partition may have moved on with the seal; keyless records follow it.
       if (this.#o.partition === undefined && key === null) partition = this.#sticky;
       batch = this.#open.get(partition);
     }
-    batch ??= this.#openBatch(partition);
+    batch ??= this.#openBatch(partition, false);
     if (
       batch.plain &&
       (key !== null || headers !== undefined || typeof value !== "string" || value.includes("\n") ||
@@ -428,8 +442,102 @@ export class Producer {
     }
   }
 
-  /** A new, empty batch for the partition, open for records. */
-  #openBatch(partition: number): Batch {
+  /**
+   * Adds every line of `bytes` as a keyless record without headers, as
+   * {@link add} would each line's text, without decoding it: lines end at
+   * newlines and the last one at the end of `bytes` (so `bytes` holds at
+   * least one line), and a CR before a line's end is dropped. Each value is
+   * stored as text where it is UTF-8, else as base64. `bytes` is kept until
+   * its records are sent: the caller must not reuse it. Returns how many
+   * records were added; a line too large for any frame is refused
+   * (MESSAGE_TOO_LARGE) and the lines before it are added.
+   */
+  addLines(bytes: Uint8Array): number {
+    if (this.#failed) throw this.#failed;
+    let s = 0;
+    let added = 0;
+    while (true) {
+      let nl = bytes.indexOf(NEWLINE, s);
+      const last = nl === -1;
+      if (last) nl = bytes.length;
+      this.#addLine(bytes, s, nl > s && bytes[nl - 1] === CR ? nl - 1 : nl);
+      added++;
+      if (last) return added;
+      s = nl + 1;
+    }
+  }
+
+  #addLine(src: Uint8Array, start: number, end: number): void {
+    const index = this.#added;
+    const size = end - start;
+    if (size > MAX_RECORD_BYTES) throw recordTooLarge(index, size);
+    this.#added++;
+    let partition = this.#o.partition ?? this.#sticky;
+    let batch = this.#open.get(partition);
+    if (batch && (batch.raw === null || batch.bytes + size + 1 > this.#o.batchBytes)) {
+      this.#seal(batch);
+      partition = this.#o.partition ?? this.#sticky;
+      batch = this.#open.get(partition);
+    }
+    batch ??= this.#openBatch(partition, true);
+    // Consecutive lines of one buffer make one run: the newline between them is the one the attachment needs.
+    if (batch.runSrc === src && start === batch.runEnd + 1) batch.runEnd = end;
+    else {
+      if (batch.runSrc !== null) batch.raw!.push(batch.runSrc.subarray(batch.runStart, batch.runEnd));
+      batch.runSrc = src;
+      batch.runStart = start;
+      batch.runEnd = end;
+    }
+    batch.indexes.push(index);
+    batch.bytes += size + 1;
+    batch.payloadBytes += size;
+    if (batch.indexes.length >= this.#o.batchRecords || batch.bytes >= this.#o.batchBytes) this.#seal(batch);
+    else if (this.#lingerTimer === undefined) this.#startLinger();
+  }
+
+  /** A batch's values as attached lines, built once (and its raw runs let go). */
+  #linesOf(batch: Batch): Uint8Array {
+    if (batch.lines !== null) return batch.lines;
+    if (batch.raw === null) {
+      batch.lines = lineEncoder.encode(batch.records.map((r) => r.v).join("\n") + "\n");
+      return batch.lines;
+    }
+    const runs = batch.runSrc === null
+      ? batch.raw
+      : [...batch.raw, batch.runSrc.subarray(batch.runStart, batch.runEnd)];
+    const out = new Uint8Array(runs.reduce((n, r) => n + r.length + 1, 0));
+    let at = 0;
+    for (const run of runs) {
+      out.set(run, at);
+      at += run.length;
+      out[at++] = NEWLINE;
+    }
+    batch.raw = [];
+    batch.runSrc = null;
+    batch.lines = out;
+    return out;
+  }
+
+  /** A batch's records as JSON records, for a broker that does not take lines (lines added as bytes made into them). */
+  #recordsOf(batch: Batch): OutgoingRecord[] {
+    if (batch.raw === null) return batch.records;
+    const lines = this.#linesOf(batch);
+    const out: OutgoingRecord[] = [];
+    for (let s = 0; s < lines.length;) {
+      const nl = lines.indexOf(NEWLINE, s);
+      const line = lines.subarray(s, nl);
+      try {
+        out.push({ v: lineDecoder.decode(line) });
+      } catch {
+        out.push({ b: toBase64(line) });
+      }
+      s = nl + 1;
+    }
+    return out;
+  }
+
+  /** A new, empty batch for the partition, open for records (`raw`: for lines added as bytes). */
+  #openBatch(partition: number, raw: boolean): Batch {
     const batch: Batch = {
       partition,
       records: [],
@@ -443,6 +551,10 @@ export class Producer {
       sentAtMs: 0,
       plain: true,
       lines: null,
+      raw: raw ? [] : null,
+      runSrc: null,
+      runStart: 0,
+      runEnd: 0,
     };
     this.#open.set(partition, batch);
     return batch;
@@ -459,7 +571,7 @@ export class Producer {
   #seal(batch: Batch): void {
     this.#open.delete(batch.partition);
     batch.seq = this.#nextSeq.get(batch.partition) ?? 0;
-    this.#nextSeq.set(batch.partition, batch.seq + batch.records.length);
+    this.#nextSeq.set(batch.partition, batch.seq + batch.indexes.length);
     batch.order = this.#order++;
     this.#queue.push(batch);
     // Keyless records spread batch by batch (Kafka's sticky partitioner).
@@ -492,8 +604,7 @@ export class Producer {
     // Keyless text lines go as they are after the frame (the broker stores their bytes): no JSON per record
     // on either side.
     const asLines = batch.plain && this.#brokerTakesLines;
-    if (asLines) batch.lines ??= lineEncoder.encode(batch.records.map((r) => r.v).join("\n") + "\n");
-    const attachment = asLines ? batch.lines! : undefined;
+    const attachment = asLines ? this.#linesOf(batch) : undefined;
     const body = {
       type: "produce",
       topic: this.topic,
@@ -501,7 +612,7 @@ export class Producer {
       acks: this.#o.acks,
       producer: this.#producerId,
       seq: batch.seq,
-      ...(asLines ? { lines: batch.records.length } : { records: batch.records }),
+      ...(asLines ? { lines: batch.indexes.length } : { records: this.#recordsOf(batch) }),
       ...(this.#o.transactionalId === undefined ? {} : { producerEpoch: this.#producerEpoch, txn: true }),
     };
     if (this.#o.acks === 0) {
