@@ -165,7 +165,7 @@ Deno.test("attached lines are stored as the same values sent as records; malform
     }
   }));
 
-Deno.test("yak produce hands keyless lines over as bytes, and Producer.addLines mixes with add in order", () =>
+Deno.test("yak produce hands keyless lines over as bytes, Producer.addLines mixes with add in order, and falls back to records", () =>
   withDeadline(60_000, "produce lines: the client", async () => {
     const c = await TestCluster.start({ brokers: 1, partitions: 1 });
     let producer: Producer | null = null;
@@ -209,6 +209,18 @@ Deno.test("yak produce hands keyless lines over as bytes, and Producer.addLines 
       assert.deepEqual(mixed.map((r) => r.value), ["one", "two", "three", "four", "five", "six", "seven"]);
       assert.deepEqual(mixed.map((r) => r.key), [null, null, null, null, null, "k", null]);
       assert.deepEqual(mixed.map((r) => r.seq), [0, 1, 2, 3, 4, 5, 6]);
+      await producer.close();
+
+      // As a broker older than attached lines gets them: lines added as bytes become JSON records, stored alike.
+      producer = await Producer.open({
+        bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+        topic: "json",
+        attachLines: false,
+      });
+      producer.addLines(input);
+      await producer.flush();
+      const json = await storedValues(c, "json");
+      assert.deepEqual(json.map((r) => r.value ?? r.valueB64), stored.map((r) => r.value ?? r.valueB64));
     } finally {
       await producer?.close();
       await c.stop();

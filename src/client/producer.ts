@@ -44,6 +44,12 @@ export interface ProducerOptions {
   transactionalId?: string;
   /** The coordinator aborts a transaction open longer than this (default 60 s). */
   transactionTimeoutMs?: number;
+  /**
+   * Send batches of keyless text as attached lines where the leader takes
+   * them (the default); false: always as JSON records, as a broker older
+   * than attached lines gets them.
+   */
+  attachLines?: boolean;
 }
 
 /**
@@ -66,8 +72,16 @@ export interface Acknowledgement {
 }
 
 type ResolvedOptions =
-  & Required<Omit<ProducerOptions, "partition" | "onRetry" | "onAck" | "transactionalId" | "transactionTimeoutMs">>
-  & Pick<ProducerOptions, "partition" | "onRetry" | "onAck" | "transactionalId" | "transactionTimeoutMs">;
+  & Required<
+    Omit<
+      ProducerOptions,
+      "partition" | "onRetry" | "onAck" | "transactionalId" | "transactionTimeoutMs" | "attachLines"
+    >
+  >
+  & Pick<
+    ProducerOptions,
+    "partition" | "onRetry" | "onAck" | "transactionalId" | "transactionTimeoutMs" | "attachLines"
+  >;
 
 interface Batch {
   partition: number;
@@ -357,7 +371,8 @@ export class Producer {
       topic: this.topic,
     }, this.#o.requestTimeoutMs);
     // A broker older than attached lines says nothing, and gets JSON records.
-    this.#brokerTakesLines = Array.isArray(registered.features) && registered.features.includes("produce_lines");
+    this.#brokerTakesLines = this.#o.attachLines !== false && Array.isArray(registered.features) &&
+      registered.features.includes("produce_lines");
     if (this.#producerId === null) {
       // Once: a transactional id initialized again would fence this very producer.
       const txn = this.#o.transactionalId === undefined
