@@ -78,6 +78,19 @@ export class FrameReader {
   async nextFrames(): Promise<Frame[] | null> {
     const out: Frame[] = [];
     while (true) {
+      const pending = this.#attaching;
+      if (pending !== null && out.length === 0 && pending.data.length - pending.got >= this.#buf.length) {
+        // The rest of a large attachment is read into it directly: no copy through the read buffer, and a read
+        // can take more than the buffer's size at once. It never reads past the attachment's end.
+        const n = await this.#source.read(pending.data.subarray(pending.got));
+        if (n === null) return null;
+        pending.got += n;
+        if (pending.got === pending.data.length) {
+          this.#attaching = null;
+          return [{ line: pending.line, attachment: pending.data }];
+        }
+        continue;
+      }
       const n = await this.#source.read(this.#buf);
       if (n === null) return null;
       const chunk = this.#buf.subarray(0, n);
