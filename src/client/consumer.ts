@@ -87,6 +87,13 @@ const FETCH_GRACE_MS = 2000;
 const DAMAGED_RETRY_MS = 250;
 /** How often the consumer re-reads metadata (new partitions, new topics matching a pattern). */
 const METADATA_REFRESH_MS = 5000;
+/**
+ * Fetches a consumer keeps under way, each for its share of the partitions
+ * (p % FETCH_LANES). With one, the broker read the next 4 MiB (from disk,
+ * each line checked) only while the consumer handled the last: 1M records
+ * waited ~16 ms for each 19.5k-record answer and spent ~10 ms on it.
+ */
+const FETCH_LANES = 2;
 /** With topicWaitMs 0, how long a follower's "no such topic" is waited out: it may not have replicated it yet. */
 const FOLLOWER_TOPIC_GRACE_MS = 1000;
 
@@ -252,7 +259,15 @@ export class Consumer {
   #conn: Connection | null = null;
   #leaderConn: Connection | null = null;
   readonly #topics = new Map<string, TopicState>();
-  #prefetch: Promise<PartitionRecords[]> | null = null;
+  /**
+   * The fetches under way, one per lane: partition p is fetched by lane
+   * p % FETCH_LANES, so while the caller handles one answer the broker
+   * works on the others' (see {@link poll}).
+   */
+  readonly #lanes: (Promise<PartitionRecords[]> | null)[] = new Array(FETCH_LANES).fill(null);
+  /** A connection (or a metadata refresh) under way, which every lane waits for. */
+  #connecting: Promise<void> | null = null;
+  #refreshing: Promise<void> | null = null;
   #lastMetaMs = 0;
   /** Damage reports already passed on (each names its partition and offset). */
   readonly #damageSeen = new Set<string>();
@@ -561,13 +576,29 @@ export class Consumer {
    */
   async poll(): Promise<PartitionRecords[]> {
     if (this.#member?.needsRejoin) await this.#rebalance();
-    const batch = await (this.#prefetch ?? this.#fetch());
-    this.#prefetch = null;
-    if (batch.length > 0) {
-      this.#prefetch = this.#fetch();
-      this.#prefetch.catch(() => {}); // its error is met by the next poll
-    }
+    const lanes = this.#activeLanes();
+    for (const k of lanes) this.#lanes[k] ??= this.#fetchLane(k);
+    // Whichever lane answers first; the others' answers wait for the next polls.
+    const { lane, batch } = await Promise.race(
+      lanes.map((k) => this.#lanes[k]!.then((batch) => ({ lane: k, batch }))),
+    );
+    this.#lanes[lane] = null;
+    if (batch.length > 0) this.#lanes[lane] = this.#fetchLane(lane);
     return batch;
+  }
+
+  /** A lane's next fetch, started now; its error is met by the poll that awaits it. */
+  #fetchLane(lane: number): Promise<PartitionRecords[]> {
+    const fetching = this.#fetch(lane);
+    fetching.catch(() => {});
+    return fetching;
+  }
+
+  /** The lanes that have partitions to fetch (lane 0 alone when none has: its fetch waits for an assignment). */
+  #activeLanes(): number[] {
+    const used = new Set<number>();
+    for (const s of this.#topics.values()) for (const p of s.cursor.keys()) used.add(p % FETCH_LANES);
+    return used.size === 0 ? [0] : [...used].sort();
   }
 
   /**
@@ -609,31 +640,47 @@ export class Consumer {
   async #rebalance(): Promise<void> {
     const member = this.#member!;
     await this.commit();
-    if (this.#prefetch) {
-      await this.#prefetch.catch(() => []);
-      this.#prefetch = null;
+    for (let k = 0; k < FETCH_LANES; k++) {
+      await this.#lanes[k]?.catch(() => []);
+      this.#lanes[k] = null;
     }
     // Fetched ahead but not handed out: read again, by us or the next owner.
     for (const s of this.#topics.values()) for (const [p, at] of s.positions) s.cursor.set(p, at);
     await member.join();
-    if (!this.#conn || this.#conn.isClosed) await this.#connect();
-    else await this.#refresh();
+    if (!this.#conn || this.#conn.isClosed) await this.#connectOnce();
+    else await this.#refreshOnce();
   }
 
-  async #fetch(): Promise<PartitionRecords[]> {
+  /** Connects, or waits for the connection another lane is making. */
+  #connectOnce(): Promise<void> {
+    return this.#connecting ??= this.#connect().finally(() => (this.#connecting = null));
+  }
+
+  /** Refreshes the metadata, or waits for the refresh another lane started. */
+  #refreshOnce(): Promise<void> {
+    return this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = null));
+  }
+
+  /** One long-poll for the partitions of `lane`. */
+  async #fetch(lane: number): Promise<PartitionRecords[]> {
     while (true) {
+      let conn: Connection | null = null;
       try {
-        if (!this.#conn || this.#conn.isClosed) await this.#connect();
-        if (monotonicMs() - this.#lastMetaMs > METADATA_REFRESH_MS) await this.#refresh();
+        if (!this.#conn || this.#conn.isClosed) await this.#connectOnce();
+        if (monotonicMs() - this.#lastMetaMs > METADATA_REFRESH_MS) await this.#refreshOnce();
+        conn = this.#conn!;
         const maxWaitMs = this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs;
         const wanted: Record<string, Record<string, number>> = {};
-        for (const [t, s] of this.#topics) if (s.cursor.size > 0) wanted[t] = Object.fromEntries(s.cursor);
+        for (const [t, s] of this.#topics) {
+          const mine = [...s.cursor].filter(([p]) => p % FETCH_LANES === lane);
+          if (mine.length > 0) wanted[t] = Object.fromEntries(mine);
+        }
         if (Object.keys(wanted).length === 0) {
           // Nothing assigned to this member (more members than partitions), or no topic yet: wait.
           await new Promise((r) => setTimeout(r, maxWaitMs));
           return [];
         }
-        const res = await this.#conn!.request({
+        const res = await conn.request({
           type: "fetch",
           topics: wanted,
           maxBytes: this.#o.maxBytes ?? DEFAULTS.consumerFetchMaxBytes,
@@ -654,8 +701,10 @@ export class Consumer {
         const yerr = toYakError(err);
         if (!isRetriable(yerr)) throw yerr;
         this.#o.onRetry?.(yerr.message);
-        this.#conn?.close();
-        this.#conn = null;
+        // Only the connection this fetch used: another lane may have made a new one meanwhile.
+        const failed = conn ?? this.#conn;
+        failed?.close();
+        if (this.#conn === failed) this.#conn = null;
       }
     }
   }
