@@ -598,7 +598,7 @@ export class Consumer {
   #activeLanes(): number[] {
     const used = new Set<number>();
     for (const s of this.#topics.values()) for (const p of s.cursor.keys()) used.add(p % FETCH_LANES);
-    return used.size === 0 ? [0] : [...used].sort();
+    return used.size === 0 ? [0] : [...used].sort((a, b) => a - b);
   }
 
   /**
@@ -640,10 +640,8 @@ export class Consumer {
   async #rebalance(): Promise<void> {
     const member = this.#member!;
     await this.commit();
-    for (let k = 0; k < FETCH_LANES; k++) {
-      await this.#lanes[k]?.catch(() => []);
-      this.#lanes[k] = null;
-    }
+    await Promise.all(this.#lanes.map((fetching) => fetching?.catch(() => [])));
+    this.#lanes.fill(null);
     // Fetched ahead but not handed out: read again, by us or the next owner.
     for (const s of this.#topics.values()) for (const [p, at] of s.positions) s.cursor.set(p, at);
     await member.join();

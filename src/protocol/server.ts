@@ -186,14 +186,19 @@ const ATTACH_PREFIX = new TextEncoder().encode('{"attach":');
  * a whole number of at most 15 digits.
  */
 function attachmentBytes(buf: Uint8Array, at: number, nl: number): number {
-  if (nl - at < ATTACH_PREFIX.length) return 0;
-  for (let i = 0; i < ATTACH_PREFIX.length; i++) if (buf[at + i] !== ATTACH_PREFIX[i]) return 0;
+  if (nl - at < ATTACH_PREFIX.length || !startsAt(buf.subarray(at, nl), ATTACH_PREFIX)) return 0;
   let n = 0;
   let i = at + ATTACH_PREFIX.length;
   for (; i < nl && buf[i] >= 0x30 && buf[i] <= 0x39 && i < at + ATTACH_PREFIX.length + 15; i++) {
     n = n * 10 + buf[i] - 0x30;
   }
   return i > at + ATTACH_PREFIX.length && buf[i] === 0x2c ? n : -1;
+}
+
+function startsAt(b: Uint8Array, prefix: Uint8Array): boolean {
+  if (b.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (b[i] !== prefix[i]) return false;
+  return true;
 }
 
 /** One connection of the native protocol: newline-ended JSON requests, answered as each is ready. */
@@ -231,7 +236,7 @@ class NativeCodec implements Codec {
     const attached = nl === -1 ? 0 : attachmentBytes(buf, at, nl);
     const end = nl === -1 ? -1 : attached > 0 ? nl + 1 + attached : nl;
     if (nl === -1 ? have - at > maxBytes : end - at > maxBytes || attached < 0) {
-      this.#opts.onError?.("frame too large", { remote: this.#session.remote });
+      this.#opts.onError?.(attached < 0 ? "bad attachment size" : "frame too large", { remote: this.#session.remote });
       const err = attached < 0
         ? new YakError("INVALID_REQUEST", "a frame's attachment size is not a whole number; closing the connection")
         : new YakError("FRAME_TOO_LARGE", `frame exceeds ${maxBytes} bytes; closing the connection`);
@@ -251,7 +256,8 @@ class NativeCodec implements Codec {
 
   handle(body: Uint8Array): Answer {
     let req: Request;
-    const nl = body.indexOf(NEWLINE);
+    // Only a frame that announced bytes holds a newline (before them): no scan of every other frame.
+    const nl = startsAt(body, ATTACH_PREFIX) ? body.indexOf(NEWLINE) : -1;
     try {
       req = parseRequest(decoder.decode(nl === -1 ? body : body.subarray(0, nl)));
     } catch (err) {
