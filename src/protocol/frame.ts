@@ -165,6 +165,38 @@ function attachmentSize(line: string): number {
   return end > 0 && Number.isSafeInteger(n) && n >= 0 ? n : -1;
 }
 
+const ATTACH_PREFIX_BYTES = encoder.encode(ATTACH_PREFIX);
+
+/** Whether the frame in `b` starts with an attachment announcement, `{"attach":`. */
+export function announcesAttachment(b: Uint8Array, at = 0, end: number = b.length): boolean {
+  if (end - at < ATTACH_PREFIX_BYTES.length) return false;
+  for (let i = 0; i < ATTACH_PREFIX_BYTES.length; i++) if (b[at + i] !== ATTACH_PREFIX_BYTES[i]) return false;
+  return true;
+}
+
+/**
+ * The size a frame `buf[at, nl)`, not yet decoded, announces for its
+ * attachment (its first field, `{"attach":N,`): 0 for a frame without one,
+ * -1 when N is not a whole number of at most 15 digits (the server reads
+ * requests this way, before it knows where the next frame starts).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { announcedAttachmentBytes } from "./frame.ts";
+ * const frame = new TextEncoder().encode('{"attach":12,"id":1}');
+ * assert.equal(announcedAttachmentBytes(frame, 0, frame.length), 12);
+ * ```
+ */
+export function announcedAttachmentBytes(buf: Uint8Array, at: number, nl: number): number {
+  if (!announcesAttachment(buf, at, nl)) return 0;
+  const from = at + ATTACH_PREFIX_BYTES.length;
+  let n = 0;
+  let i = from;
+  for (; i < nl && i < from + 15 && buf[i] >= 0x30 && buf[i] <= 0x39; i++) n = n * 10 + buf[i] - 0x30;
+  return i > from && buf[i] === 0x2c ? n : -1;
+}
+
 /**
  * Puts the attachment announcement in front of a JSON object frame.
  *

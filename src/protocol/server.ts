@@ -7,7 +7,7 @@
  */
 import { DEFAULTS } from "../config.ts";
 import { assert, toYakError, YakError } from "../errors.ts";
-import { withAttachment } from "./frame.ts";
+import { announcedAttachmentBytes, announcesAttachment, withAttachment } from "./frame.ts";
 import { parseRequest, RawReply, type Reply, type Request } from "./messages.ts";
 import {
   type Answer,
@@ -178,29 +178,6 @@ export function serve(opts: ServeOptions): Server {
 
 const NEWLINE = 10;
 const decoder = new TextDecoder();
-const ATTACH_PREFIX = new TextEncoder().encode('{"attach":');
-
-/**
- * The size a request frame `buf[at, nl)` announces for its attachment (its
- * first field, `{"attach":N,`): 0 for a frame without one, -1 when N is not
- * a whole number of at most 15 digits.
- */
-function attachmentBytes(buf: Uint8Array, at: number, nl: number): number {
-  if (nl - at < ATTACH_PREFIX.length || !startsAt(buf.subarray(at, nl), ATTACH_PREFIX)) return 0;
-  let n = 0;
-  let i = at + ATTACH_PREFIX.length;
-  for (; i < nl && buf[i] >= 0x30 && buf[i] <= 0x39 && i < at + ATTACH_PREFIX.length + 15; i++) {
-    n = n * 10 + buf[i] - 0x30;
-  }
-  return i > at + ATTACH_PREFIX.length && buf[i] === 0x2c ? n : -1;
-}
-
-function startsAt(b: Uint8Array, prefix: Uint8Array): boolean {
-  if (b.length < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (b[i] !== prefix[i]) return false;
-  return true;
-}
-
 /** One connection of the native protocol: newline-ended JSON requests, answered as each is ready. */
 class NativeCodec implements Codec {
   readonly ordered = false;
@@ -233,7 +210,7 @@ class NativeCodec implements Codec {
   split(buf: Uint8Array, at: number, have: number, maxBytes: number): Split {
     const nl = buf.subarray(0, have).indexOf(NEWLINE, at + this.#scanned);
     // A frame that announces an attachment ends after it: the line and its bytes count against one frame's limit.
-    const attached = nl === -1 ? 0 : attachmentBytes(buf, at, nl);
+    const attached = nl === -1 ? 0 : announcedAttachmentBytes(buf, at, nl);
     const end = nl === -1 ? -1 : attached > 0 ? nl + 1 + attached : nl;
     if (nl === -1 ? have - at > maxBytes : end - at > maxBytes || attached < 0) {
       this.#opts.onError?.(attached < 0 ? "bad attachment size" : "frame too large", { remote: this.#session.remote });
@@ -257,7 +234,7 @@ class NativeCodec implements Codec {
   handle(body: Uint8Array): Answer {
     let req: Request;
     // Only a frame that announced bytes holds a newline (before them): no scan of every other frame.
-    const nl = startsAt(body, ATTACH_PREFIX) ? body.indexOf(NEWLINE) : -1;
+    const nl = announcesAttachment(body) ? body.indexOf(NEWLINE) : -1;
     try {
       req = parseRequest(decoder.decode(nl === -1 ? body : body.subarray(0, nl)));
     } catch (err) {
