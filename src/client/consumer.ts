@@ -6,7 +6,7 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
-import { type AbortedRange, lineOffset, parseLines, plainValueSpans, shownLines, valuesOf } from "../log/record.ts";
+import { type AbortedRange, lineOffset, parseLines, plainValues, shownLines, valuesOf } from "../log/record.ts";
 import { DEFAULTS } from "../config.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { isRetriable, toYakError, YakError } from "../errors.ts";
@@ -108,8 +108,8 @@ export class PartitionRecords {
   #text: string | null;
   /** The stored lines as fetched, when every one is shown (see {@link PartitionRecords.fetched}). */
   #bytes: Uint8Array | null = null;
-  /** Where each line's value lies in #bytes, when every line is a plain record (see plainValueSpans). */
-  #spans: Int32Array | null = null;
+  /** Every line's value and a newline, and where each ends, when every line is a plain record (see plainValues). */
+  #values: { values: Uint8Array; ends: Int32Array } | null = null;
   /** The offset after the last line read (shown or not). */
   readonly end: number;
 
@@ -140,12 +140,12 @@ export class PartitionRecords {
     aborted: readonly AbortedRange[],
     end: number,
   ): PartitionRecords {
-    const spans = aborted.length === 0 ? plainValueSpans(bytes) : null;
-    if (spans !== null && spans.length === lines * 2) {
+    const values = aborted.length === 0 ? plainValues(bytes) : null;
+    if (values !== null && values.ends.length === lines) {
       const part = new PartitionRecords(partition, base, lines, "", topic, end);
       part.#text = null;
       part.#bytes = bytes;
-      part.#spans = spans;
+      part.#values = values;
       return part;
     }
     const text = decoder.decode(bytes);
@@ -162,25 +162,15 @@ export class PartitionRecords {
   }
 
   /**
-   * The first `take` values, each followed by a newline, as bytes straight
-   * from the fetched lines; null when a line needs parsing (see
-   * {@link values}).
+   * The first `take` values, each followed by a newline, as bytes copied
+   * from the fetched lines when they came (see {@link plainValues}); null
+   * when a line needs parsing (see {@link values}).
    */
   valueLines(take: number): Uint8Array | null {
-    const spans = this.#spans;
-    const b = this.#bytes;
-    if (spans === null || b === null) return null;
-    const n = Math.min(take, this.count) * 2;
-    let size = 0;
-    for (let k = 0; k < n; k += 2) size += spans[k + 1] - spans[k] + 1;
-    const out = new Uint8Array(size);
-    let at = 0;
-    for (let k = 0; k < n; k += 2) {
-      out.set(b.subarray(spans[k], spans[k + 1]), at);
-      at += spans[k + 1] - spans[k];
-      out[at++] = 0x0a;
-    }
-    return out;
+    const v = this.#values;
+    if (v === null) return null;
+    const n = Math.min(take, this.count);
+    return v.values.subarray(0, n === 0 ? 0 : v.ends[n - 1]);
   }
 
   /** The position after the first `n` records are handled: the next record's offset, or {@link end}. */

@@ -1080,29 +1080,33 @@ function producerInto(b: Uint8Array, at: number, e: number, f: LineFields): void
 }
 
 /**
- * Where each stored line's text value lies in `b` (stored lines, each ending
- * in "\n"): [start, end) byte pairs, one per line, in order; null unless
- * every line is a plain record (no marker, no headers, no base64, no null
- * value, no escape in its key or value). A text value with no escape is its
- * own UTF-8 bytes, so `yak consume` prints it from the fetched bytes as they
- * are, without decoding them to text and back.
+ * The text values of stored lines `b` (each ending in "\n"), each followed
+ * by a newline, as `yak consume` prints them, and where each one's newline
+ * ends (`ends[i]`: the bytes of the first i + 1 values); null unless every
+ * line is a plain record (no marker, no headers, no base64, no null value,
+ * no escape in its key or value). A text value with no escape is its own
+ * UTF-8 bytes, so they are copied as they are, in the pass that finds them:
+ * no decoding to text and back, no object or view per line.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeBatch, plainValueSpans } from "./record.ts";
+ * import { encodeBatch, plainValues } from "./record.ts";
  * const b = new TextEncoder().encode(encodeBatch([{ key: "k", value: "hi" }, { key: null, value: "yo" }], 0, 1, 5, null, 0));
- * const spans = plainValueSpans(b)!;
- * assert.equal(new TextDecoder().decode(b.subarray(spans[2], spans[3])), "yo");
- * assert.equal(plainValueSpans(new TextEncoder().encode(encodeBatch([{ key: null, value: 'a"b' }], 0, 1, 5, null, 0))), null);
+ * const { values, ends } = plainValues(b)!;
+ * assert.equal(new TextDecoder().decode(values), "hi\nyo\n");
+ * assert.deepEqual([...ends], [3, 6]);
+ * assert.equal(plainValues(new TextEncoder().encode(encodeBatch([{ key: null, value: 'a"b' }], 0, 1, 5, null, 0))), null);
  * ```
  */
-export function plainValueSpans(b: Uint8Array): Int32Array | null {
-  let lines = 0;
-  for (let i = b.indexOf(NEWLINE); i !== -1; i = b.indexOf(NEWLINE, i + 1)) lines++;
-  const spans = new Int32Array(lines * 2);
+export function plainValues(b: Uint8Array): { values: Uint8Array; ends: Int32Array } | null {
+  // A value is never longer than its line, so `values` has room for all of them.
+  const values = new Uint8Array(b.length);
+  let ends = new Int32Array(Math.max(16, b.length >> 7));
   let s = 0;
-  for (let k = 0; k < spans.length; k += 2) {
+  let o = 0;
+  let n = 0;
+  while (s < b.length) {
     // {"offset":N,"epoch":N,"ts":N,  then maybe the append-time flag, then the key and the value.
     if (!startsAt(b, s, OFFSET_PREFIX) || uintAt(b, s + OFFSET_PREFIX.length, b.length) < 0) return null;
     if (b[cursor] !== COMMA || !startsAt(b, cursor + 1, EPOCH_FIELD)) return null;
@@ -1117,14 +1121,36 @@ export function plainValueSpans(b: Uint8Array): Int32Array | null {
       at = cursor + 1;
     }
     if (!startsAt(b, at, VALUE_TEXT)) return null;
-    const from = at + VALUE_TEXT.length;
-    if (plainEnd(b, from) < 0) return null;
-    spans[k] = from;
-    spans[k + 1] = cursor;
-    s = b.indexOf(NEWLINE, cursor) + 1;
+    at += VALUE_TEXT.length;
+    // Copied while looking for its closing quote: one pass over the value.
+    let c = b[at];
+    while (IN_PLAIN_STRING[c] === 1) {
+      values[o++] = c;
+      c = b[++at];
+    }
+    if (c !== QUOTE) return null;
+    values[o++] = NEWLINE;
+    if (n === ends.length) {
+      const grown = new Int32Array(n * 2);
+      grown.set(ends);
+      ends = grown;
+    }
+    ends[n++] = o;
+    // The rest of the line (producer fields, checksum) is short: a loop beats indexOf's call.
+    at++;
+    while (at < b.length && b[at] !== NEWLINE) at++;
+    if (at === b.length) return null;
+    s = at + 1;
   }
-  return spans;
+  return { values: values.subarray(0, o), ends: ends.subarray(0, n) };
 }
+
+/** 1 for a byte that may stand in a stored JSON string without ending it or starting an escape (or a line). */
+const IN_PLAIN_STRING: Uint8Array = (() => {
+  const t = new Uint8Array(256).fill(1);
+  t[QUOTE] = t[BACKSLASH] = t[NEWLINE] = 0;
+  return t;
+})();
 
 /**
  * The index of the closing quote of the JSON string from `at` (just past its
@@ -1132,12 +1158,9 @@ export function plainValueSpans(b: Uint8Array): Int32Array | null {
  * (or no quote does).
  */
 function plainEnd(b: Uint8Array, at: number): number {
-  for (let i = at; i < b.length; i++) {
-    const c = b[i];
-    if (c === QUOTE) return cursor = i;
-    if (c === BACKSLASH || c === NEWLINE) return -1;
-  }
-  return -1;
+  let i = at;
+  while (i < b.length && IN_PLAIN_STRING[b[i]] === 1) i++;
+  return i < b.length && b[i] === QUOTE ? cursor = i : -1;
 }
 
 const CRC_FIELD_TEXT = ',"crc":"';

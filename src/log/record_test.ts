@@ -6,6 +6,7 @@ import {
   keyBytes,
   LineFields,
   parseLines,
+  plainValues,
   producerOf,
   readLine,
   type RecordBytes,
@@ -481,4 +482,62 @@ Deno.test("writeBatch writes the bytes of the stringified lines, sealed or not, 
       `round ${round}`,
     );
   }
+});
+
+Deno.test("plainValues copies the values of plain lines as the full parse reads them, and refuses any other line", () => {
+  // Seeded (xorshift), so a failure replays.
+  let seed = 0x2545f491;
+  const rand = (n: number) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  // Text a stored string holds as it is (2-, 3- and 4-byte UTF-8 too, and JSON's own punctuation).
+  const pieces = ["a", " ", "é", "€", "😀", "/", "{", "}", ",", ":", "'"];
+  const text = () => {
+    let s = "";
+    for (let n = rand(4) === 0 ? rand(300) : rand(10); n > 0; n--) {
+      s += rand(4) === 0 ? pieces[rand(pieces.length)] : "x";
+    }
+    return s;
+  };
+  // Each batch has at most one line that is not plain, of one kind.
+  const escapes = ['"', "\\", "\n", "\u0001", "\ud800"];
+  const kinds: ((r: RecordInput) => void)[] = [
+    (r) => r.value = text() + escapes[rand(escapes.length)] + text(),
+    (r) => r.key = text() + escapes[rand(escapes.length)],
+    (r) => r.headers = [{ key: "h", value: "v" }],
+    (r) => r.value = null,
+    (r) => r.valueB64 = "AP8=",
+    (r) => r.keyB64 = "AP8=",
+    (r) => r.ts = [-1, 1.5][rand(2)],
+  ];
+  const tally = new Array(kinds.length + 2).fill(0);
+  for (let round = 0; round < 400; round++) {
+    const records: RecordInput[] = [];
+    for (let i = 1 + rand(30); i > 0; i--) {
+      const r: RecordInput = { key: rand(2) === 0 ? null : text(), value: text() };
+      if (rand(3) === 0) r.ts = [TS, 0, 2 ** 53 - 1][rand(3)];
+      records.push(r);
+    }
+    // 0: all plain; 1 to kinds.length: one record of that kind; after: a transaction marker at the end.
+    const kind = rand(kinds.length + 2);
+    tally[kind]++;
+    if (kind >= 1 && kind <= kinds.length) kinds[kind - 1](records[rand(records.length)]);
+    const producer = rand(2) === 0 ? null : `p${rand(100)}`;
+    const base = [0, 9, 2 ** 53 - 100][rand(3)];
+    // LogAppendTime stores the leader's clock in place of an odd timestamp.
+    const appendTime = kind !== kinds.length && rand(4) === 0;
+    let lines = encodeBatch(records, base, 2, TS, producer, 5, appendTime, rand(4) === 0 ? 1 : null);
+    if (kind > kinds.length) lines += encodeMarker(base + records.length, 2, TS, "p1", 0, true);
+    const got = plainValues(rand(2) === 0 ? sealLines(encoder.encode(lines)) : encoder.encode(lines));
+    assert.equal(got !== null, kind === 0, `round ${round}, kind ${kind}: ${lines}`);
+    if (got === null) continue;
+    const want = parseLines(lines).map((r) => r.value + "\n");
+    assert.equal(new TextDecoder().decode(got.values), want.join(""), `round ${round}`);
+    let end = 0;
+    assert.deepEqual([...got.ends], want.map((v) => end += encoder.encode(v).length), `round ${round}`);
+  }
+  assert.ok(tally.every((n) => n >= 20), `every kind tried: ${tally}`);
 });
