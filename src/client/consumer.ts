@@ -89,11 +89,51 @@ const DAMAGED_RETRY_MS = 250;
 const METADATA_REFRESH_MS = 5000;
 /**
  * Fetches a consumer keeps under way, each for its share of the partitions
- * (p % FETCH_LANES). With one, the broker read the next 4 MiB (from disk,
- * each line checked) only while the consumer handled the last: 1M records
- * waited ~16 ms for each 19.5k-record answer and spent ~10 ms on it.
+ * with records left (see {@link Consumer.poll}). With one, the broker read
+ * the next 4 MiB (from disk, each line checked) only while the consumer
+ * handled the last: 1M records waited ~16 ms for each 19.5k-record answer
+ * and spent ~10 ms on it.
  */
 const FETCH_LANES = 2;
+
+/** A partition a consumer reads, as {@link laneShare} sees it. */
+export interface LaneCandidate<T> {
+  id: T;
+  /** Records are left in it: its position is below its end as last heard. */
+  left: boolean;
+  /** A fetch under way holds it (until the poll that hands out its records). */
+  held: boolean;
+}
+
+/**
+ * What an idle lane's fetch takes, of `lanes` lanes: its share (all over
+ * the lanes) of the partitions with records left that no fetch holds, and
+ * those with none left only beside them, or when no partition has any left:
+ * alone, they would hold a long poll while others have records. So when one
+ * of 3 partitions is read to its end, the other two go to a lane each (with
+ * p % 2 they shared one, and the last third of a read from the beginning had
+ * one fetch under way, not two).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { laneShare } from "./consumer.ts";
+ * const p = (id: number, left: boolean, held = false) => ({ id, left, held });
+ * assert.deepEqual(laneShare([p(0, true), p(1, true), p(2, true)], 2), [0, 1]);
+ * assert.deepEqual(laneShare([p(0, true, true), p(1, true, true), p(2, true)], 2), [2]);
+ * // Partition 2 is read to its end: the other two are shared, 2 goes along.
+ * assert.deepEqual(laneShare([p(0, true), p(1, true, true), p(2, false)], 2), [0, 2]);
+ * assert.deepEqual(laneShare([p(0, true, true), p(1, false)], 2), []);
+ * assert.deepEqual(laneShare([p(0, false), p(1, false)], 2), [0, 1]);
+ * ```
+ */
+export function laneShare<T>(partitions: readonly LaneCandidate<T>[], lanes: number): T[] {
+  const leftInAll = partitions.filter((p) => p.left).length;
+  const free = partitions.filter((p) => !p.held);
+  const take = free.filter((p) => p.left).slice(0, Math.ceil(leftInAll / lanes));
+  if (take.length > 0 || leftInAll === 0) take.push(...free.filter((p) => !p.left));
+  return take.map((p) => p.id);
+}
 /** With topicWaitMs 0, how long a follower's "no such topic" is waited out: it may not have replicated it yet. */
 const FOLLOWER_TOPIC_GRACE_MS = 1000;
 
@@ -212,6 +252,8 @@ interface TopicState {
   committed: Map<number, number>;
   /** partition -> the high watermark when the partition was first read (for "read to the end"). */
   endAtStart: Map<number, number>;
+  /** partition -> where its records end, as last heard (a fetch's high watermark): below it, records are left. */
+  readEnd: Map<number, number>;
   /**
    * The topic did not exist when this consumer started: it appeared later,
    * so everything in it is newer than this consumer and is read from offset
@@ -250,11 +292,16 @@ export class Consumer {
   #leaderConn: Connection | null = null;
   readonly #topics = new Map<string, TopicState>();
   /**
-   * The fetches under way, one per lane: partition p is fetched by lane
-   * p % FETCH_LANES, so while the caller handles one answer the broker
-   * works on the others' (see {@link poll}).
+   * The fetches under way, one per lane, so while the caller handles one
+   * answer the broker works on another (see {@link poll}).
    */
   readonly #lanes: (Promise<PartitionRecords[]> | null)[] = new Array(FETCH_LANES).fill(null);
+  /**
+   * `topic/partition` -> the lane whose fetch holds it, from the fetch's
+   * start until the poll that hands its records out: a partition is in one
+   * fetch at a time, so its records come out in order.
+   */
+  readonly #claims = new Map<string, number>();
   /** A connection (or a metadata refresh) under way, which every lane waits for. */
   #connecting: Promise<void> | null = null;
   #refreshing: Promise<void> | null = null;
@@ -293,6 +340,7 @@ export class Consumer {
       positions: new Map(),
       committed: new Map(),
       endAtStart: new Map(),
+      readEnd: new Map(),
       wasMissing,
     };
   }
@@ -460,6 +508,7 @@ export class Consumer {
           s.positions.delete(p);
           s.committed.delete(p);
           s.endAtStart.delete(p);
+          s.readEnd.delete(p);
         }
       }
     }
@@ -507,6 +556,7 @@ export class Consumer {
       s.positions.set(p, at);
       s.cursor.set(p, at);
       s.endAtStart.set(p, latest(p));
+      s.readEnd.set(p, latest(p));
       if (committed[p] !== undefined) s.committed.set(p, committed[p]);
     }
   }
@@ -566,29 +616,40 @@ export class Consumer {
    */
   async poll(): Promise<PartitionRecords[]> {
     if (this.#member?.needsRejoin) await this.#rebalance();
-    const lanes = this.#activeLanes();
-    for (const k of lanes) this.#lanes[k] ??= this.#fetchLane(k);
+    this.#startLanes();
+    const lanes = [...this.#lanes.keys()].filter((k) => this.#lanes[k] !== null);
     // Whichever lane answers first; the others' answers wait for the next polls.
     const { lane, batch } = await Promise.race(
       lanes.map((k) => this.#lanes[k]!.then((batch) => ({ lane: k, batch }))),
     );
     this.#lanes[lane] = null;
-    if (batch.length > 0) this.#lanes[lane] = this.#fetchLane(lane);
+    for (const [key, k] of this.#claims) if (k === lane) this.#claims.delete(key);
+    if (batch.length > 0) this.#startLanes();
     return batch;
   }
 
-  /** A lane's next fetch, started now; its error is met by the poll that awaits it. */
-  #fetchLane(lane: number): Promise<PartitionRecords[]> {
-    const fetching = this.#fetch(lane);
-    fetching.catch(() => {});
-    return fetching;
-  }
-
-  /** The lanes that have partitions to fetch (lane 0 alone when none has: its fetch waits for an assignment). */
-  #activeLanes(): number[] {
-    const used = new Set<number>();
-    for (const s of this.#topics.values()) for (const p of s.cursor.keys()) used.add(p % FETCH_LANES);
-    return used.size === 0 ? [0] : [...used].sort((a, b) => a - b);
+  /** Starts a fetch in each idle lane that has partitions to take (see {@link laneShare}). */
+  #startLanes(): void {
+    for (let k = 0; k < FETCH_LANES; k++) {
+      if (this.#lanes[k] !== null) continue;
+      const partitions: LaneCandidate<[string, number]>[] = [];
+      for (const [t, s] of this.#topics) {
+        for (const [p, at] of s.cursor) {
+          partitions.push({
+            id: [t, p],
+            left: at < (s.readEnd.get(p) ?? Infinity),
+            held: this.#claims.has(`${t}/${p}`),
+          });
+        }
+      }
+      const take = laneShare(partitions, FETCH_LANES);
+      // Nothing to take: lane 0 waits out a poll (for an assignment) when no fetch is under way at all.
+      if (take.length === 0 && (k > 0 || this.#lanes.some((l) => l !== null))) continue;
+      for (const [t, p] of take) this.#claims.set(`${t}/${p}`, k);
+      const fetching = this.#fetch(take);
+      fetching.catch(() => {});
+      this.#lanes[k] = fetching;
+    }
   }
 
   /**
@@ -632,6 +693,7 @@ export class Consumer {
     await this.commit();
     await Promise.all(this.#lanes.map((fetching) => fetching?.catch(() => [])));
     this.#lanes.fill(null);
+    this.#claims.clear();
     // Fetched ahead but not handed out: read again, by us or the next owner.
     for (const s of this.#topics.values()) for (const [p, at] of s.positions) s.cursor.set(p, at);
     await member.join();
@@ -649,8 +711,8 @@ export class Consumer {
     return this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = null));
   }
 
-  /** One long-poll for the partitions of `lane`. */
-  async #fetch(lane: number): Promise<PartitionRecords[]> {
+  /** One long-poll for the partitions `taken` (topic, partition), from where each is. */
+  async #fetch(taken: readonly [string, number][]): Promise<PartitionRecords[]> {
     while (true) {
       let conn: Connection | null = null;
       try {
@@ -659,9 +721,9 @@ export class Consumer {
         conn = this.#conn!;
         const maxWaitMs = this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs;
         const wanted: Record<string, Record<string, number>> = {};
-        for (const [t, s] of this.#topics) {
-          const mine = [...s.cursor].filter(([p]) => p % FETCH_LANES === lane);
-          if (mine.length > 0) wanted[t] = Object.fromEntries(mine);
+        for (const [t, p] of taken) {
+          const at = this.#topics.get(t)?.cursor.get(p);
+          if (at !== undefined) (wanted[t] ??= {})[p] = at;
         }
         if (Object.keys(wanted).length === 0) {
           // Nothing assigned to this member (more members than partitions), or no topic yet: wait.
@@ -703,6 +765,11 @@ export class Consumer {
     const aborted: Record<string, AbortedRange[]> = {};
     for (const [key, list] of Object.entries((res.aborted ?? {}) as Record<string, [string, number, number][]>)) {
       aborted[key] = list.map(([producer, first, last]) => ({ producer, first, last }));
+    }
+    // Where each partition's records end now: which have records left decides the next fetches' shares.
+    for (const [topic, ends] of Object.entries((res.hw ?? {}) as Record<string, Record<string, number>>)) {
+      const s = this.#topics.get(topic);
+      for (const [p, end] of Object.entries(ends)) if (s?.cursor.has(Number(p))) s.readEnd.set(Number(p), end);
     }
     const out: PartitionRecords[] = [];
     let at = 0;

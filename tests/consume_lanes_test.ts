@@ -1,0 +1,74 @@
+/**
+ * A consumer's two fetches share the partitions with records left (see
+ * laneShare in src/client/consumer.ts), and a partition moves between them
+ * as others are read to their end: every partition's records still come out
+ * once each, in order, against a real broker process, also when a partition
+ * read to its end gets records again.
+ *
+ * Run: deno test --allow-net --allow-read --allow-write --allow-env --allow-run tests/consume_lanes_test.ts
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Consumer } from "../src/client/consumer.ts";
+import { Producer } from "../src/client/producer.ts";
+import { TestCluster, withDeadline } from "./harness.ts";
+
+/** Produces `values` to one partition of `topic`, acknowledged. */
+async function produceTo(c: TestCluster, topic: string, partition: number, values: string[]): Promise<void> {
+  const producer = await Producer.open({
+    bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+    topic,
+    partition,
+  });
+  try {
+    for (const v of values) producer.add(null, v);
+    await producer.flush();
+  } finally {
+    await producer.close();
+  }
+}
+
+const valuesOf = (p: number, from: number, n: number) => Array.from({ length: n }, (_, i) => `p${p}-${from + i}`);
+
+Deno.test("partitions of unequal sizes move between a consumer's fetches: each one's records once, in order", () =>
+  withDeadline(90_000, "consume lanes", async () => {
+    const c = await TestCluster.start({ brokers: 1, partitions: 3 });
+    let consumer: Consumer | null = null;
+    try {
+      // Partition 1 is read to its end long before the others, and then gets records again.
+      const sizes = [6000, 300, 4000];
+      for (const [p, n] of sizes.entries()) await produceTo(c, "lanes", p, valuesOf(p, 0, n));
+      consumer = await Consumer.open({
+        bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+        topic: "lanes",
+        fromBeginning: true,
+        // Small fetches: many of them, so partitions change lanes many times.
+        maxBytes: 16 * 1024,
+        maxWaitMs: 100,
+      });
+      const got: string[][] = [[], [], []];
+      let polls = 0;
+      let more = false;
+      while (got.some((g, p) => g.length < sizes[p] + (p === 1 ? 500 : 0))) {
+        for (const part of await consumer.poll()) {
+          got[part.partition].push(...part.values()!);
+          consumer.consumed(part.topic, part.partition, part.end);
+        }
+        polls++;
+        if (!more && got[1].length === sizes[1]) {
+          more = true;
+          await produceTo(c, "lanes", 1, valuesOf(1, sizes[1], 500));
+        }
+        assert.ok(polls < 5000, `still reading after ${polls} polls: ${got.map((g) => g.length)}`);
+      }
+      assert.ok(more, "partition 1 got records again after it was read to its end");
+      assert.deepEqual(got[0], valuesOf(0, 0, 6000));
+      assert.deepEqual(got[1], valuesOf(1, 0, 800));
+      assert.deepEqual(got[2], valuesOf(2, 0, 4000));
+      assert.ok(polls > 30, `${polls} polls`);
+    } finally {
+      await consumer?.close();
+      await c.stop();
+    }
+  }));
