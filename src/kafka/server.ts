@@ -16,6 +16,7 @@ import {
   type Codec,
   type ConnectionLimits,
   listen,
+  type Outgoing,
   type Pumped,
   type RequestMemory,
   type Split,
@@ -168,7 +169,7 @@ function answerNativeClient(ctx: KafkaContext, bytes: Uint8Array): string | null
 }
 
 /** Parses a request header and runs the API; "close" when the stream must end. */
-function dispatch(ctx: KafkaContext, session: Session, frame: Uint8Array): Promise<Uint8Array | null> | "close" {
+function dispatch(ctx: KafkaContext, session: Session, frame: Uint8Array): Promise<Outgoing | null> | "close" {
   const r = new Reader(frame, false);
   let apiKey: number, version: number, correlationId: number, clientId: string | null;
   try {
@@ -216,7 +217,7 @@ async function runApi(
   correlationId: number,
   clientId: string,
   flexible: boolean,
-): Promise<Uint8Array | null> {
+): Promise<Outgoing | null> {
   // ApiVersions answers with response header v0 even in its flexible versions (KIP-511).
   const w = replyWriter(correlationId, flexible, flexible && api.key !== API_VERSIONS_KEY);
   try {
@@ -243,8 +244,9 @@ function replyWriter(correlationId: number, flexible: boolean, flexibleHeader: b
   return w;
 }
 
-function finishReply(w: Writer): Uint8Array {
-  const out = w.finish();
-  new DataView(out.buffer, out.byteOffset, 4).setInt32(0, out.length - 4);
-  return out;
+/** The reply with its size patched in: one buffer, or parts when it carries large pieces (a fetch's batches). */
+function finishReply(w: Writer): Outgoing {
+  const parts = w.finishParts();
+  new DataView(parts[0].buffer, parts[0].byteOffset, 4).setInt32(0, w.length - 4);
+  return parts.length === 1 ? parts[0] : parts;
 }

@@ -210,6 +210,10 @@ export class Writer {
   #buf: Uint8Array;
   #view: DataView;
   #pos = 0;
+  /** What comes before #buf[#runStart, #pos): runs of the buffer and pieces taken as they are (see bytesOf). */
+  #parts: Uint8Array[] = [];
+  #partsBytes = 0;
+  #runStart = 0;
   flexible: boolean;
 
   constructor(flexible: boolean, initialBytes = 256) {
@@ -218,8 +222,9 @@ export class Writer {
     this.flexible = flexible;
   }
 
+  /** Bytes written so far. */
   get length(): number {
-    return this.#pos;
+    return this.#partsBytes + this.#pos - this.#runStart;
   }
 
   #room(n: number): number {
@@ -309,12 +314,24 @@ export class Writer {
     return this.#length(b.length, "int32").raw(b);
   }
 
-  /** Bytes given as pieces (a fetch's record batches), written without joining them first. */
+  /**
+   * Bytes given as pieces (a fetch's record batches). Large ones are not
+   * copied: they become parts of {@link finishParts} (a fetch of 4 MB copied
+   * its batches into a buffer that doubled on the way, 5% of the leader's
+   * CPU under kcat -C). The pieces must not change until the parts are sent.
+   */
   bytesOf(pieces: readonly Uint8Array[]): this {
     let n = 0;
     for (const p of pieces) n += p.length;
     this.#length(n, "int32");
-    for (const p of pieces) this.raw(p);
+    if (n < PIECES_KEPT_FROM_BYTES) {
+      for (const p of pieces) this.raw(p);
+      return this;
+    }
+    const run = this.#buf.subarray(this.#runStart, this.#pos);
+    this.#parts.push(run, ...pieces);
+    this.#partsBytes += run.length + n;
+    this.#runStart = this.#pos;
     return this;
   }
 
@@ -348,7 +365,24 @@ export class Writer {
     return this.flexible ? this.uvarint(0) : this;
   }
 
+  /** What was written, in one buffer (joined when {@link bytesOf} kept pieces). */
   finish(): Uint8Array {
-    return this.#buf.subarray(0, this.#pos);
+    if (this.#parts.length === 0) return this.#buf.subarray(0, this.#pos);
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const p of this.finishParts()) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  /** What was written, as parts to send in order, without joining them. */
+  finishParts(): Uint8Array[] {
+    const tail = this.#buf.subarray(this.#runStart, this.#pos);
+    return tail.length > 0 || this.#parts.length === 0 ? [...this.#parts, tail] : [...this.#parts];
   }
 }
+
+/** Pieces of at least this many bytes in all go out as they are (see {@link Writer.bytesOf}). */
+const PIECES_KEPT_FROM_BYTES = 16 * 1024;

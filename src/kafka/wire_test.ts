@@ -19,6 +19,30 @@ Deno.test("a writer grows past its first buffer and keeps every byte", () => {
   assert.equal(r.remaining, 0);
 });
 
+Deno.test("large pieces go out as parts, not copied; small ones are copied; both read as one buffer", () => {
+  const big = [new Uint8Array(20_000).fill(7), new Uint8Array(5).fill(8)];
+  const small = [new Uint8Array(3).fill(9)];
+  const w = new Writer(false, 8);
+  w.int32(0).bytesOf(big).int16(5).bytesOf(small).bytesOf(big).string("end");
+  const parts = w.finishParts();
+  // head, the two big pieces, the run between, the big pieces again, the tail.
+  assert.equal(parts.length, 7);
+  assert.equal(parts[1], big[0]);
+  assert.equal(parts[2], big[1]);
+  assert.equal(parts[4], big[0]);
+  const joined = w.finish();
+  assert.equal(w.length, joined.length);
+  assert.equal(parts.reduce((n, p) => n + p.length, 0), joined.length);
+  const r = new Reader(joined, false);
+  assert.equal(r.int32(), 0);
+  assert.deepEqual(r.nullableBytes(), new Uint8Array([...big[0], ...big[1]]));
+  assert.equal(r.int16(), 5);
+  assert.deepEqual(r.nullableBytes(), small[0]);
+  assert.deepEqual(r.nullableBytes(), new Uint8Array([...big[0], ...big[1]]));
+  assert.equal(r.string(), "end");
+  assert.equal(r.remaining, 0);
+});
+
 Deno.test("compact (flexible) strings, arrays and tagged fields round-trip", () => {
   const w = new Writer(true);
   w.string("abc").nullableString(null).array([1, 2], (w, v) => w.int32(v)).int32Array([7, 8]).stringArray(["x"])
