@@ -137,6 +137,8 @@ interface Chunk {
   next: number;
   count: number;
   bytes: Uint8Array;
+  /** Where each line starts, and then the end: found once, by the first read that takes part of the chunk. */
+  starts?: Int32Array | null;
 }
 
 /**
@@ -1002,7 +1004,8 @@ export class PartitionLog {
         next = chunk.next;
         continue;
       }
-      const cut = takeLines(chunk.bytes, next, end, count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes);
+      const budget = count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes;
+      const cut = takeIndexed(chunk, next, end, budget) ?? takeLines(chunk.bytes, next, end, budget);
       if (cut.count > 0) {
         parts.push(cut.bytes);
         bytes += cut.bytes.length;
@@ -1334,6 +1337,56 @@ function takeLines(
     count++;
   }
   return { bytes: bytes.subarray(at, stop), count, last, complete: true };
+}
+
+/**
+ * {@link takeLines} for a chunk of one line per offset (no gap): its lines'
+ * starts are found once, and each read that takes part of it finds where to
+ * start and stop by index, not by reading every line before (under kcat -P
+ * each 2 MB chunk was split for the followers' 4 MiB fetches, and reading
+ * line after line to the split was 11% of the leader's samples). Null for a
+ * chunk with gaps.
+ */
+function takeIndexed(
+  chunk: Chunk,
+  from: number,
+  end: number,
+  maxBytes: number,
+): { bytes: Uint8Array; count: number; last: number; complete: boolean } | null {
+  if (chunk.count !== chunk.next - chunk.base) return null;
+  if (chunk.starts === undefined) chunk.starts = lineStarts(chunk.bytes, chunk.count);
+  const starts = chunk.starts;
+  if (starts === null) return null;
+  const first = Math.max(0, from - chunk.base);
+  const stop = Math.max(first, Math.min(chunk.count, end - chunk.base));
+  // The most lines from `first` within maxBytes (the first one whatever its size): a binary search.
+  let lo = Math.min(first + 1, stop);
+  let hi = stop;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (starts[mid] - starts[first] <= maxBytes) lo = mid;
+    else hi = mid - 1;
+  }
+  return {
+    bytes: chunk.bytes.subarray(starts[first], starts[lo]),
+    count: lo - first,
+    last: lo > first ? chunk.base + lo - 1 : -1,
+    complete: lo === stop,
+  };
+}
+
+/** Where each of a chunk's `count` lines starts, then its end; null when it does not hold `count` whole lines. */
+function lineStarts(bytes: Uint8Array, count: number): Int32Array | null {
+  const starts = new Int32Array(count + 1);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    starts[i] = at;
+    const nl = bytes.indexOf(NEWLINE, at);
+    if (nl === -1) return null;
+    at = nl + 1;
+  }
+  starts[count] = at;
+  return at === bytes.length ? starts : null;
 }
 
 /** Where, from byte `at` on, the first line with an offset of `offset` or more starts (the end when none does). */

@@ -1485,3 +1485,71 @@ Deno.test("the tail cache holds what is above the high watermark (up to tailHold
     }
   });
 });
+
+Deno.test("reads that take part of a cached chunk take whole lines up to the byte budget, from any offset", async () => {
+  await withTempDir(async (dir) => {
+    // Seeded (xorshift), so a failure replays.
+    let seed = 0x1b873593;
+    const rand = (n: number) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const lines: string[] = [];
+    /** Each appended batch (a chunk of the cache): [base, next). */
+    const chunks: [number, number][] = [];
+    const log = await PartitionLog.open(dir, opts({ tailCacheBytes: 64 * MB }));
+    try {
+      for (let b = 0; b < 40; b++) {
+        const n = 1 + rand(40);
+        const records = Array.from({ length: n }, () => ({ key: null, value: "v".repeat(rand(300)) }));
+        const base = await appendBatch(log, lines, n, 1, records);
+        chunks.push([base, base + n]);
+      }
+      const size = (a: number, b: number) => lines.slice(a, b).reduce((n, l) => n + l.length, 0);
+      // What a read takes: whole chunks while they fit in maxBytes; of the chunk that does not, its lines while they
+      // fit in what is left (its first one whatever its size), and then no more.
+      const expected = (from: number, maxBytes: number, end: number) => {
+        let count = 0;
+        let bytes = 0;
+        let next = from;
+        for (const [base, after] of chunks.filter(([, after]) => from < after)) {
+          if (base >= end || (count > 0 && bytes >= maxBytes)) break;
+          if (base >= next && after <= end && bytes + size(base, after) <= maxBytes) {
+            count += after - base;
+            bytes += size(base, after);
+            next = after;
+            continue;
+          }
+          const budget = count === 0 ? Math.max(1, maxBytes - bytes) : maxBytes - bytes;
+          let taken = 0;
+          let cut = 0;
+          while (next < Math.min(after, end) && (taken === 0 || cut + lines[next].length <= budget)) {
+            cut += lines[next++].length;
+            taken++;
+          }
+          count += taken;
+          bytes += cut;
+          if (next < Math.min(after, end)) break;
+        }
+        return count;
+      };
+      const logEnd = log.logEndOffset;
+      for (let k = 0; k < 2000; k++) {
+        const from = rand(logEnd + 1);
+        const end = from + rand(logEnd - from + 1);
+        const maxBytes = 1 + rand(k % 2 === 0 ? 400 : 20_000);
+        const want = expected(from, maxBytes, end);
+        const r = await log.read(from, maxBytes, end);
+        const label = `read(${from}, ${maxBytes}, ${end})`;
+        assert.equal(r.count, want, label);
+        assert.ok(from === end || want > 0, label);
+        assert.equal(r.nextOffset, from + want, label);
+        assert.equal(r.text, lines.slice(from, from + want).join(""), label);
+      }
+    } finally {
+      await log.close();
+    }
+  });
+});
