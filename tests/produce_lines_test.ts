@@ -159,6 +159,27 @@ Deno.test("attached lines are stored as the same values sent as records; malform
       // The first connection still works.
       const after = await raw.produce({ topic: "lines", lines: 1 }, lines("last"));
       assert.deepEqual([after.answer?.ok, after.answer?.baseOffset], [true, 16]);
+
+      // A value over max.message.bytes (1 MiB here) is refused by its number; nothing of the batch is stored.
+      const large = await raw.produce({ topic: "lines", lines: 2 }, lines("small", "x".repeat(1_100_000)));
+      assert.deepEqual(
+        [large.answer?.code, large.answer?.record],
+        ["MESSAGE_TOO_LARGE", 1],
+        JSON.stringify(large.answer),
+      );
+
+      // An idempotent producer's retry is answered as a duplicate, but only when its lines are whole too: the
+      // leader reads a retry's lines though it does not write them.
+      await raw.write('{"id":300,"type":"init_producer"}\n');
+      const producer = (await raw.next())?.producerId;
+      assert.equal(typeof producer, "string");
+      const first = await raw.produce({ topic: "lines", lines: 2, producer, seq: 0 }, lines("p", "q"));
+      assert.deepEqual([first.answer?.ok, first.answer?.baseOffset, first.answer?.duplicate], [true, 17, false]);
+      const torn = await raw.produce({ topic: "lines", lines: 2, producer, seq: 0 }, lines("p", "q", "r"));
+      assert.deepEqual([torn.answer?.ok, torn.answer?.code], [false, "INVALID_REQUEST"], JSON.stringify(torn.answer));
+      const retry = await raw.produce({ topic: "lines", lines: 2, producer, seq: 0 }, lines("p", "q"));
+      assert.deepEqual([retry.answer?.ok, retry.answer?.baseOffset, retry.answer?.duplicate], [true, 17, true]);
+      assert.deepEqual((await storedValues(c, "lines")).slice(16).map((r) => r.value), ["last", "p", "q"]);
     } finally {
       for (const r of raws) r.close();
       await c.stop();

@@ -13,7 +13,14 @@ import { monotonicMs, TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { assert, YakError } from "../errors.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
-import { type AbortedRange, encodeMarker, type RecordInput, writeBatch } from "../log/record.ts";
+import {
+  type AbortedRange,
+  checkLines,
+  encodeMarker,
+  type RecordInput,
+  writeBatch,
+  writeLines,
+} from "../log/record.ts";
 import type { BrokerContext } from "./context.ts";
 import type { LeaderState } from "./leader_state.ts";
 import type { TopicAdmin } from "./topic_admin.ts";
@@ -33,6 +40,12 @@ export interface TopicPartition {
 export interface ProducedBatch {
   /** Emptied once the batch's lines are built, so a waiting request does not keep them alive. */
   records: RecordInput[];
+  /**
+   * Keyless values as they came, each ending in a newline (a native
+   * produce's attached lines, see writeLines), `count` of them: the batch's
+   * records in place of `records` (then empty), never cut into objects.
+   */
+  lines?: { bytes: Uint8Array; count: number };
   /**
    * The issued producer id (idempotence), or null for an anonymous producer.
    * Checked here, for every codec: an id the cluster did not issue is refused.
@@ -175,6 +188,14 @@ function duplicateTaken(leader: LeaderState, key: string, minIsr: number, baseOf
   };
 }
 
+/** How many records a batch holds. */
+function countOf(batch: ProducedBatch): number {
+  return batch.lines?.count ?? batch.records.length;
+}
+
+/** A keyless record, for the checks of a batch of lines. */
+const KEYLESS: RecordInput[] = [{ key: null }];
+
 /** The epoch a transactional batch's lines carry, or null for any other batch. */
 function txnEpochOf(batch: ProducedBatch): number | null {
   return batch.transactional ? batch.producerEpoch : null;
@@ -244,8 +265,12 @@ export class PartitionOps {
       `; split it, or raise the limit with ${raiseLimitHint(tp.topic, exists)}`,
       { topicExists: exists },
     );
-    for (const batch of batches) rules.validateBatch(batch.records);
-    for (const batch of batches) requireKeys(tp.topic, b.store.meta.topics.get(tp.topic)?.configs, batch.records);
+    for (const batch of batches) {
+      if (batch.lines) rules.validateLines(batch.lines.bytes, batch.lines.count);
+      else rules.validateBatch(batch.records);
+    }
+    const configs = b.store.meta.topics.get(tp.topic)?.configs;
+    for (const batch of batches) requireKeys(tp.topic, configs, batch.lines ? KEYLESS : batch.records);
     // Every batch's producer (id and epoch) is checked before any batch is appended, as its records are:
     // a request holding a batch of a producer the cluster never issued stores nothing.
     for (const batch of batches) {
@@ -286,7 +311,7 @@ export class PartitionOps {
   async #appendBatch(tp: TopicPartition, batch: ProducedBatch, acks: Acks, timeoutMs: number): Promise<AppendResult> {
     const b = this.#b;
     b.requireLeader();
-    const count = batch.records.length;
+    const count = countOf(batch);
     assert(count > 0, "an empty batch reached appendBatch");
     const producer = batch.producerId === null ? null : b.producerIds.verify(batch.producerId, batch.producerEpoch);
     const key = `${tp.topic}/${tp.partition}`;
@@ -393,20 +418,29 @@ export class PartitionOps {
     // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
     if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
     const { baseSeq } = batch;
-    const count = batch.records.length;
+    const count = countOf(batch);
     this.#checkTransaction(batch, producer, key);
     const seen = producer === null ? null : b.producers.check(key, producer, baseSeq, count, batch.producerEpoch);
     if (seen?.kind === "outOfOrder" && acks !== 0) throw outOfOrder(producer!, baseSeq, count, key, seen.expected);
-    if (seen?.kind === "duplicate") return duplicateTaken(leader, key, minIsr, seen.storedBaseOffset, count);
-    const fresh = batch.records;
+    if (seen?.kind === "duplicate") {
+      // A retry's lines are not written, so not read by writeLines either: checked here, as the first send's were.
+      if (batch.lines) checkLines(batch.lines.bytes, count);
+      return duplicateTaken(leader, key, minIsr, seen.storedBaseOffset, count);
+    }
+    const { records, lines } = batch;
     const epoch = leader.epoch;
     const ts = Date.now();
     // LogAppendTime: the leader's clock replaces the producer's timestamps, taken with the offsets.
     const appendTime = logAppendTimeOf(configs);
     const appended = log.append(
       epoch,
-      fresh.length,
-      (base) => writeBatch(fresh, base, epoch, ts, producer, baseSeq, appendTime, txnEpochOf(batch)),
+      count,
+      // A batch of lines is read as it is written: writeLines throws, before the offsets are taken, when it does
+      // not hold `count` lines.
+      (base) =>
+        lines
+          ? writeLines(lines.bytes, count, base, epoch, ts, producer, baseSeq, appendTime, txnEpochOf(batch))
+          : writeBatch(records, base, epoch, ts, producer, baseSeq, appendTime, txnEpochOf(batch)),
       // A failed write (this one or an earlier queued one) voids these offsets:
       // the producer's sequence goes back in the same synchronous step as the
       // log's rewind, never later, or a batch taken in between is stored twice.
@@ -415,15 +449,16 @@ export class PartitionOps {
     // Only offsets are needed from here on: while this waits for replicas,
     // the parsed records can already be collected.
     batch.records = [];
+    batch.lines = undefined;
     if (producer !== null) {
-      b.producers.record(key, producer, baseSeq, fresh.length, appended.baseOffset, acks === 0, batch.producerEpoch);
+      b.producers.record(key, producer, baseSeq, count, appended.baseOffset, acks === 0, batch.producerEpoch);
     }
     return {
       leader,
       key,
       minIsr,
       baseOffset: appended.baseOffset,
-      endOffset: appended.baseOffset + fresh.length,
+      endOffset: appended.baseOffset + count,
       duplicate: false,
       done: appended.done,
       bytes: appended.bytes,

@@ -99,6 +99,23 @@ export class RecordRules {
   }
 
   /**
+   * Keyless values given as `count` lines (see writeLines) against the
+   * topic's max.message.bytes, as {@link validateBatch} checks records: no
+   * value is longer than the lines less their newlines, so they are looked
+   * at one by one only when that is over the limit.
+   */
+  validateLines(lines: Uint8Array, count: number): void {
+    if (lines.length - count <= this.limit) return;
+    let at = 0;
+    for (let i = 0; i < count && at < lines.length; i++) {
+      let nl = lines.indexOf(0x0a, at);
+      if (nl === -1) nl = lines.length;
+      this.checkSize(i, nl - at, `record ${i} of the batch`);
+      at = nl + 1;
+    }
+  }
+
+  /**
    * A producer's timestamp (CreateTime) against the topic's
    * message.timestamp.before.max.ms and after.max.ms (each defaulting to
    * message.timestamp.difference.max.ms): INVALID_TIMESTAMP past either, as

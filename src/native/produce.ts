@@ -65,31 +65,21 @@ function parseRecords(s: BrokerServices, topic: string, raw: unknown): RecordInp
 
 /**
  * A batch sent as lines (`lines: N` and an attachment of N values, each
- * ended by a newline; `yak produce`'s keyless text lines): records whose
- * values are those bytes, stored as text where they are UTF-8, else base64,
- * as a Kafka producer's are. Nothing is parsed per record, and the values
- * go to the log as the bytes that came.
+ * ended by a newline; `yak produce`'s keyless text lines): the values go to
+ * the log as the bytes that came, stored as text where they are UTF-8, else
+ * base64, as a Kafka producer's are. Nothing is parsed per record here: the
+ * leader reads the lines as it writes them (writeLines), and refuses the
+ * batch then, before it takes offsets, when there are not N of them.
  */
-function lineRecords(s: BrokerServices, req: Request, bytes: Uint8Array): RecordInput[] {
-  const { maxBatchRecords } = s.opts;
-  const count = int(req, "lines", 1, maxBatchRecords);
+function attachedLines(s: BrokerServices, req: Request, bytes: Uint8Array): { bytes: Uint8Array; count: number } {
+  const count = int(req, "lines", 1, s.opts.maxBatchRecords);
   if (bytes.length === 0 || bytes[bytes.length - 1] !== NEWLINE) {
     throw new YakError("INVALID_REQUEST", "a produce's attached lines must each end in a newline");
   }
-  const out: RecordInput[] = new Array(count);
-  let at = 0;
-  for (let i = 0; i < count; i++) {
-    const nl = bytes.indexOf(NEWLINE, at);
-    if (nl === -1) {
-      throw new YakError("INVALID_REQUEST", `'lines' says ${count} values, the attachment holds ${i}`);
-    }
-    out[i] = { key: null, rawValue: bytes.subarray(at, nl) };
-    at = nl + 1;
+  if (bytes.length < count) {
+    throw new YakError("INVALID_REQUEST", `'lines' says ${count} values, the attachment holds fewer`);
   }
-  if (at !== bytes.length) {
-    throw new YakError("INVALID_REQUEST", `'lines' says ${count} values, the attachment holds more`);
-  }
-  return out;
+  return { bytes, count };
 }
 
 const NEWLINE = 0x0a;
@@ -123,10 +113,9 @@ export async function produce(s: BrokerServices, req: Request): Promise<Reply> {
   if (req.attachment !== undefined && req.records !== undefined) {
     throw new YakError("INVALID_REQUEST", "a produce carries 'records' or attached lines, not both");
   }
-  const records = req.attachment !== undefined
-    ? lineRecords(s, req, req.attachment)
-    : parseRecords(s, topic, req.records);
-  const count = records.length;
+  const lines = req.attachment !== undefined ? attachedLines(s, req, req.attachment) : undefined;
+  const records = lines ? [] : parseRecords(s, topic, req.records);
+  const count = lines ? lines.count : records.length;
   // The server holds the request until we answer; it must not keep the batch alive that long.
   req.records = undefined;
   req.attachment = undefined;
@@ -143,7 +132,7 @@ export async function produce(s: BrokerServices, req: Request): Promise<Reply> {
   const transactional = req.txn === true;
   const res = await s.partitions.appendBatch(
     { topic, partition },
-    { records, producerId: producer === null ? null : BigInt(producer), producerEpoch, baseSeq, transactional },
+    { records, lines, producerId: producer === null ? null : BigInt(producer), producerEpoch, baseSeq, transactional },
     acks,
     s.opts.requestTimeoutMs,
   );
