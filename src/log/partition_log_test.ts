@@ -4,6 +4,7 @@ import { YakError } from "../errors.ts";
 import { type Damage, type Fence, type LogOptions, PartitionLog } from "./partition_log.ts";
 import { encodeBatch, type RecordInput, SEAL_BYTES, sealLines } from "./record.ts";
 import { segmentStem } from "./segment.ts";
+import { Rng } from "../../tests/rng.ts";
 
 const TS = 1700000000000;
 /** Every record written by {@link fixedRecords} is exactly this many bytes, newline included. */
@@ -1488,14 +1489,9 @@ Deno.test("the tail cache holds what is above the high watermark (up to tailHold
 
 Deno.test("reads that take part of a cached chunk take whole lines up to the byte budget, from any offset", async () => {
   await withTempDir(async (dir) => {
-    // Seeded (xorshift), so a failure replays.
-    let seed = 0x1b873593;
-    const rand = (n: number) => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    // Seeded, so a failure replays.
+    const rng = new Rng(0x1b873593);
+    const rand = (n: number) => rng.int(n);
     const lines: string[] = [];
     /** Each appended batch (a chunk of the cache): [base, next). */
     const chunks: [number, number][] = [];

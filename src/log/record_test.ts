@@ -21,6 +21,7 @@ import {
   writeBatch,
   writeLines,
 } from "./record.ts";
+import { Rng } from "../../tests/rng.ts";
 
 const encoder = new TextEncoder();
 
@@ -422,14 +423,9 @@ function asField(bytes: Uint8Array): { value: string } | { valueB64: string } {
 }
 
 Deno.test("writeBatch writes the bytes of the stringified lines, sealed or not, for every kind of text and of producer bytes", () => {
-  // Seeded (xorshift), so a failure replays.
-  let seed = 0x9e3779b9;
-  const rand = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  // Seeded, so a failure replays.
+  const rng = new Rng(0x9e3779b9);
+  const rand = (n: number) => rng.int(n);
   // ASCII, the JSON escapes, DEL, 2-, 3- and 4-byte UTF-8, and lone surrogates (JSON.stringify escapes those).
   const pieces = [
     "a",
@@ -487,14 +483,9 @@ Deno.test("writeBatch writes the bytes of the stringified lines, sealed or not, 
 });
 
 Deno.test("plainValues copies the values of plain lines as the full parse reads them, and refuses any other line", () => {
-  // Seeded (xorshift), so a failure replays.
-  let seed = 0x2545f491;
-  const rand = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  // Seeded, so a failure replays.
+  const rng = new Rng(0x2545f491);
+  const rand = (n: number) => rng.int(n);
   // Text a stored string holds as it is (2-, 3- and 4-byte UTF-8 too, and JSON's own punctuation).
   const pieces = ["a", " ", "é", "€", "😀", "/", "{", "}", ",", ":", "'"];
   const text = () => {
@@ -545,14 +536,9 @@ Deno.test("plainValues copies the values of plain lines as the full parse reads 
 });
 
 Deno.test("writeLines writes what writeBatch writes for the same values as records, and refuses a wrong count", () => {
-  // Seeded (xorshift), so a failure replays.
-  let seed = 0x85ebca6b;
-  const rand = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  // Seeded, so a failure replays.
+  const rng = new Rng(0x85ebca6b);
+  const rand = (n: number) => rng.int(n);
   // Plain ASCII, the JSON escapes, a carriage return, DEL, UTF-8 of 2 to 4 bytes, and bytes that are not UTF-8.
   const pieces = [
     [0x61],
