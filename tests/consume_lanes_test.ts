@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { Consumer } from "../src/client/consumer.ts";
 import { Producer } from "../src/client/producer.ts";
+import { Connection } from "../src/protocol/connection.ts";
 import { TestCluster, withDeadline } from "./harness.ts";
 
 /** Produces `values` to one partition of `topic`, acknowledged. */
@@ -69,6 +70,69 @@ Deno.test("partitions of unequal sizes move between a consumer's fetches: each o
       assert.ok(polls > 30, `${polls} polls`);
     } finally {
       await consumer?.close();
+      await c.stop();
+    }
+  }));
+
+Deno.test("a caller slower than the fetches still gets every partition's records: answers go out in the order they came", () =>
+  withDeadline(60_000, "consume lanes, slow caller", async () => {
+    const c = await TestCluster.start({ brokers: 1, partitions: 3 });
+    let consumer: Consumer | null = null;
+    try {
+      for (const p of [0, 1, 2]) await produceTo(c, "slow", p, valuesOf(p, 0, 3000));
+      consumer = await Consumer.open({
+        bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+        topic: "slow",
+        fromBeginning: true,
+        maxBytes: 8 * 1024,
+      });
+      // Each poll is handled slower than a fetch is answered, so both fetches have answered by the next poll.
+      const got = [0, 0, 0];
+      for (let polls = 0; polls < 30; polls++) {
+        for (const part of await consumer.poll()) {
+          got[part.partition] += part.count;
+          consumer.consumed(part.topic, part.partition, part.end);
+        }
+        await new Promise((r) => setTimeout(r, 15));
+      }
+      assert.ok(got.every((n) => n > 0), `records per partition after 30 slow polls: ${got}`);
+    } finally {
+      await consumer?.close();
+      await c.stop();
+    }
+  }));
+
+Deno.test("a read_committed fetch says where each partition's committed records end, which a consumer's lanes go by", () =>
+  withDeadline(60_000, "consume lanes, read_committed", async () => {
+    const c = await TestCluster.start({ brokers: 1, partitions: 2 });
+    let txn: Producer | null = null;
+    let conn: Connection | null = null;
+    try {
+      await produceTo(c, "txn", 1, valuesOf(1, 0, 5));
+      // Ten records in partition 0 in a transaction left open: its high watermark is 10, its last stable offset 0.
+      txn = await Producer.open({
+        bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+        topic: "txn",
+        partition: 0,
+        transactionalId: "open-one",
+      });
+      for (const v of valuesOf(0, 0, 10)) txn.add(null, v);
+      await txn.flush();
+      conn = await Connection.open("127.0.0.1", (await c.lease()).port);
+      const fetch = (isolation: string) =>
+        conn!.request({ type: "fetch", topics: { txn: { "0": 0, "1": 5 } }, maxWaitMs: 0, isolation }, 10_000);
+      const committed = await fetch("read_committed");
+      assert.deepEqual(committed.hw, { txn: { "0": 10, "1": 5 } });
+      // Without it, a consumer took partition 0 (at 0, below 10) for one with records left, and its lanes' shares
+      // were counted with it: a lane that could have fetched the others waited for its long poll.
+      assert.deepEqual(committed.lso, { txn: { "0": 0, "1": 5 } });
+      const uncommitted = await fetch("read_uncommitted");
+      assert.deepEqual(uncommitted.hw, { txn: { "0": 10, "1": 5 } });
+      assert.equal(uncommitted.lso, undefined);
+    } finally {
+      conn?.close();
+      await txn?.abortTransaction().catch(() => {});
+      await txn?.close();
       await c.stop();
     }
   }));

@@ -10,6 +10,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { FrameReader, writeAll } from "../src/protocol/frame.ts";
 import { PartitionLog } from "../src/log/partition_log.ts";
@@ -130,6 +131,10 @@ Deno.test("attached lines are stored as the same values sent as records; malform
         assert.deepEqual([answer?.id, answer?.ok, answer?.code], [id, false, "INVALID_REQUEST"], what);
       }
       assert.equal((await storedValues(c, "lines")).length, 14, "nothing refused was stored");
+      // Nor does a refused batch make the topic it names.
+      const unmade = await raw.produce({ topic: "unmade", lines: 3 }, lines("a", "b"));
+      assert.equal(unmade.answer?.code, "INVALID_REQUEST", JSON.stringify(unmade.answer));
+      assert.equal(existsSync(join(c.topicsDir(1), "unmade")), false, "no topic made by a refused batch");
 
       // An attachment that arrives in pieces, with pauses: one frame, answered once it is whole.
       const slow = lines("x".repeat(100_000), "y");

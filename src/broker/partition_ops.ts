@@ -328,7 +328,11 @@ export class PartitionOps {
       // first batch would then look like a duplicate and be dropped).
       const changing = this.#topics.changing(tp.topic);
       if (changing) await changing;
-      if (!b.store.has(tp.topic)) await this.#topics.ensure(tp.topic);
+      if (!b.store.has(tp.topic)) {
+        // Lines are counted as they are written, after this: a batch that would be refused makes no topic.
+        if (batch.lines) checkLines(batch.lines.bytes, batch.lines.count);
+        await this.#topics.ensure(tp.topic);
+      }
       log = b.store.partition(tp.topic, tp.partition);
       if (log.fenced) throw log.fenced;
       if (producer !== null && !b.producers.isReady(key)) {

@@ -302,6 +302,13 @@ export class Consumer {
    * fetch at a time, so its records come out in order.
    */
   readonly #claims = new Map<string, number>();
+  /**
+   * Lanes whose fetch has settled, in the order they did: a poll hands out
+   * the one that answered first. Taken by position in a race, lane 0 won
+   * whenever both had answered, and a caller slower than a fetch never got
+   * lane 1's records (nor were its partitions fetched again).
+   */
+  readonly #answered: number[] = [];
   /** A connection (or a metadata refresh) under way, which every lane waits for. */
   #connecting: Promise<void> | null = null;
   #refreshing: Promise<void> | null = null;
@@ -617,11 +624,14 @@ export class Consumer {
   async poll(): Promise<PartitionRecords[]> {
     if (this.#member?.needsRejoin) await this.#rebalance();
     this.#startLanes();
-    const lanes = [...this.#lanes.keys()].filter((k) => this.#lanes[k] !== null);
-    // Whichever lane answers first; the others' answers wait for the next polls.
-    const { lane, batch } = await Promise.race(
-      lanes.map((k) => this.#lanes[k]!.then((batch) => ({ lane: k, batch }))),
-    );
+    // Whichever lane answered first; the others' answers wait for the next polls.
+    while (this.#answered.length === 0) {
+      await Promise.race(this.#lanes.filter((l) => l !== null).map((l) => l.catch(() => {})));
+    }
+    const lane = this.#answered[0];
+    // A failed fetch stays first in line, so every poll after it throws its error too.
+    const batch = await this.#lanes[lane]!;
+    this.#answered.shift();
     this.#lanes[lane] = null;
     for (const [key, k] of this.#claims) if (k === lane) this.#claims.delete(key);
     if (batch.length > 0) this.#startLanes();
@@ -647,7 +657,11 @@ export class Consumer {
       if (take.length === 0 && (k > 0 || this.#lanes.some((l) => l !== null))) continue;
       for (const [t, p] of take) this.#claims.set(`${t}/${p}`, k);
       const fetching = this.#fetch(take);
-      fetching.catch(() => {});
+      const answered = () => {
+        // Not a fetch a rebalance has dropped since.
+        if (this.#lanes[k] === fetching) this.#answered.push(k);
+      };
+      fetching.then(answered, answered);
       this.#lanes[k] = fetching;
     }
   }
@@ -694,6 +708,7 @@ export class Consumer {
     await Promise.all(this.#lanes.map((fetching) => fetching?.catch(() => [])));
     this.#lanes.fill(null);
     this.#claims.clear();
+    this.#answered.length = 0;
     // Fetched ahead but not handed out: read again, by us or the next owner.
     for (const s of this.#topics.values()) for (const [p, at] of s.positions) s.cursor.set(p, at);
     await member.join();
@@ -766,10 +781,14 @@ export class Consumer {
     for (const [key, list] of Object.entries((res.aborted ?? {}) as Record<string, [string, number, number][]>)) {
       aborted[key] = list.map(([producer, first, last]) => ({ producer, first, last }));
     }
-    // Where each partition's records end now: which have records left decides the next fetches' shares.
+    // Where each partition's records end now (for read_committed its last stable offset, which a broker before
+    // it does not say): which have records left decides the next fetches' shares.
+    const lso = (res.lso ?? {}) as Record<string, Record<string, number>>;
     for (const [topic, ends] of Object.entries((res.hw ?? {}) as Record<string, Record<string, number>>)) {
       const s = this.#topics.get(topic);
-      for (const [p, end] of Object.entries(ends)) if (s?.cursor.has(Number(p))) s.readEnd.set(Number(p), end);
+      for (const [p, hw] of Object.entries(ends)) {
+        if (s?.cursor.has(Number(p))) s.readEnd.set(Number(p), lso[topic]?.[p] ?? hw);
+      }
     }
     const out: PartitionRecords[] = [];
     let at = 0;

@@ -60,11 +60,17 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
   const aborted = new Map<string, AbortedRange[]>();
   // Even with nothing to read here (topics not replicated yet), the poll waits its time, as a single-topic one does.
   const { reads, damaged } = await readFor(s, req, specs);
-  const hw = [...wantedOf].map(([topic, ps]) =>
-    `${JSON.stringify(topic)}:{${
-      ps.map((p) => `"${p}":${s.partitions.offsets({ topic, partition: p }).highWatermark}`).join(",")
-    }}`
-  );
+  // Each partition's high watermark and, for a read_committed reader, its last stable offset: where its reads end.
+  const committed = committedOnly(req);
+  const hw: string[] = [];
+  const lso: string[] = [];
+  for (const [topic, ps] of wantedOf) {
+    const offsets = ps.map((p) => [p, s.partitions.offsets({ topic, partition: p })] as const);
+    hw.push(`${JSON.stringify(topic)}:{${offsets.map(([p, o]) => `"${p}":${o.highWatermark}`).join(",")}}`);
+    if (committed) {
+      lso.push(`${JSON.stringify(topic)}:{${offsets.map(([p, o]) => `"${p}":${o.lastStable}`).join(",")}}`);
+    }
+  }
   const parts: string[] = [];
   const data: Uint8Array[] = [];
   for (const { spec, read } of reads) {
@@ -78,7 +84,8 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
   }
   const outOfRange = ranges.length > 0 ? `,"outOfRange":{${ranges.join(",")}}` : "";
   return new RawReply(
-    `"hw":{${hw.join(",")}},"parts":[${parts.join(",")}],"unknown":${JSON.stringify(unknown)}${outOfRange}` +
+    `"hw":{${hw.join(",")}},${committed ? `"lso":{${lso.join(",")}},` : ""}"parts":[${parts.join(",")}],` +
+      `"unknown":${JSON.stringify(unknown)}${outOfRange}` +
       damagedField(damaged) + abortedField(aborted),
     data,
   );
