@@ -157,14 +157,13 @@ export function writeBatch(
 ): Uint8Array {
   const epochTs = encoder.encode(`,"epoch":${epoch},"ts":`);
   const head = encoder.encode(`,"epoch":${epoch},"ts":${ts},${logAppendTime ? LOG_APPEND_TIME_TEXT : ""}`);
-  const producerSeq = producer === null ? null : encoder.encode(`,"producer":"${producer}","seq":`);
-  const txn = txnEpoch === null ? null : encoder.encode(`,"pepoch":${txnEpoch},"txn":true`);
+  const tail = new ProducerFields(producer, baseSeq, txnEpoch, records.length);
   let chars = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
     chars += (r.keyB64 ?? r.key ?? "").length + (r.rawValue ?? r.valueB64 ?? r.value ?? "").length;
   }
-  const w = new LineWriter(chars + records.length * (LINE_BYTES_BESIDES_DATA + (producer?.length ?? 0)));
+  const w = new LineWriter(chars + records.length * tail.lineBytes);
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
     const start = w.at;
@@ -198,15 +197,7 @@ export function writeBatch(
       w.bytes(VALUE_FIELD_COLON);
       w.jsonString(r.value ?? "");
     }
-    if (producerSeq !== null) {
-      w.bytes(producerSeq);
-      w.uint(baseSeq + i);
-      if (i === 0) {
-        w.bytes(BATCH_FIELD);
-        w.uint(records.length);
-      }
-      if (txn !== null) w.bytes(txn);
-    }
+    tail.write(w, i);
     if (seal) w.seal(start);
     else w.bytes(LINE_END);
   }
@@ -249,10 +240,8 @@ export function writeLines(
   const head = encoder.encode(
     `,"epoch":${epoch},"ts":${ts},${logAppendTime ? LOG_APPEND_TIME_TEXT : ""}"key":null,"value":"`,
   );
-  const producerSeq = producer === null ? null : encoder.encode(`,"producer":"${producer}","seq":`);
-  const txn = txnEpoch === null ? null : encoder.encode(`,"pepoch":${txnEpoch},"txn":true`);
-  const perLine = LINE_BYTES_BESIDES_DATA + (producer?.length ?? 0);
-  const w = new LineWriter(lines.length + count * perLine);
+  const tail = new ProducerFields(producer, baseSeq, txnEpoch, count);
+  const w = new LineWriter(lines.length + count * tail.lineBytes);
   const n = lines.length;
   let at = 0;
   for (let i = 0; i < count; i++) {
@@ -278,15 +267,7 @@ export function writeLines(
       p = nl;
     }
     at = p + 1;
-    if (producerSeq !== null) {
-      w.bytes(producerSeq);
-      w.uint(baseSeq + i);
-      if (i === 0) {
-        w.bytes(BATCH_FIELD);
-        w.uint(count);
-      }
-      if (txn !== null) w.bytes(txn);
-    }
+    tail.write(w, i);
     w.seal(start);
   }
   if (at !== n) throw moreLines(count);
@@ -321,6 +302,36 @@ function fewerLines(count: number, found: number): YakError {
 
 function moreLines(count: number): YakError {
   return new YakError("INVALID_REQUEST", `'lines' says ${count} values, the attachment holds more`);
+}
+
+/**
+ * The fields a batch's lines end with when a producer sent it: its name and
+ * each line's sequence, the batch's size on its first line, and a
+ * transactional producer's epoch; encoded once per batch.
+ */
+class ProducerFields {
+  readonly #producerSeq: Uint8Array | null;
+  readonly #txn: Uint8Array | null;
+  /** At most this many bytes a line, but its key and value. */
+  readonly lineBytes: number;
+
+  constructor(producer: string | null, readonly baseSeq: number, txnEpoch: number | null, readonly count: number) {
+    this.#producerSeq = producer === null ? null : encoder.encode(`,"producer":"${producer}","seq":`);
+    this.#txn = txnEpoch === null ? null : encoder.encode(`,"pepoch":${txnEpoch},"txn":true`);
+    this.lineBytes = LINE_BYTES_BESIDES_DATA + (producer?.length ?? 0);
+  }
+
+  /** Line `i`'s fields (none without a producer). */
+  write(w: LineWriter, i: number): void {
+    if (this.#producerSeq === null) return;
+    w.bytes(this.#producerSeq);
+    w.uint(this.baseSeq + i);
+    if (i === 0) {
+      w.bytes(BATCH_FIELD);
+      w.uint(this.count);
+    }
+    if (this.#txn !== null) w.bytes(this.#txn);
+  }
 }
 
 /** Every byte of a line but its key, value and producer name, at most (offsets and timestamps of 16 digits, flags, checksum). */
