@@ -252,7 +252,10 @@ interface TopicState {
   committed: Map<number, number>;
   /** partition -> the high watermark when the partition was first read (for "read to the end"). */
   endAtStart: Map<number, number>;
-  /** partition -> where its records end, as last heard (a fetch's high watermark): below it, records are left. */
+  /**
+   * partition -> where its records end, as last heard (a fetch's high watermark, or for read_committed its last
+   * stable offset): below it, records are left.
+   */
   readEnd: Map<number, number>;
   /**
    * The topic did not exist when this consumer started: it appeared later,
