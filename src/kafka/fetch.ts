@@ -110,7 +110,6 @@ function headOf(f: LineFields): BatchHead {
 }
 
 const ENCODER = new TextEncoder();
-const NEWLINE = 0x0a;
 
 /**
  * Stored lines (chunks of whole lines) as record batches of at most `limit`
@@ -156,10 +155,7 @@ export function linesToBatches(
   for (const chunk of chunks) {
     let s = 0;
     while (s < chunk.length) {
-      let e = chunk.indexOf(NEWLINE, s);
-      if (e === -1) e = chunk.length;
-      readLine(chunk, s, e, f);
-      s = e + 1;
+      s = readLine(chunk, s, f) + 1;
       const opens = taken === 0 || startsBatch(first, prev, f);
       const control = f.control >= 0 ? controlRecord(f) : null;
       const headers = f.headers.length === 0 ? NO_HEADER_BYTES : f.headers.map((h) => ({

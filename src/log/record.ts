@@ -1112,23 +1112,38 @@ export class LineFields {
 }
 
 /**
- * Reads the stored line `b[s, e)` (`e` at its newline) into `f`, in one pass
- * with a cursor. Every line is read: the common ones in place, the rest
- * (escapes, headers, markers, negative or very long numbers) by a full parse.
+ * Reads the stored line that starts at byte `s` of `b` into `f`, in one pass
+ * with a cursor, and returns where it ends: the index of its newline (or
+ * `b.length` for a last line without one). Every line is read: the common
+ * ones in place, the rest (escapes, headers, markers, negative or very long
+ * numbers) by a full parse. A sealed line read in place ends in its checksum
+ * field right after the fields read, so its newline is found without a
+ * search (`indexOf` costs about as much as reading the fields).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeBatch, LineFields, readLine } from "./record.ts";
- * const b = new TextEncoder().encode(encodeBatch([{ key: "k", value: "hi" }], 7, 1, 5, null, 0));
+ * import { encodeBatch, LineFields, readLine, sealLines } from "./record.ts";
+ * const b = sealLines(new TextEncoder().encode(encodeBatch([{ key: "k", value: "hi" }], 7, 1, 5, null, 0)));
  * const f = new LineFields();
- * readLine(b, 0, b.length - 1, f);
+ * assert.equal(readLine(b, 0, f), b.length - 1);
  * assert.equal(f.offset, 7);
  * assert.equal(new TextDecoder().decode(f.valueSrc!.subarray(f.valueStart, f.valueEnd)), "hi");
  * ```
  */
-export function readLine(b: Uint8Array, s: number, e: number, f: LineFields): void {
-  if (!lineInPlace(b, s, e, f)) f.setFrom(bytesOfParsed(b.subarray(s, e)));
+export function readLine(b: Uint8Array, s: number, f: LineFields): number {
+  if (lineInPlace(b, s, b.length, f)) {
+    // Where the fields read in place end: a sealed line's checksum field and its closing brace come next.
+    const rest = cursor;
+    const nl = rest + CRC_TAIL_BYTES;
+    if (b[nl] === NEWLINE && b[nl - 1] === CLOSE_BRACE && startsAt(b, rest, CRC_FIELD)) return nl;
+    const e = b.indexOf(NEWLINE, rest);
+    return e === -1 ? b.length : e;
+  }
+  let e = b.indexOf(NEWLINE, s);
+  if (e === -1) e = b.length;
+  f.setFrom(bytesOfParsed(b.subarray(s, e)));
+  return e;
 }
 
 /** {@link readLine}'s fast path; false when the line needs the full parse. */
@@ -1171,7 +1186,7 @@ function lineInPlace(b: Uint8Array, s: number, e: number, f: LineFields): boolea
   f.logAppendTime = logAppendTime;
   f.headers = NO_HEADERS;
   f.control = -1;
-  producerInto(b, at, e, f);
+  cursor = producerInto(b, at, e, f);
   return true;
 }
 
@@ -1191,17 +1206,20 @@ function spanInto(f: LineFields, key: boolean, b: Uint8Array, from: number, to: 
   }
 }
 
-/** The producer fields from `at`: `,"producer":"p<n>","seq":S`, maybe `,"batch":N`, maybe `,"pepoch":E,"txn":true`. */
-function producerInto(b: Uint8Array, at: number, e: number, f: LineFields): void {
+/**
+ * The producer fields from `at`: `,"producer":"p<n>","seq":S`, maybe `,"batch":N`, maybe `,"pepoch":E,"txn":true`.
+ * Returns where they end (`at` when there are none).
+ */
+function producerInto(b: Uint8Array, at: number, e: number, f: LineFields): number {
   f.producer = -1;
   f.seq = -1;
   f.batchStart = false;
   f.pepoch = -1;
   f.txn = false;
-  if (!startsAt(b, at, PRODUCER_BYTES)) return;
+  if (!startsAt(b, at, PRODUCER_BYTES)) return at;
   const n = uintAt(b, at + PRODUCER_BYTES.length, e);
   const seq = n >= 0 && startsAt(b, cursor, SEQ_FIELD) ? uintAt(b, cursor + SEQ_FIELD.length, e) : -1;
-  if (seq < 0) return;
+  if (seq < 0) return at;
   f.producer = n;
   f.seq = seq;
   f.pepoch = 0;
@@ -1213,8 +1231,10 @@ function producerInto(b: Uint8Array, at: number, e: number, f: LineFields): void
     if (pe >= 0) {
       f.pepoch = pe;
       f.txn = startsAt(b, cursor, TXN_FIELD);
+      at = f.txn ? cursor + TXN_FIELD.length : cursor;
     }
   }
+  return at;
 }
 
 /**

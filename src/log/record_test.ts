@@ -34,7 +34,7 @@ function recordBytesOf(lines: Uint8Array): RecordBytes[] {
   for (let s = 0; s < lines.length;) {
     let e = lines.indexOf(10, s);
     if (e === -1) e = lines.length;
-    readLine(lines, s, e, f);
+    assert.equal(readLine(lines, s, f), e, `the end of the line at byte ${s}`);
     s = e + 1;
     const { offset, epoch, ts, logAppendTime, headers, producer, seq, batchStart, pepoch, txn, control } = f;
     const key = f.keySrc === null ? null : f.keySrc.subarray(f.keyStart, f.keyEnd);
@@ -253,18 +253,23 @@ Deno.test("readLine reads every kind of stored line as the full parse does", () 
     { key: null, value: "", ts: -1 },
   ];
   const lines = enc.encode(
-    encodeBatch(records, 40, 3, 1_700_000_000_000, "p-1", 7) + encodeBatch(records, 47, 4, 5, null, 0),
+    encodeBatch(records, 40, 3, 1_700_000_000_000, "p-1", 7) + encodeBatch(records, 47, 4, 5, null, 0) +
+      // A producer's batch (its first line says the batch size), with an append time, and a transaction's.
+      encodeBatch(records, 54, 4, 6, "p12", 3, true) + encodeBatch(records, 61, 5, 7, "p9", 0, false, 2),
   );
-  const got = recordBytesOf(lines);
-  const want = parseLines(new TextDecoder().decode(lines));
-  assert.equal(got.length, want.length);
-  got.forEach((g, i) => {
-    const w = want[i];
-    assert.deepEqual([g.offset, g.epoch, g.ts], [w.offset, w.epoch, w.ts]);
-    assert.deepEqual(g.key, keyBytes(w));
-    assert.deepEqual(g.value, valueBytes(w));
-    assert.deepEqual(g.headers, (w.headers ?? []).map((h) => ({ key: h.key, value: valueBytes(h) })));
-  });
+  // As written before checksums, and sealed (where a line's end is found from its checksum field).
+  for (const form of [lines, sealLines(lines)]) {
+    const got = recordBytesOf(form);
+    const want = parseLines(new TextDecoder().decode(form));
+    assert.equal(got.length, want.length);
+    got.forEach((g, i) => {
+      const w = want[i];
+      assert.deepEqual([g.offset, g.epoch, g.ts], [w.offset, w.epoch, w.ts]);
+      assert.deepEqual(g.key, keyBytes(w));
+      assert.deepEqual(g.value, valueBytes(w));
+      assert.deepEqual(g.headers, (w.headers ?? []).map((h) => ({ key: h.key, value: valueBytes(h) })));
+    });
+  }
 });
 
 Deno.test("valuesOf reads values, never a header's value; bytes and headers take the full parse", () => {
