@@ -1136,7 +1136,9 @@ export function readLine(b: Uint8Array, s: number, f: LineFields): number {
     // Where the fields read in place end: a sealed line's checksum field and its closing brace come next.
     const rest = cursor;
     const nl = rest + CRC_TAIL_BYTES;
-    if (b[nl] === NEWLINE && b[nl - 1] === CLOSE_BRACE && startsAt(b, rest, CRC_FIELD)) return nl;
+    if (b[nl] === NEWLINE && b[nl - 1] === CLOSE_BRACE && b[nl - 2] === QUOTE && startsAt(b, rest, CRC_FIELD)) {
+      return nl;
+    }
     const e = b.indexOf(NEWLINE, rest);
     return e === -1 ? b.length : e;
   }
