@@ -41,18 +41,18 @@ const USAGE = `yak: yet another Kafka
 usage: yak <command> [flags]    (yak <command> --help for its flags)
        yak --version
 
-  zookeeper   membership, heartbeats, leader election, the lease file
-  broker      storage, replication and client requests (--id N)
-  produce     publish stdin lines (or --message) to a topic
-  consume     print a topic's records to stdout
-  kill        kill a broker (--broker N or --leader) to show failover
-  start       bring a broker of the running 'yak cluster' back (--broker N)
-  cluster     zookeeper + 3 brokers in one terminal, for development
-  status      brokers, leader, epoch, topics, offsets, lag
-  topics      create, list, describe, add partitions, delete, configs
-  groups      list, describe, reset offsets, delete consumer groups
+  zookeeper     membership, heartbeats, leader election, the lease file
+  broker        storage, replication and client requests (--id N)
+  produce       publish stdin lines (or --message) to a topic
+  consume       print a topic's records to stdout
+  kill          kill a broker (--broker N or --leader) to show failover
+  start         bring a broker of the running 'yak cluster' back (--broker N)
+  cluster       zookeeper + 3 brokers in one terminal, for development
+  status        brokers, leader, epoch, topics, offsets, lag, groups
+  topics        create, list, describe, add partitions, delete, configs
+  groups        list, describe, reset offsets, delete consumer groups
   transactions  transactional ids and their open transactions
-  logs        read the operation logs
+  logs          read the operation logs
 
 every command also takes --auth-token T (or YAK_AUTH_TOKEN) and, for TLS,
 --tls-cert FILE --tls-key FILE (servers) / --tls-ca FILE (clients).`;

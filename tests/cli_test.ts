@@ -286,6 +286,13 @@ Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill,
       const byFlag = await yak(["logs", "broker", "1", "--data", relative], { cwd: parent });
       assert.equal(byFlag.code, 0, byFlag.stderr);
       assert.match(byFlag.stderr, new RegExp(`^yak logs: ${join(cluster.dir, "broker-1", "broker.log")}$`, "m"));
+      // The broker's directory name names it too; a name that is neither is refused with the two forms.
+      const byDirName = await yak(["logs", "broker-1"], { env: { YAK_DATA: cluster.dir } });
+      assert.equal(byDirName.code, 0, byDirName.stderr);
+      assert.ok(byFlag.stdout.length > 0 && byDirName.stdout.startsWith(byFlag.stdout), "the same log, read later");
+      const unknown = await yak(["logs", "broker-x"], { env: { YAK_DATA: cluster.dir } });
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /say which log: 'yak logs zookeeper' or 'yak logs broker N'/);
       // The default is ./data of the working directory (the repository's through deno task and ./yak).
       const missing = await yak(["logs", "zookeeper"], { cwd, env: { YAK_DATA: "" } });
       assert.equal(missing.code, 1);

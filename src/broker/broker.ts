@@ -251,8 +251,14 @@ export class Broker implements BrokerContext {
       checked: sum.checked + r.log.openCheck.checked,
       unsealed: sum.unsealed + r.log.openCheck.unsealed,
     }), { checked: 0, unsealed: 0 });
+    // A first start has nothing to check: said so, rather than as if a crash had come before it.
+    const stored = this.store.all().some((r) => r.log.logEndOffset > 0);
     this.log.write("storage_checked", {
-      scope: clean ? "last segments (clean shutdown)" : "every segment (no clean shutdown)",
+      scope: clean
+        ? "last segments (clean shutdown)"
+        : stored
+        ? "every segment (no clean shutdown)"
+        : "nothing stored yet",
       records: check.checked,
       ...(check.unsealed > 0 ? { withoutChecksum: check.unsealed } : {}),
       damaged,

@@ -381,13 +381,13 @@ export const CONNECTION_FLAGS: Flags = {
 };
 
 /** The usage text of {@link CONNECTION_FLAGS}. */
-export const CONNECTION_USAGE =
-  `Connections: at most --max-connections (${DEFAULTS.maxConnections}) at once, --max-connections-per-ip
-(${DEFAULTS.maxConnectionsPerPeer}) from one address; when full, the oldest connection that has not
-authenticated makes room. One that has not authenticated (or sent a first request) in
---auth-timeout-ms (${DEFAULTS.authTimeoutMs}) is closed, as is one idle for --connections-max-idle-ms
-(${DEFAULTS.connectionsMaxIdleMs}). Requests over 64 KiB held at once are capped at
---queued-max-request-bytes (${DEFAULTS.queuedMaxRequestBytes}); past it a connection waits.`;
+export const CONNECTION_USAGE = `Connections: at most --max-connections (${DEFAULTS.maxConnections}) at once,
+--max-connections-per-ip (${DEFAULTS.maxConnectionsPerPeer}) from one address; when full, the oldest
+connection that has not authenticated makes room. One that has not
+authenticated (or sent a first request) in --auth-timeout-ms (${DEFAULTS.authTimeoutMs}) is
+closed, as is one idle for --connections-max-idle-ms (${DEFAULTS.connectionsMaxIdleMs}). Requests
+over 64 KiB held at once are capped at --queued-max-request-bytes
+(${DEFAULTS.queuedMaxRequestBytes}); past it a connection waits.`;
 
 /** {@link CONNECTION_FLAGS}, with their defaults and bounds: each listener's limits and the process's budget. */
 export function connectionsOf(values: Values): { limits: ConnectionLimits; queuedMaxRequestBytes: number } {

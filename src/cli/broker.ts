@@ -71,9 +71,9 @@ healthy replica.
 Compacted topics (cleanup.policy=compact): the leader looks for partitions to
 clean every --cleaner-check-ms; every broker's cleaner reads and writes at most
 --cleaner-io-bytes-per-sec (0: no limit).
---auto-create-topics-enable false: a topic is made only by 'yak topics --create' or
-CreateTopics, never by its first produce or metadata request (Kafka's auto.create.topics.enable;
-give every broker the same).
+--auto-create-topics-enable false: a topic is made only by 'yak topics
+--create' or CreateTopics, never by its first produce or metadata request
+(Kafka's auto.create.topics.enable; give every broker the same).
 --max-topics and --max-partitions-per-broker: the leader refuses topics and
 partitions past them (give every broker the same; lower them for a small disk).
 --max-group-bytes and --max-group-state-bytes: what one consumer group's
@@ -87,8 +87,9 @@ is aborted by the leader once its timeout passes.
 --http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
 free port; the URL is printed); off without it. With --auth-token it needs
 'Authorization: Bearer TOKEN'.
-${CONNECTION_USAGE} The limits apply to the native and the Kafka port each;
-the budget is the broker's.
+${CONNECTION_USAGE}
+The limits apply to the native and the Kafka port each; the budget is the
+broker's.
 `;
 
 const FLAGS: Flags = {

@@ -32,7 +32,7 @@ The web console is on http-port, broker i's /metrics on http-port+i (0: free
 ports, each printed by its process).
 Try, in another terminal:
   seq 1 1000 | yak produce --topic demo
-  yak consume --topic demo --from-beginning --exit-at-end | tail -1
+  yak consume --topic demo --from-beginning --exit-at-end | wc -l
   yak kill --leader; yak status; yak start --broker N
 `;
 

@@ -34,10 +34,10 @@ yak groups --delete-offsets G --topic T [--partition P] [--json]
 
 --describe shows the group's state, generation and strategy, its members
 with their partitions (and a static member's group.instance.id), and per
-partition the committed offset, the log end
-(high watermark), the lag and the member that reads it. --reset-offsets and
---delete are refused while the group has active members (stop them first).
---shift-by takes a negative number as --shift-by=-10.
+partition the committed offset, the log end (high watermark), the lag and
+the member that reads it. --reset-offsets and --delete are refused while the
+group has active members (stop them first).
+--shift-by takes a negative number as --shift-by -10 or --shift-by=-10.
 --state lists only groups in these states (any case, comma-separated or
 repeated): Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
 --delete-offsets deletes the group's committed offsets in the topic (every

@@ -10,7 +10,7 @@ import { dataRootOf, helpRequested, parse, type Values } from "./args.ts";
 
 const USAGE = `
 yak logs zookeeper [--follow] [--json] [--data DIR]
-yak logs broker N  [--follow] [--json] [--data DIR]
+yak logs broker N  [--follow] [--json] [--data DIR]   (or broker-N, its directory's name)
 
 Reads DIR/zookeeper/zookeeper.log or DIR/broker-N/broker.log. The data root
 is --data, else $YAK_DATA, else ./data (the repository's data/ through
@@ -45,8 +45,12 @@ export async function logsCommand(args: string[]): Promise<number> {
 function logsOptionsOf(values: Values, positionals: string[]): LogsOptions {
   const dataDir = dataRootOf(values);
   let path: string;
+  // `broker-N` as well as `broker N`: the name of the broker's directory, which is what `ls data/` shows.
+  const dashed = positionals.length === 1 ? /^broker-(\d+)$/.exec(positionals[0]) : null;
   if (positionals[0] === "zookeeper" && positionals.length === 1) {
     path = join(dataDir, "zookeeper", "zookeeper.log");
+  } else if (dashed) {
+    path = join(dataDir, `broker-${dashed[1]}`, "broker.log");
   } else if (
     positionals[0] === "broker" && positionals.length === 2 &&
     /^\d+$/.test(positionals[1])
