@@ -250,8 +250,13 @@ export class ReplicaFetcher {
     const b = this.#b;
     const lastEpochs = new Map<string, number>();
     for (const ref of b.store.all()) {
-      // A fenced log cannot be cut: it is reconciled after the restart that recovers it.
-      if (ref.log.logEndOffset > 0 && !ref.log.fenced) lastEpochs.set(ref.key, ref.log.epochs.lastEpoch);
+      // A fenced log cannot be cut: it is reconciled after the restart that recovers it. A log that knows no
+      // epoch holds no record (every one deleted, and the epoch in force at its start not known): nothing in it
+      // can differ from the leader's, and -1 is no epoch to ask about (the leader refuses the whole question).
+      const { epochs } = ref.log;
+      if (ref.log.logEndOffset > 0 && !ref.log.fenced && epochs.lastEpoch >= 0) {
+        lastEpochs.set(ref.key, epochs.lastEpoch);
+      }
     }
     const ends = await leader.fetchEpochEnds({ epoch: this.leader.epoch, lastEpochs }, b.opts.requestTimeoutMs);
     for (const [key, end] of ends) await this.#truncateToEpochEnd(key, end);

@@ -78,10 +78,29 @@ export class EpochCache {
     return true;
   }
 
-  /** Forgets epochs that start at or after `offset` (after a truncation). */
-  truncateFrom(offset: number): boolean {
+  /**
+   * Forgets epochs that start at or after `offset` (after a truncation). A
+   * log cut to its start `logStart` (above 0: the records below it were
+   * deleted) keeps the epoch in force there: {@link truncateFromStart} moved
+   * its entry to the log start, and no record is left to say it again.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EpochCache } from "./epoch_cache.ts";
+   * const cache = new EpochCache("/tmp/p0", [[2, 10], [3, 10]]); // epoch 3 assigned at 10, its record cut
+   * assert.equal(cache.truncateFrom(10, 10), true);
+   * assert.deepEqual(cache.entries, [[2, 10]]); // what the deleted records below 10 were written in
+   * assert.equal(new EpochCache("/tmp/p0", [[1, 0]]).truncateFrom(0, 0), true); // nothing below 0: forgotten
+   * ```
+   */
+  truncateFrom(offset: number, logStart = 0): boolean {
     const before = this.#entries.length;
+    const first = this.#entries[0];
     this.#entries = this.#entries.filter(([, start]) => start < offset);
+    if (this.#entries.length === 0 && first && logStart > 0 && first[1] === logStart && offset === logStart) {
+      this.#entries = [first];
+    }
     return this.#entries.length !== before;
   }
 

@@ -231,10 +231,11 @@ export class PartitionLog {
 
   /** Opens (creating if needed) the log in `dir`, repairing a torn tail (see recovery.ts). */
   static async open(dir: string, opts: LogOptions): Promise<PartitionLog> {
-    const { segments, logEnd, epochs, damaged, check, cleanState, gaps } = await recoverLog(dir, opts);
+    const saved = await loadLogStart(dir);
+    const savedStart = saved !== null && "offset" in saved ? saved.offset : 0;
+    const { segments, logEnd, epochs, damaged, check, cleanState, gaps } = await recoverLog(dir, opts, savedStart);
     const log = new PartitionLog(dir, segments, logEnd, epochs, opts, cleanState, gaps);
     log.openCheck = check;
-    const saved = await loadLogStart(dir);
     if (saved !== null && "unreadable" in saved) {
       // The records it deleted come back into view until the leader's start (or a later deletion) moves it again.
       opts.onEvent?.("log_start_unreadable", { dir, error: saved.unreadable, logStart: log.logStartOffset });
@@ -563,7 +564,7 @@ export class PartitionLog {
     const voided = [...this.#pending];
     this.#pending.clear();
     for (const p of voided) p.onVoid();
-    if (epochsChanged) this.epochs.truncateFrom(this.#logEnd);
+    if (epochsChanged) this.epochs.truncateFrom(this.#logEnd, this.logStartOffset);
     if (err instanceof UncertainFileError) return this.#fenceFor(err.what, err);
     return err instanceof YakError ? err : new YakError(
       "STORAGE",
@@ -1260,7 +1261,7 @@ export class PartitionLog {
     this.#tail = [];
     this.#tailBytes = 0;
     this.#forgetDamage((o) => o < offset);
-    if (this.epochs.truncateFrom(offset)) await this.epochs.save();
+    if (this.epochs.truncateFrom(offset, this.logStartOffset)) await this.epochs.save();
     await this.#uncleanFrom(offset);
   }
 

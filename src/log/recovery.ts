@@ -47,7 +47,7 @@ export interface Recovered {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function recoverLog(dir: string, opts: LogOptions): Promise<Recovered> {
+export async function recoverLog(dir: string, opts: LogOptions, savedLogStart = 0): Promise<Recovered> {
   await Deno.mkdir(dir, { recursive: true, mode: dataModes().dir });
   await finishSwaps(dir, opts);
   const cleanState = await loadCleanState(dir);
@@ -72,7 +72,8 @@ export async function recoverLog(dir: string, opts: LogOptions): Promise<Recover
     if (scan) noteScan(segment, scan, last, check, damaged);
     if (last && scan) logEnd = await cutTail(segment, scan, opts);
   }
-  const epochs = await loadEpochs(dir, segments, logEnd, opts);
+  const logStart = Math.max(segments[0].base, savedLogStart);
+  const epochs = await loadEpochs(dir, segments, logEnd, logStart, opts);
   return { segments, logEnd, epochs, damaged, check, gaps, cleanState };
 }
 
@@ -180,8 +181,18 @@ async function cutTail(segment: Segment, scan: ScanResult, opts: LogOptions): Pr
   return logEnd;
 }
 
-/** The epoch cache: as saved (cut to the log end), or rebuilt from the records when missing. */
-async function loadEpochs(dir: string, segments: Segment[], logEnd: number, opts: LogOptions): Promise<EpochCache> {
+/**
+ * The epoch cache: as saved (cut to the log end, keeping the epoch in force at
+ * the log start of a log whose every record was deleted), or rebuilt from the
+ * records when missing.
+ */
+async function loadEpochs(
+  dir: string,
+  segments: Segment[],
+  logEnd: number,
+  logStart: number,
+  opts: LogOptions,
+): Promise<EpochCache> {
   let epochs = await EpochCache.load(dir);
   if (epochs === null) {
     epochs = new EpochCache(dir);
@@ -190,7 +201,7 @@ async function loadEpochs(dir: string, segments: Segment[], logEnd: number, opts
       opts.onEvent?.("epochs_rebuilt", { dir });
     }
     await epochs.save();
-  } else if (epochs.truncateFrom(logEnd)) {
+  } else if (epochs.truncateFrom(logEnd, logStart)) {
     await epochs.save();
   }
   return epochs;

@@ -1,0 +1,77 @@
+/**
+ * A replica whose every record was deleted (`yak topics --delete-records` up
+ * to the high watermark: its log start is its log end) keeps the epoch in
+ * force at its log start across a restart, and rejoins the in-sync set. Found
+ * by a walk through docs/GUIDE.md: the restarted broker's recovery dropped the
+ * entry (it starts at the log end), so it asked the leader where epoch -1
+ * ends, was refused, and retried forever out of the in-sync set.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { TestCluster, withDeadline, yak } from "./harness.ts";
+
+async function epochsOf(cluster: TestCluster, id: number): Promise<unknown> {
+  return JSON.parse(await Deno.readTextFile(join(cluster.topicsDir(id), "r", "0", "leader-epochs.json")));
+}
+
+for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+  Deno.test(`a replica with every record deleted rejoins the in-sync set after a restart (${signal})`, async () => {
+    await withDeadline(90_000, "delete-records restart", async () => {
+      const cluster = await TestCluster.start({ brokers: 2, partitions: 1 });
+      try {
+        const produced = await yak([
+          "produce",
+          "--topic",
+          "r",
+          "--message",
+          "one",
+          "--message",
+          "two",
+          ...cluster.zkFlag,
+        ]);
+        assert.equal(produced.code, 0, produced.stderr);
+        const deleted = await yak([
+          "topics",
+          "--delete-records",
+          "r",
+          "--partition",
+          "0",
+          "--offset",
+          "-1",
+          ...cluster.zkFlag,
+        ]);
+        assert.equal(deleted.code, 0, deleted.stderr);
+        assert.match(deleted.stdout, /below offset 2: its log start is 2 on every in-sync replica/);
+        const lease = await cluster.lease();
+        const follower = [...cluster.brokers.keys()].find((id) => id !== lease.leaderId)!;
+        assert.deepEqual(await epochsOf(cluster, follower), [[lease.epoch, 2]]);
+
+        const proc = cluster.brokers.get(follower)!;
+        proc.kill(signal);
+        await proc.status;
+        await cluster.waitFor((l) => !l.isr.includes(follower));
+        await cluster.startBroker(follower);
+        // Before the fix it never came back: 'epochs.r/0' must be a non-negative integer, retried forever.
+        await cluster.waitFor((l) => l.isr.includes(follower), 20_000);
+        assert.deepEqual(await epochsOf(cluster, follower), [[lease.epoch, 2]], "the epoch at its log start kept");
+
+        // It replicates what comes next, and serves it.
+        const more = await yak(["produce", "--topic", "r", "--message", "three", ...cluster.zkFlag]);
+        assert.equal(more.code, 0, more.stderr);
+        const read = await yak([
+          "consume",
+          "--topic",
+          "r",
+          "--from-beginning",
+          "--exit-at-end",
+          "--bootstrap",
+          `127.0.0.1:${cluster.brokerPorts.get(follower)}`,
+        ]);
+        assert.equal(read.code, 0, read.stderr);
+        assert.equal(read.stdout, "three\n");
+      } finally {
+        await cluster.stop();
+      }
+    });
+  });
+}
