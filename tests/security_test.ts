@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { skipWithout, TestCluster, yak } from "./harness.ts";
+import { freePortRange, Proc, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const TOKEN = "s3cret-token-7f3a";
 
@@ -94,20 +94,7 @@ Deno.test({
 }, async () => {
   const dir = await Deno.makeTempDir({ prefix: "yak-tls-" });
   try {
-    const ca = join(dir, "ca.pem");
-    const cert = join(dir, "cert.pem");
-    const key = join(dir, "key.pem");
-    // A test CA and a server certificate it signs, for 127.0.0.1.
-    const openssl = async (...args: string[]) => {
-      const out = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped", cwd: dir }).output();
-      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    };
-    await Deno.writeTextFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    const ca1 = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", ca, "-days", "1"];
-    await openssl(...ca1, "-subj", "/CN=yak test CA");
-    await openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "cert.csr", "-subj", "/CN=x");
-    const sign = ["x509", "-req", "-in", "cert.csr", "-CA", ca, "-CAkey", "ca.key", "-CAcreateserial", "-out", cert];
-    await openssl(...sign, "-days", "1", "-extfile", "ext.cnf");
+    const { ca, cert, key } = await makeCerts(dir);
     const cluster = await TestCluster.start({
       serverArgs: ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca],
       tlsCa: await Deno.readTextFile(ca),
@@ -150,6 +137,88 @@ Deno.test({
     }
   } finally {
     // Also when openssl or the cluster's start fails.
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A test CA and a server certificate it signs for 127.0.0.1, made by openssl in `dir`. */
+async function makeCerts(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const ca = join(dir, "ca.pem");
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  const openssl = async (...args: string[]) => {
+    const out = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped", cwd: dir }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  };
+  await Deno.writeTextFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  const ca1 = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", ca, "-days", "1"];
+  await openssl(...ca1, "-subj", "/CN=yak test CA");
+  await openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "cert.csr", "-subj", "/CN=x");
+  const sign = ["x509", "-req", "-in", "cert.csr", "-CA", ca, "-CAkey", "ca.key", "-CAcreateserial", "-out", cert];
+  await openssl(...sign, "-days", "1", "-extfile", "ext.cnf");
+  return { ca, cert, key };
+}
+
+Deno.test({
+  name: "TLS: yak cluster given the TLS flags serves TLS in its zookeeper and every broker",
+  ignore: skipWithout(hasOpenssl() ? null : "openssl is not installed (apt-get install openssl)"),
+}, async () => {
+  await withDeadline(90_000, "cluster with TLS", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "yak-tls-cluster-" });
+    let cluster: Proc | null = null;
+    try {
+      const { ca, cert, key } = await makeCerts(dir);
+      const base = freePortRange(4);
+      const zk = ["--zookeeper", `127.0.0.1:${base}`];
+      cluster = new Proc("cluster", [
+        "cluster",
+        ...["--data", join(dir, "data"), "--zookeeper-port", String(base), "--base-port", String(base + 1)],
+        ...["--http-port", "0", "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca],
+      ]);
+      // Before, the children got the token alone: they served plain TCP, and the cluster's TLS check of them
+      // never answered, so it never said ready.
+      await cluster.waitFor(/^\[cluster\] ready: /, 60_000);
+      const status = await yak(["status", "--json", "--tls-ca", ca, ...zk]);
+      assert.equal(status.code, 0, status.stderr);
+      assert.deepEqual(JSON.parse(status.stdout).lease.isr.sort(), [1, 2, 3]);
+      const produced = await yak(["produce", "--topic", "t", "--message", "over tls", "--tls-ca", ca, ...zk]);
+      assert.equal(produced.code, 0, produced.stderr);
+      const plain = await yak(["status", "--connect-timeout-ms", "1000", ...zk]);
+      assert.notEqual(plain.code, 0, "a plain-TCP client gets no answer from the zookeeper");
+      const broker = await rawExchange(base + 1, '{"id":1,"type":"metadata"}');
+      assert.ok(!broker.includes('"ok":true'), "a broker answered plain TCP");
+    } finally {
+      await cluster?.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
+Deno.test({
+  name: "TLS: a TLS client at a plain-TCP port is closed at once and told why, and the server says so",
+  ignore: skipWithout(hasOpenssl() ? null : "openssl is not installed (apt-get install openssl)"),
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-tls-plain-" });
+  const zk = new Proc("zookeeper", ["zookeeper", "--port", "0", "--data", join(dir, "data")]);
+  try {
+    const { ca } = await makeCerts(dir);
+    const [, port] = await zk.waitFor(/^zookeeper listening on [\d.]+:(\d+)$/);
+    const status = await yak([
+      "status",
+      "--tls-ca",
+      ca,
+      "--connect-timeout-ms",
+      "3000",
+      "--zookeeper",
+      `127.0.0.1:${port}`,
+    ]);
+    assert.equal(status.code, 1);
+    // Before, the server waited for a frame until its auth deadline, and the client for a handshake answer
+    // with no deadline: "no answer", and nothing said why.
+    assert.match(status.stderr, /the TLS handshake got no TLS answer: does the server have --tls-cert/, status.stderr);
+    await zk.waitFor(/TLS client on a plain-TCP port/, 5000);
+  } finally {
+    await zk.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });

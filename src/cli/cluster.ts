@@ -6,6 +6,7 @@
  * @module
  */
 import { DEFAULTS } from "../config.ts";
+import { security } from "../protocol/security.ts";
 import { YakError } from "../errors.ts";
 import { dataRootOf, FILE_FLAGS, type Flags, helpRequested, integer, parse, type Values } from "./args.ts";
 import { ensureDataDir, refuseForeignOwner } from "../files.ts";
@@ -284,9 +285,11 @@ function printReady({ brokers, basePort, httpPort, data }: ClusterOptions, zkAdd
       `Kafka clients: --bootstrap-server ${every(basePort + 100)}), data in ${data}; Ctrl-C stops all`,
   );
   if (httpPort !== 0) {
+    // With a certificate the children serve HTTPS too.
+    const scheme = security().tlsCert !== undefined ? "https" : "http";
     say(
-      `console on http://${DEFAULTS.host}:${httpPort}/, broker metrics on ` +
-        `http://${DEFAULTS.host}:${httpPort + 1}-${httpPort + brokers}/metrics`,
+      `console on ${scheme}://${DEFAULTS.host}:${httpPort}/, broker metrics on ` +
+        `${scheme}://${DEFAULTS.host}:${httpPort + 1}-${httpPort + brokers}/metrics`,
     );
   }
 }

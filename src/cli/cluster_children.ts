@@ -12,7 +12,7 @@ import { ask } from "../client/discovery.ts";
 import { RUN_FLAGS } from "../config.ts";
 import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { parseHostPort } from "../protocol/connection.ts";
-import { security } from "../protocol/security.ts";
+import { securityEnv } from "./security_flags.ts";
 import { liveBrokersOf, stopBrokerProcess } from "./broker_process.ts";
 import type { ControlReply } from "./cluster_file.ts";
 import { STOP_ON_STDIN_EOF_ENV } from "./serve_until_signal.ts";
@@ -214,10 +214,10 @@ export class Children {
   /** Starts `yak <sub>` as the child `name`, its output prefixed `[name]`. */
   spawn(name: string, sub: string[], crashes = 0): Child {
     const { command, args } = selfCommand(sub);
-    // A token given as a flag reaches the children through their environment.
-    const token = security().authToken;
-    const env: Record<string, string> = { [STOP_ON_STDIN_EOF_ENV]: "1" };
-    if (token !== undefined) env.YAK_AUTH_TOKEN = token;
+    // The token and the TLS files, given as flags, reach the children through their environment: a cluster
+    // started with --tls-cert serves TLS in every process (its children served plain TCP before, and the
+    // cluster's own TLS checks of them never got an answer).
+    const env: Record<string, string> = { ...securityEnv(), [STOP_ON_STDIN_EOF_ENV]: "1" };
     // Their own session: the terminal's Ctrl-C reaches only this process, which stops them in order.
     const proc = new Deno.Command(command, {
       args,

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import { configureSecurity, type Security } from "../protocol/security.ts";
 import { YakError } from "../errors.ts";
 
@@ -48,6 +49,11 @@ export function applySecurityFlags(args: string[]): string[] {
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new YakError("INVALID_ARGUMENT", "--tls-cert and --tls-key go together");
   }
+  childEnv = {};
+  if (token !== undefined) childEnv.YAK_AUTH_TOKEN = token;
+  if (certFile !== undefined) childEnv.YAK_TLS_CERT = resolve(certFile);
+  if (keyFile !== undefined) childEnv.YAK_TLS_KEY = resolve(keyFile);
+  if (caFile !== undefined) childEnv.YAK_TLS_CA = resolve(caFile);
   const sec: Security = {};
   if (token !== undefined) sec.authToken = token;
   if (certFile !== undefined) {
@@ -60,6 +66,26 @@ export function applySecurityFlags(args: string[]): string[] {
   else if (sec.tlsCert !== undefined) sec.tlsCa = sec.tlsCert;
   configureSecurity(sec);
   return rest;
+}
+
+/** What {@link applySecurityFlags} took, as the environment that gives a child process the same. */
+let childEnv: Record<string, string> = {};
+
+/**
+ * The security this process was given (by flag or environment), as
+ * environment variables for the processes it starts (`yak cluster`'s
+ * zookeeper and brokers): the token, and the TLS files by absolute path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { applySecurityFlags, securityEnv } from "./security_flags.ts";
+ * applySecurityFlags(["--auth-token", "s3cret"]);
+ * assert.deepEqual(securityEnv(), { YAK_AUTH_TOKEN: "s3cret" });
+ * ```
+ */
+export function securityEnv(): Record<string, string> {
+  return { ...childEnv };
 }
 
 function readPem(path: string, flag: string): string {

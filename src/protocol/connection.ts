@@ -66,6 +66,13 @@ export function parseHostPort(text: string): { host: string; port: number } {
  * await server.close();
  * ```
  */
+/** Closes a socket that may be closed already (or absent). */
+function closeQuietly(conn: Deno.Conn | null): void {
+  try {
+    conn?.close();
+  } catch { /* closed already */ }
+}
+
 export class Connection {
   readonly host: string;
   readonly port: number;
@@ -105,11 +112,24 @@ export class Connection {
     const authToken = opts.authToken ?? sec.authToken;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let connection: Connection;
+    // The socket once there is one: closed on any failure, the deadline's too.
+    let opened: Deno.Conn | null = null;
+    let handshaking = false;
+    const connecting = (async () => {
+      opened = tlsCa
+        ? await Deno.connectTls({ hostname: host, port, caCerts: [tlsCa] })
+        : await Deno.connect({ hostname: host, port, transport: "tcp" });
+      handshaking = tlsCa !== undefined;
+      // Handshake now, within the deadline, so a certificate problem is reported as such, not as a lost
+      // connection. A server that speaks plain TCP never answers a handshake: without the deadline the
+      // connection waited for the server to close it (`yak cluster` polled its TLS-less children so, and
+      // left hundreds of connections open).
+      if (tlsCa) await (opened as Deno.TlsConn).handshake();
+      return opened;
+    })();
     try {
       const conn: Deno.Conn = await Promise.race([
-        tlsCa
-          ? Deno.connectTls({ hostname: host, port, caCerts: [tlsCa] })
-          : Deno.connect({ hostname: host, port, transport: "tcp" }),
+        connecting,
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () => reject(new YakError("CONNECTION", `no answer in ${timeoutMs} ms`)),
@@ -117,14 +137,20 @@ export class Connection {
           );
         }),
       ]);
-      // Handshake now, so a certificate problem is reported as such, not as a lost connection.
-      if (tlsCa) await (conn as Deno.TlsConn).handshake();
       connection = new Connection(host, port, conn, opts);
     } catch (err) {
+      // Whatever was opened goes, now or when it comes (a connect that ends after the deadline).
+      closeQuietly(opened);
+      connecting.then(closeQuietly, () => {});
       const yerr = toYakError(err);
       // Nothing listens there (unlike silence, which may be a busy or paused peer): discovery may act on it at once.
       const refused = err instanceof Deno.errors.ConnectionRefused ? { refused: true } : undefined;
-      throw new YakError("CONNECTION", `cannot connect to ${host}:${port} (${yerr.message})`, refused);
+      // A server without a certificate closes a TLS handshake at once (yak's say so in their logs). Still
+      // retried: a server that dies during the handshake looks the same.
+      const tls = handshaking && !(err instanceof YakError) && !/certificate/i.test(yerr.message)
+        ? "; the TLS handshake got no TLS answer: does the server have --tls-cert, or should this client not use --tls-ca?"
+        : "";
+      throw new YakError("CONNECTION", `cannot connect to ${host}:${port} (${yerr.message}${tls})`, refused);
     } finally {
       clearTimeout(timer);
     }

@@ -176,6 +176,8 @@ export function serve(opts: ServeOptions): Server {
   };
 }
 
+/** The first byte of a TLS handshake record. */
+const TLS_HANDSHAKE = 0x16;
 const NEWLINE = 10;
 const decoder = new TextDecoder();
 /** One connection of the native protocol: newline-ended JSON requests, answered as each is ready. */
@@ -191,6 +193,8 @@ class NativeCodec implements Codec {
   readonly closed: () => void;
   /** Bytes past the frame's start already known to hold no newline. */
   #scanned = 0;
+  /** Nothing read yet on this connection: a TLS client here is told at once (see split). */
+  #first = true;
 
   constructor(
     session: Session,
@@ -208,6 +212,18 @@ class NativeCodec implements Codec {
   }
 
   split(buf: Uint8Array, at: number, have: number, maxBytes: number): Split {
+    if (this.#first && have - at >= 2) {
+      this.#first = false;
+      // A TLS handshake record (0x16, then version 3.x) on a plain port: the client has a CA and this server no
+      // certificate. Closed at once, and said here: the client waited for an answer until the auth deadline.
+      if (buf[at] === TLS_HANDSHAKE && buf[at + 1] === 0x03) {
+        this.#opts.onError?.("TLS client on a plain-TCP port", {
+          remote: this.#session.remote,
+          hint: "this server has no --tls-cert, or the client should not use --tls-ca",
+        });
+        return { kind: "refuse", answer: null };
+      }
+    }
     const nl = buf.subarray(0, have).indexOf(NEWLINE, at + this.#scanned);
     // A frame that announces an attachment ends after it: the line and its bytes count against one frame's limit.
     const attached = nl === -1 ? 0 : announcedAttachmentBytes(buf, at, nl);
