@@ -167,6 +167,16 @@ Deno.test("yak consume: --offset per partition, --exit-at-end, formats, several 
         } finally {
           await reader.stop();
         }
+        // No topic matches when it starts, and no --from-beginning: the first match, made after it started,
+        // is read from its start, as a named topic made later is (before: from its end, 'one' never shown).
+        const first = new Proc("regex-first", ["consume", "--topic-regex", "z-.*", "--format", "%t %v\\n", ...zk]);
+        try {
+          await first.waitFor(/no topic matches .*z-.* yet/, 20_000);
+          assert.equal((await yak(["produce", "--topic", "z-new", "--message", "one", ...zk])).code, 0);
+          await first.waitFor(/^z-new one$/, 20_000);
+        } finally {
+          await first.stop();
+        }
       });
     } finally {
       await cluster.stop();

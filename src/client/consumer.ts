@@ -365,10 +365,16 @@ export class Consumer {
       throw new YakError("INVALID_ARGUMENT", "a partition can be chosen only when reading one topic");
     }
     let topics = named;
+    let madeSince: string[] = [];
     if (opts.topicPattern !== undefined) {
-      topics = [...new Set([...named, ...await Consumer.#matching(opts)])].sort();
+      const matching = await Consumer.#matching(opts);
+      topics = [...new Set([...named, ...matching.topics])].sort();
+      if (matching.waited) madeSince = matching.topics;
     }
     const c = new Consumer(opts, topics);
+    // Made after this consumer started (it waited for a match): read from their start, as a named topic
+    // that did not exist yet is, and as later matches are. Before, the first match was read from its end.
+    for (const t of madeSince) c.#topics.get(t)!.wasMissing = true;
     try {
       // The first join reaches the cluster within the first-connect deadline, like the first connection.
       await c.#member?.join(opts.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
@@ -380,16 +386,20 @@ export class Consumer {
     return c;
   }
 
-  /** The topics matching the pattern now (waiting, up to the first-connect deadline, for one to exist). */
-  static async #matching(o: ConsumerOptions): Promise<string[]> {
+  /**
+   * The topics matching the pattern now (waiting, up to the first-connect
+   * deadline, for one to exist), and whether it waited: then they were made
+   * after this consumer started.
+   */
+  static async #matching(o: ConsumerOptions): Promise<{ topics: string[]; waited: boolean }> {
     const firstMs = o.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs;
     const { conn } = await connectLeader(o.bootstrap, monotonicMs() + firstMs, o.onRetry);
     const deadline = monotonicMs() + (o.topicWaitMs ?? firstMs);
     try {
-      while (true) {
+      for (let waited = false;; waited = true) {
         const meta = await conn.request({ type: "metadata" }, o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs);
         const found = Object.keys(meta.topics as Record<string, number>).filter((t) => o.topicPattern!.test(t));
-        if (found.length > 0 || o.topics?.length || o.topic !== undefined) return found;
+        if (found.length > 0 || o.topics?.length || o.topic !== undefined) return { topics: found, waited };
         const why = `no topic matches /${o.topicPattern!.source}/ yet`;
         if (monotonicMs() > deadline) throw new YakError("UNKNOWN_TOPIC", why);
         o.onRetry?.(why);
