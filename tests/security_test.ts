@@ -36,9 +36,11 @@ Deno.test("--auth-token: connections without the token are refused and logged, t
     assert.match(denied.stderr, /auth token/);
     assert.doesNotMatch(denied.stderr, /\n\s+at /);
 
+    assert.match(denied.stderr, /needs an auth token/);
     const wrong = await yak(["status", "--auth-token", "not-it", ...cluster.zkFlag]);
     assert.notEqual(wrong.code, 0);
-    assert.match(wrong.stderr, /auth token/);
+    assert.match(wrong.stderr, /refused the auth token given/);
+    assert.doesNotMatch(wrong.stderr, /not-it/);
 
     const lease = await cluster.lease();
     const raw = await rawExchange(lease.port, '{"id":1,"type":"metadata"}');

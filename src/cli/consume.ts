@@ -46,9 +46,10 @@ long with nothing new; --max-messages after N records.
 --format value (default) prints values, one per line; with --print-timestamp
 and --print-key as kafka-console-consumer does ('CreateTime:TS<tab>KEY<tab>VALUE',
 --key-separator instead of the tab). --format json prints one JSON object per
-record (topic, partition, offset, epoch, ts, key, headers if any, value). A TEMPLATE is printed
-per record as kcat -f does: %t topic, %p partition, %o offset, %k key, %v value,
-%T timestamp (ms), %h headers, %K and %S key and value length, %% a percent;
+record (topic, partition, offset, epoch, ts, key, headers if any, value). A
+TEMPLATE is printed per record like kcat -f (but the value is %v, kcat's %s):
+%t topic, %p partition, %o offset, %k key, %v value, %T timestamp (ms),
+%h headers, %K and %S key and value length, %% a percent;
 \\n \\t \\\\ escapes (add \\n yourself).
 --isolation-level read_committed (the default) shows a transaction's records
 only once it commits, never those of an aborted one, and stops where an

@@ -64,7 +64,7 @@ export async function transactionsCommand(args: string[]): Promise<number> {
     console.log(JSON.stringify(rows, null, 2));
     return 0;
   }
-  console.log(renderTransactions(rows));
+  console.log(renderTransactions(rows, values.open === true));
   return 0;
 }
 
@@ -79,10 +79,11 @@ export async function transactionsCommand(args: string[]): Promise<number> {
  * const text = renderTransactions([{ id: "loader", state: "Ongoing", producer: "p3", epoch: 1, timeoutMs: 60000,
  *   startedAt: 0, ageMs: 2500, partitions: ["t/0"], groups: [] }]);
  * assert.match(text, /loader +Ongoing +p3 +1 +60.0 s +2.5 s +t\/0/);
+ * assert.equal(renderTransactions([], true), "no open transactions"); // --open, and none is open
  * ```
  */
-export function renderTransactions(rows: readonly TransactionRow[]): string {
-  if (rows.length === 0) return "no transactional ids";
+export function renderTransactions(rows: readonly TransactionRow[], open = false): string {
+  if (rows.length === 0) return open ? "no open transactions" : "no transactional ids";
   const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   return table([
     ["TRANSACTIONAL ID", "STATE", "PRODUCER", "EPOCH", "TIMEOUT", "OPEN FOR", "PARTITIONS"],

@@ -98,7 +98,10 @@ export async function askZookeeper(
       );
     }
     if (yerr.code === "CONNECTION" || yerr.code === "TIMEOUT") {
-      throw new YakError(yerr.code, `the zookeeper at ${addr(zk)} does not answer (nothing within ${timeoutMs} ms)`);
+      throw new YakError(
+        yerr.code,
+        `the zookeeper at ${addr(zk)} does not answer (nothing within ${Math.round(timeoutMs)} ms)`,
+      );
     }
     if (yerr.code === "UNKNOWN_REQUEST" || yerr.code === "INVALID_REQUEST") throw notZookeeper(zk, null);
     if (yerr.data?.kafkaPort === true) {

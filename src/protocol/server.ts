@@ -273,7 +273,13 @@ class NativeCodec implements Codec {
       remote: this.#session.remote,
     });
     this.closing = true;
-    const err = new YakError("UNAUTHORIZED", "this server needs an auth token (--auth-token or YAK_AUTH_TOKEN)");
+    // A wrong token and none are told apart (never which bytes differed): one is a typo, the other a missing flag.
+    const err = new YakError(
+      "UNAUTHORIZED",
+      req.type === "auth"
+        ? "this server refused the auth token given (--auth-token or YAK_AUTH_TOKEN): not its token"
+        : "this server needs an auth token (--auth-token or YAK_AUTH_TOKEN)",
+    );
     return encodeError(req.id, err) + "\n";
   }
 
