@@ -50,6 +50,13 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return { host, port };
 }
 
+/** Closes a socket that may be closed already (or absent). */
+function closeQuietly(conn: Deno.Conn | null): void {
+  try {
+    conn?.close();
+  } catch { /* closed already */ }
+}
+
 /**
  * One TCP connection to a broker or the zookeeper.
  *
@@ -66,13 +73,6 @@ export function parseHostPort(text: string): { host: string; port: number } {
  * await server.close();
  * ```
  */
-/** Closes a socket that may be closed already (or absent). */
-function closeQuietly(conn: Deno.Conn | null): void {
-  try {
-    conn?.close();
-  } catch { /* closed already */ }
-}
-
 export class Connection {
   readonly host: string;
   readonly port: number;

@@ -217,7 +217,8 @@ class NativeCodec implements Codec {
       // A TLS handshake record (0x16, then version 3.x) on a plain port: the client has a CA and this server no
       // certificate. Closed at once, and said here: the client waited for an answer until the auth deadline.
       if (buf[at] === TLS_HANDSHAKE && buf[at + 1] === 0x03) {
-        this.#opts.onError?.("TLS client on a plain-TCP port", {
+        // Named once per address, then counted (a client retries), as refused tokens are.
+        this.#refusals.note(peerAddress(this.#session.remote), "TLS client on a plain-TCP port", {
           remote: this.#session.remote,
           hint: "this server has no --tls-cert, or the client should not use --tls-ca",
         });
