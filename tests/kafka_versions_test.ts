@@ -590,6 +590,17 @@ Deno.test("the newest advertised Kafka API versions, field by field, on a live b
         const left = [r.int16(), r.array((r) => [r.string(), r.nullableString(), r.int16()])];
         ends(r);
         assert.deepEqual(left, [0, [[member, null, 0]]]);
+        // Emptied, with its commits kept: still a consumer group, as ListGroups says and Kafka keeps it.
+        r = await k.call(15, 5, true, (w) => w.stringArray(["g1"]).bool(false));
+        r.int32();
+        const emptied = r.array((r) => {
+          const head = [r.int16(), r.string(), r.string(), r.string(), r.string()];
+          r.array((r) => [r.string(), r.nullableString(), r.string(), r.string(), r.bytes(), r.bytes()]);
+          r.int32();
+          return head;
+        });
+        ends(r);
+        assert.deepEqual(emptied, [[0, "g1", "Empty", "consumer", ""]]);
       });
 
       await t.step(

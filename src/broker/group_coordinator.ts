@@ -1037,7 +1037,9 @@ export class GroupCoordinator {
         group,
         state: known ? "Empty" : "Dead",
         generation: 0,
-        protocolType: "",
+        // Only its commits are known: a consumer group's, as ListGroups says too (Kafka keeps the type of an
+        // emptied group; kafkajs showed '' here after kcat and yak consume had left).
+        protocolType: known ? "consumer" : "",
         protocol: "",
         leaderId: "",
         members: [],
