@@ -4,11 +4,13 @@
  * force at its log start across a restart, and rejoins the in-sync set. Found
  * by a walk through docs/GUIDE.md: the restarted broker's recovery dropped the
  * entry (it starts at the log end), so it asked the leader where epoch -1
- * ends, was refused, and retried forever out of the in-sync set.
+ * ends, was refused, and retried forever out of the in-sync set. And records
+ * deleted to the end of a segment that was still the active one: once a roll
+ * closes it, every replica deletes it, not the leader alone.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { TestCluster, withDeadline, yak } from "./harness.ts";
+import { eventually, TestCluster, withDeadline, yak } from "./harness.ts";
 
 async function epochsOf(cluster: TestCluster, id: number): Promise<unknown> {
   return JSON.parse(await Deno.readTextFile(join(cluster.topicsDir(id), "r", "0", "leader-epochs.json")));
@@ -75,3 +77,55 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     });
   });
 }
+
+/** The segment files of t/0 on broker `id`, sorted. */
+async function segmentFiles(cluster: TestCluster, id: number): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(join(cluster.topicsDir(id), "t", "0"))) {
+    if (/\.(jsonl|index)$/.test(e.name)) names.push(e.name);
+  }
+  return names.sort();
+}
+
+Deno.test("records deleted to the end of the active segment: once it is closed, every replica deletes it", async () => {
+  await withDeadline(90_000, "segments below the log start", async () => {
+    const cluster = await TestCluster.start({
+      brokers: 3,
+      partitions: 1,
+      brokerArgs: ["--retention-check-ms", "300"],
+    });
+    try {
+      const topic = ["--topic", "t"];
+      const created = await yak(["topics", "--create", "t", "--config", "segment.bytes=1024", ...cluster.zkFlag]);
+      assert.equal(created.code, 0, created.stderr);
+      // One batch: the only segment is past segment.bytes, and still the active one when its records go.
+      const lines = Array.from({ length: 200 }, (_, i) => `${i}`).join("\n") + "\n";
+      assert.equal((await yak(["produce", ...topic, "--acks", "all", ...cluster.zkFlag], { stdin: lines })).code, 0);
+      const deleted = await yak([
+        "topics",
+        "--delete-records",
+        "t",
+        "--partition",
+        "0",
+        "--offset",
+        "-1",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(deleted.code, 0, deleted.stderr);
+      // The next append rolls every replica to a segment at 200; the one below the start must go everywhere.
+      assert.equal((await yak(["produce", ...topic, "--acks", "all", "--message", "next", ...cluster.zkFlag])).code, 0);
+      const expected = ["00000000000000000200.index", "00000000000000000200.jsonl"];
+      // Before, the leader's retention pass deleted its own and the followers kept theirs for good.
+      await eventually(
+        async () =>
+          (await Promise.all([1, 2, 3].map((id) => segmentFiles(cluster, id)))).every((f) =>
+            f.join() === expected.join()
+          ),
+        20_000,
+        "every replica holds only the segment at 200",
+      );
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

@@ -144,3 +144,21 @@ Deno.test("a leader whose lease lapses answers its waiting acks=all requests at 
       await c.stop();
     }
   }));
+
+Deno.test("a leader that stops while the zookeeper is gone says it handed leadership to nobody", async () => {
+  await withDeadline(60_000, "leave without a zookeeper", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    try {
+      cluster.zk.kill("SIGKILL");
+      await cluster.zk.status;
+      await cluster.brokers.get(1)!.stop();
+      const log = (await Deno.readTextFile(join(cluster.dir, "broker-1", "broker.log"))).trim().split("\n")
+        .map((l) => JSON.parse(l));
+      const left = log.filter((e) => e.event === "left_cluster").at(-1);
+      // Before: handedTo=1, itself, as if the zookeeper had answered.
+      assert.deepEqual([left?.role, left?.handedTo, left?.told], ["leader", null, false]);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

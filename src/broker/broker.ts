@@ -809,8 +809,9 @@ export class Broker implements BrokerContext {
     }
     this.log.write("left_cluster", {
       role: wasLeader ? "leader" : "follower",
-      // A follower hands nothing over: no field, not `handedTo=undefined` in the readable log.
-      ...(wasLeader ? { handedTo: this.#leader?.id ?? null } : {}),
+      // A follower hands nothing over: no field, not `handedTo=undefined` in the readable log. A leader the
+      // zookeeper did not answer handed nothing over either (it said handedTo=<itself>).
+      ...(wasLeader ? { handedTo: lease !== null ? this.#leader?.id ?? null : null } : {}),
       told: lease !== null,
       ms: Math.round(performance.now() - startedMs),
     });

@@ -336,10 +336,13 @@ export class ReplicaFetcher {
       }
     }
     // The leader's log start moved (retention, deleted records): move ours there too (deleting the same
-    // segments), or start over there when our whole log lies below it.
+    // segments), or start over there when our whole log lies below it. At the same start, segments a roll
+    // closed below it since are deleted: the leader's retention pass deletes its own, and a follower's
+    // stayed for good (records deleted to the end of an active segment: the replicas' files differed).
     for (const [key, start] of reply.logStart) {
       const log = b.store.byKey(key)?.log;
-      if (!log || log.fenced || start <= log.logStartOffset) continue;
+      if (!log || log.fenced || start < log.logStartOffset) continue;
+      if (start === log.logStartOffset && !log.hasSegmentsBelowStart) continue;
       if (log.logEndOffset < start) await log.resetTo(start, "behind the leader's log start");
       else await log.advanceLogStart(start, "the leader's log start");
     }

@@ -795,6 +795,15 @@ export class PartitionLog {
     await saveCleanState(this.dir, this.#cleanState);
   }
 
+  /**
+   * Whole segments lie below the log start: it moved while the segment it
+   * fell in was still the active one, which a later roll closed. The next
+   * move of the start (or the same start again) deletes them.
+   */
+  get hasSegmentsBelowStart(): boolean {
+    return this.#segments.length > 1 && this.#segments[1].base <= this.logStartOffset;
+  }
+
   /** The last cleaning carried out here, or null (see clean_state.ts). */
   get cleanState(): CleanState | null {
     return this.#cleanState;
