@@ -96,7 +96,16 @@ Deno.test("records deleted to the end of the active segment: once it is closed, 
     });
     try {
       const topic = ["--topic", "t"];
-      const created = await yak(["topics", "--create", "t", "--config", "segment.bytes=1024", ...cluster.zkFlag]);
+      const created = await yak([
+        "topics",
+        "--create",
+        "t",
+        "--partitions",
+        "1",
+        "--config",
+        "segment.bytes=1024",
+        ...cluster.zkFlag,
+      ]);
       assert.equal(created.code, 0, created.stderr);
       // One batch: the only segment is past segment.bytes, and still the active one when its records go.
       const lines = Array.from({ length: 200 }, (_, i) => `${i}`).join("\n") + "\n";
@@ -116,14 +125,17 @@ Deno.test("records deleted to the end of the active segment: once it is closed, 
       assert.equal((await yak(["produce", ...topic, "--acks", "all", "--message", "next", ...cluster.zkFlag])).code, 0);
       const expected = ["00000000000000000200.index", "00000000000000000200.jsonl"];
       // Before, the leader's retention pass deleted its own and the followers kept theirs for good.
+      let seen: string[][] = [];
       await eventually(
-        async () =>
-          (await Promise.all([1, 2, 3].map((id) => segmentFiles(cluster, id)))).every((f) =>
-            f.join() === expected.join()
-          ),
+        async () => {
+          seen = await Promise.all([1, 2, 3].map((id) => segmentFiles(cluster, id)));
+          return seen.every((f) => f.join() === expected.join());
+        },
         20_000,
         "every replica holds only the segment at 200",
-      );
+      ).catch((err) => {
+        throw new Error(`${err.message}; brokers 1-3 hold ${JSON.stringify(seen)}`);
+      });
     } finally {
       await cluster.stop();
     }
