@@ -12,6 +12,22 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { eventually, TestCluster, withDeadline, yak } from "./harness.ts";
 
+/** `yak topics --delete-records T --partition 0 --offset -1`: every record of partition 0, up to its high watermark. */
+async function deleteToEnd(cluster: TestCluster, topic: string): Promise<{ stdout: string }> {
+  const deleted = await yak([
+    "topics",
+    "--delete-records",
+    topic,
+    "--partition",
+    "0",
+    "--offset",
+    "-1",
+    ...cluster.zkFlag,
+  ]);
+  assert.equal(deleted.code, 0, deleted.stderr);
+  return deleted;
+}
+
 async function epochsOf(cluster: TestCluster, id: number): Promise<unknown> {
   return JSON.parse(await Deno.readTextFile(join(cluster.topicsDir(id), "r", "0", "leader-epochs.json")));
 }
@@ -32,17 +48,7 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
           ...cluster.zkFlag,
         ]);
         assert.equal(produced.code, 0, produced.stderr);
-        const deleted = await yak([
-          "topics",
-          "--delete-records",
-          "r",
-          "--partition",
-          "0",
-          "--offset",
-          "-1",
-          ...cluster.zkFlag,
-        ]);
-        assert.equal(deleted.code, 0, deleted.stderr);
+        const deleted = await deleteToEnd(cluster, "r");
         assert.match(deleted.stdout, /below offset 2: its log start is 2 on every in-sync replica/);
         const lease = await cluster.lease();
         const follower = [...cluster.brokers.keys()].find((id) => id !== lease.leaderId)!;
@@ -110,17 +116,7 @@ Deno.test("records deleted to the end of the active segment: once it is closed, 
       // One batch: the only segment is past segment.bytes, and still the active one when its records go.
       const lines = Array.from({ length: 200 }, (_, i) => `${i}`).join("\n") + "\n";
       assert.equal((await yak(["produce", ...topic, "--acks", "all", ...cluster.zkFlag], { stdin: lines })).code, 0);
-      const deleted = await yak([
-        "topics",
-        "--delete-records",
-        "t",
-        "--partition",
-        "0",
-        "--offset",
-        "-1",
-        ...cluster.zkFlag,
-      ]);
-      assert.equal(deleted.code, 0, deleted.stderr);
+      await deleteToEnd(cluster, "t");
       // The next append rolls every replica to a segment at 200; the one below the start must go everywhere.
       assert.equal((await yak(["produce", ...topic, "--acks", "all", "--message", "next", ...cluster.zkFlag])).code, 0);
       const expected = ["00000000000000000200.index", "00000000000000000200.jsonl"];
