@@ -1136,9 +1136,7 @@ export function readLine(b: Uint8Array, s: number, f: LineFields): number {
     // Where the fields read in place end: a sealed line's checksum field and its closing brace come next.
     const rest = cursor;
     const nl = rest + CRC_TAIL_BYTES;
-    if (b[nl] === NEWLINE && b[nl - 1] === CLOSE_BRACE && b[nl - 2] === QUOTE && startsAt(b, rest, CRC_FIELD)) {
-      return nl;
-    }
+    if (b[nl] === NEWLINE && endsSealed(b, nl)) return nl;
     const e = b.indexOf(NEWLINE, rest);
     return e === -1 ? b.length : e;
   }
@@ -1369,6 +1367,11 @@ export function sealLines(bytes: Uint8Array, lineCount?: number): Uint8Array {
   return w.done();
 }
 
+/** Whether the line ending at `e` (its newline) ends in a checksum field: `,"crc":"<8 hex>"}` (the digits not read). */
+function endsSealed(b: Uint8Array, e: number): boolean {
+  return b[e - 1] === CLOSE_BRACE && b[e - 2] === QUOTE && startsAt(b, e - CRC_TAIL_BYTES, CRC_FIELD);
+}
+
 /** The value of each byte as a lower-case hex digit, -1 for the rest. */
 const HEX_VALUE: Int8Array = (() => {
   const v = new Int8Array(256).fill(-1);
@@ -1398,7 +1401,7 @@ const HEX_VALUE: Int8Array = (() => {
 export function verifyLine(b: Uint8Array, s: number, e: number, offset: number): "sealed" | "unsealed" | "damaged" {
   if (e <= s || b[e - 1] !== CLOSE_BRACE) return "damaged";
   const t = e - CRC_TAIL_BYTES;
-  if (t > s && b[e - 2] === QUOTE && startsAt(b, t, CRC_FIELD)) {
+  if (t > s && endsSealed(b, e)) {
     let want = 0;
     for (let k = t + CRC_FIELD.length; k < e - 2; k++) {
       const d = HEX_VALUE[b[k]];
