@@ -350,8 +350,10 @@ export const DEFAULTS = {
  * short-lived garbage (request frames, batches) fast, and V8's default young
  * generation on a large machine grows the process by a hundred MB for no
  * speed (the benchmark: same throughput with 8 MiB semi-spaces, leader peak
- * RSS 235 -> 175 MB). Like Kafka's heap options, it must be given at launch;
- * deno.json's tasks and ./yak repeat it. `--allow-sys=uid` is for the
+ * RSS 235 -> 175 MB). `--expose-gc` lets a broker scavenge when its
+ * ArrayBuffers grow (src/broker/young_gc.ts: a follower's peak RSS about
+ * 150 -> 115 MB). Like Kafka's heap options, they must be given at launch;
+ * deno.json's tasks and ./yak repeat them. `--allow-sys=uid` is for the
  * process's own user id alone: a data root of another user is refused;
  * `statfs` for the size and free bytes of the file system a broker's data
  * is on (Kafka's DescribeLogDirs).
@@ -363,5 +365,5 @@ export const RUN_FLAGS = [
   "--allow-env",
   "--allow-run",
   "--allow-sys=uid,statfs",
-  "--v8-flags=--max-semi-space-size=8",
+  "--v8-flags=--max-semi-space-size=8,--expose-gc",
 ] as const;

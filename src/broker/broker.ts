@@ -35,6 +35,7 @@ import type { Damage, Fence, LogOptions, PartitionLog, ReadResult } from "../log
 import type { BrokerStatus, DamageStatus, FencedStatus, TransactionStatus } from "../protocol/status.ts";
 import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
 import { monotonicMs } from "../clock.ts";
+import { exposedGc, YoungCollector } from "./young_gc.ts";
 
 /** Written at the end of a clean stop, removed at start: its absence means every segment is checked. */
 const CLEAN_SHUTDOWN_FILE = "clean-shutdown";
@@ -156,6 +157,7 @@ export class Broker implements BrokerContext {
   #lastLease: Lease | null = null;
   #isrTimer: ReturnType<typeof setInterval> | undefined;
   #lagTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #young = new YoungCollector();
   #isrProposal: Promise<unknown> | null = null;
   /** Set by a clean stop: no new writes, no new roles. */
   #stopping = false;
@@ -239,6 +241,8 @@ export class Broker implements BrokerContext {
       pid: Deno.pid,
       topics: store.topicNames().length,
       logEndTotal: store.logEndTotal(),
+      // Off when started without --v8-flags=--expose-gc (young_gc.ts): more memory, nothing else.
+      youngGc: exposedGc() !== null ? "on" : "off",
     });
     broker.#joinCluster();
     broker.#startTimers();
@@ -322,6 +326,8 @@ export class Broker implements BrokerContext {
       Math.max(50, this.opts.heartbeatMs),
     );
     this.#compactor.start();
+    // Followers only: a leader's own JavaScript garbage scavenges it often enough (young_gc.ts).
+    this.#young.start(() => this.#role === "follower", () => this.metrics.youngCollections++);
     if (this.opts.scrubBytesPerSec > 0) {
       this.#scrubber = new Scrubber(this.store, {
         bytesPerSec: this.opts.scrubBytesPerSec,
@@ -790,6 +796,7 @@ export class Broker implements BrokerContext {
   async stop(): Promise<void> {
     clearInterval(this.#isrTimer);
     clearInterval(this.#lagTimer);
+    this.#young.stop();
     const wasLeader = this.#role === "leader";
     this.#stopping = true; // requireLeader refuses from here: no new appends
     const startedMs = performance.now();

@@ -105,6 +105,8 @@ export class BrokerMetrics {
   cleanerBytesRead = 0;
   cleanerBytesWritten = 0;
   cleanerRecordsRemoved = 0;
+  /** Scavenges started because the process's ArrayBuffers grew (young_gc.ts). */
+  youngCollections = 0;
 
   #topic(name: string): TopicTraffic {
     let t = this.#topics.get(name);
@@ -269,7 +271,7 @@ export function renderMetrics(m: BrokerMetrics, g: BrokerGauges): string {
   writeRole(out, g);
   writePartitions(out, g);
   writeGroupLag(out, g);
-  writeMemory(out, g);
+  writeMemory(out, m, g);
   writeCleaner(out, m, g);
   return out.toString();
 }
@@ -411,11 +413,16 @@ function writeGroupLag(out: PromText, g: BrokerGauges): void {
   }
 }
 
-function writeMemory(out: PromText, g: BrokerGauges): void {
+function writeMemory(out: PromText, m: BrokerMetrics, g: BrokerGauges): void {
   out.family("yak_process_resident_memory_bytes", "gauge", "Resident set size of the broker process.")
     .sample("yak_process_resident_memory_bytes", g.memory.rss);
   out.family("yak_process_heap_used_bytes", "gauge", "V8 heap in use.")
     .sample("yak_process_heap_used_bytes", g.memory.heapUsed);
   out.family("yak_process_heap_total_bytes", "gauge", "V8 heap reserved.")
     .sample("yak_process_heap_total_bytes", g.memory.heapTotal);
+  out.family(
+    "yak_young_collections_total",
+    "counter",
+    "Scavenges of V8's young generation this broker started as a follower because its ArrayBuffers grew by 16 MiB.",
+  ).sample("yak_young_collections_total", m.youngCollections);
 }
