@@ -35,7 +35,7 @@ import type { Damage, Fence, LogOptions, PartitionLog, ReadResult } from "../log
 import type { BrokerStatus, DamageStatus, FencedStatus, TransactionStatus } from "../protocol/status.ts";
 import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
 import { monotonicMs } from "../clock.ts";
-import { exposedGc, YoungCollector } from "./young_gc.ts";
+import { YoungCollector } from "./young_gc.ts";
 
 /** Written at the end of a clean stop, removed at start: its absence means every segment is checked. */
 const CLEAN_SHUTDOWN_FILE = "clean-shutdown";
@@ -242,7 +242,7 @@ export class Broker implements BrokerContext {
       topics: store.topicNames().length,
       logEndTotal: store.logEndTotal(),
       // Off when started without --v8-flags=--expose-gc (young_gc.ts): more memory, nothing else.
-      youngGc: exposedGc() !== null ? "on" : "off",
+      youngGc: broker.#young.available ? "on" : "off",
     });
     broker.#joinCluster();
     broker.#startTimers();
@@ -326,8 +326,6 @@ export class Broker implements BrokerContext {
       Math.max(50, this.opts.heartbeatMs),
     );
     this.#compactor.start();
-    // Followers only: a leader's own JavaScript garbage scavenges it often enough (young_gc.ts).
-    this.#young.start(() => this.#role === "follower", () => this.metrics.youngCollections++);
     if (this.opts.scrubBytesPerSec > 0) {
       this.#scrubber = new Scrubber(this.store, {
         bytesPerSec: this.opts.scrubBytesPerSec,
@@ -692,7 +690,10 @@ export class Broker implements BrokerContext {
     // from the damaged log end would count this replica as in sync.
     await this.#cutDamaged();
     this.#role = "follower";
-    this.#fetcher = new ReplicaFetcher(this, leaderInfo);
+    // A follower's fetch replies are most of its garbage; a leader's own JavaScript garbage scavenges it often enough.
+    this.#fetcher = new ReplicaFetcher(this, leaderInfo, undefined, () => {
+      if (this.#young.check()) this.metrics.youngCollections++;
+    });
     this.#fetcher.start();
   }
 
@@ -796,7 +797,6 @@ export class Broker implements BrokerContext {
   async stop(): Promise<void> {
     clearInterval(this.#isrTimer);
     clearInterval(this.#lagTimer);
-    this.#young.stop();
     const wasLeader = this.#role === "leader";
     this.#stopping = true; // requireLeader refuses from here: no new appends
     const startedMs = performance.now();

@@ -193,11 +193,19 @@ export class ReplicaFetcher {
    * acks=all on a replica that cannot keep up.
    */
   #writeFailing = false;
+  /** Called after each fetch whose answer was taken (the broker's young-generation check, young_gc.ts). */
+  readonly #afterFetch: () => void;
 
-  constructor(b: BrokerContext, leader: LeaderInfo, open: OpenLeaderEndpoint = RemoteLeaderEndpoint.opener(b.opts)) {
+  constructor(
+    b: BrokerContext,
+    leader: LeaderInfo,
+    open: OpenLeaderEndpoint = RemoteLeaderEndpoint.opener(b.opts),
+    afterFetch: () => void = () => {},
+  ) {
     this.#b = b;
     this.leader = leader;
     this.#open = open;
+    this.#afterFetch = afterFetch;
   }
 
   start(): void {
@@ -222,7 +230,10 @@ export class ReplicaFetcher {
           await this.#truncateToLeader(leader);
           reconciled = true;
         }
-        while (!this.#stopped) await this.#fetchOnce(leader);
+        while (!this.#stopped) {
+          await this.#fetchOnce(leader);
+          this.#afterFetch();
+        }
       } catch (err) {
         if (this.#stopped) break;
         const yerr = toYakError(err);

@@ -19,6 +19,9 @@
  * against 145-169 MB) and 5-9 mark-compacts more, as objects that live
  * through an `acks=all` wait were promoted. So only a follower does it.
  *
+ * The follower reads the growth after each fetch reply it appends (about
+ * 10 us a reading), so an idle broker does nothing.
+ *
  * V8 gives the means only to a process started with `--expose-gc`
  * (RUN_FLAGS, ./yak, deno.json's tasks and `deno task compile` give it);
  * without it nothing runs, and the broker works as before, with more memory.
@@ -28,8 +31,6 @@
 
 /** Growth of the process's ArrayBuffers that starts a scavenge. */
 export const YOUNG_GC_STEP_BYTES = 16 * 1024 * 1024;
-/** How often the growth is read (about 10 us a reading). */
-export const YOUNG_GC_TICK_MS = 10;
 
 /**
  * Says when to scavenge: once the bytes read have grown by `step` above the
@@ -77,45 +78,33 @@ export function exposedGc(): ExposedGc | null {
 }
 
 /**
- * Reads the process's ArrayBuffer bytes every {@link YOUNG_GC_TICK_MS} and
- * scavenges at each {@link YOUNG_GC_STEP_BYTES} of growth while asked to.
+ * Scavenges at each {@link YOUNG_GC_STEP_BYTES} of the process's ArrayBuffer
+ * growth, read when {@link check} is called.
  *
  * @example
  * ```ts ignore
  * const young = new YoungCollector();
- * let scavenges = 0;
- * young.start(() => true, () => scavenges++); // false without --expose-gc
- * young.stop();
+ * // after each fetch reply appended:
+ * if (young.check()) scavenges++; // never true without --expose-gc
  * ```
  */
 export class YoungCollector {
-  #timer: ReturnType<typeof setInterval> | undefined;
+  readonly #gc = exposedGc();
+  readonly #trigger: GrowthTrigger;
 
-  /**
-   * Starts the readings: scavenges while `active()` says so, calling
-   * `onCollect` at each. False (and nothing runs) when V8's `gc` is not
-   * exposed.
-   */
-  start(
-    active: () => boolean,
-    onCollect: () => void,
-    step = YOUNG_GC_STEP_BYTES,
-    tickMs = YOUNG_GC_TICK_MS,
-  ): boolean {
-    const gc = exposedGc();
-    if (gc === null || this.#timer !== undefined) return gc !== null;
-    const trigger = new GrowthTrigger(step);
-    this.#timer = setInterval(() => {
-      if (!trigger.observe(Deno.memoryUsage().external) || !active()) return;
-      gc({ type: "minor" });
-      onCollect();
-    }, tickMs);
-    Deno.unrefTimer(this.#timer);
-    return true;
+  constructor(step = YOUNG_GC_STEP_BYTES) {
+    this.#trigger = new GrowthTrigger(step);
   }
 
-  stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+  /** False when the process was started without `--expose-gc`: {@link check} does nothing. */
+  get available(): boolean {
+    return this.#gc !== null;
+  }
+
+  /** Reads the ArrayBuffer bytes and scavenges if they grew by a step; true when it did. */
+  check(): boolean {
+    if (this.#gc === null || !this.#trigger.observe(Deno.memoryUsage().external)) return false;
+    this.#gc({ type: "minor" });
+    return true;
   }
 }
