@@ -487,7 +487,8 @@ class LineWriter {
   /** Ends the line that began at `start` with its checksum field: the CRC-32C of every byte before it. */
   seal(start: number): void {
     let crc = crc32cRange(this.buf, start, this.at);
-    this.need(CRC_TAIL_BYTES);
+    // The checksum field, its closing bytes and the newline (CRC_TAIL_BYTES leaves the newline out).
+    this.need(CRC_TAIL_BYTES + 1);
     this.bytes(CRC_FIELD);
     const b = this.buf;
     const o = this.at;

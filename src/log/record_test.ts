@@ -597,3 +597,31 @@ Deno.test("writeLines writes what writeBatch writes for the same values as recor
     }
   }
 });
+
+Deno.test("writeLines and writeBatch end every line in its newline, however full the buffer was before its checksum", () => {
+  // Values that escape to more than their bytes fill the writer's buffer to every possible point before a line's
+  // checksum; one left it exactly full but for the newline, which then was dropped (the next line glued on).
+  const encoder = new TextEncoder();
+  for (let escaped = 0; escaped < 400; escaped++) {
+    for (let plain = 0; plain < 8; plain++) {
+      const value = encoder.encode("\u0001".repeat(escaped) + "a".repeat(plain));
+      for (const count of [1, 2]) {
+        const lines = new Uint8Array(count * (value.length + 1));
+        for (let i = 0; i < count; i++) {
+          lines.set(value, i * (value.length + 1));
+          lines[(i + 1) * (value.length + 1) - 1] = 0x0a;
+        }
+        const records = Array.from({ length: count }, () => ({ key: null, rawValue: value }));
+        for (
+          const out of [writeLines(lines, count, 0, 1, TS, null, 0), writeBatch(records, 0, 1, TS, null, 0)]
+        ) {
+          const newlines = out.reduce((n, b) => n + (b === 0x0a ? 1 : 0), 0);
+          const where = `${escaped} escaped and ${plain} plain bytes, ${count} lines`;
+          assert.equal(newlines, count, where);
+          assert.equal(out[out.length - 1], 0x0a, where);
+          assert.equal(parseLines(new TextDecoder().decode(out)).length, count, where);
+        }
+      }
+    }
+  }
+});
