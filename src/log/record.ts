@@ -163,7 +163,10 @@ export function writeBatch(
     const r = records[i];
     chars += (r.keyB64 ?? r.key ?? "").length + (r.rawValue ?? r.valueB64 ?? r.value ?? "").length;
   }
-  const w = new LineWriter(chars + records.length * tail.lineBytes);
+  // What its lines need at most but for headers and escapes (the writer grows for those).
+  const fields = Math.max(head.length, epochTs.length + MAX_TS_DIGITS + 1) + KEY_B64_FIELD.length + 2 +
+    VALUE_B64_FIELD.length + 2;
+  const w = new LineWriter(chars + records.length * (lineFrameBytes(baseOffset, records.length) + fields) + tail.bytes);
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
     const start = w.at;
@@ -241,7 +244,13 @@ export function writeLines(
     `,"epoch":${epoch},"ts":${ts},${logAppendTime ? LOG_APPEND_TIME_TEXT : ""}"key":null,"value":"`,
   );
   const tail = new ProducerFields(producer, baseSeq, txnEpoch, count);
-  const w = new LineWriter(lines.length + count * tail.lineBytes);
+  // Exact for plain values: each value's bytes but its newline, in its line's fields; a sixteenth more for escapes
+  // before the writer has to grow. The buffer is what the tail cache holds, so room to spare is memory: 256 bytes a
+  // line made it half again the bytes written.
+  const w = new LineWriter(
+    lines.length - count + count * (lineFrameBytes(baseOffset, count) + head.length + 1) + tail.bytes +
+      (lines.length >> 4),
+  );
   const n = lines.length;
   let at = 0;
   for (let i = 0; i < count; i++) {
@@ -312,13 +321,17 @@ function moreLines(count: number): YakError {
 class ProducerFields {
   readonly #producerSeq: Uint8Array | null;
   readonly #txn: Uint8Array | null;
-  /** At most this many bytes a line, but its key and value. */
-  readonly lineBytes: number;
 
   constructor(producer: string | null, readonly baseSeq: number, txnEpoch: number | null, readonly count: number) {
     this.#producerSeq = producer === null ? null : encoder.encode(`,"producer":"${producer}","seq":`);
     this.#txn = txnEpoch === null ? null : encoder.encode(`,"pepoch":${txnEpoch},"txn":true`);
-    this.lineBytes = LINE_BYTES_BESIDES_DATA + (producer?.length ?? 0);
+  }
+
+  /** The bytes {@link write} adds to all `count` lines, at most. */
+  get bytes(): number {
+    if (this.#producerSeq === null) return 0;
+    const perLine = this.#producerSeq.length + decimalDigits(this.baseSeq + this.count - 1) + (this.#txn?.length ?? 0);
+    return this.count * perLine + BATCH_FIELD.length + decimalDigits(this.count);
   }
 
   /** Line `i`'s fields (none without a producer). */
@@ -334,8 +347,18 @@ class ProducerFields {
   }
 }
 
-/** Every byte of a line but its key, value and producer name, at most (offsets and timestamps of 16 digits, flags, checksum). */
-const LINE_BYTES_BESIDES_DATA = 256;
+/** The bytes of a line's offset field, checksum field and newline, at most, in a batch of `count` from `baseOffset`. */
+function lineFrameBytes(baseOffset: number, count: number): number {
+  return OFFSET_PREFIX.length + decimalDigits(baseOffset + count - 1) + CRC_TAIL_BYTES + 1;
+}
+
+/** The digits of `n` as LineWriter.uint writes it. */
+function decimalDigits(n: number): number {
+  return String(n).length;
+}
+
+/** A record's own timestamp, in ms, has at most this many digits (Kafka's are 64-bit; 2^53 has 16). */
+const MAX_TS_DIGITS = 16;
 const KEY_FIELD_COLON = encoder.encode('"key":');
 const KEY_B64_FIELD = encoder.encode('"keyB64":');
 const VALUE_FIELD_COLON = encoder.encode(',"value":');
