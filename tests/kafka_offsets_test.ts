@@ -95,3 +95,34 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name: "records whose timestamps lie 2^52 ms apart, produced one after the other, are read back by kcat",
+  ignore: skipWithout(missing),
+  fn: () =>
+    withDeadline(60_000, "far timestamps", async () => {
+      const c = await TestCluster.start({ brokers: 1 });
+      const k = await KafkaConn.open(c.kafkaPorts.get(1)!);
+      try {
+        // Kafka takes any producer timestamp. Stored, these two are consecutive offsets of one epoch; a fetch that
+        // put them in one batch failed with an internal error every time, so no consumer got past them.
+        const far = -(2 ** 52) + 1_000_000_000_000;
+        const now = 1_700_000_000_000;
+        for (const ts of [far, now]) {
+          assert.equal(produceError(await k.call(0, 7, false, produceBody("far", 0, [timedBatch([ts])]))), 0);
+        }
+        const read = await run(
+          "kcat",
+          ["-C", "-b", c.bootstrapServers, "-t", "far", "-p", "0", "-e", "-f", "%T %s\\n"],
+          {
+            timeoutMs: 20_000,
+          },
+        );
+        assert.equal(read.code, 0, read.stderr);
+        assert.equal(new TextDecoder().decode(read.stdout), `${far} at ${far}\n${now} at ${now}\n`);
+      } finally {
+        k.close();
+        await c.stop();
+      }
+    }),
+});

@@ -20,6 +20,7 @@ import {
   BatchWriter,
   encodeRecordBatch,
   type HeaderBytes,
+  MAX_TIMESTAMP_DELTA,
   RECORD_BATCH_OVERHEAD_BYTES,
 } from "./record_batch.ts";
 import type { Writer } from "./wire.ts";
@@ -79,7 +80,10 @@ function startsBatch(first: LineFields, prev: LineFields, f: LineFields): boolea
     f.batchStart || f.control >= 0 || prev.control >= 0 || f.txn !== prev.txn || f.pepoch !== prev.pepoch ||
     (f.producer >= 0 && f.seq !== prev.seq + 1) ||
     // LogAppendTime: one batch per append time, as Kafka stores them (readers take its max timestamp for each record).
-    f.logAppendTime !== prev.logAppendTime || (f.logAppendTime && f.ts !== prev.ts);
+    f.logAppendTime !== prev.logAppendTime || (f.logAppendTime && f.ts !== prev.ts) ||
+    // A batch holds each record's timestamp as a delta from its first: one too far away opens a batch of its own
+    // (producers may send any timestamp, negative ones too, and Kafka takes them).
+    Math.abs(f.ts - first.ts) > MAX_TIMESTAMP_DELTA;
 }
 
 /** A marker's control record: key (version 0, type: 0 abort, 1 commit) and value (version 0, coordinator epoch). */

@@ -183,6 +183,8 @@ const INT32_MAX = 0x7fffffff;
 const TWO_32 = 4294967296;
 /** A zigzag varlong of a number stays exact while |n| < 2^52. */
 const VARLONG_SAFE = 2 ** 52;
+/** How far a record's timestamp may be from its batch's first (a zigzag varlong delta kept exact). */
+export const MAX_TIMESTAMP_DELTA: number = VARLONG_SAFE - 1;
 
 function corrupt(at: number, what: string): YakError {
   return new YakError("CORRUPT_MESSAGE", `record batch at byte ${at}: ${what}; the producer sent damaged records`);
