@@ -82,6 +82,25 @@ export type ErrorCode =
   | "INTERNAL";
 
 /**
+ * The longest message a YakError keeps, in UTF-16 units. Messages quote what
+ * a client sent (a name, a value), and Kafka's older versions carry an error
+ * message in an int16 length: 4,096 units are at most 12,288 UTF-8 bytes,
+ * under its 32,767 whatever the client sent.
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 4096;
+
+/** `message`, cut to {@link MAX_ERROR_MESSAGE_CHARS} with a note of its length when longer. */
+function boundedMessage(message: string): string {
+  if (message.length <= MAX_ERROR_MESSAGE_CHARS) return message;
+  const note = ` ... (${message.length} characters in all)`;
+  let cut = MAX_ERROR_MESSAGE_CHARS - note.length;
+  // Not between the two halves of a surrogate pair.
+  const c = message.charCodeAt(cut - 1);
+  if (c >= 0xd800 && c <= 0xdbff) cut--;
+  return message.slice(0, cut) + note;
+}
+
+/**
  * An error with a stable code. The CLI prints `message` alone, never a stack.
  *
  * @example
@@ -103,7 +122,7 @@ export class YakError extends Error {
     message: string,
     data?: Record<string, unknown>,
   ) {
-    super(message);
+    super(boundedMessage(message));
     this.name = "YakError";
     this.code = code;
     this.data = data;

@@ -312,3 +312,36 @@ Deno.test({
       }
     }),
 });
+
+Deno.test("DescribeConfigs v0 for a broker named by 32,767 characters answers an error the client can read", () =>
+  withDeadline(60_000, "long names", async () => {
+    const c = await TestCluster.start({ brokers: 1 });
+    const k = await KafkaConn.open(c.kafkaPorts.get(1)!);
+    try {
+      // The error quotes the name; its message went out with an int16 length that wrapped (-32718), and the client
+      // lost its place in the stream.
+      const name = "2".repeat(32767);
+      const r = await k.call(32, 0, false, (w) => {
+        w.array([name], (w, n) => w.int8(4).string(n).int32(-1));
+      });
+      r.int32(); // throttle
+      const [result] = r.array((r) => ({
+        error: r.int16(),
+        message: r.nullableString(),
+        type: r.int8(),
+        name: r.string(),
+        configs: r.array((r) => [r.string(), r.nullableString(), r.bool(), r.bool(), r.bool()]),
+      }));
+      ends(r);
+      assert.equal(result.error, 42, "INVALID_REQUEST");
+      assert.equal(result.name, name);
+      assert.match(result.message ?? "", /^this is broker 1: ask broker '2222.*characters in all\)$/);
+      // The connection is still in step: the next request is answered.
+      const again = await k.call(32, 0, false, (w) => w.array(["1"], (w, n) => w.int8(4).string(n).int32(-1)));
+      again.int32();
+      assert.equal(again.array((r) => r.int16())[0], 0);
+    } finally {
+      k.close();
+      await c.stop();
+    }
+  }));

@@ -9,10 +9,12 @@
  *
  * @module
  */
-import { YakError } from "../errors.ts";
+import { assert, YakError } from "../errors.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
+/** The largest length an int16 length field holds (older versions' strings). */
+const INT16_MAX = 0x7fff;
 
 /** Most elements one array on the wire may claim (the frame size bounds it too). */
 export const MAX_ARRAY_ITEMS = 100_000;
@@ -290,6 +292,8 @@ export class Writer {
 
   #length(n: number, classic: "int16" | "int32"): this {
     if (this.flexible) return this.uvarint(n + 1);
+    // An int16 length would wrap (DataView keeps the low 16 bits), and the client would lose its place in the stream.
+    assert(classic === "int32" || n <= INT16_MAX, `a string of ${n} bytes does not fit an int16 length`);
     return classic === "int16" ? this.int16(n) : this.int32(n);
   }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { MAX_ARRAY_ITEMS, Reader, Writer } from "./wire.ts";
+import { MAX_ERROR_MESSAGE_CHARS, YakError } from "../errors.ts";
 
 Deno.test("a writer grows past its first buffer and keeps every byte", () => {
   const w = new Writer(false, 8);
@@ -69,4 +70,22 @@ Deno.test("hostile lengths are refused before anything is allocated", () => {
   errorOf([0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], (r) => r.int64()); // not a safe integer
   errorOf([0x01, 0x00, 0x05, 0x61], (r) => r.tags(), true); // a tagged field past the end
   assert.ok(MAX_ARRAY_ITEMS >= 10_000);
+});
+
+Deno.test("a string too long for an int16 length is refused, never written with a wrapped length; error messages fit one", () => {
+  const w = new Writer(false, 8);
+  w.string("x".repeat(32767));
+  assert.throws(() => new Writer(false, 8).string("x".repeat(32768)), { code: "INTERNAL" });
+  assert.throws(() => new Writer(false, 8).nullableString("é".repeat(20000)), { code: "INTERNAL" });
+  new Writer(true, 8).string("x".repeat(40000)); // a compact string's length is a varint
+  // A message that quotes what a client sent is cut, so any error fits an int16 string.
+  const long = `ask broker '${"2".repeat(40000)}' for its own configs`;
+  const err = new YakError("INVALID_REQUEST", long);
+  assert.equal(err.message.length, MAX_ERROR_MESSAGE_CHARS);
+  assert.ok(err.message.startsWith("ask broker '2222"));
+  assert.ok(err.message.endsWith(` ... (${long.length} characters in all)`), err.message.slice(-60));
+  new Writer(false, 8).nullableString("\u{1F600}".repeat(30000).slice(0, MAX_ERROR_MESSAGE_CHARS));
+  assert.ok(
+    new TextEncoder().encode(new YakError("INVALID_REQUEST", "\u{1F600}".repeat(30000)).message).length <= 32767,
+  );
 });
