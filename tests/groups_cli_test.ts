@@ -8,7 +8,7 @@ import { eventually, Proc, seqText, TestCluster, withDeadline, yak } from "./har
 
 interface Described {
   state: string;
-  members: { clientId: string; partitions: Record<string, number[]> }[];
+  members: { clientId: string; host: string; partitions: Record<string, number[]> }[];
   partitions: { topic: string; partition: number; committed: number | null; logEnd: number; lag: number }[];
 }
 
@@ -104,6 +104,7 @@ Deno.test("yak groups: list, describe, reset offsets (refused while members are 
         20_000,
         "the member in the group",
       );
+      assert.equal(d.members[0].host, "127.0.0.1", "the member's address without its port, as Kafka and kcat show it");
       const table = await yak(["groups", "--describe", "g", ...cluster.zkFlag]);
       assert.match(table.stdout, /CURRENT-OFFSET\s+LOG-END-OFFSET\s+LAG\s+CONSUMER-ID/);
       assert.match(table.stdout, new RegExp(d.members[0].clientId));

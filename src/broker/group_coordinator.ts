@@ -43,6 +43,23 @@ export const GROUP_STATES: readonly (GroupState | "Dead")[] = [
 ];
 
 /**
+ * A member's host as groups show it: the client's address without its port,
+ * as Kafka's `client_host` is, whichever protocol the member joined with.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { memberHost } from "./group_coordinator.ts";
+ * assert.equal(memberHost("127.0.0.1:51234"), "127.0.0.1");
+ * assert.equal(memberHost("::1:51234"), "::1");
+ * ```
+ */
+export function memberHost(remote: string): string {
+  const colon = remote.lastIndexOf(":");
+  return colon === -1 ? remote : remote.slice(0, colon);
+}
+
+/**
  * A group state as Kafka spells it, from a name in any case; INVALID_ARGUMENT
  * naming the states for anything else.
  *
@@ -77,6 +94,7 @@ export interface JoinRequest {
   /** "" for a new member (and for a static member's new process, see `groupInstanceId`). */
   memberId: string;
   clientId: string;
+  /** The client's address without its port ({@link memberHost}). */
   host: string;
   sessionTimeoutMs: number;
   rebalanceTimeoutMs: number;

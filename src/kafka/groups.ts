@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { JoinResult } from "../broker/group_coordinator.ts";
+import { type JoinResult, memberHost } from "../broker/group_coordinator.ts";
 import { YakError } from "../errors.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
@@ -24,10 +24,6 @@ export function groupErrorOf(err: unknown): number {
   if (err.code === "INVALID_ARGUMENT" && /session timeout/.test(err.message)) return KAFKA.INVALID_SESSION_TIMEOUT;
   if (err.code === "INVALID_TOPIC" && /group/.test(err.message)) return KAFKA.INVALID_GROUP_ID;
   return kafkaErrorOf(err.code);
-}
-
-function hostOf(remote: string): string {
-  return remote.slice(0, remote.lastIndexOf(":"));
 }
 
 /**
@@ -90,7 +86,7 @@ export async function joinGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): 
         group,
         memberId,
         clientId: req.clientId || "kafka-client",
-        host: hostOf(req.session.remote),
+        host: memberHost(req.session.remote),
         sessionTimeoutMs,
         rebalanceTimeoutMs,
         protocolType,

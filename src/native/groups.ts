@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { GROUP_STATES, groupStateOf } from "../broker/group_coordinator.ts";
+import { GROUP_STATES, groupStateOf, memberHost } from "../broker/group_coordinator.ts";
 import type { BrokerServices } from "../broker/services.ts";
 import { DEFAULTS } from "../config.ts";
 import { YakError } from "../errors.ts";
@@ -58,7 +58,7 @@ export async function joinGroup(s: BrokerServices, req: Request, session: Sessio
     group,
     memberId,
     clientId,
-    host: session.remote,
+    host: memberHost(session.remote),
     sessionTimeoutMs,
     rebalanceTimeoutMs: optInt(req, "rebalanceTimeoutMs", sessionTimeoutMs, 1, 2 ** 31 - 1),
     protocolType: optStr(req, "protocolType", 64) ?? "consumer",
