@@ -209,3 +209,49 @@ Deno.test("native idempotence: ids are issued and secret; retries after a reconn
       await c.stop();
     }
   }));
+
+Deno.test("Kafka idempotence: sequences wrap after 2^31 - 1 as Kafka's producers wrap them, across a leader's failover", () =>
+  withDeadline(90_000, "sequence wrap", async () => {
+    const c = await TestCluster.start({ brokers: 3, partitions: 1 });
+    const conns: KafkaConn[] = [];
+    const open = async () => {
+      const lease = await c.waitFor((l) => l.leaderId !== null && c.brokers.get(l.leaderId)?.exited === false);
+      const k = await KafkaConn.open(c.kafkaPorts.get(lease.leaderId!)!);
+      conns.push(k);
+      return { k, leader: lease.leaderId! };
+    };
+    try {
+      const { k, leader } = await open();
+      const p = await initProducerId(k);
+      const max = 2 ** 31 - 1;
+      // Sequences max - 1, max and 0; the next batch starts at 1, as Kafka's DefaultRecordBatch.incrementSequence
+      // counts (it was refused OUT_OF_ORDER_SEQUENCE, expecting 2^31, which no int32 carries).
+      const [e1, base1] = await produce(k, "wrap", batch(p.id, 0, max - 1, ["w0", "w1", "w2"]));
+      assert.equal(e1, 0);
+      const [e2, base2] = await produce(k, "wrap", batch(p.id, 0, 1, ["w3", "w4"]));
+      assert.equal(e2, 0, "the batch after the wrap");
+      assert.deepEqual(await produce(k, "wrap", batch(p.id, 0, max - 1, ["w0", "w1", "w2"])), [0, base1]);
+      assert.equal((await produce(k, "wrap", batch(p.id, 0, 2, ["X"])))[0], OUT_OF_ORDER_SEQUENCE_NUMBER);
+      // A new leader rebuilds the sequences from the stored lines: both batches are still duplicates.
+      c.brokers.get(leader)!.kill("SIGKILL");
+      await c.waitFor((l) => l.leaderId !== null && l.leaderId !== leader);
+      let k2: KafkaConn | null = null;
+      let retried: [number, number] = [-1, -1];
+      const deadline = Date.now() + 20_000;
+      // The new leader takes produces once it has taken over (NOT_LEADER_OR_FOLLOWER, 6, until then).
+      while (Date.now() < deadline) {
+        k2 = (await open()).k;
+        retried = await produce(k2, "wrap", batch(p.id, 0, 1, ["w3", "w4"]));
+        if (retried[0] !== 6) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.deepEqual(retried, [0, base2]);
+      const after = k2!;
+      assert.deepEqual(await produce(after, "wrap", batch(p.id, 0, max - 1, ["w0", "w1", "w2"])), [0, base1]);
+      assert.equal((await produce(after, "wrap", batch(p.id, 0, 3, ["w5"])))[0], 0);
+      assert.deepEqual(await stored(c, "wrap"), ["w0", "w1", "w2", "w3", "w4", "w5"]);
+    } finally {
+      for (const conn of conns) conn.close();
+      await c.stop();
+    }
+  }));

@@ -13,6 +13,7 @@ import { monotonicMs, TimeSlice } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { assert, YakError } from "../errors.ts";
 import type { PartitionLog, ReadResult } from "../log/partition_log.ts";
+import { seqAdd } from "../log/sequence.ts";
 import {
   type AbortedRange,
   checkLines,
@@ -818,7 +819,9 @@ async function diskSpace(dir: string): Promise<{ totalBytes: number; usableBytes
 function outOfOrder(producer: string, baseSeq: number, count: number, key: string, expected: number): YakError {
   return new YakError(
     "OUT_OF_ORDER_SEQUENCE",
-    `producer ${producer} sent sequences ${baseSeq}-${baseSeq + count - 1} on ${key}; the next expected is ${expected}`,
+    `producer ${producer} sent sequences ${baseSeq}-${
+      seqAdd(baseSeq, count - 1)
+    } on ${key}; the next expected is ${expected}`,
   );
 }
 

@@ -6,6 +6,7 @@
  */
 import { assert } from "../errors.ts";
 import { lineOffset, producerOf } from "../log/record.ts";
+import { seqAdd, seqAtOrBefore } from "../log/sequence.ts";
 
 /** Batches remembered per producer and partition (Kafka keeps five). */
 const REMEMBERED_BATCHES = 5;
@@ -21,6 +22,7 @@ interface Batch {
 interface Entry {
   /** The producer epoch these sequences are of: a transactional producer starts again at 0 in each new epoch. */
   epoch: number;
+  /** The last sequence stored, or -1 (none yet; the next is 0). Sequences wrap (sequence.ts). */
   lastSeq: number;
   batches: Batch[];
 }
@@ -76,12 +78,15 @@ export class ProducerState {
     let map = this.#byPartition.get(key);
     if (!map) this.#byPartition.set(key, map = new Map());
     const entry = map.get(producer);
+    const before = seqAdd(fromSeq, -1);
     if (!entry) {
-      map.set(producer, { epoch: 0, lastSeq: fromSeq - 1, batches: [] });
+      map.set(producer, { epoch: 0, lastSeq: before, batches: [] });
       return;
     }
-    entry.lastSeq = Math.min(entry.lastSeq, fromSeq - 1);
-    entry.batches = entry.batches.filter((b) => b.lastSeq < fromSeq);
+    // Nothing from `fromSeq` on is stored when the last sequence lies before it.
+    if (entry.lastSeq === -1 || !seqAtOrBefore(fromSeq, entry.lastSeq)) return;
+    entry.lastSeq = before;
+    entry.batches = entry.batches.filter((b) => seqAtOrBefore(b.lastSeq, before));
   }
 
   /** Rebuilds a partition's state from its newest lines, once. */
@@ -99,7 +104,8 @@ export class ProducerState {
           const ps = line.length === 0 ? null : producerOf(line);
           if (!ps) continue;
           if (
-            run && run.producer === ps.producer && run.epoch === ps.epoch && ps.seq === run.last + 1 && ps.batch === 0
+            run && run.producer === ps.producer && run.epoch === ps.epoch && ps.seq === seqAdd(run.last, 1) &&
+            ps.batch === 0
           ) {
             run.last = ps.seq;
             continue;
@@ -126,15 +132,16 @@ export class ProducerState {
    */
   check(key: string, producer: string, baseSeq: number, count: number, epoch = 0): SeqCheck {
     const entry = this.#byPartition.get(key)?.get(producer);
-    if (!entry || epoch > entry.epoch || baseSeq === entry.lastSeq + 1) return { kind: "next" };
-    const lastSeq = baseSeq + count - 1;
+    const expected = seqAdd(entry?.lastSeq ?? -1, 1);
+    if (!entry || epoch > entry.epoch || baseSeq === expected) return { kind: "next" };
+    const lastSeq = seqAdd(baseSeq, count - 1);
     const batch = entry.batches.find((b) => b.baseSeq === baseSeq && b.lastSeq === lastSeq);
     if (batch) return { kind: "duplicate", storedBaseOffset: batch.baseOffset };
-    return { kind: "outOfOrder", expected: entry.lastSeq + 1 };
+    return { kind: "outOfOrder", expected };
   }
 
   /**
-   * Notes that records `baseSeq..baseSeq+count-1` were given offsets from
+   * Notes that `count` records from sequence `baseSeq` (wrapping) were given offsets from
    * `baseOffset`: right after the last batch of this producer here, unless
    * `gapAllowed` (acks=0, whose out-of-order batches are stored as sent).
    */
@@ -152,10 +159,10 @@ export class ProducerState {
     const known = map.get(producer);
     const last = known && known.epoch === epoch ? known.lastSeq : undefined;
     assert(
-      gapAllowed || last === undefined || baseSeq === last + 1,
+      gapAllowed || last === undefined || baseSeq === seqAdd(last, 1),
       `producer ${producer} on ${key}: sequences ${baseSeq}.. stored after ${last}`,
     );
-    addBatch(map, producer, baseSeq, baseSeq + count - 1, baseOffset, epoch);
+    addBatch(map, producer, baseSeq, seqAdd(baseSeq, count - 1), baseOffset, epoch);
   }
 
   /** Producers known for a partition (for status). */
@@ -185,7 +192,8 @@ function addBatch(
     return;
   }
   map.set(producer, entry);
-  entry.lastSeq = Math.max(entry.lastSeq, lastSeq);
+  // The newest of the two (a batch of acks=0 may come out of order).
+  if (entry.lastSeq === -1 || seqAtOrBefore(entry.lastSeq, lastSeq)) entry.lastSeq = lastSeq;
   entry.batches.push({ baseSeq, lastSeq, baseOffset });
   if (entry.batches.length > REMEMBERED_BATCHES) entry.batches.shift();
 }

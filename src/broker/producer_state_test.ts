@@ -93,3 +93,39 @@ Deno.test("a transactional producer's new epoch starts its sequences over, also 
   assert.deepEqual(rebuilt.check("t/0", "p1", 0, 2, 4), { kind: "duplicate", storedBaseOffset: 2 });
   assert.deepEqual(rebuilt.check("t/0", "p1", 2, 1, 4), { kind: "next" });
 });
+
+Deno.test("sequences wrap after 2^31 - 1 as Kafka's do: the next batch, duplicates, a rollback and the rebuild", async () => {
+  const max = 2 ** 31 - 1;
+  const state = new ProducerState();
+  state.markReady("t/0");
+  state.record("t/0", "p1", max - 1, 3, 25); // max - 1, max, 0
+  assert.deepEqual(state.check("t/0", "p1", 1, 5), { kind: "next" }, "the wrapped next sequence");
+  assert.deepEqual(state.check("t/0", "p1", max - 1, 3), { kind: "duplicate", storedBaseOffset: 25 });
+  assert.deepEqual(state.check("t/0", "p1", 2, 1), { kind: "outOfOrder", expected: 1 });
+  state.record("t/0", "p1", 1, 5, 28);
+  assert.deepEqual(state.check("t/0", "p1", 6, 1), { kind: "next" });
+  // The batch at 1 failed to be written: 1 is expected again, and the batch before it is still a duplicate.
+  state.rollback("t/0", "p1", 1);
+  assert.deepEqual(state.check("t/0", "p1", 1, 5), { kind: "next" });
+  assert.deepEqual(state.check("t/0", "p1", max - 1, 3), { kind: "duplicate", storedBaseOffset: 25 });
+  // A rollback from before the wrap.
+  state.rollback("t/0", "p1", max);
+  assert.deepEqual(state.check("t/0", "p1", max, 2), { kind: "next" });
+
+  // Rebuilt from stored lines whose sequences wrap in a batch's middle.
+  const rebuilt = new ProducerState();
+  const text = encodeBatch(
+    [{ key: null, value: "a" }, { key: null, value: "b" }, { key: null, value: "c" }],
+    25,
+    1,
+    0,
+    "p1",
+    max - 1,
+  ) +
+    encodeBatch([{ key: null, value: "d" }], 28, 1, 0, "p1", 1);
+  assert.match(text, /"seq":2147483647[,}].*\n.*"seq":0[,}]/);
+  await rebuilt.ensure("t/0", () => Promise.resolve(text));
+  assert.deepEqual(rebuilt.check("t/0", "p1", max - 1, 3), { kind: "duplicate", storedBaseOffset: 25 });
+  assert.deepEqual(rebuilt.check("t/0", "p1", 1, 1), { kind: "duplicate", storedBaseOffset: 28 });
+  assert.deepEqual(rebuilt.check("t/0", "p1", 2, 10), { kind: "next" });
+});

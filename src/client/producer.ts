@@ -12,6 +12,7 @@ import type { OutgoingRecord } from "../protocol/messages.ts";
 import { after, monotonicMs } from "../clock.ts";
 import { type Bootstrap, connectLeader, findLeader, type LeaderAddress } from "./discovery.ts";
 import { partitionForKey } from "./murmur2.ts";
+import { seqAdd } from "../log/sequence.ts";
 
 /** Options of {@link Producer.open}. */
 export interface ProducerOptions {
@@ -586,7 +587,7 @@ export class Producer {
   #seal(batch: Batch): void {
     this.#open.delete(batch.partition);
     batch.seq = this.#nextSeq.get(batch.partition) ?? 0;
-    this.#nextSeq.set(batch.partition, batch.seq + batch.indexes.length);
+    this.#nextSeq.set(batch.partition, seqAdd(batch.seq, batch.indexes.length));
     batch.order = this.#order++;
     this.#queue.push(batch);
     // Keyless records spread batch by batch (Kafka's sticky partitioner).

@@ -13,6 +13,7 @@ import type { PartitionOffsets, PartitionRead, ReadSpec } from "../broker/partit
 import type { BrokerServices } from "../broker/services.ts";
 import { YakError } from "../errors.ts";
 import { LineFields, readLine } from "../log/record.ts";
+import { seqAdd } from "../log/sequence.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
 import {
@@ -78,7 +79,7 @@ function readBudget(key: string, maxBytes: number): number {
 function startsBatch(first: LineFields, prev: LineFields, f: LineFields): boolean {
   return f.epoch !== first.epoch || f.offset !== prev.offset + 1 || f.producer !== prev.producer ||
     f.batchStart || f.control >= 0 || prev.control >= 0 || f.txn !== prev.txn || f.pepoch !== prev.pepoch ||
-    (f.producer >= 0 && f.seq !== prev.seq + 1) ||
+    (f.producer >= 0 && f.seq !== seqAdd(prev.seq, 1)) ||
     // LogAppendTime: one batch per append time, as Kafka stores them (readers take its max timestamp for each record).
     f.logAppendTime !== prev.logAppendTime || (f.logAppendTime && f.ts !== prev.ts) ||
     // A batch holds each record's timestamp as a delta from its first: one too far away opens a batch of its own

@@ -19,3 +19,14 @@ Deno.test("linesToBatches gives a record whose timestamp is too far from its bat
   assert.deepEqual(batches.map((b) => b.records.length), [1, 2, 1]);
   assert.deepEqual(batches.flatMap((b) => b.records.map((r) => r.timestamp)), [far, near, near + 1, far]);
 });
+
+Deno.test("linesToBatches keeps a producer's batch whole when its sequences wrap, with its base sequence", () => {
+  const max = 2 ** 31 - 1;
+  const records: RecordInput[] = ["a", "b", "c"].map((value) => ({ key: null, value }));
+  const lines = new TextEncoder().encode(encodeBatch(records, 0, 1, 1763764800123, "p7", max - 1));
+  const out = linesToBatches([lines], 1 << 20, false);
+  const batches = decodeRecordBatches(out.bytes, LIMITS);
+  assert.equal(batches.length, 1);
+  assert.equal(batches[0].baseSequence, max - 1);
+  assert.equal(batches[0].records.length, 3);
+});

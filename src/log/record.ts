@@ -34,6 +34,7 @@
  */
 import { YakError } from "../errors.ts";
 import { crc32cRange } from "./crc32c.ts";
+import { SEQ_MODULUS, seqAdd } from "./sequence.ts";
 
 const encoder = new TextEncoder();
 const QUOTE = 0x22;
@@ -330,7 +331,9 @@ class ProducerFields {
   /** The bytes {@link write} adds to all `count` lines, at most. */
   get bytes(): number {
     if (this.#producerSeq === null) return 0;
-    const perLine = this.#producerSeq.length + decimalDigits(this.baseSeq + this.count - 1) + (this.#txn?.length ?? 0);
+    const last = this.baseSeq + this.count - 1;
+    const seqDigits = last < SEQ_MODULUS ? decimalDigits(last) : decimalDigits(SEQ_MODULUS - 1);
+    const perLine = this.#producerSeq.length + seqDigits + (this.#txn?.length ?? 0);
     return this.count * perLine + BATCH_FIELD.length + decimalDigits(this.count);
   }
 
@@ -338,7 +341,9 @@ class ProducerFields {
   write(w: LineWriter, i: number): void {
     if (this.#producerSeq === null) return;
     w.bytes(this.#producerSeq);
-    w.uint(this.baseSeq + i);
+    // Kafka's sequences wrap after 2^31 - 1 (sequence.ts), in a batch's middle too.
+    const seq = this.baseSeq + i;
+    w.uint(seq < SEQ_MODULUS ? seq : seqAdd(seq, 0));
     if (i === 0) {
       w.bytes(BATCH_FIELD);
       w.uint(this.count);

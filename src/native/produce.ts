@@ -12,6 +12,7 @@ import { YakError } from "../errors.ts";
 import type { RecordHeader, RecordInput } from "../log/record.ts";
 import { int, optInt, optStr, type Reply, type Request } from "../protocol/messages.ts";
 import { checkTopicName } from "./names.ts";
+import { SEQ_MODULUS } from "../log/sequence.ts";
 
 /** An issued producer id as decimal text (a safe integer, below 2^53). */
 const ISSUED_ID = /^[0-9]{1,16}$/;
@@ -126,7 +127,7 @@ export async function produce(s: BrokerServices, req: Request): Promise<Reply> {
       "'producer' must be an id this cluster issued ('init_producer' answers one), as decimal text",
     );
   }
-  const baseSeq = producer === null ? 0 : int(req, "seq");
+  const baseSeq = producer === null ? 0 : int(req, "seq", 0, SEQ_MODULUS - 1);
   const producerEpoch = producer === null ? -1 : optInt(req, "producerEpoch", 0, 0, 32767);
   // `txn: true`: part of the producer's open transaction (init_producer with a transactionalId).
   const transactional = req.txn === true;
