@@ -266,6 +266,11 @@ export const DEFAULTS = {
   groupAdoptDelayMs: 1500,
   /** A static member's group instance id (KIP-345), in characters: Kafka's clients allow 249 too. */
   maxGroupInstanceIdChars: 249,
+  /**
+   * A group's protocol type and each protocol's name, in characters ("consumer", "range", "cooperative-sticky"...):
+   * they are answered back in strings that older Kafka versions cap at 32,767 bytes, and kept per member.
+   */
+  maxGroupProtocolChars: 255,
   /** The session timeouts a member may ask for (Kafka: 6 s to 30 min; lower here so tests can be quick). */
   groupMinSessionTimeoutMs: 100,
   groupMaxSessionTimeoutMs: 300_000,

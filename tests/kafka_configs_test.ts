@@ -345,3 +345,53 @@ Deno.test("DescribeConfigs v0 for a broker named by 32,767 characters answers an
       await c.stop();
     }
   }));
+
+Deno.test("what older Kafka versions answer in int16 strings cannot be stored longer: a config value, a group's protocol", () =>
+  withDeadline(60_000, "int16 limits", async () => {
+    const c = await TestCluster.start({ brokers: 1 });
+    const k = await KafkaConn.open(c.kafkaPorts.get(1)!);
+    try {
+      const made = await yak(["topics", "--create", "lt", "--partitions", "1", ...c.zkFlag]);
+      assert.equal(made.code, 0, made.stderr);
+      // IncrementalAlterConfigs v1 (flexible, no length limit of its own) of a list of 10,000 pairs: 68,889 bytes.
+      const pairs = Array.from({ length: 10_000 }, (_, i) => `${i % 2}:${i}`).join(",");
+      const alter = await k.call(44, 1, true, (w) => {
+        w.array(["lt"], (w, name) => {
+          w.int8(2).string(name);
+          w.array(
+            [pairs],
+            (w, value) => w.string("follower.replication.throttled.replicas").int8(0).nullableString(value),
+          );
+        });
+        w.bool(false);
+      });
+      alter.int32();
+      const [[error, message]] = alter.array((r) => {
+        const answer = [r.int16(), r.nullableString()] as const;
+        r.int8();
+        r.string();
+        return answer;
+      });
+      assert.equal(error, 40, "INVALID_CONFIG");
+      assert.match(message ?? "", /is \d+ bytes: a value is at most 32767/);
+      // DescribeConfigs v0 of the topic still answers.
+      const described = await k.call(32, 0, false, (w) => w.array(["lt"], (w, n) => w.int8(2).string(n).int32(-1)));
+      described.int32();
+      assert.equal(described.array((r) => r.int16())[0], 0);
+
+      // JoinGroup v7 (flexible) with a protocol type of 40,000 characters: refused; ListGroups v0 still answers.
+      const join = await k.call(11, 7, true, (w) => {
+        w.string("lg").int32(10_000).int32(10_000).string("").nullableString(null).string("x".repeat(40_000));
+        w.array([{ name: "range", metadata: new Uint8Array(0) }], (w, p) => w.string(p.name).nullableBytes(p.metadata));
+      });
+      join.int32();
+      assert.equal(join.int16(), 42, "INVALID_REQUEST");
+      const listed = await k.call(16, 0, false, () => {});
+      assert.equal(listed.int16(), 0);
+      assert.deepEqual(listed.array((r) => [r.string(), r.string()]), []);
+      ends(listed);
+    } finally {
+      k.close();
+      await c.stop();
+    }
+  }));

@@ -504,7 +504,20 @@ export class GroupCoordinator {
         );
       }
     }
+    const most = DEFAULTS.maxGroupProtocolChars;
+    if (req.protocolType.length > most) {
+      throw new YakError(
+        "INVALID_REQUEST",
+        `a protocol type must be at most ${most} characters, not ${req.protocolType.length}`,
+      );
+    }
     for (const p of req.protocols) {
+      if (p.name.length > most) {
+        throw new YakError(
+          "INVALID_REQUEST",
+          `a protocol name must be at most ${most} characters, not ${p.name.length}`,
+        );
+      }
       if (p.metadata.length > DEFAULTS.maxGroupMetadataBytes) {
         throw new YakError("INVALID_REQUEST", `protocol metadata over ${DEFAULTS.maxGroupMetadataBytes} bytes`);
       }

@@ -479,6 +479,9 @@ export function checkConfigKeys(keys: unknown): string[] {
   });
 }
 
+/** The longest config value, in UTF-8 bytes: what an int16 string length holds (DescribeConfigs v0-3). */
+export const MAX_CONFIG_VALUE_BYTES = 32767;
+
 /** At most this many configs per topic: each travels in every metadata record of the topic. */
 export const MAX_TOPIC_CONFIGS = 64;
 
@@ -525,8 +528,17 @@ export function checkConfig(key: string, value: unknown): string {
   if (typeof value !== "string" && typeof value !== "number") {
     throw new YakError("INVALID_CONFIG", `config '${key}' needs a value`);
   }
+  const text = String(value);
+  // Kafka's older versions answer a value in an int16 string: one longer than that could never be described to them.
+  const bytes = text.length <= MAX_CONFIG_VALUE_BYTES / 3 ? text.length : new TextEncoder().encode(text).length;
+  if (bytes > MAX_CONFIG_VALUE_BYTES) {
+    throw new YakError(
+      "INVALID_CONFIG",
+      `config '${key}' is ${bytes} bytes: a value is at most ${MAX_CONFIG_VALUE_BYTES}`,
+    );
+  }
   try {
-    return spec.check(String(value));
+    return spec.check(text);
   } catch (err) {
     throw new YakError("INVALID_CONFIG", `config '${key}' ${err instanceof Error ? err.message : err}`);
   }

@@ -366,8 +366,15 @@ export function describeGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): v
   if (v >= 1) w.int32(0);
   w.array(names, (w, name) => {
     let error = 0;
+    let g: ReturnType<typeof ctx.services.groups.describe> | null = null;
     try {
-      const g = ctx.services.groups.describe(name);
+      g = ctx.services.groups.describe(name);
+    } catch (err) {
+      error = groupErrorOf(err);
+    }
+    // Written after the try: an entry half written and then written again, as an error, leaves the client lost.
+    if (g === null) w.int16(error).string(name).string("Dead").string("").string("").array([], () => {});
+    else {
       // A group nobody has joined: state Dead (or Empty, with commits) and no protocol type, as Kafka answers.
       w.int16(0).string(name).string(g.state).string(g.protocolType).string(g.protocol);
       w.array(g.members, (w, m) => {
@@ -375,9 +382,6 @@ export function describeGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): v
         if (v >= 4) w.nullableString(m.groupInstanceId);
         w.string(m.clientId).string(m.host).nullableBytes(m.metadata).nullableBytes(m.assignment);
       });
-    } catch (err) {
-      error = groupErrorOf(err);
-      w.int16(error).string(name).string("Dead").string("").string("").array([], () => {});
     }
     // As Kafka: the operations of a group described without an error.
     if (v >= 3) w.int32(error === 0 ? operations : AUTHORIZED_OPERATIONS.notAsked);
