@@ -343,3 +343,35 @@ Deno.test("a topic created by its first batch keeps every batch, in order (pipel
     }
   });
 });
+
+Deno.test("yak produce: a record within max.message.bytes whose stored line no replica could fetch is refused, and the cluster goes on", async () => {
+  await withDeadline(90_000, "stored too large", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    try {
+      const made = await yak(["topics", "--create", "ctl", "--config", "max.message.bytes=7000000", ...cluster.zkFlag]);
+      assert.equal(made.code, 0, made.stderr);
+      // 6 MB of control characters, 36 MB stored: followers could never fetch that line, the in-sync set shrank to
+      // the leader, and every acks=all produce of the cluster waited for good (across restarts too).
+      const res = await yak(["produce", "--topic", "ctl", ...cluster.zkFlag], {
+        stdin: "\u0001".repeat(6_000_000) + "\n",
+        timeoutMs: 30_000,
+      });
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(
+        res.stderr,
+        /record 0 of the batch takes 36000\d+ bytes once stored .* a replica takes in one fetch/,
+      );
+      const fine = await yak(["produce", "--topic", "ctl", ...cluster.zkFlag], {
+        stdin: "\u0001".repeat(1_000_000) + "\n",
+      });
+      assert.equal(fine.code, 0, fine.stderr);
+      const other = await yak(["produce", "--topic", "other", "--acks", "all", ...cluster.zkFlag], {
+        stdin: "hello\n",
+      });
+      assert.equal(other.code, 0, other.stderr);
+      assert.deepEqual((await cluster.lease()).isr, [1, 2, 3]);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

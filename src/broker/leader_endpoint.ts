@@ -6,6 +6,7 @@
  * @module
  */
 import { Connection } from "../protocol/connection.ts";
+import { MAX_STORED_LINE_BYTES } from "../log/record.ts";
 import type { BrokerOptions, LeaderInfo } from "./context.ts";
 import {
   decodeEpochEnds,
@@ -55,7 +56,8 @@ export class RemoteLeaderEndpoint implements LeaderEndpoint {
       new RemoteLeaderEndpoint(
         await Connection.open(leader.host, leader.port, {
           connectTimeoutMs: opts.sessionTimeoutMs,
-          maxFrameBytes: opts.maxFetchBytes * 8 + 1024 * 1024,
+          // A fetch's budget, or one whole line past it (a reply carries at least one).
+          maxFrameBytes: Math.max(opts.maxFetchBytes * 8, MAX_STORED_LINE_BYTES) + 1024 * 1024,
         }),
       );
   }

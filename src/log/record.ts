@@ -204,6 +204,7 @@ export function writeBatch(
     tail.write(w, i);
     if (seal) w.seal(start);
     else w.bytes(LINE_END);
+    if (w.at - start > MAX_STORED_LINE_BYTES) throw storedTooLarge(i, w.at - start);
   }
   return w.done();
 }
@@ -279,6 +280,7 @@ export function writeLines(
     at = p + 1;
     tail.write(w, i);
     w.seal(start);
+    if (w.at - start > MAX_STORED_LINE_BYTES) throw storedTooLarge(i, w.at - start);
   }
   if (at !== n) throw moreLines(count);
   return w.done();
@@ -308,6 +310,22 @@ export function checkLines(lines: Uint8Array, count: number): void {
 
 function fewerLines(count: number, found: number): YakError {
   return new YakError("INVALID_REQUEST", `'lines' says ${count} values, the attachment holds ${found}`);
+}
+
+/**
+ * The longest stored line a leader writes: a follower's fetch must carry a
+ * whole line, and its frame limit is made from this (leader_endpoint.ts). A
+ * record within max.message.bytes can be six times that stored (a control
+ * character is `\u0001` in JSON text), so this is checked on the line itself.
+ */
+export const MAX_STORED_LINE_BYTES: number = 32 * 1024 * 1024;
+
+function storedTooLarge(i: number, bytes: number): YakError {
+  return new YakError(
+    "MESSAGE_TOO_LARGE",
+    `record ${i} of the batch takes ${bytes} bytes once stored (JSON escapes a control character in 6), ` +
+      `more than the ${MAX_STORED_LINE_BYTES} a replica takes in one fetch`,
+  );
 }
 
 function moreLines(count: number): YakError {

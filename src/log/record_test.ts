@@ -6,6 +6,7 @@ import {
   encodeMarker,
   keyBytes,
   LineFields,
+  MAX_STORED_LINE_BYTES,
   parseLines,
   plainValues,
   producerOf,
@@ -624,4 +625,20 @@ Deno.test("writeLines and writeBatch end every line in its newline, however full
       }
     }
   }
+});
+
+Deno.test("a record whose stored line would pass what a replica takes is refused before it is written", () => {
+  const controls = (n: number) => new Uint8Array(n + 1).fill(1).fill(0x0a, n);
+  // 5 MB of control characters are 30 MB stored (each one is \u0001): taken; 6 MB would be 36 MB.
+  const five = writeLines(controls(5_000_000), 1, 0, 1, TS, null, 0);
+  assert.ok(five.length > 30_000_000 && five.length <= MAX_STORED_LINE_BYTES);
+  assert.throws(() => writeLines(controls(6_000_000), 1, 0, 1, TS, null, 0), {
+    code: "MESSAGE_TOO_LARGE",
+    message: /record 0 of the batch takes \d+ bytes once stored/,
+  });
+  const value = "\u0001".repeat(6_000_000);
+  assert.throws(() => writeBatch([{ key: null, value: "a" }, { key: null, value }], 0, 1, TS, null, 0), {
+    code: "MESSAGE_TOO_LARGE",
+    message: /record 1 of the batch takes/,
+  });
 });
