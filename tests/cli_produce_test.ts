@@ -344,7 +344,7 @@ Deno.test("a topic created by its first batch keeps every batch, in order (pipel
   });
 });
 
-Deno.test("yak produce: a record within max.message.bytes whose stored line no replica could fetch is refused, and the cluster goes on", async () => {
+Deno.test("yak produce: records within max.message.bytes that no replica could fetch, or no frame carry as JSON, are refused, and the cluster goes on", async () => {
   await withDeadline(90_000, "stored too large", async () => {
     const cluster = await TestCluster.start({ brokers: 3 });
     try {
@@ -365,6 +365,23 @@ Deno.test("yak produce: a record within max.message.bytes whose stored line no r
         stdin: "\u0001".repeat(1_000_000) + "\n",
       });
       assert.equal(fine.code, 0, fine.stderr);
+      // A record within the limits sent as JSON (a header) that the escapes take past the frame: refused at once, not
+      // resent for ever with the broker closing the connection each time.
+      const json = await yak([
+        "topics",
+        "--create",
+        "json",
+        "--config",
+        "max.message.bytes=16711680",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(json.code, 0, json.stderr);
+      const quoted = await yak(["produce", "--topic", "json", "--header", "a=b", ...cluster.zkFlag], {
+        stdin: '"'.repeat(9_000_000) + "\nafter\n",
+        timeoutMs: 30_000,
+      });
+      assert.equal(quoted.code, 1, quoted.stderr);
+      assert.match(quoted.stderr, /^yak produce: line 1 is 18000024 bytes sent as JSON .* split it/m);
       const other = await yak(["produce", "--topic", "other", "--acks", "all", ...cluster.zkFlag], {
         stdin: "hello\n",
       });

@@ -174,6 +174,15 @@ function toBase64(bytes: Uint8Array): string {
 }
 
 /** A record no broker would take: its index and size, and the limit. */
+function encodedTooLarge(index: number, encoded: number): YakError {
+  return new YakError(
+    "MESSAGE_TOO_LARGE",
+    `record ${index} is ${encoded} bytes sent as JSON (its escapes, or base64), more than a request carries ` +
+      `(${MAX_RECORD_BYTES} bytes); split it, or send it as a keyless line without headers`,
+    { index, bytes: encoded, limit: MAX_RECORD_BYTES },
+  );
+}
+
 function recordTooLarge(index: number, payload: number): YakError {
   return new YakError(
     "MESSAGE_TOO_LARGE",
@@ -418,12 +427,21 @@ export class Producer {
     const payload = headerBytes + (payloadBytes ??
       ((typeof value === "string" ? utf8Length(value) : value.length) + (key === null ? 0 : utf8Length(key))));
     if (payload > MAX_RECORD_BYTES) throw recordTooLarge(index, payload);
-    this.#added++;
     const record: OutgoingRecord = typeof value === "string" ? { v: value } : { b: toBase64(value) };
     if (key !== null) record.k = key;
     if (headers !== undefined && headers.length > 0) record.h = headers.map(([k, v]) => [k, v]);
-    const size = (typeof value === "string" ? value.length : Math.ceil(value.length * 4 / 3)) +
+    let size = (typeof value === "string" ? value.length : Math.ceil(value.length * 4 / 3)) +
       (key?.length ?? 0) + headerChars + 16;
+    // A record that cannot go as a line is sent as JSON: escapes take up to 6 bytes a character, base64 4 for 3. One
+    // large enough to pass the frame that way is measured as it will go, and refused now: the broker closes a
+    // connection that sends a frame over its limit, and a resent batch would be refused the same way, for ever.
+    const line = key === null && headers === undefined && typeof value === "string" && !value.includes("\n") &&
+      value.isWellFormed();
+    if (!line && size > MAX_RECORD_BYTES / 6) {
+      size = utf8Length(JSON.stringify(record));
+      if (size > MAX_RECORD_BYTES) throw encodedTooLarge(index, size);
+    }
+    this.#added++;
     let partition: number;
     if (this.#o.partition !== undefined) partition = this.#o.partition;
     else if (key !== null) partition = partitionForKey(key, this.#partitions);
@@ -439,11 +457,7 @@ export class Producer {
       batch = this.#open.get(partition);
     }
     batch ??= this.#openBatch(partition, false);
-    if (
-      batch.plain &&
-      (key !== null || headers !== undefined || typeof value !== "string" || value.includes("\n") ||
-        !value.isWellFormed())
-    ) batch.plain = false;
+    if (!line) batch.plain = false;
     batch.records.push(record);
     batch.indexes.push(index);
     batch.bytes += size;
