@@ -127,3 +127,37 @@ Deno.test({
       }
     }),
 });
+
+Deno.test("OffsetCommit refuses a partition the topic does not have on its own, and stores the others, as Kafka does", () =>
+  withDeadline(60_000, "commit partitions", async () => {
+    const c = await TestCluster.start({ brokers: 1 });
+    const k = await KafkaConn.open(c.kafkaPorts.get(1)!);
+    try {
+      const made = await yak(["topics", "--create", "cp", "--partitions", "2", ...c.zkFlag]);
+      assert.equal(made.code, 0, made.stderr);
+      const r = await k.call(8, 8, true, (w) => {
+        w.string("cg").int32(-1).string("").nullableString(null);
+        w.array(["cp"], (w, t) => {
+          w.string(t);
+          w.array([0, -1, 1, 2], (w, p) => w.int32(p).int64(5n).int32(-1).nullableString(null));
+        });
+      });
+      r.int32();
+      const [answers] = r.array((r) => {
+        r.string();
+        return r.array((r) => [r.int32(), r.int16()]);
+      });
+      ends(r);
+      // 3: UNKNOWN_TOPIC_OR_PARTITION, for -1 and 2 alone (all four were refused before).
+      assert.deepEqual(answers, [[0, 0], [-1, 3], [1, 0], [2, 3]]);
+      const shown = await yak(["groups", "--describe", "cg", "--json", ...c.zkFlag]);
+      assert.equal(shown.code, 0, shown.stderr);
+      const committed = JSON.parse(shown.stdout).partitions.map((
+        p: { partition: number; committed: number },
+      ) => [p.partition, p.committed]);
+      assert.deepEqual(committed, [[0, 5], [1, 5]]);
+    } finally {
+      k.close();
+      await c.stop();
+    }
+  }));

@@ -230,8 +230,11 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
   const member = memberId !== "" && generation >= 0 ? { memberId, generation, groupInstanceId } : null;
   const answers = await Promise.all(topics.map(async (t) => {
     let error = 0;
-    // As Kafka: a partition whose metadata is too long is refused on its own; the others are stored.
-    const kept = t.parts.filter((p) => p.metadata.length <= MAX_COMMIT_METADATA_CHARS);
+    // As Kafka: a partition whose metadata is too long, or that the topic does not have, is refused on its own;
+    // the others are stored.
+    const n = ctx.services.partitions.partitionCount(t.name);
+    const missing = (p: { index: number }) => n > 0 && (p.index < 0 || p.index >= n);
+    const kept = t.parts.filter((p) => p.metadata.length <= MAX_COMMIT_METADATA_CHARS && !missing(p));
     try {
       checkGroupName(group);
       checkTopicName(t.name);
@@ -245,7 +248,11 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
       name: t.name,
       parts: t.parts.map((p) => ({
         index: p.index,
-        error: kept.includes(p) ? error : KAFKA.OFFSET_METADATA_TOO_LARGE,
+        error: kept.includes(p)
+          ? error
+          : missing(p)
+          ? KAFKA.UNKNOWN_TOPIC_OR_PARTITION
+          : KAFKA.OFFSET_METADATA_TOO_LARGE,
       })),
     };
   }));
