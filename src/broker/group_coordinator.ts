@@ -833,11 +833,14 @@ export class GroupCoordinator {
         throw new YakError("INVALID_REQUEST", `assignment over ${DEFAULTS.maxGroupMetadataBytes} bytes`);
       }
     }
-    if (memberId === g.leaderId && assignments) this.#requireRoomForAssignments(g, assignments);
+    // The leader's sync is the group's plan, whatever it holds: none (or an empty list) gives every member an empty
+    // assignment, as Kafka does. Waiting for more would hold the group in CompletingRebalance for good.
+    const plan = memberId === g.leaderId ? assignments ?? new Map<string, Uint8Array>() : null;
+    if (plan) this.#requireRoomForAssignments(g, plan);
     const result = new Promise<Uint8Array>((resolve, reject) => (m.sync = { resolve, reject }));
-    if (memberId === g.leaderId && assignments) {
+    if (plan) {
       for (const member of g.members.values()) {
-        member.assignment = assignments.get(member.id) ?? EMPTY;
+        member.assignment = plan.get(member.id) ?? EMPTY;
         this.#recharge(g, member);
       }
       g.partitionCounts = this.#subscribedCounts(g);
@@ -1017,17 +1020,29 @@ export class GroupCoordinator {
   }
 
   /**
-   * Checks that a member may commit for its group now, as {@link commit}
-   * checks it: the transaction coordinator's TxnOffsetCommit names one.
+   * Checks the member a TxnOffsetCommit names, as Kafka does for a
+   * transactional commit: a static member's instance, then UNKNOWN_MEMBER_ID
+   * for a member the group does not have (a group this leader has not seen
+   * yet too, after a failover), ILLEGAL_GENERATION for another generation.
+   * Never REBALANCE_IN_PROGRESS, not even while the group is assigning
+   * partitions: Kafka's producers take that answer to a transactional
+   * commit as fatal, where they abort the transaction on the other two.
    */
   checkCommitter(
     group: string,
     member: { memberId: string; generation: number; groupInstanceId: string | null },
   ): void {
     this.#leading();
-    const { g } = this.#member(group, member.memberId, member.generation, member.groupInstanceId);
-    if (g.state === "CompletingRebalance") {
-      throw new YakError("REBALANCE_IN_PROGRESS", `group '${group}' is assigning partitions; commit after it`);
+    const g = this.#groups.get(group);
+    this.#checkInstance(g, member.memberId, member.groupInstanceId);
+    if (!g?.members.has(member.memberId)) {
+      throw new YakError("UNKNOWN_MEMBER_ID", `member '${member.memberId}' is not in group '${group}'; rejoin`);
+    }
+    if (member.generation !== g.generation) {
+      throw new YakError(
+        "ILLEGAL_GENERATION",
+        `generation ${member.generation} of group '${group}' is over (now ${g.generation}); rejoin`,
+      );
     }
   }
 

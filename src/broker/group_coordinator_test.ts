@@ -374,3 +374,58 @@ Deno.test("after a failover a static member is taken back under its member id, a
     c.leave("sf", "", "a");
     assert.equal(c.stateBytes(), 0);
   }));
+
+Deno.test("the leader's sync is the plan even when it holds no assignment: every member gets an empty one", () =>
+  withCoordinator({ maxGroupBytes: 64 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    const m1 = join(c, "e0", 10);
+    const m2 = join(c, "e0", 10);
+    const [r1, r2] = await Promise.all([m1.result, m2.result]);
+    assert.ok(!(r1 instanceof YakError) && !(r2 instanceof YakError), "both joined");
+    const leader = r1.leaderId === m1.id ? m1 : m2;
+    const other = leader === m1 ? m2 : m1;
+    const waiting = c.sync("e0", other.id, r1.generation, null);
+    // An empty list from the leader (the Kafka codec passes it as none): the group was held in CompletingRebalance.
+    assert.deepEqual(await c.sync("e0", leader.id, r1.generation, null), new Uint8Array(0));
+    assert.deepEqual(await waiting, new Uint8Array(0));
+    assert.equal(c.describe("e0").state, "Stable");
+    c.leave("e0", m1.id);
+    c.leave("e0", m2.id);
+  }));
+
+Deno.test("a transactional commit's member is checked as Kafka checks it: unknown member, other generation, never a rebalance", () =>
+  withCoordinator({ maxGroupBytes: 64 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    const code = (fn: () => void) => {
+      try {
+        fn();
+        return "ok";
+      } catch (err) {
+        return (err as YakError).code;
+      }
+    };
+    // A group this coordinator does not know (a leader's failover): UNKNOWN_MEMBER_ID, which Kafka's producers
+    // abort the transaction on (REBALANCE_IN_PROGRESS was fatal to them).
+    assert.equal(
+      code(() => c.checkCommitter("nobody", { memberId: "m", generation: 3, groupInstanceId: null })),
+      "UNKNOWN_MEMBER_ID",
+    );
+    const m1 = join(c, "tc", 10);
+    const m2 = join(c, "tc", 10);
+    const [r1] = await Promise.all([m1.result, m2.result]);
+    assert.ok(!(r1 instanceof YakError));
+    // Joined, not yet synced (CompletingRebalance): the commit goes through.
+    assert.equal(c.describe("tc").state, "CompletingRebalance");
+    assert.equal(
+      code(() => c.checkCommitter("tc", { memberId: m1.id, generation: r1.generation, groupInstanceId: null })),
+      "ok",
+    );
+    assert.equal(
+      code(() => c.checkCommitter("tc", { memberId: m1.id, generation: r1.generation + 1, groupInstanceId: null })),
+      "ILLEGAL_GENERATION",
+    );
+    assert.equal(
+      code(() => c.checkCommitter("tc", { memberId: "stranger", generation: r1.generation, groupInstanceId: null })),
+      "UNKNOWN_MEMBER_ID",
+    );
+    c.leave("tc", m1.id);
+    c.leave("tc", m2.id);
+  }));
