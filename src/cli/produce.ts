@@ -58,7 +58,7 @@ Exits 0 only if every record was acknowledged.
 const INTERRUPT_FLUSH_MS = 5000;
 const INTERRUPTED_EXIT = 130;
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const utf8 = new TextEncoder();
 
 const FLAGS: Flags = {

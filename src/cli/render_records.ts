@@ -179,5 +179,7 @@ function valueOf(r: FetchedRecord): Uint8Array {
 
 /** Headers as kcat prints them: `k1=v1,k2=v2` (from Kafka clients, or `yak produce --header`). */
 function headersText(r: FetchedRecord): string {
-  return (r.headers ?? []).map((h) => `${h.key}=${new TextDecoder().decode(valueBytes(h) ?? NOTHING)}`).join(",");
+  return (r.headers ?? []).map((h) =>
+    `${h.key}=${new TextDecoder("utf-8", { ignoreBOM: true }).decode(valueBytes(h) ?? NOTHING)}`
+  ).join(",");
 }

@@ -120,7 +120,7 @@ interface Batch {
 }
 
 const lineEncoder = new TextEncoder();
-const lineDecoder = new TextDecoder("utf-8", { fatal: true });
+const lineDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const NEWLINE = 0x0a;
 const CR = 0x0d;
 

@@ -11,7 +11,7 @@
  */
 import { assert, YakError } from "../errors.ts";
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
 /** The largest length an int16 length field holds (older versions' strings). */
 const INT16_MAX = 0x7fff;

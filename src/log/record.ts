@@ -605,7 +605,9 @@ export function valueBytes(r: { value?: string | null; valueB64?: string }): Uin
   return r.value === null || r.value === undefined ? null : encoder.encode(r.value);
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the bytes, kept (the default decoder drops it, and a key "\uFEFFa" became
+// "a", one key with "a" once compacted).
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Bytes as a stored field: text when they are UTF-8, else base64, so nothing

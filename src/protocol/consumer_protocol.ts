@@ -15,7 +15,7 @@
 import { YakError } from "../errors.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** At most this many topics in a subscription or an assignment (a bound on what a peer can make us allocate). */
 export const MAX_PROTOCOL_TOPICS = 10_000;
