@@ -93,47 +93,59 @@ async function segmentFiles(cluster: TestCluster, id: number): Promise<string[]>
   return names.sort();
 }
 
-Deno.test("records deleted to the end of the active segment: once it is closed, every replica deletes it", async () => {
-  await withDeadline(90_000, "segments below the log start", async () => {
-    const cluster = await TestCluster.start({
-      brokers: 3,
-      partitions: 1,
-      brokerArgs: ["--retention-check-ms", "300"],
-    });
-    try {
-      const topic = ["--topic", "t"];
-      const created = await yak([
-        "topics",
-        "--create",
-        "t",
-        "--partitions",
-        "1",
-        "--config",
-        "segment.bytes=1024",
-        ...cluster.zkFlag,
-      ]);
-      assert.equal(created.code, 0, created.stderr);
-      // One batch: the only segment is past segment.bytes, and still the active one when its records go.
-      const lines = Array.from({ length: 200 }, (_, i) => `${i}`).join("\n") + "\n";
-      assert.equal((await yak(["produce", ...topic, "--acks", "all", ...cluster.zkFlag], { stdin: lines })).code, 0);
-      await deleteToEnd(cluster, "t");
-      // The next append rolls every replica to a segment at 200; the one below the start must go everywhere.
-      assert.equal((await yak(["produce", ...topic, "--acks", "all", "--message", "next", ...cluster.zkFlag])).code, 0);
-      const expected = ["00000000000000000200.index", "00000000000000000200.jsonl"];
-      // Before, the leader's retention pass deleted its own and the followers kept theirs for good.
-      let seen: string[][] = [];
-      await eventually(
-        async () => {
-          seen = await Promise.all([1, 2, 3].map((id) => segmentFiles(cluster, id)));
-          return seen.every((f) => f.join() === expected.join());
-        },
-        20_000,
-        "every replica holds only the segment at 200",
-      ).catch((err) => {
-        throw new Error(`${err.message}; brokers 1-3 hold ${JSON.stringify(seen)}`);
+for (const policy of ["delete", "compact"]) {
+  Deno.test(`records deleted to the end of the active segment: once it is closed, every replica deletes it (${policy})`, async () => {
+    await withDeadline(90_000, "segments below the log start", async () => {
+      const cluster = await TestCluster.start({
+        brokers: 3,
+        partitions: 1,
+        brokerArgs: ["--retention-check-ms", "300"],
       });
-    } finally {
-      await cluster.stop();
-    }
+      try {
+        const topic = ["--topic", "t"];
+        const created = await yak([
+          "topics",
+          "--create",
+          "t",
+          "--partitions",
+          "1",
+          "--config",
+          "segment.bytes=1024",
+          "--config",
+          `cleanup.policy=${policy}`,
+          ...cluster.zkFlag,
+        ]);
+        assert.equal(created.code, 0, created.stderr);
+        // A compacted topic takes keyed records only.
+        const keyed = policy === "compact" ? ["--key-separator", ":"] : [];
+        const line = (i: number | string) => policy === "compact" ? `k${i}:${i}` : `${i}`;
+        // One batch: the only segment is past segment.bytes, and still the active one when its records go.
+        const lines = Array.from({ length: 200 }, (_, i) => line(i)).join("\n") + "\n";
+        const first = await yak(["produce", ...topic, ...keyed, "--acks", "all", ...cluster.zkFlag], { stdin: lines });
+        assert.equal(first.code, 0, first.stderr);
+        await deleteToEnd(cluster, "t");
+        // The next append rolls every replica to a segment at 200; the one below the start must go everywhere.
+        const next = await yak(["produce", ...topic, ...keyed, "--acks", "all", ...cluster.zkFlag], {
+          stdin: `${line("next")}\n`,
+        });
+        assert.equal(next.code, 0, next.stderr);
+        const expected = ["00000000000000000200.index", "00000000000000000200.jsonl"];
+        // Before, the leader's retention pass deleted its own and the followers kept theirs for good; on a topic
+        // compacted only, the leader kept its own (its retention pass skipped the topic).
+        let seen: string[][] = [];
+        await eventually(
+          async () => {
+            seen = await Promise.all([1, 2, 3].map((id) => segmentFiles(cluster, id)));
+            return seen.every((f) => f.join() === expected.join());
+          },
+          20_000,
+          "every replica holds only the segment at 200",
+        ).catch((err) => {
+          throw new Error(`${err.message}; brokers 1-3 hold ${JSON.stringify(seen)}`);
+        });
+      } finally {
+        await cluster.stop();
+      }
+    });
   });
-});
+}

@@ -112,11 +112,12 @@ export class Retention {
     await this.compactMetadata();
   }
 
-  /** Deletes the closed segments of one partition past its topic's retention.bytes and retention.ms. */
+  /** Deletes the closed segments of one partition past its topic's retention.bytes and retention.ms, and those below its log start. */
   async #applyTo(log: PartitionLog, topic: string, nowMs: number): Promise<void> {
     const configs = this.#b.store.meta.topics.get(topic)?.configs;
-    // cleanup.policy=compact alone: the cleaner bounds the log, retention.ms and retention.bytes do not apply.
-    if (!compactionConfigOf(configs).delete) return;
+    // cleanup.policy=compact alone: the cleaner bounds the log, retention.ms and retention.bytes do not apply. Whole
+    // segments below the log start (records deleted) go whatever the policy, as they do on the followers.
+    const deletes = compactionConfigOf(configs).delete;
     const cfg = effectiveConfig(configs, this.defaults());
     const closed = log.closedSegments();
     const segments: RetainedSegment[] = [];
@@ -130,8 +131,8 @@ export class Retention {
       totalBytes: log.sizeBytes,
       highWatermark: log.highWatermark,
       logStart: log.logStartOffset,
-      retentionBytes: cfg.retentionBytes,
-      retentionMs: cfg.retentionMs,
+      retentionBytes: deletes ? cfg.retentionBytes : -1,
+      retentionMs: deletes ? cfg.retentionMs : -1,
       nowMs,
       // A closed segment's file was last written with its newest record.
       mtimeOf: async (i) => (await Deno.stat(closed[i].dataPath).catch(() => null))?.mtime?.getTime(),
