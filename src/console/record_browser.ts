@@ -10,7 +10,7 @@
  * @module
  */
 import { YakError } from "../errors.ts";
-import { parseLines, type RecordHeader, type StoredRecord } from "../log/record.ts";
+import { parseLines, type RecordHeader, shownLines, type StoredRecord } from "../log/record.ts";
 import { checkTopicName } from "../log/names.ts";
 import type { Connection } from "../protocol/connection.ts";
 
@@ -165,8 +165,8 @@ function shown(r: StoredRecord): BrowsedRecord {
   return out;
 }
 
-function cut(text: string | null, max = MAX_SHOWN_CHARS): string | null {
-  return text !== null && text.length > max ? text.slice(0, max) : text;
+function cut(text: string | null | undefined, max = MAX_SHOWN_CHARS): string | null {
+  return text !== null && text !== undefined && text.length > max ? text.slice(0, max) : text ?? null;
 }
 
 /** About how many characters a shown record adds to the answer. */
@@ -183,6 +183,8 @@ async function fetchFrom(conn: Connection, q: BrowseRequest, at: number) {
     offsets: { [q.partition]: at },
     maxBytes: FETCH_BYTES,
     maxWaitMs: 0,
+    // What a consumer reads by default: no record of an open or aborted transaction.
+    isolation: "read_committed",
   });
   const damaged = Object.values((res.damaged ?? {}) as Record<string, string>);
   if (damaged.length > 0) throw new YakError("CORRUPT_LOG", `${damaged[0]} (the broker is healing it; read again)`);
@@ -191,8 +193,14 @@ async function fetchFrom(conn: Connection, q: BrowseRequest, at: number) {
   const part = (res.parts as { p: number; base: number; count: number; len: number }[])[0];
   if (!part || part.count === 0) return { records: [], next: at, moved: false };
   const bytes = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
-  const records = parseLines(new TextDecoder().decode(bytes.subarray(0, part.len)));
-  return { records, next: part.base + part.count, moved: false };
+  const aborted = ((res.aborted ?? {}) as Record<string, [string, number, number][]>)[`${q.topic}/${q.partition}`] ??
+    [];
+  // Markers and aborted transactions' records are read past, never shown (as `yak consume` does).
+  const text = shownLines(
+    new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes.subarray(0, part.len)),
+    aborted.map(([producer, first, last]) => ({ producer, first, last })),
+  );
+  return { records: parseLines(text), next: part.base + part.count, moved: false };
 }
 
 /** Whether a record's key contains `key` (text keys as text, others by their base64). */
@@ -218,8 +226,12 @@ export async function browse(conn: Connection, q: BrowseRequest): Promise<Browse
   while (next < hw && scanned < MAX_SCAN_RECORDS && !full()) {
     const before = next;
     const got = await fetchFrom(conn, q, next);
+    let stopped = false;
     for (const r of got.records) {
-      if (r.offset >= hw || scanned >= MAX_SCAN_RECORDS || full()) break;
+      if (r.offset >= hw || scanned >= MAX_SCAN_RECORDS || full()) {
+        stopped = true;
+        break;
+      }
       scanned++;
       next = r.offset + 1;
       if (q.key && !keyMatches(r, q.key)) continue;
@@ -228,7 +240,8 @@ export async function browse(conn: Connection, q: BrowseRequest): Promise<Browse
       chars += charsOf(record);
       if (keepLast && found.length > q.limit) chars -= charsOf(found.shift()!);
     }
-    if (got.moved) next = got.next;
+    // Every line the fetch read was looked at: what follows the last one shown (markers, aborted records) too.
+    if (got.moved || !stopped) next = Math.max(next, got.next);
     if (next === before) break; // nothing more to read below the high watermark
   }
   const records = keepLast ? lastWithin(found, MAX_ANSWER_CHARS) : found;
