@@ -209,8 +209,22 @@ function statusOf(code: string): number {
 async function adminBody(req: Request): Promise<Record<string, unknown>> {
   const length = Number(req.headers.get("content-length") ?? 0);
   if (length > MAX_ADMIN_BODY_BYTES) throw new YakError("INVALID_ARGUMENT", "the request body is too large");
-  const text = await req.text();
-  if (text.length > MAX_ADMIN_BODY_BYTES) throw new YakError("INVALID_ARGUMENT", "the request body is too large");
+  // Read with a running count: a chunked body names no length, and reading it whole first held what was sent.
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  for await (const part of req.body ?? []) {
+    got += part.length;
+    // Leaving the loop cancels the rest of the body.
+    if (got > MAX_ADMIN_BODY_BYTES) throw new YakError("INVALID_ARGUMENT", "the request body is too large");
+    parts.push(part);
+  }
+  const whole = new Uint8Array(got);
+  let at = 0;
+  for (const part of parts) {
+    whole.set(part, at);
+    at += part.length;
+  }
+  const text = new TextDecoder().decode(whole);
   let body: unknown;
   try {
     body = JSON.parse(text);

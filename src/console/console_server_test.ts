@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startConsole } from "./console_server.ts";
+import { configureSecurity } from "../protocol/security.ts";
 
 Deno.test("without a token the console says admin actions are off; a read with no leader says so", async () => {
   const dir = await Deno.makeTempDir();
@@ -34,6 +35,47 @@ Deno.test("without a token the console says admin actions are off; a read with n
     assert.equal(bad.status, 400, "checked before the leader is asked");
     assert.match((await bad.json()).error.message, /^invalid topic name "<\.\.\/x>"/);
   } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an admin request's chunked body is refused once it passes the limit, not read whole first", async () => {
+  const dir = await Deno.makeTempDir();
+  const lease = { epoch: 0, leaderId: null, host: "", port: 0, isr: [], issuedAt: 0, ttlMs: 1000, version: 0 };
+  configureSecurity({ authToken: "t0k" });
+  const server = await startConsole({
+    host: "127.0.0.1",
+    port: 0,
+    zookeeper: () => ({ lease, brokers: [] }),
+    onChange: () => () => {},
+    opLogPath: join(dir, "zookeeper.log"),
+  });
+  try {
+    const headers = { "content-type": "application/json", authorization: "Bearer t0k" };
+    // No Content-Length (chunked): 64 MiB of spaces in 64 KiB pieces, counted as they come.
+    let sent = 0;
+    const piece = new Uint8Array(64 * 1024).fill(0x20);
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= 64 * 1024 * 1024) return controller.close();
+        sent += piece.length;
+        controller.enqueue(piece);
+      },
+    });
+    const big = await fetch(`${server.url}api/admin/create-topic`, { method: "POST", headers, body });
+    assert.equal(big.status, 400);
+    assert.match((await big.json()).error.message, /too large/);
+    assert.ok(sent < 16 * 1024 * 1024, `${sent} bytes taken before the refusal`);
+    const small = await fetch(`${server.url}api/admin/create-topic`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ topic: "t" }),
+    });
+    assert.equal(small.status, 503, "read, then no leader to ask");
+    await small.body?.cancel();
+  } finally {
+    configureSecurity({});
     await server.close();
     await Deno.remove(dir, { recursive: true });
   }

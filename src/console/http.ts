@@ -159,7 +159,10 @@ async function answer(req: Request, opts: HttpOptions, secure: boolean): Promise
   }
   if (auth && !authorized(req, auth)) return text(401, UNAUTHORIZED, { "www-authenticate": 'Bearer realm="yak"' });
   const res = await route(req, url);
-  return req.method === "HEAD" ? new Response(null, { status: res.status, headers: res.headers }) : res;
+  if (req.method !== "HEAD") return res;
+  // The body is never sent: cancelled, so what it holds goes now (an event stream's viewer slot stayed taken).
+  await res.body?.cancel().catch(() => {});
+  return new Response(null, { status: res.status, headers: res.headers });
 }
 
 /**

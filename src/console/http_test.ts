@@ -58,3 +58,22 @@ Deno.test("POST routes (changes): refused without a token, from another origin, 
     await guarded.close();
   }
 });
+
+Deno.test("a HEAD request's body is cancelled, so what a stream holds goes at once", async () => {
+  let cancelled = false;
+  const routes = {
+    "/stream": () =>
+      new Response(new ReadableStream({ cancel: () => void (cancelled = true) }), {
+        headers: { "content-type": "text/event-stream" },
+      }),
+  };
+  const server = serveHttp({ host: "127.0.0.1", port: 0, auth: null, routes });
+  try {
+    const res = await fetch(`${server.url}stream`, { method: "HEAD" });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    assert.ok(cancelled, "the event stream's body was cancelled (its viewer slot given back)");
+  } finally {
+    await server.close();
+  }
+});
