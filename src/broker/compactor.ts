@@ -206,7 +206,7 @@ export class Compactor {
       ...(d.mergeBelow !== undefined && d.bases ? { mergeBelow: d.mergeBelow, bases: d.bases } : {}),
     };
     // Followers fetching below here must start over: this copy may lose tombstones below it (see replication.ts).
-    ref.log.notePurging(d.purgeBelow);
+    await ref.log.notePurging(d.purgeBelow);
     this.#b.log.write("log_cleaning", { partition: ref.key, to: d.to, purgeBelow: d.purgeBelow });
     const run = await cleanLog(ref.log, cleaning, {
       aborted: this.#b.store.meta.abortedIn(ref.key, 0, d.to),

@@ -49,6 +49,11 @@ export interface Cleaning {
 /** A cleaning this replica carried out, and when (wall-clock ms, for `yak topics --describe`). */
 export interface CleanState extends Cleaning {
   at: number;
+  /**
+   * A later cleaning under way may remove tombstones below this offset
+   * (saved when it starts, see PartitionLog.notePurging). Absent: none.
+   */
+  purging?: number;
 }
 
 /**
@@ -88,6 +93,7 @@ export async function loadCleanState(dir: string): Promise<CleanState | null> {
       ? { mergeBelow: s.mergeBelow as number, bases: s.bases as number[] }
       : {}),
     at: Number.isSafeInteger(s.at) ? s.at as number : 0,
+    ...(ok(s.purging) ? { purging: s.purging as number } : {}),
   };
 }
 

@@ -815,20 +815,32 @@ export class PartitionLog {
    * over (see replication.ts).
    */
   get purgedBelow(): number {
-    return Math.max(this.#purging, this.#cleanState?.purgeBelow ?? 0);
+    return Math.max(this.#purging, this.#cleanState?.purgeBelow ?? 0, this.#cleanState?.purging ?? 0);
   }
 
-  /** A cleaning that may remove tombstones below `offset` starts here. */
-  notePurging(offset: number): void {
-    this.#purging = Math.max(this.#purging, offset);
+  /**
+   * A cleaning that may remove tombstones below `offset` starts here: saved
+   * before it removes anything, so that after a restart in its middle a
+   * follower whose log ends below it still starts over (kept in memory only,
+   * a follower rejoined after the restart and kept a value a tombstone here
+   * had deleted, for good).
+   */
+  async notePurging(offset: number): Promise<void> {
+    if (offset <= this.purgedBelow) return;
+    this.#purging = offset;
+    this.#cleanState = { ...(this.#cleanState ?? { to: 0, purgeBelow: 0, horizonMs: 0, at: 0 }), purging: offset };
+    this.#gaps = true;
+    await saveCleanState(this.dir, this.#cleanState);
   }
 
   /** Notes a cleaning as carried out here, once every segment of it is in place. */
   async setCleanState(state: CleanState): Promise<void> {
     this.#checkFence();
     this.#gaps = true;
-    this.#cleanState = state;
-    await saveCleanState(this.dir, state);
+    // A cleaning started after this one (its purge point saved) is still under way.
+    const purging = Math.max(this.#cleanState?.purging ?? 0, this.#purging);
+    this.#cleanState = purging > state.purgeBelow ? { ...state, purging } : state;
+    await saveCleanState(this.dir, this.#cleanState);
   }
 
   /**

@@ -1549,3 +1549,26 @@ Deno.test("reads that take part of a cached chunk take whole lines up to the byt
     }
   });
 });
+
+Deno.test("a cleaning's purge point is saved when it starts: after a restart in its middle, followers below it still start over", async () => {
+  await withTempDir(async (dir) => {
+    let log = await PartitionLog.open(dir, opts({}));
+    await log.setCleanState({ to: 10, purgeBelow: 10, horizonMs: 0, at: 1 });
+    await log.notePurging(38);
+    assert.equal(log.purgedBelow, 38);
+    await log.close();
+    // Killed mid-cleaning: its segments may already hold no tombstone below 38, and the last finished cleaning says 10.
+    log = await PartitionLog.open(dir, opts({}));
+    try {
+      assert.equal(log.purgedBelow, 38, "the purge point under way, after the restart");
+      // A cleaning finished with a lower purge point leaves the one under way in place; one that reached it ends it.
+      await log.setCleanState({ to: 20, purgeBelow: 20, horizonMs: 0, at: 2 });
+      assert.equal(log.purgedBelow, 38);
+      await log.setCleanState({ to: 40, purgeBelow: 38, horizonMs: 0, at: 3 });
+      assert.equal(log.cleanState?.purging, undefined);
+      assert.equal(log.purgedBelow, 38);
+    } finally {
+      await log.close();
+    }
+  });
+});
