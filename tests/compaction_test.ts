@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { Kafka, logLevel } from "kafkajs";
 import {
   eventually,
+  lastJsonLine,
   python,
   pythonModuleMissing,
   run,
@@ -225,7 +226,7 @@ else:
 async function txnClient(cluster: TestCluster, topic: string, mode: "produce" | "read"): Promise<unknown> {
   const r = await python(TXN_CLIENT, [cluster.bootstrapServers, topic, mode]);
   assert.equal(r.code, 0, r.out);
-  return JSON.parse(r.out.trim().split("\n").at(-1)!);
+  return lastJsonLine(r.out);
 }
 
 async function leaderId(cluster: TestCluster): Promise<number> {

@@ -691,6 +691,22 @@ export async function python(script: string, args: string[]): Promise<{ code: nu
   return { code: r.code, out: new TextDecoder().decode(r.stdout) + r.stderr };
 }
 
+/**
+ * The JSON a script printed last, from {@link python}'s `out`: the last line
+ * that parses as JSON. librdkafka may log to stderr (`%6|...`) after the
+ * script's output, at any time up to its exit.
+ */
+// deno-lint-ignore no-explicit-any
+export function lastJsonLine(out: string): any {
+  for (const line of out.trim().split("\n").reverse()) {
+    if (line.startsWith("%")) continue;
+    try {
+      return JSON.parse(line);
+    } catch { /* not the script's JSON */ }
+  }
+  throw new Error(`no JSON line in the script's output:\n${out.slice(-2000)}`);
+}
+
 /** `yak consume`s topic from the beginning and checks it holds exactly the numbers 1..n (in any order). */
 export async function assertReadsBack(
   c: TestCluster,

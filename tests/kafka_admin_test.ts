@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   kcatMissing,
+  lastJsonLine,
   python,
   pythonModuleMissing,
   run,
@@ -49,7 +50,7 @@ Deno.test({
       try {
         const r = await python(DESCRIBE, [c.bootstrapServers, "described-topic"]);
         assert.equal(r.code, 0, r.out);
-        const got = JSON.parse(r.out.trim().split("\n").at(-1)!);
+        const got = lastJsonLine(r.out);
         assert.deepEqual(got.dead, ["Dead", "", 0], "Kafka's answer for a group that does not exist");
         assert.deepEqual(got.live, ["Stable", "consumer", "range", 1]);
         assert.deepEqual(got.subscription, ["described-topic"], "the member's metadata, not empty bytes");
@@ -120,7 +121,7 @@ Deno.test({
       try {
         const r = await python(CREATE_ASSIGNED, [c.bootstrapServers]);
         assert.equal(r.code, 0, r.out);
-        const got = JSON.parse(r.out.trim().split("\n").at(-1)!);
+        const got = lastJsonLine(r.out);
         assert.deepEqual(got.assigned, [0], "one partition, as assigned (not the broker's 4)");
         assert.equal(
           got.gapped,

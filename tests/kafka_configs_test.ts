@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { ConfigResourceTypes, Kafka, logLevel } from "kafkajs";
 import {
   kcatMissing,
+  lastJsonLine,
   python,
   pythonModuleMissing,
   run,
@@ -187,7 +188,7 @@ Deno.test({
           async () => {
             const r = await python(CONFLUENT, [c.bootstrapServers, String(leader)]);
             assert.equal(r.code, 0, r.out);
-            const got = JSON.parse(r.out.trim().split("\n").at(-1)!);
+            const got = lastJsonLine(r.out);
             console.log(`confluent-kafka: compact -> ${got.compact} | typo -> ${got.typo}`);
             assert.equal(got.compact, null, "cleanup.policy=compact is taken (issue 23)");
             assert.match(got.typo, /unknown topic config 'retention\.msec'/);
