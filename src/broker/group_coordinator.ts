@@ -775,16 +775,24 @@ export class GroupCoordinator {
     }));
   }
 
+  /**
+   * The member a request names, checked: its instance, its id, its
+   * generation. A member of the previous leader's generation is told to
+   * rejoin (REBALANCE_IN_PROGRESS), except for a transactional commit
+   * (`transactional`), which Kafka answers UNKNOWN_MEMBER_ID: its producers
+   * abort on that, and take REBALANCE_IN_PROGRESS as fatal.
+   */
   #member(
     groupId: string,
     memberId: string,
     generation: number,
     instance: string | null = null,
+    transactional = false,
   ): { g: Group; m: Member } {
     const g = this.#groups.get(groupId);
     this.#checkInstance(g, memberId, instance);
     const m = g?.members.get(memberId);
-    if ((!g || g.adopting) && !m) {
+    if ((!g || g.adopting) && !m && !transactional) {
       // A member of the previous leader's generation (see join): told to rejoin, under its id.
       throw new YakError("REBALANCE_IN_PROGRESS", `the coordinator of group '${groupId}' moved; rejoin`);
     }
@@ -1033,17 +1041,7 @@ export class GroupCoordinator {
     member: { memberId: string; generation: number; groupInstanceId: string | null },
   ): void {
     this.#leading();
-    const g = this.#groups.get(group);
-    this.#checkInstance(g, member.memberId, member.groupInstanceId);
-    if (!g?.members.has(member.memberId)) {
-      throw new YakError("UNKNOWN_MEMBER_ID", `member '${member.memberId}' is not in group '${group}'; rejoin`);
-    }
-    if (member.generation !== g.generation) {
-      throw new YakError(
-        "ILLEGAL_GENERATION",
-        `generation ${member.generation} of group '${group}' is over (now ${g.generation}); rejoin`,
-      );
-    }
+    this.#member(group, member.memberId, member.generation, member.groupInstanceId, true);
   }
 
   /** The group's committed offsets in a topic, by partition. */

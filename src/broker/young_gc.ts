@@ -69,7 +69,7 @@ export class GrowthTrigger {
 }
 
 /** V8's `gc` as `--expose-gc` installs it, with the options this module uses. */
-type ExposedGc = (options: { type: "minor" | "major" }) => void;
+type ExposedGc = (options: { type: "minor" }) => void;
 
 /** The exposed `gc`, or null when the process was started without `--expose-gc`. */
 export function exposedGc(): ExposedGc | null {

@@ -21,6 +21,7 @@ import {
 } from "./args.ts";
 import { type Line, readLineBlocks, readLines } from "./read_lines.ts";
 import { describeFailure, produceSummary, Progress } from "./produce_summary.ts";
+import { strictUtf8 } from "../utf8.ts";
 
 const USAGE = `
 yak produce --topic T [--message TEXT ...] [--key K | --key-separator SEP [--ignore-missing-separator]]
@@ -58,7 +59,6 @@ Exits 0 only if every record was acknowledged.
 const INTERRUPT_FLUSH_MS = 5000;
 const INTERRUPTED_EXIT = 130;
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const utf8 = new TextEncoder();
 
 const FLAGS: Flags = {

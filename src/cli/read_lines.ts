@@ -4,12 +4,11 @@
  *
  * @module
  */
+import { strictUtf8 } from "../utf8.ts";
 
 const NEWLINE = 10;
 const CR = 13;
 const READ_BYTES = 1024 * 1024;
-
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A line as read: text where the bytes are UTF-8, else the bytes; `ascii` when bytes = characters. */
 export interface Line {

@@ -177,9 +177,10 @@ function valueOf(r: FetchedRecord): Uint8Array {
   return valueBytes(r) ?? NOTHING;
 }
 
+/** Header values as text (not-UTF-8 bytes replaced), a leading U+FEFF kept. */
+const headerText = new TextDecoder("utf-8", { ignoreBOM: true });
+
 /** Headers as kcat prints them: `k1=v1,k2=v2` (from Kafka clients, or `yak produce --header`). */
 function headersText(r: FetchedRecord): string {
-  return (r.headers ?? []).map((h) =>
-    `${h.key}=${new TextDecoder("utf-8", { ignoreBOM: true }).decode(valueBytes(h) ?? NOTHING)}`
-  ).join(",");
+  return (r.headers ?? []).map((h) => `${h.key}=${headerText.decode(valueBytes(h) ?? NOTHING)}`).join(",");
 }

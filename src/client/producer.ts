@@ -13,6 +13,7 @@ import { after, monotonicMs } from "../clock.ts";
 import { type Bootstrap, connectLeader, findLeader, type LeaderAddress } from "./discovery.ts";
 import { partitionForKey } from "./murmur2.ts";
 import { seqAdd } from "../log/sequence.ts";
+import { strictUtf8 } from "../utf8.ts";
 
 /** Options of {@link Producer.open}. */
 export interface ProducerOptions {
@@ -120,7 +121,6 @@ interface Batch {
 }
 
 const lineEncoder = new TextEncoder();
-const lineDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const NEWLINE = 0x0a;
 const CR = 0x0d;
 
@@ -435,9 +435,11 @@ export class Producer {
     // A record that cannot go as a line is sent as JSON: escapes take up to 6 bytes a character, base64 4 for 3. One
     // large enough to pass the frame that way is measured as it will go, and refused now: the broker closes a
     // connection that sends a frame over its limit, and a resent batch would be refused the same way, for ever.
-    const line = key === null && headers === undefined && typeof value === "string" && !value.includes("\n") &&
+    // Scanned only when it matters: a large record, or a batch still of lines.
+    const isLine = () =>
+      key === null && headers === undefined && typeof value === "string" && !value.includes("\n") &&
       value.isWellFormed();
-    if (!line && size > MAX_RECORD_BYTES / 6) {
+    if (size > MAX_RECORD_BYTES / 6 && !isLine()) {
       size = utf8Length(JSON.stringify(record));
       if (size > MAX_RECORD_BYTES) throw encodedTooLarge(index, size);
     }
@@ -457,7 +459,7 @@ export class Producer {
       batch = this.#open.get(partition);
     }
     batch ??= this.#openBatch(partition, false);
-    if (!line) batch.plain = false;
+    if (batch.plain && !isLine()) batch.plain = false;
     batch.records.push(record);
     batch.indexes.push(index);
     batch.bytes += size;
@@ -557,7 +559,7 @@ export class Producer {
       const nl = lines.indexOf(NEWLINE, s);
       const line = lines.subarray(s, nl);
       try {
-        out.push({ v: lineDecoder.decode(line) });
+        out.push({ v: strictUtf8.decode(line) });
       } catch {
         out.push({ b: toBase64(line) });
       }

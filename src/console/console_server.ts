@@ -210,7 +210,7 @@ async function adminBody(req: Request): Promise<Record<string, unknown>> {
   const length = Number(req.headers.get("content-length") ?? 0);
   if (length > MAX_ADMIN_BODY_BYTES) throw new YakError("INVALID_ARGUMENT", "the request body is too large");
   // Read with a running count: a chunked body names no length, and reading it whole first held what was sent.
-  const parts: Uint8Array[] = [];
+  const parts: Uint8Array<ArrayBuffer>[] = [];
   let got = 0;
   for await (const part of req.body ?? []) {
     got += part.length;
@@ -218,13 +218,7 @@ async function adminBody(req: Request): Promise<Record<string, unknown>> {
     if (got > MAX_ADMIN_BODY_BYTES) throw new YakError("INVALID_ARGUMENT", "the request body is too large");
     parts.push(part);
   }
-  const whole = new Uint8Array(got);
-  let at = 0;
-  for (const part of parts) {
-    whole.set(part, at);
-    at += part.length;
-  }
-  const text = new TextDecoder().decode(whole);
+  const text = await new Blob(parts).text();
   let body: unknown;
   try {
     body = JSON.parse(text);

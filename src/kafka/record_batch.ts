@@ -28,6 +28,7 @@
 import { assert, YakError } from "../errors.ts";
 import { crc32c, crc32cRange } from "../log/crc32c.ts";
 import { compress, Compression, type CompressionCodec, decompress, isCompressionCodec } from "./compression.ts";
+import { strictUtf8 as DECODER } from "../utf8.ts";
 
 /**
  * A record header: a UTF-8 key and bytes, possibly null.
@@ -266,7 +267,6 @@ class Reader {
   }
 }
 
-const DECODER = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const ENCODER = new TextEncoder();
 
 /**

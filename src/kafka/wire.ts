@@ -10,8 +10,8 @@
  * @module
  */
 import { assert, YakError } from "../errors.ts";
+import { strictUtf8 as decoder } from "../utf8.ts";
 
-const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
 /** The largest length an int16 length field holds (older versions' strings). */
 const INT16_MAX = 0x7fff;

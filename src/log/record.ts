@@ -35,6 +35,7 @@
 import { YakError } from "../errors.ts";
 import { crc32cRange } from "./crc32c.ts";
 import { SEQ_MODULUS, seqAdd } from "./sequence.ts";
+import { strictUtf8 } from "../utf8.ts";
 
 const encoder = new TextEncoder();
 const QUOTE = 0x22;
@@ -604,10 +605,6 @@ export function valueBytes(r: { value?: string | null; valueB64?: string }): Uin
   if (r.valueB64 !== undefined) return Uint8Array.fromBase64(r.valueB64);
   return r.value === null || r.value === undefined ? null : encoder.encode(r.value);
 }
-
-// ignoreBOM: a leading U+FEFF is part of the bytes, kept (the default decoder drops it, and a key "\uFEFFa" became
-// "a", one key with "a" once compacted).
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Bytes as a stored field: text when they are UTF-8, else base64, so nothing

@@ -13,9 +13,9 @@
  * @module
  */
 import { YakError } from "../errors.ts";
+import { strictUtf8 as decoder } from "../utf8.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** At most this many topics in a subscription or an assignment (a bound on what a peer can make us allocate). */
 export const MAX_PROTOCOL_TOPICS = 10_000;
