@@ -79,15 +79,18 @@ const WINDOW = 300;
  * Rounds of abuse (300 connections, size limits, fuzzing, a silent reader);
  * the frames above are per round. YAK_FUZZ_ROUNDS=N runs more.
  */
-const ROUNDS = Math.max(2, Number(Deno.env.get("YAK_FUZZ_ROUNDS") ?? 4));
+const ROUNDS = Math.max(3, Number(Deno.env.get("YAK_FUZZ_ROUNDS") ?? 4));
 /**
- * RSS growth allowed over the last round. Freed memory is not all given back
- * to the system: V8 keeps the heap it grew to, and malloc keeps freed buffers
- * (e.g. the 256 KiB read buffer of each of the 300 connections, 75 MiB), so
- * RSS climbs for two or three rounds (to roughly start + 180-220 MB here)
- * and then levels off; a leak or unbounded buffering keeps growing.
+ * RSS growth per round that, kept up over each of the last two rounds, counts
+ * as a leak. Freed memory is not all given back to the system: V8 keeps the
+ * heap it grew to, and malloc keeps freed buffers (e.g. the 256 KiB read
+ * buffer of each of the 300 connections, 75 MiB), so RSS climbs for two or
+ * three rounds (to roughly start + 180-220 MB here) and then moves up and
+ * down by up to 70 MB a round as malloc's high-water mark shifts (seen:
+ * 191 -> 144 -> 209, and back). A leak or unbounded buffering keeps growing
+ * round after round; that noise jumps once and falls back.
  */
-const RSS_GROWTH_MB = 64;
+const RSS_GROWTH_MB = 32;
 /** RSS allowed over the start, at the end: a net for runaway growth within the first rounds. */
 const RSS_CEILING_MB = 320;
 
@@ -1399,23 +1402,23 @@ Deno.test("fuzzed frames against the live leader and zookeeper: every reply well
       assert.equal(status.match(/^ *\d+ +\S+ +alive\b/gm)?.length, 3, status);
       assert.doesNotMatch(status, /DEAD/, status);
 
-      // Memory: no growth from one round of abuse to the next, and a ceiling over the start.
+      // Memory: no sustained growth from one round of abuse to the next, and a ceiling over the start.
       await new Promise((r) => setTimeout(r, 1000));
       const rss1 = { leader: await rssMb(leader.pid), zk: await rssMb(cluster.zk.pid) };
-      const prev = rssRounds[ROUNDS - 2];
       const fmt = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(" -> ");
       console.log(
         `RSS (MB) at the start, after each round, at the end: leader ` +
           fmt([rss0.leader, ...rssRounds.map((r) => r.leader), rss1.leader]) +
           `; zookeeper ${fmt([rss0.zk, ...rssRounds.map((r) => r.zk), rss1.zk])}`,
       );
-      for (
-        const [who, start, mid, end] of [
-          ["leader", rss0.leader, prev.leader, rss1.leader],
-          ["zookeeper", rss0.zk, prev.zk, rss1.zk],
-        ] as const
-      ) {
-        assert.ok(end <= mid + RSS_GROWTH_MB, `${who} RSS grew from ${mid} MB before the last round to ${end} MB`);
+      for (const who of ["leader", "zk"] as const) {
+        const start = rss0[who], end = rss1[who];
+        // After each of the last three rounds: a leak grows through both of the last two.
+        const [a, b, c] = rssRounds.slice(-3).map((r) => r[who]);
+        assert.ok(
+          !(b - a > RSS_GROWTH_MB && c - b > RSS_GROWTH_MB),
+          `${who} RSS grew in each of the last two rounds: ${fmt([a, b, c])} MB`,
+        );
         assert.ok(end <= start + RSS_CEILING_MB, `${who} RSS ${end} MB, ${start} MB at the start`);
       }
 
