@@ -11,6 +11,11 @@ export type ErrorCode =
   | "NOT_LEADER"
   | "NO_LEADER"
   | "UNKNOWN_TOPIC"
+  /**
+   * A topic id that is not the named topic's: the topic was deleted (and perhaps created again under the
+   * name) since the client learned it. Kafka's UNKNOWN_TOPIC_ID.
+   */
+  | "UNKNOWN_TOPIC_ID"
   | "INVALID_TOPIC"
   | "UNKNOWN_PARTITION"
   | "MESSAGE_TOO_LARGE"

@@ -309,6 +309,74 @@ Deno.test("partitions added to a topic: a running group reads records produced t
   });
 });
 
+Deno.test("a topic deleted and created again under running consumers: a group member and a plain consumer read the new one from its start, and commits of the old one are refused", async () => {
+  await withDeadline(120_000, "topic created again", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    const procs: Proc[] = [];
+    try {
+      assert.equal((await yak(["topics", "--create", "gr", "--partitions", "2", ...cluster.zkFlag])).code, 0);
+      await produceTo(cluster, "gr", 0, 100, 1);
+      await produceTo(cluster, "gr", 1, 100, 101);
+      const a = member(cluster, "a", "gr", "grg", { sessionMs: 20_000 });
+      // A consumer without a group, reading from the beginning with the same format.
+      const plain = new Proc("plain", [
+        "consume",
+        "--topic",
+        "gr",
+        "--from-beginning",
+        "--format",
+        "%p %o %v\\n",
+        ...cluster.zkFlag,
+      ]);
+      procs.push(a, plain);
+      await eventually(() => values(a).length >= 200 && values(plain).length >= 200, 20_000, "the first topic read");
+      await eventually(
+        async () => {
+          const c = await committedOffsets(cluster, "grg", "gr");
+          return c[0] === 100 && c[1] === 100;
+        },
+        20_000,
+        "the group's commit of the first topic",
+      );
+      // Frozen while the topic goes and comes back bigger: each still holds positions 100 of the old one.
+      for (const p of [a, plain]) p.kill("SIGSTOP");
+      try {
+        assert.equal((await yak(["topics", "--delete", "gr", ...cluster.zkFlag])).code, 0);
+        assert.equal((await yak(["topics", "--create", "gr", "--partitions", "2", ...cluster.zkFlag])).code, 0);
+        await produceTo(cluster, "gr", 0, 300, 1001);
+        await produceTo(cluster, "gr", 1, 300, 2001);
+      } finally {
+        for (const p of [a, plain]) p.kill("SIGCONT");
+      }
+      const expected = [...range(1001, 300), ...range(2001, 300)].sort();
+      const isNew = (v: string) => Number(v) > 1000;
+      const at = monotonicMs();
+      await eventually(
+        () => values(a).filter(isNew).length >= 600 && values(plain).filter(isNew).length >= 600,
+        30_000,
+        "the new topic read whole",
+      );
+      console.log(`read the new incarnation whole ${Math.round(monotonicMs() - at)} ms after thawing`);
+      for (const p of [a, plain]) assert.deepEqual(values(p).filter(isNew).sort(), expected, p.name);
+      for (const p of [a, plain]) {
+        assert.ok(p.lines.some((l) => /deleted and created again/.test(l)), `${p.name} said nothing of it`);
+      }
+      await eventually(
+        async () => {
+          const c = await committedOffsets(cluster, "grg", "gr");
+          return c[0] === 300 && c[1] === 300;
+        },
+        20_000,
+        "the group's commit of the new topic",
+      );
+    } finally {
+      for (const p of procs) p.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.status));
+      await cluster.stop();
+    }
+  });
+});
+
 Deno.test("a leader failover under a running group: one rebalance, members go on from their commits, nothing read twice", async () => {
   await withDeadline(90_000, "group failover", async () => {
     const cluster = await TestCluster.start({ brokers: 3 });

@@ -58,7 +58,10 @@ export interface ConsumerOptions {
    * up to the high watermark, transactions decided or not. Markers are never shown.
    */
   isolationLevel?: "read_committed" | "read_uncommitted";
-  /** Told when a position is reset (retention deleted it, or it was past the end). */
+  /**
+   * Told when a position is reset (retention deleted it, or it was past the
+   * end), or dropped (its topic was deleted and created again).
+   */
   onReset?: (message: string) => void;
   maxWaitMs?: number;
   maxBytes?: number;
@@ -85,6 +88,8 @@ const decoder = new TextDecoder();
 const FETCH_GRACE_MS = 2000;
 /** How long to wait before asking again when every partition with records left is damaged at the broker. */
 const DAMAGED_RETRY_MS = 250;
+/** The pause before fetching again when a broker has only another incarnation of a topic to offer. */
+const RECREATED_RETRY_MS = 200;
 /** How often the consumer re-reads metadata (new partitions, new topics matching a pattern). */
 const METADATA_REFRESH_MS = 5000;
 /**
@@ -263,6 +268,14 @@ interface TopicState {
    * 0 rather than from the end found when it appears.
    */
   wasMissing: boolean;
+  /**
+   * The topic's id (incarnation) the positions are in, as metadata said; sent
+   * with fetches and commits so that a topic deleted and created again under
+   * its name is not read or committed from the old one's positions.
+   */
+  id?: string;
+  /** Ids of earlier incarnations: a broker still answering with one of them is behind (the topic is skipped there). */
+  retired: Set<string>;
 }
 
 function startOffsetOf(o: ConsumerOptions): StartOffset | undefined {
@@ -352,6 +365,7 @@ export class Consumer {
       endAtStart: new Map(),
       readEnd: new Map(),
       wasMissing,
+      retired: new Set(),
     };
   }
 
@@ -484,8 +498,16 @@ export class Consumer {
   async #refresh(first = false): Promise<void> {
     const conn = this.#conn!;
     const meta = await conn.request({ type: "metadata" }, this.#timeoutMs);
-    const counts = meta.topics as Record<string, number>;
+    const counts = { ...meta.topics as Record<string, number> };
     this.#lastMetaMs = monotonicMs();
+    // A topic of a new id was deleted and created again since: its positions are the old one's.
+    for (const [t, id] of Object.entries((meta.ids ?? {}) as Record<string, string>)) {
+      const s = this.#topics.get(t);
+      if (!s || s.id === id) continue;
+      if (s.retired.has(id)) delete counts[t]; // this broker has not seen the new one yet: skip the topic here
+      else if (s.id === undefined) s.id = id;
+      else this.#recreated(t, s, id);
+    }
     const pattern = this.#o.topicPattern;
     if (pattern) {
       const found = Object.keys(counts).filter((t) => pattern.test(t) && !this.#topics.has(t));
@@ -511,6 +533,23 @@ export class Consumer {
       }
     }
     for (const topic of present) await this.#refreshTopic(conn, topic, counts[topic]);
+  }
+
+  /**
+   * Forgets the positions of a topic deleted and created again as `id`:
+   * everything in the new one is newer than this consumer, so it is read
+   * from its start, or from the group's commits to it.
+   */
+  #recreated(topic: string, s: TopicState, id: string): void {
+    const had = [...s.positions].map(([p, at]) => `${p}:${at}`).join(",");
+    s.retired.add(s.id!);
+    s.id = id;
+    for (const m of [s.cursor, s.positions, s.committed, s.endAtStart, s.readEnd]) m.clear();
+    s.wasMissing = true;
+    this.#o.onReset?.(
+      `topic '${topic}' was deleted and created again; dropping the old one's positions` +
+        `${had === "" ? "" : ` (${had})`} and reading the new one from its start`,
+    );
   }
 
   async #refreshTopic(conn: Connection, topic: string, n: number): Promise<void> {
@@ -749,9 +788,13 @@ export class Consumer {
         conn = this.#conn!;
         const maxWaitMs = this.#o.maxWaitMs ?? DEFAULTS.consumerFetchWaitMs;
         const wanted: Record<string, Record<string, number>> = {};
+        const ids: Record<string, string> = {};
         for (const [t, p] of taken) {
-          const at = this.#topics.get(t)?.cursor.get(p);
-          if (at !== undefined) (wanted[t] ??= {})[p] = at;
+          const s = this.#topics.get(t);
+          const at = s?.cursor.get(p);
+          if (at === undefined) continue;
+          (wanted[t] ??= {})[p] = at;
+          if (s!.id !== undefined) ids[t] = s!.id;
         }
         if (Object.keys(wanted).length === 0) {
           // Nothing assigned to this member (more members than partitions), or no topic yet: wait.
@@ -764,8 +807,15 @@ export class Consumer {
           maxBytes: this.#o.maxBytes ?? DEFAULTS.consumerFetchMaxBytes,
           maxWaitMs,
           isolation: this.#o.isolationLevel ?? "read_committed",
+          ids,
         }, maxWaitMs + Math.min(this.#timeoutMs, FETCH_GRACE_MS));
-        const parts = this.#parts(res);
+        const parts = this.#parts(res, ids);
+        if (Array.isArray(res.recreated) && res.recreated.length > 0) {
+          // A topic of another id there: the metadata says which is newer (this consumer's positions are dropped
+          // if the broker's is, the topic skipped there if it is behind).
+          await this.#refreshOnce();
+          if (parts.length === 0) await new Promise((r) => setTimeout(r, RECREATED_RETRY_MS));
+        }
         const damaged = Object.entries((res.damaged ?? {}) as Record<string, string>);
         for (const [key, why] of damaged) {
           // Said once per partition and offset; the other partitions go on meanwhile.
@@ -787,8 +837,17 @@ export class Consumer {
     }
   }
 
-  /** The records of a fetch reply, and positions deleted by retention reset (said through onReset). */
-  #parts(res: Record<string, unknown>): PartitionRecords[] {
+  /**
+   * The records of a fetch reply, and positions deleted by retention reset
+   * (said through onReset). Nothing of a topic whose id is no longer `ids`'
+   * (dropped since the fetch was sent, or listed in `recreated`) is taken.
+   */
+  #parts(res: Record<string, unknown>, ids: Record<string, string>): PartitionRecords[] {
+    const recreated = new Set(Array.isArray(res.recreated) ? res.recreated as string[] : []);
+    const stateOf = (topic: string) => {
+      const s = this.#topics.get(topic);
+      return !s || recreated.has(topic) || s.id !== ids[topic] ? undefined : s;
+    };
     const attachment = (res.attachment as Uint8Array | undefined) ?? new Uint8Array(0);
     const aborted: Record<string, AbortedRange[]> = {};
     for (const [key, list] of Object.entries((res.aborted ?? {}) as Record<string, [string, number, number][]>)) {
@@ -798,7 +857,7 @@ export class Consumer {
     // it does not say): which have records left decides the next fetches' shares.
     const lso = (res.lso ?? {}) as Record<string, Record<string, number>>;
     for (const [topic, ends] of Object.entries((res.hw ?? {}) as Record<string, Record<string, number>>)) {
-      const s = this.#topics.get(topic);
+      const s = stateOf(topic);
       for (const [p, hw] of Object.entries(ends)) {
         if (s?.cursor.has(Number(p))) s.readEnd.set(Number(p), lso[topic]?.[p] ?? hw);
       }
@@ -809,7 +868,7 @@ export class Consumer {
     for (const part of res.parts as Part[]) {
       const bytes = attachment.subarray(at, at + part.len);
       at += part.len;
-      const s = this.#topics.get(part.t);
+      const s = stateOf(part.t);
       // `next` is there when compaction left offsets out after the records: the position moves past them.
       const next = part.next ?? part.base + part.count;
       if (!s || part.base !== s.cursor.get(part.p) || next <= part.base) continue;
@@ -828,7 +887,7 @@ export class Consumer {
     }
     const ranges = (res.outOfRange ?? {}) as Record<string, Record<string, number[]>>;
     for (const [topic, byPartition] of Object.entries(ranges)) {
-      const s = this.#topics.get(topic);
+      const s = stateOf(topic);
       if (!s) continue;
       for (const [p, [logStart, hw]] of Object.entries(byPartition)) {
         const partition = Number(p);
@@ -886,22 +945,29 @@ export class Consumer {
         if (s.committed.get(p) !== off) offsets[p] = off;
       }
       if (Object.keys(offsets).length === 0) continue;
-      if (this.#member) {
-        try {
-          await this.#member.commit(topic, offsets);
-        } catch (err) {
-          // The member lost these partitions (a rebalance it missed): the next
-          // poll rejoins; their new owner reads from the last good commit.
-          if (this.#member.needsRejoin) return;
-          throw err;
+      try {
+        if (this.#member) await this.#member.commit(topic, offsets, s.id);
+        else {
+          await this.#leaderRequest({
+            type: "commit",
+            group: this.#o.group,
+            topic,
+            offsets,
+            ...(s.id === undefined ? {} : { topicId: s.id }),
+          });
         }
-      } else {
-        await this.#leaderRequest({
-          type: "commit",
-          group: this.#o.group,
-          topic,
-          offsets,
-        });
+      } catch (err) {
+        // The member lost these partitions (a rebalance it missed): the next
+        // poll rejoins; their new owner reads from the last good commit.
+        if (this.#member?.needsRejoin) return;
+        const yerr = toYakError(err);
+        // The topic was deleted and created again: these positions are the old one's, never committed to the new.
+        const id = yerr.data?.topicId;
+        if (yerr.code === "UNKNOWN_TOPIC_ID" && typeof id === "string" && id !== s.id) {
+          this.#recreated(topic, s, id);
+          continue;
+        }
+        throw yerr;
       }
       for (const [p, off] of Object.entries(offsets)) {
         s.committed.set(Number(p), off);

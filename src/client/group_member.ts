@@ -236,11 +236,12 @@ export class GroupMember {
   }
 
   /**
-   * Commits `partition -> next offset` of a topic as this member. Throws the
+   * Commits `partition -> next offset` of a topic (of id `topicId`, when
+   * given: UNKNOWN_TOPIC_ID if the topic has another now) as this member. Throws the
    * group error (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, ...) when the
    * member must rejoin first: its partitions may be someone else's now.
    */
-  async commit(topic: string, offsets: Record<string, number>): Promise<void> {
+  async commit(topic: string, offsets: Record<string, number>, topicId?: string): Promise<void> {
     try {
       await this.#request({
         type: "commit",
@@ -249,6 +250,7 @@ export class GroupMember {
         offsets,
         memberId: this.memberId,
         generation: this.generation,
+        ...(topicId === undefined ? {} : { topicId }),
       });
     } catch (err) {
       const yerr = toYakError(err);

@@ -17,11 +17,23 @@ import { checkTopicName } from "./names.ts";
 const MAX_FETCH_TOPICS = 1000;
 
 /**
- * A fetch of several topics in one long poll: `{"topics": {"t": {"0": 12}}}`.
- * Parts name their topic (`t`); a topic this broker does not have (yet) is
- * listed in `unknown` instead of failing the others.
+ * `ids` of a fetch: topic -> the id (incarnation) the consumer's offsets are
+ * in, for the topics it names; null when it names none.
  */
-async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
+function askedIds(req: Request): Record<string, string> | null {
+  const ids = req.ids;
+  if (ids === undefined || ids === null) return null;
+  if (
+    typeof ids !== "object" || Array.isArray(ids) ||
+    Object.values(ids).some((v) => typeof v !== "string" || v.length > 64)
+  ) {
+    throw new YakError("INVALID_REQUEST", "'ids' must be an object of topic -> topic id");
+  }
+  return ids as Record<string, string>;
+}
+
+/** What a fetch of several topics reads: its specs, each topic's partitions, and the topics it cannot read here. */
+function planTopics(s: BrokerServices, req: Request, otherIncarnation: (topic: string) => boolean) {
   const raw = req.topics;
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new YakError("INVALID_REQUEST", "'topics' must be an object of topic -> partition offsets");
@@ -33,12 +45,17 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
   const specs: ReadSpec[] = [];
   const wantedOf = new Map<string, number[]>();
   const unknown: string[] = [];
+  const recreated = new Set<string>();
   const ranges: string[] = [];
   for (const name of entries) {
     const topic = checkTopicName(name);
     const count = s.partitions.partitionCount(topic);
     if (count === 0) {
       unknown.push(topic);
+      continue;
+    }
+    if (otherIncarnation(topic)) {
+      recreated.add(topic);
       continue;
     }
     const wanted: [number, number][] = [];
@@ -57,9 +74,32 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
       ranges.push(`${JSON.stringify(topic)}:{${range.join(",")}}`);
     }
   }
+  return { specs, wantedOf, unknown, recreated, ranges };
+}
+
+/**
+ * A fetch of several topics in one long poll: `{"topics": {"t": {"0": 12}}}`.
+ * Parts name their topic (`t`); a topic this broker does not have (yet) is
+ * listed in `unknown` instead of failing the others. With `ids` (topic ->
+ * topic id, from `metadata`), a topic now of another id (deleted and created
+ * again since) is listed in `recreated` and read not at all: the offsets are
+ * the old topic's.
+ */
+async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
+  const ids = askedIds(req);
+  const otherIncarnation = (topic: string) =>
+    ids !== null && ids[topic] !== undefined && ids[topic] !== s.topics.topicId(topic);
+  const { specs, wantedOf, unknown, recreated, ranges } = planTopics(s, req, otherIncarnation);
   const aborted = new Map<string, AbortedRange[]>();
   // Even with nothing to read here (topics not replicated yet), the poll waits its time, as a single-topic one does.
-  const { reads, damaged } = await readFor(s, req, specs);
+  const { reads: read, damaged } = await readFor(s, req, specs);
+  // A topic deleted and created again during the wait: what was read may be the new one's.
+  for (const topic of wantedOf.keys()) {
+    if (!otherIncarnation(topic)) continue;
+    recreated.add(topic);
+    wantedOf.delete(topic);
+  }
+  const reads = recreated.size === 0 ? read : read.filter((r) => !recreated.has(topicOfKey(r.spec.key)));
   // Each partition's high watermark and, for a read_committed reader, its last stable offset: where its reads end.
   const committed = committedOnly(req);
   const hw: string[] = [];
@@ -83,12 +123,18 @@ async function fetchTopics(s: BrokerServices, req: Request): Promise<Reply> {
     );
   }
   const outOfRange = ranges.length > 0 ? `,"outOfRange":{${ranges.join(",")}}` : "";
+  const again = recreated.size > 0 ? `,"recreated":${JSON.stringify([...recreated])}` : "";
   return new RawReply(
     `"hw":{${hw.join(",")}},${committed ? `"lso":{${lso.join(",")}},` : ""}"parts":[${parts.join(",")}],` +
-      `"unknown":${JSON.stringify(unknown)}${outOfRange}` +
+      `"unknown":${JSON.stringify(unknown)}${outOfRange}${again}` +
       damagedField(damaged) + abortedField(aborted),
     data,
   );
+}
+
+/** The topic of a partition key (`topic/partition`). */
+function topicOfKey(key: string): string {
+  return key.slice(0, key.lastIndexOf("/"));
 }
 
 /** read_committed (`"isolation":"read_committed"`): up to the last stable offset, and what was aborted there. */

@@ -194,11 +194,30 @@ export async function commit(s: BrokerServices, req: Request): Promise<Reply> {
   const group = checkGroupName(req.group);
   const topic = checkTopicName(req.topic);
   const offsets = partitionOffsets(s, req, topic);
+  checkIncarnation(s, req, topic);
   // A member commits with its id and generation; stale ones are refused.
   const member = req.memberId === undefined || req.memberId === null
     ? null
     : { memberId: memberIdOf(req), generation: int(req, "generation") };
   return { committed: await s.groups.commit(group, topic, offsets, member) };
+}
+
+/**
+ * A commit that names its topic's id (`topicId`, from `metadata`'s `ids`)
+ * is for that incarnation only: positions in a topic deleted since would
+ * otherwise land on a new topic of the same name and skip its records.
+ */
+function checkIncarnation(s: BrokerServices, req: Request, topic: string): void {
+  const asked = optStr(req, "topicId", 64);
+  if (asked === undefined) return;
+  const id = s.topics.topicId(topic);
+  if (id !== null && id !== asked) {
+    throw new YakError(
+      "UNKNOWN_TOPIC_ID",
+      `topic '${topic}' was deleted and created again (id ${id}, not ${asked}); its positions do not carry over`,
+      { topicId: id },
+    );
+  }
 }
 
 /** `committed`: a group's committed offsets for a topic. */

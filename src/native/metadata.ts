@@ -10,7 +10,11 @@ import { YakError } from "../errors.ts";
 import type { Reply, Request } from "../protocol/messages.ts";
 import { checkTopicName } from "./names.ts";
 
-/** `metadata`: the cluster as this broker sees it; `create: true` makes a missing topic on the leader. */
+/**
+ * `metadata`: the cluster as this broker sees it; `create: true` makes a
+ * missing topic on the leader. `ids` gives each topic's incarnation (its
+ * topic id), which `fetch` and `commit` may name.
+ */
 export async function metadata(s: BrokerServices, req: Request): Promise<Reply> {
   const topic = req.topic === undefined ? undefined : checkTopicName(req.topic);
   if (topic !== undefined && req.create === true && s.view().topics[topic] === undefined) {
@@ -28,5 +32,11 @@ export async function metadata(s: BrokerServices, req: Request): Promise<Reply> 
       defaultPartitions: s.opts.defaultPartitions,
     });
   }
-  return { brokerId: view.brokerId, role: view.role, epoch: view.epoch, leader: view.leader, topics };
+  // Each topic's incarnation: a consumer holding positions in one deleted since drops them (see Consumer).
+  const ids: Record<string, string> = {};
+  for (const name of Object.keys(topics)) {
+    const id = s.topics.topicId(name);
+    if (id !== null) ids[name] = id;
+  }
+  return { brokerId: view.brokerId, role: view.role, epoch: view.epoch, leader: view.leader, topics, ids };
 }
