@@ -51,7 +51,9 @@ export interface CleanerStatus {
  */
 interface Kept {
   tombstones: number;
+  /** See CleanRun: the oldest timestamp of a tombstone held by it alone, the lowest one not below purgeBelow yet. */
   oldestTombstoneTs: number;
+  lowestWaitingTombstone: number;
   lowestWaitingMarker: number;
 }
 
@@ -233,6 +235,7 @@ export class Compactor {
     this.#kept.set(ref.key, {
       tombstones: run.tombstonesKept,
       oldestTombstoneTs: run.oldestTombstoneTs,
+      lowestWaitingTombstone: run.lowestWaitingTombstone,
       lowestWaitingMarker: run.lowestWaitingMarker,
     });
     this.#b.log.write("log_cleaned", {
@@ -305,20 +308,25 @@ export class Compactor {
     // What the last cleaning cleaned is merged into groups up to segment.bytes (every decision names the groups
     // from the log start: a replica that skipped earlier ones merges the same way).
     const { merges, ...merge } = mergePlan(log, prevTo, log.segmentBytes, DEFAULTS.cleanerMergeGroupsMax);
+    // Tombstones go below the end of a cleaning decided delete.retention.ms ago (as markers do): their time counts
+    // from the first cleaning that saw them, not from their timestamps, which may be old (MirrorMaker keeps them).
+    const purgeBelow = markers.markersBelow;
     if (to > prevTo && (forced || dirty / Math.max(1, dirty + clean) >= cfg.minCleanableDirtyRatio)) {
-      return { to, purgeBelow: prevTo, horizonMs, ...markers, ...merge, at: now, ends: [...markers.ends, [to, now]] };
+      return { to, purgeBelow, horizonMs, ...markers, ...merge, at: now, ends: [...markers.ends, [to, now]] };
     }
     if (!prev) return null;
-    // Nothing new: tombstones the last cleaning kept may be old enough now (after a restart the
-    // leader does not know what it kept, so it looks once the last decision is that old).
+    // Nothing new: tombstones the last cleaning kept may be due now, held by their timestamps or now below the
+    // purge point (after a restart the leader does not know what it kept, so it looks once the last decision is
+    // that old).
     const kept = this.#kept.get(ref.key);
     const tombstonesDue = kept
-      ? kept.tombstones > 0 && kept.oldestTombstoneTs < now - cfg.deleteRetentionMs
+      ? kept.tombstones > 0 &&
+        (kept.oldestTombstoneTs < now - cfg.deleteRetentionMs || kept.lowestWaitingTombstone < purgeBelow)
       : prev.at < now - cfg.deleteRetentionMs && (prev.purgeBelow < prev.to || prev.horizonMs < prev.at);
     const markersDue = markers.markersBelow > (prev.markersBelow ?? 0) &&
       (kept ? kept.lowestWaitingMarker < markers.markersBelow : true);
     if (!tombstonesDue && !markersDue && merges === 0) return null;
-    return { to: prev.to, purgeBelow: prev.to, horizonMs, ...markers, ...merge, at: now };
+    return { to: prev.to, purgeBelow, horizonMs, ...markers, ...merge, at: now };
   }
 
   /** The share of a partition's closed segment bytes above its last cleaning here (0 with none). */
@@ -362,9 +370,11 @@ export class Compactor {
  * clock minus delete.retention.ms), so a marker goes no sooner than
  * delete.retention.ms after a cleaning took its transaction's records; and
  * the ends not yet below it, at most MAX_CLEAN_ENDS less one (room for the
- * new one's). Every end is at most `prev.to`, the new cleaning's
- * purgeBelow: a follower whose log ends below it starts over, so no replica
- * appends a leader's log that lost a marker its own part still needs.
+ * new one's). It is also the new cleaning's purgeBelow: tombstones wait as
+ * markers do, delete.retention.ms from the first cleaning that saw them
+ * (KIP-534). A follower whose log ends below it starts over, so no replica
+ * appends a leader's log that lost a marker or tombstone its own part still
+ * needs.
  *
  * @example
  * ```ts

@@ -20,7 +20,13 @@ export const CLEAN_STATE_FILE = "cleaner.json";
 export interface Cleaning {
   /** Records below this offset keep only the newest record of each key. A segment boundary. */
   to: number;
-  /** Tombstones below this offset (where an earlier cleaning removed what they delete) may go... */
+  /**
+   * Tombstones below this offset may go... The leader decides it as the end
+   * of a cleaning decided at least delete.retention.ms before (Kafka's
+   * KIP-534: a tombstone's time counts from the first cleaning that saw it,
+   * so a consumer behind has that long to read it whatever its timestamp);
+   * decisions before that rule used the end of the last cleaning.
+   */
   purgeBelow: number;
   /** ...when their timestamp is below this (ms): the leader's clock minus delete.retention.ms. */
   horizonMs: number;

@@ -160,9 +160,12 @@ export interface CleanRun {
   bytesWritten: number;
   recordsRemoved: number;
   tombstonesRemoved: number;
-  /** Tombstones kept below `to` (too new, or not yet below purgeBelow), and the oldest one's timestamp (Infinity). */
+  /** Tombstones kept below `to` (too new, or not yet below purgeBelow). */
   tombstonesKept: number;
+  /** The oldest timestamp of those kept below purgeBelow, for their timestamp alone (Infinity: none). */
   oldestTombstoneTs: number;
+  /** The lowest offset of those kept for not lying below purgeBelow yet (Infinity: none). */
+  lowestWaitingTombstone: number;
   markersRemoved: number;
   /** The lowest marker kept only for not lying below markersBelow (its transaction has no record left), or Infinity. */
   lowestWaitingMarker: number;
@@ -199,6 +202,7 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     tombstonesRemoved: 0,
     tombstonesKept: 0,
     oldestTombstoneTs: Infinity,
+    lowestWaitingTombstone: Infinity,
     markersRemoved: 0,
     lowestWaitingMarker: Infinity,
     segmentsMerged: 0,
@@ -214,6 +218,7 @@ export async function cleanLog(log: PartitionLog, cleaning: Cleaning, o: CleanOp
     // What the last pass keeps is what stays.
     run.tombstonesKept = 0;
     run.oldestTombstoneTs = Infinity;
+    run.lowestWaitingTombstone = Infinity;
     run.lowestWaitingMarker = Infinity;
     // Producer -> whether a record of its transaction in progress (since its last marker) is kept: a pass reads
     // the log from its start, so a marker is judged after every record of its transaction.
@@ -310,7 +315,8 @@ async function cleanSegment(
       if (keep && !purge) {
         if (f.tombstone) {
           run.tombstonesKept++;
-          run.oldestTombstoneTs = Math.min(run.oldestTombstoneTs, f.ts);
+          if (f.offset < cleaning.purgeBelow) run.oldestTombstoneTs = Math.min(run.oldestTombstoneTs, f.ts);
+          else run.lowestWaitingTombstone = Math.min(run.lowestWaitingTombstone, f.offset);
         }
         if (f.txnProducer >= 0) txns.set(f.txnProducer, true);
         return out.add(b, s, e + 1, f.offset);
