@@ -161,3 +161,74 @@ Deno.test("OffsetCommit refuses a partition the topic does not have on its own, 
       await c.stop();
     }
   }));
+
+Deno.test("int64 positions past 2^53: a commit is refused on its own partition, a fetch and a ListOffsets are answered, and the connection stays", () =>
+  withDeadline(60_000, "big offsets", async () => {
+    const c = await TestCluster.start({ brokers: 1 });
+    const k = await KafkaConn.open(c.kafkaPorts.get(1)!);
+    try {
+      const made = await yak(["topics", "--create", "bo", "--partitions", "2", ...c.zkFlag]);
+      assert.equal(made.code, 0, made.stderr);
+      const big = 2n ** 60n;
+      // OffsetCommit v8: partition 0 at 2^60 (more than yak's stored commits hold), partition 1 at 7.
+      const r = await k.call(8, 8, true, (w) => {
+        w.string("bg").int32(-1).string("").nullableString(null);
+        w.array(["bo"], (w, t) => {
+          w.string(t);
+          w.array([[0, big], [1, 7n]] as const, (w, [p, o]) => w.int32(p).int64(o).int32(-1).nullableString(null));
+        });
+      });
+      r.int32();
+      const [answers] = r.array((r) => {
+        r.string();
+        return r.array((r) => [r.int32(), r.int16()]);
+      });
+      ends(r);
+      assert.deepEqual(answers, [[0, 28], [1, 0]], "INVALID_COMMIT_OFFSET_SIZE for partition 0 alone");
+      // Fetch v4 at 2^60 on the same connection: past the end, OFFSET_OUT_OF_RANGE (1).
+      const f = await k.call(1, 4, false, (w) => {
+        w.int32(-1).int32(0).int32(1).int32(1 << 20).int8(0);
+        w.array(["bo"], (w, t) => {
+          w.string(t);
+          w.array([0], (w, p) => w.int32(p).int64(big).int32(1 << 20));
+        });
+      });
+      f.int32();
+      const [fetched] = f.array((r) => {
+        r.string();
+        return r.array((r) => {
+          const p = r.int32(), error = r.int16();
+          r.int64();
+          r.int64();
+          r.array((r) => [r.int64(), r.int64()]);
+          r.bytes();
+          return [p, error];
+        });
+      });
+      ends(f);
+      assert.deepEqual(fetched, [[0, 1]]);
+      // ListOffsets v1 for the first record at or after 2^60 ms: none (-1).
+      const l = await k.call(2, 1, false, (w) => {
+        w.int32(-1);
+        w.array(["bo"], (w, t) => {
+          w.string(t);
+          w.array([0], (w, p) => w.int32(p).int64(big));
+        });
+      });
+      const [listed] = l.array((r) => {
+        r.string();
+        return r.array((r) => [r.int32(), r.int16(), r.int64(), r.int64()]);
+      });
+      ends(l);
+      assert.deepEqual(listed, [[0, 0, -1, -1]]);
+      const shown = await yak(["groups", "--describe", "bg", "--json", ...c.zkFlag]);
+      assert.equal(shown.code, 0, shown.stderr);
+      const committed = JSON.parse(shown.stdout).partitions.map((
+        p: { partition: number; committed: number },
+      ) => [p.partition, p.committed]);
+      assert.deepEqual(committed, [[1, 7]]);
+    } finally {
+      k.close();
+      await c.stop();
+    }
+  }));

@@ -293,9 +293,9 @@ function readFetchRequest(req: ApiRequest, s: BrokerServices): FetchRequest {
     parts: r.array((r) => {
       const index = r.int32();
       if (v >= 9) r.int32(); // current leader epoch
-      const offset = r.int64();
+      const offset = r.int64Saturated(); // past the safe range: past the end, OFFSET_OUT_OF_RANGE as any such
       if (v >= 12) r.int32(); // last fetched epoch: yak's leader never truncates what it served, so no divergence
-      if (v >= 5) r.int64(); // the follower's log start (consumers send -1)
+      if (v >= 5) r.int64Big(); // the follower's log start (consumers send -1)
       const maxBytes = Math.max(1, r.int32());
       return { index, offset, maxBytes };
     }, 16),

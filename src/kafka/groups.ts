@@ -205,6 +205,16 @@ export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void 
 const MAX_COMMIT_METADATA_CHARS = 4096;
 
 /**
+ * A committed offset, or null when it lies outside the safe-integer range
+ * that yak's stored commits hold: that partition is refused on its own
+ * (INVALID_COMMIT_OFFSET_SIZE) rather than the connection closed.
+ */
+export function commitOffset(r: Reader): number | null {
+  const v = r.int64Big();
+  return v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER) ? null : Number(v);
+}
+
+/**
  * Handles OffsetCommit v0-9 (v8 flexible; v9 is v8, its generation a member
  * epoch for KIP-848 groups, which yak does not have): one commit per topic,
  * checked against the member and generation.
@@ -215,14 +225,14 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
   const generation = v >= 1 ? r.int32() : -1;
   const memberId = v >= 1 ? r.string() : "";
   const groupInstanceId = v >= 7 ? r.nullableString() : null;
-  if (v >= 2 && v <= 4) r.int64(); // retention time
+  if (v >= 2 && v <= 4) r.int64Big(); // retention time
   const topics = r.array((r) => ({
     name: r.string(),
     parts: r.array((r) => {
       const index = r.int32();
-      const offset = r.int64();
+      const offset = commitOffset(r);
       const epoch = v >= 6 ? r.int32() : -1;
-      if (v === 1) r.int64(); // commit timestamp
+      if (v === 1) r.int64Big(); // commit timestamp
       const metadata = r.nullableString() ?? "";
       return { index, offset, epoch, metadata };
     }, 14),
@@ -234,11 +244,19 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
     // the others are stored.
     const n = ctx.services.partitions.partitionCount(t.name);
     const missing = (p: { index: number }) => n > 0 && (p.index < 0 || p.index >= n);
-    const kept = t.parts.filter((p) => p.metadata.length <= MAX_COMMIT_METADATA_CHARS && !missing(p));
+    const refusal = (p: { index: number; offset: number | null; metadata: string }) =>
+      missing(p)
+        ? KAFKA.UNKNOWN_TOPIC_OR_PARTITION
+        : p.metadata.length > MAX_COMMIT_METADATA_CHARS
+        ? KAFKA.OFFSET_METADATA_TOO_LARGE
+        : p.offset === null
+        ? KAFKA.INVALID_COMMIT_OFFSET_SIZE
+        : 0;
+    const kept = t.parts.filter((p) => refusal(p) === 0);
     try {
       checkGroupName(group);
       checkTopicName(t.name);
-      const offsets = new Map(kept.map((p) => [p.index, p.offset]));
+      const offsets = new Map(kept.map((p) => [p.index, p.offset!]));
       const info = new Map(kept.map((p) => [p.index, { m: p.metadata, e: p.epoch }]));
       if (kept.length > 0) await ctx.services.groups.commit(group, t.name, offsets, member, info);
     } catch (err) {
@@ -246,14 +264,7 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
     }
     return {
       name: t.name,
-      parts: t.parts.map((p) => ({
-        index: p.index,
-        error: kept.includes(p)
-          ? error
-          : missing(p)
-          ? KAFKA.UNKNOWN_TOPIC_OR_PARTITION
-          : KAFKA.OFFSET_METADATA_TOO_LARGE,
-      })),
+      parts: t.parts.map((p) => ({ index: p.index, error: kept.includes(p) ? error : refusal(p) })),
     };
   }));
   if (v >= 3) w.int32(0);

@@ -116,7 +116,7 @@ export async function listOffsets(ctx: KafkaContext, req: ApiRequest, w: Writer)
     parts: r.array((r) => {
       const index = r.int32();
       if (v >= 4) r.int32(); // current leader epoch
-      const timestamp = r.int64();
+      const timestamp = r.int64Saturated(); // past every record's, or one of the -1/-2/-3 specials
       if (v === 0) r.int32(); // max number of offsets
       return { index, timestamp };
     }, 12),

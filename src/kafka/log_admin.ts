@@ -30,7 +30,7 @@ export async function deleteRecords(ctx: KafkaContext, req: ApiRequest, w: Write
   const s = ctx.services;
   const topics = r.array((r) => ({
     name: r.string(),
-    parts: r.array((r) => ({ index: r.int32(), offset: r.int64() }), 12),
+    parts: r.array((r) => ({ index: r.int32(), offset: r.int64Saturated() }), 12),
   }), 2);
   const timeoutMs = Math.min(Math.max(r.int32(), 0), MAX_DELETE_WAIT_MS);
   const answers = await Promise.all(topics.map(async (t) => ({

@@ -13,6 +13,7 @@ import type { TxnView } from "../broker/txn_coordinator.ts";
 import { YakError } from "../errors.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
+import { commitOffset } from "./groups.ts";
 import type { Writer } from "./wire.ts";
 
 /**
@@ -55,7 +56,7 @@ export async function initTransactionalProducer(
 ): Promise<void> {
   const { version: v, body: r } = req;
   const timeoutMs = r.int32();
-  const expected = v >= 3 ? { producerId: BigInt(r.int64()), epoch: r.int16() } : null;
+  const expected = v >= 3 ? { producerId: r.int64Big(), epoch: r.int16() } : null;
   let error = 0;
   let answer = { producerId: -1n, epoch: -1 };
   try {
@@ -70,7 +71,7 @@ export async function initTransactionalProducer(
 export async function addPartitionsToTxn(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const id = r.string();
-  const producerId = BigInt(r.int64());
+  const producerId = r.int64Big();
   const epoch = r.int16();
   const topics = r.array((r) => ({ name: r.string(), parts: r.int32Array() }), 4);
   const asked: TopicPartition[] = topics.flatMap((t) => t.parts.map((partition) => ({ topic: t.name, partition })));
@@ -97,7 +98,7 @@ export async function addPartitionsToTxn(ctx: KafkaContext, req: ApiRequest, w: 
 export async function addOffsetsToTxn(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const id = r.string();
-  const producerId = BigInt(r.int64());
+  const producerId = r.int64Big();
   const epoch = r.int16();
   const group = r.string();
   let error = 0;
@@ -113,7 +114,7 @@ export async function addOffsetsToTxn(ctx: KafkaContext, req: ApiRequest, w: Wri
 export async function endTxn(ctx: KafkaContext, req: ApiRequest, w: Writer): Promise<void> {
   const { version: v, body: r } = req;
   const id = r.string();
-  const producerId = BigInt(r.int64());
+  const producerId = r.int64Big();
   const epoch = r.int16();
   const committed = r.bool();
   let error = 0;
@@ -134,7 +135,7 @@ export async function txnOffsetCommit(ctx: KafkaContext, req: ApiRequest, w: Wri
   const { version: v, body: r } = req;
   const id = r.string();
   const group = r.string();
-  const producerId = BigInt(r.int64());
+  const producerId = r.int64Big();
   const epoch = r.int16();
   const generation = v >= 3 ? r.int32() : -1;
   const memberId = v >= 3 ? r.string() : "";
@@ -143,24 +144,32 @@ export async function txnOffsetCommit(ctx: KafkaContext, req: ApiRequest, w: Wri
     name: r.string(),
     parts: r.array((r) => {
       const partition = r.int32();
-      const offset = r.int64();
+      const offset = commitOffset(r);
       const leaderEpoch = v >= 2 ? r.int32() : -1;
       const metadata = r.nullableString() ?? "";
       return { partition, offset, leaderEpoch, metadata };
     }, 14),
   }), 4);
   const member = memberId !== "" && generation >= 0 ? { memberId, generation, groupInstanceId: instance } : null;
-  const offsets = topics.flatMap((t) => t.parts.map((p) => ({ topic: t.name, ...p })));
+  // An offset past what stored commits hold is refused on its own partition (see commitOffset); the rest go on.
+  const offsets = topics.flatMap((t) =>
+    t.parts.flatMap((p) => p.offset === null ? [] : [{ topic: t.name, ...p, offset: p.offset }])
+  );
   let error = 0;
   try {
-    await ctx.services.transactions.txnOffsetCommit(id, group, producerId, epoch, member, offsets);
+    if (offsets.length > 0) {
+      await ctx.services.transactions.txnOffsetCommit(id, group, producerId, epoch, member, offsets);
+    }
   } catch (err) {
     error = txnErrorOf(ctx, "txn offset commit", err, v, Infinity);
   }
   w.int32(0);
   w.array(topics, (w, t) => {
     w.string(t.name);
-    w.array(t.parts, (w, p) => w.int32(p.partition).int16(error));
+    w.array(
+      t.parts,
+      (w, p) => w.int32(p.partition).int16(p.offset === null ? KAFKA.INVALID_COMMIT_OFFSET_SIZE : error),
+    );
   });
 }
 
@@ -203,7 +212,7 @@ export function listTransactions(ctx: KafkaContext, req: ApiRequest, w: Writer):
   const states = r.stringArray();
   const n = r.arrayLength(8);
   const producers = new Set<bigint>();
-  for (let i = 0; i < n; i++) producers.add(BigInt(r.int64()));
+  for (let i = 0; i < n; i++) producers.add(r.int64Big());
   const { error, txns } = transactionsHere(ctx);
   const shown = txns.filter((t) =>
     (states.length === 0 || states.includes(t.state)) && (producers.size === 0 || producers.has(t.producerId))

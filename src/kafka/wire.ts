@@ -87,6 +87,23 @@ export class Reader {
     return Number(v);
   }
 
+  /** An int64 as it is: ids compared as bigints, and fields read past. */
+  int64Big(): bigint {
+    return this.#view.getBigInt64(this.#need(8, "int64"));
+  }
+
+  /**
+   * An int64 position compared against a log's (a fetch offset, a timestamp
+   * to search for, an offset to delete below), saturated at the safe-integer
+   * range: no offset or timestamp in a log lies past it, so any value beyond
+   * means what the range's end means (past every record, or before all).
+   */
+  int64Saturated(): number {
+    const v = this.#view.getBigInt64(this.#need(8, "int64"));
+    const max = BigInt(Number.MAX_SAFE_INTEGER);
+    return Number(v > max ? max : v < -max ? -max : v);
+  }
+
   /** An unsigned varint of at most 5 bytes (32 bits). */
   uvarint(): number {
     let out = 0;
