@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import type { Reader } from "../src/kafka/wire.ts";
+import { Kafka, logLevel } from "kafkajs";
 import { kcatMissing, run, skipWithout, TestCluster, withDeadline } from "./harness.ts";
 import { ends, KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
 
@@ -33,9 +34,10 @@ async function listOffset(
   topic: string,
   timestamp: number,
   partition = 0,
+  readCommitted = false,
 ): Promise<[number, number, number]> {
   const r: Reader = await k.call(2, 8, true, (w) => {
-    w.int32(-1).int8(0);
+    w.int32(-1).int8(readCommitted ? 1 : 0);
     w.array([topic], (w, t) => {
       w.string(t);
       w.array([timestamp], (w, ts) => w.int32(partition).int32(-1).int64(ts));
@@ -95,6 +97,42 @@ Deno.test({
       }
     }),
 });
+
+Deno.test("ListOffsets read_committed by time: a record of a transaction still open is not found (-1), as Kafka filters it at the last stable offset", () =>
+  withDeadline(60_000, "list offsets read_committed", async () => {
+    const c = await TestCluster.start({ brokers: 1 });
+    const k = await KafkaConn.open(c.kafkaPorts.get(1)!);
+    const kafka = new Kafka({ brokers: c.bootstrapServers.split(","), logLevel: logLevel.NOTHING });
+    const plain = kafka.producer();
+    const txnal = kafka.producer({ transactionalId: "lo-txn", maxInFlightRequests: 1, idempotent: true });
+    try {
+      const base = 1_700_000_000_000;
+      await plain.connect();
+      await plain.send({
+        topic: "lotx",
+        messages: [0, 1, 2].map((i) => ({ partition: 0, value: `c${i}`, timestamp: String(base + i) })),
+      });
+      // Offsets 3 and 4, newer, in a transaction left open.
+      await txnal.connect();
+      const txn = await txnal.transaction();
+      await txn.send({
+        topic: "lotx",
+        messages: [10, 11].map((i) => ({ partition: 0, value: `o${i}`, timestamp: String(base + i) })),
+      });
+      assert.deepEqual(await listOffset(k, "lotx", base + 10, 0, false), [0, base + 10, 3], "read_uncommitted sees it");
+      assert.deepEqual(await listOffset(k, "lotx", base + 10, 0, true), [0, -1, -1], "read_committed: not yet");
+      assert.deepEqual(await listOffset(k, "lotx", base + 1, 0, true), [0, base + 1, 1], "below the LSO: found");
+      assert.deepEqual(await listOffset(k, "lotx", -3, 0, true), [0, -1, -1], "the newest is in the open transaction");
+      assert.deepEqual(await listOffset(k, "lotx", -1, 0, true), [0, -1, 3], "latest: the last stable offset");
+      await txn.commit();
+      assert.deepEqual(await listOffset(k, "lotx", base + 10, 0, true), [0, base + 10, 3], "committed: found");
+    } finally {
+      await txnal.disconnect().catch(() => {});
+      await plain.disconnect().catch(() => {});
+      k.close();
+      await c.stop();
+    }
+  }));
 
 Deno.test({
   name: "records whose timestamps lie 2^52 ms apart, produced one after the other, are read back by kcat",

@@ -89,14 +89,22 @@ export async function offsetOfMaxTime(
   return last ? { offset: last.offset, timestamp: last.ts } : best;
 }
 
-/** What ListOffsets answers for one partition and timestamp (or special timestamp). */
+/**
+ * What ListOffsets answers for one partition and timestamp (or special
+ * timestamp). A record found by time counts only below where the reader's
+ * reads end, the last stable offset for read_committed (as Kafka filters
+ * it): one of a transaction still open is not there for that reader yet.
+ */
 async function lookUp(s: BrokerServices, tp: TopicPartition, timestamp: number, committedOnly = false) {
   const o = s.partitions.offsets(tp);
-  if (timestamp === LATEST) return { timestamp: -1, offset: committedOnly ? o.lastStable : o.highWatermark };
+  const end = committedOnly ? o.lastStable : o.highWatermark;
+  if (timestamp === LATEST) return { timestamp: -1, offset: end };
   // Every record is "local" in yak (no tiered storage): KIP-405's earliest local offset is the log start.
   if (timestamp === EARLIEST || timestamp === EARLIEST_LOCAL) return { timestamp: -1, offset: o.logStart };
-  if (timestamp === MAX_TIMESTAMP) return await offsetOfMaxTime(s, tp);
-  return await offsetForTime(s, tp, timestamp);
+  const found = timestamp === MAX_TIMESTAMP ? await offsetOfMaxTime(s, tp) : await offsetForTime(s, tp, timestamp);
+  // Past the scan limit offsetForTime answers the high watermark, with no timestamp: the reader's end then.
+  if (found.timestamp === -1 && found.offset >= 0) return { timestamp: -1, offset: Math.min(found.offset, end) };
+  return found.offset < end ? found : { offset: -1, timestamp: -1 };
 }
 
 const LATEST = -1;
