@@ -882,14 +882,15 @@ export class PartitionLog {
 
   async #swap(seg: ClosedSegment, cleaned: CleanedSegment | null): Promise<boolean> {
     const i = this.#segments.findIndex((s) => s.id === seg.id);
-    if (this.#fence || this.#closed || i === -1 || i === this.#segments.length - 1) {
+    // Removing the first segment would move the log start: one that became first since the cleaner looked (the
+    // log start moved: retention, a deletion of records) is not here as it was.
+    if (this.#fence || this.#closed || i === -1 || i === this.#segments.length - 1 || (cleaned === null && i === 0)) {
       if (cleaned) await Deno.remove(cleaned.path).catch(() => {});
       return false;
     }
     const old = this.#segments[i];
     const end = this.#segments[i + 1].base;
     if (cleaned === null) {
-      assert(i > 0, `the cleaner removing the first segment of ${this.dir}`);
       this.#segments.splice(i, 1);
       try {
         await old.remove();

@@ -1572,3 +1572,24 @@ Deno.test("a cleaning's purge point is saved when it starts: after a restart in 
     }
   });
 });
+
+Deno.test("the cleaner's removal of a segment that became the first (the log start moved past the one before) is refused, not an assert", async () => {
+  await withTempDir(async (dir) => {
+    const log = await PartitionLog.open(dir, opts({}));
+    try {
+      for (let i = 0; i < 3; i++) {
+        await log.append(1, 1, (base) => encodeBatch([{ key: "k", value: `v${i}` }], base, 1, TS, null, 0)).done;
+        await log.roll();
+      }
+      const [, second] = log.closedSegments();
+      // The cleaner looked while `second` had a segment before it; retention then deleted that one.
+      await log.advanceLogStart(second.base, "test");
+      assert.equal(log.closedSegments()[0].base, second.base);
+      assert.equal(await log.swapCleaned(second, null), false);
+      assert.equal(log.logStartOffset, second.base, "the log start stays");
+      assert.equal(log.closedSegments()[0].base, second.base, "the segment stays");
+    } finally {
+      await log.close();
+    }
+  });
+});
