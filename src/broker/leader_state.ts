@@ -7,7 +7,10 @@
  * - A follower is caught up at the time of a fetch that reached the leader's
  *   log end; or, under steady load, at the time of its previous fetch when
  *   this fetch reached the log end the leader had then. A follower not
- *   caught up within `replicaLagMs` leaves the in-sync set.
+ *   caught up within `replicaLagMs` leaves the in-sync set, unless each of
+ *   its fetches still copies more (a burst the leader cannot serve as fast
+ *   as it takes it): that one leaves after {@link COPYING_LAG_FACTOR} times
+ *   as long, Kafka's 30 s with the default.
  * - The high watermark is the lowest log end among the "maximal" in-sync set
  *   (the committed set plus additions the zookeeper may already have
  *   committed) and the followers that are caught up but not yet in the set.
@@ -45,6 +48,8 @@ interface Follower {
   logStarts: ReadonlyMap<string, number>;
   lastFetchMs: number;
   lastCaughtUpMs: number;
+  /** The last fetch at which its log end had moved on since the one before (-Infinity: none). */
+  lastProgressMs: number;
   /** The follower said its last write failed (e.g. a full disk). */
   failing: boolean;
   /**
@@ -56,6 +61,17 @@ interface Follower {
   /** When holdShare was last sampled (-Infinity: never). */
   holdSampledMs: number;
 }
+
+/**
+ * How many times `replicaLagMs` a member not caught up stays while it keeps
+ * copying (its log end moving on at every fetch). A burst of large records
+ * keeps healthy followers behind the leader's moving end for as long as it
+ * lasts, since the leader's CPU, not theirs, sets their pace: 1000 records of
+ * 500 KB through kcat took 8-16 s here (docs/ARCHITECTURE.md), and at 10 s a
+ * follower left mid-burst. One that stops fetching or copying still leaves at
+ * `replicaLagMs` (a leader cut from its followers must not wait longer).
+ */
+export const COPYING_LAG_FACTOR = 3;
 
 /**
  * A follower that held the high watermark back alone for more than this share
@@ -138,6 +154,7 @@ export class LeaderState {
         logStarts: new Map(),
         lastFetchMs: -Infinity,
         lastCaughtUpMs: -Infinity,
+        lastProgressMs: -Infinity,
         failing: false,
         holdShare: 0,
         holdSampledMs: -Infinity,
@@ -192,17 +209,20 @@ export class LeaderState {
     const now = this.#now();
     const f = this.#follower(followerId);
     let caughtUpAt = now;
+    let progressed = false;
     const ends = new Map<string, number>();
     for (const ref of this.#o.store.all()) {
       const end = ref.log.logEndOffset;
       ends.set(ref.key, end);
       const at = offsets.get(ref.key) ?? 0;
+      if (at > (f.fetched.get(ref.key) ?? Infinity)) progressed = true;
       if (at >= end) continue;
       if (at >= (f.leaderEndAtFetch.get(ref.key) ?? Infinity)) caughtUpAt = Math.min(caughtUpAt, f.lastFetchMs);
       else caughtUpAt = -Infinity;
     }
     f.failing = failing;
     if (!failing && caughtUpAt > f.lastCaughtUpMs) f.lastCaughtUpMs = caughtUpAt;
+    if (!failing && (progressed || caughtUpAt === now)) f.lastProgressMs = now;
     f.fetched = offsets;
     f.logStarts = logStarts;
     f.leaderEndAtFetch = ends;
@@ -212,6 +232,12 @@ export class LeaderState {
 
   #caughtUp(f: Follower, now: number): boolean {
     return !f.failing && now - f.lastCaughtUpMs <= this.#o.replicaLagMs;
+  }
+
+  /** A member not caught up that still copies at every fetch, within {@link COPYING_LAG_FACTOR} times the limit. */
+  #copying(f: Follower, now: number): boolean {
+    const lag = this.#o.replicaLagMs;
+    return !f.failing && now - f.lastProgressMs <= lag && now - f.lastCaughtUpMs <= COPYING_LAG_FACTOR * lag;
   }
 
   /** The followers the high watermark waits for. */
@@ -419,12 +445,14 @@ export class LeaderState {
     for (const id of this.#isr) {
       if (id === this.selfId) continue;
       const f = this.#follower(id);
-      // Two ways out. Not caught up for replicaLagMs (dead, stuck, or hopelessly behind), as Kafka. Or
+      // Two ways out. Not caught up for replicaLagMs (dead, stuck, or hopelessly behind), as Kafka; one that
+      // still copies at every fetch, for COPYING_LAG_FACTOR times that (Kafka's 30 s by default). Or
       // holding the high watermark back alone most of the time while another follower keeps up: a
       // follower behind a slow link reaches, at every fetch, what the leader had at its previous one
       // (acks=all producers wait for it, so the log grows only as fast as it copies), so it never counted
       // as lagging, and acks=all for everyone ran at its pace (39,592 -> 1,746 records/s behind 2 Mbit/s).
-      if (!this.#caughtUp(f, now) || f.holdShare > HOLD_SHARE_LIMIT) next.delete(id);
+      const staying = this.#caughtUp(f, now) || this.#copying(f, now);
+      if (!staying || f.holdShare > HOLD_SHARE_LIMIT) next.delete(id);
     }
     for (const id of liveFollowers) {
       // Only followers outside the set join: one this check just removed stays out.

@@ -239,3 +239,31 @@ Deno.test("deleted records: the low watermark is the lowest in-sync log start, a
     await assert.rejects(state.waitForLogStart(KEY, 9, 10), { code: "TIMEOUT" });
   });
 });
+
+Deno.test("a member that copies more at every fetch but never reaches the leader's moving end stays three times the lag limit; one that stops fetching leaves at the limit", async () => {
+  await withLeader([1, 2, 3], async ({ state, tick, append, fetch }) => {
+    // A burst the leader serves more slowly than it takes: each fetch copies 80 of the 100 records appended since.
+    let copied = 0;
+    let leftAt = -1;
+    let leftAt3 = -1;
+    for (let t = 100; t <= 4000 && leftAt < 0; t += 100) {
+      await append(100);
+      copied += 80;
+      fetch(2, copied);
+      if (t <= 500) fetch(3, copied); // broker 3 stops fetching at 0.5 s (cut off)
+      tick(100);
+      const wanted = state.desiredIsr([2, 3]);
+      if (wanted && !wanted.includes(3) && leftAt3 < 0) {
+        // Within the lag limit of its last fetch (sooner when the hold rule takes it: broker 2 copies on).
+        assert.ok(t <= 1600, `broker 3 left at ${t} ms, more than 1 s after its last fetch`);
+        leftAt3 = t;
+      }
+      if (wanted && !wanted.includes(2)) leftAt = t;
+      if (wanted) state.setIsr(wanted);
+    }
+    assert.ok(leftAt3 > 0, "broker 3 never left");
+    // Caught up (at the end the leader had at its previous fetch) until its fifth fetch at 0.4 s, as it falls
+    // 20 records a round behind; then 3 x 1000 ms of copying.
+    assert.ok(leftAt >= 3300 && leftAt <= 3500, `broker 2 left at ${leftAt} ms`);
+  });
+});
