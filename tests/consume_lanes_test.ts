@@ -54,7 +54,7 @@ Deno.test("partitions of unequal sizes move between a consumer's fetches: each o
       while (got.some((g, p) => g.length < sizes[p] + (p === 1 ? 500 : 0))) {
         for (const part of await consumer.poll()) {
           got[part.partition].push(...part.values()!);
-          consumer.consumed(part.topic, part.partition, part.end);
+          consumer.consumed(part.topic, part.partition, part.end, part);
         }
         polls++;
         if (!more && got[1].length === sizes[1]) {
@@ -91,7 +91,7 @@ Deno.test("a caller slower than the fetches still gets every partition's records
       for (let polls = 0; polls < 30; polls++) {
         for (const part of await consumer.poll()) {
           got[part.partition] += part.count;
-          consumer.consumed(part.topic, part.partition, part.end);
+          consumer.consumed(part.topic, part.partition, part.end, part);
         }
         await new Promise((r) => setTimeout(r, 15));
       }

@@ -359,7 +359,7 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
       const written = await writeUntilClosed(bytes);
       const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
       // Only records whose bytes reached stdout count as consumed (and get committed).
-      consumer.consumed(part.topic, part.partition, part.offsetAfter(whole));
+      consumer.consumed(part.topic, part.partition, part.offsetAfter(whole), part);
       printed += whole;
       if (written < bytes.length) {
         pipeClosed = true; // e.g. `| head`: the reader is done

@@ -157,6 +157,8 @@ export class PartitionRecords {
   #values: { values: Uint8Array; ends: Int32Array } | null = null;
   /** The offset after the last line read (shown or not). */
   readonly end: number;
+  /** Which incarnation of its topic this consumer fetched it from (see Consumer.consumed). */
+  incarnation = 0;
 
   constructor(
     readonly partition: number,
@@ -274,8 +276,11 @@ interface TopicState {
    * its name is not read or committed from the old one's positions.
    */
   id?: string;
-  /** Ids of earlier incarnations: a broker still answering with one of them is behind (the topic is skipped there). */
-  retired: Set<string>;
+  /**
+   * How many times the topic was found deleted and created again since this
+   * consumer started: batches fetched before the last time are dropped.
+   */
+  gen: number;
 }
 
 function startOffsetOf(o: ConsumerOptions): StartOffset | undefined {
@@ -292,7 +297,7 @@ function startOffsetOf(o: ConsumerOptions): StartOffset | undefined {
  * const consumer = await Consumer.open({ bootstrap: {}, topic: "events", fromBeginning: true, group: "audit" });
  * for (const part of await consumer.poll()) {
  *   console.log(part.topic, part.partition, part.records.length);
- *   consumer.consumed(part.topic, part.partition, part.end);
+ *   consumer.consumed(part.topic, part.partition, part.end, part);
  * }
  * await consumer.commit();
  * await consumer.close();
@@ -365,7 +370,7 @@ export class Consumer {
       endAtStart: new Map(),
       readEnd: new Map(),
       wasMissing,
-      retired: new Set(),
+      gen: 0,
     };
   }
 
@@ -500,14 +505,6 @@ export class Consumer {
     const meta = await conn.request({ type: "metadata" }, this.#timeoutMs);
     const counts = { ...meta.topics as Record<string, number> };
     this.#lastMetaMs = monotonicMs();
-    // A topic of a new id was deleted and created again since: its positions are the old one's.
-    for (const [t, id] of Object.entries((meta.ids ?? {}) as Record<string, string>)) {
-      const s = this.#topics.get(t);
-      if (!s || s.id === id) continue;
-      if (s.retired.has(id)) delete counts[t]; // this broker has not seen the new one yet: skip the topic here
-      else if (s.id === undefined) s.id = id;
-      else this.#recreated(t, s, id);
-    }
     const pattern = this.#o.topicPattern;
     if (pattern) {
       const found = Object.keys(counts).filter((t) => pattern.test(t) && !this.#topics.has(t));
@@ -517,6 +514,7 @@ export class Consumer {
         this.#member.subscribe([...this.#topics.keys()].sort());
       }
     }
+    await this.#incarnations(meta, counts);
     const present = [...this.#topics.keys()].filter((t) => counts[t] !== undefined);
     if (first && !this.#connected) {
       for (const [t, s] of this.#topics) if (counts[t] === undefined) s.wasMissing = true;
@@ -536,13 +534,36 @@ export class Consumer {
   }
 
   /**
+   * Takes each topic's id (incarnation) from a metadata answer. Another id
+   * than the one the positions are in means the topic was deleted and
+   * created again, or that this broker is behind: ids have no order, so the
+   * leader's answer decides. The positions of an incarnation the leader no
+   * longer has are dropped; a broker that does not have the leader's yet is
+   * not read for that topic (removed from `counts`) until it does.
+   */
+  async #incarnations(meta: Record<string, unknown>, counts: Record<string, number>): Promise<void> {
+    const ids = (meta.ids ?? {}) as Record<string, string>;
+    const changed = [...this.#topics].some(([t, s]) => ids[t] !== undefined && s.id !== undefined && s.id !== ids[t]);
+    const current = changed && meta.role !== "leader"
+      ? ((await this.#leaderRequest({ type: "metadata" })).ids ?? {}) as Record<string, string>
+      : ids;
+    for (const [t, s] of this.#topics) {
+      const id = ids[t];
+      if (id === undefined || s.id === id) continue;
+      if (s.id === undefined) s.id = id;
+      else if (current[t] !== undefined && current[t] !== s.id) this.#recreated(t, s, current[t]);
+      if (s.id !== id) delete counts[t];
+    }
+  }
+
+  /**
    * Forgets the positions of a topic deleted and created again as `id`:
    * everything in the new one is newer than this consumer, so it is read
    * from its start, or from the group's commits to it.
    */
   #recreated(topic: string, s: TopicState, id: string): void {
     const had = [...s.positions].map(([p, at]) => `${p}:${at}`).join(",");
-    s.retired.add(s.id!);
+    s.gen++;
     s.id = id;
     for (const m of [s.cursor, s.positions, s.committed, s.endAtStart, s.readEnd]) m.clear();
     s.wasMissing = true;
@@ -682,12 +703,13 @@ export class Consumer {
     }
     const lane = this.#answered[0];
     // A failed fetch stays first in line, so every poll after it throws its error too.
-    const batch = await this.#lanes[lane]!;
+    const fetched = await this.#lanes[lane]!;
     this.#answered.shift();
     this.#lanes[lane] = null;
     for (const [key, k] of this.#claims) if (k === lane) this.#claims.delete(key);
-    if (batch.length > 0) this.#startLanes();
-    return batch;
+    if (fetched.length > 0) this.#startLanes();
+    // Not what was fetched of a topic found deleted and created again since.
+    return fetched.filter((part) => this.#topics.get(part.topic)?.gen === part.incarnation);
   }
 
   /** Starts a fetch in each idle lane that has partitions to take (see {@link laneShare}). */
@@ -722,18 +744,22 @@ export class Consumer {
    * Records that the records of a partition before `nextOffset` have been
    * used (printed, stored, ...): the next {@link commit} commits up to there.
    * Call it after the records are safely out of your hands, never before.
+   * `from`, the batch they came from, lets a batch of a topic deleted and
+   * created again since it was handed out be ignored.
    *
    * @example
    * ```ts ignore
    * for (const part of await consumer.poll()) {
    *   await writeAll(Deno.stdout, new TextEncoder().encode(part.text));
-   *   consumer.consumed(part.topic, part.partition, part.end);
+   *   consumer.consumed(part.topic, part.partition, part.end, part);
    * }
    * await consumer.commit();
    * ```
    */
-  consumed(topic: string, partition: number, nextOffset: number): void {
+  consumed(topic: string, partition: number, nextOffset: number, from?: PartitionRecords): void {
     const s = this.#topics.get(topic);
+    // Records of a topic found deleted and created again after they were handed out: nothing of the new one.
+    if (from !== undefined && s !== undefined && from.incarnation !== s.gen) return;
     const at = s?.positions.get(partition);
     const fetched = s?.cursor.get(partition);
     // Offsets only grow, and never past what has been fetched.
@@ -873,17 +899,17 @@ export class Consumer {
       const next = part.next ?? part.base + part.count;
       if (!s || part.base !== s.cursor.get(part.p) || next <= part.base) continue;
       s.cursor.set(part.p, next);
-      out.push(
-        PartitionRecords.fetched(
-          part.t,
-          part.p,
-          part.base,
-          part.count,
-          bytes,
-          aborted[`${part.t}/${part.p}`] ?? [],
-          next,
-        ),
+      const records = PartitionRecords.fetched(
+        part.t,
+        part.p,
+        part.base,
+        part.count,
+        bytes,
+        aborted[`${part.t}/${part.p}`] ?? [],
+        next,
       );
+      records.incarnation = s.gen;
+      out.push(records);
     }
     const ranges = (res.outOfRange ?? {}) as Record<string, Record<string, number[]>>;
     for (const [topic, byPartition] of Object.entries(ranges)) {
@@ -945,6 +971,7 @@ export class Consumer {
         if (s.committed.get(p) !== off) offsets[p] = off;
       }
       if (Object.keys(offsets).length === 0) continue;
+      const gen = s.gen;
       try {
         if (this.#member) await this.#member.commit(topic, offsets, s.id);
         else {
@@ -961,14 +988,16 @@ export class Consumer {
         // poll rejoins; their new owner reads from the last good commit.
         if (this.#member?.needsRejoin) return;
         const yerr = toYakError(err);
-        // The topic was deleted and created again: these positions are the old one's, never committed to the new.
+        // The topic was deleted and created again: these positions are the old one's, never committed to the new
+        // (dropped here, unless a refresh dropped them while the commit was out).
         const id = yerr.data?.topicId;
-        if (yerr.code === "UNKNOWN_TOPIC_ID" && typeof id === "string" && id !== s.id) {
-          this.#recreated(topic, s, id);
+        if (yerr.code === "UNKNOWN_TOPIC_ID") {
+          if (s.gen === gen && typeof id === "string" && id !== s.id) this.#recreated(topic, s, id);
           continue;
         }
         throw yerr;
       }
+      if (s.gen !== gen) continue; // committed to the old one, whose positions are gone
       for (const [p, off] of Object.entries(offsets)) {
         s.committed.set(Number(p), off);
       }
