@@ -267,3 +267,42 @@ Deno.test("a member that copies more at every fetch but never reaches the leader
     assert.ok(leftAt >= 3300 && leftAt <= 3500, `broker 2 left at ${leftAt} ms`);
   });
 });
+
+Deno.test("a member that copies on one partition but is stuck on another leaves at the lag limit", async () => {
+  await withLeader([1, 2], async ({ state, store, tick, append }) => {
+    await store.apply({ op: "topic", topic: "u", partitions: 1, createdAt: 0 });
+    const u = store.partition("u", 0);
+    await u.append(
+      1,
+      10,
+      (base) => encodeBatch(Array.from({ length: 10 }, () => ({ key: null, value: "x" })), base, 1, 0, null, 0),
+    )
+      .done;
+    let copied = 0;
+    let leftAt = -1;
+    for (let t = 100; t <= 4000 && leftAt < 0; t += 100) {
+      await append(100);
+      copied += 80;
+      // Copies more of t/0 at every fetch, never anything of u/0.
+      state.followerFetched(2, new Map([[KEY, copied], ["u/0", 0], ["__cluster/0", 0]]));
+      tick(100);
+      const wanted = state.desiredIsr([2]);
+      if (wanted && !wanted.includes(2)) leftAt = t;
+    }
+    assert.ok(leftAt > 0 && leftAt <= 1200, `left at ${leftAt} ms`);
+  });
+});
+
+Deno.test("in a burst no follower keeps up: the one a little behind the other is not taken for a slow link", async () => {
+  await withLeader([1, 2, 3], async ({ state, tick, append, fetch }) => {
+    let copied = 0;
+    for (let t = 100; t <= 2500; t += 100) {
+      await append(100);
+      copied += 80;
+      fetch(2, copied);
+      fetch(3, copied - 10); // always the one holding the high watermark back
+      tick(100);
+      assert.equal(state.desiredIsr([2, 3]), null, `the set changed at ${t} ms`);
+    }
+  });
+});
