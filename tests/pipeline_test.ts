@@ -197,6 +197,14 @@ Deno.test("groups resume after the last commit; keys land on Kafka's partitions;
         const twin = await yak(["produce", "--topic", "ORDERS", "--message", "x", ...cluster.zkFlag]);
         assert.notEqual(twin.code, 0);
         assert.match(twin.stderr, /differs from existing topic 'orders' only by case/);
+        // '.' against '_', as Kafka refuses it: made by a produce, then asked for by name.
+        assert.equal((await yak(["produce", "--topic", "pay.ments", "--message", "x", ...cluster.zkFlag])).code, 0);
+        const collide = await yak(["topics", "--create", "pay_ments", ...cluster.zkFlag]);
+        assert.notEqual(collide.code, 0);
+        assert.match(collide.stderr, /collides with existing topic 'pay.ments'/);
+        const viaProduce = await yak(["produce", "--topic", "pay_ments", "--message", "x", ...cluster.zkFlag]);
+        assert.notEqual(viaProduce.code, 0);
+        assert.match(viaProduce.stderr, /collides with existing topic 'pay.ments'/);
         const altered = await yak([
           "topics",
           "--alter",

@@ -272,7 +272,11 @@ export class TopicAdmin {
     return run;
   }
 
-  /** A topic that does not exist yet: refused if its name clashes by case, or if the broker holds its most. */
+  /**
+   * A topic that does not exist yet: refused if its name clashes with an
+   * existing one's by case or by '.' against '_', or if the broker holds its
+   * most.
+   */
   #checkNewTopic(topic: string): void {
     const b = this.#b;
     // Two names that differ only by case would share a directory on a
@@ -282,6 +286,17 @@ export class TopicAdmin {
       throw new YakError(
         "INVALID_TOPIC",
         `topic '${topic}' differs from existing topic '${twin}' only by case; use '${twin}' or another name`,
+      );
+    }
+    // Kafka refuses names that differ only by '.' against '_' (its metric names replace one by the other), so a
+    // topic made here could not be mirrored to Kafka beside its twin.
+    const metricName = (t: string) => t.toLowerCase().replaceAll(".", "_");
+    const collides = b.store.topicNames().find((t) => metricName(t) === metricName(topic));
+    if (collides) {
+      throw new YakError(
+        "INVALID_TOPIC",
+        `topic '${topic}' collides with existing topic '${collides}': '.' and '_' are the same in Kafka's metric ` +
+          `names; use '${collides}' or another name`,
       );
     }
     // Limits on what one broker holds: every partition is a directory,
