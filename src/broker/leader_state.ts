@@ -48,7 +48,7 @@ interface Follower {
   logStarts: ReadonlyMap<string, number>;
   lastFetchMs: number;
   lastCaughtUpMs: number;
-  /** The last fetch at which it had moved on, since the one before, on every partition it is behind on. */
+  /** The last fetch at which it had moved on, since the one before, on a partition it is behind on. */
   lastProgressMs: number;
   /** Its last fetch reached the leader's log end, or the end the leader had at its fetch before. */
   keepingUp: boolean;
@@ -212,21 +212,25 @@ export class LeaderState {
     const now = this.#now();
     const f = this.#follower(followerId);
     let caughtUpAt = now;
-    // Every partition it is behind on moved on since its last fetch (one stuck partition is no progress).
-    let progressed = true;
+    // It moved on since its last fetch on some partition it is behind on (a fetch's bytes are shared out, so with
+    // large records some get none), and names every partition (one it never made is no progress: its writes
+    // failing say so too, see `failing`).
+    let moved = false;
+    let missing = false;
     const ends = new Map<string, number>();
     for (const ref of this.#o.store.all()) {
       const end = ref.log.logEndOffset;
       ends.set(ref.key, end);
       const at = offsets.get(ref.key) ?? 0;
       if (at >= end) continue;
-      if (at <= (f.fetched.get(ref.key) ?? -Infinity)) progressed = false;
+      if (!offsets.has(ref.key)) missing = true;
+      else if (at > (f.fetched.get(ref.key) ?? Infinity)) moved = true;
       if (at >= (f.leaderEndAtFetch.get(ref.key) ?? Infinity)) caughtUpAt = Math.min(caughtUpAt, f.lastFetchMs);
       else caughtUpAt = -Infinity;
     }
     f.failing = failing;
     if (!failing && caughtUpAt > f.lastCaughtUpMs) f.lastCaughtUpMs = caughtUpAt;
-    if (!failing && progressed) f.lastProgressMs = now;
+    if (!failing && moved && !missing) f.lastProgressMs = now;
     f.keepingUp = !failing && caughtUpAt > -Infinity;
     f.fetched = offsets;
     f.logStarts = logStarts;

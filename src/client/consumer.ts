@@ -88,6 +88,8 @@ const decoder = new TextDecoder();
 const FETCH_GRACE_MS = 2000;
 /** How long to wait before asking again when every partition with records left is damaged at the broker. */
 const DAMAGED_RETRY_MS = 250;
+/** How long a refresh asks the leader which incarnation of a topic is current before skipping it for now. */
+const INCARNATION_CHECK_MS = 2000;
 /** The pause before fetching again when a broker has only another incarnation of a topic to offer. */
 const RECREATED_RETRY_MS = 200;
 /** How often the consumer re-reads metadata (new partitions, new topics matching a pattern). */
@@ -312,6 +314,8 @@ export class Consumer {
   #conn: Connection | null = null;
   #leaderConn: Connection | null = null;
   readonly #topics = new Map<string, TopicState>();
+  /** Topic -> the incarnation (TopicState.gen) of its last batch {@link poll} handed out. */
+  readonly #handedOut = new Map<string, number>();
   /**
    * The fetches under way, one per lane, so while the caller handles one
    * answer the broker works on another (see {@link poll}).
@@ -544,9 +548,18 @@ export class Consumer {
   async #incarnations(meta: Record<string, unknown>, counts: Record<string, number>): Promise<void> {
     const ids = (meta.ids ?? {}) as Record<string, string>;
     const changed = [...this.#topics].some(([t, s]) => ids[t] !== undefined && s.id !== undefined && s.id !== ids[t]);
-    const current = changed && meta.role !== "leader"
-      ? ((await this.#leaderRequest({ type: "metadata" })).ids ?? {}) as Record<string, string>
-      : ids;
+    let current = ids;
+    if (changed && meta.role !== "leader") {
+      // Asked briefly: with no leader to ask, the topic is skipped here for now (not every topic stalled).
+      try {
+        current = ((await this.#leaderRequest({ type: "metadata" }, INCARNATION_CHECK_MS)).ids ?? {}) as Record<
+          string,
+          string
+        >;
+      } catch {
+        current = {};
+      }
+    }
     for (const [t, s] of this.#topics) {
       const id = ids[t];
       if (id === undefined || s.id === id) continue;
@@ -709,7 +722,9 @@ export class Consumer {
     for (const [key, k] of this.#claims) if (k === lane) this.#claims.delete(key);
     if (fetched.length > 0) this.#startLanes();
     // Not what was fetched of a topic found deleted and created again since.
-    return fetched.filter((part) => this.#topics.get(part.topic)?.gen === part.incarnation);
+    const batch = fetched.filter((part) => this.#topics.get(part.topic)?.gen === part.incarnation);
+    for (const part of batch) this.#handedOut.set(part.topic, part.incarnation);
+    return batch;
   }
 
   /** Starts a fetch in each idle lane that has partitions to take (see {@link laneShare}). */
@@ -759,7 +774,9 @@ export class Consumer {
   consumed(topic: string, partition: number, nextOffset: number, from?: PartitionRecords): void {
     const s = this.#topics.get(topic);
     // Records of a topic found deleted and created again after they were handed out: nothing of the new one.
-    if (from !== undefined && s !== undefined && from.incarnation !== s.gen) return;
+    // Without the batch, the incarnation of the topic's last batch handed out stands in for it.
+    const handed = from?.incarnation ?? this.#handedOut.get(topic);
+    if (s !== undefined && handed !== undefined && handed !== s.gen) return;
     const at = s?.positions.get(partition);
     const fetched = s?.cursor.get(partition);
     // Offsets only grow, and never past what has been fetched.
@@ -937,9 +954,9 @@ export class Consumer {
 
   async #leaderRequest(
     body: Record<string, unknown>,
+    withinMs = this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs,
   ): Promise<Record<string, unknown>> {
-    const deadline = monotonicMs() +
-      (this.#o.retryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs);
+    const deadline = monotonicMs() + withinMs;
     while (true) {
       try {
         if (!this.#leaderConn || this.#leaderConn.isClosed) {

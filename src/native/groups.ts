@@ -193,8 +193,8 @@ export async function commit(s: BrokerServices, req: Request): Promise<Reply> {
   s.requireLeader();
   const group = checkGroupName(req.group);
   const topic = checkTopicName(req.topic);
+  checkIncarnation(s, req, topic); // first: the old topic's partitions may not be the new one's
   const offsets = partitionOffsets(s, req, topic);
-  checkIncarnation(s, req, topic);
   // A member commits with its id and generation; stale ones are refused.
   const member = req.memberId === undefined || req.memberId === null
     ? null
@@ -211,7 +211,13 @@ function checkIncarnation(s: BrokerServices, req: Request, topic: string): void 
   const asked = optStr(req, "topicId", 64);
   if (asked === undefined) return;
   const id = s.topics.topicId(topic);
-  if (id !== null && id !== asked) {
+  if (id === null) {
+    throw new YakError(
+      "UNKNOWN_TOPIC_ID",
+      `topic '${topic}' (id ${asked}) was deleted; its positions are gone with it`,
+    );
+  }
+  if (id !== asked) {
     throw new YakError(
       "UNKNOWN_TOPIC_ID",
       `topic '${topic}' was deleted and created again (id ${id}, not ${asked}); its positions do not carry over`,
