@@ -6,6 +6,9 @@
  */
 import { join } from "node:path";
 import { offsetAt, startsWithOffset, verifyLine } from "./record.ts";
+
+/** Appends up to this size are written synchronously (see Segment.append). */
+export const SYNC_WRITE_BYTES = 64 * 1024;
 import { dataModes } from "../files.ts";
 
 const NEWLINE = 10;
@@ -251,6 +254,11 @@ export class Segment {
     const startSize = this.size;
     try {
       let at = 0;
+      // A small append is written at once: a page-cache copy of a few KiB costs less than the thread-pool
+      // round trip of an async write, which every acks=all hop (leader, then each follower) waited for.
+      if (bytes.length <= SYNC_WRITE_BYTES) {
+        while (at < bytes.length) at += this.#file.writeSync(bytes.subarray(at));
+      }
       while (at < bytes.length) {
         at += await this.#file.write(bytes.subarray(at));
       }
