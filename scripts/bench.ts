@@ -34,6 +34,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
+import { Producer } from "../src/client/producer.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import type { TopicStatus } from "../src/protocol/status.ts";
 import { benchAgainst } from "./bench_against.ts";
@@ -635,6 +636,41 @@ async function latencyRun(cluster: TestCluster, s: Settings): Promise<LatencyRes
   }
 }
 
+/**
+ * The acks=all round trip at low load: one record at a time, each sent once
+ * the one before is acknowledged, by this revision's Producer in this
+ * process (under `--against`, against the other side's brokers), after a
+ * warm-up. Issue 24 asks for it under 3 ms.
+ */
+async function roundTripRun(cluster: TestCluster, n: number): Promise<{ p50Ms: number; p99Ms: number }> {
+  const topic = "bench-round-trip";
+  await yakOk(["topics", "--create", topic, "--partitions", "1", ...cluster.zkFlag]);
+  const producer = await Producer.open({
+    bootstrap: { zookeeper: { host: "127.0.0.1", port: cluster.zkPort } },
+    topic,
+    acks: "all",
+    batchRecords: 1,
+    lingerMs: 0,
+  });
+  try {
+    for (let i = 0; i < 50; i++) {
+      producer.add(null, `warm-${i}`);
+      await producer.flush();
+    }
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      producer.add(null, `round-trip-${i}`);
+      await producer.flush();
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99) };
+  } finally {
+    await producer.close();
+  }
+}
+
 interface FailoverRun {
   killedId: number;
   newLeaderId: number;
@@ -1090,6 +1126,8 @@ async function main(): Promise<number> {
         latency.maxMs.toFixed(2)
       } ms`,
     );
+    const roundTrip = await roundTripRun(c, s.quick ? 100 : 1000);
+    log(`acks=all round trip at low load: p50 ${roundTrip.p50Ms.toFixed(2)} ms, p99 ${roundTrip.p99Ms.toFixed(2)} ms`);
     await sampleRss();
     loads.set("latency", (await loadAverage())[0]);
 
@@ -1175,12 +1213,14 @@ async function main(): Promise<number> {
         },
       ]),
       { figure: "e2e latency p50", value: latency.p50Ms, unit: "ms", target: "" },
-      { figure: "e2e latency p99", value: latency.p99Ms, unit: "ms", target: "<= 20" },
+      { figure: "e2e latency p99", value: latency.p99Ms, unit: "ms", target: "< 5" },
       { figure: "e2e latency max", value: latency.maxMs, unit: "ms", target: "" },
       { figure: "  send to leader append, p50", value: latency.sendToAppend.p50Ms, unit: "ms", target: "" },
       { figure: "  send to leader append, p99", value: latency.sendToAppend.p99Ms, unit: "ms", target: "" },
       { figure: "  leader append to receipt, p50", value: latency.appendToReceive.p50Ms, unit: "ms", target: "" },
       { figure: "  leader append to receipt, p99", value: latency.appendToReceive.p99Ms, unit: "ms", target: "" },
+      { figure: "acks=all round trip at low load, p50", value: roundTrip.p50Ms, unit: "ms", target: "< 3" },
+      { figure: "acks=all round trip at low load, p99", value: roundTrip.p99Ms, unit: "ms", target: "" },
       { figure: "failover: kill to new lease epoch, median", value: failover.leaseMedianMs, unit: "ms", target: "" },
       { figure: "failover: kill to new lease epoch, worst", value: failover.leaseWorstMs, unit: "ms", target: "" },
       {
@@ -1194,7 +1234,7 @@ async function main(): Promise<number> {
         figure: `broker ${id} peak RSS, first run (VmHWM)`,
         value: (rssFirstRun.get(id) ?? NaN) / MB,
         unit: "MB",
-        target: "<= 200",
+        target: "< 120",
       })),
       ...[...c.brokers.keys()].sort((a, b) => a - b).map((id) => ({
         figure: `broker ${id} peak RSS, whole bench`,
