@@ -220,6 +220,19 @@ Deno.test({
           assert.equal(past.code, 1);
           assert.match(past.stderr, /below offset 9: it must be from 0 to the high watermark 4/);
           assert.equal(await listOffset(followerPort, 1, -2), 4);
+          // Below the log start already: nothing goes, and it says so (it said "deleted" before).
+          const below = await yak([
+            "topics",
+            "--delete-records",
+            TOPIC,
+            "--partition",
+            "1",
+            "--offset",
+            "2",
+            ...c.zkFlag,
+          ]);
+          assert.equal(below.code, 0, below.stderr);
+          assert.match(below.stdout, /nothing to delete: .* below offset 2 were gone already; its log start is 4/);
           console.log(`yak topics step: ${Date.now() - t0} ms`);
         });
 

@@ -117,7 +117,7 @@ interface TopicView {
 type TopicsResult =
   | { action: "list"; topics: Record<string, number> }
   | { action: "delete"; topic: string }
-  | { action: "delete-records"; topic: string; partition: number; logStart: number }
+  | { action: "delete-records"; topic: string; partition: number; logStart: number; asked: number }
   | {
     action: "create" | "alter";
     topic: string;
@@ -254,7 +254,7 @@ async function runTopics(conn: Connection, options: TopicsOptions): Promise<Topi
     case "delete-records": {
       const { topic, partition, offset } = options;
       const res = await conn.request({ type: "delete_records", topic, partition, offset });
-      return { action: "delete-records", topic, partition, logStart: res.logStart as number };
+      return { action: "delete-records", topic, partition, logStart: res.logStart as number, asked: offset };
     }
     case "list": {
       const meta = await conn.request({ type: "metadata" });
@@ -306,8 +306,12 @@ function printTopics(result: TopicsResult, json: boolean): void {
       return;
     case "delete-records":
       console.log(
-        `deleted the records of '${result.topic}' partition ${result.partition} below offset ${result.logStart}: ` +
-          `its log start is ${result.logStart} on every in-sync replica`,
+        result.asked >= 0 && result.asked < result.logStart
+          // Asked below where the log starts already (retention or an earlier deletion got there): nothing went.
+          ? `nothing to delete: the records of '${result.topic}' partition ${result.partition} below offset ` +
+            `${result.asked} were gone already; its log start is ${result.logStart}`
+          : `deleted the records of '${result.topic}' partition ${result.partition} below offset ${result.logStart}: ` +
+            `its log start is ${result.logStart} on every in-sync replica`,
       );
       return;
     case "list":
