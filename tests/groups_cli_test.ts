@@ -123,6 +123,11 @@ Deno.test("yak groups: list, describe, reset offsets (refused while members are 
       member.kill("SIGTERM");
       assert.equal((await member.status).code, 0);
       member = null;
+      // Offsets of a topic the group never committed: nothing deleted, and said so (it said "deleted" before).
+      assert.equal((await yak(["topics", "--create", "gd", "--partitions", "1", ...cluster.zkFlag])).code, 0);
+      const none = await yak(["groups", "--delete-offsets", "g", "--topic", "gd", ...cluster.zkFlag]);
+      assert.equal(none.code, 0, none.stderr);
+      assert.match(none.stdout, /^g\s+gd\s+0\s+no commit$/m);
       const deleted = await yak(["groups", "--delete", "g", "--json", ...cluster.zkFlag]);
       assert.equal(deleted.code, 0, deleted.stderr);
       assert.deepEqual(JSON.parse(deleted.stdout), { group: "g", deleted: true });

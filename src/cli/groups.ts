@@ -119,7 +119,7 @@ type GroupsResult =
   | { action: "describe"; group: string; description: GroupDescription; rows: PartitionRow[] }
   | { action: "reset-offsets"; group: string; topic: string; offsets: Record<string, number> }
   | { action: "delete"; group: string }
-  | { action: "delete-offsets"; group: string; topic: string; partitions: number[] };
+  | { action: "delete-offsets"; group: string; topic: string; partitions: number[]; committed: number[] };
 
 /** Runs `yak groups`. */
 export async function groupsCommand(args: string[]): Promise<number> {
@@ -220,7 +220,10 @@ async function runGroups(conn: Connection, options: GroupsOptions): Promise<Grou
         topic,
         ...(partition === null ? {} : { partitions: [partition] }),
       });
-      return { action: "delete-offsets", group, topic, partitions: res.partitions as number[] };
+      const partitions = res.partitions as number[];
+      // A broker from before `deleted` was answered: every partition asked.
+      const committed = (res.deleted as number[] | undefined) ?? partitions;
+      return { action: "delete-offsets", group, topic, partitions, committed };
     }
   }
 }
@@ -293,9 +296,9 @@ function printGroups(result: GroupsResult, json: boolean): void {
       else console.log(`deleted group '${result.group}'`);
       return;
     case "delete-offsets": {
-      const { group, topic, partitions } = result;
-      const rows = partitions.map((p) => [group, topic, p, "deleted"]);
-      if (json) console.log(JSON.stringify({ group, topic, partitions, deleted: true }, null, 2));
+      const { group, topic, partitions, committed } = result;
+      const rows = partitions.map((p) => [group, topic, p, committed.includes(p) ? "deleted" : "no commit"]);
+      if (json) console.log(JSON.stringify({ group, topic, partitions, committed, deleted: true }, null, 2));
       else console.log(table([["GROUP", "TOPIC", "PARTITION", "STATUS"], ...rows]));
     }
   }

@@ -157,11 +157,13 @@ export async function deleteOffsets(s: BrokerServices, req: Request): Promise<Re
   }
   const bad = (asked as number[]).find((p) => p < 0 || p >= count);
   if (bad !== undefined) throw new YakError("UNKNOWN_PARTITION", `topic '${topic}' has no partition ${bad}`);
+  // Which of them had a commit to delete (the others: nothing was there, which Kafka answers as done too).
+  const had = s.groups.committed(group, topic);
   // Every partition is one the topic has: what is left to refuse is the topic (its subscribers), so all or none.
   const results = await s.groups.deleteOffsets(group, new Map([[topic, asked as number[]]]));
   const refused = [...results.get(topic)!.values()].find((err) => err !== null);
   if (refused) throw refused;
-  return { group, topic, partitions: asked };
+  return { group, topic, partitions: asked, deleted: (asked as number[]).filter((p) => had[p] !== undefined) };
 }
 
 /** A request's `offsets` as partition -> offset, every partition one the topic has. */
