@@ -293,7 +293,9 @@ export class Compactor {
     const prev = this.#b.store.meta.topics.get(ref.topic)?.cleaned?.[String(ref.partition)];
     const prevTo = prev?.to ?? 0;
     const now = Date.now();
-    const horizonMs = Math.max(prev?.horizonMs ?? 0, now - cfg.deleteRetentionMs);
+    // A tombstone's own timestamp plays no part (KIP-534): purgeBelow alone says when it goes. Decisions before
+    // held the leader's clock minus delete.retention.ms here, so one stamped in the future stayed until then.
+    const horizonMs = NO_TIMESTAMP_HORIZON;
     // Never past an undecided transaction (the last stable offset): its records may yet be aborted.
     const stable = Math.min(log.highWatermark, this.#b.store.meta.firstOpenOffset(ref.key));
     const { to, dirty, clean, oldestDirtyMs } = await cleanable(
@@ -362,6 +364,12 @@ export class Compactor {
     return max;
   }
 }
+
+/**
+ * The `horizonMs` of every decision now: above any record's timestamp, so
+ * only `purgeBelow` decides when a tombstone goes.
+ */
+export const NO_TIMESTAMP_HORIZON = Number.MAX_SAFE_INTEGER;
 
 /**
  * The markersBelow of a cleaning decided after `prev` (see

@@ -169,8 +169,8 @@ export const TOPIC_CONFIGS: Readonly<Record<string, ConfigSpec>> = {
     kafkaDefault: "86400000",
     brokerName: "log.cleaner.delete.retention.ms",
     check: integer(0n, INT64_MAX),
-    doc: "compacted topics: a tombstone (null value) is removed once older than this, counted from its timestamp and " +
-      "from the cleaning that first saw it",
+    doc: "compacted topics: a tombstone (null value) is removed this long after the cleaning that first saw it " +
+      "(its own timestamp plays no part)",
   },
   "file.delete.delay.ms": {
     type: "LONG",

@@ -28,7 +28,12 @@ export interface Cleaning {
    * decisions before that rule used the end of the last cleaning.
    */
   purgeBelow: number;
-  /** ...when their timestamp is below this (ms): the leader's clock minus delete.retention.ms. */
+  /**
+   * ...when their timestamp is below this (ms). The leader now decides the
+   * largest safe integer (a tombstone's timestamp plays no part, as in
+   * Kafka since KIP-534); decisions before held its clock minus
+   * delete.retention.ms, which kept a tombstone stamped in the future.
+   */
   horizonMs: number;
   /**
    * Transaction markers below this offset go once no record of their
