@@ -427,6 +427,44 @@ Deno.test("a leader failover under a running group: one rebalance, members go on
   });
 });
 
+Deno.test("a member whose commit was refused (it had to rejoin) commits what it printed once back, with no records after them", async () => {
+  await withDeadline(90_000, "commit after rejoin", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    const procs: Proc[] = [];
+    try {
+      assert.equal((await yak(["topics", "--create", "gk", "--partitions", "3", ...cluster.zkFlag])).code, 0);
+      const a = member(cluster, "a", "gk", "gkg");
+      procs.push(a);
+      await waitForCover([a], "gk", 3);
+      for (const p of [0, 1, 2]) await produceTo(cluster, "gk", p, 10, 1 + 100 * p);
+      const sum = (c: Record<string, number>) => Object.values(c).reduce((n, x) => n + x, 0);
+      await eventually(async () => sum(await committedOffsets(cluster, "gkg", "gk")) === 30, 20_000, "30 committed");
+      // Frozen past its session while records arrive: thawed, it prints them (its long polls were answered) before
+      // it learns that the group dropped it, so their commit is refused and it rejoins; nothing comes after them.
+      a.kill("SIGSTOP");
+      try {
+        for (const p of [0, 1, 2]) await produceTo(cluster, "gk", p, 40, 1001 + 100 * p);
+        await new Promise((r) => setTimeout(r, SESSION_MS + 1500));
+      } finally {
+        a.kill("SIGCONT");
+      }
+      await eventually(() => values(a).length >= 150, 30_000, "the records after the failover read");
+      // Nothing more is produced: the commit of what was printed must not wait for another record.
+      const at = monotonicMs();
+      await eventually(
+        async () => sum(await committedOffsets(cluster, "gkg", "gk")) === 150,
+        15_000,
+        "everything printed committed",
+      );
+      console.log(`committed ${Math.round(monotonicMs() - at)} ms after the last record was read`);
+    } finally {
+      for (const p of procs) p.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.status));
+      await cluster.stop();
+    }
+  });
+});
+
 function b64(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes));
 }

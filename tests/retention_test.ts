@@ -192,7 +192,7 @@ Deno.test("retention by time, and a group whose commit fell below the log start 
       assert.equal(resumed.stdout.trim().split("\n")[0], "1000");
       assert.match(
         resumed.stderr,
-        /offset 10 of rt\/0 was deleted by retention \(the log starts at 100\); resetting to the earliest offset, 100/,
+        /offset 10 of rt\/0 was deleted \(by retention or a deletion of records: the log starts at 100\); resetting to the earliest offset, 100/,
       );
       // --auto-offset-reset latest: the group's commit (10) is gone too; it skips to the log end (150) and says so.
       const latest = await yak([
@@ -212,7 +212,7 @@ Deno.test("retention by time, and a group whose commit fell below the log start 
       assert.equal(latest.stdout, "", "latest skips the records still kept");
       assert.match(
         latest.stderr,
-        /offset 10 of rt\/0 was deleted by retention \(the log starts at 100\); resetting to the latest offset, 150/,
+        /offset 10 of rt\/0 was deleted \(by retention or a deletion of records: the log starts at 100\); resetting to the latest offset, 150/,
       );
       // It resumes from there: the next record produced is the first it reads.
       const third = await yak(["produce", "--topic", "rt", "--message", "after", ...cluster.zkFlag]);

@@ -809,6 +809,9 @@ export class Consumer {
     await member.join();
     if (!this.#conn || this.#conn.isClosed) await this.#connectOnce();
     else await this.#refreshOnce();
+    // What was handed out of partitions still ours: its commit above was refused when the member had to rejoin
+    // first (its coordinator moved, or the group dropped it), and records that come no more would not carry it.
+    await this.commit();
   }
 
   /** Connects, or waits for the connection another lane is making. */
@@ -941,7 +944,7 @@ export class Consumer {
         s.cursor.set(partition, to);
         s.positions.set(partition, to);
         const why = from < logStart
-          ? `was deleted by retention (the log starts at ${logStart})`
+          ? `was deleted (by retention or a deletion of records: the log starts at ${logStart})`
           : `is past the end (${hw}; a commit may name any offset)`;
         this.#o.onReset?.(
           `offset ${from} of ${topic}/${partition} ${why}; ` +
