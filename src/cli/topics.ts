@@ -117,7 +117,7 @@ interface TopicView {
 type TopicsResult =
   | { action: "list"; topics: Record<string, number> }
   | { action: "delete"; topic: string }
-  | { action: "delete-records"; topic: string; partition: number; logStart: number; asked: number }
+  | { action: "delete-records"; topic: string; partition: number; logStart: number; before: number | null }
   | {
     action: "create" | "alter";
     topic: string;
@@ -254,7 +254,8 @@ async function runTopics(conn: Connection, options: TopicsOptions): Promise<Topi
     case "delete-records": {
       const { topic, partition, offset } = options;
       const res = await conn.request({ type: "delete_records", topic, partition, offset });
-      return { action: "delete-records", topic, partition, logStart: res.logStart as number, asked: offset };
+      const before = typeof res.before === "number" ? res.before : null; // null: a broker from before it said
+      return { action: "delete-records", topic, partition, logStart: res.logStart as number, before };
     }
     case "list": {
       const meta = await conn.request({ type: "metadata" });
@@ -306,10 +307,10 @@ function printTopics(result: TopicsResult, json: boolean): void {
       return;
     case "delete-records":
       console.log(
-        result.asked >= 0 && result.asked < result.logStart
-          // Asked below where the log starts already (retention or an earlier deletion got there): nothing went.
-          ? `nothing to delete: the records of '${result.topic}' partition ${result.partition} below offset ` +
-            `${result.asked} were gone already; its log start is ${result.logStart}`
+        result.before !== null && result.logStart <= result.before
+          // The log started there already (retention or an earlier deletion got there first): nothing went.
+          ? `nothing to delete: '${result.topic}' partition ${result.partition} starts at offset ${result.logStart} ` +
+            `already`
           : `deleted the records of '${result.topic}' partition ${result.partition} below offset ${result.logStart}: ` +
             `its log start is ${result.logStart} on every in-sync replica`,
       );

@@ -71,8 +71,12 @@ export async function deleteRecords(s: BrokerServices, req: Request): Promise<Re
   const topic = checkTopicName(req.topic);
   const partition = int(req, "partition", 0, s.opts.maxPartitions - 1);
   const offset = int(req, "offset", -1);
+  // Where the log started before (`before`): a deletion below it, or up to it, removes nothing.
+  const before = s.partitions.partitionCount(topic) > partition
+    ? s.partitions.offsets({ topic, partition }).logStart
+    : undefined;
   const logStart = await s.partitions.deleteRecords({ topic, partition }, offset, s.opts.requestTimeoutMs);
-  return { topic, partition, logStart };
+  return { topic, partition, logStart, ...(before === undefined ? {} : { before }) };
 }
 
 /** `delete_topic`: its records, partitions and committed offsets, on every replica. */
