@@ -465,6 +465,43 @@ Deno.test("a member whose commit was refused (it had to rejoin) commits what it 
   });
 });
 
+Deno.test("a member thawed after the group dropped it resumes its partitions from the group's commits, not its own stale positions", async () => {
+  await withDeadline(90_000, "thawed member", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    const procs: Proc[] = [];
+    try {
+      assert.equal((await yak(["topics", "--create", "gx", "--partitions", "2", ...cluster.zkFlag])).code, 0);
+      const [x, y] = ["x", "y"].map((n) => member(cluster, n, "gx", "gxg", { sessionMs: 3000 }));
+      procs.push(x, y);
+      await waitForCover([x, y], "gx", 2);
+      const before = generationOf(x);
+      x.kill("SIGSTOP");
+      try {
+        // Records for both partitions while x is frozen: y takes x's over once x's session ends, prints and commits
+        // them all. x, thawed, gets its partition back: it must start from y's commit, not where it stopped.
+        await produceTo(cluster, "gx", 0, 2000, 1);
+        await produceTo(cluster, "gx", 1, 2000, 10_001);
+        await eventually(() => values(y).length >= 4000, 30_000, "y reading both partitions");
+      } finally {
+        x.kill("SIGCONT");
+      }
+      await waitForCover([x, y], "gx", 2, generationOf(y));
+      await new Promise((r) => setTimeout(r, 1000));
+      const twice = values(x).filter((v) => values(y).includes(v));
+      console.log(
+        `generation ${before} -> ${generationOf(y)}; x printed ${
+          values(x).length
+        } records, ${twice.length} of them also printed by y`,
+      );
+      assert.deepEqual(twice.slice(0, 5), [], `${twice.length} records printed by both members`);
+    } finally {
+      for (const p of procs) p.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.status));
+      await cluster.stop();
+    }
+  });
+});
+
 function b64(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes));
 }

@@ -720,6 +720,12 @@ export class Consumer {
     this.#answered.shift();
     this.#lanes[lane] = null;
     for (const [key, k] of this.#claims) if (k === lane) this.#claims.delete(key);
+    if (this.#member?.needsRejoin) {
+      // Out of the group since this fetch was sent (a heartbeat said so while it waited): its partitions may be
+      // another member's already, so nothing of it is handed out; the rebalance reads them again if they stay ours.
+      await this.#rebalance();
+      return [];
+    }
     if (fetched.length > 0) this.#startLanes();
     // Not what was fetched of a topic found deleted and created again since.
     const batch = fetched.filter((part) => this.#topics.get(part.topic)?.gen === part.incarnation);
@@ -806,7 +812,16 @@ export class Consumer {
     this.#answered.length = 0;
     // Fetched ahead but not handed out: read again, by us or the next owner.
     for (const s of this.#topics.values()) for (const [p, at] of s.positions) s.cursor.set(p, at);
+    const before = member.generation;
     await member.join();
+    if (member.generation !== before + 1) {
+      // A generation went by without this member (the group dropped it, or its coordinator moved and numbers
+      // afresh): its partitions may have been another's meanwhile, which read and committed past our positions.
+      // So every partition starts again from the group's commit, as a partition newly assigned does.
+      for (const s of this.#topics.values()) {
+        for (const m of [s.cursor, s.positions, s.committed, s.endAtStart, s.readEnd]) m.clear();
+      }
+    }
     if (!this.#conn || this.#conn.isClosed) await this.#connectOnce();
     else await this.#refreshOnce();
     // What was handed out of partitions still ours: its commit above was refused when the member had to rejoin

@@ -73,6 +73,8 @@ export class GroupMember {
   #timer: ReturnType<typeof setInterval> | undefined;
   #beating = false;
   #rejoin = true;
+  /** When the coordinator last answered that this member is in its generation (a heartbeat, a sync); 0: never. */
+  #lastBeatMs = 0;
   #closed = false;
   #topics: string[];
   memberId = "";
@@ -85,8 +87,21 @@ export class GroupMember {
     this.#sessionTimeoutMs = o.sessionTimeoutMs ?? DEFAULTS.groupSessionTimeoutMs;
   }
 
-  /** Whether the group is rebalancing (or this member lost its place): commit, then {@link join}. */
+  /**
+   * Whether the group is rebalancing (or this member lost its place): commit,
+   * then {@link join}. Also when no heartbeat was answered for a session
+   * (the process was stopped, or the coordinator unreachable): the
+   * coordinator has dropped this member by then and its partitions may be
+   * another's, though no answer has said so yet (Kafka's consumer does the
+   * same), so nothing fetched meanwhile is handed out.
+   */
   get needsRejoin(): boolean {
+    if (!this.#rejoin && this.#lastBeatMs > 0 && monotonicMs() - this.#lastBeatMs > this.#sessionTimeoutMs) {
+      this.#o.onEvent?.(
+        `no heartbeat of group '${this.#o.group}' answered in ${this.#sessionTimeoutMs} ms (its session); rejoin`,
+      );
+      this.#rejoin = true;
+    }
     return this.#rejoin;
   }
 
@@ -179,6 +194,7 @@ export class GroupMember {
         );
         this.assignment = decodeAssignment(unb64(synced.assignment));
         this.#rejoin = false;
+        this.#lastBeatMs = monotonicMs();
         this.#timer ??= setInterval(
           () => this.#heartbeat(),
           Math.max(50, Math.min(1000, Math.floor(this.#sessionTimeoutMs / 4))),
@@ -219,10 +235,12 @@ export class GroupMember {
     if (this.#beating || this.#rejoin || this.#closed) return;
     this.#beating = true;
     try {
+      const sent = monotonicMs();
       await this.#request(
         { type: "heartbeat", group: this.#o.group, memberId: this.memberId, generation: this.generation },
         Math.max(1000, this.#sessionTimeoutMs),
       );
+      if (!this.#rejoin) this.#lastBeatMs = sent; // in the generation as of when it was sent
     } catch (err) {
       const yerr = toYakError(err);
       if (REJOIN.has(yerr.code)) {
