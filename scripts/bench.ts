@@ -34,11 +34,10 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
-import { Producer } from "../src/client/producer.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import type { TopicStatus } from "../src/protocol/status.ts";
 import { benchAgainst } from "./bench_against.ts";
-import { MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
+import { ackRoundTrips, MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
 import { cleanerBench } from "./bench_cleaner.ts";
 import { haveRedis, type RedisRun, redisRun } from "./bench_redis.ts";
 import { txnBench } from "./bench_txn.ts";
@@ -645,30 +644,8 @@ async function latencyRun(cluster: TestCluster, s: Settings): Promise<LatencyRes
 async function roundTripRun(cluster: TestCluster, n: number): Promise<{ p50Ms: number; p99Ms: number }> {
   const topic = "bench-round-trip";
   await yakOk(["topics", "--create", topic, "--partitions", "1", ...cluster.zkFlag]);
-  const producer = await Producer.open({
-    bootstrap: { zookeeper: { host: "127.0.0.1", port: cluster.zkPort } },
-    topic,
-    acks: "all",
-    batchRecords: 1,
-    lingerMs: 0,
-  });
-  try {
-    for (let i = 0; i < 50; i++) {
-      producer.add(null, `warm-${i}`);
-      await producer.flush();
-    }
-    const times: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      producer.add(null, `round-trip-${i}`);
-      await producer.flush();
-      times.push(performance.now() - t0);
-    }
-    times.sort((a, b) => a - b);
-    return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99) };
-  } finally {
-    await producer.close();
-  }
+  const times = await ackRoundTrips(cluster.zkPort, topic, n, 50);
+  return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99) };
 }
 
 interface FailoverRun {

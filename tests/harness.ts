@@ -8,6 +8,7 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
+import { Producer } from "../src/client/producer.ts";
 import { RUN_FLAGS } from "../src/config.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
@@ -722,5 +723,32 @@ export async function assertReadsBack(
   const want = Array.from({ length: n }, (_, i) => i + 1);
   if (JSON.stringify(got) !== JSON.stringify(want)) {
     throw new Error(`${topic} read back ${got.length} records, not 1..${n}: ${JSON.stringify(got).slice(0, 200)}`);
+  }
+}
+
+/**
+ * `n` acks=all round trips of one record each, each sent once the one before
+ * is acknowledged (yak's Producer, in this process), after `warm` unmeasured
+ * ones: the times in ms, sorted.
+ */
+export async function ackRoundTrips(zkPort: number, topic: string, n: number, warm = 0): Promise<number[]> {
+  const producer = await Producer.open({
+    bootstrap: { zookeeper: { host: "127.0.0.1", port: zkPort } },
+    topic,
+    acks: "all",
+    batchRecords: 1,
+    lingerMs: 0,
+  });
+  try {
+    const times: number[] = [];
+    for (let i = 0; i < warm + n; i++) {
+      const t0 = performance.now();
+      producer.add(null, `r${i}`);
+      await producer.flush();
+      if (i >= warm) times.push(performance.now() - t0);
+    }
+    return times.sort((a, b) => a - b);
+  } finally {
+    await producer.close();
   }
 }

@@ -7,8 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Producer } from "../src/client/producer.ts";
-import { type Proc, TestCluster, withDeadline, yak } from "./harness.ts";
+import { ackRoundTrips, type Proc, TestCluster, withDeadline, yak } from "./harness.ts";
 import { KafkaConn, produceBody, produceError, textBatch } from "./kafka_conn.ts";
 
 const NOT_LEADER_OR_FOLLOWER = 6;
@@ -70,26 +69,7 @@ Deno.test("an epoch is never issued twice: a zookeeper restarted on an old lease
 
 /** The median time, in ms, of `n` acks=all produces to `topic`, one record at a time. */
 async function medianAckMs(c: TestCluster, topic: string, n: number): Promise<number> {
-  const p = await Producer.open({
-    bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
-    topic,
-    acks: "all",
-    batchRecords: 1,
-    lingerMs: 0,
-  });
-  try {
-    const times: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      p.add(null, `r${i}`);
-      await p.flush();
-      times.push(performance.now() - t0);
-    }
-    times.sort((a, b) => a - b);
-    return times[Math.floor(n / 2)];
-  } finally {
-    await p.close();
-  }
+  return (await ackRoundTrips(c.zkPort, topic, n))[Math.floor(n / 2)];
 }
 
 Deno.test("after a failover, acks=all is as fast on a topic created before it as on one created after", () =>

@@ -285,6 +285,14 @@ interface TopicState {
   gen: number;
 }
 
+/** Forgets where the consumer is in partition `p` of a topic, or in all of them. */
+function forget(s: TopicState, p?: number): void {
+  for (const m of [s.cursor, s.positions, s.committed, s.endAtStart, s.readEnd]) {
+    if (p === undefined) m.clear();
+    else m.delete(p);
+  }
+}
+
 function startOffsetOf(o: ConsumerOptions): StartOffset | undefined {
   if (o.offset === undefined) return undefined;
   return typeof o.offset === "number" ? { kind: "offset", offset: o.offset } : o.offset;
@@ -578,7 +586,7 @@ export class Consumer {
     const had = [...s.positions].map(([p, at]) => `${p}:${at}`).join(",");
     s.gen++;
     s.id = id;
-    for (const m of [s.cursor, s.positions, s.committed, s.endAtStart, s.readEnd]) m.clear();
+    forget(s);
     s.wasMissing = true;
     this.#o.onReset?.(
       `topic '${topic}' was deleted and created again; dropping the old one's positions` +
@@ -596,13 +604,7 @@ export class Consumer {
     if (this.#member) {
       // Partitions given to another member are forgotten (committed before the switch).
       for (const p of [...s.cursor.keys()]) {
-        if (!wanted.includes(p)) {
-          s.cursor.delete(p);
-          s.positions.delete(p);
-          s.committed.delete(p);
-          s.endAtStart.delete(p);
-          s.readEnd.delete(p);
-        }
+        if (!wanted.includes(p)) forget(s, p);
       }
     }
     if (this.#o.partition !== undefined && this.#o.partition >= n) {
@@ -818,9 +820,7 @@ export class Consumer {
       // A generation went by without this member (the group dropped it, or its coordinator moved and numbers
       // afresh): its partitions may have been another's meanwhile, which read and committed past our positions.
       // So every partition starts again from the group's commit, as a partition newly assigned does.
-      for (const s of this.#topics.values()) {
-        for (const m of [s.cursor, s.positions, s.committed, s.endAtStart, s.readEnd]) m.clear();
-      }
+      for (const s of this.#topics.values()) forget(s);
     }
     if (!this.#conn || this.#conn.isClosed) await this.#connectOnce();
     else await this.#refreshOnce();

@@ -205,16 +205,6 @@ export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void 
 const MAX_COMMIT_METADATA_CHARS = 4096;
 
 /**
- * A committed offset, or null when it lies outside the safe-integer range
- * that yak's stored commits hold: that partition is refused on its own
- * (INVALID_COMMIT_OFFSET_SIZE) rather than the connection closed.
- */
-export function commitOffset(r: Reader): number | null {
-  const v = r.int64Big();
-  return v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER) ? null : Number(v);
-}
-
-/**
  * Handles OffsetCommit v0-9 (v8 flexible; v9 is v8, its generation a member
  * epoch for KIP-848 groups, which yak does not have): one commit per topic,
  * checked against the member and generation.
@@ -230,7 +220,7 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
     name: r.string(),
     parts: r.array((r) => {
       const index = r.int32();
-      const offset = commitOffset(r);
+      const offset = r.int64OrNull(); // past what stored commits hold: INVALID_COMMIT_OFFSET_SIZE, on its own
       const epoch = v >= 6 ? r.int32() : -1;
       if (v === 1) r.int64Big(); // commit timestamp
       const metadata = r.nullableString() ?? "";

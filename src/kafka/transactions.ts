@@ -13,7 +13,6 @@ import type { TxnView } from "../broker/txn_coordinator.ts";
 import { YakError } from "../errors.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
-import { commitOffset } from "./groups.ts";
 import type { Writer } from "./wire.ts";
 
 /**
@@ -144,14 +143,14 @@ export async function txnOffsetCommit(ctx: KafkaContext, req: ApiRequest, w: Wri
     name: r.string(),
     parts: r.array((r) => {
       const partition = r.int32();
-      const offset = commitOffset(r);
+      const offset = r.int64OrNull();
       const leaderEpoch = v >= 2 ? r.int32() : -1;
       const metadata = r.nullableString() ?? "";
       return { partition, offset, leaderEpoch, metadata };
     }, 14),
   }), 4);
   const member = memberId !== "" && generation >= 0 ? { memberId, generation, groupInstanceId: instance } : null;
-  // An offset past what stored commits hold is refused on its own partition (see commitOffset); the rest go on.
+  // An offset past what stored commits hold is refused on its own partition (Reader.int64OrNull); the rest go on.
   const offsets = topics.flatMap((t) =>
     t.parts.flatMap((p) => p.offset === null ? [] : [{ topic: t.name, ...p, offset: p.offset }])
   );

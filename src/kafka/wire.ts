@@ -13,6 +13,11 @@ import { assert, YakError } from "../errors.ts";
 import { strictUtf8 as decoder } from "../utf8.ts";
 
 const encoder = new TextEncoder();
+
+/** Whether an int64 is a safe integer. */
+function safe(v: bigint): boolean {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER);
+}
 /** The largest length an int16 length field holds (older versions' strings). */
 const INT16_MAX = 0x7fff;
 
@@ -80,11 +85,19 @@ export class Reader {
 
   /** An int64 that must fit a safe integer (offsets, timestamps, producer ids do). */
   int64(): number {
-    const v = this.#view.getBigInt64(this.#need(8, "int64"));
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
-      throw malformed(`int64 ${v} is out of range`);
-    }
+    const v = this.int64Big();
+    if (!safe(v)) throw malformed(`int64 ${v} is out of range`);
     return Number(v);
+  }
+
+  /**
+   * An int64 as a number, or null outside the safe-integer range: for a
+   * value refused on its own (a committed offset yak's stored commits cannot
+   * hold) rather than as a malformed request.
+   */
+  int64OrNull(): number | null {
+    const v = this.int64Big();
+    return safe(v) ? Number(v) : null;
   }
 
   /** An int64 as it is: ids compared as bigints, and fields read past. */

@@ -6,10 +6,10 @@
  */
 import { join } from "node:path";
 import { offsetAt, startsWithOffset, verifyLine } from "./record.ts";
+import { dataModes } from "../files.ts";
 
 /** Appends up to this size are written synchronously (see Segment.append). */
 export const SYNC_WRITE_BYTES = 64 * 1024;
-import { dataModes } from "../files.ts";
 
 const NEWLINE = 10;
 const CLOSE_BRACE = 0x7d;
