@@ -4,36 +4,31 @@
  *
  * @module
  */
-import { brokerCommand } from "./src/cli/broker.ts";
-import { clusterCommand } from "./src/cli/cluster.ts";
-import { consumeCommand } from "./src/cli/consume.ts";
-import { groupsCommand } from "./src/cli/groups.ts";
-import { killCommand } from "./src/cli/kill.ts";
-import { logsCommand } from "./src/cli/logs.ts";
-import { produceCommand } from "./src/cli/produce.ts";
-import { startCommand } from "./src/cli/start.ts";
-import { statusCommand } from "./src/cli/status.ts";
-import { topicsCommand } from "./src/cli/topics.ts";
-import { transactionsCommand } from "./src/cli/transactions.ts";
-import { zookeeperCommand } from "./src/cli/zookeeper.ts";
 import { applySecurityFlags } from "./src/cli/security_flags.ts";
 import { nearest } from "./src/cli/args.ts";
 import { toYakError } from "./src/errors.ts";
 import { YAK_VERSION } from "./src/version.ts";
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  zookeeper: zookeeperCommand,
-  broker: brokerCommand,
-  produce: produceCommand,
-  consume: consumeCommand,
-  kill: killCommand,
-  start: startCommand,
-  cluster: clusterCommand,
-  status: statusCommand,
-  topics: topicsCommand,
-  groups: groupsCommand,
-  transactions: transactionsCommand,
-  logs: logsCommand,
+type Command = (args: string[]) => Promise<number>;
+
+/**
+ * Each subcommand's module, loaded when that subcommand runs: a client
+ * (`yak produce` in a shell pipeline) then starts without compiling the
+ * broker's and every other command's code.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  zookeeper: async () => (await import("./src/cli/zookeeper.ts")).zookeeperCommand,
+  broker: async () => (await import("./src/cli/broker.ts")).brokerCommand,
+  produce: async () => (await import("./src/cli/produce.ts")).produceCommand,
+  consume: async () => (await import("./src/cli/consume.ts")).consumeCommand,
+  kill: async () => (await import("./src/cli/kill.ts")).killCommand,
+  start: async () => (await import("./src/cli/start.ts")).startCommand,
+  cluster: async () => (await import("./src/cli/cluster.ts")).clusterCommand,
+  status: async () => (await import("./src/cli/status.ts")).statusCommand,
+  topics: async () => (await import("./src/cli/topics.ts")).topicsCommand,
+  groups: async () => (await import("./src/cli/groups.ts")).groupsCommand,
+  transactions: async () => (await import("./src/cli/transactions.ts")).transactionsCommand,
+  logs: async () => (await import("./src/cli/logs.ts")).logsCommand,
 };
 
 const USAGE = `yak: yet another Kafka
@@ -74,8 +69,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(`yak ${YAK_VERSION} (deno ${Deno.version.deno}, ${Deno.build.os}-${Deno.build.arch})`);
     return 0;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = COMMANDS[name];
+  if (!load) {
     const hint = nearest(name.replace(/^-+/, ""), Object.keys(COMMANDS));
     console.error(
       `yak: unknown command '${name}'${hint ? `; did you mean 'yak ${hint}'?` : ""}\n\n${USAGE}`,
@@ -83,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
     return USAGE_EXIT;
   }
   try {
+    const command = await load();
     return await command(applySecurityFlags(rest));
   } catch (err) {
     const yerr = toYakError(err);
