@@ -503,6 +503,51 @@ Deno.test("a member thawed after the group dropped it resumes its partitions fro
   });
 });
 
+Deno.test("members stopped (SIGTERM) while their joins wait for a frozen member leave at once, in a first join and in a rejoin: the group goes on without them", async () => {
+  await withDeadline(90_000, "stopped while joining", async () => {
+    const cluster = await TestCluster.start({ brokers: 3 });
+    const procs: Proc[] = [];
+    const membersOf = async () => {
+      const res = await yak(["groups", "--describe", "gwg", ...cluster.zkFlag]);
+      return Number(res.stdout.match(/(\d+) member\(s\)/)?.[1] ?? -1);
+    };
+    try {
+      assert.equal((await yak(["topics", "--create", "gw", "--partitions", "3", ...cluster.zkFlag])).code, 0);
+      // Long sessions: a rebalance waits that long for a frozen member, or for one that stopped without leaving.
+      const [x, y] = ["x", "y"].map((n) => member(cluster, n, "gw", "gwg", { sessionMs: 30_000 }));
+      procs.push(x, y);
+      await waitForCover([x, y], "gw", 3);
+      x.kill("SIGSTOP");
+      try {
+        // z's first join starts a rebalance that waits for x; y learns of it from a heartbeat and rejoins.
+        const z = member(cluster, "z", "gw", "gwg", { sessionMs: 30_000 });
+        procs.push(z);
+        await y.waitForText((t) => /rebalanc/i.test(t), "y told of the rebalance");
+        await eventually(async () => (await membersOf()) === 3, 10_000, "z's join listed");
+        await new Promise((r) => setTimeout(r, 500));
+        const stopped = monotonicMs();
+        y.kill("SIGTERM");
+        z.kill("SIGTERM");
+        const [ys, zs] = await Promise.all([y.status, z.status]);
+        const tookMs = monotonicMs() - stopped;
+        const members = await membersOf();
+        console.log(`y and z exited ${ys.code} and ${zs.code} in ${tookMs.toFixed(0)} ms; the group lists ${members}`);
+        assert.deepEqual([ys.code, zs.code], [0, 0], `${y.text}\n${z.text}`);
+        assert.ok(tookMs < 3000, `stopping took ${tookMs.toFixed(0)} ms`);
+        assert.equal(members, 1, "y and z left the group");
+      } finally {
+        x.kill("SIGCONT");
+      }
+      // x alone: the rebalance completes as soon as it rejoins, not once the others' sessions end.
+      await waitForCover([x], "gw", 3, 1, 10_000);
+    } finally {
+      for (const p of procs) p.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.status));
+      await cluster.stop();
+    }
+  });
+});
+
 function b64(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes));
 }

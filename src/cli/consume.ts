@@ -118,7 +118,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
   const options = consumeOptionsOf(values);
   // Listening before the consumer opens: a signal while it joins its group counts too.
   const stop = new StopSignal();
-  const consumer = await Consumer.open(options.consumer).catch((err) => {
+  const consumer = await Consumer.open({ ...options.consumer, signal: stop.signal }).catch((err) => {
     stop.unlisten();
     stop.done();
     throw withTopicHint(err);
@@ -297,15 +297,19 @@ function groupFlagsOf(
 
 /**
  * Ctrl-C or SIGTERM asks the consumer to stop after its last poll and
- * commit; a second one, or {@link STOP_GRACE_MS} without an answer, exits
+ * commit (a poll under way ends at once, a group join under way by leaving
+ * the group: see ConsumerOptions.signal); a second one, or {@link STOP_GRACE_MS} without an answer, exits
  * at once (130).
  */
 class StopSignal {
   stopped = false;
+  readonly #abort = new AbortController();
   #grace: ReturnType<typeof setTimeout> | undefined;
   #onSignal = () => {
     if (this.stopped) Deno.exit(130); // a second Ctrl-C: at once
     this.stopped = true;
+    // A poll waiting for records, or a group join waiting for the other members, ends now (the join by leaving).
+    this.#abort.abort();
     // A poll or the last commit may be retrying a cluster that is gone (a consumer left running
     // after its cluster stopped ignored SIGTERM for an hour): bounded, as yak produce's flush is.
     this.#grace = setTimeout(() => {
@@ -317,6 +321,11 @@ class StopSignal {
   constructor() {
     Deno.addSignalListener("SIGINT", this.#onSignal);
     Deno.addSignalListener("SIGTERM", this.#onSignal);
+  }
+
+  /** Aborted at the first signal (the consumer's `signal`). */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
   }
 
   /** Stops listening; a stop already asked still has its grace period. */

@@ -76,6 +76,16 @@ export interface ConsumerOptions {
    */
   topicWaitMs?: number;
   onRetry?: (why: string) => void;
+  /**
+   * Stops the consumer when aborted (Ctrl-C): a poll under way returns no
+   * records at once, and so does every poll after it. A group join under way
+   * (in {@link Consumer.open} or a poll: the group may be waiting for a slow
+   * member) is ended by leaving the group, so the others go on without this
+   * member instead of waiting out its session; `open` then returns the
+   * consumer, which is only to be closed. Otherwise the caller commits and
+   * closes as usual.
+   */
+  signal?: AbortSignal;
 }
 
 const decoder = new TextDecoder();
@@ -349,6 +359,8 @@ export class Consumer {
   /** Damage reports already passed on (each names its partition and offset). */
   readonly #damageSeen = new Set<string>();
   #connected = false;
+  /** Resolves (with no records) when the `signal` option is aborted. */
+  #stopped: Promise<PartitionRecords[]> | undefined;
 
   /** This consumer's membership when it reads as part of a group (not with a fixed --partition). */
   readonly #member: GroupMember | null;
@@ -372,6 +384,9 @@ export class Consumer {
         onEvent: o.onGroupEvent,
       })
       : null;
+    o.signal?.addEventListener("abort", () => {
+      if (this.#member?.joining) void this.#member.leave();
+    }, { once: true });
   }
 
   static #state(wasMissing = false): TopicState {
@@ -412,6 +427,8 @@ export class Consumer {
       await c.#connect();
     } catch (err) {
       c.#member?.close();
+      // Stopped while joining: the join ended by leaving the group.
+      if (opts.signal?.aborted) return c;
       throw err;
     }
     return c;
@@ -710,6 +727,15 @@ export class Consumer {
    * gets committed) until the caller says so with {@link consumed}.
    */
   async poll(): Promise<PartitionRecords[]> {
+    const signal = this.#o.signal;
+    if (signal === undefined) return await this.#poll();
+    if (signal.aborted) return [];
+    // Whatever the poll waited for goes on after an abort: its records are not handed out, its error not thrown.
+    this.#stopped ??= new Promise((resolve) => signal.addEventListener("abort", () => resolve([]), { once: true }));
+    return await Promise.race([this.#poll(), this.#stopped]);
+  }
+
+  async #poll(): Promise<PartitionRecords[]> {
     if (this.#member?.needsRejoin) await this.#rebalance();
     this.#startLanes();
     // Whichever lane answered first; the others' answers wait for the next polls.

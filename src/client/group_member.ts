@@ -76,6 +76,7 @@ export class GroupMember {
   /** When the coordinator last answered that this member is in its generation (a heartbeat, a sync); 0: never. */
   #lastBeatMs = 0;
   #closed = false;
+  #joining = false;
   #topics: string[];
   memberId = "";
   generation = -1;
@@ -117,6 +118,7 @@ export class GroupMember {
   ): Promise<Record<string, unknown>> {
     const deadline = monotonicMs() + retryForMs;
     while (true) {
+      if (this.#closed) throw new YakError("UNAVAILABLE", "the group member is closed");
       try {
         if (!this.#conn || this.#conn.isClosed) {
           const left = Math.max(1000, deadline - monotonicMs());
@@ -148,6 +150,20 @@ export class GroupMember {
    * failovers).
    */
   async join(retryForMs?: number): Promise<Assignment> {
+    this.#joining = true;
+    try {
+      return await this.#join(retryForMs);
+    } finally {
+      this.#joining = false;
+    }
+  }
+
+  /** Whether a {@link join} is under way (waiting for the group's other members, or for its assignment). */
+  get joining(): boolean {
+    return this.#joining;
+  }
+
+  async #join(retryForMs?: number): Promise<Assignment> {
     const protocols = this.#o.protocols ?? ["range", "roundrobin"];
     const metadata = b64(encodeSubscription(this.#topics));
     while (true) {
@@ -283,10 +299,16 @@ export class GroupMember {
     return res.offsets as Record<string, number>;
   }
 
-  /** Leaves the group at once (its partitions go to the others) and closes. */
+  /**
+   * Leaves the group at once (its partitions go to the others) and closes.
+   * A join under way ends with it: the coordinator answers it
+   * UNKNOWN_MEMBER_ID, and a closed member does not join again.
+   */
   async leave(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     clearInterval(this.#timer);
-    if (this.memberId !== "" && !this.#closed) {
+    if (this.memberId !== "") {
       try {
         await this.#conn?.request({ type: "leave_group", group: this.#o.group, memberId: this.memberId }, 2000);
       } catch { /* leaving anyway: the session timeout removes us */ }
