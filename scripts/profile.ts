@@ -18,10 +18,13 @@ import { MAIN, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.
 import { Inspector } from "../tests/inspector.ts";
 
 const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]
-                  [--read kcat|yak | --transaction-records N | --write kcat]
+                  [--read kcat|yak | --transaction-records N | --write kcat | --rate R]
   --write kcat
             profile the brokers while kcat -P writes the records (acks=all, linger.ms=5,
             batch.num.messages=10000: the bench's Kafka path) instead of yak produce
+  --rate R  feed yak produce R records a second (--linger-ms 0, as the bench's latency run) with
+            a yak consume reading them as they come, and profile both beside the brokers: the
+            cost of each request at a steady rate rather than in a burst
   --transaction-records N
             profile a transactional produce (--transactional-id, a commit every N records)
   --read R  profile a read instead: the records are produced first (not profiled), then the
@@ -180,6 +183,26 @@ async function kcatWrite(cluster: TestCluster, input: Uint8Array): Promise<void>
   if (!out.success) throw new Error(`kcat -P exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
+/** Writes `input`'s lines (`total` of them, all one length) at `rate` a second: whatever is due, every millisecond. */
+async function feedAtRate(
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  input: Uint8Array,
+  rate: number,
+  total: number,
+): Promise<void> {
+  const lineBytes = input.length / total;
+  const start = performance.now();
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
+    if (due > sent) {
+      await writer.write(input.subarray(sent * lineBytes, due * lineBytes));
+      sent = due;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -192,6 +215,7 @@ async function main(): Promise<number> {
       read: { type: "string" },
       "transaction-records": { type: "string" },
       write: { type: "string" },
+      rate: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -217,6 +241,11 @@ async function main(): Promise<number> {
   const write = values.write;
   if (write !== undefined && (write !== "kcat" || read !== undefined || perTxn !== undefined)) {
     console.error(`--write takes kcat, and goes without --read and --transaction-records\n${USAGE}`);
+    return 2;
+  }
+  const rate = values.rate === undefined ? undefined : Number(values.rate);
+  if (rate !== undefined && (!(rate >= 1) || read !== undefined || write !== undefined || perTxn !== undefined)) {
+    console.error(`--rate takes records a second, and goes alone\n${USAGE}`);
     return 2;
   }
   const input = makeInput(records, size);
@@ -249,7 +278,8 @@ async function main(): Promise<number> {
       started = performance.now();
       await kcatWrite(cluster, input);
     } else {
-      const args = ["produce", "--topic", "profiled", "--acks", "all", ...txnFlags, ...cluster.zkFlag];
+      const linger = rate === undefined ? [] : ["--linger-ms", "0"];
+      const args = ["produce", "--topic", "profiled", "--acks", "all", ...linger, ...txnFlags, ...cluster.zkFlag];
       const producer = new Proc("produce", args, {
         stdin: true,
         denoFlags: ["--inspect=127.0.0.1:0"],
@@ -258,11 +288,27 @@ async function main(): Promise<number> {
       if (read === undefined) {
         inspectors.push({ name: "yak produce", pid: producer.pid, ins: await Inspector.of(producer) });
       }
+      if (rate !== undefined) {
+        const consumer = new Proc("consume", [
+          "consume",
+          "--topic",
+          "profiled",
+          "--from-beginning",
+          "--format",
+          "value",
+          "--max-messages",
+          String(records),
+          ...cluster.zkFlag,
+        ], { denoFlags: ["--inspect=127.0.0.1:0"] });
+        producers.push(consumer);
+        inspectors.push({ name: "yak consume", pid: consumer.pid, ins: await Inspector.of(consumer) });
+      }
       before = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
       if (read === undefined) { for (const i of inspectors) await startProfiler(i.ins); }
       started = performance.now();
       const writer = producer.child.stdin.getWriter();
-      await writer.write(input);
+      if (rate === undefined) await writer.write(input);
+      else await feedAtRate(writer, input, rate, records);
       await writer.close();
       // The producer's profile is taken before it exits: wait for its summary line, then stop every profiler.
       await producer.waitFor(/ acknowledged to /, 600_000);
@@ -278,7 +324,13 @@ async function main(): Promise<number> {
     }
     const after = await Promise.all(inspectors.map((i) => cpuSeconds(i.pid)));
     const profiles = await Promise.all(inspectors.map((i) => stopProfiler(i.ins)));
-    const what = read !== undefined ? `read back by ${read}` : write === "kcat" ? "acks=all, by kcat -P" : "acks=all";
+    const what = read !== undefined
+      ? `read back by ${read}`
+      : write === "kcat"
+      ? "acks=all, by kcat -P"
+      : rate !== undefined
+      ? `acks=all at ${rate} records/s, read as they come`
+      : "acks=all";
     console.log(`${records} records of ${size} bytes, ${partitions} partitions, ${what}: ${seconds.toFixed(2)} s`);
     if (reader !== null) {
       console.log(

@@ -237,6 +237,73 @@ export async function writeAll(
 }
 
 /**
+ * The most bytes {@link writeParts} copies into one write. A part larger
+ * than this goes in a write of its own, uncopied (a fetch reply's stored
+ * bytes); smaller ones are copied together.
+ */
+export const COALESCE_BYTES = 64 * 1024;
+
+/**
+ * Writes `parts` in order in as few writes as {@link COALESCE_BYTES} allows:
+ * text in a row is encoded once, and small parts share a buffer. Each write
+ * to a loopback socket wakes the reader: a small reply written as its frame
+ * and then each attachment part woke the peer two or three times, each
+ * time for part of a frame (at 10,000 records/s the leader spent a quarter
+ * of its CPU in socket writes).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { COALESCE_BYTES, writeParts } from "./frame.ts";
+ * const writes: number[] = [];
+ * const sink = { write: (p: Uint8Array) => (writes.push(p.length), Promise.resolve(p.length)) };
+ * const big = new Uint8Array(COALESCE_BYTES + 1);
+ * await writeParts(sink, ["{}\n", new Uint8Array(10), "{}\n", big, new Uint8Array(5)]);
+ * assert.deepEqual(writes, [16, COALESCE_BYTES + 1, 5]);
+ * ```
+ */
+export async function writeParts(sink: ByteSink, parts: readonly (string | Uint8Array)[]): Promise<void> {
+  let run: Uint8Array[] = [];
+  let runBytes = 0;
+  let text = "";
+  const take = async (bytes: Uint8Array) => {
+    if (runBytes + bytes.length > COALESCE_BYTES && run.length > 0) {
+      await writeAll(sink, joined(run, runBytes));
+      run = [];
+      runBytes = 0;
+    }
+    if (bytes.length > COALESCE_BYTES) await writeAll(sink, bytes);
+    else {
+      run.push(bytes);
+      runBytes += bytes.length;
+    }
+  };
+  for (const part of parts) {
+    if (typeof part === "string") {
+      text += part;
+      continue;
+    }
+    if (text !== "") await take(encoder.encode(text));
+    text = "";
+    await take(part);
+  }
+  if (text !== "") await take(encoder.encode(text));
+  if (run.length > 0) await writeAll(sink, joined(run, runBytes));
+}
+
+/** `parts` as one buffer (the part itself when there is one). */
+function joined(parts: readonly Uint8Array[], bytes: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
  * Queues frames and writes whatever has queued in one write, so concurrent
  * responses never interleave and small frames share a syscall.
  *
@@ -285,16 +352,12 @@ export class FrameWriter {
       this.#queue = [];
       this.#waiters = [];
       try {
-        // Plain frames in a row share one write; attachments go as they are, never copied.
-        let text = "";
+        const parts: (string | Uint8Array)[] = [];
         for (const item of queue) {
-          text += item.text + "\n";
-          if (!item.attachment) continue;
-          await writeAll(this.#sink, encoder.encode(text));
-          text = "";
-          for (const part of item.attachment) await writeAll(this.#sink, part);
+          parts.push(item.text + "\n");
+          if (item.attachment) parts.push(...item.attachment);
         }
-        if (text) await writeAll(this.#sink, encoder.encode(text));
+        await writeParts(this.#sink, parts);
         for (const w of waiters) w.resolve();
       } catch (err) {
         this.#failed = err;

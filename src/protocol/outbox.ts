@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type ByteSink, writeAll } from "./frame.ts";
+import { type ByteSink, writeParts } from "./frame.ts";
 
 /** Bytes to send: text (UTF-8, frames with their own delimiters), raw bytes, or parts of both in order. */
 export type Outgoing = string | Uint8Array | readonly (string | Uint8Array)[];
@@ -16,8 +16,6 @@ interface Slot {
   out: Outgoing | null;
   done: boolean;
 }
-
-const encoder = new TextEncoder();
 
 /** The bytes an answer counts for (a string's length stands for its UTF-8 size). */
 function sizeOf(out: Outgoing): number {
@@ -157,18 +155,7 @@ export class Outbox {
         const bytes = this.#queueBytes;
         this.#queue = [];
         this.#queueBytes = 0;
-        // Text in a row shares one write; raw bytes go as they are, never copied.
-        let text = "";
-        for (const part of parts) {
-          if (typeof part === "string") {
-            text += part;
-            continue;
-          }
-          if (text) await writeAll(this.#sink, encoder.encode(text));
-          text = "";
-          await writeAll(this.#sink, part);
-        }
-        if (text) await writeAll(this.#sink, encoder.encode(text));
+        await writeParts(this.#sink, parts);
         this.unwritten -= bytes;
         this.#onProgress();
       }
