@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { Proc, shellQuote, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import { eventually, memoryOf, Proc, shellQuote, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 
@@ -272,6 +272,33 @@ Deno.test("a group consumer stops on SIGTERM within its grace period even when i
       consumer?.kill("SIGKILL");
       await consumer?.status;
       await c.stop();
+    }
+  });
+});
+
+Deno.test("yak consume's memory stays bounded while it reads: what it printed is not kept (a Promise.race on one long-lived promise kept every batch)", async () => {
+  await withDeadline(120_000, "consume memory", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    const procs: Proc[] = [];
+    try {
+      const n = 400_000;
+      const value = "v".repeat(200);
+      const produced = await yak(["produce", "--topic", "big", ...cluster.zkFlag], {
+        stdin: `${value}\n`.repeat(n),
+      });
+      assert.equal(produced.code, 0, produced.stderr);
+      // About 130 MB of stored lines, read by a consumer that keeps running (so its peak can be read from /proc).
+      const reader = new Proc("reader", ["consume", "--topic", "big", "--from-beginning", ...cluster.zkFlag]);
+      procs.push(reader);
+      await eventually(() => reader.lines.length >= n, 60_000, `${n} records printed`);
+      const peakMb = (await memoryOf(reader.pid, "VmHWM"))! / 1024 / 1024;
+      console.log(`yak consume printed ${n} records of 200 bytes; its peak RSS ${peakMb.toFixed(0)} MB`);
+      // Measured: 122-128 MB; keeping every batch it printed (the race fixed with this test), 258 MB.
+      assert.ok(peakMb < 200, `peak RSS ${peakMb.toFixed(0)} MB`);
+    } finally {
+      for (const p of procs) p.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.status));
+      await cluster.stop();
     }
   });
 });

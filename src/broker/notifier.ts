@@ -54,7 +54,8 @@ export class Notifier {
   #arm(at: number): void {
     clearTimeout(this.#timer);
     this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - monotonicMs()));
+    // Rounded up: a timer fires after whole milliseconds, and one a fraction early would only be armed again.
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, Math.ceil(at - monotonicMs())));
   }
 
   #disarm(): void {

@@ -359,8 +359,10 @@ export class Consumer {
   /** Damage reports already passed on (each names its partition and offset). */
   readonly #damageSeen = new Set<string>();
   #connected = false;
-  /** Resolves (with no records) when the `signal` option is aborted. */
-  #stopped: Promise<PartitionRecords[]> | undefined;
+  /** On the `signal` option's abort: a join under way ends by leaving the group. */
+  readonly #onAbort = () => {
+    if (this.#member?.joining) void this.#member.leave();
+  };
 
   /** This consumer's membership when it reads as part of a group (not with a fixed --partition). */
   readonly #member: GroupMember | null;
@@ -384,9 +386,7 @@ export class Consumer {
         onEvent: o.onGroupEvent,
       })
       : null;
-    o.signal?.addEventListener("abort", () => {
-      if (this.#member?.joining) void this.#member.leave();
-    }, { once: true });
+    o.signal?.addEventListener("abort", this.#onAbort, { once: true });
   }
 
   static #state(wasMissing = false): TopicState {
@@ -422,6 +422,8 @@ export class Consumer {
     // that did not exist yet is, and as later matches are. Before, the first match was read from its end.
     for (const t of madeSince) c.#topics.get(t)!.wasMissing = true;
     try {
+      // Stopped already (while waiting for a topic to match): a consumer to close, that never joined.
+      if (opts.signal?.aborted) return c;
       // The first join reaches the cluster within the first-connect deadline, like the first connection.
       await c.#member?.join(opts.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
       await c.#connect();
@@ -731,8 +733,17 @@ export class Consumer {
     if (signal === undefined) return await this.#poll();
     if (signal.aborted) return [];
     // Whatever the poll waited for goes on after an abort: its records are not handed out, its error not thrown.
-    this.#stopped ??= new Promise((resolve) => signal.addEventListener("abort", () => resolve([]), { once: true }));
-    return await Promise.race([this.#poll(), this.#stopped]);
+    // A promise of this poll's own: one shared by every poll would keep each poll's records alive in its reactions.
+    let onAbort = () => {};
+    const stopped = new Promise<PartitionRecords[]>((resolve) => {
+      onAbort = () => resolve([]);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([this.#poll(), stopped]);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
   }
 
   async #poll(): Promise<PartitionRecords[]> {
@@ -1067,6 +1078,7 @@ export class Consumer {
 
   /** Leaves the group, deregisters and closes. Commit first if the group should resume here. */
   async close(): Promise<void> {
+    this.#o.signal?.removeEventListener("abort", this.#onAbort);
     await this.#member?.leave();
     try {
       if (this.#conn && !this.#conn.isClosed) {

@@ -76,6 +76,8 @@ export class GroupMember {
   /** When the coordinator last answered that this member is in its generation (a heartbeat, a sync); 0: never. */
   #lastBeatMs = 0;
   #closed = false;
+  /** The leave under way or done: a second call waits for the same one. */
+  #leaving: Promise<void> | null = null;
   #joining = false;
   #topics: string[];
   memberId = "";
@@ -122,7 +124,13 @@ export class GroupMember {
       try {
         if (!this.#conn || this.#conn.isClosed) {
           const left = Math.max(1000, deadline - monotonicMs());
-          this.#conn = (await connectLeader(this.#o.bootstrap, monotonicMs() + left, this.#o.onRetry)).conn;
+          const conn = (await connectLeader(this.#o.bootstrap, monotonicMs() + left, this.#o.onRetry)).conn;
+          // Closed (left) while connecting: nothing more goes out, a join least of all.
+          if (this.#closed) {
+            conn.close();
+            throw new YakError("UNAVAILABLE", "the group member is closed");
+          }
+          this.#conn = conn;
         }
         return await this.#conn.request(body, timeoutMs);
       } catch (err) {
@@ -304,16 +312,22 @@ export class GroupMember {
    * A join under way ends with it: the coordinator answers it
    * UNKNOWN_MEMBER_ID, and a closed member does not join again.
    */
-  async leave(): Promise<void> {
-    if (this.#closed) return;
+  leave(): Promise<void> {
+    if (this.#leaving) return this.#leaving;
+    if (this.#closed) return Promise.resolve();
     this.#closed = true;
     clearInterval(this.#timer);
-    if (this.memberId !== "") {
-      try {
-        await this.#conn?.request({ type: "leave_group", group: this.#o.group, memberId: this.memberId }, 2000);
-      } catch { /* leaving anyway: the session timeout removes us */ }
-    }
-    this.close();
+    this.#leaving = (async () => {
+      // Without a connection (a join between two attempts to reach the leader) nothing is sent: the join that
+      // would have followed is not, and the session timeout removes the member.
+      if (this.memberId !== "" && this.#conn) {
+        try {
+          await this.#conn.request({ type: "leave_group", group: this.#o.group, memberId: this.memberId }, 2000);
+        } catch { /* leaving anyway: the session timeout removes us */ }
+      }
+      this.close();
+    })();
+    return this.#leaving;
   }
 
   /** Stops heartbeating and closes, without leaving (as a crash would). */
