@@ -8,6 +8,7 @@ import type { PartitionRecords } from "../client/consumer.ts";
 import type { FetchedRecord } from "../protocol/messages.ts";
 import { keyBytes, valueBytes } from "../log/record.ts";
 import { YakError } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** How records are printed. */
 export interface Format {
@@ -85,7 +86,7 @@ export function renderRecords(part: PartitionRecords, take: number, format: Form
   const chunks: Uint8Array[] = [];
   if (format.kind === "template") {
     for (const r of records) pushTemplated(chunks, part, r, format.template);
-    return concat(chunks);
+    return concatBytes(chunks);
   }
   // Values, each on its line, after the timestamp and key when asked (kafka-console-consumer's layout).
   for (const r of records) {
@@ -95,7 +96,7 @@ export function renderRecords(part: PartitionRecords, take: number, format: Form
     if (format.printKey) chunks.push(keyBytes(r) ?? encoder.encode("null"), encoder.encode(format.keySeparator));
     chunks.push(valueOf(r), encoder.encode("\n"));
   }
-  return concat(chunks);
+  return concatBytes(chunks);
 }
 
 /** `--format json`: one object per record, every field. */
@@ -158,18 +159,6 @@ function pushTemplated(
         break;
     }
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const c of chunks) size += c.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 /** A record's value as printed: its bytes (text as UTF-8, `valueB64` decoded), nothing for a null value. */

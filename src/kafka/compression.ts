@@ -17,6 +17,7 @@ import { assert, YakError } from "../errors.ts";
 import { corruptCompressed, decompressedTooLarge } from "./codec_errors.ts";
 import { snappyCompressXerial, snappyDecompress } from "./snappy.ts";
 import { lz4FrameCompress, lz4FrameDecompress } from "./lz4.ts";
+import { concatBytes } from "../bytes.ts";
 
 /**
  * The codec ids of Kafka's batch attributes.
@@ -140,13 +141,7 @@ function zstdDecompress(input: Uint8Array, maxBytes: number): Uint8Array {
     parts.push(part);
     total += part.length;
   }
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const part of parts) {
-    out.set(part, pos);
-    pos += part.length;
-  }
-  return out;
+  return concatBytes(parts, total);
 }
 
 /**

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { offsetAt, startsWithOffset, verifyLine } from "./record.ts";
 import { dataModes } from "../files.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** Appends up to this size are written synchronously (see Segment.append). */
 export const SYNC_WRITE_BYTES = 64 * 1024;
@@ -101,13 +102,6 @@ interface ScanState {
   corrupt: boolean;
   damagedAt: number | null;
   unsealed: number;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 let segmentIds = 0;
@@ -473,7 +467,7 @@ export class Segment {
       let e = i;
       if (carry !== null) {
         // A line that spans chunks is checked whole, like any other.
-        bytes = concat(carry, chunk.subarray(0, i));
+        bytes = concatBytes([carry, chunk.subarray(0, i)]);
         s = 0;
         e = bytes.length;
         carry = null;
@@ -484,7 +478,7 @@ export class Segment {
     }
     const rest = chunk.subarray(from);
     if (rest.length === 0) return carry;
-    return carry === null ? rest.slice() : concat(carry, rest);
+    return carry === null ? rest.slice() : concatBytes([carry, rest]);
   }
 
   /**

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { concatBytes } from "../bytes.ts";
 import { YakError } from "../errors.ts";
 
 const NEWLINE = 10;
@@ -268,7 +269,7 @@ export async function writeParts(sink: ByteSink, parts: readonly (string | Uint8
   let text = "";
   const take = async (bytes: Uint8Array) => {
     if (runBytes + bytes.length > COALESCE_BYTES && run.length > 0) {
-      await writeAll(sink, joined(run, runBytes));
+      await writeAll(sink, concatBytes(run, runBytes));
       run = [];
       runBytes = 0;
     }
@@ -288,19 +289,7 @@ export async function writeParts(sink: ByteSink, parts: readonly (string | Uint8
     await take(part);
   }
   if (text !== "") await take(encoder.encode(text));
-  if (run.length > 0) await writeAll(sink, joined(run, runBytes));
-}
-
-/** `parts` as one buffer (the part itself when there is one). */
-function joined(parts: readonly Uint8Array[], bytes: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(bytes);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  if (run.length > 0) await writeAll(sink, concatBytes(run, runBytes));
 }
 
 /**
