@@ -8,7 +8,19 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { eventually, memoryOf, Proc, shellQuote, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
+import {
+  eventually,
+  MAIN,
+  memoryOf,
+  PERMS,
+  Proc,
+  seqText,
+  shellQuote,
+  skipWithout,
+  TestCluster,
+  withDeadline,
+  yak,
+} from "./harness.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 
@@ -298,6 +310,68 @@ Deno.test("yak consume's memory stays bounded while it reads: what it printed is
     } finally {
       for (const p of procs) p.kill("SIGKILL");
       await Promise.all(procs.map((p) => p.status));
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("yak consume stopped while it waits for a topic exits 0 at once; stopped with stdout unread, it commits what was written before, leaves its group and says why", async () => {
+  await withDeadline(90_000, "consume stops", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    const zk = cluster.zkFlag;
+    const children: Deno.ChildProcess[] = [];
+    const spawn = (args: string[]) => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", ...PERMS, MAIN, "consume", ...args, ...zk],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      children.push(child);
+      return child;
+    };
+    try {
+      for (
+        const wait of [["--topic-regex", "nope.*"], ["--topic", "nosuch"], ["--topic-regex", "nope.*", "--group", "w"]]
+      ) {
+        const child = spawn(wait);
+        const stderr = new Response(child.stderr).text();
+        const stdout = new Response(child.stdout).text();
+        await new Promise((r) => setTimeout(r, 2000));
+        const stopped = performance.now();
+        child.kill("SIGTERM");
+        const { code } = await child.status;
+        const tookMs = performance.now() - stopped;
+        const said = (await stderr).trim().split("\n").at(-1);
+        await stdout;
+        console.log(`${wait.join(" ")}: exit ${code} in ${tookMs.toFixed(0)} ms (${said})`);
+        assert.equal(code, 0, await stderr);
+        assert.ok(tookMs < 2000, `took ${tookMs.toFixed(0)} ms`);
+      }
+      // 20,000 records is over 64 KiB of values: the first write that does not fit the pipe blocks, as nobody reads.
+      const produced = await yak(["produce", "--topic", "blocked", ...zk], { stdin: seqText(20_000) });
+      assert.equal(produced.code, 0, produced.stderr);
+      const child = spawn(["--topic", "blocked", "--group", "b", "--from-beginning"]);
+      const stderr = new Response(child.stderr).text();
+      await new Promise((r) => setTimeout(r, 3000));
+      child.kill("SIGTERM");
+      const { code } = await child.status;
+      const said = (await stderr).trim().split("\n").at(-1) ?? "";
+      const described = await yak(["groups", "--describe", "b", ...zk]);
+      const members = Number(described.stdout.match(/(\d+) member\(s\)/)?.[1] ?? -1);
+      const committed = [...described.stdout.matchAll(/^blocked\s+\d+\s+(\d+)/gm)].map((m) => Number(m[1]));
+      console.log(`stdout unread: exit ${code}, '${said}'; the group lists ${members} members, commits ${committed}`);
+      assert.equal(code, 130);
+      assert.match(said, /stdout was not read .* committed what was written before and left the group/);
+      assert.equal(members, 0);
+      assert.ok(committed.length > 0 && committed.some((c) => c > 0), described.stdout);
+      await child.stdout.cancel();
+    } finally {
+      for (const c of children) {
+        try {
+          c.kill("SIGKILL");
+        } catch { /* exited */ }
+        await c.status;
+      }
       await cluster.stop();
     }
   });

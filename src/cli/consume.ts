@@ -58,10 +58,18 @@ high watermark. Transaction markers are never printed.
 --topic-regex reads every topic whose whole name matches, also those made later.
 --bootstrap reads from that broker (any replica serves reads); otherwise from
 the leader.
+--auto-offset-reset: where a position goes that retention deleted (or that is
+past the end): earliest (the default) or latest. A group with no commit yet
+starts at the end, or at the start with --from-beginning.
+Ctrl-C or SIGTERM stops after a last commit of what was written to stdout; a
+record counts as consumed once written, so what a reader that exits early
+(| head) left unread in the pipe is not read again by the group.
 `;
 
 /** How long Ctrl-C or SIGTERM waits for the last poll and commit before the consumer exits anyway. */
 const STOP_GRACE_MS = 5_000;
+/** With stdout blocked at the end of the grace period, how long the last commit and the leave may take. */
+const LAST_COMMIT_MS = 2000;
 
 const FLAGS: Flags = {
   ...CLUSTER_FLAGS,
@@ -123,6 +131,10 @@ export async function consumeCommand(args: string[]): Promise<number> {
     stop.done();
     throw withTopicHint(err);
   });
+  stop.onBlockedWrite = async () => {
+    await consumer.commit();
+    await consumer.close();
+  };
   let printed: number;
   try {
     printed = await printRecords(consumer, options, stop);
@@ -303,6 +315,10 @@ function groupFlagsOf(
  */
 class StopSignal {
   stopped = false;
+  /** A write to stdout is under way (it blocks while the reader does not read). */
+  writing = false;
+  /** Run when the grace period ends during a blocked write: the last commit and a clean leave. */
+  onBlockedWrite: (() => Promise<void>) | null = null;
   readonly #abort = new AbortController();
   #grace: ReturnType<typeof setTimeout> | undefined;
   #onSignal = () => {
@@ -312,11 +328,26 @@ class StopSignal {
     this.#abort.abort();
     // A poll or the last commit may be retrying a cluster that is gone (a consumer left running
     // after its cluster stopped ignored SIGTERM for an hour): bounded, as yak produce's flush is.
-    this.#grace = setTimeout(() => {
-      console.error(`yak consume: stopped without a last commit: the cluster did not answer in ${STOP_GRACE_MS} ms`);
-      Deno.exit(130);
-    }, STOP_GRACE_MS);
+    this.#grace = setTimeout(() => this.#graceEnded(), STOP_GRACE_MS);
   };
+
+  async #graceEnded(): Promise<void> {
+    if (this.writing && this.onBlockedWrite) {
+      // The cluster answers but stdout's reader does not read: what was written before counts, and the group goes
+      // on without this member now rather than when its session ends.
+      const left = await Promise.race([
+        this.onBlockedWrite().then(() => true, () => false),
+        new Promise<boolean>((r) => setTimeout(() => r(false), LAST_COMMIT_MS)),
+      ]);
+      console.error(
+        `yak consume: stopped: stdout was not read for ${STOP_GRACE_MS} ms; ` +
+          (left ? "committed what was written before and left the group" : "the last commit did not complete"),
+      );
+    } else {
+      console.error(`yak consume: stopped without a last commit: the cluster did not answer in ${STOP_GRACE_MS} ms`);
+    }
+    Deno.exit(130);
+  }
 
   constructor() {
     Deno.addSignalListener("SIGINT", this.#onSignal);
@@ -365,7 +396,9 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
       // A part may hold nothing to show (only markers, or an aborted transaction's records): read past it.
       const take = Math.min(part.count, maxMessages - printed);
       const bytes = take === 0 ? new Uint8Array(0) : renderRecords(part, take, format);
+      stop.writing = true;
       const written = await writeUntilClosed(bytes);
+      stop.writing = false;
       const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
       // Only records whose bytes reached stdout count as consumed (and get committed).
       consumer.consumed(part.topic, part.partition, part.offsetAfter(whole), part);

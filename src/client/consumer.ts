@@ -449,7 +449,10 @@ export class Consumer {
       for (let waited = false;; waited = true) {
         const meta = await conn.request({ type: "metadata" }, o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs);
         const found = Object.keys(meta.topics as Record<string, number>).filter((t) => o.topicPattern!.test(t));
-        if (found.length > 0 || o.topics?.length || o.topic !== undefined) return { topics: found, waited };
+        // Stopped while waiting: open returns a consumer with nothing to read, to be closed.
+        if (found.length > 0 || o.topics?.length || o.topic !== undefined || o.signal?.aborted) {
+          return { topics: found, waited };
+        }
         const why = `no topic matches /${o.topicPattern!.source}/ yet`;
         if (monotonicMs() > deadline) throw new YakError("UNKNOWN_TOPIC", why);
         o.onRetry?.(why);
@@ -519,6 +522,7 @@ export class Consumer {
         const fromFollower = yerr.data?.fromLeader === false;
         const topicGiveUp = fromFollower ? followerTopicDeadline : topicDeadline;
         if (monotonicMs() > (yerr.code === "UNKNOWN_TOPIC" ? topicGiveUp : deadline)) throw yerr;
+        if (this.#o.signal?.aborted) throw yerr; // stopped: no more waiting (open returns the consumer, to be closed)
         this.#o.onRetry?.(yerr.message);
         await new Promise((r) => setTimeout(r, 200));
       }
