@@ -331,7 +331,13 @@ Deno.test("yak consume stopped while it waits for a topic exits 0 at once; stopp
     };
     try {
       for (
-        const wait of [["--topic-regex", "nope.*"], ["--topic", "nosuch"], ["--topic-regex", "nope.*", "--group", "w"]]
+        const wait of [
+          ["--topic-regex", "nope.*"],
+          ["--topic", "nosuch"],
+          ["--topic-regex", "nope.*", "--group", "w"],
+          // Joins (with no partitions) before it waits for the topic: it must leave, or the group waits for it.
+          ["--topic", "notyet", "--group", "w2"],
+        ]
       ) {
         const child = spawn(wait);
         const stderr = new Response(child.stderr).text();
@@ -346,6 +352,11 @@ Deno.test("yak consume stopped while it waits for a topic exits 0 at once; stopp
         console.log(`${wait.join(" ")}: exit ${code} in ${tookMs.toFixed(0)} ms (${said})`);
         assert.equal(code, 0, await stderr);
         assert.ok(tookMs < 2000, `took ${tookMs.toFixed(0)} ms`);
+        const group = wait[wait.indexOf("--group") + 1];
+        if (wait.includes("--group")) {
+          const described = await yak(["groups", "--describe", group, ...zk]);
+          assert.doesNotMatch(described.stdout, /[1-9]\d* member\(s\)/, `group ${group}: ${described.stdout}`);
+        }
       }
       // 20,000 records is over 64 KiB of values: the first write that does not fit the pipe blocks, as nobody reads.
       const produced = await yak(["produce", "--topic", "blocked", ...zk], { stdin: seqText(20_000) });

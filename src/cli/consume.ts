@@ -135,6 +135,7 @@ export async function consumeCommand(args: string[]): Promise<number> {
     await consumer.commit();
     await consumer.close();
   };
+  stop.grouped = options.consumer.group !== undefined;
   let printed: number;
   try {
     printed = await printRecords(consumer, options, stop);
@@ -319,6 +320,8 @@ class StopSignal {
   writing = false;
   /** Run when the grace period ends during a blocked write: the last commit and a clean leave. */
   onBlockedWrite: (() => Promise<void>) | null = null;
+  /** Whether the consumer is a group member (what the message at a blocked write says it did). */
+  grouped = false;
   readonly #abort = new AbortController();
   #grace: ReturnType<typeof setTimeout> | undefined;
   #onSignal = () => {
@@ -341,7 +344,11 @@ class StopSignal {
       ]);
       console.error(
         `yak consume: stopped: stdout was not read for ${STOP_GRACE_MS} ms; ` +
-          (left ? "committed what was written before and left the group" : "the last commit did not complete"),
+          (!this.grouped
+            ? "exiting"
+            : left
+            ? "committed what was written before and left the group"
+            : "the last commit did not complete"),
       );
     } else {
       console.error(`yak consume: stopped without a last commit: the cluster did not answer in ${STOP_GRACE_MS} ms`);

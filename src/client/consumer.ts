@@ -428,9 +428,13 @@ export class Consumer {
       await c.#member?.join(opts.firstConnectTimeoutMs ?? DEFAULTS.firstConnectTimeoutMs);
       await c.#connect();
     } catch (err) {
+      // Stopped while joining (the join ended by leaving the group) or after it, while waiting for a topic to
+      // exist: a clean leave either way (a member with no partitions yet is still one the group would wait for).
+      if (opts.signal?.aborted) {
+        await c.#member?.leave();
+        return c;
+      }
       c.#member?.close();
-      // Stopped while joining: the join ended by leaving the group.
-      if (opts.signal?.aborted) return c;
       throw err;
     }
     return c;
