@@ -336,7 +336,8 @@ export class PartitionOps {
       }
       log = b.store.partition(tp.topic, tp.partition);
       if (log.fenced) throw log.fenced;
-      if (producer !== null && !b.producers.isReady(key)) {
+      // Again when a change of leadership reset the state while its tail was read (that read installs nothing).
+      while (producer !== null && !b.producers.isReady(key)) {
         await b.producers.ensure(key, () => log.readTailText(b.opts.producerStateScanBytes));
       }
       // The batches behind this one wait in line, so the broker thread may have a turn first.

@@ -54,9 +54,12 @@ export class ProducerState {
   readonly #byPartition = new Map<string, Map<string, Entry>>();
   readonly #ready = new Set<string>();
   readonly #loading = new Map<string, Promise<void>>();
+  /** Counts resets: a rebuild begun before one installs nothing (it read the log of another leadership). */
+  #generation = 0;
 
   /** Forgets everything (on becoming leader: the log is the truth). */
   reset(): void {
+    this.#generation++;
     this.#byPartition.clear();
     this.#ready.clear();
     this.#loading.clear();
@@ -93,8 +96,13 @@ export class ProducerState {
   ensure(key: string, readTail: () => Promise<string>): Promise<void> {
     let loading = this.#loading.get(key);
     if (!loading) {
+      const generation = this.#generation;
       loading = (async () => {
         const text = await readTail();
+        // Reset while the tail was read (leadership lost and won again): what it read may lack the records the
+        // broker copied as a follower since, and installed it would refuse the producer's next batch for good
+        // (OUT_OF_ORDER_SEQUENCE, expecting a batch the log holds already). The caller's next ensure reads again.
+        if (generation !== this.#generation) return;
         const map = new Map<string, Entry>();
         // A line with `batch` opens a batch of that many records; lines written before batches kept
         // their bounds (and a batch cut by the scan's start) fall back to runs of consecutive sequences.

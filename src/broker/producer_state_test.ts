@@ -129,3 +129,18 @@ Deno.test("sequences wrap after 2^31 - 1 as Kafka's do: the next batch, duplicat
   assert.deepEqual(rebuilt.check("t/0", "p1", 1, 1), { kind: "duplicate", storedBaseOffset: 28 });
   assert.deepEqual(rebuilt.check("t/0", "p1", 2, 10), { kind: "next" });
 });
+
+Deno.test("a rebuild under way when the state is reset (leadership lost and won again) installs nothing: the next one reads the log again", async () => {
+  const state = new ProducerState();
+  const old = encodeBatch([{ key: null, value: "a" }, { key: null, value: "b" }], 0, 1, 0, "p1", 0);
+  // Copied as a follower meanwhile: sequences 2-3, which the producer had acknowledged by the other leader.
+  const now = old + encodeBatch([{ key: null, value: "c" }, { key: null, value: "d" }], 2, 2, 0, "p1", 2);
+  let finishOld = (_: string) => {};
+  const first = state.ensure("t/0", () => new Promise((r) => (finishOld = r)));
+  state.reset();
+  finishOld(old);
+  await first;
+  assert.equal(state.isReady("t/0"), false, "a rebuild from before the reset was installed");
+  await state.ensure("t/0", () => Promise.resolve(now));
+  assert.deepEqual(state.check("t/0", "p1", 4, 1), { kind: "next" });
+});
