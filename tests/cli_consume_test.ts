@@ -327,7 +327,18 @@ Deno.test("yak consume stopped while it waits for a topic exits 0 at once; stopp
         stderr: "piped",
       }).spawn();
       children.push(child);
-      return child;
+      // Its stderr as it comes, so a step can wait for what it says.
+      const said = { text: "" };
+      const reading = (async () => {
+        for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) said.text += chunk;
+      })();
+      return { child, said, reading };
+    };
+    // Whether one of the process's threads is blocked writing to a pipe (its reader does not read).
+    const blockedOnPipe = async (pid: number) => {
+      const out = await new Deno.Command("sh", { args: ["-c", `cat /proc/${pid}/task/*/wchan`], stdout: "piped" })
+        .output();
+      return /pipe_write/.test(new TextDecoder().decode(out.stdout));
     };
     try {
       for (
@@ -339,18 +350,19 @@ Deno.test("yak consume stopped while it waits for a topic exits 0 at once; stopp
           ["--topic", "notyet", "--group", "w2"],
         ]
       ) {
-        const child = spawn(wait);
-        const stderr = new Response(child.stderr).text();
+        const { child, said, reading } = spawn(wait);
         const stdout = new Response(child.stdout).text();
-        await new Promise((r) => setTimeout(r, 2000));
+        // Waiting for the topic (after its join, with a group): it says it is retrying.
+        await eventually(() => said.text.includes("retrying"), 20_000, `${wait.join(" ")} waiting`);
         const stopped = performance.now();
         child.kill("SIGTERM");
         const { code } = await child.status;
         const tookMs = performance.now() - stopped;
-        const said = (await stderr).trim().split("\n").at(-1);
+        await reading;
         await stdout;
-        console.log(`${wait.join(" ")}: exit ${code} in ${tookMs.toFixed(0)} ms (${said})`);
-        assert.equal(code, 0, await stderr);
+        const last = said.text.trim().split("\n").at(-1);
+        console.log(`${wait.join(" ")}: exit ${code} in ${tookMs.toFixed(0)} ms (${last})`);
+        assert.equal(code, 0, said.text);
         assert.ok(tookMs < 2000, `took ${tookMs.toFixed(0)} ms`);
         const group = wait[wait.indexOf("--group") + 1];
         if (wait.includes("--group")) {
@@ -361,12 +373,12 @@ Deno.test("yak consume stopped while it waits for a topic exits 0 at once; stopp
       // 20,000 records is over 64 KiB of values: the first write that does not fit the pipe blocks, as nobody reads.
       const produced = await yak(["produce", "--topic", "blocked", ...zk], { stdin: seqText(20_000) });
       assert.equal(produced.code, 0, produced.stderr);
-      const child = spawn(["--topic", "blocked", "--group", "b", "--from-beginning"]);
-      const stderr = new Response(child.stderr).text();
-      await new Promise((r) => setTimeout(r, 3000));
+      const { child, said: stderr, reading } = spawn(["--topic", "blocked", "--group", "b", "--from-beginning"]);
+      await eventually(() => blockedOnPipe(child.pid), 20_000, "a write to stdout blocked");
       child.kill("SIGTERM");
       const { code } = await child.status;
-      const said = (await stderr).trim().split("\n").at(-1) ?? "";
+      await reading;
+      const said = stderr.text.trim().split("\n").at(-1) ?? "";
       const described = await yak(["groups", "--describe", "b", ...zk]);
       const members = Number(described.stdout.match(/(\d+) member\(s\)/)?.[1] ?? -1);
       const committed = [...described.stdout.matchAll(/^blocked\s+\d+\s+(\d+)/gm)].map((m) => Number(m[1]));

@@ -190,16 +190,9 @@ Deno.test({
 
         await t.step("yak topics --delete-records, -1 for the high watermark", async () => {
           const t0 = Date.now();
-          const out = await yak([
-            "topics",
-            "--delete-records",
-            TOPIC,
-            "--partition",
-            "1",
-            "--offset",
-            "-1",
-            ...c.zkFlag,
-          ]);
+          const deleteRecords = (offset: string) =>
+            yak(["topics", "--delete-records", TOPIC, "--partition", "1", "--offset", offset, ...c.zkFlag]);
+          const out = await deleteRecords("-1");
           assert.equal(out.code, 0, out.stderr);
           assert.match(out.stdout, /below offset 4: its log start is 4 on every in-sync replica/);
           assert.equal(await listOffset(followerPort, 1, -2), 4);
@@ -207,31 +200,13 @@ Deno.test({
           const missing = await yak(["topics", "--delete-records", TOPIC, "--partition", "1", ...c.zkFlag]);
           assert.equal(missing.code, 1);
           assert.match(missing.stderr, /--delete-records needs --partition P and --offset N/);
-          const past = await yak([
-            "topics",
-            "--delete-records",
-            TOPIC,
-            "--partition",
-            "1",
-            "--offset",
-            "9",
-            ...c.zkFlag,
-          ]);
+          const past = await deleteRecords("9");
           assert.equal(past.code, 1);
           assert.match(past.stderr, /below offset 9: it must be from 0 to the high watermark 4/);
           assert.equal(await listOffset(followerPort, 1, -2), 4);
           // Below the log start already, or -1 again: nothing goes, and it says so (it said "deleted" before).
           for (const offset of ["2", "-1"]) {
-            const again = await yak([
-              "topics",
-              "--delete-records",
-              TOPIC,
-              "--partition",
-              "1",
-              "--offset",
-              offset,
-              ...c.zkFlag,
-            ]);
+            const again = await deleteRecords(offset);
             assert.equal(again.code, 0, again.stderr);
             assert.match(again.stdout, /nothing to delete: '\S+' partition 1 starts at offset 4 already/, offset);
           }
