@@ -3,7 +3,8 @@
  * laneShare in src/client/consumer.ts), and a partition moves between them
  * as others are read to their end: every partition's records still come out
  * once each, in order, against a real broker process, also when a partition
- * read to its end gets records again.
+ * read to its end gets records again. A consumer closed while a fetch waits
+ * fetches no more, so the process using it can end.
  *
  * Run: deno test --allow-net --allow-read --allow-write --allow-env --allow-run tests/consume_lanes_test.ts
  *
@@ -13,7 +14,8 @@ import assert from "node:assert/strict";
 import { Consumer } from "../src/client/consumer.ts";
 import { Producer } from "../src/client/producer.ts";
 import { Connection } from "../src/protocol/connection.ts";
-import { TestCluster, withDeadline } from "./harness.ts";
+import { join } from "node:path";
+import { PERMS, run, TestCluster, withDeadline } from "./harness.ts";
 
 /** Produces `values` to one partition of `topic`, acknowledged. */
 async function produceTo(c: TestCluster, topic: string, partition: number, values: string[]): Promise<void> {
@@ -98,6 +100,41 @@ Deno.test("a caller slower than the fetches still gets every partition's records
       assert.ok(got.every((n) => n > 0), `records per partition after 30 slow polls: ${got}`);
     } finally {
       await consumer?.close();
+      await c.stop();
+    }
+  }));
+
+Deno.test("a closed consumer fetches no more: the process of a library user ends once it closes", () =>
+  withDeadline(60_000, "consumer close", async () => {
+    const c = await TestCluster.start({ brokers: 1, partitions: 3 });
+    try {
+      for (const p of [0, 1, 2]) await produceTo(c, "closing", p, valuesOf(p, 0, 2000));
+      // close() while the poll's fetch waits for records (a long poll from the end): its connection closes under it.
+      const script = join(c.dir, "close.ts");
+      await Deno.writeTextFile(
+        script,
+        `import { Consumer } from ${JSON.stringify(new URL("../src/client/consumer.ts", import.meta.url).href)};
+const consumer = await Consumer.open({
+  bootstrap: { zookeeper: { host: "127.0.0.1", port: ${c.zkPort} } },
+  topic: "closing",
+  offset: { kind: "latest" },
+  maxWaitMs: 3000,
+});
+const polling = consumer.poll();
+await consumer.close();
+console.log("closed; the poll under way gave " + (await polling).length + " part(s)");
+console.log(await consumer.poll().then(() => "polled again", (e) => e.message));
+`,
+      );
+      const started = performance.now();
+      const out = await run(Deno.execPath(), ["run", ...PERMS, script], { timeoutMs: 15_000 });
+      const ms = Math.round(performance.now() - started);
+      const said = new TextDecoder().decode(out.stdout);
+      // Before, the fetch connected again, read on and kept its connection open: killed at 15 s.
+      assert.equal(out.code, 0, `exit ${out.code} after ${ms} ms (${said.trim()}): ${out.stderr}`);
+      assert.equal(said, "closed; the poll under way gave 0 part(s)\nthe consumer is closed\n");
+      assert.ok(ms < 10_000, `the process ended ${ms} ms after it started`);
+    } finally {
       await c.stop();
     }
   }));

@@ -352,6 +352,8 @@ export class Consumer {
    * lane 1's records (nor were its partitions fetched again).
    */
   readonly #answered: number[] = [];
+  /** Closed: no fetch starts, and a fetch under way does not connect again. */
+  #closed = false;
   /** A connection (or a metadata refresh) under way, which every lane waits for. */
   #connecting: Promise<void> | null = null;
   #refreshing: Promise<void> | null = null;
@@ -755,6 +757,7 @@ export class Consumer {
   }
 
   async #poll(): Promise<PartitionRecords[]> {
+    if (this.#closed) throw new YakError("UNAVAILABLE", "the consumer is closed");
     if (this.#member?.needsRejoin) await this.#rebalance();
     this.#startLanes();
     // Whichever lane answered first; the others' answers wait for the next polls.
@@ -782,6 +785,7 @@ export class Consumer {
 
   /** Starts a fetch in each idle lane that has partitions to take (see {@link laneShare}). */
   #startLanes(): void {
+    if (this.#closed) return;
     for (let k = 0; k < FETCH_LANES; k++) {
       if (this.#lanes[k] !== null) continue;
       const partitions: LaneCandidate<[string, number]>[] = [];
@@ -887,6 +891,9 @@ export class Consumer {
   /** One long-poll for the partitions `taken` (topic, partition), from where each is. */
   async #fetch(taken: readonly [string, number][]): Promise<PartitionRecords[]> {
     while (true) {
+      // Closed (its connection with it): a fetch under way ends rather than connecting again, which kept the
+      // process of a library user alive, reading on, after close().
+      if (this.#closed) return [];
       let conn: Connection | null = null;
       try {
         if (!this.#conn || this.#conn.isClosed) await this.#connectOnce();
@@ -1086,6 +1093,7 @@ export class Consumer {
 
   /** Leaves the group, deregisters and closes. Commit first if the group should resume here. */
   async close(): Promise<void> {
+    this.#closed = true;
     this.#o.signal?.removeEventListener("abort", this.#onAbort);
     await this.#member?.leave();
     try {
