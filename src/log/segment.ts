@@ -282,7 +282,9 @@ export class Segment {
       if (!this.#indexTorn) {
         try {
           this.#indexFile ??= await Deno.open(this.indexPath, { append: true });
-          if (await this.#indexFile.write(entry) !== entry.length) this.#indexTorn = true;
+          // Written at once, as a small append is: every ~4 KiB of appends (500 a second at 10,000 records/s)
+          // an async write cost each broker a thread-pool round trip on the way to the acknowledgement.
+          if (this.#indexFile.writeSync(entry) !== entry.length) this.#indexTorn = true;
         } catch {
           this.#indexTorn = true;
         }
