@@ -3,11 +3,14 @@
  * Deno.serve with a fixed table of GET routes (anything else is 404, other
  * methods 405), the process's auth token checked in constant time, TLS when
  * the process has a certificate, and no handler error ever taking it down.
+ * Its connections come through a front (http_front.ts) that caps them and
+ * closes slow and idle ones.
  *
  * @module
  */
 import { security, tokensEqual } from "../protocol/security.ts";
 import { YakError } from "../errors.ts";
+import { type FrontLimits, frontLimits, privateSocket, startFront } from "./http_front.ts";
 
 /** Answers one request to a known path (already authorized). */
 export type Route = (req: Request, url: URL) => Response | Promise<Response>;
@@ -40,6 +43,8 @@ export interface HttpOptions {
   /** Serve HTTPS with this certificate and key (PEM). */
   tls?: { cert: string; key: string };
   onError?: (message: string, fields: Record<string, unknown>) => void;
+  /** The connection rules (src/config.ts's unless replaced here). */
+  limits?: Partial<FrontLimits>;
 }
 
 /** A running HTTP server. */
@@ -48,6 +53,8 @@ export interface HttpServer {
   readonly port: number;
   /** The base URL, e.g. `http://127.0.0.1:8080/`. */
   readonly url: string;
+  /** Connections open now. */
+  readonly connections: number;
   close(): Promise<void>;
 }
 
@@ -123,8 +130,7 @@ export function hostAllowed(hostHeader: string | null, listenHost: string): bool
   return name === "localhost" || name.endsWith(".localhost") || name === listenHost.toLowerCase();
 }
 
-async function answer(req: Request, opts: HttpOptions, secure: boolean): Promise<Response> {
-  const url = new URL(req.url);
+async function answer(req: Request, url: URL, opts: HttpOptions, secure: boolean): Promise<Response> {
   if (opts.auth === null && !hostAllowed(req.headers.get("host"), opts.host)) {
     const host = (req.headers.get("host") ?? "").slice(0, 100);
     return text(
@@ -205,29 +211,12 @@ function postRefused(req: Request, url: URL, auth: HttpAuth | null): Response | 
  */
 export function serveHttp(opts: HttpOptions): HttpServer {
   const secure = opts.tls !== undefined;
-  const handler = async (req: Request): Promise<Response> => {
-    try {
-      return await answer(req, opts, secure);
-    } catch (err) {
-      opts.onError?.("http handler failed", { path: new URL(req.url).pathname, error: String(err) });
-      return text(500, "500 internal error\n");
-    }
-  };
-  const base = {
-    hostname: opts.host,
-    port: opts.port,
-    onListen: () => {},
-    onError: (err: unknown) => {
-      opts.onError?.("http server error", { error: String(err) });
-      return text(500, "500 internal error\n");
-    },
-  };
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const scheme = secure ? "https" : "http";
+  let listener: Deno.Listener;
   try {
-    server = opts.tls ? Deno.serve({ ...base, cert: opts.tls.cert, key: opts.tls.key }, handler) : Deno.serve(
-      base,
-      handler,
-    );
+    listener = opts.tls
+      ? Deno.listenTls({ hostname: opts.host, port: opts.port, cert: opts.tls.cert, key: opts.tls.key })
+      : Deno.listen({ hostname: opts.host, port: opts.port });
   } catch (err) {
     throw new YakError(
       "INVALID_ARGUMENT",
@@ -235,14 +224,54 @@ export function serveHttp(opts: HttpOptions): HttpServer {
         " (pick another port, or 0 for a free one)",
     );
   }
-  const addr = server.addr;
+  const addr = listener.addr as Deno.NetAddr;
   const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const handler = async (req: Request): Promise<Response> => {
+    let url: URL | null = null;
+    try {
+      url = publicUrl(req, scheme, `${shown}:${addr.port}`);
+      return await answer(req, url, opts, secure);
+    } catch (err) {
+      opts.onError?.("http handler failed", { path: url?.pathname ?? "?", error: String(err) });
+      return text(500, "500 internal error\n");
+    }
+  };
+  const socket = privateSocket();
+  const server = Deno.serve({
+    path: socket.path,
+    onListen: () => {},
+    onError: (err: unknown) => {
+      opts.onError?.("http server error", { error: String(err) });
+      return text(500, "500 internal error\n");
+    },
+  }, handler);
+  const front = startFront(listener, socket.path, frontLimits(opts.limits), opts.onError);
   return {
     host: addr.hostname,
     port: addr.port,
-    url: `${secure ? "https" : "http"}://${shown}:${addr.port}/`,
-    close: () => server.shutdown(),
+    url: `${scheme}://${shown}:${addr.port}/`,
+    get connections() {
+      return front.open;
+    },
+    close: async () => {
+      front.close();
+      await server.shutdown();
+      await Deno.remove(socket.dir, { recursive: true }).catch(() => {});
+    },
   };
+}
+
+/**
+ * The URL a client asked for: the server behind the front sees
+ * `http+unix://HOST/path` (HOST from the Host header, else its socket's
+ * path), parsed as the client's scheme so that the path is normalized as
+ * before and a page's origin matches its own requests'.
+ */
+function publicUrl(req: Request, scheme: string, listening: string): URL {
+  const rest = req.url.slice(req.url.indexOf("://") + 3);
+  const slash = rest.indexOf("/");
+  const host = req.headers.get("host") === null ? listening : rest.slice(0, slash);
+  return new URL(`${scheme}://${host}${rest.slice(slash)}`);
 }
 
 /**

@@ -77,3 +77,109 @@ Deno.test("a HEAD request's body is cancelled, so what a stream holds goes at on
     await server.close();
   }
 });
+
+/** Whether the server closed `conn` (a read ends) within `ms`. */
+async function closedWithin(conn: Deno.Conn, ms: number): Promise<boolean> {
+  const buf = new Uint8Array(1024);
+  const deadline = Date.now() + ms;
+  const timer = setTimeout(() => conn.close(), ms);
+  try {
+    while (Date.now() < deadline) {
+      if (await conn.read(buf) === null) return true;
+    }
+    return false;
+  } catch {
+    return Date.now() < deadline; // reset by the server, or closed by the timer
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+Deno.test("the front: a flood of idle connections is capped and closed, a slow head too, and a request still gets in", async () => {
+  const server = serveHttp({
+    host: "127.0.0.1",
+    port: 0,
+    auth: null,
+    routes: { "/x": () => text(200, "ok\n") },
+    limits: { maxConnections: 20, headerTimeoutMs: 400, idleMs: 1500 },
+  });
+  const idle: Deno.Conn[] = [];
+  try {
+    // 60 connections that never send a byte: never more than 20 held (Deno.serve alone held every one).
+    for (let i = 0; i < 60; i++) idle.push(await Deno.connect({ hostname: "127.0.0.1", port: server.port }));
+    await new Promise((r) => setTimeout(r, 50));
+    const held = server.connections;
+    // A request still gets in: an idle connection makes room.
+    assert.equal(await statusWithHost(server.port, `127.0.0.1:${server.port}`), "HTTP/1.1 200 OK");
+    // A head sent a byte at a time never completes: closed once its head is 400 ms old, though bytes keep coming.
+    const slow = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const dribble = (async () => {
+      for (const b of new TextEncoder().encode(`GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ${"y".repeat(40)}`)) {
+        await new Promise((r) => setTimeout(r, 50));
+        if (await slow.write(new Uint8Array([b])).catch(() => 0) === 0) return;
+      }
+    })();
+    const started = Date.now();
+    assert.ok(await closedWithin(slow, 3000), "the slow head's connection is closed");
+    const took = Date.now() - started;
+    assert.ok(took >= 350 && took < 1500, `closed after ${took} ms`);
+    await dribble;
+    // Every idle connection is gone by now (refused, made room, or past the head deadline).
+    const stillOpen = (await Promise.all(idle.map((c) => closedWithin(c, 300)))).filter((closed) => !closed).length;
+    assert.equal(stillOpen, 0, `${stillOpen} idle connections still open`);
+    assert.ok(held <= 20, `${held} connections held`);
+    assert.equal(server.connections, 0);
+  } finally {
+    for (const c of idle) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await server.close();
+  }
+});
+
+Deno.test("the front: a kept-alive connection serves request after request (a POST's body included) until it idles", async () => {
+  const server = serveHttp({
+    host: "127.0.0.1",
+    port: 0,
+    auth: { token: "t0k" },
+    routes: { "/x": () => text(200, "ok\n") },
+    posts: { "/p": async (req) => text(200, `got ${(await req.text()).length}\n`) },
+    limits: { headerTimeoutMs: 300, idleMs: 800 },
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  const encoder = new TextEncoder();
+  const buf = new Uint8Array(4096);
+  const ask = async (request: string, wait = 0): Promise<string> => {
+    await conn.write(encoder.encode(request));
+    let got = "";
+    while (!/\r\n\r\n[\s\S]*\n$/.test(got)) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      got += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    await new Promise((r) => setTimeout(r, wait));
+    return got.split("\r\n")[0] + " " + got.split("\r\n\r\n")[1].trim();
+  };
+  const auth = "Host: 127.0.0.1\r\nAuthorization: Bearer t0k\r\n";
+  try {
+    const body = JSON.stringify({ pad: "z".repeat(3000) });
+    const post = `POST /p HTTP/1.1\r\n${auth}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    // Pauses longer than the head deadline between requests: only a head under way has one.
+    assert.equal(await ask(`GET /x HTTP/1.1\r\n${auth}\r\n`, 500), "HTTP/1.1 200 OK ok");
+    assert.equal(await ask(post + body, 500), `HTTP/1.1 200 OK got ${body.length}`);
+    assert.equal(await ask(`GET /x HTTP/1.1\r\n${auth}\r\n`), "HTTP/1.1 200 OK ok");
+    const started = Date.now();
+    assert.ok(await closedWithin(conn, 3000), "closed once idle");
+    assert.ok(Date.now() - started >= 700, `closed after ${Date.now() - started} ms idle`);
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+    await server.close();
+  }
+});
