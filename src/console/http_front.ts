@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 
 /** What the front allows (src/config.ts has the defaults). */
@@ -235,8 +235,31 @@ export function frontLimits(overrides: Partial<FrontLimits> = {}): FrontLimits {
   };
 }
 
-/** A private directory (0700) for the server's Unix socket, and the socket's path in it. */
+/**
+ * A private directory (0700) for the server's Unix socket, and the socket's
+ * path in it. Its name holds this process's id: the directories of
+ * processes that are gone (a broker killed with SIGKILL) are removed here.
+ */
 export function privateSocket(): { dir: string; path: string } {
-  const dir = Deno.makeTempDirSync({ prefix: "yak-http-" });
+  const dir = Deno.makeTempDirSync({ prefix: `yak-http-${Deno.pid}-` });
+  sweepGone(dirname(dir));
   return { dir, path: join(dir, "s") };
+}
+
+/** Removes the socket directories in `tmp` of processes no longer running (where /proc says which run). */
+function sweepGone(tmp: string): void {
+  try {
+    if (!Deno.statSync("/proc/self").isDirectory) return;
+    for (const entry of Deno.readDirSync(tmp)) {
+      const pid = Number(/^yak-http-(\d+)-/.exec(entry.name)?.[1]);
+      if (!entry.isDirectory || !Number.isInteger(pid) || pid === Deno.pid) continue;
+      try {
+        Deno.statSync(`/proc/${pid}`);
+      } catch {
+        try {
+          Deno.removeSync(join(tmp, entry.name), { recursive: true });
+        } catch { /* another user's, or gone already */ }
+      }
+    }
+  } catch { /* no /proc (not Linux), or the directory is not readable: nothing swept */ }
 }

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { hostAllowed, serveHttp, text } from "./http.ts";
 
 /** One raw HTTP/1.1 GET with the given Host header: the status line. */
@@ -182,4 +184,22 @@ Deno.test("the front: a kept-alive connection serves request after request (a PO
     } catch { /* closed */ }
     await server.close();
   }
+});
+
+Deno.test("the front's socket directory goes with its server, and those of processes gone are swept", async () => {
+  // A directory a killed process left (its pid no longer runs: far above pid_max).
+  const tmp = tmpdir();
+  const stale = join(tmp, "yak-http-987654321-left");
+  Deno.mkdirSync(stale);
+  Deno.writeTextFileSync(join(stale, "s"), "");
+  const server = serveHttp({ host: "127.0.0.1", port: 0, auth: null, routes: { "/x": () => text(200, "ok\n") } });
+  const mine = () => [...Deno.readDirSync(tmp)].filter((e) => e.name.startsWith(`yak-http-${Deno.pid}-`)).length;
+  try {
+    assert.equal(await statusWithHost(server.port, "127.0.0.1"), "HTTP/1.1 200 OK");
+    assert.equal(mine(), 1);
+    assert.throws(() => Deno.statSync(stale), Deno.errors.NotFound);
+  } finally {
+    await server.close();
+  }
+  assert.equal(mine(), 0);
 });
