@@ -139,6 +139,63 @@ console.log(await consumer.poll().then(() => "polled again", (e) => e.message));
     }
   }));
 
+Deno.test("a consumer closed while it reconnects (its broker gone) stops trying: the process ends", () =>
+  withDeadline(60_000, "consumer close while reconnecting", async () => {
+    const c = await TestCluster.start({ brokers: 1, partitions: 1 });
+    try {
+      await produceTo(c, "gone", 0, valuesOf(0, 0, 100));
+      const script = join(c.dir, "reconnect.ts");
+      await Deno.writeTextFile(
+        script,
+        `import { Consumer } from ${JSON.stringify(new URL("../src/client/consumer.ts", import.meta.url).href)};
+const consumer = await Consumer.open({
+  bootstrap: { zookeeper: { host: "127.0.0.1", port: ${c.zkPort} } },
+  topic: "gone",
+  fromBeginning: true,
+});
+await consumer.poll();
+console.log("polled");
+// The test stops the broker, then says go: the next poll's fetch finds its connection lost and reconnects.
+for await (const _ of Deno.stdin.readable) break;
+const polling = consumer.poll().then(() => "no error", (e) => e.message);
+await new Promise((r) => setTimeout(r, 500));
+await consumer.close();
+console.log(await polling);
+`,
+      );
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", ...PERMS, script],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let said = "";
+      while (!said.includes("polled\n")) {
+        const { value, done } = await lines.read();
+        if (done) break;
+        said += value;
+      }
+      await c.brokers.get(1)!.stop();
+      const started = performance.now();
+      const stdin = child.stdin.getWriter();
+      await stdin.write(new TextEncoder().encode("go\n"));
+      await stdin.close();
+      for (let r = await lines.read(); !r.done; r = await lines.read()) said += r.value;
+      const status = await child.status;
+      clearTimeout(timer);
+      const ms = Math.round(performance.now() - started);
+      const stderr = await new Response(child.stderr).text();
+      // Before, the reconnection went on for its whole deadline (60 s): killed at 20 s.
+      assert.equal(status.code, 0, `exit ${status.code} after ${ms} ms (${said.trim()}): ${stderr}`);
+      assert.equal(said, "polled\nthe consumer is closed\n");
+      assert.ok(ms < 10_000, `the process ended ${ms} ms after the broker stopped`);
+    } finally {
+      await c.stop();
+    }
+  }));
+
 Deno.test("a read_committed fetch says where each partition's committed records end, which a consumer's lanes go by", () =>
   withDeadline(60_000, "consume lanes, read_committed", async () => {
     const c = await TestCluster.start({ brokers: 1, partitions: 2 });

@@ -502,12 +502,19 @@ export class Consumer {
     const topicDeadline = first ? monotonicMs() + topicWaitMs : deadline;
     const followerTopicDeadline = Math.max(topicDeadline, monotonicMs() + FOLLOWER_TOPIC_GRACE_MS);
     while (true) {
+      // Closed meanwhile (a reconnection riding out a failover, or a rebalance's): no connection is kept.
+      if (this.#closed) throw closedError();
       try {
-        this.#conn = await connectAny(
-          this.#o.bootstrap,
-          deadline,
-          this.#o.onRetry,
-        );
+        // A close() while the cluster is rediscovered ends the retries at the next one.
+        const conn = await connectAny(this.#o.bootstrap, deadline, (why) => {
+          if (this.#closed) throw closedError();
+          this.#o.onRetry?.(why);
+        });
+        if (this.#closed) {
+          conn.close();
+          throw closedError();
+        }
+        this.#conn = conn;
         await this.#refresh(first);
         await this.#conn.request({
           type: "register",
@@ -522,6 +529,7 @@ export class Consumer {
         this.#conn?.close();
         this.#conn = null;
         const yerr = toYakError(err);
+        if (this.#closed) throw closedError();
         // A topic not replicated here yet is worth waiting for, like a lost connection.
         if (!isRetriable(yerr) && yerr.code !== "UNKNOWN_TOPIC") throw yerr;
         if (yerr.data?.gaveUp === true) throw yerr; // connecting already took the whole deadline
@@ -757,7 +765,7 @@ export class Consumer {
   }
 
   async #poll(): Promise<PartitionRecords[]> {
-    if (this.#closed) throw new YakError("UNAVAILABLE", "the consumer is closed");
+    if (this.#closed) throw closedError();
     if (this.#member?.needsRejoin) await this.#rebalance();
     this.#startLanes();
     // Whichever lane answered first; the others' answers wait for the next polls.
@@ -770,7 +778,7 @@ export class Consumer {
     this.#answered.shift();
     this.#lanes[lane] = null;
     for (const [key, k] of this.#claims) if (k === lane) this.#claims.delete(key);
-    if (this.#member?.needsRejoin) {
+    if (this.#member?.needsRejoin && !this.#closed) {
       // Out of the group since this fetch was sent (a heartbeat said so while it waited): its partitions may be
       // another member's already, so nothing of it is handed out; the rebalance reads them again if they stay ours.
       await this.#rebalance();
@@ -1104,4 +1112,9 @@ export class Consumer {
     this.#conn?.close();
     this.#leaderConn?.close();
   }
+}
+
+/** What a closed consumer answers (not retriable: nothing will change). */
+function closedError(): YakError {
+  return new YakError("INVALID_REQUEST", "the consumer is closed");
 }
