@@ -328,14 +328,15 @@ export const DEFAULTS = {
   /** Pages connected at once (each holds an event stream). */
   consoleMaxViewers: 64,
   /**
-   * Connections one HTTP server (the console, a broker's /metrics) keeps at
-   * once (src/console/http_front.ts): room for every viewer's event stream
-   * and its page's other requests. When full, the oldest connection that has
-   * not sent a whole request head yet is closed to make room.
+   * Connections one plain-HTTP server (the console, a broker's /metrics)
+   * keeps at once (src/console/http_front.ts): room for every viewer's event
+   * stream and its page's other requests. When full, the oldest connection
+   * that has not sent a whole request yet makes room, else one kept alive
+   * and silent between requests.
    */
   httpMaxConnections: 256,
-  /** A request's head must be whole this long after its first byte (a connection's first, after it opened). */
-  httpHeaderTimeoutMs: 10_000,
+  /** A request (its head, and a Content-Length body) must be whole this long after its first byte. */
+  httpRequestTimeoutMs: 10_000,
   /** An HTTP connection over which nothing moved either way for this long is closed (event streams send every second). */
   httpIdleMs: 60_000,
   /** Rate samples kept for the charts (at one a second: three minutes). */

@@ -86,7 +86,9 @@ An open transaction holds read_committed consumers back, so an abandoned one
 is aborted by the leader once its timeout passes.
 --http-port serves GET /metrics (Prometheus text format) on host:P (0 picks a
 free port; the URL is printed); off without it. With --auth-token it needs
-'Authorization: Bearer TOKEN'.
+'Authorization: Bearer TOKEN'. Without TLS it keeps at most 256 connections,
+and closes one whose request is not whole 10 s after its first byte or that
+is idle for 60 s.
 ${CONNECTION_USAGE}
 The limits apply to the native and the Kafka port each; the budget is the
 broker's.

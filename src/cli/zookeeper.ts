@@ -37,6 +37,8 @@ lets the owner's group read them (0750, 0640). A data root that belongs to
 another user is refused.
 --http-port serves the web console on host:P (0 picks a free port; the URL is
 printed); off without it. With --auth-token the console needs the token.
+Without TLS it keeps at most 256 connections, and closes one whose request is
+not whole 10 s after its first byte or that is idle for 60 s.
 With no leader at start it waits --session-timeout-ms for every broker to
 register before it elects; --expected-brokers N elects as soon as N have
 ('yak cluster' passes its broker count).

@@ -3,14 +3,15 @@
  * Deno.serve with a fixed table of GET routes (anything else is 404, other
  * methods 405), the process's auth token checked in constant time, TLS when
  * the process has a certificate, and no handler error ever taking it down.
- * Its connections come through a front (http_front.ts) that caps them and
- * closes slow and idle ones.
+ * Plain-HTTP connections come through a front (http_front.ts) that caps them
+ * and closes slow and idle ones.
  *
  * @module
  */
 import { security, tokensEqual } from "../protocol/security.ts";
 import { YakError } from "../errors.ts";
-import { type FrontLimits, frontLimits, privateSocket, startFront } from "./http_front.ts";
+import { tmpdir } from "node:os";
+import { type FrontLimits, frontLimits, type PrivateSocket, privateSocket, startFront } from "./http_front.ts";
 
 /** Answers one request to a known path (already authorized). */
 export type Route = (req: Request, url: URL) => Response | Promise<Response>;
@@ -43,7 +44,7 @@ export interface HttpOptions {
   /** Serve HTTPS with this certificate and key (PEM). */
   tls?: { cert: string; key: string };
   onError?: (message: string, fields: Record<string, unknown>) => void;
-  /** The connection rules (src/config.ts's unless replaced here). */
+  /** The connection rules for plain HTTP (src/config.ts's unless replaced here). */
   limits?: Partial<FrontLimits>;
 }
 
@@ -53,8 +54,8 @@ export interface HttpServer {
   readonly port: number;
   /** The base URL, e.g. `http://127.0.0.1:8080/`. */
   readonly url: string;
-  /** Connections open now. */
-  readonly connections: number;
+  /** Connections open now (null for TLS, whose connections are Deno.serve's). */
+  readonly connections: number | null;
   close(): Promise<void>;
 }
 
@@ -212,40 +213,71 @@ function postRefused(req: Request, url: URL, auth: HttpAuth | null): Response | 
 export function serveHttp(opts: HttpOptions): HttpServer {
   const secure = opts.tls !== undefined;
   const scheme = secure ? "https" : "http";
-  let listener: Deno.Listener;
-  try {
-    listener = opts.tls
-      ? Deno.listenTls({ hostname: opts.host, port: opts.port, cert: opts.tls.cert, key: opts.tls.key })
-      : Deno.listen({ hostname: opts.host, port: opts.port });
-  } catch (err) {
-    throw new YakError(
+  const listenError = (err: unknown) =>
+    new YakError(
       "INVALID_ARGUMENT",
       `--http-port: cannot listen on ${opts.host}:${opts.port}: ${err instanceof Error ? err.message : err}` +
         " (pick another port, or 0 for a free one)",
     );
-  }
-  const addr = listener.addr as Deno.NetAddr;
-  const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  const handler = async (req: Request): Promise<Response> => {
+  const onError = (err: unknown) => {
+    opts.onError?.("http server error", { error: String(err) });
+    return text(500, "500 internal error\n");
+  };
+  const serving = (listening: () => string) => async (req: Request): Promise<Response> => {
     let url: URL | null = null;
     try {
-      url = publicUrl(req, scheme, `${shown}:${addr.port}`);
+      url = secure ? new URL(req.url) : publicUrl(req, scheme, listening());
       return await answer(req, url, opts, secure);
     } catch (err) {
       opts.onError?.("http handler failed", { path: url?.pathname ?? "?", error: String(err) });
       return text(500, "500 internal error\n");
     }
   };
-  const socket = privateSocket();
-  const server = Deno.serve({
-    path: socket.path,
-    onListen: () => {},
-    onError: (err: unknown) => {
-      opts.onError?.("http server error", { error: String(err) });
-      return text(500, "500 internal error\n");
-    },
-  }, handler);
+  if (opts.tls) {
+    // Deno.serve's own connections (see http_front.ts for why TLS is not fronted).
+    let server: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      server = Deno.serve(
+        { hostname: opts.host, port: opts.port, cert: opts.tls.cert, key: opts.tls.key, onListen: () => {}, onError },
+        serving(() => ""),
+      );
+    } catch (err) {
+      throw listenError(err);
+    }
+    const addr = server.addr;
+    const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+    return {
+      host: addr.hostname,
+      port: addr.port,
+      url: `${scheme}://${shown}:${addr.port}/`,
+      connections: null,
+      close: () => server.shutdown(),
+    };
+  }
+  let listener: Deno.Listener;
+  try {
+    listener = Deno.listen({ hostname: opts.host, port: opts.port });
+  } catch (err) {
+    throw listenError(err);
+  }
+  const addr = listener.addr as Deno.NetAddr;
+  const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let socket: PrivateSocket | null = null;
+  let server: Deno.HttpServer<Deno.UnixAddr>;
+  try {
+    socket = privateSocket();
+    server = Deno.serve({ path: socket.path, onListen: () => {}, onError }, serving(() => `${shown}:${addr.port}`));
+  } catch (err) {
+    listener.close();
+    socket?.remove();
+    throw new YakError(
+      "UNAVAILABLE",
+      `--http-port: cannot make the HTTP server's private socket in ${tmpdir()}: ` +
+        `${err instanceof Error ? err.message : err} (set TMPDIR to a short, writable directory)`,
+    );
+  }
   const front = startFront(listener, socket.path, frontLimits(opts.limits), opts.onError);
+  const held = socket!;
   return {
     host: addr.hostname,
     port: addr.port,
@@ -256,7 +288,7 @@ export function serveHttp(opts: HttpOptions): HttpServer {
     close: async () => {
       front.close();
       await server.shutdown();
-      await Deno.remove(socket.dir, { recursive: true }).catch(() => {});
+      held.remove();
     },
   };
 }
@@ -270,7 +302,8 @@ export function serveHttp(opts: HttpOptions): HttpServer {
 function publicUrl(req: Request, scheme: string, listening: string): URL {
   const rest = req.url.slice(req.url.indexOf("://") + 3);
   const slash = rest.indexOf("/");
-  const host = req.headers.get("host") === null ? listening : rest.slice(0, slash);
+  // No Host (HTTP/1.0), or an empty one: Deno puts the socket's path there.
+  const host = (req.headers.get("host") ?? "").trim() === "" ? listening : rest.slice(0, slash);
   return new URL(`${scheme}://${host}${rest.slice(slash)}`);
 }
 

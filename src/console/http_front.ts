@@ -1,30 +1,38 @@
 /**
- * The front of every yak HTTP server (the console, the brokers' /metrics):
- * it accepts the connections (TLS when asked) and relays each to Deno.serve
+ * The front of every plain-HTTP yak server (the console, the brokers'
+ * /metrics): it accepts the connections and relays each to Deno.serve
  * listening on a private Unix socket, so that the connections are yak's to
  * count and to close. Deno.serve alone has no cap on connections, no
- * deadline for a request's head and no idle timeout: 3,000 connections that
- * sent nothing stayed open on the zookeeper's console port for as long as
- * they liked, each an open file, and a process out of files can neither
- * accept a broker nor open a segment.
+ * deadline for a request and no idle timeout: 3,000 connections that sent
+ * nothing stayed open on the zookeeper's console port for as long as they
+ * liked, each an open file, and a process out of files can neither accept a
+ * broker nor open a segment.
  *
- * The rules: at most `maxConnections` at once (when full, the oldest
- * connection still waiting for its first request head is closed to make
- * room, else the newcomer is answered 503); a request's head must be
- * complete `headerTimeoutMs` after its first byte (a new connection's first
- * head, after it opened); a connection over which nothing moved either way
- * for `idleMs` is closed (an event stream sends at least every
- * `consoleGatherIntervalMs`, so it never is).
+ * The rules: at most `maxConnections` at once; when full, room is made by
+ * closing the oldest connection that has not yet sent a whole request, else
+ * the one silent the longest if it has been silent for
+ * {@link EVICTABLE_SILENCE_MS} (a kept-alive connection between requests;
+ * an open event stream is never silent that long), else the newcomer is
+ * answered 503. A request (its head and a Content-Length body) must be
+ * whole `requestTimeoutMs` after its first byte (a new connection's first,
+ * after it opened). A connection over which nothing moved either way for
+ * `idleMs` is closed.
+ *
+ * TLS is not fronted: Deno 2.9's TlsConn.close() does not release a socket
+ * whose handshake is pending (twenty silent clients kept their twenty files
+ * after the close), so a front could not close a silent TLS client, and
+ * it would also lose HTTP/2 (no ALPN on Deno.listenTls). A TLS server is
+ * Deno.serve's own (http.ts).
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { DEFAULTS } from "../config.ts";
 
 /** What the front allows (src/config.ts has the defaults). */
 export interface FrontLimits {
   maxConnections: number;
-  headerTimeoutMs: number;
+  requestTimeoutMs: number;
   idleMs: number;
 }
 
@@ -36,70 +44,86 @@ export interface HttpFront {
   close(): void;
 }
 
-const CRLFCRLF = [13, 10, 13, 10];
-/** A request head past this is not tracked further: Deno.serve refuses it (431) and the idle rule still holds. */
-const MAX_HEAD_BYTES = 64 * 1024;
+/** A full front may close a connection that has sent whole requests once it has been silent (both ways) this long. */
+export const EVICTABLE_SILENCE_MS = 5_000;
+/** The head bytes kept to read its Content-Length and Transfer-Encoding; the rest is only scanned for its end. */
+const KEPT_HEAD_BYTES = 16 * 1024;
 const RELAY_BUFFER_BYTES = 16 * 1024;
+const LF = 10;
+const CR = 13;
 const SERVICE_UNAVAILABLE = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n" +
     "content-length: 37\r\n\r\n503: too many connections; try again\n",
 );
 
 /**
- * Follows the requests a client sends (heads, and bodies by their
- * Content-Length), to know whether a head is under way and since when.
+ * Follows the requests a client sends: each head up to its empty line
+ * (CRLF or a bare LF, as Deno.serve takes both) and the Content-Length body
+ * after it, to know whether a request is under way and since when.
  */
-class HeadWatch {
-  /** When the head under way started (the connection's opening for the first), or null between requests. */
-  headSince: number | null;
-  /** A request has been read whole (its head at least): the client is not an idle flood. */
+export class RequestWatch {
+  /** When the request under way started (a new connection's first: its opening), or null between requests. */
+  since: number | null;
+  /** A whole request has been read: the client is not an idle flood. */
   served = false;
-  #head: number[] = [];
-  #matched = 0;
+  #kept: number[] = [];
+  /** Bytes of the current head line, carriage returns not counted; -1 before a head's first line. */
+  #lineBytes = -1;
   #bodyLeft = 0;
-  /** A chunked or oversized request: heads are no longer followed (the idle rule still holds). */
-  #lost = false;
+  /** A chunked body: its end is not followed, so the request stays under way (and under its deadline). */
+  #chunked = false;
 
   constructor(now: number) {
-    this.headSince = now;
+    this.since = now;
   }
 
   feed(bytes: Uint8Array, now: number): void {
     let i = 0;
-    while (i < bytes.length && !this.#lost) {
+    while (i < bytes.length && !this.#chunked) {
       if (this.#bodyLeft > 0) {
         const take = Math.min(this.#bodyLeft, bytes.length - i);
         this.#bodyLeft -= take;
         i += take;
+        if (this.#bodyLeft === 0) this.since = null;
         continue;
       }
-      this.headSince ??= now;
+      this.since ??= now;
       const b = bytes[i++];
-      if (this.#head.length < MAX_HEAD_BYTES) this.#head.push(b);
-      else this.#lost = true;
-      this.#matched = b === CRLFCRLF[this.#matched] ? this.#matched + 1 : b === 13 ? 1 : 0;
-      if (this.#matched === 4) this.#ended();
+      if (this.#kept.length < KEPT_HEAD_BYTES) this.#kept.push(b);
+      if (b === LF) {
+        // An empty line ends a head; before its first line it is one of the empty lines a server skips.
+        if (this.#lineBytes === 0) this.#headEnded();
+        else if (this.#lineBytes > 0) this.#lineBytes = 0;
+      } else if (b !== CR) {
+        this.#lineBytes = this.#lineBytes < 0 ? 1 : this.#lineBytes + 1;
+      }
     }
   }
 
-  #ended(): void {
-    const head = String.fromCharCode(...this.#head.slice(0, 16 * 1024)).toLowerCase();
-    this.#head = [];
-    this.#matched = 0;
-    this.headSince = null;
+  #headEnded(): void {
+    const head = String.fromCharCode(...this.#kept).toLowerCase();
+    this.#kept = [];
+    this.#lineBytes = -1;
     this.served = true;
-    if (/\r\ntransfer-encoding:/.test(head)) this.#lost = true;
-    const length = /\r\ncontent-length:\s*(\d+)/.exec(head);
-    if (length) this.#bodyLeft = Number(length[1]);
+    const length = /\ncontent-length:[ \t]*(\d{1,15})[ \t]*\r?\n/.exec(head);
+    if (/\ntransfer-encoding:/.test(head)) this.#chunked = true;
+    else if (length && Number(length[1]) > 0) this.#bodyLeft = Number(length[1]);
+    else this.since = null;
   }
 }
 
 interface Relay {
   conn: Deno.Conn;
-  up: Deno.Conn | null;
-  watch: HeadWatch;
+  up: Deno.UnixConn | null;
+  watch: RequestWatch;
   lastMs: number;
   closed: boolean;
+}
+
+/** Errors of one connection that came and went before it was accepted: nothing to report, nothing to wait for. */
+function oneConnection(err: unknown): boolean {
+  return err instanceof Deno.errors.NotConnected || err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.ConnectionAborted;
 }
 
 /**
@@ -108,7 +132,7 @@ interface Relay {
  *
  * @example
  * ```ts ignore
- * const front = startFront(Deno.listen({ hostname: "127.0.0.1", port: 0 }), "/tmp/yak-http-x/s", limits);
+ * const front = startFront(Deno.listen({ hostname: "127.0.0.1", port: 0 }), "/tmp/yak-http-1-x/s", frontLimits());
  * ```
  */
 export function startFront(
@@ -131,43 +155,55 @@ export function startFront(
     }
   };
 
-  /** Room for one more: the oldest connection that never completed a request head makes way. */
-  const room = (): boolean => {
+  /** Room for one more (see the module's rules). */
+  const room = (now: number): boolean => {
     if (relays.size < limits.maxConnections) return true;
+    let silent: Relay | null = null;
     for (const r of relays) {
       if (!r.watch.served) {
         end(r);
         return true;
       }
+      if (r.watch.since === null && (silent === null || r.lastMs < silent.lastMs)) silent = r;
     }
-    return false;
+    if (silent === null || now - silent.lastMs < EVICTABLE_SILENCE_MS) return false;
+    end(silent);
+    return true;
   };
 
-  const pump = async (from: Deno.Conn, to: Deno.Conn, r: Relay, watch: HeadWatch | null): Promise<void> => {
+  /** Copies `from` to `to` until `from` ends; true when it ended with its end of stream (not an error). */
+  const pump = async (from: Deno.Conn, to: Deno.Conn, r: Relay, watch: RequestWatch | null): Promise<boolean> => {
     const buf = new Uint8Array(RELAY_BUFFER_BYTES);
     try {
       while (!r.closed) {
         const n = await from.read(buf);
-        if (n === null) break;
+        if (n === null) return true;
         const now = performance.now();
         r.lastMs = now;
         watch?.feed(buf.subarray(0, n), now);
         for (let at = 0; at < n;) at += await to.write(buf.subarray(at, n));
         r.lastMs = performance.now();
       }
-    } catch { /* either side went away: the relay ends */ }
+    } catch { /* either side went away */ }
+    return false;
   };
 
   const serve = async (conn: Deno.Conn): Promise<void> => {
     const now = performance.now();
-    const r: Relay = { conn, up: null, watch: new HeadWatch(now), lastMs: now, closed: false };
+    const r: Relay = { conn, up: null, watch: new RequestWatch(now), lastMs: now, closed: false };
     relays.add(r);
     try {
       const up = await Deno.connect({ path: socketPath, transport: "unix" });
       if (r.closed) return up.close(); // made room for another while connecting
       r.up = up;
-      // Either way ending ends both: a client gone, or the server done with a connection it closes.
-      await Promise.race([pump(conn, r.up, r, r.watch), pump(r.up, conn, r, null)]);
+      // The server's side ending (its answer to `Connection: close`, say) ends the relay.
+      const answers = pump(up, conn, r, null).then(() => end(r));
+      // A client that is done sending (a half-close after its request) still gets its answers: the server is
+      // told the same, and the relay ends when the server's side does.
+      if (await pump(conn, up, r, r.watch) && !r.closed) {
+        await up.closeWrite().catch(() => {});
+        await answers;
+      }
     } catch (err) {
       if (!r.closed) onError?.("http relay failed", { error: String(err) });
     } finally {
@@ -178,11 +214,12 @@ export function startFront(
   const sweep = setInterval(() => {
     const now = performance.now();
     for (const r of relays) {
-      const since = r.watch.headSince;
-      if ((since !== null && now - since >= limits.headerTimeoutMs) || now - r.lastMs >= limits.idleMs) end(r);
+      const since = r.watch.since;
+      if ((since !== null && now - since >= limits.requestTimeoutMs) || now - r.lastMs >= limits.idleMs) end(r);
     }
-  }, Math.max(20, Math.min(1000, Math.floor(Math.min(limits.headerTimeoutMs, limits.idleMs) / 4))));
+  }, Math.max(20, Math.min(1000, Math.floor(Math.min(limits.requestTimeoutMs, limits.idleMs) / 4))));
 
+  let lastReport = -Infinity;
   const accepting = (async () => {
     while (!closed) {
       let conn: Deno.Conn;
@@ -190,20 +227,25 @@ export function startFront(
         conn = await listener.accept();
       } catch (err) {
         if (closed) return;
-        // Out of files, or an aborted handshake: this connection is lost, the listener goes on.
-        onError?.("http accept failed", { error: String(err) });
-        await new Promise((r) => setTimeout(r, 50));
+        // A connection reset before it was accepted: the next one at once.
+        if (oneConnection(err)) continue;
+        // Out of files, say: reported (once a second at most) and tried again shortly.
+        if (performance.now() - lastReport > 1000) {
+          lastReport = performance.now();
+          onError?.("http accept failed", { error: String(err) });
+        }
+        await new Promise((r) => setTimeout(r, 20));
         continue;
       }
-      if (!room()) {
-        conn.write(SERVICE_UNAVAILABLE).catch(() => {}).finally(() => {
+      if (!room(performance.now())) {
+        conn.write(SERVICE_UNAVAILABLE).catch(() => 0).finally(() => {
           try {
             conn.close();
           } catch { /* gone */ }
         });
         continue;
       }
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+      (conn as Deno.TcpConn).setNoDelay?.(true);
       void serve(conn);
     }
   })();
@@ -229,37 +271,72 @@ export function startFront(
 export function frontLimits(overrides: Partial<FrontLimits> = {}): FrontLimits {
   return {
     maxConnections: DEFAULTS.httpMaxConnections,
-    headerTimeoutMs: DEFAULTS.httpHeaderTimeoutMs,
+    requestTimeoutMs: DEFAULTS.httpRequestTimeoutMs,
     idleMs: DEFAULTS.httpIdleMs,
     ...overrides,
   };
 }
 
-/**
- * A private directory (0700) for the server's Unix socket, and the socket's
- * path in it. Its name holds this process's id: the directories of
- * processes that are gone (a broker killed with SIGKILL) are removed here.
- */
-export function privateSocket(): { dir: string; path: string } {
-  const dir = Deno.makeTempDirSync({ prefix: `yak-http-${Deno.pid}-` });
-  sweepGone(dirname(dir));
-  return { dir, path: join(dir, "s") };
+/** A private directory for a server's Unix socket, held (locked) for as long as the server runs. */
+export interface PrivateSocket {
+  dir: string;
+  path: string;
+  /** Unlocks and removes the directory. */
+  remove(): void;
 }
 
-/** Removes the socket directories in `tmp` of processes no longer running (where /proc says which run). */
-function sweepGone(tmp: string): void {
-  try {
-    if (!Deno.statSync("/proc/self").isDirectory) return;
-    for (const entry of Deno.readDirSync(tmp)) {
-      const pid = Number(/^yak-http-(\d+)-/.exec(entry.name)?.[1]);
-      if (!entry.isDirectory || !Number.isInteger(pid) || pid === Deno.pid) continue;
+const SOCKET_DIR_PREFIX = "yak-http-";
+const SOCKET_LOCK = "lock";
+
+/**
+ * A private directory (0700) for a server's Unix socket, and the socket's
+ * path in it. The server holds a lock on a file in it while it runs, so
+ * the directories left by servers that are gone (a broker killed with
+ * SIGKILL) are found, whatever process or container made them, and removed
+ * here.
+ */
+export function privateSocket(): PrivateSocket {
+  const dir = Deno.makeTempDirSync({ prefix: `${SOCKET_DIR_PREFIX}${Deno.pid}-` });
+  const lock = Deno.openSync(join(dir, SOCKET_LOCK), { read: true, write: true, createNew: true });
+  lock.lockSync(true);
+  sweepGone(dir);
+  return {
+    dir,
+    path: join(dir, "s"),
+    remove() {
       try {
-        Deno.statSync(`/proc/${pid}`);
-      } catch {
-        try {
-          Deno.removeSync(join(tmp, entry.name), { recursive: true });
-        } catch { /* another user's, or gone already */ }
-      }
+        lock.close();
+      } catch { /* closed */ }
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch { /* gone already */ }
+    },
+  };
+}
+
+/** Removes the other socket directories beside `mine` whose lock nobody holds. */
+function sweepGone(mine: string): void {
+  const tmp = join(mine, "..");
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(tmp)];
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const dir = join(tmp, entry.name);
+    if (!entry.isDirectory || !entry.name.startsWith(SOCKET_DIR_PREFIX) || dir === mine) continue;
+    let lock: Deno.FsFile | null = null;
+    try {
+      lock = Deno.openSync(join(dir, SOCKET_LOCK), { read: true, write: true });
+      if (!lock.tryLockSync(true)) continue; // its server runs
+      lock.close();
+      lock = null;
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      /* another user's, made just now (no lock file yet), or gone: left alone */
+    } finally {
+      lock?.close();
     }
-  } catch { /* no /proc (not Linux), or the directory is not readable: nothing swept */ }
+  }
 }
