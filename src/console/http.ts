@@ -212,61 +212,84 @@ function postRefused(req: Request, url: URL, auth: HttpAuth | null): Response | 
  */
 export function serveHttp(opts: HttpOptions): HttpServer {
   const secure = opts.tls !== undefined;
-  const scheme = secure ? "https" : "http";
-  const listenError = (err: unknown) =>
-    new YakError(
-      "INVALID_ARGUMENT",
-      `--http-port: cannot listen on ${opts.host}:${opts.port}: ${err instanceof Error ? err.message : err}` +
-        " (pick another port, or 0 for a free one)",
-    );
-  const onError = (err: unknown) => {
-    opts.onError?.("http server error", { error: String(err) });
-    return text(500, "500 internal error\n");
-  };
-  const serving = (listening: () => string) => async (req: Request): Promise<Response> => {
+  const handler = (listening: () => string) => async (req: Request): Promise<Response> => {
     let url: URL | null = null;
     try {
-      url = secure ? new URL(req.url) : publicUrl(req, scheme, listening());
+      url = secure ? new URL(req.url) : publicUrl(req, "http", listening());
       return await answer(req, url, opts, secure);
     } catch (err) {
       opts.onError?.("http handler failed", { path: url?.pathname ?? "?", error: String(err) });
       return text(500, "500 internal error\n");
     }
   };
-  if (opts.tls) {
-    // Deno.serve's own connections (see http_front.ts for why TLS is not fronted).
-    let server: Deno.HttpServer<Deno.NetAddr>;
-    try {
-      server = Deno.serve(
-        { hostname: opts.host, port: opts.port, cert: opts.tls.cert, key: opts.tls.key, onListen: () => {}, onError },
-        serving(() => ""),
-      );
-    } catch (err) {
-      throw listenError(err);
-    }
-    const addr = server.addr;
-    const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-    return {
-      host: addr.hostname,
-      port: addr.port,
-      url: `${scheme}://${shown}:${addr.port}/`,
-      connections: null,
-      close: () => server.shutdown(),
-    };
+  return opts.tls ? serveTls(opts, opts.tls, handler(() => "")) : serveFronted(opts, handler);
+}
+
+function listenError(opts: HttpOptions, err: unknown): YakError {
+  return new YakError(
+    "INVALID_ARGUMENT",
+    `--http-port: cannot listen on ${opts.host}:${opts.port}: ${err instanceof Error ? err.message : err}` +
+      " (pick another port, or 0 for a free one)",
+  );
+}
+
+function serverError(opts: HttpOptions): (err: unknown) => Response {
+  return (err) => {
+    opts.onError?.("http server error", { error: String(err) });
+    return text(500, "500 internal error\n");
+  };
+}
+
+function shownHost(addr: Deno.NetAddr): string {
+  return addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+}
+
+/** HTTPS: Deno.serve's own connections (see http_front.ts for why TLS is not fronted). */
+function serveTls(
+  opts: HttpOptions,
+  tls: { cert: string; key: string },
+  handler: (req: Request) => Promise<Response>,
+): HttpServer {
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve(
+      { hostname: opts.host, port: opts.port, ...tls, onListen: () => {}, onError: serverError(opts) },
+      handler,
+    );
+  } catch (err) {
+    throw listenError(opts, err);
   }
+  const addr = server.addr;
+  return {
+    host: addr.hostname,
+    port: addr.port,
+    url: `https://${shownHost(addr)}:${addr.port}/`,
+    connections: null,
+    close: () => server.shutdown(),
+  };
+}
+
+/** Plain HTTP: the front accepts, Deno.serve answers on a private Unix socket. */
+function serveFronted(
+  opts: HttpOptions,
+  handler: (listening: () => string) => (req: Request) => Promise<Response>,
+): HttpServer {
   let listener: Deno.Listener;
   try {
     listener = Deno.listen({ hostname: opts.host, port: opts.port });
   } catch (err) {
-    throw listenError(err);
+    throw listenError(opts, err);
   }
   const addr = listener.addr as Deno.NetAddr;
-  const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const listening = `${shownHost(addr)}:${addr.port}`;
   let socket: PrivateSocket | null = null;
   let server: Deno.HttpServer<Deno.UnixAddr>;
   try {
     socket = privateSocket();
-    server = Deno.serve({ path: socket.path, onListen: () => {}, onError }, serving(() => `${shown}:${addr.port}`));
+    server = Deno.serve(
+      { path: socket.path, onListen: () => {}, onError: serverError(opts) },
+      handler(() => listening),
+    );
   } catch (err) {
     listener.close();
     socket?.remove();
@@ -277,11 +300,11 @@ export function serveHttp(opts: HttpOptions): HttpServer {
     );
   }
   const front = startFront(listener, socket.path, frontLimits(opts.limits), opts.onError);
-  const held = socket!;
+  const held = socket;
   return {
     host: addr.hostname,
     port: addr.port,
-    url: `${scheme}://${shown}:${addr.port}/`,
+    url: `http://${listening}/`,
     get connections() {
       return front.open;
     },

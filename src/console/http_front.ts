@@ -141,63 +141,110 @@ export function startFront(
   limits: FrontLimits,
   onError?: (message: string, fields: Record<string, unknown>) => void,
 ): HttpFront {
-  const relays = new Set<Relay>();
-  let closed = false;
+  return new Front(listener, socketPath, limits, onError);
+}
 
-  const end = (r: Relay): void => {
+/** The relays of one listener (see the module's rules). */
+class Front implements HttpFront {
+  readonly addr: Deno.NetAddr;
+  readonly #listener: Deno.Listener;
+  readonly #socketPath: string;
+  readonly #limits: FrontLimits;
+  readonly #onError?: (message: string, fields: Record<string, unknown>) => void;
+  readonly #relays = new Set<Relay>();
+  readonly #sweep: ReturnType<typeof setInterval>;
+  #closed = false;
+  #lastReport = -Infinity;
+
+  constructor(
+    listener: Deno.Listener,
+    socketPath: string,
+    limits: FrontLimits,
+    onError?: (message: string, fields: Record<string, unknown>) => void,
+  ) {
+    this.addr = listener.addr as Deno.NetAddr;
+    this.#listener = listener;
+    this.#socketPath = socketPath;
+    this.#limits = limits;
+    this.#onError = onError;
+    const shortest = Math.min(limits.requestTimeoutMs, limits.idleMs);
+    this.#sweep = setInterval(() => this.#sweepDeadlines(), Math.max(20, Math.min(1000, Math.floor(shortest / 4))));
+    void this.#accept();
+  }
+
+  get open(): number {
+    return this.#relays.size;
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    try {
+      this.#listener.close();
+    } catch { /* closed */ }
+    for (const r of [...this.#relays]) this.#end(r);
+  }
+
+  async #accept(): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (err) {
+        if (this.#closed) return;
+        // A connection reset before it was accepted: the next one at once.
+        if (oneConnection(err)) continue;
+        // Out of files, say: reported (once a second at most) and tried again shortly.
+        if (performance.now() - this.#lastReport > 1000) {
+          this.#lastReport = performance.now();
+          this.#onError?.("http accept failed", { error: String(err) });
+        }
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      if (!this.#room(performance.now())) {
+        conn.write(SERVICE_UNAVAILABLE).catch(() => 0).finally(() => closeQuietly(conn));
+        continue;
+      }
+      (conn as Deno.TcpConn).setNoDelay?.(true);
+      void this.#serve(conn);
+    }
+  }
+
+  #end(r: Relay): void {
     if (r.closed) return;
     r.closed = true;
-    relays.delete(r);
-    for (const c of [r.conn, r.up]) {
-      try {
-        c?.close();
-      } catch { /* already closed */ }
-    }
-  };
+    this.#relays.delete(r);
+    closeQuietly(r.conn);
+    if (r.up) closeQuietly(r.up);
+  }
 
   /** Room for one more (see the module's rules). */
-  const room = (now: number): boolean => {
-    if (relays.size < limits.maxConnections) return true;
+  #room(now: number): boolean {
+    if (this.#relays.size < this.#limits.maxConnections) return true;
     let silent: Relay | null = null;
-    for (const r of relays) {
+    for (const r of this.#relays) {
       if (!r.watch.served) {
-        end(r);
+        this.#end(r);
         return true;
       }
       if (r.watch.since === null && (silent === null || r.lastMs < silent.lastMs)) silent = r;
     }
     if (silent === null || now - silent.lastMs < EVICTABLE_SILENCE_MS) return false;
-    end(silent);
+    this.#end(silent);
     return true;
-  };
+  }
 
-  /** Copies `from` to `to` until `from` ends; true when it ended with its end of stream (not an error). */
-  const pump = async (from: Deno.Conn, to: Deno.Conn, r: Relay, watch: RequestWatch | null): Promise<boolean> => {
-    const buf = new Uint8Array(RELAY_BUFFER_BYTES);
-    try {
-      while (!r.closed) {
-        const n = await from.read(buf);
-        if (n === null) return true;
-        const now = performance.now();
-        r.lastMs = now;
-        watch?.feed(buf.subarray(0, n), now);
-        for (let at = 0; at < n;) at += await to.write(buf.subarray(at, n));
-        r.lastMs = performance.now();
-      }
-    } catch { /* either side went away */ }
-    return false;
-  };
-
-  const serve = async (conn: Deno.Conn): Promise<void> => {
+  async #serve(conn: Deno.Conn): Promise<void> {
     const now = performance.now();
     const r: Relay = { conn, up: null, watch: new RequestWatch(now), lastMs: now, closed: false };
-    relays.add(r);
+    this.#relays.add(r);
     try {
-      const up = await Deno.connect({ path: socketPath, transport: "unix" });
+      const up = await Deno.connect({ path: this.#socketPath, transport: "unix" });
       if (r.closed) return up.close(); // made room for another while connecting
       r.up = up;
       // The server's side ending (its answer to `Connection: close`, say) ends the relay.
-      const answers = pump(up, conn, r, null).then(() => end(r));
+      const answers = pump(up, conn, r, null).then(() => this.#end(r));
       // A client that is done sending (a half-close after its request) still gets its answers: the server is
       // told the same, and the relay ends when the server's side does.
       if (await pump(conn, up, r, r.watch) && !r.closed) {
@@ -205,66 +252,43 @@ export function startFront(
         await answers;
       }
     } catch (err) {
-      if (!r.closed) onError?.("http relay failed", { error: String(err) });
+      if (!r.closed) this.#onError?.("http relay failed", { error: String(err) });
     } finally {
-      end(r);
+      this.#end(r);
     }
-  };
+  }
 
-  const sweep = setInterval(() => {
+  #sweepDeadlines(): void {
     const now = performance.now();
-    for (const r of relays) {
+    const { requestTimeoutMs, idleMs } = this.#limits;
+    for (const r of this.#relays) {
       const since = r.watch.since;
-      if ((since !== null && now - since >= limits.requestTimeoutMs) || now - r.lastMs >= limits.idleMs) end(r);
+      if ((since !== null && now - since >= requestTimeoutMs) || now - r.lastMs >= idleMs) this.#end(r);
     }
-  }, Math.max(20, Math.min(1000, Math.floor(Math.min(limits.requestTimeoutMs, limits.idleMs) / 4))));
+  }
+}
 
-  let lastReport = -Infinity;
-  const accepting = (async () => {
-    while (!closed) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (closed) return;
-        // A connection reset before it was accepted: the next one at once.
-        if (oneConnection(err)) continue;
-        // Out of files, say: reported (once a second at most) and tried again shortly.
-        if (performance.now() - lastReport > 1000) {
-          lastReport = performance.now();
-          onError?.("http accept failed", { error: String(err) });
-        }
-        await new Promise((r) => setTimeout(r, 20));
-        continue;
-      }
-      if (!room(performance.now())) {
-        conn.write(SERVICE_UNAVAILABLE).catch(() => 0).finally(() => {
-          try {
-            conn.close();
-          } catch { /* gone */ }
-        });
-        continue;
-      }
-      (conn as Deno.TcpConn).setNoDelay?.(true);
-      void serve(conn);
+/** Copies `from` to `to` until `from` ends; true when it ended with its end of stream (not an error). */
+async function pump(from: Deno.Conn, to: Deno.Conn, r: Relay, watch: RequestWatch | null): Promise<boolean> {
+  const buf = new Uint8Array(RELAY_BUFFER_BYTES);
+  try {
+    while (!r.closed) {
+      const n = await from.read(buf);
+      if (n === null) return true;
+      const now = performance.now();
+      r.lastMs = now;
+      watch?.feed(buf.subarray(0, n), now);
+      for (let at = 0; at < n;) at += await to.write(buf.subarray(at, n));
+      r.lastMs = performance.now();
     }
-  })();
+  } catch { /* either side went away */ }
+  return false;
+}
 
-  return {
-    addr: listener.addr as Deno.NetAddr,
-    get open() {
-      return relays.size;
-    },
-    close() {
-      closed = true;
-      clearInterval(sweep);
-      try {
-        listener.close();
-      } catch { /* closed */ }
-      for (const r of [...relays]) end(r);
-      void accepting;
-    },
-  };
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
 }
 
 /** The front's limits: src/config.ts's, with some replaced. */

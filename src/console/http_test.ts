@@ -144,15 +144,20 @@ Deno.test("the front: a flood of idle connections is capped and closed, a slow h
   }
 });
 
-Deno.test("the front: a kept-alive connection serves request after request (a POST's body included) until it idles", async () => {
-  const server = serveHttp({
+/** A server with a token, GET /x and POST /p (which says how many bytes it got), within `limits`. */
+function tokenServer(limits: { requestTimeoutMs: number; idleMs: number }): ReturnType<typeof serveHttp> {
+  return serveHttp({
     host: "127.0.0.1",
     port: 0,
     auth: { token: "t0k" },
     routes: { "/x": () => text(200, "ok\n") },
     posts: { "/p": async (req) => text(200, `got ${(await req.text()).length}\n`) },
-    limits: { requestTimeoutMs: 300, idleMs: 1500 },
+    limits,
   });
+}
+
+Deno.test("the front: a kept-alive connection serves request after request (a POST's body included) until it idles", async () => {
+  const server = tokenServer({ requestTimeoutMs: 300, idleMs: 1500 });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
   const encoder = new TextEncoder();
   const buf = new Uint8Array(4096);
@@ -189,14 +194,7 @@ Deno.test("the front: a kept-alive connection serves request after request (a PO
 });
 
 Deno.test("the front: a client that half-closes gets its answer; an empty Host is the server's; a slow body is cut", async () => {
-  const server = serveHttp({
-    host: "127.0.0.1",
-    port: 0,
-    auth: { token: "t0k" },
-    routes: { "/x": () => text(200, "ok\n") },
-    posts: { "/p": async (req) => text(200, `got ${(await req.text()).length}\n`) },
-    limits: { requestTimeoutMs: 600, idleMs: 5000 },
-  });
+  const server = tokenServer({ requestTimeoutMs: 600, idleMs: 5000 });
   const raw = async (request: string, halfClose: boolean): Promise<string> => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
     try {
