@@ -332,13 +332,15 @@ export const DEFAULTS = {
    * keeps at once (src/console/http_front.ts): room for every viewer's event
    * stream and its page's other requests. When full, the oldest connection
    * that has not sent a whole request yet makes room, else one kept alive
-   * and silent between requests.
+   * and silent between requests (httpEvictableSilenceMs).
    */
   httpMaxConnections: 256,
   /** A request (its head, and a Content-Length body) must be whole this long after its first byte. */
   httpRequestTimeoutMs: 10_000,
   /** An HTTP connection over which nothing moved either way for this long is closed (event streams send every second). */
   httpIdleMs: 60_000,
+  /** When full, a connection answered and silent (both ways) this long between requests makes room. */
+  httpEvictableSilenceMs: 5_000,
   /** Rate samples kept for the charts (at one a second: three minutes). */
   consoleHistoryPoints: 180,
 

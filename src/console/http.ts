@@ -216,6 +216,7 @@ export function serveHttp(opts: HttpOptions): HttpServer {
     let url: URL | null = null;
     try {
       url = secure ? new URL(req.url) : publicUrl(req, "http", listening());
+      if (url === null) return text(400, "400 bad request: the Host header names no host\n");
       return await answer(req, url, opts, secure);
     } catch (err) {
       opts.onError?.("http handler failed", { path: url?.pathname ?? "?", error: String(err) });
@@ -322,13 +323,22 @@ function serveFronted(
  * path), parsed as the client's scheme so that the path is normalized as
  * before and a page's origin matches its own requests'.
  */
-function publicUrl(req: Request, scheme: string, listening: string): URL {
+function publicUrl(req: Request, scheme: string, listening: string): URL | null {
   const rest = req.url.slice(req.url.indexOf("://") + 3);
-  const slash = rest.indexOf("/");
+  const given = (req.headers.get("host") ?? "").trim();
   // No Host (HTTP/1.0), or an empty one: Deno puts the socket's path there.
-  const host = (req.headers.get("host") ?? "").trim() === "" ? listening : rest.slice(0, slash);
-  return new URL(`${scheme}://${host}${rest.slice(slash)}`);
+  if (given === "") return new URL(`${scheme}://${listening}${rest.slice(rest.indexOf("/"))}`);
+  // A name or an address and a port, nothing else: a '/' or '?' in it would move the path (and it is Deno's URL).
+  if (!HOST_HEADER.test(given) || !rest.startsWith(given)) return null;
+  try {
+    return new URL(`${scheme}://${given}${rest.slice(given.length)}`);
+  } catch {
+    return null; // a port past 65535, an IPv6 literal that is none
+  }
 }
+
+/** What a Host header may be: a name, an IPv4 or bracketed IPv6 address, with a port or without. */
+const HOST_HEADER = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-_~]+)(?::\d{1,5})?$/;
 
 /**
  * The process's auth settings for an HTTP server: none without a token;

@@ -11,12 +11,12 @@
  * The rules: at most `maxConnections` at once; when full, room is made by
  * closing the oldest connection that has not yet sent a whole request, else
  * the one silent the longest if it has been silent for
- * {@link EVICTABLE_SILENCE_MS} (a kept-alive connection between requests;
- * an open event stream is never silent that long), else the newcomer is
- * answered 503. A request (its head and a Content-Length body) must be
- * whole `requestTimeoutMs` after its first byte (a new connection's first,
- * after it opened). A connection over which nothing moved either way for
- * `idleMs` is closed.
+ * `evictableSilenceMs` between requests (answered, nothing asked
+ * since; an open event stream is never silent that long), else the newcomer
+ * is answered 503. A request (its head and a Content-Length body; a chunked
+ * body until the server answers) must be whole `requestTimeoutMs` after its
+ * first byte (a new connection's first, after it opened). A connection over
+ * which nothing moved either way for `idleMs` is closed.
  *
  * TLS is not fronted: Deno 2.9's TlsConn.close() does not release a socket
  * whose handshake is pending (twenty silent clients kept their twenty files
@@ -34,6 +34,8 @@ export interface FrontLimits {
   maxConnections: number;
   requestTimeoutMs: number;
   idleMs: number;
+  /** A full front may close a connection silent (both ways) this long between requests. */
+  evictableSilenceMs: number;
 }
 
 /** A running front: its address, and a close that ends every connection. */
@@ -44,10 +46,12 @@ export interface HttpFront {
   close(): void;
 }
 
-/** A full front may close a connection that has sent whole requests once it has been silent (both ways) this long. */
-export const EVICTABLE_SILENCE_MS = 5_000;
-/** The head bytes kept to read its Content-Length and Transfer-Encoding; the rest is only scanned for its end. */
-const KEPT_HEAD_BYTES = 16 * 1024;
+/**
+ * The head bytes kept to read its Content-Length and Transfer-Encoding: more
+ * than Deno.serve takes as a head (it answered heads of 65,550 bytes and
+ * refused those of 70 KiB); past it, only the head's end is looked for.
+ */
+const KEPT_HEAD_BYTES = 96 * 1024;
 const RELAY_BUFFER_BYTES = 16 * 1024;
 const LF = 10;
 const CR = 13;
@@ -59,37 +63,42 @@ const SERVICE_UNAVAILABLE = new TextEncoder().encode(
 /**
  * Follows the requests a client sends: each head up to its empty line
  * (CRLF or a bare LF, as Deno.serve takes both) and the Content-Length body
- * after it, to know whether a request is under way and since when.
+ * after it, to know whether a request is under way and since when, and
+ * whether the server has answered since the last one.
  */
 export class RequestWatch {
   /** When the request under way started (a new connection's first: its opening), or null between requests. */
   since: number | null;
   /** A whole request has been read: the client is not an idle flood. */
   served = false;
-  #kept: number[] = [];
+  /** The server has sent bytes since the last request was whole: nothing is being worked on for this client. */
+  answered = true;
+  #kept = new Uint8Array(1024);
+  #keptBytes = 0;
   /** Bytes of the current head line, carriage returns not counted; -1 before a head's first line. */
   #lineBytes = -1;
   #bodyLeft = 0;
-  /** A chunked body: its end is not followed, so the request stays under way (and under its deadline). */
-  #chunked = false;
+  /** A chunked body (or a length beyond reading): under way until the server answers. */
+  #untilAnswer = false;
 
   constructor(now: number) {
     this.since = now;
   }
 
+  /** Bytes from the client. */
   feed(bytes: Uint8Array, now: number): void {
     let i = 0;
-    while (i < bytes.length && !this.#chunked) {
+    while (i < bytes.length && !this.#untilAnswer) {
       if (this.#bodyLeft > 0) {
         const take = Math.min(this.#bodyLeft, bytes.length - i);
         this.#bodyLeft -= take;
         i += take;
-        if (this.#bodyLeft === 0) this.since = null;
+        if (this.#bodyLeft === 0) this.#whole();
         continue;
       }
       this.since ??= now;
       const b = bytes[i++];
-      if (this.#kept.length < KEPT_HEAD_BYTES) this.#kept.push(b);
+      this.#keep(b);
       if (b === LF) {
         // An empty line ends a head; before its first line it is one of the empty lines a server skips.
         if (this.#lineBytes === 0) this.#headEnded();
@@ -100,15 +109,43 @@ export class RequestWatch {
     }
   }
 
+  /** Bytes from the server: an answer has begun, so a body whose end was not followed is taken as read. */
+  serverSent(): void {
+    if (this.#untilAnswer) {
+      this.#untilAnswer = false;
+      this.#lineBytes = -1;
+      this.#whole();
+    }
+    if (this.since === null) this.answered = true;
+  }
+
+  #keep(b: number): void {
+    if (this.#keptBytes === this.#kept.length) {
+      // Past what Deno.serve takes as a head, only the end is looked for (it refuses the request).
+      if (this.#kept.length >= KEPT_HEAD_BYTES) return;
+      const grown = new Uint8Array(Math.min(KEPT_HEAD_BYTES, this.#kept.length * 4));
+      grown.set(this.#kept);
+      this.#kept = grown;
+    }
+    this.#kept[this.#keptBytes++] = b;
+  }
+
+  #whole(): void {
+    this.since = null;
+    this.answered = false;
+  }
+
   #headEnded(): void {
-    const head = String.fromCharCode(...this.#kept).toLowerCase();
-    this.#kept = [];
+    const head = new TextDecoder("latin1").decode(this.#kept.subarray(0, this.#keptBytes)).toLowerCase();
+    this.#keptBytes = 0;
     this.#lineBytes = -1;
     this.served = true;
-    const length = /\ncontent-length:[ \t]*(\d{1,15})[ \t]*\r?\n/.exec(head);
-    if (/\ntransfer-encoding:/.test(head)) this.#chunked = true;
-    else if (length && Number(length[1]) > 0) this.#bodyLeft = Number(length[1]);
-    else this.since = null;
+    const length = /\ncontent-length:[ \t]*(\d+)[ \t]*\r?\n/.exec(head);
+    const bytes = length ? Number(length[1]) : 0;
+    // A chunked body, or one too long to count: the request lasts until the server answers it.
+    if (/\ntransfer-encoding:/.test(head) || !Number.isSafeInteger(bytes)) this.#untilAnswer = true;
+    else if (bytes > 0) this.#bodyLeft = bytes;
+    else this.#whole();
   }
 }
 
@@ -228,9 +265,10 @@ class Front implements HttpFront {
         this.#end(r);
         return true;
       }
-      if (r.watch.since === null && (silent === null || r.lastMs < silent.lastMs)) silent = r;
+      // Between requests (not one whose answer is still being worked on), the longest silent.
+      if (r.watch.since === null && r.watch.answered && (silent === null || r.lastMs < silent.lastMs)) silent = r;
     }
-    if (silent === null || now - silent.lastMs < EVICTABLE_SILENCE_MS) return false;
+    if (silent === null || now - silent.lastMs < this.#limits.evictableSilenceMs) return false;
     this.#end(silent);
     return true;
   }
@@ -244,10 +282,10 @@ class Front implements HttpFront {
       if (r.closed) return up.close(); // made room for another while connecting
       r.up = up;
       // The server's side ending (its answer to `Connection: close`, say) ends the relay.
-      const answers = pump(up, conn, r, null).then(() => this.#end(r));
+      const answers = pump(up, conn, r, false).then(() => this.#end(r));
       // A client that is done sending (a half-close after its request) still gets its answers: the server is
       // told the same, and the relay ends when the server's side does.
-      if (await pump(conn, up, r, r.watch) && !r.closed) {
+      if (await pump(conn, up, r, true) && !r.closed) {
         await up.closeWrite().catch(() => {});
         await answers;
       }
@@ -269,7 +307,7 @@ class Front implements HttpFront {
 }
 
 /** Copies `from` to `to` until `from` ends; true when it ended with its end of stream (not an error). */
-async function pump(from: Deno.Conn, to: Deno.Conn, r: Relay, watch: RequestWatch | null): Promise<boolean> {
+async function pump(from: Deno.Conn, to: Deno.Conn, r: Relay, fromClient: boolean): Promise<boolean> {
   const buf = new Uint8Array(RELAY_BUFFER_BYTES);
   try {
     while (!r.closed) {
@@ -277,7 +315,8 @@ async function pump(from: Deno.Conn, to: Deno.Conn, r: Relay, watch: RequestWatc
       if (n === null) return true;
       const now = performance.now();
       r.lastMs = now;
-      watch?.feed(buf.subarray(0, n), now);
+      if (fromClient) r.watch.feed(buf.subarray(0, n), now);
+      else r.watch.serverSent();
       for (let at = 0; at < n;) at += await to.write(buf.subarray(at, n));
       r.lastMs = performance.now();
     }
@@ -297,6 +336,7 @@ export function frontLimits(overrides: Partial<FrontLimits> = {}): FrontLimits {
     maxConnections: DEFAULTS.httpMaxConnections,
     requestTimeoutMs: DEFAULTS.httpRequestTimeoutMs,
     idleMs: DEFAULTS.httpIdleMs,
+    evictableSilenceMs: DEFAULTS.httpEvictableSilenceMs,
     ...overrides,
   };
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostAllowed, serveHttp, text } from "./http.ts";
+import type { FrontLimits } from "./http_front.ts";
 
 /** One raw HTTP/1.1 GET with the given Host header: the status line. */
 async function statusWithHost(port: number, host: string): Promise<string> {
@@ -145,12 +146,18 @@ Deno.test("the front: a flood of idle connections is capped and closed, a slow h
 });
 
 /** A server with a token, GET /x and POST /p (which says how many bytes it got), within `limits`. */
-function tokenServer(limits: { requestTimeoutMs: number; idleMs: number }): ReturnType<typeof serveHttp> {
+function tokenServer(limits: Partial<FrontLimits>): ReturnType<typeof serveHttp> {
   return serveHttp({
     host: "127.0.0.1",
     port: 0,
     auth: { token: "t0k" },
-    routes: { "/x": () => text(200, "ok\n") },
+    routes: {
+      "/x": () => text(200, "ok\n"),
+      "/slow": async () => {
+        await new Promise((r) => setTimeout(r, 1500));
+        return text(200, "slow\n");
+      },
+    },
     posts: { "/p": async (req) => text(200, `got ${(await req.text()).length}\n`) },
     limits,
   });
@@ -235,6 +242,83 @@ Deno.test("the front: a client that half-closes gets its answer; an empty Host i
     }
     assert.ok(Date.now() - started < 3000, `closed after ${Date.now() - started} ms`);
   } finally {
+    await server.close();
+  }
+});
+
+Deno.test("the front: a body the head announces far down or with a huge length is still one request; bad Hosts are 400", async () => {
+  const server = tokenServer({ requestTimeoutMs: 600, idleMs: 5000 });
+  const auth = "Host: 127.0.0.1\r\nAuthorization: Bearer t0k\r\nContent-Type: application/json\r\n";
+  try {
+    for (
+      const head of [
+        `POST /p HTTP/1.1\r\n${auth}X-Pad: ${"p".repeat(17_000)}\r\nContent-Length: 100000\r\n\r\n`,
+        `POST /p HTTP/1.1\r\n${auth}Content-Length: 1000000000000000\r\n\r\n`,
+      ]
+    ) {
+      // The body trickles in lines that look like heads' ends: still a body, cut at the request's deadline.
+      const slow = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await slow.write(new TextEncoder().encode(head));
+      const trickle = setInterval(() => slow.write(new TextEncoder().encode("x\n\n")).catch(() => {}), 100);
+      const started = Date.now();
+      try {
+        assert.ok(
+          await closedWithin(slow, 4000),
+          `the trickled body's connection is closed (${head.length} bytes of head)`,
+        );
+      } finally {
+        clearInterval(trickle);
+      }
+      assert.ok(Date.now() - started < 3000, `closed after ${Date.now() - started} ms`);
+    }
+    for (const host of ["[zz]", "127.0.0.1:99999", "a:b", "[::1]/x?"]) {
+      assert.equal(await statusWithHost(server.port, host), "HTTP/1.1 400 Bad Request", host);
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("the front: a full front keeps a request whose answer is slow, and a chunked POST's connection goes on", async () => {
+  const server = tokenServer({ maxConnections: 2, requestTimeoutMs: 1000, idleMs: 5000, evictableSilenceMs: 500 });
+  const auth = "Host: 127.0.0.1\r\nAuthorization: Bearer t0k\r\n";
+  const read = async (conn: Deno.Conn): Promise<string> => {
+    const buf = new Uint8Array(4096);
+    let got = "";
+    while (!/\r\n\r\n[\s\S]*\n$/.test(got)) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      got += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    return got.split("\r\n")[0] + " " + (got.split("\r\n\r\n")[1] ?? "").trim();
+  };
+  const a = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  const b = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  try {
+    // Both slots hold a request whose answer takes 1.5 s: a newcomer at 0.8 s (past the 0.5 s of silence) is
+    // refused, and neither waiting request loses its connection.
+    for (const c of [a, b]) await c.write(new TextEncoder().encode(`GET /slow HTTP/1.1\r\n${auth}\r\n`));
+    const answers = Promise.all([read(a), read(b)]);
+    await new Promise((r) => setTimeout(r, 800));
+    assert.equal(await statusWithHost(server.port, "127.0.0.1"), "HTTP/1.1 503 Service Unavailable");
+    assert.deepEqual(await answers, ["HTTP/1.1 200 OK slow", "HTTP/1.1 200 OK slow"]);
+    // A chunked POST is answered, and the connection serves a slow request past the request deadline after it.
+    const chunked = `POST /p HTTP/1.1\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n` +
+      "2\r\n{}\r\n0\r\n\r\n";
+    await a.write(new TextEncoder().encode(chunked));
+    assert.equal(await read(a), "HTTP/1.1 200 OK got 2");
+    await new Promise((r) => setTimeout(r, 300));
+    await a.write(new TextEncoder().encode(`GET /slow HTTP/1.1\r\n${auth}\r\n`));
+    assert.equal(await read(a), "HTTP/1.1 200 OK slow");
+    // Now both are answered and silent: after 0.5 s a newcomer gets in (answered: 401 without the token).
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(await statusWithHost(server.port, "127.0.0.1"), "HTTP/1.1 401 Unauthorized");
+  } finally {
+    for (const c of [a, b]) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
     await server.close();
   }
 });
