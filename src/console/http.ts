@@ -329,16 +329,18 @@ function publicUrl(req: Request, scheme: string, listening: string): URL | null 
   // No Host (HTTP/1.0), or an empty one: Deno puts the socket's path there.
   if (given === "") return new URL(`${scheme}://${listening}${rest.slice(rest.indexOf("/"))}`);
   // A name or an address and a port, nothing else: a '/' or '?' in it would move the path (and it is Deno's URL).
-  if (!HOST_HEADER.test(given) || !rest.startsWith(given)) return null;
+  if (!HOST_HEADER.test(given)) return null;
+  // An absolute-form request (`GET http://a.example/x`) names its host in the target, which Deno puts there.
+  const authority = rest.startsWith(given) ? given.length : rest.indexOf("/");
   try {
-    return new URL(`${scheme}://${given}${rest.slice(given.length)}`);
+    return new URL(`${scheme}://${rest.slice(0, authority)}${rest.slice(authority)}`);
   } catch {
     return null; // a port past 65535, an IPv6 literal that is none
   }
 }
 
-/** What a Host header may be: a name, an IPv4 or bracketed IPv6 address, with a port or without. */
-const HOST_HEADER = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-_~]+)(?::\d{1,5})?$/;
+/** What a Host header may be: a name, an IPv4 or bracketed IPv6 address (a zone too), with a port or without. */
+const HOST_HEADER = /^(?:\[[0-9a-fA-F:.]+(?:%25[0-9A-Za-z._~-]+)?\]|[A-Za-z0-9.\-_~]+)(?::\d{0,5})?$/;
 
 /**
  * The process's auth settings for an HTTP server: none without a token;

@@ -109,8 +109,13 @@ export class RequestWatch {
     }
   }
 
-  /** Bytes from the server: an answer has begun, so a body whose end was not followed is taken as read. */
-  serverSent(): void {
+  /**
+   * Bytes from the server: an answer has begun, so a body whose end was not
+   * followed is taken as read. An interim answer (`100 Continue`) is not one:
+   * the body comes after it.
+   */
+  serverSent(bytes: Uint8Array): void {
+    if (interim(bytes)) return;
     if (this.#untilAnswer) {
       this.#untilAnswer = false;
       this.#lineBytes = -1;
@@ -138,6 +143,7 @@ export class RequestWatch {
   #headEnded(): void {
     const head = new TextDecoder("latin1").decode(this.#kept.subarray(0, this.#keptBytes)).toLowerCase();
     this.#keptBytes = 0;
+    if (this.#kept.length > 4096) this.#kept = new Uint8Array(1024); // a large head's room is not kept
     this.#lineBytes = -1;
     this.served = true;
     const length = /\ncontent-length:[ \t]*(\d+)[ \t]*\r?\n/.exec(head);
@@ -147,6 +153,15 @@ export class RequestWatch {
     else if (bytes > 0) this.#bodyLeft = bytes;
     else this.#whole();
   }
+}
+
+const HTTP_1 = new TextEncoder().encode("HTTP/1.");
+
+/** Whether server bytes start an interim (1xx) answer: `HTTP/1.x 1..` (Deno.serve writes one on its own). */
+function interim(bytes: Uint8Array): boolean {
+  if (bytes.length < 10 || bytes[9] !== 0x31) return false;
+  for (let i = 0; i < HTTP_1.length; i++) if (bytes[i] !== HTTP_1[i]) return false;
+  return true;
 }
 
 interface Relay {
@@ -316,7 +331,7 @@ async function pump(from: Deno.Conn, to: Deno.Conn, r: Relay, fromClient: boolea
       const now = performance.now();
       r.lastMs = now;
       if (fromClient) r.watch.feed(buf.subarray(0, n), now);
-      else r.watch.serverSent();
+      else r.watch.serverSent(buf.subarray(0, n));
       for (let at = 0; at < n;) at += await to.write(buf.subarray(at, n));
       r.lastMs = performance.now();
     }

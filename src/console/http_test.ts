@@ -323,6 +323,55 @@ Deno.test("the front: a full front keeps a request whose answer is slow, and a c
   }
 });
 
+Deno.test("the front: a chunked body after 100 Continue is a body, not heads; an absolute-form target names the host", async () => {
+  const server = tokenServer({ requestTimeoutMs: 800, idleMs: 5000 });
+  const auth = "Host: 127.0.0.1\r\nAuthorization: Bearer t0k\r\n";
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  const buf = new Uint8Array(4096);
+  const readUntil = async (done: RegExp): Promise<string> => {
+    let got = "";
+    while (!done.test(got)) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      got += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    return got;
+  };
+  try {
+    await conn.write(
+      new TextEncoder().encode(
+        `POST /p HTTP/1.1\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n` +
+          "Expect: 100-continue\r\n\r\n",
+      ),
+    );
+    assert.match(await readUntil(/\r\n\r\n/), /^HTTP\/1\.1 100 Continue/);
+    // A body whose text looks like the end of a head and one announcing a long body: still the body.
+    const text = '{"a":"\n\nfoo\ncontent-length: 99999\r\n\r\n"}';
+    const body = new TextEncoder().encode(text);
+    await conn.write(new TextEncoder().encode(`${body.length.toString(16)}\r\n${text}\r\n0\r\n\r\n`));
+    assert.match(
+      await readUntil(/\r\n\r\n[\s\S]*\n$/),
+      new RegExp(`^HTTP/1\\.1 200 OK[\\s\\S]*got ${body.length}\\n$`),
+    );
+    // Past the request deadline, the kept-alive connection takes the next request (it was cut, taken for a body).
+    await new Promise((r) => setTimeout(r, 1200));
+    await conn.write(new TextEncoder().encode(`GET /x HTTP/1.1\r\n${auth}\r\n`));
+    assert.match(await readUntil(/\r\n\r\n[\s\S]*\n$/), /^HTTP\/1\.1 200 OK[\s\S]*ok\n$/);
+    // `GET http://localhost/x` with another Host: the target's host is the request's (it was a 400).
+    await conn.write(
+      new TextEncoder().encode(
+        "GET http://localhost/x HTTP/1.1\r\nHost: b.example\r\nAuthorization: Bearer t0k\r\n\r\n",
+      ),
+    );
+    assert.match(await readUntil(/\r\n\r\n[\s\S]*\n$/), /^HTTP\/1\.1 200 OK[\s\S]*ok\n$/);
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+    await server.close();
+  }
+});
+
 Deno.test("the front: connections reset before they are accepted do not hold up the next", async () => {
   const errors: string[] = [];
   const server = serveHttp({
