@@ -13,8 +13,8 @@
  * the one silent the longest if it has been silent for
  * `evictableSilenceMs` between requests (answered, nothing asked
  * since; an open event stream is never silent that long), else the newcomer
- * is answered 503. A request (its head and a Content-Length body; a chunked
- * body until the server answers) must be whole `requestTimeoutMs` after its
+ * is answered 503. A request (its head and its Content-Length or chunked
+ * body; any other coding until the server answers) must be whole `requestTimeoutMs` after its
  * first byte (a new connection's first, after it opened). A connection over
  * which nothing moved either way for `idleMs` is closed.
  *
@@ -78,7 +78,9 @@ export class RequestWatch {
   /** Bytes of the current head line, carriage returns not counted; -1 before a head's first line. */
   #lineBytes = -1;
   #bodyLeft = 0;
-  /** A chunked body (or a length beyond reading): under way until the server answers. */
+  /** A chunked body, followed to its last chunk and trailer. */
+  #chunks: ChunkedBody | null = null;
+  /** A body whose end cannot be followed (another transfer coding, a length beyond reading): until the answer. */
   #untilAnswer = false;
 
   constructor(now: number) {
@@ -89,6 +91,13 @@ export class RequestWatch {
   feed(bytes: Uint8Array, now: number): void {
     let i = 0;
     while (i < bytes.length && !this.#untilAnswer) {
+      if (this.#chunks !== null) {
+        i = this.#chunks.feed(bytes, i);
+        if (this.#chunks.state === "bad") this.#untilAnswer = true;
+        if (this.#chunks.state === "done" || this.#chunks.state === "bad") this.#chunks = null;
+        if (!this.#untilAnswer && this.#chunks === null) this.#whole();
+        continue;
+      }
       if (this.#bodyLeft > 0) {
         const take = Math.min(this.#bodyLeft, bytes.length - i);
         this.#bodyLeft -= take;
@@ -148,10 +157,57 @@ export class RequestWatch {
     this.served = true;
     const length = /\ncontent-length:[ \t]*(\d+)[ \t]*\r?\n/.exec(head);
     const bytes = length ? Number(length[1]) : 0;
-    // A chunked body, or one too long to count: the request lasts until the server answers it.
-    if (/\ntransfer-encoding:/.test(head) || !Number.isSafeInteger(bytes)) this.#untilAnswer = true;
+    const coding = /\ntransfer-encoding:([^\n]*)\n/.exec(head)?.[1];
+    // Chunked last (as HTTP/1.1 requires of a request): followed. Any other coding, or a length too long to
+    // count: the request lasts until the server answers it.
+    if (coding !== undefined && /(^|,)[ \t]*chunked[ \t\r]*$/.test(coding)) this.#chunks = new ChunkedBody();
+    else if (coding !== undefined || !Number.isSafeInteger(bytes)) this.#untilAnswer = true;
     else if (bytes > 0) this.#bodyLeft = bytes;
     else this.#whole();
+  }
+}
+
+/**
+ * Where a chunked body is (RFC 9112 7.1): a chunk's size line (hex, maybe
+ * extensions), its data and line end, and after the last (size 0) chunk the
+ * trailer lines up to an empty one.
+ */
+class ChunkedBody {
+  state: "size" | "data" | "dataEnd" | "trailer" | "done" | "bad" = "size";
+  #line = "";
+  #left = 0;
+
+  /** Takes what it can of `bytes` from `i`; returns where it stopped (at "done" or "bad", or the end). */
+  feed(bytes: Uint8Array, i: number): number {
+    while (i < bytes.length && this.state !== "done" && this.state !== "bad") {
+      if (this.state === "data") {
+        const take = Math.min(this.#left, bytes.length - i);
+        this.#left -= take;
+        i += take;
+        if (this.#left === 0) this.state = "dataEnd";
+        continue;
+      }
+      const b = bytes[i++];
+      if (b !== LF) {
+        if (b !== CR && this.#line.length < 256) this.#line += String.fromCharCode(b);
+        continue;
+      }
+      this.#lineEnded();
+    }
+    return i;
+  }
+
+  #lineEnded(): void {
+    const line = this.#line;
+    this.#line = "";
+    if (this.state === "dataEnd") this.state = line === "" ? "size" : "bad";
+    else if (this.state === "trailer") this.state = line === "" ? "done" : "trailer";
+    else {
+      const size = /^([0-9a-fA-F]{1,12})[ \t]*(;.*)?$/.exec(line);
+      if (!size) this.state = "bad";
+      else if ((this.#left = parseInt(size[1], 16)) === 0) this.state = "trailer";
+      else this.state = "data";
+    }
   }
 }
 

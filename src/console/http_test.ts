@@ -158,7 +158,14 @@ function tokenServer(limits: Partial<FrontLimits>): ReturnType<typeof serveHttp>
         return text(200, "slow\n");
       },
     },
-    posts: { "/p": async (req) => text(200, `got ${(await req.text()).length}\n`) },
+    posts: {
+      "/p": async (req) => text(200, `got ${(await req.text()).length}\n`),
+      "/pslow": async (req) => {
+        const got = (await req.text()).length;
+        await new Promise((r) => setTimeout(r, 1500));
+        return text(200, `got ${got}\n`);
+      },
+    },
     limits,
   });
 }
@@ -306,6 +313,9 @@ Deno.test("the front: a full front keeps a request whose answer is slow, and a c
     const chunked = `POST /p HTTP/1.1\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n` +
       "2\r\n{}\r\n0\r\n\r\n";
     await a.write(new TextEncoder().encode(chunked));
+    assert.equal(await read(a), "HTTP/1.1 200 OK got 2");
+    // Its body followed to its last chunk: a chunked POST whose answer takes longer than the deadline is answered.
+    await a.write(new TextEncoder().encode(chunked.replace("POST /p ", "POST /pslow ")));
     assert.equal(await read(a), "HTTP/1.1 200 OK got 2");
     await new Promise((r) => setTimeout(r, 300));
     await a.write(new TextEncoder().encode(`GET /slow HTTP/1.1\r\n${auth}\r\n`));
