@@ -449,6 +449,12 @@ export function privateSocket(): PrivateSocket {
   };
 }
 
+/**
+ * A socket directory younger than this is never swept: its server may be
+ * between creating the lock file and locking it.
+ */
+const SWEEP_MIN_AGE_MS = 60_000;
+
 /** Removes the other socket directories beside `mine` whose lock nobody holds. */
 function sweepGone(mine: string): void {
   const tmp = join(mine, "..");
@@ -463,13 +469,14 @@ function sweepGone(mine: string): void {
     if (!entry.isDirectory || !entry.name.startsWith(SOCKET_DIR_PREFIX) || dir === mine) continue;
     let lock: Deno.FsFile | null = null;
     try {
+      if (Date.now() - (Deno.statSync(dir).mtime?.getTime() ?? Date.now()) < SWEEP_MIN_AGE_MS) continue;
       lock = Deno.openSync(join(dir, SOCKET_LOCK), { read: true, write: true });
       if (!lock.tryLockSync(true)) continue; // its server runs
       lock.close();
       lock = null;
       Deno.removeSync(dir, { recursive: true });
     } catch {
-      /* another user's, made just now (no lock file yet), or gone: left alone */
+      /* another user's, without a lock file, or gone: left alone */
     } finally {
       lock?.close();
     }

@@ -416,19 +416,30 @@ Deno.test("the front's socket directory goes with its server, and those no runni
   Deno.mkdirSync(stale, { recursive: true });
   Deno.writeTextFileSync(join(stale, "lock"), "");
   Deno.writeTextFileSync(join(stale, "s"), "");
+  // Made two minutes ago: a directory younger than a minute may be a server's between its lock file and its lock.
+  const past = new Date(Date.now() - 120_000);
+  Deno.utimeSync(stale, past, past);
   const running = serveHttp({ host: "127.0.0.1", port: 0, auth: null, routes: { "/x": () => text(200, "ok\n") } });
   const mine = () => [...Deno.readDirSync(tmp)].filter((e) => e.name.startsWith(`yak-http-${Deno.pid}-`)).length;
   let second: ReturnType<typeof serveHttp> | null = null;
+  // Made just now and not locked yet (a server between its lock file and its lock): left alone.
+  const young = join(tmp, "yak-http-987654322-young");
+  Deno.mkdirSync(young, { recursive: true });
+  Deno.writeTextFileSync(join(young, "lock"), "");
   try {
     assert.equal(mine(), 1);
     assert.throws(() => Deno.statSync(stale), Deno.errors.NotFound);
-    // A second server sweeps too, and leaves the first's directory (its lock is held) alone.
+    assert.ok(Deno.statSync(young).isDirectory, "a young directory is not swept");
+    // A second server sweeps too, and leaves the first's directory alone, old as it looks: its lock is held.
+    const first = [...Deno.readDirSync(tmp)].find((e) => e.name.startsWith(`yak-http-${Deno.pid}-`))!.name;
+    Deno.utimeSync(join(tmp, first), past, past);
     second = serveHttp({ host: "127.0.0.1", port: 0, auth: null, routes: { "/x": () => text(200, "ok\n") } });
     assert.equal(mine(), 2);
     assert.equal(await statusWithHost(running.port, "127.0.0.1"), "HTTP/1.1 200 OK");
   } finally {
     await running.close();
     await second?.close();
+    Deno.removeSync(young, { recursive: true });
   }
   assert.equal(mine(), 0);
 });
