@@ -335,7 +335,7 @@ export const DEFAULTS = {
    * and silent between requests (httpEvictableSilenceMs).
    */
   httpMaxConnections: 256,
-  /** A request (its head, and a Content-Length body) must be whole this long after its first byte. */
+  /** A request (its head, and a Content-Length or chunked body) must be whole this long after its first byte. */
   httpRequestTimeoutMs: 10_000,
   /** An HTTP connection over which nothing moved either way for this long is closed (event streams send every second). */
   httpIdleMs: 60_000,

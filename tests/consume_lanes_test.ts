@@ -148,17 +148,20 @@ Deno.test("a consumer closed while it reconnects (its broker gone) stops trying:
       await Deno.writeTextFile(
         script,
         `import { Consumer } from ${JSON.stringify(new URL("../src/client/consumer.ts", import.meta.url).href)};
+let retrying = () => {};
+const retried = new Promise<void>((r) => (retrying = r));
 const consumer = await Consumer.open({
   bootstrap: { zookeeper: { host: "127.0.0.1", port: ${c.zkPort} } },
   topic: "gone",
   fromBeginning: true,
+  onRetry: () => retrying(),
 });
 await consumer.poll();
 console.log("polled");
 // The test stops the broker, then says go: the next poll's fetch finds its connection lost and reconnects.
 for await (const _ of Deno.stdin.readable) break;
 const polling = consumer.poll().then(() => "no error", (e) => e.message);
-await new Promise((r) => setTimeout(r, 500));
+await retried; // under way: the first retry is said
 await consumer.close();
 console.log(await polling);
 `,

@@ -212,10 +212,10 @@ function postRefused(req: Request, url: URL, auth: HttpAuth | null): Response | 
  */
 export function serveHttp(opts: HttpOptions): HttpServer {
   const secure = opts.tls !== undefined;
-  const handler = (listening: () => string) => async (req: Request): Promise<Response> => {
+  const handler = (listening: string) => async (req: Request): Promise<Response> => {
     let url: URL | null = null;
     try {
-      url = secure ? new URL(req.url) : publicUrl(req, "http", listening());
+      url = secure ? new URL(req.url) : publicUrl(req, listening);
       if (url === null) return text(400, "400 bad request: the Host header names no host\n");
       return await answer(req, url, opts, secure);
     } catch (err) {
@@ -223,7 +223,7 @@ export function serveHttp(opts: HttpOptions): HttpServer {
       return text(500, "500 internal error\n");
     }
   };
-  return opts.tls ? serveTls(opts, opts.tls, handler(() => "")) : serveFronted(opts, handler);
+  return opts.tls ? serveTls(opts, opts.tls, handler("")) : serveFronted(opts, handler);
 }
 
 function listenError(opts: HttpOptions, err: unknown): YakError {
@@ -273,7 +273,7 @@ function serveTls(
 /** Plain HTTP: the front accepts, Deno.serve answers on a private Unix socket. */
 function serveFronted(
   opts: HttpOptions,
-  handler: (listening: () => string) => (req: Request) => Promise<Response>,
+  handler: (listening: string) => (req: Request) => Promise<Response>,
 ): HttpServer {
   let listener: Deno.Listener;
   try {
@@ -289,7 +289,7 @@ function serveFronted(
     socket = privateSocket();
     server = Deno.serve(
       { path: socket.path, onListen: () => {}, onError: serverError(opts) },
-      handler(() => listening),
+      handler(listening),
     );
   } catch (err) {
     listener.close();
@@ -318,22 +318,21 @@ function serveFronted(
 }
 
 /**
- * The URL a client asked for: the server behind the front sees
- * `http+unix://HOST/path` (HOST from the Host header, else its socket's
- * path), parsed as the client's scheme so that the path is normalized as
- * before and a page's origin matches its own requests'.
+ * The URL a client asked for, or null for a Host that names no host: the
+ * server behind the front sees `http+unix://HOST/path` (HOST from the
+ * request's target or its Host header, else its socket's path), parsed as
+ * `http:` so that the path is normalized as before and a page's origin
+ * matches its own requests'.
  */
-function publicUrl(req: Request, scheme: string, listening: string): URL | null {
+function publicUrl(req: Request, listening: string): URL | null {
   const rest = req.url.slice(req.url.indexOf("://") + 3);
   const given = (req.headers.get("host") ?? "").trim();
   // No Host (HTTP/1.0), or an empty one: Deno puts the socket's path there.
-  if (given === "") return new URL(`${scheme}://${listening}${rest.slice(rest.indexOf("/"))}`);
-  // A name or an address and a port, nothing else: a '/' or '?' in it would move the path (and it is Deno's URL).
+  if (given === "") return new URL(`http://${listening}${rest.slice(rest.indexOf("/"))}`);
+  // A name or an address and a port, nothing else: a '/' or '?' in it would move the path (it is in Deno's URL).
   if (!HOST_HEADER.test(given)) return null;
-  // An absolute-form request (`GET http://a.example/x`) names its host in the target, which Deno puts there.
-  const authority = rest.startsWith(given) ? given.length : rest.indexOf("/");
   try {
-    return new URL(`${scheme}://${rest.slice(0, authority)}${rest.slice(authority)}`);
+    return new URL(`http://${rest}`);
   } catch {
     return null; // a port past 65535, an IPv6 literal that is none
   }

@@ -62,8 +62,8 @@ const SERVICE_UNAVAILABLE = new TextEncoder().encode(
 
 /**
  * Follows the requests a client sends: each head up to its empty line
- * (CRLF or a bare LF, as Deno.serve takes both) and the Content-Length body
- * after it, to know whether a request is under way and since when, and
+ * (CRLF or a bare LF, as Deno.serve takes both) and its Content-Length or
+ * chunked body after it, to know whether a request is under way and since when, and
  * whether the server has answered since the last one.
  */
 export class RequestWatch {
@@ -93,9 +93,10 @@ export class RequestWatch {
     while (i < bytes.length && !this.#untilAnswer) {
       if (this.#chunks !== null) {
         i = this.#chunks.feed(bytes, i);
-        if (this.#chunks.state === "bad") this.#untilAnswer = true;
-        if (this.#chunks.state === "done" || this.#chunks.state === "bad") this.#chunks = null;
-        if (!this.#untilAnswer && this.#chunks === null) this.#whole();
+        const { state } = this.#chunks;
+        if (state === "done" || state === "bad") this.#chunks = null;
+        if (state === "done") this.#whole();
+        else if (state === "bad") this.#untilAnswer = true; // not chunks after all: Deno.serve says so
         continue;
       }
       if (this.#bodyLeft > 0) {
