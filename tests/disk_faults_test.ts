@@ -299,3 +299,111 @@ Deno.test({
     }
   },
 });
+
+/** The id in each broker's `topics/<topic>/topic.json`, by broker id. */
+async function topicIds(cluster: TestCluster, topic: string): Promise<Map<number, string>> {
+  const ids = new Map<number, string>();
+  for (const id of cluster.brokers.keys()) {
+    const info = JSON.parse(await Deno.readTextFile(join(cluster.topicsDir(id), topic, "topic.json")));
+    ids.set(id, String(info.id));
+  }
+  return ids;
+}
+
+Deno.test("a topic whose files the leader cannot make: leadership moves, the topic keeps its one id, and its records survive a restart", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-unmade-" });
+  let cluster = await TestCluster.start({ dir });
+  let producer: Proc | null = null;
+  try {
+    const first = (await cluster.lease()).leaderId!;
+    // A file where the topic's directory goes: its files cannot be made there, as on a full disk.
+    const blocker = join(cluster.topicsDir(first), "unmade");
+    await Deno.writeTextFile(blocker, "");
+    const created = await yak(["topics", "--create", "unmade", "--partitions", "1", ...cluster.zkFlag]);
+    assert.notEqual(created.code, 0, created.stdout);
+    assert.match(created.stderr, /cannot open the files of topic 'unmade' in .*unmade/);
+    // A leader that cannot write hands over to an in-sync broker, which has the topic from the record.
+    const moved = await cluster.waitFor((l) => l.leaderId !== null && l.leaderId !== first, 10_000);
+    producer = new Proc("producer", ["produce", "--topic", "unmade", "--acks", "all", ...cluster.zkFlag], {
+      stdin: true,
+    });
+    await producer.write("important\n");
+    await producer.closeStdin();
+    assert.equal((await producer.status).code, 0, producer.lines.join("\n"));
+    // The old leader, a follower now, opens the topic as the record says once it can, and is in sync again.
+    await Deno.remove(blocker);
+    await cluster.waitFor((l) => l.leaderId === moved.leaderId && l.isr.length === 3, 15_000);
+    const ids = await topicIds(cluster, "unmade");
+    assert.equal(new Set(ids.values()).size, 1, `one id on every broker: ${JSON.stringify([...ids])}`);
+    // A restart of every broker finds the id each topic.json says, and removes nothing.
+    await cluster.stop();
+    cluster = await TestCluster.start({ dir });
+    assert.deepEqual(await consumeAll("unmade", 1, cluster.zkFlag), ["important"]);
+    for (const id of cluster.brokers.keys()) {
+      const removed = (await opLog(join(dir, `broker-${id}`, "broker.log"))).filter((e) => e.event === "topic_removed");
+      assert.deepEqual(removed, [], `broker ${id} removed a topic`);
+    }
+  } finally {
+    producer?.kill("SIGKILL");
+    await producer?.status;
+    await cluster.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "a full disk at the leader of three: leadership moves to an in-sync broker, every record is acknowledged, and " +
+    "the old leader catches up once space returns",
+  ignore: skipWithout(Deno.build.os === "linux" && canMountTmpfs() ? null : "a tmpfs mount (Linux, as root)"),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "yak-full3-" });
+    const mounts: string[] = [];
+    let cluster: TestCluster | null = null;
+    let producer: Proc | null = null;
+    try {
+      // Each broker's directory on a disk of its own, so the leader's alone can be filled.
+      for (const id of [1, 2, 3]) {
+        const mnt = join(dir, `broker-${id}`);
+        await Deno.mkdir(mnt);
+        const mounted = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt] })
+          .output();
+        assert.ok(mounted.success);
+        mounts.push(mnt);
+      }
+      cluster = await TestCluster.start({ dir });
+      const first = await yak(["produce", "--topic", "full3", "--acks", "all", ...cluster.zkFlag], {
+        stdin: seqText(1000),
+      });
+      assert.equal(first.code, 0, first.stderr);
+      const leader = (await cluster.lease()).leaderId!;
+      const ballast = join(dir, `broker-${leader}`, "ballast");
+      await fillDisk(ballast);
+      producer = new Proc("producer", ["produce", "--topic", "full3", "--acks", "all", ...cluster.zkFlag], {
+        stdin: true,
+      });
+      await producer.write(seqText(20_000, 1001));
+      await producer.closeStdin();
+      assert.equal((await producer.status).code, 0, producer.lines.join("\n"));
+      const moved = await cluster.lease();
+      assert.notEqual(moved.leaderId, leader, "another broker leads");
+      const events = await opLog(join(dir, `broker-${leader}`, "broker.log"));
+      assert.ok(events.some((e) => e.event === "write_failed" && /space/i.test(String(e.error))));
+      assert.ok(events.some((e) => e.event === "stepped_down"));
+      // Space returns: the old leader copies what it missed and is in sync again.
+      await Deno.remove(ballast);
+      await cluster.waitFor((l) => l.isr.length === 3, 20_000);
+      const values = (await consumeAll("full3", 21_000, cluster.zkFlag)).map(Number).sort((a, b) => a - b);
+      assert.deepEqual(values, Array.from({ length: 21_000 }, (_, i) => i + 1));
+      const hashes = await Promise.all([1, 2, 3].map((id) => segmentHashes(cluster!.topicsDir(id))));
+      assert.deepEqual(hashes[0], hashes[1]);
+      assert.deepEqual(hashes[0], hashes[2]);
+    } finally {
+      producer?.kill("SIGKILL");
+      await producer?.status;
+      await cluster?.stop();
+      for (const mnt of mounts) await new Deno.Command("umount", { args: [mnt] }).output();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -31,7 +31,7 @@ import { TopicStore } from "./topic_store.ts";
 import { TxnCoordinator } from "./txn_coordinator.ts";
 import { ZkThread } from "./zk_thread.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
-import type { Damage, Fence, LogOptions, PartitionLog, ReadResult } from "../log/partition_log.ts";
+import type { Damage, Fence, LogOptions, PartitionLog, ReadResult, WriteFailure } from "../log/partition_log.ts";
 import type { BrokerStatus, DamageStatus, FencedStatus, TransactionStatus } from "../protocol/status.ts";
 import { BrokerMetrics, type PartitionGauges, renderMetrics } from "./metrics.ts";
 import { monotonicMs } from "../clock.ts";
@@ -42,6 +42,9 @@ const CLEAN_SHUTDOWN_FILE = "clean-shutdown";
 
 /** How often the broker thread probes its own event loop's lag (`yak_event_loop_lag_seconds`). */
 const LAG_PROBE_MS = 50;
+
+/** A leader whose writes fail, and that no other broker could replace, asks again this long after. */
+const STORAGE_RESIGN_INTERVAL_MS = 5000;
 
 /**
  * Checks, locks and opens a broker's directory (DATA/broker-N): refused when
@@ -74,7 +77,7 @@ async function openTopicStore(
   opts: BrokerOptions,
   log: OpLog,
   clean: boolean,
-  reports: Pick<LogOptions, "onDamage" | "onFenced">,
+  reports: Pick<LogOptions, "onDamage" | "onFenced" | "onWriteFailed">,
 ): Promise<TopicStore> {
   try {
     return await TopicStore.open(join(dir, "topics"), {
@@ -86,6 +89,7 @@ async function openTopicStore(
       onEvent: (event, fields) => log.write(event, fields),
       onDamage: reports.onDamage,
       onFenced: reports.onFenced,
+      onWriteFailed: reports.onWriteFailed,
       verifyAll: !clean,
     });
   } catch (err) {
@@ -168,6 +172,8 @@ export class Broker implements BrokerContext {
   readonly #fenced: FencedStatus[] = [];
   /** A resignation asked of the zookeeper and not answered yet. */
   #resigning: Promise<unknown> | null = null;
+  /** When a failed write may next ask for a resignation (see #onWriteFailed). */
+  #nextStorageResignMs = 0;
   #scrubber: Scrubber | null = null;
   #fatal!: (err: YakError) => void;
   /** Resolves with the error that forces this broker to stop (e.g. its id is in use). */
@@ -215,15 +221,18 @@ export class Broker implements BrokerContext {
     let onDamage: (d: Damage) => void = (d) => void found.push(d);
     // Opening never fences (a failure there fails the start); from the first request on, the broker is told.
     let onFenced: (f: Fence) => void = () => {};
+    let onWriteFailed: (f: WriteFailure) => void = () => {};
     const store = await openTopicStore(dir, opts, log, clean, {
       onDamage: (d) => onDamage(d),
       onFenced: (f) => onFenced(f),
+      onWriteFailed: (f) => onWriteFailed(f),
     });
     const broker = new Broker(opts, store, log, dir);
     broker.#dataLock = dataLock;
     broker.#logStorageChecked(clean, found.length);
     onDamage = (d) => broker.#onDamage(d);
     onFenced = (f) => broker.#onFenced(f);
+    onWriteFailed = () => broker.#onWriteFailed();
     for (const d of found) broker.#onDamage(d);
     for (const ref of store.all()) broker.#epoch = Math.max(broker.#epoch, ref.log.epochs.lastEpoch);
     // Every append wakes the long polls waiting for it (consumers, followers), on every partition.
@@ -455,22 +464,49 @@ export class Broker implements BrokerContext {
     const damaged = this.store.all().filter((r) => r.log.damagedFrom < Infinity || r.log.fenced !== null);
     if (damaged.length === 0) return;
     if (this.#role === "leader") {
-      if (this.#resigning) return;
-      const epoch = this.#epoch;
-      this.#resigning = this.#zk.resign(epoch, this.opts.requestTimeoutMs).then((lease) => {
-        if (lease?.leaderId === this.opts.id && lease.epoch === epoch) {
-          this.log.write("damaged_leader_stays", {
-            partitions: damaged.map((r) => r.key),
-            reason: "no other in-sync broker is alive to lead; the damaged records are refused, never served, " +
-              "and a fenced partition answers STORAGE until the broker restarts",
-          });
-        }
-      }).finally(() => (this.#resigning = null));
+      this.#resign("damaged_leader_stays", () => ({
+        partitions: damaged.map((r) => r.key),
+        reason: "no other in-sync broker is alive to lead; the damaged records are refused, never served, " +
+          "and a fenced partition answers STORAGE until the broker restarts",
+      }));
       return;
     }
     if (this.#role !== "follower") return;
     this.#transition = this.#transition.then(() => this.#cutDamaged())
       .catch((err) => this.log.write("heal_failed", { error: err instanceof Error ? err.message : String(err) }));
+  }
+
+  /**
+   * Asks the zookeeper to hand leadership to another in-sync broker (unless
+   * a resignation is under way); when none can lead, this one stays, and
+   * `staysEvent` says so in the log with `fields()`.
+   */
+  #resign(staysEvent: string, fields: () => Record<string, unknown>): void {
+    if (this.#resigning) return;
+    const epoch = this.#epoch;
+    this.#resigning = this.#zk.resign(epoch, this.opts.requestTimeoutMs).then((lease) => {
+      if (lease?.leaderId === this.opts.id && lease.epoch === epoch) this.log.write(staysEvent, fields());
+    }).finally(() => (this.#resigning = null));
+  }
+
+  /**
+   * A write failed here and was taken back (a full disk; see
+   * PartitionLog's onWriteFailed), or a topic's files could not be made. A
+   * leader that cannot write holds up every producer, so it hands
+   * leadership to an in-sync broker that can, as Kafka takes a failing log
+   * directory offline and leads elsewhere. As a follower it then fails the
+   * same writes, leaves the in-sync set, and catches up once they succeed
+   * again (replica_writes_resumed). With no other broker to lead, it stays
+   * and asks again at most every {@link STORAGE_RESIGN_INTERVAL_MS}.
+   */
+  #onWriteFailed(): void {
+    if (this.#stopping || this.#role !== "leader") return;
+    const now = monotonicMs();
+    if (now < this.#nextStorageResignMs) return;
+    this.#nextStorageResignMs = now + STORAGE_RESIGN_INTERVAL_MS;
+    this.#resign("write_failing_leader_stays", () => ({
+      reason: "no other in-sync broker is alive to lead; writes are refused (STORAGE) until they succeed here again",
+    }));
   }
 
   /** A follower's first step of healing: each damaged log cut at its first damaged record. */

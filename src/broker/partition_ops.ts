@@ -309,6 +309,30 @@ export class PartitionOps {
     }
   }
 
+  /**
+   * Makes the topic ready for a batch: created on first use, its files open
+   * (or this throws why not). Null when it is ready now, as it nearly always
+   * is: no await on the way of every batch.
+   */
+  #topicReady(topic: string, batch: ProducedBatch): Promise<void> | null {
+    const b = this.#b;
+    if (!this.#topics.changing(topic) && !b.store.isUnopened(topic) && b.store.has(topic)) return null;
+    return this.#readyTopic(topic, batch);
+  }
+
+  async #readyTopic(topic: string, batch: ProducedBatch): Promise<void> {
+    const b = this.#b;
+    const changing = this.#topics.changing(topic);
+    if (changing) await changing;
+    // Its files failed to open (a full disk): opened now, or this write fails as they do.
+    if (b.store.isUnopened(topic)) await b.store.openUnopened(topic);
+    if (!b.store.has(topic)) {
+      // Lines are counted as they are written, after this: a batch that would be refused makes no topic.
+      if (batch.lines) checkLines(batch.lines.bytes, batch.lines.count);
+      await this.#topics.ensure(topic);
+    }
+  }
+
   async #appendBatch(tp: TopicPartition, batch: ProducedBatch, acks: Acks, timeoutMs: number): Promise<AppendResult> {
     const b = this.#b;
     b.requireLeader();
@@ -327,13 +351,8 @@ export class PartitionOps {
       // the topic is in the store before the creation ends, and a later batch of the same producer must not
       // take its offsets first (a producer the partition does not know yet is taken at any sequence, so the
       // first batch would then look like a duplicate and be dropped).
-      const changing = this.#topics.changing(tp.topic);
-      if (changing) await changing;
-      if (!b.store.has(tp.topic)) {
-        // Lines are counted as they are written, after this: a batch that would be refused makes no topic.
-        if (batch.lines) checkLines(batch.lines.bytes, batch.lines.count);
-        await this.#topics.ensure(tp.topic);
-      }
+      const ready = this.#topicReady(tp.topic, batch);
+      if (ready) await ready;
       log = b.store.partition(tp.topic, tp.partition);
       if (log.fenced) throw log.fenced;
       // Again when a change of leadership reset the state while its tail was read (that read installs nothing).

@@ -394,29 +394,38 @@ export class ReplicaFetcher {
     // Metadata first: it may create the topics whose data follows.
     parts.sort((x, y) => (x.key === CLUSTER_KEY ? -1 : y.key === CLUSTER_KEY ? 1 : 0));
     let appended = false;
+    // Topics whose files failed to open here (a full disk) are opened again before their records come.
+    if (b.store.hasUnopened) await b.store.openUnopened().catch((err) => this.#writeFailed(CLUSTER_KEY, err));
     for (const part of parts) {
       const ref = b.store.byKey(part.key);
       if (!ref || ref.log.fenced || part.base !== ref.log.logEndOffset) continue; // learned next round
       try {
         await ref.log.appendReplica(part.base, part.count, part.bytes, part.epochs, part.rolls, part.next);
       } catch (err) {
-        if (!this.#writeFailing) {
-          b.log.write("replica_write_failed", {
-            partition: part.key,
-            error: err instanceof Error ? err.message : String(err),
-          });
-        }
-        this.#writeFailing = true;
-        throw err;
+        this.#writeFailed(part.key, err);
       }
       if (this.#writeFailing) {
         this.#writeFailing = false;
         b.log.write("replica_writes_resumed", { partition: part.key });
       }
-      if (part.key === CLUSTER_KEY) await b.store.applyLines(decoder.decode(part.bytes));
+      if (part.key === CLUSTER_KEY) {
+        await b.store.applyLines(decoder.decode(part.bytes)).catch((err) => this.#writeFailed(part.key, err));
+      }
       appended = true;
     }
     return appended;
+  }
+
+  /** A write here failed: said once until writes succeed again (the leader is told by our fetches), and thrown. */
+  #writeFailed(key: string, err: unknown): never {
+    if (!this.#writeFailing) {
+      this.#b.log.write("replica_write_failed", {
+        partition: key,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
+    this.#writeFailing = true;
+    throw err;
   }
 
   /** Takes the leader's high watermarks, never past our own log end. */

@@ -252,6 +252,9 @@ export class TopicAdmin {
     if (pending && mode === "ensure") return pending;
     const run = (async () => {
       await pending?.catch(() => {});
+      // A record of this topic whose files failed here (a full disk) is finished first, under its id: a new
+      // record would give the name another id, and each replica would later remove the records it holds.
+      await this.#b.store.openUnopened(topic);
       const have = this.#b.store.partitionCount(topic);
       if (mode === "ensure" && have > 0) return;
       if (mode === "create" && have > 0) {

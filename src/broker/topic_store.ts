@@ -49,6 +49,13 @@ export class TopicStore {
   readonly #everyLog: ((log: PartitionLog) => void)[] = [];
   /** Told when a cleaning was decided (a `clean` record applied, or replayed). */
   onCleaning: () => void = () => {};
+  /**
+   * Topics the metadata names whose files could not be made or opened here
+   * (a full disk): opened again by {@link openUnopened}, never made anew.
+   */
+  readonly #unopened = new Set<string>();
+  /** The id each open topic's logs were opened under: a record with another id is another incarnation. */
+  readonly #openIds = new Map<string, string | undefined>();
 
   private constructor(
     dir: string,
@@ -112,7 +119,7 @@ export class TopicStore {
         await this.#removeGone(entry.name, "deleted while this broker was away");
       }
     }
-    for (const name of this.meta.topics.keys()) await this.#open(name);
+    await this.#openAll([...this.meta.topics.keys()]);
   }
 
   /**
@@ -133,7 +140,64 @@ export class TopicStore {
     }
     if (op.op === "clean") this.onCleaning();
     if (op.op !== "topic") return;
-    await this.#open(checkTopicName(op.topic));
+    await this.#openNoting(checkTopicName(op.topic));
+  }
+
+  /**
+   * Opens a topic's files, noting a failure in {@link unopened} (and telling
+   * the broker, as of a failed write) and throwing it as STORAGE with the
+   * topic and the directory.
+   */
+  async #openNoting(name: string): Promise<void> {
+    try {
+      await this.#open(name);
+      this.#unopened.delete(name);
+    } catch (err) {
+      this.#unopened.add(name);
+      const dir = join(this.dir, name);
+      const why = err instanceof Error ? err.message : String(err);
+      const failed = err instanceof YakError && err.code === "STORAGE"
+        ? err
+        : new YakError("STORAGE", `cannot open the files of topic '${name}' in ${dir}: ${why}`);
+      this.#logOpts.onWriteFailed?.({ dir, error: failed.message });
+      throw failed;
+    }
+  }
+
+  /** Opens each of `names`, all of them even when one fails; throws the first failure. */
+  async #openAll(names: readonly string[]): Promise<void> {
+    let first: unknown = null;
+    for (const name of names) {
+      try {
+        await this.#openNoting(name);
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first !== null) throw first;
+  }
+
+  /** Whether `topic`'s files failed to open here and wait for {@link openUnopened}. */
+  isUnopened(topic: string): boolean {
+    return this.#unopened.has(topic);
+  }
+
+  /** Whether any topic's files wait for {@link openUnopened}. */
+  get hasUnopened(): boolean {
+    return this.#unopened.size > 0;
+  }
+
+  /**
+   * Opens again the topics (or only `topic`) whose records were applied but
+   * whose files could not be opened then: the record is in `__cluster`, so
+   * the topic is opened as it says, under its id, never made anew. Throws
+   * the first that still fails.
+   */
+  async openUnopened(topic?: string): Promise<void> {
+    if (this.#unopened.size === 0) return;
+    const names = topic === undefined ? [...this.#unopened] : this.#unopened.has(topic) ? [topic] : [];
+    for (const name of names) if (!this.meta.topics.has(name)) this.#unopened.delete(name);
+    await this.#openAll(names.filter((name) => this.meta.topics.has(name)));
   }
 
   /**
@@ -163,6 +227,7 @@ export class TopicStore {
         this.#byKey.delete(`${name}/${p}`);
       }
       this.#logs.delete(name);
+      this.#openIds.delete(name);
     }
     const dir = join(this.dir, name);
     try {
@@ -209,12 +274,16 @@ export class TopicStore {
   async #open(name: string): Promise<void> {
     const meta = this.meta.topics.get(name)!;
     const topicDir = join(this.dir, name);
-    // A directory left by another incarnation of this name (deleted while this broker was down) goes first.
-    if (meta.id !== undefined && !this.#logs.has(name)) {
+    // A directory left by another incarnation of this name (deleted while this broker was down) goes first,
+    // and so do open logs of another one: what a restart would find in topic.json and remove.
+    if (meta.id !== undefined) {
       let onDiskId: unknown = meta.id;
-      try {
-        onDiskId = JSON.parse(await Deno.readTextFile(join(topicDir, "topic.json"))).id;
-      } catch { /* no topic.json (or not one yak wrote whole): nothing of an older incarnation */ }
+      if (this.#logs.has(name)) onDiskId = this.#openIds.get(name);
+      else {
+        try {
+          onDiskId = JSON.parse(await Deno.readTextFile(join(topicDir, "topic.json"))).id;
+        } catch { /* no topic.json (or not one yak wrote whole): nothing of an older incarnation */ }
+      }
       // Thrown when it fails: the new topic must not open the old one's segments as its own.
       if (onDiskId !== meta.id) await this.#remove(name, "another incarnation of the name");
     }
@@ -227,8 +296,11 @@ export class TopicStore {
       log.setSegmentLimits(limits);
       if (compacted && log.cleanState === null) await log.allowGaps();
     }
-    if (logs.length >= want) return;
+    if (logs.length >= want && this.#openIds.get(name) === meta.id) return;
     await Deno.mkdir(topicDir, { recursive: true, mode: dataModes().dir });
+    // Known before the partitions open: when one fails, those opened stay this topic's (never opened twice).
+    this.#logs.set(name, logs);
+    this.#openIds.set(name, meta.id);
     for (let p = logs.length; p < want; p++) {
       const key = `${name}/${p}`;
       const log = await PartitionLog.open(join(topicDir, String(p)), {
@@ -242,7 +314,6 @@ export class TopicStore {
       this.#byKey.set(key, { key, topic: name, partition: p, log });
       for (const fn of this.#everyLog) fn(log);
     }
-    this.#logs.set(name, logs);
     const info = {
       name,
       partitions: want,
@@ -254,11 +325,22 @@ export class TopicStore {
 
   /** Applies the ops in a chunk of `__cluster` lines. */
   async applyLines(text: string): Promise<void> {
-    for (const op of Metadata.parseLines(text)) await this.apply(op);
+    // Every op is applied even when the files of one fail (they are opened again later, see openUnopened):
+    // stopping there would leave the state without the ops after it until a restart.
+    let first: unknown = null;
+    for (const op of Metadata.parseLines(text)) {
+      try {
+        await this.apply(op);
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first !== null) throw first;
   }
 
+  /** Whether the topic's partitions are open here (some of them, when opening the rest failed). */
   has(topic: string): boolean {
-    return this.#logs.has(topic);
+    return (this.#logs.get(topic)?.length ?? 0) > 0;
   }
 
   /** Partition count of a topic, or 0 if unknown. */
@@ -269,7 +351,7 @@ export class TopicStore {
   /** The log of one partition, or UNKNOWN_TOPIC / UNKNOWN_PARTITION. */
   partition(topic: string, partition: number): PartitionLog {
     const logs = this.#logs.get(topic);
-    if (!logs) {
+    if (!logs || logs.length === 0) {
       throw new YakError(
         "UNKNOWN_TOPIC",
         `topic '${topic}' does not exist; produce to it or create it first`,
@@ -301,7 +383,7 @@ export class TopicStore {
   }
 
   topicNames(): string[] {
-    return [...this.#logs.keys()].sort();
+    return [...this.#logs.keys()].filter((name) => this.has(name)).sort();
   }
 
   /** Sum of log end offsets: how much this replica holds, for elections. */

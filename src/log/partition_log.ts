@@ -41,6 +41,11 @@ export interface LogOptions {
   /** Told once when an I/O error leaves the log uncertain and it fences itself (see {@link PartitionLog.fenced}). */
   onFenced?: (fence: Fence) => void;
   /**
+   * Told of every write that failed and was taken back whole (a full disk):
+   * the log goes on, and takes writes again once they succeed.
+   */
+  onWriteFailed?: (failure: WriteFailure) => void;
+  /**
    * At open, check every record of every segment (not only the last one):
    * the broker did not close this log cleanly, so any of its bytes may be hurt.
    */
@@ -67,6 +72,12 @@ export interface Fence {
   dir: string;
   /** What was being done, e.g. "a write to FILE" or "cutting the log at offset 120". */
   what: string;
+  error: string;
+}
+
+/** A write that failed without leaving the files uncertain (see {@link LogOptions.onWriteFailed}). */
+export interface WriteFailure {
+  dir: string;
   error: string;
 }
 
@@ -163,8 +174,10 @@ export class PartitionLog {
   readonly dir: string;
   readonly epochs: EpochCache;
   readonly #opts:
-    & Required<Omit<LogOptions, "onEvent" | "onDamage" | "verifyAll" | "name" | "onFenced" | "compacted">>
-    & Pick<LogOptions, "onEvent" | "onDamage" | "name" | "onFenced">;
+    & Required<
+      Omit<LogOptions, "onEvent" | "onDamage" | "verifyAll" | "name" | "onFenced" | "onWriteFailed" | "compacted">
+    >
+    & Pick<LogOptions, "onEvent" | "onDamage" | "name" | "onFenced" | "onWriteFailed">;
   #segments: Segment[];
   /** Offset after the last record on disk. */
   #logEnd: number;
@@ -566,10 +579,12 @@ export class PartitionLog {
     for (const p of voided) p.onVoid();
     if (epochsChanged) this.epochs.truncateFrom(this.#logEnd, this.logStartOffset);
     if (err instanceof UncertainFileError) return this.#fenceFor(err.what, err);
-    return err instanceof YakError ? err : new YakError(
+    const failed = err instanceof YakError ? err : new YakError(
       "STORAGE",
       `cannot write to ${this.#label}: ${err instanceof Error ? err.message : err}`,
     );
+    if (failed.code === "STORAGE") this.#opts.onWriteFailed?.({ dir: this.dir, error: failed.message });
+    return failed;
   }
 
   async #roll(baseOffset: number): Promise<void> {
