@@ -96,6 +96,33 @@ Deno.test("yak consume: --offset per partition, --exit-at-end, formats, several 
       });
 
       await t.step(
+        "--auto-offset-reset decides where what has no commit starts, as Kafka's auto.offset.reset",
+        async () => {
+          // A new group, and a consumer without one, start at the start with earliest.
+          const group =
+            (await consume("--topic", "o", "--group", "aor", "--auto-offset-reset", "earliest", "--exit-at-end"))
+              .trimEnd().split("\n");
+          assert.equal(group.length, 40);
+          const plain = (await consume("--topic", "o", "--auto-offset-reset", "earliest", "--exit-at-end")).trimEnd();
+          assert.equal(plain.split("\n").length, 40);
+          // Where the group committed, it goes on from there; latest starts a new group at the end.
+          assert.equal(
+            await consume("--topic", "o", "--group", "aor", "--auto-offset-reset", "earliest", "--exit-at-end"),
+            "",
+          );
+          assert.equal(
+            await consume("--topic", "o", "--group", "aor2", "--auto-offset-reset", "latest", "--exit-at-end"),
+            "",
+          );
+          const both = await yak(
+            ["consume", "--topic", "o", "--from-beginning", "--auto-offset-reset", "latest", "--exit-at-end", ...zk],
+          );
+          assert.equal(both.code, 1);
+          assert.match(both.stderr, /--from-beginning .*not with --auto-offset-reset latest/);
+        },
+      );
+
+      await t.step(
         "formats: json, kcat templates, keys and timestamps as kafka-console-consumer prints them",
         async () => {
           const keyed = await yak(["produce", "--topic", "kv", "--partition", "0", "--key-separator", "=", ...zk], {

@@ -58,9 +58,11 @@ high watermark. Transaction markers are never printed.
 --topic-regex reads every topic whose whole name matches, also those made later.
 --bootstrap reads from that broker (any replica serves reads); otherwise from
 the leader.
---auto-offset-reset: where a position goes that retention deleted (or that is
-past the end): earliest (the default) or latest. A group with no commit yet
-starts at the end, or at the start with --from-beginning.
+--auto-offset-reset earliest|latest: where a partition with no committed
+position starts (as Kafka's auto.offset.reset: the start or the end; without
+the flag the end, or the start with --from-beginning), and where a position
+goes that retention deleted (or that is past the end; there the default is
+earliest). With --offset it is only the latter.
 Ctrl-C or SIGTERM stops after a last commit of what was written to stdout; a
 record counts as consumed once written, so what a reader that exits early
 (| head) left unread in the pipe is not read again by the group.
@@ -179,6 +181,13 @@ function consumeOptionsOf(values: Values): ConsumeOptions {
   const timeoutMs = integer(values, "timeout-ms", undefined, 0, 2 ** 31 - 1);
   const quiet = values.quiet === true;
   const { autoOffsetReset, groupProtocols } = groupFlagsOf(values, group);
+  const resetGiven = text(values, "auto-offset-reset");
+  if (resetGiven === "latest" && values["from-beginning"] === true) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--from-beginning starts where there is no commit at the earliest offset: not with --auto-offset-reset latest",
+    );
+  }
   const consumer: ConsumerOptions = {
     bootstrap: bootstrapOf(values),
     topics,
@@ -186,7 +195,8 @@ function consumeOptionsOf(values: Values): ConsumeOptions {
     group,
     partition,
     offset: start,
-    fromBeginning: values["from-beginning"] === true,
+    // As Kafka's auto.offset.reset=earliest: what has no committed position starts at the start.
+    fromBeginning: values["from-beginning"] === true || (resetGiven === "earliest" && start === undefined),
     maxWaitMs: timeoutMs === undefined ? undefined : Math.min(500, timeoutMs),
     // Reaching the cluster: the one deadline of every command. Waiting for a topic that does not exist yet is
     // being idle, so --timeout-ms bounds it too; --exit-at-end does not wait (its end is known: there is none).
