@@ -213,8 +213,14 @@ class ProduceRun {
   read = 0;
   /** The size of an unfinished last line left when the reading stopped early. */
   unfinishedBytes = 0;
-  /** The line the input stopped at, when an error ended the reading: what came after it was never read. */
-  stoppedAt: number | null = null;
+  /**
+   * Where an error ended the reading: at a line the producer refused (`at`:
+   * that line is not stored, and what came after it was never read), or
+   * after the last line handed over (the producer failed while it waited).
+   */
+  stoppedAt: { line: number; at: boolean } | null = null;
+  /** The line the producer refused, when one ended the reading. */
+  #refused: number | null = null;
   readonly progress: Progress;
   /** The number of the line last handed over, for errors. */
   #lastLine = 0;
@@ -278,7 +284,7 @@ class ProduceRun {
         // Bad input (a line without a separator, a record too large for any frame): what came before it
         // is still sent, as Kafka's console producer does; in a transaction, none of it is committed.
         failure = toYakError(err);
-        this.stoppedAt = this.#lastLine;
+        this.stoppedAt = { line: this.#refused ?? this.#lastLine, at: this.#refused !== null };
       }
       const txn = this.options.producer.transactionalId !== undefined;
       if (txn && (failure || this.interrupted)) throw failure ?? new YakError("TIMEOUT", "interrupted");
@@ -323,6 +329,7 @@ class ProduceRun {
             // The line that failed is read too, as #add counts it: the one after the last added.
             this.read += p.added - before + 1;
             this.#lastLine = this.read;
+            this.#refused = this.read;
             throw err;
           }
           this.read += p.added - before;
@@ -374,9 +381,20 @@ class ProduceRun {
 
   /** One line (or message) to the producer, with its key split off when --key-separator asks. */
   #add(p: Producer, line: Line): void {
-    const { fixedKey, separator, keepKeyless, unit, headers } = this.options;
     const number = this.read + 1; // this line's number, for errors
     this.#lastLine = number;
+    try {
+      this.#addLine(p, line, number);
+    } catch (err) {
+      // The line that failed was read: the summary lists it with those not stored.
+      this.read = number;
+      this.#refused = number;
+      throw err;
+    }
+  }
+
+  #addLine(p: Producer, line: Line, number: number): void {
+    const { fixedKey, separator, keepKeyless, unit, headers } = this.options;
     let { value } = line;
     let key = fixedKey;
     if (separator !== undefined) {

@@ -70,6 +70,15 @@ function ranges(numbers: number[], limit = 5): string {
  *   produceSummary(null, "orders", "all", 0, "line", 0, performance.now(), true, null),
  *   /^0 records \(0 bytes\) acknowledged to 'orders', 0 not acknowledged, in 0\.\d\d s$/,
  * );
+ * // Stopped by a line the producer refused, or by its failure after the last line handed over:
+ * assert.match(
+ *   produceSummary(null, "orders", "all", 4, "line", 0, performance.now(), false, { line: 4, at: true }),
+ *   /, 4 not acknowledged \(lines 1-4\), reading stopped at line 4, in /,
+ * );
+ * assert.match(
+ *   produceSummary(null, "orders", "all", 9, "line", 0, performance.now(), false, { line: 9, at: false }),
+ *   /, reading stopped after line 9, in /,
+ * );
  * ```
  */
 export function produceSummary(
@@ -81,7 +90,7 @@ export function produceSummary(
   unfinishedBytes: number,
   started: number,
   interrupted: boolean,
-  stoppedAt: number | null,
+  stoppedAt: { line: number; at: boolean } | null,
 ): string {
   const seconds = (performance.now() - started) / 1000;
   const acked = p?.ackedRecords ?? 0;
@@ -97,7 +106,7 @@ export function produceSummary(
       out += ` (${missing.length === 1 ? unit : `${unit}s`} ${ranges(missing.map((i) => i + 1))})`;
     }
   }
-  if (stoppedAt !== null) out += `, ${unit}s after ${unit} ${stoppedAt} not read`;
+  if (stoppedAt !== null) out += `, reading stopped ${stoppedAt.at ? "at" : "after"} ${unit} ${stoppedAt.line}`;
   if (unfinishedBytes > 0) out += `, an unfinished last line (${plural(unfinishedBytes, "byte")}) not sent`;
   const listed = missing.length > 0 || unfinishedBytes > 0 || interrupted || stoppedAt !== null;
   out += `${listed ? "," : ""} in ${seconds.toFixed(2)} s`;
