@@ -112,6 +112,28 @@ Deno.test("yak cluster in a terminal: ready takes writes, a second cluster is to
           } finally {
             await Deno.remove(other, { recursive: true });
           }
+          // Its own ports overlapping (broker 1's /metrics on the zookeeper's port): said so, nothing started.
+          const free = freePortRange(8);
+          const overlapDir = await Deno.makeTempDir({ prefix: "yak-cluster-3-" });
+          const overlap = await yak([
+            "cluster",
+            "--data",
+            overlapDir,
+            "--zookeeper-port",
+            String(free + 1),
+            "--base-port",
+            String(free + 2),
+            "--http-port",
+            String(free),
+          ]).finally(() => Deno.remove(overlapDir, { recursive: true }));
+          assert.equal(overlap.code, 1, overlap.stdout + overlap.stderr);
+          assert.match(
+            overlap.stderr,
+            new RegExp(
+              `port ${free + 1} would be both the zookeeper's port, --zookeeper-port and broker 1's metrics port, ` +
+                `--http-port \\+ 1: choose`,
+            ),
+          );
           // What a newcomer types in a second terminal to bring a broker back: told what to type instead.
           const otherBase = freePortRange(4);
           const again = ["cluster", "--restart", "--data", dir, "--zookeeper-port", String(otherBase)];

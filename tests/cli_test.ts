@@ -292,7 +292,10 @@ Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill,
       assert.ok(byFlag.stdout.length > 0 && byDirName.stdout.startsWith(byFlag.stdout), "the same log, read later");
       const unknown = await yak(["logs", "broker-x"], { env: { YAK_DATA: cluster.dir } });
       assert.equal(unknown.code, 1);
-      assert.match(unknown.stderr, /say which log: 'yak logs zookeeper' or 'yak logs broker N'/);
+      assert.match(unknown.stderr, /say which log.*: 'yak logs zookeeper' or 'yak logs broker N'/);
+      const typo = await yak(["logs", "zookeper"], { env: { YAK_DATA: cluster.dir } });
+      assert.equal(typo.code, 1);
+      assert.match(typo.stderr, /say which log \(did you mean 'zookeeper'\?\): 'yak logs zookeeper' or/);
       // The default is ./data of the working directory (the repository's through deno task and ./yak).
       const missing = await yak(["logs", "zookeeper"], { cwd, env: { YAK_DATA: "" } });
       assert.equal(missing.code, 1);

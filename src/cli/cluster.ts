@@ -234,6 +234,19 @@ async function checkPortsFree(options: ClusterOptions): Promise<void> {
     if (httpPort !== 0) ports.push([httpPort + i, `broker ${i}'s metrics port, --http-port + ${i}`, i]);
   }
   if (httpPort !== 0) ports.push([httpPort, "the console's port, --http-port", null]);
+  // Two of its own children on one port: said as such, not as a port some other process holds.
+  const seen = new Map<number, string>();
+  for (const [port, what] of ports) {
+    const other = seen.get(port);
+    if (other !== undefined) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `port ${port} would be both ${other} and ${what}: choose --zookeeper-port, --base-port and --http-port ` +
+          `so that they do not overlap`,
+      );
+    }
+    seen.set(port, what);
+  }
   for (const [port, what, broker] of ports) {
     if (portFree(port)) continue;
     const holder = broker === null ? undefined : (await liveBrokersOf(options.data)).find((b) => b.id === broker);

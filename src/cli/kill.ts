@@ -24,7 +24,7 @@ import {
 } from "./args.ts";
 
 const USAGE = `
-yak kill (--broker N | --leader) [--signal KILL|TERM|STOP|CONT] [--data DIR]
+yak kill (--broker N | --leader) [--signal KILL|TERM|STOP|CONT|INT] [--data DIR]
          [--zookeeper HOST:PORT] [--connect-timeout-ms 10000]
 
 Finds the broker's process through DIR/broker-N/broker.pid and signals it

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { formatEntry, type OpLogEntry } from "../op_log.ts";
 import { YakError } from "../errors.ts";
-import { dataRootOf, helpRequested, parse, type Values } from "./args.ts";
+import { dataRootOf, helpRequested, nearest, parse, type Values } from "./args.ts";
 
 const USAGE = `
 yak logs zookeeper [--follow] [--json] [--data DIR]
@@ -57,9 +57,11 @@ function logsOptionsOf(values: Values, positionals: string[]): LogsOptions {
   ) {
     path = join(dataDir, `broker-${positionals[1]}`, "broker.log");
   } else {
+    const meant = positionals[0] === undefined ? undefined : nearest(positionals[0], ["zookeeper", "broker"]);
+    const hint = meant !== undefined && meant !== positionals[0] ? ` (did you mean '${meant}'?)` : "";
     throw new YakError(
       "INVALID_ARGUMENT",
-      "say which log: 'yak logs zookeeper' or 'yak logs broker N'",
+      `say which log${hint}: 'yak logs zookeeper' or 'yak logs broker N'`,
     );
   }
   return { path, follow: values.follow === true, json: values.json === true };
