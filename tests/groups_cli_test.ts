@@ -89,6 +89,46 @@ Deno.test("yak groups: list, describe, reset offsets (refused while members are 
       assert.equal(to5.code, 0, to5.stderr);
       d = await describe();
       assert.deepEqual(d.partitions.map((p) => p.committed), [5, 5, 5]);
+      // kafka-consumer-groups' spelling: --group G; a reset then only shows its plan unless --execute is given,
+      // as there, and --dry-run shows it in either spelling.
+      const kafkaDescribe = await yak(["groups", "--describe", "--group", "g", "--json", ...cluster.zkFlag]);
+      assert.equal(kafkaDescribe.code, 0, kafkaDescribe.stderr);
+      assert.equal(JSON.parse(kafkaDescribe.stdout).group, "g");
+      const reset = ["--topic", "gc", "--to-earliest", ...cluster.zkFlag];
+      for (
+        const args of [["--group", "g", "--reset-offsets", ...reset], ["--reset-offsets", "g", "--dry-run", ...reset]]
+      ) {
+        const plan = await yak(["groups", ...args]);
+        assert.equal(plan.code, 0, plan.stderr);
+        assert.match(plan.stdout, /^g\s+gc\s+0\s+0$/m);
+        assert.match(plan.stderr, /a dry run: nothing changed \(--execute applies it\)/);
+        assert.deepEqual((await describe()).partitions.map((p) => p.committed), [5, 5, 5]);
+      }
+      const executed = await yak([
+        "groups",
+        "--reset-offsets",
+        "--group",
+        "g",
+        "--to-offset",
+        "6",
+        "--execute",
+        "--topic",
+        "gc",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(executed.code, 0, executed.stderr);
+      assert.deepEqual((await describe()).partitions.map((p) => p.committed), [6, 6, 6]);
+      const back = await yak([
+        "groups",
+        "--reset-offsets",
+        "g",
+        "--topic",
+        "gc",
+        "--to-offset",
+        "5",
+        ...cluster.zkFlag,
+      ]);
+      assert.equal(back.code, 0, back.stderr);
       // With a member running: it reads from the reset offset; described with its partitions; resets and
       // deletion are refused.
       member = new Proc("member", ["consume", "--topic", "gc", "--group", "g", ...cluster.zkFlag]);

@@ -27,7 +27,8 @@ import { offsetsOf, resetOffsetsOf } from "../client/group_offsets.ts";
 const USAGE = `
 yak groups --list [--state S[,S...]] [--json]
 yak groups --describe G [--json]
-yak groups --reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N | --shift-by N) [--json]
+yak groups --reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N | --shift-by N)
+           [--dry-run | --execute] [--json]
 yak groups --delete G [--json]
 yak groups --delete-offsets G --topic T [--partition P] [--json]
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
@@ -37,6 +38,10 @@ with their partitions (and a static member's group.instance.id), and per
 partition the committed offset, the log end (high watermark), the lag and
 the member that reads it. --reset-offsets and --delete are refused while the
 group has active members (stop them first).
+--reset-offsets G applies at once; --dry-run shows the new offsets and
+changes nothing. kafka-consumer-groups' spelling works too: --group G beside
+the action (--describe --group G), and then --reset-offsets, as there, only
+shows the plan unless --execute is given.
 --shift-by takes a negative number as --shift-by -10 or --shift-by=-10.
 --state lists only groups in these states (any case, comma-separated or
 repeated): Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
@@ -77,6 +82,9 @@ const FLAGS: Flags = {
   "to-offset": { type: "string" },
   "shift-by": { type: "string" },
   json: { type: "boolean" },
+  group: { type: "string" },
+  "dry-run": { type: "boolean" },
+  execute: { type: "boolean" },
 };
 
 const ACTIONS = ["list", "describe", "reset-offsets", "delete", "delete-offsets"] as const;
@@ -101,6 +109,8 @@ type GroupsOptions =
     reset: Reset;
     /** The text of --to-offset or --shift-by, read as a number once the partitions are known. */
     amount: string;
+    /** Show the new offsets, change nothing. */
+    dryRun: boolean;
   };
 
 /** A partition a group reads, as `--describe` shows it. */
@@ -117,13 +127,14 @@ interface PartitionRow {
 type GroupsResult =
   | { action: "list"; groups: { group: string; state: string; members: number }[] }
   | { action: "describe"; group: string; description: GroupDescription; rows: PartitionRow[] }
-  | { action: "reset-offsets"; group: string; topic: string; offsets: Record<string, number> }
+  | { action: "reset-offsets"; group: string; topic: string; offsets: Record<string, number>; dryRun: boolean }
   | { action: "delete"; group: string }
   | { action: "delete-offsets"; group: string; topic: string; partitions: number[]; committed: number[] };
 
 /** Runs `yak groups`. */
 export async function groupsCommand(args: string[]): Promise<number> {
-  const { values } = parse("groups", args, FLAGS);
+  const kafka = kafkaSpelling(args);
+  const { values } = parse("groups", kafka?.args ?? args, FLAGS);
   if (helpRequested(values, USAGE)) return 0;
   const action = actionOf(values);
   const { conn } = await connectLeader(
@@ -133,12 +144,37 @@ export async function groupsCommand(args: string[]): Promise<number> {
   );
   try {
     // The action's own flags are checked once the leader is reached, before anything is sent.
-    const options = groupsOptionsOf(action, values);
+    const options = groupsOptionsOf(action, values, kafka !== null);
     printGroups(await runGroups(conn, options), values.json === true);
   } finally {
     conn.close();
   }
   return 0;
+}
+
+/**
+ * kafka-consumer-groups' spelling, `--describe --group G` (the group in its
+ * own flag, anywhere): the arguments with G given to the action flag that
+ * has no value, as yak spells it (`--describe G`); null when `--group` is
+ * not used.
+ */
+function kafkaSpelling(args: readonly string[]): { args: string[] } | null {
+  const at = args.findIndex((a) => a === "--group" || a.startsWith("--group="));
+  if (at === -1) return null;
+  const joined = args[at].startsWith("--group=");
+  const group = joined ? args[at].slice("--group=".length) : args[at + 1];
+  if (group === undefined) throw new YakError("INVALID_ARGUMENT", "--group needs a group id");
+  const rest = [...args.slice(0, at), ...args.slice(at + (joined ? 1 : 2))];
+  const action = rest.findIndex((a, i) =>
+    ACTIONS.some((name) => a === `--${name}`) && (rest[i + 1] === undefined || rest[i + 1].startsWith("-"))
+  );
+  if (action === -1) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      "--group G goes with --describe, --reset-offsets, --delete or --delete-offsets (or: --describe G)",
+    );
+  }
+  return { args: [...rest.slice(0, action + 1), group, ...rest.slice(action + 1)] };
 }
 
 /** The one action the flags name. */
@@ -153,8 +189,14 @@ function actionOf(values: Values): GroupsAction {
   return actions[0];
 }
 
-/** The action's flags, checked. */
-function groupsOptionsOf(action: GroupsAction, values: Values): GroupsOptions {
+/** The action's flags, checked; `kafka`: spelled as kafka-consumer-groups (a reset then needs --execute). */
+function groupsOptionsOf(action: GroupsAction, values: Values, kafka: boolean): GroupsOptions {
+  const execute = values.execute === true;
+  const dry = values["dry-run"] === true;
+  if ((execute || dry) && action !== "reset-offsets") {
+    throw new YakError("INVALID_ARGUMENT", "--dry-run and --execute go with --reset-offsets");
+  }
+  if (execute && dry) throw new YakError("INVALID_ARGUMENT", "give --dry-run or --execute, not both");
   if (action === "list") return { action, states: statesOf(values) };
   const group = checkGroupName(text(values, action));
   if (action === "delete-offsets") return { action, group, ...deleteOffsetsOf(values) };
@@ -167,7 +209,8 @@ function groupsOptionsOf(action: GroupsAction, values: Values): GroupsOptions {
       "--reset-offsets needs exactly one of --to-earliest, --to-latest, --to-offset N, --shift-by N",
     );
   }
-  return { action, group, topic, reset: how[0], amount: text(values, how[0]) ?? "" };
+  const dryRun = dry || (kafka && !execute);
+  return { action, group, topic, reset: how[0], amount: text(values, how[0]) ?? "", dryRun };
 }
 
 /** `--state` of `--list`: each state named (comma-separated or repeated), as Kafka spells it. */
@@ -206,8 +249,9 @@ async function runGroups(conn: Connection, options: GroupsOptions): Promise<Grou
       const { start, hw } = await offsetsOf(conn, topic);
       const committed = (await conn.request({ type: "committed", group, topic })).offsets as Record<string, number>;
       const offsets = resetOffsetsOf(options.reset, options.amount, start, hw, committed);
+      if (options.dryRun) return { action: "reset-offsets", group, topic, offsets, dryRun: true };
       const res = await conn.request({ type: "reset_offsets", group, topic, offsets });
-      return { action: "reset-offsets", group, topic, offsets: res.committed as Record<string, number> };
+      return { action: "reset-offsets", group, topic, offsets: res.committed as Record<string, number>, dryRun: false };
     }
     case "delete":
       await conn.request({ type: "delete_group", group: options.group });
@@ -281,14 +325,15 @@ function printGroups(result: GroupsResult, json: boolean): void {
       else printDescription(result.group, result.description, result.rows);
       return;
     case "reset-offsets": {
-      const { group, topic, offsets } = result;
-      if (json) console.log(JSON.stringify({ group, topic, offsets }, null, 2));
+      const { group, topic, offsets, dryRun } = result;
+      if (json) console.log(JSON.stringify({ group, topic, offsets, ...(dryRun ? { dryRun } : {}) }, null, 2));
       else {
         console.log(table([
           ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"],
           ...Object.entries(offsets).map(([p, o]) => [group, topic, p, o]),
         ]));
       }
+      if (dryRun) console.error("yak groups: a dry run: nothing changed (--execute applies it)");
       return;
     }
     case "delete":
