@@ -8,6 +8,8 @@
  *
  * @module
  */
+import { dirname, join } from "node:path";
+import { monotonicMs } from "../clock.ts";
 import { DEFAULTS } from "../config.ts";
 import { toYakError, YakError } from "../errors.ts";
 import type { BrokerContext, LeaderInfo } from "./context.ts";
@@ -22,6 +24,10 @@ import type {
   ReplicaPart,
 } from "./replica_protocol.ts";
 
+/** How often a follower whose writes failed as the leader tries a probe write (see Replication's #probeWrites). */
+const WRITE_PROBE_INTERVAL_MS = 1000;
+/** A probe write's size: about what one fetch appends, so a disk with a few pages left does not pass for healed. */
+const WRITE_PROBE_BYTES = 256 * 1024;
 /**
  * The leader side of replication: answers followers' fetches with stored
  * bytes through the same long-poll read consumers use, and tells a follower
@@ -193,6 +199,10 @@ export class ReplicaFetcher {
    * acks=all on a replica that cannot keep up.
    */
   #writeFailing = false;
+  /** Opening a topic's files failed, and was said (see #openUnopened). */
+  #openFailing = false;
+  /** When the next write probe may run (see #probeWrites). */
+  #nextProbeMs = 0;
   /** Called after each fetch whose answer was taken (the broker's young-generation check, young_gc.ts). */
   readonly #afterFetch: () => void;
 
@@ -300,6 +310,7 @@ export class ReplicaFetcher {
 
   async #fetchOnce(leader: LeaderEndpoint): Promise<void> {
     const b = this.#b;
+    if (b.failingWrites.size > 0) await this.#probeWrites();
     const offsets = new Map<string, number>();
     const knownHw = new Map<string, number>();
     const logStarts = new Map<string, number>();
@@ -318,8 +329,11 @@ export class ReplicaFetcher {
       logStarts,
       maxBytes: b.opts.replicaFetchMaxBytes,
       maxWaitMs: b.opts.replicaFetchWaitMs,
-      // Failing writes, a range cut to be copied again, or a fenced log: not in sync, say so.
-      failing: this.#writeFailing || b.healing.size > 0 || fenced.size > 0,
+      // Failing writes (here, or as the leader before: until one succeeds, a leader that resigned because its disk
+      // is full is not taken back into the set, nor elected again), a topic whose files could not be opened, a
+      // range cut to be copied again, or a fenced log: not in sync, say so.
+      failing: this.#writeFailing || b.failingWrites.size > 0 || b.store.hasUnopened || b.healing.size > 0 ||
+        fenced.size > 0,
       fenced,
     };
     const reply = await leader.fetchRecords(fetch, b.opts.replicaFetchWaitMs + b.opts.requestTimeoutMs);
@@ -394,8 +408,9 @@ export class ReplicaFetcher {
     // Metadata first: it may create the topics whose data follows.
     parts.sort((x, y) => (x.key === CLUSTER_KEY ? -1 : y.key === CLUSTER_KEY ? 1 : 0));
     let appended = false;
-    // Topics whose files failed to open here (a full disk) are opened again before their records come.
-    if (b.store.hasUnopened) await b.store.openUnopened().catch((err) => this.#writeFailed(CLUSTER_KEY, err));
+    // Topics whose files failed to open here (a full disk) are opened again before their records come; while one
+    // fails, the others' records are still appended (and `__cluster`'s, which may delete it).
+    if (b.store.hasUnopened) await this.#openUnopened();
     for (const part of parts) {
       const ref = b.store.byKey(part.key);
       if (!ref || ref.log.fenced || part.base !== ref.log.logEndOffset) continue; // learned next round
@@ -404,16 +419,62 @@ export class ReplicaFetcher {
       } catch (err) {
         this.#writeFailed(part.key, err);
       }
-      if (this.#writeFailing) {
+      if (this.#writeFailing || b.failingWrites.size > 0) {
         this.#writeFailing = false;
+        // Writes as the leader failed too: this disk takes writes again.
+        b.failingWrites.clear();
         b.log.write("replica_writes_resumed", { partition: part.key });
       }
       if (part.key === CLUSTER_KEY) {
-        await b.store.applyLines(decoder.decode(part.bytes)).catch((err) => this.#writeFailed(part.key, err));
+        // The ops are all applied; a topic whose files failed is opened again before the next append.
+        await b.store.applyLines(decoder.decode(part.bytes)).catch((err) => this.#openFailed(err));
       }
       appended = true;
     }
     return appended;
+  }
+
+  /**
+   * Writes failed here as the leader (a full disk): until a write succeeds
+   * this broker says it is failing, so it is not elected again. With nothing
+   * to copy (the new leader's disk may be full too, or no producer writes)
+   * no append would show that space came back, so a file of
+   * {@link WRITE_PROBE_BYTES} is written (and removed) at most every
+   * {@link WRITE_PROBE_INTERVAL_MS}.
+   */
+  async #probeWrites(): Promise<void> {
+    const b = this.#b;
+    const now = monotonicMs();
+    if (now < this.#nextProbeMs) return;
+    this.#nextProbeMs = now + WRITE_PROBE_INTERVAL_MS;
+    const path = join(dirname(b.store.dir), "write-probe");
+    try {
+      await Deno.writeFile(path, new Uint8Array(WRITE_PROBE_BYTES));
+      b.failingWrites.clear();
+      b.log.write("replica_writes_resumed", { probe: path });
+    } catch {
+      // Still failing.
+    } finally {
+      await Deno.remove(path).catch(() => {});
+    }
+  }
+
+  /** Opens the topics whose files could not be opened; a failure is said once until they open. */
+  async #openUnopened(): Promise<void> {
+    try {
+      await this.#b.store.openUnopened();
+      this.#openFailing = false;
+    } catch (err) {
+      this.#openFailed(err);
+    }
+  }
+
+  /** A topic's files could not be opened here: said once until they open, retried before the next append. */
+  #openFailed(err: unknown): void {
+    if (!this.#openFailing) {
+      this.#b.log.write("replica_topic_open_failed", { error: err instanceof Error ? err.message : String(err) });
+    }
+    this.#openFailing = true;
   }
 
   /** A write here failed: said once until writes succeed again (the leader is told by our fetches), and thrown. */

@@ -155,6 +155,7 @@ async function withFollower(
     store,
     log: { write: (event: string, fields: Record<string, unknown>) => events.push([event, fields]) },
     healing: new Map<string, number>(),
+    failingWrites: new Set<string>(),
     healProgress: (key: string, logEnd: number, hw: number) => healed.push([key, logEnd, hw]),
     notifier: { notify: () => notified++ },
   } as unknown as BrokerContext;

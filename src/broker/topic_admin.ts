@@ -138,7 +138,7 @@ export class TopicAdmin {
     configs: Record<string, string> = {},
     deleteConfigs: string[] = [],
   ): Promise<void> {
-    return this.#change(topic, partitions ?? this.#b.store.partitionCount(topic), "alter", configs, deleteConfigs);
+    return this.#change(topic, partitions, "alter", configs, deleteConfigs);
   }
 
   /**
@@ -241,9 +241,10 @@ export class TopicAdmin {
     await this.#askLeader(leader, { type: "alter_topic", topic, configs: change.set, deleteConfigs: deletes });
   }
 
+  /** `partitions` undefined: as many as the topic has (a change of configs only). */
   #change(
     topic: string,
-    partitions: number,
+    partitions: number | undefined,
     mode: ChangeMode,
     configs: Record<string, string>,
     deleteConfigs: string[] = [],
@@ -256,6 +257,7 @@ export class TopicAdmin {
       // record would give the name another id, and each replica would later remove the records it holds.
       await this.#b.store.openUnopened(topic);
       const have = this.#b.store.partitionCount(topic);
+      partitions ??= have;
       if (mode === "ensure" && have > 0) return;
       if (mode === "create" && have > 0) {
         throw new YakError("INVALID_ARGUMENT", `topic '${topic}' already exists with ${have} partitions`);
@@ -284,7 +286,8 @@ export class TopicAdmin {
     const b = this.#b;
     // Two names that differ only by case would share a directory on a
     // case-insensitive disk (macOS, Windows): refuse the second one.
-    const twin = b.store.topicNames().find((t) => t.toLowerCase() === topic.toLowerCase());
+    const names = [...b.store.meta.topics.keys()].filter((t) => t !== CLUSTER_TOPIC);
+    const twin = names.find((t) => t.toLowerCase() === topic.toLowerCase());
     if (twin) {
       throw new YakError(
         "INVALID_TOPIC",
@@ -294,7 +297,7 @@ export class TopicAdmin {
     // Kafka refuses names that differ only by '.' against '_' (its metric names replace one by the other), so a
     // topic made here could not be mirrored to Kafka beside its twin.
     const metricName = (t: string) => t.toLowerCase().replaceAll(".", "_");
-    const collides = b.store.topicNames().find((t) => metricName(t) === metricName(topic));
+    const collides = names.find((t) => metricName(t) === metricName(topic));
     if (collides) {
       throw new YakError(
         "INVALID_TOPIC",
@@ -304,7 +307,7 @@ export class TopicAdmin {
     }
     // Limits on what one broker holds: every partition is a directory,
     // open files and a slot in every follower fetch.
-    const topics = b.store.topicNames().filter((t) => t !== CLUSTER_TOPIC).length;
+    const topics = names.length;
     if (topics >= b.opts.maxTopics) {
       throw new YakError(
         "INVALID_ARGUMENT",

@@ -56,6 +56,10 @@ export class TopicStore {
   readonly #unopened = new Set<string>();
   /** The id each open topic's logs were opened under: a record with another id is another incarnation. */
   readonly #openIds = new Map<string, string | undefined>();
+  /** Open topics whose topic.json says what is open (a failed write of it is tried again at the next open). */
+  readonly #described = new Set<string>();
+  /** Each topic's open or removal under way: the next one waits for it (a produce may open what an op removes). */
+  readonly #busy = new Map<string, Promise<void>>();
 
   private constructor(
     dir: string,
@@ -148,19 +152,38 @@ export class TopicStore {
    * the broker, as of a failed write) and throwing it as STORAGE with the
    * topic and the directory.
    */
-  async #openNoting(name: string): Promise<void> {
+  #openNoting(name: string): Promise<void> {
+    return this.#locked(name, async () => {
+      // Deleted while this open waited: nothing to open.
+      if (!this.meta.topics.has(name)) {
+        this.#unopened.delete(name);
+        return;
+      }
+      try {
+        await this.#open(name);
+        this.#unopened.delete(name);
+      } catch (err) {
+        this.#unopened.add(name);
+        const dir = join(this.dir, name);
+        const failed = err instanceof YakError ? err : new YakError(
+          "STORAGE",
+          `cannot open the files of topic '${name}' in ${dir}: ${err instanceof Error ? err.message : String(err)}`,
+        );
+        if (failed.code === "STORAGE") this.#logOpts.onWriteFailed?.({ dir, error: failed.message });
+        throw failed;
+      }
+    });
+  }
+
+  /** Runs `fn` once every open or removal of topic `name` before it is done, and before any after it. */
+  async #locked(name: string, fn: () => Promise<void>): Promise<void> {
+    const run = (this.#busy.get(name) ?? Promise.resolve()).then(fn);
+    const settled = run.catch(() => {});
+    this.#busy.set(name, settled);
     try {
-      await this.#open(name);
-      this.#unopened.delete(name);
-    } catch (err) {
-      this.#unopened.add(name);
-      const dir = join(this.dir, name);
-      const why = err instanceof Error ? err.message : String(err);
-      const failed = err instanceof YakError && err.code === "STORAGE"
-        ? err
-        : new YakError("STORAGE", `cannot open the files of topic '${name}' in ${dir}: ${why}`);
-      this.#logOpts.onWriteFailed?.({ dir, error: failed.message });
-      throw failed;
+      await run;
+    } finally {
+      if (this.#busy.get(name) === settled) this.#busy.delete(name);
     }
   }
 
@@ -228,6 +251,7 @@ export class TopicStore {
       }
       this.#logs.delete(name);
       this.#openIds.delete(name);
+      this.#described.delete(name);
     }
     const dir = join(this.dir, name);
     try {
@@ -250,13 +274,15 @@ export class TopicStore {
    * log and the broker goes on: nothing opens those files, and the next
    * start (or a new topic of the name, which refuses them) tries again.
    */
-  async #removeGone(name: string, reason: string): Promise<void> {
-    try {
-      await this.#remove(name, reason);
-    } catch (err) {
-      if (!(err instanceof YakError)) throw err;
-      this.#logOpts.onEvent?.("topic_remove_failed", { topic: name, reason, error: err.message });
-    }
+  #removeGone(name: string, reason: string): Promise<void> {
+    return this.#locked(name, async () => {
+      try {
+        await this.#remove(name, reason);
+      } catch (err) {
+        if (!(err instanceof YakError)) throw err;
+        this.#logOpts.onEvent?.("topic_remove_failed", { topic: name, reason, error: err.message });
+      }
+    });
   }
 
   /**
@@ -296,7 +322,7 @@ export class TopicStore {
       log.setSegmentLimits(limits);
       if (compacted && log.cleanState === null) await log.allowGaps();
     }
-    if (logs.length >= want && this.#openIds.get(name) === meta.id) return;
+    if (logs.length >= want && this.#openIds.get(name) === meta.id && this.#described.has(name)) return;
     await Deno.mkdir(topicDir, { recursive: true, mode: dataModes().dir });
     // Known before the partitions open: when one fails, those opened stay this topic's (never opened twice).
     this.#logs.set(name, logs);
@@ -320,7 +346,9 @@ export class TopicStore {
       createdAt: new Date(meta.createdAt).toISOString(),
       ...(meta.id !== undefined ? { id: meta.id } : {}),
     };
+    this.#described.delete(name);
     await writeFileAtomic(join(topicDir, "topic.json"), JSON.stringify(info, null, 2) + "\n");
+    this.#described.add(name);
   }
 
   /** Applies the ops in a chunk of `__cluster` lines. */
