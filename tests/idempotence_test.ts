@@ -173,6 +173,11 @@ Deno.test("native idempotence: ids are issued and secret; retries after a reconn
           `a batch under '${forged}' was not refused`,
         );
       }
+      // A name that is no issued id at all: what a yak produce from before issued ids sends, told so.
+      await assert.rejects(
+        nativeProduce(attacker, "v", "p-1a2b3c", 0, ["old"]),
+        /names its own producer \('p-1a2b3c'\) is older than this broker .*upgrade it/,
+      );
       // The victim's next batch is stored, not answered as a duplicate of the attacker's.
       const next = await nativeProduce(victim, "v", id, 3, ["v3"]);
       assert.equal(next.duplicate, false);

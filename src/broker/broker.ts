@@ -270,7 +270,7 @@ export class Broker implements BrokerContext {
       scope: clean
         ? "last segments (clean shutdown)"
         : stored
-        ? "every segment (no clean shutdown)"
+        ? "every segment (no clean shutdown: a crash, or a stop by a yak older than the clean-shutdown file)"
         : "nothing stored yet",
       records: check.checked,
       ...(check.unsealed > 0 ? { withoutChecksum: check.unsealed } : {}),

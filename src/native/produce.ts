@@ -124,7 +124,9 @@ export async function produce(s: BrokerServices, req: Request): Promise<Reply> {
   if (producer !== null && !ISSUED_ID.test(producer)) {
     throw new YakError(
       "UNKNOWN_PRODUCER_ID",
-      "'producer' must be an id this cluster issued ('init_producer' answers one), as decimal text",
+      "'producer' must be an id this cluster issued ('init_producer' answers one), as decimal text; a client that " +
+        `names its own producer ('${producer.slice(0, 24)}') is older than this broker (before 2026-12-06): ` +
+        "upgrade it",
     );
   }
   const baseSeq = producer === null ? 0 : int(req, "seq", 0, SEQ_MODULUS - 1);
