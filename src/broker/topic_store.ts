@@ -148,9 +148,10 @@ export class TopicStore {
   }
 
   /**
-   * Opens a topic's files, noting a failure in {@link unopened} (and telling
-   * the broker, as of a failed write) and throwing it as STORAGE with the
-   * topic and the directory.
+   * Opens a topic's files (one open or removal of a topic at a time), noting
+   * a failure in {@link unopened} and throwing it: an I/O error as STORAGE
+   * naming the topic and the directory, of which the broker is told as of a
+   * failed write.
    */
   #openNoting(name: string): Promise<void> {
     return this.#locked(name, async () => {
