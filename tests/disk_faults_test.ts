@@ -351,9 +351,13 @@ Deno.test("a topic whose files the leader cannot make: leadership moves, the top
   }
 });
 
-/** Runs `fn` on a three-broker cluster whose brokers' directories are each on a small disk of its own (tmpfs). */
+/**
+ * Runs `fn` on a three-broker cluster whose brokers' directories are each on
+ * a small disk of its own (tmpfs), once `topic` holds records 1-1000.
+ */
 async function withBrokerDisks(
   prefix: string,
+  topic: string,
   fn: (cluster: TestCluster, dir: string) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix });
@@ -369,6 +373,10 @@ async function withBrokerDisks(
       mounts.push(mnt);
     }
     cluster = await TestCluster.start({ dir });
+    const first = await yak(["produce", "--topic", topic, "--acks", "all", ...cluster.zkFlag], {
+      stdin: seqText(1000),
+    });
+    assert.equal(first.code, 0, first.stderr);
     await fn(cluster, dir);
   } finally {
     await cluster?.stop();
@@ -383,11 +391,7 @@ Deno.test({
     "the old leader catches up once space returns",
   ignore: skipWithout(Deno.build.os === "linux" && canMountTmpfs() ? null : "a tmpfs mount (Linux, as root)"),
   fn: () =>
-    withBrokerDisks("yak-full3-", async (cluster, dir) => {
-      const first = await yak(["produce", "--topic", "full3", "--acks", "all", ...cluster.zkFlag], {
-        stdin: seqText(1000),
-      });
-      assert.equal(first.code, 0, first.stderr);
+    withBrokerDisks("yak-full3-", "full3", async (cluster, dir) => {
       const leader = (await cluster.lease()).leaderId!;
       const ballast = join(dir, `broker-${leader}`, "ballast");
       await fillDisk(ballast);
@@ -417,11 +421,7 @@ Deno.test({
     "others rejoin once space returns, even with nothing to copy, and writes resume",
   ignore: skipWithout(Deno.build.os === "linux" && canMountTmpfs() ? null : "a tmpfs mount (Linux, as root)"),
   fn: () =>
-    withBrokerDisks("yak-fullall-", async (cluster, dir) => {
-      const first = await yak(["produce", "--topic", "all", "--acks", "all", ...cluster.zkFlag], {
-        stdin: seqText(1000),
-      });
-      assert.equal(first.code, 0, first.stderr);
+    withBrokerDisks("yak-fullall-", "all", async (cluster, dir) => {
       const epoch = (await cluster.lease()).epoch;
       const ballasts = [1, 2, 3].map((id) => join(dir, `broker-${id}`, "ballast"));
       for (const ballast of ballasts) await fillDisk(ballast);
