@@ -53,8 +53,12 @@ out = {}
 made = a.create_topics([
     NewTopic("compacted", 1, 1, config={"cleanup.policy": "compact"}),
     NewTopic("typo", 1, 1, config={"retention.msec": "1"}),
+    NewTopic("rf3", 1, 3),
+    NewTopic("rf0", 1, 0),
+    NewTopic("__heartbeat-db1", 1, 1),
 ], request_timeout=20)
 out["compact"], out["typo"] = error(made["compacted"]), error(made["typo"])
+out["rf3"], out["rf0"], out["dunder"] = error(made["rf3"]), error(made["rf0"]), error(made["__heartbeat-db1"])
 def described():
     topic, broker = ConfigResource("topic", "std"), ConfigResource("broker", leader)
     fs = a.describe_configs([topic, broker], request_timeout=20)
@@ -192,6 +196,11 @@ Deno.test({
             console.log(`confluent-kafka: compact -> ${got.compact} | typo -> ${got.typo}`);
             assert.equal(got.compact, null, "cleanup.policy=compact is taken (issue 23)");
             assert.match(got.typo, /unknown topic config 'retention\.msec'/);
+            // As Kafka: a replication factor past the brokers there are, or below 1, is refused; a name may start
+            // with __ unless it is an internal topic.
+            assert.match(got.rf3, /replication factor: 3 larger than available brokers: 2/);
+            assert.match(got.rf0, /replication factor must be larger than 0/);
+            assert.equal(got.dunder, null);
             assert.equal(got.before.count, 36);
             assert.deepEqual(got.before["retention.ms"], ["7200000", TOPIC_CONFIG, false]);
             assert.deepEqual(got.before["min.insync.replicas"], ["1", STATIC_BROKER_CONFIG, false]);

@@ -28,13 +28,14 @@ function timedBatch(times: number[]): Uint8Array {
   });
 }
 
-/** ListOffsets v8 for one partition of `topic` at `timestamp`: [error, timestamp, offset]. */
+/** ListOffsets v8 for one partition of `topic` at `timestamp`: [error, timestamp, offset] (the leader epoch to `epochs`). */
 async function listOffset(
   k: KafkaConn,
   topic: string,
   timestamp: number,
   partition = 0,
   readCommitted = false,
+  epochs: number[] = [],
 ): Promise<[number, number, number]> {
   const r: Reader = await k.call(2, 8, true, (w) => {
     w.int32(-1).int8(readCommitted ? 1 : 0);
@@ -49,7 +50,7 @@ async function listOffset(
     return r.array((r) => {
       assert.equal(r.int32(), partition);
       const out: [number, number, number] = [r.int16(), Number(r.int64()), Number(r.int64())];
-      r.int32(); // leader epoch
+      epochs.push(r.int32());
       return out;
     });
   });
@@ -75,7 +76,14 @@ Deno.test({
         );
         assert.equal(produceError(stored), 0);
         assert.deepEqual(await listOffset(k, "times", base + 2500), [0, base + 3000, 1], "first at or after the time");
-        assert.deepEqual(await listOffset(k, "times", base + 9000), [0, -1, -1], "none that new: -1, not the end");
+        const epochs: number[] = [];
+        assert.deepEqual(
+          await listOffset(k, "times", base + 9000, 0, false, epochs),
+          [0, -1, -1],
+          "none that new: -1, not the end",
+        );
+        await listOffset(k, "times", base + 2500, 0, false, epochs);
+        assert.deepEqual(epochs, [-1, 1], "no offset, no epoch (Kafka's -1); a found one has its leader's");
         assert.deepEqual(await listOffset(k, "times", -3), [0, base + 3000, 1], "MAX_TIMESTAMP");
         assert.deepEqual(await listOffset(k, "times", -4), [0, -1, 0], "earliest local: the log start");
         assert.deepEqual(await listOffset(k, "times", -1), [0, -1, 3], "latest");

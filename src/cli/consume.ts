@@ -5,7 +5,7 @@
  */
 import { monotonicMs } from "../clock.ts";
 import { Consumer, type ConsumerOptions, PartitionRecords, type StartOffset } from "../client/consumer.ts";
-import { checkGroupName, checkTopicName } from "../log/names.ts";
+import { checkGroupName, checkTopicName, isInternalTopic } from "../log/names.ts";
 import { toYakError, YakError } from "../errors.ts";
 import {
   bootstrapOf,
@@ -162,7 +162,7 @@ function withTopicHint(err: unknown): unknown {
   const known = yerr.data?.topics;
   const wanted = yerr.message.match(/^topic '([^']+)' does not exist/)?.[1];
   if (yerr.code !== "UNKNOWN_TOPIC" || !Array.isArray(known) || wanted === undefined) return err;
-  const hint = nearest(wanted, known.filter((t): t is string => typeof t === "string" && !t.startsWith("__")));
+  const hint = nearest(wanted, known.filter((t): t is string => typeof t === "string" && !isInternalTopic(t)));
   if (hint === undefined) return err;
   return new YakError(yerr.code, yerr.message.replace(/ does not exist/, ` does not exist (did you mean '${hint}'?)`));
 }

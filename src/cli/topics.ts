@@ -5,7 +5,7 @@
  */
 import { monotonicMs } from "../clock.ts";
 import { connectLeader } from "../client/discovery.ts";
-import { checkTopicName } from "../log/names.ts";
+import { checkTopicName, isInternalTopic } from "../log/names.ts";
 import { checkConfigKeys, parseTopicConfigs, TOPIC_CONFIGS } from "../broker/topic_config.ts";
 import { kafkaTopicIdText } from "../broker/topic_id.ts";
 import type { Connection } from "../protocol/connection.ts";
@@ -284,7 +284,7 @@ async function runTopics(conn: Connection, options: TopicsOptions): Promise<Topi
 async function describeTopics(conn: Connection, name: string | null): Promise<TopicsResult> {
   const status = await conn.request({ type: "status" });
   const all = status.topics as TopicView[];
-  const topics = name === null ? all.filter((t) => !t.name.startsWith("__")) : all.filter((t) => t.name === name);
+  const topics = name === null ? all.filter((t) => !isInternalTopic(t.name)) : all.filter((t) => t.name === name);
   if (name !== null && topics.length === 0) throw new YakError("UNKNOWN_TOPIC", `topic '${name}' does not exist`);
   const isr = (status.replication as { isr: number[] } | null)?.isr ?? [];
   const described: DescribedTopic[] = [];

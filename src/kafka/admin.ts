@@ -63,6 +63,25 @@ function partitionCountOf(
 }
 
 /**
+ * A replication factor Kafka would take: -1 (the default) or 1 to the
+ * brokers there are, else INVALID_REPLICATION_FACTOR as Kafka answers it.
+ * Every broker holds every partition whatever is asked (KAFKA.md), so a
+ * factor that no placement could honour is refused, not silently raised.
+ */
+function checkReplicationFactor(t: { replicationFactor: number; assigned: number[] }, brokers: number): void {
+  if (t.assigned.length > 0 || t.replicationFactor === -1) return;
+  if (t.replicationFactor < 1) {
+    throw new AssignmentError(KAFKA.INVALID_REPLICATION_FACTOR, "replication factor must be larger than 0");
+  }
+  if (t.replicationFactor > brokers) {
+    throw new AssignmentError(
+      KAFKA.INVALID_REPLICATION_FACTOR,
+      `replication factor: ${t.replicationFactor} larger than available brokers: ${brokers}`,
+    );
+  }
+}
+
+/**
  * Handles CreateTopics v0-7 (v5 is flexible and answers each topic's
  * partition count; v6 is v5; v7 answers each new topic's id).
  */
@@ -83,6 +102,7 @@ export async function createTopics(ctx: KafkaContext, req: ApiRequest, w: Writer
   for (const t of topics) {
     try {
       checkTopicName(t.name);
+      checkReplicationFactor(t, s.view().brokers.length);
       const configs = parseTopicConfigs(t.configs);
       const n = partitionCountOf(t, s.opts.defaultPartitions);
       if (!Number.isInteger(n) || n < 1 || n > s.opts.maxPartitions) {

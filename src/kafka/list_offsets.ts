@@ -155,7 +155,8 @@ export async function listOffsets(ctx: KafkaContext, req: ApiRequest, w: Writer)
       w.int32(p.index).int16(p.error);
       if (v === 0) w.array(p.offset >= 0 ? [p.offset] : [], (w, o) => w.int64(o));
       else w.int64(p.timestamp).int64(p.offset);
-      if (v >= 4) w.int32(s.view().epoch);
+      // No offset (an error, or no record at or after the timestamp): no epoch either, as Kafka answers -1.
+      if (v >= 4) w.int32(p.error === 0 && p.offset >= 0 ? s.view().epoch : -1);
     });
   });
 }

@@ -191,10 +191,28 @@ function corrupt(at: number, what: string): YakError {
   return new YakError("CORRUPT_MESSAGE", `record batch at byte ${at}: ${what}; the producer sent damaged records`);
 }
 
-/** Reads an int64 as a number; outside the safe integers it is corrupt (no yak offset or timestamp gets there). */
-function readInt64(view: DataView, pos: number, batchAt: number, what: string): number {
+/**
+ * A timestamp yak cannot keep exactly (past 2^53 ms, some 285,000 years
+ * away): INVALID_TIMESTAMP, as Kafka answers a timestamp outside its limits,
+ * not a corrupt batch (which a Java producer retries until its timeout).
+ */
+function timestampOutOfRange(at: number, what: string, ts: number | bigint): YakError {
+  return new YakError(
+    "INVALID_TIMESTAMP",
+    `record batch at byte ${at}: ${what} ${ts} is outside what yak stores (timestamps within +/-2^53 ms)`,
+  );
+}
+
+/**
+ * Reads an int64 as a number; outside the safe integers it is corrupt (no yak
+ * offset gets there), or for a timestamp INVALID_TIMESTAMP.
+ */
+function readInt64(view: DataView, pos: number, batchAt: number, what: string, timestamp = false): number {
   const hi = view.getInt32(pos);
-  if (hi < -0x200000 || hi >= 0x200000) throw corrupt(batchAt, `${what} is outside the safe integers`);
+  if (hi < -0x200000 || hi >= 0x200000) {
+    if (timestamp) throw timestampOutOfRange(batchAt, what, view.getBigInt64(pos));
+    throw corrupt(batchAt, `${what} is outside the safe integers`);
+  }
   return hi * TWO_32 + view.getUint32(pos + 4);
 }
 
@@ -398,8 +416,8 @@ function readBatchHeader(view: DataView, at: number): RecordBatch {
   const attributes = view.getInt16(at + ATTRIBUTES_AT);
   const codec = attributes & ATTR_CODEC_MASK;
   if (!isCompressionCodec(codec)) throw corrupt(at, `compression codec ${codec} is unknown`);
-  const baseTimestamp = readInt64(view, at + 27, at, "baseTimestamp");
-  const maxTimestamp = readInt64(view, at + 35, at, "maxTimestamp");
+  const baseTimestamp = readInt64(view, at + 27, at, "baseTimestamp", true);
+  const maxTimestamp = readInt64(view, at + 35, at, "maxTimestamp", true);
   return {
     baseOffset: readInt64(view, at, at, "baseOffset"),
     partitionLeaderEpoch: view.getInt32(at + 12),
@@ -509,7 +527,7 @@ function readRecords(r: Reader, count: number, batch: RecordBatch, checks?: Reco
     }
     prevDelta = offsetDelta;
     const timestamp = logAppendTime ? batch.maxTimestamp : batch.baseTimestamp + timestampDelta;
-    if (!Number.isSafeInteger(timestamp)) throw corrupt(r.batchAt, `record ${i} has timestamp ${timestamp}`);
+    if (!Number.isSafeInteger(timestamp)) throw timestampOutOfRange(r.batchAt, `record ${i}'s timestamp`, timestamp);
     const key = r.bytes("key");
     const value = r.bytes("value");
     const headerCount = r.varint("header count");

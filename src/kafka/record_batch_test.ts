@@ -448,7 +448,7 @@ Deno.test("attribute bits: transactional, control and log-append time (records t
   assert.deepEqual(b.records.map((r) => r.timestamp), [TS + 1000, TS + 1000]);
 });
 
-Deno.test("damaged batches throw CORRUPT_MESSAGE or decode, never anything else", () => {
+Deno.test("damaged batches throw CORRUPT_MESSAGE (INVALID_TIMESTAMP for a wild timestamp) or decode, never anything else", () => {
   const plain = encodeRecordBatch({ baseOffset: 0, partitionLeaderEpoch: 1, records: SAMPLE.slice(0, 4) });
   const noise = seededBytes(21, 30_000);
   let k = 0;
@@ -460,7 +460,8 @@ Deno.test("damaged batches throw CORRUPT_MESSAGE or decode, never anything else"
     try {
       decodeRecordBatches(bad, LIMITS);
     } catch (err) {
-      assert.ok(err instanceof YakError && err.code === "CORRUPT_MESSAGE", `round ${round}: ${err}`);
+      const code = err instanceof YakError ? err.code : null;
+      assert.ok(code === "CORRUPT_MESSAGE" || code === "INVALID_TIMESTAMP", `round ${round}: ${err}`);
     }
   }
 });
@@ -501,4 +502,27 @@ Deno.test("a batch marked LogAppendTime sets attribute bit 3, and readers take m
   assert.equal(batch.attributes & 0x08, 0x08);
   assert.equal(batch.isLogAppendTime, true);
   assert.deepEqual(batch.records.map((r) => r.timestamp), [TS, TS]);
+});
+
+Deno.test("a timestamp past 2^53 ms is INVALID_TIMESTAMP (Kafka's answer to a timestamp out of its limits), not a corrupt batch", () => {
+  const far = 2n ** 62n;
+  const batch = handBatch({ count: 1, records: simpleRecord(0, null, [0x76]), baseTimestamp: far, maxTimestamp: far });
+  assert.throws(
+    () => decodeRecordBatches(batch, LIMITS),
+    (e: unknown) =>
+      e instanceof YakError && e.code === "INVALID_TIMESTAMP" && /baseTimestamp 4611686018427387904/.test(e.message),
+  );
+  // A safe base, and a record's delta that takes it past 2^53.
+  const near = BigInt(Number.MAX_SAFE_INTEGER) - 1n;
+  const past = handBatch({
+    count: 1,
+    // Attributes, a timestamp delta of +10, offset delta 0, no key, no value, no headers.
+    records: rec(0, zz(10), zz(0), zz(-1), zz(-1), zz(0)),
+    baseTimestamp: near,
+    maxTimestamp: near,
+  });
+  assert.throws(
+    () => decodeRecordBatches(past, LIMITS),
+    (e: unknown) => e instanceof YakError && e.code === "INVALID_TIMESTAMP",
+  );
 });

@@ -9,8 +9,17 @@ import { YakError } from "../errors.ts";
 const NAME_PATTERN = /^[A-Za-z0-9._-]+$/;
 /** Kafka's limit, so names fit in a file name with room for suffixes. */
 export const MAX_NAME_CHARS = 249;
-/** Names starting with this are yak's own (like Kafka's `__consumer_offsets`). */
-export const INTERNAL_PREFIX = "__";
+/**
+ * Topic names that are not a user's: yak's own metadata log, and Kafka's
+ * internal topics, which Kafka tools take for the broker's. Other names may
+ * start with `__`, as in Kafka (Debezium's `__debezium-heartbeat...`).
+ */
+export const INTERNAL_TOPICS: readonly string[] = ["__cluster", "__consumer_offsets", "__transaction_state"];
+
+/** Whether `name` is one of {@link INTERNAL_TOPICS}. */
+export function isInternalTopic(name: string): boolean {
+  return INTERNAL_TOPICS.includes(name);
+}
 
 /**
  * Returns the name if it is a legal topic name, else throws INVALID_TOPIC with
@@ -32,10 +41,10 @@ export function checkTopicName(name: unknown, allowInternal = false): string {
       `invalid topic name ${show(name)}: ${why}`,
     );
   }
-  if (!allowInternal && (name as string).startsWith(INTERNAL_PREFIX)) {
+  if (!allowInternal && isInternalTopic(name as string)) {
     throw new YakError(
       "INVALID_TOPIC",
-      `invalid topic name ${show(name)}: names starting with '${INTERNAL_PREFIX}' are reserved for yak`,
+      `invalid topic name ${show(name)}: ${INTERNAL_TOPICS.join(", ")} are internal topics`,
     );
   }
   return name as string;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { YakError } from "../errors.ts";
-import { checkGroupName, checkTopicName, INTERNAL_PREFIX, MAX_NAME_CHARS } from "./names.ts";
+import { checkGroupName, checkTopicName, MAX_NAME_CHARS } from "./names.ts";
 
 /** Asserts that `fn` throws a YakError with `code`, and returns it. */
 function throwsYak(fn: () => unknown, code: string, label: string): YakError {
@@ -89,14 +89,17 @@ Deno.test("checkTopicName explains why a name is refused", () => {
   );
 });
 
-Deno.test("checkTopicName reserves the internal prefix unless allowed", () => {
-  assert.equal(INTERNAL_PREFIX, "__");
+Deno.test("checkTopicName reserves the internal topics unless allowed; other names may start with __, as in Kafka", () => {
+  assert.equal(checkTopicName("__debezium-heartbeat.db1"), "__debezium-heartbeat.db1");
+  for (const name of ["__consumer_offsets", "__transaction_state"]) {
+    throwsYak(() => checkTopicName(name), "INVALID_TOPIC", name);
+  }
   const err = throwsYak(
     () => checkTopicName("__cluster"),
     "INVALID_TOPIC",
     "__cluster",
   );
-  assert.match(err.message, /reserved/);
+  assert.match(err.message, /internal topics/);
   throwsYak(() => checkTopicName("__cluster", false), "INVALID_TOPIC", "false");
   assert.equal(checkTopicName("__cluster", true), "__cluster");
   assert.equal(checkTopicName("_not_internal"), "_not_internal");
