@@ -127,7 +127,7 @@ function lagBar(lag, scale, cls) {
 
 function renderPartitions(status, leaderView, viewById) {
   const body = $("partitions");
-  const all = (leaderView?.topics ?? []).filter((t) => !t.name.startsWith("__"));
+  const all = (leaderView?.topics ?? []).filter((t) => t.name !== "__cluster");
   const filter = $("topic-filter").value.trim().toLowerCase();
   const topics = filter ? all.filter((t) => t.name.toLowerCase().includes(filter)) : all;
   const count = (ts) => ts.reduce((n, t) => n + t.partitions.length, 0);
@@ -579,7 +579,7 @@ function setOptions(select, values, labelOf = String) {
 
 function updatePickers(leaderView) {
   if (!leaderView) return;
-  const topics = leaderView.topics.filter((t) => !t.name.startsWith("__"));
+  const topics = leaderView.topics.filter((t) => t.name !== "__cluster");
   const names = topics.map((t) => t.name).sort();
   setOptions($("b-topic"), names);
   for (const select of document.querySelectorAll("select[data-topics]")) setOptions(select, names);
