@@ -23,6 +23,19 @@ export interface OpLogFile {
 
 const encoder = new TextEncoder();
 
+/** How large an operation log grows before it is rotated, and how many rotated files are kept beside it. */
+export interface OpLogLimits {
+  maxBytes: number;
+  keep: number;
+}
+
+/**
+ * 16 MiB, then `broker.log.1` .. `.3`: at most 64 MiB a process. A short-lived
+ * client adds ~240 bytes (registered, deregistered), so one a second would
+ * otherwise add ~20 MB a day for good.
+ */
+export const OP_LOG_LIMITS: OpLogLimits = { maxBytes: 16 * 1024 * 1024, keep: 3 };
+
 /**
  * Appends operation-log entries to a file (synchronously: they are rare and
  * must survive a crash that follows them) and echoes them to stderr.
@@ -34,6 +47,10 @@ const encoder = new TextEncoder();
  *
  * A symbolic link at `path` is refused (STORAGE) rather than appended
  * through: the log would otherwise grow whatever file the link names.
+ *
+ * Past `limits.maxBytes` the file is renamed `PATH.1` (`.1` to `.2`, and so
+ * on; the oldest past `limits.keep` goes) and a new one begins, as log4j's
+ * rolling files do; an entry is never split across two files.
  *
  * @example
  * ```ts
@@ -58,14 +75,57 @@ export class OpLog {
   #torn = false;
   /** Entries that could not be written (a full disk), for tests and status. */
   dropped = 0;
+  /** Rotation, for a log this process opened from its path (not a file a test passed). */
+  readonly #limits: OpLogLimits | null;
+  /** Closed by {@link close}: no more entries. */
+  #closed = false;
 
-  constructor(path: string, who: string, echo = true, file?: OpLogFile) {
+  constructor(path: string, who: string, echo = true, file?: OpLogFile, limits: OpLogLimits = OP_LOG_LIMITS) {
     this.path = path;
     this.#who = who;
     this.#echo = echo;
-    if (!file) refuseSymlink(path, "operation log");
-    this.#file = file ?? Deno.openSync(path, { append: true, create: true, mode: dataModes().file });
+    this.#limits = file ? null : limits;
+    this.#file = file ?? OpLog.#open(path);
     this.#size = this.#file.statSync().size;
+  }
+
+  static #open(path: string): OpLogFile {
+    refuseSymlink(path, "operation log");
+    return Deno.openSync(path, { append: true, create: true, mode: dataModes().file });
+  }
+
+  /**
+   * The file is full: `.k` becomes `.k+1` (the last kept is replaced), the
+   * file `.1`, and a new file begins. A failed rename leaves the files as
+   * they are and the entries go on in the old one; a failed open is tried
+   * again at the next entry.
+   */
+  #rotate(limits: OpLogLimits): void {
+    try {
+      for (let k = limits.keep; k >= 1; k--) {
+        const from = k === 1 ? this.path : `${this.path}.${k - 1}`;
+        try {
+          Deno.renameSync(from, `${this.path}.${k}`);
+        } catch (err) {
+          if (!(err instanceof Deno.errors.NotFound)) throw err;
+        }
+      }
+    } catch {
+      return;
+    }
+    this.#file?.close();
+    this.#file = null;
+    this.#reopen();
+  }
+
+  #reopen(): void {
+    try {
+      this.#file = OpLog.#open(this.path);
+      this.#size = this.#file.statSync().size;
+      this.#torn = false;
+    } catch {
+      this.#file = null;
+    }
   }
 
   write(event: string, fields: Record<string, unknown> = {}): void {
@@ -79,8 +139,15 @@ export class OpLog {
   }
 
   #append(line: string): void {
+    if (this.#closed) return;
+    const limits = this.#limits;
+    if (limits && !this.#file) this.#reopen();
+    if (limits && this.#file && this.#size > 0 && this.#size + line.length > limits.maxBytes) this.#rotate(limits);
     const file = this.#file;
-    if (!file) return;
+    if (!file) {
+      this.dropped++;
+      return;
+    }
     const bytes = encoder.encode(this.#torn ? "\n" + line : line);
     let done = 0;
     try {
@@ -105,6 +172,7 @@ export class OpLog {
   }
 
   close(): void {
+    this.#closed = true;
     this.#file?.close();
     this.#file = null;
   }

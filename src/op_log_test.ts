@@ -87,3 +87,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test("op log: rotated past its size, the oldest file beyond `keep` dropped, every entry whole", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-oplog-rotate-" });
+  try {
+    const path = join(dir, "broker.log");
+    const log = new OpLog(path, "test", false, undefined, { maxBytes: 400, keep: 2 });
+    for (let i = 0; i < 40; i++) log.write("entry", { i, pad: "x".repeat(40) });
+    log.close();
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(names, ["broker.log", "broker.log.1", "broker.log.2"]);
+    const read = async (name: string) => parsedLines(await Deno.readTextFile(join(dir, name)));
+    const files = [await read("broker.log.2"), await read("broker.log.1"), await read("broker.log")];
+    for (const name of names) assert.ok((await Deno.stat(join(dir, name))).size <= 400, `${name} within its size`);
+    // Oldest to newest, consecutive, ending at the last entry: only whole files of the oldest went.
+    const numbers = files.flat().map((e) => (e as unknown as { i: number }).i);
+    assert.equal(numbers.at(-1), 39);
+    assert.deepEqual(numbers, numbers.map((_, k) => numbers[0] + k));
+    assert.ok(numbers[0] > 0, "the oldest entries were dropped with the oldest file");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { YAK_VERSION } from "../src/version.ts";
+import { OpLog } from "../src/op_log.ts";
 import { eventually, freePortRange, Proc, type RunResult, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
 
 /** A usage error: exit 1, one line (no stack), and the given text. */
@@ -369,4 +370,30 @@ Deno.test("the data root: --data, else YAK_DATA, else ./data, the same for kill,
       await Deno.remove(cwd, { recursive: true });
     }
   });
+});
+
+Deno.test("yak logs --follow goes on in a rotated operation log's new file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-logs-rotate-" });
+  let follower: Proc | null = null;
+  try {
+    await Deno.mkdir(join(dir, "broker-1"));
+    const log = new OpLog(join(dir, "broker-1", "broker.log"), "broker-1", false, undefined, {
+      maxBytes: 600,
+      keep: 2,
+    });
+    log.write("first", { n: 0 });
+    follower = new Proc("logs", ["logs", "broker", "1", "--follow", "--data", dir]);
+    await follower.waitFor(/ first n=0$/, 15_000);
+    // Past 600 bytes several times: the file it opened is renamed broker.log.1, then .2, then dropped.
+    for (let n = 1; n <= 30; n++) log.write("more", { n, pad: "y".repeat(60) });
+    log.close();
+    assert.ok((await Deno.stat(join(dir, "broker-1", "broker.log.2"))).isFile, "rotated");
+    await follower.waitFor(/ more n=30 pad=y+$/, 15_000);
+    const seen = follower.lines.filter((l) => / more n=\d+ /.test(l)).map((l) => Number(l.match(/ n=(\d+) /)![1]));
+    assert.ok(seen.length > 0 && seen.every((n, k) => k === 0 || n > seen[k - 1]), `in order: ${seen.join(",")}`);
+  } finally {
+    follower?.kill("SIGINT");
+    await follower?.status;
+    await Deno.remove(dir, { recursive: true });
+  }
 });

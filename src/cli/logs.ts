@@ -14,7 +14,9 @@ yak logs broker N  [--follow] [--json] [--data DIR]   (or broker-N, its director
 
 Reads DIR/zookeeper/zookeeper.log or DIR/broker-N/broker.log. The data root
 is --data, else $YAK_DATA, else ./data (the repository's data/ through
-'deno task' or ./yak); the file read is named on stderr.
+'deno task' or ./yak); the file read is named on stderr. A log past 16 MiB is
+rotated: the older entries are in broker.log.1 (then .2, .3); --follow goes
+on in the new file.
 `;
 
 /** What `yak logs`' flags ask for. */
@@ -36,8 +38,7 @@ export async function logsCommand(args: string[]): Promise<number> {
   }, true);
   if (helpRequested(values, USAGE)) return 0;
   const options = logsOptionsOf(values, positionals);
-  const file = await openLog(options.path);
-  await printLog(file, options);
+  await printLog(await openLog(options.path), options);
   return 0;
 }
 
@@ -82,7 +83,8 @@ async function openLog(path: string): Promise<Deno.FsFile> {
 }
 
 /** Prints the log's entries to the end (with --follow, until Ctrl-C), and closes it. */
-async function printLog(file: Deno.FsFile, options: LogsOptions): Promise<void> {
+async function printLog(first: Deno.FsFile, options: LogsOptions): Promise<void> {
+  let file = first;
   const decoder = new TextDecoder();
   const buf = new Uint8Array(64 * 1024);
   let carry = "";
@@ -94,6 +96,13 @@ async function printLog(file: Deno.FsFile, options: LogsOptions): Promise<void> 
       const n = await file.read(buf);
       if (n === null) {
         if (!options.follow) break;
+        // Rotated (another file at the path now): this one is read to its end, the new one from its start.
+        const next = await rotatedTo(options.path, file);
+        if (next) {
+          file.close();
+          file = next;
+          continue;
+        }
         await new Promise((r) => setTimeout(r, 200));
         continue;
       }
@@ -106,6 +115,17 @@ async function printLog(file: Deno.FsFile, options: LogsOptions): Promise<void> 
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     file.close();
+  }
+}
+
+/** The file now at `path` when it is not `file` (the log was rotated), opened; else null. */
+async function rotatedTo(path: string, file: Deno.FsFile): Promise<Deno.FsFile | null> {
+  try {
+    const [now, open] = [await Deno.stat(path), await file.stat()];
+    if (now.ino === null || now.ino === open.ino) return null;
+    return await Deno.open(path, { read: true });
+  } catch {
+    return null; // between the rename and the new file
   }
 }
 
