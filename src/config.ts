@@ -350,6 +350,14 @@ export const DEFAULTS = {
   batchBytes: 1024 * 1024,
   lingerMs: 5,
   maxInFlightBatches: 8,
+  /**
+   * Batches an idempotent producer's partition may have in flight, and the
+   * batches a leader remembers per producer and partition to answer a resent
+   * one as a duplicate (Kafka: five, with max.in.flight.requests.per.connection
+   * at most 5). More in flight on one partition than remembered, a resend of
+   * the oldest after a timeout was out of order for good.
+   */
+  idempotenceWindowBatches: 5,
   /** A producer gives up when no leader acknowledges anything for this long. */
   deliveryTimeoutMs: 60_000,
   /** A client that has never reached the cluster gives up after this long (a wrong address fails fast). */

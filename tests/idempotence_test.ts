@@ -12,7 +12,8 @@ import assert from "node:assert/strict";
 import type { Writer } from "../src/kafka/wire.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import { YakError } from "../src/errors.ts";
-import { TestCluster, withDeadline, yak } from "./harness.ts";
+import { type Acknowledgement, Producer } from "../src/client/producer.ts";
+import { eventually, TestCluster, withDeadline, yak } from "./harness.ts";
 import { ends, KafkaConn, produceBody, textBatch } from "./kafka_conn.ts";
 
 const UNKNOWN_PRODUCER_ID = 59;
@@ -257,6 +258,50 @@ Deno.test("Kafka idempotence: sequences wrap after 2^31 - 1 as Kafka's producers
       assert.deepEqual(await stored(c, "wrap"), ["w0", "w1", "w2", "w3", "w4", "w5"]);
     } finally {
       for (const conn of conns) conn.close();
+      await c.stop();
+    }
+  }));
+
+Deno.test("a producer's batches resent after the in-sync set shrank are all duplicates the leader still knows: no more in flight on a partition than it remembers", () =>
+  withDeadline(90_000, "in flight per partition", async () => {
+    const c = await TestCluster.start({ brokers: 3, replicaLagMs: 1000, partitions: 1 });
+    const stopped: number[] = [];
+    let producer: Producer | null = null;
+    try {
+      const leader = (await c.lease()).leaderId!;
+      const acks: Acknowledgement[] = [];
+      const retries: string[] = [];
+      producer = await Producer.open({
+        bootstrap: { zookeeper: { host: "127.0.0.1", port: c.zkPort } },
+        topic: "window",
+        acks: "all",
+        partition: 0,
+        batchRecords: 1,
+        lingerMs: 0,
+        onAck: (a) => acks.push(a),
+        onRetry: (why) => retries.push(why),
+      });
+      producer.add(null, "first");
+      await producer.flush(20_000);
+      // The followers paused: the leader appends every batch and acknowledges none, then the set shrinks and the
+      // producer resends what it has in flight, oldest first.
+      for (const id of [1, 2, 3].filter((id) => id !== leader)) {
+        Deno.kill(c.brokers.get(id)!.pid, "SIGSTOP");
+        stopped.push(id);
+      }
+      for (let i = 0; i < 12; i++) producer.add(null, `r${i}`);
+      await eventually(() => retries.length > 0, 20_000, "a resend");
+      for (const id of stopped.splice(0)) Deno.kill(c.brokers.get(id)!.pid, "SIGCONT");
+      await producer.flush(30_000);
+      assert.deepEqual(retries.filter((r) => /sent sequences .* the next expected is/.test(r)), [], "out of order");
+      const values = await yak(["consume", "--topic", "window", "--from-beginning", "--exit-at-end", ...c.zkFlag]);
+      assert.deepEqual(values.stdout.trimEnd().split("\n"), [
+        "first",
+        ...Array.from({ length: 12 }, (_, i) => `r${i}`),
+      ]);
+    } finally {
+      for (const id of stopped) Deno.kill(c.brokers.get(id)!.pid, "SIGCONT");
+      await producer?.close().catch(() => {});
       await c.stop();
     }
   }));

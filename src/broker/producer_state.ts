@@ -4,12 +4,13 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config.ts";
 import { assert } from "../errors.ts";
 import { lineOffset, producerOf } from "../log/record.ts";
 import { seqAdd, seqAtOrBefore } from "../log/sequence.ts";
 
-/** Batches remembered per producer and partition (Kafka keeps five). */
-const REMEMBERED_BATCHES = 5;
+/** Batches remembered per producer and partition (Kafka keeps five); producers send no more than this at once. */
+const REMEMBERED_BATCHES = DEFAULTS.idempotenceWindowBatches;
 /** Producers remembered per partition before the least recent is forgotten. */
 const MAX_PRODUCERS = 10_000;
 

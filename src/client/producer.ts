@@ -124,6 +124,8 @@ const lineEncoder = new TextEncoder();
 const NEWLINE = 0x0a;
 const CR = 0x0d;
 
+/** Batches of one partition in flight at most: the batches the leader remembers to answer a resend (Kafka's five). */
+const WINDOW_BATCHES = DEFAULTS.idempotenceWindowBatches;
 /** An answer slower than this makes the producer ask who leads now. */
 const LEADER_CHECK_AFTER_MS = 400;
 /** How often it asks while an answer is late. */
@@ -621,14 +623,24 @@ export class Producer {
       if (this.#queue.length === 0 || this.#queue[0].txn !== this.#sendingTxn) return;
       if (!this.#txnOpen) return this.#openTransaction();
     }
-    while (
-      this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0 &&
-      (!transactional || this.#queue[0].txn === this.#sendingTxn)
-    ) {
-      const batch = this.#queue.shift()!;
+    while (this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0) {
+      // The first batch of each partition in the queue is that partition's next: one whose partition has the
+      // leader's whole duplicate window in flight waits, so a resend of any of them is still known there.
+      const at = this.#queue.findIndex((b) =>
+        (!transactional || b.txn === this.#sendingTxn) && this.#inflightOn(b.partition) < WINDOW_BATCHES
+      );
+      if (at === -1) break;
+      const [batch] = this.#queue.splice(at, 1);
       this.#inflight.push(batch);
       this.#send(batch, this.#conn, this.#generation);
     }
+  }
+
+  /** Batches of `partition` in flight. */
+  #inflightOn(partition: number): number {
+    let n = 0;
+    for (const b of this.#inflight) if (b.partition === partition) n++;
+    return n;
   }
 
   #send(batch: Batch, conn: Connection, generation: number): void {
