@@ -306,3 +306,24 @@ Deno.test("in a burst no follower keeps up: the one a little behind the other is
     }
   });
 });
+
+Deno.test("in a burst the follower behind one that keeps up, copying, is not taken for a slow link", async () => {
+  // The leader's log grows 100 records a round whatever the followers do (a producer that does not wait for
+  // acknowledgements, as librdkafka pipelines). Broker 2 reaches, at each fetch, where the leader was at its
+  // previous one (it keeps up); broker 3 copies 90 a round, so it alone holds the high watermark back. A slow
+  // link would not let the log grow past it (acks=all waits), so 3 stays while it copies, as Kafka's rule has it:
+  // three times the lag limit (a CI run dropped such a follower mid-burst).
+  await withLeader([1, 2, 3], async ({ state, tick, append, fetch }) => {
+    let previousEnd = 0;
+    let copied3 = 0;
+    for (let t = 100; t <= 2500; t += 100) {
+      const end = await append(100);
+      fetch(2, previousEnd);
+      copied3 += 90;
+      fetch(3, copied3);
+      previousEnd = end;
+      tick(100);
+      assert.equal(state.desiredIsr([2, 3]), null, `the set changed at ${t} ms`);
+    }
+  });
+});
