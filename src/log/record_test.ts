@@ -642,3 +642,21 @@ Deno.test("a record whose stored line would pass what a replica takes is refused
     message: /record 1 of the batch takes/,
   });
 });
+
+Deno.test("writeBatch: records sharing a timestamp, between others and records without one, each carry their own", () => {
+  // The writer copies a repeated timestamp's field from the line before; values with escapes make it grow mid-batch.
+  const tss = [7, 7, 1763764800123, 1763764800123, undefined, 1763764800123, 7, -5, -5, 7];
+  const records = tss.map((ts, i) => ({ key: null, value: i % 3 === 0 ? "\u0001".repeat(40) : `v${i}`, ts }));
+  for (const logAppendTime of [false, true]) {
+    const lines = new TextDecoder().decode(writeBatch(records, 100, 3, 99, "p", 0, logAppendTime)).split("\n");
+    assert.equal(lines.pop(), "");
+    assert.equal(lines.length, tss.length);
+    lines.forEach((line, i) => {
+      const r = JSON.parse(line);
+      assert.equal(r.offset, 100 + i);
+      assert.equal(r.epoch, 3);
+      assert.equal(r.ts, logAppendTime ? 99 : tss[i] ?? 99, `line ${i}: ${line}`);
+      assert.equal(r.value, records[i].value);
+    });
+  }
+});
