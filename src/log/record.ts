@@ -169,26 +169,13 @@ export function writeBatch(
   const fields = Math.max(head.length, epochTs.length + MAX_TS_DIGITS + 1) + KEY_B64_FIELD.length + 2 +
     VALUE_B64_FIELD.length + 2;
   const w = new LineWriter(chars + records.length * (lineFrameBytes(baseOffset, records.length) + fields) + tail.bytes);
-  // Where the last record's own timestamp was written (its epoch field to its comma): the records of a Kafka batch
-  // mostly share their millisecond, and copying those bytes beats writing the 13 digits again.
-  let lastTs = NaN;
-  let tsFrom = 0;
-  let tsTo = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
     const start = w.at;
     w.bytes(OFFSET_PREFIX);
     w.uint(baseOffset + i);
     if (r.ts === undefined || logAppendTime) w.bytes(head);
-    else if (r.ts === lastTs) w.again(tsFrom, tsTo);
-    else {
-      tsFrom = w.at;
-      w.bytes(epochTs);
-      w.uint(r.ts);
-      w.byte(COMMA);
-      tsTo = w.at;
-      lastTs = r.ts;
-    }
+    else w.recordTs(epochTs, r.ts);
     if (r.keyB64 !== undefined) {
       w.bytes(KEY_B64_FIELD);
       w.jsonString(r.keyB64);
@@ -431,13 +418,34 @@ class LineWriter {
     this.buf[this.at++] = c;
   }
 
-  /** A copy of bytes `[from, to)` written before (a short run: a loop, as {@link bytes}). */
-  again(from: number, to: number): void {
-    this.need(to - from);
-    const b = this.buf;
-    let o = this.at;
-    for (let i = from; i < to; i++) b[o++] = b[i];
-    this.at = o;
+  /** Where the last {@link recordTs} wrote its fields, and for which timestamp. */
+  #lastTs = NaN;
+  #tsFrom = 0;
+  #tsTo = 0;
+
+  /**
+   * `epochTs` (the epoch field and the ts field's name), a record's own
+   * timestamp and a comma. The records of a Kafka batch mostly share their
+   * millisecond: a repeat copies the bytes written for the one before
+   * (a short run: a loop, as {@link bytes}) instead of its 13 digits again.
+   */
+  recordTs(epochTs: Uint8Array, ts: number): void {
+    if (ts === this.#lastTs) {
+      const from = this.#tsFrom;
+      const to = this.#tsTo;
+      this.need(to - from);
+      const b = this.buf;
+      let o = this.at;
+      for (let i = from; i < to; i++) b[o++] = b[i];
+      this.at = o;
+      return;
+    }
+    this.#tsFrom = this.at;
+    this.bytes(epochTs);
+    this.uint(ts);
+    this.byte(COMMA);
+    this.#tsTo = this.at;
+    this.#lastTs = ts;
   }
 
   /** A short constant (a field name): a loop beats `set`'s call for a few bytes. */
