@@ -142,3 +142,85 @@ Deno.test("a leader that stops while the zookeeper is gone says it handed leader
     }
   });
 });
+
+/** Lines "1\n" to "N\n", for `yak produce`. */
+function lines(n: number): string {
+  return Array.from({ length: n }, (_, i) => `${i + 1}\n`).join("");
+}
+
+/**
+ * The cluster after a follower (3) died holding a topic since deleted, while 1 and 2 took `count` acknowledged
+ * records of topic `after`: broker 3's log end total is the largest, and it misses every one of them.
+ */
+async function staleFollower(c: TestCluster, count: number): Promise<void> {
+  const old = await yak(["produce", "--topic", "old", ...c.zkFlag], { stdin: lines(4 * count) });
+  assert.equal(old.code, 0, old.stderr);
+  c.brokers.get(3)!.kill("SIGKILL");
+  await c.brokers.get(3)!.status;
+  await c.waitFor((l) => l.isr.join() === "1,2");
+  const deleted = await yak(["topics", "--delete", "old", ...c.zkFlag]);
+  assert.equal(deleted.code, 0, deleted.stderr);
+  const after = await yak(["produce", "--topic", "after", "--acks", "all", ...c.zkFlag], { stdin: lines(count) });
+  assert.equal(after.code, 0, after.stderr);
+}
+
+/** The zookeeper killed and its lease file garbled (as a full disk or a bad edit leaves it). */
+async function garbleLease(c: TestCluster): Promise<void> {
+  c.zk.kill("SIGKILL");
+  await c.zk.status;
+  await Deno.writeTextFile(join(c.dir, "zookeeper", "leader.lease"), "garbage{{{");
+}
+
+async function assertReadsBack(c: TestCluster, count: number): Promise<void> {
+  const read = await yak(["consume", "--topic", "after", "--from-beginning", "--exit-at-end", ...c.zkFlag]);
+  assert.equal(read.code, 0, read.stderr);
+  assert.equal(read.stdout.split("\n").filter((l) => l !== "").length, count, "acknowledged records lost");
+}
+
+Deno.test("a zookeeper whose lease file is garbled elects from the in-sync set the brokers followed, not whoever holds the most", () =>
+  withDeadline(120_000, "lost lease", async () => {
+    const c = await TestCluster.start({ brokers: 3 });
+    try {
+      await staleFollower(c, 2000);
+      await garbleLease(c);
+      // Broker 3 is back before the zookeeper, so all three register before it elects.
+      await c.startBroker(3);
+      await c.startZookeeper();
+      const lease = await c.waitFor((l) => l.leaderId !== null, 20_000);
+      // Before: broker 3 (the most records, counting the deleted topic's) led, and 1 and 2 cut 2000 records.
+      assert.ok(lease.leaderId === 1 || lease.leaderId === 2, `broker ${lease.leaderId} leads`);
+      const zkLog = await Deno.readTextFile(join(c.dir, "zookeeper", "zookeeper.log"));
+      const elected = zkLog.split("\n").filter((l) => l.includes('"leader_elected"')).map((l) => JSON.parse(l)).at(-1);
+      assert.deepEqual(elected.fromBrokersLease?.isr, [1, 2]);
+      await assertReadsBack(c, 2000);
+    } finally {
+      await c.stop();
+    }
+  }));
+
+Deno.test("after a lost lease the zookeeper waits for the whole in-sync set a broker reports, kept in its lease.json across restarts", () =>
+  withDeadline(120_000, "lost lease, one stale broker", async () => {
+    const c = await TestCluster.start({ brokers: 3 });
+    try {
+      await staleFollower(c, 1000);
+      await garbleLease(c);
+      for (const id of [1, 2]) {
+        c.brokers.get(id)!.kill("SIGKILL");
+        await c.brokers.get(id)!.status;
+      }
+      // Only the stale broker comes back: its lease.json names an in-sync set of three (it died before the set
+      // shrank), so the zookeeper waits for 1 and 2, whose own files name the newer set.
+      await c.startZookeeper();
+      await c.startBroker(3);
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.equal((await c.lease()).leaderId, null, "a broker that misses acknowledged records was elected");
+      const zkLog = await Deno.readTextFile(join(c.dir, "zookeeper", "zookeeper.log"));
+      assert.match(zkLog, /"no_leader".*"waitingFor":\[1,2\]/);
+      await Promise.all([c.startBroker(1), c.startBroker(2)]);
+      const lease = await c.waitFor((l) => l.leaderId !== null, 20_000);
+      assert.ok(lease.leaderId === 1 || lease.leaderId === 2, `broker ${lease.leaderId} leads`);
+      await assertReadsBack(c, 1000);
+    } finally {
+      await c.stop();
+    }
+  }));

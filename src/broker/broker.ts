@@ -12,7 +12,7 @@ import { DEFAULTS } from "../config.ts";
 import { OpLog } from "../op_log.ts";
 import { ensureDataDir, refuseForeignOwner, writeFileAtomic } from "../files.ts";
 import { assert, YakError } from "../errors.ts";
-import type { Lease } from "../protocol/messages.ts";
+import type { Lease, LeaseView } from "../protocol/messages.ts";
 import type { BrokerContext, BrokerOptions, ClientInfo, LeaderInfo } from "./context.ts";
 import { GroupCoordinator } from "./group_coordinator.ts";
 import { LeaderState } from "./leader_state.ts";
@@ -30,6 +30,7 @@ import { TopicAdmin } from "./topic_admin.ts";
 import { TopicStore } from "./topic_store.ts";
 import { TxnCoordinator } from "./txn_coordinator.ts";
 import { ZkThread } from "./zk_thread.ts";
+import { LeaseViewFile, readLeaseView } from "./lease_view.ts";
 import { type DataLock, lockDataDir } from "./data_lock.ts";
 import type { Damage, Fence, LogOptions, PartitionLog, ReadResult, WriteFailure } from "../log/partition_log.ts";
 import type { BrokerStatus, DamageStatus, FencedStatus, TransactionStatus } from "../protocol/status.ts";
@@ -159,6 +160,8 @@ export class Broker implements BrokerContext {
   #transition: Promise<void> = Promise.resolve();
   /** The newest lease adopted (see #onLease). */
   #lastLease: Lease | null = null;
+  /** Where the newest lease with an in-sync set is kept across restarts (see lease_view.ts). */
+  readonly #leaseView: LeaseViewFile;
   #isrTimer: ReturnType<typeof setInterval> | undefined;
   #lagTimer: ReturnType<typeof setInterval> | undefined;
   readonly #young = new YoungCollector();
@@ -189,6 +192,10 @@ export class Broker implements BrokerContext {
     this.store = store;
     this.log = log;
     this.dir = dir;
+    this.#leaseView = new LeaseViewFile(
+      join(dir, "lease.json"),
+      (err) => log.write("lease_view_write_failed", { error: String(err) }),
+    );
     const topics = new TopicAdmin(this);
     const partitions = new PartitionOps(this, topics);
     const groups = new GroupCoordinator(this);
@@ -253,7 +260,7 @@ export class Broker implements BrokerContext {
       // Off when started without --v8-flags=--expose-gc (young_gc.ts): more memory, nothing else.
       youngGc: broker.#young.available ? "on" : "off",
     });
-    broker.#joinCluster();
+    broker.#joinCluster(await readLeaseView(broker.#leaseView.path));
     broker.#startTimers();
     return broker;
   }
@@ -299,8 +306,11 @@ export class Broker implements BrokerContext {
     }
   }
 
-  /** Registers with the zookeeper, whose leases then drive this broker's role. */
-  #joinCluster(): void {
+  /**
+   * Registers with the zookeeper, whose leases then drive this broker's role;
+   * `lastLease` is the newest one this broker followed before (lease.json).
+   */
+  #joinCluster(lastLease: LeaseView | null): void {
     const opts = this.opts;
     this.#zk = new ZkThread({
       zkHost: opts.zkHost,
@@ -318,6 +328,7 @@ export class Broker implements BrokerContext {
       leading: () => this.#role === "leader",
       onLease: (lease) => this.#onLease(lease),
       onRefused: (err) => this.#fatal(err),
+      lastLease,
     });
     this.#zk.start();
   }
@@ -681,6 +692,7 @@ export class Broker implements BrokerContext {
       `lease ${lease.epoch}.${lease.version} adopted after ${last?.epoch}.${last?.version}`,
     );
     this.#lastLease = lease;
+    this.#leaseView.save(lease);
     const next = this.#transition.then(() => this.#applyLease(lease)).catch(
       (err) => {
         this.log.write("lease_apply_failed", {
@@ -877,6 +889,7 @@ export class Broker implements BrokerContext {
     await this.#scrubber?.stop();
     await this.#compactor.stop();
     await this.store.close();
+    await this.#leaseView.flush();
     // Every write is done and every file closed: the next start checks only the last segments. Not
     // after a fence: that log's files are uncertain, and the next start checks every record.
     if (this.#fenced.length === 0) {

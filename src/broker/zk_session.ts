@@ -7,7 +7,7 @@
 import { monotonicMs } from "../clock.ts";
 import type { OpLog } from "../op_log.ts";
 import { Connection } from "../protocol/connection.ts";
-import type { BrokerInfo, Lease } from "../protocol/messages.ts";
+import type { BrokerInfo, Lease, LeaseView } from "../protocol/messages.ts";
 import { YakError } from "../errors.ts";
 
 /** Options of {@link ZkSession}. */
@@ -45,6 +45,8 @@ export interface ZkSessionOptions {
   holdHeartbeats?: () => boolean;
   /** This process's identity for the zookeeper (default: a fresh random one). */
   instance?: string;
+  /** The newest lease with an in-sync set this broker followed before this process (see LeaseView). */
+  lastLease?: LeaseView | null;
 }
 
 /**
@@ -64,6 +66,8 @@ export class ZkSession {
   #stopped = false;
   #loop: Promise<void> | null = null;
   #lease: Lease | null = null;
+  /** The newest lease with an in-sync set this broker followed, this process or before (see LeaseView). */
+  #view: LeaseView | null;
   /** The older lease epoch last reported in the log as behind ours (once per epoch). */
   #behindLogged = -1;
   /** When the newest acknowledged heartbeat was sent: the zookeeper heard us after it. */
@@ -80,6 +84,7 @@ export class ZkSession {
     this.#o = opts;
     this.instance = opts.instance ?? crypto.randomUUID();
     this.#now = opts.clock ?? monotonicMs;
+    this.#view = opts.lastLease ?? null;
   }
 
   /** Every broker the zookeeper knows, as of the last register or heartbeat. */
@@ -176,6 +181,8 @@ export class ZkSession {
       (lease.epoch === this.#lease.epoch && lease.version > this.#lease.version)
     ) {
       this.#lease = lease;
+      // A lease without an in-sync set (a zookeeper that lost its own, before it elects) tells nothing of it.
+      if (lease.isr.length > 0) this.#view = { epoch: lease.epoch, version: lease.version, isr: lease.isr };
       this.#o.onLease(lease);
     }
   }
@@ -211,6 +218,7 @@ export class ZkSession {
           ...(this.#o.kafkaPort && this.#o.kafkaHost ? { kafkaHost: this.#o.kafkaHost } : {}),
           logEndTotal: this.#o.logEndTotal(),
           epoch: this.#o.epoch(),
+          ...(this.#view ? { lease: this.#view } : {}),
           leading: this.#o.leading(),
           instance: this.instance,
           pid: Deno.pid,

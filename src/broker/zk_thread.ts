@@ -157,6 +157,7 @@ export class ZkThread {
         kafkaHost: o.kafkaHost,
         heartbeatMs: o.heartbeatMs,
         sessionTimeoutMs: o.sessionTimeoutMs,
+        lastLease: o.lastLease ?? null,
       },
       instance: this.instance,
       security: { ...security() },

@@ -70,6 +70,41 @@ export interface Lease {
   version: number;
 }
 
+/**
+ * The newest lease with an in-sync set that a broker followed, as it tells
+ * the zookeeper when it registers (kept in its data directory, `lease.json`,
+ * across restarts). A zookeeper whose own lease file was lost, garbled or
+ * older than the cluster elects from the newest of these, not from whoever
+ * holds the most.
+ */
+export interface LeaseView {
+  epoch: number;
+  version: number;
+  isr: number[];
+}
+
+/**
+ * `raw` as a lease view (the fields checked: whole epoch and version, an
+ * in-sync set of 1 to 1,000 broker ids), else null.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { leaseViewOf } from "./messages.ts";
+ * assert.deepEqual(leaseViewOf({ epoch: 3, version: 9, isr: [1, 2] }), { epoch: 3, version: 9, isr: [1, 2] });
+ * assert.equal(leaseViewOf({ epoch: 3, version: 9, isr: [] }), null);
+ * assert.equal(leaseViewOf("garbage"), null);
+ * ```
+ */
+export function leaseViewOf(raw: unknown): LeaseView | null {
+  if (typeof raw !== "object" || raw === null) return null;
+  const { epoch, version, isr } = raw as Record<string, unknown>;
+  const whole = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (!whole(epoch) || !whole(version) || !Array.isArray(isr) || isr.length === 0 || isr.length > 1000) return null;
+  if (!isr.every((id) => whole(id) && id <= 1_000_000)) return null;
+  return { epoch, version, isr: [...isr] };
+}
+
 /** A broker as the zookeeper sees it. */
 export interface BrokerInfo {
   id: number;

@@ -11,7 +11,17 @@ import { monotonicMs } from "../clock.ts";
 import { OpLog } from "../op_log.ts";
 import { ensureDataDir, refuseForeignOwner } from "../files.ts";
 import { YakError } from "../errors.ts";
-import { type BrokerInfo, int, type Lease, optInt, optStr, type Request, str } from "../protocol/messages.ts";
+import {
+  type BrokerInfo,
+  int,
+  type Lease,
+  type LeaseView,
+  leaseViewOf,
+  optInt,
+  optStr,
+  type Request,
+  str,
+} from "../protocol/messages.ts";
 import { type ConnectionLimits, RequestMemory } from "../protocol/listener.ts";
 import { serve, type Server, type Session } from "../protocol/server.ts";
 import { electLeader } from "./election.ts";
@@ -57,6 +67,10 @@ interface Member {
   /** Monotonic ms of the last register or heartbeat. */
   lastSeen: number;
   logEndTotal: number;
+  /** The epoch it last reported (its logs' newest, or the lease it follows). */
+  epoch: number;
+  /** The newest lease with an in-sync set it followed, as it registered (see LeaseView). */
+  view: LeaseView | null;
   alive: boolean;
   session: Session | null;
   /** The broker process (a random id per start): a new one means a restart. */
@@ -261,17 +275,7 @@ export class Zookeeper {
     const instance = optStr(req, "instance", 64) ?? null;
     const old = this.#members.get(id);
     const now = this.#now();
-    if (
-      old && old.alive && old.session !== null && old.session !== session &&
-      old.instance !== null && old.instance !== instance && now - old.lastSeen <= this.#opts.sessionTimeoutMs
-    ) {
-      // Two live processes with one id would both append under broker-N: refuse the second.
-      this.log.write("broker_id_refused", { broker: id, host, port, holder: `${old.host}:${old.port}` });
-      throw new YakError(
-        "BROKER_ID_IN_USE",
-        `broker id ${id} is in use by a live broker at ${old.host}:${old.port}; give this broker another --id`,
-      );
-    }
+    this.#refuseIdInUse(id, host, port, instance, session, now);
     // A process we knew under another instance id has restarted (no instance: an older broker).
     const restarted = old !== undefined && old.instance !== null && instance !== null
       ? old.instance !== instance
@@ -284,6 +288,8 @@ export class Zookeeper {
       ...(kafkaPort && kafkaHost ? { kafkaHost } : {}),
       lastSeen: now,
       logEndTotal: optInt(req, "logEndTotal", 0),
+      epoch,
+      view: leaseViewOf(req.lease),
       alive: true,
       session,
       instance,
@@ -319,6 +325,21 @@ export class Zookeeper {
       sessionTimeoutMs: this.#opts.sessionTimeoutMs,
       brokers: this.#brokerInfos(),
     };
+  }
+
+  /** Two live processes with one id would both append under broker-N: the second is refused. */
+  #refuseIdInUse(id: number, host: string, port: number, instance: string | null, session: Session, now: number) {
+    const old = this.#members.get(id);
+    if (
+      old && old.alive && old.session !== null && old.session !== session &&
+      old.instance !== null && old.instance !== instance && now - old.lastSeen <= this.#opts.sessionTimeoutMs
+    ) {
+      this.log.write("broker_id_refused", { broker: id, host, port, holder: `${old.host}:${old.port}` });
+      throw new YakError(
+        "BROKER_ID_IN_USE",
+        `broker id ${id} is in use by a live broker at ${old.host}:${old.port}; give this broker another --id`,
+      );
+    }
   }
 
   /**
@@ -388,6 +409,7 @@ export class Zookeeper {
     member.lastSeen = this.#now();
     member.logEndTotal = optInt(req, "logEndTotal", member.logEndTotal);
     const epoch = optInt(req, "epoch", 0);
+    member.epoch = epoch;
     if (epoch > this.#lease.epoch) {
       // This broker saw a newer epoch than our lease: ours is behind (an old file). Move past it.
       this.#epochFloor = Math.max(this.#epochFloor, epoch);
@@ -514,6 +536,8 @@ export class Zookeeper {
         port: this.#lease.port,
         lastSeen: -Infinity,
         logEndTotal: 0,
+        epoch: this.#lease.epoch,
+        view: null,
         alive: false,
         session: null,
         instance: null,
@@ -560,36 +584,12 @@ export class Zookeeper {
   /** Elects a leader among the live in-sync brokers (but `exclude`: a leader resigning). */
   async #elect(reason: string, exclude?: number): Promise<void> {
     const old = this.#lease;
-    const fresh = old.isr.length === 0;
-    // The dead leader may not come back as leader of the same set.
-    const eligibleIsr = fresh ? null : old.isr.filter((b) => b !== exclude && this.#members.get(b)?.alive);
-    const winner = electLeader(
-      this.#members.values(),
-      eligibleIsr === null ? null : (eligibleIsr.length === 0 ? [-1] : eligibleIsr),
-    );
-    if (winner === null) {
-      if (old.leaderId !== null) {
-        await this.#commit({
-          ...old,
-          leaderId: null,
-          host: "",
-          port: 0,
-          issuedAt: Date.now(),
-        });
-      }
-      if (!this.#noLeaderLogged) {
-        this.log.write("no_leader", {
-          reason,
-          isr: old.isr,
-          note: "waiting for an in-sync broker to come back",
-        });
-        this.#noLeaderLogged = true;
-      }
-      return;
-    }
+    const pick = this.#eligible(exclude);
+    const winner = pick.waitingFor.length > 0 ? null : electLeader(this.#members.values(), pick.isr);
+    if (winner === null) return await this.#noLeader(reason, pick);
     this.#noLeaderLogged = false;
     const m = this.#members.get(winner)!;
-    const isr = fresh ? [winner] : [...new Set([winner, ...eligibleIsr!])].sort((a, b) => a - b);
+    const isr = [...new Set([winner, ...pick.keep])].sort((a, b) => a - b);
     const started = this.#now();
     await this.#commit({
       ...old,
@@ -609,8 +609,89 @@ export class Zookeeper {
       previous: old.leaderId,
       isr,
       logEndTotal: m.logEndTotal,
+      ...(pick.view ? { fromBrokersLease: { epoch: pick.view.epoch, isr: pick.view.isr } } : {}),
       writeMs: Math.round(this.#now() - started),
     });
+  }
+
+  /** No broker may lead now: the lease says so (it had a leader), and the log once until one is elected. */
+  async #noLeader(reason: string, pick: { waitingFor: number[]; view: LeaseView | null }): Promise<void> {
+    const old = this.#lease;
+    if (old.leaderId !== null) {
+      await this.#commit({ ...old, leaderId: null, host: "", port: 0, issuedAt: Date.now() });
+    }
+    if (this.#noLeaderLogged) return;
+    this.#noLeaderLogged = true;
+    this.log.write("no_leader", {
+      reason,
+      isr: pick.view?.isr ?? old.isr,
+      ...(pick.view
+        ? {
+          waitingFor: pick.waitingFor,
+          note: `the lease file holds no in-sync set as new as the brokers': waiting for every broker of the ` +
+            `newest one a broker reported (epoch ${pick.view.epoch})`,
+        }
+        : { note: "waiting for an in-sync broker to come back" }),
+    });
+  }
+
+  /**
+   * Who may lead, for {@link #elect}: normally the live members of the
+   * lease's in-sync set, kept beside the winner. When a broker followed a
+   * lease newer than ours (this zookeeper's file was lost, garbled or went
+   * back), the in-sync set of the newest such lease, and only once every
+   * member of it is registered and alive: that broker's view may be old
+   * itself, and the others report theirs as they register. Electing
+   * whoever held the most instead once chose a broker that was dead while a
+   * topic was deleted (its log end counted the deleted records) over the
+   * in-sync two, which then truncated 5,000 acknowledged records. With no
+   * in-sync set known anywhere (a new cluster, or brokers too old to report
+   * one) any live broker of the highest epoch any of them reports.
+   */
+  #eligible(exclude?: number): { isr: number[] | null; keep: number[]; waitingFor: number[]; view: LeaseView | null } {
+    const old = this.#lease;
+    const view = this.#newerView();
+    if (view !== null) {
+      const waitingFor = view.isr.filter((b) => !this.#members.get(b)?.alive);
+      return { isr: view.isr.filter((b) => b !== exclude), keep: [], waitingFor, view };
+    }
+    if (old.isr.length > 0) {
+      // The dead leader may not come back as leader of the same set.
+      const isr = old.isr.filter((b) => b !== exclude && this.#members.get(b)?.alive);
+      return { isr: isr.length === 0 ? [-1] : isr, keep: isr, waitingFor: [], view: null };
+    }
+    const live = [...this.#members.values()].filter((m) => m.alive);
+    const top = Math.max(0, ...live.map((m) => m.epoch));
+    return {
+      isr: top === 0 ? null : live.filter((m) => m.epoch === top).map((m) => m.id),
+      keep: [],
+      waitingFor: [],
+      view,
+    };
+  }
+
+  /**
+   * The newest lease with an in-sync set that a registered broker reported,
+   * when ours has none or is older; else null.
+   */
+  #newerView(): LeaseView | null {
+    let best: LeaseView | null = null;
+    for (const m of this.#members.values()) {
+      const v = m.view;
+      if (
+        v !== null && (best === null || v.epoch > best.epoch || (v.epoch === best.epoch && v.version > best.version))
+      ) {
+        best = v;
+      }
+    }
+    const l = this.#lease;
+    if (
+      best === null ||
+      (l.isr.length > 0 && (best.epoch < l.epoch || (best.epoch === l.epoch && best.version <= l.version)))
+    ) {
+      return null;
+    }
+    return best;
   }
 
   /**
