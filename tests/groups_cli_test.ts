@@ -180,3 +180,83 @@ Deno.test("yak groups: list, describe, reset offsets (refused while members are 
     }
   });
 });
+
+Deno.test("yak groups: a reset or an offsets deletion touches only the partitions named; flags of another action are refused", async () => {
+  await withDeadline(90_000, "groups CLI partitions", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    try {
+      const z = cluster.zkFlag;
+      assert.equal((await yak(["topics", "--create", "gp", "--partitions", "3", ...z])).code, 0);
+      for (const p of [0, 1, 2]) {
+        const produced = await yak(["produce", "--topic", "gp", "--partition", String(p), ...z], {
+          stdin: seqText(10, 1),
+        });
+        assert.equal(produced.code, 0, produced.stderr);
+      }
+      const read = await yak(["consume", "--topic", "gp", "--group", "g", "--from-beginning", "--exit-at-end", ...z]);
+      assert.equal(read.code, 0, read.stderr);
+      const committed = async () => {
+        const res = await yak(["groups", "--describe", "g", "--json", ...z]);
+        assert.equal(res.code, 0, res.stderr);
+        // By partition: one without a commit (or member) has no row.
+        const rows = (JSON.parse(res.stdout) as Described).partitions;
+        return [0, 1, 2].map((p) => rows.find((r) => r.partition === p)?.committed ?? null);
+      };
+      assert.deepEqual(await committed(), [10, 10, 10]);
+      // Before: --partition was ignored and every partition went to 0.
+      const one = await yak([
+        "groups",
+        "--reset-offsets",
+        "g",
+        "--topic",
+        "gp",
+        "--partition",
+        "1",
+        "--to-earliest",
+        ...z,
+      ]);
+      assert.equal(one.code, 0, one.stderr);
+      assert.deepEqual(await committed(), [10, 0, 10]);
+      // kafka-consumer-groups' spelling, and an offset past the end: it goes to the end, and stderr says so.
+      const kafka = await yak(["groups", "--reset-offsets", "g", "--topic", "gp:0,2", "--to-offset", "99", ...z]);
+      assert.equal(kafka.code, 0, kafka.stderr);
+      assert.match(kafka.stderr, /partition 0: offset 99 is past the log end \(10\); it goes to 10/);
+      const shifted = await yak(["groups", "--reset-offsets", "g", "--topic", "gp:2", "--shift-by", "-4", ...z]);
+      assert.equal(shifted.code, 0, shifted.stderr);
+      assert.deepEqual(await committed(), [10, 0, 6]);
+      const deleted = await yak(["groups", "--delete-offsets", "g", "--topic", "gp:0", ...z]);
+      assert.equal(deleted.code, 0, deleted.stderr);
+      assert.deepEqual(await committed(), [null, 0, 6]);
+      const refused: [string[], RegExp][] = [
+        [
+          ["--reset-offsets", "g", "--topic", "gp:3", "--to-earliest"],
+          /the topic has 3 partitions \(0-2\); there is no partition 3/,
+        ],
+        [["--reset-offsets", "g", "--topic", "gp", "--to-offset", "-5"], /--to-offset needs an offset of 0 or more/],
+        [["--reset-offsets", "g", "--to-earliest"], /--reset-offsets needs --topic T/],
+        [["--describe", "g", "--to-earliest"], /--to-earliest goes with --reset-offsets, not --describe/],
+        [["--delete-offsets", "g", "--topic", "gp", "--to-latest"], /--to-latest goes with --reset-offsets/],
+        [["--describe", "g", "--group", "g"], /give the group once/],
+        [["--reset-offsets", "g", "--topic", "gp:1", "--partition", "2", "--to-earliest"], /name the partitions once/],
+      ];
+      for (const [args, message] of refused) {
+        const res = await yak(["groups", ...args, ...z]);
+        assert.equal(res.code, 1, `${args.join(" ")}: ${res.stderr}`);
+        assert.match(res.stderr, message);
+      }
+      assert.deepEqual(await committed(), [null, 0, 6], "a refused command changed a commit");
+      const topics: [string[], RegExp][] = [
+        [["--create", "gq", "--partition", "2"], /--partition goes with --delete-records, not --create/],
+        [["--describe", "gp", "--config", "retention.ms=5"], /--config goes with --create or --alter, not --describe/],
+        [["--alter", "gp", "--config", "retention.ms=1", "--delete-config", "retention.ms"], /given to both/],
+      ];
+      for (const [args, message] of topics) {
+        const res = await yak(["topics", ...args, ...z]);
+        assert.equal(res.code, 1, `${args.join(" ")}: ${res.stderr}`);
+        assert.match(res.stderr, message);
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

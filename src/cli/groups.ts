@@ -22,15 +22,15 @@ import {
   type Values,
 } from "./args.ts";
 import { table } from "./table.ts";
-import { offsetsOf, resetOffsetsOf } from "../client/group_offsets.ts";
+import { offsetsOf, resetTargets } from "../client/group_offsets.ts";
 
 const USAGE = `
 yak groups --list [--state S[,S...]] [--json]
 yak groups --describe G [--json]
-yak groups --reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N | --shift-by N)
-           [--dry-run | --execute] [--json]
+yak groups --reset-offsets G --topic T[:P,P...] [--partition P]
+           (--to-earliest | --to-latest | --to-offset N | --shift-by N) [--dry-run | --execute] [--json]
 yak groups --delete G [--json]
-yak groups --delete-offsets G --topic T [--partition P] [--json]
+yak groups --delete-offsets G --topic T[:P,P...] [--partition P] [--json]
            [--zookeeper HOST:PORT | --bootstrap HOST:PORT[,...]] [--connect-timeout-ms 10000]
 
 --describe shows the group's state, generation and strategy, its members
@@ -43,10 +43,13 @@ changes nothing. kafka-consumer-groups' spelling works too: --group G beside
 the action (--describe --group G), and then --reset-offsets, as there, only
 shows the plan unless --execute is given.
 --shift-by takes a negative number as --shift-by -10 or --shift-by=-10.
+--topic T:0,2 (kafka-consumer-groups' spelling) or --partition P resets or
+deletes only those partitions; an offset outside a partition's log goes to
+its nearer end, and stderr says so.
 --state lists only groups in these states (any case, comma-separated or
 repeated): Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
 --delete-offsets deletes the group's committed offsets in the topic (every
-partition, or --partition P); it is refused while the group's active
+partition, or those named); it is refused while the group's active
 members subscribe to the topic, as Kafka does.
 `;
 
@@ -101,11 +104,13 @@ type Reset = typeof RESETS[number];
 type GroupsOptions =
   | { action: "list"; states: string[] }
   | { action: "describe" | "delete"; group: string }
-  | { action: "delete-offsets"; group: string; topic: string; partition: number | null }
+  | { action: "delete-offsets"; group: string; topic: string; partitions: number[] | null }
   | {
     action: "reset-offsets";
     group: string;
     topic: string;
+    /** The partitions named (`--partition P`, `--topic T:P,P`); null: all of the topic's. */
+    partitions: number[] | null;
     reset: Reset;
     /** The text of --to-offset or --shift-by, read as a number once the partitions are known. */
     amount: string;
@@ -127,7 +132,15 @@ interface PartitionRow {
 type GroupsResult =
   | { action: "list"; groups: { group: string; state: string; members: number }[] }
   | { action: "describe"; group: string; description: GroupDescription; rows: PartitionRow[] }
-  | { action: "reset-offsets"; group: string; topic: string; offsets: Record<string, number>; dryRun: boolean }
+  | {
+    action: "reset-offsets";
+    group: string;
+    topic: string;
+    offsets: Record<string, number>;
+    dryRun: boolean;
+    /** Offsets asked for outside a partition's log, and where they went instead. */
+    notes: string[];
+  }
   | { action: "delete"; group: string }
   | { action: "delete-offsets"; group: string; topic: string; partitions: number[]; committed: number[] };
 
@@ -169,6 +182,9 @@ function kafkaSpelling(args: readonly string[]): { args: string[] } | null {
     ACTIONS.some((name) => a === `--${name}`) && (rest[i + 1] === undefined || rest[i + 1].startsWith("-"))
   );
   if (action === -1) {
+    if (rest.some((a) => ACTIONS.some((name) => a === `--${name}` || a.startsWith(`--${name}=`)))) {
+      throw new YakError("INVALID_ARGUMENT", "give the group once: --describe G, or --describe --group G");
+    }
     throw new YakError(
       "INVALID_ARGUMENT",
       "--group G goes with --describe, --reset-offsets, --delete or --delete-offsets (or: --describe G)",
@@ -197,11 +213,12 @@ function groupsOptionsOf(action: GroupsAction, values: Values, kafka: boolean): 
     throw new YakError("INVALID_ARGUMENT", "--dry-run and --execute go with --reset-offsets");
   }
   if (execute && dry) throw new YakError("INVALID_ARGUMENT", "give --dry-run or --execute, not both");
+  refuseOtherActionsFlags(action, values);
   if (action === "list") return { action, states: statesOf(values) };
   const group = checkGroupName(text(values, action));
-  if (action === "delete-offsets") return { action, group, ...deleteOffsetsOf(values) };
+  if (action === "delete-offsets") return { action, group, ...topicPartitionsOf(values, action) };
   if (action !== "reset-offsets") return { action, group };
-  const topic = checkTopicName(text(values, "topic") ?? "");
+  const { topic, partitions } = topicPartitionsOf(values, action);
   const how = RESETS.filter((k) => values[k] !== undefined);
   if (how.length !== 1) {
     throw new YakError(
@@ -210,7 +227,7 @@ function groupsOptionsOf(action: GroupsAction, values: Values, kafka: boolean): 
     );
   }
   const dryRun = dry || (kafka && !execute);
-  return { action, group, topic, reset: how[0], amount: text(values, how[0]) ?? "", dryRun };
+  return { action, group, topic, partitions, reset: how[0], amount: text(values, how[0]) ?? "", dryRun };
 }
 
 /** `--state` of `--list`: each state named (comma-separated or repeated), as Kafka spells it. */
@@ -219,16 +236,54 @@ function statesOf(values: Values): string[] {
   return given.flatMap((s) => s.split(",")).map((s) => s.trim()).filter((s) => s !== "").map(groupStateOf);
 }
 
-/** `--delete-offsets`' topic and partition (null: all of the topic's). */
-function deleteOffsetsOf(values: Values): { topic: string; partition: number | null } {
-  const given = text(values, "topic");
-  if (given === undefined) throw new YakError("INVALID_ARGUMENT", "--delete-offsets needs --topic T (see --help)");
-  const topic = checkTopicName(given);
-  const partition = text(values, "partition");
-  if (partition !== undefined && !/^\d{1,9}$/.test(partition)) {
-    throw new YakError("INVALID_ARGUMENT", `--partition needs a partition number, not '${partition}'`);
+/** Each action's own flags: any other action's is refused, not ignored (a typo such as --partition for --partitions). */
+const ACTION_FLAGS: Record<GroupsAction, readonly string[]> = {
+  list: ["state"],
+  describe: [],
+  "reset-offsets": ["topic", "partition", ...RESETS, "dry-run", "execute"],
+  delete: [],
+  "delete-offsets": ["topic", "partition"],
+};
+
+function refuseOtherActionsFlags(action: GroupsAction, values: Values): void {
+  const own = ACTION_FLAGS[action];
+  for (const flag of new Set(Object.values(ACTION_FLAGS).flat())) {
+    if (values[flag] !== undefined && !own.includes(flag)) {
+      const users = ACTIONS.filter((a) => ACTION_FLAGS[a].includes(flag)).map((a) => `--${a}`);
+      throw new YakError("INVALID_ARGUMENT", `--${flag} goes with ${users.join(" or ")}, not --${action}`);
+    }
   }
-  return { topic, partition: partition === undefined ? null : Number(partition) };
+}
+
+/**
+ * The topic of `--reset-offsets` or `--delete-offsets`, and the partitions
+ * named: `--partition P`, or kafka-consumer-groups' `--topic T:P[,P...]`
+ * (null: all of the topic's).
+ */
+function topicPartitionsOf(values: Values, action: GroupsAction): { topic: string; partitions: number[] | null } {
+  const given = text(values, "topic");
+  if (given === undefined || given === "") {
+    throw new YakError("INVALID_ARGUMENT", `--${action} needs --topic T (see --help)`);
+  }
+  // A topic name has no ':' (names.ts), so one here starts Kafka's partition list.
+  const colon = given.indexOf(":");
+  let partitions = colon === -1 ? null : given.slice(colon + 1).split(",").map(partitionNumber);
+  const one = text(values, "partition");
+  if (one !== undefined) {
+    if (partitions !== null) {
+      throw new YakError("INVALID_ARGUMENT", "name the partitions once: --topic T:P,P or --partition P");
+    }
+    partitions = [partitionNumber(one)];
+  }
+  const topic = checkTopicName(colon === -1 ? given : given.slice(0, colon));
+  return { topic, partitions: partitions === null ? null : [...new Set(partitions)].sort((a, b) => a - b) };
+}
+
+function partitionNumber(text: string): number {
+  if (!/^\d{1,9}$/.test(text.trim())) {
+    throw new YakError("INVALID_ARGUMENT", `a partition is a number from 0, not '${text}'`);
+  }
+  return Number(text.trim());
 }
 
 /** Asks the leader. */
@@ -245,24 +300,40 @@ async function runGroups(conn: Connection, options: GroupsOptions): Promise<Grou
     case "describe":
       return { action: "describe", group: options.group, ...await describeGroup(conn, options.group) };
     case "reset-offsets": {
-      const { group, topic } = options;
+      const { group, topic, dryRun } = options;
       const { start, hw } = await offsetsOf(conn, topic);
       const committed = (await conn.request({ type: "committed", group, topic })).offsets as Record<string, number>;
-      const offsets = resetOffsetsOf(options.reset, options.amount, start, hw, committed);
-      if (options.dryRun) return { action: "reset-offsets", group, topic, offsets, dryRun: true };
+      const targets = resetTargets(
+        options.reset,
+        options.amount,
+        start,
+        hw,
+        committed,
+        options.partitions ?? undefined,
+      );
+      const offsets: Record<string, number> = {};
+      for (const t of targets) offsets[t.partition] = t.to;
+      // As kafka-consumer-groups says it: an offset past either end of a partition's log goes to that end.
+      const notes = targets.filter((t) => t.asked !== t.to).map((t) =>
+        `partition ${t.partition}: offset ${t.asked} is ${
+          t.asked > t.to ? "past the log end" : "before the log start"
+        }` +
+        ` (${t.to}); it goes to ${t.to}`
+      );
+      if (dryRun) return { action: "reset-offsets", group, topic, offsets, dryRun, notes };
       const res = await conn.request({ type: "reset_offsets", group, topic, offsets });
-      return { action: "reset-offsets", group, topic, offsets: res.committed as Record<string, number>, dryRun: false };
+      return { action: "reset-offsets", group, topic, offsets: res.committed as Record<string, number>, dryRun, notes };
     }
     case "delete":
       await conn.request({ type: "delete_group", group: options.group });
       return { action: "delete", group: options.group };
     case "delete-offsets": {
-      const { group, topic, partition } = options;
+      const { group, topic, partitions: named } = options;
       const res = await conn.request({
         type: "delete_offsets",
         group,
         topic,
-        ...(partition === null ? {} : { partitions: [partition] }),
+        ...(named === null ? {} : { partitions: named }),
       });
       const partitions = res.partitions as number[];
       // A broker from before `deleted` was answered: every partition asked.
@@ -333,6 +404,7 @@ function printGroups(result: GroupsResult, json: boolean): void {
           ...Object.entries(offsets).map(([p, o]) => [group, topic, p, o]),
         ]));
       }
+      for (const note of result.notes) console.error(`yak groups: ${note}`);
       if (dryRun) console.error("yak groups: a dry run: nothing changed (--execute applies it)");
       return;
     }

@@ -204,6 +204,7 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
       "--replication-factor goes with --create (every broker holds every partition, so there is nothing to alter)",
     );
   }
+  refuseOtherActionsFlags(action, values);
   if (action === "list") return { action };
   if (action === "describe") return { action, topic: named };
   if (named === null) {
@@ -216,8 +217,9 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
   // Checked here too, so a typo is reported before anything is sent.
   const configs = parseTopicConfigs((values.config as string[] | undefined) ?? []);
   const deleteConfigs = checkConfigKeys((values["delete-config"] as string[] | undefined) ?? []);
-  if (!alter && deleteConfigs.length > 0) {
-    throw new YakError("INVALID_ARGUMENT", "--delete-config goes with --alter");
+  const both = deleteConfigs.filter((k) => k in configs);
+  if (both.length > 0) {
+    throw new YakError("INVALID_ARGUMENT", `${both.join(", ")}: given to both --config and --delete-config; give one`);
   }
   if (alter && values.partitions === undefined && Object.keys(configs).length === 0 && deleteConfigs.length === 0) {
     throw new YakError(
@@ -230,6 +232,26 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
     : integer(values, "partitions", 3, 1, 1000);
   const replicationFactor = integer(values, "replication-factor", undefined, 1, 32767);
   return { action, topic, partitions, replicationFactor, configs, deleteConfigs };
+}
+
+/** Each action's own flags: any other action's is refused, not ignored (a typo such as --partition for --partitions). */
+const ACTION_FLAGS: Record<TopicsAction, readonly string[]> = {
+  list: [],
+  create: ["partitions", "replication-factor", "config"],
+  describe: [],
+  alter: ["partitions", "config", "delete-config"],
+  delete: [],
+  "delete-records": ["partition", "offset"],
+};
+
+function refuseOtherActionsFlags(action: TopicsAction, values: Values): void {
+  const own = ACTION_FLAGS[action];
+  for (const flag of new Set(Object.values(ACTION_FLAGS).flat())) {
+    if (values[flag] !== undefined && !own.includes(flag)) {
+      const users = ACTIONS.filter((a) => ACTION_FLAGS[a].includes(flag)).map((a) => `--${a}`);
+      throw new YakError("INVALID_ARGUMENT", `--${flag} goes with ${users.join(" or ")}, not --${action}`);
+    }
+  }
 }
 
 /** `--delete-records T --partition P --offset N`: both numbers are needed (nothing is deleted by default). */

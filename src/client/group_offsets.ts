@@ -24,13 +24,15 @@ export async function offsetsOf(conn: Connection, topic: string): Promise<{ star
 }
 
 /**
- * The offset each partition moves to, within its log.
+ * The offset each partition moves to, within its log (`only`: just these
+ * partitions, each of which must exist).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { resetOffsetsOf } from "./group_offsets.ts";
  * assert.deepEqual(resetOffsetsOf("shift-by", "-5", [0, 10], [20, 12], { 0: 8 }), { 0: 3, 1: 10 });
+ * assert.deepEqual(resetOffsetsOf("to-earliest", "", [0, 10], [20, 12], {}, [1]), { 1: 10 });
  * ```
  */
 export function resetOffsetsOf(
@@ -39,19 +41,53 @@ export function resetOffsetsOf(
   start: number[],
   hw: number[],
   committed: Record<string, number>,
+  only?: readonly number[],
 ): Record<string, number> {
+  const offsets: Record<string, number> = {};
+  for (const t of resetTargets(reset, amount, start, hw, committed, only)) offsets[t.partition] = t.to;
+  return offsets;
+}
+
+/** Where one partition's offset goes on a reset: `asked` before it was kept within the log (`to`). */
+export interface ResetTarget {
+  partition: number;
+  asked: number;
+  to: number;
+}
+
+/** {@link resetOffsetsOf}, saying too what was asked where the log's bounds changed it. */
+export function resetTargets(
+  reset: Reset,
+  amount: string,
+  start: number[],
+  hw: number[],
+  committed: Record<string, number>,
+  only?: readonly number[],
+): ResetTarget[] {
   const number = () => {
     if (!/^-?\d+$/.test(amount)) throw new YakError("INVALID_ARGUMENT", `--${reset} needs an integer, not '${amount}'`);
     return Number(amount);
   };
-  const offsets: Record<string, number> = {};
-  for (let p = 0; p < hw.length; p++) {
-    let to: number;
-    if (reset === "to-earliest") to = start[p];
-    else if (reset === "to-latest") to = hw[p];
-    else if (reset === "to-offset") to = number();
-    else to = (committed[p] ?? start[p]) + number();
-    offsets[p] = Math.min(hw[p], Math.max(start[p], to));
+  if (reset === "to-offset" && number() < 0) {
+    throw new YakError("INVALID_ARGUMENT", `--to-offset needs an offset of 0 or more, not ${amount}`);
   }
-  return offsets;
+  for (const p of only ?? []) {
+    if (p >= hw.length) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `the topic has ${hw.length} partition${hw.length === 1 ? "" : "s"} (0-${
+          hw.length - 1
+        }); there is no partition ${p}`,
+      );
+    }
+  }
+  const partitions = only ?? hw.map((_, p) => p);
+  return partitions.map((p) => {
+    let asked: number;
+    if (reset === "to-earliest") asked = start[p];
+    else if (reset === "to-latest") asked = hw[p];
+    else if (reset === "to-offset") asked = number();
+    else asked = (committed[p] ?? start[p]) + number();
+    return { partition: p, asked, to: Math.min(hw[p], Math.max(start[p], asked)) };
+  });
 }
