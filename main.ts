@@ -91,5 +91,13 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (err) {
+    // Only the top level's own output gets here (a subcommand reports its errors): `yak --help > /dev/full`.
+    console.error(`yak: ${err instanceof Error ? err.message : String(err)}`);
+    code = 1;
+  }
+  Deno.exit(code);
 }

@@ -10,7 +10,19 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { YAK_VERSION } from "../src/version.ts";
 import { OpLog } from "../src/op_log.ts";
-import { eventually, freePortRange, Proc, type RunResult, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+import {
+  eventually,
+  freePortRange,
+  MAIN,
+  PERMS,
+  Proc,
+  run,
+  type RunResult,
+  seqText,
+  TestCluster,
+  withDeadline,
+  yak,
+} from "./harness.ts";
 
 /** A usage error: exit 1, one line (no stack), and the given text. */
 function usageError(res: RunResult, pattern: RegExp, what: string): void {
@@ -395,5 +407,15 @@ Deno.test("yak logs --follow goes on in a rotated operation log's new file", asy
     follower?.kill("SIGINT");
     await follower?.status;
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("yak --help and --version into a full device say so in one line, no stack trace", async () => {
+  for (const flag of ["--help", "--version"]) {
+    const cmd = [Deno.execPath(), "run", ...PERMS, MAIN, flag].map((a) => `'${a}'`).join(" ");
+    const res = await run("sh", ["-c", `${cmd} > /dev/full`]);
+    assert.equal(res.code, 1, res.stderr);
+    // Before: "error: Uncaught (in promise) Error: No space left on device" and a trace into main.ts.
+    assert.equal(res.stderr.trim(), "yak: No space left on device (os error 28)");
   }
 });
