@@ -134,6 +134,13 @@ export async function consumeCommand(args: string[]): Promise<number> {
     throw withTopicHint(err);
   });
   stop.onBlockedWrite = async () => {
+    // The slices of the blocked write that went out whole count too (the reader may still read them).
+    const w = stop.current;
+    if (w !== null && w.written > 0) {
+      const whole = wholeRecords(w.part, w.take, options.format, w.written);
+      consumer.consumed(w.part.topic, w.part.partition, w.part.offsetAfter(whole), w.part);
+      stop.printed += whole;
+    }
     await consumer.commit();
     await consumer.close();
   };
@@ -332,6 +339,10 @@ class StopSignal {
   onBlockedWrite: (() => Promise<void>) | null = null;
   /** Whether the consumer is a group member (what the message at a blocked write says it did). */
   grouped = false;
+  /** The write under way: its records, and the bytes of it that went out in whole slices so far. */
+  current: { part: PartitionRecords; take: number; written: number } | null = null;
+  /** Records written whole so far (what a blocked write's message says was committed). */
+  printed = 0;
   readonly #abort = new AbortController();
   #grace: ReturnType<typeof setTimeout> | undefined;
   #onSignal = () => {
@@ -357,7 +368,7 @@ class StopSignal {
           (!this.grouped
             ? "exiting"
             : left
-            ? "committed what was written before and left the group"
+            ? `committed the ${this.printed} record${this.printed === 1 ? "" : "s"} written before and left the group`
             : "the last commit did not complete"),
       );
     } else {
@@ -414,12 +425,16 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
       const take = Math.min(part.count, maxMessages - printed);
       const bytes = take === 0 ? new Uint8Array(0) : renderRecords(part, take, format);
       stop.writing = true;
-      const written = await writeUntilClosed(bytes);
+      const current = { part, take, written: 0 };
+      stop.current = current;
+      const written = await writeUntilClosed(bytes, (done) => (current.written = done));
       stop.writing = false;
+      stop.current = null;
       const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
       // Only records whose bytes reached stdout count as consumed (and get committed).
       consumer.consumed(part.topic, part.partition, part.offsetAfter(whole), part);
       printed += whole;
+      stop.printed = printed;
       if (written < bytes.length) {
         pipeClosed = true; // e.g. `| head`: the reader is done
         break;
@@ -451,9 +466,10 @@ export const STDOUT_WRITE_BYTES = 64 * 1024;
 /**
  * Writes `bytes` to stdout in slices that end at a line break, and returns
  * how many bytes went out in writes that completed: all of them, or fewer
- * when the reader closed the pipe (EPIPE).
+ * when the reader closed the pipe (EPIPE). `onSlice` is told that count
+ * after each slice.
  */
-async function writeUntilClosed(bytes: Uint8Array): Promise<number> {
+async function writeUntilClosed(bytes: Uint8Array, onSlice?: (done: number) => void): Promise<number> {
   let done = 0;
   while (done < bytes.length) {
     let end = Math.min(bytes.length, done + STDOUT_WRITE_BYTES);
@@ -470,6 +486,7 @@ async function writeUntilClosed(bytes: Uint8Array): Promise<number> {
       throw err;
     }
     done = end;
+    onSlice?.(done);
   }
   return done;
 }
