@@ -1003,14 +1003,17 @@ export class GroupCoordinator {
     const b = this.#b;
     this.#leading();
     const g = this.#groups.get(group);
-    if (member) {
+    const hasMembers = g !== undefined && g.members.size > 0;
+    // A member id with generation -1 is an admin's commit unless the group has members (as Kafka: then it is checked).
+    if (member && member.memberId !== "" && (member.generation >= 0 || hasMembers)) {
       const { g: found } = this.#member(group, member.memberId, member.generation, member.groupInstanceId ?? null);
       if (found.state === "CompletingRebalance") {
         throw new YakError("REBALANCE_IN_PROGRESS", `group '${group}' is assigning partitions; commit after it`);
       }
-    } else if (g && g.members.size > 0) {
+    } else if (hasMembers) {
+      // Kafka's answer to a commit from outside a group that has members (a stale generation is ILLEGAL_GENERATION).
       throw new YakError(
-        "ILLEGAL_GENERATION",
+        "UNKNOWN_MEMBER_ID",
         `group '${group}' has members; commit as one of them (member id and generation)`,
       );
     }

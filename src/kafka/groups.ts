@@ -17,6 +17,16 @@ import { kafkaBrokers } from "./metadata.ts";
 import { AUTHORIZED_OPERATIONS } from "./authorized_operations.ts";
 import type { Reader, Writer } from "./wire.ts";
 
+/**
+ * NOT_COORDINATOR on a broker that is not the leader (0 on the leader): the
+ * check Kafka makes before it reads a group, so a client whose coordinator
+ * moved finds the new one instead of reading a follower's copy (which once
+ * described an active group as Empty).
+ */
+function coordinatorError(ctx: KafkaContext): number {
+  return ctx.services.view().role === "leader" ? 0 : KAFKA.NOT_COORDINATOR;
+}
+
 /** A group API's error code: a follower (or no leader) is not the coordinator. */
 export function groupErrorOf(err: unknown): number {
   if (!(err instanceof YakError)) return KAFKA.UNKNOWN_SERVER_ERROR;
@@ -184,6 +194,14 @@ export function leaveGroup(ctx: KafkaContext, req: ApiRequest, w: Writer): void 
   const members = v >= 3
     ? r.array((r) => ({ id: r.string(), instance: r.nullableString(), reason: v >= 5 ? r.nullableString() : null }), 4)
     : [{ id: r.string(), instance: null, reason: null }];
+  const notCoordinator = coordinatorError(ctx);
+  if (notCoordinator !== 0) {
+    // As Kafka: the whole request's error and no members, so an admin client looks for the coordinator again.
+    if (v >= 1) w.int32(0);
+    w.int16(notCoordinator);
+    if (v >= 3) w.array([], () => {});
+    return;
+  }
   const errors = members.map((m) => {
     try {
       ctx.services.groups.leave(group, m.id, m.instance, m.reason);
@@ -227,7 +245,8 @@ export async function offsetCommit(ctx: KafkaContext, req: ApiRequest, w: Writer
       return { index, offset, epoch, metadata };
     }, 14),
   }), 4);
-  const member = memberId !== "" && generation >= 0 ? { memberId, generation, groupInstanceId } : null;
+  // Generation -1 with a member id: an admin's commit while the group is empty, else checked (commit()).
+  const member = memberId !== "" ? { memberId, generation, groupInstanceId } : null;
   const answers = await Promise.all(topics.map(async (t) => {
     let error = 0;
     // As Kafka: a partition whose metadata is too long, or that the topic does not have, is refused on its own;
@@ -271,6 +290,15 @@ type CommittedTopics = { name: string; parts: { index: number; offset: number; e
 function committedOf(ctx: KafkaContext, group: string, asked: AskedTopics): { error: number; topics: CommittedTopics } {
   const s = ctx.services;
   const topics: CommittedTopics = [];
+  const notCoordinator = coordinatorError(ctx);
+  if (notCoordinator !== 0) {
+    // v0-1 have no group error: each asked partition carries it (see offsetFetch).
+    const none = (asked ?? []).map((t) => ({
+      name: t.name,
+      parts: t.parts.map((index) => ({ index, offset: -1, epoch: -1, metadata: "" })),
+    }));
+    return { error: notCoordinator, topics: none };
+  }
   try {
     checkGroupName(group);
     const wanted = asked ?? Object.keys(s.view().topics).map((name) => ({ name, parts: null as number[] | null }));
@@ -319,8 +347,10 @@ export function offsetFetch(ctx: KafkaContext, req: ApiRequest, w: Writer): void
   const requireStable = v >= 7 && r.bool();
   const answers = groups.map((g) => ({ group: g.group, ...committedOf(ctx, g.group, g.asked) }));
   const txns = ctx.services.transactions;
+  // Before v2 a group's error (NOT_COORDINATOR) goes in each partition's place; from v2 it has its own.
+  const groupErrorIn = (group: string) => v < 2 ? answers.find((a) => a.group === group)?.error ?? 0 : 0;
   const partError = (group: string, topic: string, p: number) =>
-    requireStable && txns.pendingOffset(group, topic, p) ? KAFKA.UNSTABLE_OFFSET_COMMIT : 0;
+    groupErrorIn(group) || (requireStable && txns.pendingOffset(group, topic, p) ? KAFKA.UNSTABLE_OFFSET_COMMIT : 0);
   const writeTopics = (w: Writer, topics: CommittedTopics, group: string) =>
     w.array(topics, (w, t) => {
       w.string(t.name);
@@ -372,11 +402,12 @@ export function describeGroups(ctx: KafkaContext, req: ApiRequest, w: Writer): v
   const names = r.stringArray();
   const operations = v >= 3 && r.bool() ? AUTHORIZED_OPERATIONS.group : AUTHORIZED_OPERATIONS.notAsked;
   if (v >= 1) w.int32(0);
+  const notCoordinator = coordinatorError(ctx);
   w.array(names, (w, name) => {
-    let error = 0;
+    let error = notCoordinator;
     let g: ReturnType<typeof ctx.services.groups.describe> | null = null;
     try {
-      g = ctx.services.groups.describe(name);
+      if (error === 0) g = ctx.services.groups.describe(name);
     } catch (err) {
       error = groupErrorOf(err);
     }

@@ -1,0 +1,133 @@
+/**
+ * Group APIs as Kafka answers them around the coordinator (a failure probe
+ * with kafka-python and confluent-kafka found each): a broker that is not the
+ * leader answers NOT_COORDINATOR to DescribeGroups, OffsetFetch and
+ * LeaveGroup rather than its copy of the group (it described an active group
+ * as Empty), and a commit from outside a group that has members is
+ * UNKNOWN_MEMBER_ID, not ILLEGAL_GENERATION. Raw Kafka requests to real
+ * brokers.
+ */
+import assert from "node:assert/strict";
+import { eventually, Proc, seqText, TestCluster, withDeadline, yak } from "./harness.ts";
+import { ends, KafkaConn } from "./kafka_conn.ts";
+
+const UNKNOWN_MEMBER_ID = 25;
+const ILLEGAL_GENERATION = 22;
+const NOT_COORDINATOR = 16;
+
+async function withConn<T>(port: number, fn: (k: KafkaConn) => Promise<T>): Promise<T> {
+  const k = await KafkaConn.open(port);
+  try {
+    return await fn(k);
+  } finally {
+    k.close();
+  }
+}
+
+/** OffsetCommit v2 of offset 1 in `topic` partition 0: the partition's error. */
+function commitV2(port: number, group: string, generation: number, member: string, topic: string): Promise<number> {
+  return withConn(port, async (k) => {
+    const r = await k.call(8, 2, false, (w) => {
+      w.string(group).int32(generation).string(member).int64(-1);
+      w.array([topic], (w, t) => w.string(t).array([0], (w, p) => w.int32(p).int64(1).nullableString(null)));
+    });
+    const [[error]] = r.array((r) => {
+      r.string();
+      return r.array((r) => (r.int32(), r.int16()));
+    });
+    ends(r);
+    return error;
+  });
+}
+
+Deno.test("group APIs: a follower answers NOT_COORDINATOR; a commit from outside a group with members is UNKNOWN_MEMBER_ID", () =>
+  withDeadline(60_000, "coordinator answers", async () => {
+    const c = await TestCluster.start({ brokers: 2, partitions: 1 });
+    let member: Proc | null = null;
+    try {
+      const produced = await yak(["produce", "--topic", "ct", ...c.zkFlag], { stdin: seqText(10) });
+      assert.equal(produced.code, 0, produced.stderr);
+      member = new Proc("member", ["consume", "--topic", "ct", "--group", "act", ...c.zkFlag]);
+      await eventually(
+        async () => {
+          const d = await yak(["groups", "--describe", "act", "--json", ...c.zkFlag]);
+          return d.code === 0 && JSON.parse(d.stdout).state === "Stable";
+        },
+        20_000,
+        "the group is Stable",
+      );
+      const leader = (await c.lease()).leaderId!;
+      const leaderPort = c.kafkaPorts.get(leader)!;
+      const followerPort = c.kafkaPorts.get(leader === 1 ? 2 : 1)!;
+
+      // Before: 22 for each of these, where Kafka answers 25 (the committer is not a member).
+      assert.equal(await commitV2(leaderPort, "act", -1, "", "ct"), UNKNOWN_MEMBER_ID, "generation -1, no member");
+      assert.equal(await commitV2(leaderPort, "act", 1, "", "ct"), UNKNOWN_MEMBER_ID, "a generation, no member");
+      assert.equal(await commitV2(leaderPort, "act", -1, "made-up", "ct"), UNKNOWN_MEMBER_ID, "a made-up member");
+      const real = JSON.parse((await yak(["groups", "--describe", "act", "--json", ...c.zkFlag])).stdout);
+      const memberId = real.members[0].memberId as string;
+      assert.equal(await commitV2(leaderPort, "act", 999, memberId, "ct"), ILLEGAL_GENERATION, "a stale generation");
+
+      // DescribeGroups v1 on the follower: before, error 0 and state Empty for this Stable group.
+      const described = await withConn(followerPort, async (k) => {
+        const r = await k.call(15, 1, false, (w) => w.array(["act"], (w, g) => w.string(g)));
+        r.int32();
+        const [g] = r.array((r) => {
+          const error = r.int16();
+          r.string();
+          const state = r.string();
+          r.string();
+          r.string();
+          r.array((r) => (r.string(), r.string(), r.string(), r.bytes(), r.bytes()));
+          return { error, state };
+        });
+        ends(r);
+        return g;
+      });
+      assert.equal(described.error, NOT_COORDINATOR, JSON.stringify(described));
+      // OffsetFetch v1 (the error in each partition) and v3 (the group's own error) on the follower.
+      const fetchedV1 = await withConn(followerPort, async (k) => {
+        const r = await k.call(9, 1, false, (w) => {
+          w.string("act");
+          w.array(["ct"], (w, t) => w.string(t).array([0], (w, p) => w.int32(p)));
+        });
+        const parts = r.array((
+          r,
+        ) => (r.string(), r.array((r) => (r.int32(), r.int64(), r.nullableString(), r.int16()))));
+        ends(r);
+        return parts.flat();
+      });
+      assert.deepEqual(fetchedV1, [NOT_COORDINATOR]);
+      const fetchedV3 = await withConn(followerPort, async (k) => {
+        const r = await k.call(9, 3, false, (w) => {
+          w.string("act");
+          w.array(["ct"], (w, t) => w.string(t).array([0], (w, p) => w.int32(p)));
+        });
+        r.int32();
+        r.array((r) => (r.string(), r.array((r) => (r.int32(), r.int64(), r.nullableString(), r.int16()))));
+        const error = r.int16();
+        ends(r);
+        return error;
+      });
+      assert.equal(fetchedV3, NOT_COORDINATOR);
+      // LeaveGroup v3 on the follower: the request's own error and no members (before: 0, the member's 16).
+      const left = await withConn(followerPort, async (k) => {
+        const r = await k.call(13, 3, false, (w) => {
+          w.string("act");
+          w.array([[memberId, null]], (w, [id, instance]) => w.string(id as string).nullableString(instance));
+        });
+        r.int32();
+        const error = r.int16();
+        const members = r.array((r) => (r.string(), r.nullableString(), r.int16()));
+        ends(r);
+        return { error, members: members.length };
+      });
+      assert.deepEqual(left, { error: NOT_COORDINATOR, members: 0 });
+      // The member is still there (the follower's refusal removed nothing).
+      const after = JSON.parse((await yak(["groups", "--describe", "act", "--json", ...c.zkFlag])).stdout);
+      assert.equal(after.members.length, 1);
+    } finally {
+      await member?.stop();
+      await c.stop();
+    }
+  }));
