@@ -131,3 +131,83 @@ Deno.test("group APIs: a follower answers NOT_COORDINATOR; a commit from outside
       await c.stop();
     }
   }));
+
+/** Fetch v11 of partition 0 of `topic` from offset 0 naming `epoch` as the reader's: the partition's error. */
+function fetchError(port: number, topic: string, epoch: number): Promise<number> {
+  return withConn(port, async (k) => {
+    const r = await k.call(1, 11, false, (w) => {
+      w.int32(-1).int32(0).int32(1).int32(1 << 20).int8(0).int32(0).int32(-1);
+      w.array(
+        [topic],
+        (w, t) => w.string(t).array([0], (w, p) => w.int32(p).int32(epoch).int64(0).int64(-1).int32(1 << 20)),
+      );
+      w.array([], () => {});
+      w.string("");
+    });
+    r.int32();
+    assert.equal(r.int16(), 0);
+    r.int32();
+    const [[error]] = r.array((r) => {
+      r.string();
+      return r.array((r) => {
+        r.int32();
+        const error = r.int16();
+        r.int64(), r.int64(), r.int64();
+        r.nullableArray((r) => [r.int64(), r.int64()]);
+        r.int32();
+        r.nullableBytes();
+        return error;
+      });
+    });
+    ends(r);
+    return error;
+  });
+}
+
+/** ListOffsets v4 of partition 0's latest offset naming `epoch` as the reader's: the error and the offset. */
+function latestOffset(port: number, topic: string, epoch: number): Promise<[number, number]> {
+  return withConn(port, async (k) => {
+    const r = await k.call(2, 4, false, (w) => {
+      w.int32(-1).int8(0);
+      w.array([topic], (w, t) => w.string(t).array([0], (w, p) => w.int32(p).int32(epoch).int64(-1)));
+    });
+    r.int32();
+    const [[answer]] = r.array((r) => {
+      r.string();
+      return r.array((r): [number, number] => {
+        r.int32();
+        const error = r.int16();
+        r.int64();
+        const offset = r.int64();
+        r.int32();
+        return [error, offset];
+      });
+    });
+    ends(r);
+    return answer;
+  });
+}
+
+Deno.test("Fetch v9+ and ListOffsets v4+ check the reader's leader epoch (KIP-320): older is fenced, newer unknown", () =>
+  withDeadline(60_000, "leader epochs", async () => {
+    const c = await TestCluster.start({ brokers: 1, partitions: 1 });
+    try {
+      const produced = await yak(["produce", "--topic", "ep", ...c.zkFlag], { stdin: seqText(5) });
+      assert.equal(produced.code, 0, produced.stderr);
+      const { leaderId, epoch } = await c.lease();
+      const port = c.kafkaPorts.get(leaderId!)!;
+      // Before: 0 for every epoch, where Kafka answers 74 and 75.
+      assert.deepEqual(
+        [await fetchError(port, "ep", epoch), await fetchError(port, "ep", -1)],
+        [0, 0],
+        "the current epoch, or none",
+      );
+      assert.equal(await fetchError(port, "ep", epoch - 1), 74, "an older epoch: FENCED_LEADER_EPOCH");
+      assert.equal(await fetchError(port, "ep", epoch + 1), 75, "a newer epoch: UNKNOWN_LEADER_EPOCH");
+      assert.deepEqual(await latestOffset(port, "ep", epoch), [0, 5]);
+      assert.deepEqual(await latestOffset(port, "ep", epoch - 1), [74, -1]);
+      assert.deepEqual(await latestOffset(port, "ep", epoch + 1), [75, -1]);
+    } finally {
+      await c.stop();
+    }
+  }));

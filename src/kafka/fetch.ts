@@ -24,6 +24,7 @@ import {
   MAX_TIMESTAMP_DELTA,
   RECORD_BATCH_OVERHEAD_BYTES,
 } from "./record_batch.ts";
+import { readerEpochError } from "./metadata.ts";
 import type { Writer } from "./wire.ts";
 
 interface PartitionOut {
@@ -231,7 +232,8 @@ interface FetchRequest {
   committed: boolean;
   maxWaitMs: number;
   maxBytes: number;
-  topics: { name: string; parts: { index: number; offset: number; maxBytes: number }[] }[];
+  /** Each partition's `epoch` is the reader's current leader epoch (-1: unchecked). */
+  topics: { name: string; parts: { index: number; epoch: number; offset: number; maxBytes: number }[] }[];
 }
 
 /**
@@ -252,7 +254,7 @@ export async function fetch(ctx: KafkaContext, req: ApiRequest, w: Writer): Prom
   // Checked one partition at a time, so one bad partition costs its own error only.
   const outs: TopicOut[] = topics.map((t) => ({
     name: t.name,
-    parts: t.parts.map((p) => checkPartition(s, t.name, p.index, p.offset, p.maxBytes)),
+    parts: t.parts.map((p) => checkPartition(s, t.name, p, readerEpochError(s.view().epoch, p.epoch))),
   }));
   const order = turnOrder(outs, req.session.fetches++);
   const specs = order.flatMap((p) => p.spec ? [p.spec] : []);
@@ -292,12 +294,12 @@ function readFetchRequest(req: ApiRequest, s: BrokerServices): FetchRequest {
     name: r.string(),
     parts: r.array((r) => {
       const index = r.int32();
-      if (v >= 9) r.int32(); // current leader epoch
+      const epoch = v >= 9 ? r.int32() : -1; // the reader's current leader epoch (KIP-320)
       const offset = r.int64Saturated(); // past the safe range: past the end, OFFSET_OUT_OF_RANGE as any such
       if (v >= 12) r.int32(); // last fetched epoch: yak's leader never truncates what it served, so no divergence
       if (v >= 5) r.int64Big(); // the follower's log start (consumers send -1)
       const maxBytes = Math.max(1, r.int32());
-      return { index, offset, maxBytes };
+      return { index, epoch, offset, maxBytes };
     }, 16),
   }), 4);
   // Forgotten topics (v7+) and the rack id (v11+) need no answer without fetch sessions.
@@ -308,11 +310,11 @@ function readFetchRequest(req: ApiRequest, s: BrokerServices): FetchRequest {
 function checkPartition(
   s: BrokerServices,
   topic: string,
-  index: number,
-  offset: number,
-  maxBytes: number,
+  { index, offset, maxBytes }: { index: number; offset: number; maxBytes: number },
+  epochError: number,
 ): PartitionOut {
   const out = { index, maxBytes, error: 0, offsets: null, aborted: null, batches: [], spec: null };
+  if (epochError !== 0) return { ...out, error: epochError };
   try {
     const below = new Map<number, PartitionOffsets>();
     const specs = s.partitions.consumerSpecs(topic, [[index, offset]], below);

@@ -15,6 +15,7 @@ import { YakError } from "../errors.ts";
 import { parseLines } from "../log/record.ts";
 import type { ApiRequest, KafkaContext } from "./context.ts";
 import { kafkaErrorOf } from "./errors.ts";
+import { readerEpochError } from "./metadata.ts";
 import type { Writer } from "./wire.ts";
 
 /** The most a timestamp lookup reads of one partition. */
@@ -123,15 +124,17 @@ export async function listOffsets(ctx: KafkaContext, req: ApiRequest, w: Writer)
     name: r.string(),
     parts: r.array((r) => {
       const index = r.int32();
-      if (v >= 4) r.int32(); // current leader epoch
+      const epoch = v >= 4 ? r.int32() : -1; // the reader's current leader epoch (KIP-320)
       const timestamp = r.int64Saturated(); // past every record's, or one of the -1/-2/-3 specials
       if (v === 0) r.int32(); // max number of offsets
-      return { index, timestamp };
+      return { index, epoch, timestamp };
     }, 12),
   }), 4);
   const answers = await Promise.all(topics.map(async (t) => ({
     name: t.name,
     parts: await Promise.all(t.parts.map(async (p) => {
+      const epochError = readerEpochError(s.view().epoch, p.epoch);
+      if (epochError !== 0) return { index: p.index, error: epochError, timestamp: -1, offset: -1 };
       try {
         const count = s.partitions.partitionCount(t.name);
         if (!Number.isInteger(p.index) || p.index < 0 || p.index >= count) {

@@ -17,6 +17,30 @@ import type { ApiRequest, KafkaContext } from "./context.ts";
 import { KAFKA, kafkaErrorOf } from "./errors.ts";
 import type { Reader, Writer } from "./wire.ts";
 
+/**
+ * The error of a partition request that names the reader's current leader
+ * epoch (KIP-320: Fetch v9+, ListOffsets v4+), as Kafka checks it:
+ * FENCED_LEADER_EPOCH when it is older than this broker's (the reader's
+ * metadata is stale: it refreshes it), UNKNOWN_LEADER_EPOCH when newer (this
+ * broker has not learned the lease yet: the reader retries), 0 when it is
+ * this broker's or -1 (unchecked). yak has one epoch for every partition,
+ * the lease's, which Metadata answers as each partition's leader epoch.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readerEpochError } from "./metadata.ts";
+ * assert.equal(readerEpochError(3, 2), 74);
+ * assert.equal(readerEpochError(3, 4), 75);
+ * assert.equal(readerEpochError(3, 3), 0);
+ * assert.equal(readerEpochError(3, -1), 0);
+ * ```
+ */
+export function readerEpochError(brokerEpoch: number, current: number): number {
+  if (current === -1 || current === brokerEpoch) return 0;
+  return current < brokerEpoch ? KAFKA.FENCED_LEADER_EPOCH : KAFKA.UNKNOWN_LEADER_EPOCH;
+}
+
 /** The cluster id Metadata (v2+) and DescribeCluster answer. */
 export const KAFKA_CLUSTER_ID = "yak";
 
