@@ -383,7 +383,7 @@ Deno.test("bad input is refused cleanly and leaves the cluster serving", async (
               run(["topics", "--describe", "a/b", ...zk]),
             ],
           );
-          assertCliError(empty, /^yak produce: --topic is required/, "produce --topic ''");
+          assertCliError(empty, /^yak produce: --topic needs a value, not ''/, "produce --topic ''");
           assertCliError(consumeBad, /^yak consume: invalid topic name "\.\.\/x": /, "consume --topic ../x");
           assertCliError(createBad, /^yak topics: invalid topic name "\.\.\/x": /, "topics --create ../x");
           assertCliError(describeBad, /^yak topics: invalid topic name "a\/b": /, "topics --describe a/b");

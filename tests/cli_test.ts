@@ -419,3 +419,16 @@ Deno.test("yak --help and --version into a full device say so in one line, no st
     assert.equal(res.stderr.trim(), "yak: No space left on device (os error 28)");
   }
 });
+
+Deno.test("a host name that does not resolve is said at once, with the name to check, not 'is the cluster running?'", async () => {
+  // Before: the zookeeper path retried for its whole deadline (10 s) and blamed a cluster not running.
+  const produced = await yak(["produce", "--topic", "t", "--message", "x", "--zookeeper", "nohost.invalid:2181"], {
+    timeoutMs: 30_000,
+  });
+  assert.equal(produced.code, 1);
+  assert.match(produced.stderr, /cannot resolve the zookeeper's host 'nohost\.invalid' \(.*\); check the host name/);
+  const consumed = await yak(["consume", "--topic", "t", "--bootstrap", "nohost.invalid:9092"], { timeoutMs: 30_000 });
+  assert.equal(consumed.code, 1);
+  assert.match(consumed.stderr, /cannot resolve the host 'nohost\.invalid' \(.*\); check the host name/);
+  assert.doesNotMatch(produced.stderr + consumed.stderr, /is the cluster running/);
+});

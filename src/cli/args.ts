@@ -152,6 +152,9 @@ function spelledOut(command: string, args: string[], all: Flags): string[] {
       const eq = arg.indexOf("=");
       name = knownName(command, eq === -1 ? arg.slice(2) : arg.slice(2, eq), all);
       inline = eq === -1 ? undefined : arg.slice(eq + 1);
+    } else if (/^-\d/.test(arg)) {
+      // parseArgs takes it for a flag and says so in its own words; no positional here is a negative number.
+      throw usageError(command, `'${arg}' is not a flag, and no value here may be negative`);
     } else if (/^-[A-Za-z]$/.test(arg)) {
       const long = shorts.get(arg[1]);
       if (long === undefined) throw usageError(command, `unknown flag ${arg}`);
@@ -224,7 +227,7 @@ export function required(
   if (v === undefined || v === "") {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `--${name} is required (see 'yak ${command} --help')`,
+      v === "" ? `--${name} needs a value, not ''` : `--${name} is required (see 'yak ${command} --help')`,
     );
   }
   return v;

@@ -29,6 +29,8 @@ Deno.test("flags: an unknown one suggests the nearest; a missing value and a rep
   assert.throws(() => parse("consume", ["--topic", "a", "--topic", "b"], FLAGS), usage("yak consume --help"));
   assert.throws(() => parse("consume", ["stray"], FLAGS), usage("yak consume --help"));
   assert.deepEqual(parse("topics", ["stray"], FLAGS, true).positionals, ["stray"]);
+  // Before: node's "Unknown option '-1'. To specify a positional argument starting with a '-', place it...".
+  assert.throws(() => parse("logs", ["broker", "-1"], FLAGS, true), usage("'-1' is not a flag"));
 });
 
 Deno.test("integers within bounds, required flags, and the typo distance", () => {
@@ -38,7 +40,8 @@ Deno.test("integers within bounds, required flags, and the typo distance", () =>
   assert.throws(() => integer({ n: "101" }, "n", 7, 0, 100), usage("--n must be a whole number from 0 to 100"));
   assert.throws(() => integer({ n: "1e3" }, "n", 7), usage("not '1e3'"));
   assert.equal(required({ topic: "t" }, "topic", "produce"), "t");
-  assert.throws(() => required({ topic: "" }, "topic", "produce"), usage("--topic is required"));
+  assert.throws(() => required({ topic: "" }, "topic", "produce"), usage("--topic needs a value, not ''"));
+  assert.throws(() => required({}, "topic", "produce"), usage("--topic is required"));
   assert.equal(editDistance("mesage", "message"), 1);
   assert.equal(editDistance("ab", "ba"), 1, "a swap of neighbours is one edit");
   assert.equal(nearest("offest", ["offset", "topic"]), "offset");

@@ -349,7 +349,9 @@ function printTopics(result: TopicsResult, json: boolean): void {
           `(--replication-factor ${result.replicationFactor}: yak keeps every partition on every broker)`;
       console.log(
         `${result.action === "alter" ? "altered" : "created"} topic '${result.topic}' with ${result.partitions} ` +
-          `partitions${factor}${set.length > 0 ? `, configs ${set.join(" ")}` : ""}`,
+          `partition${result.partitions === 1 ? "" : "s"}${factor}${
+            set.length > 0 ? `, configs ${set.join(" ")}` : ""
+          }`,
       );
       return;
     }

@@ -89,6 +89,14 @@ export async function askZookeeper(
     res = await ask(zk, body, timeoutMs);
   } catch (err) {
     const yerr = toYakError(err);
+    if (yerr.data?.unresolved === true) {
+      const why = yerr.message.match(/ \((.*)\)$/)?.[1];
+      throw new YakError(
+        "CONNECTION",
+        `cannot resolve the zookeeper's host '${zk.host}'${why ? ` (${why})` : ""}`,
+        yerr.data,
+      );
+    }
     if (yerr.code === "CONNECTION" && /^cannot connect to /.test(yerr.message)) {
       const why = yerr.message.match(/ \((.*)\)$/)?.[1];
       throw new YakError(
@@ -226,8 +234,10 @@ export async function findLeader(
 }
 
 /** `{refused: true}` when every address refused the connection (nothing listens at any), else undefined. */
-function everyRefused(errors: readonly YakError[]): { refused: true } | undefined {
-  return errors.length > 0 && errors.every((e) => e.data?.refused === true) ? { refused: true } : undefined;
+function everyRefused(errors: readonly YakError[]): { refused: true; unresolved?: true } | undefined {
+  if (errors.length === 0 || !errors.every((e) => e.data?.refused === true)) return undefined;
+  // Every name unresolved: the advice is the names, not a cluster to start.
+  return errors.every((e) => e.data?.unresolved === true) ? { refused: true, unresolved: true } : { refused: true };
 }
 
 /** Sends one request on a fresh connection and closes it. */
@@ -253,8 +263,9 @@ export async function ask(
 export function giveUp(err: YakError, waitedMs: number): YakError {
   if (err.code !== "CONNECTION" && err.code !== "TIMEOUT") return err;
   const waited = waitedMs >= 1000 ? ` (tried for ${Math.round(waitedMs / 1000)} s)` : "";
+  const hint = err.data?.unresolved === true ? "check the host name" : CLUSTER_HINT;
   // Marked, so callers with the same deadline do not retry (and say) it again.
-  return new YakError(err.code, `${err.message}${waited}; ${CLUSTER_HINT}`, { ...err.data, gaveUp: true });
+  return new YakError(err.code, `${err.message}${waited}; ${hint}`, { ...err.data, gaveUp: true });
 }
 
 /**

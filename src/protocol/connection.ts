@@ -145,6 +145,13 @@ export class Connection {
       const yerr = toYakError(err);
       // Nothing listens there (unlike silence, which may be a busy or paused peer): discovery may act on it at once.
       const refused = err instanceof Deno.errors.ConnectionRefused ? { refused: true } : undefined;
+      // A name that does not resolve: no cluster answers there either (refused), and the fix is the name.
+      if (!(err instanceof YakError) && /failed to lookup address/i.test(yerr.message)) {
+        throw new YakError("CONNECTION", `cannot resolve the host '${host}' (${yerr.message})`, {
+          refused: true,
+          unresolved: true,
+        });
+      }
       // A server without a certificate closes a TLS handshake at once (yak's say so in their logs). Still
       // retried: a server that dies during the handshake looks the same.
       const tls = handshaking && !(err instanceof YakError) && !/certificate/i.test(yerr.message)
