@@ -224,3 +224,47 @@ Deno.test("after a lost lease the zookeeper waits for the whole in-sync set a br
       await c.stop();
     }
   }));
+
+Deno.test("the last in-sync broker, damaged while stopped, does not lead: a broker that lost nothing does, and it copies back", () =>
+  withDeadline(120_000, "damaged last in-sync broker", async () => {
+    const c = await TestCluster.start({ brokers: 3, partitions: 1 });
+    try {
+      const produced = await yak(["produce", "--topic", "dl", ...c.zkFlag], { stdin: lines(4000) });
+      assert.equal(produced.code, 0, produced.stderr);
+      const last = (await c.lease()).leaderId!;
+      const others = [1, 2, 3].filter((id) => id !== last);
+      // The followers stop cleanly first (each leaves the in-sync set), then the leader: the last in sync.
+      for (const id of others) await c.brokers.get(id)!.stop();
+      await c.waitFor((l) => l.isr.join() === String(last));
+      await c.brokers.get(last)!.stop();
+      // Its copy is damaged while it is down: a record in the middle zeroed.
+      const seg = join(c.topicsDir(last), "dl", "0", "00000000000000000000.jsonl");
+      const bytes = await Deno.readFile(seg);
+      const at = new TextDecoder().decode(bytes).indexOf('{"offset":2000,');
+      bytes.fill(0, at, at + 30);
+      await Deno.writeFile(seg, bytes);
+      // It comes back first, so it would be elected alone (the lease's set names only it).
+      await c.startBroker(last);
+      await Promise.all(others.map((id) => c.startBroker(id)));
+      const lease = await c.waitFor((l) => l.leaderId !== null, 20_000);
+      // Before: the damaged broker led with its log cut at 2000, and the other two truncated to it.
+      assert.ok(others.includes(lease.leaderId!), `broker ${lease.leaderId} (damaged: ${last}) leads`);
+      const read = await yak(["consume", "--topic", "dl", "--from-beginning", "--exit-at-end", ...c.zkFlag]);
+      assert.equal(read.code, 0, read.stderr);
+      assert.equal(read.stdout, lines(4000), "acknowledged records lost");
+      // The damaged broker copies back what it cut and serves it.
+      await c.waitFor((l) => l.isr.includes(last), 20_000);
+      const fromIt = await yak([
+        "consume",
+        "--topic",
+        "dl",
+        "--from-beginning",
+        "--exit-at-end",
+        "--bootstrap",
+        `127.0.0.1:${c.brokerPorts.get(last)}`,
+      ]);
+      assert.equal(fromIt.stdout, lines(4000));
+    } finally {
+      await c.stop();
+    }
+  }));

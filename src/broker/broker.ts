@@ -78,7 +78,7 @@ async function openTopicStore(
   opts: BrokerOptions,
   log: OpLog,
   clean: boolean,
-  reports: Pick<LogOptions, "onDamage" | "onFenced" | "onWriteFailed">,
+  reports: Pick<LogOptions, "onDamage" | "onFenced" | "onWriteFailed"> & { onCut?: () => void },
 ): Promise<TopicStore> {
   try {
     return await TopicStore.open(join(dir, "topics"), {
@@ -87,7 +87,11 @@ async function openTopicStore(
       indexIntervalBytes: opts.indexIntervalBytes,
       tailCacheBytes: DEFAULTS.tailCacheBytes,
       tailHoldBytes: DEFAULTS.tailHoldBytes,
-      onEvent: (event, fields) => log.write(event, fields),
+      onEvent: (event, fields) => {
+        // Records cut from the middle of a log (damage, not a torn last write) may have been acknowledged.
+        if (event === "corrupt_records_cut") reports.onCut?.();
+        log.write(event, fields);
+      },
       onDamage: reports.onDamage,
       onFenced: reports.onFenced,
       onWriteFailed: reports.onWriteFailed,
@@ -160,6 +164,11 @@ export class Broker implements BrokerContext {
   #transition: Promise<void> = Promise.resolve();
   /** The newest lease adopted (see #onLease). */
   #lastLease: Lease | null = null;
+  /**
+   * Records cut from the middle of a log at start-up (damage) that it has not copied back: the zookeeper does not
+   * elect it while a broker that lost nothing can lead (see Zookeeper, lost brokers).
+   */
+  #lost = false;
   /** Where the newest lease with an in-sync set is kept across restarts (see lease_view.ts). */
   readonly #leaseView: LeaseViewFile;
   #isrTimer: ReturnType<typeof setInterval> | undefined;
@@ -229,13 +238,16 @@ export class Broker implements BrokerContext {
     // Opening never fences (a failure there fails the start); from the first request on, the broker is told.
     let onFenced: (f: Fence) => void = () => {};
     let onWriteFailed: (f: WriteFailure) => void = () => {};
+    let cut = false;
     const store = await openTopicStore(dir, opts, log, clean, {
+      onCut: () => (cut = true),
       onDamage: (d) => onDamage(d),
       onFenced: (f) => onFenced(f),
       onWriteFailed: (f) => onWriteFailed(f),
     });
     const broker = new Broker(opts, store, log, dir);
     broker.#dataLock = dataLock;
+    broker.#lost = cut;
     broker.#logStorageChecked(clean, found.length);
     onDamage = (d) => broker.#onDamage(d);
     onFenced = (f) => broker.#onFenced(f);
@@ -325,6 +337,7 @@ export class Broker implements BrokerContext {
       log: this.log,
       logEndTotal: () => this.store.logEndTotal(),
       epoch: () => this.#epoch,
+      lost: () => this.#lost,
       leading: () => this.#role === "leader",
       onLease: (lease) => this.#onLease(lease),
       onRefused: (err) => this.#fatal(err),
@@ -693,6 +706,16 @@ export class Broker implements BrokerContext {
     );
     this.#lastLease = lease;
     this.#leaseView.save(lease);
+    const inIsr = lease.isr.includes(this.opts.id);
+    // Whole again once a leader takes it into its in-sync set (it copied back what it cut), or it is elected
+    // after it registered. Not by the lease it found: that set may name it from before the damage.
+    if (
+      this.#lost && last !== null &&
+      ((inIsr && !last.isr.includes(this.opts.id)) || (lease.leaderId === this.opts.id && lease.epoch > last.epoch))
+    ) {
+      this.#lost = false;
+      this.log.write("whole_again", { epoch: lease.epoch, isr: lease.isr });
+    }
     const next = this.#transition.then(() => this.#applyLease(lease)).catch(
       (err) => {
         this.log.write("lease_apply_failed", {

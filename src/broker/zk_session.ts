@@ -26,6 +26,8 @@ export interface ZkSessionOptions {
   log: OpLog;
   logEndTotal: () => number;
   epoch: () => number;
+  /** Whether it cut damaged records at start-up and has not copied them back yet (see Zookeeper, lost brokers). */
+  lost?: () => boolean;
   /** Whether this process is acting as the leader now (a restarted one is not). */
   leading: () => boolean;
   onLease: (lease: Lease) => void;
@@ -198,6 +200,26 @@ export class ZkSession {
     this.#wake = null;
   }
 
+  /** What this broker tells the zookeeper when it registers: where it is, what it holds, what it followed. */
+  #registration(): Record<string, unknown> {
+    const o = this.#o;
+    return {
+      type: "register",
+      brokerId: o.brokerId,
+      host: o.host,
+      port: o.port,
+      ...(o.kafkaPort ? { kafkaPort: o.kafkaPort } : {}),
+      ...(o.kafkaPort && o.kafkaHost ? { kafkaHost: o.kafkaHost } : {}),
+      logEndTotal: o.logEndTotal(),
+      epoch: o.epoch(),
+      ...(o.lost?.() ? { lost: true } : {}),
+      ...(this.#view ? { lease: this.#view } : {}),
+      leading: o.leading(),
+      instance: this.instance,
+      pid: Deno.pid,
+    };
+  }
+
   async #run(): Promise<void> {
     let reported = false;
     while (!this.#stopped) {
@@ -209,20 +231,7 @@ export class ZkSession {
           },
         });
         const sentAt = this.#now();
-        const res = await this.#conn.request({
-          type: "register",
-          brokerId: this.#o.brokerId,
-          host: this.#o.host,
-          port: this.#o.port,
-          ...(this.#o.kafkaPort ? { kafkaPort: this.#o.kafkaPort } : {}),
-          ...(this.#o.kafkaPort && this.#o.kafkaHost ? { kafkaHost: this.#o.kafkaHost } : {}),
-          logEndTotal: this.#o.logEndTotal(),
-          epoch: this.#o.epoch(),
-          ...(this.#view ? { lease: this.#view } : {}),
-          leading: this.#o.leading(),
-          instance: this.instance,
-          pid: Deno.pid,
-        }, this.#o.sessionTimeoutMs);
+        const res = await this.#conn.request(this.#registration(), this.#o.sessionTimeoutMs);
         this.#acked(sentAt);
         this.#o.log.write("registered", {
           zookeeper: `${this.#o.zkHost}:${this.#o.zkPort}`,
@@ -240,6 +249,7 @@ export class ZkSession {
             brokerId: this.#o.brokerId,
             logEndTotal: this.#o.logEndTotal(),
             epoch: this.#o.epoch(),
+            lost: this.#o.lost?.() === true,
           }, this.#o.sessionTimeoutMs);
           this.#acked(sent);
           this.#adopt(hb.lease as Lease);

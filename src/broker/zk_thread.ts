@@ -22,7 +22,12 @@ import type { ZkSessionOptions } from "./zk_session.ts";
 /** What the worker needs to run the session (plain data: it crosses threads). */
 export interface ZkInit {
   type: "init";
-  opts: Omit<ZkSessionOptions, "log" | "logEndTotal" | "epoch" | "leading" | "onLease" | "onRefused" | "clock">;
+  opts: Omit<
+    ZkSessionOptions,
+    "log" | "logEndTotal" | "epoch" | "lost" | "leading" | "onLease" | "onRefused" | "clock"
+  >;
+  /** The first state (see the `state` message), so the first registration says it. */
+  lost: boolean;
   instance: string;
   security: Security;
   /** The broker thread's monotonic clock when it posted this, so the worker reads time on the same clock. */
@@ -35,7 +40,7 @@ export interface ZkInit {
 /** Messages from the broker thread to the worker. */
 export type ZkToWorker =
   | ZkInit
-  | { type: "state"; logEndTotal: number; epoch: number; leading: boolean; nowMs: number }
+  | { type: "state"; logEndTotal: number; epoch: number; lost: boolean; leading: boolean; nowMs: number }
   | { type: "isr"; id: number; epoch: number; isr: number[] }
   | { type: "leave"; id: number; epoch: number; timeoutMs: number; resign?: boolean }
   | { type: "stop" };
@@ -160,6 +165,7 @@ export class ZkThread {
         lastLease: o.lastLease ?? null,
       },
       instance: this.instance,
+      lost: o.lost?.() === true,
       security: { ...security() },
       nowMs: monotonicMs(),
       shared: this.#shared.buffer as SharedArrayBuffer,
@@ -176,6 +182,7 @@ export class ZkThread {
       type: "state",
       logEndTotal: this.#o.logEndTotal(),
       epoch: this.#o.epoch(),
+      lost: this.#o.lost?.() === true,
       leading: this.#o.leading(),
       nowMs: monotonicMs(),
     });

@@ -18,13 +18,14 @@ const scope = globalThis as unknown as {
   close(): void;
 };
 const post = (m: ZkToMain) => scope.postMessage(m);
-const state = { logEndTotal: 0, epoch: 0, leading: false };
+const state = { logEndTotal: 0, epoch: 0, lost: false, leading: false };
 let session: ZkSession | null = null;
 // The broker thread's clock: lease times written here are compared there (see ClockOffset).
 const mainClock = new ClockOffset();
 
 function start(init: ZkInit): void {
   configureSecurity(init.security);
+  state.lost = init.lost;
   const shared = new Float64Array(init.shared);
   mainClock.observe(init.nowMs, monotonicMs());
   const clock = () => mainClock.toMain(monotonicMs());
@@ -35,6 +36,7 @@ function start(init: ZkInit): void {
     clock,
     logEndTotal: () => state.logEndTotal,
     epoch: () => state.epoch,
+    lost: () => state.lost,
     leading: () => state.leading,
     onLease: (lease) => post({ type: "lease", lease }),
     onRefused: (err) => post({ type: "refused", message: err.message }),
@@ -67,7 +69,7 @@ scope.onmessage = (e) => {
       break;
     case "state":
       mainClock.observe(m.nowMs, monotonicMs());
-      Object.assign(state, { logEndTotal: m.logEndTotal, epoch: m.epoch, leading: m.leading });
+      Object.assign(state, { logEndTotal: m.logEndTotal, epoch: m.epoch, lost: m.lost, leading: m.leading });
       break;
     case "isr":
       if (session) answer(m.id, session.proposeIsr(m.epoch, m.isr));

@@ -57,6 +57,27 @@ export interface ZookeeperOptions {
   startupGraceMs?: number;
 }
 
+/** What a registering broker reports of itself, beside its address: what it holds and what it followed. */
+function reported(req: Request, now: number) {
+  return {
+    lastSeen: now,
+    registeredMs: now,
+    logEndTotal: optInt(req, "logEndTotal", 0),
+    epoch: optInt(req, "epoch", 0),
+    view: leaseViewOf(req.lease),
+    lost: req.lost === true,
+    pid: optInt(req, "pid", 0, 0, 2 ** 31 - 1) || null,
+  };
+}
+
+/** Who may lead (null: any live broker), who stays in the set beside the winner, and whom an election waits for. */
+interface Eligible {
+  isr: number[] | null;
+  keep: number[];
+  waitingFor: number[];
+  view: LeaseView | null;
+}
+
 interface Member {
   id: number;
   host: string;
@@ -71,6 +92,10 @@ interface Member {
   epoch: number;
   /** The newest lease with an in-sync set it followed, as it registered (see LeaseView). */
   view: LeaseView | null;
+  /** It cut damaged records at start-up and has not copied them back (see #preferWhole). */
+  lost: boolean;
+  /** Monotonic ms of its registration. */
+  registeredMs: number;
   alive: boolean;
   session: Session | null;
   /** The broker process (a random id per start): a new one means a restart. */
@@ -286,14 +311,10 @@ export class Zookeeper {
       port,
       ...(kafkaPort ? { kafkaPort } : {}),
       ...(kafkaPort && kafkaHost ? { kafkaHost } : {}),
-      lastSeen: now,
-      logEndTotal: optInt(req, "logEndTotal", 0),
-      epoch,
-      view: leaseViewOf(req.lease),
+      ...reported(req, now),
       alive: true,
       session,
       instance,
-      pid: optInt(req, "pid", 0, 0, 2 ** 31 - 1) || null,
     };
     this.#members.set(id, member);
     session.onClose(() => {
@@ -410,6 +431,7 @@ export class Zookeeper {
     member.logEndTotal = optInt(req, "logEndTotal", member.logEndTotal);
     const epoch = optInt(req, "epoch", 0);
     member.epoch = epoch;
+    member.lost = req.lost === true;
     if (epoch > this.#lease.epoch) {
       // This broker saw a newer epoch than our lease: ours is behind (an old file). Move past it.
       this.#epochFloor = Math.max(this.#epochFloor, epoch);
@@ -530,19 +552,7 @@ export class Zookeeper {
         broker: leader,
         reason: "never registered since zookeeper start",
       });
-      this.#members.set(leader, {
-        id: leader,
-        host: this.#lease.host,
-        port: this.#lease.port,
-        lastSeen: -Infinity,
-        logEndTotal: 0,
-        epoch: this.#lease.epoch,
-        view: null,
-        alive: false,
-        session: null,
-        instance: null,
-        pid: null,
-      });
+      this.#members.set(leader, this.#neverRegistered(leader));
     }
     if (died.length > 0) this.#changed();
     if (leaderDied) {
@@ -584,7 +594,7 @@ export class Zookeeper {
   /** Elects a leader among the live in-sync brokers (but `exclude`: a leader resigning). */
   async #elect(reason: string, exclude?: number): Promise<void> {
     const old = this.#lease;
-    const pick = this.#eligible(exclude);
+    const pick = this.#preferWhole(this.#eligible(exclude));
     const winner = pick.waitingFor.length > 0 ? null : electLeader(this.#members.values(), pick.isr);
     if (winner === null) return await this.#noLeader(reason, pick);
     this.#noLeaderLogged = false;
@@ -648,7 +658,7 @@ export class Zookeeper {
    * in-sync set known anywhere (a new cluster, or brokers too old to report
    * one) any live broker of the highest epoch any of them reports.
    */
-  #eligible(exclude?: number): { isr: number[] | null; keep: number[]; waitingFor: number[]; view: LeaseView | null } {
+  #eligible(exclude?: number): Eligible {
     const old = this.#lease;
     const view = this.#newerView();
     if (view !== null) {
@@ -668,6 +678,50 @@ export class Zookeeper {
       waitingFor: [],
       view,
     };
+  }
+
+  /** The lease's leader that has not registered since this zookeeper started, as a dead member. */
+  #neverRegistered(leader: number): Member {
+    const l = this.#lease;
+    const none = { lastSeen: -Infinity, registeredMs: -Infinity, logEndTotal: 0, view: null, lost: false, pid: null };
+    return {
+      id: leader,
+      host: l.host,
+      port: l.port,
+      ...none,
+      epoch: l.epoch,
+      alive: false,
+      session: null,
+      instance: null,
+    };
+  }
+
+  /**
+   * Brokers that cut damaged records at start-up (`lost` when they register)
+   * no longer hold what they acknowledged: among those that may lead, one
+   * that lost nothing does; when every live one of them lost records, a live
+   * broker that lost nothing leads instead (the highest epoch, then the most
+   * records), alone. Electing the damaged one made the others truncate to its
+   * cut log: a follower damaged while stopped became the last in-sync broker
+   * as the cluster stopped (leadership moved as the others left), and 2,500
+   * acknowledged records were lost on every replica.
+   */
+  #preferWhole(pick: Eligible): Eligible {
+    const m = (id: number) => this.#members.get(id);
+    const candidates = (pick.isr ?? [...this.#members.keys()]).filter((id) => m(id)?.alive);
+    if (candidates.length === 0 || !candidates.some((id) => m(id)!.lost)) return pick;
+    const whole = candidates.filter((id) => !m(id)!.lost);
+    if (whole.length > 0) return { ...pick, isr: whole, keep: pick.keep.filter((id) => !m(id)?.lost) };
+    const others = [...this.#members.values()].filter((o) => o.alive && !o.lost);
+    if (others.length === 0) {
+      // A broker that lost nothing may be starting too: it has a session timeout to register before a damaged
+      // one leads (then it does: nobody else can).
+      const newest = Math.max(...candidates.map((id) => m(id)!.registeredMs));
+      if (this.#now() - newest >= this.#opts.sessionTimeoutMs) return pick;
+      return { ...pick, waitingFor: [...this.#members.values()].filter((o) => !o.alive).map((o) => o.id) };
+    }
+    const top = Math.max(...others.map((o) => o.epoch));
+    return { ...pick, isr: others.filter((o) => o.epoch === top).map((o) => o.id), keep: [] };
   }
 
   /**
