@@ -78,7 +78,7 @@ async function openTopicStore(
   opts: BrokerOptions,
   log: OpLog,
   clean: boolean,
-  reports: Pick<LogOptions, "onDamage" | "onFenced" | "onWriteFailed"> & { onCut?: () => void },
+  reports: Pick<LogOptions, "onDamage" | "onFenced" | "onWriteFailed"> & { onCut?: (lines: number) => void },
 ): Promise<TopicStore> {
   try {
     return await TopicStore.open(join(dir, "topics"), {
@@ -89,7 +89,7 @@ async function openTopicStore(
       tailHoldBytes: DEFAULTS.tailHoldBytes,
       onEvent: (event, fields) => {
         // Records cut from the middle of a log (damage, not a torn last write) may have been acknowledged.
-        if (event === "corrupt_records_cut") reports.onCut?.();
+        if (event === "corrupt_records_cut") reports.onCut?.(Math.max(1, Number(fields?.cutLines) || 0));
         log.write(event, fields);
       },
       onDamage: reports.onDamage,
@@ -165,10 +165,10 @@ export class Broker implements BrokerContext {
   /** The newest lease adopted (see #onLease). */
   #lastLease: Lease | null = null;
   /**
-   * Records cut from the middle of a log at start-up (damage) that it has not copied back: the zookeeper does not
-   * elect it while a broker that lost nothing can lead (see Zookeeper, lost brokers).
+   * Lines cut from the middle of logs at start-up (damage) that it has not copied back (0: none): the zookeeper does
+   * not elect it while a broker that lost nothing can lead (see Zookeeper, #preferWhole).
    */
-  #lost = false;
+  #lost = 0;
   /** Where the newest lease with an in-sync set is kept across restarts (see lease_view.ts). */
   readonly #leaseView: LeaseViewFile;
   #isrTimer: ReturnType<typeof setInterval> | undefined;
@@ -238,9 +238,9 @@ export class Broker implements BrokerContext {
     // Opening never fences (a failure there fails the start); from the first request on, the broker is told.
     let onFenced: (f: Fence) => void = () => {};
     let onWriteFailed: (f: WriteFailure) => void = () => {};
-    let cut = false;
+    let cut = 0;
     const store = await openTopicStore(dir, opts, log, clean, {
-      onCut: () => (cut = true),
+      onCut: (lines) => (cut += lines),
       onDamage: (d) => onDamage(d),
       onFenced: (f) => onFenced(f),
       onWriteFailed: (f) => onWriteFailed(f),
@@ -713,7 +713,7 @@ export class Broker implements BrokerContext {
       this.#lost && last !== null &&
       ((inIsr && !last.isr.includes(this.opts.id)) || (lease.leaderId === this.opts.id && lease.epoch > last.epoch))
     ) {
-      this.#lost = false;
+      this.#lost = 0;
       this.log.write("whole_again", { epoch: lease.epoch, isr: lease.isr });
     }
     const next = this.#transition.then(() => this.#applyLease(lease)).catch(

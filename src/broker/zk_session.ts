@@ -26,8 +26,8 @@ export interface ZkSessionOptions {
   log: OpLog;
   logEndTotal: () => number;
   epoch: () => number;
-  /** Whether it cut damaged records at start-up and has not copied them back yet (see Zookeeper, lost brokers). */
-  lost?: () => boolean;
+  /** The lines it cut as damaged at start-up and has not copied back yet (0: none; see Zookeeper, #preferWhole). */
+  lost?: () => number;
   /** Whether this process is acting as the leader now (a restarted one is not). */
   leading: () => boolean;
   onLease: (lease: Lease) => void;
@@ -212,7 +212,7 @@ export class ZkSession {
       ...(o.kafkaPort && o.kafkaHost ? { kafkaHost: o.kafkaHost } : {}),
       logEndTotal: o.logEndTotal(),
       epoch: o.epoch(),
-      ...(o.lost?.() ? { lost: true } : {}),
+      ...(o.lost?.() ? { lost: o.lost() } : {}),
       ...(this.#view ? { lease: this.#view } : {}),
       leading: o.leading(),
       instance: this.instance,
@@ -249,7 +249,7 @@ export class ZkSession {
             brokerId: this.#o.brokerId,
             logEndTotal: this.#o.logEndTotal(),
             epoch: this.#o.epoch(),
-            lost: this.#o.lost?.() === true,
+            lost: this.#o.lost?.() ?? 0,
           }, this.#o.sessionTimeoutMs);
           this.#acked(sent);
           this.#adopt(hb.lease as Lease);

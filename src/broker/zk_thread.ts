@@ -27,7 +27,7 @@ export interface ZkInit {
     "log" | "logEndTotal" | "epoch" | "lost" | "leading" | "onLease" | "onRefused" | "clock"
   >;
   /** The first state (see the `state` message), so the first registration says it. */
-  lost: boolean;
+  lost: number;
   instance: string;
   security: Security;
   /** The broker thread's monotonic clock when it posted this, so the worker reads time on the same clock. */
@@ -40,7 +40,7 @@ export interface ZkInit {
 /** Messages from the broker thread to the worker. */
 export type ZkToWorker =
   | ZkInit
-  | { type: "state"; logEndTotal: number; epoch: number; lost: boolean; leading: boolean; nowMs: number }
+  | { type: "state"; logEndTotal: number; epoch: number; lost: number; leading: boolean; nowMs: number }
   | { type: "isr"; id: number; epoch: number; isr: number[] }
   | { type: "leave"; id: number; epoch: number; timeoutMs: number; resign?: boolean }
   | { type: "stop" };
@@ -165,7 +165,7 @@ export class ZkThread {
         lastLease: o.lastLease ?? null,
       },
       instance: this.instance,
-      lost: o.lost?.() === true,
+      lost: o.lost?.() ?? 0,
       security: { ...security() },
       nowMs: monotonicMs(),
       shared: this.#shared.buffer as SharedArrayBuffer,
@@ -182,7 +182,7 @@ export class ZkThread {
       type: "state",
       logEndTotal: this.#o.logEndTotal(),
       epoch: this.#o.epoch(),
-      lost: this.#o.lost?.() === true,
+      lost: this.#o.lost?.() ?? 0,
       leading: this.#o.leading(),
       nowMs: monotonicMs(),
     });

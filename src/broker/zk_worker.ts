@@ -18,7 +18,7 @@ const scope = globalThis as unknown as {
   close(): void;
 };
 const post = (m: ZkToMain) => scope.postMessage(m);
-const state = { logEndTotal: 0, epoch: 0, lost: false, leading: false };
+const state = { logEndTotal: 0, epoch: 0, lost: 0, leading: false };
 let session: ZkSession | null = null;
 // The broker thread's clock: lease times written here are compared there (see ClockOffset).
 const mainClock = new ClockOffset();

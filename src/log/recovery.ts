@@ -163,11 +163,13 @@ async function cutTail(segment: Segment, scan: ScanResult, opts: LogOptions): Pr
   const cutBytes = segment.size - validBytes;
   if (cutBytes <= 0) return logEnd;
   let savedTo: string | undefined;
+  let cutLines = 0;
   if (corrupt) {
     // Damaged records are set aside, not deleted: a replica copies them
     // again from the leader, and a person can still look at the bytes.
     savedTo = `${segment.dataPath}.corrupt-${Date.now()}`;
     const bytes = await segment.readAt(validBytes, cutBytes);
+    for (let i = bytes.indexOf(0x0a); i !== -1; i = bytes.indexOf(0x0a, i + 1)) cutLines++;
     // createNew: a file (or a link) already there is never written through.
     await Deno.writeFile(savedTo, bytes, { createNew: true, mode: dataModes().file });
   }
@@ -176,7 +178,7 @@ async function cutTail(segment: Segment, scan: ScanResult, opts: LogOptions): Pr
     file: segment.dataPath,
     cutBytes,
     keptRecords: count,
-    ...(savedTo ? { atOffset: lastOffset + 1, savedTo } : {}),
+    ...(savedTo ? { atOffset: lastOffset + 1, savedTo, cutLines } : {}),
   });
   return logEnd;
 }

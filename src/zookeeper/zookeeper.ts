@@ -63,11 +63,17 @@ function reported(req: Request, now: number) {
     lastSeen: now,
     registeredMs: now,
     logEndTotal: optInt(req, "logEndTotal", 0),
-    epoch: optInt(req, "epoch", 0),
+    epoch: Math.max(optInt(req, "epoch", 0), leaseViewOf(req.lease)?.epoch ?? 0),
     view: leaseViewOf(req.lease),
-    lost: req.lost === true,
+    lost: lostOf(req),
     pid: optInt(req, "pid", 0, 0, 2 ** 31 - 1) || null,
   };
+}
+
+/** The lines a broker says it cut as damaged at start-up (`lost`; `true` from a broker of a day: at least one). */
+function lostOf(req: Request): number {
+  const lost = req.lost;
+  return lost === true ? 1 : Number.isSafeInteger(lost) && (lost as number) > 0 ? lost as number : 0;
 }
 
 /** Who may lead (null: any live broker), who stays in the set beside the winner, and whom an election waits for. */
@@ -92,8 +98,8 @@ interface Member {
   epoch: number;
   /** The newest lease with an in-sync set it followed, as it registered (see LeaseView). */
   view: LeaseView | null;
-  /** It cut damaged records at start-up and has not copied them back (see #preferWhole). */
-  lost: boolean;
+  /** The lines it cut as damaged at start-up and has not copied back (0: none; see #preferWhole). */
+  lost: number;
   /** Monotonic ms of its registration. */
   registeredMs: number;
   alive: boolean;
@@ -296,7 +302,9 @@ export class Zookeeper {
     const port = int(req, "port", 1, 65535);
     const kafkaPort = optInt(req, "kafkaPort", 0, 0, 65535);
     const kafkaHost = optStr(req, "kafkaHost", 255);
-    const epoch = optInt(req, "epoch", 0);
+    // The epoch of the lease it followed counts too: an election with no write after it is in no log, and must
+    // not be issued again (the floor below).
+    const epoch = Math.max(optInt(req, "epoch", 0), leaseViewOf(req.lease)?.epoch ?? 0);
     const instance = optStr(req, "instance", 64) ?? null;
     const old = this.#members.get(id);
     const now = this.#now();
@@ -431,7 +439,7 @@ export class Zookeeper {
     member.logEndTotal = optInt(req, "logEndTotal", member.logEndTotal);
     const epoch = optInt(req, "epoch", 0);
     member.epoch = epoch;
-    member.lost = req.lost === true;
+    member.lost = lostOf(req);
     if (epoch > this.#lease.epoch) {
       // This broker saw a newer epoch than our lease: ours is behind (an old file). Move past it.
       this.#epochFloor = Math.max(this.#epochFloor, epoch);
@@ -663,7 +671,9 @@ export class Zookeeper {
     const view = this.#newerView();
     if (view !== null) {
       const waitingFor = view.isr.filter((b) => !this.#members.get(b)?.alive);
-      return { isr: view.isr.filter((b) => b !== exclude), keep: [], waitingFor, view };
+      const isr = view.isr.filter((b) => b !== exclude);
+      // Nobody of the set may lead (a resigning leader alone): nobody does, as with the lease's own set.
+      return { isr: isr.length === 0 ? [-1] : isr, keep: [], waitingFor, view };
     }
     if (old.isr.length > 0) {
       // The dead leader may not come back as leader of the same set.
@@ -683,7 +693,7 @@ export class Zookeeper {
   /** The lease's leader that has not registered since this zookeeper started, as a dead member. */
   #neverRegistered(leader: number): Member {
     const l = this.#lease;
-    const none = { lastSeen: -Infinity, registeredMs: -Infinity, logEndTotal: 0, view: null, lost: false, pid: null };
+    const none = { lastSeen: -Infinity, registeredMs: -Infinity, logEndTotal: 0, view: null, lost: 0, pid: null };
     return {
       id: leader,
       host: l.host,
@@ -697,31 +707,38 @@ export class Zookeeper {
   }
 
   /**
-   * Brokers that cut damaged records at start-up (`lost` when they register)
-   * no longer hold what they acknowledged: among those that may lead, one
-   * that lost nothing does; when every live one of them lost records, a live
-   * broker that lost nothing leads instead (the highest epoch, then the most
-   * records), alone. Electing the damaged one made the others truncate to its
-   * cut log: a follower damaged while stopped became the last in-sync broker
-   * as the cluster stopped (leadership moved as the others left), and 2,500
-   * acknowledged records were lost on every replica.
+   * Brokers that cut damaged records at start-up (`lost`: how many lines,
+   * when they register) no longer hold what they acknowledged: among those
+   * that may lead, one that lost nothing does. When every live one of them
+   * lost records, the others get a session timeout to register; then a live
+   * broker outside the set that lost nothing leads, alone, if it holds at
+   * least as many records as each damaged one held before its cut (the
+   * brokers that left a cluster stopped in order); else the damaged one
+   * leads, as Kafka's last in-sync replica would. Electing the damaged one
+   * made the others truncate to its cut log: a follower damaged while stopped
+   * became the last in-sync broker as the cluster stopped (leadership moved
+   * as the others left), and 2,500 acknowledged records were lost on every
+   * replica. (Record counts are totals over partitions: a broker that missed
+   * a topic's deletion counts its records too.)
    */
   #preferWhole(pick: Eligible): Eligible {
     const m = (id: number) => this.#members.get(id);
     const candidates = (pick.isr ?? [...this.#members.keys()]).filter((id) => m(id)?.alive);
-    if (candidates.length === 0 || !candidates.some((id) => m(id)!.lost)) return pick;
-    const whole = candidates.filter((id) => !m(id)!.lost);
-    if (whole.length > 0) return { ...pick, isr: whole, keep: pick.keep.filter((id) => !m(id)?.lost) };
-    const others = [...this.#members.values()].filter((o) => o.alive && !o.lost);
-    if (others.length === 0) {
-      // A broker that lost nothing may be starting too: it has a session timeout to register before a damaged
-      // one leads (then it does: nobody else can).
-      const newest = Math.max(...candidates.map((id) => m(id)!.registeredMs));
-      if (this.#now() - newest >= this.#opts.sessionTimeoutMs) return pick;
-      return { ...pick, waitingFor: [...this.#members.values()].filter((o) => !o.alive).map((o) => o.id) };
+    if (candidates.length === 0 || !candidates.some((id) => m(id)!.lost > 0)) return pick;
+    const whole = candidates.filter((id) => m(id)!.lost === 0);
+    if (whole.length > 0) return { ...pick, isr: whole, keep: pick.keep.filter((id) => m(id)?.lost === 0) };
+    // Every live one that may lead lost records. Another of its set, or a whole broker, may be starting too: a
+    // session timeout to register.
+    const newest = Math.max(...candidates.map((id) => m(id)!.registeredMs));
+    if (this.#now() - newest < this.#opts.sessionTimeoutMs) {
+      const away = (pick.isr ?? []).filter((id) => !m(id)?.alive);
+      return { ...pick, waitingFor: away.length > 0 ? away : [-1] };
     }
-    const top = Math.max(...others.map((o) => o.epoch));
-    return { ...pick, isr: others.filter((o) => o.epoch === top).map((o) => o.id), keep: [] };
+    // Then a live broker outside the set leads only if it holds as many records as each damaged one held before
+    // its cut (a broker long out of the set, or a new one, does not); else the damaged one does, as Kafka would.
+    const held = Math.max(...candidates.map((id) => m(id)!.logEndTotal + m(id)!.lost));
+    const others = [...this.#members.values()].filter((o) => o.alive && o.lost === 0 && o.logEndTotal >= held);
+    return others.length === 0 ? pick : { ...pick, isr: others.map((o) => o.id), keep: [] };
   }
 
   /**

@@ -1,0 +1,118 @@
+/**
+ * The zookeeper's election rules when its own lease cannot say who holds
+ * what: a lease file lost (or garbled), brokers reporting the newest lease
+ * they followed (`lease`), their logs' epoch and records, and the lines they
+ * cut as damaged at start-up (`lost`). Fake brokers over real TCP register
+ * with chosen reports and heartbeat; the lease tells who was elected.
+ */
+import assert from "node:assert/strict";
+import { Connection } from "../src/protocol/connection.ts";
+import type { LeaseView } from "../src/protocol/messages.ts";
+import { Zookeeper } from "../src/zookeeper/zookeeper.ts";
+
+interface Report {
+  id: number;
+  epoch: number;
+  logEndTotal: number;
+  lease?: LeaseView;
+  lost?: number;
+}
+
+async function withZookeeper(brokers: number, fn: (zk: Zookeeper) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "yak-election-" });
+  // A new data root: no lease file, as after one was lost.
+  const zk = await Zookeeper.start({
+    dataDir: dir,
+    host: "127.0.0.1",
+    port: 0,
+    heartbeatMs: 100,
+    sessionTimeoutMs: 1000,
+    maxFrameBytes: 1 << 20,
+    echo: false,
+    expectedBrokers: brokers,
+  });
+  try {
+    await fn(zk);
+  } finally {
+    await zk.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A broker as the zookeeper sees it: registers with `r`, then heartbeats with it every 100 ms. */
+async function fakeBroker(port: number, r: Report): Promise<() => void> {
+  const conn = await Connection.open("127.0.0.1", port);
+  const said = { logEndTotal: r.logEndTotal, epoch: r.epoch, ...(r.lost ? { lost: r.lost } : {}) };
+  await conn.request({
+    type: "register",
+    brokerId: r.id,
+    host: "127.0.0.1",
+    port: 9000 + r.id,
+    instance: `i-${r.id}`,
+    ...said,
+    ...(r.lease ? { lease: r.lease } : {}),
+  }, 2000);
+  const timer = setInterval(
+    () => conn.request({ type: "heartbeat", brokerId: r.id, ...said }, 2000).catch(() => {}),
+    100,
+  );
+  return () => {
+    clearInterval(timer);
+    conn.close();
+  };
+}
+
+async function elected(zk: Zookeeper, reports: Report[], waitMs = 5000) {
+  const stops: (() => void)[] = [];
+  try {
+    for (const r of reports) stops.push(await fakeBroker(zk.port, r));
+    const deadline = performance.now() + waitMs;
+    while (zk.lease.leaderId === null && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    return zk.lease;
+  } finally {
+    for (const stop of stops) stop();
+  }
+}
+
+Deno.test("the last in-sync broker cut damaged records: a broker outside the set that holds as much leads", () =>
+  withZookeeper(3, async (zk) => {
+    const lease = await elected(zk, [
+      { id: 1, epoch: 5, logEndTotal: 2000, lost: 2000, lease: { epoch: 5, version: 9, isr: [1] } },
+      { id: 2, epoch: 5, logEndTotal: 4000, lease: { epoch: 5, version: 7, isr: [1, 2] } },
+      { id: 3, epoch: 5, logEndTotal: 4000, lease: { epoch: 5, version: 6, isr: [1, 2, 3] } },
+    ]);
+    assert.ok(lease.leaderId === 2 || lease.leaderId === 3, `broker ${lease.leaderId} leads`);
+    assert.deepEqual(lease.isr, [lease.leaderId]);
+    assert.ok(lease.epoch > 5, `epoch ${lease.epoch}`);
+  }));
+
+Deno.test("the last in-sync broker cut damaged records, and the only other left the set long ago: the damaged one leads", () =>
+  withZookeeper(2, async (zk) => {
+    // Broker 2 holds fewer records than broker 1 did before its cut: electing it would lose more.
+    const lease = await elected(zk, [
+      { id: 1, epoch: 5, logEndTotal: 2000, lost: 2000, lease: { epoch: 5, version: 9, isr: [1] } },
+      { id: 2, epoch: 3, logEndTotal: 1000, lease: { epoch: 3, version: 2, isr: [1, 2] } },
+    ]);
+    assert.equal(lease.leaderId, 1);
+  }));
+
+Deno.test("an epoch is never issued twice: the epoch of a lease a broker followed counts, written in no log", () =>
+  withZookeeper(2, async (zk) => {
+    // Epoch 8 was an election with no write after it: the logs say 7.
+    const lease = await elected(zk, [
+      { id: 1, epoch: 7, logEndTotal: 10, lease: { epoch: 8, version: 4, isr: [1, 2] } },
+      { id: 2, epoch: 7, logEndTotal: 10, lease: { epoch: 8, version: 4, isr: [1, 2] } },
+    ]);
+    assert.ok(lease.leaderId !== null);
+    assert.ok(lease.epoch > 8, `epoch ${lease.epoch} issued again`);
+  }));
+
+Deno.test("the newest set a broker reports names a broker that is not back: nobody leads until it is", () =>
+  withZookeeper(3, async (zk) => {
+    // Broker 3 is stale (epoch 4, the most records); the newest set is [1, 2], and 2 is not back.
+    const lease = await elected(zk, [
+      { id: 1, epoch: 5, logEndTotal: 100, lease: { epoch: 5, version: 9, isr: [1, 2] } },
+      { id: 3, epoch: 4, logEndTotal: 900, lease: { epoch: 4, version: 3, isr: [1, 2, 3] } },
+    ], 2500);
+    assert.equal(lease.leaderId, null, `broker ${lease.leaderId} leads without broker 2`);
+  }));
