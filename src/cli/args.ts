@@ -217,6 +217,34 @@ export function text(values: Values, name: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
+/**
+ * Refuses a flag that belongs to another of the command's actions
+ * (`actionFlags`: each action's own flags), rather than ignoring it: a typo
+ * such as --partition for --partitions otherwise does the default silently.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { refuseOtherActionsFlags } from "./args.ts";
+ * const table = { create: ["partitions"], delete: [] };
+ * refuseOtherActionsFlags("create", { partitions: "3" }, table);
+ * assert.throws(() => refuseOtherActionsFlags("delete", { partitions: "3" }, table), /goes with --create, not --delete/);
+ * ```
+ */
+export function refuseOtherActionsFlags(
+  action: string,
+  values: Values,
+  actionFlags: Readonly<Record<string, readonly string[]>>,
+): void {
+  const own = actionFlags[action];
+  for (const flag of new Set(Object.values(actionFlags).flat())) {
+    if (values[flag] !== undefined && !own.includes(flag)) {
+      const users = Object.keys(actionFlags).filter((a) => actionFlags[a].includes(flag)).map((a) => `--${a}`);
+      throw new YakError("INVALID_ARGUMENT", `--${flag} goes with ${users.join(" or ")}, not --${action}`);
+    }
+  }
+}
+
 /** A flag as a string that must be present. */
 export function required(
   values: Values,

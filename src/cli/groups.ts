@@ -17,6 +17,7 @@ import {
   type Flags,
   helpRequested,
   parse,
+  refuseOtherActionsFlags,
   retryNotice,
   text,
   type Values,
@@ -213,7 +214,7 @@ function groupsOptionsOf(action: GroupsAction, values: Values, kafka: boolean): 
     throw new YakError("INVALID_ARGUMENT", "--dry-run and --execute go with --reset-offsets");
   }
   if (execute && dry) throw new YakError("INVALID_ARGUMENT", "give --dry-run or --execute, not both");
-  refuseOtherActionsFlags(action, values);
+  refuseOtherActionsFlags(action, values, ACTION_FLAGS);
   if (action === "list") return { action, states: statesOf(values) };
   const group = checkGroupName(text(values, action));
   if (action === "delete-offsets") return { action, group, ...topicPartitionsOf(values, action) };
@@ -244,16 +245,6 @@ const ACTION_FLAGS: Record<GroupsAction, readonly string[]> = {
   delete: [],
   "delete-offsets": ["topic", "partition"],
 };
-
-function refuseOtherActionsFlags(action: GroupsAction, values: Values): void {
-  const own = ACTION_FLAGS[action];
-  for (const flag of new Set(Object.values(ACTION_FLAGS).flat())) {
-    if (values[flag] !== undefined && !own.includes(flag)) {
-      const users = ACTIONS.filter((a) => ACTION_FLAGS[a].includes(flag)).map((a) => `--${a}`);
-      throw new YakError("INVALID_ARGUMENT", `--${flag} goes with ${users.join(" or ")}, not --${action}`);
-    }
-  }
-}
 
 /**
  * The topic of `--reset-offsets` or `--delete-offsets`, and the partitions

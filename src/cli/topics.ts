@@ -21,6 +21,7 @@ import {
   helpRequested,
   integer,
   parse,
+  refuseOtherActionsFlags,
   retryNotice,
   text,
   type Values,
@@ -204,7 +205,7 @@ function topicsOptionsOf(action: TopicsAction, values: Values): TopicsOptions {
       "--replication-factor goes with --create (every broker holds every partition, so there is nothing to alter)",
     );
   }
-  refuseOtherActionsFlags(action, values);
+  refuseOtherActionsFlags(action, values, ACTION_FLAGS);
   if (action === "list") return { action };
   if (action === "describe") return { action, topic: named };
   if (named === null) {
@@ -243,16 +244,6 @@ const ACTION_FLAGS: Record<TopicsAction, readonly string[]> = {
   delete: [],
   "delete-records": ["partition", "offset"],
 };
-
-function refuseOtherActionsFlags(action: TopicsAction, values: Values): void {
-  const own = ACTION_FLAGS[action];
-  for (const flag of new Set(Object.values(ACTION_FLAGS).flat())) {
-    if (values[flag] !== undefined && !own.includes(flag)) {
-      const users = ACTIONS.filter((a) => ACTION_FLAGS[a].includes(flag)).map((a) => `--${a}`);
-      throw new YakError("INVALID_ARGUMENT", `--${flag} goes with ${users.join(" or ")}, not --${action}`);
-    }
-  }
-}
 
 /** `--delete-records T --partition P --offset N`: both numbers are needed (nothing is deleted by default). */
 function deleteRecordsOptionsOf(topic: string, values: Values): TopicsOptions {
