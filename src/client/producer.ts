@@ -126,6 +126,10 @@ const CR = 0x0d;
 
 /** Batches of one partition in flight at most: the batches the leader remembers to answer a resend (Kafka's five). */
 const WINDOW_BATCHES = DEFAULTS.idempotenceWindowBatches;
+/** Past maxInFlight, small batches still go while those in flight hold less than this (see #roomInFlight). */
+const SMALL_IN_FLIGHT_BYTES = 1024 * 1024;
+/** At most this many batches in flight, however small. */
+const MAX_SMALL_IN_FLIGHT = 256;
 /** An answer slower than this makes the producer ask who leads now. */
 const LEADER_CHECK_AFTER_MS = 400;
 /** How often it asks while an answer is late. */
@@ -623,7 +627,7 @@ export class Producer {
       if (this.#queue.length === 0 || this.#queue[0].txn !== this.#sendingTxn) return;
       if (!this.#txnOpen) return this.#openTransaction();
     }
-    while (this.#inflight.length < this.#o.maxInFlight && this.#queue.length > 0) {
+    while (this.#queue.length > 0 && this.#roomInFlight()) {
       // The first batch of each partition in the queue is that partition's next: one whose partition has the
       // leader's whole duplicate window in flight waits, so a resend of any of them is still known there.
       const at = this.#queue.findIndex((b) =>
@@ -634,6 +638,22 @@ export class Producer {
       this.#inflight.push(batch);
       this.#send(batch, this.#conn, this.#generation);
     }
+  }
+
+  /**
+   * Whether another batch may go: up to maxInFlight batches, and past that
+   * small ones while those in flight hold less than SMALL_IN_FLIGHT_BYTES.
+   * Keyed records over many partitions make batches of a record or two; 8 in
+   * flight in all held 20,000 of them over 1,000 partitions to 4,756 records/s
+   * (0.4 s with 256 in flight).
+   */
+  #roomInFlight(): boolean {
+    const n = this.#inflight.length;
+    if (n < this.#o.maxInFlight) return true;
+    if (n >= MAX_SMALL_IN_FLIGHT) return false;
+    let bytes = 0;
+    for (const b of this.#inflight) bytes += b.bytes;
+    return bytes < SMALL_IN_FLIGHT_BYTES;
   }
 
   /** Batches of `partition` in flight. */
@@ -872,14 +892,22 @@ export class Producer {
 
   /** Waits while too many batches are outstanding (backpressure for fast readers). */
   async waitForRoom(): Promise<void> {
-    while (
-      !this.#failed &&
-      this.#queue.length + this.#inflight.length > this.#o.maxInFlight * 2
-    ) {
+    while (!this.#failed && !this.#roomToAdd()) {
       await this.#waitProgress();
       this.#checkStalled();
     }
     if (this.#failed) throw this.#failed;
+  }
+
+  /** Whether more may be read: twice what may be in flight, in batches or (for small ones) bytes. */
+  #roomToAdd(): boolean {
+    const n = this.#queue.length + this.#inflight.length;
+    if (n <= this.#o.maxInFlight * 2) return true;
+    if (n > MAX_SMALL_IN_FLIGHT * 2) return false;
+    let bytes = 0;
+    for (const b of this.#queue) bytes += b.bytes;
+    for (const b of this.#inflight) bytes += b.bytes;
+    return bytes < SMALL_IN_FLIGHT_BYTES * 2;
   }
 
   #checkStalled(): void {
