@@ -141,7 +141,8 @@ export class Zookeeper {
   #server!: Server;
   #timer: ReturnType<typeof setInterval> | undefined;
   #checking = false;
-  #noLeaderLogged = false;
+  /** What the last `no_leader` line said it waits for (null: none since the last election): said again when it changes. */
+  #noLeaderSaid: string | null = null;
   /**
    * The highest epoch any broker has reported (registration, heartbeats).
    * Every election goes above it, so an epoch is never issued twice, even
@@ -605,7 +606,7 @@ export class Zookeeper {
     const pick = this.#preferWhole(this.#eligible(exclude));
     const winner = pick.waitingFor.length > 0 ? null : electLeader(this.#members.values(), pick.isr);
     if (winner === null) return await this.#noLeader(reason, pick);
-    this.#noLeaderLogged = false;
+    this.#noLeaderSaid = null;
     const m = this.#members.get(winner)!;
     const isr = [...new Set([winner, ...pick.keep])].sort((a, b) => a - b);
     const started = this.#now();
@@ -638,8 +639,9 @@ export class Zookeeper {
     if (old.leaderId !== null) {
       await this.#commit({ ...old, leaderId: null, host: "", port: 0, issuedAt: Date.now() });
     }
-    if (this.#noLeaderLogged) return;
-    this.#noLeaderLogged = true;
+    const said = JSON.stringify(pick.waitingFor);
+    if (this.#noLeaderSaid === said) return;
+    this.#noLeaderSaid = said;
     this.log.write("no_leader", {
       reason,
       isr: pick.view?.isr ?? old.isr,
@@ -649,7 +651,10 @@ export class Zookeeper {
           note: `the lease file holds no in-sync set as new as the brokers': waiting for every broker of the ` +
             `newest one a broker reported (epoch ${pick.view.epoch})`,
         }
-        : { note: "waiting for an in-sync broker to come back" }),
+        : {
+          ...(pick.waitingFor.length > 0 ? { waitingFor: pick.waitingFor } : {}),
+          note: "waiting for an in-sync broker to come back",
+        }),
     });
   }
 
