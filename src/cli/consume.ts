@@ -406,10 +406,9 @@ class StopSignal {
  */
 async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: StopSignal): Promise<number> {
   const { format, maxMessages, timeoutMs } = options;
-  let printed = 0;
   let lastRecordAt = monotonicMs();
   let pipeClosed = false;
-  while (!stop.stopped && !pipeClosed && printed < maxMessages) {
+  while (!stop.stopped && !pipeClosed && stop.printed < maxMessages) {
     if (options.exitAtEnd && consumer.atEnd()) break;
     const polled = await consumer.poll();
     if (polled.length === 0) {
@@ -420,9 +419,9 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
     }
     lastRecordAt = monotonicMs();
     for (const part of polled) {
-      if (printed >= maxMessages) break;
+      if (stop.printed >= maxMessages) break;
       // A part may hold nothing to show (only markers, or an aborted transaction's records): read past it.
-      const take = Math.min(part.count, maxMessages - printed);
+      const take = Math.min(part.count, maxMessages - stop.printed);
       const bytes = take === 0 ? new Uint8Array(0) : renderRecords(part, take, format);
       stop.writing = true;
       const current = { part, take, written: 0 };
@@ -433,8 +432,7 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
       const whole = written === bytes.length ? take : wholeRecords(part, take, format, written);
       // Only records whose bytes reached stdout count as consumed (and get committed).
       consumer.consumed(part.topic, part.partition, part.offsetAfter(whole), part);
-      printed += whole;
-      stop.printed = printed;
+      stop.printed += whole;
       if (written < bytes.length) {
         pipeClosed = true; // e.g. `| head`: the reader is done
         break;
@@ -443,7 +441,7 @@ async function printRecords(consumer: Consumer, options: ConsumeOptions, stop: S
     await consumer.commit();
   }
   await consumer.commit();
-  return printed;
+  return stop.printed;
 }
 
 /**

@@ -23,7 +23,7 @@ import {
   type Values,
 } from "./args.ts";
 import { table } from "./table.ts";
-import { offsetsOf, resetTargets } from "../client/group_offsets.ts";
+import { offsetsOf, resetTargets, targetOffsets } from "../client/group_offsets.ts";
 
 const USAGE = `
 yak groups --list [--state S[,S...]] [--json]
@@ -302,8 +302,7 @@ async function runGroups(conn: Connection, options: GroupsOptions): Promise<Grou
         committed,
         options.partitions ?? undefined,
       );
-      const offsets: Record<string, number> = {};
-      for (const t of targets) offsets[t.partition] = t.to;
+      const offsets = targetOffsets(targets);
       // As kafka-consumer-groups says it: an offset past either end of a partition's log goes to that end.
       const notes = targets.filter((t) => t.asked !== t.to).map((t) =>
         `partition ${t.partition}: offset ${t.asked} is ${

@@ -24,27 +24,19 @@ export async function offsetsOf(conn: Connection, topic: string): Promise<{ star
 }
 
 /**
- * The offset each partition moves to, within its log (`only`: just these
- * partitions, each of which must exist).
+ * The offset each partition moves to, as a reset sends it: `{partition: offset}` of {@link resetTargets}.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { resetOffsetsOf } from "./group_offsets.ts";
- * assert.deepEqual(resetOffsetsOf("shift-by", "-5", [0, 10], [20, 12], { 0: 8 }), { 0: 3, 1: 10 });
- * assert.deepEqual(resetOffsetsOf("to-earliest", "", [0, 10], [20, 12], {}, [1]), { 1: 10 });
+ * import { resetTargets, targetOffsets } from "./group_offsets.ts";
+ * assert.deepEqual(targetOffsets(resetTargets("shift-by", "-5", [0, 10], [20, 12], { 0: 8 })), { 0: 3, 1: 10 });
+ * assert.deepEqual(targetOffsets(resetTargets("to-earliest", "", [0, 10], [20, 12], {}, [1])), { 1: 10 });
  * ```
  */
-export function resetOffsetsOf(
-  reset: Reset,
-  amount: string,
-  start: number[],
-  hw: number[],
-  committed: Record<string, number>,
-  only?: readonly number[],
-): Record<string, number> {
+export function targetOffsets(targets: readonly ResetTarget[]): Record<string, number> {
   const offsets: Record<string, number> = {};
-  for (const t of resetTargets(reset, amount, start, hw, committed, only)) offsets[t.partition] = t.to;
+  for (const t of targets) offsets[t.partition] = t.to;
   return offsets;
 }
 
@@ -55,7 +47,11 @@ export interface ResetTarget {
   to: number;
 }
 
-/** {@link resetOffsetsOf}, saying too what was asked where the log's bounds changed it. */
+/**
+ * Where each partition's offset moves on a reset, within its log (`only`:
+ * just these partitions, each of which must exist), and what was asked
+ * where the log's bounds changed it.
+ */
 export function resetTargets(
   reset: Reset,
   amount: string,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { offsetsOf, resetOffsetsOf } from "../client/group_offsets.ts";
+import { offsetsOf, resetTargets, targetOffsets } from "../client/group_offsets.ts";
 import { YakError } from "../errors.ts";
 import { checkGroupName, checkTopicName } from "../log/names.ts";
 import type { Connection } from "../protocol/connection.ts";
@@ -103,7 +103,7 @@ async function resetOffsets(conn: Connection, body: Record<string, unknown>): Pr
   }
   const { start, hw } = await offsetsOf(conn, topic);
   const committed = (await conn.request({ type: "committed", group, topic })).offsets as Record<string, number>;
-  const offsets = resetOffsetsOf(reset, amount, start, hw, committed);
+  const offsets = targetOffsets(resetTargets(reset, amount, start, hw, committed));
   const res = await conn.request({ type: "reset_offsets", group, topic, offsets });
   const moved = Object.entries(res.committed as Record<string, number>).map(([p, o]) => `${p}→${o}`).join(", ");
   return { message: `group '${group}' on '${topic}': ${moved}`, result: res };

@@ -59,12 +59,15 @@ export interface ZookeeperOptions {
 
 /** What a registering broker reports of itself, beside its address: what it holds and what it followed. */
 function reported(req: Request, now: number) {
+  const view = leaseViewOf(req.lease);
   return {
     lastSeen: now,
     registeredMs: now,
     logEndTotal: optInt(req, "logEndTotal", 0),
-    epoch: Math.max(optInt(req, "epoch", 0), leaseViewOf(req.lease)?.epoch ?? 0),
-    view: leaseViewOf(req.lease),
+    // The epoch of the lease it followed counts too: an election with no write after it is in no log, and must
+    // not be issued again (the zookeeper's floor).
+    epoch: Math.max(optInt(req, "epoch", 0), view?.epoch ?? 0),
+    view,
     lost: lostOf(req),
     pid: optInt(req, "pid", 0, 0, 2 ** 31 - 1) || null,
   };
@@ -303,12 +306,11 @@ export class Zookeeper {
     const port = int(req, "port", 1, 65535);
     const kafkaPort = optInt(req, "kafkaPort", 0, 0, 65535);
     const kafkaHost = optStr(req, "kafkaHost", 255);
-    // The epoch of the lease it followed counts too: an election with no write after it is in no log, and must
-    // not be issued again (the floor below).
-    const epoch = Math.max(optInt(req, "epoch", 0), leaseViewOf(req.lease)?.epoch ?? 0);
+    const now = this.#now();
+    const said = reported(req, now);
+    const epoch = said.epoch;
     const instance = optStr(req, "instance", 64) ?? null;
     const old = this.#members.get(id);
-    const now = this.#now();
     this.#refuseIdInUse(id, host, port, instance, session, now);
     // A process we knew under another instance id has restarted (no instance: an older broker).
     const restarted = old !== undefined && old.instance !== null && instance !== null
@@ -320,7 +322,7 @@ export class Zookeeper {
       port,
       ...(kafkaPort ? { kafkaPort } : {}),
       ...(kafkaPort && kafkaHost ? { kafkaHost } : {}),
-      ...reported(req, now),
+      ...said,
       alive: true,
       session,
       instance,
@@ -633,7 +635,7 @@ export class Zookeeper {
     });
   }
 
-  /** No broker may lead now: the lease says so (it had a leader), and the log once until one is elected. */
+  /** No broker may lead now: the lease says so (it had a leader), and the log whenever whom it waits for changes. */
   async #noLeader(reason: string, pick: { waitingFor: number[]; view: LeaseView | null }): Promise<void> {
     const old = this.#lease;
     if (old.leaderId !== null) {
