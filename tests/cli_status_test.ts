@@ -182,6 +182,14 @@ Deno.test("yak status: aligned tables, paused and dead brokers, each replica's l
           await watch.stop();
         }
       });
+
+      await t.step("no broker answers: the view is printed, and the exit code says so", async () => {
+        await Promise.all([...cluster.brokers.values()].map((p) => p.stop()));
+        const res = await yak(["status", ...zk], { timeoutMs: 30_000 });
+        assert.equal(res.code, 1, res.stderr);
+        assert.match(res.stderr, /^yak status: no broker answered/);
+        assert.match(res.stdout, /^leader: /);
+      });
     } finally {
       await cluster.stop();
     }

@@ -36,6 +36,7 @@ leader last saw it at, marked '*'.
 --topic shows one topic (and the groups reading it); --watch redraws every
 second until Ctrl-C; --json prints the same as JSON (what the console's
 GET /api/status returns).
+Exits 1 when no broker answers (the view is still printed).
 `;
 
 /** How long each broker has to answer: one that does not is reported, not waited for. */
@@ -77,6 +78,15 @@ export async function statusCommand(args: string[]): Promise<number> {
     throw new YakError("UNKNOWN_TOPIC", `topic '${options.topic}' does not exist`);
   }
   printStatus(s, options);
+  if (!s.views.some(answered)) {
+    // The zookeeper answered, no broker did: a script's `yak status && ...` must not read that as a working cluster.
+    console.error(
+      s.brokers.length === 0
+        ? "yak status: no broker is registered with the zookeeper"
+        : "yak status: no broker answered (see the BROKER table)",
+    );
+    return 1;
+  }
   return 0;
 }
 
