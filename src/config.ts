@@ -264,6 +264,15 @@ export const DEFAULTS = {
    * long poll is at most 500 ms).
    */
   groupAdoptDelayMs: 1500,
+  /**
+   * A group whose last member left or expired is kept this long (Kafka's
+   * offsets.retention.check.interval.ms, whose cleanup drops such a group):
+   * listed Empty, its generation going on, its old member ids refused
+   * (UNKNOWN_MEMBER_ID). Members of a previous leader's generation are taken
+   * back under their ids (see groupAdoptDelayMs) only this long after a
+   * broker starts leading, so an id this leader saw leave is never taken back.
+   */
+  groupEmptyKeepMs: 600_000,
   /** A static member's group instance id (KIP-345), in characters: Kafka's clients allow 249 too. */
   maxGroupInstanceIdChars: 249,
   /**

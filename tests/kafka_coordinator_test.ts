@@ -211,3 +211,90 @@ Deno.test("Fetch v9+ and ListOffsets v4+ check the reader's leader epoch (KIP-32
       await c.stop();
     }
   }));
+
+/** JoinGroup v5 with a 1 s session: the error, and the member id, generation and leader it was given. */
+function joinV5(port: number, group: string, memberId: string) {
+  return withConn(port, async (k) => {
+    const r = await k.call(11, 5, false, (w) => {
+      w.string(group).int32(1000).int32(1000).string(memberId).nullableString(null).string("consumer");
+      w.array(["range"], (w, name) => w.string(name).nullableBytes(new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0])));
+    });
+    r.int32();
+    const error = r.int16();
+    const generation = r.int32();
+    r.string();
+    const leader = r.string();
+    const member = r.string();
+    r.array((r) => (r.string(), r.nullableString(), r.bytes()));
+    ends(r);
+    return { error, generation, leader, member };
+  });
+}
+
+/** Heartbeat v3: the error. */
+function heartbeatV3(port: number, group: string, generation: number, memberId: string): Promise<number> {
+  return withConn(port, async (k) => {
+    const r = await k.call(
+      12,
+      3,
+      false,
+      (w) => w.string(group).int32(generation).string(memberId).nullableString(null),
+    );
+    r.int32();
+    const error = r.int16();
+    ends(r);
+    return error;
+  });
+}
+
+/** DescribeGroups v1: the group's state. */
+function groupState(port: number, group: string): Promise<string> {
+  return withConn(port, async (k) => {
+    const r = await k.call(15, 1, false, (w) => w.array([group], (w, g) => w.string(g)));
+    r.int32();
+    const [state] = r.array((r) => {
+      r.int16(), r.string();
+      const state = r.string();
+      r.string(), r.string();
+      r.array((r) => (r.string(), r.string(), r.string(), r.bytes(), r.bytes()));
+      return state;
+    });
+    ends(r);
+    return state;
+  });
+}
+
+Deno.test("a member whose session expired is unknown (not taken back under its old id); its group stays Empty", () =>
+  withDeadline(60_000, "expired member", async () => {
+    const c = await TestCluster.start({ brokers: 1, partitions: 1 });
+    try {
+      const port = c.kafkaPorts.get(1)!;
+      const first = await joinV5(port, "gy", "");
+      assert.equal(first.error, 79, "MEMBER_ID_REQUIRED");
+      const joined = await joinV5(port, "gy", first.member);
+      assert.equal(joined.error, 0);
+      assert.equal(joined.leader, joined.member);
+      const synced = await withConn(port, async (k) => {
+        const r = await k.call(14, 3, false, (w) => {
+          w.string("gy").int32(joined.generation).string(joined.member).nullableString(null);
+          w.array([joined.member], (w, id) => w.string(id).nullableBytes(new Uint8Array(0)));
+        });
+        r.int32();
+        return r.int16();
+      });
+      assert.equal(synced, 0);
+      assert.equal(await groupState(port, "gy"), "Stable");
+      // No heartbeats: the 1 s session ends.
+      await eventually(async () => await groupState(port, "gy") === "Empty", 10_000, "the member expired");
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(await groupState(port, "gy"), "Empty", "kept Empty, as Kafka keeps it (was Dead at once)");
+      // Before: 27 (REBALANCE_IN_PROGRESS), then the old id was taken back at generation 1 again.
+      assert.equal(await heartbeatV3(port, "gy", joined.generation, joined.member), UNKNOWN_MEMBER_ID);
+      assert.equal((await joinV5(port, "gy", joined.member)).error, UNKNOWN_MEMBER_ID);
+      const again = await joinV5(port, "gy", (await joinV5(port, "gy", "")).member);
+      assert.equal(again.error, 0);
+      assert.ok(again.generation > joined.generation, `generation ${again.generation} after ${joined.generation}`);
+    } finally {
+      await c.stop();
+    }
+  }));

@@ -223,6 +223,8 @@ interface Group {
   adopting: boolean;
   /** Some member was taken back so (until stable): the join phase waits for the others. */
   adopted: boolean;
+  /** Since when it has had no members and no pending ids (dropped DEFAULTS.groupEmptyKeepMs later), or null. */
+  emptySinceMs: number | null;
   /** The sum of its members' and pending ids' charges (see {@link memberBytes}, {@link pendingBytes}). */
   bytes: number;
 }
@@ -307,6 +309,8 @@ export class GroupCoordinator {
   #timer: ReturnType<typeof setInterval> | undefined;
   /** The leader epoch whose members these are: a new leadership starts with none. */
   #epoch = -1;
+  /** When this broker started leading in that epoch: members of the previous leader's are taken back for a while. */
+  #leadingSinceMs = 0;
   /** The sum of every group's `bytes`: what `maxGroupStateBytes` bounds. */
   #bytes = 0;
 
@@ -333,6 +337,7 @@ export class GroupCoordinator {
     if (leader.epoch !== this.#epoch) {
       this.reset(new YakError("NOT_LEADER", "the group coordinator moved; rejoin"));
       this.#epoch = leader.epoch;
+      this.#leadingSinceMs = monotonicMs();
     }
     this.#timer ??= setInterval(() => this.#tick(), 100);
   }
@@ -340,7 +345,7 @@ export class GroupCoordinator {
   #group(id: string, create: boolean): Group | undefined {
     let g = this.#groups.get(id);
     if (!g && create) {
-      if (this.#groups.size >= DEFAULTS.maxGroups) {
+      if (this.#groups.size >= DEFAULTS.maxGroups && !this.#dropLongestEmpty()) {
         throw new YakError("GROUP_MAX_SIZE_REACHED", `the coordinator holds ${DEFAULTS.maxGroups} groups already`);
       }
       g = {
@@ -357,13 +362,34 @@ export class GroupCoordinator {
         initialDelayUntilMs: 0,
         partitionCounts: new Map(),
         reason: "",
-        adopting: true,
+        adopting: this.#mayAdopt(),
         adopted: false,
+        emptySinceMs: null,
         bytes: 0,
       };
       this.#groups.set(id, g);
     }
     return g;
+  }
+
+  /**
+   * Whether a member this leader does not know may be of the previous
+   * leader's generation (membership lives in memory only): early in this
+   * leadership. Later, an unknown id is one whose group emptied here (kept
+   * a while, see #tick) or that is older still: UNKNOWN_MEMBER_ID.
+   */
+  #mayAdopt(): boolean {
+    return monotonicMs() - this.#leadingSinceMs < DEFAULTS.groupEmptyKeepMs;
+  }
+
+  /** Makes room for a group: drops the one empty the longest, if any is; false when none is. */
+  #dropLongestEmpty(): boolean {
+    let oldest: Group | null = null;
+    for (const g of this.#groups.values()) {
+      if (g.emptySinceMs !== null && (oldest === null || g.emptySinceMs < oldest.emptySinceMs!)) oldest = g;
+    }
+    if (oldest !== null) this.#groups.delete(oldest.id);
+    return oldest !== null;
   }
 
   /** Joins (or rejoins) a group; resolves when the join phase completes. */
@@ -377,8 +403,35 @@ export class GroupCoordinator {
     if (req.memberId === "") this.#issueMemberId(g, req);
     this.#checkInstance(g, req.memberId, instance);
     const known = g.members.get(req.memberId);
+    if (known && this.#joinsAsBefore(g, known, req)) return Promise.resolve(this.#currentJoin(g, known, req));
     const member = known ? this.#rejoin(g, known, req) : this.#admit(g, req);
     return this.#awaitJoin(g, member);
+  }
+
+  /**
+   * A member joining again with the protocols it had, in a group that needs
+   * no new assignment for it: Stable with another member leading, or still
+   * assigning (its first join's answer was lost). As Kafka does, it is told
+   * the current generation with no rebalance; the leader member rejoining a
+   * Stable group does start one (it may have seen partitions change).
+   */
+  #joinsAsBefore(g: Group, m: Member, req: JoinRequest): boolean {
+    if (!sameProtocols(m.protocols, req.protocols)) return false;
+    return g.state === "CompletingRebalance" || (g.state === "Stable" && m.id !== g.leaderId);
+  }
+
+  /** The answer to such a join: this generation, its leader (told the members), nothing rebalanced. */
+  #currentJoin(g: Group, m: Member, req: JoinRequest): JoinResult {
+    m.sessionTimeoutMs = req.sessionTimeoutMs;
+    m.rebalanceTimeoutMs = req.rebalanceTimeoutMs;
+    m.lastSeenMs = monotonicMs();
+    return {
+      generation: g.generation,
+      protocol: g.protocol,
+      leaderId: g.leaderId,
+      memberId: m.id,
+      members: m.id === g.leaderId ? this.#joinedMembers(g) : [],
+    };
   }
 
   /** The member waits for the join phase to complete (it may complete now). */
@@ -607,6 +660,7 @@ export class GroupCoordinator {
     this.#recharge(g, member);
     if (g.members.size === 0) g.protocolType = req.protocolType;
     g.members.set(member.id, member);
+    g.emptySinceMs = null;
     if (member.instanceId !== null) g.instances.set(member.instanceId, member.id);
     const wasEmpty = g.state === "Empty";
     this.#prepare(g, `member ${member.id} joined${clientReason(req.reason)}`);
@@ -792,7 +846,7 @@ export class GroupCoordinator {
     const g = this.#groups.get(groupId);
     this.#checkInstance(g, memberId, instance);
     const m = g?.members.get(memberId);
-    if ((!g || g.adopting) && !m && !transactional) {
+    if (!m && !transactional && (g ? g.adopting : this.#mayAdopt())) {
       // A member of the previous leader's generation (see join): told to rejoin, under its id.
       throw new YakError("REBALANCE_IN_PROGRESS", `the coordinator of group '${groupId}' moved; rejoin`);
     }
@@ -977,7 +1031,11 @@ export class GroupCoordinator {
       }
       if (g.state === "Empty" && g.members.size === 0 && g.pending.size === 0) {
         assert(g.bytes === 0, `group '${g.id}' has no members and is charged ${g.bytes} bytes`);
-        this.#groups.delete(g.id);
+        // Kept a while, as Kafka keeps it: listed Empty, and its members' old ids are not taken back.
+        g.adopting = false;
+        g.adopted = false;
+        g.emptySinceMs ??= now;
+        if (now - g.emptySinceMs > DEFAULTS.groupEmptyKeepMs) this.#groups.delete(g.id);
       }
     }
   }
@@ -1092,20 +1150,23 @@ export class GroupCoordinator {
         members: [],
       };
     }
+    // Protocol, subscriptions and assignments only of a Stable group, as Kafka answers: while it rebalances they are
+    // the last generation's, which tools would show as current.
+    const stable = g.state === "Stable";
     return {
       group,
       state: g.state,
       generation: g.generation,
       protocolType: g.protocolType,
-      protocol: g.protocol,
+      protocol: stable ? g.protocol : "",
       leaderId: g.leaderId,
       members: [...g.members.values()].map((m) => ({
         memberId: m.id,
         groupInstanceId: m.instanceId,
         clientId: m.clientId,
         host: m.host,
-        metadata: m.protocols.find((p) => p.name === g.protocol)?.metadata ?? new Uint8Array(0),
-        assignment: m.assignment,
+        metadata: stable ? m.protocols.find((p) => p.name === g.protocol)?.metadata ?? EMPTY : EMPTY,
+        assignment: stable ? m.assignment : EMPTY,
         lastHeartbeatMsAgo: Math.round(now - m.lastSeenMs),
       })),
     };

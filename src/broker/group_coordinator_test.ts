@@ -429,3 +429,85 @@ Deno.test("a transactional commit's member is checked as Kafka checks it: unknow
     c.leave("tc", m1.id);
     c.leave("tc", m2.id);
   }));
+
+/** Dynamic members join group `group` (MEMBER_ID_REQUIRED first), the leader member assigns each [i]; Stable. */
+async function formDynamic(c: GroupCoordinator, group: string, count: number, sessionTimeoutMs = 10_000) {
+  const joined = Array.from({ length: count }, () => join(c, group, 10, sessionTimeoutMs));
+  const results = await Promise.all(joined.map(async (j) => {
+    const r = await j.result;
+    assert.ok(!(r instanceof YakError), `joined: ${r}`);
+    return r;
+  }));
+  const assignments = new Map(results.map((r, i) => [r.memberId, new Uint8Array([i])]));
+  await Promise.all(
+    results.map((r) => c.sync(group, r.memberId, r.generation, r.memberId === r.leaderId ? assignments : null)),
+  );
+  assert.equal(c.describe(group).state, "Stable");
+  return results;
+}
+
+Deno.test("a group whose members expired or left stays Empty and listed, going on from its generation; old ids are unknown", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    const [expired] = await formDynamic(c, "gy", 1, 200);
+    await eventually("the member's session expired", () => c.describe("gy").members.length === 0);
+    await new Promise((r) => setTimeout(r, 250)); // a few ticks: the group is not dropped
+    assert.equal(c.describe("gy").state, "Empty", "not Dead: Kafka keeps an emptied group");
+    assert.deepEqual(c.list().map((g) => [g.group, g.state]), [["gy", "Empty"]]);
+    // The expired member is told it is unknown (it rejoins with a new id), not taken back under its old one.
+    assert.equal(refusal(() => c.heartbeat("gy", expired.memberId, expired.generation)).code, "UNKNOWN_MEMBER_ID");
+    assert.equal(refusal(() => c.sync("gy", expired.memberId, expired.generation, null)).code, "UNKNOWN_MEMBER_ID");
+    assert.equal(refusal(() => c.join(request("gy", expired.memberId, 10))).code, "UNKNOWN_MEMBER_ID");
+    const commit = await rejection(
+      c.commit("gy", "t", new Map([[0, 1]]), { memberId: expired.memberId, generation: expired.generation }),
+    );
+    assert.equal(commit.code, "UNKNOWN_MEMBER_ID");
+    // A new member goes on from the group's generation: a generation is never handed out twice.
+    const [fresh] = await formDynamic(c, "gy", 1);
+    assert.ok(fresh.generation > expired.generation, `generation ${fresh.generation} after ${expired.generation}`);
+    c.leave("gy", fresh.memberId);
+
+    // One that never became Stable and emptied (both left while it formed): the same after a tick.
+    const a = join(c, "gx", 10);
+    const b = join(c, "gx", 10);
+    await Promise.all([a.result, b.result]);
+    c.leave("gx", a.id);
+    c.leave("gx", b.id);
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(c.describe("gx").state, "Empty");
+    assert.equal(refusal(() => c.heartbeat("gx", a.id, 1)).code, "UNKNOWN_MEMBER_ID");
+  }));
+
+Deno.test("a member rejoining a Stable group with its protocols gets the generation back; the leader's or a change rebalances", () =>
+  withCoordinator({ maxGroupBytes: 4 * MiB, maxGroupStateBytes: 64 * MiB }, async (c) => {
+    const [r1, r2] = await formDynamic(c, "gr", 2);
+    const leader = r1.memberId === r1.leaderId ? r1 : r2;
+    const follower = leader === r1 ? r2 : r1;
+    const again = await c.join(request("gr", follower.memberId, 10));
+    assert.equal(again.generation, follower.generation, "no new generation");
+    assert.equal(again.leaderId, leader.memberId);
+    assert.deepEqual(again.members, []);
+    assert.equal(c.describe("gr").state, "Stable", "no rebalance");
+    assert.deepEqual(
+      await c.sync("gr", follower.memberId, again.generation, null),
+      c.describe("gr").members.find((m) => m.memberId === follower.memberId)!.assignment,
+    );
+    c.heartbeat("gr", leader.memberId, leader.generation);
+
+    // Other metadata: a rebalance; so does the leader member's rejoin.
+    const changed = c.join(request("gr", follower.memberId, 11)).catch((err: YakError) => err);
+    assert.equal(c.describe("gr").state, "PreparingRebalance");
+    const described = c.describe("gr");
+    assert.equal(described.protocol, "", "no protocol while rebalancing, as Kafka describes it");
+    assert.ok(described.members.every((m) => m.assignment.length === 0 && m.metadata.length === 0));
+    const leaderAgain = c.join(request("gr", leader.memberId, 10)).catch((err: YakError) => err);
+    const [rc, rl] = await Promise.all([changed, leaderAgain]);
+    assert.ok(!(rc instanceof YakError) && !(rl instanceof YakError));
+    assert.equal(rc.generation, follower.generation + 1);
+    // Still assigning: a member whose join answer was lost asks again and gets the same answer.
+    const retried = await c.join(request("gr", leader.memberId, 10));
+    assert.equal(retried.generation, rl.generation);
+    assert.equal(retried.members.length, rl.leaderId === leader.memberId ? 2 : 0);
+    assert.equal(c.describe("gr").state, "CompletingRebalance");
+    c.leave("gr", leader.memberId);
+    c.leave("gr", follower.memberId);
+  }));
