@@ -442,6 +442,22 @@ Deno.test("min.insync.replicas (a topic config): acks=all waits while too few br
       assert.equal(created.code, 0, created.stderr);
       const described = await yak(["topics", "--describe", "mi", ...cluster.zkFlag]);
       assert.match(described.stdout, /configs: min.insync.replicas=3/);
+
+      // More than the cluster's brokers: accepted with a warning; a produce says what to change, and ends once it is.
+      const five = await yak(["topics", "--create", "mi5", "--config", "min.insync.replicas=5", ...cluster.zkFlag]);
+      assert.equal(five.code, 0, five.stderr);
+      assert.match(five.stderr, /warning: min.insync.replicas=5 is more than the cluster's 3 broker\(s\)/);
+      producer = new Proc("producer", ["produce", "--topic", "mi5", "--message", "five", ...cluster.zkFlag]);
+      await producer.waitFor(
+        /the cluster has 3 broker\(s\), so acks=all cannot succeed until .*yak topics --alter mi5 --config min.insync.replicas=3/,
+        10_000,
+      );
+      const lowered = await yak(["topics", "--alter", "mi5", "--config", "min.insync.replicas=3", ...cluster.zkFlag]);
+      assert.equal(lowered.code, 0, lowered.stderr);
+      assert.equal(lowered.stderr, "");
+      assert.equal((await producer.status).code, 0, producer.lines.join("\n"));
+      producer = null;
+
       const lease = await cluster.lease();
       const follower = [1, 2, 3].find((id) => id !== lease.leaderId)!;
       cluster.brokers.get(follower)!.kill("SIGKILL");

@@ -786,6 +786,7 @@ export class Broker implements BrokerContext {
       replicaLagMs: this.opts.replicaLagMs,
       joinWaitMs: this.opts.replicaFetchWaitMs + 100,
       onHwChange: () => this.notifier.notify(),
+      brokersKnown: () => this.#zk?.brokers.length ?? 0,
     });
     this.#role = "leader";
     for (const ref of this.store.all()) this.#leaderState.updateHw(ref.key);

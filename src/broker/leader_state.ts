@@ -96,6 +96,8 @@ export interface LeaderStateOptions {
   joinWaitMs: number;
   /** Called when a high watermark moves (to wake long polls). */
   onHwChange: () => void;
+  /** Brokers the zookeeper knows, alive or not: a min.insync.replicas above it cannot be met by waiting. */
+  brokersKnown?: () => number;
   /** The monotonic clock (injectable for tests). */
   clock?: () => number;
 }
@@ -308,7 +310,7 @@ export class LeaderState {
       // record may be on fewer brokers than promised (Kafka's
       // NOT_ENOUGH_REPLICAS_AFTER_APPEND). The producer retries; its retry is
       // a duplicate and is answered once the set is large enough again.
-      if (this.#isr.length < w.minIsr) w.reject(this.notEnoughReplicas(w.minIsr, true));
+      if (this.#isr.length < w.minIsr) w.reject(this.notEnoughReplicas(w.minIsr, key, true));
       else w.resolve();
     }
     if (keep.length > 0) this.#waiters.set(key, keep);
@@ -316,17 +318,24 @@ export class LeaderState {
   }
 
   /**
-   * The error for acks=all while the in-sync set is smaller than `minIsr`;
-   * `afterAppend` when the batch is in the log already (Kafka's error 20, so
-   * a client knows a retry may store it twice unless it is idempotent).
+   * The error for acks=all to partition `key` while the in-sync set is
+   * smaller than `minIsr`; `afterAppend` when the batch is in the log
+   * already (Kafka's error 20, so a client knows a retry may store it twice
+   * unless it is idempotent).
    */
-  notEnoughReplicas(minIsr: number, afterAppend = false): YakError {
+  notEnoughReplicas(minIsr: number, key: string, afterAppend = false): YakError {
+    const known = this.#o.brokersKnown?.() ?? 0;
+    // More than the cluster has: no follower catching up helps, the topic's config (or the cluster) must change.
+    const topic = key.slice(0, key.lastIndexOf("/"));
+    const advice = known > 0 && minIsr > known
+      ? `the cluster has ${known} broker(s), so acks=all cannot succeed until the topic's min.insync.replicas is ` +
+        `lowered (yak topics --alter ${topic} --config min.insync.replicas=${known}) or brokers are added`
+      : "acks=all waits until a follower catches up (use acks=1 to accept one copy)";
     return new YakError(
       afterAppend ? "NOT_ENOUGH_REPLICAS_AFTER_APPEND" : "NOT_ENOUGH_REPLICAS",
       `${afterAppend ? "appended, but " : ""}only ${this.#isr.length} broker(s) in sync (${
         this.#isr.join(", ")
-      }), min.insync.replicas is ${minIsr}; ` +
-        "acks=all waits until a follower catches up (use acks=1 to accept one copy)",
+      }), min.insync.replicas is ${minIsr}; ${advice}`,
       { isr: this.#isr, minInsyncReplicas: minIsr },
     );
   }
@@ -340,7 +349,7 @@ export class LeaderState {
     const ref = this.#o.store.byKey(key);
     if (!ref) return Promise.resolve();
     if (ref.log.highWatermark >= offset) {
-      return this.#isr.length < minIsr ? Promise.reject(this.notEnoughReplicas(minIsr, true)) : Promise.resolve();
+      return this.#isr.length < minIsr ? Promise.reject(this.notEnoughReplicas(minIsr, key, true)) : Promise.resolve();
     }
     return new Promise((resolve, reject) => {
       this.#addWaiter(key, { offset, minIsr, deadlineMs: monotonicMs() + timeoutMs, resolve, reject });

@@ -441,7 +441,7 @@ export class PartitionOps {
     const configs = b.store.meta.topics.get(topic)?.configs;
     const minIsr = minInsyncReplicasOf(configs, b.opts.minInsyncReplicas);
     // Refused before the append, like Kafka: an acks=all write is never stored with fewer copies than promised.
-    if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr);
+    if (acks === -1 && leader.isr.length < minIsr) throw leader.notEnoughReplicas(minIsr, key);
     const { baseSeq } = batch;
     const count = countOf(batch);
     this.#checkTransaction(batch, producer, key);

@@ -149,7 +149,9 @@ export async function topicsCommand(args: string[]): Promise<number> {
   try {
     // The action's own flags are checked once the leader is reached, before anything is sent.
     const options = topicsOptionsOf(action, values);
-    printTopics(await runTopics(conn, options), values.json === true);
+    const result = await runTopics(conn, options);
+    printTopics(result, values.json === true);
+    warnUnmeetable(result);
   } finally {
     conn.close();
   }
@@ -291,6 +293,22 @@ async function runTopics(conn: Connection, options: TopicsOptions): Promise<Topi
     case "describe":
       return await describeTopics(conn, options.topic);
   }
+}
+
+/**
+ * Says on stderr when a created or altered topic's min.insync.replicas is
+ * more than the cluster's brokers: accepted (as Kafka accepts it, and
+ * brokers may be added), but no acks=all write can succeed until it changes.
+ */
+function warnUnmeetable(result: TopicsResult): void {
+  if (result.action !== "create" && result.action !== "alter") return;
+  const minIsr = Number(result.configs["min.insync.replicas"]);
+  if (typeof result.replicas !== "number" || !(minIsr > result.replicas)) return;
+  console.error(
+    `yak topics: warning: min.insync.replicas=${minIsr} is more than the cluster's ${result.replicas} broker(s): ` +
+      `acks=all writes to '${result.topic}' are refused until it is lowered ` +
+      `(--alter ${result.topic} --config min.insync.replicas=${result.replicas}) or brokers are added`,
+  );
 }
 
 /** `--describe`: one topic, or every topic (the internal ones, such as __cluster, only when named). */
