@@ -429,3 +429,28 @@ Deno.test("yak consume stopped while it waits for a topic exits 0 at once; stopp
     }
   });
 });
+
+Deno.test("yak consume --exit-at-end: a missing topic among several is the error a missing topic alone is", async () => {
+  await withDeadline(60_000, "missing among several", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    const zk = cluster.zkFlag;
+    try {
+      assert.equal((await yak(["produce", "--topic", "t1", "--message", "one", ...zk])).code, 0);
+      const alone = await yak(["consume", "--topic", "t2", "--exit-at-end", "--from-beginning", ...zk]);
+      const among = await yak(
+        ["consume", "--topic", "t1", "--topic", "t2", "--exit-at-end", "--from-beginning", ...zk],
+      );
+      console.log(
+        `alone: exit ${alone.code} '${alone.stderr.trim()}'; among: exit ${among.code} '${among.stderr.trim()}'`,
+      );
+      assert.equal(alone.code, 1, alone.stderr);
+      assert.match(alone.stderr, /topic 't2' does not exist \(did you mean 't1'\?\)/);
+      // Before: t1's record, exit 0, and t2 silently left out.
+      assert.equal(among.code, 1, among.stderr);
+      assert.match(among.stderr, /topic 't2' does not exist \(did you mean 't1'\?\)/);
+      assert.equal(among.stdout, "");
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

@@ -567,13 +567,18 @@ export class Consumer {
     const present = [...this.#topics.keys()].filter((t) => counts[t] !== undefined);
     if (first && !this.#connected) {
       for (const [t, s] of this.#topics) if (counts[t] === undefined) s.wasMissing = true;
-      if (present.length === 0) {
-        const names = [...this.#topics.keys()];
+      const missing = [...this.#topics.keys()].filter((t) => counts[t] === undefined);
+      // topicWaitMs 0 (`yak consume --exit-at-end`) waits for no topic: one missing among several is as missing as
+      // one alone (before, the others were read and it was silently left out).
+      if (present.length === 0 || (missing.length > 0 && this.#o.topicWaitMs === 0)) {
+        const names = present.length === 0 ? [...this.#topics.keys()] : missing;
         throw new YakError(
           "UNKNOWN_TOPIC",
           names.length === 1
             ? `topic '${names[0]}' does not exist; produce to it or create it first`
-            : `none of the topics ${names.map((t) => `'${t}'`).join(", ")} exists yet`,
+            : `${present.length === 0 ? "none of the topics" : "topics"} ${names.map((t) => `'${t}'`).join(", ")} ${
+              present.length === 0 ? "exists yet" : "do not exist"
+            }`,
           // The topics there are (for a "did you mean"), and whether the leader said so (a follower may lag).
           { topics: Object.keys(counts), fromLeader: meta.role === "leader" },
         );
