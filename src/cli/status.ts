@@ -20,6 +20,7 @@ import {
   zookeeperOf,
 } from "./args.ts";
 import { renderStatus } from "./render_status.ts";
+import { writeStdout } from "./stdout.ts";
 
 const USAGE = `
 yak status [--topic T] [--watch] [--json] [--zookeeper HOST:PORT] [--connect-timeout-ms 10000]
@@ -109,19 +110,24 @@ function snapshot(options: StatusOptions): Promise<ClusterStatus> {
   return gatherStatus(ask, BROKER_ANSWER_MS);
 }
 
-/** Prints the status: as tables, or with --json as `GET /api/status` answers (one line a view with --watch). */
-function printStatus(s: ClusterStatus, { topic, json, watch }: StatusOptions): void {
-  if (json) {
-    const views = topic === undefined
-      ? s.views
-      : s.views.map((v) => answered(v) ? { ...v, topics: v.topics.filter((t) => t.name === topic) } : v);
-    console.log(JSON.stringify({ lease: s.lease, brokers: s.brokers, views }, null, watch ? 0 : 2));
-    return;
-  }
-  console.log(renderStatus(s, topic));
+/** Prints the status: as tables, or with --json as `GET /api/status` answers. */
+function printStatus(s: ClusterStatus, options: StatusOptions): void {
+  console.log(options.json ? statusJson(s, options) : renderStatus(s, options.topic));
 }
 
-/** `--watch`: a view every second until SIGINT or SIGTERM; a view that fails is an error line, not the end. */
+/** The status as `GET /api/status` answers it (on one line with --watch, a view a line). */
+function statusJson(s: ClusterStatus, { topic, watch }: StatusOptions): string {
+  const views = topic === undefined
+    ? s.views
+    : s.views.map((v) => answered(v) ? { ...v, topics: v.topics.filter((t) => t.name === topic) } : v);
+  return JSON.stringify({ lease: s.lease, brokers: s.brokers, views }, null, watch ? 0 : 2);
+}
+
+/**
+ * `--watch`: a view every second until SIGINT or SIGTERM, or until stdout's
+ * reader closes the pipe (`| head -1`); a view that fails is an error line,
+ * not the end.
+ */
 async function watchStatus(options: StatusOptions): Promise<void> {
   let stop = false;
   let wake = () => {};
@@ -134,23 +140,16 @@ async function watchStatus(options: StatusOptions): Promise<void> {
   const terminal = Deno.stdout.isTerminal() && !options.json;
   try {
     while (!stop) {
-      let text: string;
+      let out: string;
       try {
         const s = await snapshot(options);
-        if (options.json) {
-          printStatus(s, options);
-          text = "";
-        } else text = renderStatus(s, options.topic);
+        out = options.json ? `${statusJson(s, options)}\n` : viewText(renderStatus(s, options.topic), terminal);
       } catch (err) {
         const yerr = toYakError(err);
         if (yerr.code === "INVALID_ARGUMENT") throw yerr;
-        text = `yak status: ${yerr.message}`;
+        out = viewText(`yak status: ${yerr.message}`, terminal);
       }
-      if (text) {
-        // On a terminal the view is redrawn in place; in a pipe, views follow one another.
-        if (terminal) console.log(`\x1b[H\x1b[2J${new Date().toISOString()}  (Ctrl-C to stop)\n${text}`);
-        else console.log(`${new Date().toISOString()}\n${text}\n`);
-      }
+      if (!await writeStdout(out)) return; // the reader is done (`| head`): so is the watch
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 1000);
         wake = () => {
@@ -163,4 +162,10 @@ async function watchStatus(options: StatusOptions): Promise<void> {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
   }
+}
+
+/** A view as --watch prints it: on a terminal redrawn in place; in a pipe, views follow one another. */
+function viewText(text: string, terminal: boolean): string {
+  const at = new Date().toISOString();
+  return terminal ? `\x1b[H\x1b[2J${at}  (Ctrl-C to stop)\n${text}\n` : `${at}\n${text}\n\n`;
 }
