@@ -454,3 +454,44 @@ Deno.test("yak consume --exit-at-end: a missing topic among several is the error
     }
   });
 });
+
+Deno.test("yak consume with no group, stopped while its broker accepts but never answers, exits at once with no commit to speak of", async () => {
+  await withDeadline(60_000, "consume stopped while connecting", async () => {
+    // Takes connections and never answers (a stopped process's port, a wrong service).
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const held: Deno.Conn[] = [];
+    let accepted = 0;
+    const accepting = (async () => {
+      for await (const conn of listener) {
+        held.push(conn);
+        accepted++;
+      }
+    })();
+    const consumer = new Proc("consumer", [
+      "consume",
+      "--topic",
+      "x",
+      "--bootstrap",
+      `127.0.0.1:${listener.addr.port}`,
+    ]);
+    try {
+      await eventually(() => accepted > 0, 20_000, "the consumer connected");
+      const t0 = performance.now();
+      consumer.kill("SIGINT");
+      const { code } = await consumer.status;
+      const ms = performance.now() - t0;
+      const said = consumer.lines.join("\n");
+      console.log(`stopped while connecting: exit ${code} in ${ms.toFixed(0)} ms: ${said}`);
+      // Before: 5 s, then "stopped without a last commit: the cluster did not answer in 5000 ms" and 130.
+      assert.ok(ms < 2000, `took ${ms.toFixed(0)} ms`);
+      assert.equal(code, 0, said);
+      assert.doesNotMatch(said, /commit/);
+    } finally {
+      consumer.kill("SIGKILL");
+      await consumer.status;
+      listener.close();
+      await accepting.catch(() => {});
+      for (const c of held) c.close();
+    }
+  });
+});

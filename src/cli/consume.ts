@@ -128,11 +128,22 @@ export async function consumeCommand(args: string[]): Promise<number> {
   const options = consumeOptionsOf(values);
   // Listening before the consumer opens: a signal while it joins its group counts too.
   const stop = new StopSignal();
-  const consumer = await Consumer.open({ ...options.consumer, signal: stop.signal }).catch((err) => {
+  stop.grouped = options.consumer.group !== undefined;
+  const opening = Consumer.open({ ...options.consumer, signal: stop.signal });
+  const consumer = await (stop.grouped ? opening : Promise.race([opening, stop.stoppedWhile()])).catch((err) => {
     stop.unlisten();
     stop.done();
     throw withTopicHint(err);
   });
+  if (consumer === null) {
+    // Stopped while still reaching the cluster, with no group: nothing was printed and there is nothing to commit,
+    // so no reason to wait for a cluster that may never answer (before: 5 s, then "without a last commit").
+    opening.then((c) => c.close(), () => {});
+    stop.unlisten();
+    stop.done();
+    if (!options.quiet) console.error(`yak consume: 0 records from ${namesOf(options.consumer.topics ?? [], options)}`);
+    return 0;
+  }
   stop.onBlockedWrite = async () => {
     // The slices of the blocked write that went out whole count too (the reader may still read them).
     const w = stop.current;
@@ -144,7 +155,6 @@ export async function consumeCommand(args: string[]): Promise<number> {
     await consumer.commit();
     await consumer.close();
   };
-  stop.grouped = options.consumer.group !== undefined;
   let printed: number;
   try {
     printed = await printRecords(consumer, options, stop);
@@ -154,10 +164,16 @@ export async function consumeCommand(args: string[]): Promise<number> {
     stop.done();
   }
   if (!options.quiet) {
-    const names = consumer.topics.map((t) => `'${t}'`).join(", ") || `/${options.regexText}/`;
-    console.error(`yak consume: ${printed} record${printed === 1 ? "" : "s"} from ${names}`);
+    console.error(
+      `yak consume: ${printed} record${printed === 1 ? "" : "s"} from ${namesOf(consumer.topics, options)}`,
+    );
   }
   return 0;
+}
+
+/** The topics read, as the summary names them (the regex when none matched). */
+function namesOf(topics: string[], options: ConsumeOptions): string {
+  return topics.map((t) => `'${t}'`).join(", ") || `/${options.regexText}/`;
 }
 
 /**
@@ -380,6 +396,14 @@ class StopSignal {
   constructor() {
     Deno.addSignalListener("SIGINT", this.#onSignal);
     Deno.addSignalListener("SIGTERM", this.#onSignal);
+  }
+
+  /** Resolves null at the first signal (to race a step that does not end at it). */
+  stoppedWhile(): Promise<null> {
+    return new Promise((resolve) => {
+      if (this.#abort.signal.aborted) resolve(null);
+      else this.#abort.signal.addEventListener("abort", () => resolve(null), { once: true });
+    });
   }
 
   /** Aborted at the first signal (the consumer's `signal`). */
