@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { formatEntry, type OpLogEntry } from "../op_log.ts";
 import { YakError } from "../errors.ts";
 import { dataRootOf, helpRequested, nearest, parse, type Values } from "./args.ts";
+import { writeStdout } from "./stdout.ts";
 
 const USAGE = `
 yak logs zookeeper [--follow] [--json] [--data DIR]
@@ -82,7 +83,10 @@ async function openLog(path: string): Promise<Deno.FsFile> {
   }
 }
 
-/** Prints the log's entries to the end (with --follow, until Ctrl-C), and closes it. */
+/**
+ * Prints the log's entries to the end (with --follow, until Ctrl-C, or the
+ * first entry after stdout's reader closed the pipe), and closes it.
+ */
 async function printLog(first: Deno.FsFile, options: LogsOptions): Promise<void> {
   let file = first;
   const decoder = new TextDecoder();
@@ -110,7 +114,8 @@ async function printLog(first: Deno.FsFile, options: LogsOptions): Promise<void>
       const lines = text.split("\n");
       carry = lines.pop()!;
       const out = lines.filter((line) => line).map((line) => options.json ? line : formatLine(line));
-      if (out.length > 0) console.log(out.join("\n"));
+      // A reader that is done (`| head`) ends it: console.log would drop the closed pipe's error and go on.
+      if (out.length > 0 && !await writeStdout(`${out.join("\n")}\n`)) return;
     }
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
