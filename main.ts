@@ -62,6 +62,8 @@ async function main(argv: string[]): Promise<number> {
     return USAGE_EXIT;
   }
   if (name === "help" || name === "--help" || name === "-h") {
+    // `yak help produce` is `yak produce --help`, as git and go read it.
+    if (name === "help" && rest.length > 0) return await main([rest[0], "--help"]);
     console.log(USAGE);
     return 0;
   }

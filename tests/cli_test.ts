@@ -44,6 +44,13 @@ Deno.test("flags: --version, usage errors exit 1 with a hint, Kafka's spellings 
     assert.equal(none.code, 1);
     assert.match(none.stderr, /usage: yak <command>/);
     assert.equal((await yak(["--help"])).code, 0);
+    // `yak help produce` is produce's help (before: the top level's); an unknown one is said.
+    const helpProduce = await yak(["help", "produce"]);
+    assert.equal(helpProduce.code, 0);
+    assert.equal(helpProduce.stdout, (await yak(["produce", "--help"])).stdout);
+    const helpNope = await yak(["help", "nope"]);
+    assert.equal(helpNope.code, 1);
+    assert.match(helpNope.stderr, /^yak: unknown command 'nope'/);
 
     const cases: [string[], RegExp][] = [
       [["prodcue"], /^yak: unknown command 'prodcue'; did you mean 'yak produce'\?/],
@@ -57,6 +64,7 @@ Deno.test("flags: --version, usage errors exit 1 with a hint, Kafka's spellings 
       [["consume", "--topic", "t", "--offset", "-5", "--group", "g"], /--offset does not go with --group/],
       [["consume", "--topic", "t", "--offset", "soon"], /--offset must be earliest, latest, an offset N or -N/],
       [["consume", "--topic", "t", "--format", "%q"], /unknown field %q/],
+      [["consume", "--topic", "t", "--topic-regex", "t.*"], /--topic or --topic-regex, not both/],
       [["produce", "--topic", "t", "--zookeeper", "127.0.0.1:1", "--bootstrap", "127.0.0.1:2"], /not both/],
       [["status", "--watch", "--watch=1"], /--watch takes no value/],
       [["kill"], /say which broker/],

@@ -70,6 +70,9 @@ export function editDistance(a: string, b: string): number {
  * ```
  */
 export function nearest(word: string, candidates: readonly string[]): string | undefined {
+  // Only the case differs ('DEMO' for 'demo'): that one, whatever its length.
+  const sameLetters = candidates.filter((c) => c !== word && c.toLowerCase() === word.toLowerCase());
+  if (sameLetters.length === 1) return sameLetters[0];
   const prefixed = candidates.filter((c) => word.length >= 3 && c.startsWith(word));
   if (prefixed.length === 1) return prefixed[0];
   let best: string | undefined;

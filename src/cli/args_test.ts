@@ -46,5 +46,6 @@ Deno.test("integers within bounds, required flags, and the typo distance", () =>
   assert.equal(editDistance("ab", "ba"), 1, "a swap of neighbours is one edit");
   assert.equal(nearest("offest", ["offset", "topic"]), "offset");
   assert.equal(nearest("zzzzzz", ["offset", "topic"]), undefined);
+  assert.equal(nearest("DEMO", ["demo", "other"]), "demo", "only the case differs (four letters changed)");
   assert.equal(nearest("from", ["from-beginning", "offset"]), "from-beginning", "a prefix of one candidate");
 });

@@ -268,6 +268,10 @@ function topicsOf(values: Values): { topics: string[]; topicPattern: RegExp | un
   if (topics.length === 0 && topicPattern === undefined) {
     throw new YakError("INVALID_ARGUMENT", "--topic is required (or --topic-regex) (see 'yak consume --help')");
   }
+  if (topics.length > 0 && topicPattern !== undefined) {
+    // As Kafka's console consumer: one way of naming the topics (the regex can list names: 'a|b').
+    throw new YakError("INVALID_ARGUMENT", "--topic or --topic-regex, not both (a regex can name topics: 'a|b|c')");
+  }
   return { topics, topicPattern, regexText };
 }
 
