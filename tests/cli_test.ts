@@ -65,6 +65,10 @@ Deno.test("flags: --version, usage errors exit 1 with a hint, Kafka's spellings 
       [["consume", "--topic", "t", "--offset", "soon"], /--offset must be earliest, latest, an offset N or -N/],
       [["consume", "--topic", "t", "--format", "%q"], /unknown field %q/],
       [["consume", "--topic", "t", "--topic-regex", "t.*"], /--topic or --topic-regex, not both/],
+      [
+        ["produce", "--topic", "t", "--message", "x", "--tls-ca", new URL("../deno.json", import.meta.url).pathname],
+        /^yak produce: --tls-ca .*deno\.json: not a PEM file/,
+      ],
       [["produce", "--topic", "t", "--zookeeper", "127.0.0.1:1", "--bootstrap", "127.0.0.1:2"], /not both/],
       [["status", "--watch", "--watch=1"], /--watch takes no value/],
       [["kill"], /say which broker/],

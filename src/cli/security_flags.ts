@@ -88,10 +88,20 @@ export function securityEnv(): Record<string, string> {
   return { ...childEnv };
 }
 
+/**
+ * A PEM file's text: one with no PEM block (`-----BEGIN ...-----`) is
+ * refused here, where before a CA file of another format was retried for the
+ * whole connect timeout and blamed on the server.
+ */
 function readPem(path: string, flag: string): string {
+  let text: string;
   try {
-    return Deno.readTextFileSync(path);
+    text = Deno.readTextFileSync(path);
   } catch (err) {
     throw new YakError("INVALID_ARGUMENT", `${flag} ${path}: ${err instanceof Error ? err.message : err}`);
   }
+  if (!/-----BEGIN [A-Z0-9 ]+-----/.test(text)) {
+    throw new YakError("INVALID_ARGUMENT", `${flag} ${path}: not a PEM file (no '-----BEGIN ...-----' line)`);
+  }
+  return text;
 }
