@@ -239,6 +239,21 @@ Deno.test("yak produce: an oversized record names its line and the config; the f
             strict.stderr,
             /1 record \(4 bytes\) acknowledged to 'ks', 1 not acknowledged \(line 2\), reading stopped at line 2, in /,
           );
+          // A key that is not UTF-8 names its line (before: 'a key is not valid UTF-8', which line unsaid).
+          const badKey = await yak([
+            "produce",
+            "--topic",
+            "ks-bad-key",
+            "--partition",
+            "0",
+            "--key-separator",
+            ":",
+            ...cluster.zkFlag,
+          ], {
+            stdin: new Uint8Array([...new TextEncoder().encode("k1:v1\n"), 0xff, ...new TextEncoder().encode(":v2\n")]),
+          });
+          assert.equal(badKey.code, 1);
+          assert.match(badKey.stderr, /the key of line 2 is not valid UTF-8/);
           const lenient = await yak([
             "produce",
             "--topic",

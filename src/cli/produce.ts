@@ -398,7 +398,7 @@ class ProduceRun {
     let { value } = line;
     let key = fixedKey;
     if (separator !== undefined) {
-      const split = splitKey(value, separator);
+      const split = splitKey(value, separator, `${unit} ${number}`);
       if (split === null) {
         if (!keepKeyless) {
           throw new YakError(
@@ -461,8 +461,12 @@ function headersOf(flags: readonly string[]): [string, string][] | undefined {
   });
 }
 
-/** Splits a line at the first `separator`; null when there is none. A key must be text. */
-function splitKey(line: string | Uint8Array, separator: string): { key: string; value: string | Uint8Array } | null {
+/** Splits a line at the first `separator`; null when there is none. A key must be text (`where`: the line's name). */
+function splitKey(
+  line: string | Uint8Array,
+  separator: string,
+  where: string,
+): { key: string; value: string | Uint8Array } | null {
   if (typeof line === "string") {
     const i = line.indexOf(separator);
     return i === -1 ? null : { key: line.slice(0, i), value: line.slice(i + separator.length) };
@@ -476,7 +480,10 @@ function splitKey(line: string | Uint8Array, separator: string): { key: string; 
     try {
       key = strictUtf8.decode(line.subarray(0, i));
     } catch {
-      throw new YakError("INVALID_ARGUMENT", "a key is not valid UTF-8 (keys are text; values may be bytes)");
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `the key of ${where} is not valid UTF-8 (keys are text; values may be bytes)`,
+      );
     }
     const rest = line.slice(i + sep.length);
     try {
