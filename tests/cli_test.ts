@@ -444,3 +444,32 @@ Deno.test("a host name that does not resolve is said at once, with the name to c
   assert.match(consumed.stderr, /cannot resolve the host 'nohost\.invalid' \(.*\); check the host name/);
   assert.doesNotMatch(produced.stderr + consumed.stderr, /is the cluster running/);
 });
+
+Deno.test("arguments that are not UTF-8 are refused, naming the flag, not stored as U+FFFD", async () => {
+  // Real bytes on the command line, as a shell passes them: Deno's own spawn only passes UTF-8 text.
+  const yakCmd = [Deno.execPath(), "run", ...PERMS, MAIN].map((a) => `'${a}'`).join(" ");
+  const cluster = "--bootstrap 127.0.0.1:1 --connect-timeout-ms 300";
+  const cases: [string, RegExp][] = [
+    [
+      `produce --topic t --message "$(printf 'a\\377b')"`,
+      /--message is not valid UTF-8 .*stdin, which keeps any bytes/,
+    ],
+    [`produce --topic t --message ok --key "$(printf 'k\\300')"`, /--key is not valid UTF-8/],
+    [`produce --topic t --message ok --header "$(printf 'h=\\377')"`, /--header is not valid UTF-8/],
+    [`produce --topic t --message ok --transactional-id "$(printf 'x\\377')"`, /--transactional-id is not valid UTF-8/],
+    [`consume --topic t --group "$(printf 'g\\377')"`, /--group is not valid UTF-8/],
+    [`consume --topic t --format "$(printf '%%v\\377')"`, /--format is not valid UTF-8/],
+  ];
+  for (const [args, pattern] of cases) {
+    const res = await run("sh", ["-c", `${yakCmd} ${args} ${cluster}`], { timeoutMs: 20_000 });
+    // Before: exit 0 with "a\uFFFDb" stored (here: a connection error, as nothing listens).
+    usageError({ ...res, stdout: new TextDecoder().decode(res.stdout) }, pattern, args);
+    assert.equal(res.stderr.trim().split("\n").length, 1, res.stderr);
+  }
+  // U+FFFD given as such is refused too: the program cannot tell it from bytes that were replaced.
+  usageError(
+    await yak(["produce", "--topic", "t", "--message", "a\uFFFDb", ...cluster.split(" ")]),
+    /--message is not valid UTF-8/,
+    "U+FFFD",
+  );
+});

@@ -163,6 +163,7 @@ function spelledOut(command: string, args: string[], all: Flags): string[] {
       if (long === undefined) throw usageError(command, `unknown flag ${arg}`);
       name = long;
     } else {
+      refuseReplacedBytes(command, "an argument", arg);
       joined.push(arg);
       continue;
     }
@@ -174,6 +175,7 @@ function spelledOut(command: string, args: string[], all: Flags): string[] {
     }
     const value = inline ?? valueAfter(command, name, args[i + 1]);
     if (inline === undefined) i++;
+    refuseReplacedBytes(command, `--${name}`, value);
     const values = seen.get(name) ?? [];
     values.push(value);
     seen.set(name, values);
@@ -183,6 +185,32 @@ function spelledOut(command: string, args: string[], all: Flags): string[] {
     joined.push(`--${name}=${value}`);
   }
   return joined;
+}
+
+/**
+ * What a flag that carries data says when its argument is not UTF-8: where
+ * such bytes can go instead.
+ */
+const NOT_UTF8_ADVICE: Record<string, string> = {
+  "--message": "give it on stdin, which keeps any bytes",
+  "--key": "keys given here or by --key-separator are text",
+  "--header": "header keys and values given here are text",
+};
+
+/**
+ * Refuses an argument that was not valid UTF-8. Deno decodes the command
+ * line lossily: such bytes reach the program as U+FFFD, and a record sent
+ * with them would hold U+FFFD in their place, silently. A U+FFFD is taken
+ * for such bytes (a real one given on the command line is refused too).
+ */
+function refuseReplacedBytes(command: string, what: string, value: string): void {
+  if (!value.includes("\uFFFD")) return;
+  const advice = NOT_UTF8_ADVICE[what] ?? "arguments reach yak as text";
+  throw new YakError(
+    "INVALID_ARGUMENT",
+    `${what} is not valid UTF-8 (such bytes reach yak as U+FFFD, which would take their place); ${advice} ` +
+      `(see 'yak ${command} --help')`,
+  );
 }
 
 /** The flag `--name` stands for (itself, or the flag Kafka's spelling means); an unknown one is an error with a hint. */

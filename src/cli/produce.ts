@@ -37,6 +37,8 @@ parse.key), unless --ignore-missing-separator sends it with no key.
 --header KEY=VALUE (repeatable, as kcat -H) adds a Kafka record header to
 every record, split at the first '='; Kafka consumers see the headers, and
 'yak consume --format json' or '%h' print them.
+--message, --key and --header take UTF-8 text: an argument that is not is
+refused (stdin keeps any bytes: a line that is not UTF-8 is stored as bytes).
 Retransmits until the leader acknowledges; retries never duplicate.
 Records without a key start on a random partition and move on batch by batch.
 A topic that does not exist is created by the first record stored in it.
