@@ -473,3 +473,23 @@ Deno.test("arguments that are not UTF-8 are refused, naming the flag, not stored
     "U+FFFD",
   );
 });
+
+Deno.test("an empty --bootstrap or --zookeeper is refused, never replaced by the default zookeeper", async () => {
+  // Before: `--bootstrap ,` and `--bootstrap=` fell back to $YAK_ZOOKEEPER (here a port nothing listens on).
+  const env = { YAK_ZOOKEEPER: "127.0.0.1:1" };
+  const cases: [string[], RegExp][] = [
+    [
+      ["produce", "--topic", "t", "--message", "x", "--bootstrap", ","],
+      /--bootstrap ',' is not HOST:PORT.*names no broker/,
+    ],
+    [["produce", "--topic", "t", "--message", "x", "--bootstrap="], /--bootstrap '' is not HOST:PORT.*names no broker/],
+    [["consume", "--topic", "t", "--bootstrap", " , "], /--bootstrap ' , ' is not HOST:PORT/],
+    [["topics", "--list", "--bootstrap", ","], /--bootstrap ',' is not HOST:PORT/],
+    [["groups", "--list", "--bootstrap="], /--bootstrap '' is not HOST:PORT/],
+    [["produce", "--topic", "t", "--message", "x", "--zookeeper="], /'' is not HOST:PORT/],
+    [["status", "--zookeeper", ","], /',' is not HOST:PORT/],
+    [["topics", "--list", "--zookeeper="], /'' is not HOST:PORT/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => yak(args, { env, timeoutMs: 20_000 })));
+  cases.forEach(([args, pattern], i) => usageError(results[i], pattern, `yak ${args.join(" ")}`));
+});

@@ -350,10 +350,15 @@ export function bootstrapOf(values: Values): Bootstrap {
   }
   const firstContact = firstContactOf(values);
   if (brokers !== undefined) {
-    return {
-      brokers: brokers.split(",").filter((s) => s.trim()).map((s) => parseHostPort(s.trim())),
-      firstContact,
-    };
+    // Empty entries are skipped, as Kafka's bootstrap.servers does; but a list of none is a mistake, never the default.
+    const given = brokers.split(",").filter((s) => s.trim()).map((s) => parseHostPort(s.trim()));
+    if (given.length === 0) {
+      throw new YakError(
+        "INVALID_ARGUMENT",
+        `--bootstrap '${brokers}' is not HOST:PORT[,HOST:PORT...]: it names no broker`,
+      );
+    }
+    return { brokers: given, firstContact };
   }
   const zk = text(values, "zookeeper") ?? Deno.env.get("YAK_ZOOKEEPER") ??
     `${DEFAULTS.host}:${DEFAULTS.zookeeperPort}`;
