@@ -493,3 +493,52 @@ Deno.test("an empty --bootstrap or --zookeeper is refused, never replaced by the
   const results = await Promise.all(cases.map(([args]) => yak(args, { env, timeoutMs: 20_000 })));
   cases.forEach(([args, pattern], i) => usageError(results[i], pattern, `yak ${args.join(" ")}`));
 });
+
+Deno.test("ports past 65535 that other flags derive are refused up front; a clash on --http-port names --http-port", async () => {
+  await withDeadline(90_000, "derived ports", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "yak-ports-" });
+    const zkPort = freePortRange(1);
+    try {
+      const cases: [string[], RegExp][] = [
+        // Before: the cluster started, then broker 1 died with "Invalid port (out of range): 65600".
+        [
+          ["cluster", "--base-port", "65500", "--zookeeper-port", String(zkPort), "--http-port", "0", "--data", dir],
+          /--base-port 65500 puts broker 3's Kafka port at 65602 \(--base-port \+ 102\), past 65535: give a --base-port of at most 65433/,
+        ],
+        [
+          ["broker", "--id", "5", "--port", "65500", "--zookeeper", `127.0.0.1:${zkPort}`, "--data", dir],
+          /--port 65500 puts the Kafka port at 65600 \(--port \+ 100\), past 65535: give --kafka-port/,
+        ],
+        [
+          ["broker", "--id", "70000", "--zookeeper", `127.0.0.1:${zkPort}`, "--data", dir],
+          /--id 70000 puts the default port at 79091 \(9091 \+ --id\), past 65535: give --port/,
+        ],
+      ];
+      for (const [args, pattern] of cases) usageError(await yak(args, { timeoutMs: 20_000 }), pattern, args.join(" "));
+
+      // The metrics port of broker 1 (--http-port + 1) is taken: the advice is --http-port, not the other two.
+      const base = freePortRange(4);
+      const http = freePortRange(3);
+      const held = Deno.listen({ hostname: "127.0.0.1", port: http + 1 });
+      try {
+        const res = await yak(
+          ["cluster", "--brokers", "1", "--base-port", String(base), "--zookeeper-port", String(base + 2)]
+            .concat(["--http-port", String(http), "--data", dir]),
+          { timeoutMs: 20_000 },
+        );
+        usageError(
+          res,
+          new RegExp(
+            `port ${http + 1} \\(broker 1's metrics port, --http-port \\+ 1\\) is in use: .*another --http-port$`,
+            "m",
+          ),
+          "http port clash",
+        );
+      } finally {
+        held.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});

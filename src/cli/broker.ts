@@ -194,6 +194,13 @@ function brokerOptionsOf(values: Values): BrokerCliOptions {
   const host = text(values, "host") ?? DEFAULTS.host;
   const httpPort = integer(values, "http-port", undefined, 0, 65535);
   const port = integer(values, "port", DEFAULTS.brokerBasePort + id - 1, 0, 65535);
+  if (values.port === undefined && port > 65535) {
+    // The listener would fail later with "Invalid port (out of range)".
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--id ${id} puts the default port at ${port} (${DEFAULTS.brokerBasePort - 1} + --id), past 65535: give --port P`,
+    );
+  }
   const broker: BrokerOptions = {
     id,
     host,
@@ -213,10 +220,23 @@ function brokerOptionsOf(values: Values): BrokerCliOptions {
     broker,
     httpPort,
     // Kafka's port follows the native one (9092 -> 9192); with --port 0 it is picked freely too.
-    kafkaPort: integer(values, "kafka-port", port === 0 ? 0 : port + 100, -1, 65535),
+    kafkaPort: kafkaPortOf(values, port),
     advertisedHost: text(values, "advertised-host"),
     queuedMaxRequestBytes: connections.queuedMaxRequestBytes,
   };
+}
+
+/** `--kafka-port`, by default --port + 100 (refused up front when that passes 65535). */
+function kafkaPortOf(values: Values, port: number): number {
+  const kafkaPort = integer(values, "kafka-port", port === 0 ? 0 : port + 100, -1, 65535);
+  if (values["kafka-port"] === undefined && kafkaPort > 65535) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--port ${port} puts the Kafka port at ${kafkaPort} (--port + 100), past 65535: give --kafka-port P ` +
+        `(-1: no Kafka port) or a --port of at most ${65535 - 100}`,
+    );
+  }
+  return kafkaPort;
 }
 
 /** Replication and the log's layout: the flags, and the fixed sizes beside them. */

@@ -202,7 +202,7 @@ function clusterOptionsOf(values: Values): ClusterOptions {
   const data = dataRootOf(values);
   // Here, before any child starts: one message instead of every child's.
   refuseForeignOwner(data, "the data root");
-  return {
+  const options = {
     brokers,
     data,
     fileArgs: values["shared-files"] === true ? ["--shared-files"] : [],
@@ -212,6 +212,25 @@ function clusterOptionsOf(values: Values): ClusterOptions {
     restart: values.restart === true,
     httpPort: integer(values, "http-port", DEFAULTS.consoleHttpPort, 0, 65535 - 9),
   };
+  refusePortsPastTheLast(options);
+  return options;
+}
+
+/**
+ * Refuses a --base-port whose last broker's Kafka port passes 65535: else
+ * the cluster started, and that broker died with "Invalid port (out of
+ * range)". (--http-port's bound keeps the metrics ports within it.)
+ */
+function refusePortsPastTheLast({ brokers, basePort }: ClusterOptions): void {
+  const offset = 100 + brokers - 1;
+  const kafkaPort = basePort + offset;
+  if (kafkaPort > 65535) {
+    throw new YakError(
+      "INVALID_ARGUMENT",
+      `--base-port ${basePort} puts broker ${brokers}'s Kafka port at ${kafkaPort} (--base-port + ${offset}), ` +
+        `past 65535: give a --base-port of at most ${65535 - offset}`,
+    );
+  }
 }
 
 /** Child i's `--http-port`: the console's (i = 0) or broker i's metrics port; 0 for a free one. */
@@ -227,13 +246,18 @@ function httpPortOf({ httpPort }: ClusterOptions, i: number): string {
  */
 async function checkPortsFree(options: ClusterOptions): Promise<void> {
   const { zkPort, basePort, brokers, httpPort } = options;
-  const ports: [number, string, number | null][] = [[zkPort, "the zookeeper's port, --zookeeper-port", null]];
+  // Each port: what it is, the broker that takes it (none: the zookeeper's, the console's), the flag that moves it.
+  const ports: [number, string, number | null, string][] = [
+    [zkPort, "the zookeeper's port, --zookeeper-port", null, "--zookeeper-port"],
+  ];
   for (let i = 1; i <= brokers; i++) {
-    ports.push([basePort + i - 1, `broker ${i}'s port, --base-port + ${i - 1}`, i]);
-    ports.push([basePort + 100 + i - 1, `broker ${i}'s Kafka port, --base-port + ${100 + i - 1}`, i]);
-    if (httpPort !== 0) ports.push([httpPort + i, `broker ${i}'s metrics port, --http-port + ${i}`, i]);
+    ports.push([basePort + i - 1, `broker ${i}'s port, --base-port + ${i - 1}`, i, "--base-port"]);
+    ports.push([basePort + 100 + i - 1, `broker ${i}'s Kafka port, --base-port + ${100 + i - 1}`, i, "--base-port"]);
+    if (httpPort !== 0) {
+      ports.push([httpPort + i, `broker ${i}'s metrics port, --http-port + ${i}`, i, "--http-port"]);
+    }
   }
-  if (httpPort !== 0) ports.push([httpPort, "the console's port, --http-port", null]);
+  if (httpPort !== 0) ports.push([httpPort, "the console's port, --http-port", null, "--http-port"]);
   // Two of its own children on one port: said as such, not as a port some other process holds.
   const seen = new Map<number, string>();
   for (const [port, what] of ports) {
@@ -247,7 +271,7 @@ async function checkPortsFree(options: ClusterOptions): Promise<void> {
     }
     seen.set(port, what);
   }
-  for (const [port, what, broker] of ports) {
+  for (const [port, what, broker, flag] of ports) {
     if (portFree(port)) continue;
     const holder = broker === null ? undefined : (await liveBrokersOf(options.data)).find((b) => b.id === broker);
     if (holder !== undefined) {
@@ -259,8 +283,7 @@ async function checkPortsFree(options: ClusterOptions): Promise<void> {
     }
     throw new YakError(
       "UNAVAILABLE",
-      `port ${port} (${what}) is in use: is another yak cluster running? Stop it, or choose other ports ` +
-        `with --zookeeper-port and --base-port`,
+      `port ${port} (${what}) is in use: is another yak cluster running? Stop it, or choose another ${flag}`,
     );
   }
 }
