@@ -81,6 +81,35 @@ Deno.test("--auth-token: connections without the token are refused and logged, t
   }
 });
 
+Deno.test("--auth-token given to a cluster that runs without one: said as a refused token, not as a server of the wrong kind", async () => {
+  // Before: "127.0.0.1:PORT does not answer as a yak zookeeper; check --zookeeper" (from the zookeeper), and
+  // "brokers do not handle 'auth'" (from a broker).
+  const cluster = await TestCluster.start({ brokers: 1 });
+  try {
+    const nativePort = cluster.brokerPorts.get(1)!;
+    const kafkaPort = cluster.kafkaPorts.get(1)!;
+    const tries: [string[], number][] = [
+      [["topics", "--list", ...cluster.zkFlag], cluster.zkPort],
+      [["status", ...cluster.zkFlag], cluster.zkPort],
+      [["produce", "--topic", "t", "--message", "x", ...cluster.zkFlag], cluster.zkPort],
+      [["topics", "--list", "--bootstrap", `127.0.0.1:${nativePort}`], nativePort],
+      // A broker's Kafka port names its native port, which is asked instead.
+      [["topics", "--list", "--bootstrap", `127.0.0.1:${kafkaPort}`], nativePort],
+    ];
+    for (const [args, port] of tries) {
+      const res = await yak([...args, "--auth-token", "secret"], { timeoutMs: 20_000 });
+      assert.equal(res.code, 1, res.stderr);
+      assert.equal(
+        res.stderr.trim(),
+        `yak ${args[0]}: 127.0.0.1:${port} refused the auth token given (--auth-token or YAK_AUTH_TOKEN): it ` +
+          `runs without a token; leave the token out`,
+      );
+    }
+  } finally {
+    await cluster.stop();
+  }
+});
+
 /** The TLS test makes its certificates with openssl; a machine without it skips that test, saying why. */
 function hasOpenssl(): boolean {
   try {

@@ -161,15 +161,27 @@ export class Connection {
     } finally {
       clearTimeout(timer);
     }
-    if (authToken !== undefined) {
-      try {
-        await connection.request({ type: "auth", token: authToken }, timeoutMs);
-      } catch (err) {
-        connection.close();
-        throw err;
-      }
-    }
+    if (authToken !== undefined) await connection.#authenticate(authToken, timeoutMs);
     return connection;
+  }
+
+  /** Sends the token; a refusal closes the connection and says why. */
+  async #authenticate(token: string, timeoutMs: number): Promise<void> {
+    try {
+      await this.request({ type: "auth", token }, timeoutMs);
+    } catch (err) {
+      this.close();
+      // A server that takes no token handles no `auth` request: said as the token's problem, not as a
+      // server of the wrong kind ("does not answer as a yak zookeeper", "brokers do not handle 'auth'").
+      if (err instanceof YakError && err.code === "UNKNOWN_REQUEST") {
+        throw new YakError(
+          "UNAUTHORIZED",
+          `${this.host}:${this.port} refused the auth token given (--auth-token or YAK_AUTH_TOKEN): it runs ` +
+            `without a token; leave the token out`,
+        );
+      }
+      throw err;
+    }
   }
 
   get isClosed(): boolean {
