@@ -9,7 +9,7 @@ import { eventually, Proc, seqText, TestCluster, withDeadline, yak } from "./har
 interface Described {
   state: string;
   members: { clientId: string; host: string; partitions: Record<string, number[]> }[];
-  partitions: { topic: string; partition: number; committed: number | null; logEnd: number; lag: number }[];
+  partitions: { topic: string; partition: number; committed: number | null; logEnd: number; lag: number | null }[];
 }
 
 Deno.test("yak groups: list, describe, reset offsets (refused while members are active), delete; status shows members and lag", async () => {
@@ -47,7 +47,7 @@ Deno.test("yak groups: list, describe, reset offsets (refused while members are 
       let d = await describe();
       const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
       assert.equal(sum(d.partitions.map((p) => p.committed ?? 0)), 1000);
-      assert.equal(sum(d.partitions.map((p) => p.lag)), 2000);
+      assert.equal(sum(d.partitions.map((p) => p.lag ?? 0)), 2000);
       // Reset to the earliest: a new member reads all 3000 again.
       const earliest = await yak([
         "groups",
@@ -256,6 +256,49 @@ Deno.test("yak groups: a reset or an offsets deletion touches only the partition
         assert.match(res.stderr, message);
       }
     } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+Deno.test("yak groups --describe: a partition the group has no commit in shows '-' as its lag (null in --json), not the whole log", async () => {
+  await withDeadline(60_000, "lag without a commit", async () => {
+    const cluster = await TestCluster.start({ brokers: 1 });
+    let member: Proc | null = null;
+    try {
+      assert.equal((await yak(["topics", "--create", "nc", "--partitions", "1", ...cluster.zkFlag])).code, 0);
+      const produced = await yak(["produce", "--topic", "nc", ...cluster.zkFlag], { stdin: seqText(5) });
+      assert.equal(produced.code, 0, produced.stderr);
+      // A member that starts at the end and reads nothing commits nothing: it owns the partition, without a commit.
+      member = new Proc("member", ["consume", "--topic", "nc", "--group", "g0", ...cluster.zkFlag]);
+      let d: Described | null = null;
+      await eventually(
+        async () => {
+          const res = await yak(["groups", "--describe", "g0", "--json", ...cluster.zkFlag]);
+          if (res.code !== 0) return false;
+          d = JSON.parse(res.stdout);
+          return d!.members.length === 1 && (d!.members[0].partitions.nc ?? []).length === 1;
+        },
+        20_000,
+        "the member in the group",
+      );
+      // Before: lag 5, the whole log, where kafka-consumer-groups prints '-'.
+      assert.deepEqual(
+        d!.partitions.map(({ partition, committed, logEnd, lag }) => ({ partition, committed, logEnd, lag })),
+        [{ partition: 0, committed: null, logEnd: 5, lag: null }],
+      );
+      const table = await yak(["groups", "--describe", "g0", ...cluster.zkFlag]);
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout, /^nc\s+0\s+-\s+5\s+-\s+c-/m);
+      // yak status lists partitions with a commit only: none here, so no lag is made up for this group either.
+      const status = await yak(["status", ...cluster.zkFlag]);
+      assert.doesNotMatch(status.stdout, /^g0\s+Stable.*\snc\s/m);
+      member.kill("SIGTERM");
+      assert.equal((await member.status).code, 0);
+      member = null;
+    } finally {
+      member?.kill("SIGKILL");
+      await member?.status;
       await cluster.stop();
     }
   });

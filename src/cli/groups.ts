@@ -37,8 +37,10 @@ yak groups --delete-offsets G --topic T[:P,P...] [--partition P] [--json]
 --describe shows the group's state, generation and strategy, its members
 with their partitions (and a static member's group.instance.id), and per
 partition the committed offset, the log end (high watermark), the lag and
-the member that reads it. --reset-offsets and --delete are refused while the
-group has active members (stop them first).
+the member that reads it; a partition the group has no commit in shows '-'
+as its offset and lag (null in --json), as kafka-consumer-groups does.
+--reset-offsets and --delete are refused while the group has active members
+(stop them first).
 --reset-offsets G applies at once; --dry-run shows the new offsets and
 changes nothing. kafka-consumer-groups' spelling works too: --group G beside
 the action (--describe --group G), and then --reset-offsets, as there, only
@@ -125,7 +127,8 @@ interface PartitionRow {
   partition: number;
   committed: number | null;
   logEnd: number;
-  lag: number;
+  /** Records from the commit to the log end; null without a commit (Kafka's tool prints '-'). */
+  lag: number | null;
   member: Member | null;
 }
 
@@ -357,13 +360,13 @@ async function describeGroup(
       const committed = lags[topic]?.[p]?.committed ?? null;
       const member = d.members.find((m) => m.partitions[topic]?.includes(p)) ?? null;
       if (committed === null && !member) continue;
-      const from = Math.max(committed ?? offsets.start[p], offsets.start[p]);
       rows.push({
         topic,
         partition: p,
         committed,
         logEnd: offsets.hw[p],
-        lag: Math.max(0, offsets.hw[p] - from),
+        // No commit: where the group would start depends on its reset policy, so there is no lag to give.
+        lag: committed === null ? null : Math.max(0, offsets.hw[p] - Math.max(committed, offsets.start[p])),
         member,
       });
     }
@@ -462,7 +465,7 @@ function printDescription(group: string, d: GroupDescription, rows: PartitionRow
         r.partition,
         r.committed ?? "-",
         r.logEnd,
-        r.lag,
+        r.lag ?? "-",
         r.member?.memberId ?? "-",
         r.member?.host ?? "-",
         r.member?.clientId ?? "-",
