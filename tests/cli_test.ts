@@ -542,3 +542,20 @@ Deno.test("ports past 65535 that other flags derive are refused up front; a clas
     }
   });
 });
+
+Deno.test("yak consume --format: a lone % or \\ and an unknown escape are refused, not printed as they are", async () => {
+  // Before: '%' and '%v %' printed the % literally, and '\q' printed 'q'.
+  const cases: [string, RegExp][] = [
+    ["%", /^yak consume: --format: a lone % at the end \(fields: %t .*%% for a percent\)$/m],
+    ["%v %", /--format: a lone % at the end/],
+    ["%s %", /--format: unknown field %s .*kcat's %s \(the value\) is %v here/],
+    ["%v\\q", /^yak consume: --format: unknown escape \\q \(escapes: \\n \\t \\r \\0, and \\\\ for a backslash\)$/m],
+    ["%v\\", /--format: a lone \\ at the end/],
+  ];
+  const results = await Promise.all(
+    cases.map(([format]) =>
+      yak(["consume", "--topic", "t", "--format", format, "--bootstrap", "127.0.0.1:1", "--connect-timeout-ms", "300"])
+    ),
+  );
+  cases.forEach(([format, pattern], i) => usageError(results[i], pattern, `--format '${format}'`));
+});

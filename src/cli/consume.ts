@@ -50,7 +50,8 @@ record (topic, partition, offset, epoch, ts, key, headers if any, value). A
 TEMPLATE is printed per record like kcat -f (but the value is %v, kcat's %s):
 %t topic, %p partition, %o offset, %k key, %v value, %T timestamp (ms),
 %h headers, %K and %S key and value length, %% a percent;
-\\n \\t \\\\ escapes (add \\n yourself).
+\\n \\t \\r \\0 \\\\ escapes (add \\n yourself). Any other %-field or escape,
+or a lone % or \\ at the end, is refused.
 --isolation-level read_committed (the default) shows a transaction's records
 only once it commits, never those of an aborted one, and stops where an
 undecided transaction starts; read_uncommitted shows every record up to the

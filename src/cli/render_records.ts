@@ -42,26 +42,40 @@ export function compileTemplate(template: string): TemplatePart[] {
   let text = "";
   for (let i = 0; i < template.length; i++) {
     const c = template[i];
-    if (c === "\\" && i + 1 < template.length) {
-      const e = template[++i];
-      text += e === "n" ? "\n" : e === "t" ? "\t" : e === "r" ? "\r" : e === "0" ? "\0" : e;
-    } else if (c === "%" && i + 1 < template.length) {
+    if (c === "\\") {
+      text += escaped(template[++i]);
+    } else if (c === "%") {
       const f = template[++i];
       if (f === "%") text += "%";
-      else if (TEMPLATE_FIELDS.has(f)) {
+      else if (f !== undefined && TEMPLATE_FIELDS.has(f)) {
         if (text) out.push(text);
         text = "";
         out.push({ field: f });
-      } else {
-        throw new YakError(
-          "INVALID_ARGUMENT",
-          `--format: unknown field %${f} (fields: %t %p %o %k %v %T %h %K %S, and %% for a percent)`,
-        );
-      }
+      } else throw unknownField(f);
     } else text += c;
   }
   if (text) out.push(text);
   return out;
+}
+
+/** The character `\e` stands for in a template; any other escape is refused, not taken as `e` itself. */
+function escaped(e: string | undefined): string {
+  const known: Record<string, string> = { n: "\n", t: "\t", r: "\r", "0": "\0", "\\": "\\" };
+  if (e !== undefined && known[e] !== undefined) return known[e];
+  throw new YakError(
+    "INVALID_ARGUMENT",
+    e === undefined
+      ? "--format: a lone \\ at the end (escapes: \\n \\t \\r \\0, and \\\\ for a backslash)"
+      : `--format: unknown escape \\${e} (escapes: \\n \\t \\r \\0, and \\\\ for a backslash)`,
+  );
+}
+
+/** A `%` not followed by a field (`f`: what follows it, if anything). */
+function unknownField(f: string | undefined): YakError {
+  const fields = "fields: %t %p %o %k %v %T %h %K %S, and %% for a percent";
+  if (f === undefined) return new YakError("INVALID_ARGUMENT", `--format: a lone % at the end (${fields})`);
+  const kcat = f === "s" ? "; kcat's %s (the value) is %v here" : "";
+  return new YakError("INVALID_ARGUMENT", `--format: unknown field %${f} (${fields})${kcat}`);
 }
 
 /**
