@@ -285,3 +285,51 @@ Deno.test("with no healthy replica, a damaged record is refused, never served, a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a damaged leader that stayed (no other in-sync broker alive) hands over once one is back in the set", async () => {
+  const cluster = await TestCluster.start({ brokerArgs: ["--scrub-bytes-per-sec", "0"] });
+  try {
+    const made = await yak(["topics", "--create", "h", "--partitions", "1", ...cluster.zkFlag]);
+    assert.equal(made.code, 0, made.stderr);
+    // Over the leader's in-memory tail (2 MiB a partition): the oldest records are read from disk.
+    const n = 60_000;
+    const produced = await yak(["produce", "--topic", "h", ...cluster.zkFlag], { stdin: seqText(n) });
+    assert.equal(produced.code, 0, produced.stderr);
+    const leader = (await cluster.lease()).leaderId!;
+    const followers = [1, 2, 3].filter((id) => id !== leader);
+    await eventually(
+      async () => {
+        const hashes = await Promise.all([1, 2, 3].map((id) => segmentHashes(cluster.topicsDir(id))));
+        return [...hashes[0].keys()].every((k) => hashes.every((h) => same(h, hashes[0], k)));
+      },
+      20_000,
+      "replicas equal",
+    );
+    // The followers stop (the set shrinks to the leader), then a record of the leader's is damaged and found.
+    for (const id of followers) await cluster.brokers.get(id)!.stop();
+    await cluster.waitFor((l) => l.isr.length === 1, 10_000);
+    await flip((await segmentsOf(cluster, leader, "h", 0))[0], 7, true);
+    await yak(["consume", "--topic", "h", "--from-beginning", "--max-messages", "10", ...cluster.zkFlag], {
+      timeoutMs: 3_000,
+    });
+    const log = join(cluster.dir, `broker-${leader}`, "broker.log");
+    await eventually(
+      async () => (await opLog(log)).some((e) => e.event === "damaged_leader_stays"),
+      10_000,
+      "the damaged leader stays: nobody else is in sync",
+    );
+    // The followers come back with every record and rejoin the set: the leader hands over (before, it stayed
+    // for good and record 7 on was unreadable).
+    for (const id of followers) await cluster.startBroker(id);
+    const read = await yak(
+      ["consume", "--topic", "h", "--from-beginning", "--max-messages", String(n), ...cluster.zkFlag],
+      { timeoutMs: 40_000 },
+    );
+    assert.equal(read.code, 0, read.stderr);
+    const values = read.stdout.trimEnd().split("\n").map(Number);
+    assert.deepEqual(values, Array.from({ length: n }, (_, i) => i + 1), "every record, as produced");
+    assert.notEqual((await cluster.lease()).leaderId, leader, "the damaged leader handed over");
+  } finally {
+    await cluster.stop();
+  }
+});

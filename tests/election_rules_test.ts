@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { Connection } from "../src/protocol/connection.ts";
 import type { LeaseView } from "../src/protocol/messages.ts";
 import { Zookeeper } from "../src/zookeeper/zookeeper.ts";
+import { writeLease } from "../src/zookeeper/lease_file.ts";
+import type { Lease } from "../src/protocol/messages.ts";
 
 interface Report {
   id: number;
@@ -18,9 +20,13 @@ interface Report {
   lost?: number;
 }
 
-async function withZookeeper(brokers: number, fn: (zk: Zookeeper) => Promise<void>) {
+async function withZookeeper(brokers: number, fn: (zk: Zookeeper) => Promise<void>, lease?: Lease) {
   const dir = await Deno.makeTempDir({ prefix: "yak-election-" });
-  // A new data root: no lease file, as after one was lost.
+  // A new data root: no lease file, as after one was lost (or the one given).
+  if (lease) {
+    await Deno.mkdir(`${dir}/zookeeper`);
+    await writeLease(`${dir}/zookeeper/leader.lease`, lease);
+  }
   const zk = await Zookeeper.start({
     dataDir: dir,
     host: "127.0.0.1",
@@ -62,10 +68,19 @@ async function fakeBroker(port: number, r: Report): Promise<() => void> {
   };
 }
 
-async function elected(zk: Zookeeper, reports: Report[], waitMs = 5000) {
+async function elected(zk: Zookeeper, reports: Report[], waitMs = 5000, laterMs = 0, later: Report[] = []) {
   const stops: (() => void)[] = [];
   try {
     for (const r of reports) stops.push(await fakeBroker(zk.port, r));
+    if (later.length > 0) {
+      await new Promise((r) => setTimeout(r, laterMs));
+      // Nobody was elected meanwhile (the lease has no leader, or none but a broker not yet registered).
+      assert.ok(
+        zk.lease.leaderId === null || !reports.some((r) => r.id === zk.lease.leaderId),
+        `broker ${zk.lease.leaderId} was elected before the others were back`,
+      );
+      for (const r of later) stops.push(await fakeBroker(zk.port, r));
+    }
     const deadline = performance.now() + waitMs;
     while (zk.lease.leaderId === null && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     return zk.lease;
@@ -115,4 +130,40 @@ Deno.test("the newest set a broker reports names a broker that is not back: nobo
       { id: 3, epoch: 4, logEndTotal: 900, lease: { epoch: 4, version: 3, isr: [1, 2, 3] } },
     ], 2500);
     assert.equal(lease.leaderId, null, `broker ${lease.leaderId} leads without broker 2`);
+  }));
+
+Deno.test("after an outage of the whole in-sync set, the first one back waits for the rest: its log lost a tail they hold", () =>
+  withZookeeper(3, async (zk) => {
+    // Every broker of the set died (the cluster crashed); broker 1, the leader, lost its unflushed tail and is back
+    // first. Before, it was elected at once and the others truncated 516 acknowledged records to its log.
+    const lease = await elected(
+      zk,
+      [{ id: 1, epoch: 3, logEndTotal: 29_486, lease: { epoch: 3, version: 5, isr: [1, 2, 3] } }],
+      8000,
+      2000,
+      [
+        { id: 2, epoch: 3, logEndTotal: 30_000, lease: { epoch: 3, version: 5, isr: [1, 2, 3] } },
+        { id: 3, epoch: 3, logEndTotal: 30_000, lease: { epoch: 3, version: 5, isr: [1, 2, 3] } },
+      ],
+    );
+    assert.equal(lease.leaderId, 2, `broker ${lease.leaderId} leads`);
+    assert.ok(lease.epoch > 3, `epoch ${lease.epoch}`);
+  }, { epoch: 3, leaderId: 1, host: "127.0.0.1", port: 9001, isr: [1, 2, 3], issuedAt: 0, ttlMs: 1000, version: 5 }));
+
+Deno.test("no lease, and a broker that held data has no lease.json: the zookeeper waits for every broker, no epoch twice", () =>
+  withZookeeper(3, async (zk) => {
+    // Broker 2 was dead through epoch 2 (led by 3, in sync [1, 3]) and lost its lease.json; the zookeeper lost its
+    // lease. Before, broker 2 was elected alone in epoch 2 (issued twice) and the others truncated to its log.
+    const lease = await elected(
+      zk,
+      [{ id: 2, epoch: 1, logEndTotal: 20_002 }],
+      8000,
+      2500,
+      [
+        { id: 1, epoch: 2, logEndTotal: 40_002, lease: { epoch: 2, version: 3, isr: [1, 3] } },
+        { id: 3, epoch: 2, logEndTotal: 40_002, lease: { epoch: 2, version: 3, isr: [1, 3] } },
+      ],
+    );
+    assert.ok(lease.leaderId === 1 || lease.leaderId === 3, `broker ${lease.leaderId} leads`);
+    assert.ok(lease.epoch > 2, `epoch ${lease.epoch} issued twice`);
   }));

@@ -740,6 +740,9 @@ export class Broker implements BrokerContext {
     if (leaderInfo !== null && leaderInfo.id === this.opts.id) {
       if (this.#role === "leader" && this.#epoch === lease.epoch) {
         this.#leaderState!.setIsr(lease.isr);
+        // A damaged leader that stayed because no other in-sync broker was alive hands over once one is in the set
+        // (before, it stayed for good and its damaged records were unreadable).
+        if (lease.isr.some((id) => id !== this.opts.id)) queueMicrotask(() => this.#healDamage());
         return;
       }
       await this.#becomeLeader(lease, leaderInfo);

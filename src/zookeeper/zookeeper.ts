@@ -55,6 +55,12 @@ export interface ZookeeperOptions {
    * startCluster's temp directory.
    */
   startupGraceMs?: number;
+  /**
+   * After an outage of the whole in-sync set, how long an election waits
+   * for the rest of it once one member is back (default ten session
+   * timeouts): see {@link Zookeeper} #awaySince.
+   */
+  outageWaitMs?: number;
 }
 
 /** What a registering broker reports of itself, beside its address: what it holds and what it followed. */
@@ -85,6 +91,8 @@ interface Eligible {
   keep: number[];
   waitingFor: number[];
   view: LeaseView | null;
+  /** Why it waits, for the log, when not for brokers of a lease view or the lease's set. */
+  note?: string;
 }
 
 interface Member {
@@ -137,6 +145,13 @@ export class Zookeeper {
   readonly #members = new Map<number, Member>();
   readonly #now: () => number;
   readonly #startedAt: number;
+  /**
+   * Since when no member of the in-sync set has been alive (this zookeeper
+   * starts so: it has heard from nobody), until a leader is elected; null
+   * while the set is up. An election then waits a while for all of it
+   * (#justBack).
+   */
+  #outageSince: number | null;
   /** Until then nobody is declared dead: after our own start, or after we were paused. */
   #graceUntil: number;
   #lastCheckMs: number;
@@ -164,6 +179,7 @@ export class Zookeeper {
     this.log = log;
     this.#now = opts.clock ?? monotonicMs;
     this.#startedAt = this.#now();
+    this.#outageSince = this.#startedAt;
     this.#graceUntil = this.#startedAt + opts.sessionTimeoutMs;
     this.#lastCheckMs = this.#startedAt;
   }
@@ -341,6 +357,8 @@ export class Zookeeper {
     });
     this.#changed();
     this.#epochFloor = Math.max(this.#epochFloor, epoch);
+    // The lease's leader reconnected, still leading (this zookeeper restarted): its set was never down.
+    if (this.#lease.leaderId === id && !restarted) this.#outageSince = null;
     await this.#serial(async () => {
       if (await this.#movePastBrokers(id, epoch)) return;
       if (this.#lease.leaderId === id && restarted) {
@@ -607,8 +625,12 @@ export class Zookeeper {
     const old = this.#lease;
     const pick = this.#preferWhole(this.#eligible(exclude));
     const winner = pick.waitingFor.length > 0 ? null : electLeader(this.#members.values(), pick.isr);
-    if (winner === null) return await this.#noLeader(reason, pick);
+    if (winner === null) {
+      if (pick.isr?.[0] === -1) this.#outageSince ??= this.#now();
+      return await this.#noLeader(reason, pick);
+    }
     this.#noLeaderSaid = null;
+    this.#outageSince = null;
     const m = this.#members.get(winner)!;
     const isr = [...new Set([winner, ...pick.keep])].sort((a, b) => a - b);
     const started = this.#now();
@@ -636,7 +658,7 @@ export class Zookeeper {
   }
 
   /** No broker may lead now: the lease says so (it had a leader), and the log whenever whom it waits for changes. */
-  async #noLeader(reason: string, pick: { waitingFor: number[]; view: LeaseView | null }): Promise<void> {
+  async #noLeader(reason: string, pick: Pick<Eligible, "waitingFor" | "view" | "note">): Promise<void> {
     const old = this.#lease;
     if (old.leaderId !== null) {
       await this.#commit({ ...old, leaderId: null, host: "", port: 0, issuedAt: Date.now() });
@@ -655,7 +677,10 @@ export class Zookeeper {
         }
         : {
           ...(pick.waitingFor.length > 0 ? { waitingFor: pick.waitingFor } : {}),
-          note: "waiting for an in-sync broker to come back",
+          note: pick.note ??
+            (pick.waitingFor.length > 0
+              ? "the in-sync set is coming back from an outage: waiting a while for all of it (see outageWaitMs)"
+              : "waiting for an in-sync broker to come back"),
         }),
     });
   }
@@ -685,16 +710,42 @@ export class Zookeeper {
     if (old.isr.length > 0) {
       // The dead leader may not come back as leader of the same set.
       const isr = old.isr.filter((b) => b !== exclude && this.#members.get(b)?.alive);
-      return { isr: isr.length === 0 ? [-1] : isr, keep: isr, waitingFor: [], view: null };
+      const away = old.isr.filter((b) => b !== exclude && !this.#members.get(b)?.alive);
+      const waitingFor = isr.length > 0 && this.#justBack(isr) ? away : [];
+      return { isr: isr.length === 0 ? [-1] : isr, keep: isr, waitingFor, view: null };
     }
     const live = [...this.#members.values()].filter((m) => m.alive);
     const top = Math.max(0, ...live.map((m) => m.epoch));
+    // A broker that led or followed before (an epoch) but reports no lease it followed lost its lease.json, and this
+    // zookeeper its lease: who was in sync is unknown, and its epochs may be behind what others hold (a broker
+    // that missed an epoch was elected alone, its epoch issued twice, and the others truncated 20,000
+    // acknowledged records to its log). With the broker count known, wait for them all (for a while).
+    const expected = this.#opts.expectedBrokers;
+    const blind = live.some((m) => m.epoch > 0 && m.view === null);
+    if (blind && expected !== undefined && live.length < expected && this.#justBack(live.map((m) => m.id))) {
+      const note = `no lease and a broker with no lease.json: waiting for all ${expected} brokers to register`;
+      return { isr: [-1], keep: [], waitingFor: [-1], view, note };
+    }
     return {
       isr: top === 0 ? null : live.filter((m) => m.epoch === top).map((m) => m.id),
       keep: [],
       waitingFor: [],
       view,
     };
+  }
+
+  /**
+   * Whether the in-sync set is coming back from an outage (no member of it
+   * was alive: the cluster, or this zookeeper, restarted) and the first of
+   * `ids` registered within the outage wait: the members still away may hold
+   * more. Electing the first one back lost acknowledged records when its log
+   * had lost a tail the others held (a torn or unflushed write). A failover
+   * or a rolling restart, with members of the set up, never waits.
+   */
+  #justBack(ids: readonly number[]): boolean {
+    if (this.#outageSince === null) return false;
+    const back = Math.min(...ids.map((b) => this.#members.get(b)?.registeredMs ?? -Infinity));
+    return this.#now() - back < (this.#opts.outageWaitMs ?? 10 * this.#opts.sessionTimeoutMs);
   }
 
   /** The lease's leader that has not registered since this zookeeper started, as a dead member. */
