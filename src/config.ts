@@ -133,7 +133,7 @@ export const DEFAULTS = {
   // Protocol limits.
   maxFrameBytes: 16 * 1024 * 1024,
   maxRecordBytes: 1024 * 1024,
-  maxBatchRecords: 10_000,
+  maxBatchRecords: 100_000,
   /** Headers one native record may carry (their bytes count toward the record size limit too). */
   maxRecordHeaders: 1000,
   /**

@@ -19,6 +19,7 @@ import { ends, KafkaConn, produceBody, textBatch } from "./kafka_conn.ts";
 const UNKNOWN_PRODUCER_ID = 59;
 const INVALID_PRODUCER_EPOCH = 47;
 const OUT_OF_ORDER_SEQUENCE_NUMBER = 45;
+const INVALID_RECORD = 87;
 
 /** InitProducerId v4 as @platformatic/kafka sends it to ask for a fresh id: producer id 0, epoch 0. */
 async function initProducerId(k: KafkaConn): Promise<{ error: number; id: bigint; epoch: number }> {
@@ -111,7 +112,35 @@ Deno.test("Kafka idempotence: fresh ids for every InitProducerId, exact duplicat
       assert.deepEqual([retryError, retryBase], [0, base], "the exact retry is answered with its first offset");
       const [e3] = await produce(k, "seq", batch(p.id, 0, 3, ["s3"]));
       assert.equal(e3, 0);
+      // A batch with the producer's id and no sequence (-1) is refused (before: read as sequence 0, answered as a
+      // duplicate of s0-s2 with their offset, and never stored).
+      const [noSeq] = await produce(k, "seq", batch(p.id, 0, -1, ["s4"]));
+      assert.equal(noSeq, INVALID_RECORD);
       assert.deepEqual(await stored(c, "seq"), ["s0", "s1", "s2", "s3"]);
+
+      // A batch of 50,000 records (librdkafka's batch.num.messages can be up to 1M; past the old cap of 10,000 it
+      // failed every message as MESSAGE_TOO_LARGE): taken whole.
+      const wide = Array.from({ length: 50_000 }, (_, i) => String(i));
+      const [wideError] = await produce(k, "wide", textBatch(wide));
+      assert.equal(wideError, 0);
+      assert.equal((await stored(c, "wide")).length, 50_000);
+
+      // acks=0 has no answer to carry an error: a failed one (a partition the topic lacks) closes the connection, as
+      // Kafka does, so the client refreshes its metadata (before: the next request was answered as if all was well).
+      const acks0 = (partition: number) => (w: Writer) => {
+        w.nullableString(null).int16(0).int32(10_000);
+        w.array(
+          ["seq"],
+          (w, name) => w.string(name).array([partition], (w, p) => w.int32(p).nullableBytes(textBatch(["z"]))),
+        );
+      };
+      const metadata = (conn: KafkaConn) => conn.call(3, 1, false, (w) => w.array(["seq"], (w, t) => w.string(t)));
+      const k0 = await KafkaConn.open(c.kafkaPorts.get(leader)!);
+      conns.push(k0);
+      await k0.send(0, 7, false, acks0(0));
+      await metadata(k0); // a stored acks=0 batch keeps it open
+      await k0.send(0, 7, false, acks0(9));
+      await assert.rejects(metadata(k0), /closed the connection/);
       assert.equal((await stored(c, "two")).length, 1000, "nothing refused was stored");
     } finally {
       for (const conn of conns) conn.close();

@@ -37,21 +37,7 @@ export class KafkaConn {
    */
   async pipeline(key: number, version: number, flexible: boolean, bodies: ((w: Writer) => void)[]): Promise<Reader[]> {
     const ids: number[] = [];
-    const frames = bodies.map((body) => {
-      const id = ++this.#correlationId;
-      ids.push(id);
-      const w = new Writer(false);
-      w.int32(0).int16(key).int16(version).int32(id).nullableString("versions-test");
-      if (flexible) w.uvarint(0);
-      w.flexible = flexible;
-      body(w);
-      w.tags(); // the request's own tagged fields
-      const frame = w.finish();
-      new DataView(frame.buffer, frame.byteOffset).setInt32(0, frame.length - 4);
-      return frame;
-    });
-    const all = concatBytes(frames);
-    for (let at = 0; at < all.length;) at += await this.#conn.write(all.subarray(at));
+    for (const body of bodies) ids.push(await this.send(key, version, flexible, body));
     const out: Reader[] = [];
     for (const id of ids) {
       const r = new Reader(await this.#frame(), false);
@@ -61,6 +47,21 @@ export class KafkaConn {
       out.push(r);
     }
     return out;
+  }
+
+  /** Sends one request and reads no reply (an acks=0 Produce gets none); returns its correlation id. */
+  async send(key: number, version: number, flexible: boolean, body: (w: Writer) => void): Promise<number> {
+    const id = ++this.#correlationId;
+    const w = new Writer(false);
+    w.int32(0).int16(key).int16(version).int32(id).nullableString("versions-test");
+    if (flexible) w.uvarint(0);
+    w.flexible = flexible;
+    body(w);
+    w.tags(); // the request's own tagged fields
+    const frame = w.finish();
+    new DataView(frame.buffer, frame.byteOffset).setInt32(0, frame.length - 4);
+    for (let at = 0; at < frame.length;) at += await this.#conn.write(frame.subarray(at));
+    return id;
   }
 
   async #frame(): Promise<Uint8Array> {

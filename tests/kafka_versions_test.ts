@@ -860,6 +860,18 @@ Deno.test("Kafka Produce: a refused request stores nothing and the broker lives;
       assert.equal(produceError(r), 10, "MESSAGE_TOO_LARGE by the value");
       r = await k.call(0, 7, false, produceBody("small", 0, [batch({}, ["x"], 120)]));
       assert.equal(produceError(r), 10, "MESSAGE_TOO_LARGE by a header");
+      // Two batches for one partition, or one with no record: INVALID_RECORD, as Kafka (before: both stored, or the
+      // empty one answered as stored).
+      r = await k.call(0, 7, false, produceBody("small", 0, [batch({}, ["two"]), batch({}, ["batches"])]));
+      assert.equal(produceError(r), 87, "two batches in one partition");
+      // No record: one record's batch cut after its header, count 0, length and CRC-32C set again.
+      const empty = batch({}, ["x"]).slice(0, 61);
+      const ev = new DataView(empty.buffer);
+      ev.setInt32(8, 61 - 12);
+      ev.setInt32(57, 0);
+      ev.setUint32(17, crc32c(empty, 21));
+      r = await k.call(0, 7, false, produceBody("small", 0, [empty]));
+      assert.equal(produceError(r), 87, "an empty batch");
       r = await k.call(0, 7, false, produceBody("small", 0, [batch({}, ["kept"])]));
       assert.equal(produceError(r), 0);
       await new Promise((res) => setTimeout(res, 300));

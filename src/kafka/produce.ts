@@ -87,7 +87,15 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
     inLine();
   }
   const results = await Promise.all(pending.map(async (t) => ({ name: t.name, parts: await Promise.all(t.parts) })));
-  if (acks === 0) return "noReply";
+  if (acks === 0) {
+    // No answer to carry the error: Kafka closes the connection, so the client notices and refreshes its metadata
+    // (a producer still sending to a former leader went on into nothing until its next periodic refresh).
+    const failed = results.flatMap((t) => t.parts.filter((p) => p.error !== 0).map((p) => `${t.name}/${p.index}`));
+    if (failed.length > 0) {
+      throw new YakError("INVALID_REQUEST", `an acks=0 produce failed (${failed.join(", ")}): closing the connection`);
+    }
+    return "noReply";
+  }
   w.array(results, (w, t) => {
     w.string(t.name);
     w.array(t.parts, (w, p) => {
@@ -159,10 +167,30 @@ function decodeProduced(s: BrokerServices, topic: string, bytes: Uint8Array | nu
     maxUncompressedBytes: s.opts.maxFrameBytes,
     records: new RecordRules(topic, s.topics.configs(topic), s.opts.maxRecordBytes),
   });
+  // Produce v3+ carries exactly one batch a partition, of at least one record (Kafka's ProduceRequest and
+  // LogValidator): with two, the first could be stored while the request was answered with the second's error, and
+  // an empty one was answered as stored.
+  if (batches.length !== 1 || batches[0].records.length === 0) {
+    throw new YakError(
+      "INVALID_RECORD",
+      batches.length === 1
+        ? "the record batch holds no record"
+        : `a partition of a produce request takes exactly one record batch, not ${batches.length}`,
+    );
+  }
   const inputs: RecordInput[][] = [];
   for (const b of batches) {
     if (b.isControl) {
       throw new YakError("INVALID_REQUEST", "a control batch (a transaction marker) is the coordinator's to write");
+    }
+    if (b.producerId >= 0n && b.baseSequence < 0) {
+      // Kafka's LogValidator refuses it too. Read as sequence 0, it was answered as a duplicate of the producer's
+      // first batch, with that batch's offset, and never stored.
+      throw new YakError(
+        "INVALID_RECORD",
+        `a batch of producer ${b.producerId} has base sequence ${b.baseSequence}: an idempotent batch numbers its ` +
+          `records from 0`,
+      );
     }
     inputs.push(b.records.map(toRecordInput));
   }
@@ -173,7 +201,7 @@ function decodeProduced(s: BrokerServices, topic: string, bytes: Uint8Array | nu
       records: inputs[i],
       producerId: b.producerId < 0n ? null : b.producerId,
       producerEpoch: b.producerEpoch,
-      baseSeq: Math.max(0, b.baseSequence),
+      baseSeq: Math.max(0, b.baseSequence), // -1 only without a producer id (refused above otherwise)
       transactional: b.isTransactional,
     });
   });
