@@ -39,6 +39,8 @@ shared out among its members (range or roundrobin, as Kafka), each member
 commits what it printed, and a member that stops (or goes silent for
 --session-timeout-ms) has its partitions taken over from its last commit; a
 group starts where it committed, so --offset does not go with --group.
+--partition N with --group reads partition N alone without joining the group
+(Kafka's assign()): it starts where the group committed and commits there.
 --exit-at-end exits once every partition read is printed up to where its end
 was when reading began (kcat -e); a topic that does not exist is then an
 error at once (with the name it may have meant). --timeout-ms exits after that
