@@ -310,6 +310,16 @@ Deno.test("yak cluster --restart brings a killed leader back; a killed parent's 
       await cluster.waitFor(new RegExp(`^\\[cluster\\] broker ${id} restarted$`), 10_000);
       await eventually(() => inSync(zk, id), 30_000, `broker ${id} back in sync`);
 
+      // The zookeeper is restarted too (before, the cluster stopped when it died) and the cluster goes on.
+      const zkLog = join(dir, "zookeeper", "zookeeper.log");
+      const zkPid = Number((await events(zkLog)).findLast((e) => e.event === "started")!.pid);
+      Deno.kill(zkPid, "SIGKILL");
+      await cluster.waitFor(/^\[cluster\] the zookeeper exited \(SIGKILL\); restarting it in 2 s$/, 10_000);
+      await cluster.waitFor(/^\[cluster\] the zookeeper restarted$/, 10_000);
+      const after = await yak(["produce", "--topic", "after-zk", "--message", "still here", "--zookeeper", zk]);
+      assert.equal(after.code, 0, after.stderr);
+      assert.equal(cluster.exited, false, "the cluster goes on");
+
       // The parent dies without a word: its children see their stdin close and stop cleanly.
       cluster.kill("SIGKILL");
       await cluster.status;

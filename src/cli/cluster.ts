@@ -26,8 +26,9 @@ The data root is --data, else $YAK_DATA, else ./data (the repository's data/
 through 'deno task' or ./yak); one that belongs to another user is refused.
 Its files are the owner's alone (0700, 0600); --shared-files lets the owner's
 group read them (0750, 0640). A broker that dies (yak kill) is restarted after
-2 s with --restart; without it, 'yak start --broker N' in another terminal
-brings it back (this cluster starts it again, with the same flags).
+2 s with --restart, and so is the zookeeper; without it, 'yak start --broker N'
+in another terminal brings a broker back (this cluster starts it again, with
+the same flags), and the cluster stops when its zookeeper dies.
 Broker i's Kafka port is base-port+100+i-1 (Kafka clients bootstrap from any).
 The web console is on http-port, broker i's /metrics on http-port+i (0: free
 ports, each printed by its process).

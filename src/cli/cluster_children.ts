@@ -259,7 +259,7 @@ export class Children {
     return child;
   }
 
-  /** A child exited: the cluster fails, or the broker is restarted (--restart), or how to restart it is printed. */
+  /** A child exited: it is restarted (--restart), or the cluster fails (the zookeeper), or how to restart a broker is printed. */
   #exited(child: Child, status: Deno.CommandStatus): void {
     this.#wake();
     if (this.stopping) return;
@@ -268,24 +268,28 @@ export class Children {
       this.failed ??= `${child.name} exited (${how}) before it started: ${child.tail.slice(-1)[0] ?? "no output"}`;
       return;
     }
-    if (child.name === "zk") {
-      this.failed ??= `the zookeeper exited (${how})`;
-      return;
-    }
-    const id = Number(child.name.slice(1));
+    const zk = child.name === "zk";
+    const what = zk ? "the zookeeper" : `broker ${child.name.slice(1)}`;
     const quick = monotonicMs() - child.startedAt < CRASH_LOOP_MS;
     const crashes = quick ? child.crashes + 1 : 0;
     if (this.o.restart && crashes < CRASH_LOOP_LIMIT) {
-      say(`broker ${id} exited (${how}); restarting it in ${RESTART_AFTER_MS / 1000} s`);
+      // The zookeeper too: its lease file and the brokers' reports let it go on where it was.
+      say(`${what} exited (${how}); restarting it in ${RESTART_AFTER_MS / 1000} s`);
       setTimeout(() => {
         if (!this.stopping && this.all.get(child.name) === child) {
           this.spawn(child.name, child.sub, crashes);
-          say(`broker ${id} restarted`);
+          say(`${what} restarted`);
         }
       }, RESTART_AFTER_MS);
+    } else if (zk) {
+      // Without it nothing can fail over: the cluster stops, and says why (--restart starts it again instead).
+      this.failed ??= this.o.restart
+        ? `the zookeeper exited (${how}) ${CRASH_LOOP_LIMIT} times within seconds of starting`
+        : `the zookeeper exited (${how}); 'yak cluster --restart' starts it again when it dies`;
     } else if (this.o.restart) {
-      say(`broker ${id} exited (${how}) ${CRASH_LOOP_LIMIT} times within seconds of starting; not restarting it`);
+      say(`${what} exited (${how}) ${CRASH_LOOP_LIMIT} times within seconds of starting; not restarting it`);
     } else {
+      const id = Number(child.name.slice(1));
       say(
         `broker ${id} exited (${how}); bring it back with '${this.o.startCommand(id)}' (in another terminal), ` +
           `or run it yourself:\n  yak ${child.sub.join(" ")}`,
