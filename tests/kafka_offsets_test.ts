@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { encodeRecordBatch } from "../src/kafka/record_batch.ts";
 import type { Reader } from "../src/kafka/wire.ts";
 import { Kafka, logLevel } from "kafkajs";
-import { kcatMissing, run, skipWithout, TestCluster, withDeadline } from "./harness.ts";
+import { kcatMissing, run, skipWithout, TestCluster, withDeadline, yak } from "./harness.ts";
 import { ends, KafkaConn, produceBody, produceError } from "./kafka_conn.ts";
 
 const missing = kcatMissing();
@@ -172,3 +172,48 @@ Deno.test({
       }
     }),
 });
+
+Deno.test("ListOffsets by time past the first 64 MiB: the right offset, segments known to be older skipped, TIMEOUT to retry", () =>
+  withDeadline(120_000, "list offsets by time, large", async () => {
+    const c = await TestCluster.start({ brokers: 1 });
+    const k = await KafkaConn.open(c.kafkaPorts.get(1)!);
+    try {
+      const made = await yak([
+        "topics",
+        "--create",
+        "big",
+        "--partitions",
+        "1",
+        "--config",
+        "segment.bytes=8388608",
+        ...c.zkFlag,
+      ]);
+      assert.equal(made.code, 0, made.stderr);
+      // 100 records of ~1 MB, a second apart by their producer timestamps: 12 segments of 8 MiB.
+      const base = 1_000_000_000_000;
+      const value = new TextEncoder().encode("x".repeat(1_000_000));
+      for (let i = 0; i < 100; i++) {
+        const batch = encodeRecordBatch({
+          baseOffset: 0,
+          partitionLeaderEpoch: -1,
+          records: [{ offsetDelta: 0, timestamp: base + i * 1000, key: null, value, headers: [] }],
+        });
+        assert.equal(produceError(await k.call(0, 7, false, produceBody("big", 0, [batch]))), 0);
+      }
+      // The first lookup of record 99 reads 64 MiB of segments it did not know, then says to retry (before: the
+      // high watermark, 100, with no timestamp: a consumer seeking there skipped record 99); a retry goes on.
+      let answer = await listOffset(k, "big", base + 99_000);
+      const tries = [answer];
+      while (answer[0] === 7 && tries.length < 5) tries.push(answer = await listOffset(k, "big", base + 99_000));
+      console.log(`record 99 by time: ${JSON.stringify(tries)}`);
+      assert.equal(tries[0][0], 7, "REQUEST_TIMED_OUT first: 64 MiB read");
+      assert.deepEqual(answer, [0, base + 99_000, 99]);
+      // Known segments are skipped now: one lookup each, anywhere.
+      assert.deepEqual(await listOffset(k, "big", base + 50_000), [0, base + 50_000, 50]);
+      assert.deepEqual(await listOffset(k, "big", base + 70_500), [0, base + 71_000, 71]);
+      assert.deepEqual(await listOffset(k, "big", base + 100_000), [0, -1, -1]);
+    } finally {
+      k.close();
+      await c.stop();
+    }
+  }));

@@ -727,6 +727,17 @@ export class PartitionOps {
   }
 
   /** A partition's log start, high watermark and log end. */
+  /**
+   * A partition's closed segments, oldest first: each one's offsets
+   * [base, end) and identity (a cleaned or merged segment is another one).
+   */
+  closedSegments(tp: TopicPartition): { id: number; base: number; end: number }[] {
+    const log = this.#b.store.partition(tp.topic, tp.partition);
+    const closed = log.closedSegments();
+    const after = closed.length === 0 ? [] : log.segmentBasesIn(closed[closed.length - 1].base + 1, Infinity);
+    return closed.map((c, i) => ({ id: c.id, base: c.base, end: closed[i + 1]?.base ?? after[0] }));
+  }
+
   offsets(tp: TopicPartition): PartitionOffsets {
     const log = this.#b.store.partition(tp.topic, tp.partition);
     const hw = log.highWatermark;

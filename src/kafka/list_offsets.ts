@@ -2,10 +2,11 @@
  * ListOffsets (API 2): a partition's earliest (-2, and -4, the earliest
  * local) and latest (-1) offsets, the record with the largest timestamp (-3),
  * or the first offset whose timestamp is at or after a given time (-1 when
- * none is). yak keeps no time index, so a time is found by reading the
- * partition from its start, at most {@link MAX_TIME_SCAN_BYTES}; past that the
- * answer is the latest offset (a consumer then starts at the end rather than
- * waiting on a scan).
+ * none is). yak keeps no time index on disk: a time is found by reading the
+ * partition from its start, skipping each closed segment whose newest time,
+ * learnt by reading it once and kept in memory, is older; a lookup begins no
+ * segment not known yet past {@link MAX_TIME_SCAN_BYTES} read, and answers
+ * TIMEOUT there (retriable: the retry skips what is known by then).
  *
  * @module
  */
@@ -18,7 +19,7 @@ import { kafkaErrorOf } from "./errors.ts";
 import { readerEpochError } from "./metadata.ts";
 import type { Writer } from "./wire.ts";
 
-/** The most a timestamp lookup reads of one partition. */
+/** What a timestamp lookup reads of one partition before it begins no other segment (or, for -3, stops). */
 export const MAX_TIME_SCAN_BYTES = 64 * 1024 * 1024;
 const SCAN_CHUNK_BYTES = 1024 * 1024;
 
@@ -48,23 +49,85 @@ async function scanRecords(
 }
 
 /**
+ * The newest time of each closed segment read whole by a lookup, by the
+ * segment's id (PartitionLog.closedSegments: a cleaned segment is another
+ * one). A segment's records only leave (log start, cleaning), so a time kept
+ * is never below what it holds. Emptied when it holds {@link KNOWN_SEGMENTS}.
+ */
+const segmentNewest = new Map<number, number>();
+const KNOWN_SEGMENTS = 100_000;
+
+/**
  * The first offset at or after `timestampMs`, with its timestamp; offset and
- * timestamp -1 when no record is that new (as Kafka answers). Past the scan
- * limit, the high watermark: a consumer then starts at the end rather than
- * waiting on a longer scan.
+ * timestamp -1 when no record is that new (as Kafka answers). Closed segments
+ * known to hold nothing that new are skipped; one not known yet is read
+ * whole, and none is begun past the scan limit (TIMEOUT). Before, the answer
+ * past the first 64 MiB was the high watermark, and a consumer seeking by
+ * time skipped the records between.
  */
 export async function offsetForTime(
   s: BrokerServices,
   tp: TopicPartition,
   timestampMs: number,
 ): Promise<{ offset: number; timestamp: number }> {
-  let found = { offset: -1, timestamp: -1 };
-  const how = await scanRecords(s, tp, (rec) => {
-    if (rec.ts < timestampMs) return false;
-    found = { offset: rec.offset, timestamp: rec.ts };
-    return true;
-  });
-  return how === "limit" ? { offset: s.partitions.offsets(tp).highWatermark, timestamp: -1 } : found;
+  let from = s.partitions.offsets(tp).logStart;
+  let scanned = 0;
+  for (const seg of s.partitions.closedSegments(tp)) {
+    if (seg.end <= from) continue;
+    const newest = segmentNewest.get(seg.id);
+    if (newest !== undefined && newest < timestampMs) {
+      from = seg.end;
+      continue;
+    }
+    // A segment begun is read to its end (at most its segment.bytes): its newest time is known then.
+    if (scanned >= MAX_TIME_SCAN_BYTES) throw scanLimit(tp);
+    const part = await scanSpan(s, tp, from, seg.end, timestampMs);
+    if (part.found) return part.found;
+    if (segmentNewest.size >= KNOWN_SEGMENTS) segmentNewest.clear();
+    segmentNewest.set(seg.id, part.newest);
+    scanned += part.bytes;
+    from = seg.end;
+  }
+  // The active segment (and a closed one that rolled meanwhile): read to the high watermark.
+  const tail = await scanSpan(s, tp, from, s.partitions.offsets(tp).highWatermark, timestampMs);
+  return tail.found ?? { offset: -1, timestamp: -1 };
+}
+
+function scanLimit(tp: TopicPartition): YakError {
+  return new YakError(
+    "TIMEOUT",
+    `${tp.topic}/${tp.partition}: the time lookup read ${MAX_TIME_SCAN_BYTES / 1024 / 1024} MiB of segments not ` +
+      `read before; retry (it goes on past them)`,
+  );
+}
+
+/**
+ * Reads offsets [from, to) for the first record at or after `timestampMs`:
+ * the record (if found), the newest time before it and the bytes read.
+ */
+async function scanSpan(
+  s: BrokerServices,
+  tp: TopicPartition,
+  from: number,
+  to: number,
+  timestampMs: number,
+): Promise<{ found: { offset: number; timestamp: number } | null; newest: number; bytes: number }> {
+  let newest = -Infinity;
+  let bytes = 0;
+  while (from < to) {
+    const specs = s.partitions.consumerSpecs(tp.topic, [[tp.partition, from]]);
+    const [got] = await s.partitions.readPartitions(specs, { maxBytes: SCAN_CHUNK_BYTES, maxWaitMs: 0, upTo: "hw" });
+    if (!got || got.read.nextOffset === from) break;
+    for (const rec of parseLines(got.read.text)) {
+      if (rec.offset >= to) break;
+      if (rec.ts >= timestampMs) return { found: { offset: rec.offset, timestamp: rec.ts }, newest, bytes };
+      newest = Math.max(newest, rec.ts);
+    }
+    // Past a compacted partition's gaps too.
+    from = got.read.nextOffset;
+    bytes += got.read.byteLength;
+  }
+  return { found: null, newest, bytes };
 }
 
 /**
@@ -103,8 +166,6 @@ async function lookUp(s: BrokerServices, tp: TopicPartition, timestamp: number, 
   // Every record is "local" in yak (no tiered storage): KIP-405's earliest local offset is the log start.
   if (timestamp === EARLIEST || timestamp === EARLIEST_LOCAL) return { timestamp: -1, offset: o.logStart };
   const found = timestamp === MAX_TIMESTAMP ? await offsetOfMaxTime(s, tp) : await offsetForTime(s, tp, timestamp);
-  // Past the scan limit offsetForTime answers the high watermark, with no timestamp: the reader's end then.
-  if (found.timestamp === -1 && found.offset >= 0) return { timestamp: -1, offset: Math.min(found.offset, end) };
   return found.offset < end ? found : { offset: -1, timestamp: -1 };
 }
 
