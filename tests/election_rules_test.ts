@@ -18,6 +18,10 @@ interface Report {
   logEndTotal: number;
   lease?: LeaseView;
   lost?: number;
+  /** It leads the lease's epoch (a leader reconnecting to a restarted zookeeper). */
+  leading?: boolean;
+  /** Its process registered before (it stayed up while the zookeeper restarted). */
+  reconnecting?: boolean;
 }
 
 async function withZookeeper(brokers: number, fn: (zk: Zookeeper) => Promise<void>, lease?: Lease) {
@@ -57,6 +61,8 @@ async function fakeBroker(port: number, r: Report): Promise<() => void> {
     instance: `i-${r.id}`,
     ...said,
     ...(r.lease ? { lease: r.lease } : {}),
+    ...(r.leading ? { leading: true } : {}),
+    ...(r.reconnecting ? { reconnecting: true } : {}),
   }, 2000);
   const timer = setInterval(
     () => conn.request({ type: "heartbeat", brokerId: r.id, ...said }, 2000).catch(() => {}),
@@ -167,3 +173,88 @@ Deno.test("no lease, and a broker that held data has no lease.json: the zookeepe
     assert.ok(lease.leaderId === 1 || lease.leaderId === 3, `broker ${lease.leaderId} leads`);
     assert.ok(lease.epoch > 2, `epoch ${lease.epoch} issued twice`);
   }));
+
+Deno.test("a crash of every broker seen one check apart: the last one declared dead is not elected alone, and waits for the set", () =>
+  withZookeeper(3, async (zk) => {
+    const view = { epoch: 3, version: 5, isr: [1, 2, 3] };
+    const stops = new Map<number, () => void>();
+    try {
+      for (const id of [1, 2, 3]) {
+        stops.set(id, await fakeBroker(zk.port, { id, epoch: 3, logEndTotal: 30_000, lease: view, leading: id === 1 }));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual([zk.lease.leaderId, zk.lease.epoch], [1, 3], "the leader reconnected, nothing elected");
+      // The crash: 2 falls silent first, the leader 300 ms later, 3 another 250 ms later, so when the leader is
+      // declared dead 3 has been silent for 750 ms and is not yet (before: 3 was elected with the set [3]).
+      stops.get(2)!();
+      await new Promise((r) => setTimeout(r, 300));
+      stops.get(1)!();
+      await new Promise((r) => setTimeout(r, 250));
+      stops.get(3)!();
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(zk.lease.leaderId, null, `broker ${zk.lease.leaderId} was elected from a crashed cluster`);
+      // Broker 3 comes back first, having lost a tail the others hold; the leader is back 2 s later.
+      const lease = await elected(
+        zk,
+        [{ id: 3, epoch: 3, logEndTotal: 29_486, lease: view }],
+        8000,
+        2000,
+        [{ id: 1, epoch: 3, logEndTotal: 30_000, lease: view }, { id: 2, epoch: 3, logEndTotal: 30_000, lease: view }],
+      );
+      assert.equal(lease.leaderId, 1, `broker ${lease.leaderId} leads`);
+    } finally {
+      for (const stop of stops.values()) stop();
+    }
+  }, { epoch: 3, leaderId: 1, host: "127.0.0.1", port: 9001, isr: [1, 2, 3], issuedAt: 0, ttlMs: 1000, version: 5 }));
+
+Deno.test("followers declared dead while the leader is silent too stay in the set: a crash of all, then the whole set is waited for", () =>
+  withZookeeper(3, async (zk) => {
+    const view = { epoch: 3, version: 5, isr: [1, 2, 3] };
+    const stops = new Map<number, () => void>();
+    try {
+      for (const id of [1, 2, 3]) {
+        stops.set(id, await fakeBroker(zk.port, { id, epoch: 3, logEndTotal: 30_000, lease: view, leading: id === 1 }));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      // The followers fall silent, the leader 150 ms later: when they are declared dead, it is silent too.
+      stops.get(2)!();
+      stops.get(3)!();
+      await new Promise((r) => setTimeout(r, 150));
+      stops.get(1)!();
+      await new Promise((r) => setTimeout(r, 1800));
+      assert.deepEqual(zk.lease.isr, [1, 2, 3], "the set was not shrunk to the silent leader (before: [1])");
+      // The leader comes back first, having lost a tail; broker 2 holds it all, back 2 s later.
+      const lease = await elected(
+        zk,
+        [{ id: 1, epoch: 3, logEndTotal: 29_486, lease: view }],
+        8000,
+        2000,
+        [{ id: 2, epoch: 3, logEndTotal: 30_000, lease: view }, { id: 3, epoch: 3, logEndTotal: 30_000, lease: view }],
+      );
+      assert.equal(lease.leaderId, 2, `broker ${lease.leaderId} leads`);
+    } finally {
+      for (const stop of stops.values()) stop();
+    }
+  }, { epoch: 3, leaderId: 1, host: "127.0.0.1", port: 9001, isr: [1, 2, 3], issuedAt: 0, ttlMs: 1000, version: 5 }));
+
+Deno.test("a zookeeper restarted while the leader died: followers that stayed up are elected from at once, not after the outage wait", () =>
+  withZookeeper(3, async (zk) => {
+    const view = { epoch: 3, version: 5, isr: [1, 2, 3] };
+    const started = performance.now();
+    // Broker 1, the leader in the lease file, never comes back; 2 and 3 reconnect (their processes stayed up).
+    const stops = [
+      await fakeBroker(zk.port, { id: 2, epoch: 3, logEndTotal: 30_000, lease: view, reconnecting: true }),
+      await fakeBroker(zk.port, { id: 3, epoch: 3, logEndTotal: 30_000, lease: view, reconnecting: true }),
+    ];
+    try {
+      while (zk.lease.leaderId !== 2 && performance.now() - started < 12_000) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      for (const stop of stops) stop();
+    }
+    const ms = performance.now() - started;
+    assert.equal(zk.lease.leaderId, 2);
+    // Before: the zookeeper's start counted as an outage of the set, and the election waited 10 s for broker 1.
+    assert.ok(ms < 5000, `elected after ${ms.toFixed(0)} ms (the outage wait is 10 s)`);
+  }, { epoch: 3, leaderId: 1, host: "127.0.0.1", port: 9001, isr: [1, 2, 3], issuedAt: 0, ttlMs: 1000, version: 5 }));

@@ -225,6 +225,8 @@ interface Group {
   adopted: boolean;
   /** Since when it has had no members and no pending ids (dropped DEFAULTS.groupEmptyKeepMs later), or null. */
   emptySinceMs: number | null;
+  /** Some member joined it under this leadership (one no member ever joined goes once it is empty). */
+  joined: boolean;
   /** The sum of its members' and pending ids' charges (see {@link memberBytes}, {@link pendingBytes}). */
   bytes: number;
 }
@@ -365,6 +367,7 @@ export class GroupCoordinator {
         adopting: this.#mayAdopt(),
         adopted: false,
         emptySinceMs: null,
+        joined: false,
         bytes: 0,
       };
       this.#groups.set(id, g);
@@ -386,7 +389,8 @@ export class GroupCoordinator {
   #dropLongestEmpty(): boolean {
     let oldest: Group | null = null;
     for (const g of this.#groups.values()) {
-      if (g.emptySinceMs !== null && (oldest === null || g.emptySinceMs < oldest.emptySinceMs!)) oldest = g;
+      const empty = g.emptySinceMs !== null && g.members.size === 0 && g.pending.size === 0;
+      if (empty && (oldest === null || g.emptySinceMs! < oldest.emptySinceMs!)) oldest = g;
     }
     if (oldest !== null) this.#groups.delete(oldest.id);
     return oldest !== null;
@@ -608,6 +612,7 @@ export class GroupCoordinator {
     const id = `${req.clientId.slice(0, 64)}-${crypto.randomUUID()}`;
     this.#requireRoom(g, memberBytes({ ...req, id, instanceId: null, assignment: EMPTY }));
     g.pending.set(id, monotonicMs() + req.sessionTimeoutMs);
+    g.emptySinceMs = null;
     this.#charge(g, pendingBytes(id));
     throw new YakError("MEMBER_ID_REQUIRED", "rejoin with the member id given", { memberId: id });
   }
@@ -661,6 +666,7 @@ export class GroupCoordinator {
     if (g.members.size === 0) g.protocolType = req.protocolType;
     g.members.set(member.id, member);
     g.emptySinceMs = null;
+    g.joined = true;
     if (member.instanceId !== null) g.instances.set(member.instanceId, member.id);
     const wasEmpty = g.state === "Empty";
     this.#prepare(g, `member ${member.id} joined${clientReason(req.reason)}`);
@@ -1031,11 +1037,12 @@ export class GroupCoordinator {
       }
       if (g.state === "Empty" && g.members.size === 0 && g.pending.size === 0) {
         assert(g.bytes === 0, `group '${g.id}' has no members and is charged ${g.bytes} bytes`);
-        // Kept a while, as Kafka keeps it: listed Empty, and its members' old ids are not taken back.
+        // Kept a while, as Kafka keeps it: listed Empty, and its members' old ids are not taken back. One no member
+        // ever joined (a join refused, an id handed out and not used) goes now, as Kafka never made it.
         g.adopting = false;
         g.adopted = false;
         g.emptySinceMs ??= now;
-        if (now - g.emptySinceMs > DEFAULTS.groupEmptyKeepMs) this.#groups.delete(g.id);
+        if (!g.joined || now - g.emptySinceMs > DEFAULTS.groupEmptyKeepMs) this.#groups.delete(g.id);
       }
     }
   }

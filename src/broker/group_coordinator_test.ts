@@ -475,6 +475,11 @@ Deno.test("a group whose members expired or left stays Empty and listed, going o
     await new Promise((r) => setTimeout(r, 250));
     assert.equal(c.describe("gx").state, "Empty");
     assert.equal(refusal(() => c.heartbeat("gx", a.id, 1)).code, "UNKNOWN_MEMBER_ID");
+
+    // One nobody ever joined (an id handed out, never used) is not kept: Dead once the id expires, as before.
+    assert.equal(refusal(() => c.join(request("gz", "", 10, 200))).code, "MEMBER_ID_REQUIRED");
+    await eventually("the unused id expired and the group went", () => c.describe("gz").state === "Dead");
+    assert.ok(!c.list().some((g) => g.group === "gz"));
   }));
 
 Deno.test("a member rejoining a Stable group with its protocols gets the generation back; the leader's or a change rebalances", () =>

@@ -62,6 +62,8 @@ export interface ZkSessionOptions {
  * ```
  */
 export class ZkSession {
+  /** A registration of this process was answered (later ones say `reconnecting`). */
+  #registeredOnce = false;
   #brokers: BrokerInfo[] = [];
   readonly #o: ZkSessionOptions;
   #conn: Connection | null = null;
@@ -215,6 +217,8 @@ export class ZkSession {
       ...(o.lost?.() ? { lost: o.lost() } : {}),
       ...(this.#view ? { lease: this.#view } : {}),
       leading: o.leading(),
+      // This process was registered before (the zookeeper restarted, or the connection broke): it stayed up.
+      ...(this.#registeredOnce ? { reconnecting: true } : {}),
       instance: this.instance,
       pid: Deno.pid,
     };
@@ -233,6 +237,7 @@ export class ZkSession {
         const sentAt = this.#now();
         const res = await this.#conn.request(this.#registration(), this.#o.sessionTimeoutMs);
         this.#acked(sentAt);
+        this.#registeredOnce = true;
         this.#o.log.write("registered", {
           zookeeper: `${this.#o.zkHost}:${this.#o.zkPort}`,
         });

@@ -58,7 +58,7 @@ export interface ZookeeperOptions {
   /**
    * After an outage of the whole in-sync set, how long an election waits
    * for the rest of it once one member is back (default ten session
-   * timeouts): see {@link Zookeeper} #awaySince.
+   * timeouts): see {@link Zookeeper} #outageSince.
    */
   outageWaitMs?: number;
 }
@@ -152,6 +152,8 @@ export class Zookeeper {
    * (#justBack).
    */
   #outageSince: number | null;
+  /** election_blind was logged (once). */
+  #blindSaid = false;
   /** Until then nobody is declared dead: after our own start, or after we were paused. */
   #graceUntil: number;
   #lastCheckMs: number;
@@ -357,8 +359,12 @@ export class Zookeeper {
     });
     this.#changed();
     this.#epochFloor = Math.max(this.#epochFloor, epoch);
-    // The lease's leader reconnected, still leading (this zookeeper restarted): its set was never down.
-    if (this.#lease.leaderId === id && !restarted) this.#outageSince = null;
+    // A member of the lease's set that stayed up (the leader still leading, or a process that was registered
+    // before: this zookeeper restarted, or its connection broke) and followed this lease: the set was never down,
+    // and a failover need not wait for it to come back (a probe saw one wait 10 s after a zookeeper restart).
+    const stayedUp = (this.#lease.leaderId === id && !restarted) ||
+      (req.reconnecting === true && said.view?.epoch === this.#lease.epoch && this.#lease.isr.includes(id));
+    if (stayedUp) this.#outageSince = null;
     await this.#serial(async () => {
       if (await this.#movePastBrokers(id, epoch)) return;
       if (this.#lease.leaderId === id && restarted) {
@@ -586,9 +592,12 @@ export class Zookeeper {
     if (died.length > 0) this.#changed();
     if (leaderDied) {
       await this.#elect("leader_dead");
-    } else if (died.length > 0 && leader !== null) {
-      // A dead follower leaves the in-sync set, so acks=all goes on without it.
-      const isr = this.#lease.isr.filter((b) => !died.includes(b));
+    } else if (leader !== null && this.#fresh(leader)) {
+      // A dead follower leaves the in-sync set, so acks=all goes on without it. Not while the leader is silent
+      // too: a crash of every broker is seen a check or two apart, and the set shrunk to the leader left nobody
+      // for the outage wait (#justBack) to wait for; a probe lost 900 acknowledged records so. Once the leader
+      // is heard again, a check shrinks it.
+      const isr = this.#lease.isr.filter((b) => b === leader || this.#members.get(b)?.alive !== false);
       if (isr.length !== this.#lease.isr.length) {
         const before = this.#lease.isr;
         await this.#commit({ ...this.#lease, isr, issuedAt: Date.now() });
@@ -708,9 +717,10 @@ export class Zookeeper {
       return { isr: isr.length === 0 ? [-1] : isr, keep: [], waitingFor, view };
     }
     if (old.isr.length > 0) {
-      // The dead leader may not come back as leader of the same set.
-      const isr = old.isr.filter((b) => b !== exclude && this.#members.get(b)?.alive);
-      const away = old.isr.filter((b) => b !== exclude && !this.#members.get(b)?.alive);
+      // The dead leader may not come back as leader of the same set. A member silent for a while is likely dead too
+      // (a crash of every broker is seen one check apart): not elected, but waited for (see #fresh).
+      const isr = old.isr.filter((b) => b !== exclude && this.#fresh(b));
+      const away = old.isr.filter((b) => b !== exclude && !this.#fresh(b));
       const waitingFor = isr.length > 0 && this.#justBack(isr) ? away : [];
       return { isr: isr.length === 0 ? [-1] : isr, keep: isr, waitingFor, view: null };
     }
@@ -726,12 +736,34 @@ export class Zookeeper {
       const note = `no lease and a broker with no lease.json: waiting for all ${expected} brokers to register`;
       return { isr: [-1], keep: [], waitingFor: [-1], view, note };
     }
+    if (blind && expected === undefined && !this.#blindSaid) {
+      this.#blindSaid = true;
+      this.log.write("election_blind", {
+        note: "no lease, and a broker that held data reports no lease.json: who was in sync is unknown; " +
+          "without --expected-brokers the zookeeper cannot wait for the others, and may elect one missing records",
+      });
+    }
     return {
       isr: top === 0 ? null : live.filter((m) => m.epoch === top).map((m) => m.id),
       keep: [],
       waitingFor: [],
       view,
     };
+  }
+
+  /**
+   * Whether broker `id` is alive and heard from lately (within three
+   * heartbeats or half a session). When every broker of a cluster crashed at
+   * once, the zookeeper declared them dead in checks a few ms apart: a member
+   * not yet declared dead was elected alone, the set became just it, and the
+   * wait for a set coming back from an outage (#justBack) had nobody to wait
+   * for (a review found it). A silent member is waited for instead, until it
+   * is heard again or declared dead.
+   */
+  #fresh(id: number): boolean {
+    const m = this.#members.get(id);
+    const quiet = Math.max(3 * this.#opts.heartbeatMs, this.#opts.sessionTimeoutMs / 2);
+    return m !== undefined && m.alive && this.#now() - m.lastSeen <= quiet;
   }
 
   /**
