@@ -41,6 +41,18 @@ async function flip(file: string, offset: number, breakJson = false): Promise<st
 
 const same = (a: Map<string, string>, b: Map<string, string>, key: string) => a.get(key) === b.get(key);
 
+/** Waits until the three brokers hold the same segment files, byte for byte. */
+function replicasEqual(cluster: TestCluster): Promise<void> {
+  return eventually(
+    async () => {
+      const hashes = await Promise.all([1, 2, 3].map((id) => segmentHashes(cluster.topicsDir(id))));
+      return [...hashes[0].keys()].every((k) => hashes.every((h) => same(h, hashes[0], k)));
+    },
+    20_000,
+    "replicas equal",
+  );
+}
+
 Deno.test("a flipped byte on a follower is found (scrubber, start-up check), healed from the leader, never served", async () => {
   const cluster = await TestCluster.start({
     segmentBytes: 16 * 1024,
@@ -145,14 +157,7 @@ Deno.test({
       const produced = await yak(["produce", "--topic", "j", ...cluster.zkFlag], { stdin: seqText(n) });
       assert.equal(produced.code, 0, produced.stderr);
       const leader = (await cluster.lease()).leaderId!;
-      await eventually(
-        async () => {
-          const hashes = await Promise.all([1, 2, 3].map((id) => segmentHashes(cluster.topicsDir(id))));
-          return [...hashes[0].keys()].every((k) => hashes.every((h) => same(h, hashes[0], k)));
-        },
-        20_000,
-        "replicas equal",
-      );
+      await replicasEqual(cluster);
       const stored = await segmentHashes(cluster.topicsDir(leader));
       // A line of partition 0 no longer parses.
       await flip((await segmentsOf(cluster, leader, "j", 0))[0], 7, true);
@@ -297,14 +302,7 @@ Deno.test("a damaged leader that stayed (no other in-sync broker alive) hands ov
     assert.equal(produced.code, 0, produced.stderr);
     const leader = (await cluster.lease()).leaderId!;
     const followers = [1, 2, 3].filter((id) => id !== leader);
-    await eventually(
-      async () => {
-        const hashes = await Promise.all([1, 2, 3].map((id) => segmentHashes(cluster.topicsDir(id))));
-        return [...hashes[0].keys()].every((k) => hashes.every((h) => same(h, hashes[0], k)));
-      },
-      20_000,
-      "replicas equal",
-    );
+    await replicasEqual(cluster);
     // The followers stop (the set shrinks to the leader), then a record of the leader's is damaged and found.
     for (const id of followers) await cluster.brokers.get(id)!.stop();
     await cluster.waitFor((l) => l.isr.length === 1, 10_000);

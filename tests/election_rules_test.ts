@@ -154,7 +154,7 @@ Deno.test("after an outage of the whole in-sync set, the first one back waits fo
     );
     assert.equal(lease.leaderId, 2, `broker ${lease.leaderId} leads`);
     assert.ok(lease.epoch > 3, `epoch ${lease.epoch}`);
-  }, { epoch: 3, leaderId: 1, host: "127.0.0.1", port: 9001, isr: [1, 2, 3], issuedAt: 0, ttlMs: 1000, version: 5 }));
+  }, LEASE_3));
 
 Deno.test("no lease, and a broker that held data has no lease.json: the zookeeper waits for every broker, no epoch twice", () =>
   withZookeeper(3, async (zk) => {
@@ -174,72 +174,92 @@ Deno.test("no lease, and a broker that held data has no lease.json: the zookeepe
     assert.ok(lease.epoch > 2, `epoch ${lease.epoch} issued twice`);
   }));
 
+/** The lease file of the crash tests: epoch 3, broker 1 leads, all three in sync. */
+const LEASE_3: Lease = {
+  epoch: 3,
+  leaderId: 1,
+  host: "127.0.0.1",
+  port: 9001,
+  isr: [1, 2, 3],
+  issuedAt: 0,
+  ttlMs: 1000,
+  version: 5,
+};
+const VIEW_3 = { epoch: 3, version: 5, isr: [1, 2, 3] };
+
+/**
+ * Fake brokers 1-3 under LEASE_3 (1 leads, reconnected) fall silent in `crash` order (each [broker, ms after the
+ * one before]); `check` sees the lease 1.5 s after the last; then broker `first` comes back holding `firstHolds`
+ * records and the others 2 s later holding 30,000: the lease elected.
+ */
+async function crashThenBack(
+  zk: Zookeeper,
+  crash: [number, number][],
+  check: () => void,
+  first: number,
+  firstHolds: number,
+): Promise<Lease> {
+  const stops = new Map<number, () => void>();
+  try {
+    for (const id of [1, 2, 3]) {
+      stops.set(id, await fakeBroker(zk.port, { id, epoch: 3, logEndTotal: 30_000, lease: VIEW_3, leading: id === 1 }));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual([zk.lease.leaderId, zk.lease.epoch], [1, 3], "the leader reconnected, nothing elected");
+    for (const [id, afterMs] of crash) {
+      await new Promise((r) => setTimeout(r, afterMs));
+      stops.get(id)!();
+    }
+    await new Promise((r) => setTimeout(r, 1500));
+    check();
+  } finally {
+    for (const stop of stops.values()) stop();
+  }
+  const later = [1, 2, 3].filter((id) => id !== first).map((id) => ({
+    id,
+    epoch: 3,
+    logEndTotal: 30_000,
+    lease: VIEW_3,
+  }));
+  return await elected(zk, [{ id: first, epoch: 3, logEndTotal: firstHolds, lease: VIEW_3 }], 8000, 2000, later);
+}
+
 Deno.test("a crash of every broker seen one check apart: the last one declared dead is not elected alone, and waits for the set", () =>
   withZookeeper(3, async (zk) => {
-    const view = { epoch: 3, version: 5, isr: [1, 2, 3] };
-    const stops = new Map<number, () => void>();
-    try {
-      for (const id of [1, 2, 3]) {
-        stops.set(id, await fakeBroker(zk.port, { id, epoch: 3, logEndTotal: 30_000, lease: view, leading: id === 1 }));
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      assert.deepEqual([zk.lease.leaderId, zk.lease.epoch], [1, 3], "the leader reconnected, nothing elected");
-      // The crash: 2 falls silent first, the leader 300 ms later, 3 another 250 ms later, so when the leader is
-      // declared dead 3 has been silent for 750 ms and is not yet (before: 3 was elected with the set [3]).
-      stops.get(2)!();
-      await new Promise((r) => setTimeout(r, 300));
-      stops.get(1)!();
-      await new Promise((r) => setTimeout(r, 250));
-      stops.get(3)!();
-      await new Promise((r) => setTimeout(r, 1500));
-      assert.equal(zk.lease.leaderId, null, `broker ${zk.lease.leaderId} was elected from a crashed cluster`);
-      // Broker 3 comes back first, having lost a tail the others hold; the leader is back 2 s later.
-      const lease = await elected(
-        zk,
-        [{ id: 3, epoch: 3, logEndTotal: 29_486, lease: view }],
-        8000,
-        2000,
-        [{ id: 1, epoch: 3, logEndTotal: 30_000, lease: view }, { id: 2, epoch: 3, logEndTotal: 30_000, lease: view }],
-      );
-      assert.equal(lease.leaderId, 1, `broker ${lease.leaderId} leads`);
-    } finally {
-      for (const stop of stops.values()) stop();
-    }
-  }, { epoch: 3, leaderId: 1, host: "127.0.0.1", port: 9001, isr: [1, 2, 3], issuedAt: 0, ttlMs: 1000, version: 5 }));
+    // 2 falls silent first, the leader 300 ms later, 3 another 250 ms later: when the leader is declared dead, 3
+    // has been silent for 750 ms and is not yet (before: 3 was elected with the set [3]). Broker 3 comes back
+    // first, having lost a tail the others hold.
+    const lease = await crashThenBack(
+      zk,
+      [[2, 0], [1, 300], [3, 250]],
+      () => {
+        assert.equal(zk.lease.leaderId, null, `broker ${zk.lease.leaderId} was elected from a crashed cluster`);
+      },
+      3,
+      29_486,
+    );
+    assert.equal(lease.leaderId, 1, `broker ${lease.leaderId} leads`);
+  }, LEASE_3));
 
 Deno.test("followers declared dead while the leader is silent too stay in the set: a crash of all, then the whole set is waited for", () =>
   withZookeeper(3, async (zk) => {
-    const view = { epoch: 3, version: 5, isr: [1, 2, 3] };
-    const stops = new Map<number, () => void>();
-    try {
-      for (const id of [1, 2, 3]) {
-        stops.set(id, await fakeBroker(zk.port, { id, epoch: 3, logEndTotal: 30_000, lease: view, leading: id === 1 }));
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      // The followers fall silent, the leader 150 ms later: when they are declared dead, it is silent too.
-      stops.get(2)!();
-      stops.get(3)!();
-      await new Promise((r) => setTimeout(r, 150));
-      stops.get(1)!();
-      await new Promise((r) => setTimeout(r, 1800));
-      assert.deepEqual(zk.lease.isr, [1, 2, 3], "the set was not shrunk to the silent leader (before: [1])");
-      // The leader comes back first, having lost a tail; broker 2 holds it all, back 2 s later.
-      const lease = await elected(
-        zk,
-        [{ id: 1, epoch: 3, logEndTotal: 29_486, lease: view }],
-        8000,
-        2000,
-        [{ id: 2, epoch: 3, logEndTotal: 30_000, lease: view }, { id: 3, epoch: 3, logEndTotal: 30_000, lease: view }],
-      );
-      assert.equal(lease.leaderId, 2, `broker ${lease.leaderId} leads`);
-    } finally {
-      for (const stop of stops.values()) stop();
-    }
-  }, { epoch: 3, leaderId: 1, host: "127.0.0.1", port: 9001, isr: [1, 2, 3], issuedAt: 0, ttlMs: 1000, version: 5 }));
+    // The followers fall silent, the leader 150 ms later: when they are declared dead, it is silent too. The
+    // leader comes back first, having lost a tail.
+    const lease = await crashThenBack(
+      zk,
+      [[2, 0], [3, 0], [1, 150]],
+      () => {
+        assert.deepEqual(zk.lease.isr, [1, 2, 3], "the set was not shrunk to the silent leader (before: [1])");
+      },
+      1,
+      29_486,
+    );
+    assert.equal(lease.leaderId, 2, `broker ${lease.leaderId} leads`);
+  }, LEASE_3));
 
 Deno.test("a zookeeper restarted while the leader died: followers that stayed up are elected from at once, not after the outage wait", () =>
   withZookeeper(3, async (zk) => {
-    const view = { epoch: 3, version: 5, isr: [1, 2, 3] };
+    const view = VIEW_3;
     const started = performance.now();
     // Broker 1, the leader in the lease file, never comes back; 2 and 3 reconnect (their processes stayed up).
     const stops = [
@@ -257,4 +277,4 @@ Deno.test("a zookeeper restarted while the leader died: followers that stayed up
     assert.equal(zk.lease.leaderId, 2);
     // Before: the zookeeper's start counted as an outage of the set, and the election waited 10 s for broker 1.
     assert.ok(ms < 5000, `elected after ${ms.toFixed(0)} ms (the outage wait is 10 s)`);
-  }, { epoch: 3, leaderId: 1, host: "127.0.0.1", port: 9001, isr: [1, 2, 3], issuedAt: 0, ttlMs: 1000, version: 5 }));
+  }, LEASE_3));
