@@ -91,7 +91,12 @@ function gzipLevel(value: string): string {
 
 /** `cleanup.policy`: `delete`, `compact`, or both (src/broker/compaction_config.ts reads it). */
 function cleanupPolicy(value: string): string {
-  const items = list(oneOf("compact", "delete"))(value);
+  let items: string;
+  try {
+    items = list(oneOf("compact", "delete"))(value);
+  } catch {
+    throw new Error("must be delete, compact, or compact,delete");
+  }
   if (items === "") throw new Error("must name a policy: delete, compact, or compact,delete");
   return [...new Set(items.split(","))].join(",");
 }
@@ -516,6 +521,9 @@ export function parseTopicConfigs(raw: unknown): Record<string, string> {
   if (pairs.length > MAX_TOPIC_CONFIGS) {
     throw new YakError("INVALID_CONFIG", `at most ${MAX_TOPIC_CONFIGS} configs per topic`);
   }
+  // `--config k=1 --config k=2`: which one was meant is unknown (before, the last was kept without a word).
+  const twice = pairs.find(([key], i) => pairs.findIndex(([k]) => k === key) !== i);
+  if (twice) throw new YakError("INVALID_CONFIG", `config '${twice[0]}' is given more than once`);
   const out: Record<string, string> = {};
   for (const [key, value] of pairs) out[key] = checkConfig(key, value);
   return out;

@@ -93,7 +93,11 @@ Deno.test("every Kafka 3.x topic config is taken with Kafka's check; tiered stor
   );
   assert.deepEqual(parseTopicConfigs({ "cleanup.policy": "compact" }), { "cleanup.policy": "compact" });
   assert.deepEqual(parseTopicConfigs({ "cleanup.policy": "delete, compact" }), { "cleanup.policy": "delete,compact" });
-  assert.throws(() => parseTopicConfigs({ "cleanup.policy": "shred" }), invalid("must be one of compact, delete"));
+  assert.throws(
+    () => parseTopicConfigs({ "cleanup.policy": "shred" }),
+    invalid("must be delete, compact, or compact,delete"),
+  );
+  assert.throws(() => parseTopicConfigs(["retention.ms=1", "retention.ms=2"]), invalid("is given more than once"));
   assert.throws(() => parseTopicConfigs({ "remote.storage.enable": "true" }), invalid("no tiered storage"));
   assert.throws(() => parseTopicConfigs({ "compression.type": "GZIP" }), invalid("must be one of"));
   assert.throws(() => parseTopicConfigs({ "flush.messages": "9223372036854775808" }), invalid("from 1 to"));
