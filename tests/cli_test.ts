@@ -66,6 +66,10 @@ Deno.test("flags: --version, usage errors exit 1 with a hint, Kafka's spellings 
       [["consume", "--topic", "t", "--format", "%q"], /unknown field %q/],
       [["consume", "--topic", "t", "--topic-regex", "t.*"], /--topic or --topic-regex, not both/],
       [
+        ["produce", "--topic", "t", "extra"],
+        /^yak produce: unexpected argument 'extra' \(every value goes after its --flag\)/,
+      ],
+      [
         ["produce", "--topic", "t", "--message", "x", "--tls-ca", new URL("../deno.json", import.meta.url).pathname],
         /^yak produce: --tls-ca .*deno\.json: not a PEM file/,
       ],

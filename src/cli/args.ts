@@ -128,7 +128,12 @@ export function parse(
     return { values: values as Values, positionals };
   } catch (err) {
     const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
-    throw usageError(command, message);
+    // Node's own wording ("Unexpected argument 'x'. This command does not take positional arguments") in ours.
+    const stray = message.match(/^Unexpected argument '(.*)'\. This command does not take positional arguments$/);
+    throw usageError(
+      command,
+      stray ? `unexpected argument '${stray[1]}' (every value goes after its --flag)` : message,
+    );
   }
 }
 
