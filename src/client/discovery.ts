@@ -62,7 +62,9 @@ export interface LeaderAddress extends Address {
 }
 
 /** The advice every "cannot reach the cluster" error ends with. */
-export const CLUSTER_HINT = "is the cluster running? start one with 'yak cluster'";
+export const CLUSTER_HINT =
+  "is the cluster running? start one with 'yak cluster', or name its zookeeper with --zookeeper HOST:PORT " +
+  "(or $YAK_ZOOKEEPER)";
 
 function addr(a: Address): string {
   return `${a.host}:${a.port}`;
@@ -262,10 +264,16 @@ export async function ask(
  */
 export function giveUp(err: YakError, waitedMs: number): YakError {
   if (err.code !== "CONNECTION" && err.code !== "TIMEOUT") return err;
-  const waited = waitedMs >= 1000 ? ` (tried for ${Math.round(waitedMs / 1000)} s)` : "";
+  const tried = `tried for ${Math.round(waitedMs / 1000)} s`;
+  // One parenthesis: "(connection refused; tried for 10 s)", not "(connection refused) (tried for 10 s)".
+  const message = waitedMs < 1000
+    ? err.message
+    : err.message.endsWith(")")
+    ? `${err.message.slice(0, -1)}; ${tried})`
+    : `${err.message} (${tried})`;
   const hint = err.data?.unresolved === true ? "check the host name" : CLUSTER_HINT;
   // Marked, so callers with the same deadline do not retry (and say) it again.
-  return new YakError(err.code, `${err.message}${waited}; ${hint}`, { ...err.data, gaveUp: true });
+  return new YakError(err.code, `${message}; ${hint}`, { ...err.data, gaveUp: true });
 }
 
 /**

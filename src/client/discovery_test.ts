@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { monotonicMs } from "../clock.ts";
 import { YakError } from "../errors.ts";
-import { type FirstContact, retryUntil } from "./discovery.ts";
+import { type FirstContact, giveUp, retryUntil } from "./discovery.ts";
 
 const refused = () =>
   Promise.reject(new YakError("CONNECTION", "cannot connect to x (connection refused)", { refused: true }));
@@ -54,4 +54,15 @@ Deno.test("refusals after the cluster was reached, or while a cluster is startin
   assert.ok(r.ms >= 300, `a starting cluster: ${r.ms} ms`);
   assert.equal(asked, 1, "asked once whether a cluster is starting");
   assert.ok(r.retries > 0, "retrying is said once the wait is for a starting cluster");
+});
+
+Deno.test("giving up: how long it tried goes into the error's one parenthesis, then the advice, naming --zookeeper", () => {
+  const timeout = new YakError("TIMEOUT", "the zookeeper at 127.0.0.1:2181 does not answer (nothing within 1500 ms)");
+  // Before: '(nothing within 1500 ms) (tried for 2 s)'.
+  assert.match(
+    giveUp(timeout, 2000).message,
+    /^the zookeeper at 127\.0\.0\.1:2181 does not answer \(nothing within 1500 ms; tried for 2 s\); is the cluster running\? .*--zookeeper HOST:PORT \(or \$YAK_ZOOKEEPER\)$/,
+  );
+  assert.match(giveUp(new YakError("CONNECTION", "lost"), 3000).message, /^lost \(tried for 3 s\); /);
+  assert.match(giveUp(new YakError("CONNECTION", "lost"), 10).message, /^lost; /);
 });
