@@ -872,6 +872,9 @@ Deno.test("Kafka Produce: a refused request stores nothing and the broker lives;
       ev.setUint32(17, crc32c(empty, 21));
       r = await k.call(0, 7, false, produceBody("small", 0, [empty]));
       assert.equal(produceError(r), 87, "an empty batch");
+      // Offsets that do not run 0..count-1 (deltas 0 and 1, the last said to be 7): before, renumbered and stored.
+      r = await k.call(0, 7, false, produceBody("small", 0, [batch({ lastOffsetDelta: 7 }, ["a", "b"])]));
+      assert.equal(produceError(r), 87, "an offset range other than the count");
       r = await k.call(0, 7, false, produceBody("small", 0, [batch({}, ["kept"])]));
       assert.equal(produceError(r), 0);
       await new Promise((res) => setTimeout(res, 300));

@@ -178,6 +178,15 @@ function decodeProduced(s: BrokerServices, topic: string, bytes: Uint8Array | nu
         : `a partition of a produce request takes exactly one record batch, not ${batches.length}`,
     );
   }
+  const [only] = batches;
+  if (only.lastOffsetDelta !== only.records.length - 1) {
+    // Deltas rise within [0, lastOffsetDelta] (checked while decoding): so they are 0..count-1 exactly when this
+    // holds, as Kafka's LogValidator requires of a client's batch (before, other deltas were renumbered silently).
+    throw new YakError(
+      "INVALID_RECORD",
+      `the record batch's offsets run to delta ${only.lastOffsetDelta} for ${only.records.length} records`,
+    );
+  }
   const inputs: RecordInput[][] = [];
   for (const b of batches) {
     if (b.isControl) {
