@@ -261,7 +261,11 @@ Deno.test("yak kill --leader: only the leader the zookeeper names, of this data 
         const chosen = `broker ${leaderA} was chosen as the leader per the zookeeper at ${a.zkAddr}`;
         const noPid = await yak(["kill", "--leader", ...a.zkFlag, "--data", empty]);
         assert.equal(noPid.code, 1, noPid.stderr);
-        assert.match(noPid.stderr, new RegExp(`no pid file at .*; ${chosen}$`, "m"));
+        // The chosen broker, then the question (before: '...with --data DIR?; broker N was chosen...').
+        assert.match(
+          noPid.stderr,
+          new RegExp(`no pid file at .*; ${chosen}: is broker ${leaderA} running with --data`),
+        );
         const exited = new Deno.Command("true", { stdin: "null", stdout: "null", stderr: "null" }).spawn();
         await exited.status;
         await Deno.mkdir(join(empty, `broker-${leaderA}`));
@@ -272,6 +276,11 @@ Deno.test("yak kill --leader: only the leader the zookeeper names, of this data 
           stale.stderr,
           new RegExp(`is stale \\(pid ${exited.pid} has exited\\); nothing was signalled; ${chosen}$`, "m"),
         );
+        // Pid 1 is init's, said as such (before: 'does not hold a pid').
+        await Deno.writeTextFile(join(empty, `broker-${leaderA}`, "broker.pid"), "1\n");
+        const init = await yak(["kill", "--leader", ...a.zkFlag, "--data", empty]);
+        assert.equal(init.code, 1, init.stderr);
+        assert.match(init.stderr, /holds pid 1 \(the system's init\), not a broker's/);
       } finally {
         await Deno.remove(empty, { recursive: true });
       }

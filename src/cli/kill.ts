@@ -163,11 +163,13 @@ async function brokerPid(target: Target, dataDir: string): Promise<{ pid: number
   } catch {
     throw new YakError(
       "INVALID_ARGUMENT",
-      `no pid file at ${pidFile}: is broker ${id} running with --data ${dataDir}?${chosen(target)}`,
+      `no pid file at ${pidFile}${chosen(target)}: is broker ${id} running with --data ${dataDir}?`,
     );
   }
   if (!Number.isInteger(pid) || pid <= 1) {
-    throw new YakError("INVALID_ARGUMENT", `${pidFile} does not hold a pid${chosen(target)}`);
+    // Pid 1 is the system's init, never a broker: refused, and said so (before: "does not hold a pid").
+    const what = pid === 1 ? "holds pid 1 (the system's init), not a broker's" : "does not hold a pid";
+    throw new YakError("INVALID_ARGUMENT", `${pidFile} ${what}${chosen(target)}`);
   }
   // A pid file outlives its broker after a crash or kill -9, and the pid may since belong to anything.
   const who = await identify(pid, id, dataDir);
