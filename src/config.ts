@@ -340,6 +340,14 @@ export const DEFAULTS = {
   /** Pages connected at once (each holds an event stream). */
   consoleMaxViewers: 64,
   /**
+   * Record-browser queries (`GET /api/records`) the console runs at once;
+   * more are answered 503 at once. Each may read up to 20,000 records
+   * through the zookeeper's process, which elects leaders too: 200 at once
+   * took it from 90 to 500 MB, and every one of them waited 10 s and was
+   * answered "the leader did not answer".
+   */
+  consoleMaxBrowses: 2,
+  /**
    * Connections one plain-HTTP server (the console, a broker's /metrics)
    * keeps at once (src/console/http_front.ts): room for every viewer's event
    * stream and its page's other requests. When full, the oldest connection

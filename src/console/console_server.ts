@@ -128,10 +128,25 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
     historyPoints: DEFAULTS.consoleHistoryPoints,
   });
   const security = await httpSecurity(true);
+  let browsing = 0;
   const routes: Record<string, Route> = {
     "/api/status": async () => json(await feed.status()),
     "/api/events": eventsRoute(feed),
-    "/api/records": (_req, url) => withLeader(opts.zookeeper, () => browseRequestOf(url), browse),
+    "/api/records": async (_req, url) => {
+      if (browsing >= DEFAULTS.consoleMaxBrowses) {
+        return errorReply(
+          "UNAVAILABLE",
+          `the console runs ${DEFAULTS.consoleMaxBrowses} record queries at a time, and that many are running; ` +
+            `retry in a moment`,
+        );
+      }
+      browsing++;
+      try {
+        return await withLeader(opts.zookeeper, () => browseRequestOf(url), browse);
+      } finally {
+        browsing--;
+      }
+    },
     "/api/admin": () =>
       json(
         security.auth === null
@@ -191,17 +206,22 @@ async function withLeader<P, T>(
     }
   } catch (err) {
     const { code, message } = toYakError(err);
-    return respond(JSON.stringify({ error: { code, message } }), statusOf(code), {
-      "content-type": "application/json; charset=utf-8",
-    });
+    return errorReply(code, message);
   }
+}
+
+/** `{"error": {code, message}}` with the status the code calls for. */
+function errorReply(code: string, message: string): Response {
+  return respond(JSON.stringify({ error: { code, message } }), statusOf(code), {
+    "content-type": "application/json; charset=utf-8",
+  });
 }
 
 /** The HTTP status of a refusal: the request's fault, nothing there, the cluster unable now, or a conflict. */
 function statusOf(code: string): number {
   if (["INVALID_ARGUMENT", "INVALID_REQUEST", "INVALID_TOPIC", "INVALID_CONFIG"].includes(code)) return 400;
-  if (["UNKNOWN_TOPIC", "UNKNOWN_PARTITION"].includes(code)) return 404;
-  if (["NO_LEADER", "NOT_LEADER", "CONNECTION", "TIMEOUT"].includes(code)) return 503;
+  if (["UNKNOWN_TOPIC", "UNKNOWN_PARTITION", "GROUP_ID_NOT_FOUND"].includes(code)) return 404;
+  if (["NO_LEADER", "NOT_LEADER", "CONNECTION", "TIMEOUT", "UNAVAILABLE"].includes(code)) return 503;
   return 409;
 }
 

@@ -79,16 +79,23 @@ function bad(message: string): YakError {
   return new YakError("INVALID_ARGUMENT", message);
 }
 
-function wholeNumber(url: URL, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+function wholeNumber(url: URL, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER, min = 0): number {
   const raw = url.searchParams.get(name);
   if (raw === null || raw === "") return fallback;
-  if (!/^\d+$/.test(raw) || Number(raw) > max) throw bad(`${name} must be a whole number from 0 to ${max}`);
+  if (!/^\d+$/.test(raw) || Number(raw) > max || Number(raw) < min) {
+    throw bad(`${name} must be a whole number from ${min} to ${max}`);
+  }
   return Number(raw);
 }
 
-/** A time as ms since the epoch, or an ISO 8601 date. */
+/**
+ * A time as ms since the epoch, or an ISO 8601 date (a date, with a time and
+ * a zone if any): not whatever else Date.parse makes something of ("-5" and
+ * "x 5" were read as May 2001).
+ */
 function timeOf(raw: string | null): number {
-  const ms = raw === null ? NaN : /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
+  const iso = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$/;
+  const ms = raw === null ? NaN : /^\d+$/.test(raw) ? Number(raw) : iso.test(raw) ? Date.parse(raw) : NaN;
   if (!Number.isSafeInteger(ms) || ms < 0) throw bad("time must be ms since the epoch or an ISO 8601 date");
   return ms;
 }
@@ -121,7 +128,7 @@ export function browseRequestOf(url: URL): BrowseRequest {
     offset: from === "offset" ? wholeNumber(url, "offset", 0) : 0,
     timeMs: from === "time" ? timeOf(url.searchParams.get("time")) : 0,
     key,
-    limit: Math.max(1, wholeNumber(url, "limit", 50, MAX_LIMIT)),
+    limit: wholeNumber(url, "limit", 50, MAX_LIMIT, 1),
   };
 }
 
