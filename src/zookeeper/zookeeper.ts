@@ -639,9 +639,15 @@ export class Zookeeper {
       return await this.#noLeader(reason, pick);
     }
     this.#noLeaderSaid = null;
-    this.#outageSince = null;
     const m = this.#members.get(winner)!;
-    const isr = [...new Set([winner, ...pick.keep])].sort((a, b) => a - b);
+    // Ending an outage, a member that holds fewer records than the winner (a lost tail) is not kept in the set: it
+    // joins once it has copied them back. Kept, it counted as in sync while 900 records short (a probe), and could
+    // have been elected had the winner died first. (In a failover the totals heartbeats bring lag: kept as before.)
+    const keep = this.#outageSince === null
+      ? pick.keep
+      : pick.keep.filter((id) => (this.#members.get(id)?.logEndTotal ?? 0) >= m.logEndTotal);
+    this.#outageSince = null;
+    const isr = [...new Set([winner, ...keep])].sort((a, b) => a - b);
     const started = this.#now();
     await this.#commit({
       ...old,
