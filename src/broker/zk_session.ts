@@ -232,6 +232,9 @@ export class ZkSession {
           connectTimeoutMs: this.#o.sessionTimeoutMs,
           onPush: (frame) => {
             if (frame.push === "lease") this.#adopt(frame.lease as Lease);
+            else if (frame.push === "brokers" && Array.isArray(frame.brokers)) {
+              this.#setBrokers(frame.brokers as BrokerInfo[]);
+            }
           },
         });
         const sentAt = this.#now();

@@ -270,6 +270,10 @@ export class Zookeeper {
         fn();
       } catch { /* a watcher's failure is its own */ }
     }
+    // The brokers learn of each other now, not at their next heartbeat: a follower that registered before the
+    // leader named no controller in Kafka's Metadata until then, and sarama's ClusterAdmin gave up (CI, once).
+    const frame = { push: "brokers", brokers: this.#brokerInfos() };
+    for (const m of this.#members.values()) m.session?.push(frame).catch(() => {});
   }
 
   async stop(): Promise<void> {
