@@ -650,13 +650,14 @@ function clip(text: string, n: number): string {
 const lineDecoder = new TextDecoder();
 
 /**
- * A frame the server sends unasked, no reply: the zookeeper's new lease, pushed to every connection registered
- * as a broker, which a fuzzed `register` frame may have made this one.
+ * A frame the server sends unasked, no reply: the zookeeper's new lease or broker list, pushed to every
+ * connection registered as a broker, which a fuzzed `register` frame may have made this one.
  */
 function isPush(line: string): boolean {
   try {
     const f = JSON.parse(line);
-    return typeof f === "object" && f !== null && f.push === "lease" && f.id === undefined && f.ok === undefined;
+    return typeof f === "object" && f !== null && (f.push === "lease" || f.push === "brokers") &&
+      f.id === undefined && f.ok === undefined;
   } catch {
     return false;
   }
