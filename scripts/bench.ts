@@ -41,6 +41,7 @@ import { ackRoundTrips, MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak 
 import { cleanerBench } from "./bench_cleaner.ts";
 import { haveRedis, type RedisRun, redisRun } from "./bench_redis.ts";
 import { txnBench } from "./bench_txn.ts";
+import { feedAtRate, floorRun } from "./latency_floor.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -247,34 +248,6 @@ async function segmentBytes(dir: string): Promise<number> {
 /** VmHWM (peak resident set) of a process, in bytes, or null when it is gone. */
 function peakRss(pid: number): Promise<number | null> {
   return memoryOf(pid, "VmHWM");
-}
-
-/**
- * Feeds `yak produce` at a steady rate: every ~1 ms it writes the records
- * that are due by now, each line made by `line(i, sendTimeMs)`. Stops after
- * `total` records or when `stop.stopped` is set. Returns the count sent.
- */
-async function feedAtRate(
-  writer: WritableStreamDefaultWriter<Uint8Array>,
-  rate: number,
-  total: number,
-  line: (i: number, sentAt: number) => string,
-  stop: { stopped: boolean } = { stopped: false },
-): Promise<number> {
-  const start = clock();
-  let sent = 0;
-  while (sent < total && !stop.stopped) {
-    const due = Math.min(total, Math.floor(((clock() - start) / 1000) * rate));
-    if (due > sent) {
-      const now = clock();
-      let text = "";
-      for (let i = sent; i < due; i++) text += line(i, now);
-      await writer.write(encoder.encode(text));
-      sent = due;
-    }
-    await sleep(1);
-  }
-  return sent;
 }
 
 /** A value of `size` bytes: `prefix`, a space, and filler. */
@@ -897,7 +870,7 @@ type Phase = "throughput" | "latency" | "failover" | "memory" | "disk";
 function phaseOf(figure: string): Phase {
   if (/RSS/.test(figure)) return "memory";
   if (/failover/.test(figure)) return "failover";
-  if (/latency|send to leader|leader append/.test(figure)) return "latency";
+  if (/latency|send to leader|leader append|floor/.test(figure)) return "latency";
   if (/disk|on-disk|log writes/.test(figure)) return "disk";
   return "throughput";
 }
@@ -1103,6 +1076,9 @@ async function main(): Promise<number> {
         latency.maxMs.toFixed(2)
       } ms`,
     );
+    // The machine's own share of that latency: the same hops between processes, with no work at them.
+    const floor = await floorRun(s.latencyRate, s.latencySeconds, s.size);
+    log(`latency floor (the same hops, no work): p50 ${floor.p50Ms.toFixed(2)} ms, p99 ${floor.p99Ms.toFixed(2)} ms`);
     const roundTrip = await roundTripRun(c, s.quick ? 100 : 1000);
     log(`acks=all round trip at low load: p50 ${roundTrip.p50Ms.toFixed(2)} ms, p99 ${roundTrip.p99Ms.toFixed(2)} ms`);
     await sampleRss();
@@ -1196,6 +1172,8 @@ async function main(): Promise<number> {
       { figure: "  send to leader append, p99", value: latency.sendToAppend.p99Ms, unit: "ms", target: "" },
       { figure: "  leader append to receipt, p50", value: latency.appendToReceive.p50Ms, unit: "ms", target: "" },
       { figure: "  leader append to receipt, p99", value: latency.appendToReceive.p99Ms, unit: "ms", target: "" },
+      { figure: "  floor: the same hops, no work, p50", value: floor.p50Ms, unit: "ms", target: "" },
+      { figure: "  floor: the same hops, no work, p99", value: floor.p99Ms, unit: "ms", target: "" },
       { figure: "acks=all round trip at low load, p50", value: roundTrip.p50Ms, unit: "ms", target: "< 3" },
       { figure: "acks=all round trip at low load, p99", value: roundTrip.p99Ms, unit: "ms", target: "" },
       { figure: "failover: kill to new lease epoch, median", value: failover.leaseMedianMs, unit: "ms", target: "" },
@@ -1302,6 +1280,7 @@ async function main(): Promise<number> {
         consume: { recordsPerSec: consumeRate, mbPerSec: median(consumed.map((r) => r.mbPerSec)), runs: consumed },
         redis: redis.length === 0 ? null : { recordsPerSec: medianOf(redis), runs: redis },
         latency,
+        latencyFloor: floor,
         failover,
         rss: Object.fromEntries([...rss].sort(([a], [b]) => a - b).map(([id, bytes]) => [String(id), bytes])),
         rssFirstRun: Object.fromEntries(
