@@ -30,10 +30,12 @@ import { dataModes } from "../files.ts";
 import type { Cleaning } from "./clean_state.ts";
 import { crc32cRange } from "./crc32c.ts";
 import type { ClosedSegment, PartitionLog } from "./partition_log.ts";
-import { type CompactionFields, compactionFieldsAt, intactOffset } from "./record.ts";
+import { type CompactionFields, compactionFieldsAt, type IntactLine, nextIntactLine } from "./record.ts";
 
 const NEWLINE = 10;
 const READ_CHUNK_BYTES = 1024 * 1024;
+/** What {@link nextIntactLine} found of the line being read (one object, reused line after line). */
+const intact: IntactLine = { offset: -1, crc: 0 };
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 /** A key's place in the map: three 32-bit words of its digest and its offset (a float64). */
 const SLOT_BYTES = 20;
@@ -472,8 +474,8 @@ async function eachLine(
       if (lines.length === 0) throw damaged(log, seg, last + 1);
     }
     for (let s = 0; s < lines.length;) {
-      const e = lines.indexOf(NEWLINE, s);
-      const offset = intactOffset(lines, s, e, last + 1, true);
+      const e = nextIntactLine(lines, s, last + 1, true, intact);
+      const offset = intact.offset;
       if (offset < 0 || !compactionFieldsAt(lines, s, e, f)) throw damaged(log, seg, last + 1);
       fn(lines, s, e, f);
       last = offset;

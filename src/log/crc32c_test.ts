@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { crc32c } from "./crc32c.ts";
+import { crc32c, crc32cLine } from "./crc32c.ts";
 import { YakError } from "../errors.ts";
 
 /** One bit at a time: slow and obviously right, to check the sliced tables against. */
@@ -38,4 +38,30 @@ Deno.test("crc32c refuses a range outside the buffer", () => {
   for (const [start, end] of [[-1, 5], [0, 11], [6, 5], [0.5, 4]]) {
     assert.throws(() => crc32c(bytes, start, end), (e) => e instanceof YakError && e.code === "INTERNAL");
   }
+});
+
+Deno.test("crc32cLine finds the newline and the checksum before the tail, for every length, start and tail", () => {
+  let seed = 777;
+  const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+  const out = { crc: -1 };
+  for (let len = 0; len <= 80; len++) {
+    // Bytes that are never a newline, then the newline, then a few more (the next line's start).
+    const bytes = Uint8Array.from({ length: len + 6 }, () => next() | 0x10);
+    bytes[len] = 0x0a;
+    for (let start = 0; start <= Math.min(len, 20); start++) {
+      for (let tail = 0; tail <= 40; tail++) {
+        out.crc = -1;
+        assert.equal(crc32cLine(bytes, start, tail, out), len, `len ${len} start ${start} tail ${tail}`);
+        const stop = Math.max(start, len - tail);
+        assert.equal(out.crc, crc32cBitwise(bytes.subarray(start, stop)), `len ${len} start ${start} tail ${tail}`);
+      }
+    }
+  }
+  // No newline after start: -1, and the checksum is not set.
+  const none = new Uint8Array(50).fill(0x41);
+  out.crc = 5;
+  assert.equal(crc32cLine(none, 0, 18, out), -1);
+  assert.equal(out.crc, 5);
+  none[3] = 0x0a;
+  assert.equal(crc32cLine(none, 4, 18, out), -1, "a newline before start is not this line's");
 });

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { assert, YakError } from "../errors.ts";
 import { EpochCache, type EpochEntry } from "./epoch_cache.ts";
 import { clearLogStart, loadLogStart, saveLogStart } from "./log_start.ts";
-import { firstLineOffset, intactOffset, lastLineOffset, offsetAt, sealLines } from "./record.ts";
+import { firstLineOffset, type IntactLine, lastLineOffset, nextIntactLine, offsetAt, sealLines } from "./record.ts";
 import { recoverLog } from "./recovery.ts";
 import { Segment, segmentStem, UncertainFileError } from "./segment.ts";
 import { type CleanState, saveCleanState } from "./clean_state.ts";
@@ -132,6 +132,9 @@ export interface ClosedSegment {
   dataPath: string;
   id: number;
 }
+
+/** What {@link nextIntactLine} found of the line a disk read checks (one object, reused line after line). */
+const intact: IntactLine = { offset: -1, crc: 0 };
 
 /** A disk read under way (see PartitionLog.#takeFrom). */
 interface DiskRead {
@@ -1123,9 +1126,9 @@ export class PartitionLog {
         out.stop = "end";
         break;
       }
-      const nl = lines.indexOf(NEWLINE, stop);
       // Every line read from disk proves itself before it is served (its checksum, its place).
-      const offset = intactOffset(lines, stop, nl, out.last + 1, this.#gaps);
+      const nl = nextIntactLine(lines, stop, out.last + 1, this.#gaps, intact);
+      const offset = intact.offset;
       if (offset < 0) {
         this.#damaged(seg, out.last + 1, out.count > 0);
         out.stop = "damaged";
@@ -1223,8 +1226,8 @@ export class PartitionLog {
       let at = 0;
       let next = offset;
       while (at <= lastNl) {
-        const nl = chunk.indexOf(NEWLINE, at);
-        const found = intactOffset(chunk, at, nl, next, this.#gaps);
+        const nl = nextIntactLine(chunk, at, next, this.#gaps, intact);
+        const found = intact.offset;
         if (found < 0) {
           // The rest of this segment is re-copied with it when it heals.
           this.#markDamaged(next, seg.dataPath, "scrub");

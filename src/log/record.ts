@@ -33,7 +33,7 @@
  * @module
  */
 import { YakError } from "../errors.ts";
-import { crc32cRange } from "./crc32c.ts";
+import { crc32cLine, crc32cRange, type LineCrc } from "./crc32c.ts";
 import { SEQ_MODULUS, seqAdd } from "./sequence.ts";
 import { strictUtf8 } from "../utf8.ts";
 
@@ -831,7 +831,8 @@ export function offsetAt(b: Uint8Array, s: number): number {
  * The offset of the stored line `b[s, e)` (`e` at its newline) when it is
  * intact ({@link verifyLine}) and in its place: exactly `min` in a log
  * without gaps, `min` or more in one with gaps (a compacted log, where
- * cleaning removed the records between); -1 otherwise.
+ * cleaning removed the records between); -1 otherwise. `crc`, when given,
+ * is the line's checksum as its reader computed it ({@link nextIntactLine}).
  *
  * @example
  * ```ts
@@ -844,10 +845,41 @@ export function offsetAt(b: Uint8Array, s: number): number {
  * assert.equal(intactOffset(line, 0, line.length - 1, 6, true), -1); // behind the line before it
  * ```
  */
-export function intactOffset(b: Uint8Array, s: number, e: number, min: number, gaps: boolean): number {
+export function intactOffset(b: Uint8Array, s: number, e: number, min: number, gaps: boolean, crc?: number): number {
   const claimed = offsetOfLineAt(b, s);
   if (claimed < 0 || claimed < min || (!gaps && claimed !== min)) return -1;
-  return verifyLine(b, s, e, claimed) === "damaged" ? -1 : claimed;
+  return verifyLine(b, s, e, claimed, crc) === "damaged" ? -1 : claimed;
+}
+
+/** What {@link nextIntactLine} found: the line's offset, or -1 when it is damaged or out of place. */
+export interface IntactLine extends LineCrc {
+  offset: number;
+}
+
+/**
+ * The stored line from `s`: returns the index of its newline (-1 when none
+ * follows), and leaves in `out.offset` what {@link intactOffset} says of it
+ * (-1 too for a line with no newline: not a whole line).
+ * Its end and its checksum are found in one pass over its bytes
+ * ({@link crc32cLine}), for the reads from disk that check every line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { nextIntactLine, sealLines } from "./record.ts";
+ * const line = sealLines(new TextEncoder().encode('{"offset":5,"value":"v"}\n'));
+ * const out = { offset: 0, crc: 0 };
+ * assert.equal(nextIntactLine(line, 0, 5, false, out), line.length - 1);
+ * assert.equal(out.offset, 5);
+ * line[12] ^= 1;
+ * nextIntactLine(line, 0, 5, false, out);
+ * assert.equal(out.offset, -1);
+ * ```
+ */
+export function nextIntactLine(b: Uint8Array, s: number, min: number, gaps: boolean, out: IntactLine): number {
+  const e = crc32cLine(b, s, CRC_TAIL_BYTES, out);
+  out.offset = e === -1 ? -1 : intactOffset(b, s, e, min, gaps, out.crc);
+  return e;
 }
 
 /** What the cleaner reads of a stored line (see {@link compactionFieldsAt}); one object, reused line after line. */
@@ -1458,7 +1490,9 @@ const HEX_VALUE: Int8Array = (() => {
  * digits are read after it), "unsealed" when it carries no checksum but
  * parses and names `offset` (a line from before checksums, or one whose
  * checksum field itself was hit), "damaged" otherwise. One check for every
- * reader: reads from disk, the start-up scan and the scrubber.
+ * reader: reads from disk, the start-up scan and the scrubber. `crc`, when
+ * given, is the checksum of `b[s, e)` up to its checksum field, computed by
+ * the caller as it found the line's end ({@link nextIntactLine}).
  *
  * @example
  * ```ts
@@ -1470,7 +1504,13 @@ const HEX_VALUE: Int8Array = (() => {
  * assert.equal(verifyLine(line, 0, line.length - 1, 0), "damaged");
  * ```
  */
-export function verifyLine(b: Uint8Array, s: number, e: number, offset: number): "sealed" | "unsealed" | "damaged" {
+export function verifyLine(
+  b: Uint8Array,
+  s: number,
+  e: number,
+  offset: number,
+  crc?: number,
+): "sealed" | "unsealed" | "damaged" {
   if (e <= s || b[e - 1] !== CLOSE_BRACE) return "damaged";
   const t = e - CRC_TAIL_BYTES;
   if (t > s && endsSealed(b, e)) {
@@ -1480,7 +1520,7 @@ export function verifyLine(b: Uint8Array, s: number, e: number, offset: number):
       if (d < 0) return "damaged";
       want = want * 16 + d;
     }
-    if (crc32cRange(b, s, t) !== want) return "damaged";
+    if ((crc ?? crc32cRange(b, s, t)) !== want) return "damaged";
     let n = 0;
     let at = s + OFFSET_PREFIX.length;
     for (let c = b[at]; c >= 0x30 && c <= 0x39; c = b[++at]) n = n * 10 + (c - 0x30);

@@ -4,9 +4,11 @@ import {
   checkLines,
   encodeBatch,
   encodeMarker,
+  intactOffset,
   keyBytes,
   LineFields,
   MAX_STORED_LINE_BYTES,
+  nextIntactLine,
   parseLines,
   plainValues,
   producerOf,
@@ -659,4 +661,44 @@ Deno.test("writeBatch: records sharing a timestamp, between others and records w
       assert.equal(r.value, records[i].value);
     });
   }
+});
+
+Deno.test("nextIntactLine checks each line as it finds its end: a change at any byte is caught, lines in turn", () => {
+  const lines = sealLines(encoder.encode(encodeBatch(
+    [{ key: "k", value: "a value long enough to take several sixteen-byte steps" }, { key: null, value: "" }, {
+      key: null,
+      value: "x".repeat(300),
+    }],
+    41,
+    2,
+    1763764800123,
+    "p3",
+    9,
+  )));
+  const out = { offset: 0, crc: 0 };
+  const ends: number[] = [];
+  for (let s = 0, want = 41; s < lines.length; want++) {
+    const e = nextIntactLine(lines, s, want, false, out);
+    assert.equal(e, lines.indexOf(10, s));
+    assert.equal(out.offset, want);
+    ends.push(e);
+    s = e + 1;
+  }
+  assert.equal(ends.length, 3);
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] === 10) continue;
+    const hurt = lines.slice();
+    hurt[i] ^= 0x04;
+    const line = ends.findIndex((e) => i < e);
+    const s = line === 0 ? 0 : ends[line - 1] + 1;
+    const e = nextIntactLine(hurt, s, 41 + line, false, out);
+    // The same verdict as the check with a separate search and checksum; a change before the checksum field is caught
+    // (one inside it may leave a line that parses without one: "unsealed", see verifyLine).
+    assert.equal(out.offset, intactOffset(hurt, s, hurt.indexOf(10, s), 41 + line, false), `byte ${i}`);
+    if (i < ends[line] - 18) assert.equal(out.offset, -1, `a change at byte ${i} (line ${line}) is caught`);
+    assert.equal(e, ends[line]);
+  }
+  // Not a whole line: no newline follows, and the offset left by the line before is not kept.
+  assert.equal(nextIntactLine(lines.subarray(0, ends[0]), 0, 41, false, out), -1);
+  assert.equal(out.offset, -1);
 });
