@@ -1369,15 +1369,19 @@ export function plainValues(b: Uint8Array): { values: Uint8Array; ends: Int32Arr
   let o = 0;
   let n = 0;
   while (s < b.length) {
-    // {"offset":N,"epoch":N,"ts":N,  then maybe the append-time flag, then the key and the value.
-    if (!startsAt(b, s, OFFSET_PREFIX) || uintAt(b, s + OFFSET_PREFIX.length, b.length) < 0) return null;
-    if (b[cursor] !== COMMA || !startsAt(b, cursor + 1, EPOCH_FIELD)) return null;
-    if (uintAt(b, cursor + 1 + EPOCH_FIELD.length, b.length) < 0) return null;
-    if (b[cursor] !== COMMA || !startsAt(b, cursor + 1, TS_FIELD)) return null;
-    if (uintAt(b, cursor + 1 + TS_FIELD.length, b.length) < 0 || b[cursor] !== COMMA) return null;
-    let at = cursor + 1;
-    if (startsAt(b, at, LOG_APPEND_TIME)) at += LOG_APPEND_TIME.length;
-    if (startsAt(b, at, KEY_NULL)) at += KEY_NULL.length;
+    // {"offset":N,"epoch":N,"ts":N,  then maybe the append-time flag, then the key and the value. The numbers are
+    // only stepped over (their digits and the comma after them): the values are what is wanted here.
+    if (!startsAt(b, s, OFFSET_PREFIX)) return null;
+    let at = commaAfterDigits(b, s + OFFSET_PREFIX.length);
+    if (at < 0 || !startsAt(b, at + 1, EPOCH_FIELD)) return null;
+    at = commaAfterDigits(b, at + 1 + EPOCH_FIELD.length);
+    if (at < 0 || !startsAt(b, at + 1, TS_FIELD)) return null;
+    at = commaAfterDigits(b, at + 1 + TS_FIELD.length);
+    if (at < 0) return null;
+    at++;
+    // Each field told by one byte first (its name's first letter, or null's n): most lines have neither.
+    if (b[at + 1] === LOWER_L && startsAt(b, at, LOG_APPEND_TIME)) at += LOG_APPEND_TIME.length;
+    if (b[at + 6] === LOWER_N && startsAt(b, at, KEY_NULL)) at += KEY_NULL.length;
     else {
       if (!startsAt(b, at, KEY_TEXT) || plainEnd(b, at + KEY_TEXT.length) < 0) return null;
       at = cursor + 1;
@@ -1398,13 +1402,27 @@ export function plainValues(b: Uint8Array): { values: Uint8Array; ends: Int32Arr
       ends = grown;
     }
     ends[n++] = o;
-    // The rest of the line (producer fields, checksum) is short: a loop beats indexOf's call.
-    at++;
-    while (at < b.length && b[at] !== NEWLINE) at++;
-    if (at === b.length) return null;
-    s = at + 1;
+    // The rest of the line: its producer fields and its checksum (26 to 60 bytes), or just `}` before checksums.
+    const nl = b.indexOf(NEWLINE, at + 1);
+    if (nl === -1) return null;
+    s = nl + 1;
   }
   return { values: values.subarray(0, o), ends: ends.subarray(0, n) };
+}
+
+const LOWER_L = 0x6c;
+const LOWER_N = 0x6e;
+
+/**
+ * The index of the comma after the digits of a whole number at `at` (at
+ * most 16 of them, as a safe integer has), or -1 when anything else comes
+ * first (a sign, a fraction, no digit at all).
+ */
+function commaAfterDigits(b: Uint8Array, at: number): number {
+  const start = at;
+  let c = b[at];
+  while (c >= 0x30 && c <= 0x39) c = b[++at];
+  return at > start && at - start <= 16 && c === COMMA ? at : -1;
 }
 
 /** 1 for a byte that may stand in a stored JSON string without ending it or starting an escape (or a line). */
