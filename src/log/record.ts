@@ -1260,9 +1260,10 @@ function lineInPlace(b: Uint8Array, s: number, e: number, f: LineFields): boolea
   const ts = uintAt(b, cursor + 1 + TS_FIELD.length, e);
   if (ts < 0 || b[cursor] !== COMMA) return false;
   let at = cursor + 1;
-  const logAppendTime = startsAt(b, at, LOG_APPEND_TIME);
+  // Each optional form told by one byte first (as plainValues): most lines have neither.
+  const logAppendTime = b[at + 1] === LOWER_L && startsAt(b, at, LOG_APPEND_TIME);
   if (logAppendTime) at += LOG_APPEND_TIME.length;
-  if (startsAt(b, at, KEY_NULL)) {
+  if (b[at + 6] === LOWER_N && startsAt(b, at, KEY_NULL)) {
     f.keySrc = null;
     at += KEY_NULL.length;
   } else {
@@ -1273,7 +1274,7 @@ function lineInPlace(b: Uint8Array, s: number, e: number, f: LineFields): boolea
     spanInto(f, true, b, from, cursor, text);
     at = cursor + 1;
   }
-  if (startsAt(b, at, VALUE_NULL)) {
+  if (b[at + 9] === LOWER_N && startsAt(b, at, VALUE_NULL)) {
     f.valueSrc = null;
     at += VALUE_NULL.length;
   } else {
