@@ -24,6 +24,7 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
+import { Deadlines } from "../deadlines.ts";
 import { YakError } from "../errors.ts";
 import type { TopicStore } from "./topic_store.ts";
 
@@ -36,7 +37,8 @@ interface Waiter {
   deadlineMs: number;
   resolve: () => void;
   reject: (e: YakError) => void;
-  timer: ReturnType<typeof setTimeout>;
+  /** The partition it waits on. */
+  key: string;
 }
 
 interface Follower {
@@ -123,6 +125,8 @@ export class LeaderState {
   #pendingAdds: number[] = [];
   readonly #followers = new Map<number, Follower>();
   readonly #waiters = new Map<string, Waiter[]>();
+  /** When each waiter times out: one timer for them all (deadlines.ts), not one set and cleared per produce. */
+  readonly #deadlines = new Deadlines<Waiter>((w) => this.#timedOut(w));
   #stopped: YakError | null = null;
   /** The state that took over this one's waiters (the same broker, named leader again). */
   #successor: LeaderState | null = null;
@@ -305,7 +309,7 @@ export class LeaderState {
         keep.push(w);
         continue;
       }
-      clearTimeout(w.timer);
+      this.#deadlines.delete(w);
       // The high watermark may have passed because the set shrank: then the
       // record may be on fewer brokers than promised (Kafka's
       // NOT_ENOUGH_REPLICAS_AFTER_APPEND). The producer retries; its retry is
@@ -388,26 +392,26 @@ export class LeaderState {
     });
   }
 
-  #addWaiter(key: string, w: Omit<Waiter, "timer">): void {
-    const waiter: Waiter = {
-      ...w,
-      timer: setTimeout(() => {
-        const list = this.#waiters.get(key) ?? [];
-        const i = list.indexOf(waiter);
-        if (i !== -1) list.splice(i, 1);
-        waiter.reject(
-          new YakError(
-            "TIMEOUT",
-            w.logStart
-              ? `replicas did not move the log start of ${key} to ${w.offset} in time (in sync: ${this.#isr})`
-              : `replicas did not confirm offset ${w.offset - 1} of ${key} in time (in sync: ${this.#isr})`,
-          ),
-        );
-      }, Math.max(0, w.deadlineMs - monotonicMs())),
-    };
+  #addWaiter(key: string, w: Omit<Waiter, "key">): void {
+    const waiter: Waiter = { ...w, key };
+    this.#deadlines.add(waiter, w.deadlineMs);
     const list = this.#waiters.get(key);
     if (list) list.push(waiter);
     else this.#waiters.set(key, [waiter]);
+  }
+
+  #timedOut(w: Waiter): void {
+    const list = this.#waiters.get(w.key) ?? [];
+    const i = list.indexOf(w);
+    if (i !== -1) list.splice(i, 1);
+    w.reject(
+      new YakError(
+        "TIMEOUT",
+        w.logStart
+          ? `replicas did not move the log start of ${w.key} to ${w.offset} in time (in sync: ${this.#isr})`
+          : `replicas did not confirm offset ${w.offset - 1} of ${w.key} in time (in sync: ${this.#isr})`,
+      ),
+    );
   }
 
   /**
@@ -417,12 +421,10 @@ export class LeaderState {
    */
   adoptWaiters(previous: LeaderState): void {
     for (const [key, list] of previous.#waiters) {
-      for (const w of list) {
-        clearTimeout(w.timer);
-        this.#addWaiter(key, w);
-      }
+      for (const w of list) this.#addWaiter(key, w);
     }
     previous.#waiters.clear();
+    previous.#deadlines.close();
     previous.#successor = this;
     this.#settleWaiters();
   }
@@ -441,7 +443,7 @@ export class LeaderState {
   failWaiters(err: YakError): void {
     for (const list of this.#waiters.values()) {
       for (const w of list) {
-        clearTimeout(w.timer);
+        this.#deadlines.delete(w);
         w.reject(err);
       }
     }

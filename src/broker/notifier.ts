@@ -4,6 +4,7 @@
  * @module
  */
 import { monotonicMs } from "../clock.ts";
+import { Deadlines } from "../deadlines.ts";
 
 /**
  * A broadcast signal with a timeout.
@@ -20,61 +21,27 @@ import { monotonicMs } from "../clock.ts";
  * ```
  */
 export class Notifier {
-  /** Each waiter's resolve, with when it stops waiting (monotonic ms). */
-  #waiters = new Map<() => void, number>();
   /**
-   * One timer for every waiter, armed for the earliest deadline: a timer
-   * per wait cost the leader 5% of its CPU at 10,000 records/s, each of the
-   * followers' and consumers' long polls setting and clearing its own.
+   * Each waiter's resolve, released at its deadline unless a notify comes
+   * first. One timer for every waiter (deadlines.ts), left armed across
+   * notifies: a timer per wait cost the leader 5% of its CPU at 10,000
+   * records/s, and one re-armed at every notify (each append) still
+   * set and cleared a timer per append.
    */
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
+  readonly #waiters = new Deadlines<() => void>((resolve) => resolve());
 
   /** Resolves at the next notify, or after `ms`, whichever comes first. */
   wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const deadline = monotonicMs() + Math.max(0, ms);
-      this.#waiters.set(resolve, deadline);
-      if (deadline < this.#timerAt) this.#arm(deadline);
-    });
+    return new Promise((resolve) => this.#waiters.add(resolve, monotonicMs() + Math.max(0, ms)));
   }
 
   notify(): void {
-    const waiters = [...this.#waiters.keys()];
-    this.#waiters.clear();
-    this.#disarm();
-    for (const w of waiters) w();
+    for (const resolve of this.#waiters.takeAll()) resolve();
   }
 
-  /** Releases every waiter (on shutdown). */
+  /** Releases every waiter (on shutdown), and stops the timer. */
   close(): void {
     this.notify();
-  }
-
-  #arm(at: number): void {
-    clearTimeout(this.#timer);
-    this.#timerAt = at;
-    // Rounded up: a timer fires after whole milliseconds, and one a fraction early would only be armed again.
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, Math.ceil(at - monotonicMs())));
-  }
-
-  #disarm(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
-  }
-
-  /** Releases the waiters whose time is up, and arms the timer for the next. */
-  #expire(): void {
-    this.#disarm();
-    const now = monotonicMs();
-    let next = Infinity;
-    for (const [resolve, deadline] of this.#waiters) {
-      if (deadline <= now) {
-        this.#waiters.delete(resolve);
-        resolve();
-      } else if (deadline < next) next = deadline;
-    }
-    if (next !== Infinity) this.#arm(next);
+    this.#waiters.close();
   }
 }

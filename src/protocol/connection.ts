@@ -3,6 +3,8 @@
  *
  * @module
  */
+import { monotonicMs } from "../clock.ts";
+import { Deadlines } from "../deadlines.ts";
 import { toYakError, YakError } from "../errors.ts";
 import { FrameReader, FrameWriter, withAttachment } from "./frame.ts";
 import { security } from "./security.ts";
@@ -23,7 +25,7 @@ export interface ConnectOptions {
 interface Pending {
   resolve: (v: Record<string, unknown>) => void;
   reject: (e: YakError) => void;
-  timer: ReturnType<typeof setTimeout>;
+  timeoutMs: number;
 }
 
 /**
@@ -79,6 +81,8 @@ export class Connection {
   readonly #conn: Deno.Conn;
   readonly #writer: FrameWriter;
   readonly #pending = new Map<number, Pending>();
+  /** When each pending request times out: one timer for them all (deadlines.ts), not one per request. */
+  readonly #deadlines = new Deadlines<number>((id) => this.#timedOut(id));
   readonly #opts: ConnectOptions;
   #nextId = 1;
   #closed = false;
@@ -216,16 +220,8 @@ export class Connection {
     const json = JSON.stringify({ id, ...body });
     const frame = attachment === undefined ? json : withAttachment(json, attachment.length);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(
-          new YakError(
-            "TIMEOUT",
-            `no answer from ${this.host}:${this.port} in ${timeoutMs} ms`,
-          ),
-        );
-      }, timeoutMs);
-      this.#pending.set(id, { resolve, reject, timer });
+      this.#pending.set(id, { resolve, reject, timeoutMs });
+      this.#deadlines.add(id, monotonicMs() + timeoutMs);
       this.#writer.send(frame, attachment && [attachment]).catch((err) => {
         this.#fail(id, toYakError(err));
       });
@@ -254,8 +250,15 @@ export class Connection {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
-    clearTimeout(p.timer);
+    this.#deadlines.delete(id);
     p.reject(err);
+  }
+
+  #timedOut(id: number): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    p.reject(new YakError("TIMEOUT", `no answer from ${this.host}:${this.port} in ${p.timeoutMs} ms`));
   }
 
   async #readLoop(): Promise<void> {
@@ -277,6 +280,7 @@ export class Connection {
         `connection to ${this.host}:${this.port} lost`,
       );
       for (const id of [...this.#pending.keys()]) this.#fail(id, err);
+      this.#deadlines.close();
       this.#opts.onClose?.();
     }
   }
@@ -297,7 +301,7 @@ export class Connection {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
-    clearTimeout(p.timer);
+    this.#deadlines.delete(id);
     if (frame.ok === true) {
       p.resolve(frame);
     } else {
