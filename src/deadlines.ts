@@ -55,8 +55,13 @@ export class Deadlines<K> {
     return this.#due.size;
   }
 
-  /** Expires `key` at `deadline` unless it is deleted first (a key added again keeps only the new deadline). */
+  /**
+   * Expires `key` at `deadline` unless it is deleted first (a key added again
+   * keeps only the new deadline). NaN counts as now, as a timer's NaN delay
+   * did; Infinity never expires and keeps nothing alive.
+   */
   add(key: K, deadline: number): void {
+    if (Number.isNaN(deadline)) deadline = monotonicMs();
     this.#due.set(key, deadline);
     if (deadline < this.#timerAt) this.#arm(deadline);
     else if (!this.#refed) this.#ref(true);
@@ -91,7 +96,8 @@ export class Deadlines<K> {
     clearTimeout(this.#timer);
     this.#timerAt = at;
     // Rounded up: a timer fires after whole milliseconds, and one a fraction early would only be armed again.
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(at - monotonicMs())));
+    // At most a timer's longest delay (~24.8 days; a longer one fires at once): a later deadline is armed again then.
+    this.#timer = setTimeout(() => this.#fire(), Math.min(MAX_DELAY_MS, Math.max(0, Math.ceil(at - monotonicMs()))));
     this.#refed = true;
   }
 
@@ -107,15 +113,23 @@ export class Deadlines<K> {
     this.#timerAt = Infinity;
     this.#refed = false;
     const now = monotonicMs();
-    const due: K[] = [];
-    let next = Infinity;
-    for (const [key, deadline] of this.#due) {
-      if (deadline <= now) due.push(key);
-      else if (deadline < next) next = deadline;
+    const due: [K, number][] = [];
+    for (const [key, deadline] of this.#due) if (deadline <= now) due.push([key, deadline]);
+    try {
+      for (const [key, deadline] of due) {
+        // Still waiting on that deadline: not deleted, closed or added again by a callback before it.
+        if (this.#due.get(key) !== deadline) continue;
+        this.#due.delete(key);
+        this.#expire(key);
+      }
+    } finally {
+      // For what is left (a callback that threw leaves the rest due: they go at once, in a next firing).
+      let next = Infinity;
+      for (const deadline of this.#due.values()) if (deadline < next) next = deadline;
+      if (next !== Infinity && next < this.#timerAt) this.#arm(next);
     }
-    for (const key of due) this.#due.delete(key);
-    // Armed before the callbacks run: one may add a key (with a later deadline, or an earlier one that re-arms).
-    if (next !== Infinity) this.#arm(next);
-    for (const key of due) this.#expire(key);
   }
 }
+
+/** setTimeout's longest delay (2^31 - 1 ms). */
+const MAX_DELAY_MS = 2 ** 31 - 1;

@@ -53,3 +53,31 @@ Deno.test("Deadlines: a key added by an expiry callback is expired in its turn; 
   await sleep(30);
   assert.deepEqual(expired, ["first", "chained"]);
 });
+
+Deno.test("Deadlines: a callback that deletes, re-adds or closes keys due in the same firing is obeyed", async () => {
+  const expired: [string, number][] = [];
+  const start = monotonicMs();
+  let deleted: boolean | null = null;
+  const d = new Deadlines<string>((key) => {
+    expired.push([key, monotonicMs() - start]);
+    if (key === "a") deleted = d.delete("b"); // b is due in this firing too: it must not expire now
+    if (key === "c") d.add("e", monotonicMs() + 50); // e is due in this firing: only its new deadline counts
+    if (key === "f") d.close();
+  });
+  d.add("a", start + 10);
+  d.add("b", start + 10);
+  d.add("c", start + 10);
+  d.add("e", start + 10);
+  await sleep(40);
+  assert.equal(deleted, true);
+  assert.deepEqual(expired.map(([k]) => k), ["a", "c"]);
+  await sleep(60);
+  assert.deepEqual(expired.map(([k]) => k), ["a", "c", "e"]);
+  assert.ok(expired[2][1] >= 55, `e expired at ${expired[2][1]} ms, before its new deadline`);
+  // close() from a callback: nothing else due then expires.
+  d.add("f", monotonicMs() + 5);
+  d.add("g", monotonicMs() + 5);
+  await sleep(40);
+  assert.deepEqual(expired.map(([k]) => k), ["a", "c", "e", "f"]);
+  assert.equal(d.size, 0);
+});

@@ -567,5 +567,6 @@ export class LeaderState {
   stop(err: YakError): void {
     this.#stopped = err;
     this.failWaiters(err);
+    this.#deadlines.close();
   }
 }
