@@ -269,6 +269,10 @@ export class ReplicaFetcher {
   /** Cuts whatever this replica holds past the point where the leader's log differs. */
   async #truncateToLeader(leader: LeaderEndpoint): Promise<void> {
     const b = this.#b;
+    // Appends this broker queued as the leader land first (or fail): they took their offsets before it stepped
+    // down, and deciding on the log end before them kept records the new leader never had, in an old epoch, at
+    // offsets it filled with others (a leader paused with writes queued: replicas no longer byte-identical).
+    await Promise.all(b.store.all().map((ref) => ref.log.writesSettled()));
     const lastEpochs = new Map<string, number>();
     for (const ref of b.store.all()) {
       // A fenced log cannot be cut: it is reconciled after the restart that recovers it. A log that knows no

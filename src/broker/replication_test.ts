@@ -333,3 +333,37 @@ Deno.test("deleted records: a follower moves its log start where the leader's is
     }
   });
 });
+
+Deno.test("a former leader with appends still queued reconciles on the log they leave: its old epoch's records are cut, not kept beside the new leader's", async () => {
+  await withFollower(async (f, dir) => {
+    const leaderLog = await PartitionLog.open(join(dir, "leader"), LEADER_LOG);
+    try {
+      // The new leader (epoch 3) never had the old one's epoch 2: its records start at 0.
+      for (let i = 0; i < 4; i++) await appendAsLeader(leaderLog, 3, 5);
+      leaderLog.highWatermark = 20;
+      const leader = new FakeLeader(leaderLog);
+      leader.ends.set(KEY, { epoch: 2, endOffset: 0 });
+      // As the old leader, this broker took offsets 0-4 in epoch 2; the write is still queued (its epoch file is
+      // being saved) when the fetcher starts, as in a leader paused (SIGSTOP) with writes queued.
+      const queued = f.log.append(2, 5, (base) =>
+        encodeBatch(
+          Array.from({ length: 5 }, (_, i) => ({ key: null, value: `old ${base + i}` })),
+          base,
+          2,
+          TS,
+          null,
+          0,
+        ));
+      assert.equal(f.log.logEndOffset, 0, "the write has not landed yet");
+      await follow(f, leader, () => leader.fetchWhere((x) => x.offsets.get(KEY) === 20, "from offset 20"));
+      await queued.done;
+      // Before: the log end was read before the write landed (0, nothing to ask), the old records stayed at
+      // offsets 0-4 and the follower fetched from 5: same offsets, other records, another epoch.
+      assert.deepEqual(leader.queries, [{ epoch: 3, lastEpochs: new Map([[KEY, 2]]) }]);
+      assert.equal(await contents(f.log), await contents(leaderLog));
+      assert.deepEqual(f.log.epochs.entries, [[3, 0]]);
+    } finally {
+      await leaderLog.close();
+    }
+  });
+});

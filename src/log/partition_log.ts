@@ -1356,6 +1356,17 @@ export class PartitionLog {
     await saveCleanState(this.dir, this.#cleanState);
   }
 
+  /**
+   * Resolves once every write queued so far has landed or failed (not those
+   * queued later). A leader takes offsets before it writes: a broker that
+   * stepped down with appends still queued (paused with a SIGSTOP, say) has
+   * a log end that grows after it stopped leading, and it must reconcile
+   * with the new leader on the log those writes leave.
+   */
+  writesSettled(): Promise<void> {
+    return this.#writeChain;
+  }
+
   /** Closes file handles; pending writes finish first. */
   async close(): Promise<void> {
     await this.#writeChain;
