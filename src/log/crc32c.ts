@@ -99,8 +99,9 @@ export interface LineCrc {
  *
  * Sixteen bytes a step, as {@link crc32cRange}; a step whose bytes hold a
  * newline is not taken, and the checksum is finished a byte at a time from
- * the last step boundary at or before its end, which is at most two steps
- * back while `tail` is under 16 bytes, else the checksum starts over.
+ * the last step boundary at or before its end. That boundary is at most
+ * two steps back while `tail` is at most 32 bytes (a stored line's is 18);
+ * with a longer tail the checksum starts over from `start`.
  *
  * @example
  * ```ts
