@@ -18,7 +18,9 @@ import { MAIN, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.
 import { Inspector } from "../tests/inspector.ts";
 
 const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]
-                  [--read kcat|yak | --transaction-records N | --write kcat | --rate R]
+                  [--read kcat|yak | --transaction-records N | --write kcat | --rate R] [--warm N]
+  --warm N  first produce N unprofiled runs of the records (acks=all, each into a topic of its
+            own) in the same cluster: how the work changes over a cluster's life
   --write kcat
             profile the brokers while kcat -P writes the records (acks=all, linger.ms=5,
             batch.num.messages=10000: the bench's Kafka path) instead of yak produce
@@ -203,6 +205,21 @@ async function feedAtRate(
   }
 }
 
+/** One unprofiled `yak produce --acks all` of the input into a new topic (--warm). */
+async function warmRun(cluster: TestCluster, topic: string, partitions: number, input: Uint8Array): Promise<void> {
+  const created = await yak(["topics", "--create", topic, "--partitions", String(partitions), ...cluster.zkFlag]);
+  if (created.code !== 0) throw new Error(created.stderr);
+  const producer = new Proc("warm", ["produce", "--topic", topic, "--acks", "all", ...cluster.zkFlag], { stdin: true });
+  try {
+    const writer = producer.child.stdin.getWriter();
+    await writer.write(input);
+    await writer.close();
+    await producer.waitFor(/ acknowledged to /, 600_000);
+  } finally {
+    producer.kill("SIGKILL");
+  }
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -216,6 +233,7 @@ async function main(): Promise<number> {
       "transaction-records": { type: "string" },
       write: { type: "string" },
       rate: { type: "string" },
+      warm: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -248,6 +266,11 @@ async function main(): Promise<number> {
     console.error(`--rate takes records a second, and goes alone\n${USAGE}`);
     return 2;
   }
+  const warm = Number(values.warm ?? 0);
+  if (!(Number.isInteger(warm) && warm >= 0)) {
+    console.error(`--warm takes a count of runs, not '${values.warm}'\n${USAGE}`);
+    return 2;
+  }
   const input = makeInput(records, size);
   const cluster = await TestCluster.start({ brokers: 3, partitions, brokerDenoFlags: ["--inspect=127.0.0.1:0"] });
   const inspectors: { name: string; pid: number; ins: Inspector }[] = [];
@@ -262,6 +285,7 @@ async function main(): Promise<number> {
       ...cluster.zkFlag,
     ]);
     if (created.code !== 0) throw new Error(created.stderr);
+    for (let run = 1; run <= warm; run++) await warmRun(cluster, `warm-${run}`, partitions, input);
     const leader = (await findLeader({ zookeeper: { host: "127.0.0.1", port: cluster.zkPort } })).id;
     for (const [id, proc] of cluster.brokers) {
       inspectors.push({
