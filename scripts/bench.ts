@@ -16,6 +16,11 @@
  *
  * Flags: --records N --size BYTES --partitions P --latency-rate R
  * --latency-seconds S --failover-runs K --runs R --out FILE --quick
+ * --no-sync
+ *
+ * Every timed run starts once the machine's dirty pages are written out
+ * (`sync`, see {@link settleDisk}); `--no-sync` leaves them as the runs before
+ * left them, as the bench did until 2026-12-07.
  *
  * `--cleaner [--cleaner-io-bytes-per-sec N]` measures log compaction
  * instead (scripts/bench_cleaner.ts): the cleaner's MB/s, and producer
@@ -76,11 +81,15 @@ interface Settings {
   /** Measure transactional produce against plain instead (scripts/bench_txn.ts), `rounds` times. */
   txn: boolean;
   transactionRecords: number;
+  /** `sync` before each timed run (settleDisk); false with --no-sync. */
+  sync: boolean;
 }
 
 const USAGE = `deno task bench [--records 1000000] [--size 100] [--partitions 3]
                 [--latency-rate 10000] [--latency-seconds 10] [--failover-runs 3]
-                [--runs 1] [--out FILE] [--quick]
+                [--runs 1] [--out FILE] [--quick] [--no-sync]
+  --no-sync      do not write the machine's dirty pages out (sync) before each timed run: each
+                 run then shares the disk with the writeback of the runs before it
        deno task bench --against REV [--rounds 3] [other flags]
   --against REV  run this checkout and REV (a git revision, in a temporary worktree) in
                  alternation, REV first, --rounds times each; print each figure's median per
@@ -110,6 +119,7 @@ function settingsFrom(args: string[]): Settings {
       "cleaner-io-bytes-per-sec": { type: "string" },
       txn: { type: "boolean" },
       "transaction-records": { type: "string" },
+      "no-sync": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -147,10 +157,49 @@ function settingsFrom(args: string[]): Settings {
       : { cleanerIoBytesPerSec: num("cleaner-io-bytes-per-sec", 0, 0, 2 ** 40) }),
     txn: values.txn === true,
     transactionRecords: num("transaction-records", 10_000, 1, 100_000_000),
+    sync: values["no-sync"] !== true,
   };
 }
 
 // ----------------------------------------------------------------- helpers
+
+/**
+ * Deletes topics once their runs are measured, so that every run starts with
+ * the same files in the page cache. On this machine (a virtual machine whose
+ * kernel reclaims and reports memory to its host) writes grew dearer as the
+ * page cache filled with earlier runs' segments: five 1M-record
+ * `yak produce --acks all` runs into new topics of one cluster went 488k,
+ * 357k, 238k, 262k and 266k records/s, the leader's CPU 1.52 -> 2.67 s a run
+ * (and a fresh producer's 0.8 -> 1.35 us a record, so not yak's own state);
+ * deleting each topic after its run, 467k, 463k, 455k, 471k and 469k
+ * (2026-12-07). A later figure (kcat after the native runs) was measured on
+ * a fuller page cache than the one it is compared with.
+ */
+async function dropTopics(cluster: TestCluster, topics: string[]): Promise<void> {
+  for (const t of topics) await yakOk(["topics", "--delete", t, ...cluster.zkFlag]);
+}
+
+/** Time spent in {@link settleDisk} over the bench, ms. */
+let settledMs = 0;
+
+/**
+ * Writes the machine's dirty pages out before a timed run (`sync`), so that
+ * no run shares the disk with the writeback of the runs before it. A
+ * 1M-record run leaves ~640 MB of dirty pages across the three replicas.
+ * Three benches each way, alternating (2026-12-07): `yak consume` 738k, 729k
+ * and 766k records/s with it against 621k, 663k and 677k without; the
+ * produce figures moved within their noise; the waits came to 1.3 s a bench.
+ */
+async function settleDisk(s: Settings): Promise<void> {
+  if (!s.sync) return;
+  const started = clock();
+  try {
+    await new Deno.Command("sync", { stdin: "null", stdout: "null", stderr: "null" }).output();
+  } catch {
+    // No sync command: the runs go on as with --no-sync.
+  }
+  settledMs += clock() - started;
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -433,6 +482,7 @@ async function kcatRun(
     mbPerSec: (s.records * s.size) / MB / pSeconds,
     producer: null,
   };
+  await settleDisk(s);
   const startedC = clock();
   const consumer = new Deno.Command("kcat", {
     args: ["-C", "-b", boot, "-t", topic, "-o", "beginning", "-e", "-q"],
@@ -1023,6 +1073,7 @@ async function main(): Promise<number> {
       const tOne = `bench-acks-1-${run}`;
       await yakOk(["topics", "--create", tAll, "--partitions", String(s.partitions), ...c.zkFlag]);
       await yakOk(["topics", "--create", tOne, "--partitions", String(s.partitions), ...c.zkFlag]);
+      await settleDisk(s);
       const a = await produceRun(c, tAll, "all", input, s);
       all.push(a);
       log(`run ${run}: produce acks=all: ${a.recordsPerSec.toFixed(0)} records/s (wall ${a.wallSeconds.toFixed(2)} s)`);
@@ -1034,16 +1085,19 @@ async function main(): Promise<number> {
       }
       if (redisOk) {
         // Right after yak's acks=all run, on the same machine state: the yardstick issue 24 names.
+        await settleDisk(s);
         const r = await redisRun(c.dir, s.records, s.size);
         redis.push(r);
         log(`run ${run}: Redis Streams XADD: ${r.recordsPerSec.toFixed(0)} records/s`);
       }
+      await settleDisk(s);
       const o = await produceRun(c, tOne, "1", input, s);
       one.push(o);
       log(`run ${run}: produce acks=1: ${o.recordsPerSec.toFixed(0)} records/s (wall ${o.wallSeconds.toFixed(2)} s)`);
       // acks=1 answers before the followers have the records: let them finish copying, or the consume
       // run shares the machine with 1M records of replication and measures that instead.
       await untilReplicated(c);
+      await settleDisk(s);
       const k = await consumeRun(c, tAll, s);
       consumed.push(k);
       log(`run ${run}: consume: ${k.recordsPerSec.toFixed(0)} records/s (wall ${k.wallSeconds.toFixed(2)} s)`);
@@ -1052,11 +1106,14 @@ async function main(): Promise<number> {
         await sampleRss();
         for (const [id, bytes] of rss) rssFirstRun.set(id, bytes);
       }
+      await dropTopics(c, [tAll, tOne]);
       // After the first-run memory sample: that figure stays the native path's, comparable with earlier runs.
       if (kcatOk) {
         const tKafka = `bench-kafka-${run}`;
         await yakOk(["topics", "--create", tKafka, "--partitions", String(s.partitions), ...c.zkFlag]);
+        await settleDisk(s);
         const kr = await kcatRun(c, tKafka, input, s);
+        await dropTopics(c, [tKafka]);
         kafkaProduced.push(kr.produce);
         kafkaConsumed.push(kr.consume);
         log(
@@ -1070,6 +1127,7 @@ async function main(): Promise<number> {
 
     // 3. Latency.
     log(`latency: ${s.latencyRate} records/s for ${s.latencySeconds} s`);
+    await settleDisk(s);
     const latency = await latencyRun(c, s);
     log(
       `latency: p50 ${latency.p50Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms, max ${
@@ -1077,8 +1135,10 @@ async function main(): Promise<number> {
       } ms`,
     );
     // The machine's own share of that latency: the same hops between processes, with no work at them.
+    await settleDisk(s);
     const floor = await floorRun(s.latencyRate, s.latencySeconds, s.size);
     log(`latency floor (the same hops, no work): p50 ${floor.p50Ms.toFixed(2)} ms, p99 ${floor.p99Ms.toFixed(2)} ms`);
+    await settleDisk(s);
     const roundTrip = await roundTripRun(c, s.quick ? 100 : 1000);
     log(`acks=all round trip at low load: p50 ${roundTrip.p50Ms.toFixed(2)} ms, p99 ${roundTrip.p99Ms.toFixed(2)} ms`);
     await sampleRss();
@@ -1086,6 +1146,7 @@ async function main(): Promise<number> {
 
     // 4. Failover (samples the leader's RSS before each kill).
     log(`failover: ${s.failoverRuns} run(s)`);
+    await settleDisk(s);
     const failover = await failoverRuns(c, s, sampleRss);
     await sampleRss();
     loads.set("failover", (await loadAverage())[0]);
@@ -1093,6 +1154,7 @@ async function main(): Promise<number> {
     // 6. Disk, with the cluster idle.
     const chunkBytes = Math.round(2000 * (bytesPerRecord || 150));
     log(`disk: ${s.diskBytes / 1024 / 1024} MiB in ${chunkBytes}-byte writes`);
+    await settleDisk(s);
     const disk = await diskRun(c.dir, chunkBytes, s.diskBytes);
     await sampleRss();
     loads.set("disk", (await loadAverage())[0]);
@@ -1236,6 +1298,11 @@ async function main(): Promise<number> {
       `Spawn-to-exit times include Deno start-up and discovery: ${startupSeconds.toFixed(2)} s per producer here ` +
       `(spawn-to-exit minus the producer's own time); the producer's summary rate leaves them out.`,
       `Failover times run from the moment this script sees the killed leader exit.`,
+      s.sync
+        ? `Each timed run started after a sync (the disk's dirty pages written out): ${
+          (settledMs / 1000).toFixed(1)
+        } s waited in all, outside every figure.`
+        : `--no-sync: each run shared the disk with the writeback of the runs before it.`,
       ...(redis.length > 0
         ? [
           `Redis yardstick: ${
