@@ -43,7 +43,6 @@ import { Connection } from "../src/protocol/connection.ts";
 import type { TopicStatus } from "../src/protocol/status.ts";
 import { benchAgainst } from "./bench_against.ts";
 import { ackRoundTrips, MAIN, memoryOf, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
-import { runEnv } from "../src/config.ts";
 import { cleanerBench } from "./bench_cleaner.ts";
 import { haveRedis, type RedisRun, redisRun } from "./bench_redis.ts";
 import { txnBench } from "./bench_txn.ts";
@@ -400,7 +399,6 @@ async function consumeRun(cluster: TestCluster, topic: string, s: Settings): Pro
       String(s.records),
       ...cluster.zkFlag,
     ],
-    env: runEnv(),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -566,7 +564,6 @@ async function latencyRun(cluster: TestCluster, s: Settings): Promise<LatencyRes
       String(warm + total),
       ...cluster.zkFlag,
     ],
-    env: runEnv(),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

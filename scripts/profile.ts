@@ -15,7 +15,6 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findLeader } from "../src/client/discovery.ts";
 import { MAIN, PERMS, Proc, readProc, TestCluster, yak } from "../tests/harness.ts";
-import { runEnv } from "../src/config.ts";
 import { Inspector } from "../tests/inspector.ts";
 
 const USAGE = `deno task profile [--records 1000000] [--size 100] [--partitions 3] [--top 25] [--out DIR]
@@ -117,9 +116,7 @@ async function readAll(read: "kcat" | "yak", cluster: TestCluster, records: numb
       "--from-beginning",
       ...cluster.zkFlag,
     ]];
-  // yak consume runs as users run it (RUN_ENV); kcat with its own defaults.
-  const env = read === "yak" ? runEnv() : {};
-  const child = new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" }).spawn();
+  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
   const stderrLines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   let stderr = "";
   let ins: Inspector | null = null;

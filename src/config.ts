@@ -405,53 +405,6 @@ export const DEFAULTS = {
  * `statfs` for the size and free bytes of the file system a broker's data
  * is on (Kafka's DescribeLogDirs).
  */
-/** 64 MiB, for {@link RUN_ENV}. */
-const MALLOC_THRESHOLD_BYTES = String(64 * 1024 * 1024);
-
-/**
- * glibc malloc's settings yak runs with (`yak cluster` children, ./yak,
- * deno.json's tasks, tests and scripts), set in the environment because
- * malloc reads them when the process starts. Every request, stored batch
- * and fetch reply is an ArrayBuffer of up to a few MiB, which glibc maps
- * fresh from the kernel and unmaps again once freed (its threshold for that
- * moves only as high as the largest buffer freed, and it gives back the
- * heap's top whenever twice that is free). So each burst faulted its pages
- * in anew: ~20k page faults in the leader and 14-20k in each follower per
- * 1M records produced, 36-46k in `yak consume` per 1M read, at 3-5 us each
- * on this project's virtual machine. Taken from the heap up to 64 MiB and
- * kept up to 64 MiB free at its top: 13k, 9k and 23k, and in four runs
- * alternating with the defaults (1M records, a fresh `yak cluster` each)
- * produce 540-680k against 499-544k records/s with the leader's CPU 124-148
- * against 146-152 centiseconds, consume 1.01-1.43M against 0.88-1.19M, the
- * leader's peak RSS the same (129-134 against 127-134 MB). A value already
- * in the environment is kept ({@link runEnv}, ./yak), but under deno.json's
- * tasks, which cannot default a variable and set both. A compiled binary
- * cannot set them for itself: its `yak cluster` gives them to its children,
- * and a broker run alone takes them from its environment (docs/GUIDE.md).
- */
-export const RUN_ENV: Readonly<Record<string, string>> = {
-  MALLOC_MMAP_THRESHOLD_: MALLOC_THRESHOLD_BYTES,
-  MALLOC_TRIM_THRESHOLD_: MALLOC_THRESHOLD_BYTES,
-};
-
-/**
- * The {@link RUN_ENV} entries that `env` does not set already: what a child
- * process is given on top of the environment it inherits.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { runEnv } from "./config.ts";
- * assert.deepEqual(runEnv({ MALLOC_TRIM_THRESHOLD_: "0" }), { MALLOC_MMAP_THRESHOLD_: "67108864" });
- * assert.equal(Object.keys(runEnv({})).length, 2);
- * ```
- */
-export function runEnv(env: Record<string, string> = Deno.env.toObject()): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(RUN_ENV)) if (env[k] === undefined) out[k] = v;
-  return out;
-}
-
 export const RUN_FLAGS = [
   "--allow-net",
   "--allow-read",

@@ -9,8 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { eventually, freePortRange, leaseAt, Proc, readProc, TestCluster, withDeadline, yak } from "./harness.ts";
-import { RUN_ENV } from "../src/config.ts";
+import { eventually, freePortRange, leaseAt, Proc, TestCluster, withDeadline, yak } from "./harness.ts";
 
 interface Event {
   ts: string;
@@ -370,42 +369,6 @@ Deno.test("a broker or zookeeper on a port in use names the port and the flag", 
       assert.match(zk.stderr, /another process listens on port \d+; pick another port with --port/);
     } finally {
       await cluster.stop();
-    }
-  });
-});
-
-Deno.test("yak cluster gives its children malloc's settings (RUN_ENV), keeping a value the user set", async () => {
-  await withDeadline(60_000, "cluster children's environment", async () => {
-    const dir = await Deno.makeTempDir({ prefix: "yak-cluster-env-" });
-    const base = freePortRange(2);
-    // Started without one of the two and with the other set by the user (the harness gives both otherwise).
-    const cluster = new Proc("cluster", [
-      "cluster",
-      "--brokers",
-      "1",
-      "--data",
-      dir,
-      "--zookeeper-port",
-      String(base),
-      "--base-port",
-      String(base + 1),
-      "--http-port",
-      "0",
-    ], { wrap: ["env", "-u", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_=12345"] });
-    try {
-      await cluster.waitFor(/^\[cluster\] ready: /, 45_000);
-      const broker = Number((await Deno.readTextFile(join(dir, "broker-1", "broker.pid"))).trim());
-      const zookeeper = Number(
-        (await events(join(dir, "zookeeper", "zookeeper.log"))).findLast((e) => e.event === "started")!.pid,
-      );
-      for (const [name, pid] of [["broker 1", broker], ["the zookeeper", zookeeper]] as const) {
-        const env = (await readProc(`/proc/${pid}/environ`)).split("\0").filter((e) => e.startsWith("MALLOC_"));
-        assert.ok(env.includes(`MALLOC_MMAP_THRESHOLD_=${RUN_ENV.MALLOC_MMAP_THRESHOLD_}`), `${name}: ${env}`);
-        assert.ok(env.includes("MALLOC_TRIM_THRESHOLD_=12345"), `${name}: the user's value kept`);
-      }
-    } finally {
-      await cluster.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   });
 });

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { Producer } from "../src/client/producer.ts";
-import { RUN_FLAGS, runEnv } from "../src/config.ts";
+import { RUN_FLAGS } from "../src/config.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import type { Lease } from "../src/protocol/messages.ts";
 
@@ -108,7 +108,7 @@ export class Proc {
       stdout: "piped",
       stderr: "piped",
       stdin: opts.stdin || opts.pty ? "piped" : "null",
-      env: { ...runEnv(), ...opts.env },
+      env: opts.env,
       cwd: opts.cwd,
     }).spawn();
     this.#pumps = Promise.all([
@@ -303,10 +303,7 @@ export async function run(
  * Runs `yak ARGS` to completion, feeding `stdin`, and kills it after `timeoutMs`.
  */
 export async function yak(args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const out = await run(Deno.execPath(), ["run", ...PERMS, MAIN, ...args], {
-    ...opts,
-    env: { ...runEnv(), ...opts.env },
-  });
+  const out = await run(Deno.execPath(), ["run", ...PERMS, MAIN, ...args], opts);
   return { ...out, stdout: decoder.decode(out.stdout) };
 }
 

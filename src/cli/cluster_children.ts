@@ -9,7 +9,7 @@
 import { fileURLToPath } from "node:url";
 import { monotonicMs } from "../clock.ts";
 import { ask } from "../client/discovery.ts";
-import { RUN_FLAGS, runEnv } from "../config.ts";
+import { RUN_FLAGS } from "../config.ts";
 import type { BrokerInfo, Lease } from "../protocol/messages.ts";
 import { parseHostPort } from "../protocol/connection.ts";
 import { securityEnv } from "./security_flags.ts";
@@ -217,8 +217,7 @@ export class Children {
     // The token and the TLS files, given as flags, reach the children through their environment: a cluster
     // started with --tls-cert serves TLS in every process (its children served plain TCP before, and the
     // cluster's own TLS checks of them never got an answer).
-    // And malloc's settings (RUN_ENV), for a cluster started some other way than ./yak or deno.json's tasks.
-    const env: Record<string, string> = { ...runEnv(), ...securityEnv(), [STOP_ON_STDIN_EOF_ENV]: "1" };
+    const env: Record<string, string> = { ...securityEnv(), [STOP_ON_STDIN_EOF_ENV]: "1" };
     // Their own session: the terminal's Ctrl-C reaches only this process, which stops them in order.
     const proc = new Deno.Command(command, {
       args,
