@@ -851,6 +851,26 @@ export function intactOffset(b: Uint8Array, s: number, e: number, min: number, g
   return verifyLine(b, s, e, claimed, crc) === "damaged" ? -1 : claimed;
 }
 
+/**
+ * The index of the newline that ends the stored line from `s` (-1 when none
+ * follows), with the line's checksum up to its checksum field left in
+ * `out.crc` for {@link verifyLine}: both in one pass ({@link crc32cLine}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sealLines, storedLineEnd, verifyLine } from "./record.ts";
+ * const line = sealLines(new TextEncoder().encode('{"offset":5,"value":"v"}\n'));
+ * const out = { crc: 0 };
+ * const e = storedLineEnd(line, 0, out);
+ * assert.equal(e, line.length - 1);
+ * assert.equal(verifyLine(line, 0, e, 5, out.crc), "sealed");
+ * ```
+ */
+export function storedLineEnd(b: Uint8Array, s: number, out: LineCrc): number {
+  return crc32cLine(b, s, CRC_TAIL_BYTES, out);
+}
+
 /** What {@link nextIntactLine} found: the line's offset, or -1 when it is damaged or out of place. */
 export interface IntactLine extends LineCrc {
   offset: number;
@@ -877,7 +897,7 @@ export interface IntactLine extends LineCrc {
  * ```
  */
 export function nextIntactLine(b: Uint8Array, s: number, min: number, gaps: boolean, out: IntactLine): number {
-  const e = crc32cLine(b, s, CRC_TAIL_BYTES, out);
+  const e = storedLineEnd(b, s, out);
   out.offset = e === -1 ? -1 : intactOffset(b, s, e, min, gaps, out.crc);
   return e;
 }

@@ -5,7 +5,8 @@
  * @module
  */
 import { join } from "node:path";
-import { offsetAt, startsWithOffset, verifyLine } from "./record.ts";
+import { offsetAt, startsWithOffset, storedLineEnd, verifyLine } from "./record.ts";
+import type { LineCrc } from "./crc32c.ts";
 import { dataModes } from "../files.ts";
 import { concatBytes } from "../bytes.ts";
 
@@ -133,6 +134,8 @@ export class Segment {
   #lastIndexedPos = -Infinity;
   #file: Deno.FsFile | null = null;
   #indexFile: Deno.FsFile | null = null;
+  /** Where {@link storedLineEnd} leaves a scanned line's checksum (one object, reused). */
+  readonly #found: LineCrc = { crc: 0 };
   /**
    * An index append failed (or wrote part of an entry): no more entries are
    * appended to the file until it is rewritten whole, so a torn entry stays
@@ -463,24 +466,24 @@ export class Segment {
     gaps: boolean,
   ): Uint8Array | null {
     let from = 0;
-    for (let i = chunk.indexOf(NEWLINE); i !== -1; i = chunk.indexOf(NEWLINE, i + 1)) {
-      let bytes = chunk;
-      let s = from;
-      let e = i;
-      if (carry !== null) {
-        // A line that spans chunks is checked whole, like any other.
-        bytes = concatBytes([carry, chunk.subarray(0, i)]);
-        s = 0;
-        e = bytes.length;
-        carry = null;
-      }
-      if (!this.#scanLine(bytes, s, e, st, interval, gaps)) return null;
+    if (carry !== null) {
+      const i = chunk.indexOf(NEWLINE);
+      if (i === -1) return concatBytes([carry, chunk]);
+      // A line that spans chunks is checked whole, like any other.
+      const whole = concatBytes([carry, chunk.subarray(0, i)]);
+      if (!this.#scanLine(whole, 0, whole.length, st, interval, gaps)) return null;
       st.lineStart = pos + i + 1;
       from = i + 1;
     }
-    const rest = chunk.subarray(from);
-    if (rest.length === 0) return carry;
-    return carry === null ? rest.slice() : concatBytes([carry, rest]);
+    // Each line's end and its checksum in one pass over its bytes (a search for the newline, then the checksum,
+    // took two).
+    const found = this.#found;
+    for (let i = storedLineEnd(chunk, from, found); i !== -1; i = storedLineEnd(chunk, from, found)) {
+      if (!this.#scanLine(chunk, from, i, st, interval, gaps, found.crc)) return null;
+      st.lineStart = pos + i + 1;
+      from = i + 1;
+    }
+    return from === chunk.length ? null : chunk.slice(from);
   }
 
   /**
@@ -488,13 +491,21 @@ export class Segment {
    * (the next offset, or a later one in a log with gaps) or the scan stops
    * (corrupt); framed right but failing its checksum, it is counted as damage.
    */
-  #scanLine(bytes: Uint8Array, s: number, e: number, st: ScanState, interval: number, gaps: boolean): boolean {
+  #scanLine(
+    bytes: Uint8Array,
+    s: number,
+    e: number,
+    st: ScanState,
+    interval: number,
+    gaps: boolean,
+    crc?: number,
+  ): boolean {
     const claimed = e > s && bytes[e - 1] === CLOSE_BRACE ? offsetAt(bytes, s) : -1;
     if (claimed < 0 || claimed <= st.prev || (!gaps && claimed !== st.prev + 1)) {
       st.corrupt = true;
       return false;
     }
-    const verdict = verifyLine(bytes, s, e, claimed);
+    const verdict = verifyLine(bytes, s, e, claimed, crc);
     if (verdict === "unsealed") st.unsealed++;
     if (verdict === "damaged" && st.damagedAt === null) st.damagedAt = claimed;
     if (st.lineStart - this.#lastIndexedPos >= interval) {
