@@ -256,9 +256,7 @@ export class Connection {
 
   #timedOut(id: number): void {
     const p = this.#pending.get(id);
-    if (!p) return;
-    this.#pending.delete(id);
-    p.reject(new YakError("TIMEOUT", `no answer from ${this.host}:${this.port} in ${p.timeoutMs} ms`));
+    if (p) this.#fail(id, new YakError("TIMEOUT", `no answer from ${this.host}:${this.port} in ${p.timeoutMs} ms`));
   }
 
   async #readLoop(): Promise<void> {
