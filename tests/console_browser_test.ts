@@ -295,8 +295,14 @@ Deno.test({
             assert.match(status.stdout, /open-one +Ongoing +p\d+ epoch 0 +(\d+\.\d) s +60\.0 s +txns\/0/);
             const cellsOf = () =>
               [...document.querySelectorAll("#transactions td")].map((td: { textContent: string }) => td.textContent);
+            // The page works the age out when it renders a snapshot (one a second): the first render that lists
+            // the transaction may have come right as it began, and read 0.0 s until the next (a busy CI run read
+            // it so). Awaited: a render of the row showing time since then.
             await page.waitForFunction(
-              () => document.querySelector("#transactions td")?.textContent === "open-one",
+              () => {
+                const tds = [...document.querySelectorAll("#transactions td")];
+                return tds[0]?.textContent === "open-one" && parseFloat(tds[3]?.textContent ?? "") > 0;
+              },
               { timeout: 10_000, polling: 200 },
             );
             const cells: string[] = await page.evaluate(cellsOf);
