@@ -270,3 +270,58 @@ Deno.test("a due marker holds its producer's batches back; one whose write fails
     assert.deepEqual(lines.map((r) => [r.offset, r.marker ?? r.value]), [[0, "commit"], [1, "v0"]]);
   });
 });
+
+Deno.test("an acks=all batch waits for room above the high watermark, until the followers fetch or the wait's end, and never fails for it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yak-partition-ops-" });
+  // Half the hold is 2,000 bytes; each append below is ~1,000.
+  const store = await TopicStore.open(join(dir, "topics"), {
+    segmentBytes: 1 << 20,
+    indexIntervalBytes: 4096,
+    tailHoldBytes: 4000,
+  });
+  const leader = new LeaderState({
+    selfId: 1,
+    epoch: 1,
+    store,
+    isr: [1, 2],
+    replicaLagMs: 60_000,
+    joinWaitMs: 300,
+    onHwChange: () => {},
+  });
+  try {
+    await store.apply({ op: "topic", topic: "t", partitions: 1, createdAt: 0 });
+    const log = store.partition("t", 0);
+    const b = { store, requireLeader: () => leader } as unknown as BrokerContext;
+    const ops = new PartitionOps(b, { changing: () => null } as never);
+    const append = async () => {
+      await log.append(1, 10, (base) => encodeBatch(batch(1, base, 10).records, base, 1, 0, null, 0)).done;
+      leader.updateHw("t/0");
+    };
+    await append();
+    await append();
+    assert.equal(ops.roomToAppend(TP, 10_000), null, "two appends fill half the hold: room for the next");
+    await append();
+    await append();
+    const waiting = ops.roomToAppend(TP, 10_000);
+    assert.ok(waiting !== null, "four appends above the high watermark: the next waits");
+    let done = false;
+    waiting.then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(done, false, "no fetch yet");
+    // The follower fetched up to the end of the second append: two appends above the mark, room again.
+    leader.followerFetched(2, new Map([["t/0", 20]]));
+    await waiting;
+    assert.equal(log.highWatermark, 20);
+    // With no fetch at all, the wait ends at its bound, resolved.
+    await append();
+    await append();
+    const started = performance.now();
+    await ops.roomToAppend(TP, 50);
+    assert.ok(performance.now() - started >= 40, "waited out its bound");
+    assert.equal(log.highWatermark, 20);
+  } finally {
+    leader.stop(new YakError("NOT_LEADER", "test over"));
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -11,6 +11,7 @@
  */
 import type { Acks, AppendResult, ProducedBatch } from "../broker/partition_ops.ts";
 import type { BrokerServices } from "../broker/services.ts";
+import { monotonicMs } from "../clock.ts";
 import { YakError } from "../errors.ts";
 import { RecordRules } from "../broker/record_rules.ts";
 import { checkTopicName } from "../log/names.ts";
@@ -73,12 +74,18 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
   let inLine!: () => void;
   session.ordered = new Promise<void>((resolve) => (inLine = resolve));
   const pending: { name: string; parts: Promise<PartitionResult>[] }[] = [];
+  const startedMs = monotonicMs();
+  const left = () => Math.max(0, timeoutMs - (monotonicMs() - startedMs));
   try {
     for (const t of topics) {
       const parts: Promise<PartitionResult>[] = [];
       for (const p of t.parts) {
         await session.slice.pause();
-        parts.push((await produceOne(ctx, v, acks, timeoutMs, t.name, p.index, p.records)).answer);
+        // An acks=all batch waits while its partition's followers are far behind (see roomToAppend); so does
+        // this connection's next request. The wait counts against the request's timeout.
+        const room = acks === -1 ? s.partitions.roomToAppend({ topic: t.name, partition: p.index }, left()) : null;
+        if (room) await room;
+        parts.push((await produceOne(ctx, v, acks, left(), t.name, p.index, p.records)).answer);
       }
       pending.push({ name: t.name, parts });
     }

@@ -791,6 +791,41 @@ export class PartitionLog {
     }
   }
 
+  /**
+   * The offset the high watermark must reach for the records above it to
+   * fill at most half the tail hold (`tailHoldBytes`); -1 when they fill no
+   * more now, or nothing is held. A leader holds an acks=all batch back
+   * while this is not -1 (see `PartitionOps.roomToAppend`).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PartitionLog } from "./partition_log.ts";
+   * const dir = await Deno.makeTempDir();
+   * const log = await PartitionLog.open(dir, { segmentBytes: 1 << 20, indexIntervalBytes: 4096, tailHoldBytes: 200 });
+   * const line = (base: number) => `{"offset":${base},"epoch":1,"value":"${"v".repeat(47)}"}\n`; // 98 bytes sealed
+   * await log.append(1, 1, line).done;
+   * assert.equal(log.hwToAppend(), -1); // 98 bytes above the high watermark: within half the hold
+   * await log.append(1, 1, line).done;
+   * assert.equal(log.hwToAppend(), 1); // 196: the first record must be replicated first
+   * log.highWatermark = 1;
+   * assert.equal(log.hwToAppend(), -1);
+   * await log.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  hwToAppend(): number {
+    const room = this.#opts.tailHoldBytes / 2;
+    let above = 0;
+    for (let i = this.#tail.length - 1; i >= 0; i--) {
+      const chunk = this.#tail[i];
+      if (chunk.next <= this.#hw) break;
+      above += chunk.bytes.length;
+      if (above > room) return chunk.next;
+    }
+    return -1;
+  }
+
   /** The size past which the active segment rolls (the topic's segment.bytes). */
   get segmentBytes(): number {
     return this.#opts.segmentBytes;
