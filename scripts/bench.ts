@@ -1209,7 +1209,8 @@ async function main(): Promise<number> {
           target: ">= 1.5",
         },
       ]),
-      { figure: "consume (spawn to exit)", value: consumeRate, unit: "records/s", target: ">= 500,000" },
+      // Issue 24's target (the first version's was 500,000).
+      { figure: "consume (spawn to exit)", value: consumeRate, unit: "records/s", target: ">= 1,000,000" },
       { figure: "consume (spawn to exit)", value: median(consumed.map((r) => r.mbPerSec)), unit: "MB/s", target: "" },
       ...(kafkaProduced.length === 0 ? [] : [
         {
@@ -1222,7 +1223,8 @@ async function main(): Promise<number> {
           figure: "  as a share of yak produce acks=all",
           value: 100 * medianOf(kafkaProduced) / allRate,
           unit: "%",
-          target: ">= 80",
+          // Issue 24: the Kafka path at least as fast as the native one (kcat -C has its own, 80% of consume).
+          target: ">= 100",
         },
         {
           figure: "Kafka path: kcat -C -e (spawn to exit)",
@@ -1287,10 +1289,11 @@ async function main(): Promise<number> {
       },
     ];
     const check = (r: Row) => {
-      const m = r.target.match(/^(>=|<=) ([\d,.]+)$/);
+      const m = r.target.match(/^(>=|<=|<|>) ([\d,.]+)$/);
       if (!m || !Number.isFinite(r.value)) return r;
       const t = Number(m[2].replaceAll(",", ""));
-      return { ...r, met: m[1] === ">=" ? r.value >= t : r.value <= t };
+      const met = { ">=": r.value >= t, "<=": r.value <= t, "<": r.value < t, ">": r.value > t }[m[1]];
+      return { ...r, met };
     };
     const table = rows.map(check).map((r) => ({ ...r, load: loads.get(phaseOf(r.figure)) }));
 
