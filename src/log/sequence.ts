@@ -24,7 +24,10 @@ export const SEQ_MODULUS = 2 ** 31;
  * ```
  */
 export function seqAdd(seq: number, n: number): number {
-  return (((seq + n) % SEQ_MODULUS) + SEQ_MODULUS) % SEQ_MODULUS;
+  const sum = seq + n;
+  // Nearly always in range: the two floating-point remainders only for a wrap (they were 6% of a Kafka fetch's
+  // conversion, one step per record).
+  return sum >= 0 && sum < SEQ_MODULUS ? sum : ((sum % SEQ_MODULUS) + SEQ_MODULUS) % SEQ_MODULUS;
 }
 
 /**
