@@ -197,6 +197,11 @@ function countOf(batch: ProducedBatch): number {
 /** A keyless record, for the checks of a batch of lines. */
 const KEYLESS: RecordInput[] = [{ key: null }];
 
+/** The longest an acks=all batch waits for room above its partition's high watermark (see roomToAppend). */
+export const ROOM_WAIT_MAX_MS = 1000;
+/** Partitions remembered with a wait for room that ran out; past it they are forgotten (and may wait once more). */
+const STALLED_KEPT = 10_000;
+
 /** The epoch a transactional batch's lines carry, or null for any other batch. */
 function txnEpochOf(batch: ProducedBatch): number | null {
   return batch.transactional ? batch.producerEpoch : null;
@@ -225,6 +230,8 @@ export class PartitionOps {
    * that opens the next one (this leader's, not replicated state).
    */
   readonly #markersDue = new Map<string, Set<string>>();
+  /** Partitions whose last wait for room ran out, with their high watermark then (see roomToAppend). */
+  readonly #stalled = new Map<string, number>();
 
   constructor(b: BrokerContext, topics: TopicAdmin) {
     this.#b = b;
@@ -281,8 +288,7 @@ export class PartitionOps {
   }
 
   /**
-   * Null when an acks=all batch may go to `tp` now; else a wait (of at most
-   * `maxWaitMs`, never failing: the append then goes ahead) until the
+   * Null when an acks=all batch may go to `tp` now; else a wait until the
    * records above its high watermark fill at most half the tail hold (see
    * `PartitionLog.hwToAppend`). Why: an acks=all batch is acknowledged only
    * once the followers have it, so appending it sooner gains its producer
@@ -294,10 +300,25 @@ export class PartitionOps {
    * queue.buffering.max.messages), 1.1-1.3 s with its default 100,000,
    * 1.6-1.7 s with 300,000, while it read 387 MB back from disk for the
    * followers.
+   *
+   * The wait never fails (the append then goes ahead) and is short: at most
+   * {@link ROOM_WAIT_MAX_MS}, and half of `leftMs` (the request's time left,
+   * so the acknowledgement keeps the other half). A follower that stopped
+   * fetching while still in the set holds the high watermark until it is
+   * dropped; once a wait has run out, the partition's batches wait no more
+   * until its high watermark moves, so the requests queued behind one
+   * another on a connection do not each wait in turn.
    */
-  roomToAppend(tp: TopicPartition, maxWaitMs: number): Promise<void> | null {
+  roomToAppend(tp: TopicPartition, leftMs: number): Promise<void> | null {
     const key = `${tp.topic}/${tp.partition}`;
-    const hw = this.#b.store.byKey(key)?.log.hwToAppend() ?? -1;
+    const log = this.#b.store.byKey(key)?.log;
+    if (!log) return null;
+    const stalledAt = this.#stalled.get(key);
+    if (stalledAt !== undefined) {
+      if (log.highWatermark === stalledAt) return null;
+      this.#stalled.delete(key);
+    }
+    const hw = log.hwToAppend();
     if (hw < 0) return null;
     let leader: LeaderState;
     try {
@@ -305,7 +326,10 @@ export class PartitionOps {
     } catch {
       return null; // the append says why
     }
-    return leader.waitForHw(key, hw, maxWaitMs).catch(() => {});
+    return leader.waitForHw(key, hw, Math.min(ROOM_WAIT_MAX_MS, leftMs / 2)).catch(() => {
+      if (this.#stalled.size >= STALLED_KEPT) this.#stalled.clear();
+      this.#stalled.set(key, log.highWatermark);
+    });
   }
 
   /**

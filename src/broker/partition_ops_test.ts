@@ -273,7 +273,7 @@ Deno.test("a due marker holds its producer's batches back; one whose write fails
 
 Deno.test("an acks=all batch waits for room above the high watermark, until the followers fetch or the wait's end, and never fails for it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "yak-partition-ops-" });
-  // Half the hold is 2,000 bytes; each append below is ~1,000.
+  // Half the hold is 2,000 bytes; each append below is ~730.
   const store = await TopicStore.open(join(dir, "topics"), {
     segmentBytes: 1 << 20,
     indexIntervalBytes: 4096,
@@ -299,7 +299,7 @@ Deno.test("an acks=all batch waits for room above the high watermark, until the 
     };
     await append();
     await append();
-    assert.equal(ops.roomToAppend(TP, 10_000), null, "two appends fill half the hold: room for the next");
+    assert.equal(ops.roomToAppend(TP, 10_000), null, "two appends are within half the hold: room for the next");
     await append();
     await append();
     const waiting = ops.roomToAppend(TP, 10_000);
@@ -312,13 +312,23 @@ Deno.test("an acks=all batch waits for room above the high watermark, until the 
     leader.followerFetched(2, new Map([["t/0", 20]]));
     await waiting;
     assert.equal(log.highWatermark, 20);
-    // With no fetch at all, the wait ends at its bound, resolved.
+    // With no fetch at all, the wait ends at its bound (half the time left), resolved.
     await append();
     await append();
     const started = performance.now();
-    await ops.roomToAppend(TP, 50);
+    await ops.roomToAppend(TP, 100);
     assert.ok(performance.now() - started >= 40, "waited out its bound");
     assert.equal(log.highWatermark, 20);
+    // The high watermark has not moved since: the next batches do not wait again (a stalled follower).
+    assert.equal(ops.roomToAppend(TP, 10_000), null);
+    assert.equal(ops.roomToAppend(TP, 10_000), null);
+    // It moved, and is still far behind: they wait again.
+    leader.followerFetched(2, new Map([["t/0", 30]]));
+    assert.equal(log.highWatermark, 30);
+    const again = ops.roomToAppend(TP, 10_000);
+    assert.ok(again !== null, "a moving high watermark is waited for again");
+    leader.followerFetched(2, new Map([["t/0", 60]]));
+    await again;
   } finally {
     leader.stop(new YakError("NOT_LEADER", "test over"));
     await store.close();

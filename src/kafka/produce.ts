@@ -81,8 +81,8 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
       const parts: Promise<PartitionResult>[] = [];
       for (const p of t.parts) {
         await session.slice.pause();
-        // An acks=all batch waits while its partition's followers are far behind (see roomToAppend); so does
-        // this connection's next request. The wait counts against the request's timeout.
+        // An acks=all batch waits a moment while its partition's followers are far behind (see roomToAppend); so
+        // does this connection's next request. The wait counts against the request's timeout.
         const room = acks === -1 ? s.partitions.roomToAppend({ topic: t.name, partition: p.index }, left()) : null;
         if (room) await room;
         parts.push((await produceOne(ctx, v, acks, left(), t.name, p.index, p.records)).answer);

@@ -153,6 +153,8 @@ interface Chunk {
   bytes: Uint8Array;
   /** Where each line starts, and then the end: found once, by the first read that takes part of the chunk. */
   starts?: Int32Array | null;
+  /** The bytes remembered in this log's tail cache up to and with this chunk, ever (see {@link PartitionLog.hwToAppend}). */
+  upTo: number;
 }
 
 /**
@@ -192,6 +194,8 @@ export class PartitionLog {
   #pending = new Set<{ onVoid: () => void }>();
   #tail: Chunk[] = [];
   #tailBytes = 0;
+  /** Bytes ever remembered in the tail cache: each chunk's `upTo`. */
+  #remembered = 0;
   #listeners = new Set<() => void>();
   #closed = false;
   /** Monotonic ms of the first write into the active segment (for segment.ms). */
@@ -769,7 +773,9 @@ export class PartitionLog {
     await clearLogStart(this.dir);
   }
 
-  #remember(chunk: Chunk): void {
+  #remember(fields: Omit<Chunk, "upTo">): void {
+    this.#remembered += fields.bytes.length;
+    const chunk: Chunk = { ...fields, upTo: this.#remembered };
     this.#tail.push(chunk);
     this.#tailBytes += chunk.bytes.length;
     this.#trimTail();
@@ -815,15 +821,17 @@ export class PartitionLog {
    * ```
    */
   hwToAppend(): number {
+    const tail = this.#tail;
+    if (this.#opts.tailHoldBytes <= 0 || tail.length === 0) return -1;
     const room = this.#opts.tailHoldBytes / 2;
-    let above = 0;
-    for (let i = this.#tail.length - 1; i >= 0; i--) {
-      const chunk = this.#tail[i];
-      if (chunk.next <= this.#hw) break;
-      above += chunk.bytes.length;
-      if (above > room) return chunk.next;
-    }
-    return -1;
+    const end = tail[tail.length - 1].upTo;
+    const before = (c: Chunk) => c.upTo - c.bytes.length;
+    // Two binary searches, not a walk: a producer of small batches leaves thousands of chunks in 4 MiB.
+    // The first chunk not wholly below the high watermark (chunks run in offset order):
+    const above = firstWhere(tail, (c) => c.next > this.#hw);
+    if (above === tail.length || end - before(tail[above]) <= room) return -1;
+    // The newest chunk from which on the cache holds more than `room`: the high watermark must pass it.
+    return tail[firstWhere(tail, (c) => before(c) >= end - room) - 1].next;
   }
 
   /** The size past which the active segment rolls (the topic's segment.bytes). */
@@ -1477,6 +1485,18 @@ function takeIndexed(
     last: lo > first ? chunk.base + lo - 1 : -1,
     complete: lo === stop,
   };
+}
+
+/** The first index of `items` where `test` holds, which holds from some index on (`items.length` if nowhere). */
+function firstWhere<T>(items: readonly T[], test: (item: T) => boolean): number {
+  let lo = 0;
+  let hi = items.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (test(items[mid])) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }
 
 /** Where each of a chunk's `count` lines starts, then its end; null when it does not hold `count` whole lines. */
