@@ -198,7 +198,7 @@ function countOf(batch: ProducedBatch): number {
 const KEYLESS: RecordInput[] = [{ key: null }];
 
 /** The longest an acks=all batch waits for room above its partition's high watermark (see roomToAppend). */
-export const ROOM_WAIT_MAX_MS = 1000;
+const ROOM_WAIT_MAX_MS = 1000;
 /** Partitions remembered with a wait for room that ran out; past it they are forgotten (and may wait once more). */
 const STALLED_KEPT = 10_000;
 
