@@ -261,9 +261,17 @@ export class PartitionOps {
    * each resolving once `acks` is met. Every record of every batch is checked
    * first (one {@link RecordRules.validateBatch} for both protocols), so a
    * request refused for one record stores nothing; the codecs only map the
-   * typed error.
+   * typed error. `startedMs` (`performance.now()`) is when the request's
+   * wait began, for the produce latency metric: a Kafka produce may have
+   * waited for room first (see {@link roomToAppend}).
    */
-  appendBatches(tp: TopicPartition, batches: ProducedBatch[], acks: Acks, timeoutMs: number): Promise<AppendResult>[] {
+  appendBatches(
+    tp: TopicPartition,
+    batches: ProducedBatch[],
+    acks: Acks,
+    timeoutMs: number,
+    startedMs: number = performance.now(),
+  ): Promise<AppendResult>[] {
     const b = this.#b;
     const exists = b.store.has(tp.topic);
     const rules = new RecordRules(
@@ -284,7 +292,7 @@ export class PartitionOps {
     for (const batch of batches) {
       if (batch.producerId !== null) b.producerIds.verify(batch.producerId, batch.producerEpoch);
     }
-    return batches.map((batch) => this.#appendChecked(tp, batch, acks, timeoutMs));
+    return batches.map((batch) => this.#appendChecked(tp, batch, acks, timeoutMs, startedMs));
   }
 
   /**
@@ -348,8 +356,8 @@ export class PartitionOps {
     batch: ProducedBatch,
     acks: Acks,
     timeoutMs: number,
+    startedMs: number,
   ): Promise<AppendResult> {
-    const startedMs = performance.now();
     let code: string | null = null;
     try {
       return await this.#appendBatch(tp, batch, acks, timeoutMs);

@@ -33,7 +33,13 @@ function batch(producer: number, baseSeq: number, n: number): ProducedBatch {
  * once that write has begun).
  */
 async function withOps(
-  fn: (ctx: { ops: PartitionOps; store: TopicStore; writing: Promise<void>; failWrite: () => void }) => Promise<void>,
+  fn: (ctx: {
+    ops: PartitionOps;
+    store: TopicStore;
+    writing: Promise<void>;
+    failWrite: () => void;
+    metrics: BrokerMetrics;
+  }) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "yak-partition-ops-" });
   const store = await TopicStore.open(join(dir, "topics"), { segmentBytes: 1 << 20, indexIntervalBytes: 4096 });
@@ -50,6 +56,7 @@ async function withOps(
   const producers = new ProducerState();
   producers.markReady("t/0");
   const log = new OpLog(join(dir, "broker.log"), "broker-1", false);
+  const metrics = new BrokerMetrics();
   const b = {
     opts: { producerStateScanBytes: 1 << 20, minInsyncReplicas: 1 },
     store,
@@ -57,7 +64,7 @@ async function withOps(
     producers,
     producerIds: { verify: (id: bigint) => `p${id}` },
     failingWrites: new Set<string>(),
-    metrics: new BrokerMetrics(),
+    metrics,
     requireLeader: () => leader,
     leaseValid: () => true,
   } as unknown as BrokerContext;
@@ -77,7 +84,13 @@ async function withOps(
     });
   };
   try {
-    await fn({ ops: new PartitionOps(b, { changing: () => null } as never), store, writing, failWrite: release });
+    await fn({
+      ops: new PartitionOps(b, { changing: () => null } as never),
+      store,
+      writing,
+      failWrite: release,
+      metrics,
+    });
   } finally {
     Segment.prototype.append = original;
     leader.stop(new YakError("NOT_LEADER", "test over"));
@@ -334,4 +347,17 @@ Deno.test("an acks=all batch waits for room above the high watermark, until the 
     await store.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a produce's latency counts from when its request began to wait for room, not from its append", async () => {
+  await withOps(async ({ ops, failWrite, metrics }) => {
+    failWrite(); // the gate of withOps: its first write fails at once
+    await ops.appendBatch(TP, batch(1, 0, 1), 1, 1000).catch(() => {});
+    const before = metrics.produceSeconds.sum;
+    await ops.appendBatches(TP, [batch(1, 0, 1)], 1, 1000, performance.now() - 400)[0];
+    assert.ok(metrics.produceSeconds.sum - before >= 0.4, "the wait before the append is counted");
+    const after = metrics.produceSeconds.sum;
+    await ops.appendBatch(TP, batch(1, 1, 1), 1, 1000);
+    assert.ok(metrics.produceSeconds.sum - after < 0.4, "without a start given, from the call");
+  });
 });

@@ -83,9 +83,11 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
         await session.slice.pause();
         // An acks=all batch waits a moment while its partition's followers are far behind (see roomToAppend); so
         // does this connection's next request. The wait counts against the request's timeout.
+        const waitedFrom = performance.now();
         const room = acks === -1 ? s.partitions.roomToAppend({ topic: t.name, partition: p.index }, left()) : null;
         if (room) await room;
-        parts.push((await produceOne(ctx, v, acks, left(), t.name, p.index, p.records)).answer);
+        const one = { acks, timeoutMs: left(), startedMs: waitedFrom };
+        parts.push((await produceOne(ctx, v, one, t.name, p.index, p.records)).answer);
       }
       pending.push({ name: t.name, parts });
     }
@@ -127,8 +129,7 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
 async function produceOne(
   ctx: KafkaContext,
   v: number,
-  acks: Acks | null,
-  timeoutMs: number,
+  { acks, timeoutMs, startedMs }: { acks: Acks | null; timeoutMs: number; startedMs: number },
   topic: string,
   index: number,
   bytes: Uint8Array | null,
@@ -154,7 +155,7 @@ async function produceOne(
     // Every outcome is awaited, so a batch that fails behind an earlier failure is never an unhandled
     // rejection.
     const settled = Promise.allSettled(
-      s.partitions.appendBatches({ topic, partition: index }, produced, acks, timeoutMs),
+      s.partitions.appendBatches({ topic, partition: index }, produced, acks, timeoutMs, startedMs),
     );
     return { answer: settled.then((outcomes) => answerOf(ctx, topic, result, outcomes)) };
   } catch (err) {
