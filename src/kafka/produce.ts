@@ -81,13 +81,7 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
       const parts: Promise<PartitionResult>[] = [];
       for (const p of t.parts) {
         await session.slice.pause();
-        // An acks=all batch waits a moment while its partition's followers are far behind (see roomToAppend); so
-        // does this connection's next request. The wait counts against the request's timeout.
-        const waitedFrom = performance.now();
-        const room = acks === -1 ? s.partitions.roomToAppend({ topic: t.name, partition: p.index }, left()) : null;
-        if (room) await room;
-        const one = { acks, timeoutMs: left(), startedMs: waitedFrom };
-        parts.push((await produceOne(ctx, v, one, t.name, p.index, p.records)).answer);
+        parts.push((await produceOne(ctx, v, acks, left(), t.name, p.index, p.records)).answer);
       }
       pending.push({ name: t.name, parts });
     }
@@ -129,12 +123,14 @@ export async function produce(ctx: KafkaContext, req: ApiRequest, w: Writer): Pr
 async function produceOne(
   ctx: KafkaContext,
   v: number,
-  { acks, timeoutMs, startedMs }: { acks: Acks | null; timeoutMs: number; startedMs: number },
+  acks: Acks | null,
+  timeoutMs: number,
   topic: string,
   index: number,
   bytes: Uint8Array | null,
 ): Promise<{ answer: Promise<PartitionResult> }> {
   const s = ctx.services;
+  const startedMs = performance.now();
   const result: PartitionResult = { index, error: 0, baseOffset: -1, logStart: -1, logAppendTime: -1, message: null };
   const now = (r: PartitionResult) => ({ answer: Promise.resolve(r) });
   try {
@@ -151,12 +147,16 @@ async function produceOne(
     if (!Number.isInteger(index) || index < 0 || index >= count) {
       return now({ ...result, error: KAFKA.UNKNOWN_TOPIC_OR_PARTITION });
     }
+    // Checked, an acks=all batch waits a moment while its partition's followers are far behind (see
+    // roomToAppend), and so does this connection's next request; the wait counts against the request's timeout.
+    const tp = { topic, partition: index };
+    const room = acks === -1 ? s.partitions.roomToAppend(tp, timeoutMs) : null;
+    if (room) await room;
+    const left = Math.max(0, timeoutMs - (performance.now() - startedMs));
     // Not awaited one by one: each call takes its place in the partition's line at once, in this order.
     // Every outcome is awaited, so a batch that fails behind an earlier failure is never an unhandled
     // rejection.
-    const settled = Promise.allSettled(
-      s.partitions.appendBatches({ topic, partition: index }, produced, acks, timeoutMs, startedMs),
-    );
+    const settled = Promise.allSettled(s.partitions.appendBatches(tp, produced, acks, left, startedMs));
     return { answer: settled.then((outcomes) => answerOf(ctx, topic, result, outcomes)) };
   } catch (err) {
     return now(failure(ctx, topic, result, err));
